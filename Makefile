@@ -1,0 +1,63 @@
+# Two commands on a fresh machine: `make run` (every notebook, local target) and
+# `make test` (the whole test suite). Both set up .venv from the lock file first.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.8
+UV := $(BIN)/uv
+STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+TARGET ?= local
+PYTEST_ARGS ?=
+
+.PHONY: help setup run test lint lock catalog clean sam-validate
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(UV): | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(STAMP): requirements.lock pyproject.toml | $(UV)
+	$(UV) pip sync --quiet --python $(BIN)/python requirements.lock
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 > /dev/null
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(STAMP) $(NODE_STAMP) ## Create .venv and install the pinned dependencies
+
+catalog: setup ## Fetch the real Punk API catalogue (npm punkapi-db@2.6.0, checksum-pinned)
+	$(BIN)/brewops data fetch
+
+run: catalog ## Execute every notebook against the target (TARGET=local|aws)
+	$(BIN)/brewops run --target $(TARGET)
+
+test: catalog ## Run the whole test suite (lint, unit, integration, notebooks)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup ## ruff over .py and .ipynb
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+lock: ## Re-resolve the pinned dependency set (requirements.lock, environment.yml, Lambda requirements)
+	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 --universal \
+		--quiet --custom-compile-command "make lock" -o requirements.lock
+	$(UV) pip compile lib/brewops/lambda-requirements.in --python-version 3.13 \
+		--python-platform x86_64-manylinux_2_28 --quiet --custom-compile-command "make lock" \
+		-o lib/requirements.txt
+	$(BIN)/python -m brewops.lockfiles write-environment
+
+sam-validate: ## `sam validate --lint` from its own virtual environment (aws-sam-cli is heavy)
+	test -x .venv-sam/bin/sam || ($(PYTHON) -m venv .venv-sam && .venv-sam/bin/pip install --quiet aws-sam-cli==1.170.0)
+	.venv-sam/bin/sam validate --lint --template infra/template.yaml --region eu-west-1
+
+clean: ## Remove build outputs and the local target's state
+	rm -rf build .pytest_cache .ruff_cache

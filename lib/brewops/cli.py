@@ -1,0 +1,49 @@
+"""The `brewops` command line. Each command group lives beside the code it drives and is
+imported only when used, so `brewops --help` stays fast."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# name -> "module:attribute" of a click command or group
+COMMANDS = {
+    "data": ("brewops.catalog_cli:data", "Get, crawl or synthesise a Punk API catalogue."),
+    "api": ("brewops.punkapi.cli:api", "Serve the Punk API locally (v2 or v3)."),
+    "local": ("brewops.local.cli:local", "Start, stop and inspect the embedded AWS target."),
+    "stream": ("brewops.streaming_cli:stream", "Produce beers, run the scheduler, drain Firehose."),
+    "validate": ("brewops.validation_cli:validate", "Validate the Glue tables."),
+    "model": ("brewops.model.cli:model", "Train, evaluate and use the IBU model."),
+    "run": ("brewops.runner:run_command", "Execute the notebooks in order with papermill."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        target, _ = COMMANDS[cmd_name]
+        module_name, attr = target.split(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="brewops")
+def main() -> None:
+    """Punk API beers -> Kinesis -> Firehose -> S3 -> Glue -> an IBU model.
+
+    Runs against the embedded AWS emulator (local, the default) or real AWS.
+    """
+
+
+if __name__ == "__main__":
+    main()

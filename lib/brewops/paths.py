@@ -1,0 +1,41 @@
+"""Where the project keeps its files: build outputs, caches and local runtime state."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def repo_root() -> Path:
+    """The checkout this package was installed from (editable install), else the cwd."""
+    env = os.environ.get("BREWOPS_HOME")
+    if env:
+        return Path(env).resolve()
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "pyproject.toml").is_file() and (parent / "infra").is_dir():
+            return parent
+    return Path.cwd()
+
+
+def build_dir() -> Path:
+    return Path(os.environ.get("BREWOPS_BUILD_DIR", repo_root() / "build"))
+
+
+def cache_dir() -> Path:
+    """Downloaded data (the catalogue) lives outside git, shared between checkouts."""
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "brewops"
+    return Path(os.environ.get("BREWOPS_CACHE_DIR", default))
+
+
+def local_state_dir() -> Path:
+    """State of the local target: emulator endpoint, server pids, Firehose checkpoints."""
+    return Path(os.environ.get("BREWOPS_LOCAL_STATE_DIR", build_dir() / "local"))
+
+
+def template_path() -> Path:
+    return repo_root() / "infra" / "template.yaml"
+
+
+def notebooks_dir() -> Path:
+    return repo_root() / "notebooks"

@@ -1,0 +1,37 @@
+"""Key figures a notebook records for `build/run-summary.json`.
+
+The runner tells each notebook where to write through BREWOPS_FIGURES_FILE; a notebook
+run by hand writes beside the build directory under its own name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from brewops.paths import build_dir
+
+FIGURES_ENV = "BREWOPS_FIGURES_FILE"
+
+
+def figures_file(notebook: str | None = None) -> Path:
+    env = os.environ.get(FIGURES_ENV)
+    if env:
+        return Path(env)
+    return build_dir() / "figures" / f"{notebook or 'interactive'}.json"
+
+
+def record(notebook: str | None = None, **figures: Any) -> dict[str, Any]:
+    """Merge `figures` into this notebook's figures file and return everything recorded so far."""
+    path = figures_file(notebook)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    current = json.loads(path.read_text()) if path.exists() else {}
+    current.update(figures)
+    path.write_text(json.dumps(current, indent=2, sort_keys=True, default=str))
+    return current
+
+
+def read(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.exists() else {}
