@@ -1,0 +1,229 @@
+"""Execute the numbered notebooks in order with papermill.
+
+Executed copies go to `build/executed/` (sources are never overwritten) with an HTML
+rendering beside each; the run stops at the first failing notebook and keeps its executed
+copy, because that copy shows where it failed. `build/run-summary.json` records each
+notebook's status, seconds and the key figures it recorded through `brewops.summary`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from brewops import summary
+from brewops.paths import build_dir, notebooks_dir
+
+NOTEBOOK_NAME = re.compile(r"^(\d{2})_[a-z0-9_]+\.ipynb$")
+TARGETS = ("local", "aws")
+
+
+@dataclass
+class NotebookResult:
+    notebook: str
+    status: str  # "ok" | "failed" | "skipped"
+    seconds: float = 0.0
+    executed: str | None = None
+    html: str | None = None
+    error: str | None = None
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunSummary:
+    target: str
+    started_at: str
+    status: str = "running"
+    seconds: float = 0.0
+    parameters: dict[str, Any] = field(default_factory=dict)
+    notebooks: list[NotebookResult] = field(default_factory=list)
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(self), indent=2, default=str) + "\n")
+
+
+class RunFailed(click.ClickException):
+    exit_code = 1
+
+
+def discover(directory: Path | None = None, only: Sequence[str] = ()) -> list[Path]:
+    """Numbered notebooks in order; `only` keeps those whose number (e.g. "03") is listed."""
+    directory = directory or notebooks_dir()
+    found = sorted(p for p in directory.glob("*.ipynb") if NOTEBOOK_NAME.match(p.name))
+    if only:
+        wanted = {n.zfill(2) for n in only}
+        unknown = wanted - {p.name[:2] for p in found}
+        if unknown:
+            raise click.BadParameter(
+                f"no notebook numbered {', '.join(sorted(unknown))} in {directory}",
+                param_hint="--only",
+            )
+        found = [p for p in found if p.name[:2] in wanted]
+    return found
+
+
+def render_html(executed: Path) -> Path:
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
+    html = executed.with_suffix(".html")
+    html.write_text(body, encoding="utf-8")
+    return html
+
+
+@contextlib.contextmanager
+def target_services(target: str) -> Iterator[None]:
+    """The local target brings up the emulator, the Punk API and the stack, and takes
+    down afterwards only what it started itself."""
+    if target != "local":
+        yield
+        return
+    from brewops import local
+
+    state = local.up()
+    try:
+        yield
+    finally:
+        if not state.already_running:
+            local.down()
+
+
+@contextlib.contextmanager
+def _env(**values: str) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def execute(
+    notebooks: Sequence[Path],
+    target: str = "local",
+    parameters: dict[str, Any] | None = None,
+    out_dir: Path | None = None,
+    progress: bool = True,
+) -> RunSummary:
+    """Run `notebooks` in order against `target`; stop at the first failure."""
+    import papermill
+
+    out_dir = out_dir or build_dir()
+    executed_dir = out_dir / "executed"
+    figures_dir = out_dir / "figures"
+    executed_dir.mkdir(parents=True, exist_ok=True)
+    params = {"target": target, **(parameters or {})}
+    run = RunSummary(target=target, started_at=datetime.now(UTC).isoformat(), parameters=params)
+    summary_path = out_dir / "run-summary.json"
+    started = time.perf_counter()
+    failed = False
+    for source in notebooks:
+        name = source.stem
+        if failed:
+            run.notebooks.append(NotebookResult(name, "skipped"))
+            continue
+        executed = executed_dir / source.name
+        figures_file = figures_dir / f"{name}.json"
+        figures_file.unlink(missing_ok=True)
+        result = NotebookResult(name, "ok", executed=str(executed))
+        click.echo(f"==> {source.name} ({target})", err=True)
+        t0 = time.perf_counter()
+        try:
+            with _env(**{summary.FIGURES_ENV: str(figures_file)}):
+                papermill.execute_notebook(
+                    str(source),
+                    str(executed),
+                    parameters=params,
+                    kernel_name="python3",
+                    cwd=str(source.parent),
+                    progress_bar=progress,
+                )
+        except Exception as exc:  # papermill raises on any failing cell; keep the copy
+            result.status = "failed"
+            result.error = _first_line(exc)
+            failed = True
+        result.seconds = round(time.perf_counter() - t0, 2)
+        result.figures = summary.read(figures_file)
+        if executed.exists():
+            result.html = str(render_html(executed))
+        run.notebooks.append(result)
+        click.echo(f"    {result.status} in {result.seconds:.1f} s", err=True)
+        run.write(summary_path)
+    run.status = "failed" if failed else "ok"
+    run.seconds = round(time.perf_counter() - started, 2)
+    run.write(summary_path)
+    return run
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    # papermill's message ends with the exception line, which is the useful one
+    return lines[-1] if lines else type(exc).__name__
+
+
+def _parse_value(raw: str) -> Any:
+    """Parameter values are YAML scalars, as with papermill's own `-p`."""
+    return yaml.safe_load(raw)
+
+
+@click.command("run")
+@click.option(
+    "--target",
+    type=click.Choice(TARGETS),
+    default="local",
+    show_default=True,
+    help="local: the embedded AWS emulator and Punk API server; aws: the deployed stack.",
+)
+@click.option("--only", multiple=True, metavar="NN", help="Run only notebook NN (repeatable).")
+@click.option(
+    "-p",
+    "--parameter",
+    "parameters",
+    type=(str, str),
+    multiple=True,
+    metavar="NAME VALUE",
+    help="Override a notebook parameter in every notebook (value parsed as YAML).",
+)
+@click.option("--no-progress", is_flag=True, help="Hide papermill's per-cell progress bars.")
+def run_command(
+    target: str, only: tuple[str, ...], parameters: tuple[tuple[str, str], ...], no_progress: bool
+) -> None:
+    """Execute the notebooks in order into build/executed/ and write build/run-summary.json.
+
+    Stops at the first failing notebook and keeps its executed copy. With the local target
+    the emulator, the Punk API server and the stack are brought up first and taken down
+    afterwards (unless they were already running).
+    """
+    notebooks = discover(only=only)
+    if not notebooks:
+        raise click.ClickException(f"no numbered notebooks found in {notebooks_dir()}")
+    params = {name: _parse_value(value) for name, value in parameters}
+    with target_services(target):
+        run = execute(notebooks, target=target, parameters=params, progress=not no_progress)
+    click.echo(f"run summary: {build_dir() / 'run-summary.json'}")
+    for nb in run.notebooks:
+        click.echo(f"  {nb.status:8} {nb.seconds:7.1f} s  {nb.notebook}")
+    if run.status != "ok":
+        failed = next(nb for nb in run.notebooks if nb.status == "failed")
+        raise RunFailed(
+            f"{failed.notebook} failed: {failed.error}\n"
+            f"  its executed copy (with the failing cell) is {failed.executed}"
+        )

@@ -1,0 +1,145 @@
+"""Project hygiene: lint, stripped notebooks, notebook conventions, pinned environments,
+secrets, and light Lambda packages."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from brewops import lockfiles
+from brewops.paths import repo_root
+from brewops.runner import NOTEBOOK_NAME, discover
+
+ROOT = repo_root()
+NOTEBOOKS = discover(ROOT / "notebooks")
+BIN = Path(sys.executable).parent
+
+
+def _tracked(*patterns: str) -> list[str]:
+    out = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", *patterns],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )
+    return [line for line in out.stdout.splitlines() if (ROOT / line).exists()]
+
+
+def test_ruff_lints_python_and_notebooks():
+    result = subprocess.run([BIN / "ruff", "check", "."], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format_is_clean():
+    result = subprocess.run(
+        [BIN / "ruff", "format", "--check", "."], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_there_are_numbered_notebooks():
+    names = [nb.name for nb in NOTEBOOKS]
+    assert names, "no numbered notebooks"
+    assert all(NOTEBOOK_NAME.match(n) for n in names)
+    assert len({n[:2] for n in names}) == len(names), "two notebooks share a number"
+    assert not [p.name for p in (ROOT / "notebooks").glob("*.ipynb") if p not in NOTEBOOKS], (
+        "notebooks must be named NN_verb_object.ipynb"
+    )
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_committed_without_outputs(notebook: Path):
+    nb = json.loads(notebook.read_text())
+    dirty = [i for i, c in enumerate(nb["cells"]) if c.get("outputs") or c.get("execution_count")]
+    assert not dirty, f"{notebook.name}: cells {dirty} carry outputs; run nbstripout"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_follows_the_conventions(notebook: Path):
+    cells = json.loads(notebook.read_text())["cells"]
+    intro = "".join(cells[0]["source"])
+    assert cells[0]["cell_type"] == "markdown" and intro.startswith("# "), "H1 title first"
+    badge = f"colab.research.google.com/github/brewops/brewops/blob/main/notebooks/{notebook.name}"
+    assert badge in intro, "Colab badge must open this notebook"
+    for section in ("## Overview", "## What you need", "## Costs"):
+        assert section in intro, f"missing {section!r}"
+
+    tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged `parameters`"
+    tree = ast.parse("".join(tagged[0]["source"]))
+    for node in tree.body:
+        assert isinstance(node, ast.Assign | ast.AnnAssign), "parameters cell holds assignments only"
+        value = node.value
+        ast.literal_eval(value)  # raises if a parameter is not a literal
+    assert any(
+        isinstance(n, ast.Assign) and any(getattr(t, "id", None) == "target" for t in n.targets)
+        for n in tree.body
+    ), "every notebook takes a `target` parameter"
+
+    for i, cell in enumerate(cells):
+        if cell["cell_type"] != "code":
+            continue
+        source = "".join(cell["source"])
+        if source.lstrip().startswith(("%", "!")):
+            pytest.fail(f"cell {i}: shell/magic lines do not run under papermill everywhere")
+        defined = [
+            n.name
+            for n in ast.walk(ast.parse(source))
+            if isinstance(n, ast.FunctionDef | ast.ClassDef)
+        ]
+        assert not defined, f"cell {i} defines {defined}: logic belongs in the package"
+
+
+def test_environment_yml_pins_exactly_the_lock():
+    lock = lockfiles.lock_pins()
+    env = lockfiles.environment_pins()
+    assert env == lock, {
+        "only in lock": sorted(set(lock) - set(env)),
+        "only in environment.yml": sorted(set(env) - set(lock)),
+        "different": sorted(k for k in set(lock) & set(env) if lock[k] != env[k]),
+    }
+
+
+def test_the_environment_is_installed_from_the_lock():
+    from importlib.metadata import version
+
+    pins = lockfiles.lock_pins()
+    for name in ("boto3", "moto", "pandas", "papermill", "nbval", "scikit-learn", "awswrangler"):
+        assert version(name) == pins[name], f"{name} drifted from requirements.lock"
+
+
+def test_no_secrets_in_the_repository():
+    files = [
+        f for f in _tracked()
+        if not f.endswith((".lock", "package-lock.json", "requirements.txt", ".ipynb"))
+    ]
+    result = subprocess.run(
+        [BIN / "detect-secrets", "scan", *files], cwd=ROOT, capture_output=True, text=True,
+        check=True,
+    )
+    found = json.loads(result.stdout)["results"]
+    assert not found, f"possible secrets: {found}"
+
+
+def test_lambda_handlers_do_not_import_heavy_libraries():
+    code = (
+        "import sys\n"
+        "import brewops.lambdas.transform.app, brewops.lambdas.producer.app\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'pandas', 'numpy', 'sklearn', 'pyarrow', 'matplotlib', 'awswrangler'})\n"
+        "print(','.join(heavy))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, env={"AWS_DEFAULT_REGION": "us-east-1", "PATH": ""})
+    assert result.stdout.strip() == "", f"Lambda handlers import {result.stdout.strip()}"
+
+
+@pytest.mark.parametrize("group", ["", "data", "api", "local", "stream", "validate", "model", "run"])
+def test_every_command_has_help(group: str):
+    args = [BIN / "brewops", *([group] if group else []), "--help"]
+    result = subprocess.run(args, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "Usage:" in result.stdout

@@ -1,0 +1,73 @@
+"""The notebook runner: order, parameters, figures, HTML, and stopping at a failure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import nbformat
+import pytest
+
+from brewops.runner import _parse_value, discover, execute
+
+
+def _notebook(path: Path, *sources: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('target = "nowhere"\nvalue = 1')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# t"), params]
+    nb.cells += [nbformat.v4.new_code_cell(s) for s in sources]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture()
+def notebooks(tmp_path: Path) -> Path:
+    src = tmp_path / "notebooks"
+    src.mkdir()
+    _notebook(
+        src / "01_first_step.ipynb",
+        "from brewops import summary\nsummary.record(seen_target=target, value=value * 2)",
+    )
+    _notebook(src / "02_breaks_here.ipynb", "raise ValueError('the second notebook fails')")
+    _notebook(src / "03_never_reached.ipynb", "print('unreachable')")
+    (src / "scratch.ipynb").write_text("{}")  # not numbered: not part of a run
+    return src
+
+
+def test_discover_keeps_numbered_notebooks_in_order(notebooks: Path):
+    assert [p.name[:2] for p in discover(notebooks)] == ["01", "02", "03"]
+    assert [p.name[:2] for p in discover(notebooks, only=["3", "01"])] == ["01", "03"]
+    with pytest.raises(click.BadParameter, match="07"):
+        discover(notebooks, only=["07"])
+
+
+def test_a_failing_notebook_stops_the_run_and_is_kept(notebooks: Path, tmp_path: Path):
+    out = tmp_path / "build"
+    run = execute(discover(notebooks), target="local", parameters={"value": 21}, out_dir=out,
+                  progress=False)
+
+    assert run.status == "failed"
+    first, second, third = run.notebooks
+    assert (first.status, second.status, third.status) == ("ok", "failed", "skipped")
+    assert first.figures == {"seen_target": "local", "value": 42}
+    assert "the second notebook fails" in second.error
+    kept = nbformat.read(second.executed, as_version=4)
+    assert any(o.get("ename") == "ValueError" for c in kept.cells for o in c.get("outputs", []))
+    assert Path(second.html).read_text().count("the second notebook fails") >= 1
+    assert not (out / "executed" / "03_never_reached.ipynb").exists()
+    assert not (notebooks / "01_first_step.ipynb").read_text().count("outputs\": [{")
+
+    written = json.loads((out / "run-summary.json").read_text())
+    assert written["status"] == "failed"
+    assert [nb["status"] for nb in written["notebooks"]] == ["ok", "failed", "skipped"]
+    assert written["notebooks"][0]["seconds"] > 0
+
+
+def test_parameter_values_are_yaml_scalars():
+    assert _parse_value("3") == 3
+    assert _parse_value("0.5") == 0.5
+    assert _parse_value("null") is None
+    assert _parse_value("http://127.0.0.1:8080/v2") == "http://127.0.0.1:8080/v2"
