@@ -1,7 +1,9 @@
-"""Shared fixtures live in tests/fixtures/, one module per area."""
+"""Shared fixtures live in tests/fixtures/, one module per area; each is a pytest plugin."""
 
-pytest_plugins = [
-    "fixtures.punkapi",
-    "fixtures.local",
-    "fixtures.streaming",
-]
+from pathlib import Path
+
+pytest_plugins = sorted(
+    f"fixtures.{path.stem}"
+    for path in (Path(__file__).parent / "fixtures").glob("*.py")
+    if path.stem != "__init__"
+)
