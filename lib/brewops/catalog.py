@@ -1,0 +1,232 @@
+"""The Punk API catalogue: the real BrewDog DIY Dog recipes, fetched, checked and cached.
+
+The catalogue is the npm package `punkapi-db` (2.6.0): its `data.json` holds the 325 v2 beers.
+It is fetched with `npm pack`, checked against a pinned sha256 and cached outside git.
+Catalogue files in the v3 shape (`image` instead of `image_url`) are read too.
+
+No pandas here: the producer Lambda imports this module through the client.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import posixpath
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from brewops import paths
+
+NPM_PACKAGE = "punkapi-db"
+NPM_VERSION = "2.6.0"
+CATALOG_SHA256 = "609728c9e7b5c03aeb73e87d6b0932e1e97f2968397cc97292db93c0ca8cc500"
+CATALOG_MEMBER = "package/data.json"
+CATALOG_FILENAME = f"{NPM_PACKAGE}-{NPM_VERSION}.json"
+EXPECTED_BEERS = 325
+NPM_TIMEOUT_SECONDS = 300
+
+
+class CatalogError(RuntimeError):
+    """The catalogue could not be obtained or read; the message says what to do."""
+
+
+def cached_catalog_path(cache_dir: Path | None = None) -> Path:
+    return (cache_dir or paths.cache_dir()) / CATALOG_FILENAME
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def fetch_catalog(
+    *,
+    force: bool = False,
+    cache_dir: Path | None = None,
+    expected_sha256: str = CATALOG_SHA256,
+) -> Path:
+    """Return the path of the cached catalogue, fetching it with `npm pack` if needed.
+
+    A cached file is trusted only while its checksum matches; otherwise it is fetched again.
+    The file appears in the cache in one atomic rename, so a failure leaves nothing behind.
+    """
+    cache_dir = cache_dir or paths.cache_dir()
+    target = cached_catalog_path(cache_dir)
+    if not force and target.is_file():
+        if sha256_of(target.read_bytes()) == expected_sha256:
+            return target
+        target.unlink()  # tampered or damaged: fetch a good copy instead of serving it
+
+    npm = shutil.which("npm")
+    if npm is None:
+        raise CatalogError(
+            "npm was not found on PATH. Install Node.js (which brings npm) and run "
+            "`brewops data fetch` again, or pass a catalogue file you already have with "
+            "--catalog FILE."
+        )
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    spec = f"{NPM_PACKAGE}@{NPM_VERSION}"
+    # The scratch directory lives inside the cache so the final rename stays on one filesystem.
+    with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".fetch-") as scratch:
+        tarball = _npm_pack(npm, spec, Path(scratch))
+        data = _read_member(tarball, spec)
+        actual = sha256_of(data)
+        if actual != expected_sha256:
+            raise CatalogError(
+                f"Checksum mismatch for {CATALOG_MEMBER} in {spec}: expected sha256 "
+                f"{expected_sha256}, got {actual}. The package on the registry (or a proxy "
+                "in between) does not hold the pinned catalogue; nothing was cached. Check "
+                "your npm registry setting (`npm config get registry`) and try again, or "
+                "pass a catalogue file with --catalog FILE."
+            )
+        _parse_catalog_bytes(data, source=f"{spec}:{CATALOG_MEMBER}")
+        partial = Path(scratch) / CATALOG_FILENAME
+        partial.write_bytes(data)
+        os.replace(partial, target)
+    return target
+
+
+def _npm_pack(npm: str, spec: str, workdir: Path) -> Path:
+    try:
+        result = subprocess.run(
+            [npm, "pack", spec, "--silent"],
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            timeout=NPM_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise CatalogError(
+            f"`npm pack {spec}` did not finish within {NPM_TIMEOUT_SECONDS} s. "
+            "Check the network connection to the npm registry and try again."
+        ) from exc
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()[-5:]
+        raise CatalogError(
+            f"`npm pack {spec}` failed (exit {result.returncode}): {' '.join(detail)}. "
+            "Check the network connection to the npm registry and try again."
+        )
+    tarballs = sorted(workdir.glob("*.tgz"))
+    if not tarballs:
+        raise CatalogError(f"`npm pack {spec}` produced no tarball in {workdir}.")
+    return tarballs[0]
+
+
+def _read_member(tarball: Path, spec: str) -> bytes:
+    try:
+        with tarfile.open(tarball, "r:gz") as archive:
+            member = archive.extractfile(CATALOG_MEMBER)
+            if member is None:
+                raise KeyError(CATALOG_MEMBER)
+            return member.read()
+    except (tarfile.TarError, OSError, EOFError, KeyError) as exc:
+        raise CatalogError(
+            f"The tarball of {spec} is corrupt or lacks {CATALOG_MEMBER} ({exc}). "
+            "Clear npm's cache (`npm cache clean --force`) and run `brewops data fetch` again."
+        ) from exc
+
+
+def default_catalog_path() -> Path:
+    """The real catalogue, fetched on first use."""
+    return fetch_catalog()
+
+
+def _parse_catalog_bytes(data: bytes, source: str) -> list[dict[str, Any]]:
+    try:
+        beers = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CatalogError(
+            f"{source} is not valid JSON ({exc}). Fetch it again (`brewops data fetch --force`) "
+            "or point --catalog at a good file."
+        ) from exc
+    if not isinstance(beers, list) or not all(
+        isinstance(b, dict) and isinstance(b.get("id"), int) for b in beers
+    ):
+        raise CatalogError(
+            f"{source} is not a Punk API catalogue: expected a JSON array of beers, each "
+            "with an integer id."
+        )
+    return beers
+
+
+def load_catalog(path: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
+    """Beers from a catalogue file (v2 or v3 shape), in v2 shape, sorted by id."""
+    path = Path(path) if path is not None else default_catalog_path()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CatalogError(f"Cannot read the catalogue {path}: {exc.strerror}.") from exc
+    beers = [to_v2_shape(b) for b in _parse_catalog_bytes(data, source=str(path))]
+    beers.sort(key=lambda b: b["id"])
+    ids = [b["id"] for b in beers]
+    if len(set(ids)) != len(ids):
+        duplicates = sorted({i for i, j in itertools.pairwise(ids) if i == j})
+        raise CatalogError(f"{path} has duplicate beer ids: {duplicates[:10]}.")
+    return beers
+
+
+def is_v3_shape(beer: dict[str, Any]) -> bool:
+    return "image" in beer and "image_url" not in beer
+
+
+def to_v2_shape(beer: dict[str, Any], image_base: str | None = None) -> dict[str, Any]:
+    """A beer in the v2 shape: v3's `image` (a file name) becomes `image_url`.
+
+    With `image_base` (e.g. "http://host/v3/images") the URL is absolute; without it the
+    file name is kept as is. A v2 beer is returned unchanged.
+    """
+    if not is_v3_shape(beer):
+        return beer
+    image = beer["image"]
+    if image and image_base:
+        image = f"{image_base.rstrip('/')}/{image}"
+    return {
+        ("image_url" if k == "image" else k): (image if k == "image" else v)
+        for k, v in beer.items()
+    }
+
+
+def image_file_name(beer: dict[str, Any]) -> str | None:
+    """The file name v3 serves for a beer's image, derived from its v2 `image_url`."""
+    url = beer.get("image_url")
+    if not url:
+        return None
+    return posixpath.basename(urlparse(url).path) or None
+
+
+def to_v3_shape(beer: dict[str, Any]) -> dict[str, Any]:
+    """A v2-shaped beer as v3 serves it: `image` (a file name) in place of `image_url`."""
+    if is_v3_shape(beer):
+        return beer
+    return {
+        ("image" if k == "image_url" else k): (image_file_name(beer) if k == "image_url" else v)
+        for k, v in beer.items()
+    }
+
+
+def write_catalog(beers: Iterable[dict[str, Any]], out: str | os.PathLike[str]) -> Path:
+    """Write beers as a JSON array, atomically (a temporary file renamed into place)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a catalogue is meant to be shared
+        with os.fdopen(fd, "w", encoding="utf-8", buffering=1 << 20) as fh:
+            fh.write("[")
+            for i, beer in enumerate(beers):
+                fh.write(",\n" if i else "\n")
+                fh.write(json.dumps(beer, ensure_ascii=False))
+            fh.write("\n]\n")
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out

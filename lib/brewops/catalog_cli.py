@@ -1,0 +1,89 @@
+"""`brewops data`: get, crawl or synthesise a Punk API catalogue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from brewops.catalog import CatalogError
+
+CATALOG_OPTION = click.option(
+    "--catalog",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Catalogue file to read (v2 or v3 shape). Default: the real catalogue.",
+)
+
+
+@click.group()
+def data() -> None:
+    """Get, crawl or synthesise a Punk API catalogue."""
+
+
+@data.command()
+@click.option("--force", is_flag=True, help="Fetch again even if a good copy is cached.")
+def fetch(force: bool) -> None:
+    """Fetch the real catalogue (npm punkapi-db@2.6.0, sha256-checked) into the cache.
+
+    The last line printed is the path of the catalogue file.
+    """
+    from brewops.catalog import fetch_catalog
+
+    try:
+        path = fetch_catalog(force=force)
+    except CatalogError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(str(path))
+
+
+@data.command()
+@click.option("--url", "base_url", required=True, help="Base URL with version, e.g. http://host/v2")
+@click.option("--api-version", type=click.Choice(["v2", "v3"]), default="v2", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--per-page", type=int, default=80, show_default=True)
+@click.option("--timeout", type=float, default=10.0, show_default=True)
+@click.option("--retries", type=int, default=5, show_default=True)
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def crawl(
+    base_url: str,
+    api_version: str,
+    out: Path,
+    per_page: int,
+    timeout: float,
+    retries: int,
+    progress: bool,
+) -> None:
+    """Snapshot a live Punk API into a catalogue file (v2 shape), page by page."""
+    from brewops.catalog import write_catalog
+    from brewops.punkapi.client import PunkApiClient
+    from brewops.punkapi.errors import PunkApiError
+
+    client = PunkApiClient(base_url, api_version, timeout=timeout, retries=retries)
+    try:
+        beers = list(client.iter_beers(per_page=per_page, progress=progress))
+    except PunkApiError as exc:
+        raise click.ClickException(f"Crawl of {base_url} failed: {exc}") from exc
+    ids = [b["id"] for b in beers]
+    if len(set(ids)) != len(ids):
+        raise click.ClickException(f"{base_url} served duplicate ids; nothing written.")
+    path = write_catalog(sorted(beers, key=lambda b: b["id"]), out)
+    click.echo(f"{len(beers)} beers from {base_url} ({client.requests_made} requests)", err=True)
+    click.echo(str(path))
+
+
+@data.command()
+@click.option("--n", "count", type=click.IntRange(min=0), required=True, help="Number of beers.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--jitter", type=float, default=0.05, show_default=True, help="Relative std dev.")
+@CATALOG_OPTION
+def synth(count: int, out: Path, seed: int, jitter: float, catalog: Path | None) -> None:
+    """Write N synthetic beers (real ones resampled, new ids, jittered numbers), streaming."""
+    from brewops.synth import synthesize
+
+    try:
+        report = synthesize(count, out, seed=seed, catalog=catalog, jitter=jitter)
+    except CatalogError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{report.beers} beers from {report.source_beers} (seed {report.seed})", err=True)
+    click.echo(str(report.path))

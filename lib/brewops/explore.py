@@ -1,0 +1,381 @@
+"""Exploring a crawled catalogue: tables of the schema, nulls and quirks, the hop schedule,
+and the plots notebook 01 shows. Input: v2-shaped beers (what the client returns)."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure
+
+from brewops.schema import CLEANED_COLUMNS
+
+NUMERIC_FIELDS = ("abv", "ibu", "target_fg", "target_og", "ebc", "srm", "ph", "attenuation_level")
+DISTRIBUTION_FIELDS = ("abv", "ibu", "ebc", "ph")
+HOP_STAGES = ("start", "middle", "end", "flame out / whirlpool", "dry hop / fermenter", "other")
+
+Beers = Sequence[dict[str, Any]]
+
+
+# ----------------------------------------------------------------------------- frames
+
+
+def beers_frame(beers: Beers) -> pd.DataFrame:
+    """One row per beer: the numeric fields plus a few derived counts."""
+    rows = []
+    for b in beers:
+        hops = b["ingredients"]["hops"]
+        grams = [g for g in (hop_grams(h) for h in hops) if g is not None]
+        rows.append(
+            {
+                "id": b["id"],
+                "name": b["name"],
+                "first_brewed": b["first_brewed"],
+                "brewed_year": brewed_year(b["first_brewed"]),
+                **{f: b.get(f) for f in NUMERIC_FIELDS},
+                "n_malts": len(b["ingredients"]["malt"]),
+                "n_hops": len(hops),
+                "hop_grams": sum(grams) if grams else None,
+                "has_image": bool(b.get("image_url")),
+            }
+        )
+    frame = pd.DataFrame(rows)
+    for field in NUMERIC_FIELDS:
+        frame[field] = frame[field].astype("float64")
+    return frame.set_index("id").sort_index()
+
+
+def brewed_year(first_brewed: str | None) -> int | None:
+    match = re.search(r"(\d{4})$", first_brewed or "")
+    return int(match.group(1)) if match else None
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+def schema_table(beers: Beers) -> pd.DataFrame:
+    """Every field path seen (lists as `[]`), its JSON types, how often null, an example."""
+    types: dict[str, Counter[str]] = defaultdict(Counter)
+    examples: dict[str, Any] = {}
+
+    def walk(path: str, value: Any) -> None:
+        types[path][_json_type(value)] += 1
+        if value is not None and not isinstance(value, dict | list):
+            examples.setdefault(path, value)
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(f"{path}.{key}" if path else key, item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(f"{path}[]", item)
+
+    for beer in beers:
+        walk("", beer)
+    types.pop("", None)
+    rows = [
+        {
+            "field": path,
+            "types": ", ".join(sorted(t for t in seen if t != "null")) or "null",
+            "values": sum(seen.values()),
+            "nulls": seen.get("null", 0),
+            "example": examples.get(path, ""),
+        }
+        for path, seen in types.items()
+    ]
+    return pd.DataFrame(rows).set_index("field")
+
+
+def null_table(beers: Beers) -> pd.DataFrame:
+    """Top-level fields that hold nulls, with counts and ids."""
+    rows = []
+    for field in beers[0] if beers else ():
+        ids = [b["id"] for b in beers if b.get(field) is None]
+        if ids:
+            rows.append(
+                {
+                    "field": field,
+                    "nulls": len(ids),
+                    "share": len(ids) / len(beers),
+                    "ids": _ids(ids),
+                }
+            )
+    frame = pd.DataFrame(rows, columns=["field", "nulls", "share", "ids"])
+    return frame.sort_values("nulls", ascending=False).set_index("field")
+
+
+def _ids(ids: Iterable[int], limit: int = 8) -> str:
+    ids = sorted(ids)
+    shown = ", ".join(str(i) for i in ids[:limit])
+    return shown + (f", … (+{len(ids) - limit})" if len(ids) > limit else "")
+
+
+# ----------------------------------------------------------------------------- quirks
+
+_CANONICAL_ADD = {"start", "middle", "end", "dry hop"}
+_CANONICAL_ATTRIBUTE = {"bitter", "flavour", "aroma"}
+
+
+def quirks_table(beers: Beers) -> pd.DataFrame:
+    """The data quirks a cleaner must survive: one row per quirk, with the beers showing it."""
+    found: list[tuple[str, list[int]]] = []
+    for field in (*NUMERIC_FIELDS, "image_url"):
+        found.append((f"{field} is null", [b["id"] for b in beers if b.get(field) is None]))
+    for col in CLEANED_COLUMNS:
+        if col.python_type is not float or col.name not in NUMERIC_FIELDS:
+            continue
+        outside = [
+            b["id"]
+            for b in beers
+            if b.get(col.name) is not None
+            and not (col.minimum or 0) <= b[col.name] <= (col.maximum or float("inf"))
+        ]
+        found.append((f"{col.name} outside [{col.minimum:g}, {col.maximum:g}]", outside))
+    found.append(
+        (
+            "target_fg > target_og",
+            [
+                b["id"]
+                for b in beers
+                if b.get("target_fg") is not None
+                and b.get("target_og") is not None
+                and b["target_fg"] > b["target_og"]
+            ],
+        )
+    )
+    found.append(
+        (
+            "first_brewed is a bare year (YYYY)",
+            [b["id"] for b in beers if re.fullmatch(r"\d{4}", b["first_brewed"] or "")],
+        )
+    )
+    hops_of = {b["id"]: b["ingredients"]["hops"] for b in beers}
+    found.append(
+        (
+            "hop add: mixed case or free text",
+            [
+                i
+                for i, hops in hops_of.items()
+                if any(h["add"] not in _CANONICAL_ADD and not h["add"].isdigit() for h in hops)
+            ],
+        )
+    )
+    found.append(
+        (
+            "hop add: minutes instead of a stage",
+            [i for i, hops in hops_of.items() if any(h["add"].strip().isdigit() for h in hops)],
+        )
+    )
+    found.append(
+        (
+            "hop attribute: mixed case or misspelt",
+            [
+                i
+                for i, hops in hops_of.items()
+                if any(h["attribute"] not in _CANONICAL_ATTRIBUTE for h in hops)
+            ],
+        )
+    )
+    found.append(
+        (
+            "hop amount not in grams",
+            [i for i, hops in hops_of.items() if any(h["amount"]["unit"] != "grams" for h in hops)],
+        )
+    )
+    found.append(
+        (
+            "malt amount not in kilograms",
+            [
+                b["id"]
+                for b in beers
+                if any(m["amount"]["unit"] != "kilograms" for m in b["ingredients"]["malt"])
+            ],
+        )
+    )
+    rows = [{"quirk": q, "beers": len(ids), "ids": _ids(ids)} for q, ids in found if ids]
+    return pd.DataFrame(rows, columns=["quirk", "beers", "ids"]).set_index("quirk")
+
+
+# ----------------------------------------------------------------------------- hops
+
+
+def hop_stage(add: str) -> str:
+    """Map the free-text `add` of a hop addition to a brewing stage."""
+    text = add.strip().lower()
+    if text.isdigit():
+        # Minutes before the end of the boil: 0 is flame out, anything else is in the boil.
+        return "flame out / whirlpool" if int(text) == 0 else "start"
+    if text in ("start", "first wort hops", "mash", "kettle"):
+        return "start"
+    if text in ("middle", "end"):
+        return text
+    if text in ("flame out", "whirlpool"):
+        return "flame out / whirlpool"
+    if text in ("dry hop", "fv", "fv addition", "secondary", "maturation"):
+        return "dry hop / fermenter"
+    return "other"
+
+
+def hop_attribute(attribute: str) -> str:
+    text = attribute.strip().lower()
+    if text.startswith("bit"):
+        return "bitter"
+    if text.startswith("flav"):
+        return "flavour"
+    return text
+
+
+def hop_grams(hop: dict[str, Any]) -> float | None:
+    amount = hop["amount"]
+    if amount["value"] is None:
+        return None
+    unit = amount["unit"].strip().lower()
+    if unit in ("grams", "gram", "g"):
+        return float(amount["value"])
+    if unit in ("kilograms", "kilogram", "kg"):
+        return float(amount["value"]) * 1000
+    return None  # "ml", "total": not a mass
+
+
+def hop_additions(beers: Beers) -> pd.DataFrame:
+    """One row per hop addition, with the stage and attribute normalised."""
+    rows = [
+        {
+            "id": b["id"],
+            "hop": h["name"],
+            "add": h["add"],
+            "stage": hop_stage(h["add"]),
+            "attribute": hop_attribute(h["attribute"]),
+            "grams": hop_grams(h),
+        }
+        for b in beers
+        for h in b["ingredients"]["hops"]
+    ]
+    return pd.DataFrame(rows, columns=["id", "hop", "add", "stage", "attribute", "grams"])
+
+
+def hop_schedule_summary(beers: Beers) -> pd.DataFrame:
+    """Per stage: additions, beers, distinct hops, median grams, the usual attribute."""
+    additions = hop_additions(beers)
+    summary = additions.groupby("stage").agg(
+        additions=("hop", "size"),
+        beers=("id", "nunique"),
+        distinct_hops=("hop", "nunique"),
+        median_grams=("grams", "median"),
+        main_attribute=("attribute", lambda s: s.mode().iat[0] if not s.mode().empty else None),
+        raw_add_values=("add", lambda s: ", ".join(sorted(set(s))[:6])),
+    )
+    order = [s for s in HOP_STAGES if s in summary.index]
+    return summary.loc[order]
+
+
+def top_hops(beers: Beers, n: int = 10) -> pd.DataFrame:
+    additions = hop_additions(beers)
+    return (
+        additions.groupby("hop")
+        .agg(beers=("id", "nunique"), additions=("id", "size"), total_grams=("grams", "sum"))
+        .sort_values(["beers", "additions"], ascending=False)
+        .head(n)
+    )
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def _figure(figsize: tuple[float, float], ncols: int = 1) -> tuple[Figure, list[Any]]:
+    """A figure made through pyplot, so Jupyter knows how to draw it, then closed, so the
+    inline backend does not draw it a second time: the caller returns it for display."""
+    fig, axes = plt.subplots(1, ncols, figsize=figsize, squeeze=False, layout="constrained")
+    plt.close(fig)
+    return fig, list(axes[0])
+
+
+def plot_distributions(frame: pd.DataFrame, fields: Sequence[str] = DISTRIBUTION_FIELDS) -> Figure:
+    """Histograms of the given fields (nulls left out), one panel each."""
+    fig, axes = _figure(figsize=(4 * len(fields), 3.2), ncols=len(fields))
+    for ax, field in zip(axes, fields, strict=True):
+        values = frame[field].dropna()
+        ax.hist(values, bins=30, color="#b5651d", edgecolor="white")
+        ax.set_title(f"{field} (n={len(values)}, median {values.median():.3g})")
+        ax.set_xlabel(field)
+        ax.set_ylabel("beers")
+    return fig
+
+
+def plot_ibu_vs_abv(frame: pd.DataFrame, ibu_max: float | None = None) -> Figure:
+    """IBU against ABV; `ibu_max` trims the axis so the few extreme IBUs do not flatten it."""
+    data = frame[["abv", "ibu"]].dropna()
+    fig, (ax,) = _figure(figsize=(6, 4.5))
+    ax.scatter(data["abv"], data["ibu"], s=14, alpha=0.6, color="#2f6f8f")
+    if ibu_max is not None:
+        ax.set_ylim(0, ibu_max)
+        hidden = int((data["ibu"] > ibu_max).sum())
+        if hidden:
+            ax.set_title(f"IBU vs ABV ({hidden} beer(s) above IBU {ibu_max:g} not shown)")
+    if not ax.get_title():
+        ax.set_title("IBU vs ABV")
+    ax.set_xlabel("ABV (%)")
+    ax.set_ylabel("IBU")
+    return fig
+
+
+def correlations(frame: pd.DataFrame, fields: Sequence[str] = NUMERIC_FIELDS) -> pd.DataFrame:
+    """Spearman correlations: rank-based, so the outliers (abv 55, ph 79) do not dominate."""
+    return frame[list(fields)].corr(method="spearman")
+
+
+def plot_correlation_heatmap(frame: pd.DataFrame, fields: Sequence[str] = NUMERIC_FIELDS) -> Figure:
+    corr = correlations(frame, fields)
+    fig, (ax,) = _figure(figsize=(7, 6))
+    image = ax.imshow(corr.to_numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
+    ax.set_xticks(range(len(fields)), labels=fields, rotation=45, ha="right")
+    ax.set_yticks(range(len(fields)), labels=fields)
+    for i in range(len(fields)):
+        for j in range(len(fields)):
+            value = corr.iat[i, j]
+            ax.text(
+                j,
+                i,
+                f"{value:.2f}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if abs(value) > 0.6 else "black",
+            )
+    fig.colorbar(image, ax=ax, label="Spearman correlation")
+    ax.set_title("Correlation of the numeric fields")
+    return fig
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def catalogue_figures(beers: Beers) -> dict[str, Any]:
+    """Key figures of a crawled catalogue, for the run summary."""
+    frame = beers_frame(beers)
+    ids = [b["id"] for b in beers]
+    return {
+        "beers_crawled": len(beers),
+        "unique_ids": len(set(ids)),
+        "min_id": min(ids) if ids else None,
+        "max_id": max(ids) if ids else None,
+        "ibu_nulls": int(frame["ibu"].isna().sum()),
+        "ebc_nulls": int(frame["ebc"].isna().sum()),
+        "ph_nulls": int(frame["ph"].isna().sum()),
+        "quirks": len(quirks_table(beers)),
+        "hop_additions": int(frame["n_hops"].sum()),
+        "median_abv": float(frame["abv"].median()),
+        "median_ibu": float(frame["ibu"].median()),
+    }

@@ -1,0 +1,103 @@
+"""`brewops api`: serve the Punk API locally."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from brewops.catalog import CatalogError
+
+
+@click.group()
+def api() -> None:
+    """Serve the Punk API locally (v2 or v3)."""
+
+
+@api.command()
+@click.option(
+    "--catalog",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Catalogue file (v2 or v3 shape). Default: the real catalogue, fetched if missing.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=0, show_default=True, help="0 picks a free port.")
+@click.option("--api-version", type=click.Choice(["v2", "v3"]), default="v2", show_default=True)
+@click.option(
+    "--rate-limit",
+    type=int,
+    default=3600,
+    show_default=True,
+    help="Requests per client IP per hour (v2); 0 turns the limit and its headers off.",
+)
+@click.option("--rate-window", type=float, default=3600.0, show_default=True, hidden=True)
+@click.option(
+    "--fault-error-rate", type=float, default=0.0, help="Share of answers that are 500/503."
+)
+@click.option(
+    "--fault-latency", type=float, default=0.0, help="Extra delay, up to this many seconds."
+)
+@click.option("--fault-burst-rate", type=float, default=0.0, help="Chance a 429 burst starts.")
+@click.option("--fault-burst-length", type=int, default=3, show_default=True)
+@click.option("--fault-truncate-rate", type=float, default=0.0, help="Share of truncated bodies.")
+@click.option("--fault-seed", type=int, default=None, help="Seed for a replayable fault sequence.")
+@click.option("--verbose", is_flag=True, help="Log every request.")
+def serve(
+    catalog: Path | None,
+    host: str,
+    port: int,
+    api_version: str,
+    rate_limit: int,
+    rate_window: float,
+    fault_error_rate: float,
+    fault_latency: float,
+    fault_burst_rate: float,
+    fault_burst_length: int,
+    fault_truncate_rate: float,
+    fault_seed: int | None,
+    verbose: bool,
+) -> None:
+    """Serve a catalogue on HOST:PORT until interrupted.
+
+    Prints "Punk API v2 serving <N> beers at http://127.0.0.1:PORT/v2" once listening.
+    """
+    from brewops.punkapi.server import Faults, PunkApiServer
+
+    faults = Faults(
+        error_rate=fault_error_rate,
+        latency=fault_latency,
+        burst_rate=fault_burst_rate,
+        burst_length=fault_burst_length,
+        truncate_rate=fault_truncate_rate,
+        seed=fault_seed,
+    )
+    try:
+        server = PunkApiServer(
+            catalog,
+            api_version,
+            host=host,
+            port=port,
+            rate_limit=rate_limit or None,
+            rate_window=rate_window,
+            faults=faults,
+            verbose=verbose,
+        )
+    except CatalogError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        raise click.ClickException(f"Cannot listen on {host}:{port}: {exc.strerror}") from exc
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    click.echo(f"Punk API {api_version} serving {server.beer_count} beers at {server.url}")
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()

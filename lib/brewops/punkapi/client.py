@@ -1,0 +1,317 @@
+"""A client for any Punk API server, v2 or v3, that always returns v2-shaped beers.
+
+Base URLs include the version prefix, e.g. http://127.0.0.1:8325/v2 or a v3 service's /v3.
+Transient failures (5xx, 429, connection errors, truncated bodies) are retried by tenacity
+with exponential backoff and jitter; a server's Retry-After or X-RateLimit-Reset is
+honoured, up to `max_wait` seconds. Every beer is checked against the schema.
+
+Kept free of pandas: the producer Lambda uses this module.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import requests
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+from tenacity.stop import stop_base
+from tenacity.wait import wait_base
+
+from brewops import __version__
+from brewops.catalog import to_v2_shape
+from brewops.punkapi.errors import (
+    RETRYABLE,
+    BadRequest,
+    ClientError,
+    NotFound,
+    PunkApiError,
+    RateLimited,
+    SchemaError,
+    ServerError,
+    TransportError,
+)
+from brewops.punkapi.models import validate_beer
+
+API_VERSIONS = ("v2", "v3")
+V2_FILTERS = frozenset(
+    {"abv_gt", "abv_lt", "ibu_gt", "ibu_lt", "ebc_gt", "ebc_lt", "beer_name", "yeast", "hops"}
+    | {"malt", "food", "brewed_before", "brewed_after", "ids"}
+)
+V3_FILTERS = V2_FILTERS - {"hops", "malt", "yeast"}
+MAX_PER_PAGE = 80
+
+
+def retry_after_seconds(response: requests.Response, now: float | None = None) -> float | None:
+    """The server's hint of when to come back: Retry-After (seconds or HTTP date), else the
+    rate-limit window's end (X-RateLimit-Reset, epoch seconds) when no requests remain."""
+    now = time.time() if now is None else now
+    header = response.headers.get("Retry-After")
+    if header:
+        try:
+            return max(float(header), 0.0)
+        except ValueError:
+            try:
+                return max(email.utils.parsedate_to_datetime(header).timestamp() - now, 0.0)
+            except (TypeError, ValueError):
+                pass
+    reset = response.headers.get("X-RateLimit-Reset")
+    if reset and response.headers.get("X-RateLimit-Remaining", "0") == "0":
+        try:
+            return max(float(reset) - now, 0.0)
+        except ValueError:
+            return None
+    return None
+
+
+class wait_server_hint(wait_base):
+    """Wait as long as the server asked (Retry-After / rate-limit reset), else back off
+    exponentially with jitter; never longer than `cap` seconds."""
+
+    def __init__(self, initial: float, cap: float, jitter: float | None = None) -> None:
+        self.cap = cap
+        self.backoff = wait_exponential_jitter(
+            initial=initial, max=cap, jitter=initial if jitter is None else jitter
+        )
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        outcome = retry_state.outcome
+        hint = getattr(outcome.exception(), "retry_after", None) if outcome else None
+        if hint is not None:
+            return min(hint, self.cap)
+        return min(self.backoff(retry_state), self.cap)
+
+
+class stop_if_hint_exceeds(stop_base):
+    """Give up at once when the server asks to wait longer than we are willing to."""
+
+    def __init__(self, cap: float) -> None:
+        self.cap = cap
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        outcome = retry_state.outcome
+        hint = getattr(outcome.exception(), "retry_after", None) if outcome else None
+        return hint is not None and hint > self.cap
+
+
+class PunkApiClient:
+    """Talks to one Punk API server. All methods return v2-shaped beer dicts."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_version: str = "v2",
+        *,
+        timeout: float = 10.0,
+        retries: int = 5,
+        backoff: float = 0.5,
+        max_wait: float = 60.0,
+        validate: bool = True,
+        session: requests.Session | None = None,
+        sleep: Any = time.sleep,
+    ) -> None:
+        if api_version not in API_VERSIONS:
+            raise ValueError(f"api_version must be one of {API_VERSIONS}, not {api_version!r}")
+        self.base_url = base_url.rstrip("/")
+        self.api_version = api_version
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.max_wait = max_wait
+        self.validate = validate
+        self.session = session or requests.Session()
+        self.session.headers.setdefault("User-Agent", f"brewops/{__version__}")
+        self.session.headers["Accept"] = "application/json"
+        self._sleep = sleep
+        self.requests_made = 0  # HTTP requests, retries included
+        self.last_headers: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"PunkApiClient({self.base_url!r}, api_version={self.api_version!r})"
+
+    # -- public API
+
+    def beers(self, page: int = 1, per_page: int = MAX_PER_PAGE, **filters: Any) -> list[dict]:
+        """One page of beers, optionally filtered (v2 filter names)."""
+        params = {"page": page, "per_page": per_page, **self._filter_params(filters)}
+        payload = self._get("/beers", params)
+        if not isinstance(payload, list):
+            raise SchemaError(
+                f"Expected a JSON array of beers from {self.base_url}/beers, got "
+                f"{type(payload).__name__}",
+                field="<response>",
+            )
+        return [self._beer(b) for b in payload]
+
+    def iter_beers(
+        self, per_page: int = MAX_PER_PAGE, progress: bool = False, **filters: Any
+    ) -> Iterator[dict[str, Any]]:
+        """Every matching beer, page after page until a short or empty page."""
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm  # imported here: only a crawl with a bar needs it
+
+            bar = tqdm(desc=f"Crawling {self.base_url}", unit="beer")
+        try:
+            page = 1
+            while True:
+                beers = self.beers(page=page, per_page=per_page, **filters)
+                if bar is not None:
+                    bar.update(len(beers))
+                yield from beers
+                if len(beers) < per_page:
+                    return
+                page += 1
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def all_beers(self, progress: bool = True, per_page: int = MAX_PER_PAGE) -> list[dict]:
+        """The whole catalogue."""
+        return list(self.iter_beers(per_page=per_page, progress=progress))
+
+    def beer(self, beer_id: int) -> dict[str, Any]:
+        """One beer by id; NotFound if there is none."""
+        try:
+            payload = self._get(f"/beers/{beer_id}")
+        except BadRequest as exc:
+            # v3 answers an id past the end with 422 on the path parameter: it is a miss.
+            if self.api_version == "v3" and _is_id_out_of_range(exc.details):
+                raise NotFound(
+                    f"No beer found that matches the ID {beer_id}",
+                    status=exc.status,
+                    url=exc.url,
+                    body=exc.body,
+                ) from exc
+            raise
+        return self._one(payload, f"/beers/{beer_id}")
+
+    def random(self, n: int = 1) -> list[dict[str, Any]]:
+        """`n` random beers, one request each (the API serves one at a time)."""
+        return [self._one(self._get("/beers/random"), "/beers/random") for _ in range(n)]
+
+    # -- internals
+
+    def _filter_params(self, filters: dict[str, Any]) -> dict[str, Any]:
+        allowed = V2_FILTERS if self.api_version == "v2" else V3_FILTERS
+        unknown = sorted(set(filters) - allowed)
+        if unknown:
+            raise ValueError(
+                f"Unsupported filter(s) for the {self.api_version} API: {', '.join(unknown)}; "
+                f"allowed: {', '.join(sorted(allowed))}"
+            )
+        params = {}
+        for name, value in filters.items():
+            if value is None:
+                continue
+            if name == "ids" and not isinstance(value, str | int):
+                value = ("|" if self.api_version == "v2" else ",").join(str(i) for i in value)
+            elif isinstance(value, str) and name in {"beer_name", "yeast", "hops", "malt", "food"}:
+                value = value.replace(" ", "_")
+            params[name] = value
+        return params
+
+    def _beer(self, beer: Any) -> dict[str, Any]:
+        if self.api_version == "v3" and isinstance(beer, dict):
+            beer = to_v2_shape(beer, image_base=f"{self.base_url}/images")
+        if not isinstance(beer, dict):
+            raise SchemaError(f"Expected a beer object, got {beer!r:.80}", field="<beer>")
+        return validate_beer(beer) if self.validate else beer
+
+    def _one(self, payload: Any, path: str) -> dict[str, Any]:
+        if self.api_version == "v2":
+            if not isinstance(payload, list) or len(payload) != 1:
+                raise SchemaError(
+                    f"Expected an array of one beer from {self.base_url}{path}", field="<response>"
+                )
+            payload = payload[0]
+        return self._beer(payload)
+
+    def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        retrying = Retrying(
+            retry=retry_if_exception_type(RETRYABLE),
+            stop=stop_after_attempt(self.retries + 1) | stop_if_hint_exceeds(self.max_wait),
+            wait=wait_server_hint(self.backoff, self.max_wait),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        return retrying(self._get_once, self.base_url + path, params)
+
+    def _get_once(self, url: str, params: dict[str, Any] | None) -> Any:
+        self.requests_made += 1
+        try:
+            response = self.session.get(url, params=params, timeout=self.timeout)
+        except requests.Timeout as exc:
+            raise TransportError(f"Timed out after {self.timeout} s: {exc}", url=url) from exc
+        except requests.RequestException as exc:  # refused, reset, truncated body
+            raise TransportError(f"No usable answer: {exc}", url=url) from exc
+        self.last_headers = dict(response.headers)
+        if response.status_code >= 400:
+            raise self._error(response)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise TransportError(
+                f"The body is not JSON ({exc}); first bytes: {response.content[:80]!r}",
+                status=response.status_code,
+                url=response.url,
+            ) from exc
+
+    def _error(self, response: requests.Response) -> PunkApiError:
+        status = response.status_code
+        try:
+            body = response.json()
+        except ValueError:
+            body = response.text
+        message = _server_message(body) or f"HTTP {status} {response.reason}"
+        kw = {"status": status, "url": response.url, "body": body}
+        if status == 429:
+            return RateLimited(message, retry_after=retry_after_seconds(response), **kw)
+        if status >= 500:
+            return ServerError(message, **kw)
+        if status == 404:
+            return NotFound(message, **kw)
+        if status in (400, 422):
+            details = body.get("data") or body.get("detail") if isinstance(body, dict) else None
+            return BadRequest(message, details=details if isinstance(details, list) else [], **kw)
+        return ClientError(message, **kw)
+
+
+def _server_message(body: Any) -> str | None:
+    """The human part of an error body: v2's message (+ per-parameter msgs) or v3's detail."""
+    if not isinstance(body, dict):
+        return body.strip()[:200] if isinstance(body, str) and body.strip() else None
+    if "message" in body:
+        entries = body.get("data") or []
+        extra = "; ".join(
+            f"{e.get('param')}={e.get('value')!r}: {e.get('msg')}"
+            for e in entries
+            if isinstance(e, dict)
+        )
+        return f"{body['message']}: {extra}" if extra else str(body["message"])
+    detail = body.get("detail")
+    if isinstance(detail, str):
+        return detail
+    if isinstance(detail, list):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', []))}: {e.get('msg')}"
+            for e in detail
+            if isinstance(e, dict)
+        )
+    return None
+
+
+def _is_id_out_of_range(details: Iterable[dict[str, Any]]) -> bool:
+    return any(
+        d.get("loc", [None])[-1] == "id"
+        and d.get("type") in ("less_than_equal", "greater_than_equal")
+        for d in details
+    )

@@ -1,0 +1,83 @@
+"""Larger catalogues for load tests: real beers resampled with new ids and jittered numbers.
+
+Beers are generated one at a time and written as they come, so memory stays flat whatever
+the size (1,000,000 beers is about 2 GB on disk, a few MB in memory). The same seed gives
+the same file, byte for byte.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from brewops.catalog import load_catalog, write_catalog
+
+# field -> decimals kept after jitter
+JITTERED_FIELDS = {
+    "abv": 1,
+    "ibu": 0,
+    "target_fg": 0,
+    "target_og": 0,
+    "ebc": 0,
+    "srm": 1,
+    "ph": 1,
+    "attenuation_level": 1,
+}
+DEFAULT_JITTER = 0.05  # relative standard deviation
+
+
+@dataclass(frozen=True)
+class SynthReport:
+    path: Path
+    beers: int
+    seed: int
+    source_beers: int
+
+
+def _jitter(value: float | None, rng: random.Random, scale: float, decimals: int) -> float | None:
+    if value is None:
+        return None  # keep the real data's gaps: cleaners must still meet them
+    jittered = max(value * (1.0 + rng.gauss(0.0, scale)), 0.0)
+    return round(jittered) if decimals == 0 else round(jittered, decimals)
+
+
+def iter_synthetic_beers(
+    source: Sequence[dict[str, Any]],
+    n: int,
+    *,
+    seed: int = 0,
+    jitter: float = DEFAULT_JITTER,
+    first_id: int = 1,
+) -> Iterator[dict[str, Any]]:
+    """Yield `n` beers drawn from `source`, ids first_id..first_id+n-1, numbers jittered."""
+    if not source:
+        raise ValueError("cannot resample an empty catalogue")
+    rng = random.Random(seed)
+    for offset in range(n):
+        base = source[rng.randrange(len(source))]
+        beer = dict(base)  # shallow: nested parts are shared, never modified
+        beer["id"] = first_id + offset
+        beer["name"] = f"{base['name']} #{first_id + offset}"
+        for field, decimals in JITTERED_FIELDS.items():
+            beer[field] = _jitter(base.get(field), rng, jitter, decimals)
+        yield beer
+
+
+def synthesize(
+    n: int,
+    out: str | os.PathLike[str],
+    *,
+    seed: int = 0,
+    catalog: str | os.PathLike[str] | None = None,
+    jitter: float = DEFAULT_JITTER,
+) -> SynthReport:
+    """Write a catalogue of `n` synthetic beers to `out` (a JSON array), streaming."""
+    if n < 0:
+        raise ValueError("n must be >= 0")
+    source = load_catalog(catalog)
+    path = write_catalog(iter_synthetic_beers(source, n, seed=seed, jitter=jitter), out)
+    return SynthReport(path=path, beers=n, seed=seed, source_beers=len(source))

@@ -1,0 +1,102 @@
+"""Notebook 01: crawl the Punk API and look at what comes back."""
+
+from common import build, code, md
+
+build(
+    "01_explore_api",
+    "Explore the Punk API",
+    overview="""
+Crawls the whole Punk API catalogue through the project's client (paging to the end,
+retrying what fails, checking every beer against the schema) and looks at what came back:
+the schema, the nulls and data quirks a cleaner must survive, the distributions of ABV,
+IBU, EBC and pH, IBU against ABV, how the numeric fields correlate, and the hop schedule.
+""",
+    needs="""
+Nothing beyond the set-up in the README: by default the notebook uses the local Punk API
+server of the local target, serving the real catalogue (`punkapi-db` 2.6.0, 325 beers).
+Set `api_url` (and `api_version`) to explore another server, e.g. a v3 service.
+""",
+    costs="""
+None: it only reads from the API.
+""",
+    parameters="""
+target = "local"
+api_url = None  # None: the local target's Punk API server; else a base URL with /v2 or /v3
+api_version = "v2"
+expected_beers = 325  # None skips the count check (another server, another catalogue)
+""",
+    cells=[
+        code("""
+if api_url is None:
+    from brewops import target as targets
+
+    base_url = targets.use(target).punkapi_url
+else:
+    base_url = api_url
+print(f"Punk API {api_version} at {base_url}")
+"""),
+        md("## Crawl the catalogue\n\nPage after page (80 beers each) until a short page."),
+        code("""
+import json
+import time
+
+import pandas as pd
+from brewops import explore, summary
+from brewops.punkapi.client import PunkApiClient
+
+client = PunkApiClient(base_url, api_version=api_version)
+started = time.perf_counter()
+beers = client.all_beers(progress=True)
+crawl_seconds = time.perf_counter() - started
+ids = [beer["id"] for beer in beers]
+print(f"{len(beers)} beers in {client.requests_made} requests, {crawl_seconds:.2f} s")
+"""),
+        code("""
+assert len(ids) == len(set(ids)), "beer ids must be unique"
+if expected_beers is not None:
+    assert len(beers) == expected_beers, f"expected {expected_beers} beers, got {len(beers)}"
+assert ids == sorted(ids), "the API serves beers sorted by id"
+"""),
+        md("## One beer, as the API returns it"),
+        code("print(json.dumps(beers[0], indent=2, ensure_ascii=False))"),
+        md(
+            "## Schema\n\nEvery field path (`[]` marks list items), its JSON types, how many "
+            "values and nulls, and an example."
+        ),
+        code("explore.schema_table(beers)"),
+        md("## Nulls and data quirks"),
+        code("explore.null_table(beers)"),
+        md(
+            "Quirks the cleaner and the model must survive. The plausible ranges come from the "
+            "cleaned record definition (`brewops.schema`)."
+        ),
+        code("explore.quirks_table(beers)"),
+        md("## Distributions of ABV, IBU, EBC and pH"),
+        code("""
+frame = explore.beers_frame(beers)
+frame[list(explore.NUMERIC_FIELDS)].describe().T
+"""),
+        code("explore.plot_distributions(frame)"),
+        md("## IBU against ABV\n\nThe axis stops at IBU 300: a couple of beers claim over 1,000."),
+        code("explore.plot_ibu_vs_abv(frame, ibu_max=300)"),
+        md("## Correlations\n\nSpearman (rank) correlations, so the outliers do not dominate."),
+        code("explore.plot_correlation_heatmap(frame)"),
+        md(
+            "## Hop schedule\n\nThe free-text `add` of each hop addition mapped to a brewing stage."
+        ),
+        code("explore.hop_schedule_summary(beers)"),
+        code("explore.top_hops(beers, n=10)"),
+        md("## Key figures"),
+        code("""
+figures = summary.record(
+    notebook="01_explore_api",
+    api_version=api_version,
+    crawl_seconds=round(crawl_seconds, 3),
+    crawl_requests=client.requests_made,
+    **explore.catalogue_figures(beers),
+)
+pd.Series(figures)
+"""),
+        md("## Clean-up\n\nNothing to clean up: this notebook only reads from the API."),
+    ],
+)

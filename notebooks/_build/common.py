@@ -1,0 +1,56 @@
+"""Builds the numbered notebooks from these scripts, so every notebook opens the same way:
+H1 title, Colab badge, Overview / What you need / Costs, the Colab install cell, one
+`parameters` cell. Run `python notebooks/_build/NN_name.py` after editing a script."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent
+REPOSITORY = "brewops/brewops"
+COLAB = "https://colab.research.google.com/github/{repo}/blob/main/notebooks/{name}.ipynb"
+BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
+
+COLAB_INSTALL = f"""\
+# In Colab, install the package (and its pinned tools) first; locally `make setup` did it.
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    package = "brewops @ git+https://github.com/{REPOSITORY}"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", package], check=True)"""
+
+
+def md(text: str) -> nbformat.NotebookNode:
+    return nbformat.v4.new_markdown_cell(text.strip("\n"))
+
+
+def code(text: str) -> nbformat.NotebookNode:
+    return nbformat.v4.new_code_cell(text.strip("\n"))
+
+
+def build(
+    name: str, title: str, overview: str, needs: str, costs: str, parameters: str, cells: list
+) -> Path:
+    badge = f"[![Open In Colab]({BADGE})]({COLAB.format(repo=REPOSITORY, name=name)})"
+    intro = (
+        f"# {title}\n\n{badge}\n\n## Overview\n\n{overview.strip()}\n\n"
+        f"## What you need\n\n{needs.strip()}\n\n## Costs\n\n{costs.strip()}"
+    )
+    params = code(parameters)
+    params.metadata["tags"] = ["parameters"]
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [md(intro), code(COLAB_INSTALL), params, *cells]
+    for number, cell in enumerate(nb.cells):  # stable ids keep regenerated notebooks diff-free
+        cell.id = f"{name[:2]}-{number:02d}"
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.metadata["language_info"] = {"name": "python"}
+    path = NOTEBOOKS / f"{name}.ipynb"
+    nbformat.write(nb, path)
+    return path

