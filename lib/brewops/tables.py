@@ -1,0 +1,493 @@
+"""Read the catalogued tables (cleaned Parquet, raw NDJSON) into typed pandas frames.
+
+On AWS, Athena reads the table. Locally there is no Athena, so the table's Glue definition
+decides what belongs to it the way Athena would: the location, the partition projection
+(`storage.location.template`, `projection.ingest_date.range`) and the Hive rule that names
+starting with `_` or `.` are ignored. awswrangler reads the objects that qualify.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, Literal
+
+import pandas as pd
+
+from brewops import schema
+
+TableName = Literal["cleaned", "raw"]
+
+# the stack Output that names each table
+TABLE_OUTPUTS = {"cleaned": "CleanedTableName", "raw": "RawTableName"}
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+# Java date pattern letters (as Athena projection formats use them) -> strftime
+_JAVA_TO_STRFTIME = (("yyyy", "%Y"), ("MM", "%m"), ("dd", "%d"), ("HH", "%H"), ("mm", "%M"))
+_NOW_EXPRESSION = re.compile(
+    r"^NOW(?:\s*([+-])\s*(\d+)\s*(YEAR|MONTH|WEEK|DAY|HOUR|MINUTE|SECOND)S?)?$", re.IGNORECASE
+)
+
+
+class UnreadableTableError(RuntimeError):
+    """A table, or some of its objects, cannot be read."""
+
+    def __init__(self, message: str, objects: Sequence[str] = ()):
+        super().__init__(message)
+        self.objects = list(objects)
+
+
+@dataclass(frozen=True)
+class Projection:
+    """Athena partition projection of a date partition key."""
+
+    key: str
+    enabled: bool
+    type: str | None
+    java_format: str | None
+    range_text: str | None
+    template: str | None
+
+    @property
+    def strftime(self) -> str | None:
+        if not self.java_format:
+            return None
+        fmt = self.java_format
+        for java, python in _JAVA_TO_STRFTIME:
+            fmt = fmt.replace(java, python)
+        return fmt
+
+    def parse(self, value: str) -> date | None:
+        """The partition value as a date, or None when it does not match the format."""
+        if not self.strftime:
+            return None
+        try:
+            parsed = datetime.strptime(value, self.strftime)
+        except ValueError:
+            return None
+        # strptime accepts "2026-1-5" for %m/%d; Athena's projection does not
+        return parsed.date() if parsed.strftime(self.strftime) == value else None
+
+    def bounds(self, now: datetime | None = None) -> tuple[date, date] | None:
+        if not self.range_text or "," not in self.range_text:
+            return None
+        now = now or datetime.now(UTC)
+        ends = []
+        for part in self.range_text.split(",", 1):
+            end = self._bound(part.strip(), now)
+            if end is None:
+                return None
+            ends.append(end)
+        return ends[0], ends[1]
+
+    def _bound(self, text: str, now: datetime) -> date | None:
+        match = _NOW_EXPRESSION.match(text)
+        if not match:
+            return self.parse(text)
+        sign, amount, unit = match.groups()
+        if not sign:
+            return now.date()
+        offset = pd.DateOffset(**{unit.lower() + "s": int(amount)})
+        moved = pd.Timestamp(now) + offset if sign == "+" else pd.Timestamp(now) - offset
+        return moved.date()
+
+    def covers(self, day: date, now: datetime | None = None) -> bool:
+        bounds = self.bounds(now)
+        return bounds is not None and bounds[0] <= day <= bounds[1]
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """What the Glue catalog says about a table."""
+
+    database: str
+    name: str
+    location: str
+    columns: tuple[tuple[str, str], ...]
+    partition_keys: tuple[tuple[str, str], ...]
+    parameters: dict[str, str] = field(default_factory=dict)
+    input_format: str = ""
+    serde: str = ""
+    serde_parameters: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_parquet(self) -> bool:
+        return "parquet" in f"{self.input_format} {self.serde} {self.parameters}".lower()
+
+    @property
+    def skips_malformed_json(self) -> bool:
+        return self.serde_parameters.get("ignore.malformed.json", "").lower() == "true"
+
+    @property
+    def column_types(self) -> dict[str, str]:
+        return dict(self.columns)
+
+    def projection(self) -> Projection | None:
+        """The projection of the first partition key, if the table has partition keys."""
+        if not self.partition_keys:
+            return None
+        key = self.partition_keys[0][0]
+        params = self.parameters
+        return Projection(
+            key=key,
+            enabled=params.get("projection.enabled", "").lower() == "true",
+            type=params.get(f"projection.{key}.type"),
+            java_format=params.get(f"projection.{key}.format"),
+            range_text=params.get(f"projection.{key}.range"),
+            template=params.get("storage.location.template"),
+        )
+
+    def expected_template(self) -> str | None:
+        if not self.partition_keys:
+            return None
+        key = self.partition_keys[0][0]
+        return f"{self.location.rstrip('/')}/{key}=${{{key}}}/"
+
+
+@dataclass(frozen=True)
+class TableObject:
+    """One S3 object under a table's location and where it sits in the partition layout."""
+
+    uri: str
+    size: int
+    last_modified: datetime
+    partition: str | None = None  # the partition value when the object is inside the layout
+    outside_reason: str | None = None  # why the table cannot see it
+
+    @property
+    def in_layout(self) -> bool:
+        return self.outside_reason is None
+
+
+def resolve_target(target: Any = None) -> Any:
+    """A `brewops.target.Target` from a name ("local", "aws"), None (local) or a Target."""
+    if target is None or isinstance(target, str):
+        from brewops import target as targets
+
+        return targets.use(target or "local")
+    return target
+
+
+def _session(tgt: Any) -> Any:
+    return getattr(tgt, "session", None)
+
+
+def aws_client(tgt: Any, service: str) -> Any:
+    """A boto3 client from the target's session (default session without one)."""
+    session = _session(tgt)
+    if session is not None:
+        return session.client(service)
+    import boto3
+
+    return boto3.client(service)
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://"):
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    bucket, _, key = uri[5:].partition("/")
+    return bucket, key
+
+
+def describe_table(name: TableName, target: Any = None) -> TableInfo:
+    """The Glue definition of the `cleaned` or `raw` table of the target's stack."""
+    tgt = resolve_target(target)
+    outputs = tgt.outputs
+    database, table = outputs["GlueDatabaseName"], outputs[TABLE_OUTPUTS[name]]
+    try:
+        found = aws_client(tgt, "glue").get_table(DatabaseName=database, Name=table)["Table"]
+    except Exception as exc:
+        raise UnreadableTableError(f"Glue table {database}.{table} cannot be read: {exc}") from exc
+    storage = found.get("StorageDescriptor", {})
+    return TableInfo(
+        database=database,
+        name=table,
+        location=storage.get("Location", ""),
+        columns=tuple((c["Name"], c["Type"].lower()) for c in storage.get("Columns", [])),
+        partition_keys=tuple(
+            (c["Name"], c["Type"].lower()) for c in found.get("PartitionKeys", [])
+        ),
+        parameters=dict(found.get("Parameters", {})),
+        input_format=storage.get("InputFormat", ""),
+        serde=storage.get("SerdeInfo", {}).get("SerializationLibrary", ""),
+        serde_parameters=dict(storage.get("SerdeInfo", {}).get("Parameters", {})),
+    )
+
+
+def list_table_objects(
+    info: TableInfo, target: Any = None, now: datetime | None = None
+) -> list[TableObject]:
+    """Every object under the table's location, each placed in (or outside) its layout."""
+    tgt = resolve_target(target)
+    bucket, prefix = split_s3_uri(info.location)
+    prefix = prefix.rstrip("/") + "/" if prefix else ""
+    paginator = aws_client(tgt, "s3").get_paginator("list_objects_v2")
+    objects = []
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            if item["Key"].endswith("/"):
+                continue  # a console "folder" marker holds no data
+            uri = f"s3://{bucket}/{item['Key']}"
+            partition, reason = place_in_layout(info, uri, now)
+            objects.append(TableObject(uri, item["Size"], item["LastModified"], partition, reason))
+    return sorted(objects, key=lambda o: o.uri)
+
+
+def place_in_layout(
+    info: TableInfo, uri: str, now: datetime | None = None
+) -> tuple[str | None, str | None]:
+    """(partition value, None) for an object the table reads, else (None, reason)."""
+    name = uri.rsplit("/", 1)[-1]
+    if name.startswith(("_", ".")):
+        return None, "hidden file name (Athena ignores names starting with _ or .)"
+    base = info.location.rstrip("/") + "/"
+    if not info.partition_keys:
+        return ("", None) if "/" not in uri[len(base) :] else (None, "in a sub-folder")
+    projection = info.projection()
+    key = info.partition_keys[0][0]
+    template = (projection.template if projection else None) or info.expected_template()
+    head, _, tail = template.partition(f"${{{key}}}")
+    if not uri.startswith(head):
+        return None, f"not under a {key}=… partition folder"
+    value, sep, rest = uri[len(head) :].partition(tail or "/")
+    if not sep or not value or "/" in value:
+        return None, f"not under a {key}=… partition folder"
+    if "/" in rest:
+        return None, f"in a sub-folder of partition {key}={value}"
+    if projection and projection.enabled and projection.type == "date":
+        day = projection.parse(value)
+        if day is None:
+            return None, f"partition value {value!r} does not match {projection.java_format}"
+        if not projection.covers(day, now):
+            return (
+                None,
+                f"partition {value} is outside the projection range {projection.range_text}",
+            )
+    return value, None
+
+
+# Glue/Hive type -> the pandas dtype a typed frame carries
+_PANDAS_TYPES = {
+    "bigint": "Int64",
+    "int": "Int64",
+    "smallint": "Int64",
+    "tinyint": "Int64",
+    "double": "float64",
+    "float": "float64",
+    "string": "string",
+    "boolean": "boolean",
+    "timestamp": "datetime64[ns]",
+    "date": "datetime64[ns]",
+}
+
+
+def typed(df: pd.DataFrame, columns: Iterable[tuple[str, str]]) -> pd.DataFrame:
+    """`df` with exactly `columns` (name, Glue type) in that order and pandas dtypes.
+
+    A missing column comes back all-null; a value that does not fit its Glue type leaves the
+    column as object dtype so data-quality checks can name it (nothing is coerced away).
+    """
+    out = {}
+    for name, glue_type in columns:
+        dtype = _PANDAS_TYPES.get(glue_type.split("(")[0])
+        values = df[name] if name in df else pd.Series(pd.NA, index=df.index, dtype="object")
+        out[name] = _cast(values, dtype) if dtype else values
+    return pd.DataFrame(out, index=df.index)
+
+
+def _cast(values: pd.Series, dtype: str) -> pd.Series:
+    try:
+        if dtype.startswith("datetime64"):
+            if isinstance(values.dtype, pd.DatetimeTZDtype):
+                values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+            # timestamps are UTC; Athena returns them naive, so do we
+            return pd.to_datetime(values, errors="raise").astype(dtype)
+        if dtype == "Int64" and values.dtype == object:
+            values = pd.to_numeric(values, errors="raise")
+        return values.astype(dtype)
+    except (TypeError, ValueError, OverflowError):
+        return values.astype(object)
+
+
+def table_columns(info: TableInfo) -> list[tuple[str, str]]:
+    return [*info.columns, *info.partition_keys]
+
+
+def read_objects(
+    info: TableInfo, objects: Sequence[TableObject], target: Any = None
+) -> pd.DataFrame:
+    """Read `objects` of a table with awswrangler, one partition at a time, typed.
+
+    Rows keep the order of the object keys (Firehose names objects by arrival time), so
+    later rows are later deliveries. JSON lines the SerDe would skip
+    (`ignore.malformed.json`) are skipped too and listed in `frame.attrs["malformed_lines"]`.
+    """
+    import awswrangler as wr
+
+    tgt = resolve_target(target)
+    session = _session(tgt)
+    by_partition: dict[str, list[TableObject]] = {}
+    for obj in objects:
+        by_partition.setdefault(obj.partition or "", []).append(obj)
+    frames = []
+    malformed: list[str] = []
+    for partition, members in sorted(by_partition.items()):
+        paths = [o.uri for o in sorted(members, key=lambda o: o.uri) if o.size > 0]
+        if not paths:
+            continue
+        frame, skipped = _read_paths(wr, info, paths, session, tgt)
+        malformed += skipped
+        if info.partition_keys:
+            frame[info.partition_keys[0][0]] = partition
+        frames.append(frame)
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    result = typed(frame, table_columns(info))
+    result.attrs["malformed_lines"] = malformed
+    return result
+
+
+def _read_paths(
+    wr: Any, info: TableInfo, paths: list[str], session: Any, tgt: Any
+) -> tuple[pd.DataFrame, list[str]]:
+    try:
+        return _read_with_awswrangler(wr, info, paths, session, tgt), []
+    except Exception as exc:
+        if not info.is_parquet and info.skips_malformed_json:
+            return _read_json_skipping_malformed(paths, tgt)
+        if len(paths) == 1:
+            raise UnreadableTableError(f"{paths[0]}: {exc}", paths) from exc
+        # find which objects are at fault, so the message can name them
+        bad = {}
+        for path in paths:
+            try:
+                _read_with_awswrangler(wr, info, [path], session, tgt)
+            except Exception as one:
+                bad[path] = one
+        detail = "; ".join(f"{path}: {error}" for path, error in bad.items())
+        raise UnreadableTableError(
+            f"table {info.name}: {detail or f'objects readable alone, not together: {exc}'}",
+            list(bad) or paths,
+        ) from exc
+
+
+def _read_with_awswrangler(
+    wr: Any, info: TableInfo, paths: list[str], session: Any, tgt: Any
+) -> pd.DataFrame:
+    if info.is_parquet:
+        return wr.s3.read_parquet(path=paths, boto3_session=session, ignore_empty=True)
+    frames = []
+    # one compression per call: Firehose adds ".gz", other writers may not
+    for compression, group in _group_by_compression(paths, tgt).items():
+        frames.append(
+            wr.s3.read_json(
+                path=group,
+                lines=True,
+                orient="records",
+                compression=compression,
+                dtype=False,
+                convert_dates=False,
+                boto3_session=session,
+            )
+        )
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def _read_json_skipping_malformed(paths: list[str], tgt: Any) -> tuple[pd.DataFrame, list[str]]:
+    """What the JSON SerDe does with `ignore.malformed.json`: keep the lines that parse."""
+    s3 = aws_client(tgt, "s3")
+    records, malformed = [], []
+    for path in paths:
+        bucket, key = split_s3_uri(path)
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        try:
+            text = (gzip.decompress(body) if body[:2] == GZIP_MAGIC else body).decode("utf-8")
+        except (OSError, UnicodeDecodeError, EOFError) as exc:
+            raise UnreadableTableError(f"{path}: {exc}", [path]) from exc
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            if isinstance(record, dict):
+                records.append(record)
+            else:
+                malformed.append(f"{path}:{number}")
+    return pd.DataFrame.from_records(records), malformed
+
+
+def _group_by_compression(paths: list[str], tgt: Any) -> dict[str | None, list[str]]:
+    groups: dict[str | None, list[str]] = {}
+    s3 = None
+    for path in paths:
+        if path.endswith(".gz"):
+            compression = "gzip"
+        else:
+            s3 = s3 or aws_client(tgt, "s3")
+            bucket, key = split_s3_uri(path)
+            head = s3.get_object(Bucket=bucket, Key=key, Range="bytes=0-1")["Body"].read()
+            compression = "gzip" if head == GZIP_MAGIC else None
+        groups.setdefault(compression, []).append(path)
+    return groups
+
+
+def read_table(
+    name: TableName,
+    target: Any = None,
+    *,
+    engine: Literal["athena", "s3"] | None = None,
+    **athena_kwargs: Any,
+) -> pd.DataFrame:
+    """The `cleaned` or `raw` table as a typed frame: the Glue columns, then `ingest_date`.
+
+    `engine` defaults to Athena on AWS and to Glue + S3 locally (no Athena there);
+    `athena_kwargs` go to `wr.athena.read_sql_table` (e.g. `ctas_approach=False`).
+    """
+    tgt = resolve_target(target)
+    info = describe_table(name, tgt)
+    engine = engine or ("athena" if getattr(tgt, "name", "local") == "aws" else "s3")
+    if engine == "athena":
+        return _read_with_athena(info, tgt, **athena_kwargs)
+    objects = [o for o in list_table_objects(info, tgt) if o.in_layout]
+    return read_objects(info, objects, tgt)
+
+
+def _read_with_athena(info: TableInfo, tgt: Any, **kwargs: Any) -> pd.DataFrame:
+    import awswrangler as wr
+
+    kwargs.setdefault("workgroup", tgt.outputs["AthenaWorkGroupName"])
+    try:
+        frame = wr.athena.read_sql_table(
+            table=info.name, database=info.database, boto3_session=_session(tgt), **kwargs
+        )
+    except Exception as exc:
+        raise UnreadableTableError(
+            f"Athena cannot read {info.database}.{info.name}: {exc}"
+        ) from exc
+    return typed(frame, table_columns(info))
+
+
+def latest_per_id(df: pd.DataFrame, id_column: str = "id") -> pd.DataFrame:
+    """One row per id: the latest ingested record (by `ingested_at`, else by row order).
+
+    Rows without an id are left out: nothing can say which beer they are.
+    """
+    ranked = df[df[id_column].notna()].reset_index(drop=True)
+    if "ingested_at" in ranked:
+        # a stable sort keeps delivery order among equal timestamps
+        ranked = ranked.sort_values("ingested_at", kind="stable", na_position="first")
+    latest = ranked.drop_duplicates(id_column, keep="last")
+    return latest.sort_values(id_column, kind="stable").reset_index(drop=True)
+
+
+def cleaned_columns() -> list[tuple[str, str]]:
+    """The cleaned table's columns as brewops.schema defines them, partition key last."""
+    return [(c.name, c.glue_type) for c in schema.CLEANED_COLUMNS] + [
+        (schema.PARTITION_KEY, schema.PARTITION_GLUE_TYPE)
+    ]

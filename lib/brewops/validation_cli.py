@@ -1,0 +1,100 @@
+"""`brewops validate`: check the Glue tables from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+class GatesFailed(click.ClickException):
+    exit_code = 1
+
+
+def _ids(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(part) for part in text.replace("|", ",").split(",") if part.strip()]
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"ids must be integers: {exc}", param_hint="--expected-ids"
+        ) from exc
+
+
+@click.group("validate")
+def validate() -> None:
+    """Validate the Glue tables: schema, partitions, counts, duplicates and data quality."""
+
+
+@validate.command("run")
+@click.option(
+    "--target",
+    type=click.Choice(["local", "aws"]),
+    default="local",
+    show_default=True,
+    help="local: the embedded AWS emulator; aws: the deployed stack (read through Athena).",
+)
+@click.option(
+    "--figures",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Figures of notebook 03 to reconcile with (default: build/figures/, else `stream` ids).",
+)
+@click.option("--expected-ids", metavar="1,2,3", help="Reconcile with these ids instead.")
+@click.option(
+    "--table",
+    "tables",
+    type=click.Choice(["cleaned", "raw"]),
+    multiple=True,
+    help="Validate only this table (repeatable; default both).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
+def run(
+    target: str,
+    figures: Path | None,
+    expected_ids: str | None,
+    tables: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Run every check and exit non-zero if a gate fails (schema drift, unreadable data,
+    objects outside the partition layout, lost records). Findings never fail the run."""
+    from brewops import validation
+
+    ids = _ids(expected_ids)
+    expected = (
+        ids if ids is not None or figures is None else validation.expectation_from_figures(figures)
+    )
+    report = validation.validate(target, expected=expected, tables=tables or ("cleaned", "raw"))
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        _print_report(report)
+    if not report.ok:
+        raise GatesFailed(f"validation failed:\n{report.failure_message()}")
+
+
+def _print_report(report) -> None:
+    import pandas as pd
+
+    with pd.option_context("display.width", 120, "display.max_colwidth", 60):
+        if report.schema is not None:
+            click.echo("Schema (brewops.schema / Glue / Parquet)")
+            click.echo(report.schema.frame.to_string(index=False))
+        for name, partitions in report.partitions.items():
+            click.echo(f"\nPartitions of {name}")
+            click.echo(
+                partitions.frame.to_string(index=False) if len(partitions.frame) else "  none"
+            )
+            if len(partitions.outside):
+                click.echo(partitions.outside.to_string(index=False))
+        if report.reconciliation:
+            click.echo("\nReconciliation")
+            click.echo(report.reconciliation_frame().to_string(index=False))
+        if len(report.quality.summary):
+            click.echo("\nData quality findings")
+            click.echo(report.quality.summary.to_string(index=False))
+        click.echo("\nRules")
+        click.echo(report.summary_frame().to_string(index=False))
+        for note in report.notes:
+            click.echo(f"note: {note}")

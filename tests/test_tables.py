@@ -1,0 +1,226 @@
+"""Reading the catalogued tables: layout rules, typing, deduplication and the two engines."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pandas as pd
+import pytest
+
+from brewops import tables
+from brewops.tables import Projection, TableInfo, latest_per_id, place_in_layout, typed
+
+
+NOW = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
+
+
+def _info(**parameters: str) -> TableInfo:
+    params = {
+        "projection.enabled": "true",
+        "projection.ingest_date.type": "date",
+        "projection.ingest_date.format": "yyyy-MM-dd",
+        "projection.ingest_date.range": "2024-01-01,NOW",
+        "storage.location.template": "s3://bkt/cleaned/ingest_date=${ingest_date}/",
+        **parameters,
+    }
+    return TableInfo(
+        database="db",
+        name="beers_cleaned",
+        location="s3://bkt/cleaned/",
+        columns=(("id", "bigint"), ("abv", "double")),
+        partition_keys=(("ingest_date", "string"),),
+        parameters=params,
+    )
+
+
+# ------------------------------------------------------------------ unit
+
+
+@pytest.mark.parametrize(
+    ("range_text", "expected"),
+    [
+        ("2024-01-01,NOW", (date(2024, 1, 1), date(2026, 11, 26))),
+        ("NOW-3DAYS,NOW", (date(2026, 11, 23), date(2026, 11, 26))),
+        ("NOW-1YEARS,NOW+2DAYS", (date(2025, 11, 26), date(2026, 11, 28))),
+        ("2024-01-01", None),
+        ("yesterday,NOW", None),
+    ],
+)
+def test_projection_bounds_follow_athena_range_syntax(range_text, expected):
+    projection = Projection("ingest_date", True, "date", "yyyy-MM-dd", range_text, None)
+    assert projection.bounds(NOW) == expected
+
+
+def test_projection_parses_only_exact_dates():
+    projection = Projection("ingest_date", True, "date", "yyyy-MM-dd", "2024-01-01,NOW", None)
+    assert projection.parse("2026-11-26") == date(2026, 11, 26)
+    assert projection.parse("2026-1-5") is None
+    assert projection.parse("2026-11-26T00") is None
+
+
+@pytest.mark.parametrize(
+    ("key", "partition", "reason"),
+    [
+        (
+            "ingest_date=2026-11-26/brewops-cleaned-dev-1-2026-11-26-15-04-05-abc",
+            "2026-11-26",
+            None,
+        ),
+        ("stray-object", None, "not under a ingest_date=… partition folder"),
+        ("ingest_date=2026-11-26/sub/object", None, "in a sub-folder of partition"),
+        ("ingest_date=26-11-2026/object", None, "does not match yyyy-MM-dd"),
+        ("ingest_date=2023-12-31/object", None, "outside the projection range"),
+        ("ingest_date=2026-11-27/object", None, "outside the projection range"),
+        ("ingest_date=2026-11-26/_SUCCESS", None, "hidden file name"),
+        ("year=2026/object", None, "not under a ingest_date=… partition folder"),
+    ],
+)
+def test_objects_are_placed_in_the_partition_layout(key, partition, reason):
+    found_partition, found_reason = place_in_layout(_info(), f"s3://bkt/cleaned/{key}", NOW)
+    assert found_partition == partition
+    if reason is None:
+        assert found_reason is None
+    else:
+        assert reason in found_reason
+
+
+def test_typed_frames_carry_the_glue_types_and_keep_what_does_not_fit():
+    raw = pd.DataFrame(
+        {
+            "id": [1, 2],
+            "abv": ["4.5", "n/a"],
+            "ibu": [10.0, None],
+            "ingested_at": ["2026-11-26 15:04:05.123", "2026-11-26 15:04:06.000"],
+            "extra": ["dropped", "dropped"],
+        }
+    )
+    columns = [
+        ("id", "bigint"),
+        ("abv", "double"),
+        ("ibu", "double"),
+        ("ingested_at", "timestamp"),
+        ("name", "string"),
+        ("ingest_date", "string"),
+    ]
+    out = typed(raw, columns)
+    assert list(out.columns) == [name for name, _ in columns]
+    assert str(out["id"].dtype) == "Int64"
+    assert out["abv"].dtype == object, "an unparseable value must not be coerced away"
+    assert out["ibu"].dtype == "float64"
+    assert out["ingested_at"].dtype == "datetime64[ns]"
+    assert out["ingested_at"][0] == pd.Timestamp("2026-11-26 15:04:05.123")
+    assert out["name"].isna().all() and str(out["name"].dtype) == "string"
+
+
+def test_latest_per_id_keeps_the_last_ingested_record():
+    df = pd.DataFrame(
+        {
+            "id": pd.array([2, 1, 2, 1, None], dtype="Int64"),
+            "abv": [2.0, 1.0, 2.5, 1.5, 9.9],
+            "ingested_at": pd.to_datetime(
+                [
+                    "2026-11-26 10:00",
+                    "2026-11-26 12:00",
+                    "2026-11-26 11:00",
+                    "2026-11-26 09:00",
+                    "2026-11-26 13:00",
+                ]
+            ),
+        }
+    )
+    latest = latest_per_id(df)
+    assert latest["id"].tolist() == [1, 2]
+    assert latest["abv"].tolist() == [1.0, 2.5]
+
+
+def test_latest_per_id_falls_back_to_delivery_order():
+    df = pd.DataFrame({"id": [3, 3, 4], "name": ["first", "second", "only"]})
+    assert latest_per_id(df)["name"].tolist() == ["second", "only"]
+
+
+# ------------------------------------------------------------------ against the emulator
+
+
+@pytest.mark.emulator
+def test_read_cleaned_table_returns_every_delivered_row_typed(delivered):
+    frame = tables.read_table("cleaned", delivered.tables)
+
+    assert len(frame) == delivered.records
+    assert list(frame.columns) == [name for name, _ in tables.cleaned_columns()]
+    assert str(frame["id"].dtype) == "Int64"
+    assert frame["abv"].dtype == "float64"
+    assert frame["ingested_at"].dtype == "datetime64[ns]"
+    assert str(frame["ingest_date"].dtype) == "string"
+    assert set(frame["ingest_date"]) == {d.strftime("%Y-%m-%d") for d in delivered.days}
+    assert frame.loc[frame["id"] == 317, "ph"].tolist() == [79.0, 79.0]
+    latest = latest_per_id(frame)
+    assert latest["id"].tolist() == list(range(1, 326))
+
+
+@pytest.mark.emulator
+def test_read_raw_table_reads_gzip_ndjson_with_or_without_extension(delivered):
+    frame = tables.read_table("raw", delivered.tables)
+
+    assert len(frame) == delivered.records
+    assert "ingested_at" not in frame
+    assert str(frame["id"].dtype) == "Int64" and frame["abv"].dtype == "float64"
+    assert isinstance(frame["volume"].iloc[0], dict)
+    # the redelivered beers came last, in an object without ".gz"
+    assert frame["id"].tail(3).tolist() == list(delivered.redelivered)
+
+
+@pytest.mark.emulator
+def test_objects_outside_the_layout_are_not_read(delivered):
+    local = delivered.tables
+    beer = delivered.beers[0]
+    from fixtures.validation import cleaned_record
+
+    local.put_cleaned(
+        [cleaned_record(beer, datetime.now(UTC))], datetime.now(UTC), key="cleaned/stray-object"
+    )
+    frame = tables.read_table("cleaned", local)
+    assert len(frame) == delivered.records
+
+
+@pytest.mark.emulator
+def test_an_unreadable_object_is_named(delivered):
+    local = delivered.tables
+    day = delivered.days[1].strftime("%Y-%m-%d")
+    uri = local.put(f"cleaned/ingest_date={day}/not-parquet", b"this is not parquet")
+    with pytest.raises(tables.UnreadableTableError) as caught:
+        tables.read_table("cleaned", local)
+    assert uri in str(caught.value)
+    assert caught.value.objects == [uri]
+
+
+@pytest.mark.emulator
+def test_malformed_json_lines_are_skipped_as_the_serde_does(delivered):
+    local = delivered.tables
+    beer = delivered.beers[4]
+    import json
+
+    uri = local.put_raw([], delivered.days[1], lines=[json.dumps(beer), "{not json", "[1, 2]"])
+    frame = tables.read_table("raw", local)
+    assert len(frame) == delivered.records + 1
+    assert frame.attrs["malformed_lines"] == [f"{uri}:2", f"{uri}:3"]
+
+
+@pytest.mark.emulator
+def test_the_aws_target_reads_through_athena_with_the_stack_workgroup(delivered, monkeypatch):
+    import awswrangler as wr
+
+    calls = []
+
+    def read_sql_table(**kwargs):
+        calls.append(kwargs)
+        return pd.DataFrame({"id": [1], "abv": [4.7], "ingest_date": ["2026-11-26"]})
+
+    monkeypatch.setattr(wr.athena, "read_sql_table", read_sql_table)
+    monkeypatch.setattr(delivered.tables, "name", "aws")
+    frame = tables.read_table("cleaned", delivered.tables)
+
+    assert calls[0]["table"] == "beers_cleaned"
+    assert calls[0]["database"] == delivered.tables.outputs["GlueDatabaseName"]
+    assert calls[0]["workgroup"] == "brewops-test-workgroup"
+    assert list(frame.columns) == [name for name, _ in tables.cleaned_columns()]
+    assert str(frame["id"].dtype) == "Int64"

@@ -1,0 +1,279 @@
+"""Validation rules on frames and catalog definitions (no emulator)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pandas as pd
+import pytest
+
+from brewops import schema, summary, validation
+from brewops.tables import TableInfo, TableObject, place_in_layout
+from brewops.validation import (
+    Expectation,
+    check_partitions,
+    compare_schema,
+    count_duplicates,
+    quality_report,
+    reconcile,
+)
+
+
+NOW = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
+EXPECTED = validation.expected_schema()
+
+# the real catalogue's quirks (../shared/PUNKAPI.md)
+FG_ABOVE_OG_IDS = [28, 70, 127, 131, 193, 214, 221, 222, 223, 224, 225, 227, 228]
+NULL_COUNTS = {"ibu": 5, "ebc": 6, "srm": 6, "ph": 2, "target_fg": 1, "target_og": 1}
+
+
+def _info(columns=None, partition_keys=(("ingest_date", "string"),), **parameters) -> TableInfo:
+    params = {
+        "projection.enabled": "true",
+        "projection.ingest_date.type": "date",
+        "projection.ingest_date.format": "yyyy-MM-dd",
+        "projection.ingest_date.range": "2024-01-01,NOW",
+        "storage.location.template": "s3://bkt/cleaned/ingest_date=${ingest_date}/",
+        **parameters,
+    }
+    return TableInfo(
+        database="db",
+        name="beers_cleaned",
+        location="s3://bkt/cleaned/",
+        columns=tuple(columns if columns is not None else EXPECTED.items()),
+        partition_keys=tuple(partition_keys),
+        parameters=params,
+    )
+
+
+def _catalogue_frame(beers) -> pd.DataFrame:
+    frame = pd.DataFrame([{c.name: b.get(c.name) for c in schema.CLEANED_COLUMNS} for b in beers])
+    frame["ingested_at"] = pd.Timestamp("2026-11-26 15:04:05")
+    frame["id"] = frame["id"].astype("Int64")
+    return frame
+
+
+# ------------------------------------------------------------------ schema
+
+
+def test_schema_agreeing_three_ways_has_no_drift():
+    files = {"s3://bkt/cleaned/ingest_date=2026-11-26/a": dict(EXPECTED)}
+    result = compare_schema(_info(), files)
+    assert result.ok, result.drifts
+    assert set(result.frame["status"]) == {"ok"}
+    assert result.frame["column"].tolist()[:10] == list(EXPECTED)
+
+
+def test_a_type_changed_in_one_parquet_object_names_column_types_and_object():
+    good = "s3://bkt/cleaned/ingest_date=2026-11-26/good"
+    bad = "s3://bkt/cleaned/ingest_date=2026-11-26/bad"
+    result = compare_schema(_info(), {good: dict(EXPECTED), bad: {**EXPECTED, "abv": "string"}})
+    assert not result.ok
+    (drift,) = result.drifts
+    assert (drift.column, drift.source, drift.expected, drift.found) == (
+        "abv",
+        "Parquet",
+        "double",
+        "string",
+    )
+    assert drift.objects == (bad,)
+    assert "abv" in str(drift) and "double" in str(drift) and "string" in str(drift)
+    row = result.frame.set_index("column").loc["abv"]
+    assert row["status"] == "drift" and "string in 1" in row["parquet"]
+
+
+def test_a_column_missing_from_the_glue_table_is_drift():
+    columns = [(n, t) for n, t in EXPECTED.items() if n != "ph"]
+    result = compare_schema(_info(columns=columns), {"s3://o": dict(EXPECTED)})
+    assert [str(d) for d in result.drifts] == [
+        "column ph: brewops.schema double, Glue table missing it"
+    ]
+
+
+def test_glue_type_and_extra_parquet_column_and_partition_key_drifts():
+    columns = [(n, "int" if n == "id" else t) for n, t in EXPECTED.items()]
+    files = {"s3://o": {**EXPECTED, "colour": "string"}}
+    result = compare_schema(_info(columns=columns, partition_keys=(("dt", "date"),)), files)
+    found = {(d.column, d.source, d.expected, d.found) for d in result.drifts}
+    assert found == {
+        ("id", "Glue table", "bigint", "int"),
+        ("colour", "Parquet", "absent", "string"),
+        ("colour", "Glue table", "absent", "missing"),
+        ("ingest_date", "Glue partition keys", "string", "dt date"),
+    }
+
+
+# ------------------------------------------------------------------ partitions
+
+
+def _objects(info, *keys):
+    objects = []
+    for key in keys:
+        uri = f"s3://bkt/cleaned/{key}"
+        partition, reason = place_in_layout(info, uri, NOW)
+        objects.append(TableObject(uri, 100, NOW, partition, reason))
+    return objects
+
+
+def test_partitions_are_listed_and_objects_outside_reported():
+    info = _info()
+    objects = _objects(
+        info,
+        "ingest_date=2026-11-25/a",
+        "ingest_date=2026-11-26/b",
+        "ingest_date=2026-11-26/c",
+        "loose-object",
+    )
+    report = check_partitions(info, objects, now=NOW)
+    assert report.frame[["ingest_date", "objects", "bytes"]].values.tolist() == [
+        ["2026-11-25", 1, 100],
+        ["2026-11-26", 2, 200],
+    ]
+    assert report.outside["object"].tolist() == ["s3://bkt/cleaned/loose-object"]
+    assert not report.ok and not report.config_issues
+    assert report.projection["range now"] == "2024-01-01 .. 2026-11-26"
+
+
+def test_projection_configuration_problems_are_reported():
+    info = _info(
+        **{
+            "projection.enabled": "false",
+            "projection.ingest_date.format": "yyyy/MM/dd",
+            "storage.location.template": "s3://other/cleaned/ingest_date=${ingest_date}/",
+        }
+    )
+    issues = check_partitions(info, [], now=NOW).config_issues
+    assert any("projection.enabled" in i for i in issues)
+    assert any("yyyy/MM/dd" in i for i in issues)
+    assert any("s3://other/cleaned/" in i for i in issues)
+
+
+# ------------------------------------------------------------------ counts and duplicates
+
+
+def test_reconcile_names_lost_ids_and_missing_rows():
+    df = pd.DataFrame({"id": pd.array([1, 2, 2, 4], dtype="Int64")})
+    result = reconcile(df, Expectation(records=6, ids=frozenset({1, 2, 3, 4, 5})))
+    assert result.lost_ids == [3, 5] and result.missing_rows == 2
+    failure = result.failure()
+    assert failure.rule == "lost records" and failure.rows == (3, 5)
+    assert "ids 3, 5" in failure.message and "(2 missing)" in failure.message
+
+
+def test_reconcile_passes_extra_rows_and_reports_unexpected_ids():
+    df = pd.DataFrame({"id": pd.array([1, 2, 2, 9], dtype="Int64")})
+    result = reconcile(df, Expectation(records=3, ids=frozenset({1, 2})))
+    assert result.ok and result.unexpected_ids == [9]
+    assert result.as_row()["status"] == "ok"
+
+
+def test_nothing_to_reconcile_is_not_checked():
+    result = reconcile(pd.DataFrame({"id": [1]}), Expectation())
+    assert result.ok and not result.checked and result.as_row()["status"] == "not checked"
+
+
+def test_duplicates_are_counted_per_id():
+    df = pd.DataFrame(
+        {
+            "id": pd.array([1, 2, 2, 3, 3, 3], dtype="Int64"),
+            "ingested_at": pd.to_datetime([f"2026-11-26 10:0{i}" for i in range(6)]),
+        }
+    )
+    result = count_duplicates(df)
+    assert result.surplus_rows == 3
+    assert result.frame[["id", "records"]].values.tolist() == [[2, 2], [3, 3]]
+    assert result.frame["last_ingested_at"].tolist()[1] == pd.Timestamp("2026-11-26 10:05")
+
+
+def test_the_expectation_comes_from_notebook_03s_figures(tmp_path, monkeypatch):
+    monkeypatch.setenv(summary.FIGURES_ENV, str(tmp_path / "04_validate_glue_table.json"))
+    path = validation.produce_figures_path()
+    assert path == tmp_path / "03_produce_to_kinesis.json"
+    path.write_text(json.dumps({"records_sent": 328, "ids_sent": [3, 1, 2, 1]}))
+    assert validation.expectation_from_figures() == Expectation(
+        records=328, ids=frozenset({1, 2, 3}), source=str(path)
+    )
+    path.unlink()
+    assert not validation.expectation_from_figures().known
+
+
+# ------------------------------------------------------------------ data quality
+
+
+def test_the_catalogue_quirks_are_findings(catalogue_beers):
+    report = quality_report(_catalogue_frame(catalogue_beers))
+
+    assert report.ids("range", "abv") == [24, 137, 185]
+    assert report.ids("range", "ibu") == [137, 185]
+    assert report.ids("range", "ph") == [317]
+    assert report.ids("fg > og") == FG_ABOVE_OG_IDS
+    nulls = report.summary[report.summary["rule"] == "nulls"].set_index("column")["findings"]
+    assert nulls.to_dict() == NULL_COUNTS
+    assert report.counts() == {"nulls": 21, "range": 6, "fg > og": 13, "unparseable": 0}
+    ph = report.findings[(report.findings["rule"] == "range") & (report.findings["column"] == "ph")]
+    assert ph[["id", "value"]].values.tolist() == [[317, 79.0]]
+
+
+def test_unparseable_values_are_named_and_not_counted_as_nulls():
+    frame = pd.DataFrame(
+        {
+            "id": [1, 2, 3],
+            "name": ["a", "b", None],
+            "abv": ["4.5", "4.5%", None],
+            "target_fg": [1010, 1060, 1005],
+            "target_og": [1050, 1050, None],
+        }
+    )
+    report = quality_report(frame, table="raw")
+    found = report.findings[["rule", "column", "id", "value"]].values.tolist()
+    assert ["unparseable", "abv", 2, "4.5%"] in found
+    assert ["nulls", "abv", 3, None] in found or any(r[:3] == ["nulls", "abv", 3] for r in found)
+    assert not any(r[:3] == ["nulls", "abv", 2] for r in found)
+    assert ["nulls", "name", 3] in [r[:3] for r in found]
+    assert report.ids("fg > og") == [2]
+    assert report.counts()["unparseable"] == 1
+
+
+def test_rules_can_be_selected():
+    frame = pd.DataFrame({"id": [1, 2], "abv": ["x", None]})
+    report = quality_report(frame, rules=("unparseable",))
+    assert set(report.findings["rule"]) == {"unparseable"}
+
+
+def test_errors_name_their_rule_and_list_every_failure():
+    report = validation.ValidationReport(target="local")
+    report.failures = [
+        validation.GateFailure("lost records", "cleaned", "ids 7", (7,)),
+        validation.GateFailure("schema drift", "cleaned", "column abv: ...", ("abv",)),
+    ]
+    with pytest.raises(validation.SchemaDriftError) as caught:
+        report.raise_for_gates()
+    assert caught.value.rule == "schema drift"
+    assert "lost records (cleaned): ids 7" in str(caught.value)
+    assert report.gates() == {
+        "schema drift": 1,
+        "unreadable data": 0,
+        "partition layout": 0,
+        "lost records": 1,
+    }
+    assert issubclass(validation.PartitionLayoutError, validation.UnreadableDataError)
+
+
+def test_plots_mark_the_out_of_range_values(catalogue_beers):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from brewops import validation_plots
+
+    latest = pd.DataFrame(
+        [{c.name: b.get(c.name) for c in schema.CLEANED_COLUMNS[:9]} for b in catalogue_beers]
+    )
+    fig = validation_plots.plot_distributions(latest)
+    titles = {ax.get_title() for ax in fig.axes if ax.get_visible()}
+    assert "ph: 1 out of range, 2 null" in titles
+    assert "abv: 3 out of range, 0 null" in titles
+    ph_axis = next(ax for ax in fig.axes if ax.get_title().startswith("ph:"))
+    assert [t.get_text() for t in ph_axis.texts] == ["id 317: 79"]
+    gravity = validation_plots.plot_gravities(latest)
+    assert "fg > og (13)" in [t.get_text() for t in gravity.axes[0].get_legend().get_texts()]

@@ -1,0 +1,206 @@
+"""Validating filled tables in the emulator: good data passes, each broken case fails with a
+message naming the rule and the rows."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from click.testing import CliRunner
+
+from brewops import schema, validation
+from brewops.validation import Expectation
+
+
+pytestmark = pytest.mark.emulator
+
+ALL_IDS = frozenset(range(1, 326))
+
+
+def _expectation(delivered) -> Expectation:
+    return Expectation(records=delivered.records, ids=ALL_IDS)
+
+
+def _run(delivered, **kwargs):
+    kwargs.setdefault("expected", _expectation(delivered))
+    return validation.run(delivered.tables, **kwargs)
+
+
+def test_good_data_passes_and_reports_the_catalogue_quirks(delivered):
+    report = _run(delivered)
+
+    assert report.ok and report.failure_message() == ""
+    assert report.schema.ok and set(report.schema.frame["status"]) == {"ok"}
+    assert len(report.partitions["cleaned"].frame) == 2
+    assert report.partitions["cleaned"].outside.empty
+    assert report.reconciliation_frame()["status"].tolist() == ["ok", "ok"]
+    assert report.duplicates.frame["id"].tolist() == list(delivered.redelivered)
+    assert report.findings_per_rule() == {
+        "nulls": 21,
+        "range": 6,
+        "fg > og": 13,
+        "unparseable": 0,
+        "duplicates": 3,
+    }
+    assert report.quality.ids("range", "ph") == [317]
+    assert report.quality.ids("range", "abv") == [24, 137, 185]
+    assert len(report.latest) == 325
+    json.dumps(report.to_dict(), default=str)  # serialisable for --json
+
+
+def test_a_column_type_changed_in_the_parquet_is_schema_drift(delivered):
+    from fixtures.validation import arrow_schema, cleaned_record
+
+    local = delivered.tables
+    columns = [
+        (c.name, "string" if c.name == "abv" else c.glue_type) for c in schema.CLEANED_COLUMNS
+    ]
+    at = delivered.days[1] + timedelta(minutes=2)
+    records = [{**cleaned_record(b, at), "abv": str(b["abv"])} for b in delivered.beers[10:12]]
+    bad = local.put_cleaned(records, at, arrow=arrow_schema(columns))
+
+    report = validation.validate(local, expected=_expectation(delivered))
+    with pytest.raises(validation.SchemaDriftError) as caught:
+        report.raise_for_gates()
+    message = str(caught.value)
+    assert "schema drift (cleaned): column abv: brewops.schema double, Parquet" in message
+    assert "string" in message and bad in message
+    assert report.gates()["lost records"] == 0, "the other objects are still read and counted"
+    assert any("drifted types" in note for note in report.notes)
+
+
+def test_a_column_missing_from_the_glue_table_is_schema_drift(aws_env, catalogue_beers):
+    import boto3
+
+    from fixtures.validation import LocalTables, deliver
+
+    local = LocalTables(session=boto3.Session())
+    local.create(cleaned_columns=[c for c in schema.glue_columns() if c["Name"] != "ph"])
+    delivered = deliver(local, catalogue_beers)
+
+    with pytest.raises(validation.SchemaDriftError) as caught:
+        _run(delivered)
+    assert "column ph: brewops.schema double, Glue table missing it" in str(caught.value)
+    assert caught.value.failures[0].rows == ("ph",)
+
+
+def test_an_object_outside_the_partition_layout_fails(delivered):
+    from fixtures.validation import cleaned_record
+
+    local = delivered.tables
+    now = datetime.now(UTC)
+    stray = local.put_cleaned(
+        [cleaned_record(delivered.beers[0], now)], now, key="cleaned/brewops-cleaned-dev-1-loose"
+    )
+    future = (now + timedelta(days=3)).strftime("%Y-%m-%d")
+    ahead = local.put_cleaned(
+        [cleaned_record(delivered.beers[1], now)],
+        now,
+        key=f"cleaned/ingest_date={future}/brewops-cleaned-dev-1-ahead",
+    )
+
+    with pytest.raises(validation.PartitionLayoutError) as caught:
+        _run(delivered)
+    message = str(caught.value)
+    assert "partition layout (cleaned): 2 object(s) outside the partition layout" in message
+    assert f"{stray} (not under a ingest_date=… partition folder)" in message
+    assert f"{ahead} (partition {future} is outside the projection range 2024-01-01,NOW)" in message
+    assert caught.value.failures[0].rows == (stray, ahead)
+
+
+def test_a_lost_record_fails_naming_its_id(delivered):
+    with pytest.raises(validation.LostRecordsError) as caught:
+        _run(delivered, expected=Expectation(ids=ALL_IDS | {326, 400}))
+    message = str(caught.value)
+    assert "lost records (cleaned): 2 of 327 produced ids are missing: ids 326, 400" in message
+    assert "lost records (raw)" in message
+    assert caught.value.failures[0].rows == (326, 400)
+
+
+def test_fewer_rows_than_records_produced_is_a_loss(delivered):
+    with pytest.raises(validation.LostRecordsError, match=r"330 records produced \(2 missing\)"):
+        _run(delivered, expected=delivered.records + 2)
+
+
+def test_an_unreadable_object_fails_naming_it(delivered):
+    local = delivered.tables
+    day = delivered.days[0].strftime("%Y-%m-%d")
+    junk = local.put(f"cleaned/ingest_date={day}/brewops-cleaned-dev-1-junk", b"PAR1 broken")
+
+    with pytest.raises(validation.UnreadableDataError) as caught:
+        _run(delivered)
+    assert "unreadable data (cleaned): 1 object(s) cannot be read as Parquet" in str(caught.value)
+    assert junk in str(caught.value)
+    assert type(caught.value) is validation.UnreadableDataError
+
+
+def test_out_of_range_values_are_reported_not_failing(delivered):
+    from fixtures.validation import cleaned_record
+
+    local = delivered.tables
+    at = delivered.days[1] + timedelta(minutes=3)
+    beer = {**delivered.beers[4], "abv": 99.0, "ph": 1.0}  # id 5, a later record of it
+    local.put_cleaned([cleaned_record(beer, at)], at)
+
+    report = _run(delivered, expected=Expectation(ids=ALL_IDS))
+    assert report.ok
+    assert report.quality.ids("range", "abv") == [5, 24, 137, 185]
+    assert report.quality.ids("range", "ph") == [5, 317]
+    summary = report.quality.summary.set_index(["table", "rule", "column"])
+    assert summary.loc[("cleaned", "range", "abv"), "ids"] == [5, 24, 137, 185]
+
+
+def test_malformed_raw_lines_are_unparseable_findings(delivered):
+    local = delivered.tables
+    uri = local.put_raw([], delivered.days[1], lines=['{"id": 5, "abv": "4.5%"}', "{oops"])
+
+    report = _run(delivered)
+    found = report.quality.findings
+    raw = found[(found["table"] == "raw") & (found["rule"] == "unparseable")]
+    assert raw[["column", "value"]].values.tolist() == [["abv", "4.5%"], ["(line)", f"{uri}:2"]]
+    assert report.findings_per_rule()["unparseable"] == 2
+
+
+def test_the_command_line_reports_and_exits_by_the_gates(delivered, monkeypatch, tmp_path):
+    from brewops.validation_cli import validate
+
+    monkeypatch.setattr(validation, "resolve_target", lambda target: delivered.tables)
+    figures = tmp_path / "03_produce_to_kinesis.json"
+    figures.write_text(json.dumps({"records_sent": delivered.records, "ids_sent": sorted(ALL_IDS)}))
+    runner = CliRunner()
+
+    result = runner.invoke(validate, ["run", "--json", "--figures", str(figures)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["ok"] and report["findings"]["fg > og"] == 13
+
+    result = runner.invoke(validate, ["run", "--table", "cleaned", "--expected-ids", "1,2,999"])
+    assert result.exit_code == 1
+    assert "Reconciliation" in result.output and "Schema" in result.output
+    assert "lost records (cleaned): 1 of 3 produced ids are missing: ids 999" in result.output
+
+
+def test_records_sent_to_the_error_prefix_are_accounted_for_not_lost(delivered):
+    import base64
+
+    local = delivered.tables
+    day = delivered.days[1].strftime("%Y-%m-%d")
+    failed = {
+        "attemptsMade": 4,
+        "errorCode": "Lambda.ProcessingFailed",
+        "errorMessage": "abv is not a number",
+        "rawData": base64.b64encode(json.dumps({"id": 326, "abv": "strong"}).encode()).decode(),
+    }
+    local.put(
+        f"errors/cleaned/processing-failed/ingest_date={day}/brewops-cleaned-dev-1-failed",
+        (json.dumps(failed) + "\n").encode(),
+    )
+
+    report = _run(delivered, expected=Expectation(ids=ALL_IDS | {326}), tables=("cleaned",))
+    reconciliation = report.reconciliation["cleaned"]
+    assert reconciliation.lost_ids == []
+    assert reconciliation.diverted == {326: "Lambda.ProcessingFailed: abv is not a number"}
+    assert any("id 326 (Lambda.ProcessingFailed" in note for note in report.notes)
+    with pytest.raises(validation.LostRecordsError, match="ids 327"):
+        _run(delivered, expected=Expectation(ids=ALL_IDS | {326, 327}), tables=("cleaned",))
