@@ -1,0 +1,319 @@
+"""The SAM template as data: lint it, list its resources, draw its data flow, deploy it.
+
+The diagram is derived from the references inside the template, so it cannot drift from
+what is deployed.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from brewops.paths import repo_root, template_path
+
+if TYPE_CHECKING:
+    import networkx as nx
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+# Resource types that carry data, in the order data meets them.
+DATA_FLOW_TYPES = {
+    "AWS::Serverless::Function": "Lambda",
+    "AWS::Kinesis::Stream": "Kinesis stream",
+    "AWS::KinesisFirehose::DeliveryStream": "Firehose",
+    "AWS::S3::Bucket": "S3 bucket",
+    "AWS::Glue::Table": "Glue table",
+    "AWS::Glue::Database": "Glue database",
+    "AWS::Athena::WorkGroup": "Athena workgroup",
+}
+
+# (type that holds the reference, type referenced) -> (edge label, data flows from the
+# referenced resource to the holder?)
+FLOW_RULES: dict[tuple[str, str], tuple[str, bool]] = {
+    ("AWS::Serverless::Function", "AWS::Kinesis::Stream"): ("PutRecords", False),
+    ("AWS::KinesisFirehose::DeliveryStream", "AWS::Kinesis::Stream"): ("reads shards", True),
+    ("AWS::KinesisFirehose::DeliveryStream", "AWS::Serverless::Function"): ("transform", False),
+    ("AWS::KinesisFirehose::DeliveryStream", "AWS::S3::Bucket"): ("delivers", False),
+    ("AWS::KinesisFirehose::DeliveryStream", "AWS::Glue::Table"): ("Parquet schema", False),
+    ("AWS::Glue::Table", "AWS::S3::Bucket"): ("catalogues", True),
+    ("AWS::Glue::Table", "AWS::Glue::Database"): ("in", False),
+    ("AWS::Athena::WorkGroup", "AWS::S3::Bucket"): ("queried by", True),
+}
+
+
+def load_template(path: Path | None = None) -> dict[str, Any]:
+    """The template with its short-form intrinsics (!Ref, !Sub...) decoded as cfn-lint does."""
+    from cfnlint.decode import decode
+
+    template, matches = decode(str(path or template_path()))
+    if matches or template is None:
+        raise ValueError(f"cannot parse {path or template_path()}: {matches}")
+    return template
+
+
+def lint(path: Path | None = None) -> pd.DataFrame:
+    """cfn-lint findings (errors, warnings, informational) as a table; empty when clean."""
+    import pandas as pd
+    from cfnlint.api import lint_file
+
+    matches = lint_file(Path(path or template_path()))
+    rows = [
+        {
+            "rule": m.rule.id,
+            "level": m.rule.severity,
+            "line": m.linenumber,
+            "message": m.message,
+        }
+        for m in matches
+    ]
+    return pd.DataFrame(rows, columns=["rule", "level", "line", "message"])
+
+
+def resources_table(template: dict[str, Any] | None = None) -> pd.DataFrame:
+    import pandas as pd
+
+    template = template or load_template()
+    rows = []
+    for logical_id, resource in template["Resources"].items():
+        props = resource.get("Properties", {})
+        rows.append(
+            {
+                "logical id": logical_id,
+                "type": resource["Type"],
+                "group": resource["Type"].split("::")[1],
+                "name": _readable(props, logical_id),
+                "references": ", ".join(sorted(references(props, template))),
+            }
+        )
+    return pd.DataFrame(rows).sort_values(["group", "logical id"], ignore_index=True)
+
+
+def _readable(props: dict[str, Any], logical_id: str) -> str:
+    for key in ("FunctionName", "Name", "DeliveryStreamName", "RoleName", "LogGroupName"):
+        if key in props:
+            return _render(props[key])
+    for nested in ("TableInput", "DatabaseInput"):
+        if nested in props:
+            return _render(props[nested].get("Name", logical_id))
+    return ""
+
+
+def _render(value: Any) -> str:
+    if isinstance(value, dict) and "Fn::Sub" in value:
+        sub = value["Fn::Sub"]
+        return sub if isinstance(sub, str) else sub[0]
+    if isinstance(value, dict) and "Ref" in value:
+        return "${" + value["Ref"] + "}"
+    return str(value)
+
+
+def references(node: Any, template: dict[str, Any]) -> set[str]:
+    """Logical ids of the resources that `node` refers to (Ref, GetAtt, Sub)."""
+    resources = template["Resources"]
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Ref" and isinstance(value, str) and value in resources:
+                found.add(value)
+            elif key == "Fn::GetAtt":
+                target = value[0] if isinstance(value, list) else str(value).split(".")[0]
+                if target in resources:
+                    found.add(target)
+            elif key == "Fn::Sub":
+                text = value if isinstance(value, str) else value[0]
+                for name in re.findall(r"\$\{([A-Za-z0-9]+)(?:\.[A-Za-z]+)?\}", text):
+                    if name in resources:
+                        found.add(name)
+                if not isinstance(value, str):
+                    found |= references(value[1], template)
+            else:
+                found |= references(value, template)
+    elif isinstance(node, list):
+        for item in node:
+            found |= references(item, template)
+    return found
+
+
+def data_flow_graph(template: dict[str, Any] | None = None) -> nx.DiGraph:
+    """Resources that carry data and the direction data moves between them."""
+    import networkx as nx
+
+    template = template or load_template()
+    resources = template["Resources"]
+    graph = nx.DiGraph()
+    for logical_id, resource in resources.items():
+        if resource["Type"] in DATA_FLOW_TYPES:
+            graph.add_node(logical_id, kind=DATA_FLOW_TYPES[resource["Type"]])
+    for logical_id, resource in resources.items():
+        if logical_id not in graph:
+            continue
+        props = resource.get("Properties", {})
+        for event_name, event in props.get("Events", {}).items():
+            if event.get("Type") == "Schedule":
+                node = f"{logical_id}{event_name}"
+                graph.add_node(node, kind="EventBridge schedule")
+                graph.add_edge(node, logical_id, label="invokes")
+        for target in references(props, template):
+            rule = FLOW_RULES.get((resource["Type"], resources[target]["Type"]))
+            if rule is None:
+                continue
+            label, inbound = rule
+            source, sink = (target, logical_id) if inbound else (logical_id, target)
+            graph.add_edge(source, sink, label=label)
+    return graph
+
+
+def plot_data_flow(template: dict[str, Any] | None = None) -> Figure:
+    """A left-to-right diagram of `data_flow_graph`, one column per step."""
+    import matplotlib.pyplot as plt
+    import networkx as nx
+
+    graph = data_flow_graph(template)
+    for node in nx.topological_sort(graph):  # each step one column right of its inputs
+        inputs = [graph.nodes[p]["layer"] for p in graph.predecessors(node)]
+        graph.nodes[node]["layer"] = max(inputs, default=-1) + 1
+    pos = nx.multipartite_layout(graph, subset_key="layer", align="vertical", scale=1.0)
+    fig, ax = plt.subplots(figsize=(14, 6))
+    nx.draw_networkx_edges(
+        graph,
+        pos,
+        ax=ax,
+        arrows=True,
+        arrowsize=14,
+        edge_color="#888",
+        node_size=3600,
+        connectionstyle="arc3,rad=0.05",
+    )
+    nx.draw_networkx_edge_labels(
+        graph,
+        pos,
+        ax=ax,
+        edge_labels=nx.get_edge_attributes(graph, "label"),
+        font_size=7,
+        bbox={"alpha": 0},
+    )
+    palette = {
+        "EventBridge schedule": "#f4b6c2",
+        "Lambda": "#f9d5a7",
+        "Kinesis stream": "#b5d3f3",
+        "Firehose": "#c3e6cb",
+        "S3 bucket": "#e2d4f0",
+        "Glue table": "#fff3b0",
+        "Glue database": "#fff3b0",
+        "Athena workgroup": "#d6d6d6",
+    }
+    for node, (x, y) in pos.items():
+        kind = graph.nodes[node]["kind"]
+        ax.text(
+            x,
+            y,
+            f"{node}\n({kind})",
+            ha="center",
+            va="center",
+            fontsize=8,
+            bbox={"boxstyle": "round,pad=0.4", "fc": palette.get(kind, "white"), "ec": "#555"},
+        )
+    ax.set_title("Data flow derived from infra/template.yaml")
+    ax.axis("off")
+    ax.margins(0.12)
+    fig.tight_layout()
+    return fig
+
+
+def sam_deploy(stack_name: str, parameter_overrides: dict[str, str] | None = None) -> None:
+    """`sam build` then `sam deploy` (settings from samconfig.toml) for the aws target."""
+    sam = shutil.which("sam")
+    if sam is None:
+        raise RuntimeError(
+            "the AWS SAM CLI is not installed: install it (see README, 'Deploy to AWS') "
+            "or run `make sam-validate` once to get it in .venv-sam"
+        )
+    overrides = [f"{k}={v}" for k, v in (parameter_overrides or {}).items()]
+    subprocess.run([sam, "build"], cwd=repo_root(), check=True)
+    deploy = [
+        sam,
+        "deploy",
+        "--stack-name",
+        stack_name,
+        "--no-confirm-changeset",
+        "--no-fail-on-empty-changeset",
+    ]
+    if overrides:
+        deploy += ["--parameter-overrides", *overrides]
+    subprocess.run(deploy, cwd=repo_root(), check=True)
+
+
+def sam_delete(stack_name: str) -> None:
+    sam = shutil.which("sam")
+    if sam is None:
+        raise RuntimeError("the AWS SAM CLI is not installed (see README, 'Deploy to AWS')")
+    subprocess.run(
+        [sam, "delete", "--stack-name", stack_name, "--no-prompts"], cwd=repo_root(), check=True
+    )
+
+
+def output_names(template: dict[str, Any] | None = None) -> list[str]:
+    """The Outputs the template promises: the contract notebooks and tests read."""
+    return sorted((template or load_template())["Outputs"])
+
+
+def deploy(target: str, stack_name: str, **parameters: str) -> None:
+    """Deploy the template to `target`: the embedded emulator, or AWS through SAM."""
+    if target == "local":
+        from brewops import local
+
+        local.up(stack_name=stack_name)
+    elif target == "aws":
+        sam_deploy(stack_name, parameters)
+    else:
+        raise ValueError(f"unknown target {target!r}: use 'local' or 'aws'")
+
+
+def teardown(target: str, stack_name: str) -> None:
+    if target == "local":
+        from brewops import local
+
+        local.down()
+    elif target == "aws":
+        sam_delete(stack_name)
+    else:
+        raise ValueError(f"unknown target {target!r}: use 'local' or 'aws'")
+
+
+def delivery_streams_table(session: Any, outputs: dict[str, str]) -> pd.DataFrame:
+    """What each deployed Firehose stream does, read back from the service."""
+    import pandas as pd
+
+    firehose = session.client("firehose")
+    rows = []
+    for key in ("RawDeliveryStreamName", "CleanedDeliveryStreamName"):
+        described = firehose.describe_delivery_stream(DeliveryStreamName=outputs[key])
+        stream = described["DeliveryStreamDescription"]
+        destination = stream["Destinations"][0]["ExtendedS3DestinationDescription"]
+        processors = destination.get("ProcessingConfiguration", {}).get("Processors", [])
+        conversion = destination.get("DataFormatConversionConfiguration", {})
+        rows.append(
+            {
+                "delivery stream": stream["DeliveryStreamName"],
+                "source": stream.get("Source", {})
+                .get("KinesisStreamSourceDescription", {})
+                .get("KinesisStreamARN", "").split("/")[-1],
+                "prefix": destination.get("Prefix"),
+                "error prefix": destination.get("ErrorOutputPrefix"),
+                "compression": destination.get("CompressionFormat"),
+                "buffer": "{SizeInMBs} MiB / {IntervalInSeconds} s".format(
+                    **destination.get("BufferingHints", {"SizeInMBs": "?", "IntervalInSeconds": "?"})
+                ),
+                "transform": ", ".join(
+                    p["ParameterValue"].split(":")[-1]
+                    for proc in processors
+                    for p in proc.get("Parameters", [])
+                    if p["ParameterName"] == "LambdaArn"
+                ),
+                "format": "Parquet" if conversion.get("Enabled") else "as received",
+            }
+        )
+    return pd.DataFrame(rows)

@@ -1,0 +1,88 @@
+"""Notebook 02: lint the SAM template, show what it creates, deploy it, read the Outputs."""
+
+from common import build, code, md
+
+build(
+    "02_deploy_infra",
+    "Deploy the infrastructure",
+    overview="""
+One SAM template (`infra/template.yaml`) describes everything: the bucket, the encrypted
+Kinesis stream, the producer and transform Lambdas, two Firehose delivery streams (raw and
+cleaned), the Glue database and tables, and an Athena workgroup. This notebook lints it,
+lists its resources, draws the data flow **derived from the template itself**, deploys it to
+the chosen target and shows the stack Outputs, the contract every later notebook reads.
+""",
+    needs="""
+- `target = "local"` (default): nothing; the embedded emulator is started if it is not running.
+- `target = "aws"`: AWS credentials and the SAM CLI (`sam build && sam deploy`).
+""",
+    costs="""
+Local: none. AWS: one provisioned Kinesis shard (~$0.015/hour) plus per-use Firehose,
+Lambda, S3 and Athena charges; set `cleanup = True` or run `sam delete` when done.
+""",
+    parameters="""
+target = "local"  # "local" (embedded emulator) or "aws"
+stack_name = "brewops-dev"
+deploy = True  # deploy (or confirm) the stack
+cleanup = False  # delete the stack at the end of this notebook
+""",
+    cells=[
+        code("""
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from brewops import infra
+from brewops import target as targets
+
+template = infra.load_template()
+"""),
+        md(
+            "## 1. Lint the template\n\ncfn-lint checks the template offline; an empty table means clean."
+        ),
+        code("""
+findings = infra.lint()
+display(findings)
+assert not (findings["level"] == "error").any(), "cfn-lint found errors"
+"""),
+        md("## 2. What the template creates"),
+        code("""
+resources = infra.resources_table(template)
+display(resources.groupby("group").size().rename("resources").to_frame().T)
+resources[["logical id", "type", "name"]]
+"""),
+        md(
+            "## 3. The data flow\n\nEach arrow is a reference inside the template "
+            "(a `!Ref`, `!GetAtt` or `!Sub`), oriented the way the data moves."
+        ),
+        code("""
+infra.plot_data_flow(template)
+plt.show()
+"""),
+        md("## 4. Deploy"),
+        code("""
+if deploy:
+    infra.deploy(target, stack_name)
+tgt = targets.use(target)
+print(f"target: {tgt.name}")
+"""),
+        md("## 5. The stack Outputs\n\nNotebooks and tests read resource names from here only."),
+        code("""
+outputs = pd.Series(tgt.outputs, name="value").rename_axis("output").to_frame()
+display(outputs)
+missing = set(infra.output_names(template)) - set(tgt.outputs)
+assert not missing, f"Outputs missing from the deployed stack: {sorted(missing)}"
+"""),
+        md("## 6. The delivery streams, as deployed"),
+        code("""
+infra.delivery_streams_table(tgt.session, tgt.outputs)
+"""),
+        md(
+            "## Clean-up\n\nWith `cleanup = True` the stack is deleted (locally, the emulator "
+            "and the Punk API server are stopped too)."
+        ),
+        code("""
+if cleanup:
+    infra.teardown(target, stack_name)
+"""),
+    ],
+)

@@ -1,0 +1,65 @@
+"""The template as data: lint table, resources, the derived data-flow diagram."""
+
+from __future__ import annotations
+
+import shutil
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+from brewops import infra
+from brewops.paths import template_path
+
+
+def test_the_template_lints_clean():
+    findings = infra.lint()
+    assert findings.empty, findings.to_string()
+
+
+def test_lint_reports_a_broken_template_as_rows(tmp_path):
+    broken = tmp_path / "template.yaml"
+    text = template_path().read_text().replace("Type: AWS::Kinesis::Stream", "Type: AWS::Kinesis::Strem")
+    broken.write_text(text)
+    findings = infra.lint(broken)
+    assert (findings["level"] == "error").any()
+    assert findings["message"].str.contains("Strem").any()
+
+
+def test_every_resource_is_listed_with_its_references():
+    table = infra.resources_table().set_index("logical id")
+    assert set(table.index) == set(infra.load_template()["Resources"])
+    assert "Stream" in table.loc["ProducerRole", "references"]
+    assert table.loc["CleanedTable", "name"] == "beers_cleaned"
+
+
+def test_the_data_flow_follows_the_records():
+    graph = infra.data_flow_graph()
+    path = ["ProducerFunctionTick", "ProducerFunction", "Stream", "CleanedDeliveryStream", "Bucket",
+            "CleanedTable", "GlueDatabase"]
+    for source, sink in zip(path, path[1:], strict=False):
+        assert graph.has_edge(source, sink), (source, sink)
+    assert graph.has_edge("Stream", "RawDeliveryStream")
+    assert graph.has_edge("CleanedDeliveryStream", "TransformFunction")
+    assert not any("Role" in node or "Log" in node for node in graph)  # plumbing is left out
+
+
+def test_the_diagram_is_drawn_from_the_graph():
+    fig = infra.plot_data_flow()
+    labels = {t.get_text().split("\n")[0] for t in fig.axes[0].texts}
+    assert set(infra.data_flow_graph()) <= labels
+
+
+def test_the_output_contract_is_read_from_the_template():
+    names = infra.output_names()
+    assert {"BucketName", "StreamName", "CleanedTableName", "ModelRegistryUri"} <= set(names)
+
+
+def test_deploying_to_aws_without_the_sam_cli_says_what_to_do(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    try:
+        infra.deploy("aws", "brewops-test")
+    except RuntimeError as error:
+        assert "SAM CLI" in str(error)
+    else:
+        raise AssertionError("expected a RuntimeError")
