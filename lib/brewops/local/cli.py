@@ -1,0 +1,107 @@
+"""`brewops local up | down | status`."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+
+from brewops.local.state import CREDENTIALS, LocalState, state_file
+
+
+def _exports(state: LocalState) -> str:
+    return (
+        f"export AWS_ENDPOINT_URL={state.endpoint_url} "
+        f"AWS_ACCESS_KEY_ID={CREDENTIALS['aws_access_key_id']} "
+        f"AWS_SECRET_ACCESS_KEY={CREDENTIALS['aws_secret_access_key']} "
+        f"AWS_DEFAULT_REGION={state.region}"
+    )
+
+
+def _describe(state: LocalState) -> str:
+    lines = [f"  AWS emulator  {state.endpoint_url}  (region {state.region})"]
+    if state.punkapi_url:
+        lines.append(f"  Punk API      {state.punkapi_url}")
+    if state.deployed:
+        lines.append(f"  Stack         {state.stack_name}")
+        width = max((len(k) for k in state.outputs), default=0)
+        lines += [f"    {key:<{width}}  {value}" for key, value in sorted(state.outputs.items())]
+    else:
+        lines.append(f"  Stack         {state.stack_name} (not deployed)")
+    processes = ", ".join(f"{name} pid {s.pid}" for name, s in state.services.items())
+    lines += [
+        f"  Processes     {processes}",
+        f"  State         {state_file()}",
+        "",
+        'Python: brewops.target.use("local") routes boto3 and awswrangler here. A shell:',
+        f"  {_exports(state)}",
+    ]
+    return "\n".join(lines)
+
+
+@click.group()
+def local() -> None:
+    """The embedded AWS: a moto server and a Punk API server on 127.0.0.1."""
+
+
+@local.command()
+@click.option("--no-deploy", is_flag=True, help="Start the servers without deploying the stack.")
+@click.option(
+    "--catalog",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Punk API catalogue to serve (default: the pinned punkapi-db, fetched if missing).",
+)
+@click.option(
+    "--template",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="SAM template to deploy (default: infra/template.yaml).",
+)
+def up(no_deploy: bool, catalog: Path | None, template: Path | None) -> None:
+    """Start the emulator and the Punk API server, and deploy the stack.
+
+    Harmless when already running. The servers keep running after this command exits,
+    until `brewops local down`.
+    """
+    from brewops.local import runtime
+
+    started = time.perf_counter()
+    state = runtime.up(deploy=not no_deploy, catalog=catalog, template=template)
+    seconds = time.perf_counter() - started
+    headline = "Already running" if state.already_running else f"Ready in {seconds:.1f} s"
+    click.echo(f"{headline}:\n{_describe(state)}")
+
+
+@local.command()
+def down() -> None:
+    """Delete the stack, stop the servers and remove the state."""
+    from brewops.local import runtime
+
+    started = time.perf_counter()
+    state = runtime.down()
+    if state is None:
+        click.echo("Nothing to stop: the local target is not running.")
+    else:
+        click.echo(f"Stopped in {time.perf_counter() - started:.1f} s.")
+
+
+@local.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the recorded state as JSON.")
+def status(as_json: bool) -> None:
+    """Show what is running. Exits with status 1 when the local target is not running."""
+    from brewops.local import runtime
+
+    state = runtime.status()
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"running": state is not None, **(state.to_dict() if state else {})}, indent=2
+            )
+        )
+    elif state is None:
+        click.echo("Not running. Start it with `brewops local up`.")
+    else:
+        click.echo(f"Running since {state.started_at}:\n{_describe(state)}")
+    if state is None:
+        raise SystemExit(1)

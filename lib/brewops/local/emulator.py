@@ -1,0 +1,122 @@
+"""The embedded AWS: a moto server taught the CloudFormation resource types the template
+needs. It runs as its own process because the models must be registered inside the
+process that serves the requests:
+
+    python -m brewops.local.emulator --port 5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+# Requests reach the emulator on the loopback interface only, which stands in for TLS: a
+# bucket policy that denies insecure transport must not deny them, as it does not deny
+# HTTPS requests on AWS.
+REQUEST_CONTEXT = {"aws:securetransport": "true"}
+
+_EQUALS = {"Bool", "StringEquals", "StringEqualsIgnoreCase"}
+_NOT_EQUALS = {"StringNotEquals", "StringNotEqualsIgnoreCase"}
+
+
+def condition_holds(
+    condition: dict[str, Any], context: dict[str, str] | None = None
+) -> bool | None:
+    """Whether a policy statement's Condition block holds for a request with `context`
+    (keys in lower case); None when it tests something this evaluator does not know."""
+    context = REQUEST_CONTEXT if context is None else context
+    for operator, tests in condition.items():
+        base = operator.removesuffix("IfExists")
+        for key, expected in tests.items():
+            actual = context.get(key.lower())
+            if actual is None or base not in _EQUALS | _NOT_EQUALS:
+                return None
+            values = expected if isinstance(expected, list) else [expected]
+            matches = actual.lower() in {str(v).lower() for v in values}
+            if matches != (base in _EQUALS):
+                return False
+    return True
+
+
+def applicable_statements(policy: dict[str, Any]) -> list[dict[str, Any]]:
+    """The statements of `policy` that apply to a request on the emulator, their known
+    conditions evaluated and removed. moto ignores all but StringEquals conditions and
+    applies a conditional Deny to every request."""
+    statements = policy.get("Statement", [])
+    if isinstance(statements, dict):
+        statements = [statements]
+    applicable = []
+    for statement in statements:
+        condition = statement.get("Condition")
+        if condition and condition_holds(condition) is False:
+            continue
+        if condition and condition_holds(condition):
+            statement = {k: v for k, v in statement.items() if k != "Condition"}
+        applicable.append(statement)
+    return applicable
+
+
+def evaluate_bucket_policy_conditions() -> None:
+    """Make moto's S3 evaluate bucket policy conditions against `REQUEST_CONTEXT`."""
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+    from moto.s3.models import FakeBucket
+
+    def get_permission(bucket: FakeBucket, action: str, resource: str) -> Any:
+        if bucket.policy is None:
+            return PermissionResult.NEUTRAL
+        policy = json.loads(bucket.policy)
+        policy["Statement"] = applicable_statements(policy)
+        return IAMPolicy(json.dumps(policy)).is_action_permitted(action, resource)
+
+    FakeBucket.get_permission = get_permission  # type: ignore[method-assign]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m brewops.local.emulator", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--log-requests", action="store_true", help="Log every request.")
+    args = parser.parse_args(argv)
+    if not args.log_requests:
+        # one line per request would grow the log by megabytes while streaming
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+    # jsonschema, imported by the API Gateway models that moto's CloudFormation imports,
+    # compiles an RFC 3987 grammar when rfc3987-syntax is installed: about 2 s of the
+    # emulator's start, for a format check the emulator never makes.
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import run_simple
+
+    from brewops.local import cfn_models
+
+    cfn_models.register()
+    evaluate_bucket_policy_conditions()
+
+    # All state is in memory and goes with the process: on SIGTERM there is nothing to
+    # flush, and skipping the interpreter's teardown of moto's modules saves seconds.
+    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
+    os.environ.setdefault("MOTO_PORT", str(args.port))  # moto builds some URLs from it
+    print(f"AWS emulator (moto) starting on http://{args.host}:{args.port}", flush=True)
+    # what `moto_server` runs, without its reloader and SSL options
+    run_simple(
+        args.host,
+        args.port,
+        DomainDispatcherApplication(create_backend_app),
+        threaded=True,
+        request_handler=MotoRequestHandler,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""Start, probe and stop the server processes of the local target."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import psutil
+import requests
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
+from brewops.local.state import Service
+
+HOST = "127.0.0.1"
+
+
+class ServiceError(RuntimeError):
+    """A server process did not start, or exited."""
+
+
+class _NotReady(Exception):
+    pass
+
+
+def free_port(host: str = HOST) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def spawn(command: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
+    """Start `command` in a new session (it survives the command that started it, and
+    Ctrl-C in the terminal does not reach it), its output written to `log` (replaced)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            list(command),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+
+def log_tail(log: str | Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(Path(log).read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def wait_ready(
+    name: str,
+    process: subprocess.Popen[bytes],
+    ready: Callable[[], bool],
+    log: Path,
+    timeout: float,
+) -> None:
+    """Wait until `ready()` holds; fail early if the process exits."""
+
+    def check() -> None:
+        if process.poll() is not None:
+            raise ServiceError(
+                f"{name} exited with code {process.returncode} while starting. "
+                f"Last lines of {log}:\n{log_tail(log)}"
+            )
+        if not ready():
+            raise _NotReady
+
+    try:
+        for attempt in Retrying(
+            stop=stop_after_delay(timeout),
+            wait=wait_fixed(0.1),
+            retry=retry_if_exception_type(_NotReady),
+            reraise=True,
+        ):
+            with attempt:
+                check()
+    except _NotReady:
+        raise ServiceError(
+            f"{name} did not answer within {timeout:.0f} s. Last lines of {log}:\n{log_tail(log)}"
+        ) from None
+
+
+def answers(url: str, timeout: float = 1.0) -> bool:
+    """Whether an HTTP GET of `url` answers with success (2xx)."""
+    try:
+        return requests.get(url, timeout=timeout).ok
+    except requests.RequestException:
+        return False
+
+
+def service(process: subprocess.Popen[bytes], port: int, url: str, log: Path) -> Service:
+    return Service(
+        pid=process.pid,
+        port=port,
+        url=url,
+        log=str(log),
+        create_time=psutil.Process(process.pid).create_time(),
+    )
+
+
+def _process(service: Service) -> psutil.Process | None:
+    """The running process of `service`, or None if it has exited (or its pid now
+    belongs to another process)."""
+    try:
+        process = psutil.Process(service.pid)
+        if abs(process.create_time() - service.create_time) > 1.0:
+            return None
+    except psutil.NoSuchProcess:
+        return None
+    return None if _exited(process) else process
+
+
+def is_running(service: Service) -> bool:
+    return _process(service) is not None
+
+
+def _exited(process: psutil.Process) -> bool:
+    """Gone, or a zombie: exited, waiting for its parent to collect the status (a parent
+    that may be init, once the command that started it has exited)."""
+    try:
+        if process.status() != psutil.STATUS_ZOMBIE:
+            return False
+        with contextlib.suppress(psutil.Error, ChildProcessError):
+            process.wait(timeout=0)  # reaps it when it is our own child
+        return True
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait_exited(members: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait up to `timeout` seconds; returns the processes still running."""
+    deadline = time.monotonic() + timeout
+    running = list(members)
+    while running and time.monotonic() < deadline:
+        running = [p for p in running if not _exited(p)]
+        if running:
+            time.sleep(0.05)
+    return running
+
+
+def stop(*services: Service, timeout: float = 10.0) -> None:
+    """SIGTERM each service's process group, then SIGKILL what is left after `timeout`."""
+    members: list[psutil.Process] = []
+    for service in services:
+        process = _process(service)
+        if process is None:
+            continue
+        members.append(process)
+        with contextlib.suppress(psutil.Error):
+            members += process.children(recursive=True)
+        with contextlib.suppress(ProcessLookupError):
+            if os.getpgid(service.pid) == service.pid:  # the session leader spawn() made
+                os.killpg(service.pid, signal.SIGTERM)
+            else:
+                process.terminate()
+    for survivor in _wait_exited(members, timeout):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            survivor.kill()
+    _wait_exited(members, timeout)

@@ -1,0 +1,212 @@
+"""Bring the local target up and down: the AWS emulator process, the Punk API server
+process and the stack deployed on the emulator."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from brewops import paths
+from brewops.local import processes
+from brewops.local.state import REGION, LocalState, Service, default_stack_name
+
+if TYPE_CHECKING:
+    from brewops.local.deploy import PreparedStack
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT = 120.0  # seconds; the emulator imports much of moto before it listens
+PUNKAPI_VERSION = "v2"
+
+
+@contextlib.contextmanager
+def _exclusive() -> Iterator[None]:
+    """One `up` or `down` at a time, across processes."""
+    directory = paths.local_state_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _alive(state: LocalState) -> bool:
+    # by pid and start time only: a busy emulator slow to answer is still alive
+    return all(processes.is_running(s) for s in state.services.values())
+
+
+def _stop_all(state: LocalState) -> None:
+    processes.stop(*state.services.values())
+
+
+def _current() -> LocalState | None:
+    """`status()` for a caller holding the lock."""
+    state = LocalState.load()
+    if state is None or _alive(state):
+        return state
+    log.warning("local target recorded in %s is not running; cleaning up", paths.local_state_dir())
+    _stop_all(state)
+    LocalState.remove()
+    return None
+
+
+def status() -> LocalState | None:
+    """The running local target, or None. A state whose processes have died is cleaned
+    up (survivors stopped, state removed). Waits for an `up` or `down` in progress."""
+    state = LocalState.load()
+    if state is not None and _alive(state) and state.deployed:
+        return state
+    with _exclusive():
+        return _current()
+
+
+def _start_emulator(log_dir: Path) -> tuple[subprocess.Popen[bytes], Service]:
+    port = processes.free_port()
+    url = f"http://{processes.HOST}:{port}"
+    log_file = log_dir / "emulator.log"
+    command = [sys.executable, "-m", "brewops.local.emulator", "--port", str(port)]
+    process = processes.spawn(command, log_file)
+    return process, processes.service(process, port, url, log_file)
+
+
+def _start_punkapi(log_dir: Path, catalog: Path) -> tuple[subprocess.Popen[bytes], Service]:
+    port = processes.free_port()
+    url = f"http://{processes.HOST}:{port}/{PUNKAPI_VERSION}"
+    log_file = log_dir / "punkapi.log"
+    command = [
+        sys.executable, "-m", "brewops.cli", "api", "serve",
+        "--catalog", str(catalog), "--port", str(port), "--api-version", PUNKAPI_VERSION,
+    ]  # fmt: skip
+    process = processes.spawn(command, log_file)
+    return process, processes.service(process, port, url, log_file)
+
+
+def _parameters(state: LocalState) -> dict[str, str]:
+    return {"PunkApiUrl": str(state.punkapi_url), "PunkApiVersion": PUNKAPI_VERSION}
+
+
+def _template(template: str | Path | None) -> Path:
+    return Path(template).resolve() if template else paths.template_path()
+
+
+def _create(state: LocalState, prepared: PreparedStack) -> None:
+    from brewops.local import deploy as deployment
+
+    state.outputs = deployment.create_stack(state.session(), state.endpoint_url, prepared)
+    state.deployed = True
+
+
+def up(
+    deploy: bool = True,
+    catalog: str | Path | None = None,
+    template: str | Path | None = None,
+    stack_name: str | None = None,
+) -> LocalState:
+    """Start the emulator and the Punk API server and deploy the template (unless
+    `deploy` is False). Harmless when already running: returns the running target with
+    `already_running` set (and deploys the stack if it was started without)."""
+    template = _template(template)
+    if deploy and not template.is_file():
+        raise FileNotFoundError(f"no SAM template at {template}")
+    with _exclusive():
+        state = _current()
+        if state is None:
+            return _start(deploy, _catalog(catalog), template, stack_name or default_stack_name())
+        state.already_running = True
+        if deploy and not state.deployed:
+            from brewops.local import deploy as deployment
+
+            prepared = deployment.prepare(template, state.stack_name, _parameters(state), REGION)
+            _create(state, prepared)
+            state.save()
+        return state
+
+
+def _catalog(catalog: str | Path | None) -> Path:
+    if catalog is None:
+        from brewops.catalog import default_catalog_path
+
+        catalog = default_catalog_path()
+    path = Path(catalog).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"no Punk API catalogue at {path}")
+    return path
+
+
+def _start(deploy: bool, catalog: Path, template: Path, stack_name: str) -> LocalState:
+    from brewops.local import deploy as deployment  # loads boto3: not for `status`
+
+    log_dir = paths.local_state_dir() / "logs"
+    emulator, emulator_service = _start_emulator(log_dir)
+    punkapi, punkapi_service = _start_punkapi(log_dir, catalog)
+    state = LocalState(
+        endpoint_url=emulator_service.url,
+        region=REGION,
+        stack_name=stack_name,
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        services={"emulator": emulator_service, "punkapi": punkapi_service},
+        punkapi_url=punkapi_service.url,
+        catalog=str(catalog),
+    )
+    state.save()  # recorded at once: should this process die now, `down` finds them
+    try:
+        with ThreadPoolExecutor(max_workers=1) as background:
+            # the translation needs no emulator: it runs while the servers start
+            prepared = (
+                background.submit(
+                    deployment.prepare, template, stack_name, _parameters(state), REGION
+                )
+                if deploy
+                else None
+            )
+            processes.wait_ready(
+                "Punk API server",
+                punkapi,
+                lambda: processes.answers(f"{punkapi_service.url}/beers?per_page=1"),
+                Path(punkapi_service.log),
+                START_TIMEOUT,
+            )
+            processes.wait_ready(
+                "AWS emulator",
+                emulator,
+                lambda: processes.answers(f"{emulator_service.url}/moto-api/config"),
+                Path(emulator_service.log),
+                START_TIMEOUT,
+            )
+            if prepared is not None:
+                _create(state, prepared.result())
+                state.save()
+    except BaseException:
+        _stop_all(state)
+        LocalState.remove()
+        raise
+    return state
+
+
+def down() -> LocalState | None:
+    """Delete the stack, stop both processes and remove the state. Returns what was
+    stopped, or None if nothing was recorded."""
+    with _exclusive():
+        state = LocalState.load()
+        if state is None:
+            return None
+        if state.deployed and _alive(state):
+            from brewops.local import deploy as deployment
+
+            try:
+                deployment.delete(state.session(), state.endpoint_url, state.stack_name)
+            except Exception as error:  # the processes must stop all the same
+                log.warning("could not delete stack %s: %s", state.stack_name, error)
+        _stop_all(state)
+        LocalState.remove()
+        return state

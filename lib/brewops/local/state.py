@@ -1,0 +1,94 @@
+"""What `brewops local up` started, recorded in `paths.local_state_dir()/state.json` where
+notebooks, tests and later commands find it."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from brewops import paths
+
+REGION = "us-east-1"
+DEFAULT_STACK_NAME = "brewops-dev"
+# moto accepts any credentials; these are the ones its documentation uses
+CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+def default_stack_name() -> str:
+    return os.environ.get("BREWOPS_STACK_NAME", DEFAULT_STACK_NAME)
+
+
+def state_file() -> Path:
+    return paths.local_state_dir() / "state.json"
+
+
+@dataclass
+class Service:
+    """A server process started in its own session, so it outlives the command that
+    started it. `create_time` tells it apart from a later process given the same pid."""
+
+    pid: int
+    port: int
+    url: str
+    log: str
+    create_time: float
+
+
+@dataclass
+class LocalState:
+    endpoint_url: str
+    region: str
+    stack_name: str
+    started_at: str
+    services: dict[str, Service]
+    punkapi_url: str | None = None
+    catalog: str | None = None
+    deployed: bool = False
+    outputs: dict[str, str] = field(default_factory=dict)
+    # True when `up` found everything already running (not stored)
+    already_running: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("already_running")
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LocalState:
+        services = {name: Service(**s) for name, s in data.get("services", {}).items()}
+        return cls(**{**data, "services": services})
+
+    def save(self) -> Path:
+        path = state_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        temporary.replace(path)  # readers never see half a file
+        return path
+
+    @classmethod
+    def load(cls) -> LocalState | None:
+        path = state_file()
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except FileNotFoundError:
+            return None
+        except (ValueError, TypeError) as error:
+            raise RuntimeError(f"unreadable local state {path}: {error}; delete it") from error
+
+    @staticmethod
+    def remove() -> None:
+        state_file().unlink(missing_ok=True)
+
+    def session(self) -> Any:
+        """A boto3 session for the emulator (pass `endpoint_url` to its clients, or use
+        `client`)."""
+        import boto3
+
+        return boto3.session.Session(region_name=self.region, **CREDENTIALS)
+
+    def client(self, service_name: str) -> Any:
+        return self.session().client(service_name, endpoint_url=self.endpoint_url)

@@ -1,0 +1,255 @@
+"""The CloudFormation models taught to moto: what a stack creates through them exists with
+its full configuration, and goes when the stack is deleted."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from brewops.local import cfn_models, deploy, emulator
+from fixtures.local import emulator_session
+
+MINI_TEMPLATE = Path(__file__).parent / "data" / "mini_template.yaml"
+
+
+def deploy_mini(endpoint: str) -> SimpleNamespace:
+    stage = "t" + uuid.uuid4().hex[:8]
+    name = f"brewops-{stage}"
+    session = emulator_session()
+    outputs = deploy.deploy(
+        session, endpoint, MINI_TEMPLATE, name, {"Stage": stage, "BufferSizeMiB": "96"}
+    )
+    return SimpleNamespace(name=name, stage=stage, outputs=outputs, session=session)
+
+
+@pytest.fixture(scope="module")
+def mini(emulator_endpoint: str) -> Iterator[SimpleNamespace]:
+    stack = deploy_mini(emulator_endpoint)
+    stack.client = lambda service: stack.session.client(service, endpoint_url=emulator_endpoint)
+    yield stack
+    deploy.delete(stack.session, emulator_endpoint, stack.name)
+
+
+# ----------------------------------------------------------------------------- unit
+
+
+def test_properties_become_typed_api_parameters() -> None:
+    params = cfn_models.api_params(
+        "firehose",
+        "CreateDeliveryStream",
+        {
+            "DeliveryStreamName": "s",
+            "ExtendedS3DestinationConfiguration": {
+                "BucketARN": "arn:aws:s3:::b",
+                "RoleARN": "arn:aws:iam::123456789012:role/r",
+                "BufferingHints": {"SizeInMBs": "64", "IntervalInSeconds": 60},
+                "DataFormatConversionConfiguration": {"Enabled": "true"},
+            },
+            "NotAnApiMember": "dropped",
+        },
+    )
+    destination = params["ExtendedS3DestinationConfiguration"]
+    assert destination["BufferingHints"] == {"SizeInMBs": 64, "IntervalInSeconds": 60}
+    assert destination["DataFormatConversionConfiguration"] == {"Enabled": True}
+    assert "NotAnApiMember" not in params
+
+
+def test_lifecycle_rules_take_the_s3_api_shape() -> None:
+    rule = cfn_models._lifecycle_rule(
+        {
+            "Id": "raw",
+            "Status": "Enabled",
+            "Prefix": "raw/",
+            "ExpirationInDays": 90,
+            "Transitions": [{"StorageClass": "STANDARD_IA", "TransitionInDays": 30}],
+        }
+    )
+    assert rule == {
+        "ID": "raw",
+        "Status": "Enabled",
+        "Filter": {"Prefix": "raw/"},
+        "Expiration": {"Days": "90"},
+        "Transition": [{"StorageClass": "STANDARD_IA", "Days": "30"}],
+    }
+
+
+def test_insecure_transport_conditions_do_not_hold_on_the_loopback_endpoint() -> None:
+    deny_http = {"Bool": {"aws:SecureTransport": "false"}}
+    assert emulator.condition_holds(deny_http) is False
+    assert emulator.condition_holds({"Bool": {"aws:SecureTransport": ["true"]}}) is True
+    assert emulator.condition_holds(deny_http, {"aws:securetransport": "false"}) is True
+    assert emulator.condition_holds({"StringEquals": {"aws:SourceVpce": "v"}}) is None
+
+    policy = {
+        "Statement": [
+            {"Effect": "Deny", "Action": "s3:*", "Condition": deny_http},
+            {"Effect": "Deny", "Action": "s3:DeleteBucket"},
+            {
+                "Effect": "Deny",
+                "Action": "s3:Get*",
+                "Condition": {"IpAddress": {"aws:SourceIp": "1"}},
+            },
+        ]
+    }
+    kept = emulator.applicable_statements(policy)
+    assert [s["Action"] for s in kept] == ["s3:DeleteBucket", "s3:Get*"]
+
+
+# ----------------------------------------------------------------------------- emulator
+
+
+@pytest.mark.emulator
+def test_delivery_streams_keep_their_full_configuration(mini: SimpleNamespace) -> None:
+    firehose = mini.client("firehose")
+    outputs = mini.outputs
+    stream_arn = outputs["StreamArn"]
+
+    raw = firehose.describe_delivery_stream(DeliveryStreamName=outputs["RawDeliveryStreamName"])
+    raw = raw["DeliveryStreamDescription"]
+    assert raw["DeliveryStreamType"] == "KinesisStreamAsSource"
+    assert raw["Source"]["KinesisStreamSourceDescription"]["KinesisStreamARN"] == stream_arn
+    destination = raw["Destinations"][0]["ExtendedS3DestinationDescription"]
+    assert destination["BucketARN"] == f"arn:aws:s3:::{outputs['BucketName']}"
+    assert destination["Prefix"] == "raw/ingest_date=!{timestamp:yyyy-MM-dd}/"
+    assert destination["ErrorOutputPrefix"].startswith("errors/raw/!{firehose:error-output-type}/")
+    assert destination["CompressionFormat"] == "GZIP"
+    assert destination["BufferingHints"] == {"SizeInMBs": 96, "IntervalInSeconds": 60}
+
+    cleaned = firehose.describe_delivery_stream(
+        DeliveryStreamName=outputs["CleanedDeliveryStreamName"]
+    )["DeliveryStreamDescription"]
+    destination = cleaned["Destinations"][0]["ExtendedS3DestinationDescription"]
+    (processor,) = destination["ProcessingConfiguration"]["Processors"]
+    parameters = {p["ParameterName"]: p["ParameterValue"] for p in processor["Parameters"]}
+    transform = mini.client("lambda").get_function(FunctionName=outputs["TransformFunctionName"])
+    assert parameters["LambdaArn"] == transform["Configuration"]["FunctionArn"]
+    conversion = destination["DataFormatConversionConfiguration"]
+    assert conversion["Enabled"] is True
+    assert conversion["SchemaConfiguration"]["DatabaseName"] == outputs["GlueDatabaseName"]
+    assert conversion["SchemaConfiguration"]["TableName"] == outputs["CleanedTableName"]
+    assert "ParquetSerDe" in conversion["OutputFormatConfiguration"]["Serializer"]
+    assert "HiveJsonSerDe" in conversion["InputFormatConfiguration"]["Deserializer"]
+
+
+@pytest.mark.emulator
+def test_glue_tables_keep_columns_partition_keys_and_parameters(mini: SimpleNamespace) -> None:
+    glue = mini.client("glue")
+    database = mini.outputs["GlueDatabaseName"]
+    assert database == f"brewops_{mini.stage}"
+    assert glue.get_database(Name=database)["Database"]["Description"] == "Punk API beers"
+
+    table = glue.get_table(DatabaseName=database, Name=mini.outputs["CleanedTableName"])["Table"]
+    columns = table["StorageDescriptor"]["Columns"]
+    assert [c["Name"] for c in columns][:3] == ["id", "name", "abv"]
+    assert columns[0] == {"Name": "id", "Type": "bigint", "Comment": "Punk API beer id"}
+    assert table["PartitionKeys"] == [{"Name": "ingest_date", "Type": "string"}]
+    assert table["Parameters"]["projection.enabled"] == "true"
+    # ${!ingest_date} is CloudFormation's escape for a literal ${ingest_date}
+    assert table["Parameters"]["storage.location.template"].endswith(
+        "/cleaned/ingest_date=${ingest_date}/"
+    )
+    serde = table["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"]
+    assert serde.endswith("ParquetHiveSerDe")
+
+    raw = glue.get_table(DatabaseName=database, Name=mini.outputs["RawTableName"])["Table"]
+    assert raw["StorageDescriptor"]["Compressed"] is True
+    assert raw["StorageDescriptor"]["SerdeInfo"]["Parameters"] == {"ignore.malformed.json": "true"}
+
+
+@pytest.mark.emulator
+def test_athena_workgroup_stream_and_bucket_configuration(mini: SimpleNamespace) -> None:
+    outputs = mini.outputs
+    work_group = mini.client("athena").get_work_group(WorkGroup=outputs["AthenaWorkGroupName"])
+    configuration = work_group["WorkGroup"]["Configuration"]
+    assert configuration["ResultConfiguration"]["OutputLocation"] == (
+        f"s3://{outputs['BucketName']}/athena-results/"
+    )
+
+    summary = mini.client("kinesis").describe_stream_summary(StreamName=outputs["StreamName"])
+    summary = summary["StreamDescriptionSummary"]
+    assert summary["EncryptionType"] == "KMS"
+    assert summary["StreamModeDetails"] == {"StreamMode": "PROVISIONED"}
+
+    s3 = mini.client("s3")
+    bucket = outputs["BucketName"]
+    rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    assert {r["ID"]: r["Expiration"]["Days"] for r in rules} == {
+        "expire-raw": 90,
+        "expire-errors": 30,
+    }
+    block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    assert all(block.values())
+    policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    assert policy["Statement"][0]["Sid"] == "DenyInsecureTransport"
+    # the TLS-only policy is in force, and the loopback endpoint counts as secure
+    s3.put_object(Bucket=bucket, Key="raw/probe.json", Body=b"{}")
+    assert s3.get_object(Bucket=bucket, Key="raw/probe.json")["Body"].read() == b"{}"
+
+
+@pytest.mark.emulator
+def test_a_deny_without_conditions_is_still_enforced(mini: SimpleNamespace) -> None:
+    s3 = mini.client("s3")
+    bucket = f"brewops-deny-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    statement = {
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:PutObject",
+        "Resource": f"arn:aws:s3:::{bucket}/*",
+    }
+    s3.put_bucket_policy(
+        Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+    )
+    with pytest.raises(s3.exceptions.ClientError, match=r"403|Forbidden|AccessDenied"):
+        s3.put_object(Bucket=bucket, Key="x", Body=b"x")
+    s3.delete_bucket_policy(Bucket=bucket)
+    s3.delete_bucket(Bucket=bucket)
+
+
+@pytest.mark.emulator
+def test_deleting_the_stack_deletes_what_the_models_created(emulator_endpoint: str) -> None:
+    stack = deploy_mini(emulator_endpoint)
+    outputs = stack.outputs
+
+    def client(service: str) -> Any:
+        return stack.session.client(service, endpoint_url=emulator_endpoint)
+
+    client("s3").put_object(Bucket=outputs["BucketName"], Key="raw/x", Body=b"x")
+    deploy.delete(stack.session, emulator_endpoint, stack.name)
+
+    streams = client("firehose").list_delivery_streams()["DeliveryStreamNames"]
+    assert outputs["RawDeliveryStreamName"] not in streams
+    assert outputs["CleanedDeliveryStreamName"] not in streams
+    databases = [d["Name"] for d in client("glue").get_databases()["DatabaseList"]]
+    assert outputs["GlueDatabaseName"] not in databases
+    groups = [g["Name"] for g in client("athena").list_work_groups()["WorkGroups"]]
+    assert outputs["AthenaWorkGroupName"] not in groups
+    buckets = [b["Name"] for b in client("s3").list_buckets()["Buckets"]]
+    assert outputs["BucketName"] not in buckets  # emptied, then deleted
+    assert outputs["StreamName"] not in client("kinesis").list_streams()["StreamNames"]
+
+
+@pytest.mark.emulator
+def test_a_resource_type_the_emulator_cannot_create_fails_the_deploy(
+    emulator_endpoint: str, tmp_path: Path
+) -> None:
+    template = tmp_path / "template.yaml"
+    template.write_text(
+        "Resources:\n"
+        "  Topic:\n"
+        "    Type: AWS::SNS::Topic\n"
+        "  TopicPolicy:\n"
+        "    Type: AWS::SNS::TopicPolicy\n"
+        "    Properties:\n"
+        "      Topics: [!Ref Topic]\n"
+        "      PolicyDocument: {Version: '2012-10-17', Statement: []}\n"
+    )
+    name = f"brewops-unsupported-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(deploy.DeployError, match=r"TopicPolicy \(AWS::SNS::TopicPolicy\)"):
+        deploy.deploy(emulator_session(), emulator_endpoint, template, name)

@@ -1,0 +1,206 @@
+"""After `brewops local up`, any AWS client pointed at the emulator sees what
+infra/template.yaml creates, configured as the template says."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from typing import Any
+
+import boto3
+import pytest
+
+from brewops import schema
+from brewops.local import deploy
+
+pytestmark = pytest.mark.emulator
+
+# The Outputs contract every notebook and test reads.
+CONTRACT = {
+    "BucketName",
+    "StreamName",
+    "StreamArn",
+    "RawDeliveryStreamName",
+    "CleanedDeliveryStreamName",
+    "GlueDatabaseName",
+    "CleanedTableName",
+    "RawTableName",
+    "ProducerFunctionName",
+    "TransformFunctionName",
+    "ScheduleRuleName",
+    "AthenaWorkGroupName",
+    "ModelRegistryUri",
+}
+
+
+@pytest.fixture
+def client(local_target: Any) -> Any:
+    """Plain boto3 clients, no endpoint argument: use("local") routes them."""
+    return boto3.client
+
+
+@pytest.fixture
+def outputs(local_target: Any) -> dict[str, str]:
+    return local_target.outputs
+
+
+def test_stack_outputs_are_the_contract(outputs: dict[str, str]) -> None:
+    assert set(outputs) == CONTRACT
+    assert outputs["ModelRegistryUri"] == f"s3://{outputs['BucketName']}/models/ibu/"
+
+
+def test_bucket_exists_with_its_protection(client: Any, outputs: dict[str, str]) -> None:
+    s3 = client("s3")
+    bucket = outputs["BucketName"]
+    assert bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    encryption = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]
+    assert encryption["Rules"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"]
+    assert all(s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"].values())
+    prefixes = {
+        r["Filter"].get("Prefix")
+        for r in s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    }
+    assert {"raw/", "errors/"} <= prefixes
+    assert "aws:SecureTransport" in s3.get_bucket_policy(Bucket=bucket)["Policy"]
+    s3.put_object(Bucket=bucket, Key="models/ibu/probe.txt", Body=b"ok")
+    assert s3.get_object(Bucket=bucket, Key="models/ibu/probe.txt")["Body"].read() == b"ok"
+    s3.delete_object(Bucket=bucket, Key="models/ibu/probe.txt")
+
+
+def test_stream_exists_encrypted(client: Any, outputs: dict[str, str]) -> None:
+    summary = client("kinesis").describe_stream_summary(StreamName=outputs["StreamName"])
+    summary = summary["StreamDescriptionSummary"]
+    assert summary["StreamARN"] == outputs["StreamArn"]
+    assert summary["StreamStatus"] == "ACTIVE"
+    assert summary["EncryptionType"] == "KMS"
+    assert summary["OpenShardCount"] >= 1
+
+
+def describe(client: Any, name: str) -> dict[str, Any]:
+    return client("firehose").describe_delivery_stream(DeliveryStreamName=name)[
+        "DeliveryStreamDescription"
+    ]
+
+
+def test_raw_delivery_stream_reads_the_stream_into_raw(
+    client: Any, outputs: dict[str, str]
+) -> None:
+    raw = describe(client, outputs["RawDeliveryStreamName"])
+    assert raw["DeliveryStreamType"] == "KinesisStreamAsSource"
+    assert (
+        raw["Source"]["KinesisStreamSourceDescription"]["KinesisStreamARN"] == outputs["StreamArn"]
+    )
+    destination = raw["Destinations"][0]["ExtendedS3DestinationDescription"]
+    assert destination["BucketARN"] == f"arn:aws:s3:::{outputs['BucketName']}"
+    assert destination["Prefix"] == "raw/ingest_date=!{timestamp:yyyy-MM-dd}/"
+    assert destination["ErrorOutputPrefix"] == (
+        "errors/raw/!{firehose:error-output-type}/ingest_date=!{timestamp:yyyy-MM-dd}/"
+    )
+    assert destination["CompressionFormat"] == "GZIP"
+    assert destination["BufferingHints"] == {"SizeInMBs": 64, "IntervalInSeconds": 60}
+    assert "ProcessingConfiguration" not in destination
+
+
+def test_cleaned_delivery_stream_transforms_and_converts_to_parquet(
+    client: Any, outputs: dict[str, str]
+) -> None:
+    cleaned = describe(client, outputs["CleanedDeliveryStreamName"])
+    assert (
+        cleaned["Source"]["KinesisStreamSourceDescription"]["KinesisStreamARN"]
+        == outputs["StreamArn"]
+    )
+    destination = cleaned["Destinations"][0]["ExtendedS3DestinationDescription"]
+    assert destination["Prefix"] == "cleaned/ingest_date=!{timestamp:yyyy-MM-dd}/"
+    assert destination["ErrorOutputPrefix"].startswith(
+        "errors/cleaned/!{firehose:error-output-type}/"
+    )
+
+    processing = destination["ProcessingConfiguration"]
+    assert processing["Enabled"] is True
+    (processor,) = processing["Processors"]
+    assert processor["Type"] == "Lambda"
+    parameters = {p["ParameterName"]: p["ParameterValue"] for p in processor["Parameters"]}
+    transform = client("lambda").get_function_configuration(
+        FunctionName=outputs["TransformFunctionName"]
+    )
+    assert parameters["LambdaArn"] == transform["FunctionArn"]
+
+    conversion = destination["DataFormatConversionConfiguration"]
+    assert conversion["Enabled"] is True
+    assert "HiveJsonSerDe" in conversion["InputFormatConfiguration"]["Deserializer"]
+    assert "ParquetSerDe" in conversion["OutputFormatConfiguration"]["Serializer"]
+    schema_configuration = conversion["SchemaConfiguration"]
+    assert schema_configuration["DatabaseName"] == outputs["GlueDatabaseName"]
+    assert schema_configuration["TableName"] == outputs["CleanedTableName"]
+    assert schema_configuration["Region"] == "us-east-1"
+
+
+def test_glue_tables_have_the_columns_of_the_schema(client: Any, outputs: dict[str, str]) -> None:
+    glue = client("glue")
+    database = outputs["GlueDatabaseName"]
+    assert glue.get_database(Name=database)["Database"]["Name"] == database
+
+    cleaned = glue.get_table(DatabaseName=database, Name=outputs["CleanedTableName"])["Table"]
+    columns = [(c["Name"], c["Type"]) for c in cleaned["StorageDescriptor"]["Columns"]]
+    assert columns == [(c.name, c.glue_type) for c in schema.CLEANED_COLUMNS]
+    assert [k["Name"] for k in cleaned["PartitionKeys"]] == [schema.PARTITION_KEY]
+    assert cleaned["StorageDescriptor"]["Location"] == f"s3://{outputs['BucketName']}/cleaned/"
+    assert cleaned["Parameters"]["projection.enabled"] == "true"
+
+    raw = glue.get_table(DatabaseName=database, Name=outputs["RawTableName"])["Table"]
+    raw_columns = {c["Name"] for c in raw["StorageDescriptor"]["Columns"]}
+    assert set(schema.CHALLENGE_COLUMNS) <= raw_columns
+    assert raw["StorageDescriptor"]["Location"] == f"s3://{outputs['BucketName']}/raw/"
+
+
+def test_functions_exist_with_their_handlers_and_a_small_package(
+    client: Any, outputs: dict[str, str], local_target: Any
+) -> None:
+    lam = client("lambda")
+    producer = lam.get_function_configuration(FunctionName=outputs["ProducerFunctionName"])
+    transform = lam.get_function_configuration(FunctionName=outputs["TransformFunctionName"])
+    assert producer["Handler"] == "brewops.lambdas.producer.app.handler"
+    assert transform["Handler"] == "brewops.lambdas.transform.app.handler"
+    variables = producer["Environment"]["Variables"]
+    assert variables["STREAM_NAME"] == outputs["StreamName"]
+    assert variables["PUNKAPI_URL"] == local_target.punkapi_url
+    assert variables["PUNKAPI_VERSION"] == "v2"
+
+    s3 = client("s3")
+    (package,) = s3.list_objects_v2(Bucket=deploy.ARTIFACTS_BUCKET, Prefix=local_target.stack_name)[
+        "Contents"
+    ]
+    body = s3.get_object(Bucket=deploy.ARTIFACTS_BUCKET, Key=package["Key"])["Body"].read()
+    names = zipfile.ZipFile(io.BytesIO(body)).namelist()
+    assert "brewops/lambdas/producer/app.py" in names
+    assert producer["CodeSize"] == len(body) < 2 * 1024 * 1024
+
+
+def test_schedule_rule_invokes_the_producer(client: Any, outputs: dict[str, str]) -> None:
+    events = client("events")
+    rule = events.describe_rule(Name=outputs["ScheduleRuleName"])
+    assert rule["ScheduleExpression"] == "rate(5 minutes)"
+    assert rule["State"] == "ENABLED"
+    producer = client("lambda").get_function_configuration(
+        FunctionName=outputs["ProducerFunctionName"]
+    )
+    targets = events.list_targets_by_rule(Rule=outputs["ScheduleRuleName"])["Targets"]
+    assert [t["Arn"] for t in targets] == [producer["FunctionArn"]]
+
+
+def test_athena_workgroup_writes_under_athena_results(client: Any, outputs: dict[str, str]) -> None:
+    work_group = client("athena").get_work_group(WorkGroup=outputs["AthenaWorkGroupName"])
+    location = work_group["WorkGroup"]["Configuration"]["ResultConfiguration"]["OutputLocation"]
+    assert location == f"s3://{outputs['BucketName']}/athena-results/"
+
+
+def test_awswrangler_reaches_the_emulator_without_an_endpoint_argument(
+    outputs: dict[str, str],
+) -> None:
+    import awswrangler as wr
+
+    assert outputs["GlueDatabaseName"] in wr.catalog.databases()["Database"].tolist()
+    columns = wr.catalog.get_table_types(
+        database=outputs["GlueDatabaseName"], table=outputs["CleanedTableName"]
+    )
+    assert list(columns) == [c.name for c in schema.CLEANED_COLUMNS] + [schema.PARTITION_KEY]

@@ -1,0 +1,116 @@
+"""brewops.target: one switch between the local target and AWS."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from brewops import target as targets
+from brewops.local.state import LocalState
+
+AWS_VARIABLES = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_DEFAULT_REGION",
+)
+
+
+@pytest.fixture
+def aws_environment(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A user's AWS settings, as they might be before use("local")."""
+    values = {
+        "AWS_ACCESS_KEY_ID": "AKIAUSERKEY",
+        "AWS_SECRET_ACCESS_KEY": "not-a-real-key",  # pragma: allowlist secret
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        "AWS_SESSION_TOKEN": "user-token",
+    }
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values
+
+
+def test_an_unknown_target_is_refused() -> None:
+    with pytest.raises(ValueError, match="local, aws"):
+        targets.use("staging")
+
+
+def test_local_without_a_running_target_says_how_to_start_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(tmp_path))
+    before = dict(os.environ)
+
+    with pytest.raises(targets.TargetNotReady, match="brewops local up"):
+        targets.use("local")
+
+    assert dict(os.environ) == before
+
+
+def test_aws_uses_the_normal_chain_and_the_named_stack(
+    aws_environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BREWOPS_STACK_NAME", "brewops-prod")
+    before = dict(os.environ)
+
+    tgt = targets.use("aws")
+
+    assert dict(os.environ) == before
+    assert (tgt.name, tgt.stack_name, tgt.region, tgt.endpoint_url) == (
+        "aws",
+        "brewops-prod",
+        "eu-west-1",
+        None,
+    )
+    assert tgt.session.get_credentials().access_key == "AKIAUSERKEY"
+
+
+def test_aws_stack_name_defaults_to_dev(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BREWOPS_STACK_NAME", raising=False)
+    assert targets.use("aws").stack_name == "brewops-dev"
+
+
+@pytest.mark.emulator
+def test_local_routes_boto3_to_the_emulator_and_aws_routes_it_back(
+    local_stack: LocalState,
+    local_state_dir: Path,
+    aws_environment: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(local_state_dir))
+
+    try:
+        tgt = targets.use("local")
+
+        assert os.environ["AWS_ENDPOINT_URL"] == local_stack.endpoint_url
+        assert os.environ["AWS_DEFAULT_REGION"] == "us-east-1"
+        assert os.environ["AWS_ACCESS_KEY_ID"] == "testing"
+        assert "AWS_SESSION_TOKEN" not in os.environ
+        assert (tgt.name, tgt.endpoint_url, tgt.punkapi_url) == (
+            "local",
+            local_stack.endpoint_url,
+            local_stack.punkapi_url,
+        )
+        assert tgt.outputs == local_stack.outputs
+        assert targets.stack_outputs() == local_stack.outputs
+        # any client, made any way, with no endpoint argument
+        bucket = local_stack.outputs["BucketName"]
+        assert bucket in [b["Name"] for b in boto3.client("s3").list_buckets()["Buckets"]]
+        assert bucket in [b["Name"] for b in tgt.client("s3").list_buckets()["Buckets"]]
+    finally:
+        targets.use("aws")
+
+    for name, value in aws_environment.items():
+        assert os.environ[name] == value
+    assert "AWS_ENDPOINT_URL" not in os.environ
+
+
+@pytest.mark.emulator
+def test_a_missing_stack_is_reported_with_the_endpoint(local_target: Any) -> None:
+    with pytest.raises(targets.TargetNotReady, match=local_target.endpoint_url):
+        targets.stack_outputs("no-such-stack")
