@@ -112,9 +112,11 @@ def test_the_environment_is_installed_from_the_lock():
 
 
 def test_no_secrets_in_the_repository():
+    # Lock files hold hashes and the AWS event fixtures base64 payloads: high entropy by design.
     files = [
         f for f in _tracked()
-        if not f.endswith((".lock", "package-lock.json", "requirements.txt", ".ipynb"))
+        if not f.endswith((".lock", "package-lock.json", "requirements.txt"))
+        and not f.startswith("tests/events/")
     ]
     result = subprocess.run(
         [BIN / "detect-secrets", "scan", *files], cwd=ROOT, capture_output=True, text=True,

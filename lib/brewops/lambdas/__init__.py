@@ -1,0 +1,1 @@
+"""Lambda handlers deployed by infra/template.yaml (CodeUri: lib/) and run in-process locally."""

@@ -1,0 +1,72 @@
+"""EventBridge calls this on the schedule; it puts random beers from the Punk API into Kinesis.
+
+Configuration comes from the environment the template sets: PUNKAPI_URL (base URL with the
+version prefix), PUNKAPI_VERSION (v2|v3), STREAM_NAME and BEERS_PER_TICK (default 1).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from brewops.producer import produce_random_beers
+
+logger = Logger(service="brewops-producer")
+
+
+@dataclass(frozen=True)
+class Settings:
+    punkapi_url: str
+    punkapi_version: str
+    stream_name: str
+    beers_per_tick: int = 1
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            punkapi_url=os.environ["PUNKAPI_URL"],
+            punkapi_version=os.environ.get("PUNKAPI_VERSION", "v2"),
+            stream_name=os.environ["STREAM_NAME"],
+            beers_per_tick=int(os.environ.get("BEERS_PER_TICK", "1")),
+        )
+
+
+# Clients live for the life of the execution environment, keyed by what configures them,
+# so the local runtime can point the same module at another endpoint or API.
+@cache
+def punkapi_client(base_url: str, api_version: str) -> Any:
+    from brewops.punkapi.client import PunkApiClient
+
+    return PunkApiClient(base_url, api_version=api_version)
+
+
+@cache
+def kinesis_client(endpoint_url: str | None, region: str | None) -> Any:
+    import boto3
+
+    return boto3.client("kinesis", endpoint_url=endpoint_url, region_name=region)
+
+
+def dependencies() -> dict[str, Any]:
+    settings = Settings.from_env()
+    return {
+        "api": punkapi_client(settings.punkapi_url, settings.punkapi_version),
+        "stream_name": settings.stream_name,
+        "count": settings.beers_per_tick,
+        "kinesis_client": kinesis_client(
+            os.environ.get("AWS_ENDPOINT_URL"),
+            os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+        ),
+    }
+
+
+@logger.inject_lambda_context(clear_state=True)
+@event_source(data_class=EventBridgeEvent)
+def handler(event: EventBridgeEvent, context: LambdaContext) -> dict:
+    return produce_random_beers(**dependencies(), log=logger, scheduled_at=event.time)

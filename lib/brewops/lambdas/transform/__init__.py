@@ -1,0 +1,1 @@
+"""TransformFunction: the Firehose data-transformation Lambda of the cleaned delivery stream."""

@@ -1,0 +1,404 @@
+"""Put beers into the Kinesis stream with PutRecords, losing none of them silently.
+
+Used by the producer Lambda (a few beers per tick) and by the backfill (the whole catalogue).
+Each record is serialised once, as the calls fill, and packed into calls that respect the
+Kinesis limits (500 records and 5 MiB per call, 1 MiB per record); nothing is done per
+record after that (no per-record logging or copies). Entries that come back with an
+`ErrorCode`, and calls rejected for throttling, are retried with exponential backoff and
+full jitter; nothing else is re-sent, so a retry never duplicates an accepted record.
+Whatever could not be sent is in the `ProduceReport`, with its reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_RECORDS_PER_CALL = 500
+MAX_BYTES_PER_CALL = 5 * 1024 * 1024
+MAX_BYTES_PER_RECORD = 1024 * 1024  # data + partition key, as Kinesis counts it
+
+# Whole-call errors worth another attempt: the stream (or its KMS key) is busy, not wrong.
+RETRYABLE_ERROR_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "LimitExceededException",
+        "ThrottlingException",
+        "KMSThrottlingException",
+        "InternalFailure",
+        "ServiceUnavailable",
+    }
+)
+
+Entry = dict[str, Any]  # {"Data": bytes, "PartitionKey": str}, as PutRecords takes it
+Progress = Callable[[int], Any]
+
+
+@dataclass
+class FailedRecord:
+    partition_key: str  # the beer id for put_beers
+    error_code: str
+    error_message: str
+
+
+@dataclass
+class ProduceReport:
+    """What a produce run did. `ok` only when every record was accepted by Kinesis."""
+
+    records: int = 0  # records handed to the producer
+    sent: int = 0  # accepted by Kinesis
+    retried: int = 0  # record re-sends after a failed entry or a throttled call
+    throttled_calls: int = 0  # calls rejected as a whole and tried again
+    failed: list[FailedRecord] = field(default_factory=list)  # given up, with the last reason
+    oversize: list[str] = field(default_factory=list)  # partition keys of records over 1 MiB
+    calls: int = 0  # PutRecords calls made
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.oversize and self.sent == self.records
+
+    @property
+    def records_per_second(self) -> float:
+        return self.sent / self.seconds if self.seconds else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        summary = asdict(self)
+        summary["ok"] = self.ok
+        summary["records_per_second"] = round(self.records_per_second, 1)
+        return summary
+
+    def raise_for_failures(self) -> ProduceReport:
+        if not self.ok:
+            raise ProduceError(self)
+        return self
+
+
+class ProduceError(RuntimeError):
+    """Some records were not accepted; `report` says which and why."""
+
+    def __init__(self, report: ProduceReport) -> None:
+        self.report = report
+        super().__init__(
+            f"{report.records - report.sent} of {report.records} records not sent: "
+            f"{len(report.failed)} failed, {len(report.oversize)} over 1 MiB"
+        )
+
+
+class _EntriesFailed(Exception):
+    """Some entries of a PutRecords call came back with an ErrorCode."""
+
+
+def _retryable(error: BaseException) -> bool:
+    if isinstance(error, _EntriesFailed):
+        return True
+    return (
+        isinstance(error, ClientError)
+        and error.response.get("Error", {}).get("Code") in RETRYABLE_ERROR_CODES
+    )
+
+
+def serialise_beer(beer: Mapping[str, Any]) -> bytes:
+    """One beer as one NDJSON line, so the raw delivery stream writes NDJSON."""
+    return (json.dumps(beer, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+def _record_size(entry: Entry) -> int:
+    return len(entry["Data"]) + len(entry["PartitionKey"].encode("utf-8"))
+
+
+@dataclass
+class _Tally:
+    """What one batch did; merged into the report under a lock (batches run in threads)."""
+
+    sent: int = 0
+    retried: int = 0
+    throttled_calls: int = 0
+    calls: int = 0
+    failed: list[FailedRecord] = field(default_factory=list)
+
+
+class _Sender:
+    def __init__(
+        self,
+        stream: str,
+        client: Any,
+        report: ProduceReport,
+        *,
+        max_attempts: int,
+        backoff: float,
+        max_backoff: float,
+        sleep: Callable[[float], None],
+        log: Any,
+    ) -> None:
+        key = "StreamARN" if stream.startswith("arn:") else "StreamName"
+        self.target = {key: stream}
+        self.client = client
+        self.report = report
+        self.lock = threading.Lock()
+        self.log = log
+        self.retrying = Retrying(
+            stop=stop_after_attempt(max_attempts),
+            wait=wait_random_exponential(multiplier=backoff, max=max_backoff),
+            retry=retry_if_exception(_retryable),
+            sleep=sleep,
+            reraise=True,
+        )
+
+    def _put(
+        self, entries: list[Entry], tally: _Tally, errors: dict[int, tuple[str, str]]
+    ) -> list[Entry]:
+        """One PutRecords call; returns the entries that came back with an ErrorCode."""
+        tally.calls += 1
+        try:
+            response = self.client.put_records(Records=entries, **self.target)
+        except ClientError as error:
+            if _retryable(error):
+                tally.throttled_calls += 1
+            raise
+        if not response.get("FailedRecordCount"):
+            tally.sent += len(entries)
+            return []
+        failed = []
+        for entry, result in zip(entries, response["Records"], strict=True):
+            code = result.get("ErrorCode")
+            if code:
+                errors[id(entry)] = (code, result.get("ErrorMessage", ""))
+                failed.append(entry)
+        tally.sent += len(entries) - len(failed)
+        return failed
+
+    def send(self, batch: list[Entry]) -> int:
+        """Put one batch, retrying what failed; returns how many records it settled."""
+        tally = _Tally()
+        errors: dict[int, tuple[str, str]] = {}  # id(entry) -> its last error
+        pending = batch
+        try:
+            for attempt in self.retrying.copy():
+                with attempt:
+                    if attempt.retry_state.attempt_number > 1:
+                        tally.retried += len(pending)
+                    pending = self._put(pending, tally, errors)
+                    if pending:
+                        raise _EntriesFailed
+        except _EntriesFailed:
+            pass
+        except ClientError as error:
+            details = error.response.get("Error", {})
+            reason = (details.get("Code", "ClientError"), details.get("Message", ""))
+            errors.update((id(entry), reason) for entry in pending)
+        if pending:
+            tally.failed = [
+                FailedRecord(entry["PartitionKey"], *errors.get(id(entry), ("Unknown", "")))
+                for entry in pending
+            ]
+            self.log.error(
+                "records not accepted by Kinesis",
+                extra={
+                    "failed": len(tally.failed),
+                    "error_codes": sorted({f.error_code for f in tally.failed}),
+                },
+            )
+        with self.lock:
+            report = self.report
+            report.sent += tally.sent
+            report.retried += tally.retried
+            report.throttled_calls += tally.throttled_calls
+            report.calls += tally.calls
+            report.failed.extend(tally.failed)
+        return len(batch)
+
+
+def _batches(entries: Iterable[Entry], report: ProduceReport) -> Iterable[list[Entry]]:
+    """Pack entries into calls within the Kinesis limits; oversize ones go to the report."""
+    batch: list[Entry] = []
+    size = 0
+    for entry in entries:
+        report.records += 1
+        record_size = _record_size(entry)
+        if record_size > MAX_BYTES_PER_RECORD:
+            report.oversize.append(entry["PartitionKey"])
+            continue
+        if batch and (
+            len(batch) == MAX_RECORDS_PER_CALL or size + record_size > MAX_BYTES_PER_CALL
+        ):
+            yield batch
+            batch, size = [], 0
+        batch.append(entry)
+        size += record_size
+    if batch:
+        yield batch
+
+
+def _progress_callback(progress: bool | Progress, total: int | None) -> tuple[Progress | None, Any]:
+    if not progress:
+        return None, None
+    if callable(progress):
+        return progress, None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, unit="rec", desc="PutRecords")
+    return bar.update, bar
+
+
+def put_payloads(
+    payloads: Iterable[tuple[str, bytes]],
+    stream_name: str,
+    kinesis_client: Any = None,
+    *,
+    progress: bool | Progress = False,
+    total: int | None = None,
+    concurrency: int = 1,
+    max_attempts: int = 8,
+    backoff: float = 0.1,
+    max_backoff: float = 5.0,
+    sleep: Callable[[float], None] = time.sleep,
+    log: Any = None,
+) -> ProduceReport:
+    """Put (partition key, data) pairs as they are; the engine under `put_beers`.
+
+    `stream_name` may also be a stream ARN. Calls go out from a worker thread, so the
+    next batch is serialised and packed while the last one is in flight. `concurrency`
+    allows more calls in flight at once, for AWS only: the emulator's Kinesis loses
+    records under concurrent PutRecords. Order across calls is then not kept.
+    `progress` is True for a tqdm bar (of `total` records) or a callable that receives
+    the number of records settled after each call. `max_attempts` counts the first try;
+    the waits are random in [0, min(max_backoff, backoff * 2**attempt)].
+    """
+    log = log or logger
+    client = kinesis_client or _default_client()
+    report = ProduceReport()
+    started = time.perf_counter()
+    if total is None and isinstance(payloads, Sized):
+        total = len(payloads)
+    callback, bar = _progress_callback(progress, total)
+    sender = _Sender(
+        stream_name,
+        client,
+        report,
+        max_attempts=max_attempts,
+        backoff=backoff,
+        max_backoff=max_backoff,
+        sleep=sleep,
+        log=log,
+    )
+    entries = ({"Data": data, "PartitionKey": key} for key, data in payloads)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+            in_flight: set[Future[int]] = set()
+            for batch in _batches(entries, report):
+                if len(in_flight) >= max(1, concurrency):
+                    done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                    _settle(done, callback)
+                in_flight.add(pool.submit(sender.send, batch))
+            _settle(wait(in_flight).done, callback)
+    finally:
+        if bar is not None:
+            bar.close()
+        report.seconds = time.perf_counter() - started
+    if report.oversize:
+        log.error(
+            "records over 1 MiB not sent",
+            extra={"oversize": len(report.oversize), "partition_keys": report.oversize[:20]},
+        )
+    log.info(
+        "records produced",
+        extra={k: v for k, v in report.as_dict().items() if k not in ("failed", "oversize")},
+    )
+    return report
+
+
+def _settle(done: Iterable[Future[int]], callback: Progress | None) -> None:
+    for future in done:
+        settled = future.result()  # an unexpected error surfaces here, not lost in a thread
+        if callback:
+            callback(settled)
+
+
+def put_beers(
+    beers: Iterable[Mapping[str, Any]],
+    stream_name: str,
+    kinesis_client: Any = None,
+    **options: Any,
+) -> ProduceReport:
+    """Put beers (v2-shaped dicts) into the stream, partition key = beer id.
+
+    Each beer becomes one record: its JSON plus a newline. Options as for `put_payloads`.
+    A beer without an id cannot be keyed: it is reported as failed, not sent.
+    """
+    invalid: list[FailedRecord] = []
+
+    def payloads() -> Iterator[tuple[str, bytes]]:
+        # Serialised as the batches fill, so a large backfill is never held twice in memory.
+        for beer in beers:
+            beer_id = beer.get("id") if isinstance(beer, Mapping) else None
+            if beer_id is None or beer_id == "":
+                invalid.append(
+                    FailedRecord("", "MissingId", f"not a beer with an id: {beer!r:.80}")
+                )
+                continue
+            yield str(beer_id), serialise_beer(beer)
+
+    if isinstance(beers, Sized):
+        options.setdefault("total", len(beers))
+    report = put_payloads(payloads(), stream_name, kinesis_client, **options)
+    if invalid:
+        report.records += len(invalid)
+        report.failed.extend(invalid)
+    return report
+
+
+def produce_random_beers(
+    api: Any,
+    stream_name: str,
+    count: int = 1,
+    kinesis_client: Any = None,
+    log: Any = None,
+    **context: Any,
+) -> dict[str, Any]:
+    """One scheduled tick: fetch `count` random beers from the API and put them.
+
+    Returns a summary for the logs; raises `ProduceError` when a beer was not accepted,
+    so the invocation counts as failed and is visible in the function's error metric.
+    """
+    log = log or logger
+    try:
+        beers = api.random(n=count)
+    except Exception:
+        log.exception("no beers from the Punk API", extra={"requested": count, **context})
+        raise
+    report = put_beers(beers, stream_name, kinesis_client, log=log)
+    summary = {
+        **context,
+        "requested": count,
+        "fetched": len(beers),
+        "ids": [beer.get("id") for beer in beers],
+        **report.as_dict(),
+    }
+    if not report.ok:
+        log.error("tick incomplete", extra={"summary": summary})
+        raise ProduceError(report)
+    log.info("tick produced", extra={"ids": summary["ids"], "sent": report.sent})
+    return summary
+
+
+def _default_client() -> Any:
+    import boto3
+
+    return boto3.client("kinesis")

@@ -1,0 +1,264 @@
+"""The Firehose transformation of the cleaned stream, as pure functions.
+
+One Kinesis record holds one beer (v2-shaped JSON, newline-terminated). Each record gets
+exactly one answer, in the Firehose data-transformation contract:
+
+- ``Ok``: the cleaned record (the columns of `brewops.schema.CLEANED_COLUMNS`) as one JSON
+  line, ready for the Hive JSON SerDe and the Parquet conversion.
+- ``ProcessingFailed``: anything that should have been a beer and is not (undecodable
+  base64 or UTF-8, malformed JSON, no id or name, a number that is not a number). Firehose
+  writes these to the ``processing-failed`` error prefix with the original bytes, so they
+  are never lost; the reason is logged with the record id.
+- ``Dropped``: only records deliberately filtered: empty or whitespace-only payloads
+  (heartbeats, stray newlines). AWS writes Dropped records nowhere, so the reason is
+  logged too.
+
+Out-of-range values (pH 79, ABV 55, IBU 1157) are real data and pass through unchanged;
+data-quality checks report them downstream.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from brewops.schema import CLEANED_COLUMNS
+
+logger = logging.getLogger(__name__)
+
+Result = Literal["Ok", "Dropped", "ProcessingFailed"]
+
+NUMERIC_COLUMNS: tuple[str, ...] = tuple(c.name for c in CLEANED_COLUMNS if c.python_type is float)
+TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"  # + ".mmm": the Hive JSON SerDe default
+BIGINT_MAX = 2**63 - 1  # the id column is a Glue bigint
+
+
+class InvalidBeer(ValueError):
+    """A payload that should be a beer but cannot be cleaned into one."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one record; `reason` says why when the result is not Ok."""
+
+    record_id: str
+    result: Result
+    data: bytes
+    reason: str | None = None
+
+    def response(self) -> dict[str, str]:
+        """The record as Firehose expects it back from the Lambda."""
+        return {
+            "recordId": self.record_id,
+            "result": self.result,
+            "data": base64.b64encode(self.data).decode("ascii"),
+        }
+
+
+def format_timestamp(moment: datetime) -> str:
+    """UTC, millisecond precision, e.g. ``2024-05-01 12:30:00.123``."""
+    moment = moment.astimezone(UTC)
+    return f"{moment.strftime(TIMESTAMP_FORMAT)}.{moment.microsecond // 1000:03d}"
+
+
+def timestamp_from_millis(millis: int | float | str) -> str:
+    return format_timestamp(datetime.fromtimestamp(int(millis) / 1000, tz=UTC))
+
+
+def _number(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):  # bool is an int in Python, never a measurement
+        raise InvalidBeer(f"{name}: expected a number, got {value!r}")
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        try:
+            number = float(text.replace(",", "."))
+        except ValueError:
+            raise InvalidBeer(f"{name}: expected a number, got {value!r}") from None
+    else:
+        raise InvalidBeer(f"{name}: expected a number, got {type(value).__name__}")
+    if not math.isfinite(number):
+        raise InvalidBeer(f"{name}: expected a finite number, got {value!r}")
+    return number
+
+
+def _beer_id(value: Any) -> int:
+    if value is None:
+        raise InvalidBeer("id: missing")
+    if isinstance(value, bool):
+        raise InvalidBeer(f"id: expected a positive integer, got {value!r}")
+    if isinstance(value, int):
+        beer_id = value
+    else:
+        try:
+            number = float(str(value).strip())
+        except ValueError:
+            raise InvalidBeer(f"id: expected a positive integer, got {value!r}") from None
+        if not number.is_integer():
+            raise InvalidBeer(f"id: expected a positive integer, got {value!r}")
+        beer_id = int(number)
+    if not 1 <= beer_id <= BIGINT_MAX:
+        raise InvalidBeer(f"id: expected a positive integer, got {value!r}")
+    return beer_id
+
+
+def _name(value: Any) -> str:
+    if value is None:
+        raise InvalidBeer("name: missing")
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise InvalidBeer(f"name: expected text, got {type(value).__name__}")
+    text = str(value).strip()
+    if not text:
+        raise InvalidBeer("name: empty")
+    return text
+
+
+def clean_beer(beer: Mapping[str, Any], ingested_at: str) -> dict[str, Any]:
+    """The cleaned record of one beer: the challenge columns, typed, plus `ingested_at`.
+
+    Raises `InvalidBeer` when the beer has no usable id or name, or a numeric field holds
+    something that is not a number. Nulls stay null.
+    """
+    if not isinstance(beer, Mapping):
+        raise InvalidBeer(f"expected a JSON object, got {type(beer).__name__}")
+    cleaned: dict[str, Any] = {"id": _beer_id(beer.get("id")), "name": _name(beer.get("name"))}
+    for name in NUMERIC_COLUMNS:
+        cleaned[name] = _number(name, beer.get(name))
+    cleaned["ingested_at"] = ingested_at
+    return cleaned
+
+
+def _kinesis_metadata(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    metadata = record.get("kinesisRecordMetadata")
+    return metadata if isinstance(metadata, Mapping) else {}
+
+
+def _arrival_millis(record: Mapping[str, Any]) -> Any:
+    """When the record entered Kinesis, else when it reached Firehose, else None."""
+    return _kinesis_metadata(record).get("approximateArrivalTimestamp") or record.get(
+        "approximateArrivalTimestamp"
+    )
+
+
+def _ingested_at(record: Mapping[str, Any], now: str) -> str:
+    millis = _arrival_millis(record)
+    if millis is None:
+        return now
+    try:
+        return timestamp_from_millis(millis)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return now
+
+
+def _payload(record: Mapping[str, Any]) -> bytes:
+    raw = record.get("data")
+    if not isinstance(raw, str):
+        raise InvalidBeer("data: missing or not base64 text")
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidBeer("data: not valid base64") from None
+
+
+def _original_bytes(record: Any) -> bytes:
+    """The payload as received: decoded if it is base64, else the text itself."""
+    if not isinstance(record, Mapping):
+        return b""
+    try:
+        return _payload(record)
+    except InvalidBeer:
+        raw = record.get("data")
+        return raw.encode("utf-8", "replace") if isinstance(raw, str) else b""
+
+
+def _record_id(record: Any) -> str:
+    return str(record.get("recordId", "")) if isinstance(record, Mapping) else ""
+
+
+def transform_record(record: Mapping[str, Any], now: str | None = None) -> Outcome:
+    """Clean one Firehose record. Never raises for bad input: it becomes an Outcome.
+
+    A record that is not Ok carries its original bytes back, so whatever Firehose or the
+    local runtime writes to the error prefix is the payload as received.
+    """
+    record_id = _record_id(record)
+    try:
+        payload = _payload(record)
+    except InvalidBeer as error:
+        return Outcome(record_id, "ProcessingFailed", _original_bytes(record), str(error))
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return Outcome(record_id, "ProcessingFailed", payload, "data: not UTF-8 text")
+    if not text.strip():
+        return Outcome(record_id, "Dropped", payload, "empty payload")
+    try:
+        beer = json.loads(text)
+    except ValueError as error:
+        return Outcome(record_id, "ProcessingFailed", payload, f"malformed JSON: {error}")
+    try:
+        cleaned = clean_beer(beer, _ingested_at(record, now or format_timestamp(datetime.now(UTC))))
+    except InvalidBeer as error:
+        return Outcome(record_id, "ProcessingFailed", payload, f"not a beer: {error}")
+    line = json.dumps(cleaned, ensure_ascii=False, separators=(",", ":")) + "\n"
+    return Outcome(record_id, "Ok", line.encode("utf-8"))
+
+
+def transform_records(
+    records: Iterable[Mapping[str, Any]], log: logging.Logger | Any = None
+) -> list[Outcome]:
+    """One Outcome per record, in order; the reasons are logged, never swallowed.
+
+    `log` is any logger with the stdlib interface (the Lambda passes its Powertools Logger
+    so the reasons land in CloudWatch as structured JSON); default: this module's logger.
+    """
+    log = log or logger
+    now = format_timestamp(datetime.now(UTC))
+    outcomes: list[Outcome] = []
+    for record in records:
+        try:
+            outcome = transform_record(record, now)
+        except Exception as error:  # a bug must not take the batch down; the record is kept
+            log.exception("transform failed unexpectedly")
+            outcome = Outcome(
+                _record_id(record),
+                "ProcessingFailed",
+                _original_bytes(record),
+                f"unexpected error: {type(error).__name__}: {error}",
+            )
+        if outcome.reason:
+            log.warning(
+                "record not transformed",
+                extra={
+                    "record_id": outcome.record_id,
+                    "result": outcome.result,
+                    "reason": outcome.reason,
+                    "sequence_number": _kinesis_metadata(record).get("sequenceNumber")
+                    if isinstance(record, Mapping)
+                    else None,
+                },
+            )
+        outcomes.append(outcome)
+    counts = Counter(o.result for o in outcomes)
+    log.info("batch transformed", extra={"records": len(outcomes), **counts})
+    return outcomes
+
+
+def firehose_transform(
+    records: Iterable[Mapping[str, Any]], log: logging.Logger | Any = None
+) -> list[dict[str, str]]:
+    """Firehose response records for Firehose input records: same ids, same count, same order."""
+    return [outcome.response() for outcome in transform_records(records, log)]

@@ -1,0 +1,382 @@
+"""The Kinesis producer against a real moto server process: batching within the Kinesis
+limits, retries of only the failed entries, throttling, oversize records, and the producer
+Lambda on a local Punk API server."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from brewops import producer
+from brewops.lambdas.producer import app
+from brewops.producer import (
+    ProduceError,
+    produce_random_beers,
+    put_beers,
+    put_payloads,
+    serialise_beer,
+)
+from brewops.punkapi.errors import ServerError
+
+THROTTLED = "ProvisionedThroughputExceededException"
+
+
+def beers(n: int, start: int = 1, **fields: Any) -> list[dict[str, Any]]:
+    return [{"id": i, "name": f"Beer {i}", "abv": 5.0, **fields} for i in range(start, start + n)]
+
+
+def no_sleep(waits: list[float] | None = None):
+    return waits.append if waits is not None else lambda seconds: None
+
+
+class Recording:
+    """Passes calls through to a real client and remembers each PutRecords request."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.requests: list[list[dict[str, Any]]] = []
+
+    def put_records(self, *, Records: list[dict[str, Any]], **target: Any) -> dict[str, Any]:
+        self.requests.append(Records)
+        return self.client.put_records(Records=Records, **target)
+
+
+class FailingEntries(Recording):
+    """Answers the entries with the given partition keys with an ErrorCode (without sending
+    them) the given number of times, as Kinesis does when a shard is over its limits."""
+
+    def __init__(self, client: Any, failures: dict[str, int], code: str = THROTTLED) -> None:
+        super().__init__(client)
+        self.failures = dict(failures)
+        self.code = code
+
+    def put_records(self, *, Records: list[dict[str, Any]], **target: Any) -> dict[str, Any]:
+        self.requests.append(Records)
+        failing = []
+        for entry in Records:
+            failing.append(self.failures.get(entry["PartitionKey"], 0) > 0)
+            if failing[-1]:
+                self.failures[entry["PartitionKey"]] -= 1
+        passing = [e for e, fails in zip(Records, failing, strict=True) if not fails]
+        accepted = iter(
+            self.client.put_records(Records=passing, **target)["Records"] if passing else []
+        )
+        results = [
+            {"ErrorCode": self.code, "ErrorMessage": f"Rate exceeded for shard in {target}"}
+            if fails
+            else next(accepted)
+            for fails in failing
+        ]
+        return {"FailedRecordCount": sum(failing), "Records": results}
+
+
+class ThrottledCalls(Recording):
+    """Rejects the first `times` calls as a whole, as a throttled stream does."""
+
+    def __init__(self, client: Any, times: int, code: str = THROTTLED) -> None:
+        super().__init__(client)
+        self.times = times
+        self.code = code
+
+    def put_records(self, *, Records: list[dict[str, Any]], **target: Any) -> dict[str, Any]:
+        if self.times > 0:
+            self.times -= 1
+            self.requests.append(Records)
+            raise ClientError(
+                {"Error": {"Code": self.code, "Message": "Rate exceeded"}}, "PutRecords"
+            )
+        return super().put_records(Records=Records, **target)
+
+
+@pytest.fixture
+def stream_ids(stream_records):
+    """`stream_ids(name)`: the sorted beer ids in the stream."""
+    return lambda stream: sorted(json.loads(r["Data"])["id"] for r in stream_records(stream))
+
+
+# ------------------------------------------------------------------ sending
+
+
+@pytest.mark.emulator
+def test_the_real_catalogue_goes_in_once_keyed_by_id(
+    kinesis_client, kinesis_stream, catalog_beers, stream_records
+):
+    report = put_beers(catalog_beers, kinesis_stream, kinesis_client)
+
+    assert report.ok
+    assert (report.records, report.sent, report.calls) == (325, 325, 1)
+    assert report.failed == [] and report.oversize == [] and report.retried == 0
+    records = stream_records(kinesis_stream)
+    assert sorted(int(r["PartitionKey"]) for r in records) == list(range(1, 326))
+    by_id = {json.loads(r["Data"])["id"]: r for r in records}
+    assert by_id[1]["Data"] == serialise_beer(catalog_beers[0])
+    assert all(r["Data"].endswith(b"\n") and r["Data"].count(b"\n") == 1 for r in records)
+
+
+@pytest.mark.emulator
+def test_a_stream_arn_works_as_well_as_a_name(kinesis_client, kinesis_stream, stream_ids):
+    arn = kinesis_client.describe_stream_summary(StreamName=kinesis_stream)[
+        "StreamDescriptionSummary"
+    ]["StreamARN"]
+
+    report = put_beers(beers(3), arn, kinesis_client)
+
+    assert report.sent == 3
+    assert stream_ids(kinesis_stream) == [1, 2, 3]
+
+
+@pytest.mark.emulator
+def test_calls_hold_at_most_500_records(kinesis_client, kinesis_stream, stream_ids):
+    client = Recording(kinesis_client)
+
+    report = put_beers(beers(1201), kinesis_stream, client)
+
+    assert sorted(len(r) for r in client.requests) == [201, 500, 500]
+    assert report.calls == 3 and report.sent == 1201
+    assert stream_ids(kinesis_stream) == list(range(1, 1202))
+
+
+@pytest.mark.emulator
+def test_calls_hold_at_most_5_mib(kinesis_client, kinesis_stream):
+    client = Recording(kinesis_client)
+    big = beers(12, description="x" * 900_000)  # ~0.86 MiB each: five fit in 5 MiB, six do not
+
+    report = put_beers(big, kinesis_stream, client)
+
+    sizes = [sum(len(e["Data"]) + len(e["PartitionKey"]) for e in r) for r in client.requests]
+    assert sorted(len(r) for r in client.requests) == [2, 5, 5]
+    assert all(size <= producer.MAX_BYTES_PER_CALL for size in sizes)
+    assert report.sent == 12
+
+
+@pytest.mark.emulator
+def test_an_oversize_record_is_reported_not_sent(kinesis_client, kinesis_stream, stream_ids):
+    batch = [*beers(3), {"id": 99, "name": "Huge", "description": "x" * (1024 * 1024)}]
+
+    report = put_beers(batch, kinesis_stream, kinesis_client)
+
+    assert report.oversize == ["99"]
+    assert (report.records, report.sent) == (4, 3)
+    assert not report.ok
+    assert stream_ids(kinesis_stream) == [1, 2, 3]
+    with pytest.raises(ProduceError, match="1 over 1 MiB"):
+        report.raise_for_failures()
+
+
+@pytest.mark.emulator
+def test_a_beer_without_id_is_reported_not_sent(kinesis_client, kinesis_stream):
+    report = put_beers([*beers(2), {"name": "Anonymous"}], kinesis_stream, kinesis_client)
+
+    assert report.sent == 2 and report.records == 3
+    assert [(f.partition_key, f.error_code) for f in report.failed] == [("", "MissingId")]
+
+
+@pytest.mark.emulator
+def test_progress_callback_sees_every_record(kinesis_client, kinesis_stream):
+    seen: list[int] = []
+
+    put_beers(beers(1100), kinesis_stream, kinesis_client, progress=seen.append)
+
+    assert sorted(seen) == [100, 500, 500]
+
+
+@pytest.mark.emulator
+def test_progress_bar(kinesis_client, kinesis_stream, capsys):
+    report = put_beers(beers(10), kinesis_stream, kinesis_client, progress=True)
+
+    assert report.sent == 10
+    assert "PutRecords" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ retries
+
+
+@pytest.mark.emulator
+def test_only_failed_entries_are_retried(kinesis_client, kinesis_stream, stream_ids):
+    # GIVEN a stream that rejects beers 3 and 7 on the first try
+    client = FailingEntries(kinesis_client, {"3": 1, "7": 1})
+    waits: list[float] = []
+
+    # WHEN ten beers are put
+    report = put_beers(beers(10), kinesis_stream, client, sleep=no_sleep(waits))
+
+    # THEN the second call carries only the two failed entries, and each beer is in once
+    assert [[e["PartitionKey"] for e in r] for r in client.requests][1] == ["3", "7"]
+    assert (report.sent, report.retried, report.calls) == (10, 2, 2)
+    assert report.ok and len(waits) == 1
+    assert stream_ids(kinesis_stream) == list(range(1, 11))
+
+
+@pytest.mark.emulator
+def test_entries_failing_every_time_are_reported_with_their_reason(
+    kinesis_client, kinesis_stream, stream_ids
+):
+    client = FailingEntries(kinesis_client, {"2": 10**6}, code="InternalFailure")
+    waits: list[float] = []
+
+    report = put_beers(
+        beers(3),
+        kinesis_stream,
+        client,
+        max_attempts=4,
+        backoff=0.5,
+        max_backoff=2.0,
+        sleep=no_sleep(waits),
+    )
+
+    assert report.sent == 2
+    assert [(f.partition_key, f.error_code) for f in report.failed] == [("2", "InternalFailure")]
+    assert "Rate exceeded" in report.failed[0].error_message
+    assert report.calls == 4 and report.retried == 3
+    # exponential backoff with full jitter: each wait within [0, min(max, base * 2**n)]
+    assert len(waits) == 3
+    assert all(0 <= w <= cap for w, cap in zip(waits, [1.0, 2.0, 2.0], strict=True))
+    assert stream_ids(kinesis_stream) == [1, 3]
+
+
+@pytest.mark.emulator
+def test_throttled_calls_are_retried(kinesis_client, kinesis_stream, stream_ids):
+    client = ThrottledCalls(kinesis_client, times=2)
+
+    report = put_beers(beers(5), kinesis_stream, client, sleep=no_sleep())
+
+    assert report.ok
+    assert (report.throttled_calls, report.calls, report.retried) == (2, 3, 10)
+    assert stream_ids(kinesis_stream) == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.emulator
+def test_throttling_that_never_ends_is_reported(kinesis_client, kinesis_stream):
+    client = ThrottledCalls(kinesis_client, times=10**6)
+
+    report = put_beers(beers(5), kinesis_stream, client, max_attempts=3, sleep=no_sleep())
+
+    assert report.sent == 0 and report.calls == 3
+    assert {f.error_code for f in report.failed} == {THROTTLED}
+    assert sorted(f.partition_key for f in report.failed) == ["1", "2", "3", "4", "5"]
+
+
+@pytest.mark.emulator
+def test_errors_that_retrying_cannot_fix_are_not_retried(kinesis_client):
+    report = put_beers(beers(5), "no-such-stream", kinesis_client, sleep=no_sleep())
+
+    assert report.calls == 1 and report.retried == 0
+    assert {f.error_code for f in report.failed} == {"ResourceNotFoundException"}
+    with pytest.raises(ProduceError, match="5 of 5 records not sent"):
+        report.raise_for_failures()
+
+
+@pytest.mark.emulator
+def test_payloads_are_sent_as_given(kinesis_client, kinesis_stream, stream_records):
+    report = put_payloads([("k1", b"not json\n"), ("k2", b"")], kinesis_stream, kinesis_client)
+
+    assert report.sent == 2
+    data = sorted(r["Data"] for r in stream_records(kinesis_stream))
+    assert data == [b"", b"not json\n"]
+
+
+# ------------------------------------------------------------------ the producer Lambda
+
+
+@pytest.fixture
+def lambda_env(monkeypatch, kinesis_endpoint, kinesis_client, kinesis_stream):
+    """The environment the template gives the function, pointed at the local servers."""
+    monkeypatch.setenv("STREAM_NAME", kinesis_stream)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", kinesis_endpoint)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", kinesis_client.meta.region_name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("BEERS_PER_TICK", raising=False)
+    return monkeypatch
+
+
+@pytest.mark.emulator
+def test_a_tick_puts_random_beers_from_the_api(
+    lambda_env,
+    punkapi_url,
+    load_event,
+    lambda_context,
+    lambda_logs,
+    kinesis_client,
+    kinesis_stream,
+    stream_ids,
+):
+    # GIVEN the function configured for three beers per tick against a local v2 server
+    lambda_env.setenv("PUNKAPI_URL", punkapi_url)
+    lambda_env.setenv("PUNKAPI_VERSION", "v2")
+    lambda_env.setenv("BEERS_PER_TICK", "3")
+    logs = lambda_logs(app.logger)
+
+    # WHEN EventBridge invokes it
+    summary = app.handler(load_event("eventbridge_scheduled"), lambda_context)
+
+    # THEN three beers are in the stream, and the summary and the logs say which
+    assert summary["sent"] == 3 and summary["ok"] and summary["fetched"] == 3
+    assert summary["scheduled_at"] == "2024-05-01T12:30:00Z"
+    assert sorted(summary["ids"]) == stream_ids(kinesis_stream)
+    produced = next(line for line in logs() if line["message"] == "tick produced")
+    assert produced["ids"] == summary["ids"]
+    assert produced["function_request_id"] == lambda_context.aws_request_id
+
+
+@pytest.mark.emulator
+def test_a_tick_on_a_v3_server_puts_v2_shaped_beers(
+    lambda_env,
+    punkapi_v3_url,
+    load_event,
+    lambda_context,
+    kinesis_client,
+    kinesis_stream,
+    stream_records,
+):
+    lambda_env.setenv("PUNKAPI_URL", punkapi_v3_url)
+    lambda_env.setenv("PUNKAPI_VERSION", "v3")
+
+    summary = app.handler(load_event("eventbridge_scheduled"), lambda_context)
+
+    assert summary["sent"] == 1  # BEERS_PER_TICK defaults to one
+    (record,) = stream_records(kinesis_stream)
+    beer = json.loads(record["Data"])
+    assert "image_url" in beer and "image" not in beer
+    assert record["PartitionKey"] == str(beer["id"])
+
+
+@pytest.mark.emulator
+def test_a_tick_that_cannot_put_fails_the_invocation(
+    lambda_env, punkapi_url, load_event, lambda_context
+):
+    lambda_env.setenv("PUNKAPI_URL", punkapi_url)
+    lambda_env.setenv("STREAM_NAME", "no-such-stream")
+
+    with pytest.raises(ProduceError) as raised:
+        app.handler(load_event("eventbridge_scheduled"), lambda_context)
+
+    assert {f.error_code for f in raised.value.report.failed} == {"ResourceNotFoundException"}
+
+
+@pytest.mark.emulator
+def test_a_tick_without_beers_from_the_api_is_logged_and_fails(
+    kinesis_client, kinesis_stream, caplog
+):
+    class ApiDown:
+        def random(self, n: int = 1) -> list[dict[str, Any]]:
+            raise ServerError("Service Unavailable", status=503, url="http://127.0.0.1/v2")
+
+    with pytest.raises(ServerError), caplog.at_level(logging.ERROR, logger="brewops.producer"):
+        produce_random_beers(ApiDown(), kinesis_stream, 2, kinesis_client, scheduled_at="t")
+
+    (logged,) = [r for r in caplog.records if r.getMessage() == "no beers from the Punk API"]
+    assert logged.exc_info and logged.requested == 2 and logged.scheduled_at == "t"
+
+
+def test_settings_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("PUNKAPI_URL", "http://127.0.0.1:1/v2")
+    monkeypatch.setenv("STREAM_NAME", "beers")
+    monkeypatch.delenv("PUNKAPI_VERSION", raising=False)
+    monkeypatch.delenv("BEERS_PER_TICK", raising=False)
+
+    assert app.Settings.from_env() == app.Settings("http://127.0.0.1:1/v2", "v2", "beers", 1)

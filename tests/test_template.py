@@ -1,0 +1,490 @@
+"""infra/template.yaml: lint-clean, least privilege, in agreement with the schema and the
+package, its Outputs the contract of PLAN, and translatable offline by aws-sam-translator."""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from cfnlint.api import ManualArgs, lint_file
+from cfnlint.decode import decode
+
+from brewops import schema
+from brewops.paths import repo_root, template_path
+
+ROOT = repo_root()
+TEMPLATE = template_path()
+
+OUTPUTS = {
+    "BucketName",
+    "StreamName",
+    "StreamArn",
+    "RawDeliveryStreamName",
+    "CleanedDeliveryStreamName",
+    "GlueDatabaseName",
+    "CleanedTableName",
+    "RawTableName",
+    "ProducerFunctionName",
+    "TransformFunctionName",
+    "ScheduleRuleName",
+    "AthenaWorkGroupName",
+    "ModelRegistryUri",
+}
+
+# cfn-lint informational findings that are understood and accepted, with the reason.
+ACCEPTED_INFO = {
+    # Experimental rule asking for an AI-oriented Metadata block on every resource; the
+    # template documents itself with comments and Descriptions instead.
+    "I4010": "architecture Metadata.com.aws.cloudformation.Context blocks not used",
+}
+
+# Allow statements that may use Resource "*", with the reason AWS requires it. None today.
+STAR_RESOURCE_ALLOWED: dict[tuple[str, str], str] = {}
+
+
+def load_template() -> dict[str, Any]:
+    template, errors = decode(str(TEMPLATE))
+    assert not errors, errors
+    return json.loads(json.dumps(template))  # plain dicts and strings
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+@pytest.fixture(scope="module")
+def resources(template) -> dict[str, Any]:
+    return template["Resources"]
+
+
+def translate(template: dict[str, Any], region: str = "eu-west-1") -> dict[str, Any]:
+    """The SAM template as CloudFormation, translated offline, with code already uploaded."""
+    from samtranslator.parser.parser import Parser
+    from samtranslator.translator.translator import Translator
+
+    sam = copy.deepcopy(template)
+    for resource in sam["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            resource["Properties"]["CodeUri"] = "s3://artifacts/brewops/lib.zip"
+
+    def no_managed_policy_lookup() -> dict[str, str]:
+        raise AssertionError("the template needs no managed-policy lookup through IAM")
+
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region
+    )
+    return Translator(None, Parser(), boto_session=session).translate(
+        sam, parameter_values={}, get_managed_policy_map=no_managed_policy_lookup
+    )
+
+
+@pytest.fixture(scope="module")
+def translated(template) -> dict[str, Any]:
+    return translate(template)
+
+
+def statements(document: dict[str, Any]) -> list[dict[str, Any]]:
+    found = document.get("Statement", [])
+    return found if isinstance(found, list) else [found]
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def iam_policies(resources: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(resource name, policy document) of every identity policy in the resources."""
+    found = []
+    for name, resource in resources.items():
+        props = resource.get("Properties", {})
+        if resource["Type"] == "AWS::IAM::Role":
+            found += [(name, p["PolicyDocument"]) for p in props.get("Policies", [])]
+        elif resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            found.append((name, props["PolicyDocument"]))
+    return found
+
+
+def role_statements(resources: dict[str, Any], role: str) -> list[dict[str, Any]]:
+    return [s for name, doc in iam_policies(resources) if name == role for s in statements(doc)]
+
+
+# ------------------------------------------------------------------ lint
+
+
+def test_cfn_lint_finds_no_errors_or_warnings():
+    matches = lint_file(TEMPLATE, ManualArgs(regions=["us-east-1", "eu-west-1"]))
+
+    assert [str(m) for m in matches] == []
+
+
+def test_cfn_lint_informational_findings_are_all_explained():
+    config = ManualArgs(regions=["eu-west-1"], include_checks=["I"], include_experimental=True)
+
+    found = {m.rule.id for m in lint_file(TEMPLATE, config)}
+
+    assert found <= set(ACCEPTED_INFO), found - set(ACCEPTED_INFO)
+
+
+def test_cfn_lint_would_catch_a_broken_template(tmp_path):
+    broken = tmp_path / "template.yaml"
+    broken.write_text(TEMPLATE.read_text().replace("!GetAtt Stream.Arn", "!GetAtt Streem.Arn"))
+
+    assert lint_file(broken, ManualArgs(regions=["eu-west-1"]))
+
+
+# ------------------------------------------------------------------ shape
+
+
+def test_the_template_has_the_agreed_shape(template):
+    text = TEMPLATE.read_text()
+
+    assert template["Transform"] == "AWS::Serverless-2016-10-31"
+    assert template["Globals"]["Function"]["Runtime"] == "python3.13"
+    assert template["Conditions"]
+    assert all("Default" in p and p.get("Description") for p in template["Parameters"].values())
+    banners = re.findall(r"^\s*# ={20,}\n\s*# (.+)\n\s*# ={20,}$", text, re.MULTILINE)
+    assert len(banners) >= 8, banners
+
+
+def test_parameters_and_their_defaults(template):
+    parameters = template["Parameters"]
+
+    assert parameters["Stage"]["Default"] == "dev"
+    assert parameters["ScheduleRate"]["Default"] == "rate(5 minutes)"
+    assert set(parameters["PunkApiVersion"]["AllowedValues"]) == {"v2", "v3"}
+    assert set(parameters["StreamMode"]["AllowedValues"]) == {"PROVISIONED", "ON_DEMAND"}
+    assert {"PunkApiUrl", "ShardCount", "BufferIntervalSeconds"} <= set(parameters)
+    # Firehose refuses record format conversion with a buffer under 64 MiB
+    assert parameters["BufferSizeMiB"]["MinValue"] >= 64
+    assert parameters["BufferSizeMiB"]["Default"] >= 64
+
+
+def test_every_output_of_the_contract_is_there_and_described(template):
+    outputs = template["Outputs"]
+
+    assert set(outputs) == OUTPUTS
+    assert all(o.get("Description", "").strip() for o in outputs.values())
+    assert outputs["ModelRegistryUri"]["Value"] == {"Fn::Sub": "s3://${Bucket}/models/ibu/"}
+
+
+# ------------------------------------------------------------------ functions
+
+
+@pytest.mark.parametrize(
+    ("function", "handler"),
+    [
+        ("ProducerFunction", "brewops.lambdas.producer.app.handler"),
+        ("TransformFunction", "brewops.lambdas.transform.app.handler"),
+    ],
+)
+def test_functions_deploy_the_package_handlers(resources, function, handler):
+    props = resources[function]["Properties"]
+
+    assert props["Handler"] == handler
+    code = (TEMPLATE.parent / props["CodeUri"]).resolve()
+    assert code == (ROOT / "lib").resolve()
+    assert (code / "requirements.txt").is_file()
+    module, attribute = handler.rsplit(".", 1)
+    assert callable(getattr(importlib.import_module(module), attribute))
+    assert (code / Path(*module.split("."))).with_suffix(".py").is_file()
+
+
+def test_the_producer_runs_on_the_schedule_with_its_settings(resources):
+    props = resources["ProducerFunction"]["Properties"]
+
+    (event,) = props["Events"].values()
+    assert event["Type"] == "Schedule"
+    assert event["Properties"]["Schedule"] == {"Ref": "ScheduleRate"}
+    variables = props["Environment"]["Variables"]
+    assert variables == {
+        "PUNKAPI_URL": {"Ref": "PunkApiUrl"},
+        "PUNKAPI_VERSION": {"Ref": "PunkApiVersion"},
+        "STREAM_NAME": {"Ref": "Stream"},
+        "BEERS_PER_TICK": {"Ref": "BeersPerTick"},
+    }
+
+
+def test_the_lambda_package_needs_only_its_requirements():
+    """Import the handlers (and the API client the producer creates) with only the
+    distributions of lib/requirements.txt and the Lambda runtime's boto3 importable."""
+    pinned = {
+        re.split(r"[=<>\[; ]", line, maxsplit=1)[0].lower().replace("_", "-")
+        for line in (ROOT / "lib" / "requirements.txt").read_text().splitlines()
+        if line and not line.startswith((" ", "#"))
+    }
+    runtime = {"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3"}
+    code = f"""
+import importlib.abc, importlib.metadata, sys
+allowed = {sorted(pinned | runtime)!r}
+owners = importlib.metadata.packages_distributions()
+class LambdaPackage(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        top = name.split(".")[0]
+        if top in sys.stdlib_module_names or top == "brewops" or top not in owners:
+            return None
+        if not {{d.lower().replace("_", "-") for d in owners[top]}} & set(allowed):
+            raise ImportError(f"{{top}} is not in the Lambda package")
+sys.meta_path.insert(0, LambdaPackage())
+import brewops.lambdas.transform.app, brewops.lambdas.producer.app
+brewops.lambdas.producer.app.punkapi_client("http://127.0.0.1:9/v2", "v2")
+print("ok")
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"AWS_DEFAULT_REGION": "us-east-1", "PATH": ""},
+    )
+    assert result.stdout.strip() == "ok", result.stderr
+
+
+# ------------------------------------------------------------------ storage and stream
+
+
+def test_the_bucket_is_encrypted_private_and_tls_only(resources):
+    props = resources["Bucket"]["Properties"]
+
+    (encryption,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert encryption["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
+    assert all(props["PublicAccessBlockConfiguration"].values())
+    assert len(props["PublicAccessBlockConfiguration"]) == 4
+    (deny,) = statements(resources["BucketPolicy"]["Properties"]["PolicyDocument"])
+    assert deny["Effect"] == "Deny"
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    prefixes = {r.get("Prefix") for r in props["LifecycleConfiguration"]["Rules"]}
+    assert {"raw/", "errors/"} <= prefixes
+
+
+def test_the_stream_is_encrypted_with_the_kinesis_key(resources):
+    props = resources["Stream"]["Properties"]
+
+    assert props["StreamEncryption"] == {"EncryptionType": "KMS", "KeyId": "alias/aws/kinesis"}
+    assert props["StreamModeDetails"] == {"StreamMode": {"Ref": "StreamMode"}}
+
+
+# ------------------------------------------------------------------ delivery
+
+
+def destination(resources: dict[str, Any], name: str) -> dict[str, Any]:
+    return resources[name]["Properties"]["ExtendedS3DestinationConfiguration"]
+
+
+@pytest.mark.parametrize(
+    ("stream", "role"),
+    [("RawDeliveryStream", "RawDeliveryRole"), ("CleanedDeliveryStream", "CleanedDeliveryRole")],
+)
+def test_both_delivery_streams_read_the_kinesis_stream(resources, stream, role):
+    props = resources[stream]["Properties"]
+
+    assert props["DeliveryStreamType"] == "KinesisStreamAsSource"
+    assert props["KinesisStreamSourceConfiguration"] == {
+        "KinesisStreamARN": {"Fn::GetAtt": ["Stream", "Arn"]},
+        "RoleARN": {"Fn::GetAtt": [role, "Arn"]},
+    }
+    reads = [s for s in role_statements(resources, role) if "kinesis:GetRecords" in s["Action"]]
+    assert [s["Resource"] for s in reads] == [{"Fn::GetAtt": ["Stream", "Arn"]}]
+
+
+def test_the_raw_stream_writes_gzip_ndjson_under_raw(resources):
+    dest = destination(resources, "RawDeliveryStream")
+
+    assert dest["Prefix"] == "raw/ingest_date=!{timestamp:yyyy-MM-dd}/"
+    assert dest["ErrorOutputPrefix"] == (
+        "errors/raw/!{firehose:error-output-type}/ingest_date=!{timestamp:yyyy-MM-dd}/"
+    )
+    assert dest["CompressionFormat"] == "GZIP"
+    assert "ProcessingConfiguration" not in dest and "DataFormatConversionConfiguration" not in dest
+
+
+def test_the_cleaned_stream_transforms_and_converts_to_parquet(resources):
+    dest = destination(resources, "CleanedDeliveryStream")
+
+    assert dest["Prefix"] == "cleaned/ingest_date=!{timestamp:yyyy-MM-dd}/"
+    assert dest["ErrorOutputPrefix"] == (
+        "errors/cleaned/!{firehose:error-output-type}/ingest_date=!{timestamp:yyyy-MM-dd}/"
+    )
+    (processor,) = dest["ProcessingConfiguration"]["Processors"]
+    assert dest["ProcessingConfiguration"]["Enabled"] is True
+    assert processor["Type"] == "Lambda"
+    parameters = {p["ParameterName"]: p["ParameterValue"] for p in processor["Parameters"]}
+    assert parameters["LambdaArn"] == {"Fn::GetAtt": ["TransformFunction", "Arn"]}
+    conversion = dest["DataFormatConversionConfiguration"]
+    assert conversion["Enabled"] is True
+    assert conversion["InputFormatConfiguration"] == {"Deserializer": {"HiveJsonSerDe": {}}}
+    assert "ParquetSerDe" in conversion["OutputFormatConfiguration"]["Serializer"]
+    assert conversion["SchemaConfiguration"]["DatabaseName"] == {"Ref": "GlueDatabase"}
+    assert conversion["SchemaConfiguration"]["TableName"] == {"Ref": "CleanedTable"}
+    assert conversion["SchemaConfiguration"]["VersionId"] == "LATEST"
+    assert dest["CompressionFormat"] == "UNCOMPRESSED"  # required with format conversion
+
+
+# ------------------------------------------------------------------ catalogue
+
+
+def table_input(resources: dict[str, Any], name: str) -> dict[str, Any]:
+    return resources[name]["Properties"]["TableInput"]
+
+
+def test_the_cleaned_table_columns_are_the_schema(resources):
+    table = table_input(resources, "CleanedTable")
+
+    assert table["StorageDescriptor"]["Columns"] == schema.glue_columns()
+    (partition,) = table["PartitionKeys"]
+    assert (partition["Name"], partition["Type"]) == (
+        schema.PARTITION_KEY,
+        schema.PARTITION_GLUE_TYPE,
+    )
+    serde = table["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"]
+    assert serde == "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+
+
+@pytest.mark.parametrize(("table", "folder"), [("CleanedTable", "cleaned"), ("RawTable", "raw")])
+def test_tables_use_partition_projection_on_ingest_date(resources, table, folder):
+    props = table_input(resources, table)
+    parameters = props["Parameters"]
+
+    assert parameters["projection.enabled"] == "true"
+    assert parameters["projection.ingest_date.type"] == "date"
+    assert parameters["projection.ingest_date.format"] == "yyyy-MM-dd"
+    assert parameters["projection.ingest_date.range"].endswith(",NOW")
+    assert parameters["storage.location.template"] == {
+        "Fn::Sub": f"s3://${{Bucket}}/{folder}/ingest_date=${{!ingest_date}}/"
+    }
+    assert props["StorageDescriptor"]["Location"] == {"Fn::Sub": f"s3://${{Bucket}}/{folder}/"}
+
+
+def test_the_raw_table_covers_every_top_level_field_of_a_beer(resources, catalog_beers):
+    columns = table_input(resources, "RawTable")["StorageDescriptor"]["Columns"]
+
+    assert [c["Name"] for c in columns] == list(catalog_beers[0])
+    types = {c["Name"]: c["Type"] for c in columns}
+    assert types["volume"] == "struct<value:double,unit:string>"
+    assert types["food_pairing"] == "array<string>"
+
+
+def test_the_athena_workgroup_writes_under_athena_results(resources):
+    config = resources["AthenaWorkGroup"]["Properties"]["WorkGroupConfiguration"]
+
+    location = config["ResultConfiguration"]["OutputLocation"]
+    assert location == {"Fn::Sub": "s3://${Bucket}/athena-results/"}
+    assert config["EnforceWorkGroupConfiguration"] is True
+
+
+# ------------------------------------------------------------------ least privilege
+
+
+def test_no_allow_statement_uses_wildcard_actions_or_resources(translated):
+    policies = iam_policies(translated["Resources"])
+    assert len(policies) >= 4
+
+    for name, document in policies:
+        for statement in statements(document):
+            if statement["Effect"] != "Allow":
+                continue
+            actions = as_list(statement.get("Action", []))
+            assert actions and not any("*" in a for a in actions), (name, actions)
+            assert "NotAction" not in statement and "NotResource" not in statement
+            for resource in as_list(statement["Resource"]):
+                if resource == "*":
+                    assert (name, statement.get("Sid", "")) in STAR_RESOURCE_ALLOWED, name
+                else:
+                    assert "*" not in str(resource).split("/")[0], (name, resource)
+
+
+def test_no_full_access_or_admin_managed_policies(translated):
+    for name, resource in translated["Resources"].items():
+        for arn in resource.get("Properties", {}).get("ManagedPolicyArns", []):
+            assert "FullAccess" not in json.dumps(arn), (name, arn)
+            assert "AdministratorAccess" not in json.dumps(arn), (name, arn)
+
+
+def test_the_producer_may_only_put_records_into_the_stream(resources):
+    by_service: dict[str, list[dict[str, Any]]] = {}
+    for statement in role_statements(resources, "ProducerRole"):
+        service = {a.split(":")[0] for a in as_list(statement["Action"])}
+        assert len(service) == 1
+        by_service.setdefault(service.pop(), []).append(statement)
+
+    assert set(by_service) == {"kinesis", "logs"}
+    (kinesis,) = by_service["kinesis"]
+    assert sorted(as_list(kinesis["Action"])) == ["kinesis:PutRecord", "kinesis:PutRecords"]
+    assert kinesis["Resource"] == {"Fn::GetAtt": ["Stream", "Arn"]}
+    assert resources["ProducerFunction"]["Properties"]["Role"] == {
+        "Fn::GetAtt": ["ProducerRole", "Arn"]
+    }
+
+
+def test_the_transform_may_only_write_its_logs(resources):
+    actions = {a for s in role_statements(resources, "TransformRole") for a in as_list(s["Action"])}
+
+    assert actions == {"logs:CreateLogStream", "logs:PutLogEvents"}
+
+
+def test_roles_trust_only_the_service_that_uses_them(resources):
+    trusted = {
+        name: statements(r["Properties"]["AssumeRolePolicyDocument"])[0]["Principal"]["Service"]
+        for name, r in resources.items()
+        if r["Type"] == "AWS::IAM::Role"
+    }
+
+    assert trusted == {
+        "ProducerRole": "lambda.amazonaws.com",
+        "TransformRole": "lambda.amazonaws.com",
+        "RawDeliveryRole": "firehose.amazonaws.com",
+        "CleanedDeliveryRole": "firehose.amazonaws.com",
+    }
+
+
+def test_firehose_writes_only_its_own_prefixes(resources):
+    def writes(role: str) -> list[Any]:
+        return [
+            r
+            for s in role_statements(resources, role)
+            if "s3:PutObject" in as_list(s["Action"])
+            for r in as_list(s["Resource"])
+        ]
+
+    assert writes("RawDeliveryRole") == [
+        {"Fn::Sub": "${Bucket.Arn}/raw/*"},
+        {"Fn::Sub": "${Bucket.Arn}/errors/raw/*"},
+    ]
+    assert writes("CleanedDeliveryRole") == [
+        {"Fn::Sub": "${Bucket.Arn}/cleaned/*"},
+        {"Fn::Sub": "${Bucket.Arn}/errors/cleaned/*"},
+    ]
+
+
+# ------------------------------------------------------------------ translation
+
+
+def test_aws_sam_translator_translates_it_offline(template, monkeypatch):
+    def no_network(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("translation tried to reach the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+
+    cfn = translate(template)
+
+    assert "Transform" not in cfn and "Globals" not in cfn
+    types = {name: r["Type"] for name, r in cfn["Resources"].items()}
+    assert not [t for t in types.values() if t.startswith("AWS::Serverless::")]
+    assert types["ProducerFunction"] == types["TransformFunction"] == "AWS::Lambda::Function"
+    assert types["ProducerFunctionTick"] == "AWS::Events::Rule"
+    assert cfn["Outputs"]["ScheduleRuleName"]["Value"] == {"Ref": "ProducerFunctionTick"}
+    for name in ("ProducerFunction", "TransformFunction"):
+        props = cfn["Resources"][name]["Properties"]
+        assert props["Runtime"] == "python3.13"
+        assert props["Code"] == {"S3Bucket": "artifacts", "S3Key": "brewops/lib.zip"}
+    rule = cfn["Resources"]["ProducerFunctionTick"]["Properties"]
+    assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": ["ProducerFunction", "Arn"]}
+    assert set(cfn["Outputs"]) == OUTPUTS

