@@ -1,0 +1,152 @@
+"""The local Firehose runtime delivering 100,000 synthetic beers: throughput and peak memory.
+
+    .venv/bin/python benchmarks/firehose_runtime.py [--beers 100000] [--shards 8]
+
+Deploys the template on its own emulator (a temporary local target; ShardCount raised to
+`--shards` because the emulator's put cost grows with the records one shard holds), puts
+the beers with the producer, then drains BOTH delivery streams (raw: GZIP NDJSON; cleaned:
+Lambda transform + Parquet) in a separate process, so that process's peak RSS is the
+runtime's alone.
+
+- runtime_rps: beers / seconds to deliver them through both delivery streams (each record
+  is read once per delivery stream); per-stream rates are printed too.
+- peak_rss_mb: peak resident memory of the draining process.
+
+The last line printed is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from itertools import islice
+
+CHUNK = 5_000
+
+
+def produce(outputs: dict[str, str], kinesis, n: int) -> float:
+    from brewops.catalog import default_catalog_path, load_catalog
+    from brewops.producer import put_beers
+    from brewops.synth import iter_synthetic_beers
+
+    beers = iter_synthetic_beers(load_catalog(default_catalog_path()), n, seed=7)
+    started, sent = time.perf_counter(), 0
+    while chunk := list(islice(beers, CHUNK)):
+        report = put_beers(chunk, outputs["StreamName"], kinesis)
+        assert report.ok, report.as_dict()
+        sent += report.sent
+        print(f"  put {sent:,} beers ({time.perf_counter() - started:.0f} s)", flush=True)
+    return time.perf_counter() - started
+
+
+def worker(outputs: dict[str, str], state_dir: str) -> None:
+    """Drain both delivery streams; print the figures as JSON."""
+    from brewops.firehose_runtime import FirehoseRuntime
+
+    started = time.perf_counter()
+    runtime = FirehoseRuntime.from_outputs(outputs, state_dir=state_dir, progress=False)
+    report = runtime.drain()
+    seconds = time.perf_counter() - started
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    print(
+        json.dumps({"seconds": seconds, "peak_rss_mb": peak_kib / 1024, "streams": report.rows()})
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--beers", type=int, default=100_000)
+    parser.add_argument("--shards", type=int, default=8)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(**json.loads(args.worker))
+        return
+
+    os.environ["BREWOPS_LOCAL_STATE_DIR"] = tempfile.mkdtemp(prefix="brewops-bench-")
+    from botocore.config import Config
+
+    from brewops import local, paths
+    from brewops.local import deploy
+
+    state = local.up(deploy=False)
+    try:
+        state.outputs = deploy.deploy(
+            state.session(),
+            state.endpoint_url,
+            paths.template_path(),
+            state.stack_name,
+            {
+                "PunkApiUrl": state.punkapi_url,
+                "PunkApiVersion": "v2",
+                "ShardCount": str(args.shards),
+            },
+        )
+        state.deployed = True
+        state.save()
+        environment = {
+            **os.environ,
+            "AWS_ENDPOINT_URL": state.endpoint_url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": state.region,
+        }
+        os.environ.update(environment)
+        print(f"putting {args.beers:,} beers into {args.shards} shards")
+        # No client-side retries: the emulator's sequence numbers are not safe against a
+        # request it is still processing being sent again, and records would be overwritten.
+        kinesis = state.session().client(
+            "kinesis",
+            endpoint_url=state.endpoint_url,
+            config=Config(read_timeout=900, retries={"total_max_attempts": 1}),
+        )
+        put_seconds = produce(state.outputs, kinesis, args.beers)
+
+        print("draining both delivery streams in a separate process")
+        job = {"outputs": state.outputs, "state_dir": str(paths.local_state_dir())}
+        done = subprocess.run(
+            [sys.executable, __file__, "--worker", json.dumps(job)],
+            env=environment,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+    finally:
+        local.down()
+
+    for row in result["streams"]:
+        rate = row["read"] / row["seconds"] if row["seconds"] else 0.0
+        print(
+            f"  {row['delivery_stream']}: read {row['read']:,}, delivered {row['delivered']:,}, "
+            f"failed {row['failed']}, {row['objects']} objects, {row['seconds']:.1f} s "
+            f"({rate:,.0f} records/s)"
+        )
+        assert row["read"] == args.beers, row
+        assert row["delivered"] + row["failed"] + row["dropped"] == args.beers, row
+    figures = {
+        "beers": args.beers,
+        "shards": args.shards,
+        "delivery_streams": [row["delivery_stream"] for row in result["streams"]],
+        "runtime_rps": round(args.beers / result["seconds"], 1),
+        "drain_seconds": round(result["seconds"], 1),
+        "peak_rss_mb": round(result["peak_rss_mb"], 1),
+        "put_seconds": round(put_seconds, 1),
+        "per_stream_rps": {
+            row["delivery_stream"]: round(row["read"] / row["seconds"], 1)
+            for row in result["streams"]
+            if row["seconds"]
+        },
+    }
+    figures["target_met"] = figures["peak_rss_mb"] < 1024
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""The local Firehose: Kinesis shards -> buffer -> transform -> Parquet / NDJSON-gz -> S3.
+
+On AWS, Firehose does all of this and nothing here runs. On the local target the emulator
+stores the delivery streams but delivers nothing, so this runtime reads their configuration
+back (describe_delivery_stream, the Lambda function configuration, the Glue table) and
+does what the configuration says:
+
+    from brewops.firehose_runtime import FirehoseRuntime
+    report = FirehoseRuntime.from_outputs(target.outputs).drain()
+
+Positions are checkpointed under ``paths.local_state_dir() / "firehose"``, so draining
+twice delivers each record once.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from brewops import paths
+from brewops.firehose_runtime.checkpoints import CheckpointStore
+from brewops.firehose_runtime.config import DeliveryStreamConfig, UnsupportedConfiguration
+from brewops.firehose_runtime.runtime import (
+    MAX_RECORDS_PER_CALL,
+    DeliveryStats,
+    DeliveryStreamRuntime,
+)
+
+__all__ = [
+    "DeliveryStats",
+    "DeliveryStreamConfig",
+    "DrainReport",
+    "FirehoseRuntime",
+    "UnsupportedConfiguration",
+    "describe",
+]
+
+OUTPUT_NAMES = ("RawDeliveryStreamName", "CleanedDeliveryStreamName")
+SHARD_REFRESH_SECONDS = 30.0
+
+
+def _client(session: Any, service: str) -> Any:
+    from botocore.config import Config
+
+    return session.client(service, config=Config(retries={"mode": "standard", "max_attempts": 10}))
+
+
+def describe(firehose: Any, name: str) -> DeliveryStreamConfig:
+    """A delivery stream's configuration, as the service returns it."""
+    description = firehose.describe_delivery_stream(DeliveryStreamName=name)
+    return DeliveryStreamConfig.from_description(description["DeliveryStreamDescription"])
+
+
+@dataclass
+class DrainReport:
+    streams: list[DeliveryStats] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def read(self) -> int:
+        return sum(s.read for s in self.streams)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [s.as_dict() for s in self.streams]
+
+    def __str__(self) -> str:
+        lines = [
+            f"{s.name}: read {s.read}, delivered {s.delivered}, dropped {s.dropped}, "
+            f"failed {s.failed}, {len(s.keys)} objects"
+            for s in self.streams
+        ]
+        return "\n".join([*lines, f"({self.seconds:.1f} s)"])
+
+
+class FirehoseRuntime:
+    """Every Kinesis-sourced delivery stream (or those named), delivered locally."""
+
+    def __init__(
+        self,
+        delivery_streams: list[str] | None = None,
+        *,
+        session: Any = None,
+        state_dir: Path | None = None,
+        progress: bool | None = None,
+        read_limit: int = MAX_RECORDS_PER_CALL,
+        function_environment: dict[str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        import boto3
+
+        session = session or boto3.Session()
+        firehose = _client(session, "firehose")
+        if not delivery_streams:
+            delivery_streams = firehose.list_delivery_streams(
+                DeliveryStreamType="KinesisStreamAsSource"
+            )["DeliveryStreamNames"]
+        state = Path(state_dir) if state_dir else paths.local_state_dir()
+        store = CheckpointStore(state / "firehose")
+        clients = {
+            "kinesis": _client(session, "kinesis"),
+            "s3": _client(session, "s3"),
+            "glue": _client(session, "glue"),
+            "lambda_client": _client(session, "lambda"),
+        }
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.clock = clock
+        self.streams = [
+            DeliveryStreamRuntime(
+                describe(firehose, name),
+                store=store,
+                function_environment=function_environment,
+                function_log_dir=state / "logs",
+                clock=clock,
+                read_limit=read_limit,
+                **clients,
+            )
+            for name in delivery_streams
+        ]
+
+    @classmethod
+    def from_outputs(cls, outputs: Mapping[str, str], **kwargs: Any) -> FirehoseRuntime:
+        """The raw and cleaned delivery streams named by the stack Outputs."""
+        return cls([outputs[name] for name in OUTPUT_NAMES if outputs.get(name)], **kwargs)
+
+    def drain(self) -> DrainReport:
+        """Deliver everything the source streams hold now, then return."""
+        from tqdm import tqdm
+
+        started = time.monotonic()
+        report = DrainReport()
+        for stream in self.streams:
+            stream_started = time.monotonic()
+            with tqdm(
+                desc=f"drain {stream.config.name}",
+                unit=" records",
+                disable=not self.progress,
+                leave=True,
+            ) as bar:
+                while True:
+                    bar.update(stream.poll())
+                    if stream.caught_up:
+                        break
+                stream.flush()
+            stream.stats.seconds += time.monotonic() - stream_started
+            report.streams.append(stream.stats)
+        report.seconds = time.monotonic() - started
+        return report
+
+    def run(
+        self,
+        stop: threading.Event | None = None,
+        *,
+        poll_seconds: float = 1.0,
+        max_seconds: float | None = None,
+        flush_on_exit: bool = True,
+    ) -> DrainReport:
+        """Deliver continuously, by size and interval, until `stop` is set (or Ctrl-C)."""
+        stop = stop or threading.Event()
+        started = time.monotonic()
+        refreshed = started
+        try:
+            while not stop.is_set():
+                read = 0
+                for stream in self.streams:
+                    read += stream.poll()
+                    stream.tick()
+                now = time.monotonic()
+                if max_seconds is not None and now - started >= max_seconds:
+                    break
+                if now - refreshed >= SHARD_REFRESH_SECONDS:
+                    for stream in self.streams:
+                        stream.refresh_shards()
+                    refreshed = now
+                if not read:
+                    stop.wait(poll_seconds)
+        except KeyboardInterrupt:
+            pass  # Ctrl-C ends the run like `stop`: what was read is still delivered
+        if flush_on_exit:
+            for stream in self.streams:
+                stream.flush()
+        return DrainReport([s.stats for s in self.streams], time.monotonic() - started)

@@ -1,0 +1,90 @@
+"""Where each delivery stream stands in each shard, kept across runs.
+
+One JSON file per delivery stream. ``shards`` maps a shard id to the sequence number of the
+last record delivered to S3. A flush first records where it will end (``pending``), then
+writes to S3, then commits: object keys are derived from the flushed range, so a run that
+died between the S3 write and the commit replays exactly that range onto the same keys
+instead of delivering it twice.
+
+A checkpoint belongs to one incarnation of the streams: when the delivery stream or its
+source stream was re-created (a fresh emulator), the old positions mean nothing and are
+discarded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Checkpoint:
+    delivery_stream_arn: str
+    delivery_stream_created: str
+    source_stream_arn: str
+    source_stream_created: str
+    shards: dict[str, str] = field(default_factory=dict)
+    pending: dict[str, str] | None = None
+
+    def identity(self) -> tuple[str, str, str, str]:
+        return (
+            self.delivery_stream_arn,
+            self.delivery_stream_created,
+            self.source_stream_arn,
+            self.source_stream_created,
+        )
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace `path` with `text` so a crash leaves either the old or the new file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+class CheckpointStore:
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+
+    def path(self, delivery_stream_name: str) -> Path:
+        return self.directory / f"{delivery_stream_name}.json"
+
+    def load(self, fresh: Checkpoint, delivery_stream_name: str) -> Checkpoint:
+        """The stored checkpoint if it belongs to the same streams as `fresh`, else `fresh`."""
+        path = self.path(delivery_stream_name)
+        if not path.exists():
+            return fresh
+        stored: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        checkpoint = Checkpoint(**stored)
+        if checkpoint.identity() != fresh.identity():
+            logger.warning(
+                "%s: checkpoint is for streams that no longer exist; starting from the oldest "
+                "record",
+                delivery_stream_name,
+            )
+            return fresh
+        return checkpoint
+
+    def save(self, checkpoint: Checkpoint, delivery_stream_name: str) -> None:
+        text = json.dumps(asdict(checkpoint), indent=2, sort_keys=True)
+        write_atomically(self.path(delivery_stream_name), text)

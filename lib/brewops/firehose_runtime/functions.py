@@ -1,0 +1,206 @@
+"""Lambda functions run in this process, from the same files the template deploys.
+
+The emulator stores the functions but cannot run them (no Docker). A `LocalFunction` reads
+the function's configuration back from the Lambda API, imports the module its ``Handler``
+names, applies its ``Environment`` while the handler runs, passes a Lambda-like context,
+and keeps what the handler logs, as CloudWatch Logs would, in a log file and in memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import logging
+import os
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class LambdaContext:
+    """The attributes and method of the context object Lambda passes to a Python handler."""
+
+    function_name: str
+    function_version: str
+    invoked_function_arn: str
+    memory_limit_in_mb: int
+    aws_request_id: str
+    log_group_name: str
+    log_stream_name: str
+    deadline_ms: int
+    identity: Any = None
+    client_context: Any = None
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, self.deadline_ms - int(time.time() * 1000))
+
+
+@dataclass
+class Invocation:
+    """What one call returned: the handler's result, or the error Lambda would report."""
+
+    request_id: str
+    result: Any = None
+    error: str | None = None  # "ExceptionType: message", as in Lambda's FunctionError
+    error_trace: str | None = None
+    log_records: list[logging.LogRecord] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+
+class _Collector(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _console_handlers() -> list[logging.StreamHandler]:
+    consoles = {id(s) for s in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)}
+    loggers = [logging.getLogger()] + [
+        item
+        for item in logging.Logger.manager.loggerDict.values()
+        if isinstance(item, logging.Logger)
+    ]
+    return [
+        handler
+        for item in loggers
+        for handler in item.handlers
+        if isinstance(handler, logging.StreamHandler) and id(handler.stream) in consoles
+    ]
+
+
+@contextlib.contextmanager
+def captured_output(log_file: Path | None) -> Iterator[_Collector]:
+    """Route the handler's prints and console log lines to `log_file` (its "CloudWatch")."""
+    collector = _Collector()
+    buffer = io.StringIO()
+    root = logging.getLogger()
+    root.addHandler(collector)
+    swapped = [(handler, handler.setStream(buffer)) for handler in _console_handlers()]
+    try:
+        with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+            yield collector
+    finally:
+        for handler, stream in swapped:
+            handler.setStream(stream)
+        root.removeHandler(collector)
+        if log_file is not None and buffer.tell():
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            with log_file.open("a", encoding="utf-8") as out:
+                out.write(buffer.getvalue())
+
+
+@contextlib.contextmanager
+def applied_environment(variables: dict[str, Any]) -> Iterator[None]:
+    """Set `variables` for the duration (as strings, as Lambda passes them), then restore."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update({name: str(value) for name, value in variables.items()})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def split_function_arn(function: str) -> tuple[str, str | None]:
+    """(name, qualifier) of a function name or ARN; ``$LATEST`` counts as no qualifier."""
+    parts = function.split(":")
+    if parts[0] == "arn" and len(parts) >= 7:
+        name, qualifier = parts[6], parts[7] if len(parts) > 7 else None
+    else:
+        name, _, qualifier = function.partition(":")
+    return name, None if qualifier in (None, "", "$LATEST") else qualifier
+
+
+class LocalFunction:
+    """One Lambda function, invoked in-process."""
+
+    def __init__(
+        self,
+        configuration: dict[str, Any],
+        *,
+        environment: dict[str, str] | None = None,
+        log_dir: Path | None = None,
+    ) -> None:
+        self.configuration = configuration
+        self.name = configuration["FunctionName"]
+        self.arn = configuration["FunctionArn"]
+        self.handler_path = configuration["Handler"]
+        self.log_file = Path(log_dir) / f"{self.name}.log" if log_dir else None
+        region = self.arn.split(":")[3] if self.arn.startswith("arn:") else ""
+        self.environment = {
+            "AWS_LAMBDA_FUNCTION_NAME": self.name,
+            "AWS_LAMBDA_FUNCTION_VERSION": configuration.get("Version", "$LATEST"),
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(configuration.get("MemorySize", 128)),
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{self.name}",
+            **({"AWS_REGION": region} if region else {}),
+            **((configuration.get("Environment") or {}).get("Variables") or {}),
+            **(environment or {}),
+        }
+        self._handler: Callable[[Any, Any], Any] | None = None
+
+    @classmethod
+    def lookup(cls, function: str, lambda_client: Any, **kwargs: Any) -> LocalFunction:
+        """Read the configuration of `function` (name or ARN) back from the Lambda API."""
+        name, qualifier = split_function_arn(function)
+        request = {"FunctionName": name, **({"Qualifier": qualifier} if qualifier else {})}
+        return cls(lambda_client.get_function_configuration(**request), **kwargs)
+
+    @property
+    def handler(self) -> Callable[[Any, Any], Any]:
+        """The handler function, imported with the function's environment applied."""
+        if self._handler is None:
+            module_name, _, attribute = self.handler_path.rpartition(".")
+            if not module_name:
+                raise ValueError(
+                    f"{self.name}: Handler {self.handler_path!r} is not module.function"
+                )
+            with applied_environment(self.environment):
+                module = importlib.import_module(module_name)
+            self._handler = getattr(module, attribute)
+        return self._handler
+
+    def context(self, request_id: str) -> LambdaContext:
+        timeout = int(self.configuration.get("Timeout", 3))
+        return LambdaContext(
+            function_name=self.name,
+            function_version=self.configuration.get("Version", "$LATEST"),
+            invoked_function_arn=self.arn,
+            memory_limit_in_mb=int(self.configuration.get("MemorySize", 128)),
+            aws_request_id=request_id,
+            log_group_name=f"/aws/lambda/{self.name}",
+            log_stream_name=f"local/{request_id}",
+            deadline_ms=int(time.time() * 1000) + timeout * 1000,
+        )
+
+    def invoke(self, event: Any) -> Invocation:
+        """Call the handler once; an exception becomes a failed Invocation, as in Lambda."""
+        handler = self.handler
+        invocation = Invocation(request_id=str(uuid.uuid4()))
+        with applied_environment(self.environment), captured_output(self.log_file) as logs:
+            try:
+                invocation.result = handler(event, self.context(invocation.request_id))
+            except Exception as error:  # Lambda reports any exception as a function error
+                invocation.error = f"{type(error).__name__}: {error}"
+                invocation.error_trace = traceback.format_exc()
+        invocation.log_records = logs.records
+        if invocation.failed:
+            logger.warning("%s raised %s", self.name, invocation.error)
+        return invocation

@@ -1,0 +1,506 @@
+"""What Firehose does between a Kinesis stream and S3, for one delivery stream.
+
+Records flow shard -> (Lambda transformation) -> destination buffer -> S3. A record is
+*settled* once its fate is known (in the buffer, dropped, or failed); the buffer is
+delivered when the next record would take it past the configured size, when its oldest
+record has waited the configured interval, or when a drain ends. Only settled records
+count towards the checkpoint, which is committed after the S3 writes.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import io
+import json
+import logging
+import random
+import time
+import uuid
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from brewops.firehose_runtime.checkpoints import Checkpoint, CheckpointStore
+from brewops.firehose_runtime.config import DeliveryStreamConfig
+from brewops.firehose_runtime.conversion import (
+    ConversionError,
+    HiveJsonDeserializer,
+    ParquetBuffer,
+    read_table_schema,
+)
+from brewops.firehose_runtime.functions import LocalFunction
+from brewops.firehose_runtime.prefixes import (
+    effective_error_prefix,
+    effective_prefix,
+    evaluate_prefix,
+    object_name,
+)
+from brewops.firehose_runtime.processing import (
+    FORMAT_CONVERSION_FAILED,
+    Failure,
+    LambdaStage,
+    SourceRecord,
+    now_ms,
+)
+
+logger = logging.getLogger(__name__)
+
+KEY_NAMESPACE = uuid.UUID("6f1c3f9e-44a5-4a8e-9a7e-5b0f0d7c1e21")
+MAX_RECORDS_PER_CALL = 10_000  # the GetRecords limit
+
+
+@dataclass
+class DeliveryStats:
+    """What one delivery stream did in a run."""
+
+    name: str
+    read: int = 0
+    delivered: int = 0  # rows (Parquet) or records (raw) in delivered objects
+    dropped: int = 0
+    failed: int = 0  # records written to the error prefix
+    invocations: int = 0
+    flushes: int = 0
+    bytes_written: int = 0
+    seconds: float = 0.0
+    keys: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "delivery_stream": self.name,
+            "read": self.read,
+            "delivered": self.delivered,
+            "dropped": self.dropped,
+            "failed": self.failed,
+            "objects": len(self.keys),
+            "bytes_written": self.bytes_written,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def _millis(moment: Any) -> int:
+    if isinstance(moment, datetime):
+        return int(moment.timestamp() * 1000)
+    return int(moment)
+
+
+def _sequence(value: str) -> int:
+    return int(value)
+
+
+class ShardReader:
+    """Reads one shard forward from a position (after `position`, or from the oldest record)."""
+
+    def __init__(self, kinesis: Any, stream_name: str, shard_id: str, position: str | None):
+        self.kinesis = kinesis
+        self.stream_name = stream_name
+        self.shard_id = shard_id
+        self.position = position  # last sequence number read
+        self.iterator: str | None = None
+        self.closed = False
+        self.caught_up = False
+
+    def restart_at(self, position: str | None) -> None:
+        self.position, self.iterator, self.closed, self.caught_up = position, None, False, False
+
+    def _new_iterator(self) -> str:
+        request: dict[str, Any] = {"StreamName": self.stream_name, "ShardId": self.shard_id}
+        if self.position is None:
+            request["ShardIteratorType"] = "TRIM_HORIZON"
+        else:
+            request["ShardIteratorType"] = "AFTER_SEQUENCE_NUMBER"
+            request["StartingSequenceNumber"] = self.position
+        return self.kinesis.get_shard_iterator(**request)["ShardIterator"]
+
+    def read(self, limit: int) -> list[SourceRecord]:
+        if self.closed:
+            return []
+        if self.iterator is None:
+            self.iterator = self._new_iterator()
+        try:
+            response = self.kinesis.get_records(ShardIterator=self.iterator, Limit=limit)
+        except self.kinesis.exceptions.ExpiredIteratorException:
+            self.iterator = self._new_iterator()
+            response = self.kinesis.get_records(ShardIterator=self.iterator, Limit=limit)
+        self.iterator = response.get("NextShardIterator")
+        self.closed = self.iterator is None
+        records = [
+            SourceRecord(
+                shard_id=self.shard_id,
+                sequence_number=r["SequenceNumber"],
+                partition_key=r.get("PartitionKey", ""),
+                data=r["Data"],
+                arrival_ms=_millis(r["ApproximateArrivalTimestamp"]),
+            )
+            for r in response.get("Records", [])
+        ]
+        if records:
+            self.position = records[-1].sequence_number
+        self.caught_up = self.closed or (not records and not response.get("MillisBehindLatest", 0))
+        return records
+
+
+@dataclass(slots=True)
+class _Object:
+    key: str
+    body: bytes
+    records: int
+    error: bool
+
+
+class _Buffer:
+    """The destination buffer: settled records waiting to be written as one object."""
+
+    def __init__(self, config: DeliveryStreamConfig, schema: Any) -> None:
+        self.config = config
+        self.size = 0  # bytes as Firehose counts them: the (transformed) record data
+        self.records = 0
+        self.oldest_arrival_ms: int | None = None
+        self.failures: list[Failure] = []
+        self.parquet = ParquetBuffer(schema, config.conversion.compression) if schema else None
+        self._raw = io.BytesIO()
+        self._gzip = (
+            zlib.compressobj(wbits=31) if config.compression == "GZIP" and not schema else None
+        )
+
+    def add_data(self, data: bytes) -> None:
+        if self.config.append_delimiter:
+            data += b"\n"
+        self._raw.write(self._gzip.compress(data) if self._gzip else data)
+        self.records += 1
+
+    def add_rows(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            self.parquet.add(row)
+        self.records += len(rows)
+
+    def account(self, record: SourceRecord, size: int) -> None:
+        self.size += size
+        if self.oldest_arrival_ms is None or record.arrival_ms < self.oldest_arrival_ms:
+            self.oldest_arrival_ms = record.arrival_ms
+
+    def body(self) -> bytes:
+        if self.parquet is not None:
+            return self.parquet.to_bytes()
+        if self._gzip:
+            self._raw.write(self._gzip.flush())
+        return self._raw.getvalue()
+
+
+class DeliveryStreamRuntime:
+    """Delivers one delivery stream from its source stream to S3."""
+
+    def __init__(
+        self,
+        config: DeliveryStreamConfig,
+        *,
+        kinesis: Any,
+        s3: Any,
+        glue: Any,
+        lambda_client: Any,
+        store: CheckpointStore,
+        function_environment: dict[str, str] | None = None,
+        function_log_dir: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+        read_limit: int = MAX_RECORDS_PER_CALL,
+    ) -> None:
+        self.config = config
+        self.kinesis, self.s3 = kinesis, s3
+        self.store = store
+        self.clock = clock
+        self.read_limit = read_limit
+        self.stats = DeliveryStats(config.name)
+        self.schema = read_table_schema(glue, config.conversion) if config.conversion else None
+        self.deserializer = (
+            HiveJsonDeserializer(self.schema, config.conversion.timestamp_formats)
+            if config.conversion
+            else None
+        )
+        self.stage: LambdaStage | None = None
+        if config.processor:
+            function = LocalFunction.lookup(
+                config.processor.function_arn,
+                lambda_client,
+                environment=function_environment,
+                log_dir=function_log_dir,
+            )
+            self.stage = LambdaStage(config, function)
+        self.checkpoint = self._load_checkpoint()
+        self.readers: dict[str, ShardReader] = {}
+        self.refresh_shards()
+        self.positions = dict(self.checkpoint.shards)  # settled, not yet committed
+        self.replay_until: dict[str, str] | None = self.checkpoint.pending
+        self.buffer = _Buffer(config, self.schema)
+        self.buffer_started: float | None = None
+        self.pending: list[SourceRecord] = []
+        self.pending_size = 0
+        self.pending_started: float | None = None
+        if self.replay_until:
+            logger.warning(
+                "%s: the previous run stopped between writing to S3 and saving its position; "
+                "replaying that flush onto the same object keys",
+                config.name,
+            )
+
+    # ------------------------------------------------------------------ set-up
+
+    def _load_checkpoint(self) -> Checkpoint:
+        source = self.kinesis.describe_stream_summary(StreamName=self.config.source_stream_name)
+        created = source["StreamDescriptionSummary"]["StreamCreationTimestamp"]
+        fresh = Checkpoint(
+            delivery_stream_arn=self.config.arn,
+            delivery_stream_created=self.config.created,
+            source_stream_arn=self.config.source_stream_arn,
+            source_stream_created=created.isoformat()
+            if isinstance(created, datetime)
+            else str(created),
+        )
+        return self.store.load(fresh, self.config.name)
+
+    def refresh_shards(self) -> None:
+        """Pick up every shard of the source stream (new ones after a reshard too)."""
+        request: dict[str, Any] = {"StreamName": self.config.source_stream_name}
+        while True:
+            response = self.kinesis.list_shards(**request)
+            for shard in response["Shards"]:
+                shard_id = shard["ShardId"]
+                if shard_id not in self.readers:
+                    self.readers[shard_id] = ShardReader(
+                        self.kinesis,
+                        self.config.source_stream_name,
+                        shard_id,
+                        self.checkpoint.shards.get(shard_id),
+                    )
+            if not response.get("NextToken"):
+                break
+            request = {"NextToken": response["NextToken"]}
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def caught_up(self) -> bool:
+        return all(r.caught_up for r in self.readers.values()) and not self._replay_pending()
+
+    def _replay_pending(self) -> bool:
+        if not self.replay_until:
+            return False
+        return any(
+            _sequence(self.positions.get(shard, "0") or "0") < _sequence(until)
+            and not self.readers[shard].caught_up
+            for shard, until in self.replay_until.items()
+            if shard in self.readers
+        )
+
+    def poll(self) -> int:
+        """One GetRecords call per shard; returns how many records were read."""
+        total = 0
+        for shard_id, reader in self.readers.items():
+            if self.replay_until is not None:
+                until = self.replay_until.get(shard_id)
+                if until is None or (
+                    reader.position is not None and _sequence(reader.position) >= _sequence(until)
+                ):
+                    reader.caught_up = True
+                    continue
+            records = reader.read(self.read_limit)
+            if self.replay_until is not None and shard_id in self.replay_until:
+                until = _sequence(self.replay_until[shard_id])
+                kept = [r for r in records if _sequence(r.sequence_number) <= until]
+                if len(kept) < len(records) or (
+                    reader.position and _sequence(reader.position) >= until
+                ):
+                    reader.caught_up = True
+                records = kept
+            for record in records:
+                self.feed(record)
+            total += len(records)
+        self.stats.read += total
+        if self.replay_until is not None and not self._replay_pending():
+            self._finish_replay()
+        return total
+
+    def _finish_replay(self) -> None:
+        self.flush()
+        for shard_id, reader in self.readers.items():
+            reader.restart_at(self.positions.get(shard_id))
+        self.replay_until = None
+
+    # ------------------------------------------------------------------ buffering
+
+    def feed(self, record: SourceRecord) -> None:
+        if self.stage is None:
+            self._settle_data(record, record.data)
+            return
+        size = len(record.data)
+        if self.pending and self.pending_size + size > self.config.processor.buffer_bytes:
+            self._transform_pending()
+        if not self.pending:
+            self.pending_started = self.clock()
+        self.pending.append(record)
+        self.pending_size += size
+
+    def _transform_pending(self) -> None:
+        if not self.pending:
+            return
+        batch = self.stage.process(self.pending)
+        self.stats.invocations += batch.attempts
+        self.pending, self.pending_size, self.pending_started = [], 0, None
+        for outcome in batch.outcomes:
+            if outcome.failure is not None:
+                self._settle_failure(outcome.failure)
+            elif outcome.data is None:
+                self.stats.dropped += 1
+                self._settled(outcome.record)
+            else:
+                self._settle_data(outcome.record, outcome.data)
+
+    def _settled(self, record: SourceRecord) -> None:
+        self.positions[record.shard_id] = record.sequence_number
+
+    def _settle_failure(self, failure: Failure) -> None:
+        if self.buffer_started is None:
+            self.buffer_started = self.clock()
+        self.buffer.failures.append(failure)
+        self._settled(failure.record)
+
+    def _settle_data(self, record: SourceRecord, data: bytes) -> None:
+        size = len(data)
+        if (
+            self.replay_until is None
+            and self.buffer.size
+            and self.buffer.size + size > self.config.buffer_bytes
+        ):
+            self._deliver()
+        if self.buffer_started is None:
+            self.buffer_started = self.clock()
+        if self.deserializer is not None:
+            try:
+                rows = self.deserializer.rows(data)
+            except ConversionError as error:
+                self._settle_failure(self._conversion_failure(record, data, error))
+                return
+            self.buffer.add_rows(rows)
+        else:
+            self.buffer.add_data(data)
+        self.buffer.account(record, size)
+        self._settled(record)
+        if self.replay_until is None and self.buffer.size >= self.config.buffer_bytes:
+            self._deliver()
+
+    def _conversion_failure(
+        self, record: SourceRecord, data: bytes, error: ConversionError
+    ) -> Failure:
+        conversion = self.config.conversion
+        return Failure(
+            record,
+            FORMAT_CONVERSION_FAILED,
+            {
+                "attemptsMade": 1,
+                "arrivalTimestamp": record.arrival_ms,
+                "lastErrorCode": error.code,
+                "lastErrorMessage": str(error),
+                "attemptEndingTimestamp": now_ms(),
+                "rawData": base64.b64encode(data).decode("ascii"),
+                "sequenceNumber": record.sequence_number,
+                "subSequenceNumber": None,
+                "dataCatalogTable": {
+                    "catalogId": conversion.catalog_id,
+                    "databaseName": conversion.database,
+                    "tableName": conversion.table,
+                    "region": conversion.region,
+                    "versionId": conversion.table_version,
+                    "roleArn": conversion.role_arn,
+                },
+            },
+        )
+
+    # ------------------------------------------------------------------ delivery
+
+    def tick(self) -> None:
+        """Deliver what has waited its interval (continuous mode)."""
+        now = self.clock()
+        processor = self.config.processor
+        if self.pending and now - self.pending_started >= processor.interval_seconds:
+            self._transform_pending()
+        if (
+            self.replay_until is None
+            and self.buffer_started is not None
+            and now - self.buffer_started >= self.config.interval_seconds
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        """Deliver everything read so far."""
+        if self.stage is not None:
+            self._transform_pending()
+        self._deliver()
+
+    def _flush_id(self, start: dict[str, str], end: dict[str, str]) -> str:
+        text = json.dumps([self.config.arn, self.config.created, start, end], sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def _objects(self, flush_id: str) -> list[_Object]:
+        """Every object this flush writes: the data, then one per error output type."""
+        objects = []
+        buffer, config = self.buffer, self.config
+        if buffer.records:
+            key = self._key(flush_id, "data", buffer.oldest_arrival_ms, None)
+            objects.append(_Object(key, buffer.body(), buffer.records, error=False))
+        by_type: dict[str, list[Failure]] = {}
+        for failure in buffer.failures:
+            by_type.setdefault(failure.output_type, []).append(failure)
+        for output_type, failures in sorted(by_type.items()):
+            lines = b"".join(
+                json.dumps(f.document, separators=(",", ":")).encode() + b"\n" for f in failures
+            )
+            if config.compression == "GZIP" and not config.conversion:
+                lines = gzip.compress(lines, mtime=0)
+            oldest = min(f.record.arrival_ms for f in failures)
+            key = self._key(flush_id, output_type, oldest, output_type)
+            objects.append(_Object(key, lines, len(failures), error=True))
+        return objects
+
+    def _key(self, flush_id: str, kind: str, oldest_ms: int, output_type: str | None) -> str:
+        moment = datetime.fromtimestamp(oldest_ms / 1000, tz=UTC)
+        seed = f"{flush_id}:{kind}"
+        template = (
+            effective_error_prefix(self.config.error_prefix)
+            if output_type
+            else effective_prefix(self.config.prefix)
+        )
+        prefix = evaluate_prefix(
+            template, moment, error_output_type=output_type, rng=random.Random(seed)
+        )
+        uid = str(uuid.uuid5(KEY_NAMESPACE, seed))
+        name = object_name(self.config.name, self.config.version_id, moment, uid)
+        return prefix + name + self.config.extension
+
+    def _deliver(self) -> None:
+        """Write the buffer to S3, then commit the positions it covers."""
+        start = dict(self.checkpoint.shards)
+        end = dict(self.positions)
+        if end == start:
+            return
+        flush_id = self._flush_id(start, end)
+        objects = self._objects(flush_id)
+        if objects:
+            self.checkpoint.pending = end
+            self.store.save(self.checkpoint, self.config.name)
+            for item in objects:
+                self.s3.put_object(Bucket=self.config.bucket, Key=item.key, Body=item.body)
+        self.checkpoint.shards, self.checkpoint.pending = end, None
+        self.store.save(self.checkpoint, self.config.name)
+
+        for item in objects:
+            self.stats.keys.append(item.key)
+            self.stats.bytes_written += len(item.body)
+            if item.error:
+                self.stats.failed += item.records
+            else:
+                self.stats.delivered += item.records
+        self.stats.flushes += 1
+        self.buffer = _Buffer(self.config, self.schema)
+        self.buffer_started = None

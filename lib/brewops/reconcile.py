@@ -1,0 +1,307 @@
+"""Did every produced beer arrive? Raw, cleaned and errors, read back from S3.
+
+Every produced id must be in raw, and in cleaned or in the errors (with the reason the
+error record gives). Where to look comes from the delivery streams' configuration (bucket,
+prefixes), the same on the local target and on AWS.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import io
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from brewops.firehose_runtime import describe
+from brewops.firehose_runtime.prefixes import static_root
+
+logger = logging.getLogger(__name__)
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass(frozen=True)
+class Locations:
+    """Where the delivery streams write, as their configuration says."""
+
+    bucket: str
+    raw: str
+    cleaned: str
+    errors: tuple[str, ...]
+
+    @classmethod
+    def from_outputs(cls, outputs: Mapping[str, str], session: Any = None) -> Locations:
+        firehose = _session(session).client("firehose")
+        raw = describe(firehose, outputs["RawDeliveryStreamName"])
+        cleaned = describe(firehose, outputs["CleanedDeliveryStreamName"])
+        error_roots = {static_root(raw.error_prefix), static_root(cleaned.error_prefix)}
+        return cls(
+            bucket=cleaned.bucket,
+            raw=static_root(raw.prefix),
+            cleaned=static_root(cleaned.prefix),
+            errors=tuple(sorted(r for r in error_roots if r)),
+        )
+
+    def prefixes(self) -> dict[str, str]:
+        named = {"raw": self.raw, "cleaned": self.cleaned}
+        named.update({f"errors ({root})": root for root in self.errors})
+        return named
+
+
+@dataclass
+class ErrorRecord:
+    key: str
+    beer_id: int | None
+    code: str
+    message: str
+
+    @property
+    def reason(self) -> str:
+        return f"{self.code}: {self.message}" if self.message else self.code
+
+
+@dataclass
+class Reconciliation:
+    produced: int
+    raw_records: int
+    raw_unique_ids: int
+    cleaned_rows: int
+    cleaned_unique_ids: int
+    errors: list[ErrorRecord]
+    missing_from_raw: list[int] = field(default_factory=list)
+    missing_downstream: list[int] = field(default_factory=list)  # neither cleaned nor errors
+    unexpected_ids: list[int] = field(default_factory=list)  # delivered, never produced
+
+    @property
+    def ok(self) -> bool:
+        """Nothing lost: every produced id is in raw, and in cleaned or the errors."""
+        return not self.missing_from_raw and not self.missing_downstream
+
+    @property
+    def error_reasons(self) -> dict[str, int]:
+        return dict(Counter(e.reason for e in self.errors).most_common())
+
+    def figures(self) -> dict[str, Any]:
+        """The counts for the run summary."""
+        return {
+            "produced": self.produced,
+            "raw": self.raw_records,
+            "raw_unique_ids": self.raw_unique_ids,
+            "cleaned_rows": self.cleaned_rows,
+            "cleaned_unique_ids": self.cleaned_unique_ids,
+            "errors": len(self.errors),
+            "missing_from_raw": len(self.missing_from_raw),
+            "missing_downstream": len(self.missing_downstream),
+            "nothing_lost": self.ok,
+        }
+
+    def __str__(self) -> str:
+        lines = [
+            f"produced {self.produced} beers",
+            f"raw: {self.raw_records} records, {self.raw_unique_ids} unique ids",
+            f"cleaned: {self.cleaned_rows} rows, {self.cleaned_unique_ids} unique ids",
+            f"errors: {len(self.errors)}",
+            *(f"  {count} x {reason}" for reason, count in self.error_reasons.items()),
+        ]
+        if self.missing_from_raw:
+            lines.append(f"MISSING from raw: {self.missing_from_raw[:20]}")
+        if self.missing_downstream:
+            lines.append(f"MISSING from cleaned and errors: {self.missing_downstream[:20]}")
+        lines.append("nothing lost" if self.ok else "RECORDS LOST")
+        return "\n".join(lines)
+
+
+def _session(session: Any) -> Any:
+    if session is not None:
+        return session
+    import boto3
+
+    return boto3.Session()
+
+
+def iter_objects(s3: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        yield from page.get("Contents", [])
+
+
+def _body(s3: Any, bucket: str, key: str) -> bytes:
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return gzip.decompress(body) if body[:2] == GZIP_MAGIC else body
+
+
+def _beer_id(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def raw_ids(s3: Any, bucket: str, prefix: str) -> list[int | None]:
+    """The id of every raw record (None where a line is not a beer)."""
+    ids: list[int | None] = []
+    for item in iter_objects(s3, bucket, prefix):
+        for line in _body(s3, bucket, item["Key"]).splitlines():
+            if not line.strip():
+                continue
+            try:
+                document = json.loads(line)
+            except ValueError:
+                ids.append(None)
+                continue
+            ids.append(_beer_id(document.get("id")) if isinstance(document, dict) else None)
+    return ids
+
+
+def cleaned_ids(s3: Any, bucket: str, prefix: str) -> list[int]:
+    import pyarrow.parquet as pq
+
+    ids: list[int] = []
+    for item in iter_objects(s3, bucket, prefix):
+        table = pq.read_table(io.BytesIO(_body(s3, bucket, item["Key"])), columns=["id"])
+        ids.extend(table.column("id").to_pylist())
+    return ids
+
+
+def error_records(s3: Any, bucket: str, prefixes: Iterable[str]) -> list[ErrorRecord]:
+    """Every failed record under the error prefixes, with the beer id its data holds."""
+    found = []
+    for prefix in prefixes:
+        for item in iter_objects(s3, bucket, prefix):
+            for line in _body(s3, bucket, item["Key"]).splitlines():
+                if not line.strip():
+                    continue
+                document = json.loads(line)
+                beer_id = None
+                try:
+                    payload = json.loads(base64.b64decode(document.get("rawData", "")))
+                    beer_id = _beer_id(payload.get("id")) if isinstance(payload, dict) else None
+                except ValueError:
+                    pass
+                code = (
+                    document.get("errorCode")
+                    or document.get("lastErrorCode")
+                    or document.get("ErrorCode")
+                    or "Unknown"
+                )
+                message = (
+                    document.get("errorMessage")
+                    or document.get("lastErrorMessage")
+                    or document.get("ErrorMessage")
+                    or ""
+                )
+                found.append(ErrorRecord(item["Key"], beer_id, code, message))
+    return found
+
+
+def reconcile(
+    produced_ids: Iterable[int] | None,
+    outputs: Mapping[str, str],
+    *,
+    session: Any = None,
+) -> Reconciliation:
+    """Compare what was produced with what was delivered.
+
+    `produced_ids`: the ids the producer reported as sent (duplicates allowed: a beer
+    produced twice is delivered twice). None takes the ids found in raw.
+    """
+    s3 = _session(session).client("s3")
+    where = Locations.from_outputs(outputs, session)
+    raw = raw_ids(s3, where.bucket, where.raw)
+    cleaned = cleaned_ids(s3, where.bucket, where.cleaned)
+    errors = error_records(s3, where.bucket, where.errors)
+    produced = (
+        {i for i in raw if i is not None}
+        if produced_ids is None
+        else {int(i) for i in produced_ids}
+    )
+    raw_set = {i for i in raw if i is not None}
+    downstream = set(cleaned) | {e.beer_id for e in errors if e.beer_id is not None}
+    return Reconciliation(
+        produced=len(produced),
+        raw_records=len(raw),
+        raw_unique_ids=len(raw_set),
+        cleaned_rows=len(cleaned),
+        cleaned_unique_ids=len(set(cleaned)),
+        errors=errors,
+        missing_from_raw=sorted(produced - raw_set),
+        missing_downstream=sorted(produced - downstream),
+        unexpected_ids=sorted((raw_set | set(cleaned)) - produced),
+    )
+
+
+def object_counts(outputs: Mapping[str, str], session: Any = None) -> list[dict[str, Any]]:
+    """Objects and bytes under each prefix the delivery streams write (a table's rows)."""
+    s3 = _session(session).client("s3")
+    where = Locations.from_outputs(outputs, session)
+    rows = []
+    for name, prefix in where.prefixes().items():
+        items = list(iter_objects(s3, where.bucket, prefix))
+        rows.append(
+            {
+                "prefix": f"s3://{where.bucket}/{prefix}",
+                "what": name,
+                "objects": len(items),
+                "bytes": sum(i["Size"] for i in items),
+                "latest": max((i["LastModified"] for i in items), default=None),
+            }
+        )
+    return rows
+
+
+def sent_ids(beers: Iterable[Mapping[str, Any]], report: Any) -> list[int]:
+    """Ids of the beers a `ProduceReport` says Kinesis accepted."""
+    rejected = {f.partition_key for f in report.failed} | set(report.oversize)
+    return [int(b["id"]) for b in beers if str(b.get("id")) not in rejected]
+
+
+def tick_ids(ticks: Iterable[Any]) -> list[int]:
+    """Ids the producer function reported for scheduler ticks that succeeded."""
+    ids: list[int] = []
+    for tick in ticks:
+        if tick.ok and isinstance(tick.result, dict):
+            ids.extend(int(i) for i in tick.result.get("ids", []) if i is not None)
+    return ids
+
+
+def wait_for_delivery(
+    produced_ids: Iterable[int],
+    outputs: Mapping[str, str],
+    *,
+    timeout: float = 600.0,
+    poll: float = 15.0,
+    session: Any = None,
+) -> Reconciliation:
+    """On AWS: poll S3 until every produced id has arrived (or counts stop changing at the
+    timeout); returns the last reconciliation."""
+    produced = list(produced_ids)
+    deadline = time.monotonic() + timeout
+    while True:
+        result = reconcile(produced, outputs, session=session)
+        if result.ok or time.monotonic() >= deadline:
+            return result
+        logger.info(
+            "waiting for delivery: %d missing from raw, %d from cleaned/errors",
+            len(result.missing_from_raw),
+            len(result.missing_downstream),
+        )
+        time.sleep(poll)
+
+
+def delete_delivered(outputs: Mapping[str, str], session: Any = None) -> int:
+    """Delete every object the delivery streams wrote (raw, cleaned, errors); returns how
+    many. The stream and the delivery positions stay: deleted records are not re-delivered."""
+    s3 = _session(session).client("s3")
+    where = Locations.from_outputs(outputs, session)
+    deleted = 0
+    for prefix in where.prefixes().values():
+        keys = [{"Key": item["Key"]} for item in iter_objects(s3, where.bucket, prefix)]
+        for start in range(0, len(keys), 1000):
+            s3.delete_objects(Bucket=where.bucket, Delete={"Objects": keys[start : start + 1000]})
+        deleted += len(keys)
+    return deleted

@@ -1,0 +1,194 @@
+"""The schedule: invoke the producer function the way its EventBridge rule does.
+
+The rule (its ARN, schedule and targets) is read back from EventBridge. Each tick sends
+every Lambda target the rule's event: the target's constant ``Input`` when it has one, else
+the ``Scheduled Event`` EventBridge generates. On the local target the handler runs in this
+process, with the function's environment; on AWS, ``in_process=False`` calls Lambda.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from brewops import paths
+from brewops.firehose_runtime.functions import LocalFunction
+
+logger = logging.getLogger(__name__)
+
+RATE = re.compile(r"^rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)$")
+UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+def rate_seconds(expression: str) -> float | None:
+    """Seconds between ticks of a ``rate(...)`` expression; None for ``cron(...)``."""
+    match = RATE.match(expression.strip())
+    if not match:
+        return None
+    return int(match.group(1)) * UNIT_SECONDS[match.group(2).rstrip("s")]
+
+
+def scheduled_event(rule_arn: str, moment: datetime | None = None) -> dict[str, Any]:
+    """The event EventBridge sends a target of a scheduled rule."""
+    _, _, _, region, account, _ = rule_arn.split(":", 5)
+    moment = (moment or datetime.now(UTC)).astimezone(UTC)
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": account,
+        "time": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": [rule_arn],
+        "detail": {},
+    }
+
+
+@dataclass
+class Tick:
+    number: int
+    function: str
+    event: dict[str, Any]
+    result: Any = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class _RemoteFunction:
+    """A deployed function, called through the Lambda API (AWS target)."""
+
+    def __init__(self, arn: str, lambda_client: Any) -> None:
+        self.name = arn
+        self.lambda_client = lambda_client
+
+    def invoke(self, event: Any) -> tuple[Any, str | None]:
+        response = self.lambda_client.invoke(FunctionName=self.name, Payload=json.dumps(event))
+        payload = json.loads(response["Payload"].read() or b"null")
+        if response.get("FunctionError"):
+            return payload, f"{payload.get('errorType')}: {payload.get('errorMessage')}"
+        return payload, None
+
+
+class Scheduler:
+    """Ticks of one schedule rule (or, without a rule, of one function)."""
+
+    def __init__(
+        self,
+        rule_name: str | None = None,
+        *,
+        function: str | None = None,
+        session: Any = None,
+        environment: dict[str, str] | None = None,
+        in_process: bool = True,
+        log_dir: Path | None = None,
+    ) -> None:
+        import boto3
+
+        session = session or boto3.Session()
+        lambda_client = session.client("lambda")
+        self.rule_arn: str | None = None
+        self.schedule: str | None = None
+        targets: list[tuple[str, dict[str, Any] | None]] = []
+        if rule_name:
+            events = session.client("events")
+            rule = events.describe_rule(Name=rule_name)
+            self.rule_arn, self.schedule = rule["Arn"], rule.get("ScheduleExpression")
+            listed = events.list_targets_by_rule(Rule=rule_name)["Targets"]
+            for target in listed:
+                if ":lambda:" not in target["Arn"]:
+                    continue
+                if target.get("InputPath") or target.get("InputTransformer"):
+                    raise ValueError(f"{rule_name}: only constant or default input is supported")
+                constant = json.loads(target["Input"]) if target.get("Input") else None
+                targets.append((target["Arn"], constant))
+        if not targets:
+            if not function:
+                raise ValueError(f"rule {rule_name!r} has no Lambda target and no function given")
+            targets.append((function, None))
+        logs = log_dir or paths.local_state_dir() / "logs"
+        self.targets = [
+            (
+                LocalFunction.lookup(arn, lambda_client, environment=environment, log_dir=logs)
+                if in_process
+                else _RemoteFunction(arn, lambda_client),
+                constant,
+            )
+            for arn, constant in targets
+        ]
+        self.ticks = 0
+
+    @classmethod
+    def from_outputs(cls, outputs: Mapping[str, str], **kwargs: Any) -> Scheduler:
+        return cls(
+            outputs.get("ScheduleRuleName"), function=outputs.get("ProducerFunctionName"), **kwargs
+        )
+
+    @property
+    def interval_seconds(self) -> float | None:
+        return rate_seconds(self.schedule) if self.schedule else None
+
+    def event(self) -> dict[str, Any]:
+        rule_arn = self.rule_arn or "arn:aws:events:local:000000000000:rule/manual"
+        return scheduled_event(rule_arn)
+
+    def tick(self) -> list[Tick]:
+        """One firing of the rule: every target invoked once."""
+        self.ticks += 1
+        ticks = []
+        for function, constant in self.targets:
+            event = constant if constant is not None else self.event()
+            if isinstance(function, LocalFunction):
+                invocation = function.invoke(event)
+                result, error = invocation.result, invocation.error
+            else:
+                result, error = function.invoke(event)
+            ticks.append(Tick(self.ticks, function.name, event, result, error))
+            if error:
+                logger.warning("tick %d: %s failed: %s", self.ticks, function.name, error)
+        return ticks
+
+    def run(
+        self,
+        ticks: int | None = None,
+        *,
+        interval: float | None = None,
+        stop: threading.Event | None = None,
+        on_tick: Callable[[list[Tick]], Any] | None = None,
+    ) -> list[Tick]:
+        """`ticks` firings (or until `stop`/Ctrl-C), `interval` seconds apart.
+
+        Without `interval`, a given number of ticks runs back to back, and an open-ended
+        run follows the rule's rate.
+        """
+        if interval is None:
+            interval = 0.0 if ticks is not None else (self.interval_seconds or 60.0)
+        stop = stop or threading.Event()
+        done: list[Tick] = []
+        fired_count = 0
+        try:
+            while not stop.is_set() and (ticks is None or fired_count < ticks):
+                started = time.monotonic()
+                fired = self.tick()
+                fired_count += 1
+                done.extend(fired)
+                if on_tick:
+                    on_tick(fired)
+                if ticks is not None and fired_count >= ticks:
+                    break
+                stop.wait(max(0.0, interval - (time.monotonic() - started)))
+        except KeyboardInterrupt:
+            pass
+        return done

@@ -1,0 +1,182 @@
+"""`brewops stream`: produce beers, run the schedule, deliver (local Firehose), reconcile."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+from brewops import paths
+
+TARGET_OPTION = click.option(
+    "--target",
+    type=click.Choice(["local", "aws"]),
+    default="local",
+    show_default=True,
+    envvar="BREWOPS_TARGET",
+    help="Where the stack runs.",
+)
+
+
+def use_target(name: str) -> Any:
+    """The deployed target (its Outputs, session and Punk API URL)."""
+    from brewops import target as targets
+
+    return targets.use(name)
+
+
+def produced_ids_file(target: str) -> Path:
+    """Ids the backfill and the ticks sent, for `reconcile` (union over runs)."""
+    return paths.build_dir() / "streaming" / f"produced-ids-{target}.json"
+
+
+def remember_produced(target: str, ids: list[int]) -> Path:
+    path = produced_ids_file(target)
+    known = set(json.loads(path.read_text())) if path.exists() else set()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(sorted(known | set(ids))))
+    return path
+
+
+def _local_only(tgt: Any, what: str) -> None:
+    if tgt.name != "local":
+        raise click.ClickException(
+            f"{what} runs Firehose locally; on AWS, Firehose delivers by itself "
+            "(use `brewops stream reconcile --target aws` to check what arrived)"
+        )
+
+
+@click.group()
+def stream() -> None:
+    """Produce beers, run the scheduler, deliver through Firehose (locally), reconcile."""
+
+
+@stream.command()
+@TARGET_OPTION
+@click.option(
+    "--catalog",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Put the beers of this catalogue file instead of crawling the Punk API.",
+)
+@click.option("--api-url", help="Punk API base URL with version. Default: the target's.")
+@click.option("--api-version", type=click.Choice(["v2", "v3"]), default="v2", show_default=True)
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def backfill(
+    target: str, catalog: Path | None, api_url: str | None, api_version: str, progress: bool
+) -> None:
+    """Put the whole catalogue into the Kinesis stream (PutRecords in batches)."""
+    from brewops.producer import put_beers
+    from brewops.reconcile import sent_ids
+
+    tgt = use_target(target)
+    if catalog is not None:
+        from brewops.catalog import load_catalog
+
+        beers = load_catalog(catalog)
+    else:
+        from brewops.punkapi.client import PunkApiClient
+
+        url = api_url or tgt.punkapi_url
+        if not url:
+            raise click.UsageError("no Punk API URL for this target: pass --api-url or --catalog")
+        beers = PunkApiClient(url, api_version=api_version).all_beers(progress=progress)
+    kinesis = tgt.session.client("kinesis")
+    report = put_beers(beers, tgt.outputs["StreamName"], kinesis, progress=progress)
+    remember_produced(target, sent_ids(beers, report))
+    click.echo(
+        f"{report.sent} of {report.records} beers sent in {report.calls} calls "
+        f"({report.records_per_second:.0f} records/s); retried {report.retried}, "
+        f"failed {len(report.failed)}, oversize {len(report.oversize)}"
+    )
+    if not report.ok:
+        raise click.ClickException("some beers were not sent; see the failures above")
+
+
+@stream.command()
+@TARGET_OPTION
+@click.option("--n", "ticks", type=int, default=1, show_default=True, help="Ticks to run.")
+@click.option("--interval", type=float, default=0.0, show_default=True, help="Seconds apart.")
+def tick(target: str, ticks: int, interval: float) -> None:
+    """Invoke the producer function as its schedule rule would, N times."""
+    from brewops.reconcile import tick_ids
+    from brewops.scheduler import Scheduler
+
+    tgt = use_target(target)
+    scheduler = Scheduler.from_outputs(
+        tgt.outputs, session=tgt.session, in_process=tgt.name == "local"
+    )
+    done = scheduler.run(ticks, interval=interval)
+    for item in done:
+        summary = item.result if item.ok else item.error
+        click.echo(f"tick {item.number}: {json.dumps(summary, default=str)[:200]}")
+    remember_produced(target, tick_ids(done))
+    if not all(item.ok for item in done):
+        raise click.ClickException("some ticks failed")
+
+
+@stream.command()
+@TARGET_OPTION
+@click.option("--progress/--no-progress", default=None, help="Default: when a terminal.")
+def drain(target: str, progress: bool | None) -> None:
+    """Deliver everything in the stream now (local Firehose), then stop."""
+    from brewops.firehose_runtime import FirehoseRuntime
+
+    tgt = use_target(target)
+    _local_only(tgt, "drain")
+    report = FirehoseRuntime.from_outputs(
+        tgt.outputs, session=tgt.session, progress=progress
+    ).drain()
+    click.echo(str(report))
+
+
+@stream.command()
+@TARGET_OPTION
+@click.option("--poll", type=float, default=1.0, show_default=True, help="Seconds between reads.")
+@click.option("--with-scheduler", is_flag=True, help="Also tick the producer at the rule's rate.")
+def run(target: str, poll: float, with_scheduler: bool) -> None:
+    """Deliver continuously, by buffer size and interval, until Ctrl-C."""
+    from brewops.firehose_runtime import FirehoseRuntime
+
+    tgt = use_target(target)
+    _local_only(tgt, "run")
+    runtime = FirehoseRuntime.from_outputs(tgt.outputs, session=tgt.session)
+    stop = threading.Event()
+    ticker = None
+    if with_scheduler:
+        from brewops.scheduler import Scheduler
+
+        scheduler = Scheduler.from_outputs(tgt.outputs, session=tgt.session)
+        ticker = threading.Thread(target=scheduler.run, kwargs={"stop": stop}, daemon=True)
+        ticker.start()
+    click.echo("delivering; Ctrl-C to stop")
+    try:
+        report = runtime.run(stop, poll_seconds=poll)
+    finally:
+        stop.set()
+        if ticker is not None:
+            ticker.join(timeout=5)
+    click.echo(str(report))
+
+
+@stream.command()
+@TARGET_OPTION
+@click.option(
+    "--ids-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSON list of produced ids. Default: what backfill and tick recorded.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+def reconcile(target: str, ids_file: Path | None, as_json: bool) -> None:
+    """Check every produced beer is in raw, and in cleaned or in the errors."""
+    from brewops.reconcile import reconcile as compare
+
+    tgt = use_target(target)
+    path = ids_file or produced_ids_file(target)
+    produced = json.loads(path.read_text()) if path.exists() else None
+    result = compare(produced, tgt.outputs, session=tgt.session)
+    click.echo(json.dumps(result.figures()) if as_json else str(result))
+    if not result.ok:
+        raise click.ClickException("records were lost")

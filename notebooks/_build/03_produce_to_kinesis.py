@@ -1,0 +1,182 @@
+"""Notebook 03: backfill the catalogue into Kinesis, tick the schedule, deliver, reconcile."""
+
+from common import build, code, md
+
+build(
+    "03_produce_to_kinesis",
+    "Produce beers into Kinesis and deliver them to S3",
+    overview="""
+Fills the pipeline and proves nothing was lost on the way:
+
+1. **backfill**: the whole catalogue, page by page from the Punk API, put into the Kinesis
+   stream with `PutRecords` in batches (partition key = beer id; failed entries retried);
+2. **schedule**: a few ticks of the producer function, invoked the way its EventBridge rule
+   invokes it (each puts one random beer);
+3. **delivery**: on the local target the emulator stores the two Firehose delivery streams
+   but does not run them, so the package's Firehose runtime does what their configuration
+   says (read the shards, call the transform Lambda, convert to Parquet with the Glue
+   table's schema, write GZIP NDJSON, evaluate the prefixes). On AWS, Firehose does it and
+   the notebook waits for the objects;
+4. **reconciliation**: every produced id must be in `raw/`, and in `cleaned/` or in
+   `errors/` with its reason.
+""",
+    needs="""
+The stack deployed (notebook 02). Locally, nothing else. With `target = "aws"`: AWS
+credentials allowed to put records, invoke the producer function and read the bucket; the
+Punk API the stack was deployed with (`BREWOPS_PUNKAPI_URL` or the `PunkApiUrl` parameter).
+""",
+    costs="""
+None locally. On AWS: 325 + a few Kinesis records and one Lambda invocation per tick
+(fractions of a cent), Firehose ingestion and format conversion for about 1 MB, S3
+requests; Firehose delivers after its 60 s buffer interval, so allow a few minutes.
+""",
+    parameters="""
+target = "local"  # "local" (embedded emulator) or "aws"
+api_url = None  # None: the Punk API of the target
+api_version = None  # None: from the URL's version prefix (v2 or v3)
+ticks = 3  # scheduled producer invocations after the backfill
+progress = True  # progress bars
+delivery_timeout = 900  # aws: seconds to wait for Firehose to deliver everything
+cleanup = False  # delete the delivered objects at the end (later notebooks read them)
+""",
+    cells=[
+        code("""
+import pandas as pd
+
+from brewops import summary
+from brewops import target as targets
+from brewops.firehose_runtime import FirehoseRuntime
+from brewops.producer import put_beers
+from brewops.punkapi.client import PunkApiClient
+from brewops.reconcile import (
+    delete_delivered,
+    object_counts,
+    reconcile,
+    sent_ids,
+    tick_ids,
+    wait_for_delivery,
+)
+from brewops.scheduler import Scheduler
+
+tgt = targets.use(target)
+is_local = tgt.name == "local"
+base_url = api_url or tgt.punkapi_url
+api = PunkApiClient(base_url, api_version=api_version or base_url.rstrip("/").rsplit("/", 1)[-1])
+stream_name = tgt.outputs["StreamName"]
+pd.Series({"Punk API": api.base_url, "stream": stream_name, "bucket": tgt.outputs["BucketName"]})
+"""),
+        md("""
+## 1. Backfill the whole catalogue
+
+The client pages through `/beers` (80 per page, retrying server errors with backoff); the
+producer packs the beers into `PutRecords` calls of at most 500 records and 5 MiB, and
+re-sends only the entries Kinesis rejected. The report says what was sent, retried, failed.
+"""),
+        code("""
+beers = api.all_beers(progress=progress)
+report = put_beers(beers, stream_name, tgt.client("kinesis"), progress=progress)
+print(f"{len(beers)} beers from the Punk API in {api.requests_made} requests")
+pd.Series(report.as_dict()).drop(["failed", "oversize"]).to_frame("backfill")
+"""),
+        code("""
+assert report.ok, f"not sent: {report.failed[:5]} oversize: {report.oversize[:5]}"
+assert report.sent == len(beers) == len({b["id"] for b in beers})
+"""),
+        md("""
+## 2. Scheduled ticks
+
+The rule, its schedule and its target are read back from EventBridge; each tick sends the
+producer function the `Scheduled Event` the rule would send (locally the handler runs in
+this process with the function's environment; on AWS the deployed function is invoked).
+"""),
+        code("""
+scheduler = Scheduler.from_outputs(tgt.outputs, session=tgt.session, in_process=is_local)
+done = scheduler.run(ticks)
+print(f"rule {scheduler.rule_arn}, schedule {scheduler.schedule}")
+pd.DataFrame(
+    [
+        {"tick": t.number, "ok": t.ok, "ids": (t.result or {}).get("ids"), "error": t.error}
+        for t in done
+    ]
+)
+"""),
+        code("""
+assert all(t.ok for t in done), [t.error for t in done if not t.ok]
+produced_ids = sent_ids(beers, report) + tick_ids(done)
+records_sent = report.sent + sum(t.result["sent"] for t in done)
+print(f"{records_sent} records sent, {len(set(produced_ids))} distinct beer ids")
+"""),
+        md("""
+## 3. Delivery
+
+Locally the Firehose runtime drains both delivery streams now (its positions are
+checkpointed, so running this cell again delivers nothing twice). On AWS, Firehose
+delivers by itself after its buffer interval; the cell polls S3 until every produced id has
+arrived or the timeout passes.
+"""),
+        code("""
+if is_local:
+    runtime = FirehoseRuntime.from_outputs(tgt.outputs, session=tgt.session, progress=progress)
+    delivery = runtime.drain()
+    display(pd.DataFrame(delivery.rows()))
+    result = reconcile(produced_ids, tgt.outputs, session=tgt.session)
+else:
+    result = wait_for_delivery(
+        produced_ids, tgt.outputs, timeout=delivery_timeout, session=tgt.session
+    )
+"""),
+        md("""
+## 4. What landed where
+
+Objects under each prefix the delivery streams write: `raw/` (GZIP NDJSON), `cleaned/`
+(Parquet, partitioned by `ingest_date`), and the error prefixes (`processing-failed/` for
+records the transform rejected, `format-conversion-failed/` for records the table's schema
+rejected).
+"""),
+        code("""
+pd.DataFrame(object_counts(tgt.outputs, session=tgt.session))
+"""),
+        md("""
+## 5. Reconciliation
+
+Every produced id must be in `raw/`, and in `cleaned/` or in the errors with its reason.
+"""),
+        code("""
+print(result)
+pd.DataFrame(
+    [{"beer id": e.beer_id, "reason": e.reason, "object": e.key} for e in result.errors],
+    columns=["beer id", "reason", "object"],
+)
+"""),
+        code("""
+assert result.ok, (
+    f"lost: raw {result.missing_from_raw[:10]}, downstream {result.missing_downstream[:10]}"
+)
+assert result.raw_unique_ids == result.produced == len(set(produced_ids))
+assert result.raw_records >= records_sent  # more only if the stream held earlier records
+assert result.cleaned_unique_ids + len({e.beer_id for e in result.errors}) >= result.produced
+figures = summary.record(
+    notebook="03_produce_to_kinesis",
+    produced=result.produced,
+    records_sent=records_sent,
+    ids_sent=sorted(set(produced_ids)),
+    raw=result.raw_records,
+    raw_unique_ids=result.raw_unique_ids,
+    cleaned_unique_ids=result.cleaned_unique_ids,
+    errors=len(result.errors),
+    nothing_lost=result.ok,
+)
+pd.Series({key: value for key, value in figures.items() if key != "ids_sent"}, name="recorded")
+"""),
+        md("""
+## Clean-up
+
+The stream and the delivered objects stay for the next notebooks. With `cleanup = True`
+the objects the delivery streams wrote are deleted (the stack stays; notebook 02 removes it).
+"""),
+        code("""
+if cleanup:
+    print(f"deleted {delete_delivered(tgt.outputs, session=tgt.session)} objects")
+"""),
+    ],
+)

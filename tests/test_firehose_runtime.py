@@ -1,0 +1,653 @@
+"""The local Firehose runtime: prefixes and object names, the configuration it reads back,
+the Lambda contract, the Parquet conversion, buffering, and restarts that neither lose nor
+duplicate a record."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import io
+import json
+import logging
+import re
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from brewops import schema
+from brewops.firehose_runtime import FirehoseRuntime
+from brewops.firehose_runtime.checkpoints import Checkpoint, CheckpointStore
+from brewops.firehose_runtime.config import DeliveryStreamConfig, UnsupportedConfiguration
+from brewops.firehose_runtime.conversion import ConversionError, HiveJsonDeserializer, arrow_type
+from brewops.firehose_runtime.functions import Invocation, split_function_arn
+from brewops.firehose_runtime.prefixes import (
+    PrefixError,
+    effective_error_prefix,
+    effective_prefix,
+    evaluate_prefix,
+    java_format,
+    object_name,
+)
+from brewops.firehose_runtime.processing import LambdaStage, SourceRecord
+
+EVENTS = Path(__file__).parent / "events"
+MOMENT = datetime(2024, 3, 7, 9, 5, 4, 321000, tzinfo=UTC)
+ARN = "arn:aws:firehose:eu-west-1:123456789012:deliverystream/brewops-dev-cleaned"
+FUNCTION_ARN = "arn:aws:lambda:eu-west-1:123456789012:function:brewops-dev-transform"
+
+
+def description(**destination: Any) -> dict[str, Any]:
+    """A describe_delivery_stream answer in the shape the emulator returns."""
+    s3 = {
+        "RoleARN": "arn:aws:iam::123456789012:role/r",
+        "BucketARN": "arn:aws:s3:::bucket",
+        "Prefix": "cleaned/ingest_date=!{timestamp:yyyy-MM-dd}/",
+        "ErrorOutputPrefix": "errors/cleaned/!{firehose:error-output-type}/",
+        "BufferingHints": {"SizeInMBs": 64, "IntervalInSeconds": 60},
+        "CompressionFormat": "UNCOMPRESSED",
+        **destination,
+    }
+    return {
+        "DeliveryStreamName": "brewops-dev-cleaned",
+        "DeliveryStreamARN": ARN,
+        "DeliveryStreamType": "KinesisStreamAsSource",
+        "VersionId": "1",
+        "CreateTimestamp": MOMENT,
+        "Source": {
+            "KinesisStreamSourceDescription": {
+                "KinesisStreamARN": "arn:aws:kinesis:eu-west-1:123456789012:stream/beers",
+                "RoleARN": "arn:aws:iam::123456789012:role/r",
+            }
+        },
+        "Destinations": [
+            {
+                "DestinationId": "destinationId-000000000001",
+                "S3DestinationDescription": {k: v for k, v in s3.items() if "Processing" not in k},
+                "ExtendedS3DestinationDescription": s3,
+            }
+        ],
+    }
+
+
+PROCESSING = {
+    "Enabled": True,
+    "Processors": [
+        {
+            "Type": "Lambda",
+            "Parameters": [
+                {"ParameterName": "LambdaArn", "ParameterValue": FUNCTION_ARN + ":$LATEST"},
+                {"ParameterName": "NumberOfRetries", "ParameterValue": "3"},
+                {"ParameterName": "BufferSizeInMBs", "ParameterValue": "1"},
+            ],
+        }
+    ],
+}
+
+
+# ------------------------------------------------------------------ prefixes and names
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        ("yyyy-MM-dd", "2024-03-07"),
+        ("yyyy/MM/dd/HH", "2024/03/07/09"),
+        ("yy'-'M'-'d", "24-3-7"),
+        ("'year='yyyy'/hour='HH", "year=2024/hour=09"),
+        ("HH:mm:ss.SSS", "09:05:04.321"),
+        ("MMM MMMM EEE", "Mar March Thu"),
+        ("D", "67"),
+        ("h a", "9 AM"),
+        ("'it''s' yyyy", "it's 2024"),
+    ],
+)
+def test_java_date_time_patterns(pattern, expected):
+    assert java_format(MOMENT, pattern) == expected
+
+
+def test_every_timestamp_in_a_prefix_is_the_same_instant():
+    prefix = "y=!{timestamp:yyyy}/d=!{timestamp:yyyy-MM-dd}/h=!{timestamp:HH}/"
+    assert evaluate_prefix(prefix, MOMENT) == "y=2024/d=2024-03-07/h=09/"
+
+
+def test_error_output_type_is_evaluated_in_the_error_prefix_only():
+    error_prefix = "errors/!{firehose:error-output-type}/ingest_date=!{timestamp:yyyy-MM-dd}/"
+    assert (
+        evaluate_prefix(error_prefix, MOMENT, error_output_type="processing-failed")
+        == "errors/processing-failed/ingest_date=2024-03-07/"
+    )
+    with pytest.raises(PrefixError):
+        evaluate_prefix(error_prefix, MOMENT)
+    with pytest.raises(PrefixError):
+        effective_prefix("data/!{firehose:error-output-type}/")
+
+
+def test_random_string_is_eleven_characters():
+    first = evaluate_prefix("a/!{firehose:random-string}/", MOMENT)
+    second = evaluate_prefix("a/!{firehose:random-string}/", MOMENT)
+    assert re.fullmatch(r"a/[A-Za-z0-9]{11}/", first)
+    assert first != second
+
+
+def test_default_prefixes():
+    assert evaluate_prefix(effective_prefix(""), MOMENT) == "2024/03/07/09/"
+    assert evaluate_prefix(effective_prefix("plain/"), MOMENT) == "plain/2024/03/07/09/"
+    assert (
+        evaluate_prefix(
+            effective_error_prefix(""), MOMENT, error_output_type="format-conversion-failed"
+        )
+        == "format-conversion-failed/2024/03/07/09/"
+    )
+
+
+@pytest.mark.parametrize(
+    "prefix", ["a/!{timestamp:yyyy-MM-dd[}/", "a/!{partitionKeyFromQuery:id}/", "a/!{what:x}/"]
+)
+def test_unsupported_expressions_are_rejected(prefix):
+    with pytest.raises(PrefixError):
+        evaluate_prefix(prefix, MOMENT, error_output_type="processing-failed")
+
+
+def test_object_name_has_the_firehose_shape():
+    name = object_name(
+        "brewops-dev-raw", "1", MOMENT, "0b9e7c2c-8f3e-4a8e-9a7e-5b0f0d7c1e21", ".gz"
+    )
+    assert name == "brewops-dev-raw-1-2024-03-07-09-05-04-0b9e7c2c-8f3e-4a8e-9a7e-5b0f0d7c1e21.gz"
+
+
+# ------------------------------------------------------------------ configuration
+
+
+def test_configuration_is_read_from_the_description():
+    config = DeliveryStreamConfig.from_description(
+        description(
+            CompressionFormat="GZIP",
+            BufferingHints={"SizeInMBs": 5, "IntervalInSeconds": 120},
+        )
+    )
+    assert (config.bucket, config.source_stream_name) == ("bucket", "beers")
+    assert (config.buffer_bytes, config.interval_seconds) == (5 * 1024 * 1024, 120)
+    assert config.extension == ".gz"
+    assert config.processor is None and config.conversion is None
+    assert config.region == "eu-west-1"
+
+
+def test_processor_and_conversion_are_read_from_the_description():
+    config = DeliveryStreamConfig.from_description(
+        description(
+            ProcessingConfiguration=PROCESSING,
+            DataFormatConversionConfiguration={
+                "Enabled": True,
+                "SchemaConfiguration": {
+                    "DatabaseName": "db",
+                    "TableName": "cleaned",
+                    "VersionId": "LATEST",
+                    "RoleARN": "arn:aws:iam::123456789012:role/r",
+                },
+                "InputFormatConfiguration": {"Deserializer": {"HiveJsonSerDe": {}}},
+                "OutputFormatConfiguration": {"Serializer": {"ParquetSerDe": {}}},
+            },
+        )
+    )
+    assert config.processor.function_arn == FUNCTION_ARN + ":$LATEST"
+    assert (config.processor.retries, config.processor.buffer_bytes) == (3, 1024 * 1024)
+    assert (config.conversion.database, config.conversion.table) == ("db", "cleaned")
+    assert config.conversion.compression == "SNAPPY"
+    assert config.extension == ""  # Parquet objects carry no extension unless configured
+    assert split_function_arn(config.processor.function_arn) == ("brewops-dev-transform", None)
+
+
+def test_unsupported_configuration_is_an_error_not_a_silent_difference():
+    with pytest.raises(UnsupportedConfiguration):
+        DeliveryStreamConfig.from_description(description(CompressionFormat="Snappy"))
+
+
+# ------------------------------------------------------------------ conversion
+
+
+@pytest.mark.parametrize(
+    ("glue_type", "arrow"),
+    [
+        ("bigint", pa.int64()),
+        ("double", pa.float64()),
+        ("string", pa.string()),
+        ("varchar(20)", pa.string()),
+        ("timestamp", pa.timestamp("ms")),
+        ("decimal(5,2)", pa.decimal128(5, 2)),
+        ("array<string>", pa.list_(pa.string())),
+        ("map<string,int>", pa.map_(pa.string(), pa.int32())),
+        (
+            "struct<value:double,unit:string>",
+            pa.struct([("value", pa.float64()), ("unit", pa.string())]),
+        ),
+    ],
+)
+def test_glue_types_map_to_arrow(glue_type, arrow):
+    assert arrow_type(glue_type) == arrow
+
+
+def cleaned_deserializer() -> HiveJsonDeserializer:
+    from brewops.firehose_runtime.conversion import arrow_schema
+
+    return HiveJsonDeserializer(arrow_schema(schema.glue_columns()))
+
+
+def test_hive_json_reads_keys_case_insensitively_and_missing_keys_as_null():
+    [row] = cleaned_deserializer().rows(
+        b'{"ID": 7, "Name": "Punk IPA", "abv": 5.6, "extra": 1, '
+        b'"ingested_at": "2024-03-07 09:05:04.321"}\n'
+    )
+    assert row["id"] == 7 and row["name"] == "Punk IPA" and row["ibu"] is None
+    assert row["ingested_at"] == datetime(2024, 3, 7, 9, 5, 4, 321000)
+    assert "extra" not in row
+
+
+def test_hive_json_fails_a_value_of_the_wrong_type_with_the_column_named():
+    with pytest.raises(ConversionError) as failure:
+        cleaned_deserializer().rows(b'{"id": "seven", "name": "x"}')
+    assert failure.value.code == "DataFormatConversion.MalformedData"
+    assert "'id'" in str(failure.value)
+    with pytest.raises(ConversionError) as failure:
+        cleaned_deserializer().rows(b'{"id": 1, "name": ')
+    assert failure.value.code == "DataFormatConversion.ParseError"
+
+
+# ------------------------------------------------------------------ the Lambda contract
+
+
+class FakeFunction:
+    """Stands in for LocalFunction: answers `answer(event)`, logs `logs(event)`, or fails."""
+
+    def __init__(self, answer=None, error=None, logs=None):
+        self.answer, self.error = answer, error
+        self.logs = logs or (lambda event: [])
+        self.events: list[dict[str, Any]] = []
+
+    def invoke(self, event):
+        self.events.append(event)
+        invocation = Invocation("req", log_records=self.logs(event))
+        if self.error:
+            invocation.error = self.error
+        else:
+            invocation.result = self.answer(event)
+        return invocation
+
+
+def stage_for(function: FakeFunction) -> LambdaStage:
+    config = DeliveryStreamConfig.from_description(description(ProcessingConfiguration=PROCESSING))
+    return LambdaStage(config, function)
+
+
+def source_records(*payloads: bytes) -> list[SourceRecord]:
+    return [
+        SourceRecord(f"shardId-00000000000{i % 2}", str(i + 1), str(i), data, 1714566600000 + i)
+        for i, data in enumerate(payloads)
+    ]
+
+
+def test_the_event_has_the_firehose_kinesis_shape():
+    function = FakeFunction(lambda e: {"records": []})
+    stage_for(function).process(source_records(b'{"id": 1}\n'))
+    [event] = function.events
+    fixture = json.loads((EVENTS / "firehose_kinesis_transform.json").read_text())
+    assert set(event) == set(fixture)
+    assert set(event["records"][0]) == set(fixture["records"][0])
+    assert set(event["records"][0]["kinesisRecordMetadata"]) == set(
+        fixture["records"][0]["kinesisRecordMetadata"]
+    )
+    assert base64.b64decode(event["records"][0]["data"]) == b'{"id": 1}\n'
+    assert event["deliveryStreamArn"] == ARN
+
+
+def test_each_result_is_honoured_and_failures_keep_the_logged_reason():
+    def answer(event):
+        ids = [r["recordId"] for r in event["records"]]
+        ok = base64.b64encode(b'{"id":1}\n').decode()
+        return {
+            "records": [
+                {"recordId": ids[0], "result": "Ok", "data": ok},
+                {"recordId": ids[1], "result": "Dropped", "data": ""},
+                {"recordId": ids[2], "result": "ProcessingFailed", "data": ""},
+            ]
+        }
+
+    def logs(event):  # what the transform logs for the record it fails
+        fields = {"reason": "bad JSON", "record_id": event["records"][2]["recordId"]}
+        return [logging.makeLogRecord({"msg": "record not transformed", **fields})]
+
+    function = FakeFunction(answer, logs=logs)
+    outcomes = stage_for(function).process(source_records(b"a", b"b", b"c")).outcomes
+    assert outcomes[0].data == b'{"id":1}\n'
+    assert outcomes[1].dropped
+    failure = outcomes[2].failure.document
+    assert failure["errorCode"] == "Lambda.ProcessingFailedStatus"
+    assert failure["errorMessage"].endswith("bad JSON")
+    assert base64.b64decode(failure["rawData"]) == b"c"
+    assert failure["lambdaArn"] == FUNCTION_ARN + ":$LATEST"
+    assert set(failure) == {
+        "attemptsMade",
+        "arrivalTimestamp",
+        "errorCode",
+        "errorMessage",
+        "attemptEndingTimestamp",
+        "rawData",
+        "lambdaArn",
+    }
+
+
+def test_a_handler_exception_is_retried_then_fails_every_record():
+    function = FakeFunction(error="RuntimeError: boom")
+    batch = stage_for(function).process(source_records(b"a", b"b"))
+    assert len(function.events) == 4  # NumberOfRetries 3 + the first attempt
+    assert batch.attempts == 4
+    assert {o.failure.document["errorCode"] for o in batch.outcomes} == {"Lambda.FunctionError"}
+    assert all("boom" in o.failure.document["errorMessage"] for o in batch.outcomes)
+
+
+@pytest.mark.parametrize("answer", [{"records": []}, {"nothing": 1}, None])
+def test_an_answer_with_another_record_count_fails_every_record(answer):
+    batch = stage_for(FakeFunction(lambda e: answer)).process(source_records(b"a", b"b"))
+    assert all(o.failure is not None for o in batch.outcomes)
+
+
+# ------------------------------------------------------------------ checkpoints
+
+
+def test_a_checkpoint_of_re_created_streams_is_discarded(tmp_path):
+    store = CheckpointStore(tmp_path)
+    old = Checkpoint("arn:ds", "2024-01-01", "arn:stream", "2024-01-01", {"shardId-0": "42"})
+    store.save(old, "ds")
+    assert store.load(Checkpoint("arn:ds", "2024-01-01", "arn:stream", "2024-01-01"), "ds") == old
+    fresh = Checkpoint("arn:ds", "2024-01-01", "arn:stream", "2024-06-01")
+    assert store.load(fresh, "ds").shards == {}
+    assert [p.name for p in tmp_path.iterdir()] == ["ds.json"]  # no temporary file left
+
+
+# ------------------------------------------------------------------ against the emulator
+
+OBJECT = r"{name}-1-\d{{4}}-\d{{2}}-\d{{2}}-\d{{2}}-\d{{2}}-\d{{2}}-[0-9a-f-]{{36}}"
+
+
+def beer_lines(ids, pad: int = 0) -> list[bytes]:
+    return [
+        (json.dumps({"id": i, "name": f"Beer {i}", "abv": 5.0, "pad": "x" * pad}) + "\n").encode()
+        for i in ids
+    ]
+
+
+def raw_ids(stack) -> list[int]:
+    ids = []
+    for key in stack.keys("raw/"):
+        ids += [json.loads(line)["id"] for line in gzip.decompress(stack.read(key)).splitlines()]
+    return ids
+
+
+def cleaned_table(stack) -> pa.Table:
+    tables = [pq.read_table(io.BytesIO(stack.read(k))) for k in stack.keys("cleaned/")]
+    return pa.concat_tables(tables)
+
+
+def error_lines(stack, prefix: str) -> list[dict[str, Any]]:
+    lines = []
+    for key in stack.keys(prefix):
+        body = stack.read(key)
+        body = gzip.decompress(body) if key.endswith(".gz") else body
+        lines += [json.loads(line) for line in body.splitlines()]
+    return lines
+
+
+def runtime(stack, *names: str, **kwargs) -> FirehoseRuntime:
+    """The runtime for the stack's delivery streams (or those whose Output names are given)."""
+    outputs = {n: stack.outputs[n] for n in names} if names else stack.outputs
+    return FirehoseRuntime.from_outputs(
+        outputs, session=stack.session, state_dir=stack.state_dir, **kwargs
+    )
+
+
+@pytest.mark.emulator
+def test_drain_delivers_raw_ndjson_and_cleaned_parquet_named_as_firehose_does(streaming_stack):
+    stack = streaming_stack()
+    stack.put(beer_lines(range(1, 41)))
+
+    report = runtime(stack).drain()
+
+    assert [s.read for s in report.streams] == [40, 40]
+    raw_pattern = re.compile(
+        r"raw/ingest_date=\d{4}-\d{2}-\d{2}/"
+        + OBJECT.format(name=stack.outputs["RawDeliveryStreamName"])
+        + r"\.gz"
+    )
+    cleaned_pattern = re.compile(
+        r"cleaned/ingest_date=\d{4}-\d{2}-\d{2}/"
+        + OBJECT.format(name=stack.outputs["CleanedDeliveryStreamName"])
+    )
+    assert all(raw_pattern.fullmatch(k) for k in stack.keys("raw/")), stack.keys("raw/")
+    assert all(cleaned_pattern.fullmatch(k) for k in stack.keys("cleaned/")), stack.keys("")
+    assert sorted(raw_ids(stack)) == list(range(1, 41))
+    table = cleaned_table(stack)
+    assert table.schema.names == [c.name for c in schema.CLEANED_COLUMNS]
+    assert table.schema.field("ingested_at").type == pa.timestamp("ms")
+    assert sorted(table.column("id").to_pylist()) == list(range(1, 41))
+    assert stack.keys("errors/") == []
+
+
+@pytest.mark.emulator
+def test_malformed_records_reach_the_error_prefix_with_their_reason(streaming_stack):
+    stack = streaming_stack()
+    malformed = [
+        b"not json at all\n",
+        b'{"name": "no id"}\n',
+        b'{"id": 3, "name": "x", "abv": "strong"}\n',
+    ]
+    stack.put([*beer_lines([1, 2]), *malformed, b"   \n"])
+
+    report = runtime(stack).drain()
+
+    cleaned = report.streams[1]
+    assert (cleaned.delivered, cleaned.failed, cleaned.dropped) == (2, 3, 1)
+    errors = error_lines(stack, "errors/cleaned/processing-failed/ingest_date=")
+    assert sorted(base64.b64decode(e["rawData"]) for e in errors) == sorted(malformed)
+    assert {e["errorCode"] for e in errors} == {"Lambda.ProcessingFailedStatus"}
+    reasons = {base64.b64decode(e["rawData"]): e["errorMessage"] for e in errors}
+    assert "malformed JSON" in reasons[malformed[0]]
+    assert "id: missing" in reasons[malformed[1]]
+    assert "abv" in reasons[malformed[2]]
+    assert all(e["lambdaArn"].endswith(stack.outputs["TransformFunctionName"]) for e in errors)
+    assert len(raw_ids_or_none(stack)) == 6  # raw keeps everything as received
+    function_log = stack.state_dir / "logs" / f"{stack.outputs['TransformFunctionName']}.log"
+    assert "record not transformed" in function_log.read_text()  # the function's "CloudWatch"
+
+
+def raw_ids_or_none(stack) -> list[bytes]:
+    lines = []
+    for key in stack.keys("raw/"):
+        lines += gzip.decompress(stack.read(key)).splitlines()
+    return lines
+
+
+@pytest.mark.emulator
+def test_records_the_table_schema_rejects_go_to_format_conversion_failed(streaming_stack):
+    stack = streaming_stack(transform_handler="fixtures.streaming.bad_json_handler")
+    stack.put(beer_lines([1, 2]))
+
+    runtime(stack, "CleanedDeliveryStreamName").drain()
+
+    errors = error_lines(stack, "errors/cleaned/format-conversion-failed/")
+    assert len(errors) == 2
+    assert {e["lastErrorCode"] for e in errors} == {"DataFormatConversion.MalformedData"}
+    assert all("'id'" in e["lastErrorMessage"] for e in errors)
+    assert errors[0]["dataCatalogTable"]["tableName"] == "cleaned"
+    assert stack.keys("cleaned/") == []
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize(
+    ("handler", "code", "attempts"),
+    [
+        ("fixtures.streaming.raising_handler", "Lambda.FunctionError", 4),
+        ("fixtures.streaming.short_answer_handler", "Lambda.MissingRecordId", 1),
+    ],
+)
+def test_a_failed_invocation_sends_the_whole_batch_to_the_errors(
+    streaming_stack, handler, code, attempts
+):
+    stack = streaming_stack(transform_handler=handler)
+    stack.put(beer_lines([1, 2, 3]))
+
+    runtime(stack, "CleanedDeliveryStreamName").drain()
+
+    errors = error_lines(stack, "errors/cleaned/processing-failed/")
+    assert len(errors) == 3
+    assert {(e["errorCode"], e["attemptsMade"]) for e in errors} == {(code, attempts)}
+    assert stack.keys("cleaned/") == []
+
+
+@pytest.mark.emulator
+def test_the_handler_runs_with_the_function_environment_and_a_lambda_context(streaming_stack):
+    stack = streaming_stack(
+        transform_handler="fixtures.streaming.environment_echo_handler",
+        lambda_arn_qualifier=":$LATEST",
+    )
+    stack.put(beer_lines([1]))
+
+    runtime(stack, "CleanedDeliveryStreamName").drain()
+
+    names = cleaned_table(stack).column("name").to_pylist()
+    assert names == [f"{stack.outputs['TransformFunctionName']}:brewops-transform"]
+
+
+@pytest.mark.emulator
+def test_the_buffer_size_splits_delivery_into_objects(streaming_stack):
+    stack = streaming_stack(raw_buffer_mib=1)
+    stack.put(beer_lines(range(26), pad=100_000))  # about 2.6 MB
+
+    report = runtime(stack, "RawDeliveryStreamName").drain()
+
+    sizes = [len(gzip.decompress(stack.read(k))) for k in stack.keys("raw/")]
+    assert len(sizes) == report.streams[0].flushes == 3
+    assert max(sizes) <= 1024 * 1024
+    assert sum(sizes) == sum(len(line) for line in beer_lines(range(26), pad=100_000))
+
+
+@pytest.mark.emulator
+def test_the_buffer_interval_delivers_what_has_waited_long_enough(streaming_stack):
+    stack = streaming_stack()
+    now = [0.0]
+    stream = runtime(stack, "RawDeliveryStreamName", clock=lambda: now[0]).streams[0]
+    stack.put(beer_lines(range(5)))
+
+    stream.poll()
+    now[0] = 59.0
+    stream.tick()
+    assert stack.keys("raw/") == []  # far below 64 MiB, and not yet 60 s
+
+    now[0] = 60.0
+    stream.tick()
+    assert len(stack.keys("raw/")) == 1
+    assert sorted(raw_ids(stack)) == list(range(5))
+
+
+@pytest.mark.emulator
+def test_a_continuous_run_delivers_what_it_read_when_stopped(streaming_stack):
+    stack = streaming_stack()
+    continuous = runtime(stack)
+    stack.put(beer_lines(range(1, 6)))
+    stop = threading.Event()
+    threading.Timer(1.0, stop.set).start()
+
+    report = continuous.run(stop, poll_seconds=0.05)
+
+    assert [s.read for s in report.streams] == [5, 5]
+    assert sorted(raw_ids(stack)) == [1, 2, 3, 4, 5]
+    assert sorted(cleaned_table(stack).column("id").to_pylist()) == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.emulator
+def test_draining_twice_delivers_new_records_once(streaming_stack):
+    stack = streaming_stack()
+    stack.put(beer_lines(range(1, 11)))
+    runtime(stack).drain()
+    stack.put(beer_lines(range(11, 21)))
+
+    runtime(stack).drain()
+    runtime(stack).drain()
+
+    assert sorted(raw_ids(stack)) == list(range(1, 21))
+    assert sorted(cleaned_table(stack).column("id").to_pylist()) == list(range(1, 21))
+
+
+class FailingPuts:
+    """An S3 client whose `fail_at`-th put_object raises, as if the process died there."""
+
+    def __init__(self, client, fail_at: int):
+        self.client, self.fail_at, self.puts = client, fail_at, 0
+
+    def put_object(self, **kwargs):
+        self.puts += 1
+        if self.puts == self.fail_at:
+            raise RuntimeError("killed")
+        return self.client.put_object(**kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+
+@pytest.mark.emulator
+def test_a_run_killed_between_flushes_loses_and_duplicates_nothing(streaming_stack):
+    stack = streaming_stack(raw_buffer_mib=1)
+    lines = beer_lines(range(30), pad=100_000)
+    stack.put(lines)
+    crashed = runtime(stack, "RawDeliveryStreamName")
+    crashed.streams[0].s3 = FailingPuts(crashed.streams[0].s3, fail_at=2)
+
+    with pytest.raises(RuntimeError, match="killed"):
+        crashed.drain()
+    assert len(stack.keys("raw/")) == 1
+
+    runtime(stack, "RawDeliveryStreamName").drain()
+
+    assert sorted(raw_ids(stack)) == list(range(30))
+
+
+class CommitFails:
+    """A checkpoint store that dies right after the first S3 write, before the commit."""
+
+    def __init__(self, store):
+        self.store, self.failed = store, False
+
+    def save(self, checkpoint, name):
+        if checkpoint.pending is None and not self.failed and checkpoint.shards:
+            self.failed = True
+            raise RuntimeError("killed before the commit")
+        self.store.save(checkpoint, name)
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+@pytest.mark.emulator
+def test_a_run_killed_after_writing_but_before_committing_replays_onto_the_same_keys(
+    streaming_stack,
+):
+    stack = streaming_stack()
+    stack.put(beer_lines(range(5)))
+    crashed = runtime(stack, "RawDeliveryStreamName")
+    crashed.streams[0].store = CommitFails(crashed.streams[0].store)
+
+    with pytest.raises(RuntimeError, match="before the commit"):
+        crashed.drain()
+    written = stack.keys("raw/")
+    assert len(written) == 1
+    # more records arrive before the restart: a fresh flush would cut elsewhere
+    stack.put(beer_lines(range(5, 10)))
+
+    report = runtime(stack, "RawDeliveryStreamName").drain()
+
+    assert sorted(raw_ids(stack)) == list(range(10))  # the first five once, not twice
+    assert set(written) < set(stack.keys("raw/"))  # the replay overwrote its own object
+    assert report.streams[0].delivered == 10

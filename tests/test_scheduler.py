@@ -1,0 +1,95 @@
+"""The scheduler invokes the producer the way its EventBridge rule does."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from pathlib import Path
+
+import pytest
+
+from brewops.reconcile import tick_ids
+from brewops.scheduler import Scheduler, rate_seconds, scheduled_event
+
+EVENTS = Path(__file__).parent / "events"
+RULE_ARN = "arn:aws:events:eu-west-1:123456789012:rule/brewops-dev-producer-tick"
+
+
+@pytest.mark.parametrize(
+    ("expression", "seconds"),
+    [
+        ("rate(1 minute)", 60),
+        ("rate(5 minutes)", 300),
+        ("rate(2 hours)", 7200),
+        ("cron(0 * * * ? *)", None),
+    ],
+)
+def test_rate_expressions(expression, seconds):
+    assert rate_seconds(expression) == seconds
+
+
+def test_the_scheduled_event_has_eventbridge_shape():
+    fixture = json.loads((EVENTS / "eventbridge_scheduled.json").read_text())
+    event = scheduled_event(RULE_ARN)
+    assert set(event) == set(fixture)
+    assert event["resources"] == [RULE_ARN]
+    assert (event["region"], event["account"]) == ("eu-west-1", "123456789012")
+    assert event["detail-type"] == "Scheduled Event" and event["source"] == "aws.events"
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", event["time"])
+
+
+@pytest.mark.emulator
+def test_ticks_run_the_producer_and_put_random_beers(streaming_stack, punkapi_url):
+    stack = streaming_stack(producer_environment={"PUNKAPI_URL": punkapi_url})
+    scheduler = Scheduler.from_outputs(stack.outputs, session=stack.session)
+
+    ticks = scheduler.run(3)
+
+    assert [t.number for t in ticks] == [1, 2, 3]
+    assert all(t.ok for t in ticks), [t.error for t in ticks]
+    assert all(t.event["resources"] == [scheduler.rule_arn] for t in ticks)
+    assert scheduler.interval_seconds == 60
+    ids = tick_ids(ticks)
+    assert len(ids) == 3
+    kinesis = stack.client("kinesis")
+    stream = stack.outputs["StreamName"]
+    put = []
+    for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
+        iterator = kinesis.get_shard_iterator(
+            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        put += [
+            json.loads(r["Data"])["id"]
+            for r in kinesis.get_records(ShardIterator=iterator)["Records"]
+        ]
+    assert sorted(put) == sorted(ids)
+
+
+@pytest.mark.emulator
+def test_a_constant_input_replaces_the_event_and_the_environment_applies(streaming_stack):
+    stack = streaming_stack(
+        producer_handler="fixtures.streaming.event_echo_handler", schedule_input={"beers": 2}
+    )
+    [tick] = Scheduler.from_outputs(stack.outputs, session=stack.session).tick()
+
+    assert tick.result["event"] == {"beers": 2}
+    assert tick.result["stream"] == stack.outputs["StreamName"]
+
+
+@pytest.mark.emulator
+def test_an_open_ended_run_ticks_until_stopped(streaming_stack):
+    stack = streaming_stack(producer_handler="fixtures.streaming.event_echo_handler")
+    scheduler = Scheduler.from_outputs(stack.outputs, session=stack.session)
+    stop = threading.Event()
+    seen = []
+
+    def count(fired):
+        seen.extend(fired)
+        if len(seen) == 2:
+            stop.set()
+
+    ticks = scheduler.run(interval=0.01, stop=stop, on_tick=count)
+
+    assert len(ticks) == 2
+    assert ticks[0].event["detail-type"] == "Scheduled Event"

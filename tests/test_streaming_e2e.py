@@ -1,0 +1,161 @@
+"""End to end on the real catalogue: Punk API -> producer -> Kinesis -> local Firehose -> S3,
+reconciled; with faults injected in the Punk API and in Kinesis, still nothing lost."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+from click.testing import CliRunner
+
+from brewops import streaming_cli
+from brewops.firehose_runtime import FirehoseRuntime
+from brewops.producer import put_beers
+from brewops.punkapi.client import PunkApiClient
+from brewops.reconcile import object_counts, reconcile, sent_ids
+from fixtures.streaming import FlakyKinesis
+
+pytestmark = pytest.mark.emulator
+
+CATALOGUE_SIZE = 325
+
+
+def deliver_and_reconcile(stack, beers, report):
+    FirehoseRuntime.from_outputs(
+        stack.outputs, session=stack.session, state_dir=stack.state_dir
+    ).drain()
+    return reconcile(sent_ids(beers, report), stack.outputs, session=stack.session)
+
+
+def test_the_whole_catalogue_arrives_in_raw_and_cleaned(streaming_stack, punkapi_url):
+    stack = streaming_stack()
+    beers = PunkApiClient(punkapi_url).all_beers(progress=False)
+
+    report = put_beers(beers, stack.outputs["StreamName"], stack.client("kinesis"))
+    result = deliver_and_reconcile(stack, beers, report)
+
+    assert report.ok
+    assert result.produced == CATALOGUE_SIZE
+    assert result.raw_records == result.raw_unique_ids == CATALOGUE_SIZE
+    assert result.cleaned_rows == result.cleaned_unique_ids == CATALOGUE_SIZE
+    assert result.errors == []
+    assert result.ok, str(result)
+
+
+def test_nothing_is_lost_when_the_api_and_kinesis_fail_one_call_in_ten(
+    streaming_stack, punkapi_server
+):
+    stack = streaming_stack()
+    api = PunkApiClient(punkapi_server(error_rate=0.1, seed=7), backoff=0.01)
+    kinesis = FlakyKinesis(stack.client("kinesis"), failure_rate=0.1, seed=7)
+
+    beers, report = [], None
+    for beers_page in _pages(api):  # put each page as it is crawled, as a backfill does
+        beers += beers_page
+        page_report = put_beers(beers_page, stack.outputs["StreamName"], kinesis, backoff=0.01)
+        assert page_report.ok, page_report.as_dict()
+        report = _merge(report, page_report)
+    result = deliver_and_reconcile(stack, beers, report)
+
+    assert api.requests_made > 5, "the Punk API never failed: the test proves nothing"
+    assert kinesis.failed_calls > 0, "Kinesis never failed: the test proves nothing"
+    assert result.produced == result.raw_unique_ids == result.cleaned_unique_ids == CATALOGUE_SIZE
+    assert result.raw_records == CATALOGUE_SIZE  # a retry never duplicated an accepted record
+    assert result.ok, str(result)
+
+
+def _pages(api):
+    page = 1
+    while True:
+        beers = api.beers(page=page, per_page=80)
+        if beers:
+            yield beers
+        if len(beers) < 80:
+            return
+        page += 1
+
+
+def _merge(total, report):
+    if total is None:
+        return report
+    total.records += report.records
+    total.sent += report.sent
+    total.failed += report.failed
+    total.oversize += report.oversize
+    return total
+
+
+def test_malformed_records_are_reconciled_with_their_reason(streaming_stack, catalog_beers):
+    stack = streaming_stack()
+    beers = [dict(b) for b in catalog_beers[:20]]
+    beers[3]["name"] = None  # not a beer the cleaned table can hold
+    beers[7]["abv"] = "strong"
+
+    report = put_beers(beers, stack.outputs["StreamName"], stack.client("kinesis"))
+    result = deliver_and_reconcile(stack, beers, report)
+
+    assert result.ok, str(result)
+    assert result.cleaned_unique_ids == 18
+    failed = {e.beer_id: e.reason for e in result.errors}
+    assert set(failed) == {beers[3]["id"], beers[7]["id"]}
+    assert "name" in failed[beers[3]["id"]] and "abv" in failed[beers[7]["id"]]
+    rows = {row["what"]: row for row in object_counts(stack.outputs, session=stack.session)}
+    assert rows["raw"]["objects"] == rows["cleaned"]["objects"] == 1
+
+
+def test_a_lost_record_is_reported(streaming_stack, catalog_beers):
+    stack = streaming_stack()
+    beers = catalog_beers[:5]
+    report = put_beers(beers, stack.outputs["StreamName"], stack.client("kinesis"))
+
+    result = deliver_and_reconcile(stack, beers, report)
+    claimed = reconcile([*sent_ids(beers, report), 999_999], stack.outputs, session=stack.session)
+
+    assert result.ok
+    assert not claimed.ok
+    assert claimed.missing_from_raw == claimed.missing_downstream == [999_999]
+
+
+# ------------------------------------------------------------------ the `stream` commands
+
+
+@pytest.fixture
+def cli(streaming_stack, punkapi_url, monkeypatch, tmp_path):
+    stack = streaming_stack(producer_environment={"PUNKAPI_URL": punkapi_url})
+    target = SimpleNamespace(
+        name="local", outputs=stack.outputs, session=stack.session, punkapi_url=punkapi_url
+    )
+    monkeypatch.setattr(streaming_cli, "use_target", lambda name: target)
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
+    runner = CliRunner()
+
+    def invoke(*args):
+        result = runner.invoke(streaming_cli.stream, list(args), catch_exceptions=False)
+        return result
+
+    return invoke
+
+
+def test_backfill_tick_drain_and_reconcile_commands(cli):
+    backfilled = cli("backfill", "--no-progress")
+    ticked = cli("tick", "--n", "2")
+    drained = cli("drain", "--no-progress")
+    reconciled = cli("reconcile", "--json")
+
+    assert backfilled.exit_code == 0, backfilled.output
+    assert "325 of 325 beers sent" in backfilled.output
+    assert ticked.exit_code == 0 and ticked.output.count("tick ") == 2, ticked.output
+    assert drained.exit_code == 0, drained.output
+    figures = json.loads(reconciled.output)
+    assert figures["nothing_lost"] and figures["produced"] == CATALOGUE_SIZE
+    assert figures["raw"] == CATALOGUE_SIZE + 2  # the ticks' random beers, once more each
+
+
+def test_drain_refuses_the_aws_target(cli, monkeypatch):
+    monkeypatch.setattr(
+        streaming_cli, "use_target", lambda name: SimpleNamespace(name="aws", outputs={})
+    )
+    result = cli("drain", "--target", "aws")
+    assert result.exit_code != 0
+    assert "Firehose delivers by itself" in result.output
