@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 
 import pytest
+
 from brewops.catalog import (
     CATALOG_FILENAME,
     CATALOG_SHA256,

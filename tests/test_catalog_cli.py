@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+
 from brewops.catalog import CATALOG_FILENAME, load_catalog
 from brewops.cli import main
-from click.testing import CliRunner
 from fixtures.punkapi import make_tarball
 
 

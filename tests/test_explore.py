@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from brewops import explore
 from matplotlib.figure import Figure
+
+from brewops import explore
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,10 @@ BIN = Path(sys.executable).parent
 def _tracked(*patterns: str) -> list[str]:
     out = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", *patterns],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return [line for line in out.stdout.splitlines() if (ROOT / line).exists()]
 
@@ -71,7 +74,9 @@ def test_notebook_follows_the_conventions(notebook: Path):
     assert len(tagged) == 1, "exactly one cell tagged `parameters`"
     tree = ast.parse("".join(tagged[0]["source"]))
     for node in tree.body:
-        assert isinstance(node, ast.Assign | ast.AnnAssign), "parameters cell holds assignments only"
+        assert isinstance(node, ast.Assign | ast.AnnAssign), (
+            "parameters cell holds assignments only"
+        )
         value = node.value
         ast.literal_eval(value)  # raises if a parameter is not a literal
     assert any(
@@ -114,12 +119,16 @@ def test_the_environment_is_installed_from_the_lock():
 def test_no_secrets_in_the_repository():
     # Lock files hold hashes and the AWS event fixtures base64 payloads: high entropy by design.
     files = [
-        f for f in _tracked()
+        f
+        for f in _tracked()
         if not f.endswith((".lock", "package-lock.json", "requirements.txt"))
         and not f.startswith("tests/events/")
     ]
     result = subprocess.run(
-        [BIN / "detect-secrets", "scan", *files], cwd=ROOT, capture_output=True, text=True,
+        [BIN / "detect-secrets", "scan", *files],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
         check=True,
     )
     found = json.loads(result.stdout)["results"]
@@ -134,12 +143,19 @@ def test_lambda_handlers_do_not_import_heavy_libraries():
         "{'pandas', 'numpy', 'sklearn', 'pyarrow', 'matplotlib', 'awswrangler'})\n"
         "print(','.join(heavy))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True, env={"AWS_DEFAULT_REGION": "us-east-1", "PATH": ""})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"AWS_DEFAULT_REGION": "us-east-1", "PATH": ""},
+    )
     assert result.stdout.strip() == "", f"Lambda handlers import {result.stdout.strip()}"
 
 
-@pytest.mark.parametrize("group", ["", "data", "api", "local", "stream", "validate", "model", "run"])
+@pytest.mark.parametrize(
+    "group", ["", "data", "api", "local", "stream", "validate", "model", "run"]
+)
 def test_every_command_has_help(group: str):
     args = [BIN / "brewops", *([group] if group else []), "--help"]
     result = subprocess.run(args, capture_output=True, text=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 
 import matplotlib
@@ -19,7 +20,11 @@ def test_the_template_lints_clean():
 
 def test_lint_reports_a_broken_template_as_rows(tmp_path):
     broken = tmp_path / "template.yaml"
-    text = template_path().read_text().replace("Type: AWS::Kinesis::Stream", "Type: AWS::Kinesis::Strem")
+    text = (
+        template_path()
+        .read_text()
+        .replace("Type: AWS::Kinesis::Stream", "Type: AWS::Kinesis::Strem")
+    )
     broken.write_text(text)
     findings = infra.lint(broken)
     assert (findings["level"] == "error").any()
@@ -35,9 +40,16 @@ def test_every_resource_is_listed_with_its_references():
 
 def test_the_data_flow_follows_the_records():
     graph = infra.data_flow_graph()
-    path = ["ProducerFunctionTick", "ProducerFunction", "Stream", "CleanedDeliveryStream", "Bucket",
-            "CleanedTable", "GlueDatabase"]
-    for source, sink in zip(path, path[1:], strict=False):
+    path = [
+        "ProducerFunctionTick",
+        "ProducerFunction",
+        "Stream",
+        "CleanedDeliveryStream",
+        "Bucket",
+        "CleanedTable",
+        "GlueDatabase",
+    ]
+    for source, sink in itertools.pairwise(path):
         assert graph.has_edge(source, sink), (source, sink)
     assert graph.has_edge("Stream", "RawDeliveryStream")
     assert graph.has_edge("CleanedDeliveryStream", "TransformFunction")

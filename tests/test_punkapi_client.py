@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 import requests
+
 from brewops.punkapi.client import (
     PunkApiClient,
     retry_after_seconds,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import requests
+
 from brewops.punkapi.server import (
     MSG_BEER_ID,
     MSG_DATE,

@@ -18,7 +18,11 @@ def _notebook(path: Path, *sources: str) -> Path:
     params.metadata["tags"] = ["parameters"]
     nb.cells = [nbformat.v4.new_markdown_cell("# t"), params]
     nb.cells += [nbformat.v4.new_code_cell(s) for s in sources]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nbformat.write(nb, path)
     return path
 
@@ -46,8 +50,9 @@ def test_discover_keeps_numbered_notebooks_in_order(notebooks: Path):
 
 def test_a_failing_notebook_stops_the_run_and_is_kept(notebooks: Path, tmp_path: Path):
     out = tmp_path / "build"
-    run = execute(discover(notebooks), target="local", parameters={"value": 21}, out_dir=out,
-                  progress=False)
+    run = execute(
+        discover(notebooks), target="local", parameters={"value": 21}, out_dir=out, progress=False
+    )
 
     assert run.status == "failed"
     first, second, third = run.notebooks
@@ -58,7 +63,7 @@ def test_a_failing_notebook_stops_the_run_and_is_kept(notebooks: Path, tmp_path:
     assert any(o.get("ename") == "ValueError" for c in kept.cells for o in c.get("outputs", []))
     assert Path(second.html).read_text().count("the second notebook fails") >= 1
     assert not (out / "executed" / "03_never_reached.ipynb").exists()
-    assert not (notebooks / "01_first_step.ipynb").read_text().count("outputs\": [{")
+    assert not (notebooks / "01_first_step.ipynb").read_text().count('outputs": [{')
 
     written = json.loads((out / "run-summary.json").read_text())
     assert written["status"] == "failed"

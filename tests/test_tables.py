@@ -10,7 +10,6 @@ import pytest
 from brewops import tables
 from brewops.tables import Projection, TableInfo, latest_per_id, place_in_layout, typed
 
-
 NOW = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
 
 

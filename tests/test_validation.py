@@ -19,7 +19,6 @@ from brewops.validation import (
     reconcile,
 )
 
-
 NOW = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
 EXPECTED = validation.expected_schema()
 

@@ -12,7 +12,6 @@ from click.testing import CliRunner
 from brewops import schema, validation
 from brewops.validation import Expectation
 
-
 pytestmark = pytest.mark.emulator
 
 ALL_IDS = frozenset(range(1, 326))

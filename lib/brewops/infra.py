@@ -300,12 +300,15 @@ def delivery_streams_table(session: Any, outputs: dict[str, str]) -> pd.DataFram
                 "delivery stream": stream["DeliveryStreamName"],
                 "source": stream.get("Source", {})
                 .get("KinesisStreamSourceDescription", {})
-                .get("KinesisStreamARN", "").split("/")[-1],
+                .get("KinesisStreamARN", "")
+                .split("/")[-1],
                 "prefix": destination.get("Prefix"),
                 "error prefix": destination.get("ErrorOutputPrefix"),
                 "compression": destination.get("CompressionFormat"),
                 "buffer": "{SizeInMBs} MiB / {IntervalInSeconds} s".format(
-                    **destination.get("BufferingHints", {"SizeInMBs": "?", "IntervalInSeconds": "?"})
+                    **destination.get(
+                        "BufferingHints", {"SizeInMBs": "?", "IntervalInSeconds": "?"}
+                    )
                 ),
                 "transform": ", ".join(
                     p["ParameterValue"].split(":")[-1]

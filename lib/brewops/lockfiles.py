@@ -31,10 +31,17 @@ dependencies:
 def lock_pins(lock: Path | None = None, python_version: str = PYTHON_VERSION) -> dict[str, str]:
     """Package -> version from the lock, for the project's Python on Linux."""
     lock = lock or repo_root() / "requirements.lock"
-    env = {"python_version": python_version, "python_full_version": f"{python_version}.0",
-           "sys_platform": "linux", "platform_system": "Linux", "os_name": "posix",
-           "platform_machine": "x86_64", "implementation_name": "cpython",
-           "platform_python_implementation": "CPython", "extra": ""}
+    env = {
+        "python_version": python_version,
+        "python_full_version": f"{python_version}.0",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "os_name": "posix",
+        "platform_machine": "x86_64",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "extra": "",
+    }
     pins: dict[str, str] = {}
     for line in lock.read_text().splitlines():
         line = line.strip()

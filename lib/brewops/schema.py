@@ -30,7 +30,13 @@ CLEANED_COLUMNS: tuple[Column, ...] = (
     Column("ebc", "double", float, "Colour, European Brewery Convention", 0, 600),
     Column("srm", "double", float, "Colour, Standard Reference Method", 0, 320),
     Column("ph", "double", float, "pH", 2.5, 7),
-    Column("ingested_at", "timestamp", str, "When the record entered the pipeline (UTC)", nullable=False),
+    Column(
+        "ingested_at",
+        "timestamp",
+        str,
+        "When the record entered the pipeline (UTC)",
+        nullable=False,
+    ),
 )
 
 # The nine columns of the original challenge, in order.

@@ -4,6 +4,8 @@ H1 title, Colab badge, Overview / What you need / Costs, the Colab install cell,
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -53,4 +55,8 @@ def build(
     nb.metadata["language_info"] = {"name": "python"}
     path = NOTEBOOKS / f"{name}.ipynb"
     nbformat.write(nb, path)
+    # the same lint and format the tests apply, so a regenerated notebook is already clean
+    ruff = Path(sys.executable).parent / "ruff"
+    subprocess.run([ruff, "check", "--fix", "--quiet", path], check=False)
+    subprocess.run([ruff, "format", "--quiet", path], check=True)
     return path
