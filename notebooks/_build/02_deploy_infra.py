@@ -31,7 +31,7 @@ cleanup = False  # delete the stack at the end of this notebook
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from brewops import infra
+from brewops import infra, summary
 from brewops import target as targets
 
 template = infra.load_template()
@@ -71,6 +71,12 @@ outputs = pd.Series(tgt.outputs, name="value").rename_axis("output").to_frame()
 display(outputs)
 missing = set(infra.output_names(template)) - set(tgt.outputs)
 assert not missing, f"Outputs missing from the deployed stack: {sorted(missing)}"
+summary.record(
+    notebook="02_deploy_infra",
+    lint_findings=len(findings),
+    resources=len(resources),
+    outputs=len(tgt.outputs),
+)
 """),
         md("## 6. The delivery streams, as deployed"),
         code("""

@@ -1,0 +1,53 @@
+"""Every numbered notebook, in order, under nbval against the local target.
+
+The notebooks assert what must hold in their own cells (325 beers, nothing lost, the gates,
+the model beating its baselines); nbval fails on any cell that raises. Run in a separate
+pytest process so each notebook gets a fresh kernel, with the session's local target.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from brewops.paths import notebooks_dir
+from brewops.runner import discover
+
+
+@pytest.mark.emulator
+@pytest.mark.slow
+def test_the_notebooks_pass_nbval_in_order(local_stack, local_state_dir: Path, tmp_path: Path):
+    notebooks = discover()
+    assert notebooks, f"no numbered notebooks in {notebooks_dir()}"
+    env = {
+        **os.environ,
+        "BREWOPS_LOCAL_STATE_DIR": str(local_state_dir),
+        "BREWOPS_BUILD_DIR": str(tmp_path / "build"),
+        "MPLBACKEND": "Agg",
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval-lax",
+            "-p",
+            "no:cacheprovider",
+            "--nbval-cell-timeout",
+            "900",
+            "-q",
+            *map(str, notebooks),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=notebooks_dir().parent,
+    )
+    tail = "\n".join(result.stdout.splitlines()[-60:])
+    assert result.returncode == 0, f"nbval failed:\n{tail}\n{result.stderr[-2000:]}"
+    recorded = {p.stem for p in (tmp_path / "build" / "figures").glob("*.json")}
+    assert recorded == {nb.stem for nb in notebooks}, "every notebook records its key figures"
