@@ -74,6 +74,7 @@ def main() -> None:
 
     from brewops import local, paths
     from brewops.local import deploy
+    from brewops.local.state import emulator_environment
 
     state = local.up(deploy=False)
     try:
@@ -90,14 +91,7 @@ def main() -> None:
         )
         state.deployed = True
         state.save()
-        environment = {
-            **os.environ,
-            "AWS_ENDPOINT_URL": state.endpoint_url,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": state.region,
-        }
-        os.environ.update(environment)
+        os.environ.update(emulator_environment(state.endpoint_url, state.region))
         print(f"putting {args.beers:,} beers into {args.shards} shards")
         # No client-side retries: the emulator's sequence numbers are not safe against a
         # request it is still processing being sent again, and records would be overwritten.
@@ -112,7 +106,7 @@ def main() -> None:
         job = {"outputs": state.outputs, "state_dir": str(paths.local_state_dir())}
         done = subprocess.run(
             [sys.executable, __file__, "--worker", json.dumps(job)],
-            env=environment,
+            env=dict(os.environ),
             capture_output=True,
             text=True,
             check=True,

@@ -27,7 +27,10 @@ from brewops import paths
 
 NPM_PACKAGE = "punkapi-db"
 NPM_VERSION = "2.6.0"
-CATALOG_SHA256 = "609728c9e7b5c03aeb73e87d6b0932e1e97f2968397cc97292db93c0ca8cc500"
+# sha256 of data.json in punkapi-db 2.6.0, not a secret
+CATALOG_SHA256 = (
+    "609728c9e7b5c03aeb73e87d6b0932e1e97f2968397cc97292db93c0ca8cc500"  # pragma: allowlist secret
+)
 CATALOG_MEMBER = "package/data.json"
 CATALOG_FILENAME = f"{NPM_PACKAGE}-{NPM_VERSION}.json"
 EXPECTED_BEERS = 325

@@ -19,7 +19,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from brewops.local.state import CREDENTIALS, default_stack_name
+from brewops.local.state import default_stack_name, emulator_environment
 
 TARGETS = ("local", "aws")
 
@@ -105,13 +105,7 @@ def _route_to_emulator(endpoint_url: str, region: str) -> None:
         _saved_environment = {name: os.environ.get(name) for name in _LOCAL_VARIABLES}
     for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
         os.environ.pop(name, None)
-    os.environ.update(
-        AWS_ENDPOINT_URL=endpoint_url,
-        AWS_ACCESS_KEY_ID=CREDENTIALS["aws_access_key_id"],
-        AWS_SECRET_ACCESS_KEY=CREDENTIALS["aws_secret_access_key"],
-        AWS_DEFAULT_REGION=region,
-        AWS_REGION=region,
-    )
+    os.environ.update(emulator_environment(endpoint_url, region))
 
 
 def _restore_environment() -> bool:

@@ -17,6 +17,17 @@ DEFAULT_STACK_NAME = "brewops-dev"
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
+def emulator_environment(endpoint_url: str, region: str = REGION) -> dict[str, str]:
+    """The variables that route boto3 and awswrangler (and child processes) to the emulator."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint_url,
+        "AWS_ACCESS_KEY_ID": CREDENTIALS["aws_access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": CREDENTIALS["aws_secret_access_key"],
+        "AWS_DEFAULT_REGION": region,
+        "AWS_REGION": region,
+    }
+
+
 def default_stack_name() -> str:
     return os.environ.get("BREWOPS_STACK_NAME", DEFAULT_STACK_NAME)
 
