@@ -1,0 +1,195 @@
+"""`brewops model`: train on a catalogue file, evaluate a model on one, predict beers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import click
+
+HEADLINE = ("accuracy", "macro_f1", "mae", "r2", "mae_ibu_le_150", "r2_ibu_le_150")
+
+
+@click.group()
+def model() -> None:
+    """Train, evaluate and use the IBU model."""
+
+
+@model.command()
+@click.option(
+    "--catalog",
+    "catalog_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Catalogue file: a JSON array of beers, v2 or v3 shape.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for model.joblib, metrics.json and the model card.",
+)
+@click.option("--repeats", default=5, show_default=True, help="Repeats of the 5-fold CV.")
+@click.option("--folds", default=5, show_default=True, help="Folds per repeat.")
+@click.option("--seed", default=None, type=int, help="Seed of the folds (default: the fixed one).")
+@click.option("--jobs", default=2, show_default=True, help="Folds evaluated in parallel.")
+@click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
+def train(
+    catalog_path: Path,
+    out_dir: Path,
+    repeats: int,
+    folds: int,
+    seed: int | None,
+    jobs: int,
+    progress: bool,
+) -> None:
+    """Run the evaluation protocol on a catalogue and write the model trained on all of it."""
+    from brewops.model import registry
+    from brewops.model import train as training
+
+    beers = _load(catalog_path)
+    defaults = training.Protocol()
+    protocol = training.Protocol(
+        n_splits=folds,
+        n_repeats=repeats,
+        seed=defaults.seed if seed is None else seed,
+        n_jobs=jobs,
+    )
+    source = {"file": catalog_path.name, "file_sha256": _sha256(catalog_path)}
+    result = training.train(beers, protocol=protocol, progress=progress, source=source)
+    version = registry.new_version(result.card["data"]["sha256"])
+    card = {**result.card, "version": version}
+    registry.save(result.model, result.metrics, card, out_dir)
+    _print_table(result.metrics)
+    click.echo(f"model {version} written to {out_dir}")
+    click.echo(
+        _json_line({"version": version, "out": str(out_dir), **_headline(result.metrics["cv"])})
+    )
+
+
+@model.command()
+@click.option(
+    "--model",
+    "model_location",
+    required=True,
+    help="Model folder written by `train`, or a registry URI (s3://…/models/ibu/[VERSION]).",
+)
+@click.option(
+    "--catalog",
+    "catalog_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Catalogue file (v2 or v3 shape); beers without an IBU are skipped.",
+)
+def evaluate(model_location: str, catalog_path: Path) -> None:
+    """Score a model on the beers of a catalogue. The last line printed is one JSON object."""
+    from brewops.model import features
+    from brewops.model import train as training
+
+    loaded = _load_model(model_location)
+    beers = features.labelled(_load(catalog_path))
+    if not beers:
+        raise click.ClickException(f"{catalog_path} has no beer with an IBU to evaluate on")
+    X = features.build_features(beers)
+    ibu = features.ibu_values(beers)
+    metrics = training.all_metrics(ibu, loaded.model.predict_band(X), loaded.model.predict_ibu(X))
+    click.echo(f"{len(beers)} beers with an IBU in {catalog_path}")
+    for key in HEADLINE:
+        click.echo(f"  {key:16s} {metrics[key]:.3f}")
+    result = {
+        "n": metrics["n"],
+        **_headline(metrics),
+        "per_class": metrics["per_class"],
+        "confusion_matrix": metrics["confusion_matrix"],
+        "model_version": loaded.version,
+    }
+    click.echo(_json_line(result))
+
+
+@model.command()
+@click.option("--model", "model_location", required=True, help="Model folder or registry URI.")
+@click.option(
+    "--catalog",
+    "catalog_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Catalogue file (v2 or v3 shape).",
+)
+@click.option("--id", "ids", multiple=True, type=int, help="Only these beer ids (repeatable).")
+def predict(model_location: str, catalog_path: Path, ids: tuple[int, ...]) -> None:
+    """Predict band, IBU and band probabilities; one JSON object per beer and line."""
+    from brewops.model.predict import predict_beers
+
+    loaded = _load_model(model_location)
+    beers = _load(catalog_path)
+    if ids:
+        wanted = set(ids)
+        beers = [b for b in beers if b.get("id") in wanted]
+    for prediction in predict_beers(loaded.model, beers):
+        click.echo(json.dumps(prediction, ensure_ascii=False))
+
+
+def _load(path: Path) -> list[dict[str, Any]]:
+    from brewops.catalog import CatalogError, load_catalog
+
+    try:
+        return load_catalog(path)
+    except CatalogError as error:
+        raise click.ClickException(str(error)) from error
+
+
+def _load_model(location: str) -> Any:
+    from brewops.model import registry
+
+    try:
+        if location.startswith("s3://"):
+            bucket, prefix = registry.split_uri(location)
+            head, _, last = prefix.rstrip("/").rpartition("/")
+            if registry.VERSION_PATTERN.match(last):
+                return registry.load_version(f"s3://{bucket}/{head}/", last)
+            return registry.load_version(location)
+        return registry.load(location)
+    except registry.RegistryError as error:
+        raise click.ClickException(str(error)) from error
+
+
+def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {key: metrics[key] for key in HEADLINE if key in metrics}
+
+
+def _json_line(data: Any) -> str:
+    """Strict JSON on one line: NaN (e.g. R² of a single beer) becomes null."""
+    return json.dumps(_finite(data), allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    if hasattr(value, "item"):  # numpy scalars
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _print_table(metrics: dict[str, Any]) -> None:
+    rows = [("model (cv)", metrics["cv"])]
+    rows += [(f"{name} (cv)", figures) for name, figures in metrics["baselines"].items()]
+    rows.append(("model (newest fifth)", metrics["time_split"]))
+    rows += [
+        (f"{name} (newest fifth)", figures)
+        for name, figures in metrics["time_split"]["baselines"].items()
+    ]
+    click.echo(f"{'':40s}" + "".join(f"{key:>16s}" for key in HEADLINE))
+    for name, figures in rows:
+        click.echo(f"{name:40s}" + "".join(f"{figures[key]:16.3f}" for key in HEADLINE))

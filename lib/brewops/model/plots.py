@@ -1,0 +1,120 @@
+"""Figures of the model evaluation. Each function returns a matplotlib Figure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from brewops.model import bands
+
+
+def plot_confusion_matrix(matrix: Sequence[Sequence[int]], title: str = "Confusion matrix") -> Any:
+    """Counts, shaded by the share of each true band (rows sum to 1)."""
+    import matplotlib.pyplot as plt
+
+    counts = np.asarray(matrix, dtype=float)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (row, col), value in np.ndenumerate(counts):
+        ax.text(
+            col,
+            row,
+            f"{value:g}\n{shares[row, col]:.0%}",
+            ha="center",
+            va="center",
+            fontsize=9,
+            color="white" if shares[row, col] > 0.5 else "black",
+        )
+    ax.set_xticks(range(bands.N_BANDS), bands.LABELS)
+    ax.set_yticks(range(bands.N_BANDS), bands.LABELS)
+    ax.set_xlabel("predicted band (IBU)")
+    ax.set_ylabel("true band (IBU)")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, label="share of the true band")
+    fig.tight_layout()
+    return fig
+
+
+def plot_predicted_vs_actual(
+    ibu: Sequence[float], predicted_ibu: Sequence[float], title: str = "Predicted vs actual IBU"
+) -> Any:
+    """Scatter on log1p axes (the catalogue spans 0 to 1157 IBU), band edges dashed."""
+    import matplotlib.pyplot as plt
+
+    actual = np.asarray(ibu, dtype=float)
+    predicted = np.asarray(predicted_ibu, dtype=float)
+    correct = bands.band_index(actual) == bands.band_index(predicted)
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    ax.scatter(actual[correct], predicted[correct], s=14, alpha=0.7, label="same band")
+    ax.scatter(
+        actual[~correct], predicted[~correct], s=18, alpha=0.8, marker="x", label="other band"
+    )
+    top = max(actual.max(initial=1), predicted.max(initial=1)) * 1.1
+    ax.plot([0, top], [0, top], color="grey", linewidth=1, label="perfect")
+    for edge in bands.EDGES[1:-1]:
+        ax.axvline(edge, color="grey", linestyle="--", linewidth=0.7)
+        ax.axhline(edge, color="grey", linestyle="--", linewidth=0.7)
+    ax.set_xscale("symlog", linthresh=10)
+    ax.set_yscale("symlog", linthresh=10)
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_xlabel("actual IBU")
+    ax.set_ylabel("predicted IBU")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_importance(importance: pd.DataFrame, top: int = 15, title: str | None = None) -> Any:
+    """Permutation importance (drop in accuracy), the `top` features, with one std."""
+    import matplotlib.pyplot as plt
+
+    shown = importance.head(top).iloc[::-1]
+    fig, ax = plt.subplots(figsize=(6.5, 0.3 * len(shown) + 1.2))
+    ax.barh(shown["feature"], shown["importance"], xerr=shown["std"], color="tab:blue", alpha=0.8)
+    ax.axvline(0, color="grey", linewidth=0.8)
+    ax.set_xlabel("drop in accuracy when shuffled")
+    ax.set_title(title or f"Permutation importance (top {len(shown)})")
+    fig.tight_layout()
+    return fig
+
+
+def plot_comparison(metrics: dict[str, Any], keys: Sequence[str] = ("accuracy", "macro_f1")) -> Any:
+    """The model against the baselines, cross-validated and on the newest fifth."""
+    import matplotlib.pyplot as plt
+
+    rows = comparison_frame(metrics)
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.5), squeeze=False)
+    for ax, key in zip(axes.flat, keys, strict=True):
+        table = rows.pivot(index="model", columns="evaluation", values=key)
+        table = table.loc[[name for name in _ORDER if name in table.index]]
+        table.plot.bar(ax=ax, rot=0, alpha=0.85)
+        ax.set_title(key)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+_ORDER = ("model", "random_forest_6_columns", "majority_class")
+
+
+def comparison_frame(metrics: dict[str, Any]) -> pd.DataFrame:
+    """One row per (model or baseline, evaluation) with the headline figures."""
+    keys = ("accuracy", "macro_f1", "mae", "r2", "mae_ibu_le_150", "r2_ibu_le_150")
+    rows = []
+    for evaluation, model_figures, baselines in (
+        ("cross-validation", metrics["cv"], metrics["baselines"]),
+        ("newest fifth", metrics["time_split"], metrics["time_split"].get("baselines", {})),
+    ):
+        for name, figures in (("model", model_figures), *baselines.items()):
+            rows.append(
+                {"model": name, "evaluation": evaluation, **{k: figures.get(k) for k in keys}}
+            )
+    return pd.DataFrame(rows)

@@ -1,0 +1,292 @@
+"""The model registry: one folder per version, locally and under s3://BUCKET/models/ibu/.
+
+A version folder holds
+- `model.joblib`: the fitted `IbuModel` (scikit-learn pipelines, serialised with joblib),
+- `metrics.json`: the figures of the evaluation protocol,
+- `model_card.json` and `model_card.md`: data checksum, rows used, features, parameters,
+  library versions, metrics, and the sha256 of `model.joblib`.
+
+joblib files are pickles: loading one runs code, so a model is only loaded after its
+sha256 matches the one its card records, and only from a registry you control.
+
+Version ids sort in time order: `YYYYMMDDTHHMMSSZ-<first 8 hex of the data sha256>`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+MODEL_FILE = "model.joblib"
+METRICS_FILE = "metrics.json"
+CARD_FILE = "model_card.json"
+CARD_MARKDOWN_FILE = "model_card.md"
+VERSION_FILES = (MODEL_FILE, METRICS_FILE, CARD_FILE, CARD_MARKDOWN_FILE)
+VERSION_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
+
+
+class RegistryError(RuntimeError):
+    """A version is missing, incomplete or does not match its card."""
+
+
+@dataclass
+class LoadedModel:
+    model: Any  # brewops.model.estimators.IbuModel
+    metrics: dict[str, Any]
+    card: dict[str, Any]
+    version: str | None
+    path: Path
+
+
+def new_version(data_sha256: str, now: datetime | None = None) -> str:
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    return f"{moment:%Y%m%dT%H%M%SZ}-{data_sha256[:8].lower()}"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------
+# Local folders
+
+
+def save(model: Any, metrics: dict[str, Any], card: dict[str, Any], out_dir: str | Path) -> Path:
+    """Write a version folder (created if needed) and return its path."""
+    import joblib
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    joblib.dump(model, out / MODEL_FILE, compress=3)
+    card = dict(card)
+    card["artifact"] = {"file": MODEL_FILE, "sha256": sha256_file(out / MODEL_FILE)}
+    _write_json(out / METRICS_FILE, metrics)
+    _write_json(out / CARD_FILE, card)
+    (out / CARD_MARKDOWN_FILE).write_text(card_markdown(card))
+    return out
+
+
+def load(path: str | Path, version: str | None = None) -> LoadedModel:
+    """Load a version folder, after checking the model file against its card."""
+    import joblib
+
+    folder = Path(path)
+    missing = [
+        name for name in (MODEL_FILE, METRICS_FILE, CARD_FILE) if not (folder / name).is_file()
+    ]
+    if missing:
+        raise RegistryError(f"{folder} is not a model version folder: missing {', '.join(missing)}")
+    card = json.loads((folder / CARD_FILE).read_text())
+    expected = (card.get("artifact") or {}).get("sha256")
+    actual = sha256_file(folder / MODEL_FILE)
+    if expected != actual:
+        raise RegistryError(
+            f"{folder / MODEL_FILE} has sha256 {actual}, its card says {expected}: not loading it"
+        )
+    return LoadedModel(
+        model=joblib.load(folder / MODEL_FILE),
+        metrics=json.loads((folder / METRICS_FILE).read_text()),
+        card=card,
+        version=version or card.get("version"),
+        path=folder,
+    )
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+def card_markdown(card: dict[str, Any]) -> str:
+    """The model card as a short human-readable page."""
+    metrics = card.get("metrics", {})
+    lines = [
+        f"# Model card: {card.get('model', 'IBU model')} {card.get('version', '')}".rstrip(),
+        "",
+        card.get("task", ""),
+        "",
+        "## Data",
+        f"- rows used: {card.get('data', {}).get('rows_used')}",
+        f"- sha256: `{card.get('data', {}).get('sha256')}`",
+        f"- rule: {card.get('data', {}).get('rule')}",
+        "",
+        "## Metrics (repeated stratified 5-fold CV)",
+    ]
+    for key, value in (metrics.get("cv") or {}).items():
+        lines.append(f"- {key}: {value:.3f}" if isinstance(value, float) else f"- {key}: {value}")
+    lines += ["", "## Baselines (same folds)"]
+    for name, values in (metrics.get("baselines") or {}).items():
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in values.items())
+        lines.append(f"- {name}: {shown}")
+    split = metrics.get("time_split") or {}
+    if split:
+        shown = ", ".join(
+            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in split.items()
+        )
+        lines += ["", "## Newest fifth by first_brewed (trained on the older beers)", f"- {shown}"]
+    lines += [
+        "",
+        "## Features",
+        ", ".join(card.get("features", [])),
+        "",
+        "## Parameters",
+        "```json",
+        json.dumps(card.get("params", {}), indent=2),
+        "```",
+        "",
+        "## Library versions",
+        ", ".join(f"{k} {v}" for k, v in (card.get("library_versions") or {}).items()),
+        "",
+        "## Intended use and limitations",
+        card.get("intended_use", ""),
+        "",
+        card.get("limitations", ""),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------
+# S3
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    """s3://bucket/models/ibu/ -> ("bucket", "models/ibu/")."""
+    match = re.fullmatch(r"s3://([^/]+)/?(.*)", uri)
+    if not match:
+        raise ValueError(f"not an s3:// URI: {uri}")
+    prefix = match.group(2)
+    return match.group(1), (prefix.rstrip("/") + "/") if prefix else ""
+
+
+def _s3(client: Any = None) -> Any:
+    if client is not None:
+        return client
+    import boto3
+
+    return boto3.client("s3")
+
+
+def publish(folder: str | Path, registry_uri: str, version: str, client: Any = None) -> str:
+    """Upload a version folder to <registry_uri><version>/ and return that URI."""
+    if not VERSION_PATTERN.match(version):
+        raise ValueError(f"version {version!r} does not look like YYYYMMDDTHHMMSSZ-<hash8>")
+    s3 = _s3(client)
+    bucket, prefix = split_uri(registry_uri)
+    folder = Path(folder)
+    # the card last: a version with a card is complete
+    for name in (MODEL_FILE, METRICS_FILE, CARD_MARKDOWN_FILE, CARD_FILE):
+        if (folder / name).is_file():
+            s3.upload_file(str(folder / name), bucket, f"{prefix}{version}/{name}")
+    return f"s3://{bucket}/{prefix}{version}/"
+
+
+def register(
+    model: Any,
+    metrics: dict[str, Any],
+    card: dict[str, Any],
+    registry_uri: str,
+    version: str | None = None,
+    client: Any = None,
+) -> tuple[str, str]:
+    """Write the version locally (a temporary folder) and publish it; (version, uri)."""
+    version = version or new_version(card.get("data", {}).get("sha256", "0" * 8))
+    card = {**card, "version": version}
+    with tempfile.TemporaryDirectory(prefix="brewops-model-") as tmp:
+        save(model, metrics, card, tmp)
+        uri = publish(tmp, registry_uri, version, client=client)
+    return version, uri
+
+
+def list_versions(registry_uri: str, client: Any = None) -> list[str]:
+    """Complete versions (those with a model card), oldest first."""
+    s3 = _s3(client)
+    bucket, prefix = split_uri(registry_uri)
+    versions = set()
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            relative = item["Key"][len(prefix) :]
+            version, _, name = relative.partition("/")
+            if name == CARD_FILE and VERSION_PATTERN.match(version):
+                versions.add(version)
+    return sorted(versions)
+
+
+def latest_version(registry_uri: str, client: Any = None) -> str:
+    versions = list_versions(registry_uri, client=client)
+    if not versions:
+        raise RegistryError(f"no model version under {registry_uri}")
+    return versions[-1]
+
+
+def delete_version(registry_uri: str, version: str, client: Any = None) -> int:
+    """Remove every object of a version; returns how many were deleted."""
+    if not VERSION_PATTERN.match(version):
+        raise ValueError(f"version {version!r} does not look like YYYYMMDDTHHMMSSZ-<hash8>")
+    s3 = _s3(client)
+    bucket, prefix = split_uri(registry_uri)
+    deleted = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=f"{prefix}{version}/"
+    ):
+        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+        if keys:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+            deleted += len(keys)
+    return deleted
+
+
+def download(
+    registry_uri: str,
+    version: str | None = None,
+    dest: str | Path | None = None,
+    client: Any = None,
+) -> Path:
+    """Copy a version (the latest by default) into `dest` (a new temporary folder by default)."""
+    s3 = _s3(client)
+    version = version or latest_version(registry_uri, client=s3)
+    bucket, prefix = split_uri(registry_uri)
+    folder = (
+        Path(dest)
+        if dest is not None
+        else Path(tempfile.mkdtemp(prefix=f"brewops-model-{version}-"))
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in VERSION_FILES:
+        key = f"{prefix}{version}/{name}"
+        try:
+            s3.download_file(bucket, key, str(folder / name))
+        except Exception as error:  # botocore ClientError; the markdown card is optional
+            if name in (MODEL_FILE, METRICS_FILE, CARD_FILE):
+                raise RegistryError(f"s3://{bucket}/{key} cannot be read: {error}") from error
+    return folder
+
+
+def load_version(
+    registry_uri: str,
+    version: str | None = None,
+    client: Any = None,
+    dest: str | Path | None = None,
+) -> LoadedModel:
+    """Download and load a version from the registry (the latest by default)."""
+    s3 = _s3(client)
+    version = version or latest_version(registry_uri, client=s3)
+    folder = download(registry_uri, version, dest=dest, client=s3)
+    return load(folder, version=version)

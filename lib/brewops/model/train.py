@@ -1,0 +1,564 @@
+"""Training and the fixed evaluation protocol of the IBU model.
+
+The protocol, fixed so results compare between runs:
+- beers without an IBU are left out, one record per id;
+- repeated stratified 5-fold cross-validation (5 repeats, fixed seeds) of the model and of
+  two baselines on the same folds: the majority class, and a random forest on the six
+  numeric cleaned columns (what the public solutions of the challenge do);
+- classification: accuracy, macro-F1, per-class precision/recall, confusion matrix;
+  regression of IBU: MAE and R², over all beers and over beers with IBU <= 150;
+- a split by `first_brewed`: train on the older beers, test on the newest fifth, as a
+  proxy for beers the model has never seen;
+- permutation importance of each feature on that newest fifth.
+
+Features are computed once per beer: they depend on that beer alone (no statistics of
+other beers), so computing them before splitting is the same as computing them per fold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import platform
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.dummy import DummyClassifier, DummyRegressor
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.impute import SimpleImputer
+from sklearn.inspection import permutation_importance
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    mean_absolute_error,
+    precision_recall_fscore_support,
+    r2_score,
+)
+from sklearn.model_selection import RepeatedStratifiedKFold
+from sklearn.pipeline import Pipeline
+
+from brewops import schema
+from brewops.model import bands, features
+from brewops.model.estimators import BeerFeatures, IbuModel, OrdinalForestClassifier
+
+MODEL_NAME = "ibu-band-ordinal-forest"
+REGRESSION_CAP = 150.0  # regression metrics are also reported over beers with IBU <= this
+# The regressors learn log1p(IBU) with IBU clipped to the plausible range of the schema:
+# the catalogue's 1085 and 1157 are transcription errors (they equal the beers' OG) and
+# would otherwise pull the predictions of similar recipes far up.
+IBU_CLIP = schema.column("ibu").maximum or 300.0
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How the model is evaluated. The defaults are the fixed protocol."""
+
+    n_splits: int = 5
+    n_repeats: int = 5
+    seed: int = 20240601
+    time_test_fraction: float = 0.2
+    importance_repeats: int = 5
+    n_jobs: int = 2
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """Hyper-parameters of the model (chosen a priori, not searched on the folds)."""
+
+    n_estimators: int = 100
+    min_samples_leaf: int = 1
+    max_features: str = "sqrt"
+    regressor_estimators: int = 100
+    increasing: tuple[str, ...] = ("tinseth_ibu", "log_tinseth_ibu")
+    random_state: int = 7
+
+
+@dataclass
+class TrainingResult:
+    model: IbuModel
+    metrics: dict[str, Any]
+    card: dict[str, Any]
+    features: pd.DataFrame
+    # the first repeat: every beer predicted once, by a model that never saw it
+    out_of_fold: pd.DataFrame
+    time_split_predictions: pd.DataFrame
+    importance: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+# ---------------------------------------------------------------------------------------
+# Models
+
+
+def _imputer() -> SimpleImputer:
+    # keep_empty_features: a column that is empty in one training set keeps its place
+    return SimpleImputer(strategy="median", keep_empty_features=True).set_output(transform="pandas")
+
+
+def make_model(params: ModelParams = ModelParams(), n_jobs: int | None = None) -> IbuModel:
+    classifier = Pipeline(
+        [
+            ("features", BeerFeatures()),
+            ("impute", _imputer()),
+            (
+                "classify",
+                OrdinalForestClassifier(
+                    n_estimators=params.n_estimators,
+                    min_samples_leaf=params.min_samples_leaf,
+                    max_features=params.max_features,
+                    increasing=params.increasing,
+                    random_state=params.random_state,
+                    n_jobs=n_jobs,
+                ),
+            ),
+        ]
+    )
+    monotonic = [1 if name in params.increasing else 0 for name in features.FEATURE_COLUMNS]
+    regressor = Pipeline(
+        [
+            ("features", BeerFeatures()),
+            ("impute", _imputer()),
+            (
+                "regress",
+                RandomForestRegressor(
+                    n_estimators=params.regressor_estimators,
+                    min_samples_leaf=params.min_samples_leaf,
+                    monotonic_cst=monotonic,
+                    random_state=params.random_state,
+                    n_jobs=n_jobs,
+                ),
+            ),
+        ]
+    )
+    return IbuModel(classifier=classifier, regressor=regressor)
+
+
+def regression_target(ibu: np.ndarray) -> np.ndarray:
+    return np.log1p(np.clip(ibu, 0.0, IBU_CLIP))
+
+
+def fit_model(model: IbuModel, X: pd.DataFrame, ibu: np.ndarray) -> IbuModel:
+    model.classifier.fit(X, bands.band_index(ibu))
+    model.regressor.fit(X, regression_target(ibu))
+    return model
+
+
+@dataclass
+class _Baseline:
+    """A baseline: classifier and regressor on a subset of the feature columns."""
+
+    name: str
+    columns: tuple[str, ...]
+    make_classifier: Callable[[], Any]
+    make_regressor: Callable[[], Any]
+
+    def fit(self, X: pd.DataFrame, ibu: np.ndarray) -> _Baseline:
+        self.classifier_ = self.make_classifier().fit(X[list(self.columns)], bands.band_index(ibu))
+        self.regressor_ = self.make_regressor().fit(X[list(self.columns)], regression_target(ibu))
+        return self
+
+    def predict_band(self, X: pd.DataFrame) -> np.ndarray:
+        return self.classifier_.predict(X[list(self.columns)])
+
+    def predict_ibu(self, X: pd.DataFrame) -> np.ndarray:
+        return np.expm1(self.regressor_.predict(X[list(self.columns)]))
+
+
+def make_baselines(seed: int, n_jobs: int | None = None) -> list[_Baseline]:
+    """The majority class and the six-column random forest (scikit-learn defaults, as the
+    public solutions use it; missing values filled with the median)."""
+    return [
+        _Baseline(
+            "majority_class",
+            features.BASELINE_COLUMNS,
+            lambda: DummyClassifier(strategy="most_frequent"),
+            lambda: DummyRegressor(strategy="median"),
+        ),
+        _Baseline(
+            "random_forest_6_columns",
+            features.BASELINE_COLUMNS,
+            lambda: Pipeline(
+                [
+                    ("impute", _imputer()),
+                    ("classify", RandomForestClassifier(random_state=seed, n_jobs=n_jobs)),
+                ]
+            ),
+            lambda: Pipeline(
+                [
+                    ("impute", _imputer()),
+                    ("regress", RandomForestRegressor(random_state=seed, n_jobs=n_jobs)),
+                ]
+            ),
+        ),
+    ]
+
+
+# ---------------------------------------------------------------------------------------
+# Metrics
+
+
+def classification_metrics(true_band: np.ndarray, predicted_band: np.ndarray) -> dict[str, Any]:
+    labels = list(range(bands.N_BANDS))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        true_band, predicted_band, labels=labels, zero_division=0
+    )
+    return {
+        "accuracy": float(accuracy_score(true_band, predicted_band)),
+        "macro_f1": float(
+            f1_score(true_band, predicted_band, labels=labels, average="macro", zero_division=0)
+        ),
+        "per_class": {
+            bands.LABELS[i]: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i in labels
+        },
+        "confusion_matrix": confusion_matrix(true_band, predicted_band, labels=labels).tolist(),
+    }
+
+
+def regression_metrics(true_ibu: np.ndarray, predicted_ibu: np.ndarray) -> dict[str, float]:
+    capped = true_ibu <= REGRESSION_CAP
+    return {
+        "mae": float(mean_absolute_error(true_ibu, predicted_ibu)),
+        "r2": _r2(true_ibu, predicted_ibu),
+        "mae_ibu_le_150": float(mean_absolute_error(true_ibu[capped], predicted_ibu[capped]))
+        if capped.any()
+        else math.nan,
+        "r2_ibu_le_150": _r2(true_ibu[capped], predicted_ibu[capped]),
+        "n_ibu_le_150": int(capped.sum()),
+    }
+
+
+def _r2(true: np.ndarray, predicted: np.ndarray) -> float:
+    return float(r2_score(true, predicted)) if len(true) > 1 else math.nan
+
+
+def all_metrics(
+    true_ibu: np.ndarray, predicted_band: np.ndarray, predicted_ibu: np.ndarray
+) -> dict[str, Any]:
+    return {
+        "n": len(true_ibu),
+        **classification_metrics(bands.band_index(true_ibu), predicted_band),
+        **regression_metrics(true_ibu, predicted_ibu),
+    }
+
+
+_SCALARS = ("accuracy", "macro_f1", "mae", "r2", "mae_ibu_le_150", "r2_ibu_le_150")
+
+
+def _summarise(per_repeat: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean (and spread across repeats) of pooled out-of-fold metrics of each repeat."""
+    summary: dict[str, Any] = {"n": per_repeat[0]["n"], "repeats": len(per_repeat)}
+    for key in _SCALARS:
+        values = np.array([m[key] for m in per_repeat], dtype=float)
+        summary[key] = float(values.mean())
+        summary[f"{key}_std"] = float(values.std())
+    summary["per_class"] = {
+        label: {
+            stat: float(np.mean([m["per_class"][label][stat] for m in per_repeat]))
+            for stat in ("precision", "recall", "f1")
+        }
+        | {"support": per_repeat[0]["per_class"][label]["support"]}
+        for label in bands.LABELS
+    }
+    summary["confusion_matrix"] = np.sum(
+        [m["confusion_matrix"] for m in per_repeat], axis=0
+    ).tolist()
+    return summary
+
+
+# ---------------------------------------------------------------------------------------
+# The protocol
+
+
+def first_brewed_order(text: Any) -> float:
+    """`MM/YYYY` or `YYYY` as a fractional year (a year alone counts as its middle)."""
+    if not isinstance(text, str):
+        return math.nan
+    match = re.fullmatch(r"\s*(?:(\d{1,2})\s*[/-]\s*)?(\d{4})\s*", text)
+    if not match:
+        return math.nan
+    month = int(match.group(1)) if match.group(1) else 6.5
+    return int(match.group(2)) + (month - 0.5) / 12.0
+
+
+def time_split(
+    beers: list[dict[str, Any]], test_fraction: float = 0.2
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the older beers (train) and of the newest `test_fraction` (test), by
+    `first_brewed`, ties and unknown dates broken by id (unknown dates count as oldest)."""
+    keys = [
+        (
+            -math.inf if math.isnan(order := first_brewed_order(b.get("first_brewed"))) else order,
+            features.id_sort_key(b.get("id")),
+        )
+        for b in beers
+    ]
+    order = sorted(range(len(beers)), key=lambda i: keys[i])
+    n_test = max(1, round(len(beers) * test_fraction))
+    return np.array(sorted(order[:-n_test])), np.array(sorted(order[-n_test:]))
+
+
+def cross_validate(
+    X: pd.DataFrame,
+    ibu: np.ndarray,
+    protocol: Protocol = Protocol(),
+    params: ModelParams = ModelParams(),
+    progress: bool = False,
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Model and baselines on the same repeated stratified folds.
+
+    Returns the metrics ({"cv": ..., "baselines": {...}}) and the first repeat's
+    out-of-fold predictions.
+    """
+    from joblib import Parallel, delayed
+    from tqdm import tqdm
+
+    band = bands.band_index(ibu)
+    folds = RepeatedStratifiedKFold(
+        n_splits=protocol.n_splits, n_repeats=protocol.n_repeats, random_state=protocol.seed
+    )
+    splits = list(folds.split(X, band))
+    names = ["model"] + [b.name for b in make_baselines(protocol.seed)]
+    pred_band = {name: np.zeros((protocol.n_repeats, len(ibu)), dtype=int) for name in names}
+    pred_ibu = {name: np.zeros((protocol.n_repeats, len(ibu))) for name in names}
+    proba = np.zeros((len(ibu), bands.N_BANDS))
+    # Folds run in parallel processes, each single-threaded: the forests are small, so
+    # threads inside one forest would mostly wait on each other.
+    results = Parallel(n_jobs=protocol.n_jobs, return_as="generator")(
+        delayed(_run_fold)(X, ibu, train, test, protocol.seed, params) for train, test in splits
+    )
+    progress_bar = tqdm(
+        results, total=len(splits), desc="cross-validation folds", disable=not progress
+    )
+    for fold, ((_, test), fold_result) in enumerate(zip(splits, progress_bar, strict=True)):
+        repeat = fold // protocol.n_splits
+        fold_proba, fold_bands, fold_ibu = fold_result
+        for name in names:
+            pred_band[name][repeat, test] = fold_bands[name]
+            pred_ibu[name][repeat, test] = fold_ibu[name]
+        if repeat == 0:
+            proba[test] = fold_proba
+
+    summaries = {
+        name: _summarise(
+            [
+                all_metrics(ibu, pred_band[name][r], pred_ibu[name][r])
+                for r in range(protocol.n_repeats)
+            ]
+        )
+        for name in names
+    }
+    for summary in summaries.values():
+        summary["folds"] = protocol.n_splits
+    out_of_fold = pd.DataFrame(
+        {
+            "ibu": ibu,
+            "band": band,
+            "predicted_band": pred_band["model"][0],
+            "predicted_ibu": pred_ibu["model"][0],
+        }
+    )
+    for i, label in enumerate(bands.LABELS):
+        out_of_fold[f"p {label}"] = proba[:, i]
+    metrics = {"cv": summaries.pop("model"), "baselines": summaries}
+    return metrics, out_of_fold
+
+
+def _run_fold(
+    X: pd.DataFrame,
+    ibu: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    seed: int,
+    params: ModelParams,
+) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    model = fit_model(make_model(params, n_jobs=1), X.iloc[train], ibu[train])
+    proba = model.predict_proba(X.iloc[test])
+    predicted_bands = {"model": np.argmax(proba, axis=1)}
+    predicted_ibu = {"model": model.predict_ibu(X.iloc[test])}
+    for baseline in make_baselines(seed, n_jobs=1):
+        baseline.fit(X.iloc[train], ibu[train])
+        predicted_bands[baseline.name] = baseline.predict_band(X.iloc[test])
+        predicted_ibu[baseline.name] = baseline.predict_ibu(X.iloc[test])
+    return proba, predicted_bands, predicted_ibu
+
+
+def evaluate_time_split(
+    beers: list[dict[str, Any]],
+    X: pd.DataFrame,
+    ibu: np.ndarray,
+    protocol: Protocol = Protocol(),
+    params: ModelParams = ModelParams(),
+) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    """Train on the older beers, test on the newest fifth; permutation importance there."""
+    train, test = time_split(beers, protocol.time_test_fraction)
+    model = fit_model(make_model(params, n_jobs=1), X.iloc[train], ibu[train])
+    predicted_band = model.predict_band(X.iloc[test])
+    predicted_ibu = model.predict_ibu(X.iloc[test])
+    dates = [beers[i].get("first_brewed") for i in test]
+    result: dict[str, Any] = {
+        "n_train": len(train),
+        "n_test": len(test),
+        "test_first_brewed_from": min(dates, key=first_brewed_order),
+        "test_first_brewed_to": max(dates, key=first_brewed_order),
+        **all_metrics(ibu[test], predicted_band, predicted_ibu),
+        "baselines": {},
+    }
+    for baseline in make_baselines(protocol.seed, n_jobs=1):
+        baseline.fit(X.iloc[train], ibu[train])
+        result["baselines"][baseline.name] = all_metrics(
+            ibu[test], baseline.predict_band(X.iloc[test]), baseline.predict_ibu(X.iloc[test])
+        )
+    predictions = pd.DataFrame(
+        {
+            "id": [beers[i].get("id") for i in test],
+            "name": [beers[i].get("name") for i in test],
+            "first_brewed": dates,
+            "ibu": ibu[test],
+            "band": bands.band_index(ibu[test]),
+            "predicted_band": predicted_band,
+            "predicted_ibu": predicted_ibu,
+        }
+    )
+    importance = feature_importance(model, X.iloc[test], ibu[test], protocol)
+    return result, predictions, importance
+
+
+def feature_importance(
+    model: IbuModel, X: pd.DataFrame, ibu: np.ndarray, protocol: Protocol = Protocol()
+) -> pd.DataFrame:
+    """Drop in accuracy when one feature's values are shuffled among the given beers."""
+    result = permutation_importance(
+        model.classifier,
+        X,
+        bands.band_index(ibu),
+        scoring="accuracy",
+        n_repeats=protocol.importance_repeats,
+        random_state=protocol.seed,
+        n_jobs=protocol.n_jobs,
+    )
+    frame = pd.DataFrame(
+        {
+            "feature": list(X.columns),
+            "importance": result.importances_mean,
+            "std": result.importances_std,
+        }
+    )
+    return frame.sort_values(["importance", "feature"], ascending=[False, True]).reset_index(
+        drop=True
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Training end to end
+
+
+def data_checksum(beers: list[dict[str, Any]]) -> str:
+    """sha256 of the records used, as canonical JSON (sorted keys, by id)."""
+    canonical = json.dumps(beers, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    import joblib
+    import sklearn
+
+    return {
+        "python": platform.python_version(),
+        "scikit-learn": sklearn.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "joblib": joblib.__version__,
+    }
+
+
+def train(
+    data: Any,
+    protocol: Protocol = Protocol(),
+    params: ModelParams = ModelParams(),
+    progress: bool = False,
+    source: dict[str, Any] | None = None,
+) -> TrainingResult:
+    """Run the protocol on `data` (beer records in any accepted form) and fit the final
+    model on all of it. `source` (e.g. the catalogue file and its checksum) goes into the
+    model card."""
+    beers = features.labelled(data)
+    if len(beers) < protocol.n_splits * bands.N_BANDS:
+        raise ValueError(f"{len(beers)} beers with an IBU are too few to train on")
+    X = features.build_features(beers)
+    ibu = features.ibu_values(beers)
+
+    metrics, out_of_fold = cross_validate(X, ibu, protocol, params, progress=progress)
+    out_of_fold.insert(0, "name", [b.get("name") for b in beers])
+    out_of_fold.insert(0, "id", [b.get("id") for b in beers])
+    time_result, time_predictions, importance = evaluate_time_split(beers, X, ibu, protocol, params)
+    metrics["time_split"] = time_result
+    metrics["permutation_importance"] = {
+        row.feature: {"mean": float(row.importance), "std": float(row.std)}
+        for row in importance.itertuples()
+    }
+    model = fit_model(make_model(params, n_jobs=1), X, ibu)
+    checksum = data_checksum(beers)
+    metrics["data"] = {"rows_used": len(beers), "sha256": checksum}
+    card = model_card(beers, metrics, protocol, params, checksum, source)
+    return TrainingResult(model, metrics, card, X, out_of_fold, time_predictions, importance)
+
+
+def model_card(
+    beers: list[dict[str, Any]],
+    metrics: dict[str, Any],
+    protocol: Protocol,
+    params: ModelParams,
+    checksum: str,
+    source: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    headline = {
+        key: metrics["cv"][key]
+        for key in ("accuracy", "macro_f1", "mae", "r2", "mae_ibu_le_150", "r2_ibu_le_150")
+    }
+    return {
+        "model": MODEL_NAME,
+        "task": "Bitterness band of a beer, IBU bands "
+        + ", ".join(bands.LABELS)
+        + "; and its IBU (regression).",
+        "trained_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "data": {
+            "sha256": checksum,
+            "rows_used": len(beers),
+            "ids": [min(b["id"] for b in beers), max(b["id"] for b in beers)]
+            if all(isinstance(b.get("id"), int) for b in beers)
+            else None,
+            "source": source or {},
+            "rule": "deduplicated by id; beers without an IBU excluded",
+        },
+        "features": list(features.FEATURE_COLUMNS),
+        "baseline_features": list(features.BASELINE_COLUMNS),
+        "params": asdict(params),
+        "protocol": asdict(protocol),
+        "library_versions": library_versions(),
+        "metrics": {
+            "cv": headline,
+            "baselines": {
+                name: {k: m[k] for k in ("accuracy", "macro_f1", "mae")}
+                for name, m in metrics["baselines"].items()
+            },
+            "time_split": {
+                k: metrics["time_split"][k] for k in ("n_test", "accuracy", "macro_f1", "mae")
+            },
+        },
+        "intended_use": "Estimating the bitterness of home-brew recipes in the Punk API / DIY Dog "
+        "format. Not a substitute for a laboratory IBU measurement.",
+        "limitations": "Alpha acids are typical values per hop variety, not the lot used; the "
+        "catalogue's IBU values contain transcription errors (e.g. 1085, 1157).",
+    }

@@ -1,0 +1,249 @@
+"""Notebook 05: train and evaluate the IBU model, register it, predict with it."""
+
+from common import build, code, md
+
+build(
+    "05_train_evaluate_model",
+    "Train and evaluate the IBU model",
+    overview="""
+Classifies beers into four bitterness bands by IBU, `(-1, 30]`, `(30, 50]`, `(50, 70]` and
+`(70, ∞)`, and estimates the IBU itself, from the **whole beer record**: the hop schedule
+(amounts by stage and variety), the malt bill, gravities, volume, and a physics-informed
+estimate of bitterness (Tinseth utilisation with typical alpha acids per hop variety,
+documented in `brewops.model.hops`).
+
+The evaluation protocol is fixed so results compare: repeated stratified 5-fold
+cross-validation (5 repeats, fixed seeds), the model side by side with two baselines on
+the same folds (the majority class, and a random forest on the six numeric cleaned columns,
+as the public solutions of the challenge do), and a split by `first_brewed` (train on the
+older beers, test on the newest fifth) as a proxy for beers the model has never seen.
+
+The model is then registered under `s3://BUCKET/models/ibu/<version>/` (the fitted
+pipeline, `metrics.json`, a model card), loaded back and used to predict a few beers.
+""",
+    needs="""
+The deduplicated raw table (notebooks 02 to 04: the stack deployed and filled), read with
+`brewops.tables`. With `catalog` set to a catalogue file (v2 or v3 JSON), the notebook
+trains on that file instead and needs the stack only to register the model.
+""",
+    costs="""
+None locally. On AWS: one Athena scan of the raw table (a few MB), and a few S3 PUT and GET
+requests for the model (under 1 MB).
+""",
+    parameters="""
+target = "local"
+catalog = None  # a catalogue file (v2 or v3 JSON) to train on instead of the raw table
+register = True  # write the model to the registry (ModelRegistryUri of the stack)
+model_version = None  # version to load back; None: the one registered now (else the latest)
+repeats = 5  # repeats of the 5-fold cross-validation (the fixed protocol uses 5)
+n_jobs = 2  # folds evaluated in parallel
+predict_ids = [1, 25, 100, 192, 280]  # beers to predict with the loaded model
+keep_model = True  # False: delete the version registered by this run at the end
+""",
+    cells=[
+        code("""
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+
+from brewops import summary, tables
+from brewops import target as targets
+from brewops.catalog import load_catalog
+from brewops.model import bands, features, plots, registry, train
+from brewops.model.predict import predict_beers
+
+needs_stack = catalog is None or register or model_version is not None
+tgt = targets.use(target) if needs_stack else None
+registry_uri = tgt.outputs["ModelRegistryUri"] if tgt else None
+protocol = train.Protocol(n_repeats=repeats, n_jobs=n_jobs)
+pd.Series({"target": target, "catalog": catalog, "registry": registry_uri, "protocol": protocol})
+"""),
+        md("""
+## The data: one record per beer, with an IBU
+
+The raw table holds the full beer records as Firehose delivered them; a beer produced twice
+has two rows, so the latest record of each id is kept (`tables.latest_per_id`). Beers
+without an IBU cannot be scored and are left out.
+"""),
+        code("""
+if catalog is None:
+    raw = tables.read_table("raw", tgt)
+    records = tables.latest_per_id(raw)
+    source = {"table": tgt.outputs["RawTableName"], "rows_read": len(raw)}
+else:
+    records = load_catalog(catalog)
+    source = {"file": Path(catalog).name, "file_sha256": hashlib.sha256(Path(catalog).read_bytes()).hexdigest()}
+beers = features.labelled(records)
+ibu = features.ibu_values(beers)
+print(f"{len(records)} beers, {len(beers)} with an IBU")
+assert len(beers) >= 100, "too few beers to train on: run notebooks 02-04 first or set catalog"
+pd.Series(ibu).describe()
+"""),
+        md("""
+## Features
+
+One row per beer, computed by `brewops.model.features` from the record alone (the same
+code runs at prediction time). The Tinseth estimate is the strongest single signal: on its
+own it lands in the right band about half the time, where chance is a quarter.
+"""),
+        code("""
+X = features.build_features(beers)
+estimate_band = bands.band_index(X["tinseth_ibu"].to_numpy())
+print(f"Tinseth estimate alone: right band for {(estimate_band == bands.band_index(ibu)).mean():.1%} of the beers")
+X.assign(ibu=ibu).head()
+"""),
+        md("""
+## Train and evaluate
+
+The protocol runs the model and the baselines on the same folds (progress below), the
+split by `first_brewed`, the permutation importance on the newest fifth, and finally fits
+the model on every beer.
+"""),
+        code("""
+result = train.train(beers, protocol=protocol, progress=True, source=source)
+metrics = result.metrics
+"""),
+        md("""
+## Model and baselines, side by side
+
+Cross-validated figures are means over the repeats of the pooled out-of-fold predictions;
+"newest fifth" trains on the older 80 % of the beers by `first_brewed` and tests on the
+rest. MAE and R² are on the IBU scale, also over the beers with IBU ≤ 150 (the catalogue's
+1085 and 1157 are transcription errors).
+"""),
+        code("""
+comparison = plots.comparison_frame(metrics)
+comparison.set_index(["evaluation", "model"]).round(3)
+"""),
+        code("""
+comparison_figure = plots.plot_comparison(metrics)
+"""),
+        code("""
+pd.DataFrame(metrics["cv"]["per_class"]).T.round(3)
+"""),
+        md("## Confusion matrices"),
+        code("""
+cv_confusion = plots.plot_confusion_matrix(
+    metrics["cv"]["confusion_matrix"],
+    title=f"Cross-validation, summed over {metrics['cv']['repeats']} repeats",
+)
+"""),
+        code("""
+time_confusion = plots.plot_confusion_matrix(
+    metrics["time_split"]["confusion_matrix"],
+    title=f"Newest fifth ({metrics['time_split']['test_first_brewed_from']} to {metrics['time_split']['test_first_brewed_to']})",
+)
+"""),
+        md("""
+## Predicted against actual IBU
+
+Out-of-fold predictions of the first repeat: every beer predicted once, by a model that
+never saw it. Dashed lines are the band edges.
+"""),
+        code("""
+oof = result.out_of_fold
+scatter = plots.plot_predicted_vs_actual(oof["ibu"], oof["predicted_ibu"])
+"""),
+        code("""
+worst = oof.assign(error=(oof["predicted_ibu"] - oof["ibu"]).abs()).nlargest(8, "error")
+worst[["id", "name", "ibu", "predicted_ibu", "band", "predicted_band"]].round(1)
+"""),
+        md("""
+## Permutation importance
+
+How much accuracy on the newest fifth drops when one feature's values are shuffled among
+those beers (the model trained on the older beers). Correlated features share credit, so a
+small number does not mean a feature carries no information.
+"""),
+        code("""
+importance_figure = plots.plot_importance(result.importance)
+"""),
+        md("""
+## The model must beat both baselines
+
+By a clear margin in cross-validation (accuracy and macro-F1 at least 5 points above the
+six-column forest, MAE below it), and on the newest fifth. The table shows the margins:
+model minus baseline (negative MAE margins are better).
+"""),
+        code("""
+cv, baselines, split = metrics["cv"], metrics["baselines"], metrics["time_split"]
+margins = {}
+for name, baseline in baselines.items():
+    margins[name] = {key: cv[key] - baseline[key] for key in ("accuracy", "macro_f1", "mae")}
+    assert cv["accuracy"] >= baseline["accuracy"] + 0.05, (name, cv["accuracy"], baseline["accuracy"])
+    assert cv["macro_f1"] >= baseline["macro_f1"] + 0.05, (name, cv["macro_f1"], baseline["macro_f1"])
+    assert cv["mae"] < baseline["mae"], (name, cv["mae"], baseline["mae"])
+    assert split["accuracy"] > split["baselines"][name]["accuracy"], name
+pd.DataFrame(margins).round(3)
+"""),
+        md("""
+## Register the model
+
+`s3://BUCKET/models/ibu/<version>/` gets the fitted pipeline (`model.joblib`), `metrics.json`
+and the model card. Versions sort in time order: UTC timestamp and the first 8 hex digits of
+the data's sha256.
+"""),
+        code("""
+version = None
+if register:
+    version, version_uri = registry.register(result.model, metrics, result.card, registry_uri)
+    print(f"registered {version} at {version_uri}")
+    print("versions:", registry.list_versions(registry_uri))
+print(registry.card_markdown({**result.card, "version": version or "(not registered)"}))
+"""),
+        md("""
+## Load it back and predict
+
+The loaded model verifies its file against the card's sha256, then predicts beers as the
+API returns them (v2 or v3 shape): band, IBU and the probability of each band.
+"""),
+        code("""
+wanted = model_version or version
+if registry_uri and (wanted or register):
+    loaded = registry.load_version(registry_uri, wanted)
+else:
+    loaded = result.model
+print("model version:", getattr(loaded, "version", "in memory"))
+sample = [b for b in beers if b.get("id") in set(predict_ids)] or beers[:5]
+predictions = pd.DataFrame(predict_beers(loaded, sample))
+predictions
+"""),
+        code("""
+in_memory = pd.DataFrame(predict_beers(result.model, sample))
+if wanted is None or wanted == version:
+    pd.testing.assert_frame_equal(predictions, in_memory)
+assert predictions["band"].isin(bands.LABELS).all()
+"""),
+        md("## Key figures"),
+        code("""
+figures = summary.record(
+    notebook="05_train_evaluate_model",
+    rows_used=metrics["data"]["rows_used"],
+    cv_accuracy=round(cv["accuracy"], 4),
+    cv_macro_f1=round(cv["macro_f1"], 4),
+    cv_mae=round(cv["mae"], 2),
+    cv_r2=round(cv["r2"], 4),
+    cv_mae_ibu_le_150=round(cv["mae_ibu_le_150"], 2),
+    cv_r2_ibu_le_150=round(cv["r2_ibu_le_150"], 4),
+    baseline_majority_accuracy=round(baselines["majority_class"]["accuracy"], 4),
+    baseline_rf6_accuracy=round(baselines["random_forest_6_columns"]["accuracy"], 4),
+    baseline_rf6_macro_f1=round(baselines["random_forest_6_columns"]["macro_f1"], 4),
+    time_split_accuracy=round(split["accuracy"], 4),
+    time_split_macro_f1=round(split["macro_f1"], 4),
+    model_version=version,
+)
+pd.Series(figures)
+"""),
+        md("""
+## Clean-up
+
+The registered version stays for later use unless `keep_model = False`.
+"""),
+        code("""
+if register and not keep_model:
+    deleted = registry.delete_version(registry_uri, version)
+    print(f"deleted {deleted} objects of {version}")
+"""),
+    ],
+)

@@ -1,0 +1,118 @@
+"""`brewops model train|evaluate|predict`, run as the real command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from brewops.catalog import to_v3_shape
+from brewops.model import registry
+from brewops.model.cli import model as model_group
+
+
+def brewops(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "brewops.cli", "model", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def brewops_in_process(*args: str):
+    """The same command group, in this process (no interpreter start-up)."""
+    return CliRunner().invoke(model_group, list(args))
+
+
+@pytest.fixture(scope="module")
+def split_catalogue(catalog_beers, tmp_path_factory) -> tuple[Path, Path]:
+    """Older beers to train on (v2 file) and the rest to evaluate on (v3 file, renumbered
+    like the community API does)."""
+    folder = tmp_path_factory.mktemp("catalogues")
+    train_beers = [b for b in catalog_beers if b["id"] % 3]
+    unseen = [
+        {**to_v3_shape(b), "id": index + 1}
+        for index, b in enumerate(b for b in catalog_beers if not b["id"] % 3)
+    ]
+    train_file, unseen_file = folder / "train.json", folder / "unseen_v3.json"
+    train_file.write_text(json.dumps(train_beers))
+    unseen_file.write_text(json.dumps(unseen))
+    return train_file, unseen_file
+
+
+@pytest.fixture(scope="module")
+def trained_dir(split_catalogue, tmp_path_factory) -> Path:
+    train_file, _ = split_catalogue
+    out = tmp_path_factory.mktemp("model") / "ibu"
+    result = brewops(
+        "train", "--catalog", str(train_file), "--out", str(out), "--repeats", "1", "--no-progress"
+    )
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_train_writes_the_model_metrics_and_card(trained_dir: Path):
+    assert {p.name for p in trained_dir.iterdir()} == set(registry.VERSION_FILES)
+    metrics = json.loads((trained_dir / registry.METRICS_FILE).read_text())
+    assert {"accuracy", "macro_f1", "mae"} <= set(metrics["cv"])
+    assert {"majority_class", "random_forest_6_columns"} == set(metrics["baselines"])
+    assert {"accuracy", "macro_f1", "mae", "n_test"} <= set(metrics["time_split"])
+    card = json.loads((trained_dir / registry.CARD_FILE).read_text())
+    assert registry.VERSION_PATTERN.match(card["version"])
+    assert card["data"]["source"]["file"] == "train.json"
+    assert len(card["data"]["source"]["file_sha256"]) == 64
+
+
+def test_evaluate_prints_one_json_object_last(trained_dir: Path, split_catalogue):
+    _, unseen_file = split_catalogue
+    result = brewops("evaluate", "--model", str(trained_dir), "--catalog", str(unseen_file))
+    assert result.returncode == 0, result.stderr
+    last = json.loads(result.stdout.strip().splitlines()[-1])
+    expected_n = sum(1 for b in json.loads(unseen_file.read_text()) if b["ibu"] is not None)
+    assert last["n"] == expected_n
+    assert 0.5 < last["accuracy"] <= 1
+    assert 0.4 < last["macro_f1"] <= 1
+    assert last["mae"] > 0
+    assert len(last["confusion_matrix"]) == 4
+
+
+def test_predict_prints_a_band_per_beer(trained_dir: Path, split_catalogue):
+    _, unseen_file = split_catalogue
+    result = brewops(
+        "predict",
+        "--model",
+        str(trained_dir),
+        "--catalog",
+        str(unseen_file),
+        "--id",
+        "1",
+        "--id",
+        "2",
+    )
+    assert result.returncode == 0, result.stderr
+    predictions = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    assert [p["id"] for p in predictions] == [1, 2]
+    assert all(
+        set(p["probabilities"]) == {"(-1, 30]", "(30, 50]", "(50, 70]", "(70, inf)"}
+        for p in predictions
+    )
+
+
+def test_evaluate_refuses_a_folder_that_is_not_a_model(tmp_path: Path, split_catalogue):
+    _, unseen_file = split_catalogue
+    result = brewops_in_process("evaluate", "--model", str(tmp_path), "--catalog", str(unseen_file))
+    assert result.exit_code != 0
+    assert "not a model version folder" in result.output
+
+
+def test_evaluate_refuses_a_catalogue_without_ibu(trained_dir: Path, tmp_path: Path, catalog_beers):
+    no_ibu = tmp_path / "no_ibu.json"
+    no_ibu.write_text(json.dumps([{**catalog_beers[0], "ibu": None}]))
+    result = brewops_in_process("evaluate", "--model", str(trained_dir), "--catalog", str(no_ibu))
+    assert result.exit_code != 0
+    assert "no beer with an IBU" in result.output

@@ -1,0 +1,151 @@
+"""Training and the evaluation protocol of the IBU model, on the real catalogue."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from brewops.catalog import to_v3_shape
+from brewops.model import bands, features, train
+from brewops.model.predict import predict_beer, predict_beers
+
+# One repeat instead of five: the same code path, a fifth of the time.
+QUICK = train.Protocol(n_repeats=1, importance_repeats=1)
+
+
+@pytest.fixture(scope="module")
+def trained(catalog_beers) -> train.TrainingResult:
+    return train.train(catalog_beers, protocol=QUICK)
+
+
+def test_the_default_protocol_is_the_fixed_one():
+    protocol = train.Protocol()
+    assert (protocol.n_splits, protocol.n_repeats, protocol.time_test_fraction) == (5, 5, 0.2)
+    assert protocol.seed == train.Protocol().seed  # a constant, not drawn per run
+
+
+def test_metrics_have_the_documented_keys(trained):
+    metrics = trained.metrics
+    assert {"cv", "baselines", "time_split", "permutation_importance", "data"} <= set(metrics)
+    for figures in (metrics["cv"], *metrics["baselines"].values(), metrics["time_split"]):
+        for key in ("accuracy", "macro_f1", "mae", "r2", "mae_ibu_le_150", "r2_ibu_le_150"):
+            assert np.isfinite(figures[key]), key
+        assert set(figures["per_class"]) == set(bands.LABELS)
+        assert np.asarray(figures["confusion_matrix"]).shape == (4, 4)
+    assert set(metrics["baselines"]) == {"majority_class", "random_forest_6_columns"}
+    assert metrics["cv"]["n"] == 320 == metrics["data"]["rows_used"]
+    assert np.sum(metrics["cv"]["confusion_matrix"]) == 320 * QUICK.n_repeats
+    split = metrics["time_split"]
+    assert (split["n_train"], split["n_test"]) == (256, 64)
+    assert set(split["baselines"]) == {"majority_class", "random_forest_6_columns"}
+    assert set(metrics["permutation_importance"]) == set(features.FEATURE_COLUMNS)
+
+
+def test_the_model_beats_both_baselines(trained):
+    cv, baselines = trained.metrics["cv"], trained.metrics["baselines"]
+    for baseline in baselines.values():
+        assert cv["accuracy"] > baseline["accuracy"] + 0.05
+        assert cv["macro_f1"] > baseline["macro_f1"] + 0.05
+        assert cv["mae"] < baseline["mae"]
+    split = trained.metrics["time_split"]
+    for baseline in split["baselines"].values():
+        assert split["accuracy"] > baseline["accuracy"]
+
+
+def test_the_time_split_tests_on_the_newest_beers(catalog_beers):
+    beers = features.labelled(catalog_beers)
+    older, newest = train.time_split(beers)
+    assert len(newest) == round(len(beers) * 0.2)
+    assert set(older).isdisjoint(newest)
+    latest_old = max(train.first_brewed_order(beers[i]["first_brewed"]) for i in older)
+    earliest_new = min(train.first_brewed_order(beers[i]["first_brewed"]) for i in newest)
+    assert latest_old <= earliest_new
+
+
+@pytest.mark.parametrize(
+    ("text", "order"),
+    [("04/2013", 2013 + 3.5 / 12), ("2016", 2016.5), ("1/2010", 2010 + 0.5 / 12), ("soon", None)],
+)
+def test_first_brewed_order(text, order):
+    value = train.first_brewed_order(text)
+    if order is None:
+        assert np.isnan(value)
+    else:
+        assert value == pytest.approx(order)
+
+
+def test_training_is_deterministic(catalog_beers, small_trained_model):
+    """Same data, same seeds: the same figures and the same predictions, twice."""
+    first = small_trained_model
+    second = train.train(
+        catalog_beers[::2], protocol=train.Protocol(n_repeats=1, importance_repeats=1)
+    )
+    for key in ("cv", "baselines", "time_split", "permutation_importance"):
+        assert first.metrics[key] == second.metrics[key], key
+    np.testing.assert_array_equal(
+        first.model.predict_proba(catalog_beers), second.model.predict_proba(catalog_beers)
+    )
+    pd.testing.assert_frame_equal(first.out_of_fold, second.out_of_fold)
+
+
+def test_the_model_card_records_data_features_params_and_versions(trained, catalog_beers):
+    card = trained.card
+    assert card["data"]["rows_used"] == 320
+    assert card["data"]["sha256"] == train.data_checksum(features.labelled(catalog_beers))
+    assert card["features"] == list(features.FEATURE_COLUMNS)
+    assert list(card["params"]["increasing"]) == ["tinseth_ibu", "log_tinseth_ibu"]
+    assert {"python", "scikit-learn", "numpy", "pandas", "joblib"} <= set(card["library_versions"])
+    assert card["metrics"]["cv"]["accuracy"] == trained.metrics["cv"]["accuracy"]
+
+
+def test_predictions_for_v2_and_v3_beers_agree(trained, catalog_beers):
+    beer = next(b for b in catalog_beers if b["name"] == "Buzz")
+    v2 = predict_beer(trained.model, beer)
+    v3 = predict_beer(trained.model, to_v3_shape(beer))
+    assert v2 == v3
+    assert v2["band"] in bands.LABELS
+    assert v2["band"] == bands.LABELS[v2["band_index"]]
+    assert sum(v2["probabilities"].values()) == pytest.approx(1, abs=1e-3)
+    assert v2["predicted_ibu"] > 0
+    assert v2["ibu"] == 60
+
+
+def test_predictions_accept_a_table_of_raw_records(trained, catalog_beers):
+    beers = catalog_beers[:5]
+    from_dicts = predict_beers(trained.model, beers)
+    from_frame = predict_beers(trained.model, pd.DataFrame(beers))
+    assert from_dicts == from_frame
+    assert [p["id"] for p in from_dicts] == [b["id"] for b in beers]
+
+
+def test_an_incomplete_beer_still_gets_a_prediction(trained):
+    prediction = predict_beer(trained.model, {"id": 9999, "name": "Mystery", "abv": 5})
+    assert prediction["band"] in bands.LABELS
+    assert np.isfinite(prediction["predicted_ibu"])
+    assert prediction["ibu"] is None
+
+
+def test_probabilities_are_ordered_and_sum_to_one(trained, catalog_beers):
+    proba = trained.model.predict_proba(catalog_beers)
+    assert proba.shape == (len(catalog_beers), 4)
+    np.testing.assert_allclose(proba.sum(axis=1), 1, atol=1e-9)
+    assert (proba >= 0).all()
+
+
+def test_more_bittering_hops_never_lower_the_chance_of_a_bitter_band(trained, catalog_beers):
+    """The forests are monotone in the Tinseth estimate."""
+    beer = next(b for b in catalog_beers if b["name"] == "Buzz")
+    estimates = features.build_features([beer])
+    bitter = []
+    for scale in (0.25, 0.5, 1, 2, 4):
+        row = estimates.copy()
+        row["tinseth_ibu"] *= scale
+        row["log_tinseth_ibu"] = np.log1p(row["tinseth_ibu"])
+        bitter.append(trained.model.predict_proba(row)[0, 3])
+    assert bitter == sorted(bitter)
+
+
+def test_too_few_beers_are_refused(catalog_beers):
+    with pytest.raises(ValueError, match="too few"):
+        train.train(catalog_beers[:10], protocol=QUICK)
