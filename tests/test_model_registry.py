@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import boto3
 import numpy as np
 import pytest
-import requests
 from click.testing import CliRunner
 
+from brewops.local.state import emulator_environment
 from brewops.model import predict, registry, train
 from brewops.model.cli import model as model_group
 
@@ -27,50 +21,11 @@ def trained(small_trained_model: train.TrainingResult) -> train.TrainingResult:
     return small_trained_model
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    """A moto server process on a free local port, stopped after the module."""
-    port = _free_port()
-    server = Path(sys.executable).parent / "moto_server"
-    process = subprocess.Popen(
-        [str(server), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(f"{endpoint}/moto-api/", timeout=1)
-                break
-            except requests.ConnectionError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the moto server did not start") from None
-                time.sleep(0.2)
-        yield endpoint
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @pytest.fixture
-def registry_uri(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """An empty bucket in the moto server; the SDK pointed at it with dummy credentials."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+def registry_uri(emulator_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An empty bucket in the session's emulator; the SDK pointed at it with dummy keys."""
+    for name, value in emulator_environment(emulator_endpoint, "eu-west-1").items():
+        monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
     bucket = f"brewops-test-{uuid.uuid4().hex[:12]}"
