@@ -8,6 +8,7 @@ UV_VERSION := 0.13.8
 UV := $(BIN)/uv
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+SAM_STAMP := .venv-sam/.installed
 TARGET ?= local
 PYTEST_ARGS ?=
 
@@ -40,7 +41,7 @@ catalog: setup ## Fetch the real Punk API catalogue (npm punkapi-db@2.6.0, check
 run: catalog ## Execute every notebook against the target (TARGET=local|aws)
 	$(BIN)/brewops run --target $(TARGET)
 
-test: catalog ## Run the whole test suite (lint, unit, integration, notebooks)
+test: catalog $(SAM_STAMP) ## Run the whole test suite (lint, unit, integration, notebooks)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup ## ruff over .py and .ipynb
@@ -53,11 +54,17 @@ lock: ## Re-resolve the pinned dependency set (requirements.lock, environment.ym
 	$(UV) pip compile lib/brewops/lambda-requirements.in --python-version 3.13 \
 		--python-platform x86_64-manylinux_2_28 --quiet --custom-compile-command "make lock" \
 		-o lib/requirements.txt
+	$(UV) pip compile infra/sam-requirements.in --python-version 3.11 --universal \
+		--quiet --custom-compile-command "make lock" -o infra/sam-requirements.lock
 	$(BIN)/python -m brewops.lockfiles write-environment
 
-sam-validate: ## `sam validate --lint` from its own virtual environment (aws-sam-cli is heavy)
-	test -x .venv-sam/bin/sam || ($(PYTHON) -m venv .venv-sam && .venv-sam/bin/pip install --quiet aws-sam-cli==1.170.0)
-	.venv-sam/bin/sam validate --lint --template infra/template.yaml --region eu-west-1
+$(SAM_STAMP): infra/sam-requirements.lock | $(UV)
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) .venv-sam
+	$(UV) pip sync --quiet --python .venv-sam/bin/python infra/sam-requirements.lock
+	touch $@
+
+sam-validate: $(SAM_STAMP) ## `sam validate --lint` (the SAM CLI lives in .venv-sam: it is heavy)
+	SAM_CLI_TELEMETRY=0 .venv-sam/bin/sam validate --lint --template infra/template.yaml --region us-east-1
 
 clean: ## Remove build outputs and the local target's state
 	rm -rf build .pytest_cache .ruff_cache

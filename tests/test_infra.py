@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
+import subprocess
 
 import matplotlib
 
 matplotlib.use("Agg")
 
 from brewops import infra
-from brewops.paths import template_path
+from brewops.paths import repo_root, template_path
 
 
 def test_the_template_lints_clean():
@@ -75,3 +77,33 @@ def test_deploying_to_aws_without_the_sam_cli_says_what_to_do(monkeypatch):
         assert "SAM CLI" in str(error)
     else:
         raise AssertionError("expected a RuntimeError")
+
+
+SAM = repo_root() / ".venv-sam" / "bin" / "sam"
+
+
+def _sam_validate(template) -> subprocess.CompletedProcess:
+    assert SAM.exists(), "the SAM CLI is installed by `make test` (or `make sam-validate`)"
+    return subprocess.run(
+        [SAM, "validate", "--lint", "--template", str(template), "--region", "us-east-1"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SAM_CLI_TELEMETRY": "0"},
+    )
+
+
+def test_sam_validate_lint_accepts_the_template():
+    result = _sam_validate(template_path())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is a valid SAM Template" in result.stdout + result.stderr
+
+
+def test_sam_validate_lint_rejects_a_broken_function(tmp_path):
+    broken = tmp_path / "template.yaml"
+    text = (
+        template_path()
+        .read_text()
+        .replace("Role: !GetAtt ProducerRole.Arn", "Role: !GetAtt MissingRole.Arn")
+    )
+    broken.write_text(text)
+    assert _sam_validate(broken).returncode != 0
