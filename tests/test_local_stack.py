@@ -12,25 +12,9 @@ import pytest
 
 from brewops import schema
 from brewops.local import deploy
+from brewops.target import STACK_OUTPUTS
 
 pytestmark = pytest.mark.emulator
-
-# The Outputs contract every notebook and test reads.
-CONTRACT = {
-    "BucketName",
-    "StreamName",
-    "StreamArn",
-    "RawDeliveryStreamName",
-    "CleanedDeliveryStreamName",
-    "GlueDatabaseName",
-    "CleanedTableName",
-    "RawTableName",
-    "ProducerFunctionName",
-    "TransformFunctionName",
-    "ScheduleRuleName",
-    "AthenaWorkGroupName",
-    "ModelRegistryUri",
-}
 
 
 @pytest.fixture
@@ -45,7 +29,7 @@ def outputs(local_target: Any) -> dict[str, str]:
 
 
 def test_stack_outputs_are_the_contract(outputs: dict[str, str]) -> None:
-    assert set(outputs) == CONTRACT
+    assert set(outputs) == STACK_OUTPUTS
     assert outputs["ModelRegistryUri"] == f"s3://{outputs['BucketName']}/models/ibu/"
 
 

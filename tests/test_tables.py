@@ -8,28 +8,10 @@ import pandas as pd
 import pytest
 
 from brewops import tables
-from brewops.tables import Projection, TableInfo, latest_per_id, place_in_layout, typed
+from brewops.tables import Projection, latest_per_id, place_in_layout, typed
+from fixtures.validation import table_info
 
 NOW = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
-
-
-def _info(**parameters: str) -> TableInfo:
-    params = {
-        "projection.enabled": "true",
-        "projection.ingest_date.type": "date",
-        "projection.ingest_date.format": "yyyy-MM-dd",
-        "projection.ingest_date.range": "2024-01-01,NOW",
-        "storage.location.template": "s3://bkt/cleaned/ingest_date=${ingest_date}/",
-        **parameters,
-    }
-    return TableInfo(
-        database="db",
-        name="beers_cleaned",
-        location="s3://bkt/cleaned/",
-        columns=(("id", "bigint"), ("abv", "double")),
-        partition_keys=(("ingest_date", "string"),),
-        parameters=params,
-    )
 
 
 # ------------------------------------------------------------------ unit
@@ -75,7 +57,9 @@ def test_projection_parses_only_exact_dates():
     ],
 )
 def test_objects_are_placed_in_the_partition_layout(key, partition, reason):
-    found_partition, found_reason = place_in_layout(_info(), f"s3://bkt/cleaned/{key}", NOW)
+    found_partition, found_reason = place_in_layout(
+        table_info(columns=(("id", "bigint"), ("abv", "double"))), f"s3://bkt/cleaned/{key}", NOW
+    )
     assert found_partition == partition
     if reason is None:
         assert found_reason is None

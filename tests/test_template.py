@@ -20,25 +20,11 @@ from cfnlint.decode import decode
 
 from brewops import schema
 from brewops.paths import repo_root, template_path
+from brewops.target import STACK_OUTPUTS
 
 ROOT = repo_root()
 TEMPLATE = template_path()
 
-OUTPUTS = {
-    "BucketName",
-    "StreamName",
-    "StreamArn",
-    "RawDeliveryStreamName",
-    "CleanedDeliveryStreamName",
-    "GlueDatabaseName",
-    "CleanedTableName",
-    "RawTableName",
-    "ProducerFunctionName",
-    "TransformFunctionName",
-    "ScheduleRuleName",
-    "AthenaWorkGroupName",
-    "ModelRegistryUri",
-}
 
 # cfn-lint informational findings that are understood and accepted, with the reason.
 ACCEPTED_INFO = {
@@ -172,7 +158,7 @@ def test_parameters_and_their_defaults(template):
 def test_every_output_of_the_contract_is_there_and_described(template):
     outputs = template["Outputs"]
 
-    assert set(outputs) == OUTPUTS
+    assert set(outputs) == STACK_OUTPUTS
     assert all(o.get("Description", "").strip() for o in outputs.values())
     assert outputs["ModelRegistryUri"]["Value"] == {"Fn::Sub": "s3://${Bucket}/models/ibu/"}
 
@@ -487,4 +473,4 @@ def test_aws_sam_translator_translates_it_offline(template, monkeypatch):
         assert props["Code"] == {"S3Bucket": "artifacts", "S3Key": "brewops/lib.zip"}
     rule = cfn["Resources"]["ProducerFunctionTick"]["Properties"]
     assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": ["ProducerFunction", "Arn"]}
-    assert set(cfn["Outputs"]) == OUTPUTS
+    assert set(cfn["Outputs"]) == STACK_OUTPUTS

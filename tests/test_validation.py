@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from brewops import schema, summary, validation
-from brewops.tables import TableInfo, TableObject, place_in_layout
+from brewops.tables import TableObject, place_in_layout
 from brewops.validation import (
     Expectation,
     check_partitions,
@@ -18,32 +18,14 @@ from brewops.validation import (
     quality_report,
     reconcile,
 )
+from fixtures.validation import table_info
 
 NOW = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
 EXPECTED = validation.expected_schema()
 
-# the real catalogue's quirks (../shared/PUNKAPI.md)
+# the real catalogue's known quirks
 FG_ABOVE_OG_IDS = [28, 70, 127, 131, 193, 214, 221, 222, 223, 224, 225, 227, 228]
 NULL_COUNTS = {"ibu": 5, "ebc": 6, "srm": 6, "ph": 2, "target_fg": 1, "target_og": 1}
-
-
-def _info(columns=None, partition_keys=(("ingest_date", "string"),), **parameters) -> TableInfo:
-    params = {
-        "projection.enabled": "true",
-        "projection.ingest_date.type": "date",
-        "projection.ingest_date.format": "yyyy-MM-dd",
-        "projection.ingest_date.range": "2024-01-01,NOW",
-        "storage.location.template": "s3://bkt/cleaned/ingest_date=${ingest_date}/",
-        **parameters,
-    }
-    return TableInfo(
-        database="db",
-        name="beers_cleaned",
-        location="s3://bkt/cleaned/",
-        columns=tuple(columns if columns is not None else EXPECTED.items()),
-        partition_keys=tuple(partition_keys),
-        parameters=params,
-    )
 
 
 def _catalogue_frame(beers) -> pd.DataFrame:
@@ -58,7 +40,7 @@ def _catalogue_frame(beers) -> pd.DataFrame:
 
 def test_schema_agreeing_three_ways_has_no_drift():
     files = {"s3://bkt/cleaned/ingest_date=2026-11-26/a": dict(EXPECTED)}
-    result = compare_schema(_info(), files)
+    result = compare_schema(table_info(), files)
     assert result.ok, result.drifts
     assert set(result.frame["status"]) == {"ok"}
     assert result.frame["column"].tolist()[:10] == list(EXPECTED)
@@ -67,7 +49,9 @@ def test_schema_agreeing_three_ways_has_no_drift():
 def test_a_type_changed_in_one_parquet_object_names_column_types_and_object():
     good = "s3://bkt/cleaned/ingest_date=2026-11-26/good"
     bad = "s3://bkt/cleaned/ingest_date=2026-11-26/bad"
-    result = compare_schema(_info(), {good: dict(EXPECTED), bad: {**EXPECTED, "abv": "string"}})
+    result = compare_schema(
+        table_info(), {good: dict(EXPECTED), bad: {**EXPECTED, "abv": "string"}}
+    )
     assert not result.ok
     (drift,) = result.drifts
     assert (drift.column, drift.source, drift.expected, drift.found) == (
@@ -84,7 +68,7 @@ def test_a_type_changed_in_one_parquet_object_names_column_types_and_object():
 
 def test_a_column_missing_from_the_glue_table_is_drift():
     columns = [(n, t) for n, t in EXPECTED.items() if n != "ph"]
-    result = compare_schema(_info(columns=columns), {"s3://o": dict(EXPECTED)})
+    result = compare_schema(table_info(columns=columns), {"s3://o": dict(EXPECTED)})
     assert [str(d) for d in result.drifts] == [
         "column ph: brewops.schema double, Glue table missing it"
     ]
@@ -93,7 +77,7 @@ def test_a_column_missing_from_the_glue_table_is_drift():
 def test_glue_type_and_extra_parquet_column_and_partition_key_drifts():
     columns = [(n, "int" if n == "id" else t) for n, t in EXPECTED.items()]
     files = {"s3://o": {**EXPECTED, "colour": "string"}}
-    result = compare_schema(_info(columns=columns, partition_keys=(("dt", "date"),)), files)
+    result = compare_schema(table_info(columns=columns, partition_keys=(("dt", "date"),)), files)
     found = {(d.column, d.source, d.expected, d.found) for d in result.drifts}
     assert found == {
         ("id", "Glue table", "bigint", "int"),
@@ -116,7 +100,7 @@ def _objects(info, *keys):
 
 
 def test_partitions_are_listed_and_objects_outside_reported():
-    info = _info()
+    info = table_info()
     objects = _objects(
         info,
         "ingest_date=2026-11-25/a",
@@ -135,7 +119,7 @@ def test_partitions_are_listed_and_objects_outside_reported():
 
 
 def test_projection_configuration_problems_are_reported():
-    info = _info(
+    info = table_info(
         **{
             "projection.enabled": "false",
             "projection.ingest_date.format": "yyyy/MM/dd",

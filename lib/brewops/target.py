@@ -23,6 +23,25 @@ from brewops.local.state import default_stack_name, emulator_environment
 
 TARGETS = ("local", "aws")
 
+# The stack Outputs every notebook and test reads: the contract of infra/template.yaml.
+STACK_OUTPUTS = frozenset(
+    {
+        "BucketName",
+        "StreamName",
+        "StreamArn",
+        "RawDeliveryStreamName",
+        "CleanedDeliveryStreamName",
+        "GlueDatabaseName",
+        "CleanedTableName",
+        "RawTableName",
+        "ProducerFunctionName",
+        "TransformFunctionName",
+        "ScheduleRuleName",
+        "AthenaWorkGroupName",
+        "ModelRegistryUri",
+    }
+)
+
 # What use("local") sets; use("aws") puts back what was there before.
 _LOCAL_VARIABLES = (
     "AWS_ENDPOINT_URL",
