@@ -97,3 +97,11 @@ def test_catalogue_figures(catalog_beers):
     figures = explore.catalogue_figures(catalog_beers)
     assert figures["beers_crawled"] == figures["unique_ids"] == 325
     assert (figures["ibu_nulls"], figures["ebc_nulls"], figures["ph_nulls"]) == (5, 6, 2)
+
+
+def test_distributions_leave_out_and_count_the_extremes(frame):
+    fig = explore.plot_distributions(frame, fields=["abv", "ph"])
+    abv, ph = (ax.get_title() for ax in fig.axes)
+    assert "max 55" in abv and "not shown" in abv
+    assert "max 79" in ph
+    assert max(patch.get_x() + patch.get_width() for patch in fig.axes[1].patches) < 7

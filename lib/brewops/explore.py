@@ -303,12 +303,19 @@ def _figure(figsize: tuple[float, float], ncols: int = 1) -> tuple[Figure, list[
 
 
 def plot_distributions(frame: pd.DataFrame, fields: Sequence[str] = DISTRIBUTION_FIELDS) -> Figure:
-    """Histograms of the given fields (nulls left out), one panel each."""
+    """Histograms of the given fields (nulls left out), one panel each. The bins span the
+    bulk of the values (up to the 99th percentile) so that a few extreme values (abv 55,
+    ph 79) do not squash everything into one bar; those beyond are counted in the title."""
     fig, axes = _figure(figsize=(4 * len(fields), 3.2), ncols=len(fields))
     for ax, field in zip(axes, fields, strict=True):
         values = frame[field].dropna()
-        ax.hist(values, bins=30, color="#b5651d", edgecolor="white")
-        ax.set_title(f"{field} (n={len(values)}, median {values.median():.3g})")
+        upper = float(values.quantile(0.99)) if len(values) else 0.0
+        beyond = int((values > upper).sum())
+        ax.hist(values[values <= upper], bins=30, color="#b5651d", edgecolor="white")
+        title = f"{field} (n={len(values)}, median {values.median():.3g})"
+        if beyond:
+            title += f"\n{beyond} above {upper:g} not shown (max {values.max():g})"
+        ax.set_title(title, fontsize=10)
         ax.set_xlabel(field)
         ax.set_ylabel("beers")
     return fig
