@@ -72,7 +72,9 @@ class Protocol:
 class ModelParams:
     """Hyper-parameters of the model (chosen a priori, not searched on the folds)."""
 
-    n_estimators: int = 100
+    # 300 trees per threshold: with 100 the newest-fifth accuracy moved by +-0.015 with the
+    # seed alone; more trees halve that spread without changing what the forests learn.
+    n_estimators: int = 300
     min_samples_leaf: int = 1
     max_features: str = "sqrt"
     regressor_estimators: int = 100
