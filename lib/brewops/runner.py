@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -23,6 +22,7 @@ import click
 import yaml
 
 from brewops import summary
+from brewops.environ import applied_environment
 from brewops.paths import build_dir, notebooks_dir
 
 NOTEBOOK_NAME = re.compile(r"^(\d{2})_[a-z0-9_]+\.ipynb$")
@@ -101,20 +101,6 @@ def target_services(target: str) -> Iterator[None]:
             local.down()
 
 
-@contextlib.contextmanager
-def _env(**values: str) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
-
-
 def execute(
     notebooks: Sequence[Path],
     target: str = "local",
@@ -146,7 +132,7 @@ def execute(
         click.echo(f"==> {source.name} ({target})", err=True)
         t0 = time.perf_counter()
         try:
-            with _env(**{summary.FIGURES_ENV: str(figures_file)}):
+            with applied_environment({summary.FIGURES_ENV: str(figures_file)}):
                 papermill.execute_notebook(
                     str(source),
                     str(executed),

@@ -12,7 +12,6 @@ import contextlib
 import importlib
 import io
 import logging
-import os
 import sys
 import time
 import traceback
@@ -21,6 +20,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from brewops.environ import applied_environment
 
 logger = logging.getLogger(__name__)
 
@@ -102,21 +103,6 @@ def captured_output(log_file: Path | None) -> Iterator[_Collector]:
             log_file.parent.mkdir(parents=True, exist_ok=True)
             with log_file.open("a", encoding="utf-8") as out:
                 out.write(buffer.getvalue())
-
-
-@contextlib.contextmanager
-def applied_environment(variables: dict[str, Any]) -> Iterator[None]:
-    """Set `variables` for the duration (as strings, as Lambda passes them), then restore."""
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update({name: str(value) for name, value in variables.items()})
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def split_function_arn(function: str) -> tuple[str, str | None]:
