@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from brewops import paths
+from brewops.errors import ActionableError
 
 NPM_PACKAGE = "punkapi-db"
 NPM_VERSION = "2.6.0"
@@ -37,7 +38,7 @@ EXPECTED_BEERS = 325
 NPM_TIMEOUT_SECONDS = 300
 
 
-class CatalogError(RuntimeError):
+class CatalogError(RuntimeError, ActionableError):
     """The catalogue could not be obtained or read; the message says what to do."""
 
 

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from brewops import schema
+from brewops.errors import ActionableError
 
 TableName = Literal["cleaned", "raw"]
 
@@ -34,7 +35,7 @@ _NOW_EXPRESSION = re.compile(
 )
 
 
-class UnreadableTableError(RuntimeError):
+class UnreadableTableError(RuntimeError, ActionableError):
     """A table, or some of its objects, cannot be read."""
 
     def __init__(self, message: str, objects: Sequence[str] = ()):

@@ -19,6 +19,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
+from brewops.errors import ActionableError
 from brewops.local.state import default_stack_name, emulator_environment
 
 TARGETS = ("local", "aws")
@@ -56,7 +57,7 @@ _LOCAL_VARIABLES = (
 _saved_environment: dict[str, str | None] | None = None
 
 
-class TargetNotReady(RuntimeError):
+class TargetNotReady(RuntimeError, ActionableError):
     """The target has nothing running or deployed to use."""
 
 

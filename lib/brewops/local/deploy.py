@@ -21,6 +21,8 @@ from typing import Any
 import boto3
 import yaml
 
+from brewops.errors import ActionableError
+
 ARTIFACTS_BUCKET = "brewops-local-artifacts"
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
 
@@ -29,7 +31,7 @@ EXCLUDED_PARTS = {"__pycache__", ".pytest_cache", ".ipynb_checkpoints"}
 EXCLUDED_SUFFIXES = (".pyc", ".pyo", ".egg-info")
 
 
-class DeployError(RuntimeError):
+class DeployError(RuntimeError, ActionableError):
     """The stack could not be created."""
 
 

@@ -15,12 +15,13 @@ import psutil
 import requests
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
+from brewops.errors import ActionableError
 from brewops.local.state import Service
 
 HOST = "127.0.0.1"
 
 
-class ServiceError(RuntimeError):
+class ServiceError(RuntimeError, ActionableError):
     """A server process did not start, or exited."""
 
 

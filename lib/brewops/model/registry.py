@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from brewops.errors import ActionableError
+
 MODEL_FILE = "model.joblib"
 METRICS_FILE = "metrics.json"
 CARD_FILE = "model_card.json"
@@ -31,7 +33,7 @@ VERSION_FILES = (MODEL_FILE, METRICS_FILE, CARD_FILE, CARD_MARKDOWN_FILE)
 VERSION_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
 
 
-class RegistryError(RuntimeError):
+class RegistryError(RuntimeError, ActionableError):
     """A version is missing, incomplete or does not match its card."""
 
 

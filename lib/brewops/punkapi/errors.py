@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from brewops.errors import ActionableError
 
-class PunkApiError(Exception):
+
+class PunkApiError(ActionableError):
     """Base of every error the client raises."""
 
     def __init__(
