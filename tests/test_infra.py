@@ -15,19 +15,22 @@ from brewops import infra
 from brewops.paths import repo_root, template_path
 
 
+def _broken_template(directory, old: str, new: str):
+    """A copy of the template with one line changed."""
+    text = template_path().read_text()
+    assert old in text
+    broken = directory / "template.yaml"
+    broken.write_text(text.replace(old, new))
+    return broken
+
+
 def test_the_template_lints_clean():
     findings = infra.lint()
     assert findings.empty, findings.to_string()
 
 
 def test_lint_reports_a_broken_template_as_rows(tmp_path):
-    broken = tmp_path / "template.yaml"
-    text = (
-        template_path()
-        .read_text()
-        .replace("Type: AWS::Kinesis::Stream", "Type: AWS::Kinesis::Strem")
-    )
-    broken.write_text(text)
+    broken = _broken_template(tmp_path, "Type: AWS::Kinesis::Stream", "Type: AWS::Kinesis::Strem")
     findings = infra.lint(broken)
     assert (findings["level"] == "error").any()
     assert findings["message"].str.contains("Strem").any()
@@ -99,11 +102,7 @@ def test_sam_validate_lint_accepts_the_template():
 
 
 def test_sam_validate_lint_rejects_a_broken_function(tmp_path):
-    broken = tmp_path / "template.yaml"
-    text = (
-        template_path()
-        .read_text()
-        .replace("Role: !GetAtt ProducerRole.Arn", "Role: !GetAtt MissingRole.Arn")
+    broken = _broken_template(
+        tmp_path, "Role: !GetAtt ProducerRole.Arn", "Role: !GetAtt MissingRole.Arn"
     )
-    broken.write_text(text)
     assert _sam_validate(broken).returncode != 0

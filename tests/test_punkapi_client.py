@@ -14,6 +14,7 @@ import requests
 
 from brewops.punkapi.client import (
     PunkApiClient,
+    api_version_of,
     retry_after_seconds,
     stop_if_hint_exceeds,
     wait_server_hint,
@@ -270,3 +271,11 @@ def test_the_client_imports_without_pandas_or_numpy():
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [("http://127.0.0.1:1/v3", "v3"), ("http://h/v2/", "v2"), ("http://h/api", "v2")],
+)
+def test_the_api_version_is_read_from_the_base_url(url, expected):
+    assert api_version_of(url) == expected

@@ -47,7 +47,7 @@ from brewops import summary
 from brewops import target as targets
 from brewops.firehose_runtime import FirehoseRuntime
 from brewops.producer import put_beers
-from brewops.punkapi.client import PunkApiClient
+from brewops.punkapi.client import PunkApiClient, api_version_of
 from brewops.reconcile import (
     delete_delivered,
     object_counts,
@@ -61,7 +61,7 @@ from brewops.scheduler import Scheduler
 tgt = targets.use(target)
 is_local = tgt.name == "local"
 base_url = api_url or tgt.punkapi_url
-api = PunkApiClient(base_url, api_version=api_version or base_url.rstrip("/").rsplit("/", 1)[-1])
+api = PunkApiClient(base_url, api_version=api_version or api_version_of(base_url))
 stream_name = tgt.outputs["StreamName"]
 pd.Series({"Punk API": api.base_url, "stream": stream_name, "bucket": tgt.outputs["BucketName"]})
 """),

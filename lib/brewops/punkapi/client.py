@@ -102,6 +102,12 @@ class stop_if_hint_exceeds(stop_base):
         return hint is not None and hint > self.cap
 
 
+def api_version_of(base_url: str, default: str = "v2") -> str:
+    """The contract a base URL speaks, from its last path segment (…/v2 or …/v3)."""
+    last = base_url.rstrip("/").rsplit("/", 1)[-1]
+    return last if last in API_VERSIONS else default
+
+
 class PunkApiClient:
     """Talks to one Punk API server. All methods return v2-shaped beer dicts."""
 
