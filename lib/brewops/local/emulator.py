@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from typing import Any
 
 # Requests reach the emulator on the loopback interface only, which stands in for TLS: a
@@ -76,6 +77,52 @@ def evaluate_bucket_policy_conditions() -> None:
     FakeBucket.get_permission = get_permission  # type: ignore[method-assign]
 
 
+def make_kinesis_shards_thread_safe() -> None:
+    """Make moto's Kinesis shards safe to write from concurrent requests, and make a
+    write or a read cost the same however many records a shard holds.
+
+    moto numbers a record as "the shard's last sequence number + 1", read by copying all
+    the shard's keys: two PutRecords served at once can take the same number, and the
+    later record silently replaces the earlier one. GetRecords scans the shard from its
+    first record. Here one lock orders writes and reads, the last number is read from the
+    end of the ordered dict, and a read starts at the record after the iterator's
+    position (a shard's numbers are consecutive, as moto only ever appends last + 1).
+    """
+    from moto.kinesis.models import Record, Shard
+
+    lock = threading.Lock()
+    scan_records = Shard.get_records
+
+    def put_record(shard: Shard, partition_key: str, data: str, explicit_hash_key: str) -> str:
+        with lock:
+            sequence_number = next(reversed(shard.records), 0) + 1
+            shard.records[sequence_number] = Record(
+                partition_key, data, sequence_number, explicit_hash_key
+            )
+        return str(sequence_number)
+
+    def get_records(
+        shard: Shard, last_sequence_id: str, limit: int | None
+    ) -> tuple[list[Record], int, int]:
+        with lock:
+            records = shard.records
+            if not records or (limit is not None and limit < 1):
+                return scan_records(shard, last_sequence_id, limit)
+            first, newest = next(iter(records)), next(reversed(records))
+            if newest - first + 1 != len(records):  # not consecutive: moto's own scan
+                return scan_records(shard, last_sequence_id, limit)
+            start = max(int(last_sequence_id) + 1, first)
+            stop = newest if limit is None else min(newest, start + limit - 1)
+            found = [records[number] for number in range(start, stop + 1)]
+            if not found:
+                return [], int(last_sequence_id), 0
+            behind = records[newest].created_at - found[-1].created_at
+            return found, found[-1].sequence_number, int(behind * 1000)
+
+    Shard.put_record = put_record  # type: ignore[method-assign]
+    Shard.get_records = get_records  # type: ignore[method-assign]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m brewops.local.emulator", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
@@ -102,6 +149,7 @@ def main(argv: list[str] | None = None) -> None:
 
     cfn_models.register()
     evaluate_bucket_policy_conditions()
+    make_kinesis_shards_thread_safe()
 
     # All state is in memory and goes with the process: on SIGTERM there is nothing to
     # flush, and skipping the interpreter's teardown of moto's modules saves seconds.
