@@ -1,10 +1,9 @@
 """The local Firehose runtime delivering 100,000 synthetic beers: throughput and peak memory.
 
-    .venv/bin/python benchmarks/firehose_runtime.py [--beers 100000] [--shards 8]
+    .venv/bin/python benchmarks/firehose_runtime.py [--beers 100000] [--shards N]
 
-Deploys the template on its own emulator (a temporary local target; ShardCount raised to
-`--shards` because the emulator's put cost grows with the records one shard holds), puts
-the beers with the producer, then drains BOTH delivery streams (raw: GZIP NDJSON; cleaned:
+Deploys the template on its own emulator (a temporary local target; the template's
+ShardCount unless `--shards` is given), puts the beers with the producer, then drains BOTH delivery streams (raw: GZIP NDJSON; cleaned:
 Lambda transform + Parquet) in a separate process, so that process's peak RSS is the
 runtime's alone.
 
@@ -62,7 +61,7 @@ def worker(outputs: dict[str, str], state_dir: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--beers", type=int, default=100_000)
-    parser.add_argument("--shards", type=int, default=8)
+    parser.add_argument("--shards", type=int, help="ShardCount (default: the template's)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -86,20 +85,21 @@ def main() -> None:
             {
                 "PunkApiUrl": state.punkapi_url,
                 "PunkApiVersion": "v2",
-                "ShardCount": str(args.shards),
+                **({"ShardCount": str(args.shards)} if args.shards else {}),
             },
         )
         state.deployed = True
         state.save()
         os.environ.update(emulator_environment(state.endpoint_url, state.region))
-        print(f"putting {args.beers:,} beers into {args.shards} shards")
-        # No client-side retries: the emulator's sequence numbers are not safe against a
-        # request it is still processing being sent again, and records would be overwritten.
+        # No client-side retries: a large call the emulator is still processing would be
+        # sent again on a timeout and its records put twice.
         kinesis = state.session().client(
             "kinesis",
             endpoint_url=state.endpoint_url,
             config=Config(read_timeout=900, retries={"total_max_attempts": 1}),
         )
+        shards = len(kinesis.list_shards(StreamName=state.outputs["StreamName"])["Shards"])
+        print(f"putting {args.beers:,} beers into {shards} shard(s)")
         put_seconds = produce(state.outputs, kinesis, args.beers)
 
         print("draining both delivery streams in a separate process")
@@ -126,7 +126,7 @@ def main() -> None:
         assert row["delivered"] + row["failed"] + row["dropped"] == args.beers, row
     figures = {
         "beers": args.beers,
-        "shards": args.shards,
+        "shards": shards,
         "delivery_streams": [row["delivery_stream"] for row in result["streams"]],
         "runtime_rps": round(args.beers / result["seconds"], 1),
         "drain_seconds": round(result["seconds"], 1),

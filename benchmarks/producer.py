@@ -4,7 +4,8 @@
 
 - producer_rps: `put_beers` on N synthetic beers (serialisation, batching, retries included).
 - ceiling_rps: bare boto3 `put_records` in batches of 500 on the same records, same run,
-  serialisation included too: the most any producer can get from this emulator.
+  serialisation included too, one call after another: what a single caller gets from
+  this emulator. The producer keeps several calls in flight, so it may pass it.
 - one_by_one_rps: one `put_record` per beer on the first 1,000 (what most public solutions
   of the challenge do).
 
@@ -94,8 +95,8 @@ def main() -> None:
     beers = synthetic_beers(args.beers)
     state = local.up(deploy=False)
     try:
-        # No client-side retries: the emulator's sequence numbers are not safe against a
-        # request it is still processing being sent again.
+        # No client-side retries: a large call the emulator is still processing would be
+        # sent again on a timeout and its records put twice.
         kinesis = state.session().client(
             "kinesis",
             endpoint_url=state.endpoint_url,

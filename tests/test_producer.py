@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from typing import Any
 
 import pytest
@@ -34,11 +35,13 @@ def no_sleep(waits: list[float] | None = None):
 
 
 class Recording:
-    """Passes calls through to a real client and remembers each PutRecords request."""
+    """Passes calls through to a real client and remembers each PutRecords request.
+    The producer calls from several threads: the doubles' bookkeeping holds `lock`."""
 
     def __init__(self, client: Any) -> None:
         self.client = client
         self.requests: list[list[dict[str, Any]]] = []
+        self.lock = threading.Lock()
 
     def put_records(self, *, Records: list[dict[str, Any]], **target: Any) -> dict[str, Any]:
         self.requests.append(Records)
@@ -55,12 +58,13 @@ class FailingEntries(Recording):
         self.code = code
 
     def put_records(self, *, Records: list[dict[str, Any]], **target: Any) -> dict[str, Any]:
-        self.requests.append(Records)
         failing = []
-        for entry in Records:
-            failing.append(self.failures.get(entry["PartitionKey"], 0) > 0)
-            if failing[-1]:
-                self.failures[entry["PartitionKey"]] -= 1
+        with self.lock:
+            self.requests.append(Records)
+            for entry in Records:
+                failing.append(self.failures.get(entry["PartitionKey"], 0) > 0)
+                if failing[-1]:
+                    self.failures[entry["PartitionKey"]] -= 1
         passing = [e for e, fails in zip(Records, failing, strict=True) if not fails]
         accepted = iter(
             self.client.put_records(Records=passing, **target)["Records"] if passing else []
@@ -83,9 +87,12 @@ class ThrottledCalls(Recording):
         self.code = code
 
     def put_records(self, *, Records: list[dict[str, Any]], **target: Any) -> dict[str, Any]:
-        if self.times > 0:
-            self.times -= 1
-            self.requests.append(Records)
+        with self.lock:
+            throttled = self.times > 0
+            if throttled:
+                self.times -= 1
+                self.requests.append(Records)
+        if throttled:
             raise ClientError(
                 {"Error": {"Code": self.code, "Message": "Rate exceeded"}}, "PutRecords"
             )
@@ -138,6 +145,20 @@ def test_calls_hold_at_most_500_records(kinesis_client, kinesis_stream, stream_i
     assert sorted(len(r) for r in client.requests) == [201, 500, 500]
     assert report.calls == 3 and report.sent == 1201
     assert stream_ids(kinesis_stream) == list(range(1, 1202))
+
+
+@pytest.mark.emulator
+def test_one_call_at_a_time_keeps_the_order_of_a_keys_records(
+    kinesis_client, kinesis_stream, stream_records
+):
+    first, later = beers(1, name="first"), beers(1, name="later")
+    report = put_beers(
+        first + beers(600, start=2) + later, kinesis_stream, kinesis_client, concurrency=1
+    )
+
+    assert report.ok and report.calls == 2
+    names = [json.loads(r["Data"])["name"] for r in stream_records(kinesis_stream)]
+    assert [n for n in names if n in ("first", "later")] == ["first", "later"]
 
 
 @pytest.mark.emulator

@@ -264,7 +264,7 @@ def put_payloads(
     *,
     progress: bool | Progress = False,
     total: int | None = None,
-    concurrency: int = 1,
+    concurrency: int = 4,
     max_attempts: int = 8,
     backoff: float = 0.1,
     max_backoff: float = 5.0,
@@ -273,10 +273,11 @@ def put_payloads(
 ) -> ProduceReport:
     """Put (partition key, data) pairs as they are; the engine under `put_beers`.
 
-    `stream_name` may also be a stream ARN. Calls go out from a worker thread, so the
-    next batch is serialised and packed while the last one is in flight. `concurrency`
-    allows more calls in flight at once, for AWS only: the emulator's Kinesis loses
-    records under concurrent PutRecords. Order across calls is then not kept.
+    `stream_name` may also be a stream ARN. Calls go out from worker threads, up to
+    `concurrency` at once, so the next batches are serialised and packed while others are
+    in flight. Records with the same partition key keep their order only within one call
+    (and retried entries go after the others): pass `concurrency=1` to keep the order of
+    a key's records across calls.
     `progress` is True for a tqdm bar (of `total` records) or a callable that receives
     the number of records settled after each call. `max_attempts` counts the first try;
     the waits are random in [0, min(max_backoff, backoff * 2**attempt)].
