@@ -9,8 +9,8 @@
 - one_by_one_rps: one `put_record` per beer on the first 1,000 (what most public solutions
   of the challenge do).
 
-Each measurement writes to a fresh stream (4 shards): the emulator's put cost grows with the
-records a shard holds, so no measurement pays for another's records. The best of `--rounds`
+Each measurement writes to a fresh stream (4 shards), so all start from the same empty
+state. The best of `--rounds`
 rounds is kept. Starts and stops its own emulator (a temporary local target, not deployed).
 The last line printed is one JSON object with the figures.
 """
