@@ -31,6 +31,7 @@ ALPHA_ACIDS: dict[str, float] = {
     "bobek": 5.0,
     "bramling cross": 6.5,
     "bravo": 15.5,
+    "bru 1": 14.5,
     "callista": 3.5,
     "calypso": 13.0,
     "cascade": 6.0,
@@ -167,6 +168,7 @@ ALIASES: dict[str, str] = {
     "mandarina": "mandarina bavaria",
     "idaho seven": "idaho 7",
     "wai-iti": "wai iti",
+    "hopshot": "co2 extract",  # a brand of CO2 hop extract in syringes
 }
 
 # Words that mark a variety's origin or form rather than the variety itself.
@@ -192,6 +194,9 @@ _ADJUNCT_WORDS = (
     "seed", "seeds", "tea", "leaves", "spice", "spices", "chocolate", "fruit", "yuzu",
     "passion", "water", "lactobacillus", "brett", "yeast",
 )  # fmt: skip
+# Aroma products that name a variety but carry no alpha acids ("Galaxy Hop Oil") or none
+# at all (Phantasm, a thiol powder from grape skins).
+_AROMA_ONLY_RE = re.compile(r"\b(oil|oils|phantasm|thiol|thiols)\b")
 
 _EXTRACT_RE = re.compile(r"\bextract\b")
 _LUPULIN_RE = re.compile(r"\b(cryo|lupuln2|lupulin|incognito|spectrum)\b")
@@ -246,6 +251,8 @@ def _variety(normalised: str) -> str | None:
 def hop_info(name: object) -> HopInfo:
     """Classify an entry of the hop schedule and give its assumed alpha acids (%)."""
     normalised = normalise_hop_name(name)
+    if _AROMA_ONLY_RE.search(normalised):
+        return HopInfo(normalised, "adjunct", 0.0)
     if _EXTRACT_RE.search(normalised) and not _is_adjunct(normalised.replace("extract", "")):
         return HopInfo(normalised, "extract", EXTRACT_ALPHA)
     variety = _variety(normalised)
