@@ -3,9 +3,9 @@
     .venv/bin/python benchmarks/firehose_runtime.py [--beers 100000] [--shards N]
 
 Deploys the template on its own emulator (a temporary local target; the template's
-ShardCount unless `--shards` is given), puts the beers with the producer, then drains BOTH delivery streams (raw: GZIP NDJSON; cleaned:
-Lambda transform + Parquet) in a separate process, so that process's peak RSS is the
-runtime's alone.
+ShardCount unless `--shards` is given), puts the beers with the producer, then drains BOTH
+delivery streams (raw: GZIP NDJSON; cleaned: Lambda transform + Parquet) in a separate
+process, so that process's peak RSS is the runtime's alone.
 
 - runtime_rps: beers / seconds to deliver them through both delivery streams (each record
   is read once per delivery stream); per-stream rates are printed too.

@@ -10,9 +10,9 @@
   of the challenge do).
 
 Each measurement writes to a fresh stream (4 shards), so all start from the same empty
-state. The best of `--rounds`
-rounds is kept. Starts and stops its own emulator (a temporary local target, not deployed).
-The last line printed is one JSON object with the figures.
+state. The best of `--rounds` rounds is kept. Starts and stops its own emulator (a
+temporary local target, not deployed). The last line printed is one JSON object with the
+figures.
 """
 
 from __future__ import annotations
