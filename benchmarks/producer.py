@@ -56,15 +56,11 @@ def producer_rps(kinesis, beers: list[dict]) -> float:
 
 
 def ceiling_rps(kinesis, beers: list[dict]) -> float:
+    from brewops.producer import serialise_beer
+
     stream = fresh_stream(kinesis)
     started = time.perf_counter()
-    entries = (
-        {
-            "Data": (json.dumps(b, ensure_ascii=False, separators=(",", ":")) + "\n").encode(),
-            "PartitionKey": str(b["id"]),
-        }
-        for b in beers
-    )
+    entries = ({"Data": serialise_beer(b), "PartitionKey": str(b["id"])} for b in beers)
     while batch := list(islice(entries, BATCH)):
         response = kinesis.put_records(StreamName=stream, Records=batch)
         assert not response["FailedRecordCount"]
@@ -72,11 +68,14 @@ def ceiling_rps(kinesis, beers: list[dict]) -> float:
 
 
 def one_by_one_rps(kinesis, beers: list[dict]) -> float:
+    from brewops.producer import serialise_beer
+
     stream = fresh_stream(kinesis)
     started = time.perf_counter()
     for beer in beers:
-        data = (json.dumps(beer, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
-        kinesis.put_record(StreamName=stream, Data=data, PartitionKey=str(beer["id"]))
+        kinesis.put_record(
+            StreamName=stream, Data=serialise_beer(beer), PartitionKey=str(beer["id"])
+        )
     return len(beers) / (time.perf_counter() - started)
 
 
