@@ -94,6 +94,20 @@ print(f"Tinseth estimate alone: right band for {(estimate_band == bands.band_ind
 X.assign(ibu=ibu).head()
 """),
         md("""
+Points far from the diagonal are beers whose stated IBU does not follow from their own hop
+schedule: Hype states 65 IBU from 9.5 g of hops, Hello My Name Is Little Ingrid 35 IBU from
+550 g of hops in the boil. No other field of the record we tried explains such gaps, so
+they bound what a model of the recipe can reach.
+"""),
+        code("""
+estimate_figure = plots.plot_predicted_vs_actual(
+    ibu,
+    X["tinseth_ibu"],
+    title="Tinseth estimate from the recipe vs stated IBU",
+    ylabel="Tinseth estimate (IBU)",
+)
+"""),
+        md("""
 ## Train and evaluate
 
 The protocol runs the model and the baselines on the same folds (progress below), the

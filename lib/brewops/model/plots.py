@@ -40,9 +40,15 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], title: str = "Confusi
 
 
 def plot_predicted_vs_actual(
-    ibu: Sequence[float], predicted_ibu: Sequence[float], title: str = "Predicted vs actual IBU"
+    ibu: Sequence[float],
+    predicted_ibu: Sequence[float],
+    title: str = "Predicted vs actual IBU",
+    ylabel: str = "predicted IBU",
 ) -> Any:
-    """Scatter on log1p axes (the catalogue spans 0 to 1157 IBU), band edges dashed."""
+    """Scatter on symlog axes (the catalogue spans 0 to 1157 IBU), band edges dashed.
+
+    Any estimate of IBU can go on the vertical axis (a model's, or the Tinseth estimate).
+    """
     import matplotlib.pyplot as plt
 
     actual = np.asarray(ibu, dtype=float)
@@ -63,7 +69,7 @@ def plot_predicted_vs_actual(
     ax.set_xlim(0, top)
     ax.set_ylim(0, top)
     ax.set_xlabel("actual IBU")
-    ax.set_ylabel("predicted IBU")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
