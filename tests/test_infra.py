@@ -7,10 +7,6 @@ import os
 import shutil
 import subprocess
 
-import matplotlib
-
-matplotlib.use("Agg")
-
 from brewops import infra
 from brewops.paths import repo_root, template_path
 

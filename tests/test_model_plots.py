@@ -1,21 +1,9 @@
 """The evaluation figures draw what they are given."""
 
-import matplotlib
-
-matplotlib.use("Agg")
-
 import numpy as np
 import pandas as pd
-import pytest
-from matplotlib import pyplot as plt
 
 from brewops.model import bands, plots
-
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
 
 
 def test_confusion_matrix_shows_counts_and_row_shares():
@@ -37,7 +25,7 @@ def test_confusion_matrix_with_an_empty_true_band():
 
 def test_predicted_vs_actual_splits_points_by_band_agreement():
     actual = np.array([10.0, 45.0, 60.0, 90.0, 1157.0])
-    estimate = np.array([12.0, 55.0, 65.0, 40.0, 95.0])  # 2 in the same band, 3 not
+    estimate = np.array([12.0, 55.0, 65.0, 40.0, 95.0])  # 3 in the same band, 2 not
     fig = plots.plot_predicted_vs_actual(
         actual, estimate, title="estimate", ylabel="Tinseth estimate (IBU)"
     )

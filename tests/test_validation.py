@@ -244,9 +244,6 @@ def test_errors_name_their_rule_and_list_every_failure():
 
 
 def test_plots_mark_the_out_of_range_values(catalogue_beers):
-    import matplotlib
-
-    matplotlib.use("Agg")
     from brewops import validation_plots
 
     latest = pd.DataFrame(
