@@ -53,6 +53,25 @@ def test_the_model_beats_both_baselines(trained):
         assert split["accuracy"] > baseline["accuracy"]
 
 
+def test_the_time_split_is_also_run_over_forest_seeds(trained):
+    split = trained.metrics["time_split"]
+    spread = split["over_seeds"]
+    seed = train.ModelParams().random_state
+    assert spread["seeds"] == list(range(seed, seed + QUICK.time_split_seeds))
+    # the first seed is the model's own, not a refit that could disagree with it
+    assert spread["accuracy"][0] == split["accuracy"]
+    assert spread["macro_f1"][0] == split["macro_f1"]
+    assert spread["accuracy_mean"] == pytest.approx(np.mean(spread["accuracy"]))
+    assert spread["accuracy_std"] == pytest.approx(np.std(spread["accuracy"]))
+    # seeds differ in which beers they get right, else the spread would say nothing
+    assert len(set(spread["accuracy"])) > 1
+    card = trained.card["metrics"]["time_split"]
+    assert card["accuracy_mean_over_seeds"] == spread["accuracy_mean"]
+    line = train.seed_spread_summary(split)
+    assert f"{spread['accuracy_mean']:.3f} ± {spread['accuracy_std']:.3f}" in line
+    assert "one beer is 0.016" in line
+
+
 def test_the_time_split_tests_on_the_newest_beers(catalog_beers):
     beers = features.labelled(catalog_beers)
     older, newest = train.time_split(beers)

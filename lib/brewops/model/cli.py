@@ -183,6 +183,8 @@ def _sha256(path: Path) -> str:
 
 
 def _print_table(metrics: dict[str, Any]) -> None:
+    from brewops.model import train as training
+
     rows = [("model (cv)", metrics["cv"])]
     rows += [(f"{name} (cv)", figures) for name, figures in metrics["baselines"].items()]
     rows.append(("model (newest fifth)", metrics["time_split"]))
@@ -193,3 +195,4 @@ def _print_table(metrics: dict[str, Any]) -> None:
     click.echo(f"{'':40s}" + "".join(f"{key:>16s}" for key in HEADLINE))
     for name, figures in rows:
         click.echo(f"{name:40s}" + "".join(f"{figures[key]:16.3f}" for key in HEADLINE))
+    click.echo(training.seed_spread_summary(metrics["time_split"]))
