@@ -79,6 +79,39 @@ def test_evaluate_prints_one_json_object_last(trained_dir: Path, split_catalogue
     assert 0.4 < last["macro_f1"] <= 1
     assert last["mae"] > 0
     assert len(last["confusion_matrix"]) == 4
+    # renumbered, and none of them trained on: all of them count as new
+    assert last["seen_in_training"] == 0
+    assert last["unseen"] == {key: last[key] for key in last["unseen"]}
+    assert "none of these beers is in the model's training data" in result.stdout
+
+
+def test_evaluate_tells_the_beers_trained_on_from_new_ones(
+    trained_dir: Path, split_catalogue, tmp_path: Path
+):
+    train_file, unseen_file = split_catalogue
+    unseen = json.loads(unseen_file.read_text())
+    trained_on = json.loads(train_file.read_text())[:40]
+    mixed = tmp_path / "mixed.json"
+    # numbered after the new ones: beers are matched by name, not id
+    renumbered = [{**to_v3_shape(b), "id": 1000 + i} for i, b in enumerate(trained_on)]
+    mixed.write_text(json.dumps(unseen + renumbered))
+
+    def last_line(catalogue: Path) -> dict:
+        result = brewops_in_process(
+            "evaluate", "--model", str(trained_dir), "--catalog", str(catalogue)
+        )
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output.strip().splitlines()[-1])
+
+    alone, together = last_line(unseen_file), last_line(mixed)
+    n_trained_on = sum(1 for b in trained_on if b["ibu"] is not None)
+    assert together["n"] == alone["n"] + n_trained_on
+    assert together["seen_in_training"] == n_trained_on
+    # the figures on new beers are those of the new beers alone
+    assert together["unseen"] == pytest.approx(
+        {"n": alone["n"], **{k: alone[k] for k in together["unseen"] if k != "n"}}
+    )
+    assert together["accuracy"] != alone["accuracy"]
 
 
 def test_predict_prints_a_band_per_beer(trained_dir: Path, split_catalogue):

@@ -301,3 +301,21 @@ def test_the_estimate_is_the_strongest_single_signal(catalog_beers):
     plausible = ibu <= 150
     correlation = np.corrcoef(frame["log_tinseth_ibu"][plausible], np.log1p(ibu[plausible]))[0, 1]
     assert correlation > 0.6
+
+
+@pytest.mark.parametrize(
+    "name, key",
+    [
+        ("Punk IPA 2007 - 2010", "punk ipa 2007 2010"),
+        ("  AB:23 ", "ab 23"),
+        ("Sink The Bismarck!", "sink the bismarck"),
+        ("Tokyo*", "tokyo"),
+        (None, ""),
+    ],
+)
+def test_a_beer_is_known_by_its_normalised_name(name, key):
+    assert features.beer_key({"id": 7, "name": name}) == key
+
+
+def test_beer_keys_tell_every_beer_of_the_catalogue_apart(catalog_beers):
+    assert len({features.beer_key(beer) for beer in catalog_beers}) == len(catalog_beers)

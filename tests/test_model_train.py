@@ -123,6 +123,27 @@ def test_the_model_card_records_data_features_params_and_versions(trained, catal
     assert list(card["params"]["increasing"]) == ["tinseth_ibu", "log_tinseth_ibu"]
     assert {"python", "scikit-learn", "numpy", "pandas", "joblib"} <= set(card["library_versions"])
     assert card["metrics"]["cv"]["accuracy"] == trained.metrics["cv"]["accuracy"]
+    assert len(card["data"]["beer_keys"]) == 320
+    assert "punk ipa 2007 2010" in card["data"]["beer_keys"]
+
+
+def test_evaluation_scores_new_beers_apart_from_those_trained_on(
+    catalog_beers, small_trained_model
+):
+    beers = features.labelled(catalog_beers)
+    trained_on = small_trained_model.card["data"]["beer_keys"]
+    model = small_trained_model.model
+    scores = train.evaluate_catalogue(model, beers, trained_on)
+    new_beers = [b for b in beers if features.beer_key(b) not in trained_on]
+    assert scores["n"] == len(beers)
+    assert scores["seen_in_training"] == len(beers) - len(new_beers) == 160
+    alone = train.evaluate_catalogue(model, new_beers, None)
+    for key in ("n", "accuracy", "macro_f1", "mae"):
+        assert scores["unseen"][key] == alone[key], key
+    # a card without the list (an older model) scores everything, telling nothing apart
+    untold = train.evaluate_catalogue(model, beers, None)
+    assert (untold["seen_in_training"], untold["unseen"]) == (None, None)
+    assert untold["accuracy"] == scores["accuracy"]
 
 
 def test_predictions_for_v2_and_v3_beers_agree(trained, catalog_beers):

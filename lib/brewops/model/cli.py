@@ -86,7 +86,11 @@ def train(
     help="Catalogue file (v2 or v3 shape); beers without an IBU are skipped.",
 )
 def evaluate(model_location: str, catalog_path: Path) -> None:
-    """Score a model on the beers of a catalogue. The last line printed is one JSON object."""
+    """Score a model on the beers of a catalogue. The last line printed is one JSON object.
+
+    Beers the model was trained on (same name) are counted in `seen_in_training`, and the
+    figures on the others alone are under `unseen`.
+    """
     from brewops.model import features
     from brewops.model import train as training
 
@@ -94,17 +98,23 @@ def evaluate(model_location: str, catalog_path: Path) -> None:
     beers = features.labelled(_load(catalog_path))
     if not beers:
         raise click.ClickException(f"{catalog_path} has no beer with an IBU to evaluate on")
-    X = features.build_features(beers)
-    ibu = features.ibu_values(beers)
-    metrics = training.all_metrics(ibu, loaded.model.predict_band(X), loaded.model.predict_ibu(X))
+    trained_on = (loaded.card.get("data") or {}).get("beer_keys")
+    metrics = training.evaluate_catalogue(loaded.model, beers, trained_on)
     click.echo(f"{len(beers)} beers with an IBU in {catalog_path}")
     for key in HEADLINE:
         click.echo(f"  {key:16s} {metrics[key]:.3f}")
+    click.echo(_seen_summary(metrics))
     result = {
         "n": metrics["n"],
         **_headline(metrics),
         "per_class": metrics["per_class"],
         "confusion_matrix": metrics["confusion_matrix"],
+        "seen_in_training": metrics["seen_in_training"],
+        "unseen": (
+            {"n": metrics["unseen"]["n"], **_headline(metrics["unseen"])}
+            if metrics["unseen"]
+            else None
+        ),
         "model_version": loaded.version,
     }
     click.echo(_json_line(result))
@@ -155,6 +165,19 @@ def _load_model(location: str) -> Any:
         return registry.load(location)
     except registry.RegistryError as error:
         raise click.ClickException(str(error)) from error
+
+
+def _seen_summary(metrics: dict[str, Any]) -> str:
+    seen, unseen = metrics["seen_in_training"], metrics["unseen"]
+    if seen is None:
+        return "the model card does not list its training beers: seen and new beers not told apart"
+    if not seen:
+        return "none of these beers is in the model's training data"
+    line = f"{seen} of these beers are in the model's training data (same name): in-sample"
+    if unseen is None:
+        return line + "; no new beer to score"
+    figures = ", ".join(f"{key} {unseen[key]:.3f}" for key in ("accuracy", "macro_f1", "mae"))
+    return f"{line}; on the {unseen['n']} others: {figures}"
 
 
 def _headline(metrics: dict[str, Any]) -> dict[str, Any]:

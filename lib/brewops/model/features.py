@@ -162,6 +162,13 @@ def id_sort_key(value: Any) -> tuple[int, Any]:
     return (0, numeric) if numeric is not None else (1, str(value))
 
 
+def beer_key(beer: Mapping[str, Any]) -> str:
+    """A beer's identity across catalogues: its name, case-folded, runs of anything but
+    letters and digits made one space. Not the id: a catalogue may number beers its own way.
+    """
+    return re.sub(r"[^0-9a-z]+", " ", str(beer.get("name") or "").casefold()).strip()
+
+
 def labelled(data: Any) -> list[dict[str, Any]]:
     """The deduplicated records that have an IBU: what training and evaluation use."""
     return [beer for beer in deduplicate(beer_records(data)) if number(beer.get("ibu")) is not None]

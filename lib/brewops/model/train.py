@@ -259,6 +259,27 @@ def all_metrics(
     }
 
 
+def evaluate_catalogue(
+    model: IbuModel, beers: list[dict[str, Any]], trained_on: list[str] | None
+) -> dict[str, Any]:
+    """Scores of a model on labelled beers: over all of them, and over the beers it was not
+    trained on (told apart by `features.beer_key`) when the list of those is known."""
+    X = features.build_features(beers)
+    ibu = features.ibu_values(beers)
+    predicted_band = model.predict_band(X)
+    predicted_ibu = model.predict_ibu(X)
+    result = all_metrics(ibu, predicted_band, predicted_ibu)
+    if trained_on is None:
+        return {**result, "seen_in_training": None, "unseen": None}
+    known = set(trained_on)
+    new = np.array([features.beer_key(beer) not in known for beer in beers])
+    result["seen_in_training"] = int((~new).sum())
+    result["unseen"] = (
+        all_metrics(ibu[new], predicted_band[new], predicted_ibu[new]) if new.any() else None
+    )
+    return result
+
+
 _SCALARS = ("accuracy", "macro_f1", "mae", "r2", "mae_ibu_le_150", "r2_ibu_le_150")
 
 
@@ -602,6 +623,8 @@ def model_card(
             else None,
             "source": source or {},
             "rule": "deduplicated by id; beers without an IBU excluded",
+            # so an evaluation can tell the beers the model has seen from new ones
+            "beer_keys": sorted({features.beer_key(beer) for beer in beers}),
         },
         "features": list(features.FEATURE_COLUMNS),
         "baseline_features": list(features.BASELINE_COLUMNS),
