@@ -310,6 +310,7 @@ def test_the_estimate_is_the_strongest_single_signal(catalog_beers):
         ("  AB:23 ", "ab 23"),
         ("Sink The Bismarck!", "sink the bismarck"),
         ("Tokyo*", "tokyo"),
+        ("Hello My Name Is Päivi", "hello my name is päivi"),
         (None, ""),
     ],
 )

@@ -164,9 +164,10 @@ def id_sort_key(value: Any) -> tuple[int, Any]:
 
 def beer_key(beer: Mapping[str, Any]) -> str:
     """A beer's identity across catalogues: its name, case-folded, runs of anything but
-    letters and digits made one space. Not the id: a catalogue may number beers its own way.
+    letters and digits (accented ones too) made one space. Not the id: a catalogue may
+    number beers its own way.
     """
-    return re.sub(r"[^0-9a-z]+", " ", str(beer.get("name") or "").casefold()).strip()
+    return re.sub(r"[\W_]+", " ", str(beer.get("name") or "").casefold()).strip()
 
 
 def labelled(data: Any) -> list[dict[str, Any]]:
