@@ -134,6 +134,28 @@ def test_predict_prints_a_band_per_beer(trained_dir: Path, split_catalogue):
         set(p["probabilities"]) == {"(-1, 30]", "(30, 50]", "(50, 70]", "(70, inf)"}
         for p in predictions
     )
+    # the held-out file: beers the model has not been trained on
+    assert [p["seen_in_training"] for p in predictions] == [False, False]
+
+
+def test_predict_flags_the_beers_the_model_was_trained_on(trained_dir: Path, split_catalogue):
+    train_file, _ = split_catalogue
+    first_id = json.loads(train_file.read_text())[0]["id"]
+    result = brewops_in_process(
+        "predict", "--model", str(trained_dir), "--catalog", str(train_file), "--id", str(first_id)
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["seen_in_training"] is True
+
+
+def test_predict_names_the_ids_it_cannot_find(trained_dir: Path, split_catalogue):
+    _, unseen_file = split_catalogue
+    result = brewops_in_process(
+        "predict", "--model", str(trained_dir), "--catalog", str(unseen_file),
+        "--id", "1", "--id", "99999", "--id", "88888",
+    )  # fmt: skip
+    assert result.exit_code != 0
+    assert "no beer with id 88888, 99999 in" in result.output
 
 
 def test_evaluate_refuses_a_folder_that_is_not_a_model(tmp_path: Path, split_catalogue):

@@ -158,6 +158,21 @@ def test_predictions_for_v2_and_v3_beers_agree(trained, catalog_beers):
     assert v2["ibu"] == 60
 
 
+def test_predictions_say_whether_the_model_was_trained_on_the_beer(trained, catalog_beers):
+    buzz = next(b for b in catalog_beers if b["name"] == "Buzz")
+    stranger = {**buzz, "id": 9999, "name": "Not Buzz"}
+    card_keys = trained.card["data"]["beer_keys"]
+    # renamed in v3 shape and renumbered: still the beer the model was trained on
+    renumbered = {**to_v3_shape(buzz), "id": 1, "name": "BUZZ"}
+    flags = [
+        p["seen_in_training"]
+        for p in predict_beers(trained.model, [renumbered, stranger], card_keys)
+    ]
+    assert flags == [True, False]
+    # without the card's list nothing is claimed either way
+    assert predict_beer(trained.model, buzz)["seen_in_training"] is None
+
+
 def test_predictions_accept_a_table_of_raw_records(trained, catalog_beers):
     beers = catalog_beers[:5]
     from_dicts = predict_beers(trained.model, beers)

@@ -221,6 +221,8 @@ print(registry.card_markdown({**result.card, "version": version or "(not registe
 
 The loaded model verifies its file against the card's sha256, then predicts beers as the
 API returns them (v2 or v3 shape): band, IBU and the probability of each band.
+`seen_in_training` is true for a beer the card lists among the training beers: such a
+prediction is in-sample, not a test of the model (the figures above are the tests).
 """),
         code("""
 wanted = model_version or version
@@ -230,11 +232,12 @@ else:
     loaded = result.model
 print("model version:", getattr(loaded, "version", "in memory"))
 sample = [b for b in beers if b.get("id") in set(predict_ids)] or beers[:5]
-predictions = pd.DataFrame(predict_beers(loaded, sample))
+card = getattr(loaded, "card", result.card)
+predictions = pd.DataFrame(predict_beers(loaded, sample, card["data"]["beer_keys"]))
 predictions
 """),
         code("""
-in_memory = pd.DataFrame(predict_beers(result.model, sample))
+in_memory = pd.DataFrame(predict_beers(result.model, sample, result.card["data"]["beer_keys"]))
 if wanted is None or wanted == version:
     pd.testing.assert_frame_equal(predictions, in_memory)
 assert predictions["band"].isin(bands.LABELS).all()

@@ -98,8 +98,7 @@ def evaluate(model_location: str, catalog_path: Path) -> None:
     beers = features.labelled(_load(catalog_path))
     if not beers:
         raise click.ClickException(f"{catalog_path} has no beer with an IBU to evaluate on")
-    trained_on = (loaded.card.get("data") or {}).get("beer_keys")
-    metrics = training.evaluate_catalogue(loaded.model, beers, trained_on)
+    metrics = training.evaluate_catalogue(loaded.model, beers, _trained_on(loaded))
     click.echo(f"{len(beers)} beers with an IBU in {catalog_path}")
     for key in HEADLINE:
         click.echo(f"  {key:16s} {metrics[key]:.3f}")
@@ -131,15 +130,24 @@ def evaluate(model_location: str, catalog_path: Path) -> None:
 )
 @click.option("--id", "ids", multiple=True, type=int, help="Only these beer ids (repeatable).")
 def predict(model_location: str, catalog_path: Path, ids: tuple[int, ...]) -> None:
-    """Predict band, IBU and band probabilities; one JSON object per beer and line."""
+    """Predict band, IBU and band probabilities; one JSON object per beer and line.
+
+    `seen_in_training` is true for a beer the model was trained on (same name): its
+    prediction is in-sample. It is null when the model card does not list its beers.
+    """
     from brewops.model.predict import predict_beers
 
     loaded = _load_model(model_location)
     beers = _load(catalog_path)
     if ids:
-        wanted = set(ids)
-        beers = [b for b in beers if b.get("id") in wanted]
-    for prediction in predict_beers(loaded.model, beers):
+        beers = [b for b in beers if b.get("id") in set(ids)]
+        missing = sorted(set(ids) - {b.get("id") for b in beers})
+        if missing:
+            raise click.ClickException(
+                f"no beer with id {', '.join(map(str, missing))} in {catalog_path}"
+                " (ids are the catalogue's own; leave out --id to predict every beer)"
+            )
+    for prediction in predict_beers(loaded.model, beers, _trained_on(loaded)):
         click.echo(json.dumps(prediction, ensure_ascii=False))
 
 
@@ -165,6 +173,11 @@ def _load_model(location: str) -> Any:
         return registry.load(location)
     except registry.RegistryError as error:
         raise click.ClickException(str(error)) from error
+
+
+def _trained_on(loaded: Any) -> list[str] | None:
+    """The names of the beers the model was trained on, from its card (None if unlisted)."""
+    return (loaded.card.get("data") or {}).get("beer_keys")
 
 
 def _seen_summary(metrics: dict[str, Any]) -> str:

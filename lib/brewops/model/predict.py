@@ -6,15 +6,24 @@ The fitted model's pipelines start with the feature code used in training
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from brewops.model import bands, features
 
 
-def predict_beers(model: Any, beers: Any) -> list[dict[str, Any]]:
+def predict_beers(
+    model: Any, beers: Any, trained_on: Collection[str] | None = None
+) -> list[dict[str, Any]]:
     """One prediction per beer (a dict, a list of dicts or a DataFrame of raw records):
     `id`, `name`, `band` (label), `band_index`, `predicted_ibu`, `probabilities` (by band
-    label), and `ibu` (the recorded value, or None)."""
+    label), `ibu` (the recorded value, or None) and `seen_in_training`.
+
+    `trained_on` is the model card's `data.beer_keys`: with it, `seen_in_training` says
+    whether the model was trained on a beer of that name (its prediction is then
+    in-sample, no test of the model); without it, `seen_in_training` is None (unknown).
+    """
+    known = None if trained_on is None else set(trained_on)
     records = features.beer_records(beers)
     if not records:
         return []
@@ -36,10 +45,13 @@ def predict_beers(model: Any, beers: Any) -> list[dict[str, Any]]:
                     label: round(float(p), 4) for label, p in zip(bands.LABELS, proba, strict=True)
                 },
                 "ibu": features.number(beer.get("ibu")),
+                "seen_in_training": None if known is None else features.beer_key(beer) in known,
             }
         )
     return results
 
 
-def predict_beer(model: Any, beer: dict[str, Any]) -> dict[str, Any]:
-    return predict_beers(model, [beer])[0]
+def predict_beer(
+    model: Any, beer: dict[str, Any], trained_on: Collection[str] | None = None
+) -> dict[str, Any]:
+    return predict_beers(model, [beer], trained_on)[0]
