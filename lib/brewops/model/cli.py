@@ -140,8 +140,9 @@ def predict(model_location: str, catalog_path: Path, ids: tuple[int, ...]) -> No
     loaded = _load_model(model_location)
     beers = _load(catalog_path)
     if ids:
-        beers = [b for b in beers if b.get("id") in set(ids)]
-        missing = sorted(set(ids) - {b.get("id") for b in beers})
+        wanted = set(ids)
+        beers = [b for b in beers if b.get("id") in wanted]
+        missing = sorted(wanted - {b.get("id") for b in beers})
         if missing:
             raise click.ClickException(
                 f"no beer with id {', '.join(map(str, missing))} in {catalog_path}"
