@@ -1,0 +1,100 @@
+"""The IBU model: fitting time, model size, loading time, prediction throughput and memory.
+
+    .venv/bin/python benchmarks/model.py [--beers 10000] [--catalog FILE]
+
+Fits the registered model's pipeline once on the catalogue's beers with an IBU (the final
+fit of `brewops model train`, without the cross-validation around it), saves it as a
+registry version folder, loads it back (checksum check included), then predicts beers
+resampled from the catalogue with jittered numbers (`brewops.synth`):
+
+- fit_seconds: one fit of the classifier and the regressor, single-threaded as in training.
+- model_mb: size of `model.joblib` on disk; load_seconds: `registry.load`.
+- features_per_s: beers turned into feature rows per second (pure Python, per record).
+- predict_per_s: beers predicted per second in one call (features + forests + output dicts).
+- one_beer_ms: median time to predict one beer at a time, as a request-per-beer service would.
+- peak_rss_mb: peak resident memory of this process.
+
+The last line printed is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+ONE_BEER_CALLS = 50
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--beers", type=int, default=10_000, help="beers to predict (default: 10000)"
+    )
+    parser.add_argument(
+        "--catalog", help="catalogue to train on (default: the downloaded punkapi-db file)"
+    )
+    args = parser.parse_args()
+    if args.beers < 1:
+        parser.error("--beers must be at least 1")
+
+    from brewops.catalog import load_catalog
+    from brewops.model import features, predict, registry, train
+    from brewops.synth import iter_synthetic_beers
+
+    catalogue = load_catalog(args.catalog)
+    beers = features.labelled(catalogue)
+    ibu = features.ibu_values(beers)
+    X = features.build_features(beers)
+
+    started = time.perf_counter()
+    model = train.fit_model(train.make_model(train.ModelParams(), n_jobs=1), X, ibu)
+    fit_seconds = time.perf_counter() - started
+    print(f"fitted on {len(beers)} beers in {fit_seconds:.1f} s", flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="brewops-bench-model-") as folder:
+        registry.save(model, {}, {"model": train.MODEL_NAME}, folder)
+        model_mb = (Path(folder) / registry.MODEL_FILE).stat().st_size / 1e6
+        started = time.perf_counter()
+        loaded = registry.load(folder)
+        load_seconds = time.perf_counter() - started
+    print(f"model.joblib {model_mb:.1f} MB, loaded in {load_seconds:.2f} s", flush=True)
+
+    to_predict = list(iter_synthetic_beers(catalogue, args.beers, seed=7))
+    started = time.perf_counter()
+    features.build_features(to_predict)
+    features_seconds = time.perf_counter() - started
+
+    started = time.perf_counter()
+    predictions = predict.predict_beers(loaded, to_predict)
+    predict_seconds = time.perf_counter() - started
+    assert len(predictions) == len(to_predict), (len(predictions), len(to_predict))
+    print(f"predicted {len(predictions):,} beers in {predict_seconds:.1f} s", flush=True)
+
+    one_beer = []
+    for beer in to_predict[:ONE_BEER_CALLS]:
+        started = time.perf_counter()
+        predict.predict_beer(loaded, beer)
+        one_beer.append(time.perf_counter() - started)
+
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    figures = {
+        "training_beers": len(beers),
+        "fit_seconds": round(fit_seconds, 2),
+        "model_mb": round(model_mb, 2),
+        "load_seconds": round(load_seconds, 3),
+        "beers": len(to_predict),
+        "features_per_s": round(len(to_predict) / features_seconds, 1),
+        "predict_per_s": round(len(to_predict) / predict_seconds, 1),
+        "one_beer_ms": round(statistics.median(one_beer) * 1000, 1),
+        "peak_rss_mb": round(peak_kib / 1024, 1),
+    }
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
