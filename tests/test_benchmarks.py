@@ -9,11 +9,12 @@ import sys
 
 from brewops.paths import repo_root
 
+MODEL_BENCHMARK = repo_root() / "benchmarks" / "model.py"
+
 
 def test_model_benchmark_prints_its_figures(catalog_path):
-    script = repo_root() / "benchmarks" / "model.py"
     result = subprocess.run(
-        [sys.executable, str(script), "--beers", "60", "--catalog", str(catalog_path)],
+        [sys.executable, str(MODEL_BENCHMARK), "--beers", "60", "--catalog", str(catalog_path)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -35,9 +36,11 @@ def test_model_benchmark_prints_its_figures(catalog_path):
 
 
 def test_model_benchmark_rejects_an_empty_run():
-    script = repo_root() / "benchmarks" / "model.py"
     result = subprocess.run(
-        [sys.executable, str(script), "--beers", "0"], capture_output=True, text=True, timeout=60
+        [sys.executable, str(MODEL_BENCHMARK), "--beers", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert "--beers must be at least 1" in result.stderr
