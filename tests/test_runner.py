@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -76,3 +77,26 @@ def test_parameter_values_are_yaml_scalars():
     assert _parse_value("0.5") == 0.5
     assert _parse_value("null") is None
     assert _parse_value("http://127.0.0.1:8080/v2") == "http://127.0.0.1:8080/v2"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="Unix sockets are a POSIX transport")
+def test_kernels_talk_over_private_unix_sockets(tmp_path: Path, capfd: pytest.CaptureFixture):
+    src = tmp_path / "notebooks"
+    src.mkdir()
+    _notebook(
+        src / "01_connection.ipynb",
+        "from ipykernel.connect import get_connection_info\n"
+        "from brewops import summary\n"
+        "info = get_connection_info(unpack=True)\n"
+        "summary.record(transport=info['transport'], ip=info['ip'])",
+    )
+
+    run = execute(discover(src), out_dir=tmp_path / "build", progress=False)
+
+    assert run.status == "ok"
+    figures = run.notebooks[0].figures
+    assert figures["transport"] == "ipc"
+    sockets = Path(figures["ip"]).parent
+    assert sockets.is_absolute() and sockets.name.startswith("brewops-kernel-")
+    assert not sockets.exists()  # removed with the run
+    assert "without encryption" not in capfd.readouterr().err

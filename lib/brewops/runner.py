@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -132,7 +134,10 @@ def execute(
         click.echo(f"==> {source.name} ({target})", err=True)
         t0 = time.perf_counter()
         try:
-            with applied_environment({summary.FIGURES_ENV: str(figures_file)}):
+            with (
+                applied_environment({summary.FIGURES_ENV: str(figures_file)}),
+                kernel_transport() as kernel_config,
+            ):
                 papermill.execute_notebook(
                     str(source),
                     str(executed),
@@ -140,6 +145,7 @@ def execute(
                     kernel_name="python3",
                     cwd=str(source.parent),
                     progress_bar=progress,
+                    **kernel_config,
                 )
         except Exception as exc:  # papermill raises on any failing cell; keep the copy
             result.status = "failed"
@@ -156,6 +162,26 @@ def execute(
     run.seconds = round(time.perf_counter() - started, 2)
     run.write(summary_path)
     return run
+
+
+@contextlib.contextmanager
+def kernel_transport() -> Iterator[dict[str, Any]]:
+    """papermill's keyword arguments for how it talks to the notebook's kernel.
+
+    On POSIX the kernel listens on Unix sockets in a private temporary directory (mode
+    0700) instead of localhost TCP ports, so only this user can reach it, and the kernel
+    does not warn at every start that it runs over TCP without encryption. The socket
+    path is absolute because the kernel runs in the notebook's folder, not ours.
+    Windows has no IPC transport, so there papermill keeps its TCP default.
+    """
+    if os.name != "posix":
+        yield {}
+        return
+    from traitlets.config import Config
+
+    with tempfile.TemporaryDirectory(prefix="brewops-kernel-") as sockets:
+        config = Config({"KernelManager": {"transport": "ipc", "ip": f"{sockets}/kernel"}})
+        yield {"config": config}
 
 
 def _first_line(exc: BaseException) -> str:
