@@ -44,7 +44,8 @@ class Recording:
         self.lock = threading.Lock()
 
     def put_records(self, *, Records: list[dict[str, Any]], **target: Any) -> dict[str, Any]:
-        self.requests.append(Records)
+        with self.lock:
+            self.requests.append(Records)
         return self.client.put_records(Records=Records, **target)
 
 
