@@ -117,6 +117,20 @@ def test_a_lost_record_is_reported(streaming_stack, catalog_beers):
     assert claimed.missing_from_raw == claimed.missing_downstream == [999_999]
 
 
+def test_a_beer_produced_twice_but_delivered_once_is_reported(streaming_stack, catalog_beers):
+    stack = streaming_stack()
+    beers = catalog_beers[:5]
+    report = put_beers(beers, stack.outputs["StreamName"], stack.client("kinesis"))
+
+    deliver_and_reconcile(stack, beers, report)
+    twice = beers[2]["id"]
+    claimed = reconcile([*sent_ids(beers, report), twice], stack.outputs, session=stack.session)
+
+    assert not claimed.ok
+    assert claimed.produced == 6
+    assert claimed.missing_from_raw == claimed.missing_downstream == [twice]
+
+
 # ------------------------------------------------------------------ the `stream` commands
 
 

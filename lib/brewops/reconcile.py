@@ -103,7 +103,7 @@ class Reconciliation:
 
     def __str__(self) -> str:
         lines = [
-            f"produced {self.produced} beers",
+            f"produced {self.produced} records",
             f"raw: {self.raw_records} records, {self.raw_unique_ids} unique ids",
             f"cleaned: {self.cleaned_rows} rows, {self.cleaned_unique_ids} unique ids",
             f"errors: {len(self.errors)}",
@@ -215,23 +215,24 @@ def reconcile(
     raw = raw_ids(s3, where.bucket, where.raw)
     cleaned = cleaned_ids(s3, where.bucket, where.cleaned)
     errors = error_records(s3, where.bucket, where.errors)
-    produced = (
-        {i for i in raw if i is not None}
+    # Counted, not collected in sets: a beer produced twice must arrive twice.
+    produced = Counter(
+        [i for i in raw if i is not None]
         if produced_ids is None
-        else {int(i) for i in produced_ids}
+        else [int(i) for i in produced_ids]
     )
-    raw_set = {i for i in raw if i is not None}
-    downstream = set(cleaned) | {e.beer_id for e in errors if e.beer_id is not None}
+    in_raw = Counter(i for i in raw if i is not None)
+    downstream = Counter(cleaned) + Counter(e.beer_id for e in errors if e.beer_id is not None)
     return Reconciliation(
-        produced=len(produced),
+        produced=produced.total(),
         raw_records=len(raw),
-        raw_unique_ids=len(raw_set),
+        raw_unique_ids=len(in_raw),
         cleaned_rows=len(cleaned),
         cleaned_unique_ids=len(set(cleaned)),
         errors=errors,
-        missing_from_raw=sorted(produced - raw_set),
-        missing_downstream=sorted(produced - downstream),
-        unexpected_ids=sorted((raw_set | set(cleaned)) - produced),
+        missing_from_raw=sorted((produced - in_raw).elements()),
+        missing_downstream=sorted((produced - downstream).elements()),
+        unexpected_ids=sorted((set(in_raw) | set(cleaned)) - set(produced)),
     )
 
 
@@ -255,9 +256,19 @@ def object_counts(outputs: Mapping[str, str], session: Any = None) -> list[dict[
 
 
 def sent_ids(beers: Iterable[Mapping[str, Any]], report: Any) -> list[int]:
-    """Ids of the beers a `ProduceReport` says Kinesis accepted."""
+    """Ids of the beers a `ProduceReport` says Kinesis accepted.
+
+    A beer without an integer id is left out: the report already names it as failed, or
+    (an id like "abc") reconciliation could not find it by id anyway.
+    """
     rejected = {f.partition_key for f in report.failed} | set(report.oversize)
-    return [int(b["id"]) for b in beers if str(b.get("id")) not in rejected]
+    ids = []
+    for beer in beers:
+        raw_id = beer.get("id") if isinstance(beer, Mapping) else None
+        beer_id = _beer_id(raw_id)
+        if beer_id is not None and str(raw_id) not in rejected:
+            ids.append(beer_id)
+    return ids
 
 
 def tick_ids(ticks: Iterable[Any]) -> list[int]:
