@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from decimal import Decimal
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EndpointConnectionError
 
 from brewops import producer
 from brewops.lambdas.producer import app
@@ -195,6 +196,53 @@ def test_a_beer_without_id_is_reported_not_sent(kinesis_client, kinesis_stream):
 
     assert report.sent == 2 and report.records == 3
     assert [(f.partition_key, f.error_code) for f in report.failed] == [("", "MissingId")]
+
+
+@pytest.mark.emulator
+def test_a_key_kinesis_would_refuse_is_reported_and_the_call_goes_ahead(
+    kinesis_client, kinesis_stream, stream_ids
+):
+    # Kinesis refuses a whole call over one key longer than 256 characters.
+    long_id = int("9" * 300)
+    recording = Recording(kinesis_client)
+
+    report = put_beers([*beers(3), {"id": long_id, "name": "Long"}], kinesis_stream, recording)
+
+    assert (report.records, report.sent) == (4, 3)
+    assert [f.error_code for f in report.failed] == ["InvalidPartitionKey"]
+    assert "1 to 256 characters" in report.failed[0].error_message
+    assert all(len(e["PartitionKey"]) <= 256 for call in recording.requests for e in call)
+    assert stream_ids(kinesis_stream) == [1, 2, 3]
+
+
+@pytest.mark.emulator
+def test_a_beer_that_is_not_json_is_reported_not_sent(kinesis_client, kinesis_stream, stream_ids):
+    lone_surrogate = json.loads('"\\ud800"')  # valid JSON text, not encodable as UTF-8
+    batch = [*beers(2), {"id": 8, "name": lone_surrogate}, {"id": 9, "abv": Decimal("5.2")}]
+
+    report = put_beers(batch, kinesis_stream, kinesis_client)
+
+    assert (report.records, report.sent) == (4, 2)
+    assert [(f.partition_key, f.error_code) for f in report.failed] == [
+        ("8", "NotSerialisable"),
+        ("9", "NotSerialisable"),
+    ]
+    assert "surrogate" in report.failed[0].error_message
+    assert "Decimal" in report.failed[1].error_message
+    assert stream_ids(kinesis_stream) == [1, 2]
+
+
+def test_no_answer_from_kinesis_fails_the_batch_with_the_reason():
+    class Unreachable:
+        def put_records(self, **request):
+            raise EndpointConnectionError(endpoint_url="https://kinesis.example")
+
+    report = put_beers(beers(4), "stream", Unreachable(), sleep=no_sleep())
+
+    assert report.sent == 0 and report.records == 4
+    assert {f.error_code for f in report.failed} == {"EndpointConnectionError"}
+    assert "kinesis.example" in report.failed[0].error_message
+    assert not report.ok
 
 
 @pytest.mark.emulator

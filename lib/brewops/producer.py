@@ -20,7 +20,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from tenacity import (
     Retrying,
     retry_if_exception,
@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 MAX_RECORDS_PER_CALL = 500
 MAX_BYTES_PER_CALL = 5 * 1024 * 1024
 MAX_BYTES_PER_RECORD = 1024 * 1024  # data + partition key, as Kinesis counts it
+MAX_PARTITION_KEY_LENGTH = 256  # Unicode characters; a longer key fails the whole call
 
 # Whole-call errors worth another attempt: the stream (or its KMS key) is busy, not wrong.
 RETRYABLE_ERROR_CODES = frozenset(
@@ -203,6 +204,11 @@ class _Sender:
             details = error.response.get("Error", {})
             reason = (details.get("Code", "ClientError"), details.get("Message", ""))
             errors.update((id(entry), reason) for entry in pending)
+        except BotoCoreError as error:
+            # No answer from Kinesis (connection, timeout after botocore's own retries) or
+            # a request it could not even build: the records may or may not be in.
+            reason = (type(error).__name__, str(error))
+            errors.update((id(entry), reason) for entry in pending)
         if pending:
             tally.failed = [
                 FailedRecord(entry["PartitionKey"], *errors.get(id(entry), ("Unknown", "")))
@@ -225,12 +231,32 @@ class _Sender:
         return len(batch)
 
 
-def _batches(entries: Iterable[Entry], report: ProduceReport) -> Iterable[list[Entry]]:
-    """Pack entries into calls within the Kinesis limits; oversize ones go to the report."""
+def _key_problem(key: Any) -> str | None:
+    """Why Kinesis would reject a partition key (and with it the whole call), or None."""
+    if not isinstance(key, str) or not 1 <= len(key) <= MAX_PARTITION_KEY_LENGTH:
+        return f"a partition key is 1 to {MAX_PARTITION_KEY_LENGTH} characters: {key!r:.80}"
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return f"a partition key is valid Unicode: {error}"
+    return None
+
+
+def _batches(
+    entries: Iterable[Entry], report: ProduceReport, rejected: list[FailedRecord]
+) -> Iterable[list[Entry]]:
+    """Pack entries into calls within the Kinesis limits. Oversize records go to the
+    report; records with a key Kinesis would refuse go to `rejected`, never into a call."""
     batch: list[Entry] = []
     size = 0
     for entry in entries:
         report.records += 1
+        problem = _key_problem(entry["PartitionKey"])
+        if problem:
+            rejected.append(
+                FailedRecord(str(entry["PartitionKey"])[:80], "InvalidPartitionKey", problem)
+            )
+            continue
         record_size = _record_size(entry)
         if record_size > MAX_BYTES_PER_RECORD:
             report.oversize.append(entry["PartitionKey"])
@@ -300,10 +326,11 @@ def put_payloads(
         log=log,
     )
     entries = ({"Data": data, "PartitionKey": key} for key, data in payloads)
+    rejected: list[FailedRecord] = []
     try:
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
             in_flight: set[Future[int]] = set()
-            for batch in _batches(entries, report):
+            for batch in _batches(entries, report, rejected):
                 if len(in_flight) >= max(1, concurrency):
                     done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
                     _settle(done, callback)
@@ -313,6 +340,15 @@ def put_payloads(
         if bar is not None:
             bar.close()
         report.seconds = time.perf_counter() - started
+        report.failed.extend(rejected)
+    if rejected:
+        log.error(
+            "records with an invalid partition key not sent",
+            extra={
+                "invalid_keys": len(rejected),
+                "reasons": [r.error_message for r in rejected[:5]],
+            },
+        )
     if report.oversize:
         log.error(
             "records over 1 MiB not sent",
@@ -341,7 +377,8 @@ def put_beers(
     """Put beers (v2-shaped dicts) into the stream, partition key = beer id.
 
     Each beer becomes one record: its JSON plus a newline. Options as for `put_payloads`.
-    A beer without an id cannot be keyed: it is reported as failed, not sent.
+    A beer without an id cannot be keyed, and one that is not JSON (a lone surrogate in a
+    string, a value JSON has no type for) cannot be sent: both are reported as failed.
     """
     invalid: list[FailedRecord] = []
 
@@ -354,7 +391,12 @@ def put_beers(
                     FailedRecord("", "MissingId", f"not a beer with an id: {beer!r:.80}")
                 )
                 continue
-            yield str(beer_id), serialise_beer(beer)
+            try:
+                data = serialise_beer(beer)
+            except (TypeError, ValueError) as error:  # UnicodeEncodeError is a ValueError
+                invalid.append(FailedRecord(str(beer_id)[:80], "NotSerialisable", str(error)))
+                continue
+            yield str(beer_id), data
 
     if isinstance(beers, Sized):
         options.setdefault("total", len(beers))
