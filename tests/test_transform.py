@@ -166,7 +166,10 @@ def test_numbers_are_coerced_and_nulls_stay_null(given, expected):
     assert cleaned["ibu"] is None  # absent fields are null, not an error
 
 
-@pytest.mark.parametrize(("given", "expected"), [("12", 12), (12.0, 12), (" 7 ", 7)])
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [("12", 12), (12.0, 12), (" 7 ", 7), ("12.0", 12), ("9007199254740993", 2**53 + 1)],
+)
 def test_ids_are_coerced_to_integers(given, expected):
     assert transform.clean_beer({"id": given, "name": "Buzz"}, "t")["id"] == expected
 
@@ -199,6 +202,8 @@ BAD_RECORDS = {
     "list ph": ('{"id": 1, "name": "Buzz", "ph": [4.4]}', "ph: expected a number"),
     "NaN ebc": ('{"id": 1, "name": "Buzz", "ebc": NaN}', "ebc: expected a finite number"),
     "infinite srm": ('{"id": 1, "name": "Buzz", "srm": "inf"}', "srm: expected a finite number"),
+    "thousands ibu": ('{"id": 1, "name": "Buzz", "ibu": "1,157"}', "ibu: '1,157' is ambiguous"),
+    "infinite text id": ('{"id": "Infinity", "name": "Buzz"}', "id: expected a positive integer"),
 }
 
 

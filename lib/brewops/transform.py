@@ -24,10 +24,12 @@ import binascii
 import json
 import logging
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from brewops.schema import CLEANED_COLUMNS
@@ -39,6 +41,8 @@ Result = Literal["Ok", "Dropped", "ProcessingFailed"]
 NUMERIC_COLUMNS: tuple[str, ...] = tuple(c.name for c in CLEANED_COLUMNS if c.python_type is float)
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"  # + ".mmm": the Hive JSON SerDe default
 BIGINT_MAX = 2**63 - 1  # the id column is a Glue bigint
+# "1,157": a decimal comma ("4,5" is 4.5) or a thousands separator? Refused, not guessed.
+_THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+")
 
 
 class InvalidBeer(ValueError):
@@ -84,6 +88,10 @@ def _number(name: str, value: Any) -> float | None:
         text = value.strip()
         if not text:
             return None
+        if _THOUSANDS.fullmatch(text):
+            raise InvalidBeer(
+                f"{name}: {value!r} is ambiguous (a thousands separator or a decimal comma?)"
+            )
         try:
             number = float(text.replace(",", "."))
         except ValueError:
@@ -103,11 +111,11 @@ def _beer_id(value: Any) -> int:
     if isinstance(value, int):
         beer_id = value
     else:
-        try:
-            number = float(str(value).strip())
-        except ValueError:
+        try:  # Decimal, not float: an id past 2**53 keeps every digit
+            number = Decimal(str(value).strip())
+        except InvalidOperation:
             raise InvalidBeer(f"id: expected a positive integer, got {value!r}") from None
-        if not number.is_integer():
+        if not number.is_finite() or number != number.to_integral_value():
             raise InvalidBeer(f"id: expected a positive integer, got {value!r}")
         beer_id = int(number)
     if not 1 <= beer_id <= BIGINT_MAX:
