@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+import logging
 import socket
 import subprocess
 import sys
@@ -28,6 +30,7 @@ from brewops.punkapi.errors import (
     ServerError,
     TransportError,
 )
+from brewops.punkapi.models import validate_beer
 
 
 class Sleeps(list):
@@ -40,6 +43,29 @@ class Sleeps(list):
 def client(url: str, version: str = "v2", **kw) -> PunkApiClient:
     kw.setdefault("sleep", Sleeps())
     return PunkApiClient(url, version, **kw)
+
+
+class ScriptedSession(requests.Session):
+    """Answers each GET with the next (status, body, headers); the last answer repeats.
+
+    A str body is sent as is, anything else as JSON: for shapes the local server never sends.
+    """
+
+    def __init__(self, *answers: tuple[int, object, dict[str, str]]) -> None:
+        super().__init__()
+        self.answers = answers
+        self.calls = 0
+
+    def get(self, url, params=None, timeout=None, **kw) -> requests.Response:
+        status, body, headers = self.answers[min(self.calls, len(self.answers) - 1)]
+        self.calls += 1
+        response = requests.Response()
+        response.status_code = status
+        response.reason = "Scripted"
+        response.url = url
+        response._content = (body if isinstance(body, str) else json.dumps(body)).encode()
+        response.headers.update(headers)
+        return response
 
 
 # ----------------------------------------------------------------------------- shapes
@@ -234,6 +260,81 @@ def test_retry_after_parsing():
     assert retry_after_seconds(fake_response(), now) is None
 
 
+@pytest.mark.parametrize("hint", ["nan", "NaN", "inf", "-inf", "1e400", "-5", "soon", " "])
+def test_a_hint_that_is_not_a_wait_is_ignored(hint):
+    now = 1_000_000.0
+    assert retry_after_seconds(fake_response(**{"Retry-After": hint}), now) is None
+    reset = {"X-RateLimit-Reset": hint, "X-RateLimit-Remaining": "0"}
+    assert retry_after_seconds(fake_response(**reset), now) is None
+    # an ignored Retry-After leaves the rate-limit window's end as the hint
+    both = {"Retry-After": hint, "X-RateLimit-Reset": str(int(now) + 30)}
+    assert retry_after_seconds(fake_response(**both), now) == 30
+
+
+@pytest.mark.parametrize("hint", ["nan", "inf", "-1", "garbage"])
+def test_a_bad_retry_after_falls_back_to_our_backoff(hint):
+    session = ScriptedSession((429, {"message": "slow"}, {"Retry-After": hint}), (200, [], {}))
+    c = client("http://punk.test/v2", session=session, backoff=0.5)
+    assert c.beers() == []
+    assert session.calls == 2
+    assert len(c._sleep) == 1 and 0.5 <= c._sleep[0] <= 1.0  # first backoff, with jitter
+
+
+# ----------------------------------------------------------------------------- odd error bodies
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"statusCode": 503, "message": "down", "data": 5},
+        {"message": "down", "data": "not a list"},
+        {"message": "down", "data": [5, None, {"param": "page"}]},
+        {"message": None},
+        {"detail": 5},
+        {"detail": [{"loc": "query", "msg": "x"}, "plain", {}]},
+        [1, 2, 3],
+        None,
+        "<html>Bad gateway</html>",
+        "",
+    ],
+)
+def test_a_5xx_with_an_odd_body_is_still_retried(body):
+    session = ScriptedSession((503, body, {}), (200, [], {}))
+    c = client("http://punk.test/v2", session=session)
+    assert c.beers() == []
+    assert session.calls == 2
+
+
+def test_a_5xx_with_an_odd_body_gives_up_as_a_server_error():
+    session = ScriptedSession((503, {"statusCode": 503, "message": "down", "data": 5}, {}))
+    with pytest.raises(ServerError, match="down") as info:
+        client("http://punk.test/v2", session=session, retries=2).random()
+    assert info.value.status == 503
+    assert session.calls == 3
+
+
+@pytest.mark.parametrize(
+    ("detail", "message"),
+    [
+        ([{"loc": [], "type": "less_than_equal", "msg": "x"}], "x"),
+        (["bad"], "bad"),
+        (["bad", {"loc": ["path", "id"], "msg": "too big"}], "bad; path.id: too big"),
+        ([{"loc": "path", "msg": "bad id"}], "path: bad id"),
+        ([{"loc": ["path", "id"], "type": "int_parsing"}], "path.id: int_parsing"),
+        ([{"loc": None}], "{'loc': None}"),
+        ([], "HTTP 422 Scripted"),
+        ({"loc": ["path", "id"]}, "HTTP 422 Scripted"),
+    ],
+)
+def test_a_v3_422_with_an_odd_detail_is_a_readable_bad_request(detail, message):
+    session = ScriptedSession((422, {"detail": detail}, {}))
+    with pytest.raises(BadRequest) as info:
+        client("http://punk.test/v3", "v3", session=session).beer(999)
+    assert info.value.message == message
+    assert all(isinstance(d, dict) for d in info.value.details)
+    assert session.calls == 1
+
+
 # ----------------------------------------------------------------------------- schema
 
 
@@ -251,6 +352,89 @@ def test_a_malformed_beer_names_the_id_and_field(punkapi_server, catalog_beers):
     assert info.value.field == "ingredients.hops[1].amount"
     # validation can be turned off for a server known to be odd
     assert len(client(url, validate=False).beers()) == 10
+
+
+def test_a_schema_error_shows_only_the_start_of_a_long_input(catalog_beers):
+    beer = copy.deepcopy(catalog_beers[100])
+    del beer["tagline"]  # pydantic's input for a missing field is the whole beer
+    with pytest.raises(SchemaError) as info:
+        validate_beer(beer)
+    assert info.value.field == "tagline"
+    assert "(got {'id': 101, 'name': 'Riptide'" in str(info.value)
+    assert "…)" in str(info.value) and len(str(info.value)) < 160
+
+
+def test_keep_returns_malformed_beers_as_sent_and_says_why(punkapi_server, catalog_beers, caplog):
+    beers = copy.deepcopy(catalog_beers[:10])
+    beers[6]["abv"] = "4.5%"
+    del beers[8]["tagline"]
+    c = client(punkapi_server(beers=beers), on_invalid="keep")
+    with caplog.at_level(logging.WARNING, logger="brewops.punkapi.client"):
+        assert c.beers() == beers
+    assert [(e.beer_id, e.field) for e in c.schema_errors] == [(7, "abv"), (9, "tagline")]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2
+    assert all(str(e) in w for e, w in zip(c.schema_errors, warnings, strict=True))
+
+
+def test_keep_lets_a_whole_crawl_through_one_malformed_beer(punkapi_server, catalog_beers):
+    beers = copy.deepcopy(catalog_beers)
+    del beers[100]["tagline"]
+    url = punkapi_server(beers=beers)
+    with pytest.raises(SchemaError, match="Beer 101"):
+        client(url).all_beers(progress=False)  # the default still stops at the first
+    c = client(url, on_invalid="keep")
+    assert c.all_beers(progress=False) == beers
+    assert [e.beer_id for e in c.schema_errors] == [101]
+
+
+def test_keep_still_reshapes_a_malformed_v3_beer(punkapi_server, catalog_beers):
+    beers = copy.deepcopy(catalog_beers[:10])
+    beers[6]["abv"] = "4.5%"
+    url = punkapi_server(beers=beers, api_version="v3")
+    c = client(url, "v3", on_invalid="keep")
+    beer = c.beer(7)
+    assert beer["abv"] == "4.5%" and "image" not in beer
+    assert beer["image_url"] == f"{url}/images/7.png"
+    assert [e.field for e in c.schema_errors] == ["abv"]
+
+
+def test_keep_returns_a_beer_that_is_not_an_object_as_sent(catalog_beers):
+    page = [catalog_beers[0], 5, None, "junk"]
+    with pytest.raises(SchemaError, match="Expected a beer object, got 5"):
+        client("http://punk.test/v2", session=ScriptedSession((200, page, {}))).beers()
+    c = client("http://punk.test/v2", session=ScriptedSession((200, page, {})), on_invalid="keep")
+    assert c.beers() == page
+    assert [e.field for e in c.schema_errors] == ["<beer>"] * 3
+    c = client(
+        "http://punk.test/v2", session=ScriptedSession((200, ["junk"], {})), on_invalid="keep"
+    )
+    assert c.random(2) == ["junk", "junk"]
+    assert len(c.schema_errors) == 2
+
+
+@pytest.mark.parametrize(
+    ("payload", "call"),
+    [
+        ({"beers": []}, lambda c: c.beers()),
+        ([], lambda c: c.random()),
+        ([{"id": 1}, {"id": 2}], lambda c: c.beer(1)),
+        ({"id": 1}, lambda c: c.random()),
+    ],
+)
+def test_keep_still_raises_for_a_page_that_is_not_what_the_endpoint_promises(payload, call):
+    c = client(
+        "http://punk.test/v2", session=ScriptedSession((200, payload, {})), on_invalid="keep"
+    )
+    with pytest.raises(SchemaError) as info:
+        call(c)
+    assert info.value.field == "<response>"
+    assert c.schema_errors == []
+
+
+def test_on_invalid_must_be_raise_or_keep():
+    with pytest.raises(ValueError, match="on_invalid"):
+        PunkApiClient("http://punk.test/v2", on_invalid="drop")
 
 
 def test_errors_share_a_base(punkapi_url):

@@ -3,7 +3,12 @@
 Base URLs include the version prefix, e.g. http://127.0.0.1:8325/v2 or a v3 service's /v3.
 Transient failures (5xx, 429, connection errors, truncated bodies) are retried by tenacity
 with exponential backoff and jitter; a server's Retry-After or X-RateLimit-Reset is
-honoured, up to `max_wait` seconds. Every beer is checked against the schema.
+honoured, up to `max_wait` seconds; a hint that is not a finite, non-negative number is
+ignored. Every beer is checked against the schema: by default a mismatch raises SchemaError;
+with `on_invalid="keep"` the beer is returned as sent, logged and recorded in
+`schema_errors`, so one bad beer does not stop a crawl. Downstream, the pipeline's transform
+is the validator that decides: a kept beer it cannot clean goes to the error prefix with the
+reason.
 
 Kept free of pandas: the producer Lambda uses this module.
 """
@@ -11,9 +16,11 @@ Kept free of pandas: the producer Lambda uses this module.
 from __future__ import annotations
 
 import email.utils
+import logging
+import math
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 import requests
 from tenacity import (
@@ -48,27 +55,40 @@ V2_FILTERS = frozenset(
 )
 V3_FILTERS = V2_FILTERS - {"hops", "malt", "yeast"}
 MAX_PER_PAGE = 80
+ON_INVALID = ("raise", "keep")
+
+logger = logging.getLogger(__name__)
+
+
+def _seconds(text: str) -> float | None:
+    """A finite, non-negative number of seconds, else None (nan, inf, -5, "soon")."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
 
 
 def retry_after_seconds(response: requests.Response, now: float | None = None) -> float | None:
     """The server's hint of when to come back: Retry-After (seconds or HTTP date), else the
-    rate-limit window's end (X-RateLimit-Reset, epoch seconds) when no requests remain."""
+    rate-limit window's end (X-RateLimit-Reset, epoch seconds) when no requests remain.
+
+    A hint that is not a finite, non-negative number is ignored, as if it were absent.
+    """
     now = time.time() if now is None else now
     header = response.headers.get("Retry-After")
     if header:
+        seconds = _seconds(header)
+        if seconds is not None:
+            return seconds
         try:
-            return max(float(header), 0.0)
-        except ValueError:
-            try:
-                return max(email.utils.parsedate_to_datetime(header).timestamp() - now, 0.0)
-            except (TypeError, ValueError):
-                pass
+            return max(email.utils.parsedate_to_datetime(header).timestamp() - now, 0.0)
+        except (TypeError, ValueError, OverflowError):
+            pass
     reset = response.headers.get("X-RateLimit-Reset")
     if reset and response.headers.get("X-RateLimit-Remaining", "0") == "0":
-        try:
-            return max(float(reset) - now, 0.0)
-        except ValueError:
-            return None
+        reset_at = _seconds(reset)
+        return None if reset_at is None else max(reset_at - now, 0.0)
     return None
 
 
@@ -109,7 +129,14 @@ def api_version_of(base_url: str, default: str = "v2") -> str:
 
 
 class PunkApiClient:
-    """Talks to one Punk API server. All methods return v2-shaped beer dicts."""
+    """Talks to one Punk API server. All methods return v2-shaped beer dicts.
+
+    `on_invalid` says what to do with a beer that fails the schema (or is not a JSON object):
+    "raise" SchemaError, or "keep" it as the server sent it (v3 beers still reshaped to v2),
+    log a warning and append the error to `schema_errors`, which callers may show or clear.
+    A page that is not what the endpoint promises (not an array, v2's single-beer endpoints
+    not returning one beer) always raises.
+    """
 
     def __init__(
         self,
@@ -121,11 +148,14 @@ class PunkApiClient:
         backoff: float = 0.5,
         max_wait: float = 60.0,
         validate: bool = True,
+        on_invalid: Literal["raise", "keep"] = "raise",
         session: requests.Session | None = None,
         sleep: Any = time.sleep,
     ) -> None:
         if api_version not in API_VERSIONS:
             raise ValueError(f"api_version must be one of {API_VERSIONS}, not {api_version!r}")
+        if on_invalid not in ON_INVALID:
+            raise ValueError(f"on_invalid must be one of {ON_INVALID}, not {on_invalid!r}")
         self.base_url = base_url.rstrip("/")
         self.api_version = api_version
         self.timeout = timeout
@@ -133,6 +163,8 @@ class PunkApiClient:
         self.backoff = backoff
         self.max_wait = max_wait
         self.validate = validate
+        self.on_invalid = on_invalid
+        self.schema_errors: list[SchemaError] = []  # beers kept despite the schema
         self.session = session or requests.Session()
         self.session.headers.setdefault("User-Agent", f"brewops/{__version__}")
         self.session.headers["Accept"] = "application/json"
@@ -225,14 +257,21 @@ class PunkApiClient:
             params[name] = value
         return params
 
-    def _beer(self, beer: Any) -> dict[str, Any]:
+    def _beer(self, beer: Any) -> Any:
         if self.api_version == "v3" and isinstance(beer, dict):
             beer = to_v2_shape(beer, image_base=f"{self.base_url}/images")
-        if not isinstance(beer, dict):
-            raise SchemaError(f"Expected a beer object, got {beer!r:.80}", field="<beer>")
-        return validate_beer(beer) if self.validate else beer
+        try:
+            if not isinstance(beer, dict):
+                raise SchemaError(f"Expected a beer object, got {beer!r:.80}", field="<beer>")
+            return validate_beer(beer) if self.validate else beer
+        except SchemaError as error:
+            if self.on_invalid == "raise":
+                raise
+            self.schema_errors.append(error)
+            logger.warning("Keeping a beer that does not match the schema: %s", error)
+            return beer
 
-    def _one(self, payload: Any, path: str) -> dict[str, Any]:
+    def _one(self, payload: Any, path: str) -> Any:
         if self.api_version == "v2":
             if not isinstance(payload, list) or len(payload) != 1:
                 raise SchemaError(
@@ -286,9 +325,41 @@ class PunkApiClient:
         if status == 404:
             return NotFound(message, **kw)
         if status in (400, 422):
-            details = body.get("data") or body.get("detail") if isinstance(body, dict) else None
-            return BadRequest(message, details=details if isinstance(details, list) else [], **kw)
+            entries = (
+                _entries(body.get("data") or body.get("detail")) if isinstance(body, dict) else []
+            )
+            details = [e for e in entries if isinstance(e, dict)]
+            return BadRequest(message, details=details, **kw)
         return ClientError(message, **kw)
+
+
+# Error bodies are read defensively: a body of an unexpected shape must still give the
+# error its status calls for, never a TypeError from the error path itself.
+
+
+def _entries(value: Any) -> list[Any]:
+    """The per-parameter entries of an error body; an empty list when they are not a list."""
+    return value if isinstance(value, list) else []
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _v2_entry(entry: Any) -> str:
+    if not isinstance(entry, dict):
+        return _short(entry)
+    return f"{entry.get('param')}={entry.get('value')!r}: {entry.get('msg')}"
+
+
+def _v3_entry(entry: Any) -> str:
+    if not isinstance(entry, dict):
+        return _short(entry)
+    loc = entry.get("loc")
+    where = ".".join(str(p) for p in loc) if isinstance(loc, list) else loc
+    message = entry.get("msg") or entry.get("type") or _short(entry)
+    return f"{where}: {message}" if where else str(message)
 
 
 def _server_message(body: Any) -> str | None:
@@ -296,28 +367,22 @@ def _server_message(body: Any) -> str | None:
     if not isinstance(body, dict):
         return body.strip()[:200] if isinstance(body, str) and body.strip() else None
     if "message" in body:
-        entries = body.get("data") or []
-        extra = "; ".join(
-            f"{e.get('param')}={e.get('value')!r}: {e.get('msg')}"
-            for e in entries
-            if isinstance(e, dict)
-        )
+        extra = "; ".join(_v2_entry(e) for e in _entries(body.get("data")))
         return f"{body['message']}: {extra}" if extra else str(body["message"])
     detail = body.get("detail")
     if isinstance(detail, str):
         return detail
-    if isinstance(detail, list):
-        return "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', []))}: {e.get('msg')}"
-            for e in detail
-            if isinstance(e, dict)
-        )
-    return None
+    return "; ".join(_v3_entry(e) for e in _entries(detail)) or None
 
 
 def _is_id_out_of_range(details: Iterable[dict[str, Any]]) -> bool:
-    return any(
-        d.get("loc", [None])[-1] == "id"
-        and d.get("type") in ("less_than_equal", "greater_than_equal")
-        for d in details
-    )
+    for detail in details:
+        loc = detail.get("loc")
+        if (
+            isinstance(loc, list)
+            and loc
+            and loc[-1] == "id"
+            and detail.get("type") in ("less_than_equal", "greater_than_equal")
+        ):
+            return True
+    return False
