@@ -189,17 +189,23 @@ def test_gives_up_after_the_retries(punkapi_server):
     assert info.value.status == 503
     assert c.requests_made == 4
     assert len(c._sleep) == 3
-    assert c._sleep[0] <= c._sleep[-1] or c._sleep[-1] >= 0.5  # backs off, with jitter
+    # exponential from 0.5 s, plus up to 0.5 s of jitter: 0.5-1.0, then 1.0-1.5, then 2.0-2.5
+    assert 0.5 <= c._sleep[0] <= 1.0 <= c._sleep[1] <= 1.5 <= 2.0 <= c._sleep[2] <= 2.5
 
 
 def test_rate_limit_retry_honours_retry_after(punkapi_server, catalog_beers):
     url = punkapi_server(rate_limit=2, rate_window=1.0)
-    c = PunkApiClient(url, retries=3)  # really sleeps: the window is one second
-    started = time.monotonic()
+    waits = Sleeps()
+
+    def sleep(seconds):  # really sleeps: the window is one second
+        waits(seconds)
+        time.sleep(seconds)
+
+    c = PunkApiClient(url, retries=3, sleep=sleep)
     got = [c.beer(i)["id"] for i in (1, 2, 3)]
     assert got == [1, 2, 3]
     assert c.requests_made == 4  # the third was refused once, then served
-    assert time.monotonic() - started >= 0.5
+    assert waits == [1.0]  # the server's Retry-After, not the client's own 0.5-1.0 s backoff
 
 
 def test_a_hint_beyond_max_wait_gives_up_at_once(punkapi_server):
