@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -23,6 +25,7 @@ from brewops.producer import (
     serialise_beer,
 )
 from brewops.punkapi.errors import ServerError
+from fixtures.infra import LambdaContext
 
 THROTTLED = "ProvisionedThroughputExceededException"
 
@@ -352,6 +355,16 @@ def test_payloads_are_sent_as_given(kinesis_client, kinesis_stream, stream_recor
 # ------------------------------------------------------------------ the producer Lambda
 
 
+@dataclass
+class ShortOnTime(LambdaContext):
+    """An invocation with only `remaining_ms` left before the function's timeout."""
+
+    remaining_ms: int = 0
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
 @pytest.fixture
 def lambda_env(monkeypatch, kinesis_endpoint, kinesis_client, kinesis_stream):
     """The environment the template gives the function, pointed at the local servers."""
@@ -413,6 +426,45 @@ def test_a_tick_on_a_v3_server_puts_v2_shaped_beers(
     beer = json.loads(record["Data"])
     assert "image_url" in beer and "image" not in beer
     assert record["PartitionKey"] == str(beer["id"])
+
+
+@pytest.mark.emulator
+def test_a_tick_sends_a_beer_that_fails_the_schema_on_for_the_transform_to_judge(
+    lambda_env,
+    punkapi_server,
+    catalog_beers,
+    load_event,
+    lambda_context,
+    kinesis_stream,
+    stream_records,
+    caplog,
+):
+    malformed = {k: v for k, v in catalog_beers[0].items() if k != "tagline"}
+    lambda_env.setenv("PUNKAPI_URL", punkapi_server(beers=[malformed]))
+
+    with caplog.at_level(logging.WARNING, logger="brewops.punkapi.client"):
+        summary = app.handler(load_event("eventbridge_scheduled"), lambda_context)
+
+    assert summary["sent"] == 1 and summary["ok"]
+    (record,) = stream_records(kinesis_stream)
+    assert json.loads(record["Data"]) == malformed
+    assert any("'tagline'" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.emulator
+def test_a_tick_short_of_time_stops_retrying_the_api_and_says_why(
+    lambda_env, punkapi_server, load_event, caplog
+):
+    lambda_env.setenv("PUNKAPI_URL", punkapi_server(error_rate=1.0, error_statuses=(503,)))
+    # no more time left than the Kinesis puts keep for themselves
+    context = ShortOnTime(remaining_ms=int(app.KINESIS_RESERVE_SECONDS * 1000))
+
+    with pytest.raises(ServerError), caplog.at_level(logging.ERROR, logger="brewops.producer"):
+        app.handler(load_event("eventbridge_scheduled"), context)
+
+    api = app.punkapi_client(os.environ["PUNKAPI_URL"], "v2")
+    assert api.requests_made == 1  # not the five retries a client with time to spare makes
+    assert any(r.getMessage() == "no beers from the Punk API" for r in caplog.records)
 
 
 @pytest.mark.emulator

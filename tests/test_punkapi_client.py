@@ -193,6 +193,20 @@ def test_gives_up_after_the_retries(punkapi_server):
     assert 0.5 <= c._sleep[0] <= 1.0 <= c._sleep[1] <= 1.5 <= 2.0 <= c._sleep[2] <= 2.5
 
 
+def test_no_retry_starts_past_the_deadline(punkapi_server):
+    url = punkapi_server(error_rate=1.0, error_statuses=(503,), seed=1)
+    short, ample = client(url, retries=5), client(url, retries=5)
+    short.deadline = time.monotonic() + 0.4  # sooner than the first backoff (0.5-1.0 s) ends
+    ample.deadline = time.monotonic() + 3600
+
+    for c in (short, ample):
+        with pytest.raises(ServerError):
+            c.beers()
+
+    assert (short.requests_made, short._sleep) == (1, [])
+    assert ample.requests_made == 6
+
+
 def test_rate_limit_retry_honours_retry_after(punkapi_server, catalog_beers):
     url = punkapi_server(rate_limit=2, rate_window=1.0)
     waits = Sleeps()

@@ -122,6 +122,18 @@ class stop_if_hint_exceeds(stop_base):
         return hint is not None and hint > self.cap
 
 
+class stop_at_deadline(stop_base):
+    """Give up when the next wait would end past `deadline` (a time.monotonic() value)."""
+
+    def __init__(self, deadline: float | None) -> None:
+        self.deadline = deadline
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        if self.deadline is None:
+            return False
+        return time.monotonic() + retry_state.upcoming_sleep >= self.deadline
+
+
 def api_version_of(base_url: str, default: str = "v2") -> str:
     """The contract a base URL speaks, from its last path segment (…/v2 or …/v3)."""
     last = base_url.rstrip("/").rsplit("/", 1)[-1]
@@ -170,6 +182,9 @@ class PunkApiClient:
         self.session.headers["Accept"] = "application/json"
         self._sleep = sleep
         self.requests_made = 0  # HTTP requests, retries included
+        # A time.monotonic() value past which no retry starts and no request waits: set by
+        # a caller that must answer in time (the producer Lambda, before its own timeout).
+        self.deadline: float | None = None
         self.last_headers: dict[str, str] = {}
 
     def __repr__(self) -> str:
@@ -283,7 +298,9 @@ class PunkApiClient:
     def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
         retrying = Retrying(
             retry=retry_if_exception_type(RETRYABLE),
-            stop=stop_after_attempt(self.retries + 1) | stop_if_hint_exceeds(self.max_wait),
+            stop=stop_after_attempt(self.retries + 1)
+            | stop_if_hint_exceeds(self.max_wait)
+            | stop_at_deadline(self.deadline),
             wait=wait_server_hint(self.backoff, self.max_wait),
             sleep=self._sleep,
             reraise=True,
@@ -292,10 +309,13 @@ class PunkApiClient:
 
     def _get_once(self, url: str, params: dict[str, Any] | None) -> Any:
         self.requests_made += 1
+        timeout = self.timeout
+        if self.deadline is not None:
+            timeout = max(min(timeout, self.deadline - time.monotonic()), 0.1)
         try:
-            response = self.session.get(url, params=params, timeout=self.timeout)
+            response = self.session.get(url, params=params, timeout=timeout)
         except requests.Timeout as exc:
-            raise TransportError(f"Timed out after {self.timeout} s: {exc}", url=url) from exc
+            raise TransportError(f"Timed out after {timeout:.1f} s: {exc}", url=url) from exc
         except requests.RequestException as exc:  # refused, reset, truncated body
             raise TransportError(f"No usable answer: {exc}", url=url) from exc
         self.last_headers = dict(response.headers)

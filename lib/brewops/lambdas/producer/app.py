@@ -7,6 +7,7 @@ version prefix), PUNKAPI_VERSION (v2|v3), STREAM_NAME and BEERS_PER_TICK (defaul
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -18,6 +19,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from brewops.producer import produce_random_beers
 
 logger = Logger(service="brewops-producer")
+
+# Seconds of the invocation kept for the Kinesis puts and their retries: the Punk API client
+# stops retrying before then, so a tick that cannot get beers says why before it times out.
+KINESIS_RESERVE_SECONDS = 20.0
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,9 @@ class Settings:
 def punkapi_client(base_url: str, api_version: str) -> Any:
     from brewops.punkapi.client import PunkApiClient
 
-    return PunkApiClient(base_url, api_version=api_version)
+    # A beer that fails the schema is still sent: the transform, the pipeline's one
+    # validator, puts it in the error prefix with the reason if it cannot be cleaned.
+    return PunkApiClient(base_url, api_version=api_version, on_invalid="keep")
 
 
 @cache
@@ -69,4 +76,9 @@ def dependencies() -> dict[str, Any]:
 @logger.inject_lambda_context(clear_state=True)
 @event_source(data_class=EventBridgeEvent)
 def handler(event: EventBridgeEvent, context: LambdaContext) -> dict:
-    return produce_random_beers(**dependencies(), log=logger, scheduled_at=event.time)
+    wiring = dependencies()
+    api = wiring["api"]  # lives across invocations: this tick's budget and errors only
+    remaining = context.get_remaining_time_in_millis() / 1000.0
+    api.deadline = time.monotonic() + max(remaining - KINESIS_RESERVE_SECONDS, 0.0)
+    api.schema_errors.clear()
+    return produce_random_beers(**wiring, log=logger, scheduled_at=event.time)
