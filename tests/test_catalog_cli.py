@@ -63,6 +63,15 @@ def test_crawl_snapshots_a_server(runner, request, version, tmp_path: Path, cata
         assert [b["name"] for b in crawled] == [b["name"] for b in catalog_beers]
 
 
+def test_crawl_takes_the_api_version_from_the_url(runner, punkapi_v3_url, tmp_path: Path):
+    out = tmp_path / "v3.json"
+    result = runner.invoke(
+        main, ["data", "crawl", "--url", punkapi_v3_url, "--out", str(out), "--no-progress"]
+    )
+    assert result.exit_code == 0, result.output
+    assert len(load_catalog(out)) == 325
+
+
 def test_a_crawled_v3_snapshot_can_be_served_again(
     runner, punkapi_v3_url, punkapi_server, tmp_path: Path
 ):

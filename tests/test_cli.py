@@ -1,10 +1,18 @@
-"""The command line turns errors a user can act on into one clean line."""
+"""The command line: errors a user can act on are one clean line; the Punk API version
+follows the URL unless it is given."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from click.testing import CliRunner
+
+from brewops import streaming_cli
 
 BREWOPS = Path(sys.executable).parent / "brewops"
 
@@ -28,3 +36,54 @@ def test_a_bad_catalogue_file_is_one_line_too(tmp_path):
     )
     assert result.returncode != 0
     assert "Traceback" not in result.stderr, result.stderr
+
+
+def test_the_aws_target_without_a_region_is_one_line_saying_what_to_set(tmp_path):
+    empty = tmp_path / "empty"
+    empty.touch()
+    env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
+    env |= {
+        "AWS_CONFIG_FILE": str(empty),
+        "AWS_SHARED_CREDENTIALS_FILE": str(empty),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    result = subprocess.run(
+        [BREWOPS, "stream", "tick", "--target", "aws"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "AWS_DEFAULT_REGION" in result.stderr
+
+
+class AcceptingKinesis:
+    """A Kinesis client that takes every record and keeps the partition keys (beer ids)."""
+
+    def __init__(self) -> None:
+        self.partition_keys: list[str] = []
+
+    def put_records(self, Records: list[dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
+        self.partition_keys += [record["PartitionKey"] for record in Records]
+        accepted = [{"SequenceNumber": "1", "ShardId": "shardId-000000000000"} for _ in Records]
+        return {"FailedRecordCount": 0, "Records": accepted}
+
+
+def test_backfill_speaks_the_api_version_of_a_v3_url(punkapi_v3_url, monkeypatch, tmp_path):
+    kinesis = AcceptingKinesis()
+    target = SimpleNamespace(
+        name="local",
+        punkapi_url=punkapi_v3_url,
+        outputs={"StreamName": "beers"},
+        session=SimpleNamespace(client=lambda service: kinesis),
+    )
+    monkeypatch.setattr(streaming_cli, "use_target", lambda name: target)
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
+
+    result = CliRunner().invoke(streaming_cli.stream, ["backfill", "--no-progress"])
+
+    assert result.exit_code == 0, result.output
+    assert "325 of 325 beers sent" in result.output
+    assert len(set(kinesis.partition_keys)) == 325

@@ -8,6 +8,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import EndpointConnectionError
 
 from brewops import target as targets
 from brewops.local.state import LocalState
@@ -73,6 +74,68 @@ def test_aws_uses_the_normal_chain_and_the_named_stack(
 def test_aws_stack_name_defaults_to_dev(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BREWOPS_STACK_NAME", raising=False)
     assert targets.use("aws").stack_name == "brewops-dev"
+
+
+@pytest.fixture
+def no_aws_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine with no AWS region, credentials or config, and no way to reach AWS."""
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    for name in ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        empty = tmp_path / name.lower()
+        empty.touch()
+        monkeypatch.setenv(name, str(empty))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+    def no_network(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a request was sent")
+
+    monkeypatch.setattr("botocore.httpsession.URLLib3Session.send", no_network)
+
+
+def test_aws_without_a_region_says_what_to_set(
+    no_aws_settings: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")  # the AWS CLI reads it; boto3 does not
+    tgt = targets.use("aws")  # also how use("local") is undone: it must not fail here
+
+    with pytest.raises(targets.TargetNotReady, match="set AWS_DEFAULT_REGION"):
+        _ = tgt.outputs
+    with pytest.raises(targets.TargetNotReady, match="AWS_PROFILE"):
+        tgt.client("kinesis")
+
+
+def test_aws_without_credentials_says_how_to_configure_them(
+    no_aws_settings: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    tgt = targets.use("aws")
+
+    with pytest.raises(targets.TargetNotReady, match="aws configure"):
+        _ = tgt.punkapi_url
+    with pytest.raises(targets.TargetNotReady, match="aws configure"):
+        tgt.session.client("kinesis")
+
+
+def test_aws_with_a_profile_that_does_not_exist_is_not_ready(
+    no_aws_settings: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+
+    with pytest.raises(targets.TargetNotReady, match="no-such-profile"):
+        targets.use("aws")
+
+
+def test_other_botocore_errors_while_reading_the_stack_say_what_to_check(
+    aws_environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreachable(*args: Any, **kwargs: Any) -> None:
+        raise EndpointConnectionError(endpoint_url="https://cloudformation.example")
+
+    monkeypatch.setattr("botocore.httpsession.URLLib3Session.send", unreachable)
+
+    with pytest.raises(targets.TargetNotReady, match=r"Could not connect.*AWS_DEFAULT_REGION"):
+        _ = targets.use("aws").outputs
 
 
 @pytest.mark.emulator

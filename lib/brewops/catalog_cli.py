@@ -38,7 +38,11 @@ def fetch(force: bool) -> None:
 
 @data.command()
 @click.option("--url", "base_url", required=True, help="Base URL with version, e.g. http://host/v2")
-@click.option("--api-version", type=click.Choice(["v2", "v3"]), default="v2", show_default=True)
+@click.option(
+    "--api-version",
+    type=click.Choice(["v2", "v3"]),
+    help="Punk API version. Default: the URL's last segment (…/v2 or …/v3), else v2.",
+)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--per-page", type=int, default=80, show_default=True)
 @click.option("--timeout", type=float, default=10.0, show_default=True)
@@ -46,7 +50,7 @@ def fetch(force: bool) -> None:
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def crawl(
     base_url: str,
-    api_version: str,
+    api_version: str | None,
     out: Path,
     per_page: int,
     timeout: float,
@@ -55,9 +59,10 @@ def crawl(
 ) -> None:
     """Snapshot a live Punk API into a catalogue file (v2 shape), page by page."""
     from brewops.catalog import write_catalog
-    from brewops.punkapi.client import PunkApiClient
+    from brewops.punkapi.client import PunkApiClient, api_version_of
     from brewops.punkapi.errors import PunkApiError
 
+    api_version = api_version or api_version_of(base_url)
     client = PunkApiClient(base_url, api_version, timeout=timeout, retries=retries)
     try:
         beers = list(client.iter_beers(per_page=per_page, progress=progress))

@@ -62,10 +62,14 @@ def stream() -> None:
     help="Put the beers of this catalogue file instead of crawling the Punk API.",
 )
 @click.option("--api-url", help="Punk API base URL with version. Default: the target's.")
-@click.option("--api-version", type=click.Choice(["v2", "v3"]), default="v2", show_default=True)
+@click.option(
+    "--api-version",
+    type=click.Choice(["v2", "v3"]),
+    help="Punk API version. Default: the URL's last segment (…/v2 or …/v3), else v2.",
+)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def backfill(
-    target: str, catalog: Path | None, api_url: str | None, api_version: str, progress: bool
+    target: str, catalog: Path | None, api_url: str | None, api_version: str | None, progress: bool
 ) -> None:
     """Put the whole catalogue into the Kinesis stream (PutRecords in batches)."""
     from brewops.producer import put_beers
@@ -77,12 +81,13 @@ def backfill(
 
         beers = load_catalog(catalog)
     else:
-        from brewops.punkapi.client import PunkApiClient
+        from brewops.punkapi.client import PunkApiClient, api_version_of
 
         url = api_url or tgt.punkapi_url
         if not url:
             raise click.UsageError("no Punk API URL for this target: pass --api-url or --catalog")
-        beers = PunkApiClient(url, api_version=api_version).all_beers(progress=progress)
+        client = PunkApiClient(url, api_version=api_version or api_version_of(url))
+        beers = client.all_beers(progress=progress)
     kinesis = tgt.session.client("kinesis")
     report = put_beers(beers, tgt.outputs["StreamName"], kinesis, progress=progress)
     remember_produced(target, sent_ids(beers, report))

@@ -7,7 +7,8 @@ server) or real AWS. Notebooks and tests start with
 
 `use("local")` points the AWS SDK at the emulator through environment variables, so
 boto3 and awswrangler need no endpoint arguments anywhere else. `use("aws")` uses the
-normal credential chain and region.
+normal credential chain and region; a missing region or credentials is reported as
+TargetNotReady, saying what to set, before the first call to AWS.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from brewops.errors import ActionableError
 from brewops.local.state import default_stack_name, emulator_environment
@@ -57,26 +58,64 @@ _LOCAL_VARIABLES = (
 _saved_environment: dict[str, str | None] | None = None
 
 
+# botocore's own words for these are a traceback ending in NoRegionError or
+# NoCredentialsError; these say what to set.
+NO_REGION = (
+    "No AWS region for the aws target: set AWS_DEFAULT_REGION (boto3 does not read "
+    "AWS_REGION), or choose a profile that has a region with AWS_PROFILE."
+)
+NO_CREDENTIALS = (
+    "No AWS credentials for the aws target: run `aws configure` (or `aws sso login`), "
+    "or choose a profile with AWS_PROFILE."
+)
+
+
 class TargetNotReady(RuntimeError, ActionableError):
     """The target has nothing running or deployed to use."""
+
+
+def check_session(session: Any) -> None:
+    """Raise TargetNotReady unless `session` has a region and credentials; no request is
+    sent to AWS (on EC2 the credential chain may ask the instance metadata service)."""
+    try:
+        region = session.region_name
+        credentials = session.get_credentials()
+    except BotoCoreError as error:  # e.g. a profile that is not in the config files
+        raise TargetNotReady(f"The AWS configuration cannot be used: {error}.") from error
+    if not region:
+        raise TargetNotReady(NO_REGION)
+    if credentials is None:
+        raise TargetNotReady(NO_CREDENTIALS)
 
 
 def stack_outputs(stack_name: str | None = None, session: Any = None) -> dict[str, str]:
     """Outputs of the stack, by OutputKey, from CloudFormation wherever the environment
     points (the emulator after `use("local")`)."""
-    cloudformation = (session or boto3.session.Session()).client("cloudformation")
+    session = session or boto3.session.Session()
+    check_session(session)
+    cloudformation = session.client("cloudformation")
     return _read_outputs(cloudformation, stack_name or default_stack_name())
 
 
 def _read_outputs(cloudformation: Any, stack_name: str) -> dict[str, str]:
+    stack = _describe_stack(cloudformation, stack_name)
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def _describe_stack(cloudformation: Any, stack_name: str) -> dict[str, Any]:
+    where = cloudformation.meta.endpoint_url
     try:
-        stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
+        return cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
     except ClientError as error:
         raise TargetNotReady(
-            f"Stack {stack_name} cannot be read at {cloudformation.meta.endpoint_url}: {error}. "
+            f"Stack {stack_name} cannot be read at {where}: {error}. "
             "Deploy it with `brewops local up` (local) or `sam deploy` (aws)."
         ) from error
-    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    except BotoCoreError as error:  # no credentials, no connection, an expired SSO login…
+        raise TargetNotReady(
+            f"Stack {stack_name} cannot be read at {where}: {error}. Check the region and "
+            "credentials (AWS_DEFAULT_REGION, AWS_PROFILE, `aws configure`) and the connection."
+        ) from error
 
 
 @dataclass
@@ -84,10 +123,22 @@ class Target:
     name: str
     stack_name: str
     region: str | None
-    session: Any  # boto3.session.Session
+    _session: Any  # boto3.session.Session
     endpoint_url: str | None = None
     _punkapi_url: str | None = None
     _outputs: dict[str, str] | None = field(default=None, repr=False)
+    _session_checked: bool = field(default=False, repr=False)
+
+    @property
+    def session(self) -> Any:
+        """The boto3 session, checked for a region and credentials on first use.
+
+        Not checked in `use("aws")`: that also puts back the environment `use("local")`
+        replaced, which must work on a machine with no AWS settings at all."""
+        if not self._session_checked:
+            check_session(self._session)
+            self._session_checked = True
+        return self._session
 
     @property
     def outputs(self) -> dict[str, str]:
@@ -112,8 +163,8 @@ class Target:
         return self.session.client(service_name, **kwargs)
 
     def _stack_parameter(self, key: str) -> str | None:
-        stack = self.client("cloudformation").describe_stacks(StackName=self.stack_name)
-        for parameter in stack["Stacks"][0].get("Parameters", []):
+        stack = _describe_stack(self.client("cloudformation"), self.stack_name)
+        for parameter in stack.get("Parameters", []):
             if parameter["ParameterKey"] == key:
                 return parameter["ParameterValue"]
         return None
@@ -162,13 +213,15 @@ def use(target: str = "local") -> Target:
             name="local",
             stack_name=state.stack_name,
             region=state.region,
-            session=state.session(),  # the dummy keys, whatever the environment says later
+            _session=state.session(),  # the dummy keys, whatever the environment says later
             endpoint_url=state.endpoint_url,
             _punkapi_url=state.punkapi_url,
         )
-    if _restore_environment():
-        boto3.setup_default_session()
-    session = boto3.session.Session()
-    return Target(
-        name="aws", stack_name=default_stack_name(), region=session.region_name, session=session
-    )
+    try:
+        if _restore_environment():
+            boto3.setup_default_session()
+        session = boto3.session.Session()
+        region = session.region_name
+    except BotoCoreError as error:  # e.g. AWS_PROFILE names a profile that does not exist
+        raise TargetNotReady(f"The AWS configuration cannot be used: {error}.") from error
+    return Target(name="aws", stack_name=default_stack_name(), region=region, _session=session)

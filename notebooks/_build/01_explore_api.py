@@ -14,7 +14,8 @@ IBU, EBC and pH, IBU against ABV, how the numeric fields correlate, and the hop 
     needs="""
 Nothing beyond the set-up in the README: by default the notebook uses the local Punk API
 server of the local target, serving the real catalogue (`punkapi-db` 2.6.0, 325 beers).
-Set `api_url` (and `api_version`) to explore another server, e.g. a v3 service.
+Set `api_url` to explore another server, e.g. a v3 service: the API version comes from the
+URL's last segment (`/v2` or `/v3`) unless `api_version` says otherwise.
 """,
     costs="""
 None: it only reads from the API.
@@ -22,17 +23,20 @@ None: it only reads from the API.
     parameters="""
 target = "local"
 api_url = None  # None: the local target's Punk API server; else a base URL with /v2 or /v3
-api_version = "v2"
+api_version = None  # None: from the URL's version prefix (v2 or v3)
 expected_beers = 325  # None skips the count check (another server, another catalogue)
 """,
     cells=[
         code("""
+from brewops.punkapi.client import api_version_of
+
 if api_url is None:
     from brewops import target as targets
 
     base_url = targets.use(target).punkapi_url
 else:
     base_url = api_url
+api_version = api_version or api_version_of(base_url)
 print(f"Punk API {api_version} at {base_url}")
 """),
         md("## Crawl the catalogue\n\nPage after page (80 beers each) until a short page."),
