@@ -48,7 +48,8 @@ lint: setup ## ruff over .py and .ipynb
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-lock: ## Re-resolve the pinned dependency set (requirements.lock, environment.yml, Lambda requirements)
+# $(STAMP) brings uv, and the installed package whose lockfiles module the last step runs
+lock: $(STAMP) ## Re-resolve the pinned dependency set (requirements.lock, environment.yml, Lambda requirements)
 	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 --universal \
 		--quiet --custom-compile-command "make lock" -o requirements.lock
 	$(UV) pip compile lib/brewops/lambda-requirements.in --python-version 3.13 \
@@ -66,5 +67,8 @@ $(SAM_STAMP): infra/sam-requirements.lock | $(UV)
 sam-validate: $(SAM_STAMP) ## `sam validate --lint` (the SAM CLI lives in .venv-sam: it is heavy)
 	SAM_CLI_TELEMETRY=0 .venv-sam/bin/sam validate --lint --template infra/template.yaml --region us-east-1
 
-clean: ## Remove build outputs and the local target's state
+# `local down` finds the emulator and Punk API processes through build/local/state.json:
+# stop them before that file goes.
+clean: ## Stop the local target, then remove build outputs and its state
+	$(if $(wildcard $(BIN)/brewops),-$(BIN)/brewops local down)
 	rm -rf build .pytest_cache .ruff_cache

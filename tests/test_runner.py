@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import click
 import nbformat
 import pytest
+from click.testing import CliRunner
 
-from brewops.runner import _parse_value, discover, execute
+from brewops import runner
+from brewops.paths import repo_root
+from brewops.runner import _parse_value, check_parameters, discover, execute
 
 
 def _notebook(path: Path, *sources: str) -> Path:
@@ -70,6 +74,40 @@ def test_a_failing_notebook_stops_the_run_and_is_kept(notebooks: Path, tmp_path:
     assert written["status"] == "failed"
     assert [nb["status"] for nb in written["notebooks"]] == ["ok", "failed", "skipped"]
     assert written["notebooks"][0]["seconds"] > 0
+
+
+def test_a_parameter_no_notebook_defines_is_refused_before_any_runs(
+    notebooks: Path, tmp_path: Path
+):
+    out = tmp_path / "build"
+    with pytest.raises(click.BadParameter, match=r"valeu\. Valid names: target, value$"):
+        execute(discover(notebooks), parameters={"valeu": 2}, out_dir=out, progress=False)
+    assert not out.exists()
+
+
+def test_the_command_refuses_it_before_starting_the_target(
+    notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    def no_target(target: str) -> None:
+        raise AssertionError("the target was started")
+
+    monkeypatch.setattr(runner, "target_services", no_target)
+    monkeypatch.setenv("BREWOPS_HOME", str(notebooks.parent))
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
+
+    result = CliRunner().invoke(runner.run_command, ["--only", "01", "-p", "beers_per_tick", "2"])
+
+    assert result.exit_code == 2
+    assert "not defined by 01_first_step: beers_per_tick" in result.output
+    assert not (tmp_path / "build").exists()
+
+
+def test_the_readme_runs_only_parameters_the_notebooks_define():
+    commands = re.findall(r"brewops run [^`#\n]*", (repo_root() / "README.md").read_text())
+    assert any("-p" in command for command in commands)
+    for command in commands:
+        only = re.findall(r"--only (\d+)", command)
+        check_parameters(discover(only=only), re.findall(r"-p (\w+)", command))
 
 
 def test_parameter_values_are_yaml_scalars():

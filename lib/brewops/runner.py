@@ -14,7 +14,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,6 +76,21 @@ def discover(directory: Path | None = None, only: Sequence[str] = ()) -> list[Pa
     return found
 
 
+def check_parameters(notebooks: Sequence[Path], names: Iterable[str]) -> None:
+    """Refuse a parameter no notebook's `parameters` cell defines: papermill would inject
+    it anyway, and the notebook would run with its default as if nothing was said."""
+    from papermill import inspect_notebook
+
+    defined = list(dict.fromkeys(name for nb in notebooks for name in inspect_notebook(nb)))
+    unknown = [name for name in dict.fromkeys(names) if name not in defined]
+    if unknown:
+        which = ", ".join(nb.stem for nb in notebooks)
+        raise click.BadParameter(
+            f"not defined by {which}: {', '.join(unknown)}. Valid names: {', '.join(defined)}",
+            param_hint="'-p' / '--parameter'",
+        )
+
+
 def render_html(executed: Path) -> Path:
     import nbformat
     from nbconvert import HTMLExporter
@@ -110,9 +125,11 @@ def execute(
     out_dir: Path | None = None,
     progress: bool = True,
 ) -> RunSummary:
-    """Run `notebooks` in order against `target`; stop at the first failure."""
+    """Run `notebooks` in order against `target`; stop at the first failure. A parameter
+    none of them defines is refused before any runs."""
     import papermill
 
+    check_parameters(notebooks, parameters or {})
     out_dir = out_dir or build_dir()
     executed_dir = out_dir / "executed"
     figures_dir = out_dir / "figures"
@@ -212,7 +229,8 @@ def _parse_value(raw: str) -> Any:
     type=(str, str),
     multiple=True,
     metavar="NAME VALUE",
-    help="Override a notebook parameter in every notebook (value parsed as YAML).",
+    help="Override a notebook parameter in every notebook that defines it (value parsed as "
+    "YAML); a name no selected notebook defines is refused.",
 )
 @click.option("--no-progress", is_flag=True, help="Hide papermill's per-cell progress bars.")
 def run_command(
@@ -228,6 +246,7 @@ def run_command(
     if not notebooks:
         raise click.ClickException(f"no numbered notebooks found in {notebooks_dir()}")
     params = {name: _parse_value(value) for name, value in parameters}
+    check_parameters(notebooks, params)  # before the local target is brought up
     with target_services(target):
         run = execute(notebooks, target=target, parameters=params, progress=not no_progress)
     click.echo(f"run summary: {build_dir() / 'run-summary.json'}")
