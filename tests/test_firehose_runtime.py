@@ -33,7 +33,13 @@ from brewops.firehose_runtime.prefixes import (
     java_format,
     object_name,
 )
-from brewops.firehose_runtime.processing import LambdaStage, SourceRecord
+from brewops.firehose_runtime.processing import (
+    DUPLICATED_RECORD_ID,
+    LambdaStage,
+    Outcome,
+    ProcessedBatch,
+    SourceRecord,
+)
 
 EVENTS = Path(__file__).parent / "events"
 MOMENT = datetime(2024, 3, 7, 9, 5, 4, 321000, tzinfo=UTC)
@@ -349,10 +355,99 @@ def test_a_handler_exception_is_retried_then_fails_every_record():
     assert all("boom" in o.failure.document["errorMessage"] for o in batch.outcomes)
 
 
-@pytest.mark.parametrize("answer", [{"records": []}, {"nothing": 1}, None])
-def test_an_answer_with_another_record_count_fails_every_record(answer):
-    batch = stage_for(FakeFunction(lambda e: answer)).process(source_records(b"a", b"b"))
-    assert all(o.failure is not None for o in batch.outcomes)
+def error_code(outcome: Outcome) -> str | None:
+    return outcome.failure.document["errorCode"] if outcome.failure else None
+
+
+def assert_one_outcome_per_record(batch: ProcessedBatch, records: list[SourceRecord]) -> None:
+    """Nothing lost on the way: one outcome for each record, in input order."""
+    assert [o.record for o in batch.outcomes] == records
+
+
+OK_DATA = base64.b64encode(b'{"id":1}\n').decode()
+
+
+@pytest.mark.parametrize(
+    ("answer", "code"),
+    [
+        ({"records": []}, "Lambda.MissingRecordId"),
+        ({"nothing": 1}, "Lambda.MissingRecordId"),
+        (None, "Lambda.MissingRecordId"),
+        (
+            {"records": [{"recordId": str(i), "result": "Ok", "data": OK_DATA} for i in range(3)]},
+            "Lambda.DuplicatedRecordId",
+        ),
+    ],
+)
+def test_an_answer_with_another_record_count_fails_every_record(answer, code):
+    records = source_records(b"a", b"b")
+    batch = stage_for(FakeFunction(lambda e: answer)).process(records)
+    assert len(batch.outcomes) == 2
+    assert [error_code(o) for o in batch.outcomes] == [code, code]
+    assert_one_outcome_per_record(batch, records)
+
+
+def test_a_record_id_answered_twice_fails_that_record_and_the_one_left_out():
+    def answer(event):
+        ids = [r["recordId"] for r in event["records"]]
+        return {
+            "records": [
+                {"recordId": ids[0], "result": "Ok", "data": OK_DATA},
+                {"recordId": ids[0], "result": "Ok", "data": OK_DATA},
+                {"recordId": ids[2], "result": "Ok", "data": OK_DATA},
+            ]
+        }
+
+    records = source_records(b"a", b"b", b"c")
+    batch = stage_for(FakeFunction(answer)).process(records)
+    assert [error_code(o) for o in batch.outcomes] == [
+        "Lambda.DuplicatedRecordId",
+        "Lambda.MissingRecordId",
+        None,
+    ]
+    assert batch.outcomes[0].failure.document["errorMessage"] == DUPLICATED_RECORD_ID
+    assert base64.b64decode(batch.outcomes[0].failure.document["rawData"]) == b"a"
+    assert batch.outcomes[2].data == b'{"id":1}\n'
+    assert_one_outcome_per_record(batch, records)
+
+
+def answer_second_record_with(item: dict[str, Any]):
+    """A transform answering Ok for the first and third records and `item` for the second."""
+
+    def answer(event):
+        ids = [r["recordId"] for r in event["records"]]
+        return {
+            "records": [
+                {"recordId": ids[0], "result": "Ok", "data": OK_DATA},
+                {"recordId": ids[1], **item},
+                {"recordId": ids[2], "result": "Ok", "data": OK_DATA},
+            ]
+        }
+
+    return answer
+
+
+@pytest.mark.parametrize("result", ["OK", "Failed", "", None])
+def test_a_result_outside_the_contract_fails_the_record(result):
+    # the data is valid: only the result makes the record a failure
+    item = {"result": result, "data": OK_DATA} if result is not None else {"data": OK_DATA}
+    records = source_records(b"a", b"b", b"c")
+    batch = stage_for(FakeFunction(answer_second_record_with(item))).process(records)
+    assert [error_code(o) for o in batch.outcomes] == [None, "Lambda.InvalidReturnFormat", None]
+    assert repr(result) in batch.outcomes[1].failure.document["errorMessage"]
+    assert_one_outcome_per_record(batch, records)
+
+
+# "YWJj!" decodes to b"abc" when invalid characters are skipped: the check must be strict
+@pytest.mark.parametrize("data", ["YWJj!", "not base64 at all", "YWJ", "é", 42])
+def test_ok_data_that_is_not_base64_fails_the_record(data):
+    records = source_records(b"a", b"b", b"c")
+    answer = answer_second_record_with({"result": "Ok", "data": data})
+    batch = stage_for(FakeFunction(answer)).process(records)
+    assert [error_code(o) for o in batch.outcomes] == [None, "Lambda.InvalidReturnFormat", None]
+    assert "base64" in batch.outcomes[1].failure.document["errorMessage"]
+    assert base64.b64decode(batch.outcomes[1].failure.document["rawData"]) == b"b"
+    assert_one_outcome_per_record(batch, records)
 
 
 # ------------------------------------------------------------------ checkpoints

@@ -1,4 +1,5 @@
-"""The local server over real HTTP, request by request against the documented contract."""
+"""The local server over real HTTP, request by request against the documented contract;
+what depends on time or chance is driven through the WSGI app with a test clock or seed."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from werkzeug.test import Client
 
+from brewops.punkapi import server
 from brewops.punkapi.server import (
     MSG_BEER_ID,
     MSG_DATE,
@@ -19,6 +22,7 @@ from brewops.punkapi.server import (
     MSG_TEXT,
     FaultInjector,
     Faults,
+    PunkApiApp,
     express_etag,
     filter_v2,
 )
@@ -352,12 +356,30 @@ def test_rate_limit_429_with_retry_after(punkapi_server):
     assert limited.headers["X-RateLimit-Limit"] == "3"
 
 
-def test_the_window_resets(punkapi_server):
-    url = punkapi_server(rate_limit=1, rate_window=0.5)
-    assert get(f"{url}/beers/1").status_code == 200
-    assert get(f"{url}/beers/1").status_code == 429
-    time.sleep(0.6)
-    assert get(f"{url}/beers/1").status_code == 200
+class Clock:
+    """A clock that moves only when the test moves it."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_window_resets(catalog_beers):
+    clock = Clock(1_000.0)
+    app = PunkApiApp(catalog_beers, rate_limit=1, rate_window=60, clock=clock)
+    client = Client(app)
+
+    first = client.get("/v2/beers/1")
+    assert (first.status_code, first.headers["X-RateLimit-Reset"]) == (200, "1060")
+    clock.now = 1_059.5
+    limited = client.get("/v2/beers/1")
+    assert (limited.status_code, limited.headers["Retry-After"]) == (429, "1")
+    clock.now = 1_060.0
+    renewed = client.get("/v2/beers/1")
+    assert (renewed.status_code, renewed.headers["X-RateLimit-Reset"]) == (200, "1120")
+    assert renewed.headers["X-RateLimit-Remaining"] == "0"
 
 
 def test_rate_limit_off(punkapi_server):
@@ -485,9 +507,38 @@ def test_truncated_bodies_break_off(punkapi_server):
         get(f"{url}/beers")
 
 
-def test_latency_is_added(punkapi_server):
-    url = punkapi_server(latency=0.2, seed=3)
-    assert get(f"{url}/beers/1").status_code == 200
+def test_latency_is_a_delay_up_to_the_configured_one():
+    injector = FaultInjector(Faults(latency=0.2, seed=3))
+    decisions = [injector.decide() for _ in range(200)]
+    delays = [d.delay for d in decisions]
+    assert all(0 < d <= 0.2 for d in delays)
+    assert min(delays) < 0.05 and max(delays) > 0.15  # spread over the range, not fixed
+    assert all(d.status is None and not d.truncate for d in decisions)
+
+
+class RecordedSleeps:
+    """Stands in for the time module: sleeps are recorded, not slept."""
+
+    def __init__(self) -> None:
+        self.slept: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+
+    def __getattr__(self, name: str):
+        return getattr(time, name)
+
+
+def test_the_decided_delay_is_slept_before_answering(catalog_beers, monkeypatch):
+    sleeps = RecordedSleeps()
+    monkeypatch.setattr(server, "time", sleeps)
+    client = Client(PunkApiApp(catalog_beers, faults=Faults(latency=0.2, seed=3)))
+
+    answers = [client.get("/v2/beers/1") for _ in range(3)]
+
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    replay = FaultInjector(Faults(latency=0.2, seed=3))
+    assert sleeps.slept == [replay.decide().delay for _ in range(3)]
 
 
 # ----------------------------------------------------------------------------- the command

@@ -151,6 +151,27 @@ def test_reconcile_passes_extra_rows_and_reports_unexpected_ids():
     assert result.as_row()["status"] == "ok"
 
 
+def test_diverted_records_count_against_missing_rows():
+    df = pd.DataFrame({"id": pd.array([1, 2, 3], dtype="Int64")})
+    expected = Expectation(records=4, ids=frozenset({1, 2, 3, 4}))
+
+    lost = reconcile(df, expected)
+    assert (lost.missing_rows, lost.lost_ids, lost.ok) == (1, [4], False)
+
+    diverted = reconcile(df, expected, diverted={4: "Lambda.ProcessingFailed: abv"})
+    assert (diverted.missing_rows, diverted.lost_ids, diverted.ok) == (0, [], True)
+    assert diverted.diverted == {4: "Lambda.ProcessingFailed: abv"}
+    assert diverted.failure() is None
+
+
+def test_diverted_records_count_against_missing_rows_without_known_ids():
+    df = pd.DataFrame({"id": pd.array([1, 2, 3], dtype="Int64")})
+    assert reconcile(df, Expectation(records=5)).missing_rows == 2
+    result = reconcile(df, Expectation(records=5), diverted={4: "bad", 5: "bad"})
+    assert result.missing_rows == 0 and result.ok
+    assert result.as_row()["diverted to errors"] == 2
+
+
 def test_nothing_to_reconcile_is_not_checked():
     result = reconcile(pd.DataFrame({"id": [1]}), Expectation())
     assert result.ok and not result.checked and result.as_row()["status"] == "not checked"
