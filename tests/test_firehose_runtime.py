@@ -263,6 +263,25 @@ def test_hive_json_fails_a_value_of_the_wrong_type_with_the_column_named():
     assert failure.value.code == "DataFormatConversion.ParseError"
 
 
+def test_hive_json_refuses_text_parquet_could_not_write():
+    # A lone surrogate is valid JSON text; left in, it would fail the whole Parquet file.
+    with pytest.raises(ConversionError) as failure:
+        cleaned_deserializer().rows(b'{"id": 1, "name": "\\ud800"}')
+    assert failure.value.code == "DataFormatConversion.MalformedData"
+    assert "'name'" in str(failure.value)
+
+
+def test_hive_json_refuses_epoch_millis_past_the_calendar():
+    from brewops.firehose_runtime.conversion import arrow_schema
+
+    millis = HiveJsonDeserializer(
+        arrow_schema(schema.glue_columns()), timestamp_formats=("millis",)
+    )
+    with pytest.raises(ConversionError) as failure:
+        millis.rows(b'{"id": 1, "name": "x", "ingested_at": 1e20}')
+    assert failure.value.code == "DataFormatConversion.MalformedData"
+
+
 # ------------------------------------------------------------------ the Lambda contract
 
 

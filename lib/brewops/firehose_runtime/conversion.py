@@ -171,7 +171,8 @@ class HiveJsonDeserializer:
         for field in self.schema:
             try:
                 row[field.name] = self.value(lowered.get(field.name), field.type)
-            except (TypeError, ValueError, InvalidOperation, OverflowError) as error:
+            # OSError: a timestamp in millis past what the platform's clock can hold.
+            except (TypeError, ValueError, InvalidOperation, OverflowError, OSError) as error:
                 raise ConversionError(
                     "DataFormatConversion.MalformedData",
                     f"column {field.name!r} ({field.type}): {error}",
@@ -182,7 +183,11 @@ class HiveJsonDeserializer:
         if value is None:
             return None
         if pa.types.is_string(kind):
-            return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+            text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+            # A lone surrogate ("\ud800" in the JSON) would only fail when the Parquet file
+            # is written, and take the whole buffer with it: refuse the record here.
+            text.encode("utf-8")
+            return text
         if pa.types.is_boolean(kind):
             if isinstance(value, bool):
                 return value
