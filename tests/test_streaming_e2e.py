@@ -166,6 +166,27 @@ def test_backfill_tick_drain_and_reconcile_commands(cli):
     assert figures["raw"] == CATALOGUE_SIZE + 2  # the ticks' random beers, once more each
 
 
+def test_a_backfill_sends_beers_that_fail_the_schema_and_the_transform_judges_them(
+    cli, punkapi_server, catalog_beers
+):
+    beers = [dict(b) for b in catalog_beers]
+    del beers[4]["tagline"]  # not a column of the cleaned table: still cleaned
+    beers[9]["abv"] = "strong"  # not a number: the transform refuses it
+    url = punkapi_server(beers=beers)
+
+    backfilled = cli("backfill", "--api-url", url, "--no-progress")
+    drained = cli("drain", "--no-progress")
+    reconciled = cli("reconcile", "--json")
+
+    assert backfilled.exit_code == 0, backfilled.output
+    assert "325 of 325 beers sent" in backfilled.output
+    assert backfilled.output.count("sent although it fails the schema") == 2
+    assert drained.exit_code == 0, drained.output
+    figures = json.loads(reconciled.output)
+    assert figures["nothing_lost"]
+    assert (figures["cleaned_unique_ids"], figures["errors"]) == (CATALOGUE_SIZE - 1, 1)
+
+
 def test_drain_refuses_the_aws_target(cli, monkeypatch):
     monkeypatch.setattr(
         streaming_cli, "use_target", lambda name: SimpleNamespace(name="aws", outputs={})

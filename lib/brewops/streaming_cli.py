@@ -86,8 +86,14 @@ def backfill(
         url = api_url or tgt.punkapi_url
         if not url:
             raise click.UsageError("no Punk API URL for this target: pass --api-url or --catalog")
-        client = PunkApiClient(url, api_version=api_version or api_version_of(url))
+        # One beer that fails the schema must not stop the backfill: it is sent, and the
+        # transform puts it in the error prefix with its reason if it cannot be cleaned.
+        client = PunkApiClient(
+            url, api_version=api_version or api_version_of(url), on_invalid="keep"
+        )
         beers = client.all_beers(progress=progress)
+        for problem in client.schema_errors:
+            click.echo(f"sent although it fails the schema: {problem}", err=True)
     kinesis = tgt.session.client("kinesis")
     report = put_beers(beers, tgt.outputs["StreamName"], kinesis, progress=progress)
     remember_produced(target, sent_ids(beers, report))
