@@ -7,6 +7,8 @@ import os
 import shutil
 import subprocess
 
+import pytest
+
 from brewops import infra
 from brewops.paths import repo_root, template_path
 
@@ -76,6 +78,31 @@ def test_deploying_to_aws_without_the_sam_cli_says_what_to_do(monkeypatch):
         assert "SAM CLI" in str(error)
     else:
         raise AssertionError("expected a RuntimeError")
+
+
+def test_each_stack_deploys_with_its_own_samconfig_environment():
+    assert infra.sam_config_env("brewops-dev") == "default"
+    assert infra.sam_config_env("brewops-prod") == "prod"
+    with pytest.raises(ValueError, match="BREWOPS_STACK_NAME to one of brewops-dev, brewops-prod"):
+        infra.sam_config_env("brewops-mine")  # would share brewops-dev's Stage
+
+
+def test_sam_deploy_builds_and_deploys_with_the_stacks_environment(tmp_path, monkeypatch):
+    # The real SAM CLI needs an AWS account to deploy: a stand-in records the commands.
+    calls = tmp_path / "calls"
+    fake_sam = tmp_path / "sam"
+    fake_sam.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    fake_sam.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("BREWOPS_STACK_NAME", "brewops-prod")
+
+    infra.deploy("aws")
+
+    assert calls.read_text().splitlines() == [
+        "build --config-env prod",
+        "deploy --config-env prod --stack-name brewops-prod "
+        "--no-confirm-changeset --no-fail-on-empty-changeset",
+    ]
 
 
 SAM = repo_root() / ".venv-sam" / "bin" / "sam"

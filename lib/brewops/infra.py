@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from brewops.local.state import default_stack_name
 from brewops.paths import repo_root, template_path
 
 if TYPE_CHECKING:
@@ -223,19 +224,45 @@ def plot_data_flow(template: dict[str, Any] | None = None) -> Figure:
     return fig
 
 
+def sam_config_env(stack_name: str, config: Path | None = None) -> str:
+    """The samconfig.toml environment that deploys `stack_name`: its Stage, tags and S3
+    prefix come with it, so two stacks never share Stage-named resources (the Glue database)."""
+    import tomllib
+
+    path = config or repo_root() / "samconfig.toml"
+    settings = tomllib.loads(path.read_text())
+    stacks = {
+        env: section.get("global", {}).get("parameters", {}).get("stack_name")
+        for env, section in settings.items()
+        if isinstance(section, dict)
+    }
+    for env, name in stacks.items():
+        if name == stack_name:
+            return env
+    known = ", ".join(sorted(name for name in stacks.values() if name))
+    raise ValueError(
+        f"no environment in {path.name} deploys the stack {stack_name!r}: set "
+        f"BREWOPS_STACK_NAME to one of {known}, or add an environment with its own Stage"
+    )
+
+
 def sam_deploy(stack_name: str, parameter_overrides: dict[str, str] | None = None) -> None:
-    """`sam build` then `sam deploy` (settings from samconfig.toml) for the aws target."""
+    """`sam build` then `sam deploy` for the aws target, with the settings of the
+    samconfig.toml environment that deploys `stack_name`."""
     sam = shutil.which("sam")
     if sam is None:
         raise RuntimeError(
             "the AWS SAM CLI is not installed: install it (see README, 'Deploy to AWS') "
             "or run `make sam-validate` once to get it in .venv-sam"
         )
+    config_env = sam_config_env(stack_name)
     overrides = [f"{k}={v}" for k, v in (parameter_overrides or {}).items()]
-    subprocess.run([sam, "build"], cwd=repo_root(), check=True)
+    subprocess.run([sam, "build", "--config-env", config_env], cwd=repo_root(), check=True)
     deploy = [
         sam,
         "deploy",
+        "--config-env",
+        config_env,
         "--stack-name",
         stack_name,
         "--no-confirm-changeset",
@@ -260,8 +287,11 @@ def output_names(template: dict[str, Any] | None = None) -> list[str]:
     return sorted((template or load_template())["Outputs"])
 
 
-def deploy(target: str, stack_name: str, **parameters: str) -> None:
-    """Deploy the template to `target`: the embedded emulator, or AWS through SAM."""
+def deploy(target: str, stack_name: str | None = None, **parameters: str) -> None:
+    """Deploy the template to `target`: the embedded emulator, or AWS through SAM.
+    The stack is BREWOPS_STACK_NAME's (brewops-dev by default), the one every notebook and
+    command reads."""
+    stack_name = stack_name or default_stack_name()
     if target == "local":
         from brewops import local
 
@@ -272,7 +302,8 @@ def deploy(target: str, stack_name: str, **parameters: str) -> None:
         raise ValueError(f"unknown target {target!r}: use 'local' or 'aws'")
 
 
-def teardown(target: str, stack_name: str) -> None:
+def teardown(target: str, stack_name: str | None = None) -> None:
+    stack_name = stack_name or default_stack_name()
     if target == "local":
         from brewops import local
 

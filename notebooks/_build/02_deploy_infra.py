@@ -14,7 +14,10 @@ the chosen target and shows the stack Outputs, the contract every later notebook
 """,
     needs="""
 - `target = "local"` (default): nothing; the embedded emulator is started if it is not running.
-- `target = "aws"`: AWS credentials and the SAM CLI (`sam build && sam deploy`).
+- `target = "aws"`: AWS credentials and the SAM CLI (`sam build && sam deploy`). The stack
+  is `brewops-dev`; set `BREWOPS_STACK_NAME=brewops-prod` before starting Jupyter (or
+  `brewops run`) for the `prod` environment of `samconfig.toml`. Every notebook and command
+  reads the same variable, so they all use the stack deployed here.
 """,
     costs="""
 Local: none. AWS: one provisioned Kinesis shard (~$0.015/hour) plus per-use Firehose,
@@ -22,7 +25,6 @@ Lambda, S3 and Athena charges; set `cleanup = True` or run `sam delete` when don
 """,
     parameters="""
 target = "local"  # "local" (embedded emulator) or "aws"
-stack_name = "brewops-dev"
 deploy = True  # deploy (or confirm) the stack
 cleanup = False  # delete the stack at the end of this notebook
 """,
@@ -61,9 +63,9 @@ plt.show()
         md("## 4. Deploy"),
         code("""
 if deploy:
-    infra.deploy(target, stack_name)
+    infra.deploy(target)
 tgt = targets.use(target)
-print(f"target: {tgt.name}")
+print(f"target: {tgt.name}, stack: {tgt.stack_name}")
 """),
         md("## 5. The stack Outputs\n\nNotebooks and tests read resource names from here only."),
         code("""
@@ -88,7 +90,7 @@ infra.delivery_streams_table(tgt.session, tgt.outputs)
         ),
         code("""
 if cleanup:
-    infra.teardown(target, stack_name)
+    infra.teardown(target)
 """),
     ],
 )
