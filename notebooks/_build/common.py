@@ -16,13 +16,21 @@ COLAB = "https://colab.research.google.com/github/{repo}/blob/main/notebooks/{na
 BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 
 COLAB_INSTALL = f"""\
-# In Colab, install the package (and its pinned tools) first; locally `make setup` did it.
+# In Colab, set up what `make setup` does locally: the repository (template, lock file),
+# the package at the lock file's versions, and the local target (emulator + Punk API).
+import os
 import subprocess
 import sys
 
 if "google.colab" in sys.modules:
-    package = "brewops @ git+https://github.com/{REPOSITORY}"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", package], check=True)"""
+    home = "/content/brewops"
+    if not os.path.isdir(home):
+        repository = "https://github.com/{REPOSITORY}"
+        subprocess.run(["git", "clone", "-q", "--depth", "1", repository, home], check=True)
+        lock = f"{{home}}/requirements.lock"
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-c", lock, home], check=True)
+    os.environ["BREWOPS_HOME"] = home  # where the template and the build folder live
+    subprocess.run(["brewops", "local", "up"], check=True)  # left unused by target "aws\""""
 
 
 def md(text: str) -> nbformat.NotebookNode:
