@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -138,3 +140,39 @@ def test_kernels_talk_over_private_unix_sockets(tmp_path: Path, capfd: pytest.Ca
     assert sockets.is_absolute() and sockets.name.startswith("brewops-kernel-")
     assert not sockets.exists()  # removed with the run
     assert "without encryption" not in capfd.readouterr().err
+
+
+@pytest.mark.emulator
+def test_the_command_runs_against_a_local_target_it_brings_up_and_takes_down(tmp_path: Path):
+    home = tmp_path / "home"
+    (home / "notebooks").mkdir(parents=True)
+    (home / "infra").symlink_to(repo_root() / "infra")
+    _notebook(
+        home / "notebooks" / "01_reads_the_stack.ipynb",
+        "from brewops import summary\nfrom brewops import target as targets\n"
+        "summary.record(bucket=targets.use(target).outputs['BucketName'])",
+    )
+    _notebook(home / "notebooks" / "02_breaks_here.ipynb", "raise ValueError('it fails')")
+    state_dir = tmp_path / "local"
+    env = {
+        **os.environ,
+        "BREWOPS_HOME": str(home),
+        "BREWOPS_BUILD_DIR": str(tmp_path / "build"),
+        "BREWOPS_LOCAL_STATE_DIR": str(state_dir),
+    }
+
+    result = subprocess.run(
+        [Path(sys.executable).parent / "brewops", "run", "--no-progress"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Error: 02_breaks_here" in result.stderr and "failing cell" in result.stderr
+    written = json.loads((tmp_path / "build" / "run-summary.json").read_text())
+    first, second = written["notebooks"]
+    assert first["status"] == "ok" and first["figures"]["bucket"]  # the stack was up
+    assert second["status"] == "failed"
+    assert not list(state_dir.glob("*.json"))  # and taken down after the failure
