@@ -4,6 +4,7 @@ reconciled; with faults injected in the Punk API and in Kinesis, still nothing l
 from __future__ import annotations
 
 import json
+import threading
 from types import SimpleNamespace
 
 import pytest
@@ -13,7 +14,7 @@ from brewops import streaming_cli
 from brewops.firehose_runtime import FirehoseRuntime
 from brewops.producer import put_beers
 from brewops.punkapi.client import PunkApiClient
-from brewops.reconcile import object_counts, reconcile, sent_ids
+from brewops.reconcile import object_counts, reconcile, sent_ids, wait_for_delivery
 from fixtures.streaming import FlakyKinesis
 
 pytestmark = pytest.mark.emulator
@@ -129,6 +130,29 @@ def test_a_beer_produced_twice_but_delivered_once_is_reported(streaming_stack, c
     assert not claimed.ok
     assert claimed.produced == 6
     assert claimed.missing_from_raw == claimed.missing_downstream == [twice]
+
+
+def test_waiting_for_delivery_ends_when_everything_arrived_or_at_the_timeout(
+    streaming_stack, catalog_beers
+):
+    stack = streaming_stack()
+    beers = catalog_beers[:5]
+    report = put_beers(beers, stack.outputs["StreamName"], stack.client("kinesis"))
+    ids = sent_ids(beers, report)
+    runtime = FirehoseRuntime.from_outputs(
+        stack.outputs, session=stack.session, state_dir=stack.state_dir
+    )
+    delivery = threading.Timer(0.5, runtime.drain)  # delivers while the wait polls, as AWS does
+
+    delivery.start()
+    arrived = wait_for_delivery(ids, stack.outputs, timeout=120, poll=0.1, session=stack.session)
+    delivery.join()
+    given_up = wait_for_delivery(
+        [*ids, 999_999], stack.outputs, timeout=0.3, poll=0.1, session=stack.session
+    )
+
+    assert arrived.ok and arrived.cleaned_unique_ids == 5
+    assert not given_up.ok and given_up.missing_from_raw == [999_999]
 
 
 # ------------------------------------------------------------------ the `stream` commands
