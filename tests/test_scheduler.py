@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import threading
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from brewops.reconcile import tick_ids
-from brewops.scheduler import Scheduler, rate_seconds, scheduled_event
+from brewops.scheduler import Scheduler, _RemoteFunction, rate_seconds, scheduled_event
 
 EVENTS = Path(__file__).parent / "events"
 RULE_ARN = "arn:aws:events:eu-west-1:123456789012:rule/brewops-dev-producer-tick"
@@ -40,6 +41,49 @@ def test_the_scheduled_event_has_eventbridge_shape():
 
 
 @pytest.mark.emulator
+class DeployedFunction:
+    """Answers Invoke as the Lambda API does; moto cannot run a function without Docker."""
+
+    def __init__(self, payload: bytes, function_error: str | None = None) -> None:
+        self.payload, self.function_error = payload, function_error
+        self.events: list[dict] = []
+
+    def invoke(self, FunctionName: str, Payload: str) -> dict:
+        self.events.append(json.loads(Payload))
+        response = {"StatusCode": 200, "Payload": io.BytesIO(self.payload)}
+        if self.function_error:
+            response["FunctionError"] = self.function_error
+        return response
+
+
+@pytest.mark.parametrize(
+    ("payload", "function_error", "error"),
+    [
+        (b'{"sent": 1, "ids": [7]}', None, None),
+        (
+            b'{"errorType": "ProduceError", "errorMessage": "1 of 1 records not sent"}',
+            "Unhandled",
+            "ProduceError: 1 of 1 records not sent",
+        ),
+        (
+            b'{"errorMessage": "Task timed out after 60.00 seconds"}',
+            "Unhandled",
+            "Unhandled: Task timed out after 60.00 seconds",
+        ),
+        (b'"out of memory"', "Unhandled", "Unhandled: 'out of memory'"),
+    ],
+)
+def test_a_deployed_function_answers_with_its_result_or_its_error(payload, function_error, error):
+    function = DeployedFunction(payload, function_error)
+    event = scheduled_event("arn:aws:events:us-east-1:123456789012:rule/tick")
+
+    result, failure = _RemoteFunction("brewops-producer", function).invoke(event)
+
+    assert failure == error
+    assert function.events == [event]
+    assert result == json.loads(payload)
+
+
 def test_ticks_run_the_producer_and_put_random_beers(streaming_stack, punkapi_url):
     stack = streaming_stack(producer_environment={"PUNKAPI_URL": punkapi_url})
     scheduler = Scheduler.from_outputs(stack.outputs, session=stack.session)

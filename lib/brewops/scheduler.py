@@ -77,8 +77,12 @@ class _RemoteFunction:
     def invoke(self, event: Any) -> tuple[Any, str | None]:
         response = self.lambda_client.invoke(FunctionName=self.name, Payload=json.dumps(event))
         payload = json.loads(response["Payload"].read() or b"null")
-        if response.get("FunctionError"):
-            return payload, f"{payload.get('errorType')}: {payload.get('errorMessage')}"
+        kind = response.get("FunctionError")
+        if kind:
+            if not isinstance(payload, dict):
+                return payload, f"{kind}: {payload!r:.200}"
+            # a timeout's payload has an errorMessage but no errorType
+            return payload, f"{payload.get('errorType') or kind}: {payload.get('errorMessage')}"
         return payload, None
 
 
