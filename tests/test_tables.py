@@ -192,6 +192,8 @@ def test_malformed_json_lines_are_skipped_as_the_serde_does(delivered):
 def test_the_aws_target_reads_through_athena_with_the_stack_workgroup(delivered, monkeypatch):
     import awswrangler as wr
 
+    # The emulator keeps the Glue catalog but runs no SQL: Athena's answer is stood in for,
+    # and the test checks what is asked of it and what is made of the answer.
     calls = []
 
     def read_sql_table(**kwargs):
