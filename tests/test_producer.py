@@ -25,6 +25,7 @@ from brewops.producer import (
     serialise_beer,
 )
 from brewops.punkapi.errors import ServerError
+from brewops.reconcile import sent_ids
 from fixtures.infra import LambdaContext
 
 THROTTLED = "ProvisionedThroughputExceededException"
@@ -209,9 +210,11 @@ def test_a_key_kinesis_would_refuse_is_reported_and_the_call_goes_ahead(
     long_id = int("9" * 300)
     recording = Recording(kinesis_client)
 
-    report = put_beers([*beers(3), {"id": long_id, "name": "Long"}], kinesis_stream, recording)
+    batch = [*beers(3), {"id": long_id, "name": "Long"}]
+    report = put_beers(batch, kinesis_stream, recording)
 
     assert (report.records, report.sent) == (4, 3)
+    assert sent_ids(batch, report) == [1, 2, 3]
     assert [f.error_code for f in report.failed] == ["InvalidPartitionKey"]
     assert "1 to 256 characters" in report.failed[0].error_message
     assert all(len(e["PartitionKey"]) <= 256 for call in recording.requests for e in call)
@@ -230,6 +233,7 @@ def test_a_beer_that_is_not_json_is_reported_not_sent(kinesis_client, kinesis_st
         ("8", "NotSerialisable"),
         ("9", "NotSerialisable"),
     ]
+    assert sent_ids(batch, report) == [1, 2]
     assert "surrogate" in report.failed[0].error_message
     assert "Decimal" in report.failed[1].error_message
     assert stream_ids(kinesis_stream) == [1, 2]

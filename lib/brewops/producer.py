@@ -254,7 +254,7 @@ def _batches(
         problem = _key_problem(entry["PartitionKey"])
         if problem:
             rejected.append(
-                FailedRecord(str(entry["PartitionKey"])[:80], "InvalidPartitionKey", problem)
+                FailedRecord(str(entry["PartitionKey"]), "InvalidPartitionKey", problem)
             )
             continue
         record_size = _record_size(entry)
@@ -394,7 +394,7 @@ def put_beers(
             try:
                 data = serialise_beer(beer)
             except (TypeError, ValueError) as error:  # UnicodeEncodeError is a ValueError
-                invalid.append(FailedRecord(str(beer_id)[:80], "NotSerialisable", str(error)))
+                invalid.append(FailedRecord(str(beer_id), "NotSerialisable", str(error)))
                 continue
             yield str(beer_id), data
 
