@@ -45,6 +45,7 @@ from brewops.punkapi.errors import (
     SchemaError,
     ServerError,
     TransportError,
+    shorten,
 )
 from brewops.punkapi.models import validate_beer
 
@@ -362,23 +363,18 @@ def _entries(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _short(value: Any, limit: int = 80) -> str:
-    text = str(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _v2_entry(entry: Any) -> str:
     if not isinstance(entry, dict):
-        return _short(entry)
+        return shorten(str(entry))
     return f"{entry.get('param')}={entry.get('value')!r}: {entry.get('msg')}"
 
 
 def _v3_entry(entry: Any) -> str:
     if not isinstance(entry, dict):
-        return _short(entry)
+        return shorten(str(entry))
     loc = entry.get("loc")
     where = ".".join(str(p) for p in loc) if isinstance(loc, list) else loc
-    message = entry.get("msg") or entry.get("type") or _short(entry)
+    message = entry.get("msg") or entry.get("type") or shorten(str(entry))
     return f"{where}: {message}" if where else str(message)
 
 

@@ -7,6 +7,12 @@ from typing import Any
 from brewops.errors import ActionableError
 
 
+def shorten(text: str, limit: int = 80) -> str:
+    """`text`, cut to `limit` characters ending in "…" when longer: a whole beer or error
+    body quoted in a message would bury the message."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class PunkApiError(ActionableError):
     """Base of every error the client raises."""
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from brewops.punkapi.errors import SchemaError
+from brewops.punkapi.errors import SchemaError, shorten
 
 Number = float | None
 
@@ -88,12 +88,6 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _short_repr(value: Any, limit: int = 80) -> str:
-    # the input of a missing field is the whole parent object, often the whole beer
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def validate_beer(beer: Any) -> dict[str, Any]:
     """Return `beer` unchanged if it matches the v2 schema, else raise SchemaError."""
     beer_id = beer.get("id") if isinstance(beer, dict) else None
@@ -103,8 +97,8 @@ def validate_beer(beer: Any) -> dict[str, Any]:
         first = exc.errors(include_url=False)[0]
         field = _field_path(first["loc"]) or "<beer>"
         raise SchemaError(
-            f"Beer {_short_repr(beer_id)}: field {field!r} {first['msg'][0].lower()}{first['msg'][1:]} "
-            f"(got {_short_repr(first['input'])})"
+            f"Beer {shorten(repr(beer_id))}: field {field!r} {first['msg'][0].lower()}{first['msg'][1:]} "
+            f"(got {shorten(repr(first['input']))})"
             + (f"; {exc.error_count() - 1} more problem(s)" if exc.error_count() > 1 else ""),
             beer_id=beer_id,
             field=field,
