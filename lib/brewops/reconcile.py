@@ -18,6 +18,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from brewops.firehose_runtime import describe
 from brewops.firehose_runtime.prefixes import static_root
 
@@ -74,6 +76,8 @@ class Reconciliation:
     cleaned_rows: int
     cleaned_unique_ids: int
     errors: list[ErrorRecord]
+    # objects that could not be read (key -> why): their records cannot be counted
+    unreadable: dict[str, str] = field(default_factory=dict)
     missing_from_raw: list[int] = field(default_factory=list)
     missing_downstream: list[int] = field(default_factory=list)  # neither cleaned nor errors
     unexpected_ids: list[int] = field(default_factory=list)  # delivered, never produced
@@ -96,6 +100,7 @@ class Reconciliation:
             "cleaned_rows": self.cleaned_rows,
             "cleaned_unique_ids": self.cleaned_unique_ids,
             "errors": len(self.errors),
+            "unreadable_objects": len(self.unreadable),
             "missing_from_raw": len(self.missing_from_raw),
             "missing_downstream": len(self.missing_downstream),
             "nothing_lost": self.ok,
@@ -109,6 +114,8 @@ class Reconciliation:
             f"errors: {len(self.errors)}",
             *(f"  {count} x {reason}" for reason, count in self.error_reasons.items()),
         ]
+        for key, why in list(self.unreadable.items())[:20]:
+            lines.append(f"UNREADABLE {key}: {why}")
         if self.missing_from_raw:
             lines.append(f"MISSING from raw: {self.missing_from_raw[:20]}")
         if self.missing_downstream:
@@ -130,6 +137,15 @@ def iter_objects(s3: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
         yield from page.get("Contents", [])
 
 
+def data_objects(s3: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
+    """The objects under `prefix` that hold records: not folder markers, and not hidden
+    names (`_SUCCESS`, `.tmp`), which Athena skips too."""
+    for item in iter_objects(s3, bucket, prefix):
+        name = item["Key"].rsplit("/", 1)[-1]
+        if name and not name.startswith(("_", ".")):
+            yield item
+
+
 def _body(s3: Any, bucket: str, key: str) -> bytes:
     body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     return gzip.decompress(body) if body[:2] == GZIP_MAGIC else body
@@ -142,11 +158,28 @@ def _beer_id(value: Any) -> int | None:
         return None
 
 
-def raw_ids(s3: Any, bucket: str, prefix: str) -> list[int | None]:
-    """The id of every raw record (None where a line is not a beer)."""
+# What makes one object unreadable: a truncated gzip, bytes that are not Parquet, a GET
+# that fails. It is reported against that object; the others are still read.
+_UNREADABLE = (OSError, EOFError, ValueError, ClientError)
+
+
+def _why(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}".strip()
+
+
+def raw_ids(
+    s3: Any, bucket: str, prefix: str, unreadable: dict[str, str] | None = None
+) -> list[int | None]:
+    """The id of every raw record (None where a line is not a beer). Objects that cannot
+    be read are recorded in `unreadable` (key -> why)."""
     ids: list[int | None] = []
-    for item in iter_objects(s3, bucket, prefix):
-        for line in _body(s3, bucket, item["Key"]).splitlines():
+    for item in data_objects(s3, bucket, prefix):
+        try:
+            lines = _body(s3, bucket, item["Key"]).splitlines()
+        except _UNREADABLE as exc:
+            _note(unreadable, item["Key"], exc)
+            continue
+        for line in lines:
             if not line.strip():
                 continue
             try:
@@ -158,45 +191,78 @@ def raw_ids(s3: Any, bucket: str, prefix: str) -> list[int | None]:
     return ids
 
 
-def cleaned_ids(s3: Any, bucket: str, prefix: str) -> list[int]:
+def cleaned_ids(
+    s3: Any, bucket: str, prefix: str, unreadable: dict[str, str] | None = None
+) -> list[int]:
+    """The id of every cleaned row. Objects that cannot be read as Parquet are recorded
+    in `unreadable` (key -> why)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     ids: list[int] = []
-    for item in iter_objects(s3, bucket, prefix):
-        table = pq.read_table(io.BytesIO(_body(s3, bucket, item["Key"])), columns=["id"])
+    for item in data_objects(s3, bucket, prefix):
+        try:
+            table = pq.read_table(io.BytesIO(_body(s3, bucket, item["Key"])), columns=["id"])
+        except (*_UNREADABLE, pa.ArrowException) as exc:
+            _note(unreadable, item["Key"], exc)
+            continue
         ids.extend(table.column("id").to_pylist())
     return ids
 
 
-def error_records(s3: Any, bucket: str, prefixes: Iterable[str]) -> list[ErrorRecord]:
-    """Every failed record under the error prefixes, with the beer id its data holds."""
+def _note(unreadable: dict[str, str] | None, key: str, exc: Exception) -> None:
+    if unreadable is None:
+        raise exc
+    unreadable[key] = _why(exc)
+
+
+def error_records(
+    s3: Any, bucket: str, prefixes: Iterable[str], unreadable: dict[str, str] | None = None
+) -> list[ErrorRecord]:
+    """Every failed record under the error prefixes, with the beer id its data holds.
+
+    A line that is not an error record still stands for one record Firehose failed: it is
+    kept, without an id, with code `Unreadable`."""
     found = []
     for prefix in prefixes:
-        for item in iter_objects(s3, bucket, prefix):
-            for line in _body(s3, bucket, item["Key"]).splitlines():
-                if not line.strip():
-                    continue
-                document = json.loads(line)
-                beer_id = None
-                try:
-                    payload = json.loads(base64.b64decode(document.get("rawData", "")))
-                    beer_id = _beer_id(payload.get("id")) if isinstance(payload, dict) else None
-                except ValueError:
-                    pass
-                code = (
-                    document.get("errorCode")
-                    or document.get("lastErrorCode")
-                    or document.get("ErrorCode")
-                    or "Unknown"
-                )
-                message = (
-                    document.get("errorMessage")
-                    or document.get("lastErrorMessage")
-                    or document.get("ErrorMessage")
-                    or ""
-                )
-                found.append(ErrorRecord(item["Key"], beer_id, code, message))
+        for item in data_objects(s3, bucket, prefix):
+            try:
+                lines = _body(s3, bucket, item["Key"]).splitlines()
+            except _UNREADABLE as exc:
+                _note(unreadable, item["Key"], exc)
+                continue
+            for number, line in enumerate(lines, start=1):
+                if line.strip():
+                    found.append(_error_record(item["Key"], number, line))
     return found
+
+
+def _error_record(key: str, number: int, line: bytes) -> ErrorRecord:
+    try:
+        document = json.loads(line)
+    except ValueError as exc:
+        return ErrorRecord(key, None, "Unreadable", f"line {number} is not JSON: {exc}")
+    if not isinstance(document, dict):
+        return ErrorRecord(key, None, "Unreadable", f"line {number} is not a JSON object")
+    beer_id = None
+    try:
+        payload = json.loads(base64.b64decode(document.get("rawData") or "", validate=True))
+        beer_id = _beer_id(payload.get("id")) if isinstance(payload, dict) else None
+    except (ValueError, TypeError):
+        pass
+    code = (
+        document.get("errorCode")
+        or document.get("lastErrorCode")
+        or document.get("ErrorCode")
+        or "Unknown"
+    )
+    message = (
+        document.get("errorMessage")
+        or document.get("lastErrorMessage")
+        or document.get("ErrorMessage")
+        or ""
+    )
+    return ErrorRecord(key, beer_id, str(code), str(message))
 
 
 def reconcile(
@@ -212,9 +278,10 @@ def reconcile(
     """
     s3 = _session(session).client("s3")
     where = Locations.from_outputs(outputs, session)
-    raw = raw_ids(s3, where.bucket, where.raw)
-    cleaned = cleaned_ids(s3, where.bucket, where.cleaned)
-    errors = error_records(s3, where.bucket, where.errors)
+    unreadable: dict[str, str] = {}
+    raw = raw_ids(s3, where.bucket, where.raw, unreadable)
+    cleaned = cleaned_ids(s3, where.bucket, where.cleaned, unreadable)
+    errors = error_records(s3, where.bucket, where.errors, unreadable)
     # Counted, not collected in sets: a beer produced twice must arrive twice.
     produced = Counter(
         [i for i in raw if i is not None]
@@ -230,6 +297,7 @@ def reconcile(
         cleaned_rows=len(cleaned),
         cleaned_unique_ids=len(set(cleaned)),
         errors=errors,
+        unreadable=unreadable,
         missing_from_raw=sorted((produced - in_raw).elements()),
         missing_downstream=sorted((produced - downstream).elements()),
         unexpected_ids=sorted((set(in_raw) | set(cleaned)) - set(produced)),
