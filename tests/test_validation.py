@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from brewops import schema, summary, validation
+from brewops.reconcile import ErrorRecord
 from brewops.tables import TableObject, place_in_layout
 from brewops.validation import (
     Expectation,
@@ -158,7 +159,7 @@ def test_diverted_records_count_against_missing_rows():
     lost = reconcile(df, expected)
     assert (lost.missing_rows, lost.lost_ids, lost.ok) == (1, [4], False)
 
-    diverted = reconcile(df, expected, diverted={4: "Lambda.ProcessingFailed: abv"})
+    diverted = reconcile(df, expected, diverted=[_failed(4, "abv")])
     assert (diverted.missing_rows, diverted.lost_ids, diverted.ok) == (0, [], True)
     assert diverted.diverted == {4: "Lambda.ProcessingFailed: abv"}
     assert diverted.failure() is None
@@ -167,9 +168,34 @@ def test_diverted_records_count_against_missing_rows():
 def test_diverted_records_count_against_missing_rows_without_known_ids():
     df = pd.DataFrame({"id": pd.array([1, 2, 3], dtype="Int64")})
     assert reconcile(df, Expectation(records=5)).missing_rows == 2
-    result = reconcile(df, Expectation(records=5), diverted={4: "bad", 5: "bad"})
+    result = reconcile(df, Expectation(records=5), diverted=[_failed(4), _failed(5)])
     assert result.missing_rows == 0 and result.ok
     assert result.as_row()["diverted to errors"] == 2
+
+
+def _failed(beer_id, message="bad"):
+    return ErrorRecord("errors/cleaned/x", beer_id, "Lambda.ProcessingFailed", message)
+
+
+def test_each_diverted_record_counts_even_when_its_id_repeats_or_is_unreadable():
+    df = pd.DataFrame({"id": pd.array([1, 2, 3], dtype="Int64")})
+    expected = Expectation(records=6, ids=frozenset({1, 2, 3, 4}))
+    # beer 4 produced twice and failed twice; one error line too broken to name its beer
+    diverted = [_failed(4), _failed(4), ErrorRecord("errors/cleaned/y", None, "Unreadable", "")]
+
+    result = reconcile(df, expected, diverted=diverted)
+
+    assert (result.missing_rows, result.lost_ids, result.ok) == (0, [], True)
+    assert result.as_row()["diverted to errors"] == 3
+    assert reconcile(df, expected, diverted=diverted[:2]).missing_rows == 1
+
+
+def test_ids_that_are_not_whole_numbers_are_left_out_of_the_reconciliation():
+    df = pd.DataFrame({"id": pd.Series([1, "2", "abc", 2.5, None], dtype=object)})
+
+    result = reconcile(df, Expectation(ids=frozenset({1, 2, 3})))
+
+    assert result.unique_ids == 2 and result.lost_ids == [3]
 
 
 def test_nothing_to_reconcile_is_not_checked():

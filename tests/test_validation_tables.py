@@ -203,3 +203,75 @@ def test_records_sent_to_the_error_prefix_are_accounted_for_not_lost(delivered):
     assert any("id 326 (Lambda.ProcessingFailed" in note for note in report.notes)
     with pytest.raises(validation.LostRecordsError, match="ids 327"):
         _run(delivered, expected=Expectation(ids=ALL_IDS | {326, 327}), tables=("cleaned",))
+
+
+def test_a_beer_that_failed_twice_is_two_records_accounted_for(delivered):
+    import base64
+
+    local = delivered.tables
+    day = delivered.days[1].strftime("%Y-%m-%d")
+    failed = json.dumps(
+        {
+            "errorCode": "Lambda.ProcessingFailed",
+            "errorMessage": "abv is not a number",
+            "rawData": base64.b64encode(json.dumps({"id": 326, "abv": "x"}).encode()).decode(),
+        }
+    )
+    truncated = '{"errorCode": "Lambda.ProcessingFailed", "rawData": '
+    local.put(
+        f"errors/cleaned/processing-failed/ingest_date={day}/brewops-cleaned-dev-1-failed",
+        "\n".join([failed, failed, truncated]).encode(),
+    )
+    produced = Expectation(records=delivered.records + 3, ids=ALL_IDS | {326})
+
+    report = _run(delivered, expected=produced, tables=("cleaned",))
+
+    row = report.reconciliation_frame().iloc[0]
+    assert (row["missing rows"], row["diverted to errors"], row["status"]) == (0, 3, "ok")
+    with pytest.raises(validation.LostRecordsError, match=r"\(1 missing\)"):
+        _run(
+            delivered,
+            expected=Expectation(records=delivered.records + 4, ids=ALL_IDS | {326}),
+            tables=("cleaned",),
+        )
+
+
+def test_empty_markers_and_empty_objects_hold_no_rows_and_fail_nothing(delivered):
+    local = delivered.tables
+    day = delivered.days[0].strftime("%Y-%m-%d")
+    local.put(f"cleaned/ingest_date={day}/_SUCCESS", b"")
+    local.put(f"cleaned/ingest_date={day}/brewops-cleaned-dev-1-empty", b"")
+
+    report = _run(delivered)
+    assert report.ok and report.unreadable.empty
+
+    hidden = local.put(f"cleaned/ingest_date={day}/_part-0", b"PAR1 rows Athena never reads")
+    with pytest.raises(validation.PartitionLayoutError, match="hidden file name") as caught:
+        _run(delivered)
+    assert caught.value.failures[0].rows == (hidden,)
+
+
+def test_a_raw_record_whose_id_is_not_a_number_is_a_finding_not_a_crash(delivered):
+    local = delivered.tables
+    local.put_raw([], delivered.days[1], lines=['{"id": "abc", "name": "Not A Beer"}'])
+
+    report = _run(delivered)
+
+    found = report.quality.findings
+    raw = found[(found["table"] == "raw") & (found["column"] == "id")]
+    assert raw[["rule", "value"]].values.tolist() == [["unparseable", "abc"]]
+    assert report.reconciliation["raw"].unique_ids == 325
+
+
+def test_a_bucket_that_cannot_be_listed_fails_with_what_to_do(delivered):
+    local = delivered.tables
+    for key in [o["Key"] for o in local.s3.list_objects_v2(Bucket=local.bucket)["Contents"]]:
+        local.s3.delete_object(Bucket=local.bucket, Key=key)
+    local.s3.delete_bucket(Bucket=local.bucket)
+
+    report = validation.validate(local, expected=_expectation(delivered))
+
+    assert report.gates()["unreadable data"] == 2
+    message = report.failure_message()
+    assert "objects of table beers_cleaned under s3://" in message and "NoSuchBucket" in message
+    assert "Is the stack deployed?" in message

@@ -11,12 +11,13 @@ from __future__ import annotations
 import gzip
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 import pandas as pd
+from botocore.exceptions import BotoCoreError, ClientError
 
 from brewops import schema
 from brewops.errors import ActionableError
@@ -203,7 +204,9 @@ def describe_table(name: TableName, target: Any = None) -> TableInfo:
     try:
         found = aws_client(tgt, "glue").get_table(DatabaseName=database, Name=table)["Table"]
     except Exception as exc:
-        raise UnreadableTableError(f"Glue table {database}.{table} cannot be read: {exc}") from exc
+        raise UnreadableTableError(
+            f"Glue table {database}.{table} cannot be read: {exc}. {_DEPLOY_HINT}"
+        ) from exc
     storage = found.get("StorageDescriptor", {})
     return TableInfo(
         database=database,
@@ -229,14 +232,31 @@ def list_table_objects(
     prefix = prefix.rstrip("/") + "/" if prefix else ""
     paginator = aws_client(tgt, "s3").get_paginator("list_objects_v2")
     objects = []
-    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            if item["Key"].endswith("/"):
-                continue  # a console "folder" marker holds no data
-            uri = f"s3://{bucket}/{item['Key']}"
-            partition, reason = place_in_layout(info, uri, now)
-            objects.append(TableObject(uri, item["Size"], item["LastModified"], partition, reason))
+    try:
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                if _is_marker(item):
+                    continue
+                uri = f"s3://{bucket}/{item['Key']}"
+                partition, reason = place_in_layout(info, uri, now)
+                objects.append(
+                    TableObject(uri, item["Size"], item["LastModified"], partition, reason)
+                )
+    except (ClientError, BotoCoreError) as exc:
+        raise UnreadableTableError(
+            f"objects of table {info.name} under s3://{bucket}/{prefix} cannot be listed: "
+            f"{exc}. {_DEPLOY_HINT} On AWS, the credentials also need s3:ListBucket on it."
+        ) from exc
     return sorted(objects, key=lambda o: o.uri)
+
+
+_DEPLOY_HINT = "Is the stack deployed? (notebook 02, or `brewops local up` locally)"
+
+
+def _is_marker(item: Mapping[str, Any]) -> bool:
+    """A console "folder" or an empty hidden file such as `_SUCCESS`: it holds no data."""
+    name = item["Key"].rsplit("/", 1)[-1]
+    return not name or (name.startswith(("_", ".")) and item["Size"] == 0)
 
 
 def place_in_layout(

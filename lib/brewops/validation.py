@@ -24,6 +24,7 @@ import pandas as pd
 
 from brewops import schema, summary
 from brewops.paths import build_dir
+from brewops.reconcile import ErrorRecord
 from brewops.tables import (
     TableInfo,
     TableObject,
@@ -220,6 +221,8 @@ def read_parquet_schemas(
     session = getattr(resolve_target(target), "session", None)
     schemas, errors = {}, {}
     for obj in objects:
+        if obj.size == 0:
+            continue  # holds no rows and no footer; readers skip it too
         try:
             meta = wr.s3.read_parquet_metadata(
                 path=[obj.uri], ignore_empty=False, use_threads=False, boto3_session=session
@@ -394,6 +397,8 @@ class Reconciliation:
     missing_rows: int = 0
     # id -> reason, for records Firehose wrote to the error prefix instead: accounted for
     diverted: dict[int, str] = field(default_factory=dict)
+    # every record in the error prefix, with or without a readable id
+    diverted_records: int = 0
 
     @property
     def checked(self) -> bool:
@@ -414,7 +419,7 @@ class Reconciliation:
             "lost ids": len(self.lost_ids),
             "missing rows": self.missing_rows,
             "unexpected ids": len(self.unexpected_ids),
-            "diverted to errors": len(self.diverted),
+            "diverted to errors": self.diverted_records,
             "status": "not checked" if not self.checked else ("ok" if self.ok else "lost"),
         }
 
@@ -435,38 +440,50 @@ class Reconciliation:
         return GateFailure(LOST_RECORDS, self.table, "; ".join(parts), tuple(self.lost_ids))
 
 
+def integer_ids(values: pd.Series) -> set[int]:
+    """The whole-number ids among `values`; anything else ("abc", 1.5, null) is left out
+    (the quality checks report it as unparseable)."""
+    numbers = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").dropna()
+    return {int(n) for n in numbers if float(n).is_integer()}
+
+
 def reconcile(
     df: pd.DataFrame,
     expected: Expectation,
     table: str = "cleaned",
-    diverted: dict[int, str] | None = None,
+    diverted: Sequence[ErrorRecord] = (),
 ) -> Reconciliation:
-    """Rows and ids in `df` against what was produced; `diverted` records (id -> reason)
-    went to the error prefix, so they are accounted for rather than lost."""
-    diverted = diverted or {}
-    ids = {int(i) for i in df["id"].dropna()} if "id" in df else set()
-    result = Reconciliation(table, expected, rows=len(df), unique_ids=len(ids))
+    """Rows and ids in `df` against what was produced; `diverted` records went to the
+    error prefix, so they are accounted for rather than lost. They are counted one by one:
+    a beer that failed twice stands for two produced records."""
+    reasons = {e.beer_id: e.reason for e in diverted if e.beer_id is not None}
+    ids = integer_ids(df["id"]) if "id" in df else set()
+    result = Reconciliation(
+        table, expected, rows=len(df), unique_ids=len(ids), diverted_records=len(diverted)
+    )
     if expected.ids is not None:
         missing = expected.ids - ids
-        result.diverted = {i: diverted[i] for i in sorted(missing) if i in diverted}
-        result.lost_ids = sorted(missing - set(diverted))
+        result.diverted = {i: reasons[i] for i in sorted(missing) if i in reasons}
+        result.lost_ids = sorted(missing - set(reasons))
         result.unexpected_ids = sorted(ids - expected.ids)
     else:
-        result.diverted = dict(diverted)
+        result.diverted = reasons
     if expected.records is not None:
         result.missing_rows = max(expected.records - len(df) - len(diverted), 0)
     return result
 
 
-def diverted_records(info: TableInfo, target: Any = None) -> dict[int, str]:
-    """Records of this table's delivery stream under errors/<folder>/: beer id -> reason."""
+def diverted_records(
+    info: TableInfo, target: Any = None, unreadable: dict[str, str] | None = None
+) -> list[ErrorRecord]:
+    """Every record of this table's delivery stream under errors/<folder>/ (objects that
+    cannot be read go to `unreadable`, key -> why)."""
     from brewops.reconcile import error_records
 
     tgt = resolve_target(target)
     bucket, prefix = split_s3_uri(info.location)
     folder = prefix.strip("/").rsplit("/", 1)[-1]
-    found = error_records(aws_client(tgt, "s3"), bucket, [f"errors/{folder}/"])
-    return {e.beer_id: e.reason for e in found if e.beer_id is not None}
+    return error_records(aws_client(tgt, "s3"), bucket, [f"errors/{folder}/"], unreadable)
 
 
 @dataclass
@@ -843,9 +860,7 @@ def validate(
             findings["id"] = findings["id"].astype("Int64")
             report.quality = QualityReport(findings)
         if "cleaned" in report.frames:
-            dropped = sorted(
-                set(raw["id"].dropna().astype(int)) - set(report.latest["id"].dropna().astype(int))
-            )
+            dropped = sorted(integer_ids(raw["id"]) - integer_ids(report.latest["id"]))
             if dropped:
                 report.notes.append(
                     f"ids in raw but not in cleaned (dropped by the transform): {_listing(dropped)}"
@@ -869,7 +884,11 @@ def _validate_table(
         fail(GateFailure(UNREADABLE, table, str(exc)))
         return
     report.tables[table] = info
-    objects = list_table_objects(info, tgt, now=now)
+    try:
+        objects = list_table_objects(info, tgt, now=now)
+    except UnreadableTableError as exc:
+        fail(GateFailure(UNREADABLE, table, str(exc)))
+        return
     partitions = check_partitions(info, objects, now=now)
     report.partitions[table] = partitions
     if not partitions.outside.empty:
@@ -936,11 +955,17 @@ def _validate_table(
         fail(GateFailure(UNREADABLE, table, str(exc), tuple(exc.objects)))
         return
     report.frames[table] = frame
-    diverted: dict[int, str] = {}
+    diverted: list[ErrorRecord] = []
+    unreadable_errors: dict[str, str] = {}
     try:
-        diverted = diverted_records(info, tgt)
+        diverted = diverted_records(info, tgt, unreadable_errors)
     except Exception as exc:  # the error objects only explain losses; never block on them
         report.notes.append(f"errors/ of {table} not read: {exc}")
+    if unreadable_errors:
+        report.notes.append(
+            f"{len(unreadable_errors)} object(s) under errors/ of {table} cannot be read: "
+            + _listing([f"{k} ({why})" for k, why in unreadable_errors.items()], 5)
+        )
     reconciliation = reconcile(frame, expectation, table, diverted)
     if reconciliation.diverted:
         report.notes.append(
