@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from types import SimpleNamespace
 
 import pytest
@@ -196,7 +197,11 @@ def test_waiting_for_delivery_ends_when_everything_arrived_or_at_the_timeout(
 def cli(streaming_stack, punkapi_url, monkeypatch, tmp_path):
     stack = streaming_stack(producer_environment={"PUNKAPI_URL": punkapi_url})
     target = SimpleNamespace(
-        name="local", outputs=stack.outputs, session=stack.session, punkapi_url=punkapi_url
+        name="local",
+        outputs=stack.outputs,
+        session=stack.session,
+        punkapi_url=punkapi_url,
+        stack_id=f"arn:aws:cloudformation:us-east-1:123456789012:stack/test/{uuid.uuid4()}",
     )
     monkeypatch.setattr(streaming_cli, "use_target", lambda name: target)
     monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
@@ -206,6 +211,7 @@ def cli(streaming_stack, punkapi_url, monkeypatch, tmp_path):
         result = runner.invoke(streaming_cli.stream, list(args), catch_exceptions=False)
         return result
 
+    invoke.target = target
     return invoke
 
 
@@ -252,3 +258,42 @@ def test_drain_refuses_the_aws_target(cli, monkeypatch):
     result = cli("drain", "--target", "aws")
     assert result.exit_code != 0
     assert "Firehose delivers by itself" in result.output
+
+
+def test_ids_remembered_for_another_stack_are_not_reconciled_against(cli):
+    cli("backfill", "--no-progress")
+    cli("drain", "--no-progress")
+    first = json.loads(cli("reconcile", "--json").output)
+
+    cli.target.stack_id += "-deployed-again"  # the stack was deleted and created again
+    again = cli("reconcile")
+
+    assert first["produced"] == CATALOGUE_SIZE and first["nothing_lost"]
+    assert "(another stack's, ignored): reconciling with the ids found in raw" in again.output
+    assert again.exit_code == 0, again.output
+    cli("tick")
+    path = streaming_cli.produced_ids_file("local")
+    remembered = json.loads(path.read_text())
+    assert remembered["stack_id"] == cli.target.stack_id and len(remembered["ids"]) == 1
+
+
+def test_run_with_the_scheduler_ticks_the_producer_and_remembers_its_beers(cli, monkeypatch):
+    import time
+
+    path = streaming_cli.produced_ids_file("local")
+    original_run = FirehoseRuntime.run
+
+    def run_until_a_tick_is_remembered(self, stop, poll_seconds=1.0):
+        deadline = time.monotonic() + 60
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        stop.set()
+        return original_run(self, stop, poll_seconds=poll_seconds)
+
+    monkeypatch.setattr(FirehoseRuntime, "run", run_until_a_tick_is_remembered)
+
+    result = cli("run", "--with-scheduler", "--poll", "0.1")
+
+    assert result.exit_code == 0, result.output
+    assert "tick 1: {" in result.output and '"sent": 1' in result.output, result.output
+    assert len(json.loads(path.read_text())["ids"]) == 1

@@ -228,6 +228,27 @@ def test_the_expectation_comes_from_notebook_03s_figures(tmp_path, monkeypatch):
     assert not validation.expectation_from_figures().known
 
 
+def test_figures_and_ids_recorded_against_another_stack_are_ignored(tmp_path, monkeypatch):
+    from brewops.streaming_cli import remember_produced
+
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path))
+    monkeypatch.setenv(summary.FIGURES_ENV, str(tmp_path / "04_validate_glue_table.json"))
+    validation.produce_figures_path().write_text(
+        json.dumps({"stack_id": "stack/old", "records_sent": 328, "ids_sent": [1, 2]})
+    )
+    remember_produced("local", [1, 2, 3], "stack/old")
+
+    stale = validation.as_expectation(None, "local", stack_id="stack/new")
+    current = validation.as_expectation(None, "local", stack_id="stack/old")
+
+    assert not stale.known and "another stack's, ignored" in stale.source
+    assert current == Expectation(
+        records=328, ids=frozenset({1, 2}), source=str(validation.produce_figures_path())
+    )
+    remember_produced("local", [7], "stack/new")  # a new stack starts its own list
+    assert validation.produced_ids_expectation("local", "stack/new").ids == frozenset({7})
+
+
 # ------------------------------------------------------------------ data quality
 
 
@@ -304,3 +325,4 @@ def test_plots_mark_the_out_of_range_values(catalogue_beers):
     assert [t.get_text() for t in ph_axis.texts] == ["id 317: 79"]
     gravity = validation_plots.plot_gravities(latest)
     assert "fg > og (13)" in [t.get_text() for t in gravity.axes[0].get_legend().get_texts()]
+

@@ -180,6 +180,26 @@ def test_the_command_line_reports_and_exits_by_the_gates(delivered, monkeypatch,
     assert "lost records (cleaned): 1 of 3 produced ids are missing: ids 999" in result.output
 
 
+def test_the_command_line_refuses_to_pass_without_knowing_what_was_produced(
+    delivered, monkeypatch, tmp_path
+):
+    from brewops.validation_cli import validate
+
+    monkeypatch.setattr(validation, "resolve_target", lambda target: delivered.tables)
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "empty-build"))
+    monkeypatch.delenv("BREWOPS_FIGURES_FILE", raising=False)
+    runner = CliRunner()
+
+    typo = runner.invoke(validate, ["run", "--figures", str(tmp_path / "03_typo.json")])
+    unknown = runner.invoke(validate, ["run"])
+    skipped = runner.invoke(validate, ["run", "--no-require-reconciliation"])
+
+    assert typo.exit_code == 2 and "does not exist" in typo.output
+    assert unknown.exit_code == 1
+    assert "nothing to reconcile against, so lost records cannot be checked" in unknown.output
+    assert skipped.exit_code == 0, skipped.output
+
+
 def test_records_sent_to_the_error_prefix_are_accounted_for_not_lost(delivered):
     import base64
 

@@ -29,15 +29,27 @@ def use_target(name: str) -> Any:
 
 
 def produced_ids_file(target: str) -> Path:
-    """Ids the backfill and the ticks sent, for `reconcile` (union over runs)."""
+    """Ids the backfill and the ticks sent, for `reconcile` (union over runs of one stack)."""
     return paths.build_dir() / "streaming" / f"produced-ids-{target}.json"
 
 
-def remember_produced(target: str, ids: list[int]) -> Path:
+def read_produced(target: str, stack_id: str | None) -> tuple[list[int] | None, str]:
+    """(ids, where they come from) remembered for this stack; None when there are none, or
+    when they were produced into another stack (a deleted one, an earlier `local up`)."""
     path = produced_ids_file(target)
-    known = set(json.loads(path.read_text())) if path.exists() else set()
+    if not path.exists():
+        return None, f"{path} (not found)"
+    remembered = json.loads(path.read_text())
+    if not isinstance(remembered, dict) or remembered.get("stack_id") != stack_id:
+        return None, f"{path} (another stack's, ignored)"
+    return [int(i) for i in remembered.get("ids", [])], str(path)
+
+
+def remember_produced(target: str, ids: list[int], stack_id: str | None) -> Path:
+    known, _ = read_produced(target, stack_id)
+    path = produced_ids_file(target)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(sorted(known | set(ids))))
+    path.write_text(json.dumps({"stack_id": stack_id, "ids": sorted(set(known or ()) | set(ids))}))
     return path
 
 
@@ -96,7 +108,7 @@ def backfill(
             click.echo(f"sent although it fails the schema: {problem}", err=True)
     kinesis = tgt.session.client("kinesis")
     report = put_beers(beers, tgt.outputs["StreamName"], kinesis, progress=progress)
-    remember_produced(target, sent_ids(beers, report))
+    remember_produced(target, sent_ids(beers, report), tgt.stack_id)
     click.echo(
         f"{report.sent} of {report.records} beers sent in {report.calls} calls "
         f"({report.records_per_second:.0f} records/s); retried {report.retried}, "
@@ -123,7 +135,7 @@ def tick(target: str, ticks: int, interval: float) -> None:
     for item in done:
         summary = item.result if item.ok else item.error
         click.echo(f"tick {item.number}: {json.dumps(summary, default=str)[:200]}")
-    remember_produced(target, tick_ids(done))
+    remember_produced(target, tick_ids(done), tgt.stack_id)
     if not all(item.ok for item in done):
         raise click.ClickException("some ticks failed")
 
@@ -157,10 +169,21 @@ def run(target: str, poll: float, with_scheduler: bool) -> None:
     stop = threading.Event()
     ticker = None
     if with_scheduler:
+        from brewops.reconcile import tick_ids
         from brewops.scheduler import Scheduler
 
         scheduler = Scheduler.from_outputs(tgt.outputs, session=tgt.session)
-        ticker = threading.Thread(target=scheduler.run, kwargs={"stop": stop}, daemon=True)
+        stack_id = tgt.stack_id
+
+        def remember(fired: list[Any]) -> None:
+            for item in fired:
+                outcome = item.result if item.ok else item.error
+                click.echo(f"tick {item.number}: {json.dumps(outcome, default=str)[:200]}")
+            remember_produced(target, tick_ids(fired), stack_id)
+
+        ticker = threading.Thread(
+            target=scheduler.run, kwargs={"stop": stop, "on_tick": remember}, daemon=True
+        )
         ticker.start()
     click.echo("delivering; Ctrl-C to stop")
     try:
@@ -185,8 +208,12 @@ def reconcile(target: str, ids_file: Path | None, as_json: bool) -> None:
     from brewops.reconcile import reconcile as compare
 
     tgt = use_target(target)
-    path = ids_file or produced_ids_file(target)
-    produced = json.loads(path.read_text()) if path.exists() else None
+    if ids_file is not None:
+        produced = json.loads(ids_file.read_text())
+    else:
+        produced, source = read_produced(target, tgt.stack_id)
+        if produced is None:
+            click.echo(f"no produced ids in {source}: reconciling with the ids found in raw")
     result = compare(produced, tgt.outputs, session=tgt.session)
     click.echo(json.dumps(result.figures()) if as_json else str(result))
     if not result.ok:

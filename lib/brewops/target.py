@@ -127,6 +127,7 @@ class Target:
     endpoint_url: str | None = None
     _punkapi_url: str | None = None
     _outputs: dict[str, str] | None = field(default=None, repr=False)
+    _stack: dict[str, Any] | None = field(default=None, repr=False)
     _session_checked: bool = field(default=False, repr=False)
 
     @property
@@ -144,8 +145,23 @@ class Target:
     def outputs(self) -> dict[str, str]:
         """The stack Outputs (read once, then kept)."""
         if self._outputs is None:
-            self._outputs = _read_outputs(self.client("cloudformation"), self.stack_name)
+            self._outputs = {
+                o["OutputKey"]: o["OutputValue"] for o in self.stack.get("Outputs", [])
+            }
         return self._outputs
+
+    @property
+    def stack(self) -> dict[str, Any]:
+        """The stack as CloudFormation describes it (read once, then kept)."""
+        if self._stack is None:
+            self._stack = _describe_stack(self.client("cloudformation"), self.stack_name)
+        return self._stack
+
+    @property
+    def stack_id(self) -> str:
+        """The stack's own id: a stack deleted and created again (or a fresh `brewops local
+        up`) gets a new one, so records of what was produced can be told apart."""
+        return self.stack["StackId"]
 
     @property
     def punkapi_url(self) -> str | None:
@@ -163,8 +179,7 @@ class Target:
         return self.session.client(service_name, **kwargs)
 
     def _stack_parameter(self, key: str) -> str | None:
-        stack = _describe_stack(self.client("cloudformation"), self.stack_name)
-        for parameter in stack.get("Parameters", []):
+        for parameter in self.stack.get("Parameters", []):
             if parameter["ParameterKey"] == key:
                 return parameter["ParameterValue"]
         return None

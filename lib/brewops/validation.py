@@ -10,7 +10,6 @@ Two kinds of result:
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections import Counter
@@ -335,9 +334,16 @@ def produce_figures_path() -> Path:
     return folder / f"{PRODUCE_NOTEBOOK}.json"
 
 
-def expectation_from_figures(path: Path | None = None) -> Expectation:
+def expectation_from_figures(path: Path | None = None, stack_id: str | None = None) -> Expectation:
+    """What notebook 03 recorded it produced. With `stack_id`, figures recorded against
+    another stack (a deleted one, an earlier `brewops local up`) are ignored: that stack's
+    records are not in this one's tables."""
     path = path or produce_figures_path()
     figures = summary.read(path)
+    if not figures:
+        return Expectation(source=f"{path} (not found)")
+    if stack_id is not None and figures.get("stack_id") != stack_id:
+        return Expectation(source=f"{path} (another stack's, ignored)")
     records = next(
         (int(figures[k]) for k in RECORDS_SENT_KEYS if isinstance(figures.get(k), int | float)),
         None,
@@ -350,30 +356,28 @@ def expectation_from_figures(path: Path | None = None) -> Expectation:
         ),
         None,
     )
-    return Expectation(records, ids, source=str(path) if figures else f"{path} (not found)")
+    return Expectation(records, ids, source=str(path))
 
 
-def produced_ids_expectation(target_name: str) -> Expectation:
-    """The ids `brewops stream backfill` and `tick` remembered for this target."""
-    from brewops.streaming_cli import produced_ids_file
+def produced_ids_expectation(target_name: str, stack_id: str | None = None) -> Expectation:
+    """The ids `brewops stream backfill` and `tick` remembered for this target's stack."""
+    from brewops.streaming_cli import read_produced
 
-    path = produced_ids_file(target_name)
-    if not path.exists():
-        return Expectation(source=f"{path} (not found)")
-    return Expectation(
-        ids=frozenset(int(i) for i in json.loads(path.read_text())), source=str(path)
-    )
+    ids, source = read_produced(target_name, stack_id)
+    return Expectation(ids=frozenset(ids) if ids is not None else None, source=source)
 
 
 def as_expectation(
-    expected: Expectation | Iterable[int] | int | None, target_name: str = "local"
+    expected: Expectation | Iterable[int] | int | None,
+    target_name: str = "local",
+    stack_id: str | None = None,
 ) -> Expectation:
     """None means: notebook 03's figures, with the ids the stream commands remembered when
-    the figures hold none."""
+    the figures hold none (both only if recorded against this stack)."""
     if expected is None:
-        found = expectation_from_figures()
+        found = expectation_from_figures(stack_id=stack_id)
         if found.ids is None:
-            remembered = produced_ids_expectation(target_name)
+            remembered = produced_ids_expectation(target_name, stack_id)
             if remembered.ids is not None:
                 found = Expectation(
                     found.records, remembered.ids, f"{found.source}; {remembered.source}"
@@ -820,8 +824,10 @@ def validate(
     name = getattr(tgt, "name", "local")
     engine = engine or ("athena" if name == "aws" else "s3")
     report = ValidationReport(target=name)
-    expectation = as_expectation(expected, name)
-    if not expectation.known:
+    expectation = as_expectation(expected, name, getattr(tgt, "stack_id", None))
+    if expectation.known:
+        report.notes.append(f"what was produced comes from {expectation.source}")
+    else:
         report.notes.append(
             f"nothing to reconcile against: no produced records or ids in {expectation.source}"
         )

@@ -38,7 +38,7 @@ def validate() -> None:
 )
 @click.option(
     "--figures",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Figures of notebook 03 to reconcile with (default: build/figures/, else `stream` ids).",
 )
 @click.option("--expected-ids", metavar="1,2,3", help="Reconcile with these ids instead.")
@@ -49,29 +49,46 @@ def validate() -> None:
     multiple=True,
     help="Validate only this table (repeatable; default both).",
 )
+@click.option(
+    "--require-reconciliation/--no-require-reconciliation",
+    default=True,
+    show_default=True,
+    help="Fail when nothing says what was produced (no figures, no ids, no --expected-ids).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
 def run(
     target: str,
     figures: Path | None,
     expected_ids: str | None,
     tables: tuple[str, ...],
+    require_reconciliation: bool,
     as_json: bool,
 ) -> None:
     """Run every check and exit non-zero if a gate fails (schema drift, unreadable data,
     objects outside the partition layout, lost records). Findings never fail the run."""
     from brewops import validation
 
+    tgt = validation.resolve_target(target)
     ids = _ids(expected_ids)
     expected = (
-        ids if ids is not None or figures is None else validation.expectation_from_figures(figures)
+        ids
+        if ids is not None or figures is None
+        else validation.expectation_from_figures(figures, getattr(tgt, "stack_id", None))
     )
-    report = validation.validate(target, expected=expected, tables=tables or ("cleaned", "raw"))
+    report = validation.validate(tgt, expected=expected, tables=tables or ("cleaned", "raw"))
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))
     else:
         _print_report(report)
     if not report.ok:
         raise GatesFailed(f"validation failed:\n{report.failure_message()}")
+    unchecked = [r.table for r in report.reconciliation.values() if not r.checked]
+    if require_reconciliation and unchecked:
+        raise GatesFailed(
+            "nothing to reconcile against, so lost records cannot be checked: run notebook 03 "
+            "or `brewops stream backfill` first, pass --expected-ids, or "
+            "--no-require-reconciliation to skip the check"
+        )
 
 
 def _print_report(report) -> None:

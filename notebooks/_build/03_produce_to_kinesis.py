@@ -165,6 +165,7 @@ assert result.raw_unique_ids == len(set(produced_ids))
 assert result.raw_records >= records_sent  # more only if the stream held earlier records
 figures = summary.record(
     notebook="03_produce_to_kinesis",
+    stack_id=tgt.stack_id,  # notebook 04 reconciles only the stack these records went to
     produced=result.produced,
     records_sent=records_sent,
     ids_sent=sorted(set(produced_ids)),
