@@ -326,3 +326,17 @@ def test_plots_mark_the_out_of_range_values(catalogue_beers):
     gravity = validation_plots.plot_gravities(latest)
     assert "fg > og (13)" in [t.get_text() for t in gravity.axes[0].get_legend().get_texts()]
 
+
+def test_a_value_just_below_the_range_is_marked_at_the_low_edge():
+    from brewops import validation_plots
+
+    ph = next(c for c in schema.CLEANED_COLUMNS if c.name == "ph")
+    below = ph.minimum - 0.05  # inside the axis margin, outside the plausible range
+    latest = pd.DataFrame({"id": [1, 2, 3, 4], "ph": [4.0, 5.0, 6.0, below]})
+
+    fig = validation_plots.plot_distributions(latest, columns=[ph])
+
+    [text] = fig.axes[0].texts
+    low, _ = fig.axes[0].get_xlim()
+    assert text.get_text() == f"id 4: {below:g}"
+    assert text.xy == (low, 0), "pinned to the low edge, beside the minimum it is below"

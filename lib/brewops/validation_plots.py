@@ -61,7 +61,7 @@ def plot_distributions(
             alpha=0.08,
             label="plausible range",
         )
-        _mark_outliers(ax, outliers, col.name)
+        _mark_outliers(ax, outliers, col)
         nulls = int(values.isna().sum())
         ax.set_title(f"{col.name}: {len(outliers)} out of range, {nulls} null", fontsize=10)
         ax.set_xlabel(col.comment, fontsize=8)
@@ -73,13 +73,17 @@ def plot_distributions(
     return fig
 
 
-def _mark_outliers(ax: Any, outliers: pd.DataFrame, column: str) -> None:
+def _mark_outliers(ax: Any, outliers: pd.DataFrame, col: schema.Column) -> None:
     low, high = ax.get_xlim()
-    ordered = outliers.assign(_x=pd.to_numeric(outliers[column])).sort_values("_x")
-    for side, rows in (
-        ("low", ordered[ordered["_x"] < low]),
-        ("high", ordered[ordered["_x"] >= low]),
-    ):
+    ordered = outliers.assign(_x=pd.to_numeric(outliers[col.name])).sort_values("_x")
+    # the side is the one of the plausible range the value is past, not of the axis: the
+    # axis has a margin, so a value just below the minimum can still be inside it
+    below = (
+        ordered["_x"] < col.minimum
+        if col.minimum is not None
+        else pd.Series(False, index=ordered.index)
+    )
+    for side, rows in (("low", ordered[below]), ("high", ordered[~below])):
         edge, marker, align = (low, "<", "left") if side == "low" else (high, ">", "right")
         for k, (x, ident) in enumerate(zip(rows["_x"], rows["id"], strict=True)):
             ax.scatter(
