@@ -51,3 +51,27 @@ def test_the_notebooks_pass_nbval_in_order(local_stack, local_state_dir: Path, t
     assert result.returncode == 0, f"nbval failed:\n{tail}\n{result.stderr[-2000:]}"
     recorded = {p.stem for p in (tmp_path / "build" / "figures").glob("*.json")}
     assert recorded == {nb.stem for nb in notebooks}, "every notebook records its key figures"
+
+
+@pytest.mark.emulator
+def test_notebook_04_validates_the_raw_table_alone(
+    local_stack, local_state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The cleaned-table sections stand aside instead of failing on what was not read."""
+    from brewops.runner import execute
+
+    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(local_state_dir))
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    [validate] = [nb for nb in discover() if nb.stem.startswith("04_")]
+
+    run = execute(
+        [validate],
+        parameters={"tables": ["raw"], "require_reconciliation": False, "real_catalogue": False},
+        out_dir=tmp_path / "build",
+        progress=False,
+    )
+
+    [result] = run.notebooks
+    assert result.status == "ok", result.error
+    assert result.figures["gates_passed"] is True

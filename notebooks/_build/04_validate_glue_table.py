@@ -59,6 +59,9 @@ report has been shown.
 """),
         code("""
 report = validation.validate(tgt, expected=expected_ids, tables=tables)
+cleaned_read = "cleaned" in report.frames  # the sections on the cleaned table need it
+for failure in report.failures:
+    print("FAILED", failure)
 report.summary_frame()
 """),
         md("""
@@ -68,12 +71,11 @@ One row per column. When Parquet objects disagree among themselves, the column s
 type with how many objects carry it.
 """),
         code("""
-print(f"{report.schema.objects_read} Parquet objects read")
-report.schema.frame
-"""),
-        code("""
-for drift in report.schema.drifts:
-    print("DRIFT", drift)
+if report.schema is not None:
+    print(f"{report.schema.objects_read} Parquet objects read")
+    for drift in report.schema.drifts:
+        print("DRIFT", drift)
+    display(report.schema.frame)
 """),
         md("""
 ## Partitions
@@ -115,11 +117,12 @@ counted here; `report.latest` keeps the latest ingested record of each id, and t
 view later notebooks use (`brewops.tables.latest_per_id`).
 """),
         code("""
-print(
-    f"{report.duplicates.rows} rows, {report.duplicates.unique_ids} ids, "
-    f"{report.duplicates.surplus_rows} surplus rows"
-)
-report.duplicates.frame
+if report.duplicates is not None:
+    print(
+        f"{report.duplicates.rows} rows, {report.duplicates.unique_ids} ids, "
+        f"{report.duplicates.surplus_rows} surplus rows"
+    )
+    display(report.duplicates.frame)
 """),
         md("""
 ## Data quality
@@ -141,10 +144,12 @@ Histograms of the values inside each column's plausible range (shaded); values o
 it are red crosses labelled with their beer id.
 """),
         code("""
-distributions = validation_plots.plot_distributions(report.latest)
+if cleaned_read:
+    distributions = validation_plots.plot_distributions(report.latest)
 """),
         code("""
-gravities = validation_plots.plot_gravities(report.latest)
+if cleaned_read:
+    gravities = validation_plots.plot_gravities(report.latest)
 """),
         md("## Key figures"),
         code("""
