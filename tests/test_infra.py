@@ -104,6 +104,16 @@ def test_sam_deploy_builds_and_deploys_with_the_stacks_environment(tmp_path, mon
         "--no-confirm-changeset --no-fail-on-empty-changeset",
     ]
 
+    calls.unlink()
+    infra.deploy("aws", ScheduleState="DISABLED")
+
+    # the command line replaces samconfig's parameter_overrides: the prod Stage must stay
+    assert (
+        calls.read_text()
+        .splitlines()[-1]
+        .endswith("--parameter-overrides Stage=prod ScheduleState=DISABLED")
+    )
+
 
 SAM = repo_root() / ".venv-sam" / "bin" / "sam"
 

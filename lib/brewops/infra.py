@@ -246,6 +246,19 @@ def sam_config_env(stack_name: str, config: Path | None = None) -> str:
     )
 
 
+def sam_config_parameters(config_env: str, config: Path | None = None) -> dict[str, str]:
+    """The template parameters the samconfig.toml environment sets (`parameter_overrides`)."""
+    import shlex
+    import tomllib
+
+    path = config or repo_root() / "samconfig.toml"
+    settings = tomllib.loads(path.read_text())
+    section = settings.get(config_env, {}).get("deploy", {}).get("parameters", {})
+    overrides = section.get("parameter_overrides", [])
+    pairs = shlex.split(overrides) if isinstance(overrides, str) else list(overrides)
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
 def sam_deploy(stack_name: str, parameter_overrides: dict[str, str] | None = None) -> None:
     """`sam build` then `sam deploy` for the aws target, with the settings of the
     samconfig.toml environment that deploys `stack_name`."""
@@ -256,7 +269,16 @@ def sam_deploy(stack_name: str, parameter_overrides: dict[str, str] | None = Non
             "or run `make sam-validate` once to get it in .venv-sam"
         )
     config_env = sam_config_env(stack_name)
-    overrides = [f"{k}={v}" for k, v in (parameter_overrides or {}).items()]
+    # --parameter-overrides replaces the environment's own (its Stage) instead of adding to
+    # them, so both go on the command line, the caller's winning
+    overrides = (
+        [
+            f"{k}={v}"
+            for k, v in {**sam_config_parameters(config_env), **parameter_overrides}.items()
+        ]
+        if parameter_overrides
+        else []
+    )
     subprocess.run([sam, "build", "--config-env", config_env], cwd=repo_root(), check=True)
     deploy = [
         sam,
