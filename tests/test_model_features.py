@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from typing import Any
@@ -11,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from brewops.catalog import to_v3_shape
+from brewops.catalog import load_catalog, to_v3_shape
 from brewops.model import bands, features, hops
+from brewops.model.predict import predict_beers
 
 
 def hop(name: str, grams: Any, add: Any, unit: str = "grams", attribute: str = "bitter") -> dict:
@@ -241,11 +241,37 @@ def test_a_record_with_nothing_in_it_gives_nan_not_an_error():
     assert len(frame) == 2
 
 
-def test_v3_shape_gives_the_same_features_as_v2(catalog_beers):
-    beers = catalog_beers[:40]
-    v3 = [to_v3_shape(copy.deepcopy(b)) for b in beers]
-    assert all("image" in b and "image_url" not in b for b in v3)
-    pd.testing.assert_frame_equal(features.build_features(v3), features.build_features(beers))
+def test_the_v3_catalogue_gives_the_same_features_and_predictions_as_v2(
+    catalog_beers, small_trained_model, tmp_path
+):
+    v3_file = tmp_path / "v3.json"
+    v3_file.write_text(json.dumps([to_v3_shape(b) for b in catalog_beers]))
+    served = json.loads(v3_file.read_text())
+    assert all("image" in b and "image_url" not in b for b in served)
+    expected_features = features.build_features(catalog_beers)
+    model = small_trained_model.model
+    expected_predictions = predict_beers(model, catalog_beers)
+    for v3 in (served, load_catalog(v3_file)):  # as the API serves it, as the commands read it
+        pd.testing.assert_frame_equal(features.build_features(v3), expected_features)
+        assert predict_beers(model, v3) == expected_predictions
+
+
+def test_absurd_values_become_missing_and_leave_the_other_beers_alone():
+    normal = recipe([hop("Cascade", 28, "start")])
+    absurd = [
+        recipe([hop("Cascade", 1e308, "start", unit="kg")]),
+        recipe([hop("Cascade", 28, "start")], volume={"value": 1e-300, "unit": "litres"}),
+        recipe([hop("Cascade", 28, "start")], target_og=1e308),
+        recipe([hop("Cascade", 28, "start")], abv=1e39),  # finite, beyond float32
+    ]
+    frame = features.build_features([normal, *absurd])
+    # what the forests see: float32, where an out-of-range value would be infinite
+    with np.errstate(over="ignore"):
+        assert np.isfinite(frame.fillna(0).to_numpy(np.float32)).all()
+    assert frame[["tinseth_ibu", "hops_g_per_l"]].iloc[1].isna().all()
+    assert frame["hops_g_per_l"].isna().tolist() == [False, True, True, False, False]
+    assert math.isnan(frame.loc[3, "target_og"]) and math.isnan(frame.loc[4, "abv"])
+    pd.testing.assert_series_equal(frame.iloc[0], features.build_features([normal]).iloc[0])
 
 
 def test_a_table_of_raw_records_gives_the_same_features_as_dicts(catalog_beers):

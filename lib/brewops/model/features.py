@@ -26,6 +26,8 @@ BASELINE_COLUMNS: tuple[str, ...] = ("abv", "target_fg", "target_og", "ebc", "sr
 DEFAULT_VOLUME_LITRES = 20.0
 DEFAULT_GRAVITY = 1.050
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 _NESTED_FIELDS = ("volume", "boil_volume", "method", "ingredients", "food_pairing")
 
 _GRAM_FACTORS = {
@@ -186,7 +188,11 @@ def ibu_values(beers: list[dict[str, Any]]) -> np.ndarray:
 def build_features(data: Any) -> pd.DataFrame:
     """The feature matrix (FEATURE_COLUMNS, float) of records in any accepted form."""
     rows = [beer_features(beer) for beer in beer_records(data)]
-    return pd.DataFrame(rows, columns=list(FEATURE_COLUMNS), dtype=float)
+    frame = pd.DataFrame(rows, columns=list(FEATURE_COLUMNS), dtype=float)
+    # The forests compute in float32: one infinite or out-of-range value (an absurd amount
+    # or volume) would make scikit-learn refuse every beer of the batch. As NaN it is
+    # imputed like any missing value, and only that beer is affected.
+    return frame.where(np.isfinite(frame) & (frame.abs() <= _FLOAT32_MAX))
 
 
 def beer_features(beer: Mapping[str, Any]) -> dict[str, float]:

@@ -45,6 +45,7 @@ from sklearn.model_selection import RepeatedStratifiedKFold
 from sklearn.pipeline import Pipeline
 
 from brewops import schema
+from brewops.errors import ActionableError
 from brewops.model import bands, features
 from brewops.model.estimators import BeerFeatures, IbuModel, OrdinalForestClassifier
 
@@ -54,6 +55,10 @@ REGRESSION_CAP = 150.0  # regression metrics are also reported over beers with I
 # the catalogue's 1085 and 1157 are transcription errors (they equal the beers' OG) and
 # would otherwise pull the predictions of similar recipes far up.
 IBU_CLIP = schema.column("ibu").maximum or 300.0
+
+
+class TrainingError(ValueError, ActionableError):
+    """The data cannot be trained on with the protocol; the message says what is missing."""
 
 
 @dataclass(frozen=True)
@@ -210,20 +215,27 @@ def make_baselines(seed: int, n_jobs: int | None = None) -> list[_Baseline]:
 
 
 def classification_metrics(true_band: np.ndarray, predicted_band: np.ndarray) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class figures and confusion matrix over the four bands.
+
+    A band in neither the truth nor the predictions has nothing to score: its per-class
+    figures are None and macro-F1 averages over the other bands (counting it as 0 would
+    punish a catalogue for simply lacking a band).
+    """
     labels = list(range(bands.N_BANDS))
+    present = np.union1d(true_band, predicted_band).astype(int).tolist()
     precision, recall, f1, support = precision_recall_fscore_support(
         true_band, predicted_band, labels=labels, zero_division=0
     )
     return {
         "accuracy": float(accuracy_score(true_band, predicted_band)),
         "macro_f1": float(
-            f1_score(true_band, predicted_band, labels=labels, average="macro", zero_division=0)
+            f1_score(true_band, predicted_band, labels=present, average="macro", zero_division=0)
         ),
         "per_class": {
             bands.LABELS[i]: {
-                "precision": float(precision[i]),
-                "recall": float(recall[i]),
-                "f1": float(f1[i]),
+                "precision": float(precision[i]) if i in present else None,
+                "recall": float(recall[i]) if i in present else None,
+                "f1": float(f1[i]) if i in present else None,
                 "support": int(support[i]),
             }
             for i in labels
@@ -292,7 +304,7 @@ def _summarise(per_repeat: list[dict[str, Any]]) -> dict[str, Any]:
         summary[f"{key}_std"] = float(values.std())
     summary["per_class"] = {
         label: {
-            stat: float(np.mean([m["per_class"][label][stat] for m in per_repeat]))
+            stat: _mean_of_known([m["per_class"][label][stat] for m in per_repeat])
             for stat in ("precision", "recall", "f1")
         }
         | {"support": per_repeat[0]["per_class"][label]["support"]}
@@ -302,6 +314,12 @@ def _summarise(per_repeat: list[dict[str, Any]]) -> dict[str, Any]:
         [m["confusion_matrix"] for m in per_repeat], axis=0
     ).tolist()
     return summary
+
+
+def _mean_of_known(values: list[float | None]) -> float | None:
+    """The mean over the repeats where a band had something to score (None if none did)."""
+    known = [value for value in values if value is not None]
+    return float(np.mean(known)) if known else None
 
 
 # ---------------------------------------------------------------------------------------
@@ -546,8 +564,47 @@ def feature_importance(
 # Training end to end
 
 
+def check_trainable(beers: list[dict[str, Any]], protocol: Protocol = Protocol()) -> None:
+    """Refuse labelled beers the protocol cannot run on (TrainingError says what to add)."""
+    if not beers:
+        raise TrainingError(
+            "no beer in the catalogue has an IBU: nothing to train on. "
+            "Use a catalogue whose beers have IBU values."
+        )
+    counts = np.bincount(bands.band_index(features.ibu_values(beers)), minlength=bands.N_BANDS)
+    present = [label for label, count in zip(bands.LABELS, counts, strict=True) if count]
+    if len(present) < 2:
+        raise TrainingError(
+            f"all {len(beers)} beers with an IBU are in the band {present[0]}: the model "
+            "needs beers of at least two bands. Add beers of other bitterness."
+        )
+    # stratified folds put beers of every band into every fold
+    short = [
+        f"{label} has {count}"
+        for label, count in zip(bands.LABELS, counts, strict=True)
+        if 0 < count < protocol.n_splits
+    ]
+    if short:
+        raise TrainingError(
+            f"too few beers per band for {protocol.n_splits}-fold cross-validation: "
+            f"{', '.join(short)}, and each band needs at least {protocol.n_splits}. "
+            f"Add beers of {'that band' if len(short) == 1 else 'those bands'}, or use fewer folds."
+        )
+    older, _ = time_split(beers, protocol.time_test_fraction)
+    older_bands = np.unique(bands.band_index(features.ibu_values([beers[i] for i in older])))
+    if len(older_bands) < 2:
+        raise TrainingError(
+            "the older beers (all but the newest by first_brewed) are all in the band "
+            f"{bands.band_label(int(older_bands[0]))}: the test on the newest beers has "
+            "nothing to learn from. Add older beers of other bitterness."
+        )
+
+
 def data_checksum(beers: list[dict[str, Any]]) -> str:
     """sha256 of the records used, as canonical JSON (sorted keys, by id)."""
+    # The image is no data of the model and differs between shapes (a URL in v2, a file
+    # name in v3): without it the same catalogue has one checksum in either shape.
+    beers = [{k: v for k, v in b.items() if k not in ("image_url", "image")} for b in beers]
     canonical = json.dumps(beers, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -576,8 +633,7 @@ def train(
     model on all of it. `source` (e.g. the catalogue file and its checksum) goes into the
     model card."""
     beers = features.labelled(data)
-    if len(beers) < protocol.n_splits * bands.N_BANDS:
-        raise ValueError(f"{len(beers)} beers with an IBU are too few to train on")
+    check_trainable(beers, protocol)
     X = features.build_features(beers)
     ibu = features.ibu_values(beers)
 
@@ -622,7 +678,8 @@ def model_card(
             if all(isinstance(b.get("id"), int) for b in beers)
             else None,
             "source": source or {},
-            "rule": "deduplicated by id; beers without an IBU excluded",
+            "rule": "deduplicated by id (the last record of a repeated id wins); "
+            "beers without an IBU excluded",
             # so an evaluation can tell the beers the model has seen from new ones
             "beer_keys": sorted({features.beer_key(beer) for beer in beers}),
         },
