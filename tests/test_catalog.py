@@ -168,3 +168,17 @@ def test_bad_catalogue_files_are_refused(tmp_path: Path, content: bytes, message
 def test_a_missing_catalogue_file_is_reported(tmp_path: Path):
     with pytest.raises(CatalogError, match="Cannot read the catalogue"):
         load_catalog(tmp_path / "nope.json")
+
+
+def test_repeated_ids_can_keep_the_last_record_when_asked(tmp_path: Path):
+    path = tmp_path / "dup.json"
+    beers = [{"id": 2, "name": "old"}, {"id": 1, "name": "one"}, {"id": 2, "name": "new"}]
+    beers += [{"id": 3, "name": "a"}, {"id": 3, "name": "b"}, {"id": 3, "name": "c"}]
+    path.write_text(json.dumps(beers))
+    reported = []
+    loaded = load_catalog(path, on_duplicates=lambda dropped, ids: reported.append((dropped, ids)))
+    assert [(b["id"], b["name"]) for b in loaded] == [(1, "one"), (2, "new"), (3, "c")]
+    assert reported == [(3, [2, 3])]
+    # the default (the API server, synth, the stream backfill) still refuses them
+    with pytest.raises(CatalogError, match="duplicate beer ids"):
+        load_catalog(path)

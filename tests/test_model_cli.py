@@ -171,3 +171,90 @@ def test_evaluate_refuses_a_catalogue_without_ibu(trained_dir: Path, tmp_path: P
     result = brewops_in_process("evaluate", "--model", str(trained_dir), "--catalog", str(no_ibu))
     assert result.exit_code != 0
     assert "no beer with an IBU" in result.output
+
+
+@pytest.mark.parametrize(
+    ("beers", "message"),
+    [
+        (lambda beers: [], "no beer in the catalogue has an IBU"),
+        (lambda beers: [{**b, "ibu": None} for b in beers[:30]], "no beer in the catalogue"),
+        (lambda beers: [b for b in beers if (b["ibu"] or 99) <= 30][:40], "at least two bands"),
+        (
+            lambda beers: (
+                [b for b in beers if (b["ibu"] or 99) <= 30][:30]
+                + [b for b in beers if 30 < (b["ibu"] or 0) <= 50][:4]
+            ),
+            "(30, 50] has 4, and each band needs at least 5",
+        ),
+    ],
+)
+def test_train_refuses_data_it_cannot_train_on_in_one_line(
+    beers, message, catalog_beers, tmp_path: Path
+):
+    catalogue = tmp_path / "catalogue.json"
+    catalogue.write_text(json.dumps(beers(catalog_beers)))
+    result = brewops_in_process(
+        "train", "--catalog", str(catalogue), "--out", str(tmp_path / "out"), "--no-progress"
+    )
+    assert result.exit_code == 1, result.output
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("Error: ") and message in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_with_one_band_is_one_line_from_the_real_command(catalog_beers, tmp_path: Path):
+    """It used to end in a traceback from the joblib workers."""
+    catalogue = tmp_path / "one_band.json"
+    catalogue.write_text(json.dumps([b for b in catalog_beers if (b["ibu"] or 99) <= 30][:40]))
+    result = brewops("train", "--catalog", str(catalogue), "--out", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "Error: all 40 beers with an IBU are in the band (-1, 30]: the model needs beers of "
+        "at least two bands. Add beers of other bitterness."
+    ]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--repeats", "0", "0 is not in the range x>=1"),
+        ("--folds", "1", "1 is not in the range x>=2"),
+        ("--jobs", "0", "0 would run no fold"),
+    ],
+)
+def test_train_refuses_options_that_run_nothing(option, value, message, catalog_path):
+    result = brewops_in_process(
+        "train", "--catalog", str(catalog_path), "--out", "unused", option, value
+    )
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_train_help_does_not_promise_five_folds():
+    result = brewops_in_process("train", "--help")
+    assert result.exit_code == 0
+    assert "5-fold" not in result.output
+    assert "Repeats of the cross-validation" in result.output
+
+
+def test_a_repeated_id_is_deduplicated_and_reported(
+    trained_dir: Path, catalog_beers, tmp_path: Path
+):
+    beers = [b for b in catalog_beers if b["ibu"] is not None][:20]
+    # the last record of id 1 wins: as the protocol says, and as the model card records
+    repeated = [{**beers[0], "ibu": 1}, *beers, {**beers[1], "ibu": 2}]
+    catalogue = tmp_path / "repeated.json"
+    catalogue.write_text(json.dumps(repeated))
+    result = brewops_in_process(
+        "evaluate", "--model", str(trained_dir), "--catalog", str(catalogue)
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip().splitlines() == [
+        f"repeated.json: dropped 2 duplicate record(s) of id {beers[0]['id']}, {beers[1]['id']}"
+        " (the last record of each id is used)"
+    ]
+    assert json.loads(result.stdout.strip().splitlines()[-1])["n"] == 20
+    result = brewops_in_process("predict", "--model", str(trained_dir), "--catalog", str(catalogue))
+    predictions = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    assert [p["ibu"] for p in predictions[:2]] == [beers[0]["ibu"], 2]

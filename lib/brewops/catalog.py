@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -161,19 +161,31 @@ def _parse_catalog_bytes(data: bytes, source: str) -> list[dict[str, Any]]:
     return beers
 
 
-def load_catalog(path: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
-    """Beers from a catalogue file (v2 or v3 shape), in v2 shape, sorted by id."""
+def load_catalog(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    on_duplicates: Callable[[int, list[int]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Beers from a catalogue file (v2 or v3 shape), in v2 shape, sorted by id.
+
+    A repeated id is refused (CatalogError), unless `on_duplicates` is given: then the last
+    record of each id is kept and `on_duplicates(records dropped, ids repeated)` is called.
+    """
     path = Path(path) if path is not None else default_catalog_path()
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise CatalogError(f"Cannot read the catalogue {path}: {exc.strerror}.") from exc
     beers = [to_v2_shape(b) for b in _parse_catalog_bytes(data, source=str(path))]
-    beers.sort(key=lambda b: b["id"])
+    beers.sort(key=lambda b: b["id"])  # stable: records of one id stay in file order
     ids = [b["id"] for b in beers]
     if len(set(ids)) != len(ids):
         duplicates = sorted({i for i, j in itertools.pairwise(ids) if i == j})
-        raise CatalogError(f"{path} has duplicate beer ids: {duplicates[:10]}.")
+        if on_duplicates is None:
+            raise CatalogError(f"{path} has duplicate beer ids: {duplicates[:10]}.")
+        last_of_id = {b["id"]: b for b in beers}
+        on_duplicates(len(beers) - len(last_of_id), duplicates)
+        beers = list(last_of_id.values())
     return beers
 
 

@@ -13,6 +13,12 @@ import click
 HEADLINE = ("accuracy", "macro_f1", "mae", "r2", "mae_ibu_le_150", "r2_ibu_le_150")
 
 
+def _nonzero_jobs(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    if value == 0:
+        raise click.BadParameter("0 would run no fold: use 1 or more, or -1 for one per CPU")
+    return value
+
+
 @click.group()
 def model() -> None:
     """Train, evaluate and use the IBU model."""
@@ -33,10 +39,24 @@ def model() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for model.joblib, metrics.json and the model card.",
 )
-@click.option("--repeats", default=5, show_default=True, help="Repeats of the 5-fold CV.")
-@click.option("--folds", default=5, show_default=True, help="Folds per repeat.")
+@click.option(
+    "--repeats",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Repeats of the cross-validation.",
+)
+@click.option(
+    "--folds", default=5, show_default=True, type=click.IntRange(min=2), help="Folds per repeat."
+)
 @click.option("--seed", default=None, type=int, help="Seed of the folds (default: the fixed one).")
-@click.option("--jobs", default=2, show_default=True, help="Folds evaluated in parallel.")
+@click.option(
+    "--jobs",
+    default=2,
+    show_default=True,
+    callback=_nonzero_jobs,
+    help="Folds evaluated in parallel (-1: one per CPU).",
+)
 @click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
 def train(
     catalog_path: Path,
@@ -60,7 +80,10 @@ def train(
         n_jobs=jobs,
     )
     source = {"file": catalog_path.name, "file_sha256": _sha256(catalog_path)}
-    result = training.train(beers, protocol=protocol, progress=progress, source=source)
+    try:
+        result = training.train(beers, protocol=protocol, progress=progress, source=source)
+    except training.TrainingError as error:
+        raise click.ClickException(str(error)) from error
     version = registry.new_version(result.card["data"]["sha256"])
     card = {**result.card, "version": version}
     registry.save(result.model, result.metrics, card, out_dir)
@@ -153,10 +176,19 @@ def predict(model_location: str, catalog_path: Path, ids: tuple[int, ...]) -> No
 
 
 def _load(path: Path) -> list[dict[str, Any]]:
+    """The catalogue's beers; a repeated id keeps its last record, as the protocol says."""
     from brewops.catalog import CatalogError, load_catalog
 
+    def report(dropped: int, ids: list[int]) -> None:
+        shown = ", ".join(map(str, ids[:10])) + (", …" if len(ids) > 10 else "")
+        click.echo(
+            f"{path.name}: dropped {dropped} duplicate record(s) of id {shown}"
+            " (the last record of each id is used)",
+            err=True,
+        )
+
     try:
-        return load_catalog(path)
+        return load_catalog(path, on_duplicates=report)
     except CatalogError as error:
         raise click.ClickException(str(error)) from error
 
@@ -166,11 +198,7 @@ def _load_model(location: str) -> Any:
 
     try:
         if location.startswith("s3://"):
-            bucket, prefix = registry.split_uri(location)
-            head, _, last = prefix.rstrip("/").rpartition("/")
-            if registry.VERSION_PATTERN.match(last):
-                return registry.load_version(f"s3://{bucket}/{head}/", last)
-            return registry.load_version(location)
+            return registry.load_uri(location)
         return registry.load(location)
     except registry.RegistryError as error:
         raise click.ClickException(str(error)) from error

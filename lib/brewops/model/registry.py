@@ -15,15 +15,22 @@ Version ids sort in time order: `YYYYMMDDTHHMMSSZ-<first 8 hex of the data sha25
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
+import platform
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from brewops.errors import ActionableError
+
+if TYPE_CHECKING:
+    from brewops.model.estimators import IbuModel
 
 MODEL_FILE = "model.joblib"
 METRICS_FILE = "metrics.json"
@@ -39,11 +46,12 @@ class RegistryError(RuntimeError, ActionableError):
 
 @dataclass
 class LoadedModel:
-    model: Any  # brewops.model.estimators.IbuModel
+    model: IbuModel
     metrics: dict[str, Any]
     card: dict[str, Any]
     version: str | None
-    path: Path
+    # the version folder, or the version's s3:// URI (its downloaded copy is not kept)
+    path: Path | str
 
 
 def new_version(data_sha256: str, now: datetime | None = None) -> str:
@@ -82,26 +90,86 @@ def load(path: str | Path, version: str | None = None) -> LoadedModel:
     """Load a version folder, after checking the model file against its card."""
     import joblib
 
+    from brewops.model.estimators import IbuModel
+
     folder = Path(path)
     missing = [
         name for name in (MODEL_FILE, METRICS_FILE, CARD_FILE) if not (folder / name).is_file()
     ]
     if missing:
         raise RegistryError(f"{folder} is not a model version folder: missing {', '.join(missing)}")
-    card = json.loads((folder / CARD_FILE).read_text())
-    expected = (card.get("artifact") or {}).get("sha256")
+    card = _read_json_object(folder / CARD_FILE)
+    artifact = card.get("artifact")
+    expected = artifact.get("sha256") if isinstance(artifact, dict) else None
     actual = sha256_file(folder / MODEL_FILE)
     if expected != actual:
         raise RegistryError(
             f"{folder / MODEL_FILE} has sha256 {actual}, its card says {expected}: not loading it"
         )
+    metrics = _read_json_object(folder / METRICS_FILE)
+    try:
+        model = joblib.load(folder / MODEL_FILE)
+    # Unpickling fails in many ways (a class or module that moved, a changed attribute,
+    # a truncated stream): each means this installation cannot use the file.
+    except Exception as error:
+        raise RegistryError(
+            f"{folder / MODEL_FILE} does not load ({type(error).__name__}: {error}). "
+            + _library_hint(card)
+        ) from error
+    if not isinstance(model, IbuModel):
+        raise RegistryError(
+            f"{folder / MODEL_FILE} holds a {type(model).__name__}, not an IBU model. "
+            "Train the model again with `brewops model train`."
+        )
     return LoadedModel(
-        model=joblib.load(folder / MODEL_FILE),
-        metrics=json.loads((folder / METRICS_FILE).read_text()),
+        model=model,
+        metrics=metrics,
         card=card,
         version=version or card.get("version"),
         path=folder,
     )
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as error:  # ValueError: not JSON, or not UTF-8
+        raise RegistryError(
+            f"{path} is not readable JSON ({error}): the version is damaged. "
+            "Train the model again with `brewops model train`, or load another version."
+        ) from error
+    if not isinstance(data, dict):
+        raise RegistryError(
+            f"{path} holds a JSON {type(data).__name__}, not an object: the version is damaged. "
+            "Train the model again with `brewops model train`, or load another version."
+        )
+    return data
+
+
+def _library_hint(card: dict[str, Any]) -> str:
+    """What to do about a model file that does not load: the library versions it was saved
+    with, where they differ from the installed ones, or else retrain."""
+    saved = card.get("library_versions")
+    differing = []
+    for name, version in (saved if isinstance(saved, dict) else {}).items():
+        installed = _installed_version(name)
+        if installed != version:
+            differing.append(f"{name} {version} (installed: {installed or 'none'})")
+    if differing:
+        return (
+            f"It was saved with {', '.join(differing)}: install those versions, or train the "
+            "model again with `brewops model train`."
+        )
+    return "Train the model again with `brewops model train`."
+
+
+def _installed_version(name: str) -> str | None:
+    if name == "python":
+        return platform.python_version()
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -114,6 +182,12 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
     return str(value)
+
+
+def _folds(card: dict[str, Any]) -> str:
+    protocol = card.get("protocol")
+    n_splits = protocol.get("n_splits") if isinstance(protocol, dict) else None
+    return f"{n_splits}-fold" if n_splits else "k-fold"
 
 
 def card_markdown(card: dict[str, Any]) -> str:
@@ -129,7 +203,7 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"- sha256: `{card.get('data', {}).get('sha256')}`",
         f"- rule: {card.get('data', {}).get('rule')}",
         "",
-        "## Metrics (repeated stratified 5-fold CV)",
+        f"## Metrics (repeated stratified {_folds(card)} CV)",
     ]
     for key, value in (metrics.get("cv") or {}).items():
         lines.append(f"- {key}: {value:.3f}" if isinstance(value, float) else f"- {key}: {value}")
@@ -186,17 +260,37 @@ def _s3(client: Any = None) -> Any:
     return boto3.client("s3")
 
 
+def _sdk_errors() -> tuple[type[Exception], ...]:
+    from boto3.exceptions import Boto3Error
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return (BotoCoreError, ClientError, Boto3Error)
+
+
+@contextmanager
+def _s3_errors(uri: str) -> Iterator[None]:
+    """A failure of S3 or of the SDK (no such bucket, no credentials) as a RegistryError."""
+    try:
+        yield
+    except _sdk_errors() as error:
+        raise RegistryError(
+            f"{uri} cannot be used: {error}. Check the bucket name, and that your AWS "
+            "credentials and region give access to it."
+        ) from error
+
+
 def publish(folder: str | Path, registry_uri: str, version: str, client: Any = None) -> str:
     """Upload a version folder to <registry_uri><version>/ and return that URI."""
     if not VERSION_PATTERN.match(version):
         raise ValueError(f"version {version!r} does not look like YYYYMMDDTHHMMSSZ-<hash8>")
-    s3 = _s3(client)
     bucket, prefix = split_uri(registry_uri)
     folder = Path(folder)
-    # the card last: a version with a card is complete
-    for name in (MODEL_FILE, METRICS_FILE, CARD_MARKDOWN_FILE, CARD_FILE):
-        if (folder / name).is_file():
-            s3.upload_file(str(folder / name), bucket, f"{prefix}{version}/{name}")
+    with _s3_errors(registry_uri):
+        s3 = _s3(client)
+        # the card last: a version with a card is complete
+        for name in (MODEL_FILE, METRICS_FILE, CARD_MARKDOWN_FILE, CARD_FILE):
+            if (folder / name).is_file():
+                s3.upload_file(str(folder / name), bucket, f"{prefix}{version}/{name}")
     return f"s3://{bucket}/{prefix}{version}/"
 
 
@@ -219,15 +313,16 @@ def register(
 
 def list_versions(registry_uri: str, client: Any = None) -> list[str]:
     """Complete versions (those with a model card), oldest first."""
-    s3 = _s3(client)
     bucket, prefix = split_uri(registry_uri)
     versions = set()
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            relative = item["Key"][len(prefix) :]
-            version, _, name = relative.partition("/")
-            if name == CARD_FILE and VERSION_PATTERN.match(version):
-                versions.add(version)
+    with _s3_errors(registry_uri):
+        pages = _s3(client).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for page in pages:
+            for item in page.get("Contents", []):
+                relative = item["Key"][len(prefix) :]
+                version, _, name = relative.partition("/")
+                if name == CARD_FILE and VERSION_PATTERN.match(version):
+                    versions.add(version)
     return sorted(versions)
 
 
@@ -242,16 +337,17 @@ def delete_version(registry_uri: str, version: str, client: Any = None) -> int:
     """Remove every object of a version; returns how many were deleted."""
     if not VERSION_PATTERN.match(version):
         raise ValueError(f"version {version!r} does not look like YYYYMMDDTHHMMSSZ-<hash8>")
-    s3 = _s3(client)
     bucket, prefix = split_uri(registry_uri)
     deleted = 0
-    for page in s3.get_paginator("list_objects_v2").paginate(
-        Bucket=bucket, Prefix=f"{prefix}{version}/"
-    ):
-        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
-        if keys:
-            s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
-            deleted += len(keys)
+    with _s3_errors(registry_uri):
+        s3 = _s3(client)
+        for page in s3.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=f"{prefix}{version}/"
+        ):
+            keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+            if keys:
+                s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+                deleted += len(keys)
     return deleted
 
 
@@ -262,7 +358,8 @@ def download(
     client: Any = None,
 ) -> Path:
     """Copy a version (the latest by default) into `dest` (a new temporary folder by default)."""
-    s3 = _s3(client)
+    with _s3_errors(registry_uri):
+        s3 = _s3(client)
     version = version or latest_version(registry_uri, client=s3)
     bucket, prefix = split_uri(registry_uri)
     folder = (
@@ -275,9 +372,12 @@ def download(
         key = f"{prefix}{version}/{name}"
         try:
             s3.download_file(bucket, key, str(folder / name))
-        except Exception as error:  # botocore ClientError; the markdown card is optional
-            if name in (MODEL_FILE, METRICS_FILE, CARD_FILE):
-                raise RegistryError(f"s3://{bucket}/{key} cannot be read: {error}") from error
+        except _sdk_errors() as error:
+            if name in (MODEL_FILE, METRICS_FILE, CARD_FILE):  # the markdown card is optional
+                raise RegistryError(
+                    f"s3://{bucket}/{key} cannot be read: {error}. Check that the version "
+                    "exists and that your AWS credentials may read it."
+                ) from error
     return folder
 
 
@@ -287,8 +387,25 @@ def load_version(
     client: Any = None,
     dest: str | Path | None = None,
 ) -> LoadedModel:
-    """Download and load a version from the registry (the latest by default)."""
-    s3 = _s3(client)
+    """Download and load a version from the registry (the latest by default). Without
+    `dest` the files go to a temporary folder, removed once the model is loaded."""
+    with _s3_errors(registry_uri):
+        s3 = _s3(client)
     version = version or latest_version(registry_uri, client=s3)
-    folder = download(registry_uri, version, dest=dest, client=s3)
-    return load(folder, version=version)
+    if dest is not None:
+        return load(download(registry_uri, version, dest=dest, client=s3), version=version)
+    with tempfile.TemporaryDirectory(prefix=f"brewops-model-{version}-") as tmp:
+        loaded = load(download(registry_uri, version, dest=tmp, client=s3), version=version)
+    bucket, prefix = split_uri(registry_uri)
+    loaded.path = f"s3://{bucket}/{prefix}{version}/"
+    return loaded
+
+
+def load_uri(uri: str, client: Any = None) -> LoadedModel:
+    """Load from a registry URI (its latest version) or from one version's URI
+    (s3://bucket/models/ibu/VERSION, or s3://bucket/VERSION for a registry at the root)."""
+    bucket, prefix = split_uri(uri)
+    parent, _, last = prefix.rstrip("/").rpartition("/")
+    if VERSION_PATTERN.match(last):
+        return load_version(f"s3://{bucket}/{parent}", last, client=client)
+    return load_version(uri, client=client)
