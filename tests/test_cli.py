@@ -78,6 +78,7 @@ def test_backfill_speaks_the_api_version_of_a_v3_url(punkapi_v3_url, monkeypatch
         punkapi_url=punkapi_v3_url,
         outputs={"StreamName": "beers"},
         session=SimpleNamespace(client=lambda service: kinesis),
+        stack_id="arn:aws:cloudformation:us-east-1:123456789012:stack/brewops-dev/1",
     )
     monkeypatch.setattr(streaming_cli, "use_target", lambda name: target)
     monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))

@@ -142,13 +142,13 @@ def test_objects_that_cannot_be_read_are_reported_and_the_rest_still_counted(
     deliver_and_reconcile(stack, beers, report)
     s3 = stack.client("s3")
     bucket = stack.outputs["BucketName"]
-    [cleaned_key] = [
-        o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="cleaned/")["Contents"]
+    [partition, raw_partition] = [
+        s3.list_objects_v2(Bucket=bucket, Prefix=folder)["Contents"][0]["Key"].rsplit("/", 1)[0]
+        for folder in ("cleaned/", "raw/")
     ]
-    partition = cleaned_key.rsplit("/", 1)[0]
     s3.put_object(Bucket=bucket, Key=f"{partition}/_SUCCESS", Body=b"")
     s3.put_object(Bucket=bucket, Key=f"{partition}/not-parquet", Body=b"PAR1 but no footer")
-    s3.put_object(Bucket=bucket, Key="raw/2026/01/01/00/truncated.gz", Body=b"\x1f\x8b\x08")
+    s3.put_object(Bucket=bucket, Key=f"{raw_partition}/truncated.gz", Body=b"\x1f\x8b\x08")
     truncated_line = b'{"errorCode": "Lambda.ProcessingFailed", "rawData": '
     s3.put_object(Bucket=bucket, Key="errors/cleaned/processing-failed/x", Body=truncated_line)
 
@@ -156,14 +156,14 @@ def test_objects_that_cannot_be_read_are_reported_and_the_rest_still_counted(
 
     assert set(result.unreadable) == {
         f"{partition}/not-parquet",
-        "raw/2026/01/01/00/truncated.gz",
+        f"{raw_partition}/truncated.gz",
     }, "the hidden marker is skipped; each broken object is named"
     assert result.cleaned_unique_ids == result.raw_unique_ids == 5, "the rest is still read"
     [unreadable_error] = result.errors
     assert (unreadable_error.beer_id, unreadable_error.code) == (None, "Unreadable")
     assert "line 1 is not JSON" in unreadable_error.message
     assert result.ok, "every produced beer is still accounted for"
-    assert "UNREADABLE raw/2026/01/01/00/truncated.gz" in str(result)
+    assert f"UNREADABLE {raw_partition}/truncated.gz" in str(result)
     assert result.figures()["unreadable_objects"] == 2
 
 
