@@ -38,6 +38,28 @@ def test_a_bad_catalogue_file_is_one_line_too(tmp_path):
     assert "Traceback" not in result.stderr, result.stderr
 
 
+def test_a_port_in_use_or_out_of_range_says_what_to_do(catalog_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        in_use = subprocess.run(
+            [BREWOPS, "api", "serve", "--catalog", str(catalog_path), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    too_high = subprocess.run(
+        [BREWOPS, "api", "serve", "--port", "70000"], capture_output=True, text=True, timeout=60
+    )
+
+    assert in_use.returncode == 1
+    assert f"Error: Cannot listen on 127.0.0.1:{port}: the port is in use" in in_use.stderr
+    assert too_high.returncode == 2 and "70000 is not in the range" in too_high.stderr
+
+
 def test_the_aws_target_without_a_region_is_one_line_saying_what_to_set(tmp_path):
     empty = tmp_path / "empty"
     empty.touch()

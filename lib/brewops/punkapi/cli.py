@@ -23,7 +23,13 @@ def api() -> None:
     help="Catalogue file (v2 or v3 shape). Default: the real catalogue, fetched if missing.",
 )
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=0, show_default=True, help="0 picks a free port.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="0 picks a free port.",
+)
 @click.option("--api-version", type=click.Choice(["v2", "v3"]), default="v2", show_default=True)
 @click.option(
     "--rate-limit",
@@ -34,14 +40,27 @@ def api() -> None:
 )
 @click.option("--rate-window", type=float, default=3600.0, show_default=True, hidden=True)
 @click.option(
-    "--fault-error-rate", type=float, default=0.0, help="Share of answers that are 500/503."
+    "--fault-error-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Share of answers that are 500/503.",
 )
 @click.option(
     "--fault-latency", type=float, default=0.0, help="Extra delay, up to this many seconds."
 )
-@click.option("--fault-burst-rate", type=float, default=0.0, help="Chance a 429 burst starts.")
+@click.option(
+    "--fault-burst-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Chance a 429 burst starts.",
+)
 @click.option("--fault-burst-length", type=int, default=3, show_default=True)
-@click.option("--fault-truncate-rate", type=float, default=0.0, help="Share of truncated bodies.")
+@click.option(
+    "--fault-truncate-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Share of truncated bodies.",
+)
 @click.option("--fault-seed", type=int, default=None, help="Seed for a replayable fault sequence.")
 @click.option("--verbose", is_flag=True, help="Log every request.")
 def serve(
@@ -88,6 +107,11 @@ def serve(
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:
         raise click.ClickException(f"Cannot listen on {host}:{port}: {exc.strerror}") from exc
+    except SystemExit as exc:  # werkzeug exits by itself when the port is taken
+        raise click.ClickException(
+            f"Cannot listen on {host}:{port}: the port is in use. Choose another --port "
+            "(0 picks a free one)."
+        ) from exc
 
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
