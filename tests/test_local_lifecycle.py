@@ -185,3 +185,58 @@ def test_status_without_a_target_exits_1(state_dir: Path) -> None:
     assert result.exit_code == 1
     assert json.loads(result.output) == {"running": False}
     assert "brewops local up" in CliRunner().invoke(local_cli, ["status"]).output
+
+
+@pytest.mark.emulator
+def test_a_running_target_is_repaired_by_up_and_never_torn_down_by_a_read(
+    state_dir: Path, catalog_path: Path, tmp_path: Path
+) -> None:
+    from brewops.local import deploy as deployment
+    from brewops.local import runtime
+
+    state = local.up(deploy=False, catalog=catalog_path)
+    try:
+        emulator, punkapi = state.services["emulator"], state.services["punkapi"]
+        os.kill(punkapi.pid, 9)
+        psutil.Process(punkapi.pid).wait(timeout=10)
+
+        with pytest.raises(runtime.LocalTargetBroken, match=r"Punk API server .* has exited"):
+            local.status()
+        assert processes.is_running(emulator), "a status call must not stop the emulator"
+
+        other = tmp_path / "other.json"
+        other.write_text(catalog_path.read_text())
+        with pytest.raises(runtime.LocalTargetConflict, match="brewops local down"):
+            local.up(deploy=False, catalog=other)
+
+        # a deploy interrupted after it created the stack, before the state recorded it
+        prepared = deployment.prepare(
+            runtime.paths.template_path(), state.stack_name, runtime._parameters(state), "us-east-1"
+        )
+        deployment.create_stack(state.session(), state.endpoint_url, prepared)
+
+        repaired = local.up()
+
+        assert repaired.services["emulator"] == emulator
+        assert repaired.services["punkapi"].port == punkapi.port  # the producer has its URL
+        assert requests.get(f"{repaired.punkapi_url}/beers?per_page=1", timeout=5).ok
+        assert repaired.deployed and repaired.outputs["StreamName"]
+        assert local.status() == LocalState(**{**repaired.__dict__, "already_running": False})
+    finally:
+        local.down()
+
+
+def test_a_damaged_state_is_one_line_and_down_clears_it(state_dir: Path, tmp_path: Path) -> None:
+    server, service = spawn_service(tmp_path, 60)
+    state_dir.mkdir(parents=True)
+    # readable JSON that is no longer a state: a field gone, the services still named
+    (state_dir / "state.json").write_text(json.dumps({"services": {"punkapi": service.__dict__}}))
+
+    status = brewops("status", env_dir=state_dir)
+    stopped = CliRunner().invoke(local_cli, ["down"])
+
+    assert status.returncode == 1 and "Traceback" not in status.stderr
+    assert "is damaged" in status.stderr and "brewops local down" in status.stderr
+    assert stopped.exit_code == 0, stopped.output
+    assert server.wait(timeout=10) is not None, "the server it named is stopped"
+    assert not (state_dir / "state.json").exists()

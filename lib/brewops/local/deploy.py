@@ -20,6 +20,7 @@ from typing import Any
 
 import boto3
 import yaml
+from botocore.config import Config
 
 from brewops.errors import ActionableError
 
@@ -272,13 +273,31 @@ def _failure(cloudformation: Any, stack_name: str) -> str:
     return "; ".join(reasons) or "no failure reason recorded"
 
 
-def delete(session: boto3.session.Session, endpoint_url: str, stack_name: str) -> None:
-    """Delete the stack. Buckets it deletes are emptied first, as CloudFormation does not
-    delete a bucket that holds objects; buckets with a Retain policy are kept whole."""
+def delete_if_exists(session: boto3.session.Session, endpoint_url: str, stack_name: str) -> None:
+    """Delete the stack if the emulator has one of that name (in any state)."""
     cloudformation = session.client("cloudformation", endpoint_url=endpoint_url)
+    try:
+        cloudformation.describe_stacks(StackName=stack_name)
+    except cloudformation.exceptions.ClientError:
+        return  # no such stack
+    delete(session, endpoint_url, stack_name)
+
+
+# `down` stops the emulator whatever happens: a hung one must not hold it for minutes
+_IMPATIENT = Config(connect_timeout=5, read_timeout=10, retries={"total_max_attempts": 1})
+
+
+def delete(
+    session: boto3.session.Session, endpoint_url: str, stack_name: str, patient: bool = True
+) -> None:
+    """Delete the stack. Buckets it deletes are emptied first, as CloudFormation does not
+    delete a bucket that holds objects; buckets with a Retain policy are kept whole.
+    `patient=False` gives each call 10 s and no retry."""
+    config = None if patient else _IMPATIENT
+    cloudformation = session.client("cloudformation", endpoint_url=endpoint_url, config=config)
     body = cloudformation.get_template(StackName=stack_name)["TemplateBody"]
     resources = (json.loads(body) if isinstance(body, str) else body)["Resources"]
-    s3 = session.resource("s3", endpoint_url=endpoint_url)
+    s3 = session.resource("s3", endpoint_url=endpoint_url, config=config)
     listed = cloudformation.list_stack_resources(StackName=stack_name)["StackResourceSummaries"]
     for resource in listed:
         declared = resources.get(resource.get("LogicalResourceId"), {})

@@ -158,11 +158,13 @@ def stop(*services: Service, timeout: float = 10.0) -> None:
         members.append(process)
         with contextlib.suppress(psutil.Error):
             members += process.children(recursive=True)
-        with contextlib.suppress(ProcessLookupError):
+        with contextlib.suppress(ProcessLookupError, psutil.NoSuchProcess):
             if os.getpgid(service.pid) == service.pid:  # the session leader spawn() made
                 os.killpg(service.pid, signal.SIGTERM)
+                os.killpg(service.pid, signal.SIGCONT)  # a stopped process acts on it now
             else:
                 process.terminate()
+                process.resume()
     for survivor in _wait_exited(members, timeout):
         with contextlib.suppress(psutil.NoSuchProcess):
             survivor.kill()

@@ -15,8 +15,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from brewops import paths
+from brewops.errors import ActionableError
 from brewops.local import processes
-from brewops.local.state import REGION, LocalState, Service, default_stack_name
+from brewops.local.state import (
+    REGION,
+    LocalState,
+    Service,
+    UnreadableStateError,
+    default_stack_name,
+)
 
 if TYPE_CHECKING:
     from brewops.local.deploy import PreparedStack
@@ -25,6 +32,15 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT = 120.0  # seconds; the emulator imports much of moto before it listens
 PUNKAPI_VERSION = "v2"
+NAMES = {"emulator": "AWS emulator", "punkapi": "Punk API server"}
+
+
+class LocalTargetBroken(RuntimeError, ActionableError):
+    """A server of the local target has exited while the emulator, and its data, lives on."""
+
+
+class LocalTargetConflict(RuntimeError, ActionableError):
+    """`up` asked for something other than what the running target was started with."""
 
 
 @contextlib.contextmanager
@@ -41,8 +57,13 @@ def _exclusive() -> Iterator[None]:
 
 
 def _alive(state: LocalState) -> bool:
-    # by pid and start time only: a busy emulator slow to answer is still alive
-    return all(processes.is_running(s) for s in state.services.values())
+    return not _exited(state)
+
+
+def _exited(state: LocalState) -> list[str]:
+    """The services that are no longer running (by pid and start time only: a busy
+    emulator slow to answer is still alive)."""
+    return [name for name, s in state.services.items() if not processes.is_running(s)]
 
 
 def _stop_all(state: LocalState) -> None:
@@ -50,9 +71,12 @@ def _stop_all(state: LocalState) -> None:
 
 
 def _current() -> LocalState | None:
-    """`status()` for a caller holding the lock."""
+    """`status()` for a caller holding the lock. A target whose emulator has exited is
+    cleaned up (survivors stopped, state removed): its data went with it. One whose
+    emulator still runs is returned as it is, even with a server down, so nothing
+    destroys the emulator's data but `down`."""
     state = LocalState.load()
-    if state is None or _alive(state):
+    if state is None or "emulator" not in _exited(state):
         return state
     log.warning("local target recorded in %s is not running; cleaning up", paths.local_state_dir())
     _stop_all(state)
@@ -61,13 +85,30 @@ def _current() -> LocalState | None:
 
 
 def status() -> LocalState | None:
-    """The running local target, or None. A state whose processes have died is cleaned
-    up (survivors stopped, state removed). Waits for an `up` or `down` in progress."""
+    """The running local target, or None. Raises LocalTargetBroken when a server has
+    exited but the emulator runs on (`up` restarts it). Waits for an `up` or `down` in
+    progress."""
     state = LocalState.load()
     if state is not None and _alive(state) and state.deployed:
         return state
     with _exclusive():
-        return _current()
+        state = _current()
+    if state is not None and not _alive(state):
+        raise LocalTargetBroken(_exited_message(state))
+    return state
+
+
+def _exited_message(state: LocalState) -> str:
+    exited = [
+        f"the {NAMES.get(name, name)} (pid {state.services[name].pid}, log "
+        f"{state.services[name].log})"
+        for name in _exited(state)
+    ]
+    return (
+        f"The local target is only partly running: {', '.join(exited)} has exited. Run "
+        "`brewops local up` to restart it (the emulator and its data are kept), or "
+        "`brewops local down` to stop everything."
+    )
 
 
 def _start_emulator(log_dir: Path) -> tuple[subprocess.Popen[bytes], Service]:
@@ -79,8 +120,10 @@ def _start_emulator(log_dir: Path) -> tuple[subprocess.Popen[bytes], Service]:
     return process, processes.service(process, port, url, log_file)
 
 
-def _start_punkapi(log_dir: Path, catalog: Path) -> tuple[subprocess.Popen[bytes], Service]:
-    port = processes.free_port()
+def _start_punkapi(
+    log_dir: Path, catalog: Path, port: int | None = None
+) -> tuple[subprocess.Popen[bytes], Service]:
+    port = port or processes.free_port()
     url = f"http://{processes.HOST}:{port}/{PUNKAPI_VERSION}"
     log_file = log_dir / "punkapi.log"
     command = [
@@ -122,14 +165,52 @@ def up(
         state = _current()
         if state is None:
             return _start(deploy, _catalog(catalog), template, stack_name or default_stack_name())
+        _check_started_with(state, catalog, stack_name)
         state.already_running = True
+        if "punkapi" in _exited(state):
+            _restart_punkapi(state)
         if deploy and not state.deployed:
             from brewops.local import deploy as deployment
 
             prepared = deployment.prepare(template, state.stack_name, _parameters(state), REGION)
+            # an earlier deploy that was interrupted may have left its stack behind
+            deployment.delete_if_exists(state.session(), state.endpoint_url, state.stack_name)
             _create(state, prepared)
             state.save()
         return state
+
+
+def _check_started_with(
+    state: LocalState, catalog: str | Path | None, stack_name: str | None
+) -> None:
+    """A running target keeps its catalogue and stack: asking for others must not pass
+    silently."""
+    wanted = []
+    if catalog is not None and str(Path(catalog).resolve()) != state.catalog:
+        wanted.append(f"the catalogue {catalog} (it serves {state.catalog})")
+    if stack_name is not None and stack_name != state.stack_name:
+        wanted.append(f"the stack {stack_name} (it runs {state.stack_name})")
+    if wanted:
+        raise LocalTargetConflict(
+            f"The local target is already running, not with {' and '.join(wanted)}. "
+            "Run `brewops local down` first to start it with those."
+        )
+
+
+def _restart_punkapi(state: LocalState) -> None:
+    """Start the Punk API server again on its old port: the stack's producer has its URL."""
+    old = state.services["punkapi"]
+    log.warning("the Punk API server (pid %d) had exited; restarting it", old.pid)
+    process, service = _start_punkapi(Path(old.log).parent, Path(str(state.catalog)), old.port)
+    processes.wait_ready(
+        "Punk API server",
+        process,
+        lambda: processes.answers(f"{service.url}/beers?per_page=1"),
+        Path(service.log),
+        START_TIMEOUT,
+    )
+    state.services["punkapi"] = service
+    state.save()
 
 
 def _catalog(catalog: str | Path | None) -> Path:
@@ -197,14 +278,27 @@ def down() -> LocalState | None:
     """Delete the stack, stop both processes and remove the state. Returns what was
     stopped, or None if nothing was recorded."""
     with _exclusive():
-        state = LocalState.load()
+        try:
+            state = LocalState.load()
+        except UnreadableStateError:
+            recorded = LocalState.recorded_services()
+            processes.stop(*recorded)  # each checked by pid and start time first
+            LocalState.remove()
+            log.warning(
+                "the local state was damaged: stopped the %d server(s) it still named and "
+                "removed it",
+                len(recorded),
+            )
+            return None
         if state is None:
             return None
-        if state.deployed and _alive(state):
+        if state.deployed and "emulator" not in _exited(state):
             from brewops.local import deploy as deployment
 
             try:
-                deployment.delete(state.session(), state.endpoint_url, state.stack_name)
+                deployment.delete(
+                    state.session(), state.endpoint_url, state.stack_name, patient=False
+                )
             except Exception as error:  # the processes must stop all the same
                 log.warning("could not delete stack %s: %s", state.stack_name, error)
         _stop_all(state)

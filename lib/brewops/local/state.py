@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from brewops import paths
+from brewops.errors import ActionableError
 
 REGION = "us-east-1"
 DEFAULT_STACK_NAME = "brewops-dev"
@@ -34,6 +35,10 @@ def default_stack_name() -> str:
 
 def state_file() -> Path:
     return paths.local_state_dir() / "state.json"
+
+
+class UnreadableStateError(RuntimeError, ActionableError):
+    """The state file is damaged: `brewops local down` stops what it can find and clears it."""
 
 
 @dataclass
@@ -87,8 +92,27 @@ class LocalState:
             return cls.from_dict(json.loads(path.read_text()))
         except FileNotFoundError:
             return None
-        except (ValueError, TypeError) as error:
-            raise RuntimeError(f"unreadable local state {path}: {error}; delete it") from error
+        except (ValueError, TypeError, AttributeError) as error:
+            raise UnreadableStateError(
+                f"The local target's state {path} is damaged ({error}). Run `brewops local "
+                "down` to stop the servers it records and clear it, then `brewops local up`."
+            ) from error
+
+    @staticmethod
+    def recorded_services() -> list[Service]:
+        """The services a damaged state file still names (those that parse)."""
+        try:
+            data = json.loads(state_file().read_text())
+            services = data.get("services", {}) if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return []
+        found = []
+        for recorded in services.values() if isinstance(services, dict) else []:
+            try:
+                found.append(Service(**recorded))
+            except TypeError:
+                continue
+        return found
 
     @staticmethod
     def remove() -> None:
