@@ -765,3 +765,22 @@ def test_a_run_killed_after_writing_but_before_committing_replays_onto_the_same_
     assert sorted(raw_ids(stack)) == list(range(10))  # the first five once, not twice
     assert set(written) < set(stack.keys("raw/"))  # the replay overwrote its own object
     assert report.streams[0].delivered == 10
+
+
+@pytest.mark.emulator
+def test_a_runtime_overtaken_by_another_refuses_to_deliver_the_same_records_again(
+    streaming_stack,
+):
+    from brewops.firehose_runtime.runtime import DeliveryOvertaken
+
+    stack = streaming_stack()
+    stack.put(beer_lines(range(1, 11)))
+    running = runtime(stack, "RawDeliveryStreamName")  # a `stream run` started earlier
+    running.streams[0].poll()  # it has read (and buffered) ids 1-10
+    stack.put(beer_lines(range(11, 21)))
+
+    runtime(stack, "RawDeliveryStreamName").drain()  # a drain elsewhere delivers 1-20
+
+    with pytest.raises(DeliveryOvertaken, match="nothing is delivered twice"):
+        running.drain()
+    assert sorted(raw_ids(stack)) == list(range(1, 21)), "each record once"

@@ -13,10 +13,13 @@ discarded.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,13 +72,30 @@ class CheckpointStore:
     def path(self, delivery_stream_name: str) -> Path:
         return self.directory / f"{delivery_stream_name}.json"
 
-    def load(self, fresh: Checkpoint, delivery_stream_name: str) -> Checkpoint:
-        """The stored checkpoint if it belongs to the same streams as `fresh`, else `fresh`."""
+    def read(self, delivery_stream_name: str) -> Checkpoint | None:
+        """The stored checkpoint as it is, or None."""
         path = self.path(delivery_stream_name)
         if not path.exists():
-            return fresh
+            return None
         stored: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        checkpoint = Checkpoint(**stored)
+        return Checkpoint(**stored)
+
+    @contextlib.contextmanager
+    def lock(self, delivery_stream_name: str) -> Iterator[None]:
+        """One delivery at a time per delivery stream, across processes."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with (self.directory / f"{delivery_stream_name}.lock").open("w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def load(self, fresh: Checkpoint, delivery_stream_name: str) -> Checkpoint:
+        """The stored checkpoint if it belongs to the same streams as `fresh`, else `fresh`."""
+        checkpoint = self.read(delivery_stream_name)
+        if checkpoint is None:
+            return fresh
         if checkpoint.identity() != fresh.identity():
             logger.warning(
                 "%s: checkpoint is for streams that no longer exist; starting from the oldest "

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from brewops.errors import ActionableError
 from brewops.firehose_runtime.checkpoints import Checkpoint, CheckpointStore
 from brewops.firehose_runtime.config import DeliveryStreamConfig
 from brewops.firehose_runtime.conversion import (
@@ -51,6 +52,10 @@ logger = logging.getLogger(__name__)
 
 KEY_NAMESPACE = uuid.UUID("6f1c3f9e-44a5-4a8e-9a7e-5b0f0d7c1e21")
 MAX_RECORDS_PER_CALL = 10_000  # the GetRecords limit
+
+
+class DeliveryOvertaken(RuntimeError, ActionableError):
+    """Another runtime delivered the same delivery stream meanwhile."""
 
 
 @dataclass
@@ -246,6 +251,23 @@ class DeliveryStreamRuntime:
             )
 
     # ------------------------------------------------------------------ set-up
+
+    def _check_not_overtaken(self) -> None:
+        """Another runtime (a `stream run` beside a drain) that committed since this one
+        read the checkpoint has delivered these records already: writing them again would
+        duplicate them."""
+        stored = self.store.read(self.config.name)
+        known = (self.checkpoint.identity(), self.checkpoint.shards, self.checkpoint.pending)
+        if stored is None:
+            overtaken = bool(self.checkpoint.shards or self.checkpoint.pending)
+        else:
+            overtaken = (stored.identity(), stored.shards, stored.pending) != known
+        if overtaken:
+            raise DeliveryOvertaken(
+                f"{self.config.name}: another Firehose runtime delivered this stream since this "
+                "one started (a `brewops stream run` or a drain elsewhere). Stopped without "
+                "writing, so nothing is delivered twice: run the drain again."
+            )
 
     def _load_checkpoint(self) -> Checkpoint:
         source = self.kinesis.describe_stream_summary(StreamName=self.config.source_stream_name)
@@ -486,13 +508,15 @@ class DeliveryStreamRuntime:
             return
         flush_id = self._flush_id(start, end)
         objects = self._objects(flush_id)
-        if objects:
-            self.checkpoint.pending = end
+        with self.store.lock(self.config.name):
+            self._check_not_overtaken()
+            if objects:
+                self.checkpoint.pending = end
+                self.store.save(self.checkpoint, self.config.name)
+                for item in objects:
+                    self.s3.put_object(Bucket=self.config.bucket, Key=item.key, Body=item.body)
+            self.checkpoint.shards, self.checkpoint.pending = end, None
             self.store.save(self.checkpoint, self.config.name)
-            for item in objects:
-                self.s3.put_object(Bucket=self.config.bucket, Key=item.key, Body=item.body)
-        self.checkpoint.shards, self.checkpoint.pending = end, None
-        self.store.save(self.checkpoint, self.config.name)
 
         for item in objects:
             self.stats.keys.append(item.key)
