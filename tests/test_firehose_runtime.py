@@ -40,6 +40,7 @@ from brewops.firehose_runtime.processing import (
     ProcessedBatch,
     SourceRecord,
 )
+from brewops.reconcile import logged_reasons
 
 EVENTS = Path(__file__).parent / "events"
 MOMENT = datetime(2024, 3, 7, 9, 5, 4, 321000, tzinfo=UTC)
@@ -329,7 +330,7 @@ def test_the_event_has_the_firehose_kinesis_shape():
     assert event["deliveryStreamArn"] == ARN
 
 
-def test_each_result_is_honoured_and_failures_keep_the_logged_reason():
+def test_each_result_is_honoured_and_a_failure_says_only_what_firehose_says():
     def answer(event):
         ids = [r["recordId"] for r in event["records"]]
         ok = base64.b64encode(b'{"id":1}\n').decode()
@@ -345,13 +346,13 @@ def test_each_result_is_honoured_and_failures_keep_the_logged_reason():
         fields = {"reason": "bad JSON", "record_id": event["records"][2]["recordId"]}
         return [logging.makeLogRecord({"msg": "record not transformed", **fields})]
 
-    function = FakeFunction(answer, logs=logs)
+    function = FakeFunction(answer, logs=logs)  # the reason stays in the function's log
     outcomes = stage_for(function).process(source_records(b"a", b"b", b"c")).outcomes
     assert outcomes[0].data == b'{"id":1}\n'
     assert outcomes[1].dropped
     failure = outcomes[2].failure.document
     assert failure["errorCode"] == "Lambda.ProcessingFailedStatus"
-    assert failure["errorMessage"].endswith("bad JSON")
+    assert failure["errorMessage"] == "ProcessingFailed status set for record"
     assert base64.b64decode(failure["rawData"]) == b"c"
     assert failure["lambdaArn"] == FUNCTION_ARN + ":$LATEST"
     assert set(failure) == {
@@ -372,6 +373,25 @@ def test_a_handler_exception_is_retried_then_fails_every_record():
     assert batch.attempts == 4
     assert {o.failure.document["errorCode"] for o in batch.outcomes} == {"Lambda.FunctionError"}
     assert all("boom" in o.failure.document["errorMessage"] for o in batch.outcomes)
+
+
+def test_an_answer_over_the_lambda_payload_limit_is_a_failed_call():
+    big = base64.b64encode(b"x" * (5 * 1024 * 1024)).decode()  # ~6.7 MB once encoded
+
+    def answer(event):
+        return {
+            "records": [
+                {"recordId": r["recordId"], "result": "Ok", "data": big} for r in event["records"]
+            ]
+        }
+
+    function = FakeFunction(answer)
+    batch = stage_for(function).process(source_records(b"a"))
+
+    assert len(function.events) == 4, "retried like any failed call"
+    [outcome] = batch.outcomes
+    assert outcome.failure.document["errorCode"] == "Lambda.FunctionError"
+    assert "Function.ResponseSizeTooLarge" in outcome.failure.document["errorMessage"]
 
 
 def error_code(outcome: Outcome) -> str | None:
@@ -567,14 +587,24 @@ def test_malformed_records_reach_the_error_prefix_with_their_reason(streaming_st
     errors = error_lines(stack, "errors/cleaned/processing-failed/ingest_date=")
     assert sorted(base64.b64decode(e["rawData"]) for e in errors) == sorted(malformed)
     assert {e["errorCode"] for e in errors} == {"Lambda.ProcessingFailedStatus"}
-    reasons = {base64.b64decode(e["rawData"]): e["errorMessage"] for e in errors}
-    assert "malformed JSON" in reasons[malformed[0]]
-    assert "id: missing" in reasons[malformed[1]]
-    assert "abv" in reasons[malformed[2]]
+    # as on AWS, the error records do not say why: the function's log does
+    assert {e["errorMessage"] for e in errors} == {"ProcessingFailed status set for record"}
     assert all(e["lambdaArn"].endswith(stack.outputs["TransformFunctionName"]) for e in errors)
     assert len(raw_ids_or_none(stack)) == 6  # raw keeps everything as received
-    function_log = stack.state_dir / "logs" / f"{stack.outputs['TransformFunctionName']}.log"
-    assert "record not transformed" in function_log.read_text()  # the function's "CloudWatch"
+    function = stack.outputs["TransformFunctionName"]
+    logged = [
+        json.loads(event["message"])
+        for event in stack.client("logs").filter_log_events(logGroupName=f"/aws/lambda/{function}")[
+            "events"
+        ]
+    ]
+    refused = [entry for entry in logged if entry.get("result") == "ProcessingFailed"]
+    assert [entry.get("beer_id") for entry in refused] == [None, None, 3]
+    assert "malformed JSON" in refused[0]["reason"] and "id: missing" in refused[1]["reason"]
+    assert "abv" in refused[2]["reason"]
+    assert "abv" in logged_reasons(stack.client("logs"), function)[3]
+    function_log = stack.state_dir / "logs" / f"{function}.log"
+    assert "record not transformed" in function_log.read_text()  # also kept in a file
 
 
 def raw_ids_or_none(stack) -> list[bytes]:

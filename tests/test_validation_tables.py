@@ -205,22 +205,44 @@ def test_records_sent_to_the_error_prefix_are_accounted_for_not_lost(delivered):
 
     local = delivered.tables
     day = delivered.days[1].strftime("%Y-%m-%d")
-    failed = {
+    failed = {  # as Firehose writes it: the reason is not in the record
         "attemptsMade": 4,
-        "errorCode": "Lambda.ProcessingFailed",
-        "errorMessage": "abv is not a number",
+        "errorCode": "Lambda.ProcessingFailedStatus",
+        "errorMessage": "ProcessingFailed status set for record",
         "rawData": base64.b64encode(json.dumps({"id": 326, "abv": "strong"}).encode()).decode(),
     }
     local.put(
         f"errors/cleaned/processing-failed/ingest_date={day}/brewops-cleaned-dev-1-failed",
         (json.dumps(failed) + "\n").encode(),
     )
+    # the transform function logged why, in its log group
+    function = f"brewops-test-{local.suffix}-transform"
+    local.outputs["TransformFunctionName"] = function
+    logs = local.session.client("logs")
+    logs.create_log_group(logGroupName=f"/aws/lambda/{function}")
+    logs.create_log_stream(logGroupName=f"/aws/lambda/{function}", logStreamName="s")
+    logged = {
+        "message": "record not transformed",
+        "beer_id": 326,
+        "result": "ProcessingFailed",
+        "reason": "abv is not a number",
+    }
+    logs.put_log_events(
+        logGroupName=f"/aws/lambda/{function}",
+        logStreamName="s",
+        logEvents=[
+            {"timestamp": int(datetime.now(UTC).timestamp() * 1000), "message": json.dumps(logged)}
+        ],
+    )
 
     report = _run(delivered, expected=Expectation(ids=ALL_IDS | {326}), tables=("cleaned",))
     reconciliation = report.reconciliation["cleaned"]
     assert reconciliation.lost_ids == []
-    assert reconciliation.diverted == {326: "Lambda.ProcessingFailed: abv is not a number"}
-    assert any("id 326 (Lambda.ProcessingFailed" in note for note in report.notes)
+    assert reconciliation.diverted == {
+        326: "Lambda.ProcessingFailedStatus: ProcessingFailed status set for record "
+        "(abv is not a number)"
+    }
+    assert any("id 326 (Lambda.ProcessingFailedStatus" in note for note in report.notes)
     with pytest.raises(validation.LostRecordsError, match="ids 327"):
         _run(delivered, expected=Expectation(ids=ALL_IDS | {326, 327}), tables=("cleaned",))
 

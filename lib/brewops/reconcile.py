@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from brewops.firehose_runtime import describe
 from brewops.firehose_runtime.prefixes import static_root
@@ -36,6 +36,7 @@ class Locations:
     raw: str
     cleaned: str
     errors: tuple[str, ...]
+    transform_function: str | None = None  # its log says why a record failed
 
     @classmethod
     def from_outputs(cls, outputs: Mapping[str, str], session: Any = None) -> Locations:
@@ -48,6 +49,7 @@ class Locations:
             raw=static_root(raw.prefix),
             cleaned=static_root(cleaned.prefix),
             errors=tuple(sorted(r for r in error_roots if r)),
+            transform_function=cleaned.processor.function_arn if cleaned.processor else None,
         )
 
     def prefixes(self) -> dict[str, str]:
@@ -62,10 +64,13 @@ class ErrorRecord:
     beer_id: int | None
     code: str
     message: str
+    # why, as the transform function logged it: Firehose's own message does not say
+    logged_reason: str | None = None
 
     @property
     def reason(self) -> str:
-        return f"{self.code}: {self.message}" if self.message else self.code
+        text = f"{self.code}: {self.message}" if self.message else self.code
+        return f"{text} ({self.logged_reason})" if self.logged_reason else text
 
 
 @dataclass
@@ -265,6 +270,41 @@ def _error_record(key: str, number: int, line: bytes) -> ErrorRecord:
     return ErrorRecord(key, beer_id, str(code), str(message))
 
 
+def logged_reasons(logs: Any, function: str | None) -> dict[int, str]:
+    """Beer id -> the reason the transform function last logged for not transforming it,
+    read from its CloudWatch Logs group (where the local runtime puts its lines too).
+    Empty when the log cannot be read: it explains failures, it never decides them."""
+    from brewops.firehose_runtime.functions import split_function_arn
+
+    if not function:
+        return {}
+    group = f"/aws/lambda/{split_function_arn(function)[0]}"
+    reasons: dict[int, str] = {}
+    try:
+        pages = logs.get_paginator("filter_log_events").paginate(
+            logGroupName=group, filterPattern='"record not transformed"'
+        )
+        for page in pages:
+            for event in page.get("events", []):
+                try:
+                    entry = json.loads(event.get("message", ""))
+                except ValueError:
+                    continue
+                beer_id = _beer_id(entry.get("beer_id")) if isinstance(entry, dict) else None
+                if beer_id is not None and entry.get("reason"):
+                    reasons[beer_id] = str(entry["reason"])
+    except (ClientError, BotoCoreError) as error:
+        logger.info("reasons not read from %s: %s", group, error)
+    return reasons
+
+
+def explain(errors: Iterable[ErrorRecord], reasons: Mapping[int, str]) -> None:
+    """Attach the logged reason to each error record of a beer the function refused."""
+    for error in errors:
+        if error.beer_id is not None and error.code.startswith("Lambda.ProcessingFailed"):
+            error.logged_reason = reasons.get(error.beer_id)
+
+
 def reconcile(
     produced_ids: Iterable[int] | None,
     outputs: Mapping[str, str],
@@ -282,6 +322,7 @@ def reconcile(
     raw = raw_ids(s3, where.bucket, where.raw, unreadable)
     cleaned = cleaned_ids(s3, where.bucket, where.cleaned, unreadable)
     errors = error_records(s3, where.bucket, where.errors, unreadable)
+    explain(errors, logged_reasons(_session(session).client("logs"), where.transform_function))
     # Counted, not collected in sets: a beer produced twice must arrive twice.
     produced = Counter(
         [i for i in raw if i is not None]

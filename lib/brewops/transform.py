@@ -192,6 +192,16 @@ def _original_bytes(record: Any) -> bytes:
         return raw.encode("utf-8", "replace") if isinstance(raw, str) else b""
 
 
+def _beer_id_of(payload: bytes) -> Any:
+    """The id the payload's JSON names, if any: the key that ties a logged reason to the
+    record in the error prefix (whose rawData is this payload)."""
+    try:
+        document = json.loads(payload)
+    except ValueError:
+        return None
+    return document.get("id") if isinstance(document, dict) else None
+
+
 def _record_id(record: Any) -> str:
     return str(record.get("recordId", "")) if isinstance(record, Mapping) else ""
 
@@ -252,6 +262,7 @@ def transform_records(
                 "record not transformed",
                 extra={
                     "record_id": outcome.record_id,
+                    "beer_id": _beer_id_of(outcome.data),
                     "result": outcome.result,
                     "reason": outcome.reason,
                     "sequence_number": _kinesis_metadata(record).get("sequenceNumber")

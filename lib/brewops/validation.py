@@ -482,12 +482,16 @@ def diverted_records(
 ) -> list[ErrorRecord]:
     """Every record of this table's delivery stream under errors/<folder>/ (objects that
     cannot be read go to `unreadable`, key -> why)."""
-    from brewops.reconcile import error_records
+    from brewops.reconcile import error_records, explain, logged_reasons
 
     tgt = resolve_target(target)
     bucket, prefix = split_s3_uri(info.location)
     folder = prefix.strip("/").rsplit("/", 1)[-1]
-    return error_records(aws_client(tgt, "s3"), bucket, [f"errors/{folder}/"], unreadable)
+    found = error_records(aws_client(tgt, "s3"), bucket, [f"errors/{folder}/"], unreadable)
+    if found:  # the error records say only that the function failed them; its log says why
+        function = getattr(tgt, "outputs", {}).get("TransformFunctionName")
+        explain(found, logged_reasons(aws_client(tgt, "logs"), function))
+    return found
 
 
 @dataclass

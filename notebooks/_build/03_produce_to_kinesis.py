@@ -18,12 +18,12 @@ Fills the pipeline and proves nothing was lost on the way:
    table's schema, write GZIP NDJSON, evaluate the prefixes). On AWS, Firehose does it and
    the notebook waits for the objects;
 4. **reconciliation**: every produced id must be in `raw/`, and in `cleaned/` or in
-   `errors/` with its reason.
+   `errors/`, with the reason the transform function logged for it.
 """,
     needs="""
 The stack deployed (notebook 02). Locally, nothing else. With `target = "aws"`: AWS
-credentials allowed to put records, invoke the producer function and read the bucket; the
-Punk API the stack was deployed with (`BREWOPS_PUNKAPI_URL` or the `PunkApiUrl` parameter).
+credentials allowed to put records, invoke the producer function, read the bucket and
+filter the transform function's log events (for the reasons of failed records); the Punk API the stack was deployed with (`BREWOPS_PUNKAPI_URL` or the `PunkApiUrl` parameter).
 """,
     costs="""
 None locally. On AWS: 325 + a few Kinesis records and one Lambda invocation per tick
@@ -75,7 +75,8 @@ The client pages through `/beers` (80 per page, retrying server errors with back
 producer packs the beers into `PutRecords` calls of at most 500 records and 5 MiB, and
 re-sends only the entries Kinesis rejected. The report says what was sent, retried, failed.
 A beer that does not match the API's schema is still sent, with a note: the transform decides
-whether it can be cleaned, and puts it in the error prefix with its reason if not.
+whether it can be cleaned, and if not Firehose puts it in the error prefix while the function
+logs why.
 """),
         code("""
 beers = api.all_beers(progress=progress)
@@ -146,8 +147,11 @@ pd.DataFrame(object_counts(tgt.outputs, session=tgt.session))
         md("""
 ## 5. Reconciliation
 
-Every produced record must be in `raw/`, and in `cleaned/` or in the errors with its reason.
-Records are counted by beer id, so a beer the ticks produced twice must arrive twice.
+Every produced record must be in `raw/`, and in `cleaned/` or in the errors. An error record
+says only that the function failed it ("ProcessingFailed status set for record"), on AWS as
+locally; the reason is in the function's CloudWatch Logs group, and the table below joins it
+by beer id. Records are counted by beer id, so a beer the ticks produced twice must arrive
+twice.
 """),
         code("""
 print(result)

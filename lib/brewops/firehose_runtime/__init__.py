@@ -106,6 +106,7 @@ class FirehoseRuntime:
             "s3": _client(session, "s3"),
             "glue": _client(session, "glue"),
             "lambda_client": _client(session, "lambda"),
+            "logs": _client(session, "logs"),
         }
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.clock = clock

@@ -3,7 +3,8 @@
 The emulator stores the functions but cannot run them (no Docker). A `LocalFunction` reads
 the function's configuration back from the Lambda API, imports the module its ``Handler``
 names, applies its ``Environment`` while the handler runs, passes a Lambda-like context,
-and keeps what the handler logs, as CloudWatch Logs would, in a log file and in memory.
+and keeps what the handler logs in a log file, in memory and, given a CloudWatch Logs
+client, in the function's log group, where Lambda puts it on AWS.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from typing import Any
 from brewops.environ import applied_environment
 
 logger = logging.getLogger(__name__)
+
+# well under PutLogEvents' 10,000 events and 1 MB per call for a Lambda's log lines
+LOG_EVENTS_PER_CALL = 1_000
 
 
 @dataclass
@@ -64,6 +68,7 @@ class _Collector(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.records: list[logging.LogRecord] = []
+        self.output = ""  # everything the handler printed, once it has returned
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
@@ -99,6 +104,7 @@ def captured_output(log_file: Path | None) -> Iterator[_Collector]:
         for handler, stream in swapped:
             handler.setStream(stream)
         root.removeHandler(collector)
+        collector.output = buffer.getvalue()
         if log_file is not None and buffer.tell():
             log_file.parent.mkdir(parents=True, exist_ok=True)
             with log_file.open("a", encoding="utf-8") as out:
@@ -124,8 +130,11 @@ class LocalFunction:
         *,
         environment: dict[str, str] | None = None,
         log_dir: Path | None = None,
+        logs_client: Any = None,
     ) -> None:
         self.configuration = configuration
+        self.logs_client = logs_client
+        self.log_stream: str | None = None
         self.name = configuration["FunctionName"]
         self.arn = configuration["FunctionArn"]
         self.handler_path = configuration["Handler"]
@@ -189,4 +198,39 @@ class LocalFunction:
         invocation.log_records = logs.records
         if invocation.failed:
             logger.warning("%s raised %s", self.name, invocation.error)
+        if self.logs_client is not None:
+            self._ship(logs.output)
         return invocation
+
+    @property
+    def log_group(self) -> str:
+        return f"/aws/lambda/{self.name}"
+
+    def _ship(self, output: str) -> None:
+        """Put the lines the handler printed into the function's log group, one stream per
+        instance as per Lambda execution environment. Never fails the invocation."""
+        lines = [line for line in output.splitlines() if line.strip()]
+        if not lines:
+            return
+        try:
+            if self.log_stream is None:
+                self.log_stream = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"
+                with contextlib.suppress(
+                    self.logs_client.exceptions.ResourceAlreadyExistsException
+                ):
+                    self.logs_client.create_log_group(logGroupName=self.log_group)
+                self.logs_client.create_log_stream(
+                    logGroupName=self.log_group, logStreamName=self.log_stream
+                )
+            now = int(time.time() * 1000)
+            for start in range(0, len(lines), LOG_EVENTS_PER_CALL):
+                self.logs_client.put_log_events(
+                    logGroupName=self.log_group,
+                    logStreamName=self.log_stream,
+                    logEvents=[
+                        {"timestamp": now, "message": line}
+                        for line in lines[start : start + LOG_EVENTS_PER_CALL]
+                    ],
+                )
+        except Exception as error:  # the log is a copy; the invocation's result stands
+            logger.warning("%s: log lines not put into %s: %s", self.name, self.log_group, error)

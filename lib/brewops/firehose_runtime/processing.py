@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ DUPLICATED_RECORD_ID = (
     "returns a unique record Id for each record."
 )
 PROCESSING_FAILED_STATUS = "ProcessingFailed status set for record"
+LAMBDA_PAYLOAD_LIMIT = 6 * 1024 * 1024  # bytes, each way (Lambda's synchronous limit)
 
 
 def now_ms() -> int:
@@ -103,15 +105,16 @@ def firehose_event(
     }
 
 
-def _reasons(invocation: Invocation) -> dict[str, str]:
-    """Reasons the handler logged per record id (structured fields ``record_id`` + ``reason``)."""
-    reasons: dict[str, str] = {}
-    for log_record in invocation.log_records:
-        record_id = getattr(log_record, "record_id", None) or getattr(log_record, "recordId", None)
-        reason = getattr(log_record, "reason", None)
-        if record_id is not None and reason:
-            reasons[str(record_id)] = str(reason)
-    return reasons
+def _refuse_oversized_response(invocation: Invocation) -> None:
+    """Lambda fails a call whose response is over its payload limit, as Firehose sees it."""
+    if invocation.failed:
+        return
+    size = len(json.dumps(invocation.result, default=str).encode())
+    if size > LAMBDA_PAYLOAD_LIMIT:
+        invocation.error = (
+            f"Function.ResponseSizeTooLarge: Response payload size ({size} bytes) exceeded "
+            f"maximum allowed payload size ({LAMBDA_PAYLOAD_LIMIT} bytes)."
+        )
 
 
 class LambdaStage:
@@ -147,6 +150,7 @@ class LambdaStage:
         attempts = 0
         for attempts in range(1, self.processor.retries + 2):  # noqa: B007
             invocation = self.function.invoke(event)
+            _refuse_oversized_response(invocation)
             if not invocation.failed:
                 break
         if invocation.failed:
@@ -172,19 +176,10 @@ class LambdaStage:
                 duplicated.add(record_id)
             elif record_id is not None:
                 by_id[record_id] = item
-        reasons = _reasons(invocation)
-
-        outcomes = []
-        for record, record_id in zip(records, record_ids, strict=True):
-            outcomes.append(
-                self._outcome(
-                    record,
-                    by_id.get(record_id),
-                    record_id in duplicated,
-                    reasons.get(record_id),
-                    attempts,
-                )
-            )
+        outcomes = [
+            self._outcome(record, by_id.get(record_id), record_id in duplicated, attempts)
+            for record, record_id in zip(records, record_ids, strict=True)
+        ]
         return ProcessedBatch(outcomes, attempts)
 
     def _all_failed(
@@ -200,7 +195,6 @@ class LambdaStage:
         record: SourceRecord,
         item: dict[str, Any] | None,
         duplicated: bool,
-        reason: str | None,
         attempts: int,
     ) -> Outcome:
         def failed(code: str, message: str) -> Outcome:
@@ -214,10 +208,8 @@ class LambdaStage:
         if result == "Dropped":
             return Outcome(record)
         if result == "ProcessingFailed":
-            message = (
-                f"{PROCESSING_FAILED_STATUS}: {reason}" if reason else PROCESSING_FAILED_STATUS
-            )
-            return failed("Lambda.ProcessingFailedStatus", message)
+            # As on AWS, the error record does not say why: the function logs the reason
+            return failed("Lambda.ProcessingFailedStatus", PROCESSING_FAILED_STATUS)
         if result != "Ok":
             return failed(
                 "Lambda.InvalidReturnFormat",

@@ -207,6 +207,7 @@ class DeliveryStreamRuntime:
         glue: Any,
         lambda_client: Any,
         store: CheckpointStore,
+        logs: Any = None,
         function_environment: dict[str, str] | None = None,
         function_log_dir: Any = None,
         clock: Callable[[], float] = time.monotonic,
@@ -231,6 +232,7 @@ class DeliveryStreamRuntime:
                 lambda_client,
                 environment=function_environment,
                 log_dir=function_log_dir,
+                logs_client=logs,
             )
             self.stage = LambdaStage(config, function)
         self.checkpoint = self._load_checkpoint()
