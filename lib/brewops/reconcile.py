@@ -322,7 +322,8 @@ def reconcile(
     raw = raw_ids(s3, where.bucket, where.raw, unreadable)
     cleaned = cleaned_ids(s3, where.bucket, where.cleaned, unreadable)
     errors = error_records(s3, where.bucket, where.errors, unreadable)
-    explain(errors, logged_reasons(_session(session).client("logs"), where.transform_function))
+    if errors:  # only then is the function's log worth reading
+        explain(errors, logged_reasons(_session(session).client("logs"), where.transform_function))
     # Counted, not collected in sets: a beer produced twice must arrive twice.
     produced = Counter(
         [i for i in raw if i is not None]
