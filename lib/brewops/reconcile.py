@@ -178,12 +178,7 @@ def raw_ids(
     """The id of every raw record (None where a line is not a beer). Objects that cannot
     be read are recorded in `unreadable` (key -> why)."""
     ids: list[int | None] = []
-    for item in data_objects(s3, bucket, prefix):
-        try:
-            lines = _body(s3, bucket, item["Key"]).splitlines()
-        except _UNREADABLE as exc:
-            _note(unreadable, item["Key"], exc)
-            continue
+    for _, lines in _object_lines(s3, bucket, prefix, unreadable):
         for line in lines:
             if not line.strip():
                 continue
@@ -215,6 +210,19 @@ def cleaned_ids(
     return ids
 
 
+def _object_lines(
+    s3: Any, bucket: str, prefix: str, unreadable: dict[str, str] | None
+) -> Iterator[tuple[str, list[bytes]]]:
+    """(key, lines) of each data object under `prefix` whose body can be read."""
+    for item in data_objects(s3, bucket, prefix):
+        try:
+            lines = _body(s3, bucket, item["Key"]).splitlines()
+        except _UNREADABLE as exc:
+            _note(unreadable, item["Key"], exc)
+            continue
+        yield item["Key"], lines  # outside the try: the caller's errors are its own
+
+
 def _note(unreadable: dict[str, str] | None, key: str, exc: Exception) -> None:
     if unreadable is None:
         raise exc
@@ -230,15 +238,10 @@ def error_records(
     kept, without an id, with code `Unreadable`."""
     found = []
     for prefix in prefixes:
-        for item in data_objects(s3, bucket, prefix):
-            try:
-                lines = _body(s3, bucket, item["Key"]).splitlines()
-            except _UNREADABLE as exc:
-                _note(unreadable, item["Key"], exc)
-                continue
+        for key, lines in _object_lines(s3, bucket, prefix, unreadable):
             for number, line in enumerate(lines, start=1):
                 if line.strip():
-                    found.append(_error_record(item["Key"], number, line))
+                    found.append(_error_record(key, number, line))
     return found
 
 
