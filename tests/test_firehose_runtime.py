@@ -814,3 +814,16 @@ def test_a_runtime_overtaken_by_another_refuses_to_deliver_the_same_records_agai
     with pytest.raises(DeliveryOvertaken, match="nothing is delivered twice"):
         running.drain()
     assert sorted(raw_ids(stack)) == list(range(1, 21)), "each record once"
+
+
+@pytest.mark.emulator
+def test_a_checkpoint_left_by_earlier_streams_is_no_overtaking(streaming_stack):
+    stack = streaming_stack()
+    name = stack.outputs["RawDeliveryStreamName"]
+    stale = Checkpoint("arn:old", "2024-01-01", "arn:old-stream", "2024-01-01", {"shard": "9"})
+    CheckpointStore(stack.state_dir / "firehose").save(stale, name)  # an earlier emulator's
+    stack.put(beer_lines(range(1, 6)))
+
+    runtime(stack, "RawDeliveryStreamName").drain()
+
+    assert sorted(raw_ids(stack)) == list(range(1, 6))

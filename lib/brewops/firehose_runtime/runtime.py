@@ -259,6 +259,8 @@ class DeliveryStreamRuntime:
         read the checkpoint has delivered these records already: writing them again would
         duplicate them."""
         stored = self.store.read(self.config.name)
+        if stored is not None and stored.identity() != self.checkpoint.identity():
+            stored = None  # left by streams that no longer exist: this one started afresh
         known = (self.checkpoint.identity(), self.checkpoint.shards, self.checkpoint.pending)
         if stored is None:
             overtaken = bool(self.checkpoint.shards or self.checkpoint.pending)
