@@ -53,6 +53,12 @@ def remember_produced(target: str, ids: list[int], stack_id: str | None) -> Path
     return path
 
 
+def _echo_ticks(ticks: list[Any]) -> None:
+    for item in ticks:
+        outcome = item.result if item.ok else item.error
+        click.echo(f"tick {item.number}: {json.dumps(outcome, default=str)[:200]}")
+
+
 def _local_only(tgt: Any, what: str) -> None:
     if tgt.name != "local":
         raise click.ClickException(
@@ -132,9 +138,7 @@ def tick(target: str, ticks: int, interval: float) -> None:
         tgt.outputs, session=tgt.session, in_process=tgt.name == "local"
     )
     done = scheduler.run(ticks, interval=interval)
-    for item in done:
-        summary = item.result if item.ok else item.error
-        click.echo(f"tick {item.number}: {json.dumps(summary, default=str)[:200]}")
+    _echo_ticks(done)
     remember_produced(target, tick_ids(done), tgt.stack_id)
     if not all(item.ok for item in done):
         raise click.ClickException("some ticks failed")
@@ -176,9 +180,7 @@ def run(target: str, poll: float, with_scheduler: bool) -> None:
         stack_id = tgt.stack_id
 
         def remember(fired: list[Any]) -> None:
-            for item in fired:
-                outcome = item.result if item.ok else item.error
-                click.echo(f"tick {item.number}: {json.dumps(outcome, default=str)[:200]}")
+            _echo_ticks(fired)
             remember_produced(target, tick_ids(fired), stack_id)
 
         ticker = threading.Thread(
