@@ -224,13 +224,17 @@ def plot_data_flow(template: dict[str, Any] | None = None) -> Figure:
     return fig
 
 
-def sam_config_env(stack_name: str, config: Path | None = None) -> str:
-    """The samconfig.toml environment that deploys `stack_name`: its Stage, tags and S3
-    prefix come with it, so two stacks never share Stage-named resources (the Glue database)."""
+def _samconfig(config: Path | None) -> tuple[Path, dict[str, Any]]:
     import tomllib
 
     path = config or repo_root() / "samconfig.toml"
-    settings = tomllib.loads(path.read_text())
+    return path, tomllib.loads(path.read_text())
+
+
+def sam_config_env(stack_name: str, config: Path | None = None) -> str:
+    """The samconfig.toml environment that deploys `stack_name`: its Stage, tags and S3
+    prefix come with it, so two stacks never share Stage-named resources (the Glue database)."""
+    path, settings = _samconfig(config)
     stacks = {
         env: section.get("global", {}).get("parameters", {}).get("stack_name")
         for env, section in settings.items()
@@ -249,10 +253,8 @@ def sam_config_env(stack_name: str, config: Path | None = None) -> str:
 def sam_config_parameters(config_env: str, config: Path | None = None) -> dict[str, str]:
     """The template parameters the samconfig.toml environment sets (`parameter_overrides`)."""
     import shlex
-    import tomllib
 
-    path = config or repo_root() / "samconfig.toml"
-    settings = tomllib.loads(path.read_text())
+    _, settings = _samconfig(config)
     section = settings.get(config_env, {}).get("deploy", {}).get("parameters", {})
     overrides = section.get("parameter_overrides", [])
     pairs = shlex.split(overrides) if isinstance(overrides, str) else list(overrides)
