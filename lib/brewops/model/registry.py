@@ -15,9 +15,7 @@ Version ids sort in time order: `YYYYMMDDTHHMMSSZ-<first 8 hex of the data sha25
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
-import platform
 import re
 import tempfile
 from collections.abc import Iterator
@@ -149,10 +147,13 @@ def _read_json_object(path: Path) -> dict[str, Any]:
 def _library_hint(card: dict[str, Any]) -> str:
     """What to do about a model file that does not load: the library versions it was saved
     with, where they differ from the installed ones, or else retrain."""
+    from brewops.model.train import library_versions
+
     saved = card.get("library_versions")
+    installed_versions = library_versions()  # what a card records, for this installation
     differing = []
     for name, version in (saved if isinstance(saved, dict) else {}).items():
-        installed = _installed_version(name)
+        installed = installed_versions.get(name)
         if installed != version:
             differing.append(f"{name} {version} (installed: {installed or 'none'})")
     if differing:
@@ -161,15 +162,6 @@ def _library_hint(card: dict[str, Any]) -> str:
             "model again with `brewops model train`."
         )
     return "Train the model again with `brewops model train`."
-
-
-def _installed_version(name: str) -> str | None:
-    if name == "python":
-        return platform.python_version()
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
