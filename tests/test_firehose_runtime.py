@@ -615,6 +615,28 @@ def raw_ids_or_none(stack) -> list[bytes]:
 
 
 @pytest.mark.emulator
+@pytest.mark.parametrize(
+    ("handler", "error"),
+    [
+        ("no_such_module.handler", "Runtime.ImportModuleError: Unable to import module"),
+        ("fixtures.streaming.no_such_handler", "Runtime.HandlerNotFound: Handler"),
+    ],
+)
+def test_a_handler_that_cannot_be_loaded_fails_its_records_not_the_drain(
+    streaming_stack, handler, error
+):
+    stack = streaming_stack(transform_handler=handler)
+    stack.put(beer_lines([1, 2]))
+
+    report = runtime(stack, "CleanedDeliveryStreamName").drain()
+
+    assert report.streams[0].failed == 2
+    errors = error_lines(stack, "errors/cleaned/processing-failed/")
+    assert {e["errorCode"] for e in errors} == {"Lambda.FunctionError"}
+    assert all(error in e["errorMessage"] for e in errors), errors[0]["errorMessage"]
+
+
+@pytest.mark.emulator
 def test_records_the_table_schema_rejects_go_to_format_conversion_failed(streaming_stack):
     stack = streaming_stack(transform_handler="fixtures.streaming.bad_json_handler")
     stack.put(beer_lines([1, 2]))

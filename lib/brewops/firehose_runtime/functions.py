@@ -111,6 +111,14 @@ def captured_output(log_file: Path | None) -> Iterator[_Collector]:
                 out.write(buffer.getvalue())
 
 
+def _load_error(handler_path: str, error: Exception) -> str:
+    """How Lambda reports a handler it cannot load."""
+    module, _, attribute = handler_path.rpartition(".")
+    if isinstance(error, AttributeError):
+        return f"Runtime.HandlerNotFound: Handler '{attribute}' missing on module '{module}'"
+    return f"Runtime.ImportModuleError: Unable to import module '{module}': {error}"
+
+
 def split_function_arn(function: str) -> tuple[str, str | None]:
     """(name, qualifier) of a function name or ARN; ``$LATEST`` counts as no qualifier."""
     parts = function.split(":")
@@ -186,15 +194,23 @@ class LocalFunction:
         )
 
     def invoke(self, event: Any) -> Invocation:
-        """Call the handler once; an exception becomes a failed Invocation, as in Lambda."""
-        handler = self.handler
+        """Call the handler once; an exception becomes a failed Invocation, as in Lambda.
+        So does a handler that cannot be loaded, with the error type Lambda gives it."""
         invocation = Invocation(request_id=str(uuid.uuid4()))
+        handler = None
+        try:
+            # imported outside the capture: loggers made at import keep the real console
+            handler = self.handler
+        except Exception as error:
+            invocation.error = _load_error(self.handler_path, error)
+            invocation.error_trace = traceback.format_exc()
         with applied_environment(self.environment), captured_output(self.log_file) as logs:
-            try:
-                invocation.result = handler(event, self.context(invocation.request_id))
-            except Exception as error:  # Lambda reports any exception as a function error
-                invocation.error = f"{type(error).__name__}: {error}"
-                invocation.error_trace = traceback.format_exc()
+            if handler is not None:
+                try:
+                    invocation.result = handler(event, self.context(invocation.request_id))
+                except Exception as error:  # Lambda reports any exception as a function error
+                    invocation.error = f"{type(error).__name__}: {error}"
+                    invocation.error_trace = traceback.format_exc()
         invocation.log_records = logs.records
         if invocation.failed:
             logger.warning("%s raised %s", self.name, invocation.error)
