@@ -1,9 +1,11 @@
 """A local Punk API server on 127.0.0.1.
 
 v2 mode answers like the original Express service (punkapi-server 2.x with punkapi-lib):
-the same routes, query validation and messages, filters (including their quirks, such as
-`null` comparing as 0 and name filters matching characters in order), pagination, 404s,
-the fixed-window rate limit per client IP, CORS, weak ETags with 304.
+the same routes, query validation and messages, filters (`null` comparing as 0, as there),
+pagination, 404s, the fixed-window rate limit per client IP, CORS, weak ETags with 304.
+Text filters are a case-insensitive substring match and dates are `mm-yyyy`, as the
+contract says: the original matched names by "these characters in order" through a
+regular expression (and answered 500 to "a(b"), and let through months like 19.
 
 v3 mode answers like the community FastAPI service: `/v3`, single objects for one beer,
 `page` required, `per_page` 10-80, comma-separated ids, 422 errors in FastAPI's shape,
@@ -164,16 +166,30 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._windows: dict[str, tuple[float, int]] = {}
 
-    def hit(self, client: str) -> tuple[int, float, bool]:
-        """Count a request; return (remaining, reset epoch seconds, over the limit)."""
+    def hit(self, client: str, count: bool = True) -> tuple[int, float, bool]:
+        """Count a request (unless `count` is False); return (remaining, reset epoch
+        seconds, over the limit)."""
         now = self.clock()
         with self._lock:
             reset, hits = self._windows.get(client, (0.0, 0))
             if now >= reset:
                 reset, hits = now + self.window, 0
-            hits += 1
-            self._windows[client] = (reset, hits)
+            if count:  # a look alone neither counts nor starts a window
+                hits += 1
+                self._windows[client] = (reset, hits)
         return max(self.limit - hits, 0), reset, hits > self.limit
+
+    def headers(self, client: str, count: bool = True) -> tuple[dict[str, str], bool]:
+        """The X-RateLimit-* headers of an answer, and whether the client is over."""
+        remaining, reset, exceeded = self.hit(client, count)
+        headers = {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(remaining),
+            "X-RateLimit-Reset": str(math.ceil(reset)),
+        }
+        if exceeded:
+            headers["Retry-After"] = str(max(math.ceil(reset - self.clock()), 1))
+        return headers, exceeded
 
 
 # ----------------------------------------------------------------------------- v2 rules
@@ -189,7 +205,7 @@ class QueryRule:
 
 
 MSG_NUMBER = "Must be a number greater than 0"
-MSG_DATE = "Must be in date format of mm/yyyy"
+MSG_DATE = "Must be in date format of mm-yyyy"
 MSG_TEXT = "Must have a value and if you are using multiple words use underscores to separate"
 MSG_BEER_ID = "beerId must be a number and greater than 0"
 
@@ -206,7 +222,7 @@ V2_QUERY_RULES = (
 
 _INT_RE = re.compile(r"^[-+]?[0-9]+$")  # validator.js isInt, leading zeroes allowed
 _FLOAT_RE = re.compile(r"^[-+]?(?:[0-9]+)?(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?$")
-_DATE_RE = re.compile(r"[0-1][1-9]-\d{4}\b")  # unanchored, as the original (so 10-2011 fails)
+_DATE_RE = re.compile(r"(0[1-9]|1[0-2])-\d{4}")  # mm-yyyy, the whole value
 
 
 def _valid(rule: QueryRule, value: str) -> bool:
@@ -223,7 +239,7 @@ def _valid(rule: QueryRule, value: str) -> bool:
         except ValueError:
             return False
     if rule.kind == "date":
-        return bool(_DATE_RE.search(value))
+        return bool(_DATE_RE.fullmatch(value))
     return value != ""
 
 
@@ -269,18 +285,6 @@ def _moment_month(text: str) -> tuple[int, int] | None:
     return year, month
 
 
-def _fuzzy(text: str | None, predicate: str) -> bool:
-    """punkapi-lib's stringFuzzyMatch: the predicate's characters, in order, in the text."""
-    if text is None:
-        return False
-    chars = predicate.lower().replace("_", " ")
-    pattern = chars[0] + "".join(f"[^{c}]*{c}" for c in chars[1:])
-    try:
-        return re.search(pattern, text.lower()) is not None
-    except re.error as exc:
-        raise FilterFailed(str(exc)) from exc
-
-
 def _contains(text: str | None, predicate: str) -> bool:
     return text is not None and predicate.lower().replace("_", " ") in text.lower()
 
@@ -323,17 +327,19 @@ def filter_v2(beers: list[dict[str, Any]], args: dict[str, list[str]]) -> list[d
             out = kept
     if "beer_name" in args:
         value = _single(args["beer_name"])
-        out = [b for b in out if _fuzzy(b["name"], value)]
+        out = [b for b in out if _contains(b["name"], value)]
     if "food" in args:
         value = _single(args["food"])
         out = [b for b in out if any(_contains(f, value) for f in b["food_pairing"])]
     for name in ("hops", "malt"):
         if name in args:
             value = _single(args[name])
-            out = [b for b in out if any(_fuzzy(i["name"], value) for i in b["ingredients"][name])]
+            out = [
+                b for b in out if any(_contains(i["name"], value) for i in b["ingredients"][name])
+            ]
     if "yeast" in args:
         value = _single(args["yeast"])
-        out = [b for b in out if _fuzzy(b["ingredients"]["yeast"], value)]
+        out = [b for b in out if _contains(b["ingredients"]["yeast"], value)]
     if "ids" in args:
         wanted = {_js_id(part) for part in _single(args["ids"]).split("|")}
         out = [b for b in out if b["id"] in wanted]
@@ -528,26 +534,24 @@ class PunkApiApp:
         lowered = path.lower()
         if not (lowered == "/v2" or lowered.startswith("/v2/")):
             return self._v2_json(request, boom(404, "Not Found", self._no_endpoint(request)), 404)
-        if request.method == "OPTIONS":  # CORS preflight, answered before the rate limit
+        client = request.remote_addr or "unknown"
+        if request.method == "OPTIONS":  # CORS preflight: not counted, never refused
             response = Response(status=204)
             del response.headers["Content-Type"]
             response.headers.update(CORS_HEADERS)
             response.headers["Access-Control-Allow-Methods"] = "GET,HEAD,PUT,PATCH,POST,DELETE"
             response.headers["Vary"] = "Access-Control-Request-Headers"
             response.headers["Content-Length"] = "0"
+            if self.limiter is not None:  # the contract: on every /v2 answer
+                limit_headers, _ = self.limiter.headers(client, count=False)
+                limit_headers.pop("Retry-After", None)
+                response.headers.update(limit_headers)
             return response
         headers = dict(CORS_HEADERS)
         if self.limiter is not None:
-            remaining, reset, exceeded = self.limiter.hit(request.remote_addr or "unknown")
-            headers.update(
-                {
-                    "X-RateLimit-Limit": str(self.limiter.limit),
-                    "X-RateLimit-Remaining": str(remaining),
-                    "X-RateLimit-Reset": str(math.ceil(reset)),
-                }
-            )
+            limit_headers, exceeded = self.limiter.headers(client)
+            headers.update(limit_headers)
             if exceeded:
-                headers["Retry-After"] = str(max(math.ceil(reset - self.limiter.clock()), 1))
                 body = boom(429, "Too Many Requests", MSG_RATE_LIMITED)
                 return self._v2_json(request, body, 429, headers)
         fault = self._fault()
