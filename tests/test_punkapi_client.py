@@ -128,6 +128,19 @@ def test_not_found(request, version):
         client(url, version).beer(9999)
 
 
+def test_v3_id_zero_is_a_bad_request_not_a_miss(punkapi_v3_url):
+    with pytest.raises(BadRequest) as info:
+        client(punkapi_v3_url, "v3").beer(0)
+    assert not isinstance(info.value, NotFound) and info.value.status == 422
+
+
+@pytest.mark.parametrize(("version", "ids"), [("v2", "1,4"), ("v2", "1|4"), ("v3", "1|4")])
+def test_ids_as_text_use_the_separator_of_the_version(request, version, ids):
+    url = request.getfixturevalue("punkapi_url" if version == "v2" else "punkapi_v3_url")
+    got = client(url, version).beers(ids=ids, **({"page": 1} if version == "v3" else {}))
+    assert [b["id"] for b in got] == [1, 4]
+
+
 def test_bad_request_carries_the_server_message_v2(punkapi_url):
     with pytest.raises(BadRequest) as info:
         client(punkapi_url).beers(per_page=100, abv_gt=-1)
@@ -298,6 +311,13 @@ def test_a_bad_retry_after_falls_back_to_our_backoff(hint):
     assert c.beers() == []
     assert session.calls == 2
     assert len(c._sleep) == 1 and 0.5 <= c._sleep[0] <= 1.0  # first backoff, with jitter
+
+
+def test_a_503_retry_after_is_honoured():
+    session = ScriptedSession((503, {"message": "busy"}, {"Retry-After": "3"}), (200, [], {}))
+    c = client("http://punk.test/v2", session=session, backoff=0.5)
+    assert c.beers() == []
+    assert c._sleep == [3]
 
 
 # ----------------------------------------------------------------------------- odd error bodies

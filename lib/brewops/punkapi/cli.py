@@ -30,7 +30,14 @@ def api() -> None:
     show_default=True,
     help="0 picks a free port.",
 )
-@click.option("--api-version", type=click.Choice(["v2", "v3"]), default="v2", show_default=True)
+@click.option(
+    "--api-version",
+    type=click.Choice(["v2", "v3"]),
+    default="v2",
+    show_default=True,
+    help="v3 serves the same catalogue in the v3 contract, with its ids. The community v3 "
+    "service has 415 newer beers, renumbered: do not rely on ids matching across versions.",
+)
 @click.option(
     "--rate-limit",
     type=int,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import math
+import re
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any, Literal
@@ -266,12 +267,22 @@ class PunkApiClient:
         for name, value in filters.items():
             if value is None:
                 continue
-            if name == "ids" and not isinstance(value, str | int):
-                value = ("|" if self.api_version == "v2" else ",").join(str(i) for i in value)
+            if name == "ids":
+                value = self._ids_param(value)
             elif isinstance(value, str) and name in {"beer_name", "yeast", "hops", "malt", "food"}:
                 value = value.replace(" ", "_")
             params[name] = value
         return params
+
+    def _ids_param(self, ids: Any) -> str:
+        """v2 separates ids with "|", v3 with ",": either is accepted, the right one sent."""
+        if isinstance(ids, int):
+            parts: Iterable[Any] = [ids]
+        elif isinstance(ids, str):
+            parts = re.split(r"[,|]", ids)
+        else:
+            parts = ids
+        return ("|" if self.api_version == "v2" else ",").join(str(p).strip() for p in parts)
 
     def _beer(self, beer: Any) -> Any:
         if self.api_version == "v3" and isinstance(beer, dict):
@@ -341,8 +352,8 @@ class PunkApiClient:
         kw = {"status": status, "url": response.url, "body": body}
         if status == 429:
             return RateLimited(message, retry_after=retry_after_seconds(response), **kw)
-        if status >= 500:
-            return ServerError(message, **kw)
+        if status >= 500:  # a 503 may say when to come back
+            return ServerError(message, retry_after=retry_after_seconds(response), **kw)
         if status == 404:
             return NotFound(message, **kw)
         if status in (400, 422):
@@ -398,7 +409,7 @@ def _is_id_out_of_range(details: Iterable[dict[str, Any]]) -> bool:
             isinstance(loc, list)
             and loc
             and loc[-1] == "id"
-            and detail.get("type") in ("less_than_equal", "greater_than_equal")
+            and detail.get("type") == "less_than_equal"  # past the end; 0 is a bad id
         ):
             return True
     return False

@@ -60,7 +60,11 @@ class RateLimited(PunkApiError):
 
 
 class ServerError(PunkApiError):
-    """5xx from the server."""
+    """5xx from the server. `retry_after` is its Retry-After hint in seconds, if it gave one."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
 
 
 class TransportError(PunkApiError):
