@@ -95,7 +95,9 @@ def test_deploy_builds_and_deploys_with_sam():
     deploy = load("deploy.yml")
     commands = runs(deploy)
 
-    assert uses(deploy, "aws-actions/setup-sam")
+    [setup_sam] = uses(deploy, "aws-actions/setup-sam")
+    locked = (ROOT / "infra" / "sam-requirements.lock").read_text()
+    assert f"aws-sam-cli=={setup_sam['with']['version']}\n" in locked, "deploy what was validated"
     assert "sam build" in commands
     deploy_line = next(line for line in commands.splitlines() if line.startswith("sam deploy"))
     assert "--no-confirm-changeset" in deploy_line
