@@ -17,7 +17,9 @@ PYTEST_ARGS ?=
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
 
+# requirements.lock is resolved for Python 3.11: another version would get other pins
 $(BIN)/python:
+	@$(PYTHON) -c 'import sys; v = "%d.%d" % sys.version_info[:2]; sys.exit(None if v == "3.11" else f"requirements.lock pins Python 3.11 packages, and $(PYTHON) is {v}: run make with PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
 
 $(UV): | $(BIN)/python
