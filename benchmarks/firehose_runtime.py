@@ -9,7 +9,9 @@ process, so that process's peak RSS is the runtime's alone.
 
 - runtime_rps: beers / seconds to deliver them through both delivery streams (each record
   is read once per delivery stream); per-stream rates are printed too.
-- peak_rss_mb: peak resident memory of the draining process.
+- peak_rss_mb: peak resident memory of the draining process; target_met: under 1 GiB.
+- put_seconds: putting the beers into the stream; drain_seconds: delivering them through
+  both delivery streams; per_stream_rps: records per second of each delivery stream.
 
 The last line printed is one JSON object with the figures.
 """
@@ -59,8 +61,12 @@ def worker(outputs: dict[str, str], state_dir: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--beers", type=int, default=100_000)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--beers", type=int, default=100_000, help="beers to put and deliver (default: 100000)"
+    )
     parser.add_argument("--shards", type=int, help="ShardCount (default: the template's)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()

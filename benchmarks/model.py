@@ -31,7 +31,9 @@ ONE_BEER_CALLS = 50
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
         "--beers", type=int, default=10_000, help="beers to predict (default: 10000)"
     )
