@@ -24,7 +24,7 @@ from brewops.firehose_runtime import FirehoseRuntime
 from brewops.firehose_runtime.checkpoints import Checkpoint, CheckpointStore
 from brewops.firehose_runtime.config import DeliveryStreamConfig, UnsupportedConfiguration
 from brewops.firehose_runtime.conversion import ConversionError, HiveJsonDeserializer, arrow_type
-from brewops.firehose_runtime.functions import Invocation, split_function_arn
+from brewops.firehose_runtime.functions import Invocation, LocalFunction, split_function_arn
 from brewops.firehose_runtime.prefixes import (
     PrefixError,
     effective_error_prefix,
@@ -849,3 +849,67 @@ def test_a_checkpoint_left_by_earlier_streams_is_no_overtaking(streaming_stack):
     runtime(stack, "RawDeliveryStreamName").drain()
 
     assert sorted(raw_ids(stack)) == list(range(1, 6))
+
+
+def _local_function(handler: str, **kwargs) -> LocalFunction:
+    configuration = {"FunctionName": "f", "FunctionArn": FUNCTION_ARN, "Handler": handler}
+    return LocalFunction(configuration, **kwargs)
+
+
+def test_a_module_that_fails_on_import_is_an_import_error_not_a_missing_handler(
+    tmp_path, monkeypatch
+):
+    (tmp_path / "breaks_on_import.py").write_text("import os\nos.no_such_attribute\n")
+    (tmp_path / "has_no_handler.py").write_text("x = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    broken = _local_function("breaks_on_import.handler").invoke({})
+    missing = _local_function("has_no_handler.handler").invoke({})
+    malformed = _local_function("nodots").invoke({})
+
+    assert broken.error.startswith("Runtime.ImportModuleError: Unable to import module")
+    assert "no_such_attribute" in broken.error
+    assert missing.error == (
+        "Runtime.HandlerNotFound: Handler 'handler' missing on module 'has_no_handler'"
+    )
+    assert malformed.error.startswith("Runtime.MalformedHandlerName")
+
+
+class _FlakyLogs:
+    """A CloudWatch Logs client whose first CreateLogStream fails."""
+
+    class exceptions:  # the shape of a boto3 client's
+        class ResourceAlreadyExistsException(Exception):
+            pass
+
+    def __init__(self):
+        self.streams: set[str] = set()
+        self.events: list[str] = []
+        self.failures = 1
+
+    def create_log_group(self, logGroupName):
+        pass
+
+    def create_log_stream(self, logGroupName, logStreamName):
+        if self.failures:
+            self.failures -= 1
+            raise TimeoutError("read timeout")
+        self.streams.add(logStreamName)
+
+    def put_log_events(self, logGroupName, logStreamName, logEvents):
+        assert logStreamName in self.streams, "no such log stream"
+        self.events += [event["message"] for event in logEvents]
+
+
+def test_a_log_stream_that_failed_to_be_created_is_created_on_the_next_call(tmp_path, monkeypatch):
+    (tmp_path / "prints.py").write_text(
+        "def handler(event, context):\n    print('line', event['n'])\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    logs = _FlakyLogs()
+    function = _local_function("prints.handler", logs_client=logs)
+
+    for n in range(3):
+        function.invoke({"n": n})
+
+    assert logs.events == ["line 1", "line 2"], "only the first call's lines are lost"

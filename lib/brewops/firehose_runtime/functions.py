@@ -30,6 +30,10 @@ logger = logging.getLogger(__name__)
 LOG_EVENTS_PER_CALL = 1_000
 
 
+class HandlerLoadError(Exception):
+    """The handler cannot be loaded; the message is Lambda's error type and message."""
+
+
 @dataclass
 class LambdaContext:
     """The attributes and method of the context object Lambda passes to a Python handler."""
@@ -111,14 +115,6 @@ def captured_output(log_file: Path | None) -> Iterator[_Collector]:
                 out.write(buffer.getvalue())
 
 
-def _load_error(handler_path: str, error: Exception) -> str:
-    """How Lambda reports a handler it cannot load."""
-    module, _, attribute = handler_path.rpartition(".")
-    if isinstance(error, AttributeError):
-        return f"Runtime.HandlerNotFound: Handler '{attribute}' missing on module '{module}'"
-    return f"Runtime.ImportModuleError: Unable to import module '{module}': {error}"
-
-
 def split_function_arn(function: str) -> tuple[str, str | None]:
     """(name, qualifier) of a function name or ARN; ``$LATEST`` counts as no qualifier."""
     parts = function.split(":")
@@ -168,16 +164,29 @@ class LocalFunction:
 
     @property
     def handler(self) -> Callable[[Any, Any], Any]:
-        """The handler function, imported with the function's environment applied."""
+        """The handler function, imported with the function's environment applied. Raises
+        HandlerLoadError, in Lambda's words, when it cannot be imported or found."""
         if self._handler is None:
             module_name, _, attribute = self.handler_path.rpartition(".")
             if not module_name:
-                raise ValueError(
-                    f"{self.name}: Handler {self.handler_path!r} is not module.function"
+                raise HandlerLoadError(
+                    f"Runtime.MalformedHandlerName: Bad handler '{self.handler_path}': "
+                    "not module.function"
                 )
-            with applied_environment(self.environment):
-                module = importlib.import_module(module_name)
-            self._handler = getattr(module, attribute)
+            try:
+                with applied_environment(self.environment):
+                    module = importlib.import_module(module_name)
+            except Exception as error:  # whatever the module's own code raised
+                raise HandlerLoadError(
+                    f"Runtime.ImportModuleError: Unable to import module '{module_name}': {error}"
+                ) from error
+            try:
+                self._handler = getattr(module, attribute)
+            except AttributeError as error:
+                raise HandlerLoadError(
+                    f"Runtime.HandlerNotFound: Handler '{attribute}' missing on module "
+                    f"'{module_name}'"
+                ) from error
         return self._handler
 
     def context(self, request_id: str) -> LambdaContext:
@@ -201,8 +210,8 @@ class LocalFunction:
         try:
             # imported outside the capture: loggers made at import keep the real console
             handler = self.handler
-        except Exception as error:
-            invocation.error = _load_error(self.handler_path, error)
+        except HandlerLoadError as error:
+            invocation.error = str(error)
             invocation.error_trace = traceback.format_exc()
         with applied_environment(self.environment), captured_output(self.log_file) as logs:
             if handler is not None:
@@ -230,14 +239,15 @@ class LocalFunction:
             return
         try:
             if self.log_stream is None:
-                self.log_stream = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"
+                stream = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"
                 with contextlib.suppress(
                     self.logs_client.exceptions.ResourceAlreadyExistsException
                 ):
                     self.logs_client.create_log_group(logGroupName=self.log_group)
                 self.logs_client.create_log_stream(
-                    logGroupName=self.log_group, logStreamName=self.log_stream
+                    logGroupName=self.log_group, logStreamName=stream
                 )
+                self.log_stream = stream  # only once it exists: a failure is tried again
             now = int(time.time() * 1000)
             for start in range(0, len(lines), LOG_EVENTS_PER_CALL):
                 self.logs_client.put_log_events(
