@@ -275,6 +275,10 @@ def test_ids_remembered_for_another_stack_are_not_reconciled_against(cli):
     path = streaming_cli.produced_ids_file("local")
     remembered = json.loads(path.read_text())
     assert remembered["stack_id"] == cli.target.stack_id and len(remembered["ids"]) == 1
+    cli("drain", "--no-progress")
+    given = cli("reconcile", "--json", "--ids-file", str(path))  # the file as written
+    assert given.exit_code == 0, given.output
+    assert json.loads(given.output)["produced"] == 1
 
 
 def test_run_with_the_scheduler_ticks_the_producer_and_remembers_its_beers(cli, monkeypatch):
@@ -297,3 +301,28 @@ def test_run_with_the_scheduler_ticks_the_producer_and_remembers_its_beers(cli, 
     assert result.exit_code == 0, result.output
     assert "tick 1: {" in result.output and '"sent": 1' in result.output, result.output
     assert len(json.loads(path.read_text())["ids"]) == 1
+
+
+def test_waiting_reads_the_function_log_once_for_the_answer(
+    streaming_stack, catalog_beers, monkeypatch
+):
+    from brewops import reconcile as reconciling
+
+    stack = streaming_stack()
+    beers = [dict(b) for b in catalog_beers[:5]]
+    beers[2]["abv"] = "strong"
+    report = put_beers(beers, stack.outputs["StreamName"], stack.client("kinesis"))
+    runtime = FirehoseRuntime.from_outputs(
+        stack.outputs, session=stack.session, state_dir=stack.state_dir
+    )
+    runtime.drain()
+    reads = []
+    real = reconciling.logged_reasons
+    monkeypatch.setattr(reconciling, "logged_reasons", lambda *a: reads.append(a) or real(*a))
+
+    claimed = [*sent_ids(beers, report), 999_999]  # never arrives: the wait polls on
+    result = wait_for_delivery(claimed, stack.outputs, timeout=0.5, poll=0.1, session=stack.session)
+
+    assert len(reads) == 1, "once, for the answer, not on every poll"
+    [error] = result.errors
+    assert error.beer_id == beers[2]["id"] and "abv" in error.reason

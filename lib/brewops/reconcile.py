@@ -308,11 +308,18 @@ def explain(errors: Iterable[ErrorRecord], reasons: Mapping[int, str]) -> None:
             error.logged_reason = reasons.get(error.beer_id)
 
 
+def _explain_from_log(errors: list[ErrorRecord], where: Locations, session: Any) -> None:
+    if errors:  # only then is the transform function's log worth reading
+        logs = _session(session).client("logs")
+        explain(errors, logged_reasons(logs, where.transform_function))
+
+
 def reconcile(
     produced_ids: Iterable[int] | None,
     outputs: Mapping[str, str],
     *,
     session: Any = None,
+    explain_errors: bool = True,
 ) -> Reconciliation:
     """Compare what was produced with what was delivered.
 
@@ -325,8 +332,8 @@ def reconcile(
     raw = raw_ids(s3, where.bucket, where.raw, unreadable)
     cleaned = cleaned_ids(s3, where.bucket, where.cleaned, unreadable)
     errors = error_records(s3, where.bucket, where.errors, unreadable)
-    if errors:  # only then is the function's log worth reading
-        explain(errors, logged_reasons(_session(session).client("logs"), where.transform_function))
+    if explain_errors:
+        _explain_from_log(errors, where, session)
     # Counted, not collected in sets: a beer produced twice must arrive twice.
     produced = Counter(
         [i for i in raw if i is not None]
@@ -406,8 +413,11 @@ def wait_for_delivery(
     produced = list(produced_ids)
     deadline = time.monotonic() + timeout
     while True:
-        result = reconcile(produced, outputs, session=session)
+        # the function's log is read once, for the answer, not on every poll
+        result = reconcile(produced, outputs, session=session, explain_errors=False)
         if result.ok or time.monotonic() >= deadline:
+            if result.errors:
+                _explain_from_log(result.errors, Locations.from_outputs(outputs, session), session)
             return result
         logger.info(
             "waiting for delivery: %d missing from raw, %d from cleaned/errors",

@@ -53,6 +53,18 @@ def remember_produced(target: str, ids: list[int], stack_id: str | None) -> Path
     return path
 
 
+def _ids_from_file(path: Path) -> list[int]:
+    """A JSON list of ids, or the {"stack_id", "ids"} file `remember_produced` writes."""
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as error:
+        raise click.BadParameter(f"{path} is not JSON: {error}", param_hint="--ids-file") from error
+    ids = data.get("ids") if isinstance(data, dict) else data
+    if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+        raise click.BadParameter(f"{path} holds no list of integer ids", param_hint="--ids-file")
+    return ids
+
+
 def _echo_ticks(ticks: list[Any]) -> None:
     for item in ticks:
         outcome = item.result if item.ok else item.error
@@ -202,7 +214,8 @@ def run(target: str, poll: float, with_scheduler: bool) -> None:
 @click.option(
     "--ids-file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="JSON list of produced ids. Default: what backfill and tick recorded.",
+    help="Produced ids: a JSON list, or a file backfill and tick wrote. Default: what they "
+    "recorded for this stack.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 def reconcile(target: str, ids_file: Path | None, as_json: bool) -> None:
@@ -211,7 +224,7 @@ def reconcile(target: str, ids_file: Path | None, as_json: bool) -> None:
 
     tgt = use_target(target)
     if ids_file is not None:
-        produced = json.loads(ids_file.read_text())
+        produced = _ids_from_file(ids_file)
     else:
         produced, source = read_produced(target, tgt.stack_id)
         if produced is None:
