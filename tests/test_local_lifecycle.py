@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from brewops import local
 from brewops.local import processes
 from brewops.local.cli import local as local_cli
-from brewops.local.state import LocalState, Service
+from brewops.local.state import LocalState, Service, UnreadableStateError
 
 
 @pytest.fixture
@@ -199,6 +199,8 @@ def test_a_running_target_is_repaired_by_up_and_never_torn_down_by_a_read(
         emulator, punkapi = state.services["emulator"], state.services["punkapi"]
         os.kill(punkapi.pid, 9)
         psutil.Process(punkapi.pid).wait(timeout=10)
+        with open(punkapi.log, "a") as log:
+            log.write("why it died\n")
 
         with pytest.raises(runtime.LocalTargetBroken, match=r"Punk API server .* has exited"):
             local.status()
@@ -219,6 +221,7 @@ def test_a_running_target_is_repaired_by_up_and_never_torn_down_by_a_read(
 
         assert repaired.services["emulator"] == emulator
         assert repaired.services["punkapi"].port == punkapi.port  # the producer has its URL
+        assert "why it died" in Path(f"{punkapi.log}.1").read_text(), "the old log is kept"
         assert requests.get(f"{repaired.punkapi_url}/beers?per_page=1", timeout=5).ok
         assert repaired.deployed and repaired.outputs["StreamName"]
         assert local.status() == LocalState(**{**repaired.__dict__, "already_running": False})
@@ -240,3 +243,23 @@ def test_a_damaged_state_is_one_line_and_down_clears_it(state_dir: Path, tmp_pat
     assert stopped.exit_code == 0, stopped.output
     assert server.wait(timeout=10) is not None, "the server it named is stopped"
     assert not (state_dir / "state.json").exists()
+
+
+def test_a_state_with_a_field_of_the_wrong_type_is_damaged_too(state_dir: Path) -> None:
+    state = LocalState(
+        endpoint_url="http://127.0.0.1:1",
+        region="us-east-1",
+        stack_name="brewops-dev",
+        started_at="2024-01-01T00:00:00+00:00",
+        services={"emulator": Service(1, 1, "http://127.0.0.1:1", "e.log", 1.5)},
+    )
+    written = json.loads(state.save().read_text())
+    written["services"]["emulator"]["pid"] = "1"  # edited by hand
+    (state_dir / "state.json").write_text(json.dumps(written))
+
+    result = brewops("status", env_dir=state_dir)
+
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "is damaged" in result.stderr
+    with pytest.raises(UnreadableStateError, match="service pid is '1'"):
+        LocalState.load()

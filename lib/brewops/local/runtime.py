@@ -200,8 +200,13 @@ def _check_started_with(
 def _restart_punkapi(state: LocalState) -> None:
     """Start the Punk API server again on its old port: the stack's producer has its URL."""
     old = state.services["punkapi"]
-    log.warning("the Punk API server (pid %d) had exited; restarting it", old.pid)
+    kept = Path(old.log).with_suffix(".log.1")
+    if Path(old.log).exists():
+        Path(old.log).replace(kept)  # it says why the server died: keep it
+    log.warning("the Punk API server (pid %d) had exited, see %s; restarting it", old.pid, kept)
     process, service = _start_punkapi(Path(old.log).parent, Path(str(state.catalog)), old.port)
+    state.services["punkapi"] = service
+    state.save()  # recorded at once, so `down` finds it even if it never gets ready
     processes.wait_ready(
         "Punk API server",
         process,
@@ -209,8 +214,6 @@ def _restart_punkapi(state: LocalState) -> None:
         Path(service.log),
         START_TIMEOUT,
     )
-    state.services["punkapi"] = service
-    state.save()
 
 
 def _catalog(catalog: str | Path | None) -> Path:
@@ -286,7 +289,7 @@ def down() -> LocalState | None:
             LocalState.remove()
             log.warning(
                 "the local state was damaged: stopped the %d server(s) it still named and "
-                "removed it",
+                "removed it (any it no longer named show in `pgrep -af brewops`)",
                 len(recorded),
             )
             return None

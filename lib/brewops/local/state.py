@@ -52,6 +52,14 @@ class Service:
     log: str
     create_time: float
 
+    def __post_init__(self) -> None:
+        # a state file edited or damaged by hand must fail here, not later as a TypeError
+        kinds = {"pid": int, "port": int, "url": str, "log": str, "create_time": (int, float)}
+        for name, kind in kinds.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, kind):
+                raise TypeError(f"service {name} is {value!r}")
+
 
 @dataclass
 class LocalState:
