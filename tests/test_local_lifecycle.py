@@ -51,16 +51,19 @@ def spawn_service(tmp_path: Path, seconds: float) -> tuple[subprocess.Popen[byte
     return process, processes.service(process, 0, "http://127.0.0.1:9", tmp_path / "sleep.log")
 
 
-def test_state_round_trips_through_its_file(state_dir: Path) -> None:
-    state = LocalState(
+def a_state(**fields) -> LocalState:
+    return LocalState(
         endpoint_url="http://127.0.0.1:1",
         region="us-east-1",
         stack_name="brewops-dev",
         started_at="2024-01-01T00:00:00+00:00",
         services={"emulator": Service(1, 1, "http://127.0.0.1:1", "e.log", 1.5)},
-        outputs={"BucketName": "b"},
-        already_running=True,
+        **fields,
     )
+
+
+def test_state_round_trips_through_its_file(state_dir: Path) -> None:
+    state = a_state(outputs={"BucketName": "b"}, already_running=True)
     path = state.save()
     assert path == state_dir / "state.json"
     assert "already_running" not in json.loads(path.read_text())
@@ -246,14 +249,7 @@ def test_a_damaged_state_is_one_line_and_down_clears_it(state_dir: Path, tmp_pat
 
 
 def test_a_state_with_a_field_of_the_wrong_type_is_damaged_too(state_dir: Path) -> None:
-    state = LocalState(
-        endpoint_url="http://127.0.0.1:1",
-        region="us-east-1",
-        stack_name="brewops-dev",
-        started_at="2024-01-01T00:00:00+00:00",
-        services={"emulator": Service(1, 1, "http://127.0.0.1:1", "e.log", 1.5)},
-    )
-    written = json.loads(state.save().read_text())
+    written = json.loads(a_state().save().read_text())
     written["services"]["emulator"]["pid"] = "1"  # edited by hand
     (state_dir / "state.json").write_text(json.dumps(written))
 
