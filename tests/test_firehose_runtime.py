@@ -913,3 +913,40 @@ def test_a_log_stream_that_failed_to_be_created_is_created_on_the_next_call(tmp_
         function.invoke({"n": n})
 
     assert logs.events == ["line 1", "line 2"], "only the first call's lines are lost"
+
+
+@pytest.mark.emulator
+def test_a_delivery_stream_reads_the_stream_from_when_it_was_created(streaming_stack):
+    stack = streaming_stack()
+    stack.put(beer_lines(range(1, 6)))  # in the stream before the new delivery stream exists
+    firehose = stack.client("firehose")
+    raw = firehose.describe_delivery_stream(
+        DeliveryStreamName=stack.outputs["RawDeliveryStreamName"]
+    )["DeliveryStreamDescription"]
+    source = raw["Source"]["KinesisStreamSourceDescription"]
+    firehose.create_delivery_stream(
+        DeliveryStreamName="late-raw",
+        DeliveryStreamType="KinesisStreamAsSource",
+        KinesisStreamSourceConfiguration={
+            "KinesisStreamARN": source["KinesisStreamARN"],
+            "RoleARN": source["RoleARN"],
+        },
+        ExtendedS3DestinationConfiguration={
+            "RoleARN": source["RoleARN"],
+            "BucketARN": f"arn:aws:s3:::{stack.outputs['BucketName']}",
+            "Prefix": "late/",
+            "ErrorOutputPrefix": "late-errors/!{firehose:error-output-type}/",
+            "CompressionFormat": "GZIP",
+        },
+    )
+    stack.put(beer_lines(range(6, 9)))
+
+    report = FirehoseRuntime(["late-raw"], session=stack.session, state_dir=stack.state_dir).drain()
+
+    assert report.streams[0].delivered == 3, "only what arrived after it was created"
+    ids = [
+        json.loads(line)["id"]
+        for key in stack.keys("late/")
+        for line in gzip.decompress(stack.read(key)).splitlines()
+    ]
+    assert sorted(ids) == [6, 7, 8]

@@ -98,8 +98,8 @@ class CheckpointStore:
             return fresh
         if checkpoint.identity() != fresh.identity():
             logger.warning(
-                "%s: checkpoint is for streams that no longer exist; starting from the oldest "
-                "record",
+                "%s: checkpoint is for streams that no longer exist; starting from when the "
+                "delivery stream was created",
                 delivery_stream_name,
             )
             return fresh

@@ -54,6 +54,13 @@ KEY_NAMESPACE = uuid.UUID("6f1c3f9e-44a5-4a8e-9a7e-5b0f0d7c1e21")
 MAX_RECORDS_PER_CALL = 10_000  # the GetRecords limit
 
 
+def _instant(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
 class DeliveryOvertaken(RuntimeError, ActionableError):
     """Another runtime delivered the same delivery stream meanwhile."""
 
@@ -97,13 +104,22 @@ def _sequence(value: str) -> int:
 
 
 class ShardReader:
-    """Reads one shard forward from a position (after `position`, or from the oldest record)."""
+    """Reads one shard forward from a position: after `position`, else from the first record
+    that arrived at or after `start_at`, else from the oldest record."""
 
-    def __init__(self, kinesis: Any, stream_name: str, shard_id: str, position: str | None):
+    def __init__(
+        self,
+        kinesis: Any,
+        stream_name: str,
+        shard_id: str,
+        position: str | None,
+        start_at: datetime | None = None,
+    ):
         self.kinesis = kinesis
         self.stream_name = stream_name
         self.shard_id = shard_id
         self.position = position  # last sequence number read
+        self.start_at = start_at
         self.iterator: str | None = None
         self.closed = False
         self.caught_up = False
@@ -113,7 +129,10 @@ class ShardReader:
 
     def _new_iterator(self) -> str:
         request: dict[str, Any] = {"StreamName": self.stream_name, "ShardId": self.shard_id}
-        if self.position is None:
+        if self.position is None and self.start_at is not None:
+            request["ShardIteratorType"] = "AT_TIMESTAMP"
+            request["Timestamp"] = self.start_at
+        elif self.position is None:
             request["ShardIteratorType"] = "TRIM_HORIZON"
         else:
             request["ShardIteratorType"] = "AFTER_SEQUENCE_NUMBER"
@@ -299,6 +318,8 @@ class DeliveryStreamRuntime:
                         self.config.source_stream_name,
                         shard_id,
                         self.checkpoint.shards.get(shard_id),
+                        # as Firehose: from LATEST when the delivery stream was created
+                        start_at=_instant(self.config.created),
                     )
             if not response.get("NextToken"):
                 break
