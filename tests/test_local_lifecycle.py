@@ -228,6 +228,13 @@ def test_a_running_target_is_repaired_by_up_and_never_torn_down_by_a_read(
         assert requests.get(f"{repaired.punkapi_url}/beers?per_page=1", timeout=5).ok
         assert repaired.deployed and repaired.outputs["StreamName"]
         assert local.status() == LocalState(**{**repaired.__dict__, "already_running": False})
+
+        # the stack stays deployed from the template it was deployed from
+        assert local.up(template=runtime.paths.template_path()).deployed
+        edited = tmp_path / "edited.yaml"
+        edited.write_text(runtime.paths.template_path().read_text())
+        with pytest.raises(runtime.LocalTargetConflict, match=r"template .*edited\.yaml"):
+            local.up(template=edited)
     finally:
         local.down()
 

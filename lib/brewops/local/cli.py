@@ -56,7 +56,8 @@ def local() -> None:
 @click.option(
     "--template",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="SAM template to deploy (default: infra/template.yaml).",
+    help="SAM template to deploy (default: infra/template.yaml). A running target keeps "
+    "the one it deployed: run `brewops local down` first to deploy another.",
 )
 def up(no_deploy: bool, catalog: Path | None, template: Path | None) -> None:
     """Start the emulator and the Punk API server, and deploy the stack.

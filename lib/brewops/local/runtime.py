@@ -142,11 +142,12 @@ def _template(template: str | Path | None) -> Path:
     return Path(template).resolve() if template else paths.template_path()
 
 
-def _create(state: LocalState, prepared: PreparedStack) -> None:
+def _create(state: LocalState, prepared: PreparedStack, template: Path) -> None:
     from brewops.local import deploy as deployment
 
     state.outputs = deployment.create_stack(state.session(), state.endpoint_url, prepared)
     state.deployed = True
+    state.template = str(template)
 
 
 def up(
@@ -158,6 +159,7 @@ def up(
     """Start the emulator and the Punk API server and deploy the template (unless
     `deploy` is False). Harmless when already running: returns the running target with
     `already_running` set (and deploys the stack if it was started without)."""
+    requested_template = template
     template = _template(template)
     if deploy and not template.is_file():
         raise FileNotFoundError(f"no SAM template at {template}")
@@ -165,7 +167,7 @@ def up(
         state = _current()
         if state is None:
             return _start(deploy, _catalog(catalog), template, stack_name or default_stack_name())
-        _check_started_with(state, catalog, stack_name)
+        _check_started_with(state, catalog, stack_name, requested_template)
         state.already_running = True
         if "punkapi" in _exited(state):
             _restart_punkapi(state)
@@ -175,21 +177,27 @@ def up(
             prepared = deployment.prepare(template, state.stack_name, _parameters(state), REGION)
             # an earlier deploy that was interrupted may have left its stack behind
             deployment.delete_if_exists(state.session(), state.endpoint_url, state.stack_name)
-            _create(state, prepared)
+            _create(state, prepared, template)
             state.save()
         return state
 
 
 def _check_started_with(
-    state: LocalState, catalog: str | Path | None, stack_name: str | None
+    state: LocalState,
+    catalog: str | Path | None,
+    stack_name: str | None,
+    template: str | Path | None = None,
 ) -> None:
-    """A running target keeps its catalogue and stack: asking for others must not pass
-    silently."""
+    """A running target keeps its catalogue, stack and deployed template: asking for
+    others must not pass silently."""
     wanted = []
     if catalog is not None and str(Path(catalog).resolve()) != state.catalog:
         wanted.append(f"the catalogue {catalog} (it serves {state.catalog})")
     if stack_name is not None and stack_name != state.stack_name:
         wanted.append(f"the stack {stack_name} (it runs {state.stack_name})")
+    deployed_from = state.template if state.deployed else None
+    if template is not None and deployed_from and str(_template(template)) != deployed_from:
+        wanted.append(f"the template {template} (it deployed {deployed_from})")
     if wanted:
         raise LocalTargetConflict(
             f"The local target is already running, not with {' and '.join(wanted)}. "
@@ -268,7 +276,7 @@ def _start(deploy: bool, catalog: Path, template: Path, stack_name: str) -> Loca
                 START_TIMEOUT,
             )
             if prepared is not None:
-                _create(state, prepared.result())
+                _create(state, prepared.result(), template)
                 state.save()
     except BaseException:
         _stop_all(state)

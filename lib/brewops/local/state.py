@@ -72,6 +72,7 @@ class LocalState:
     catalog: str | None = None
     deployed: bool = False
     outputs: dict[str, str] = field(default_factory=dict)
+    template: str | None = None  # the SAM template the stack was deployed from
     # True when `up` found everything already running (not stored)
     already_running: bool = False
 
