@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import threading
 from dataclasses import dataclass
 from decimal import Decimal
@@ -203,6 +204,19 @@ def test_a_beer_without_id_is_reported_not_sent(kinesis_client, kinesis_stream):
 
 
 @pytest.mark.emulator
+def test_the_logged_summary_counts_the_beers_that_cannot_be_sent(
+    kinesis_client, kinesis_stream, caplog
+):
+    with caplog.at_level(logging.INFO, logger="brewops.producer"):
+        put_beers([*beers(2), {"name": "Anonymous"}], kinesis_stream, kinesis_client)
+
+    (summary,) = [r for r in caplog.records if r.getMessage() == "records produced"]
+    assert (summary.records, summary.sent, summary.ok) == (3, 2, False)
+    (not_sent,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert not_sent.reasons == [": MissingId: not a beer with an id: {'name': 'Anonymous'}"]
+
+
+@pytest.mark.emulator
 def test_a_key_kinesis_would_refuse_is_reported_and_the_call_goes_ahead(
     kinesis_client, kinesis_stream, stream_ids
 ):
@@ -236,6 +250,21 @@ def test_a_beer_that_is_not_json_is_reported_not_sent(kinesis_client, kinesis_st
     assert sent_ids(batch, report) == [1, 2]
     assert "surrogate" in report.failed[0].error_message
     assert "Decimal" in report.failed[1].error_message
+    assert stream_ids(kinesis_stream) == [1, 2]
+
+
+@pytest.mark.emulator
+def test_a_beer_with_nan_is_reported_not_sent_as_invalid_json(
+    kinesis_client, kinesis_stream, stream_ids
+):
+    # Python writes NaN as a bare `NaN`, which no strict JSON reader of raw/ accepts
+    batch = [*beers(2), {"id": 7, "name": "Unmeasured", "ibu": float("nan")}]
+
+    report = put_beers(batch, kinesis_stream, kinesis_client)
+
+    assert (report.records, report.sent) == (3, 2)
+    assert [(f.partition_key, f.error_code) for f in report.failed] == [("7", "NotSerialisable")]
+    assert "not JSON compliant" in report.failed[0].error_message
     assert stream_ids(kinesis_stream) == [1, 2]
 
 
@@ -482,6 +511,52 @@ def test_a_tick_that_cannot_put_fails_the_invocation(
         app.handler(load_event("eventbridge_scheduled"), lambda_context)
 
     assert {f.error_code for f in raised.value.report.failed} == {"ResourceNotFoundException"}
+    # the message is what the Lambda error and the failed tick show: it says why
+    assert "(ResourceNotFoundException; first: " in str(raised.value)
+    assert "no-such-stream" in str(raised.value)
+
+
+@pytest.mark.emulator
+def test_an_invocation_without_a_scheduled_time_is_still_a_tick(
+    lambda_env, punkapi_url, lambda_context, kinesis_stream, stream_ids
+):
+    # GIVEN an event without "time": the rule's constant Input, or a test invocation
+    lambda_env.setenv("PUNKAPI_URL", punkapi_url)
+
+    summary = app.handler({"beers": 2}, lambda_context)
+
+    assert summary["ok"] and summary["scheduled_at"] is None
+    assert stream_ids(kinesis_stream) == summary["ids"]
+
+
+@pytest.mark.emulator
+def test_a_tick_whose_kinesis_never_answers_fails_with_the_reason_in_time(
+    lambda_env, punkapi_url, load_event, lambda_context
+):
+    # GIVEN a Kinesis endpoint that takes connections and never answers
+    silent = socket.create_server(("127.0.0.1", 0))
+    lambda_env.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{silent.getsockname()[1]}")
+    lambda_env.setenv("PUNKAPI_URL", punkapi_url)
+    raised: list[BaseException] = []
+
+    def invoke() -> None:
+        try:
+            app.handler(load_event("eventbridge_scheduled"), lambda_context)
+        except Exception as error:
+            raised.append(error)
+
+    # WHEN a tick runs
+    tick = threading.Thread(target=invoke, daemon=True)
+    tick.start()
+    tick.join(timeout=app.KINESIS_RESERVE_SECONDS)
+    finished_in_time = not tick.is_alive()
+    silent.close()  # lets a tick still waiting on it finish
+
+    # THEN it fails within the time kept for Kinesis, saying why, before Lambda's timeout
+    assert finished_in_time
+    (error,) = raised
+    assert isinstance(error, ProduceError)
+    assert {f.error_code for f in error.report.failed} == {"ReadTimeoutError"}
 
 
 @pytest.mark.emulator
@@ -497,6 +572,23 @@ def test_a_tick_without_beers_from_the_api_is_logged_and_fails(
 
     (logged,) = [r for r in caplog.records if r.getMessage() == "no beers from the Punk API"]
     assert logged.exc_info and logged.requested == 2 and logged.scheduled_at == "t"
+
+
+@pytest.mark.emulator
+def test_a_tick_with_an_api_answer_that_is_not_a_beer_reports_it(
+    kinesis_client, kinesis_stream, catalog_beers, stream_ids
+):
+    class OddAnswers:
+        """Answers as a client that keeps what fails the schema (on_invalid="keep") can."""
+
+        def random(self, n: int = 1) -> list[Any]:
+            return [catalog_beers[0], "Not Found"][:n]
+
+    with pytest.raises(ProduceError) as raised:
+        produce_random_beers(OddAnswers(), kinesis_stream, 2, kinesis_client)
+
+    assert [f.error_code for f in raised.value.report.failed] == ["MissingId"]
+    assert stream_ids(kinesis_stream) == [1]
 
 
 def test_settings_come_from_the_environment(monkeypatch):

@@ -8,6 +8,7 @@ import re
 import threading
 from pathlib import Path
 
+import boto3
 import pytest
 
 from brewops.reconcile import tick_ids
@@ -82,6 +83,31 @@ def test_a_deployed_function_answers_with_its_result_or_its_error(payload, funct
     assert failure == error
     assert function.events == [event]
     assert result == json.loads(payload)
+
+
+def test_a_deployed_function_is_awaited_as_long_as_a_function_can_run():
+    # botocore retries a timed-out read: a shorter wait would invoke the producer again
+    session = boto3.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="eu-west-1"
+    )
+    function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:brewops-dev-producer"
+
+    [(function, _)] = Scheduler(function=function_arn, session=session, in_process=False).targets
+
+    assert function.lambda_client.meta.config.read_timeout > 900  # Lambda's longest Timeout
+
+
+@pytest.mark.emulator
+def test_a_function_that_cannot_be_invoked_fails_its_tick_and_the_schedule_goes_on(
+    moto_endpoint, boto_session, monkeypatch
+):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    scheduler = Scheduler(function="no-such-producer", session=boto_session, in_process=False)
+
+    ticks = scheduler.run(2)
+
+    assert [t.number for t in ticks] == [1, 2]
+    assert all(t.error.startswith("ResourceNotFoundException: ") for t in ticks), ticks
 
 
 def test_ticks_run_the_producer_and_put_random_beers(streaming_stack, punkapi_url):

@@ -65,7 +65,7 @@ class ProduceReport:
     records: int = 0  # records handed to the producer
     sent: int = 0  # accepted by Kinesis
     retried: int = 0  # record re-sends after a failed entry or a throttled call
-    throttled_calls: int = 0  # calls rejected as a whole and tried again
+    throttled_calls: int = 0  # calls rejected as a whole with a retryable error
     failed: list[FailedRecord] = field(default_factory=list)  # given up, with the last reason
     oversize: list[str] = field(default_factory=list)  # partition keys of records over 1 MiB
     calls: int = 0  # PutRecords calls made
@@ -96,10 +96,15 @@ class ProduceError(RuntimeError):
 
     def __init__(self, report: ProduceReport) -> None:
         self.report = report
-        super().__init__(
+        message = (
             f"{report.records - report.sent} of {report.records} records not sent: "
             f"{len(report.failed)} failed, {len(report.oversize)} over 1 MiB"
         )
+        if report.failed:
+            # The message is all a Lambda error or a failed tick shows: name the reasons.
+            codes = ", ".join(sorted({f.error_code for f in report.failed}))
+            message += f" ({codes}; first: {report.failed[0].error_message:.200})"
+        super().__init__(message)
 
 
 class _EntriesFailed(Exception):
@@ -116,8 +121,12 @@ def _retryable(error: BaseException) -> bool:
 
 
 def serialise_beer(beer: Mapping[str, Any]) -> bytes:
-    """One beer as one NDJSON line, so the raw delivery stream writes NDJSON."""
-    return (json.dumps(beer, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+    """One beer as one NDJSON line, so the raw delivery stream writes NDJSON.
+
+    NaN and infinities raise ValueError: Python would write them as bare `NaN`, which is
+    not JSON and which strict readers of the raw prefix (Athena among them) refuse."""
+    line = json.dumps(beer, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return (line + "\n").encode("utf-8")
 
 
 def _record_size(entry: Entry) -> int:
@@ -243,15 +252,23 @@ def _key_problem(key: Any) -> str | None:
 
 
 def _batches(
-    entries: Iterable[Entry], report: ProduceReport, rejected: list[FailedRecord]
+    payloads: Iterable[tuple[str, bytes] | FailedRecord],
+    report: ProduceReport,
+    rejected: list[FailedRecord],
 ) -> Iterable[list[Entry]]:
-    """Pack entries into calls within the Kinesis limits. Oversize records go to the
-    report; records with a key Kinesis would refuse go to `rejected`, never into a call."""
+    """Pack payloads into calls within the Kinesis limits. Oversize records go to the
+    report; records the caller could not build, and records with a key Kinesis would
+    refuse, go to `rejected`, never into a call."""
     batch: list[Entry] = []
     size = 0
-    for entry in entries:
+    for payload in payloads:
         report.records += 1
-        problem = _key_problem(entry["PartitionKey"])
+        if isinstance(payload, FailedRecord):
+            rejected.append(payload)
+            continue
+        key, data = payload
+        entry = {"Data": data, "PartitionKey": key}
+        problem = _key_problem(key)
         if problem:
             rejected.append(
                 FailedRecord(str(entry["PartitionKey"]), "InvalidPartitionKey", problem)
@@ -284,7 +301,7 @@ def _progress_callback(progress: bool | Progress, total: int | None) -> tuple[Pr
 
 
 def put_payloads(
-    payloads: Iterable[tuple[str, bytes]],
+    payloads: Iterable[tuple[str, bytes] | FailedRecord],
     stream_name: str,
     kinesis_client: Any = None,
     *,
@@ -299,6 +316,9 @@ def put_payloads(
 ) -> ProduceReport:
     """Put (partition key, data) pairs as they are; the engine under `put_beers`.
 
+    A `FailedRecord` among the pairs is a record the caller could not build: it is counted
+    and reported with the others, never sent.
+
     `stream_name` may also be a stream ARN. Calls go out from worker threads, up to
     `concurrency` at once, so the next batches are serialised and packed while others are
     in flight. Records with the same partition key keep their order only within one call
@@ -306,7 +326,7 @@ def put_payloads(
     a key's records across calls.
     `progress` is True for a tqdm bar (of `total` records) or a callable that receives
     the number of records settled after each call. `max_attempts` counts the first try;
-    the waits are random in [0, min(max_backoff, backoff * 2**attempt)].
+    the wait after try n is random in [0, min(max_backoff, backoff * 2**(n - 1))].
     """
     log = log or logger
     client = kinesis_client or _default_client()
@@ -325,12 +345,11 @@ def put_payloads(
         sleep=sleep,
         log=log,
     )
-    entries = ({"Data": data, "PartitionKey": key} for key, data in payloads)
     rejected: list[FailedRecord] = []
     try:
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
             in_flight: set[Future[int]] = set()
-            for batch in _batches(entries, report, rejected):
+            for batch in _batches(payloads, report, rejected):
                 if len(in_flight) >= max(1, concurrency):
                     done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
                     _settle(done, callback)
@@ -343,10 +362,12 @@ def put_payloads(
         report.failed.extend(rejected)
     if rejected:
         log.error(
-            "records with an invalid partition key not sent",
+            "records that cannot be sent",
             extra={
-                "invalid_keys": len(rejected),
-                "reasons": [r.error_message for r in rejected[:5]],
+                "not_sendable": len(rejected),
+                "reasons": [
+                    f"{r.partition_key}: {r.error_code}: {r.error_message}" for r in rejected[:5]
+                ],
             },
         )
     if report.oversize:
@@ -380,31 +401,24 @@ def put_beers(
     A beer without an id cannot be keyed, and one that is not JSON (a lone surrogate in a
     string, a value JSON has no type for) cannot be sent: both are reported as failed.
     """
-    invalid: list[FailedRecord] = []
 
-    def payloads() -> Iterator[tuple[str, bytes]]:
+    def payloads() -> Iterator[tuple[str, bytes] | FailedRecord]:
         # Serialised as the batches fill, so a large backfill is never held twice in memory.
         for beer in beers:
             beer_id = beer.get("id") if isinstance(beer, Mapping) else None
             if beer_id is None or beer_id == "":
-                invalid.append(
-                    FailedRecord("", "MissingId", f"not a beer with an id: {beer!r:.80}")
-                )
+                yield FailedRecord("", "MissingId", f"not a beer with an id: {beer!r:.80}")
                 continue
             try:
                 data = serialise_beer(beer)
             except (TypeError, ValueError) as error:  # UnicodeEncodeError is a ValueError
-                invalid.append(FailedRecord(str(beer_id), "NotSerialisable", str(error)))
+                yield FailedRecord(str(beer_id), "NotSerialisable", str(error))
                 continue
             yield str(beer_id), data
 
     if isinstance(beers, Sized):
         options.setdefault("total", len(beers))
-    report = put_payloads(payloads(), stream_name, kinesis_client, **options)
-    if invalid:
-        report.records += len(invalid)
-        report.failed.extend(invalid)
-    return report
+    return put_payloads(payloads(), stream_name, kinesis_client, **options)
 
 
 def produce_random_beers(
@@ -431,7 +445,7 @@ def produce_random_beers(
         **context,
         "requested": count,
         "fetched": len(beers),
-        "ids": [beer.get("id") for beer in beers],
+        "ids": [beer.get("id") if isinstance(beer, Mapping) else None for beer in beers],
         **report.as_dict(),
     }
     if not report.ok:

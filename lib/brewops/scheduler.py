@@ -20,10 +20,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from botocore.config import Config
+
 from brewops import paths
 from brewops.firehose_runtime.functions import LocalFunction
 
 logger = logging.getLogger(__name__)
+
+# A synchronous Invoke waits for the function to finish. botocore's default 60 s read timeout
+# is the producer's own Timeout, and botocore retries a timed-out read: it would invoke the
+# function again, producing the tick twice. Wait as long as any function can run (900 s).
+INVOKE_CONFIG = Config(read_timeout=900 + 10)
 
 RATE = re.compile(r"^rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)$")
 UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
@@ -127,7 +134,7 @@ class Scheduler:
             (
                 LocalFunction.lookup(arn, lambda_client, environment=environment, log_dir=logs)
                 if in_process
-                else _RemoteFunction(arn, lambda_client),
+                else _RemoteFunction(arn, session.client("lambda", config=INVOKE_CONFIG)),
                 constant,
             )
             for arn, constant in targets
@@ -149,16 +156,20 @@ class Scheduler:
         return scheduled_event(rule_arn)
 
     def tick(self) -> list[Tick]:
-        """One firing of the rule: every target invoked once."""
+        """One firing of the rule: every target invoked once. A target that cannot be
+        invoked fails its tick, with the reason; the other targets and the schedule go on."""
         self.ticks += 1
         ticks = []
         for function, constant in self.targets:
             event = constant if constant is not None else self.event()
-            if isinstance(function, LocalFunction):
-                invocation = function.invoke(event)
-                result, error = invocation.result, invocation.error
-            else:
-                result, error = function.invoke(event)
+            try:
+                if isinstance(function, LocalFunction):
+                    invocation = function.invoke(event)
+                    result, error = invocation.result, invocation.error
+                else:
+                    result, error = function.invoke(event)
+            except Exception as failure:  # the Lambda API refused or never answered
+                result, error = None, f"{type(failure).__name__}: {failure}"
             ticks.append(Tick(self.ticks, function.name, event, result, error))
             if error:
                 logger.warning("tick %d: %s failed: %s", self.ticks, function.name, error)
