@@ -3,6 +3,7 @@ follows the URL unless it is given."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -110,3 +111,28 @@ def test_backfill_speaks_the_api_version_of_a_v3_url(punkapi_v3_url, monkeypatch
     assert result.exit_code == 0, result.output
     assert "325 of 325 beers sent" in result.output
     assert len(set(kinesis.partition_keys)) == 325
+
+
+def test_a_backfill_names_each_beer_it_could_not_send_and_why(catalog_beers, monkeypatch, tmp_path):
+    kinesis = AcceptingKinesis()
+    target = SimpleNamespace(
+        name="local",
+        punkapi_url=None,
+        outputs={"StreamName": "beers"},
+        session=SimpleNamespace(client=lambda service: kinesis),
+        stack_id="arn:aws:cloudformation:us-east-1:123456789012:stack/brewops-dev/1",
+    )
+    monkeypatch.setattr(streaming_cli, "use_target", lambda name: target)
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
+    catalog = tmp_path / "catalog.json"
+    # NaN is what Python's JSON reader takes, and no strict reader of raw/ would
+    catalog.write_text(json.dumps([catalog_beers[0], {**catalog_beers[1], "ibu": float("nan")}]))
+
+    result = CliRunner().invoke(
+        streaming_cli.stream, ["backfill", "--catalog", str(catalog), "--no-progress"]
+    )
+
+    assert result.exit_code == 1
+    assert "1 of 2 beers sent" in result.output
+    assert f"not sent: beer {catalog_beers[1]['id']}: NotSerialisable: " in result.output
+    assert kinesis.partition_keys == [str(catalog_beers[0]["id"])]

@@ -71,6 +71,18 @@ def _echo_ticks(ticks: list[Any]) -> None:
         click.echo(f"tick {item.number}: {json.dumps(outcome, default=str)[:200]}")
 
 
+def _echo_not_sent(report: Any, limit: int = 10) -> None:
+    """Each beer the stream did not accept, with its reason (the first `limit`)."""
+    reasons = [
+        f"{f.partition_key or '(no id)'}: {f.error_code}: {f.error_message}" for f in report.failed
+    ]
+    reasons += [f"{key}: over the 1 MiB Kinesis record limit" for key in report.oversize]
+    for reason in reasons[:limit]:
+        click.echo(f"not sent: beer {reason}", err=True)
+    if len(reasons) > limit:
+        click.echo(f"not sent: {len(reasons) - limit} more beers", err=True)
+
+
 def _local_only(tgt: Any, what: str) -> None:
     if tgt.name != "local":
         raise click.ClickException(
@@ -133,7 +145,8 @@ def backfill(
         f"failed {len(report.failed)}, oversize {len(report.oversize)}"
     )
     if not report.ok:
-        raise click.ClickException("some beers were not sent; see the failures above")
+        _echo_not_sent(report)
+        raise click.ClickException("some beers were not sent; see the reasons above")
 
 
 @stream.command()
