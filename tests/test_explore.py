@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from matplotlib.figure import Figure
 
 from brewops import explore
+from brewops.punkapi.server import running_server
+from brewops.runner import discover, execute
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +64,10 @@ def test_quirks_table_finds_the_documented_quirks(catalog_beers):
         ("Flame Out", "flame out / whirlpool"),
         ("0", "flame out / whirlpool"),
         ("70", "start"),
+        ("45", "start"),
+        ("30", "middle"),
+        ("15", "end"),
+        ("10", "end"),
         ("middle", "middle"),
         ("Wood Ageing", "other"),
     ],
@@ -81,6 +89,10 @@ def test_hop_schedule_summary(catalog_beers):
     assert summary["additions"].sum() == 1817
     assert list(summary.index)[:3] == ["start", "middle", "end"]
     assert summary.loc["dry hop / fermenter", "main_attribute"] == "aroma"
+    # 10 and 15 minutes before the end of the boil are late additions, mostly for flavour
+    assert summary.loc["end", "additions"] == 488 + 58
+    assert summary.loc["start", "raw_add_values"].startswith("start, Start, ")
+    assert summary.loc["start", "raw_add_values"].endswith("… (+4)")
 
 
 def test_plots_are_figures(frame):
@@ -91,6 +103,12 @@ def test_plots_are_figures(frame):
     ):
         assert isinstance(fig, Figure) and fig.axes
     assert "2 beer(s) above IBU 300" in explore.plot_ibu_vs_abv(frame, 300).axes[0].get_title()
+
+
+def test_ibu_vs_abv_axis_spans_the_beers_shown(frame):
+    # the two beers above IBU 300 brew at 32 and 41 % ABV; every beer shown is under 20 %
+    fig = explore.plot_ibu_vs_abv(frame, ibu_max=300)
+    assert fig.axes[0].get_xlim()[1] < 25
 
 
 def test_catalogue_figures(catalog_beers):
@@ -105,3 +123,22 @@ def test_distributions_leave_out_and_count_the_extremes(frame):
     assert "max 55" in abv and "not shown" in abv
     assert "max 79" in ph
     assert max(patch.get_x() + patch.get_width() for patch in fig.axes[1].patches) < 7
+
+
+@pytest.mark.slow
+def test_notebook_01_on_aws_explores_another_catalogue(
+    catalog_beers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """GIVEN the aws target, whose Punk API (a v3 service by default) serves another
+    catalogue than the local one, WHEN notebook 01 runs with its defaults, THEN it explores
+    what it finds instead of failing on the local catalogue's count."""
+    [notebook] = discover(only=["01"])
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    with running_server(beers=catalog_beers[:100], api_version="v3") as url:
+        monkeypatch.setenv("BREWOPS_PUNKAPI_URL", url)  # the aws target's Punk API
+        run = execute([notebook], target="aws", out_dir=tmp_path / "build", progress=False)
+
+    [result] = run.notebooks
+    assert result.status == "ok", result.error
+    assert (result.figures["api_version"], result.figures["beers_crawled"]) == ("v3", 100)

@@ -215,8 +215,7 @@ def hop_stage(add: str) -> str:
     """Map the free-text `add` of a hop addition to a brewing stage."""
     text = add.strip().lower()
     if text.isdigit():
-        # Minutes before the end of the boil: 0 is flame out, anything else is in the boil.
-        return "flame out / whirlpool" if int(text) == 0 else "start"
+        return _stage_of_minutes(int(text))
     if text in ("start", "first wort hops", "mash", "kettle"):
         return "start"
     if text in ("middle", "end"):
@@ -226,6 +225,16 @@ def hop_stage(add: str) -> str:
     if text in ("dry hop", "fv", "fv addition", "secondary", "maturation"):
         return "dry hop / fermenter"
     return "other"
+
+
+def _stage_of_minutes(minutes: int) -> str:
+    """Minutes before the end of the boil as the nearest DIY Dog stage word, which
+    `brewops.model.hops` takes as 60 (start), 30 (middle) and the last few (end)."""
+    if minutes == 0:
+        return "flame out / whirlpool"
+    if minutes >= 45:
+        return "start"
+    return "middle" if minutes >= 20 else "end"
 
 
 def hop_attribute(attribute: str) -> str:
@@ -275,10 +284,17 @@ def hop_schedule_summary(beers: Beers) -> pd.DataFrame:
         distinct_hops=("hop", "nunique"),
         median_grams=("grams", "median"),
         main_attribute=("attribute", lambda s: s.mode().iat[0] if not s.mode().empty else None),
-        raw_add_values=("add", lambda s: ", ".join(sorted(set(s))[:6])),
+        raw_add_values=("add", _most_common),
     )
     order = [s for s in HOP_STAGES if s in summary.index]
     return summary.loc[order]
+
+
+def _most_common(values: pd.Series, limit: int = 6) -> str:
+    """The most frequent values first, and how many more there are."""
+    counts = values.value_counts()
+    shown = ", ".join(counts.index[:limit])
+    return shown + (f", … (+{len(counts) - limit})" if len(counts) > limit else "")
 
 
 def top_hops(beers: Beers, n: int = 10) -> pd.DataFrame:
@@ -325,10 +341,12 @@ def plot_ibu_vs_abv(frame: pd.DataFrame, ibu_max: float | None = None) -> Figure
     """IBU against ABV; `ibu_max` trims the axis so the few extreme IBUs do not flatten it."""
     data = frame[["abv", "ibu"]].dropna()
     fig, (ax,) = _figure(figsize=(6, 4.5))
-    ax.scatter(data["abv"], data["ibu"], s=14, alpha=0.6, color="#2f6f8f")
+    # the beers above ibu_max are left out, not only clipped: their ABV would stretch the x axis
+    shown = data if ibu_max is None else data[data["ibu"] <= ibu_max]
+    ax.scatter(shown["abv"], shown["ibu"], s=14, alpha=0.6, color="#2f6f8f")
     if ibu_max is not None:
         ax.set_ylim(0, ibu_max)
-        hidden = int((data["ibu"] > ibu_max).sum())
+        hidden = len(data) - len(shown)
         if hidden:
             ax.set_title(f"IBU vs ABV ({hidden} beer(s) above IBU {ibu_max:g} not shown)")
     if not ax.get_title():

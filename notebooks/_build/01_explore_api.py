@@ -14,22 +14,27 @@ IBU, EBC and pH, IBU against ABV, how the numeric fields correlate, and the hop 
     needs="""
 Nothing beyond the set-up in the README: by default the notebook uses the local Punk API
 server of the local target, serving the real catalogue (`punkapi-db` 2.6.0, 325 beers).
-Set `api_url` to explore another server, e.g. a v3 service: the API version comes from the
-URL's last segment (`/v2` or `/v3`) unless `api_version` says otherwise.
+With `target = "aws"` it reads the API the deployed stack's producer uses (its `PunkApiUrl`
+parameter, by default the community v3 service, a newer edition of 415 beers). Set
+`api_url` to explore another server: the API version comes from the URL's last segment
+(`/v2` or `/v3`) unless `api_version` says otherwise.
 """,
     costs="""
 None: it only reads from the API.
 """,
     parameters="""
 target = "local"
-api_url = None  # None: the local target's Punk API server; else a base URL with /v2 or /v3
+api_url = None  # None: the target's Punk API; else a base URL with /v2 or /v3
 api_version = None  # None: from the URL's version prefix (v2 or v3)
-expected_beers = 325  # None skips the count check (another server, another catalogue)
+expected_beers = None  # None: 325 from the local target's server, unchecked from any other
 """,
     cells=[
         code("""
+from brewops.catalog import EXPECTED_BEERS
 from brewops.punkapi.client import api_version_of
 
+if expected_beers is None and target == "local" and api_url is None:
+    expected_beers = EXPECTED_BEERS  # the local server serves the pinned catalogue
 if api_url is None:
     from brewops import target as targets
 
@@ -58,7 +63,9 @@ print(f"{len(beers)} beers in {client.requests_made} requests, {crawl_seconds:.2
         code("""
 assert len(ids) == len(set(ids)), "beer ids must be unique"
 if expected_beers is not None:
-    assert len(beers) == expected_beers, f"expected {expected_beers} beers, got {len(beers)}"
+    assert len(beers) == expected_beers, (
+        f"expected {expected_beers} beers, got {len(beers)} (another catalogue? set expected_beers)"
+    )
 assert ids == sorted(ids), "the API serves beers sorted by id"
 """),
         md("## One beer, as the API returns it"),
@@ -86,7 +93,9 @@ frame[list(explore.NUMERIC_FIELDS)].describe().T
         md("## Correlations\n\nSpearman (rank) correlations, so the outliers do not dominate."),
         code("explore.plot_correlation_heatmap(frame)"),
         md(
-            "## Hop schedule\n\nThe free-text `add` of each hop addition mapped to a brewing stage."
+            "## Hop schedule\n\nThe free-text `add` of each hop addition mapped to a brewing stage. "
+            "A number is minutes before the end of the boil, mapped to the nearest stage word "
+            "(start about 60, middle about 30, end the last few)."
         ),
         code("explore.hop_schedule_summary(beers)"),
         code("explore.top_hops(beers, n=10)"),

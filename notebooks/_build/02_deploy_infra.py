@@ -14,7 +14,8 @@ the chosen target and shows the stack Outputs, the contract every later notebook
 """,
     needs="""
 - `target = "local"` (default): nothing; the embedded emulator is started if it is not running.
-- `target = "aws"`: AWS credentials and the SAM CLI (`sam build && sam deploy`). The stack
+- `target = "aws"`: AWS credentials, the SAM CLI (`sam build && sam deploy`) and Python 3.13
+  on the `PATH` (the functions' runtime, which `sam build` builds with). The stack
   is `brewops-dev`; set `BREWOPS_STACK_NAME=brewops-prod` before starting Jupyter (or
   `brewops run`) for the `prod` environment of `samconfig.toml`. Every notebook and command
   reads the same variable, so they all use the stack deployed here.
@@ -60,7 +61,11 @@ resources[["logical id", "type", "name"]]
 infra.plot_data_flow(template)
 plt.show()
 """),
-        md("## 4. Deploy"),
+        md(
+            "## 4. Deploy\n\nLocally, `brewops local up` (nothing to do when it is already "
+            "running); on AWS, `sam build` then `sam deploy` with the `samconfig.toml` "
+            "environment of the stack."
+        ),
         code("""
 if deploy:
     infra.deploy(target)
@@ -86,7 +91,9 @@ infra.delivery_streams_table(tgt.session, tgt.outputs)
 """),
         md(
             "## Clean-up\n\nWith `cleanup = True` the stack is deleted (locally, the emulator "
-            "and the Punk API server are stopped too)."
+            "and the Punk API server are stopped too). On AWS the bucket stays on purpose "
+            "(`DeletionPolicy: Retain`: it holds the data and the models); remove it with "
+            "`aws s3 rb s3://BUCKET --force` when you no longer need them."
         ),
         code("""
 if cleanup:
