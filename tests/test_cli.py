@@ -94,11 +94,12 @@ class AcceptingKinesis:
         return {"FailedRecordCount": 0, "Records": accepted}
 
 
-def test_backfill_speaks_the_api_version_of_a_v3_url(punkapi_v3_url, monkeypatch, tmp_path):
+def test_backfill_speaks_the_api_version_of_the_target(punkapi_v3_url, monkeypatch, tmp_path):
     kinesis = AcceptingKinesis()
     target = SimpleNamespace(
         name="local",
         punkapi_url=punkapi_v3_url,
+        punkapi_version="v3",
         outputs={"StreamName": "beers"},
         session=SimpleNamespace(client=lambda service: kinesis),
         stack_id="arn:aws:cloudformation:us-east-1:123456789012:stack/brewops-dev/1",

@@ -201,6 +201,7 @@ def cli(streaming_stack, punkapi_url, monkeypatch, tmp_path):
         outputs=stack.outputs,
         session=stack.session,
         punkapi_url=punkapi_url,
+        punkapi_version="v2",
         stack_id=f"arn:aws:cloudformation:us-east-1:123456789012:stack/test/{uuid.uuid4()}",
     )
     monkeypatch.setattr(streaming_cli, "use_target", lambda name: target)

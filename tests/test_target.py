@@ -71,6 +71,32 @@ def test_aws_uses_the_normal_chain_and_the_named_stack(
     assert tgt.session.get_credentials().access_key == "AKIAUSERKEY"
 
 
+@pytest.mark.parametrize(
+    ("url", "version", "override", "expected"),
+    [
+        ("https://punkapi.example/v3", "v3", None, "v3"),
+        ("https://beers.example/api", "v3", None, "v3"),  # no version segment in the URL
+        ("https://beers.example/api", "v3", "http://127.0.0.1:1/v2", "v2"),
+    ],
+)
+def test_aws_speaks_the_punk_api_version_the_stack_was_deployed_with(
+    url: str, version: str, override: str | None, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if override:
+        monkeypatch.setenv("BREWOPS_PUNKAPI_URL", override)
+    else:
+        monkeypatch.delenv("BREWOPS_PUNKAPI_URL", raising=False)
+    parameters = {"PunkApiUrl": url, "PunkApiVersion": version}
+    stack = {
+        "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()]
+    }
+    tgt = targets.Target(
+        name="aws", stack_name="s", region="eu-west-1", _session=None, _stack=stack
+    )
+
+    assert tgt.punkapi_version == expected
+
+
 def test_aws_stack_name_defaults_to_dev(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BREWOPS_STACK_NAME", raising=False)
     assert targets.use("aws").stack_name == "brewops-dev"

@@ -107,7 +107,8 @@ def stream() -> None:
 @click.option(
     "--api-version",
     type=click.Choice(["v2", "v3"]),
-    help="Punk API version. Default: the URL's last segment (…/v2 or …/v3), else v2.",
+    help="Punk API version. Default: the target's (on AWS the stack's PunkApiVersion); "
+    "for --api-url, the URL's last segment (…/v2 or …/v3), else v2.",
 )
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def backfill(
@@ -128,11 +129,11 @@ def backfill(
         url = api_url or tgt.punkapi_url
         if not url:
             raise click.UsageError("no Punk API URL for this target: pass --api-url or --catalog")
+        if api_version is None:
+            api_version = api_version_of(url) if api_url else tgt.punkapi_version
         # One beer that fails the schema must not stop the backfill: it is sent, and the
         # transform puts it in the error prefix with its reason if it cannot be cleaned.
-        client = PunkApiClient(
-            url, api_version=api_version or api_version_of(url), on_invalid="keep"
-        )
+        client = PunkApiClient(url, api_version=api_version, on_invalid="keep")
         beers = client.all_beers(progress=progress)
         for problem in client.schema_errors:
             click.echo(f"sent although it fails the schema: {problem}", err=True)

@@ -173,6 +173,18 @@ class Target:
             )
         return self._punkapi_url
 
+    @property
+    def punkapi_version(self) -> str:
+        """The contract the target's Punk API speaks (v2 or v3). On AWS, the stack's
+        PunkApiVersion parameter, since its PunkApiUrl need not end in /v2 or /v3; a URL
+        given in BREWOPS_PUNKAPI_URL speaks the version its last segment names."""
+        from brewops.punkapi.client import api_version_of
+
+        url = self.punkapi_url or ""
+        if self.name == "aws" and not os.environ.get("BREWOPS_PUNKAPI_URL"):
+            return self._stack_parameter("PunkApiVersion") or api_version_of(url)
+        return api_version_of(url)
+
     def client(self, service_name: str, **kwargs: Any) -> Any:
         if self.endpoint_url:
             kwargs.setdefault("endpoint_url", self.endpoint_url)

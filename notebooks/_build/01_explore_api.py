@@ -25,7 +25,7 @@ None: it only reads from the API.
     parameters="""
 target = "local"
 api_url = None  # None: the target's Punk API; else a base URL with /v2 or /v3
-api_version = None  # None: from the URL's version prefix (v2 or v3)
+api_version = None  # None: the target's (on AWS its PunkApiVersion), or api_url's /v2 or /v3
 expected_beers = None  # None: 325 from the local target's server, unchecked from any other
 """,
     cells=[
@@ -38,10 +38,10 @@ if expected_beers is None and target == "local" and api_url is None:
 if api_url is None:
     from brewops import target as targets
 
-    base_url = targets.use(target).punkapi_url
+    tgt = targets.use(target)
+    base_url, api_version = tgt.punkapi_url, api_version or tgt.punkapi_version
 else:
-    base_url = api_url
-api_version = api_version or api_version_of(base_url)
+    base_url, api_version = api_url, api_version or api_version_of(api_url)
 print(f"Punk API {api_version} at {base_url}")
 """),
         md("## Crawl the catalogue\n\nPage after page (80 beers each) until a short page."),

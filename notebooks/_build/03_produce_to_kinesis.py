@@ -33,7 +33,7 @@ requests; Firehose delivers after its 60 s buffer interval, so allow a few minut
     parameters="""
 target = "local"  # "local" (embedded emulator) or "aws"
 api_url = None  # None: the Punk API of the target
-api_version = None  # None: from the URL's version prefix (v2 or v3)
+api_version = None  # None: the target's (on AWS its PunkApiVersion), or api_url's /v2 or /v3
 ticks = 3  # scheduled producer invocations after the backfill
 progress = True  # progress bars
 delivery_timeout = 900  # aws: seconds to wait for Firehose to deliver everything
@@ -61,10 +61,9 @@ from brewops.scheduler import Scheduler
 tgt = targets.use(target)
 is_local = tgt.name == "local"
 base_url = api_url or tgt.punkapi_url
+api_version = api_version or (api_version_of(api_url) if api_url else tgt.punkapi_version)
 # A beer that fails the schema is sent anyway: the transform judges it (see section 5).
-api = PunkApiClient(
-    base_url, api_version=api_version or api_version_of(base_url), on_invalid="keep"
-)
+api = PunkApiClient(base_url, api_version=api_version, on_invalid="keep")
 stream_name = tgt.outputs["StreamName"]
 pd.Series({"Punk API": api.base_url, "stream": stream_name, "bucket": tgt.outputs["BucketName"]})
 """),
