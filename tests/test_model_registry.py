@@ -153,9 +153,10 @@ def test_a_pickle_that_is_not_a_model_is_refused(trained, tmp_path):
         registry.load(folder)
 
 
-def test_the_card_names_the_folds_the_protocol_used(trained):
-    card = {**trained.card, "protocol": {**trained.card["protocol"], "n_splits": 3}}
-    assert "## Metrics (repeated stratified 3-fold CV)" in registry.card_markdown(card)
+def test_the_card_names_the_folds_and_repeats_the_protocol_used(trained):
+    protocol = {**trained.card["protocol"], "n_splits": 3, "n_repeats": 1}
+    card = {**trained.card, "protocol": protocol}
+    assert "## Metrics (stratified 3-fold CV, 1 repeat)" in registry.card_markdown(card)
     assert "5-fold" not in registry.card_markdown(card)
 
 

@@ -176,10 +176,14 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def _folds(card: dict[str, Any]) -> str:
-    protocol = card.get("protocol")
-    n_splits = protocol.get("n_splits") if isinstance(protocol, dict) else None
-    return f"{n_splits}-fold" if n_splits else "k-fold"
+def _cross_validation(card: dict[str, Any]) -> str:
+    """The CV the card's protocol ran, e.g. "stratified 5-fold CV, 5 repeats"."""
+    protocol = card.get("protocol") if isinstance(card.get("protocol"), dict) else {}
+    n_splits, n_repeats = protocol.get("n_splits"), protocol.get("n_repeats")
+    folds = f"stratified {n_splits}-fold CV" if n_splits else "stratified k-fold CV"
+    if n_repeats:
+        folds += f", {n_repeats} repeat{'s' if n_repeats != 1 else ''}"
+    return folds
 
 
 def card_markdown(card: dict[str, Any]) -> str:
@@ -195,7 +199,7 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"- sha256: `{card.get('data', {}).get('sha256')}`",
         f"- rule: {card.get('data', {}).get('rule')}",
         "",
-        f"## Metrics (repeated stratified {_folds(card)} CV)",
+        f"## Metrics ({_cross_validation(card)})",
     ]
     for key, value in (metrics.get("cv") or {}).items():
         lines.append(f"- {key}: {value:.3f}" if isinstance(value, float) else f"- {key}: {value}")
