@@ -29,7 +29,8 @@ def use_target(name: str) -> Any:
 
 
 def produced_ids_file(target: str) -> Path:
-    """Ids the backfill and the ticks sent, for `reconcile` (union over runs of one stack)."""
+    """Ids the backfill and the ticks sent, for `reconcile`: every id as often as it was
+    sent, over all runs into one stack (a beer sent twice must arrive twice)."""
     return paths.build_dir() / "streaming" / f"produced-ids-{target}.json"
 
 
@@ -49,7 +50,7 @@ def remember_produced(target: str, ids: list[int], stack_id: str | None) -> Path
     known, _ = read_produced(target, stack_id)
     path = produced_ids_file(target)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"stack_id": stack_id, "ids": sorted(set(known or ()) | set(ids))}))
+    path.write_text(json.dumps({"stack_id": stack_id, "ids": sorted([*(known or ()), *ids])}))
     return path
 
 

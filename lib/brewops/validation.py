@@ -360,11 +360,14 @@ def expectation_from_figures(path: Path | None = None, stack_id: str | None = No
 
 
 def produced_ids_expectation(target_name: str, stack_id: str | None = None) -> Expectation:
-    """The ids `brewops stream backfill` and `tick` remembered for this target's stack."""
+    """The ids `brewops stream backfill` and `tick` remembered for this target's stack,
+    and how many records that is (an id sent twice is two records)."""
     from brewops.streaming_cli import read_produced
 
     ids, source = read_produced(target_name, stack_id)
-    return Expectation(ids=frozenset(ids) if ids is not None else None, source=source)
+    if ids is None:
+        return Expectation(source=source)
+    return Expectation(records=len(ids), ids=frozenset(ids), source=source)
 
 
 def as_expectation(
@@ -379,9 +382,8 @@ def as_expectation(
         if found.ids is None:
             remembered = produced_ids_expectation(target_name, stack_id)
             if remembered.ids is not None:
-                found = Expectation(
-                    found.records, remembered.ids, f"{found.source}; {remembered.source}"
-                )
+                records = found.records if found.records is not None else remembered.records
+                found = Expectation(records, remembered.ids, f"{found.source}; {remembered.source}")
         return found
     if isinstance(expected, Expectation):
         return expected
