@@ -225,6 +225,8 @@ def test_backfill_tick_drain_and_reconcile_commands(cli):
     assert backfilled.exit_code == 0, backfilled.output
     assert "325 of 325 beers sent" in backfilled.output
     assert ticked.exit_code == 0 and ticked.output.count("tick ") == 2, ticked.output
+    answers = [json.loads(line.split(": ok: ", 1)[1]) for line in ticked.output.splitlines()]
+    assert [answer["sent"] for answer in answers] == [1, 1]  # each answer whole, not cut short
     assert drained.exit_code == 0, drained.output
     figures = json.loads(reconciled.output)
     # the ticks' random beers were sent once more each, so they must arrive once more each
@@ -301,7 +303,7 @@ def test_run_with_the_scheduler_ticks_the_producer_and_remembers_its_beers(cli, 
     result = cli("run", "--with-scheduler", "--poll", "0.1")
 
     assert result.exit_code == 0, result.output
-    assert "tick 1: {" in result.output and '"sent": 1' in result.output, result.output
+    assert "tick 1: ok: {" in result.output and '"sent": 1' in result.output, result.output
     assert len(json.loads(path.read_text())["ids"]) == 1
 
 

@@ -67,9 +67,10 @@ def _ids_from_file(path: Path) -> list[int]:
 
 
 def _echo_ticks(ticks: list[Any]) -> None:
+    """One line per tick: what the producer answered, or why it failed, whole."""
     for item in ticks:
-        outcome = item.result if item.ok else item.error
-        click.echo(f"tick {item.number}: {json.dumps(outcome, default=str)[:200]}")
+        outcome = json.dumps(item.result, default=str) if item.ok else item.error
+        click.echo(f"tick {item.number}: {'ok' if item.ok else 'failed'}: {outcome}")
 
 
 def _echo_not_sent(report: Any, limit: int = 10) -> None:
