@@ -14,7 +14,7 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from brewops import local
+from brewops import local, paths
 from brewops.local import processes
 from brewops.local.cli import local as local_cli
 from brewops.local.state import LocalState, Service, UnreadableStateError
@@ -94,9 +94,15 @@ def test_cli_up_leaves_the_servers_running_and_down_stops_them(
     assert again.stdout.startswith("Already running")
     assert json.loads((state_dir / "state.json").read_text())["services"] == state["services"]
 
+    checkpoint = paths.firehose_checkpoints_dir(state_dir) / "brewops-dev-raw.json"
+    checkpoint.parent.mkdir()
+    checkpoint.write_text("{}")
+
     stopped = brewops("down", env_dir=state_dir)
     assert stopped.returncode == 0, stopped.stderr
     assert not (state_dir / "state.json").exists()
+    assert not checkpoint.exists(), "positions in the emulator's streams end with it"
+    assert (state_dir / "logs" / "emulator.log").is_file(), "the logs are kept"
     assert all(exited(pid) for pid in pids.values())
     assert brewops("status", env_dir=state_dir).returncode == 1
 

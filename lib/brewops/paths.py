@@ -33,6 +33,12 @@ def local_state_dir() -> Path:
     return Path(os.environ.get("BREWOPS_LOCAL_STATE_DIR", build_dir() / "local"))
 
 
+def firehose_checkpoints_dir(state_dir: Path | None = None) -> Path:
+    """Where the local Firehose keeps its positions in the emulator's streams, which end
+    with the emulator."""
+    return (state_dir or local_state_dir()) / "firehose"
+
+
 def template_path() -> Path:
     return repo_root() / "infra" / "template.yaml"
 

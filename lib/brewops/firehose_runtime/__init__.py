@@ -8,7 +8,7 @@ does what the configuration says:
     from brewops.firehose_runtime import FirehoseRuntime
     report = FirehoseRuntime.from_outputs(target.outputs).drain()
 
-Positions are checkpointed under ``paths.local_state_dir() / "firehose"``, so draining
+Positions are checkpointed under ``paths.firehose_checkpoints_dir()``, so draining
 twice delivers each record once.
 """
 
@@ -100,7 +100,7 @@ class FirehoseRuntime:
                 DeliveryStreamType="KinesisStreamAsSource"
             )["DeliveryStreamNames"]
         state = Path(state_dir) if state_dir else paths.local_state_dir()
-        store = CheckpointStore(state / "firehose")
+        store = CheckpointStore(paths.firehose_checkpoints_dir(state))
         clients = {
             "kinesis": _client(session, "kinesis"),
             "s3": _client(session, "s3"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -314,4 +315,6 @@ def down() -> LocalState | None:
                 log.warning("could not delete stack %s: %s", state.stack_name, error)
         _stop_all(state)
         LocalState.remove()
+        # positions in the streams that just ended: a new emulator's streams start afresh
+        shutil.rmtree(paths.firehose_checkpoints_dir(), ignore_errors=True)
         return state
