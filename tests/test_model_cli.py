@@ -165,6 +165,17 @@ def test_evaluate_refuses_a_folder_that_is_not_a_model(tmp_path: Path, split_cat
     assert "not a model version folder" in result.output
 
 
+def test_predict_with_a_model_folder_that_does_not_exist_says_how_to_make_one(
+    tmp_path: Path, catalog_path: Path
+):
+    result = brewops_in_process(
+        "predict", "--model", str(tmp_path / "nowhere"), "--catalog", str(catalog_path)
+    )
+    assert result.exit_code != 0
+    assert "nowhere does not exist" in result.output
+    assert "brewops model train --out DIR" in result.output
+
+
 def test_evaluate_refuses_a_catalogue_without_ibu(trained_dir: Path, tmp_path: Path, catalog_beers):
     no_ibu = tmp_path / "no_ibu.json"
     no_ibu.write_text(json.dumps([{**catalog_beers[0], "ibu": None}]))

@@ -91,6 +91,11 @@ def load(path: str | Path, version: str | None = None) -> LoadedModel:
     from brewops.model.estimators import IbuModel
 
     folder = Path(path)
+    if not folder.is_dir():
+        raise RegistryError(
+            f"{folder} does not exist: make a model version folder with `brewops model train "
+            "--out DIR`, or give a registered version as s3://BUCKET/models/ibu/VERSION"
+        )
     missing = [
         name for name in (MODEL_FILE, METRICS_FILE, CARD_FILE) if not (folder / name).is_file()
     ]
