@@ -14,7 +14,7 @@ import nbformat
 import pytest
 from click.testing import CliRunner
 
-from brewops import runner
+from brewops import local, runner
 from brewops.paths import repo_root
 from brewops.runner import _parse_value, check_parameters, discover, execute
 
@@ -176,3 +176,18 @@ def test_the_command_runs_against_a_local_target_it_brings_up_and_takes_down(tmp
     assert first["status"] == "ok" and first["figures"]["bucket"]  # the stack was up
     assert second["status"] == "failed"
     assert not list(state_dir.glob("*.json"))  # and taken down after the failure
+
+
+@pytest.mark.emulator
+def test_the_run_says_it_is_bringing_up_the_local_target_and_leaves_a_running_one_up(
+    local_stack, local_state_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(local_state_dir))
+
+    with runner.target_services("local"):
+        pass
+
+    said = capsys.readouterr().err
+    assert said.startswith("==> local target: emulator, Punk API server and stack")
+    assert "already running" in said and "stopping" not in said
+    assert local.status() is not None

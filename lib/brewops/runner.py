@@ -110,11 +110,16 @@ def target_services(target: str) -> Iterator[None]:
         return
     from brewops import local
 
+    click.echo("==> local target: emulator, Punk API server and stack", err=True)
+    started = time.perf_counter()
     state = local.up()
+    took = f"running in {time.perf_counter() - started:.1f} s"
+    click.echo(f"    {'already running' if state.already_running else took}", err=True)
     try:
         yield
     finally:
         if not state.already_running:
+            click.echo("==> local target: stopping what this run started", err=True)
             local.down()
 
 
