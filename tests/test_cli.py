@@ -11,11 +11,34 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import click
 from click.testing import CliRunner
 
 from brewops import streaming_cli
+from brewops.cli import main
 
 BREWOPS = Path(sys.executable).parent / "brewops"
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    walked, undescribed = [], []
+
+    def walk(command: click.Command, ctx: click.Context) -> None:
+        walked.append(ctx.command_path)
+        undescribed.extend(
+            f"{ctx.command_path} {param.opts[0]}"
+            for param in command.params
+            if isinstance(param, click.Option) and not param.hidden and not param.help
+        )
+        if isinstance(command, click.Group):
+            for name in command.list_commands(ctx):
+                sub = command.get_command(ctx, name)
+                walk(sub, click.Context(sub, parent=ctx, info_name=name))
+
+    walk(main, click.Context(main, info_name="brewops"))
+
+    assert {"brewops api serve", "brewops data crawl", "brewops stream backfill"} <= set(walked)
+    assert undescribed == []
 
 
 def test_a_target_that_is_not_running_is_one_line_saying_what_to_do(tmp_path, monkeypatch):

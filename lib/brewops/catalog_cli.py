@@ -43,11 +43,39 @@ def fetch(force: bool) -> None:
     type=click.Choice(["v2", "v3"]),
     help="Punk API version. Default: the URL's last segment (…/v2 or …/v3), else v2.",
 )
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option("--per-page", type=int, default=80, show_default=True)
-@click.option("--timeout", type=float, default=10.0, show_default=True)
-@click.option("--retries", type=int, default=5, show_default=True)
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Catalogue file to write (JSON array of beers, v2 shape).",
+)
+@click.option(
+    "--per-page",
+    type=int,
+    default=80,
+    show_default=True,
+    help="Beers asked for per request (v2 takes 1-80, v3 10-80).",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for each answer.",
+)
+@click.option(
+    "--retries",
+    type=int,
+    default=5,
+    show_default=True,
+    help="Retries per request after a timeout, a broken or non-JSON answer, a 429 or a 5xx.",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=True,
+    show_default=True,
+    help="Progress bar on stderr.",
+)
 def crawl(
     base_url: str,
     api_version: str | None,
@@ -78,8 +106,15 @@ def crawl(
 
 @data.command()
 @click.option("--n", "count", type=click.IntRange(min=0), required=True, help="Number of beers.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Catalogue file to write (JSON array of beers, v2 shape).",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of the resampling and jitter."
+)
 @click.option("--jitter", type=float, default=0.05, show_default=True, help="Relative std dev.")
 @CATALOG_OPTION
 def synth(count: int, out: Path, seed: int, jitter: float, catalog: Path | None) -> None:

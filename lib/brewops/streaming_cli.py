@@ -112,7 +112,12 @@ def stream() -> None:
     help="Punk API version. Default: the target's (on AWS the stack's PunkApiVersion); "
     "for --api-url, the URL's last segment (…/v2 or …/v3), else v2.",
 )
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option(
+    "--progress/--no-progress",
+    default=True,
+    show_default=True,
+    help="Progress bars (crawl, PutRecords) on stderr.",
+)
 def backfill(
     target: str, catalog: Path | None, api_url: str | None, api_version: str | None, progress: bool
 ) -> None:
@@ -143,7 +148,8 @@ def backfill(
     report = put_beers(beers, tgt.outputs["StreamName"], kinesis, progress=progress)
     remember_produced(target, sent_ids(beers, report), tgt.stack_id)
     click.echo(
-        f"{report.sent} of {report.records} beers sent in {report.calls} calls "
+        f"{report.sent} of {report.records} beers sent in {report.calls} "
+        f"call{'' if report.calls == 1 else 's'} "
         f"({report.records_per_second:.0f} records/s); retried {report.retried}, "
         f"failed {len(report.failed)}, oversize {len(report.oversize)}"
     )

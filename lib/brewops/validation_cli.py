@@ -39,7 +39,11 @@ def validate() -> None:
 @click.option(
     "--figures",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Figures of notebook 03 to reconcile with (default: build/figures/, else `stream` ids).",
+    help="Notebook 03's figures file (records and ids sent) to reconcile with. Default: "
+    "build/figures/03_produce_to_kinesis.json, and when it gives no ids, the ids the `brewops "
+    "stream` commands recorded in build/streaming/produced-ids-TARGET.json; each only if "
+    "recorded against the target's current stack (build/ is $BREWOPS_BUILD_DIR if set). "
+    "--expected-ids overrides both.",
 )
 @click.option("--expected-ids", metavar="1,2,3", help="Reconcile with these ids instead.")
 @click.option(

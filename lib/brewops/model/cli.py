@@ -10,6 +10,8 @@ from typing import Any
 
 import click
 
+from brewops.model import PROTOCOL_SEED
+
 HEADLINE = ("accuracy", "macro_f1", "mae", "r2", "mae_ibu_le_150", "r2_ibu_le_150")
 
 
@@ -49,7 +51,14 @@ def model() -> None:
 @click.option(
     "--folds", default=5, show_default=True, type=click.IntRange(min=2), help="Folds per repeat."
 )
-@click.option("--seed", default=None, type=int, help="Seed of the folds (default: the fixed one).")
+@click.option(
+    "--seed",
+    default=PROTOCOL_SEED,
+    show_default=True,
+    type=int,
+    help="Seed of the cross-validation folds, the baseline forests and the permutation "
+    "importance (not of the model's own forests); the default is the fixed protocol's.",
+)
 @click.option(
     "--jobs",
     default=2,
@@ -57,13 +66,18 @@ def model() -> None:
     callback=_nonzero_jobs,
     help="Folds evaluated in parallel (-1: one per CPU).",
 )
-@click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
+@click.option(
+    "--progress/--no-progress",
+    default=True,
+    show_default=True,
+    help="Progress bar of the folds on stderr.",
+)
 def train(
     catalog_path: Path,
     out_dir: Path,
     repeats: int,
     folds: int,
-    seed: int | None,
+    seed: int,
     jobs: int,
     progress: bool,
 ) -> None:
@@ -72,13 +86,7 @@ def train(
     from brewops.model import train as training
 
     beers = _load(catalog_path)
-    defaults = training.Protocol()
-    protocol = training.Protocol(
-        n_splits=folds,
-        n_repeats=repeats,
-        seed=defaults.seed if seed is None else seed,
-        n_jobs=jobs,
-    )
+    protocol = training.Protocol(n_splits=folds, n_repeats=repeats, seed=seed, n_jobs=jobs)
     source = {"file": catalog_path.name, "file_sha256": _sha256(catalog_path)}
     try:
         result = training.train(beers, protocol=protocol, progress=progress, source=source)

@@ -46,7 +46,7 @@ from sklearn.pipeline import Pipeline
 
 from brewops import schema
 from brewops.errors import ActionableError
-from brewops.model import bands, features
+from brewops.model import PROTOCOL_SEED, bands, features
 from brewops.model.estimators import BeerFeatures, IbuModel, OrdinalForestClassifier
 
 MODEL_NAME = "ibu-band-ordinal-forest"
@@ -67,7 +67,7 @@ class Protocol:
 
     n_splits: int = 5
     n_repeats: int = 5
-    seed: int = 20240601
+    seed: int = PROTOCOL_SEED
     time_test_fraction: float = 0.2
     # The newest fifth is 64 beers, one beer 1.6 points, and the forest seed alone moves the
     # figure by about that much: the split is also run with this many forest seeds and the

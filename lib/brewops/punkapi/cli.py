@@ -22,7 +22,12 @@ def api() -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Catalogue file (v2 or v3 shape). Default: the real catalogue, fetched if missing.",
 )
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; 0.0.0.0 listens on every interface.",
+)
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),
@@ -50,25 +55,43 @@ def api() -> None:
     "--fault-error-rate",
     type=click.FloatRange(0, 1),
     default=0.0,
+    show_default=True,
     help="Share of answers that are 500/503.",
 )
 @click.option(
-    "--fault-latency", type=float, default=0.0, help="Extra delay, up to this many seconds."
+    "--fault-latency",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Extra delay per answer, uniform between 0 and this many seconds.",
 )
 @click.option(
     "--fault-burst-rate",
     type=click.FloatRange(0, 1),
     default=0.0,
-    help="Chance a 429 burst starts.",
+    show_default=True,
+    help="Chance per request that a burst of 429 answers starts.",
 )
-@click.option("--fault-burst-length", type=int, default=3, show_default=True)
+@click.option(
+    "--fault-burst-length",
+    type=int,
+    default=3,
+    show_default=True,
+    help="429 answers in a row per burst, the first included.",
+)
 @click.option(
     "--fault-truncate-rate",
     type=click.FloatRange(0, 1),
     default=0.0,
-    help="Share of truncated bodies.",
+    show_default=True,
+    help="Share of answers whose body is cut short of its Content-Length.",
 )
-@click.option("--fault-seed", type=int, default=None, help="Seed for a replayable fault sequence.")
+@click.option(
+    "--fault-seed",
+    type=int,
+    default=None,
+    help="Seed for a replayable fault sequence. Default: none, a new sequence each run.",
+)
 @click.option("--verbose", is_flag=True, help="Log every request.")
 def serve(
     catalog: Path | None,
@@ -87,7 +110,8 @@ def serve(
 ) -> None:
     """Serve a catalogue on HOST:PORT until interrupted.
 
-    Prints "Punk API v2 serving <N> beers at http://127.0.0.1:PORT/v2" once listening.
+    Prints "Punk API VERSION serving <N> beers at http://HOST:PORT/VERSION" once listening,
+    VERSION being the --api-version (v2 or v3).
     """
     from brewops.punkapi.server import Faults, PunkApiServer
 
