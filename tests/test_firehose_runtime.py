@@ -11,7 +11,7 @@ import json
 import logging
 import re
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from brewops.firehose_runtime.prefixes import (
     evaluate_prefix,
     java_format,
     object_name,
+    static_root,
 )
 from brewops.firehose_runtime.processing import (
     DUPLICATED_RECORD_ID,
@@ -111,10 +112,31 @@ PROCESSING = {
         ("D", "67"),
         ("h a", "9 AM"),
         ("'it''s' yyyy", "it's 2024"),
+        ("'Q'Q", "Q1"),
     ],
 )
 def test_java_date_time_patterns(pattern, expected):
     assert java_format(MOMENT, pattern) == expected
+
+
+@pytest.mark.parametrize(
+    ("hour", "pattern", "expected"),
+    [
+        (0, "h a", "12 AM"),
+        (0, "k K", "24 0"),
+        (12, "h a", "12 PM"),
+        (12, "k K", "12 0"),
+        (23, "h a k", "11 PM 23"),
+    ],
+)
+def test_clock_hours_at_midnight_and_noon(hour, pattern, expected):
+    assert java_format(MOMENT.replace(hour=hour), pattern) == expected
+
+
+def test_a_moment_in_another_zone_is_formatted_in_utc():
+    # 01:30 in UTC+2 is still the day before in UTC: that day names the partition
+    moment = datetime(2024, 3, 7, 1, 30, tzinfo=timezone(timedelta(hours=2)))
+    assert java_format(moment, "yyyy-MM-dd HH:mm") == "2024-03-06 23:30"
 
 
 def test_every_timestamp_in_a_prefix_is_the_same_instant():
@@ -150,6 +172,24 @@ def test_default_prefixes():
         )
         == "format-conversion-failed/2024/03/07/09/"
     )
+    assert (
+        evaluate_prefix(effective_error_prefix("errors/"), MOMENT, error_output_type="x")
+        == "errors/2024/03/07/09/"
+    )
+
+
+@pytest.mark.parametrize(
+    ("prefix", "root"),
+    [
+        ("cleaned/ingest_date=!{timestamp:yyyy-MM-dd}/", "cleaned/ingest_date="),
+        ("errors/!{firehose:error-output-type}/!{timestamp:yyyy}/", "errors/"),
+        ("raw/", "raw/"),
+        ("!{timestamp:yyyy}/", ""),
+        (None, ""),
+    ],
+)
+def test_the_static_root_is_everything_before_the_first_expression(prefix, root):
+    assert static_root(prefix) == root
 
 
 @pytest.mark.parametrize(
@@ -373,6 +413,15 @@ def test_a_handler_exception_is_retried_then_fails_every_record():
     assert batch.attempts == 4
     assert {o.failure.document["errorCode"] for o in batch.outcomes} == {"Lambda.FunctionError"}
     assert all("boom" in o.failure.document["errorMessage"] for o in batch.outcomes)
+
+
+def test_an_error_record_keeps_when_its_record_arrived():
+    records = source_records(b"a", b"b")
+    batch = stage_for(FakeFunction(error="RuntimeError: boom")).process(records)
+
+    documents = [o.failure.document for o in batch.outcomes]
+    assert [d["arrivalTimestamp"] for d in documents] == [r.arrival_ms for r in records]
+    assert all(d["attemptEndingTimestamp"] >= d["arrivalTimestamp"] for d in documents)
 
 
 def test_an_answer_over_the_lambda_payload_limit_is_a_failed_call():

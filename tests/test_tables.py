@@ -51,8 +51,10 @@ def test_projection_parses_only_exact_dates():
         ("ingest_date=2026-11-26/sub/object", None, "in a sub-folder of partition"),
         ("ingest_date=26-11-2026/object", None, "does not match yyyy-MM-dd"),
         ("ingest_date=2023-12-31/object", None, "outside the projection range"),
+        ("ingest_date=2024-01-01/object", "2024-01-01", None),  # the range's first day
         ("ingest_date=2026-11-27/object", None, "outside the projection range"),
         ("ingest_date=2026-11-26/_SUCCESS", None, "hidden file name"),
+        ("ingest_date=2026-11-26/.brewops-cleaned.tmp", None, "hidden file name"),
         ("year=2026/object", None, "not under a ingest_date=… partition folder"),
     ],
 )
@@ -95,6 +97,27 @@ def test_typed_frames_carry_the_glue_types_and_keep_what_does_not_fit():
     assert out["name"].isna().all() and str(out["name"].dtype) == "string"
 
 
+def test_ids_given_as_numbers_and_as_text_are_still_bigints():
+    # JSON lines where one writer quoted the id: "2" fits a bigint as well as 2 does
+    out = typed(pd.DataFrame({"id": pd.Series([1, "2", None], dtype=object)}), [("id", "bigint")])
+
+    assert str(out["id"].dtype) == "Int64"
+    assert out["id"].tolist() == [1, 2, pd.NA]
+
+
+@pytest.mark.parametrize(
+    ("key", "partition", "reason"),
+    [("object", "", None), ("sub/object", None, "in a sub-folder"), ("_tmp", None, "hidden")],
+)
+def test_a_table_without_partitions_reads_only_its_own_folder(key, partition, reason):
+    info = table_info(partition_keys=())
+
+    found_partition, found_reason = place_in_layout(info, f"s3://bkt/cleaned/{key}", NOW)
+
+    assert found_partition == partition
+    assert (found_reason is None) if reason is None else (reason in found_reason)
+
+
 def test_latest_per_id_keeps_the_last_ingested_record():
     df = pd.DataFrame(
         {
@@ -114,6 +137,17 @@ def test_latest_per_id_keeps_the_last_ingested_record():
     latest = latest_per_id(df)
     assert latest["id"].tolist() == [1, 2]
     assert latest["abv"].tolist() == [1.0, 2.5]
+
+
+def test_a_record_without_an_ingestion_time_is_not_the_latest():
+    df = pd.DataFrame(
+        {
+            "id": pd.array([1, 1], dtype="Int64"),
+            "abv": [4.5, 9.9],
+            "ingested_at": pd.to_datetime(["2026-11-26 10:00", None]),
+        }
+    )
+    assert latest_per_id(df)["abv"].tolist() == [4.5]
 
 
 def test_latest_per_id_falls_back_to_delivery_order():

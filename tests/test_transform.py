@@ -76,6 +76,19 @@ def test_ingested_at_falls_back_to_firehose_arrival_then_now():
     assert TIMESTAMP.match(second["ingested_at"])
 
 
+@pytest.mark.parametrize("arrival", ["soon", 10**20, [1714566600123], -(10**20)])
+def test_an_unusable_arrival_time_falls_back_to_now_and_the_beer_is_still_ok(arrival):
+    # a good beer with odd metadata is still a beer: only its ingested_at is a guess
+    odd = record(
+        '{"id": 1, "name": "Buzz"}', kinesisRecordMetadata={"approximateArrivalTimestamp": arrival}
+    )
+
+    [outcome] = transform.transform_records([odd])
+
+    assert outcome.result == "Ok", outcome.reason
+    assert TIMESTAMP.match(json.loads(outcome.data)["ingested_at"])
+
+
 def test_the_handler_returns_the_powertools_event_records_unchanged_in_number(
     load_event, lambda_context
 ):
@@ -142,6 +155,13 @@ def test_cleaned_records_follow_the_schema(catalog_beers):
         assert value is None or isinstance(value, column.python_type), column.name
 
 
+def test_the_cleaned_record_holds_the_nine_challenge_columns_then_ingested_at():
+    nine = ["id", "name", "abv", "ibu", "target_fg", "target_og", "ebc", "srm", "ph"]
+
+    assert list(schema.CHALLENGE_COLUMNS) == nine
+    assert [c.name for c in schema.CLEANED_COLUMNS] == [*nine, "ingested_at"]
+
+
 # ------------------------------------------------------------------ coercion
 
 
@@ -168,7 +188,15 @@ def test_numbers_are_coerced_and_nulls_stay_null(given, expected):
 
 @pytest.mark.parametrize(
     ("given", "expected"),
-    [("12", 12), (12.0, 12), (" 7 ", 7), ("12.0", 12), ("9007199254740993", 2**53 + 1)],
+    [
+        ("12", 12),
+        (12.0, 12),
+        (" 7 ", 7),
+        ("12.0", 12),
+        ("9007199254740993", 2**53 + 1),
+        (2**63 - 1, 2**63 - 1),  # the largest Glue bigint is still an id
+        ("9223372036854775807", 2**63 - 1),
+    ],
 )
 def test_ids_are_coerced_to_integers(given, expected):
     assert transform.clean_beer({"id": given, "name": "Buzz"}, "t")["id"] == expected
@@ -197,6 +225,7 @@ BAD_RECORDS = {
     "no name": ('{"id": 1}', "name: missing"),
     "empty name": ('{"id": 1, "name": " "}', "name: empty"),
     "object name": ('{"id": 1, "name": {"en": "Buzz"}}', "name: expected text"),
+    "boolean name": ('{"id": 1, "name": true}', "name: expected text"),
     "text abv": ('{"id": 1, "name": "Buzz", "abv": "strong"}', "abv: expected a number"),
     "boolean ibu": ('{"id": 1, "name": "Buzz", "ibu": false}', "ibu: expected a number"),
     "list ph": ('{"id": 1, "name": "Buzz", "ph": [4.4]}', "ph: expected a number"),

@@ -173,6 +173,17 @@ def test_diverted_records_count_against_missing_rows_without_known_ids():
     assert result.as_row()["diverted to errors"] == 2
 
 
+def test_only_ids_missing_from_the_table_are_diverted():
+    # beer 2 failed once and was delivered later: it is in the table, not diverted
+    df = pd.DataFrame({"id": pd.array([1, 2, 3], dtype="Int64")})
+    expected = Expectation(ids=frozenset({1, 2, 3, 4}))
+
+    result = reconcile(df, expected, diverted=[_failed(2, "ph"), _failed(4, "abv")])
+
+    assert result.diverted == {4: "Lambda.ProcessingFailed: abv"}
+    assert result.ok and result.diverted_records == 2
+
+
 def _failed(beer_id, message="bad"):
     return ErrorRecord("errors/cleaned/x", beer_id, "Lambda.ProcessingFailed", message)
 
@@ -196,6 +207,15 @@ def test_ids_that_are_not_whole_numbers_are_left_out_of_the_reconciliation():
     result = reconcile(df, Expectation(ids=frozenset({1, 2, 3})))
 
     assert result.unique_ids == 2 and result.lost_ids == [3]
+
+
+def test_a_fractional_id_does_not_stand_for_the_whole_id_below_it():
+    # 3.5 is not beer 3: reading it as 3 would hide beer 3's loss
+    df = pd.DataFrame({"id": pd.Series([1, 3.5], dtype=object)})
+
+    result = reconcile(df, Expectation(ids=frozenset({1, 3})))
+
+    assert result.lost_ids == [3] and not result.ok
 
 
 def test_nothing_to_reconcile_is_not_checked():
@@ -284,6 +304,24 @@ def test_unparseable_values_are_named_and_not_counted_as_nulls():
     assert ["nulls", "name", 3] in [r[:3] for r in found]
     assert report.ids("fg > og") == [2]
     assert report.counts()["unparseable"] == 1
+
+
+def test_a_final_gravity_equal_to_the_original_is_not_above_it():
+    frame = pd.DataFrame(
+        {"id": [1, 2, 3], "target_fg": [1050.0, 1051.0, 1010.0], "target_og": [1050.0] * 3}
+    )
+
+    report = quality_report(frame)
+
+    assert report.ids("fg > og") == [2]
+
+
+def test_an_id_below_one_is_out_of_range():
+    frame = pd.DataFrame({"id": pd.array([0, 1, -3], dtype="Int64"), "name": ["a", "b", "c"]})
+
+    report = quality_report(frame)
+
+    assert report.ids("range", "id") == [-3, 0]
 
 
 def test_rules_can_be_selected():

@@ -108,6 +108,23 @@ def test_an_object_outside_the_partition_layout_fails(delivered):
     assert caught.value.failures[0].rows == (stray, ahead)
 
 
+def test_a_projection_athena_cannot_use_fails_the_partition_layout_gate(delivered):
+    local = delivered.tables
+    database, name = local.outputs["GlueDatabaseName"], local.outputs["CleanedTableName"]
+    table = local.glue.get_table(DatabaseName=database, Name=name)["Table"]
+    table_input = {
+        key: table[key]
+        for key in ("Name", "TableType", "Parameters", "PartitionKeys", "StorageDescriptor")
+    }
+    table_input["Parameters"] = {**table["Parameters"], "projection.enabled": "false"}
+    local.glue.update_table(DatabaseName=database, TableInput=table_input)
+
+    with pytest.raises(validation.PartitionLayoutError) as caught:
+        _run(delivered)
+    assert "partition layout (cleaned): projection.enabled is not true" in str(caught.value)
+    assert caught.value.failures[0].table == "cleaned"
+
+
 def test_a_lost_record_fails_naming_its_id(delivered):
     with pytest.raises(validation.LostRecordsError) as caught:
         _run(delivered, expected=Expectation(ids=ALL_IDS | {326, 400}))
