@@ -999,3 +999,65 @@ def test_a_delivery_stream_reads_the_stream_from_when_it_was_created(streaming_s
         for line in gzip.decompress(stack.read(key)).splitlines()
     ]
     assert sorted(ids) == [6, 7, 8]
+
+
+def test_a_call_that_runs_past_the_timeout_fails_and_its_answer_is_thrown_away(
+    tmp_path, monkeypatch
+):
+    (tmp_path / "slow_handler.py").write_text(
+        "import time\n\ndef handler(event, context):\n    time.sleep(1.1)\n    return event\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    log_file = tmp_path / "logs" / "f.log"
+
+    slow = _local_function("slow_handler.handler", log_dir=log_file.parent)
+    slow.configuration["Timeout"] = 1
+    timed_out = slow.invoke({"records": []})
+    slow.configuration["Timeout"] = 2
+    in_time = slow.invoke({"records": []})
+
+    assert timed_out.failed and timed_out.result is None
+    assert timed_out.error.startswith(
+        f"Sandbox.Timedout: RequestId: {timed_out.request_id} Error: Task timed out after 1."
+    )
+    assert f"{timed_out.request_id} Task timed out after" in log_file.read_text()
+    assert not in_time.failed and in_time.result == {"records": []}
+
+
+def test_functions_called_from_two_threads_each_see_their_own_environment_and_logs(
+    tmp_path, monkeypatch
+):
+    # the scheduler's producer runs in a thread beside the Firehose transform
+    (tmp_path / "who_handler.py").write_text(
+        "import os, time\n\n"
+        "def handler(event, context):\n"
+        "    print('start', os.environ['WHO'])\n"
+        "    time.sleep(0.3)\n"
+        "    print('end', os.environ['WHO'])\n"
+        "    return os.environ['WHO']\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    functions = {
+        who: _local_function(
+            "who_handler.handler", environment={"WHO": who}, log_dir=tmp_path / "logs"
+        )
+        for who in ("producer", "transform")
+    }
+    results: dict[str, Invocation] = {}
+
+    def call(who: str) -> None:
+        results[who] = functions[who].invoke({})
+
+    threads = [threading.Thread(target=call, args=(who,)) for who in functions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert {who: invocation.result for who, invocation in results.items()} == {
+        "producer": "producer",
+        "transform": "transform",
+    }
+    lines = (tmp_path / "logs" / "f.log").read_text().splitlines()
+    first, second = lines[0].split()[1], lines[2].split()[1]
+    assert lines == [f"start {first}", f"end {first}", f"start {second}", f"end {second}"]

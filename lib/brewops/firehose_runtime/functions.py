@@ -14,6 +14,7 @@ import importlib
 import io
 import logging
 import sys
+import threading
 import time
 import traceback
 import uuid
@@ -28,6 +29,10 @@ logger = logging.getLogger(__name__)
 
 # well under PutLogEvents' 10,000 events and 1 MB per call for a Lambda's log lines
 LOG_EVENTS_PER_CALL = 1_000
+# A function's environment and its captured output are the whole process's: os.environ and
+# sys.stdout. Two functions called from two threads (the scheduler's producer beside the
+# Firehose transform) would read each other's variables and log lines, so one runs at a time.
+_ONE_AT_A_TIME = threading.RLock()
 
 
 class HandlerLoadError(Exception):
@@ -189,8 +194,13 @@ class LocalFunction:
                 ) from error
         return self._handler
 
+    @property
+    def timeout(self) -> int:
+        """Seconds a call may take: the function's Timeout, Lambda's default 3 without one."""
+        return int(self.configuration.get("Timeout", 3))
+
     def context(self, request_id: str) -> LambdaContext:
-        timeout = int(self.configuration.get("Timeout", 3))
+        timeout = self.timeout
         return LambdaContext(
             function_name=self.name,
             function_version=self.configuration.get("Version", "$LATEST"),
@@ -204,7 +214,14 @@ class LocalFunction:
 
     def invoke(self, event: Any) -> Invocation:
         """Call the handler once; an exception becomes a failed Invocation, as in Lambda.
-        So does a handler that cannot be loaded, with the error type Lambda gives it."""
+        So does a handler that cannot be loaded, with the error type Lambda gives it, and
+        a call that ran past the function's Timeout. In-process, such a call cannot be
+        stopped midway: it is failed when it returns, and its answer thrown away, which is
+        what the caller of a timed-out Lambda sees."""
+        with _ONE_AT_A_TIME:
+            return self._invoke(event)
+
+    def _invoke(self, event: Any) -> Invocation:
         invocation = Invocation(request_id=str(uuid.uuid4()))
         handler = None
         try:
@@ -215,11 +232,21 @@ class LocalFunction:
             invocation.error_trace = traceback.format_exc()
         with applied_environment(self.environment), captured_output(self.log_file) as logs:
             if handler is not None:
+                started = time.monotonic()
                 try:
                     invocation.result = handler(event, self.context(invocation.request_id))
                 except Exception as error:  # Lambda reports any exception as a function error
                     invocation.error = f"{type(error).__name__}: {error}"
                     invocation.error_trace = traceback.format_exc()
+                elapsed = time.monotonic() - started
+                if elapsed > self.timeout:
+                    invocation.result, invocation.error_trace = None, None
+                    invocation.error = (
+                        f"Sandbox.Timedout: RequestId: {invocation.request_id} "
+                        f"Error: Task timed out after {elapsed:.2f} seconds"
+                    )
+                    # Lambda writes this line to the function's log itself
+                    print(f"{invocation.request_id} Task timed out after {elapsed:.2f} seconds")
         invocation.log_records = logs.records
         if invocation.failed:
             logger.warning("%s raised %s", self.name, invocation.error)
