@@ -269,6 +269,19 @@ def test_figures_and_ids_recorded_against_another_stack_are_ignored(tmp_path, mo
     assert validation.produced_ids_expectation("local", "stack/new").ids == frozenset({7})
 
 
+def test_an_id_the_stream_commands_sent_twice_is_expected_as_two_records(tmp_path, monkeypatch):
+    from brewops.streaming_cli import remember_produced
+
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path))
+    monkeypatch.setenv(summary.FIGURES_ENV, str(tmp_path / "04_validate_glue_table.json"))
+    remember_produced("local", [1, 2, 3], "stack/a")  # a backfill
+    remember_produced("local", [2], "stack/a")  # a tick that drew beer 2 again
+
+    expected = validation.as_expectation(None, "local", stack_id="stack/a")
+
+    assert (expected.records, expected.ids) == (4, frozenset({1, 2, 3}))
+
+
 # ------------------------------------------------------------------ data quality
 
 
