@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 import subprocess
@@ -10,6 +11,8 @@ import subprocess
 import pytest
 
 from brewops import infra
+from brewops import target as targets
+from brewops.errors import ActionableError
 from brewops.paths import repo_root, template_path
 
 
@@ -113,6 +116,117 @@ def test_sam_deploy_builds_and_deploys_with_the_stacks_environment(tmp_path, mon
         .splitlines()[-1]
         .endswith("--parameter-overrides Stage=prod ScheduleState=DISABLED")
     )
+
+
+def _fake_sam(directory, monkeypatch, script: str):
+    """A stand-in `sam` on PATH running `script` (sh); the real one needs an AWS account."""
+    fake = directory / "sam"
+    fake.write_text(f"#!/bin/sh\n{script}\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{directory}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_parameter_values_with_spaces_or_quotes_reach_sam_whole(tmp_path, monkeypatch):
+    args = tmp_path / "args"
+    _fake_sam(tmp_path, monkeypatch, f"printf '%s\\n' \"$@\" > {args}")
+
+    infra.deploy("aws", "brewops-dev", ScheduleRate="rate(1 hour)", Note='say "hi"', Empty="")
+
+    recorded = args.read_text().splitlines()
+    overrides = recorded[recorded.index("--parameter-overrides") + 1 :]
+    # SAM's own parser of the option splits unquoted values at spaces: rate(1 hour) -> rate(1
+    parse = (
+        "import json, sys; from samcli.cli.types import CfnParameterOverridesType; "
+        "print(json.dumps(CfnParameterOverridesType().convert(tuple(sys.argv[1:]), None, None)))"
+    )
+    assert SAM.exists(), "the SAM CLI is installed by `make test` (or `make sam-validate`)"
+    parsed = subprocess.run(
+        [SAM.parent / "python", "-c", parse, *overrides],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "SAM_CLI_TELEMETRY": "0"},
+    )
+    assert json.loads(parsed.stdout) == {
+        "Stage": "dev",
+        "ScheduleRate": "rate(1 hour)",
+        "Note": 'say "hi"',
+        "Empty": "",
+    }
+
+
+ROLLED_BACK_ON_CREATE = (
+    "Error: Failed to create changeset for the stack: brewops-dev, An error occurred "
+    "(ValidationError) when calling the CreateChangeSet operation: Stack:arn:aws:"
+    "cloudformation:eu-west-1:123456789012:stack/brewops-dev/1 is in ROLLBACK_COMPLETE "
+    "state and can not be updated."
+)
+
+
+@pytest.mark.parametrize(
+    ("command", "sam_says", "next_step"),
+    [
+        pytest.param(
+            "deploy",
+            ROLLED_BACK_ON_CREATE,
+            "sam delete --stack-name brewops-dev",
+            id="first-deploy-rolled-back",
+        ),
+        pytest.param(
+            "deploy",
+            ROLLED_BACK_ON_CREATE.replace("ROLLBACK_COMPLETE", "UPDATE_ROLLBACK_FAILED"),
+            "continue-update-rollback --stack-name brewops-dev",
+            id="update-rollback-failed",
+        ),
+        # an update that rolled back leaves a stack that takes the next deploy as it is
+        pytest.param(
+            "deploy",
+            "UPDATE_ROLLBACK_COMPLETE\nError: Failed to create/update the stack: brewops-dev",
+            "the output above shows why",
+            id="update-rolled-back",
+        ),
+        pytest.param(
+            "delete",
+            "Error: Stack brewops-dev could not be deleted as it encountered DELETE_FAILED",
+            "describe-stack-events --stack-name brewops-dev",
+            id="delete-failed",
+        ),
+    ],
+)
+def test_a_failed_sam_command_shows_its_output_and_says_what_to_do(
+    tmp_path, monkeypatch, capsys, command, sam_says, next_step
+):
+    # sam build succeeds; deploy and delete fail as SAM reports it, on stderr
+    _fake_sam(
+        tmp_path,
+        monkeypatch,
+        f'[ "$1" = build ] && exit 0\necho "working on it"\nprintf \'%s\\n\' "{sam_says}" >&2\nexit 1',
+    )
+    act = infra.deploy if command == "deploy" else infra.teardown
+
+    with pytest.raises(infra.SamCommandError) as raised:
+        act("aws", "brewops-dev")
+
+    assert isinstance(raised.value, ActionableError)
+    message = str(raised.value)
+    assert f"`sam {command}` failed (exit 1) for stack brewops-dev" in message
+    assert sam_says.splitlines()[-1] in message
+    assert next_step in message
+    # the output goes through sys.stdout, where a notebook cell shows it
+    assert "working on it" in capsys.readouterr().out
+
+
+def test_sam_never_inherits_the_local_targets_endpoint(tmp_path, monkeypatch):
+    # what targets.use("local") leaves in the environment of this process
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+    monkeypatch.setattr(targets, "_saved_environment", {"AWS_ENDPOINT_URL": None})
+    seen = tmp_path / "endpoint"
+    _fake_sam(tmp_path, monkeypatch, f'echo "[$AWS_ENDPOINT_URL]" >> {seen}')
+
+    infra.deploy("aws", "brewops-dev")
+    infra.teardown("aws", "brewops-dev")
+
+    assert seen.read_text().splitlines() == ["[]", "[]", "[]"]  # build, deploy, delete
 
 
 SAM = repo_root() / ".venv-sam" / "bin" / "sam"

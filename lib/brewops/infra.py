@@ -9,9 +9,11 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from brewops.errors import ActionableError
 from brewops.local.state import default_stack_name
 from brewops.paths import repo_root, template_path
 
@@ -261,6 +263,94 @@ def sam_config_parameters(config_env: str, config: Path | None = None) -> dict[s
     return dict(pair.split("=", 1) for pair in pairs)
 
 
+class SamCommandError(RuntimeError, ActionableError):
+    """A `sam` command failed; the message says what to do next."""
+
+
+# What to do when the output of a failed `sam deploy` or `sam delete` holds a pattern
+# ({stack}: the stack's name).
+SAM_NEXT_STEPS: dict[str, tuple[tuple[str, str], ...]] = {
+    "deploy": (
+        (
+            r"(?<![A-Z_])ROLLBACK_(?:COMPLETE|FAILED)",
+            "the stack's first deploy failed and CloudFormation rolled it back, which leaves "
+            "a stack that can never be updated: fix the cause above, delete the stack (`sam "
+            "delete --stack-name {stack} --no-prompts`, or brewops.infra.teardown('aws')) and "
+            "deploy again",
+        ),
+        (
+            r"UPDATE_ROLLBACK_FAILED",
+            "an update could not be rolled back: fix the cause above, run `aws cloudformation "
+            "continue-update-rollback --stack-name {stack}` and deploy again once it is "
+            "UPDATE_ROLLBACK_COMPLETE",
+        ),
+    ),
+    "delete": (
+        (
+            r"DELETE_FAILED",
+            "`aws cloudformation describe-stack-events --stack-name {stack}` names the resource "
+            "that could not be deleted: remove what holds it, then delete the stack again",
+        ),
+    ),
+}
+STACK_BUSY = r"is in \w+_IN_PROGRESS state"
+
+
+def _run_sam(command: list[str], stack_name: str) -> None:
+    """Run `command`, echoing its output through sys.stdout (a notebook shows it in the
+    cell); a failure raises SamCommandError with SAM's own error and the next step."""
+    seen: list[str] = []  # the whole output: a rollback state may be far from the end
+    with subprocess.Popen(
+        command,
+        cwd=repo_root(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+    ) as process:
+        try:
+            for line in process.stdout or ():
+                sys.stdout.write(line)
+                sys.stdout.flush()
+                seen.append(line.rstrip())
+        except BaseException:  # an interrupted cell stops sam too, as subprocess.run does
+            process.kill()
+            raise
+    if process.returncode == 0:
+        return
+    output = "\n".join(seen)
+    errors = [line for line in seen if line.startswith("Error")] or seen[-3:]
+    steps = (
+        *SAM_NEXT_STEPS.get(command[1], ()),
+        (STACK_BUSY, "another operation on the stack is still running: wait until it ends"),
+    )
+    next_step = next(
+        (step for pattern, step in steps if re.search(pattern, output)),
+        "the output above shows why",
+    )
+    raise SamCommandError(
+        f"`sam {command[1]}` failed (exit {process.returncode}) for stack {stack_name}: "
+        f"{' '.join(errors).strip() or 'no output'}. Next: {next_step.format(stack=stack_name)}."
+    )
+
+
+def _parameter_override(key: str, value: str) -> str:
+    """`key=value` as `sam --parameter-overrides` reads it: SAM splits the list at spaces
+    and drops an empty value, so such values go in double quotes."""
+    if value and not re.search(r"[\s\"']", value):
+        return f"{key}={value}"
+    escaped = value.replace('"', '\\"')
+    return f'{key}="{escaped}"'
+
+
+def _leave_the_emulator() -> None:
+    """`sam` inherits this process's environment: after targets.use("local") it holds the
+    emulator's endpoint and dummy keys, which would send the deploy there."""
+    from brewops import target as targets
+
+    targets.use("aws")
+
+
 def sam_deploy(stack_name: str, parameter_overrides: dict[str, str] | None = None) -> None:
     """`sam build` then `sam deploy` for the aws target, with the settings of the
     samconfig.toml environment that deploys `stack_name`."""
@@ -275,13 +365,14 @@ def sam_deploy(stack_name: str, parameter_overrides: dict[str, str] | None = Non
     # them, so both go on the command line, the caller's winning
     overrides = (
         [
-            f"{k}={v}"
+            _parameter_override(k, str(v))
             for k, v in {**sam_config_parameters(config_env), **parameter_overrides}.items()
         ]
         if parameter_overrides
         else []
     )
-    subprocess.run([sam, "build", "--config-env", config_env], cwd=repo_root(), check=True)
+    _leave_the_emulator()
+    _run_sam([sam, "build", "--config-env", config_env], stack_name)
     deploy = [
         sam,
         "deploy",
@@ -294,16 +385,15 @@ def sam_deploy(stack_name: str, parameter_overrides: dict[str, str] | None = Non
     ]
     if overrides:
         deploy += ["--parameter-overrides", *overrides]
-    subprocess.run(deploy, cwd=repo_root(), check=True)
+    _run_sam(deploy, stack_name)
 
 
 def sam_delete(stack_name: str) -> None:
     sam = shutil.which("sam")
     if sam is None:
         raise RuntimeError("the AWS SAM CLI is not installed (see README, 'Deploy to AWS')")
-    subprocess.run(
-        [sam, "delete", "--stack-name", stack_name, "--no-prompts"], cwd=repo_root(), check=True
-    )
+    _leave_the_emulator()
+    _run_sam([sam, "delete", "--stack-name", stack_name, "--no-prompts"], stack_name)
 
 
 def output_names(template: dict[str, Any] | None = None) -> list[str]:
