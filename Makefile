@@ -52,7 +52,7 @@ lint: setup ## ruff over .py and .ipynb
 
 # $(STAMP) brings uv, and the installed package whose lockfiles module the last step runs
 lock: $(STAMP) ## Re-resolve the pinned dependency set (requirements.lock, environment.yml, Lambda requirements)
-	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 --universal \
+	$(UV) pip compile pyproject.toml --extra notebooks --extra dev --python-version 3.11 --universal \
 		--quiet --custom-compile-command "make lock" -o requirements.lock
 	$(UV) pip compile lib/brewops/lambda-requirements.in --python-version 3.13 \
 		--python-platform x86_64-manylinux_2_28 --quiet --custom-compile-command "make lock" \

@@ -98,6 +98,64 @@ def test_notebook_follows_the_conventions(notebook: Path):
         assert not defined, f"cell {i} defines {defined}: logic belongs in the package"
 
 
+def _colab_cell(notebook: Path, home: Path) -> str:
+    """The notebook's Colab install cell, with the clone going to `home`."""
+    source = "".join(json.loads(notebook.read_text())["cells"][1]["source"])
+    assert '"google.colab" in sys.modules' in source
+    return source.replace("/content/brewops", str(home))
+
+
+@pytest.mark.parametrize(
+    ("notebook", "fills_the_stack"),
+    [
+        ("01_explore_api", False),
+        ("04_validate_glue_table", True),
+        ("05_train_evaluate_model", True),
+    ],
+)
+def test_the_colab_cell_installs_once_and_fills_the_stack_where_notebook_03_is_needed(
+    notebook: str, fills_the_stack: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Colab runs each notebook in a runtime of its own: one that reads what notebook 03
+    produced fills the stack itself. An interrupted install is tried again."""
+    home = tmp_path / "brewops"
+    cell = _colab_cell(ROOT / "notebooks" / f"{notebook}.ipynb", home)
+    monkeypatch.setitem(sys.modules, "google.colab", type(sys)("google.colab"))
+    monkeypatch.setenv("BREWOPS_HOME", str(home))  # restored after the cell sets it
+    ran: list[str] = []
+    pip_failures = [1]  # the first install is interrupted
+
+    def run(command, check=False):
+        step = " ".join(str(part) for part in command[1:4])
+        ran.append(step)
+        if command[0] == "git":
+            home.mkdir()
+        elif "pip" in command and pip_failures[0]:
+            pip_failures[0] -= 1
+            raise subprocess.CalledProcessError(1, command)
+        elif command[1:3] == ["stream", "backfill"]:  # what a backfill remembers
+            from brewops.streaming_cli import remember_produced
+
+            remember_produced("local", [1], "stack")
+
+    monkeypatch.setattr(subprocess, "run", run)
+
+    with pytest.raises(subprocess.CalledProcessError):
+        exec(cell, {})
+    exec(cell, {})
+    exec(cell, {})
+
+    fill = ["stream backfill --no-progress", "stream drain --no-progress"]
+    assert ran == [
+        "clone -q --depth",
+        "-m pip install",
+        "-m pip install",  # tried again, without cloning again
+        "local up",
+        *(fill if fills_the_stack else []),
+        "local up",  # once installed and filled, a second run only checks the target is up
+    ]
+
+
 def test_environment_yml_pins_exactly_the_lock():
     lock = lockfiles.lock_pins()
     env = lockfiles.environment_pins()

@@ -24,7 +24,8 @@ records fail the notebook. The catalogue's quirks (ph 79 on id 317, abv 55 on id
 beers with `target_fg` above `target_og`, the nulls) are findings: reported, never failing.
 """,
     needs="""
-The stack deployed (notebook 02) and filled (notebook 03). Locally the tables are read
+The stack deployed (notebook 02) and filled (notebook 03; in Colab, whose runtime runs this
+notebook alone, the install cell fills it the same way). Locally the tables are read
 through Glue and S3 with awswrangler (there is no Athena in the emulator); with
 `target = "aws"` through Athena, in the stack's workgroup.
 """,
@@ -186,4 +187,5 @@ if real_catalogue:
 """),
         md("## Clean-up\n\nNothing to clean up: this notebook only reads."),
     ],
+    reads_produced_data=True,
 )

@@ -17,20 +17,34 @@ BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 
 COLAB_INSTALL = f"""\
 # In Colab, set up what `make setup` does locally: the repository (template, lock file),
-# the package at the lock file's versions, and the local target (emulator + Punk API).
+# the package at the lock file's versions (Colab keeps its own Jupyter), and the local
+# target (emulator + Punk API).
 import os
 import subprocess
 import sys
 
 if "google.colab" in sys.modules:
     home = "/content/brewops"
-    if not os.path.isdir(home):
-        repository = "https://github.com/{REPOSITORY}"
-        subprocess.run(["git", "clone", "-q", "--depth", "1", repository, home], check=True)
+    installed = f"{{home}}/.colab-installed"
+    if not os.path.exists(installed):  # an interrupted install is tried again
+        if not os.path.isdir(home):
+            repository = "https://github.com/{REPOSITORY}"
+            subprocess.run(["git", "clone", "-q", "--depth", "1", repository, home], check=True)
         lock = f"{{home}}/requirements.lock"
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-c", lock, home], check=True)
+        open(installed, "w").close()
     os.environ["BREWOPS_HOME"] = home  # where the template and the build folder live
     subprocess.run(["brewops", "local", "up"], check=True)  # left unused by target "aws\""""
+
+# Notebooks that read what notebook 03 produced. A Colab runtime runs one notebook, so
+# there the stack is filled the way notebook 03 fills it (backfill, then delivery), once.
+COLAB_FILL_STACK = """
+    # This Colab runtime has not run notebook 03: fill the stack as it does, once.
+    from brewops.streaming_cli import produced_ids_file
+
+    if not produced_ids_file("local").exists():
+        for step in ("backfill", "drain"):
+            subprocess.run(["brewops", "stream", step, "--no-progress"], check=True)"""
 
 
 def md(text: str) -> nbformat.NotebookNode:
@@ -42,7 +56,14 @@ def code(text: str) -> nbformat.NotebookNode:
 
 
 def build(
-    name: str, title: str, overview: str, needs: str, costs: str, parameters: str, cells: list
+    name: str,
+    title: str,
+    overview: str,
+    needs: str,
+    costs: str,
+    parameters: str,
+    cells: list,
+    reads_produced_data: bool = False,
 ) -> Path:
     badge = f"[![Open In Colab]({BADGE})]({COLAB.format(repo=REPOSITORY, name=name)})"
     intro = (
@@ -52,7 +73,8 @@ def build(
     params = code(parameters)
     params.metadata["tags"] = ["parameters"]
     nb = nbformat.v4.new_notebook()
-    nb.cells = [md(intro), code(COLAB_INSTALL), params, *cells]
+    install = COLAB_INSTALL + (COLAB_FILL_STACK if reads_produced_data else "")
+    nb.cells = [md(intro), code(install), params, *cells]
     for number, cell in enumerate(nb.cells):  # stable ids keep regenerated notebooks diff-free
         cell.id = f"{name[:2]}-{number:02d}"
     nb.metadata["kernelspec"] = {
