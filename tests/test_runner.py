@@ -191,3 +191,15 @@ def test_the_run_says_it_is_bringing_up_the_local_target_and_leaves_a_running_on
     assert said.startswith("==> local target: emulator, Punk API server and stack")
     assert "already running" in said and "stopping" not in said
     assert local.status() is not None
+
+
+def test_without_the_notebooks_extra_run_says_how_to_install_it_before_starting_anything(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "papermill", None)  # as in a core-only install
+    monkeypatch.setattr(runner, "target_services", lambda target: pytest.fail("started"))
+
+    result = CliRunner().invoke(runner.run_command, ["--only", "01"])
+
+    assert isinstance(result.exception, runner.NotebookStackMissing)
+    assert "pip install -c requirements.lock '.[notebooks]'" in str(result.exception)

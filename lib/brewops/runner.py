@@ -25,6 +25,7 @@ import yaml
 
 from brewops import summary
 from brewops.environ import applied_environment
+from brewops.errors import ActionableError
 from brewops.paths import build_dir, notebooks_dir
 
 NOTEBOOK_NAME = re.compile(r"^(\d{2})_[a-z0-9_]+\.ipynb$")
@@ -101,6 +102,23 @@ def render_html(executed: Path) -> Path:
     return html
 
 
+class NotebookStackMissing(ImportError, ActionableError):
+    """The package was installed without what runs notebooks (papermill, nbconvert)."""
+
+
+def notebook_executor() -> Any:
+    """papermill, or an error that says how to install it."""
+    try:
+        import nbconvert  # noqa: F401  (renders the executed copies)
+        import papermill
+    except ImportError as error:  # installed without the extra, as Colab's install cell does
+        raise NotebookStackMissing(
+            f"running notebooks needs the `notebooks` extra ({error.name} is missing): "
+            "`make setup`, or `pip install -c requirements.lock '.[notebooks]'`"
+        ) from error
+    return papermill
+
+
 @contextlib.contextmanager
 def target_services(target: str) -> Iterator[None]:
     """The local target brings up the emulator, the Punk API and the stack, and takes
@@ -132,7 +150,7 @@ def execute(
 ) -> RunSummary:
     """Run `notebooks` in order against `target`; stop at the first failure. A parameter
     none of them defines is refused before any runs."""
-    import papermill
+    papermill = notebook_executor()
 
     check_parameters(notebooks, parameters or {})
     out_dir = out_dir or build_dir()
@@ -251,7 +269,8 @@ def run_command(
     if not notebooks:
         raise click.ClickException(f"no numbered notebooks found in {notebooks_dir()}")
     params = {name: _parse_value(value) for name, value in parameters}
-    check_parameters(notebooks, params)  # before the local target is brought up
+    notebook_executor()  # both before the local target is brought up
+    check_parameters(notebooks, params)
     with target_services(target):
         run = execute(notebooks, target=target, parameters=params, progress=not no_progress)
     click.echo(f"run summary: {build_dir() / 'run-summary.json'}")
