@@ -71,7 +71,7 @@ class DrainReport:
     def __str__(self) -> str:
         lines = [
             f"{s.name}: read {s.read}, delivered {s.delivered}, dropped {s.dropped}, "
-            f"failed {s.failed}, {len(s.keys)} objects"
+            f"failed {s.failed}, {len(s.keys)} object{'' if len(s.keys) == 1 else 's'}"
             for s in self.streams
         ]
         return "\n".join([*lines, f"({self.seconds:.1f} s)"])
