@@ -253,3 +253,8 @@ def test_sam_validate_lint_rejects_a_broken_function(tmp_path):
         tmp_path, "Role: !GetAtt ProducerRole.Arn", "Role: !GetAtt MissingRole.Arn"
     )
     assert _sam_validate(broken).returncode != 0
+
+
+def test_parameters_for_the_local_target_are_refused_not_ignored():
+    with pytest.raises(ValueError, match=r"not \['ScheduleState'\].*target 'aws'"):
+        infra.deploy("local", ScheduleState="DISABLED")

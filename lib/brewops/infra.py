@@ -409,6 +409,11 @@ def deploy(target: str, stack_name: str | None = None, **parameters: str) -> Non
     if target == "local":
         from brewops import local
 
+        if parameters:  # they would be ignored: the local stack's are its Punk API server's
+            raise ValueError(
+                f"the local target deploys with its own parameters, not {sorted(parameters)}: "
+                "template parameters apply to target 'aws'"
+            )
         local.up(stack_name=stack_name)
     elif target == "aws":
         sam_deploy(stack_name, parameters)
