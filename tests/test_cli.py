@@ -137,6 +137,39 @@ def test_backfill_speaks_the_api_version_of_the_target(punkapi_v3_url, monkeypat
     assert len(set(kinesis.partition_keys)) == 325
 
 
+def test_backfill_takes_the_api_version_from_the_target_not_its_url(
+    catalog_beers, monkeypatch, tmp_path
+):
+    # GIVEN a stack whose Punk API URL names no version, deployed with PunkApiVersion=v3
+    asked: dict[str, Any] = {}
+
+    class RecordingClient:
+        def __init__(self, base_url: str, api_version: str, on_invalid: str) -> None:
+            asked.update(url=base_url, api_version=api_version)
+            self.schema_errors: list[str] = []
+
+        def all_beers(self, progress: bool) -> list[dict[str, Any]]:
+            return catalog_beers
+
+    monkeypatch.setattr("brewops.punkapi.client.PunkApiClient", RecordingClient)
+    kinesis = AcceptingKinesis()
+    target = SimpleNamespace(
+        name="aws",
+        punkapi_url="https://beers.example/api",
+        punkapi_version="v3",
+        outputs={"StreamName": "beers"},
+        session=SimpleNamespace(client=lambda service: kinesis),
+        stack_id="arn:aws:cloudformation:us-east-1:123456789012:stack/brewops-dev/1",
+    )
+    monkeypatch.setattr(streaming_cli, "use_target", lambda name: target)
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
+
+    result = CliRunner().invoke(streaming_cli.stream, ["backfill", "--no-progress"])
+
+    assert result.exit_code == 0, result.output
+    assert asked == {"url": "https://beers.example/api", "api_version": "v3"}
+
+
 def test_a_backfill_names_each_beer_it_could_not_send_and_why(catalog_beers, monkeypatch, tmp_path):
     kinesis = AcceptingKinesis()
     target = SimpleNamespace(

@@ -97,6 +97,24 @@ def test_aws_speaks_the_punk_api_version_the_stack_was_deployed_with(
     assert tgt.punkapi_version == expected
 
 
+def test_the_punk_api_to_read_is_the_url_given_else_the_targets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("BREWOPS_PUNKAPI_URL", raising=False)
+    tgt = targets.Target(name="aws", stack_name="s", region=None, _session=None)
+    tgt._punkapi_url = "https://beers.example/api"
+    tgt._stack = {"Parameters": [{"ParameterKey": "PunkApiVersion", "ParameterValue": "v3"}]}
+
+    assert targets.punkapi_endpoint("http://127.0.0.1:1/v2", None, tgt) == (
+        "http://127.0.0.1:1/v2",
+        "v2",
+    )
+    assert targets.punkapi_endpoint(None, None, tgt) == ("https://beers.example/api", "v3")
+    assert targets.punkapi_endpoint(None, "v2", tgt)[1] == "v2"
+    with pytest.raises(ValueError, match="give api_url or a target"):
+        targets.punkapi_endpoint()
+
+
 def test_aws_stack_name_defaults_to_dev(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BREWOPS_STACK_NAME", raising=False)
     assert targets.use("aws").stack_name == "brewops-dev"

@@ -131,13 +131,12 @@ def backfill(
 
         beers = load_catalog(catalog)
     else:
-        from brewops.punkapi.client import PunkApiClient, api_version_of
+        from brewops.punkapi.client import PunkApiClient
+        from brewops.target import punkapi_endpoint
 
-        url = api_url or tgt.punkapi_url
+        url, api_version = punkapi_endpoint(api_url, api_version, tgt)
         if not url:
             raise click.UsageError("no Punk API URL for this target: pass --api-url or --catalog")
-        if api_version is None:
-            api_version = api_version_of(url) if api_url else tgt.punkapi_version
         # One beer that fails the schema must not stop the backfill: it is sent, and the
         # transform puts it in the error prefix with its reason if it cannot be cleaned.
         client = PunkApiClient(url, api_version=api_version, on_invalid="keep")

@@ -197,6 +197,21 @@ class Target:
         return None
 
 
+def punkapi_endpoint(
+    api_url: str | None = None, api_version: str | None = None, tgt: Target | None = None
+) -> tuple[str | None, str]:
+    """(base URL, API version) of the Punk API to read: `api_url` with the version its last
+    segment names (…/v2 or …/v3), else the target's own, on AWS its stack's PunkApiVersion.
+    `api_version` overrides either."""
+    from brewops.punkapi.client import api_version_of
+
+    if api_url:
+        return api_url, api_version or api_version_of(api_url)
+    if tgt is None:
+        raise ValueError("no Punk API: give api_url or a target")
+    return tgt.punkapi_url, api_version or tgt.punkapi_version
+
+
 def _route_to_emulator(endpoint_url: str, region: str) -> None:
     global _saved_environment
     if _saved_environment is None:

@@ -30,18 +30,13 @@ expected_beers = None  # None: 325 from the local target's server, unchecked fro
 """,
     cells=[
         code("""
+from brewops import target as targets
 from brewops.catalog import EXPECTED_BEERS
-from brewops.punkapi.client import api_version_of
 
 if expected_beers is None and target == "local" and api_url is None:
     expected_beers = EXPECTED_BEERS  # the local server serves the pinned catalogue
-if api_url is None:
-    from brewops import target as targets
-
-    tgt = targets.use(target)
-    base_url, api_version = tgt.punkapi_url, api_version or tgt.punkapi_version
-else:
-    base_url, api_version = api_url, api_version or api_version_of(api_url)
+tgt = targets.use(target) if api_url is None else None  # another server needs no stack
+base_url, api_version = targets.punkapi_endpoint(api_url, api_version, tgt)
 print(f"Punk API {api_version} at {base_url}")
 """),
         md("## Crawl the catalogue\n\nPage after page (80 beers each) until a short page."),

@@ -47,7 +47,7 @@ from brewops import summary
 from brewops import target as targets
 from brewops.firehose_runtime import FirehoseRuntime
 from brewops.producer import put_beers
-from brewops.punkapi.client import PunkApiClient, api_version_of
+from brewops.punkapi.client import PunkApiClient
 from brewops.reconcile import (
     delete_delivered,
     object_counts,
@@ -60,8 +60,7 @@ from brewops.scheduler import Scheduler
 
 tgt = targets.use(target)
 is_local = tgt.name == "local"
-base_url = api_url or tgt.punkapi_url
-api_version = api_version or (api_version_of(api_url) if api_url else tgt.punkapi_version)
+base_url, api_version = targets.punkapi_endpoint(api_url, api_version, tgt)
 # A beer that fails the schema is sent anyway: the transform judges it (see section 5).
 api = PunkApiClient(base_url, api_version=api_version, on_invalid="keep")
 stream_name = tgt.outputs["StreamName"]
