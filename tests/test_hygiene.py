@@ -117,7 +117,7 @@ def test_the_colab_cell_installs_once_and_fills_the_stack_where_notebook_03_is_n
     notebook: str, fills_the_stack: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     """Colab runs each notebook in a runtime of its own: one that reads what notebook 03
-    produced fills the stack itself. An interrupted install is tried again."""
+    produced fills the stack (`brewops stream fill`). An interrupted install is tried again."""
     home = tmp_path / "brewops"
     cell = _colab_cell(ROOT / "notebooks" / f"{notebook}.ipynb", home)
     monkeypatch.setitem(sys.modules, "google.colab", type(sys)("google.colab"))
@@ -126,17 +126,12 @@ def test_the_colab_cell_installs_once_and_fills_the_stack_where_notebook_03_is_n
     pip_failures = [1]  # the first install is interrupted
 
     def run(command, check=False):
-        step = " ".join(str(part) for part in command[1:4])
-        ran.append(step)
+        ran.append(" ".join(str(part) for part in command[1:4]))
         if command[0] == "git":
             home.mkdir()
         elif "pip" in command and pip_failures[0]:
             pip_failures[0] -= 1
             raise subprocess.CalledProcessError(1, command)
-        elif command[1:3] == ["stream", "backfill"]:  # what a backfill remembers
-            from brewops.streaming_cli import remember_produced
-
-            remember_produced("local", [1], "stack")
 
     monkeypatch.setattr(subprocess, "run", run)
 
@@ -145,14 +140,15 @@ def test_the_colab_cell_installs_once_and_fills_the_stack_where_notebook_03_is_n
     exec(cell, {})
     exec(cell, {})
 
-    fill = ["stream backfill --no-progress", "stream drain --no-progress"]
+    fill = ["stream fill --no-progress"] if fills_the_stack else []  # once per stack, itself
     assert ran == [
         "clone -q --depth",
         "-m pip install",
         "-m pip install",  # tried again, without cloning again
         "local up",
-        *(fill if fills_the_stack else []),
-        "local up",  # once installed and filled, a second run only checks the target is up
+        *fill,
+        "local up",  # once installed, a second run does not install again
+        *fill,
     ]
 
 

@@ -255,6 +255,20 @@ def test_a_backfill_sends_beers_that_fail_the_schema_and_the_transform_judges_th
     assert (figures["cleaned_unique_ids"], figures["errors"]) == (CATALOGUE_SIZE - 1, 1)
 
 
+def test_fill_backfills_and_delivers_once_per_stack(cli):
+    filled = cli("fill", "--no-progress")
+    again = cli("fill", "--no-progress")
+    figures = json.loads(cli("reconcile", "--json").output)
+
+    assert filled.exit_code == 0 and "325 of 325 beers sent" in filled.output, filled.output
+    assert again.exit_code == 0 and "no backfill" in again.output, again.output
+    assert figures["nothing_lost"]
+    assert (figures["produced"], figures["raw"]) == (CATALOGUE_SIZE, CATALOGUE_SIZE)
+
+    cli.target.stack_id += "-deployed-again"  # a new stack holds nothing yet
+    assert "325 of 325 beers sent" in cli("fill", "--no-progress").output
+
+
 def test_drain_refuses_the_aws_target(cli, monkeypatch):
     monkeypatch.setattr(
         streaming_cli, "use_target", lambda name: SimpleNamespace(name="aws", outputs={})

@@ -193,6 +193,24 @@ def drain(target: str, progress: bool | None) -> None:
 
 
 @stream.command()
+@click.option(
+    "--progress/--no-progress", default=True, show_default=True, help="Progress bars on stderr."
+)
+@click.pass_context
+def fill(ctx: click.Context, progress: bool) -> None:
+    """Fill the local stack as notebook 03 does: backfill the whole catalogue, unless this
+    stack already holds what was produced, then deliver it. Safe to run again; notebooks 04
+    and 05 read what it leaves (in Colab, where each runs alone, their first cell runs it)."""
+    tgt = use_target("local")
+    produced, _ = read_produced("local", tgt.stack_id)
+    if produced is None:
+        ctx.invoke(backfill, target="local", progress=progress)
+    else:
+        click.echo(f"{len(produced)} records already produced into this stack: no backfill")
+    ctx.invoke(drain, target="local", progress=progress)
+
+
+@stream.command()
 @TARGET_OPTION
 @click.option("--poll", type=float, default=1.0, show_default=True, help="Seconds between reads.")
 @click.option("--with-scheduler", is_flag=True, help="Also tick the producer at the rule's rate.")

@@ -37,14 +37,10 @@ if "google.colab" in sys.modules:
     subprocess.run(["brewops", "local", "up"], check=True)  # left unused by target "aws\""""
 
 # Notebooks that read what notebook 03 produced. A Colab runtime runs one notebook, so
-# there the stack is filled the way notebook 03 fills it (backfill, then delivery), once.
+# there the stack is filled the way notebook 03 fills it (backfill, then delivery).
 COLAB_FILL_STACK = """
-    # This Colab runtime has not run notebook 03: fill the stack as it does, once.
-    from brewops.streaming_cli import produced_ids_file
-
-    if not produced_ids_file("local").exists():
-        for step in ("backfill", "drain"):
-            subprocess.run(["brewops", "stream", step, "--no-progress"], check=True)"""
+    # this runtime has not run notebook 03: fill the stack as it does (once per stack)
+    subprocess.run(["brewops", "stream", "fill", "--no-progress"], check=True)"""
 
 
 def md(text: str) -> nbformat.NotebookNode:
