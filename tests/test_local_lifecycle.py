@@ -75,9 +75,14 @@ def test_state_round_trips_through_its_file(state_dir: Path) -> None:
 def test_cli_up_leaves_the_servers_running_and_down_stops_them(
     state_dir: Path, catalog_path: Path
 ) -> None:
+    checkpoint = paths.firehose_checkpoints_dir(state_dir) / "brewops-dev-raw.json"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_text("{}")  # a drain's position in an emulator that died
+
     started = brewops("up", "--no-deploy", "--catalog", str(catalog_path), env_dir=state_dir)
     assert started.returncode == 0, started.stderr
     assert "Ready in" in started.stdout
+    assert not checkpoint.exists(), "a new emulator's streams start without old positions"
 
     # the command has exited; its servers have not
     state = json.loads((state_dir / "state.json").read_text())
@@ -94,9 +99,8 @@ def test_cli_up_leaves_the_servers_running_and_down_stops_them(
     assert again.stdout.startswith("Already running")
     assert json.loads((state_dir / "state.json").read_text())["services"] == state["services"]
 
-    checkpoint = paths.firehose_checkpoints_dir(state_dir) / "brewops-dev-raw.json"
-    checkpoint.parent.mkdir()
-    checkpoint.write_text("{}")
+    checkpoint.parent.mkdir(exist_ok=True)
+    checkpoint.write_text("{}")  # a drain's position in this emulator's streams
 
     stopped = brewops("down", env_dir=state_dir)
     assert stopped.returncode == 0, stopped.stderr

@@ -236,9 +236,16 @@ def _catalog(catalog: str | Path | None) -> Path:
     return path
 
 
+def _forget_stream_positions() -> None:
+    """The local Firehose's positions belong to the emulator's streams, which end with it:
+    a new emulator (after a `down`, or after one that died) starts without them."""
+    shutil.rmtree(paths.firehose_checkpoints_dir(), ignore_errors=True)
+
+
 def _start(deploy: bool, catalog: Path, template: Path, stack_name: str) -> LocalState:
     from brewops.local import deploy as deployment  # loads boto3: not for `status`
 
+    _forget_stream_positions()
     log_dir = paths.local_state_dir() / "logs"
     emulator, emulator_service = _start_emulator(log_dir)
     punkapi, punkapi_service = _start_punkapi(log_dir, catalog)
@@ -315,6 +322,5 @@ def down() -> LocalState | None:
                 log.warning("could not delete stack %s: %s", state.stack_name, error)
         _stop_all(state)
         LocalState.remove()
-        # positions in the streams that just ended: a new emulator's streams start afresh
-        shutil.rmtree(paths.firehose_checkpoints_dir(), ignore_errors=True)
+        _forget_stream_positions()
         return state
