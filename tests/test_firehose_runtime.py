@@ -1018,7 +1018,7 @@ def test_a_call_that_runs_past_the_timeout_fails_and_its_answer_is_thrown_away(
 
     assert timed_out.failed and timed_out.result is None
     assert timed_out.error.startswith(
-        f"Sandbox.Timedout: RequestId: {timed_out.request_id} Error: Task timed out after 1."
+        f"Sandbox.Timedout: RequestId: {timed_out.request_id} Error: Task timed out after 1.00 "
     )
     assert f"{timed_out.request_id} Task timed out after" in log_file.read_text()
     assert not in_time.failed and in_time.result == {"records": []}

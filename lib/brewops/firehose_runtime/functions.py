@@ -32,6 +32,7 @@ LOG_EVENTS_PER_CALL = 1_000
 # A function's environment and its captured output are the whole process's: os.environ and
 # sys.stdout. Two functions called from two threads (the scheduler's producer beside the
 # Firehose transform) would read each other's variables and log lines, so one runs at a time.
+# Other threads are not held back: what they print while a function runs lands in its log.
 _ONE_AT_A_TIME = threading.RLock()
 
 
@@ -238,15 +239,13 @@ class LocalFunction:
                 except Exception as error:  # Lambda reports any exception as a function error
                     invocation.error = f"{type(error).__name__}: {error}"
                     invocation.error_trace = traceback.format_exc()
-                elapsed = time.monotonic() - started
-                if elapsed > self.timeout:
+                if time.monotonic() - started > self.timeout:
                     invocation.result, invocation.error_trace = None, None
+                    said = f"Task timed out after {self.timeout:.2f} seconds"  # Lambda's words
                     invocation.error = (
-                        f"Sandbox.Timedout: RequestId: {invocation.request_id} "
-                        f"Error: Task timed out after {elapsed:.2f} seconds"
+                        f"Sandbox.Timedout: RequestId: {invocation.request_id} Error: {said}"
                     )
-                    # Lambda writes this line to the function's log itself
-                    print(f"{invocation.request_id} Task timed out after {elapsed:.2f} seconds")
+                    print(f"{invocation.request_id} {said}")  # Lambda logs it for the function
         invocation.log_records = logs.records
         if invocation.failed:
             logger.warning("%s raised %s", self.name, invocation.error)
