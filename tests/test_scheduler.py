@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import io
 import json
 import re
@@ -95,6 +96,42 @@ def test_a_deployed_function_is_awaited_as_long_as_a_function_can_run():
     [(function, _)] = Scheduler(function=function_arn, session=session, in_process=False).targets
 
     assert function.lambda_client.meta.config.read_timeout > 900  # Lambda's longest Timeout
+
+
+def test_a_deployed_function_is_invoked_once_per_tick_even_when_lambda_fails(monkeypatch):
+    # GIVEN a Lambda endpoint that answers every Invoke with a server error
+    calls: list[str] = []
+
+    class Failing(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            calls.append(self.path)
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = b'{"Type": "Service", "message": "internal error"}'
+            self.send_response(500)
+            self.send_header("x-amzn-ErrorType", "ServiceException")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.server_address[1]}")
+    session = boto3.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="eu-west-1"
+    )
+    function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:brewops-dev-producer"
+    try:
+        # WHEN the schedule fires once
+        [tick] = Scheduler(function=function_arn, session=session, in_process=False).tick()
+    finally:
+        server.shutdown()
+
+    # THEN the producer ran at most once: a retried Invoke would produce the tick twice
+    assert len(calls) == 1
+    assert not tick.ok and "ServiceException" in tick.error
 
 
 @pytest.mark.emulator

@@ -27,10 +27,10 @@ from brewops.firehose_runtime.functions import LocalFunction
 
 logger = logging.getLogger(__name__)
 
-# A synchronous Invoke waits for the function to finish. botocore's default 60 s read timeout
-# is the producer's own Timeout, and botocore retries a timed-out read: it would invoke the
-# function again, producing the tick twice. Wait as long as any function can run (900 s).
-INVOKE_CONFIG = Config(read_timeout=900 + 10)
+# A synchronous Invoke waits for the function to finish: as long as any function can run
+# (900 s), not botocore's default 60 s, the producer's own Timeout. And it is never sent
+# again: botocore retries a timed-out read or a 5xx, which would run the tick twice.
+INVOKE_CONFIG = Config(read_timeout=900 + 10, retries={"total_max_attempts": 1})
 
 RATE = re.compile(r"^rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)$")
 UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
