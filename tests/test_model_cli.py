@@ -175,6 +175,11 @@ def test_predict_with_a_model_folder_that_does_not_exist_says_how_to_make_one(
     assert "nowhere does not exist" in result.output
     assert "brewops model train --out DIR" in result.output
 
+    a_file = tmp_path / "model.joblib"
+    a_file.write_bytes(b"")
+    result = brewops_in_process("predict", "--model", str(a_file), "--catalog", str(catalog_path))
+    assert "model.joblib is a file, not a folder" in result.output
+
 
 def test_evaluate_refuses_a_catalogue_without_ibu(trained_dir: Path, tmp_path: Path, catalog_beers):
     no_ibu = tmp_path / "no_ibu.json"

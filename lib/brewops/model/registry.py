@@ -92,9 +92,10 @@ def load(path: str | Path, version: str | None = None) -> LoadedModel:
 
     folder = Path(path)
     if not folder.is_dir():
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
         raise RegistryError(
-            f"{folder} does not exist: make a model version folder with `brewops model train "
-            "--out DIR`, or give a registered version as s3://BUCKET/models/ibu/VERSION"
+            f"{folder} {what}: a model is a version folder, made by `brewops model train "
+            "--out DIR`, or a registered version, s3://BUCKET/models/ibu/VERSION"
         )
     missing = [
         name for name in (MODEL_FILE, METRICS_FILE, CARD_FILE) if not (folder / name).is_file()
