@@ -22,7 +22,9 @@ from brewops.reconcile import (
     logged_reasons,
     reconcile,
     sent_ids,
+    tick_ids,
 )
+from brewops.scheduler import Tick
 
 
 def test_sent_ids_leave_out_failed_oversize_and_unkeyed_beers():
@@ -33,6 +35,16 @@ def test_sent_ids_leave_out_failed_oversize_and_unkeyed_beers():
     )
 
     assert sent_ids(beers, report) == [1, 1]
+
+
+def test_tick_ids_are_the_numeric_ids_of_the_ticks_that_succeeded():
+    ticks = [
+        Tick(1, "producer", {}, {"ids": [1, "7", None, "abc"]}),
+        Tick(2, "producer", {}, None, "ProduceError: 1 of 1 records not sent"),
+        Tick(3, "producer", {}, {"ids": None}),
+    ]
+
+    assert tick_ids(ticks) == [1, 7]
 
 
 def test_the_logged_reason_explains_only_records_the_function_refused():

@@ -396,7 +396,9 @@ def tick_ids(ticks: Iterable[Any]) -> list[int]:
     ids: list[int] = []
     for tick in ticks:
         if tick.ok and isinstance(tick.result, dict):
-            ids.extend(int(i) for i in tick.result.get("ids", []) if i is not None)
+            # an id that is not a number could not be found by id anyway, as in sent_ids
+            found = (_beer_id(i) for i in tick.result.get("ids") or [])
+            ids.extend(i for i in found if i is not None)
     return ids
 
 
