@@ -14,15 +14,13 @@ discarded.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
-import os
-import tempfile
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from brewops.files import exclusive, write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -45,26 +43,6 @@ class Checkpoint:
         )
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Replace `path` with `text` so a crash leaves either the old or the new file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
 class CheckpointStore:
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
@@ -80,16 +58,9 @@ class CheckpointStore:
         stored: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         return Checkpoint(**stored)
 
-    @contextlib.contextmanager
-    def lock(self, delivery_stream_name: str) -> Iterator[None]:
+    def lock(self, delivery_stream_name: str) -> contextlib.AbstractContextManager[None]:
         """One delivery at a time per delivery stream, across processes."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with (self.directory / f"{delivery_stream_name}.lock").open("w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        return exclusive(self.directory / f"{delivery_stream_name}.lock")
 
     def load(self, fresh: Checkpoint, delivery_stream_name: str) -> Checkpoint:
         """The stored checkpoint if it belongs to the same streams as `fresh`, else `fresh`."""

@@ -4,7 +4,6 @@ process and the stack deployed on the emulator."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import shutil
 import subprocess
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from brewops import paths
 from brewops.errors import ActionableError
+from brewops.files import exclusive
 from brewops.local import processes
 from brewops.local.state import (
     REGION,
@@ -47,14 +47,8 @@ class LocalTargetConflict(RuntimeError, ActionableError):
 @contextlib.contextmanager
 def _exclusive() -> Iterator[None]:
     """One `up` or `down` at a time, across processes."""
-    directory = paths.local_state_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    with (directory / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with exclusive(paths.local_state_dir() / ".lock"):
+        yield
 
 
 def _alive(state: LocalState) -> bool:

@@ -11,6 +11,7 @@ from typing import Any
 
 from brewops import paths
 from brewops.errors import ActionableError
+from brewops.files import write_atomically
 
 REGION = "us-east-1"
 DEFAULT_STACK_NAME = "brewops-dev"
@@ -88,10 +89,7 @@ class LocalState:
 
     def save(self) -> Path:
         path = state_file()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        temporary.replace(path)  # readers never see half a file
+        write_atomically(path, json.dumps(self.to_dict(), indent=2) + "\n")  # never half a file
         return path
 
     @classmethod
