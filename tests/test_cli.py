@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -193,3 +194,22 @@ def test_a_backfill_names_each_beer_it_could_not_send_and_why(catalog_beers, mon
     assert "1 of 2 beers sent" in result.output
     assert f"not sent: beer {catalog_beers[1]['id']}: NotSerialisable: " in result.output
     assert kinesis.partition_keys == [str(catalog_beers[0]["id"])]
+
+
+def test_ids_remembered_from_several_threads_at_once_are_all_kept(monkeypatch, tmp_path):
+    # `stream run --with-scheduler` ticks in a thread; a `stream tick` may run beside it
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path))
+    stack = "arn:aws:cloudformation:us-east-1:123456789012:stack/brewops-dev/1"
+
+    def remember(first: int) -> None:
+        for beer_id in range(first, first + 40):
+            streaming_cli.remember_produced("local", [beer_id], stack)
+
+    threads = [threading.Thread(target=remember, args=(n * 1000,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    ids, _ = streaming_cli.read_produced("local", stack)
+    assert len(ids) == 6 * 40

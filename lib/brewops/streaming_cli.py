@@ -47,10 +47,15 @@ def read_produced(target: str, stack_id: str | None) -> tuple[list[int] | None, 
 
 
 def remember_produced(target: str, ids: list[int], stack_id: str | None) -> Path:
-    known, _ = read_produced(target, stack_id)
+    """Add `ids` to what this stack was sent. One writer at a time: `stream run
+    --with-scheduler` may tick beside a `stream tick` or a backfill."""
+    from brewops.files import exclusive, write_atomically
+
     path = produced_ids_file(target)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"stack_id": stack_id, "ids": sorted([*(known or ()), *ids])}))
+    with exclusive(path.with_suffix(".lock")):
+        known, _ = read_produced(target, stack_id)
+        ids = sorted([*(known or ()), *ids])
+        write_atomically(path, json.dumps({"stack_id": stack_id, "ids": ids}))
     return path
 
 
