@@ -346,3 +346,205 @@ def test_a_beer_is_known_by_its_normalised_name(name, key):
 
 def test_beer_keys_tell_every_beer_of_the_catalogue_apart(catalog_beers):
     assert len({features.beer_key(beer) for beer in catalog_beers}) == len(catalog_beers)
+
+
+# ---------------------------------------------------------------------------------------
+# Promised behaviour pinned beyond the cases above (each test kills a mutant of the code)
+
+
+@pytest.mark.parametrize("edge", [30.0, 50.0, 70.0])
+def test_band_edges_are_exactly_30_50_70(edge):
+    just_above = np.nextafter(edge, math.inf)
+    lower, upper = bands.band_index([edge, just_above]).tolist()
+    assert upper == lower + 1
+    assert bands.LABELS[lower].endswith(f"{edge:g}]")
+    assert bands.LABELS[upper].startswith(f"({edge:g},")
+
+
+@pytest.mark.parametrize(
+    ("add", "group", "minutes"),
+    [
+        ("Dryhop", "dry", 0),
+        ("Add at 15 mins", "boil", 15),
+        ("240", "boil", 180),  # a boil longer than three hours counts as three hours
+    ],
+)
+def test_more_addition_stages(add, group, minutes):
+    assert hops.parse_stage(add) == hops.Stage(group, minutes)
+
+
+def test_first_wort_and_mash_hops_against_a_60_minute_addition():
+    def ibu(add: str) -> float:
+        return features.beer_features(recipe([hop("Cascade", 28, add)]))["tinseth_ibu"]
+
+    start = ibu("start")
+    # first-wort hops isomerise a little more than a 60-minute addition
+    assert start < ibu("First Wort Hops") < 1.1 * start
+    # mash hops: about a fifth of a boil addition
+    assert ibu("Mash") / start == pytest.approx(0.2, abs=0.02)
+    # flame-out hops still add some bitterness (the wort stays hot)
+    assert 0 < ibu("Flame Out") < ibu("middle")
+
+
+@pytest.mark.parametrize(
+    ("name", "normalised", "alpha"),
+    [("Amarillo Pellets", "amarillo", 9.0), ("Simcoe Leaf", "simcoe", 13.0)],
+)
+def test_trailing_form_words_are_dropped_from_hop_names(name, normalised, alpha):
+    info = hops.hop_info(name)
+    assert (info.name, info.kind, info.alpha) == (normalised, "hop", alpha)
+
+
+def test_tinseth_ibu_of_no_hops_or_no_wort_is_zero():
+    assert hops.tinseth_ibu(-5, 6.0, 60, 1.050, 20) == 0
+    assert hops.tinseth_ibu(28, 6.0, 60, 1.050, 0) == 0
+
+
+@pytest.mark.parametrize(
+    ("amount", "unit"),
+    [(0.028, "kg"), (28000, "mg"), (28 / 28.3495, "oz"), (28 / 453.592, "lb"), (0.028, "l")],
+)
+def test_more_hop_amount_units_are_converted_to_grams(amount, unit):
+    expected = features.beer_features(recipe([hop("Cascade", 28, "start")]))["tinseth_ibu"]
+    row = features.beer_features(recipe([hop("Cascade", amount, "start", unit=unit)]))
+    assert row["tinseth_ibu"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "volume",
+    [
+        {"value": 20000, "unit": "ml"},
+        {"value": 0.2, "unit": "hectolitres"},
+        {"value": 20 / 3.78541, "unit": "gallons"},
+    ],
+)
+def test_volume_units_are_converted_to_litres(volume):
+    expected = features.beer_features(recipe([hop("Cascade", 28, "start")]))
+    row = features.beer_features(recipe([hop("Cascade", 28, "start")], volume=volume))
+    assert row["volume_litres"] == pytest.approx(20)
+    assert row["tinseth_ibu"] == pytest.approx(expected["tinseth_ibu"])
+
+
+def test_gravity_of_the_record_lowers_the_estimate_as_tinseth_says():
+    base = features.beer_features(recipe([hop("Cascade", 28, "start")]))
+    strong = features.beer_features(recipe([hop("Cascade", 28, "start")], target_og=1080))
+    assert strong["tinseth_ibu"] == pytest.approx(base["tinseth_ibu"] * 0.000125**0.030)
+
+
+def test_fahrenheit_temperatures_and_specific_gravity_fg_are_converted():
+    method = {
+        "mash_temp": [
+            {"temp": {"value": 149, "unit": "fahrenheit"}, "duration": 60},
+            {"temp": {"value": 170, "unit": "fahrenheit"}, "duration": 10},
+        ],
+        "fermentation": {"temp": {"value": 66.2, "unit": "fahrenheit"}},
+    }
+    row = features.beer_features(recipe([], method=method, target_fg=1.012))
+    # the first mash step is the mash
+    assert (row["mash_temp"], row["mash_minutes"]) == (pytest.approx(65), 60)
+    assert row["fermentation_temp"] == pytest.approx(19)
+    assert row["target_fg"] == pytest.approx(1012)
+
+
+def test_hop_schedule_by_stage_and_alpha_acids_in_mg_per_litre():
+    schedule = [
+        hop("Cascade", 28, "start"),  # 6 % alpha: 84 mg/L
+        hop("Citra", 20, "45"),  # 12 %: 120 mg/L, still bittering
+        hop("Citra", 10, "15", attribute="flavour"),  # middle
+        hop("Cascade", 10, "10", attribute="aroma"),  # late, in the boil
+        hop("Cascade", 10, "whirlpool", attribute="aroma"),  # late, after it
+        hop("Citra", 100, "dry hop", attribute="aroma"),  # 600 mg/L, no isomerisation
+    ]
+    row = features.beer_features(recipe(schedule))
+
+    def ibu(grams: float, alpha: float, minutes: float) -> float:
+        return hops.tinseth_ibu(grams, alpha, minutes, 1.050, 20)
+
+    assert row["bittering_g_per_l"] == pytest.approx(48 / 20)
+    assert row["middle_g_per_l"] == pytest.approx(10 / 20)
+    assert row["late_g_per_l"] == pytest.approx(20 / 20)
+    assert row["dry_g_per_l"] == pytest.approx(100 / 20)
+    boil = ibu(28, 6, 60) + ibu(20, 12, 45) + ibu(10, 12, 15)
+    late = ibu(10, 6, 10) + ibu(10, 6, hops.HOT_WORT_MINUTES)
+    assert row["tinseth_boil_ibu"] == pytest.approx(boil)
+    assert row["tinseth_late_ibu"] == pytest.approx(late)
+    assert row["tinseth_ibu"] == pytest.approx(boil + late)
+    assert row["bittering_alpha_mg_per_l"] == pytest.approx(84 + 120)
+    boil_alpha = 84 + 120 + 60 + 30
+    assert row["boil_alpha_mg_per_l"] == pytest.approx(boil_alpha)
+    assert row["alpha_mg_per_l"] == pytest.approx(boil_alpha + 30 + 600)
+    # weighted by grams: (6 * 28 + 12 * 20 + 12 * 10 + 6 * 10) / 68
+    assert row["mean_boil_alpha"] == pytest.approx(588 / 68)
+    assert (row["hop_additions"], row["hop_varieties"]) == (6, 2)
+    assert row["longest_boil_minutes"] == 60
+
+
+def test_unknown_hop_share_is_a_share_of_the_hop_grams():
+    row = features.beer_features(
+        recipe([hop("Cascade", 30, "start"), hop("Galactic Unicorn", 10, "start")])
+    )
+    assert row["unknown_hop_share"] == pytest.approx(0.25)
+
+
+def test_malt_bill_shares_and_bare_amounts_in_kilograms():
+    malts = [
+        {"name": "Extra Pale", "amount": 4.0},  # a bare number: kilograms
+        {"name": "Caramalt", "amount": {"value": 0.5, "unit": "kilograms"}},
+        {"name": "Chocolate", "amount": {"value": 250, "unit": "grams"}},
+        {"name": "Wheat", "amount": {"value": 0.25, "unit": "kilograms"}},
+    ]
+    beer = recipe([])
+    beer["ingredients"]["malt"] = malts
+    row = features.beer_features(beer)
+    assert row["malt_kg_per_l"] == pytest.approx(5.0 / 20)
+    assert row["malts"] == 4
+    shares = [row[f"{kind}_share"] for kind in ("crystal", "dark", "wheat", "sugar")]
+    assert shares == pytest.approx([0.1, 0.05, 0.05, 0.0])
+
+
+def test_style_and_yeast_come_from_their_own_fields_as_whole_words():
+    row = features.beer_features(recipe([]))  # "Test Pale", "American Pale Ale.", Wyeast 1056
+    assert row["style_pale"] == 1.0  # from the tagline
+    assert row["yeast_american"] == 1.0  # from the yeast, not the name
+    words = features.style_features("Twitter", "A bitter with hops")
+    assert words["style_wheat"] == 0.0  # "wit" is in "Twitter" and "with", not a word there
+    assert words["style_bitter"] == 1.0
+
+
+def test_numeric_text_with_a_decimal_comma():
+    assert features.number("4,5") == 4.5
+    assert features.beer_features(recipe([], abv="4,5"))["abv"] == 4.5
+
+
+def test_deduplicate_sorts_by_numeric_id_and_keeps_records_without_one():
+    beers = [{"id": 10}, {"name": "no id"}, {"id": 9}, {"id": 2, "v": 1}, {"id": 2, "v": 2}]
+    assert features.deduplicate(beers) == [
+        {"id": 2, "v": 2},
+        {"id": 9},
+        {"id": 10},
+        {"name": "no id"},
+    ]
+
+
+def test_one_record_is_decoded_like_a_list_of_one(catalog_beers):
+    beer = to_v3_shape(next(b for b in catalog_beers if b["name"] == "Buzz"))
+    stored = {k: json.dumps(v) if k in ("ingredients", "method") else v for k, v in beer.items()}
+    assert features.beer_records(stored) == features.beer_records([stored])
+    assert "image_url" in features.beer_records(stored)[0]
+    pd.testing.assert_frame_equal(features.build_features(stored), features.build_features([beer]))
+
+
+def test_nested_lists_read_back_as_arrays_give_the_same_features(catalog_beers):
+    # as a Parquet table returns them: lists inside the nested fields are numpy arrays
+    beers = catalog_beers[:10]
+
+    def as_arrays(beer: dict) -> dict:
+        ingredients = {
+            k: np.array(v, dtype=object) if isinstance(v, list) else v
+            for k, v in beer["ingredients"].items()
+        }
+        method = {**beer["method"], "mash_temp": np.array(beer["method"]["mash_temp"])}
+        return {**beer, "ingredients": ingredients, "method": method}
+
+    frame = pd.DataFrame([as_arrays(b) for b in beers])
+    pd.testing.assert_frame_equal(features.build_features(frame), features.build_features(beers))

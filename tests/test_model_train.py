@@ -295,3 +295,118 @@ def test_one_absurd_value_leaves_the_other_beers_predictions_alone(trained, cata
     assert all(np.isfinite(p["predicted_ibu"]) for p in together[5:])
     labelled = features.labelled(normal + absurd)
     assert train.evaluate_catalogue(trained.model, labelled, None)["n"] == len(labelled)
+
+
+# ---------------------------------------------------------------------------------------
+# The metrics and the split, on hand-made figures (no training)
+
+
+def test_regression_metrics_over_all_beers_and_over_ibu_up_to_150():
+    from sklearn.metrics import r2_score
+
+    true = np.array([10.0, 150.0, 151.0, 300.0])
+    predicted = np.array([12.0, 140.0, 100.0, 200.0])
+    metrics = train.regression_metrics(true, predicted)
+    assert metrics["mae"] == pytest.approx((2 + 10 + 51 + 100) / 4)
+    assert metrics["r2"] == pytest.approx(r2_score(true, predicted))
+    # 150 itself is in, 151 is out
+    assert metrics["n_ibu_le_150"] == 2
+    assert metrics["mae_ibu_le_150"] == pytest.approx((2 + 10) / 2)
+    assert metrics["r2_ibu_le_150"] == pytest.approx(r2_score(true[:2], predicted[:2]))
+
+
+def test_confusion_matrix_rows_are_the_true_bands():
+    # what plots.plot_confusion_matrix assumes: row = true band, column = predicted band
+    matrix = train.classification_metrics(np.array([0, 0, 1]), np.array([1, 1, 1]))
+    assert matrix["confusion_matrix"][0] == [0, 2, 0, 0]
+    assert matrix["confusion_matrix"][1] == [0, 1, 0, 0]
+
+
+def test_the_time_split_of_a_small_catalogue():
+    dates = ["2015", "01/2016", None, "12/2016", "2010", "12/2016", "06/2016", "soon"]
+    beers = [{"id": i + 1, "first_brewed": date} for i, date in enumerate(dates)]
+    older, newest = train.time_split(beers)
+    # a fifth of 8 is 1.6: the two newest (both 12/2016), unknown dates count as oldest
+    assert newest.tolist() == [3, 5]
+    assert older.tolist() == [0, 1, 2, 4, 6, 7]
+    # ties on the date are broken by id: with one test beer it is the larger id
+    _, last = train.time_split(beers, test_fraction=0.1)
+    assert last.tolist() == [5]
+
+
+def test_the_data_checksum_does_not_depend_on_key_order(catalog_beers):
+    beers = features.labelled(catalog_beers)[:3]
+    reordered = [dict(reversed(list(beer.items()))) for beer in beers]
+    assert train.data_checksum(reordered) == train.data_checksum(beers)
+
+
+def test_the_regression_target_clips_implausible_ibu():
+    assert train.IBU_CLIP < 1085  # the catalogue's transcription errors are beyond it
+    target = train.regression_target(np.array([-5.0, 40.0, 1157.0]))
+    np.testing.assert_allclose(target, np.log1p([0.0, 40.0, train.IBU_CLIP]))
+
+
+# A forest small enough for a test that fits models (each fit well under a second).
+TINY = train.ModelParams(n_estimators=10, regressor_estimators=10)
+
+
+def test_predicted_ibu_is_the_inverse_of_the_regression_target(catalog_beers):
+    beers = features.labelled(catalog_beers)[:30]
+    X = features.build_features(beers)
+    model = train.make_model(TINY, n_jobs=1)
+    model.regressor.fit(X, train.regression_target(np.full(len(beers), 40.0)))
+    np.testing.assert_allclose(model.predict_ibu(X), 40.0)
+
+
+def test_a_band_missing_from_training_gets_probability_zero(catalog_beers):
+    beers = [b for b in features.labelled(catalog_beers) if not 50 < b["ibu"] <= 70][:60]
+    ibu = features.ibu_values(beers)
+    assert set(bands.band_index(ibu)) == {0, 1, 3}
+    X = features.build_features(beers)
+    model = train.fit_model(train.make_model(TINY, n_jobs=1), X, ibu)
+    proba = model.predict_proba(X)
+    assert proba.shape == (len(beers), 4)
+    assert (proba[:, 2] == 0).all()
+    np.testing.assert_allclose(proba.sum(axis=1), 1)
+    # the column of the top band holds the top band's probability
+    assert proba[ibu > 70, 3].mean() > 0.5
+
+
+class _FixedModel:
+    """A stand-in model: the same band probabilities and IBU for every beer."""
+
+    def predict_proba(self, X):
+        return np.tile([0.1, 0.2, 0.3, 0.4], (len(X), 1))
+
+    def predict_ibu(self, X):
+        return np.full(len(X), 81.26)
+
+
+def test_a_prediction_reports_what_the_model_said():
+    prediction = predict_beer(_FixedModel(), {"id": 7, "name": "Hoppy", "ibu": "85"})
+    assert prediction == {
+        "id": 7,
+        "name": "Hoppy",
+        "band": "(70, inf)",
+        "band_index": 3,
+        "predicted_ibu": 81.3,
+        "probabilities": {"(-1, 30]": 0.1, "(30, 50]": 0.2, "(50, 70]": 0.3, "(70, inf)": 0.4},
+        "ibu": 85.0,
+        "seen_in_training": None,
+    }
+
+
+def test_seen_in_training_compares_normalised_names():
+    beers = [{"id": 1, "name": "Sink The Bismarck!"}, {"id": 2, "name": "Sink"}]
+    seen = predict_beers(_FixedModel(), beers, trained_on=["sink the bismarck"])
+    assert [p["seen_in_training"] for p in seen] == [True, False]
+
+
+def test_the_final_model_is_fitted_on_the_beers_with_their_own_ibu(trained, catalog_beers):
+    # in-sample, a forest of fully grown trees recalls its training beers' bands and IBU
+    beers = features.labelled(catalog_beers)
+    ibu = features.ibu_values(beers)
+    assert (trained.model.predict_band(beers) == bands.band_index(ibu)).mean() > 0.9
+    plausible = ibu <= train.REGRESSION_CAP
+    error = np.abs(trained.model.predict_ibu(beers) - ibu)[plausible]
+    assert np.median(error) < 8
