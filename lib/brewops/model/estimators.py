@@ -85,9 +85,8 @@ class OrdinalForestClassifier(ClassifierMixin, BaseEstimator):
                 random_state=None if self.random_state is None else self.random_state + index,
                 n_jobs=self.n_jobs,
             )
+            # classes_ are the labels seen, so both sides of every threshold hold beers
             target = (y > threshold).astype(int)
-            if target.min() == target.max():  # a threshold no training beer crosses
-                forest = _Constant(float(target[0]))
             self.forests_.append(forest.fit(np.asarray(X, dtype=float), target))
         return self
 
@@ -104,26 +103,8 @@ class OrdinalForestClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
 
-class _Constant:
-    """A "forest" for a threshold that every training beer is on the same side of."""
-
-    def __init__(self, probability: float):
-        self.probability = probability
-
-    def fit(self, X: Any, y: Any) -> _Constant:
-        return self
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        positive = np.full(len(X), self.probability)
-        return np.column_stack([1.0 - positive, positive])
-
-    classes_ = np.array([0, 1])
-
-
 def _positive_proba(forest: Any, X: np.ndarray) -> np.ndarray:
-    proba = forest.predict_proba(X)
-    classes = list(forest.classes_)
-    return proba[:, classes.index(1)] if 1 in classes else np.zeros(len(X))
+    return forest.predict_proba(X)[:, list(forest.classes_).index(1)]
 
 
 @dataclass

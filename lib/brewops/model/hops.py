@@ -277,8 +277,8 @@ def _is_adjunct(normalised: str) -> bool:
 BOIL_MINUTES = 60.0
 MIDDLE_MINUTES = 30.0
 HOT_WORT_MINUTES = 5.0
-# First-wort hops steep while the kettle fills and isomerise a little more than a
-# 60-minute addition (about +10 %).
+# First-wort hops steep while the kettle fills: counted as a 70-minute addition, a few
+# per cent more than a 60-minute one on Tinseth's curve.
 FIRST_WORT_MINUTES = 70.0
 # Mash hops lose most alpha acids with the spent grain; about a fifth of a boil addition.
 MASH_MINUTES = 5.0
