@@ -125,7 +125,8 @@ def main() -> None:
         rate = row["read"] / row["seconds"] if row["seconds"] else 0.0
         print(
             f"  {row['delivery_stream']}: read {row['read']:,}, delivered {row['delivered']:,}, "
-            f"failed {row['failed']}, {row['objects']} objects, {row['seconds']:.1f} s "
+            f"failed {row['failed']}, {row['objects']} object{'' if row['objects'] == 1 else 's'}, "
+            f"{row['seconds']:.1f} s "
             f"({rate:,.0f} records/s)"
         )
         assert row["read"] == args.beers, row
