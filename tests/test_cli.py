@@ -118,24 +118,31 @@ class AcceptingKinesis:
         return {"FailedRecordCount": 0, "Records": accepted}
 
 
-def test_backfill_speaks_the_api_version_of_the_target(punkapi_v3_url, monkeypatch, tmp_path):
+def accepting_target(monkeypatch, tmp_path, **fields: Any) -> SimpleNamespace:
+    """The target the stream commands get: its Kinesis (`.kinesis`) takes every record."""
     kinesis = AcceptingKinesis()
     target = SimpleNamespace(
-        name="local",
-        punkapi_url=punkapi_v3_url,
-        punkapi_version="v3",
         outputs={"StreamName": "beers"},
         session=SimpleNamespace(client=lambda service: kinesis),
         stack_id="arn:aws:cloudformation:us-east-1:123456789012:stack/brewops-dev/1",
+        kinesis=kinesis,
+        **fields,
     )
     monkeypatch.setattr(streaming_cli, "use_target", lambda name: target)
     monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
+    return target
+
+
+def test_backfill_speaks_the_api_version_of_the_target(punkapi_v3_url, monkeypatch, tmp_path):
+    target = accepting_target(
+        monkeypatch, tmp_path, name="local", punkapi_url=punkapi_v3_url, punkapi_version="v3"
+    )
 
     result = CliRunner().invoke(streaming_cli.stream, ["backfill", "--no-progress"])
 
     assert result.exit_code == 0, result.output
     assert "325 of 325 beers sent" in result.output
-    assert len(set(kinesis.partition_keys)) == 325
+    assert len(set(target.kinesis.partition_keys)) == 325
 
 
 def test_backfill_takes_the_api_version_from_the_target_not_its_url(
@@ -153,17 +160,13 @@ def test_backfill_takes_the_api_version_from_the_target_not_its_url(
             return catalog_beers
 
     monkeypatch.setattr("brewops.punkapi.client.PunkApiClient", RecordingClient)
-    kinesis = AcceptingKinesis()
-    target = SimpleNamespace(
+    accepting_target(
+        monkeypatch,
+        tmp_path,
         name="aws",
         punkapi_url="https://beers.example/api",
         punkapi_version="v3",
-        outputs={"StreamName": "beers"},
-        session=SimpleNamespace(client=lambda service: kinesis),
-        stack_id="arn:aws:cloudformation:us-east-1:123456789012:stack/brewops-dev/1",
     )
-    monkeypatch.setattr(streaming_cli, "use_target", lambda name: target)
-    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
 
     result = CliRunner().invoke(streaming_cli.stream, ["backfill", "--no-progress"])
 
@@ -172,16 +175,7 @@ def test_backfill_takes_the_api_version_from_the_target_not_its_url(
 
 
 def test_a_backfill_names_each_beer_it_could_not_send_and_why(catalog_beers, monkeypatch, tmp_path):
-    kinesis = AcceptingKinesis()
-    target = SimpleNamespace(
-        name="local",
-        punkapi_url=None,
-        outputs={"StreamName": "beers"},
-        session=SimpleNamespace(client=lambda service: kinesis),
-        stack_id="arn:aws:cloudformation:us-east-1:123456789012:stack/brewops-dev/1",
-    )
-    monkeypatch.setattr(streaming_cli, "use_target", lambda name: target)
-    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
+    target = accepting_target(monkeypatch, tmp_path, name="local", punkapi_url=None)
     catalog = tmp_path / "catalog.json"
     # NaN is what Python's JSON reader takes, and no strict reader of raw/ would
     catalog.write_text(json.dumps([catalog_beers[0], {**catalog_beers[1], "ibu": float("nan")}]))
@@ -193,7 +187,7 @@ def test_a_backfill_names_each_beer_it_could_not_send_and_why(catalog_beers, mon
     assert result.exit_code == 1
     assert "1 of 2 beers sent" in result.output
     assert f"not sent: beer {catalog_beers[1]['id']}: NotSerialisable: " in result.output
-    assert kinesis.partition_keys == [str(catalog_beers[0]["id"])]
+    assert target.kinesis.partition_keys == [str(catalog_beers[0]["id"])]
 
 
 def test_ids_remembered_from_several_threads_at_once_are_all_kept(monkeypatch, tmp_path):

@@ -113,6 +113,11 @@ def test_volume_and_gravity_come_from_the_record():
         (28, "g"),
         (28, "ml"),
         (28, " Grams "),
+        (0.028, "kg"),
+        (28000, "mg"),
+        (28 / 28.3495, "oz"),
+        (28 / 453.592, "lb"),
+        (0.028, "l"),
     ],
 )
 def test_hop_amount_units_are_converted_to_grams(amount, unit):
@@ -398,16 +403,6 @@ def test_trailing_form_words_are_dropped_from_hop_names(name, normalised, alpha)
 def test_tinseth_ibu_of_no_hops_or_no_wort_is_zero():
     assert hops.tinseth_ibu(-5, 6.0, 60, 1.050, 20) == 0
     assert hops.tinseth_ibu(28, 6.0, 60, 1.050, 0) == 0
-
-
-@pytest.mark.parametrize(
-    ("amount", "unit"),
-    [(0.028, "kg"), (28000, "mg"), (28 / 28.3495, "oz"), (28 / 453.592, "lb"), (0.028, "l")],
-)
-def test_more_hop_amount_units_are_converted_to_grams(amount, unit):
-    expected = features.beer_features(recipe([hop("Cascade", 28, "start")]))["tinseth_ibu"]
-    row = features.beer_features(recipe([hop("Cascade", amount, "start", unit=unit)]))
-    assert row["tinseth_ibu"] == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(

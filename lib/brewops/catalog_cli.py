@@ -8,6 +8,12 @@ import click
 
 from brewops.catalog import CatalogError
 
+OUT_OPTION = click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Catalogue file to write (JSON array of beers, v2 shape).",
+)
 CATALOG_OPTION = click.option(
     "--catalog",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -43,12 +49,7 @@ def fetch(force: bool) -> None:
     type=click.Choice(["v2", "v3"]),
     help="Punk API version. Default: the URL's last segment (…/v2 or …/v3), else v2.",
 )
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="Catalogue file to write (JSON array of beers, v2 shape).",
-)
+@OUT_OPTION
 @click.option(
     "--per-page",
     type=int,
@@ -106,12 +107,7 @@ def crawl(
 
 @data.command()
 @click.option("--n", "count", type=click.IntRange(min=0), required=True, help="Number of beers.")
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="Catalogue file to write (JSON array of beers, v2 shape).",
-)
+@OUT_OPTION
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="Seed of the resampling and jitter."
 )
