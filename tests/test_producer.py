@@ -291,6 +291,16 @@ def test_progress_callback_sees_every_record(kinesis_client, kinesis_stream):
 
 
 @pytest.mark.emulator
+def test_progress_counts_the_beers_that_are_never_sent(kinesis_client, kinesis_stream):
+    seen: list[int] = []
+    batch = [*beers(2), {"name": "Anonymous"}, {"id": 9, "ibu": float("nan")}]
+
+    put_beers(batch, kinesis_stream, kinesis_client, progress=seen.append)
+
+    assert sum(seen) == 4  # a bar of 4 ends full
+
+
+@pytest.mark.emulator
 def test_progress_bar(kinesis_client, kinesis_stream, capsys):
     report = put_beers(beers(10), kinesis_stream, kinesis_client, progress=True)
 

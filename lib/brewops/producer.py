@@ -355,6 +355,8 @@ def put_payloads(
                     _settle(done, callback)
                 in_flight.add(pool.submit(sender.send, batch))
             _settle(wait(in_flight).done, callback)
+        if callback is not None and (rejected or report.oversize):
+            callback(len(rejected) + len(report.oversize))  # settled too: never sent
     finally:
         if bar is not None:
             bar.close()
