@@ -216,6 +216,15 @@ def test_a_failed_sam_command_shows_its_output_and_says_what_to_do(
     assert "working on it" in capsys.readouterr().out
 
 
+def test_sam_runs_unbuffered_so_a_cell_shows_its_lines_as_they_come(tmp_path, monkeypatch):
+    seen = tmp_path / "unbuffered"
+    _fake_sam(tmp_path, monkeypatch, f'echo "$PYTHONUNBUFFERED" >> {seen}')
+
+    infra.teardown("aws", "brewops-dev")
+
+    assert seen.read_text().splitlines() == ["1"]
+
+
 def test_sam_never_inherits_the_local_targets_endpoint(tmp_path, monkeypatch):
     # what targets.use("local") leaves in the environment of this process
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")

@@ -6,6 +6,7 @@ what is deployed.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -303,6 +304,8 @@ def _run_sam(command: list[str], stack_name: str) -> None:
     with subprocess.Popen(
         command,
         cwd=repo_root(),
+        # sam is Python: unbuffered, its lines reach the cell as they come, not in chunks
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
