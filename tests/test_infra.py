@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import os
 import shutil
 import subprocess
+import sys
+import time
 
 import pytest
 
@@ -14,6 +17,7 @@ from brewops import infra
 from brewops import target as targets
 from brewops.errors import ActionableError
 from brewops.paths import repo_root, template_path
+from fixtures.local import exited
 
 
 def _broken_template(directory, old: str, new: str):
@@ -223,6 +227,25 @@ def test_sam_runs_unbuffered_so_a_cell_shows_its_lines_as_they_come(tmp_path, mo
     infra.teardown("aws", "brewops-dev")
 
     assert seen.read_text().splitlines() == ["1"]
+
+
+def test_an_interrupted_sam_command_stops_with_the_processes_it_started(tmp_path, monkeypatch):
+    child = tmp_path / "child.pid"
+    _fake_sam(tmp_path, monkeypatch, f"sleep 60 & echo $! > {child}; echo building; wait")
+
+    class InterruptedCell(io.StringIO):
+        def write(self, text: str) -> int:
+            raise KeyboardInterrupt  # Ctrl-C while sam runs
+
+    monkeypatch.setattr(sys, "stdout", InterruptedCell())
+    with pytest.raises(KeyboardInterrupt):
+        infra.teardown("aws", "brewops-dev")
+
+    builder = int(child.read_text())
+    deadline = time.monotonic() + 5  # the kill is delivered, not waited for
+    while not exited(builder) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert exited(builder), "the process sam started is still running"
 
 
 def test_sam_never_inherits_the_local_targets_endpoint(tmp_path, monkeypatch):

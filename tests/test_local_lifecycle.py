@@ -18,6 +18,7 @@ from brewops import local, paths
 from brewops.local import processes
 from brewops.local.cli import local as local_cli
 from brewops.local.state import LocalState, Service, UnreadableStateError
+from fixtures.local import exited
 
 
 @pytest.fixture
@@ -35,13 +36,6 @@ def brewops(*args: str, env_dir: Path) -> subprocess.CompletedProcess[str]:
         timeout=300,
         env={**os.environ, "BREWOPS_LOCAL_STATE_DIR": str(env_dir)},
     )
-
-
-def exited(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def spawn_service(tmp_path: Path, seconds: float) -> tuple[subprocess.Popen[bytes], Service]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -310,14 +311,15 @@ def _run_sam(command: list[str], stack_name: str) -> None:
         stderr=subprocess.STDOUT,
         text=True,
         errors="replace",
+        start_new_session=True,  # its own process group: sam and the builders it starts
     ) as process:
         try:
             for line in process.stdout or ():
                 sys.stdout.write(line)
                 sys.stdout.flush()
                 seen.append(line.rstrip())
-        except BaseException:  # an interrupted cell stops sam too, as subprocess.run does
-            process.kill()
+        except BaseException:  # an interrupted cell stops sam and its children too
+            os.killpg(process.pid, signal.SIGKILL)
             raise
     if process.returncode == 0:
         return
