@@ -182,6 +182,32 @@ def test_calls_hold_at_most_5_mib(kinesis_client, kinesis_stream):
 
 
 @pytest.mark.emulator
+def test_a_call_fills_to_exactly_5_mib_and_not_a_byte_more(kinesis_client, kinesis_stream):
+    client = Recording(kinesis_client)
+    mib = 1024 * 1024
+    # five records of exactly 1 MiB (data + key) fill a call; a sixth of 2 bytes does not fit
+    payloads = [(f"k{i}", b"x" * (mib - 2)) for i in range(5)] + [("k5", b"")]
+
+    report = put_payloads(payloads, kinesis_stream, client)
+
+    assert sorted(len(r) for r in client.requests) == [1, 5]
+    assert report.ok and report.sent == 6
+
+
+@pytest.mark.emulator
+def test_a_record_of_exactly_1_mib_is_sent_one_byte_more_is_oversize(
+    kinesis_client, kinesis_stream, stream_records
+):
+    mib = 1024 * 1024
+    payloads = [("fits", b"x" * (mib - 4)), ("over", b"x" * (mib - 3))]  # data + key
+
+    report = put_payloads(payloads, kinesis_stream, kinesis_client)
+
+    assert report.oversize == ["over"] and report.sent == 1
+    assert [r["PartitionKey"] for r in stream_records(kinesis_stream)] == ["fits"]
+
+
+@pytest.mark.emulator
 def test_an_oversize_record_is_reported_not_sent(kinesis_client, kinesis_stream, stream_ids):
     batch = [*beers(3), {"id": 99, "name": "Huge", "description": "x" * (1024 * 1024)}]
 
@@ -201,6 +227,30 @@ def test_a_beer_without_id_is_reported_not_sent(kinesis_client, kinesis_stream):
 
     assert report.sent == 2 and report.records == 3
     assert [(f.partition_key, f.error_code) for f in report.failed] == [("", "MissingId")]
+
+
+@pytest.mark.emulator
+def test_a_beer_with_an_empty_id_is_missing_its_id(kinesis_client, kinesis_stream, stream_ids):
+    report = put_beers([*beers(2), {"id": "", "name": "Blank"}], kinesis_stream, kinesis_client)
+
+    assert (report.records, report.sent) == (3, 2)
+    assert [(f.partition_key, f.error_code) for f in report.failed] == [("", "MissingId")]
+    assert stream_ids(kinesis_stream) == [1, 2]
+
+
+@pytest.mark.emulator
+def test_an_empty_key_is_reported_and_the_call_goes_ahead(
+    kinesis_client, kinesis_stream, stream_records
+):
+    # Kinesis refuses a whole call over one empty partition key
+    recording = Recording(kinesis_client)
+
+    report = put_payloads([("k1", b"a"), ("", b"b")], kinesis_stream, recording)
+
+    assert (report.records, report.sent) == (2, 1)
+    assert [(f.partition_key, f.error_code) for f in report.failed] == [("", "InvalidPartitionKey")]
+    assert [[e["PartitionKey"] for e in call] for call in recording.requests] == [["k1"]]
+    assert [r["PartitionKey"] for r in stream_records(kinesis_stream)] == ["k1"]
 
 
 @pytest.mark.emulator
@@ -355,8 +405,19 @@ def test_entries_failing_every_time_are_reported_with_their_reason(
 
 
 @pytest.mark.emulator
-def test_throttled_calls_are_retried(kinesis_client, kinesis_stream, stream_ids):
-    client = ThrottledCalls(kinesis_client, times=2)
+@pytest.mark.parametrize(
+    "code",
+    [
+        THROTTLED,
+        "LimitExceededException",
+        "ThrottlingException",
+        "KMSThrottlingException",
+        "InternalFailure",
+        "ServiceUnavailable",
+    ],
+)
+def test_throttled_calls_are_retried(kinesis_client, kinesis_stream, stream_ids, code):
+    client = ThrottledCalls(kinesis_client, times=2, code=code)
 
     report = put_beers(beers(5), kinesis_stream, client, sleep=no_sleep())
 

@@ -107,6 +107,15 @@ def test_beer_random_and_filters(request, version, catalog_beers):
     assert 106 in [b["id"] for b in c.beers(beer_name="punk ipa 2010")]
 
 
+def test_text_filters_are_sent_with_underscores_for_spaces(punkapi_url, catalog_beers):
+    c = client(punkapi_url)
+    urls = []
+    c.session.hooks["response"].append(lambda r, *args, **kw: urls.append(r.url))
+    got = c.beers(beer_name="punk ipa", malt="extra pale")
+    assert "beer_name=punk_ipa" in urls[0] and "malt=extra_pale" in urls[0]
+    assert got and all("punk ipa" in b["name"].lower() for b in got)
+
+
 def test_v3_refuses_filters_it_does_not_have(punkapi_v3_url):
     with pytest.raises(ValueError, match="hops"):
         client(punkapi_v3_url, "v3").beers(hops="citra")
@@ -256,6 +265,18 @@ def test_connection_refused_is_retried_then_raised():
     assert c.requests_made == 3
 
 
+def test_no_request_waits_past_the_deadline():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()  # connections are taken, never answered
+        c = client(f"http://127.0.0.1:{s.getsockname()[1]}/v2", retries=0, timeout=10)
+        c.deadline = time.monotonic() + 0.5
+        started = time.monotonic()
+        with pytest.raises(TransportError, match="Timed out"):
+            c.beers()
+        assert time.monotonic() - started < 3  # not the 10 s timeout
+
+
 # ----------------------------------------------------------------------------- wait strategy
 
 
@@ -318,6 +339,29 @@ def test_a_503_retry_after_is_honoured():
     c = client("http://punk.test/v2", session=session, backoff=0.5)
     assert c.beers() == []
     assert c._sleep == [3]
+
+
+def test_a_retry_after_of_zero_is_honoured_not_ignored():
+    assert retry_after_seconds(fake_response(**{"Retry-After": "0"}), 1_000_000.0) == 0
+    session = ScriptedSession((429, {"message": "slow"}, {"Retry-After": "0"}), (200, [], {}))
+    c = client("http://punk.test/v2", session=session, backoff=0.5)
+    assert c.beers() == []
+    assert c._sleep == [0]  # come back now, not after our own 0.5-1.0 s backoff
+
+
+def test_a_retry_after_date_in_the_past_is_no_wait():
+    now = 1_000_000.0
+    past = "Mon, 12 Jan 1970 13:46:30 GMT"  # epoch 999_990: ten seconds ago
+    assert retry_after_seconds(fake_response(**{"Retry-After": past}), now) == 0.0
+    stale = {"X-RateLimit-Reset": str(int(now) - 10), "X-RateLimit-Remaining": "0"}
+    assert retry_after_seconds(fake_response(**stale), now) == 0.0
+
+
+def test_a_hint_of_exactly_max_wait_is_waited_for():
+    session = ScriptedSession((429, {"message": "slow"}, {"Retry-After": "30"}), (200, [], {}))
+    c = client("http://punk.test/v2", session=session, max_wait=30)
+    assert c.beers() == []
+    assert (session.calls, c._sleep) == (2, [30])
 
 
 # ----------------------------------------------------------------------------- odd error bodies
@@ -402,6 +446,31 @@ def test_a_schema_error_shows_only_the_start_of_a_long_input(catalog_beers):
     assert info.value.field == "tagline"
     assert "(got {'id': 101, 'name': 'Riptide'" in str(info.value)
     assert "…)" in str(info.value) and len(str(info.value)) < 160
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"abv": "4.5"}, "abv"),  # a number sent as a string is an error, not coerced
+        ({"id": "1"}, "id"),
+        ({"id": 0}, "id"),  # ids start at 1
+        ({"food_pairing": None}, "food_pairing"),
+        ({"volume": {"value": 20, "unit": None}}, "volume.unit"),
+    ],
+)
+def test_the_schema_is_strict(catalog_beers, change, field):
+    beer = {**copy.deepcopy(catalog_beers[0]), **change}
+    with pytest.raises(SchemaError) as info:
+        validate_beer(beer)
+    assert info.value.field == field
+
+
+def test_the_schema_lets_fields_a_newer_server_adds_through(catalog_beers):
+    beer = copy.deepcopy(catalog_beers[0])
+    beer["brewery"] = "BrewDog"
+    beer["volume"]["note"] = "approx."
+    beer["ingredients"]["hops"][0]["origin"] = "NZ"
+    assert validate_beer(beer) is beer
 
 
 def test_keep_returns_malformed_beers_as_sent_and_says_why(punkapi_server, catalog_beers, caplog):

@@ -201,8 +201,17 @@ def test_regular_expression_characters_are_plain_text(punkapi_url, name):
 def test_filter_v2_semantics_unit(catalog_beers):
     # a repeated numeric parameter compares as NaN in the original: nothing matches
     assert filter_v2(catalog_beers, {"abv_gt": ["1", "2"]}) == []
-    # an unparseable month in a valid-looking date (13) matches nothing
+    # an unparseable month in a valid-looking date (13, or 00) matches nothing
     assert filter_v2(catalog_beers, {"brewed_before": ["13-2010"]}) == []
+    assert filter_v2(catalog_beers, {"brewed_before": ["00-2010"]}) == []
+
+
+@pytest.mark.parametrize(("query", "expected"), [("ids=1,4", []), ("ids=1%2C4|29", [29])])
+def test_ids_are_separated_by_pipes_only(punkapi_url, query, expected):
+    # each "|"-separated entry is read as Number() does: "1,4" is NaN and matches nothing
+    r = get(f"{punkapi_url}/beers?{query}")
+    assert r.status_code == 200
+    assert ids(r) == expected
 
 
 # ----------------------------------------------------------------------------- v2 errors

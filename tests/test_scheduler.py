@@ -8,14 +8,26 @@ import json
 import re
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import boto3
 import pytest
 
+from brewops import scheduler as scheduler_module
 from brewops.reconcile import tick_ids
 from brewops.scheduler import Scheduler, _RemoteFunction, rate_seconds, scheduled_event
 
 EVENTS = Path(__file__).parent / "events"
+FUNCTION_ARN = "arn:aws:lambda:eu-west-1:123456789012:function:brewops-dev-producer"
+
+
+def _session() -> boto3.Session:
+    """A session for a deployed producer; the tests give it an endpoint of their own."""
+    return boto3.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="eu-west-1"
+    )
+
+
 RULE_ARN = "arn:aws:events:eu-west-1:123456789012:rule/brewops-dev-producer-tick"
 
 
@@ -25,6 +37,10 @@ RULE_ARN = "arn:aws:events:eu-west-1:123456789012:rule/brewops-dev-producer-tick
         ("rate(1 minute)", 60),
         ("rate(5 minutes)", 300),
         ("rate(2 hours)", 7200),
+        ("rate(1 hour)", 3600),
+        ("rate(1 day)", 86400),
+        ("rate(3 days)", 259200),
+        (" rate(10 minutes) ", 600),
         ("cron(0 * * * ? *)", None),
     ],
 )
@@ -88,12 +104,8 @@ def test_a_deployed_function_answers_with_its_result_or_its_error(payload, funct
 
 def test_a_deployed_function_is_awaited_as_long_as_a_function_can_run():
     # botocore retries a timed-out read: a shorter wait would invoke the producer again
-    session = boto3.Session(
-        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="eu-west-1"
-    )
-    function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:brewops-dev-producer"
 
-    [(function, _)] = Scheduler(function=function_arn, session=session, in_process=False).targets
+    [(function, _)] = Scheduler(function=FUNCTION_ARN, session=_session(), in_process=False).targets
 
     assert function.lambda_client.meta.config.read_timeout > 900  # Lambda's longest Timeout
 
@@ -119,19 +131,58 @@ def test_a_deployed_function_is_invoked_once_per_tick_even_when_lambda_fails(mon
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Failing)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.server_address[1]}")
-    session = boto3.Session(
-        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="eu-west-1"
-    )
-    function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:brewops-dev-producer"
     try:
         # WHEN the schedule fires once
-        [tick] = Scheduler(function=function_arn, session=session, in_process=False).tick()
+        [tick] = Scheduler(function=FUNCTION_ARN, session=_session(), in_process=False).tick()
     finally:
         server.shutdown()
 
     # THEN the producer ran at most once: a retried Invoke would produce the tick twice
     assert len(calls) == 1
     assert not tick.ok and "ServiceException" in tick.error
+
+
+def test_ticks_keep_the_interval_however_long_a_tick_takes(monkeypatch):
+    # GIVEN a clock of our own, and ticks that each take 0.5 s of it
+    clock = [0.0]
+    monkeypatch.setattr(scheduler_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    scheduler = Scheduler(function=FUNCTION_ARN, session=_session(), in_process=False)
+    starts: list[float] = []
+
+    def tick() -> list:
+        starts.append(clock[0])
+        clock[0] += 0.5
+        return []
+
+    class Waits(threading.Event):
+        def wait(self, timeout=None):
+            clock[0] += timeout
+            return False
+
+    monkeypatch.setattr(scheduler, "tick", tick)
+
+    # WHEN three ticks run 0.6 s apart
+    scheduler.run(3, interval=0.6, stop=Waits())
+
+    # THEN they start 0.6 s apart, not 0.6 s after the previous one ended
+    assert starts == pytest.approx([0.0, 0.6, 1.2])
+
+
+def test_an_open_ended_run_follows_the_rules_rate(monkeypatch):
+    scheduler = Scheduler(function=FUNCTION_ARN, session=_session(), in_process=False)
+    scheduler.schedule = "rate(5 minutes)"  # as read back from the rule
+    monkeypatch.setattr(scheduler, "tick", lambda: [])
+    waits: list[float] = []
+
+    class Stop(threading.Event):
+        def wait(self, timeout=None):
+            waits.append(timeout)
+            self.set()
+            return True
+
+    scheduler.run(stop=Stop())
+
+    assert len(waits) == 1 and 299 < waits[0] <= 300
 
 
 @pytest.mark.emulator
@@ -174,13 +225,14 @@ def test_ticks_run_the_producer_and_put_random_beers(streaming_stack, punkapi_ur
 
 
 @pytest.mark.emulator
-def test_a_constant_input_replaces_the_event_and_the_environment_applies(streaming_stack):
+@pytest.mark.parametrize("constant", [{"beers": 2}, {}])  # an empty constant is still one
+def test_a_constant_input_replaces_the_event_and_the_environment_applies(streaming_stack, constant):
     stack = streaming_stack(
-        producer_handler="fixtures.streaming.event_echo_handler", schedule_input={"beers": 2}
+        producer_handler="fixtures.streaming.event_echo_handler", schedule_input=constant
     )
     [tick] = Scheduler.from_outputs(stack.outputs, session=stack.session).tick()
 
-    assert tick.result["event"] == {"beers": 2}
+    assert tick.result["event"] == constant
     assert tick.result["stream"] == stack.outputs["StreamName"]
 
 
