@@ -6,6 +6,7 @@ what is deployed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -319,7 +320,8 @@ def _run_sam(command: list[str], stack_name: str) -> None:
                 sys.stdout.flush()
                 seen.append(line.rstrip())
         except BaseException:  # an interrupted cell stops sam and its children too
-            os.killpg(process.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # all of them may have ended
+                os.killpg(process.pid, signal.SIGKILL)
             raise
     if process.returncode == 0:
         return
