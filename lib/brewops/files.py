@@ -32,7 +32,8 @@ def write_atomically(path: Path, text: str) -> None:
 
 @contextlib.contextmanager
 def exclusive(lock_file: Path) -> Iterator[None]:
-    """Hold `lock_file` (created if needed) so one process at a time runs the block."""
+    """Hold `lock_file` (created if needed) so one process or thread at a time runs the
+    block: each entry opens the file anew, and flock excludes other opens in this process too."""
     lock_file.parent.mkdir(parents=True, exist_ok=True)
     with lock_file.open("w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
