@@ -261,6 +261,20 @@ def test_sam_never_inherits_the_local_targets_endpoint(tmp_path, monkeypatch):
     assert seen.read_text().splitlines() == ["[]", "[]", "[]"]  # build, deploy, delete
 
 
+def test_sam_refuses_an_emulator_endpoint_exported_in_the_shell(tmp_path, monkeypatch):
+    # the line `brewops local up` prints for shells, then a deploy from that shell
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
+    monkeypatch.setattr(targets, "_saved_environment", None)
+    ran = tmp_path / "ran"
+    _fake_sam(tmp_path, monkeypatch, f"echo ran >> {ran}")
+
+    with pytest.raises(targets.TargetNotReady, match="unset AWS_ENDPOINT_URL"):
+        infra.deploy("aws", "brewops-dev")
+    with pytest.raises(targets.TargetNotReady, match="unset AWS_ENDPOINT_URL"):
+        infra.teardown("aws", "brewops-dev")
+    assert not ran.exists()
+
+
 SAM = repo_root() / ".venv-sam" / "bin" / "sam"
 
 

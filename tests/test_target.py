@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +169,34 @@ def test_aws_with_a_profile_that_does_not_exist_is_not_ready(
 
     with pytest.raises(targets.TargetNotReady, match="no-such-profile"):
         targets.use("aws")
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    ["http://127.0.0.1:4566", "http://localhost:5000", "http://[::1]:8080", "127.0.0.2:9000"],
+)
+def test_aws_refuses_an_endpoint_on_this_machine_and_says_how_to_leave_it(
+    aws_environment: dict[str, str], monkeypatch: pytest.MonkeyPatch, endpoint: str
+) -> None:
+    # the line `brewops local up` prints for shells, exported before starting Python
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    tgt = targets.use("aws")
+
+    with pytest.raises(targets.TargetNotReady, match=r"unset AWS_ENDPOINT_URL"):
+        _ = tgt.outputs
+    with pytest.raises(targets.TargetNotReady, match=re.escape(endpoint)):
+        tgt.client("s3")
+
+
+def test_aws_keeps_an_endpoint_elsewhere(
+    aws_environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a VPC or FIPS endpoint is the user's choice
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "https://s3.eu-west-1.amazonaws.com")
+
+    client = targets.use("aws").client("s3")
+
+    assert client.meta.endpoint_url == "https://s3.eu-west-1.amazonaws.com"
 
 
 def test_other_botocore_errors_while_reading_the_stack_say_what_to_check(

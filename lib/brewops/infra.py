@@ -352,10 +352,12 @@ def _parameter_override(key: str, value: str) -> str:
 
 def _leave_the_emulator() -> None:
     """`sam` inherits this process's environment: after targets.use("local") it holds the
-    emulator's endpoint and dummy keys, which would send the deploy there."""
+    emulator's endpoint and dummy keys, which would send the deploy there. An endpoint on
+    this machine exported in the shell would too, and is refused."""
     from brewops import target as targets
 
     targets.use("aws")
+    targets.check_not_routed_to_this_machine()
 
 
 def sam_deploy(stack_name: str, parameter_overrides: dict[str, str] | None = None) -> None:

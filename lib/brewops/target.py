@@ -13,9 +13,11 @@ TargetNotReady, saying what to set, before the first call to AWS.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
@@ -88,6 +90,29 @@ def check_session(session: Any) -> None:
         raise TargetNotReady(NO_CREDENTIALS)
 
 
+def check_not_routed_to_this_machine() -> None:
+    """Raise TargetNotReady if AWS_ENDPOINT_URL sends the aws target to a server on this
+    machine, as the line `brewops local up` prints for shells sets it to the emulator."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if not endpoint:
+        return
+    host = urlsplit(endpoint if "://" in endpoint else f"//{endpoint}").hostname or ""
+    if host == "localhost" or host.endswith(".localhost") or _is_loopback(host):
+        raise TargetNotReady(
+            f"AWS_ENDPOINT_URL={endpoint} sends the aws target to this machine, not to AWS "
+            "(the shell line `brewops local up` prints sets it for the emulator). Run "
+            "`unset AWS_ENDPOINT_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY` in that shell, "
+            "or use the local target."
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def stack_outputs(stack_name: str | None = None, session: Any = None) -> dict[str, str]:
     """Outputs of the stack, by OutputKey, from CloudFormation wherever the environment
     points (the emulator after `use("local")`)."""
@@ -137,6 +162,8 @@ class Target:
         Not checked in `use("aws")`: that also puts back the environment `use("local")`
         replaced, which must work on a machine with no AWS settings at all."""
         if not self._session_checked:
+            if self.name == "aws":
+                check_not_routed_to_this_machine()
             check_session(self._session)
             self._session_checked = True
         return self._session
