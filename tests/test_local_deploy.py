@@ -132,3 +132,5 @@ def test_the_real_template_translates_offline() -> None:
     # only parameters the template declares are sent
     assert prepared.parameters == {"PunkApiUrl": "http://127.0.0.1:1/v2"}
     assert len(prepared.artifacts) == 1
+    # in the words moto honours, so a deleted local stack keeps its bucket as AWS does
+    assert prepared.template["Resources"]["Bucket"]["DeletionPolicy"] == "Retain"

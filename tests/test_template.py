@@ -258,6 +258,12 @@ def test_the_bucket_is_encrypted_private_and_tls_only(resources):
     assert {"raw/", "errors/"} <= prefixes
 
 
+def test_the_bucket_outlives_the_stack_but_not_a_failed_first_deploy(resources):
+    bucket = resources["Bucket"]
+    assert bucket["DeletionPolicy"] == "RetainExceptOnCreate"
+    assert bucket["UpdateReplacePolicy"] == "Retain"  # the only kind of keeping it allows
+
+
 def test_the_stream_is_encrypted_with_the_kinesis_key(resources):
     props = resources["Stream"]["Properties"]
 

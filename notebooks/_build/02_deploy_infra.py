@@ -92,7 +92,8 @@ infra.delivery_streams_table(tgt.session, tgt.outputs)
         md(
             "## Clean-up\n\nWith `cleanup = True` the stack is deleted (locally, the emulator "
             "and the Punk API server are stopped too). On AWS the bucket stays on purpose "
-            "(`DeletionPolicy: Retain`: it holds the data and the models); remove it with "
+            "(`DeletionPolicy: RetainExceptOnCreate`: it holds the data and the models; only a "
+            "first deploy that rolls back removes it); remove it with "
             "`aws s3 rb s3://BUCKET --force` when you no longer need them."
         ),
         code("""

@@ -198,7 +198,13 @@ def prepare(
     packaged, artifacts = package_template(
         template, template_path.parent, ARTIFACTS_BUCKET, stack_name
     )
-    return PreparedStack(stack_name, translate(packaged, parameters, region), parameters, artifacts)
+    translated = translate(packaged, parameters, region)
+    for resource in translated["Resources"].values():
+        # moto keeps only what says Retain; a local create that fails stops the emulator
+        # with all it made, so the "except on create" part has nothing to do here
+        if resource.get("DeletionPolicy") == "RetainExceptOnCreate":
+            resource["DeletionPolicy"] = "Retain"
+    return PreparedStack(stack_name, translated, parameters, artifacts)
 
 
 def create_stack(
