@@ -66,7 +66,8 @@ def _coerce(value: Any, shape: Shape) -> Any:
     if kind == "boolean":
         return value if isinstance(value, bool) else str(value).lower() == "true"
     if kind == "string" and not isinstance(value, str):
-        return json.dumps(value) if isinstance(value, dict) else str(value)
+        # as CloudFormation passes them: JSON for objects, true/false for booleans
+        return json.dumps(value) if isinstance(value, dict | bool) else str(value)
     return value
 
 
