@@ -253,3 +253,173 @@ def test_a_resource_type_the_emulator_cannot_create_fails_the_deploy(
     name = f"brewops-unsupported-{uuid.uuid4().hex[:8]}"
     with pytest.raises(deploy.DeployError, match=r"TopicPolicy \(AWS::SNS::TopicPolicy\)"):
         deploy.deploy(emulator_session(), emulator_endpoint, template, name)
+
+
+def test_boolean_properties_given_as_strings_keep_their_value() -> None:
+    params = cfn_models.api_params(
+        "athena",
+        "CreateWorkGroup",
+        {
+            "Name": "w",
+            "Configuration": {
+                "EnforceWorkGroupConfiguration": "false",
+                "PublishCloudWatchMetricsEnabled": "True",
+            },
+        },
+    )
+    assert params["Configuration"] == {
+        "EnforceWorkGroupConfiguration": False,
+        "PublishCloudWatchMetricsEnabled": True,
+    }
+
+
+def test_a_lifecycle_rule_without_a_prefix_covers_the_whole_bucket() -> None:
+    rule = cfn_models._lifecycle_rule(
+        {
+            "Id": "archive",
+            "Status": "Enabled",
+            "Transition": {"StorageClass": "GLACIER", "TransitionInDays": 365},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+        }
+    )
+    assert rule == {
+        "ID": "archive",
+        "Status": "Enabled",
+        "Filter": {"Prefix": ""},
+        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": "1"},
+        "Transition": [{"StorageClass": "GLACIER", "Days": "365"}],
+    }
+
+
+@pytest.mark.emulator
+def test_a_delivery_stream_gives_its_arn_in_the_stack_region(
+    emulator_endpoint: str, tmp_path: Path
+) -> None:
+    template = tmp_path / "template.yaml"
+    template.write_text(
+        "Resources:\n"
+        "  Bucket:\n    Type: AWS::S3::Bucket\n"
+        "  Delivery:\n"
+        "    Type: AWS::KinesisFirehose::DeliveryStream\n"
+        "    Properties:\n"
+        "      ExtendedS3DestinationConfiguration:\n"
+        "        BucketARN: !GetAtt Bucket.Arn\n"
+        "        RoleARN: arn:aws:iam::123456789012:role/delivery\n"
+        "Outputs:\n"
+        "  DeliveryName: {Value: !Ref Delivery}\n"
+        "  DeliveryArn: {Value: !GetAtt Delivery.Arn}\n"
+    )
+    name = f"brewops-delivery-{uuid.uuid4().hex[:8]}"
+    session = emulator_session()
+    outputs = deploy.deploy(session, emulator_endpoint, template, name)
+    try:
+        described = session.client("firehose", endpoint_url=emulator_endpoint)
+        arn = described.describe_delivery_stream(DeliveryStreamName=outputs["DeliveryName"])[
+            "DeliveryStreamDescription"
+        ]["DeliveryStreamARN"]
+        assert arn == (
+            f"arn:aws:firehose:us-east-1:123456789012:deliverystream/{outputs['DeliveryName']}"
+        )
+        assert outputs["DeliveryArn"] == arn  # what !GetAtt gives other resources
+    finally:
+        deploy.delete(session, emulator_endpoint, name)
+
+
+@pytest.mark.emulator
+def test_glue_names_cloudformation_generates_are_lower_case_as_in_glue(
+    emulator_endpoint: str, tmp_path: Path
+) -> None:
+    template = tmp_path / "template.yaml"
+    template.write_text(
+        "Resources:\n"
+        "  BeerDatabase:\n"
+        "    Type: AWS::Glue::Database\n"
+        "    Properties:\n"
+        "      CatalogId: !Ref AWS::AccountId\n"
+        "      DatabaseInput: {Description: unnamed}\n"
+        "  BeerTable:\n"
+        "    Type: AWS::Glue::Table\n"
+        "    Properties:\n"
+        "      CatalogId: !Ref AWS::AccountId\n"
+        "      DatabaseName: !Ref BeerDatabase\n"
+        "      TableInput:\n"
+        "        StorageDescriptor:\n"
+        "          Columns: [{Name: id, Type: bigint}]\n"
+        "Outputs:\n"
+        "  Database: {Value: !Ref BeerDatabase}\n"
+        "  Table: {Value: !Ref BeerTable}\n"
+    )
+    name = f"brewops-glue-{uuid.uuid4().hex[:8]}"
+    session = emulator_session()
+    outputs = deploy.deploy(session, emulator_endpoint, template, name)
+    try:
+        database, table = outputs["Database"], outputs["Table"]
+        assert database == database.lower() and table == table.lower()
+        glue = session.client("glue", endpoint_url=emulator_endpoint)
+        found = glue.get_table(DatabaseName=database, Name=table)["Table"]
+        assert [c["Name"] for c in found["StorageDescriptor"]["Columns"]] == ["id"]
+    finally:
+        deploy.delete(session, emulator_endpoint, name)
+
+
+@pytest.mark.emulator
+def test_a_stream_without_a_mode_is_provisioned_as_the_template_says(
+    emulator_endpoint: str, tmp_path: Path
+) -> None:
+    template = tmp_path / "template.yaml"
+    template.write_text(
+        "Resources:\n"
+        "  Stream:\n"
+        "    Type: AWS::Kinesis::Stream\n"
+        "    Properties: {ShardCount: 2, RetentionPeriodHours: 48}\n"
+        "Outputs:\n"
+        "  StreamName: {Value: !Ref Stream}\n"
+    )
+    name = f"brewops-stream-{uuid.uuid4().hex[:8]}"
+    session = emulator_session()
+    outputs = deploy.deploy(session, emulator_endpoint, template, name)
+    try:
+        kinesis = session.client("kinesis", endpoint_url=emulator_endpoint)
+        summary = kinesis.describe_stream_summary(StreamName=outputs["StreamName"])
+        summary = summary["StreamDescriptionSummary"]
+        assert summary["StreamModeDetails"] == {
+            "StreamMode": "PROVISIONED"
+        }  # CloudFormation's default
+        assert summary["OpenShardCount"] == 2
+        assert summary["RetentionPeriodHours"] == 48
+    finally:
+        deploy.delete(session, emulator_endpoint, name)
+
+
+def test_string_properties_get_booleans_and_objects_as_cloudformation_writes_them() -> None:
+    params = cfn_models.api_params(
+        "glue",
+        "CreateTable",
+        {
+            "DatabaseName": "d",
+            "TableInput": {
+                "Name": "t",
+                "Parameters": {"projection.enabled": True, "classification": {"kind": "json"}},
+            },
+        },
+    )
+    # an unquoted YAML true reaches Glue as "true", as CloudFormation passes it
+    assert params["TableInput"]["Parameters"] == {
+        "projection.enabled": "true",
+        "classification": '{"kind": "json"}',
+    }
+
+
+def test_policy_conditions_in_their_other_forms() -> None:
+    assert emulator.condition_holds({"BoolIfExists": {"aws:SecureTransport": "false"}}) is False
+    assert emulator.condition_holds({"Bool": {"aws:SecureTransport": True}}) is True  # JSON true
+    assert emulator.condition_holds({"StringNotEquals": {"aws:SecureTransport": "true"}}) is False
+    assert emulator.condition_holds({"StringNotEquals": {"aws:SecureTransport": "no"}}) is True
+
+    deny_http = {"Bool": {"aws:SecureTransport": "false"}}
+    one_statement = {"Statement": {"Effect": "Deny", "Action": "s3:*", "Condition": deny_http}}
+    assert emulator.applicable_statements(one_statement) == []
+    deny_https = {"Bool": {"aws:SecureTransport": "true"}}
+    holds = {"Statement": [{"Effect": "Deny", "Action": "s3:Delete*", "Condition": deny_https}]}
+    # a condition that holds is met by every request: the Deny applies unconditionally
+    assert emulator.applicable_statements(holds) == [{"Effect": "Deny", "Action": "s3:Delete*"}]

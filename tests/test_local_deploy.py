@@ -1,9 +1,11 @@
-"""The local deploy, offline: template loading, code packages and the SAM translation."""
+"""The local deploy: template loading, code packages and the SAM translation, offline; then
+the creation and deletion of small stacks on the emulator."""
 
 from __future__ import annotations
 
 import io
 import socket
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 
 from brewops import paths
 from brewops.local import deploy
+from fixtures.local import emulator_session
 
 MINI_TEMPLATE = Path(__file__).parent / "data" / "mini_template.yaml"
 LIB = paths.repo_root() / "lib"
@@ -134,3 +137,159 @@ def test_the_real_template_translates_offline() -> None:
     assert len(prepared.artifacts) == 1
     # in the words moto honours, so a deleted local stack keeps its bucket as AWS does
     assert prepared.template["Resources"]["Bucket"]["DeletionPolicy"] == "Retain"
+
+
+def test_template_loader_reads_condition_references_and_nested_attributes(tmp_path: Path) -> None:
+    source = tmp_path / "t.yaml"
+    source.write_text(
+        "A: !And [!Condition IsProd, !Not [!Condition IsProvisioned]]\n"
+        "B: !GetAtt Nested.Outputs.BucketName\n"
+    )
+    loaded = deploy.load_template(source)
+    assert loaded["A"] == {
+        "Fn::And": [{"Condition": "IsProd"}, {"Fn::Not": [{"Condition": "IsProvisioned"}]}]
+    }
+    # only the first dot separates the resource from its attribute
+    assert loaded["B"] == {"Fn::GetAtt": ["Nested", "Outputs.BucketName"]}
+
+
+def test_code_package_files_are_readable_by_the_lambda_runtime(tmp_path: Path) -> None:
+    source = tmp_path / "lib"
+    (source / "pkg").mkdir(parents=True)
+    (source / "pkg" / "app.py").write_text("def handler(event, context):\n    return event\n")
+    (source / "pkg" / "app.py").chmod(0o600)  # private in the working tree
+
+    infos = zipfile.ZipFile(io.BytesIO(deploy.package_code(source))).infolist()
+
+    assert [(i.filename, (i.external_attr >> 16) & 0o777) for i in infos] == [("pkg/app.py", 0o644)]
+
+
+def test_code_already_in_s3_is_left_as_it_is(tmp_path: Path) -> None:
+    template = {
+        "Resources": {
+            "F": {
+                "Type": "AWS::Serverless::Function",
+                "Properties": {"CodeUri": "s3://elsewhere/code.zip"},
+            }
+        }
+    }
+    packaged, artifacts = deploy.package_template(template, tmp_path, "artifacts", "stack")
+    assert artifacts == {}
+    assert packaged["Resources"]["F"]["Properties"]["CodeUri"] == "s3://elsewhere/code.zip"
+
+
+def test_parameter_values_are_sent_as_strings() -> None:
+    prepared = deploy.prepare(MINI_TEMPLATE, "stack", {"ShardCount": 2, "Stage": "dev"})
+    # CloudFormation takes every ParameterValue as a string, numbers included
+    assert prepared.parameters == {"ShardCount": "2", "Stage": "dev"}
+
+
+@pytest.mark.usefixtures("no_network")
+def test_translation_resolves_the_parameters_sam_needs_before_deploying() -> None:
+    template = {
+        "Transform": "AWS::Serverless-2016-10-31",
+        "Parameters": {"Alias": {"Type": "String", "Default": "dev"}},
+        "Resources": {
+            "F": {
+                "Type": "AWS::Serverless::Function",
+                "Properties": {
+                    "CodeUri": {"Bucket": "artifacts", "Key": "stack/code.zip"},
+                    "Handler": "app.handler",
+                    "Runtime": "python3.13",
+                    "AutoPublishAlias": {"Ref": "Alias"},
+                },
+            }
+        },
+    }
+
+    resources = deploy.translate(template, {"Alias": "live"})["Resources"]
+
+    aliases = [r for r in resources.values() if r["Type"] == "AWS::Lambda::Alias"]
+    assert [a["Properties"]["Name"] for a in aliases] == ["live"]  # not the default
+
+
+# ----------------------------------------------------------------------------- emulator
+
+QUEUE = "Resources:\n  Queue:\n    Type: AWS::SQS::Queue\n"
+
+
+def a_stack(tmp_path: Path, template: str) -> tuple[Path, str]:
+    """A template file of `template` and a stack name of its own."""
+    path = tmp_path / "template.yaml"
+    path.write_text(template)
+    return path, f"brewops-tiny-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.mark.emulator
+def test_a_resource_left_out_by_its_condition_is_not_missing(
+    emulator_endpoint: str, tmp_path: Path
+) -> None:
+    template, name = a_stack(
+        tmp_path,
+        "Parameters:\n  Stage: {Type: String}\n"
+        "Conditions:\n  IsProd: !Equals [!Ref Stage, prod]\n"
+        + QUEUE
+        + "  ProdQueue:\n    Type: AWS::SQS::Queue\n    Condition: IsProd\n",
+    )
+    session = emulator_session()
+
+    deploy.deploy(session, emulator_endpoint, template, name, {"Stage": "dev"})
+
+    cloudformation = session.client("cloudformation", endpoint_url=emulator_endpoint)
+    listed = cloudformation.list_stack_resources(StackName=name)["StackResourceSummaries"]
+    created = {r["LogicalResourceId"] for r in listed}
+    assert "Queue" in created and "ProdQueue" not in created
+    deploy.delete(session, emulator_endpoint, name)
+
+
+@pytest.mark.emulator
+def test_a_stack_that_cannot_be_created_is_a_deploy_error(
+    emulator_endpoint: str, tmp_path: Path
+) -> None:
+    template, name = a_stack(tmp_path, QUEUE)
+    session = emulator_session()
+    prepared = deploy.prepare(template, name)
+    deploy.create_stack(session, emulator_endpoint, prepared)
+    try:
+        with pytest.raises(deploy.DeployError, match=f"stack {name} was not created: .*exists"):
+            deploy.create_stack(session, emulator_endpoint, prepared)
+    finally:
+        deploy.delete(session, emulator_endpoint, name)
+
+
+@pytest.mark.emulator
+def test_delete_if_exists_deletes_a_stack_once_and_then_does_nothing(
+    emulator_endpoint: str, tmp_path: Path
+) -> None:
+    template, name = a_stack(tmp_path, QUEUE)
+    session = emulator_session()
+    deploy.deploy(session, emulator_endpoint, template, name)
+    cloudformation = session.client("cloudformation", endpoint_url=emulator_endpoint)
+
+    deploy.delete_if_exists(session, emulator_endpoint, name)
+    deploy.delete_if_exists(session, emulator_endpoint, name)  # none left: harmless
+
+    with pytest.raises(cloudformation.exceptions.ClientError, match="does not exist"):
+        cloudformation.describe_stacks(StackName=name)
+
+
+@pytest.mark.emulator
+def test_deleting_the_stack_deletes_a_versioned_bucket_with_old_versions(
+    emulator_endpoint: str, tmp_path: Path
+) -> None:
+    template, name = a_stack(
+        tmp_path,
+        "Resources:\n  Bucket:\n    Type: AWS::S3::Bucket\n    Properties:\n"
+        "      VersioningConfiguration: {Status: Enabled}\n"
+        "Outputs:\n  BucketName: {Value: !Ref Bucket}\n",
+    )
+    session = emulator_session()
+    bucket = deploy.deploy(session, emulator_endpoint, template, name)["BucketName"]
+    s3 = session.client("s3", endpoint_url=emulator_endpoint)
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    s3.put_object(Bucket=bucket, Key="raw/x", Body=b"1")
+    s3.put_object(Bucket=bucket, Key="raw/x", Body=b"2")  # the first is now an old version
+
+    deploy.delete(session, emulator_endpoint, name)
+
+    assert bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]

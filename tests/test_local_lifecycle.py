@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import psutil
@@ -270,3 +272,197 @@ def test_a_state_with_a_field_of_the_wrong_type_is_damaged_too(state_dir: Path) 
     assert "is damaged" in result.stderr
     with pytest.raises(UnreadableStateError, match="service pid is '1'"):
         LocalState.load()
+
+
+def test_a_server_runs_in_a_session_of_its_own(tmp_path: Path) -> None:
+    process, service = spawn_service(tmp_path, 60)
+    try:
+        # Ctrl-C in the terminal of `brewops local up` does not reach it
+        assert os.getsid(process.pid) == process.pid
+    finally:
+        processes.stop(service)
+
+
+def test_stop_kills_a_server_that_ignores_sigterm(tmp_path: Path) -> None:
+    log = tmp_path / "stubborn.log"
+    script = (
+        "import signal, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    process = processes.spawn([sys.executable, "-c", script], log)
+    try:
+        processes.wait_ready(
+            "Stubborn server", process, lambda: "ready" in log.read_text(), log, 60
+        )
+
+        processes.stop(processes.service(process, 0, "http://127.0.0.1:9", log), timeout=0.2)
+
+        assert process.poll() is not None
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_a_server_that_exits_while_starting_is_reported_with_its_last_words(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "failing.log"
+    script = "import sys\nfor i in range(100):\n    print('line', i)\nsys.exit('the reason')\n"
+    process = processes.spawn([sys.executable, "-c", script], log)
+
+    with pytest.raises(processes.ServiceError, match=r"exited with code 1") as raised:
+        processes.wait_ready("Failing server", process, lambda: False, log, timeout=60)
+
+    message = str(raised.value)
+    assert message.rstrip().endswith("the reason")  # its stderr, from the end of its log
+    assert "line 0\n" not in message
+
+
+def test_a_server_that_never_answers_is_reported(tmp_path: Path) -> None:
+    process, service = spawn_service(tmp_path, 60)
+    try:
+        with pytest.raises(processes.ServiceError, match="Silent server did not answer"):
+            processes.wait_ready(
+                "Silent server", process, lambda: False, Path(service.log), timeout=0.3
+            )
+    finally:
+        processes.stop(service)
+
+
+def test_a_missing_catalogue_or_template_starts_nothing(
+    state_dir: Path, tmp_path: Path, catalog_path: Path
+) -> None:
+    with pytest.raises(FileNotFoundError, match="no Punk API catalogue"):
+        local.up(deploy=False, catalog=tmp_path / "missing.json")
+    with pytest.raises(FileNotFoundError, match="no SAM template"):
+        local.up(catalog=catalog_path, template=tmp_path / "missing.yaml")
+    assert not (state_dir / "state.json").exists()
+
+
+@pytest.mark.emulator
+def test_up_for_another_stack_is_a_conflict(
+    local_stack: LocalState, local_state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from brewops.local import runtime
+
+    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(local_state_dir))
+
+    with pytest.raises(runtime.LocalTargetConflict, match="the stack brewops-other"):
+        local.up(stack_name="brewops-other")
+    assert local.up(stack_name=local_stack.stack_name).already_running
+
+
+def test_a_state_that_is_not_a_json_object_is_damaged(state_dir: Path) -> None:
+    state_dir.mkdir(parents=True)
+    (state_dir / "state.json").write_text("[]")
+    with pytest.raises(UnreadableStateError, match="is damaged"):
+        LocalState.load()
+    assert local.down() is None  # it names no server: cleared all the same
+    assert not (state_dir / "state.json").exists()
+
+
+def test_a_state_with_a_boolean_pid_is_damaged(state_dir: Path) -> None:
+    written = json.loads(a_state().save().read_text())
+    written["services"]["emulator"]["pid"] = True  # JSON true is no pid
+    (state_dir / "state.json").write_text(json.dumps(written))
+    with pytest.raises(UnreadableStateError, match="service pid is True"):
+        LocalState.load()
+
+
+def test_down_stops_what_a_damaged_state_names_despite_a_broken_entry(
+    state_dir: Path, tmp_path: Path
+) -> None:
+    server, service = spawn_service(tmp_path, 60)
+    state_dir.mkdir(parents=True)
+    services = {"emulator": {"pid": "not a pid"}, "punkapi": service.__dict__}
+    (state_dir / "state.json").write_text(json.dumps({"services": services}))
+
+    assert local.down() is None
+
+    assert server.wait(timeout=10) is not None, "the server it could still read is stopped"
+    assert not (state_dir / "state.json").exists()
+
+
+@pytest.mark.emulator
+def test_a_restarted_server_that_never_answers_is_still_stopped_by_down(
+    state_dir: Path, catalog_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = local.up(deploy=False, catalog=catalog_path)
+    try:
+        punkapi = state.services["punkapi"]
+        os.kill(punkapi.pid, 9)
+        psutil.Process(punkapi.pid).wait(timeout=10)
+
+        def never_ready(name: str, *args: object, **kwargs: object) -> None:
+            raise processes.ServiceError(f"{name} did not answer")
+
+        monkeypatch.setattr(processes, "wait_ready", never_ready)
+        with pytest.raises(processes.ServiceError, match="did not answer"):
+            local.up(deploy=False)
+
+        restarted = LocalState.load().services["punkapi"]
+        assert restarted.pid != punkapi.pid, "the restarted server is recorded at once"
+    finally:
+        local.down()
+    assert exited(restarted.pid)
+
+
+@pytest.mark.emulator
+def test_up_runs_the_stack_it_is_given(state_dir: Path, catalog_path: Path) -> None:
+    state = local.up(deploy=False, catalog=catalog_path, stack_name="brewops-feature")
+    try:
+        assert state.stack_name == "brewops-feature"
+        assert local.status().stack_name == "brewops-feature"
+    finally:
+        local.down()
+
+
+@pytest.mark.emulator
+def test_up_knows_the_deployed_template_by_a_relative_path(
+    local_stack: LocalState, local_state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(local_state_dir))
+    monkeypatch.chdir(paths.template_path().parent)
+
+    assert local.up(template=paths.template_path().name).already_running
+
+
+def test_a_server_that_exited_unreaped_is_not_running(tmp_path: Path) -> None:
+    process, service = spawn_service(tmp_path, 0)
+    os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)  # exited, not yet reaped
+
+    assert not processes.is_running(service)  # a zombie serves nothing
+
+
+def test_only_a_success_answer_means_ready() -> None:
+    class NotFound(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_error(404)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer((processes.HOST, 0), NotFound)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert processes.answers(f"http://{processes.HOST}:{server.server_port}/") is False
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.emulator
+def test_the_servers_listen_on_the_loopback_interface_only(
+    local_stack: LocalState,
+) -> None:
+    for service in local_stack.services.values():
+        listening = [
+            c.laddr
+            for c in psutil.Process(service.pid).net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN
+        ]
+        assert listening, f"{service.url} is not listening"
+        assert {address.ip for address in listening} == {"127.0.0.1"}, service.url

@@ -188,3 +188,58 @@ def test_awswrangler_reaches_the_emulator_without_an_endpoint_argument(
         database=outputs["GlueDatabaseName"], table=outputs["CleanedTableName"]
     )
     assert list(columns) == [c.name for c in schema.CLEANED_COLUMNS] + [schema.PARTITION_KEY]
+
+
+def test_bucket_lifecycle_and_ownership_are_those_of_the_template(
+    client: Any, outputs: dict[str, str]
+) -> None:
+    s3 = client("s3")
+    bucket = outputs["BucketName"]
+    rules = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}
+    raw = rules["raw-to-cheaper-storage"]
+    assert raw["Filter"] == {"Prefix": "raw/"}
+    assert [(t["StorageClass"], t["Days"]) for t in raw["Transitions"]] == [
+        ("STANDARD_IA", 30),
+        ("GLACIER_IR", 180),
+    ]
+    assert "Expiration" not in raw  # raw/ is the record of everything received
+    assert rules["expire-errors"]["Expiration"] == {"Days": 30}  # not prod
+    assert rules["expire-athena-results"]["Expiration"] == {"Days": 7}
+    uploads = rules["abort-incomplete-uploads"]
+    assert uploads["Filter"] == {"Prefix": ""}  # the whole bucket
+    assert uploads["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+
+    ownership = s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]
+    assert ownership["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+
+
+def test_stream_keeps_records_a_day_and_carries_the_tags(
+    client: Any, outputs: dict[str, str]
+) -> None:
+    kinesis = client("kinesis")
+    summary = kinesis.describe_stream_summary(StreamName=outputs["StreamName"])
+    assert summary["StreamDescriptionSummary"]["RetentionPeriodHours"] == 24
+    tags = kinesis.list_tags_for_stream(StreamName=outputs["StreamName"])["Tags"]
+    assert {t["Key"]: t["Value"] for t in tags} == {"project": "brewops", "stage": "dev"}
+
+
+def test_delivery_streams_log_to_log_streams_that_exist(
+    client: Any, outputs: dict[str, str]
+) -> None:
+    logs = client("logs")
+    for name in (outputs["RawDeliveryStreamName"], outputs["CleanedDeliveryStreamName"]):
+        destination = describe(client, name)["Destinations"][0]
+        options = destination["ExtendedS3DestinationDescription"]["CloudWatchLoggingOptions"]
+        assert options["Enabled"] is True
+        streams = logs.describe_log_streams(logGroupName=options["LogGroupName"])["logStreams"]
+        assert options["LogStreamName"] in [s["logStreamName"] for s in streams]
+
+
+def test_athena_workgroup_is_enabled_and_caps_the_bytes_a_query_scans(
+    client: Any, outputs: dict[str, str]
+) -> None:
+    work_group = client("athena").get_work_group(WorkGroup=outputs["AthenaWorkGroupName"])
+    assert work_group["WorkGroup"]["State"] == "ENABLED"
+    configuration = work_group["WorkGroup"]["Configuration"]
+    assert configuration["EnforceWorkGroupConfiguration"] is True
+    assert configuration["BytesScannedCutoffPerQuery"] == 1024**3
