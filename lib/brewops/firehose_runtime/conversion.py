@@ -203,7 +203,12 @@ class HiveJsonDeserializer:
         if pa.types.is_decimal(kind):
             if isinstance(value, bool):
                 raise ValueError(f"expected a number, got {value!r}")
-            return Decimal(str(value)).quantize(Decimal(1).scaleb(-kind.scale))
+            number = Decimal(str(value)).quantize(Decimal(1).scaleb(-kind.scale))
+            # Like a lone surrogate, a value the column cannot hold would only fail when the
+            # Parquet file is written, taking the whole buffer with it: refuse the record.
+            if not number.is_finite() or number.adjusted() >= kind.precision - kind.scale:
+                raise ValueError(f"{value} out of range for {kind}")
+            return number
         if pa.types.is_timestamp(kind):
             return self._timestamp(value)
         if pa.types.is_date(kind):
