@@ -10,8 +10,10 @@ import io
 import json
 import logging
 import re
+import sys
 import threading
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -254,6 +256,132 @@ def test_unsupported_configuration_is_an_error_not_a_silent_difference():
         DeliveryStreamConfig.from_description(description(CompressionFormat="Snappy"))
 
 
+def _lambda_processing(*parameters: tuple[str, str]) -> dict[str, Any]:
+    return {
+        "Enabled": True,
+        "Processors": [
+            {
+                "Type": "Lambda",
+                "Parameters": [
+                    {"ParameterName": "LambdaArn", "ParameterValue": FUNCTION_ARN},
+                    *({"ParameterName": n, "ParameterValue": v} for n, v in parameters),
+                ],
+            }
+        ],
+    }
+
+
+def _conversion(**overrides: Any) -> dict[str, Any]:
+    configuration = {
+        "SchemaConfiguration": {"DatabaseName": "db", "TableName": "cleaned"},
+        "InputFormatConfiguration": {"Deserializer": {"HiveJsonSerDe": {}}},
+        "OutputFormatConfiguration": {"Serializer": {"ParquetSerDe": {}}},
+    }
+    return {**configuration, **overrides}
+
+
+def test_what_is_not_configured_takes_the_firehose_defaults():
+    config = DeliveryStreamConfig.from_description(
+        description(BufferingHints=None, ProcessingConfiguration=_lambda_processing())
+    )
+    # destination buffer 5 MiB / 300 s; Lambda processor 1 MB / 60 s, 3 retries
+    assert (config.buffer_bytes, config.interval_seconds) == (5 * 1024 * 1024, 300)
+    processor = config.processor
+    assert (processor.buffer_bytes, processor.interval_seconds, processor.retries) == (
+        1024 * 1024,
+        60,
+        3,
+    )
+
+
+def test_configured_buffering_and_retries_are_honoured_including_zero():
+    config = DeliveryStreamConfig.from_description(
+        description(
+            BufferingHints={"SizeInMBs": 1, "IntervalInSeconds": 0},  # zero buffering
+            ProcessingConfiguration=_lambda_processing(
+                ("NumberOfRetries", "0"),
+                ("BufferSizeInMBs", "0.25"),
+                ("BufferIntervalInSeconds", "900"),
+            ),
+        )
+    )
+    assert (config.buffer_bytes, config.interval_seconds) == (1024 * 1024, 0)
+    processor = config.processor
+    assert (processor.buffer_bytes, processor.interval_seconds, processor.retries) == (
+        1024 * 1024 // 4,
+        900,
+        0,
+    )
+
+
+def test_processing_that_is_disabled_or_only_appends_a_delimiter_runs_no_lambda():
+    disabled = DeliveryStreamConfig.from_description(
+        description(ProcessingConfiguration={**PROCESSING, "Enabled": False})
+    )
+    assert (disabled.processor, disabled.append_delimiter) == (None, False)
+    delimited = DeliveryStreamConfig.from_description(
+        description(
+            ProcessingConfiguration={
+                "Enabled": True,
+                "Processors": [{"Type": "AppendDelimiterToRecord", "Parameters": []}],
+            }
+        )
+    )
+    assert (delimited.processor, delimited.append_delimiter) == (None, True)
+
+
+def test_the_conversion_settings_are_read_from_the_description():
+    config = DeliveryStreamConfig.from_description(
+        description(
+            FileExtension=".parquet",
+            DataFormatConversionConfiguration=_conversion(  # no "Enabled": on, as on AWS
+                SchemaConfiguration={
+                    "DatabaseName": "db",
+                    "TableName": "cleaned",
+                    "VersionId": "3",
+                    "CatalogId": "123456789012",
+                },
+                InputFormatConfiguration={
+                    "Deserializer": {"HiveJsonSerDe": {"TimestampFormats": ["millis"]}}
+                },
+                OutputFormatConfiguration={"Serializer": {"ParquetSerDe": {"Compression": "gzip"}}},
+            ),
+        )
+    )
+    conversion = config.conversion
+    assert (conversion.table_version, conversion.catalog_id) == ("3", "123456789012")
+    assert (conversion.compression, conversion.timestamp_formats) == ("GZIP", ("millis",))
+    assert config.extension == ".parquet"  # a configured FileExtension wins
+    assert config.error_prefix == "errors/cleaned/!{firehose:error-output-type}/"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"Source": None},  # a Direct PUT delivery stream
+        {"Destinations": [{"DestinationId": "d", "RedshiftDestinationDescription": {}}]},
+        {"DynamicPartitioningConfiguration": {"Enabled": True}},
+        {"ProcessingConfiguration": {"Enabled": True, "Processors": [{"Type": "Decompression"}]}},
+        {"CompressionFormat": "GZIP", "DataFormatConversionConfiguration": _conversion()},
+        {
+            "DataFormatConversionConfiguration": _conversion(
+                OutputFormatConfiguration={"Serializer": {"OrcSerDe": {}}}
+            )
+        },
+        {
+            "DataFormatConversionConfiguration": _conversion(
+                InputFormatConfiguration={"Deserializer": {"OpenXJsonSerDe": {}}}
+            )
+        },
+    ],
+)
+def test_each_feature_the_runtime_lacks_is_refused(changes):
+    stream = {k: v for k, v in changes.items() if k in ("Source", "Destinations")}
+    answer = {**description(**{k: v for k, v in changes.items() if k not in stream}), **stream}
+    with pytest.raises(UnsupportedConfiguration):
+        DeliveryStreamConfig.from_description(answer)
+
+
 # ------------------------------------------------------------------ conversion
 
 
@@ -321,6 +449,186 @@ def test_hive_json_refuses_epoch_millis_past_the_calendar():
     with pytest.raises(ConversionError) as failure:
         millis.rows(b'{"id": 1, "name": "x", "ingested_at": 1e20}')
     assert failure.value.code == "DataFormatConversion.MalformedData"
+
+
+@pytest.mark.parametrize(
+    ("glue_type", "arrow"),
+    [
+        ("tinyint", pa.int8()),
+        ("smallint", pa.int16()),
+        ("int", pa.int32()),
+        ("float", pa.float32()),
+        ("boolean", pa.bool_()),
+        ("date", pa.date32()),
+        ("binary", pa.binary()),
+        ("char(3)", pa.string()),
+        ("decimal", pa.decimal128(10, 0)),  # Hive's default precision and scale
+        (
+            "struct<Price:decimal(5,2),tags:array<string>>",
+            pa.struct([("price", pa.decimal128(5, 2)), ("tags", pa.list_(pa.string()))]),
+        ),
+    ],
+)
+def test_every_hive_type_keeps_its_width_in_parquet(glue_type, arrow):
+    assert arrow_type(glue_type) == arrow
+
+
+def _deserializer(*columns: tuple[str, str], formats: tuple[str, ...] = ()) -> HiveJsonDeserializer:
+    from brewops.firehose_runtime.conversion import arrow_schema
+
+    schema_ = arrow_schema([{"Name": name, "Type": kind} for name, kind in columns])
+    return HiveJsonDeserializer(schema_, formats)
+
+
+def test_column_names_are_lower_case_as_glue_stores_them():
+    from brewops.firehose_runtime.conversion import arrow_schema
+
+    assert arrow_schema([{"Name": "BeerId", "Type": "bigint"}]).names == ["beerid"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "expected"),
+    [
+        ("int", 2**31 - 1, 2**31 - 1),
+        ("int", -(2**31), -(2**31)),
+        ("int", 7.0, 7),
+        ("int", " 7 ", 7),
+        ("tinyint", -128, -128),
+        ("boolean", "TRUE", True),
+        ("boolean", "false", False),
+        ("decimal(5,2)", 1.234, Decimal("1.23")),
+        ("date", "2024-03-07", date(2024, 3, 7)),
+        ("string", {"b": [1, 2]}, '{"b":[1,2]}'),  # nested JSON is kept as JSON text
+        ("struct<Value:double>", {"VALUE": 1}, {"value": 1.0}),
+        ("array<int>", [1, "2"], [1, 2]),
+    ],
+)
+def test_hive_json_turns_json_values_into_the_column_type(kind, value, expected):
+    [row] = _deserializer(("c", kind)).rows(json.dumps({"c": value}).encode())
+    assert row["c"] == expected and type(row["c"]) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("kind", "value"),
+    [
+        ("int", 2**31),  # one past the 32-bit range
+        ("tinyint", 128),
+        ("bigint", 2.5),
+        ("bigint", True),
+        ("double", True),
+        ("double", [1.0]),
+        ("boolean", "yes"),
+        ("timestamp", 1709802304321),  # epoch millis only with the "millis" format
+        ("array<int>", 1),
+        ("array<string>", "ab"),  # a string is not a list of its characters
+        ("struct<value:double>", [1]),
+        ("date", "7 March"),
+    ],
+)
+def test_hive_json_fails_a_value_its_column_cannot_hold(kind, value):
+    with pytest.raises(ConversionError) as failure:
+        _deserializer(("c", kind)).rows(json.dumps({"c": value}).encode())
+    assert failure.value.code == "DataFormatConversion.MalformedData"
+
+
+@pytest.mark.parametrize(
+    "data", [b"   \n", b"[1, 2]\n", b'{"c": 1} [1, 2]', b'"text"', b"\xff\xfe"]
+)
+def test_a_record_that_is_not_json_objects_is_a_parse_error(data):
+    with pytest.raises(ConversionError) as failure:
+        _deserializer(("c", "int")).rows(data)
+    assert failure.value.code == "DataFormatConversion.ParseError"
+
+
+def test_a_record_of_several_json_objects_becomes_several_rows():
+    rows = _deserializer(("c", "int")).rows(b'{"c": 1} {"c": 2}\n{"c": 3}')
+    assert [row["c"] for row in rows] == [1, 2, 3]
+
+
+def test_timestamps_are_read_with_the_configured_formats_and_kept_in_utc():
+    deserializer = _deserializer(
+        ("t", "timestamp"),
+        formats=("millis", "yyyy-MM-dd'T'HH:mm:ssZ", "dd/MM/yyyy HH:mm:ssZZ"),
+    )
+    expected = datetime(2024, 3, 7, 9, 5, 4)
+    values = [
+        1709802304000,
+        "2024-03-07T11:05:04+0200",
+        "07/03/2024 04:05:04-05:00",
+        "2024-03-07 09:05:04",  # java.sql.Timestamp's form is always understood
+        "2024-03-07 09:05:04.5",
+    ]
+    rows = [deserializer.rows(json.dumps({"t": v}).encode())[0]["t"] for v in values]
+    assert rows == [expected] * 4 + [expected.replace(microsecond=500000)]
+
+
+@pytest.mark.parametrize(
+    ("compression", "codec"), [("GZIP", "GZIP"), ("UNCOMPRESSED", "UNCOMPRESSED")]
+)
+def test_parquet_is_written_with_the_configured_codec_and_the_table_types(compression, codec):
+    from brewops.firehose_runtime.conversion import ParquetBuffer, arrow_schema
+
+    table_schema = arrow_schema(
+        [{"Name": "id", "Type": "int"}, {"Name": "at", "Type": "timestamp"}]
+    )
+    parquet = ParquetBuffer(table_schema, compression)
+    parquet.add({"id": 1, "at": datetime(2024, 3, 7, 9, 5, 4)})
+    parquet.add({"id": None, "at": None})
+
+    written = pq.ParquetFile(io.BytesIO(parquet.to_bytes()))
+    assert written.metadata.row_group(0).column(0).compression == codec
+    table = written.read()
+    assert table.schema.types == [pa.int32(), pa.timestamp("ms")]
+    assert table.column("id").to_pylist() == [1, None]
+
+
+def test_the_schema_is_read_at_the_configured_table_version_and_catalog():
+    from brewops.firehose_runtime.conversion import read_table_schema
+
+    columns = {"LATEST": [{"Name": "id", "Type": "bigint"}], "3": [{"Name": "id", "Type": "int"}]}
+
+    class Glue:
+        def __init__(self):
+            self.calls: list[tuple[str, dict[str, Any]]] = []
+
+        def get_table(self, **request):
+            self.calls.append(("get_table", request))
+            return {"Table": {"StorageDescriptor": {"Columns": columns["LATEST"]}}}
+
+        def get_table_version(self, **request):
+            self.calls.append(("get_table_version", request))
+            table = {"StorageDescriptor": {"Columns": columns[request["VersionId"]]}}
+            return {"TableVersion": {"Table": table}}
+
+    versioned = DeliveryStreamConfig.from_description(
+        description(
+            DataFormatConversionConfiguration=_conversion(
+                SchemaConfiguration={
+                    "DatabaseName": "db",
+                    "TableName": "cleaned",
+                    "VersionId": "3",
+                    "CatalogId": "123456789012",
+                }
+            )
+        )
+    ).conversion
+    glue = Glue()
+    assert read_table_schema(glue, versioned).types == [pa.int32()]
+    assert glue.calls == [
+        (
+            "get_table_version",
+            {
+                "DatabaseName": "db",
+                "TableName": "cleaned",
+                "VersionId": "3",
+                "CatalogId": "123456789012",
+            },
+        )
+    ]
+    latest = DeliveryStreamConfig.from_description(
+        description(DataFormatConversionConfiguration=_conversion())
+    ).conversion
+    assert read_table_schema(Glue(), latest).types == [pa.int64()]
 
 
 # ------------------------------------------------------------------ the Lambda contract
@@ -549,6 +857,510 @@ def test_a_checkpoint_of_re_created_streams_is_discarded(tmp_path):
     fresh = Checkpoint("arn:ds", "2024-01-01", "arn:stream", "2024-06-01")
     assert store.load(fresh, "ds").shards == {}
     assert [p.name for p in tmp_path.iterdir()] == ["ds.json"]  # no temporary file left
+
+
+@pytest.mark.parametrize(
+    "recreated",
+    [
+        Checkpoint("arn:ds", "2024-06-01", "arn:stream", "2024-01-01"),  # the delivery stream
+        Checkpoint("arn:ds", "2024-01-01", "arn:other-stream", "2024-01-01"),  # its source
+    ],
+)
+def test_a_checkpoint_is_kept_only_for_the_same_incarnation_of_both_streams(tmp_path, recreated):
+    store = CheckpointStore(tmp_path)
+    store.save(Checkpoint("arn:ds", "2024-01-01", "arn:stream", "2024-01-01", {"s": "42"}), "ds")
+    assert store.load(recreated, "ds") == recreated
+
+
+def test_one_delivery_at_a_time_holds_the_checkpoint_lock(tmp_path):
+    store = CheckpointStore(tmp_path)
+    entered = threading.Event()
+
+    def other_delivery() -> None:
+        with store.lock("ds"):
+            entered.set()
+
+    with store.lock("ds"):
+        other = threading.Thread(target=other_delivery)
+        other.start()
+        assert not entered.wait(0.3), "a second delivery ran while the first held the lock"
+    other.join()
+    assert entered.is_set()
+
+
+# ------------------------------------------------------------------ against a scripted Kinesis
+# What Kinesis does that the emulator never does: empty pages behind the tip, expired
+# iterators, closed shards, listings in pages. Records arrive after MOMENT, the delivery
+# stream's creation, one second apart unless given a time.
+
+
+class ExpiredIteratorException(Exception):
+    pass
+
+
+class ScriptedKinesis:
+    """A Kinesis client over fixed shards: {shard id: [(data, arrival), ...]}."""
+
+    class exceptions:
+        ExpiredIteratorException = ExpiredIteratorException
+
+    def __init__(self, shards, *, empty_pages=0, expire_after_reads=None, closed=(), page=None):
+        self.shards = {
+            shard: [
+                {
+                    "SequenceNumber": str(1000 * n + i + 1),
+                    "PartitionKey": "k",
+                    "Data": data,
+                    "ApproximateArrivalTimestamp": at or MOMENT + timedelta(seconds=i + 1),
+                }
+                for i, (data, at) in enumerate(records)
+            ]
+            for n, (shard, records) in enumerate(shards.items())
+        }
+        self.empty_pages = empty_pages  # pages behind the tip that hold no record
+        self.expire_after_reads = expire_after_reads
+        self.closed, self.page, self.reads = set(closed), page, 0
+
+    def add(self, shard: str, *records: tuple[bytes, datetime | None]) -> None:
+        have = self.shards[shard]
+        last = have[-1]
+        for i, (data, at) in enumerate(records, start=1):
+            have.append(
+                {
+                    **last,
+                    "SequenceNumber": str(int(last["SequenceNumber"]) + i),
+                    "Data": data,
+                    "ApproximateArrivalTimestamp": at
+                    or last["ApproximateArrivalTimestamp"] + timedelta(seconds=i),
+                }
+            )
+
+    def describe_stream_summary(self, StreamName):
+        return {"StreamDescriptionSummary": {"StreamCreationTimestamp": MOMENT}}
+
+    def list_shards(self, StreamName=None, NextToken=None):
+        names = sorted(self.shards)
+        start = int(NextToken or 0)
+        end = start + (self.page or len(names))
+        answer = {"Shards": [{"ShardId": shard} for shard in names[start:end]]}
+        return {**answer, "NextToken": str(end)} if end < len(names) else answer
+
+    def get_shard_iterator(self, StreamName, ShardId, ShardIteratorType, **where):
+        records = self.shards[ShardId]
+        if ShardIteratorType == "AT_TIMESTAMP":
+            start = next(
+                (
+                    i
+                    for i, r in enumerate(records)
+                    if r["ApproximateArrivalTimestamp"] >= where["Timestamp"]
+                ),
+                len(records),
+            )
+        elif ShardIteratorType == "AFTER_SEQUENCE_NUMBER":
+            sequences = [r["SequenceNumber"] for r in records]
+            start = sequences.index(where["StartingSequenceNumber"]) + 1
+        else:
+            start = 0
+        return {"ShardIterator": f"{ShardId}|{start}"}
+
+    def get_records(self, ShardIterator, Limit):
+        self.reads += 1
+        if self.reads == self.expire_after_reads:
+            raise ExpiredIteratorException("Iterator expired")
+        shard, start = ShardIterator.split("|")
+        records = self.shards[shard]
+        if self.empty_pages:
+            self.empty_pages -= 1
+            return {"Records": [], "NextShardIterator": ShardIterator, "MillisBehindLatest": 5000}
+        end = min(int(start) + Limit, len(records))
+        at_end = end == len(records)
+        return {
+            "Records": records[int(start) : end],
+            "NextShardIterator": None if at_end and shard in self.closed else f"{shard}|{end}",
+            "MillisBehindLatest": 0 if at_end else 1000,
+        }
+
+
+class ScriptedAWS:
+    """A boto3 Session whose clients are the scripted Kinesis, an S3 that keeps objects,
+    and the delivery stream's description."""
+
+    def __init__(self, kinesis, stream, glue=None, lambda_client=None):
+        self.kinesis, self.stream = kinesis, stream
+        self.glue, self.lambda_client = glue, lambda_client
+        self.objects: dict[str, bytes] = {}
+
+    def client(self, service, config=None):
+        if service == "kinesis":
+            return self.kinesis
+        if service == "glue":
+            return self.glue
+        if service == "lambda":
+            return self.lambda_client
+        if service == "firehose":
+            return self
+        return self  # s3, logs
+
+    def describe_delivery_stream(self, DeliveryStreamName):
+        if DeliveryStreamName == "direct-put":
+            direct = {**self.stream, "DeliveryStreamName": "direct-put", "Source": None}
+            return {"DeliveryStreamDescription": {**direct, "DeliveryStreamType": "DirectPut"}}
+        return {"DeliveryStreamDescription": self.stream}
+
+    def list_delivery_streams(self, DeliveryStreamType=None):
+        kinesis_sourced = ["brewops-dev-cleaned"]
+        every = ["direct-put", *kinesis_sourced]
+        names = kinesis_sourced if DeliveryStreamType == "KinesisStreamAsSource" else every
+        return {"DeliveryStreamNames": names, "HasMoreDeliveryStreams": False}
+
+    def put_object(self, Bucket, Key, Body):
+        self.objects[Key] = Body
+
+    def lines(self, prefix: str = "cleaned/") -> list[bytes]:
+        bodies = [body for key, body in self.objects.items() if key.startswith(prefix)]
+        return [line for body in bodies for line in body.splitlines()]
+
+
+def scripted_drain(aws: ScriptedAWS, tmp_path: Path, **kwargs) -> Any:
+    return FirehoseRuntime(
+        ["brewops-dev-cleaned"], session=aws, state_dir=tmp_path, **kwargs
+    ).drain()
+
+
+def numbered(*ids: int) -> list[tuple[bytes, None]]:
+    return [(json.dumps({"id": i}).encode() + b"\n", None) for i in ids]
+
+
+def test_a_drain_reads_past_empty_pages_and_expired_iterators_to_the_tip(tmp_path):
+    # an empty page behind the tip is not the end; an iterator that expired (after the
+    # first page) is renewed after the last record read, neither skipping nor repeating
+    kinesis = ScriptedKinesis(
+        {"shardId-000000000000": numbered(1, 2, 3, 4, 5)}, empty_pages=2, expire_after_reads=4
+    )
+    aws = ScriptedAWS(kinesis, description())
+
+    report = scripted_drain(aws, tmp_path, read_limit=2)
+
+    assert [json.loads(line)["id"] for line in aws.lines()] == [1, 2, 3, 4, 5]
+    assert report.streams[0].delivered == 5
+
+
+def test_without_names_every_kinesis_sourced_delivery_stream_is_delivered(tmp_path):
+    # a Direct PUT delivery stream beside them is none of the runtime's business
+    aws = ScriptedAWS(ScriptedKinesis({"shardId-000000000000": numbered(1)}), description())
+
+    report = FirehoseRuntime(session=aws, state_dir=tmp_path).drain()
+
+    assert [s.name for s in report.streams] == ["brewops-dev-cleaned"]
+    assert [json.loads(line)["id"] for line in aws.lines()] == [1]
+
+
+def test_every_shard_of_a_resharded_stream_is_delivered(tmp_path):
+    # the closed parent and its children, listed one shard per page
+    kinesis = ScriptedKinesis(
+        {
+            "shardId-000000000000": numbered(1, 2),
+            "shardId-000000000001": numbered(3, 4),
+            "shardId-000000000002": numbered(5, 6),
+        },
+        closed={"shardId-000000000000"},
+        page=1,
+    )
+    aws = ScriptedAWS(kinesis, description())
+
+    scripted_drain(aws, tmp_path)
+
+    assert sorted(json.loads(line)["id"] for line in aws.lines()) == [1, 2, 3, 4, 5, 6]
+
+
+def test_append_delimiter_to_record_puts_each_record_on_its_own_line(tmp_path):
+    kinesis = ScriptedKinesis({"shardId-000000000000": [(b'{"id":1}', None), (b'{"id":2}', None)]})
+    processing = {"Enabled": True, "Processors": [{"Type": "AppendDelimiterToRecord"}]}
+    aws = ScriptedAWS(kinesis, description(ProcessingConfiguration=processing))
+
+    scripted_drain(aws, tmp_path)
+
+    [body] = aws.objects.values()
+    assert body == b'{"id":1}\n{"id":2}\n'
+
+
+class ScriptedGlue:
+    def __init__(self, **columns: str):
+        self.columns = [
+            {"Name": name, "Type": kind}
+            for name, kind in (columns or {"id": "bigint", "name": "string"}).items()
+        ]
+
+    def get_table(self, DatabaseName, Name, **catalog):
+        return {"Table": {"StorageDescriptor": {"Columns": self.columns}}}
+
+
+def test_objects_are_filed_under_the_arrival_of_their_oldest_record(tmp_path):
+    # one flush across midnight: the data and the error object each take the day of the
+    # oldest record they hold, as Firehose evaluates !{timestamp} for an object
+    def at(hour, minute, second):
+        day = 7 if hour else 8
+        return datetime(2024, 3, day, hour, minute, second, tzinfo=UTC)
+
+    kinesis = ScriptedKinesis(
+        {
+            "shardId-000000000000": [
+                (b'{"id": 1, "name": "a"} {"id": 3, "name": "c"}', at(23, 59, 57)),
+                (b'{"id": "one"}', at(23, 59, 58)),
+                (b'{"id": 2, "name": "b"}', at(0, 0, 1)),
+                (b'{"id": "two"}', at(0, 0, 2)),
+            ]
+        }
+    )
+    aws = ScriptedAWS(
+        kinesis,
+        description(DataFormatConversionConfiguration=_conversion()),
+        glue=ScriptedGlue(),
+    )
+
+    report = scripted_drain(aws, tmp_path)
+
+    assert (report.streams[0].delivered, report.streams[0].failed) == (3, 2)  # rows, records
+    [data] = [body for key, body in aws.objects.items() if key.startswith("cleaned/")]
+    assert pq.read_table(io.BytesIO(data)).column("id").to_pylist() == [1, 3, 2]
+    errors = [json.loads(line) for line in aws.lines("errors/")]
+    assert [(e["attemptsMade"], e["lastErrorCode"]) for e in errors] == [
+        (1, "DataFormatConversion.MalformedData")
+    ] * 2
+    assert [base64.b64decode(e["rawData"]) for e in errors] == [b'{"id": "one"}', b'{"id": "two"}']
+    prefixes = sorted(key.rsplit("/", 1)[0] for key in aws.objects)
+    assert prefixes == [
+        "cleaned/ingest_date=2024-03-07",
+        "errors/cleaned/format-conversion-failed",
+    ]
+    names = sorted(key.rsplit("/", 1)[1] for key in aws.objects)
+    assert all("-2024-03-07-23-59-5" in name for name in names), names
+
+
+@pytest.mark.parametrize("price", ["123456.7", "999.995", "NaN", "-Infinity"])
+def test_a_decimal_its_column_cannot_hold_fails_that_record_not_the_buffer(tmp_path, price):
+    # decimal(5,2) holds up to 999.99: the record goes to format-conversion-failed, and the
+    # records beside it are still delivered (a value only Parquet refused would sink them all)
+    records = [b'{"id": 1, "price": 1.5}', b'{"id": 2, "price": %s}' % price.encode()]
+    kinesis = ScriptedKinesis({"shardId-000000000000": [(r, None) for r in records]})
+    aws = ScriptedAWS(
+        kinesis,
+        description(DataFormatConversionConfiguration=_conversion()),
+        glue=ScriptedGlue(id="bigint", price="decimal(5,2)"),
+    )
+
+    report = scripted_drain(aws, tmp_path)
+
+    assert (report.streams[0].delivered, report.streams[0].failed) == (1, 1)
+    [data] = [body for key, body in aws.objects.items() if key.startswith("cleaned/")]
+    assert pq.read_table(io.BytesIO(data)).column("price").to_pylist() == [Decimal("1.50")]
+    [error] = [json.loads(line) for line in aws.lines("errors/")]
+    assert error["lastErrorCode"] == "DataFormatConversion.MalformedData"
+    assert base64.b64decode(error["rawData"]) == records[1]
+
+
+SCRIPTED_TRANSFORMS = """
+import base64
+
+def ok(event, context):
+    return {"records": [{"recordId": r["recordId"], "result": "Ok", "data": r["data"]}
+                        for r in event["records"]]}
+
+def drop(event, context):
+    return {"records": [{"recordId": r["recordId"], "result": "Dropped", "data": ""}
+                        for r in event["records"]]}
+
+def fail_first(event, context):
+    first, *rest = event["records"]
+    return {"records": [{"recordId": first["recordId"], "result": "ProcessingFailed", "data": ""}]
+            + [{"recordId": r["recordId"], "result": "Ok", "data": r["data"]} for r in rest]}
+
+def fail(event, context):
+    return {"records": [{"recordId": r["recordId"], "result": "ProcessingFailed", "data": ""}
+                        for r in event["records"]]}
+"""
+
+
+@pytest.fixture
+def scripted_lambda(tmp_path, monkeypatch):
+    """A Lambda client whose function runs `scripted_transforms.<handler>`."""
+    (tmp_path / "scripted_transforms.py").write_text(SCRIPTED_TRANSFORMS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    class Lambda:
+        def __init__(self, handler: str):
+            self.handler = handler
+
+        def get_function_configuration(self, FunctionName, Qualifier=None):
+            handler = f"scripted_transforms.{self.handler}"
+            return {"FunctionName": FunctionName, "FunctionArn": FUNCTION_ARN, "Handler": handler}
+
+    return Lambda
+
+
+def processed(buffer_mib: str = "1", interval: str = "60") -> dict[str, Any]:
+    return _lambda_processing(
+        ("BufferSizeInMBs", buffer_mib), ("BufferIntervalInSeconds", interval)
+    )
+
+
+def test_the_lambda_gets_batches_up_to_its_buffer_size(tmp_path, scripted_lambda):
+    # 0.25 MiB holds exactly two records of 128 KiB: a third starts the next batch
+    kinesis = ScriptedKinesis({"shardId-000000000000": [(b"x" * 128 * 1024, None)] * 5})
+    aws = ScriptedAWS(
+        kinesis,
+        description(ProcessingConfiguration=processed(buffer_mib="0.25")),
+        lambda_client=scripted_lambda("ok"),
+    )
+
+    report = scripted_drain(aws, tmp_path)
+
+    assert report.streams[0].invocations == 3
+    assert report.streams[0].delivered == 5
+
+
+def test_dropped_records_are_done_with_and_not_transformed_again(tmp_path, scripted_lambda):
+    kinesis = ScriptedKinesis({"shardId-000000000000": numbered(1, 2, 3)})
+    aws = ScriptedAWS(
+        kinesis,
+        description(ProcessingConfiguration=processed()),
+        lambda_client=scripted_lambda("drop"),
+    )
+
+    first = scripted_drain(aws, tmp_path)
+    second = scripted_drain(aws, tmp_path)
+
+    assert (first.streams[0].dropped, first.streams[0].invocations) == (3, 1)
+    assert (second.streams[0].read, second.streams[0].invocations) == (0, 0)
+    assert aws.objects == {}
+
+
+def test_error_output_of_a_gzip_stream_is_compressed_like_its_data(tmp_path, scripted_lambda):
+    kinesis = ScriptedKinesis({"shardId-000000000000": numbered(1, 2)})
+    stream = description(CompressionFormat="GZIP", ProcessingConfiguration=processed())
+    aws = ScriptedAWS(kinesis, stream, lambda_client=scripted_lambda("fail"))
+
+    scripted_drain(aws, tmp_path)
+
+    [(key, body)] = aws.objects.items()
+    assert key.startswith("errors/cleaned/processing-failed/") and key.endswith(".gz")
+    errors = [json.loads(line) for line in gzip.decompress(body).splitlines()]
+    assert [base64.b64decode(e["rawData"]) for e in errors] == [d for d, _ in numbered(1, 2)]
+
+
+def test_the_lambda_and_the_destination_each_wait_their_own_interval(tmp_path, scripted_lambda):
+    # the processor's 60 s, then the destination's 300 s, counted from when the failed
+    # records were settled: an error-only buffer is delivered by interval like any other
+    kinesis = ScriptedKinesis({"shardId-000000000000": numbered(1, 2)})
+    aws = ScriptedAWS(
+        kinesis,
+        description(
+            BufferingHints={"SizeInMBs": 64, "IntervalInSeconds": 300},
+            ProcessingConfiguration=processed(interval="60"),
+        ),
+        lambda_client=scripted_lambda("fail"),
+    )
+    now = [0.0]
+    [stream] = FirehoseRuntime(
+        ["brewops-dev-cleaned"], session=aws, state_dir=tmp_path, clock=lambda: now[0]
+    ).streams
+
+    stream.poll()
+    for now[0], invocations, objects in [(59, 0, 0), (60, 1, 0), (359, 1, 0), (360, 1, 1)]:
+        stream.tick()
+        assert (stream.stats.invocations, len(aws.objects)) == (invocations, objects), now[0]
+
+
+def test_each_error_output_type_gets_its_own_object_under_one_error_prefix(
+    tmp_path, scripted_lambda
+):
+    # one record the Lambda fails, one the table refuses, in the same flush and second
+    at = MOMENT + timedelta(seconds=1)
+    kinesis = ScriptedKinesis({"shardId-000000000000": [(b"x", at), (b'{"id": "x"}', at)]})
+    stream = description(
+        ErrorOutputPrefix="errors/",
+        ProcessingConfiguration=processed(),
+        DataFormatConversionConfiguration=_conversion(),
+    )
+    aws = ScriptedAWS(
+        kinesis, stream, glue=ScriptedGlue(), lambda_client=scripted_lambda("fail_first")
+    )
+
+    report = scripted_drain(aws, tmp_path)
+
+    assert report.streams[0].failed == 2
+    errors = [json.loads(line) for line in aws.lines("errors/")]
+    assert sorted(e.get("errorCode") or e.get("lastErrorCode") for e in errors) == [
+        "DataFormatConversion.MalformedData",
+        "Lambda.ProcessingFailedStatus",
+    ]
+
+
+def test_a_full_buffer_is_delivered_at_once_and_the_interval_restarts_after_it(tmp_path):
+    half = b"x" * 512 * 1024
+    kinesis = ScriptedKinesis({"shardId-000000000000": [(half, None), (half, None), (b"y", None)]})
+    aws = ScriptedAWS(
+        kinesis, description(BufferingHints={"SizeInMBs": 1, "IntervalInSeconds": 60})
+    )
+    now = [0.0]
+    [stream] = FirehoseRuntime(
+        ["brewops-dev-cleaned"], session=aws, state_dir=tmp_path, clock=lambda: now[0], read_limit=2
+    ).streams
+
+    stream.poll()  # two records make exactly 1 MiB: delivered without waiting for more
+    assert list(aws.objects.values()) == [half + half]
+    now[0] = 30
+    stream.poll()  # the next record starts the next buffer's 60 s
+    now[0] = 60
+    stream.tick()
+    assert len(aws.objects) == 1
+    now[0] = 90
+    stream.tick()
+    assert sorted(aws.objects.values()) == [half + half, b"y"]
+
+
+def test_a_replay_with_random_strings_in_the_prefix_lands_on_the_same_keys(tmp_path):
+    kinesis = ScriptedKinesis({"shardId-000000000000": numbered(1, 2, 3)})
+    aws = ScriptedAWS(kinesis, description(Prefix="cleaned/!{firehose:random-string}/"))
+    crashed = FirehoseRuntime(["brewops-dev-cleaned"], session=aws, state_dir=tmp_path)
+    crashed.streams[0].store = CommitFails(crashed.streams[0].store)
+    with pytest.raises(RuntimeError, match="before the commit"):
+        crashed.drain()
+    written = dict(aws.objects)
+    kinesis.add("shardId-000000000000", *numbered(4))  # arrived before the restart
+
+    scripted_drain(aws, tmp_path)
+
+    assert {key: aws.objects[key] for key in written} == written  # replayed onto its keys
+    assert sorted(json.loads(line)["id"] for line in aws.lines()) == [1, 2, 3, 4]
+
+
+def test_a_replay_is_not_cut_short_by_the_buffer_interval(tmp_path):
+    # a continuous run that restarts after the crash replays the whole flush onto its
+    # object, however long reading it back takes
+    kinesis = ScriptedKinesis({"shardId-000000000000": numbered(1, 2, 3)})
+    aws = ScriptedAWS(kinesis, description())
+    crashed = FirehoseRuntime(["brewops-dev-cleaned"], session=aws, state_dir=tmp_path)
+    crashed.streams[0].store = CommitFails(crashed.streams[0].store)
+    with pytest.raises(RuntimeError, match="before the commit"):
+        crashed.drain()
+    written = dict(aws.objects)
+    now = [0.0]
+    [stream] = FirehoseRuntime(
+        ["brewops-dev-cleaned"],
+        session=aws,
+        state_dir=tmp_path,
+        clock=lambda: now[0],
+        read_limit=1,
+    ).streams
+
+    for _ in range(5):  # one record a poll, each an interval after the last
+        stream.poll()
+        now[0] += 100
+        stream.tick()
+    stream.flush()
+
+    assert aws.objects == written
 
 
 # ------------------------------------------------------------------ against the emulator
@@ -780,6 +1592,73 @@ def test_a_continuous_run_delivers_what_it_read_when_stopped(streaming_stack):
     assert [s.read for s in report.streams] == [5, 5]
     assert sorted(raw_ids(stack)) == [1, 2, 3, 4, 5]
     assert sorted(cleaned_table(stack).column("id").to_pylist()) == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.emulator
+def test_a_continuous_run_delivers_a_buffer_once_its_interval_has_passed(streaming_stack):
+    stack = streaming_stack()
+    readings = iter(range(0, 10**6, 100))  # each reading of the clock is 100 s on
+    continuous = runtime(stack, "RawDeliveryStreamName", clock=lambda: float(next(readings)))
+    stack.put(beer_lines(range(1, 6)))
+
+    continuous.run(max_seconds=0, flush_on_exit=False)  # one poll, one tick, no final flush
+
+    assert sorted(raw_ids(stack)) == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.emulator
+def test_a_run_ended_without_its_flush_leaves_what_it_read_to_the_next_delivery(
+    streaming_stack,
+):
+    stack = streaming_stack()
+    stack.put(beer_lines(range(1, 6)))
+
+    report = runtime(stack, "RawDeliveryStreamName").run(max_seconds=0, flush_on_exit=False)
+    assert (report.streams[0].read, stack.keys("raw/")) == (5, [])
+
+    runtime(stack, "RawDeliveryStreamName").drain()
+    assert sorted(raw_ids(stack)) == [1, 2, 3, 4, 5]
+
+
+class _CtrlC(threading.Event):
+    """A stop event the user interrupts (Ctrl-C) once the run has polled."""
+
+    def is_set(self) -> bool:
+        if self.checked:
+            raise KeyboardInterrupt
+        self.checked = True
+        return False
+
+    checked = False
+
+
+@pytest.mark.emulator
+def test_ctrl_c_ends_a_continuous_run_and_delivers_what_it_read(streaming_stack):
+    stack = streaming_stack()
+    stack.put(beer_lines(range(1, 6)))
+
+    report = runtime(stack, "RawDeliveryStreamName").run(_CtrlC(), poll_seconds=0)
+
+    assert report.streams[0].delivered == 5
+    assert sorted(raw_ids(stack)) == [1, 2, 3, 4, 5]
+
+
+def test_a_drain_report_adds_up_the_streams_and_says_what_each_did():
+    from brewops.firehose_runtime import DeliveryStats, DrainReport
+
+    report = DrainReport(
+        [
+            DeliveryStats("raw", read=3, delivered=3, keys=["a"]),
+            DeliveryStats("cleaned", read=3, delivered=1, dropped=1, failed=1, keys=["b", "c"]),
+        ],
+        seconds=1.5,
+    )
+    assert report.read == 6
+    assert str(report).splitlines() == [
+        "raw: read 3, delivered 3, dropped 0, failed 0, 1 object",
+        "cleaned: read 3, delivered 1, dropped 1, failed 1, 2 objects",
+        "(1.5 s)",
+    ]
 
 
 @pytest.mark.emulator
@@ -1061,3 +1940,136 @@ def test_functions_called_from_two_threads_each_see_their_own_environment_and_lo
     lines = (tmp_path / "logs" / "f.log").read_text().splitlines()
     first, second = lines[0].split()[1], lines[2].split()[1]
     assert lines == [f"start {first}", f"end {first}", f"start {second}", f"end {second}"]
+
+
+@pytest.mark.parametrize(
+    ("function", "expected"),
+    [
+        (FUNCTION_ARN, ("brewops-dev-transform", None)),
+        (FUNCTION_ARN + ":7", ("brewops-dev-transform", "7")),
+        (FUNCTION_ARN + ":live", ("brewops-dev-transform", "live")),
+        ("brewops-dev-transform:live", ("brewops-dev-transform", "live")),
+        ("brewops-dev-transform", ("brewops-dev-transform", None)),
+    ],
+)
+def test_a_function_name_or_arn_gives_the_function_and_its_qualifier(function, expected):
+    assert split_function_arn(function) == expected
+
+
+def test_a_qualified_lambda_arn_runs_that_version_of_the_function():
+    class Lambda:
+        def __init__(self):
+            self.requests: list[dict[str, str]] = []
+
+        def get_function_configuration(self, **request):
+            self.requests.append(request)
+            return {"FunctionName": "f", "FunctionArn": FUNCTION_ARN, "Handler": "m.handler"}
+
+    client = Lambda()
+    LocalFunction.lookup(FUNCTION_ARN + ":7", client)
+    LocalFunction.lookup(FUNCTION_ARN + ":$LATEST", client)
+    assert client.requests == [
+        {"FunctionName": "brewops-dev-transform", "Qualifier": "7"},
+        {"FunctionName": "brewops-dev-transform"},
+    ]
+
+
+def test_the_handler_sees_the_function_configuration_from_import_to_return(tmp_path, monkeypatch):
+    (tmp_path / "config_echo.py").write_text(
+        "import os\n\n"
+        "AT_IMPORT = os.environ.get('TABLE')\n\n"
+        "def handler(event, context):\n"
+        "    return {\n"
+        "        'at_import': AT_IMPORT,\n"
+        "        'table': os.environ.get('TABLE'),\n"
+        "        'region': os.environ.get('AWS_REGION'),\n"
+        "        'memory': context.memory_limit_in_mb,\n"
+        "        'remaining_ms': context.get_remaining_time_in_millis(),\n"
+        "    }\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "config_echo", raising=False)
+    configuration = {
+        "FunctionName": "f",
+        "FunctionArn": "arn:aws:lambda:ap-south-1:123456789012:function:f",
+        "Handler": "config_echo.handler",
+        "MemorySize": 512,
+        "Environment": {"Variables": {"TABLE": "deployed"}},
+    }
+
+    deployed = LocalFunction(dict(configuration)).invoke({}).result
+    overridden = LocalFunction(dict(configuration), environment={"TABLE": "local"}).invoke({})
+    longer = LocalFunction({**configuration, "Timeout": 60}).invoke({}).result
+
+    assert deployed["at_import"] == "deployed"  # module code runs with the environment too
+    assert (deployed["table"], deployed["region"], deployed["memory"]) == (
+        "deployed",
+        "ap-south-1",
+        512,
+    )
+    assert overridden.result["table"] == "local"  # the runtime's variables win
+    assert 0 < deployed["remaining_ms"] <= 3000, "Lambda's default timeout is 3 s"
+    assert 3000 < longer["remaining_ms"] <= 60000
+
+
+class _Logs:
+    """A CloudWatch Logs client that keeps what it is given and checks it as the service."""
+
+    class exceptions:
+        class ResourceAlreadyExistsException(Exception):
+            pass
+
+    def __init__(self):
+        self.groups: set[str] = set()
+        self.streams: set[str] = set()
+        self.calls: list[list[str]] = []
+
+    def create_log_group(self, logGroupName):
+        if logGroupName in self.groups:
+            raise self.exceptions.ResourceAlreadyExistsException(logGroupName)
+        self.groups.add(logGroupName)
+
+    def create_log_stream(self, logGroupName, logStreamName):
+        assert logGroupName in self.groups
+        self.streams.add(logStreamName)
+
+    def put_log_events(self, logGroupName, logStreamName, logEvents):
+        assert logStreamName in self.streams, "no such log stream"
+        assert 1 <= len(logEvents) <= 10_000, "PutLogEvents takes 1 to 10,000 events"
+        assert all(event["message"] for event in logEvents), "an empty message is refused"
+        self.calls.append([event["message"] for event in logEvents])
+
+    @property
+    def messages(self) -> list[str]:
+        return [message for call in self.calls for message in call]
+
+
+def test_every_printed_line_reaches_the_log_group_within_the_service_limits(tmp_path, monkeypatch):
+    (tmp_path / "chatty.py").write_text(
+        "def handler(event, context):\n"
+        "    for n in range(event['lines']):\n"
+        "        print(f'line {n}')\n"
+        "        print()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    logs = _Logs()
+
+    _local_function("chatty.handler", logs_client=logs).invoke({"lines": 2500})
+    # another instance of the function (a later drain) logs into the same log group
+    _local_function("chatty.handler", logs_client=logs).invoke({"lines": 1})
+
+    assert logs.messages == [f"line {n}" for n in range(2500)] + ["line 0"]
+    assert len(logs.streams) == 2
+
+
+def test_an_invocation_keeps_the_log_records_its_handler_emitted(tmp_path, monkeypatch):
+    (tmp_path / "logging_handler.py").write_text(
+        "import logging\n\n"
+        "def handler(event, context):\n"
+        "    logging.getLogger('transform').warning('record %s not transformed', event['n'])\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    invocation = _local_function("logging_handler.handler").invoke({"n": 3})
+
+    assert [r.getMessage() for r in invocation.log_records] == ["record 3 not transformed"]
