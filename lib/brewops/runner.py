@@ -79,9 +79,16 @@ def discover(directory: Path | None = None, only: Sequence[str] = ()) -> list[Pa
 
 def check_parameters(notebooks: Sequence[Path], names: Iterable[str]) -> None:
     """Refuse a parameter no notebook's `parameters` cell defines: papermill would inject
-    it anyway, and the notebook would run with its default as if nothing was said."""
+    it anyway, and the notebook would run with its default as if nothing was said. Refuse
+    `target` too: the run's target (what it brings up, what its summary says) is --target."""
     from papermill import inspect_notebook
 
+    names = list(names)
+    if "target" in names:
+        raise click.BadParameter(
+            "the target is chosen with --target, not as a parameter",
+            param_hint="'-p' / '--parameter'",
+        )
     defined = list(dict.fromkeys(name for nb in notebooks for name in inspect_notebook(nb)))
     unknown = [name for name in dict.fromkeys(names) if name not in defined]
     if unknown:
