@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from brewops.catalog import load_catalog, write_catalog
+from brewops.catalog import CatalogError, load_catalog, write_catalog
 
 # field -> decimals kept after jitter
 JITTERED_FIELDS = {
@@ -79,5 +79,9 @@ def synthesize(
     if n < 0:
         raise ValueError("n must be >= 0")
     source = load_catalog(catalog)
+    if not source:  # said here, as an error the command line shows without a traceback
+        raise CatalogError(
+            f"The catalogue {catalog} has no beers to resample: point --catalog at one that has."
+        )
     path = write_catalog(iter_synthetic_beers(source, n, seed=seed, jitter=jitter), out)
     return SynthReport(path=path, beers=n, seed=seed, source_beers=len(source))
