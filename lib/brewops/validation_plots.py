@@ -83,6 +83,7 @@ def _mark_outliers(ax: Any, outliers: pd.DataFrame, col: schema.Column) -> None:
         if col.minimum is not None
         else pd.Series(False, index=ordered.index)
     )
+    label: str | None = "out of range (at the edge)"  # once, whichever side comes first
     for side, rows in (("low", ordered[below]), ("high", ordered[~below])):
         edge, marker, align = (low, "<", "left") if side == "low" else (high, ">", "right")
         for k, (x, ident) in enumerate(zip(rows["_x"], rows["id"], strict=True)):
@@ -94,8 +95,9 @@ def _mark_outliers(ax: Any, outliers: pd.DataFrame, col: schema.Column) -> None:
                 color=OUT_OF_RANGE_COLOR,
                 zorder=3,
                 clip_on=False,
-                label="out of range (at the edge)" if k == 0 else None,
+                label=label,
             )
+            label = None
             ax.annotate(
                 f"id {ident}: {x:g}",
                 (edge, 0),
