@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import stat
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,7 @@ from brewops.catalog import (
     sha256_of,
     to_v2_shape,
     to_v3_shape,
+    write_catalog,
 )
 from fixtures.punkapi import make_tarball
 
@@ -117,6 +121,70 @@ def test_a_tampered_cache_is_replaced(fake_npm, cache: Path, real_bytes: bytes):
     assert fake_npm.call_count() == 2
 
 
+def test_a_tampered_cache_is_not_kept_when_a_good_copy_cannot_be_fetched(
+    fake_npm, cache: Path, real_bytes: bytes, monkeypatch: pytest.MonkeyPatch
+):
+    path = fetch_catalog(cache_dir=cache)
+    path.write_bytes(real_bytes[:1000])
+    monkeypatch.setenv("FAKE_NPM_FAIL", "1")
+    with pytest.raises(CatalogError, match="failed"):
+        fetch_catalog(cache_dir=cache)
+    assert cache_leftovers(cache) == []
+
+
+def test_a_pinned_file_that_is_not_a_catalogue_is_not_cached(fake_npm, cache: Path, tmp_path: Path):
+    junk = b"<html>not a catalogue</html>"
+    fake_npm.serve(make_tarball(tmp_path / "junk.tgz", junk))
+    with pytest.raises(CatalogError, match="not valid JSON"):
+        fetch_catalog(cache_dir=cache, expected_sha256=sha256_of(junk))
+    assert cache_leftovers(cache) == []
+
+
+def test_a_truncated_tarball_gives_a_clear_error(fake_npm, cache: Path, tmp_path: Path):
+    good = (tmp_path / "good.tgz").read_bytes()  # the fake npm's tarball of the real catalogue
+    truncated = tmp_path / "truncated.tgz"
+    truncated.write_bytes(good[: len(good) // 2])
+    fake_npm.serve(truncated)
+    with pytest.raises(CatalogError, match="corrupt"):
+        fetch_catalog(cache_dir=cache)
+    assert cache_leftovers(cache) == []
+
+
+def test_a_data_json_that_is_not_a_file_is_refused(fake_npm, cache: Path, tmp_path: Path):
+    tarball = tmp_path / "dir.tgz"
+    with tarfile.open(tarball, "w:gz") as archive:
+        info = tarfile.TarInfo("package/data.json")
+        info.type = tarfile.DIRTYPE
+        archive.addfile(info)
+    fake_npm.serve(tarball)
+    with pytest.raises(CatalogError, match=r"lacks package/data\.json"):
+        fetch_catalog(cache_dir=cache)
+    assert cache_leftovers(cache) == []
+
+
+def test_npm_that_packs_nothing_is_reported(fake_npm, cache: Path, tmp_path: Path):
+    fake_npm.serve(tmp_path / "no-such.tgz")  # the fake npm copies nothing, exits 0
+    with pytest.raises(CatalogError, match="produced no tarball"):
+        fetch_catalog(cache_dir=cache)
+    assert cache_leftovers(cache) == []
+
+
+def test_an_npm_failure_quotes_the_end_of_what_npm_said(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    npm = bin_dir / "npm"
+    said = [f"npm notice line {i}" for i in range(5)] + ["npm error code E404"]
+    npm.write_text("#!/bin/sh\n" + "".join(f"echo '{line}' >&2\n" for line in said) + "exit 1\n")
+    npm.chmod(npm.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    with pytest.raises(CatalogError) as info:
+        fetch_catalog(cache_dir=cache)
+    assert "npm error code E404" in str(info.value)
+    assert "npm notice line 0" not in str(info.value)  # the last five lines only
+
+
 # ----------------------------------------------------------------------------- files
 
 
@@ -147,6 +215,40 @@ def test_to_v2_shape_builds_image_urls_and_leaves_v2_alone(catalog_beers):
 def test_to_v3_shape_keeps_a_missing_image_missing(catalog_beers):
     no_image = next(b for b in catalog_beers if b["image_url"] is None)
     assert to_v3_shape(no_image)["image"] is None
+    back = to_v2_shape(to_v3_shape(no_image), image_base="http://host/v3/images")
+    assert back["image_url"] is None  # not "http://host/v3/images/None"
+
+
+def test_to_v3_shape_names_the_image_file_of_a_url_with_a_query(catalog_beers):
+    beer = {**catalog_beers[1], "image_url": "https://images.example/v2/2.png?width=300"}
+    assert to_v3_shape(beer)["image"] == "2.png"
+
+
+def test_a_v2_beer_with_an_image_field_too_stays_as_it_is(catalog_beers):
+    beer = {**catalog_beers[1], "image": "extra.png"}
+    assert to_v2_shape(beer, image_base="http://host/v3/images") is beer
+
+
+def test_a_written_catalogue_is_readable_by_others(tmp_path: Path, catalog_beers):
+    path = write_catalog(catalog_beers[:3], tmp_path / "shared.json")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert load_catalog(path) == catalog_beers[:3]
+
+
+def test_a_failed_write_leaves_the_previous_catalogue_and_no_partial_file(
+    tmp_path: Path, catalog_beers
+):
+    out = write_catalog(catalog_beers[:2], tmp_path / "catalog.json")
+    before = out.read_bytes()
+
+    def beers_then_a_failure():
+        yield catalog_beers[2]
+        raise RuntimeError("the source broke off")
+
+    with pytest.raises(RuntimeError, match="broke off"):
+        write_catalog(beers_then_a_failure(), out)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog.json"]
 
 
 @pytest.mark.parametrize(
@@ -154,8 +256,10 @@ def test_to_v3_shape_keeps_a_missing_image_missing(catalog_beers):
     [
         (b"[{", "not valid JSON"),
         (b'{"beers": []}', "expected a JSON array"),
+        (b"{}", "expected a JSON array"),
         (b'[{"id": "1"}]', "integer id"),
         (json.dumps([{"id": 1}, {"id": 1}]).encode(), "duplicate beer ids: \\[1\\]"),
+        (json.dumps([{"id": i} for i in (2, 1, 2, 1, 3)]).encode(), "ids: \\[1, 2\\]"),
     ],
 )
 def test_bad_catalogue_files_are_refused(tmp_path: Path, content: bytes, message: str):

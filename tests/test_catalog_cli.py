@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from brewops.catalog import CATALOG_FILENAME, load_catalog
 from brewops.cli import main
+from brewops.synth import synthesize
 from fixtures.punkapi import make_tarball
 
 
@@ -25,6 +26,16 @@ def test_fetch_prints_the_path_last(runner, fake_npm, tmp_path: Path, real_bytes
     last = result.output.strip().splitlines()[-1]
     assert last == str(cache / CATALOG_FILENAME)
     assert Path(last).read_bytes() == real_bytes
+
+
+def test_fetch_force_fetches_a_cached_catalogue_again(runner, fake_npm, tmp_path: Path):
+    env = {"BREWOPS_CACHE_DIR": str(tmp_path / "cache")}
+    assert runner.invoke(main, ["data", "fetch"], env=env).exit_code == 0
+    assert runner.invoke(main, ["data", "fetch"], env=env).exit_code == 0
+    assert fake_npm.call_count() == 1
+    result = runner.invoke(main, ["data", "fetch", "--force"], env=env)
+    assert result.exit_code == 0, result.output
+    assert fake_npm.call_count() == 2
 
 
 def test_fetch_failure_exits_non_zero_with_advice(runner, fake_npm, tmp_path: Path, real_bytes):
@@ -70,6 +81,60 @@ def test_crawl_takes_the_api_version_from_the_url(runner, punkapi_v3_url, tmp_pa
     )
     assert result.exit_code == 0, result.output
     assert len(load_catalog(out)) == 325
+    # 80 beers a page by default: four full pages and a short fifth
+    assert f"325 beers from {punkapi_v3_url} (5 requests)" in result.stderr
+    assert result.stdout == f"{out}\n"  # stdout is the path alone, for scripts
+
+
+def test_crawl_asks_for_the_page_size_given(runner, punkapi_url, tmp_path: Path):
+    out = tmp_path / "small-pages.json"
+    args = ["data", "crawl", "--url", punkapi_url, "--out", str(out), "--per-page", "25"]
+    result = runner.invoke(main, [*args, "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "(14 requests)" in result.stderr  # 13 full pages, then an empty one
+    assert len(load_catalog(out)) == 325
+
+
+def test_crawl_shows_a_progress_bar_unless_told_not_to(runner, punkapi_url, tmp_path: Path):
+    out = tmp_path / "bar.json"
+    result = runner.invoke(main, ["data", "crawl", "--url", punkapi_url, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"Crawling {punkapi_url}" in result.stderr
+    assert result.stdout == f"{out}\n"
+
+
+def test_crawl_retries_a_server_error_unless_told_not_to(
+    runner, punkapi_server, catalog_beers, tmp_path: Path
+):
+    # seed 1: the first request gets a 500, the next five are answered
+    def flaky() -> str:
+        return punkapi_server(beers=catalog_beers[:100], error_rate=0.2, seed=1)
+
+    out = tmp_path / "retried.json"
+    result = runner.invoke(main, ["data", "crawl", "--url", flaky(), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "100 beers" in result.stderr and "(3 requests)" in result.stderr
+    out = tmp_path / "given-up.json"
+    url = flaky()
+    result = runner.invoke(
+        main, ["data", "crawl", "--url", url, "--out", str(out), "--retries", "0"]
+    )
+    assert result.exit_code == 1
+    assert f"Crawl of {url} failed" in result.output
+    assert not out.exists()
+
+
+def test_crawl_refuses_a_server_that_repeats_ids(
+    runner, punkapi_server, catalog_beers, tmp_path: Path
+):
+    url = punkapi_server(beers=[*catalog_beers[:5], catalog_beers[2]])
+    out = tmp_path / "dup.json"
+    result = runner.invoke(
+        main, ["data", "crawl", "--url", url, "--out", str(out), "--no-progress"]
+    )
+    assert result.exit_code == 1
+    assert "served duplicate ids; nothing written" in result.output
+    assert not out.exists()
 
 
 def test_a_crawled_v3_snapshot_can_be_served_again(
@@ -115,6 +180,33 @@ def test_synth_writes_n_beers(runner, catalog_path, tmp_path: Path):
     assert result.exit_code == 0, result.output
     assert result.output.strip().splitlines()[-1] == str(out)
     assert [b["id"] for b in json.loads(out.read_text())] == list(range(1, 51))
+    assert result.stdout == f"{out}\n"
+    assert "50 beers from 325 (seed 4)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("options", "settings"),
+    [([], {}), (["--seed", "4", "--jitter", "0"], {"seed": 4, "jitter": 0.0})],
+)
+def test_synth_writes_what_synthesize_writes_with_the_same_settings(
+    runner, catalog_path, tmp_path: Path, options, settings
+):
+    out = tmp_path / "cli.json"
+    args = ["data", "synth", "--n", "30", "--out", str(out), "--catalog", str(catalog_path)]
+    result = runner.invoke(main, [*args, *options])
+    assert result.exit_code == 0, result.output
+    expected = synthesize(30, tmp_path / "api.json", catalog=catalog_path, **settings)
+    assert out.read_bytes() == expected.path.read_bytes()
+
+
+def test_synth_refuses_a_negative_count(runner, catalog_path, tmp_path: Path):
+    out = tmp_path / "negative.json"
+    result = runner.invoke(
+        main, ["data", "synth", "--n", "-1", "--out", str(out), "--catalog", str(catalog_path)]
+    )
+    assert result.exit_code == 2
+    assert "-1 is not in the range x>=0" in result.output
+    assert not out.exists()
 
 
 def test_synth_from_a_v3_catalogue(runner, write_catalog_file, catalog_beers, tmp_path: Path):

@@ -17,11 +17,42 @@ def frame(catalog_beers):
     return explore.beers_frame(catalog_beers)
 
 
+def _beer(beer_id: int, hops=(), malts=("kilograms",), **fields):
+    """A minimal v2-shaped beer: hops as (name, add, attribute, value, unit)."""
+    return {
+        "id": beer_id,
+        "name": f"beer {beer_id}",
+        "first_brewed": "09/2007",
+        "image_url": None,
+        "ingredients": {
+            "hops": [
+                {"name": n, "add": a, "attribute": t, "amount": {"value": v, "unit": u}}
+                for n, a, t, v, u in hops
+            ],
+            "malt": [{"name": "m", "amount": {"value": 1, "unit": u}} for u in malts],
+        },
+        **{f: None for f in explore.NUMERIC_FIELDS},
+        **fields,
+    }
+
+
 def test_beers_frame(frame):
     assert len(frame) == 325 and frame.index.is_unique
     assert frame.loc[24, "abv"] == 55
     assert frame.loc[106, "n_hops"] > 0
     assert frame.loc[1, "brewed_year"] == 2007
+    assert (frame.loc[1, "n_malts"], frame.loc[1, "n_hops"]) == (3, 5)
+    assert (~frame["has_image"]).sum() == 61  # the beers whose image_url is null
+
+
+def test_a_beer_without_hops_by_mass_has_no_hop_grams():
+    by_volume = _beer(1, hops=[("Extract", "start", "bitter", 5, "ml")])
+    by_mass = _beer(
+        2, hops=[("Cascade", "end", "aroma", 20, "grams"), ("C", "end", "aroma", 5, "g")]
+    )
+    frame = explore.beers_frame([by_volume, by_mass])
+    assert frame["hop_grams"].isna().tolist() == [True, False]
+    assert frame.loc[2, "hop_grams"] == 25
 
 
 def test_schema_table_lists_every_field(catalog_beers):
@@ -30,6 +61,13 @@ def test_schema_table_lists_every_field(catalog_beers):
     assert table.loc["ingredients.hops[].add", "types"] == "string"
     assert table.loc["method.mash_temp[].duration", "types"] == "number"
     assert table.loc["image_url", "nulls"] == 61
+    assert table.loc["ibu", "types"] == "number"  # a null is counted, not listed as a type
+
+
+def test_schema_table_tells_booleans_from_numbers():
+    table = explore.schema_table([{"id": 1, "organic": True}, {"id": 2, "organic": None}])
+    assert table.loc["organic", "types"] == "boolean"
+    assert table.loc["id", "types"] == "number"
 
 
 def test_null_table_matches_the_contract(catalog_beers):
@@ -44,6 +82,9 @@ def test_null_table_matches_the_contract(catalog_beers):
         "target_og": 1,
         "attenuation_level": 1,
     }
+    table = explore.null_table(catalog_beers)
+    assert list(table.index)[:3] == ["image_url", "ebc", "srm"]  # most nulls first
+    assert table.loc["image_url", "share"] == pytest.approx(61 / 325)
 
 
 def test_quirks_table_finds_the_documented_quirks(catalog_beers):
@@ -54,6 +95,40 @@ def test_quirks_table_finds_the_documented_quirks(catalog_beers):
     assert quirks.loc["target_fg > target_og", "beers"] == 13
     assert quirks.loc["hop amount not in grams", "beers"] == 3
     assert quirks.loc["first_brewed is a bare year (YYYY)", "beers"] > 0
+    # more than eight beers: the first eight, and how many more
+    assert quirks.loc["target_fg > target_og", "ids"] == (
+        "28, 70, 127, 131, 193, 214, 221, 222, … (+5)"
+    )
+    assert quirks["beers"].to_dict() == {
+        **{f"{f} is null": n for f, n in {"ibu": 5, "target_fg": 1, "target_og": 1}.items()},
+        **{f"{f} is null": n for f, n in {"ebc": 6, "srm": 6, "ph": 2}.items()},
+        "attenuation_level is null": 1,
+        "image_url is null": 61,
+        "abv outside [0, 20]": 3,
+        "ibu outside [0, 300]": 2,
+        "ph outside [2.5, 7]": 1,
+        "target_fg > target_og": 13,
+        "first_brewed is a bare year (YYYY)": 91,
+        "hop add: mixed case or free text": 85,
+        "hop add: minutes instead of a stage": 65,
+        "hop attribute: mixed case or misspelt": 93,
+        "hop amount not in grams": 3,
+        "malt amount not in kilograms": 2,
+    }
+
+
+def test_quirks_on_made_up_beers():
+    beers = [
+        _beer(1, target_fg=1010, target_og=1010),  # equal gravities: not a quirk
+        _beer(2, hops=[("A", "60", "bitter", 10, "grams")]),  # minutes, but nothing else
+        _beer(3, hops=[("A", "start", "Aroma", 10, "grams")], malts=("kilograms", "grams")),
+    ]
+    quirks = explore.quirks_table(beers)["ids"].to_dict()
+    assert "target_fg > target_og" not in quirks
+    assert quirks["hop add: minutes instead of a stage"] == "2"
+    assert "hop add: mixed case or free text" not in quirks
+    assert quirks["hop attribute: mixed case or misspelt"] == "3"
+    assert quirks["malt amount not in kilograms"] == "3"  # one malt of several is enough
 
 
 @pytest.mark.parametrize(
@@ -62,10 +137,18 @@ def test_quirks_table_finds_the_documented_quirks(catalog_beers):
         ("Dry Hop", "dry hop / fermenter"),
         ("FV", "dry hop / fermenter"),
         ("Flame Out", "flame out / whirlpool"),
+        (" Dry Hop ", "dry hop / fermenter"),
+        ("FV Addition", "dry hop / fermenter"),
+        ("Secondary", "dry hop / fermenter"),
+        ("Maturation", "dry hop / fermenter"),
+        ("First Wort Hops", "start"),
+        ("Mash", "start"),
+        ("Whirlpool", "flame out / whirlpool"),
         ("0", "flame out / whirlpool"),
         ("70", "start"),
         ("45", "start"),
         ("30", "middle"),
+        ("20", "middle"),
         ("15", "end"),
         ("10", "end"),
         ("middle", "middle"),
@@ -80,6 +163,9 @@ def test_hop_grams_and_attributes():
     hop = {"amount": {"value": 1.5, "unit": "kilogram"}}
     assert explore.hop_grams(hop) == 1500
     assert explore.hop_grams({"amount": {"value": 5, "unit": "ml"}}) is None
+    assert explore.hop_grams({"amount": {"value": 25, "unit": " G"}}) == 25
+    assert explore.hop_grams({"amount": {"value": 2, "unit": "gram"}}) == 2
+    assert explore.hop_grams({"amount": {"value": None, "unit": "grams"}}) is None
     assert explore.hop_attribute(" Bitering") == "bitter"
     assert explore.hop_attribute("flavoour") == "flavour"
 
@@ -93,6 +179,25 @@ def test_hop_schedule_summary(catalog_beers):
     assert summary.loc["end", "additions"] == 488 + 58
     assert summary.loc["start", "raw_add_values"].startswith("start, Start, ")
     assert summary.loc["start", "raw_add_values"].endswith("… (+4)")
+
+
+def test_hop_schedule_and_top_hops_on_made_up_beers():
+    beers = [
+        _beer(1, hops=[("Simcoe", "start", "bitter", 10, "grams")]),
+        _beer(2, hops=[("Simcoe", "start", "bitter", 10, "grams")]),
+        _beer(
+            3,
+            hops=[
+                ("Simcoe", "start", "bitter", 100, "grams"),
+                ("Citra", "end", "aroma", 5, "grams"),
+            ],
+        ),
+    ]
+    summary = explore.hop_schedule_summary(beers)
+    assert summary.loc["start", "median_grams"] == 10  # the median, not the mean (40)
+    top = explore.top_hops(beers)
+    assert list(top.index) == ["Simcoe", "Citra"]  # in the most beers first
+    assert top.loc["Simcoe", "total_grams"] == 120
 
 
 def test_plots_are_figures(frame):
@@ -109,20 +214,53 @@ def test_ibu_vs_abv_axis_spans_the_beers_shown(frame):
     # the two beers above IBU 300 brew at 32 and 41 % ABV; every beer shown is under 20 %
     fig = explore.plot_ibu_vs_abv(frame, ibu_max=300)
     assert fig.axes[0].get_xlim()[1] < 25
+    assert fig.axes[0].get_ylim() == (0, 300)
+    [points] = fig.axes[0].collections
+    assert len(points.get_offsets()) == 320 - 2  # beers with both numbers, less the two above
+    untrimmed = explore.plot_ibu_vs_abv(frame, ibu_max=2000).axes[0]
+    assert untrimmed.get_title() == "IBU vs ABV"  # nothing hidden, nothing said
+
+
+def test_correlations_are_of_ranks():
+    frame = explore.pd.DataFrame({"abv": [1.0, 2, 3, 4, 5], "ibu": [1.0, 10, 100, 1000, 10000]})
+    assert explore.correlations(frame, ["abv", "ibu"]).loc["abv", "ibu"] == pytest.approx(1.0)
+
+
+def test_the_heatmap_shows_every_correlation_on_a_fixed_scale(frame):
+    fig = explore.plot_correlation_heatmap(frame)
+    ax = fig.axes[0]
+    n = len(explore.NUMERIC_FIELDS)
+    assert len(ax.texts) == n * n
+    assert [ax.texts[i * n + i].get_text() for i in range(n)] == ["1.00"] * n
+    assert ax.images[0].get_clim() == (-1, 1)
 
 
 def test_catalogue_figures(catalog_beers):
     figures = explore.catalogue_figures(catalog_beers)
     assert figures["beers_crawled"] == figures["unique_ids"] == 325
     assert (figures["ibu_nulls"], figures["ebc_nulls"], figures["ph_nulls"]) == (5, 6, 2)
+    assert (figures["min_id"], figures["max_id"]) == (1, 325)
+    assert (figures["quirks"], figures["hop_additions"]) == (18, 1817)
+    assert (figures["median_abv"], figures["median_ibu"]) == (7.2, 50.0)
 
 
 def test_distributions_leave_out_and_count_the_extremes(frame):
     fig = explore.plot_distributions(frame, fields=["abv", "ph"])
     abv, ph = (ax.get_title() for ax in fig.axes)
     assert "max 55" in abv and "not shown" in abv
+    assert abv.startswith("abv (n=325, median 7.2)\n4 above ")
+    shown = sum(patch.get_height() for patch in fig.axes[0].patches)
+    assert shown == 325 - 4  # every beer up to the 99th percentile is in a bar
     assert "max 79" in ph
     assert max(patch.get_x() + patch.get_width() for patch in fig.axes[1].patches) < 7
+
+
+def test_distributions_keep_values_at_the_percentile():
+    # the two highest values are equal, so the 99th percentile is that value: none is beyond
+    frame = explore.pd.DataFrame({"ph": [float(v) for v in range(1, 99)] + [120.0, 120.0]})
+    ax = explore.plot_distributions(frame, fields=["ph"]).axes[0]
+    assert sum(patch.get_height() for patch in ax.patches) == 100
+    assert ax.get_title() == "ph (n=100, median 50.5)"
 
 
 @pytest.mark.slow

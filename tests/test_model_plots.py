@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from brewops.model import bands, plots
 
@@ -67,3 +68,77 @@ def test_comparison_frame_and_figure_cover_model_and_baselines():
     fig = plots.plot_comparison(metrics)
     assert [ax.get_title() for ax in fig.axes] == ["accuracy", "macro_f1"]
     assert len(fig.axes[0].patches) == 6  # 3 models x 2 evaluations
+
+
+def test_confusion_matrix_cells_sit_at_true_row_and_predicted_column():
+    matrix = [[8, 2, 0, 0], [1, 3, 0, 0], [0, 0, 5, 5], [0, 0, 0, 4]]
+    ax = plots.plot_confusion_matrix(matrix).axes[0]
+    cell = {t.get_position(): t for t in ax.texts}
+    assert cell[(1, 0)].get_text() == "2\n20%"  # true band 0, predicted band 1
+    assert cell[(0, 1)].get_text() == "1\n25%"
+    assert (cell[(0, 0)].get_color(), cell[(1, 0)].get_color()) == ("white", "black")
+    [image] = ax.images
+    assert image.get_array()[0].tolist() == [0.8, 0.2, 0.0, 0.0]  # shaded by row share
+    assert image.get_clim() == (0, 1)
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(bands.LABELS)
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(bands.LABELS)
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("predicted band (IBU)", "true band (IBU)")
+
+
+def test_predicted_vs_actual_plots_actual_across_and_the_estimate_up():
+    actual = np.array([10.0, 40.0])
+    estimate = np.array([25.0, 400.0])  # the first in the same band, the second far above
+    ax = plots.plot_predicted_vs_actual(actual, estimate).axes[0]
+    same, other = ax.collections
+    assert same.get_offsets().tolist() == [[10.0, 25.0]]
+    assert other.get_offsets().tolist() == [[40.0, 400.0]]
+    assert ax.get_xlim()[1] == ax.get_ylim()[1] == pytest.approx(440.0)  # the larger, +10 %
+    assert (ax.get_xscale(), ax.get_yscale()) == ("symlog", "symlog")
+    dashed = [line for line in ax.lines if line.get_linestyle() == "--"]
+    assert len(dashed) == 2 * (bands.N_BANDS - 1)  # each inner band edge, on both axes
+    assert ax.get_title() == "Predicted vs actual IBU"
+
+
+def test_importance_shows_one_std_and_the_title_given():
+    importance = pd.DataFrame(
+        {"feature": ["a", "b", "c"], "importance": [0.3, 0.2, 0.1], "std": [0.05, 0.02, 0.01]}
+    )
+    ax = plots.plot_importance(importance).axes[0]
+    assert ax.get_title() == "Permutation importance (top 3)"
+    [errorbars] = ax.collections
+    assert [round(seg[1][0] - seg[0][0], 6) for seg in errorbars.get_segments()] == [
+        0.02,
+        0.04,
+        0.1,
+    ]
+    titled = plots.plot_importance(importance, title="IBU model").axes[0]
+    assert titled.get_title() == "IBU model"
+
+
+def test_comparison_shows_each_evaluations_own_baselines_in_a_fixed_order():
+    def figures(accuracy: float) -> dict:
+        return {"accuracy": accuracy, "macro_f1": accuracy / 2, "mae_ibu_le_150": 9.0}
+
+    metrics = {
+        "cv": figures(0.6),
+        "baselines": {"majority_class": figures(0.3), "random_forest_6_columns": figures(0.5)},
+        "time_split": {
+            **figures(0.7),
+            "baselines": {"majority_class": figures(0.2), "random_forest_6_columns": figures(0.4)},
+        },
+    }
+    frame = plots.comparison_frame(metrics)
+    newest = frame[frame["evaluation"] == "newest fifth"].set_index("model")["accuracy"]
+    assert newest.to_dict() == {"model": 0.7, "majority_class": 0.2, "random_forest_6_columns": 0.4}
+    assert frame["mae_ibu_le_150"].tolist() == [9.0] * 6
+
+    ax = plots.plot_comparison(metrics).axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        "model",
+        "random_forest_6_columns",
+        "majority_class",
+    ]
+    # pandas draws the bars evaluation by evaluation: cross-validation first
+    heights = [round(p.get_height(), 6) for p in ax.patches]
+    assert heights == [0.6, 0.5, 0.3, 0.7, 0.4, 0.2]
+    assert ax.get_ylim() == (0, 1)

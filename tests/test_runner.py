@@ -8,6 +8,8 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import click
 import nbformat
@@ -65,7 +67,7 @@ def test_a_failing_notebook_stops_the_run_and_is_kept(notebooks: Path, tmp_path:
     first, second, third = run.notebooks
     assert (first.status, second.status, third.status) == ("ok", "failed", "skipped")
     assert first.figures == {"seen_target": "local", "value": 42}
-    assert "the second notebook fails" in second.error
+    assert second.error == "ValueError: the second notebook fails"  # the line that says why
     kept = nbformat.read(second.executed, as_version=4)
     assert any(o.get("ename") == "ValueError" for c in kept.cells for o in c.get("outputs", []))
     assert Path(second.html).read_text().count("the second notebook fails") >= 1
@@ -203,3 +205,126 @@ def test_without_the_notebooks_extra_run_says_how_to_install_it_before_starting_
 
     assert isinstance(result.exception, runner.NotebookStackMissing)
     assert "pip install -c requirements.lock '.[notebooks]'" in str(result.exception)
+
+
+class _FakePapermill:
+    """Stands in for papermill's executor: records each call; `raises` maps a notebook's
+    file name to what executing it raises."""
+
+    def __init__(self, raises: dict[str, BaseException] | None = None) -> None:
+        self.raises = raises or {}
+        self.calls: list[dict[str, Any]] = []
+
+    def execute_notebook(self, source: str, executed: str, **kwargs: Any) -> None:
+        self.calls.append({"source": source, **kwargs})
+        error = self.raises.get(Path(source).name)
+        if error is not None:
+            raise error
+
+
+def test_a_failure_without_a_message_is_named_by_its_type(
+    notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    fake = _FakePapermill({"02_breaks_here.ipynb": RuntimeError()})
+    monkeypatch.setattr(runner, "notebook_executor", lambda: fake)
+
+    run = execute(discover(notebooks), out_dir=tmp_path / "build", progress=False)
+
+    assert [nb.status for nb in run.notebooks] == ["ok", "failed", "skipped"]
+    assert run.notebooks[1].error == "RuntimeError"
+
+
+def test_an_interrupted_run_leaves_a_summary_of_the_notebooks_that_ran(
+    notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    fake = _FakePapermill({"02_breaks_here.ipynb": KeyboardInterrupt()})
+    monkeypatch.setattr(runner, "notebook_executor", lambda: fake)
+    out = tmp_path / "build"
+
+    with pytest.raises(KeyboardInterrupt):
+        execute(discover(notebooks), out_dir=out, progress=False)
+
+    written = json.loads((out / "run-summary.json").read_text())
+    assert written["status"] == "running"
+    assert [(nb["notebook"], nb["status"]) for nb in written["notebooks"]] == [
+        ("01_first_step", "ok")
+    ]
+
+
+def test_notebooks_run_in_their_folder_and_report_only_this_runs_figures(tmp_path: Path):
+    src = tmp_path / "notebooks"
+    src.mkdir()
+    _notebook(
+        src / "01_where.ipynb",
+        "import os\nfrom brewops import summary\nsummary.record(cwd=os.getcwd())",
+    )
+    out = tmp_path / "build"
+    stale = out / "figures" / "01_where.json"
+    stale.parent.mkdir(parents=True)
+    stale.write_text(json.dumps({"left_by_an_earlier_run": 1}))
+
+    run = execute(discover(src), target="aws", out_dir=out, progress=False)
+
+    assert run.notebooks[0].figures == {"cwd": str(src)}
+
+
+def test_an_interrupted_run_takes_down_the_local_target_it_brought_up(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    downs: list[bool] = []
+    monkeypatch.setattr(local, "up", lambda: SimpleNamespace(already_running=False))
+    monkeypatch.setattr(local, "down", lambda: downs.append(True))
+
+    with pytest.raises(KeyboardInterrupt), runner.target_services("local"):
+        raise KeyboardInterrupt
+
+    assert downs == [True]
+
+
+def test_the_command_says_when_there_are_no_notebooks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.setenv("BREWOPS_HOME", str(tmp_path))
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
+    monkeypatch.setattr(runner, "target_services", lambda target: pytest.fail("started"))
+
+    result = CliRunner().invoke(runner.run_command, [])
+
+    assert result.exit_code == 1
+    assert "no numbered notebooks found in" in result.output
+
+
+@pytest.mark.parametrize(("flags", "progress"), [([], True), (["--no-progress"], False)])
+def test_no_progress_hides_papermills_progress_bars(
+    notebooks: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    flags: list[str],
+    progress: bool,
+):
+    fake = _FakePapermill()
+    monkeypatch.setattr(runner, "notebook_executor", lambda: fake)
+    monkeypatch.setenv("BREWOPS_HOME", str(notebooks.parent))
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
+
+    result = CliRunner().invoke(runner.run_command, ["--target", "aws", "--only", "01", *flags])
+
+    assert result.exit_code == 0, result.output
+    assert [call["progress_bar"] for call in fake.calls] == [progress]
+
+
+def test_the_target_is_chosen_with_target_not_as_a_parameter(
+    notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """`-p target aws` would run the notebooks against AWS while the local target is
+    brought up and the summary says local: it is refused before anything starts."""
+    monkeypatch.setattr(runner, "target_services", lambda target: pytest.fail("started"))
+    monkeypatch.setenv("BREWOPS_HOME", str(notebooks.parent))
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
+
+    result = CliRunner().invoke(runner.run_command, ["--only", "01", "-p", "target", "aws"])
+
+    assert result.exit_code == 2
+    assert "--target" in result.output
+    assert not (tmp_path / "build").exists()

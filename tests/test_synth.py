@@ -5,11 +5,26 @@ from __future__ import annotations
 import inspect
 import json
 import tracemalloc
+from collections import Counter
 from pathlib import Path
 
-from brewops.catalog import load_catalog, write_catalog
+import pytest
+
+from brewops.catalog import CatalogError, load_catalog, write_catalog
 from brewops.punkapi.models import validate_beer
-from brewops.synth import JITTERED_FIELDS, iter_synthetic_beers, synthesize
+from brewops.synth import iter_synthetic_beers, synthesize
+
+# every number of a beer is jittered, and keeps the precision the real catalogue gives it
+PRECISION = {
+    "abv": 1,
+    "ibu": 0,
+    "target_fg": 0,
+    "target_og": 0,
+    "ebc": 0,
+    "srm": 1,
+    "ph": 1,
+    "attenuation_level": 1,
+}
 
 
 def test_same_seed_same_bytes(tmp_path: Path, catalog_path: Path):
@@ -18,6 +33,7 @@ def test_same_seed_same_bytes(tmp_path: Path, catalog_path: Path):
     c = synthesize(300, tmp_path / "c.json", seed=12, catalog=catalog_path)
     assert a.path.read_bytes() == b.path.read_bytes()
     assert a.path.read_bytes() != c.path.read_bytes()
+    assert (a.seed, c.seed) == (11, 12)
 
 
 def test_new_ids_real_shapes_jittered_numbers(tmp_path: Path, catalog_path: Path, catalog_beers):
@@ -28,18 +44,70 @@ def test_new_ids_real_shapes_jittered_numbers(tmp_path: Path, catalog_path: Path
     for beer in beers:
         validate_beer(beer)  # still a valid beer
     by_name = {b["name"]: b for b in catalog_beers}
-    changed = 0
+    changed: Counter[str] = Counter()
     for beer in beers:
-        source = by_name[beer["name"].rsplit(" #", 1)[0]]
+        name, number = beer["name"].rsplit(" #", 1)
+        assert int(number) == beer["id"]  # each synthetic beer's name is its own
+        source = by_name[name]
         assert beer["ingredients"] == source["ingredients"]
-        for field in JITTERED_FIELDS:
+        for field in PRECISION:
             if source[field] is None:
                 assert beer[field] is None  # the real gaps are kept
             else:
                 assert beer[field] >= 0
                 assert abs(beer[field] - source[field]) <= 0.35 * source[field] + 1
-                changed += beer[field] != source[field]
-    assert changed > 1000  # most numbers moved
+                changed[field] += beer[field] != source[field]
+    assert sum(changed.values()) > 1000  # most numbers moved
+    assert set(changed) == set(PRECISION) and min(changed.values()) > 100  # every field
+
+
+def test_jittered_numbers_keep_their_precision(catalog_beers):
+    beers = list(iter_synthetic_beers(catalog_beers, 500, seed=5))
+    for field, decimals in PRECISION.items():
+        values = [b[field] for b in beers if b[field] is not None]
+        if decimals == 0:
+            assert all(type(v) is int for v in values), field  # written as 12, not 12.0
+        else:
+            assert all(round(v, decimals) == v for v in values), field
+            assert any(round(v, decimals - 1) != v for v in values), field
+
+
+def test_no_jitter_keeps_the_real_numbers(tmp_path: Path, catalog_path: Path, catalog_beers):
+    by_name = {b["name"]: b for b in catalog_beers}
+    report = synthesize(200, tmp_path / "still.json", seed=2, catalog=catalog_path, jitter=0.0)
+    for beer in load_catalog(report.path):
+        source = by_name[beer["name"].rsplit(" #", 1)[0]]
+        for field, decimals in PRECISION.items():
+            real = source[field]
+            assert beer[field] == (None if real is None else round(real, decimals or None))
+
+
+def test_a_wide_jitter_never_makes_a_number_negative(catalog_beers):
+    beers = list(iter_synthetic_beers(catalog_beers, 300, seed=7, jitter=3.0))
+    values = [b[f] for b in beers for f in PRECISION if b[f] is not None]
+    assert min(values) == 0  # clipped at zero, where the jitter went below it
+
+
+def test_every_beer_of_the_source_can_be_drawn(catalog_beers):
+    two = catalog_beers[:2]
+    drawn = {b["name"].rsplit(" #", 1)[0] for b in iter_synthetic_beers(two, 50, seed=1)}
+    assert drawn == {b["name"] for b in two}
+    [only] = iter_synthetic_beers(catalog_beers[:1], 1)
+    assert only["name"] == f"{catalog_beers[0]['name']} #1"
+
+
+def test_a_negative_count_is_refused_and_nothing_written(tmp_path: Path, catalog_path: Path):
+    with pytest.raises(ValueError, match="n must be >= 0"):
+        synthesize(-1, tmp_path / "negative.json", catalog=catalog_path)
+    assert not (tmp_path / "negative.json").exists()
+
+
+def test_an_empty_catalogue_is_refused_and_nothing_written(tmp_path: Path):
+    empty = tmp_path / "empty.json"
+    empty.write_text("[]")
+    with pytest.raises(CatalogError, match="no beers to resample"):
+        synthesize(5, tmp_path / "out.json", catalog=empty)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.json"]
 
 
 def test_synthesis_streams(tmp_path: Path, catalog_beers):

@@ -96,6 +96,7 @@ def test_aws_speaks_the_punk_api_version_the_stack_was_deployed_with(
     )
 
     assert tgt.punkapi_version == expected
+    assert tgt.punkapi_url == (override or url)
 
 
 def test_the_punk_api_to_read_is_the_url_given_else_the_targets(
@@ -112,8 +113,50 @@ def test_the_punk_api_to_read_is_the_url_given_else_the_targets(
     )
     assert targets.punkapi_endpoint(None, None, tgt) == ("https://beers.example/api", "v3")
     assert targets.punkapi_endpoint(None, "v2", tgt)[1] == "v2"
+    assert targets.punkapi_endpoint("https://beers.example/api", "v3") == (
+        "https://beers.example/api",
+        "v3",
+    )
+    assert targets.punkapi_endpoint("http://127.0.0.1:1/v2", "v3")[1] == "v3"  # said wins
     with pytest.raises(ValueError, match="give api_url or a target"):
         targets.punkapi_endpoint()
+
+
+def test_the_stack_id_is_the_one_cloudformation_gave() -> None:
+    stack_id = "arn:aws:cloudformation:eu-west-1:123456789012:stack/brewops-dev/abc-123"
+    tgt = targets.Target(
+        name="aws",
+        stack_name="brewops-dev",
+        region=None,
+        _session=None,
+        _stack={"StackId": stack_id},
+    )
+    assert tgt.stack_id == stack_id
+
+
+def test_a_local_target_without_a_punk_api_does_not_take_the_aws_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BREWOPS_PUNKAPI_URL", "https://punkapi.example/v3")
+    tgt = targets.Target(name="local", stack_name="s", region="us-east-1", _session=None)
+    assert tgt.punkapi_url is None
+
+
+def test_a_local_targets_clients_go_to_its_emulator_whatever_the_environment_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    session = boto3.session.Session(
+        region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+    tgt = targets.Target(
+        name="local",
+        stack_name="s",
+        region="us-east-1",
+        _session=session,
+        endpoint_url="http://127.0.0.1:4566",
+    )
+    assert tgt.client("s3").meta.endpoint_url == "http://127.0.0.1:4566"
 
 
 def test_aws_stack_name_defaults_to_dev(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -160,6 +203,23 @@ def test_aws_without_credentials_says_how_to_configure_them(
         _ = tgt.punkapi_url
     with pytest.raises(targets.TargetNotReady, match="aws configure"):
         tgt.session.client("kinesis")
+
+
+def test_reading_stack_outputs_without_a_region_says_what_to_set(no_aws_settings: None) -> None:
+    with pytest.raises(targets.TargetNotReady, match="set AWS_DEFAULT_REGION"):
+        targets.stack_outputs("brewops-dev")
+
+
+def test_credentials_that_cannot_be_obtained_make_the_target_not_ready(
+    no_aws_settings: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config"
+    config.write_text("[default]\nregion = eu-west-1\ncredential_process = /bin/false\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    tgt = targets.use("aws")
+
+    with pytest.raises(targets.TargetNotReady, match="cannot be used"):
+        tgt.client("kinesis")
 
 
 def test_aws_with_a_profile_that_does_not_exist_is_not_ready(
@@ -250,3 +310,60 @@ def test_local_routes_boto3_to_the_emulator_and_aws_routes_it_back(
 def test_a_missing_stack_is_reported_with_the_endpoint(local_target: Any) -> None:
     with pytest.raises(targets.TargetNotReady, match=local_target.endpoint_url):
         targets.stack_outputs("no-such-stack")
+
+
+@pytest.fixture
+def fake_local(monkeypatch: pytest.MonkeyPatch) -> LocalState:
+    """A running local target as `brewops.local.status()` reports it; nothing is started."""
+    from brewops import local
+
+    state = LocalState(
+        endpoint_url="http://127.0.0.1:4566",
+        region="us-east-1",
+        stack_name="brewops-local",
+        started_at="2026-11-26T15:00:00+00:00",
+        services={},
+        punkapi_url="http://127.0.0.1:8080/v2",
+    )
+    monkeypatch.setattr(local, "status", lambda: state)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # the switch replaces it; put it back
+    yield state
+    targets.use("aws")  # put back whatever use("local") replaced
+
+
+def test_switching_back_and_forth_puts_back_the_users_settings(
+    fake_local: LocalState,
+    no_aws_settings: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = tmp_path / "config"
+    config.write_text("[profile dev]\nregion = eu-west-1\n[profile prod]\nregion = eu-central-1\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_PROFILE", "dev")
+
+    targets.use("local")
+    targets.use("local")  # twice: still the user's settings that come back
+    assert "AWS_PROFILE" not in os.environ
+    assert targets.use("aws").region == "eu-west-1"
+    assert os.environ["AWS_PROFILE"] == "dev"
+    assert "AWS_ENDPOINT_URL" not in os.environ
+
+    monkeypatch.setenv("AWS_PROFILE", "prod")  # the user changes profile in between
+    targets.use("local")
+    targets.use("aws")
+    assert os.environ["AWS_PROFILE"] == "prod"
+
+
+def test_boto3s_default_session_follows_the_switch(
+    fake_local: LocalState, aws_environment: dict[str, str]
+) -> None:
+    boto3.setup_default_session()
+    assert boto3.DEFAULT_SESSION.get_credentials().access_key == "AKIAUSERKEY"
+
+    targets.use("local")
+    assert boto3.DEFAULT_SESSION.get_credentials().access_key == "testing"
+    assert boto3.client("s3").meta.endpoint_url == fake_local.endpoint_url
+
+    targets.use("aws")
+    assert boto3.DEFAULT_SESSION.get_credentials().access_key == "AKIAUSERKEY"

@@ -1,0 +1,104 @@
+"""The validation report's figures: what they mark out of range, and where."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from brewops import schema, validation_plots
+
+ABV = schema.column("abv")  # plausible range 0 to 20
+PH = schema.column("ph")  # plausible range 2.5 to 7
+
+
+def _frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "id": [1, 2, 3, 4, 5, 6],
+            "abv": [0.0, 5.0, 20.0, 30.0, 25.0, -1.0],  # the range's ends are inside it
+            "ph": [4.0, 5.0, None, 6.0, 79.0, 3.0],
+        }
+    )
+
+
+def test_the_ranged_columns_are_the_numbers_with_a_plausible_range():
+    names = [c.name for c in validation_plots.ranged_columns()]
+    assert names == ["abv", "ibu", "target_fg", "target_og", "ebc", "srm", "ph"]
+
+
+def test_out_of_range_rows_lie_beyond_either_end_and_not_on_it():
+    frame = _frame()
+    assert validation_plots.out_of_range(frame, ABV)["id"].tolist() == [4, 5, 6]
+    assert validation_plots.out_of_range(frame, PH)["id"].tolist() == [5]  # a null is not
+
+
+def test_one_panel_per_column_present_and_the_rest_hidden():
+    fig = validation_plots.plot_distributions(_frame())  # abv and ph of the seven ranged
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(fig.axes) == 4 and len(visible) == 2
+    assert [ax.get_title() for ax in visible] == [
+        "abv: 3 out of range, 0 null",
+        "ph: 1 out of range, 1 null",
+    ]
+    assert visible[0].get_xlabel() == ABV.comment
+
+    many = validation_plots.plot_distributions(_frame(), columns=[ABV, PH], ncols=1)
+    assert len(many.axes) == 2  # a row for each, not one row for both
+
+
+def test_the_histogram_holds_the_values_inside_the_range_on_an_axis_spanning_it():
+    fig = validation_plots.plot_distributions(_frame(), columns=[ABV])
+    ax = fig.axes[0]
+    bars = [p for p in ax.patches if p.get_label() != "plausible range"]
+    assert sum(bar.get_height() for bar in bars) == 3  # 0, 5 and 20; not -1, 25, 30
+    [span] = [p for p in ax.patches if p.get_label() == "plausible range"]
+    left, right = span.get_x(), span.get_x() + span.get_width()
+    assert (left, right) == (0, 20)
+    low, high = ax.get_xlim()
+    assert low < 0 and high > 20  # both ends of the range show, with a margin
+    assert high < 25  # the values beyond it do not stretch the axis
+
+
+def test_values_out_of_range_are_labelled_at_the_edge_they_are_past():
+    fig = validation_plots.plot_distributions(_frame(), columns=[ABV])
+    ax = fig.axes[0]
+    low, high = ax.get_xlim()
+    labels = [(t.get_text(), t.xy, t.get_position()) for t in ax.texts]
+    assert labels == [
+        ("id 6: -1", (low, 0), (0, 10)),
+        ("id 5: 25", (high, 0), (0, 10)),  # ordered by value, stacked upwards
+        ("id 4: 30", (high, 0), (0, 21)),
+    ]
+    markers = [tuple(c.get_offsets()[0]) for c in ax.collections]
+    assert markers == [(low, 0), (high, 0), (high, 0)]
+
+
+def test_the_legend_names_the_out_of_range_marker_once():
+    # values past both ends: a marker at each edge, one legend entry for them
+    fig = validation_plots.plot_distributions(_frame(), columns=[ABV])
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == ["plausible range", "out of range (at the edge)"]
+
+
+def test_a_column_missing_from_the_frame_is_left_out():
+    fig = validation_plots.plot_distributions(_frame()[["id", "ph"]], columns=[ABV, PH])
+    assert [ax.get_title() for ax in fig.axes if ax.get_visible()] == ["ph: 1 out of range, 1 null"]
+
+
+def test_gravities_mark_only_a_final_gravity_above_the_original():
+    frame = pd.DataFrame(
+        {"id": [1, 2, 3], "target_fg": [1010, 1050, 1012], "target_og": [1050, 1050, 1005]}
+    )
+    ax = validation_plots.plot_gravities(frame).axes[0]
+    inside, above = ax.collections
+    assert len(inside.get_offsets()) == 2  # equal gravities are not above
+    assert above.get_offsets().tolist() == [[1005, 1012]]
+    assert [t.get_text() for t in ax.texts] == ["3"]
+    [diagonal] = ax.lines
+    assert list(diagonal.get_xdata()) == list(diagonal.get_ydata()) == [1005, 1050]
+    assert "fg > og (1)" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_gravities_of_beers_without_gravities_draw_no_diagonal():
+    frame = pd.DataFrame({"id": [1, 2], "target_fg": [None, None], "target_og": [None, None]})
+    ax = validation_plots.plot_gravities(frame).axes[0]
+    assert len(ax.lines) == 0 and len(ax.texts) == 0
