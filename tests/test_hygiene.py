@@ -162,6 +162,19 @@ def test_environment_yml_pins_exactly_the_lock():
     }
 
 
+def test_environment_yml_is_what_make_lock_writes():
+    # the pins above, and also its header, channels and the project itself (`-e .`)
+    written = (ROOT / "environment.yml").read_text()
+    assert written == lockfiles.render_environment(lockfiles.lock_pins()), "run `make lock`"
+    assert written.rstrip().endswith("- -e .")
+
+
+def test_the_lockfiles_script_does_only_what_its_usage_says(capsys):
+    assert lockfiles.main([]) == 2
+    assert lockfiles.main(["write-environment", "extra"]) == 2
+    assert "usage: python -m brewops.lockfiles write-environment" in capsys.readouterr().err
+
+
 def test_the_environment_is_installed_from_the_lock():
     from importlib.metadata import version
 
