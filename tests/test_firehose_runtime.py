@@ -523,6 +523,8 @@ def test_hive_json_turns_json_values_into_the_column_type(kind, value, expected)
         ("array<string>", "ab"),  # a string is not a list of its characters
         ("struct<value:double>", [1]),
         ("date", "7 March"),
+        ("binary", 10**9),  # not a gigabyte of zero bytes
+        ("binary", [1, 2]),
     ],
 )
 def test_hive_json_fails_a_value_its_column_cannot_hold(kind, value):

@@ -214,7 +214,9 @@ class HiveJsonDeserializer:
         if pa.types.is_date(kind):
             return date.fromisoformat(str(value))
         if pa.types.is_binary(kind):
-            return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+            if not isinstance(value, str):  # bytes(n) would be n zero bytes
+                raise ValueError(f"expected a string, got {value!r}")
+            return value.encode("utf-8")
         if pa.types.is_list(kind):
             if not isinstance(value, list):
                 raise ValueError(f"expected an array, got {value!r}")
