@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import signal
 import sys
 from pathlib import Path
@@ -138,7 +139,12 @@ def serve(
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:
         raise click.ClickException(f"Cannot listen on {host}:{port}: {exc.strerror}") from exc
-    except SystemExit as exc:  # werkzeug exits by itself when the port is taken
+    except SystemExit as exc:  # werkzeug exits by itself when it cannot bind
+        reason = exc.__context__  # the OSError werkzeug caught: not always a taken port
+        if isinstance(reason, OSError) and reason.errno != errno.EADDRINUSE:
+            raise click.ClickException(
+                f"Cannot listen on {host}:{port}: {reason.strerror}"
+            ) from exc
         raise click.ClickException(
             f"Cannot listen on {host}:{port}: the port is in use. Choose another --port "
             "(0 picks a free one)."
