@@ -13,6 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import click
+import pytest
 from click.testing import CliRunner
 
 from brewops import streaming_cli
@@ -207,3 +208,241 @@ def test_ids_remembered_from_several_threads_at_once_are_all_kept(monkeypatch, t
 
     ids, _ = streaming_cli.read_produced("local", stack)
     assert len(ids) == 6 * 40
+
+
+def test_a_bad_ids_file_is_refused_naming_the_file_and_what_is_wrong(monkeypatch, tmp_path):
+    accepting_target(monkeypatch, tmp_path, name="local")
+    not_json = tmp_path / "not-json.json"
+    not_json.write_text("[1, 2")
+    not_ids = tmp_path / "not-ids.json"
+    not_ids.write_text(json.dumps({"stack_id": "s", "ids": ["1", 2]}))
+
+    for path, problem in ((not_json, "is not JSON"), (not_ids, "holds no list of integer ids")):
+        result = CliRunner().invoke(streaming_cli.stream, ["reconcile", "--ids-file", str(path)])
+
+        assert result.exit_code == 2, result.output
+        assert problem in result.output and path.name in result.output
+        assert "Traceback" not in result.output
+
+
+def test_a_backfill_with_no_punk_api_says_what_to_pass(monkeypatch, tmp_path):
+    target = accepting_target(monkeypatch, tmp_path, name="aws", punkapi_url=None)
+    target.punkapi_version = "v2"
+
+    result = CliRunner().invoke(streaming_cli.stream, ["backfill", "--no-progress"])
+
+    assert result.exit_code == 2
+    assert "no Punk API URL for this target: pass --api-url or --catalog" in result.output
+    assert target.kinesis.partition_keys == []
+
+
+def test_a_backfill_names_ten_beers_not_sent_then_counts_the_rest(
+    catalog_beers, monkeypatch, tmp_path
+):
+    accepting_target(monkeypatch, tmp_path, name="local", punkapi_url=None)
+    catalog = tmp_path / "catalog.json"
+    unsendable = [{**beer, "ibu": float("nan")} for beer in catalog_beers[:12]]
+    huge = {**catalog_beers[12], "description": "x" * (1 << 20)}
+    catalog.write_text(json.dumps([*unsendable, huge, catalog_beers[13]]))
+
+    result = CliRunner().invoke(
+        streaming_cli.stream, ["backfill", "--catalog", str(catalog), "--no-progress"]
+    )
+
+    assert result.exit_code == 1
+    assert "1 of 14 beers sent" in result.output
+    assert result.output.count("not sent: beer ") == 10
+    assert "not sent: 3 more beers" in result.output
+    assert "some beers were not sent; see the reasons above" in result.output
+
+
+def test_a_backfill_names_a_beer_over_the_kinesis_record_limit(
+    catalog_beers, monkeypatch, tmp_path
+):
+    accepting_target(monkeypatch, tmp_path, name="local", punkapi_url=None)
+    catalog = tmp_path / "catalog.json"
+    huge = {**catalog_beers[0], "description": "x" * (1 << 20)}
+    catalog.write_text(json.dumps([huge, catalog_beers[1]]))
+
+    result = CliRunner().invoke(
+        streaming_cli.stream, ["backfill", "--catalog", str(catalog), "--no-progress"]
+    )
+
+    assert result.exit_code == 1
+    assert f"not sent: beer {huge['id']}: over the 1 MiB Kinesis record limit" in result.output
+
+
+@pytest.mark.parametrize("command", ["drain", "run"])
+def test_delivering_refuses_the_aws_target_where_firehose_delivers_by_itself(
+    command, monkeypatch, tmp_path
+):
+    accepting_target(monkeypatch, tmp_path, name="aws")
+
+    result = CliRunner().invoke(streaming_cli.stream, [command, "--target", "aws"])
+
+    assert result.exit_code == 1
+    assert f"{command} runs Firehose locally; on AWS, Firehose delivers by itself" in result.output
+    assert "brewops stream reconcile --target aws" in result.output
+
+
+def test_a_failed_tick_is_shown_whole_and_fails_the_command(monkeypatch, tmp_path):
+    from brewops.scheduler import Scheduler, Tick
+
+    built: dict[str, Any] = {}
+
+    class FakeScheduler:
+        def run(self, ticks: int, interval: float) -> list[Tick]:
+            return [
+                Tick(1, "producer", {}, result={"sent": 1, "ids": [7]}),
+                Tick(2, "producer", {}, error="Unhandled: the Punk API answered 503"),
+            ]
+
+    def from_outputs(outputs, **kwargs):
+        built.update(kwargs)
+        return FakeScheduler()
+
+    monkeypatch.setattr(Scheduler, "from_outputs", from_outputs)
+    target = accepting_target(monkeypatch, tmp_path, name="aws")
+
+    result = CliRunner().invoke(streaming_cli.stream, ["tick", "--n", "2", "--target", "aws"])
+
+    assert result.exit_code == 1
+    assert 'tick 1: ok: {"sent": 1, "ids": [7]}' in result.output
+    assert "tick 2: failed: Unhandled: the Punk API answered 503" in result.output
+    assert "some ticks failed" in result.output
+    # on AWS the deployed function is invoked, not a copy run in this process
+    assert built["in_process"] is False
+    # the beer the good tick sent is remembered for `reconcile`
+    assert streaming_cli.read_produced("aws", target.stack_id)[0] == [7]
+
+
+def a_local_state(**fields: Any):
+    from brewops.local.state import LocalState, Service
+
+    return LocalState(
+        endpoint_url="http://127.0.0.1:4566",
+        region="eu-west-1",
+        stack_name="brewops-dev",
+        started_at="2024-01-01T00:00:00+00:00",
+        services={"emulator": Service(4242, 4566, "http://127.0.0.1:4566", "e.log", 1.5)},
+        **fields,
+    )
+
+
+def test_local_status_prints_what_runs_and_the_exports_a_shell_needs(monkeypatch, tmp_path):
+    from brewops.local import runtime
+    from brewops.local.cli import local as local_cli
+    from brewops.local.state import CREDENTIALS
+
+    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(tmp_path))
+    state = a_local_state(punkapi_url="http://127.0.0.1:8765/v2")
+    monkeypatch.setattr(runtime, "status", lambda: state)
+
+    result = CliRunner().invoke(local_cli, ["status"])
+
+    assert result.exit_code == 0, result.output
+    assert "Punk API      http://127.0.0.1:8765/v2" in result.output
+    assert "Stack         brewops-dev (not deployed)" in result.output
+    assert "emulator pid 4242" in result.output
+    assert (
+        "export AWS_ENDPOINT_URL=http://127.0.0.1:4566 "
+        f"AWS_ACCESS_KEY_ID={CREDENTIALS['aws_access_key_id']} "
+        f"AWS_SECRET_ACCESS_KEY={CREDENTIALS['aws_secret_access_key']} "
+        "AWS_DEFAULT_REGION=eu-west-1"
+    ) in result.output
+
+
+def test_local_down_with_nothing_running_says_so_and_succeeds(monkeypatch):
+    from brewops.local import runtime
+    from brewops.local.cli import local as local_cli
+
+    monkeypatch.setattr(runtime, "down", lambda: None)
+
+    result = CliRunner().invoke(local_cli, ["down"])
+
+    assert result.exit_code == 0, result.output
+    assert result.output == "Nothing to stop: the local target is not running.\n"
+
+
+def test_expected_ids_that_are_not_integers_are_refused_in_one_line(monkeypatch):
+    from brewops import validation
+    from brewops.validation_cli import validate
+
+    monkeypatch.setattr(validation, "resolve_target", lambda target: SimpleNamespace(name=target))
+
+    result = CliRunner().invoke(validate, ["run", "--expected-ids", "1,two,3"])
+
+    assert result.exit_code == 2
+    assert "ids must be integers" in result.output and "--expected-ids" in result.output
+
+
+class ServedApi:
+    """`brewops api serve` as a user starts it, on 127.0.0.1 and a free port."""
+
+    def __init__(self, catalog: Path, *options: str) -> None:
+        self.process = subprocess.Popen(
+            [BREWOPS, "api", "serve", "--catalog", str(catalog), "--port", "0", *options],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.banner = self.process.stdout.readline().strip()
+        self.url = self.banner.rpartition(" at ")[2]
+
+    def statuses(self, n: int) -> list[int]:
+        import requests
+
+        return [requests.get(f"{self.url}/beers/1", timeout=10).status_code for _ in range(n)]
+
+    def stop(self) -> int:
+        import signal
+
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=30)
+        finally:
+            self.process.kill()
+            self.process.communicate()
+
+
+def test_api_serve_injects_the_faults_asked_for_and_stops_cleanly_on_sigterm(catalog_path):
+    import requests
+
+    plain = ServedApi(catalog_path, "--rate-limit", "0")
+    failing = ServedApi(catalog_path, "--fault-error-rate", "1")
+    truncating = ServedApi(catalog_path, "--fault-truncate-rate", "1")
+    seeded = [
+        ServedApi(catalog_path, "--fault-error-rate", "0.5", "--fault-seed", "7") for _ in range(2)
+    ]
+    servers = [plain, failing, truncating, *seeded]
+    try:
+        assert plain.banner.startswith("Punk API v2 serving ") and plain.url.startswith(
+            "http://127.0.0.1:"
+        ), plain.banner
+        answer = requests.get(f"{plain.url}/beers/1", timeout=10)
+        assert answer.ok and "X-RateLimit-Limit" not in answer.headers  # 0: no limit
+        assert set(failing.statuses(5)) <= {500, 503}
+        with pytest.raises(requests.exceptions.RequestException):
+            requests.get(f"{truncating.url}/beers?per_page=80", timeout=10).json()
+        # one seed, one sequence of faults: a run can be replayed
+        sequences = [server.statuses(12) for server in seeded]
+        assert sequences[0] == sequences[1] and len(set(sequences[0])) > 1
+    finally:
+        codes = [server.stop() for server in servers]
+    assert codes == [0] * len(servers)  # SIGTERM ends it as Ctrl-C does, not killed
+
+
+def test_an_address_that_is_not_this_machines_is_not_called_a_port_in_use():
+    # 203.0.113.1 is reserved for documentation: no interface of this machine has it
+    result = subprocess.run(
+        [BREWOPS, "api", "serve", "--host", "203.0.113.1", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 1
+    assert "Error: Cannot listen on 203.0.113.1:0: Cannot assign requested address" in (
+        result.stderr
+    )
+    assert "port is in use" not in result.stderr

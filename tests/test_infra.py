@@ -190,6 +190,14 @@ ROLLED_BACK_ON_CREATE = (
             id="update-rolled-back",
         ),
         pytest.param(
+            "deploy",
+            "Error: Failed to create changeset for the stack: brewops-dev, An error occurred "
+            "(ValidationError): Stack:arn:aws:cloudformation:eu-west-1:123456789012:stack/"
+            "brewops-dev/1 is in UPDATE_IN_PROGRESS state and can not be updated.",
+            "another operation on the stack is still running: wait until it ends",
+            id="stack-busy",
+        ),
+        pytest.param(
             "delete",
             "Error: Stack brewops-dev could not be deleted as it encountered DELETE_FAILED",
             "describe-stack-events --stack-name brewops-dev",
@@ -304,3 +312,101 @@ def test_sam_validate_lint_rejects_a_broken_function(tmp_path):
 def test_parameters_for_the_local_target_are_refused_not_ignored():
     with pytest.raises(ValueError, match=r"not \['ScheduleState'\].*target 'aws'"):
         infra.deploy("local", ScheduleState="DISABLED")
+
+
+def test_references_are_found_in_every_form_cloudformation_allows():
+    # the long forms an author may write: GetAtt as "Name.Attribute", Sub with a variable
+    # map, and an attribute inside ${}; each must draw its edge like the short forms
+    template = {"Resources": {"Stream": {}, "Bucket": {}, "Role": {}}}
+    assert infra.references({"Fn::GetAtt": "Stream.Arn"}, template) == {"Stream"}
+    assert infra.references({"Fn::Sub": "${Stream.Arn}/*"}, template) == {"Stream"}
+    assert infra.references(
+        {"Fn::Sub": ["arn:aws:s3:::${Name}/*", {"Name": {"Ref": "Bucket"}}]}, template
+    ) == {"Bucket"}
+    assert infra.references({"Fn::Sub": "${AWS::Region}-${Missing}"}, template) == set()
+
+
+def test_a_sam_failure_without_an_error_line_shows_its_last_lines(tmp_path, monkeypatch):
+    _fake_sam(
+        tmp_path,
+        monkeypatch,
+        '[ "$1" = build ] && exit 0\necho "Uploading to brewops-dev"\n'
+        'echo "Waiting for changeset"\necho "Killed" >&2\nexit 137',
+    )
+
+    with pytest.raises(infra.SamCommandError) as raised:
+        infra.deploy("aws", "brewops-dev")
+
+    message = str(raised.value)
+    assert "`sam deploy` failed (exit 137) for stack brewops-dev" in message
+    assert "Uploading to brewops-dev Waiting for changeset Killed" in message
+    assert "Next: the output above shows why." in message
+
+
+def test_samconfig_parameter_overrides_keep_quoted_values_whole(tmp_path):
+    config = tmp_path / "samconfig.toml"
+    config.write_text(
+        'version = 0.1\n[default.global.parameters]\nstack_name = "brewops-dev"\n'
+        "[default.deploy.parameters]\n"
+        "parameter_overrides = 'Stage=dev ScheduleRate=\"rate(1 hour)\"'\n"
+    )
+
+    assert infra.sam_config_parameters("default", config) == {
+        "Stage": "dev",
+        "ScheduleRate": "rate(1 hour)",
+    }
+
+
+def test_the_delivery_streams_table_tells_parquet_from_records_as_received():
+    def described(name: str, destination: dict) -> dict:
+        return {
+            "DeliveryStreamDescription": {
+                "DeliveryStreamName": name,
+                "Source": {
+                    "KinesisStreamSourceDescription": {
+                        "KinesisStreamARN": "arn:aws:kinesis:eu-west-1:1:stream/brewops-beers-dev"
+                    }
+                },
+                "Destinations": [{"ExtendedS3DestinationDescription": destination}],
+            }
+        }
+
+    transform = {
+        "Processors": [
+            {
+                "Type": "Lambda",
+                "Parameters": [
+                    {
+                        "ParameterName": "LambdaArn",
+                        "ParameterValue": "arn:aws:lambda:eu-west-1:1:function:brewops-transform",
+                    }
+                ],
+            }
+        ]
+    }
+    streams = {
+        "raw": described("raw", {"Prefix": "raw/", "CompressionFormat": "GZIP"}),
+        "cleaned": described(
+            "cleaned",
+            {
+                "Prefix": "cleaned/",
+                "BufferingHints": {"SizeInMBs": 64, "IntervalInSeconds": 60},
+                "ProcessingConfiguration": transform,
+                "DataFormatConversionConfiguration": {"Enabled": True},
+            },
+        ),
+    }
+    firehose = type("Firehose", (), {})()
+    firehose.describe_delivery_stream = lambda DeliveryStreamName: streams[DeliveryStreamName]
+    session = type("Session", (), {"client": lambda self, service: firehose})()
+
+    table = infra.delivery_streams_table(
+        session, {"RawDeliveryStreamName": "raw", "CleanedDeliveryStreamName": "cleaned"}
+    ).set_index("delivery stream")
+
+    assert table.loc["raw", "format"] == "as received"
+    assert table.loc["cleaned", "format"] == "Parquet"
+    assert table.loc["cleaned", "transform"] == "brewops-transform"
+    assert table.loc["raw", "transform"] == ""
+    assert table.loc["cleaned", "buffer"] == "64 MiB / 60 s"
+    assert table.loc["raw", "source"] == "brewops-beers-dev"

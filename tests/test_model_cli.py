@@ -274,3 +274,45 @@ def test_a_repeated_id_is_deduplicated_and_reported(
     result = brewops_in_process("predict", "--model", str(trained_dir), "--catalog", str(catalogue))
     predictions = [json.loads(line) for line in result.stdout.strip().splitlines()]
     assert [p["ibu"] for p in predictions[:2]] == [beers[0]["ibu"], 2]
+
+
+def test_many_repeated_ids_are_reported_on_one_short_line(catalog_beers, tmp_path: Path):
+    beers = [b for b in catalog_beers if (b["ibu"] or 99) <= 30][:12]
+    catalogue = tmp_path / "repeated.json"
+    catalogue.write_text(json.dumps(beers + beers))
+    result = brewops_in_process(
+        "train", "--catalog", str(catalogue), "--out", str(tmp_path / "out"), "--no-progress"
+    )
+    first_ten = ", ".join(str(b["id"]) for b in beers[:10])
+    assert result.stderr.strip().splitlines()[0] == (
+        f"repeated.json: dropped 12 duplicate record(s) of id {first_ten}, …"
+        " (the last record of each id is used)"
+    )
+
+
+def test_evaluate_on_a_single_beer_still_ends_in_strict_json(
+    trained_dir: Path, catalog_beers, tmp_path: Path
+):
+    # R² of one beer is undefined (NaN), which strict JSON readers refuse: it prints null
+    catalogue = tmp_path / "one.json"
+    catalogue.write_text(json.dumps([b for b in catalog_beers if b["ibu"] is not None][:1]))
+
+    result = brewops_in_process(
+        "evaluate", "--model", str(trained_dir), "--catalog", str(catalogue)
+    )
+
+    assert result.exit_code == 0, result.output
+    last = json.loads(result.stdout.strip().splitlines()[-1], parse_constant=pytest.fail)
+    assert last["n"] == 1 and last["r2"] is None
+
+
+def test_a_catalogue_that_is_not_json_is_one_line_naming_it(tmp_path: Path):
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    result = brewops_in_process(
+        "train", "--catalog", str(broken), "--out", str(tmp_path / "out"), "--no-progress"
+    )
+    assert result.exit_code == 1, result.output
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("Error: ") and "broken.json" in line
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,165 @@
+"""Edges of the command line: what `brewops validate run` reconciles with and which tables it
+reads (against the emulator's tables), what `brewops stream reconcile` calls lost, the
+figures file a notebook run by hand records into, the files the commands share, and the
+environment a function runs in."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from click.testing import CliRunner
+
+from brewops import validation
+from brewops.validation_cli import validate
+
+ALL_IDS = sorted(range(1, 326))
+
+
+@pytest.fixture
+def validate_cli(delivered, monkeypatch, tmp_path):
+    monkeypatch.setattr(validation, "resolve_target", lambda target: delivered.tables)
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "empty-build"))
+    monkeypatch.delenv("BREWOPS_FIGURES_FILE", raising=False)
+    runner = CliRunner()
+    return lambda *args: runner.invoke(validate, ["run", *args])
+
+
+@pytest.mark.emulator
+def test_expected_ids_may_be_separated_by_bars_as_well_as_commas(validate_cli):
+    result = validate_cli("--table", "cleaned", "--expected-ids", "1|2|999")
+
+    assert result.exit_code == 1
+    assert "lost records (cleaned): 1 of 3 produced ids are missing: ids 999" in result.output
+
+
+@pytest.mark.emulator
+def test_only_the_tables_asked_for_are_validated(validate_cli):
+    result = validate_cli("--table", "cleaned", "--expected-ids", ",".join(map(str, ALL_IDS)))
+
+    assert result.exit_code == 0, result.output
+    assert "Partitions of cleaned" in result.output
+    assert "Partitions of raw" not in result.output
+
+
+@pytest.mark.emulator
+def test_figures_recorded_against_another_stack_are_not_reconciled_against(
+    validate_cli, delivered, monkeypatch, tmp_path
+):
+    # the stack was deleted and deployed again: the figures describe records it never held
+    monkeypatch.setattr(delivered.tables, "stack_id", "arn:stack/brewops-dev/new", raising=False)
+    figures = tmp_path / "03_produce_to_kinesis.json"
+    figures.write_text(
+        json.dumps(
+            {
+                "records_sent": delivered.records,
+                "ids_sent": ALL_IDS,
+                "stack_id": "arn:stack/brewops-dev/old",
+            }
+        )
+    )
+
+    result = validate_cli("--figures", str(figures))
+
+    assert result.exit_code == 1
+    assert "nothing to reconcile against, so lost records cannot be checked" in result.output
+
+
+@pytest.mark.emulator
+def test_reconcile_fails_when_produced_beers_never_arrived(
+    streaming_stack, catalog_beers, monkeypatch, tmp_path
+):
+    from types import SimpleNamespace
+
+    from brewops import streaming_cli
+
+    stack = streaming_stack()
+    target = SimpleNamespace(
+        name="local", outputs=stack.outputs, session=stack.session, stack_id="arn:stack/test/1"
+    )
+    monkeypatch.setattr(streaming_cli, "use_target", lambda name: target)
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps(catalog_beers[:3]))
+    runner = CliRunner()
+
+    sent = runner.invoke(streaming_cli.stream, ["backfill", "--catalog", str(catalog)])
+    # no drain: the records wait in Kinesis and never reach the bucket
+    result = runner.invoke(streaming_cli.stream, ["reconcile"])
+
+    assert sent.exit_code == 0, sent.output
+    assert result.exit_code == 1
+    assert "records were lost" in result.output
+
+
+@pytest.mark.emulator
+def test_without_figures_the_ids_the_stream_commands_recorded_are_reconciled_against(
+    validate_cli, delivered, monkeypatch
+):
+    from brewops import streaming_cli
+
+    stack = "arn:stack/brewops-dev/1"
+    monkeypatch.setattr(delivered.tables, "stack_id", stack, raising=False)
+    streaming_cli.remember_produced("local", [*ALL_IDS, 999], stack)  # 999 never arrived
+
+    result = validate_cli("--table", "cleaned")
+
+    assert result.exit_code == 1
+    assert "ids 999" in result.output
+
+
+def test_a_notebook_run_by_hand_records_its_figures_beside_the_build_and_keeps_them(
+    monkeypatch, tmp_path
+):
+    from brewops import summary
+
+    monkeypatch.delenv(summary.FIGURES_ENV, raising=False)
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
+
+    summary.record(records_sent=325)
+    everything = summary.record(ids_sent=[1, 2])
+
+    path = tmp_path / "build" / "figures" / "interactive.json"
+    assert everything == {"records_sent": 325, "ids_sent": [1, 2]}
+    assert summary.read(path) == everything
+    assert summary.record("03_produce_to_kinesis", n=1) == {"n": 1}
+    # what JSON has no type for (a time, a path) is kept as its text, not a crash
+    summary.record("03_produce_to_kinesis", started=datetime(2024, 1, 1, tzinfo=UTC))
+    kept = summary.read(tmp_path / "build" / "figures" / "03_produce_to_kinesis.json")
+    assert kept == {"n": 1, "started": "2024-01-01 00:00:00+00:00"}
+    assert (tmp_path / "build" / "figures" / "03_produce_to_kinesis.json").exists()
+
+
+def test_a_shared_file_whose_write_fails_keeps_its_old_text_and_leaves_no_litter(tmp_path):
+    from brewops.files import write_atomically
+
+    path = tmp_path / "produced-ids-local.json"
+    write_atomically(path, '{"ids": [1]}')
+
+    with pytest.raises(UnicodeEncodeError):
+        write_atomically(path, '{"ids": ["\ud800"]}')  # cannot be written as UTF-8
+
+    assert path.read_text() == '{"ids": [1]}'
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_a_functions_environment_is_put_back_as_it_was_even_when_it_fails(monkeypatch):
+    import os
+
+    from brewops.environ import applied_environment
+
+    monkeypatch.setenv("BREWOPS_TARGET", "aws")
+    monkeypatch.delenv("PUNKAPI_URL", raising=False)
+
+    with (
+        pytest.raises(RuntimeError),
+        applied_environment(
+            {"BREWOPS_TARGET": "local", "PUNKAPI_URL": "http://127.0.0.1:1/v2", "BATCH": 80}
+        ),
+    ):
+        assert os.environ["BATCH"] == "80"  # as Lambda passes it: a string
+        raise RuntimeError("the handler failed")
+
+    assert os.environ["BREWOPS_TARGET"] == "aws"
+    assert "PUNKAPI_URL" not in os.environ and "BATCH" not in os.environ
