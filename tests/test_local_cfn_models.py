@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from brewops.local import cfn_models, deploy, emulator
-from fixtures.local import emulator_session
+from fixtures.local import deployed_template, emulator_session
 
 MINI_TEMPLATE = Path(__file__).parent / "data" / "mini_template.yaml"
 
@@ -295,8 +295,7 @@ def test_a_lifecycle_rule_without_a_prefix_covers_the_whole_bucket() -> None:
 def test_a_delivery_stream_gives_its_arn_in_the_stack_region(
     emulator_endpoint: str, tmp_path: Path
 ) -> None:
-    template = tmp_path / "template.yaml"
-    template.write_text(
+    template = (
         "Resources:\n"
         "  Bucket:\n    Type: AWS::S3::Bucket\n"
         "  Delivery:\n"
@@ -309,28 +308,24 @@ def test_a_delivery_stream_gives_its_arn_in_the_stack_region(
         "  DeliveryName: {Value: !Ref Delivery}\n"
         "  DeliveryArn: {Value: !GetAtt Delivery.Arn}\n"
     )
-    name = f"brewops-delivery-{uuid.uuid4().hex[:8]}"
-    session = emulator_session()
-    outputs = deploy.deploy(session, emulator_endpoint, template, name)
-    try:
-        described = session.client("firehose", endpoint_url=emulator_endpoint)
-        arn = described.describe_delivery_stream(DeliveryStreamName=outputs["DeliveryName"])[
-            "DeliveryStreamDescription"
-        ]["DeliveryStreamARN"]
-        assert arn == (
-            f"arn:aws:firehose:us-east-1:123456789012:deliverystream/{outputs['DeliveryName']}"
+    with deployed_template(emulator_endpoint, tmp_path, template) as stack:
+        outputs = stack.outputs
+        described = stack.client("firehose").describe_delivery_stream(
+            DeliveryStreamName=outputs["DeliveryName"]
         )
-        assert outputs["DeliveryArn"] == arn  # what !GetAtt gives other resources
-    finally:
-        deploy.delete(session, emulator_endpoint, name)
+
+    arn = described["DeliveryStreamDescription"]["DeliveryStreamARN"]
+    assert arn == (
+        f"arn:aws:firehose:us-east-1:123456789012:deliverystream/{outputs['DeliveryName']}"
+    )
+    assert outputs["DeliveryArn"] == arn  # what !GetAtt gives other resources
 
 
 @pytest.mark.emulator
 def test_glue_names_cloudformation_generates_are_lower_case_as_in_glue(
     emulator_endpoint: str, tmp_path: Path
 ) -> None:
-    template = tmp_path / "template.yaml"
-    template.write_text(
+    template = (
         "Resources:\n"
         "  BeerDatabase:\n"
         "    Type: AWS::Glue::Database\n"
@@ -349,25 +344,19 @@ def test_glue_names_cloudformation_generates_are_lower_case_as_in_glue(
         "  Database: {Value: !Ref BeerDatabase}\n"
         "  Table: {Value: !Ref BeerTable}\n"
     )
-    name = f"brewops-glue-{uuid.uuid4().hex[:8]}"
-    session = emulator_session()
-    outputs = deploy.deploy(session, emulator_endpoint, template, name)
-    try:
-        database, table = outputs["Database"], outputs["Table"]
-        assert database == database.lower() and table == table.lower()
-        glue = session.client("glue", endpoint_url=emulator_endpoint)
-        found = glue.get_table(DatabaseName=database, Name=table)["Table"]
-        assert [c["Name"] for c in found["StorageDescriptor"]["Columns"]] == ["id"]
-    finally:
-        deploy.delete(session, emulator_endpoint, name)
+    with deployed_template(emulator_endpoint, tmp_path, template) as stack:
+        database, table = stack.outputs["Database"], stack.outputs["Table"]
+        found = stack.client("glue").get_table(DatabaseName=database, Name=table)["Table"]
+
+    assert database == database.lower() and table == table.lower()
+    assert [c["Name"] for c in found["StorageDescriptor"]["Columns"]] == ["id"]
 
 
 @pytest.mark.emulator
 def test_a_stream_without_a_mode_is_provisioned_as_the_template_says(
     emulator_endpoint: str, tmp_path: Path
 ) -> None:
-    template = tmp_path / "template.yaml"
-    template.write_text(
+    template = (
         "Resources:\n"
         "  Stream:\n"
         "    Type: AWS::Kinesis::Stream\n"
@@ -375,20 +364,15 @@ def test_a_stream_without_a_mode_is_provisioned_as_the_template_says(
         "Outputs:\n"
         "  StreamName: {Value: !Ref Stream}\n"
     )
-    name = f"brewops-stream-{uuid.uuid4().hex[:8]}"
-    session = emulator_session()
-    outputs = deploy.deploy(session, emulator_endpoint, template, name)
-    try:
-        kinesis = session.client("kinesis", endpoint_url=emulator_endpoint)
-        summary = kinesis.describe_stream_summary(StreamName=outputs["StreamName"])
-        summary = summary["StreamDescriptionSummary"]
-        assert summary["StreamModeDetails"] == {
-            "StreamMode": "PROVISIONED"
-        }  # CloudFormation's default
-        assert summary["OpenShardCount"] == 2
-        assert summary["RetentionPeriodHours"] == 48
-    finally:
-        deploy.delete(session, emulator_endpoint, name)
+    with deployed_template(emulator_endpoint, tmp_path, template) as stack:
+        described = stack.client("kinesis").describe_stream_summary(
+            StreamName=stack.outputs["StreamName"]
+        )
+
+    summary = described["StreamDescriptionSummary"]
+    assert summary["StreamModeDetails"] == {"StreamMode": "PROVISIONED"}  # CloudFormation's
+    assert summary["OpenShardCount"] == 2
+    assert summary["RetentionPeriodHours"] == 48
 
 
 def test_string_properties_get_booleans_and_objects_as_cloudformation_writes_them() -> None:

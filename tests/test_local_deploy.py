@@ -13,7 +13,7 @@ import pytest
 
 from brewops import paths
 from brewops.local import deploy
-from fixtures.local import emulator_session
+from fixtures.local import deployed_template, emulator_session
 
 MINI_TEMPLATE = Path(__file__).parent / "data" / "mini_template.yaml"
 LIB = paths.repo_root() / "lib"
@@ -224,22 +224,17 @@ def a_stack(tmp_path: Path, template: str) -> tuple[Path, str]:
 def test_a_resource_left_out_by_its_condition_is_not_missing(
     emulator_endpoint: str, tmp_path: Path
 ) -> None:
-    template, name = a_stack(
-        tmp_path,
+    template = (
         "Parameters:\n  Stage: {Type: String}\n"
         "Conditions:\n  IsProd: !Equals [!Ref Stage, prod]\n"
         + QUEUE
-        + "  ProdQueue:\n    Type: AWS::SQS::Queue\n    Condition: IsProd\n",
+        + "  ProdQueue:\n    Type: AWS::SQS::Queue\n    Condition: IsProd\n"
     )
-    session = emulator_session()
+    with deployed_template(emulator_endpoint, tmp_path, template, {"Stage": "dev"}) as stack:
+        listed = stack.client("cloudformation").list_stack_resources(StackName=stack.name)
 
-    deploy.deploy(session, emulator_endpoint, template, name, {"Stage": "dev"})
-
-    cloudformation = session.client("cloudformation", endpoint_url=emulator_endpoint)
-    listed = cloudformation.list_stack_resources(StackName=name)["StackResourceSummaries"]
-    created = {r["LogicalResourceId"] for r in listed}
+    created = {r["LogicalResourceId"] for r in listed["StackResourceSummaries"]}
     assert "Queue" in created and "ProdQueue" not in created
-    deploy.delete(session, emulator_endpoint, name)
 
 
 @pytest.mark.emulator

@@ -89,20 +89,30 @@ def test_a_parameter_no_notebook_defines_is_refused_before_any_runs(
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("parameter", "said"),
+    [
+        (["beers_per_tick", "2"], "not defined by 01_first_step: beers_per_tick"),
+        # it would run the notebooks against AWS while the local target is brought up and
+        # the summary says local
+        (["target", "aws"], "the target is chosen with --target"),
+    ],
+)
 def test_the_command_refuses_it_before_starting_the_target(
-    notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    notebooks: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    parameter: list[str],
+    said: str,
 ):
-    def no_target(target: str) -> None:
-        raise AssertionError("the target was started")
-
-    monkeypatch.setattr(runner, "target_services", no_target)
+    monkeypatch.setattr(runner, "target_services", lambda target: pytest.fail("started"))
     monkeypatch.setenv("BREWOPS_HOME", str(notebooks.parent))
     monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
 
-    result = CliRunner().invoke(runner.run_command, ["--only", "01", "-p", "beers_per_tick", "2"])
+    result = CliRunner().invoke(runner.run_command, ["--only", "01", "-p", *parameter])
 
     assert result.exit_code == 2
-    assert "not defined by 01_first_step: beers_per_tick" in result.output
+    assert said in result.output
     assert not (tmp_path / "build").exists()
 
 
@@ -312,19 +322,3 @@ def test_no_progress_hides_papermills_progress_bars(
 
     assert result.exit_code == 0, result.output
     assert [call["progress_bar"] for call in fake.calls] == [progress]
-
-
-def test_the_target_is_chosen_with_target_not_as_a_parameter(
-    notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
-    """`-p target aws` would run the notebooks against AWS while the local target is
-    brought up and the summary says local: it is refused before anything starts."""
-    monkeypatch.setattr(runner, "target_services", lambda target: pytest.fail("started"))
-    monkeypatch.setenv("BREWOPS_HOME", str(notebooks.parent))
-    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
-
-    result = CliRunner().invoke(runner.run_command, ["--only", "01", "-p", "target", "aws"])
-
-    assert result.exit_code == 2
-    assert "--target" in result.output
-    assert not (tmp_path / "build").exists()

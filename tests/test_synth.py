@@ -14,7 +14,8 @@ from brewops.catalog import CatalogError, load_catalog, write_catalog
 from brewops.punkapi.models import validate_beer
 from brewops.synth import iter_synthetic_beers, synthesize
 
-# every number of a beer is jittered, and keeps the precision the real catalogue gives it
+# what `data synth` promises: every number jittered, then kept to these decimals (a copy on
+# purpose, so a change to the promise shows here)
 PRECISION = {
     "abv": 1,
     "ibu": 0,
