@@ -241,15 +241,12 @@ def test_a_resource_left_out_by_its_condition_is_not_missing(
 def test_a_stack_that_cannot_be_created_is_a_deploy_error(
     emulator_endpoint: str, tmp_path: Path
 ) -> None:
-    template, name = a_stack(tmp_path, QUEUE)
-    session = emulator_session()
-    prepared = deploy.prepare(template, name)
-    deploy.create_stack(session, emulator_endpoint, prepared)
-    try:
-        with pytest.raises(deploy.DeployError, match=f"stack {name} was not created: .*exists"):
-            deploy.create_stack(session, emulator_endpoint, prepared)
-    finally:
-        deploy.delete(session, emulator_endpoint, name)
+    with deployed_template(emulator_endpoint, tmp_path, QUEUE) as stack:
+        again = deploy.prepare(tmp_path / "template.yaml", stack.name)  # the same stack
+        with pytest.raises(
+            deploy.DeployError, match=f"stack {stack.name} was not created: .*exists"
+        ):
+            deploy.create_stack(stack.session, emulator_endpoint, again)
 
 
 @pytest.mark.emulator
