@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from brewops import streaming_cli
 from brewops.cli import main
+from fixtures.punkapi import ServedApi
 
 BREWOPS = Path(sys.executable).parent / "brewops"
 
@@ -374,35 +375,6 @@ def test_expected_ids_that_are_not_integers_are_refused_in_one_line(monkeypatch)
 
     assert result.exit_code == 2
     assert "ids must be integers" in result.output and "--expected-ids" in result.output
-
-
-class ServedApi:
-    """`brewops api serve` as a user starts it, on 127.0.0.1 and a free port."""
-
-    def __init__(self, catalog: Path, *options: str) -> None:
-        self.process = subprocess.Popen(
-            [BREWOPS, "api", "serve", "--catalog", str(catalog), "--port", "0", *options],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.banner = self.process.stdout.readline().strip()
-        self.url = self.banner.rpartition(" at ")[2]
-
-    def statuses(self, n: int) -> list[int]:
-        import requests
-
-        return [requests.get(f"{self.url}/beers/1", timeout=10).status_code for _ in range(n)]
-
-    def stop(self) -> int:
-        import signal
-
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=30)
-        finally:
-            self.process.kill()
-            self.process.communicate()
 
 
 def test_api_serve_injects_the_faults_asked_for_and_stops_cleanly_on_sigterm(catalog_path):

@@ -26,6 +26,7 @@ from brewops.punkapi.server import (
     express_etag,
     filter_v2,
 )
+from fixtures.punkapi import ServedApi
 
 TIMEOUT = 10
 
@@ -560,33 +561,14 @@ def test_the_decided_delay_is_slept_before_answering(catalog_beers, monkeypatch)
 
 
 def test_serve_command_prints_the_url_and_serves(write_catalog_file, catalog_beers):
-    catalog = write_catalog_file(catalog_beers[:12])
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "brewops.cli",
-            "api",
-            "serve",
-            "--catalog",
-            str(catalog),
-            "--port",
-            "0",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    served = ServedApi(write_catalog_file(catalog_beers[:12]))
     try:
-        line = proc.stdout.readline().strip()
-        assert line.startswith("Punk API v2 serving 12 beers at http://127.0.0.1:")
-        url = line.rsplit(" ", 1)[-1]
-        assert url.endswith("/v2")
-        assert ids(get(f"{url}/beers?per_page=80")) == list(range(1, 13))
+        assert served.banner.startswith("Punk API v2 serving 12 beers at http://127.0.0.1:")
+        assert served.url.endswith("/v2")
+        assert ids(get(f"{served.url}/beers?per_page=80")) == list(range(1, 13))
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-    assert proc.returncode == 0
+        returncode = served.stop()
+    assert returncode == 0
 
 
 def test_serve_command_reports_a_bad_catalogue(tmp_path: Path):
