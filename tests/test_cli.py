@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from brewops import streaming_cli
 from brewops.cli import main
+from brewops.producer import FailedRecord, ProduceReport
 from fixtures.punkapi import ServedApi
 
 BREWOPS = Path(sys.executable).parent / "brewops"
@@ -187,9 +188,66 @@ def test_a_backfill_names_each_beer_it_could_not_send_and_why(catalog_beers, mon
     )
 
     assert result.exit_code == 1
-    assert "1 of 2 beers sent" in result.output
+    assert "1 of 2 beers sent in 1 call (" in result.output
     assert f"not sent: beer {catalog_beers[1]['id']}: NotSerialisable: " in result.output
     assert target.kinesis.partition_keys == [str(catalog_beers[0]["id"])]
+
+
+def test_a_backfill_sends_a_beer_that_fails_the_schema_and_says_so(
+    punkapi_server, catalog_beers, monkeypatch, tmp_path
+):
+    malformed = {k: v for k, v in catalog_beers[1].items() if k != "tagline"}
+    url = punkapi_server(beers=[catalog_beers[0], malformed])
+    target = accepting_target(
+        monkeypatch, tmp_path, name="local", punkapi_url=url, punkapi_version="v2"
+    )
+
+    result = CliRunner().invoke(streaming_cli.stream, ["backfill", "--no-progress"])
+
+    assert result.exit_code == 0, result.output
+    assert "sent although it fails the schema: Beer 2: field 'tagline'" in result.output
+    assert target.kinesis.partition_keys == ["1", "2"]
+
+
+def test_a_beer_without_an_id_is_named_as_such_among_those_not_sent(capsys):
+    report = ProduceReport(records=1, failed=[FailedRecord("", "MissingId", "not a beer")])
+
+    streaming_cli._echo_not_sent(report)
+
+    assert capsys.readouterr().err == "not sent: beer (no id): MissingId: not a beer\n"
+
+
+def test_fill_delivers_without_a_backfill_what_this_stack_already_holds(monkeypatch, tmp_path):
+    target = accepting_target(monkeypatch, tmp_path, name="local")
+    streaming_cli.remember_produced("local", [1, 2], target.stack_id)
+    drained = SimpleNamespace(drain=lambda: "2 records delivered")
+    monkeypatch.setattr(
+        "brewops.firehose_runtime.FirehoseRuntime.from_outputs", lambda *a, **kw: drained
+    )
+
+    result = CliRunner().invoke(streaming_cli.stream, ["fill", "--no-progress"])
+
+    assert result.exit_code == 0, result.output
+    assert "2 records already produced into this stack: no backfill" in result.output
+    assert "2 records delivered" in result.output
+    assert target.kinesis.partition_keys == []
+
+
+def test_reconcile_without_remembered_ids_says_it_uses_those_in_raw(monkeypatch, tmp_path):
+    accepting_target(monkeypatch, tmp_path, name="local")
+    compared: list[Any] = []
+
+    def compare(produced, outputs, session):
+        compared.append(produced)
+        return SimpleNamespace(ok=True, figures=dict)
+
+    monkeypatch.setattr("brewops.reconcile.reconcile", compare)
+
+    result = CliRunner().invoke(streaming_cli.stream, ["reconcile", "--json"])
+
+    assert result.exit_code == 0, result.output
+    assert "(not found): reconciling with the ids found in raw" in result.output
+    assert compared == [None]
 
 
 def test_ids_remembered_from_several_threads_at_once_are_all_kept(monkeypatch, tmp_path):
@@ -209,6 +267,19 @@ def test_ids_remembered_from_several_threads_at_once_are_all_kept(monkeypatch, t
 
     ids, _ = streaming_cli.read_produced("local", stack)
     assert len(ids) == 6 * 40
+
+
+def test_ids_are_remembered_as_often_as_sent_and_only_for_their_stack(monkeypatch, tmp_path):
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path))
+    stack = "arn:aws:cloudformation:us-east-1:123456789012:stack/brewops-dev/1"
+    other = "arn:aws:cloudformation:us-east-1:123456789012:stack/brewops-dev/2"
+
+    streaming_cli.remember_produced("local", [7, 3], stack)
+    streaming_cli.remember_produced("local", [7], stack)  # a beer sent twice arrives twice
+
+    assert streaming_cli.read_produced("local", stack)[0] == [3, 7, 7]
+    ids, source = streaming_cli.read_produced("local", other)
+    assert ids is None and source.endswith("(another stack's, ignored)")
 
 
 def test_a_bad_ids_file_is_refused_naming_the_file_and_what_is_wrong(monkeypatch, tmp_path):

@@ -11,6 +11,7 @@ import socket
 import threading
 from dataclasses import dataclass
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -19,7 +20,9 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from brewops import producer
 from brewops.lambdas.producer import app
 from brewops.producer import (
+    FailedRecord,
     ProduceError,
+    ProduceReport,
     produce_random_beers,
     put_beers,
     put_payloads,
@@ -195,26 +198,34 @@ def test_a_call_fills_to_exactly_5_mib_and_not_a_byte_more(kinesis_client, kines
 
 
 @pytest.mark.emulator
+@pytest.mark.parametrize(("fits", "over"), [("fits", "over"), ("fité", "ovér")])
 def test_a_record_of_exactly_1_mib_is_sent_one_byte_more_is_oversize(
-    kinesis_client, kinesis_stream, stream_records
+    kinesis_client, kinesis_stream, stream_records, fits, over
 ):
     mib = 1024 * 1024
-    payloads = [("fits", b"x" * (mib - 4)), ("over", b"x" * (mib - 3))]  # data + key
+    # data + key, the key in UTF-8 bytes (é is two), not in characters
+    data = {key: mib - len(key.encode()) for key in (fits, over)}
+    payloads = [(fits, b"x" * data[fits]), (over, b"x" * (data[over] + 1))]
 
     report = put_payloads(payloads, kinesis_stream, kinesis_client)
 
-    assert report.oversize == ["over"] and report.sent == 1
-    assert [r["PartitionKey"] for r in stream_records(kinesis_stream)] == ["fits"]
+    assert report.oversize == [over] and report.sent == 1
+    assert [r["PartitionKey"] for r in stream_records(kinesis_stream)] == [fits]
 
 
 @pytest.mark.emulator
-def test_an_oversize_record_is_reported_not_sent(kinesis_client, kinesis_stream, stream_ids):
+def test_an_oversize_record_is_reported_not_sent(
+    kinesis_client, kinesis_stream, stream_ids, caplog
+):
+    caplog.set_level(logging.INFO, logger="brewops.producer")
     batch = [*beers(3), {"id": 99, "name": "Huge", "description": "x" * (1024 * 1024)}]
 
     report = put_beers(batch, kinesis_stream, kinesis_client)
 
     assert report.oversize == ["99"]
     assert (report.records, report.sent) == (4, 3)
+    (logged,) = [r for r in caplog.records if r.getMessage() == "records over 1 MiB not sent"]
+    assert (logged.levelno, logged.oversize, logged.partition_keys) == (logging.ERROR, 1, ["99"])
     assert not report.ok
     assert stream_ids(kinesis_stream) == [1, 2, 3]
     with pytest.raises(ProduceError, match="1 over 1 MiB"):
@@ -231,11 +242,13 @@ def test_a_beer_without_id_is_reported_not_sent(kinesis_client, kinesis_stream):
 
 @pytest.mark.emulator
 def test_a_beer_with_an_empty_id_is_missing_its_id(kinesis_client, kinesis_stream, stream_ids):
-    report = put_beers([*beers(2), {"id": "", "name": "Blank"}], kinesis_stream, kinesis_client)
+    batch = [*beers(2), {"id": "", "name": "Blank"}, {"id": 0, "name": "Zero"}]
 
-    assert (report.records, report.sent) == (3, 2)
+    report = put_beers(batch, kinesis_stream, kinesis_client)
+
+    assert (report.records, report.sent) == (4, 3)
     assert [(f.partition_key, f.error_code) for f in report.failed] == [("", "MissingId")]
-    assert stream_ids(kinesis_stream) == [1, 2]
+    assert stream_ids(kinesis_stream) == [0, 1, 2]  # 0 is an id: the transform judges it
 
 
 @pytest.mark.emulator
@@ -283,6 +296,21 @@ def test_a_key_kinesis_would_refuse_is_reported_and_the_call_goes_ahead(
     assert "1 to 256 characters" in report.failed[0].error_message
     assert all(len(e["PartitionKey"]) <= 256 for call in recording.requests for e in call)
     assert stream_ids(kinesis_stream) == [1, 2, 3]
+
+
+@pytest.mark.emulator
+def test_a_key_of_256_characters_is_sent_one_longer_or_not_unicode_is_not(
+    kinesis_client, kinesis_stream, stream_records
+):
+    lone_surrogate = json.loads('"\\ud800"')  # a str, but no UTF-8 for Kinesis
+    payloads = [("k" * 256, b"a"), ("k" * 257, b"b"), (lone_surrogate, b"c")]
+
+    report = put_payloads(payloads, kinesis_stream, kinesis_client)
+
+    assert (report.records, report.sent) == (3, 1)
+    assert [f.error_code for f in report.failed] == ["InvalidPartitionKey"] * 2
+    assert "valid Unicode" in report.failed[1].error_message
+    assert [r["PartitionKey"] for r in stream_records(kinesis_stream)] == ["k" * 256]
 
 
 @pytest.mark.emulator
@@ -343,11 +371,12 @@ def test_progress_callback_sees_every_record(kinesis_client, kinesis_stream):
 @pytest.mark.emulator
 def test_progress_counts_the_beers_that_are_never_sent(kinesis_client, kinesis_stream):
     seen: list[int] = []
-    batch = [*beers(2), {"name": "Anonymous"}, {"id": 9, "ibu": float("nan")}]
+    oversize = {"id": 10, "description": "x" * (1024 * 1024)}
+    batch = [*beers(2), {"name": "Anonymous"}, {"id": 9, "ibu": float("nan")}, oversize]
 
     put_beers(batch, kinesis_stream, kinesis_client, progress=seen.append)
 
-    assert sum(seen) == 4  # a bar of 4 ends full
+    assert sum(seen) == 5  # a bar of 5 ends full
 
 
 @pytest.mark.emulator
@@ -355,7 +384,22 @@ def test_progress_bar(kinesis_client, kinesis_stream, capsys):
     report = put_beers(beers(10), kinesis_stream, kinesis_client, progress=True)
 
     assert report.sent == 10
-    assert "PutRecords" in capsys.readouterr().err
+    assert "PutRecords" in (err := capsys.readouterr().err)
+    assert "10/10" in err  # the bar knows the total of a list of beers
+
+
+def test_the_error_names_the_reasons_and_cuts_the_first_message():
+    failed = [FailedRecord("1", "B", "m" * 500), FailedRecord("2", "A", "short")]
+
+    error = ProduceError(ProduceReport(records=3, sent=1, failed=failed))
+
+    reasons = f"(A, B; first: {'m' * 200})"  # the codes sorted, the first message cut
+    assert str(error) == f"2 of 3 records not sent: 2 failed, 0 over 1 MiB {reasons}"
+
+
+def test_records_per_second_is_zero_before_any_time_has_passed():
+    assert ProduceReport(sent=10, seconds=2.0).records_per_second == 5.0
+    assert ProduceReport(sent=10).records_per_second == 0.0
 
 
 # ------------------------------------------------------------------ retries
@@ -379,28 +423,32 @@ def test_only_failed_entries_are_retried(kinesis_client, kinesis_stream, stream_
 
 @pytest.mark.emulator
 def test_entries_failing_every_time_are_reported_with_their_reason(
-    kinesis_client, kinesis_stream, stream_ids
+    kinesis_client, kinesis_stream, stream_ids, monkeypatch
 ):
     client = FailingEntries(kinesis_client, {"2": 10**6}, code="InternalFailure")
     waits: list[float] = []
+    settled: list[int] = []
+    # full jitter draws each wait in [0, cap]: drawing the top shows the caps
+    monkeypatch.setattr("tenacity.wait.random", SimpleNamespace(uniform=lambda low, high: high))
 
     report = put_beers(
         beers(3),
         kinesis_stream,
         client,
-        max_attempts=4,
+        max_attempts=5,
         backoff=0.5,
         max_backoff=2.0,
         sleep=no_sleep(waits),
+        progress=settled.append,
     )
 
     assert report.sent == 2
     assert [(f.partition_key, f.error_code) for f in report.failed] == [("2", "InternalFailure")]
     assert "Rate exceeded" in report.failed[0].error_message
-    assert report.calls == 4 and report.retried == 3
-    # exponential backoff with full jitter: each wait within [0, min(max, base * 2**n)]
-    assert len(waits) == 3
-    assert all(0 <= w <= cap for w, cap in zip(waits, [1.0, 2.0, 2.0], strict=True))
+    assert report.calls == 5 and report.retried == 4
+    # exponential from the backoff, capped: min(max_backoff, backoff * 2**(n - 1))
+    assert waits == [0.5, 1.0, 2.0, 2.0]
+    assert settled == [3]  # the beer given up is settled too: a bar ends full
     assert stream_ids(kinesis_stream) == [1, 3]
 
 
@@ -427,21 +475,24 @@ def test_throttled_calls_are_retried(kinesis_client, kinesis_stream, stream_ids,
 
 
 @pytest.mark.emulator
-def test_throttling_that_never_ends_is_reported(kinesis_client, kinesis_stream):
+def test_throttling_that_never_ends_is_reported(kinesis_client, kinesis_stream, caplog):
     client = ThrottledCalls(kinesis_client, times=10**6)
 
-    report = put_beers(beers(5), kinesis_stream, client, max_attempts=3, sleep=no_sleep())
+    with caplog.at_level(logging.ERROR, logger="brewops.producer"):
+        report = put_beers(beers(5), kinesis_stream, client, max_attempts=3, sleep=no_sleep())
 
     assert report.sent == 0 and report.calls == 3
     assert {f.error_code for f in report.failed} == {THROTTLED}
     assert sorted(f.partition_key for f in report.failed) == ["1", "2", "3", "4", "5"]
+    (logged,) = [r for r in caplog.records if r.getMessage() == "records not accepted by Kinesis"]
+    assert (logged.levelno, logged.failed, logged.error_codes) == (logging.ERROR, 5, [THROTTLED])
 
 
 @pytest.mark.emulator
 def test_errors_that_retrying_cannot_fix_are_not_retried(kinesis_client):
     report = put_beers(beers(5), "no-such-stream", kinesis_client, sleep=no_sleep())
 
-    assert report.calls == 1 and report.retried == 0
+    assert (report.calls, report.retried, report.throttled_calls) == (1, 0, 0)
     assert {f.error_code for f in report.failed} == {"ResourceNotFoundException"}
     with pytest.raises(ProduceError, match="5 of 5 records not sent"):
         report.raise_for_failures()
@@ -553,6 +604,10 @@ def test_a_tick_sends_a_beer_that_fails_the_schema_on_for_the_transform_to_judge
     (record,) = stream_records(kinesis_stream)
     assert json.loads(record["Data"]) == malformed
     assert any("'tagline'" in r.getMessage() for r in caplog.records)
+    # the client lives across ticks; what it kept is this tick's only
+    app.handler(load_event("eventbridge_scheduled"), lambda_context)
+    api = app.punkapi_client(os.environ["PUNKAPI_URL"], "v2")
+    assert [e.field for e in api.schema_errors] == ["tagline"]
 
 
 @pytest.mark.emulator
@@ -585,6 +640,19 @@ def test_a_tick_that_cannot_put_fails_the_invocation(
     # the message is what the Lambda error and the failed tick show: it says why
     assert "(ResourceNotFoundException; first: " in str(raised.value)
     assert "no-such-stream" in str(raised.value)
+
+
+@pytest.mark.emulator
+def test_the_region_lambda_sets_comes_before_the_default_one(
+    lambda_env, punkapi_url, lambda_context, kinesis_client, kinesis_stream, stream_ids
+):
+    lambda_env.setenv("PUNKAPI_URL", punkapi_url)
+    lambda_env.setenv("AWS_REGION", kinesis_client.meta.region_name)  # the runtime sets it
+    lambda_env.setenv("AWS_DEFAULT_REGION", "ap-southeast-2")  # where the stream is not
+
+    summary = app.handler({}, lambda_context)
+
+    assert summary["ok"] and stream_ids(kinesis_stream) == summary["ids"]
 
 
 @pytest.mark.emulator
@@ -643,6 +711,19 @@ def test_a_tick_without_beers_from_the_api_is_logged_and_fails(
 
     (logged,) = [r for r in caplog.records if r.getMessage() == "no beers from the Punk API"]
     assert logged.exc_info and logged.requested == 2 and logged.scheduled_at == "t"
+
+
+@pytest.mark.emulator
+def test_a_tick_counts_the_beers_it_fetched_not_those_it_asked_for(
+    kinesis_client, kinesis_stream, catalog_beers
+):
+    class OneAtMost:
+        def random(self, n: int = 1) -> list[dict[str, Any]]:
+            return catalog_beers[:1]
+
+    summary = produce_random_beers(OneAtMost(), kinesis_stream, 2, kinesis_client)
+
+    assert (summary["requested"], summary["fetched"], summary["ids"]) == (2, 1, [1])
 
 
 @pytest.mark.emulator

@@ -29,6 +29,7 @@ from brewops.punkapi.errors import (
     SchemaError,
     ServerError,
     TransportError,
+    shorten,
 )
 from brewops.punkapi.models import validate_beer
 
@@ -55,10 +56,12 @@ class ScriptedSession(requests.Session):
         super().__init__()
         self.answers = answers
         self.calls = 0
+        self.timeouts: list[float] = []
 
     def get(self, url, params=None, timeout=None, **kw) -> requests.Response:
         status, body, headers = self.answers[min(self.calls, len(self.answers) - 1)]
         self.calls += 1
+        self.timeouts.append(timeout)
         response = requests.Response()
         response.status_code = status
         response.reason = "Scripted"
@@ -107,18 +110,46 @@ def test_beer_random_and_filters(request, version, catalog_beers):
     assert 106 in [b["id"] for b in c.beers(beer_name="punk ipa 2010")]
 
 
-def test_text_filters_are_sent_with_underscores_for_spaces(punkapi_url, catalog_beers):
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("beer_name", "punk ipa"),
+        ("food", "blue cheese"),
+        ("hops", "east kent goldings"),
+        ("malt", "extra pale"),
+        ("yeast", "wyeast 1056"),
+    ],
+)
+def test_text_filters_are_sent_with_underscores_for_spaces(punkapi_url, name, value):
     c = client(punkapi_url)
     urls = []
     c.session.hooks["response"].append(lambda r, *args, **kw: urls.append(r.url))
-    got = c.beers(beer_name="punk ipa", malt="extra pale")
-    assert "beer_name=punk_ipa" in urls[0] and "malt=extra_pale" in urls[0]
-    assert got and all("punk ipa" in b["name"].lower() for b in got)
+    got = c.beers(**{name: value})
+    assert f"{name}={value.replace(' ', '_')}" in urls[0]
+    assert got
 
 
-def test_v3_refuses_filters_it_does_not_have(punkapi_v3_url):
-    with pytest.raises(ValueError, match="hops"):
-        client(punkapi_v3_url, "v3").beers(hops="citra")
+def test_one_page_is_80_beers_and_a_filter_of_none_is_no_filter(punkapi_url):
+    c = client(punkapi_url)
+    assert [b["id"] for b in c.beers()] == list(range(1, 81))
+    assert [b["id"] for b in c.beers(ids=None, beer_name=None, abv_gt=None)] == list(range(1, 81))
+
+
+def test_no_random_beers_is_no_request(punkapi_url):
+    c = client(punkapi_url)
+    assert c.random(0) == [] and c.requests_made == 0
+
+
+def test_a_base_url_with_a_trailing_slash(punkapi_url):
+    c = client(f"{punkapi_url}/")
+    assert c.base_url == punkapi_url
+    assert c.beer(1)["id"] == 1
+
+
+@pytest.mark.parametrize("name", ["hops", "malt", "yeast"])
+def test_v3_refuses_filters_it_does_not_have(punkapi_v3_url, name):
+    with pytest.raises(ValueError, match=name):
+        client(punkapi_v3_url, "v3").beers(**{name: "citra"})
 
 
 def test_paging_stops_on_a_short_page(punkapi_url):
@@ -143,11 +174,21 @@ def test_v3_id_zero_is_a_bad_request_not_a_miss(punkapi_v3_url):
     assert not isinstance(info.value, NotFound) and info.value.status == 422
 
 
-@pytest.mark.parametrize(("version", "ids"), [("v2", "1,4"), ("v2", "1|4"), ("v3", "1|4")])
-def test_ids_as_text_use_the_separator_of_the_version(request, version, ids):
+@pytest.mark.parametrize(
+    ("version", "ids", "expected"),
+    [
+        ("v2", "1,4", [1, 4]),
+        ("v2", "1|4", [1, 4]),
+        ("v3", "1|4", [1, 4]),
+        ("v3", " 1, 4 ", [1, 4]),  # v3 refuses spaces in its list: they are stripped
+        ("v2", 29, [29]),
+        ("v3", 29, [29]),
+    ],
+)
+def test_ids_as_text_use_the_separator_of_the_version(request, version, ids, expected):
     url = request.getfixturevalue("punkapi_url" if version == "v2" else "punkapi_v3_url")
     got = client(url, version).beers(ids=ids, **({"page": 1} if version == "v3" else {}))
-    assert [b["id"] for b in got] == [1, 4]
+    assert [b["id"] for b in got] == expected
 
 
 def test_bad_request_carries_the_server_message_v2(punkapi_url):
@@ -158,6 +199,10 @@ def test_bad_request_carries_the_server_message_v2(punkapi_url):
     assert "Invalid query params" in str(err)
     assert "Must be a number greater than 0 and less than 80" in str(err)
     assert [d["param"] for d in err.details] == ["per_page", "abv_gt"]
+    assert err.message == (
+        "Invalid query params: per_page='100': Must be a number greater than 0 and less than 80; "
+        "abv_gt='-1': Must be a number greater than 0"
+    )
     with pytest.raises(BadRequest, match="beerId must be a number"):
         client(punkapi_url).beer(0)
 
@@ -167,6 +212,13 @@ def test_bad_request_carries_the_server_message_v3(punkapi_v3_url):
         client(punkapi_v3_url, "v3").beers(per_page=5)
     assert info.value.status == 422
     assert "query.per_page: Input should be greater than or equal to 10" in str(info.value)
+
+
+def test_an_error_says_its_status_and_url_after_the_server_message(punkapi_url):
+    with pytest.raises(NotFound) as info:
+        client(punkapi_url).beer(9999)
+    assert info.value.message == "No beer found that matches the ID 9999"
+    assert str(info.value) == f"{info.value.message} (404 from {punkapi_url}/beers/9999)"
 
 
 def test_client_errors_are_not_retried(punkapi_url):
@@ -215,6 +267,16 @@ def test_gives_up_after_the_retries(punkapi_server):
     assert 0.5 <= c._sleep[0] <= 1.0 <= c._sleep[1] <= 1.5 <= 2.0 <= c._sleep[2] <= 2.5
 
 
+def test_the_jitter_adds_up_to_the_first_backoff(monkeypatch):
+    # drawing the jitter at its top shows the most a wait can be
+    monkeypatch.setattr("tenacity.wait.random", SimpleNamespace(uniform=lambda low, high: high))
+    session = ScriptedSession((503, {"message": "busy"}, {}))
+    c = client("http://punk.test/v2", session=session, retries=3, backoff=0.5)
+    with pytest.raises(ServerError):
+        c.beers()
+    assert c._sleep == [1.0, 1.5, 2.5]
+
+
 def test_no_retry_starts_past_the_deadline(punkapi_server):
     url = punkapi_server(error_rate=1.0, error_statuses=(503,), seed=1)
     short, ample = client(url, retries=5), client(url, retries=5)
@@ -227,6 +289,23 @@ def test_no_retry_starts_past_the_deadline(punkapi_server):
 
     assert (short.requests_made, short._sleep) == (1, [])
     assert ample.requests_made == 6
+    unbounded = client(url, retries=7)  # no deadline: only the retries stop it
+    with pytest.raises(ServerError):
+        unbounded.beers()
+    assert unbounded.requests_made == 8
+
+
+def test_a_request_waits_no_longer_than_the_deadline_but_is_still_sent_past_it():
+    session = ScriptedSession((200, [], {}))
+    c = client("http://punk.test/v2", session=session, timeout=10)
+    c.beers()
+    c.deadline = time.monotonic() + 5
+    c.beers()
+    c.deadline = time.monotonic() - 5  # requests refuses a timeout of 0 or less
+    c.beers()
+    assert session.timeouts[0] == 10
+    assert 4 < session.timeouts[1] <= 5
+    assert session.timeouts[2] == 0.1
 
 
 def test_rate_limit_retry_honours_retry_after(punkapi_server, catalog_beers):
@@ -389,6 +468,24 @@ def test_a_5xx_with_an_odd_body_is_still_retried(body):
     assert session.calls == 2
 
 
+def test_a_long_error_page_is_cut_to_200_characters():
+    page = "<html>" + "x" * 500 + "</html>"
+    session = ScriptedSession((502, page, {}))
+    with pytest.raises(ServerError) as info:
+        client("http://punk.test/v2", session=session, retries=0).beers()
+    assert info.value.message == page[:200]
+
+
+def test_a_body_that_is_not_json_is_retried_then_raised():
+    session = ScriptedSession((200, "<html>maintenance</html>", {}), (200, [], {}))
+    assert client("http://punk.test/v2", session=session).beers() == []
+    assert session.calls == 2
+    session = ScriptedSession((200, "<html>maintenance</html>", {}))
+    with pytest.raises(TransportError, match=r"not JSON.*maintenance"):
+        client("http://punk.test/v2", session=session, retries=1).beers()
+    assert session.calls == 2
+
+
 def test_a_5xx_with_an_odd_body_gives_up_as_a_server_error():
     session = ScriptedSession((503, {"statusCode": 503, "message": "down", "data": 5}, {}))
     with pytest.raises(ServerError, match="down") as info:
@@ -463,6 +560,24 @@ def test_the_schema_is_strict(catalog_beers, change, field):
     with pytest.raises(SchemaError) as info:
         validate_beer(beer)
     assert info.value.field == field
+
+
+def test_a_missing_nullable_field_is_an_error_and_further_problems_are_counted(catalog_beers):
+    beer = copy.deepcopy(catalog_beers[0])
+    del beer["method"]["twist"]  # null in most beers, but always there
+    with pytest.raises(SchemaError) as info:
+        validate_beer(beer)
+    assert info.value.field == "method.twist"
+    assert "more problem" not in str(info.value)
+    beer["abv"], beer["ibu"] = "4.5", "60"
+    with pytest.raises(SchemaError, match=r"; 2 more problem\(s\)$"):
+        validate_beer(beer)
+
+
+def test_shorten_cuts_to_the_limit_with_an_ellipsis():
+    assert shorten("x" * 80) == "x" * 80
+    assert shorten("x" * 81) == "x" * 79 + "…"
+    assert BadRequest("no details").details == []
 
 
 def test_the_schema_lets_fields_a_newer_server_adds_through(catalog_beers):

@@ -126,6 +126,8 @@ def matching(beers, predicate):
         ("ibu_lt=20", lambda b: (b["ibu"] or 0) < 20),
         ("ebc_gt=100&ebc_lt=200", lambda b: 100 < (b["ebc"] or 0) < 200),
         ("abv_gt=1e1", lambda b: b["abv"] > 10),
+        ("abv_gt=0", lambda b: b["abv"] > 0),  # numbers >= 0 are valid: 0 is
+        ("ebc_lt=10.5", lambda b: (b["ebc"] or 0) < 10.5),  # colours are numbers, not ints
         ("food=cheese", lambda b: any("cheese" in f.lower() for f in b["food_pairing"])),
         ("food=blue_cheese", lambda b: any("blue cheese" in f.lower() for f in b["food_pairing"])),
         ("yeast=wyeast_1056", lambda b: "wyeast 1056" in (b["ingredients"]["yeast"] or "").lower()),
@@ -205,6 +207,20 @@ def test_filter_v2_semantics_unit(catalog_beers):
     # an unparseable month in a valid-looking date (13, or 00) matches nothing
     assert filter_v2(catalog_beers, {"brewed_before": ["13-2010"]}) == []
     assert filter_v2(catalog_beers, {"brewed_before": ["00-2010"]}) == []
+    # null compares as 0, which is not below 0: the null-IBU beers are not "below 0"
+    assert filter_v2(catalog_beers, {"ibu_lt": ["0"]}) == []
+
+
+@pytest.mark.parametrize("name", ["beer_name", "food", "hops", "malt", "yeast", "ids"])
+def test_a_repeated_text_filter_is_a_500_as_in_the_original(punkapi_url, name):
+    # the original calls string methods on the array a repeated parameter becomes
+    r = get(f"{punkapi_url}/beers?{name}=a&{name}=b")
+    assert r.status_code == 500
+    assert r.json() == {
+        "statusCode": 500,
+        "error": "Internal Server Error",
+        "message": "An internal server error occurred",
+    }
 
 
 @pytest.mark.parametrize(("query", "expected"), [("ids=1,4", []), ("ids=1%2C4|29", [29])])
@@ -232,8 +248,14 @@ def test_ids_are_separated_by_pipes_only(punkapi_url, query, expected):
         ("brewed_before=2011", [("brewed_before", MSG_DATE, "2011")]),
         ("brewed_after=13-2011", [("brewed_after", MSG_DATE, "13-2011")]),
         ("brewed_after=01-2011-junk", [("brewed_after", MSG_DATE, "01-2011-junk")]),
+        ("brewed_before=01-11", [("brewed_before", MSG_DATE, "01-11")]),  # a 4-digit year
+        ("brewed_before=1-2011", [("brewed_before", MSG_DATE, "1-2011")]),  # a 2-digit month
         ("beer_name=", [("beer_name", MSG_TEXT, "")]),
         ("food=", [("food", MSG_TEXT, "")]),
+        ("malt=&yeast=", [("malt", MSG_TEXT, ""), ("yeast", MSG_TEXT, "")]),
+        # a repeated parameter is bad when any of its values is, and shown whole
+        ("page=1&page=0", [("page", MSG_NUMBER, ["1", "0"])]),
+        ("page=0&page=1", [("page", MSG_NUMBER, ["0", "1"])]),
         (
             "food=&page=0&per_page=81&hops=&abv_lt=x",
             [
@@ -276,6 +298,7 @@ def test_an_unknown_id_is_404_with_the_id_as_sent(punkapi_url, beer_id):
         ("GET", "/v2/nothing?x=1"),
         ("GET", "/v2"),
         ("GET", "/v2/beers/1/2"),
+        ("GET", "/v2/beers//"),  # one trailing slash is ignored, not two
         ("DELETE", "/v2/beers/8"),
         ("POST", "/v2/beers"),
         ("GET", "/beers/random"),
@@ -351,6 +374,42 @@ def test_etag_and_if_none_match(punkapi_url):
     )
 
 
+@pytest.mark.parametrize(
+    "if_none_match",
+    ["*", "{strong}", '"other", {etag}', 'W/"other",{etag}'],
+)
+def test_if_none_match_compares_weakly_and_takes_a_list_or_a_star(punkapi_url, if_none_match):
+    etag = get(f"{punkapi_url}/beers/1").headers["ETag"]
+    header = if_none_match.format(etag=etag, strong=etag.removeprefix("W/"))
+    assert get(f"{punkapi_url}/beers/1", headers={"If-None-Match": header}).status_code == 304
+
+
+@pytest.mark.parametrize(
+    ("version", "mimetype", "body"),
+    [
+        (
+            "v2",
+            "application/json",
+            b'{"statusCode":500,"error":"Internal Server Error",'
+            b'"message":"An internal server error occurred"}',
+        ),
+        ("v3", "text/plain", b"Internal Server Error"),
+    ],
+)
+def test_an_unexpected_error_is_a_500_in_the_shape_of_each_original(
+    catalog_beers, monkeypatch, version, mimetype, body
+):
+    def broken(*args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(server, "filter_v2", broken)
+    monkeypatch.setattr(server, "filter_v3", broken)
+
+    r = Client(PunkApiApp(catalog_beers, version)).get(f"/{version}/beers?page=1")
+
+    assert (r.status_code, r.mimetype, r.get_data()) == (500, mimetype, body)
+
+
 def test_bodies_are_compact_utf8_json(punkapi_url, catalog_beers):
     r = get(f"{punkapi_url}/beers/1")
     expected = json.dumps([catalog_beers[0]], ensure_ascii=False, separators=(",", ":"))
@@ -396,6 +455,19 @@ def test_the_window_resets(catalog_beers):
     renewed = client.get("/v2/beers/1")
     assert (renewed.status_code, renewed.headers["X-RateLimit-Reset"]) == (200, "1120")
     assert renewed.headers["X-RateLimit-Remaining"] == "0"
+
+
+def test_a_preflight_neither_counts_nor_starts_a_window(catalog_beers):
+    clock = Clock(1_000.0)
+    client = Client(PunkApiApp(catalog_beers, rate_limit=1, rate_window=60, clock=clock))
+
+    preflight = client.options("/v2/beers/1")
+    clock.now = 1_030.0
+    first = client.get("/v2/beers/1")
+
+    assert (preflight.status_code, preflight.headers["X-RateLimit-Remaining"]) == (204, "1")
+    # the window starts with the first counted request, not with the preflight
+    assert (first.status_code, first.headers["X-RateLimit-Reset"]) == (200, "1090")
 
 
 def test_rate_limit_off(punkapi_server):
@@ -454,6 +526,26 @@ def test_v3_filters_and_comma_ids(punkapi_v3_url, catalog_beers):
     assert ids(get(f"{punkapi_v3_url}/beers?page=1&hops=zzz")) == list(range(1, 31))
 
 
+def test_v3_a_repeated_parameter_takes_its_last_value(punkapi_v3_url):
+    # FastAPI reads a scalar query parameter given twice as its last value
+    r = get(f"{punkapi_v3_url}/beers?page=2&page=1&per_page=80&per_page=10")
+    assert ids(r) == list(range(1, 11))
+
+
+def test_v3_nulls_never_match_a_numeric_filter(punkapi_v3_url, catalog_beers):
+    # unlike v2, where null compares as 0 and the null-IBU beers are "below 20"
+    r = get(f"{punkapi_v3_url}/beers?page=1&per_page=80&ibu_lt=20")
+    want = [b["id"] for b in catalog_beers if b["ibu"] is not None and b["ibu"] < 20]
+    assert want and ids(r) == want
+
+
+def test_v3_a_bare_year_counts_as_its_january(punkapi_v3_url, catalog_beers):
+    r = get(f"{punkapi_v3_url}/beers?page=1&per_page=80&brewed_after=12-2015&brewed_before=02-2016")
+    want = [b["id"] for b in catalog_beers if b["first_brewed"] in ("2016", "01/2016")]
+    assert "2016" in {catalog_beers[i - 1]["first_brewed"] for i in want}
+    assert ids(r) == want
+
+
 def test_v3_single_objects(punkapi_v3_url, catalog_beers):
     r = get(f"{punkapi_v3_url}/beers/2")
     assert r.status_code == 200
@@ -469,6 +561,18 @@ def test_v3_id_past_the_end_is_422(punkapi_v3_url):
     (entry,) = r.json()["detail"]
     assert (entry["loc"], entry["type"]) == (["path", "id"], "less_than_equal")
     assert get(f"{punkapi_v3_url}/beers/abc").json()["detail"][0]["type"] == "int_parsing"
+
+
+def test_v3_an_id_missing_within_the_range_is_404(punkapi_server, catalog_beers):
+    url = punkapi_server(api_version="v3", beers=[catalog_beers[0], catalog_beers[2]])
+    r = get(f"{url}/beers/2")
+    assert (r.status_code, r.json()) == (404, {"detail": "Beer with id 2 not found"})
+
+
+def test_v3_a_trailing_slash_redirects_keeping_the_query(punkapi_v3_url):
+    r = get(f"{punkapi_v3_url}/beers/2/?x=1", allow_redirects=False)
+    assert (r.status_code, r.headers["Location"]) == (307, "/v3/beers/2?x=1")
+    assert get(f"{punkapi_v3_url}/beers/2/").json()["id"] == 2
 
 
 def test_v3_images_and_unknown_paths(punkapi_v3_url):

@@ -5,8 +5,10 @@ from __future__ import annotations
 import http.server
 import io
 import json
+import logging
 import re
 import threading
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -58,6 +60,51 @@ def test_the_scheduled_event_has_eventbridge_shape():
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", event["time"])
 
 
+def test_the_scheduled_time_is_in_utc_whatever_the_zone_given():
+    paris_summer = timezone(timedelta(hours=2))
+    moment = datetime(2024, 5, 1, 14, 30, tzinfo=paris_summer)
+    assert scheduled_event(RULE_ARN, moment)["time"] == "2024-05-01T12:30:00Z"
+    assert scheduled_event(RULE_ARN, moment.astimezone(UTC))["time"] == "2024-05-01T12:30:00Z"
+
+
+class RuleSession:
+    """A session whose EventBridge holds one rule with the given targets."""
+
+    def __init__(self, *targets: dict) -> None:
+        self.targets = list(targets)
+
+    def client(self, service: str, **kw) -> SimpleNamespace:
+        return SimpleNamespace(
+            describe_rule=lambda Name: {"Arn": RULE_ARN, "ScheduleExpression": "rate(1 minute)"},
+            list_targets_by_rule=lambda Rule: {"Targets": self.targets},
+        )
+
+
+def test_only_the_lambda_targets_of_a_rule_are_ticked():
+    queue = {"Id": "q", "Arn": "arn:aws:sqs:eu-west-1:123456789012:beers"}
+    function = {"Id": "f", "Arn": FUNCTION_ARN, "Input": '{"beers": 2}'}
+
+    scheduler = Scheduler("tick", session=RuleSession(queue, function), in_process=False)
+
+    assert [(f.name, constant) for f, constant in scheduler.targets] == [
+        (FUNCTION_ARN, {"beers": 2})
+    ]
+
+
+@pytest.mark.parametrize(
+    "extra", [{"InputPath": "$.detail"}, {"InputTransformer": {"InputTemplate": "{}"}}]
+)
+def test_a_target_whose_input_is_taken_from_the_event_is_refused(extra):
+    target = {"Id": "f", "Arn": FUNCTION_ARN, **extra}
+    with pytest.raises(ValueError, match="only constant or default input"):
+        Scheduler("tick", session=RuleSession(target), in_process=False)
+
+
+def test_neither_a_rule_with_a_lambda_target_nor_a_function_is_refused():
+    with pytest.raises(ValueError, match="no Lambda target and no function given"):
+        Scheduler("tick", session=RuleSession(), in_process=False)
+
+
 @pytest.mark.emulator
 class DeployedFunction:
     """Answers Invoke as the Lambda API does; moto cannot run a function without Docker."""
@@ -100,6 +147,11 @@ def test_a_deployed_function_answers_with_its_result_or_its_error(payload, funct
     assert failure == error
     assert function.events == [event]
     assert result == json.loads(payload)
+
+
+def test_a_deployed_function_that_answers_nothing_answers_none():
+    result, failure = _RemoteFunction("brewops-producer", DeployedFunction(b"")).invoke({})
+    assert (result, failure) == (None, None)
 
 
 def test_a_deployed_function_is_awaited_as_long_as_a_function_can_run():
@@ -154,8 +206,11 @@ def test_ticks_keep_the_interval_however_long_a_tick_takes(monkeypatch):
         clock[0] += 0.5
         return []
 
+    waits: list[float] = []
+
     class Waits(threading.Event):
         def wait(self, timeout=None):
+            waits.append(timeout)
             clock[0] += timeout
             return False
 
@@ -166,6 +221,26 @@ def test_ticks_keep_the_interval_however_long_a_tick_takes(monkeypatch):
 
     # THEN they start 0.6 s apart, not 0.6 s after the previous one ended
     assert starts == pytest.approx([0.0, 0.6, 1.2])
+    assert len(waits) == 2  # and the run ends with the last tick, not an interval later
+
+
+def test_ctrl_c_ends_a_run_with_the_ticks_done_so_far(monkeypatch):
+    scheduler = Scheduler(function=FUNCTION_ARN, session=_session(), in_process=False)
+    fired = iter([["first"], KeyboardInterrupt()])
+
+    def tick() -> list:
+        outcome = next(fired)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    monkeypatch.setattr(scheduler, "tick", tick)
+
+    try:
+        done = scheduler.run(3)
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C escaped the run")  # not raised on: pytest would stop the session
+    assert done == ["first"]
 
 
 def test_an_open_ended_run_follows_the_rules_rate(monkeypatch):
@@ -187,15 +262,21 @@ def test_an_open_ended_run_follows_the_rules_rate(monkeypatch):
 
 @pytest.mark.emulator
 def test_a_function_that_cannot_be_invoked_fails_its_tick_and_the_schedule_goes_on(
-    moto_endpoint, boto_session, monkeypatch
+    moto_endpoint, boto_session, monkeypatch, caplog
 ):
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
     scheduler = Scheduler(function="no-such-producer", session=boto_session, in_process=False)
 
-    ticks = scheduler.run(2)
+    with caplog.at_level(logging.WARNING, logger="brewops.scheduler"):
+        ticks = scheduler.run(2)
 
     assert [t.number for t in ticks] == [1, 2]
     assert all(t.error.startswith("ResourceNotFoundException: ") for t in ticks), ticks
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert [w.split(": Resource")[0] for w in warnings] == [
+        "tick 1: no-such-producer failed",
+        "tick 2: no-such-producer failed",
+    ]
 
 
 def test_ticks_run_the_producer_and_put_random_beers(streaming_stack, punkapi_url):
