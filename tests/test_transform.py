@@ -155,6 +155,22 @@ def test_cleaned_records_follow_the_schema(catalog_beers):
         assert value is None or isinstance(value, column.python_type), column.name
 
 
+@pytest.mark.parametrize(
+    "column",
+    [c for c in schema.CLEANED_COLUMNS if c.name != "ingested_at"],  # the transform sets it
+    ids=lambda c: c.name,
+)
+def test_a_beer_without_a_column_is_refused_exactly_when_the_schema_says_not_nullable(column):
+    beer = {"id": 1, "name": "Buzz", "abv": 4.5, "ibu": 60}
+    beer.pop(column.name, None)
+
+    if column.nullable:
+        assert transform.clean_beer(beer, "2024-05-01 00:00:00.000")[column.name] is None
+    else:
+        with pytest.raises(transform.InvalidBeer, match=f"^{column.name}: missing$"):
+            transform.clean_beer(beer, "2024-05-01 00:00:00.000")
+
+
 def test_the_cleaned_record_holds_the_nine_challenge_columns_then_ingested_at():
     nine = ["id", "name", "abv", "ibu", "target_fg", "target_og", "ebc", "srm", "ph"]
 

@@ -17,7 +17,7 @@ class Column:
     comment: str
     minimum: float | None = None  # plausible range: values outside are reported, not dropped
     maximum: float | None = None
-    nullable: bool = True
+    nullable: bool = True  # False: the transform fails a record without it
 
 
 CLEANED_COLUMNS: tuple[Column, ...] = (
