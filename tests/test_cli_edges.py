@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
@@ -15,6 +16,44 @@ from brewops import validation
 from brewops.validation_cli import validate
 
 ALL_IDS = sorted(range(1, 326))
+
+
+@pytest.fixture
+def validated(monkeypatch):
+    """The `validate` calls the command makes; each returns a passing report with a note."""
+    calls = []
+
+    def fake_validate(target, **kwargs):
+        calls.append(kwargs)
+        return validation.ValidationReport(target="local", notes=["what was produced: test"])
+
+    monkeypatch.setattr(validation, "resolve_target", lambda target: SimpleNamespace(name=target))
+    monkeypatch.setattr(validation, "validate", fake_validate)
+    return calls
+
+
+def test_expected_ids_may_end_with_a_separator_or_hold_spaces(validated):
+    result = CliRunner().invoke(validate, ["run", "--expected-ids", "1, 2,"])
+
+    assert result.exit_code == 0, result.output
+    assert validated[0]["expected"] == [1, 2]
+
+
+def test_expected_ids_take_precedence_over_the_figures(validated, tmp_path):
+    figures = tmp_path / "03_produce_to_kinesis.json"
+    figures.write_text(json.dumps({"records_sent": 3, "ids_sent": [1, 2, 3]}))
+
+    result = CliRunner().invoke(validate, ["run", "--figures", str(figures), "--expected-ids", "7"])
+
+    assert result.exit_code == 0, result.output
+    assert validated[0]["expected"] == [7]
+    assert validated[0]["tables"] == ("cleaned", "raw")
+
+
+def test_the_report_ends_with_its_notes(validated):
+    result = CliRunner().invoke(validate, ["run", "--expected-ids", "1"])
+
+    assert result.output.splitlines()[-1] == "note: what was produced: test"
 
 
 @pytest.fixture

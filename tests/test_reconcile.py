@@ -13,16 +13,23 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from brewops import reconcile as reconciling
 from brewops.producer import FailedRecord, ProduceReport
 from brewops.reconcile import (
     ErrorRecord,
     Locations,
+    Reconciliation,
+    cleaned_ids,
     delete_delivered,
+    error_records,
     explain,
     logged_reasons,
+    object_counts,
+    raw_ids,
     reconcile,
     sent_ids,
     tick_ids,
+    wait_for_delivery,
 )
 from brewops.scheduler import Tick
 
@@ -156,3 +163,182 @@ def test_both_delivery_streams_error_prefixes_are_read_and_deleted(streaming_sta
     assert where.errors == ("errors/cleaned/", "errors/raw/")
     assert delete_delivered(stack.outputs, stack.session) == 2
     assert stack.keys("errors/") == []
+
+
+def test_an_error_without_a_message_is_named_by_its_code_alone():
+    assert ErrorRecord("k", None, "Unreadable", "").reason == "Unreadable"
+    assert ErrorRecord("k", 1, "Lambda.ProcessingFailed", "abv").reason == (
+        "Lambda.ProcessingFailed: abv"
+    )
+
+
+def test_a_record_in_raw_but_in_neither_cleaned_nor_the_errors_is_lost():
+    result = Reconciliation(
+        produced=2,
+        raw_records=2,
+        raw_unique_ids=2,
+        cleaned_rows=1,
+        cleaned_unique_ids=1,
+        errors=[],
+        missing_downstream=[2],
+    )
+
+    assert not result.ok and not result.figures()["nothing_lost"]
+    assert str(result).splitlines()[-2:] == ["MISSING from cleaned and errors: [2]", "RECORDS LOST"]
+
+
+def test_without_a_transform_function_no_reason_is_looked_up():
+    assert logged_reasons(logs=None, function=None) == {}
+
+
+def _result(ok: bool, errors=()) -> Reconciliation:
+    return Reconciliation(
+        1, 1, 1, int(ok), int(ok), list(errors), missing_downstream=[] if ok else [1]
+    )
+
+
+def test_waiting_for_delivery_stops_as_soon_as_nothing_is_lost(monkeypatch):
+    polls = iter([_result(False), _result(True, [ErrorRecord("k", 1, "Lambda.X", "")])])
+    slept, explained = [], []
+    monkeypatch.setattr(reconciling, "reconcile", lambda *a, **kw: next(polls))
+    monkeypatch.setattr(reconciling.time, "sleep", slept.append)
+    monkeypatch.setattr(reconciling.Locations, "from_outputs", lambda outputs, session: None)
+    monkeypatch.setattr(
+        reconciling, "_explain_from_log", lambda errors, *_: explained.extend(errors)
+    )
+
+    result = wait_for_delivery([1], {}, timeout=600, poll=15)
+
+    assert result.ok and slept == [15]
+    assert [e.key for e in explained] == ["k"], "the log explains the last answer's errors"
+
+
+# ------------------------------------------------------------------ objects in S3
+
+
+@pytest.fixture
+def bucket(aws_env):
+    import boto3
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="edges", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    return s3
+
+
+def _b64(value) -> str:
+    return base64.b64encode(json.dumps(value).encode()).decode()
+
+
+@pytest.mark.emulator
+def test_hidden_and_folder_objects_hold_no_records(bucket):
+    bucket.put_object(Bucket="edges", Key="raw/", Body=b"")
+    bucket.put_object(Bucket="edges", Key="raw/_tmp", Body=b'{"id": 9}\n')
+    bucket.put_object(Bucket="edges", Key="raw/.part", Body=b'{"id": 9}\n')
+    bucket.put_object(Bucket="edges", Key="raw/a.gz", Body=_gzip_lines(b'{"id": 1}'))
+    bucket.put_object(Bucket="edges", Key="cleaned/", Body=b"")
+    bucket.put_object(Bucket="edges", Key="cleaned/a", Body=_parquet_ids([1]))
+    unreadable: dict[str, str] = {}
+
+    assert raw_ids(bucket, "edges", "raw/", unreadable) == [1]
+    assert cleaned_ids(bucket, "edges", "cleaned/", unreadable) == [1]
+    assert unreadable == {}
+
+
+@pytest.mark.emulator
+def test_raw_lines_that_are_json_but_not_a_beer_have_no_id(bucket):
+    body = _gzip_lines(b'{"id": 1}', b"[1, 2]", b'"text"', b'{"id": "x"}', b"7")
+    bucket.put_object(Bucket="edges", Key="raw/a.gz", Body=body)
+
+    assert raw_ids(bucket, "edges", "raw/") == [1, None, None, None, None]
+
+
+@pytest.mark.emulator
+def test_an_object_that_cannot_be_read_is_named_and_the_others_counted(bucket):
+    bucket.put_object(Bucket="edges", Key="raw/a.gz", Body=_gzip_lines(b'{"id": 1}'))
+    bucket.put_object(Bucket="edges", Key="raw/b.gz", Body=_gzip_lines(b'{"id": 2}' * 40)[:-20])
+    bucket.put_object(Bucket="edges", Key="raw/c.gz", Body=_gzip_lines(b'{"id": 3}'))
+    unreadable: dict[str, str] = {}
+
+    assert raw_ids(bucket, "edges", "raw/", unreadable) == [1, 3]
+    assert list(unreadable) == ["raw/b.gz"]
+    with pytest.raises(EOFError):
+        raw_ids(bucket, "edges", "raw/")  # nowhere to note it: the caller hears of it
+
+
+@pytest.mark.emulator
+def test_error_records_of_every_shape_are_kept_with_what_they_say(bucket):
+    lines = [
+        _error_line({"id": 1}),
+        b"[1]",
+        b"not json",
+        json.dumps({"lastErrorCode": "Old", "lastErrorMessage": "m", "rawData": _b64({"id": 2})}),
+        json.dumps({"ErrorCode": "Conversion", "ErrorMessage": "n", "rawData": _b64([3])}),
+        json.dumps({"rawData": "not base64!"}),
+    ]
+    body = b"\n".join(line.encode() if isinstance(line, str) else line for line in lines)
+    bucket.put_object(Bucket="edges", Key="errors/cleaned/a", Body=body)
+
+    found = error_records(bucket, "edges", ["errors/cleaned/"])
+
+    assert [(e.beer_id, e.code, e.message) for e in found] == [
+        (1, "Lambda.ProcessingFailedStatus", "ProcessingFailed status set for record"),
+        (None, "Unreadable", "line 2 is not a JSON object"),
+        (None, "Unreadable", "line 3 is not JSON: Expecting value: line 1 column 1 (char 0)"),
+        (2, "Old", "m"),
+        (None, "Conversion", "n"),
+        (None, "Unknown", ""),
+    ]
+
+
+@pytest.mark.emulator
+def test_reasons_are_not_looked_up_where_there_is_no_log_or_no_reason(aws_env):
+    import boto3
+
+    logs = boto3.client("logs")
+    assert logged_reasons(logs, "brewops-no-such-function") == {}
+
+    entry = {"message": "record not transformed", "beer_id": 7}
+    _put_log_lines(logs, "brewops-transform", [entry, {**entry, "beer_id": 8, "reason": "abv"}])
+    assert logged_reasons(logs, "brewops-transform") == {8: "abv"}
+
+
+# ------------------------------------------------------------------ the whole reconciliation
+
+
+@pytest.mark.emulator
+def test_a_beer_produced_twice_must_arrive_twice(streaming_stack):
+    stack = streaming_stack()
+    s3, bucket = stack.client("s3"), stack.outputs["BucketName"]
+    day = "ingest_date=2024-05-01/"
+    s3.put_object(
+        Bucket=bucket,
+        Key=f"raw/{day}raw-1.gz",
+        Body=_gzip_lines(b'{"id": 1}', b'{"id": 2}', b'{"id": 7}'),
+    )
+    s3.put_object(Bucket=bucket, Key=f"cleaned/{day}cleaned-1", Body=_parquet_ids([1, 2]))
+
+    twice = reconcile([1, 1, 2], stack.outputs, session=stack.session, explain_errors=False)
+    from_raw = reconcile(None, stack.outputs, session=stack.session, explain_errors=False)
+
+    assert (twice.produced, twice.missing_from_raw, twice.missing_downstream) == (3, [1], [1])
+    assert twice.unexpected_ids == [7], "an id only raw holds was never produced either"
+    assert (from_raw.produced, from_raw.missing_downstream) == (3, [7])
+    sizes = {row["what"]: row["bytes"] for row in object_counts(stack.outputs, stack.session)}
+    assert sizes["cleaned"] == len(_parquet_ids([1, 2]))
+
+
+@pytest.mark.emulator
+def test_the_reason_the_transform_logged_explains_its_error_record(streaming_stack):
+    stack = streaming_stack()
+    s3, bucket = stack.client("s3"), stack.outputs["BucketName"]
+    s3.put_object(
+        Bucket=bucket,
+        Key="errors/cleaned/processing-failed/ingest_date=2024-05-01/errors-1",
+        Body=_error_line({"id": 3, "abv": "strong"}) + b"\n",
+    )
+    entry = {"message": "record not transformed", "beer_id": 3, "reason": "abv: not a number"}
+    _put_log_lines(stack.client("logs"), stack.outputs["TransformFunctionName"], [entry])
+
+    result = reconcile([3], stack.outputs, session=stack.session)
+
+    assert [e.logged_reason for e in result.errors] == ["abv: not a number"]

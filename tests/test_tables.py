@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+import gzip
+import json
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
 from brewops import tables
-from brewops.tables import Projection, latest_per_id, place_in_layout, typed
+from brewops.tables import Projection, latest_per_id, place_in_layout, read_objects, typed
 from fixtures.validation import table_info
 
 NOW = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
@@ -155,6 +159,75 @@ def test_latest_per_id_falls_back_to_delivery_order():
     assert latest_per_id(df)["name"].tolist() == ["second", "only"]
 
 
+def test_a_projection_without_a_format_matches_no_partition_value():
+    projection = Projection("ingest_date", True, "date", None, "2024-01-01,NOW", None)
+
+    assert projection.parse("2026-11-26") is None
+    assert projection.bounds(NOW) is None, "the range's dates cannot be read either"
+
+
+def test_projection_ranges_and_switches_are_read_in_any_case():
+    projection = Projection("ingest_date", True, "date", "yyyy-MM-dd", "now-3days,now", None)
+    info = table_info(**{"projection.enabled": "TRUE"})
+
+    assert projection.bounds(NOW) == (date(2026, 11, 23), date(2026, 11, 26))
+    assert info.projection().enabled
+
+
+@pytest.mark.parametrize(
+    ("key", "partition"),
+    [("day=2026-11-26/object", "2026-11-26"), ("ingest_date=2026-11-26/object", None)],
+)
+def test_objects_are_placed_by_the_tables_location_template(key, partition):
+    info = table_info(**{"storage.location.template": "s3://bkt/cleaned/day=${ingest_date}/"})
+
+    assert place_in_layout(info, f"s3://bkt/cleaned/{key}", NOW)[0] == partition
+
+
+def test_a_partition_folder_of_another_key_is_outside_the_layout():
+    # as long as "ingest_date=", so only its name tells them apart
+    info = table_info()
+    found = place_in_layout(info, "s3://bkt/cleaned/ingest_hour=2026-11-26/object", NOW)
+
+    assert found == (None, "not under a ingest_date=… partition folder")
+
+
+def test_timestamps_with_a_time_zone_become_naive_utc():
+    stamps = pd.Series(pd.to_datetime(["2026-11-26 16:00"]).tz_localize("Europe/Madrid"))
+
+    out = typed(pd.DataFrame({"ingested_at": stamps}), [("ingested_at", "timestamp")])
+
+    assert out["ingested_at"].tolist() == [pd.Timestamp("2026-11-26 15:00")]
+
+
+def test_a_table_with_no_objects_reads_as_an_empty_typed_frame():
+    info = table_info()
+
+    frame = read_objects(info, [], SimpleNamespace(session=None))
+
+    assert frame.empty and list(frame.columns) == [n for n, _ in tables.table_columns(info)]
+    assert str(frame["id"].dtype) == "Int64" and frame.attrs["malformed_lines"] == []
+
+
+def test_only_s3_uris_name_objects():
+    assert tables.split_s3_uri("s3://bkt/cleaned/a") == ("bkt", "cleaned/a")
+    with pytest.raises(ValueError, match="not an s3:// URI"):
+        tables.split_s3_uri("https://bkt.s3.amazonaws.com/cleaned/a")
+
+
+def test_records_ingested_at_the_same_time_keep_their_delivery_order():
+    ids = list(range(1, 11))  # enough rows for an unstable sort to reorder equal times
+    df = pd.DataFrame(
+        {
+            "id": pd.array(ids * 2, dtype="Int64"),
+            "name": ["first"] * 10 + ["second"] * 10,
+            "ingested_at": pd.Timestamp("2026-11-26 10:00"),
+        }
+    )
+
+    assert latest_per_id(df)["name"].tolist() == ["second"] * 10
+
+
 # ------------------------------------------------------------------ against the emulator
 
 
@@ -243,3 +316,80 @@ def test_the_aws_target_reads_through_athena_with_the_stack_workgroup(delivered,
     assert calls[0]["workgroup"] == "brewops-test-workgroup"
     assert list(frame.columns) == [name for name, _ in tables.cleaned_columns()]
     assert str(frame["id"].dtype) == "Int64"
+
+
+@pytest.mark.emulator
+def test_a_location_without_a_trailing_slash_lists_only_its_own_folder(delivered):
+    local = delivered.tables
+    info = tables.describe_table("cleaned", local)
+    local.put(f"{local.object_name('cleaned-old', delivered.days[0])}", b"PAR1 old copy")
+
+    listed = tables.list_table_objects(replace(info, location=info.location.rstrip("/")), local)
+
+    assert [o.uri for o in listed] == [o.uri for o in tables.list_table_objects(info, local)]
+    assert not any("cleaned-old" in o.uri for o in listed)
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize("name", ["cleaned", "raw"])
+def test_a_partition_holding_only_empty_objects_adds_no_rows(delivered, name):
+    local = delivered.tables
+    day = (delivered.days[0] - timedelta(days=1)).strftime("%Y-%m-%d")
+    local.put(f"{name}/ingest_date={day}/brewops-{name}-dev-1-empty", b"")
+
+    frame = tables.read_table(name, local)
+
+    assert len(frame) == delivered.records
+
+
+@pytest.mark.emulator
+def test_uncompressed_raw_objects_are_read_skipping_blank_and_malformed_lines(delivered):
+    local = delivered.tables
+    lines = [json.dumps({"id": 400, "name": "Plain"}), "", "{not json", json.dumps({"id": 401})]
+    uri = local.put(local.object_name("raw", delivered.days[1]), "\n".join(lines).encode() + b"\n")
+
+    frame = tables.read_table("raw", local)
+
+    assert frame.attrs["malformed_lines"] == [f"{uri}:3"]
+    assert len(frame) == delivered.records + 2 and {400, 401} <= set(frame["id"])
+
+
+@pytest.mark.emulator
+def test_uncompressed_json_is_read_by_a_table_that_skips_nothing(delivered):
+    local = delivered.tables
+    uri = local.put(
+        local.object_name("raw", delivered.days[1]),
+        b'{"id": 400, "name": "Plain"}\n{"id": 401, "name": "Text"}\n',
+    )
+    info = tables.describe_table("raw", local)
+    strict = replace(info, serde_parameters={})
+    objects = [o for o in tables.list_table_objects(strict, local) if o.uri == uri]
+
+    frame = read_objects(strict, objects, local)
+
+    assert frame["id"].tolist() == [400, 401]
+
+
+@pytest.mark.emulator
+def test_a_truncated_gzip_object_is_named_as_unreadable(delivered):
+    local = delivered.tables
+    body = gzip.compress(b'{"id": 400}\n' * 50)[:-20]
+    uri = local.put(local.object_name("raw", delivered.days[1], ".gz"), body)
+
+    with pytest.raises(tables.UnreadableTableError) as caught:
+        tables.read_table("raw", local)
+
+    assert uri in str(caught.value) and caught.value.objects == [uri]
+
+
+@pytest.mark.emulator
+def test_an_athena_failure_is_an_unreadable_table(delivered, monkeypatch):
+    import awswrangler as wr
+
+    def read_sql_table(**kwargs):
+        raise RuntimeError("QUERY_FAILED: HIVE_BAD_DATA")
+
+    monkeypatch.setattr(wr.athena, "read_sql_table", read_sql_table)
+
+    with pytest.raises(tables.UnreadableTableError, match=r"Athena cannot read .*HIVE_BAD_DATA"):
+        tables.read_table("cleaned", delivered.tables, engine="athena")

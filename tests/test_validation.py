@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -12,6 +12,7 @@ from brewops import schema, summary, validation
 from brewops.reconcile import ErrorRecord
 from brewops.tables import TableObject, place_in_layout
 from brewops.validation import (
+    Drift,
     Expectation,
     check_partitions,
     compare_schema,
@@ -88,6 +89,71 @@ def test_glue_type_and_extra_parquet_column_and_partition_key_drifts():
     }
 
 
+@pytest.mark.parametrize(
+    ("drift", "text"),
+    [
+        (
+            Drift("ph", "Glue table", "double", "missing"),
+            "column ph: brewops.schema double, Glue table missing it",
+        ),
+        (
+            Drift("colour", "Parquet", "absent", "string", ("s3://o",)),
+            "column colour: not in brewops.schema, Parquet (1 object(s): s3://o) has string",
+        ),
+        (
+            Drift("abv", "Parquet", "double", "string", tuple(f"s3://o{i}" for i in range(6))),
+            "column abv: brewops.schema double, Parquet (6 object(s): "
+            "s3://o0, s3://o1, s3://o2, s3://o3, s3://o4 and 1 more) string",
+        ),
+    ],
+)
+def test_a_drift_says_what_the_schema_and_the_source_have(drift, text):
+    assert str(drift) == text
+
+
+def test_a_column_only_the_glue_table_has_is_drift():
+    columns = [*EXPECTED.items(), ("colour", "string")]
+    result = compare_schema(table_info(columns=columns), {"s3://o": dict(EXPECTED)})
+    found = {(d.column, d.source, d.expected, d.found) for d in result.drifts}
+    assert found == {
+        ("colour", "Glue table", "absent", "string"),
+        ("colour", "Parquet", "absent", "missing"),
+    }
+
+
+def test_the_schema_compared_with_can_be_given():
+    expected = {"id": "bigint", "name": "string"}
+    info = table_info(columns=list(expected.items()))
+
+    result = compare_schema(info, {"s3://o": dict(expected)}, expected=expected)
+
+    assert result.ok, result.drifts
+    assert result.frame["column"].tolist() == ["id", "name", "ingest_date (partition)"]
+
+
+def test_the_parquet_column_counts_objects_only_when_they_disagree():
+    one = compare_schema(table_info(), {"s3://o": dict(EXPECTED)}).frame.set_index("column")
+    none = compare_schema(table_info(), {}).frame.set_index("column")
+    assert one.loc["abv", "parquet"] == "double"
+    assert none.loc["abv", "parquet"] == "(no objects)"
+    assert none.loc["abv", "status"] == "ok", "no objects cannot disagree"
+
+
+def test_the_objects_whose_schemas_were_read_are_counted():
+    files = {f"s3://o{i}": dict(EXPECTED) for i in range(3)}
+    assert compare_schema(table_info(), files).objects_read == 3
+
+
+def test_a_table_without_partition_keys_is_drift():
+    result = compare_schema(table_info(partition_keys=()), {"s3://o": dict(EXPECTED)})
+
+    assert [str(d) for d in result.drifts] == [
+        "column ingest_date: brewops.schema string, Glue partition keys missing it"
+    ]
+    row = result.frame.set_index("column").loc["ingest_date (partition)"]
+    assert (row["glue"], row["status"]) == ("missing", "drift")
+
+
 # ------------------------------------------------------------------ partitions
 
 
@@ -131,6 +197,38 @@ def test_projection_configuration_problems_are_reported():
     assert any("projection.enabled" in i for i in issues)
     assert any("yyyy/MM/dd" in i for i in issues)
     assert any("s3://other/cleaned/" in i for i in issues)
+
+
+@pytest.mark.parametrize(
+    ("info", "issue"),
+    [
+        (table_info(partition_keys=()), "table beers_cleaned has no partition keys"),
+        (
+            table_info(**{"projection.ingest_date.type": "integer"}),
+            "projection.ingest_date.type is 'integer', not 'date'",
+        ),
+        (
+            table_info(**{"projection.ingest_date.range": "2024-01-01"}),
+            "projection range '2024-01-01' cannot be parsed",
+        ),
+    ],
+)
+def test_each_projection_problem_is_a_configuration_issue(info, issue):
+    report = check_partitions(info, [], now=NOW)
+
+    assert report.config_issues == [issue]
+    assert not report.ok, "a projection Athena cannot use hides every partition"
+
+
+def test_a_partition_spans_its_first_and_last_object():
+    info = table_info()
+    early, late = _objects(info, "ingest_date=2026-11-26/a", "ingest_date=2026-11-26/b")
+    late = TableObject(late.uri, late.size, NOW + timedelta(hours=1), late.partition)
+
+    frame = check_partitions(info, [late, early], now=NOW).frame
+
+    row = frame.iloc[0]
+    assert (row["first_object_at"], row["last_object_at"]) == (NOW, NOW + timedelta(hours=1))
 
 
 # ------------------------------------------------------------------ counts and duplicates
@@ -282,6 +380,110 @@ def test_an_id_the_stream_commands_sent_twice_is_expected_as_two_records(tmp_pat
     assert (expected.records, expected.ids) == (4, frozenset({1, 2, 3}))
 
 
+def test_without_a_runner_notebook_03s_figures_are_under_the_build_directory(tmp_path, monkeypatch):
+    monkeypatch.delenv(summary.FIGURES_ENV, raising=False)
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path))
+
+    path = validation.produce_figures_path()
+
+    assert path == tmp_path / "figures" / "03_produce_to_kinesis.json"
+    assert path == summary.figures_file(validation.PRODUCE_NOTEBOOK), "where notebook 03 writes"
+
+
+@pytest.mark.parametrize(
+    "figures",
+    [
+        {"records_sent": 4.0, "ids_sent": [1, 2, 3]},
+        {"sent": 4, "produced_ids": [1, 2, 3]},
+    ],
+)
+def test_the_figures_may_name_what_was_sent_either_way(tmp_path, figures):
+    path = tmp_path / "03_produce_to_kinesis.json"
+    path.write_text(json.dumps(figures))
+
+    expected = validation.expectation_from_figures(path)
+
+    assert (expected.records, expected.ids) == (4, frozenset({1, 2, 3}))
+
+
+def test_figures_are_used_when_there_is_no_stack_to_compare_them_with(tmp_path):
+    path = tmp_path / "03_produce_to_kinesis.json"
+    path.write_text(json.dumps({"stack_id": "stack/a", "records_sent": 3}))
+
+    assert validation.expectation_from_figures(path, stack_id=None).records == 3
+    assert validation.expectation_from_figures(path, stack_id="stack/b").records is None
+
+
+def test_figures_without_ids_take_the_ids_the_stream_commands_remembered(tmp_path, monkeypatch):
+    from brewops.streaming_cli import remember_produced
+
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path))
+    monkeypatch.setenv(summary.FIGURES_ENV, str(tmp_path / "04_validate_glue_table.json"))
+    validation.produce_figures_path().write_text(
+        json.dumps({"stack_id": "stack/a", "records_sent": 5})
+    )
+    remember_produced("local", [1, 2, 3], "stack/a")
+
+    expected = validation.as_expectation(None, "local", stack_id="stack/a")
+
+    assert (expected.records, expected.ids) == (5, frozenset({1, 2, 3})), "records: the figures'"
+
+
+@pytest.mark.parametrize(("lost", "more"), [(20, ""), (21, " and 1 more")])
+def test_a_message_names_twenty_ids_then_says_how_many_more(lost, more):
+    produced = frozenset(range(1, lost + 1))
+    result = reconcile(pd.DataFrame({"id": pd.array([], dtype="Int64")}), Expectation(ids=produced))
+
+    message = result.failure().message
+
+    named = ", ".join(str(i) for i in range(1, 21))
+    assert message == f"{lost} of {lost} produced ids are missing: ids {named}{more}"
+
+
+def test_the_reconciliation_row_counts_each_kind_of_id():
+    df = pd.DataFrame({"id": pd.array([1, 8, 9], dtype="Int64")})
+
+    row = reconcile(df, Expectation(records=5, ids=frozenset({1, 2}))).as_row()
+
+    assert row["expected ids"] == 2 and row["expected records"] == 5
+    assert (row["lost ids"], row["unexpected ids"], row["missing rows"]) == (1, 2, 2)
+    assert reconcile(df, Expectation(records=3)).as_row()["expected ids"] is None
+
+
+def test_a_table_read_as_nothing_has_lost_every_produced_record():
+    result = reconcile(pd.DataFrame(), Expectation(records=2, ids=frozenset({1, 2})))
+
+    assert (result.rows, result.unique_ids, result.lost_ids) == (0, 0, [1, 2])
+    assert result.missing_rows == 2
+
+
+def test_without_known_ids_every_named_diverted_record_is_reported():
+    df = pd.DataFrame({"id": pd.array([1], dtype="Int64")})
+    unnamed = ErrorRecord("errors/cleaned/y", None, "Unreadable", "line 1 is not JSON")
+
+    result = reconcile(df, Expectation(records=4), diverted=[_failed(2, "abv"), unnamed])
+
+    assert result.diverted == {2: "Lambda.ProcessingFailed: abv"}
+
+
+def test_rows_without_an_id_are_not_duplicates():
+    df = pd.DataFrame(
+        {
+            "id": pd.array([1, 1, None, None], dtype="Int64"),
+            "ingested_at": pd.to_datetime([f"2026-11-26 10:0{i}" for i in range(4)]),
+        }
+    )
+
+    result = count_duplicates(df)
+
+    assert (result.rows, result.unique_ids, result.surplus_rows) == (2, 1, 1)
+    row = result.frame.iloc[0]
+    assert (row["first_ingested_at"], row["last_ingested_at"]) == (
+        pd.Timestamp("2026-11-26 10:00"),
+        pd.Timestamp("2026-11-26 10:01"),
+    )
+
+
 # ------------------------------------------------------------------ data quality
 
 
@@ -343,6 +545,62 @@ def test_rules_can_be_selected():
     assert set(report.findings["rule"]) == {"unparseable"}
 
 
+@pytest.mark.parametrize("name", ["abv", "ph", "target_fg"])
+def test_the_ends_of_a_plausible_range_are_inside_it(name):
+    column = schema.column(name)
+    values = [column.minimum, column.maximum, column.minimum - 1, column.maximum + 1]
+    frame = pd.DataFrame({"id": [1, 2, 3, 4], name: values})
+
+    assert quality_report(frame).ids("range", name) == [3, 4]
+
+
+def test_a_column_with_only_a_maximum_allows_values_up_to_it():
+    top = schema.Column("colour", "double", float, "Colour", maximum=10)
+    frame = pd.DataFrame({"id": [1, 2, 3], "colour": [-5.0, 10.0, 10.5]})
+
+    report = quality_report(frame, columns=[schema.column("id"), top])
+
+    assert report.ids("range", "colour") == [3]
+
+
+def test_a_gravity_finding_names_both_gravities():
+    frame = pd.DataFrame({"id": [7], "target_fg": [1051.0], "target_og": [1050.0]})
+
+    (finding,) = quality_report(frame).findings.to_dict("records")
+
+    assert (finding["column"], finding["value"]) == ("target_fg, target_og", "1051.0 > 1050.0")
+
+
+def test_findings_are_in_rule_order_then_by_column_and_id():
+    frame = pd.DataFrame(
+        {
+            "id": [2, 1],
+            "name": [None, "b"],
+            "abv": ["x", 99.0],
+            "target_fg": [1060.0, 1000.0],
+            "target_og": [1050.0, 1050.0],
+        }
+    )
+
+    findings = quality_report(frame).findings
+
+    assert findings[["rule", "column", "id"]].values.tolist() == [
+        ["nulls", "name", 2],
+        ["range", "abv", 1],
+        ["fg > og", "target_fg, target_og", 2],
+        ["unparseable", "abv", 2],
+    ]
+
+
+def test_the_summary_counts_findings_without_an_id_too():
+    frame = pd.DataFrame({"id": [None, 2], "name": ["a", "b"], "abv": [99.0, 98.0]})
+
+    summary_ = quality_report(frame).summary.set_index(["rule", "column"])
+
+    assert summary_.loc[("range", "abv"), "findings"] == 2
+    assert summary_.loc[("range", "abv"), "ids"] == [2]
+
+
 def test_errors_name_their_rule_and_list_every_failure():
     report = validation.ValidationReport(target="local")
     report.failures = [
@@ -391,3 +649,62 @@ def test_a_value_just_below_the_range_is_marked_at_the_low_edge():
     low, _ = fig.axes[0].get_xlim()
     assert text.get_text() == f"id 4: {below:g}"
     assert text.xy == (low, 0), "pinned to the low edge, beside the minimum it is below"
+
+
+# ------------------------------------------------------------------ the whole run
+
+
+def _report_with(failures=(), duplicates=3) -> validation.ValidationReport:
+    report = validation.ValidationReport(target="local", failures=list(failures))
+    cleaned = pd.DataFrame({"id": pd.array([1, 2, 2, 3, 3, 3], dtype="Int64")})
+    report.frames["cleaned"] = cleaned
+    report.latest = cleaned.drop_duplicates()
+    report.duplicates = count_duplicates(cleaned)
+    info = table_info()
+    report.partitions["cleaned"] = check_partitions(
+        info, _objects(info, "ingest_date=2026-11-25/a", "ingest_date=2026-11-26/b"), now=NOW
+    )
+    return report
+
+
+def test_the_run_summary_figures_count_rows_ids_partitions_findings_and_gates():
+    lost = validation.GateFailure("lost records", "cleaned", "ids 7", (7,))
+
+    figures = _report_with([lost]).figures()
+
+    assert figures == {
+        "findings_nulls": 0,
+        "findings_range": 0,
+        "findings_fg_above_og": 0,
+        "findings_unparseable": 0,
+        "findings_duplicates": 3,
+        "gate_schema_drift": 0,
+        "gate_unreadable_data": 0,
+        "gate_partition_layout": 0,
+        "gate_lost_records": 1,
+        "cleaned_rows": 6,
+        "cleaned_unique_ids": 3,
+        "partitions": 2,
+        "gates_passed": False,
+    }
+
+
+def test_the_rule_summary_and_the_json_say_which_gate_failed_and_on_what():
+    lost = validation.GateFailure("lost records", "cleaned", "ids 7", (7,))
+    report = _report_with([lost])
+
+    rules = report.summary_frame().set_index("rule")
+    failures = report.to_dict()["failures"]
+
+    assert rules.loc["lost records", "status"] == "failed"
+    assert rules.loc["schema drift", "status"] == "passed"
+    assert rules.loc["duplicates", ["kind", "count"]].tolist() == ["finding", 3]
+    assert failures == [
+        {"rule": "lost records", "table": "cleaned", "message": "ids 7", "rows": [7]}
+    ]
+
+
+def test_a_column_the_schema_does_not_define_is_a_key_error():
+    assert schema.column("ph").maximum == 7
+    with pytest.raises(KeyError, match="colour"):
+        schema.column("colour")

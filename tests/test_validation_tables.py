@@ -3,9 +3,11 @@ message naming the rule and the rows."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from datetime import UTC, datetime, timedelta
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -334,3 +336,128 @@ def test_a_bucket_that_cannot_be_listed_fails_with_what_to_do(delivered):
     message = report.failure_message()
     assert "objects of table beers_cleaned under s3://" in message and "NoSuchBucket" in message
     assert "Is the stack deployed?" in message
+
+
+def test_empty_tables_are_validated_and_every_produced_record_is_lost(local_tables):
+    report = validation.validate(
+        local_tables, expected=Expectation(records=2, ids=frozenset({1, 2}))
+    )
+
+    assert report.gates() == {
+        "schema drift": 0,
+        "unreadable data": 0,
+        "partition layout": 0,
+        "lost records": 2,
+    }
+    assert report.reconciliation["cleaned"].lost_ids == [1, 2]
+    assert report.latest.empty and report.partitions["cleaned"].frame.empty
+
+
+def test_console_folders_hold_nothing_and_fail_nothing(delivered):
+    local = delivered.tables
+    day = delivered.days[0].strftime("%Y-%m-%d")
+    for key in ("cleaned/", f"cleaned/ingest_date={day}/", "raw/"):
+        local.put(key, b"")
+
+    report = _run(delivered)
+
+    assert report.partitions["cleaned"].frame["objects"].tolist() == [2, 2]
+
+
+def test_a_table_missing_from_the_catalog_fails_and_the_other_is_still_validated(delivered):
+    local = delivered.tables
+    local.glue.delete_table(
+        DatabaseName=local.outputs["GlueDatabaseName"], Name=local.outputs["RawTableName"]
+    )
+
+    report = validation.validate(local, expected=_expectation(delivered))
+
+    (failure,) = report.failures
+    assert (failure.rule, failure.table) == ("unreadable data", "raw")
+    assert "beers_raw cannot be read" in failure.message
+    assert "Is the stack deployed?" in failure.message
+    assert list(report.reconciliation) == ["cleaned"] and report.reconciliation["cleaned"].ok
+
+
+def test_records_in_objects_outside_the_layout_are_not_counted(delivered):
+    from fixtures.validation import cleaned_record
+
+    local = delivered.tables
+    now = datetime.now(UTC)
+    beer = {**delivered.beers[0], "id": 400}
+    local.put_cleaned([cleaned_record(beer, now)], now, key="cleaned/brewops-cleaned-dev-1-loose")
+
+    report = validation.validate(local, expected=Expectation(ids=ALL_IDS | {400}))
+
+    assert report.gates()["partition layout"] == 1
+    assert report.reconciliation["cleaned"].lost_ids == [400]
+
+
+def test_an_unreadable_parquet_object_is_listed_and_the_others_are_counted(delivered):
+    local = delivered.tables
+    day = delivered.days[0].strftime("%Y-%m-%d")
+    junk = local.put(f"cleaned/ingest_date={day}/brewops-cleaned-dev-1-junk", b"PAR1 broken")
+
+    report = validation.validate(local, expected=_expectation(delivered))
+
+    assert report.gates()["unreadable data"] == 1
+    assert report.unreadable[["table", "object"]].values.tolist() == [["cleaned", junk]]
+    assert report.reconciliation["cleaned"].ok and len(report.latest) == 325
+
+
+def test_a_raw_object_that_cannot_be_decompressed_is_listed_as_unreadable(delivered):
+    local = delivered.tables
+    body = gzip.compress(b'{"id": 400}\n' * 50)[:-20]
+    truncated = local.put(local.object_name("raw", delivered.days[1], ".gz"), body)
+
+    report = validation.validate(local, expected=_expectation(delivered))
+
+    (failure,) = report.failures
+    assert (failure.rule, failure.table, failure.rows) == ("unreadable data", "raw", (truncated,))
+    assert report.unreadable[["table", "object"]].values.tolist() == [["raw", truncated]]
+
+
+def test_an_error_object_that_cannot_be_read_is_noted_not_failed(delivered):
+    local = delivered.tables
+    key = "errors/cleaned/processing-failed/ingest_date=2026-11-26/brewops-cleaned-dev-1-x.gz"
+    local.put(key, gzip.compress(b'{"errorCode": "x"}\n' * 50)[:-20])
+
+    report = _run(delivered)
+
+    assert any(
+        note.startswith(f"1 object(s) under errors/ of cleaned cannot be read: {key} (")
+        for note in report.notes
+    ), report.notes
+
+
+def test_the_notes_say_where_the_expectation_came_from_and_what_the_transform_dropped(
+    delivered,
+):
+    local = delivered.tables
+    local.put_raw([{"id": 400, "name": "Dropped"}], delivered.days[1])
+
+    report = _run(delivered)
+
+    assert report.notes[0] == "what was produced comes from explicit"
+    assert "ids in raw but not in cleaned (dropped by the transform): 400" in report.notes
+
+
+def test_the_aws_target_counts_the_rows_athena_reads(delivered, monkeypatch):
+    import awswrangler as wr
+
+    asked = []
+
+    def read_sql_table(table, **kwargs):
+        asked.append(table)
+        return pd.DataFrame({"id": [1, 2, 2], "name": ["a", "b", "b"]})
+
+    monkeypatch.setattr(wr.athena, "read_sql_table", read_sql_table)
+    monkeypatch.setattr(delivered.tables, "name", "aws")
+
+    report = validation.validate(
+        delivered.tables, expected=Expectation(records=3, ids=frozenset({1, 2}))
+    )
+
+    assert asked == ["beers_cleaned", "beers_raw"]
+    assert report.ok, report.failure_message()
+    assert report.reconciliation["cleaned"].rows == 3 and report.duplicates.surplus_rows == 1
