@@ -35,7 +35,7 @@ METRICS_FILE = "metrics.json"
 CARD_FILE = "model_card.json"
 CARD_MARKDOWN_FILE = "model_card.md"
 VERSION_FILES = (MODEL_FILE, METRICS_FILE, CARD_FILE, CARD_MARKDOWN_FILE)
-VERSION_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
+VERSION_PATTERN = re.compile(r"\A\d{8}T\d{6}Z-[0-9a-f]{8}\Z")  # \Z: no trailing newline
 
 
 class RegistryError(RuntimeError, ActionableError):
@@ -175,8 +175,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
+    # numpy arrays and scalars; not .item(), which refuses an array of more than one value
     if hasattr(value, "tolist"):
         return value.tolist()
     return str(value)
