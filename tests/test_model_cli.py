@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from brewops.catalog import to_v3_shape
-from brewops.model import registry
+from brewops.model import bands, registry
+from brewops.model import train as training
+from brewops.model.cli import HEADLINE
 from brewops.model.cli import model as model_group
 
 
@@ -46,14 +50,24 @@ def split_catalogue(catalog_beers, tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def trained_dir(split_catalogue, tmp_path_factory) -> Path:
+def training_run(split_catalogue, tmp_path_factory) -> tuple[Path, str]:
+    """`train` on the older beers: the model folder, and what the command printed."""
     train_file, _ = split_catalogue
     out = tmp_path_factory.mktemp("model") / "ibu"
     result = brewops(
         "train", "--catalog", str(train_file), "--out", str(out), "--repeats", "1", "--no-progress"
     )
     assert result.returncode == 0, result.stderr
-    return out
+    return out, result.stdout
+
+
+@pytest.fixture(scope="module")
+def trained_dir(training_run) -> Path:
+    return training_run[0]
+
+
+def card_of(folder: Path) -> dict:
+    return json.loads((folder / registry.CARD_FILE).read_text())
 
 
 def test_train_writes_the_model_metrics_and_card(trained_dir: Path):
@@ -66,6 +80,47 @@ def test_train_writes_the_model_metrics_and_card(trained_dir: Path):
     assert registry.VERSION_PATTERN.match(card["version"])
     assert card["data"]["source"]["file"] == "train.json"
     assert len(card["data"]["source"]["file_sha256"]) == 64
+
+
+def test_train_prints_the_figures_and_ends_in_one_json_object(training_run):
+    out, stdout = training_run
+    metrics = json.loads((out / registry.METRICS_FILE).read_text())
+    version = card_of(out)["version"]
+    lines = stdout.strip().splitlines()
+    assert json.loads(lines[-1]) == {
+        "version": version,
+        "out": str(out),
+        **{key: metrics["cv"][key] for key in HEADLINE},
+    }
+    assert lines[-2] == f"model {version} written to {out}"
+    # the table: the model and each baseline, in cross-validation and on the newest fifth
+    rows = [line.split("  ")[0] for line in lines]
+    for name in ("model", *metrics["baselines"]):
+        assert {f"{name} (cv)", f"{name} (newest fifth)"} <= set(rows), name
+    assert training.seed_spread_summary(metrics["time_split"]) in lines
+
+
+def test_train_options_reach_the_protocol(catalog_path: Path, tmp_path: Path, monkeypatch):
+    asked = {}
+
+    def train_no_further(beers, protocol, progress, source):
+        asked.update(protocol=protocol, progress=progress, source=source)
+        raise training.TrainingError("stopped before training")
+
+    monkeypatch.setattr(training, "train", train_no_further)
+    result = brewops_in_process(
+        "train", "--catalog", str(catalog_path), "--out", str(tmp_path / "out"),
+        "--folds", "3", "--repeats", "2", "--seed", "11", "--jobs", "1", "--no-progress",
+    )  # fmt: skip
+    assert result.output.strip().splitlines()[-1] == "Error: stopped before training"
+    assert asked == {
+        "protocol": training.Protocol(n_splits=3, n_repeats=2, seed=11, n_jobs=1),
+        "progress": False,
+        "source": {
+            "file": catalog_path.name,
+            "file_sha256": hashlib.sha256(catalog_path.read_bytes()).hexdigest(),
+        },
+    }
 
 
 def test_evaluate_prints_one_json_object_last(trained_dir: Path, split_catalogue):
@@ -83,6 +138,10 @@ def test_evaluate_prints_one_json_object_last(trained_dir: Path, split_catalogue
     assert last["seen_in_training"] == 0
     assert last["unseen"] == {key: last[key] for key in last["unseen"]}
     assert "none of these beers is in the model's training data" in result.stdout
+    assert set(last["per_class"]) == set(bands.LABELS)
+    assert last["model_version"] == card_of(trained_dir)["version"]
+    assert f"{expected_n} beers with an IBU in {unseen_file}" in result.stdout
+    assert f"  {'macro_f1':16s} {last['macro_f1']:.3f}\n" in result.stdout
 
 
 def test_evaluate_tells_the_beers_trained_on_from_new_ones(
@@ -96,11 +155,14 @@ def test_evaluate_tells_the_beers_trained_on_from_new_ones(
     renumbered = [{**to_v3_shape(b), "id": 1000 + i} for i, b in enumerate(trained_on)]
     mixed.write_text(json.dumps(unseen + renumbered))
 
+    outputs = {}
+
     def last_line(catalogue: Path) -> dict:
         result = brewops_in_process(
             "evaluate", "--model", str(trained_dir), "--catalog", str(catalogue)
         )
         assert result.exit_code == 0, result.output
+        outputs[catalogue] = result.output
         return json.loads(result.output.strip().splitlines()[-1])
 
     alone, together = last_line(unseen_file), last_line(mixed)
@@ -112,6 +174,45 @@ def test_evaluate_tells_the_beers_trained_on_from_new_ones(
         {"n": alone["n"], **{k: alone[k] for k in together["unseen"] if k != "n"}}
     )
     assert together["accuracy"] != alone["accuracy"]
+    assert (
+        f"{n_trained_on} of these beers are in the model's training data (same name): in-sample;"
+        f" on the {alone['n']} others: accuracy {alone['accuracy']:.3f}"
+    ) in outputs[mixed]
+
+
+def test_evaluate_on_beers_all_trained_on_has_no_new_beer_to_score(
+    trained_dir: Path, split_catalogue
+):
+    train_file, _ = split_catalogue
+    result = brewops_in_process(
+        "evaluate", "--model", str(trained_dir), "--catalog", str(train_file)
+    )
+    assert result.exit_code == 0, result.output
+    last = json.loads(result.output.strip().splitlines()[-1])
+    assert (last["seen_in_training"], last["unseen"]) == (last["n"], None)
+    assert "in-sample; no new beer to score" in result.output
+
+
+def test_a_model_whose_card_does_not_list_its_beers_tells_nothing_apart(
+    trained_dir: Path, split_catalogue, tmp_path: Path
+):
+    # an older model: its card has no beer_keys (the card is not part of the checksum)
+    older = tmp_path / "older"
+    shutil.copytree(trained_dir, older)
+    card = card_of(older)
+    del card["data"]["beer_keys"]
+    (older / registry.CARD_FILE).write_text(json.dumps(card))
+    train_file, _ = split_catalogue
+    result = brewops_in_process("evaluate", "--model", str(older), "--catalog", str(train_file))
+    assert result.exit_code == 0, result.output
+    last = json.loads(result.output.strip().splitlines()[-1])
+    assert (last["seen_in_training"], last["unseen"]) == (None, None)
+    assert "does not list its training beers: seen and new beers not told apart" in result.output
+    first_id = str(json.loads(train_file.read_text())[0]["id"])
+    result = brewops_in_process(
+        "predict", "--model", str(older), "--catalog", str(train_file), "--id", first_id
+    )
+    assert json.loads(result.output)["seen_in_training"] is None
 
 
 def test_predict_prints_a_band_per_beer(trained_dir: Path, split_catalogue):
@@ -148,14 +249,31 @@ def test_predict_flags_the_beers_the_model_was_trained_on(trained_dir: Path, spl
     assert json.loads(result.output)["seen_in_training"] is True
 
 
+def test_predict_writes_names_as_they_are(trained_dir: Path, split_catalogue):
+    train_file, _ = split_catalogue
+    beer = next(b for b in json.loads(train_file.read_text()) if not b["name"].isascii())
+    result = brewops_in_process(
+        "predict",
+        "--model",
+        str(trained_dir),
+        "--catalog",
+        str(train_file),
+        "--id",
+        str(beer["id"]),
+    )
+    assert result.exit_code == 0, result.output
+    assert f'"name": "{beer["name"]}"' in result.output  # not escaped to ASCII
+
+
 def test_predict_names_the_ids_it_cannot_find(trained_dir: Path, split_catalogue):
     _, unseen_file = split_catalogue
     result = brewops_in_process(
         "predict", "--model", str(trained_dir), "--catalog", str(unseen_file),
-        "--id", "1", "--id", "99999", "--id", "88888",
+        "--id", "1", "--id", "99992", "--id", "88889",
     )  # fmt: skip
     assert result.exit_code != 0
-    assert "no beer with id 88888, 99999 in" in result.output
+    # in numeric order (these two are not, as a set of ints)
+    assert "no beer with id 88889, 99992 in" in result.output
 
 
 def test_evaluate_refuses_a_folder_that_is_not_a_model(tmp_path: Path, split_catalogue):
@@ -276,8 +394,11 @@ def test_a_repeated_id_is_deduplicated_and_reported(
     assert [p["ibu"] for p in predictions[:2]] == [beers[0]["ibu"], 2]
 
 
-def test_many_repeated_ids_are_reported_on_one_short_line(catalog_beers, tmp_path: Path):
-    beers = [b for b in catalog_beers if (b["ibu"] or 99) <= 30][:12]
+@pytest.mark.parametrize(("repeated", "more"), [(10, ""), (12, ", …")])
+def test_many_repeated_ids_are_reported_on_one_short_line(
+    catalog_beers, tmp_path: Path, repeated, more
+):
+    beers = [b for b in catalog_beers if (b["ibu"] or 99) <= 30][:repeated]
     catalogue = tmp_path / "repeated.json"
     catalogue.write_text(json.dumps(beers + beers))
     result = brewops_in_process(
@@ -285,7 +406,7 @@ def test_many_repeated_ids_are_reported_on_one_short_line(catalog_beers, tmp_pat
     )
     first_ten = ", ".join(str(b["id"]) for b in beers[:10])
     assert result.stderr.strip().splitlines()[0] == (
-        f"repeated.json: dropped 12 duplicate record(s) of id {first_ten}, …"
+        f"repeated.json: dropped {repeated} duplicate record(s) of id {first_ten}{more}"
         " (the last record of each id is used)"
     )
 

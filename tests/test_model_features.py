@@ -117,6 +117,7 @@ def test_volume_and_gravity_come_from_the_record():
         (28000, "mg"),
         (28 / 28.3495, "oz"),
         (28 / 453.592, "lb"),
+        (28 / 28.3495, "oz."),
         (0.028, "l"),
     ],
 )
@@ -135,6 +136,8 @@ def test_hop_amount_units_are_converted_to_grams(amount, unit):
         {"name": None},
         "not a hop",
         hop("Cascade", -5, "start"),
+        hop("Cascade", 0, "start"),
+        hop("Cascade", 28, "start", unit="handfuls"),
     ],
 )
 def test_additions_without_a_usable_mass_add_nothing(addition):
@@ -142,6 +145,14 @@ def test_additions_without_a_usable_mass_add_nothing(addition):
     only = features.beer_features(recipe([hop("Cascade", 28, "start")]))
     assert row["tinseth_ibu"] == pytest.approx(only["tinseth_ibu"])
     assert row["hops_g_per_l"] == pytest.approx(only["hops_g_per_l"])
+    assert row["hop_additions"] == only["hop_additions"]
+
+
+@pytest.mark.parametrize("amount", [28, "28", {"value": 28}, {"value": 28, "unit": ""}])
+def test_a_hop_amount_without_a_unit_is_in_grams(amount):
+    expected = features.beer_features(recipe([hop("Cascade", 28, "start")]))["tinseth_ibu"]
+    addition = {"name": "Cascade", "amount": amount, "add": "start"}
+    assert features.beer_features(recipe([addition]))["tinseth_ibu"] == pytest.approx(expected)
 
 
 def test_adjuncts_in_the_hop_schedule_carry_no_alpha_acids():
@@ -241,9 +252,39 @@ def test_a_record_with_nothing_in_it_gives_nan_not_an_error():
     assert set(row) == set(features.FEATURE_COLUMNS)
     assert math.isnan(row["abv"])
     assert row["tinseth_ibu"] == 0
-    frame = features.build_features([{}, {"ingredients": None, "volume": "20"}])
+    # no hops: no share of unknown ones; no malt or gravity: no figure rather than zero
+    assert (row["unknown_hop_share"], row["malts"]) == (0, 0)
+    for name in ("mean_boil_alpha", "malt_kg_per_l", "crystal_share", "bu_gu_estimate"):
+        assert math.isnan(row[name]), name
+    empty_method = {"method": {"mash_temp": [None], "fermentation": {"temp": None}}}
+    frame = features.build_features([{}, {"ingredients": None, "volume": "20"}, empty_method])
     assert list(frame.columns) == list(features.FEATURE_COLUMNS)
-    assert len(frame) == 2
+    assert len(frame) == 3
+    assert frame[["mash_temp", "mash_minutes", "fermentation_temp"]].isna().all(axis=None)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"volume": None},
+        {"volume": {"value": 0, "unit": "litres"}},
+        {"volume": {"value": -20, "unit": "litres"}},
+        {"volume": {"value": 40, "unit": "barrels"}},  # a unit it does not know
+        {"target_og": None},
+        {"target_og": 0},
+        {"target_og": "n/a"},
+    ],
+)
+def test_without_a_usable_volume_or_gravity_the_estimate_assumes_20_litres_at_1050(fields):
+    base = features.beer_features(recipe([hop("Cascade", 28, "start")]))  # 20 L at 1.050
+    row = features.beer_features(recipe([hop("Cascade", 28, "start")], **fields))
+    assert row["tinseth_ibu"] == pytest.approx(base["tinseth_ibu"])
+    assert row["hops_g_per_l"] == pytest.approx(base["hops_g_per_l"])
+
+
+def test_an_original_gravity_of_water_has_no_bu_gu_ratio():
+    row = features.beer_features(recipe([hop("Cascade", 28, "start")], target_og=1.000))
+    assert row["tinseth_ibu"] > 0 and math.isnan(row["bu_gu_estimate"])
 
 
 def test_the_v3_catalogue_gives_the_same_features_and_predictions_as_v2(
@@ -342,6 +383,8 @@ def test_the_estimate_is_the_strongest_single_signal(catalog_beers):
         ("Sink The Bismarck!", "sink the bismarck"),
         ("Tokyo*", "tokyo"),
         ("Hello My Name Is Päivi", "hello my name is päivi"),
+        ("Dead_Pony Club", "dead pony club"),
+        ("Weißbier", "weissbier"),  # case-folded, not only lower-cased
         (None, ""),
     ],
 )
@@ -411,6 +454,9 @@ def test_tinseth_ibu_of_no_hops_or_no_wort_is_zero():
         {"value": 20000, "unit": "ml"},
         {"value": 0.2, "unit": "hectolitres"},
         {"value": 20 / 3.78541, "unit": "gallons"},
+        {"value": 20},  # litres unless it says otherwise
+        20,
+        "20",
     ],
 )
 def test_volume_units_are_converted_to_litres(volume):
@@ -432,7 +478,7 @@ def test_fahrenheit_temperatures_and_specific_gravity_fg_are_converted():
             {"temp": {"value": 149, "unit": "fahrenheit"}, "duration": 60},
             {"temp": {"value": 170, "unit": "fahrenheit"}, "duration": 10},
         ],
-        "fermentation": {"temp": {"value": 66.2, "unit": "fahrenheit"}},
+        "fermentation": {"temp": {"value": 66.2, "unit": "F"}},
     }
     row = features.beer_features(recipe([], method=method, target_fg=1.012))
     # the first mash step is the mash
@@ -504,10 +550,15 @@ def test_style_and_yeast_come_from_their_own_fields_as_whole_words():
     words = features.style_features("Twitter", "A bitter with hops")
     assert words["style_wheat"] == 0.0  # "wit" is in "Twitter" and "with", not a word there
     assert words["style_bitter"] == 1.0
+    # at either end of the text too
+    assert features.style_features("IPA")["style_ipa"] == 1.0
 
 
 def test_numeric_text_with_a_decimal_comma():
     assert features.number("4,5") == 4.5
+    # neither a flag nor an infinity is a number of the record
+    values = (True, "inf", float("-inf"), " 7 ")
+    assert [features.number(value) for value in values] == [None, None, None, 7]
     assert features.beer_features(recipe([], abv="4,5"))["abv"] == 4.5
 
 
@@ -519,6 +570,9 @@ def test_deduplicate_sorts_by_numeric_id_and_keeps_records_without_one():
         {"id": 10},
         {"name": "no id"},
     ]
+    # numeric text sorts as its number, other ids after every number
+    mixed = [{"id": "b"}, {"id": 10}, {"id": "a"}, {"id": "9"}]
+    assert features.deduplicate(mixed) == [{"id": "9"}, {"id": 10}, {"id": "a"}, {"id": "b"}]
 
 
 def test_one_record_is_decoded_like_a_list_of_one(catalog_beers):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import boto3
@@ -64,6 +64,9 @@ def test_version_ids_sort_in_time_order():
     assert earlier == "20250102T030405Z-abcabcab"
     assert sorted([later, earlier]) == [earlier, later]
     assert registry.VERSION_PATTERN.match(earlier)
+    # another time zone is written in UTC, an upper-case checksum in lower case
+    paris = timezone(timedelta(hours=1))
+    assert registry.new_version(sha.upper(), datetime(2025, 1, 2, 4, 4, 5, tzinfo=paris)) == earlier
 
 
 def test_a_version_folder_round_trips(trained, tmp_path, catalog_beers):
@@ -78,22 +81,75 @@ def test_a_version_folder_round_trips(trained, tmp_path, catalog_beers):
     assert card["artifact"]["sha256"] == registry.sha256_file(folder / registry.MODEL_FILE)
     assert "## Metrics" in (folder / registry.CARD_MARKDOWN_FILE).read_text()
     loaded = registry.load(folder)
+    assert loaded.version == "v"  # from the card
     np.testing.assert_array_equal(
         loaded.model.predict_proba(catalog_beers), trained.model.predict_proba(catalog_beers)
     )
+
+
+def test_numpy_values_in_the_metrics_are_written_as_json_numbers(trained, tmp_path):
+    metrics = {"n": np.int64(3), "share": np.float32(0.5), "counts": np.array([1, 2])}
+    folder = registry.save(trained.model, metrics, trained.card, tmp_path)
+    written = json.loads((folder / registry.METRICS_FILE).read_text())
+    assert written == {"n": 3, "share": 0.5, "counts": [1, 2]}
+
+
+def test_the_markdown_card_shows_what_the_card_records(trained, tmp_path):
+    card = {**trained.card, "version": "20250102T030405Z-abcabcab"}
+    folder = registry.save(trained.model, trained.metrics, card, tmp_path)
+    assert "artifact" not in card  # the caller's card is left as it was
+    page = (folder / registry.CARD_MARKDOWN_FILE).read_text()
+    data, metrics, split = card["data"], card["metrics"], card["metrics"]["time_split"]
+    assert page.startswith(f"# Model card: {card['model']} {card['version']}\n")
+    assert f"- rows used: {data['rows_used']}\n- sha256: `{data['sha256']}`" in page
+    assert f"- accuracy: {metrics['cv']['accuracy']:.3f}\n" in page
+    for name, figures in metrics["baselines"].items():
+        assert f"- {name}: accuracy {figures['accuracy']:.3f}, macro_f1" in page
+    assert f"- n_test {split['n_test']}, accuracy {split['accuracy']:.3f}, macro_f1" in page
+    assert f"scikit-learn {card['library_versions']['scikit-learn']}" in page
 
 
 def test_a_tampered_model_file_is_not_loaded(trained, tmp_path):
     folder = registry.save(trained.model, trained.metrics, trained.card, tmp_path)
     with open(folder / registry.MODEL_FILE, "ab") as handle:
         handle.write(b"\0")
-    with pytest.raises(registry.RegistryError, match="sha256"):
+    actual = registry.sha256_file(folder / registry.MODEL_FILE)
+    recorded = json.loads((folder / registry.CARD_FILE).read_text())["artifact"]["sha256"]
+    with pytest.raises(
+        registry.RegistryError, match=f"has sha256 {actual}, its card says {recorded}"
+    ):
+        registry.load(folder)
+
+
+@pytest.mark.parametrize("artifact", [None, "model.joblib", {"file": "model.joblib"}])
+def test_a_card_without_the_model_checksum_is_not_loaded(trained, tmp_path, artifact):
+    folder = registry.save(trained.model, trained.metrics, trained.card, tmp_path)
+    card = json.loads((folder / registry.CARD_FILE).read_text())
+    card["artifact"] = artifact
+    (folder / registry.CARD_FILE).write_text(json.dumps(card))
+    with pytest.raises(registry.RegistryError, match="its card says None: not loading it"):
         registry.load(folder)
 
 
 def test_an_incomplete_folder_is_refused(tmp_path):
     with pytest.raises(registry.RegistryError, match="missing"):
         registry.load(tmp_path)
+
+
+@pytest.mark.parametrize("name", [registry.MODEL_FILE, registry.METRICS_FILE, registry.CARD_FILE])
+def test_a_folder_without_one_of_its_files_is_refused_naming_it(trained, tmp_path, name):
+    folder = registry.save(trained.model, trained.metrics, trained.card, tmp_path)
+    (folder / name).unlink()
+    with pytest.raises(
+        registry.RegistryError, match=f"not a model version folder: missing {name}$"
+    ):
+        registry.load(folder)
+
+
+def test_the_markdown_card_is_not_needed_to_load(trained, tmp_path):
+    folder = registry.save(trained.model, trained.metrics, trained.card, tmp_path)
+    (folder / registry.CARD_MARKDOWN_FILE).unlink()
+    assert isinstance(registry.load(folder).model, type(trained.model))
 
 
 def _model_file_replaced(folder, content: bytes) -> None:
@@ -143,6 +199,26 @@ def test_a_model_file_that_does_not_load_names_the_library_versions(trained, tmp
     assert "numpy" not in message  # only the versions that differ
 
 
+@pytest.mark.parametrize(
+    ("library_versions", "hint"),
+    [
+        # a library the card names that is not installed here
+        ({"hopslib": "1.0"}, "saved with hopslib 1.0 (installed: none): install those versions"),
+        # a card that does not say (an older model)
+        (None, "). Train the model again with `brewops model train`."),
+    ],
+)
+def test_what_to_do_about_a_model_file_that_does_not_load(
+    trained, tmp_path, library_versions, hint
+):
+    card = {**trained.card, "library_versions": library_versions}
+    folder = registry.save(trained.model, trained.metrics, card, tmp_path)
+    _model_file_replaced(folder, b"not a pickle")
+    with pytest.raises(registry.RegistryError) as error:
+        registry.load(folder)
+    assert hint in str(error.value)
+
+
 def test_a_pickle_that_is_not_a_model_is_refused(trained, tmp_path):
     import joblib
 
@@ -153,11 +229,111 @@ def test_a_pickle_that_is_not_a_model_is_refused(trained, tmp_path):
         registry.load(folder)
 
 
-def test_the_card_names_the_folds_and_repeats_the_protocol_used(trained):
-    protocol = {**trained.card["protocol"], "n_splits": 3, "n_repeats": 1}
-    card = {**trained.card, "protocol": protocol}
-    assert "## Metrics (stratified 3-fold CV, 1 repeat)" in registry.card_markdown(card)
-    assert "5-fold" not in registry.card_markdown(card)
+@pytest.mark.parametrize(
+    ("folds", "heading"),
+    [
+        ({"n_splits": 3, "n_repeats": 1}, "## Metrics (stratified 3-fold CV, 1 repeat)\n"),
+        ({"n_splits": 5, "n_repeats": 5}, "## Metrics (stratified 5-fold CV, 5 repeats)\n"),
+        (None, "## Metrics (stratified k-fold CV)\n"),  # a card without its protocol
+    ],
+)
+def test_the_card_names_the_folds_and_repeats_the_protocol_used(trained, folds, heading):
+    protocol = None if folds is None else {**trained.card["protocol"], **folds}
+    page = registry.card_markdown({**trained.card, "protocol": protocol})
+    assert heading in page
+    assert page.count("-fold") == 1
+
+
+@pytest.mark.parametrize(
+    ("uri", "parts"),
+    [
+        ("s3://bucket/models/ibu/", ("bucket", "models/ibu/")),
+        ("s3://bucket/models/ibu", ("bucket", "models/ibu/")),
+        ("s3://bucket/models/ibu//", ("bucket", "models/ibu/")),
+        ("s3://bucket/", ("bucket", "")),
+        ("s3://bucket", ("bucket", "")),
+    ],
+)
+def test_a_registry_uri_is_a_bucket_and_a_folder_prefix(uri, parts):
+    assert registry.split_uri(uri) == parts
+
+
+@pytest.mark.parametrize("uri", ["bucket/models/ibu/", "https://bucket/models/ibu/", "s3:///x"])
+def test_a_location_that_is_not_an_s3_uri_is_refused(uri):
+    with pytest.raises(ValueError, match="not an s3:// URI"):
+        registry.split_uri(uri)
+
+
+@pytest.mark.parametrize(
+    "version", ["latest", "", "20250101T000000Z-ABCDEF12", "../x", "20250101T000000Z-abcdef12\n"]
+)
+def test_a_malformed_version_is_refused_before_any_upload_or_delete(tmp_path, version):
+    untouchable = object()  # any S3 call through it would fail otherwise
+    with pytest.raises(ValueError, match="does not look like"):
+        registry.publish(tmp_path, "s3://bucket/models/ibu/", version, client=untouchable)
+    with pytest.raises(ValueError, match="does not look like"):
+        registry.delete_version("s3://bucket/models/ibu/", version, client=untouchable)
+
+
+class _PagedS3:
+    """A stand-in S3 client: listings in the given pages (S3 returns at most 1000 keys a
+    page); it records the listing prefixes, deletions and uploads asked of it."""
+
+    def __init__(self, *pages: list[str]):
+        self.pages, self.prefixes, self.deleted, self.uploaded = pages, [], [], []
+
+    def get_paginator(self, operation: str) -> Any:
+        assert operation == "list_objects_v2"
+        return self
+
+    def paginate(self, Bucket: str, Prefix: str) -> list[dict]:
+        self.prefixes.append(Prefix)
+        return [{"Contents": [{"Key": key} for key in page]} if page else {} for page in self.pages]
+
+    def delete_objects(self, Bucket: str, Delete: dict) -> None:
+        self.deleted.append([item["Key"] for item in Delete["Objects"]])
+
+    def upload_file(self, filename: str, bucket: str, key: str) -> None:
+        self.uploaded.append(f"s3://{bucket}/{key}")
+
+
+V1, V2 = "20250101T000000Z-abcdef12", "20250601T000000Z-abcdef12"
+
+
+def test_versions_are_listed_oldest_first_from_every_page_of_the_listing():
+    versions = [f"2025010{day}T000000Z-abcdef12" for day in range(1, 7)]
+    card = registry.CARD_FILE
+    s3 = _PagedS3(
+        [f"models/ibu/{v}/{card}" for v in versions[:2:-1]] + [f"models/ibu/{V1}/model.joblib"],
+        [],
+        [
+            *(f"models/ibu/{v}/{card}" for v in versions[2::-1]),
+            f"models/ibu/old-model/{card}",  # not a version folder
+            f"models/ibu/{versions[0]}/backup/{card}",
+        ],
+    )
+    assert registry.list_versions("s3://bucket/models/ibu", client=s3) == versions
+    assert s3.prefixes == ["models/ibu/"]
+
+
+def test_deleting_a_version_removes_every_page_of_its_folder_and_nothing_else():
+    s3 = _PagedS3([f"models/ibu/{V1}/a", f"models/ibu/{V1}/b"], [], [f"models/ibu/{V1}/c"])
+    assert registry.delete_version("s3://bucket/models/ibu/", V1, client=s3) == 3
+    assert s3.deleted == [[f"models/ibu/{V1}/a", f"models/ibu/{V1}/b"], [f"models/ibu/{V1}/c"]]
+    assert s3.prefixes == [f"models/ibu/{V1}/"]
+    # a version that is not there: nothing to delete, and no empty request
+    assert registry.delete_version("s3://bucket/models/ibu/", V2, client=_PagedS3([])) == 0
+
+
+def test_publishing_uploads_the_card_last_and_skips_a_missing_markdown_card(trained, tmp_path):
+    folder = registry.save(trained.model, trained.metrics, trained.card, tmp_path)
+    (folder / registry.CARD_MARKDOWN_FILE).unlink()
+    s3 = _PagedS3()
+    uri = registry.publish(folder, "s3://bucket/models/ibu", V1, client=s3)
+    assert uri == f"s3://bucket/models/ibu/{V1}/"
+    # the card last: a listing counts a version complete once its card is there
+    names = (registry.MODEL_FILE, registry.METRICS_FILE, registry.CARD_FILE)
+    assert s3.uploaded == [f"{uri}{name}" for name in names]
 
 
 @pytest.mark.emulator
@@ -226,6 +402,30 @@ def test_a_bucket_that_does_not_exist_is_one_line_saying_what_to_check(bucket, c
         registry.load_version(missing, "20250101T000000Z-abcdef12")
     line = one_line_error(evaluate(missing, catalog_path))
     assert "NoSuchBucket" in line
+
+
+@pytest.mark.emulator
+def test_writing_to_a_bucket_that_does_not_exist_says_what_to_check(trained, bucket):
+    missing = f"s3://{bucket}-missing/models/ibu/"
+    # an upload fails with the transfer manager's own error, not botocore's
+    with pytest.raises(registry.RegistryError, match="Check the bucket name"):
+        registry.register(trained.model, trained.metrics, trained.card, missing)
+    with pytest.raises(registry.RegistryError, match=r"NoSuchBucket.*Check the bucket name"):
+        registry.delete_version(missing, V1)
+
+
+@pytest.mark.emulator
+def test_a_version_without_its_markdown_card_loads_into_a_chosen_folder(
+    trained, registry_uri, tmp_path
+):
+    folder = registry.save(trained.model, trained.metrics, trained.card, tmp_path / "made")
+    (folder / registry.CARD_MARKDOWN_FILE).unlink()
+    registry.publish(folder, registry_uri, V1)
+    copy = tmp_path / "copy"
+    loaded = registry.load_version(registry_uri, V1, dest=copy)
+    assert (loaded.version, loaded.path) == (V1, copy)
+    names = {registry.MODEL_FILE, registry.METRICS_FILE, registry.CARD_FILE}
+    assert {p.name for p in copy.iterdir()} == names
 
 
 @pytest.mark.emulator

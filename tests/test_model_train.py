@@ -93,7 +93,15 @@ def test_the_time_split_tests_on_the_newest_beers(catalog_beers):
 
 @pytest.mark.parametrize(
     ("text", "order"),
-    [("04/2013", 2013 + 3.5 / 12), ("2016", 2016.5), ("1/2010", 2010 + 0.5 / 12), ("soon", None)],
+    [
+        ("04/2013", 2013 + 3.5 / 12),
+        ("04-2013", 2013 + 3.5 / 12),
+        (" 4 / 2013 ", 2013 + 3.5 / 12),
+        ("2016", 2016.5),
+        ("1/2010", 2010 + 0.5 / 12),
+        ("soon", None),
+        (None, None),
+    ],
 )
 def test_first_brewed_order(text, order):
     value = train.first_brewed_order(text)
@@ -223,6 +231,11 @@ def _in_band(beers, band, count):
         (lambda beers: [{**b, "ibu": None} for b in beers[:30]], "no beer .* has an IBU"),
         (lambda beers: _in_band(beers, 0, 40), r"all 40 .* in the band \(-1, 30\]"),
         (
+            lambda beers: _in_band(beers, 0, 30) + _in_band(beers, 1, 2) + _in_band(beers, 3, 4),
+            r"\(30, 50\] has 2, \(70, inf\) has 4, and each band needs at least 5\. "
+            "Add beers of those bands, or use fewer folds",
+        ),
+        (
             lambda beers: _in_band(beers, 0, 30) + _in_band(beers, 1, 2),
             r"\(30, 50\] has 2, and each band needs at least 5\. Add beers of that band",
         ),
@@ -239,6 +252,16 @@ def _in_band(beers, band, count):
 def test_data_the_protocol_cannot_run_on_is_refused_up_front(catalog_beers, make, message):
     with pytest.raises(train.TrainingError, match=message):
         train.train(make(catalog_beers), protocol=QUICK)
+
+
+def test_fewer_folds_need_fewer_beers_per_band(catalog_beers):
+    beers = _in_band(catalog_beers, 0, 30) + _in_band(catalog_beers, 1, 4)
+    with pytest.raises(train.TrainingError, match="each band needs at least 5"):
+        train.check_trainable(beers, QUICK)
+    train.check_trainable(beers, train.Protocol(n_splits=3))
+    fewer = _in_band(catalog_beers, 0, 30) + _in_band(catalog_beers, 1, 2)
+    with pytest.raises(train.TrainingError, match=r"for 3-fold cross-validation: .* at least 3"):
+        train.check_trainable(fewer, train.Protocol(n_splits=3))
 
 
 def test_macro_f1_averages_over_the_bands_present():
@@ -315,6 +338,119 @@ def test_regression_metrics_over_all_beers_and_over_ibu_up_to_150():
     assert metrics["r2_ibu_le_150"] == pytest.approx(r2_score(true[:2], predicted[:2]))
 
 
+def test_regression_metrics_without_a_beer_up_to_150_are_nan():
+    metrics = train.regression_metrics(np.array([151.0, 300.0]), np.array([100.0, 200.0]))
+    assert metrics["n_ibu_le_150"] == 0
+    assert np.isnan(metrics["mae_ibu_le_150"]) and np.isnan(metrics["r2_ibu_le_150"])
+    assert metrics["mae"] == 75.5
+
+
+def test_repeats_are_summarised_by_their_mean_and_spread():
+    ibu = np.array([10.0, 10.0, 40.0, 40.0])
+    repeats = [
+        train.all_metrics(ibu, np.array([0, 0, 1, 1]), ibu),
+        train.all_metrics(ibu, np.array([0, 1, 1, 1]), ibu + 4),
+    ]
+    summary = train._summarise(repeats)
+    assert (summary["n"], summary["repeats"]) == (4, 2)
+    assert summary["accuracy"] == pytest.approx(0.875)
+    assert summary["accuracy_std"] == pytest.approx(0.125)
+    assert (summary["mae"], summary["mae_std"]) == (pytest.approx(2), pytest.approx(2))
+    # the confusion matrices add up: every beer of every repeat is in it
+    assert summary["confusion_matrix"][:2] == [[3, 1, 0, 0], [0, 4, 0, 0]]
+    assert summary["per_class"]["(30, 50]"]["support"] == 2
+    # a band no repeat had anything to score in stays unscored
+    assert summary["per_class"]["(50, 70]"] == {
+        "precision": None,
+        "recall": None,
+        "f1": None,
+        "support": 0,
+    }
+
+
+def test_the_seed_spread_line_reports_the_mean_and_spread_of_each_figure():
+    split = {
+        "n_test": 50,
+        "over_seeds": {
+            "seeds": [7, 8, 9],
+            "accuracy_mean": 0.61234,
+            "accuracy_std": 0.01111,
+            "macro_f1_mean": 0.55555,
+            "macro_f1_std": 0.02222,
+        },
+    }
+    assert train.seed_spread_summary(split) == (
+        "newest fifth over 3 forest seeds: accuracy 0.612 ± 0.011, "
+        "macro-F1 0.556 ± 0.022 (one beer is 0.020)"
+    )
+
+
+def test_out_of_fold_predictions_and_probabilities_are_the_first_repeats(catalog_beers):
+    beers = features.labelled(catalog_beers)[:60]
+    X, ibu = features.build_features(beers), features.ibu_values(beers)
+    protocol = train.Protocol(n_splits=2, n_repeats=2, n_jobs=1)
+    metrics, out_of_fold = train.cross_validate(X, ibu, protocol, TINY)
+    for figures in (metrics["cv"], *metrics["baselines"].values()):
+        assert (figures["folds"], figures["repeats"], figures["n"]) == (2, 2, 60)
+        assert np.sum(figures["confusion_matrix"]) == 2 * 60
+    probabilities = out_of_fold[[f"p {label}" for label in bands.LABELS]].to_numpy()
+    np.testing.assert_array_equal(probabilities.argmax(axis=1), out_of_fold["predicted_band"])
+    np.testing.assert_array_equal(out_of_fold["ibu"], ibu)
+
+
+def test_the_card_records_the_ids_source_protocol_and_headline_figures(small_trained_model):
+    metrics = small_trained_model.metrics
+    beers = [{"id": 12, "name": "B", "ibu": 40}, {"id": 3, "name": "A", "ibu": 20}]
+    protocol = train.Protocol(n_splits=4, n_repeats=2)
+    card = train.model_card(beers, metrics, protocol, train.ModelParams(), "abc")
+    assert card["data"]["ids"] == [3, 12]
+    assert card["data"]["source"] == {}
+    assert card["data"]["beer_keys"] == ["a", "b"]
+    assert (card["protocol"]["n_splits"], card["protocol"]["n_repeats"]) == (4, 2)
+    assert card["metrics"]["baselines"] == {
+        name: {key: figures[key] for key in ("accuracy", "macro_f1", "mae")}
+        for name, figures in metrics["baselines"].items()
+    }
+    split = metrics["time_split"]
+    assert card["metrics"]["time_split"] == {
+        **{key: split[key] for key in ("n_test", "accuracy", "macro_f1", "mae")},
+        "accuracy_mean_over_seeds": split["over_seeds"]["accuracy_mean"],
+        "accuracy_std_over_seeds": split["over_seeds"]["accuracy_std"],
+    }
+    # ids that are not all numbers have no range
+    untold = train.model_card(
+        [*beers, {"id": "x", "name": "C"}],
+        metrics,
+        protocol,
+        train.ModelParams(),
+        "abc",
+        {"file": "c.json"},
+    )
+    assert (untold["data"]["ids"], untold["data"]["source"]) == (None, {"file": "c.json"})
+
+
+def test_the_newest_fifth_is_dated_from_its_earliest_to_its_latest_beer(catalog_beers):
+    # newest first, so the test beer listed first is not the earliest one
+    beers = features.labelled(catalog_beers)[:60][::-1]
+    X, ibu = features.build_features(beers), features.ibu_values(beers)
+    protocol = train.Protocol(time_split_seeds=1, importance_repeats=1, n_jobs=1)
+    split, predictions, _ = train.evaluate_time_split(beers, X, ibu, protocol, TINY)
+    dates = predictions["first_brewed"].tolist()
+    assert split["test_first_brewed_from"] == min(dates, key=train.first_brewed_order)
+    assert split["test_first_brewed_to"] == max(dates, key=train.first_brewed_order)
+    assert dates[0] != split["test_first_brewed_from"]
+
+
+def test_evaluation_of_beers_all_trained_on_has_no_unseen_figures(
+    catalog_beers, small_trained_model
+):
+    beers = features.labelled(catalog_beers[::2])
+    scores = train.evaluate_catalogue(
+        small_trained_model.model, beers, small_trained_model.card["data"]["beer_keys"]
+    )
+    assert (scores["seen_in_training"], scores["unseen"]) == (len(beers), None)
+
+
 def test_confusion_matrix_rows_are_the_true_bands():
     # what plots.plot_confusion_matrix assumes: row = true band, column = predicted band
     matrix = train.classification_metrics(np.array([0, 0, 1]), np.array([1, 1, 1]))
@@ -332,6 +468,13 @@ def test_the_time_split_of_a_small_catalogue():
     # ties on the date are broken by id: with one test beer it is the larger id
     _, last = train.time_split(beers, test_fraction=0.1)
     assert last.tolist() == [5]
+    # by id, not by place in the list
+    renumbered = [{**beer, "id": 100 - i} for i, beer in enumerate(beers)]
+    _, last = train.time_split(renumbered, test_fraction=0.1)
+    assert last.tolist() == [3]
+    # however small the catalogue, one beer is tested
+    older, newest = train.time_split(beers[:2])
+    assert (older.tolist(), newest.tolist()) == ([0], [1])
 
 
 def test_the_data_checksum_does_not_depend_on_key_order(catalog_beers):
@@ -376,10 +519,21 @@ class _FixedModel:
     """A stand-in model: the same band probabilities and IBU for every beer."""
 
     def predict_proba(self, X):
-        return np.tile([0.1, 0.2, 0.3, 0.4], (len(X), 1))
+        return np.tile([0.12344, 0.20006, 0.2765, 0.4], (len(X), 1))
 
     def predict_ibu(self, X):
         return np.full(len(X), 81.26)
+
+
+@pytest.mark.parametrize("as_read", [lambda table: table, lambda table: table.convert_dtypes()])
+def test_missing_values_of_a_table_are_none_in_its_predictions(as_read):
+    # NaN in a plain table, pd.NA in one of nullable types
+    table = as_read(pd.DataFrame([{"id": 1, "name": "Hoppy", "ibu": 85}, {"id": 2}]))
+    predictions = predict_beers(_FixedModel(), table, trained_on=["hoppy"])
+    assert [(p["id"], p["name"], p["ibu"], p["seen_in_training"]) for p in predictions] == [
+        (1, "Hoppy", 85.0, True),
+        (2, None, None, False),
+    ]
 
 
 def test_a_prediction_reports_what_the_model_said():
@@ -390,7 +544,13 @@ def test_a_prediction_reports_what_the_model_said():
         "band": "(70, inf)",
         "band_index": 3,
         "predicted_ibu": 81.3,
-        "probabilities": {"(-1, 30]": 0.1, "(30, 50]": 0.2, "(50, 70]": 0.3, "(70, inf)": 0.4},
+        # to four decimals
+        "probabilities": {
+            "(-1, 30]": 0.1234,
+            "(30, 50]": 0.2001,
+            "(50, 70]": 0.2765,
+            "(70, inf)": 0.4,
+        },
         "ibu": 85.0,
         "seen_in_training": None,
     }
@@ -400,6 +560,15 @@ def test_seen_in_training_compares_normalised_names():
     beers = [{"id": 1, "name": "Sink The Bismarck!"}, {"id": 2, "name": "Sink"}]
     seen = predict_beers(_FixedModel(), beers, trained_on=["sink the bismarck"])
     assert [p["seen_in_training"] for p in seen] == [True, False]
+    assert predict_beer(_FixedModel(), beers[0], trained_on=["sink the bismarck"])[
+        "seen_in_training"
+    ]
+
+
+def test_no_beers_get_no_predictions(small_trained_model):
+    # the model itself refuses an empty table
+    assert predict_beers(small_trained_model.model, []) == []
+    assert predict_beers(small_trained_model.model, pd.DataFrame()) == []
 
 
 def test_the_final_model_is_fitted_on_the_beers_with_their_own_ibu(trained, catalog_beers):
