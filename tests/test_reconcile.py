@@ -8,6 +8,7 @@ import gzip
 import io
 import json
 import time
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -112,20 +113,26 @@ def _error_line(beer: dict) -> bytes:
     ).encode()
 
 
+DAY = "ingest_date=2024-05-01/"
+
+
+def _delivered(stack, raw_lines: tuple[bytes, ...], cleaned_ids: list[int]) -> tuple[Any, str]:
+    """One raw and one cleaned object in a day's partition, as the delivery streams write
+    them; returns the S3 client and the bucket."""
+    s3, bucket = stack.client("s3"), stack.outputs["BucketName"]
+    s3.put_object(Bucket=bucket, Key=f"raw/{DAY}raw-1.gz", Body=_gzip_lines(*raw_lines))
+    s3.put_object(Bucket=bucket, Key=f"cleaned/{DAY}cleaned-1", Body=_parquet_ids(cleaned_ids))
+    return s3, bucket
+
+
 @pytest.mark.emulator
 def test_counts_are_exact_whatever_blank_lines_the_objects_hold(streaming_stack):
     stack = streaming_stack()
-    s3, bucket = stack.client("s3"), stack.outputs["BucketName"]
-    day = "ingest_date=2024-05-01/"
+    raw = (b'{"id": 1}', b"", b'{"id": 2}', b"   ", b'{"id": 3}', b"not json")
+    s3, bucket = _delivered(stack, raw, cleaned_ids=[1, 2, 99, 2])
     s3.put_object(
         Bucket=bucket,
-        Key=f"raw/{day}raw-1.gz",
-        Body=_gzip_lines(b'{"id": 1}', b"", b'{"id": 2}', b"   ", b'{"id": 3}', b"not json"),
-    )
-    s3.put_object(Bucket=bucket, Key=f"cleaned/{day}cleaned-1", Body=_parquet_ids([1, 2, 99, 2]))
-    s3.put_object(
-        Bucket=bucket,
-        Key=f"errors/cleaned/processing-failed/{day}errors-1",
+        Key=f"errors/cleaned/processing-failed/{DAY}errors-1",
         Body=b"\n" + _error_line({"id": 3, "abv": "strong"}) + b"\n\n  \n",
     )
 
@@ -308,14 +315,7 @@ def test_reasons_are_not_looked_up_where_there_is_no_log_or_no_reason(aws_env):
 @pytest.mark.emulator
 def test_a_beer_produced_twice_must_arrive_twice(streaming_stack):
     stack = streaming_stack()
-    s3, bucket = stack.client("s3"), stack.outputs["BucketName"]
-    day = "ingest_date=2024-05-01/"
-    s3.put_object(
-        Bucket=bucket,
-        Key=f"raw/{day}raw-1.gz",
-        Body=_gzip_lines(b'{"id": 1}', b'{"id": 2}', b'{"id": 7}'),
-    )
-    s3.put_object(Bucket=bucket, Key=f"cleaned/{day}cleaned-1", Body=_parquet_ids([1, 2]))
+    _delivered(stack, (b'{"id": 1}', b'{"id": 2}', b'{"id": 7}'), cleaned_ids=[1, 2])
 
     twice = reconcile([1, 1, 2], stack.outputs, session=stack.session, explain_errors=False)
     from_raw = reconcile(None, stack.outputs, session=stack.session, explain_errors=False)
