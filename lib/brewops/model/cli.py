@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -236,19 +235,9 @@ def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def _json_line(data: Any) -> str:
     """Strict JSON on one line: NaN (e.g. R² of a single beer) becomes null."""
-    return json.dumps(_finite(data), allow_nan=False)
+    from brewops.model import registry
 
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    if hasattr(value, "item"):  # numpy scalars
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    return json.dumps(registry.strict_json(data), allow_nan=False)
 
 
 def _sha256(path: Path) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import tempfile
 from collections.abc import Iterator
@@ -171,14 +172,22 @@ def _library_hint(card: dict[str, Any]) -> str:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+    text = json.dumps(strict_json(data), indent=2, sort_keys=True, allow_nan=False, default=str)
+    path.write_text(text + "\n")
 
 
-def _json_default(value: Any) -> Any:
-    # numpy arrays and scalars; not .item(), which refuses an array of more than one value
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return str(value)
+def strict_json(value: Any) -> Any:
+    """`value` as strict JSON holds it: numpy scalars and arrays as numbers and lists, a
+    non-finite float (R² of a single beer, say) as null, which every JSON reader accepts."""
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(item) for item in value]
+    if hasattr(value, "tolist"):  # not .item(), which refuses an array of more than one value
+        return strict_json(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _cross_validation(card: dict[str, Any]) -> str:
