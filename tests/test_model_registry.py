@@ -87,11 +87,26 @@ def test_a_version_folder_round_trips(trained, tmp_path, catalog_beers):
     )
 
 
-def test_numpy_values_in_the_metrics_are_written_as_json_numbers(trained, tmp_path):
-    metrics = {"n": np.int64(3), "share": np.float32(0.5), "counts": np.array([1, 2])}
+def test_metrics_are_written_as_strict_json(trained, tmp_path):
+    metrics = {
+        "n": np.int64(3),
+        "share": np.float32(0.5),
+        "counts": np.array([1, 2]),
+        "r2": float("nan"),  # the R² of one beer; strict readers refuse NaN
+        "spread": np.array([np.inf, 0.25]),
+        "folder": tmp_path,
+    }
     folder = registry.save(trained.model, metrics, trained.card, tmp_path)
-    written = json.loads((folder / registry.METRICS_FILE).read_text())
-    assert written == {"n": 3, "share": 0.5, "counts": [1, 2]}
+    text = (folder / registry.METRICS_FILE).read_text()
+    written = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} written"))
+    assert written == {
+        "n": 3,
+        "share": 0.5,
+        "counts": [1, 2],
+        "r2": None,
+        "spread": [None, 0.25],
+        "folder": str(tmp_path),
+    }
 
 
 def test_the_markdown_card_shows_what_the_card_records(trained, tmp_path):
