@@ -76,7 +76,7 @@ def test_train_writes_the_model_metrics_and_card(trained_dir: Path):
     assert {"accuracy", "macro_f1", "mae"} <= set(metrics["cv"])
     assert {"majority_class", "random_forest_6_columns"} == set(metrics["baselines"])
     assert {"accuracy", "macro_f1", "mae", "n_test", "over_seeds"} <= set(metrics["time_split"])
-    card = json.loads((trained_dir / registry.CARD_FILE).read_text())
+    card = card_of(trained_dir)
     assert registry.VERSION_PATTERN.match(card["version"])
     assert card["data"]["source"]["file"] == "train.json"
     assert len(card["data"]["source"]["file_sha256"]) == 64

@@ -103,12 +103,16 @@ def _parquet_ids(ids: list[int]) -> bytes:
     return buffer.getvalue()
 
 
+def _b64(value) -> str:
+    return base64.b64encode(json.dumps(value).encode()).decode()
+
+
 def _error_line(beer: dict) -> bytes:
     return json.dumps(
         {
             "errorCode": "Lambda.ProcessingFailedStatus",
             "errorMessage": "ProcessingFailed status set for record",
-            "rawData": base64.b64encode(json.dumps(beer).encode()).decode(),
+            "rawData": _b64(beer),
         }
     ).encode()
 
@@ -230,10 +234,6 @@ def bucket(aws_env):
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket="edges", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
     return s3
-
-
-def _b64(value) -> str:
-    return base64.b64encode(json.dumps(value).encode()).decode()
 
 
 @pytest.mark.emulator
