@@ -489,3 +489,91 @@ def test_an_address_that_is_not_this_machines_is_not_called_a_port_in_use():
         result.stderr
     )
     assert "port is in use" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        # every request would be answered 429 "wait an hour"
+        ["api", "serve", "--rate-limit", "-1"],
+        # every request would be answered 500 (a negative sleep)
+        ["api", "serve", "--fault-latency", "-1"],
+        ["api", "serve", "--fault-burst-length", "0"],
+        # requests refuses a timeout of 0 with a traceback
+        ["data", "crawl", "--url", "http://127.0.0.1:9/v2", "--out", "x.json", "--timeout", "0"],
+        ["data", "crawl", "--url", "http://127.0.0.1:9/v2", "--out", "x.json", "--retries", "-1"],
+        # would tick nothing and succeed
+        ["stream", "tick", "--n", "-3"],
+        ["stream", "tick", "--interval", "-1"],
+        # would read the stream in a busy loop
+        ["stream", "run", "--poll", "0"],
+    ],
+    ids=lambda args: " ".join(args[:2] + args[-2:-1]),
+)
+def test_an_option_out_of_its_range_is_refused_before_anything_starts(args, monkeypatch):
+    from brewops.catalog import CatalogError
+    from brewops.punkapi import server
+
+    def started(*args: Any, **kwargs: Any) -> None:
+        raise CatalogError("started anyway")
+
+    monkeypatch.setattr(server, "PunkApiServer", started)
+    monkeypatch.setattr(streaming_cli, "use_target", started)
+
+    result = CliRunner().invoke(main, args)
+
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for" in result.output and args[-2] in result.output
+    assert "started anyway" not in result.output
+
+
+def test_reconcile_json_prints_only_json_on_stdout(monkeypatch, tmp_path):
+    accepting_target(monkeypatch, tmp_path, name="local")
+    figures = {"produced": 0, "nothing_lost": True}
+    monkeypatch.setattr(
+        "brewops.reconcile.reconcile",
+        lambda produced, outputs, session: SimpleNamespace(ok=True, figures=lambda: figures),
+    )
+
+    result = CliRunner().invoke(streaming_cli.stream, ["reconcile", "--json"])
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == figures
+    assert "reconciling with the ids found in raw" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "damage", ["{not json", json.dumps({"stack_id": "s", "ids": ["1", None]})], ids=["json", "ids"]
+)
+@pytest.mark.parametrize("command", ["backfill", "tick", "reconcile"])
+def test_a_damaged_record_of_the_produced_ids_is_one_line_and_nothing_is_sent(
+    command, damage, catalog_path, monkeypatch, tmp_path
+):
+    target = accepting_target(monkeypatch, tmp_path, name="local")
+    target.stack_id = "s"
+    path = streaming_cli.produced_ids_file("local")
+    path.parent.mkdir(parents=True)
+    path.write_text(damage)
+    monkeypatch.setattr(
+        "brewops.scheduler.Scheduler.from_outputs", lambda *a, **kw: pytest.fail("ticked")
+    )
+    args = {"backfill": ["--catalog", str(catalog_path), "--no-progress"]}.get(command, [])
+
+    result = CliRunner().invoke(main, ["stream", command, *args])
+
+    assert result.exit_code == 1, result.output
+    assert f"Error: {path}, where `brewops stream backfill` and `tick` record" in result.output
+    assert "is damaged" in result.output and "Delete it" in result.output
+    assert target.kinesis.partition_keys == []
+    assert path.read_text() == damage  # left for the user to look at
+
+
+def test_ids_given_as_booleans_are_refused(monkeypatch, tmp_path):
+    accepting_target(monkeypatch, tmp_path, name="local")
+    booleans = tmp_path / "ids.json"
+    booleans.write_text("[true, 2]")
+
+    result = CliRunner().invoke(streaming_cli.stream, ["reconcile", "--ids-file", str(booleans)])
+
+    assert result.exit_code == 2, result.output
+    assert "holds no list of integer ids" in result.output

@@ -59,14 +59,14 @@ def fetch(force: bool) -> None:
 )
 @click.option(
     "--timeout",
-    type=float,
+    type=click.FloatRange(min=0, min_open=True),
     default=10.0,
     show_default=True,
     help="Seconds to wait for each answer.",
 )
 @click.option(
     "--retries",
-    type=int,
+    type=click.IntRange(min=0),
     default=5,
     show_default=True,
     help="Retries per request after a timeout, a broken or non-JSON answer, a 429 or a 5xx.",

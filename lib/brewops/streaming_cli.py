@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from brewops import paths
+from brewops.errors import ActionableError
 
 TARGET_OPTION = click.option(
     "--target",
@@ -34,16 +35,35 @@ def produced_ids_file(target: str) -> Path:
     return paths.build_dir() / "streaming" / f"produced-ids-{target}.json"
 
 
+class ProducedIdsUnreadable(RuntimeError, ActionableError):
+    """The file of the ids this stack was sent is damaged."""
+
+
 def read_produced(target: str, stack_id: str | None) -> tuple[list[int] | None, str]:
     """(ids, where they come from) remembered for this stack; None when there are none, or
-    when they were produced into another stack (a deleted one, an earlier `local up`)."""
+    when they were produced into another stack (a deleted one, an earlier `local up`).
+    Raises ProducedIdsUnreadable when the file is damaged."""
     path = produced_ids_file(target)
     if not path.exists():
         return None, f"{path} (not found)"
-    remembered = json.loads(path.read_text())
+    try:
+        remembered = json.loads(path.read_text())
+    except ValueError as error:
+        raise _unreadable(path, f"not JSON: {error}") from error
     if not isinstance(remembered, dict) or remembered.get("stack_id") != stack_id:
         return None, f"{path} (another stack's, ignored)"
-    return [int(i) for i in remembered.get("ids", [])], str(path)
+    ids = remembered.get("ids", [])
+    if not isinstance(ids, list) or not all(type(i) is int for i in ids):
+        raise _unreadable(path, "its ids are not a list of integers")
+    return ids, str(path)
+
+
+def _unreadable(path: Path, problem: str) -> ProducedIdsUnreadable:
+    return ProducedIdsUnreadable(
+        f"{path}, where `brewops stream backfill` and `tick` record the ids they send, is "
+        f"damaged ({problem}). Delete it: what this stack was sent is then unknown, and "
+        "`brewops stream reconcile` checks the ids found in raw instead."
+    )
 
 
 def remember_produced(target: str, ids: list[int], stack_id: str | None) -> Path:
@@ -66,7 +86,7 @@ def _ids_from_file(path: Path) -> list[int]:
     except ValueError as error:
         raise click.BadParameter(f"{path} is not JSON: {error}", param_hint="--ids-file") from error
     ids = data.get("ids") if isinstance(data, dict) else data
-    if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+    if not isinstance(ids, list) or not all(type(i) is int for i in ids):  # true is no id
         raise click.BadParameter(f"{path} holds no list of integer ids", param_hint="--ids-file")
     return ids
 
@@ -131,6 +151,7 @@ def backfill(
     from brewops.reconcile import sent_ids
 
     tgt = use_target(target)
+    read_produced(target, tgt.stack_id)  # a damaged record of the ids is said before sending
     if catalog is not None:
         from brewops.catalog import load_catalog
 
@@ -164,14 +185,23 @@ def backfill(
 
 @stream.command()
 @TARGET_OPTION
-@click.option("--n", "ticks", type=int, default=1, show_default=True, help="Ticks to run.")
-@click.option("--interval", type=float, default=0.0, show_default=True, help="Seconds apart.")
+@click.option(
+    "--n", "ticks", type=click.IntRange(min=0), default=1, show_default=True, help="Ticks to run."
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Seconds apart.",
+)
 def tick(target: str, ticks: int, interval: float) -> None:
     """Invoke the producer function as its schedule rule would, N times."""
     from brewops.reconcile import tick_ids
     from brewops.scheduler import Scheduler
 
     tgt = use_target(target)
+    read_produced(target, tgt.stack_id)  # a damaged record of the ids is said before sending
     scheduler = Scheduler.from_outputs(
         tgt.outputs, session=tgt.session, in_process=tgt.name == "local"
     )
@@ -217,7 +247,13 @@ def fill(ctx: click.Context, progress: bool) -> None:
 
 @stream.command()
 @TARGET_OPTION
-@click.option("--poll", type=float, default=1.0, show_default=True, help="Seconds between reads.")
+@click.option(
+    "--poll",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Seconds between reads.",
+)
 @click.option("--with-scheduler", is_flag=True, help="Also tick the producer at the rule's rate.")
 def run(target: str, poll: float, with_scheduler: bool) -> None:
     """Deliver continuously, by buffer size and interval, until Ctrl-C."""
@@ -234,6 +270,7 @@ def run(target: str, poll: float, with_scheduler: bool) -> None:
 
         scheduler = Scheduler.from_outputs(tgt.outputs, session=tgt.session)
         stack_id = tgt.stack_id
+        read_produced(target, stack_id)  # a damaged record of the ids is said before ticking
 
         def remember(fired: list[Any]) -> None:
             _echo_ticks(fired)
@@ -271,8 +308,10 @@ def reconcile(target: str, ids_file: Path | None, as_json: bool) -> None:
         produced = _ids_from_file(ids_file)
     else:
         produced, source = read_produced(target, tgt.stack_id)
-        if produced is None:
-            click.echo(f"no produced ids in {source}: reconciling with the ids found in raw")
+        if produced is None:  # on stderr: with --json, stdout is the JSON alone
+            click.echo(
+                f"no produced ids in {source}: reconciling with the ids found in raw", err=True
+            )
     result = compare(produced, tgt.outputs, session=tgt.session)
     click.echo(json.dumps(result.figures()) if as_json else str(result))
     if not result.ok:

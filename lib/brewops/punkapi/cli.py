@@ -46,7 +46,7 @@ def api() -> None:
 )
 @click.option(
     "--rate-limit",
-    type=int,
+    type=click.IntRange(min=0),
     default=3600,
     show_default=True,
     help="Requests per client IP per hour (v2); 0 turns the limit and its headers off.",
@@ -61,7 +61,7 @@ def api() -> None:
 )
 @click.option(
     "--fault-latency",
-    type=float,
+    type=click.FloatRange(min=0),
     default=0.0,
     show_default=True,
     help="Extra delay per answer, uniform between 0 and this many seconds.",
@@ -75,7 +75,7 @@ def api() -> None:
 )
 @click.option(
     "--fault-burst-length",
-    type=int,
+    type=click.IntRange(min=1),
     default=3,
     show_default=True,
     help="429 answers in a row per burst, the first included.",
