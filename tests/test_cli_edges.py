@@ -202,3 +202,21 @@ def test_a_functions_environment_is_put_back_as_it_was_even_when_it_fails(monkey
 
     assert os.environ["BREWOPS_TARGET"] == "aws"
     assert "PUNKAPI_URL" not in os.environ and "BATCH" not in os.environ
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [("{not json", "Expecting property name"), ("[1, 2]", "a JSON list, not an object")],
+)
+def test_a_figures_file_that_is_not_notebook_03s_is_one_line(validated, tmp_path, content, problem):
+    from brewops.cli import main
+
+    figures = tmp_path / "figures.json"
+    figures.write_text(content)
+
+    result = CliRunner().invoke(main, ["validate", "run", "--figures", str(figures)])
+
+    assert result.exit_code == 1, result.output
+    assert f"Error: {figures} is not a figures file notebook 03 wrote ({problem}" in result.output
+    assert "--expected-ids" in result.output
+    assert validated == []

@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from brewops import schema, summary
+from brewops.errors import ActionableError
 from brewops.paths import build_dir
 from brewops.reconcile import ErrorRecord
 from brewops.tables import (
@@ -89,6 +90,10 @@ class PartitionLayoutError(UnreadableDataError):
 
 class LostRecordsError(ValidationError):
     rule = LOST_RECORDS
+
+
+class FiguresUnreadable(ValueError, ActionableError):
+    """Notebook 03's figures file is not the JSON object it writes."""
 
 
 _ERRORS = {
@@ -339,7 +344,12 @@ def expectation_from_figures(path: Path | None = None, stack_id: str | None = No
     another stack (a deleted one, an earlier `brewops local up`) are ignored: that stack's
     records are not in this one's tables."""
     path = path or produce_figures_path()
-    figures = summary.read(path)
+    try:
+        figures = summary.read(path)
+    except (OSError, ValueError) as error:
+        raise _figures_unreadable(path, str(error)) from error
+    if not isinstance(figures, dict):
+        raise _figures_unreadable(path, f"a JSON {type(figures).__name__}, not an object")
     if not figures:
         return Expectation(source=f"{path} (not found)")
     if stack_id is not None and figures.get("stack_id") != stack_id:
@@ -357,6 +367,13 @@ def expectation_from_figures(path: Path | None = None, stack_id: str | None = No
         None,
     )
     return Expectation(records, ids, source=str(path))
+
+
+def _figures_unreadable(path: Path, problem: str) -> FiguresUnreadable:
+    return FiguresUnreadable(
+        f"{path} is not a figures file notebook 03 wrote ({problem}). Run notebook 03 again "
+        "to write it, or say what was produced with --expected-ids (expected= in Python)."
+    )
 
 
 def produced_ids_expectation(target_name: str, stack_id: str | None = None) -> Expectation:
