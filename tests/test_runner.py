@@ -96,6 +96,9 @@ def test_a_parameter_no_notebook_defines_is_refused_before_any_runs(
         # it would run the notebooks against AWS while the local target is brought up and
         # the summary says local
         (["target", "aws"], "the target is chosen with --target"),
+        # the notebook would fail halfway (or, for notebook 03's ticks, tick forever)
+        (["value", "two"], 'value of 01_first_step takes an integer, not "two"'),
+        (["value", "null"], "value of 01_first_step takes an integer, not null"),
     ],
 )
 def test_the_command_refuses_it_before_starting_the_target(
@@ -116,12 +119,47 @@ def test_the_command_refuses_it_before_starting_the_target(
     assert not (tmp_path / "build").exists()
 
 
-def test_the_readme_runs_only_parameters_the_notebooks_define():
+@pytest.mark.parametrize(
+    ("value", "refused"),
+    [(2, False), (True, True), (2.5, True), ("2", True), (None, True)],
+)
+def test_a_value_must_have_the_type_of_the_parameters_default(
+    notebooks: Path, tmp_path: Path, value: Any, refused: bool
+):
+    if refused:
+        with pytest.raises(click.BadParameter, match=r"value of 01_first_step takes an integer"):
+            check_parameters(discover(notebooks), {"value": value})
+    else:
+        check_parameters(discover(notebooks), {"value": value})
+
+
+def test_a_parameter_whose_default_is_none_takes_any_value(tmp_path: Path):
+    nb = _notebook(tmp_path / "01_open.ipynb")
+    source = nb.read_text().replace("value = 1", "value = None  # anything")
+    nb.write_text(source)
+
+    for value in (None, 3, "text", [1, 2], {"a": 1}):
+        check_parameters([nb], {"value": value})
+
+
+def test_a_number_default_takes_an_integer_and_refuses_a_flag(tmp_path: Path):
+    nb = _notebook(tmp_path / "01_seconds.ipynb")
+    nb.write_text(nb.read_text().replace("value = 1", "value = 0.5  # seconds"))
+
+    for value in (3, 2.5):
+        check_parameters([nb], {"value": value})
+    for value in (True, "3"):
+        with pytest.raises(click.BadParameter, match="value of 01_seconds takes a number"):
+            check_parameters([nb], {"value": value})
+
+
+def test_the_readme_runs_only_parameters_the_notebooks_define_with_their_types():
     commands = re.findall(r"brewops run [^`#\n]*", (repo_root() / "README.md").read_text())
     assert any("-p" in command for command in commands)
     for command in commands:
         only = re.findall(r"--only (\d+)", command)
-        check_parameters(discover(only=only), re.findall(r"-p (\w+)", command))
+        given = re.findall(r"-p (\w+) (\S+)", command)
+        check_parameters(discover(only=only), {name: _parse_value(v) for name, v in given})
 
 
 def test_parameter_values_are_yaml_scalars():

@@ -8,13 +8,14 @@ notebook's status, seconds and the key figures it recorded through `brewops.summ
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import json
 import os
 import re
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,26 +78,62 @@ def discover(directory: Path | None = None, only: Sequence[str] = ()) -> list[Pa
     return found
 
 
-def check_parameters(notebooks: Sequence[Path], names: Iterable[str]) -> None:
+def check_parameters(notebooks: Sequence[Path], parameters: Mapping[str, Any]) -> None:
     """Refuse a parameter no notebook's `parameters` cell defines: papermill would inject
     it anyway, and the notebook would run with its default as if nothing was said. Refuse
-    `target` too: the run's target (what it brings up, what its summary says) is --target."""
+    `target` too: the run's target (what it brings up, what its summary says) is --target.
+    Refuse a value whose type is not its default's in a notebook that defines it: the
+    notebook would fail halfway, or `ticks null` tick forever."""
     from papermill import inspect_notebook
 
-    names = list(names)
-    if "target" in names:
+    if "target" in parameters:
         raise click.BadParameter(
             "the target is chosen with --target, not as a parameter",
             param_hint="'-p' / '--parameter'",
         )
-    defined = list(dict.fromkeys(name for nb in notebooks for name in inspect_notebook(nb)))
-    unknown = [name for name in dict.fromkeys(names) if name not in defined]
+    defined = {nb: inspect_notebook(nb) for nb in notebooks}
+    known = list(dict.fromkeys(name for names in defined.values() for name in names))
+    unknown = [name for name in parameters if name not in known]
     if unknown:
         which = ", ".join(nb.stem for nb in notebooks)
         raise click.BadParameter(
-            f"not defined by {which}: {', '.join(unknown)}. Valid names: {', '.join(defined)}",
+            f"not defined by {which}: {', '.join(unknown)}. Valid names: {', '.join(known)}",
             param_hint="'-p' / '--parameter'",
         )
+    for nb, names in defined.items():
+        for name, definition in names.items():
+            if name in parameters:
+                _check_type(nb, name, definition["default"], parameters[name])
+
+
+# a default's type -> what a value must be to take its place, said as the refusal says it
+_TYPES: dict[type, tuple[tuple[type, ...], str]] = {
+    bool: ((bool,), "true or false"),
+    int: ((int,), "an integer"),
+    float: ((int, float), "a number"),
+    str: ((str,), "a string (quote one YAML reads otherwise: '\"8080\"')"),
+    list: ((list,), "a list, e.g. '[1, 2]'"),
+    tuple: ((list,), "a list, e.g. '[1, 2]'"),
+    dict: ((dict,), "a mapping, e.g. '{a: 1}'"),
+}
+
+
+def _check_type(notebook: Path, name: str, default_source: str, value: Any) -> None:
+    """A parameter whose default is None takes anything; another takes its default's type."""
+    try:
+        default = ast.literal_eval(default_source)
+    except (ValueError, SyntaxError):  # an expression: nothing to compare with
+        return
+    if default is None or type(default) not in _TYPES:
+        return
+    accepted, said = _TYPES[type(default)]
+    if isinstance(value, accepted) and (isinstance(value, bool) == isinstance(default, bool)):
+        return
+    raise click.BadParameter(
+        f"{name} of {notebook.stem} takes {said}, not {json.dumps(value, default=str)} "
+        f"(its default is {default_source})",
+        param_hint="'-p' / '--parameter'",
+    )
 
 
 def render_html(executed: Path) -> Path:
@@ -260,7 +297,8 @@ def _parse_value(raw: str) -> Any:
     multiple=True,
     metavar="NAME VALUE",
     help="Override a notebook parameter in every notebook that defines it (value parsed as "
-    "YAML); a name no selected notebook defines is refused.",
+    "YAML, of the type of the parameter's default unless that is None); a name no selected "
+    "notebook defines is refused.",
 )
 @click.option("--no-progress", is_flag=True, help="Hide papermill's per-cell progress bars.")
 def run_command(
