@@ -98,6 +98,16 @@ def test_notebook_follows_the_conventions(notebook: Path):
         assert not defined, f"cell {i} defines {defined}: logic belongs in the package"
 
 
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_parameter_says_what_it_does(notebook: Path):
+    """`brewops run -p NAME VALUE` and Jupyter users read the comment beside each one."""
+    from papermill import inspect_notebook
+
+    parameters = inspect_notebook(notebook)
+    assert parameters
+    assert [name for name, p in parameters.items() if not p["help"].strip()] == []
+
+
 def _colab_cell(notebook: Path, home: Path) -> str:
     """The notebook's Colab install cell, with the clone going to `home`."""
     source = "".join(json.loads(notebook.read_text())["cells"][1]["source"])

@@ -23,7 +23,7 @@ parameter, by default the community v3 service, a newer edition of 415 beers). S
 None: it only reads from the API.
 """,
     parameters="""
-target = "local"
+target = "local"  # "local" (embedded emulator) or "aws"
 api_url = None  # None: the target's Punk API; else a base URL with /v2 or /v3
 api_version = None  # None: the target's (on AWS its PunkApiVersion), or api_url's /v2 or /v3
 expected_beers = None  # None: 325 from the local target's server, unchecked from any other

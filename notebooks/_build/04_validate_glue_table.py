@@ -34,9 +34,9 @@ None locally. On AWS: Athena scans the two tables once (a few MB, well under a c
 S3 list and GET requests.
 """,
     parameters="""
-target = "local"
+target = "local"  # "local" (embedded emulator) or "aws"
 expected_ids = None  # None: what notebook 03 produced; else a list of beer ids
-tables = ["cleaned", "raw"]
+tables = ["cleaned", "raw"]  # the tables to validate: "cleaned", "raw" or both
 require_reconciliation = True  # fail when nothing says what was produced
 real_catalogue = True  # the tables hold the real catalogue: its known quirks must show
 """,

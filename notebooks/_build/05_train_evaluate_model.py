@@ -31,7 +31,7 @@ None locally. On AWS: one Athena scan of the raw table (a few MB), and a few S3 
 requests for the model (under 1 MB).
 """,
     parameters="""
-target = "local"
+target = "local"  # "local" (embedded emulator) or "aws"
 catalog = None  # a catalogue file (v2 or v3 JSON) to train on instead of the raw table
 register = True  # write the model to the registry (ModelRegistryUri of the stack)
 model_version = None  # to load back; None: the version registered now, else the model in memory
