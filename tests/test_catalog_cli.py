@@ -199,13 +199,15 @@ def test_synth_writes_what_synthesize_writes_with_the_same_settings(
     assert out.read_bytes() == expected.path.read_bytes()
 
 
-def test_synth_refuses_a_negative_count(runner, catalog_path, tmp_path: Path):
+@pytest.mark.parametrize(("option", "value"), [("--n", "-1"), ("--jitter", "-0.1")])
+def test_synth_refuses_a_negative_count_or_jitter(
+    runner, catalog_path, tmp_path: Path, option: str, value: str
+):
     out = tmp_path / "negative.json"
-    result = runner.invoke(
-        main, ["data", "synth", "--n", "-1", "--out", str(out), "--catalog", str(catalog_path)]
-    )
+    args = ["data", "synth", "--out", str(out), "--catalog", str(catalog_path), option, value]
+    result = runner.invoke(main, args)
     assert result.exit_code == 2
-    assert "-1 is not in the range x>=0" in result.output
+    assert f"Invalid value for '{option}': {value} is not in the range x>=0" in result.output
     assert not out.exists()
 
 

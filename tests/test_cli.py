@@ -53,17 +53,22 @@ def test_a_target_that_is_not_running_is_one_line_saying_what_to_do(tmp_path, mo
     assert "brewops local up" in result.stderr
 
 
-def test_a_bad_catalogue_file_is_one_line_too(tmp_path):
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [("{not json", "catalogue.json"), ("[]", "catalogue.json holds no beers: nothing to serve")],
+)
+def test_a_bad_catalogue_file_is_one_line_too(tmp_path, content, said):
     broken = tmp_path / "catalogue.json"
-    broken.write_text("{not json")
+    broken.write_text(content)
     result = subprocess.run(
         [BREWOPS, "api", "serve", "--catalog", str(broken), "--port", "0"],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert result.returncode != 0
+    assert result.returncode == 1
     assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("Error: ") and said in result.stderr
 
 
 def test_a_port_in_use_or_out_of_range_says_what_to_do(catalog_path):

@@ -111,7 +111,13 @@ def crawl(
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="Seed of the resampling and jitter."
 )
-@click.option("--jitter", type=float, default=0.05, show_default=True, help="Relative std dev.")
+@click.option(
+    "--jitter",
+    type=click.FloatRange(min=0),
+    default=0.05,
+    show_default=True,
+    help="Relative std dev.",
+)
 @CATALOG_OPTION
 def synth(count: int, out: Path, seed: int, jitter: float, catalog: Path | None) -> None:
     """Write N synthetic beers (real ones resampled, new ids, jittered numbers), streaming."""

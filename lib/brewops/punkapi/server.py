@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from brewops.catalog import load_catalog, to_v3_shape
+from brewops.catalog import CatalogError, default_catalog_path, load_catalog, to_v3_shape
 
 API_VERSIONS = ("v2", "v3")
 DEFAULT_RATE_LIMIT = 3600
@@ -734,7 +734,13 @@ class PunkApiServer:
         random_seed: int | None = None,
         verbose: bool = False,
     ) -> None:
-        beers = beers if beers is not None else load_catalog(catalog_path)
+        if beers is None:
+            beers = load_catalog(catalog_path)
+            if not beers:  # every /beers/random would answer 500
+                raise CatalogError(
+                    f"The catalogue {catalog_path or default_catalog_path()} holds no beers: "
+                    "nothing to serve. Give it one that has (--catalog on the command line)."
+                )
         self.app = PunkApiApp(
             beers,
             api_version,
