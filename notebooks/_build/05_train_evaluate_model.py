@@ -37,7 +37,7 @@ register = True  # write the model to the registry (ModelRegistryUri of the stac
 model_version = None  # to load back; None: the version registered now, else the model in memory
 repeats = 5  # repeats of the 5-fold cross-validation (the fixed protocol uses 5)
 n_jobs = 2  # folds evaluated in parallel
-predict_ids = [1, 25, 100, 192, 280]  # beers to predict with the loaded model
+predict_ids = [1, 25, 100, 192, 280]  # beers to predict; none in the data: the first five
 keep_model = True  # False: delete the version registered by this run at the end
 """,
     cells=[
