@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -39,6 +40,14 @@ def test_lint_reports_a_broken_template_as_rows(tmp_path):
     findings = infra.lint(broken)
     assert (findings["level"] == "error").any()
     assert findings["message"].str.contains("Strem").any()
+    [line] = [n for n, text in enumerate(broken.read_text().splitlines(), 1) if "Strem" in text]
+    assert line in set(findings.loc[findings["message"].str.contains("Strem"), "line"])
+
+
+def test_a_template_that_cannot_be_parsed_is_refused_with_its_path(tmp_path):
+    broken = _broken_template(tmp_path, "Resources:", "Resources: [")
+    with pytest.raises(ValueError, match=f"cannot parse {broken}"):
+        infra.load_template(broken)
 
 
 def test_every_resource_is_listed_with_its_references():
@@ -46,6 +55,22 @@ def test_every_resource_is_listed_with_its_references():
     assert set(table.index) == set(infra.load_template()["Resources"])
     assert "Stream" in table.loc["ProducerRole", "references"]
     assert table.loc["CleanedTable", "name"] == "beers_cleaned"
+    assert (table.loc["Bucket", "group"], table.loc["ProducerFunction", "group"]) == (
+        "S3",
+        "Serverless",
+    )
+
+
+def test_resource_names_are_shown_as_the_template_writes_them():
+    sub_with_variables = {"Fn::Sub": ["brewops-${S}-role", {"S": {"Ref": "Stage"}}]}
+    template = {
+        "Resources": {
+            "Role": {"Type": "AWS::IAM::Role", "Properties": {"RoleName": sub_with_variables}},
+            "Logs": {"Type": "AWS::Logs::LogGroup", "Properties": {"LogGroupName": {"Ref": "N"}}},
+        }
+    }
+    names = infra.resources_table(template).set_index("logical id")["name"].to_dict()
+    assert names == {"Role": "brewops-${S}-role", "Logs": "${N}"}
 
 
 def test_the_data_flow_follows_the_records():
@@ -77,10 +102,11 @@ def test_the_output_contract_is_read_from_the_template():
     assert {"BucketName", "StreamName", "CleanedTableName", "ModelRegistryUri"} <= set(names)
 
 
-def test_deploying_to_aws_without_the_sam_cli_says_what_to_do(monkeypatch):
+@pytest.mark.parametrize("act", [infra.deploy, infra.teardown])
+def test_deploying_to_aws_without_the_sam_cli_says_what_to_do(monkeypatch, act):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     try:
-        infra.deploy("aws", "brewops-test")
+        act("aws", "brewops-test")
     except RuntimeError as error:
         assert "SAM CLI" in str(error)
     else:
@@ -92,6 +118,16 @@ def test_each_stack_deploys_with_its_own_samconfig_environment():
     assert infra.sam_config_env("brewops-prod") == "prod"
     with pytest.raises(ValueError, match="BREWOPS_STACK_NAME to one of brewops-dev, brewops-prod"):
         infra.sam_config_env("brewops-mine")  # would share brewops-dev's Stage
+
+
+def test_a_samconfig_environment_without_a_stack_is_not_offered(tmp_path):
+    config = tmp_path / "samconfig.toml"
+    config.write_text(
+        'version = 0.1\n[default.global.parameters]\nstack_name = "brewops-dev"\n'
+        "[ci.validate.parameters]\nlint = true\n"
+    )
+    with pytest.raises(ValueError, match=r"to one of brewops-dev, or add"):
+        infra.sam_config_env("brewops-mine", config)
 
 
 def test_sam_deploy_builds_and_deploys_with_the_stacks_environment(tmp_path, monkeypatch):
@@ -121,6 +157,9 @@ def test_sam_deploy_builds_and_deploys_with_the_stacks_environment(tmp_path, mon
         .endswith("--parameter-overrides Stage=prod ScheduleState=DISABLED")
     )
 
+    infra.teardown("aws")
+    assert calls.read_text().splitlines()[-1] == "delete --stack-name brewops-prod --no-prompts"
+
 
 def _fake_sam(directory, monkeypatch, script: str):
     """A stand-in `sam` on PATH running `script` (sh); the real one needs an AWS account."""
@@ -134,7 +173,14 @@ def test_parameter_values_with_spaces_or_quotes_reach_sam_whole(tmp_path, monkey
     args = tmp_path / "args"
     _fake_sam(tmp_path, monkeypatch, f"printf '%s\\n' \"$@\" > {args}")
 
-    infra.deploy("aws", "brewops-dev", ScheduleRate="rate(1 hour)", Note='say "hi"', Empty="")
+    infra.deploy(
+        "aws",
+        "brewops-dev",
+        ScheduleRate="rate(1 hour)",
+        Note='say "hi"',
+        Owner="'ops'",  # SAM would strip bare single quotes
+        Empty="",
+    )
 
     recorded = args.read_text().splitlines()
     overrides = recorded[recorded.index("--parameter-overrides") + 1 :]
@@ -155,6 +201,7 @@ def test_parameter_values_with_spaces_or_quotes_reach_sam_whole(tmp_path, monkey
         "Stage": "dev",
         "ScheduleRate": "rate(1 hour)",
         "Note": 'say "hi"',
+        "Owner": "'ops'",
         "Empty": "",
     }
 
@@ -223,6 +270,7 @@ def test_a_failed_sam_command_shows_its_output_and_says_what_to_do(
     message = str(raised.value)
     assert f"`sam {command}` failed (exit 1) for stack brewops-dev" in message
     assert sam_says.splitlines()[-1] in message
+    assert "working on it" not in message  # SAM's Error lines, not all it said
     assert next_step in message
     # the output goes through sys.stdout, where a notebook cell shows it
     assert "working on it" in capsys.readouterr().out
@@ -235,6 +283,16 @@ def test_sam_runs_unbuffered_so_a_cell_shows_its_lines_as_they_come(tmp_path, mo
     infra.teardown("aws", "brewops-dev")
 
     assert seen.read_text().splitlines() == ["1"]
+
+
+def test_sam_runs_in_the_repository_whatever_the_current_directory(tmp_path, monkeypatch):
+    seen = tmp_path / "cwd"
+    _fake_sam(tmp_path, monkeypatch, f"pwd > {seen}")
+    monkeypatch.chdir(tmp_path)  # a notebook runs in notebooks/
+
+    infra.teardown("aws", "brewops-dev")
+
+    assert Path(seen.read_text().strip()).resolve() == repo_root().resolve()
 
 
 def test_an_interrupted_sam_command_stops_with_the_processes_it_started(tmp_path, monkeypatch):
@@ -314,6 +372,25 @@ def test_parameters_for_the_local_target_are_refused_not_ignored():
         infra.deploy("local", ScheduleState="DISABLED")
 
 
+def test_the_local_target_deploys_the_stack_named_and_tears_it_down(monkeypatch):
+    from brewops import local
+
+    calls = []
+    monkeypatch.setattr(local, "up", lambda **kwargs: calls.append(("up", kwargs)))
+    monkeypatch.setattr(local, "down", lambda: calls.append(("down", {})))
+
+    infra.deploy("local", "brewops-mine")
+    infra.teardown("local", "brewops-mine")
+
+    assert calls == [("up", {"stack_name": "brewops-mine"}), ("down", {})]
+
+
+@pytest.mark.parametrize("act", [infra.deploy, infra.teardown])
+def test_an_unknown_target_is_refused(act):
+    with pytest.raises(ValueError, match="unknown target 'staging': use 'local' or 'aws'"):
+        act("staging", "brewops-dev")
+
+
 def test_references_are_found_in_every_form_cloudformation_allows():
     # the long forms an author may write: GetAtt as "Name.Attribute", Sub with a variable
     # map, and an attribute inside ${}; each must draw its edge like the short forms
@@ -326,34 +403,49 @@ def test_references_are_found_in_every_form_cloudformation_allows():
     assert infra.references({"Fn::Sub": "${AWS::Region}-${Missing}"}, template) == set()
 
 
-def test_a_sam_failure_without_an_error_line_shows_its_last_lines(tmp_path, monkeypatch):
-    _fake_sam(
-        tmp_path,
-        monkeypatch,
-        '[ "$1" = build ] && exit 0\necho "Uploading to brewops-dev"\n'
-        'echo "Waiting for changeset"\necho "Killed" >&2\nexit 137',
-    )
+@pytest.mark.parametrize(
+    ("sam_says", "exit_code", "shown"),
+    [
+        (
+            'echo "Uploading to brewops-dev"\necho "Waiting for changeset"\necho "Killed" >&2',
+            137,
+            "Uploading to brewops-dev Waiting for changeset Killed",
+        ),
+        ("", 1, "no output"),
+    ],
+)
+def test_a_sam_failure_without_an_error_line_shows_its_last_lines(
+    tmp_path, monkeypatch, sam_says, exit_code, shown
+):
+    _fake_sam(tmp_path, monkeypatch, f'[ "$1" = build ] && exit 0\n{sam_says}\nexit {exit_code}')
 
     with pytest.raises(infra.SamCommandError) as raised:
         infra.deploy("aws", "brewops-dev")
 
     message = str(raised.value)
-    assert "`sam deploy` failed (exit 137) for stack brewops-dev" in message
-    assert "Uploading to brewops-dev Waiting for changeset Killed" in message
+    assert f"`sam deploy` failed (exit {exit_code}) for stack brewops-dev: {shown}." in message
     assert "Next: the output above shows why." in message
 
 
-def test_samconfig_parameter_overrides_keep_quoted_values_whole(tmp_path):
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        '\'Stage=dev ScheduleRate="rate(1 hour)" Filter="a=b"\'',
+        # samconfig.toml may hold them as a list too
+        '["Stage=dev", "ScheduleRate=rate(1 hour)", "Filter=a=b"]',
+    ],
+)
+def test_samconfig_parameter_overrides_keep_quoted_values_whole(tmp_path, overrides):
     config = tmp_path / "samconfig.toml"
     config.write_text(
         'version = 0.1\n[default.global.parameters]\nstack_name = "brewops-dev"\n'
-        "[default.deploy.parameters]\n"
-        "parameter_overrides = 'Stage=dev ScheduleRate=\"rate(1 hour)\"'\n"
+        f"[default.deploy.parameters]\nparameter_overrides = {overrides}\n"
     )
 
     assert infra.sam_config_parameters("default", config) == {
         "Stage": "dev",
         "ScheduleRate": "rate(1 hour)",
+        "Filter": "a=b",
     }
 
 
@@ -385,7 +477,10 @@ def test_the_delivery_streams_table_tells_parquet_from_records_as_received():
         ]
     }
     streams = {
-        "raw": described("raw", {"Prefix": "raw/", "CompressionFormat": "GZIP"}),
+        "raw": described(
+            "raw",
+            {"Prefix": "raw/", "ErrorOutputPrefix": "errors/raw/", "CompressionFormat": "GZIP"},
+        ),
         "cleaned": described(
             "cleaned",
             {
@@ -410,3 +505,9 @@ def test_the_delivery_streams_table_tells_parquet_from_records_as_received():
     assert table.loc["raw", "transform"] == ""
     assert table.loc["cleaned", "buffer"] == "64 MiB / 60 s"
     assert table.loc["raw", "source"] == "brewops-beers-dev"
+    assert table.loc["raw", ["prefix", "error prefix", "compression"]].tolist() == [
+        "raw/",
+        "errors/raw/",
+        "GZIP",
+    ]
+    assert table.loc["raw", "buffer"] == "? MiB / ? s"  # the service did not say

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import EndpointConnectionError
+from botocore.exceptions import ClientError, EndpointConnectionError
 
 from brewops import target as targets
 from brewops.local.state import LocalState
@@ -78,10 +79,16 @@ def test_aws_uses_the_normal_chain_and_the_named_stack(
         ("https://punkapi.example/v3", "v3", None, "v3"),
         ("https://beers.example/api", "v3", None, "v3"),  # no version segment in the URL
         ("https://beers.example/api", "v3", "http://127.0.0.1:1/v2", "v2"),
+        # a stack without the PunkApiVersion parameter: the URL's last segment says it
+        ("https://punkapi.example/v3", None, None, "v3"),
     ],
 )
 def test_aws_speaks_the_punk_api_version_the_stack_was_deployed_with(
-    url: str, version: str, override: str | None, expected: str, monkeypatch: pytest.MonkeyPatch
+    url: str,
+    version: str | None,
+    override: str | None,
+    expected: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     if override:
         monkeypatch.setenv("BREWOPS_PUNKAPI_URL", override)
@@ -89,7 +96,7 @@ def test_aws_speaks_the_punk_api_version_the_stack_was_deployed_with(
         monkeypatch.delenv("BREWOPS_PUNKAPI_URL", raising=False)
     parameters = {"PunkApiUrl": url, "PunkApiVersion": version}
     stack = {
-        "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()]
+        "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items() if v]
     }
     tgt = targets.Target(
         name="aws", stack_name="s", region="eu-west-1", _session=None, _stack=stack
@@ -157,6 +164,9 @@ def test_a_local_targets_clients_go_to_its_emulator_whatever_the_environment_say
         endpoint_url="http://127.0.0.1:4566",
     )
     assert tgt.client("s3").meta.endpoint_url == "http://127.0.0.1:4566"
+    # an endpoint the caller names still wins
+    other = tgt.client("s3", endpoint_url="http://127.0.0.1:4567")
+    assert other.meta.endpoint_url == "http://127.0.0.1:4567"
 
 
 def test_aws_stack_name_defaults_to_dev(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -231,9 +241,59 @@ def test_aws_with_a_profile_that_does_not_exist_is_not_ready(
         targets.use("aws")
 
 
+class _FakeSession:
+    """A session with a region and credentials whose CloudFormation knows `stacks`."""
+
+    region_name = "eu-west-1"
+
+    def __init__(self, stacks: dict[str, dict[str, Any]]) -> None:
+        self.stacks = stacks
+
+    def get_credentials(self) -> object:
+        return object()
+
+    def client(self, service_name: str) -> Any:
+        assert service_name == "cloudformation"
+        return SimpleNamespace(
+            meta=SimpleNamespace(endpoint_url="https://cloudformation.example"),
+            describe_stacks=self._describe_stacks,
+        )
+
+    def _describe_stacks(self, StackName: str) -> dict[str, Any]:
+        if StackName not in self.stacks:
+            error = {"Error": {"Code": "ValidationError", "Message": "does not exist"}}
+            raise ClientError(error, "DescribeStacks")
+        return {"Stacks": [self.stacks[StackName]]}
+
+
+def test_stack_outputs_are_read_with_the_session_given(no_aws_settings: None) -> None:
+    # the environment has no region: only the session given can read the stack
+    outputs = [{"OutputKey": "BucketName", "OutputValue": "brewops-bucket"}]
+    session = _FakeSession({"brewops-prod": {"Outputs": outputs}})
+
+    assert targets.stack_outputs("brewops-prod", session=session) == {
+        "BucketName": "brewops-bucket"
+    }
+
+
+def test_a_stack_that_cannot_be_read_says_where_and_how_to_deploy_it() -> None:
+    with pytest.raises(
+        targets.TargetNotReady,
+        match=r"Stack brewops-gone cannot be read at https://cloudformation\.example: .*"
+        r"does not exist.*`brewops local up` \(local\) or `sam deploy` \(aws\)",
+    ):
+        targets.stack_outputs("brewops-gone", session=_FakeSession({}))
+
+
 @pytest.mark.parametrize(
     "endpoint",
-    ["http://127.0.0.1:4566", "http://localhost:5000", "http://[::1]:8080", "127.0.0.2:9000"],
+    [
+        "http://127.0.0.1:4566",
+        "http://localhost:5000",
+        "http://s3.localhost:4566",
+        "http://[::1]:8080",
+        "127.0.0.2:9000",
+    ],
 )
 def test_aws_refuses_an_endpoint_on_this_machine_and_says_how_to_leave_it(
     aws_environment: dict[str, str], monkeypatch: pytest.MonkeyPatch, endpoint: str
@@ -353,6 +413,22 @@ def test_switching_back_and_forth_puts_back_the_users_settings(
     targets.use("local")
     targets.use("aws")
     assert os.environ["AWS_PROFILE"] == "prod"
+
+
+def test_the_local_target_is_the_running_one_and_keeps_its_dummy_keys(
+    fake_local: LocalState, aws_environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tgt = targets.use("local")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIALATERKEY")  # the environment changes later
+
+    assert (tgt.name, tgt.stack_name, tgt.region, tgt.endpoint_url, tgt.punkapi_url) == (
+        "local",
+        "brewops-local",
+        "us-east-1",
+        "http://127.0.0.1:4566",
+        "http://127.0.0.1:8080/v2",
+    )
+    assert tgt.session.get_credentials().access_key == "testing"
 
 
 def test_boto3s_default_session_follows_the_switch(
