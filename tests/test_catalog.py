@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from brewops import catalog
 from brewops.catalog import (
     CATALOG_FILENAME,
     CATALOG_SHA256,
@@ -54,6 +55,19 @@ def test_a_cached_catalogue_is_not_fetched_again(fake_npm, cache: Path):
     first = fetch_catalog(cache_dir=cache)
     second = fetch_catalog(cache_dir=cache)
     assert first == second
+    assert fake_npm.call_count() == 1
+
+
+def test_a_catalogue_cached_under_another_pin_is_not_fetched_again(
+    fake_npm, cache: Path, tmp_path: Path
+):
+    small = json.dumps([{"id": 1}]).encode()
+    fake_npm.serve(make_tarball(tmp_path / "small.tgz", small))
+
+    for _ in range(2):
+        path = fetch_catalog(cache_dir=cache, expected_sha256=sha256_of(small))
+
+    assert path.read_bytes() == small
     assert fake_npm.call_count() == 1
 
 
@@ -101,6 +115,17 @@ def test_a_tarball_without_data_json_is_refused(fake_npm, cache: Path, tmp_path:
 def test_an_npm_failure_is_reported(fake_npm, cache: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("FAKE_NPM_FAIL", "1")
     with pytest.raises(CatalogError, match=r"failed \(exit 1\).*E404"):
+        fetch_catalog(cache_dir=cache)
+    assert cache_leftovers(cache) == []
+
+
+def test_an_npm_that_hangs_is_stopped_and_reported(
+    fake_npm, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    npm = tmp_path / "bin" / "npm"
+    npm.write_text("#!/bin/sh\nexec sleep 60\n")
+    monkeypatch.setattr(catalog, "NPM_TIMEOUT_SECONDS", 0.2)
+    with pytest.raises(CatalogError, match=r"did not finish within 0\.2 s.*network"):
         fetch_catalog(cache_dir=cache)
     assert cache_leftovers(cache) == []
 
@@ -169,14 +194,17 @@ def test_npm_that_packs_nothing_is_reported(fake_npm, cache: Path, tmp_path: Pat
     assert cache_leftovers(cache) == []
 
 
+@pytest.mark.parametrize("redirect", [">&2", ""])  # npm says it on stderr, or on stdout
 def test_an_npm_failure_quotes_the_end_of_what_npm_said(
-    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redirect: str
 ):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     npm = bin_dir / "npm"
     said = [f"npm notice line {i}" for i in range(5)] + ["npm error code E404"]
-    npm.write_text("#!/bin/sh\n" + "".join(f"echo '{line}' >&2\n" for line in said) + "exit 1\n")
+    npm.write_text(
+        "#!/bin/sh\n" + "".join(f"echo '{line}' {redirect}\n" for line in said) + "exit 1\n"
+    )
     npm.chmod(npm.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     with pytest.raises(CatalogError) as info:
@@ -219,9 +247,18 @@ def test_to_v3_shape_keeps_a_missing_image_missing(catalog_beers):
     assert back["image_url"] is None  # not "http://host/v3/images/None"
 
 
-def test_to_v3_shape_names_the_image_file_of_a_url_with_a_query(catalog_beers):
-    beer = {**catalog_beers[1], "image_url": "https://images.example/v2/2.png?width=300"}
-    assert to_v3_shape(beer)["image"] == "2.png"
+@pytest.mark.parametrize(
+    ("url", "image"),
+    [
+        ("https://images.example/v2/2.png?width=300", "2.png"),
+        ("https://images.example/", None),  # no file name: no image, not ""
+    ],
+)
+def test_to_v3_shape_names_the_image_file_of_a_url_with_a_query(
+    catalog_beers, url: str, image: str | None
+):
+    beer = {**catalog_beers[1], "image_url": url}
+    assert to_v3_shape(beer)["image"] == image
 
 
 def test_a_v2_beer_with_an_image_field_too_stays_as_it_is(catalog_beers):
@@ -230,7 +267,7 @@ def test_a_v2_beer_with_an_image_field_too_stays_as_it_is(catalog_beers):
 
 
 def test_a_written_catalogue_is_readable_by_others(tmp_path: Path, catalog_beers):
-    path = write_catalog(catalog_beers[:3], tmp_path / "shared.json")
+    path = write_catalog(catalog_beers[:3], tmp_path / "new" / "shared.json")
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     assert load_catalog(path) == catalog_beers[:3]
 
@@ -260,6 +297,8 @@ def test_a_failed_write_leaves_the_previous_catalogue_and_no_partial_file(
         (b'[{"id": "1"}]', "integer id"),
         (json.dumps([{"id": 1}, {"id": 1}]).encode(), "duplicate beer ids: \\[1\\]"),
         (json.dumps([{"id": i} for i in (2, 1, 2, 1, 3)]).encode(), "ids: \\[1, 2\\]"),
+        # the first ten of many
+        (json.dumps([{"id": i % 11} for i in range(22)]).encode(), "ids: \\[0, 1, .*, 9\\]\\.$"),
     ],
 )
 def test_bad_catalogue_files_are_refused(tmp_path: Path, content: bytes, message: str):

@@ -50,8 +50,8 @@ def test_a_beer_without_hops_by_mass_has_no_hop_grams():
     by_mass = _beer(
         2, hops=[("Cascade", "end", "aroma", 20, "grams"), ("C", "end", "aroma", 5, "g")]
     )
-    frame = explore.beers_frame([by_volume, by_mass])
-    assert frame["hop_grams"].isna().tolist() == [True, False]
+    frame = explore.beers_frame([by_mass, by_volume])
+    assert frame["hop_grams"].isna().tolist() == [True, False]  # in id order
     assert frame.loc[2, "hop_grams"] == 25
 
 
@@ -68,6 +68,11 @@ def test_schema_table_tells_booleans_from_numbers():
     table = explore.schema_table([{"id": 1, "organic": True}, {"id": 2, "organic": None}])
     assert table.loc["organic", "types"] == "boolean"
     assert table.loc["id", "types"] == "number"
+    assert table.loc["id", "example"] == 1  # the first value seen
+
+
+def test_an_empty_catalogue_has_no_nulls():
+    assert explore.null_table([]).empty
 
 
 def test_null_table_matches_the_contract(catalog_beers):
@@ -122,11 +127,13 @@ def test_quirks_on_made_up_beers():
         _beer(1, target_fg=1010, target_og=1010),  # equal gravities: not a quirk
         _beer(2, hops=[("A", "60", "bitter", 10, "grams")]),  # minutes, but nothing else
         _beer(3, hops=[("A", "start", "Aroma", 10, "grams")], malts=("kilograms", "grams")),
+        _beer(4, hops=[("A", " 60 ", "bitter", 10, "grams")], ph=0),  # ph 0: below 2.5
     ]
     quirks = explore.quirks_table(beers)["ids"].to_dict()
     assert "target_fg > target_og" not in quirks
-    assert quirks["hop add: minutes instead of a stage"] == "2"
-    assert "hop add: mixed case or free text" not in quirks
+    assert quirks["hop add: minutes instead of a stage"] == "2, 4"
+    assert quirks["hop add: mixed case or free text"] == "4"
+    assert quirks["ph outside [2.5, 7]"] == "4"
     assert quirks["hop attribute: mixed case or misspelt"] == "3"
     assert quirks["malt amount not in kilograms"] == "3"  # one malt of several is enough
 
@@ -143,6 +150,7 @@ def test_quirks_on_made_up_beers():
         ("Maturation", "dry hop / fermenter"),
         ("First Wort Hops", "start"),
         ("Mash", "start"),
+        ("Kettle", "start"),
         ("Whirlpool", "flame out / whirlpool"),
         ("0", "flame out / whirlpool"),
         ("70", "start"),
@@ -165,6 +173,7 @@ def test_hop_grams_and_attributes():
     assert explore.hop_grams({"amount": {"value": 5, "unit": "ml"}}) is None
     assert explore.hop_grams({"amount": {"value": 25, "unit": " G"}}) == 25
     assert explore.hop_grams({"amount": {"value": 2, "unit": "gram"}}) == 2
+    assert explore.hop_grams({"amount": {"value": 0.1, "unit": "kg"}}) == 100
     assert explore.hop_grams({"amount": {"value": None, "unit": "grams"}}) is None
     assert explore.hop_attribute(" Bitering") == "bitter"
     assert explore.hop_attribute("flavoour") == "flavour"
@@ -183,7 +192,7 @@ def test_hop_schedule_summary(catalog_beers):
 
 def test_hop_schedule_and_top_hops_on_made_up_beers():
     beers = [
-        _beer(1, hops=[("Simcoe", "start", "bitter", 10, "grams")]),
+        _beer(1, hops=[("Simcoe", "start", "aroma", 10, "grams")]),
         _beer(2, hops=[("Simcoe", "start", "bitter", 10, "grams")]),
         _beer(
             3,
@@ -195,9 +204,21 @@ def test_hop_schedule_and_top_hops_on_made_up_beers():
     ]
     summary = explore.hop_schedule_summary(beers)
     assert summary.loc["start", "median_grams"] == 10  # the median, not the mean (40)
+    assert summary.loc["start", "main_attribute"] == "bitter"  # the usual one, not the first
     top = explore.top_hops(beers)
     assert list(top.index) == ["Simcoe", "Citra"]  # in the most beers first
     assert top.loc["Simcoe", "total_grams"] == 120
+    # in as many beers: the more additions first
+    tied = [
+        _beer(1, hops=[("Amarillo", "start", "bitter", 10, "grams")]),
+        _beer(2, hops=[("Bravo", "start", "bitter", 5, "grams")] * 2),
+    ]
+    assert list(explore.top_hops(tied).index) == ["Bravo", "Amarillo"]
+
+
+def test_top_hops_are_ten_unless_told(catalog_beers):
+    assert len(explore.top_hops(catalog_beers)) == 10
+    assert len(explore.top_hops(catalog_beers, n=3)) == 3
 
 
 def test_plots_are_figures(frame):
@@ -219,6 +240,13 @@ def test_ibu_vs_abv_axis_spans_the_beers_shown(frame):
     assert len(points.get_offsets()) == 320 - 2  # beers with both numbers, less the two above
     untrimmed = explore.plot_ibu_vs_abv(frame, ibu_max=2000).axes[0]
     assert untrimmed.get_title() == "IBU vs ABV"  # nothing hidden, nothing said
+
+
+def test_ibu_vs_abv_shows_a_beer_at_the_limit():
+    frame = explore.pd.DataFrame({"abv": [5.0, 6.0, 7.0], "ibu": [10.0, 300.0, 301.0]})
+    ax = explore.plot_ibu_vs_abv(frame, ibu_max=300).axes[0]
+    assert len(ax.collections[0].get_offsets()) == 2
+    assert ax.get_title() == "IBU vs ABV (1 beer(s) above IBU 300 not shown)"
 
 
 def test_correlations_are_of_ranks():

@@ -76,6 +76,8 @@ def test_a_failing_notebook_stops_the_run_and_is_kept(notebooks: Path, tmp_path:
 
     written = json.loads((out / "run-summary.json").read_text())
     assert written["status"] == "failed"
+    assert written["parameters"] == {"target": "local", "value": 21}  # what the notebooks got
+    assert written["seconds"] >= sum(nb["seconds"] for nb in written["notebooks"]) > 0
     assert [nb["status"] for nb in written["notebooks"]] == ["ok", "failed", "skipped"]
     assert written["notebooks"][0]["seconds"] > 0
 
@@ -133,13 +135,42 @@ def test_a_value_must_have_the_type_of_the_parameters_default(
         check_parameters(discover(notebooks), {"value": value})
 
 
-def test_a_parameter_whose_default_is_none_takes_any_value(tmp_path: Path):
+@pytest.mark.parametrize(
+    "default",
+    [
+        "None",
+        "{1, 2}",  # a set: no rule for its type
+        "'a#b'",  # papermill reads the default up to the '#', a source Python cannot parse
+    ],
+)
+def test_a_parameter_whose_default_has_no_type_to_check_takes_any_value(
+    tmp_path: Path, default: str
+):
     nb = _notebook(tmp_path / "01_open.ipynb")
-    source = nb.read_text().replace("value = 1", "value = None  # anything")
+    source = nb.read_text().replace("value = 1", f"value = {default}  # anything")
     nb.write_text(source)
 
     for value in (None, 3, "text", [1, 2], {"a": 1}):
         check_parameters([nb], {"value": value})
+
+
+@pytest.mark.parametrize(
+    ("default", "taken", "refused", "said"),
+    [
+        ("'8080'", "8080", 8080, "a string"),
+        ("(1, 2)", [3, 4], "3, 4", "a list"),
+        ("{'a': 1}", {"a": 2}, ["a"], "a mapping"),
+    ],
+)
+def test_a_value_of_another_type_than_the_default_is_refused(
+    tmp_path: Path, default: str, taken: Any, refused: Any, said: str
+):
+    nb = _notebook(tmp_path / "01_typed.ipynb")
+    nb.write_text(nb.read_text().replace("value = 1", f"value = {default}  # typed"))
+
+    check_parameters([nb], {"value": taken})
+    with pytest.raises(click.BadParameter, match=f"value of 01_typed takes {said}"):
+        check_parameters([nb], {"value": refused})
 
 
 def test_a_number_default_takes_an_integer_and_refuses_a_flag(tmp_path: Path):
@@ -360,3 +391,5 @@ def test_no_progress_hides_papermills_progress_bars(
 
     assert result.exit_code == 0, result.output
     assert [call["progress_bar"] for call in fake.calls] == [progress]
+    assert fake.calls[0]["parameters"]["target"] == "aws"
+    assert re.search(r"^  ok +\d+\.\d s  01_first_step$", result.output, re.MULTILINE)
