@@ -28,8 +28,9 @@ _SQL_TIMESTAMP = re.compile(
 _INTEGER_RANGES = {8: 2**7, 16: 2**15, 32: 2**31, 64: 2**63}
 _JODA_TO_STRPTIME = (
     ("yyyy", "%Y"), ("MM", "%m"), ("dd", "%d"), ("HH", "%H"), ("mm", "%M"), ("ss", "%S"),
-    ("SSS", "%f"), ("ZZ", "%z"), ("Z", "%z"), ("'T'", "T"), ("'Z'", "Z"),
+    ("SSS", "%f"), ("ZZ", "%z"), ("Z", "%z"),
 )  # fmt: skip
+_JODA_QUOTED = re.compile(r"'((?:[^']|'')*)'")  # literal text; '' is a quote
 
 
 class ConversionError(ValueError):
@@ -121,9 +122,18 @@ def read_table_schema(glue: Any, conversion: FormatConversion) -> pa.Schema:
 
 
 def _joda_to_strptime(pattern: str) -> str:
-    for joda, directive in _JODA_TO_STRPTIME:
-        pattern = pattern.replace(joda, directive)
-    return pattern
+    # re.split alternates the text outside quotes with what was quoted: only the outside
+    # holds fields, so a quoted 'Z' stays the letter Z, not a zone offset
+    parts = _JODA_QUOTED.split(pattern)
+    for i, part in enumerate(parts):
+        if i % 2:
+            parts[i] = (part.replace("''", "'") or "'").replace("%", "%%")
+            continue
+        part = part.replace("%", "%%")
+        for joda, directive in _JODA_TO_STRPTIME:
+            part = part.replace(joda, directive)
+        parts[i] = part
+    return "".join(parts)
 
 
 class HiveJsonDeserializer:
