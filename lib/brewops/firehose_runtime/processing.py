@@ -215,7 +215,7 @@ class LambdaStage:
                 "Lambda.InvalidReturnFormat",
                 f"The result field must be Ok, Dropped or ProcessingFailed, got {result!r}.",
             )
-        try:
-            return Outcome(record, data=base64.b64decode(item.get("data") or "", validate=True))
+        try:  # Firehose requires the data of every record: None is a TypeError here
+            return Outcome(record, data=base64.b64decode(item.get("data"), validate=True))
         except (binascii.Error, ValueError, TypeError):
             return failed("Lambda.InvalidReturnFormat", "The data field must be base64 encoded.")
