@@ -12,6 +12,7 @@ import logging
 import re
 import sys
 import threading
+import uuid
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -115,6 +116,12 @@ PROCESSING = {
         ("h a", "9 AM"),
         ("'it''s' yyyy", "it's 2024"),
         ("'Q'Q", "Q1"),
+        ("y", "2024"),
+        ("HH''mm", "09'05"),  # '' outside quotes is a quote too
+        ("SSSSSSSSS", "321000000"),  # nanoseconds
+        ("MMMMM EEEEE cccc", "M T Thursday"),  # narrow, narrow, full
+        ("G GGGG", "AD Anno Domini"),
+        ("X Z O", "Z +0000 GMT"),  # the instant is UTC
     ],
 )
 def test_java_date_time_patterns(pattern, expected):
@@ -195,7 +202,15 @@ def test_the_static_root_is_everything_before_the_first_expression(prefix, root)
 
 
 @pytest.mark.parametrize(
-    "prefix", ["a/!{timestamp:yyyy-MM-dd[}/", "a/!{partitionKeyFromQuery:id}/", "a/!{what:x}/"]
+    "prefix",
+    [
+        "a/!{timestamp:yyyy-MM-dd[}/",
+        "a/!{timestamp:yyyy#}/",
+        "a/!{timestamp:yyyy'}/",  # an unterminated quote
+        "a/!{timestamp:w}/",  # a field this runtime cannot evaluate
+        "a/!{partitionKeyFromQuery:id}/",
+        "a/!{what:x}/",
+    ],
 )
 def test_unsupported_expressions_are_rejected(prefix):
     with pytest.raises(PrefixError):
@@ -282,10 +297,18 @@ def _conversion(**overrides: Any) -> dict[str, Any]:
 
 def test_what_is_not_configured_takes_the_firehose_defaults():
     config = DeliveryStreamConfig.from_description(
-        description(BufferingHints=None, ProcessingConfiguration=_lambda_processing())
+        {
+            **description(
+                BufferingHints=None,
+                CompressionFormat=None,
+                ProcessingConfiguration=_lambda_processing(),
+            ),
+            "VersionId": None,
+        }
     )
     # destination buffer 5 MiB / 300 s; Lambda processor 1 MB / 60 s, 3 retries
     assert (config.buffer_bytes, config.interval_seconds) == (5 * 1024 * 1024, 300)
+    assert (config.compression, config.extension, config.version_id) == ("UNCOMPRESSED", "", "1")
     processor = config.processor
     assert (processor.buffer_bytes, processor.interval_seconds, processor.retries) == (
         1024 * 1024,
@@ -330,17 +353,29 @@ def test_processing_that_is_disabled_or_only_appends_a_delimiter_runs_no_lambda(
     assert (delimited.processor, delimited.append_delimiter) == (None, True)
 
 
+def test_a_format_conversion_that_is_disabled_converts_nothing():
+    config = DeliveryStreamConfig.from_description(
+        description(DataFormatConversionConfiguration={**_conversion(), "Enabled": False})
+    )
+    assert config.conversion is None
+
+
+VERSIONED_SCHEMA = {
+    "DatabaseName": "db",
+    "TableName": "cleaned",
+    "VersionId": "3",
+    "CatalogId": "123456789012",
+    "Region": "eu-west-1",
+    "RoleARN": "arn:aws:iam::1:role/glue",
+}
+
+
 def test_the_conversion_settings_are_read_from_the_description():
     config = DeliveryStreamConfig.from_description(
         description(
             FileExtension=".parquet",
             DataFormatConversionConfiguration=_conversion(  # no "Enabled": on, as on AWS
-                SchemaConfiguration={
-                    "DatabaseName": "db",
-                    "TableName": "cleaned",
-                    "VersionId": "3",
-                    "CatalogId": "123456789012",
-                },
+                SchemaConfiguration=VERSIONED_SCHEMA,
                 InputFormatConfiguration={
                     "Deserializer": {"HiveJsonSerDe": {"TimestampFormats": ["millis"]}}
                 },
@@ -350,6 +385,7 @@ def test_the_conversion_settings_are_read_from_the_description():
     )
     conversion = config.conversion
     assert (conversion.table_version, conversion.catalog_id) == ("3", "123456789012")
+    assert (conversion.region, conversion.role_arn) == ("eu-west-1", "arn:aws:iam::1:role/glue")
     assert (conversion.compression, conversion.timestamp_formats) == ("GZIP", ("millis",))
     assert config.extension == ".parquet"  # a configured FileExtension wins
     assert config.error_prefix == "errors/cleaned/!{firehose:error-output-type}/"
@@ -440,14 +476,16 @@ def test_hive_json_refuses_text_parquet_could_not_write():
     assert "'name'" in str(failure.value)
 
 
-def test_hive_json_refuses_epoch_millis_past_the_calendar():
+# past the calendar; not a number; "millis" names the epoch format, it is no pattern
+@pytest.mark.parametrize("value", [b"1e20", b"true", b'"millis"'])
+def test_hive_json_refuses_epoch_millis_it_cannot_read(value):
     from brewops.firehose_runtime.conversion import arrow_schema
 
     millis = HiveJsonDeserializer(
         arrow_schema(schema.glue_columns()), timestamp_formats=("millis",)
     )
     with pytest.raises(ConversionError) as failure:
-        millis.rows(b'{"id": 1, "name": "x", "ingested_at": 1e20}')
+        millis.rows(b'{"id": 1, "name": "x", "ingested_at": %s}' % value)
     assert failure.value.code == "DataFormatConversion.MalformedData"
 
 
@@ -457,6 +495,7 @@ def test_hive_json_refuses_epoch_millis_past_the_calendar():
         ("tinyint", pa.int8()),
         ("smallint", pa.int16()),
         ("int", pa.int32()),
+        ("integer", pa.int32()),
         ("float", pa.float32()),
         ("boolean", pa.bool_()),
         ("date", pa.date32()),
@@ -471,6 +510,12 @@ def test_hive_json_refuses_epoch_millis_past_the_calendar():
 )
 def test_every_hive_type_keeps_its_width_in_parquet(glue_type, arrow):
     assert arrow_type(glue_type) == arrow
+
+
+@pytest.mark.parametrize("glue_type", ["uniontype<int,string>", "interval", "struct<a:int"])
+def test_a_glue_type_without_an_arrow_type_is_an_error(glue_type):
+    with pytest.raises(ValueError, match="unsupported Glue type"):
+        arrow_type(glue_type)
 
 
 def _deserializer(*columns: tuple[str, str], formats: tuple[str, ...] = ()) -> HiveJsonDeserializer:
@@ -496,7 +541,11 @@ def test_column_names_are_lower_case_as_glue_stores_them():
         ("tinyint", -128, -128),
         ("boolean", "TRUE", True),
         ("boolean", "false", False),
+        ("smallint", -(2**15), -(2**15)),
         ("decimal(5,2)", 1.234, Decimal("1.23")),
+        ("decimal(5,2)", -999.99, Decimal("-999.99")),  # the widest decimal(5,2) holds
+        ("map<int,string>", {"1": "a"}, [(1, "a")]),  # JSON keys are text: read as the type
+        ("map<string,int>", {"a": "2"}, [("a", 2)]),
         ("date", "2024-03-07", date(2024, 3, 7)),
         ("string", {"b": [1, 2]}, '{"b":[1,2]}'),  # nested JSON is kept as JSON text
         ("struct<Value:double>", {"VALUE": 1}, {"value": 1.0}),
@@ -513,6 +562,8 @@ def test_hive_json_turns_json_values_into_the_column_type(kind, value, expected)
     [
         ("int", 2**31),  # one past the 32-bit range
         ("tinyint", 128),
+        ("smallint", 2**15),
+        ("bigint", 2**63),
         ("bigint", 2.5),
         ("bigint", True),
         ("double", True),
@@ -522,6 +573,9 @@ def test_hive_json_turns_json_values_into_the_column_type(kind, value, expected)
         ("array<int>", 1),
         ("array<string>", "ab"),  # a string is not a list of its characters
         ("struct<value:double>", [1]),
+        ("map<string,int>", [1]),
+        ("decimal(5,2)", "abc"),
+        ("decimal(5,2)", 1e30),  # more digits than the decimal context holds
         ("date", "7 March"),
         ("binary", 10**9),  # not a gigabyte of zero bytes
         ("binary", [1, 2]),
@@ -558,14 +612,34 @@ def test_timestamps_are_read_with_the_configured_formats_and_kept_in_utc():
         "2024-03-07T11:05:04+0200",
         "07/03/2024 04:05:04-05:00",
         "2024-03-07 09:05:04",  # java.sql.Timestamp's form is always understood
+        " 2024-03-07 09:05:04 ",  # and trimmed, as Timestamp.valueOf does
         "2024-03-07 09:05:04.5",
+        1709802304500,
     ]
     rows = [deserializer.rows(json.dumps({"t": v}).encode())[0]["t"] for v in values]
-    assert rows == [expected] * 4 + [expected.replace(microsecond=500000)]
+    assert rows == [expected] * 5 + [expected.replace(microsecond=500000)] * 2
 
 
 @pytest.mark.parametrize(
-    ("compression", "codec"), [("GZIP", "GZIP"), ("UNCOMPRESSED", "UNCOMPRESSED")]
+    ("pattern", "value"),
+    [
+        ("yyyy-MM-dd'T'HH:mm:ss'Z'", "2024-03-07T09:05:04Z"),  # 'Z' is the letter, not a zone
+        ("'day' dd/MM/yyyy 'at' HH:mm:ss", "day 07/03/2024 at 09:05:04"),
+        ("yyyy-MM-dd HH:mm:ss '(100%)'", "2024-03-07 09:05:04 (100%)"),
+        ("yyyy-MM-dd HH:mm:ss %", "2024-03-07 09:05:04 %"),  # unquoted, still no directive
+        ("yyyy-MM-dd HH:mm:ss'h''s'", "2024-03-07 09:05:04h's"),  # '' is a quote
+    ],
+)
+def test_quoted_text_in_a_timestamp_format_is_literal(pattern, value):
+    [row] = _deserializer(("t", "timestamp"), formats=(pattern,)).rows(
+        json.dumps({"t": value}).encode()
+    )
+    assert row["t"] == datetime(2024, 3, 7, 9, 5, 4)
+
+
+@pytest.mark.parametrize(
+    ("compression", "codec"),
+    [("GZIP", "GZIP"), ("gzip", "GZIP"), ("UNCOMPRESSED", "UNCOMPRESSED"), ("SNAPPY", "SNAPPY")],
 )
 def test_parquet_is_written_with_the_configured_codec_and_the_table_types(compression, codec):
     from brewops.firehose_runtime.conversion import ParquetBuffer, arrow_schema
@@ -627,10 +701,16 @@ def test_the_schema_is_read_at_the_configured_table_version_and_catalog():
             },
         )
     ]
-    latest = DeliveryStreamConfig.from_description(
-        description(DataFormatConversionConfiguration=_conversion())
-    ).conversion
-    assert read_table_schema(Glue(), latest).types == [pa.int64()]
+    for version in ({}, {"VersionId": "latest"}):  # LATEST is not case-sensitive
+        schema_configuration = {"DatabaseName": "db", "TableName": "cleaned", **version}
+        latest = DeliveryStreamConfig.from_description(
+            description(
+                DataFormatConversionConfiguration=_conversion(
+                    SchemaConfiguration=schema_configuration
+                )
+            )
+        ).conversion
+        assert read_table_schema(Glue(), latest).types == [pa.int64()]
 
 
 # ------------------------------------------------------------------ the Lambda contract
@@ -678,6 +758,34 @@ def test_the_event_has_the_firehose_kinesis_shape():
     )
     assert base64.b64decode(event["records"][0]["data"]) == b'{"id": 1}\n'
     assert event["deliveryStreamArn"] == ARN
+    assert event["sourceKinesisStreamArn"] == "arn:aws:kinesis:eu-west-1:123456789012:stream/beers"
+    assert event["region"] == "eu-west-1"
+    assert uuid.UUID(event["invocationId"])
+    assert event["records"][0]["approximateArrivalTimestamp"] == 1714566600000
+    assert event["records"][0]["kinesisRecordMetadata"] == {
+        "shardId": "shardId-000000000000",
+        "partitionKey": "0",
+        "approximateArrivalTimestamp": 1714566600000,
+        "sequenceNumber": "1",
+        "subsequenceNumber": "",
+    }
+
+
+def test_records_of_two_shards_with_the_same_sequence_number_get_their_own_ids():
+    # sequence numbers are unique per shard only: the emulator numbers each shard from 1
+    records = [
+        SourceRecord("shardId-000000000000", "1", "a", b"a", 1714566600000),
+        SourceRecord("shardId-000000000001", "1", "b", b"b", 1714566600000),
+    ]
+    function = FakeFunction(
+        lambda e: {
+            "records": [
+                {"recordId": r["recordId"], "result": "Ok", "data": r["data"]} for r in e["records"]
+            ]
+        }
+    )
+    outcomes = stage_for(function).process(records).outcomes
+    assert [o.data for o in outcomes] == [b"a", b"b"]
 
 
 def test_each_result_is_honoured_and_a_failure_says_only_what_firehose_says():
@@ -751,6 +859,44 @@ def test_an_answer_over_the_lambda_payload_limit_is_a_failed_call():
     [outcome] = batch.outcomes
     assert outcome.failure.document["errorCode"] == "Lambda.FunctionError"
     assert "Function.ResponseSizeTooLarge" in outcome.failure.document["errorMessage"]
+
+
+def answer_of_size(size: int):
+    """A transform answering Ok for its one record in exactly `size` bytes of JSON."""
+
+    def answer(event):
+        item = {"recordId": event["records"][0]["recordId"], "result": "Ok", "data": ""}
+        room = size - len(json.dumps({"records": [{**item, "padding": ""}]}).encode())
+        data = "A" * (room - room % 4)  # valid base64 needs whole groups of four
+        return {"records": [{**item, "data": data, "padding": " " * (room % 4)}]}
+
+    return answer
+
+
+@pytest.mark.parametrize(("over", "attempts"), [(0, 1), (1, 4)])
+def test_an_answer_exactly_at_the_lambda_payload_limit_is_accepted(over, attempts):
+    function = FakeFunction(answer_of_size(6 * 1024 * 1024 + over))  # Lambda's 6 MB
+    batch = stage_for(function).process(source_records(b"a"))
+    assert (len(function.events), batch.attempts) == (attempts, attempts)
+    assert error_code(batch.outcomes[0]) == (None if not over else "Lambda.FunctionError")
+
+
+class FailsThenAnswers(FakeFunction):
+    """A function whose first call raises; the retry answers."""
+
+    def invoke(self, event):
+        invocation = super().invoke(event)
+        if len(self.events) == 1:
+            invocation.result, invocation.error = None, "RuntimeError: cold start"
+        return invocation
+
+
+def test_a_record_failed_by_the_answer_to_a_retry_counts_every_attempt():
+    answer = answer_second_record_with({"result": "ProcessingFailed", "data": ""})
+    batch = stage_for(FailsThenAnswers(answer)).process(source_records(b"a", b"b", b"c"))
+    assert batch.attempts == 2
+    assert error_code(batch.outcomes[1]) == "Lambda.ProcessingFailedStatus"
+    assert batch.outcomes[1].failure.document["attemptsMade"] == 2
 
 
 def error_code(outcome: Outcome) -> str | None:
@@ -837,7 +983,7 @@ def test_a_result_outside_the_contract_fails_the_record(result):
 
 
 # "YWJj!" decodes to b"abc" when invalid characters are skipped: the check must be strict
-@pytest.mark.parametrize("data", ["YWJj!", "not base64 at all", "YWJ", "é", 42])
+@pytest.mark.parametrize("data", ["YWJj!", "not base64 at all", "YWJ", "é", 42, None])
 def test_ok_data_that_is_not_base64_fails_the_record(data):
     records = source_records(b"a", b"b", b"c")
     answer = answer_second_record_with({"result": "Ok", "data": data})
@@ -846,6 +992,13 @@ def test_ok_data_that_is_not_base64_fails_the_record(data):
     assert "base64" in batch.outcomes[1].failure.document["errorMessage"]
     assert base64.b64decode(batch.outcomes[1].failure.document["rawData"]) == b"b"
     assert_one_outcome_per_record(batch, records)
+
+
+def test_an_ok_record_without_data_fails_the_record():
+    # Firehose requires recordId, result and data of every record it gets back
+    records = source_records(b"a", b"b", b"c")
+    batch = stage_for(FakeFunction(answer_second_record_with({"result": "Ok"}))).process(records)
+    assert [error_code(o) for o in batch.outcomes] == [None, "Lambda.InvalidReturnFormat", None]
 
 
 # ------------------------------------------------------------------ checkpoints
@@ -866,6 +1019,7 @@ def test_a_checkpoint_of_re_created_streams_is_discarded(tmp_path):
     [
         Checkpoint("arn:ds", "2024-06-01", "arn:stream", "2024-01-01"),  # the delivery stream
         Checkpoint("arn:ds", "2024-01-01", "arn:other-stream", "2024-01-01"),  # its source
+        Checkpoint("arn:other-ds", "2024-01-01", "arn:stream", "2024-01-01"),  # another one
     ],
 )
 def test_a_checkpoint_is_kept_only_for_the_same_incarnation_of_both_streams(tmp_path, recreated):
@@ -1096,6 +1250,9 @@ class ScriptedGlue:
     def get_table(self, DatabaseName, Name, **catalog):
         return {"Table": {"StorageDescriptor": {"Columns": self.columns}}}
 
+    def get_table_version(self, DatabaseName, TableName, VersionId, **catalog):
+        return {"TableVersion": self.get_table(DatabaseName, TableName)}
+
 
 def test_objects_are_filed_under_the_arrival_of_their_oldest_record(tmp_path):
     # one flush across midnight: the data and the error object each take the day of the
@@ -1139,6 +1296,53 @@ def test_objects_are_filed_under_the_arrival_of_their_oldest_record(tmp_path):
     assert all("-2024-03-07-23-59-5" in name for name in names), names
 
 
+def test_a_format_conversion_error_record_names_the_record_and_the_table(tmp_path):
+    kinesis = ScriptedKinesis({"shardId-000000000000": [(b'{"id": "one"}', None)]})
+    stream = description(
+        DataFormatConversionConfiguration=_conversion(SchemaConfiguration=VERSIONED_SCHEMA)
+    )
+    aws = ScriptedAWS(kinesis, stream, glue=ScriptedGlue())
+
+    scripted_drain(aws, tmp_path)
+
+    [error] = [json.loads(line) for line in aws.lines("errors/")]
+    arrived = int((MOMENT + timedelta(seconds=1)).timestamp() * 1000)  # to the millisecond
+    assert error.pop("attemptEndingTimestamp") >= arrived
+    assert "'id'" in error.pop("lastErrorMessage")
+    assert error == {
+        "attemptsMade": 1,
+        "arrivalTimestamp": arrived,
+        "lastErrorCode": "DataFormatConversion.MalformedData",
+        "rawData": base64.b64encode(b'{"id": "one"}').decode(),
+        "sequenceNumber": "1",
+        "subSequenceNumber": None,
+        "dataCatalogTable": {
+            "catalogId": "123456789012",
+            "databaseName": "db",
+            "tableName": "cleaned",
+            "region": "eu-west-1",
+            "versionId": "3",
+            "roleArn": "arn:aws:iam::1:role/glue",
+        },
+    }
+
+
+def test_an_object_is_named_after_its_oldest_record_whichever_shard_it_came_from(tmp_path):
+    # the second shard's record is older, and settled after the first shard's
+    kinesis = ScriptedKinesis(
+        {
+            "shardId-000000000000": [(b"new\n", datetime(2024, 3, 7, 10, 0, 0, tzinfo=UTC))],
+            "shardId-000000000001": [(b"old\n", datetime(2024, 3, 7, 9, 30, 0, tzinfo=UTC))],
+        }
+    )
+    aws = ScriptedAWS(kinesis, description())
+
+    scripted_drain(aws, tmp_path)
+
+    [key] = aws.objects
+    assert "-2024-03-07-09-30-00-" in key
+
+
 @pytest.mark.parametrize("price", ["123456.7", "999.995", "NaN", "-Infinity"])
 def test_a_decimal_its_column_cannot_hold_fails_that_record_not_the_buffer(tmp_path, price):
     # decimal(5,2) holds up to 999.99: the record goes to format-conversion-failed, and the
@@ -1163,6 +1367,7 @@ def test_a_decimal_its_column_cannot_hold_fails_that_record_not_the_buffer(tmp_p
 
 SCRIPTED_TRANSFORMS = """
 import base64
+import os
 
 def ok(event, context):
     return {"records": [{"recordId": r["recordId"], "result": "Ok", "data": r["data"]}
@@ -1179,6 +1384,22 @@ def fail_first(event, context):
 
 def fail(event, context):
     return {"records": [{"recordId": r["recordId"], "result": "ProcessingFailed", "data": ""}
+                        for r in event["records"]]}
+
+def boom(event, context):
+    raise RuntimeError("boom")
+
+def who(event, context):
+    data = base64.b64encode(os.environ.get("WHO", "nobody").encode()).decode()
+    return {"records": [{"recordId": r["recordId"], "result": "Ok", "data": data}
+                        for r in event["records"]]}
+
+def where(event, context):
+    def said(r):
+        m = r["kinesisRecordMetadata"]
+        fields = (m["shardId"], m["sequenceNumber"], m["partitionKey"], m["approximateArrivalTimestamp"])
+        return base64.b64encode(" ".join(map(str, fields)).encode() + b"\\n").decode()
+    return {"records": [{"recordId": r["recordId"], "result": "Ok", "data": said(r)}
                         for r in event["records"]]}
 """
 
@@ -1237,6 +1458,54 @@ def test_dropped_records_are_done_with_and_not_transformed_again(tmp_path, scrip
     assert aws.objects == {}
 
 
+def test_a_call_that_keeps_failing_sends_its_records_to_the_errors_after_every_retry(
+    tmp_path, scripted_lambda
+):
+    kinesis = ScriptedKinesis({"shardId-000000000000": numbered(1, 2)})
+    stream = description(ProcessingConfiguration=processed())  # NumberOfRetries: 3 by default
+    aws = ScriptedAWS(kinesis, stream, lambda_client=scripted_lambda("boom"))
+
+    report = scripted_drain(aws, tmp_path)
+
+    assert (report.streams[0].invocations, report.streams[0].failed) == (4, 2)
+    [(key, body)] = aws.objects.items()
+    assert key.startswith("errors/cleaned/processing-failed/")
+    errors = [json.loads(line) for line in body.splitlines()]
+    codes = [(e["errorCode"], e["attemptsMade"]) for e in errors]
+    assert codes == [("Lambda.FunctionError", 4)] * 2
+    assert all(e["errorMessage"].endswith("RuntimeError: boom") for e in errors)
+    assert report.streams[0].keys == [key]
+    assert report.streams[0].bytes_written == len(body)
+
+
+def test_the_function_runs_with_the_environment_the_runtime_is_given(tmp_path, scripted_lambda):
+    kinesis = ScriptedKinesis({"shardId-000000000000": numbered(1)})
+    stream = description(ProcessingConfiguration=processed())
+    aws = ScriptedAWS(kinesis, stream, lambda_client=scripted_lambda("who"))
+
+    scripted_drain(aws, tmp_path, function_environment={"WHO": "local"})
+
+    assert aws.lines() == [b"local"]
+
+
+def test_the_lambda_is_told_where_each_record_came_from(tmp_path, scripted_lambda):
+    at = MOMENT + timedelta(seconds=2)
+    kinesis = ScriptedKinesis(
+        {"shardId-000000000000": [(b"a", at)], "shardId-000000000001": [(b"b", at)]}
+    )
+    kinesis.shards["shardId-000000000001"][0]["PartitionKey"] = "beer-2"
+    stream = description(ProcessingConfiguration=processed())
+    aws = ScriptedAWS(kinesis, stream, lambda_client=scripted_lambda("where"))
+
+    scripted_drain(aws, tmp_path)
+
+    millis = int(at.timestamp() * 1000)  # to the millisecond
+    assert aws.lines() == [
+        f"shardId-000000000000 1 k {millis}".encode(),
+        f"shardId-000000000001 1001 beer-2 {millis}".encode(),
+    ]
+
+
 def test_error_output_of_a_gzip_stream_is_compressed_like_its_data(tmp_path, scripted_lambda):
     kinesis = ScriptedKinesis({"shardId-000000000000": numbered(1, 2)})
     stream = description(CompressionFormat="GZIP", ProcessingConfiguration=processed())
@@ -1248,6 +1517,37 @@ def test_error_output_of_a_gzip_stream_is_compressed_like_its_data(tmp_path, scr
     assert key.startswith("errors/cleaned/processing-failed/") and key.endswith(".gz")
     errors = [json.loads(line) for line in gzip.decompress(body).splitlines()]
     assert [base64.b64decode(e["rawData"]) for e in errors] == [d for d, _ in numbered(1, 2)]
+
+
+@pytest.mark.parametrize("lambda_interval", [None, "60"])
+def test_an_interval_runs_from_the_first_record_of_its_buffer(
+    tmp_path, scripted_lambda, lambda_interval
+):
+    # the Lambda's batch, else the destination buffer, waits 60 s from its first record
+    processing = processed(interval=lambda_interval) if lambda_interval else None
+    kinesis = ScriptedKinesis({"shardId-000000000000": numbered(1, 2)})
+    aws = ScriptedAWS(
+        kinesis,
+        description(
+            BufferingHints={"SizeInMBs": 64, "IntervalInSeconds": 300 if processing else 60},
+            ProcessingConfiguration=processing,
+        ),
+        lambda_client=scripted_lambda("ok"),
+    )
+    now = [0.0]
+    [stream] = FirehoseRuntime(
+        ["brewops-dev-cleaned"], session=aws, state_dir=tmp_path, clock=lambda: now[0], read_limit=1
+    ).streams
+
+    stream.poll()
+    now[0] = 30
+    stream.poll()  # joins what the first record started
+    now[0] = 60
+    stream.tick()
+    if processing:
+        assert (stream.stats.invocations, aws.objects) == (1, {})
+    else:
+        assert list(aws.objects.values()) == [b"".join(d for d, _ in numbered(1, 2))]
 
 
 def test_the_lambda_and_the_destination_each_wait_their_own_interval(tmp_path, scripted_lambda):
@@ -1321,6 +1621,70 @@ def test_a_full_buffer_is_delivered_at_once_and_the_interval_restarts_after_it(t
     assert sorted(aws.objects.values()) == [half + half, b"y"]
 
 
+class StopAfter(threading.Event):
+    """A stop event set once the run has looked at it `checks` times."""
+
+    def __init__(self, checks: int):
+        super().__init__()
+        self.checks = checks
+
+    def is_set(self) -> bool:
+        self.checks -= 1
+        return self.checks < 0
+
+
+def test_a_continuous_run_picks_up_shards_that_appear_and_rereads_none(tmp_path, monkeypatch):
+    import brewops.firehose_runtime
+
+    kinesis = ScriptedKinesis(
+        {"shardId-000000000000": numbered(1), "shardId-000000000001": numbered(2)}
+    )
+    later = kinesis.shards.pop("shardId-000000000001")
+    aws = ScriptedAWS(kinesis, description())
+    continuous = FirehoseRuntime(["brewops-dev-cleaned"], session=aws, state_dir=tmp_path)
+    kinesis.shards["shardId-000000000001"] = later  # a reshard after the run started
+    monkeypatch.setattr(brewops.firehose_runtime, "SHARD_REFRESH_SECONDS", 0)
+
+    report = continuous.run(StopAfter(3), poll_seconds=0)
+
+    assert sorted(json.loads(line)["id"] for line in aws.lines()) == [1, 2]
+    assert report.streams[0].read == 2
+
+
+def test_a_runtime_whose_checkpoint_was_removed_refuses_to_deliver(tmp_path):
+    from brewops.firehose_runtime.runtime import DeliveryOvertaken
+
+    kinesis = ScriptedKinesis({"shardId-000000000000": numbered(1)})
+    aws = ScriptedAWS(kinesis, description())
+    scripted_drain(aws, tmp_path)
+    [stream] = FirehoseRuntime(["brewops-dev-cleaned"], session=aws, state_dir=tmp_path).streams
+    stream.store.path("brewops-dev-cleaned").unlink()  # what it started from is gone
+    kinesis.add("shardId-000000000000", *numbered(2))
+    stream.poll()
+
+    with pytest.raises(DeliveryOvertaken):
+        stream.flush()
+
+
+def test_a_runtime_refuses_to_deliver_what_a_crashed_flush_will_replay(tmp_path):
+    # another runtime wrote the same records and died before its commit: its restart
+    # replays them, so delivering them here too would duplicate them
+    from brewops.firehose_runtime.runtime import DeliveryOvertaken
+
+    kinesis = ScriptedKinesis({"shardId-000000000000": numbered(1, 2)})
+    aws = ScriptedAWS(kinesis, description())
+    [running] = FirehoseRuntime(["brewops-dev-cleaned"], session=aws, state_dir=tmp_path).streams
+    running.poll()
+    crashed = FirehoseRuntime(["brewops-dev-cleaned"], session=aws, state_dir=tmp_path)
+    crashed.streams[0].store = CommitFails(crashed.streams[0].store)
+    with pytest.raises(RuntimeError, match="before the commit"):
+        crashed.drain()
+
+    with pytest.raises(DeliveryOvertaken):
+        running.flush()
+    assert len(aws.objects) == 1
+
+
 def test_a_replay_with_random_strings_in_the_prefix_lands_on_the_same_keys(tmp_path):
     kinesis = ScriptedKinesis({"shardId-000000000000": numbered(1, 2, 3)})
     aws = ScriptedAWS(kinesis, description(Prefix="cleaned/!{firehose:random-string}/"))
@@ -1335,6 +1699,54 @@ def test_a_replay_with_random_strings_in_the_prefix_lands_on_the_same_keys(tmp_p
 
     assert {key: aws.objects[key] for key in written} == written  # replayed onto its keys
     assert sorted(json.loads(line)["id"] for line in aws.lines()) == [1, 2, 3, 4]
+
+
+def test_a_replay_through_the_lambda_ends_once_its_batch_is_transformed(tmp_path, scripted_lambda):
+    # the replayed records wait in the Lambda's batch, not yet settled, when the last of
+    # them has been read: the replay is done reading then, and its flush settles them
+    kinesis = ScriptedKinesis({"shardId-000000000000": numbered(1, 2, 3)})
+    stream = description(ProcessingConfiguration=processed())
+    aws = ScriptedAWS(kinesis, stream, lambda_client=scripted_lambda("ok"))
+    crashed = FirehoseRuntime(["brewops-dev-cleaned"], session=aws, state_dir=tmp_path)
+    crashed.streams[0].store = CommitFails(crashed.streams[0].store)
+    with pytest.raises(RuntimeError, match="before the commit"):
+        crashed.drain()
+    written = dict(aws.objects)
+    kinesis.add("shardId-000000000000", *numbered(4))
+    [restarted] = FirehoseRuntime(["brewops-dev-cleaned"], session=aws, state_dir=tmp_path).streams
+
+    for _ in range(10):  # what drain() does, in a bounded number of polls
+        restarted.poll()
+        if restarted.caught_up:
+            break
+    restarted.flush()
+
+    assert restarted.caught_up
+    assert {key: aws.objects[key] for key in written} == written
+    assert sorted(json.loads(line)["id"] for line in aws.lines()) == [1, 2, 3, 4]
+
+
+def test_a_replay_reads_only_the_shards_of_the_flush_it_replays(tmp_path):
+    # the second shard had nothing for the crashed flush (its record came before the
+    # delivery stream); what it gets since is the next flush's, not the replay's
+    kinesis = ScriptedKinesis(
+        {
+            "shardId-000000000000": numbered(1, 2),
+            "shardId-000000000001": [(b'{"id": 0}\n', MOMENT - timedelta(seconds=1))],
+        }
+    )
+    aws = ScriptedAWS(kinesis, description())
+    crashed = FirehoseRuntime(["brewops-dev-cleaned"], session=aws, state_dir=tmp_path)
+    crashed.streams[0].store = CommitFails(crashed.streams[0].store)
+    with pytest.raises(RuntimeError, match="before the commit"):
+        crashed.drain()
+    written = dict(aws.objects)
+    kinesis.add("shardId-000000000001", (b'{"id": 3}\n', MOMENT + timedelta(seconds=10)))
+
+    scripted_drain(aws, tmp_path)
+
+    assert {key: aws.objects[key] for key in written} == written
+    assert sorted(json.loads(line)["id"] for line in aws.lines()) == [1, 2, 3]
 
 
 def test_a_replay_is_not_cut_short_by_the_buffer_interval(tmp_path):
@@ -1905,6 +2317,29 @@ def test_a_call_that_runs_past_the_timeout_fails_and_its_answer_is_thrown_away(
     assert not in_time.failed and in_time.result == {"records": []}
 
 
+def test_a_call_past_its_deadline_has_no_time_left_not_less_than_none():
+    from brewops.firehose_runtime.functions import LambdaContext
+
+    context = LambdaContext("f", "$LATEST", FUNCTION_ARN, 128, "r", "g", "s", deadline_ms=1000)
+    assert context.get_remaining_time_in_millis() == 0
+
+
+def test_a_call_that_printed_nothing_gives_the_console_back_and_logs_nothing(tmp_path, monkeypatch):
+    (tmp_path / "silent.py").write_text("def handler(event, context):\n    return 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    console = logging.StreamHandler(sys.stderr)
+    logger = logging.getLogger("a-console-logger")
+    logger.addHandler(console)
+    logs = _Logs()
+    try:
+        _local_function("silent.handler", log_dir=tmp_path / "logs", logs_client=logs).invoke({})
+        assert console.stream is sys.stderr
+    finally:
+        logger.removeHandler(console)
+    assert not (tmp_path / "logs" / "f.log").exists()
+    assert (logs.streams, logs.calls) == (set(), [])
+
+
 def test_functions_called_from_two_threads_each_see_their_own_environment_and_logs(
     tmp_path, monkeypatch
 ):
@@ -1987,6 +2422,9 @@ def test_the_handler_sees_the_function_configuration_from_import_to_return(tmp_p
         "        'region': os.environ.get('AWS_REGION'),\n"
         "        'memory': context.memory_limit_in_mb,\n"
         "        'remaining_ms': context.get_remaining_time_in_millis(),\n"
+        "        'memory_variable': os.environ.get('AWS_LAMBDA_FUNCTION_MEMORY_SIZE'),\n"
+        "        'log_group': os.environ.get('AWS_LAMBDA_LOG_GROUP_NAME'),\n"
+        "        'log_stream': context.log_stream_name,\n"
         "    }\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -1999,7 +2437,8 @@ def test_the_handler_sees_the_function_configuration_from_import_to_return(tmp_p
         "Environment": {"Variables": {"TABLE": "deployed"}},
     }
 
-    deployed = LocalFunction(dict(configuration)).invoke({}).result
+    deployed_call = LocalFunction(dict(configuration)).invoke({})
+    deployed = deployed_call.result
     overridden = LocalFunction(dict(configuration), environment={"TABLE": "local"}).invoke({})
     longer = LocalFunction({**configuration, "Timeout": 60}).invoke({}).result
 
@@ -2009,6 +2448,8 @@ def test_the_handler_sees_the_function_configuration_from_import_to_return(tmp_p
         "ap-south-1",
         512,
     )
+    assert (deployed["memory_variable"], deployed["log_group"]) == ("512", "/aws/lambda/f")
+    assert deployed["log_stream"] == f"local/{deployed_call.request_id}"
     assert overridden.result["table"] == "local"  # the runtime's variables win
     assert 0 < deployed["remaining_ms"] <= 3000, "Lambda's default timeout is 3 s"
     assert 3000 < longer["remaining_ms"] <= 60000
@@ -2038,6 +2479,8 @@ class _Logs:
     def put_log_events(self, logGroupName, logStreamName, logEvents):
         assert logStreamName in self.streams, "no such log stream"
         assert 1 <= len(logEvents) <= 10_000, "PutLogEvents takes 1 to 10,000 events"
+        size = sum(len(event["message"].encode()) + 26 for event in logEvents)
+        assert size <= 1_048_576, "and at most 1 MB"
         assert all(event["message"] for event in logEvents), "an empty message is refused"
         self.calls.append([event["message"] for event in logEvents])
 
@@ -2056,11 +2499,11 @@ def test_every_printed_line_reaches_the_log_group_within_the_service_limits(tmp_
     monkeypatch.syspath_prepend(str(tmp_path))
     logs = _Logs()
 
-    _local_function("chatty.handler", logs_client=logs).invoke({"lines": 2500})
+    _local_function("chatty.handler", logs_client=logs).invoke({"lines": 10_001})
     # another instance of the function (a later drain) logs into the same log group
     _local_function("chatty.handler", logs_client=logs).invoke({"lines": 1})
 
-    assert logs.messages == [f"line {n}" for n in range(2500)] + ["line 0"]
+    assert logs.messages == [f"line {n}" for n in range(10_001)] + ["line 0"]
     assert len(logs.streams) == 2
 
 
