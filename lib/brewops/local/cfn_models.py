@@ -284,10 +284,10 @@ class AthenaWorkGroup(_Model, CloudFormationModel):
             description=params.get("Description", ""),
             tags=params.get("Tags", []),
         )
-        work_group = backend.get_work_group(resource_name)
+        work_group = backend.work_groups.get(resource_name)  # get_work_group() gives a dict
         if properties.get("State") == "DISABLED" and work_group is not None:
             work_group.state = "DISABLED"
-        created = getattr(work_group, "creation_time", None)
+        created = (backend.get_work_group(resource_name) or {}).get("CreationTime")
         return cls(resource_name, str(created or ""))
 
     def get_cfn_attribute(self, attribute_name: str) -> str:
