@@ -49,14 +49,29 @@ def test_properties_become_typed_api_parameters() -> None:
                 "BucketARN": "arn:aws:s3:::b",
                 "RoleARN": "arn:aws:iam::123456789012:role/r",
                 "BufferingHints": {"SizeInMBs": "64", "IntervalInSeconds": 60},
-                "DataFormatConversionConfiguration": {"Enabled": "true"},
+                "DataFormatConversionConfiguration": {
+                    "Enabled": "true",
+                    "OutputFormatConfiguration": {
+                        "Serializer": {"OrcSerDe": {"BloomFilterFalsePositiveProbability": "0.05"}}
+                    },
+                },
+                "ProcessingConfiguration": {
+                    "Processors": [{"Type": "Lambda", "NotAnApiMember": "dropped"}]
+                },
+                "Prefix": None,  # a property !Ref AWS::NoValue took away
             },
             "NotAnApiMember": "dropped",
         },
     )
     destination = params["ExtendedS3DestinationConfiguration"]
     assert destination["BufferingHints"] == {"SizeInMBs": 64, "IntervalInSeconds": 60}
-    assert destination["DataFormatConversionConfiguration"] == {"Enabled": True}
+    conversion = destination["DataFormatConversionConfiguration"]
+    assert conversion["Enabled"] is True
+    assert conversion["OutputFormatConfiguration"]["Serializer"]["OrcSerDe"] == {
+        "BloomFilterFalsePositiveProbability": 0.05
+    }
+    assert destination["ProcessingConfiguration"] == {"Processors": [{"Type": "Lambda"}]}
+    assert "Prefix" not in destination
     assert "NotAnApiMember" not in params
 
 
@@ -99,6 +114,62 @@ def test_insecure_transport_conditions_do_not_hold_on_the_loopback_endpoint() ->
     }
     kept = emulator.applicable_statements(policy)
     assert [s["Action"] for s in kept] == ["s3:DeleteBucket", "s3:Get*"]
+    assert kept[1]["Condition"] == {"IpAddress": {"aws:SourceIp": "1"}}  # left to moto
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        (
+            {"Status": "Enabled", "ExpirationDate": "2030-01-01T00:00:00Z"},
+            {"Filter": {"Prefix": ""}, "Expiration": {"Date": "2030-01-01T00:00:00Z"}},
+        ),
+        (
+            {"Status": "Enabled", "NoncurrentVersionExpirationInDays": 7},
+            {"Filter": {"Prefix": ""}, "NoncurrentVersionExpiration": {"NoncurrentDays": "7"}},
+        ),
+        (
+            {"Status": "Disabled", "TagFilters": [{"Key": "tier", "Value": "cold"}]},
+            {"Filter": {"Tag": {"Key": "tier", "Value": "cold"}}},
+        ),
+        (
+            {
+                "Status": "Enabled",
+                "Prefix": "",
+                "Transitions": [{"StorageClass": "GLACIER", "TransitionDate": "2030-01-01"}],
+            },
+            {
+                "Filter": {"Prefix": ""},
+                "Transition": [{"StorageClass": "GLACIER", "Date": "2030-01-01"}],
+            },
+        ),
+    ],
+)
+def test_lifecycle_rules_in_their_other_forms(rule: dict, expected: dict) -> None:
+    assert cfn_models._lifecycle_rule(rule) == {"ID": None, "Status": rule["Status"], **expected}
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        KeyError("EntityNotFoundException: Database brewops_x not found"),
+        type("ResourceNotFoundException", (Exception,), {})("gone"),
+        type("ClientError", (Exception,), {"code": "NoSuchBucketPolicy"})("no policy"),
+    ],
+)
+def test_deleting_what_is_already_gone_succeeds(error: Exception) -> None:
+    def delete() -> None:
+        raise error
+
+    cfn_models._ignore_missing(delete)
+
+
+def test_a_delete_that_fails_otherwise_fails() -> None:
+    def delete() -> None:
+        raise RuntimeError("InternalFailure: the backend broke")
+
+    with pytest.raises(RuntimeError, match="InternalFailure"):
+        cfn_models._ignore_missing(delete)
 
 
 # ----------------------------------------------------------------------------- emulator
@@ -407,3 +478,99 @@ def test_policy_conditions_in_their_other_forms() -> None:
     holds = {"Statement": [{"Effect": "Deny", "Action": "s3:Delete*", "Condition": deny_https}]}
     # a condition that holds is met by every request: the Deny applies unconditionally
     assert emulator.applicable_statements(holds) == [{"Effect": "Deny", "Action": "s3:Delete*"}]
+
+
+@pytest.mark.emulator
+def test_a_workgroup_keeps_its_state_description_and_tags(
+    emulator_endpoint: str, tmp_path: Path
+) -> None:
+    template = (
+        "Resources:\n"
+        "  Queries:\n"
+        "    Type: AWS::Athena::WorkGroup\n"
+        "    Properties:\n"
+        "      Name: !Sub '${AWS::StackName}-queries'\n"
+        "      Description: paused for now\n"
+        "      State: DISABLED\n"
+        "      Tags: [{Key: project, Value: brewops}]\n"
+        "Outputs:\n"
+        "  WorkGroup: {Value: !Ref Queries}\n"
+        "  Created: {Value: !GetAtt Queries.CreationTime}\n"
+    )
+    with deployed_template(emulator_endpoint, tmp_path, template) as stack:
+        assert stack.outputs["Created"]
+        athena = stack.client("athena")
+        name = stack.outputs["WorkGroup"]
+        work_group = athena.get_work_group(WorkGroup=name)["WorkGroup"]
+        arn = f"arn:aws:athena:us-east-1:123456789012:workgroup/{name}"
+        tags = athena.list_tags_for_resource(ResourceARN=arn)["Tags"]
+
+    assert work_group["State"] == "DISABLED"
+    assert work_group["Description"] == "paused for now"
+    assert tags == [{"Key": "project", "Value": "brewops"}]
+
+
+@pytest.mark.emulator
+def test_glue_resources_keep_the_names_and_format_given_and_go_with_their_stack(
+    emulator_endpoint: str, tmp_path: Path
+) -> None:
+    shared = f"brewops_shared_{uuid.uuid4().hex[:8]}"  # made outside the stack
+    glue = emulator_session().client("glue", endpoint_url=emulator_endpoint)
+    glue.create_database(DatabaseInput={"Name": shared})
+    template = (
+        "Parameters:\n  Shared: {Type: String}\n"
+        "Resources:\n"
+        "  NamedDatabase:\n"
+        "    Type: AWS::Glue::Database\n"
+        "    Properties:\n"
+        "      CatalogId: !Ref AWS::AccountId\n"
+        "      DatabaseName: !Sub '${Shared}_named'\n"
+        "      DatabaseInput: {Description: named by the property}\n"
+        "  SharedTable:\n"
+        "    Type: AWS::Glue::Table\n"
+        "    Properties:\n"
+        "      CatalogId: !Ref AWS::AccountId\n"
+        "      DatabaseName: !Ref Shared\n"
+        "      TableInput: {Name: beers}\n"
+        "      OpenTableFormatInput:\n"
+        "        IcebergInput: {MetadataOperation: CREATE, Version: '2'}\n"
+        "Outputs:\n"
+        "  Named: {Value: !Ref NamedDatabase}\n"
+    )
+    with deployed_template(emulator_endpoint, tmp_path, template, {"Shared": shared}) as stack:
+        assert stack.outputs["Named"] == f"{shared}_named"
+        assert glue.get_database(Name=f"{shared}_named")["Database"]["Description"] == (
+            "named by the property"
+        )
+        table = glue.get_table(DatabaseName=shared, Name="beers")["Table"]
+        assert table["Parameters"]["table_type"] == "ICEBERG"
+
+    with pytest.raises(glue.exceptions.EntityNotFoundException):
+        glue.get_table(DatabaseName=shared, Name="beers")  # the stack's, in a database not
+    glue.delete_database(Name=shared)
+
+
+@pytest.mark.emulator
+def test_a_log_stream_in_a_group_of_its_own_goes_with_its_stack(
+    emulator_endpoint: str, tmp_path: Path
+) -> None:
+    group = f"/brewops/shared-{uuid.uuid4().hex[:8]}"  # made outside the stack
+    logs = emulator_session().client("logs", endpoint_url=emulator_endpoint)
+    logs.create_log_group(logGroupName=group)
+    template = (
+        "Parameters:\n  Group: {Type: String}\n"
+        "Resources:\n"
+        "  Deliveries:\n"
+        "    Type: AWS::Logs::LogStream\n"
+        "    Properties: {LogGroupName: !Ref Group, LogStreamName: deliveries}\n"
+    )
+
+    def streams() -> list[str]:
+        found = logs.describe_log_streams(logGroupName=group)["logStreams"]
+        return [s["logStreamName"] for s in found]
+
+    with deployed_template(emulator_endpoint, tmp_path, template, {"Group": group}):
+        assert streams() == ["deliveries"]
+
+    assert streams() == []
+    logs.delete_log_group(logGroupName=group)
