@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -427,18 +428,73 @@ def test_local_status_prints_what_runs_and_the_exports_a_shell_needs(monkeypatch
         f"AWS_SECRET_ACCESS_KEY={CREDENTIALS['aws_secret_access_key']} "
         "AWS_DEFAULT_REGION=eu-west-1"
     ) in result.output
+    assert f"  State         {tmp_path / 'state.json'}\n" in result.output
 
 
-def test_local_down_with_nothing_running_says_so_and_succeeds(monkeypatch):
+@pytest.mark.parametrize(
+    ("outputs", "listed"),
+    [
+        ({"StreamArn": "arn:s", "BucketName": "b"}, "    BucketName  b\n    StreamArn   arn:s\n"),
+        ({}, ""),  # deployed all the same
+    ],
+)
+def test_local_status_of_a_deployed_stack_lists_its_outputs_aligned(
+    monkeypatch, tmp_path, outputs, listed
+):
     from brewops.local import runtime
     from brewops.local.cli import local as local_cli
 
-    monkeypatch.setattr(runtime, "down", lambda: None)
+    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(tmp_path))
+    monkeypatch.setattr(runtime, "status", lambda: a_local_state(deployed=True, outputs=outputs))
+
+    result = CliRunner().invoke(local_cli, ["status"])
+
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("Running since 2024-01-01T00:00:00+00:00:\n")
+    assert f"  Stack         brewops-dev\n{listed}  Processes" in result.output
+
+
+def test_local_up_hands_its_options_to_the_runtime(monkeypatch, tmp_path):
+    from brewops.local import runtime
+    from brewops.local.cli import local as local_cli
+
+    catalog, template = tmp_path / "catalog.json", tmp_path / "template.yaml"
+    catalog.write_text("[]")
+    template.write_text("Resources: {}\n")
+    calls = []
+
+    def up(**options: Any):
+        calls.append(options)
+        return a_local_state(already_running=True)
+
+    monkeypatch.setattr(runtime, "up", up)
+
+    result = CliRunner().invoke(
+        local_cli, ["up", "--no-deploy", "--catalog", str(catalog), "--template", str(template)]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert calls == [{"deploy": False, "catalog": catalog, "template": template}]
+    assert result.output.startswith("Already running:\n")
+
+
+@pytest.mark.parametrize(
+    ("stopped", "said"),
+    [
+        (None, r"Nothing to stop: the local target is not running\.\n"),
+        (a_local_state, r"Stopped in \d+\.\d s\.\n"),
+    ],
+)
+def test_local_down_says_what_it_stopped_and_succeeds(monkeypatch, stopped, said):
+    from brewops.local import runtime
+    from brewops.local.cli import local as local_cli
+
+    monkeypatch.setattr(runtime, "down", stopped or (lambda: None))
 
     result = CliRunner().invoke(local_cli, ["down"])
 
     assert result.exit_code == 0, result.output
-    assert result.output == "Nothing to stop: the local target is not running.\n"
+    assert re.fullmatch(said, result.output)
 
 
 def test_expected_ids_that_are_not_integers_are_refused_in_one_line(monkeypatch):

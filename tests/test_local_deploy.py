@@ -4,12 +4,15 @@ the creation and deletion of small stacks on the emulator."""
 from __future__ import annotations
 
 import io
+import os
 import socket
 import uuid
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from botocore.exceptions import WaiterError
 
 from brewops import paths
 from brewops.local import deploy
@@ -59,6 +62,8 @@ def test_code_package_is_the_package_source_without_caches(tmp_path: Path) -> No
     names = zipfile.ZipFile(io.BytesIO(body)).namelist()
     assert sorted(names) == ["pkg/__init__.py", "pkg/app.py"]
     assert deploy.package_code(source) == body  # reproducible: same files, same key
+    os.utime(source / "pkg" / "app.py", (1e9, 1e9))  # checked out again, or touched
+    assert deploy.package_code(source) == body
 
 
 def test_the_project_package_is_small_and_holds_the_handlers() -> None:
@@ -162,20 +167,40 @@ def test_code_package_files_are_readable_by_the_lambda_runtime(tmp_path: Path) -
     infos = zipfile.ZipFile(io.BytesIO(deploy.package_code(source))).infolist()
 
     assert [(i.filename, (i.external_attr >> 16) & 0o777) for i in infos] == [("pkg/app.py", 0o644)]
+    assert [i.compress_type for i in infos] == [zipfile.ZIP_DEFLATED]
 
 
-def test_code_already_in_s3_is_left_as_it_is(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "code_uri", ["s3://elsewhere/code.zip", {"Bucket": "elsewhere", "Key": "code.zip"}]
+)
+def test_code_already_in_s3_is_left_as_it_is(tmp_path: Path, code_uri: str | dict) -> None:
     template = {
         "Resources": {
-            "F": {
-                "Type": "AWS::Serverless::Function",
-                "Properties": {"CodeUri": "s3://elsewhere/code.zip"},
-            }
+            "F": {"Type": "AWS::Serverless::Function", "Properties": {"CodeUri": code_uri}}
         }
     }
     packaged, artifacts = deploy.package_template(template, tmp_path, "artifacts", "stack")
     assert artifacts == {}
-    assert packaged["Resources"]["F"]["Properties"]["CodeUri"] == "s3://elsewhere/code.zip"
+    assert packaged["Resources"]["F"]["Properties"]["CodeUri"] == code_uri
+
+
+def test_each_code_directory_gets_a_zip_of_its_own(tmp_path: Path) -> None:
+    functions = {}
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "app.py").write_text(f"NAME = {name!r}\n")
+        functions[name] = {"Type": "AWS::Serverless::Function", "Properties": {"CodeUri": name}}
+
+    packaged, artifacts = deploy.package_template(
+        {"Resources": functions}, tmp_path, "artifacts", "stack"
+    )
+
+    keys = {name: f["Properties"]["CodeUri"]["Key"] for name, f in packaged["Resources"].items()}
+    assert keys["a"] != keys["b"]
+    assert set(artifacts) == set(keys.values())
+    names = zipfile.ZipFile(io.BytesIO(artifacts[keys["b"]])).namelist()
+    assert names == ["app.py"]
+    assert zipfile.ZipFile(io.BytesIO(artifacts[keys["b"]])).read("app.py") == b"NAME = 'b'\n"
 
 
 def test_parameter_values_are_sent_as_strings() -> None:
@@ -206,6 +231,44 @@ def test_translation_resolves_the_parameters_sam_needs_before_deploying() -> Non
 
     aliases = [r for r in resources.values() if r["Type"] == "AWS::Lambda::Alias"]
     assert [a["Properties"]["Name"] for a in aliases] == ["live"]  # not the default
+
+
+def test_create_stack_sends_what_aws_needs_and_says_why_a_creation_failed() -> None:
+    events = [
+        {"LogicalResourceId": "Stack", "ResourceStatus": "ROLLBACK_COMPLETE"},
+        {"LogicalResourceId": "Queue", "ResourceStatus": "CREATE_COMPLETE"},
+        {"LogicalResourceId": "Topic", "ResourceStatus": "CREATE_FAILED",
+         "ResourceStatusReason": "quota exceeded"},
+        {"LogicalResourceId": "Table", "ResourceStatus": "CREATE_FAILED",
+         "ResourceStatusReason": "bad schema"},
+    ]  # fmt: skip
+
+    def failing_wait(**kwargs: object) -> None:
+        raise WaiterError("StackCreateComplete", "Waiter encountered a terminal state", {})
+
+    sent: list[dict] = []
+    cloudformation = SimpleNamespace(
+        create_stack=lambda **kwargs: sent.append(kwargs),
+        get_waiter=lambda name: SimpleNamespace(wait=failing_wait),
+        describe_stack_events=lambda StackName: {"StackEvents": events},
+    )
+    s3 = SimpleNamespace(create_bucket=lambda **kwargs: {}, put_object=lambda **kwargs: {})
+    clients = {"s3": s3, "cloudformation": cloudformation}
+    session = SimpleNamespace(client=lambda service, **kwargs: clients[service])
+    prepared = deploy.PreparedStack("brewops-x", {"Resources": {}}, {"Stage": "dev"}, {})
+
+    with pytest.raises(deploy.DeployError) as raised:
+        deploy.create_stack(session, "http://127.0.0.1:1", prepared)
+
+    assert str(raised.value) == (
+        "stack brewops-x was not created: Topic: quota exceeded; Table: bad schema"
+    )
+    assert sent[0]["Parameters"] == [{"ParameterKey": "Stage", "ParameterValue": "dev"}]
+    # on AWS a stack that creates IAM roles, named or not, needs these
+    assert {"CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"} <= set(sent[0]["Capabilities"])
+    events.clear()
+    with pytest.raises(deploy.DeployError, match=r"created: no failure reason recorded$"):
+        deploy.create_stack(session, "http://127.0.0.1:1", prepared)
 
 
 # ----------------------------------------------------------------------------- emulator
@@ -285,3 +348,31 @@ def test_deleting_the_stack_deletes_a_versioned_bucket_with_old_versions(
     deploy.delete(session, emulator_endpoint, name)
 
     assert bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+
+@pytest.mark.emulator
+def test_deleting_the_stack_keeps_a_retained_bucket_whole_but_not_its_policy(
+    emulator_endpoint: str, tmp_path: Path
+) -> None:
+    template, name = a_stack(
+        tmp_path,
+        "Resources:\n  Bucket:\n    Type: AWS::S3::Bucket\n    DeletionPolicy: Retain\n"
+        "  Policy:\n    Type: AWS::S3::BucketPolicy\n    Properties:\n"
+        "      Bucket: !Ref Bucket\n"
+        "      PolicyDocument:\n        Version: '2012-10-17'\n        Statement:\n"
+        "          - {Effect: Deny, Principal: '*', Action: 's3:PutBucketAcl',"
+        " Resource: !GetAtt Bucket.Arn}\n"
+        "Outputs:\n  BucketName: {Value: !Ref Bucket}\n",
+    )
+    session = emulator_session()
+    bucket = deploy.deploy(session, emulator_endpoint, template, name)["BucketName"]
+    s3 = session.client("s3", endpoint_url=emulator_endpoint)
+    s3.put_object(Bucket=bucket, Key="raw/x", Body=b"1")
+
+    deploy.delete(session, emulator_endpoint, name)
+
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["raw/x"]
+    with pytest.raises(s3.exceptions.ClientError, match="NoSuchBucketPolicy"):
+        s3.get_bucket_policy(Bucket=bucket)  # the stack's, gone with the stack
+    s3.delete_object(Bucket=bucket, Key="raw/x")
+    s3.delete_bucket(Bucket=bucket)

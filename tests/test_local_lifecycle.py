@@ -3,11 +3,15 @@ idempotent starts, stale states cleaned up."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -47,15 +51,20 @@ def spawn_service(tmp_path: Path, seconds: float) -> tuple[subprocess.Popen[byte
     return process, processes.service(process, 0, "http://127.0.0.1:9", tmp_path / "sleep.log")
 
 
+def running_children() -> set[int]:
+    children = psutil.Process().children(recursive=True)
+    return {p.pid for p in children if p.status() != psutil.STATUS_ZOMBIE}
+
+
 def a_state(**fields) -> LocalState:
-    return LocalState(
-        endpoint_url="http://127.0.0.1:1",
-        region="us-east-1",
-        stack_name="brewops-dev",
-        started_at="2024-01-01T00:00:00+00:00",
-        services={"emulator": Service(1, 1, "http://127.0.0.1:1", "e.log", 1.5)},
-        **fields,
-    )
+    defaults = {
+        "endpoint_url": "http://127.0.0.1:1",
+        "region": "us-east-1",
+        "stack_name": "brewops-dev",
+        "started_at": "2024-01-01T00:00:00+00:00",
+        "services": {"emulator": Service(1, 1, "http://127.0.0.1:1", "e.log", 1.5)},
+    }
+    return LocalState(**{**defaults, **fields})
 
 
 def test_state_round_trips_through_its_file(state_dir: Path) -> None:
@@ -87,7 +96,8 @@ def test_cli_up_leaves_the_servers_running_and_down_stops_them(
     assert all(psutil.pid_exists(pid) for pid in pids.values())
     assert requests.get(f"{state['punkapi_url']}/beers?per_page=1", timeout=5).json()[0]["id"] == 1
     assert requests.get(f"{state['endpoint_url']}/moto-api/config", timeout=5).ok
-    assert (state_dir / "logs" / "emulator.log").is_file()
+    emulator_log = (state_dir / "logs" / "emulator.log").read_text()
+    assert "GET /moto-api/config" not in emulator_log, "no line per request: streams are long"
     assert state["region"] == "us-east-1" and state["deployed"] is False
 
     again = brewops("up", "--no-deploy", "--catalog", str(catalog_path), env_dir=state_dir)
@@ -140,18 +150,29 @@ def test_a_server_that_fails_to_start_leaves_nothing_behind(
 ) -> None:
     bad_catalog = tmp_path / "catalog.json"
     bad_catalog.write_text("not json")
-
-    def servers() -> set[int]:
-        children = psutil.Process().children(recursive=True)
-        return {p.pid for p in children if p.status() != psutil.STATUS_ZOMBIE}
-
-    before = servers()
+    before = running_children()
 
     with pytest.raises(processes.ServiceError, match="Punk API server exited"):
         local.up(catalog=bad_catalog)
 
     assert not (state_dir / "state.json").exists()
-    assert servers() - before == set()  # the emulator it had started is stopped too
+    assert running_children() - before == set()  # the emulator it had started is stopped too
+
+
+def test_ctrl_c_while_the_servers_start_leaves_nothing_behind(
+    state_dir: Path, catalog_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(processes, "wait_ready", interrupted)
+    before = running_children()
+
+    with pytest.raises(KeyboardInterrupt):
+        local.up(deploy=False, catalog=catalog_path)
+
+    assert not (state_dir / "state.json").exists()
+    assert running_children() - before == set()
 
 
 @pytest.mark.emulator
@@ -211,7 +232,8 @@ def test_a_running_target_is_repaired_by_up_and_never_torn_down_by_a_read(
         with open(punkapi.log, "a") as log:
             log.write("why it died\n")
 
-        with pytest.raises(runtime.LocalTargetBroken, match=r"Punk API server .* has exited"):
+        said = rf"Punk API server \(pid {punkapi.pid}, log {re.escape(punkapi.log)}\) has exited"
+        with pytest.raises(runtime.LocalTargetBroken, match=said):
             local.status()
         assert processes.is_running(emulator), "a status call must not stop the emulator"
 
@@ -305,6 +327,109 @@ def test_stop_kills_a_server_that_ignores_sigterm(tmp_path: Path) -> None:
         process.wait()
 
 
+def says_bye_on_sigterm(then: str) -> str:
+    """A server script that on SIGTERM writes "bye" to its log after a pause (a SIGKILL
+    sent without waiting for it comes first), then runs `then`."""
+    return (
+        "import signal, sys, time\n"
+        "def bye(*args):\n"
+        "    time.sleep(0.2)\n"
+        "    print('bye', flush=True)\n"
+        f"    {then}\n"
+        "signal.signal(signal.SIGTERM, bye)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+
+
+def start_ready(command: list[str], log: Path) -> subprocess.Popen[bytes]:
+    process = processes.spawn(command, log)
+    processes.wait_ready("Server", process, lambda: "ready" in log.read_text(), log, 60)
+    return process
+
+
+@pytest.mark.parametrize("paused", [False, True])
+def test_stop_gives_a_server_the_time_to_exit_on_sigterm(tmp_path: Path, paused: bool) -> None:
+    log = tmp_path / "server.log"
+    process = start_ready([sys.executable, "-c", says_bye_on_sigterm("sys.exit(0)")], log)
+    try:
+        if paused:  # Ctrl-Z in the terminal that runs it: stopped, SIGTERM waits
+            os.kill(process.pid, signal.SIGSTOP)
+
+        processes.stop(processes.service(process, 0, "http://127.0.0.1:9", log), timeout=5)
+
+        assert process.poll() is not None
+        assert "bye" in log.read_text()
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_stop_ends_the_whole_process_group_of_a_server(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    child = says_bye_on_sigterm("pass")  # and lives on: only SIGKILL ends it
+    parent = f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', {child!r}])\n"
+    process = start_ready([sys.executable, "-c", parent + "time.sleep(60)\n"], log)
+    (worker,) = psutil.Process(process.pid).children()
+    try:
+        processes.stop(processes.service(process, 0, "http://127.0.0.1:9", log), timeout=2)
+
+        assert "bye" in log.read_text(), "the worker was sent SIGTERM first"
+        assert exited(process.pid) and exited(worker.pid)
+    finally:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            worker.kill()
+        process.kill()
+        process.wait()
+
+
+def test_stop_terminates_a_server_that_leads_no_session_of_its_own(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        command = [sys.executable, "-c", says_bye_on_sigterm("sys.exit(0)")]
+        process = subprocess.Popen(command, stdout=out)  # in this test's process group
+    try:
+        processes.wait_ready("Server", process, lambda: "ready" in log.read_text(), log, 60)
+
+        processes.stop(processes.service(process, 0, "http://127.0.0.1:9", log), timeout=5)
+
+        assert process.poll() is not None
+        assert "bye" in log.read_text()
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_a_servers_output_reaches_its_log_unbuffered_and_replaces_the_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)  # as in a plain shell
+    log = tmp_path / "server.log"
+    log.write_text("the last run's\n")
+    # no flush: Python buffers the output of a process writing to a file, unless told not to
+    script = "import time\nprint('ready')\ntime.sleep(60)\n"
+    process = processes.spawn([sys.executable, "-c", script], log)
+    try:
+        processes.wait_ready("Server", process, lambda: "ready" in log.read_text(), log, 60)
+        assert log.read_text() == "ready\n"
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_stop_leaves_no_zombie_of_a_server_this_process_started(tmp_path: Path) -> None:
+    process, service = spawn_service(tmp_path, 60)
+
+    processes.stop(service)
+
+    # reaped: a notebook that runs up() and down() again and again collects no zombies
+    assert not psutil.pid_exists(process.pid)
+
+
+def test_a_missing_log_is_said_to_be_missing(tmp_path: Path) -> None:
+    assert processes.log_tail(tmp_path / "never-written.log") == "(no log)"
+
+
 def test_a_server_that_exits_while_starting_is_reported_with_its_last_words(
     tmp_path: Path,
 ) -> None:
@@ -354,13 +479,21 @@ def test_up_for_another_stack_is_a_conflict(
     assert local.up(stack_name=local_stack.stack_name).already_running
 
 
-def test_a_state_that_is_not_a_json_object_is_damaged(state_dir: Path) -> None:
+@pytest.mark.parametrize("written", ["[]", "{}", '{"services": []}', "not json", ""])
+def test_a_state_that_is_not_a_state_is_damaged(state_dir: Path, written: str) -> None:
     state_dir.mkdir(parents=True)
-    (state_dir / "state.json").write_text("[]")
+    (state_dir / "state.json").write_text(written)
     with pytest.raises(UnreadableStateError, match="is damaged"):
         LocalState.load()
     assert local.down() is None  # it names no server: cleared all the same
     assert not (state_dir / "state.json").exists()
+
+
+def test_a_whole_number_start_time_is_a_valid_one(state_dir: Path) -> None:
+    written = json.loads(a_state().save().read_text())
+    written["services"]["emulator"]["create_time"] = 1700000000  # as a hand edit may leave it
+    (state_dir / "state.json").write_text(json.dumps(written))
+    assert LocalState.load().services["emulator"].create_time == 1700000000
 
 
 def test_a_state_with_a_boolean_pid_is_damaged(state_dir: Path) -> None:
@@ -420,13 +553,19 @@ def test_up_runs_the_stack_it_is_given(state_dir: Path, catalog_path: Path) -> N
 
 
 @pytest.mark.emulator
-def test_up_knows_the_deployed_template_by_a_relative_path(
-    local_stack: LocalState, local_state_dir: Path, monkeypatch: pytest.MonkeyPatch
+def test_up_knows_the_deployed_template_and_the_catalogue_by_relative_paths(
+    local_stack: LocalState,
+    local_state_dir: Path,
+    catalog_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(local_state_dir))
     monkeypatch.chdir(paths.template_path().parent)
 
     assert local.up(template=paths.template_path().name).already_running
+
+    monkeypatch.chdir(catalog_path.parent)
+    assert local.up(catalog=catalog_path.name).already_running
 
 
 def test_a_server_that_exited_unreaped_is_not_running(tmp_path: Path) -> None:
@@ -436,22 +575,61 @@ def test_a_server_that_exited_unreaped_is_not_running(tmp_path: Path) -> None:
     assert not processes.is_running(service)  # a zombie serves nothing
 
 
-def test_only_a_success_answer_means_ready() -> None:
-    class NotFound(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_error(404)
+@contextlib.contextmanager
+def failing_server(status: int) -> Iterator[tuple[str, list[str]]]:
+    """An HTTP server on the loopback interface that answers every request with `status`
+    and an AWS error an SDK can read (so it may retry): its URL and the paths asked for."""
+    asked: list[str] = []
+    error = b"<ErrorResponse><Error><Code>InternalFailure</Code></Error></ErrorResponse>"
+
+    class Failing(BaseHTTPRequestHandler):
+        def answer(self) -> None:
+            asked.append(self.path)
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(status)
+            self.send_header("Content-Type", "text/xml")
+            self.send_header("Content-Length", str(len(error)))
+            self.end_headers()
+            self.wfile.write(error)
+
+        do_GET = do_POST = answer
 
         def log_message(self, *args: object) -> None:
             pass
 
-    server = HTTPServer((processes.HOST, 0), NotFound)
+    server = HTTPServer((processes.HOST, 0), Failing)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        assert processes.answers(f"http://{processes.HOST}:{server.server_port}/") is False
+        yield f"http://{processes.HOST}:{server.server_port}", asked
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_only_a_success_answer_means_ready() -> None:
+    with failing_server(404) as (url, _):
+        assert processes.answers(f"{url}/") is False
+
+
+@pytest.mark.parametrize("emulator_alive", [True, False])
+def test_down_stops_the_servers_whatever_the_stack_delete_does(
+    state_dir: Path, tmp_path: Path, emulator_alive: bool
+) -> None:
+    emulator, emulator_service = spawn_service(tmp_path, 60 if emulator_alive else 0)
+    if not emulator_alive:
+        emulator.wait()
+    with failing_server(500) as (url, asked):
+        state = a_state(endpoint_url=url, services={"emulator": emulator_service}, deployed=True)
+        state.save()
+
+        assert local.down() == state
+
+    # a failing emulator is asked once, without retries, so `down` is not held up; a dead
+    # one is not asked at all
+    assert len(asked) == (1 if emulator_alive else 0)
+    assert emulator.wait(timeout=10) is not None
+    assert not (state_dir / "state.json").exists()
 
 
 @pytest.mark.emulator
@@ -466,3 +644,26 @@ def test_the_servers_listen_on_the_loopback_interface_only(
         ]
         assert listening, f"{service.url} is not listening"
         assert {address.ip for address in listening} == {"127.0.0.1"}, service.url
+
+
+@pytest.mark.emulator
+def test_up_deploys_the_template_it_is_given_and_keeps_it(
+    state_dir: Path, catalog_path: Path, tmp_path: Path
+) -> None:
+    # nothing to deploy: no template is needed
+    local.up(deploy=False, catalog=catalog_path, template=tmp_path / "missing.yaml")
+    try:
+        template = tmp_path / "template.yaml"
+        template.write_text(
+            "Resources:\n  Queue:\n    Type: AWS::SQS::Queue\n"
+            "Outputs:\n  QueueName: {Value: !GetAtt Queue.QueueName}\n"
+        )
+
+        deployed = local.up(template=template)
+
+        assert deployed.deployed and deployed.template == str(template)
+        assert set(deployed.outputs) == {"QueueName"}
+        # asked for no template in particular: the deployed one stands
+        assert local.up().already_running
+    finally:
+        local.down()

@@ -443,3 +443,15 @@ def test_boto3s_default_session_follows_the_switch(
 
     targets.use("aws")
     assert boto3.DEFAULT_SESSION.get_credentials().access_key == "AKIAUSERKEY"
+
+
+def test_a_local_target_in_another_region_routes_everything_to_that_region(
+    fake_local: LocalState, aws_environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_REGION", "eu-central-1")  # the user's, which boto3 reads first
+    fake_local.region = "ap-southeast-2"
+
+    tgt = targets.use("local")
+
+    assert os.environ["AWS_REGION"] == os.environ["AWS_DEFAULT_REGION"] == "ap-southeast-2"
+    assert tgt.session.region_name == "ap-southeast-2"
