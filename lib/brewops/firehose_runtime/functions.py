@@ -27,8 +27,13 @@ from brewops.environ import applied_environment
 
 logger = logging.getLogger(__name__)
 
-# well under PutLogEvents' 10,000 events and 1 MB per call for a Lambda's log lines
+# PutLogEvents takes up to 10,000 events and 1 MB per call, each event counted as its
+# UTF-8 message plus 26 bytes; an event's message is at most 256 KB, beyond which Lambda
+# cuts a line as well
 LOG_EVENTS_PER_CALL = 1_000
+LOG_BYTES_PER_CALL = 1_048_576
+LOG_EVENT_OVERHEAD = 26
+LOG_MESSAGE_BYTES = 262_144 - LOG_EVENT_OVERHEAD
 # A function's environment and its captured output are the whole process's: os.environ and
 # sys.stdout. Two functions called from two threads (the scheduler's producer beside the
 # Firehose transform) would read each other's variables and log lines, so one runs at a time.
@@ -275,14 +280,29 @@ class LocalFunction:
                 )
                 self.log_stream = stream  # only once it exists: a failure is tried again
             now = int(time.time() * 1000)
-            for start in range(0, len(lines), LOG_EVENTS_PER_CALL):
+            for batch in _log_batches(lines):
                 self.logs_client.put_log_events(
                     logGroupName=self.log_group,
                     logStreamName=self.log_stream,
-                    logEvents=[
-                        {"timestamp": now, "message": line}
-                        for line in lines[start : start + LOG_EVENTS_PER_CALL]
-                    ],
+                    logEvents=[{"timestamp": now, "message": line} for line in batch],
                 )
         except Exception as error:  # the log is a copy; the invocation's result stands
             logger.warning("%s: log lines not put into %s: %s", self.name, self.log_group, error)
+
+
+def _log_batches(lines: list[str]) -> Iterator[list[str]]:
+    """The lines as PutLogEvents calls within its limits, a line over 256 KB cut short."""
+    batch: list[str] = []
+    size = 0
+    for line in lines:
+        encoded = line.encode()
+        if len(encoded) > LOG_MESSAGE_BYTES:
+            line = encoded[:LOG_MESSAGE_BYTES].decode(errors="ignore")
+        event_size = len(line.encode()) + LOG_EVENT_OVERHEAD
+        if batch and (len(batch) == LOG_EVENTS_PER_CALL or size + event_size > LOG_BYTES_PER_CALL):
+            yield batch
+            batch, size = [], 0
+        batch.append(line)
+        size += event_size
+    if batch:
+        yield batch
