@@ -2481,6 +2481,7 @@ class _Logs:
         assert 1 <= len(logEvents) <= 10_000, "PutLogEvents takes 1 to 10,000 events"
         size = sum(len(event["message"].encode()) + 26 for event in logEvents)
         assert size <= 1_048_576, "and at most 1 MB"
+        assert all(len(event["message"].encode()) + 26 <= 262_144 for event in logEvents)
         assert all(event["message"] for event in logEvents), "an empty message is refused"
         self.calls.append([event["message"] for event in logEvents])
 
@@ -2505,6 +2506,24 @@ def test_every_printed_line_reaches_the_log_group_within_the_service_limits(tmp_
 
     assert logs.messages == [f"line {n}" for n in range(10_001)] + ["line 0"]
     assert len(logs.streams) == 2
+
+
+def test_long_lines_reach_the_log_group_in_calls_within_one_megabyte(tmp_path, monkeypatch):
+    (tmp_path / "verbose.py").write_text(
+        "def handler(event, context):\n"
+        "    print('short')\n"
+        "    for n in range(5):\n"
+        "        print(str(n) * 200_000)\n"
+        "    print('é' * 200_000)\n"  # two bytes each: cut at a character's edge
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    logs = _Logs()
+
+    _local_function("verbose.handler", logs_client=logs).invoke({})
+
+    longest = 262_144 - 26
+    assert logs.messages == ["short", *(str(n) * 200_000 for n in range(5)), "é" * (longest // 2)]
+    assert len(logs.calls) == 2  # five lines of 200 KB fill one megabyte
 
 
 def test_an_invocation_keeps_the_log_records_its_handler_emitted(tmp_path, monkeypatch):
