@@ -50,6 +50,17 @@ def _client(session: Any, service: str) -> Any:
     return session.client(service, config=Config(retries={"mode": "standard", "max_attempts": 10}))
 
 
+def kinesis_sourced_delivery_streams(firehose: Any) -> list[str]:
+    """Every delivery stream that reads a Kinesis stream, over as many pages as it takes."""
+    names: list[str] = []
+    while True:
+        after = {"ExclusiveStartDeliveryStreamName": names[-1]} if names else {}
+        page = firehose.list_delivery_streams(DeliveryStreamType="KinesisStreamAsSource", **after)
+        names += page["DeliveryStreamNames"]
+        if not page.get("HasMoreDeliveryStreams") or not page["DeliveryStreamNames"]:
+            return names
+
+
 def describe(firehose: Any, name: str) -> DeliveryStreamConfig:
     """A delivery stream's configuration, as the service returns it."""
     description = firehose.describe_delivery_stream(DeliveryStreamName=name)
@@ -96,9 +107,7 @@ class FirehoseRuntime:
         session = session or boto3.Session()
         firehose = _client(session, "firehose")
         if not delivery_streams:
-            delivery_streams = firehose.list_delivery_streams(
-                DeliveryStreamType="KinesisStreamAsSource"
-            )["DeliveryStreamNames"]
+            delivery_streams = kinesis_sourced_delivery_streams(firehose)
         state = Path(state_dir) if state_dir else paths.local_state_dir()
         store = CheckpointStore(paths.firehose_checkpoints_dir(state))
         clients = {
