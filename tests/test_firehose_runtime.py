@@ -1211,6 +1211,26 @@ def test_without_names_every_kinesis_sourced_delivery_stream_is_delivered(tmp_pa
     assert [json.loads(line)["id"] for line in aws.lines()] == [1]
 
 
+def test_without_names_every_page_of_delivery_streams_is_listed():
+    from brewops.firehose_runtime import kinesis_sourced_delivery_streams
+
+    names = [f"stream-{n:02d}" for n in range(25)]
+    calls = []
+
+    class Listing:  # ten names a page, as the service gives by default
+        def list_delivery_streams(self, DeliveryStreamType, ExclusiveStartDeliveryStreamName=""):
+            calls.append((DeliveryStreamType, ExclusiveStartDeliveryStreamName))
+            rest = [name for name in names if name > ExclusiveStartDeliveryStreamName]
+            return {"DeliveryStreamNames": rest[:10], "HasMoreDeliveryStreams": len(rest) > 10}
+
+    assert kinesis_sourced_delivery_streams(Listing()) == names
+    assert calls == [
+        ("KinesisStreamAsSource", ""),
+        ("KinesisStreamAsSource", "stream-09"),
+        ("KinesisStreamAsSource", "stream-19"),
+    ]
+
+
 def test_every_shard_of_a_resharded_stream_is_delivered(tmp_path):
     # the closed parent and its children, listed one shard per page
     kinesis = ScriptedKinesis(
