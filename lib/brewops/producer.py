@@ -28,6 +28,8 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from brewops.batching import within_limits
+
 logger = logging.getLogger(__name__)
 
 MAX_RECORDS_PER_CALL = 500
@@ -259,8 +261,19 @@ def _batches(
     """Pack payloads into calls within the Kinesis limits. Oversize records go to the
     report; records the caller could not build, and records with a key Kinesis would
     refuse, go to `rejected`, never into a call."""
-    batch: list[Entry] = []
-    size = 0
+    return within_limits(
+        _sendable(payloads, report, rejected),
+        _record_size,
+        most_items=MAX_RECORDS_PER_CALL,
+        most_bytes=MAX_BYTES_PER_CALL,
+    )
+
+
+def _sendable(
+    payloads: Iterable[tuple[str, bytes] | FailedRecord],
+    report: ProduceReport,
+    rejected: list[FailedRecord],
+) -> Iterator[Entry]:
     for payload in payloads:
         report.records += 1
         if isinstance(payload, FailedRecord):
@@ -274,19 +287,10 @@ def _batches(
                 FailedRecord(str(entry["PartitionKey"]), "InvalidPartitionKey", problem)
             )
             continue
-        record_size = _record_size(entry)
-        if record_size > MAX_BYTES_PER_RECORD:
+        if _record_size(entry) > MAX_BYTES_PER_RECORD:
             report.oversize.append(entry["PartitionKey"])
             continue
-        if batch and (
-            len(batch) == MAX_RECORDS_PER_CALL or size + record_size > MAX_BYTES_PER_CALL
-        ):
-            yield batch
-            batch, size = [], 0
-        batch.append(entry)
-        size += record_size
-    if batch:
-        yield batch
+        yield entry
 
 
 def _progress_callback(progress: bool | Progress, total: int | None) -> tuple[Progress | None, Any]:

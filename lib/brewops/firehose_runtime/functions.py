@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from brewops.batching import within_limits
 from brewops.environ import applied_environment
 
 logger = logging.getLogger(__name__)
@@ -292,17 +293,15 @@ class LocalFunction:
 
 def _log_batches(lines: list[str]) -> Iterator[list[str]]:
     """The lines as PutLogEvents calls within its limits, a line over 256 KB cut short."""
-    batch: list[str] = []
-    size = 0
-    for line in lines:
-        encoded = line.encode()
-        if len(encoded) > LOG_MESSAGE_BYTES:
-            line = encoded[:LOG_MESSAGE_BYTES].decode(errors="ignore")
-        event_size = len(line.encode()) + LOG_EVENT_OVERHEAD
-        if batch and (len(batch) == LOG_EVENTS_PER_CALL or size + event_size > LOG_BYTES_PER_CALL):
-            yield batch
-            batch, size = [], 0
-        batch.append(line)
-        size += event_size
-    if batch:
-        yield batch
+    messages = [
+        line.encode()[:LOG_MESSAGE_BYTES].decode(errors="ignore")
+        if len(line.encode()) > LOG_MESSAGE_BYTES
+        else line
+        for line in lines
+    ]
+    return within_limits(
+        messages,
+        lambda message: len(message.encode()) + LOG_EVENT_OVERHEAD,
+        most_items=LOG_EVENTS_PER_CALL,
+        most_bytes=LOG_BYTES_PER_CALL,
+    )
