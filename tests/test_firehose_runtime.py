@@ -1695,10 +1695,7 @@ def test_a_runtime_refuses_to_deliver_what_a_crashed_flush_will_replay(tmp_path)
     aws = ScriptedAWS(kinesis, description())
     [running] = FirehoseRuntime(["brewops-dev-cleaned"], session=aws, state_dir=tmp_path).streams
     running.poll()
-    crashed = FirehoseRuntime(["brewops-dev-cleaned"], session=aws, state_dir=tmp_path)
-    crashed.streams[0].store = CommitFails(crashed.streams[0].store)
-    with pytest.raises(RuntimeError, match="before the commit"):
-        crashed.drain()
+    crash_before_commit(aws, tmp_path)
 
     with pytest.raises(DeliveryOvertaken):
         running.flush()
@@ -1708,11 +1705,7 @@ def test_a_runtime_refuses_to_deliver_what_a_crashed_flush_will_replay(tmp_path)
 def test_a_replay_with_random_strings_in_the_prefix_lands_on_the_same_keys(tmp_path):
     kinesis = ScriptedKinesis({"shardId-000000000000": numbered(1, 2, 3)})
     aws = ScriptedAWS(kinesis, description(Prefix="cleaned/!{firehose:random-string}/"))
-    crashed = FirehoseRuntime(["brewops-dev-cleaned"], session=aws, state_dir=tmp_path)
-    crashed.streams[0].store = CommitFails(crashed.streams[0].store)
-    with pytest.raises(RuntimeError, match="before the commit"):
-        crashed.drain()
-    written = dict(aws.objects)
+    written = crash_before_commit(aws, tmp_path)
     kinesis.add("shardId-000000000000", *numbered(4))  # arrived before the restart
 
     scripted_drain(aws, tmp_path)
@@ -1727,11 +1720,7 @@ def test_a_replay_through_the_lambda_ends_once_its_batch_is_transformed(tmp_path
     kinesis = ScriptedKinesis({"shardId-000000000000": numbered(1, 2, 3)})
     stream = description(ProcessingConfiguration=processed())
     aws = ScriptedAWS(kinesis, stream, lambda_client=scripted_lambda("ok"))
-    crashed = FirehoseRuntime(["brewops-dev-cleaned"], session=aws, state_dir=tmp_path)
-    crashed.streams[0].store = CommitFails(crashed.streams[0].store)
-    with pytest.raises(RuntimeError, match="before the commit"):
-        crashed.drain()
-    written = dict(aws.objects)
+    written = crash_before_commit(aws, tmp_path)
     kinesis.add("shardId-000000000000", *numbered(4))
     [restarted] = FirehoseRuntime(["brewops-dev-cleaned"], session=aws, state_dir=tmp_path).streams
 
@@ -1756,11 +1745,7 @@ def test_a_replay_reads_only_the_shards_of_the_flush_it_replays(tmp_path):
         }
     )
     aws = ScriptedAWS(kinesis, description())
-    crashed = FirehoseRuntime(["brewops-dev-cleaned"], session=aws, state_dir=tmp_path)
-    crashed.streams[0].store = CommitFails(crashed.streams[0].store)
-    with pytest.raises(RuntimeError, match="before the commit"):
-        crashed.drain()
-    written = dict(aws.objects)
+    written = crash_before_commit(aws, tmp_path)
     kinesis.add("shardId-000000000001", (b'{"id": 3}\n', MOMENT + timedelta(seconds=10)))
 
     scripted_drain(aws, tmp_path)
@@ -1774,11 +1759,7 @@ def test_a_replay_is_not_cut_short_by_the_buffer_interval(tmp_path):
     # object, however long reading it back takes
     kinesis = ScriptedKinesis({"shardId-000000000000": numbered(1, 2, 3)})
     aws = ScriptedAWS(kinesis, description())
-    crashed = FirehoseRuntime(["brewops-dev-cleaned"], session=aws, state_dir=tmp_path)
-    crashed.streams[0].store = CommitFails(crashed.streams[0].store)
-    with pytest.raises(RuntimeError, match="before the commit"):
-        crashed.drain()
-    written = dict(aws.objects)
+    written = crash_before_commit(aws, tmp_path)
     now = [0.0]
     [stream] = FirehoseRuntime(
         ["brewops-dev-cleaned"],
@@ -2156,6 +2137,15 @@ class CommitFails:
 
     def __getattr__(self, name):
         return getattr(self.store, name)
+
+
+def crash_before_commit(aws: ScriptedAWS, tmp_path: Path) -> dict[str, bytes]:
+    """A drain killed right after its S3 write, before its commit; the objects it left."""
+    crashed = FirehoseRuntime(["brewops-dev-cleaned"], session=aws, state_dir=tmp_path)
+    crashed.streams[0].store = CommitFails(crashed.streams[0].store)
+    with pytest.raises(RuntimeError, match="before the commit"):
+        crashed.drain()
+    return dict(aws.objects)
 
 
 @pytest.mark.emulator

@@ -342,16 +342,27 @@ def says_bye_on_sigterm(then: str) -> str:
     )
 
 
-def start_ready(command: list[str], log: Path) -> subprocess.Popen[bytes]:
-    process = processes.spawn(command, log)
+def start_ready(command: list[str], log: Path, own_session: bool = True) -> subprocess.Popen[bytes]:
+    if own_session:
+        process = processes.spawn(command, log)
+    else:  # in this test's process group
+        with log.open("wb") as out:
+            process = subprocess.Popen(command, stdout=out)
     processes.wait_ready("Server", process, lambda: "ready" in log.read_text(), log, 60)
     return process
 
 
-@pytest.mark.parametrize("paused", [False, True])
-def test_stop_gives_a_server_the_time_to_exit_on_sigterm(tmp_path: Path, paused: bool) -> None:
+@pytest.mark.parametrize(
+    ("paused", "own_session"),
+    [(False, True), (True, True), (False, False)],
+    ids=["running", "paused", "no session of its own"],
+)
+def test_stop_gives_a_server_the_time_to_exit_on_sigterm(
+    tmp_path: Path, paused: bool, own_session: bool
+) -> None:
     log = tmp_path / "server.log"
-    process = start_ready([sys.executable, "-c", says_bye_on_sigterm("sys.exit(0)")], log)
+    command = [sys.executable, "-c", says_bye_on_sigterm("sys.exit(0)")]
+    process = start_ready(command, log, own_session)
     try:
         if paused:  # Ctrl-Z in the terminal that runs it: stopped, SIGTERM waits
             os.kill(process.pid, signal.SIGSTOP)
@@ -379,23 +390,6 @@ def test_stop_ends_the_whole_process_group_of_a_server(tmp_path: Path) -> None:
     finally:
         with contextlib.suppress(psutil.NoSuchProcess):
             worker.kill()
-        process.kill()
-        process.wait()
-
-
-def test_stop_terminates_a_server_that_leads_no_session_of_its_own(tmp_path: Path) -> None:
-    log = tmp_path / "server.log"
-    with log.open("wb") as out:
-        command = [sys.executable, "-c", says_bye_on_sigterm("sys.exit(0)")]
-        process = subprocess.Popen(command, stdout=out)  # in this test's process group
-    try:
-        processes.wait_ready("Server", process, lambda: "ready" in log.read_text(), log, 60)
-
-        processes.stop(processes.service(process, 0, "http://127.0.0.1:9", log), timeout=5)
-
-        assert process.poll() is not None
-        assert "bye" in log.read_text()
-    finally:
         process.kill()
         process.wait()
 
