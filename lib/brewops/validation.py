@@ -763,6 +763,19 @@ class ValidationReport:
     def failure_message(self) -> str:
         return "\n".join(str(f) for f in self.failures)
 
+    def unreconciled(self) -> str | None:
+        """Why lost records went unchecked in the tables read (nothing says what was
+        produced), or None when each was reconciled. Only the tables validated count:
+        with `tables=["raw"]` there is no cleaned reconciliation to ask for."""
+        unchecked = [r for r in self.reconciliation.values() if not r.checked]
+        if not unchecked:
+            return None
+        names = ", ".join(r.table for r in unchecked)
+        return (
+            f"nothing to reconcile {names} against ({unchecked[0].expectation.source}): "
+            "run notebook 03 first, against this stack, or pass expected_ids"
+        )
+
     def raise_for_gates(self) -> None:
         """Raise the typed error of the first failed gate; its message lists them all."""
         if not self.failures:

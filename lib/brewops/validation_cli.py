@@ -86,8 +86,7 @@ def run(
         _print_report(report)
     if not report.ok:
         raise GatesFailed(f"validation failed:\n{report.failure_message()}")
-    unchecked = [r.table for r in report.reconciliation.values() if not r.checked]
-    if require_reconciliation and unchecked:
+    if require_reconciliation and report.unreconciled():
         raise GatesFailed(
             "nothing to reconcile against, so lost records cannot be checked: run notebook 03 "
             "or `brewops stream backfill` first, pass --expected-ids, or "

@@ -168,9 +168,8 @@ its known quirks must be among them.
 report.raise_for_gates()
 assert report.ok
 if require_reconciliation:
-    assert report.reconciliation["cleaned"].checked, (
-        "nothing to reconcile against: run notebook 03 first or pass expected_ids"
-    )
+    unreconciled = report.unreconciled()
+    assert unreconciled is None, unreconciled
 """),
         code("""
 if real_catalogue:
