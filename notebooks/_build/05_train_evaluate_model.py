@@ -77,7 +77,10 @@ else:
 beers = features.labelled(records)
 ibu = features.ibu_values(beers)
 print(f"{len(records)} beers, {len(beers)} with an IBU")
-assert len(beers) >= 100, "too few beers to train on: run notebooks 02-04 first or set catalog"
+assert len(beers) >= 100, (
+    f"too few beers to train on ({len(beers)} with an IBU, 100 needed): "
+    "run notebooks 02-03 first, or set catalog to a catalogue that has more"
+)
 pd.Series(ibu).describe()
 """),
         md("""
