@@ -75,3 +75,53 @@ def test_notebook_04_validates_the_raw_table_alone(
     [result] = run.notebooks
     assert result.status == "ok", result.error
     assert result.figures["gates_passed"] is True
+
+
+@pytest.mark.emulator
+def test_notebook_04_reconciles_the_raw_table_alone(
+    local_stack, local_state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """With reconciliation required (the default), validating only the raw table asks
+    for the raw table's reconciliation, not the cleaned one it did not read."""
+    from brewops.runner import execute
+
+    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(local_state_dir))
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    [validate] = [nb for nb in discover() if nb.stem.startswith("04_")]
+
+    run = execute(
+        [validate],
+        parameters={"tables": ["raw"], "expected_ids": [], "real_catalogue": False},
+        out_dir=tmp_path / "build",
+        progress=False,
+    )
+
+    [result] = run.notebooks
+    assert result.status == "ok", result.error
+
+
+def test_notebook_05_on_too_small_a_catalogue_says_how_many_beers_it_has(
+    catalog_beers, write_catalog_file, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Set to a catalogue file, the notebook needs no stack; when the file holds too few
+    beers the error says how many it has, not only to run the notebooks before it."""
+    from brewops.catalog import to_v3_shape
+    from brewops.runner import execute
+
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    small = write_catalog_file([to_v3_shape(b) for b in catalog_beers[:20]], "small-v3.json")
+    [train] = [nb for nb in discover() if nb.stem.startswith("05_")]
+
+    run = execute(
+        [train],
+        parameters={"catalog": str(small), "register": False},
+        out_dir=tmp_path / "build",
+        progress=False,
+    )
+
+    [result] = run.notebooks
+    assert result.status == "failed"
+    assert "too few beers to train on (20 with an IBU, 100 needed)" in result.error
+    assert "set catalog to a catalogue that has more" in result.error

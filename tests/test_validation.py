@@ -620,6 +620,21 @@ def test_errors_name_their_rule_and_list_every_failure():
     assert issubclass(validation.PartitionLayoutError, validation.UnreadableDataError)
 
 
+def test_only_the_tables_validated_need_reconciling():
+    produced = validation.Expectation(records=2, ids=frozenset({1, 2}), source="figures")
+    unknown = validation.Expectation(source="03_produce_to_kinesis.json (not found)")
+    report = validation.ValidationReport(target="local")
+    report.reconciliation["raw"] = validation.Reconciliation("raw", produced, rows=2, unique_ids=2)
+
+    assert report.unreconciled() is None, "no cleaned table was asked for"
+
+    report.reconciliation["raw"] = validation.Reconciliation("raw", unknown, rows=2, unique_ids=2)
+    problem = report.unreconciled()
+    assert problem is not None
+    assert problem.startswith("nothing to reconcile raw against (03_produce_to_kinesis.json")
+    assert "run notebook 03 first" in problem
+
+
 def test_plots_mark_the_out_of_range_values(catalogue_beers):
     from brewops import validation_plots
 
