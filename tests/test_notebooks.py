@@ -11,11 +11,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from brewops.paths import notebooks_dir
-from brewops.runner import discover
+from brewops.runner import NotebookResult, discover
 
 
 @pytest.mark.emulator
@@ -53,52 +54,42 @@ def test_the_notebooks_pass_nbval_in_order(local_stack, local_state_dir: Path, t
     assert recorded == {nb.stem for nb in notebooks}, "every notebook records its key figures"
 
 
-@pytest.mark.emulator
-def test_notebook_04_validates_the_raw_table_alone(
-    local_stack, local_state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
-    """The cleaned-table sections stand aside instead of failing on what was not read."""
+def run_alone(
+    prefix: str, parameters: dict[str, Any], tmp_path: Path, monkeypatch
+) -> NotebookResult:
+    """The result of the notebook numbered `prefix`, executed by itself."""
     from brewops.runner import execute
 
-    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(local_state_dir))
     monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    [validate] = [nb for nb in discover() if nb.stem.startswith("04_")]
-
-    run = execute(
-        [validate],
-        parameters={"tables": ["raw"], "require_reconciliation": False, "real_catalogue": False},
-        out_dir=tmp_path / "build",
-        progress=False,
-    )
-
+    [notebook] = [nb for nb in discover() if nb.stem.startswith(prefix)]
+    run = execute([notebook], parameters=parameters, out_dir=tmp_path / "build", progress=False)
     [result] = run.notebooks
+    return result
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize(
+    "reconciliation",
+    [{"require_reconciliation": False}, {"expected_ids": []}],
+    ids=["not required", "required of the raw table"],
+)
+def test_notebook_04_validates_the_raw_table_alone(
+    local_stack,
+    local_state_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    reconciliation: dict[str, Any],
+):
+    """The cleaned-table sections stand aside instead of failing on what was not read, and
+    a required reconciliation is asked of the raw table alone."""
+    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(local_state_dir))
+    parameters = {"tables": ["raw"], "real_catalogue": False, **reconciliation}
+
+    result = run_alone("04_", parameters, tmp_path, monkeypatch)
+
     assert result.status == "ok", result.error
     assert result.figures["gates_passed"] is True
-
-
-@pytest.mark.emulator
-def test_notebook_04_reconciles_the_raw_table_alone(
-    local_stack, local_state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
-    """With reconciliation required (the default), validating only the raw table asks
-    for the raw table's reconciliation, not the cleaned one it did not read."""
-    from brewops.runner import execute
-
-    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(local_state_dir))
-    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    [validate] = [nb for nb in discover() if nb.stem.startswith("04_")]
-
-    run = execute(
-        [validate],
-        parameters={"tables": ["raw"], "expected_ids": [], "real_catalogue": False},
-        out_dir=tmp_path / "build",
-        progress=False,
-    )
-
-    [result] = run.notebooks
-    assert result.status == "ok", result.error
 
 
 def test_notebook_05_on_too_small_a_catalogue_says_how_many_beers_it_has(
@@ -107,21 +98,11 @@ def test_notebook_05_on_too_small_a_catalogue_says_how_many_beers_it_has(
     """Set to a catalogue file, the notebook needs no stack; when the file holds too few
     beers the error says how many it has, not only to run the notebooks before it."""
     from brewops.catalog import to_v3_shape
-    from brewops.runner import execute
 
-    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
     small = write_catalog_file([to_v3_shape(b) for b in catalog_beers[:20]], "small-v3.json")
-    [train] = [nb for nb in discover() if nb.stem.startswith("05_")]
 
-    run = execute(
-        [train],
-        parameters={"catalog": str(small), "register": False},
-        out_dir=tmp_path / "build",
-        progress=False,
-    )
+    result = run_alone("05_", {"catalog": str(small), "register": False}, tmp_path, monkeypatch)
 
-    [result] = run.notebooks
     assert result.status == "failed"
     assert "too few beers to train on (20 with an IBU, 100 needed)" in result.error
     assert "set catalog to a catalogue that has more" in result.error
