@@ -293,12 +293,8 @@ class LocalFunction:
 
 def _log_batches(lines: list[str]) -> Iterator[list[str]]:
     """The lines as PutLogEvents calls within its limits, a line over 256 KB cut short."""
-    messages = [
-        line.encode()[:LOG_MESSAGE_BYTES].decode(errors="ignore")
-        if len(line.encode()) > LOG_MESSAGE_BYTES
-        else line
-        for line in lines
-    ]
+    # a cut inside a character drops its first bytes; a line within the limit is unchanged
+    messages = [line.encode()[:LOG_MESSAGE_BYTES].decode(errors="ignore") for line in lines]
     return within_limits(
         messages,
         lambda message: len(message.encode()) + LOG_EVENT_OVERHEAD,
