@@ -46,11 +46,16 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="brewops")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Punk API beers -> Kinesis -> Firehose -> S3 -> Glue -> an IBU model.
 
     Runs against the embedded AWS emulator (local, the default) or real AWS.
     """
+    from brewops.interrupts import terminate_as_interrupt
+
+    # a cancelled job's SIGTERM runs the same clean-up as Ctrl-C, e.g. `run` stops the target
+    ctx.with_resource(terminate_as_interrupt())
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import signal
 import sys
 from pathlib import Path
 
@@ -150,10 +149,6 @@ def serve(
             "(0 picks a free one)."
         ) from exc
 
-    def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
     click.echo(f"Punk API {api_version} serving {server.beer_count} beers at {server.url}")
     sys.stdout.flush()
     try:
