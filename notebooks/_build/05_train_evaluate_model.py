@@ -56,6 +56,8 @@ from brewops.model.predict import predict_beers
 needs_stack = catalog is None or register or model_version is not None
 tgt = targets.use(target) if needs_stack else None
 registry_uri = tgt.outputs["ModelRegistryUri"] if tgt else None
+if model_version is not None:  # checked now, not after the training below
+    registry.require_version(registry_uri, model_version)
 protocol = train.Protocol(n_repeats=repeats, n_jobs=n_jobs)
 pd.Series({"target": target, "catalog": catalog, "registry": registry_uri, "protocol": protocol})
 """),

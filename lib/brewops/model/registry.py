@@ -343,6 +343,17 @@ def latest_version(registry_uri: str, client: Any = None) -> str:
     return versions[-1]
 
 
+def require_version(registry_uri: str, version: str, client: Any = None) -> None:
+    """Raise RegistryError, naming the versions there are, unless `version` is complete in
+    the registry: a caller checks before work that would be lost when the load fails."""
+    versions = list_versions(registry_uri, client=client)
+    if version not in versions:
+        there = ", ".join(versions[-5:]) if versions else "none"
+        raise RegistryError(
+            f"no model version {version} under {registry_uri}; the latest there: {there}"
+        )
+
+
 def delete_version(registry_uri: str, version: str, client: Any = None) -> int:
     """Remove every object of a version; returns how many were deleted."""
     if not VERSION_PATTERN.match(version):
