@@ -366,6 +366,10 @@ def test_register_list_and_load_the_latest_through_s3(
         assert uri == f"{registry_uri}{version}/"
     assert registry.list_versions(registry_uri) == [older, newer]
     assert registry.latest_version(registry_uri) == newer
+    registry.require_version(registry_uri, older)
+    missing = registry.new_version(sha, datetime(2024, 1, 1, tzinfo=UTC))
+    with pytest.raises(registry.RegistryError, match=f"the latest there: {older}, {newer}$"):
+        registry.require_version(registry_uri, missing)
 
     bucket, prefix = registry.split_uri(registry_uri)
     keys = {
@@ -406,6 +410,8 @@ def test_an_incomplete_upload_is_not_listed(trained, registry_uri, tmp_path):
     assert registry.list_versions(registry_uri) == []
     with pytest.raises(registry.RegistryError, match="no model version"):
         registry.latest_version(registry_uri)
+    with pytest.raises(registry.RegistryError, match=f"no model version {version} .*: none$"):
+        registry.require_version(registry_uri, version)
 
 
 @pytest.mark.emulator

@@ -106,3 +106,21 @@ def test_notebook_05_on_too_small_a_catalogue_says_how_many_beers_it_has(
     assert result.status == "failed"
     assert "too few beers to train on (20 with an IBU, 100 needed)" in result.error
     assert "set catalog to a catalogue that has more" in result.error
+
+
+@pytest.mark.emulator
+def test_notebook_05_refuses_a_model_version_not_in_the_registry_before_it_trains(
+    local_stack, local_state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import nbformat
+
+    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(local_state_dir))
+    missing = "20200101T000000Z-deadbeef"
+
+    result = run_alone("05_", {"model_version": missing, "register": False}, tmp_path, monkeypatch)
+
+    assert result.status == "failed"
+    assert f"no model version {missing} under s3://" in result.error
+    executed = nbformat.read(result.executed, as_version=4)
+    training = next(c for c in executed.cells if "train.train(" in c.source)
+    assert training.execution_count is None, "the check comes before the training"
