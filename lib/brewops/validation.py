@@ -799,6 +799,8 @@ class ValidationReport:
                 if "cleaned" in self.partitions
                 else 0,
                 "gates_passed": self.ok,
+                # a separate check: the gates can pass with nothing to reconcile against
+                "reconciliation_checked": self.unreconciled() is None,
             }
         )
         return figures
