@@ -701,6 +701,7 @@ def test_the_run_summary_figures_count_rows_ids_partitions_findings_and_gates():
         "cleaned_unique_ids": 3,
         "partitions": 2,
         "gates_passed": False,
+        "reconciliation_checked": True,
     }
 
 
