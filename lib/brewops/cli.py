@@ -54,7 +54,7 @@ def main(ctx: click.Context) -> None:
     """
     from brewops.interrupts import terminate_as_interrupt
 
-    # a cancelled job's SIGTERM runs the same clean-up as Ctrl-C, e.g. `run` stops the target
+    # SIGTERM and SIGHUP run the same clean-up as Ctrl-C: `run` stops the target it started
     ctx.with_resource(terminate_as_interrupt())
 
 
