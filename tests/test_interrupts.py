@@ -1,5 +1,6 @@
-"""SIGTERM (a cancelled CI job, `timeout`, `kill`) ends a command, and a test run, through
-the clean-up Ctrl-C takes, instead of ending Python where it stands."""
+"""SIGTERM (a cancelled CI job, `timeout`, `kill`) and SIGHUP (a closed terminal) end a
+command, and a test run, through the clean-up Ctrl-C takes, instead of ending Python where
+it stands."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from brewops.interrupts import terminate_as_interrupt
+from brewops.interrupts import SIGNALS, terminate_as_interrupt
 
 TESTS = Path(__file__).parent
 
@@ -37,8 +38,10 @@ def _started(script: str, *args: str, cwd: Path | None = None) -> subprocess.Pop
     pytest.fail(f"never got ready: {process.communicate()[0]}")
 
 
-def _terminated(process: subprocess.Popen[str]) -> tuple[int, str]:
-    process.send_signal(signal.SIGTERM)
+def _terminated(
+    process: subprocess.Popen[str], signum: signal.Signals = signal.SIGTERM
+) -> tuple[int, str]:
+    process.send_signal(signum)
     try:
         output, _ = process.communicate(timeout=60)
     finally:
@@ -46,7 +49,8 @@ def _terminated(process: subprocess.Popen[str]) -> tuple[int, str]:
     return process.returncode, output
 
 
-def test_a_terminated_command_runs_its_clean_up():
+@pytest.mark.parametrize("signum", SIGNALS, ids=lambda s: s.name)
+def test_a_terminated_command_runs_its_clean_up(signum: signal.Signals):
     # a command of the real `brewops` group, which waits inside a try/finally
     process = _started(
         textwrap.dedent(
@@ -69,7 +73,7 @@ def test_a_terminated_command_runs_its_clean_up():
         )
     )
 
-    code, output = _terminated(process)
+    code, output = _terminated(process, signum)
 
     assert "cleaned up" in output
     assert code == 1, output  # click's exit after an interrupt, not death by the signal
@@ -117,14 +121,28 @@ def test_a_terminated_test_run_tears_its_fixtures_down(tmp_path: Path):
     assert code == pytest.ExitCode.INTERRUPTED, output
 
 
-def test_the_old_handler_is_back_afterwards():
-    def before(signum, frame):
-        pytest.fail("the handler from before was called")
+@pytest.fixture
+def default_handlers():
+    """SIGTERM and SIGHUP as a fresh process has them (the suite's plugin replaces them)."""
+    saved = {signum: signal.signal(signum, signal.SIG_DFL) for signum in SIGNALS}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
 
-    suite_handler = signal.signal(signal.SIGTERM, before)
-    try:
-        with terminate_as_interrupt(), pytest.raises(KeyboardInterrupt):
-            signal.raise_signal(signal.SIGTERM)
-        assert signal.getsignal(signal.SIGTERM) is before
-    finally:
-        signal.signal(signal.SIGTERM, suite_handler)
+
+@pytest.mark.parametrize("signum", SIGNALS, ids=lambda s: s.name)
+def test_the_default_handlers_are_back_afterwards(default_handlers, signum):
+    with terminate_as_interrupt(), pytest.raises(KeyboardInterrupt):
+        signal.raise_signal(signum)
+
+    assert signal.getsignal(signum) is signal.SIG_DFL
+
+
+def test_a_signal_that_is_ignored_stays_ignored(default_handlers):
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as nohup starts a command
+
+    with terminate_as_interrupt():
+        signal.raise_signal(signal.SIGHUP)
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+
+    assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
