@@ -230,6 +230,23 @@ def test_lambda_handlers_do_not_import_heavy_libraries():
     assert result.stdout.strip() == "", f"Lambda handlers import {result.stdout.strip()}"
 
 
+def test_progress_bars_come_from_tqdm_auto():
+    """In a notebook tqdm.auto draws one widget whose last state the executed copy keeps;
+    plain tqdm writes a stderr line per update into it instead."""
+    plain = []
+    for path in sorted((ROOT / "lib" / "brewops").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            if {"tqdm", "tqdm.std"} & set(names):
+                plain.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not plain, f"import tqdm.auto instead: {plain}"
+
+
 @pytest.mark.parametrize(
     "group", ["", "data", "api", "local", "stream", "validate", "model", "run"]
 )

@@ -300,7 +300,7 @@ def _progress_callback(progress: bool | Progress, total: int | None) -> tuple[Pr
         return progress, None
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, unit="rec", desc="PutRecords")
+    bar = tqdm(total=total, unit=" records", desc="PutRecords")
     return bar.update, bar
 
 

@@ -139,7 +139,7 @@ class FirehoseRuntime:
 
     def drain(self) -> DrainReport:
         """Deliver everything the source streams hold now, then return."""
-        from tqdm import tqdm
+        from tqdm.auto import tqdm
 
         started = time.monotonic()
         report = DrainReport()

@@ -367,7 +367,7 @@ def cross_validate(
     out-of-fold predictions.
     """
     from joblib import Parallel, delayed
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     band = bands.band_index(ibu)
     folds = RepeatedStratifiedKFold(

@@ -214,7 +214,7 @@ class PunkApiClient:
         if progress:
             from tqdm.auto import tqdm  # imported here: only a crawl with a bar needs it
 
-            bar = tqdm(desc=f"Crawling {self.base_url}", unit="beer")
+            bar = tqdm(desc=f"Crawling {self.base_url}", unit=" beers")
         try:
             page = 1
             while True:
