@@ -97,6 +97,26 @@ def test_the_diagram_is_drawn_from_the_graph():
     assert set(infra.data_flow_graph()) <= labels
 
 
+def test_the_diagram_is_laid_out_the_same_in_every_process():
+    """Laid out from sets of names, the columns came in hash order: another figure each run."""
+    code = (
+        "from brewops import infra\n"
+        "ax = infra.plot_data_flow().axes[0]\n"
+        "print(sorted((t.get_text(), t.get_position()) for t in ax.texts))\n"
+    )
+    layouts = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": seed, "MPLBACKEND": "Agg"},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("0", "1", "2")
+    }
+    assert len(layouts) == 1
+
+
 def test_the_output_contract_is_read_from_the_template():
     names = infra.output_names()
     assert {"BucketName", "StreamName", "CleanedTableName", "ModelRegistryUri"} <= set(names)

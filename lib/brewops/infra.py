@@ -162,7 +162,7 @@ def data_flow_graph(template: dict[str, Any] | None = None) -> nx.DiGraph:
                 node = f"{logical_id}{event_name}"
                 graph.add_node(node, kind="EventBridge schedule")
                 graph.add_edge(node, logical_id, label="invokes")
-        for target in references(props, template):
+        for target in sorted(references(props, template)):  # a set: sorted, same figure each run
             rule = FLOW_RULES.get((resource["Type"], resources[target]["Type"]))
             if rule is None:
                 continue
@@ -172,35 +172,37 @@ def data_flow_graph(template: dict[str, Any] | None = None) -> nx.DiGraph:
     return graph
 
 
+def _layers(graph: nx.DiGraph) -> dict[int, list[str]]:
+    """One column per step, right of its inputs; in a column, nodes in the order of their
+    inputs' rows (then by name), so the edges cross little and every run draws the same."""
+    import networkx as nx
+
+    layer: dict[str, int] = {}
+    for node in nx.topological_sort(graph):
+        layer[node] = max((layer[p] + 1 for p in graph.predecessors(node)), default=0)
+    columns: dict[int, list[str]] = {}
+    row: dict[str, float] = {}
+    for number in sorted(set(layer.values())):
+        nodes = [node for node in layer if layer[node] == number]
+
+        def inputs_row(node: str) -> tuple[float, str]:
+            rows = [row[p] for p in graph.predecessors(node)]
+            return (sum(rows) / len(rows) if rows else 0.0, node)
+
+        columns[number] = sorted(nodes, key=inputs_row)
+        middle = (len(nodes) - 1) / 2  # the layout centres each column
+        row.update({node: index - middle for index, node in enumerate(columns[number])})
+    return columns
+
+
 def plot_data_flow(template: dict[str, Any] | None = None) -> Figure:
     """A left-to-right diagram of `data_flow_graph`, one column per step."""
     import matplotlib.pyplot as plt
     import networkx as nx
 
     graph = data_flow_graph(template)
-    for node in nx.topological_sort(graph):  # each step one column right of its inputs
-        inputs = [graph.nodes[p]["layer"] for p in graph.predecessors(node)]
-        graph.nodes[node]["layer"] = max(inputs, default=-1) + 1
-    pos = nx.multipartite_layout(graph, subset_key="layer", align="vertical", scale=1.0)
+    pos = nx.multipartite_layout(graph, subset_key=_layers(graph), align="vertical", scale=1.0)
     fig, ax = plt.subplots(figsize=(14, 6))
-    nx.draw_networkx_edges(
-        graph,
-        pos,
-        ax=ax,
-        arrows=True,
-        arrowsize=14,
-        edge_color="#888",
-        node_size=3600,
-        connectionstyle="arc3,rad=0.05",
-    )
-    nx.draw_networkx_edge_labels(
-        graph,
-        pos,
-        ax=ax,
-        edge_labels=nx.get_edge_attributes(graph, "label"),
-        font_size=7,
-        bbox={"alpha": 0},
-    )
     palette = {
         "EventBridge schedule": "#f4b6c2",
         "Lambda": "#f9d5a7",
@@ -211,9 +213,10 @@ def plot_data_flow(template: dict[str, Any] | None = None) -> Figure:
         "Glue database": "#fff3b0",
         "Athena workgroup": "#d6d6d6",
     }
+    boxes = {}
     for node, (x, y) in pos.items():
         kind = graph.nodes[node]["kind"]
-        ax.text(
+        boxes[node] = ax.text(
             x,
             y,
             f"{node}\n({kind})",
@@ -222,9 +225,40 @@ def plot_data_flow(template: dict[str, Any] | None = None) -> Figure:
             fontsize=8,
             bbox={"boxstyle": "round,pad=0.4", "fc": palette.get(kind, "white"), "ec": "#555"},
         )
+    # Arrows end at the boxes' borders (patchA/patchB), not under them, and are drawn above
+    # them, after the boxes have moved into place; each label sits half-way on a white patch.
+    for source, sink, label in graph.edges(data="label"):
+        ax.annotate(
+            "",
+            xy=pos[sink],
+            xytext=pos[source],
+            zorder=4,
+            arrowprops={
+                "arrowstyle": "-|>",
+                "color": "#888",
+                "mutation_scale": 14,
+                "shrinkA": 2,
+                "shrinkB": 2,
+                "patchA": boxes[source].get_bbox_patch(),
+                "patchB": boxes[sink].get_bbox_patch(),
+                "connectionstyle": "arc3,rad=0.05",
+            },
+        )
+        (x0, y0), (x1, y1) = pos[source], pos[sink]
+        ax.text(
+            (x0 + x1) / 2,
+            (y0 + y1) / 2,
+            label,
+            fontsize=7,
+            ha="center",
+            va="center",
+            zorder=5,
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
+        )
+    ax.set_xlim(min(x for x, _ in pos.values()) - 0.15, max(x for x, _ in pos.values()) + 0.15)
+    ax.set_ylim(min(y for _, y in pos.values()) - 0.15, max(y for _, y in pos.values()) + 0.15)
     ax.set_title("Data flow derived from infra/template.yaml")
     ax.axis("off")
-    ax.margins(0.12)
     fig.tight_layout()
     return fig
 
