@@ -283,6 +283,14 @@ def test_distributions_leave_out_and_count_the_extremes(frame):
     assert max(patch.get_x() + patch.get_width() for patch in fig.axes[1].patches) < 7
 
 
+def test_distributions_say_the_cut_as_a_value_shown_and_label_the_units():
+    # the 99th percentile of 1..99 and 1000 is 108.01, a value no beer has
+    frame = explore.pd.DataFrame({"abv": [float(v) for v in range(1, 100)] + [1000.0]})
+    ax = explore.plot_distributions(frame, fields=["abv"]).axes[0]
+    assert ax.get_title().endswith("\n1 above 99 not shown (max 1000)")
+    assert ax.get_xlabel() == "Alcohol by volume, %"  # the cleaned column's comment
+
+
 def test_distributions_keep_values_at_the_percentile():
     # the two highest values are equal, so the 99th percentile is that value: none is beyond
     frame = explore.pd.DataFrame({"ph": [float(v) for v in range(1, 99)] + [120.0, 120.0]})

@@ -1,5 +1,7 @@
 """The evaluation figures draw what they are given."""
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -70,6 +72,20 @@ def test_comparison_frame_and_figure_cover_model_and_baselines():
     assert len(fig.axes[0].patches) == 6  # 3 models x 2 evaluations
 
 
+def test_comparison_names_stand_at_least_an_em_apart():
+    figures = {"accuracy": 0.6, "macro_f1": 0.55}
+    baselines = {"majority_class": figures, "random_forest_6_columns": figures}
+    metrics = {"cv": figures, "baselines": baselines, "time_split": {**figures, "baselines": {}}}
+    fig = plots.plot_comparison(metrics)
+    fig.canvas.draw()
+    for ax in fig.axes:
+        labels = ax.get_xticklabels()
+        em = labels[0].get_fontsize() * fig.dpi / 72  # points to pixels
+        boxes = [label.get_window_extent() for label in labels]
+        gaps = [right.x0 - left.x1 for left, right in itertools.pairwise(boxes)]
+        assert min(gaps) >= em, ([label.get_text() for label in labels], gaps)
+
+
 def test_confusion_matrix_cells_sit_at_true_row_and_predicted_column():
     matrix = [[8, 2, 0, 0], [1, 3, 0, 0], [0, 0, 5, 5], [0, 0, 0, 4]]
     ax = plots.plot_confusion_matrix(matrix).axes[0]
@@ -135,8 +151,8 @@ def test_comparison_shows_each_evaluations_own_baselines_in_a_fixed_order():
     ax = plots.plot_comparison(metrics).axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == [
         "model",
-        "random_forest_6_columns",
-        "majority_class",
+        "random forest\n6 columns",
+        "majority class",
     ]
     # pandas draws the bars evaluation by evaluation: cross-validation first
     heights = [round(p.get_height(), 6) for p in ax.patches]

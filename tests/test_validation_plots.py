@@ -98,6 +98,21 @@ def test_gravities_mark_only_a_final_gravity_above_the_original():
     assert "fg > og (1)" in [t.get_text() for t in ax.get_legend().get_texts()]
 
 
+def test_gravities_label_beers_at_the_same_point_once_and_name_the_axes():
+    frame = pd.DataFrame(  # ids 28, 127 and 131 of the real catalogue share 1064 > 1013
+        {
+            "id": [28, 127, 131, 70],
+            "target_fg": [1064, 1064, 1064, 1102],
+            "target_og": [1013] * 3 + [1026],
+        }
+    )
+    ax = validation_plots.plot_gravities(frame).axes[0]
+    assert sorted(t.get_text() for t in ax.texts) == ["28, 127, 131", "70"]
+    assert ax.get_xlabel() == schema.column("target_og").comment
+    assert ax.get_ylabel() == schema.column("target_fg").comment
+    assert ax.get_title()
+
+
 def test_gravities_of_beers_without_gravities_draw_no_diagonal():
     frame = pd.DataFrame({"id": [1, 2], "target_fg": [None, None], "target_og": [None, None]})
     ax = validation_plots.plot_gravities(frame).axes[0]

@@ -16,6 +16,7 @@ from brewops.schema import CLEANED_COLUMNS
 
 NUMERIC_FIELDS = ("abv", "ibu", "target_fg", "target_og", "ebc", "srm", "ph", "attenuation_level")
 DISTRIBUTION_FIELDS = ("abv", "ibu", "ebc", "ph")
+_AXIS_LABELS = {c.name: c.comment for c in CLEANED_COLUMNS}  # with units
 HOP_STAGES = ("start", "middle", "end", "flame out / whirlpool", "dry hop / fermenter", "other")
 
 Beers = Sequence[dict[str, Any]]
@@ -326,13 +327,14 @@ def plot_distributions(frame: pd.DataFrame, fields: Sequence[str] = DISTRIBUTION
     for ax, field in zip(axes, fields, strict=True):
         values = frame[field].dropna()
         upper = float(values.quantile(0.99)) if len(values) else 0.0
+        shown = values[values <= upper]
         beyond = int((values > upper).sum())
-        ax.hist(values[values <= upper], bins=30, color="#b5651d", edgecolor="white")
+        ax.hist(shown, bins=30, color="#b5651d", edgecolor="white")
         title = f"{field} (n={len(values)}, median {values.median():.3g})"
-        if beyond:
-            title += f"\n{beyond} above {upper:g} not shown (max {values.max():g})"
+        if beyond:  # said from the data (abv 18), not the interpolated percentile (18.228)
+            title += f"\n{beyond} above {shown.max():g} not shown (max {values.max():g})"
         ax.set_title(title, fontsize=10)
-        ax.set_xlabel(field)
+        ax.set_xlabel(_AXIS_LABELS.get(field, field))
         ax.set_ylabel("beers")
     return fig
 

@@ -126,13 +126,17 @@ def plot_gravities(df: pd.DataFrame) -> Any:
         color=OUT_OF_RANGE_COLOR,
         label=f"fg > og ({int(above.sum())})",
     )
-    for x, y, ident in zip(og[above], fg[above], df.loc[above, "id"], strict=True):
-        ax.annotate(str(ident), (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
+    # beers with the same gravities share one label: drawn apart, their ids would overprint
+    points = pd.DataFrame({"og": og[above], "fg": fg[above], "id": df.loc[above, "id"]})
+    for (x, y), ids in points.groupby(["og", "fg"], sort=False)["id"]:
+        label = ", ".join(str(ident) for ident in ids)
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
     both = pd.concat([fg, og]).dropna()
     if not both.empty:
         ax.plot([both.min(), both.max()], [both.min(), both.max()], "k--", lw=0.8, label="fg = og")
-    ax.set_xlabel("target_og")
-    ax.set_ylabel("target_fg")
+    ax.set_title("Target final against original gravity")
+    ax.set_xlabel(schema.column("target_og").comment)
+    ax.set_ylabel(schema.column("target_fg").comment)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -100,6 +101,9 @@ def plot_comparison(metrics: dict[str, Any], keys: Sequence[str] = ("accuracy", 
         table = rows.pivot(index="model", columns="evaluation", values=key)
         table = table.loc[[name for name in _ORDER if name in table.index]]
         table.plot.bar(ax=ax, rot=0, alpha=0.85)
+        # "random_forest_6_columns" on one line runs into its neighbours' names
+        names = [textwrap.fill(name.replace("_", " "), 14) for name in table.index]
+        ax.set_xticks(range(len(names)), names)
         ax.set_title(key)
         ax.set_ylim(0, 1)
         ax.set_xlabel("")
