@@ -8,7 +8,7 @@ import pytest
 
 from brewops.catalog import to_v3_shape
 from brewops.model import bands, features, train
-from brewops.model.predict import predict_beer, predict_beers
+from brewops.model.predict import predict_beer, predict_beers, predictions_frame
 
 # One repeat instead of five: the same code path, a fifth of the time.
 QUICK = train.Protocol(n_repeats=1, importance_repeats=1)
@@ -204,6 +204,20 @@ def test_probabilities_are_ordered_and_sum_to_one(trained, catalog_beers):
     assert proba.shape == (len(catalog_beers), 4)
     np.testing.assert_allclose(proba.sum(axis=1), 1, atol=1e-9)
     assert (proba >= 0).all()
+
+
+def test_the_predictions_table_has_a_column_per_band_probability(trained, catalog_beers):
+    predictions = predict_beers(trained.model, catalog_beers[:3])
+    frame = predictions_frame(predictions)
+    assert list(frame.columns) == [
+        *(key for key in predictions[0] if key != "probabilities"),
+        *(f"p {label}" for label in bands.LABELS),
+    ]
+    assert frame[[f"p {label}" for label in bands.LABELS]].to_dict("records") == [
+        {f"p {label}": p for label, p in prediction["probabilities"].items()}
+        for prediction in predictions
+    ]
+    assert predictions_frame([]).empty
 
 
 def test_more_bittering_hops_never_lower_the_chance_of_a_bitter_band(trained, catalog_beers):

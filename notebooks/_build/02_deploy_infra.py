@@ -38,6 +38,7 @@ from brewops import infra, summary
 from brewops import target as targets
 
 template = infra.load_template()
+pd.set_option("display.max_colwidth", None)  # S3 URIs and ARNs in full, not cut at 50
 """),
         md(
             "## 1. Lint the template\n\ncfn-lint checks the template offline; an empty table means clean."
@@ -78,12 +79,13 @@ outputs = pd.Series(tgt.outputs, name="value").rename_axis("output").to_frame()
 display(outputs)
 missing = set(infra.output_names(template)) - set(tgt.outputs)
 assert not missing, f"Outputs missing from the deployed stack: {sorted(missing)}"
-summary.record(
+figures = summary.record(
     notebook="02_deploy_infra",
     lint_findings=len(findings),
     resources=len(resources),
     outputs=len(tgt.outputs),
 )
+pd.Series(figures, name="recorded")
 """),
         md("## 6. The delivery streams, as deployed"),
         code("""

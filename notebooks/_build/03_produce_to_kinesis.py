@@ -58,6 +58,7 @@ from brewops.reconcile import (
 )
 from brewops.scheduler import Scheduler
 
+pd.set_option("display.max_colwidth", None)  # S3 URIs and ARNs in full, not cut at 50
 tgt = targets.use(target)
 is_local = tgt.name == "local"
 base_url, api_version = targets.punkapi_endpoint(api_url, api_version, tgt)
@@ -94,6 +95,8 @@ assert report.sent == len(beers) == len({b["id"] for b in beers})
 The rule, its schedule and its target are read back from EventBridge; each tick sends the
 producer function the `Scheduled Event` the rule would send (locally the handler runs in
 this process with the function's environment; on AWS the deployed function is invoked).
+A tick sends one random beer (the template's `BeersPerTick`), one the backfill has already
+sent: ticks add records but no new beers, so from here on there are more records than ids.
 """),
         code("""
 scheduler = Scheduler.from_outputs(tgt.outputs, session=tgt.session, in_process=is_local)

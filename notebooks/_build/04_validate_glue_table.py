@@ -47,6 +47,7 @@ import pandas as pd
 from brewops import summary, validation, validation_plots
 from brewops import target as targets
 
+pd.set_option("display.max_colwidth", None)  # S3 URIs and ARNs in full, not cut at 50
 tgt = targets.use(target)
 shown = ("BucketName", "GlueDatabaseName", "CleanedTableName", "RawTableName")
 pd.Series({key: tgt.outputs[key] for key in (*shown, "AthenaWorkGroupName")})
@@ -142,7 +143,8 @@ report.quality.findings
 ## Distributions with the out-of-range values marked
 
 Histograms of the values inside each column's plausible range (shaded); values outside
-it are red crosses labelled with their beer id.
+it are red triangles pinned to the edge of the axis they lie beyond, labelled with the beer
+id and the value.
 """),
         code("""
 if cleaned_read:
@@ -160,9 +162,9 @@ pd.Series(figures)
         md("""
 ## Gates
 
-Schema drift, unreadable data and lost records fail the notebook, with an error that
-names the rule and the columns, objects or ids. Findings never do; on the real catalogue
-its known quirks must be among them.
+Schema drift, unreadable data (including objects outside the partition layout) and lost
+records fail the notebook, with an error that names the rule and the columns, objects or
+ids. Findings never do; on the real catalogue its known quirks must be among them.
 """),
         code("""
 report.raise_for_gates()

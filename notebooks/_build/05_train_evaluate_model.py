@@ -51,7 +51,7 @@ from brewops import summary, tables
 from brewops import target as targets
 from brewops.catalog import load_catalog
 from brewops.model import bands, features, plots, registry, train
-from brewops.model.predict import predict_beers
+from brewops.model.predict import predict_beers, predictions_frame
 
 needs_stack = catalog is None or register or model_version is not None
 tgt = targets.use(target) if needs_stack else None
@@ -168,7 +168,8 @@ time_confusion = plots.plot_confusion_matrix(
 ## Predicted against actual IBU
 
 Out-of-fold predictions of the first repeat: every beer predicted once, by a model that
-never saw it. Dashed lines are the band edges.
+never saw it. Dashed lines are the band edges. Below, the eight beers it misses by the most
+IBU (bands as indices: 0 is (-1, 30], 3 is (70, inf)); the two transcription errors top it.
 """),
         code("""
 oof = result.out_of_fold
@@ -225,8 +226,9 @@ print(registry.card_markdown({**result.card, "version": version or "(not registe
 ## Load it back and predict
 
 The loaded model verifies its file against the card's sha256, then predicts beers as the
-API returns them (v2 or v3 shape): band, IBU and the probability of each band. With
-`register = False` and no `model_version`, nothing is loaded: the model in memory predicts.
+API returns them (v2 or v3 shape): band, IBU and the probability of each band (the `p`
+columns). With `register = False` and no `model_version`, nothing is loaded: the model in
+memory predicts.
 `seen_in_training` is true for a beer the card lists among the training beers: such a
 prediction is in-sample, not a test of the model (the figures above are the tests).
 """),
@@ -239,13 +241,13 @@ else:
 print("model version:", getattr(loaded, "version", "in memory"))
 sample = [b for b in beers if b.get("id") in set(predict_ids)] or beers[:5]
 card = getattr(loaded, "card", result.card)
-predictions = pd.DataFrame(predict_beers(loaded, sample, card["data"]["beer_keys"]))
+predictions = predictions_frame(predict_beers(loaded, sample, card["data"]["beer_keys"]))
 predictions
 """),
         code("""
 if version is not None and wanted == version:  # the registered copy of the model just fitted
     in_memory = predict_beers(result.model, sample, result.card["data"]["beer_keys"])
-    pd.testing.assert_frame_equal(predictions, pd.DataFrame(in_memory))
+    pd.testing.assert_frame_equal(predictions, predictions_frame(in_memory))
 assert predictions["band"].isin(bands.LABELS).all()
 """),
         md("## Key figures"),

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+import pandas as pd
+
 from brewops.model import bands, features
 
 
@@ -55,3 +57,12 @@ def predict_beer(
     model: Any, beer: dict[str, Any], trained_on: Collection[str] | None = None
 ) -> dict[str, Any]:
     return predict_beers(model, [beer], trained_on)[0]
+
+
+def predictions_frame(predictions: list[dict[str, Any]]) -> pd.DataFrame:
+    """`predict_beers`' predictions as a table: one column per band probability, named
+    `p <band>` as in the out-of-fold predictions, instead of one column of dicts."""
+    rest = [{k: v for k, v in p.items() if k != "probabilities"} for p in predictions]
+    probabilities = [p["probabilities"] for p in predictions]
+    by_band = pd.DataFrame(probabilities, columns=list(bands.LABELS)).add_prefix("p ")
+    return pd.DataFrame(rest).join(by_band)
