@@ -10,6 +10,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from brewops import target as targets
@@ -317,6 +318,20 @@ def test_aws_keeps_an_endpoint_elsewhere(
     client = targets.use("aws").client("s3")
 
     assert client.meta.endpoint_url == "https://s3.eu-west-1.amazonaws.com"
+
+
+def test_aws_clients_give_up_connecting_after_seconds_whatever_config_they_are_made_with(
+    aws_environment: dict[str, str],
+) -> None:
+    # botocore's own 60 s, tried three times: on a network that drops packets every command
+    # would sit three minutes before saying it cannot connect
+    session = targets.use("aws").session
+    plain = session.client("kinesis")
+    own_config = session.client("kinesis", config=Config(read_timeout=900))
+
+    assert plain.meta.config.connect_timeout <= 10
+    assert own_config.meta.config.connect_timeout <= 10
+    assert own_config.meta.config.read_timeout == 900
 
 
 def test_other_botocore_errors_while_reading_the_stack_say_what_to_check(

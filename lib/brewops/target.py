@@ -20,6 +20,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
+import botocore.session
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from brewops.errors import ActionableError
@@ -72,6 +74,20 @@ NO_CREDENTIALS = (
 )
 
 
+# botocore waits 60 s for a connection, three attempts: on a network that drops packets (a
+# firewall, a VPN that is down) each command would sit 3 minutes before saying it cannot
+# connect. A connection to AWS takes well under a second; reads keep botocore's timeout.
+AWS_CLIENT_CONFIG = Config(connect_timeout=10)
+
+
+def aws_session() -> Any:
+    """A boto3 session on the normal credential chain and region whose clients, whatever
+    config they are created with, give up connecting after AWS_CLIENT_CONFIG's timeout."""
+    core = botocore.session.get_session()
+    core.set_default_client_config(AWS_CLIENT_CONFIG)
+    return boto3.session.Session(botocore_session=core)
+
+
 class TargetNotReady(RuntimeError, ActionableError):
     """The target has nothing running or deployed to use."""
 
@@ -116,7 +132,7 @@ def _is_loopback(host: str) -> bool:
 def stack_outputs(stack_name: str | None = None, session: Any = None) -> dict[str, str]:
     """Outputs of the stack, by OutputKey, from CloudFormation wherever the environment
     points (the emulator after `use("local")`)."""
-    session = session or boto3.session.Session()
+    session = session or aws_session()
     check_session(session)
     cloudformation = session.client("cloudformation")
     return _read_outputs(cloudformation, stack_name or default_stack_name())
@@ -289,7 +305,7 @@ def use(target: str = "local") -> Target:
     try:
         if _restore_environment():
             boto3.setup_default_session()
-        session = boto3.session.Session()
+        session = aws_session()
         region = session.region_name
     except BotoCoreError as error:  # e.g. AWS_PROFILE names a profile that does not exist
         raise TargetNotReady(f"The AWS configuration cannot be used: {error}.") from error
