@@ -133,6 +133,20 @@ def test_deploying_to_aws_without_the_sam_cli_says_what_to_do(monkeypatch, act):
         raise AssertionError("expected a RuntimeError")
 
 
+def test_without_sam_on_the_path_the_one_make_sam_validate_installs_is_used(tmp_path, monkeypatch):
+    # the message for a missing SAM CLI offers `make sam-validate`, which puts it in .venv-sam
+    calls = tmp_path / "calls"
+    venv_sam = tmp_path / ".venv-sam" / "bin"
+    venv_sam.mkdir(parents=True)
+    _fake_sam(venv_sam, monkeypatch, f'echo "$@" >> {calls}')
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing-here"))
+    monkeypatch.setenv("BREWOPS_HOME", str(tmp_path))
+
+    infra.teardown("aws", "brewops-dev")
+
+    assert calls.read_text().splitlines() == ["delete --stack-name brewops-dev --no-prompts"]
+
+
 def test_each_stack_deploys_with_its_own_samconfig_environment():
     assert infra.sam_config_env("brewops-dev") == "default"
     assert infra.sam_config_env("brewops-prod") == "prod"
@@ -265,6 +279,15 @@ ROLLED_BACK_ON_CREATE = (
             id="stack-busy",
         ),
         pytest.param(
+            "build",
+            "Build Failed\nError: PythonPipBuilder:Validation - Binary validation failed for "
+            "python, searched for python in following locations  : /usr/bin/python3 which did "
+            "not satisfy constraints for runtime: python3.13. Do you have python for runtime: "
+            "python3.13 on your PATH?",
+            "sam build --use-container && sam deploy",
+            id="build-without-the-runtimes-python",
+        ),
+        pytest.param(
             "delete",
             "Error: Stack brewops-dev could not be deleted as it encountered DELETE_FAILED",
             "describe-stack-events --stack-name brewops-dev",
@@ -275,13 +298,13 @@ ROLLED_BACK_ON_CREATE = (
 def test_a_failed_sam_command_shows_its_output_and_says_what_to_do(
     tmp_path, monkeypatch, capsys, command, sam_says, next_step
 ):
-    # sam build succeeds; deploy and delete fail as SAM reports it, on stderr
+    # the other sam commands succeed; this one fails as SAM reports it, on stderr
     _fake_sam(
         tmp_path,
         monkeypatch,
-        f'[ "$1" = build ] && exit 0\necho "working on it"\nprintf \'%s\\n\' "{sam_says}" >&2\nexit 1',
+        f'[ "$1" != {command} ] && exit 0\necho "working on it"\nprintf \'%s\\n\' "{sam_says}" >&2\nexit 1',
     )
-    act = infra.deploy if command == "deploy" else infra.teardown
+    act = infra.teardown if command == "delete" else infra.deploy
 
     with pytest.raises(infra.SamCommandError) as raised:
         act("aws", "brewops-dev")

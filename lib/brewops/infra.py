@@ -301,12 +301,21 @@ def sam_config_parameters(config_env: str, config: Path | None = None) -> dict[s
 
 
 class SamCommandError(RuntimeError, ActionableError):
-    """A `sam` command failed; the message says what to do next."""
+    """A `sam` command failed or the SAM CLI is missing; the message says what to do next."""
 
 
-# What to do when the output of a failed `sam deploy` or `sam delete` holds a pattern
-# ({stack}: the stack's name).
+# What to do when the output of a failed `sam build`, `sam deploy` or `sam delete` holds a
+# pattern ({stack}: the stack's name).
 SAM_NEXT_STEPS: dict[str, tuple[tuple[str, str], ...]] = {
+    "build": (
+        (
+            r"did not satisfy constraints for runtime",
+            "put the Python that SAM names above (the functions' runtime) on the PATH; or, "
+            "with Docker, build in a Lambda image and deploy yourself (`sam build "
+            "--use-container && sam deploy`), then run notebook 02 with deploy = False "
+            "(`brewops run --target aws -p deploy false`)",
+        ),
+    ),
     "deploy": (
         (
             r"(?<![A-Z_])ROLLBACK_(?:COMPLETE|FAILED)",
@@ -394,15 +403,22 @@ def _leave_the_emulator() -> None:
     targets.check_not_routed_to_this_machine()
 
 
-def sam_deploy(stack_name: str, parameter_overrides: dict[str, str] | None = None) -> None:
-    """`sam build` then `sam deploy` for the aws target, with the settings of the
-    samconfig.toml environment that deploys `stack_name`."""
-    sam = shutil.which("sam")
+def sam_cli() -> str:
+    """The SAM CLI on the PATH, else the one `make sam-validate` (or `make test`) installs
+    in .venv-sam."""
+    sam = shutil.which("sam") or shutil.which(str(repo_root() / ".venv-sam" / "bin" / "sam"))
     if sam is None:
-        raise RuntimeError(
+        raise SamCommandError(
             "the AWS SAM CLI is not installed: install it (see README, 'Deploy to AWS') "
             "or run `make sam-validate` once to get it in .venv-sam"
         )
+    return sam
+
+
+def sam_deploy(stack_name: str, parameter_overrides: dict[str, str] | None = None) -> None:
+    """`sam build` then `sam deploy` for the aws target, with the settings of the
+    samconfig.toml environment that deploys `stack_name`."""
+    sam = sam_cli()
     config_env = sam_config_env(stack_name)
     # --parameter-overrides replaces the environment's own (its Stage) instead of adding to
     # them, so both go on the command line, the caller's winning
@@ -432,9 +448,7 @@ def sam_deploy(stack_name: str, parameter_overrides: dict[str, str] | None = Non
 
 
 def sam_delete(stack_name: str) -> None:
-    sam = shutil.which("sam")
-    if sam is None:
-        raise RuntimeError("the AWS SAM CLI is not installed (see README, 'Deploy to AWS')")
+    sam = sam_cli()
     _leave_the_emulator()
     _run_sam([sam, "delete", "--stack-name", stack_name, "--no-prompts"], stack_name)
 
