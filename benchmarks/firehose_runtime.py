@@ -70,6 +70,10 @@ def main() -> None:
     parser.add_argument("--shards", type=int, help="ShardCount (default: the template's)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.beers < 1:
+        parser.error("--beers must be at least 1")
+    if args.shards is not None and args.shards < 1:  # 0 would deploy the template's count
+        parser.error("--shards must be at least 1")
     if args.worker:
         worker(**json.loads(args.worker))
         return

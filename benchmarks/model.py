@@ -44,11 +44,14 @@ def main() -> None:
     if args.beers < 1:
         parser.error("--beers must be at least 1")
 
-    from brewops.catalog import load_catalog
+    from brewops.catalog import CatalogError, load_catalog
     from brewops.model import features, predict, registry, train
     from brewops.synth import iter_synthetic_beers
 
-    catalogue = load_catalog(args.catalog)
+    try:
+        catalogue = load_catalog(args.catalog)
+    except CatalogError as error:  # its message says what to do
+        parser.error(str(error))
     beers = features.labelled(catalogue)
     ibu = features.ibu_values(beers)
     X = features.build_features(beers)

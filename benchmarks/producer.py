@@ -98,6 +98,14 @@ def main() -> None:
         "--rounds", type=int, default=2, help="rounds; the best is kept (default: 2)"
     )
     args = parser.parse_args()
+    # a rate of nothing, or no round, would fail only after the emulator ran
+    for option, value in (
+        ("--beers", args.beers),
+        ("--one-by-one", args.one_by_one),
+        ("--rounds", args.rounds),
+    ):
+        if value < 1:
+            parser.error(f"{option} must be at least 1")
 
     os.environ["BREWOPS_LOCAL_STATE_DIR"] = tempfile.mkdtemp(prefix="brewops-bench-")
     from botocore.config import Config

@@ -7,9 +7,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from brewops.paths import repo_root
 
-MODEL_BENCHMARK = repo_root() / "benchmarks" / "model.py"
+BENCHMARKS = repo_root() / "benchmarks"
+MODEL_BENCHMARK = BENCHMARKS / "model.py"
 
 
 def test_model_benchmark_prints_its_figures(catalog_path):
@@ -35,12 +38,28 @@ def test_model_benchmark_prints_its_figures(catalog_path):
         assert figures[name] > 0, name
 
 
-def test_model_benchmark_rejects_an_empty_run():
+@pytest.mark.parametrize(
+    ("script", "arguments", "refusal"),
+    [
+        ("model.py", ["--beers", "0"], "--beers must be at least 1"),
+        ("model.py", ["--catalog", "no-such-catalogue.json"], "Cannot read the catalogue"),
+        # the streaming ones would fail only after their emulator ran, with a traceback (the
+        # other sizes small: a script that accepts the value runs quickly)
+        ("producer.py", ["--beers", "0"], "--beers must be at least 1"),
+        ("producer.py", ["--beers", "10", "--one-by-one", "0"], "--one-by-one must be at least 1"),
+        ("producer.py", ["--beers", "10", "--rounds", "0"], "--rounds must be at least 1"),
+        ("firehose_runtime.py", ["--beers", "0"], "--beers must be at least 1"),
+        # 0 would be taken as not given: the template's ShardCount
+        ("firehose_runtime.py", ["--beers", "10", "--shards", "0"], "--shards must be at least 1"),
+    ],
+)
+def test_a_benchmark_refuses_arguments_it_cannot_measure_with(script, arguments, refusal):
     result = subprocess.run(
-        [sys.executable, str(MODEL_BENCHMARK), "--beers", "0"],
+        [sys.executable, str(BENCHMARKS / script), *arguments],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert result.returncode == 2
-    assert "--beers must be at least 1" in result.stderr
+    assert result.returncode == 2, result.stderr
+    assert refusal in result.stderr
+    assert "Traceback" not in result.stderr
