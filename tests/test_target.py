@@ -277,13 +277,28 @@ def test_stack_outputs_are_read_with_the_session_given(no_aws_settings: None) ->
     }
 
 
-def test_a_stack_that_cannot_be_read_says_where_and_how_to_deploy_it() -> None:
-    with pytest.raises(
-        targets.TargetNotReady,
-        match=r"Stack brewops-gone cannot be read at https://cloudformation\.example: .*"
-        r"does not exist.*`brewops local up` \(local\) or `sam deploy` \(aws\)",
-    ):
-        targets.stack_outputs("brewops-gone", session=_FakeSession({}))
+@pytest.mark.parametrize(
+    ("stack", "on_aws"),
+    [
+        ("brewops-dev", "on aws, `sam build && sam deploy`."),
+        ("brewops-prod", "on aws, `sam build && sam deploy --config-env prod`."),
+        (
+            "brewops-gone",
+            "on aws, no environment in samconfig.toml deploys the stack 'brewops-gone': set "
+            "BREWOPS_STACK_NAME to one of brewops-dev, brewops-prod",
+        ),
+    ],
+)
+def test_a_stack_that_cannot_be_read_says_where_and_how_to_deploy_it(
+    stack: str, on_aws: str
+) -> None:
+    with pytest.raises(targets.TargetNotReady) as raised:
+        targets.stack_outputs(stack, session=_FakeSession({}))
+
+    message = str(raised.value)
+    assert message.startswith(f"Stack {stack} cannot be read at https://cloudformation.example: ")
+    assert "does not exist" in message
+    assert f"Deploy it with `brewops local up` (local); {on_aws}" in message
 
 
 @pytest.mark.parametrize(

@@ -143,6 +143,18 @@ def _read_outputs(cloudformation: Any, stack_name: str) -> dict[str, str]:
     return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
 
 
+def _how_to_deploy_to_aws(stack_name: str) -> str:
+    """The deploy command of the samconfig.toml environment that deploys `stack_name`."""
+    from brewops import infra
+
+    try:
+        config_env = infra.sam_config_env(stack_name)
+    except ValueError as error:  # no environment deploys it: say which stacks can be
+        return f"on aws, {error}"
+    option = "" if config_env == "default" else f" --config-env {config_env}"
+    return f"on aws, `sam build && sam deploy{option}`"
+
+
 def _describe_stack(cloudformation: Any, stack_name: str) -> dict[str, Any]:
     where = cloudformation.meta.endpoint_url
     try:
@@ -150,7 +162,7 @@ def _describe_stack(cloudformation: Any, stack_name: str) -> dict[str, Any]:
     except ClientError as error:
         raise TargetNotReady(
             f"Stack {stack_name} cannot be read at {where}: {error}. "
-            "Deploy it with `brewops local up` (local) or `sam deploy` (aws)."
+            f"Deploy it with `brewops local up` (local); {_how_to_deploy_to_aws(stack_name)}."
         ) from error
     except BotoCoreError as error:  # no credentials, no connection, an expired SSO login…
         raise TargetNotReady(
