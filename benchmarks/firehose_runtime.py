@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -78,7 +79,8 @@ def main() -> None:
         worker(**json.loads(args.worker))
         return
 
-    os.environ["BREWOPS_LOCAL_STATE_DIR"] = tempfile.mkdtemp(prefix="brewops-bench-")
+    state_dir = tempfile.mkdtemp(prefix="brewops-bench-")
+    os.environ["BREWOPS_LOCAL_STATE_DIR"] = state_dir
     from botocore.config import Config
 
     from brewops import local, paths
@@ -124,6 +126,7 @@ def main() -> None:
         result = json.loads(done.stdout.strip().splitlines()[-1])
     finally:
         local.down()
+    shutil.rmtree(state_dir)  # its server logs, kept when the run failed
 
     for row in result["streams"]:
         rate = row["read"] / row["seconds"] if row["seconds"] else 0.0

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -107,7 +108,8 @@ def main() -> None:
         if value < 1:
             parser.error(f"{option} must be at least 1")
 
-    os.environ["BREWOPS_LOCAL_STATE_DIR"] = tempfile.mkdtemp(prefix="brewops-bench-")
+    state_dir = tempfile.mkdtemp(prefix="brewops-bench-")
+    os.environ["BREWOPS_LOCAL_STATE_DIR"] = state_dir
     from botocore.config import Config
 
     from brewops import local
@@ -134,6 +136,7 @@ def main() -> None:
             print(f"round {round_number}: one_by_one_rps = {naive[-1]:,.0f} records/s")
     finally:
         local.down()
+    shutil.rmtree(state_dir)  # its server logs, kept when the run failed
 
     figures = {
         "beers": args.beers,

@@ -4,6 +4,7 @@ running and printing their figures (the figures themselves are not asserted)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -36,6 +37,31 @@ def test_model_benchmark_prints_its_figures(catalog_path):
         "peak_rss_mb",
     ):
         assert figures[name] > 0, name
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize(
+    ("script", "arguments", "figure"),
+    [
+        ("producer.py", ["--beers", "10", "--rounds", "1", "--one-by-one", "2"], "producer_rps"),
+        ("firehose_runtime.py", ["--beers", "10"], "runtime_rps"),
+    ],
+)
+def test_a_streaming_benchmark_prints_its_figures_and_leaves_no_state_behind(
+    tmp_path, script, arguments, figure
+):
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *arguments],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TMPDIR": str(tmp_path)},  # where its emulator's state goes
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["beers"] == 10
+    assert figures[figure] > 0
+    assert not list(tmp_path.glob("brewops-bench-*")), "its state folder is removed"
 
 
 @pytest.mark.parametrize(
