@@ -73,4 +73,4 @@ sam-validate: $(SAM_STAMP) ## `sam validate --lint` (the SAM CLI lives in .venv-
 # stop them before that file goes.
 clean: ## Stop the local target, then remove build outputs and its state
 	$(if $(wildcard $(BIN)/brewops),-$(BIN)/brewops local down)
-	rm -rf build .pytest_cache .ruff_cache
+	rm -rf build .aws-sam .pytest_cache .ruff_cache
