@@ -396,11 +396,13 @@ def _parameter_override(key: str, value: str) -> str:
 def _leave_the_emulator() -> None:
     """`sam` inherits this process's environment: after targets.use("local") it holds the
     emulator's endpoint and dummy keys, which would send the deploy there. An endpoint on
-    this machine exported in the shell would too, and is refused."""
+    this machine exported in the shell would too, and is refused. So are AWS settings
+    without a region or credentials, which `sam deploy` would find only after the build."""
     from brewops import target as targets
 
-    targets.use("aws")
+    aws = targets.use("aws")
     targets.check_not_routed_to_this_machine()
+    targets.check_session(aws.session)
 
 
 def sam_cli() -> str:
