@@ -167,10 +167,7 @@ def test_a_samconfig_environment_without_a_stack_is_not_offered(tmp_path):
 def test_sam_deploy_builds_and_deploys_with_the_stacks_environment(tmp_path, monkeypatch):
     # The real SAM CLI needs an AWS account to deploy: a stand-in records the commands.
     calls = tmp_path / "calls"
-    fake_sam = tmp_path / "sam"
-    fake_sam.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
-    fake_sam.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    _fake_sam(tmp_path, monkeypatch, f'echo "$@" >> {calls}')
     monkeypatch.setenv("BREWOPS_STACK_NAME", "brewops-prod")
 
     infra.deploy("aws")
@@ -196,11 +193,39 @@ def test_sam_deploy_builds_and_deploys_with_the_stacks_environment(tmp_path, mon
 
 
 def _fake_sam(directory, monkeypatch, script: str):
-    """A stand-in `sam` on PATH running `script` (sh); the real one needs an AWS account."""
+    """A stand-in `sam` on PATH running `script` (sh), the real one needing an AWS account,
+    and the region and credentials of a user who deploys."""
     fake = directory / "sam"
     fake.write_text(f"#!/bin/sh\n{script}\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{directory}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAUSERKEY")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-a-real-key")  # pragma: allowlist secret
+
+
+@pytest.mark.parametrize(
+    ("missing", "message"),
+    [
+        (("AWS_DEFAULT_REGION",), targets.NO_REGION),
+        (("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"), targets.NO_CREDENTIALS),
+    ],
+    ids=["no region", "no credentials"],
+)
+def test_deploying_without_a_region_or_credentials_stops_before_sam_builds(
+    no_aws_settings, tmp_path, monkeypatch, missing, message
+):
+    # sam build takes 20 s or more; sam deploy would be the first to find the settings missing
+    calls = tmp_path / "calls"
+    _fake_sam(tmp_path, monkeypatch, f'echo "$@" >> {calls}')
+    for name in missing:
+        monkeypatch.delenv(name)
+
+    with pytest.raises(targets.TargetNotReady) as raised:
+        infra.deploy("aws", "brewops-dev")
+
+    assert str(raised.value) == message
+    assert not calls.exists(), "sam never ran"
 
 
 def test_parameter_values_with_spaces_or_quotes_reach_sam_whole(tmp_path, monkeypatch):

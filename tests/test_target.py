@@ -175,23 +175,6 @@ def test_aws_stack_name_defaults_to_dev(monkeypatch: pytest.MonkeyPatch) -> None
     assert targets.use("aws").stack_name == "brewops-dev"
 
 
-@pytest.fixture
-def no_aws_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A machine with no AWS region, credentials or config, and no way to reach AWS."""
-    for name in [n for n in os.environ if n.startswith("AWS_")]:
-        monkeypatch.delenv(name)
-    for name in ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
-        empty = tmp_path / name.lower()
-        empty.touch()
-        monkeypatch.setenv(name, str(empty))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-
-    def no_network(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("a request was sent")
-
-    monkeypatch.setattr("botocore.httpsession.URLLib3Session.send", no_network)
-
-
 def test_aws_without_a_region_says_what_to_set(
     no_aws_settings: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
