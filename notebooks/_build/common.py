@@ -20,6 +20,7 @@ COLAB_INSTALL = f"""\
 # the package at the lock file's versions (Colab keeps its own Jupyter), and the local
 # target (emulator + Punk API).
 import os
+import shutil
 import subprocess
 import sys
 
@@ -27,9 +28,11 @@ if "google.colab" in sys.modules:
     home = "/content/brewops"
     installed = f"{{home}}/.colab-installed"
     if not os.path.exists(installed):  # an interrupted install is tried again
-        if not os.path.isdir(home):
-            repository = "https://github.com/{REPOSITORY}"
-            subprocess.run(["git", "clone", "-q", "--depth", "1", repository, home], check=True)
+        if not os.path.isdir(home):  # cloned beside it, then moved: never half a clone
+            partial, repository = f"{{home}}.partial", "https://github.com/{REPOSITORY}"
+            shutil.rmtree(partial, ignore_errors=True)
+            subprocess.run(["git", "clone", "-q", "--depth", "1", repository, partial], check=True)
+            os.replace(partial, home)
         lock = f"{{home}}/requirements.lock"
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-c", lock, home], check=True)
         open(installed, "w").close()
