@@ -138,7 +138,7 @@ def test_the_colab_cell_installs_once_and_fills_the_stack_where_notebook_03_is_n
     def run(command, check=False):
         ran.append(" ".join(str(part) for part in command[1:4]))
         if command[0] == "git":
-            home.mkdir()
+            Path(command[-1]).mkdir()
         elif "pip" in command and pip_failures[0]:
             pip_failures[0] -= 1
             raise subprocess.CalledProcessError(1, command)
@@ -160,6 +160,35 @@ def test_the_colab_cell_installs_once_and_fills_the_stack_where_notebook_03_is_n
         "local up",  # once installed, a second run does not install again
         *fill,
     ]
+
+
+def test_the_colab_cell_clones_again_after_a_clone_that_was_killed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A runtime restarted mid-clone leaves part of a clone behind: it must not be taken
+    for the repository."""
+    home = tmp_path / "brewops"
+    cell = _colab_cell(ROOT / "notebooks" / "01_explore_api.ipynb", home)
+    monkeypatch.setitem(sys.modules, "google.colab", type(sys)("google.colab"))
+    monkeypatch.setenv("BREWOPS_HOME", str(home))
+    clones = []
+
+    def run(command, check=False):
+        if command[0] == "git":
+            clones.append(Path(command[-1]))
+            clones[-1].mkdir()
+            (clones[-1] / ("README.md" if len(clones) > 1 else "half")).touch()
+            if len(clones) == 1:
+                raise subprocess.CalledProcessError(-9, command)  # killed
+
+    monkeypatch.setattr(subprocess, "run", run)
+
+    with pytest.raises(subprocess.CalledProcessError):
+        exec(cell, {})
+    exec(cell, {})
+
+    assert len(clones) == 2
+    assert sorted(p.name for p in home.iterdir()) == [".colab-installed", "README.md"]
 
 
 def test_environment_yml_pins_exactly_the_lock():
