@@ -4,7 +4,8 @@ The emulator stores the functions but cannot run them (no Docker). A `LocalFunct
 the function's configuration back from the Lambda API, imports the module its ``Handler``
 names, applies its ``Environment`` while the handler runs, passes a Lambda-like context,
 and keeps what the handler logs in a log file, in memory and, given a CloudWatch Logs
-client, in the function's log group, where Lambda puts it on AWS.
+client, in the function's log group, where Lambda puts it on AWS. The handler runs in a
+thread of its own, waited for until the function's ``Timeout``, as Lambda stops a call.
 """
 
 from __future__ import annotations
@@ -39,7 +40,10 @@ LOG_MESSAGE_BYTES = 262_144 - LOG_EVENT_OVERHEAD
 # sys.stdout. Two functions called from two threads (the scheduler's producer beside the
 # Firehose transform) would read each other's variables and log lines, so one runs at a time.
 # Other threads are not held back: what they print while a function runs lands in its log.
+# A call given up at its deadline does not hold it: the next call runs beside it.
 _ONE_AT_A_TIME = threading.RLock()
+# The call a handler thread runs, for what it prints and logs once it has been given up
+_RUNNING = threading.local()
 
 
 class HandlerLoadError(Exception):
@@ -80,6 +84,19 @@ class Invocation:
         return self.error is not None
 
 
+def _given_up_here() -> bool:
+    """Whether this thread runs a call that was given up at its deadline."""
+    call = getattr(_RUNNING, "call", None)
+    return call is not None and call.given_up
+
+
+class _Output(io.StringIO):
+    """What is printed during a call, but for what a call given up on still prints."""
+
+    def write(self, text: str) -> int:
+        return len(text) if _given_up_here() else super().write(text)
+
+
 class _Collector(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
@@ -87,7 +104,8 @@ class _Collector(logging.Handler):
         self.output = ""  # everything the handler printed, once it has returned
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
+        if not _given_up_here():
+            self.records.append(record)
 
 
 def _console_handlers() -> list[logging.StreamHandler]:
@@ -109,7 +127,7 @@ def _console_handlers() -> list[logging.StreamHandler]:
 def captured_output(log_file: Path | None) -> Iterator[_Collector]:
     """Route the handler's prints and console log lines to `log_file` (its "CloudWatch")."""
     collector = _Collector()
-    buffer = io.StringIO()
+    buffer = _Output()
     root = logging.getLogger()
     root.addHandler(collector)
     swapped = [(handler, handler.setStream(buffer)) for handler in _console_handlers()]
@@ -125,6 +143,48 @@ def captured_output(log_file: Path | None) -> Iterator[_Collector]:
             log_file.parent.mkdir(parents=True, exist_ok=True)
             with log_file.open("a", encoding="utf-8") as out:
                 out.write(buffer.getvalue())
+
+
+class _Call:
+    """One call of a handler, in a daemon thread the caller waits for until the deadline.
+    A thread cannot be stopped: a call given up on runs on until it returns. What it
+    returns or raises is dropped, and so is what it prints or logs into a later capture."""
+
+    def __init__(self, handler: Callable[[Any, Any], Any], event: Any, context: LambdaContext):
+        self.handler, self.event, self.context = handler, event, context
+        self.result: Any = None
+        self.error: str | None = None
+        self.error_trace: str | None = None
+        self.escaped: BaseException | None = None  # SystemExit and the like, raised again
+        self.returned = threading.Event()
+        self.given_up = False
+        self.thread = threading.Thread(
+            target=self._run, name=f"{context.function_name} {context.aws_request_id}", daemon=True
+        )
+
+    def _run(self) -> None:
+        _RUNNING.call = self
+        try:
+            self.result = self.handler(self.event, self.context)
+        except Exception as error:  # Lambda reports any exception as a function error
+            self.error = f"{type(error).__name__}: {error}"
+            self.error_trace = traceback.format_exc()
+        except BaseException as error:  # not Lambda's to report: the caller's, as before
+            self.escaped = error
+        finally:
+            self.returned.set()
+
+    def wait(self) -> bool:
+        """Start the call and wait for it until its context has no time left (or the
+        caller is interrupted); False, and the call given up, if it has not returned."""
+        self.thread.start()
+        try:
+            while (remaining := self.context.get_remaining_time_in_millis()) > 0:
+                if self.returned.wait(remaining / 1000):
+                    break
+        finally:
+            self.given_up = not self.returned.is_set()
+        return not self.given_up
 
 
 def split_function_arn(function: str) -> tuple[str, str | None]:
@@ -222,9 +282,14 @@ class LocalFunction:
     def invoke(self, event: Any) -> Invocation:
         """Call the handler once; an exception becomes a failed Invocation, as in Lambda.
         So does a handler that cannot be loaded, with the error type Lambda gives it, and
-        a call that ran past the function's Timeout. In-process, such a call cannot be
-        stopped midway: it is failed when it returns, and its answer thrown away, which is
-        what the caller of a timed-out Lambda sees."""
+        a call still running at the function's Timeout, failed then, as Lambda does.
+
+        In-process, a thread cannot be stopped: the call given up on runs on in the
+        background until it returns. What it returns is thrown away, which is what the
+        caller of a timed-out Lambda sees, and so is what it prints or logs while a later
+        call is captured; printed between calls, it reaches the console as any thread's
+        output does. It no longer has the function's environment: it sees the process's,
+        or that of the call running beside it."""
         with _ONE_AT_A_TIME:
             return self._invoke(event)
 
@@ -239,14 +304,13 @@ class LocalFunction:
             invocation.error_trace = traceback.format_exc()
         with applied_environment(self.environment), captured_output(self.log_file) as logs:
             if handler is not None:
-                started = time.monotonic()
-                try:
-                    invocation.result = handler(event, self.context(invocation.request_id))
-                except Exception as error:  # Lambda reports any exception as a function error
-                    invocation.error = f"{type(error).__name__}: {error}"
-                    invocation.error_trace = traceback.format_exc()
-                if time.monotonic() - started > self.timeout:
-                    invocation.result, invocation.error_trace = None, None
+                call = _Call(handler, event, self.context(invocation.request_id))
+                if call.wait():
+                    if call.escaped is not None:
+                        raise call.escaped
+                    invocation.result = call.result
+                    invocation.error, invocation.error_trace = call.error, call.error_trace
+                else:
                     said = f"Task timed out after {self.timeout:.2f} seconds"  # Lambda's words
                     invocation.error = (
                         f"Sandbox.Timedout: RequestId: {invocation.request_id} Error: {said}"
