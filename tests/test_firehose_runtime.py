@@ -5,7 +5,9 @@ duplicate a record."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
+import importlib
 import io
 import json
 import logging
@@ -1388,6 +1390,9 @@ def test_a_decimal_its_column_cannot_hold_fails_that_record_not_the_buffer(tmp_p
 SCRIPTED_TRANSFORMS = """
 import base64
 import os
+import threading
+
+RELEASE = threading.Event()  # what `hang` waits for
 
 def ok(event, context):
     return {"records": [{"recordId": r["recordId"], "result": "Ok", "data": r["data"]}
@@ -1408,6 +1413,10 @@ def fail(event, context):
 
 def boom(event, context):
     raise RuntimeError("boom")
+
+def hang(event, context):
+    RELEASE.wait()
+    return ok(event, context)
 
 def who(event, context):
     data = base64.b64encode(os.environ.get("WHO", "nobody").encode()).decode()
@@ -1431,19 +1440,29 @@ def scripted_lambda(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
 
     class Lambda:
-        def __init__(self, handler: str):
+        def __init__(self, handler: str, **configuration: Any):
             self.handler = handler
+            self.configuration = configuration  # e.g. Timeout
 
         def get_function_configuration(self, FunctionName, Qualifier=None):
             handler = f"scripted_transforms.{self.handler}"
-            return {"FunctionName": FunctionName, "FunctionArn": FUNCTION_ARN, "Handler": handler}
+            return {
+                "FunctionName": FunctionName,
+                "FunctionArn": FUNCTION_ARN,
+                "Handler": handler,
+                **self.configuration,
+            }
 
     return Lambda
 
 
-def processed(buffer_mib: str = "1", interval: str = "60") -> dict[str, Any]:
+def processed(
+    buffer_mib: str = "1", interval: str = "60", retries: str | None = None
+) -> dict[str, Any]:
     return _lambda_processing(
-        ("BufferSizeInMBs", buffer_mib), ("BufferIntervalInSeconds", interval)
+        ("BufferSizeInMBs", buffer_mib),
+        ("BufferIntervalInSeconds", interval),
+        *([("NumberOfRetries", retries)] if retries is not None else []),
     )
 
 
@@ -1496,6 +1515,29 @@ def test_a_call_that_keeps_failing_sends_its_records_to_the_errors_after_every_r
     assert all(e["errorMessage"].endswith("RuntimeError: boom") for e in errors)
     assert report.streams[0].keys == [key]
     assert report.streams[0].bytes_written == len(body)
+
+
+def test_a_call_still_running_at_its_timeout_sends_its_batch_to_the_errors(
+    tmp_path, scripted_lambda, monkeypatch
+):
+    release = threading.Event()
+    monkeypatch.setattr(importlib.import_module("scripted_transforms"), "RELEASE", release)
+    kinesis = ScriptedKinesis({"shardId-000000000000": numbered(1, 2)})
+    stream = description(ProcessingConfiguration=processed(retries="1"))
+    aws = ScriptedAWS(kinesis, stream, lambda_client=scripted_lambda("hang", Timeout=1))
+
+    with released_at_the_latest(release):
+        report = scripted_drain(aws, tmp_path)
+        assert not release.is_set(), "the drain ends while the handler is still blocked"
+
+    assert (report.streams[0].invocations, report.streams[0].failed) == (2, 2)
+    [(key, body)] = aws.objects.items()
+    assert key.startswith("errors/cleaned/processing-failed/")
+    errors = [json.loads(line) for line in body.splitlines()]
+    codes = [(e["errorCode"], e["attemptsMade"]) for e in errors]
+    assert codes == [("Lambda.FunctionError", 2)] * 2  # tried again, as a failed call is
+    assert all("Sandbox.Timedout" in e["errorMessage"] for e in errors)
+    assert all(e["errorMessage"].endswith("Task timed out after 1.00 seconds") for e in errors)
 
 
 def test_the_function_runs_with_the_environment_the_runtime_is_given(tmp_path, scripted_lambda):
@@ -2304,27 +2346,86 @@ def test_a_delivery_stream_reads_the_stream_from_when_it_was_created(streaming_s
     assert sorted(ids) == [6, 7, 8]
 
 
-def test_a_call_that_runs_past_the_timeout_fails_and_its_answer_is_thrown_away(
+@contextlib.contextmanager
+def released_at_the_latest(event: threading.Event, seconds: float = 10) -> Any:
+    """Sets `event` when the block ends, or after `seconds`: a runtime that waits for a
+    handler blocked on it fails the test instead of hanging it."""
+    guard = threading.Timer(seconds, event.set)
+    guard.start()
+    try:
+        yield
+    finally:
+        guard.cancel()
+        event.set()
+
+
+BLOCKING_HANDLER = """
+import logging
+import threading
+
+RELEASE = threading.Event()
+CALLS = []  # (thread, context) of each call
+LATE = []  # what the first call saw once released
+
+def handler(event, context):
+    CALLS.append((threading.current_thread(), context))
+    print("started", event["n"])
+    if event["n"] == 1:
+        RELEASE.wait()
+        LATE.append(context.get_remaining_time_in_millis())
+        print("late line of call 1")
+        logging.getLogger("blocking").warning("late record of call 1")
+        return "late answer"
+    RELEASE.set()
+    CALLS[0][0].join()  # the first call prints and logs while this one runs
+    logging.getLogger("blocking").warning("record of call %s", event["n"])
+    return "answer"
+"""
+
+
+def test_a_call_still_running_at_its_timeout_is_given_up_and_the_next_call_runs(
     tmp_path, monkeypatch
 ):
-    (tmp_path / "slow_handler.py").write_text(
-        "import time\n\ndef handler(event, context):\n    time.sleep(1.1)\n    return event\n"
+    (tmp_path / "blocking_handler.py").write_text(BLOCKING_HANDLER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "blocking_handler", raising=False)
+    handler = importlib.import_module("blocking_handler")
+    log_file = tmp_path / "logs" / "f.log"
+    function = _local_function("blocking_handler.handler", log_dir=log_file.parent)
+
+    with released_at_the_latest(handler.RELEASE):
+        function.configuration["Timeout"] = 1
+        timed_out = function.invoke({"n": 1})
+        assert not handler.RELEASE.is_set(), "given up while the handler is still blocked"
+        assert handler.CALLS[0][0].is_alive()
+        function.configuration["Timeout"] = 60
+        following = function.invoke({"n": 2})  # releases the first call, which ends during it
+
+    assert timed_out.failed and timed_out.result is None and timed_out.error_trace is None
+    assert timed_out.error == (
+        f"Sandbox.Timedout: RequestId: {timed_out.request_id} Error: "
+        "Task timed out after 1.00 seconds"
+    )
+    assert handler.LATE == [0], "given up no sooner than the deadline its context gave"
+    assert (following.failed, following.result) == (False, "answer")
+    assert [r.getMessage() for r in following.log_records] == ["record of call 2"]
+    assert log_file.read_text().splitlines() == [
+        "started 1",
+        f"{timed_out.request_id} Task timed out after 1.00 seconds",
+        "started 2",
+    ]
+
+
+def test_a_handler_exception_fails_the_call_with_its_traceback(tmp_path, monkeypatch):
+    (tmp_path / "raising_handler.py").write_text(
+        "def handler(event, context):\n    raise ValueError('bad event')\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    log_file = tmp_path / "logs" / "f.log"
 
-    slow = _local_function("slow_handler.handler", log_dir=log_file.parent)
-    slow.configuration["Timeout"] = 1
-    timed_out = slow.invoke({"records": []})
-    slow.configuration["Timeout"] = 2
-    in_time = slow.invoke({"records": []})
+    invocation = _local_function("raising_handler.handler").invoke({})
 
-    assert timed_out.failed and timed_out.result is None
-    assert timed_out.error.startswith(
-        f"Sandbox.Timedout: RequestId: {timed_out.request_id} Error: Task timed out after 1.00 "
-    )
-    assert f"{timed_out.request_id} Task timed out after" in log_file.read_text()
-    assert not in_time.failed and in_time.result == {"records": []}
+    assert invocation.error == "ValueError: bad event"
+    assert 'raising_handler.py", line 2, in handler' in invocation.error_trace
 
 
 def test_a_call_past_its_deadline_has_no_time_left_not_less_than_none():
