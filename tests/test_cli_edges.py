@@ -170,6 +170,21 @@ def test_a_notebook_run_by_hand_records_its_figures_beside_the_build_and_keeps_t
     assert (tmp_path / "build" / "figures" / "03_produce_to_kinesis.json").exists()
 
 
+def test_figures_recorded_again_come_back_in_the_order_given(monkeypatch, tmp_path):
+    """A notebook's key figures cell run a second time shows them as the first run did."""
+    from brewops import summary
+
+    monkeypatch.setenv(summary.FIGURES_ENV, str(tmp_path / "figures.json"))
+    figures = {"rows_used": 320, "cv_accuracy": 0.6, "baseline_accuracy": 0.3}
+
+    first = summary.record(**figures)
+    summary.record(model_version="v1")
+    again = summary.record(**figures)
+
+    assert list(first) == list(figures)
+    assert list(again) == [*figures, "model_version"]
+
+
 def test_a_shared_file_whose_write_fails_keeps_its_old_text_and_leaves_no_litter(tmp_path):
     from brewops.files import write_atomically
 

@@ -27,8 +27,10 @@ def record(notebook: str | None = None, **figures: Any) -> dict[str, Any]:
     """Merge `figures` into this notebook's figures file and return everything recorded so far."""
     path = figures_file(notebook)
     path.parent.mkdir(parents=True, exist_ok=True)
-    current = json.loads(path.read_text()) if path.exists() else {}
-    current.update(figures)
+    earlier = json.loads(path.read_text()) if path.exists() else {}
+    # in the order given, then what only earlier calls recorded: a cell run again shows
+    # its figures as it did the first time, not in the file's sorted order
+    current = {**figures, **{key: value for key, value in earlier.items() if key not in figures}}
     path.write_text(json.dumps(current, indent=2, sort_keys=True, default=str))
     return current
 
