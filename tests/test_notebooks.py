@@ -54,18 +54,56 @@ def test_the_notebooks_pass_nbval_in_order(local_stack, local_state_dir: Path, t
     assert recorded == {nb.stem for nb in notebooks}, "every notebook records its key figures"
 
 
+def numbered(prefix: str) -> Path:
+    [notebook] = [nb for nb in discover() if nb.stem.startswith(prefix)]
+    return notebook
+
+
 def run_alone(
-    prefix: str, parameters: dict[str, Any], tmp_path: Path, monkeypatch
+    prefix: str,
+    parameters: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch,
+    notebook: Path | None = None,
 ) -> NotebookResult:
-    """The result of the notebook numbered `prefix`, executed by itself."""
+    """The result of the notebook numbered `prefix` (or of `notebook`), executed by itself."""
     from brewops.runner import execute
 
     monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    [notebook] = [nb for nb in discover() if nb.stem.startswith(prefix)]
+    notebook = notebook or numbered(prefix)
     run = execute([notebook], parameters=parameters, out_dir=tmp_path / "build", progress=False)
     [result] = run.notebooks
     return result
+
+
+def with_cell_run_twice(prefix: str, marker: str, folder: Path) -> Path:
+    """A copy of the notebook numbered `prefix` in which the cell containing `marker` runs
+    twice in a row, as when a learner runs it again in the same kernel."""
+    import nbformat
+
+    source = numbered(prefix)
+    nb = nbformat.read(source, as_version=4)
+    [index] = [i for i, cell in enumerate(nb.cells) if marker in cell.source]
+    again = nbformat.from_dict(nb.cells[index])
+    again.id = f"{again.id}-again"
+    nb.cells.insert(index + 1, again)
+    folder.mkdir(parents=True, exist_ok=True)
+    copy = folder / source.name
+    nbformat.write(nb, copy)
+    return copy
+
+
+def printed(executed: str, marker: str) -> list[str]:
+    """What each cell containing `marker` printed, in the executed notebook."""
+    import nbformat
+
+    cells = nbformat.read(executed, as_version=4).cells
+    return [
+        "".join(out.get("text", "") for out in cell.outputs if out.output_type == "stream")
+        for cell in cells
+        if marker in cell.source
+    ]
 
 
 @pytest.mark.emulator
@@ -126,3 +164,49 @@ def test_notebook_05_refuses_a_model_version_not_in_the_registry_before_it_train
     executed = nbformat.read(result.executed, as_version=4)
     training = next(c for c in executed.cells if "train.train(" in c.source)
     assert training.execution_count is None, "the check comes before the training"
+
+
+@pytest.mark.emulator
+def test_notebook_03_backfill_cell_run_again_reports_its_own_crawl(
+    local_stack, local_state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Run a second time in the same kernel, the backfill cell counts the requests of that
+    crawl, not those of both: a client kept from the first run would add them up."""
+    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(local_state_dir))
+    marker = "api.all_beers("
+    notebook = with_cell_run_twice("03_", marker, tmp_path / "notebooks")
+
+    result = run_alone("03_", {"ticks": 0, "progress": False}, tmp_path, monkeypatch, notebook)
+
+    assert result.status == "ok", result.error
+    crawls = [
+        [line for line in text.splitlines() if "requests" in line]
+        for text in printed(result.executed, marker)
+    ]
+    assert len(crawls[0]) == 1 and crawls[0][0].startswith("325 beers from the Punk API in ")
+    assert crawls[1] == crawls[0], "the same crawl again, the same number of requests"
+
+
+@pytest.mark.emulator
+def test_notebook_03_run_again_with_fewer_beers_is_not_failed_by_an_earlier_runs_ids(
+    local_stack,
+    local_state_dir: Path,
+    punkapi_server,
+    catalog_beers,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """A second session on the same stack that produces fewer beers (another api_url) than
+    raw already holds passes, and says how many ids came from the earlier run."""
+    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(local_state_dir))
+    quick = {"ticks": 0, "progress": False}
+    first = run_alone("03_", quick, tmp_path / "first", monkeypatch)
+    fewer = {**quick, "api_url": punkapi_server(beers=catalog_beers[:10])}
+
+    second = run_alone("03_", fewer, tmp_path / "second", monkeypatch)
+
+    assert first.status == "ok", first.error
+    assert second.status == "ok", second.error
+    [note] = printed(second.executed, "result.unexpected_ids")
+    earlier = int(note.split()[0])
+    assert earlier >= 315 and note.startswith(f"{earlier} ids delivered by earlier runs")
