@@ -175,16 +175,8 @@ if require_reconciliation:
 """),
         code("""
 if real_catalogue:
-    present = set(report.latest["id"])
-    known = {("range", "ph"): 317, ("range", "abv"): 24}
-    for (rule, column), beer_id in known.items():
-        if beer_id in present:
-            assert beer_id in report.quality.ids(rule, column), (rule, column, beer_id)
-    if present >= set(range(1, 326)):
-        assert len(report.quality.ids("fg > og")) == 13
-        nulls = report.quality.summary.query("table == 'cleaned' and rule == 'nulls'")
-        known_nulls = {"ibu": 5, "ebc": 6, "srm": 6, "ph": 2, "target_fg": 1, "target_og": 1}
-        assert nulls.set_index("column")["findings"].to_dict() == known_nulls
+    missed = validation.known_quirks_missed(report.quality, report.latest["id"])
+    assert missed is None, missed
 """),
         md("## Clean-up\n\nNothing to clean up: this notebook only reads."),
     ],
