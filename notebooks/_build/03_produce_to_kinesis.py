@@ -26,9 +26,11 @@ credentials allowed to put records, invoke the producer function, read the bucke
 filter the transform function's log events (for the reasons of failed records); the Punk API the stack was deployed with (`BREWOPS_PUNKAPI_URL` or the `PunkApiUrl` parameter).
 """,
     costs="""
-None locally. On AWS: 325 + a few Kinesis records and one Lambda invocation per tick
-(fractions of a cent), Firehose ingestion and format conversion for about 1 MB, S3
-requests; Firehose delivers after its 60 s buffer interval, so allow a few minutes.
+None locally. On AWS: one Kinesis record per beer of the stack's Punk API (415 on the
+default community v3 service, 325 from `brewops api serve`) plus one record and one Lambda
+invocation per tick (fractions of a cent), Firehose ingestion and format conversion for
+about 1 MB, S3 requests; Firehose delivers after its 60 s buffer interval, so allow a few
+minutes.
 """,
     parameters="""
 target = "local"  # "local" (embedded emulator) or "aws"
