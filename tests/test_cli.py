@@ -19,31 +19,62 @@ from click.testing import CliRunner
 
 from brewops import streaming_cli
 from brewops.cli import main
+from brewops.paths import repo_root
 from brewops.producer import FailedRecord, ProduceReport
 from fixtures.punkapi import ServedApi
 
 BREWOPS = Path(sys.executable).parent / "brewops"
 
 
+def _every_command() -> list[click.Context]:
+    """A context for `brewops` and for each of its groups and commands, depth first."""
+    walked: list[click.Context] = []
+
+    def walk(ctx: click.Context) -> None:
+        walked.append(ctx)
+        if isinstance(ctx.command, click.Group):
+            for name in ctx.command.list_commands(ctx):
+                sub = ctx.command.get_command(ctx, name)
+                walk(click.Context(sub, parent=ctx, info_name=name))
+
+    walk(click.Context(main, info_name="brewops"))
+    return walked
+
+
 def test_every_option_of_every_command_says_what_it_does():
-    walked, undescribed = [], []
+    walked = _every_command()
+    undescribed = [
+        f"{ctx.command_path} {param.opts[0]}"
+        for ctx in walked
+        for param in ctx.command.params
+        if isinstance(param, click.Option) and not param.hidden and not param.help
+    ]
 
-    def walk(command: click.Command, ctx: click.Context) -> None:
-        walked.append(ctx.command_path)
-        undescribed.extend(
-            f"{ctx.command_path} {param.opts[0]}"
-            for param in command.params
-            if isinstance(param, click.Option) and not param.hidden and not param.help
-        )
-        if isinstance(command, click.Group):
-            for name in command.list_commands(ctx):
-                sub = command.get_command(ctx, name)
-                walk(sub, click.Context(sub, parent=ctx, info_name=name))
-
-    walk(main, click.Context(main, info_name="brewops"))
-
-    assert {"brewops api serve", "brewops data crawl", "brewops stream backfill"} <= set(walked)
+    paths = {ctx.command_path for ctx in walked}
+    assert {"brewops api serve", "brewops data crawl", "brewops stream backfill"} <= paths
     assert undescribed == []
+
+
+def test_the_readme_names_every_command_and_none_that_does_not_exist():
+    text = (repo_root() / "README.md").read_text()
+    # `brewops local up | status | down` names three commands
+    text = re.sub(
+        r"brewops (\w+) (\w+(?: \| \w+)+)",
+        lambda m: " ".join(f"brewops {m[1]} {name}" for name in m[2].split(" | ")),
+        text,
+    )
+    named = {" ".join(filter(None, m)) for m in re.findall(r"\bbrewops (\w+)(?: (\w+))?", text)}
+    paths = {
+        ctx.command_path.removeprefix("brewops "): isinstance(ctx.command, click.Group)
+        for ctx in _every_command()[1:]
+    }
+    commands = {path for path, is_group in paths.items() if not is_group}
+    groups = {path for path, is_group in paths.items() if is_group}
+
+    # a leaf command's next word is prose or an option ("brewops run against"), not a command
+    mentioned = {n if n.split()[0] in groups else n.split()[0] for n in named}
+    assert sorted(commands - mentioned) == [], "commands the README never mentions"
+    assert sorted(mentioned - commands - groups) == [], "the README names what does not exist"
 
 
 def test_a_target_that_is_not_running_is_one_line_saying_what_to_do(tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -284,3 +285,12 @@ def test_every_command_has_help(group: str):
     result = subprocess.run(args, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "Usage:" in result.stdout
+
+
+def test_the_readme_mentions_every_make_target_and_only_those():
+    # the targets `make help` lists: the ones with a `## description`
+    targets = set(re.findall(r"^([a-z-]+):.*## ", (ROOT / "Makefile").read_text(), re.M))
+    mentioned = set(re.findall(r"\bmake ([a-z][a-z-]*)", (ROOT / "README.md").read_text()))
+    assert {"run", "test", "clean"} <= targets
+    assert sorted(targets - mentioned) == [], "targets the README never mentions"
+    assert sorted(mentioned - targets) == [], "the README mentions targets that do not exist"
