@@ -603,6 +603,31 @@ def test_an_address_that_is_not_this_machines_is_not_called_a_port_in_use():
     ids=lambda args: " ".join(args[:2] + args[-2:-1]),
 )
 def test_an_option_out_of_its_range_is_refused_before_anything_starts(args, monkeypatch):
+    result = _invoked_until_started(args, monkeypatch)
+
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for" in result.output and args[-2] in result.output
+    assert "started anyway" not in result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["api", "serve", "--fault-latency", "0"],
+        ["api", "serve", "--fault-burst-length", "1"],  # a single 429
+        ["stream", "tick", "--n", "0"],  # brings the target up, and nothing more
+        ["stream", "tick", "--interval", "0"],
+    ],
+    ids=lambda args: " ".join(args[:2] + args[-2:-1]),
+)
+def test_an_option_at_the_end_of_its_range_is_taken(args, monkeypatch):
+    result = _invoked_until_started(args, monkeypatch)
+
+    assert "started anyway" in result.output, result.output
+
+
+def _invoked_until_started(args: list[str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The command's result, its server or target failing to start if it gets that far."""
     from brewops.catalog import CatalogError
     from brewops.punkapi import server
 
@@ -611,12 +636,7 @@ def test_an_option_out_of_its_range_is_refused_before_anything_starts(args, monk
 
     monkeypatch.setattr(server, "PunkApiServer", started)
     monkeypatch.setattr(streaming_cli, "use_target", started)
-
-    result = CliRunner().invoke(main, args)
-
-    assert result.exit_code == 2, result.output
-    assert "Invalid value for" in result.output and args[-2] in result.output
-    assert "started anyway" not in result.output
+    return CliRunner().invoke(main, args)
 
 
 def test_reconcile_json_prints_only_json_on_stdout(monkeypatch, tmp_path):
@@ -634,10 +654,23 @@ def test_reconcile_json_prints_only_json_on_stdout(monkeypatch, tmp_path):
     assert "reconciling with the ids found in raw" in result.stderr
 
 
+class _Unused:
+    """A scheduler or runtime the command must not get as far as using."""
+
+    def __getattr__(self, name: str) -> Any:
+        pytest.fail(f"{name} used")
+
+
 @pytest.mark.parametrize(
-    "damage", ["{not json", json.dumps({"stack_id": "s", "ids": ["1", None]})], ids=["json", "ids"]
+    "damage",
+    [
+        "{not json",
+        json.dumps({"stack_id": "s", "ids": ["1", None]}),
+        json.dumps({"stack_id": "s", "ids": 5}),
+    ],
+    ids=["json", "ids", "no list"],
 )
-@pytest.mark.parametrize("command", ["backfill", "tick", "reconcile"])
+@pytest.mark.parametrize("command", ["backfill", "tick", "reconcile", "run"])
 def test_a_damaged_record_of_the_produced_ids_is_one_line_and_nothing_is_sent(
     command, damage, catalog_path, monkeypatch, tmp_path
 ):
@@ -646,10 +679,14 @@ def test_a_damaged_record_of_the_produced_ids_is_one_line_and_nothing_is_sent(
     path = streaming_cli.produced_ids_file("local")
     path.parent.mkdir(parents=True)
     path.write_text(damage)
+    monkeypatch.setattr("brewops.scheduler.Scheduler.from_outputs", lambda *a, **kw: _Unused())
     monkeypatch.setattr(
-        "brewops.scheduler.Scheduler.from_outputs", lambda *a, **kw: pytest.fail("ticked")
+        "brewops.firehose_runtime.FirehoseRuntime.from_outputs", lambda *a, **kw: _Unused()
     )
-    args = {"backfill": ["--catalog", str(catalog_path), "--no-progress"]}.get(command, [])
+    args = {
+        "backfill": ["--catalog", str(catalog_path), "--no-progress"],
+        "run": ["--with-scheduler"],
+    }.get(command, [])
 
     result = CliRunner().invoke(main, ["stream", command, *args])
 

@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import re
+import subprocess
 import sys
 import threading
 import uuid
@@ -630,6 +631,7 @@ def test_timestamps_are_read_with_the_configured_formats_and_kept_in_utc():
         ("yyyy-MM-dd HH:mm:ss '(100%)'", "2024-03-07 09:05:04 (100%)"),
         ("yyyy-MM-dd HH:mm:ss %", "2024-03-07 09:05:04 %"),  # unquoted, still no directive
         ("yyyy-MM-dd HH:mm:ss'h''s'", "2024-03-07 09:05:04h's"),  # '' is a quote
+        ("yyyy-MM-dd''HH:mm:ss", "2024-03-07'09:05:04"),  # outside quoted text too
     ],
 )
 def test_quoted_text_in_a_timestamp_format_is_literal(pattern, value):
@@ -1231,6 +1233,21 @@ def test_without_names_every_page_of_delivery_streams_is_listed():
         ("KinesisStreamAsSource", "stream-09"),
         ("KinesisStreamAsSource", "stream-19"),
     ]
+
+
+def test_a_listing_that_says_there_is_more_but_gives_no_names_ends():
+    from brewops.firehose_runtime import kinesis_sourced_delivery_streams
+
+    calls = []
+
+    class Listing:  # no name to start the next page after: asking again would loop
+        def list_delivery_streams(self, DeliveryStreamType, ExclusiveStartDeliveryStreamName=""):
+            calls.append(ExclusiveStartDeliveryStreamName)
+            assert len(calls) <= 2, "listed again after a page without names"
+            names = [] if ExclusiveStartDeliveryStreamName else ["stream-a"]
+            return {"DeliveryStreamNames": names, "HasMoreDeliveryStreams": True}
+
+    assert kinesis_sourced_delivery_streams(Listing()) == ["stream-a"]
 
 
 def test_every_shard_of_a_resharded_stream_is_delivered(tmp_path):
@@ -2428,6 +2445,43 @@ def test_a_handler_exception_fails_the_call_with_its_traceback(tmp_path, monkeyp
     assert 'raising_handler.py", line 2, in handler' in invocation.error_trace
 
 
+@pytest.mark.parametrize("raised", [SystemExit, KeyboardInterrupt])
+def test_a_handler_that_exits_or_is_interrupted_ends_the_caller_too(tmp_path, monkeypatch, raised):
+    # not a function error Lambda would report: what the caller's own code would raise
+    (tmp_path / "exiting_handler.py").write_text(
+        f"def handler(event, context):\n    raise {raised.__name__}()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "exiting_handler", raising=False)
+
+    with pytest.raises(raised):
+        _local_function("exiting_handler.handler").invoke({})
+
+
+def test_a_call_given_up_on_does_not_keep_the_process_from_ending(tmp_path):
+    # a handler that never returns must not hang `brewops stream drain` when it is done
+    (tmp_path / "forever.py").write_text(
+        "import threading\n\ndef handler(event, context):\n    threading.Event().wait()\n"
+    )
+    configuration = {
+        "FunctionName": "f",
+        "FunctionArn": FUNCTION_ARN,
+        "Handler": "forever.handler",
+        "Timeout": 1,
+    }
+    script = (
+        "from brewops.firehose_runtime.functions import LocalFunction\n"
+        f"print(LocalFunction({configuration!r}).invoke({{}}).error)\n"
+    )
+
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("Task timed out after 1.00 seconds")
+
+
 def test_a_call_past_its_deadline_has_no_time_left_not_less_than_none():
     from brewops.firehose_runtime.functions import LambdaContext
 
@@ -2635,6 +2689,30 @@ def test_long_lines_reach_the_log_group_in_calls_within_one_megabyte(tmp_path, m
     longest = 262_144 - 26
     assert logs.messages == ["short", *(str(n) * 200_000 for n in range(5)), "é" * (longest // 2)]
     assert len(logs.calls) == 2  # five lines of 200 KB fill one megabyte
+
+
+@pytest.mark.parametrize(
+    ("lines", "logged"),
+    [
+        # six lines within a megabyte of characters, not of UTF-8 bytes
+        (["é" * 90_000] * 6, ["é" * 90_000] * 6),
+        # five lines within a megabyte but for the 26 bytes the service adds to each
+        (["a" * 209_700] * 5, ["a" * 209_700] * 5),
+        # a line cut inside a character: the character is left out whole
+        (["x" + "é" * 200_000], ["x" + "é" * 131_058]),
+    ],
+    ids=["utf-8", "overhead", "cut"],
+)
+def test_log_lines_are_put_as_the_service_counts_their_bytes(tmp_path, monkeypatch, lines, logged):
+    (tmp_path / "printing_handler.py").write_text(
+        "def handler(event, context):\n    for line in event['lines']:\n        print(line)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    logs = _Logs()  # refuses a call the service would refuse
+
+    _local_function("printing_handler.handler", logs_client=logs).invoke({"lines": lines})
+
+    assert logs.messages == logged
 
 
 def test_an_invocation_keeps_the_log_records_its_handler_emitted(tmp_path, monkeypatch):

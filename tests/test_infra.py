@@ -95,14 +95,19 @@ def test_the_diagram_is_drawn_from_the_graph():
     fig = infra.plot_data_flow()
     labels = {t.get_text().split("\n")[0] for t in fig.axes[0].texts}
     assert set(infra.data_flow_graph()) <= labels
+    # each arrow runs from its source's box to its sink's, ending at their borders
+    named = {t.get_bbox_patch(): t.get_text().split("\n")[0] for t in fig.axes[0].texts}
+    arrows = [t.arrow_patch for t in fig.axes[0].texts if getattr(t, "arrow_patch", None)]
+    drawn = [(named[arrow.patchA], named[arrow.patchB]) for arrow in arrows]
+    assert sorted(drawn) == sorted(infra.data_flow_graph().edges)
 
 
 def test_the_diagram_is_laid_out_the_same_in_every_process():
-    """Laid out from sets of names, the columns came in hash order: another figure each run."""
+    """Laid out and drawn from sets of names, the figure came in hash order: another each run."""
     code = (
         "from brewops import infra\n"
         "ax = infra.plot_data_flow().axes[0]\n"
-        "print(sorted((t.get_text(), t.get_position()) for t in ax.texts))\n"
+        "print([(t.get_text(), t.get_position()) for t in ax.texts])\n"  # as drawn, in order
     )
     layouts = {
         subprocess.run(
@@ -115,6 +120,26 @@ def test_the_diagram_is_laid_out_the_same_in_every_process():
         for seed in ("0", "1", "2")
     }
     assert len(layouts) == 1
+
+
+@pytest.mark.parametrize(
+    ("edges", "columns"),
+    [
+        # in the order of their inputs' rows, not of their names or of the edges
+        ([("b", "y"), ("a", "z")], {0: ["a", "b"], 1: ["z", "y"]}),
+        # rows counted from each column's middle, as the layout centres it: zp's inputs, a
+        # (row -1) and m (row 0), sit above r's, m; counted from the top both are at row 0
+        (
+            [("b", "m"), ("c", "m"), ("m", "r"), ("m", "zp"), ("a", "zp")],
+            {0: ["a", "b", "c"], 1: ["m"], 2: ["zp", "r"]},
+        ),
+    ],
+    ids=["inputs-order", "centred-rows"],
+)
+def test_the_diagram_puts_each_step_beside_its_inputs(edges, columns):
+    import networkx as nx
+
+    assert infra._layers(nx.DiGraph(edges)) == columns
 
 
 def test_the_output_contract_is_read_from_the_template():

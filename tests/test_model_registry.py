@@ -331,6 +331,15 @@ def test_versions_are_listed_oldest_first_from_every_page_of_the_listing():
     assert s3.prefixes == ["models/ibu/"]
 
 
+def test_a_version_not_in_the_registry_is_refused_naming_the_five_latest():
+    versions = [f"2025010{day}T000000Z-abcdef12" for day in range(1, 8)]
+    s3 = _PagedS3([f"models/ibu/{v}/{registry.CARD_FILE}" for v in versions])
+
+    registry.require_version("s3://bucket/models/ibu", versions[0], client=s3)
+    with pytest.raises(registry.RegistryError, match=f"there: {', '.join(versions[2:])}$"):
+        registry.require_version("s3://bucket/models/ibu", V2, client=s3)
+
+
 def test_deleting_a_version_removes_every_page_of_its_folder_and_nothing_else():
     s3 = _PagedS3([f"models/ibu/{V1}/a", f"models/ibu/{V1}/b"], [], [f"models/ibu/{V1}/c"])
     assert registry.delete_version("s3://bucket/models/ibu/", V1, client=s3) == 3

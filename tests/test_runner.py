@@ -173,6 +173,15 @@ def test_a_value_of_another_type_than_the_default_is_refused(
         check_parameters([nb], {"value": refused})
 
 
+def test_every_parameter_given_is_checked_not_only_the_first(tmp_path: Path):
+    nb = _notebook(tmp_path / "01_two.ipynb")
+    nb.write_text(nb.read_text().replace("value = 1", "value = 1\\nlabel = 'a'"))
+
+    check_parameters([nb], {"value": 2, "label": "b"})
+    with pytest.raises(click.BadParameter, match="label of 01_two takes a string"):
+        check_parameters([nb], {"value": 2, "label": 3})
+
+
 def test_a_number_default_takes_an_integer_and_refuses_a_flag(tmp_path: Path):
     nb = _notebook(tmp_path / "01_seconds.ipynb")
     nb.write_text(nb.read_text().replace("value = 1", "value = 0.5  # seconds"))

@@ -319,17 +319,24 @@ def test_aws_keeps_an_endpoint_elsewhere(
 
 
 def test_aws_clients_give_up_connecting_after_seconds_whatever_config_they_are_made_with(
-    aws_environment: dict[str, str],
+    aws_environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # botocore's own 60 s, tried three times: on a network that drops packets every command
     # would sit three minutes before saying it cannot connect
     session = targets.use("aws").session
     plain = session.client("kinesis")
     own_config = session.client("kinesis", config=Config(read_timeout=900))
+    read_with = []
+    monkeypatch.setattr(
+        targets, "_read_outputs", lambda client, stack: read_with.append(client) or {}
+    )
+    targets.stack_outputs("brewops-dev")  # with a session of its own
 
     assert plain.meta.config.connect_timeout <= 10
     assert own_config.meta.config.connect_timeout <= 10
+    assert read_with[0].meta.config.connect_timeout <= 10
     assert own_config.meta.config.read_timeout == 900
+    assert plain.meta.config.read_timeout == 60, "a slow answer is waited for as before"
 
 
 def test_other_botocore_errors_while_reading_the_stack_say_what_to_check(

@@ -507,16 +507,22 @@ def test_the_known_quirks_are_checked_as_far_as_the_table_holds_the_catalogue(
     frame = _catalogue_frame(catalogue_beers)
     assert validation.known_quirks_missed(quality_report(frame), frame["id"]) is None
 
-    frame.loc[frame["id"] == 317, "ph"] = 4.4  # the quirk corrected at the source
+    frame.loc[frame["id"] == 317, "ph"] = 4.4  # the quirks corrected at the source
+    frame.loc[frame["id"] == 24, "abv"] = 5.0
     frame.loc[frame["id"] == 1, "ibu"] = None
+    frame.loc[frame["id"] == 2, "target_fg"] = frame["target_og"] + 1  # one more fg > og
     problem = validation.known_quirks_missed(quality_report(frame), frame["id"])
     assert problem.startswith("the real catalogue's known quirks are not what validation found")
     assert "beer 317 not a range finding of ph" in problem
-    assert "'ibu': 6" in problem and "13 fg > og" not in problem
+    assert "beer 24 not a range finding of abv" in problem
+    assert "'ibu': 6" in problem and "14 fg > og findings, not 13" in problem
     assert problem.endswith("set real_catalogue = False")
 
     part = frame[frame["id"] > 317]  # neither beer 317 nor the whole catalogue: nothing to ask
     assert validation.known_quirks_missed(quality_report(part), part["id"]) is None
+    but_the_last = frame[frame["id"] != 325]  # beer 317 asked about, the counts not
+    problem = validation.known_quirks_missed(quality_report(but_the_last), but_the_last["id"])
+    assert "beer 317" in problem and "nulls" not in problem and "fg > og" not in problem
 
 
 def test_unparseable_values_are_named_and_not_counted_as_nulls():
@@ -721,6 +727,12 @@ def test_the_run_summary_figures_count_rows_ids_partitions_findings_and_gates():
         "gates_passed": False,
         "reconciliation_checked": True,
     }
+    unchecked = _report_with()
+    nothing = validation.Expectation(source="03_produce_to_kinesis.json (not found)")
+    unchecked.reconciliation["cleaned"] = validation.Reconciliation(
+        "cleaned", nothing, rows=6, unique_ids=3
+    )
+    assert unchecked.figures()["reconciliation_checked"] is False
 
 
 def test_the_rule_summary_and_the_json_say_which_gate_failed_and_on_what():
