@@ -393,7 +393,7 @@ def _parameter_override(key: str, value: str) -> str:
     return f'{key}="{escaped}"'
 
 
-def _leave_the_emulator() -> None:
+def _ready_for_aws() -> None:
     """`sam` inherits this process's environment: after targets.use("local") it holds the
     emulator's endpoint and dummy keys, which would send the deploy there. An endpoint on
     this machine exported in the shell would too, and is refused. So are AWS settings
@@ -432,7 +432,7 @@ def sam_deploy(stack_name: str, parameter_overrides: dict[str, str] | None = Non
         if parameter_overrides
         else []
     )
-    _leave_the_emulator()
+    _ready_for_aws()
     _run_sam([sam, "build", "--config-env", config_env], stack_name)
     deploy = [
         sam,
@@ -451,7 +451,7 @@ def sam_deploy(stack_name: str, parameter_overrides: dict[str, str] | None = Non
 
 def sam_delete(stack_name: str) -> None:
     sam = sam_cli()
-    _leave_the_emulator()
+    _ready_for_aws()
     _run_sam([sam, "delete", "--stack-name", stack_name, "--no-prompts"], stack_name)
 
 
