@@ -28,10 +28,10 @@ DEFAULT_HANDLERS = (
 )
 
 
-def _started(script: str, *args: str, cwd: Path | None = None) -> subprocess.Popen[str]:
-    """A Python process that prints "ready" once it is where SIGTERM should find it."""
+def _started(*arguments: str, cwd: Path | None = None) -> subprocess.Popen[str]:
+    """`python ARGUMENTS`, once it prints "ready": where SIGTERM should find it."""
     process = subprocess.Popen(
-        [sys.executable, *args] if args else [sys.executable, "-c", DEFAULT_HANDLERS + script],
+        [sys.executable, *arguments],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -63,7 +63,9 @@ def _terminated(
 def test_a_terminated_command_runs_its_clean_up(signum: signal.Signals):
     # a command of the real `brewops` group, which waits inside a try/finally
     process = _started(
-        textwrap.dedent(
+        "-c",
+        DEFAULT_HANDLERS
+        + textwrap.dedent(
             """
             import time
             import click
@@ -80,7 +82,7 @@ def test_a_terminated_command_runs_its_clean_up(signum: signal.Signals):
             cli.COMMANDS["linger"] = ("__main__:linger", "waits")
             cli.main(["linger"])
             """
-        )
+        ),
     )
 
     code, output = _terminated(process, signum)
@@ -110,7 +112,6 @@ def test_a_terminated_test_run_tears_its_fixtures_down(tmp_path: Path):
         )
     )
     process = _started(
-        "",
         "-m",
         "pytest",
         "-s",
