@@ -7,7 +7,8 @@ from pathlib import Path
 
 
 def repo_root() -> Path:
-    """The checkout this package was installed from (editable install), else the cwd."""
+    """$BREWOPS_HOME if set, else the checkout this package was installed from (editable
+    install), else the cwd."""
     env = os.environ.get("BREWOPS_HOME")
     if env:
         return Path(env).resolve()

@@ -1,8 +1,9 @@
 """Did every produced beer arrive? Raw, cleaned and errors, read back from S3.
 
 Every produced id must be in raw, and in cleaned or in the errors (with the reason the
-error record gives). Where to look comes from the delivery streams' configuration (bucket,
-prefixes), the same on the local target and on AWS.
+error record gives, and the one the transform function logged). Where to look comes from
+the delivery streams' configuration (bucket, prefixes), the same on the local target and
+on AWS.
 """
 
 from __future__ import annotations
@@ -410,8 +411,8 @@ def wait_for_delivery(
     poll: float = 15.0,
     session: Any = None,
 ) -> Reconciliation:
-    """On AWS: poll S3 until every produced id has arrived (or counts stop changing at the
-    timeout); returns the last reconciliation."""
+    """On AWS: poll S3 every `poll` seconds until every produced id has arrived or
+    `timeout` seconds have passed; returns the last reconciliation."""
     produced = list(produced_ids)
     deadline = time.monotonic() + timeout
     while True:

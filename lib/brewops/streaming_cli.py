@@ -163,8 +163,8 @@ def backfill(
         url, api_version = punkapi_endpoint(api_url, api_version, tgt)
         if not url:
             raise click.UsageError("no Punk API URL for this target: pass --api-url or --catalog")
-        # One beer that fails the schema must not stop the backfill: it is sent, and the
-        # transform puts it in the error prefix with its reason if it cannot be cleaned.
+        # One beer that fails the schema must not stop the backfill: it is sent, and if the
+        # transform cannot clean it, it lands in the error prefix and the function logs why.
         client = PunkApiClient(url, api_version=api_version, on_invalid="keep")
         beers = client.all_beers(progress=progress)
         for problem in client.schema_errors:

@@ -1,7 +1,7 @@
 """Key figures a notebook records for `build/run-summary.json`.
 
 The runner tells each notebook where to write through BREWOPS_FIGURES_FILE; a notebook
-run by hand writes beside the build directory under its own name.
+run by hand writes `figures/<its name>.json` in the build directory.
 """
 
 from __future__ import annotations

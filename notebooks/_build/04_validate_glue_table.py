@@ -143,8 +143,8 @@ report.quality.findings
 ## Distributions with the out-of-range values marked
 
 Histograms of the values inside each column's plausible range (shaded); values outside
-it are red triangles pinned to the edge of the axis they lie beyond, labelled with the beer
-id and the value.
+it are red triangles pinned to the edge of the axis on the side of the range they fall
+outside, labelled with the beer id and the value.
 """),
         code("""
 if cleaned_read:

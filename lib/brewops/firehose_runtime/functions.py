@@ -29,9 +29,9 @@ from brewops.environ import applied_environment
 
 logger = logging.getLogger(__name__)
 
-# PutLogEvents takes up to 10,000 events and 1 MB per call, each event counted as its
-# UTF-8 message plus 26 bytes; an event's message is at most 256 KB, beyond which Lambda
-# cuts a line as well
+# PutLogEvents takes up to 10,000 events (calls here stay well under that, at 1,000) and
+# 1 MB per call, each event counted as its UTF-8 message plus 26 bytes; an event's message
+# is at most 256 KB, beyond which Lambda cuts a line as well
 LOG_EVENTS_PER_CALL = 1_000
 LOG_BYTES_PER_CALL = 1_048_576
 LOG_EVENT_OVERHEAD = 26

@@ -1,7 +1,8 @@
 """CloudFormation models for the resource types the template uses that moto's CloudFormation
 skips (Firehose delivery streams, Glue databases and tables, Athena workgroups, S3 bucket
 policies, CloudWatch log streams) or only half applies (stream mode and encryption of a
-Kinesis stream; lifecycle rules, public access block and ownership controls of a bucket).
+Kinesis stream; lifecycle rules, versioning, public access block and ownership controls of
+a bucket).
 
 moto builds its map of resource types from the direct subclasses of `CloudFormationModel`,
 so defining the classes below and calling `register()` inside the moto server process,

@@ -7,8 +7,8 @@ honoured, up to `max_wait` seconds; a hint that is not a finite, non-negative nu
 ignored. Every beer is checked against the schema: by default a mismatch raises SchemaError;
 with `on_invalid="keep"` the beer is returned as sent, logged and recorded in
 `schema_errors`, so one bad beer does not stop a crawl. Downstream, the pipeline's transform
-is the validator that decides: a kept beer it cannot clean goes to the error prefix with the
-reason.
+is the validator that decides: a kept beer it cannot clean goes to the error prefix, and the
+function logs why.
 
 Kept free of pandas: the producer Lambda uses this module.
 """

@@ -718,7 +718,8 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class PunkApiServer:
-    """A threaded HTTP server on 127.0.0.1 serving a catalogue; `url` includes /v2 or /v3."""
+    """A threaded HTTP server (on 127.0.0.1 unless `host` says otherwise) serving a
+    catalogue; `url` includes /v2 or /v3."""
 
     def __init__(
         self,

@@ -55,7 +55,7 @@ def punkapi_client(base_url: str, api_version: str) -> Any:
     from brewops.punkapi.client import PunkApiClient
 
     # A beer that fails the schema is still sent: the transform, the pipeline's one
-    # validator, puts it in the error prefix with the reason if it cannot be cleaned.
+    # validator, fails it into the error prefix and logs why if it cannot be cleaned.
     return PunkApiClient(base_url, api_version=api_version, on_invalid="keep")
 
 
