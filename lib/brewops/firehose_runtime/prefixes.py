@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 EXPRESSION = re.compile(r"!\{([A-Za-z]+):([^}]*)\}")
 DEFAULT_TIME_PREFIX = "!{timestamp:yyyy/MM/dd/HH}/"
 RANDOM_STRING_LENGTH = 11
-ERROR_OUTPUT_TYPES = ("processing-failed", "format-conversion-failed")
 
 _MONTHS = (
     "January", "February", "March", "April", "May", "June",

@@ -522,8 +522,10 @@ class DeliveryStreamRuntime:
             template, moment, error_output_type=output_type, rng=random.Random(seed)
         )
         uid = str(uuid.uuid5(KEY_NAMESPACE, seed))
-        name = object_name(self.config.name, self.config.version_id, moment, uid)
-        return prefix + name + self.config.extension
+        name = object_name(
+            self.config.name, self.config.version_id, moment, uid, self.config.extension
+        )
+        return prefix + name
 
     def _deliver(self) -> None:
         """Write the buffer to S3, then commit the positions it covers."""

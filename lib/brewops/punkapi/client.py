@@ -187,7 +187,6 @@ class PunkApiClient:
         # A time.monotonic() value past which no retry starts and no request waits: set by
         # a caller that must answer in time (the producer Lambda, before its own timeout).
         self.deadline: float | None = None
-        self.last_headers: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"PunkApiClient({self.base_url!r}, api_version={self.api_version!r})"
@@ -330,7 +329,6 @@ class PunkApiClient:
             raise TransportError(f"Timed out after {timeout:.1f} s: {exc}", url=url) from exc
         except requests.RequestException as exc:  # refused, reset, truncated body
             raise TransportError(f"No usable answer: {exc}", url=url) from exc
-        self.last_headers = dict(response.headers)
         if response.status_code >= 400:
             raise self._error(response)
         try:
