@@ -294,3 +294,59 @@ def test_the_readme_mentions_every_make_target_and_only_those():
     assert {"run", "test", "clean"} <= targets
     assert sorted(targets - mentioned) == [], "targets the README never mentions"
     assert sorted(mentioned - targets) == [], "the README mentions targets that do not exist"
+
+
+def test_the_readme_results_are_what_the_code_finds_in_the_real_catalogue(catalog_beers):
+    """The Results table quotes notebook 01's figures and notebook 04's findings."""
+    import pandas as pd
+
+    from brewops import explore, schema, validation
+    from brewops.punkapi.client import MAX_PER_PAGE
+
+    rows = {
+        line.split("|")[1].strip(): line.split("|")[2]
+        for line in (ROOT / "README.md").read_text().splitlines()
+        if line.startswith("| 0")
+    }
+    figures = explore.catalogue_figures(catalog_beers)
+    stated = re.search(
+        r"(\d+) beers crawled in (\d+) requests; (\d+) data quirks", rows["01 explore"]
+    )
+    pages = figures["beers_crawled"] // MAX_PER_PAGE + 1  # the last page is short
+    assert [int(n) for n in stated.groups()] == [figures["beers_crawled"], pages, figures["quirks"]]
+
+    # the columns of a beer record: ingested_at is the pipeline's own
+    frame = pd.DataFrame([{c: b.get(c) for c in schema.CHALLENGE_COLUMNS} for b in catalog_beers])
+    counts = validation.quality_report(frame).counts()
+    found = {
+        rule: int(re.search(pattern, rows["04 validate"])[1])
+        for rule, pattern in (
+            (validation.NULLS, r"(\d+) nulls"),
+            (validation.RANGE, r"(\d+) out-of-range values"),
+            (validation.FG_ABOVE_OG, r"(\d+) beers with fg > og"),
+        )
+    }
+    assert found == {rule: counts[rule] for rule in found}
+
+
+def test_the_readme_states_the_model_protocol_and_its_data(catalog_beers):
+    import inspect
+
+    from brewops.model import bands, features, train
+    from brewops.producer import put_payloads
+
+    text = " ".join((ROOT / "README.md").read_text().split())  # one line: phrases wrap
+    protocol, params = train.Protocol(), train.ModelParams()
+    beers = features.labelled(catalog_beers)
+    _, newest = train.time_split(beers, protocol.time_test_fraction)
+    trees = (len(bands.LABELS) - 1) * params.n_estimators + params.regressor_estimators
+    in_flight = inspect.signature(put_payloads).parameters["concurrency"].default
+    for stated in (
+        f"{len(beers)} beers with an IBU",
+        f"repeated stratified {protocol.n_splits}-fold CV, {protocol.n_repeats} repeats",
+        f"The newest fifth is {len(newest)} beers (one beer is {1 / len(newest):.3f})",
+        f"over {protocol.time_split_seeds} seeds",
+        f"({trees:,} trees)",
+        f"(the producer keeps {in_flight} calls in flight)",
+    ):
+        assert stated in text

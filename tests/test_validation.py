@@ -487,8 +487,8 @@ def test_rows_without_an_id_are_not_duplicates():
 # ------------------------------------------------------------------ data quality
 
 
-def test_the_catalogue_quirks_are_findings(catalogue_beers):
-    report = quality_report(_catalogue_frame(catalogue_beers))
+def test_the_catalogue_quirks_are_findings(catalog_beers):
+    report = quality_report(_catalogue_frame(catalog_beers))
 
     assert report.ids("range", "abv") == [24, 137, 185]
     assert report.ids("range", "ibu") == [137, 185]
@@ -502,9 +502,9 @@ def test_the_catalogue_quirks_are_findings(catalogue_beers):
 
 
 def test_the_known_quirks_are_checked_as_far_as_the_table_holds_the_catalogue(
-    catalogue_beers,
+    catalog_beers,
 ):
-    frame = _catalogue_frame(catalogue_beers)
+    frame = _catalogue_frame(catalog_beers)
     assert validation.known_quirks_missed(quality_report(frame), frame["id"]) is None
 
     frame.loc[frame["id"] == 317, "ph"] = 4.4  # the quirks corrected at the source
@@ -659,11 +659,11 @@ def test_only_the_tables_validated_need_reconciling():
     assert "run notebook 03 first" in problem
 
 
-def test_plots_mark_the_out_of_range_values(catalogue_beers):
+def test_plots_mark_the_out_of_range_values(catalog_beers):
     from brewops import validation_plots
 
     latest = pd.DataFrame(
-        [{c.name: b.get(c.name) for c in schema.CLEANED_COLUMNS[:9]} for b in catalogue_beers]
+        [{c.name: b.get(c.name) for c in schema.CLEANED_COLUMNS[:9]} for b in catalog_beers]
     )
     fig = validation_plots.plot_distributions(latest)
     titles = {ax.get_title() for ax in fig.axes if ax.get_visible()}

@@ -71,14 +71,14 @@ def test_a_column_type_changed_in_the_parquet_is_schema_drift(delivered):
     assert any("drifted types" in note for note in report.notes)
 
 
-def test_a_column_missing_from_the_glue_table_is_schema_drift(aws_env, catalogue_beers):
+def test_a_column_missing_from_the_glue_table_is_schema_drift(aws_env, catalog_beers):
     import boto3
 
     from fixtures.validation import LocalTables, deliver
 
     local = LocalTables(session=boto3.Session())
     local.create(cleaned_columns=[c for c in schema.glue_columns() if c["Name"] != "ph"])
-    delivered = deliver(local, catalogue_beers)
+    delivered = deliver(local, catalog_beers)
 
     with pytest.raises(validation.SchemaDriftError) as caught:
         _run(delivered)
