@@ -157,6 +157,8 @@ def test_quirks_on_made_up_beers():
         ("45", "start"),
         ("30", "middle"),
         ("20", "middle"),
+        ("18", "middle"),  # nearer 30 than 5, the minutes the model assumes for each word
+        ("17", "end"),
         ("15", "end"),
         ("10", "end"),
         ("middle", "middle"),

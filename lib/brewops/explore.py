@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
+from brewops.model import hops
 from brewops.schema import CLEANED_COLUMNS
 
 NUMERIC_FIELDS = ("abv", "ibu", "target_fg", "target_og", "ebc", "srm", "ph", "attenuation_level")
@@ -229,13 +230,13 @@ def hop_stage(add: str) -> str:
 
 
 def _stage_of_minutes(minutes: int) -> str:
-    """Minutes before the end of the boil as the nearest DIY Dog stage word, which
-    `brewops.model.hops` takes as 60 (start), 30 (middle) and the last few (end)."""
+    """Minutes before the end of the boil as the nearest DIY Dog stage word, with the
+    minutes `brewops.model.hops` assumes for each word: 60 (start), 30 (middle), 5 (end)."""
     if minutes == 0:
         return "flame out / whirlpool"
-    if minutes >= 45:
+    if minutes >= (hops.BOIL_MINUTES + hops.MIDDLE_MINUTES) / 2:
         return "start"
-    return "middle" if minutes >= 20 else "end"
+    return "middle" if minutes >= (hops.MIDDLE_MINUTES + hops.HOT_WORT_MINUTES) / 2 else "end"
 
 
 def hop_attribute(attribute: str) -> str:
