@@ -29,6 +29,7 @@ from brewops.punkapi.server import (
 from fixtures.punkapi import ServedApi
 
 TIMEOUT = 10
+LONG_NUMBER = "9" * 5000  # more digits than int() reads
 
 
 def get(url: str, **kw) -> requests.Response:
@@ -231,6 +232,18 @@ def test_ids_are_separated_by_pipes_only(punkapi_url, query, expected):
     assert ids(r) == expected
 
 
+def test_a_long_id_of_junk_is_answered_at_once(write_catalog_file, catalog_beers):
+    # A request line near the server's 64 KiB limit: read with a backtracking pattern,
+    # these digits would hold the server's only interpreter lock for minutes.
+    served = ServedApi(write_catalog_file(catalog_beers[:12]))
+    try:
+        r = get(f"{served.url}/beers?ids={'1' * 60_000}x")
+        assert (r.status_code, r.json()) == (200, [])
+        assert ids(get(f"{served.url}/beers?ids=1")) == [1]
+    finally:
+        served.stop()
+
+
 # ----------------------------------------------------------------------------- v2 errors
 
 
@@ -256,6 +269,15 @@ def test_ids_are_separated_by_pipes_only(punkapi_url, query, expected):
         # a repeated parameter is bad when any of its values is, and shown whole
         ("page=1&page=0", [("page", MSG_NUMBER, ["1", "0"])]),
         ("page=0&page=1", [("page", MSG_NUMBER, ["0", "1"])]),
+        # past int()'s 4,300 digits: out of range, as JavaScript's Infinity is
+        pytest.param(
+            f"per_page={LONG_NUMBER}",
+            [("per_page", "Must be a number greater than 0 and less than 80", LONG_NUMBER)],
+            id="per_page-of-5000-digits",
+        ),
+        pytest.param(
+            f"page=-{LONG_NUMBER}", [("page", MSG_NUMBER, f"-{LONG_NUMBER}")], id="page-below-0"
+        ),
         (
             "food=&page=0&per_page=81&hops=&abv_lt=x",
             [
@@ -274,6 +296,11 @@ def test_invalid_query_params_give_one_entry_each(punkapi_url, query, entries):
     assert r.json() == bad_request(*entries)
 
 
+def test_a_page_number_too_long_for_int_is_past_the_end(punkapi_url):
+    r = get(f"{punkapi_url}/beers?page={LONG_NUMBER}")
+    assert (r.status_code, r.json()) == (200, [])
+
+
 @pytest.mark.parametrize("beer_id", ["0", "abc", "-3", "1.5", "1x"])
 def test_an_invalid_id_is_a_params_error(punkapi_url, beer_id):
     r = get(f"{punkapi_url}/beers/{beer_id}")
@@ -281,7 +308,9 @@ def test_an_invalid_id_is_a_params_error(punkapi_url, beer_id):
     assert r.json() == bad_request(("beerId", MSG_BEER_ID, beer_id), location="params")
 
 
-@pytest.mark.parametrize("beer_id", ["9999", "0123456789", "326"])
+@pytest.mark.parametrize(
+    "beer_id", ["9999", "0123456789", "326", pytest.param(LONG_NUMBER, id="5000-digits")]
+)
 def test_an_unknown_id_is_404_with_the_id_as_sent(punkapi_url, beer_id):
     r = get(f"{punkapi_url}/beers/{beer_id}")
     assert r.status_code == 404

@@ -86,7 +86,7 @@ def js_json(value: Any) -> bytes:
 
 def express_etag(body: bytes) -> str:
     """Express's default weak ETag: length in hex and the first 27 chars of base64 SHA-1."""
-    digest = base64.b64encode(hashlib.sha1(body).digest()).decode()[:27]
+    digest = base64.b64encode(hashlib.sha1(body, usedforsecurity=False).digest()).decode()[:27]
     return f'W/"{len(body):x}-{digest}"'
 
 
@@ -225,11 +225,20 @@ _FLOAT_RE = re.compile(r"^[-+]?(?:[0-9]+)?(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?$")
 _DATE_RE = re.compile(r"(0[1-9]|1[0-2])-\d{4}")  # mm-yyyy, the whole value
 
 
+def _js_integer(text: str) -> int | float:
+    """An integer string as JavaScript reads it: one past int()'s 4,300 digits is beyond
+    any bound, as JavaScript's Infinity is (not a ValueError, which would answer 500)."""
+    try:
+        return int(text)
+    except ValueError:
+        return -math.inf if text.startswith("-") else math.inf
+
+
 def _valid(rule: QueryRule, value: str) -> bool:
     if rule.kind == "int":
         if not _INT_RE.match(value):
             return False
-        number = int(value)
+        number = _js_integer(value)
         return number >= rule.minimum and (rule.maximum is None or number <= rule.maximum)
     if rule.kind == "float":
         if value in ("", ".", "-", "+") or not _FLOAT_RE.match(value):
@@ -346,7 +355,9 @@ def filter_v2(beers: list[dict[str, Any]], args: dict[str, list[str]]) -> list[d
     return out
 
 
-_JS_DECIMAL = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?Infinity")
+# Digits split one way only between the integer and the fraction: with two (`\d+\.?\d*`), a
+# long run of digits ending in junk backtracks in quadratic time, holding the GIL meanwhile.
+_JS_DECIMAL = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?Infinity")
 _JS_PREFIXED = re.compile(r"0[xX][0-9a-fA-F]+|0[bB][01]+|0[oO][0-7]+")
 
 
@@ -622,7 +633,7 @@ class PunkApiApp:
             entry = {"location": "params", "param": "beerId", "msg": MSG_BEER_ID, "value": beer_id}
             body = boom(400, "Bad Request", "Invalid query params", data=[entry])
             return self._v2_json(request, body, 400)
-        beer = self.by_id.get(int(beer_id))
+        beer = self.by_id.get(_js_integer(beer_id))
         if beer is None:
             body = boom(404, "Not Found", f"No beer found that matches the ID {beer_id}")
             return self._v2_json(request, body, 404)
@@ -638,10 +649,11 @@ class PunkApiApp:
             matching = filter_v2(self.beers, args)
         except FilterFailed:
             return self._v2_json(request, boom(500, "Internal Server Error", MSG_INTERNAL), 500)
-        page = int(args.get("page", ["1"])[0])
-        per_page = int(args.get("per_page", ["25"])[0])
+        page = _js_integer(args.get("page", ["1"])[0])
+        per_page = int(args.get("per_page", ["25"])[0])  # 1 to 80, checked above
         start = (page - 1) * per_page
-        return self._v2_json(request, matching[start : start + per_page], 200)
+        shown = matching[start : start + per_page] if start < len(matching) else []
+        return self._v2_json(request, shown, 200)
 
     # -- v3
 
