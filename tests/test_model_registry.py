@@ -282,12 +282,19 @@ def test_a_location_that_is_not_an_s3_uri_is_refused(uri):
 @pytest.mark.parametrize(
     "version", ["latest", "", "20250101T000000Z-ABCDEF12", "../x", "20250101T000000Z-abcdef12\n"]
 )
-def test_a_malformed_version_is_refused_before_any_upload_or_delete(tmp_path, version):
+def test_a_malformed_version_is_refused_before_any_s3_call_or_folder(tmp_path, version):
     untouchable = object()  # any S3 call through it would fail otherwise
     with pytest.raises(ValueError, match="does not look like"):
         registry.publish(tmp_path, "s3://bucket/models/ibu/", version, client=untouchable)
     with pytest.raises(ValueError, match="does not look like"):
         registry.delete_version("s3://bucket/models/ibu/", version, client=untouchable)
+    if version:  # "" asks for the latest version, which only S3 knows
+        # it would name the temporary folder: "../x" points it elsewhere
+        with pytest.raises(ValueError, match="does not look like"):
+            registry.download("s3://bucket/models/ibu/", version, client=untouchable)
+        with pytest.raises(ValueError, match="does not look like"):
+            registry.load_version("s3://bucket/models/ibu/", version, client=untouchable)
+    assert list(tmp_path.iterdir()) == []
 
 
 class _PagedS3:

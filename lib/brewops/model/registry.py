@@ -6,8 +6,11 @@ A version folder holds
 - `model_card.json` and `model_card.md`: data checksum, rows used, features, parameters,
   library versions, metrics, and the sha256 of `model.joblib`.
 
-joblib files are pickles: loading one runs code, so a model is only loaded after its
-sha256 matches the one its card records, and only from a registry you control.
+joblib files are pickles: loading one runs whatever code the file holds. A model is only
+loaded after its sha256 matches the one its card records, which catches a damaged or
+mismatched file but not a replaced one: the card lies beside the model, and whoever may
+write one may write both. So load only from a registry whose write access you control (on
+AWS: who may put objects under models/ in the bucket; no role of the stack may).
 
 Version ids sort in time order: `YYYYMMDDTHHMMSSZ-<first 8 hex of the data sha256>`.
 """
@@ -289,10 +292,15 @@ def _s3_errors(uri: str) -> Iterator[None]:
         ) from error
 
 
-def publish(folder: str | Path, registry_uri: str, version: str, client: Any = None) -> str:
-    """Upload a version folder to <registry_uri><version>/ and return that URI."""
+def _check_version(version: str) -> None:
+    """A version goes into S3 keys and local folder names: nothing else may."""
     if not VERSION_PATTERN.match(version):
         raise ValueError(f"version {version!r} does not look like YYYYMMDDTHHMMSSZ-<hash8>")
+
+
+def publish(folder: str | Path, registry_uri: str, version: str, client: Any = None) -> str:
+    """Upload a version folder to <registry_uri><version>/ and return that URI."""
+    _check_version(version)
     bucket, prefix = split_uri(registry_uri)
     folder = Path(folder)
     with _s3_errors(registry_uri):
@@ -356,8 +364,7 @@ def require_version(registry_uri: str, version: str, client: Any = None) -> None
 
 def delete_version(registry_uri: str, version: str, client: Any = None) -> int:
     """Remove every object of a version; returns how many were deleted."""
-    if not VERSION_PATTERN.match(version):
-        raise ValueError(f"version {version!r} does not look like YYYYMMDDTHHMMSSZ-<hash8>")
+    _check_version(version)
     bucket, prefix = split_uri(registry_uri)
     deleted = 0
     with _s3_errors(registry_uri):
@@ -382,6 +389,7 @@ def download(
     with _s3_errors(registry_uri):
         s3 = _s3(client)
     version = version or latest_version(registry_uri, client=s3)
+    _check_version(version)
     bucket, prefix = split_uri(registry_uri)
     folder = (
         Path(dest)
@@ -413,6 +421,7 @@ def load_version(
     with _s3_errors(registry_uri):
         s3 = _s3(client)
     version = version or latest_version(registry_uri, client=s3)
+    _check_version(version)
     if dest is not None:
         return load(download(registry_uri, version, dest=dest, client=s3), version=version)
     with tempfile.TemporaryDirectory(prefix=f"brewops-model-{version}-") as tmp:
