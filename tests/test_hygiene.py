@@ -37,6 +37,26 @@ def test_ruff_lints_python_and_notebooks():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_ruff_flags_unsafe_calls_in_the_package():
+    unsafe = (
+        "import pickle\nimport subprocess\n\nimport requests\nimport yaml\n\n"
+        'subprocess.run("ls", shell=True)\n'
+        'yaml.load("a: 1", Loader=yaml.Loader)\n'
+        'pickle.loads(b"")\n'
+        'requests.get("http://127.0.0.1")\n'
+    )
+    check = [BIN / "ruff", "check", "--output-format", "json"]
+    result = subprocess.run(
+        [*check, "--stdin-filename", "lib/brewops/example.py", "-"],
+        cwd=ROOT,
+        input=unsafe,
+        capture_output=True,
+        text=True,
+    )
+    codes = {finding["code"] for finding in json.loads(result.stdout)}
+    assert {"S602", "S506", "S301", "S113"} <= codes, result.stdout + result.stderr
+
+
 def test_ruff_format_is_clean():
     result = subprocess.run(
         [BIN / "ruff", "format", "--check", "."], cwd=ROOT, capture_output=True, text=True

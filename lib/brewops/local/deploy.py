@@ -23,6 +23,7 @@ import yaml
 from botocore.config import Config
 
 from brewops.errors import ActionableError
+from brewops.local.state import CREDENTIALS
 
 ARTIFACTS_BUCKET = "brewops-local-artifacts"
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
@@ -58,7 +59,8 @@ _TemplateLoader.add_multi_constructor("!", _intrinsic)
 
 
 def load_template(path: Path) -> dict[str, Any]:
-    return yaml.load(Path(path).read_text(), Loader=_TemplateLoader)  # a SafeLoader subclass
+    # a SafeLoader subclass: only CloudFormation's tags added, no Python objects
+    return yaml.load(Path(path).read_text(), Loader=_TemplateLoader)  # noqa: S506
 
 
 # ----------------------------------------------------------------------------- packaging
@@ -149,9 +151,8 @@ def translate(
     translator = Translator(
         managed_policy_map=None,
         sam_parser=Parser(),
-        boto_session=boto3.session.Session(
-            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region
-        ),
+        # dummy keys: translation is offline, and a call that tried AWS would be refused
+        boto_session=boto3.session.Session(region_name=region, **CREDENTIALS),
         metrics=metrics,
     )
     try:
