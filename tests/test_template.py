@@ -463,6 +463,26 @@ def test_firehose_writes_only_its_own_prefixes(resources):
     ]
 
 
+def test_no_role_of_the_stack_may_write_the_model_registry(translated):
+    # a model is a pickle: whoever may write models/ runs code where it is loaded
+    prefixes = []
+    for name, document in iam_policies(translated["Resources"]):
+        for statement in statements(document):
+            actions = as_list(statement["Action"])
+            writes = [
+                a for a in actions if a.startswith("s3:") and not a[3:].startswith(("Get", "List"))
+            ]
+            if statement["Effect"] != "Allow" or not writes:
+                continue
+            for resource in as_list(statement["Resource"]):
+                arn = resource.get("Fn::Sub", "") if isinstance(resource, dict) else resource
+                prefixes.append((name, arn.partition("/")[2]))  # after the bucket
+
+    assert prefixes and all(p.endswith("/*") for _, p in prefixes), prefixes
+    folders = [(n, p.removesuffix("*")) for n, p in prefixes]
+    assert not [f for f in folders if f[1].startswith("models/") or "models/".startswith(f[1])]
+
+
 # ------------------------------------------------------------------ translation
 
 
