@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from brewops import local, runner
+from brewops.files import shared
 from brewops.paths import repo_root
 from brewops.runner import _parse_value, check_parameters, discover, execute
 
@@ -357,14 +359,52 @@ def test_notebooks_run_in_their_folder_and_report_only_this_runs_figures(tmp_pat
 
 
 def test_an_interrupted_run_takes_down_the_local_target_it_brought_up(
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
+    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(tmp_path))
     downs: list[bool] = []
     monkeypatch.setattr(local, "up", lambda: SimpleNamespace(already_running=False))
     monkeypatch.setattr(local, "down", lambda: downs.append(True))
 
     with pytest.raises(KeyboardInterrupt), runner.target_services("local"):
         raise KeyboardInterrupt
+
+    assert downs == [True]
+
+
+def test_a_run_stops_the_local_target_it_started_only_once_another_run_using_it_has_ended(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Two runs in one checkout: the second finds the target running and uses it; the
+    first must not stop it under the second (whose notebooks would fail, or start another
+    that no one stops)."""
+    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(tmp_path))
+    other_run_ended = threading.Event()
+    first_run_done = threading.Event()  # it has stopped the target, or waits to
+    downs: list[bool] = []
+
+    def down() -> None:
+        downs.append(other_run_ended.is_set())
+        first_run_done.set()
+
+    def said(message: str, **kwargs: Any) -> None:
+        if "another `brewops run` is using it" in message:
+            first_run_done.set()
+
+    monkeypatch.setattr(local, "up", lambda: SimpleNamespace(already_running=False))
+    monkeypatch.setattr(local, "down", down)
+    monkeypatch.setattr(click, "echo", said)
+
+    def first_run() -> None:
+        with runner.target_services("local"):
+            pass
+
+    with shared(tmp_path / runner.RUNS_LOCK):  # the second run, using the target
+        first = threading.Thread(target=first_run)
+        first.start()
+        assert first_run_done.wait(timeout=120), "the first run neither stopped nor waited"
+        other_run_ended.set()
+    first.join()
 
     assert downs == [True]
 

@@ -8,6 +8,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -41,3 +42,23 @@ def exclusive(lock_file: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def shared(lock_file: Path) -> Iterator[TextIO]:
+    """Hold `lock_file` (created if needed) for the block, shared with its other holders;
+    the open file is yielded so that the holder can wait to hold it alone (`held_alone`)."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_SH)
+        yield handle  # closing the file lets it go
+
+
+def held_alone(handle: TextIO, wait: bool = True) -> bool:
+    """Turn a shared hold on `handle` into an exclusive one: True once no other process
+    holds the file; without `wait`, False at once when another does."""
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        return False
+    return True

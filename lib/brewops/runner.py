@@ -27,7 +27,8 @@ import yaml
 from brewops import summary
 from brewops.environ import applied_environment
 from brewops.errors import ActionableError
-from brewops.paths import build_dir, notebooks_dir
+from brewops.files import held_alone, shared
+from brewops.paths import build_dir, local_state_dir, notebooks_dir
 
 NOTEBOOK_NAME = re.compile(r"^(\d{2})_[a-z0-9_]+\.ipynb$")
 TARGETS = ("local", "aws")
@@ -163,26 +164,38 @@ def notebook_executor() -> Any:
     return papermill
 
 
+# held shared by every run while it uses the local target
+RUNS_LOCK = ".runs.lock"
+
+
 @contextlib.contextmanager
 def target_services(target: str) -> Iterator[None]:
     """The local target brings up the emulator, the Punk API and the stack, and takes
-    down afterwards only what it started itself."""
+    down afterwards only what it started itself, once no other run uses it."""
     if target != "local":
         yield
         return
     from brewops import local
 
-    click.echo("==> local target: emulator, Punk API server and stack", err=True)
-    started = time.perf_counter()
-    state = local.up()
-    took = f"running in {time.perf_counter() - started:.1f} s"
-    click.echo(f"    {'already running' if state.already_running else took}", err=True)
-    try:
-        yield
-    finally:
-        if not state.already_running:
-            click.echo("==> local target: stopping what this run started", err=True)
-            local.down()
+    with shared(local_state_dir() / RUNS_LOCK) as runs:
+        click.echo("==> local target: emulator, Punk API server and stack", err=True)
+        started = time.perf_counter()
+        state = local.up()
+        took = f"running in {time.perf_counter() - started:.1f} s"
+        click.echo(f"    {'already running' if state.already_running else took}", err=True)
+        try:
+            yield
+        finally:
+            if not state.already_running:
+                if not held_alone(runs, wait=False):
+                    click.echo(
+                        "==> local target: another `brewops run` is using it; stopping it "
+                        "when that run ends",
+                        err=True,
+                    )
+                    held_alone(runs)
+                click.echo("==> local target: stopping what this run started", err=True)
+                local.down()
 
 
 def execute(
@@ -308,7 +321,7 @@ def run_command(
 
     Stops at the first failing notebook and keeps its executed copy. With the local target
     the emulator, the Punk API server and the stack are brought up first and taken down
-    afterwards (unless they were already running).
+    afterwards (unless they were already running), once no other run is using them.
     """
     notebooks = discover(only=only)
     if not notebooks:
