@@ -472,6 +472,13 @@ def test_up_for_another_stack_is_a_conflict(
         local.up(stack_name="brewops-other")
     assert local.up(stack_name=local_stack.stack_name).already_running
 
+    # BREWOPS_STACK_NAME asks for a stack as the argument does (`brewops local up`)
+    monkeypatch.setenv("BREWOPS_STACK_NAME", "brewops-other")
+    with pytest.raises(runtime.LocalTargetConflict, match="the stack brewops-other"):
+        local.up()
+    monkeypatch.setenv("BREWOPS_STACK_NAME", local_stack.stack_name)
+    assert local.up().already_running
+
 
 @pytest.mark.parametrize("written", ["[]", "{}", '{"services": []}', "not json", ""])
 def test_a_state_that_is_not_a_state_is_damaged(state_dir: Path, written: str) -> None:
@@ -659,5 +666,33 @@ def test_up_deploys_the_template_it_is_given_and_keeps_it(
         assert set(deployed.outputs) == {"QueueName"}
         # asked for no template in particular: the deployed one stands
         assert local.up().already_running
+    finally:
+        local.down()
+
+
+@pytest.mark.emulator
+def test_up_refuses_a_template_changed_since_it_was_deployed(
+    state_dir: Path, catalog_path: Path, tmp_path: Path
+) -> None:
+    from brewops.local import runtime
+
+    template = tmp_path / "template.yaml"
+    template.write_text(
+        "Parameters:\n  Delay: {Type: Number, Default: 0}\n"
+        "Resources:\n  Queue:\n    Type: AWS::SQS::Queue\n"
+        "    Properties: {DelaySeconds: !Ref Delay}\n"
+        "Outputs:\n  QueueName: {Value: !GetAtt Queue.QueueName}\n"
+    )
+    local.up(catalog=catalog_path, template=template)
+    try:
+        # a comment changes nothing that is deployed
+        template.write_text(f"# the queue\n{template.read_text()}")
+        assert local.up(template=template).already_running
+
+        template.write_text(template.read_text().replace("Default: 0", "Default: 5"))
+
+        with pytest.raises(runtime.LocalTargetConflict, match="has changed since") as refused:
+            local.up()
+        assert "`brewops local down`, then `brewops local up`" in str(refused.value)
     finally:
         local.down()

@@ -407,6 +407,7 @@ def fake_local(monkeypatch: pytest.MonkeyPatch) -> LocalState:
     )
     monkeypatch.setattr(local, "status", lambda: state)
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # the switch replaces it; put it back
+    monkeypatch.delenv("BREWOPS_STACK_NAME", raising=False)  # it would ask for another stack
     yield state
     targets.use("aws")  # put back whatever use("local") replaced
 
@@ -449,6 +450,22 @@ def test_the_local_target_is_the_running_one_and_keeps_its_dummy_keys(
         "http://127.0.0.1:8080/v2",
     )
     assert tgt.session.get_credentials().access_key == "testing"
+
+
+def test_local_refuses_to_stand_in_for_the_stack_brewops_stack_name_names(
+    fake_local: LocalState, aws_environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BREWOPS_STACK_NAME", "brewops-prod")
+    before = dict(os.environ)
+
+    with pytest.raises(
+        targets.TargetNotReady, match="runs the stack brewops-local, not brewops-prod"
+    ):
+        targets.use("local")
+    assert dict(os.environ) == before
+
+    monkeypatch.setenv("BREWOPS_STACK_NAME", "brewops-local")
+    assert targets.use("local").stack_name == "brewops-local"
 
 
 def test_boto3s_default_session_follows_the_switch(

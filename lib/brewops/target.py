@@ -25,7 +25,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from brewops.errors import ActionableError
-from brewops.local.state import default_stack_name, emulator_environment
+from brewops.local.state import chosen_stack_name, default_stack_name, emulator_environment
 
 TARGETS = ("local", "aws")
 
@@ -302,6 +302,13 @@ def use(target: str = "local") -> Target:
             raise TargetNotReady(
                 "The local target is not running. Start it with `brewops local up` "
                 "(or brewops.local.up())."
+            )
+        chosen = chosen_stack_name()
+        if chosen and chosen != state.stack_name:
+            raise TargetNotReady(
+                f"The local target runs the stack {state.stack_name}, not {chosen} "
+                f"(BREWOPS_STACK_NAME). Unset BREWOPS_STACK_NAME to use {state.stack_name}, or "
+                f"run `brewops local down`, then `brewops local up` with it set to run {chosen}."
             )
         _route_to_emulator(state.endpoint_url, state.region)
         # the default session caches credentials and region from before the switch

@@ -63,6 +63,12 @@ def load_template(path: Path) -> dict[str, Any]:
     return yaml.load(Path(path).read_text(), Loader=_TemplateLoader)  # noqa: S506
 
 
+def template_digest(template: dict[str, Any]) -> str:
+    """What a loaded template says, as a sha256: its comments and layout do not count."""
+    text = json.dumps(template, sort_keys=True, default=str)  # default: unquoted YAML dates
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 # ----------------------------------------------------------------------------- packaging
 
 
@@ -182,6 +188,7 @@ class PreparedStack:
     template: dict[str, Any]
     parameters: dict[str, str]
     artifacts: dict[str, bytes]
+    source_digest: str = ""  # template_digest() of the SAM template as read
 
 
 def prepare(
@@ -205,7 +212,7 @@ def prepare(
         # with all it made, so the "except on create" part has nothing to do here
         if resource.get("DeletionPolicy") == "RetainExceptOnCreate":
             resource["DeletionPolicy"] = "Retain"
-    return PreparedStack(stack_name, translated, parameters, artifacts)
+    return PreparedStack(stack_name, translated, parameters, artifacts, template_digest(template))
 
 
 def create_stack(

@@ -23,6 +23,7 @@ from brewops.local.state import (
     LocalState,
     Service,
     UnreadableStateError,
+    chosen_stack_name,
     default_stack_name,
 )
 
@@ -143,6 +144,7 @@ def _create(state: LocalState, prepared: PreparedStack, template: Path) -> None:
     state.outputs = deployment.create_stack(state.session(), state.endpoint_url, prepared)
     state.deployed = True
     state.template = str(template)
+    state.template_digest = prepared.source_digest
 
 
 def up(
@@ -162,7 +164,10 @@ def up(
         state = _current()
         if state is None:
             return _start(deploy, _catalog(catalog), template, stack_name or default_stack_name())
-        _check_started_with(state, catalog, stack_name, requested_template)
+        # BREWOPS_STACK_NAME asks for its stack as much as `stack_name` does
+        asked_stack = stack_name or chosen_stack_name()
+        _check_started_with(state, catalog, asked_stack, requested_template)
+        _check_template_unchanged(state)
         state.already_running = True
         if "punkapi" in _exited(state):
             _restart_punkapi(state)
@@ -197,6 +202,30 @@ def _check_started_with(
         raise LocalTargetConflict(
             f"The local target is already running, not with {' and '.join(wanted)}. "
             "Run `brewops local down` first to start it with those."
+        )
+
+
+def _check_template_unchanged(state: LocalState) -> None:
+    """The running stack is what its template said when deployed: an edit made since (a
+    Parameter's default, a column of a table) must not pass as deployed."""
+    if not (state.deployed and state.template and state.template_digest):
+        return
+    import yaml
+
+    from brewops.local import deploy as deployment
+
+    try:
+        now = deployment.template_digest(deployment.load_template(Path(state.template)))
+    except FileNotFoundError:
+        return  # nothing to compare with; the running stack stands
+    except yaml.YAMLError:
+        now = None
+    if now != state.template_digest:
+        raise LocalTargetConflict(
+            f"The local target runs the stack {state.stack_name} as {state.template} was when "
+            "it was deployed, and that file has changed since. Run `brewops local down`, then "
+            "`brewops local up` to deploy the change (the emulator's data goes with the old "
+            "stack)."
         )
 
 

@@ -30,8 +30,13 @@ def emulator_environment(endpoint_url: str, region: str = REGION) -> dict[str, s
     }
 
 
+def chosen_stack_name() -> str | None:
+    """The stack BREWOPS_STACK_NAME names, or None when it is not set."""
+    return os.environ.get("BREWOPS_STACK_NAME") or None
+
+
 def default_stack_name() -> str:
-    return os.environ.get("BREWOPS_STACK_NAME", DEFAULT_STACK_NAME)
+    return chosen_stack_name() or DEFAULT_STACK_NAME
 
 
 def state_file() -> Path:
@@ -74,6 +79,7 @@ class LocalState:
     deployed: bool = False
     outputs: dict[str, str] = field(default_factory=dict)
     template: str | None = None  # the SAM template the stack was deployed from
+    template_digest: str | None = None  # what that template said then (deploy.template_digest)
     # True when `up` found everything already running (not stored)
     already_running: bool = False
 
