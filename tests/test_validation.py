@@ -525,6 +525,22 @@ def test_the_known_quirks_are_checked_as_far_as_the_table_holds_the_catalogue(
     assert "beer 317" in problem and "nulls" not in problem and "fg > og" not in problem
 
 
+def test_nulls_of_a_column_added_to_the_schema_are_findings_not_a_missed_quirk(
+    catalog_beers,
+):
+    """The real catalogue in a table with one more column: its nulls are reported, and not
+    taken for a sign that the table holds another catalogue."""
+    added = schema.Column("attenuation_level", "double", float, "Attenuation level, %", 0, 100)
+    frame = _catalogue_frame(catalog_beers)
+    frame[added.name] = 75.0
+    frame.loc[frame["id"] == 1, added.name] = None
+
+    report = quality_report(frame, columns=[*schema.CLEANED_COLUMNS, added])
+
+    assert report.ids("nulls", added.name) == [1]
+    assert validation.known_quirks_missed(report, frame["id"]) is None
+
+
 def test_unparseable_values_are_named_and_not_counted_as_nulls():
     frame = pd.DataFrame(
         {
