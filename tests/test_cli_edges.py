@@ -186,6 +186,34 @@ def test_figures_recorded_again_come_back_in_the_order_given(monkeypatch, tmp_pa
     assert again["cv_accuracy"] == 0.65, "the figure recorded last is kept"
 
 
+def test_figures_recorded_on_a_full_disk_keep_those_recorded_before(monkeypatch, tmp_path):
+    import resource
+    import subprocess
+    import sys
+
+    from brewops import summary
+
+    path = tmp_path / "figures.json"
+    monkeypatch.setenv(summary.FIGURES_ENV, str(path))
+    summary.record(records_sent=325)
+    before = path.read_text()
+
+    def disk_full_past_before() -> None:  # files may grow no larger than it is
+        resource.setrlimit(resource.RLIMIT_FSIZE, (len(before), len(before)))
+
+    recording = "from brewops import summary; summary.record(ids_sent=list(range(1, 326)))"
+    full = subprocess.run(
+        [sys.executable, "-c", recording],
+        preexec_fn=disk_full_past_before,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert "File too large" in full.stderr
+    assert summary.read(path) == {"records_sent": 325}
+
+
 def test_a_shared_file_whose_write_fails_keeps_its_old_text_and_leaves_no_litter(tmp_path):
     from brewops.files import write_atomically
 

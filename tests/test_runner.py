@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 import threading
@@ -339,6 +341,46 @@ def test_an_interrupted_run_leaves_a_summary_of_the_notebooks_that_ran(
     assert [(nb["notebook"], nb["status"]) for nb in written["notebooks"]] == [
         ("01_first_step", "ok")
     ]
+
+
+def test_a_run_interrupted_in_its_first_notebook_leaves_its_own_summary(
+    notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    out = tmp_path / "build"
+    execute(discover(notebooks, only=["01"]), out_dir=out, progress=False)
+    earlier = json.loads((out / "run-summary.json").read_text())
+    fake = _FakePapermill({"01_first_step.ipynb": KeyboardInterrupt()})
+    monkeypatch.setattr(runner, "notebook_executor", lambda: fake)
+
+    with pytest.raises(KeyboardInterrupt):
+        execute(discover(notebooks), out_dir=out, progress=False)
+
+    # not the earlier run's "ok" beside this run's half-executed copy
+    written = json.loads((out / "run-summary.json").read_text())
+    assert (written["status"], written["notebooks"]) == ("running", [])
+    assert written["started_at"] != earlier["started_at"]
+    assert not (out / "executed" / "01_first_step.html").exists()
+    assert stat.S_IMODE((out / "run-summary.json").stat().st_mode) == 0o644  # as it was
+
+
+class _CutShort(_FakePapermill):
+    """papermill on a full disk: the executed copy is cut short and writing it fails."""
+
+    def execute_notebook(self, source: str, executed: str, **kwargs: Any) -> None:
+        Path(executed).write_text('{\n "cells": [\n  {\n   "cell_type": "m')
+        raise OSError(errno.EFBIG, "File too large")
+
+
+def test_an_executed_copy_cut_short_is_a_failed_notebook_without_a_rendering(
+    notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(runner, "notebook_executor", lambda: _CutShort())
+
+    run = execute(discover(notebooks), out_dir=tmp_path / "build", progress=False)
+
+    assert [nb.status for nb in run.notebooks] == ["failed", "skipped", "skipped"]
+    assert run.notebooks[0].error == "[Errno 27] File too large"
+    assert run.notebooks[0].html is None
 
 
 def test_notebooks_run_in_their_folder_and_report_only_this_runs_figures(tmp_path: Path):

@@ -11,11 +11,14 @@ from pathlib import Path
 from typing import TextIO
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Replace `path` with `text` so a crash leaves either the old or the new file."""
+def write_atomically(path: Path, text: str, mode: int | None = None) -> None:
+    """Replace `path` with `text` so a crash leaves either the old or the new file. The
+    file is private to this user unless `mode` says otherwise."""
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        if mode is not None:
+            os.chmod(temporary, mode)
         with os.fdopen(descriptor, "w", encoding="utf-8") as out:
             out.write(text)
             out.flush()

@@ -27,7 +27,7 @@ import yaml
 from brewops import summary
 from brewops.environ import applied_environment
 from brewops.errors import ActionableError
-from brewops.files import held_alone, shared
+from brewops.files import held_alone, shared, write_atomically
 from brewops.paths import build_dir, local_state_dir, notebooks_dir
 
 NOTEBOOK_NAME = re.compile(r"^(\d{2})_[a-z0-9_]+\.ipynb$")
@@ -55,8 +55,9 @@ class RunSummary:
     notebooks: list[NotebookResult] = field(default_factory=list)
 
     def write(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), indent=2, default=str) + "\n")
+        # whole or not at all: a run killed while writing keeps the previous write
+        text = json.dumps(asdict(self), indent=2, default=str) + "\n"
+        write_atomically(path, text, mode=0o644)  # readable as the executed copies are
 
 
 class RunFailed(click.ClickException):
@@ -137,11 +138,17 @@ def _check_type(notebook: Path, name: str, default_source: str, value: Any) -> N
     )
 
 
-def render_html(executed: Path) -> Path:
+def render_html(executed: Path) -> Path | None:
+    """The HTML rendering beside `executed`, or None when that copy is not a whole notebook
+    (its writing was cut short, by a full disk say)."""
     import nbformat
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
+    try:
+        notebook = nbformat.read(executed, as_version=4)
+    except nbformat.reader.NotJSONError:
+        return None
+    body, _ = HTMLExporter().from_notebook_node(notebook)
     html = executed.with_suffix(".html")
     html.write_text(body, encoding="utf-8")
     return html
@@ -217,6 +224,8 @@ def execute(
     params = {"target": target, **(parameters or {})}
     run = RunSummary(target=target, started_at=datetime.now(UTC).isoformat(), parameters=params)
     summary_path = out_dir / "run-summary.json"
+    # at once: a run killed in its first notebook must not leave the last run's summary
+    run.write(summary_path)
     started = time.perf_counter()
     failed = False
     for source in notebooks:
@@ -227,6 +236,7 @@ def execute(
         executed = executed_dir / source.name
         figures_file = figures_dir / f"{name}.json"
         figures_file.unlink(missing_ok=True)
+        executed.with_suffix(".html").unlink(missing_ok=True)  # an earlier run's rendering
         result = NotebookResult(name, "ok", executed=str(executed))
         click.echo(f"==> {source.name} ({target})", err=True)
         t0 = time.perf_counter()
@@ -250,8 +260,8 @@ def execute(
             failed = True
         result.seconds = round(time.perf_counter() - t0, 2)
         result.figures = summary.read(figures_file)
-        if executed.exists():
-            result.html = str(render_html(executed))
+        html = render_html(executed) if executed.exists() else None
+        result.html = str(html) if html else None
         run.notebooks.append(result)
         click.echo(f"    {result.status} in {result.seconds:.1f} s", err=True)
         run.write(summary_path)

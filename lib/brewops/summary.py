@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from brewops.files import write_atomically
 from brewops.paths import build_dir
 
 FIGURES_ENV = "BREWOPS_FIGURES_FILE"
@@ -26,12 +27,12 @@ def figures_file(notebook: str | None = None) -> Path:
 def record(notebook: str | None = None, **figures: Any) -> dict[str, Any]:
     """Merge `figures` into this notebook's figures file and return everything recorded so far."""
     path = figures_file(notebook)
-    path.parent.mkdir(parents=True, exist_ok=True)
     earlier = json.loads(path.read_text()) if path.exists() else {}
     # in the order given, then what only earlier calls recorded: a cell run again shows
     # its figures as it did the first time, not in the file's sorted order
     current = {**figures, **{key: value for key, value in earlier.items() if key not in figures}}
-    path.write_text(json.dumps(current, indent=2, sort_keys=True, default=str))
+    # whole or not at all: a full disk must not leave a file the run summary cannot read
+    write_atomically(path, json.dumps(current, indent=2, sort_keys=True, default=str), mode=0o644)
     return current
 
 
