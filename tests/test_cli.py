@@ -85,6 +85,62 @@ def test_a_target_that_is_not_running_is_one_line_saying_what_to_do(tmp_path, mo
     assert "brewops local up" in result.stderr
 
 
+def test_a_build_dir_that_is_a_file_is_one_line_naming_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("BREWOPS_LOCAL_STATE_DIR", raising=False)
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
+    (tmp_path / "build").write_text("a file, not a folder")
+
+    result = subprocess.run([BREWOPS, "local", "status"], capture_output=True, text=True)
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"Error: {tmp_path / 'build' / 'local' / 'state.json'}: ")
+    assert "BREWOPS_BUILD_DIR" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_full_disk_is_one_line(tmp_path, catalog_path):
+    import resource
+
+    def disk_full() -> None:  # files may grow no larger than 10 kB
+        resource.setrlimit(resource.RLIMIT_FSIZE, (10_000, 10_000))
+
+    out = tmp_path / "beers.json"
+    result = subprocess.run(
+        [BREWOPS, "data", "synth", "--n", "100", "--catalog", catalog_path, "--out", out],
+        preexec_fn=disk_full,
+        capture_output=True,
+        text=True,
+    )
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        "Error: File too large while writing a file: free some space and run it again.\n"
+    )
+
+
+def test_an_emulator_that_stops_mid_command_is_one_line_saying_what_to_do(monkeypatch, tmp_path):
+    import boto3
+
+    from brewops.local import processes
+    from brewops.local.state import CREDENTIALS
+
+    gone = f"http://127.0.0.1:{processes.free_port()}"  # nothing listens there any more
+    monkeypatch.setenv("AWS_ENDPOINT_URL", gone)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    session = boto3.session.Session(region_name="us-east-1", **CREDENTIALS)
+    target = SimpleNamespace(
+        name="local", outputs={"RawDeliveryStreamName": "raw"}, session=session
+    )
+    monkeypatch.setattr(streaming_cli, "use_target", lambda name: target)
+    # one attempt (AWS_MAX_ATTEMPTS), not the local Firehose's patient retries
+    monkeypatch.setattr("brewops.firehose_runtime._client", lambda s, service: s.client(service))
+
+    result = CliRunner().invoke(main, ["stream", "drain", "--no-progress"])
+
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert result.output.startswith(f'Error: Could not connect to the endpoint URL: "{gone}/"')
+    assert "`brewops local status`" in result.output
+
+
 @pytest.mark.parametrize(
     ("content", "said"),
     [("{not json", "catalogue.json"), ("[]", "catalogue.json holds no beers: nothing to serve")],

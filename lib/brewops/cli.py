@@ -3,7 +3,10 @@ imported only when used, so `brewops --help` stays fast."""
 
 from __future__ import annotations
 
+import errno
 import importlib
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
 
@@ -17,6 +20,60 @@ COMMANDS = {
     "model": ("brewops.model.cli:model", "Train, evaluate and use the IBU model."),
     "run": ("brewops.runner:run_command", "Execute the notebooks in order with papermill."),
 }
+
+
+# The system refusing a file (full disk, no permission, a file where a folder should be):
+# the user's to fix, not a bug, so one line naming the file rather than a traceback.
+_FILE_SYSTEM_REFUSALS = frozenset(
+    {
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EFBIG,
+        errno.EROFS,
+        errno.EACCES,
+        errno.EPERM,
+        errno.ENOTDIR,
+        errno.EISDIR,
+    }
+)
+
+
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def _file_system_refusal(error: OSError) -> str | None:
+    if error.errno not in _FILE_SYSTEM_REFUSALS:
+        return None
+    if not isinstance(error.filename, str):  # a write to an open file names none
+        if error.errno not in _NO_ROOM:
+            return None
+        return f"{error.strerror} while writing a file: free some space and run it again."
+    from brewops import paths
+
+    said = f"{error.filename}: {error.strerror}."
+    build = paths.build_dir().absolute()
+    if build in (path := Path(error.filename).absolute(), *path.parents):
+        said += (
+            f" Outputs and the local target's state go to {build} (BREWOPS_BUILD_DIR): it "
+            "must be a writable folder with free space."
+        )
+    return said
+
+
+def _endpoint_gone(error: Exception) -> str | None:
+    """One line for an AWS endpoint that stopped answering mid-command: the local target's
+    emulator when it is on this machine."""
+    from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
+
+    if not isinstance(error, EndpointConnectionError | ConnectionClosedError):
+        return None
+    url = str(error.kwargs.get("endpoint_url", ""))
+    if urlsplit(url).hostname not in ("127.0.0.1", "localhost"):
+        return f"{error}. Check the network connection and the region."
+    return (
+        f"{error}: the AWS emulator there is not answering. `brewops local status` says "
+        "whether the local target still runs; `brewops local up` starts it again."
+    )
 
 
 class LazyGroup(click.Group):
@@ -37,6 +94,16 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except ActionableError as error:  # its message already says what to do
             raise click.ClickException(str(error)) from error
+        except OSError as error:
+            said = _file_system_refusal(error)
+            if said is None:
+                raise
+            raise click.ClickException(said) from error
+        except Exception as error:
+            said = _endpoint_gone(error)
+            if said is None:
+                raise
+            raise click.ClickException(said) from error
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
