@@ -267,6 +267,34 @@ def test_a_running_target_is_repaired_by_up_and_never_torn_down_by_a_read(
         local.down()
 
 
+def test_up_after_an_up_that_was_killed_waits_for_the_servers_it_started(
+    state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from brewops.local import runtime
+
+    # what a killed `up` leaves: its servers recorded, still starting, nothing deployed
+    (tmp_path / "emulator").mkdir()
+    services = {
+        "emulator": spawn_service(tmp_path / "emulator", 60)[1],
+        "punkapi": spawn_service(tmp_path, 60)[1],
+    }
+    a_state(services=services, catalog="c.json").save()
+    asked: list[str] = []
+
+    def answers_the_second_time(url: str, timeout: float = 1.0) -> bool:
+        asked.append(url)
+        return asked.count(url) > 1
+
+    monkeypatch.setattr(processes, "answers", answers_the_second_time)
+    try:
+        assert runtime.up(deploy=False).already_running
+    finally:
+        local.down()
+
+    assert asked.count("http://127.0.0.1:9/moto-api/config") == 2
+    assert asked.count("http://127.0.0.1:9/beers?per_page=1") == 2
+
+
 def test_a_damaged_state_is_one_line_and_down_clears_it(state_dir: Path, tmp_path: Path) -> None:
     server, service = spawn_service(tmp_path, 60)
     state_dir.mkdir(parents=True)

@@ -59,18 +59,23 @@ def log_tail(log: str | Path, lines: int = 20) -> str:
 
 def wait_ready(
     name: str,
-    process: subprocess.Popen[bytes],
+    process: subprocess.Popen[bytes] | Service,
     ready: Callable[[], bool],
     log: Path,
     timeout: float,
 ) -> None:
-    """Wait until `ready()` holds; fail early if the process exits."""
+    """Wait until `ready()` holds; fail early if the process (one this process started, or
+    a recorded service) exits."""
+
+    def exited() -> str | None:
+        if isinstance(process, Service):
+            return None if is_running(process) else "exited"
+        return None if process.poll() is None else f"exited with code {process.returncode}"
 
     def check() -> None:
-        if process.poll() is not None:
+        if (how := exited()) is not None:
             raise ServiceError(
-                f"{name} exited with code {process.returncode} while starting. "
-                f"Last lines of {log}:\n{log_tail(log)}"
+                f"{name} {how} while starting. Last lines of {log}:\n{log_tail(log)}"
             )
         if not ready():
             raise _NotReady

@@ -171,6 +171,8 @@ def up(
         state.already_running = True
         if "punkapi" in _exited(state):
             _restart_punkapi(state)
+        if not state.deployed:  # the `up` that started them may have died before they answered
+            _wait_answering(state)
         if deploy and not state.deployed:
             from brewops.local import deploy as deployment
 
@@ -229,6 +231,26 @@ def _check_template_unchanged(state: LocalState) -> None:
         )
 
 
+def _punkapi_answers(service: Service) -> bool:
+    return processes.answers(f"{service.url}/beers?per_page=1")
+
+
+def _emulator_answers(service: Service) -> bool:
+    return processes.answers(f"{service.url}/moto-api/config")
+
+
+def _wait_answering(state: LocalState) -> None:
+    answering = {"punkapi": _punkapi_answers, "emulator": _emulator_answers}
+    for name, service in state.services.items():
+        processes.wait_ready(
+            NAMES[name],
+            service,
+            lambda s=service, answers=answering[name]: answers(s),
+            Path(service.log),
+            START_TIMEOUT,
+        )
+
+
 def _restart_punkapi(state: LocalState) -> None:
     """Start the Punk API server again on its old port: the stack's producer has its URL."""
     old = state.services["punkapi"]
@@ -240,9 +262,9 @@ def _restart_punkapi(state: LocalState) -> None:
     state.services["punkapi"] = service
     state.save()  # recorded at once, so `down` finds it even if it never gets ready
     processes.wait_ready(
-        "Punk API server",
+        NAMES["punkapi"],
         process,
-        lambda: processes.answers(f"{service.url}/beers?per_page=1"),
+        lambda: _punkapi_answers(service),
         Path(service.log),
         START_TIMEOUT,
     )
@@ -293,16 +315,16 @@ def _start(deploy: bool, catalog: Path, template: Path, stack_name: str) -> Loca
                 else None
             )
             processes.wait_ready(
-                "Punk API server",
+                NAMES["punkapi"],
                 punkapi,
-                lambda: processes.answers(f"{punkapi_service.url}/beers?per_page=1"),
+                lambda: _punkapi_answers(punkapi_service),
                 Path(punkapi_service.log),
                 START_TIMEOUT,
             )
             processes.wait_ready(
-                "AWS emulator",
+                NAMES["emulator"],
                 emulator,
-                lambda: processes.answers(f"{emulator_service.url}/moto-api/config"),
+                lambda: _emulator_answers(emulator_service),
                 Path(emulator_service.log),
                 START_TIMEOUT,
             )
