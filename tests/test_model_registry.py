@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import tempfile
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
@@ -87,6 +89,30 @@ def test_a_version_folder_round_trips(trained, tmp_path, catalog_beers):
     )
 
 
+# A save killed while it writes the model file: pickling this object ends the process.
+_SAVE_KILLED_MIDWAY = """
+import os, sys
+from brewops.model import registry
+
+class EndsTheProcess:
+    def __reduce__(self):
+        os._exit(9)
+
+registry.save([b"weights" * 100_000, EndsTheProcess()], {}, {"version": "new"}, sys.argv[1])
+"""
+
+
+def test_a_save_killed_midway_leaves_the_version_the_folder_held(trained, tmp_path):
+    folder = registry.save(
+        trained.model, trained.metrics, {**trained.card, "version": "old"}, tmp_path / "model"
+    )
+
+    killed = subprocess.run([sys.executable, "-c", _SAVE_KILLED_MIDWAY, str(folder)], check=False)
+
+    assert killed.returncode == 9
+    assert registry.load(folder).version == "old"
+
+
 def test_metrics_are_written_as_strict_json(trained, tmp_path):
     metrics = {
         "n": np.int64(3),
@@ -132,8 +158,9 @@ def test_a_tampered_model_file_is_not_loaded(trained, tmp_path):
     recorded = json.loads((folder / registry.CARD_FILE).read_text())["artifact"]["sha256"]
     with pytest.raises(
         registry.RegistryError, match=f"has sha256 {actual}, its card says {recorded}"
-    ):
+    ) as error:
         registry.load(folder)
+    assert "brewops model train" in str(error.value)
 
 
 @pytest.mark.parametrize("artifact", [None, "model.joblib", {"file": "model.joblib"}])

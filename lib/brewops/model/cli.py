@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,14 @@ HEADLINE = ("accuracy", "macro_f1", "mae", "r2", "mae_ibu_le_150", "r2_ibu_le_15
 def _nonzero_jobs(ctx: click.Context, param: click.Parameter, value: int) -> int:
     if value == 0:
         raise click.BadParameter("0 would run no fold: use 1 or more, or -1 for one per CPU")
+    return value
+
+
+def _writable_folder(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+    """Refuse, before the minutes of training, a folder the model could not be written to."""
+    existing = next(p for p in (value.absolute(), *value.absolute().parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"{existing} is not a folder you can write in")
     return value
 
 
@@ -38,6 +47,7 @@ def model() -> None:
     "out_dir",
     required=True,
     type=click.Path(file_okay=False, path_type=Path),
+    callback=_writable_folder,
     help="Folder for model.joblib, metrics.json and the model card.",
 )
 @click.option(

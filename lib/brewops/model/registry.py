@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import tempfile
 from collections.abc import Iterator
@@ -74,17 +75,26 @@ def sha256_file(path: Path) -> str:
 
 
 def save(model: Any, metrics: dict[str, Any], card: dict[str, Any], out_dir: str | Path) -> Path:
-    """Write a version folder (created if needed) and return its path."""
+    """Write a version folder (created if needed) and return its path.
+
+    The files are written whole in a scratch folder inside it, then moved in, the card
+    last: a save that dies while writing (killed, a full disk) leaves the version the folder
+    held before. One killed between the moves leaves a model its card does not match, which
+    `load` refuses."""
     import joblib
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    joblib.dump(model, out / MODEL_FILE, compress=3)
-    card = dict(card)
-    card["artifact"] = {"file": MODEL_FILE, "sha256": sha256_file(out / MODEL_FILE)}
-    _write_json(out / METRICS_FILE, metrics)
-    _write_json(out / CARD_FILE, card)
-    (out / CARD_MARKDOWN_FILE).write_text(card_markdown(card))
+    with tempfile.TemporaryDirectory(dir=out, prefix=".partial-") as scratch:
+        written = Path(scratch)
+        joblib.dump(model, written / MODEL_FILE, compress=3)
+        card = dict(card)
+        card["artifact"] = {"file": MODEL_FILE, "sha256": sha256_file(written / MODEL_FILE)}
+        _write_json(written / METRICS_FILE, metrics)
+        _write_json(written / CARD_FILE, card)
+        (written / CARD_MARKDOWN_FILE).write_text(card_markdown(card))
+        for name in (MODEL_FILE, METRICS_FILE, CARD_MARKDOWN_FILE, CARD_FILE):
+            os.replace(written / name, out / name)
     return out
 
 
@@ -112,7 +122,8 @@ def load(path: str | Path, version: str | None = None) -> LoadedModel:
     actual = sha256_file(folder / MODEL_FILE)
     if expected != actual:
         raise RegistryError(
-            f"{folder / MODEL_FILE} has sha256 {actual}, its card says {expected}: not loading it"
+            f"{folder / MODEL_FILE} has sha256 {actual}, its card says {expected}: not loading "
+            "it. Train the model again with `brewops model train`, or load another version."
         )
     metrics = _read_json_object(folder / METRICS_FILE)
     try:
