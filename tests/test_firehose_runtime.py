@@ -1032,6 +1032,21 @@ def test_a_checkpoint_is_kept_only_for_the_same_incarnation_of_both_streams(tmp_
     assert store.load(recreated, "ds") == recreated
 
 
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [('{"shards": {"shardId-0', "Unterminated string"), ("[]", "must be a mapping")],
+)
+def test_a_damaged_checkpoint_says_what_deleting_it_does(tmp_path, content, said):
+    from brewops.firehose_runtime.checkpoints import CheckpointUnreadable
+
+    store = CheckpointStore(tmp_path)
+    store.path("ds").write_text(content)
+
+    with pytest.raises(CheckpointUnreadable, match=said) as error:
+        store.load(Checkpoint("arn:ds", "2024-01-01", "arn:stream", "2024-01-01"), "ds")
+    assert "Delete it: delivery then starts again" in str(error.value)
+
+
 def test_one_delivery_at_a_time_holds_the_checkpoint_lock(tmp_path):
     store = CheckpointStore(tmp_path)
     entered = threading.Event()

@@ -20,9 +20,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from brewops.errors import ActionableError
 from brewops.files import exclusive, write_atomically
 
 logger = logging.getLogger(__name__)
+
+
+class CheckpointUnreadable(RuntimeError, ActionableError):
+    """A checkpoint file that is not one the runtime wrote."""
 
 
 @dataclass
@@ -55,8 +60,15 @@ class CheckpointStore:
         path = self.path(delivery_stream_name)
         if not path.exists():
             return None
-        stored: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        return Checkpoint(**stored)
+        try:
+            stored: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+            return Checkpoint(**stored)
+        except (ValueError, TypeError) as error:  # not JSON, or not a checkpoint's fields
+            raise CheckpointUnreadable(
+                f"{path}, where the local Firehose records how far it has delivered, is "
+                f"damaged ({error}). Delete it: delivery then starts again from when the "
+                "delivery stream was created, and what was delivered is delivered again."
+            ) from error
 
     def lock(self, delivery_stream_name: str) -> contextlib.AbstractContextManager[None]:
         """One delivery at a time per delivery stream, across processes."""
