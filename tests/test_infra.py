@@ -109,16 +109,26 @@ def test_the_diagram_is_laid_out_the_same_in_every_process():
         "ax = infra.plot_data_flow().axes[0]\n"
         "print([(t.get_text(), t.get_position()) for t in ax.texts])\n"  # as drawn, in order
     )
-    layouts = {
-        subprocess.run(
+    # the three processes at once: each spends seconds importing cfn-lint and matplotlib
+    processes = [
+        subprocess.Popen(
             [sys.executable, "-c", code],
             env={**os.environ, "PYTHONHASHSEED": seed, "MPLBACKEND": "Agg"},
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            check=True,
-        ).stdout
+        )
         for seed in ("0", "1", "2")
-    }
+    ]
+    try:
+        outputs = [process.communicate(timeout=120) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()  # any still running after a timeout
+            process.wait()
+    for process, (_, stderr) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, stderr
+    layouts = {stdout for stdout, _ in outputs}
     assert len(layouts) == 1
 
 

@@ -9,9 +9,7 @@ import pytest
 from brewops.catalog import to_v3_shape
 from brewops.model import bands, features, train
 from brewops.model.predict import predict_beer, predict_beers, predictions_frame
-
-# One repeat instead of five: the same code path, a fifth of the time.
-QUICK = train.Protocol(n_repeats=1, importance_repeats=1)
+from fixtures.model import QUICK, TINY, train_small
 
 
 @pytest.fixture(scope="module")
@@ -114,9 +112,7 @@ def test_first_brewed_order(text, order):
 def test_training_is_deterministic(catalog_beers, small_trained_model):
     """Same data, same seeds: the same figures and the same predictions, twice."""
     first = small_trained_model
-    second = train.train(
-        catalog_beers[::2], protocol=train.Protocol(n_repeats=1, importance_repeats=1)
-    )
+    second = train_small(catalog_beers)
     for key in ("cv", "baselines", "time_split", "permutation_importance"):
         assert first.metrics[key] == second.metrics[key], key
     np.testing.assert_array_equal(
@@ -501,10 +497,6 @@ def test_the_regression_target_clips_implausible_ibu():
     assert train.IBU_CLIP < 1085  # the catalogue's transcription errors are beyond it
     target = train.regression_target(np.array([-5.0, 40.0, 1157.0]))
     np.testing.assert_allclose(target, np.log1p([0.0, 40.0, train.IBU_CLIP]))
-
-
-# A forest small enough for a test that fits models (each fit well under a second).
-TINY = train.ModelParams(n_estimators=10, regressor_estimators=10)
 
 
 def test_predicted_ibu_is_the_inverse_of_the_regression_target(catalog_beers):
