@@ -23,6 +23,7 @@ from brewops.punkapi.server import (
     FaultInjector,
     Faults,
     PunkApiApp,
+    RateLimiter,
     express_etag,
     filter_v2,
 )
@@ -484,6 +485,19 @@ def test_the_window_resets(catalog_beers):
     renewed = client.get("/v2/beers/1")
     assert (renewed.status_code, renewed.headers["X-RateLimit-Reset"]) == (200, "1120")
     assert renewed.headers["X-RateLimit-Remaining"] == "0"
+
+
+def test_windows_that_have_ended_are_let_go():
+    clock = Clock(1_000.0)
+    limiter = RateLimiter(limit=1, window=60, clock=clock)
+    for number in range(1_000):
+        limiter.hit(f"10.0.{number // 256}.{number % 256}")
+    assert limiter.clients == 1_000
+
+    clock.now = 1_060.0  # every window has ended
+    limiter.hit("10.9.9.9")
+
+    assert limiter.clients == 1
 
 
 def test_a_preflight_neither_counts_nor_starts_a_window(catalog_beers):

@@ -165,12 +165,21 @@ class RateLimiter:
         self.clock = clock
         self._lock = threading.Lock()
         self._windows: dict[str, tuple[float, int]] = {}
+        self._next_sweep = 0.0
+
+    @property
+    def clients(self) -> int:
+        """How many clients' windows are held."""
+        return len(self._windows)
 
     def hit(self, client: str, count: bool = True) -> tuple[int, float, bool]:
         """Count a request (unless `count` is False); return (remaining, reset epoch
         seconds, over the limit)."""
         now = self.clock()
         with self._lock:
+            if now >= self._next_sweep:  # once a window: every client ever seen would pile up
+                self._windows = {c: w for c, w in self._windows.items() if w[0] > now}
+                self._next_sweep = now + self.window
             reset, hits = self._windows.get(client, (0.0, 0))
             if now >= reset:
                 reset, hits = now + self.window, 0
