@@ -307,6 +307,29 @@ def test_aws_refuses_an_endpoint_on_this_machine_and_says_how_to_leave_it(
         tgt.client("s3")
 
 
+def test_aws_refuses_a_service_endpoint_on_this_machine(
+    aws_environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # botocore prefers a service's own variable to AWS_ENDPOINT_URL
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:4566")
+
+    with pytest.raises(targets.TargetNotReady, match=r"unset AWS_ENDPOINT_URL_S3 "):
+        targets.use("aws").client("s3")
+
+
+def test_local_routes_every_service_to_the_emulator_and_puts_their_own_endpoints_back(
+    fake_local: LocalState, aws_environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "https://minio.example.com")
+
+    targets.use("local")
+    assert "AWS_ENDPOINT_URL_S3" not in os.environ
+    assert boto3.client("s3").meta.endpoint_url == "http://127.0.0.1:4566"
+
+    targets.use("aws")
+    assert os.environ["AWS_ENDPOINT_URL_S3"] == "https://minio.example.com"
+
+
 def test_aws_keeps_an_endpoint_elsewhere(
     aws_environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

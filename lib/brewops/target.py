@@ -106,20 +106,28 @@ def check_session(session: Any) -> None:
         raise TargetNotReady(NO_CREDENTIALS)
 
 
+def _service_endpoint_variables() -> list[str]:
+    """AWS_ENDPOINT_URL_<SERVICE> variables set: each wins over AWS_ENDPOINT_URL for its
+    service."""
+    return sorted(name for name in os.environ if name.startswith("AWS_ENDPOINT_URL_"))
+
+
 def check_not_routed_to_this_machine() -> None:
-    """Raise TargetNotReady if AWS_ENDPOINT_URL sends the aws target to a server on this
-    machine, as the line `brewops local up` prints for shells sets it to the emulator."""
-    endpoint = os.environ.get("AWS_ENDPOINT_URL")
-    if not endpoint:
-        return
-    host = urlsplit(endpoint if "://" in endpoint else f"//{endpoint}").hostname or ""
-    if host == "localhost" or host.endswith(".localhost") or _is_loopback(host):
-        raise TargetNotReady(
-            f"AWS_ENDPOINT_URL={endpoint} sends the aws target to this machine, not to AWS "
-            "(the shell line `brewops local up` prints sets it for the emulator). Run "
-            "`unset AWS_ENDPOINT_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY` in that shell, "
-            "or use the local target."
-        )
+    """Raise TargetNotReady if AWS_ENDPOINT_URL (or a service's own AWS_ENDPOINT_URL_<SERVICE>)
+    sends the aws target to a server on this machine, as the line `brewops local up` prints
+    for shells sets it to the emulator."""
+    for name in ("AWS_ENDPOINT_URL", *_service_endpoint_variables()):
+        endpoint = os.environ.get(name)
+        if not endpoint:
+            continue
+        host = urlsplit(endpoint if "://" in endpoint else f"//{endpoint}").hostname or ""
+        if host == "localhost" or host.endswith(".localhost") or _is_loopback(host):
+            raise TargetNotReady(
+                f"{name}={endpoint} sends the aws target to this machine, not to AWS "
+                "(the shell line `brewops local up` prints sets AWS_ENDPOINT_URL for the "
+                f"emulator). Run `unset {name} AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY` in "
+                "that shell, or use the local target."
+            )
 
 
 def _is_loopback(host: str) -> bool:
@@ -271,7 +279,11 @@ def _route_to_emulator(endpoint_url: str, region: str) -> None:
     global _saved_environment
     if _saved_environment is None:
         _saved_environment = {name: os.environ.get(name) for name in _LOCAL_VARIABLES}
-    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
+    # a service's own endpoint would send that service's calls past the emulator
+    service_endpoints = _service_endpoint_variables()
+    for name in service_endpoints:
+        _saved_environment.setdefault(name, os.environ[name])
+    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", *service_endpoints):
         os.environ.pop(name, None)
     os.environ.update(emulator_environment(endpoint_url, region))
 
