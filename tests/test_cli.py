@@ -3,6 +3,7 @@ follows the URL unless it is given."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -15,6 +16,7 @@ from typing import Any
 
 import click
 import pytest
+from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
 from click.testing import CliRunner
 
 from brewops import streaming_cli
@@ -139,6 +141,51 @@ def test_an_emulator_that_stops_mid_command_is_one_line_saying_what_to_do(monkey
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
     assert result.output.startswith(f'Error: Could not connect to the endpoint URL: "{gone}/"')
     assert "`brewops local status`" in result.output
+
+
+def _raising(error: Exception) -> Any:
+    def use_target(name: str) -> Any:
+        raise error
+
+    return use_target
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (
+            OSError(errno.EACCES, "Permission denied", "/x/ids.json"),
+            "/x/ids.json: Permission denied.",
+        ),
+        (OSError(errno.EDQUOT, "Disk quota exceeded"), "Disk quota exceeded while writing a file"),
+        (ConnectionClosedError(endpoint_url="http://127.0.0.1:1"), "`brewops local up` starts it"),
+        (EndpointConnectionError(endpoint_url="https://kinesis.example"), "Check the network"),
+    ],
+)
+def test_a_refused_file_or_a_lost_endpoint_is_one_line(monkeypatch, error, said):
+    monkeypatch.setattr(streaming_cli, "use_target", _raising(error))
+
+    result = CliRunner().invoke(main, ["stream", "drain", "--no-progress"])
+
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert result.output.startswith("Error: ") and said in result.output
+    assert "BREWOPS_BUILD_DIR" not in result.output  # none of them is in the build folder
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError(errno.ENOENT, "No such file or directory", "/x/ids.json"),  # not a refusal
+        OSError(errno.EACCES, "Permission denied"),  # names no file and is not about space
+        ValueError("a bug"),
+    ],
+)
+def test_other_errors_are_not_passed_off_as_the_users_to_fix(monkeypatch, error):
+    monkeypatch.setattr(streaming_cli, "use_target", _raising(error))
+
+    result = CliRunner().invoke(main, ["stream", "drain", "--no-progress"])
+
+    assert result.exception is error
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ environment a function runs in."""
 from __future__ import annotations
 
 import json
+import stat
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
@@ -168,6 +169,8 @@ def test_a_notebook_run_by_hand_records_its_figures_beside_the_build_and_keeps_t
     kept = summary.read(tmp_path / "build" / "figures" / "03_produce_to_kinesis.json")
     assert kept == {"n": 1, "started": "2024-01-01 00:00:00+00:00"}
     assert (tmp_path / "build" / "figures" / "03_produce_to_kinesis.json").exists()
+    # readable by others, as the run summary and the executed notebooks are
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
 def test_figures_recorded_again_come_back_in_the_order_given(monkeypatch, tmp_path):

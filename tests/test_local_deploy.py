@@ -48,6 +48,28 @@ def test_template_loader_reads_short_form_intrinsics(tmp_path: Path) -> None:
     assert loaded["E"] == {"Fn::Sub": ["${A}", {"A": {"Ref": "B"}}]}
 
 
+def test_a_templates_digest_is_what_it_says_not_how_it_is_written(tmp_path: Path) -> None:
+    def digest(text: str) -> str:
+        (tmp_path / "template.yaml").write_text(text)
+        return deploy.template_digest(deploy.load_template(tmp_path / "template.yaml"))
+
+    # an unquoted version is a YAML date
+    written = (
+        "AWSTemplateFormatVersion: 2010-09-09\n"
+        "Resources:\n  Queue: {Type: AWS::SQS::Queue}\n"
+        "Outputs:\n  QueueName: {Value: !GetAtt Queue.QueueName}\n"
+    )
+    rewritten = (
+        "# the queue, its outputs first\n"
+        "Outputs:\n  QueueName:\n    Value: !GetAtt Queue.QueueName\n"
+        "Resources:\n  Queue:\n    Type: AWS::SQS::Queue\n"
+        "AWSTemplateFormatVersion: 2010-09-09\n"
+    )
+
+    assert digest(written) == digest(rewritten)
+    assert digest(written) != digest(written.replace("SQS::Queue", "SNS::Topic"))
+
+
 def test_code_package_is_the_package_source_without_caches(tmp_path: Path) -> None:
     source = tmp_path / "lib"
     (source / "pkg" / "__pycache__").mkdir(parents=True)

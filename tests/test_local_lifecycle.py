@@ -467,6 +467,14 @@ def test_a_server_that_exits_while_starting_is_reported_with_its_last_words(
     assert "line 0\n" not in message
 
 
+def test_a_recorded_server_that_exits_while_starting_is_reported(tmp_path: Path) -> None:
+    process, service = spawn_service(tmp_path, 1)
+    process.wait()  # only its record is left, as for the servers of an `up` that was killed
+
+    with pytest.raises(processes.ServiceError, match="Sleeper exited while starting"):
+        processes.wait_ready("Sleeper", service, lambda: False, Path(service.log), timeout=30)
+
+
 def test_a_server_that_never_answers_is_reported(tmp_path: Path) -> None:
     process, service = spawn_service(tmp_path, 60)
     try:
@@ -696,6 +704,33 @@ def test_up_deploys_the_template_it_is_given_and_keeps_it(
         assert local.up().already_running
     finally:
         local.down()
+
+
+@pytest.mark.parametrize(
+    ("written", "digest", "refused"),
+    [
+        (None, "0" * 64, False),  # nothing to compare with: the running stack stands
+        ("Resources: [unclosed", "0" * 64, True),  # no longer YAML: not what was deployed
+        ("Resources: {}\n", None, False),  # a state from before digests were recorded
+    ],
+    ids=["template-gone", "template-broken", "no-digest-recorded"],
+)
+def test_a_template_that_cannot_be_compared_is_refused_only_when_it_is_unreadable(
+    tmp_path: Path, written: str | None, digest: str | None, refused: bool
+) -> None:
+    from brewops.local import runtime
+
+    template = tmp_path / "template.yaml"
+    if written is not None:
+        template.write_text(written)
+    state = a_state(deployed=True, template=str(template), template_digest=digest)
+
+    with (
+        pytest.raises(runtime.LocalTargetConflict, match="has changed since")
+        if refused
+        else contextlib.nullcontext()
+    ):
+        runtime._check_template_unchanged(state)
 
 
 @pytest.mark.emulator

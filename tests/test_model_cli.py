@@ -368,11 +368,13 @@ def test_train_refuses_options_that_run_nothing(option, value, message, catalog_
     assert message in result.output
 
 
+@pytest.mark.parametrize("mode", [0o644, 0o755], ids=["file", "executable-file"])
 def test_train_refuses_a_folder_it_cannot_write_before_training(
-    catalog_path, tmp_path: Path, monkeypatch
+    catalog_path, tmp_path: Path, monkeypatch, mode
 ):
     monkeypatch.setattr(training, "train", lambda *a, **kw: pytest.fail("trained"))
     (tmp_path / "build").write_text("a file, not a folder")
+    (tmp_path / "build").chmod(mode)  # one that may be written and "searched" is no folder either
 
     result = brewops_in_process(
         "train", "--catalog", str(catalog_path), "--out", str(tmp_path / "build" / "ibu")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -111,6 +114,32 @@ def test_a_save_killed_midway_leaves_the_version_the_folder_held(trained, tmp_pa
 
     assert killed.returncode == 9
     assert registry.load(folder).version == "old"
+
+
+@pytest.mark.parametrize("moved", [1, 2, 3])
+def test_a_save_that_dies_between_its_moves_never_loads_as_a_mix_of_versions(
+    trained, tmp_path, monkeypatch, moved
+):
+    folder = registry.save(trained.model, {"r2": 0.1}, {"version": "old"}, tmp_path / "model")
+    # another model file: the same bytes would match the old card
+    other = dataclasses.replace(trained.model, band_labels=trained.model.band_labels[::-1])
+    replace = os.replace
+
+    def dies_after_some_moves(source: Any, destination: Any) -> None:
+        if len(list(folder.glob(".partial-*/*"))) == len(registry.VERSION_FILES) - moved:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", dies_after_some_moves)
+    with pytest.raises(OSError, match="No space"):
+        registry.save(other, {"r2": 0.2}, {"version": "new"}, folder)
+    monkeypatch.undo()
+
+    try:
+        loaded = registry.load(folder)
+    except registry.RegistryError:
+        return  # a model its card does not match
+    assert (loaded.version, loaded.metrics) == ("old", {"r2": 0.1})
 
 
 def test_metrics_are_written_as_strict_json(trained, tmp_path):

@@ -500,6 +500,20 @@ def test_windows_that_have_ended_are_let_go():
     assert limiter.clients == 1
 
 
+def test_letting_go_of_ended_windows_keeps_those_still_running():
+    clock = Clock(1_000.0)
+    limiter = RateLimiter(limit=1, window=60, clock=clock)
+    limiter.hit("10.0.0.1")  # its window ends at 1060, when the next sweep is due
+    clock.now = 1_030.0
+    limiter.hit("10.0.0.2")  # its window runs until 1090
+
+    clock.now = 1_060.0
+    limiter.hit("10.0.0.3")
+
+    assert limiter.clients == 2
+    assert limiter.hit("10.0.0.2") == (0, 1_090.0, True)  # still over its limit
+
+
 def test_a_preflight_neither_counts_nor_starts_a_window(catalog_beers):
     clock = Clock(1_000.0)
     client = Client(PunkApiApp(catalog_beers, rate_limit=1, rate_window=60, clock=clock))
