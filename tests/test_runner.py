@@ -383,6 +383,34 @@ def test_an_executed_copy_cut_short_is_a_failed_notebook_without_a_rendering(
     assert run.notebooks[0].html is None
 
 
+class _NoKernel(_FakePapermill):
+    """papermill failing before it writes anything."""
+
+    def execute_notebook(self, source: str, executed: str, **kwargs: Any) -> None:
+        raise RuntimeError("No such kernel named python3")
+
+
+@pytest.mark.parametrize(
+    ("executor", "said"),
+    [
+        (_CutShort, "01_first_step.ipynb, was cut short and is not a notebook"),
+        (_NoKernel, "no executed copy was written"),
+    ],
+)
+def test_the_command_says_when_the_failed_notebook_has_no_whole_executed_copy(
+    notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, executor: type, said: str
+):
+    monkeypatch.setattr(runner, "notebook_executor", executor)
+    monkeypatch.setenv("BREWOPS_HOME", str(notebooks.parent))
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
+
+    result = CliRunner().invoke(runner.run_command, ["--target", "aws", "--only", "01"])
+
+    assert result.exit_code == 1
+    assert said in result.output
+    assert "with the failing cell" not in result.output
+
+
 def test_notebooks_run_in_their_folder_and_report_only_this_runs_figures(tmp_path: Path):
     src = tmp_path / "notebooks"
     src.mkdir()

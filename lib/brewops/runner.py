@@ -346,7 +346,14 @@ def run_command(
         click.echo(f"  {nb.status:8} {nb.seconds:7.1f} s  {nb.notebook}")
     if run.status != "ok":
         failed = next(nb for nb in run.notebooks if nb.status == "failed")
-        raise RunFailed(
-            f"{failed.notebook} failed: {failed.error}\n"
-            f"  its executed copy (with the failing cell) is {failed.executed}"
-        )
+        raise RunFailed(f"{failed.notebook} failed: {failed.error}\n  {_executed_copy(failed)}")
+
+
+def _executed_copy(failed: NotebookResult) -> str:
+    """Where to look: the executed copy shows the failing cell only when it was written whole
+    (it was rendered); a full disk can cut it short, or stop it being written at all."""
+    if failed.html:
+        return f"its executed copy (with the failing cell) is {failed.executed}"
+    if failed.executed and Path(failed.executed).exists():
+        return f"its executed copy, {failed.executed}, was cut short and is not a notebook"
+    return "no executed copy was written"
