@@ -6,7 +6,6 @@ from __future__ import annotations
 import errno
 import importlib
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import click
 
@@ -67,8 +66,9 @@ def _endpoint_gone(error: Exception) -> str | None:
 
     if not isinstance(error, EndpointConnectionError | ConnectionClosedError):
         return None
-    url = str(error.kwargs.get("endpoint_url", ""))
-    if urlsplit(url).hostname not in ("127.0.0.1", "localhost"):
+    from brewops.target import on_this_machine
+
+    if not on_this_machine(str(error.kwargs.get("endpoint_url", ""))):
         return f"{error}. Check the network connection and the region."
     return (
         f"{error}: the AWS emulator there is not answering. `brewops local status` says "

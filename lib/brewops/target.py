@@ -120,14 +120,20 @@ def check_not_routed_to_this_machine() -> None:
         endpoint = os.environ.get(name)
         if not endpoint:
             continue
-        host = urlsplit(endpoint if "://" in endpoint else f"//{endpoint}").hostname or ""
-        if host == "localhost" or host.endswith(".localhost") or _is_loopback(host):
+        if on_this_machine(endpoint):
             raise TargetNotReady(
                 f"{name}={endpoint} sends the aws target to this machine, not to AWS "
                 "(the shell line `brewops local up` prints sets AWS_ENDPOINT_URL for the "
                 f"emulator). Run `unset {name} AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY` in "
                 "that shell, or use the local target."
             )
+
+
+def on_this_machine(endpoint: str) -> bool:
+    """Whether an endpoint URL (or bare host:port) names this machine: localhost or a
+    loopback address."""
+    host = urlsplit(endpoint if "://" in endpoint else f"//{endpoint}").hostname or ""
+    return host == "localhost" or host.endswith(".localhost") or _is_loopback(host)
 
 
 def _is_loopback(host: str) -> bool:
