@@ -248,6 +248,10 @@ BAD_RECORDS = {
     "NaN ebc": ('{"id": 1, "name": "Buzz", "ebc": NaN}', "ebc: expected a finite number"),
     "infinite srm": ('{"id": 1, "name": "Buzz", "srm": "inf"}', "srm: expected a finite number"),
     "thousands ibu": ('{"id": 1, "name": "Buzz", "ibu": "1,157"}', "ibu: '1,157' is ambiguous"),
+    "integer ibu past any double": (
+        '{"id": 1, "name": "Buzz", "ibu": 1' + "0" * 400 + "}",
+        "ibu: expected a finite number",
+    ),
     "infinite text id": ('{"id": "Infinity", "name": "Buzz"}', "id: expected a positive integer"),
 }
 

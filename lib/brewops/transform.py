@@ -83,7 +83,13 @@ def _number(name: str, value: Any) -> float | None:
     if isinstance(value, bool):  # bool is an int in Python, never a measurement
         raise InvalidBeer(f"{name}: expected a number, got {value!r}")
     if isinstance(value, int | float):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer past the largest double: no finite number
+            digits = len(str(abs(value)))
+            raise InvalidBeer(
+                f"{name}: expected a finite number, got an integer of {digits} digits"
+            ) from None
     elif isinstance(value, str):
         text = value.strip()
         if not text:
