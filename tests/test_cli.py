@@ -272,6 +272,8 @@ def accepting_target(monkeypatch, tmp_path, **fields: Any) -> SimpleNamespace:
         **fields,
     )
     monkeypatch.setattr(streaming_cli, "use_target", lambda name: target)
+    # a bucket that holds nothing yet
+    monkeypatch.setattr("brewops.reconcile.delivered_keys", lambda *a, **kw: frozenset())
     monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
     return target
 
@@ -377,9 +379,9 @@ def test_reconcile_without_remembered_ids_says_it_uses_those_in_raw(monkeypatch,
     accepting_target(monkeypatch, tmp_path, name="local")
     compared: list[Any] = []
 
-    def compare(produced, outputs, session):
+    def compare(produced, outputs, session, delivered_before):
         compared.append(produced)
-        return SimpleNamespace(ok=True, figures=dict)
+        return SimpleNamespace(ok=True, produced=1, figures=dict)
 
     monkeypatch.setattr("brewops.reconcile.reconcile", compare)
 
@@ -744,10 +746,12 @@ def _invoked_until_started(args: list[str], monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_reconcile_json_prints_only_json_on_stdout(monkeypatch, tmp_path):
     accepting_target(monkeypatch, tmp_path, name="local")
-    figures = {"produced": 0, "nothing_lost": True}
+    figures = {"produced": 1, "nothing_lost": True}
     monkeypatch.setattr(
         "brewops.reconcile.reconcile",
-        lambda produced, outputs, session: SimpleNamespace(ok=True, figures=lambda: figures),
+        lambda produced, outputs, session, delivered_before: SimpleNamespace(
+            ok=True, produced=1, figures=lambda: figures
+        ),
     )
 
     result = CliRunner().invoke(streaming_cli.stream, ["reconcile", "--json"])

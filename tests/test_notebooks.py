@@ -188,7 +188,7 @@ def test_notebook_03_backfill_cell_run_again_reports_its_own_crawl(
 
 
 @pytest.mark.emulator
-def test_notebook_03_run_again_with_fewer_beers_is_not_failed_by_an_earlier_runs_ids(
+def test_notebook_03_run_again_reconciles_only_what_that_run_delivered(
     local_stack,
     local_state_dir: Path,
     punkapi_server,
@@ -196,8 +196,8 @@ def test_notebook_03_run_again_with_fewer_beers_is_not_failed_by_an_earlier_runs
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ):
-    """A second session on the same stack that produces fewer beers (another api_url) than
-    raw already holds passes, and says how many ids came from the earlier run."""
+    """A second session on the same stack (another api_url, fewer beers) reads only the
+    objects it delivered: the earlier run's copies could hide a beer this one lost."""
     monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(local_state_dir))
     quick = {"ticks": 0, "progress": False}
     first = run_alone("03_", quick, tmp_path / "first", monkeypatch)
@@ -207,6 +207,7 @@ def test_notebook_03_run_again_with_fewer_beers_is_not_failed_by_an_earlier_runs
 
     assert first.status == "ok", first.error
     assert second.status == "ok", second.error
-    [note] = printed(second.executed, "result.unexpected_ids")
-    earlier = int(note.split()[0])
-    assert earlier >= 315 and note.startswith(f"{earlier} ids delivered by earlier runs")
+    [reconciliation] = printed(second.executed, "print(result)")
+    assert "raw: 10 records, 10 unique ids" in reconciliation, reconciliation
+    assert "cleaned: 10 rows, 10 unique ids" in reconciliation, reconciliation
+    assert "objects delivered earlier" in reconciliation, reconciliation

@@ -198,6 +198,15 @@ def test_a_record_in_raw_but_in_neither_cleaned_nor_the_errors_is_lost():
     assert str(result).splitlines()[-2:] == ["MISSING from cleaned and errors: [2]", "RECORDS LOST"]
 
 
+def test_with_nothing_produced_there_is_nothing_to_reconcile_and_nothing_is_proven():
+    result = Reconciliation(
+        produced=0, raw_records=0, raw_unique_ids=0, cleaned_rows=0, cleaned_unique_ids=0, errors=[]
+    )
+
+    assert not result.ok and not result.figures()["nothing_lost"]
+    assert str(result).splitlines()[-1] == "NOTHING TO RECONCILE: no records were produced"
+
+
 def test_without_a_transform_function_no_reason_is_looked_up():
     assert logged_reasons(logs=None, function=None) == {}
 
@@ -222,6 +231,18 @@ def test_waiting_for_delivery_stops_as_soon_as_nothing_is_lost(monkeypatch):
 
     assert result.ok and slept == [15]
     assert [e.key for e in explained] == ["k"], "the log explains the last answer's errors"
+
+
+def test_waiting_for_nothing_produced_does_not_wait(monkeypatch):
+    nothing = Reconciliation(0, 0, 0, 0, 0, [])
+    slept = []
+    monkeypatch.setattr(reconciling, "reconcile", lambda *a, **kw: nothing)
+    monkeypatch.setattr(reconciling.time, "sleep", slept.append)
+
+    result = wait_for_delivery([], {}, timeout=600, poll=15)
+
+    assert result is nothing and not result.ok
+    assert slept == [], "nothing was produced, so nothing will arrive"
 
 
 # ------------------------------------------------------------------ objects in S3

@@ -15,7 +15,13 @@ from brewops import streaming_cli
 from brewops.firehose_runtime import FirehoseRuntime
 from brewops.producer import put_beers
 from brewops.punkapi.client import PunkApiClient
-from brewops.reconcile import object_counts, reconcile, sent_ids, wait_for_delivery
+from brewops.reconcile import (
+    delivered_keys,
+    object_counts,
+    reconcile,
+    sent_ids,
+    wait_for_delivery,
+)
 from fixtures.streaming import FlakyKinesis
 
 pytestmark = pytest.mark.emulator
@@ -131,6 +137,32 @@ def test_a_beer_produced_twice_but_delivered_once_is_reported(streaming_stack, c
     assert not claimed.ok
     assert claimed.produced == 6
     assert claimed.missing_from_raw == claimed.missing_downstream == [twice]
+
+
+def test_what_an_earlier_run_delivered_does_not_stand_in_for_what_this_run_lost(
+    streaming_stack, catalog_beers
+):
+    stack = streaming_stack()
+    beers = catalog_beers[:5]
+    first = put_beers(beers, stack.outputs["StreamName"], stack.client("kinesis"))
+    assert deliver_and_reconcile(stack, beers, first).ok  # the earlier run
+    earlier = delivered_keys(stack.outputs, session=stack.session)
+
+    again = beers[:1]
+    second = put_beers(again, stack.outputs["StreamName"], stack.client("kinesis"))
+    FirehoseRuntime.from_outputs(
+        stack.outputs, session=stack.session, state_dir=stack.state_dir
+    ).drain()
+    [delivered] = set(stack.keys("cleaned/")) - earlier
+    stack.client("s3").delete_object(Bucket=stack.outputs["BucketName"], Key=delivered)
+    result = reconcile(
+        sent_ids(again, second), stack.outputs, session=stack.session, delivered_before=earlier
+    )
+
+    assert not result.ok, "the earlier run's copy of the beer is no proof of this run's"
+    assert result.missing_downstream == [again[0]["id"]]
+    assert (result.raw_records, result.cleaned_rows) == (1, 0)
+    assert f"left out: {len(earlier)} objects delivered earlier" in str(result)
 
 
 def test_objects_that_cannot_be_read_are_reported_and_the_rest_still_counted(
@@ -267,6 +299,37 @@ def test_fill_backfills_and_delivers_once_per_stack(cli):
 
     cli.target.stack_id += "-deployed-again"  # a new stack holds nothing yet
     assert "325 of 325 beers sent" in cli("fill", "--no-progress").output
+
+
+def test_fill_after_another_run_reconciles_only_what_it_delivered(cli, catalog_beers):
+    # a run that remembered nothing for the stream commands (notebook 03) filled the stack
+    target = cli.target
+    put_beers(catalog_beers, target.outputs["StreamName"], target.session.client("kinesis"))
+    cli("drain", "--no-progress")
+    earlier = delivered_keys(target.outputs, session=target.session)
+
+    filled = cli("fill", "--no-progress")
+    s3, bucket = target.session.client("s3"), target.outputs["BucketName"]
+    for key in delivered_keys(target.outputs, session=target.session) - earlier:
+        if key.startswith("cleaned/"):  # the fill's cleaned rows are lost
+            s3.delete_object(Bucket=bucket, Key=key)
+    reconciled = cli("reconcile", "--json")
+
+    assert "325 of 325 beers sent" in filled.output, filled.output
+    assert reconciled.exit_code == 1, reconciled.output
+    figures = json.loads(reconciled.stdout)
+    assert (figures["raw"], figures["cleaned_rows"]) == (CATALOGUE_SIZE, 0)
+    assert figures["missing_downstream"] == CATALOGUE_SIZE
+    assert "records were lost" in reconciled.output
+
+
+def test_reconciling_a_stack_nothing_was_produced_into_is_refused(cli):
+    reconciled = cli("reconcile")
+
+    assert reconciled.exit_code == 1, reconciled.output
+    assert "NOTHING TO RECONCILE" in reconciled.output
+    assert "nothing lost" not in reconciled.output
+    assert "`brewops stream backfill`, `tick` or `fill` produce them" in reconciled.output
 
 
 def test_drain_refuses_the_aws_target(cli, monkeypatch):

@@ -4,6 +4,12 @@ Every produced id must be in raw, and in cleaned or in the errors (with the reas
 error record gives, and the one the transform function logged). Where to look comes from
 the delivery streams' configuration (bucket, prefixes), the same on the local target and
 on AWS.
+
+A run that produces into a stack earlier runs filled lists the objects already delivered
+before it produces (`delivered_keys`) and reconciles only the others: an earlier run's
+copy of a beer must not stand in for the one this run lost. Keys, not LastModified times:
+S3's clock is not this machine's and counts whole seconds, while Firehose gives every
+object a key of its own.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,11 +93,13 @@ class Reconciliation:
     missing_from_raw: list[int] = field(default_factory=list)
     missing_downstream: list[int] = field(default_factory=list)  # neither cleaned nor errors
     unexpected_ids: list[int] = field(default_factory=list)  # delivered, never produced
+    earlier_objects: int = 0  # delivered before this run, left out
 
     @property
     def ok(self) -> bool:
-        """Nothing lost: every produced id is in raw, and in cleaned or the errors."""
-        return not self.missing_from_raw and not self.missing_downstream
+        """Nothing lost: every produced id is in raw, and in cleaned or the errors. Never
+        when nothing was produced: with nothing to reconcile, nothing is proven."""
+        return self.produced > 0 and not self.missing_from_raw and not self.missing_downstream
 
     @property
     def error_reasons(self) -> dict[str, int]:
@@ -120,13 +128,18 @@ class Reconciliation:
             f"errors: {len(self.errors)}",
             *(f"  {count} x {reason}" for reason, count in self.error_reasons.items()),
         ]
+        if self.earlier_objects:
+            lines.append(f"left out: {self.earlier_objects} objects delivered earlier")
         for key, why in list(self.unreadable.items())[:20]:
             lines.append(f"UNREADABLE {key}: {why}")
         if self.missing_from_raw:
             lines.append(f"MISSING from raw: {self.missing_from_raw[:20]}")
         if self.missing_downstream:
             lines.append(f"MISSING from cleaned and errors: {self.missing_downstream[:20]}")
-        lines.append("nothing lost" if self.ok else "RECORDS LOST")
+        if not self.produced:
+            lines.append("NOTHING TO RECONCILE: no records were produced")
+        else:
+            lines.append("nothing lost" if self.ok else "RECORDS LOST")
         return "\n".join(lines)
 
 
@@ -143,12 +156,14 @@ def iter_objects(s3: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
         yield from page.get("Contents", [])
 
 
-def data_objects(s3: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
+def data_objects(
+    s3: Any, bucket: str, prefix: str, skip: Collection[str] = ()
+) -> Iterator[dict[str, Any]]:
     """The objects under `prefix` that hold records: not folder markers, and not hidden
-    names (`_SUCCESS`, `.tmp`), which Athena skips too."""
+    names (`_SUCCESS`, `.tmp`), which Athena skips too; nor the keys in `skip`."""
     for item in iter_objects(s3, bucket, prefix):
         name = item["Key"].rsplit("/", 1)[-1]
-        if name and not name.startswith(("_", ".")):
+        if name and not name.startswith(("_", ".")) and item["Key"] not in skip:
             yield item
 
 
@@ -174,12 +189,16 @@ def _why(exc: Exception) -> str:
 
 
 def raw_ids(
-    s3: Any, bucket: str, prefix: str, unreadable: dict[str, str] | None = None
+    s3: Any,
+    bucket: str,
+    prefix: str,
+    unreadable: dict[str, str] | None = None,
+    skip: Collection[str] = (),
 ) -> list[int | None]:
-    """The id of every raw record (None where a line is not a beer). Objects that cannot
-    be read are recorded in `unreadable` (key -> why)."""
+    """The id of every raw record (None where a line is not a beer), outside the objects
+    in `skip`. Objects that cannot be read are recorded in `unreadable` (key -> why)."""
     ids: list[int | None] = []
-    for _, lines in _object_lines(s3, bucket, prefix, unreadable):
+    for _, lines in _object_lines(s3, bucket, prefix, unreadable, skip):
         for line in lines:
             if not line.strip():
                 continue
@@ -193,15 +212,19 @@ def raw_ids(
 
 
 def cleaned_ids(
-    s3: Any, bucket: str, prefix: str, unreadable: dict[str, str] | None = None
+    s3: Any,
+    bucket: str,
+    prefix: str,
+    unreadable: dict[str, str] | None = None,
+    skip: Collection[str] = (),
 ) -> list[int]:
-    """The id of every cleaned row. Objects that cannot be read as Parquet are recorded
-    in `unreadable` (key -> why)."""
+    """The id of every cleaned row, outside the objects in `skip`. Objects that cannot be
+    read as Parquet are recorded in `unreadable` (key -> why)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     ids: list[int] = []
-    for item in data_objects(s3, bucket, prefix):
+    for item in data_objects(s3, bucket, prefix, skip):
         try:
             table = pq.read_table(io.BytesIO(_body(s3, bucket, item["Key"])), columns=["id"])
         except (*_UNREADABLE, pa.ArrowException) as exc:
@@ -212,10 +235,15 @@ def cleaned_ids(
 
 
 def _object_lines(
-    s3: Any, bucket: str, prefix: str, unreadable: dict[str, str] | None
+    s3: Any,
+    bucket: str,
+    prefix: str,
+    unreadable: dict[str, str] | None,
+    skip: Collection[str] = (),
 ) -> Iterator[tuple[str, list[bytes]]]:
-    """(key, lines) of each data object under `prefix` whose body can be read."""
-    for item in data_objects(s3, bucket, prefix):
+    """(key, lines) of each data object under `prefix`, outside `skip`, whose body can be
+    read."""
+    for item in data_objects(s3, bucket, prefix, skip):
         try:
             lines = _body(s3, bucket, item["Key"]).splitlines()
         except _UNREADABLE as exc:
@@ -231,15 +259,20 @@ def _note(unreadable: dict[str, str] | None, key: str, exc: Exception) -> None:
 
 
 def error_records(
-    s3: Any, bucket: str, prefixes: Iterable[str], unreadable: dict[str, str] | None = None
+    s3: Any,
+    bucket: str,
+    prefixes: Iterable[str],
+    unreadable: dict[str, str] | None = None,
+    skip: Collection[str] = (),
 ) -> list[ErrorRecord]:
-    """Every failed record under the error prefixes, with the beer id its data holds.
+    """Every failed record under the error prefixes (outside the objects in `skip`), with
+    the beer id its data holds.
 
     A line that is not an error record still stands for one record Firehose failed: it is
     kept, without an id, with code `Unreadable`."""
     found = []
     for prefix in prefixes:
-        for key, lines in _object_lines(s3, bucket, prefix, unreadable):
+        for key, lines in _object_lines(s3, bucket, prefix, unreadable, skip):
             for number, line in enumerate(lines, start=1):
                 if line.strip():
                     found.append(_error_record(key, number, line))
@@ -321,18 +354,22 @@ def reconcile(
     *,
     session: Any = None,
     explain_errors: bool = True,
+    delivered_before: Collection[str] = (),
 ) -> Reconciliation:
     """Compare what was produced with what was delivered.
 
     `produced_ids`: the ids the producer reported as sent (duplicates allowed: a beer
     produced twice is delivered twice). None takes the ids found in raw.
+    `delivered_before`: the keys `delivered_keys` listed before these ids were produced;
+    those objects are left out.
     """
     s3 = _session(session).client("s3")
     where = Locations.from_outputs(outputs, session)
     unreadable: dict[str, str] = {}
-    raw = raw_ids(s3, where.bucket, where.raw, unreadable)
-    cleaned = cleaned_ids(s3, where.bucket, where.cleaned, unreadable)
-    errors = error_records(s3, where.bucket, where.errors, unreadable)
+    earlier = frozenset(delivered_before)
+    raw = raw_ids(s3, where.bucket, where.raw, unreadable, earlier)
+    cleaned = cleaned_ids(s3, where.bucket, where.cleaned, unreadable, earlier)
+    errors = error_records(s3, where.bucket, where.errors, unreadable, earlier)
     if explain_errors:
         _explain_from_log(errors, where, session)
     # Counted, not collected in sets: a beer produced twice must arrive twice.
@@ -354,6 +391,19 @@ def reconcile(
         missing_from_raw=sorted((produced - in_raw).elements()),
         missing_downstream=sorted((produced - downstream).elements()),
         unexpected_ids=sorted((set(in_raw) | set(cleaned)) - set(produced)),
+        earlier_objects=len(earlier),
+    )
+
+
+def delivered_keys(outputs: Mapping[str, str], session: Any = None) -> frozenset[str]:
+    """The key of every object the delivery streams have written so far (raw, cleaned,
+    errors): listed before a run produces, what `reconcile` leaves out."""
+    s3 = _session(session).client("s3")
+    where = Locations.from_outputs(outputs, session)
+    return frozenset(
+        item["Key"]
+        for prefix in where.prefixes().values()
+        for item in iter_objects(s3, where.bucket, prefix)
     )
 
 
@@ -410,15 +460,23 @@ def wait_for_delivery(
     timeout: float = 600.0,
     poll: float = 15.0,
     session: Any = None,
+    delivered_before: Collection[str] = (),
 ) -> Reconciliation:
     """On AWS: poll S3 every `poll` seconds until every produced id has arrived or
-    `timeout` seconds have passed; returns the last reconciliation."""
+    `timeout` seconds have passed; returns the last reconciliation. With nothing produced
+    there is nothing to wait for. `delivered_before` as for `reconcile`."""
     produced = list(produced_ids)
     deadline = time.monotonic() + timeout
     while True:
         # the function's log is read once, for the answer, not on every poll
-        result = reconcile(produced, outputs, session=session, explain_errors=False)
-        if result.ok or time.monotonic() >= deadline:
+        result = reconcile(
+            produced,
+            outputs,
+            session=session,
+            explain_errors=False,
+            delivered_before=delivered_before,
+        )
+        if result.ok or not produced or time.monotonic() >= deadline:
             if result.errors:
                 _explain_from_log(result.errors, Locations.from_outputs(outputs, session), session)
             return result

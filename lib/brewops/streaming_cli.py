@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,8 @@ def use_target(name: str) -> Any:
 
 def produced_ids_file(target: str) -> Path:
     """Ids the backfill and the ticks sent, for `reconcile`: every id as often as it was
-    sent, over all runs into one stack (a beer sent twice must arrive twice)."""
+    sent, over all runs into one stack (a beer sent twice must arrive twice); and the
+    objects delivered before the first of them, which `reconcile` leaves out."""
     return paths.build_dir() / "streaming" / f"produced-ids-{target}.json"
 
 
@@ -58,6 +60,30 @@ def read_produced(target: str, stack_id: str | None) -> tuple[list[int] | None, 
     return ids, str(path)
 
 
+def read_delivered_before(target: str, stack_id: str | None) -> frozenset[str]:
+    """The objects already delivered when this stack's first remembered ids were sent:
+    what notebook 03 or an earlier list of ids (since deleted) put there. Their beers are
+    not among the ids remembered, so they must not stand in for those ids' records."""
+    if read_produced(target, stack_id)[0] is None:
+        return frozenset()
+    path = produced_ids_file(target)
+    keys = json.loads(path.read_text()).get("delivered_before", [])
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise _unreadable(path, "its delivered_before is not a list of object keys")
+    return frozenset(keys)
+
+
+def delivered_before_producing(target: str, tgt: Any) -> frozenset[str] | None:
+    """Before a command sends beers: the objects already delivered, when this stack has no
+    ids remembered yet (None when it has: the list then started earlier). Says a damaged
+    record of the ids before anything is sent."""
+    if read_produced(target, tgt.stack_id)[0] is not None:
+        return None
+    from brewops.reconcile import delivered_keys
+
+    return delivered_keys(tgt.outputs, session=tgt.session)
+
+
 def _unreadable(path: Path, problem: str) -> ProducedIdsUnreadable:
     return ProducedIdsUnreadable(
         f"{path}, where `brewops stream backfill` and `tick` record the ids they send, is "
@@ -66,21 +92,36 @@ def _unreadable(path: Path, problem: str) -> ProducedIdsUnreadable:
     )
 
 
-def remember_produced(target: str, ids: list[int], stack_id: str | None) -> Path:
-    """Add `ids` to what this stack was sent. One writer at a time: `stream run
-    --with-scheduler` may tick beside a `stream tick` or a backfill."""
+def remember_produced(
+    target: str,
+    ids: list[int],
+    stack_id: str | None,
+    delivered_before: Collection[str] | None = None,
+) -> Path:
+    """Add `ids` to what this stack was sent. `delivered_before` (what
+    `delivered_before_producing` listed) is kept only with the stack's first ids. One
+    writer at a time: `stream run --with-scheduler` may tick beside a `stream tick` or a
+    backfill."""
     from brewops.files import exclusive, write_atomically
 
     path = produced_ids_file(target)
     with exclusive(path.with_suffix(".lock")):
         known, _ = read_produced(target, stack_id)
+        if known is not None:
+            delivered_before = read_delivered_before(target, stack_id)
         ids = sorted([*(known or ()), *ids])
-        write_atomically(path, json.dumps({"stack_id": stack_id, "ids": ids}))
+        remembered = {
+            "stack_id": stack_id,
+            "ids": ids,
+            "delivered_before": sorted(delivered_before or ()),
+        }
+        write_atomically(path, json.dumps(remembered))
     return path
 
 
-def _ids_from_file(path: Path) -> list[int]:
-    """A JSON list of ids, or the {"stack_id", "ids"} file `remember_produced` writes."""
+def _ids_from_file(path: Path) -> tuple[list[int], list[str]]:
+    """(ids, objects delivered before them) from a JSON list of ids, or from the file
+    `remember_produced` writes."""
     try:
         data = json.loads(path.read_text())
     except ValueError as error:
@@ -88,7 +129,12 @@ def _ids_from_file(path: Path) -> list[int]:
     ids = data.get("ids") if isinstance(data, dict) else data
     if not isinstance(ids, list) or not all(type(i) is int for i in ids):  # true is no id
         raise click.BadParameter(f"{path} holds no list of integer ids", param_hint="--ids-file")
-    return ids
+    before = data.get("delivered_before", []) if isinstance(data, dict) else []
+    if not isinstance(before, list) or not all(isinstance(k, str) for k in before):
+        raise click.BadParameter(
+            f"{path}: delivered_before is not a list of object keys", param_hint="--ids-file"
+        )
+    return ids, before
 
 
 def _echo_ticks(ticks: list[Any]) -> None:
@@ -151,7 +197,7 @@ def backfill(
     from brewops.reconcile import sent_ids
 
     tgt = use_target(target)
-    read_produced(target, tgt.stack_id)  # a damaged record of the ids is said before sending
+    delivered_before = delivered_before_producing(target, tgt)
     if catalog is not None:
         from brewops.catalog import load_catalog
 
@@ -171,7 +217,7 @@ def backfill(
             click.echo(f"sent although it fails the schema: {problem}", err=True)
     kinesis = tgt.session.client("kinesis")
     report = put_beers(beers, tgt.outputs["StreamName"], kinesis, progress=progress)
-    remember_produced(target, sent_ids(beers, report), tgt.stack_id)
+    remember_produced(target, sent_ids(beers, report), tgt.stack_id, delivered_before)
     click.echo(
         f"{report.sent} of {report.records} beers sent in {report.calls} "
         f"call{'' if report.calls == 1 else 's'} "
@@ -201,13 +247,13 @@ def tick(target: str, ticks: int, interval: float) -> None:
     from brewops.scheduler import Scheduler
 
     tgt = use_target(target)
-    read_produced(target, tgt.stack_id)  # a damaged record of the ids is said before sending
+    delivered_before = delivered_before_producing(target, tgt)
     scheduler = Scheduler.from_outputs(
         tgt.outputs, session=tgt.session, in_process=tgt.name == "local"
     )
     done = scheduler.run(ticks, interval=interval)
     _echo_ticks(done)
-    remember_produced(target, tick_ids(done), tgt.stack_id)
+    remember_produced(target, tick_ids(done), tgt.stack_id, delivered_before)
     if not all(item.ok for item in done):
         raise click.ClickException("some ticks failed")
 
@@ -270,11 +316,11 @@ def run(target: str, poll: float, with_scheduler: bool) -> None:
 
         scheduler = Scheduler.from_outputs(tgt.outputs, session=tgt.session)
         stack_id = tgt.stack_id
-        read_produced(target, stack_id)  # a damaged record of the ids is said before ticking
+        delivered_before = delivered_before_producing(target, tgt)
 
         def remember(fired: list[Any]) -> None:
             _echo_ticks(fired)
-            remember_produced(target, tick_ids(fired), stack_id)
+            remember_produced(target, tick_ids(fired), stack_id, delivered_before)
 
         ticker = threading.Thread(
             target=scheduler.run, kwargs={"stop": stop, "on_tick": remember}, daemon=True
@@ -305,14 +351,20 @@ def reconcile(target: str, ids_file: Path | None, as_json: bool) -> None:
 
     tgt = use_target(target)
     if ids_file is not None:
-        produced = _ids_from_file(ids_file)
+        produced, delivered_before = _ids_from_file(ids_file)
     else:
         produced, source = read_produced(target, tgt.stack_id)
+        delivered_before = read_delivered_before(target, tgt.stack_id)
         if produced is None:  # on stderr: with --json, stdout is the JSON alone
             click.echo(
                 f"no produced ids in {source}: reconciling with the ids found in raw", err=True
             )
-    result = compare(produced, tgt.outputs, session=tgt.session)
+    result = compare(produced, tgt.outputs, session=tgt.session, delivered_before=delivered_before)
     click.echo(json.dumps(result.figures()) if as_json else str(result))
+    if not result.produced:
+        raise click.ClickException(
+            "nothing to reconcile: no records were produced into this stack "
+            "(`brewops stream backfill`, `tick` or `fill` produce them)"
+        )
     if not result.ok:
         raise click.ClickException("records were lost")
