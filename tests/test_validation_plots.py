@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pandas as pd
 
 from brewops import schema, validation_plots
@@ -63,10 +65,10 @@ def test_values_out_of_range_are_labelled_at_the_edge_they_are_past():
     ax = fig.axes[0]
     low, high = ax.get_xlim()
     labels = [(t.get_text(), t.xy, t.get_position()) for t in ax.texts]
-    assert labels == [
-        ("id 6: -1", (low, 0), (0, 10)),
-        ("id 5: 25", (high, 0), (0, 10)),  # ordered by value, stacked upwards
-        ("id 4: 30", (high, 0), (0, 21)),
+    assert labels == [  # from the top of the panel (1 in axes fraction) down
+        ("id 6: -1", (low, 1), (0, -4)),
+        ("id 5: 25", (high, 1), (0, -4)),  # ordered by value, stacked downwards
+        ("id 4: 30", (high, 1), (0, -15)),
     ]
     markers = [tuple(c.get_offsets()[0]) for c in ax.collections]
     assert markers == [(low, 0), (high, 0), (high, 0)]
@@ -75,8 +77,37 @@ def test_values_out_of_range_are_labelled_at_the_edge_they_are_past():
 def test_the_legend_names_the_out_of_range_marker_once():
     # values past both ends: a marker at each edge, one legend entry for them
     fig = validation_plots.plot_distributions(_frame(), columns=[ABV])
-    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert legend == ["plausible range", "out of range (at the edge)"]
+    [legend] = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "plausible range",
+        "out of range (at the edge)",
+    ]
+
+
+def test_the_legend_names_the_marker_of_a_later_panel_too():
+    frame = _frame().assign(abv=5.0)  # only ph is out of range, in the second panel
+    [legend] = validation_plots.plot_distributions(frame, columns=[ABV, PH]).legends
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "plausible range",
+        "out of range (at the edge)",
+    ]
+
+
+def test_labels_out_of_range_stay_clear_of_the_bars_and_inside_the_panel():
+    # a tall bar at the high edge, where three labels of values past it are stacked
+    abv = [19.5] * 40 + [5.0] * 10 + [25.0, 30.0, 41.0]
+    frame = pd.DataFrame({"id": range(1, len(abv) + 1), "abv": abv})
+    fig = validation_plots.plot_distributions(frame, columns=[ABV])
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    panel = ax.get_window_extent()
+    bars = [p.get_window_extent() for p in ax.patches if p.get_label() != "plausible range"]
+    assert len(ax.texts) == 3
+    for text in ax.texts:
+        box = text.get_window_extent()
+        assert not any(box.overlaps(bar) for bar in bars), text.get_text()
+        assert panel.y0 <= box.y0 and box.y1 <= panel.y1, text.get_text()
+    assert ax.get_ylabel() == "beers"
 
 
 def test_a_column_missing_from_the_frame_is_left_out():
@@ -117,3 +148,27 @@ def test_gravities_of_beers_without_gravities_draw_no_diagonal():
     frame = pd.DataFrame({"id": [1, 2], "target_fg": [None, None], "target_og": [None, None]})
     ax = validation_plots.plot_gravities(frame).axes[0]
     assert len(ax.lines) == 0 and len(ax.texts) == 0
+
+
+def test_gravities_labels_of_close_beers_do_not_overprint():
+    frame = pd.DataFrame(  # the real catalogue's beers with fg > og near og 1008, fg 1045
+        {
+            "id": [214, 228, 223, 193, 221, 222, 1],
+            "target_og": [1008, 1010, 1008, 1007, 1007, 1015, 1100],
+            "target_fg": [1049, 1047, 1044, 1040, 1032, 1125, 1020],
+        }
+    )
+    fig = validation_plots.plot_gravities(frame)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    boxes = {t.get_text(): t.get_window_extent() for t in ax.texts}
+    for (one, a), (other, b) in itertools.combinations(boxes.items(), 2):
+        assert not a.overlaps(b), (one, other)
+    assert sorted(", ".join(boxes).split(", "), key=int) == [
+        "193",
+        "214",
+        "221",
+        "222",
+        "223",
+        "228",
+    ]

@@ -37,12 +37,14 @@ def plot_distributions(
 ) -> Any:
     """One histogram per column of the values inside the plausible range (shaded). Values
     outside it are red markers pinned to the edge they lie beyond, labelled with the beer
-    id and the value, so one wild value (ph 79) does not squash the histogram."""
+    id and the value above the bars, so one wild value (ph 79) does not squash the
+    histogram."""
     import matplotlib.pyplot as plt
 
     columns = [c for c in (columns or ranged_columns()) if c.name in df]
     nrows = max(1, math.ceil(len(columns) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3 * nrows + 0.4), squeeze=False)
+    labelled = []  # (axes, its histogram bars, label lines stacked at its busier edge)
     for ax, col in zip(axes.flat, columns, strict=False):
         values = pd.to_numeric(df[col.name], errors="coerce")
         outliers = out_of_range(df, col)
@@ -53,7 +55,7 @@ def plot_distributions(
             low, high = min(low, inside.min()), max(high, inside.max())
         margin = (high - low) * 0.03 or 1
         ax.set_xlim(low - margin, high + margin)
-        ax.hist(inside, bins=30, color="tab:blue", alpha=0.8)
+        _, _, bars = ax.hist(inside, bins=30, color="tab:blue", alpha=0.8)
         ax.axvspan(
             col.minimum if col.minimum is not None else low,
             col.maximum if col.maximum is not None else high,
@@ -61,19 +63,44 @@ def plot_distributions(
             alpha=0.08,
             label="plausible range",
         )
-        _mark_outliers(ax, outliers, col)
+        labelled.append((ax, bars, _mark_outliers(ax, outliers, col)))
         nulls = int(values.isna().sum())
         ax.set_title(f"{col.name}: {len(outliers)} out of range, {nulls} null", fontsize=10)
         ax.set_xlabel(col.comment, fontsize=8)
+        ax.set_ylabel("beers", fontsize=8)
     for ax in list(axes.flat)[len(columns) :]:
         ax.set_visible(False)
-    if columns:
-        axes.flat[0].legend(fontsize=8, loc="upper right")
-    fig.tight_layout()
+    # one legend for every panel, above them: inside a panel it would cover its labels
+    entries = {}
+    for ax in axes.flat[: len(columns)]:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
+    if entries:
+        fig.legend(entries.values(), entries.keys(), fontsize=8, loc="upper right", ncols=2)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
+    for ax, bars, lines in labelled:  # once the panels have their final size
+        _make_room_for_labels(ax, bars, lines)
     return fig
 
 
-def _mark_outliers(ax: Any, outliers: pd.DataFrame, col: schema.Column) -> None:
+# The labels of the values out of range hang from the top of the panel, one line each.
+_LABEL_TOP = 4  # points below the top of the panel
+_LABEL_STEP = 11  # points between two labels
+
+
+def _make_room_for_labels(ax: Any, bars: Any, lines: int) -> None:
+    """Raise the top of the vertical axis until the histogram stays below `lines` labels."""
+    if not lines:
+        return
+    height = ax.get_window_extent().height * 72 / ax.figure.dpi  # in points
+    share = min((_LABEL_TOP + _LABEL_STEP * lines + 2) / height, 0.8)
+    tallest = max((bar.get_height() for bar in bars), default=0)
+    ax.set_ylim(0, max(ax.get_ylim()[1], tallest / (1 - share)))
+
+
+def _mark_outliers(ax: Any, outliers: pd.DataFrame, col: schema.Column) -> int:
+    """Mark the values out of range at the edge they lie beyond, and label them from the
+    top of the panel down on that side; returns the most labels stacked on one side."""
     low, high = ax.get_xlim()
     ordered = outliers.assign(_x=pd.to_numeric(outliers[col.name])).sort_values("_x")
     # the side is the one of the plausible range the value is past, not of the axis: the
@@ -84,8 +111,10 @@ def _mark_outliers(ax: Any, outliers: pd.DataFrame, col: schema.Column) -> None:
         else pd.Series(False, index=ordered.index)
     )
     label: str | None = "out of range (at the edge)"  # once, whichever side comes first
+    stacked = 0
     for side, rows in (("low", ordered[below]), ("high", ordered[~below])):
         edge, marker, align = (low, "<", "left") if side == "low" else (high, ">", "right")
+        stacked = max(stacked, len(rows))
         for k, (x, ident) in enumerate(zip(rows["_x"], rows["id"], strict=True)):
             ax.scatter(
                 [edge],
@@ -100,13 +129,16 @@ def _mark_outliers(ax: Any, outliers: pd.DataFrame, col: schema.Column) -> None:
             label = None
             ax.annotate(
                 f"id {ident}: {x:g}",
-                (edge, 0),
+                (edge, 1),
+                xycoords=("data", "axes fraction"),
                 textcoords="offset points",
-                xytext=(0, 10 + 11 * k),
+                xytext=(0, -_LABEL_TOP - _LABEL_STEP * k),
                 ha=align,
+                va="top",
                 fontsize=8,
                 color=OUT_OF_RANGE_COLOR,
             )
+    return stacked
 
 
 def plot_gravities(df: pd.DataFrame) -> Any:
@@ -126,17 +158,40 @@ def plot_gravities(df: pd.DataFrame) -> Any:
         color=OUT_OF_RANGE_COLOR,
         label=f"fg > og ({int(above.sum())})",
     )
-    # beers with the same gravities share one label: drawn apart, their ids would overprint
-    points = pd.DataFrame({"og": og[above], "fg": fg[above], "id": df.loc[above, "id"]})
-    for (x, y), ids in points.groupby(["og", "fg"], sort=False)["id"]:
-        label = ", ".join(str(ident) for ident in ids)
-        ax.annotate(label, (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
     both = pd.concat([fg, og]).dropna()
     if not both.empty:
         ax.plot([both.min(), both.max()], [both.min(), both.max()], "k--", lw=0.8, label="fg = og")
+    points = pd.DataFrame({"og": og[above], "fg": fg[above], "id": df.loc[above, "id"]})
+    _label_close_points(ax, points)
     ax.set_title("Target final against original gravity")
     ax.set_xlabel(schema.column("target_og").comment)
     ax.set_ylabel(schema.column("target_fg").comment)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# Marked beers closer than this share of the axis span (about a label's height) share a label.
+_SAME_LABEL_SPAN = 0.04
+
+
+def _label_close_points(ax: Any, points: pd.DataFrame) -> None:
+    """Label beers (og, fg, id) with their ids, one label per group of close points at the
+    group's highest point: drawn apart, the labels of close points would overprint."""
+    if points.empty:
+        return
+    from scipy.cluster.hierarchy import fclusterdata
+
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()  # the span the diagonal gives them
+    scaled = points[["og", "fg"]].to_numpy(dtype=float) / [x1 - x0 or 1, y1 - y0 or 1]
+    groups = (
+        fclusterdata(scaled, _SAME_LABEL_SPAN, criterion="distance", method="single")
+        if len(points) > 1
+        else [1]
+    )
+    for _, group in points.assign(group=groups).groupby("group", sort=False):
+        top = group.loc[group["fg"].idxmax()]
+        label = ", ".join(str(ident) for ident in sorted(group["id"]))
+        ax.annotate(
+            label, (top["og"], top["fg"]), textcoords="offset points", xytext=(3, 3), fontsize=7
+        )

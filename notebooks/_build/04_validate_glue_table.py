@@ -144,7 +144,10 @@ report.quality.findings
 
 Histograms of the values inside each column's plausible range (shaded); values outside
 it are red triangles pinned to the edge of the axis on the side of the range they fall
-outside, labelled with the beer id and the value.
+outside, and listed from the top of the panel down on that side with the beer id and the
+value. Then the gravities: a beer above the dashed diagonal claims to end its fermentation
+heavier than it started it, which fermentation cannot do (the two figures often look swapped);
+beers too close to label apart share one label.
 """),
         code("""
 if cleaned_read:
