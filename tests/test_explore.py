@@ -318,3 +318,16 @@ def test_notebook_01_on_aws_explores_another_catalogue(
     [result] = run.notebooks
     assert result.status == "ok", result.error
     assert (result.figures["api_version"], result.figures["beers_crawled"]) == ("v3", 100)
+
+
+def test_distributions_spanning_decades_are_binned_on_a_log_axis(frame):
+    # ebc runs from 2 to 400 below its 99th percentile; abv (0.5 to 18) and ibu (from 0) do not
+    fig = explore.plot_distributions(frame, fields=["abv", "ibu", "ebc"])
+    assert [ax.get_xscale() for ax in fig.axes] == ["linear", "linear", "log"]
+    ebc = fig.axes[2]
+    widths = [patch.get_width() for patch in ebc.patches]
+    assert widths[-1] / widths[0] > 50  # equal on the log axis, not on the values
+    assert sum(patch.get_height() for patch in ebc.patches) == 319 - 3
+    fig.canvas.draw()
+    ticks = [t.get_text() for t in ebc.get_xticklabels() if t.get_visible()]
+    assert {"10", "100"} <= set(ticks), ticks  # plain numbers

@@ -9,8 +9,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogLocator, StrMethodFormatter
 
 from brewops.model import hops
 from brewops.schema import CLEANED_COLUMNS
@@ -18,6 +20,7 @@ from brewops.schema import CLEANED_COLUMNS
 NUMERIC_FIELDS = ("abv", "ibu", "target_fg", "target_og", "ebc", "srm", "ph", "attenuation_level")
 DISTRIBUTION_FIELDS = ("abv", "ibu", "ebc", "ph")
 _AXIS_LABELS = {c.name: c.comment for c in CLEANED_COLUMNS}  # with units
+LOG_SPAN = 100  # largest / smallest value shown from which a histogram's axis is logarithmic
 HOP_STAGES = ("start", "middle", "end", "flame out / whirlpool", "dry hop / fermenter", "other")
 
 Beers = Sequence[dict[str, Any]]
@@ -323,14 +326,22 @@ def _figure(figsize: tuple[float, float], ncols: int = 1) -> tuple[Figure, list[
 def plot_distributions(frame: pd.DataFrame, fields: Sequence[str] = DISTRIBUTION_FIELDS) -> Figure:
     """Histograms of the given fields (nulls left out), one panel each. The bins span the
     bulk of the values (up to the 99th percentile) so that a few extreme values (abv 55,
-    ph 79) do not squash everything into one bar; those beyond are counted in the title."""
+    ph 79) do not squash everything into one bar; those beyond are counted in the title.
+    Values that span two decades or more (ebc) are binned on a log axis."""
     fig, axes = _figure(figsize=(4 * len(fields), 3.2), ncols=len(fields))
     for ax, field in zip(axes, fields, strict=True):
         values = frame[field].dropna()
         upper = float(values.quantile(0.99)) if len(values) else 0.0
         shown = values[values <= upper]
         beyond = int((values > upper).sum())
-        ax.hist(shown, bins=30, color="#b5651d", edgecolor="white")
+        bins: Any = 30
+        if len(shown) and shown.min() > 0 and shown.max() / shown.min() >= LOG_SPAN:
+            # spanning decades (ebc 2 to 400): log bins, or the pale beers share one bar
+            bins = np.geomspace(shown.min(), shown.max(), 31)
+            ax.set_xscale("log")
+            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(StrMethodFormatter("{x:g}"))  # "20", not a power of ten
+        ax.hist(shown, bins=bins, color="#b5651d", edgecolor="white")
         title = f"{field} (n={len(values)}, median {values.median():.3g})"
         if beyond:  # said from the data (abv 18), not the interpolated percentile (18.228)
             title += f"\n{beyond} above {shown.max():g} not shown (max {values.max():g})"
