@@ -69,6 +69,11 @@ def test_comparison_frame_and_figure_cover_model_and_baselines():
     assert set(frame["evaluation"]) == {"cross-validation", "newest fifth"}
     fig = plots.plot_comparison(metrics)
     assert [ax.get_title() for ax in fig.axes] == ["accuracy", "macro_f1"]
+    assert [ax.get_ylabel() for ax in fig.axes] == [
+        "accuracy (share in the right band)",
+        "macro-F1 (mean of the bands' F1)",
+    ]
+    assert fig.get_suptitle()
     assert len(fig.axes[0].patches) == 6  # 3 models x 2 evaluations
 
 
@@ -113,6 +118,8 @@ def test_predicted_vs_actual_plots_actual_across_and_the_estimate_up():
     dashed = [line for line in ax.lines if line.get_linestyle() == "--"]
     assert len(dashed) == 2 * (bands.N_BANDS - 1)  # each inner band edge, on both axes
     assert ax.get_title() == "Predicted vs actual IBU"
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["same band", "other band", "perfect", "band edges (30, 50, 70 IBU)"]
 
 
 def test_importance_shows_one_std_and_the_title_given():

@@ -62,8 +62,10 @@ def plot_predicted_vs_actual(
     )
     top = max(actual.max(initial=1), predicted.max(initial=1)) * 1.1
     ax.plot([0, top], [0, top], color="grey", linewidth=1, label="perfect")
-    for edge in bands.EDGES[1:-1]:
-        ax.axvline(edge, color="grey", linestyle="--", linewidth=0.7)
+    inner = bands.EDGES[1:-1]
+    for k, edge in enumerate(inner):
+        label = "band edges (" + ", ".join(f"{e:g}" for e in inner) + " IBU)" if k == 0 else None
+        ax.axvline(edge, color="grey", linestyle="--", linewidth=0.7, label=label)
         ax.axhline(edge, color="grey", linestyle="--", linewidth=0.7)
     ax.set_xscale("symlog", linthresh=10)
     ax.set_yscale("symlog", linthresh=10)
@@ -107,9 +109,17 @@ def plot_comparison(metrics: dict[str, Any], keys: Sequence[str] = ("accuracy", 
         ax.set_title(key)
         ax.set_ylim(0, 1)
         ax.set_xlabel("")
+        ax.set_ylabel(_SCORE_LABELS.get(key, key))
         ax.legend(fontsize=8)
+    fig.suptitle("The model against the baselines")
     fig.tight_layout()
     return fig
+
+
+_SCORE_LABELS = {
+    "accuracy": "accuracy (share in the right band)",
+    "macro_f1": "macro-F1 (mean of the bands' F1)",
+}
 
 
 _ORDER = ("model", "random_forest_6_columns", "majority_class")
