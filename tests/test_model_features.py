@@ -562,6 +562,15 @@ def test_numeric_text_with_a_decimal_comma():
     assert features.beer_features(recipe([], abv="4,5"))["abv"] == 4.5
 
 
+def test_an_integer_too_large_for_a_float_is_missing_not_an_error():
+    huge = 10**400  # JSON integers have no size limit; Python's float() refuses this one
+    assert features.number(huge) is None
+    assert hops.parse_stage(huge) == hops.Stage("boil", hops.MAX_MINUTES)
+    assert hops.parse_stage(-huge) == hops.Stage("whirlpool", hops.HOT_WORT_MINUTES)
+    beer = recipe([hop("Citra", huge, "70"), hop("Citra", 50, huge)], abv=huge)
+    assert math.isnan(features.beer_features(beer)["abv"])
+
+
 def test_deduplicate_sorts_by_numeric_id_and_keeps_records_without_one():
     beers = [{"id": 10}, {"name": "no id"}, {"id": 9}, {"id": 2, "v": 1}, {"id": 2, "v": 2}]
     assert features.deduplicate(beers) == [

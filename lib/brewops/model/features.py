@@ -377,7 +377,7 @@ def number(value: Any) -> float | None:
         value = value.strip().replace(",", ".")
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # an integer of 309 digits or more
         return None
     return number if math.isfinite(number) else None
 

@@ -309,8 +309,11 @@ def parse_stage(add: object, attribute: object = None) -> Stage:
     Numbers are minutes before the end of the boil. An unknown word falls back to the
     hop's `attribute` (bitter -> start of the boil, flavour -> middle, aroma -> end).
     """
-    if isinstance(add, int | float) and not isinstance(add, bool) and math.isfinite(add):
-        return _boil_stage(float(add))
+    if (isinstance(add, int) and not isinstance(add, bool)) or (
+        isinstance(add, float) and math.isfinite(add)
+    ):
+        # clamped first: an integer too large for a float is still a number of minutes
+        return _boil_stage(float(min(max(add, -1), MAX_MINUTES)))
     text = re.sub(r"[^a-z0-9. ]+", " ", str(add).lower()) if add is not None else ""
     words = text.split()
     number = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(m|min|mins|minutes)?\s*", text)
