@@ -294,6 +294,7 @@ def test_a_failed_write_leaves_the_previous_catalogue_and_no_partial_file(
         (b"[{", "not valid JSON"),
         (b'{"beers": []}', "expected a JSON array"),
         (b"{}", "expected a JSON array"),
+        (b'{"id": 1, "name": "A"}', "found a JSON object \\(one beer\\? put it in \\[ \\]\\)"),
         (b'[{"id": "1"}]', "integer id"),
         (json.dumps([{"id": 1}, {"id": 1}]).encode(), "duplicate beer ids: \\[1\\]"),
         (json.dumps([{"id": i} for i in (2, 1, 2, 1, 3)]).encode(), "ids: \\[1, 2\\]"),
@@ -308,6 +309,37 @@ def test_bad_catalogue_files_are_refused(tmp_path: Path, content: bytes, message
         load_catalog(path)
 
 
+def test_the_entries_without_an_integer_id_are_named(tmp_path: Path):
+    path = tmp_path / "newer.json"
+    entries = [{"id": 1, "name": "A"}, {"id": "2", "name": "B"}, None, {"name": "C"}, {"id": True}]
+    path.write_text(json.dumps(entries))
+    with pytest.raises(CatalogError) as refused:
+        load_catalog(path)
+    assert (
+        'entries without one: 4 of 5 (entry 2 ("B"): id "2"; entry 3: a JSON null, not a beer; '
+        'entry 4 ("C"): no id; …). Give every beer a whole-number id.'
+    ) in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "remedy", "not_said"),
+    [
+        ("newer.json", "Save it as one JSON array of beers in UTF-8", "brewops data fetch"),
+        (CATALOG_FILENAME, "Fetch it again (`brewops data fetch --force`)", "Save it"),
+    ],
+)
+def test_only_a_broken_copy_of_the_real_catalogue_is_sent_to_fetch_it_again(
+    tmp_path: Path, name: str, remedy: str, not_said: str
+):
+    # a file of one's own (here one object per line) is not mended by fetching the real one
+    path = tmp_path / name
+    path.write_text('{"id": 1}\n{"id": 2}\n')
+    with pytest.raises(CatalogError, match="not valid JSON") as refused:
+        load_catalog(path)
+    assert remedy in str(refused.value)
+    assert not_said not in str(refused.value)
+
+
 def test_a_missing_catalogue_file_is_reported(tmp_path: Path):
     with pytest.raises(CatalogError, match="Cannot read the catalogue"):
         load_catalog(tmp_path / "nope.json")
@@ -319,9 +351,13 @@ def test_repeated_ids_can_keep_the_last_record_when_asked(tmp_path: Path):
     beers += [{"id": 3, "name": "a"}, {"id": 3, "name": "b"}, {"id": 3, "name": "c"}]
     path.write_text(json.dumps(beers))
     reported = []
-    loaded = load_catalog(path, on_duplicates=lambda dropped, ids: reported.append((dropped, ids)))
+    loaded = load_catalog(
+        path, on_duplicates=lambda dropped, kept: reported.append((dropped, kept))
+    )
     assert [(b["id"], b["name"]) for b in loaded] == [(1, "one"), (2, "new"), (3, "c")]
-    assert reported == [(3, [2, 3])]
+    ((dropped, kept),) = reported
+    assert [(b["id"], b["name"]) for b in dropped] == [(2, "old"), (3, "a"), (3, "b")]
+    assert kept == {b["id"]: b for b in loaded}
     # the default (the API server, synth, the stream backfill) still refuses them
     with pytest.raises(CatalogError, match="duplicate beer ids"):
         load_catalog(path)

@@ -143,40 +143,78 @@ def default_catalog_path() -> Path:
     return fetch_catalog()
 
 
-def _parse_catalog_bytes(data: bytes, source: str) -> list[dict[str, Any]]:
+_FETCH_AGAIN = "Fetch it again (`brewops data fetch --force`) or point --catalog at a good file."
+_FIX_THE_FILE = (
+    "Save it as one JSON array of beers in UTF-8 (not one object per line), "
+    "or point --catalog at a good file."
+)
+
+
+def _parse_catalog_bytes(
+    data: bytes, source: str, remedy: str = _FETCH_AGAIN
+) -> list[dict[str, Any]]:
     try:
         beers = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CatalogError(f"{source} is not valid JSON ({exc}). {remedy}") from exc
+    if not isinstance(beers, list):
+        one_beer = isinstance(beers, dict) and "id" in beers
         raise CatalogError(
-            f"{source} is not valid JSON ({exc}). Fetch it again (`brewops data fetch --force`) "
-            "or point --catalog at a good file."
-        ) from exc
-    if not isinstance(beers, list) or not all(
-        isinstance(b, dict) and isinstance(b.get("id"), int) for b in beers
-    ):
+            f"{source} is not a Punk API catalogue: expected a JSON array of beers, found "
+            f"a JSON {_json_type(beers)}" + (" (one beer? put it in [ ])." if one_beer else ".")
+        )
+    without_id = [
+        (position, beer)
+        for position, beer in enumerate(beers, start=1)
+        if not (isinstance(beer, dict) and _is_integer_id(beer.get("id")))
+    ]
+    if without_id:
+        shown = "; ".join(_without_id_summary(*entry) for entry in without_id[:3])
+        more = "; …" if len(without_id) > 3 else ""
         raise CatalogError(
-            f"{source} is not a Punk API catalogue: expected a JSON array of beers, each "
-            "with an integer id."
+            f"{source} is not a Punk API catalogue: each beer needs an integer id; entries "
+            f"without one: {len(without_id)} of {len(beers)} ({shown}{more}). Give every "
+            "beer a whole-number id."
         )
     return beers
+
+
+def _is_integer_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return names.get(type(value), "number")
+
+
+def _without_id_summary(position: int, entry: Any) -> str:
+    """'entry 7 ("Hop Fiction"): id "405"' — where in the array, and what it holds."""
+    if not isinstance(entry, dict):
+        return f"entry {position}: a JSON {_json_type(entry)}, not a beer"
+    name = f" ({json.dumps(entry['name'], ensure_ascii=False)})" if entry.get("name") else ""
+    found = f"id {json.dumps(entry['id'])}" if "id" in entry else "no id"
+    return f"entry {position}{name}: {found}"
 
 
 def load_catalog(
     path: str | os.PathLike[str] | None = None,
     *,
-    on_duplicates: Callable[[int, list[int]], None] | None = None,
+    on_duplicates: Callable[[list[dict[str, Any]], dict[int, dict[str, Any]]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Beers from a catalogue file (v2 or v3 shape), in v2 shape, sorted by id.
 
     A repeated id is refused (CatalogError), unless `on_duplicates` is given: then the last
-    record of each id is kept and `on_duplicates(records dropped, ids repeated)` is called.
+    record of each id is kept and `on_duplicates(records dropped, record kept by id)` is
+    called.
     """
     path = Path(path) if path is not None else default_catalog_path()
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise CatalogError(f"Cannot read the catalogue {path}: {exc.strerror}.") from exc
-    beers = [to_v2_shape(b) for b in _parse_catalog_bytes(data, source=str(path))]
+    remedy = _FETCH_AGAIN if path.name == CATALOG_FILENAME else _FIX_THE_FILE
+    beers = [to_v2_shape(b) for b in _parse_catalog_bytes(data, str(path), remedy)]
     beers.sort(key=lambda b: b["id"])  # stable: records of one id stay in file order
     ids = [b["id"] for b in beers]
     if len(set(ids)) != len(ids):
@@ -184,7 +222,7 @@ def load_catalog(
         if on_duplicates is None:
             raise CatalogError(f"{path} has duplicate beer ids: {duplicates[:10]}.")
         last_of_id = {b["id"]: b for b in beers}
-        on_duplicates(len(beers) - len(last_of_id), duplicates)
+        on_duplicates([b for b in beers if last_of_id[b["id"]] is not b], last_of_id)
         beers = list(last_of_id.values())
     return beers
 
