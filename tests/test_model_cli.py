@@ -308,6 +308,39 @@ def test_evaluate_refuses_a_catalogue_without_ibu(trained_dir: Path, tmp_path: P
     result = brewops_in_process("evaluate", "--model", str(trained_dir), "--catalog", str(no_ibu))
     assert result.exit_code != 0
     assert "no beer with an IBU" in result.output
+    assert f"1 beer(s) without a numeric IBU (id {catalog_beers[0]['id']})" in result.output
+
+    empty = tmp_path / "empty.json"
+    empty.write_text("[]")
+    result = brewops_in_process("evaluate", "--model", str(trained_dir), "--catalog", str(empty))
+    assert result.exit_code == 1
+    assert result.output == f"Error: {empty} holds no beer to evaluate on: it is []\n"
+
+
+def test_evaluate_counts_the_beers_it_cannot_score(
+    trained_dir: Path, tmp_path: Path, catalog_beers
+):
+    """Every beer of the file is scored or counted as left out, with the value that was
+    not an IBU: none is dropped without a word."""
+    scored = [b for b in catalog_beers if b["ibu"] is not None][:20]
+    not_measured, mistyped, ranged = (
+        {**beer, "ibu": ibu}
+        for beer, ibu in zip(catalog_beers[200:203], (None, "n/a", "30-40"), strict=True)
+    )
+    catalogue = tmp_path / "newer.json"
+    catalogue.write_text(json.dumps([*scored, not_measured, mistyped, ranged]))
+
+    result = brewops_in_process(
+        "evaluate", "--model", str(trained_dir), "--catalog", str(catalogue)
+    )
+
+    assert result.exit_code == 0, result.output
+    last = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (last["n"], last["without_ibu"], last["duplicates_dropped"]) == (20, 3, 0)
+    assert (
+        f"left out: 3 beer(s) without a numeric IBU (id {not_measured['id']}, "
+        f'{mistyped["id"]} "n/a", {ranged["id"]} "30-40")\n'
+    ) in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -407,10 +440,32 @@ def test_a_repeated_id_is_deduplicated_and_reported(
         f"repeated.json: dropped 2 duplicate record(s) of id {beers[0]['id']}, {beers[1]['id']}"
         " (the last record of each id is used)"
     ]
-    assert json.loads(result.stdout.strip().splitlines()[-1])["n"] == 20
+    last = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (last["n"], last["duplicates_dropped"]) == (20, 2)
     result = brewops_in_process("predict", "--model", str(trained_dir), "--catalog", str(catalogue))
     predictions = [json.loads(line) for line in result.stdout.strip().splitlines()]
     assert [p["ibu"] for p in predictions[:2]] == [beers[0]["ibu"], 2]
+
+
+def test_an_id_given_to_two_different_beers_says_which_beer_is_left_out(
+    trained_dir: Path, catalog_beers, tmp_path: Path
+):
+    # newer beers numbered on from the v2 catalogue, and one renumbered v3 record among them
+    newer = [{**b, "id": 400 + i} for i, b in enumerate(catalog_beers[:10])]
+    v3_record = {**to_v3_shape(catalog_beers[10]), "id": 403}
+    catalogue = tmp_path / "newer.json"
+    catalogue.write_text(json.dumps([*newer, v3_record]))
+
+    result = brewops_in_process(
+        "evaluate", "--model", str(trained_dir), "--catalog", str(catalogue)
+    )
+
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip().splitlines() == [
+        "newer.json: dropped 1 duplicate record(s) of id 403 (the last record of each id is"
+        f' used); 1 of them is another beer than the one kept (id 403 "{newer[3]["name"]}",'
+        f' not "{catalog_beers[10]["name"]}"): give each beer its own id to use it'
+    ]
 
 
 @pytest.mark.parametrize(("repeated", "more"), [(10, ""), (12, ", …")])

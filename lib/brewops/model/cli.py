@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -123,23 +124,35 @@ def train(
     "catalog_path",
     required=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Catalogue file (v2 or v3 shape); beers without an IBU are skipped.",
+    help="Catalogue file (v2 or v3 shape); beers without a numeric IBU are left out and "
+    "counted in `without_ibu`.",
 )
 def evaluate(model_location: str, catalog_path: Path) -> None:
     """Score a model on the beers of a catalogue. The last line printed is one JSON object.
 
     Beers the model was trained on (same name) are counted in `seen_in_training`, and the
-    figures on the others alone are under `unseen`.
+    figures on the others alone are under `unseen`. Beers without a numeric IBU cannot be
+    scored: they are counted in `without_ibu`, and repeated ids in `duplicates_dropped`.
     """
     from brewops.model import features
     from brewops.model import train as training
 
     loaded = _load_model(model_location)
-    beers = features.labelled(_load(catalog_path))
+    dropped: list[int] = []
+    records = _load(catalog_path, on_dropped=dropped.append)
+    beers = features.labelled(records)
+    without_ibu = [b for b in records if features.number(b.get("ibu")) is None]
+    if not records:
+        raise click.ClickException(f"{catalog_path} holds no beer to evaluate on: it is []")
     if not beers:
-        raise click.ClickException(f"{catalog_path} has no beer with an IBU to evaluate on")
+        raise click.ClickException(
+            f"{catalog_path} has no beer with an IBU to evaluate on: "
+            f"{_without_ibu_summary(without_ibu)}. Give them their measured IBU (a number)."
+        )
     metrics = training.evaluate_catalogue(loaded.model, beers, _trained_on(loaded))
     click.echo(f"{len(beers)} beers with an IBU in {catalog_path}")
+    if without_ibu:
+        click.echo(f"left out: {_without_ibu_summary(without_ibu)}")
     for key in HEADLINE:
         click.echo(f"  {key:16s} {metrics[key]:.3f}")
     click.echo(_seen_summary(metrics))
@@ -149,6 +162,8 @@ def evaluate(model_location: str, catalog_path: Path) -> None:
         "per_class": metrics["per_class"],
         "confusion_matrix": metrics["confusion_matrix"],
         "seen_in_training": metrics["seen_in_training"],
+        "without_ibu": len(without_ibu),
+        "duplicates_dropped": sum(dropped),
         "unseen": (
             {"n": metrics["unseen"]["n"], **_headline(metrics["unseen"])}
             if metrics["unseen"]
@@ -192,22 +207,54 @@ def predict(model_location: str, catalog_path: Path, ids: tuple[int, ...]) -> No
         click.echo(json.dumps(prediction, ensure_ascii=False))
 
 
-def _load(path: Path) -> list[dict[str, Any]]:
-    """The catalogue's beers; a repeated id keeps its last record, as the protocol says."""
+def _load(path: Path, on_dropped: Callable[[int], Any] | None = None) -> list[dict[str, Any]]:
+    """The catalogue's beers; a repeated id keeps its last record, as the protocol says.
+    `on_dropped` is told how many records that dropped."""
     from brewops.catalog import CatalogError, load_catalog
 
-    def report(dropped: int, ids: list[int]) -> None:
+    def report(dropped: list[dict[str, Any]], kept: dict[int, dict[str, Any]]) -> None:
+        from brewops.model.features import beer_key
+
+        if on_dropped is not None:
+            on_dropped(len(dropped))
+        ids = sorted({beer["id"] for beer in dropped})
         shown = ", ".join(map(str, ids[:10])) + (", …" if len(ids) > 10 else "")
-        click.echo(
-            f"{path.name}: dropped {dropped} duplicate record(s) of id {shown}"
-            " (the last record of each id is used)",
-            err=True,
+        line = (
+            f"{path.name}: dropped {len(dropped)} duplicate record(s) of id {shown}"
+            " (the last record of each id is used)"
         )
+        # Two catalogues numbered apart (v2 and v3) can give one id to two beers.
+        others = [beer for beer in dropped if beer_key(beer) != beer_key(kept[beer["id"]])]
+        if others:
+            pairs = [(b["id"], b.get("name"), kept[b["id"]].get("name")) for b in others[:3]]
+            named = "; ".join(f"id {i} {_quoted(old)}, not {_quoted(new)}" for i, old, new in pairs)
+            more = "; …" if len(others) > 3 else ""
+            line += (
+                f"; {len(others)} of them is another beer than the one kept ({named}{more}):"
+                " give each beer its own id to use it"
+            )
+        click.echo(line, err=True)
 
     try:
         return load_catalog(path, on_duplicates=report)
     except CatalogError as error:
         raise click.ClickException(str(error)) from error
+
+
+def _quoted(text: Any) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _without_ibu_summary(beers: list[dict[str, Any]]) -> str:
+    """'3 beer(s) without a numeric IBU (id 4, 9 "n/a", 12)': the value when there is
+    one, so that a typing slip can be told from a beer never measured."""
+
+    def shown(beer: dict[str, Any]) -> str:
+        ibu = beer.get("ibu")
+        return str(beer["id"]) if ibu is None else f"{beer['id']} {json.dumps(ibu)}"
+
+    ids = ", ".join(shown(beer) for beer in beers[:10]) + (", …" if len(beers) > 10 else "")
+    return f"{len(beers)} beer(s) without a numeric IBU (id {ids})"
 
 
 def _load_model(location: str) -> Any:
