@@ -150,7 +150,7 @@ def evaluate(model_location: str, catalog_path: Path) -> None:
             f"{_without_ibu_summary(without_ibu)}. Give them their measured IBU (a number)."
         )
     metrics = training.evaluate_catalogue(loaded.model, beers, _trained_on(loaded))
-    click.echo(f"{len(beers)} beers with an IBU in {catalog_path}")
+    click.echo(f"{len(beers)} beer{'' if len(beers) == 1 else 's'} with an IBU in {catalog_path}")
     if without_ibu:
         click.echo(f"left out: {_without_ibu_summary(without_ibu)}")
     for key in HEADLINE:
