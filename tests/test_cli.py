@@ -224,7 +224,8 @@ def test_a_port_in_use_or_out_of_range_says_what_to_do(catalog_path):
     )
 
     assert in_use.returncode == 1
-    assert f"Error: Cannot listen on 127.0.0.1:{port}: the port is in use" in in_use.stderr
+    [said] = in_use.stderr.splitlines()  # not werkzeug's own lines first
+    assert said.startswith(f"Error: Cannot listen on 127.0.0.1:{port}: the port is in use")
     assert too_high.returncode == 2 and "70000 is not in the range" in too_high.stderr
 
 
@@ -672,20 +673,55 @@ def test_api_serve_injects_the_faults_asked_for_and_stops_cleanly_on_sigterm(cat
     assert codes == [0] * len(servers)  # SIGTERM ends it as Ctrl-C does, not killed
 
 
-def test_an_address_that_is_not_this_machines_is_not_called_a_port_in_use():
-    # 203.0.113.1 is reserved for documentation: no interface of this machine has it
+GIVE_A_HOST = (
+    "Give --host an address of this machine: 127.0.0.1 (the default, this machine only) or "
+    "0.0.0.0 (every interface)."
+)
+
+
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [
+        # 203.0.113.1 is reserved for documentation: no interface of this machine has it
+        ("203.0.113.1", "Cannot assign requested address"),
+        ("256.1.1.1", ""),  # no address at all (the resolver's words vary by platform)
+        ("a" * 64 + ".example", "is not a valid host name"),  # the idna codec refuses it
+    ],
+)
+def test_a_host_this_machine_cannot_listen_on_is_one_line_saying_what_to_give(
+    host: str, reason: str
+):
     result = subprocess.run(
-        [BREWOPS, "api", "serve", "--host", "203.0.113.1", "--port", "0"],
+        [BREWOPS, "api", "serve", "--host", host, "--port", "0"],
         capture_output=True,
         text=True,
         timeout=60,
     )
 
     assert result.returncode == 1
-    assert "Error: Cannot listen on 203.0.113.1:0: Cannot assign requested address" in (
-        result.stderr
-    )
-    assert "port is in use" not in result.stderr
+    [line] = result.stderr.splitlines()  # nothing of werkzeug's before it, no traceback
+    assert line.startswith(f"Error: Cannot listen on {host}:0: ")
+    assert reason in line and line.endswith(GIVE_A_HOST)
+    assert "port is in use" not in line
+
+
+def test_the_url_of_a_server_on_an_ipv6_address_is_one_a_client_can_use(catalog_beers):
+    import requests
+
+    from brewops.punkapi.server import PunkApiServer
+
+    try:
+        server = PunkApiServer(beers=catalog_beers[:3], host="::1")
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    server.start()
+    try:
+        answer = requests.get(f"{server.url}/beers/1", timeout=10)
+    finally:
+        server.stop()
+
+    assert server.url == f"http://[::1]:{server.port}/v2"
+    assert answer.ok and answer.json()[0]["id"] == 1
 
 
 @pytest.mark.parametrize(

@@ -3,12 +3,32 @@
 from __future__ import annotations
 
 import errno
+import os
+import socket
 import sys
 from pathlib import Path
 
 import click
 
 from brewops.catalog import CatalogError
+
+
+def cannot_listen(host: str, port: int, error: OSError) -> str:
+    """Why `serve` cannot listen on host:port, and what to give instead."""
+    # socket.create_server adds the address to strerror; the message names it already
+    reason = os.strerror(error.errno) if error.errno and error.errno > 0 else error.strerror
+    if error.errno == errno.EADDRINUSE:
+        return (
+            f"Cannot listen on {host}:{port}: the port is in use. Choose another --port "
+            "(0 picks a free one)."
+        )
+    if isinstance(error, socket.gaierror) or error.errno in (errno.EADDRNOTAVAIL, errno.EINVAL):
+        return (
+            f"Cannot listen on {host}:{port}: {reason}. Give --host an address of "
+            "this machine: 127.0.0.1 (the default, this machine only) or 0.0.0.0 (every "
+            "interface)."
+        )
+    return f"Cannot listen on {host}:{port}: {reason}"
 
 
 @click.group()
@@ -137,17 +157,7 @@ def serve(
     except CatalogError as exc:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:
-        raise click.ClickException(f"Cannot listen on {host}:{port}: {exc.strerror}") from exc
-    except SystemExit as exc:  # werkzeug exits by itself when it cannot bind
-        reason = exc.__context__  # the OSError werkzeug caught: not always a taken port
-        if isinstance(reason, OSError) and reason.errno != errno.EADDRINUSE:
-            raise click.ClickException(
-                f"Cannot listen on {host}:{port}: {reason.strerror}"
-            ) from exc
-        raise click.ClickException(
-            f"Cannot listen on {host}:{port}: the port is in use. Choose another --port "
-            "(0 picks a free one)."
-        ) from exc
+        raise click.ClickException(cannot_listen(host, port, exc)) from exc
 
     click.echo(f"Punk API {api_version} serving {server.beer_count} beers at {server.url}")
     sys.stdout.flush()

@@ -24,6 +24,7 @@ import logging
 import math
 import random
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -738,9 +739,23 @@ class _QuietHandler(WSGIRequestHandler):
             super().log_request(code, size)
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket listening on host:port, or the OSError that says why it cannot be
+    (socket.gaierror for a host that names no address). Bound here, not by werkzeug: when
+    werkzeug cannot bind, it prints its own line and exits the process."""
+    try:
+        family, _, _, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except UnicodeError as error:  # a name the idna codec refuses (a label over 63 characters)
+        raise socket.gaierror(socket.EAI_NONAME, f"{host!r} is not a valid host name") from error
+    return socket.create_server(address, family=family)
+
+
 class PunkApiServer:
     """A threaded HTTP server (on 127.0.0.1 unless `host` says otherwise) serving a
-    catalogue; `url` includes /v2 or /v3."""
+    catalogue; `url` includes /v2 or /v3. The address is bound first: a host or port that
+    cannot be listened on is an OSError before the catalogue is read."""
 
     def __init__(
         self,
@@ -756,26 +771,34 @@ class PunkApiServer:
         random_seed: int | None = None,
         verbose: bool = False,
     ) -> None:
-        if beers is None:
-            beers = load_catalog(catalog_path)
-            if not beers:  # every /beers/random would answer 500
-                raise CatalogError(
-                    f"The catalogue {catalog_path or default_catalog_path()} holds no beers: "
-                    "nothing to serve. Give it one that has (--catalog on the command line)."
-                )
-        self.app = PunkApiApp(
-            beers,
-            api_version,
-            rate_limit=rate_limit,
-            rate_window=rate_window,
-            faults=faults,
-            random_seed=random_seed,
-        )
-        self.api_version = api_version
-        self.beer_count = len(beers)
-        self._server: BaseWSGIServer = make_server(
-            host, port, self.app, threaded=True, request_handler=_QuietHandler
-        )
+        with listening_socket(host, port) as listening:  # werkzeug serves a duplicate of it
+            if beers is None:
+                beers = load_catalog(catalog_path)
+                if not beers:  # every /beers/random would answer 500
+                    raise CatalogError(
+                        f"The catalogue {catalog_path or default_catalog_path()} holds no "
+                        "beers: nothing to serve. Give it one that has (--catalog on the "
+                        "command line)."
+                    )
+            self.app = PunkApiApp(
+                beers,
+                api_version,
+                rate_limit=rate_limit,
+                rate_window=rate_window,
+                faults=faults,
+                random_seed=random_seed,
+            )
+            self.api_version = api_version
+            self.beer_count = len(beers)
+            bound_host, bound_port = listening.getsockname()[:2]
+            self._server: BaseWSGIServer = make_server(
+                bound_host,  # the address itself: werkzeug picks the socket family from it
+                bound_port,
+                self.app,
+                threaded=True,
+                request_handler=_QuietHandler,
+                fd=listening.fileno(),
+            )
         self._server.verbose = verbose  # type: ignore[attr-defined]
         self._thread: threading.Thread | None = None
 
@@ -785,11 +808,12 @@ class PunkApiServer:
 
     @property
     def port(self) -> int:
-        return self._server.server_port
+        return self._server.server_address[1]
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/{self.api_version}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address
+        return f"http://{host}:{self.port}/{self.api_version}"
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:
         self._server.serve_forever(poll_interval=poll_interval)
