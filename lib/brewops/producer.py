@@ -298,9 +298,9 @@ def _progress_callback(progress: bool | Progress, total: int | None) -> tuple[Pr
         return None, None
     if callable(progress):
         return progress, None
-    from tqdm.auto import tqdm
+    from brewops.progress import ProgressBar
 
-    bar = tqdm(total=total, unit=" records", desc="PutRecords")
+    bar = ProgressBar(total=total, unit=" records", desc="PutRecords")
     return bar.update, bar
 
 

@@ -139,13 +139,13 @@ class FirehoseRuntime:
 
     def drain(self) -> DrainReport:
         """Deliver everything the source streams hold now, then return."""
-        from tqdm.auto import tqdm
+        from brewops.progress import ProgressBar
 
         started = time.monotonic()
         report = DrainReport()
         for stream in self.streams:
             stream_started = time.monotonic()
-            with tqdm(
+            with ProgressBar(
                 desc=f"drain {stream.config.name}",
                 unit=" records",
                 disable=not self.progress,

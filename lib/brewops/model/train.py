@@ -367,7 +367,8 @@ def cross_validate(
     out-of-fold predictions.
     """
     from joblib import Parallel, delayed
-    from tqdm.auto import tqdm
+
+    from brewops.progress import ProgressBar
 
     band = bands.band_index(ibu)
     folds = RepeatedStratifiedKFold(
@@ -383,7 +384,7 @@ def cross_validate(
     results = Parallel(n_jobs=protocol.n_jobs, return_as="generator")(
         delayed(_run_fold)(X, ibu, train, test, protocol.seed, params) for train, test in splits
     )
-    progress_bar = tqdm(
+    progress_bar = ProgressBar(
         results, total=len(splits), desc="cross-validation folds", disable=not progress
     )
     for fold, ((_, test), fold_result) in enumerate(zip(splits, progress_bar, strict=True)):

@@ -211,9 +211,9 @@ class PunkApiClient:
         """Every matching beer, page after page until a short or empty page."""
         bar = None
         if progress:
-            from tqdm.auto import tqdm  # imported here: only a crawl with a bar needs it
+            from brewops.progress import ProgressBar  # only a crawl with a bar needs it
 
-            bar = tqdm(desc=f"Crawling {self.base_url}", unit=" beers")
+            bar = ProgressBar(desc=f"Crawling {self.base_url}", unit=" beers")
         try:
             page = 1
             while True:
