@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -206,6 +207,22 @@ def test_the_readme_runs_only_parameters_the_notebooks_define_with_their_types()
         check_parameters(discover(only=only), {name: _parse_value(v) for name, v in given})
 
 
+def test_a_parameter_in_seconds_takes_a_fraction_of_one():
+    """`-p delivery_timeout 10.5` is a duration, not a typo: refusing it for not being an
+    integer would only send the user back to round it."""
+    from papermill import inspect_notebook
+
+    in_seconds = {
+        (notebook, name)
+        for notebook in discover()
+        for name, parameter in inspect_notebook(notebook).items()
+        if "seconds" in parameter["help"]
+    }
+    assert in_seconds, "no parameter says it is in seconds"
+    for notebook, name in in_seconds:
+        check_parameters([notebook], {name: 10.5})
+
+
 def test_parameter_values_are_yaml_scalars():
     assert _parse_value("3") == 3
     assert _parse_value("0.5") == 0.5
@@ -312,6 +329,65 @@ class _FakePapermill:
         error = self.raises.get(Path(source).name)
         if error is not None:
             raise error
+
+
+class _WritesCopies(_FakePapermill):
+    """papermill writing each executed copy (here the source as it is) before it runs."""
+
+    def execute_notebook(self, source: str, executed: str, **kwargs: Any) -> None:
+        shutil.copyfile(source, executed)
+        super().execute_notebook(source, executed, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("only", "listed"),
+    [
+        (["01"], ["01_first_step"]),  # 02 and 03 left out
+        ([], ["01_first_step", "02_breaks_here"]),  # 03 not reached after 02 fails
+    ],
+)
+def test_the_executed_folder_holds_only_the_copies_of_this_run(
+    notebooks: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    only: list[str],
+    listed: list[str],
+):
+    """A copy an earlier run left, beside a summary of this run, would pass for this run's."""
+    out = tmp_path / "build"
+    monkeypatch.setattr(runner, "notebook_executor", lambda: _WritesCopies())
+    execute(discover(notebooks), out_dir=out, progress=False)  # every notebook, every copy
+    fails = _WritesCopies({"02_breaks_here.ipynb": RuntimeError("fails this time")})
+    monkeypatch.setattr(runner, "notebook_executor", lambda: fails)
+
+    run = execute(discover(notebooks, only=only), out_dir=out, progress=False)
+
+    summarised = [Path(p).name for nb in run.notebooks for p in (nb.executed, nb.html) if p]
+    assert sorted(p.name for p in (out / "executed").iterdir()) == sorted(summarised)
+    assert sorted(Path(name).stem for name in summarised) == sorted(listed * 2)
+
+
+def test_each_notebook_is_given_the_target_and_only_the_parameters_it_defines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """papermill injects any parameter it is given, and warns that it is unknown to a
+    notebook that does not define it: a run with `-p ticks 5` would seem not to take it."""
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    _notebook(notebooks / "01_first.ipynb")
+    ticking = nbformat.read(_notebook(notebooks / "02_ticks.ipynb"), as_version=4)
+    ticking.cells[1].source += "\nticks = 3"
+    nbformat.write(ticking, notebooks / "02_ticks.ipynb")
+    fake = _FakePapermill()
+    monkeypatch.setattr(runner, "notebook_executor", lambda: fake)
+
+    run = execute(
+        discover(notebooks), target="aws", parameters={"ticks": 5}, out_dir=tmp_path / "build"
+    )
+
+    given = [call["parameters"] for call in fake.calls]
+    assert given == [{"target": "aws"}, {"target": "aws", "ticks": 5}]
+    assert run.parameters == {"target": "aws", "ticks": 5}
 
 
 def test_a_failure_without_a_message_is_named_by_its_type(

@@ -4,6 +4,7 @@ Executed copies go to `build/executed/` (sources are never overwritten) with an 
 rendering beside each; the run stops at the first failing notebook and keeps its executed
 copy, because that copy shows where it failed. `build/run-summary.json` records each
 notebook's status, seconds and the key figures it recorded through `brewops.summary`.
+`build/executed/` holds the copies of the last run only, as the summary describes it.
 """
 
 from __future__ import annotations
@@ -226,6 +227,7 @@ def execute(
     summary_path = out_dir / "run-summary.json"
     # at once: a run killed in its first notebook must not leave the last run's summary
     run.write(summary_path)
+    remove_executed_copies(executed_dir)
     started = time.perf_counter()
     failed = False
     for source in notebooks:
@@ -236,7 +238,6 @@ def execute(
         executed = executed_dir / source.name
         figures_file = figures_dir / f"{name}.json"
         figures_file.unlink(missing_ok=True)
-        executed.with_suffix(".html").unlink(missing_ok=True)  # an earlier run's rendering
         result = NotebookResult(name, "ok", executed=str(executed))
         click.echo(f"==> {source.name} ({target})", err=True)
         t0 = time.perf_counter()
@@ -248,7 +249,7 @@ def execute(
                 papermill.execute_notebook(
                     str(source),
                     str(executed),
-                    parameters=params,
+                    parameters=own_parameters(source, params),
                     kernel_name="python3",
                     cwd=str(source.parent),
                     progress_bar=progress,
@@ -269,6 +270,24 @@ def execute(
     run.seconds = round(time.perf_counter() - started, 2)
     run.write(summary_path)
     return run
+
+
+def own_parameters(notebook: Path, parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """The target and the parameters `notebook` defines: papermill would inject the others
+    too, saying each is unknown, as if it had not been taken where it was meant."""
+    from papermill import inspect_notebook
+
+    defined = inspect_notebook(notebook)
+    return {name: v for name, v in parameters.items() if name == "target" or name in defined}
+
+
+def remove_executed_copies(executed_dir: Path) -> None:
+    """Remove the executed copies (and renderings) earlier runs left: one of a notebook
+    this run leaves out (--only) or does not reach (after a failure) would pass for this
+    run's, beside a summary that does not list it."""
+    for path in executed_dir.iterdir():
+        if path.suffix in (".ipynb", ".html") and NOTEBOOK_NAME.match(f"{path.stem}.ipynb"):
+            path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -329,9 +348,10 @@ def run_command(
 ) -> None:
     """Execute the notebooks in order into build/executed/ and write build/run-summary.json.
 
-    Stops at the first failing notebook and keeps its executed copy. With the local target
-    the emulator, the Punk API server and the stack are brought up first and taken down
-    afterwards (unless they were already running), once no other run is using them.
+    build/executed/ then holds this run's copies only. Stops at the first failing notebook
+    and keeps its executed copy. With the local target the emulator, the Punk API server
+    and the stack are brought up first and taken down afterwards (unless they were already
+    running), once no other run is using them.
     """
     notebooks = discover(only=only)
     if not notebooks:
