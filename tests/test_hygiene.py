@@ -129,28 +129,41 @@ def test_every_parameter_says_what_it_does(notebook: Path):
     assert [name for name, p in parameters.items() if not p["help"].strip()] == []
 
 
-def _colab_cell(notebook: Path, home: Path) -> str:
-    """The notebook's Colab install cell, with the clone going to `home`."""
-    source = "".join(json.loads(notebook.read_text())["cells"][1]["source"])
-    assert '"google.colab" in sys.modules' in source
-    return source.replace("/content/brewops", str(home))
+def _colab_cells(notebook: Path, home: Path) -> tuple[str, str]:
+    """The notebook's Colab cells: the install cell, with the clone going to `home`, and
+    the cell after the parameters, which starts the local target."""
+    cells = json.loads(notebook.read_text())["cells"]
+    sources = ["".join(cell["source"]) for cell in cells]
+    [parameters] = [i for i, c in enumerate(cells) if "parameters" in c["metadata"].get("tags", [])]
+    install, local_target = sources[1], sources[parameters + 1]
+    assert '"google.colab" in sys.modules' in install
+    assert '"google.colab" in sys.modules' in local_target
+    return install.replace("/content/brewops", str(home)), local_target
 
 
 @pytest.mark.parametrize(
-    ("notebook", "fills_the_stack"),
+    ("notebook", "target", "started"),
     [
-        ("01_explore_api", False),
-        ("04_validate_glue_table", True),
-        ("05_train_evaluate_model", True),
+        ("01_explore_api", "local", ["local up"]),
+        ("04_validate_glue_table", "local", ["local up", "stream fill --no-progress"]),
+        ("05_train_evaluate_model", "local", ["local up", "stream fill --no-progress"]),
+        # the deployed stack: no emulator for nobody, and nothing of it to fill
+        ("01_explore_api", "aws", []),
+        ("05_train_evaluate_model", "aws", []),
     ],
 )
-def test_the_colab_cell_installs_once_and_fills_the_stack_where_notebook_03_is_needed(
-    notebook: str, fills_the_stack: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_the_colab_cells_install_once_and_start_and_fill_the_local_target_only_if_used(
+    notebook: str,
+    target: str,
+    started: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ):
     """Colab runs each notebook in a runtime of its own: one that reads what notebook 03
-    produced fills the stack (`brewops stream fill`). An interrupted install is tried again."""
+    produced fills the local stack (`brewops stream fill`). The target is the parameters'
+    choice, so it is started after them. An interrupted install is tried again."""
     home = tmp_path / "brewops"
-    cell = _colab_cell(ROOT / "notebooks" / f"{notebook}.ipynb", home)
+    install, local_target = _colab_cells(ROOT / "notebooks" / f"{notebook}.ipynb", home)
     monkeypatch.setitem(sys.modules, "google.colab", type(sys)("google.colab"))
     monkeypatch.setenv("BREWOPS_HOME", str(home))  # restored after the cell sets it
     ran: list[str] = []
@@ -167,19 +180,19 @@ def test_the_colab_cell_installs_once_and_fills_the_stack_where_notebook_03_is_n
     monkeypatch.setattr(subprocess, "run", run)
 
     with pytest.raises(subprocess.CalledProcessError):
-        exec(cell, {})
-    exec(cell, {})
-    exec(cell, {})
+        exec(install, {})
+    for _ in range(2):  # the notebook run twice from the top
+        namespace: dict = {}
+        exec(install, namespace)
+        namespace["target"] = target  # what the parameters cell sets
+        exec(local_target, namespace)
 
-    fill = ["stream fill --no-progress"] if fills_the_stack else []  # once per stack, itself
     assert ran == [
         "clone -q --depth",
         "-m pip install",
         "-m pip install",  # tried again, without cloning again
-        "local up",
-        *fill,
-        "local up",  # once installed, a second run does not install again
-        *fill,
+        *started,
+        *started,  # once installed, a second run does not install again
     ]
 
 
@@ -189,7 +202,7 @@ def test_the_colab_cell_clones_again_after_a_clone_that_was_killed(
     """A runtime restarted mid-clone leaves part of a clone behind: it must not be taken
     for the repository."""
     home = tmp_path / "brewops"
-    cell = _colab_cell(ROOT / "notebooks" / "01_explore_api.ipynb", home)
+    cell, _ = _colab_cells(ROOT / "notebooks" / "01_explore_api.ipynb", home)
     monkeypatch.setitem(sys.modules, "google.colab", type(sys)("google.colab"))
     monkeypatch.setenv("BREWOPS_HOME", str(home))
     clones = []
@@ -280,21 +293,23 @@ def test_lambda_handlers_do_not_import_heavy_libraries():
     assert result.stdout.strip() == "", f"Lambda handlers import {result.stdout.strip()}"
 
 
-def test_progress_bars_come_from_tqdm_auto():
-    """In a notebook tqdm.auto draws one widget whose last state the executed copy keeps;
-    plain tqdm writes a stderr line per update into it instead."""
-    plain = []
+def test_progress_bars_come_from_brewops_progress():
+    """Its bar is tqdm.auto's: in a notebook one widget, where plain tqdm writes a stderr
+    line per update into the executed copy, and whose saved text is its final state."""
+    direct = []
     for path in sorted((ROOT / "lib" / "brewops").rglob("*.py")):
+        if path == ROOT / "lib" / "brewops" / "progress.py":
+            continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom):
-                names = [node.module]
+                names = [node.module or ""]
             elif isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
             else:
                 continue
-            if {"tqdm", "tqdm.std"} & set(names):
-                plain.append(f"{path.relative_to(ROOT)}:{node.lineno}")
-    assert not plain, f"import tqdm.auto instead: {plain}"
+            if any(name == "tqdm" or name.startswith("tqdm.") for name in names):
+                direct.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not direct, f"use brewops.progress.ProgressBar instead: {direct}"
 
 
 @pytest.mark.parametrize(

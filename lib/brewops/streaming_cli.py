@@ -281,7 +281,8 @@ def drain(target: str, progress: bool | None) -> None:
 def fill(ctx: click.Context, progress: bool) -> None:
     """Fill the local stack as notebook 03 does: backfill the whole catalogue, unless this
     stack already holds what was produced, then deliver it. Safe to run again; notebooks 04
-    and 05 read what it leaves (in Colab, where each runs alone, their first cell runs it)."""
+    and 05 read what it leaves (in Colab, where each runs alone, their cell after the
+    parameters runs it)."""
     tgt = use_target("local")
     produced, _ = read_produced("local", tgt.stack_id)
     if produced is None:

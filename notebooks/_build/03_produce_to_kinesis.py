@@ -40,7 +40,7 @@ api_url = None  # None: the Punk API of the target
 api_version = None  # None: the target's (on AWS its PunkApiVersion), or api_url's /v2 or /v3
 ticks = 3  # scheduled producer invocations after the backfill
 progress = True  # progress bars
-delivery_timeout = 900  # aws: seconds to wait for Firehose to deliver everything
+delivery_timeout = 900.0  # aws: seconds to wait for Firehose to deliver everything
 cleanup = False  # delete the delivered objects at the end (later notebooks read them)
 """,
     cells=[

@@ -25,7 +25,7 @@ beers with `target_fg` above `target_og`, the nulls) are findings: reported, nev
 """,
     needs="""
 The stack deployed (notebook 02) and filled (notebook 03; in Colab, whose runtime runs this
-notebook alone, the install cell fills it the same way). Locally the tables are read
+notebook alone, the cell after the parameters fills it the same way). Locally the tables are read
 through Glue and S3 with awswrangler (there is no Athena in the emulator); with
 `target = "aws"` through Athena, in the stack's workgroup.
 """,

@@ -22,8 +22,8 @@ The model is then registered under `s3://BUCKET/models/ibu/<version>/` (the fitt
 pipeline, `metrics.json`, a model card), loaded back and used to predict a few beers.
 """,
     needs="""
-The raw table (notebooks 02 and 03: the stack deployed and filled; in Colab the install cell
-fills it), read and deduplicated with `brewops.tables`. With `catalog` set to a catalogue file (v2 or v3 JSON), the notebook
+The raw table (notebooks 02 and 03: the stack deployed and filled; in Colab the cell after the
+parameters fills it), read and deduplicated with `brewops.tables`. With `catalog` set to a catalogue file (v2 or v3 JSON), the notebook
 trains on that file instead and needs the stack only to register the model.
 """,
     costs="""

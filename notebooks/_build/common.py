@@ -1,6 +1,7 @@
 """Builds the numbered notebooks from these scripts, so every notebook opens the same way:
 H1 title, Colab badge, Overview / What you need / Costs, the Colab install cell, one
-`parameters` cell. Run `python notebooks/_build/NN_name.py` after editing a script."""
+`parameters` cell, the Colab cell that starts the local target. Run
+`python notebooks/_build/NN_name.py` after editing a script."""
 
 from __future__ import annotations
 
@@ -16,9 +17,8 @@ COLAB = "https://colab.research.google.com/github/{repo}/blob/main/notebooks/{na
 BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 
 COLAB_INSTALL = f"""\
-# In Colab, set up what `make setup` does locally: the repository (template, lock file),
-# the package at the lock file's versions (Colab keeps its own Jupyter), and the local
-# target (emulator + Punk API).
+# In Colab, set up what `make setup` does locally: the repository (template, lock file) and
+# the package at the lock file's versions (Colab keeps its own Jupyter).
 import os
 import shutil
 import subprocess
@@ -36,11 +36,16 @@ if "google.colab" in sys.modules:
         lock = f"{{home}}/requirements.lock"
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-c", lock, home], check=True)
         open(installed, "w").close()
-    os.environ["BREWOPS_HOME"] = home  # where the template and the build folder live
-    subprocess.run(["brewops", "local", "up"], check=True)  # left unused by target "aws\""""
+    os.environ["BREWOPS_HOME"] = home  # where the template and the build folder live"""
+
+# After the parameters, which choose the target: target "aws" needs no emulator.
+COLAB_LOCAL_TARGET = """\
+# In Colab, start the local target (emulator + Punk API) when this notebook uses it.
+if "google.colab" in sys.modules and target == "local":
+    subprocess.run(["brewops", "local", "up"], check=True)"""
 
 # Notebooks that read what notebook 03 produced. A Colab runtime runs one notebook, so
-# there the stack is filled the way notebook 03 fills it (backfill, then delivery).
+# there the local stack is filled the way notebook 03 fills it (backfill, then delivery).
 COLAB_FILL_STACK = """
     # this runtime has not run notebook 03: fill the stack as it does (once per stack)
     subprocess.run(["brewops", "stream", "fill", "--no-progress"], check=True)"""
@@ -72,8 +77,8 @@ def build(
     params = code(parameters)
     params.metadata["tags"] = ["parameters"]
     nb = nbformat.v4.new_notebook()
-    install = COLAB_INSTALL + (COLAB_FILL_STACK if reads_produced_data else "")
-    nb.cells = [md(intro), code(install), params, *cells]
+    local_target = COLAB_LOCAL_TARGET + (COLAB_FILL_STACK if reads_produced_data else "")
+    nb.cells = [md(intro), code(COLAB_INSTALL), params, code(local_target), *cells]
     for number, cell in enumerate(nb.cells):  # stable ids keep regenerated notebooks diff-free
         cell.id = f"{name[:2]}-{number:02d}"
     nb.metadata["kernelspec"] = {
