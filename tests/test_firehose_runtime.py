@@ -1220,6 +1220,24 @@ def test_a_drain_reads_past_empty_pages_and_expired_iterators_to_the_tip(tmp_pat
     assert report.streams[0].delivered == 5
 
 
+def test_a_drain_in_another_time_zone_keeps_the_checkpoint(tmp_path, monkeypatch):
+    # botocore gives creation times in the machine's zone: a shell with another TZ must
+    # find the same streams, not deliver everything again
+    kinesis = ScriptedKinesis({"shardId-000000000000": numbered(1, 2)})
+    aws = ScriptedAWS(kinesis, description())
+    scripted_drain(aws, tmp_path)
+
+    kiritimati = MOMENT.astimezone(timezone(timedelta(hours=14)))
+    aws.stream = {**aws.stream, "CreateTimestamp": kiritimati}
+    summary = {"StreamDescriptionSummary": {"StreamCreationTimestamp": kiritimati}}
+    monkeypatch.setattr(kinesis, "describe_stream_summary", lambda StreamName: summary)
+    kinesis.add("shardId-000000000000", *numbered(3))
+    report = scripted_drain(aws, tmp_path)
+
+    assert [json.loads(line)["id"] for line in aws.lines()] == [1, 2, 3]
+    assert report.streams[0].delivered == 1
+
+
 def test_without_names_every_kinesis_sourced_delivery_stream_is_delivered(tmp_path):
     # a Direct PUT delivery stream beside them is none of the runtime's business
     aws = ScriptedAWS(ScriptedKinesis({"shardId-000000000000": numbered(1)}), description())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 MIB = 1024 * 1024
@@ -15,6 +15,12 @@ DEFAULT_PROCESSOR_BUFFER_MIB = 1.0
 DEFAULT_PROCESSOR_SECONDS = 60
 DEFAULT_PROCESSOR_RETRIES = 3
 EXTENSIONS = {"UNCOMPRESSED": "", "GZIP": ".gz"}
+
+
+def instant_text(value: Any) -> str:
+    """A creation time as text that reads the same in every time zone: botocore gives it in
+    the machine's zone, and a checkpoint must still match from a shell with another TZ."""
+    return value.astimezone(UTC).isoformat() if isinstance(value, datetime) else str(value)
 
 
 class UnsupportedConfiguration(ValueError):
@@ -102,12 +108,11 @@ class DeliveryStreamConfig:
         hints = s3.get("BufferingHints") or {}
         processor, append_delimiter = _processors(name, s3.get("ProcessingConfiguration"))
         arn = description["DeliveryStreamARN"]
-        created = description.get("CreateTimestamp")
         return cls(
             name=name,
             arn=arn,
             version_id=str(description.get("VersionId") or "1"),
-            created=created.isoformat() if isinstance(created, datetime) else str(created),
+            created=instant_text(description.get("CreateTimestamp")),
             region=arn.split(":")[3],
             source_stream_arn=source["KinesisStreamARN"],
             bucket=s3["BucketARN"].split(":::", 1)[-1],

@@ -26,7 +26,7 @@ from typing import Any
 
 from brewops.errors import ActionableError
 from brewops.firehose_runtime.checkpoints import Checkpoint, CheckpointStore
-from brewops.firehose_runtime.config import DeliveryStreamConfig
+from brewops.firehose_runtime.config import DeliveryStreamConfig, instant_text
 from brewops.firehose_runtime.conversion import (
     ConversionError,
     HiveJsonDeserializer,
@@ -299,9 +299,7 @@ class DeliveryStreamRuntime:
             delivery_stream_arn=self.config.arn,
             delivery_stream_created=self.config.created,
             source_stream_arn=self.config.source_stream_arn,
-            source_stream_created=created.isoformat()
-            if isinstance(created, datetime)
-            else str(created),
+            source_stream_created=instant_text(created),
         )
         return self.store.load(fresh, self.config.name)
 
