@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -19,12 +20,13 @@ from brewops.model.cli import HEADLINE
 from brewops.model.cli import model as model_group
 
 
-def brewops(*args: str) -> subprocess.CompletedProcess:
+def brewops(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "brewops.cli", "model", *args],
         capture_output=True,
         text=True,
         timeout=300,
+        env=None if env is None else {**os.environ, **env},
     )
 
 
@@ -266,6 +268,23 @@ def test_predict_writes_names_as_they_are(trained_dir: Path, split_catalogue):
     )
     assert result.exit_code == 0, result.output
     assert f'"name": "{beer["name"]}"' in result.output  # not escaped to ASCII
+
+
+def test_predict_writes_utf8_json_where_the_terminal_is_not_utf8(
+    trained_dir: Path, split_catalogue
+):
+    # a Latin-1 locale (LANG=de_DE) has no combining accents: "Zé" is e + U+0301 here
+    train_file, _ = split_catalogue
+    beers = [b for b in json.loads(train_file.read_text()) if not b["name"].isascii()]
+    ids = [arg for b in beers for arg in ("--id", str(b["id"]))]
+    result = brewops(
+        "predict", "--model", str(trained_dir), "--catalog", str(train_file), *ids,
+        env={"PYTHONIOENCODING": "latin-1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line)["name"] for line in result.stdout.splitlines()] == [
+        b["name"] for b in beers
+    ]
 
 
 def test_predict_names_the_ids_it_cannot_find(trained_dir: Path, split_catalogue):

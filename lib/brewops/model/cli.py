@@ -204,7 +204,8 @@ def predict(model_location: str, catalog_path: Path, ids: tuple[int, ...]) -> No
                 " (ids are the catalogue's own; leave out --id to predict every beer)"
             )
     for prediction in predict_beers(loaded.model, beers, _trained_on(loaded)):
-        click.echo(json.dumps(prediction, ensure_ascii=False))
+        # JSON is UTF-8 whatever the locale: a Latin-1 one cannot even encode some names
+        click.echo(json.dumps(prediction, ensure_ascii=False).encode("utf-8"))
 
 
 def _load(path: Path, on_dropped: Callable[[int], Any] | None = None) -> list[dict[str, Any]]:
