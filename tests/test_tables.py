@@ -260,6 +260,17 @@ def test_read_raw_table_reads_gzip_ndjson_with_or_without_extension(delivered):
 
 
 @pytest.mark.emulator
+def test_the_raw_table_gives_back_every_number_as_it_was_delivered(delivered):
+    frame = latest_per_id(tables.read_table("raw", delivered.tables)).set_index("id")
+
+    for beer in delivered.beers:
+        read_back = frame.loc[beer["id"]]
+        for column in ("abv", "ibu", "target_fg", "target_og", "ebc", "srm", "ph", "ingredients"):
+            if beer[column] is not None:
+                assert read_back[column] == beer[column], (beer["id"], column)
+
+
+@pytest.mark.emulator
 def test_objects_outside_the_layout_are_not_read(delivered):
     local = delivered.tables
     beer = delivered.beers[0]

@@ -412,6 +412,8 @@ def _read_with_awswrangler(
                 compression=compression,
                 dtype=False,
                 convert_dates=False,
+                # pandas' default parser gives 0.30000000000000004 for a recipe's 0.3
+                precise_float=True,
                 boto3_session=session,
             )
         )
