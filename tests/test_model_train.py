@@ -6,10 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from brewops import schema, tables
 from brewops.catalog import to_v3_shape
 from brewops.model import bands, features, train
 from brewops.model.predict import predict_beer, predict_beers, predictions_frame
 from fixtures.model import QUICK, TINY, train_small
+from fixtures.validation import raw_columns
 
 
 @pytest.fixture(scope="module")
@@ -304,6 +306,19 @@ def test_the_data_checksum_is_the_same_for_either_catalogue_shape(catalog_beers)
     assert train.data_checksum(v2[1:]) != train.data_checksum(v2)
     changed = [{**v2[0], "ibu": v2[0]["ibu"] + 1}, *v2[1:]]
     assert train.data_checksum(changed) != train.data_checksum(v2)
+
+
+def test_the_data_checksum_of_beers_read_from_the_raw_table_is_the_catalogues(catalog_beers):
+    # the table gives its double columns as floats (60.0 for 60) and adds the partition
+    # column, the day the records were ingested: the same beers all the same
+    columns = [(c["Name"], c["Type"]) for c in raw_columns()]
+    columns.append((schema.PARTITION_KEY, schema.PARTITION_GLUE_TYPE))
+    read = tables.typed(pd.DataFrame(catalog_beers).assign(ingest_date="2024-06-01"), columns)
+    read_a_day_later = read.assign(ingest_date="2024-06-02")
+    checksum = train.data_checksum(features.labelled(catalog_beers))
+
+    assert train.data_checksum(features.labelled(read)) == checksum
+    assert train.data_checksum(features.labelled(read_a_day_later)) == checksum
 
 
 def test_one_absurd_value_leaves_the_other_beers_predictions_alone(trained, catalog_beers):

@@ -601,13 +601,32 @@ def check_trainable(beers: list[dict[str, Any]], protocol: Protocol = Protocol()
         )
 
 
+# Not data of the beer: the image differs between shapes (a URL in v2, a file name in v3),
+# and the tables add when a record was ingested (the partition's day, the cleaned rows' time).
+_NOT_BEER_DATA = frozenset({"image_url", "image", schema.PARTITION_KEY, "ingested_at"})
+
+
 def data_checksum(beers: list[dict[str, Any]]) -> str:
-    """sha256 of the records used, as canonical JSON (sorted keys, by id)."""
-    # The image is no data of the model and differs between shapes (a URL in v2, a file
-    # name in v3): without it the same catalogue has one checksum in either shape.
-    beers = [{k: v for k, v in b.items() if k not in ("image_url", "image")} for b in beers]
+    """sha256 of the records used, as canonical JSON (sorted keys, by id): the same beers
+    have one checksum whichever shape they come in, from a catalogue file or a table, and
+    on whichever day they were ingested."""
+    beers = [
+        {k: _canonical_numbers(v) for k, v in b.items() if k not in _NOT_BEER_DATA} for b in beers
+    ]
     canonical = json.dumps(beers, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _canonical_numbers(value: Any) -> Any:
+    """A whole float as the integer it is: a table's double column gives 60.0 for the 60
+    of a catalogue file."""
+    if isinstance(value, dict):
+        return {key: _canonical_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_canonical_numbers(item) for item in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def library_versions() -> dict[str, str]:
