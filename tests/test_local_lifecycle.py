@@ -448,6 +448,32 @@ def test_stop_leaves_no_zombie_of_a_server_this_process_started(tmp_path: Path) 
     assert not psutil.pid_exists(process.pid)
 
 
+def test_every_start_of_the_local_punk_api_draws_the_same_random_beers(
+    tmp_path: Path, catalog_path: Path
+) -> None:
+    from brewops.local import runtime
+
+    # what the scheduled ticks of a run put: the same beers on every local target
+    drawn = []
+    for start in ("first", "second"):
+        process, service = runtime._start_punkapi(tmp_path / start, catalog_path)
+        try:
+            processes.wait_ready(
+                "Punk API server",
+                process,
+                lambda service=service: runtime._punkapi_answers(service),
+                Path(service.log),
+                runtime.START_TIMEOUT,
+            )
+            answers = [requests.get(f"{service.url}/beers/random", timeout=10) for _ in range(8)]
+            drawn.append([answer.json()[0]["id"] for answer in answers])
+        finally:
+            processes.stop(service)
+
+    assert drawn[0] == drawn[1]
+    assert len(set(drawn[0])) > 1  # still random beers, not one beer again and again
+
+
 def test_a_missing_log_is_said_to_be_missing(tmp_path: Path) -> None:
     assert processes.log_tail(tmp_path / "never-written.log") == "(no log)"
 

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT = 120.0  # seconds; the emulator imports much of moto before it listens
 PUNKAPI_VERSION = "v2"
+# /beers/random draws from this seed: the scheduled ticks of every local run put the same
+# beers, so two runs of the notebooks leave the same data
+PUNKAPI_RANDOM_SEED = 0
 NAMES = {"emulator": "AWS emulator", "punkapi": "Punk API server"}
 
 
@@ -125,6 +128,7 @@ def _start_punkapi(
     command = [
         sys.executable, "-m", "brewops.cli", "api", "serve",
         "--catalog", str(catalog), "--port", str(port), "--api-version", PUNKAPI_VERSION,
+        "--random-seed", str(PUNKAPI_RANDOM_SEED),
     ]  # fmt: skip
     process = processes.spawn(command, log_file)
     return process, processes.service(process, port, url, log_file)

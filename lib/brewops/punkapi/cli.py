@@ -112,6 +112,13 @@ def api() -> None:
     default=None,
     help="Seed for a replayable fault sequence. Default: none, a new sequence each run.",
 )
+@click.option(
+    "--random-seed",
+    type=int,
+    default=None,
+    help="Seed of the beers /beers/random answers with, for a replayable sequence. "
+    "Default: none, a new sequence each run.",
+)
 @click.option("--verbose", is_flag=True, help="Log every request.")
 def serve(
     catalog: Path | None,
@@ -126,6 +133,7 @@ def serve(
     fault_burst_length: int,
     fault_truncate_rate: float,
     fault_seed: int | None,
+    random_seed: int | None,
     verbose: bool,
 ) -> None:
     """Serve a catalogue on HOST:PORT until interrupted.
@@ -152,6 +160,7 @@ def serve(
             rate_limit=rate_limit or None,
             rate_window=rate_window,
             faults=faults,
+            random_seed=random_seed,
             verbose=verbose,
         )
     except CatalogError as exc:
