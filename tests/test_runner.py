@@ -413,10 +413,34 @@ def test_an_interrupted_run_leaves_a_summary_of_the_notebooks_that_ran(
         execute(discover(notebooks), out_dir=out, progress=False)
 
     written = json.loads((out / "run-summary.json").read_text())
-    assert written["status"] == "running"
+    assert written["status"] == "interrupted"
     assert [(nb["notebook"], nb["status"]) for nb in written["notebooks"]] == [
-        ("01_first_step", "ok")
+        ("01_first_step", "ok"),
+        ("02_breaks_here", "interrupted"),
     ]
+
+
+def test_an_error_of_the_runner_itself_ends_the_summary_as_failed(
+    notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    fake = _WritesCopies()
+    monkeypatch.setattr(runner, "notebook_executor", lambda: fake)
+
+    def full_disk(executed: Path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(executed.with_suffix(".html")))
+
+    monkeypatch.setattr(runner, "render_html", full_disk)
+    out = tmp_path / "build"
+
+    with pytest.raises(OSError):
+        execute(discover(notebooks), out_dir=out, progress=False)
+
+    written = json.loads((out / "run-summary.json").read_text())
+    assert written["status"] == "failed"
+    assert [(nb["notebook"], nb["status"]) for nb in written["notebooks"]] == [
+        ("01_first_step", "failed")
+    ]
+    assert "No space left on device" in written["notebooks"][0]["error"]
 
 
 def test_a_run_interrupted_in_its_first_notebook_leaves_its_own_summary(
@@ -433,7 +457,10 @@ def test_a_run_interrupted_in_its_first_notebook_leaves_its_own_summary(
 
     # not the earlier run's "ok" beside this run's half-executed copy
     written = json.loads((out / "run-summary.json").read_text())
-    assert (written["status"], written["notebooks"]) == ("running", [])
+    assert written["status"] == "interrupted"
+    assert [(nb["notebook"], nb["status"]) for nb in written["notebooks"]] == [
+        ("01_first_step", "interrupted")
+    ]
     assert written["started_at"] != earlier["started_at"]
     assert not (out / "executed" / "01_first_step.html").exists()
     assert stat.S_IMODE((out / "run-summary.json").stat().st_mode) == 0o644  # as it was

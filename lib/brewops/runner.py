@@ -230,42 +230,58 @@ def execute(
     remove_executed_copies(executed_dir)
     started = time.perf_counter()
     failed = False
-    for source in notebooks:
-        name = source.stem
-        if failed:
-            run.notebooks.append(NotebookResult(name, "skipped"))
-            continue
-        executed = executed_dir / source.name
-        figures_file = figures_dir / f"{name}.json"
-        figures_file.unlink(missing_ok=True)
-        result = NotebookResult(name, "ok", executed=str(executed))
-        click.echo(f"==> {source.name} ({target})", err=True)
-        t0 = time.perf_counter()
-        try:
-            with (
-                applied_environment({summary.FIGURES_ENV: str(figures_file)}),
-                kernel_transport() as kernel_config,
-            ):
-                papermill.execute_notebook(
-                    str(source),
-                    str(executed),
-                    parameters=own_parameters(source, params),
-                    kernel_name="python3",
-                    cwd=str(source.parent),
-                    progress_bar=progress,
-                    **kernel_config,
-                )
-        except Exception as exc:  # papermill raises on any failing cell; keep the copy
-            result.status = "failed"
-            result.error = _first_line(exc)
-            failed = True
-        result.seconds = round(time.perf_counter() - t0, 2)
-        result.figures = summary.read(figures_file)
-        html = render_html(executed) if executed.exists() else None
-        result.html = str(html) if html else None
-        run.notebooks.append(result)
-        click.echo(f"    {result.status} in {result.seconds:.1f} s", err=True)
-        run.write(summary_path)
+    current: NotebookResult | None = None  # the notebook running, not yet recorded
+    try:
+        for source in notebooks:
+            name = source.stem
+            if failed:
+                run.notebooks.append(NotebookResult(name, "skipped"))
+                continue
+            executed = executed_dir / source.name
+            figures_file = figures_dir / f"{name}.json"
+            figures_file.unlink(missing_ok=True)
+            result = NotebookResult(name, "ok", executed=str(executed))
+            click.echo(f"==> {source.name} ({target})", err=True)
+            t0 = time.perf_counter()
+            current = result
+            try:
+                with (
+                    applied_environment({summary.FIGURES_ENV: str(figures_file)}),
+                    kernel_transport() as kernel_config,
+                ):
+                    papermill.execute_notebook(
+                        str(source),
+                        str(executed),
+                        parameters=own_parameters(source, params),
+                        kernel_name="python3",
+                        cwd=str(source.parent),
+                        progress_bar=progress,
+                        **kernel_config,
+                    )
+            except Exception as exc:  # papermill raises on any failing cell; keep the copy
+                result.status = "failed"
+                result.error = _first_line(exc)
+                failed = True
+            result.seconds = round(time.perf_counter() - t0, 2)
+            result.figures = summary.read(figures_file)
+            html = render_html(executed) if executed.exists() else None
+            result.html = str(html) if html else None
+            run.notebooks.append(result)
+            current = None
+            click.echo(f"    {result.status} in {result.seconds:.1f} s", err=True)
+            run.write(summary_path)
+    except BaseException as exc:
+        # Ctrl-C (SIGTERM too), or the runner's own error (its HTML on a full disk): the run
+        # has ended, and its summary must not go on saying "running"
+        run.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        if current is not None:
+            current.status, current.error = run.status, _first_line(exc)
+            current.seconds = round(time.perf_counter() - t0, 2)
+            run.notebooks.append(current)
+        run.seconds = round(time.perf_counter() - started, 2)
+        with contextlib.suppress(OSError):  # the disk that failed may take no summary either
+            run.write(summary_path)
+        raise
     run.status = "failed" if failed else "ok"
     run.seconds = round(time.perf_counter() - started, 2)
     run.write(summary_path)
