@@ -362,26 +362,31 @@ def test_ids_remembered_for_another_stack_are_not_reconciled_against(cli):
     assert json.loads(given.output)["produced"] == 1
 
 
-def test_run_with_the_scheduler_ticks_the_producer_and_remembers_its_beers(cli, monkeypatch):
+def test_run_with_the_scheduler_ticks_the_producer_and_delivers_its_beers_before_it_stops(
+    cli, monkeypatch
+):
     import time
 
     path = streaming_cli.produced_ids_file("local")
     original_run = FirehoseRuntime.run
 
-    def run_until_a_tick_is_remembered(self, stop, poll_seconds=1.0):
+    def run_until_a_tick_is_remembered(self, stop, **options):
         deadline = time.monotonic() + 60
         while not path.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
-        stop.set()
-        return original_run(self, stop, poll_seconds=poll_seconds)
+        stop.set()  # as Ctrl-C would, before delivery has read the tick's beer
+        return original_run(self, stop, **options)
 
     monkeypatch.setattr(FirehoseRuntime, "run", run_until_a_tick_is_remembered)
 
     result = cli("run", "--with-scheduler", "--poll", "0.1")
+    reconciled = cli("reconcile", "--json")
 
     assert result.exit_code == 0, result.output
     assert "tick 1: ok: {" in result.output and '"sent": 1' in result.output, result.output
     assert len(json.loads(path.read_text())["ids"]) == 1
+    assert reconciled.exit_code == 0, reconciled.output  # the beer was delivered, not lost
+    assert json.loads(reconciled.output)["raw"] == 1
 
 
 def test_waiting_reads_the_function_log_once_for_the_answer(

@@ -329,11 +329,15 @@ def run(target: str, poll: float, with_scheduler: bool) -> None:
         ticker.start()
     click.echo("delivering; Ctrl-C to stop")
     try:
-        report = runtime.run(stop, poll_seconds=poll)
+        report = runtime.run(stop, poll_seconds=poll, flush_on_exit=ticker is None)
     finally:
         stop.set()
         if ticker is not None:
             ticker.join(timeout=5)
+    if ticker is not None:
+        # The last ticks' beers may not have been read when delivery stopped, or were sent
+        # after: deliver them too, or `reconcile` finds the beers just sent missing.
+        report.seconds += runtime.drain().seconds
     click.echo(str(report))
 
 
