@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -425,14 +426,109 @@ def test_ids_are_remembered_as_often_as_sent_and_only_for_their_stack(monkeypatc
     assert ids is None and source.endswith("(another stack's, ignored)")
 
 
+def test_the_objects_delivered_before_are_those_of_the_stacks_first_ids_and_its_own(
+    monkeypatch, tmp_path
+):
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path))
+    stack = "arn:aws:cloudformation:us-east-1:123456789012:stack/brewops-dev/1"
+    other = "arn:aws:cloudformation:us-east-1:123456789012:stack/brewops-dev/2"
+
+    streaming_cli.remember_produced("local", [7], stack, frozenset({"raw/earlier"}))
+    streaming_cli.remember_produced("local", [8], stack)  # a later command: the list goes on
+
+    assert streaming_cli.read_delivered_before("local", stack) == {"raw/earlier"}
+    assert streaming_cli.read_delivered_before("local", other) == frozenset()
+
+
+class _OneTickScheduler:
+    """A scheduler whose one tick sends beer 7, for `tick` and `run --with-scheduler`."""
+
+    def __init__(self) -> None:
+        self.ticked = threading.Event()
+
+    def run(self, ticks: int = 1, interval: float = 0.0, stop=None, on_tick=None) -> list[Any]:
+        from brewops.scheduler import Tick
+
+        done = [Tick(1, "producer", {}, result={"sent": 1, "ids": [7]})]
+        if on_tick is not None:
+            on_tick(done)
+        self.ticked.set()
+        return done
+
+
+class _RuntimeUntilTicked:
+    """A Firehose runtime that delivers until the scheduler has ticked once."""
+
+    def __init__(self, scheduler: _OneTickScheduler) -> None:
+        self.scheduler = scheduler
+
+    def run(self, stop: threading.Event, poll_seconds: float) -> str:
+        self.scheduler.ticked.wait(timeout=30)
+        return "delivered"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["backfill", "--no-progress"], ["tick", "--n", "1"], ["run", "--with-scheduler"]],
+    ids=["backfill", "tick", "run"],
+)
+def test_each_command_that_sends_beers_remembers_what_was_delivered_before(
+    args, catalog_path, monkeypatch, tmp_path
+):
+    target = accepting_target(monkeypatch, tmp_path, name="local", punkapi_url=None)
+    monkeypatch.setattr(
+        "brewops.reconcile.delivered_keys", lambda *a, **kw: frozenset({"raw/earlier"})
+    )
+    scheduler = _OneTickScheduler()
+    monkeypatch.setattr("brewops.scheduler.Scheduler.from_outputs", lambda *a, **kw: scheduler)
+    monkeypatch.setattr(
+        "brewops.firehose_runtime.FirehoseRuntime.from_outputs",
+        lambda *a, **kw: _RuntimeUntilTicked(scheduler),
+    )
+    if args[0] == "backfill":
+        args = [*args, "--catalog", str(catalog_path)]
+
+    result = CliRunner().invoke(streaming_cli.stream, args)
+
+    assert result.exit_code == 0, result.output
+    assert streaming_cli.read_produced("local", target.stack_id)[0]
+    assert streaming_cli.read_delivered_before("local", target.stack_id) == {"raw/earlier"}
+
+
+def test_reconcile_leaves_out_the_objects_an_ids_file_says_were_delivered_before(
+    monkeypatch, tmp_path
+):
+    accepting_target(monkeypatch, tmp_path, name="local")
+    ids_file = tmp_path / "ids.json"
+    ids_file.write_text(json.dumps({"ids": [1], "delivered_before": ["raw/earlier"]}))
+    left_out: list[Any] = []
+
+    def compare(produced, outputs, session, delivered_before):
+        left_out.append(set(delivered_before))
+        return SimpleNamespace(ok=True, produced=1, figures=dict)
+
+    monkeypatch.setattr("brewops.reconcile.reconcile", compare)
+
+    result = CliRunner().invoke(streaming_cli.stream, ["reconcile", "--ids-file", str(ids_file)])
+
+    assert result.exit_code == 0, result.output
+    assert left_out == [{"raw/earlier"}]
+
+
 def test_a_bad_ids_file_is_refused_naming_the_file_and_what_is_wrong(monkeypatch, tmp_path):
     accepting_target(monkeypatch, tmp_path, name="local")
     not_json = tmp_path / "not-json.json"
     not_json.write_text("[1, 2")
     not_ids = tmp_path / "not-ids.json"
     not_ids.write_text(json.dumps({"stack_id": "s", "ids": ["1", 2]}))
+    not_keys = tmp_path / "not-keys.json"
+    not_keys.write_text(json.dumps({"stack_id": "s", "ids": [1], "delivered_before": "raw/a"}))
 
-    for path, problem in ((not_json, "is not JSON"), (not_ids, "holds no list of integer ids")):
+    for path, problem in (
+        (not_json, "is not JSON"),
+        (not_ids, "holds no list of integer ids"),
+        (not_keys, "delivered_before is not a list of object keys"),
+    ):
         result = CliRunner().invoke(streaming_cli.stream, ["reconcile", "--ids-file", str(path)])
 
         assert result.exit_code == 2, result.output
@@ -705,6 +801,41 @@ def test_a_host_this_machine_cannot_listen_on_is_one_line_saying_what_to_give(
     assert "port is in use" not in line
 
 
+_WHILE_BINDING = " (while attempting to bind on address ('h', 1))"  # socket.create_server's
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (
+            OSError(errno.EADDRINUSE, "Address already in use" + _WHILE_BINDING),
+            "the port is in use. Choose another --port (0 picks a free one).",
+        ),
+        (
+            OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address" + _WHILE_BINDING),
+            f"{os.strerror(errno.EADDRNOTAVAIL)}. {GIVE_A_HOST}",
+        ),
+        (
+            OSError(errno.EINVAL, "Invalid argument" + _WHILE_BINDING),
+            f"{os.strerror(errno.EINVAL)}. {GIVE_A_HOST}",
+        ),
+        (
+            socket.gaierror(socket.EAI_NONAME, "Name or service not known"),
+            f"Name or service not known. {GIVE_A_HOST}",
+        ),
+        (
+            OSError(errno.EACCES, "Permission denied" + _WHILE_BINDING),
+            os.strerror(errno.EACCES),
+        ),
+    ],
+    ids=["in use", "no such address", "invalid", "no such name", "other"],
+)
+def test_why_serve_cannot_listen_names_the_address_once_and_what_to_give(error, said):
+    from brewops.punkapi.cli import cannot_listen
+
+    assert cannot_listen("h", 1, error) == f"Cannot listen on h:1: {said}"
+
+
 def test_the_url_of_a_server_on_an_ipv6_address_is_one_a_client_can_use(catalog_beers):
     import requests
 
@@ -810,8 +941,9 @@ class _Unused:
         "{not json",
         json.dumps({"stack_id": "s", "ids": ["1", None]}),
         json.dumps({"stack_id": "s", "ids": 5}),
+        json.dumps({"stack_id": "s", "ids": [1], "delivered_before": "raw/a"}),
     ],
-    ids=["json", "ids", "no list"],
+    ids=["json", "ids", "no list", "delivered before"],
 )
 @pytest.mark.parametrize("command", ["backfill", "tick", "reconcile", "run"])
 def test_a_damaged_record_of_the_produced_ids_is_one_line_and_nothing_is_sent(

@@ -78,6 +78,7 @@ def delivered_before_producing(target: str, tgt: Any) -> frozenset[str] | None:
     ids remembered yet (None when it has: the list then started earlier). Says a damaged
     record of the ids before anything is sent."""
     if read_produced(target, tgt.stack_id)[0] is not None:
+        read_delivered_before(target, tgt.stack_id)  # damaged, it is said before sending too
         return None
     from brewops.reconcile import delivered_keys
 
