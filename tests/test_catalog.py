@@ -292,10 +292,12 @@ def test_a_failed_write_leaves_the_previous_catalogue_and_no_partial_file(
     ("content", "message"),
     [
         (b"[{", "not valid JSON"),
-        (b'{"beers": []}', "expected a JSON array"),
+        # an object that is not a beer is not taken for one
+        (b'{"beers": []}', "expected a JSON array of beers, found a JSON object\\.$"),
         (b"{}", "expected a JSON array"),
         (b'{"id": 1, "name": "A"}', "found a JSON object \\(one beer\\? put it in \\[ \\]\\)"),
         (b'[{"id": "1"}]', "integer id"),
+        (b'[{"id": null, "name": "A"}]', 'entry 1 \\("A"\\): id null\\)'),  # null, not absent
         (json.dumps([{"id": 1}, {"id": 1}]).encode(), "duplicate beer ids: \\[1\\]"),
         (json.dumps([{"id": i} for i in (2, 1, 2, 1, 3)]).encode(), "ids: \\[1, 2\\]"),
         # the first ten of many
@@ -309,16 +311,23 @@ def test_bad_catalogue_files_are_refused(tmp_path: Path, content: bytes, message
         load_catalog(path)
 
 
-def test_the_entries_without_an_integer_id_are_named(tmp_path: Path):
+_NAMED = 'entry 2 ("B"): id "2"; entry 3: a JSON null, not a beer; entry 4 ("C"): no id'
+
+
+@pytest.mark.parametrize(
+    ("more", "said"),
+    [
+        ([{"id": True}], f"4 of 5 ({_NAMED}; …)"),  # a boolean is no id; the first three named
+        ([], f"3 of 4 ({_NAMED})"),  # all three named: nothing more to hint at
+    ],
+)
+def test_the_entries_without_an_integer_id_are_named(tmp_path: Path, more: list, said: str):
     path = tmp_path / "newer.json"
-    entries = [{"id": 1, "name": "A"}, {"id": "2", "name": "B"}, None, {"name": "C"}, {"id": True}]
+    entries = [{"id": 1, "name": "A"}, {"id": "2", "name": "B"}, None, {"name": "C"}, *more]
     path.write_text(json.dumps(entries))
     with pytest.raises(CatalogError) as refused:
         load_catalog(path)
-    assert (
-        'entries without one: 4 of 5 (entry 2 ("B"): id "2"; entry 3: a JSON null, not a beer; '
-        'entry 4 ("C"): no id; …). Give every beer a whole-number id.'
-    ) in str(refused.value)
+    assert f"entries without one: {said}. Give every beer a whole-number id." in str(refused.value)
 
 
 @pytest.mark.parametrize(

@@ -448,7 +448,9 @@ def test_a_repeated_id_is_deduplicated_and_reported(
 ):
     beers = [b for b in catalog_beers if b["ibu"] is not None][:20]
     # the last record of id 1 wins: as the protocol says, and as the model card records
-    repeated = [{**beers[0], "ibu": 1}, *beers, {**beers[1], "ibu": 2}]
+    # the same beer, its name written another way: not another beer
+    renamed = f"{beers[0]['name'].upper()}!"
+    repeated = [{**beers[0], "ibu": 1, "name": renamed}, *beers, {**beers[1], "ibu": 2}]
     catalogue = tmp_path / "repeated.json"
     catalogue.write_text(json.dumps(repeated))
     result = brewops_in_process(
@@ -469,21 +471,26 @@ def test_a_repeated_id_is_deduplicated_and_reported(
 def test_an_id_given_to_two_different_beers_says_which_beer_is_left_out(
     trained_dir: Path, catalog_beers, tmp_path: Path
 ):
-    # newer beers numbered on from the v2 catalogue, and one renumbered v3 record among them
+    # newer beers numbered on from the v2 catalogue, and three renumbered v3 records among
+    # them: all three are named, with nothing more to hint at
     newer = [{**b, "id": 400 + i} for i, b in enumerate(catalog_beers[:10])]
-    v3_record = {**to_v3_shape(catalog_beers[10]), "id": 403}
+    v3_records = [{**to_v3_shape(b), "id": 403 + i} for i, b in enumerate(catalog_beers[10:13])]
     catalogue = tmp_path / "newer.json"
-    catalogue.write_text(json.dumps([*newer, v3_record]))
+    catalogue.write_text(json.dumps([*newer, *v3_records]))
 
     result = brewops_in_process(
         "evaluate", "--model", str(trained_dir), "--catalog", str(catalogue)
     )
 
     assert result.exit_code == 0, result.output
+    named = "; ".join(
+        f'id {403 + i} "{newer[3 + i]["name"]}", not "{catalog_beers[10 + i]["name"]}"'
+        for i in range(3)
+    )
     assert result.stderr.strip().splitlines() == [
-        "newer.json: dropped 1 duplicate record(s) of id 403 (the last record of each id is"
-        f' used); 1 of them is another beer than the one kept (id 403 "{newer[3]["name"]}",'
-        f' not "{catalog_beers[10]["name"]}"): give each beer its own id to use it'
+        "newer.json: dropped 3 duplicate record(s) of id 403, 404, 405 (the last record of each"
+        f" id is used); 3 of them is another beer than the one kept ({named}): give each beer"
+        " its own id to use it"
     ]
 
 

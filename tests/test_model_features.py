@@ -571,6 +571,11 @@ def test_an_integer_too_large_for_a_float_is_missing_not_an_error():
     assert math.isnan(features.beer_features(beer)["abv"])
 
 
+@pytest.mark.parametrize("add", [True, math.inf, math.nan], ids=["flag", "inf", "nan"])
+def test_a_flag_or_a_number_that_is_not_finite_is_no_time_and_the_attribute_decides(add):
+    assert hops.parse_stage(add, "Aroma") == hops.Stage("whirlpool", hops.HOT_WORT_MINUTES)
+
+
 def test_deduplicate_sorts_by_numeric_id_and_keeps_records_without_one():
     beers = [{"id": 10}, {"name": "no id"}, {"id": 9}, {"id": 2, "v": 1}, {"id": 2, "v": 2}]
     assert features.deduplicate(beers) == [

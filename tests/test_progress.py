@@ -23,7 +23,9 @@ def test_an_executed_notebook_shows_each_bar_at_its_final_count(tmp_path: Path):
             "for _ in ProgressBar(range(25), desc='folds'):\n"
             "    pass\n"
             "with ProgressBar(desc='drain', unit=' records') as bar:  # no total\n"
-            "    bar.update(7)"
+            "    bar.update(7)\n"
+            "for _ in ProgressBar(range(3), desc='quiet', disable=True):  # no widget at all\n"
+            "    pass"
         )
     ]
     nb.metadata["kernelspec"] = {
@@ -39,6 +41,6 @@ def test_an_executed_notebook_shows_each_bar_at_its_final_count(tmp_path: Path):
     assert result.status == "ok", result.error
     [cell] = nbformat.read(result.executed, as_version=4).cells[-1:]
     shown = [out.data["text/plain"] for out in cell.outputs if WIDGET in out.get("data", {})]
-    assert len(shown) == 2, "one widget per bar"
+    assert len(shown) == 2, "one widget per bar shown, none for the disabled one"
     assert "25/25" in shown[0] and "0/25" not in shown[0]
     assert shown[1].startswith("drain: 7 records")

@@ -198,6 +198,21 @@ def test_a_record_in_raw_but_in_neither_cleaned_nor_the_errors_is_lost():
     assert str(result).splitlines()[-2:] == ["MISSING from cleaned and errors: [2]", "RECORDS LOST"]
 
 
+def test_records_produced_of_which_none_arrived_are_lost_not_nothing_to_reconcile():
+    result = Reconciliation(
+        produced=2,
+        raw_records=0,
+        raw_unique_ids=0,
+        cleaned_rows=0,
+        cleaned_unique_ids=0,
+        errors=[],
+        missing_from_raw=[1, 2],
+        missing_downstream=[1, 2],
+    )
+
+    assert str(result).splitlines()[-1] == "RECORDS LOST"
+
+
 def test_with_nothing_produced_there_is_nothing_to_reconcile_and_nothing_is_proven():
     result = Reconciliation(
         produced=0, raw_records=0, raw_unique_ids=0, cleaned_rows=0, cleaned_unique_ids=0, errors=[]
@@ -235,14 +250,30 @@ def test_waiting_for_delivery_stops_as_soon_as_nothing_is_lost(monkeypatch):
 
 def test_waiting_for_nothing_produced_does_not_wait(monkeypatch):
     nothing = Reconciliation(0, 0, 0, 0, 0, [])
-    slept = []
+
+    def sleep(seconds: float) -> None:  # fails at once, not after the 600 s of polls
+        pytest.fail("waited, but nothing was produced, so nothing will arrive")
+
     monkeypatch.setattr(reconciling, "reconcile", lambda *a, **kw: nothing)
-    monkeypatch.setattr(reconciling.time, "sleep", slept.append)
+    monkeypatch.setattr(reconciling.time, "sleep", sleep)
 
     result = wait_for_delivery([], {}, timeout=600, poll=15)
 
     assert result is nothing and not result.ok
-    assert slept == [], "nothing was produced, so nothing will arrive"
+
+
+def test_waiting_for_delivery_leaves_out_what_was_delivered_before_the_run(monkeypatch):
+    left_out = []
+
+    def compare(produced, outputs, **kwargs):
+        left_out.append(kwargs.get("delivered_before"))
+        return _result(True)
+
+    monkeypatch.setattr(reconciling, "reconcile", compare)
+
+    wait_for_delivery([1], {}, delivered_before=frozenset({"raw/earlier"}))
+
+    assert left_out == [frozenset({"raw/earlier"})]
 
 
 # ------------------------------------------------------------------ objects in S3
@@ -291,6 +322,25 @@ def test_an_object_that_cannot_be_read_is_named_and_the_others_counted(bucket):
     assert list(unreadable) == ["raw/b.gz"]
     with pytest.raises(EOFError):
         raw_ids(bucket, "edges", "raw/")  # nowhere to note it: the caller hears of it
+
+
+@pytest.mark.emulator
+def test_objects_delivered_before_the_run_are_left_out_of_raw_cleaned_and_errors(bucket):
+    for key, body in {
+        "raw/earlier.gz": _gzip_lines(b'{"id": 1}'),
+        "raw/now.gz": _gzip_lines(b'{"id": 2}'),
+        "cleaned/earlier": _parquet_ids([1]),
+        "cleaned/now": _parquet_ids([2]),
+        "errors/cleaned/earlier": _error_line({"id": 1}),
+        "errors/cleaned/now": _error_line({"id": 3}),
+    }.items():
+        bucket.put_object(Bucket="edges", Key=key, Body=body)
+    earlier = frozenset({"raw/earlier.gz", "cleaned/earlier", "errors/cleaned/earlier"})
+
+    assert raw_ids(bucket, "edges", "raw/", skip=earlier) == [2]
+    assert cleaned_ids(bucket, "edges", "cleaned/", skip=earlier) == [2]
+    errors = error_records(bucket, "edges", ["errors/cleaned/"], skip=earlier)
+    assert [e.beer_id for e in errors] == [3]
 
 
 @pytest.mark.emulator

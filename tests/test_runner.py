@@ -23,7 +23,13 @@ from click.testing import CliRunner
 from brewops import local, runner
 from brewops.files import shared
 from brewops.paths import repo_root
-from brewops.runner import _parse_value, check_parameters, discover, execute
+from brewops.runner import (
+    _parse_value,
+    check_parameters,
+    discover,
+    execute,
+    remove_executed_copies,
+)
 
 
 def _notebook(path: Path, *sources: str) -> Path:
@@ -367,6 +373,19 @@ def test_the_executed_folder_holds_only_the_copies_of_this_run(
     assert sorted(Path(name).stem for name in summarised) == sorted(listed * 2)
 
 
+def test_only_the_copies_of_numbered_notebooks_are_removed_from_the_executed_folder(
+    tmp_path: Path,
+):
+    executed = tmp_path / "executed"
+    executed.mkdir()
+    for name in ("01_first.ipynb", "01_first.html", "01_first.json", "notes.html", "x.ipynb"):
+        (executed / name).write_text("")
+
+    remove_executed_copies(executed)
+
+    assert sorted(p.name for p in executed.iterdir()) == ["01_first.json", "notes.html", "x.ipynb"]
+
+
 def test_each_notebook_is_given_the_target_and_only_the_parameters_it_defines(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -374,7 +393,9 @@ def test_each_notebook_is_given_the_target_and_only_the_parameters_it_defines(
     notebook that does not define it: a run with `-p ticks 5` would seem not to take it."""
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
-    _notebook(notebooks / "01_first.ipynb")
+    untargeted = nbformat.read(_notebook(notebooks / "01_first.ipynb"), as_version=4)
+    untargeted.cells[1].source = "value = 1"  # the target is given even where not defined
+    nbformat.write(untargeted, notebooks / "01_first.ipynb")
     ticking = nbformat.read(_notebook(notebooks / "02_ticks.ipynb"), as_version=4)
     ticking.cells[1].source += "\nticks = 3"
     nbformat.write(ticking, notebooks / "02_ticks.ipynb")

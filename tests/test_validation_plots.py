@@ -95,18 +95,21 @@ def test_the_legend_names_the_marker_of_a_later_panel_too():
 
 def test_labels_out_of_range_stay_clear_of_the_bars_and_inside_the_panel():
     # a tall bar at the high edge, where three labels of values past it are stacked
-    abv = [19.5] * 40 + [5.0] * 10 + [25.0, 30.0, 41.0]
+    abv = [19.5] * 40 + [5.0] * 10 + [25.0, 30.0, 41.0, -1.0]
     frame = pd.DataFrame({"id": range(1, len(abv) + 1), "abv": abv})
     fig = validation_plots.plot_distributions(frame, columns=[ABV])
     fig.canvas.draw()
     ax = fig.axes[0]
     panel = ax.get_window_extent()
     bars = [p.get_window_extent() for p in ax.patches if p.get_label() != "plausible range"]
-    assert len(ax.texts) == 3
+    assert len(ax.texts) == 4
     for text in ax.texts:
         box = text.get_window_extent()
         assert not any(box.overlaps(bar) for bar in bars), text.get_text()
         assert panel.y0 <= box.y0 and box.y1 <= panel.y1, text.get_text()
+    # room for the three labels of the busier side, not for those of both sides
+    gap = min(t.get_window_extent().y0 for t in ax.texts) - max(bar.y1 for bar in bars)
+    assert gap * 72 / fig.dpi < validation_plots._LABEL_STEP
     assert ax.get_ylabel() == "beers"
 
 
@@ -162,6 +165,8 @@ def test_gravities_labels_of_close_beers_do_not_overprint():
     fig.canvas.draw()
     ax = fig.axes[0]
     boxes = {t.get_text(): t.get_window_extent() for t in ax.texts}
+    # one label for the close four, their ids in order, at the highest of them
+    assert {t.get_text(): t.xy for t in ax.texts}["193, 214, 223, 228"] == (1008, 1049)
     for (one, a), (other, b) in itertools.combinations(boxes.items(), 2):
         assert not a.overlaps(b), (one, other)
     assert sorted(", ".join(boxes).split(", "), key=int) == [
