@@ -462,9 +462,12 @@ class _RuntimeUntilTicked:
     def __init__(self, scheduler: _OneTickScheduler) -> None:
         self.scheduler = scheduler
 
-    def run(self, stop: threading.Event, poll_seconds: float) -> str:
+    def run(self, stop: threading.Event, poll_seconds: float, flush_on_exit: bool) -> Any:
         self.scheduler.ticked.wait(timeout=30)
-        return "delivered"
+        return SimpleNamespace(seconds=0.0)
+
+    def drain(self) -> Any:  # what the last tick sent, once the scheduler has stopped
+        return SimpleNamespace(seconds=0.0)
 
 
 @pytest.mark.parametrize(
