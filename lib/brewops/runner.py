@@ -81,12 +81,15 @@ def discover(directory: Path | None = None, only: Sequence[str] = ()) -> list[Pa
     return found
 
 
-def check_parameters(notebooks: Sequence[Path], parameters: Mapping[str, Any]) -> None:
+def check_parameters(
+    notebooks: Sequence[Path], parameters: Mapping[str, Any]
+) -> dict[Path, set[str]]:
     """Refuse a parameter no notebook's `parameters` cell defines: papermill would inject
     it anyway, and the notebook would run with its default as if nothing was said. Refuse
     `target` too: the run's target (what it brings up, what its summary says) is --target.
     Refuse a value whose type is not its default's in a notebook that defines it: the
-    notebook would fail halfway, or `ticks null` tick forever."""
+    notebook would fail halfway, or `ticks null` tick forever. Returns the names each
+    notebook defines."""
     from papermill import inspect_notebook
 
     if "target" in parameters:
@@ -107,6 +110,7 @@ def check_parameters(notebooks: Sequence[Path], parameters: Mapping[str, Any]) -
         for name, definition in names.items():
             if name in parameters:
                 _check_type(nb, name, definition["default"], parameters[name])
+    return {nb: set(names) for nb, names in defined.items()}
 
 
 # a default's type -> what a value must be to take its place, said as the refusal says it
@@ -217,7 +221,7 @@ def execute(
     none of them defines is refused before any runs."""
     papermill = notebook_executor()
 
-    check_parameters(notebooks, parameters or {})
+    defined = check_parameters(notebooks, parameters or {})
     out_dir = out_dir or build_dir()
     executed_dir = out_dir / "executed"
     figures_dir = out_dir / "figures"
@@ -252,7 +256,7 @@ def execute(
                     papermill.execute_notebook(
                         str(source),
                         str(executed),
-                        parameters=own_parameters(source, params),
+                        parameters=own_parameters(params, defined[source]),
                         kernel_name="python3",
                         cwd=str(source.parent),
                         progress_bar=progress,
@@ -288,12 +292,9 @@ def execute(
     return run
 
 
-def own_parameters(notebook: Path, parameters: Mapping[str, Any]) -> dict[str, Any]:
-    """The target and the parameters `notebook` defines: papermill would inject the others
-    too, saying each is unknown, as if it had not been taken where it was meant."""
-    from papermill import inspect_notebook
-
-    defined = inspect_notebook(notebook)
+def own_parameters(parameters: Mapping[str, Any], defined: set[str]) -> dict[str, Any]:
+    """The target and the parameters a notebook defines (`defined`): papermill would inject
+    the others too, saying each is unknown, as if it had not been taken where it was meant."""
     return {name: v for name, v in parameters.items() if name == "target" or name in defined}
 
 
