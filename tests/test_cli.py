@@ -436,8 +436,9 @@ def test_the_objects_delivered_before_are_those_of_the_stacks_first_ids_and_its_
     streaming_cli.remember_produced("local", [7], stack, frozenset({"raw/earlier"}))
     streaming_cli.remember_produced("local", [8], stack)  # a later command: the list goes on
 
-    assert streaming_cli.read_delivered_before("local", stack) == {"raw/earlier"}
-    assert streaming_cli.read_delivered_before("local", other) == frozenset()
+    remembered, _ = streaming_cli.read_remembered("local", stack)
+    assert remembered["delivered_before"] == {"raw/earlier"}
+    assert streaming_cli.read_remembered("local", other)[0] is None  # another stack's
 
 
 class _OneTickScheduler:
@@ -495,7 +496,8 @@ def test_each_command_that_sends_beers_remembers_what_was_delivered_before(
 
     assert result.exit_code == 0, result.output
     assert streaming_cli.read_produced("local", target.stack_id)[0]
-    assert streaming_cli.read_delivered_before("local", target.stack_id) == {"raw/earlier"}
+    remembered, _ = streaming_cli.read_remembered("local", target.stack_id)
+    assert remembered["delivered_before"] == {"raw/earlier"}
 
 
 def test_reconcile_leaves_out_the_objects_an_ids_file_says_were_delivered_before(

@@ -41,10 +41,10 @@ class ProducedIdsUnreadable(RuntimeError, ActionableError):
     """The file of the ids this stack was sent is damaged."""
 
 
-def read_produced(target: str, stack_id: str | None) -> tuple[list[int] | None, str]:
-    """(ids, where they come from) remembered for this stack; None when there are none, or
-    when they were produced into another stack (a deleted one, an earlier `local up`).
-    Raises ProducedIdsUnreadable when the file is damaged."""
+def read_remembered(target: str, stack_id: str | None) -> tuple[dict[str, Any] | None, str]:
+    """(what `remember_produced` kept for this stack, where it comes from); None when
+    nothing was kept, or for another stack (a deleted one, an earlier `local up`). Raises
+    ProducedIdsUnreadable when the file is damaged, before anything relies on it."""
     path = produced_ids_file(target)
     if not path.exists():
         return None, f"{path} (not found)"
@@ -57,20 +57,18 @@ def read_produced(target: str, stack_id: str | None) -> tuple[list[int] | None, 
     ids = remembered.get("ids", [])
     if not isinstance(ids, list) or not all(type(i) is int for i in ids):
         raise _unreadable(path, "its ids are not a list of integers")
-    return ids, str(path)
-
-
-def read_delivered_before(target: str, stack_id: str | None) -> frozenset[str]:
-    """The objects already delivered when this stack's first remembered ids were sent:
-    what notebook 03 or an earlier list of ids (since deleted) put there. Their beers are
-    not among the ids remembered, so they must not stand in for those ids' records."""
-    if read_produced(target, stack_id)[0] is None:
-        return frozenset()
-    path = produced_ids_file(target)
-    keys = json.loads(path.read_text()).get("delivered_before", [])
+    keys = remembered.get("delivered_before", [])
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise _unreadable(path, "its delivered_before is not a list of object keys")
-    return frozenset(keys)
+    return {"ids": ids, "delivered_before": frozenset(keys)}, str(path)
+
+
+def read_produced(target: str, stack_id: str | None) -> tuple[list[int] | None, str]:
+    """(ids, where they come from) remembered for this stack; None when there are none, or
+    when they were produced into another stack. Raises ProducedIdsUnreadable when the file
+    is damaged."""
+    remembered, source = read_remembered(target, stack_id)
+    return (remembered["ids"] if remembered else None), source
 
 
 def delivered_before_producing(target: str, tgt: Any) -> frozenset[str] | None:
@@ -78,7 +76,6 @@ def delivered_before_producing(target: str, tgt: Any) -> frozenset[str] | None:
     ids remembered yet (None when it has: the list then started earlier). Says a damaged
     record of the ids before anything is sent."""
     if read_produced(target, tgt.stack_id)[0] is not None:
-        read_delivered_before(target, tgt.stack_id)  # damaged, it is said before sending too
         return None
     from brewops.reconcile import delivered_keys
 
@@ -107,10 +104,10 @@ def remember_produced(
 
     path = produced_ids_file(target)
     with exclusive(path.with_suffix(".lock")):
-        known, _ = read_produced(target, stack_id)
-        if known is not None:
-            delivered_before = read_delivered_before(target, stack_id)
-        ids = sorted([*(known or ()), *ids])
+        known, _ = read_remembered(target, stack_id)
+        if known is not None:  # the objects listed before the stack's first ids stay
+            ids, delivered_before = [*known["ids"], *ids], known["delivered_before"]
+        ids = sorted(ids)
         remembered = {
             "stack_id": stack_id,
             "ids": ids,
@@ -359,8 +356,9 @@ def reconcile(target: str, ids_file: Path | None, as_json: bool) -> None:
     if ids_file is not None:
         produced, delivered_before = _ids_from_file(ids_file)
     else:
-        produced, source = read_produced(target, tgt.stack_id)
-        delivered_before = read_delivered_before(target, tgt.stack_id)
+        remembered, source = read_remembered(target, tgt.stack_id)
+        produced = remembered["ids"] if remembered else None
+        delivered_before = remembered["delivered_before"] if remembered else frozenset()
         if produced is None:  # on stderr: with --json, stdout is the JSON alone
             click.echo(
                 f"no produced ids in {source}: reconciling with the ids found in raw", err=True
