@@ -161,7 +161,7 @@ def _parse_catalog_bytes(
         one_beer = isinstance(beers, dict) and "id" in beers
         raise CatalogError(
             f"{source} is not a Punk API catalogue: expected a JSON array of beers, found "
-            f"a JSON {_json_type(beers)}" + (" (one beer? put it in [ ])." if one_beer else ".")
+            f"a JSON {json_type(beers)}" + (" (one beer? put it in [ ])." if one_beer else ".")
         )
     without_id = [
         (position, beer)
@@ -183,7 +183,8 @@ def _is_integer_id(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type: object, array, string, number, boolean, null."""
     names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
     return names.get(type(value), "number")
 
@@ -191,7 +192,7 @@ def _json_type(value: Any) -> str:
 def _without_id_summary(position: int, entry: Any) -> str:
     """'entry 7 ("Hop Fiction"): id "405"' — where in the array, and what it holds."""
     if not isinstance(entry, dict):
-        return f"entry {position}: a JSON {_json_type(entry)}, not a beer"
+        return f"entry {position}: a JSON {json_type(entry)}, not a beer"
     name = f" ({json.dumps(entry['name'], ensure_ascii=False)})" if entry.get("name") else ""
     found = f"id {json.dumps(entry['id'])}" if "id" in entry else "no id"
     return f"entry {position}{name}: {found}"

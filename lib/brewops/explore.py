@@ -14,6 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, StrMethodFormatter
 
+from brewops.catalog import json_type
 from brewops.model import hops
 from brewops.schema import CLEANED_COLUMNS
 
@@ -59,25 +60,13 @@ def brewed_year(first_brewed: str | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
-
-
 def schema_table(beers: Beers) -> pd.DataFrame:
     """Every field path seen (lists as `[]`), its JSON types, how often null, an example."""
     types: dict[str, Counter[str]] = defaultdict(Counter)
     examples: dict[str, Any] = {}
 
     def walk(path: str, value: Any) -> None:
-        types[path][_json_type(value)] += 1
+        types[path][json_type(value)] += 1
         if value is not None and not isinstance(value, dict | list):
             examples.setdefault(path, value)
         if isinstance(value, dict):
