@@ -399,12 +399,15 @@ def delivered_keys(outputs: Mapping[str, str], session: Any = None) -> frozenset
     """The key of every object the delivery streams have written so far (raw, cleaned,
     errors): listed before a run produces, what `reconcile` leaves out."""
     s3 = _session(session).client("s3")
-    where = Locations.from_outputs(outputs, session)
-    return frozenset(
+    return frozenset(_keys_delivered(s3, Locations.from_outputs(outputs, session)))
+
+
+def _keys_delivered(s3: Any, where: Locations) -> list[str]:
+    return [
         item["Key"]
         for prefix in where.prefixes().values()
         for item in iter_objects(s3, where.bucket, prefix)
-    )
+    ]
 
 
 def object_counts(outputs: Mapping[str, str], session: Any = None) -> list[dict[str, Any]]:
@@ -493,10 +496,7 @@ def delete_delivered(outputs: Mapping[str, str], session: Any = None) -> int:
     many. The stream and the delivery positions stay: deleted records are not re-delivered."""
     s3 = _session(session).client("s3")
     where = Locations.from_outputs(outputs, session)
-    deleted = 0
-    for prefix in where.prefixes().values():
-        keys = [{"Key": item["Key"]} for item in iter_objects(s3, where.bucket, prefix)]
-        for start in range(0, len(keys), 1000):
-            s3.delete_objects(Bucket=where.bucket, Delete={"Objects": keys[start : start + 1000]})
-        deleted += len(keys)
-    return deleted
+    keys = [{"Key": key} for key in _keys_delivered(s3, where)]
+    for start in range(0, len(keys), 1000):  # at most 1,000 keys a call
+        s3.delete_objects(Bucket=where.bucket, Delete={"Objects": keys[start : start + 1000]})
+    return len(keys)
