@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from matplotlib.figure import Figure
 
-from brewops import explore
+from brewops import explore, plotstyle
 from brewops.punkapi.server import running_server
 from brewops.runner import discover, execute
+from fixtures.figures import legibility_problems
 
 
 @pytest.fixture(scope="module")
@@ -331,3 +332,21 @@ def test_distributions_spanning_decades_are_binned_on_a_log_axis(frame):
     fig.canvas.draw()
     ticks = [t.get_text() for t in ebc.get_xticklabels() if t.get_visible()]
     assert {"10", "100"} <= set(ticks), ticks  # plain numbers
+
+
+def test_the_heatmap_numbers_keep_their_contrast_on_every_shade(frame):
+    ax = explore.plot_correlation_heatmap(frame).axes[0]
+    [image] = ax.images
+    for text in ax.texts:
+        col, row = text.get_position()
+        cell = image.cmap(image.norm(image.get_array()[row, col]))
+        assert plotstyle.contrast_ratio(text.get_color(), cell) >= 4.5, text.get_text()
+
+
+def test_the_figures_are_legible_at_the_width_notebooks_show(frame):
+    for fig in (
+        explore.plot_distributions(frame),
+        explore.plot_ibu_vs_abv(frame, ibu_max=300),
+        explore.plot_correlation_heatmap(frame),
+    ):
+        assert not legibility_problems(fig)

@@ -6,7 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from brewops import plotstyle
 from brewops.model import bands, plots
+from fixtures.figures import legibility_problems
 
 
 def test_confusion_matrix_shows_counts_and_row_shares():
@@ -165,3 +167,45 @@ def test_comparison_shows_each_evaluations_own_baselines_in_a_fixed_order():
     heights = [round(p.get_height(), 6) for p in ax.patches]
     assert heights == [0.6, 0.5, 0.3, 0.7, 0.4, 0.2]
     assert ax.get_ylim() == (0, 1)
+
+
+def test_confusion_matrix_numbers_keep_their_contrast_on_mid_shades():
+    # shares from 40 % to 70 % on the diagonal, where white on mid-blue was hard to read
+    matrix = [[40, 60, 0, 0], [45, 55, 0, 0], [0, 0, 60, 40], [0, 0, 30, 70]]
+    ax = plots.plot_confusion_matrix(matrix).axes[0]
+    [image] = ax.images
+    for text in ax.texts:
+        col, row = text.get_position()
+        cell = image.cmap(image.norm(image.get_array()[row, col]))
+        assert plotstyle.contrast_ratio(text.get_color(), cell) >= 4.5, text.get_text()
+
+
+def test_comparison_tells_the_evaluations_apart_by_hatching_not_only_colour():
+    figures = {"accuracy": 0.6, "macro_f1": 0.55}
+    baselines = {"majority_class": figures}
+    metrics = {
+        "cv": figures,
+        "baselines": baselines,
+        "time_split": {**figures, "baselines": baselines},
+    }
+    ax = plots.plot_comparison(metrics).axes[0]
+    cross_validation, newest = ax.containers
+    assert {bar.get_hatch() or "" for bar in cross_validation} != {
+        bar.get_hatch() or "" for bar in newest
+    }
+    handles = ax.get_legend().legend_handles  # the legend shows the hatching too
+    assert (handles[0].get_hatch() or "") != (handles[1].get_hatch() or "")
+
+
+def test_the_evaluation_figures_are_legible_at_the_width_notebooks_show():
+    figures = {"accuracy": 0.6, "macro_f1": 0.55}
+    baselines = {"majority_class": figures, "random_forest_6_columns": figures}
+    metrics = {"cv": figures, "baselines": baselines, "time_split": {**figures, "baselines": {}}}
+    importance = pd.DataFrame({"feature": ["a", "b"], "importance": [0.2, 0.1], "std": 0.01})
+    for fig in (
+        plots.plot_confusion_matrix([[8, 2, 0, 0], [1, 3, 0, 0], [0, 0, 5, 5], [0, 0, 0, 4]]),
+        plots.plot_predicted_vs_actual([10.0, 45.0, 1157.0], [12.0, 55.0, 95.0]),
+        plots.plot_importance(importance),
+        plots.plot_comparison(metrics),
+    ):
+        assert not legibility_problems(fig)

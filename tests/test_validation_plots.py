@@ -7,6 +7,7 @@ import itertools
 import pandas as pd
 
 from brewops import schema, validation_plots
+from fixtures.figures import legibility_problems
 
 ABV = schema.column("abv")  # plausible range 0 to 20
 PH = schema.column("ph")  # plausible range 2.5 to 7
@@ -36,7 +37,7 @@ def test_out_of_range_rows_lie_beyond_either_end_and_not_on_it():
 def test_one_panel_per_column_present_and_the_rest_hidden():
     fig = validation_plots.plot_distributions(_frame())  # abv and ph of the seven ranged
     visible = [ax for ax in fig.axes if ax.get_visible()]
-    assert len(fig.axes) == 4 and len(visible) == 2
+    assert len(fig.axes) == 3 and len(visible) == 2  # a row of three
     assert [ax.get_title() for ax in visible] == [
         "abv: 3 out of range, 0 null",
         "ph: 1 out of range, 1 null",
@@ -177,3 +178,15 @@ def test_gravities_labels_of_close_beers_do_not_overprint():
         "223",
         "228",
     ]
+
+
+def test_the_figures_are_legible_at_the_width_notebooks_show():
+    # every ranged column, one out of range: the panel labels and the marks' labels too
+    frame = pd.DataFrame(
+        {
+            "id": [1, 2, 3],
+            **{c.name: [c.maximum or 1.0] * 3 for c in validation_plots.ranged_columns()},
+        }
+    ).assign(ph=[4.0, 5.0, 79.0], target_fg=[1010, 1064, 1012], target_og=[1050, 1013, 1040])
+    for fig in (validation_plots.plot_distributions(frame), validation_plots.plot_gravities(frame)):
+        assert not legibility_problems(fig)

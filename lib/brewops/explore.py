@@ -14,6 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, StrMethodFormatter
 
+from brewops import plotstyle
 from brewops.catalog import json_type
 from brewops.model import hops
 from brewops.schema import CLEANED_COLUMNS
@@ -304,12 +305,18 @@ def top_hops(beers: Beers, n: int = 10) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- plots
 
 
-def _figure(figsize: tuple[float, float], ncols: int = 1) -> tuple[Figure, list[Any]]:
+def _figure(
+    figsize: tuple[float, float], panels: int = 1, ncols: int = 1
+) -> tuple[Figure, list[Any]]:
     """A figure made through pyplot, so Jupyter knows how to draw it, then closed, so the
-    inline backend does not draw it a second time: the caller returns it for display."""
-    fig, axes = plt.subplots(1, ncols, figsize=figsize, squeeze=False, layout="constrained")
+    inline backend does not draw it a second time: the caller returns it for display.
+    `panels` axes, `ncols` to a row; a grid's unused places are left empty."""
+    nrows = -(-panels // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=figsize, squeeze=False, layout="constrained")
     plt.close(fig)
-    return fig, list(axes[0])
+    for ax in axes.flat[panels:]:
+        fig.delaxes(ax)
+    return fig, list(axes.flat[:panels])
 
 
 def plot_distributions(frame: pd.DataFrame, fields: Sequence[str] = DISTRIBUTION_FIELDS) -> Figure:
@@ -317,7 +324,14 @@ def plot_distributions(frame: pd.DataFrame, fields: Sequence[str] = DISTRIBUTION
     bulk of the values (up to the 99th percentile) so that a few extreme values (abv 55,
     ph 79) do not squash everything into one bar; those beyond are counted in the title.
     Values that span two decades or more (ebc) are binned on a log axis."""
-    fig, axes = _figure(figsize=(4 * len(fields), 3.2), ncols=len(fields))
+    # two panels to a row: four in one row would be shrunk to the notebook's width
+    ncols = min(len(fields), 2) or 1
+    nrows = -(-len(fields) // ncols)
+    fig, axes = _figure(
+        figsize=(min(4.5 * ncols, plotstyle.MAX_WIDTH), 3.2 * nrows),
+        panels=len(fields),
+        ncols=ncols,
+    )
     for ax, field in zip(axes, fields, strict=True):
         values = frame[field].dropna()
         upper = float(values.quantile(0.99)) if len(values) else 0.0
@@ -330,7 +344,7 @@ def plot_distributions(frame: pd.DataFrame, fields: Sequence[str] = DISTRIBUTION
             ax.set_xscale("log")
             ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
             ax.xaxis.set_major_formatter(StrMethodFormatter("{x:g}"))  # "20", not a power of ten
-        ax.hist(shown, bins=bins, color="#b5651d", edgecolor="white")
+        ax.hist(shown, bins=bins, color=plotstyle.BROWN, edgecolor="white")
         title = f"{field} (n={len(values)}, median {values.median():.3g})"
         if beyond:  # said from the data (abv 18), not the interpolated percentile (18.228)
             title += f"\n{beyond} above {shown.max():g} not shown (max {values.max():g})"
@@ -346,7 +360,7 @@ def plot_ibu_vs_abv(frame: pd.DataFrame, ibu_max: float | None = None) -> Figure
     fig, (ax,) = _figure(figsize=(6, 4.5))
     # the beers above ibu_max are left out, not only clipped: their ABV would stretch the x axis
     shown = data if ibu_max is None else data[data["ibu"] <= ibu_max]
-    ax.scatter(shown["abv"], shown["ibu"], s=14, alpha=0.6, color="#2f6f8f")
+    ax.scatter(shown["abv"], shown["ibu"], s=14, alpha=0.6, color=plotstyle.BLUE)
     if ibu_max is not None:
         ax.set_ylim(0, ibu_max)
         hidden = len(data) - len(shown)
@@ -380,7 +394,7 @@ def plot_correlation_heatmap(frame: pd.DataFrame, fields: Sequence[str] = NUMERI
                 ha="center",
                 va="center",
                 fontsize=8,
-                color="white" if abs(value) > 0.6 else "black",
+                color=plotstyle.text_color_on(image.cmap(image.norm(value))),
             )
     fig.colorbar(image, ax=ax, label="Spearman correlation")
     ax.set_title("Correlation of the numeric fields")

@@ -8,9 +8,9 @@ from typing import Any
 
 import pandas as pd
 
-from brewops import schema
+from brewops import plotstyle, schema
 
-OUT_OF_RANGE_COLOR = "tab:red"
+OUT_OF_RANGE_COLOR = plotstyle.RED
 
 
 def ranged_columns() -> list[schema.Column]:
@@ -33,7 +33,7 @@ def out_of_range(df: pd.DataFrame, col: schema.Column) -> pd.DataFrame:
 
 
 def plot_distributions(
-    df: pd.DataFrame, columns: Sequence[schema.Column] | None = None, ncols: int = 4
+    df: pd.DataFrame, columns: Sequence[schema.Column] | None = None, ncols: int = 3
 ) -> Any:
     """One histogram per column of the values inside the plausible range (shaded). Values
     outside it are red markers pinned to the edge they lie beyond, labelled with the beer
@@ -43,7 +43,8 @@ def plot_distributions(
 
     columns = [c for c in (columns or ranged_columns()) if c.name in df]
     nrows = max(1, math.ceil(len(columns) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3 * nrows + 0.4), squeeze=False)
+    width = min(3 * ncols, plotstyle.MAX_WIDTH)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, 3 * nrows + 0.4), squeeze=False)
     labelled = []  # (axes, its histogram bars, label lines stacked at its busier edge)
     for ax, col in zip(axes.flat, columns, strict=False):
         values = pd.to_numeric(df[col.name], errors="coerce")
@@ -55,12 +56,12 @@ def plot_distributions(
             low, high = min(low, inside.min()), max(high, inside.max())
         margin = (high - low) * 0.03 or 1
         ax.set_xlim(low - margin, high + margin)
-        _, _, bars = ax.hist(inside, bins=30, color="tab:blue", alpha=0.8)
+        _, _, bars = ax.hist(inside, bins=30, color=plotstyle.BLUE)
         ax.axvspan(
             col.minimum if col.minimum is not None else low,
             col.maximum if col.maximum is not None else high,
-            color="tab:green",
-            alpha=0.08,
+            color=plotstyle.GREY,
+            alpha=0.15,
             label="plausible range",
         )
         labelled.append((ax, bars, _mark_outliers(ax, outliers, col)))
@@ -149,7 +150,7 @@ def plot_gravities(df: pd.DataFrame) -> Any:
     og = pd.to_numeric(df["target_og"], errors="coerce")
     above = (fg > og).fillna(False)
     fig, ax = plt.subplots(figsize=(6, 5))
-    ax.scatter(og[~above], fg[~above], s=12, alpha=0.6, label="fg ≤ og")
+    ax.scatter(og[~above], fg[~above], s=12, alpha=0.6, color=plotstyle.BLUE, label="fg ≤ og")
     ax.scatter(
         og[above],
         fg[above],
@@ -193,5 +194,5 @@ def _label_close_points(ax: Any, points: pd.DataFrame) -> None:
         top = group.loc[group["fg"].idxmax()]
         label = ", ".join(str(ident) for ident in sorted(group["id"]))
         ax.annotate(
-            label, (top["og"], top["fg"]), textcoords="offset points", xytext=(3, 3), fontsize=7
+            label, (top["og"], top["fg"]), textcoords="offset points", xytext=(3, 3), fontsize=8
         )

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from brewops import plotstyle
 from brewops.model import bands
 
 
@@ -21,6 +22,7 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], title: str = "Confusi
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     for (row, col), value in np.ndenumerate(counts):
+        background = image.cmap(image.norm(shares[row, col]))
         ax.text(
             col,
             row,
@@ -28,7 +30,7 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], title: str = "Confusi
             ha="center",
             va="center",
             fontsize=9,
-            color="white" if shares[row, col] > 0.5 else "black",
+            color=plotstyle.text_color_on(background),
         )
     ax.set_xticks(range(bands.N_BANDS), bands.LABELS)
     ax.set_yticks(range(bands.N_BANDS), bands.LABELS)
@@ -56,9 +58,22 @@ def plot_predicted_vs_actual(
     predicted = np.asarray(predicted_ibu, dtype=float)
     correct = bands.band_index(actual) == bands.band_index(predicted)
     fig, ax = plt.subplots(figsize=(6, 5.5))
-    ax.scatter(actual[correct], predicted[correct], s=14, alpha=0.7, label="same band")
     ax.scatter(
-        actual[~correct], predicted[~correct], s=18, alpha=0.8, marker="x", label="other band"
+        actual[correct],
+        predicted[correct],
+        s=14,
+        alpha=0.7,
+        color=plotstyle.BLUE,
+        label="same band",
+    )
+    ax.scatter(
+        actual[~correct],
+        predicted[~correct],
+        s=18,
+        alpha=0.8,
+        marker="x",
+        color=plotstyle.ORANGE,
+        label="other band",
     )
     top = max(actual.max(initial=1), predicted.max(initial=1)) * 1.1
     ax.plot([0, top], [0, top], color="grey", linewidth=1, label="perfect")
@@ -85,7 +100,7 @@ def plot_importance(importance: pd.DataFrame, top: int = 15, title: str | None =
 
     shown = importance.head(top).iloc[::-1]
     fig, ax = plt.subplots(figsize=(6.5, 0.3 * len(shown) + 1.2))
-    ax.barh(shown["feature"], shown["importance"], xerr=shown["std"], color="tab:blue", alpha=0.8)
+    ax.barh(shown["feature"], shown["importance"], xerr=shown["std"], color=plotstyle.BLUE)
     ax.axvline(0, color="grey", linewidth=0.8)
     ax.set_xlabel("drop in accuracy when shuffled")
     ax.set_title(title or f"Permutation importance (top {len(shown)})")
@@ -98,11 +113,18 @@ def plot_comparison(metrics: dict[str, Any], keys: Sequence[str] = ("accuracy", 
     import matplotlib.pyplot as plt
 
     rows = comparison_frame(metrics)
-    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.5), squeeze=False)
+    width = min(5 * len(keys), plotstyle.MAX_WIDTH)
+    fig, axes = plt.subplots(1, len(keys), figsize=(width, 3.5), squeeze=False)
     for ax, key in zip(axes.flat, keys, strict=True):
         table = rows.pivot(index="model", columns="evaluation", values=key)
         table = table.loc[[name for name in _ORDER if name in table.index]]
-        table.plot.bar(ax=ax, rot=0, alpha=0.85)
+        # the evaluations differ in hatching too, not only in colour (greyscale print)
+        table.plot.bar(
+            ax=ax, rot=0, color=plotstyle.PALETTE[: len(table.columns)], edgecolor="white"
+        )
+        for bars, hatch in zip(ax.containers, plotstyle.HATCHES, strict=False):
+            for bar in bars:
+                bar.set_hatch(hatch)
         # "random_forest_6_columns" on one line runs into its neighbours' names
         names = [textwrap.fill(name.replace("_", " "), 14) for name in table.index]
         ax.set_xticks(range(len(names)), names)
