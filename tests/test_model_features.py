@@ -409,6 +409,12 @@ def test_band_edges_are_exactly_30_50_70(edge):
     assert bands.LABELS[upper].startswith(f"({edge:g},")
 
 
+def test_the_labels_follow_from_the_edges():
+    assert bands.labels_of((-1.0, 40.0, 70.0, math.inf)) == ("(-1, 40]", "(40, 70]", "(70, inf)")
+    assert bands.labels_of(bands.EDGES) == bands.LABELS
+    assert len(bands.EDGES) - 1 == bands.N_BANDS
+
+
 @pytest.mark.parametrize(
     ("add", "group", "minutes"),
     [

@@ -28,6 +28,15 @@ def test_confusion_matrix_with_an_empty_true_band():
     assert texts[bands.N_BANDS] == "0\n0%"
 
 
+def test_a_confusion_matrix_of_other_bands_is_refused():
+    # e.g. the metrics.json of a model trained before the band edges changed
+    other, n = np.eye(bands.N_BANDS + 1), bands.N_BANDS
+    with pytest.raises(
+        ValueError, match=f"a {n + 1}x{n + 1} confusion matrix, where this code has {n} bands"
+    ):
+        plots.plot_confusion_matrix(other)
+
+
 def test_predicted_vs_actual_splits_points_by_band_agreement():
     actual = np.array([10.0, 45.0, 60.0, 90.0, 1157.0])
     estimate = np.array([12.0, 55.0, 65.0, 40.0, 95.0])  # 3 in the same band, 2 not

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from brewops.local.state import emulator_environment
-from brewops.model import predict, registry, train
+from brewops.model import features, predict, registry, train
 from brewops.model.cli import model as model_group
 
 
@@ -288,6 +288,50 @@ def test_what_to_do_about_a_model_file_that_does_not_load(
     with pytest.raises(registry.RegistryError) as error:
         registry.load(folder)
     assert hint in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"band_labels": ("(-1, 40]", "(40, 70]", "(70, inf)")},
+            "was trained with bands (-1, 40], (40, 70], (70, inf), where this code has "
+            "(-1, 30], (30, 50], (50, 70], (70, inf)",
+        ),
+        (
+            {"band_labels": ("(-1, 20]", "(20, 35]", "(35, 50]", "(50, 70]", "(70, inf)")},
+            "where this code has (-1, 30], (30, 50], (50, 70], (70, inf)",
+        ),
+        (
+            {"feature_columns": (*features.FEATURE_COLUMNS[:-1], "share_citra")},
+            f"{len(features.FEATURE_COLUMNS)} features, where this code has "
+            f"{len(features.FEATURE_COLUMNS)} (this code adds {features.FEATURE_COLUMNS[-1]}; "
+            "this code lacks share_citra)",
+        ),
+    ],
+    ids=["three-bands", "five-bands", "other-features"],
+)
+def test_a_model_trained_with_other_bands_or_features_is_refused_saying_so(
+    trained, tmp_path, changes, message
+):
+    # GIVEN a model saved by code whose bands or features differ from this code's
+    other = dataclasses.replace(trained.model, **changes)
+    folder = registry.save(other, trained.metrics, trained.card, tmp_path)
+    # WHEN it is loaded THEN it is refused, not used to label beers with the wrong bands
+    with pytest.raises(registry.RegistryError) as error:
+        registry.load(folder)
+    assert message in str(error.value)
+    assert "Train the model again with `brewops model train`" in str(error.value)
+
+
+def test_predict_with_a_model_of_other_bands_is_one_line(trained, tmp_path, catalog_path):
+    other = dataclasses.replace(trained.model, band_labels=("(-1, 40]", "(40, 70]", "(70, inf)"))
+    folder = registry.save(other, trained.metrics, trained.card, tmp_path)
+    result = CliRunner().invoke(
+        model_group,
+        ["predict", "--model", str(folder), "--catalog", str(catalog_path), "--id", "1"],
+    )
+    assert "was trained with bands (-1, 40]" in one_line_error(result)
 
 
 def test_a_pickle_that_is_not_a_model_is_refused(trained, tmp_path):

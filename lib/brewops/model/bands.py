@@ -1,16 +1,35 @@
-"""The fixed bitterness bands the classifier predicts: (-1, 30], (30, 50], (50, 70], (70, inf)."""
+"""The bitterness bands the classifier predicts: (-1, 30], (30, 50], (50, 70], (70, inf).
+
+EDGES is the one place they are set: the labels, the number of bands, the metrics, the
+plots and the model card follow from it. A model records the labels it was trained with,
+and a model trained with other bands is refused when loaded (`brewops.model.registry`).
+"""
 
 from __future__ import annotations
 
+import itertools
+import math
+from collections.abc import Sequence
+
 import numpy as np
 
+
+def labels_of(edges: Sequence[float]) -> tuple[str, ...]:
+    """The label of each band between consecutive edges: "(30, 50]", the last "(70, inf)"."""
+    return tuple(
+        f"({lower:g}, {upper:g}]" if math.isfinite(upper) else f"({lower:g}, inf)"
+        for lower, upper in itertools.pairwise(edges)
+    )
+
+
 EDGES: tuple[float, ...] = (-1.0, 30.0, 50.0, 70.0, float("inf"))
-LABELS: tuple[str, ...] = ("(-1, 30]", "(30, 50]", "(50, 70]", "(70, inf)")
+LABELS: tuple[str, ...] = labels_of(EDGES)
 N_BANDS = len(LABELS)
 
 
 def band_index(ibu: float | np.ndarray) -> np.ndarray:
-    """Band number (0-3) of each IBU value; right-closed intervals as the labels say."""
+    """Band number (0 to N_BANDS - 1) of each IBU value; right-closed intervals as the
+    labels say."""
     values = np.atleast_1d(np.asarray(ibu, dtype=float))
     if np.isnan(values).any():
         raise ValueError("IBU values must not be NaN")

@@ -119,8 +119,28 @@ class IbuModel:
     def features(self, beers: Any) -> pd.DataFrame:
         return BeerFeatures().transform(beers)
 
+    def differences_from_code(self) -> list[str]:
+        """How the bands and features the model was trained with differ from this code's
+        (empty when they match): the model's columns and classes mean nothing otherwise."""
+        differences = []
+        if tuple(self.band_labels) != bands.LABELS:
+            differences.append(
+                f"bands {', '.join(self.band_labels)}, where this code has {', '.join(bands.LABELS)}"
+            )
+        trained, current = tuple(self.feature_columns), features.FEATURE_COLUMNS
+        if trained != current:
+            new = [name for name in current if name not in trained]
+            gone = [name for name in trained if name not in current]
+            changes = [f"this code adds {', '.join(new)}"] if new else []
+            changes += [f"this code lacks {', '.join(gone)}"] if gone else []
+            differences.append(
+                f"{len(trained)} features, where this code has {len(current)} "
+                f"({'; '.join(changes) or 'in another order'})"
+            )
+        return differences
+
     def predict_proba(self, beers: Any) -> np.ndarray:
-        """Probabilities of the four bands (columns in band order)."""
+        """Probabilities of the bands (columns in band order)."""
         X = self.features(beers)
         proba = self.classifier.predict_proba(X)
         full = np.zeros((len(X), bands.N_BANDS))

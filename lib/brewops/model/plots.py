@@ -18,6 +18,12 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], title: str = "Confusi
     import matplotlib.pyplot as plt
 
     counts = np.asarray(matrix, dtype=float)
+    if counts.shape != (bands.N_BANDS, bands.N_BANDS):
+        raise ValueError(
+            f"a {'x'.join(map(str, counts.shape))} confusion matrix, where this code has "
+            f"{bands.N_BANDS} bands: it comes from a model of other bands, which these "
+            "labels would misname"
+        )
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)

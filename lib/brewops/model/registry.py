@@ -140,6 +140,13 @@ def load(path: str | Path, version: str | None = None) -> LoadedModel:
             f"{folder / MODEL_FILE} holds a {type(model).__name__}, not an IBU model. "
             "Train the model again with `brewops model train`."
         )
+    differences = model.differences_from_code()
+    if differences:
+        raise RegistryError(
+            f"{folder / MODEL_FILE} was trained with {'; and with '.join(differences)}: "
+            "its predictions would be labelled wrongly. Train the model again with "
+            "`brewops model train`, or load it with the code it was trained with."
+        )
     return LoadedModel(
         model=model,
         metrics=metrics,
