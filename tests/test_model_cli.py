@@ -410,6 +410,7 @@ def test_train_with_one_band_is_one_line_from_the_real_command(catalog_beers, tm
         ("--repeats", "0", "0 is not in the range x>=1"),
         ("--folds", "1", "1 is not in the range x>=2"),
         ("--jobs", "0", "0 would run no fold"),
+        ("--seed", "-1", "-1 is not in the range 0<=x<=4294967295"),
     ],
 )
 def test_train_refuses_options_that_run_nothing(option, value, message, catalog_path):

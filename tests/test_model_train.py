@@ -27,6 +27,42 @@ def test_the_default_protocol_is_the_fixed_one():
     assert protocol.seed == 20240601
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("n_splits", 1, "Protocol n_splits=1: it must be a whole number, at least 2"),
+        ("n_repeats", 0, "Protocol n_repeats=0: it must be a whole number, at least 1"),
+        ("n_repeats", 2.5, "Protocol n_repeats=2.5: it must be a whole number, at least 1"),
+        ("seed", -1, "Protocol seed=-1: it must be a whole number, at least 0"),
+        ("seed", 2**32, "Protocol seed=4294967296: it must be at most 4294967295"),
+        ("time_test_fraction", 1.0, "time_test_fraction=1.0: it must be between 0 and 1"),
+        ("time_test_fraction", 0, "time_test_fraction=0: it must be between 0 and 1"),
+        ("time_split_seeds", 0, "Protocol time_split_seeds=0: it must be a whole number"),
+        ("importance_repeats", 0, "Protocol importance_repeats=0: it must be a whole number"),
+        ("n_jobs", 0, "Protocol n_jobs=0 would run no fold"),
+    ],
+)
+def test_a_protocol_that_cannot_run_is_refused_naming_the_value(field, value, message):
+    # a notebook parameter reaches the protocol unchecked: refused before any training
+    with pytest.raises(train.TrainingError) as error:
+        train.Protocol(**{field: value})
+    assert message in str(error.value)
+
+
+def test_a_monotone_constraint_on_a_feature_that_does_not_exist_is_refused():
+    # a feature renamed or removed would otherwise leave the forests unconstrained
+    with pytest.raises(train.TrainingError, match="increasing names log_tinseth, not in"):
+        train.ModelParams(increasing=("tinseth_ibu", "log_tinseth"))
+
+
+def test_a_feature_the_baselines_read_cannot_leave_the_matrix_unsaid(monkeypatch):
+    # srm duplicates ebc: a tempting feature to remove, but the six-column baseline reads it
+    without_srm = tuple(name for name in features.FEATURE_COLUMNS if name != "srm")
+    monkeypatch.setattr(features, "FEATURE_COLUMNS", without_srm)
+    with pytest.raises(train.TrainingError, match="BASELINE_COLUMNS names srm, not in"):
+        train.make_baselines(train.Protocol().seed)
+
+
 def test_metrics_have_the_documented_keys(trained):
     metrics = trained.metrics
     assert {"cv", "baselines", "time_split", "permutation_importance", "data"} <= set(metrics)

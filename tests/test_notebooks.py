@@ -148,6 +148,23 @@ def test_notebook_05_on_too_small_a_catalogue_says_how_many_beers_it_has(
     assert "set catalog to a catalogue that has more" in result.error
 
 
+def test_notebook_05_refuses_a_protocol_that_cannot_run_in_its_first_cell(
+    catalog_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The protocol's folds and seed are parameters like its repeats; a value that cannot
+    run is refused naming it, before the data is read."""
+    import nbformat
+
+    parameters = {"catalog": str(catalog_path), "register": False, "folds": 1, "seed": 7}
+    result = run_alone("05_", parameters, tmp_path, monkeypatch)
+
+    assert result.status == "failed"
+    assert "Protocol n_splits=1: it must be a whole number, at least 2" in result.error
+    executed = nbformat.read(result.executed, as_version=4)
+    reading = next(c for c in executed.cells if "load_catalog(catalog)" in c.source)
+    assert reading.execution_count is None
+
+
 @pytest.mark.emulator
 def test_notebook_05_refuses_a_model_version_not_in_the_registry_before_it_trains(
     local_stack, local_state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

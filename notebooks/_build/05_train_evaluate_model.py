@@ -35,7 +35,9 @@ target = "local"  # "local" (embedded emulator) or "aws"
 catalog = None  # a catalogue file (v2 or v3 JSON) to train on instead of the raw table
 register = True  # write the model to the registry (ModelRegistryUri of the stack)
 model_version = None  # to load back; None: the version registered now, else the model in memory
-repeats = 5  # repeats of the 5-fold cross-validation (the fixed protocol uses 5)
+repeats = 5  # repeats of the cross-validation (the fixed protocol uses 5)
+folds = 5  # folds per repeat (the fixed protocol uses 5)
+seed = None  # seed of the folds, baselines and importance; None: the fixed protocol's
 n_jobs = 2  # folds evaluated in parallel
 predict_ids = [1, 25, 100, 192, 280]  # beers to predict; none in the data: the first five
 keep_model = True  # False: delete the version registered by this run at the end
@@ -50,15 +52,18 @@ import pandas as pd
 from brewops import summary, tables
 from brewops import target as targets
 from brewops.catalog import load_catalog
-from brewops.model import bands, features, plots, registry, train
+from brewops.model import PROTOCOL_SEED, bands, features, plots, registry, train
 from brewops.model.predict import predict_beers, predictions_frame
 
+# refused here, before the target starts, when a value cannot run
+protocol = train.Protocol(
+    n_splits=folds, n_repeats=repeats, seed=PROTOCOL_SEED if seed is None else seed, n_jobs=n_jobs
+)
 needs_stack = catalog is None or register or model_version is not None
 tgt = targets.use(target) if needs_stack else None
 registry_uri = tgt.outputs["ModelRegistryUri"] if tgt else None
 if model_version is not None:  # checked now, not after the training below
     registry.require_version(registry_uri, model_version)
-protocol = train.Protocol(n_repeats=repeats, n_jobs=n_jobs)
 pd.Series({"target": target, "catalog": catalog, "registry": registry_uri, "protocol": protocol})
 """),
         md("""

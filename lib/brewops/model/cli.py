@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from brewops.model import PROTOCOL_SEED
+from brewops.model import MAX_SEED, PROTOCOL_SEED
 
 HEADLINE = ("accuracy", "macro_f1", "mae", "r2", "mae_ibu_le_150", "r2_ibu_le_150")
 
@@ -65,7 +65,7 @@ def model() -> None:
     "--seed",
     default=PROTOCOL_SEED,
     show_default=True,
-    type=int,
+    type=click.IntRange(min=0, max=MAX_SEED),
     help="Seed of the cross-validation folds, the baseline forests and the permutation "
     "importance (not of the model's own forests); the default is the fixed protocol's.",
 )

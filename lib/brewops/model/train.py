@@ -46,7 +46,7 @@ from sklearn.pipeline import Pipeline
 
 from brewops import schema
 from brewops.errors import ActionableError
-from brewops.model import PROTOCOL_SEED, bands, features
+from brewops.model import MAX_SEED, PROTOCOL_SEED, bands, features
 from brewops.model.estimators import BeerFeatures, IbuModel, OrdinalForestClassifier
 
 MODEL_NAME = "ibu-band-ordinal-forest"
@@ -76,6 +76,37 @@ class Protocol:
     importance_repeats: int = 5
     n_jobs: int = 2
 
+    def __post_init__(self) -> None:
+        # refused here, not by scikit-learn minutes into the training, naming the field
+        at_least = {
+            "n_splits": 2,
+            "n_repeats": 1,
+            "seed": 0,
+            "time_split_seeds": 1,
+            "importance_repeats": 1,
+        }
+        for name, minimum in at_least.items():
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | np.integer)
+                or value < minimum
+            ):
+                raise TrainingError(
+                    f"Protocol {name}={value!r}: it must be a whole number, at least {minimum}"
+                )
+        if self.seed > MAX_SEED:
+            raise TrainingError(f"Protocol seed={self.seed}: it must be at most {MAX_SEED}")
+        if not 0 < self.time_test_fraction < 1:
+            raise TrainingError(
+                f"Protocol time_test_fraction={self.time_test_fraction!r}: it must be between "
+                "0 and 1 (the share of the newest beers tested on)"
+            )
+        if self.n_jobs == 0:
+            raise TrainingError(
+                "Protocol n_jobs=0 would run no fold: use 1 or more, or -1 for one per CPU"
+            )
+
 
 @dataclass(frozen=True)
 class ModelParams:
@@ -89,6 +120,15 @@ class ModelParams:
     regressor_estimators: int = 100
     increasing: tuple[str, ...] = ("tinseth_ibu", "log_tinseth_ibu")
     random_state: int = 7
+
+    def __post_init__(self) -> None:
+        # a name that is not a feature would leave the model unconstrained without a word
+        unknown = [name for name in self.increasing if name not in features.FEATURE_COLUMNS]
+        if unknown:
+            raise TrainingError(
+                f"ModelParams increasing names {', '.join(unknown)}, not in "
+                "features.FEATURE_COLUMNS: name the features the model must be monotone in"
+            )
 
 
 @dataclass
@@ -184,6 +224,14 @@ class _Baseline:
 def make_baselines(seed: int, n_jobs: int | None = None) -> list[_Baseline]:
     """The majority class and the six-column random forest (scikit-learn defaults, as the
     public solutions use it; missing values filled with the median)."""
+    # the baselines read their columns from the model's feature matrix
+    missing = [name for name in features.BASELINE_COLUMNS if name not in features.FEATURE_COLUMNS]
+    if missing:
+        raise TrainingError(
+            f"features.BASELINE_COLUMNS names {', '.join(missing)}, not in "
+            "features.FEATURE_COLUMNS: the baselines read their columns from the feature "
+            "matrix, so keep those columns in it"
+        )
     return [
         _Baseline(
             "majority_class",
