@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from types import SimpleNamespace
 
 import pytest
@@ -373,6 +374,17 @@ def test_wait_uses_the_hint_capped():
     assert all(b <= 60 for b in backoff)
     assert stop_if_hint_exceeds(60)(state(RateLimited("x", retry_after=61)))
     assert not stop_if_hint_exceeds(60)(state(RateLimited("x", retry_after=59)))
+
+
+def test_the_backoff_uses_no_deprecated_tenacity_argument():
+    # tenacity 9.2 deprecates wait_exponential_jitter(initial=...): the producer function
+    # builds this wait for every request, and a removed argument would fail every tick
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        wait = wait_server_hint(initial=0.5, cap=60)
+
+    assert 0.5 <= wait(state(ServerError("x"), attempt=1)) <= 1.0
+    assert 4.0 <= wait(state(ServerError("x"), attempt=4)) <= 4.5
 
 
 def fake_response(**headers: str) -> requests.Response:

@@ -100,8 +100,9 @@ class wait_server_hint(wait_base):
 
     def __init__(self, initial: float, cap: float, jitter: float | None = None) -> None:
         self.cap = cap
+        # `multiplier`: tenacity 9.2 deprecates `initial`, its old name
         self.backoff = wait_exponential_jitter(
-            initial=initial, max=cap, jitter=initial if jitter is None else jitter
+            multiplier=initial, max=cap, jitter=initial if jitter is None else jitter
         )
 
     def __call__(self, retry_state: RetryCallState) -> float:
