@@ -3,7 +3,9 @@ follows the URL unless it is given."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import io
 import json
 import os
 import re
@@ -469,6 +471,60 @@ class _RuntimeUntilTicked:
 
     def drain(self) -> Any:  # what the last tick sent, once the scheduler has stopped
         return SimpleNamespace(seconds=0.0)
+
+
+class _TickRunningAtTheStop:
+    """A scheduler whose one tick is running when delivery stops, and sends beer 7 (into
+    `stream`) six seconds later, as when the Punk API answers slowly."""
+
+    tick_timeout = 60.0  # the producer's Timeout in the template
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.stream: list[int] = []
+
+    def run(self, stop=None, on_tick=None) -> list[Any]:
+        from brewops.scheduler import Tick
+
+        self.started.set()
+        # as a function run in this process does, the tick holds the process's output
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            stop.wait(timeout=30)
+            threading.Event().wait(6)
+            self.stream.append(7)
+        done = [Tick(1, "producer", {}, result={"sent": 1, "ids": [7]})]
+        on_tick(done)
+        return done
+
+
+@pytest.mark.slow
+def test_stopping_a_run_delivers_the_beer_of_the_tick_still_running(monkeypatch, tmp_path):
+    target = accepting_target(monkeypatch, tmp_path, name="local")
+    scheduler = _TickRunningAtTheStop()
+    drained: list[list[int]] = []
+
+    class Runtime:
+        def run(self, stop, poll_seconds, flush_on_exit):
+            scheduler.started.wait(timeout=30)
+            return SimpleNamespace(seconds=0.0)  # as after Ctrl-C
+
+        def drain(self):
+            drained.append(list(scheduler.stream))
+            return SimpleNamespace(seconds=0.0)
+
+    monkeypatch.setattr("brewops.scheduler.Scheduler.from_outputs", lambda *a, **kw: scheduler)
+    monkeypatch.setattr(
+        "brewops.firehose_runtime.FirehoseRuntime.from_outputs", lambda *a, **kw: Runtime()
+    )
+
+    result = CliRunner().invoke(streaming_cli.stream, ["run", "--with-scheduler"])
+
+    assert result.exit_code == 0, result.output
+    # the beer recorded as produced was in the stream when the final drain delivered it
+    assert drained == [[7]]
+    assert streaming_cli.read_produced("local", target.stack_id)[0] == [7]
+    assert result.output.startswith("delivering; Ctrl-C to stop\n")
+    assert "waiting for the running tick to end (at most 65 s" in result.output
 
 
 @pytest.mark.parametrize(

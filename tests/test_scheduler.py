@@ -260,6 +260,43 @@ def test_an_open_ended_run_follows_the_rules_rate(monkeypatch):
     assert len(waits) == 1 and 299 < waits[0] <= 300
 
 
+def test_a_tick_lasts_at_most_its_functions_timeouts(monkeypatch):
+    from brewops.firehose_runtime.functions import LocalFunction
+
+    def lookup(function, lambda_client, **kwargs):
+        return LocalFunction(
+            {"FunctionName": "p", "FunctionArn": function, "Handler": "a.b", "Timeout": 60}
+        )
+
+    monkeypatch.setattr(scheduler_module.LocalFunction, "lookup", lookup)
+    local = Scheduler(function=FUNCTION_ARN, session=_session(), log_dir=Path("logs"))
+    deployed = Scheduler(function=FUNCTION_ARN, session=_session(), in_process=False)
+
+    assert local.tick_timeout == 60  # the function's Timeout, as the template sets it
+    assert deployed.tick_timeout == 910  # as long as an Invoke is waited for
+
+
+def test_an_open_ended_run_keeps_its_recent_ticks_only_and_a_counted_run_all(monkeypatch):
+    """`stream run --with-scheduler` may stay up for days: its ticks must not pile up."""
+    scheduler = Scheduler(function=FUNCTION_ARN, session=_session(), in_process=False)
+    monkeypatch.setattr(scheduler_module, "RECENT_TICKS", 5)
+    numbers = iter(range(1, 1000))
+    monkeypatch.setattr(scheduler, "tick", lambda: [next(numbers)])
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def count(fired: list[int]) -> None:
+        seen.extend(fired)
+        if len(seen) == 12:
+            stop.set()
+
+    kept = scheduler.run(interval=0.0, stop=stop, on_tick=count)
+
+    assert seen == list(range(1, 13))  # each tick was seen as it fired
+    assert kept == list(range(8, 13))
+    assert scheduler.run(12) == list(range(13, 25))  # a number of ticks: every one
+
+
 @pytest.mark.emulator
 def test_a_function_that_cannot_be_invoked_fails_its_tick_and_the_schedule_goes_on(
     moto_endpoint, boto_session, monkeypatch, caplog

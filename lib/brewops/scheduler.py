@@ -14,6 +14,7 @@ import re
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +32,9 @@ logger = logging.getLogger(__name__)
 # (900 s), not botocore's default 60 s, the producer's own Timeout. And it is never sent
 # again: botocore retries a timed-out read or a 5xx, which would run the tick twice.
 INVOKE_CONFIG = Config(read_timeout=900 + 10, retries={"total_max_attempts": 1})
+# An open-ended run returns its most recent ticks only: left up for days at the rule's rate,
+# keeping them all would grow without end (about 2 KB a tick)
+RECENT_TICKS = 100
 
 RATE = re.compile(r"^rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)$")
 UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
@@ -80,6 +84,7 @@ class _RemoteFunction:
     def __init__(self, arn: str, lambda_client: Any) -> None:
         self.name = arn
         self.lambda_client = lambda_client
+        self.timeout = INVOKE_CONFIG.read_timeout  # the longest an Invoke is waited for
 
     def invoke(self, event: Any) -> tuple[Any, str | None]:
         response = self.lambda_client.invoke(FunctionName=self.name, Payload=json.dumps(event))
@@ -148,6 +153,12 @@ class Scheduler:
         )
 
     @property
+    def tick_timeout(self) -> float:
+        """Seconds a tick lasts at most: its functions' Timeouts, one after the other (a call
+        still running at its Timeout is given up, as Lambda stops it)."""
+        return float(sum(function.timeout for function, _ in self.targets))
+
+    @property
     def interval_seconds(self) -> float | None:
         return rate_seconds(self.schedule) if self.schedule else None
 
@@ -186,12 +197,13 @@ class Scheduler:
         """`ticks` firings (or until `stop`/Ctrl-C), `interval` seconds apart.
 
         Without `interval`, a given number of ticks runs back to back, and an open-ended
-        run follows the rule's rate.
+        run follows the rule's rate. Returns every tick of a given number; an open-ended
+        run, its RECENT_TICKS last ones (`on_tick` sees each).
         """
         if interval is None:
             interval = 0.0 if ticks is not None else (self.interval_seconds or 60.0)
         stop = stop or threading.Event()
-        done: list[Tick] = []
+        done: deque[Tick] = deque(maxlen=RECENT_TICKS if ticks is None else None)
         fired_count = 0
         try:
             while not stop.is_set() and (ticks is None or fired_count < ticks):
@@ -206,4 +218,4 @@ class Scheduler:
                 stop.wait(max(0.0, interval - (time.monotonic() - started)))
         except KeyboardInterrupt:
             pass
-        return done
+        return list(done)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from collections.abc import Collection
 from pathlib import Path
@@ -309,6 +310,8 @@ def run(target: str, poll: float, with_scheduler: bool) -> None:
     runtime = FirehoseRuntime.from_outputs(tgt.outputs, session=tgt.session)
     stop = threading.Event()
     ticker = None
+    # while a tick runs, the process's stderr is the producer's log (functions.py)
+    console = sys.stderr
     if with_scheduler:
         from brewops.reconcile import tick_ids
         from brewops.scheduler import Scheduler
@@ -324,19 +327,34 @@ def run(target: str, poll: float, with_scheduler: bool) -> None:
         ticker = threading.Thread(
             target=scheduler.run, kwargs={"stop": stop, "on_tick": remember}, daemon=True
         )
-        ticker.start()
     click.echo("delivering; Ctrl-C to stop")
+    if ticker is not None:  # after saying so: its first tick holds the output at once
+        ticker.start()
     try:
         report = runtime.run(stop, poll_seconds=poll, flush_on_exit=ticker is None)
     finally:
         stop.set()
         if ticker is not None:
-            ticker.join(timeout=5)
+            _await_running_tick(ticker, scheduler, console)
     if ticker is not None:
         # The last ticks' beers may not have been read when delivery stopped, or were sent
         # after: deliver them too, or `reconcile` finds the beers just sent missing.
         report.seconds += runtime.drain().seconds
     click.echo(str(report))
+
+
+def _await_running_tick(ticker: threading.Thread, scheduler: Any, console: Any) -> None:
+    """Once stopped, the scheduler starts no tick, but one running may still send its beer:
+    the final drain waits for it, as long as the tick's functions may run."""
+    ticker.join(timeout=1)
+    if ticker.is_alive():
+        most = scheduler.tick_timeout + 5  # and the time to record what it sent
+        click.echo(
+            f"waiting for the running tick to end (at most {most:.0f} s; "
+            "Ctrl-C again stops at once, leaving what was sent undelivered)",
+            file=console,
+        )
+        ticker.join(timeout=most)
 
 
 @stream.command()
