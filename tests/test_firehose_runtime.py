@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -2357,6 +2358,55 @@ def test_a_log_stream_that_failed_to_be_created_is_created_on_the_next_call(tmp_
         function.invoke({"n": n})
 
     assert logs.events == ["line 1", "line 2"], "only the first call's lines are lost"
+
+
+def test_the_log_stream_is_named_by_the_utc_date_as_lambda_names_it(tmp_path, monkeypatch):
+    (tmp_path / "prints_a_line.py").write_text("def handler(event, context):\n    print('line')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    # a time zone whose date is not UTC's now: 14 hours ahead from 10:00 UTC, else 12 behind
+    utc = time.gmtime()
+    monkeypatch.setenv("TZ", "Etc/GMT-14" if utc.tm_hour >= 10 else "Etc/GMT+12")
+    time.tzset()
+    try:
+        assert time.strftime("%Y/%m/%d") != time.strftime("%Y/%m/%d", utc)
+        logs = _FlakyLogs()
+        logs.failures = 0
+
+        _local_function("prints_a_line.handler", logs_client=logs).invoke({})
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+    (stream,) = logs.streams
+    assert stream.startswith(time.strftime("%Y/%m/%d/[$LATEST]", time.gmtime()))
+
+
+def test_a_function_log_file_moves_aside_before_it_grows_past_its_size(tmp_path, monkeypatch):
+    """A `stream run` left up for days: the log keeps the latest lines in bounded files."""
+    from brewops.firehose_runtime import functions
+
+    (tmp_path / "prints_its_number.py").write_text(
+        "def handler(event, context):\n    print(f\"line {event['n']:03d}\")\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(functions, "LOG_FILE_BYTES", 100)  # 12 lines of 9 bytes pass it
+    function = _local_function("prints_its_number.handler", log_dir=tmp_path / "logs")
+
+    for n in range(50):
+        function.invoke({"n": n})
+
+    log = tmp_path / "logs" / "f.log"
+    kept = [log.with_name("f.log.2"), log.with_name("f.log.1"), log]
+    assert sorted(p.name for p in log.parent.iterdir() if p.suffix != ".lock") == [
+        "f.log",
+        "f.log.1",
+        "f.log.2",
+    ]
+    assert all(p.stat().st_size <= 100 for p in kept)
+    lines = [line for p in kept for line in p.read_text().splitlines()]
+    # the latest lines, in order, none lost between the files
+    assert lines == [f"line {n:03d}" for n in range(50 - len(lines), 50)]
+    assert len(lines) == 11 + 11 + 6
 
 
 @pytest.mark.emulator

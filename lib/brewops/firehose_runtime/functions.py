@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import itertools
 import logging
 import sys
 import threading
@@ -26,6 +27,7 @@ from typing import Any
 
 from brewops.batching import within_limits
 from brewops.environ import applied_environment
+from brewops.files import exclusive
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,10 @@ LOG_EVENTS_PER_CALL = 1_000
 LOG_BYTES_PER_CALL = 1_048_576
 LOG_EVENT_OVERHEAD = 26
 LOG_MESSAGE_BYTES = 262_144 - LOG_EVENT_OVERHEAD
+# A function's log file moves to NAME.log.1 (that one to .2) before it would pass this size:
+# a `stream run` left up for days keeps at most three files of it (a tick logs about 1 KB)
+LOG_FILE_BYTES = 5_000_000
+LOG_FILES_KEPT = 2
 # A function's environment and its captured output are the whole process's: os.environ and
 # sys.stdout. Two functions called from two threads (the scheduler's producer beside the
 # Firehose transform) would read each other's variables and log lines, so one runs at a time.
@@ -140,9 +146,25 @@ def captured_output(log_file: Path | None) -> Iterator[_Collector]:
         root.removeHandler(collector)
         collector.output = buffer.getvalue()
         if log_file is not None and buffer.tell():
-            log_file.parent.mkdir(parents=True, exist_ok=True)
-            with log_file.open("a", encoding="utf-8") as out:
-                out.write(buffer.getvalue())
+            append_to_log(log_file, buffer.getvalue())
+
+
+def append_to_log(log_file: Path, text: str) -> None:
+    """Append `text` to `log_file`, first moving the file to `.1` (`.1` to `.2`, and so on
+    up to LOG_FILES_KEPT) when `text` would take it past LOG_FILE_BYTES."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    # several processes log one function (`stream run` beside `stream tick`): one moves it
+    with exclusive(log_file.with_name(f".{log_file.name}.lock")):
+        size = log_file.stat().st_size if log_file.exists() else 0
+        if size and size + len(text.encode()) > LOG_FILE_BYTES:
+            numbered = (
+                log_file.with_name(f"{log_file.name}.{n}") for n in range(1, 1 + LOG_FILES_KEPT)
+            )
+            for newer, older in reversed(list(itertools.pairwise([log_file, *numbered]))):
+                if newer.exists():  # the oldest is replaced
+                    newer.replace(older)
+        with log_file.open("a", encoding="utf-8") as out:
+            out.write(text)
 
 
 class _Call:
@@ -335,7 +357,9 @@ class LocalFunction:
             return
         try:
             if self.log_stream is None:
-                stream = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"
+                # Lambda dates the stream in UTC, not in this machine's time zone
+                day = time.strftime("%Y/%m/%d", time.gmtime())
+                stream = f"{day}/[$LATEST]{uuid.uuid4().hex}"
                 with contextlib.suppress(
                     self.logs_client.exceptions.ResourceAlreadyExistsException
                 ):
