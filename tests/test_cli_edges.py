@@ -150,10 +150,11 @@ def test_without_figures_the_ids_the_stream_commands_recorded_are_reconciled_aga
 
 
 def test_a_notebook_run_by_hand_records_its_figures_beside_the_build_and_keeps_them(
-    monkeypatch, tmp_path
+    monkeypatch, tmp_path, umask
 ):
     from brewops import summary
 
+    umask(0o022)
     monkeypatch.delenv(summary.FIGURES_ENV, raising=False)
     monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
 

@@ -24,6 +24,7 @@ from brewops import local, runner
 from brewops.files import shared
 from brewops.paths import repo_root
 from brewops.runner import (
+    RunSummary,
     _parse_value,
     check_parameters,
     discover,
@@ -122,6 +123,8 @@ def test_the_command_refuses_it_before_starting_the_target(
     said: str,
 ):
     monkeypatch.setattr(runner, "target_services", lambda target: pytest.fail("started"))
+    # nor after seconds of importing papermill: the check does without it
+    monkeypatch.setitem(sys.modules, "papermill", None)
     monkeypatch.setenv("BREWOPS_HOME", str(notebooks.parent))
     monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
 
@@ -151,7 +154,7 @@ def test_a_value_must_have_the_type_of_the_parameters_default(
     [
         "None",
         "{1, 2}",  # a set: no rule for its type
-        "'a#b'",  # papermill reads the default up to the '#', a source Python cannot parse
+        "len('ab')",  # an expression: no literal to take the type of
     ],
 )
 def test_a_parameter_whose_default_has_no_type_to_check_takes_any_value(
@@ -227,6 +230,25 @@ def test_a_parameter_in_seconds_takes_a_fraction_of_one():
     assert in_seconds, "no parameter says it is in seconds"
     for notebook, name in in_seconds:
         check_parameters([notebook], {name: 10.5})
+
+
+@pytest.mark.parametrize("notebook", discover(), ids=lambda p: p.stem)
+def test_the_parameters_are_read_as_papermill_reads_them(notebook: Path):
+    from papermill import inspect_notebook
+
+    read = runner.notebook_parameters(notebook)
+
+    assert read == {name: p["default"] for name, p in inspect_notebook(notebook).items()}
+    assert read
+
+
+def test_a_default_with_a_hash_inside_a_string_is_read_whole(tmp_path: Path):
+    nb = _notebook(tmp_path / "01_hash.ipynb")
+    nb.write_text(nb.read_text().replace("value = 1", "value = 'a#b'  # a label"))
+
+    assert runner.notebook_parameters(nb) == {"target": '"nowhere"', "value": "'a#b'"}
+    with pytest.raises(click.BadParameter, match="value of 01_hash takes a string"):
+        check_parameters([nb], {"value": 3})
 
 
 def test_parameter_values_are_yaml_scalars():
@@ -465,8 +487,9 @@ def test_an_error_of_the_runner_itself_ends_the_summary_as_failed(
 
 
 def test_a_run_interrupted_in_its_first_notebook_leaves_its_own_summary(
-    notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, umask
 ):
+    umask(0o022)
     out = tmp_path / "build"
     execute(discover(notebooks, only=["01"]), out_dir=out, progress=False)
     earlier = json.loads((out / "run-summary.json").read_text())
@@ -485,6 +508,27 @@ def test_a_run_interrupted_in_its_first_notebook_leaves_its_own_summary(
     assert written["started_at"] != earlier["started_at"]
     assert not (out / "executed" / "01_first_step.html").exists()
     assert stat.S_IMODE((out / "run-summary.json").stat().st_mode) == 0o644  # as it was
+
+
+@pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o644), (0o077, 0o600)])
+def test_the_summary_and_figures_are_as_private_as_the_umask_makes_the_executed_copies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, umask, mask: int, mode: int
+):
+    from brewops import summary
+
+    umask(mask)
+    figures = tmp_path / "figures" / "01_first_step.json"
+    monkeypatch.setenv(summary.FIGURES_ENV, str(figures))
+    executed = tmp_path / "executed.ipynb"
+    executed.write_text("{}")  # as papermill writes an executed copy
+
+    RunSummary(target="local", started_at="2024-01-01T00:00:00+00:00").write(
+        tmp_path / "run-summary.json"
+    )
+    summary.record(value=1)
+
+    for path in (executed, tmp_path / "run-summary.json", figures):
+        assert stat.S_IMODE(path.stat().st_mode) == mode, path.name
 
 
 class _CutShort(_FakePapermill):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import secrets
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,12 +14,15 @@ from typing import TextIO
 
 def write_atomically(path: Path, text: str, mode: int | None = None) -> None:
     """Replace `path` with `text` so a crash leaves either the old or the new file. The
-    file is private to this user unless `mode` says otherwise."""
+    file is private to this user unless `mode` says otherwise: then it gets `mode` less
+    the umask, as a file open() creates does."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    if mode is None:
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    else:  # created with the mode, so the kernel applies the umask (a chmod would not)
+        temporary = str(path.parent / f".{path.name}.{secrets.token_hex(8)}")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
-        if mode is not None:
-            os.chmod(temporary, mode)
         with os.fdopen(descriptor, "w", encoding="utf-8") as out:
             out.write(text)
             out.flush()

@@ -58,7 +58,7 @@ class RunSummary:
     def write(self, path: Path) -> None:
         # whole or not at all: a run killed while writing keeps the previous write
         text = json.dumps(asdict(self), indent=2, default=str) + "\n"
-        write_atomically(path, text, mode=0o644)  # readable as the executed copies are
+        write_atomically(path, text, mode=0o644)  # as open() makes the executed copies
 
 
 class RunFailed(click.ClickException):
@@ -90,14 +90,12 @@ def check_parameters(
     Refuse a value whose type is not its default's in a notebook that defines it: the
     notebook would fail halfway, or `ticks null` tick forever. Returns the names each
     notebook defines."""
-    from papermill import inspect_notebook
-
     if "target" in parameters:
         raise click.BadParameter(
             "the target is chosen with --target, not as a parameter",
             param_hint="'-p' / '--parameter'",
         )
-    defined = {nb: inspect_notebook(nb) for nb in notebooks}
+    defined = {nb: notebook_parameters(nb) for nb in notebooks}
     known = list(dict.fromkeys(name for names in defined.values() for name in names))
     unknown = [name for name in parameters if name not in known]
     if unknown:
@@ -107,10 +105,39 @@ def check_parameters(
             param_hint="'-p' / '--parameter'",
         )
     for nb, names in defined.items():
-        for name, definition in names.items():
+        for name, default in names.items():
             if name in parameters:
-                _check_type(nb, name, definition["default"], parameters[name])
+                _check_type(nb, name, default, parameters[name])
     return {nb: set(names) for nb, names in defined.items()}
+
+
+def notebook_parameters(notebook: Path) -> dict[str, str]:
+    """The names the notebook's `parameters` cell assigns, each with its default's source.
+    Read with `ast`, not papermill's `inspect_notebook`: importing papermill takes seconds,
+    which a mistyped `-p` should not wait for."""
+    cells = json.loads(notebook.read_text(encoding="utf-8")).get("cells", [])
+    tagged = [cell for cell in cells if "parameters" in cell.get("metadata", {}).get("tags", [])]
+    if not tagged:
+        return {}
+    source = tagged[0]["source"]  # the first, as papermill injects after it
+    source = "".join(source) if isinstance(source, list) else source
+    try:
+        statements = ast.parse(source).body
+    except SyntaxError:  # papermill reads such a cell line by line: leave it to papermill
+        from papermill import inspect_notebook
+
+        return {name: p["default"] for name, p in inspect_notebook(notebook).items()}
+    defaults = {}
+    for statement in statements:
+        if isinstance(statement, ast.Assign) and len(statement.targets) == 1:
+            target = statement.targets[0]
+        elif isinstance(statement, ast.AnnAssign) and statement.value is not None:
+            target = statement.target
+        else:
+            continue
+        if isinstance(target, ast.Name):
+            defaults[target.id] = ast.get_source_segment(source, statement.value) or ""
+    return defaults
 
 
 # a default's type -> what a value must be to take its place, said as the refusal says it
@@ -374,8 +401,10 @@ def run_command(
     if not notebooks:
         raise click.ClickException(f"no numbered notebooks found in {notebooks_dir()}")
     params = {name: _parse_value(value) for name, value in parameters}
-    notebook_executor()  # both before the local target is brought up
+    # both before the local target is brought up; the parameters first: they need no
+    # papermill, which takes seconds to import
     check_parameters(notebooks, params)
+    notebook_executor()
     with target_services(target):
         run = execute(notebooks, target=target, parameters=params, progress=not no_progress)
     click.echo(f"run summary: {build_dir() / 'run-summary.json'}")
