@@ -13,11 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
+from matplotlib import colors
+from matplotlib.path import Path as Polyline
 
-from brewops import infra
+from brewops import infra, plotstyle
 from brewops import target as targets
 from brewops.errors import ActionableError
 from brewops.paths import repo_root, template_path
+from fixtures.figures import legibility_problems
 from fixtures.local import exited
 
 
@@ -102,6 +105,49 @@ def test_the_diagram_is_drawn_from_the_graph():
     assert sorted(drawn) == sorted(infra.data_flow_graph().edges)
 
 
+def test_the_diagram_is_legible_at_the_width_notebooks_show():
+    # seven steps side by side made it 14 in wide, shrunk to about 6 px text in a notebook
+    assert not legibility_problems(infra.plot_data_flow())
+
+
+def test_the_diagram_colours_each_kind_from_the_shared_palette():
+    graph = infra.data_flow_graph()
+    ax = infra.plot_data_flow().axes[0]
+    kinds_by_colour: dict[str, set[str]] = {}
+    for box in (t for t in ax.texts if "\n" in t.get_text()):
+        node = box.get_text().split("\n")[0]
+        face = colors.to_hex(box.get_bbox_patch().get_facecolor())
+        assert face in plotstyle.PALETTE, (node, face)
+        assert plotstyle.contrast_ratio(box.get_color(), face) >= 4.5, node
+        kinds_by_colour.setdefault(face, set()).add(graph.nodes[node]["kind"])
+    shared = [kinds for kinds in kinds_by_colour.values() if len(kinds) > 1]
+    assert shared == [{"Glue table", "Glue database"}]  # the one pair of one service
+
+
+def test_the_diagrams_boxes_labels_and_arrows_do_not_overlap():
+    fig = infra.plot_data_flow()
+    fig.canvas.draw()  # puts the boxes and the arrows' ends in place
+    ax = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    extents = {t: t.get_bbox_patch().get_window_extent(renderer) for t in ax.texts if t.get_text()}
+    for (first, one), (second, other) in itertools.combinations(extents.items(), 2):
+        assert not one.overlaps(other), (first.get_text(), second.get_text())
+    # an arrow crosses no box or label but those of its own edge
+    text_of = {t.get_bbox_patch(): t for t in extents}
+    labels = [t for t in extents if "\n" not in t.get_text()]  # one per edge, in turn
+    arrows = [t.arrow_patch for t in ax.texts if getattr(t, "arrow_patch", None)]
+    for arrow, label in zip(arrows, labels, strict=True):
+        shape = arrow.get_transform().transform_path(arrow.get_path())
+        strokes = [Polyline(points) for points in shape.to_polygons(closed_only=False)]
+        crossed = {
+            text
+            for text, extent in extents.items()
+            if any(stroke.intersects_bbox(extent, filled=False) for stroke in strokes)
+        }
+        own = {text_of[arrow.patchA], text_of[arrow.patchB], label}
+        assert crossed <= own, [t.get_text() for t in crossed - own]
+
+
 def test_the_diagram_is_laid_out_the_same_in_every_process():
     """Laid out and drawn from sets of names, the figure came in hash order: another each run."""
     code = (
@@ -133,23 +179,23 @@ def test_the_diagram_is_laid_out_the_same_in_every_process():
 
 
 @pytest.mark.parametrize(
-    ("edges", "columns"),
+    ("edges", "layers"),
     [
-        # in the order of their inputs' rows, not of their names or of the edges
+        # in the order of their inputs' places, not of their names or of the edges
         ([("b", "y"), ("a", "z")], {0: ["a", "b"], 1: ["z", "y"]}),
-        # rows counted from each column's middle, as the layout centres it: zp's inputs, a
-        # (row -1) and m (row 0), sit above r's, m; counted from the top both are at row 0
+        # places counted from each layer's middle, as the diagram centres it: zp's inputs, a
+        # (place -1) and m (place 0), come before r's, m; counted from the start both are at 0
         (
             [("b", "m"), ("c", "m"), ("m", "r"), ("m", "zp"), ("a", "zp")],
             {0: ["a", "b", "c"], 1: ["m"], 2: ["zp", "r"]},
         ),
     ],
-    ids=["inputs-order", "centred-rows"],
+    ids=["inputs-order", "centred-layers"],
 )
-def test_the_diagram_puts_each_step_beside_its_inputs(edges, columns):
+def test_the_diagram_puts_each_step_beside_its_inputs(edges, layers):
     import networkx as nx
 
-    assert infra._layers(nx.DiGraph(edges)) == columns
+    assert infra._layers(nx.DiGraph(edges)) == layers
 
 
 def test_the_output_contract_is_read_from_the_template():

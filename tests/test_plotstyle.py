@@ -34,6 +34,7 @@ NAMED = {
     "GREY": plotstyle.GREY,
     "PURPLE": plotstyle.PURPLE,
     "BROWN": plotstyle.BROWN,
+    "CYAN": plotstyle.CYAN,
 }
 APART = 15  # CIELAB ΔE: two colours this far apart are told apart at a glance
 

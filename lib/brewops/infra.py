@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from brewops import plotstyle
 from brewops.errors import ActionableError
 from brewops.local.state import default_stack_name
 from brewops.paths import repo_root, template_path
@@ -173,60 +174,73 @@ def data_flow_graph(template: dict[str, Any] | None = None) -> nx.DiGraph:
 
 
 def _layers(graph: nx.DiGraph) -> dict[int, list[str]]:
-    """One column per step, right of its inputs; in a column, nodes in the order of their
-    inputs' rows (then by name), so the edges cross little and every run draws the same."""
+    """One layer per step, after its inputs; in a layer, nodes in the order of their inputs'
+    places (then by name), so the edges cross little and every run draws the same."""
     import networkx as nx
 
     layer: dict[str, int] = {}
     for node in nx.topological_sort(graph):
         layer[node] = max((layer[p] + 1 for p in graph.predecessors(node)), default=0)
-    columns: dict[int, list[str]] = {}
-    row: dict[str, float] = {}
+    layers: dict[int, list[str]] = {}
+    place: dict[str, float] = {}
     for number in sorted(set(layer.values())):
         nodes = [node for node in layer if layer[node] == number]
 
-        def inputs_row(node: str) -> tuple[float, str]:
-            rows = [row[p] for p in graph.predecessors(node)]
-            return (sum(rows) / len(rows) if rows else 0.0, node)
+        def inputs_place(node: str) -> tuple[float, str]:
+            places = [place[p] for p in graph.predecessors(node)]
+            return (sum(places) / len(places) if places else 0.0, node)
 
-        columns[number] = sorted(nodes, key=inputs_row)
-        middle = (len(nodes) - 1) / 2  # the layout centres each column
-        row.update({node: index - middle for index, node in enumerate(columns[number])})
-    return columns
+        layers[number] = sorted(nodes, key=inputs_place)
+        middle = (len(nodes) - 1) / 2  # the diagram centres each layer
+        place.update({node: index - middle for index, node in enumerate(layers[number])})
+    return layers
 
 
 def plot_data_flow(template: dict[str, Any] | None = None) -> Figure:
-    """A left-to-right diagram of `data_flow_graph`, one column per step."""
+    """A top-to-bottom diagram of `data_flow_graph`, one row per step: the steps outnumber
+    the resources of any one step, so rows fit a notebook's column where columns did not."""
     import matplotlib.pyplot as plt
-    import networkx as nx
 
     graph = data_flow_graph(template)
-    pos = nx.multipartite_layout(graph, subset_key=_layers(graph), align="vertical", scale=1.0)
-    fig, ax = plt.subplots(figsize=(14, 6))
-    palette = {
-        "EventBridge schedule": "#f4b6c2",
-        "Lambda": "#f9d5a7",
-        "Kinesis stream": "#b5d3f3",
-        "Firehose": "#c3e6cb",
-        "S3 bucket": "#e2d4f0",
-        "Glue table": "#fff3b0",
-        "Glue database": "#fff3b0",
-        "Athena workgroup": "#d6d6d6",
+    layers = _layers(graph)
+    layer_of = {node: number for number, nodes in layers.items() for node in nodes}
+    # Positions in inches, near enough (the bare axes fill the figure): a row's pitch holds
+    # a box and a labelled gap; the outer boxes of the widest row stand an inch from the edge.
+    width, pitch = plotstyle.MAX_WIDTH, 0.9
+    spacing = (width - 2) / max(max(len(nodes) for nodes in layers.values()) - 1, 1)
+    pos = {
+        node: (width / 2 + (index - (len(nodes) - 1) / 2) * spacing, -number * pitch)
+        for number, nodes in layers.items()
+        for index, node in enumerate(nodes)
+    }
+    fig, ax = plt.subplots(figsize=(width, pitch * len(layers) + 0.5))
+    palette = {  # one colour per kind; a Glue table and its database share one
+        "EventBridge schedule": plotstyle.RED,
+        "Lambda": plotstyle.ORANGE,
+        "Kinesis stream": plotstyle.BLUE,
+        "Firehose": plotstyle.CYAN,
+        "S3 bucket": plotstyle.PURPLE,
+        "Glue table": plotstyle.BROWN,
+        "Glue database": plotstyle.BROWN,
+        "Athena workgroup": plotstyle.GREY,
     }
     boxes = {}
     for node, (x, y) in pos.items():
         kind = graph.nodes[node]["kind"]
+        color = palette.get(kind, "white")
         boxes[node] = ax.text(
             x,
             y,
             f"{node}\n({kind})",
             ha="center",
             va="center",
-            fontsize=8,
-            bbox={"boxstyle": "round,pad=0.4", "fc": palette.get(kind, "white"), "ec": "#555"},
+            fontsize=plotstyle.MIN_FONT_SIZE,
+            color=plotstyle.text_color_on(color),
+            bbox={"boxstyle": "round,pad=0.4", "fc": color, "ec": "#555"},
         )
     # Arrows end at the boxes' borders (patchA/patchB), not under them, and are drawn above
-    # them, after the boxes have moved into place; each label sits half-way on a white patch.
+    # them, after the boxes have moved into place. They are straight, so each label sits on
+    # its arrow (on a white patch) in the gap above the sink: between two rows, off the boxes.
     for source, sink, label in graph.edges(data="label"):
         ax.annotate(
             "",
@@ -241,22 +255,22 @@ def plot_data_flow(template: dict[str, Any] | None = None) -> Figure:
                 "shrinkB": 2,
                 "patchA": boxes[source].get_bbox_patch(),
                 "patchB": boxes[sink].get_bbox_patch(),
-                "connectionstyle": "arc3,rad=0.05",
             },
         )
+        along = 1 - 0.5 / (layer_of[sink] - layer_of[source])
         (x0, y0), (x1, y1) = pos[source], pos[sink]
         ax.text(
-            (x0 + x1) / 2,
-            (y0 + y1) / 2,
+            x0 + (x1 - x0) * along,
+            y0 + (y1 - y0) * along,
             label,
-            fontsize=7,
+            fontsize=plotstyle.MIN_FONT_SIZE,
             ha="center",
             va="center",
             zorder=5,
             bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
         )
-    ax.set_xlim(min(x for x, _ in pos.values()) - 0.15, max(x for x, _ in pos.values()) + 0.15)
-    ax.set_ylim(min(y for _, y in pos.values()) - 0.15, max(y for _, y in pos.values()) + 0.15)
+    ax.set_xlim(0, width)
+    ax.set_ylim(-pitch * (len(layers) - 0.5), pitch / 2)
     ax.set_title("Data flow derived from infra/template.yaml")
     ax.axis("off")
     fig.tight_layout()

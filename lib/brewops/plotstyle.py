@@ -12,6 +12,7 @@ from matplotlib import colors, style
 # protanopia and tritanopia (Petroff 2021). The plots name the colours they use.
 PALETTE: tuple[str, ...] = tuple(style.library["petroff10"]["axes.prop_cycle"].by_key()["color"])
 BLUE, ORANGE, RED, GREY, PURPLE, BROWN = PALETTE[:6]
+CYAN = PALETTE[9]  # a seventh, for the data-flow diagram's kinds of resource
 
 # Told apart by more than colour: the second of two series is hatched.
 HATCHES = ("", "//", "..", "xx")
