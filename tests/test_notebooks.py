@@ -228,3 +228,26 @@ def test_notebook_03_run_again_reconciles_only_what_that_run_delivered(
     assert "raw: 10 records, 10 unique ids" in reconciliation, reconciliation
     assert "cleaned: 10 rows, 10 unique ids" in reconciliation, reconciliation
     assert "objects delivered earlier" in reconciliation, reconciliation
+
+
+@pytest.mark.emulator
+def test_after_notebook_03_the_commands_know_what_it_sent(
+    local_stack, local_state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """`stream fill` after notebook 03 does not send the catalogue again (notebook 04 would
+    count every beer a duplicate), and `stream reconcile` checks what the notebook sent."""
+    from click.testing import CliRunner
+
+    from brewops import streaming_cli
+
+    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(local_state_dir))
+    result = run_alone("03_", {"ticks": 1, "progress": False}, tmp_path, monkeypatch)
+    assert result.status == "ok", result.error
+
+    fill = CliRunner().invoke(streaming_cli.stream, ["fill", "--no-progress"])
+    reconciled = CliRunner().invoke(streaming_cli.stream, ["reconcile", "--target", "local"])
+
+    assert fill.exit_code == 0, fill.output
+    assert "326 records already produced into this stack: no backfill" in fill.output
+    assert reconciled.exit_code == 0, reconciled.output
+    assert "raw: 326 records" in reconciled.output, reconciled.output

@@ -62,6 +62,7 @@ from brewops.reconcile import (
     wait_for_delivery,
 )
 from brewops.scheduler import Scheduler
+from brewops.streaming_cli import remember_produced
 
 pd.set_option("display.max_colwidth", None)  # S3 URIs and ARNs in full, not cut at 50
 tgt = targets.use(target)
@@ -123,6 +124,8 @@ assert all(t.ok for t in done), [t.error for t in done if not t.ok]
 produced_ids = sent_ids(beers, report) + tick_ids(done)
 records_sent = report.sent + sum(t.result["sent"] for t in done)
 print(f"{records_sent} records sent, {len(set(produced_ids))} distinct beer ids")
+if not cleanup:  # for `brewops stream reconcile`; and `stream fill` won't send them again
+    print(f"recorded in {remember_produced(tgt.name, produced_ids, tgt.stack_id, delivered_before)}")
 """),
         md("""
 ## 3. Delivery
@@ -168,7 +171,9 @@ objects delivered since this run's backfill began (those of earlier runs are lef
 error record says only that the function failed it ("ProcessingFailed status set for
 record"), on AWS as locally; the reason is in the function's CloudWatch Logs group, and the
 table below joins it by beer id. Records are counted by beer id, so a beer the ticks
-produced twice must arrive twice.
+produced twice must arrive twice. The ids sent were also recorded (section 2) where the
+commands record theirs: `brewops stream reconcile` checks this stack again from the shell,
+and `brewops stream fill` does not send them a second time.
 """),
         code("""
 print(result)
