@@ -373,3 +373,16 @@ def test_the_handler_logs_reasons_as_structured_json(load_event, lambda_context,
     assert failure["result"] == "ProcessingFailed"
     assert failure["reason"].startswith("malformed JSON")
     assert failure["function_request_id"] == lambda_context.aws_request_id
+
+
+def test_an_escaped_lone_surrogate_fails_with_its_reason_not_as_unexpected(caplog):
+    # valid JSON, and valid UTF-8 on the wire, but half a character once decoded
+    payload = b'{"id": 7, "name": "Bad \\ud800 Beer", "abv": 5}'
+
+    with caplog.at_level(logging.ERROR):
+        [outcome] = transform.transform_records([record(payload, "s")])
+
+    assert outcome.result == "ProcessingFailed"
+    assert outcome.reason == "not a beer: \\ud800 is not a character"
+    assert outcome.data == payload
+    assert not [r for r in caplog.records if r.exc_info], "refused with a reason, no traceback"

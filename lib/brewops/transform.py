@@ -238,7 +238,13 @@ def transform_record(record: Mapping[str, Any], now: str | None = None) -> Outco
     except InvalidBeer as error:
         return Outcome(record_id, "ProcessingFailed", payload, f"not a beer: {error}")
     line = json.dumps(cleaned, ensure_ascii=False, separators=(",", ":")) + "\n"
-    return Outcome(record_id, "Ok", line.encode("utf-8"))
+    try:
+        return Outcome(record_id, "Ok", line.encode("utf-8"))
+    except UnicodeEncodeError as error:  # JSON may escape half a surrogate pair ("\ud800")
+        bad = error.object[error.start : error.end].encode("unicode_escape").decode("ascii")
+        return Outcome(
+            record_id, "ProcessingFailed", payload, f"not a beer: {bad} is not a character"
+        )
 
 
 def transform_records(
