@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,21 @@ def test_ruff_format_is_clean():
         [BIN / "ruff", "format", "--check", "."], cwd=ROOT, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("category", [DeprecationWarning, PendingDeprecationWarning, FutureWarning])
+def test_a_deprecation_met_in_the_package_fails_the_suite(category: type[Warning]):
+    """pyproject.toml's filterwarnings: the package's deprecations are errors, a library's
+    own are left to the warnings summary."""
+
+    def met_in(module: str) -> None:
+        warnings.warn_explicit("deprecated", category, f"{module}.py", 1, module=module)
+
+    with pytest.raises(category):
+        met_in("brewops.punkapi.client")
+    with warnings.catch_warnings(record=True) as reported:
+        met_in("tenacity.wait")
+    assert [w.category for w in reported] == [category]
 
 
 def test_there_are_numbered_notebooks():

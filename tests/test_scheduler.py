@@ -188,6 +188,7 @@ def test_a_deployed_function_is_invoked_once_per_tick_even_when_lambda_fails(mon
         [tick] = Scheduler(function=FUNCTION_ARN, session=_session(), in_process=False).tick()
     finally:
         server.shutdown()
+        server.server_close()
 
     # THEN the producer ran at most once: a retried Invoke would produce the tick twice
     assert len(calls) == 1
