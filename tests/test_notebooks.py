@@ -19,6 +19,31 @@ from brewops.paths import notebooks_dir
 from brewops.runner import NotebookResult, discover
 
 
+def nbval(notebooks: list[Path], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """pytest with nbval alone over `notebooks`: a plugin installed beside it (one that
+    reorders tests, say) would run the cells out of order."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "nbval",
+            "--nbval-lax",
+            "-p",
+            "no:cacheprovider",
+            "--nbval-cell-timeout",
+            "900",
+            "-q",
+            *map(str, notebooks),
+        ],
+        capture_output=True,
+        text=True,
+        env={**env, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
+        cwd=notebooks_dir().parent,
+    )
+
+
 @pytest.mark.emulator
 @pytest.mark.slow
 def test_the_notebooks_pass_nbval_in_order(local_stack, local_state_dir: Path, tmp_path: Path):
@@ -30,28 +55,40 @@ def test_the_notebooks_pass_nbval_in_order(local_stack, local_state_dir: Path, t
         "BREWOPS_BUILD_DIR": str(tmp_path / "build"),
         "MPLBACKEND": "Agg",
     }
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--nbval-lax",
-            "-p",
-            "no:cacheprovider",
-            "--nbval-cell-timeout",
-            "900",
-            "-q",
-            *map(str, notebooks),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=notebooks_dir().parent,
-    )
+    result = nbval(notebooks, env)
     tail = "\n".join(result.stdout.splitlines()[-60:])
     assert result.returncode == 0, f"nbval failed:\n{tail}\n{result.stderr[-2000:]}"
     recorded = {p.stem for p in (tmp_path / "build" / "figures").glob("*.json")}
     assert recorded == {nb.stem for nb in notebooks}, "every notebook records its key figures"
+
+
+REVERSING_PLUGIN = """
+def pytest_collection_modifyitems(items):
+    items.reverse()
+"""
+
+
+def test_nbval_runs_the_cells_in_order_whatever_other_pytest_plugins_are_installed(
+    tmp_path: Path,
+):
+    import nbformat
+
+    # an installed plugin that reorders tests, found by its entry point as pip would leave it
+    (tmp_path / "reversing_plugin.py").write_text(REVERSING_PLUGIN)
+    dist_info = tmp_path / "reversing_plugin-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: reversing-plugin\nVersion: 1.0\n"
+    )
+    (dist_info / "entry_points.txt").write_text("[pytest11]\nreversing = reversing_plugin\n")
+    notebook = tmp_path / "two_cells.ipynb"
+    cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("assert x == 1")]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), notebook)
+    pythonpath = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+
+    result = nbval([notebook], {**os.environ, "PYTHONPATH": pythonpath})
+
+    assert result.returncode == 0, result.stdout[-2000:]
 
 
 def numbered(prefix: str) -> Path:
