@@ -359,6 +359,19 @@ def test_the_card_names_the_folds_and_repeats_the_protocol_used(trained, folds, 
     assert page.count("-fold") == 1
 
 
+def test_the_card_page_gives_the_beers_of_each_band_when_the_card_has_them(trained):
+    per_band = trained.card["data"]["beers_per_band"]
+    assert sum(per_band.values()) == trained.card["data"]["rows_used"]
+    line = "- beers per band: " + ", ".join(f"{band} {n}" for band, n in per_band.items())
+
+    assert line in registry.card_markdown(trained.card).splitlines()
+    older = {
+        **trained.card,
+        "data": {k: v for k, v in trained.card["data"].items() if k != "beers_per_band"},
+    }
+    assert "beers per band" not in registry.card_markdown(older)
+
+
 @pytest.mark.parametrize(
     ("uri", "parts"),
     [

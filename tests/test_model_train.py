@@ -467,6 +467,12 @@ def test_the_card_records_the_ids_source_protocol_and_headline_figures(small_tra
     assert card["data"]["ids"] == [3, 12]
     assert card["data"]["source"] == {}
     assert card["data"]["beer_keys"] == ["a", "b"]
+    assert card["data"]["beers_per_band"] == dict(zip(bands.LABELS, [1, 1, 0, 0], strict=True))
+    # a band no training beer was in is a class the model never predicts
+    assert card["limitations"].endswith(
+        "No beer of the bands (50, 70], (70, inf) was in the training data: the model never "
+        "predicts them."
+    )
     assert (card["protocol"]["n_splits"], card["protocol"]["n_repeats"]) == (4, 2)
     assert card["metrics"]["baselines"] == {
         name: {key: figures[key] for key in ("accuracy", "macro_f1", "mae")}

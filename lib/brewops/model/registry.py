@@ -221,6 +221,13 @@ def _cross_validation(card: dict[str, Any]) -> str:
     return folds
 
 
+def _beers_per_band(card: dict[str, Any]) -> list[str]:
+    per_band = card.get("data", {}).get("beers_per_band")
+    if not isinstance(per_band, dict):  # a card written before it was recorded
+        return []
+    return ["- beers per band: " + ", ".join(f"{band} {n}" for band, n in per_band.items())]
+
+
 def card_markdown(card: dict[str, Any]) -> str:
     """The model card as a short human-readable page."""
     metrics = card.get("metrics", {})
@@ -233,6 +240,7 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"- rows used: {card.get('data', {}).get('rows_used')}",
         f"- sha256: `{card.get('data', {}).get('sha256')}`",
         f"- rule: {card.get('data', {}).get('rule')}",
+        *_beers_per_band(card),
         "",
         f"## Metrics ({_cross_validation(card)})",
     ]

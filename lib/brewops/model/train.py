@@ -733,6 +733,19 @@ def model_card(
         key: metrics["cv"][key]
         for key in ("accuracy", "macro_f1", "mae", "r2", "mae_ibu_le_150", "r2_ibu_le_150")
     }
+    ibu = features.ibu_values(beers)
+    per_band = np.bincount(bands.band_index(ibu[~np.isnan(ibu)]), minlength=bands.N_BANDS).tolist()
+    limitations = (
+        "Alpha acids are typical values per hop variety, not the lot used; the "
+        "catalogue's IBU values contain transcription errors (e.g. 1085, 1157)."
+    )
+    unseen = [label for label, count in zip(bands.LABELS, per_band, strict=True) if not count]
+    if unseen:  # a forest gives a class it never saw probability 0
+        several = len(unseen) > 1
+        limitations += (
+            f" No beer of the band{'s' * several} {', '.join(unseen)} was in the training "
+            f"data: the model never predicts {'them' if several else 'it'}."
+        )
     return {
         "model": MODEL_NAME,
         "task": "Bitterness band of a beer, IBU bands "
@@ -750,6 +763,7 @@ def model_card(
             "beers without an IBU excluded",
             # so an evaluation can tell the beers the model has seen from new ones
             "beer_keys": sorted({features.beer_key(beer) for beer in beers}),
+            "beers_per_band": dict(zip(bands.LABELS, per_band, strict=True)),
         },
         "features": list(features.FEATURE_COLUMNS),
         "baseline_features": list(features.BASELINE_COLUMNS),
@@ -772,6 +786,5 @@ def model_card(
         },
         "intended_use": "Estimating the bitterness of home-brew recipes in the Punk API / DIY Dog "
         "format. Not a substitute for a laboratory IBU measurement.",
-        "limitations": "Alpha acids are typical values per hop variety, not the lot used; the "
-        "catalogue's IBU values contain transcription errors (e.g. 1085, 1157).",
+        "limitations": limitations,
     }
