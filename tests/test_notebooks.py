@@ -269,7 +269,7 @@ def test_notebook_03_run_again_reconciles_only_what_that_run_delivered(
 
 @pytest.mark.emulator
 def test_after_notebook_03_the_commands_know_what_it_sent(
-    local_stack, local_state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    local_target, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     """`stream fill` after notebook 03 does not send the catalogue again (notebook 04 would
     count every beer a duplicate), and `stream reconcile` checks what the notebook sent."""
@@ -277,7 +277,7 @@ def test_after_notebook_03_the_commands_know_what_it_sent(
 
     from brewops import streaming_cli
 
-    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(local_state_dir))
+    # the commands switch this process to the local target: local_target switches it back
     result = run_alone("03_", {"ticks": 1, "progress": False}, tmp_path, monkeypatch)
     assert result.status == "ok", result.error
 
