@@ -602,3 +602,214 @@ def test_loading_from_s3_leaves_no_temporary_folder(trained, registry_uri, tmp_p
     assert loaded.version == version
     assert loaded.path == uri
     assert list(scratch.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------
+# `brewops model versions`
+
+
+def versions_command(*args: str) -> Any:
+    return CliRunner().invoke(model_group, ["versions", *args])
+
+
+def _put(registry_uri: str, version: str, name: str, body: bytes) -> None:
+    bucket, prefix = registry.split_uri(registry_uri)
+    boto3.client("s3").put_object(Bucket=bucket, Key=f"{prefix}{version}/{name}", Body=body)
+
+
+class _RecordingS3:
+    """The emulator's S3 client, recording the keys read and refusing downloads."""
+
+    def __init__(self) -> None:
+        self.client, self.read = boto3.client("s3"), []
+
+    def get_paginator(self, operation: str) -> Any:
+        return self.client.get_paginator(operation)
+
+    def get_object(self, Bucket: str, Key: str) -> dict:
+        self.read.append(Key.rsplit("/", 1)[-1])
+        return self.client.get_object(Bucket=Bucket, Key=Key)
+
+    def download_file(self, *args: Any) -> None:
+        raise AssertionError("a file was downloaded")
+
+
+def test_the_versions_command_says_what_it_lists():
+    result = versions_command("--help")
+    assert result.exit_code == 0, result.output
+    help_text = " ".join(result.output.split())
+    assert "oldest first" in help_text
+    for option in ("--target [local|aws]", "--registry", "--json"):
+        assert option in help_text
+
+
+@pytest.mark.emulator
+def test_versions_are_listed_oldest_first_with_the_figures_that_compare_them(trained, registry_uri):
+    other = json.loads(json.dumps(registry.strict_json(trained.metrics)))
+    other["cv"].update(accuracy=0.5, macro_f1=0.25, mae=30.5)
+    other["time_split"]["accuracy"] = 0.125
+    other["data"]["rows_used"] = 100
+    older = registry.new_version("abcdef12", datetime(2025, 1, 1, tzinfo=UTC))
+    newer = registry.new_version("abcdef12", datetime(2025, 6, 1, tzinfo=UTC))
+    for version, metrics in ((newer, other), (older, trained.metrics)):  # order must not matter
+        registry.register(trained.model, metrics, trained.card, registry_uri, version)
+
+    s3 = _RecordingS3()
+    listing = registry.describe_versions(registry_uri, client=s3)
+    assert sorted(s3.read) == sorted([registry.CARD_FILE, registry.METRICS_FILE] * 2)
+    assert [v.version for v in listing.versions] == [older, newer]
+    assert listing.incomplete == []
+
+    result = versions_command("--registry", registry_uri)
+    assert result.exit_code == 0, result.output
+    title, header, first, second = result.output.splitlines()
+    assert title == f"{registry_uri}: 2 versions, oldest first"
+    assert header.split("  ")[0] == "version"
+    assert "problems" not in header
+    cv, split, data = trained.metrics["cv"], trained.metrics["time_split"], trained.card["data"]
+    trained_at = trained.card["trained_at"].replace("T", " ")[:16]
+    assert first.split() == [
+        older,
+        *trained_at.split(),
+        str(data["rows_used"]),
+        data["sha256"][:12],
+        f"{cv['accuracy']:.3f}",
+        f"{cv['macro_f1']:.3f}",
+        f"{split['accuracy']:.3f}",
+        f"{cv['mae']:.1f}",
+    ]
+    assert second.split()[0] == newer
+    assert second.split()[3:] == ["100", data["sha256"][:12], "0.500", "0.250", "0.125", "30.5"]
+    # the columns line up: each figure ends where its heading does
+    assert len({len(header), len(first), len(second)}) == 1
+
+    result = versions_command("--registry", registry_uri, "--json")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [row["version"] for row in rows] == [older, newer]
+    assert rows[0] == {
+        "version": older,
+        "uri": f"{registry_uri}{older}/",
+        "trained_at": trained.card["trained_at"],
+        "rows_used": data["rows_used"],
+        "data_sha256": data["sha256"],
+        "cv_accuracy": cv["accuracy"],
+        "cv_macro_f1": cv["macro_f1"],
+        "cv_mae": cv["mae"],
+        "newest_fifth_accuracy": split["accuracy"],
+        "problems": [],
+    }
+    assert rows[1]["cv_accuracy"] == 0.5 and rows[1]["rows_used"] == 100
+
+
+@pytest.mark.emulator
+def test_an_empty_registry_says_so_and_how_to_register_a_version(registry_uri):
+    result = versions_command("--registry", registry_uri)
+    assert result.exit_code == 0, result.output
+    assert result.output == (
+        f"No model version under {registry_uri}. Notebook 05 registers one each run: "
+        "`brewops run --target local --only 05`.\n"
+    )
+    # scripts read nothing on stdout; the words go to stderr
+    result = versions_command("--registry", registry_uri, "--json", "--target", "aws")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert "`brewops run --target aws --only 05`" in result.stderr
+
+
+@pytest.mark.emulator
+def test_a_damaged_version_is_listed_with_what_is_wrong(trained, registry_uri):
+    good, *damaged = [f"2025010{day}T000000Z-abcdef12" for day in range(1, 7)]
+    no_metrics, bad_metrics, list_card, no_figure, without_card = damaged
+    registry.register(trained.model, trained.metrics, trained.card, registry_uri, good)
+    card = json.dumps({**trained.card, "version": "x"}).encode()
+    metrics = json.dumps(registry.strict_json(trained.metrics)).encode()
+    for version in (no_metrics, bad_metrics, list_card, no_figure):
+        _put(registry_uri, version, registry.MODEL_FILE, b"weights")
+    _put(registry_uri, no_metrics, registry.CARD_FILE, card)
+    _put(registry_uri, bad_metrics, registry.METRICS_FILE, b"\xff{not json")
+    _put(registry_uri, bad_metrics, registry.CARD_FILE, card)
+    _put(registry_uri, list_card, registry.METRICS_FILE, metrics)
+    _put(registry_uri, list_card, registry.CARD_FILE, b"[]")
+    partial = registry.strict_json(trained.metrics)
+    partial["cv"] = {**partial["cv"], "macro_f1": "high", "mae": None}
+    _put(registry_uri, no_figure, registry.METRICS_FILE, json.dumps(partial).encode())
+    _put(registry_uri, no_figure, registry.CARD_FILE, card)
+    _put(registry_uri, without_card, registry.MODEL_FILE, b"weights")  # an upload cut short
+
+    result = versions_command("--registry", registry_uri, "--json")
+    assert result.exit_code == 0, result.output
+    rows = {row["version"]: row for row in map(json.loads, result.stdout.splitlines())}
+    assert list(rows) == [good, no_metrics, bad_metrics, list_card, no_figure]
+    assert rows[good]["problems"] == []
+    cv = trained.metrics["cv"]
+    # metrics.json unusable: the figures from the card, saying so
+    assert rows[no_metrics]["problems"] == [
+        "metrics.json is missing",
+        "figures from model_card.json",
+    ]
+    assert rows[no_metrics]["cv_accuracy"] == cv["accuracy"]
+    assert rows[bad_metrics]["problems"][0].startswith("metrics.json is not readable JSON (")
+    assert rows[list_card]["problems"] == ["model_card.json holds a JSON list, not an object"]
+    assert rows[list_card]["trained_at"] is None
+    assert rows[list_card]["cv_accuracy"] == cv["accuracy"]  # metrics.json is whole
+    assert rows[no_figure]["problems"] == ["no cv.macro_f1, cv.mae in metrics.json"]
+    assert (rows[no_figure]["cv_macro_f1"], rows[no_figure]["cv_mae"]) == (None, None)
+    assert "not listed: 1 version folder(s) without a model card" in result.stderr
+    assert without_card in result.stderr
+
+    result = versions_command("--registry", registry_uri)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[1].split()[-1] == "problems"
+    assert lines[2].endswith("  -")  # the whole version has none
+    assert lines[3].endswith("metrics.json is missing; figures from model_card.json")
+    assert lines[-1].startswith("not listed: 1 version folder(s) without a model card")
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.emulator
+def test_a_registry_that_cannot_be_read_is_one_line(bucket):
+    line = one_line_error(versions_command("--registry", f"s3://{bucket}-missing/models/ibu/"))
+    assert "NoSuchBucket" in line and "Check the bucket name" in line
+    line = one_line_error(versions_command("--registry", "models/ibu"))
+    assert line == "Error: not an s3:// URI: models/ibu"
+
+
+def test_versions_without_a_stack_say_what_to_do(tmp_path, monkeypatch, no_aws_settings):
+    from brewops.cli import main
+
+    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(tmp_path / "nothing-here"))
+    line = one_line_error(CliRunner().invoke(main, ["model", "versions"]))
+    assert "The local target is not running. Start it with `brewops local up`" in line
+    line = one_line_error(CliRunner().invoke(main, ["model", "versions", "--target", "aws"]))
+    assert "No AWS region for the aws target" in line
+
+
+@pytest.mark.emulator
+def test_versions_lists_the_registry_of_the_local_stack(trained, local_target):
+    registry_uri = local_target.outputs["ModelRegistryUri"]
+    version, uri = registry.register(trained.model, trained.metrics, trained.card, registry_uri)
+    try:
+        result = versions_command("--json")
+        assert result.exit_code == 0, result.output
+        rows = [json.loads(line) for line in result.stdout.splitlines()]
+        assert [row["version"] for row in rows] == registry.list_versions(registry_uri)
+        mine = next(row for row in rows if row["version"] == version)
+        assert mine["uri"] == uri
+        assert mine["cv_accuracy"] == trained.metrics["cv"]["accuracy"]
+        assert mine["problems"] == []
+    finally:
+        registry.delete_version(registry_uri, version)
+
+
+def test_a_stack_without_a_registry_output_says_to_deploy_it_again(monkeypatch):
+    from types import SimpleNamespace
+
+    from brewops.model import cli
+
+    older_stack = SimpleNamespace(stack_name="brewops-dev", outputs={"BucketName": "b"})
+    monkeypatch.setattr(cli, "use_target", lambda name: older_stack)
+    line = one_line_error(versions_command())
+    assert "The stack brewops-dev has no ModelRegistryUri Output" in line
+    assert "`brewops local up`" in line

@@ -224,7 +224,8 @@ version = None
 if register:
     version, version_uri = registry.register(result.model, metrics, result.card, registry_uri)
     print(f"registered {version} at {version_uri}")
-    print("versions:", registry.list_versions(registry_uri))
+    # the table of `brewops model versions`: the versions there are, oldest first
+    print(registry.versions_table(registry.describe_versions(registry_uri).versions))
 print(registry.card_markdown({**result.card, "version": version or "(not registered)"}))
 """),
         md("""

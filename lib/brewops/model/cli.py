@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -12,6 +13,7 @@ from typing import Any
 import click
 
 from brewops.model import MAX_SEED, PROTOCOL_SEED
+from brewops.streaming_cli import TARGET_OPTION, use_target
 
 HEADLINE = ("accuracy", "macro_f1", "mae", "r2", "mae_ibu_le_150", "r2_ibu_le_150")
 
@@ -206,6 +208,73 @@ def predict(model_location: str, catalog_path: Path, ids: tuple[int, ...]) -> No
     for prediction in predict_beers(loaded.model, beers, _trained_on(loaded)):
         # JSON is UTF-8 whatever the locale: a Latin-1 one cannot even encode some names
         click.echo(json.dumps(prediction, ensure_ascii=False).encode("utf-8"))
+
+
+@model.command()
+@TARGET_OPTION
+@click.option(
+    "--registry",
+    "registry_uri",
+    metavar="s3://BUCKET/PREFIX/",
+    help="List this registry instead of the target's (its ModelRegistryUri Output), with "
+    "the AWS SDK's own credentials and endpoint, as `--model s3://…` is read.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object per version and line, for scripts (the whole data sha256).",
+)
+def versions(target: str, registry_uri: str | None, as_json: bool) -> None:
+    """List the registered versions, oldest first (the latest last), with what
+    compares them: when trained, rows used, data checksum, CV accuracy and macro-F1, the
+    accuracy on the newest fifth by first_brewed, and the CV MAE (IBU).
+
+    Reads each version's metrics.json and model card, not its model. A version whose files
+    are missing or damaged is listed with what is wrong; `--model URI` of `evaluate` and
+    `predict` takes a version's URI."""
+    from brewops.model import registry
+
+    client = None
+    if registry_uri is None:
+        tgt = use_target(target)
+        registry_uri = tgt.outputs.get("ModelRegistryUri")
+        if not registry_uri:
+            raise click.ClickException(
+                f"The stack {tgt.stack_name} has no ModelRegistryUri Output: it was deployed "
+                "from an older template. Deploy it again (`brewops local down` then `brewops "
+                "local up`, or `sam deploy` on aws), or give --registry."
+            )
+        client = tgt.client("s3")
+    try:
+        listing = registry.describe_versions(registry_uri, client=client)
+    except (registry.RegistryError, ValueError) as error:  # ValueError: not an s3:// URI
+        raise click.ClickException(str(error)) from error
+    notes = []
+    if listing.incomplete:
+        shown = ", ".join(listing.incomplete[-3:])
+        notes.append(
+            f"not listed: {len(listing.incomplete)} version folder(s) without a model card "
+            f"(an upload in progress or cut short): {shown}"
+        )
+    if not listing.versions:
+        notes.insert(
+            0,
+            f"No model version under {listing.uri}. Notebook 05 registers one each run: "
+            f"`brewops run --target {target} --only 05`.",
+        )
+    if as_json:
+        for summary in listing.versions:
+            click.echo(_json_line(dataclasses.asdict(summary)))
+        for note in notes:  # stdout stays one JSON object per line
+            click.echo(note, err=True)
+        return
+    if listing.versions:
+        count = len(listing.versions)
+        click.echo(f"{listing.uri}: {count} version{'s' * (count != 1)}, oldest first")
+        click.echo(registry.versions_table(listing.versions))
+    for note in notes:
+        click.echo(note)
 
 
 def _load(path: Path, on_dropped: Callable[[int], Any] | None = None) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -357,17 +357,26 @@ def register(
 
 def list_versions(registry_uri: str, client: Any = None) -> list[str]:
     """Complete versions (those with a model card), oldest first."""
+    return sorted(
+        version
+        for version, names in _version_files(registry_uri, client).items()
+        if CARD_FILE in names
+    )
+
+
+def _version_files(registry_uri: str, client: Any = None) -> dict[str, set[str]]:
+    """The file names in each version folder, complete or not, from one listing."""
     bucket, prefix = split_uri(registry_uri)
-    versions = set()
+    files: dict[str, set[str]] = {}
     with _s3_errors(registry_uri):
         pages = _s3(client).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
         for page in pages:
             for item in page.get("Contents", []):
                 relative = item["Key"][len(prefix) :]
                 version, _, name = relative.partition("/")
-                if name == CARD_FILE and VERSION_PATTERN.match(version):
-                    versions.add(version)
-    return sorted(versions)
+                if VERSION_PATTERN.match(version):
+                    files.setdefault(version, set()).add(name)
+    return files
 
 
 def latest_version(registry_uri: str, client: Any = None) -> str:
@@ -375,6 +384,177 @@ def latest_version(registry_uri: str, client: Any = None) -> str:
     if not versions:
         raise RegistryError(f"no model version under {registry_uri}")
     return versions[-1]
+
+
+@dataclass
+class VersionSummary:
+    """What a user compares between versions, read from a version's metrics.json and model
+    card (model.joblib is not downloaded); `problems` says what is wrong with the version."""
+
+    version: str
+    uri: str
+    trained_at: str | None = None
+    rows_used: int | None = None
+    data_sha256: str | None = None
+    cv_accuracy: float | None = None
+    cv_macro_f1: float | None = None
+    cv_mae: float | None = None
+    newest_fifth_accuracy: float | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RegistryListing:
+    uri: str
+    versions: list[VersionSummary]  # complete versions, oldest first
+    incomplete: list[str]  # folders without a model card: an upload in progress or cut short
+
+
+# each figure of a summary: where metrics.json holds it, and where the model card does
+_SUMMARY_FIGURES = {
+    "rows_used": (("data", "rows_used"), ("data", "rows_used")),
+    "data_sha256": (("data", "sha256"), ("data", "sha256")),
+    "cv_accuracy": (("cv", "accuracy"), ("metrics", "cv", "accuracy")),
+    "cv_macro_f1": (("cv", "macro_f1"), ("metrics", "cv", "macro_f1")),
+    "cv_mae": (("cv", "mae"), ("metrics", "cv", "mae")),
+    "newest_fifth_accuracy": (("time_split", "accuracy"), ("metrics", "time_split", "accuracy")),
+}
+
+
+def describe_versions(registry_uri: str, client: Any = None) -> RegistryListing:
+    """Every complete version with its headline figures, oldest first: one listing, then
+    each version's metrics.json and model card (read a few versions at a time)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    bucket, prefix = split_uri(registry_uri)
+    with _s3_errors(registry_uri):
+        s3 = _s3(client)
+    files = _version_files(registry_uri, client=s3)
+    complete = sorted(version for version, names in files.items() if CARD_FILE in names)
+    incomplete = sorted(version for version, names in files.items() if CARD_FILE not in names)
+
+    def describe(version: str) -> VersionSummary:
+        return _summarise(s3, bucket, f"{prefix}{version}/", version, files[version])
+
+    with ThreadPoolExecutor(max_workers=8) as pool:  # boto3 clients are thread-safe
+        summaries = list(pool.map(describe, complete))
+    return RegistryListing(f"s3://{bucket}/{prefix}", summaries, incomplete)
+
+
+def _summarise(s3: Any, bucket: str, folder: str, version: str, names: set[str]) -> VersionSummary:
+    summary = VersionSummary(version=version, uri=f"s3://{bucket}/{folder}")
+    card, card_problem = _read_s3_json(s3, bucket, folder, CARD_FILE)
+    metrics, metrics_problem = (
+        _read_s3_json(s3, bucket, folder, METRICS_FILE)
+        if METRICS_FILE in names
+        else (None, f"{METRICS_FILE} is missing")
+    )
+    if MODEL_FILE not in names:
+        summary.problems.append(f"{MODEL_FILE} is missing")
+    summary.problems += [problem for problem in (card_problem, metrics_problem) if problem]
+    if card is not None:
+        trained_at = card.get("trained_at")
+        summary.trained_at = trained_at if isinstance(trained_at, str) else None
+    # the figures from metrics.json; from the card when metrics.json cannot be used
+    source, name = (metrics, METRICS_FILE) if metrics is not None else (card, CARD_FILE)
+    if source is None:
+        return summary
+    if metrics is None:
+        summary.problems.append(f"figures from {CARD_FILE}")
+    absent = []
+    for attribute, places in _SUMMARY_FIGURES.items():
+        path = places[0] if source is metrics else places[1]
+        value = _dig(source, path)
+        wanted = str if attribute == "data_sha256" else int if attribute == "rows_used" else float
+        if _is_a(value, wanted):
+            setattr(summary, attribute, float(value) if wanted is float else value)
+        else:
+            absent.append(".".join(path))
+    if absent:
+        summary.problems.append(f"no {', '.join(absent)} in {name}")
+    return summary
+
+
+def _dig(data: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data
+
+
+def _is_a(value: Any, kind: type) -> bool:
+    if isinstance(value, bool):  # JSON true is no figure
+        return False
+    if kind is float:
+        return isinstance(value, int | float) and math.isfinite(value)
+    return isinstance(value, kind)
+
+
+def _read_s3_json(
+    s3: Any, bucket: str, folder: str, name: str
+) -> tuple[dict[str, Any] | None, str | None]:
+    """(the JSON object in s3://bucket/folder+name, None), or (None, what is wrong with it)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        body = s3.get_object(Bucket=bucket, Key=f"{folder}{name}")["Body"].read()
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None, f"{name} is missing"
+        return None, f"{name} cannot be read ({error})"
+    except _sdk_errors() as error:
+        return None, f"{name} cannot be read ({error})"
+    try:
+        data = json.loads(body)
+    except ValueError as error:  # not JSON, or not UTF-8
+        return None, f"{name} is not readable JSON ({error})"
+    if not isinstance(data, dict):
+        return None, f"{name} holds a JSON {type(data).__name__}, not an object"
+    return data, None
+
+
+VERSION_COLUMNS = (
+    ("version", "version"),
+    ("trained (UTC)", "trained_at"),
+    ("rows", "rows_used"),
+    ("data sha256", "data_sha256"),
+    ("cv accuracy", "cv_accuracy"),
+    ("cv macro-F1", "cv_macro_f1"),
+    ("newest fifth acc", "newest_fifth_accuracy"),
+    ("cv MAE", "cv_mae"),
+)
+
+
+def versions_table(versions: list[VersionSummary]) -> str:
+    """The versions as aligned plain text, one row each, a `problems` column when any has
+    one: the table of `brewops model versions` and of notebook 05."""
+
+    def shown(attribute: str, value: Any) -> str:
+        if value is None:
+            return "-"
+        if attribute == "trained_at":  # 2025-06-01T12:00:00Z -> 2025-06-01 12:00
+            return value.replace("T", " ")[:16]
+        if attribute == "data_sha256":
+            return value[:12]
+        if attribute == "cv_mae":
+            return f"{value:.1f}"
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    header = [label for label, _ in VERSION_COLUMNS]
+    rows = [[shown(attr, getattr(v, attr)) for _, attr in VERSION_COLUMNS] for v in versions]
+    if any(v.problems for v in versions):
+        header.append("problems")
+        for row, version in zip(rows, versions, strict=True):
+            row.append("; ".join(version.problems) or "-")
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    left = {0, 1, 3, len(VERSION_COLUMNS)}  # text columns; the figures are right-aligned
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            cell.ljust(width) if i in left else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return "\n".join(line(row) for row in (header, *rows))
 
 
 def require_version(registry_uri: str, version: str, client: Any = None) -> None:
