@@ -321,6 +321,16 @@ def test_notebook_01_on_aws_explores_another_catalogue(
     assert (result.figures["api_version"], result.figures["beers_crawled"]) == ("v3", 100)
 
 
+@pytest.mark.parametrize(("fields", "rows"), [(4, 2), (3, 2), (2, 1), (1, 1)])
+def test_distributions_are_two_panels_to_a_row_each_as_tall_as_one_row(frame, fields, rows):
+    # four in one row, even at the width of one, are too narrow to read
+    fig = explore.plot_distributions(frame, fields=explore.DISTRIBUTION_FIELDS[:fields])
+    grids = {ax.get_subplotspec().get_geometry()[:2] for ax in fig.axes}
+    assert grids == {(rows, min(fields, 2))}
+    assert len(fig.axes) == fields  # a grid's unused place is left empty
+    assert fig.get_figheight() == pytest.approx(3.2 * rows)
+
+
 def test_distributions_spanning_decades_are_binned_on_a_log_axis(frame):
     # ebc runs from 2 to 400 below its 99th percentile; abv (0.5 to 18) and ibu (from 0) do not
     fig = explore.plot_distributions(frame, fields=["abv", "ibu", "ebc"])

@@ -2409,6 +2409,20 @@ def test_a_function_log_file_moves_aside_before_it_grows_past_its_size(tmp_path,
     assert len(lines) == 11 + 11 + 6
 
 
+def test_a_log_file_is_measured_in_bytes_and_may_reach_its_size(tmp_path, monkeypatch):
+    from brewops.firehose_runtime import functions
+
+    monkeypatch.setattr(functions, "LOG_FILE_BYTES", 10)
+    log = tmp_path / "f.log"
+
+    functions.append_to_log(log, "ab\n")
+    functions.append_to_log(log, "éééé\n")  # 5 characters, 9 bytes: 12 bytes would pass 10
+    assert (log.with_name("f.log.1").read_text(), log.read_text()) == ("ab\n", "éééé\n")
+    functions.append_to_log(log, "x")  # 10 bytes: at the size, not past it
+    assert log.read_text() == "éééé\nx"
+    assert not log.with_name("f.log.2").exists()
+
+
 @pytest.mark.emulator
 def test_a_delivery_stream_reads_the_stream_from_when_it_was_created(streaming_stack):
     stack = streaming_stack()

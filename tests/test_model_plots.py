@@ -5,7 +5,9 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib import colors
 
+from brewops import plotstyle
 from brewops.model import bands, plots
 from fixtures.figures import legibility_problems, low_contrast_cell_numbers
 
@@ -27,13 +29,19 @@ def test_confusion_matrix_with_an_empty_true_band():
     assert texts[bands.N_BANDS] == "0\n0%"
 
 
-def test_a_confusion_matrix_of_other_bands_is_refused():
+@pytest.mark.parametrize(
+    "shape",
+    [(bands.N_BANDS + 1, bands.N_BANDS + 1), (bands.N_BANDS, bands.N_BANDS + 1)],
+    ids=["other-bands", "not-square"],
+)
+def test_a_confusion_matrix_of_other_bands_is_refused(shape):
     # e.g. the metrics.json of a model trained before the band edges changed
-    other, n = np.eye(bands.N_BANDS + 1), bands.N_BANDS
+    rows, columns = shape
     with pytest.raises(
-        ValueError, match=f"a {n + 1}x{n + 1} confusion matrix, where this code has {n} bands"
+        ValueError,
+        match=f"a {rows}x{columns} confusion matrix, where this code has {bands.N_BANDS} bands",
     ):
-        plots.plot_confusion_matrix(other)
+        plots.plot_confusion_matrix(np.ones(shape))
 
 
 def test_predicted_vs_actual_splits_points_by_band_agreement():
@@ -46,6 +54,9 @@ def test_predicted_vs_actual_splits_points_by_band_agreement():
     same, other = ax.collections
     assert len(same.get_offsets()) == 3
     assert len(other.get_offsets()) == 2
+    # told apart by colours of the shared palette, not only by the marker
+    hues = [colors.to_hex(series.get_facecolor()[0]) for series in (same, other)]
+    assert set(hues) <= set(plotstyle.PALETTE) and hues[0] != hues[1]
     assert ax.get_ylabel() == "Tinseth estimate (IBU)"
     assert ax.get_xlim()[1] >= 1157.0
 
@@ -200,6 +211,9 @@ def test_comparison_tells_the_evaluations_apart_by_hatching_not_only_colour():
     }
     handles = ax.get_legend().legend_handles  # the legend shows the hatching too
     assert (handles[0].get_hatch() or "") != (handles[1].get_hatch() or "")
+    # and in the two colours whose lightness differs (test_plotstyle), for greyscale print
+    faces = [colors.to_hex(bars[0].get_facecolor()) for bars in (cross_validation, newest)]
+    assert faces == list(plotstyle.PALETTE[:2])
 
 
 def test_the_evaluation_figures_are_legible_at_the_width_notebooks_show():

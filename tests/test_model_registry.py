@@ -308,8 +308,33 @@ def test_what_to_do_about_a_model_file_that_does_not_load(
             f"{len(features.FEATURE_COLUMNS)} (this code adds {features.FEATURE_COLUMNS[-1]}; "
             "this code lacks share_citra)",
         ),
+        (
+            # as many bands as this code's, at other edges: the classes would be misnamed
+            {"band_labels": ("(-1, 25]", "(25, 50]", "(50, 70]", "(70, inf)")},
+            "was trained with bands (-1, 25], (25, 50], (50, 70], (70, inf), where",
+        ),
+        (
+            # the same features in another order: each column would be read as another
+            {"feature_columns": tuple(reversed(features.FEATURE_COLUMNS))},
+            f"{len(features.FEATURE_COLUMNS)} features, where this code has "
+            f"{len(features.FEATURE_COLUMNS)} (in another order)",
+        ),
+        (
+            {
+                "band_labels": ("(-1, 40]", "(40, 70]", "(70, inf)"),
+                "feature_columns": tuple(reversed(features.FEATURE_COLUMNS)),
+            },
+            f"(70, inf); and with {len(features.FEATURE_COLUMNS)} features, where this code has",
+        ),
     ],
-    ids=["three-bands", "five-bands", "other-features"],
+    ids=[
+        "three-bands",
+        "five-bands",
+        "other-features",
+        "four-other-bands",
+        "features-reordered",
+        "bands-and-features",
+    ],
 )
 def test_a_model_trained_with_other_bands_or_features_is_refused_saying_so(
     trained, tmp_path, changes, message

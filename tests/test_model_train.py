@@ -40,6 +40,7 @@ def test_the_default_protocol_is_the_fixed_one():
         ("time_split_seeds", 0, "Protocol time_split_seeds=0: it must be a whole number"),
         ("importance_repeats", 0, "Protocol importance_repeats=0: it must be a whole number"),
         ("n_jobs", 0, "Protocol n_jobs=0 would run no fold"),
+        ("n_repeats", True, "Protocol n_repeats=True: it must be a whole number, at least 1"),
     ],
 )
 def test_a_protocol_that_cannot_run_is_refused_naming_the_value(field, value, message):
@@ -47,6 +48,10 @@ def test_a_protocol_that_cannot_run_is_refused_naming_the_value(field, value, me
     with pytest.raises(train.TrainingError) as error:
         train.Protocol(**{field: value})
     assert message in str(error.value)
+
+
+def test_a_protocol_may_run_one_job_per_cpu():
+    assert train.Protocol(n_jobs=-1).n_jobs == -1  # scikit-learn's "every CPU"
 
 
 def test_a_monotone_constraint_on_a_feature_that_does_not_exist_is_refused():
@@ -494,6 +499,33 @@ def test_the_card_records_the_ids_source_protocol_and_headline_figures(small_tra
         {"file": "c.json"},
     )
     assert (untold["data"]["ids"], untold["data"]["source"]) == (None, {"file": "c.json"})
+
+
+@pytest.mark.parametrize(
+    ("ibus", "per_band", "unseen"),
+    [
+        (
+            [20, 40, 60, None],
+            [1, 1, 1, 0],
+            "the band (70, inf) was in the training data: the model never predicts it.",
+        ),
+        ([20, 40, 60, 80], [1, 1, 1, 1], None),
+    ],
+    ids=["one-band-unseen", "every-band-seen"],
+)
+def test_the_card_names_the_one_band_the_training_data_lacked_or_none(
+    small_trained_model, ibus, per_band, unseen
+):
+    beers = [{"id": n, "name": f"B{n}", "ibu": ibu} for n, ibu in enumerate(ibus)]
+    card = train.model_card(
+        beers, small_trained_model.metrics, train.Protocol(), train.ModelParams(), "abc"
+    )
+    # a beer without an IBU is in no band
+    assert card["data"]["beers_per_band"] == dict(zip(bands.LABELS, per_band, strict=True))
+    if unseen:
+        assert card["limitations"].endswith(f"No beer of {unseen}")
+    else:
+        assert "No beer of" not in card["limitations"]
 
 
 def test_the_newest_fifth_is_dated_from_its_earliest_to_its_latest_beer(catalog_beers):

@@ -88,3 +88,36 @@ def test_contrast_ratio_runs_from_one_to_twenty_one():
     assert plotstyle.contrast_ratio("black", "white") == pytest.approx(21)
     assert plotstyle.contrast_ratio("white", "black") == pytest.approx(21)
     assert plotstyle.contrast_ratio(plotstyle.RED, plotstyle.RED) == pytest.approx(1)
+    # WCAG's published figures: the channels weigh as the eye weighs them
+    assert plotstyle.contrast_ratio("#ff0000", "white") == pytest.approx(4.0, abs=0.01)
+    assert plotstyle.contrast_ratio("#0000ff", "white") == pytest.approx(8.59, abs=0.01)
+    assert plotstyle.contrast_ratio("#777777", "white") == pytest.approx(4.48, abs=0.01)
+
+
+def test_the_legibility_limits_are_those_of_a_notebooks_output_column():
+    # the figures' tests measure against these: a looser limit would pass a shrunk figure
+    dpi = 100  # the inline backend's
+    assert plotstyle.MAX_WIDTH * dpi <= 900  # px: the column Colab and GitHub give an output
+    assert plotstyle.MIN_FONT_SIZE >= 8
+
+
+# (least, greatest) hue in degrees, least saturation: what each name promises a reader
+HUES = {
+    "BLUE": (190, 240, 0.5),
+    "ORANGE": (25, 50, 0.5),
+    "RED": (0, 20, 0.8),
+    "PURPLE": (260, 300, 0.5),
+    "BROWN": (0, 30, 0.3),
+    "CYAN": (170, 200, 0.25),
+}
+
+
+@pytest.mark.parametrize("name", HUES)
+def test_each_named_colour_is_the_colour_its_name_says(name):
+    hue, saturation, _ = colors.rgb_to_hsv(colors.to_rgb(NAMED[name]))
+    least, greatest, least_saturation = HUES[name]
+    assert least <= hue * 360 <= greatest and saturation >= least_saturation
+
+
+def test_grey_is_grey():
+    assert colors.rgb_to_hsv(colors.to_rgb(plotstyle.GREY))[1] < 0.15

@@ -251,6 +251,33 @@ def test_a_default_with_a_hash_inside_a_string_is_read_whole(tmp_path: Path):
         check_parameters([nb], {"value": 3})
 
 
+def test_the_first_parameters_cell_is_read_as_papermill_reads_it(tmp_path: Path):
+    from papermill import inspect_notebook
+
+    path = _notebook(tmp_path / "01_typed.ipynb")
+    nb = nbformat.read(path, as_version=4)
+    # papermill takes an annotated name, and leaves out one of several assigned at once
+    nb.cells[1].source = 'target = "nowhere"\nvalue: int = 1\nfirst = second = 0'
+    later = nbformat.v4.new_code_cell("other = 2")  # papermill reads the first tagged cell
+    later.metadata["tags"] = ["parameters"]
+    nb.cells.append(later)
+    nbformat.write(nb, path)
+
+    read = runner.notebook_parameters(path)
+
+    assert read == {"target": '"nowhere"', "value": "1"}
+    assert read == {name: p["default"] for name, p in inspect_notebook(path).items()}
+
+
+def test_a_parameters_cell_python_cannot_parse_is_read_by_papermill(tmp_path: Path):
+    path = _notebook(tmp_path / "01_magic.ipynb")
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[1].source = '%matplotlib inline\ntarget = "nowhere"\nvalue = 1'  # IPython, not Python
+    nbformat.write(nb, path)
+
+    assert runner.notebook_parameters(path) == {"target": '"nowhere"', "value": "1"}
+
+
 def test_parameter_values_are_yaml_scalars():
     assert _parse_value("3") == 3
     assert _parse_value("0.5") == 0.5

@@ -275,6 +275,9 @@ def test_a_tick_lasts_at_most_its_functions_timeouts(monkeypatch):
 
     assert local.tick_timeout == 60  # the function's Timeout, as the template sets it
     assert deployed.tick_timeout == 910  # as long as an Invoke is waited for
+    # a rule with several targets calls them one after the other
+    deployed.targets = [(SimpleNamespace(timeout=60), None), (SimpleNamespace(timeout=30), None)]
+    assert deployed.tick_timeout == 90
 
 
 def test_an_open_ended_run_keeps_its_recent_ticks_only_and_a_counted_run_all(monkeypatch):

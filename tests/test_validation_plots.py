@@ -5,8 +5,9 @@ from __future__ import annotations
 import itertools
 
 import pandas as pd
+from matplotlib import colors
 
-from brewops import schema, validation_plots
+from brewops import plotstyle, schema, validation_plots
 from fixtures.figures import legibility_problems
 
 ABV = schema.column("abv")  # plausible range 0 to 20
@@ -190,3 +191,12 @@ def test_the_figures_are_legible_at_the_width_notebooks_show():
     ).assign(ph=[4.0, 5.0, 79.0], target_fg=[1010, 1064, 1012], target_og=[1050, 1013, 1040])
     for fig in (validation_plots.plot_distributions(frame), validation_plots.plot_gravities(frame)):
         assert not legibility_problems(fig)
+
+
+def test_the_marks_take_their_colours_from_the_shared_palette():
+    # tab10's red markers on a green range look alike to deuteranopes
+    ax = validation_plots.plot_distributions(_frame(), columns=[ABV]).axes[0]
+    marks = [*ax.patches, *ax.collections]
+    used = {colors.to_hex(mark.get_facecolor()) for mark in marks}
+    assert used <= set(plotstyle.PALETTE), used - set(plotstyle.PALETTE)
+    assert len(used) == 3  # the bars, the plausible range and the values out of it
