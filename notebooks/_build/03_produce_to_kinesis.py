@@ -125,7 +125,8 @@ produced_ids = sent_ids(beers, report) + tick_ids(done)
 records_sent = report.sent + sum(t.result["sent"] for t in done)
 print(f"{records_sent} records sent, {len(set(produced_ids))} distinct beer ids")
 if not cleanup:  # for `brewops stream reconcile`; and `stream fill` won't send them again
-    print(f"recorded in {remember_produced(tgt.name, produced_ids, tgt.stack_id, delivered_before)}")
+    recorded = remember_produced(tgt.name, produced_ids, tgt.stack_id, delivered_before)
+    print(f"recorded in {recorded}")
 """),
         md("""
 ## 3. Delivery
