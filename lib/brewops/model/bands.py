@@ -38,5 +38,11 @@ def band_index(ibu: float | np.ndarray) -> np.ndarray:
     return index
 
 
+def counts(ibu: np.ndarray) -> list[int]:
+    """How many of the IBU values fall in each band, in band order; NaN (no IBU) in none."""
+    values = np.asarray(ibu, dtype=float)
+    return np.bincount(band_index(values[~np.isnan(values)]), minlength=N_BANDS).tolist()
+
+
 def band_label(index: int) -> str:
     return LABELS[int(index)]

@@ -620,7 +620,7 @@ def check_trainable(beers: list[dict[str, Any]], protocol: Protocol = Protocol()
             "no beer in the catalogue has an IBU: nothing to train on. "
             "Use a catalogue whose beers have IBU values."
         )
-    counts = np.bincount(bands.band_index(features.ibu_values(beers)), minlength=bands.N_BANDS)
+    counts = bands.counts(features.ibu_values(beers))
     present = [label for label, count in zip(bands.LABELS, counts, strict=True) if count]
     if len(present) < 2:
         raise TrainingError(
@@ -733,8 +733,7 @@ def model_card(
         key: metrics["cv"][key]
         for key in ("accuracy", "macro_f1", "mae", "r2", "mae_ibu_le_150", "r2_ibu_le_150")
     }
-    ibu = features.ibu_values(beers)
-    per_band = np.bincount(bands.band_index(ibu[~np.isnan(ibu)]), minlength=bands.N_BANDS).tolist()
+    per_band = bands.counts(features.ibu_values(beers))
     limitations = (
         "Alpha acids are typical values per hop variety, not the lot used; the "
         "catalogue's IBU values contain transcription errors (e.g. 1085, 1157)."
