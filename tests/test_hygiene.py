@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 import warnings
 from pathlib import Path
 
 import pytest
+import yaml
 
 from brewops import lockfiles
 from brewops.paths import repo_root
@@ -289,6 +292,35 @@ def test_no_secrets_in_the_repository():
     )
     found = json.loads(result.stdout)["results"]
     assert not found, f"possible secrets: {found}"
+
+
+@pytest.mark.slow
+def test_the_pre_commit_hooks_pass_on_the_repository_and_change_nothing(tmp_path: Path):
+    """The hooks a commit runs accept the repository as it is: a hook that fails on it,
+    or rewrites a file (nbstripout renumbering the builders' cell ids), blocks every commit."""
+    config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
+    hooks = {hook["id"] for repo in config["repos"] for hook in repo["hooks"]}
+    assert {"nbstripout", "ruff", "cfn-lint", "detect-secrets"} <= hooks, hooks
+
+    copy = tmp_path / "repo"
+    for name in _tracked():
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, copy / name)
+    (copy / ".venv").symlink_to(BIN.parent)  # the hooks run .venv/bin/<tool>
+    git = ["git", "-c", "core.hooksPath=/dev/null"]
+    subprocess.run([*git, "init", "-q"], cwd=copy, check=True)
+    subprocess.run([*git, "add", "-A", "--", ":!.venv"], cwd=copy, check=True)
+    result = subprocess.run(
+        [BIN / "pre-commit", "run", "--all-files", "--show-diff-on-failure"],
+        cwd=copy,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "cache"), "SKIP": ""},
+    )
+    failed = [line for line in result.stdout.splitlines() if line.endswith("Failed")]
+    assert result.returncode == 0, "\n".join(
+        [*failed, result.stdout[-3000:], result.stderr[-1000:]]
+    )
 
 
 def test_lambda_handlers_do_not_import_heavy_libraries():
