@@ -94,6 +94,25 @@ def test_there_are_numbered_notebooks():
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_the_notebook_is_what_its_build_script_writes(notebook: Path, tmp_path: Path):
+    """An edit made in Jupyter, or a build script changed without running it, would be
+    lost or never shipped: the committed notebook must equal the script's output."""
+    copy = tmp_path / "notebooks"
+    shutil.copytree(ROOT / "notebooks" / "_build", copy / "_build")
+    # ruff's settings, and the package it sorts imports as first-party
+    shutil.copy2(ROOT / "pyproject.toml", tmp_path)
+    (tmp_path / "lib").symlink_to(ROOT / "lib")
+    script = copy / "_build" / f"{notebook.stem}.py"
+    assert script.exists(), f"{notebook.name} has no build script notebooks/_build/{script.name}"
+    subprocess.run([sys.executable, script], cwd=tmp_path, check=True, capture_output=True)
+    built = (copy / notebook.name).read_text()
+    assert built == notebook.read_text(), (
+        f"{notebook.name} differs from what {script.name} writes: edit the script, then run "
+        f"`.venv/bin/python notebooks/_build/{script.name}`"
+    )
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_is_committed_without_outputs(notebook: Path):
     nb = json.loads(notebook.read_text())
     dirty = [i for i, c in enumerate(nb["cells"]) if c.get("outputs") or c.get("execution_count")]
@@ -368,6 +387,23 @@ def test_every_command_has_help(group: str):
     result = subprocess.run(args, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "Usage:" in result.stdout
+
+
+def test_the_readme_lists_every_notebook_then_its_sections_in_order():
+    text = (ROOT / "README.md").read_text()
+    headings = re.findall(r"^## (.+)$", text, flags=re.MULTILINE)
+    agreed = ["Quickstart", "How it works", "Deploy to AWS", "Testing", "Clean-up", "Costs"]
+    assert [h for h in headings if h in agreed] == agreed, headings
+    table = text[: text.index("## Quickstart")]
+    assert "badge.svg" in text.split("## ", 1)[0], "badges under the title"
+    rows = [line for line in table.splitlines() if line.startswith("| 0")]
+    assert [row.split("|")[1].strip() for row in rows] == [nb.stem[:2] for nb in NOTEBOOKS]
+    for row, notebook in zip(rows, NOTEBOOKS, strict=True):
+        assert f"(notebooks/{notebook.name})" in row, row
+        assert (
+            f"colab.research.google.com/github/brewops/brewops/blob/main/notebooks/{notebook.name}"
+            in row
+        ), row
 
 
 def test_the_readme_mentions_every_make_target_and_only_those():
