@@ -25,8 +25,10 @@ $(BIN)/python:
 $(UV): | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
+# Every file installed must match a hash in the lock. The project itself has none: it comes
+# after, without dependencies, which the lock has brought already.
 $(STAMP): requirements.lock pyproject.toml | $(UV)
-	$(UV) pip sync --quiet --python $(BIN)/python requirements.lock
+	$(UV) pip sync --quiet --require-hashes --python $(BIN)/python requirements.lock
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 > /dev/null
 	touch $@
@@ -51,19 +53,20 @@ lint: setup ## ruff over .py and .ipynb
 	$(BIN)/ruff format --check .
 
 # $(STAMP) brings uv, and the installed package whose lockfiles module the last step runs
-lock: $(STAMP) ## Re-resolve the pinned dependency set (requirements.lock, environment.yml, Lambda requirements)
+lock: $(STAMP) ## Re-resolve the pinned, hashed dependency set (requirements.lock, environment.yml, constraints.txt, Lambda requirements)
 	$(UV) pip compile pyproject.toml --extra notebooks --extra dev --python-version 3.11 --universal \
-		--quiet --custom-compile-command "make lock" -o requirements.lock
+		--generate-hashes --quiet --custom-compile-command "make lock" -o requirements.lock
 	$(UV) pip compile lib/brewops/lambda-requirements.in --python-version 3.13 \
-		--python-platform x86_64-manylinux_2_28 --quiet --custom-compile-command "make lock" \
+		--python-platform x86_64-manylinux_2_28 --generate-hashes --quiet --custom-compile-command "make lock" \
 		-o lib/requirements.txt
 	$(UV) pip compile infra/sam-requirements.in --python-version 3.11 --universal \
-		--quiet --custom-compile-command "make lock" -o infra/sam-requirements.lock
+		--generate-hashes --quiet --custom-compile-command "make lock" -o infra/sam-requirements.lock
 	$(BIN)/python -m brewops.lockfiles write-environment
+	$(BIN)/python -m brewops.lockfiles write-constraints
 
 $(SAM_STAMP): infra/sam-requirements.lock | $(UV)
 	$(UV) venv --quiet --allow-existing --python $(PYTHON) .venv-sam
-	$(UV) pip sync --quiet --python .venv-sam/bin/python infra/sam-requirements.lock
+	$(UV) pip sync --quiet --require-hashes --python .venv-sam/bin/python infra/sam-requirements.lock
 	touch $@
 
 sam-validate: $(SAM_STAMP) ## `sam validate --lint` (the SAM CLI lives in .venv-sam: it is heavy)

@@ -280,10 +280,77 @@ def test_environment_yml_is_what_make_lock_writes():
     assert written.rstrip().endswith("- -e .")
 
 
+def test_constraints_txt_is_the_lock_without_its_hashes():
+    written = (ROOT / "constraints.txt").read_text()
+    assert written == lockfiles.render_constraints(lockfiles.lock_requirements()), "run `make lock`"
+    # each pin with its markers, as the lock states it (hashes on the lines that follow)
+    lock = (ROOT / "requirements.lock").read_text().splitlines()
+    pins = [line.removesuffix(" \\") for line in lock if line and line[0] not in "# "]
+    assert [line for line in written.splitlines() if not line.startswith("#")] == pins
+    assert "--hash" not in written
+
+
+@pytest.mark.parametrize(
+    "lock", ["requirements.lock", "lib/requirements.txt", "infra/sam-requirements.lock"]
+)
+def test_every_pin_in_the_lock_files_has_hashes(lock: str):
+    """`make setup` (and `sam build` for the Lambda) install nothing but the files hashed here."""
+    entries = (ROOT / lock).read_text().replace("\\\n", " ").splitlines()
+    pins = [line for line in entries if line and not line.startswith(("#", " "))]
+    assert pins
+    assert [line.split(" ")[0] for line in pins if "--hash=sha256:" not in line] == []
+
+
+def test_the_colab_cell_installs_with_constraints_that_pip_accepts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """pip puts a whole install in hash-checking mode when its constraints carry hashes, and
+    then refuses the project's folder: the cell passes the clone's unhashed constraints."""
+    home = tmp_path / "brewops"
+    cell, _ = _colab_cells(ROOT / "notebooks" / "01_explore_api.ipynb", home)
+    monkeypatch.setitem(sys.modules, "google.colab", type(sys)("google.colab"))
+    monkeypatch.setenv("BREWOPS_HOME", str(home))  # restored after the cell sets it
+    real_run = subprocess.run
+    installs = []
+
+    def run(command, check=False):
+        if command[0] == "git":  # a clone: the lock files, and a project with no dependencies
+            clone = Path(command[-1])
+            clone.mkdir()
+            for name in ("requirements.lock", "constraints.txt"):
+                (clone / name).write_text((ROOT / name).read_text())
+            (clone / "pyproject.toml").write_text(
+                '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
+            )
+            (clone / "backend.py").write_text(
+                "import os\n"
+                "def prepare_metadata_for_build_wheel(directory, settings=None):\n"
+                "    os.mkdir(os.path.join(directory, 'brewops-0.dist-info'))\n"
+                "    with open(os.path.join(directory, 'brewops-0.dist-info', 'METADATA'), 'w') as f:\n"
+                "        f.write('Metadata-Version: 2.1\\nName: brewops\\nVersion: 0\\n')\n"
+                "    return 'brewops-0.dist-info'\n"
+            )
+            return None
+        # pip as the cell calls it, resolving only: nothing downloaded, nothing installed
+        arguments = [part for part in command[4:] if part != "-q"]  # to read what it would do
+        pip = [*command[:4], "--isolated", "--dry-run", "--no-index", *arguments]
+        installs.append(real_run(pip, capture_output=True, text=True, timeout=120))
+        return None
+
+    monkeypatch.setattr(subprocess, "run", run)
+    exec(cell, {})
+
+    [install] = installs
+    assert install.returncode == 0, install.stdout + install.stderr
+    assert "Would install brewops-0" in install.stdout
+
+
 def test_the_lockfiles_script_does_only_what_its_usage_says(capsys):
     assert lockfiles.main([]) == 2
     assert lockfiles.main(["write-environment", "extra"]) == 2
-    assert "usage: python -m brewops.lockfiles write-environment" in capsys.readouterr().err
+    assert lockfiles.main(["write-everything"]) == 2
+    usage = "usage: python -m brewops.lockfiles {write-environment|write-constraints}"
+    assert usage in capsys.readouterr().err
 
 
 def test_the_environment_is_installed_from_the_lock():

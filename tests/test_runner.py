@@ -368,7 +368,7 @@ def test_without_the_notebooks_extra_run_says_how_to_install_it_before_starting_
     result = CliRunner().invoke(runner.run_command, ["--only", "01"])
 
     assert isinstance(result.exception, runner.NotebookStackMissing)
-    assert "pip install -c requirements.lock '.[notebooks]'" in str(result.exception)
+    assert "pip install -c constraints.txt '.[notebooks]'" in str(result.exception)
 
 
 class _FakePapermill:

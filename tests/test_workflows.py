@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from brewops import lockfiles
 from brewops.paths import repo_root
 
 ROOT = repo_root()
@@ -96,8 +97,8 @@ def test_deploy_builds_and_deploys_with_sam():
     commands = runs(deploy)
 
     [setup_sam] = uses(deploy, "aws-actions/setup-sam")
-    locked = (ROOT / "infra" / "sam-requirements.lock").read_text()
-    assert f"aws-sam-cli=={setup_sam['with']['version']}\n" in locked, "deploy what was validated"
+    locked = lockfiles.lock_requirements(ROOT / "infra" / "sam-requirements.lock")
+    assert f"aws-sam-cli=={setup_sam['with']['version']}" in locked, "deploy what was validated"
     assert "sam build" in commands
     deploy_line = next(line for line in commands.splitlines() if line.startswith("sam deploy"))
     assert "--no-confirm-changeset" in deploy_line

@@ -1,7 +1,11 @@
-"""Keeps environment.yml (for conda users) pinned to exactly the set in requirements.lock.
+"""Keeps environment.yml (for conda users) and constraints.txt (for pip, as in Colab) pinned
+to exactly the set in requirements.lock.
 
-`python -m brewops.lockfiles write-environment` regenerates it (`make lock` calls this);
-the tests compare the two so they cannot drift apart.
+The lock carries a hash for every file of each pinned version, which `make setup` requires.
+pip applies the hashes of a constraints file to the whole install, and then refuses the
+project's own folder, which has none: constraints.txt is the lock without its hashes.
+`python -m brewops.lockfiles write-environment` and `... write-constraints` regenerate them
+(`make lock` calls both); the tests compare them with the lock so they cannot drift apart.
 """
 
 from __future__ import annotations
@@ -28,9 +32,27 @@ dependencies:
 """
 
 
+CONSTRAINTS_HEADER = """\
+# Generated from requirements.lock by `make lock`: its pins without their hashes, for
+#   pip install -c constraints.txt .
+"""
+
+
+def lock_requirements(lock: Path | None = None) -> list[str]:
+    """The lock's requirement lines (pins and markers), without the hashes and comments."""
+    lock = lock or repo_root() / "requirements.lock"
+    # `name==version ; marker \` continues on `--hash=...` lines
+    text = lock.read_text().replace("\\\n", " ")
+    requirements = []
+    for line in text.splitlines():
+        line = line.split(" --hash=")[0].strip()
+        if line and not line.startswith(("#", "-")):
+            requirements.append(line)
+    return requirements
+
+
 def lock_pins(lock: Path | None = None, python_version: str = PYTHON_VERSION) -> dict[str, str]:
     """Package -> version from the lock, for the project's Python on Linux."""
-    lock = lock or repo_root() / "requirements.lock"
     env = {
         "python_version": python_version,
         "python_full_version": f"{python_version}.0",
@@ -43,10 +65,7 @@ def lock_pins(lock: Path | None = None, python_version: str = PYTHON_VERSION) ->
         "extra": "",
     }
     pins: dict[str, str] = {}
-    for line in lock.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith(("#", "-")):
-            continue
+    for line in lock_requirements(lock):
         req = Requirement(line)
         if req.marker and not req.marker.evaluate(env):
             continue
@@ -78,12 +97,21 @@ def render_environment(pins: dict[str, str]) -> str:
     return "".join(lines)
 
 
+def render_constraints(requirements: list[str]) -> str:
+    return CONSTRAINTS_HEADER + "".join(f"{line}\n" for line in requirements)
+
+
 def main(argv: list[str]) -> int:
-    if argv != ["write-environment"]:
-        print("usage: python -m brewops.lockfiles write-environment", file=sys.stderr)
+    writers = {
+        "write-environment": ("environment.yml", lambda: render_environment(lock_pins())),
+        "write-constraints": ("constraints.txt", lambda: render_constraints(lock_requirements())),
+    }
+    if len(argv) != 1 or argv[0] not in writers:
+        print(f"usage: python -m brewops.lockfiles {{{'|'.join(writers)}}}", file=sys.stderr)
         return 2
-    target = repo_root() / "environment.yml"
-    target.write_text(render_environment(lock_pins()))
+    name, render = writers[argv[0]]
+    target = repo_root() / name
+    target.write_text(render())
     print(target)
     return 0
 

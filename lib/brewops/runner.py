@@ -198,7 +198,7 @@ def notebook_executor() -> Any:
     except ImportError as error:  # installed without the extra, as Colab's install cell does
         raise NotebookStackMissing(
             f"running notebooks needs the `notebooks` extra ({error.name} is missing): "
-            "`make setup`, or `pip install -c requirements.lock '.[notebooks]'`"
+            "`make setup`, or `pip install -c constraints.txt '.[notebooks]'`"
         ) from error
     return papermill
 

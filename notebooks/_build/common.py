@@ -33,8 +33,9 @@ if "google.colab" in sys.modules:
             shutil.rmtree(partial, ignore_errors=True)
             subprocess.run(["git", "clone", "-q", "--depth", "1", repository, partial], check=True)
             os.replace(partial, home)
-        lock = f"{{home}}/requirements.lock"
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-c", lock, home], check=True)
+        # the lock's pins without its hashes, which pip would ask of the project's folder too
+        constraints = f"{{home}}/constraints.txt"
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-c", constraints, home], check=True)
         open(installed, "w").close()
     os.environ["BREWOPS_HOME"] = home  # where the template and the build folder live"""
 
