@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
 UV := $(BIN)/uv
 STAMP := $(VENV)/.installed
+CREATED := $(VENV)/.created
 NODE_STAMP := node_modules/.installed
 SAM_STAMP := .venv-sam/.installed
 TARGET ?= local
@@ -17,17 +18,24 @@ PYTEST_ARGS ?=
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
 
-# requirements.lock is resolved for Python 3.11: another version would get other pins
-$(BIN)/python:
-	@$(PYTHON) -c 'import sys; v = "%d.%d" % sys.version_info[:2]; sys.exit(None if v == "3.11" else f"requirements.lock pins Python 3.11 packages, and $(PYTHON) is {v}: run make with PYTHON=python3.11")'
-	$(PYTHON) -m venv $(VENV)
+# requirements.lock is resolved for Python 3.11: another version would get other pins.
+# A .venv without $(CREATED) was cut short while being made (it may lack pip) or is not
+# one of ours: made again from scratch, unless a complete install of Python 3.11 is there.
+$(CREATED):
+	@$(PYTHON) -c 'import sys; v = "%d.%d" % sys.version_info[:2]; sys.exit(None if v == "3.11" else "requirements.lock pins Python 3.11 packages, and $(PYTHON) is %s: run make with PYTHON=python3.11" % v)'
+	@if [ -f $(STAMP) ] && $(BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; \
+	then echo "keeping $(VENV): Python 3.11, installed"; \
+	else echo "rm -rf $(VENV) && $(PYTHON) -m venv $(VENV)"; rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); fi
+	touch $@
 
-$(UV): | $(BIN)/python
+# touched: pip leaves an installed uv as it was, older than $(CREATED)
+$(UV): $(CREATED)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	touch $@
 
 # Every file installed must match a hash in the lock. The project itself has none: it comes
 # after, without dependencies, which the lock has brought already.
-$(STAMP): requirements.lock pyproject.toml | $(UV)
+$(STAMP): requirements.lock pyproject.toml $(CREATED) | $(UV)
 	$(UV) pip sync --quiet --require-hashes --python $(BIN)/python requirements.lock
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 > /dev/null
@@ -39,13 +47,14 @@ $(NODE_STAMP): package.json package-lock.json
 
 setup: $(STAMP) $(NODE_STAMP) ## Create .venv and install the pinned dependencies
 
-catalog: setup ## Fetch the real Punk API catalogue (npm punkapi-db@2.6.0, checksum-pinned)
+# .venv only: node_modules holds tools of the tests, and the fetch says what to do without npm
+catalog: $(STAMP) ## Fetch the real Punk API catalogue (npm punkapi-db@2.6.0, checksum-pinned)
 	$(BIN)/brewops data fetch
 
 run: catalog ## Execute every notebook against the target (TARGET=local|aws)
 	$(BIN)/brewops run --target $(TARGET)
 
-test: catalog $(SAM_STAMP) ## Run the whole test suite (lint, unit, integration, notebooks)
+test: catalog $(NODE_STAMP) $(SAM_STAMP) ## Run the whole test suite (lint, unit, integration, notebooks)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup ## ruff over .py and .ipynb
