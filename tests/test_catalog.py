@@ -47,7 +47,7 @@ def test_fetch_packs_checks_and_caches(fake_npm, cache: Path, real_bytes: bytes)
     path = fetch_catalog(cache_dir=cache)
     assert path == cache / CATALOG_FILENAME
     assert path.read_bytes() == real_bytes
-    assert fake_npm.calls.read_text().split() == ["pack", "punkapi-db@2.6.0", "--silent"]
+    assert fake_npm.calls.read_text().split() == ["pack", "punkapi-db@2.6.0", "--loglevel=error"]
     assert cache_leftovers(cache) == [CATALOG_FILENAME]  # the scratch directory is gone
 
 
@@ -137,6 +137,8 @@ def test_missing_npm_says_what_to_do(cache: Path, tmp_path: Path, monkeypatch: p
     with pytest.raises(CatalogError, match="npm was not found") as info:
         fetch_catalog(cache_dir=cache)
     assert "Install Node.js" in str(info.value) and "--catalog FILE" in str(info.value)
+    # `brewops data fetch` (what `make run` runs) takes no --catalog: where a copy goes
+    assert str(cache / CATALOG_FILENAME) in str(info.value)
 
 
 def test_a_tampered_cache_is_replaced(fake_npm, cache: Path, real_bytes: bytes):
@@ -211,6 +213,42 @@ def test_an_npm_failure_quotes_the_end_of_what_npm_said(
         fetch_catalog(cache_dir=cache)
     assert "npm error code E404" in str(info.value)
     assert "npm notice line 0" not in str(info.value)  # the last five lines only
+
+
+# what npm 11 prints when the registry refuses the connection, stack trace and all
+NPM_CONNECTION_REFUSED = """npm error code ECONNREFUSED
+npm error syscall connect
+npm error errno ECONNREFUSED
+npm error FetchError: request to http://127.0.0.1:9/punkapi-db failed, reason: connect \
+ECONNREFUSED 127.0.0.1:9
+npm error     at ClientRequest.<anonymous> (/usr/lib/node_modules/npm/node_modules/minipass-fetch/lib/index.js:130:14)
+npm error     at process.processTicksAndRejections (node:internal/process/task_queues:83:21) {
+npm error   code: 'ECONNREFUSED',
+npm error   port: 9,
+npm error   type: 'system'
+npm error }
+npm error
+npm error If you are behind a proxy, please make sure that the 'proxy' config is set properly.
+npm error A complete log of this run can be found in: /root/.npm/_logs/debug-0.log
+"""
+
+
+def test_an_unreachable_registry_is_named_without_the_stack_trace(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (tmp_path / "npm-said").write_text(NPM_CONNECTION_REFUSED)
+    npm = bin_dir / "npm"
+    npm.write_text(f"#!/bin/sh\ncat '{tmp_path / 'npm-said'}' >&2\nexit 1\n")
+    npm.chmod(npm.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    with pytest.raises(CatalogError) as info:
+        fetch_catalog(cache_dir=cache)
+    said = str(info.value)
+    assert "request to http://127.0.0.1:9/punkapi-db failed" in said
+    assert "ClientRequest" not in said and "port: 9" not in said
+    assert "npm config get registry" in said
 
 
 # ----------------------------------------------------------------------------- files

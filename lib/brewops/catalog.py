@@ -14,6 +14,7 @@ import itertools
 import json
 import os
 import posixpath
+import re
 import shutil
 import subprocess
 import tarfile
@@ -72,8 +73,9 @@ def fetch_catalog(
     if npm is None:
         raise CatalogError(
             "npm was not found on PATH. Install Node.js (which brings npm) and run "
-            "`brewops data fetch` again, or pass a catalogue file you already have with "
-            "--catalog FILE."
+            "`brewops data fetch` again, or copy the data.json of punkapi-db 2.6.0 you "
+            f"already have to {target} (its sha256 is checked), or pass a catalogue file "
+            "to a command that takes --catalog FILE."
         )
     cache_dir.mkdir(parents=True, exist_ok=True)
     spec = f"{NPM_PACKAGE}@{NPM_VERSION}"
@@ -100,7 +102,8 @@ def fetch_catalog(
 def _npm_pack(npm: str, spec: str, workdir: Path) -> Path:
     try:
         result = subprocess.run(
-            [npm, "pack", spec, "--silent"],
+            # not --silent: that silences npm's errors too, and the user needs their reason
+            [npm, "pack", spec, "--loglevel=error"],
             cwd=workdir,
             capture_output=True,
             text=True,
@@ -113,15 +116,29 @@ def _npm_pack(npm: str, spec: str, workdir: Path) -> Path:
             "Check the network connection to the npm registry and try again."
         ) from exc
     if result.returncode != 0:
-        detail = (result.stderr or result.stdout).strip().splitlines()[-5:]
+        detail = _npm_said(result.stderr or result.stdout)[-5:]
         raise CatalogError(
             f"`npm pack {spec}` failed (exit {result.returncode}): {' '.join(detail)}. "
-            "Check the network connection to the npm registry and try again."
+            "Check the network connection to the npm registry (`npm config get registry`) "
+            "and try again."
         )
     tarballs = sorted(workdir.glob("*.tgz"))
     if not tarballs:
         raise CatalogError(f"`npm pack {spec}` produced no tarball in {workdir}.")
     return tarballs[0]
+
+
+# what npm prints of a JavaScript error besides its message: stack frames and the
+# error object's fields ("at ClientRequest.emit (node:events:524:28)", "port: 9,", "}")
+_NPM_ERROR_NOISE = re.compile(r"^(|at .*|[{}]|\w+: ('.*'|\d+),?)$")
+
+
+def _npm_said(output: str) -> list[str]:
+    """npm's lines that say something, without a stack trace or an error object's dump."""
+    lines = (line.strip() for line in output.splitlines())
+    return [
+        line for line in lines if not _NPM_ERROR_NOISE.match(re.sub(r"^npm error\b\s*", "", line))
+    ]
 
 
 def _read_member(tarball: Path, spec: str) -> bytes:
