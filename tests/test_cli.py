@@ -102,6 +102,26 @@ def test_a_build_dir_that_is_a_file_is_one_line_naming_it(tmp_path, monkeypatch)
     assert "BREWOPS_BUILD_DIR" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("variable", ["BREWOPS_CACHE_DIR", "XDG_CACHE_HOME"])
+def test_a_cache_dir_under_a_file_is_one_line_naming_where_it_comes_from(
+    tmp_path, monkeypatch, variable
+):
+    monkeypatch.delenv("BREWOPS_CACHE_DIR", raising=False)
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv(variable, str(tmp_path / "a-file" / "cache"))
+    bin_dir = tmp_path / "bin"  # an npm that fetches nothing, for machines without one
+    bin_dir.mkdir()
+    (bin_dir / "npm").write_text("#!/bin/sh\nexit 1\n")
+    (bin_dir / "npm").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+    result = subprocess.run([BREWOPS, "data", "fetch"], capture_output=True, text=True)
+
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"Error: {tmp_path / 'a-file' / 'cache'}")
+    assert "BREWOPS_CACHE_DIR, else $XDG_CACHE_HOME/brewops" in result.stderr
+
+
 def test_a_full_disk_is_one_line(tmp_path, catalog_path):
     import resource
 

@@ -56,6 +56,12 @@ def _file_system_refusal(error: OSError) -> str | None:
             f" Outputs and the local target's state go to {build} (BREWOPS_BUILD_DIR): it "
             "must be a writable folder with free space."
         )
+    cache = paths.cache_dir().absolute()
+    if cache in (path, *path.parents) or path in cache.parents:  # in it, or on the way to it
+        said += (
+            f" The catalogue is cached in {cache} (BREWOPS_CACHE_DIR, else "
+            "$XDG_CACHE_HOME/brewops, else ~/.cache/brewops): it must be a writable folder."
+        )
     return said
 
 
