@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from brewops import local, runner
-from brewops.files import shared
+from brewops.files import exclusive, shared
 from brewops.paths import repo_root
 from brewops.runner import (
     RunSummary,
@@ -672,6 +672,33 @@ def test_a_run_stops_the_local_target_it_started_only_once_another_run_using_it_
     first.join()
 
     assert downs == [True]
+
+
+def test_a_run_waits_for_another_writing_the_same_build_folder(
+    notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Two runs in one checkout: the second must not remove the executed copies the first
+    is writing, nor write over its summary; it waits for it, saying so."""
+    fake = _FakePapermill()
+    monkeypatch.setattr(runner, "notebook_executor", lambda: fake)
+    monkeypatch.setenv("BREWOPS_HOME", str(notebooks.parent))
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
+    results: list[Any] = []
+
+    def second_run() -> None:
+        args = ["--target", "aws", "--only", "01", "--no-progress"]
+        results.append(CliRunner().invoke(runner.run_command, args))
+
+    with exclusive(tmp_path / "build" / runner.OUTPUTS_LOCK):  # the first run
+        second = threading.Thread(target=second_run)
+        second.start()
+        second.join(timeout=1.0)
+        assert second.is_alive() and fake.calls == [], "the second run did not wait"
+    second.join(timeout=30)
+
+    assert results[0].exit_code == 0, results[0].output
+    assert "another `brewops run` is writing to" in results[0].output
+    assert len(fake.calls) == 1
 
 
 def test_the_command_says_when_there_are_no_notebooks(

@@ -7,7 +7,7 @@ import fcntl
 import os
 import secrets
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -39,11 +39,14 @@ def write_atomically(path: Path, text: str, mode: int | None = None) -> None:
 
 
 @contextlib.contextmanager
-def exclusive(lock_file: Path) -> Iterator[None]:
+def exclusive(lock_file: Path, waiting: Callable[[], None] | None = None) -> Iterator[None]:
     """Hold `lock_file` (created if needed) so one process or thread at a time runs the
-    block: each entry opens the file anew, and flock excludes other opens in this process too."""
+    block: each entry opens the file anew, and flock excludes other opens in this process too.
+    `waiting` is called first if another holds it."""
     lock_file.parent.mkdir(parents=True, exist_ok=True)
     with lock_file.open("w") as handle:
+        if waiting is not None and not held_alone(handle, wait=False):
+            waiting()
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

@@ -28,7 +28,7 @@ import yaml
 from brewops import summary
 from brewops.environ import applied_environment
 from brewops.errors import ActionableError
-from brewops.files import held_alone, shared, write_atomically
+from brewops.files import exclusive, held_alone, shared, write_atomically
 from brewops.paths import build_dir, local_state_dir, notebooks_dir
 
 NOTEBOOK_NAME = re.compile(r"^(\d{2})_[a-z0-9_]+\.ipynb$")
@@ -237,6 +237,22 @@ def target_services(target: str) -> Iterator[None]:
                 local.down()
 
 
+# held by the run writing the build folder: a second run there waits for it instead of
+# removing the first one's executed copies and writing over its summary
+OUTPUTS_LOCK = ".outputs.lock"
+
+
+def outputs_held(out_dir: Path) -> contextlib.AbstractContextManager[None]:
+    def waiting() -> None:
+        click.echo(
+            f"==> another `brewops run` is writing to {out_dir}: waiting for it to end "
+            "(runs with BREWOPS_BUILD_DIR set to folders of their own run at once)",
+            err=True,
+        )
+
+    return exclusive(out_dir / OUTPUTS_LOCK, waiting)
+
+
 def execute(
     notebooks: Sequence[Path],
     target: str = "local",
@@ -405,7 +421,7 @@ def run_command(
     # papermill, which takes seconds to import
     check_parameters(notebooks, params)
     notebook_executor()
-    with target_services(target):
+    with target_services(target), outputs_held(build_dir()):
         run = execute(notebooks, target=target, parameters=params, progress=not no_progress)
     click.echo(f"run summary: {build_dir() / 'run-summary.json'}")
     for nb in run.notebooks:
