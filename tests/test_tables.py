@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
+import warnings
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
@@ -107,6 +109,16 @@ def test_ids_given_as_numbers_and_as_text_are_still_bigints():
 
     assert str(out["id"].dtype) == "Int64"
     assert out["id"].tolist() == [1, 2, pd.NA]
+
+
+@pytest.mark.parametrize("dtype", [None, "string"], ids=["inferred", "string"])
+def test_ids_that_are_all_text_are_still_bigints(dtype):
+    # every writer quoted the id: pandas 3 infers a string dtype for such a column, not object
+    ids = pd.Series(["12.0", " 7", None], dtype=dtype)
+    out = typed(pd.DataFrame({"id": ids}), [("id", "bigint")])
+
+    assert str(out["id"].dtype) == "Int64"
+    assert out["id"].tolist() == [12, 7, pd.NA]
 
 
 @pytest.mark.parametrize(
@@ -226,6 +238,22 @@ def test_records_ingested_at_the_same_time_keep_their_delivery_order():
     )
 
     assert latest_per_id(df)["name"].tolist() == ["second"] * 10
+
+
+def test_json_fields_named_like_dates_are_read_as_delivered_without_deprecated_keywords():
+    # pandas 2 parses a column named like a date unless told not to; pandas 3.1 deprecates
+    # the keyword that says so (convert_dates), and dtype=False alone then reads as delivered
+    lines = '{"id": 1, "brewed_at": "1410393600000", "date": "09/2007"}\n'
+
+    def read_json(path, boto3_session, compression, **kwargs):
+        return pd.read_json(io.StringIO(lines), **kwargs)
+
+    wr = SimpleNamespace(s3=SimpleNamespace(read_json=read_json))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        frame = tables._read_with_awswrangler(wr, table_info(), ["s3://bkt/raw/a.gz"], None, None)
+
+    assert frame.to_dict("records") == [{"id": 1, "brewed_at": "1410393600000", "date": "09/2007"}]
 
 
 # ------------------------------------------------------------------ against the emulator

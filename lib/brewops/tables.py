@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import pandas as pd
 from botocore.exceptions import BotoCoreError, ClientError
+from packaging.version import Version
 
 from brewops import schema
 from brewops.errors import ActionableError
@@ -328,7 +329,9 @@ def _cast(values: pd.Series, dtype: str) -> pd.Series:
                 values = values.dt.tz_convert("UTC").dt.tz_localize(None)
             # timestamps are UTC; Athena returns them naive, so do we
             return pd.to_datetime(values, errors="raise").astype(dtype)
-        if dtype == "Int64" and values.dtype == object:
+        # text is object dtype in pandas 2, a StringDtype in pandas 3 (or when read as one)
+        text = values.dtype == object or isinstance(values.dtype, pd.StringDtype)
+        if dtype == "Int64" and text:
             values = pd.to_numeric(values, errors="raise")
         return values.astype(dtype)
     except (TypeError, ValueError, OverflowError):
@@ -396,6 +399,11 @@ def _read_paths(
         ) from exc
 
 
+# dtype=False keeps every value as delivered; before pandas 3.1 it still parsed the columns
+# named like dates unless convert_dates=False, a keyword pandas 3.1 deprecates
+_NO_DATE_PARSING = {"convert_dates": False} if Version(pd.__version__) < Version("3.1") else {}
+
+
 def _read_with_awswrangler(
     wr: Any, info: TableInfo, paths: list[str], session: Any, tgt: Any
 ) -> pd.DataFrame:
@@ -411,7 +419,7 @@ def _read_with_awswrangler(
                 orient="records",
                 compression=compression,
                 dtype=False,
-                convert_dates=False,
+                **_NO_DATE_PARSING,
                 # pandas' default parser gives 0.30000000000000004 for a recipe's 0.3
                 precise_float=True,
                 boto3_session=session,
