@@ -10,11 +10,13 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import warnings
 from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
 
 from brewops import lockfiles
 from brewops.paths import repo_root
@@ -359,6 +361,32 @@ def test_the_environment_is_installed_from_the_lock():
     pins = lockfiles.lock_pins()
     for name in ("boto3", "moto", "pandas", "papermill", "nbval", "scikit-learn", "awswrangler"):
         assert version(name) == pins[name], f"{name} drifted from requirements.lock"
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_the_lock_is_within_the_ranges_of_pyproject():
+    # a bound or cap added to pyproject.toml by hand must hold for the pinned set too
+    project = _pyproject()["project"]
+    pins = lockfiles.lock_pins()
+    extras = project["optional-dependencies"].values()
+    wanted = [*project["dependencies"], *(entry for extra in extras for entry in extra)]
+    outside = [
+        f"{req} (lock: {pins.get(req.name.lower())})"
+        for req in map(Requirement, wanted)
+        if req.name.lower() not in pins or pins[req.name.lower()] not in req.specifier
+    ]
+    assert not outside, "run `make lock`"
+
+
+def test_the_licence_is_an_spdx_expression():
+    # setuptools (77 and later) deprecates the `{ text = ... }` table, and stops building a
+    # project that still has one after 2027-02-18
+    pyproject = _pyproject()
+    assert isinstance(pyproject["project"]["license"], str)
+    assert pyproject["build-system"]["requires"] == ["setuptools>=77"]
 
 
 def test_no_secrets_in_the_repository():
