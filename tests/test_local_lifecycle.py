@@ -278,7 +278,7 @@ def test_up_after_an_up_that_was_killed_waits_for_the_servers_it_started(
         "emulator": spawn_service(tmp_path / "emulator", 60)[1],
         "punkapi": spawn_service(tmp_path, 60)[1],
     }
-    a_state(services=services, catalog="c.json").save()
+    a_state(services=services, catalog="c.json", punkapi_code_digest=runtime.code_digest()).save()
     asked: list[str] = []
 
     def answers_the_second_time(url: str, timeout: float = 1.0) -> bool:
@@ -579,6 +579,34 @@ def test_down_stops_what_a_damaged_state_names_despite_a_broken_entry(
 
     assert server.wait(timeout=10) is not None, "the server it could still read is stopped"
     assert not (state_dir / "state.json").exists()
+
+
+@pytest.mark.emulator
+def test_up_restarts_a_punk_api_server_started_from_other_code(
+    state_dir: Path, catalog_path: Path
+) -> None:
+    from brewops.local import runtime
+
+    state = local.up(deploy=False, catalog=catalog_path)
+    try:
+        emulator, punkapi = state.services["emulator"], state.services["punkapi"]
+        # the state an older checkout's `up` wrote: no code recorded for its Punk API server
+        written = json.loads(paths.local_state_dir().joinpath("state.json").read_text())
+        del written["punkapi_code_digest"]
+        paths.local_state_dir().joinpath("state.json").write_text(json.dumps(written))
+
+        again = local.up(deploy=False)
+
+        restarted = again.services["punkapi"]
+        assert again.already_running and again.services["emulator"].pid == emulator.pid
+        assert restarted.pid != punkapi.pid and restarted.port == punkapi.port
+        assert again.punkapi_code_digest == runtime.code_digest()
+        assert exited(punkapi.pid)
+        assert requests.get(f"{again.punkapi_url}/beers?per_page=1", timeout=5).ok
+        # started from this code: left running
+        assert local.up(deploy=False).services["punkapi"].pid == restarted.pid
+    finally:
+        local.down()
 
 
 @pytest.mark.emulator

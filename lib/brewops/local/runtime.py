@@ -4,6 +4,7 @@ process and the stack deployed on the emulator."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import shutil
 import subprocess
@@ -110,6 +111,17 @@ def _exited_message(state: LocalState) -> str:
     )
 
 
+def code_digest() -> str:
+    """What the package's code says, as a sha256: a server keeps running the code it was
+    started from, after a `git pull` too."""
+    package = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for source in sorted(package.rglob("*.py")):
+        digest.update(f"{source.relative_to(package).as_posix()}\0".encode())
+        digest.update(source.read_bytes())
+    return digest.hexdigest()
+
+
 def _start_emulator(log_dir: Path) -> tuple[subprocess.Popen[bytes], Service]:
     port = processes.free_port()
     url = f"http://{processes.HOST}:{port}"
@@ -175,6 +187,9 @@ def up(
         state.already_running = True
         if "punkapi" in _exited(state):
             _restart_punkapi(state)
+        elif state.punkapi_code_digest != code_digest():
+            # it holds no data: restarted, it serves as this code does (its seeded random)
+            _restart_punkapi(state, exited=False)
         if not state.deployed:  # the `up` that started them may have died before they answered
             _wait_answering(state)
         if deploy and not state.deployed:
@@ -255,15 +270,26 @@ def _wait_answering(state: LocalState) -> None:
         )
 
 
-def _restart_punkapi(state: LocalState) -> None:
-    """Start the Punk API server again on its old port: the stack's producer has its URL."""
+def _restart_punkapi(state: LocalState, exited: bool = True) -> None:
+    """Start the Punk API server again on its old port: the stack's producer has its URL.
+    `exited` False: it runs, started from other code than this checkout's; it is stopped."""
     old = state.services["punkapi"]
+    if not exited:
+        processes.stop(old)
     kept = Path(old.log).with_suffix(".log.1")
     if Path(old.log).exists():
         Path(old.log).replace(kept)  # it says why the server died: keep it
-    log.warning("the Punk API server (pid %d) had exited, see %s; restarting it", old.pid, kept)
+    if exited:
+        log.warning("the Punk API server (pid %d) had exited, see %s; restarting it", old.pid, kept)
+    else:
+        log.warning(
+            "the Punk API server (pid %d) was started from other code than this checkout's; "
+            "restarting it",
+            old.pid,
+        )
     process, service = _start_punkapi(Path(old.log).parent, Path(str(state.catalog)), old.port)
     state.services["punkapi"] = service
+    state.punkapi_code_digest = code_digest()
     state.save()  # recorded at once, so `down` finds it even if it never gets ready
     processes.wait_ready(
         NAMES["punkapi"],
@@ -305,6 +331,7 @@ def _start(deploy: bool, catalog: Path, template: Path, stack_name: str) -> Loca
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
         services={"emulator": emulator_service, "punkapi": punkapi_service},
         punkapi_url=punkapi_service.url,
+        punkapi_code_digest=code_digest(),
         catalog=str(catalog),
     )
     state.save()  # recorded at once: should this process die now, `down` finds them

@@ -75,6 +75,9 @@ class LocalState:
     started_at: str
     services: dict[str, Service]
     punkapi_url: str | None = None
+    # the package's code the Punk API server was started from (runtime.code_digest); None
+    # in a state written before it was recorded
+    punkapi_code_digest: str | None = None
     catalog: str | None = None
     deployed: bool = False
     outputs: dict[str, str] = field(default_factory=dict)
