@@ -1033,6 +1033,20 @@ def test_a_checkpoint_is_kept_only_for_the_same_incarnation_of_both_streams(tmp_
     assert store.load(recreated, "ds") == recreated
 
 
+def test_a_checkpoint_that_holds_its_creation_times_in_another_zone_is_kept(tmp_path):
+    # as versions that wrote the machine's zone left it, from a shell at UTC+1
+    store = CheckpointStore(tmp_path)
+    paris = MOMENT.astimezone(timezone(timedelta(hours=1))).isoformat()
+    store.save(Checkpoint("arn:ds", paris, "arn:stream", paris, {"shardId-0": "42"}), "ds")
+    utc = MOMENT.isoformat()
+
+    assert store.load(Checkpoint("arn:ds", utc, "arn:stream", utc), "ds").shards == {
+        "shardId-0": "42"
+    }
+    later = (MOMENT + timedelta(seconds=1)).isoformat()
+    assert store.load(Checkpoint("arn:ds", utc, "arn:stream", later), "ds").shards == {}
+
+
 @pytest.mark.parametrize(
     ("content", "said"),
     [('{"shards": {"shardId-0', "Unterminated string"), ("[]", "must be a mapping")],

@@ -17,11 +17,13 @@ import contextlib
 import json
 import logging
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from brewops.errors import ActionableError
 from brewops.files import exclusive, write_atomically
+from brewops.firehose_runtime.config import instant_text
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +44,20 @@ class Checkpoint:
     def identity(self) -> tuple[str, str, str, str]:
         return (
             self.delivery_stream_arn,
-            self.delivery_stream_created,
+            _instant(self.delivery_stream_created),
             self.source_stream_arn,
-            self.source_stream_created,
+            _instant(self.source_stream_created),
         )
+
+
+def _instant(created: str) -> str:
+    """A creation time as the runtime writes it now, in UTC: a checkpoint written by an
+    earlier version holds it in the zone of the shell that drained."""
+    try:
+        moment = datetime.fromisoformat(created)
+    except ValueError:
+        return created
+    return instant_text(moment) if moment.tzinfo is not None else created
 
 
 class CheckpointStore:
