@@ -485,6 +485,18 @@ def test_a_version_not_in_the_registry_is_refused_naming_the_five_latest():
         registry.require_version("s3://bucket/models/ibu", V2, client=s3)
 
 
+def test_a_version_older_than_the_local_target_is_said_to_have_gone_with_its_emulator():
+    # registered, then `brewops local down` and `up` again: the registry started empty
+    s3 = _PagedS3([f"models/ibu/{V2}/{registry.CARD_FILE}"])
+    started = "2025-03-01T00:00:00+00:00"
+
+    with pytest.raises(registry.RegistryError, match="`brewops local down` discarded it"):
+        registry.require_version("s3://b/models/ibu", V1, client=s3, started_at=started)
+    newer = "20250401T000000Z-abcdef12"  # registered since: not what `down` took
+    with pytest.raises(registry.RegistryError, match=f"there: {V2}$"):
+        registry.require_version("s3://b/models/ibu", newer, client=s3, started_at=started)
+
+
 def test_deleting_a_version_removes_every_page_of_its_folder_and_nothing_else():
     s3 = _PagedS3([f"models/ibu/{V1}/a", f"models/ibu/{V1}/b"], [], [f"models/ibu/{V1}/c"])
     assert registry.delete_version("s3://bucket/models/ibu/", V1, client=s3) == 3

@@ -193,6 +193,7 @@ class Target:
     _session: Any  # boto3.session.Session
     endpoint_url: str | None = None
     _punkapi_url: str | None = None
+    started_at: str | None = None  # when the local target started; None on AWS
     _outputs: dict[str, str] | None = field(default=None, repr=False)
     _stack: dict[str, Any] | None = field(default=None, repr=False)
     _session_checked: bool = field(default=False, repr=False)
@@ -338,6 +339,7 @@ def use(target: str = "local") -> Target:
             _session=state.session(),  # the dummy keys, whatever the environment says later
             endpoint_url=state.endpoint_url,
             _punkapi_url=state.punkapi_url,
+            started_at=state.started_at,
         )
     try:
         if _restore_environment():

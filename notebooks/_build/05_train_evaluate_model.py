@@ -63,7 +63,7 @@ needs_stack = catalog is None or register or model_version is not None
 tgt = targets.use(target) if needs_stack else None
 registry_uri = tgt.outputs["ModelRegistryUri"] if tgt else None
 if model_version is not None:  # checked now, not after the training below
-    registry.require_version(registry_uri, model_version)
+    registry.require_version(registry_uri, model_version, started_at=tgt.started_at)
 pd.Series({"target": target, "catalog": catalog, "registry": registry_uri, "protocol": protocol})
 """),
         md("""

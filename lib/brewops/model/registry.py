@@ -557,15 +557,36 @@ def versions_table(versions: list[VersionSummary]) -> str:
     return "\n".join(line(row) for row in (header, *rows))
 
 
-def require_version(registry_uri: str, version: str, client: Any = None) -> None:
+def require_version(
+    registry_uri: str, version: str, client: Any = None, started_at: str | None = None
+) -> None:
     """Raise RegistryError, naming the versions there are, unless `version` is complete in
-    the registry: a caller checks before work that would be lost when the load fails."""
+    the registry: a caller checks before work that would be lost when the load fails.
+    `started_at`: when the local target, whose emulator holds the registry, started."""
     versions = list_versions(registry_uri, client=client)
     if version not in versions:
         there = ", ".join(versions[-5:]) if versions else "none"
         raise RegistryError(
             f"no model version {version} under {registry_uri}; the latest there: {there}"
+            + _registered_before(version, started_at)
         )
+
+
+def _registered_before(version: str, started_at: str | None) -> str:
+    """Why a version registered before the local target started is gone, or ""."""
+    if started_at is None or not VERSION_PATTERN.match(version):
+        return ""
+    try:
+        registered = datetime.strptime(version[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        if registered >= datetime.fromisoformat(started_at):
+            return ""
+    except (ValueError, TypeError):  # not a date, or one without its zone: nothing to say
+        return ""
+    return (
+        f". It was registered before this local target started ({started_at}): its registry "
+        "lives in the emulator, and `brewops local down` discarded it with the emulator's "
+        "data. Train the model again, or load a version registered since."
+    )
 
 
 def delete_version(registry_uri: str, version: str, client: Any = None) -> int:
