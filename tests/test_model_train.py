@@ -9,6 +9,7 @@ import pytest
 from brewops import schema, tables
 from brewops.catalog import to_v3_shape
 from brewops.model import bands, features, train
+from brewops.model.estimators import OrdinalForestClassifier
 from brewops.model.predict import predict_beer, predict_beers, predictions_frame
 from fixtures.model import QUICK, TINY, train_small
 from fixtures.validation import raw_columns
@@ -674,3 +675,85 @@ def test_the_final_model_is_fitted_on_the_beers_with_their_own_ibu(trained, cata
     plausible = ibu <= train.REGRESSION_CAP
     error = np.abs(trained.model.predict_ibu(beers) - ibu)[plausible]
     assert np.median(error) < 8
+
+
+def test_permutation_importance_is_scikit_learns_with_one_prediction_call(
+    catalog_beers, monkeypatch
+):
+    """Every shuffled copy is predicted in one call, and the figures are exactly those of
+    scikit-learn's `permutation_importance` (same shuffles, same scores)."""
+    from sklearn.inspection import permutation_importance
+
+    beers = features.labelled(catalog_beers)
+    X, ibu = features.build_features(beers), features.ibu_values(beers)
+    older, newest = train.time_split(beers)
+    model = train.fit_model(train.make_model(TINY, n_jobs=1), X.iloc[older], ibu[older])
+    protocol = train.Protocol(importance_repeats=3, seed=11, n_jobs=1)
+    expected = permutation_importance(
+        model.classifier,
+        X.iloc[newest],
+        bands.band_index(ibu[newest]),
+        scoring="accuracy",
+        n_repeats=protocol.importance_repeats,
+        random_state=protocol.seed,
+        n_jobs=1,
+    )
+    calls = []
+    predict_proba = OrdinalForestClassifier.predict_proba
+
+    def counted_predict_proba(self, X):
+        calls.append(len(X))
+        return predict_proba(self, X)
+
+    monkeypatch.setattr(OrdinalForestClassifier, "predict_proba", counted_predict_proba)
+
+    importance = train.feature_importance(model, X.iloc[newest], ibu[newest], protocol)
+
+    assert calls == [len(newest) * (1 + X.shape[1] * protocol.importance_repeats)]
+    by_feature = importance.set_index("feature").loc[list(X.columns)]
+    np.testing.assert_array_equal(by_feature["importance"], expected.importances_mean)
+    np.testing.assert_array_equal(by_feature["std"], expected.importances_std)
+    assert (by_feature["importance"] != 0).any()  # some shuffles do change predictions
+
+
+def test_each_permuted_copy_shuffles_one_column_of_the_original():
+    X = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "b": [5.0, 6.0, 7.0, 8.0]})
+    copies = train.permuted_copies(X, n_repeats=2, seed=0)
+    assert len(copies) == 4
+    for copy, (changed, kept) in zip(copies, ["ab", "ab", "ba", "ba"], strict=True):
+        assert list(copy.columns) == ["a", "b"]
+        assert sorted(copy[changed]) == sorted(X[changed])
+        assert list(copy[kept]) == list(X[kept])
+    pd.testing.assert_frame_equal(
+        X, pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "b": [5.0, 6.0, 7.0, 8.0]})
+    )
+
+
+def test_the_final_model_is_fitted_while_the_folds_run(catalog_beers, monkeypatch):
+    """The process only waits on the folds' workers: the final fit starts meanwhile, and
+    the model it gives is the one a fit of its own gives, to the byte."""
+    import pickle
+    import threading
+
+    beers = features.labelled(catalog_beers[::2])
+    X, ibu = features.build_features(beers), features.ibu_values(beers)
+    final_fit_started = threading.Event()
+    started_during_folds = []
+    fit_model, cross_validate = train.fit_model, train.cross_validate
+
+    def recorded_fit_model(model, X_fit, ibu_fit):
+        if len(X_fit) == len(X):
+            final_fit_started.set()
+        return fit_model(model, X_fit, ibu_fit)
+
+    def recorded_cross_validate(*args, **kwargs):
+        started_during_folds.append(final_fit_started.wait(timeout=10))
+        return cross_validate(*args, **kwargs)
+
+    monkeypatch.setattr(train, "fit_model", recorded_fit_model)
+    monkeypatch.setattr(train, "cross_validate", recorded_cross_validate)
+    result = train.train(beers, protocol=QUICK, params=TINY)
+
+    assert started_during_folds == [True]
+    alone = fit_model(train.make_model(TINY, n_jobs=1), X, ibu)
+    assert pickle.dumps(result.model) == pickle.dumps(alone)
