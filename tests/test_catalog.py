@@ -212,6 +212,7 @@ def test_an_npm_failure_quotes_the_end_of_what_npm_said(
     with pytest.raises(CatalogError) as info:
         fetch_catalog(cache_dir=cache)
     assert "npm error code E404" in str(info.value)
+    assert "npm notice line 1" in str(info.value)
     assert "npm notice line 0" not in str(info.value)  # the last five lines only
 
 
@@ -248,6 +249,9 @@ def test_an_unreachable_registry_is_named_without_the_stack_trace(
     said = str(info.value)
     assert "request to http://127.0.0.1:9/punkapi-db failed" in said
     assert "ClientRequest" not in said and "port: 9" not in said
+    # the last five lines that say something: no brace or empty line of the dump among them
+    quoted = " ".join(NPM_CONNECTION_REFUSED.splitlines()[i] for i in (1, 2, 3, 11, 12))
+    assert f"(exit 1): {quoted}. Check" in said
     assert "npm config get registry" in said
 
 

@@ -122,6 +122,21 @@ def test_a_cache_dir_under_a_file_is_one_line_naming_where_it_comes_from(
     assert "BREWOPS_CACHE_DIR, else $XDG_CACHE_HOME/brewops" in result.stderr
 
 
+def test_a_refusal_in_the_cache_or_on_the_way_to_it_names_the_cache(tmp_path, monkeypatch):
+    from brewops.cli import _file_system_refusal
+
+    cache = tmp_path / "home" / ".cache" / "brewops"
+    monkeypatch.setenv("BREWOPS_CACHE_DIR", str(cache))
+
+    def said(path: Path) -> str:
+        return _file_system_refusal(PermissionError(errno.EACCES, "Permission denied", str(path)))
+
+    # making the cache fails at the first folder that cannot be made, and names that one
+    assert f"The catalogue is cached in {cache}" in said(tmp_path / "home" / ".cache")
+    assert f"The catalogue is cached in {cache}" in said(cache / "punkapi-db-2.6.0.json")
+    assert "catalogue" not in said(tmp_path / "home" / "elsewhere")
+
+
 def test_a_full_disk_is_one_line(tmp_path, catalog_path):
     import resource
 

@@ -1033,6 +1033,15 @@ def test_a_checkpoint_is_kept_only_for_the_same_incarnation_of_both_streams(tmp_
     assert store.load(recreated, "ds") == recreated
 
 
+def test_creation_times_that_are_no_moments_are_compared_as_written(tmp_path):
+    store = CheckpointStore(tmp_path)
+    store.save(Checkpoint("arn:ds", "first", "arn:stream", "first", {"shardId-0": "42"}), "ds")
+
+    kept = store.load(Checkpoint("arn:ds", "first", "arn:stream", "first"), "ds")
+    assert kept.shards == {"shardId-0": "42"}
+    assert store.load(Checkpoint("arn:ds", "first", "arn:stream", "second"), "ds").shards == {}
+
+
 def test_a_checkpoint_that_holds_its_creation_times_in_another_zone_is_kept(tmp_path):
     # as versions that wrote the machine's zone left it, from a shell at UTC+1
     store = CheckpointStore(tmp_path)

@@ -295,6 +295,31 @@ def test_up_after_an_up_that_was_killed_waits_for_the_servers_it_started(
     assert asked.count("http://127.0.0.1:9/beers?per_page=1") == 2
 
 
+def test_the_code_digest_follows_every_source_file_its_name_and_its_content(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from brewops.local import runtime
+
+    package = tmp_path / "brewops"
+    (package / "local").mkdir(parents=True)
+    (package / "cli.py").write_text("print('a')\n")
+    (package / "local" / "runtime.py").write_text("")
+    monkeypatch.setattr(runtime, "__file__", str(package / "local" / "runtime.py"))
+    digests = [runtime.code_digest()]
+
+    (package / "cli.py").write_text("print('b')\n")  # a `git pull` that edits a module
+    digests.append(runtime.code_digest())
+    (package / "cli.py").rename(package / "main.py")  # the same code under another name
+    digests.append(runtime.code_digest())
+    (package / "local" / "ports.py").write_text("")  # a module added in a subpackage
+    digests.append(runtime.code_digest())
+    (package / "notes.txt").write_text("not code")
+    digests.append(runtime.code_digest())
+
+    assert len(set(digests[:4])) == 4, "each change to the code is another digest"
+    assert digests[4] == digests[3], "what is not Python is not the code the server runs"
+
+
 def test_a_damaged_state_is_one_line_and_down_clears_it(state_dir: Path, tmp_path: Path) -> None:
     server, service = spawn_service(tmp_path, 60)
     state_dir.mkdir(parents=True)

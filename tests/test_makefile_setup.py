@@ -35,6 +35,8 @@ FAKE_VENV_PYTHON = f"""#!/bin/sh
 bin=$(dirname "$0")
 if [ "$1" = -m ] && [ "$2" = pip ]; then
     [ -f "$bin/../pip-installed" ] || {{ echo "$0: No module named pip" >&2; exit 1; }}
+    # pip leaves an installed uv of the asked version as it is, file dates and all
+    grep -q uv.log "$bin/uv" 2>/dev/null && exit 0
     printf '#!/bin/sh\\necho "$*" >> "%s/../uv.log"\\n' "$bin" > "$bin/uv"
     chmod +x "$bin/uv"
     exit 0
@@ -81,16 +83,24 @@ def test_a_venv_cut_short_while_being_made_is_made_again(checkout: Path):
     # THEN it makes the venv again and installs the lock into it
     assert again.returncode == 0, again.stderr
     assert "No module named pip" not in again.stderr
-    assert "pip sync" in (checkout / ".venv" / "uv.log").read_text()
+    assert "pip sync --quiet --require-hashes" in (checkout / ".venv" / "uv.log").read_text()
     # and once it is made, make has nothing left to do
     assert "is up to date" in make_installed(checkout).stdout
 
 
-def test_a_venv_of_another_python_is_replaced(checkout: Path):
+# a python that says it is 3.12 to the code it runs
+PYTHON_3_12 = f"""#!/bin/sh
+[ "$1" = -c ] || exit 1
+exec {sys.executable} -c "import sys; sys.version_info = (3, 12, 0, 'final', 0); exec(sys.argv[1])" "$2"
+"""
+
+
+@pytest.mark.parametrize("python", [PYTHON_3_12, "#!/bin/sh\nexit 1\n"], ids=["3.12", "broken"])
+def test_a_venv_of_another_python_is_replaced(checkout: Path, python: str):
     # GIVEN a complete .venv of another Python (its python fails the 3.11 check)
     bin_dir = checkout / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
-    (bin_dir / "python").write_text("#!/bin/sh\nexit 1\n")
+    (bin_dir / "python").write_text(python)
     (bin_dir / "python").chmod(0o755)
     (bin_dir / "uv").write_text("#!/bin/sh\n")
     (bin_dir / "uv").chmod(0o755)
@@ -103,18 +113,39 @@ def test_a_venv_of_another_python_is_replaced(checkout: Path):
     assert "pip sync" in (checkout / ".venv" / "uv.log").read_text()
 
 
-def test_a_complete_venv_of_python_3_11_is_kept(checkout: Path):
-    # GIVEN a .venv installed before the set-up marked the venvs it makes
+@pytest.mark.parametrize("uv", ["another", "pinned"])
+def test_a_complete_venv_of_python_3_11_is_kept(checkout: Path, uv: str):
+    # GIVEN a .venv installed before the set-up marked the venvs it makes, with a uv
+    # of another version than the Makefile's, or of that version
     bin_dir = checkout / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
     shutil.copy(checkout / "tools" / "venv-python", bin_dir / "python")
     for name in ("pip-installed", "kept", ".installed"):
         (checkout / ".venv" / name).touch()
+    uv_log = checkout / ".venv" / "uv.log"
+    (bin_dir / "uv").write_text(f'#!/bin/sh\necho "$*" >> "{uv_log}"\n' if uv == "pinned" else "")
+    (bin_dir / "uv").chmod(0o755)
+    os.utime(bin_dir / "uv", (0, 0))
     # WHEN make runs
     result = make_installed(checkout)
-    # THEN the venv is kept as it is
+    # THEN the venv is kept as it is, and the lock installed with the Makefile's uv
     assert result.returncode == 0, result.stderr
     assert (checkout / ".venv" / "kept").exists()
+    assert "pip sync --quiet --require-hashes" in uv_log.read_text()
+    # and make has nothing left to do, though pip left the uv there was as it was
+    assert "is up to date" in make_installed(checkout).stdout
+
+
+def test_the_sam_cli_venv_installs_only_hashed_files(checkout: Path):
+    result = subprocess.run(
+        ["make", "--dry-run", f"PYTHON={checkout / 'tools' / 'python3'}", ".venv-sam/.installed"],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "pip sync --quiet --require-hashes --python .venv-sam/bin/python" in result.stdout
 
 
 @pytest.mark.parametrize(("target", "needs_npm_ci"), [("run", False), ("test", True)])
@@ -129,3 +160,37 @@ def test_only_the_tests_install_the_node_tools(checkout: Path, target: str, need
         check=True,
     )
     assert ("npm ci" in result.stdout) == needs_npm_ci
+
+
+def test_a_python3_of_another_version_is_refused_before_anything_is_made(checkout: Path):
+    python = checkout / "tools" / "python3.12"
+    python.write_text(PYTHON_3_12)
+    python.chmod(0o755)
+    result = subprocess.run(
+        ["make", f"PYTHON={python}", ".venv/.installed"],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "is 3.12: run make with PYTHON=python3.11" in result.stderr
+    assert not (checkout / ".venv").exists()
+
+
+def test_make_lock_resolves_hashed_pins_and_writes_the_unhashed_constraints(checkout: Path):
+    result = subprocess.run(
+        ["make", "--dry-run", f"PYTHON={checkout / 'tools' / 'python3'}", "lock"],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    commands = result.stdout.replace("\\\n", " ").splitlines()  # recipes continued over lines
+    compiles = [line for line in commands if " pip compile " in line]
+    assert len(compiles) == 3
+    assert [line for line in compiles if "--generate-hashes" not in line] == []
+    assert "brewops.lockfiles write-environment" in result.stdout
+    assert "brewops.lockfiles write-constraints" in result.stdout

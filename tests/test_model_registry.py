@@ -495,6 +495,15 @@ def test_a_version_older_than_the_local_target_is_said_to_have_gone_with_its_emu
     newer = "20250401T000000Z-abcdef12"  # registered since: not what `down` took
     with pytest.raises(registry.RegistryError, match=f"there: {V2}$"):
         registry.require_version("s3://b/models/ibu", newer, client=s3, started_at=started)
+    # nothing to say of a version registered in the second it started, of a name that is
+    # no version's, or of a start time without its zone
+    for version, start in [
+        ("20250301T000000Z-abcdef12", started),
+        (V1[:16], started),
+        (V1, "2025-03-01T00:00:00"),
+    ]:
+        with pytest.raises(registry.RegistryError, match=f"there: {V2}$"):
+            registry.require_version("s3://b/models/ibu", version, client=s3, started_at=start)
 
 
 def test_deleting_a_version_removes_every_page_of_its_folder_and_nothing_else():

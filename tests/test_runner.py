@@ -699,6 +699,10 @@ def test_a_run_waits_for_another_writing_the_same_build_folder(
     assert results[0].exit_code == 0, results[0].output
     assert "another `brewops run` is writing to" in results[0].output
     assert len(fake.calls) == 1
+    # a run alone has nothing to wait for, and says nothing of it
+    second_run()
+    assert results[1].exit_code == 0, results[1].output
+    assert "another `brewops run`" not in results[1].output
 
 
 def test_the_command_says_when_there_are_no_notebooks(

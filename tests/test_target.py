@@ -473,6 +473,7 @@ def test_the_local_target_is_the_running_one_and_keeps_its_dummy_keys(
         "http://127.0.0.1:8080/v2",
     )
     assert tgt.session.get_credentials().access_key == "testing"
+    assert tgt.started_at == "2026-11-26T15:00:00+00:00"  # what the registry's errors name
 
 
 def test_local_refuses_to_stand_in_for_the_stack_brewops_stack_name_names(
