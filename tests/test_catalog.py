@@ -234,12 +234,15 @@ npm error A complete log of this run can be found in: /root/.npm/_logs/debug-0.l
 """
 
 
+# recent npm prefixes its error lines with "npm error", older ones with "npm ERR!"
+@pytest.mark.parametrize("prefix", ["npm error", "npm ERR!"])
 def test_an_unreachable_registry_is_named_without_the_stack_trace(
-    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    prefix: str, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
+    npm_said = NPM_CONNECTION_REFUSED.replace("npm error", prefix)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (tmp_path / "npm-said").write_text(NPM_CONNECTION_REFUSED)
+    (tmp_path / "npm-said").write_text(npm_said)
     npm = bin_dir / "npm"
     npm.write_text(f"#!/bin/sh\ncat '{tmp_path / 'npm-said'}' >&2\nexit 1\n")
     npm.chmod(npm.stat().st_mode | stat.S_IEXEC)
@@ -250,7 +253,7 @@ def test_an_unreachable_registry_is_named_without_the_stack_trace(
     assert "request to http://127.0.0.1:9/punkapi-db failed" in said
     assert "ClientRequest" not in said and "port: 9" not in said
     # the last five lines that say something: no brace or empty line of the dump among them
-    quoted = " ".join(NPM_CONNECTION_REFUSED.splitlines()[i] for i in (1, 2, 3, 11, 12))
+    quoted = " ".join(npm_said.splitlines()[i] for i in (1, 2, 3, 11, 12))
     assert f"(exit 1): {quoted}. Check" in said
     assert "npm config get registry" in said
 

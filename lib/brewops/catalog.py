@@ -131,14 +131,14 @@ def _npm_pack(npm: str, spec: str, workdir: Path) -> Path:
 # what npm prints of a JavaScript error besides its message: stack frames and the
 # error object's fields ("at ClientRequest.emit (node:events:524:28)", "port: 9,", "}")
 _NPM_ERROR_NOISE = re.compile(r"^(|at .*|[{}]|\w+: ('.*'|\d+),?)$")
+# the prefix of each error line: "npm error" in recent npm, "npm ERR!" in older ones
+_NPM_ERROR_PREFIX = re.compile(r"^npm (error|ERR!)(\s+|$)")
 
 
 def _npm_said(output: str) -> list[str]:
     """npm's lines that say something, without a stack trace or an error object's dump."""
     lines = (line.strip() for line in output.splitlines())
-    return [
-        line for line in lines if not _NPM_ERROR_NOISE.match(re.sub(r"^npm error\b\s*", "", line))
-    ]
+    return [line for line in lines if not _NPM_ERROR_NOISE.match(_NPM_ERROR_PREFIX.sub("", line))]
 
 
 def _read_member(tarball: Path, spec: str) -> bytes:
