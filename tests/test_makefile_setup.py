@@ -136,22 +136,9 @@ def test_a_complete_venv_of_python_3_11_is_kept(checkout: Path, uv: str):
     assert "is up to date" in make_installed(checkout).stdout
 
 
-def test_the_sam_cli_venv_installs_only_hashed_files(checkout: Path):
-    result = subprocess.run(
-        ["make", "--dry-run", f"PYTHON={checkout / 'tools' / 'python3'}", ".venv-sam/.installed"],
-        cwd=checkout,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert "pip sync --quiet --require-hashes --python .venv-sam/bin/python" in result.stdout
-
-
-@pytest.mark.parametrize(("target", "needs_npm_ci"), [("run", False), ("test", True)])
-def test_only_the_tests_install_the_node_tools(checkout: Path, target: str, needs_npm_ci: bool):
-    # without npm, `make run` gets as far as the fetch, which says what to do instead
-    result = subprocess.run(
+def make_dry_run(checkout: Path, target: str) -> subprocess.CompletedProcess[str]:
+    """The commands make would run for `target`, without running them."""
+    return subprocess.run(
         ["make", "--dry-run", f"PYTHON={checkout / 'tools' / 'python3'}", target],
         cwd=checkout,
         capture_output=True,
@@ -159,6 +146,17 @@ def test_only_the_tests_install_the_node_tools(checkout: Path, target: str, need
         timeout=60,
         check=True,
     )
+
+
+def test_the_sam_cli_venv_installs_only_hashed_files(checkout: Path):
+    result = make_dry_run(checkout, ".venv-sam/.installed")
+    assert "pip sync --quiet --require-hashes --python .venv-sam/bin/python" in result.stdout
+
+
+@pytest.mark.parametrize(("target", "needs_npm_ci"), [("run", False), ("test", True)])
+def test_only_the_tests_install_the_node_tools(checkout: Path, target: str, needs_npm_ci: bool):
+    # without npm, `make run` gets as far as the fetch, which says what to do instead
+    result = make_dry_run(checkout, target)
     assert ("npm ci" in result.stdout) == needs_npm_ci
 
 
@@ -180,14 +178,7 @@ def test_a_python3_of_another_version_is_refused_before_anything_is_made(checkou
 
 
 def test_make_lock_resolves_hashed_pins_and_writes_the_unhashed_constraints(checkout: Path):
-    result = subprocess.run(
-        ["make", "--dry-run", f"PYTHON={checkout / 'tools' / 'python3'}", "lock"],
-        cwd=checkout,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    result = make_dry_run(checkout, "lock")
     commands = result.stdout.replace("\\\n", " ").splitlines()  # recipes continued over lines
     compiles = [line for line in commands if " pip compile " in line]
     assert len(compiles) == 3
