@@ -41,6 +41,7 @@ CARD_FILE = "model_card.json"
 CARD_MARKDOWN_FILE = "model_card.md"
 VERSION_FILES = (MODEL_FILE, METRICS_FILE, CARD_FILE, CARD_MARKDOWN_FILE)
 VERSION_PATTERN = re.compile(r"\A\d{8}T\d{6}Z-[0-9a-f]{8}\Z")  # \Z: no trailing newline
+VERSION_TIME = "%Y%m%dT%H%M%SZ"  # a version starts with the UTC time it was registered
 
 
 class RegistryError(RuntimeError, ActionableError):
@@ -59,7 +60,7 @@ class LoadedModel:
 
 def new_version(data_sha256: str, now: datetime | None = None) -> str:
     moment = (now or datetime.now(UTC)).astimezone(UTC)
-    return f"{moment:%Y%m%dT%H%M%SZ}-{data_sha256[:8].lower()}"
+    return f"{moment:{VERSION_TIME}}-{data_sha256[:8].lower()}"
 
 
 def sha256_file(path: Path) -> str:
@@ -577,7 +578,7 @@ def _registered_before(version: str, started_at: str | None) -> str:
     if started_at is None or not VERSION_PATTERN.match(version):
         return ""
     try:
-        registered = datetime.strptime(version[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        registered = datetime.strptime(version.split("-")[0], VERSION_TIME).replace(tzinfo=UTC)
         if registered >= datetime.fromisoformat(started_at):
             return ""
     except (ValueError, TypeError):  # not a date, or one without its zone: nothing to say
