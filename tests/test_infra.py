@@ -58,6 +58,8 @@ def test_every_resource_is_listed_with_its_references():
     assert set(table.index) == set(infra.load_template()["Resources"])
     assert "Stream" in table.loc["ProducerRole", "references"]
     assert table.loc["CleanedTable", "name"] == "beers_cleaned"
+    assert table.loc["ProducerErrorsAlarm", "name"] == "${AWS::StackName}-producer-errors"
+    assert table.loc["AlarmTopic", "name"] == "${AWS::StackName}-alarms"
     assert (table.loc["Bucket", "group"], table.loc["ProducerFunction", "group"]) == (
         "S3",
         "Serverless",

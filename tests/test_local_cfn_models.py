@@ -264,6 +264,29 @@ def test_athena_workgroup_stream_and_bucket_configuration(mini: SimpleNamespace)
 
 
 @pytest.mark.emulator
+def test_alarms_keep_their_metric_and_notify_the_topic(mini: SimpleNamespace) -> None:
+    topic = mini.outputs["AlarmTopicArn"]
+    name = f"brewops-{mini.stage}-stream-records-waiting"
+
+    (alarm,) = mini.client("cloudwatch").describe_alarms(AlarmNames=[name])["MetricAlarms"]
+
+    assert (alarm["Namespace"], alarm["MetricName"]) == (
+        "AWS/Kinesis",
+        "GetRecords.IteratorAgeMilliseconds",
+    )
+    assert alarm["Dimensions"] == [{"Name": "StreamName", "Value": mini.outputs["StreamName"]}]
+    assert (alarm["Statistic"], alarm["Period"], alarm["Threshold"]) == ("Maximum", 300, 900000.0)
+    assert (alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (5, 3)
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert alarm["TreatMissingData"] == "notBreaching"
+    assert alarm["AlarmActions"] == alarm["OKActions"] == [topic]
+    subscriptions = mini.client("sns").list_subscriptions_by_topic(TopicArn=topic)
+    assert [(s["Protocol"], s["Endpoint"]) for s in subscriptions["Subscriptions"]] == [
+        ("email", "ops@example.com")
+    ]
+
+
+@pytest.mark.emulator
 def test_a_deny_without_conditions_is_still_enforced(mini: SimpleNamespace) -> None:
     s3 = mini.client("s3")
     bucket = f"brewops-deny-{uuid.uuid4().hex[:8]}"
@@ -304,6 +327,11 @@ def test_deleting_the_stack_deletes_what_the_models_created(emulator_endpoint: s
     buckets = [b["Name"] for b in client("s3").list_buckets()["Buckets"]]
     assert outputs["BucketName"] not in buckets  # emptied, then deleted
     assert outputs["StreamName"] not in client("kinesis").list_streams()["StreamNames"]
+    alarms = client("cloudwatch").describe_alarms(AlarmNamePrefix=f"brewops-{stack.stage}-")
+    assert alarms["MetricAlarms"] == []
+    assert outputs["AlarmTopicArn"] not in [
+        s["TopicArn"] for s in client("sns").list_subscriptions()["Subscriptions"]
+    ]
 
 
 @pytest.mark.emulator

@@ -243,3 +243,39 @@ def test_athena_workgroup_is_enabled_and_caps_the_bytes_a_query_scans(
     configuration = work_group["WorkGroup"]["Configuration"]
     assert configuration["EnforceWorkGroupConfiguration"] is True
     assert configuration["BytesScannedCutoffPerQuery"] == 1024**3
+
+
+def test_alarms_watch_the_stack_resources_and_notify_its_topic(
+    client: Any, outputs: dict[str, str], local_target: Any
+) -> None:
+    """The emulator keeps the alarms (it publishes no metrics, so none of them changes
+    state); each watches a resource of this stack and notifies the stack's topic."""
+    prefix = f"{local_target.stack_name}-"
+    alarms = client("cloudwatch").describe_alarms(AlarmNamePrefix=prefix)["MetricAlarms"]
+
+    watched = {
+        (a["Namespace"], a["MetricName"], d["Value"]) for a in alarms for d in a["Dimensions"]
+    }
+    producer, transform = outputs["ProducerFunctionName"], outputs["TransformFunctionName"]
+    raw, cleaned = outputs["RawDeliveryStreamName"], outputs["CleanedDeliveryStreamName"]
+    assert watched == {
+        ("AWS/Lambda", "Errors", producer),
+        ("AWS/Lambda", "Throttles", producer),
+        ("AWS/Lambda", "Errors", transform),
+        ("AWS/Lambda", "Throttles", transform),
+        ("AWS/Firehose", "DeliveryToS3.DataFreshness", raw),
+        ("AWS/Firehose", "DeliveryToS3.DataFreshness", cleaned),
+        ("AWS/Firehose", "DeliveryToS3.Success", raw),
+        ("AWS/Firehose", "DeliveryToS3.Success", cleaned),
+        ("AWS/Firehose", "ExecuteProcessing.Success", cleaned),
+        ("AWS/Firehose", "FailedConversion.Records", cleaned),
+        ("AWS/Kinesis", "WriteProvisionedThroughputExceeded", outputs["StreamName"]),
+        ("AWS/Kinesis", "GetRecords.IteratorAgeMilliseconds", outputs["StreamName"]),
+    }
+    assert len(alarms) == len(watched)
+    topic = outputs["AlarmTopicArn"]
+    assert all(a["AlarmActions"] == a["OKActions"] == [topic] for a in alarms)
+    sns = client("sns")
+    assert topic in [t["TopicArn"] for t in sns.list_topics()["Topics"]]
+    # no AlarmEmail given: nothing subscribed
+    assert sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"] == []

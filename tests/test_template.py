@@ -379,6 +379,117 @@ def test_the_athena_workgroup_writes_under_athena_results(resources):
     assert config["EnforceWorkGroupConfiguration"] is True
 
 
+# ------------------------------------------------------------------ alarms
+
+# logical id -> "namespace metric dimension=resource watched statistic operator threshold"
+ALARMS = {
+    "ProducerErrorsAlarm": "AWS/Lambda Errors FunctionName=ProducerFunction Sum > 0",
+    "ProducerThrottlesAlarm": "AWS/Lambda Throttles FunctionName=ProducerFunction Sum > 0",
+    "TransformErrorsAlarm": "AWS/Lambda Errors FunctionName=TransformFunction Sum > 0",
+    "TransformThrottlesAlarm": "AWS/Lambda Throttles FunctionName=TransformFunction Sum > 0",
+    "CleanedTransformFailedAlarm": (
+        "AWS/Firehose ExecuteProcessing.Success DeliveryStreamName=CleanedDeliveryStream"
+        " Average < 1"
+    ),
+    "CleanedConversionFailedAlarm": (
+        "AWS/Firehose FailedConversion.Records DeliveryStreamName=CleanedDeliveryStream Sum > 0"
+    ),
+    "RawDeliveryFailedAlarm": (
+        "AWS/Firehose DeliveryToS3.Success DeliveryStreamName=RawDeliveryStream Average < 1"
+    ),
+    "CleanedDeliveryFailedAlarm": (
+        "AWS/Firehose DeliveryToS3.Success DeliveryStreamName=CleanedDeliveryStream Average < 1"
+    ),
+    "RawDeliveryLateAlarm": (
+        "AWS/Firehose DeliveryToS3.DataFreshness DeliveryStreamName=RawDeliveryStream"
+        " Maximum > 1800"
+    ),
+    "CleanedDeliveryLateAlarm": (
+        "AWS/Firehose DeliveryToS3.DataFreshness DeliveryStreamName=CleanedDeliveryStream"
+        " Maximum > 1800"
+    ),
+    "StreamWriteThrottledAlarm": (
+        "AWS/Kinesis WriteProvisionedThroughputExceeded StreamName=Stream Sum > 0"
+    ),
+    "StreamIteratorAgeAlarm": (
+        "AWS/Kinesis GetRecords.IteratorAgeMilliseconds StreamName=Stream Maximum > 900000"
+    ),
+}
+OPERATORS = {">": "GreaterThanThreshold", "<": "LessThanThreshold"}
+
+
+def alarms(resources: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: r["Properties"]
+        for name, r in resources.items()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+    }
+
+
+def test_every_alarm_watches_its_metric_on_a_resource_of_the_stack(resources):
+    found = alarms(resources)
+    assert set(found) == set(ALARMS)
+
+    for name, props in found.items():
+        namespace, metric, watches, statistic, operator, threshold = ALARMS[name].split()
+        dimension, watched = watches.split("=")
+        assert (props["Namespace"], props["MetricName"]) == (namespace, metric), name
+        assert props["Dimensions"] == [{"Name": dimension, "Value": {"Ref": watched}}], name
+        assert props["Statistic"] == statistic, name
+        assert props["ComparisonOperator"] == OPERATORS[operator], name
+        assert props["Threshold"] == int(threshold), name
+        # the metrics are published per minute; a 5-minute period suits the 5-minute ticks
+        assert props["Period"] in (60, 300), name
+        assert props["AlarmName"]["Fn::Sub"].startswith("${AWS::StackName}-"), name
+        assert props["AlarmDescription"].strip(), name
+
+
+def test_alarms_notify_the_topic_and_read_no_traffic_as_healthy(resources):
+    for name, props in alarms(resources).items():
+        assert props["AlarmActions"] == props["OKActions"] == [{"Ref": "AlarmTopic"}], name
+        # the services publish nothing while the pipeline is idle
+        assert props["TreatMissingData"] == "notBreaching", name
+    assert resources["AlarmTopic"]["Type"] == "AWS::SNS::Topic"
+
+
+def test_a_late_delivery_is_not_an_ordinary_buffer_wait(template, resources):
+    # DataFreshness reaches the buffer interval before every delivery
+    longest_buffer = template["Parameters"]["BufferIntervalSeconds"]["MaxValue"]
+    for name in ("RawDeliveryLateAlarm", "CleanedDeliveryLateAlarm"):
+        assert alarms(resources)[name]["Threshold"] > longest_buffer
+
+
+def test_records_waiting_alarm_fires_long_before_the_stream_drops_them(resources):
+    retention_ms = resources["Stream"]["Properties"]["RetentionPeriodHours"] * 3600 * 1000
+    assert alarms(resources)["StreamIteratorAgeAlarm"]["Threshold"] <= retention_ms / 24
+
+
+def test_a_short_throttled_backfill_does_not_fire_the_throttling_alarm(resources):
+    props = alarms(resources)["StreamWriteThrottledAlarm"]
+    assert props["Period"] * props["DatapointsToAlarm"] >= 300
+    assert props["DatapointsToAlarm"] == props["EvaluationPeriods"]
+
+
+def test_the_alarm_email_is_optional(template, resources):
+    parameter = template["Parameters"]["AlarmEmail"]
+    pattern = re.compile(parameter["AllowedPattern"])
+
+    assert parameter["Default"] == ""
+    assert pattern.fullmatch("") and pattern.fullmatch("ops@example.com")
+    assert not pattern.fullmatch("ops") and not pattern.fullmatch("a@b.io, c@d.io")
+    subscription = resources["AlarmEmailSubscription"]
+    assert subscription["Condition"] == "HasAlarmEmail"
+    assert template["Conditions"]["HasAlarmEmail"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]
+    }
+    assert subscription["Properties"] == {
+        "TopicArn": {"Ref": "AlarmTopic"},
+        "Protocol": "email",
+        "Endpoint": {"Ref": "AlarmEmail"},
+    }
+    assert template["Outputs"]["AlarmTopicArn"]["Value"] == {"Ref": "AlarmTopic"}
+
+
 # ------------------------------------------------------------------ least privilege
 
 

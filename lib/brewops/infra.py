@@ -99,7 +99,15 @@ def resources_table(template: dict[str, Any] | None = None) -> pd.DataFrame:
 
 
 def _readable(props: dict[str, Any], logical_id: str) -> str:
-    for key in ("FunctionName", "Name", "DeliveryStreamName", "RoleName", "LogGroupName"):
+    for key in (
+        "FunctionName",
+        "Name",
+        "DeliveryStreamName",
+        "RoleName",
+        "LogGroupName",
+        "AlarmName",
+        "TopicName",
+    ):
         if key in props:
             return _render(props[key])
     for nested in ("TableInput", "DatabaseInput"):

@@ -44,6 +44,7 @@ STACK_OUTPUTS = frozenset(
         "TransformFunctionName",
         "ScheduleRuleName",
         "AthenaWorkGroupName",
+        "AlarmTopicArn",
         "ModelRegistryUri",
     }
 )

@@ -1,6 +1,6 @@
 """CloudFormation models for the resource types the template uses that moto's CloudFormation
 skips (Firehose delivery streams, Glue databases and tables, Athena workgroups, S3 bucket
-policies, CloudWatch log streams) or only half applies (stream mode and encryption of a
+policies, CloudWatch log streams and alarms, SNS subscriptions) or only half applies (stream mode and encryption of a
 Kinesis stream; lifecycle rules, versioning, public access block and ownership controls of
 a bucket).
 
@@ -26,12 +26,14 @@ from botocore.model import Shape
 from moto.athena.models import athena_backends
 from moto.cloudformation import parsing
 from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
+from moto.cloudwatch.models import cloudwatch_backends
 from moto.core.common_models import CloudFormationModel
 from moto.firehose.models import firehose_backends
 from moto.glue.models import glue_backends
 from moto.kinesis.models import Stream, kinesis_backends
 from moto.logs.models import logs_backends
 from moto.s3.models import FakeBucket, s3_backends
+from moto.sns.models import sns_backends
 from moto.utilities.utils import get_partition
 
 # ----------------------------------------------------------------------------- API shapes
@@ -527,6 +529,100 @@ class LogStream(_Model, CloudFormationModel):
         )
 
 
+# ----------------------------------------------------------------------------- CloudWatch
+
+
+class MetricAlarm(_Model, CloudFormationModel):
+    """An alarm on one metric. The emulator keeps it (describe_alarms shows it) but
+    publishes no metrics and evaluates no alarm: it stays OK and never notifies."""
+
+    ATTRIBUTES = ("Arn",)
+
+    def __init__(self, name: str, arn: str) -> None:
+        self.physical_resource_id = name
+        self.arn = arn
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::CloudWatch::Alarm"
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return "AlarmName"
+
+    @classmethod
+    def create_from_cloudformation_json(  # type: ignore[override]
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> MetricAlarm:
+        properties = {**cloudformation_json["Properties"], "AlarmName": resource_name}
+        if properties.get("Metrics"):
+            raise ValueError(f"{resource_name}: metric math alarms have no local model")
+        params = api_params("cloudwatch", "PutMetricAlarm", properties)
+        backend = cloudwatch_backends[account_id][region_name]
+        alarm = _call(
+            backend.put_metric_alarm,
+            params,
+            name=resource_name,
+            description=params.get("AlarmDescription"),
+            alarm_actions=params.get("AlarmActions", []),
+            ok_actions=params.get("OKActions", []),
+            insufficient_data_actions=params.get("InsufficientDataActions", []),
+            dimensions=params.get("Dimensions", []),
+            tags=params.get("Tags", []),
+        )
+        return cls(resource_name, alarm.alarm_arn)
+
+    def get_cfn_attribute(self, attribute_name: str) -> str:
+        if attribute_name == "Arn":
+            return self.arn
+        raise UnformattedGetAttTemplateException()
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        cloudwatch_backends[account_id][region_name].delete_alarms([self.physical_resource_id])
+
+
+# ----------------------------------------------------------------------------- SNS
+
+
+class SnsSubscription(_Model, CloudFormationModel):
+    """A subscription to a topic; the emulator delivers nothing to an email endpoint."""
+
+    def __init__(self, arn: str) -> None:
+        self.physical_resource_id = arn
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::SNS::Subscription"
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return ""
+
+    @classmethod
+    def create_from_cloudformation_json(  # type: ignore[override]
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> SnsSubscription:
+        properties = cloudformation_json["Properties"]
+        backend = sns_backends[account_id][region_name]
+        subscription = backend.subscribe(
+            properties["TopicArn"], properties["Endpoint"], properties["Protocol"]
+        )
+        return cls(subscription.arn)
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        sns_backends[account_id][region_name].unsubscribe(self.physical_resource_id)
+
+
 MODELS: tuple[type[CloudFormationModel], ...] = (
     DeliveryStream,
     GlueDatabase,
@@ -536,6 +632,8 @@ MODELS: tuple[type[CloudFormationModel], ...] = (
     BucketPolicy,
     KinesisStream,
     LogStream,
+    MetricAlarm,
+    SnsSubscription,
 )
 
 
