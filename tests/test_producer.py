@@ -4,6 +4,7 @@ Lambda on a local Punk API server."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -486,6 +487,99 @@ def test_throttling_that_never_ends_is_reported(kinesis_client, kinesis_stream, 
     assert sorted(f.partition_key for f in report.failed) == ["1", "2", "3", "4", "5"]
     (logged,) = [r for r in caplog.records if r.getMessage() == "records not accepted by Kinesis"]
     assert (logged.levelno, logged.failed, logged.error_codes) == (logging.ERROR, 5, [THROTTLED])
+
+
+class ShardAtItsLimit:
+    """A provisioned shard kept at its write limit (1 MiB or 1,000 records a second): each
+    call gets `per_call` entries in and the rest back as ProvisionedThroughputExceeded."""
+
+    def __init__(self, per_call: int) -> None:
+        self.per_call = per_call
+        self.accepted: list[str] = []
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def put_records(self, *, Records: list[dict[str, Any]], **target: Any) -> dict[str, Any]:
+        with self.lock:
+            self.calls += 1
+            taken = Records[: self.per_call]
+            self.accepted += [entry["PartitionKey"] for entry in taken]
+        throttled = len(Records) - len(taken)
+        results = [{"SequenceNumber": "1", "ShardId": "shardId-000000000000"}] * len(taken)
+        results += [{"ErrorCode": THROTTLED, "ErrorMessage": "Rate exceeded for shard"}] * throttled
+        return {"FailedRecordCount": throttled, "Records": results}
+
+
+def test_a_backfill_into_a_shard_at_its_limit_goes_in_whole_and_once():
+    # GIVEN a shard that takes 50 of the entries of each call, throttling the rest
+    shard = ShardAtItsLimit(per_call=50)
+
+    # WHEN a full call of 500 beers is put: ten tries, more than max_attempts
+    report = put_beers(beers(500), "beers", shard, max_attempts=3, sleep=no_sleep())
+
+    # THEN tries that get records in do not count against max_attempts: all go in, once
+    assert report.ok and report.sent == 500 and report.calls == shard.calls == 10
+    assert sorted(map(int, shard.accepted)) == list(range(1, 501))
+
+
+def test_a_shard_that_stops_taking_records_is_given_up_max_attempts_tries_later():
+    # GIVEN a shard that takes 10 entries of the first call and none after
+    shard = ShardAtItsLimit(per_call=10)
+    put_records = shard.put_records
+
+    def then_nothing(**request: Any) -> dict[str, Any]:
+        answer = put_records(**request)
+        shard.per_call = 0
+        return answer
+
+    shard.put_records = then_nothing  # type: ignore[method-assign]
+
+    report = put_beers(beers(30), "beers", shard, max_attempts=3, sleep=no_sleep())
+
+    # THEN the try that got records in and two more without: three calls, 20 reported
+    assert (report.sent, report.calls, len(report.failed)) == (10, 3, 20)
+    assert {f.error_code for f in report.failed} == {THROTTLED}
+
+
+def test_a_tick_with_a_beer_over_1_mib_puts_the_others_and_fails_saying_why(caplog):
+    # GIVEN an API that answers a beer with a 1.5 MB description between two others
+    huge = {"id": 2, "name": "Huge", "description": "x" * 1_500_000}
+    shard = ShardAtItsLimit(per_call=500)
+
+    class Api:
+        def random(self, n: int = 1) -> list[dict[str, Any]]:
+            return [*beers(1), huge, *beers(1, start=3)]
+
+    # WHEN a tick puts them
+    with pytest.raises(ProduceError, match="1 of 3 records not sent: 0 failed, 1 over 1 MiB"):
+        produce_random_beers(Api(), "beers", count=3, kinesis_client=shard)
+
+    # THEN the others went in, in one call, and the log names the beer left out
+    assert (shard.calls, shard.accepted) == (1, ["1", "3"])
+    (logged,) = [r for r in caplog.records if r.getMessage() == "records over 1 MiB not sent"]
+    assert logged.partition_keys == ["2"]
+
+
+def test_a_tick_into_a_shard_at_its_limit_stops_retrying_in_time(monkeypatch):
+    # GIVEN a shard that takes one entry of each call, and a clock one second on per reading
+    shard = ShardAtItsLimit(per_call=1)
+    seconds = itertools.count()
+    monkeypatch.setattr("tenacity.time", SimpleNamespace(monotonic=lambda: float(next(seconds))))
+    monkeypatch.setattr("tenacity.wait.random", SimpleNamespace(uniform=lambda low, high: 0.0))
+
+    class Api:
+        def random(self, n: int = 1) -> list[dict[str, Any]]:
+            return beers(n)
+
+    # WHEN a tick puts 30 beers
+    with pytest.raises(ProduceError) as raised:
+        produce_random_beers(Api(), "beers", count=30, kinesis_client=shard)
+
+    # THEN it gives up TICK_RETRY_SECONDS after its first try, with the reason, the rest kept
+    report = raised.value.report
+    assert report.calls == shard.calls == report.sent == producer.TICK_RETRY_SECONDS
+    assert len(report.failed) == 30 - report.sent
+    assert {f.error_code for f in report.failed} == {THROTTLED}
 
 
 @pytest.mark.emulator

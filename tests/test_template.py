@@ -327,6 +327,18 @@ def test_the_cleaned_stream_transforms_and_converts_to_parquet(resources):
     assert dest["CompressionFormat"] == "UNCOMPRESSED"  # required with format conversion
 
 
+def test_the_transform_is_called_within_the_limits_firehose_and_lambda_set(resources):
+    dest = destination(resources, "CleanedDeliveryStream")
+    (processor,) = dest["ProcessingConfiguration"]["Processors"]
+    parameters = {p["ParameterName"]: p["ParameterValue"] for p in processor["Parameters"]}
+
+    # Firehose buffers 0.2 to 3 MB and 0 to 900 seconds for a Lambda processor; in base64
+    # the batch stays under Lambda's 6 MB request limit; it waits at most 5 minutes for it
+    assert 0.2 <= float(parameters["BufferSizeInMBs"]) <= 3
+    assert 0 <= int(parameters["BufferIntervalInSeconds"]) <= 900
+    assert resources["TransformFunction"]["Properties"]["Timeout"] <= 300
+
+
 # ------------------------------------------------------------------ catalogue
 
 
@@ -360,6 +372,23 @@ def test_tables_use_partition_projection_on_ingest_date(resources, table, folder
         "Fn::Sub": f"s3://${{Bucket}}/{folder}/ingest_date=${{!ingest_date}}/"
     }
     assert props["StorageDescriptor"]["Location"] == {"Fn::Sub": f"s3://${{Bucket}}/{folder}/"}
+
+
+def _field_names(hive_type: str) -> list[str]:
+    """The field names of the structs in a Hive type, nested ones too."""
+    return re.findall(r"[<,]\s*(\w+)\s*:", hive_type)
+
+
+@pytest.mark.parametrize("table", ["CleanedTable", "RawTable"])
+def test_table_and_column_names_are_what_athena_queries_as_written(resources, table):
+    props = table_input(resources, table)
+    columns = props["StorageDescriptor"]["Columns"] + props["PartitionKeys"]
+    names = [props["Name"]] + [c["Name"] for c in columns]
+    names += [field for c in columns for field in _field_names(c["Type"])]
+
+    # lower case (Athena lowers what it runs), 1 to 255 bytes, no character to quote
+    assert all(re.fullmatch(r"[a-z][a-z0-9_]*", name) for name in names), names
+    assert all(len(name.encode()) <= 255 for name in names)
 
 
 def test_the_raw_table_covers_every_top_level_field_of_a_beer(resources, catalog_beers):

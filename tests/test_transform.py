@@ -318,6 +318,30 @@ def test_a_mixed_batch_never_crashes_and_keeps_count_and_order(load_event, lambd
     assert all(set(r) == {"recordId", "result", "data"} for r in response["records"])
 
 
+def test_the_answer_to_a_request_of_6_mb_is_smaller_though_small_beers_grow(
+    load_event, lambda_context
+):
+    # GIVEN a request near Lambda's 6 MB limit, of the smallest beers (that grow the most:
+    # nulls for every missing column, and ingested_at)
+    payload = b'{"id":1,"name":"x"}\n'
+    template = load_event("firehose_kinesis_transform")
+    (sample, *_) = template["records"]
+
+    def nth(n: int) -> dict[str, Any]:
+        return {**sample, "recordId": f"{sample['recordId']}{n:06d}", "data": b64(payload)}
+
+    count = (6 * 1024 * 1024 - len(json.dumps(template))) // (len(json.dumps(nth(0))) + 2)
+    event = firehose_event([nth(n) for n in range(count)], template)
+    assert len(json.dumps(event)) <= 6 * 1024 * 1024
+
+    # WHEN the function answers it
+    response = app.handler(event, lambda_context)
+
+    # THEN the answer fits Lambda's 6 MB response limit too, even where records grow
+    assert len(response["records"]) == count
+    assert len(json.dumps(response)) < len(json.dumps(event))
+
+
 def test_records_in_a_shape_nobody_sent_still_get_an_answer():
     odd_metadata = record('{"id": 1, "name": "B"}', "odd", kinesisRecordMetadata="?")
 

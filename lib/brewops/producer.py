@@ -5,7 +5,9 @@ Each record is serialised once, as the calls fill, and packed into calls that re
 Kinesis limits (500 records and 5 MiB per call, 1 MiB per record); nothing is done per
 record after that (no per-record logging or copies). Entries that come back with an
 `ErrorCode`, and calls rejected for throttling, are retried with exponential backoff and
-full jitter; nothing else is re-sent, so a retry never duplicates an accepted record.
+full jitter, for as long as the retries get records in (a shard takes 1 MiB or 1,000
+records a second: a backfill goes at its pace); nothing else is re-sent, so a retry never
+duplicates an accepted record.
 Whatever could not be sent is in the `ProduceReport`, with its reason.
 """
 
@@ -22,9 +24,12 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from tenacity import (
+    RetryCallState,
     Retrying,
     retry_if_exception,
-    stop_after_attempt,
+    stop_after_delay,
+    stop_any,
+    stop_never,
     wait_random_exponential,
 )
 
@@ -36,6 +41,9 @@ MAX_RECORDS_PER_CALL = 500
 MAX_BYTES_PER_CALL = 5 * 1024 * 1024
 MAX_BYTES_PER_RECORD = 1024 * 1024  # data + partition key, as Kinesis counts it
 MAX_PARTITION_KEY_LENGTH = 256  # Unicode characters; a longer key fails the whole call
+# A tick stops retrying its puts this long after the first: with the last wait and call it
+# stays within the producer Lambda's reserve for Kinesis (KINESIS_RESERVE_SECONDS)
+TICK_RETRY_SECONDS = 10.0
 
 # Whole-call errors worth another attempt: the stream (or its KMS key) is busy, not wrong.
 RETRYABLE_ERROR_CODES = frozenset(
@@ -154,6 +162,7 @@ class _Sender:
         report: ProduceReport,
         *,
         max_attempts: int,
+        max_seconds: float | None,
         backoff: float,
         max_backoff: float,
         sleep: Callable[[float], None],
@@ -165,8 +174,9 @@ class _Sender:
         self.report = report
         self.lock = threading.Lock()
         self.log = log
+        self.max_attempts = max_attempts
+        self.out_of_time = stop_never if max_seconds is None else stop_after_delay(max_seconds)
         self.retrying = Retrying(
-            stop=stop_after_attempt(max_attempts),
             wait=wait_random_exponential(multiplier=backoff, max=max_backoff),
             retry=retry_if_exception(_retryable),
             sleep=sleep,
@@ -201,12 +211,23 @@ class _Sender:
         tally = _Tally()
         errors: dict[int, tuple[str, str]] = {}  # id(entry) -> its last error
         pending = batch
+        # A shard at its write limit takes part of each call: tries are counted from the
+        # last one that got records in, so a backfill slowed to the shard's pace goes in whole.
+        counted_from = 1
+
+        def stalled(state: RetryCallState) -> bool:
+            return state.attempt_number - counted_from + 1 >= self.max_attempts
+
         try:
-            for attempt in self.retrying.copy():
+            for attempt in self.retrying.copy(stop=stop_any(stalled, self.out_of_time)):
                 with attempt:
-                    if attempt.retry_state.attempt_number > 1:
+                    number = attempt.retry_state.attempt_number
+                    if number > 1:
                         tally.retried += len(pending)
+                    left = len(pending)
                     pending = self._put(pending, tally, errors)
+                    if len(pending) < left:
+                        counted_from = number
                     if pending:
                         raise _EntriesFailed
         except _EntriesFailed:
@@ -313,6 +334,7 @@ def put_payloads(
     total: int | None = None,
     concurrency: int = 4,
     max_attempts: int = 8,
+    max_seconds: float | None = None,
     backoff: float = 0.1,
     max_backoff: float = 5.0,
     sleep: Callable[[float], None] = time.sleep,
@@ -329,8 +351,11 @@ def put_payloads(
     (and retried entries go after the others): pass `concurrency=1` to keep the order of
     a key's records across calls.
     `progress` is True for a tqdm bar (of `total` records) or a callable that receives
-    the number of records settled after each call. `max_attempts` counts the first try;
-    the wait after try n is random in [0, min(max_backoff, backoff * 2**(n - 1))].
+    the number of records settled after each call. `max_attempts` counts the tries of a
+    batch from the first, or from the last one that got records in: a shard at its write
+    limit slows a backfill down without failing it. With `max_seconds`, no retry of a batch
+    starts that long after its first try. The wait after try n is random in
+    [0, min(max_backoff, backoff * 2**(n - 1))].
     """
     log = log or logger
     client = kinesis_client or _default_client()
@@ -344,6 +369,7 @@ def put_payloads(
         client,
         report,
         max_attempts=max_attempts,
+        max_seconds=max_seconds,
         backoff=backoff,
         max_backoff=max_backoff,
         sleep=sleep,
@@ -446,7 +472,7 @@ def produce_random_beers(
     except Exception:
         log.exception("no beers from the Punk API", extra={"requested": count, **context})
         raise
-    report = put_beers(beers, stream_name, kinesis_client, log=log)
+    report = put_beers(beers, stream_name, kinesis_client, log=log, max_seconds=TICK_RETRY_SECONDS)
     summary = {
         **context,
         "requested": count,
