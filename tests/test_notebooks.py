@@ -290,3 +290,32 @@ def test_after_notebook_03_the_commands_know_what_it_sent(
     assert "326 records already produced into this stack: no backfill" in fill.output
     assert reconciled.exit_code == 0, reconciled.output
     assert "raw: 326 records" in reconciled.output, reconciled.output
+
+
+def _code_cells(name: str) -> list[str]:
+    import nbformat
+
+    notebook = nbformat.read(notebooks_dir() / f"{name}.ipynb", as_version=4)
+    return [cell.source for cell in notebook.cells if cell.cell_type == "code"]
+
+
+@pytest.mark.emulator
+def test_notebook_03_reconciles_a_backfill_run_again_without_the_earlier_runs_ticks(
+    local_target: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # as in Jupyter: the whole notebook, then its backfill cell again, then its delivery
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
+    cells = _code_cells("03_produce_to_kinesis")
+    namespace: dict[str, Any] = {"display": lambda *objects, **options: None}
+    for source in cells:
+        exec(source, namespace)
+        if "ticks = " in source:  # the parameters cell
+            namespace.update(progress=False, ticks=1)
+    assert namespace["result"].ok and namespace["records_sent"] == 326
+
+    backfill = next(source for source in cells if "put_beers(" in source)
+    delivery = next(source for source in cells if "runtime.drain()" in source)
+    checks = next(source for source in cells if "assert result.ok" in source)
+    for source in (backfill, delivery, checks):
+        exec(source, namespace)
+    assert namespace["result"].produced == namespace["records_sent"] == 325

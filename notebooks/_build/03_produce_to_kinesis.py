@@ -93,6 +93,9 @@ report = put_beers(beers, stream_name, tgt.client("kinesis"), progress=progress)
 print(f"{len(beers)} beers from the Punk API in {api.requests_made} requests")
 for problem in api.schema_errors:
     print(f"sent although it fails the schema: {problem}")
+# what this run has produced so far: a backfill run again starts a new run, whose
+# reconciliation must not look for the earlier run's ticks among its own objects
+done, produced_ids, records_sent = [], sent_ids(beers, report), report.sent
 pd.Series(report.as_dict()).drop(["failed", "oversize"]).to_frame("backfill")
 """),
         code("""
