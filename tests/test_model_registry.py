@@ -506,6 +506,15 @@ def test_a_version_older_than_the_local_target_is_said_to_have_gone_with_its_emu
             registry.require_version("s3://b/models/ibu", version, client=s3, started_at=start)
 
 
+@pytest.mark.parametrize("version", [3, None, 20250301.5])
+def test_a_model_version_that_is_no_string_is_refused_naming_the_versions_there_are(version):
+    # model_version = 3 typed in notebook 05: was a TypeError from the version pattern
+    s3 = _PagedS3([f"models/ibu/{V2}/{registry.CARD_FILE}"])
+    started = "2025-03-01T00:00:00+00:00"
+    with pytest.raises(registry.RegistryError, match=f"no model version {version} .*there: {V2}$"):
+        registry.require_version("s3://b/models/ibu", version, client=s3, started_at=started)
+
+
 def test_deleting_a_version_removes_every_page_of_its_folder_and_nothing_else():
     s3 = _PagedS3([f"models/ibu/{V1}/a", f"models/ibu/{V1}/b"], [], [f"models/ibu/{V1}/c"])
     assert registry.delete_version("s3://bucket/models/ibu/", V1, client=s3) == 3

@@ -771,3 +771,28 @@ def test_a_column_the_schema_does_not_define_is_a_key_error():
     assert schema.column("ph").maximum == 7
     with pytest.raises(KeyError, match="colour"):
         schema.column("colour")
+
+
+@pytest.mark.parametrize("expected", ["1,2", "12", 3.5, True, -1, [1, "2"], [1.0]])
+def test_expected_ids_of_the_wrong_type_are_refused_saying_what_they_must_be(expected):
+    # a string was read character by character: "1,2" ended in int(",")
+    with pytest.raises(ValueError, match=r"list of beer ids such as \[1, 2, 3\]"):
+        validation.as_expectation(expected)
+
+
+def test_expected_ids_and_records_of_the_right_types_are_taken():
+    assert validation.as_expectation([3, 1, 3]).ids == {1, 3}
+    assert validation.as_expectation(range(1, 4)).ids == {1, 2, 3}
+    assert validation.as_expectation(328).records == 328
+
+
+@pytest.mark.parametrize("tables", [[], ["clean"], ["cleaned", "raws"], "c"])
+def test_validating_no_table_or_an_unknown_one_is_refused_before_any_call(tables):
+    # no table validated would pass every gate having checked nothing; "clean" was a KeyError
+    with pytest.raises(ValueError, match=r"one or more of 'cleaned', 'raw'"):
+        validation.validate(object(), expected=[1], tables=tables)
+
+
+def test_one_table_may_be_named_as_a_string():
+    assert validation.checked_tables("cleaned") == ["cleaned"]
+    assert validation.checked_tables(("raw", "cleaned")) == ["raw", "cleaned"]

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from brewops.errors import ActionableError
 from brewops.paths import build_dir
 from brewops.reconcile import ErrorRecord
 from brewops.tables import (
+    TABLE_OUTPUTS,
     TableInfo,
     TableObject,
     UnreadableTableError,
@@ -404,9 +406,17 @@ def as_expectation(
         return found
     if isinstance(expected, Expectation):
         return expected
-    if isinstance(expected, int):
-        return Expectation(records=expected)
-    return Expectation(ids=frozenset(int(i) for i in expected))
+    if isinstance(expected, Integral) and not isinstance(expected, bool) and expected >= 0:
+        return Expectation(records=int(expected))
+    # a string is iterable too: "1,2" would be read character by character
+    iterable = isinstance(expected, Iterable) and not isinstance(expected, str | bytes)
+    ids = list(expected) if iterable else []
+    if not iterable or not all(isinstance(i, Integral) and not isinstance(i, bool) for i in ids):
+        raise ValueError(
+            "the expected ids must be a list of beer ids such as [1, 2, 3] (or a number of "
+            f"records, 0 or more), not {expected!r}"
+        )
+    return Expectation(ids=frozenset(int(i) for i in ids))
 
 
 @dataclass
@@ -883,6 +893,20 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
+def checked_tables(tables: Sequence[str]) -> list[str]:
+    """`tables` as a list of table names, or a ValueError saying which names there are:
+    validating no table would pass every gate having checked nothing."""
+    if isinstance(tables, str):  # "cleaned" would be read letter by letter
+        tables = [tables]
+    names = list(tables)
+    unknown = [t for t in names if t not in TABLE_OUTPUTS]
+    if unknown or not names:
+        raise ValueError(
+            f"tables must list one or more of {', '.join(map(repr, TABLE_OUTPUTS))}, not {names!r}"
+        )
+    return names
+
+
 def validate(
     target: Any = None,
     *,
@@ -897,6 +921,7 @@ def validate(
     None to take it from notebook 03's recorded figures. `engine` is how rows are read:
     "athena" (the AWS default) or "s3" (Glue + S3, the local default).
     """
+    tables = checked_tables(tables)
     tgt = resolve_target(target)
     name = getattr(tgt, "name", "local")
     engine = engine or ("athena" if name == "aws" else "s3")

@@ -575,7 +575,7 @@ def require_version(
 
 def _registered_before(version: str, started_at: str | None) -> str:
     """Why a version registered before the local target started is gone, or ""."""
-    if started_at is None or not VERSION_PATTERN.match(version):
+    if started_at is None or not isinstance(version, str) or not VERSION_PATTERN.match(version):
         return ""
     try:
         registered = datetime.strptime(version.split("-")[0], VERSION_TIME).replace(tzinfo=UTC)

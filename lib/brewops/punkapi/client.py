@@ -22,6 +22,7 @@ import re
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import requests
 from tenacity import (
@@ -171,6 +172,13 @@ class PunkApiClient:
             raise ValueError(f"api_version must be one of {API_VERSIONS}, not {api_version!r}")
         if on_invalid not in ON_INVALID:
             raise ValueError(f"on_invalid must be one of {ON_INVALID}, not {on_invalid!r}")
+        parts = urlsplit(base_url) if isinstance(base_url, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+            # requests would refuse it on every retry, which would take half a minute
+            raise ValueError(
+                f"the Punk API URL must start with http:// or https:// "
+                f"(e.g. http://127.0.0.1:8080/v2), not {base_url!r}"
+            )
         self.base_url = base_url.rstrip("/")
         self.api_version = api_version
         self.timeout = timeout
