@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -604,6 +605,57 @@ def test_down_stops_what_a_damaged_state_names_despite_a_broken_entry(
 
     assert server.wait(timeout=10) is not None, "the server it could still read is stopped"
     assert not (state_dir / "state.json").exists()
+
+
+@pytest.mark.emulator
+def test_a_port_is_the_servers_from_the_moment_it_is_chosen(
+    state_dir: Path, catalog_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN another program that takes a server's port, if it can, just before the server starts
+    taken: list[socket.socket] = []
+    spawn = processes.spawn
+
+    def another_program_takes_the_port(command: list[str], log: Path, **kwargs: object):
+        port = int(command[command.index("--port") + 1])
+        other = socket.socket()
+        try:
+            other.bind((processes.HOST, port))
+            other.listen()
+            taken.append(other)
+        except OSError:  # the server holds it already
+            other.close()
+        return spawn(command, log, **kwargs)
+
+    monkeypatch.setattr(processes, "spawn", another_program_takes_the_port)
+    try:
+        # WHEN the local target starts
+        state = local.up(deploy=False, catalog=catalog_path)
+        try:
+            # THEN both servers listen on the ports recorded, which nobody else could take
+            assert taken == []
+            assert processes.answers(f"{state.endpoint_url}/moto-api/config")
+            assert processes.answers(f"{state.punkapi_url}/beers?per_page=1")
+            # and a Punk API server restarted on its port gets it again
+            os.kill(state.services["punkapi"].pid, signal.SIGKILL)
+            psutil.Process(state.services["punkapi"].pid).wait(timeout=10)
+            again = local.up(deploy=False)
+            assert again.services["punkapi"].port == state.services["punkapi"].port
+            assert taken == []
+            assert processes.answers(f"{again.punkapi_url}/beers?per_page=1")
+            # and one whose port was taken while it was down says so
+            os.kill(again.services["punkapi"].pid, signal.SIGKILL)
+            psutil.Process(again.services["punkapi"].pid).wait(timeout=10)
+            port = again.services["punkapi"].port
+            with (
+                socket.create_server((processes.HOST, port)),
+                pytest.raises(processes.ServiceError, match="Cannot restart the Punk API"),
+            ):
+                local.up(deploy=False)
+        finally:
+            local.down()
+    finally:
+        for other in taken:
+            other.close()
 
 
 @pytest.mark.emulator

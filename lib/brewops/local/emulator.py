@@ -127,6 +127,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m brewops.local.emulator", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument(
+        "--fd", type=int, help="Serve on this inherited socket, listening on --port already."
+    )
     parser.add_argument("--log-requests", action="store_true", help="Log every request.")
     args = parser.parse_args(argv)
     if not args.log_requests:
@@ -143,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
         MotoRequestHandler,
         create_backend_app,
     )
-    from werkzeug.serving import run_simple
+    from werkzeug.serving import make_server
 
     from brewops.local import cfn_models
 
@@ -157,13 +160,14 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("MOTO_PORT", str(args.port))  # moto builds some URLs from it
     print(f"AWS emulator (moto) starting on http://{args.host}:{args.port}", flush=True)
     # what `moto_server` runs, without its reloader and SSL options
-    run_simple(
+    make_server(
         args.host,
         args.port,
         DomainDispatcherApplication(create_backend_app),
         threaded=True,
         request_handler=MotoRequestHandler,
-    )
+        fd=args.fd,
+    ).serve_forever()
 
 
 if __name__ == "__main__":

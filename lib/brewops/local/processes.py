@@ -30,12 +30,15 @@ class _NotReady(Exception):
 
 
 def free_port(host: str = HOST) -> int:
+    """A port free now: another process may take it before it is used (see spawn_server)."""
     with socket.socket() as probe:
         probe.bind((host, 0))
         return probe.getsockname()[1]
 
 
-def spawn(command: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
+def spawn(
+    command: Sequence[str], log: Path, pass_fds: Sequence[int] = ()
+) -> subprocess.Popen[bytes]:
     """Start `command` in a new session (it survives the command that started it, and
     Ctrl-C in the terminal does not reach it), its output written to `log` (replaced)."""
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -47,7 +50,22 @@ def spawn(command: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            pass_fds=tuple(pass_fds),
         )
+
+
+def spawn_server(
+    command: Sequence[str], log: Path, port: int = 0
+) -> tuple[subprocess.Popen[bytes], int]:
+    """`spawn` a server on a socket bound here, on `port` (0: a free one), that it inherits:
+    `command` gets `--port PORT --fd FD` appended. The port is the server's from the moment
+    it is chosen; a free port handed over by number could be taken by another process
+    before the server binds it. Returns the process and its port."""
+    with socket.create_server((HOST, port)) as listening:
+        port = listening.getsockname()[1]
+        fd = listening.fileno()
+        command = [*command, "--port", str(port), "--fd", str(fd)]
+        return spawn(command, log, pass_fds=(fd,)), port
 
 
 def log_tail(log: str | Path, lines: int = 20) -> str:

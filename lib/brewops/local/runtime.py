@@ -123,26 +123,24 @@ def code_digest() -> str:
 
 
 def _start_emulator(log_dir: Path) -> tuple[subprocess.Popen[bytes], Service]:
-    port = processes.free_port()
-    url = f"http://{processes.HOST}:{port}"
     log_file = log_dir / "emulator.log"
-    command = [sys.executable, "-m", "brewops.local.emulator", "--port", str(port)]
-    process = processes.spawn(command, log_file)
+    command = [sys.executable, "-m", "brewops.local.emulator"]
+    process, port = processes.spawn_server(command, log_file)
+    url = f"http://{processes.HOST}:{port}"
     return process, processes.service(process, port, url, log_file)
 
 
 def _start_punkapi(
-    log_dir: Path, catalog: Path, port: int | None = None
+    log_dir: Path, catalog: Path, port: int = 0
 ) -> tuple[subprocess.Popen[bytes], Service]:
-    port = port or processes.free_port()
-    url = f"http://{processes.HOST}:{port}/{PUNKAPI_VERSION}"
     log_file = log_dir / "punkapi.log"
     command = [
         sys.executable, "-m", "brewops.cli", "api", "serve",
-        "--catalog", str(catalog), "--port", str(port), "--api-version", PUNKAPI_VERSION,
+        "--catalog", str(catalog), "--api-version", PUNKAPI_VERSION,
         "--random-seed", str(PUNKAPI_RANDOM_SEED),
     ]  # fmt: skip
-    process = processes.spawn(command, log_file)
+    process, port = processes.spawn_server(command, log_file, port)
+    url = f"http://{processes.HOST}:{port}/{PUNKAPI_VERSION}"
     return process, processes.service(process, port, url, log_file)
 
 
@@ -287,7 +285,15 @@ def _restart_punkapi(state: LocalState, exited: bool = True) -> None:
             "restarting it",
             old.pid,
         )
-    process, service = _start_punkapi(Path(old.log).parent, Path(str(state.catalog)), old.port)
+    try:
+        process, service = _start_punkapi(Path(old.log).parent, Path(str(state.catalog)), old.port)
+    except OSError as error:
+        raise processes.ServiceError(
+            f"Cannot restart the Punk API server on its port {old.port}: {error.strerror}. "
+            "The stack's producer has its URL: stop the program that took the port and run "
+            "`brewops local up` again, or `brewops local down` and `brewops local up` to "
+            "start afresh."
+        ) from error
     state.services["punkapi"] = service
     state.punkapi_code_digest = code_digest()
     state.save()  # recorded at once, so `down` finds it even if it never gets ready

@@ -120,6 +120,9 @@ def api() -> None:
     "Default: none, a new sequence each run.",
 )
 @click.option("--verbose", is_flag=True, help="Log every request.")
+# the local target binds the port itself and hands the socket over: no other program can
+# take the port between its choice and the server's start
+@click.option("--fd", type=int, default=None, hidden=True)
 def serve(
     catalog: Path | None,
     host: str,
@@ -135,6 +138,7 @@ def serve(
     fault_seed: int | None,
     random_seed: int | None,
     verbose: bool,
+    fd: int | None,
 ) -> None:
     """Serve a catalogue on HOST:PORT until interrupted.
 
@@ -162,6 +166,7 @@ def serve(
             faults=faults,
             random_seed=random_seed,
             verbose=verbose,
+            fd=fd,
         )
     except CatalogError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -755,7 +755,8 @@ def listening_socket(host: str, port: int) -> socket.socket:
 class PunkApiServer:
     """A threaded HTTP server (on 127.0.0.1 unless `host` says otherwise) serving a
     catalogue; `url` includes /v2 or /v3. The address is bound first: a host or port that
-    cannot be listened on is an OSError before the catalogue is read."""
+    cannot be listened on is an OSError before the catalogue is read. `fd`: serve on that
+    socket instead, one listening already (inherited from the process that bound it)."""
 
     def __init__(
         self,
@@ -770,8 +771,10 @@ class PunkApiServer:
         faults: Faults | None = None,
         random_seed: int | None = None,
         verbose: bool = False,
+        fd: int | None = None,
     ) -> None:
-        with listening_socket(host, port) as listening:  # werkzeug serves a duplicate of it
+        listening = listening_socket(host, port) if fd is None else socket.socket(fileno=fd)
+        with listening:  # werkzeug serves a duplicate of it
             if beers is None:
                 beers = load_catalog(catalog_path)
                 if not beers:  # every /beers/random would answer 500
