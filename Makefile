@@ -4,8 +4,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-UV_VERSION := 0.13.8
 UV := $(BIN)/uv
+UV_LOCK := uv-requirements.lock
 STAMP := $(VENV)/.installed
 CREATED := $(VENV)/.created
 NODE_STAMP := node_modules/.installed
@@ -28,18 +28,21 @@ $(CREATED):
 	else echo "rm -rf $(VENV) && $(PYTHON) -m venv $(VENV)"; rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); fi
 	touch $@
 
+# uv, which installs everything else, is pinned by hash too: the version in uv-requirements.in,
+# the hashes of its files for every platform in $(UV_LOCK) (`make lock`).
 # touched: pip leaves an installed uv as it was, older than $(CREATED)
-$(UV): $(CREATED)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+$(UV): $(UV_LOCK) $(CREATED)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r $(UV_LOCK)
 	touch $@
 
 # Every file installed must match a hash in the lock. The project itself has none: it comes
-# after, without dependencies, which the lock has brought already.
+# after, without dependencies, which the lock has brought already. $(STAMP) records a digest
+# of the files installed from: `brewops` warns when they have changed since.
 $(STAMP): requirements.lock pyproject.toml $(CREATED) | $(UV)
 	$(UV) pip sync --quiet --require-hashes --python $(BIN)/python requirements.lock
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 > /dev/null
-	touch $@
+	$(BIN)/python -m brewops.installed record $@
 
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -62,7 +65,7 @@ lint: setup ## ruff over .py and .ipynb
 	$(BIN)/ruff format --check .
 
 # $(STAMP) brings uv, and the installed package whose lockfiles module the last step runs
-lock: $(STAMP) ## Re-resolve the pinned, hashed dependency set (requirements.lock, environment.yml, constraints.txt, Lambda requirements)
+lock: $(STAMP) ## Re-resolve the pinned, hashed dependency set (requirements.lock, environment.yml, constraints.txt, Lambda requirements, uv)
 	$(UV) pip compile pyproject.toml --extra notebooks --extra dev --python-version 3.11 --universal \
 		--generate-hashes --quiet --custom-compile-command "make lock" -o requirements.lock
 	$(UV) pip compile lib/brewops/lambda-requirements.in --python-version 3.13 \
@@ -70,6 +73,8 @@ lock: $(STAMP) ## Re-resolve the pinned, hashed dependency set (requirements.loc
 		-o lib/requirements.txt
 	$(UV) pip compile infra/sam-requirements.in --python-version 3.11 --universal \
 		--generate-hashes --quiet --custom-compile-command "make lock" -o infra/sam-requirements.lock
+	$(UV) pip compile uv-requirements.in --python-version 3.11 --universal \
+		--generate-hashes --quiet --custom-compile-command "make lock" -o $(UV_LOCK)
 	$(BIN)/python -m brewops.lockfiles write-environment
 	$(BIN)/python -m brewops.lockfiles write-constraints
 

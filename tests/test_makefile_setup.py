@@ -50,6 +50,8 @@ exec {sys.executable} "$@"
 def checkout(tmp_path: Path) -> Path:
     for name in ("Makefile", "requirements.lock", "pyproject.toml", "package.json"):
         shutil.copy(ROOT / name, tmp_path / name)
+    for name in ("uv-requirements.in", "uv-requirements.lock"):
+        shutil.copy(ROOT / name, tmp_path / name)
     shutil.copy(ROOT / "package-lock.json", tmp_path / "package-lock.json")
     (tmp_path / "infra").mkdir()
     shutil.copy(ROOT / "infra" / "sam-requirements.lock", tmp_path / "infra")
@@ -181,7 +183,66 @@ def test_make_lock_resolves_hashed_pins_and_writes_the_unhashed_constraints(chec
     result = make_dry_run(checkout, "lock")
     commands = result.stdout.replace("\\\n", " ").splitlines()  # recipes continued over lines
     compiles = [line for line in commands if " pip compile " in line]
-    assert len(compiles) == 3
+    assert len(compiles) == 4
+    assert any(
+        "uv-requirements.in" in line and "-o uv-requirements.lock" in line for line in compiles
+    )
     assert [line for line in compiles if "--generate-hashes" not in line] == []
     assert "brewops.lockfiles write-environment" in result.stdout
     assert "brewops.lockfiles write-constraints" in result.stdout
+
+
+def test_uv_is_installed_by_hash(checkout: Path):
+    result = make_dry_run(checkout, ".venv/bin/uv")
+    assert (
+        "pip install --quiet --disable-pip-version-check --require-hashes -r uv-requirements.lock"
+        in result.stdout
+    )
+    assert "uv==" not in result.stdout  # no unhashed pin
+
+
+def test_the_uv_lock_pins_one_version_of_uv_by_the_hashes_of_its_files():
+    text = (ROOT / "uv-requirements.lock").read_text().replace("\\\n", " ")
+    (pin,) = [line for line in text.splitlines() if line and not line.lstrip().startswith("#")]
+    requirement, *hashes = pin.split(" --hash=")
+    assert requirement.strip().startswith("uv==")
+    # a wheel for each platform uv is built for (Linux, macOS, Windows), and the sdist
+    assert len(hashes) > 10 and all(h.strip().startswith("sha256:") for h in hashes)
+    assert requirement.strip() in (ROOT / "uv-requirements.in").read_text().split()
+
+
+def test_a_uv_file_not_matching_the_hashes_is_refused(tmp_path: Path):
+    # GIVEN a file of the pinned name and version, with other contents than the locked ones
+    text = (ROOT / "uv-requirements.lock").read_text()
+    version = text.split("uv==")[1].split()[0]
+    (tmp_path / f"uv-{version}-py3-none-any.whl").write_bytes(b"not the real uv")
+    # WHEN pip installs the lock from there, as the Makefile does
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "--isolated", "install", "--no-index",
+         "--find-links", str(tmp_path), "--target", str(tmp_path / "installed"),
+         "--require-hashes", "-r", str(ROOT / "uv-requirements.lock")],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "PIP_CONFIG_FILE": os.devnull},
+    )  # fmt: skip
+    # THEN it refuses the file
+    assert result.returncode != 0
+    assert "DO NOT MATCH THE HASHES" in result.stderr
+    assert not (tmp_path / "installed" / "uv").exists()
+
+
+def test_the_install_records_what_it_was_installed_from(checkout: Path):
+    from brewops.installed import digest, stale_venv_warning
+
+    # GIVEN a fresh set-up
+    assert make_installed(checkout).returncode == 0
+    venv = checkout / ".venv"
+    assert (venv / ".installed").read_text().split() == [digest(checkout)]
+    # THEN brewops has nothing to say
+    assert stale_venv_warning(venv, checkout) is None
+    # WHEN a pull changes the lock
+    with (checkout / "requirements.lock").open("a") as lock:
+        lock.write("# pulled\n")
+    # THEN brewops says to run make setup, until it has run
+    assert "make setup" in stale_venv_warning(venv, checkout)
+    assert make_installed(checkout).returncode == 0
+    assert stale_venv_warning(venv, checkout) is None

@@ -125,8 +125,12 @@ def main(ctx: click.Context) -> None:
 
     Runs against the embedded AWS emulator (local, the default) or real AWS.
     """
+    from brewops.installed import stale_venv_warning
     from brewops.interrupts import terminate_as_interrupt
 
+    # after a `git pull` that changed the lock, before `make` installed it
+    if (warning := stale_venv_warning()) is not None:
+        click.echo(warning, err=True)
     # SIGTERM and SIGHUP run the same clean-up as Ctrl-C: `run` stops the target it started
     ctx.with_resource(terminate_as_interrupt())
 

@@ -1,0 +1,97 @@
+"""`brewops` says when the checkout's .venv no longer matches the requirements.lock and
+pyproject.toml `make setup` installed it from (a `git pull` without `make` since)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import timeit
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from brewops import installed
+from brewops.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    """A checkout whose .venv `make setup` has just installed."""
+    for name in installed.INSTALLED_FROM:
+        (tmp_path / name).write_text(f"{name} as installed\n")
+    (tmp_path / ".venv").mkdir()
+    installed.record(tmp_path / ".venv" / ".installed")
+    return tmp_path.resolve()
+
+
+def pull(checkout: Path, name: str) -> None:
+    with (checkout / name).open("a") as changed:
+        changed.write("changed by a pull\n")
+
+
+def test_a_fresh_install_says_nothing(checkout: Path):
+    assert installed.stale_venv_warning(checkout / ".venv", checkout) is None
+
+
+@pytest.mark.parametrize("name", installed.INSTALLED_FROM)
+def test_a_changed_lock_or_pyproject_is_told_with_the_command_to_run(checkout: Path, name: str):
+    pull(checkout, name)
+    warning = installed.stale_venv_warning(checkout / ".venv", checkout)
+    assert warning is not None and "`make setup`" in warning
+
+
+def test_the_same_contents_written_again_are_no_change(checkout: Path):
+    # a checkout of another branch and back rewrites the files, dates and all
+    for name in installed.INSTALLED_FROM:
+        (checkout / name).write_text((checkout / name).read_text())
+    assert installed.stale_venv_warning(checkout / ".venv", checkout) is None
+
+
+def test_without_a_record_nothing_is_compared(checkout: Path):
+    # a venv made otherwise (pip install in Colab, conda)
+    (checkout / ".venv" / ".installed").unlink()
+    pull(checkout, "requirements.lock")
+    assert installed.stale_venv_warning(checkout / ".venv", checkout) is None
+
+
+def test_another_venv_than_the_checkouts_is_not_compared(checkout: Path, tmp_path_factory):
+    other = tmp_path_factory.mktemp("elsewhere")
+    (other / ".installed").write_text("0" * 64)
+    assert installed.stale_venv_warning(other, checkout) is None
+
+
+def test_an_empty_record_made_before_the_digest_compares_dates(checkout: Path):
+    stamp = checkout / ".venv" / ".installed"
+    stamp.write_text("")
+    assert installed.stale_venv_warning(checkout / ".venv", checkout) is None
+    pull(checkout, "pyproject.toml")
+    os.utime(stamp, (0, 0))  # installed before the pull
+    assert installed.stale_venv_warning(checkout / ".venv", checkout) is not None
+
+
+def test_the_command_line_warns_once_on_stderr(checkout: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(installed, "CHECKOUT", checkout)
+    monkeypatch.setattr(sys, "prefix", str(checkout / ".venv"))
+    pull(checkout, "requirements.lock")
+    result = CliRunner().invoke(main, ["data", "--help"])
+    assert result.exit_code == 0
+    assert result.stderr.count("make setup") == 1
+    assert "make setup" not in result.stdout
+
+
+@pytest.mark.skipif(
+    not (ROOT / "requirements.lock").is_file(), reason="needs the checkout's requirements.lock"
+)
+def test_the_check_costs_milliseconds(checkout: Path):
+    for name in installed.INSTALLED_FROM:
+        (checkout / name).write_bytes((ROOT / name).read_bytes())
+    installed.record(checkout / ".venv" / ".installed")
+    seconds = min(
+        timeit.repeat(
+            lambda: installed.stale_venv_warning(checkout / ".venv", checkout), number=1, repeat=5
+        )
+    )
+    assert seconds < 0.05
