@@ -10,6 +10,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -306,6 +307,30 @@ def test_kernels_talk_over_private_unix_sockets(tmp_path: Path, capfd: pytest.Ca
     assert sockets.is_absolute() and sockets.name.startswith("brewops-kernel-")
     assert not sockets.exists()  # removed with the run
     assert "without encryption" not in capfd.readouterr().err
+
+
+@pytest.mark.skipif(os.name != "posix", reason="Unix sockets are a POSIX transport")
+def test_kernels_start_under_a_temporary_directory_too_long_for_a_socket(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # GIVEN a $TMPDIR whose path alone is near the 107 bytes a Unix socket path may have
+    long_tmp = tmp_path / f"temporary files {'x' * 80}"
+    long_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(long_tmp))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # read $TMPDIR again
+    src = tmp_path / "notebooks"
+    src.mkdir()
+    _notebook(
+        src / "01_connection.ipynb",
+        "from ipykernel.connect import get_connection_info\n"
+        "from brewops import summary\n"
+        "summary.record(ip=get_connection_info(unpack=True)['ip'])",
+    )
+    # WHEN a notebook runs
+    run = execute(discover(src), out_dir=tmp_path / "build", progress=False)
+    # THEN its kernel starts, its sockets somewhere shorter
+    assert run.status == "ok", run.notebooks[0].error
+    assert len(os.fsencode(run.notebooks[0].figures["ip"])) < 100
 
 
 @pytest.mark.emulator

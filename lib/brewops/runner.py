@@ -358,16 +358,35 @@ def kernel_transport() -> Iterator[dict[str, Any]]:
     0700) instead of localhost TCP ports, so only this user can reach it, and the kernel
     does not warn at every start that it runs over TCP without encryption. The socket
     path is absolute because the kernel runs in the notebook's folder, not ours.
-    Windows has no IPC transport, so there papermill keeps its TCP default.
+    Windows has no IPC transport, so there papermill keeps its TCP default, as it does
+    when no temporary directory has a path short enough for a socket.
     """
-    if os.name != "posix":
+    parent = _socket_parent() if os.name == "posix" else None
+    if parent is None:
         yield {}
         return
     from traitlets.config import Config
 
-    with tempfile.TemporaryDirectory(prefix="brewops-kernel-") as sockets:
+    with tempfile.TemporaryDirectory(prefix=_SOCKETS_PREFIX, dir=parent) as sockets:
         config = Config({"KernelManager": {"transport": "ipc", "ip": f"{sockets}/kernel"}})
         yield {"config": config}
+
+
+_SOCKETS_PREFIX = "brewops-kernel-"
+
+
+def _socket_parent() -> str | None:
+    """$TMPDIR, or /tmp when $TMPDIR is too long a path for the kernel's Unix sockets (107
+    bytes on Linux: the kernel would not start), or None when both are."""
+    import zmq
+
+    limit = getattr(zmq, "IPC_PATH_MAX_LEN", 103)
+    for parent in (tempfile.gettempdir(), "/tmp"):  # noqa: S108  (only a private mkdtemp in it)
+        # mkdtemp adds 8 characters to the prefix; jupyter_client numbers the sockets
+        longest = os.path.join(parent, f"{_SOCKETS_PREFIX}12345678", "kernel-65535")
+        if len(os.fsencode(longest)) <= limit and os.path.isdir(parent):
+            return parent
+    return None
 
 
 def _first_line(exc: BaseException) -> str:
