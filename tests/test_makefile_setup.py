@@ -7,6 +7,7 @@ so nothing is downloaded; the stand-ins log what they were asked to do.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 
+# quoted for the stand-ins' shell: the checkout's path may hold spaces
+PYTHON = shlex.quote(sys.executable)
+
 # `python3 -m venv DIR` writes DIR/bin/python first and pip last: CUT_SHORT kills it between
 FAKE_PYTHON3 = f"""#!/bin/sh
 if [ "$1" = -m ] && [ "$2" = venv ]; then
@@ -27,7 +31,7 @@ if [ "$1" = -m ] && [ "$2" = venv ]; then
     touch "$3/pip-installed"
     exit 0
 fi
-exec {sys.executable} "$@"
+exec {PYTHON} "$@"
 """
 
 # the venv's python: `-m pip install uv` writes a uv that logs its calls
@@ -42,7 +46,7 @@ if [ "$1" = -m ] && [ "$2" = pip ]; then
     exit 0
 fi
 [ "$1" = -m ] && [ "$2" = ipykernel ] && exit 0
-exec {sys.executable} "$@"
+exec {PYTHON} "$@"
 """
 
 
@@ -69,7 +73,9 @@ def make_installed(checkout: Path) -> subprocess.CompletedProcess[str]:
         cwd=checkout,
         capture_output=True,
         text=True,
-        env={**os.environ, "LC_ALL": "C"},  # make's messages in English
+        # make's messages in English; UTF-8, or Python 3.11 cannot read the .pth of an
+        # editable install whose path is not ASCII, and the venv's python fails to start
+        env={**os.environ, "LC_ALL": "C.UTF-8"},
         timeout=60,
         check=False,
     )
@@ -93,7 +99,7 @@ def test_a_venv_cut_short_while_being_made_is_made_again(checkout: Path):
 # a python that says it is 3.12 to the code it runs
 PYTHON_3_12 = f"""#!/bin/sh
 [ "$1" = -c ] || exit 1
-exec {sys.executable} -c "import sys; sys.version_info = (3, 12, 0, 'final', 0); exec(sys.argv[1])" "$2"
+exec {PYTHON} -c "import sys; sys.version_info = (3, 12, 0, 'final', 0); exec(sys.argv[1])" "$2"
 """
 
 
