@@ -43,10 +43,15 @@ from brewops.firehose_runtime.prefixes import (
 )
 from brewops.firehose_runtime.processing import (
     DUPLICATED_RECORD_ID,
+    LAMBDA_PAYLOAD_LIMIT,
     LambdaStage,
     Outcome,
     ProcessedBatch,
     SourceRecord,
+    event_bytes,
+    event_record_bytes,
+    firehose_event,
+    firehose_record_id,
 )
 from brewops.reconcile import logged_reasons
 
@@ -1481,6 +1486,11 @@ def fail_first(event, context):
     return {"records": [{"recordId": first["recordId"], "result": "ProcessingFailed", "data": ""}]
             + [{"recordId": r["recordId"], "result": "Ok", "data": r["data"]} for r in rest]}
 
+def inflate(event, context):  # 4 MiB of data per record: 11 MB of answer for two
+    data = base64.b64encode(b"x" * 4 * 1024 * 1024).decode()
+    return {"records": [{"recordId": r["recordId"], "result": "Ok", "data": data}
+                        for r in event["records"]]}
+
 def fail(event, context):
     return {"records": [{"recordId": r["recordId"], "result": "ProcessingFailed", "data": ""}
                         for r in event["records"]]}
@@ -1553,6 +1563,85 @@ def test_the_lambda_gets_batches_up_to_its_buffer_size(tmp_path, scripted_lambda
 
     assert report.streams[0].invocations == 3
     assert report.streams[0].delivered == 5
+
+
+class TemplateTransform:
+    """A Lambda client whose function is the transform the template deploys."""
+
+    def get_function_configuration(self, FunctionName, Qualifier=None):
+        return {
+            "FunctionName": FunctionName,
+            "FunctionArn": FUNCTION_ARN,
+            "Handler": "brewops.lambdas.transform.app.handler",
+            "Timeout": 120,
+        }
+
+
+@pytest.fixture
+def request_sizes(monkeypatch) -> list[int]:
+    """The serialised size of every event the runtime sends a function."""
+    sizes: list[int] = []
+    invoke = LocalFunction.invoke
+
+    def measured(self, event):
+        sizes.append(len(json.dumps(event).encode()))
+        return invoke(self, event)
+
+    monkeypatch.setattr(LocalFunction, "invoke", measured)
+    return sizes
+
+
+def test_a_flood_of_tiny_records_is_split_into_calls_lambda_accepts(tmp_path, request_sizes):
+    # 1.3 MB of 20-byte beers: by data alone a first call of 1 MiB, whose event (base64
+    # and each record's metadata) would be ~16 MB and its answer ~12 MB
+    beers = [(b'{"id":%d,"name":"b"}' % i, None) for i in range(1, 60_001)]
+    kinesis = ScriptedKinesis({"shardId-000000000000": beers})
+    stream = description(ProcessingConfiguration=processed(buffer_mib="1"))
+    aws = ScriptedAWS(kinesis, stream, lambda_client=TemplateTransform())
+
+    [stats] = scripted_drain(aws, tmp_path).streams
+
+    assert (stats.read, stats.delivered, stats.failed, stats.dropped) == (60_000, 60_000, 0, 0)
+    assert stats.invocations == len(request_sizes) > 1
+    assert max(request_sizes) <= LAMBDA_PAYLOAD_LIMIT
+    assert max(request_sizes) > LAMBDA_PAYLOAD_LIMIT - 1024, "calls are filled, not cut short"
+    assert sorted(json.loads(line)["id"] for line in aws.lines()) == list(range(1, 60_001))
+
+
+def test_the_event_size_is_counted_as_lambda_counts_the_request():
+    config = DeliveryStreamConfig.from_description(description(ProcessingConfiguration=PROCESSING))
+    records = [
+        SourceRecord("shardId-000000000001", "4" * 56, 'k"\u00e9', bytes(range(n)), 1714566600000)
+        for n in (0, 1, 2, 3, 200)
+    ]
+    ids = [firehose_record_id(r, i) for i, r in enumerate(records)]
+
+    event = firehose_event(config, records, ids)
+
+    counted = event_bytes(config) + sum(event_record_bytes(r) for r in records) - len(", ")
+    assert counted == len(json.dumps(event).encode())
+
+
+def test_an_answer_over_the_lambda_payload_limit_sends_its_batch_to_the_errors(
+    tmp_path, scripted_lambda
+):
+    kinesis = ScriptedKinesis({"shardId-000000000000": numbered(1, 2)})
+    aws = ScriptedAWS(
+        kinesis,
+        description(ProcessingConfiguration=processed()),
+        lambda_client=scripted_lambda("inflate"),
+    )
+
+    [stats] = scripted_drain(aws, tmp_path).streams
+
+    assert (stats.invocations, stats.delivered, stats.failed) == (4, 0, 2)  # 3 retries
+    [(key, body)] = aws.objects.items()
+    assert key.startswith("errors/cleaned/processing-failed/")
+    errors = [json.loads(line) for line in body.splitlines()]
+    codes = [(e["errorCode"], e["attemptsMade"]) for e in errors]
+    assert codes == [("Lambda.FunctionError", 4)] * 2
+    assert all("Function.ResponseSizeTooLarge" in e["errorMessage"] for e in errors)
+    assert [base64.b64decode(e["rawData"]) for e in errors] == [d for d, _ in numbered(1, 2)]
 
 
 def test_dropped_records_are_done_with_and_not_transformed_again(tmp_path, scripted_lambda):

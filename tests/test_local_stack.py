@@ -11,6 +11,8 @@ import boto3
 import pytest
 
 from brewops import schema
+from brewops.firehose_runtime.config import DeliveryStreamConfig
+from brewops.infra import load_template
 from brewops.local import deploy
 from brewops.target import STACK_OUTPUTS
 
@@ -108,6 +110,15 @@ def test_cleaned_delivery_stream_transforms_and_converts_to_parquet(
         FunctionName=outputs["TransformFunctionName"]
     )
     assert parameters["LambdaArn"] == transform["FunctionArn"]
+    # the local runtime sizes its calls by the processor's hints as the template sets them
+    template = load_template()["Resources"]["CleanedDeliveryStream"]["Properties"]
+    (declared,) = template["ExtendedS3DestinationConfiguration"]["ProcessingConfiguration"][
+        "Processors"
+    ]
+    hints = {p["ParameterName"]: p["ParameterValue"] for p in declared["Parameters"]}
+    runtime_processor = DeliveryStreamConfig.from_description(cleaned).processor
+    assert runtime_processor.buffer_bytes == float(hints["BufferSizeInMBs"]) * 1024 * 1024
+    assert runtime_processor.interval_seconds == int(hints["BufferIntervalInSeconds"])
 
     conversion = destination["DataFormatConversionConfiguration"]
     assert conversion["Enabled"] is True

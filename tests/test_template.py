@@ -332,8 +332,8 @@ def test_the_transform_is_called_within_the_limits_firehose_and_lambda_set(resou
     (processor,) = dest["ProcessingConfiguration"]["Processors"]
     parameters = {p["ParameterName"]: p["ParameterValue"] for p in processor["Parameters"]}
 
-    # Firehose buffers 0.2 to 3 MB and 0 to 900 seconds for a Lambda processor; in base64
-    # the batch stays under Lambda's 6 MB request limit; it waits at most 5 minutes for it
+    # Firehose buffers 0.2 to 3 MB and 0 to 900 seconds for a Lambda processor (and sends
+    # no request over Lambda's 6 MB, however small the records); it waits at most 5 minutes
     assert 0.2 <= float(parameters["BufferSizeInMBs"]) <= 3
     assert 0 <= int(parameters["BufferIntervalInSeconds"]) <= 900
     assert resources["TransformFunction"]["Properties"]["Timeout"] <= 300

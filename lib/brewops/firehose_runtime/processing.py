@@ -78,6 +78,27 @@ class ProcessedBatch:
     attempts: int
 
 
+def firehose_record_id(record: SourceRecord, position: int) -> str:
+    # Sequence numbers are unique per shard only (in the emulator, small integers), so
+    # the position in the batch makes the id unique, in the shape Firehose uses.
+    return f"{record.sequence_number}{position:012d}"
+
+
+def _event_record(record: SourceRecord, record_id: str, data: str) -> dict[str, Any]:
+    return {
+        "recordId": record_id,
+        "approximateArrivalTimestamp": record.arrival_ms,
+        "data": data,
+        "kinesisRecordMetadata": {
+            "shardId": record.shard_id,
+            "partitionKey": record.partition_key,
+            "approximateArrivalTimestamp": record.arrival_ms,
+            "sequenceNumber": record.sequence_number,
+            "subsequenceNumber": "",  # not a KPL-aggregated record
+        },
+    }
+
+
 def firehose_event(
     config: DeliveryStreamConfig, records: list[SourceRecord], record_ids: list[str]
 ) -> dict[str, Any]:
@@ -88,21 +109,22 @@ def firehose_event(
         "sourceKinesisStreamArn": config.source_stream_arn,
         "region": config.region,
         "records": [
-            {
-                "recordId": record_id,
-                "approximateArrivalTimestamp": record.arrival_ms,
-                "data": base64.b64encode(record.data).decode("ascii"),
-                "kinesisRecordMetadata": {
-                    "shardId": record.shard_id,
-                    "partitionKey": record.partition_key,
-                    "approximateArrivalTimestamp": record.arrival_ms,
-                    "sequenceNumber": record.sequence_number,
-                    "subsequenceNumber": "",  # not a KPL-aggregated record
-                },
-            }
+            _event_record(record, record_id, base64.b64encode(record.data).decode("ascii"))
             for record, record_id in zip(records, record_ids, strict=True)
         ],
     }
+
+
+def event_bytes(config: DeliveryStreamConfig) -> int:
+    """The serialised size of an event with no records, as Lambda counts a request."""
+    return len(json.dumps(firehose_event(config, [], [])).encode())
+
+
+def event_record_bytes(record: SourceRecord) -> int:
+    """What one record adds to the serialised event, its separator included. Base64 needs
+    no escaping, so its length is added rather than the data encoded twice."""
+    entry = _event_record(record, firehose_record_id(record, 0), "")
+    return len(json.dumps(entry).encode()) + 4 * -(-len(record.data) // 3) + len(", ")
 
 
 def _refuse_oversized_response(invocation: Invocation) -> None:
@@ -143,9 +165,7 @@ class LambdaStage:
         )
 
     def process(self, records: list[SourceRecord]) -> ProcessedBatch:
-        # Sequence numbers are unique per shard only (in the emulator, small integers), so
-        # the position in the batch makes the id unique, in the shape Firehose uses.
-        record_ids = [f"{r.sequence_number}{i:012d}" for i, r in enumerate(records)]
+        record_ids = [firehose_record_id(r, i) for i, r in enumerate(records)]
         event = firehose_event(self.config, records, record_ids)
         attempts = 0
         for attempts in range(1, self.processor.retries + 2):  # noqa: B007

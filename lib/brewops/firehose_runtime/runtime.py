@@ -42,9 +42,12 @@ from brewops.firehose_runtime.prefixes import (
 )
 from brewops.firehose_runtime.processing import (
     FORMAT_CONVERSION_FAILED,
+    LAMBDA_PAYLOAD_LIMIT,
     Failure,
     LambdaStage,
     SourceRecord,
+    event_bytes,
+    event_record_bytes,
     now_ms,
 )
 
@@ -263,6 +266,7 @@ class DeliveryStreamRuntime:
         self.buffer_started: float | None = None
         self.pending: list[SourceRecord] = []
         self.pending_size = 0
+        self.request_size = self.empty_request_size = event_bytes(config)
         self.pending_started: float | None = None
         if self.replay_until:
             logger.warning(
@@ -379,13 +383,19 @@ class DeliveryStreamRuntime:
         if self.stage is None:
             self._settle_data(record, record.data)
             return
-        size = len(record.data)
-        if self.pending and self.pending_size + size > self.config.processor.buffer_bytes:
+        # A call holds at most the processor's buffer size of data, and its event at most
+        # what Lambda takes in a request: many small records grow the event past the data.
+        size, request = len(record.data), event_record_bytes(record)
+        if self.pending and (
+            self.pending_size + size > self.config.processor.buffer_bytes
+            or self.request_size + request > LAMBDA_PAYLOAD_LIMIT
+        ):
             self._transform_pending()
         if not self.pending:
             self.pending_started = self.clock()
         self.pending.append(record)
         self.pending_size += size
+        self.request_size += request
 
     def _transform_pending(self) -> None:
         if not self.pending:
@@ -393,6 +403,7 @@ class DeliveryStreamRuntime:
         batch = self.stage.process(self.pending)
         self.stats.invocations += batch.attempts
         self.pending, self.pending_size, self.pending_started = [], 0, None
+        self.request_size = self.empty_request_size
         for outcome in batch.outcomes:
             if outcome.failure is not None:
                 self._settle_failure(outcome.failure)
