@@ -463,6 +463,25 @@ def test_ids_are_remembered_as_often_as_sent_and_only_for_their_stack(monkeypatc
     assert ids is None and source.endswith("(another stack's, ignored)")
 
 
+def test_a_run_recorded_again_counts_its_beers_once_beside_the_other_runs(monkeypatch, tmp_path):
+    # notebook 03's recording cell run twice recorded its ids twice: reconcile then
+    # expected each beer twice and reported half of them lost
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path))
+    stack = "arn:aws:cloudformation:us-east-1:123456789012:stack/brewops-dev/1"
+
+    streaming_cli.remember_produced("local", [5], stack, frozenset({"raw/earlier"}))  # a tick
+    streaming_cli.remember_produced("local", [1, 2], stack, run="first")
+    streaming_cli.remember_produced("local", [1, 2], stack, run="first")  # the cell again
+    streaming_cli.remember_produced("local", [1, 2, 2], stack, run="first")  # and its ticks
+    streaming_cli.remember_produced("local", [1], stack, run="second")  # another run
+
+    remembered, _ = streaming_cli.read_remembered("local", stack)
+    assert remembered["ids"] == [1, 1, 2, 2, 5]
+    assert remembered["delivered_before"] == {"raw/earlier"}
+    streaming_cli.remember_produced("local", [1], stack)  # a command, as before: added
+    assert streaming_cli.read_produced("local", stack)[0] == [1, 1, 1, 2, 2, 5]
+
+
 def test_the_objects_delivered_before_are_those_of_the_stacks_first_ids_and_its_own(
     monkeypatch, tmp_path
 ):
@@ -1038,8 +1057,9 @@ class _Unused:
         json.dumps({"stack_id": "s", "ids": ["1", None]}),
         json.dumps({"stack_id": "s", "ids": 5}),
         json.dumps({"stack_id": "s", "ids": [1], "delivered_before": "raw/a"}),
+        json.dumps({"stack_id": "s", "ids": [1], "runs": {"r": ["1"]}}),
     ],
-    ids=["json", "ids", "no list", "delivered before"],
+    ids=["json", "ids", "no list", "delivered before", "runs"],
 )
 @pytest.mark.parametrize("command", ["backfill", "tick", "reconcile", "run"])
 def test_a_damaged_record_of_the_produced_ids_is_one_line_and_nothing_is_sent(

@@ -198,8 +198,88 @@ def test_notebook_05_refuses_a_protocol_that_cannot_run_in_its_first_cell(
     assert result.status == "failed"
     assert "Protocol n_splits=1: it must be a whole number, at least 2" in result.error
     executed = nbformat.read(result.executed, as_version=4)
-    reading = next(c for c in executed.cells if "load_catalog(catalog)" in c.source)
+    reading = next(c for c in executed.cells if "features.labelled(records)" in c.source)
     assert reading.execution_count is None
+
+
+def first_failure(name: str, parameters: dict[str, Any]) -> tuple[Exception, str]:
+    """(the error, the source of the cell raising it) when the code cells of notebook
+    `name` run in order in one namespace as in Jupyter, with `parameters` typed into its
+    parameters cell: values of any type, which `brewops notebooks run` would refuse."""
+    namespace: dict[str, Any] = {"display": lambda *objects, **options: None}
+    for source in _code_cells(name):
+        try:
+            exec(source, namespace)
+        except Exception as error:
+            return error, source
+        if source.startswith("target = "):  # the parameters cell
+            namespace.update(parameters)
+    pytest.fail(f"every cell of {name} ran")
+
+
+@pytest.mark.parametrize(
+    ("parameters", "said"),
+    [
+        ({"predict_ids": 5}, "predict_ids must be a list of beer ids such as [1, 25, 100], not 5"),
+        ({"predict_ids": "1,2"}, "predict_ids must be a list of beer ids such as"),
+        ({"catalog": "no-such-catalogue.json"}, "Cannot read the catalogue no-such-catalogue.json"),
+        ({"catalog": ""}, "The catalogue must be the path of a file"),
+    ],
+    ids=["a number", "a string", "a missing catalogue", "an empty path"],
+)
+def test_notebook_05_refuses_beers_to_predict_or_a_catalogue_it_cannot_use_in_its_first_cell(
+    catalog_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parameters, said
+):
+    """Refused before the target starts (none runs here) and the model trains: 5 was a
+    TypeError after the training, "1,2" predicted five other beers."""
+    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(tmp_path / "no-local-target"))
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
+
+    error, cell = first_failure(
+        "05_train_evaluate_model", {"catalog": str(catalog_path), **parameters}
+    )
+
+    assert said in str(error)
+    assert "protocol = train.Protocol(" in cell, "the first cell after the parameters"
+
+
+@pytest.mark.parametrize(
+    ("parameters", "said"),
+    [
+        ({"ticks": "3"}, "ticks must be a whole number of ticks, 0 or more, not '3'"),
+        ({"ticks": -1}, "ticks must be a whole number of ticks, 0 or more, not -1"),
+        ({"ticks": 2.5}, "ticks must be a whole number of ticks, 0 or more, not 2.5"),
+        ({"delivery_timeout": 0}, "delivery_timeout must be a number of seconds above 0"),
+        ({"delivery_timeout": "900"}, "delivery_timeout must be a number of seconds above 0"),
+    ],
+)
+def test_notebook_03_refuses_ticks_or_a_delivery_timeout_that_cannot_run_before_it_sends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parameters, said
+):
+    """Refused in the first cell, not after the backfill: "3" was a TypeError once the
+    catalogue had been sent, -1 ran no tick, a timeout of 0 reported every beer lost."""
+    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(tmp_path / "no-local-target"))
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
+
+    error, cell = first_failure("03_produce_to_kinesis", {"progress": False, **parameters})
+
+    assert said in str(error)
+    assert "tgt = targets.use(target)" in cell, "the first cell after the parameters"
+
+
+def test_notebook_03_run_by_the_runner_refuses_a_negative_number_of_ticks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import nbformat
+
+    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(tmp_path / "no-local-target"))
+    result = run_alone("03_", {"ticks": -1, "progress": False}, tmp_path, monkeypatch)
+
+    assert result.status == "failed"
+    assert "ticks must be a whole number of ticks, 0 or more, not -1" in result.error
+    executed = nbformat.read(result.executed, as_version=4)
+    backfill = next(c for c in executed.cells if "put_beers(" in c.source)
+    assert backfill.execution_count is None
 
 
 @pytest.mark.emulator
@@ -290,6 +370,27 @@ def test_after_notebook_03_the_commands_know_what_it_sent(
     assert "326 records already produced into this stack: no backfill" in fill.output
     assert reconciled.exit_code == 0, reconciled.output
     assert "raw: 326 records" in reconciled.output, reconciled.output
+
+
+@pytest.mark.emulator
+def test_notebook_03_recording_cell_run_again_records_its_beers_once(
+    local_target, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Run twice in the same kernel, the cell that records what was sent recorded it twice:
+    `stream reconcile` then expected every beer twice and said half of them were lost."""
+    from click.testing import CliRunner
+
+    from brewops import streaming_cli
+
+    notebook = with_cell_run_twice("03_", "remember_produced(", tmp_path / "notebooks")
+    result = run_alone("03_", {"ticks": 1, "progress": False}, tmp_path, monkeypatch, notebook)
+    assert result.status == "ok", result.error
+
+    produced, _ = streaming_cli.read_produced("local", local_target.stack_id)
+    reconciled = CliRunner().invoke(streaming_cli.stream, ["reconcile", "--target", "local"])
+
+    assert len(produced) == result.figures["records_sent"] == 326
+    assert reconciled.exit_code == 0, reconciled.output
 
 
 def _code_cells(name: str) -> list[str]:

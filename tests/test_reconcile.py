@@ -413,3 +413,18 @@ def test_the_reason_the_transform_logged_explains_its_error_record(streaming_sta
     result = reconcile([3], stack.outputs, session=stack.session)
 
     assert [e.logged_reason for e in result.errors] == ["abv: not a number"]
+
+
+@pytest.mark.parametrize("timeout", [0, -5, "900", None, True, float("nan")])
+def test_a_delivery_timeout_that_cannot_wait_is_refused_before_any_read(monkeypatch, timeout):
+    # 0 or less stopped at the first read and reported every record lost; "900" a TypeError
+    monkeypatch.setattr(reconciling, "reconcile", lambda *a, **kw: pytest.fail("read S3"))
+    with pytest.raises(ValueError, match=r"timeout must be a number of seconds above 0"):
+        wait_for_delivery([1], {}, timeout=timeout, poll=15)
+
+
+def test_a_delivery_timeout_is_named_as_the_caller_calls_it():
+    assert reconciling.checked_timeout(900) == 900.0
+    assert reconciling.checked_timeout(0.5) == 0.5
+    with pytest.raises(ValueError, match=r"^delivery_timeout must be .* not -1$"):
+        reconciling.checked_timeout(-1, "delivery_timeout")

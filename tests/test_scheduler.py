@@ -374,3 +374,18 @@ def test_an_open_ended_run_ticks_until_stopped(streaming_stack):
 
     assert len(ticks) == 2
     assert ticks[0].event["detail-type"] == "Scheduled Event"
+
+
+@pytest.mark.parametrize("ticks", [-1, 2.5, "3", True])
+def test_a_number_of_ticks_that_is_no_whole_number_of_zero_or_more_is_refused(monkeypatch, ticks):
+    # -1 ran none, 2.5 ran three, "3" was a TypeError after the backfill
+    scheduler = Scheduler(function=FUNCTION_ARN, session=_session(), in_process=False)
+    monkeypatch.setattr(scheduler, "tick", lambda: pytest.fail("ticked"))
+
+    with pytest.raises(ValueError, match=r"ticks must be a whole number of ticks, 0 or more"):
+        scheduler.run(ticks)
+
+
+def test_whole_numbers_of_ticks_are_taken():
+    assert scheduler_module.checked_ticks(0) == 0
+    assert scheduler_module.checked_ticks(3) == 3

@@ -23,6 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from numbers import Real
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -456,6 +457,17 @@ def tick_ids(ticks: Iterable[Any]) -> list[int]:
     return ids
 
 
+def checked_timeout(seconds: Any, name: str = "timeout") -> float:
+    """`seconds` to wait for delivery, or a ValueError naming `name`: with 0 or less the
+    wait would end before Firehose delivers and report every record lost."""
+    if isinstance(seconds, bool) or not isinstance(seconds, Real) or not seconds > 0:
+        raise ValueError(
+            f"{name} must be a number of seconds above 0 (Firehose delivers after its 60 s "
+            f"buffer interval), not {seconds!r}"
+        )
+    return float(seconds)
+
+
 def wait_for_delivery(
     produced_ids: Iterable[int],
     outputs: Mapping[str, str],
@@ -469,7 +481,7 @@ def wait_for_delivery(
     `timeout` seconds have passed; returns the last reconciliation. With nothing produced
     there is nothing to wait for. `delivered_before` as for `reconcile`."""
     produced = list(produced_ids)
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + checked_timeout(timeout)
     while True:
         # the function's log is read once, for the answer, not on every poll
         result = reconcile(

@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,14 @@ RECENT_TICKS = 100
 
 RATE = re.compile(r"^rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)$")
 UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+def checked_ticks(ticks: Any) -> int:
+    """`ticks` as a number of ticks, or a ValueError saying what it must be: a float or a
+    string would run a tick more than asked, or fail after the backfill."""
+    if isinstance(ticks, bool) or not isinstance(ticks, Integral) or ticks < 0:
+        raise ValueError(f"ticks must be a whole number of ticks, 0 or more, not {ticks!r}")
+    return int(ticks)
 
 
 def rate_seconds(expression: str) -> float | None:
@@ -200,6 +209,8 @@ class Scheduler:
         run follows the rule's rate. Returns every tick of a given number; an open-ended
         run, its RECENT_TICKS last ones (`on_tick` sees each).
         """
+        if ticks is not None:
+            ticks = checked_ticks(ticks)
         if interval is None:
             interval = 0.0 if ticks is not None else (self.interval_seconds or 60.0)
         stop = stop or threading.Event()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from collections import Counter
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,9 @@ def use_target(name: str) -> Any:
 
 def produced_ids_file(target: str) -> Path:
     """Ids the backfill and the ticks sent, for `reconcile`: every id as often as it was
-    sent, over all runs into one stack (a beer sent twice must arrive twice); and the
-    objects delivered before the first of them, which `reconcile` leaves out."""
+    sent, over all runs into one stack (a beer sent twice must arrive twice), with the ids
+    of each notebook run also by run; and the objects delivered before the first of them,
+    which `reconcile` leaves out."""
     return paths.build_dir() / "streaming" / f"produced-ids-{target}.json"
 
 
@@ -61,7 +63,13 @@ def read_remembered(target: str, stack_id: str | None) -> tuple[dict[str, Any] |
     keys = remembered.get("delivered_before", [])
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise _unreadable(path, "its delivered_before is not a list of object keys")
-    return {"ids": ids, "delivered_before": frozenset(keys)}, str(path)
+    runs = remembered.get("runs", {})
+    if not isinstance(runs, dict) or not all(
+        isinstance(run_ids, list) and all(type(i) is int for i in run_ids)
+        for run_ids in runs.values()
+    ):
+        raise _unreadable(path, "its runs are not lists of integer ids by run")
+    return {"ids": ids, "delivered_before": frozenset(keys), "runs": runs}, str(path)
 
 
 def read_produced(target: str, stack_id: str | None) -> tuple[list[int] | None, str]:
@@ -96,23 +104,31 @@ def remember_produced(
     ids: list[int],
     stack_id: str | None,
     delivered_before: Collection[str] | None = None,
+    run: str | None = None,
 ) -> Path:
     """Add `ids` to what this stack was sent. `delivered_before` (what
-    `delivered_before_producing` listed) is kept only with the stack's first ids. One
-    writer at a time: `stream run --with-scheduler` may tick beside a `stream tick` or a
-    backfill."""
+    `delivered_before_producing` listed) is kept only with the stack's first ids. With
+    `run`, `ids` are all that run has sent so far: they replace what was recorded for the
+    same run, so recording a run again (notebook 03's cell run twice) counts its beers once.
+    One writer at a time: `stream run --with-scheduler` may tick beside a `stream tick` or
+    a backfill."""
     from brewops.files import exclusive, write_atomically
 
     path = produced_ids_file(target)
     with exclusive(path.with_suffix(".lock")):
         known, _ = read_remembered(target, stack_id)
+        runs = dict(known["runs"]) if known is not None else {}
+        added = list(ids)
+        if run is not None:
+            runs[run] = sorted(added)
         if known is not None:  # the objects listed before the stack's first ids stay
-            ids, delivered_before = [*known["ids"], *ids], known["delivered_before"]
-        ids = sorted(ids)
+            earlier = Counter(known["ids"]) - Counter(known["runs"].get(run, []))
+            ids, delivered_before = [*earlier.elements(), *added], known["delivered_before"]
         remembered = {
             "stack_id": stack_id,
-            "ids": ids,
+            "ids": sorted(ids),
             "delivered_before": sorted(delivered_before or ()),
+            **({"runs": runs} if runs else {}),
         }
         write_atomically(path, json.dumps(remembered))
     return path

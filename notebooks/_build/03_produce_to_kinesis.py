@@ -53,6 +53,7 @@ from brewops.firehose_runtime import FirehoseRuntime
 from brewops.producer import put_beers
 from brewops.punkapi.client import PunkApiClient
 from brewops.reconcile import (
+    checked_timeout,
     delete_delivered,
     delivered_keys,
     object_counts,
@@ -61,10 +62,13 @@ from brewops.reconcile import (
     tick_ids,
     wait_for_delivery,
 )
-from brewops.scheduler import Scheduler
+from brewops.scheduler import Scheduler, checked_ticks
 from brewops.streaming_cli import remember_produced
 
 pd.set_option("display.max_colwidth", None)  # S3 URIs and ARNs in full, not cut at 50
+# refused here, before anything is sent, when a value cannot run
+ticks = checked_ticks(ticks)
+delivery_timeout = checked_timeout(delivery_timeout, "delivery_timeout")
 tgt = targets.use(target)
 is_local = tgt.name == "local"
 base_url, api_version = targets.punkapi_endpoint(api_url, api_version, tgt)
@@ -94,8 +98,10 @@ print(f"{len(beers)} beers from the Punk API in {api.requests_made} requests")
 for problem in api.schema_errors:
     print(f"sent although it fails the schema: {problem}")
 # what this run has produced so far: a backfill run again starts a new run, whose
-# reconciliation must not look for the earlier run's ticks among its own objects
+# reconciliation must not look for the earlier run's ticks among its own objects; its ids
+# are recorded under its name, once however often the recording cell runs
 done, produced_ids, records_sent = [], sent_ids(beers, report), report.sent
+produced_run = f"notebook 03 at {pd.Timestamp.now(tz='UTC').isoformat()}"
 pd.Series(report.as_dict()).drop(["failed", "oversize"]).to_frame("backfill")
 """),
         code("""
@@ -128,7 +134,9 @@ produced_ids = sent_ids(beers, report) + tick_ids(done)
 records_sent = report.sent + sum(t.result["sent"] for t in done)
 print(f"{records_sent} records sent, {len(set(produced_ids))} distinct beer ids")
 if not cleanup:  # for `brewops stream reconcile`; and `stream fill` won't send them again
-    recorded = remember_produced(tgt.name, produced_ids, tgt.stack_id, delivered_before)
+    recorded = remember_produced(
+        tgt.name, produced_ids, tgt.stack_id, delivered_before, run=produced_run
+    )
     print(f"recorded in {recorded}")
 """),
         md("""
