@@ -399,6 +399,34 @@ def test_a_missing_catalogue_file_is_reported(tmp_path: Path):
         load_catalog(tmp_path / "nope.json")
 
 
+def test_a_missing_relative_catalogue_says_where_it_was_looked_for(tmp_path: Path, monkeypatch):
+    # a notebook reads a relative path from notebooks/, not from the repository's root
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CatalogError) as refused:
+        load_catalog("data/beers.json")
+    said = str(refused.value)
+    assert said.startswith(f"Cannot read the catalogue data/beers.json (read from {tmp_path}): ")
+    assert said.endswith(
+        "Give the path of a catalogue file: a JSON array of beers, v2 or v3 shape."
+    )
+
+
+def test_a_file_of_ones_own_that_is_not_json_is_told_in_words_notebook_05_uses_too(tmp_path):
+    # "--catalog" is a command's option: notebook 05 sets its `catalog` parameter instead
+    path = tmp_path / "mine.json"
+    path.write_text("not json {")
+    with pytest.raises(CatalogError, match="or give the path of a good file") as refused:
+        load_catalog(path)
+    assert "--catalog" not in str(refused.value)
+
+
+@pytest.mark.parametrize("path", ["", 5, ["beers.json"]])
+def test_a_catalogue_that_is_no_path_is_refused_saying_what_it_must_be(path):
+    # "" was read as the current folder ("Is a directory"), 5 was a TypeError from pathlib
+    with pytest.raises(CatalogError, match=r"must be the path of a file \(a JSON array of beers\)"):
+        load_catalog(path)
+
+
 def test_repeated_ids_can_keep_the_last_record_when_asked(tmp_path: Path):
     path = tmp_path / "dup.json"
     beers = [{"id": 2, "name": "old"}, {"id": 1, "name": "one"}, {"id": 2, "name": "new"}]

@@ -10,7 +10,13 @@ from brewops import schema, tables
 from brewops.catalog import to_v3_shape
 from brewops.model import bands, features, train
 from brewops.model.estimators import OrdinalForestClassifier
-from brewops.model.predict import predict_beer, predict_beers, predictions_frame
+from brewops.model.predict import (
+    beers_with_ids,
+    checked_beer_ids,
+    predict_beer,
+    predict_beers,
+    predictions_frame,
+)
 from fixtures.model import QUICK, TINY, train_small
 from fixtures.validation import raw_columns
 
@@ -757,3 +763,17 @@ def test_the_final_model_is_fitted_while_the_folds_run(catalog_beers, monkeypatc
     assert started_during_folds == [True]
     alone = fit_model(train.make_model(TINY, n_jobs=1), X, ibu)
     assert pickle.dumps(result.model) == pickle.dumps(alone)
+
+
+@pytest.mark.parametrize("ids", [5, "1,2", "5", None, [1, "2"], [True]])
+def test_beer_ids_to_predict_of_the_wrong_shape_are_refused_naming_the_parameter(ids):
+    # 5 was a TypeError after the training; "1,2" matched no beer and predicted others
+    with pytest.raises(ValueError, match=r"^predict_ids must be a list of beer ids such as \[1"):
+        checked_beer_ids(ids, "predict_ids")
+
+
+def test_the_beers_of_the_ids_asked_are_chosen_and_the_ids_none_has_are_said():
+    beers = [{"id": 1}, {"id": 2}, {"id": 3}]
+    assert beers_with_ids(beers, [3, 9999, 1, 42]) == ([{"id": 1}, {"id": 3}], [42, 9999])
+    assert beers_with_ids(beers, range(2, 3)) == ([{"id": 2}], [])
+    assert beers_with_ids(beers, []) == ([], [])

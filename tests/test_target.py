@@ -14,6 +14,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from brewops import target as targets
+from brewops.errors import ActionableError
 from brewops.local.state import LocalState
 
 AWS_VARIABLES = (
@@ -516,3 +517,10 @@ def test_a_local_target_in_another_region_routes_everything_to_that_region(
 
     assert os.environ["AWS_REGION"] == os.environ["AWS_DEFAULT_REGION"] == "ap-southeast-2"
     assert tgt.session.region_name == "ap-southeast-2"
+
+
+@pytest.mark.parametrize("name", ["staging", "Local", "", None])
+def test_an_unknown_target_is_said_in_one_line_naming_the_choices(name) -> None:
+    # an ActionableError, as the target's other refusals: the commands print it as one line
+    with pytest.raises(ActionableError, match=r"unknown target .*: choose one of local, aws"):
+        targets.use(name)

@@ -163,7 +163,7 @@ def default_catalog_path() -> Path:
 _FETCH_AGAIN = "Fetch it again (`brewops data fetch --force`) or point --catalog at a good file."
 _FIX_THE_FILE = (
     "Save it as one JSON array of beers in UTF-8 (not one object per line), "
-    "or point --catalog at a good file."
+    "or give the path of a good file."
 )
 
 
@@ -226,11 +226,21 @@ def load_catalog(
     record of each id is kept and `on_duplicates(records dropped, record kept by id)` is
     called.
     """
+    if path is not None and (not isinstance(path, str | os.PathLike) or not str(path)):
+        # "" would be read as the current folder, a number fail inside pathlib
+        raise CatalogError(
+            f"The catalogue must be the path of a file (a JSON array of beers), not {path!r}."
+        )
     path = Path(path) if path is not None else default_catalog_path()
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise CatalogError(f"Cannot read the catalogue {path}: {exc.strerror}.") from exc
+        # a notebook reads a relative path from its own folder, not from where one expects
+        where = "" if path.is_absolute() else f" (read from {Path.cwd()})"
+        raise CatalogError(
+            f"Cannot read the catalogue {path}{where}: {exc.strerror}. Give the path of a "
+            "catalogue file: a JSON array of beers, v2 or v3 shape."
+        ) from exc
     remedy = _FETCH_AGAIN if path.name == CATALOG_FILENAME else _FIX_THE_FILE
     beers = [to_v2_shape(b) for b in _parse_catalog_bytes(data, str(path), remedy)]
     beers.sort(key=lambda b: b["id"])  # stable: records of one id stay in file order

@@ -499,7 +499,13 @@ def deploy(target: str, stack_name: str | None = None, **parameters: str) -> Non
     elif target == "aws":
         sam_deploy(stack_name, parameters)
     else:
-        raise ValueError(f"unknown target {target!r}: use 'local' or 'aws'")
+        raise _unknown_target(target)
+
+
+def _unknown_target(target: str) -> Exception:
+    from brewops.target import UnknownTarget
+
+    return UnknownTarget(f"unknown target {target!r}: use 'local' or 'aws'")
 
 
 def teardown(target: str, stack_name: str | None = None) -> None:
@@ -511,7 +517,7 @@ def teardown(target: str, stack_name: str | None = None) -> None:
     elif target == "aws":
         sam_delete(stack_name)
     else:
-        raise ValueError(f"unknown target {target!r}: use 'local' or 'aws'")
+        raise _unknown_target(target)
 
 
 def delivery_streams_table(session: Any, outputs: dict[str, str]) -> pd.DataFrame:

@@ -93,6 +93,10 @@ class TargetNotReady(RuntimeError, ActionableError):
     """The target has nothing running or deployed to use."""
 
 
+class UnknownTarget(ValueError, ActionableError):
+    """A target name that is neither "local" nor "aws"."""
+
+
 def check_session(session: Any) -> None:
     """Raise TargetNotReady unless `session` has a region and credentials; no request is
     sent to AWS (on EC2 the credential chain may ask the instance metadata service)."""
@@ -313,7 +317,7 @@ def _restore_environment() -> bool:
 def use(target: str = "local") -> Target:
     """Select the target for this process: "local" or "aws"."""
     if target not in TARGETS:
-        raise ValueError(f"unknown target {target!r}: choose one of {', '.join(TARGETS)}")
+        raise UnknownTarget(f"unknown target {target!r}: choose one of {', '.join(TARGETS)}")
     if target == "local":
         from brewops import local
 

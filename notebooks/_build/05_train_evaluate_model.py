@@ -53,12 +53,15 @@ from brewops import summary, tables
 from brewops import target as targets
 from brewops.catalog import load_catalog
 from brewops.model import PROTOCOL_SEED, bands, features, plots, registry, train
-from brewops.model.predict import predict_beers, predictions_frame
+from brewops.model.predict import beers_with_ids, checked_beer_ids, predict_beers, predictions_frame
 
 # refused here, before the target starts, when a value cannot run
 protocol = train.Protocol(
     n_splits=folds, n_repeats=repeats, seed=PROTOCOL_SEED if seed is None else seed, n_jobs=n_jobs
 )
+predict_ids = checked_beer_ids(predict_ids, "predict_ids")
+# read now, so that a path that holds no catalogue is said before the target starts
+records = load_catalog(catalog) if catalog is not None else None
 needs_stack = catalog is None or register or model_version is not None
 tgt = targets.use(target) if needs_stack else None
 registry_uri = tgt.outputs["ModelRegistryUri"] if tgt else None
@@ -79,7 +82,6 @@ if catalog is None:
     records = tables.latest_per_id(raw)
     source = {"table": tgt.outputs["RawTableName"], "rows_read": len(raw)}
 else:
-    records = load_catalog(catalog)
     source = {"file": Path(catalog).name, "file_sha256": hashlib.sha256(Path(catalog).read_bytes()).hexdigest()}
 beers = features.labelled(records)
 ibu = features.ibu_values(beers)
@@ -245,7 +247,12 @@ if registry_uri and (wanted or register):
 else:
     loaded = result.model
 print("model version:", getattr(loaded, "version", "in memory"))
-sample = [b for b in beers if b.get("id") in set(predict_ids)] or beers[:5]
+sample, not_found = beers_with_ids(beers, predict_ids)
+if not_found:
+    print(f"no beer with an IBU has id {', '.join(map(str, not_found))}: not predicted")
+if not sample:
+    print("none of predict_ids is in the data: predicting the first five beers")
+    sample = beers[:5]
 card = getattr(loaded, "card", result.card)
 predictions = predictions_frame(predict_beers(loaded, sample, card["data"]["beer_keys"]))
 predictions
