@@ -763,3 +763,71 @@ def test_no_progress_hides_papermills_progress_bars(
     assert [call["progress_bar"] for call in fake.calls] == [progress]
     assert fake.calls[0]["parameters"]["target"] == "aws"
     assert re.search(r"^  ok +\d+\.\d s  01_first_step$", result.output, re.MULTILINE)
+
+
+def _kernelspec(jupyter_path: Path, *argv: str) -> Path:
+    """A `python3` kernel spec of its own in `jupyter_path`, ahead of the installed one."""
+    spec = jupyter_path / "kernels" / "python3" / "kernel.json"
+    spec.parent.mkdir(parents=True)
+    spec.write_text(json.dumps({"argv": list(argv), "display_name": "P", "language": "python"}))
+    return spec
+
+
+def _run_within(
+    args: list[str], env: dict[str, str], seconds: float
+) -> subprocess.CompletedProcess:
+    """`brewops run` in a process of its own, killed with its kernels if it has not ended in
+    `seconds`: a run that hangs fails the test instead of stopping the suite."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "brewops.cli", "run", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = process.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, 9)
+        out, err = process.communicate()
+        pytest.fail(f"`brewops run` had not ended after {seconds} s:\n{err[-2000:]}")
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["/nonexistent/bin/python", "-f", "{connection_file}"], id="missing-program"),
+        pytest.param(
+            [sys.executable, "-c", "raise SystemExit(3)", "{connection_file}"], id="exits"
+        ),
+    ],
+)
+def test_a_kernel_that_does_not_start_ends_the_run_saying_so(tmp_path: Path, argv: list[str]):
+    # GIVEN a notebook whose kernel spec runs no kernel
+    home = tmp_path / "home"
+    (home / "notebooks").mkdir(parents=True)
+    _notebook(home / "notebooks" / "01_first.ipynb", "print('never runs')")
+    spec = _kernelspec(tmp_path / "jupyter", *argv)
+    env = {**os.environ, "BREWOPS_HOME": str(home), "JUPYTER_PATH": str(spec.parents[2])}
+    # WHEN it runs
+    done = _run_within(["--target", "aws", "--no-progress"], env, seconds=120)
+    # THEN the run ends, saying that no cell ran because the kernel of that spec did not start
+    assert done.returncode == 1, done.stderr
+    assert "01_first failed: its kernel did not start" in done.stderr
+    assert str(spec) in done.stderr
+    assert "no cell ran" in done.stderr and "failing cell" not in done.stderr
+
+
+def test_a_kernel_that_dies_in_a_cell_ends_the_run_saying_so(tmp_path: Path):
+    home = tmp_path / "home"
+    (home / "notebooks").mkdir(parents=True)
+    _notebook(home / "notebooks" / "01_first.ipynb", "import os\nos._exit(1)", "print('never')")
+    env = {**os.environ, "BREWOPS_HOME": str(home)}
+
+    done = _run_within(["--target", "aws", "--no-progress"], env, seconds=120)
+
+    assert done.returncode == 1, done.stderr
+    assert "01_first failed: its kernel died while a cell ran" in done.stderr
+    assert "up to the cell that was running" in done.stderr

@@ -16,6 +16,7 @@ import os
 import re
 import tempfile
 import time
+import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -263,6 +264,7 @@ def execute(
     """Run `notebooks` in order against `target`; stop at the first failure. A parameter
     none of them defines is refused before any runs."""
     papermill = notebook_executor()
+    from nbclient.exceptions import DeadKernelError  # papermill's executor, loaded with it
 
     defined = check_parameters(notebooks, parameters or {})
     out_dir = out_dir or build_dir()
@@ -300,14 +302,19 @@ def execute(
                         str(source),
                         str(executed),
                         parameters=own_parameters(params, defined[source]),
-                        kernel_name="python3",
+                        kernel_name=KERNEL_NAME,
                         cwd=str(source.parent),
                         progress_bar=progress,
                         **kernel_config,
                     )
             except Exception as exc:  # papermill raises on any failing cell; keep the copy
                 result.status = "failed"
-                result.error = _first_line(exc)
+                if _while_starting_the_kernel(exc):
+                    result.error = _kernel_not_started(exc)
+                elif isinstance(exc, DeadKernelError):
+                    result.error = KERNEL_DIED
+                else:
+                    result.error = _first_line(exc)
                 failed = True
             result.seconds = round(time.perf_counter() - t0, 2)
             result.figures = summary.read(figures_file)
@@ -333,6 +340,34 @@ def execute(
     run.seconds = round(time.perf_counter() - started, 2)
     run.write(summary_path)
     return run
+
+
+KERNEL_NAME = "python3"
+KERNEL_NOT_STARTED = "its kernel did not start"
+# nbclient says only "Kernel died"
+KERNEL_DIED = "its kernel died while a cell ran: it crashed or was killed (out of memory?)"
+
+
+def _while_starting_the_kernel(exc: BaseException) -> bool:
+    """Whether `exc` came from nbclient starting the kernel: papermill raises the same
+    errors (a missing file, a RuntimeError) there as before and after."""
+    starting = {"async_start_new_kernel", "async_start_new_kernel_client"}
+    return any(f.f_code.co_name in starting for f, _ in traceback.walk_tb(exc.__traceback__))
+
+
+def _kernel_not_started(exc: BaseException) -> str:
+    """Says that no cell ran, and which kernel failed: the error alone (a missing file, a
+    kernel that "died before replying to kernel_info") names neither."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = f"{KernelSpecManager().get_kernel_spec(KERNEL_NAME).resource_dir}/kernel.json"
+    except NoSuchKernel:
+        spec = "no kernel spec"
+    return (
+        f"{KERNEL_NOT_STARTED}: {_first_line(exc)} (kernel {KERNEL_NAME!r}: {spec}; "
+        "`jupyter kernelspec list` shows where each kernel comes from)"
+    )
 
 
 def own_parameters(parameters: Mapping[str, Any], defined: set[str]) -> dict[str, Any]:
@@ -453,6 +488,10 @@ def run_command(
 def _executed_copy(failed: NotebookResult) -> str:
     """Where to look: the executed copy shows the failing cell only when it was written whole
     (it was rendered); a full disk can cut it short, or stop it being written at all."""
+    if failed.html and (failed.error or "").startswith(KERNEL_NOT_STARTED):
+        return f"no cell ran; its executed copy is {failed.executed}"
+    if failed.html and failed.error == KERNEL_DIED:
+        return f"its executed copy, up to the cell that was running, is {failed.executed}"
     if failed.html:
         return f"its executed copy (with the failing cell) is {failed.executed}"
     if failed.executed and Path(failed.executed).exists():
