@@ -50,6 +50,16 @@ def test_the_same_contents_written_again_are_no_change(checkout: Path):
     assert installed.stale_venv_warning(checkout / ".venv", checkout) is None
 
 
+def test_a_line_moved_from_one_file_to_the_other_is_a_change(checkout: Path):
+    lock, pyproject = (checkout / name for name in installed.INSTALLED_FROM)
+    lock.write_text("a\n")
+    pyproject.write_text("b\n")
+    installed.record(checkout / ".venv" / ".installed")
+    lock.write_text("a\nb\n")
+    pyproject.write_text("")
+    assert installed.stale_venv_warning(checkout / ".venv", checkout) is not None
+
+
 def test_without_a_record_nothing_is_compared(checkout: Path):
     # a venv made otherwise (pip install in Colab, conda)
     (checkout / ".venv" / ".installed").unlink()
@@ -68,7 +78,8 @@ def test_an_empty_record_made_before_the_digest_compares_dates(checkout: Path):
     stamp.write_text("")
     assert installed.stale_venv_warning(checkout / ".venv", checkout) is None
     pull(checkout, "pyproject.toml")
-    os.utime(stamp, (0, 0))  # installed before the pull
+    os.utime(checkout / "requirements.lock", (0, 0))  # not pulled: older than the install
+    os.utime(stamp, (1, 1))  # installed before the pull
     assert installed.stale_venv_warning(checkout / ".venv", checkout) is not None
 
 

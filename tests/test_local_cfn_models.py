@@ -602,3 +602,50 @@ def test_a_log_stream_in_a_group_of_its_own_goes_with_its_stack(
 
     assert streams() == []
     logs.delete_log_group(logGroupName=group)
+
+
+@pytest.mark.emulator
+def test_an_alarm_keeps_each_of_its_actions_and_a_subscription_goes_with_its_stack(
+    emulator_endpoint: str, tmp_path: Path
+) -> None:
+    sns = emulator_session().client("sns", endpoint_url=emulator_endpoint)
+    shared = sns.create_topic(Name=f"brewops-shared-{uuid.uuid4().hex[:8]}")["TopicArn"]
+    template = (
+        "Parameters:\n  Shared: {Type: String}\n"
+        "Resources:\n"
+        "  Topic:\n    Type: AWS::SNS::Topic\n"
+        "  Subscription:\n"
+        "    Type: AWS::SNS::Subscription\n"
+        "    Properties: {TopicArn: !Ref Shared, Protocol: email, Endpoint: ops@example.com}\n"
+        "  Errors:\n"
+        "    Type: AWS::CloudWatch::Alarm\n"
+        "    Properties:\n"
+        "      Namespace: AWS/Lambda\n"
+        "      MetricName: Errors\n"
+        "      Statistic: Sum\n"
+        "      Period: 60\n"
+        "      EvaluationPeriods: 1\n"
+        "      Threshold: 0\n"
+        "      ComparisonOperator: GreaterThanThreshold\n"
+        "      AlarmActions: [!Ref Topic]\n"
+        "      OKActions: [!Ref Shared]\n"
+        "      InsufficientDataActions: []\n"
+        "Outputs:\n"
+        "  Alarm: {Value: !Ref Errors}\n"
+        "  Topic: {Value: !Ref Topic}\n"
+    )
+
+    def subscribed() -> list[str]:
+        found = sns.list_subscriptions_by_topic(TopicArn=shared)["Subscriptions"]
+        return [s["Endpoint"] for s in found]
+
+    with deployed_template(emulator_endpoint, tmp_path, template, {"Shared": shared}) as stack:
+        cloudwatch = stack.client("cloudwatch")
+        (alarm,) = cloudwatch.describe_alarms(AlarmNames=[stack.outputs["Alarm"]])["MetricAlarms"]
+        assert alarm["AlarmActions"] == [stack.outputs["Topic"]]
+        assert alarm["OKActions"] == [shared]
+        assert alarm["InsufficientDataActions"] == []
+        assert subscribed() == ["ops@example.com"]
+
+    assert subscribed() == []  # the topic made outside the stack stays, without it
+    sns.delete_topic(TopicArn=shared)

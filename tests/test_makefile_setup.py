@@ -252,3 +252,27 @@ def test_the_install_records_what_it_was_installed_from(checkout: Path):
     assert "make setup" in stale_venv_warning(venv, checkout)
     assert make_installed(checkout).returncode == 0
     assert stale_venv_warning(venv, checkout) is None
+
+
+def test_a_new_pin_of_uv_is_installed_by_the_next_set_up(checkout: Path):
+    # GIVEN a set-up done
+    assert make_installed(checkout).returncode == 0
+    # WHEN `make lock` (or a pull) changes the pin of uv
+    later = (checkout / ".venv" / "bin" / "uv").stat().st_mtime + 10
+    os.utime(checkout / "uv-requirements.lock", (later, later))
+    # THEN make installs uv again, from the lock
+    result = make_dry_run(checkout, ".venv/bin/uv")
+    assert "--require-hashes -r uv-requirements.lock" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["requirements.lock", "pyproject.toml"])
+def test_a_changed_lock_or_pyproject_is_installed_by_the_next_set_up(checkout: Path, name: str):
+    # GIVEN a set-up done
+    assert make_installed(checkout).returncode == 0
+    # WHEN a pull changes the lock or the project's dependencies
+    later = (checkout / ".venv" / ".installed").stat().st_mtime + 10
+    os.utime(checkout / name, (later, later))
+    # THEN make installs the lock again, and records it
+    result = make_dry_run(checkout, ".venv/.installed")
+    assert "pip sync --quiet --require-hashes" in result.stdout
+    assert "brewops.installed record" in result.stdout

@@ -4,6 +4,7 @@ Lambda on a local Punk API server."""
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
 import logging
@@ -528,6 +529,8 @@ def test_a_shard_that_stops_taking_records_is_given_up_max_attempts_tries_later(
     put_records = shard.put_records
 
     def then_nothing(**request: Any) -> dict[str, Any]:
+        # a producer that never gave up would call for ever
+        assert shard.calls < 10, "still retrying a shard that takes nothing"
         answer = put_records(**request)
         shard.per_call = 0
         return answer
@@ -580,6 +583,13 @@ def test_a_tick_into_a_shard_at_its_limit_stops_retrying_in_time(monkeypatch):
     assert report.calls == shard.calls == report.sent == producer.TICK_RETRY_SECONDS
     assert len(report.failed) == 30 - report.sent
     assert {f.error_code for f in report.failed} == {THROTTLED}
+
+
+def test_a_tick_gives_up_retrying_within_the_lambdas_reserve_for_kinesis():
+    # the last retry may start TICK_RETRY_SECONDS after the first try, after a wait of
+    # up to max_backoff: both must fit in what the Lambda keeps for Kinesis
+    max_backoff = inspect.signature(producer.put_payloads).parameters["max_backoff"].default
+    assert producer.TICK_RETRY_SECONDS + max_backoff < app.KINESIS_RESERVE_SECONDS
 
 
 @pytest.mark.emulator

@@ -673,11 +673,17 @@ def test_on_invalid_must_be_raise_or_keep():
         PunkApiClient("http://punk.test/v2", on_invalid="drop")
 
 
-@pytest.mark.parametrize("url", ["localhost:8080/v2", "127.0.0.1:8080", "ftp://punk.test/v2", ""])
+@pytest.mark.parametrize(
+    "url", ["localhost:8080/v2", "127.0.0.1:8080", "ftp://punk.test/v2", "", "http:///v2", 8080]
+)
 def test_a_url_without_http_is_refused_at_once_saying_what_one_looks_like(url):
     # requests refuses it only when asked, on every retry: half a minute for one line
     with pytest.raises(ValueError, match=r"must start with http:// or https://"):
         PunkApiClient(url)
+
+
+def test_a_url_over_https_is_taken():
+    assert PunkApiClient("https://punk.test/v2/").base_url == "https://punk.test/v2"
 
 
 def test_errors_share_a_base(punkapi_url):

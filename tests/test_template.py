@@ -481,6 +481,13 @@ def test_alarms_notify_the_topic_and_read_no_traffic_as_healthy(resources):
     assert resources["AlarmTopic"]["Type"] == "AWS::SNS::Topic"
 
 
+def test_an_alarm_notifies_on_the_first_period_in_breach(resources):
+    # but the throttling one, which waits for five (below)
+    for name, props in alarms(resources).items():
+        if name != "StreamWriteThrottledAlarm":
+            assert props["EvaluationPeriods"] == 1 and "DatapointsToAlarm" not in props, name
+
+
 def test_a_late_delivery_is_not_an_ordinary_buffer_wait(template, resources):
     # DataFreshness reaches the buffer interval before every delivery
     longest_buffer = template["Parameters"]["BufferIntervalSeconds"]["MaxValue"]

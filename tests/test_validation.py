@@ -773,7 +773,9 @@ def test_a_column_the_schema_does_not_define_is_a_key_error():
         schema.column("colour")
 
 
-@pytest.mark.parametrize("expected", ["1,2", "12", 3.5, True, -1, [1, "2"], [1.0]])
+@pytest.mark.parametrize(
+    "expected", ["1,2", "12", b"12", 3.5, True, -1, [1, "2"], [1.0], [1, True]]
+)
 def test_expected_ids_of_the_wrong_type_are_refused_saying_what_they_must_be(expected):
     # a string was read character by character: "1,2" ended in int(",")
     with pytest.raises(ValueError, match=r"list of beer ids such as \[1, 2, 3\]"):
@@ -784,6 +786,7 @@ def test_expected_ids_and_records_of_the_right_types_are_taken():
     assert validation.as_expectation([3, 1, 3]).ids == {1, 3}
     assert validation.as_expectation(range(1, 4)).ids == {1, 2, 3}
     assert validation.as_expectation(328).records == 328
+    assert validation.as_expectation(0).records == 0  # a run that was to send nothing
 
 
 @pytest.mark.parametrize("tables", [[], ["clean"], ["cleaned", "raws"], "c"])
