@@ -100,7 +100,7 @@ for problem in api.schema_errors:
 # what this run has produced so far: a backfill run again starts a new run, whose
 # reconciliation must not look for the earlier run's ticks among its own objects; its ids
 # are recorded under its name, once however often the recording cell runs
-done, produced_ids, records_sent = [], sent_ids(beers, report), report.sent
+produced_ids, records_sent = sent_ids(beers, report), report.sent
 produced_run = f"notebook 03 at {pd.Timestamp.now(tz='UTC').isoformat()}"
 pd.Series(report.as_dict()).drop(["failed", "oversize"]).to_frame("backfill")
 """),
