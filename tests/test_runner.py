@@ -286,8 +286,8 @@ def test_parameter_values_are_yaml_scalars():
     assert _parse_value("http://127.0.0.1:8080/v2") == "http://127.0.0.1:8080/v2"
 
 
-@pytest.mark.skipif(os.name != "posix", reason="Unix sockets are a POSIX transport")
-def test_kernels_talk_over_private_unix_sockets(tmp_path: Path, capfd: pytest.CaptureFixture):
+def _run_connection_notebook(tmp_path: Path) -> Any:
+    """Runs a notebook that records how its kernel is connected (`transport`, `ip`)."""
     src = tmp_path / "notebooks"
     src.mkdir()
     _notebook(
@@ -297,8 +297,12 @@ def test_kernels_talk_over_private_unix_sockets(tmp_path: Path, capfd: pytest.Ca
         "info = get_connection_info(unpack=True)\n"
         "summary.record(transport=info['transport'], ip=info['ip'])",
     )
+    return execute(discover(src), out_dir=tmp_path / "build", progress=False)
 
-    run = execute(discover(src), out_dir=tmp_path / "build", progress=False)
+
+@pytest.mark.skipif(os.name != "posix", reason="Unix sockets are a POSIX transport")
+def test_kernels_talk_over_private_unix_sockets(tmp_path: Path, capfd: pytest.CaptureFixture):
+    run = _run_connection_notebook(tmp_path)
 
     assert run.status == "ok"
     figures = run.notebooks[0].figures
@@ -318,16 +322,8 @@ def test_kernels_start_under_a_temporary_directory_too_long_for_a_socket(
     long_tmp.mkdir()
     monkeypatch.setenv("TMPDIR", str(long_tmp))
     monkeypatch.setattr(tempfile, "tempdir", None)  # read $TMPDIR again
-    src = tmp_path / "notebooks"
-    src.mkdir()
-    _notebook(
-        src / "01_connection.ipynb",
-        "from ipykernel.connect import get_connection_info\n"
-        "from brewops import summary\n"
-        "summary.record(ip=get_connection_info(unpack=True)['ip'])",
-    )
     # WHEN a notebook runs
-    run = execute(discover(src), out_dir=tmp_path / "build", progress=False)
+    run = _run_connection_notebook(tmp_path)
     # THEN its kernel starts, its sockets somewhere shorter
     assert run.status == "ok", run.notebooks[0].error
     assert len(os.fsencode(run.notebooks[0].figures["ip"])) < 100
