@@ -482,6 +482,21 @@ def test_a_run_recorded_again_counts_its_beers_once_beside_the_other_runs(monkey
     assert streaming_cli.read_produced("local", stack)[0] == [1, 1, 1, 2, 2, 5]
 
 
+def test_a_run_recorded_again_keeps_what_commands_and_other_runs_sent_meanwhile(
+    monkeypatch, tmp_path
+):
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path))
+    stack = "arn:aws:cloudformation:us-east-1:123456789012:stack/brewops-dev/1"
+
+    streaming_cli.remember_produced("local", [1, 2], stack, run="first")
+    streaming_cli.remember_produced("local", [2], stack)  # `stream tick` beside the notebook
+    streaming_cli.remember_produced("local", [3], stack, run="second")
+    streaming_cli.remember_produced("local", [1, 2, 2], stack, run="first")  # with its tick
+    streaming_cli.remember_produced("local", [1, 2, 2], stack, run="first")  # the cell again
+
+    assert streaming_cli.read_produced("local", stack)[0] == [1, 2, 2, 2, 3]
+
+
 def test_the_objects_delivered_before_are_those_of_the_stacks_first_ids_and_its_own(
     monkeypatch, tmp_path
 ):
@@ -1058,8 +1073,11 @@ class _Unused:
         json.dumps({"stack_id": "s", "ids": 5}),
         json.dumps({"stack_id": "s", "ids": [1], "delivered_before": "raw/a"}),
         json.dumps({"stack_id": "s", "ids": [1], "runs": {"r": ["1"]}}),
+        json.dumps({"stack_id": "s", "ids": [1], "runs": {"r": [True]}}),
+        json.dumps({"stack_id": "s", "ids": [1], "runs": {"r": 1}}),
+        json.dumps({"stack_id": "s", "ids": [1], "runs": [[1]]}),
     ],
-    ids=["json", "ids", "no list", "delivered before", "runs"],
+    ids=["json", "ids", "no list", "delivered before", "runs", "run flags", "run", "runs list"],
 )
 @pytest.mark.parametrize("command", ["backfill", "tick", "reconcile", "run"])
 def test_a_damaged_record_of_the_produced_ids_is_one_line_and_nothing_is_sent(

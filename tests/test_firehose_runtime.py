@@ -771,6 +771,7 @@ def test_the_event_has_the_firehose_kinesis_shape():
     assert event["sourceKinesisStreamArn"] == "arn:aws:kinesis:eu-west-1:123456789012:stream/beers"
     assert event["region"] == "eu-west-1"
     assert uuid.UUID(event["invocationId"])
+    assert event["records"][0]["recordId"] == "1" + "0" * 12  # sequence number, position
     assert event["records"][0]["approximateArrivalTimestamp"] == 1714566600000
     assert event["records"][0]["kinesisRecordMetadata"] == {
         "shardId": "shardId-000000000000",
@@ -1604,7 +1605,7 @@ def test_a_flood_of_tiny_records_is_split_into_calls_lambda_accepts(tmp_path, re
     assert (stats.read, stats.delivered, stats.failed, stats.dropped) == (60_000, 60_000, 0, 0)
     assert stats.invocations == len(request_sizes) > 1
     assert max(request_sizes) <= LAMBDA_PAYLOAD_LIMIT
-    assert max(request_sizes) > LAMBDA_PAYLOAD_LIMIT - 1024, "calls are filled, not cut short"
+    assert min(request_sizes[:-1]) > LAMBDA_PAYLOAD_LIMIT - 1024, "calls are filled, not cut short"
     assert sorted(json.loads(line)["id"] for line in aws.lines()) == list(range(1, 60_001))
 
 
@@ -1620,6 +1621,24 @@ def test_the_event_size_is_counted_as_lambda_counts_the_request():
 
     counted = event_bytes(config) + sum(event_record_bytes(r) for r in records) - len(", ")
     assert counted == len(json.dumps(event).encode())
+
+
+def test_a_call_takes_records_up_to_the_request_limit_and_not_a_byte_over(
+    tmp_path, request_sizes, scripted_lambda, monkeypatch
+):
+    def calls_under(limit: int) -> list[int]:
+        monkeypatch.setattr("brewops.firehose_runtime.runtime.LAMBDA_PAYLOAD_LIMIT", limit)
+        request_sizes.clear()
+        kinesis = ScriptedKinesis({"shardId-000000000000": numbered(1, 2, 3)})
+        stream = description(ProcessingConfiguration=processed())
+        aws = ScriptedAWS(kinesis, stream, lambda_client=scripted_lambda("ok"))
+        scripted_drain(aws, tmp_path / str(limit))
+        return list(request_sizes)
+
+    [whole] = calls_under(LAMBDA_PAYLOAD_LIMIT)
+    # counted with a separator after each record, the last one's too
+    assert calls_under(whole + len(", ")) == [whole]
+    assert len(calls_under(whole + len(", ") - 1)) == 2
 
 
 def test_an_answer_over_the_lambda_payload_limit_sends_its_batch_to_the_errors(

@@ -765,7 +765,7 @@ def test_the_final_model_is_fitted_while_the_folds_run(catalog_beers, monkeypatc
     assert pickle.dumps(result.model) == pickle.dumps(alone)
 
 
-@pytest.mark.parametrize("ids", [5, "1,2", "5", None, [1, "2"], [True]])
+@pytest.mark.parametrize("ids", [5, "1,2", "5", b"12", None, [1, "2"], [True]])
 def test_beer_ids_to_predict_of_the_wrong_shape_are_refused_naming_the_parameter(ids):
     # 5 was a TypeError after the training; "1,2" matched no beer and predicted others
     with pytest.raises(ValueError, match=r"^predict_ids must be a list of beer ids such as \[1"):
@@ -777,3 +777,5 @@ def test_the_beers_of_the_ids_asked_are_chosen_and_the_ids_none_has_are_said():
     assert beers_with_ids(beers, [3, 9999, 1, 42]) == ([{"id": 1}, {"id": 3}], [42, 9999])
     assert beers_with_ids(beers, range(2, 3)) == ([{"id": 2}], [])
     assert beers_with_ids(beers, []) == ([], [])
+    with pytest.raises(ValueError, match="must be a list of beer ids"):
+        beers_with_ids(beers, "13")

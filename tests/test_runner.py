@@ -313,6 +313,9 @@ def test_kernels_talk_over_private_unix_sockets(tmp_path: Path, capfd: pytest.Ca
     assert "without encryption" not in capfd.readouterr().err
 
 
+SHORT_TMP = "/tmp"  # noqa: S108  (where the kernels' sockets go when $TMPDIR is too long)
+
+
 @pytest.mark.skipif(os.name != "posix", reason="Unix sockets are a POSIX transport")
 def test_kernels_start_under_a_temporary_directory_too_long_for_a_socket(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -327,6 +330,24 @@ def test_kernels_start_under_a_temporary_directory_too_long_for_a_socket(
     # THEN its kernel starts, its sockets somewhere shorter
     assert run.status == "ok", run.notebooks[0].error
     assert len(os.fsencode(run.notebooks[0].figures["ip"])) < 100
+    assert run.notebooks[0].figures["ip"].startswith(f"{SHORT_TMP}/brewops-kernel-"), "not TCP"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="Unix sockets are a POSIX transport")
+def test_the_sockets_stay_in_the_temporary_directory_while_its_longest_socket_path_fits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    zmq = pytest.importorskip("zmq")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    # mkdtemp's 8 characters after the prefix; jupyter_client numbers the sockets up to 65535
+    longest = len(os.fsencode(tmp_path / "brewops-kernel-12345678" / "kernel-65535"))
+
+    monkeypatch.setattr(zmq, "IPC_PATH_MAX_LEN", longest)
+    assert runner._socket_parent() == str(tmp_path)
+    monkeypatch.setattr(zmq, "IPC_PATH_MAX_LEN", longest - 1)
+    assert runner._socket_parent() == SHORT_TMP
+    monkeypatch.setattr(os.path, "isdir", lambda path: path != SHORT_TMP)
+    assert runner._socket_parent() is None, "no folder to put them in: TCP"
 
 
 @pytest.mark.emulator
