@@ -6,7 +6,10 @@ data-quality rules are all derived from (or tested against) this module.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from numbers import Integral
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -56,3 +59,14 @@ def column(name: str) -> Column:
 def glue_columns() -> list[dict[str, str]]:
     """Columns as the Glue API and the template spell them."""
     return [{"Name": c.name, "Type": c.glue_type, "Comment": c.comment} for c in CLEANED_COLUMNS]
+
+
+def as_beer_ids(value: Any) -> list[int] | None:
+    """`value` as a list of beer ids, or None when it is none: a string ("1,2") is
+    iterable, but character by character; True is an int, but no id."""
+    if not isinstance(value, Iterable) or isinstance(value, str | bytes):
+        return None
+    ids = list(value)
+    if not all(isinstance(i, Integral) and not isinstance(i, bool) for i in ids):
+        return None
+    return [int(i) for i in ids]

@@ -408,15 +408,13 @@ def as_expectation(
         return expected
     if isinstance(expected, Integral) and not isinstance(expected, bool) and expected >= 0:
         return Expectation(records=int(expected))
-    # a string is iterable too: "1,2" would be read character by character
-    iterable = isinstance(expected, Iterable) and not isinstance(expected, str | bytes)
-    ids = list(expected) if iterable else []
-    if not iterable or not all(isinstance(i, Integral) and not isinstance(i, bool) for i in ids):
+    ids = schema.as_beer_ids(expected)
+    if ids is None:
         raise ValueError(
             "the expected ids must be a list of beer ids such as [1, 2, 3] (or a number of "
             f"records, 0 or more), not {expected!r}"
         )
-    return Expectation(ids=frozenset(int(i) for i in ids))
+    return Expectation(ids=frozenset(ids))
 
 
 @dataclass

@@ -7,23 +7,22 @@ The fitted model's pipelines start with the feature code used in training
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from numbers import Integral
 from typing import Any
 
 import pandas as pd
 
 from brewops.model import bands, features
+from brewops.schema import as_beer_ids
 
 
 def checked_beer_ids(ids: Any, name: str = "the beer ids") -> list[int]:
     """`ids` as a list of beer ids, or a ValueError naming `name` and saying what they
     must be: a number or a string ("1,2") would otherwise fail after the training, or
     match no beer."""
-    iterable = isinstance(ids, Iterable) and not isinstance(ids, str | bytes)
-    found = list(ids) if iterable else []
-    if not iterable or not all(isinstance(i, Integral) and not isinstance(i, bool) for i in found):
+    found = as_beer_ids(ids)
+    if found is None:
         raise ValueError(f"{name} must be a list of beer ids such as [1, 25, 100], not {ids!r}")
-    return [int(i) for i in found]
+    return found
 
 
 def beers_with_ids(
