@@ -11,6 +11,7 @@ from brewops.catalog import to_v3_shape
 from brewops.model import bands, features, train
 from brewops.model.estimators import OrdinalForestClassifier
 from brewops.model.predict import (
+    beers_to_predict,
     beers_with_ids,
     checked_beer_ids,
     predict_beer,
@@ -779,3 +780,19 @@ def test_the_beers_of_the_ids_asked_are_chosen_and_the_ids_none_has_are_said():
     assert beers_with_ids(beers, []) == ([], [])
     with pytest.raises(ValueError, match="must be a list of beer ids"):
         beers_with_ids(beers, "13")
+
+
+def test_the_beers_to_predict_say_the_ids_missing_and_fall_back_to_the_first_five():
+    beers = [{"id": i} for i in range(1, 8)]
+    assert beers_to_predict(beers, [3, 42]) == (
+        [{"id": 3}],
+        ["no beer with an IBU has id 42: not predicted"],
+    )
+    assert beers_to_predict(beers, [42]) == (
+        beers[:5],
+        [
+            "no beer with an IBU has id 42: not predicted",
+            "none of predict_ids is in the data: predicting the first five beers",
+        ],
+    )
+    assert beers_to_predict(beers, [2, 1]) == ([{"id": 1}, {"id": 2}], [])

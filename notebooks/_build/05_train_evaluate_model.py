@@ -53,7 +53,7 @@ from brewops import summary, tables
 from brewops import target as targets
 from brewops.catalog import load_catalog
 from brewops.model import PROTOCOL_SEED, bands, features, plots, registry, train
-from brewops.model.predict import beers_with_ids, checked_beer_ids, predict_beers, predictions_frame
+from brewops.model.predict import beers_to_predict, checked_beer_ids, predict_beers, predictions_frame
 
 # refused here, before the target starts, when a value cannot run
 protocol = train.Protocol(
@@ -247,12 +247,9 @@ if registry_uri and (wanted or register):
 else:
     loaded = result.model
 print("model version:", getattr(loaded, "version", "in memory"))
-sample, not_found = beers_with_ids(beers, predict_ids)
-if not_found:
-    print(f"no beer with an IBU has id {', '.join(map(str, not_found))}: not predicted")
-if not sample:
-    print("none of predict_ids is in the data: predicting the first five beers")
-    sample = beers[:5]
+sample, notes = beers_to_predict(beers, predict_ids)
+for note in notes:
+    print(note)
 card = getattr(loaded, "card", result.card)
 predictions = predictions_frame(predict_beers(loaded, sample, card["data"]["beer_keys"]))
 predictions

@@ -34,6 +34,21 @@ def beers_with_ids(
     return chosen, sorted(wanted - {beer.get("id") for beer in chosen})
 
 
+def beers_to_predict(
+    beers: Sequence[dict[str, Any]], ids: Iterable[int]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """(the beers of `ids` to predict, lines saying what was not as asked): the ids no
+    beer has are named, and with none of them there, the first five beers are taken."""
+    chosen, not_found = beers_with_ids(beers, ids)
+    notes = []
+    if not_found:
+        notes.append(f"no beer with an IBU has id {', '.join(map(str, not_found))}: not predicted")
+    if not chosen:
+        notes.append("none of predict_ids is in the data: predicting the first five beers")
+        chosen = list(beers[:5])
+    return chosen, notes
+
+
 def predict_beers(
     model: Any, beers: Any, trained_on: Collection[str] | None = None
 ) -> list[dict[str, Any]]:
