@@ -275,6 +275,22 @@ def test_sam_deploy_builds_and_deploys_with_the_stacks_environment(tmp_path, mon
     assert calls.read_text().splitlines()[-1] == "delete --stack-name brewops-prod --no-prompts"
 
 
+def test_the_alarm_address_reaches_the_aws_deploy_from_the_environment(tmp_path, monkeypatch):
+    calls = tmp_path / "calls"
+    _fake_sam(tmp_path, monkeypatch, f'echo "$@" >> {calls}')
+    monkeypatch.delenv("BREWOPS_STACK_NAME", raising=False)
+    monkeypatch.setenv("BREWOPS_ALARM_EMAIL", "ops@example.com")
+
+    infra.deploy("aws")  # as notebook 02 does, with no parameters of its own
+    infra.deploy("aws", AlarmEmail="")  # the caller's own value wins: here, no address
+
+    deploys = [line for line in calls.read_text().splitlines() if line.startswith("deploy")]
+    assert deploys[0].endswith("--parameter-overrides Stage=dev AlarmEmail=ops@example.com")
+    assert deploys[1].endswith('--parameter-overrides Stage=dev AlarmEmail=""')
+    # a parameter of the template, so the README's `AlarmEmail=` and this agree
+    assert "AlarmEmail" in infra.load_template()["Parameters"]
+
+
 def _fake_sam(directory, monkeypatch, script: str):
     """A stand-in `sam` on PATH running `script` (sh), the real one needing an AWS account,
     and the region and credentials of a user who deploys."""

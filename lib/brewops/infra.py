@@ -482,10 +482,16 @@ def output_names(template: dict[str, Any] | None = None) -> list[str]:
     return sorted((template or load_template())["Outputs"])
 
 
+# The address subscribed to the alarm topic (the AlarmEmail parameter) on AWS, for deploys
+# that go through notebook 02 (`make run TARGET=aws`, `brewops run`), which take no
+# template parameters. A deploy without it keeps the address the stack has.
+ALARM_EMAIL_ENV = "BREWOPS_ALARM_EMAIL"
+
+
 def deploy(target: str, stack_name: str | None = None, **parameters: str) -> None:
     """Deploy the template to `target`: the embedded emulator, or AWS through SAM.
     The stack is BREWOPS_STACK_NAME's (brewops-dev by default), the one every notebook and
-    command reads."""
+    command reads; on AWS, AlarmEmail is BREWOPS_ALARM_EMAIL's unless given."""
     stack_name = stack_name or default_stack_name()
     if target == "local":
         from brewops import local
@@ -497,6 +503,8 @@ def deploy(target: str, stack_name: str | None = None, **parameters: str) -> Non
             )
         local.up(stack_name=stack_name)
     elif target == "aws":
+        if alarm_email := os.environ.get(ALARM_EMAIL_ENV):
+            parameters = {"AlarmEmail": alarm_email, **parameters}
         sam_deploy(stack_name, parameters)
     else:
         raise _unknown_target(target)

@@ -18,7 +18,8 @@ the chosen target and shows the stack Outputs, the contract every later notebook
   on the `PATH` (the functions' runtime, which `sam build` builds with). The stack
   is `brewops-dev`; set `BREWOPS_STACK_NAME=brewops-prod` before starting Jupyter (or
   `brewops run`) for the `prod` environment of `samconfig.toml`. Every notebook and command
-  reads the same variable, so they all use the stack deployed here.
+  reads the same variable, so they all use the stack deployed here. Set
+  `BREWOPS_ALARM_EMAIL=you@example.com` the same way to have the alarms mailed to you.
 """,
     costs="""
 Local: none. AWS: one provisioned Kinesis shard (~$0.015/hour) plus per-use Firehose,
