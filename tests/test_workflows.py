@@ -4,6 +4,7 @@ SAM; and samconfig.toml matches what the deploy runs."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import tomllib
 from pathlib import Path
@@ -79,6 +80,32 @@ def test_ci_runs_make_test_on_pushes_and_pull_requests():
     assert ci["permissions"] == {"contents": "read"}
     assert "make test" in runs(ci).splitlines()
     assert "secrets." not in (WORKFLOWS / "ci.yml").read_text()  # CI needs no AWS account
+
+
+def makefile_locks() -> set[str]:
+    """The lock files the Makefile's rules install from: the prerequisites ending in .lock,
+    and package-lock.json."""
+    text = (ROOT / "Makefile").read_text()
+    variables = dict(re.findall(r"^(\w+) :?= *(.+)$", text, flags=re.MULTILINE))
+    rules = [line for line in text.splitlines() if re.match(r"^[^\t#].*:(?!=)", line)]
+    prerequisites = " ".join(line.split(":", 1)[1] for line in rules)
+    expanded = re.sub(r"\$\((\w+)\)", lambda m: variables.get(m[1], m[0]), prerequisites)
+    return {
+        word for word in expanded.split() if word.endswith(".lock") or word == "package-lock.json"
+    }
+
+
+def test_the_ci_cache_is_keyed_by_every_lock_the_set_up_installs_from():
+    ci = load("ci.yml")
+    (cache,) = uses(ci, "actions/cache")
+    hashed = set(
+        re.findall(r"'([^']+)'", re.search(r"hashFiles\(([^)]*)\)", cache["with"]["key"])[1])
+    )
+
+    locks = makefile_locks()
+    assert {"requirements.lock", "uv-requirements.lock", "package-lock.json"} <= locks
+    assert locks <= hashed, f"the cache would outlive a change to {sorted(locks - hashed)}"
+    assert all((ROOT / name).is_file() for name in hashed)
 
 
 def test_deploy_assumes_a_role_through_oidc_and_keeps_no_keys():
