@@ -398,3 +398,37 @@ def test_deleting_the_stack_keeps_a_retained_bucket_whole_but_not_its_policy(
         s3.get_bucket_policy(Bucket=bucket)  # the stack's, gone with the stack
     s3.delete_object(Bucket=bucket, Key="raw/x")
     s3.delete_bucket(Bucket=bucket)
+
+
+def test_a_metric_math_alarm_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    (tmp_path / "template.yaml").write_text(
+        "Resources:\n"
+        "  ErrorRateAlarm:\n"
+        "    Type: AWS::CloudWatch::Alarm\n"
+        "    Properties:\n"
+        "      ComparisonOperator: GreaterThanThreshold\n"
+        "      EvaluationPeriods: 1\n"
+        "      Threshold: 0.05\n"
+        "      Metrics:\n"
+        "        - {Id: rate, Expression: errors / invocations}\n"
+        "        - Id: errors\n"
+        "          ReturnData: false\n"
+        "          MetricStat:\n"
+        "            Metric: {Namespace: AWS/Lambda, MetricName: Errors}\n"
+        "            Period: 300\n"
+        "            Stat: Sum\n"
+        "        - Id: invocations\n"
+        "          ReturnData: false\n"
+        "          MetricStat:\n"
+        "            Metric: {Namespace: AWS/Lambda, MetricName: Invocations}\n"
+        "            Period: 300\n"
+        "            Stat: Sum\n"
+    )
+
+    # offline, before the emulator would answer the stack with a bare HTTP 500
+    with pytest.raises(deploy.DeployError) as refused:
+        deploy.prepare(tmp_path / "template.yaml", "stack")
+
+    message = str(refused.value)
+    assert "metric math alarms" in message and "ErrorRateAlarm" in message
+    assert "Target 'aws'" in message and "alarm on one metric" in message

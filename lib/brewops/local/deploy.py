@@ -207,12 +207,32 @@ def prepare(
         template, template_path.parent, ARTIFACTS_BUCKET, stack_name
     )
     translated = translate(packaged, parameters, region)
+    _check_no_metric_math_alarms(translated)
     for resource in translated["Resources"].values():
         # moto keeps only what says Retain; a local create that fails stops the emulator
         # with all it made, so the "except on create" part has nothing to do here
         if resource.get("DeletionPolicy") == "RetainExceptOnCreate":
             resource["DeletionPolicy"] = "Retain"
     return PreparedStack(stack_name, translated, parameters, artifacts, template_digest(template))
+
+
+def _check_no_metric_math_alarms(template: dict[str, Any]) -> None:
+    """moto's CloudWatch takes an alarm's metric queries only as its own request parser
+    builds them, so the local model has none for them: refused here, before the emulator
+    answers the whole stack with a bare HTTP 500."""
+    metric_math = sorted(
+        logical_id
+        for logical_id, resource in template["Resources"].items()
+        if resource.get("Type") == "AWS::CloudWatch::Alarm"
+        and (resource.get("Properties") or {}).get("Metrics")
+    )
+    if metric_math:
+        raise DeployError(
+            f"the local target does not support metric math alarms (`Metrics:`): "
+            f"{', '.join(metric_math)}. Target 'aws' deploys them as they are; for the "
+            "local target, alarm on one metric instead (MetricName, Namespace, Statistic, "
+            "Dimensions)"
+        )
 
 
 def create_stack(
