@@ -106,3 +106,32 @@ def test_the_check_costs_milliseconds(checkout: Path):
         )
     )
     assert seconds < 0.05
+
+
+def test_the_punk_api_server_brewops_starts_does_not_repeat_it_in_its_log(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    from click.testing import CliRunner
+
+    from brewops import cli
+    from brewops.local import processes, runtime
+
+    monkeypatch.setattr(installed, "stale_venv_warning", lambda: "Warning: stale .venv")
+    started = []
+
+    def spawn_server(command: list[str], log: Path, port: int = 0) -> None:
+        started.append(list(command))
+        raise RuntimeError("not started: its command is all this needs")
+
+    monkeypatch.setattr(processes, "spawn_server", spawn_server)
+    with pytest.raises(RuntimeError, match="not started"):
+        runtime._start_punkapi(tmp_path, tmp_path / "catalog.json")
+    (command,) = started
+    options = command[command.index("brewops.cli") + 1 : command.index("api")]
+
+    typed = CliRunner().invoke(cli.main, ["api", "--help"])
+    spawned = CliRunner().invoke(cli.main, [*options, "api", "--help"])
+
+    assert typed.exit_code == spawned.exit_code == 0
+    assert "Warning: stale .venv" in typed.stderr  # the user's own command says it
+    assert "Warning: stale .venv" not in spawned.stderr  # the server's log does not

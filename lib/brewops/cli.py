@@ -117,10 +117,16 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
+# Given to the servers brewops starts itself (the Punk API's): the command that started them
+# has shown its warnings already, which would otherwise be repeated in their logs.
+STARTED_BY_BREWOPS = "--started-by-brewops"
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="brewops")
+@click.option(STARTED_BY_BREWOPS, "started_by_brewops", is_flag=True, hidden=True)
 @click.pass_context
-def main(ctx: click.Context) -> None:
+def main(ctx: click.Context, started_by_brewops: bool) -> None:
     """Punk API beers -> Kinesis -> Firehose -> S3 -> Glue -> an IBU model.
 
     Runs against the embedded AWS emulator (local, the default) or real AWS.
@@ -129,7 +135,7 @@ def main(ctx: click.Context) -> None:
     from brewops.interrupts import terminate_as_interrupt
 
     # after a `git pull` that changed the lock, before `make` installed it
-    if (warning := stale_venv_warning()) is not None:
+    if not started_by_brewops and (warning := stale_venv_warning()) is not None:
         click.echo(warning, err=True)
     # SIGTERM and SIGHUP run the same clean-up as Ctrl-C: `run` stops the target it started
     ctx.with_resource(terminate_as_interrupt())

@@ -133,9 +133,11 @@ def _start_emulator(log_dir: Path) -> tuple[subprocess.Popen[bytes], Service]:
 def _start_punkapi(
     log_dir: Path, catalog: Path, port: int = 0
 ) -> tuple[subprocess.Popen[bytes], Service]:
+    from brewops.cli import STARTED_BY_BREWOPS
+
     log_file = log_dir / "punkapi.log"
     command = [
-        sys.executable, "-m", "brewops.cli", "api", "serve",
+        sys.executable, "-m", "brewops.cli", STARTED_BY_BREWOPS, "api", "serve",
         "--catalog", str(catalog), "--api-version", PUNKAPI_VERSION,
         "--random-seed", str(PUNKAPI_RANDOM_SEED),
     ]  # fmt: skip
