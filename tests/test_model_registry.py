@@ -164,6 +164,24 @@ def test_metrics_are_written_as_strict_json(trained, tmp_path):
     }
 
 
+def test_metrics_and_card_keep_beer_names_as_they_are_spelled(trained, tmp_path):
+    named = "bräu æble"  # beer_key() keeps accented letters
+    card = {**trained.card, "data": {**trained.card["data"], "beer_keys": [named]}}
+    metrics = {**trained.metrics, "worst": {"name": "Bräu Æble"}}
+
+    folder = registry.save(trained.model, metrics, card, tmp_path)
+
+    for name, expected in ((registry.METRICS_FILE, "Bräu Æble"), (registry.CARD_FILE, named)):
+        raw = (folder / name).read_bytes()
+        assert expected.encode("utf-8") in raw and b"\\u00" not in raw, name
+    loaded = registry.load(folder)
+    assert loaded.card["data"]["beer_keys"] == [named]
+    assert loaded.metrics["worst"] == {"name": "Bräu Æble"}
+    # the checksums are of the model file and the beers, not of these files' bytes
+    assert loaded.card["artifact"]["sha256"] == registry.sha256_file(folder / registry.MODEL_FILE)
+    assert loaded.card["data"]["sha256"] == trained.card["data"]["sha256"]
+
+
 def test_the_markdown_card_shows_what_the_card_records(trained, tmp_path):
     card = {**trained.card, "version": "20250102T030405Z-abcabcab"}
     folder = registry.save(trained.model, trained.metrics, card, tmp_path)

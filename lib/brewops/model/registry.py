@@ -93,7 +93,7 @@ def save(model: Any, metrics: dict[str, Any], card: dict[str, Any], out_dir: str
         card["artifact"] = {"file": MODEL_FILE, "sha256": sha256_file(written / MODEL_FILE)}
         _write_json(written / METRICS_FILE, metrics)
         _write_json(written / CARD_FILE, card)
-        (written / CARD_MARKDOWN_FILE).write_text(card_markdown(card))
+        (written / CARD_MARKDOWN_FILE).write_text(card_markdown(card), encoding="utf-8")
         for name in (MODEL_FILE, METRICS_FILE, CARD_MARKDOWN_FILE, CARD_FILE):
             os.replace(written / name, out / name)
     return out
@@ -159,7 +159,7 @@ def load(path: str | Path, version: str | None = None) -> LoadedModel:
 
 def _read_json_object(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:  # ValueError: not JSON, or not UTF-8
         raise RegistryError(
             f"{path} is not readable JSON ({error}): the version is damaged. "
@@ -194,8 +194,16 @@ def _library_hint(card: dict[str, Any]) -> str:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    text = json.dumps(strict_json(data), indent=2, sort_keys=True, allow_nan=False, default=str)
-    path.write_text(text + "\n")
+    """Files people read: beer names as they are spelled (Bräu, not Br\\u00e4u)."""
+    text = json.dumps(
+        strict_json(data),
+        indent=2,
+        sort_keys=True,
+        allow_nan=False,
+        default=str,
+        ensure_ascii=False,
+    )
+    path.write_text(text + "\n", encoding="utf-8")
 
 
 def strict_json(value: Any) -> Any:
