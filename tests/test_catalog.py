@@ -444,3 +444,35 @@ def test_repeated_ids_can_keep_the_last_record_when_asked(tmp_path: Path):
     # the default (the API server, synth, the stream backfill) still refuses them
     with pytest.raises(CatalogError, match="duplicate beer ids"):
         load_catalog(path)
+
+
+def test_a_catalogue_written_to_a_device_leaves_the_device_in_place(tmp_path: Path, catalog_beers):
+    # `--out /dev/stdout` is a link to a device: renaming a file over it would replace it
+    out = tmp_path / "stdout"
+    out.symlink_to(os.devnull)
+    write_catalog(catalog_beers[:2], out)
+    assert out.is_symlink() and stat.S_ISCHR(out.stat().st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stdout"]
+
+
+def test_a_catalogue_written_through_a_link_leaves_the_link(tmp_path: Path, catalog_beers):
+    # `--out /dev/stdout > file`: the link leads to a regular file
+    target = tmp_path / "redirected.json"
+    target.write_text("")
+    out = tmp_path / "stdout"
+    out.symlink_to(target)
+    write_catalog(catalog_beers[:2], out)
+    assert out.is_symlink()
+    assert load_catalog(target) == catalog_beers[:2]
+
+
+def test_a_catalogue_written_to_a_pipe_reaches_its_reader(tmp_path: Path, catalog_beers):
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    read = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)  # so the writer's open does not block
+    try:
+        write_catalog(catalog_beers[:1], pipe)
+        assert json.loads(os.read(read, 1 << 16)) == catalog_beers[:1]
+    finally:
+        os.close(read)
+    assert stat.S_ISFIFO(pipe.stat().st_mode)

@@ -294,19 +294,29 @@ def to_v3_shape(beer: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _write_beers(beers: Iterable[dict[str, Any]], fh: Any) -> None:
+    fh.write("[")
+    for i, beer in enumerate(beers):
+        fh.write(",\n" if i else "\n")
+        fh.write(json.dumps(beer, ensure_ascii=False))
+    fh.write("\n]\n")
+
+
 def write_catalog(beers: Iterable[dict[str, Any]], out: str | os.PathLike[str]) -> Path:
-    """Write beers as a JSON array, atomically (a temporary file renamed into place)."""
+    """Write beers as a JSON array, atomically (a temporary file renamed into place).
+    A link or a path that is no regular file (/dev/stdout, a pipe) is written through: a
+    rename would put a file in place of the link or the device."""
     out = Path(out)
+    if out.is_symlink() or (out.exists() and not out.is_file()):
+        with out.open("w", encoding="utf-8", buffering=1 << 20) as fh:
+            _write_beers(beers, fh)
+        return out
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
     try:
         os.chmod(tmp, 0o644)  # mkstemp makes it private; a catalogue is meant to be shared
         with os.fdopen(fd, "w", encoding="utf-8", buffering=1 << 20) as fh:
-            fh.write("[")
-            for i, beer in enumerate(beers):
-                fh.write(",\n" if i else "\n")
-                fh.write(json.dumps(beer, ensure_ascii=False))
-            fh.write("\n]\n")
+            _write_beers(beers, fh)
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
