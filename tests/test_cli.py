@@ -157,6 +157,25 @@ def test_a_full_disk_is_one_line(tmp_path, catalog_path):
     )
 
 
+def test_a_mistyped_command_names_the_nearest_one():
+    result = CliRunner().invoke(main, ["modle"])
+
+    assert result.exit_code == 2
+    assert result.output.endswith("Error: No such command 'modle'. Did you mean 'model'?\n")
+
+
+@pytest.mark.skipif(not Path("/dev/full").is_char_device(), reason="needs /dev/full")
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["model", "--help"]])
+def test_help_and_version_to_a_full_disk_are_one_line(args):
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([BREWOPS, *args], stdout=full, stderr=subprocess.PIPE, text=True)
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        "Error: No space left on device while writing a file: free some space and run it again.\n"
+    )
+
+
 def test_an_emulator_that_stops_mid_command_is_one_line_saying_what_to_do(monkeypatch, tmp_path):
     import boto3
 

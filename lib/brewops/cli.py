@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import importlib
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -92,6 +93,24 @@ class LazyGroup(click.Group):
         target, _ = COMMANDS[cmd_name]
         module_name, attr = target.split(":")
         return getattr(importlib.import_module(module_name), attr)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.NoSuchCommand as error:  # click suggests from loaded commands: none here
+            raise click.NoSuchCommand(error.command_name, possibilities=COMMANDS, ctx=ctx) from None
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        # --help and --version print while the options are read, before invoke
+        try:
+            return super().make_context(*args, **kwargs)
+        except OSError as error:
+            said = _file_system_refusal(error)
+            if said is None:
+                raise
+            raise click.ClickException(said) from error
 
     def invoke(self, ctx: click.Context) -> object:
         from brewops.errors import ActionableError
