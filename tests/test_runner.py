@@ -522,14 +522,21 @@ def test_a_failure_without_a_message_is_named_by_its_type(
 
 
 def test_an_interrupted_run_leaves_a_summary_of_the_notebooks_that_ran(
-    notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ):
-    fake = _FakePapermill({"02_breaks_here.ipynb": KeyboardInterrupt()})
+    fake = _WritesCopies({"02_breaks_here.ipynb": KeyboardInterrupt()})
     monkeypatch.setattr(runner, "notebook_executor", lambda: fake)
     out = tmp_path / "build"
 
     with pytest.raises(KeyboardInterrupt):
         execute(discover(notebooks), out_dir=out, progress=False)
+
+    said = capsys.readouterr().err.splitlines()[-2:]
+    assert said == [
+        f"    interrupted; run summary: {out / 'run-summary.json'}",
+        "    its executed copy, up to the cell that was running, is "
+        f"{out / 'executed' / '02_breaks_here.ipynb'}",
+    ]
 
     written = json.loads((out / "run-summary.json").read_text())
     assert written["status"] == "interrupted"

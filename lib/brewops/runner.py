@@ -335,11 +335,21 @@ def execute(
         run.seconds = round(time.perf_counter() - started, 2)
         with contextlib.suppress(OSError):  # the disk that failed may take no summary either
             run.write(summary_path)
+        click.echo(_ended_early(run.status, current, summary_path), err=True)
         raise
     run.status = "failed" if failed else "ok"
     run.seconds = round(time.perf_counter() - started, 2)
     run.write(summary_path)
     return run
+
+
+def _ended_early(status: str, current: NotebookResult | None, summary_path: Path) -> str:
+    """Where to look after a run that ended before its notebooks did (Ctrl-C, a cancelled
+    job): the summary, and the copy of the notebook that was running, when written."""
+    said = f"    {status}; run summary: {summary_path}"
+    if current is not None and current.executed and Path(current.executed).exists():
+        said += f"\n    its executed copy, up to the cell that was running, is {current.executed}"
+    return said
 
 
 KERNEL_NAME = "python3"
@@ -466,6 +476,11 @@ def run_command(
     and keeps its executed copy. With the local target the emulator, the Punk API server
     and the stack are brought up first and taken down afterwards (unless they were already
     running), once no other run is using them.
+
+    \b
+    Examples:
+      brewops run                                # every notebook, local target
+      brewops run --only 03 --only 04 -p ticks 5 # two notebooks, one parameter
     """
     notebooks = discover(only=only)
     if not notebooks:
