@@ -268,3 +268,10 @@ def test_a_figures_file_that_is_not_notebook_03s_is_one_line(validated, tmp_path
     assert f"Error: {figures} is not a figures file notebook 03 wrote ({problem}" in result.output
     assert "--expected-ids" in result.output
     assert validated == []
+
+
+def test_expected_ids_below_1_are_refused_in_one_line(validated):
+    result = CliRunner().invoke(validate, ["run", "--expected-ids", "0,-3"])
+
+    assert result.exit_code == 2 and not validated
+    assert "beer ids start at 1" in result.output and "--expected-ids" in result.output

@@ -63,10 +63,10 @@ def glue_columns() -> list[dict[str, str]]:
 
 def as_beer_ids(value: Any) -> list[int] | None:
     """`value` as a list of beer ids, or None when it is none: a string ("1,2") is
-    iterable, but character by character; True is an int, but no id."""
+    iterable, but character by character; True is an int, but no id; ids start at 1."""
     if not isinstance(value, Iterable) or isinstance(value, str | bytes):
         return None
     ids = list(value)
-    if not all(isinstance(i, Integral) and not isinstance(i, bool) for i in ids):
+    if not all(isinstance(i, Integral) and not isinstance(i, bool) and i >= 1 for i in ids):
         return None
     return [int(i) for i in ids]

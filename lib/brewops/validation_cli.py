@@ -16,11 +16,14 @@ def _ids(text: str | None) -> list[int] | None:
     if not text:
         return None
     try:
-        return [int(part) for part in text.replace("|", ",").split(",") if part.strip()]
+        ids = [int(part) for part in text.replace("|", ",").split(",") if part.strip()]
     except ValueError as exc:
         raise click.BadParameter(
             f"ids must be integers: {exc}", param_hint="--expected-ids"
         ) from exc
+    if any(beer_id < 1 for beer_id in ids):
+        raise click.BadParameter(f"beer ids start at 1: {text}", param_hint="--expected-ids")
+    return ids
 
 
 @click.group("validate")
