@@ -70,7 +70,9 @@ class Outcome:
 def format_timestamp(moment: datetime) -> str:
     """UTC, millisecond precision, e.g. ``2024-05-01 12:30:00.123``."""
     moment = moment.astimezone(UTC)
-    return f"{moment.strftime(TIMESTAMP_FORMAT)}.{moment.microsecond // 1000:03d}"
+    # glibc does not zero-pad %Y: the year 702 would be "702", which no SerDe reads
+    text = moment.strftime(TIMESTAMP_FORMAT.replace("%Y", f"{moment.year:04d}"))
+    return f"{text}.{moment.microsecond // 1000:03d}"
 
 
 def timestamp_from_millis(millis: int | float | str) -> str:
@@ -122,6 +124,9 @@ def _beer_id(value: Any) -> int:
         except InvalidOperation:
             raise InvalidBeer(f"id: expected a positive integer, got {value!r}") from None
         if not number.is_finite() or number != number.to_integral_value():
+            raise InvalidBeer(f"id: expected a positive integer, got {value!r}")
+        # compared before int(): "1e999999999" as an int has a billion digits to compute
+        if not 1 <= number <= BIGINT_MAX:
             raise InvalidBeer(f"id: expected a positive integer, got {value!r}")
         beer_id = int(number)
     if not 1 <= beer_id <= BIGINT_MAX:
