@@ -4,9 +4,11 @@ idempotent starts, stale states cleaned up."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -174,6 +176,65 @@ def test_ctrl_c_while_the_servers_start_leaves_nothing_behind(
 
     assert not (state_dir / "state.json").exists()
     assert running_children() - before == set()
+
+
+def no_room_for_the_state(self: LocalState) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device", str(paths.local_state_dir()))
+
+
+def test_a_state_that_cannot_be_recorded_leaves_no_server_behind(
+    state_dir: Path, catalog_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(LocalState, "save", no_room_for_the_state)
+    before = running_children()
+
+    with pytest.raises(OSError, match="No space left"):
+        local.up(deploy=False, catalog=catalog_path)
+
+    assert running_children() - before == set()  # `down` could not have found them
+
+
+@pytest.mark.emulator
+def test_a_restarted_server_that_cannot_be_recorded_is_stopped(
+    state_dir: Path, catalog_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = local.up(deploy=False, catalog=catalog_path)
+    try:
+        punkapi = state.services["punkapi"]
+        os.kill(punkapi.pid, 9)
+        psutil.Process(punkapi.pid).wait(timeout=10)
+        before = running_children()
+
+        with monkeypatch.context() as patched:
+            patched.setattr(LocalState, "save", no_room_for_the_state)
+            with pytest.raises(OSError, match="No space left"):
+                local.up(deploy=False)
+
+        assert running_children() - before == set()
+    finally:
+        local.down()
+
+
+def test_a_server_that_exits_without_a_word_on_a_full_disk_says_the_disk_is_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "silent.log"
+    process = processes.spawn([sys.executable, "-c", "raise SystemExit(1)"], log)
+    process.wait()
+    usage = shutil.disk_usage(tmp_path)
+
+    def full(path: object) -> object:
+        return usage._replace(free=8192)
+
+    with pytest.raises(processes.ServiceError) as plenty:
+        processes.wait_ready("Silent server", process, lambda: False, log, timeout=30)
+    monkeypatch.setattr(shutil, "disk_usage", full)
+    with pytest.raises(processes.ServiceError) as no_room:
+        processes.wait_ready("Silent server", process, lambda: False, log, timeout=30)
+
+    assert str(plenty.value).endswith(f"Its log {log} is empty.")
+    assert f"Its log {log} is empty, and its disk has 8 kB free" in str(no_room.value)
+    assert "BREWOPS_BUILD_DIR" in str(no_room.value)
 
 
 @pytest.mark.emulator

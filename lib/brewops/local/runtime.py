@@ -298,7 +298,11 @@ def _restart_punkapi(state: LocalState, exited: bool = True) -> None:
         ) from error
     state.services["punkapi"] = service
     state.punkapi_code_digest = code_digest()
-    state.save()  # recorded at once, so `down` finds it even if it never gets ready
+    try:
+        state.save()  # recorded at once, so `down` finds it even if it never gets ready
+    except BaseException:
+        processes.stop(service)  # not recorded (a full disk, say): `down` would not find it
+        raise
     processes.wait_ready(
         NAMES["punkapi"],
         process,
@@ -342,8 +346,8 @@ def _start(deploy: bool, catalog: Path, template: Path, stack_name: str) -> Loca
         punkapi_code_digest=code_digest(),
         catalog=str(catalog),
     )
-    state.save()  # recorded at once: should this process die now, `down` finds them
     try:
+        state.save()  # recorded at once: should this process die now, `down` finds them
         with ThreadPoolExecutor(max_workers=1) as background:
             # the translation needs no emulator: it runs while the servers start
             prepared = (
