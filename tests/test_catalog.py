@@ -119,6 +119,36 @@ def test_an_npm_failure_is_reported(fake_npm, cache: Path, monkeypatch: pytest.M
     assert cache_leftovers(cache) == []
 
 
+def test_an_npm_out_of_disk_space_says_where_to_free_some(fake_npm, cache: Path, tmp_path: Path):
+    npm = tmp_path / "bin" / "npm"
+    npm.write_text(  # what npm 10 says when the disk is full
+        "#!/bin/sh\n"
+        "echo 'npm error code ENOSPC' >&2\n"
+        "echo 'npm error nospc ENOSPC: no space left on device, write' >&2\n"
+        "exit 228\n"
+    )
+    with pytest.raises(CatalogError, match="no space left on device") as info:
+        fetch_catalog(cache_dir=cache)
+    assert f"Free some space in {cache} (BREWOPS_CACHE_DIR)" in str(info.value)
+    assert "network" not in str(info.value)
+    assert cache_leftovers(cache) == []
+
+
+def test_a_full_disk_while_caching_names_the_cache_file_and_leaves_nothing(
+    fake_npm, cache: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import errno
+
+    def disk_full(self: Path, data: bytes) -> int:  # as the write to the open file fails
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", disk_full)
+    with pytest.raises(OSError) as raised:
+        fetch_catalog(cache_dir=cache)
+    assert raised.value.filename == str(cache / CATALOG_FILENAME)
+    assert cache_leftovers(cache) == []
+
+
 def test_an_npm_that_hangs_is_stopped_and_reported(
     fake_npm, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):

@@ -152,9 +152,7 @@ def test_a_full_disk_is_one_line(tmp_path, catalog_path):
     )
 
     assert result.returncode == 1
-    assert result.stderr == (
-        "Error: File too large while writing a file: free some space and run it again.\n"
-    )
+    assert result.stderr == f"Error: {out}: File too large.\n"
 
 
 def test_a_mistyped_command_names_the_nearest_one():
@@ -198,6 +196,21 @@ def test_an_emulator_that_stops_mid_command_is_one_line_saying_what_to_do(monkey
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
     assert result.output.startswith(f'Error: Could not connect to the endpoint URL: "{gone}/"')
     assert "`brewops local status`" in result.output
+
+
+def test_a_command_out_of_memory_is_one_line_naming_the_limit(monkeypatch):
+    import resource
+
+    monkeypatch.setattr(streaming_cli, "use_target", _raising(MemoryError()))
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (600 << 20, resource.RLIM_INFINITY))
+
+    result = CliRunner().invoke(main, ["stream", "drain", "--no-progress"])
+
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert result.output == (
+        "Error: Out of memory: this shell allows 600 MB (`ulimit -v`). Raise the limit, or "
+        "close other programs, and run it again.\n"
+    )
 
 
 def _raising(error: Exception) -> Any:

@@ -231,6 +231,29 @@ def test_a_shared_file_whose_write_fails_keeps_its_old_text_and_leaves_no_litter
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
 
 
+def test_a_shared_file_on_a_full_disk_names_the_file_and_the_folder_setting(monkeypatch, tmp_path):
+    import errno
+    import os
+
+    from brewops.cli import _file_system_refusal
+    from brewops.files import write_atomically
+
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
+    path = tmp_path / "build" / "local" / "firehose" / "brewops-dev-raw.json"
+
+    def disk_full(descriptor: int) -> None:  # as the write to the open file fails
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError) as raised:
+        write_atomically(path, '{"shards": {}}')
+
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(path)
+    said = _file_system_refusal(raised.value)
+    assert said.startswith(f"{path}: No space left on device.") and "BREWOPS_BUILD_DIR" in said
+    assert list(path.parent.iterdir()) == []
+
+
 def test_a_functions_environment_is_put_back_as_it_was_even_when_it_fails(monkeypatch):
     import os
 

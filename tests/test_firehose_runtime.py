@@ -2554,6 +2554,29 @@ def test_a_log_file_is_measured_in_bytes_and_may_reach_its_size(tmp_path, monkey
     assert not log.with_name("f.log.2").exists()
 
 
+def test_a_log_that_finds_the_disk_full_names_its_file(tmp_path, monkeypatch):
+    import errno
+
+    from brewops.firehose_runtime import functions
+
+    log = tmp_path / "f.log"
+
+    class FullDisk(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    opened = Path.open
+    monkeypatch.setattr(
+        Path,
+        "open",
+        lambda self, *args, **kw: FullDisk() if self == log else opened(self, *args, **kw),
+    )
+    with pytest.raises(OSError) as raised:
+        functions.append_to_log(log, "a line\n")
+
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(log)
+
+
 @pytest.mark.emulator
 def test_a_delivery_stream_reads_the_stream_from_when_it_was_created(streaming_stack):
     stack = streaming_stack()

@@ -142,6 +142,21 @@ def test_a_save_that_dies_between_its_moves_never_loads_as_a_mix_of_versions(
     assert (loaded.version, loaded.metrics) == ("old", {"r2": 0.1})
 
 
+def test_a_save_on_a_full_disk_names_the_version_folder(trained, tmp_path, monkeypatch):
+    import joblib
+
+    def disk_full(*args: Any, **kwargs: Any) -> None:  # as the write to the open file fails
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(joblib, "dump", disk_full)
+    folder = tmp_path / "model"
+    with pytest.raises(OSError) as raised:
+        registry.save(trained.model, {"r2": 0.1}, {"version": "new"}, folder)
+
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(folder)
+    assert list(folder.iterdir()) == []
+
+
 def test_metrics_are_written_as_strict_json(trained, tmp_path):
     metrics = {
         "n": np.int64(3),

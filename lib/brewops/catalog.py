@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 
 from brewops import paths
 from brewops.errors import ActionableError
+from brewops.files import naming
 
 NPM_PACKAGE = "punkapi-db"
 NPM_VERSION = "2.6.0"
@@ -94,7 +95,8 @@ def fetch_catalog(
             )
         _parse_catalog_bytes(data, source=f"{spec}:{CATALOG_MEMBER}")
         partial = Path(scratch) / CATALOG_FILENAME
-        partial.write_bytes(data)
+        with naming(target):
+            partial.write_bytes(data)
         os.replace(partial, target)
     return target
 
@@ -116,11 +118,17 @@ def _npm_pack(npm: str, spec: str, workdir: Path) -> Path:
             "Check the network connection to the npm registry and try again."
         ) from exc
     if result.returncode != 0:
-        detail = _npm_said(result.stderr or result.stdout)[-5:]
+        said = result.stderr or result.stdout
+        detail = _npm_said(said)[-5:]
+        remedy = (
+            f"Free some space in {workdir.parent} (BREWOPS_CACHE_DIR), where npm writes the "
+            "tarball, and in npm's cache (`npm config get cache`), then try again."
+            if "ENOSPC" in said
+            else "Check the network connection to the npm registry (`npm config get "
+            "registry`) and try again."
+        )
         raise CatalogError(
-            f"`npm pack {spec}` failed (exit {result.returncode}): {' '.join(detail)}. "
-            "Check the network connection to the npm registry (`npm config get registry`) "
-            "and try again."
+            f"`npm pack {spec}` failed (exit {result.returncode}): {' '.join(detail)}. {remedy}"
         )
     tarballs = sorted(workdir.glob("*.tgz"))
     if not tarballs:
@@ -308,14 +316,14 @@ def write_catalog(beers: Iterable[dict[str, Any]], out: str | os.PathLike[str]) 
     rename would put a file in place of the link or the device."""
     out = Path(out)
     if out.is_symlink() or (out.exists() and not out.is_file()):
-        with out.open("w", encoding="utf-8", buffering=1 << 20) as fh:
+        with naming(out), out.open("w", encoding="utf-8", buffering=1 << 20) as fh:
             _write_beers(beers, fh)
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
     try:
         os.chmod(tmp, 0o644)  # mkstemp makes it private; a catalogue is meant to be shared
-        with os.fdopen(fd, "w", encoding="utf-8", buffering=1 << 20) as fh:
+        with naming(out), os.fdopen(fd, "w", encoding="utf-8", buffering=1 << 20) as fh:
             _write_beers(beers, fh)
         os.replace(tmp, out)
     except BaseException:

@@ -66,6 +66,22 @@ def _file_system_refusal(error: OSError) -> str | None:
     return said
 
 
+def _out_of_memory() -> str:
+    """One line for a command that ran out of memory, naming the shell's limit if one is set."""
+    unlimited = "Out of memory: close other programs and run it again."
+    try:
+        import resource
+    except ImportError:  # Windows: no such limit
+        return unlimited
+    limit, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if limit == resource.RLIM_INFINITY:
+        return unlimited
+    return (
+        f"Out of memory: this shell allows {limit >> 20} MB (`ulimit -v`). Raise the limit, "
+        "or close other programs, and run it again."
+    )
+
+
 def _endpoint_gone(error: Exception) -> str | None:
     """One line for an AWS endpoint that stopped answering mid-command: the local target's
     emulator when it is on this machine."""
@@ -119,6 +135,8 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except ActionableError as error:  # its message already says what to do
             raise click.ClickException(str(error)) from error
+        except MemoryError as error:  # the stack it unwound is freed: enough to say so
+            raise click.ClickException(_out_of_memory()) from error
         except OSError as error:
             said = _file_system_refusal(error)
             if said is None:

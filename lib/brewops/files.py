@@ -23,7 +23,7 @@ def write_atomically(path: Path, text: str, mode: int | None = None) -> None:
         temporary = str(path.parent / f".{path.name}.{secrets.token_hex(8)}")
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+        with naming(path), os.fdopen(descriptor, "w", encoding="utf-8") as out:
             out.write(text)
             out.flush()
             os.fsync(out.fileno())
@@ -36,6 +36,18 @@ def write_atomically(path: Path, text: str, mode: int | None = None) -> None:
         os.fsync(directory)
     finally:
         os.close(directory)
+
+
+@contextlib.contextmanager
+def naming(path: Path) -> Iterator[None]:
+    """Name `path` in an OSError of the block that names no file, as a write to an open file
+    raises it: "No space left on device" alone does not say which disk is full."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is not None or not error.errno:
+            raise
+        raise OSError(error.errno, error.strerror, str(path)) from error
 
 
 @contextlib.contextmanager

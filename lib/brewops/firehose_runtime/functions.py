@@ -27,7 +27,7 @@ from typing import Any
 
 from brewops.batching import within_limits
 from brewops.environ import applied_environment
-from brewops.files import exclusive
+from brewops.files import exclusive, naming
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ def append_to_log(log_file: Path, text: str) -> None:
             for newer, older in reversed(list(itertools.pairwise([log_file, *numbered]))):
                 if newer.exists():  # the oldest is replaced
                     newer.replace(older)
-        with log_file.open("a", encoding="utf-8") as out:
+        with naming(log_file), log_file.open("a", encoding="utf-8") as out:
             out.write(text)
 
 

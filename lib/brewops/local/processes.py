@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -92,9 +93,7 @@ def wait_ready(
 
     def check() -> None:
         if (how := exited()) is not None:
-            raise ServiceError(
-                f"{name} {how} while starting. Last lines of {log}:\n{log_tail(log)}"
-            )
+            raise ServiceError(f"{name} {how} while starting. {_last_words(log)}")
         if not ready():
             raise _NotReady
 
@@ -111,6 +110,28 @@ def wait_ready(
         raise ServiceError(
             f"{name} did not answer within {timeout:.0f} s. Last lines of {log}:\n{log_tail(log)}"
         ) from None
+
+
+# below this, a server that exits without a word most likely could not write its log
+LOW_DISK_SPACE = 1 << 20
+
+
+def _last_words(log: Path) -> str:
+    """The end of a server's log; for an empty one on a nearly full disk, that the disk is
+    full: the server died writing its first line there, and says so nowhere."""
+    tail = log_tail(log)
+    if tail.strip():
+        return f"Last lines of {log}:\n{tail}"
+    try:
+        free = shutil.disk_usage(log.parent).free
+    except OSError:
+        return f"Its log {log} is empty."
+    if free >= LOW_DISK_SPACE:
+        return f"Its log {log} is empty."
+    return (
+        f"Its log {log} is empty, and its disk has {free // 1024} kB free: it could not write "
+        "there. Free some space, or set BREWOPS_BUILD_DIR to a folder with room, and run it again."
+    )
 
 
 def answers(url: str, timeout: float = 1.0) -> bool:

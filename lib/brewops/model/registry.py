@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from brewops.errors import ActionableError
+from brewops.files import naming
 
 if TYPE_CHECKING:
     from brewops.model.estimators import IbuModel
@@ -86,7 +87,7 @@ def save(model: Any, metrics: dict[str, Any], card: dict[str, Any], out_dir: str
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out, prefix=".partial-") as scratch:
+    with naming(out), tempfile.TemporaryDirectory(dir=out, prefix=".partial-") as scratch:
         written = Path(scratch)
         joblib.dump(model, written / MODEL_FILE, compress=3)
         card = dict(card)
