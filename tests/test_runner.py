@@ -569,6 +569,27 @@ def test_an_error_of_the_runner_itself_ends_the_summary_as_failed(
     assert "No space left on device" in written["notebooks"][0]["error"]
 
 
+def test_a_run_whose_disk_fills_up_leaves_no_summary_saying_it_is_running(
+    notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    fake = _WritesCopies()
+    monkeypatch.setattr(runner, "notebook_executor", lambda: fake)
+    write = runner.RunSummary.write
+
+    def first_write_only(self: runner.RunSummary, path: Path) -> None:
+        if path.exists():  # the disk filled up after the run's first summary
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        write(self, path)
+
+    monkeypatch.setattr(runner.RunSummary, "write", first_write_only)
+    out = tmp_path / "build"
+
+    with pytest.raises(OSError, match="No space left"):
+        execute(discover(notebooks), out_dir=out, progress=False)
+
+    assert not (out / "run-summary.json").exists()
+
+
 def test_a_run_interrupted_in_its_first_notebook_leaves_its_own_summary(
     notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, umask
 ):
@@ -849,6 +870,32 @@ def test_a_kernel_that_does_not_start_ends_the_run_saying_so(tmp_path: Path, arg
     assert "01_first failed: its kernel did not start" in done.stderr
     assert str(spec) in done.stderr
     assert "no cell ran" in done.stderr and "failing cell" not in done.stderr
+
+
+def test_a_kernel_that_cannot_start_for_want_of_open_files_says_to_raise_the_limit(
+    tmp_path: Path,
+):
+    import resource
+
+    def few_open_files() -> None:  # enough for the run, too few for its kernel
+        resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+
+    home = tmp_path / "home"
+    (home / "notebooks").mkdir(parents=True)
+    _notebook(home / "notebooks" / "01_first.ipynb", "print('never runs')")
+    env = {**os.environ, "BREWOPS_HOME": str(home)}
+    done = subprocess.run(
+        [sys.executable, "-m", "brewops.cli", "run", "--target", "aws", "--no-progress"],
+        env=env,
+        preexec_fn=few_open_files,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 1, done.stderr
+    assert "01_first failed: its kernel did not start" in done.stderr
+    assert "Only 40 open files are allowed (`ulimit -n`)" in done.stderr
 
 
 def test_a_kernel_that_dies_in_a_cell_ends_the_run_saying_so(tmp_path: Path):

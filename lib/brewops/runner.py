@@ -333,8 +333,10 @@ def execute(
             current.seconds = round(time.perf_counter() - t0, 2)
             run.notebooks.append(current)
         run.seconds = round(time.perf_counter() - started, 2)
-        with contextlib.suppress(OSError):  # the disk that failed may take no summary either
+        try:
             run.write(summary_path)
+        except OSError:  # the disk that failed takes no summary either: none, not "running"
+            summary_path.unlink(missing_ok=True)
         click.echo(_ended_early(run.status, current, summary_path), err=True)
         raise
     run.status = "failed" if failed else "ok"
@@ -346,7 +348,9 @@ def execute(
 def _ended_early(status: str, current: NotebookResult | None, summary_path: Path) -> str:
     """Where to look after a run that ended before its notebooks did (Ctrl-C, a cancelled
     job): the summary, and the copy of the notebook that was running, when written."""
-    said = f"    {status}; run summary: {summary_path}"
+    said = f"    {status}"
+    if summary_path.exists():
+        said += f"; run summary: {summary_path}"
     if current is not None and current.executed and Path(current.executed).exists():
         said += f"\n    its executed copy, up to the cell that was running, is {current.executed}"
     return said
@@ -376,7 +380,26 @@ def _kernel_not_started(exc: BaseException) -> str:
         spec = "no kernel spec"
     return (
         f"{KERNEL_NOT_STARTED}: {_first_line(exc)} (kernel {KERNEL_NAME!r}: {spec}; "
-        "`jupyter kernelspec list` shows where each kernel comes from)"
+        "`jupyter kernelspec list` shows where each kernel comes from)" + _few_open_files()
+    )
+
+
+# measured: the kernel of notebook 03 starts when 64 open files are allowed, not 40
+FEW_OPEN_FILES = 128
+
+
+def _few_open_files() -> str:
+    """What to do when the limit of open files is too low for a kernel to start, or ""."""
+    try:
+        import resource
+    except ImportError:  # Windows: no such limit
+        return ""
+    allowed, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if allowed == resource.RLIM_INFINITY or allowed >= FEW_OPEN_FILES:
+        return ""
+    return (
+        f". Only {allowed} open files are allowed (`ulimit -n`), too few for a kernel: "
+        "raise the limit, e.g. `ulimit -n 1024`, and run it again"
     )
 
 
