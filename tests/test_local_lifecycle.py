@@ -18,12 +18,14 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
+import botocore.utils
 import psutil
 import pytest
 import requests
 from click.testing import CliRunner
 
 from brewops import local, paths
+from brewops.environ import bypass_proxy_for_loopback
 from brewops.local import processes
 from brewops.local.cli import local as local_cli
 from brewops.local.state import LocalState, Service, UnreadableStateError
@@ -270,6 +272,86 @@ def test_status_reports_the_running_target(
     assert local_stack.endpoint_url in human.output
     assert local_stack.outputs["StreamName"] in human.output
     assert f"AWS_ENDPOINT_URL={local_stack.endpoint_url}" in human.output
+
+
+DEAD_PROXY = "http://127.0.0.1:9"  # the discard port: nothing answers there
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY")
+
+
+@pytest.fixture
+def shell_with_a_dead_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in PROXY_VARIABLES:
+        monkeypatch.setenv(name, DEAD_PROXY)
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.setenv(name, "")  # recorded, so what the code under test sets is undone
+        monkeypatch.delenv(name)
+
+
+def proxy_for(url: str) -> dict[str, str]:
+    """The proxies requests and botocore would use for `url`, from the environment."""
+    return {
+        "requests": requests.utils.get_environ_proxies(url).get("http", ""),
+        "botocore": botocore.utils.get_environ_proxies(url).get("http", ""),
+    }
+
+
+def test_reading_the_target_keeps_this_machine_off_the_shells_proxy(
+    state_dir: Path, shell_with_a_dead_proxy: None
+) -> None:
+    assert proxy_for("http://127.0.0.1:5000") == {"requests": DEAD_PROXY, "botocore": DEAD_PROXY}
+
+    assert local.status() is None
+
+    for url in ("http://127.0.0.1:5000/v2", "http://localhost:5000"):
+        assert proxy_for(url) == {"requests": "", "botocore": ""}, url
+    # everything else, AWS on the aws target, still goes through it
+    aws = "https://cloudformation.us-east-1.amazonaws.com"
+    assert proxy_for(aws) == {"requests": DEAD_PROXY, "botocore": DEAD_PROXY}
+    assert os.environ["no_proxy"] == os.environ["NO_PROXY"] == "127.0.0.1,localhost,::1"
+
+
+@pytest.mark.parametrize(
+    ("shell", "expected"),
+    [
+        ({"NO_PROXY": "corp.example"}, "corp.example,127.0.0.1,localhost,::1"),
+        ({"no_proxy": "corp.example, 127.0.0.1"}, "corp.example,127.0.0.1,localhost,::1"),
+        ({"no_proxy": "", "NO_PROXY": ".corp.example"}, ".corp.example,127.0.0.1,localhost,::1"),
+        ({"NO_PROXY": "localhost,::1,127.0.0.1"}, "localhost,::1,127.0.0.1"),
+    ],
+)
+def test_the_shells_own_no_proxy_entries_are_kept(
+    shell: dict[str, str],
+    expected: str,
+    shell_with_a_dead_proxy: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in shell.items():
+        monkeypatch.setenv(name, value)
+
+    bypass_proxy_for_loopback()
+    bypass_proxy_for_loopback()  # once is enough: nothing is added twice
+
+    assert os.environ["no_proxy"] == os.environ["NO_PROXY"] == expected
+
+
+@pytest.mark.emulator
+def test_up_reaches_its_own_servers_past_a_proxy_set_in_the_shell(
+    state_dir: Path, catalog_path: Path
+) -> None:
+    shell = {name: DEAD_PROXY for name in PROXY_VARIABLES}
+    environment = {k: v for k, v in os.environ.items() if k.lower() != "no_proxy"}
+    try:
+        # without the proxy bypassed, `up` waits START_TIMEOUT (120 s) for servers it
+        # asks through the dead proxy
+        started = subprocess.run(
+            [sys.executable, "-m", "brewops.cli", "local", "up", "--no-deploy",
+             "--catalog", str(catalog_path)],
+            capture_output=True, text=True, timeout=90,
+            env={**environment, **shell, "BREWOPS_LOCAL_STATE_DIR": str(state_dir)},
+        )  # fmt: skip
+        assert started.returncode == 0, started.stderr
+    finally:
+        assert brewops("down", env_dir=state_dir).returncode == 0
 
 
 def test_status_without_a_target_exits_1(state_dir: Path) -> None:

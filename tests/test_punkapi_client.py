@@ -93,6 +93,19 @@ def test_full_crawl_v3_returns_the_v2_shape(punkapi_v3_url, catalog_beers):
     assert requests.get(beers[1]["image_url"], timeout=10).status_code == 200
 
 
+def test_a_server_on_this_machine_is_reached_past_a_proxy_set_in_the_shell(
+    punkapi_url, monkeypatch
+):
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing answers there
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+    assert client(punkapi_url, retries=0).beer(1)["id"] == 1
+    # any other server is reached through the proxy, as the shell says
+    assert client("https://punkapi.example/v2").session.trust_env is True
+
+
 def test_crawl_with_a_progress_bar(punkapi_url, capsys):
     assert len(client(punkapi_url).all_beers(progress=True)) == 325
     assert "325" in capsys.readouterr().err

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from brewops import paths
+from brewops.environ import bypass_proxy_for_loopback
 from brewops.errors import ActionableError
 from brewops.files import exclusive
 from brewops.local import processes
@@ -88,6 +89,7 @@ def status() -> LocalState | None:
     """The running local target, or None. Raises LocalTargetBroken when a server has
     exited but the emulator runs on (`up` restarts it). Waits for an `up` or `down` in
     progress."""
+    bypass_proxy_for_loopback()  # what reads the target next talks to 127.0.0.1
     state = LocalState.load()
     if state is not None and _alive(state) and state.deployed:
         return state
@@ -172,6 +174,7 @@ def up(
     """Start the emulator and the Punk API server and deploy the template (unless
     `deploy` is False). Harmless when already running: returns the running target with
     `already_running` set (and deploys the stack if it was started without)."""
+    bypass_proxy_for_loopback()  # and the servers, started from here, inherit it
     requested_template = template
     template = _template(template)
     if deploy and not template.is_file():
@@ -384,6 +387,7 @@ def _start(deploy: bool, catalog: Path, template: Path, stack_name: str) -> Loca
 def down() -> LocalState | None:
     """Delete the stack, stop both processes and remove the state. Returns what was
     stopped, or None if nothing was recorded."""
+    bypass_proxy_for_loopback()
     with _exclusive():
         try:
             state = LocalState.load()

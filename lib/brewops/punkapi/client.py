@@ -16,6 +16,7 @@ Kept free of pandas: the producer Lambda uses this module.
 from __future__ import annotations
 
 import email.utils
+import ipaddress
 import logging
 import math
 import re
@@ -37,6 +38,7 @@ from tenacity.wait import wait_base
 
 from brewops import __version__
 from brewops.catalog import to_v2_shape
+from brewops.environ import LOOPBACK_HOSTS
 from brewops.punkapi.errors import (
     RETRYABLE,
     BadRequest,
@@ -70,6 +72,13 @@ def _seconds(text: str) -> float | None:
     except ValueError:
         return None
     return value if math.isfinite(value) and value >= 0 else None
+
+
+def _on_this_machine(host: str | None) -> bool:
+    try:
+        return host in LOOPBACK_HOSTS or ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
 
 
 def retry_after_seconds(response: requests.Response, now: float | None = None) -> float | None:
@@ -189,6 +198,10 @@ class PunkApiClient:
         self.on_invalid = on_invalid
         self.schema_errors: list[SchemaError] = []  # beers kept despite the schema
         self.session = session or requests.Session()
+        if session is None and _on_this_machine(parts.hostname):
+            # a proxy set in the shell (HTTP_PROXY…) is for other machines, but requests
+            # sends this one's addresses through it too unless NO_PROXY names them
+            self.session.trust_env = False
         self.session.headers.setdefault("User-Agent", f"brewops/{__version__}")
         self.session.headers["Accept"] = "application/json"
         self._sleep = sleep
