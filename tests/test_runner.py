@@ -509,6 +509,27 @@ def test_each_notebook_is_given_the_target_and_only_the_parameters_it_defines(
     assert run.parameters == {"target": "aws", "ticks": 5}
 
 
+def test_the_kernels_keep_their_checks_and_figures_whatever_the_shell_sets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("PYTHONOPTIMIZE", "2")  # strips asserts (and docstrings)
+    monkeypatch.setenv("MPLBACKEND", "TkAgg")  # a window this headless run has not got
+    src = tmp_path / "notebooks"
+    src.mkdir()
+    _notebook(src / "01_draws.ipynb", "import matplotlib.pyplot as plt\nplt.plot([1, 2])")
+    _notebook(src / "02_checks.ipynb", "assert value == 2, 'a check of the notebook'")
+
+    run = execute(discover(src), out_dir=tmp_path / "build", progress=False)
+
+    drew, checked = run.notebooks
+    assert drew.status == "ok", drew.error
+    copy = nbformat.read(drew.executed, as_version=4)
+    outputs = [o for c in copy.cells for o in c.get("outputs", [])]
+    assert any("image/png" in o.get("data", {}) for o in outputs), "the figure is in the copy"
+    assert (checked.status, checked.error) == ("failed", "AssertionError: a check of the notebook")
+    assert (os.environ["PYTHONOPTIMIZE"], os.environ["MPLBACKEND"]) == ("2", "TkAgg")
+
+
 def test_a_failure_without_a_message_is_named_by_its_type(
     notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):

@@ -11,9 +11,14 @@ from typing import Any
 
 @contextlib.contextmanager
 def applied_environment(variables: dict[str, Any]) -> Iterator[None]:
-    """Set `variables` for the duration (as strings, as Lambda passes them), then restore."""
+    """Set `variables` for the duration (as strings, as Lambda passes them; one whose value
+    is None is unset), then restore."""
     saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update({name: str(value) for name, value in variables.items()})
+    for name, value in variables.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = str(value)
     try:
         yield
     finally:

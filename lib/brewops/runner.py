@@ -238,6 +238,13 @@ def target_services(target: str) -> Iterator[None]:
                 local.down()
 
 
+# What a notebook's kernel must not take from the shell. PYTHONOPTIMIZE strips the assert
+# cells that are the notebooks' checks: the run would pass whatever they say. MPLBACKEND
+# (a GUI one, or one that does not exist) keeps the figures out of the executed copies or
+# fails the first plot; unset, ipykernel draws them inline.
+KERNEL_ENVIRONMENT = {"PYTHONOPTIMIZE": None, "MPLBACKEND": None}
+
+
 # held by the run writing the build folder: a second run there waits for it instead of
 # removing the first one's executed copies and writing over its summary
 OUTPUTS_LOCK = ".outputs.lock"
@@ -295,7 +302,9 @@ def execute(
             current = result
             try:
                 with (
-                    applied_environment({summary.FIGURES_ENV: str(figures_file)}),
+                    applied_environment(
+                        {summary.FIGURES_ENV: str(figures_file), **KERNEL_ENVIRONMENT}
+                    ),
                     kernel_transport() as kernel_config,
                 ):
                     papermill.execute_notebook(
