@@ -2684,6 +2684,31 @@ def test_a_call_still_running_at_its_timeout_is_given_up_and_the_next_call_runs(
     ]
 
 
+WALL_CLOCK_JUMPING_HANDLER = """
+def handler(event, context):
+    event["jump"]()  # the wall clock moves while the call runs: NTP, a laptop waking up
+    return context.get_remaining_time_in_millis()
+"""
+
+
+@pytest.mark.parametrize("jump", [3600.0, -3600.0])
+def test_a_call_has_its_timeout_whichever_way_the_wall_clock_jumps(tmp_path, monkeypatch, jump):
+    (tmp_path / "wall_clock_handler.py").write_text(WALL_CLOCK_JUMPING_HANDLER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    function = _local_function("wall_clock_handler.handler")
+    function.configuration["Timeout"] = 3
+    wall = time.time
+
+    def jump_the_wall_clock() -> None:
+        monkeypatch.setattr(time, "time", lambda: wall() + jump)
+
+    invocation = function.invoke({"jump": jump_the_wall_clock})
+
+    # forward, the call still has its time; back, it is not given an hour more
+    assert not invocation.failed, invocation.error
+    assert 2_000 < invocation.result <= 3_000
+
+
 def test_a_handler_exception_fails_the_call_with_its_traceback(tmp_path, monkeypatch):
     (tmp_path / "raising_handler.py").write_text(
         "def handler(event, context):\n    raise ValueError('bad event')\n"

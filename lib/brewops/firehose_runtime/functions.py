@@ -67,12 +67,12 @@ class LambdaContext:
     aws_request_id: str
     log_group_name: str
     log_stream_name: str
-    deadline_ms: int
+    deadline_ms: int  # on time.monotonic(): a jump of the wall clock moves no deadline
     identity: Any = None
     client_context: Any = None
 
     def get_remaining_time_in_millis(self) -> int:
-        return max(0, self.deadline_ms - int(time.time() * 1000))
+        return max(0, self.deadline_ms - int(time.monotonic() * 1000))
 
 
 @dataclass
@@ -298,7 +298,7 @@ class LocalFunction:
             aws_request_id=request_id,
             log_group_name=f"/aws/lambda/{self.name}",
             log_stream_name=f"local/{request_id}",
-            deadline_ms=int(time.time() * 1000) + timeout * 1000,
+            deadline_ms=int(time.monotonic() * 1000) + timeout * 1000,
         )
 
     def invoke(self, event: Any) -> Invocation:
