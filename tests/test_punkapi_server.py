@@ -3,6 +3,7 @@ what depends on time or chance is driven through the WSGI app with a test clock 
 
 from __future__ import annotations
 
+import calendar
 import json
 import subprocess
 import sys
@@ -195,6 +196,30 @@ def test_filters_combine(punkapi_url, catalog_beers):
 def test_a_filter_matching_nothing_is_an_empty_array(punkapi_url):
     r = get(f"{punkapi_url}/beers?beer_name=zzzzzz")
     assert (r.status_code, r.json()) == (200, [])
+
+
+@pytest.fixture
+def far_east_of_utc(monkeypatch):
+    """This machine in UTC+14 (Kiribati), an hour before midnight UTC on New Year's Eve."""
+    instant = calendar.timegm((2025, 12, 31, 23, 0, 0))
+    real_gmtime, real_localtime = time.gmtime, time.localtime
+    monkeypatch.setenv("TZ", "LINT-14")
+    time.tzset()
+
+    def at_the_instant(real):
+        return lambda seconds=None: real(instant if seconds is None else seconds)
+
+    monkeypatch.setattr(time, "gmtime", at_the_instant(real_gmtime))
+    monkeypatch.setattr(time, "localtime", at_the_instant(real_localtime))
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_a_first_brewed_month_without_a_year_is_in_this_year_in_utc(far_east_of_utc):
+    beer = {"id": 1, "first_brewed": "12"}  # moment reads a lone month as this year's
+    # 2025 in UTC, while this machine's clock already says January 2026
+    assert filter_v2([beer], {"brewed_before": ["01-2026"]}) == [beer]
 
 
 @pytest.mark.parametrize("name", ["beer_name", "hops", "malt", "yeast"])
@@ -473,7 +498,7 @@ class Clock:
 
 def test_the_window_resets(catalog_beers):
     clock = Clock(1_000.0)
-    app = PunkApiApp(catalog_beers, rate_limit=1, rate_window=60, clock=clock)
+    app = PunkApiApp(catalog_beers, rate_limit=1, rate_window=60, clock=clock, wall_clock=clock)
     client = Client(app)
 
     first = client.get("/v2/beers/1")
@@ -487,9 +512,28 @@ def test_the_window_resets(catalog_beers):
     assert renewed.headers["X-RateLimit-Remaining"] == "0"
 
 
+@pytest.mark.parametrize("jump", [3600.0, -3600.0])
+def test_a_window_lasts_its_length_whichever_way_the_wall_clock_jumps(catalog_beers, jump):
+    monotonic, wall = Clock(500.0), Clock(1_000.0)
+    app = PunkApiApp(catalog_beers, rate_limit=1, rate_window=60, clock=monotonic, wall_clock=wall)
+    client = Client(app)
+    client.get("/v2/beers/1")
+
+    wall.now += jump  # NTP, a laptop waking up, a user setting the date
+    monotonic.now += 30
+    limited = client.get("/v2/beers/1")
+    monotonic.now += 30
+    renewed = client.get("/v2/beers/1")
+
+    # held back for the rest of its window, not for an hour more nor let go at once
+    assert (limited.status_code, limited.headers["Retry-After"]) == (429, "30")
+    assert limited.headers["X-RateLimit-Reset"] == str(int(wall.now) + 30)
+    assert renewed.status_code == 200
+
+
 def test_windows_that_have_ended_are_let_go():
     clock = Clock(1_000.0)
-    limiter = RateLimiter(limit=1, window=60, clock=clock)
+    limiter = RateLimiter(limit=1, window=60, clock=clock, wall_clock=clock)
     for number in range(1_000):
         limiter.hit(f"10.0.{number // 256}.{number % 256}")
     assert limiter.clients == 1_000
@@ -502,7 +546,7 @@ def test_windows_that_have_ended_are_let_go():
 
 def test_letting_go_of_ended_windows_keeps_those_still_running():
     clock = Clock(1_000.0)
-    limiter = RateLimiter(limit=1, window=60, clock=clock)
+    limiter = RateLimiter(limit=1, window=60, clock=clock, wall_clock=clock)
     limiter.hit("10.0.0.1")  # its window ends at 1060, when the next sweep is due
     clock.now = 1_030.0
     limiter.hit("10.0.0.2")  # its window runs until 1090
@@ -516,7 +560,9 @@ def test_letting_go_of_ended_windows_keeps_those_still_running():
 
 def test_a_preflight_neither_counts_nor_starts_a_window(catalog_beers):
     clock = Clock(1_000.0)
-    client = Client(PunkApiApp(catalog_beers, rate_limit=1, rate_window=60, clock=clock))
+    client = Client(
+        PunkApiApp(catalog_beers, rate_limit=1, rate_window=60, clock=clock, wall_clock=clock)
+    )
 
     preflight = client.options("/v2/beers/1")
     clock.now = 1_030.0

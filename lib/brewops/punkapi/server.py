@@ -158,12 +158,23 @@ class FaultInjector:
 
 
 class RateLimiter:
-    """A fixed window per client IP: `limit` requests, then 429 until the window ends."""
+    """A fixed window per client IP: `limit` requests, then 429 until the window ends.
 
-    def __init__(self, limit: int, window: float, clock: Callable[[], float]) -> None:
+    Windows run on `clock`, a monotonic one: a jump of the wall clock neither holds a client
+    back for as long as the jump nor ends its window early. `wall_clock` only dates the end
+    of a window in epoch seconds, for X-RateLimit-Reset."""
+
+    def __init__(
+        self,
+        limit: int,
+        window: float,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         self.limit = limit
         self.window = window
         self.clock = clock
+        self.wall_clock = wall_clock
         self._lock = threading.Lock()
         self._windows: dict[str, tuple[float, int]] = {}
         self._next_sweep = 0.0
@@ -176,6 +187,11 @@ class RateLimiter:
     def hit(self, client: str, count: bool = True) -> tuple[int, float, bool]:
         """Count a request (unless `count` is False); return (remaining, reset epoch
         seconds, over the limit)."""
+        remaining, seconds_left, exceeded = self._count(client, count)
+        return remaining, self.wall_clock() + seconds_left, exceeded
+
+    def _count(self, client: str, count: bool) -> tuple[int, float, bool]:
+        """(remaining, seconds until the window ends, over the limit)"""
         now = self.clock()
         with self._lock:
             if now >= self._next_sweep:  # once a window: every client ever seen would pile up
@@ -187,18 +203,18 @@ class RateLimiter:
             if count:  # a look alone neither counts nor starts a window
                 hits += 1
                 self._windows[client] = (reset, hits)
-        return max(self.limit - hits, 0), reset, hits > self.limit
+        return max(self.limit - hits, 0), reset - now, hits > self.limit
 
     def headers(self, client: str, count: bool = True) -> tuple[dict[str, str], bool]:
         """The X-RateLimit-* headers of an answer, and whether the client is over."""
-        remaining, reset, exceeded = self.hit(client, count)
+        remaining, seconds_left, exceeded = self._count(client, count)
         headers = {
             "X-RateLimit-Limit": str(self.limit),
             "X-RateLimit-Remaining": str(remaining),
-            "X-RateLimit-Reset": str(math.ceil(reset)),
+            "X-RateLimit-Reset": str(math.ceil(self.wall_clock() + seconds_left)),
         }
         if exceeded:
-            headers["Retry-After"] = str(max(math.ceil(reset - self.clock()), 1))
+            headers["Retry-After"] = str(max(math.ceil(seconds_left), 1))
         return headers, exceeded
 
 
@@ -292,8 +308,8 @@ def _moment_month(text: str) -> tuple[int, int] | None:
         return None
     year_match = re.search(r"\d{1,4}", text[month_match.end() :])
     month = int(month_match.group())
-    if year_match is None:
-        year = time.localtime().tm_year
+    if year_match is None:  # this year in UTC, whatever this machine's time zone
+        year = time.gmtime().tm_year
     elif len(year_match.group()) == 2:
         two = int(year_match.group())
         year = 2000 + two if two <= 68 else 1900 + two
@@ -476,7 +492,8 @@ class PunkApiApp:
         rate_window: float = RATE_WINDOW_SECONDS,
         faults: Faults | None = None,
         random_seed: int | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if api_version not in API_VERSIONS:
             raise ValueError(f"api_version must be one of {API_VERSIONS}, not {api_version!r}")
@@ -490,7 +507,9 @@ class PunkApiApp:
             # v3 declares the id path parameter with bounds: past the last id is a 422
             last_id = max(self.by_id, default=1)
             self._v3_id = create_model("BeerId", id=(int, Field(ge=1, le=last_id)))
-        self.limiter = RateLimiter(rate_limit, rate_window, clock) if rate_limit else None
+        self.limiter = (
+            RateLimiter(rate_limit, rate_window, clock, wall_clock) if rate_limit else None
+        )
         self.faults = FaultInjector(faults) if faults and faults.active else None
         self._random = random.Random(random_seed)
         self._random_lock = threading.Lock()
