@@ -506,3 +506,44 @@ def test_a_catalogue_written_to_a_pipe_reaches_its_reader(tmp_path: Path, catalo
     finally:
         os.close(read)
     assert stat.S_ISFIFO(pipe.stat().st_mode)
+
+
+@pytest.mark.skipif(not Path("/dev/full").is_char_device(), reason="needs /dev/full")
+def test_a_catalogue_written_through_a_link_to_a_full_disk_names_the_link(
+    tmp_path: Path, catalog_beers
+):
+    import errno
+
+    out = tmp_path / "stdout"
+    out.symlink_to("/dev/full")
+    with pytest.raises(OSError) as raised:
+        write_catalog(catalog_beers[:2], out)
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(out)
+
+
+def test_a_catalogue_on_a_full_disk_names_its_file_and_leaves_nothing(
+    tmp_path: Path, catalog_beers, monkeypatch: pytest.MonkeyPatch
+):
+    import errno
+    import io
+
+    class FullDisk(io.StringIO):
+        def write(self, text: str) -> int:  # as the write to the open file fails
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def full_disk(descriptor: int, *args: object, **kwargs: object) -> FullDisk:
+        os.close(descriptor)
+        return FullDisk()
+
+    monkeypatch.setattr(os, "fdopen", full_disk)
+    out = tmp_path / "beers.json"
+    with pytest.raises(OSError) as raised:
+        write_catalog(catalog_beers[:2], out)
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(out)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_catalogue_keeps_beer_names_as_they_are_spelled(tmp_path: Path, catalog_beers):
+    beer = {**catalog_beers[0], "name": "Bräu Æble"}
+    out = write_catalog([beer], tmp_path / "beers.json")
+    assert "Bräu Æble".encode() in out.read_bytes() and b"\\u00" not in out.read_bytes()

@@ -1147,3 +1147,16 @@ def test_ids_given_as_booleans_are_refused(monkeypatch, tmp_path):
 
     assert result.exit_code == 2, result.output
     assert "holds no list of integer ids" in result.output
+
+
+def test_a_command_out_of_memory_without_a_limit_says_to_close_other_programs(monkeypatch):
+    import resource
+
+    monkeypatch.setattr(streaming_cli, "use_target", _raising(MemoryError()))
+    unlimited = (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
+    monkeypatch.setattr(resource, "getrlimit", lambda which: unlimited)
+
+    result = CliRunner().invoke(main, ["stream", "drain", "--no-progress"])
+
+    assert result.exit_code == 1
+    assert result.output == "Error: Out of memory: close other programs and run it again.\n"

@@ -293,8 +293,39 @@ def test_a_figures_file_that_is_not_notebook_03s_is_one_line(validated, tmp_path
     assert validated == []
 
 
-def test_expected_ids_below_1_are_refused_in_one_line(validated):
-    result = CliRunner().invoke(validate, ["run", "--expected-ids", "0,-3"])
+@pytest.mark.parametrize("ids", ["0", "5,-3"])
+def test_expected_ids_below_1_are_refused_in_one_line(validated, ids):
+    result = CliRunner().invoke(validate, ["run", "--expected-ids", ids])
 
     assert result.exit_code == 2 and not validated
     assert "beer ids start at 1" in result.output and "--expected-ids" in result.output
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError(28, "No space left on device", "/elsewhere/beers.json"),  # names its own file
+        OSError("a message, no error number"),
+    ],
+)
+def test_naming_leaves_an_error_that_names_a_file_or_has_no_number_as_it_is(error, tmp_path):
+    from brewops.files import naming
+
+    with pytest.raises(OSError) as raised, naming(tmp_path / "beers.json"):
+        raise error
+
+    assert raised.value is error
+
+
+def test_a_variable_given_as_none_is_unset_for_the_duration_then_put_back(monkeypatch):
+    import os
+
+    from brewops.environ import applied_environment
+
+    monkeypatch.setenv("MPLBACKEND", "TkAgg")
+    monkeypatch.delenv("PYTHONOPTIMIZE", raising=False)
+
+    with applied_environment({"MPLBACKEND": None, "PYTHONOPTIMIZE": None}):
+        assert "MPLBACKEND" not in os.environ and "PYTHONOPTIMIZE" not in os.environ
+
+    assert os.environ["MPLBACKEND"] == "TkAgg" and "PYTHONOPTIMIZE" not in os.environ

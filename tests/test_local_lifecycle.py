@@ -1033,3 +1033,40 @@ def test_up_refuses_a_template_changed_since_it_was_deployed(
         assert "`brewops local down`, then `brewops local up`" in str(refused.value)
     finally:
         local.down()
+
+
+@pytest.mark.parametrize(
+    ("log_text", "free", "said"),
+    [
+        ("", processes.LOW_DISK_SPACE, "Its log {log} is empty."),
+        ("", processes.LOW_DISK_SPACE - 1, "Its log {log} is empty, and its disk has 1023 kB"),
+        ("\n \n", 8192, "Its log {log} is empty, and its disk has 8 kB free"),
+        ("", None, "Its log {log} is empty."),  # the disk cannot be measured
+    ],
+)
+def test_an_empty_log_says_the_disk_is_full_only_below_a_megabyte_free(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log_text: str, free: int | None, said: str
+) -> None:
+    log = tmp_path / "silent.log"
+    log.write_text(log_text)
+    usage = shutil.disk_usage(tmp_path)
+
+    def measured(path: object) -> object:
+        if free is None:
+            raise OSError(errno.EIO, "Input/output error", str(path))
+        return usage._replace(free=free)
+
+    monkeypatch.setattr(shutil, "disk_usage", measured)
+
+    words = processes._last_words(log)
+
+    assert words.startswith(said.format(log=log)), words
+    assert ("BREWOPS_BUILD_DIR" in words) == ("disk has" in said)
+
+
+def test_down_keeps_this_machine_off_the_shells_proxy(
+    state_dir: Path, shell_with_a_dead_proxy: None
+) -> None:
+    assert local.down() is None  # nothing recorded: it deletes no stack, stops no server
+
+    assert proxy_for("http://127.0.0.1:5000") == {"requests": "", "botocore": ""}

@@ -901,3 +901,42 @@ def test_a_stack_without_a_registry_output_says_to_deploy_it_again(monkeypatch):
     line = one_line_error(versions_command())
     assert "The stack brewops-dev has no ModelRegistryUri Output" in line
     assert "`brewops local up`" in line
+
+
+# Loads a saved version and saves it again, in a shell whose locale is not UTF-8.
+_SAVED_AGAIN = """
+import locale, sys
+from brewops.model import registry
+
+assert locale.getencoding() in ("ANSI_X3.4-1968", "ascii"), locale.getencoding()
+loaded = registry.load(sys.argv[1])
+registry.save(loaded.model, loaded.metrics, loaded.card, sys.argv[2])
+again = registry.load(sys.argv[2])
+print(ascii([again.metrics["worst"]["name"], again.card["version"]]))
+"""
+
+
+def test_beer_names_are_kept_in_a_shell_whose_locale_is_not_utf_8(trained, tmp_path):
+    metrics = {**trained.metrics, "worst": {"name": "Bräu Æble"}}
+    card = {**trained.card, "version": "v-bräu"}  # the markdown card shows the version
+    folder = registry.save(trained.model, metrics, card, tmp_path / "saved")
+    ascii_shell = {
+        **os.environ,
+        "LC_ALL": "C",
+        "LANG": "C",
+        "PYTHONUTF8": "0",
+        "PYTHONCOERCECLOCALE": "0",
+    }
+
+    again = subprocess.run(
+        [sys.executable, "-c", _SAVED_AGAIN, str(folder), str(tmp_path / "again")],
+        env=ascii_shell,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == ascii(["Bräu Æble", "v-bräu"])
+    markdown = (tmp_path / "again" / registry.CARD_MARKDOWN_FILE).read_text(encoding="utf-8")
+    assert "v-bräu" in markdown

@@ -725,3 +725,11 @@ def test_the_client_imports_without_pandas_or_numpy():
 )
 def test_the_api_version_is_read_from_the_base_url(url, expected):
     assert api_version_of(url) == expected
+
+
+def test_only_what_the_client_makes_for_this_machine_leaves_the_shells_proxy():
+    for url in ("http://127.0.0.2:5000/v2", "http://[::1]:5000/v2", "http://localhost:5000"):
+        assert client(url).session.trust_env is False, url
+    # a session the caller gives is used as it is
+    given = requests.Session()
+    assert client("http://127.0.0.1:5000/v2", session=given).session.trust_env is True

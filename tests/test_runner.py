@@ -591,7 +591,7 @@ def test_an_error_of_the_runner_itself_ends_the_summary_as_failed(
 
 
 def test_a_run_whose_disk_fills_up_leaves_no_summary_saying_it_is_running(
-    notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ):
     fake = _WritesCopies()
     monkeypatch.setattr(runner, "notebook_executor", lambda: fake)
@@ -609,6 +609,7 @@ def test_a_run_whose_disk_fills_up_leaves_no_summary_saying_it_is_running(
         execute(discover(notebooks), out_dir=out, progress=False)
 
     assert not (out / "run-summary.json").exists()
+    assert "run summary" not in capsys.readouterr().err  # it names none that is not there
 
 
 def test_a_run_interrupted_in_its_first_notebook_leaves_its_own_summary(
@@ -930,3 +931,35 @@ def test_a_kernel_that_dies_in_a_cell_ends_the_run_saying_so(tmp_path: Path):
     assert done.returncode == 1, done.stderr
     assert "01_first failed: its kernel died while a cell ran" in done.stderr
     assert "up to the cell that was running" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("allowed", "said"),
+    [(-1, False), (runner.FEW_OPEN_FILES, False), (runner.FEW_OPEN_FILES - 1, True)],
+)
+def test_only_a_limit_of_open_files_below_what_a_kernel_needs_is_named(
+    monkeypatch: pytest.MonkeyPatch, allowed: int, said: bool
+):
+    import resource
+
+    allowed = resource.RLIM_INFINITY if allowed == -1 else allowed
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (allowed, resource.RLIM_INFINITY))
+
+    assert bool(runner._few_open_files()) == said
+    if said:
+        assert f"Only {allowed} open files are allowed" in runner._few_open_files()
+
+
+def test_an_interrupted_run_names_no_executed_copy_that_was_not_written(
+    notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+):
+    fake = _FakePapermill({"02_breaks_here.ipynb": KeyboardInterrupt()})  # writes no copy
+    monkeypatch.setattr(runner, "notebook_executor", lambda: fake)
+    out = tmp_path / "build"
+
+    with pytest.raises(KeyboardInterrupt):
+        execute(discover(notebooks), out_dir=out, progress=False)
+
+    said = capsys.readouterr().err
+    assert said.endswith(f"    interrupted; run summary: {out / 'run-summary.json'}\n")
+    assert "executed copy" not in said
