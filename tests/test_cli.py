@@ -137,6 +137,11 @@ def test_a_refusal_in_the_cache_or_on_the_way_to_it_names_the_cache(tmp_path, mo
     assert "catalogue" not in said(tmp_path / "home" / "elsewhere")
 
 
+# A Python under a file size limit would cache the bytecode of a source changed since its
+# last import cut short at the limit: every later import of that module would then fail.
+NO_BYTECODE = {"PYTHONDONTWRITEBYTECODE": "1"}
+
+
 def test_a_full_disk_is_one_line(tmp_path, catalog_path):
     import resource
 
@@ -147,6 +152,7 @@ def test_a_full_disk_is_one_line(tmp_path, catalog_path):
     result = subprocess.run(
         [BREWOPS, "data", "synth", "--n", "100", "--catalog", catalog_path, "--out", out],
         preexec_fn=disk_full,
+        env={**os.environ, **NO_BYTECODE},
         capture_output=True,
         text=True,
     )
@@ -164,9 +170,15 @@ def test_a_mistyped_command_names_the_nearest_one():
 
 @pytest.mark.skipif(not Path("/dev/full").is_char_device(), reason="needs /dev/full")
 @pytest.mark.parametrize("args", [["--help"], ["--version"], ["model", "--help"]])
-def test_help_and_version_to_a_full_disk_are_one_line(args):
+@pytest.mark.parametrize("unbuffered", ["", "1"], ids=["buffered", "unbuffered"])
+def test_help_and_version_to_a_full_disk_are_one_line(args, unbuffered):
+    # buffered, as a terminal-less stdout is by default: what the disk refused is written
+    # again at exit, where only Python reports it
+    env = {**os.environ, "PYTHONUNBUFFERED": unbuffered}
     with open("/dev/full", "w") as full:
-        result = subprocess.run([BREWOPS, *args], stdout=full, stderr=subprocess.PIPE, text=True)
+        result = subprocess.run(
+            [BREWOPS, *args], stdout=full, stderr=subprocess.PIPE, text=True, env=env
+        )
 
     assert result.returncode == 1
     assert result.stderr == (

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import errno
 import importlib
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +66,17 @@ def _file_system_refusal(error: OSError) -> str | None:
             "$XDG_CACHE_HOME/brewops, else ~/.cache/brewops): it must be a writable folder."
         )
     return said
+
+
+def _drop_what_stdout_refused() -> None:
+    """Send to /dev/null what stdout holds still because writing it was refused (a full disk):
+    Python's flush at exit would fail again, after the one-line error, with a traceback."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _out_of_memory() -> str:
@@ -126,6 +139,7 @@ class LazyGroup(click.Group):
             said = _file_system_refusal(error)
             if said is None:
                 raise
+            _drop_what_stdout_refused()
             raise click.ClickException(said) from error
 
     def invoke(self, ctx: click.Context) -> object:
@@ -141,6 +155,7 @@ class LazyGroup(click.Group):
             said = _file_system_refusal(error)
             if said is None:
                 raise
+            _drop_what_stdout_refused()
             raise click.ClickException(said) from error
         except Exception as error:
             said = _endpoint_gone(error)
