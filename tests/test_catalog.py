@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -361,6 +362,37 @@ def test_a_failed_write_leaves_the_previous_catalogue_and_no_partial_file(
         write_catalog(beers_then_a_failure(), out)
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog.json"]
+
+
+def test_a_catalogue_another_user_owns_is_refused_naming_it(
+    tmp_path: Path, catalog_beers, monkeypatch
+):
+    out = write_catalog(catalog_beers[:2], tmp_path / "catalog.json")
+
+    def replace_refused(source, destination):  # as in /tmp, over another user's file
+        raise PermissionError(errno.EPERM, "Operation not permitted", source, destination)
+
+    monkeypatch.setattr(os, "replace", replace_refused)
+    with pytest.raises(PermissionError) as raised:
+        write_catalog(catalog_beers[:1], out)
+
+    assert raised.value.filename == str(out)  # not the temporary file, gone by now
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog.json"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write in any folder")
+def test_a_catalogue_in_a_read_only_folder_is_refused_naming_it(tmp_path: Path, catalog_beers):
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(PermissionError) as raised:
+            write_catalog(catalog_beers[:1], folder / "catalog.json")
+    finally:
+        folder.chmod(0o755)
+
+    assert raised.value.filename == str(folder / "catalog.json")
+    assert list(folder.iterdir()) == []
 
 
 @pytest.mark.parametrize(

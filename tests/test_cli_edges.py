@@ -206,8 +206,8 @@ def test_figures_recorded_on_a_full_disk_keep_those_recorded_before(monkeypatch,
         resource.setrlimit(resource.RLIMIT_FSIZE, (len(before), len(before)))
 
     recording = "from brewops import summary; summary.record(ids_sent=list(range(1, 326)))"
-    full = subprocess.run(
-        [sys.executable, "-c", recording],
+    full = subprocess.run(  # -B: no bytecode cached cut short at the limit, for later imports
+        [sys.executable, "-B", "-c", recording],
         preexec_fn=disk_full_past_before,
         capture_output=True,
         text=True,
@@ -301,17 +301,19 @@ def test_expected_ids_below_1_are_refused_in_one_line(validated, ids):
     assert "beer ids start at 1" in result.output and "--expected-ids" in result.output
 
 
-@pytest.mark.parametrize(
-    "error",
-    [
-        OSError(28, "No space left on device", "/elsewhere/beers.json"),  # names its own file
-        OSError("a message, no error number"),
-    ],
-)
-def test_naming_leaves_an_error_that_names_a_file_or_has_no_number_as_it_is(error, tmp_path):
+@pytest.mark.parametrize("names_the_file", [True, False], ids=["names-the-file", "no-number"])
+def test_naming_leaves_an_error_that_names_the_file_or_has_no_number_as_it_is(
+    names_the_file, tmp_path
+):
     from brewops.files import naming
 
-    with pytest.raises(OSError) as raised, naming(tmp_path / "beers.json"):
+    path = tmp_path / "beers.json"
+    error = (
+        OSError(28, "No space left on device", str(path))
+        if names_the_file
+        else OSError("a message, no error number")
+    )
+    with pytest.raises(OSError) as raised, naming(path):
         raise error
 
     assert raised.value is error
@@ -329,3 +331,25 @@ def test_a_variable_given_as_none_is_unset_for_the_duration_then_put_back(monkey
         assert "MPLBACKEND" not in os.environ and "PYTHONOPTIMIZE" not in os.environ
 
     assert os.environ["MPLBACKEND"] == "TkAgg" and "PYTHONOPTIMIZE" not in os.environ
+
+
+@pytest.mark.parametrize("mode", [None, 0o644], ids=["private", "shared"])
+def test_a_shared_file_in_a_folder_that_refuses_it_names_the_file(monkeypatch, tmp_path, mode):
+    import errno
+    import os
+    import tempfile
+
+    from brewops.files import write_atomically
+
+    path = tmp_path / "figures" / "run-summary.json"
+    path.parent.mkdir()
+
+    def refused(*args, **kwargs):  # as a folder another user owns refuses a new file
+        raise PermissionError(errno.EACCES, "Permission denied", str(path.parent / ".x.part"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    monkeypatch.setattr(os, "open", refused)
+    with pytest.raises(PermissionError) as raised:
+        write_atomically(path, "{}", mode=mode)
+
+    assert raised.value.filename == str(path)  # not the temporary file the user never named

@@ -437,6 +437,21 @@ def test_train_refuses_a_folder_it_cannot_write_before_training(
     assert f"{tmp_path / 'build'} is not a folder you can write in" in result.output
 
 
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write in any folder")
+def test_train_refuses_a_read_only_folder_before_training(
+    catalog_path, tmp_path: Path, monkeypatch
+):
+    monkeypatch.setattr(training, "train", lambda *a, **kw: pytest.fail("trained"))
+    (tmp_path / "build").mkdir(mode=0o555)
+
+    result = brewops_in_process(
+        "train", "--catalog", str(catalog_path), "--out", str(tmp_path / "build" / "ibu")
+    )
+
+    assert result.exit_code == 2
+    assert f"{tmp_path / 'build'} is not a folder you can write in" in result.output
+
+
 def test_train_help_does_not_promise_five_folds():
     result = brewops_in_process("train", "--help")
     assert result.exit_code == 0

@@ -320,13 +320,14 @@ def write_catalog(beers: Iterable[dict[str, Any]], out: str | os.PathLike[str]) 
             _write_beers(beers, fh)
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a catalogue is meant to be shared
-        with naming(out), os.fdopen(fd, "w", encoding="utf-8", buffering=1 << 20) as fh:
-            _write_beers(beers, fh)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with naming(out):
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
+        try:
+            os.chmod(tmp, 0o644)  # mkstemp makes it private; a catalogue is meant to be shared
+            with os.fdopen(fd, "w", encoding="utf-8", buffering=1 << 20) as fh:
+                _write_beers(beers, fh)
+            os.replace(tmp, out)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return out

@@ -17,20 +17,21 @@ def write_atomically(path: Path, text: str, mode: int | None = None) -> None:
     file is private to this user unless `mode` says otherwise: then it gets `mode` less
     the umask, as a file open() creates does."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if mode is None:
-        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    else:  # created with the mode, so the kernel applies the umask (a chmod would not)
-        temporary = str(path.parent / f".{path.name}.{secrets.token_hex(8)}")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with naming(path), os.fdopen(descriptor, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with naming(path):
+        if mode is None:
+            descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        else:  # created with the mode, so the kernel applies the umask (a chmod would not)
+            temporary = str(path.parent / f".{path.name}.{secrets.token_hex(8)}")
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        try:
+            with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+                out.write(text)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
     directory = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(directory)
@@ -40,12 +41,13 @@ def write_atomically(path: Path, text: str, mode: int | None = None) -> None:
 
 @contextlib.contextmanager
 def naming(path: Path) -> Iterator[None]:
-    """Name `path` in an OSError of the block that names no file, as a write to an open file
-    raises it: "No space left on device" alone does not say which disk is full."""
+    """Name `path` in an OSError of the block, which writes `path` or a temporary file in its
+    place: "No space left on device" from a write to an open file names no file, so not
+    which disk is full, and a temporary's random name is none the user gave."""
     try:
         yield
     except OSError as error:
-        if error.filename is not None or not error.errno:
+        if not error.errno or error.filename == str(path):
             raise
         raise OSError(error.errno, error.strerror, str(path)) from error
 
