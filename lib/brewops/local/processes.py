@@ -124,8 +124,8 @@ def _last_words(log: Path) -> str:
         return f"Last lines of {log}:\n{tail}"
     try:
         free = shutil.disk_usage(log.parent).free
-    except OSError:
-        return f"Its log {log} is empty."
+    except OSError:  # not known: the empty log is all there is to say
+        free = LOW_DISK_SPACE
     if free >= LOW_DISK_SPACE:
         return f"Its log {log} is empty."
     return (
