@@ -39,6 +39,27 @@ def test_model_benchmark_prints_its_figures(catalog_path):
         assert figures[name] > 0, name
 
 
+def test_validation_benchmark_prints_its_figures(catalog_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "validation.py"),
+            "--beers",
+            "60",
+            "--catalog",
+            str(catalog_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["beers"] == 60
+    for name in ("quality_seconds", "distributions_seconds", "gravities_seconds", "peak_rss_mb"):
+        assert figures[name] > 0, name
+
+
 @pytest.mark.emulator
 @pytest.mark.parametrize(
     ("script", "arguments", "figure"),
@@ -69,6 +90,8 @@ def test_a_streaming_benchmark_prints_its_figures_and_leaves_no_state_behind(
     [
         ("model.py", ["--beers", "0"], "--beers must be at least 1"),
         ("model.py", ["--catalog", "no-such-catalogue.json"], "Cannot read the catalogue"),
+        ("validation.py", ["--beers", "0"], "--beers must be at least 1"),
+        ("validation.py", ["--catalog", "no-such-catalogue.json"], "Cannot read the catalogue"),
         # the streaming ones would fail only after their emulator ran, with a traceback (the
         # other sizes small: a script that accepts the value runs quickly)
         ("producer.py", ["--beers", "0"], "--beers must be at least 1"),

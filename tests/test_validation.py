@@ -611,6 +611,31 @@ def test_a_gravity_finding_names_both_gravities():
     assert (finding["column"], finding["value"]) == ("target_fg, target_og", "1051.0 > 1050.0")
 
 
+def test_every_record_with_a_final_gravity_above_the_original_is_one_finding():
+    """Named by its row's id (none without one), with both gravities as parsed and its row
+    position, whatever the frame's index; an id recorded twice gives two findings."""
+    frame = pd.DataFrame(
+        {
+            "id": pd.array([5, 3, None, 5, 4, 6], dtype="Int64"),
+            "target_fg": [1060.0, 1010.0, 1070.0, 1061.5, None, 1050.0],
+            "target_og": ["1050", "1050", "1040", "1050", "1040", "1050"],  # as JSON text
+        },
+        index=[10, 7, 3, 99, 0, 1],
+    )
+
+    findings = quality_report(frame, table="raw").findings
+    above = findings[findings["rule"] == "fg > og"].astype(object)
+
+    assert above.where(above.notna(), None)[
+        ["column", "id", "value", "check", "row"]
+    ].values.tolist() == [
+        ["target_fg, target_og", 5, "1060.0 > 1050", "fg > og", 0],
+        ["target_fg, target_og", 5, "1061.5 > 1050", "fg > og", 3],
+        ["target_fg, target_og", None, "1070.0 > 1040", "fg > og", 2],
+    ]
+    assert quality_report(frame, rules=("nulls", "range")).ids("fg > og") == []
+
+
 def test_findings_are_in_rule_order_then_by_column_and_id():
     frame = pd.DataFrame(
         {

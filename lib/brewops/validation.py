@@ -633,8 +633,9 @@ def _gravity_ok(df: pd.DataFrame) -> pd.Series:
 
 
 def quality_schemas(columns: Sequence[schema.Column] = schema.CLEANED_COLUMNS) -> tuple[Any, Any]:
-    """Two pandera schemas: what must parse (on the values as read), then nulls, ranges and
-    gravities (on the parsed values, so an unparseable value is not counted twice)."""
+    """Two pandera schemas: what must parse (on the values as read), then nulls and ranges
+    (on the parsed values, so an unparseable value is not counted twice). The gravities are
+    compared apart, by `gravity_rows`."""
     import pandera.pandas as pa
 
     parse_checks = {}
@@ -659,13 +660,24 @@ def quality_schemas(columns: Sequence[schema.Column] = schema.CLEANED_COLUMNS) -
             checks.append(pa.Check.less_than_or_equal_to(col.maximum))
         # nullable=False makes pandera list every null: each one is a finding
         rule_checks[col.name] = pa.Column(checks=checks, nullable=False, required=False)
-    names = {c.name for c in columns}
-    frame_checks = []
-    if {"target_fg", "target_og"} <= names:
-        frame_checks.append(pa.Check(_gravity_ok, name=FG_ABOVE_OG))
     parse_schema = pa.DataFrameSchema(parse_checks, name="parseable")
-    rules_schema = pa.DataFrameSchema(rule_checks, checks=frame_checks, name="quality")
+    rules_schema = pa.DataFrameSchema(rule_checks, name="quality")
     return parse_schema, rules_schema
+
+
+def gravity_rows(parsed: pd.DataFrame, columns: Sequence[schema.Column]) -> list[int]:
+    """The rows (by position) whose target_fg is above their target_og, in order.
+
+    Not a pandera frame check: pandera reshapes the failures of one through a pandas
+    unstack that loops over every failing row, most of the report's time once thousands of
+    beers fail it."""
+    if not {"target_fg", "target_og"} <= {c.name for c in columns}:
+        return []
+    try:
+        ok = _gravity_ok(parsed.reset_index(drop=True))
+    except (TypeError, ValueError):
+        return []  # values that cannot be compared: no finding, as for a crashed check
+    return [int(row) for row in ok.index[~ok.astype(bool)]]
 
 
 def _rule_of(check: str) -> str:
@@ -717,6 +729,21 @@ def quality_report(
         [f for f in (unparseable, checked) if f is not None and len(f)] or [unparseable],
         ignore_index=True,
     )
+    # positional lookups in plain lists: one finding per value can be tens of thousands
+    ids = parsed["id"].tolist() if "id" in parsed else [None] * len(parsed)
+
+    def finding(rule: str, column: str, row: int, value: Any, check: str) -> dict[str, Any]:
+        ident = ids[row]
+        return {
+            "table": table,
+            "rule": rule,
+            "column": column,
+            "id": None if pd.isna(ident) else int(ident),
+            "value": value,
+            "check": check,
+            "row": row,
+        }
+
     rows = []
     for case in found.itertuples(index=False):
         if pd.isna(case.index):
@@ -727,23 +754,15 @@ def quality_report(
             continue
         if rule == NULLS and (row, case.column) in broken:
             continue  # the value exists; it is counted as unparseable, not null
-        column = case.column
-        value = case.failure_case
-        if rule == FG_ABOVE_OG:
-            column = "target_fg, target_og"
-            value = f"{parsed.at[row, 'target_fg']} > {parsed.at[row, 'target_og']}"
-        ident = parsed.at[row, "id"] if "id" in parsed else None
-        rows.append(
-            {
-                "table": table,
-                "rule": rule,
-                "column": column,
-                "id": None if pd.isna(ident) else int(ident),
-                "value": value,
-                "check": str(case.check),
-                "row": row,
-            }
-        )
+        rows.append(finding(rule, case.column, row, case.failure_case, str(case.check)))
+    if FG_ABOVE_OG in rules:
+        above = gravity_rows(parsed, columns)
+        fg = parsed["target_fg"].take(above).tolist() if above else []
+        og = parsed["target_og"].take(above).tolist() if above else []
+        rows += [
+            finding(FG_ABOVE_OG, "target_fg, target_og", row, f"{f} > {o}", FG_ABOVE_OG)
+            for row, f, o in zip(above, fg, og, strict=True)
+        ]
     findings = pd.DataFrame(rows, columns=_FINDING_COLUMNS)
     findings = findings.drop_duplicates(["table", "rule", "column", "row"])
     order = {rule: i for i, rule in enumerate(FINDING_RULES)}

@@ -15,8 +15,8 @@ Checks what Firehose delivered, through the Glue catalog, the way the model will
 - **counts**: rows reconciled with what notebook 03 produced; duplicates (the schedule
   produces random beers again) counted, and the deduplicated view (latest record per id)
   that later notebooks use;
-- **data quality** with pandera: nulls, values outside the plausible ranges, `target_fg`
-  above `target_og`, unparseable values, as a table per rule with the offending ids, and as
+- **data quality**: nulls, values outside the plausible ranges and unparseable values (with
+  pandera), `target_fg` above `target_og`, as a table per rule with the offending ids, and as
   distributions with the out-of-range values marked.
 
 Schema drift, unreadable data (including objects outside the partition layout) and lost
@@ -129,8 +129,9 @@ if report.duplicates is not None:
         md("""
 ## Data quality
 
-Pandera checks from `brewops.schema`: nulls, the plausible range of each column, `target_fg`
-not above `target_og`, and values that do not parse as their column type. One row per
+Pandera checks from `brewops.schema`: nulls, the plausible range of each column, and values
+that do not parse as their column type; then `target_fg` not above `target_og`, compared
+row by row. One row per
 rule and column with the offending ids, then every finding.
 """),
         code("""
