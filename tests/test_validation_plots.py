@@ -72,7 +72,7 @@ def test_values_out_of_range_are_labelled_at_the_edge_they_are_past():
         ("id 5: 25", (high, 1), (0, -4)),  # ordered by value, stacked downwards
         ("id 4: 30", (high, 1), (0, -15)),
     ]
-    markers = [tuple(c.get_offsets()[0]) for c in ax.collections]
+    markers = [tuple(point) for c in ax.collections for point in c.get_offsets()]
     assert markers == [(low, 0), (high, 0), (high, 0)]
 
 

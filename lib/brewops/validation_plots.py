@@ -116,18 +116,22 @@ def _mark_outliers(ax: Any, outliers: pd.DataFrame, col: schema.Column) -> int:
     for side, rows in (("low", ordered[below]), ("high", ordered[~below])):
         edge, marker, align = (low, "<", "left") if side == "low" else (high, ">", "right")
         stacked = max(stacked, len(rows))
+        if rows.empty:
+            continue
+        # one marker per value, all at the edge, in one collection: a collection per value
+        # costs seconds per thousand values
+        ax.scatter(
+            [edge] * len(rows),
+            [0] * len(rows),
+            marker=marker,
+            s=70,
+            color=OUT_OF_RANGE_COLOR,
+            zorder=3,
+            clip_on=False,
+            label=label,
+        )
+        label = None
         for k, (x, ident) in enumerate(zip(rows["_x"], rows["id"], strict=True)):
-            ax.scatter(
-                [edge],
-                [0],
-                marker=marker,
-                s=70,
-                color=OUT_OF_RANGE_COLOR,
-                zorder=3,
-                clip_on=False,
-                label=label,
-            )
-            label = None
             ax.annotate(
                 f"id {ident}: {x:g}",
                 (edge, 1),
