@@ -76,6 +76,30 @@ def test_values_out_of_range_are_labelled_at_the_edge_they_are_past():
     assert markers == [(low, 0), (high, 0), (high, 0)]
 
 
+def test_many_values_out_of_range_name_the_furthest_out_and_count_the_rest():
+    # a big catalogue: labels for all of them would run far below the panel
+    frame = pd.DataFrame(
+        {
+            "id": range(1, 31),
+            "abv": [-float(i) for i in range(1, 11)] + [50.0 + i for i in range(20)],
+        }
+    )
+    fig = validation_plots.plot_distributions(frame, columns=[ABV])
+    ax = fig.axes[0]
+    low, high = ax.get_xlim()
+    shown = validation_plots.MAX_LABELS_PER_SIDE - 1
+    low_side = [t.get_text() for t in ax.texts if t.xy == (low, 1)]
+    high_side = [t.get_text() for t in ax.texts if t.xy == (high, 1)]
+    assert low_side == [f"id {i}: -{i}" for i in range(10, 10 - shown, -1)] + [
+        f"… and {10 - shown} more"
+    ]
+    assert high_side == [f"… and {20 - shown} more"] + [
+        f"id {i}: {39 + i}" for i in range(31 - shown, 31)
+    ]
+    markers = [tuple(point) for c in ax.collections for point in c.get_offsets()]
+    assert len(markers) == 30  # every value is still marked at its edge
+
+
 def test_the_legend_names_the_out_of_range_marker_once():
     # values past both ends: a marker at each edge, one legend entry for them
     fig = validation_plots.plot_distributions(_frame(), columns=[ABV])

@@ -99,6 +99,11 @@ def _make_room_for_labels(ax: Any, bars: Any, lines: int) -> None:
     ax.set_ylim(0, max(ax.get_ylim()[1], tallest / (1 - share)))
 
 
+# Beyond this many values out of range on one side, the labels would fill the panel: the
+# furthest out are named, and a last line says how many more there are.
+MAX_LABELS_PER_SIDE = 8
+
+
 def _mark_outliers(ax: Any, outliers: pd.DataFrame, col: schema.Column) -> int:
     """Mark the values out of range at the edge they lie beyond, and label them from the
     top of the panel down on that side; returns the most labels stacked on one side."""
@@ -115,7 +120,6 @@ def _mark_outliers(ax: Any, outliers: pd.DataFrame, col: schema.Column) -> int:
     stacked = 0
     for side, rows in (("low", ordered[below]), ("high", ordered[~below])):
         edge, marker, align = (low, "<", "left") if side == "low" else (high, ">", "right")
-        stacked = max(stacked, len(rows))
         if rows.empty:
             continue
         # one marker per value, all at the edge, in one collection: a collection per value
@@ -131,9 +135,15 @@ def _mark_outliers(ax: Any, outliers: pd.DataFrame, col: schema.Column) -> int:
             label=label,
         )
         label = None
-        for k, (x, ident) in enumerate(zip(rows["_x"], rows["id"], strict=True)):
+        texts = [f"id {ident}: {x:g}" for x, ident in zip(rows["_x"], rows["id"], strict=True)]
+        if len(texts) > MAX_LABELS_PER_SIDE:  # the values furthest out, then how many more
+            shown = MAX_LABELS_PER_SIDE - 1
+            more = f"… and {len(texts) - shown} more"
+            texts = [*texts[:shown], more] if side == "low" else [more, *texts[-shown:]]
+        stacked = max(stacked, len(texts))
+        for k, text in enumerate(texts):
             ax.annotate(
-                f"id {ident}: {x:g}",
+                text,
                 (edge, 1),
                 xycoords=("data", "axes fraction"),
                 textcoords="offset points",
