@@ -24,7 +24,6 @@ import argparse
 import json
 import resource
 import time
-import warnings
 
 
 def main() -> None:
@@ -80,17 +79,14 @@ def main() -> None:
         "findings": len(quality.findings),
     }
     if args.plots:
-        with warnings.catch_warnings():
-            # hundreds of labels do not fit a panel: tight_layout says so, once per figure
-            warnings.simplefilter("ignore", UserWarning)
-            for name in ("distributions", "gravities"):
-                started = time.perf_counter()
-                figure = getattr(validation_plots, f"plot_{name}")(latest)
-                figure.canvas.draw()
-                seconds = time.perf_counter() - started
-                matplotlib.pyplot.close(figure)
-                print(f"plot_{name} drawn in {seconds:.1f} s", flush=True)
-                figures[f"{name}_seconds"] = round(seconds, 2)
+        for name in ("distributions", "gravities"):
+            started = time.perf_counter()
+            figure = getattr(validation_plots, f"plot_{name}")(latest)
+            figure.canvas.draw()
+            seconds = time.perf_counter() - started
+            matplotlib.pyplot.close(figure)
+            print(f"plot_{name} drawn in {seconds:.1f} s", flush=True)
+            figures[f"{name}_seconds"] = round(seconds, 2)
 
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     figures["peak_rss_mb"] = round(peak_kib / 1024, 1)

@@ -173,6 +173,18 @@ def test_gravities_label_beers_at_the_same_point_once_and_name_the_axes():
     assert ax.get_title()
 
 
+def test_gravities_label_a_crowd_of_close_beers_with_a_few_ids_and_how_many():
+    frame = pd.DataFrame(
+        {
+            "id": range(1, 11),
+            "target_og": [1050.0] * 10,
+            "target_fg": [1060.0 + i / 10 for i in range(10)],
+        }
+    )
+    ax = validation_plots.plot_gravities(frame).axes[0]
+    assert [t.get_text() for t in ax.texts] == ["1, 2, 3, … (10 beers)"]
+
+
 def test_gravities_of_beers_without_gravities_draw_no_diagonal():
     frame = pd.DataFrame({"id": [1, 2], "target_fg": [None, None], "target_og": [None, None]})
     ax = validation_plots.plot_gravities(frame).axes[0]

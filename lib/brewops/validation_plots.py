@@ -188,6 +188,9 @@ def plot_gravities(df: pd.DataFrame) -> Any:
 
 # Marked beers closer than this share of the axis span (about a label's height) share a label.
 _SAME_LABEL_SPAN = 0.04
+# A label names this many beers at most: a crowd of close beers (a big catalogue) would
+# give one label thousands of ids long.
+MAX_IDS_PER_LABEL = 4
 
 
 def _label_close_points(ax: Any, points: pd.DataFrame) -> None:
@@ -206,7 +209,10 @@ def _label_close_points(ax: Any, points: pd.DataFrame) -> None:
     )
     for _, group in points.assign(group=groups).groupby("group", sort=False):
         top = group.loc[group["fg"].idxmax()]
-        label = ", ".join(str(ident) for ident in sorted(group["id"]))
+        ids = [str(ident) for ident in sorted(group["id"])]
+        if len(ids) > MAX_IDS_PER_LABEL:  # a crowd of beers: a few ids, and how many
+            ids = [*ids[: MAX_IDS_PER_LABEL - 1], f"… ({len(ids)} beers)"]
+        label = ", ".join(ids)
         ax.annotate(
             label, (top["og"], top["fg"]), textcoords="offset points", xytext=(3, 3), fontsize=8
         )
