@@ -348,17 +348,18 @@ def test_a_written_catalogue_is_readable_by_others(tmp_path: Path, catalog_beers
     assert load_catalog(path) == catalog_beers[:3]
 
 
+@pytest.mark.parametrize("failure", [RuntimeError, KeyboardInterrupt])  # Ctrl-C too
 def test_a_failed_write_leaves_the_previous_catalogue_and_no_partial_file(
-    tmp_path: Path, catalog_beers
+    tmp_path: Path, catalog_beers, failure
 ):
     out = write_catalog(catalog_beers[:2], tmp_path / "catalog.json")
     before = out.read_bytes()
 
     def beers_then_a_failure():
         yield catalog_beers[2]
-        raise RuntimeError("the source broke off")
+        raise failure("the source broke off")
 
-    with pytest.raises(RuntimeError, match="broke off"):
+    with pytest.raises(failure, match="broke off"):
         write_catalog(beers_then_a_failure(), out)
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog.json"]
@@ -393,6 +394,21 @@ def test_a_catalogue_in_a_read_only_folder_is_refused_naming_it(tmp_path: Path, 
 
     assert raised.value.filename == str(folder / "catalog.json")
     assert list(folder.iterdir()) == []
+
+
+def test_a_catalogue_whose_folder_refuses_its_temporary_file_is_refused_naming_it(
+    tmp_path: Path, catalog_beers, monkeypatch
+):
+    import tempfile
+
+    def refused(*args, **kwargs):  # as a read-only folder refuses a new file, root or not
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / ".x.part"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    with pytest.raises(PermissionError) as raised:
+        write_catalog(catalog_beers[:1], tmp_path / "catalog.json")
+
+    assert raised.value.filename == str(tmp_path / "catalog.json")  # not the temporary's
 
 
 @pytest.mark.parametrize(

@@ -231,6 +231,27 @@ def test_a_shared_file_whose_write_fails_keeps_its_old_text_and_leaves_no_litter
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
 
 
+def test_a_shared_file_interrupted_while_written_keeps_its_old_text_and_leaves_no_litter(
+    monkeypatch, tmp_path
+):
+    import os
+
+    from brewops.files import write_atomically
+
+    path = tmp_path / "produced-ids-local.json"
+    write_atomically(path, '{"ids": [1]}')
+
+    def interrupted(descriptor: int) -> None:  # Ctrl-C while the disk catches up
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_atomically(path, '{"ids": [1, 2]}')
+
+    assert path.read_text() == '{"ids": [1]}'
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
 def test_a_shared_file_on_a_full_disk_names_the_file_and_the_folder_setting(monkeypatch, tmp_path):
     import errno
     import os
@@ -353,3 +374,23 @@ def test_a_shared_file_in_a_folder_that_refuses_it_names_the_file(monkeypatch, t
         write_atomically(path, "{}", mode=mode)
 
     assert raised.value.filename == str(path)  # not the temporary file the user never named
+
+
+def test_a_shared_file_another_user_owns_is_refused_naming_it(monkeypatch, tmp_path):
+    import errno
+    import os
+
+    from brewops.files import write_atomically
+
+    path = tmp_path / "run-summary.json"
+    write_atomically(path, "{}")
+
+    def replace_refused(source, destination):  # as in /tmp, over another user's file
+        raise PermissionError(errno.EPERM, "Operation not permitted", source, destination)
+
+    monkeypatch.setattr(os, "replace", replace_refused)
+    with pytest.raises(PermissionError) as raised:
+        write_atomically(path, '{"records_sent": 325}')
+
+    assert raised.value.filename == str(path)  # not the temporary file, gone by now
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]

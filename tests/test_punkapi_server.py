@@ -531,6 +531,29 @@ def test_a_window_lasts_its_length_whichever_way_the_wall_clock_jumps(catalog_be
     assert renewed.status_code == 200
 
 
+def test_retry_after_and_the_reset_round_up_to_the_end_of_the_window(catalog_beers):
+    monotonic, wall = Clock(500.0), Clock(1_000.25)
+    app = PunkApiApp(catalog_beers, rate_limit=1, rate_window=60, clock=monotonic, wall_clock=wall)
+    client = Client(app)
+    client.get("/v2/beers/1")
+
+    monotonic.now += 29.5
+    wall.now += 29.5
+    limited = client.get("/v2/beers/1")
+
+    # 30.5 s left, until 1060.25: a client that waits as long as it is told finds it ended
+    assert (limited.status_code, limited.headers["Retry-After"]) == (429, "31")
+    assert limited.headers["X-RateLimit-Reset"] == "1061"
+
+
+def test_the_limits_run_on_the_monotonic_clock_unless_told_otherwise(catalog_beers):
+    import time
+
+    limiters = [RateLimiter(limit=1, window=60), PunkApiApp(catalog_beers).limiter]
+
+    assert [(lim.clock, lim.wall_clock) for lim in limiters] == [(time.monotonic, time.time)] * 2
+
+
 def test_windows_that_have_ended_are_let_go():
     clock = Clock(1_000.0)
     limiter = RateLimiter(limit=1, window=60, clock=clock, wall_clock=clock)
@@ -556,6 +579,29 @@ def test_letting_go_of_ended_windows_keeps_those_still_running():
 
     assert limiter.clients == 2
     assert limiter.hit("10.0.0.2") == (0, 1_090.0, True)  # still over its limit
+
+
+def test_a_window_ends_at_its_end_between_two_sweeps():
+    clock = Clock(1_000.0)
+    limiter = RateLimiter(limit=1, window=60, clock=clock, wall_clock=clock)
+    limiter.hit("10.0.0.1")  # the sweeps are due at 1060, 1120, ...
+    clock.now = 1_030.0
+    limiter.hit("10.0.0.2")  # its window runs until 1090
+    clock.now = 1_060.0
+    limiter.hit("10.0.0.1")
+
+    clock.now = 1_090.0
+    assert limiter.hit("10.0.0.2") == (0, 1_150.0, False)  # a new window, not a second hit
+
+
+def test_a_hit_dates_the_end_of_its_window_on_the_wall_clock():
+    monotonic, wall = Clock(500.0), Clock(1_000.0)
+    limiter = RateLimiter(limit=1, window=60, clock=monotonic, wall_clock=wall)
+
+    assert limiter.hit("10.0.0.1") == (0, 1_060.0, False)
+    monotonic.now += 30
+    wall.now += 3_630  # set an hour on, 30 s later
+    assert limiter.hit("10.0.0.1") == (0, 4_660.0, True)
 
 
 def test_a_preflight_neither_counts_nor_starts_a_window(catalog_beers):
