@@ -39,6 +39,12 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return directory
 
 
+def kill(service: Service) -> None:
+    """SIGKILL a server of the local target and wait until it has gone."""
+    os.kill(service.pid, 9)
+    psutil.Process(service.pid).wait(timeout=10)
+
+
 def brewops(*args: str, env_dir: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "brewops.cli", "local", *args],
@@ -203,8 +209,7 @@ def test_a_restarted_server_that_cannot_be_recorded_is_stopped(
     state = local.up(deploy=False, catalog=catalog_path)
     try:
         punkapi = state.services["punkapi"]
-        os.kill(punkapi.pid, 9)
-        psutil.Process(punkapi.pid).wait(timeout=10)
+        kill(punkapi)
         before = running_children()
 
         with monkeypatch.context() as patched:
@@ -371,8 +376,7 @@ def test_a_running_target_is_repaired_by_up_and_never_torn_down_by_a_read(
     state = local.up(deploy=False, catalog=catalog_path)
     try:
         emulator, punkapi = state.services["emulator"], state.services["punkapi"]
-        os.kill(punkapi.pid, 9)
-        psutil.Process(punkapi.pid).wait(timeout=10)
+        kill(punkapi)
         with open(punkapi.log, "a") as log:
             log.write("why it died\n")
 
@@ -836,8 +840,7 @@ def test_a_restarted_server_that_never_answers_is_still_stopped_by_down(
     state = local.up(deploy=False, catalog=catalog_path)
     try:
         punkapi = state.services["punkapi"]
-        os.kill(punkapi.pid, 9)
-        psutil.Process(punkapi.pid).wait(timeout=10)
+        kill(punkapi)
 
         def never_ready(name: str, *args: object, **kwargs: object) -> None:
             raise processes.ServiceError(f"{name} did not answer")

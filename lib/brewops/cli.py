@@ -68,6 +68,15 @@ def _file_system_refusal(error: OSError) -> str | None:
     return said
 
 
+def _refusal_in_one_line(error: OSError) -> click.ClickException | None:
+    """The one-line error for a refusal of the file system, or None for another OSError."""
+    said = _file_system_refusal(error)
+    if said is None:
+        return None
+    _drop_what_stdout_refused()
+    return click.ClickException(said)
+
+
 def _drop_what_stdout_refused() -> None:
     """Send to /dev/null what stdout holds still because writing it was refused (a full disk):
     Python's flush at exit would fail again, after the one-line error, with a traceback."""
@@ -136,11 +145,9 @@ class LazyGroup(click.Group):
         try:
             return super().make_context(*args, **kwargs)
         except OSError as error:
-            said = _file_system_refusal(error)
-            if said is None:
+            if (one_line := _refusal_in_one_line(error)) is None:
                 raise
-            _drop_what_stdout_refused()
-            raise click.ClickException(said) from error
+            raise one_line from error
 
     def invoke(self, ctx: click.Context) -> object:
         from brewops.errors import ActionableError
@@ -152,11 +159,9 @@ class LazyGroup(click.Group):
         except MemoryError as error:  # the stack it unwound is freed: enough to say so
             raise click.ClickException(_out_of_memory()) from error
         except OSError as error:
-            said = _file_system_refusal(error)
-            if said is None:
+            if (one_line := _refusal_in_one_line(error)) is None:
                 raise
-            _drop_what_stdout_refused()
-            raise click.ClickException(said) from error
+            raise one_line from error
         except Exception as error:
             said = _endpoint_gone(error)
             if said is None:
