@@ -248,6 +248,10 @@ def test_the_install_records_what_it_was_installed_from(checkout: Path):
     # WHEN a pull changes the lock
     with (checkout / "requirements.lock").open("a") as lock:
         lock.write("# pulled\n")
+    # seconds later, as a pull is: file dates tick coarsely, and make takes a lock dated
+    # the same tick as .installed for one installed already
+    later = (venv / ".installed").stat().st_mtime + 10
+    os.utime(checkout / "requirements.lock", (later, later))
     # THEN brewops says to run make setup, until it has run
     assert "make setup" in stale_venv_warning(venv, checkout)
     assert make_installed(checkout).returncode == 0
