@@ -136,6 +136,41 @@ def test_deploy_builds_and_deploys_with_sam():
     assert names.index("aws-actions/configure-aws-credentials") < first_sam
 
 
+@pytest.mark.parametrize(
+    ("address", "expected_overrides"),
+    [
+        ("ops@example.com", ["--parameter-overrides", "Stage=prod", "AlarmEmail=ops@example.com"]),
+        ("", []),  # unset: the stack keeps the address it has
+    ],
+)
+def test_the_deploy_subscribes_the_environments_alarm_address(
+    tmp_path, address, expected_overrides
+):
+    deploy = load("deploy.yml")
+    (step,) = [s for s in steps(deploy) if s.get("name") == "Deploy"]
+    assert step["env"]["ALARM_EMAIL"] == "${{ inputs.alarm_email }}"
+    assert deploy["on"]["workflow_dispatch"]["inputs"]["alarm_email"]["default"] == ""
+    # GIVEN a sam that records what it was asked
+    fake_sam = tmp_path / "sam"
+    fake_sam.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$(dirname "$0")/argv"\n')
+    fake_sam.chmod(0o755)
+    # WHEN the step runs as Actions runs it, for the prod stage
+    env = {
+        "PATH": f"{tmp_path}:/usr/bin:/bin",
+        "STAGE": "prod",
+        "CONFIG_ENV": "prod",
+        "ALARM_EMAIL": address,
+    }
+    result = subprocess.run(
+        ["bash", "-e", "-c", step["run"]], env=env, capture_output=True, text=True, timeout=30
+    )
+    # THEN sam deploys the config env, with the address and the Stage it would replace
+    assert result.returncode == 0, result.stderr
+    argv = (tmp_path / "argv").read_text().splitlines()
+    assert argv[:3] == ["deploy", "--config-env", "prod"]
+    assert argv[5:] == expected_overrides
+
+
 @pytest.mark.parametrize("section", ["default", "prod"])
 def test_samconfig_points_sam_at_the_template(section):
     config = tomllib.loads((ROOT / "samconfig.toml").read_text())[section]
