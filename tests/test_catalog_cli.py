@@ -184,6 +184,26 @@ def test_synth_writes_n_beers(runner, catalog_path, tmp_path: Path):
     assert "50 beers from 325 (seed 4)" in result.stderr
 
 
+@pytest.mark.parametrize("stdout", ["pipe", "file"])
+def test_synth_to_stdout_prints_only_the_catalogue(catalog_path, tmp_path: Path, stdout: str):
+    import subprocess
+    import sys
+
+    brewops = Path(sys.executable).with_name("brewops")
+    args = [brewops, "data", "synth", "--n", "3", "--out", "/dev/stdout", "--catalog", catalog_path]
+    # WHEN the catalogue goes to stdout, read through a pipe or redirected to a file
+    if stdout == "pipe":
+        result = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        printed = result.stdout
+    else:
+        with (tmp_path / "redirected.json").open("w") as redirected:
+            result = subprocess.run(args, stdout=redirected, stderr=subprocess.PIPE, timeout=60)
+        printed = (tmp_path / "redirected.json").read_text()
+    # THEN stdout is the JSON array alone, with no path line after it
+    assert result.returncode == 0, result.stderr
+    assert [b["id"] for b in json.loads(printed)] == [1, 2, 3]
+
+
 @pytest.mark.parametrize(
     ("options", "settings"),
     [([], {}), (["--seed", "4", "--jitter", "0"], {"seed": 4, "jitter": 0.0})],

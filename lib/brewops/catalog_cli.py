@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import click
@@ -19,6 +21,17 @@ CATALOG_OPTION = click.option(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Catalogue file to read (v2 or v3 shape). Default: the real catalogue.",
 )
+
+
+def _echo_written(path: Path) -> None:
+    """Print the path written last, unless it is this stdout (`--out /dev/stdout`), where
+    the line would follow the catalogue's JSON."""
+    try:
+        if os.path.samestat(os.fstat(sys.stdout.fileno()), os.stat(path)):
+            return
+    except (OSError, ValueError):  # no stdout file (a test runner's), or a path gone
+        pass
+    click.echo(str(path))
 
 
 @click.group()
@@ -102,7 +115,7 @@ def crawl(
         raise click.ClickException(f"{base_url} served duplicate ids; nothing written.")
     path = write_catalog(sorted(beers, key=lambda b: b["id"]), out)
     click.echo(f"{len(beers)} beers from {base_url} ({client.requests_made} requests)", err=True)
-    click.echo(str(path))
+    _echo_written(path)
 
 
 @data.command()
@@ -128,4 +141,4 @@ def synth(count: int, out: Path, seed: int, jitter: float, catalog: Path | None)
     except CatalogError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{report.beers} beers from {report.source_beers} (seed {report.seed})", err=True)
-    click.echo(str(report.path))
+    _echo_written(report.path)
