@@ -301,11 +301,17 @@ def proxy_for(url: str) -> dict[str, str]:
 
 
 def test_reading_the_target_keeps_this_machine_off_the_shells_proxy(
-    state_dir: Path, shell_with_a_dead_proxy: None
+    state_dir: Path, tmp_path: Path, shell_with_a_dead_proxy: None
 ) -> None:
     assert proxy_for("http://127.0.0.1:5000") == {"requests": DEAD_PROXY, "botocore": DEAD_PROXY}
+    process, emulator = spawn_service(tmp_path, 60)
+    try:
+        a_state(services={"emulator": emulator}, deployed=True).save()
 
-    assert local.status() is None
+        assert local.status() is not None
+    finally:
+        process.kill()
+        process.wait()
 
     for url in ("http://127.0.0.1:5000/v2", "http://localhost:5000"):
         assert proxy_for(url) == {"requests": "", "botocore": ""}, url
@@ -313,6 +319,16 @@ def test_reading_the_target_keeps_this_machine_off_the_shells_proxy(
     aws = "https://cloudformation.us-east-1.amazonaws.com"
     assert proxy_for(aws) == {"requests": DEAD_PROXY, "botocore": DEAD_PROXY}
     assert os.environ["no_proxy"] == os.environ["NO_PROXY"] == "127.0.0.1,localhost,::1"
+
+
+def test_no_target_to_read_leaves_the_shells_proxy_settings_alone(
+    state_dir: Path, shell_with_a_dead_proxy: None
+) -> None:
+    before = dict(os.environ)
+
+    assert local.status() is None
+
+    assert dict(os.environ) == before
 
 
 @pytest.mark.parametrize(

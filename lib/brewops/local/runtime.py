@@ -89,7 +89,13 @@ def status() -> LocalState | None:
     """The running local target, or None. Raises LocalTargetBroken when a server has
     exited but the emulator runs on (`up` restarts it). Waits for an `up` or `down` in
     progress."""
-    bypass_proxy_for_loopback()  # what reads the target next talks to 127.0.0.1
+    state = _running_state()
+    if state is not None:  # what reads the target next talks to 127.0.0.1
+        bypass_proxy_for_loopback()
+    return state
+
+
+def _running_state() -> LocalState | None:
     state = LocalState.load()
     if state is not None and _alive(state) and state.deployed:
         return state
