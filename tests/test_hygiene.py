@@ -4,6 +4,7 @@ secrets, and light Lambda packages."""
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import json
 import os
 import re
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from brewops import lockfiles
 from brewops.paths import repo_root
@@ -428,6 +430,52 @@ def test_the_licence_is_an_spdx_expression():
     pyproject = _pyproject()
     assert isinstance(pyproject["project"]["license"], str)
     assert pyproject["build-system"]["requires"] == ["setuptools>=77"]
+
+
+def _distributions_imported_by_the_package() -> dict[str, set[str]]:
+    """Distribution -> the modules of lib/ that import it, lazy imports included."""
+    owners = importlib.metadata.packages_distributions()
+    imported: dict[str, set[str]] = {}
+    for path in (ROOT / "lib").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names = [node.module]
+            else:
+                continue
+            for top in {name.split(".")[0] for name in names}:
+                if top in sys.stdlib_module_names or top == "brewops":
+                    continue
+                for dist in owners.get(top, [top]):
+                    where = imported.setdefault(canonicalize_name(dist), set())
+                    where.add(path.relative_to(ROOT).as_posix())
+    return imported
+
+
+def _declared(*requirements: str) -> set[str]:
+    return {canonicalize_name(Requirement(entry).name) for entry in requirements}
+
+
+def test_every_package_the_package_imports_is_declared_for_run_time():
+    """One that only comes with another package (or with the dev extra) leaves the lock the
+    day that one stops bringing it."""
+    project = _pyproject()["project"]
+    run_time = _declared(*project["dependencies"], *project["optional-dependencies"]["notebooks"])
+    undeclared = {
+        dist: sorted(modules)
+        for dist, modules in _distributions_imported_by_the_package().items()
+        if dist not in run_time
+    }
+    assert not undeclared, "add them to pyproject.toml, then `make lock`"
+
+
+def test_every_run_time_dependency_is_imported_by_the_package():
+    # one that only another package needs comes with it, at the versions that package asks
+    unused = _declared(*_pyproject()["project"]["dependencies"]).difference(
+        _distributions_imported_by_the_package()
+    )
+    assert not unused, "remove them from pyproject.toml, then `make lock`"
 
 
 def test_no_secrets_in_the_repository():
