@@ -17,13 +17,6 @@ from brewops import target as targets
 from brewops.errors import ActionableError
 from brewops.local.state import LocalState
 
-AWS_VARIABLES = (
-    "AWS_ENDPOINT_URL",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_DEFAULT_REGION",
-)
-
 
 @pytest.fixture
 def aws_environment(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:

@@ -284,14 +284,12 @@ FIRST_WORT_MINUTES = 70.0
 MASH_MINUTES = 5.0
 MAX_MINUTES = 180.0
 
-STAGES = ("boil", "whirlpool", "dry", "mash", "unknown")
-
 
 @dataclass(frozen=True)
 class Stage:
     """An addition stage: its group and the minutes of isomerisation assumed."""
 
-    group: str  # one of STAGES
+    group: str  # boil, whirlpool, dry, mash or unknown
     minutes: float
 
 
