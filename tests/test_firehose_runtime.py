@@ -1467,6 +1467,22 @@ def test_a_decimal_its_column_cannot_hold_fails_that_record_not_the_buffer(tmp_p
     assert base64.b64decode(error["rawData"]) == records[1]
 
 
+def test_a_table_without_columns_is_written_as_parquet(tmp_path):
+    # an Arrow schema of no columns is falsy, yet the deserializer still turns records into rows
+    kinesis = ScriptedKinesis({"shardId-000000000000": numbered(1, 2)})
+    glue = ScriptedGlue()
+    glue.columns = []
+    aws = ScriptedAWS(
+        kinesis, description(DataFormatConversionConfiguration=_conversion()), glue=glue
+    )
+
+    report = scripted_drain(aws, tmp_path)
+
+    assert (report.streams[0].delivered, report.streams[0].failed) == (2, 0)
+    [data] = [body for key, body in aws.objects.items() if key.startswith("cleaned/")]
+    assert pq.read_table(io.BytesIO(data)).schema.names == []
+
+
 SCRIPTED_TRANSFORMS = """
 import base64
 import os

@@ -22,11 +22,15 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from brewops.errors import ActionableError
 from brewops.firehose_runtime.checkpoints import Checkpoint, CheckpointStore
-from brewops.firehose_runtime.config import DeliveryStreamConfig, instant_text
+from brewops.firehose_runtime.config import (
+    DeliveryStreamConfig,
+    FormatConversion,
+    instant_text,
+)
 from brewops.firehose_runtime.conversion import (
     ConversionError,
     HiveJsonDeserializer,
@@ -187,10 +191,15 @@ class _Buffer:
         self.records = 0
         self.oldest_arrival_ms: int | None = None
         self.failures: list[Failure] = []
-        self.parquet = ParquetBuffer(schema, config.conversion.compression) if schema else None
+        # `is not None`: an Arrow schema without columns (a Glue table without any) is falsy
+        self.parquet = (
+            ParquetBuffer(schema, config.conversion.compression)
+            if schema is not None and config.conversion
+            else None
+        )
         self._raw = io.BytesIO()
         self._gzip = (
-            zlib.compressobj(wbits=31) if config.compression == "GZIP" and not schema else None
+            zlib.compressobj(wbits=31) if config.compression == "GZIP" and schema is None else None
         )
 
     def add_data(self, data: bytes) -> None:
@@ -200,8 +209,8 @@ class _Buffer:
         self.records += 1
 
     def add_rows(self, rows: list[dict[str, Any]]) -> None:
-        for row in rows:
-            self.parquet.add(row)
+        for row in rows:  # rows come from the deserializer, made with the ParquetBuffer's schema
+            self.parquet.add(row)  # type: ignore[union-attr]
         self.records += len(rows)
 
     def account(self, record: SourceRecord, size: int) -> None:
@@ -348,9 +357,9 @@ class DeliveryStreamRuntime:
         total = 0
         for shard_id, reader in self.readers.items():
             if self.replay_until is not None:
-                until = self.replay_until.get(shard_id)
-                if until is None or (
-                    reader.position is not None and _sequence(reader.position) >= _sequence(until)
+                last = self.replay_until.get(shard_id)
+                if last is None or (
+                    reader.position is not None and _sequence(reader.position) >= _sequence(last)
                 ):
                     reader.caught_up = True
                     continue
@@ -387,7 +396,7 @@ class DeliveryStreamRuntime:
         # what Lambda takes in a request: many small records grow the event past the data.
         size, request = len(record.data), event_record_bytes(record)
         if self.pending and (
-            self.pending_size + size > self.config.processor.buffer_bytes
+            self.pending_size + size > self.stage.processor.buffer_bytes
             or self.request_size + request > LAMBDA_PAYLOAD_LIMIT
         ):
             self._transform_pending()
@@ -398,7 +407,7 @@ class DeliveryStreamRuntime:
         self.request_size += request
 
     def _transform_pending(self) -> None:
-        if not self.pending:
+        if not self.pending or self.stage is None:
             return
         batch = self.stage.process(self.pending)
         self.stats.invocations += batch.attempts
@@ -449,7 +458,7 @@ class DeliveryStreamRuntime:
     def _conversion_failure(
         self, record: SourceRecord, data: bytes, error: ConversionError
     ) -> Failure:
-        conversion = self.config.conversion
+        conversion = cast(FormatConversion, self.config.conversion)  # it failed: there is one
         return Failure(
             record,
             FORMAT_CONVERSION_FAILED,
@@ -478,8 +487,12 @@ class DeliveryStreamRuntime:
     def tick(self) -> None:
         """Deliver what has waited its interval (continuous mode)."""
         now = self.clock()
-        processor = self.config.processor
-        if self.pending and now - self.pending_started >= processor.interval_seconds:
+        if (
+            self.pending
+            and self.stage is not None
+            and self.pending_started is not None
+            and now - self.pending_started >= self.stage.processor.interval_seconds
+        ):
             self._transform_pending()
         if (
             self.replay_until is None
@@ -503,7 +516,8 @@ class DeliveryStreamRuntime:
         objects = []
         buffer, config = self.buffer, self.config
         if buffer.records:
-            key = self._key(flush_id, "data", buffer.oldest_arrival_ms, None)
+            oldest = cast(int, buffer.oldest_arrival_ms)  # set by the first record buffered
+            key = self._key(flush_id, "data", oldest, None)
             objects.append(_Object(key, buffer.body(), buffer.records, error=False))
         by_type: dict[str, list[Failure]] = {}
         for failure in buffer.failures:
