@@ -60,9 +60,10 @@ run: catalog ## Execute every notebook against the target (TARGET=local|aws)
 test: catalog $(NODE_STAMP) $(SAM_STAMP) ## Run the whole test suite (lint, unit, integration, notebooks)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: setup ## ruff over .py and .ipynb
+lint: setup ## ruff over .py and .ipynb, mypy over the package
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # $(STAMP) brings uv, and the installed package whose lockfiles module the last step runs
 lock: $(STAMP) ## Re-resolve the pinned, hashed dependency set (requirements.lock, environment.yml, constraints.txt, Lambda requirements, uv)
@@ -90,4 +91,4 @@ sam-validate: $(SAM_STAMP) ## `sam validate --lint` (the SAM CLI lives in .venv-
 # stop them before that file goes.
 clean: ## Stop the local target, then remove build outputs and its state
 	$(if $(wildcard $(BIN)/brewops),-$(BIN)/brewops local down)
-	rm -rf build .aws-sam .pytest_cache .ruff_cache
+	rm -rf build .aws-sam .pytest_cache .ruff_cache .mypy_cache

@@ -72,6 +72,12 @@ def test_ruff_format_is_clean():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_mypy_checks_the_package():
+    # [tool.mypy] in pyproject.toml: the files, and the libraries read without their types
+    result = subprocess.run([BIN / "mypy"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 @pytest.mark.parametrize("category", [DeprecationWarning, PendingDeprecationWarning, FutureWarning])
 def test_a_deprecation_met_in_the_package_fails_the_suite(category: type[Warning]):
     """pyproject.toml's filterwarnings: the package's deprecations are errors, a library's

@@ -219,7 +219,9 @@ class _Sender:
             return state.attempt_number - counted_from + 1 >= self.max_attempts
 
         try:
-            for attempt in self.retrying.copy(stop=stop_any(stalled, self.out_of_time)):
+            # tenacity calls any callable as a stop condition; stop_any is annotated for its own
+            stop = stop_any(stalled, self.out_of_time)  # type: ignore[arg-type]
+            for attempt in self.retrying.copy(stop=stop):
                 with attempt:
                     number = attempt.retry_state.attempt_number
                     if number > 1:
@@ -301,7 +303,7 @@ def _sendable(
             rejected.append(payload)
             continue
         key, data = payload
-        entry = {"Data": data, "PartitionKey": key}
+        entry: Entry = {"Data": data, "PartitionKey": key}
         problem = _key_problem(key)
         if problem:
             rejected.append(

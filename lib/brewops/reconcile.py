@@ -460,7 +460,8 @@ def tick_ids(ticks: Iterable[Any]) -> list[int]:
 def checked_timeout(seconds: Any, name: str = "timeout") -> float:
     """`seconds` to wait for delivery, or a ValueError naming `name`: with 0 or less the
     wait would end before Firehose delivers and report every record lost."""
-    if isinstance(seconds, bool) or not isinstance(seconds, Real) or not seconds > 0:
+    # typeshed's numbers.Real declares no comparison with an int
+    if isinstance(seconds, bool) or not isinstance(seconds, Real) or not seconds > 0:  # type: ignore[operator]
         raise ValueError(
             f"{name} must be a number of seconds above 0 (Firehose delivers after its 60 s "
             f"buffer interval), not {seconds!r}"

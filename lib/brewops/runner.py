@@ -131,13 +131,13 @@ def notebook_parameters(notebook: Path) -> dict[str, str]:
     defaults = {}
     for statement in statements:
         if isinstance(statement, ast.Assign) and len(statement.targets) == 1:
-            target = statement.targets[0]
+            target, value = statement.targets[0], statement.value
         elif isinstance(statement, ast.AnnAssign) and statement.value is not None:
-            target = statement.target
+            target, value = statement.target, statement.value
         else:
             continue
         if isinstance(target, ast.Name):
-            defaults[target.id] = ast.get_source_segment(source, statement.value) or ""
+            defaults[target.id] = ast.get_source_segment(source, value) or ""
     return defaults
 
 

@@ -67,6 +67,6 @@ def as_beer_ids(value: Any) -> list[int] | None:
     if not isinstance(value, Iterable) or isinstance(value, str | bytes):
         return None
     ids = list(value)
-    if not all(isinstance(i, Integral) and not isinstance(i, bool) and i >= 1 for i in ids):
+    if not all(isinstance(i, Integral) and not isinstance(i, bool) and int(i) >= 1 for i in ids):
         return None
     return [int(i) for i in ids]

@@ -387,6 +387,7 @@ def reconcile(target: str, ids_file: Path | None, as_json: bool) -> None:
     from brewops.reconcile import reconcile as compare
 
     tgt = use_target(target)
+    produced: list[int] | None
     if ids_file is not None:
         produced, delivered_before = _ids_from_file(ids_file)
     else:

@@ -273,7 +273,7 @@ def place_in_layout(
     projection = info.projection()
     key = info.partition_keys[0][0]
     template = (projection.template if projection else None) or info.expected_template()
-    head, _, tail = template.partition(f"${{{key}}}")
+    head, _, tail = template.partition(f"${{{key}}}")  # type: ignore[union-attr]  # partitioned
     if not uri.startswith(head):
         return None, f"not under a {key}=… partition folder"
     value, sep, rest = uri[len(head) :].partition(tail or "/")
@@ -458,7 +458,7 @@ def _group_by_compression(paths: list[str], tgt: Any) -> dict[str | None, list[s
     s3 = None
     for path in paths:
         if path.endswith(".gz"):
-            compression = "gzip"
+            compression: str | None = "gzip"
         else:
             s3 = s3 or aws_client(tgt, "s3")
             bucket, key = split_s3_uri(path)

@@ -288,7 +288,7 @@ def transform_records(
                 },
             )
         outcomes.append(outcome)
-    counts = Counter(o.result for o in outcomes)
+    counts: Counter[str] = Counter(o.result for o in outcomes)
     log.info("batch transformed", extra={"records": len(outcomes), **counts})
     return outcomes
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from numbers import Integral
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -29,6 +29,7 @@ from brewops.reconcile import ErrorRecord
 from brewops.tables import (
     TABLE_OUTPUTS,
     TableInfo,
+    TableName,
     TableObject,
     UnreadableTableError,
     aws_client,
@@ -230,10 +231,10 @@ def read_parquet_schemas(
         if obj.size == 0:
             continue  # holds no rows and no footer; readers skip it too
         try:
-            meta = wr.s3.read_parquet_metadata(
+            columns_types, _ = wr.s3.read_parquet_metadata(
                 path=[obj.uri], ignore_empty=False, use_threads=False, boto3_session=session
             )
-            schemas[obj.uri] = dict(meta.columns_types)
+            schemas[obj.uri] = dict(columns_types)
         except Exception as exc:  # anything that stops a reader is what we report
             errors[obj.uri] = f"{type(exc).__name__}: {exc}".strip()
     return schemas, errors
@@ -406,7 +407,7 @@ def as_expectation(
         return found
     if isinstance(expected, Expectation):
         return expected
-    if isinstance(expected, Integral) and not isinstance(expected, bool) and expected >= 0:
+    if isinstance(expected, Integral) and not isinstance(expected, bool) and int(expected) >= 0:
         return Expectation(records=int(expected))
     ids = schema.as_beer_ids(expected)
     if ids is None:
@@ -730,7 +731,7 @@ def quality_report(
         ignore_index=True,
     )
     # positional lookups in plain lists: one finding per value can be tens of thousands
-    ids = parsed["id"].tolist() if "id" in parsed else [None] * len(parsed)
+    ids: list[Any] = parsed["id"].tolist() if "id" in parsed else [None] * len(parsed)
 
     def finding(rule: str, column: str, row: int, value: Any, check: str) -> dict[str, Any]:
         ident = ids[row]
@@ -910,7 +911,7 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
-def checked_tables(tables: Sequence[str]) -> list[str]:
+def checked_tables(tables: Sequence[str]) -> list[TableName]:
     """`tables` as a list of table names, or a ValueError saying which names there are:
     validating no table would pass every gate having checked nothing."""
     if isinstance(tables, str):  # "cleaned" would be read letter by letter
@@ -921,7 +922,7 @@ def checked_tables(tables: Sequence[str]) -> list[str]:
         raise ValueError(
             f"tables must list one or more of {', '.join(map(repr, TABLE_OUTPUTS))}, not {names!r}"
         )
-    return names
+    return cast(list[TableName], names)
 
 
 def validate(
@@ -996,7 +997,7 @@ def validate(
 def _validate_table(
     report: ValidationReport,
     tgt: Any,
-    table: str,
+    table: TableName,
     expectation: Expectation,
     engine: str,
     now: datetime | None,

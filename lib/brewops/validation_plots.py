@@ -72,7 +72,7 @@ def plot_distributions(
     for ax in list(axes.flat)[len(columns) :]:
         ax.set_visible(False)
     # one legend for every panel, above them: inside a panel it would cover its labels
-    entries = {}
+    entries: dict[str, Any] = {}
     for ax in axes.flat[: len(columns)]:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             entries.setdefault(label, handle)

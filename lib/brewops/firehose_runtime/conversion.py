@@ -265,8 +265,9 @@ class HiveJsonDeserializer:
         match = _SQL_TIMESTAMP.match(value.strip())
         if match:  # java.sql.Timestamp.valueOf, the SerDe's default
             *parts, fraction = match.groups()
+            year, month, day, hour, minute, second = map(int, parts)
             micros = int((fraction or "0").ljust(9, "0")[:6])
-            return datetime(*(int(p) for p in parts), micros)
+            return datetime(year, month, day, hour, minute, second, micros)
         for pattern in self.timestamp_patterns:
             try:
                 parsed = datetime.strptime(value, pattern)

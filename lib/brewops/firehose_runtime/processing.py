@@ -236,6 +236,6 @@ class LambdaStage:
                 f"The result field must be Ok, Dropped or ProcessingFailed, got {result!r}.",
             )
         try:  # Firehose requires the data of every record: None is a TypeError here
-            return Outcome(record, data=base64.b64decode(item.get("data"), validate=True))
+            return Outcome(record, data=base64.b64decode(item.get("data"), validate=True))  # type: ignore[arg-type]
         except (binascii.Error, ValueError, TypeError):
             return failed("Lambda.InvalidReturnFormat", "The data field must be base64 encoded.")

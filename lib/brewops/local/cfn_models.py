@@ -132,7 +132,7 @@ class DeliveryStream(_Model, CloudFormationModel):
         return "DeliveryStreamName"
 
     @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
+    def create_from_cloudformation_json(
         cls,
         resource_name: str,
         cloudformation_json: dict[str, Any],
@@ -172,7 +172,7 @@ class GlueDatabase(_Model, CloudFormationModel):
         return ""
 
     @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
+    def create_from_cloudformation_json(
         cls,
         resource_name: str,
         cloudformation_json: dict[str, Any],
@@ -208,7 +208,7 @@ class GlueTable(_Model, CloudFormationModel):
         return ""
 
     @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
+    def create_from_cloudformation_json(
         cls,
         resource_name: str,
         cloudformation_json: dict[str, Any],
@@ -261,7 +261,7 @@ class AthenaWorkGroup(_Model, CloudFormationModel):
         return "Name"
 
     @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
+    def create_from_cloudformation_json(
         cls,
         resource_name: str,
         cloudformation_json: dict[str, Any],
@@ -354,7 +354,7 @@ class Bucket(CloudFormationModel):
         return FakeBucket.has_cfn_attr(attr)
 
     @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
+    def create_from_cloudformation_json(
         cls,
         resource_name: str,
         cloudformation_json: dict[str, Any],
@@ -383,7 +383,7 @@ class Bucket(CloudFormationModel):
         return bucket
 
     @classmethod
-    def delete_from_cloudformation_json(  # type: ignore[override]
+    def delete_from_cloudformation_json(
         cls,
         resource_name: str,
         cloudformation_json: dict[str, Any],
@@ -409,7 +409,7 @@ class BucketPolicy(_Model, CloudFormationModel):
         return ""
 
     @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
+    def create_from_cloudformation_json(
         cls,
         resource_name: str,
         cloudformation_json: dict[str, Any],
@@ -449,7 +449,7 @@ class KinesisStream(CloudFormationModel):
         return Stream.has_cfn_attr(attr)
 
     @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
+    def create_from_cloudformation_json(
         cls,
         resource_name: str,
         cloudformation_json: dict[str, Any],
@@ -473,7 +473,7 @@ class KinesisStream(CloudFormationModel):
         encryption = properties.get("StreamEncryption")
         if encryption:
             backend.start_stream_encryption(
-                stream_arn=None,
+                stream_arn=None,  # type: ignore[arg-type]  # moto finds it by name, as for tags
                 stream_name=resource_name,
                 encryption_type=encryption["EncryptionType"],
                 key_id=encryption["KeyId"],
@@ -481,7 +481,7 @@ class KinesisStream(CloudFormationModel):
         return stream
 
     @classmethod
-    def delete_from_cloudformation_json(  # type: ignore[override]
+    def delete_from_cloudformation_json(
         cls,
         resource_name: str,
         cloudformation_json: dict[str, Any],
@@ -510,7 +510,7 @@ class LogStream(_Model, CloudFormationModel):
         return "LogStreamName"
 
     @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
+    def create_from_cloudformation_json(
         cls,
         resource_name: str,
         cloudformation_json: dict[str, Any],
@@ -551,7 +551,7 @@ class MetricAlarm(_Model, CloudFormationModel):
         return "AlarmName"
 
     @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
+    def create_from_cloudformation_json(
         cls,
         resource_name: str,
         cloudformation_json: dict[str, Any],
@@ -604,7 +604,7 @@ class SnsSubscription(_Model, CloudFormationModel):
         return ""
 
     @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
+    def create_from_cloudformation_json(
         cls,
         resource_name: str,
         cloudformation_json: dict[str, Any],

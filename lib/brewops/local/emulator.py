@@ -74,7 +74,7 @@ def evaluate_bucket_policy_conditions() -> None:
         policy["Statement"] = applicable_statements(policy)
         return IAMPolicy(json.dumps(policy)).is_action_permitted(action, resource)
 
-    FakeBucket.get_permission = get_permission  # type: ignore[method-assign]
+    FakeBucket.get_permission = get_permission  # type: ignore[method-assign, assignment]
 
 
 def make_kinesis_shards_thread_safe() -> None:
@@ -119,8 +119,8 @@ def make_kinesis_shards_thread_safe() -> None:
             behind = records[newest].created_at - found[-1].created_at
             return found, found[-1].sequence_number, int(behind * 1000)
 
-    Shard.put_record = put_record  # type: ignore[method-assign]
-    Shard.get_records = get_records  # type: ignore[method-assign]
+    Shard.put_record = put_record  # type: ignore[method-assign, assignment]
+    Shard.get_records = get_records  # type: ignore[method-assign, assignment]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -273,7 +274,7 @@ def _wait_answering(state: LocalState) -> None:
         processes.wait_ready(
             NAMES[name],
             service,
-            lambda s=service, answers=answering[name]: answers(s),
+            partial(answering[name], service),
             Path(service.log),
             START_TIMEOUT,
         )

@@ -60,7 +60,13 @@ class Service:
 
     def __post_init__(self) -> None:
         # a state file edited or damaged by hand must fail here, not later as a TypeError
-        kinds = {"pid": int, "port": int, "url": str, "log": str, "create_time": (int, float)}
+        kinds: dict[str, type | tuple[type, ...]] = {
+            "pid": int,
+            "port": int,
+            "url": str,
+            "log": str,
+            "create_time": (int, float),
+        }
         for name, kind in kinds.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, kind):

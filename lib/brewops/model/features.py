@@ -211,7 +211,7 @@ def beer_features(beer: Mapping[str, Any]) -> dict[str, float]:
 
     litres = volume if volume and volume > 0 else DEFAULT_VOLUME_LITRES
     gravity = og_points / 1000.0 if not math.isnan(og_points) else DEFAULT_GRAVITY
-    ingredients = beer.get("ingredients") if isinstance(beer.get("ingredients"), Mapping) else {}
+    ingredients = _mapping(beer.get("ingredients"))
     features.update(hop_features(ingredients.get("hops"), gravity=gravity, litres=litres))
     gravity_units = og_points - 1000.0
     features["bu_gu_estimate"] = (
@@ -351,13 +351,8 @@ def _method_features(method: Any) -> dict[str, float]:
     method = method if isinstance(method, Mapping) else {}
     steps = method.get("mash_temp") if isinstance(method.get("mash_temp"), list) else []
     first = steps[0] if steps and isinstance(steps[0], Mapping) else {}
-    temp = first.get("temp") if isinstance(first.get("temp"), Mapping) else {}
-    fermentation = (
-        method.get("fermentation") if isinstance(method.get("fermentation"), Mapping) else {}
-    )
-    fermentation_temp = (
-        fermentation.get("temp") if isinstance(fermentation.get("temp"), Mapping) else {}
-    )
+    temp = _mapping(first.get("temp"))
+    fermentation_temp = _mapping(_mapping(method.get("fermentation")).get("temp"))
     return {
         "mash_temp": _celsius(temp),
         "mash_minutes": _or_nan(number(first.get("duration"))),
@@ -380,6 +375,10 @@ def number(value: Any) -> float | None:
     except (TypeError, ValueError, OverflowError):  # an integer of 309 digits or more
         return None
     return number if math.isfinite(number) else None
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 def _or_nan(value: float | None) -> float:

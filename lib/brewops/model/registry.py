@@ -223,7 +223,9 @@ def strict_json(value: Any) -> Any:
 
 def _cross_validation(card: dict[str, Any]) -> str:
     """The CV the card's protocol ran, e.g. "stratified 5-fold CV, 5 repeats"."""
-    protocol = card.get("protocol") if isinstance(card.get("protocol"), dict) else {}
+    protocol = card.get("protocol")
+    if not isinstance(protocol, dict):
+        protocol = {}
     n_splits, n_repeats = protocol.get("n_splits"), protocol.get("n_repeats")
     folds = f"stratified {n_splits}-fold CV" if n_splits else "stratified k-fold CV"
     if n_repeats:

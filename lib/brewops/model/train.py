@@ -392,7 +392,9 @@ def time_split(
     `first_brewed`, ties and unknown dates broken by id (unknown dates count as oldest)."""
     keys = [
         (
-            -math.inf if math.isnan(order := first_brewed_order(b.get("first_brewed"))) else order,
+            -math.inf
+            if math.isnan(brewed := first_brewed_order(b.get("first_brewed")))
+            else brewed,
             features.id_sort_key(b.get("id")),
         )
         for b in beers
