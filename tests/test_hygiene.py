@@ -509,7 +509,7 @@ def test_the_pre_commit_hooks_pass_on_the_repository_and_change_nothing(tmp_path
     or rewrites a file (nbstripout renumbering the builders' cell ids), blocks every commit."""
     config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
     hooks = {hook["id"] for repo in config["repos"] for hook in repo["hooks"]}
-    assert {"nbstripout", "ruff", "cfn-lint", "detect-secrets"} <= hooks, hooks
+    assert {"nbstripout", "ruff", "mypy", "cfn-lint", "detect-secrets"} <= hooks, hooks
 
     copy = tmp_path / "repo"
     for name in _tracked():
