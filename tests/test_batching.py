@@ -17,6 +17,7 @@ from brewops.batching import within_limits
         ([1] * 5, 2, 100, [[1, 1], [1, 1], [1]]),
         ([12, 1], 5, 10, [[12], [1]]),  # an item past the limit alone, never with others
         ([6, 6, 3, 3], 5, 10, [[6], [6, 3], [3]]),  # each call counts its own bytes
+        ([10, 6, 4], 5, 10, [[10], [6, 4]]),  # a later call fills to exactly the limit too
     ],
 )
 def test_batches_keep_order_and_stay_within_both_limits(sizes, most_items, most_bytes, batches):

@@ -348,6 +348,13 @@ def test_a_beer_with_nan_is_reported_not_sent_as_invalid_json(
     assert stream_ids(kinesis_stream) == [1, 2]
 
 
+def test_a_beer_is_one_compact_line_of_utf8_json():
+    # every byte counts against the 1 MiB and 5 MiB limits: no spaces, no \u escapes
+    assert serialise_beer({"id": 1, "name": "Bière", "abv": 4.5}) == (
+        '{"id":1,"name":"Bière","abv":4.5}\n'.encode()
+    )
+
+
 def test_no_answer_from_kinesis_fails_the_batch_with_the_reason():
     class Unreachable:
         def put_records(self, **request):

@@ -349,6 +349,23 @@ def test_beer_ids_are_a_list_of_positive_integers_or_none(value):
     assert ids is None or all(type(i) is int and i >= 1 for i in ids)
 
 
+@pytest.mark.parametrize(
+    ("value", "ids"),
+    [
+        ([1, 2], [1, 2]),
+        ((7,), [7]),
+        (np.array([1, 3], dtype=np.int64), [1, 3]),
+        ([], []),
+        ([0, 1], None),
+        ([True], None),
+        ([1.0], None),
+        ("12", None),
+    ],
+)
+def test_beer_ids_are_the_positive_integers_given_in_order(value, ids):
+    assert schema.as_beer_ids(value) == ids
+
+
 # ------------------------------------------------------------------ model features
 
 amounts = st.one_of(

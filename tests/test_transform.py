@@ -7,6 +7,7 @@ import base64
 import json
 import logging
 import re
+import time
 from typing import Any
 
 import pytest
@@ -74,6 +75,26 @@ def test_ingested_at_falls_back_to_firehose_arrival_then_now():
 
     assert first["ingested_at"] == "2024-05-01 12:30:00.999"
     assert TIMESTAMP.match(second["ingested_at"])
+    assert TIMESTAMP.match(json.loads(transform.transform_record(no_time).data)["ingested_at"])
+
+
+def test_ingested_at_is_utc_whatever_the_local_time_zone(monkeypatch):
+    # GIVEN a machine nine hours ahead of UTC (the local runtime runs on any machine)
+    monkeypatch.setenv("TZ", "JST-9")
+    time.tzset()
+    try:
+        # WHEN a record that entered Kinesis at 12:30:00.123 UTC is transformed
+        arrived = record(
+            '{"id": 1, "name": "Buzz"}',
+            kinesisRecordMetadata={"approximateArrivalTimestamp": 1714566600123},
+        )
+        [outcome] = transform.transform_records([arrived])
+    finally:
+        monkeypatch.undo()  # the zone of the machine again, before the next test
+        time.tzset()
+
+    # THEN its ingested_at is in UTC, as the column says
+    assert json.loads(outcome.data)["ingested_at"] == "2024-05-01 12:30:00.123"
 
 
 @pytest.mark.parametrize("arrival", ["soon", 10**20, [1714566600123], -(10**20)])
@@ -178,6 +199,24 @@ def test_the_cleaned_record_holds_the_nine_challenge_columns_then_ingested_at():
     assert [c.name for c in schema.CLEANED_COLUMNS] == [*nine, "ingested_at"]
 
 
+def test_an_ok_record_is_one_compact_json_line():
+    outcome = transform.transform_record(
+        record('{"id": 1, "name": "Bière", "abv": "4,5"}'), now="2024-05-01 12:30:00.000"
+    )
+
+    line = (
+        '{"id":1,"name":"Bière","abv":4.5,"ibu":null,"target_fg":null,"target_og":null,'
+        '"ebc":null,"srm":null,"ph":null,"ingested_at":"2024-05-01 12:30:00.000"}\n'
+    )
+    assert outcome.data == line.encode()
+
+
+def test_a_column_is_found_by_its_name():
+    assert (schema.column("ibu").name, schema.column("ibu").maximum) == ("ibu", 300)
+    with pytest.raises(KeyError, match="colour"):
+        schema.column("colour")
+
+
 # ------------------------------------------------------------------ coercion
 
 
@@ -206,6 +245,7 @@ def test_numbers_are_coerced_and_nulls_stay_null(given, expected):
     ("given", "expected"),
     [
         ("12", 12),
+        ("1", 1),  # the first id, as text too
         (12.0, 12),
         (" 7 ", 7),
         ("12.0", 12),
@@ -228,7 +268,7 @@ def test_names_are_trimmed_and_numbers_become_text():
 BAD_RECORDS = {
     "malformed JSON": ("{not json", "malformed JSON"),
     "truncated JSON": ('{"id": 1, "name": "Bu', "malformed JSON"),
-    "a JSON array": ('[{"id": 1, "name": "Buzz"}]', "expected a JSON object"),
+    "a JSON array": ('[{"id": 1, "name": "Buzz"}]', "expected a JSON object, got list"),
     "a JSON string": ('"Buzz"', "expected a JSON object"),
     "a JSON null": ("null", "expected a JSON object"),
     "no id": ('{"name": "Buzz"}', "id: missing"),
@@ -240,11 +280,11 @@ BAD_RECORDS = {
     "id past bigint": ('{"id": 9223372036854775808, "name": "Buzz"}', "id: expected a positive"),
     "no name": ('{"id": 1}', "name: missing"),
     "empty name": ('{"id": 1, "name": " "}', "name: empty"),
-    "object name": ('{"id": 1, "name": {"en": "Buzz"}}', "name: expected text"),
+    "object name": ('{"id": 1, "name": {"en": "Buzz"}}', "name: expected text, got dict"),
     "boolean name": ('{"id": 1, "name": true}', "name: expected text"),
     "text abv": ('{"id": 1, "name": "Buzz", "abv": "strong"}', "abv: expected a number"),
     "boolean ibu": ('{"id": 1, "name": "Buzz", "ibu": false}', "ibu: expected a number"),
-    "list ph": ('{"id": 1, "name": "Buzz", "ph": [4.4]}', "ph: expected a number"),
+    "list ph": ('{"id": 1, "name": "Buzz", "ph": [4.4]}', "ph: expected a number, got list"),
     "NaN ebc": ('{"id": 1, "name": "Buzz", "ebc": NaN}', "ebc: expected a finite number"),
     "infinite srm": ('{"id": 1, "name": "Buzz", "srm": "inf"}', "srm: expected a finite number"),
     "thousands ibu": ('{"id": 1, "name": "Buzz", "ibu": "1,157"}', "ibu: '1,157' is ambiguous"),
@@ -271,15 +311,20 @@ def test_base64_garbage_and_binary_fail_with_their_reason():
     garbage = {"recordId": "g", "data": "!!! not base64 !!!"}
     binary = record(b"\xff\xfe\x00beer", "b")
     no_data = {"recordId": "n"}
+    # an event's JSON may escape half a surrogate pair: the text is not even UTF-8
+    lone_surrogate = {"recordId": "s", "data": "\ud800 not base64"}
 
-    outcomes = transform.transform_records([garbage, binary, no_data])
+    outcomes = transform.transform_records([garbage, binary, no_data, lone_surrogate])
 
-    assert [o.result for o in outcomes] == ["ProcessingFailed"] * 3
+    assert [o.result for o in outcomes] == ["ProcessingFailed"] * 4
     assert outcomes[0].reason == "data: not valid base64"
     assert outcomes[0].data == b"!!! not base64 !!!"
     assert outcomes[1].reason == "data: not UTF-8 text"
     assert outcomes[1].data == b"\xff\xfe\x00beer"
     assert outcomes[2].reason == "data: missing or not base64 text"
+    assert outcomes[2].data == b""
+    assert outcomes[3].reason == "data: not valid base64"
+    assert outcomes[3].data == b"? not base64"
 
 
 @pytest.mark.parametrize("payload", ["", "\n", "  \r\n\t"])
@@ -344,11 +389,14 @@ def test_the_answer_to_a_request_of_6_mb_is_smaller_though_small_beers_grow(
 
 def test_records_in_a_shape_nobody_sent_still_get_an_answer():
     odd_metadata = record('{"id": 1, "name": "B"}', "odd", kinesisRecordMetadata="?")
+    no_record_id = {"data": b64('{"id": 2, "name": "C"}')}
 
-    outcomes = transform.transform_records([odd_metadata, None, "text"])
+    outcomes = transform.transform_records([odd_metadata, None, "text", no_record_id])
 
-    assert [o.result for o in outcomes] == ["Ok", "ProcessingFailed", "ProcessingFailed"]
+    assert [o.result for o in outcomes] == ["Ok", "ProcessingFailed", "ProcessingFailed", "Ok"]
+    assert [o.record_id for o in outcomes] == ["odd", "", "", ""]
     assert TIMESTAMP.match(json.loads(outcomes[0].data)["ingested_at"])
+    assert outcomes[1].data == outcomes[2].data == b""  # no payload to carry back
 
 
 def test_an_unexpected_error_fails_one_record_not_the_batch(monkeypatch):
@@ -365,24 +413,33 @@ def test_an_unexpected_error_fails_one_record_not_the_batch(monkeypatch):
     outcomes = transform.transform_records(records)
 
     assert [o.result for o in outcomes] == ["Ok", "ProcessingFailed", "Ok"]
+    assert [o.record_id for o in outcomes] == ["r1", "r2", "r3"]  # how Firehose pairs answers
     assert outcomes[1].reason == "unexpected error: RuntimeError: bug"
     assert json.loads(outcomes[1].data) == {"id": 2, "name": "B2"}
 
 
 def test_every_record_not_ok_is_logged_with_its_id_and_reason(caplog):
-    records = [record("{oops", "bad"), record("", "empty"), record('{"id": 1, "name": "B"}', "ok")]
+    records = [
+        record("{oops", "bad"),
+        record("", "empty"),
+        record('{"id": 1, "name": "B"}', "ok"),
+        record('{"id": 7, "name": ""}', "nameless", kinesisRecordMetadata={"sequenceNumber": "49"}),
+    ]
 
     with caplog.at_level(logging.INFO, logger="brewops.transform"):
         transform.transform_records(records)
 
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert [(r.record_id, r.result) for r in warnings] == [
-        ("bad", "ProcessingFailed"),
-        ("empty", "Dropped"),
+    assert [(r.record_id, r.beer_id, r.result) for r in warnings] == [
+        ("bad", None, "ProcessingFailed"),
+        ("empty", None, "Dropped"),
+        ("nameless", 7, "ProcessingFailed"),  # the beer's id, as in the error prefix
     ]
+    assert [r.sequence_number for r in warnings] == [None, None, "49"]
     assert all(r.reason for r in warnings)
     summary = [r for r in caplog.records if r.getMessage() == "batch transformed"]
-    assert summary and summary[0].records == 3
+    assert summary and summary[0].records == 4
+    assert (summary[0].Ok, summary[0].Dropped, summary[0].ProcessingFailed) == (1, 1, 2)
 
 
 def test_the_handler_logs_reasons_as_structured_json(load_event, lambda_context, lambda_logs):
