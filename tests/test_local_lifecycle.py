@@ -621,7 +621,8 @@ def test_a_servers_output_reaches_its_log_unbuffered_and_replaces_the_last(
     script = "import time\nprint('ready')\ntime.sleep(60)\n"
     process = processes.spawn([sys.executable, "-c", script], log)
     try:
-        processes.wait_ready("Server", process, lambda: "ready" in log.read_text(), log, 60)
+        # unbuffered, print writes the text and the line's end in two writes: wait for both
+        processes.wait_ready("Server", process, lambda: "\n" in log.read_text(), log, 60)
         assert log.read_text() == "ready\n"
     finally:
         process.kill()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import socket
@@ -15,6 +16,7 @@ from types import SimpleNamespace
 import pytest
 import requests
 
+from brewops.punkapi import server
 from brewops.punkapi.client import (
     PunkApiClient,
     api_version_of,
@@ -293,7 +295,11 @@ def test_the_jitter_adds_up_to_the_first_backoff(monkeypatch):
 
 def test_no_retry_starts_past_the_deadline(punkapi_server):
     url = punkapi_server(error_rate=1.0, error_statuses=(503,), seed=1)
-    short, ample = client(url, retries=5), client(url, retries=5)
+    # answered at once: a request to a server is given no more than the 0.4 s left, and on a
+    # loaded machine it times out before the 503, a transport error instead
+    instant = ScriptedSession((503, {"message": "busy"}, {}))
+    short = client("http://punk.test/v2", session=instant, retries=5)
+    ample = client(url, retries=5)
     short.deadline = time.monotonic() + 0.4  # sooner than the first backoff (0.5-1.0 s) ends
     ample.deadline = time.monotonic() + 3600
 
@@ -322,13 +328,19 @@ def test_a_request_waits_no_longer_than_the_deadline_but_is_still_sent_past_it()
     assert session.timeouts[2] == 0.1
 
 
-def test_rate_limit_retry_honours_retry_after(punkapi_server, catalog_beers):
+def test_rate_limit_retry_honours_retry_after(punkapi_server, catalog_beers, monkeypatch):
+    # the window runs on a clock that only the client's waits move: on a loaded machine
+    # three requests can take longer than a one-second window of real time, and the third
+    # would then open a window of its own instead of being refused
+    now = [0.0]
+    clocked = functools.partial(server.PunkApiApp, clock=lambda: now[0])
+    monkeypatch.setattr(server, "PunkApiApp", clocked)
     url = punkapi_server(rate_limit=2, rate_window=1.0)
     waits = Sleeps()
 
-    def sleep(seconds):  # really sleeps: the window is one second
+    def sleep(seconds):
         waits(seconds)
-        time.sleep(seconds)
+        now[0] += seconds
 
     c = PunkApiClient(url, retries=3, sleep=sleep)
     got = [c.beer(i)["id"] for i in (1, 2, 3)]
