@@ -199,6 +199,17 @@ def test_the_cleaned_record_holds_the_nine_challenge_columns_then_ingested_at():
     assert [c.name for c in schema.CLEANED_COLUMNS] == [*nine, "ingested_at"]
 
 
+@pytest.mark.parametrize("odd", [None, "data", ["data"]])
+def test_a_record_that_is_not_an_object_fails_with_a_reason(odd):
+    good = record('{"id": 1, "name": "Buzz"}')
+
+    outcomes = transform.transform_records([odd, good])
+
+    assert [o.result for o in outcomes] == ["ProcessingFailed", "Ok"]
+    expected = f"record: expected an object, got {type(odd).__name__}"
+    assert (outcomes[0].record_id, outcomes[0].reason) == ("", expected)
+
+
 def test_an_ok_record_is_one_compact_json_line():
     outcome = transform.transform_record(
         record('{"id": 1, "name": "Bière", "abv": "4,5"}'), now="2024-05-01 12:30:00.000"

@@ -224,6 +224,9 @@ def transform_record(record: Mapping[str, Any], now: str | None = None) -> Outco
     local runtime writes to the error prefix is the payload as received.
     """
     record_id = _record_id(record)
+    if not isinstance(record, Mapping):  # an event edited by hand, or not from Firehose
+        reason = f"record: expected an object, got {type(record).__name__}"
+        return Outcome(record_id, "ProcessingFailed", b"", reason)
     try:
         payload = _payload(record)
     except InvalidBeer as error:
