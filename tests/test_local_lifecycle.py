@@ -331,6 +331,17 @@ def test_no_target_to_read_leaves_the_shells_proxy_settings_alone(
     assert dict(os.environ) == before
 
 
+def test_an_up_that_fails_leaves_the_shells_proxy_settings_alone(
+    state_dir: Path, tmp_path: Path, shell_with_a_dead_proxy: None
+) -> None:
+    before = dict(os.environ)
+
+    with pytest.raises(FileNotFoundError, match="no SAM template"):
+        local.up(template=tmp_path / "missing.yaml")
+
+    assert dict(os.environ) == before
+
+
 @pytest.mark.parametrize(
     ("shell", "expected"),
     [

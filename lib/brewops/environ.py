@@ -48,3 +48,20 @@ def bypass_proxy_for_loopback() -> None:
         missing = [host for host in LOOPBACK_HOSTS if host not in hosts]
         if missing or name not in os.environ:
             os.environ[name] = ",".join([*hosts, *missing])
+
+
+@contextlib.contextmanager
+def proxy_bypassed_for_loopback() -> Iterator[None]:
+    """`bypass_proxy_for_loopback()` for the block, undone if it fails: with nothing started
+    on this machine, the shell's settings stay as they were."""
+    saved = {name: os.environ.get(name) for name in NO_PROXY_VARIABLES}
+    bypass_proxy_for_loopback()
+    try:
+        yield
+    except BaseException:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        raise

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from brewops import paths
-from brewops.environ import bypass_proxy_for_loopback
+from brewops.environ import bypass_proxy_for_loopback, proxy_bypassed_for_loopback
 from brewops.errors import ActionableError
 from brewops.files import exclusive
 from brewops.local import processes
@@ -181,7 +181,13 @@ def up(
     """Start the emulator and the Punk API server and deploy the template (unless
     `deploy` is False). Harmless when already running: returns the running target with
     `already_running` set (and deploys the stack if it was started without)."""
-    bypass_proxy_for_loopback()  # and the servers, started from here, inherit it
+    with proxy_bypassed_for_loopback():  # and the servers, started from here, inherit it
+        return _up(deploy, catalog, template, stack_name)
+
+
+def _up(
+    deploy: bool, catalog: str | Path | None, template: str | Path | None, stack_name: str | None
+) -> LocalState:
     requested_template = template
     template = _template(template)
     if deploy and not template.is_file():
