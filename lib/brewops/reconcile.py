@@ -205,7 +205,8 @@ def raw_ids(
                 continue
             try:
                 document = json.loads(line)
-            except ValueError:
+            # RecursionError: arrays in arrays deeper than Python reads, which a producer may put
+            except (ValueError, RecursionError):
                 ids.append(None)
                 continue
             ids.append(_beer_id(document.get("id")) if isinstance(document, dict) else None)
@@ -291,7 +292,7 @@ def _error_record(key: str, number: int, line: bytes) -> ErrorRecord:
     try:
         payload = json.loads(base64.b64decode(document.get("rawData") or "", validate=True))
         beer_id = _beer_id(payload.get("id")) if isinstance(payload, dict) else None
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):  # the record failed: it may be anything
         pass
     code = (
         document.get("errorCode")

@@ -13,7 +13,7 @@ import io
 import json
 import re
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
 import pyarrow as pa
@@ -165,6 +165,10 @@ class HiveJsonDeserializer:
                 raise ConversionError(
                     "DataFormatConversion.ParseError", f"Encountered malformed JSON. {error}"
                 ) from None
+            except RecursionError:  # a record of arrays in arrays deeper than Python reads
+                raise ConversionError(
+                    "DataFormatConversion.ParseError", "Encountered JSON nested too deeply"
+                ) from None
             if not isinstance(value, dict):
                 raise ConversionError(
                     "DataFormatConversion.ParseError",
@@ -181,8 +185,16 @@ class HiveJsonDeserializer:
         for field in self.schema:
             try:
                 row[field.name] = self.value(lowered.get(field.name), field.type)
-            # OSError: a timestamp in millis past what the platform's clock can hold.
-            except (TypeError, ValueError, InvalidOperation, OverflowError, OSError) as error:
+            # OSError: a timestamp in millis past what the platform's clock can hold;
+            # RecursionError: a value nested too deeply to write as a string column's JSON.
+            except (
+                TypeError,
+                ValueError,
+                InvalidOperation,
+                OverflowError,
+                OSError,
+                RecursionError,
+            ) as error:
                 raise ConversionError(
                     "DataFormatConversion.MalformedData",
                     f"column {field.name!r} ({field.type}): {error}",
@@ -213,7 +225,13 @@ class HiveJsonDeserializer:
         if pa.types.is_decimal(kind):
             if isinstance(value, bool):
                 raise ValueError(f"expected a number, got {value!r}")
-            number = Decimal(str(value)).quantize(Decimal(1).scaleb(-kind.scale))
+            # decimal(38, s) holds more digits than the default context's 28: round in a
+            # context with room for them, and for the carry of rounding up
+            room = Context(prec=kind.precision + 1)
+            try:
+                number = Decimal(str(value)).quantize(Decimal(1).scaleb(-kind.scale), context=room)
+            except InvalidOperation:  # more digits than the column holds, or not a number
+                raise ValueError(f"{value!r} is not a number {kind} can hold") from None
             # Like a lone surrogate, a value the column cannot hold would only fail when the
             # Parquet file is written, taking the whole buffer with it: refuse the record.
             if not number.is_finite() or number.adjusted() >= kind.precision - kind.scale:
