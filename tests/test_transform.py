@@ -199,6 +199,19 @@ def test_the_cleaned_record_holds_the_nine_challenge_columns_then_ingested_at():
     assert [c.name for c in schema.CLEANED_COLUMNS] == [*nine, "ingested_at"]
 
 
+def test_a_payload_nested_too_deeply_fails_as_malformed_json_and_spares_the_batch():
+    # GIVEN arrays in arrays deeper than Python's JSON reader goes, well within 1 MiB
+    deep = "[" * 100_000 + "]" * 100_000
+    # WHEN it comes in a batch with a good record
+    outcomes = transform.transform_records([record(deep), record('{"id": 1, "name": "Buzz"}')])
+    # THEN it fails with its reason and its bytes, and the batch goes on
+    assert [(o.result, o.reason) for o in outcomes] == [
+        ("ProcessingFailed", "malformed JSON: nested too deeply"),
+        ("Ok", None),
+    ]
+    assert outcomes[0].data == deep.encode()
+
+
 @pytest.mark.parametrize("odd", [None, "data", ["data"]])
 def test_a_record_that_is_not_an_object_fails_with_a_reason(odd):
     good = record('{"id": 1, "name": "Buzz"}')

@@ -208,7 +208,7 @@ def _beer_id_of(payload: bytes) -> Any:
     record in the error prefix (whose rawData is this payload)."""
     try:
         document = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return document.get("id") if isinstance(document, dict) else None
 
@@ -241,6 +241,8 @@ def transform_record(record: Mapping[str, Any], now: str | None = None) -> Outco
         beer = json.loads(text)
     except ValueError as error:
         return Outcome(record_id, "ProcessingFailed", payload, f"malformed JSON: {error}")
+    except RecursionError:  # arrays in arrays deeper than Python reads: no beer either
+        return Outcome(record_id, "ProcessingFailed", payload, "malformed JSON: nested too deeply")
     try:
         cleaned = clean_beer(beer, _ingested_at(record, now or format_timestamp(datetime.now(UTC))))
     except InvalidBeer as error:
