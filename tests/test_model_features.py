@@ -595,6 +595,14 @@ def test_deduplicate_sorts_by_numeric_id_and_keeps_records_without_one():
     assert features.deduplicate(mixed) == [{"id": "9"}, {"id": 10}, {"id": "a"}, {"id": "b"}]
 
 
+def test_a_nested_field_nested_too_deeply_to_read_is_none():
+    too_deep = "[" * 100_000 + "]" * 100_000
+
+    [record] = features.beer_records([{"id": 1, "ingredients": too_deep}])
+
+    assert record["ingredients"] is None
+
+
 def test_one_record_is_decoded_like_a_list_of_one(catalog_beers):
     beer = to_v3_shape(next(b for b in catalog_beers if b["name"] == "Buzz"))
     stored = {k: json.dumps(v) if k in ("ingredients", "method") else v for k, v in beer.items()}

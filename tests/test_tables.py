@@ -328,10 +328,12 @@ def test_malformed_json_lines_are_skipped_as_the_serde_does(delivered):
     beer = delivered.beers[4]
     import json
 
-    uri = local.put_raw([], delivered.days[1], lines=[json.dumps(beer), "{not json", "[1, 2]"])
+    too_deep = "[" * 100_000 + "]" * 100_000  # deeper than Python's JSON reader goes
+    lines = [json.dumps(beer), "{not json", "[1, 2]", too_deep]
+    uri = local.put_raw([], delivered.days[1], lines=lines)
     frame = tables.read_table("raw", local)
     assert len(frame) == delivered.records + 1
-    assert frame.attrs["malformed_lines"] == [f"{uri}:2", f"{uri}:3"]
+    assert frame.attrs["malformed_lines"] == [f"{uri}:2", f"{uri}:3", f"{uri}:4"]
 
 
 @pytest.mark.emulator

@@ -444,7 +444,7 @@ def _read_json_skipping_malformed(paths: list[str], tgt: Any) -> tuple[pd.DataFr
                 continue
             try:
                 record = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: arrays nested too deeply
                 record = None
             if isinstance(record, dict):
                 records.append(record)

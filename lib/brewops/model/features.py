@@ -126,7 +126,7 @@ def _plain(key: str, value: Any) -> Any:
     if isinstance(value, str) and key in _NESTED_FIELDS and value[:1] in ("{", "["):
         try:
             return _plain(key, json.loads(value))
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # RecursionError: nested too deeply
             return None
     if isinstance(value, np.ndarray):
         return [_plain(key, item) for item in value.tolist()]
