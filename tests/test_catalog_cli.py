@@ -240,4 +240,6 @@ def test_synth_from_a_v3_catalogue(runner, write_catalog_file, catalog_beers, tm
         main, ["data", "synth", "--n", "5", "--out", str(out), "--catalog", str(source)]
     )
     assert result.exit_code == 0, result.output
-    assert all("image_url" in b for b in json.loads(out.read_text()))
+    synthetic = json.loads(out.read_text())
+    assert len(synthetic) == 5
+    assert all("image_url" in b for b in synthetic)

@@ -95,11 +95,13 @@ def test_metrics_have_the_documented_keys(trained):
 
 def test_the_model_beats_both_baselines(trained):
     cv, baselines = trained.metrics["cv"], trained.metrics["baselines"]
+    assert set(baselines) == {"majority_class", "random_forest_6_columns"}
     for baseline in baselines.values():
         assert cv["accuracy"] > baseline["accuracy"] + 0.05
         assert cv["macro_f1"] > baseline["macro_f1"] + 0.05
         assert cv["mae"] < baseline["mae"]
     split = trained.metrics["time_split"]
+    assert set(split["baselines"]) == set(baselines)
     for baseline in split["baselines"].values():
         assert split["accuracy"] > baseline["accuracy"]
 

@@ -76,7 +76,9 @@ def test_jittered_numbers_keep_their_precision(catalog_beers):
 def test_no_jitter_keeps_the_real_numbers(tmp_path: Path, catalog_path: Path, catalog_beers):
     by_name = {b["name"]: b for b in catalog_beers}
     report = synthesize(200, tmp_path / "still.json", seed=2, catalog=catalog_path, jitter=0.0)
-    for beer in load_catalog(report.path):
+    beers = load_catalog(report.path)
+    assert len(beers) == 200
+    for beer in beers:
         source = by_name[beer["name"].rsplit(" #", 1)[0]]
         for field, decimals in PRECISION.items():
             real = source[field]
