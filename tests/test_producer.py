@@ -111,6 +111,24 @@ class ThrottledCalls(Recording):
         return super().put_records(Records=Records, **target)
 
 
+class TakesEverything:
+    """Accepts every entry of every call and remembers the calls: how records are packed
+    into calls, checked without the emulator."""
+
+    def __init__(self) -> None:
+        self.requests: list[list[dict[str, Any]]] = []
+        self.lock = threading.Lock()
+
+    def put_records(self, *, Records: list[dict[str, Any]], **target: Any) -> dict[str, Any]:
+        with self.lock:
+            self.requests.append(Records)
+        results = [{"SequenceNumber": "1", "ShardId": "shardId-000000000000"}] * len(Records)
+        return {"FailedRecordCount": 0, "Records": results}
+
+    def keys(self) -> list[list[str]]:
+        return [[entry["PartitionKey"] for entry in call] for call in self.requests]
+
+
 @pytest.fixture
 def stream_ids(stream_records):
     """`stream_ids(name)`: the sorted beer ids in the stream."""
@@ -190,8 +208,8 @@ def test_calls_hold_at_most_5_mib(kinesis_client, kinesis_stream):
 def test_a_call_fills_to_exactly_5_mib_and_not_a_byte_more(kinesis_client, kinesis_stream):
     client = Recording(kinesis_client)
     mib = 1024 * 1024
-    # five records of exactly 1 MiB (data + key) fill a call; a sixth of 2 bytes does not fit
-    payloads = [(f"k{i}", b"x" * (mib - 2)) for i in range(5)] + [("k5", b"")]
+    # five records of exactly 1 MiB (data + key) fill a call; a sixth of 1 byte does not fit
+    payloads = [(f"k{i}", b"x" * (mib - 2)) for i in range(5)] + [("5", b"")]
 
     report = put_payloads(payloads, kinesis_stream, client)
 
@@ -409,6 +427,54 @@ def test_the_error_names_the_reasons_and_cuts_the_first_message():
 def test_records_per_second_is_zero_before_any_time_has_passed():
     assert ProduceReport(sent=10, seconds=2.0).records_per_second == 5.0
     assert ProduceReport(sent=10).records_per_second == 0.0
+
+
+MIB = 1024 * 1024
+
+
+def test_a_call_holds_500_records_and_not_one_more():
+    kinesis = TakesEverything()
+
+    report = put_payloads([(str(i), b"x") for i in range(1001)], "beers", kinesis)
+
+    assert report.ok and sorted(len(call) for call in kinesis.requests) == [1, 500, 500]
+
+
+def test_a_call_fills_to_5_mib_with_the_keys_and_not_one_byte_more():
+    kinesis = TakesEverything()
+    # five records of exactly 1 MiB (data + key) fill a call; a sixth of 1 byte does not fit
+    payloads = [(f"k{i}", b"x" * (MIB - 2)) for i in range(5)] + [("5", b"")]
+
+    report = put_payloads(payloads, "beers", kinesis)
+
+    assert report.ok and sorted(len(call) for call in kinesis.requests) == [1, 5]
+
+
+@pytest.mark.parametrize(("fits", "over"), [("fits", "over"), ("fité", "ovér")])
+def test_a_record_of_1_mib_with_its_key_in_utf8_goes_one_byte_more_is_oversize(fits, over):
+    kinesis = TakesEverything()
+    data = {key: MIB - len(key.encode()) for key in (fits, over)}
+
+    report = put_payloads(
+        [(fits, b"x" * data[fits]), (over, b"x" * (data[over] + 1))], "beers", kinesis
+    )
+
+    assert (report.oversize, report.sent, kinesis.keys()) == ([over], 1, [[fits]])
+
+
+def test_every_key_kinesis_would_refuse_is_reported_and_never_in_a_call():
+    kinesis = TakesEverything()
+    lone_surrogate = json.loads('"\\ud800"')
+    refused = ["k" * 257, "", lone_surrogate, 7]  # a key that is no string at all too
+
+    report = put_payloads([("k" * 256, b"a"), *((key, b"b") for key in refused)], "beers", kinesis)
+
+    assert kinesis.keys() == [["k" * 256]]
+    assert [(f.partition_key, f.error_code) for f in report.failed] == [
+        (str(key), "InvalidPartitionKey") for key in refused
+    ]
+    assert "1 to 256 characters" in report.failed[0].error_message
+    assert "valid Unicode" in report.failed[2].error_message
 
 
 # ------------------------------------------------------------------ retries
