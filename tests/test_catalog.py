@@ -415,6 +415,8 @@ def test_a_catalogue_whose_folder_refuses_its_temporary_file_is_refused_naming_i
     ("content", "message"),
     [
         (b"[{", "not valid JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "not valid JSON \\(nested too deeply\\)"),
+        (b'[{"id": ' + b"1" * 5000 + b"}]", "not valid JSON \\(Exceeds the limit \\(4300 digits"),
         # an object that is not a beer is not taken for one
         (b'{"beers": []}', "expected a JSON array of beers, found a JSON object\\.$"),
         (b"{}", "expected a JSON array"),

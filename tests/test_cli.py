@@ -697,9 +697,12 @@ def test_a_bad_ids_file_is_refused_naming_the_file_and_what_is_wrong(monkeypatch
     not_ids.write_text(json.dumps({"stack_id": "s", "ids": ["1", 2]}))
     not_keys = tmp_path / "not-keys.json"
     not_keys.write_text(json.dumps({"stack_id": "s", "ids": [1], "delivered_before": "raw/a"}))
+    too_deep = tmp_path / "too-deep.json"
+    too_deep.write_text("[" * 100_000 + "]" * 100_000)
 
     for path, problem in (
         (not_json, "is not JSON"),
+        (too_deep, "is not JSON"),
         (not_ids, "holds no list of integer ids"),
         (not_keys, "delivered_before is not a list of object keys"),
     ):
@@ -1120,8 +1123,12 @@ class _Unused:
         json.dumps({"stack_id": "s", "ids": [1], "runs": {"r": [True]}}),
         json.dumps({"stack_id": "s", "ids": [1], "runs": {"r": 1}}),
         json.dumps({"stack_id": "s", "ids": [1], "runs": [[1]]}),
+        "[" * 100_000 + "]" * 100_000,  # deeper than Python's JSON reader goes
     ],
-    ids=["json", "ids", "no list", "delivered before", "runs", "run flags", "run", "runs list"],
+    ids=[
+        *("json", "ids", "no list", "delivered before", "runs", "run flags", "run", "runs list"),
+        "nested too deeply",
+    ],
 )
 @pytest.mark.parametrize("command", ["backfill", "tick", "reconcile", "run"])
 def test_a_damaged_record_of_the_produced_ids_is_one_line_and_nothing_is_sent(

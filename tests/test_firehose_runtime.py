@@ -1064,7 +1064,12 @@ def test_a_checkpoint_that_holds_its_creation_times_in_another_zone_is_kept(tmp_
 
 @pytest.mark.parametrize(
     ("content", "said"),
-    [('{"shards": {"shardId-0', "Unterminated string"), ("[]", "must be a mapping")],
+    [
+        ('{"shards": {"shardId-0', "Unterminated string"),
+        ("[]", "must be a mapping"),
+        ("[" * 100_000 + "]" * 100_000, "maximum recursion depth exceeded while decoding"),
+    ],
+    ids=["cut short", "a list", "nested too deeply"],
 )
 def test_a_damaged_checkpoint_says_what_deleting_it_does(tmp_path, content, said):
     from brewops.firehose_runtime.checkpoints import CheckpointUnreadable

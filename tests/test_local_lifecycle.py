@@ -743,7 +743,17 @@ def test_up_for_another_stack_is_a_conflict(
     assert local.up().already_running
 
 
-@pytest.mark.parametrize("written", ["[]", "{}", '{"services": []}', "not json", ""])
+@pytest.mark.parametrize(
+    "written",
+    [
+        "[]",
+        "{}",
+        '{"services": []}',
+        "not json",
+        "",
+        pytest.param("[" * 100_000 + "]" * 100_000, id="nested-too-deeply"),
+    ],
+)
 def test_a_state_that_is_not_a_state_is_damaged(state_dir: Path, written: str) -> None:
     state_dir.mkdir(parents=True)
     (state_dir / "state.json").write_text(written)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import io
 import json
 import os
 import subprocess
@@ -256,6 +257,9 @@ def test_the_markdown_card_is_not_needed_to_load(trained, tmp_path):
     assert isinstance(registry.load(folder).model, type(trained.model))
 
 
+DEEPLY_NESTED = "[" * 100_000 + "]" * 100_000  # deeper than Python's JSON reader goes
+
+
 def _model_file_replaced(folder, content: bytes) -> None:
     """Another model file, its card updated to match: it passes the checksum."""
     (folder / registry.MODEL_FILE).write_bytes(content)
@@ -270,6 +274,8 @@ def _model_file_replaced(folder, content: bytes) -> None:
         (lambda f: (f / registry.CARD_FILE).write_text("{not json"), "is not readable JSON"),
         (lambda f: (f / registry.CARD_FILE).write_text("[]"), "holds a JSON list, not an object"),
         (lambda f: (f / registry.METRICS_FILE).write_bytes(b"\xff{"), "is not readable JSON"),
+        (lambda f: (f / registry.CARD_FILE).write_text(DEEPLY_NESTED), "is not readable JSON"),
+        (lambda f: (f / registry.METRICS_FILE).write_text("[" + "7" * 5000 + "]"), "readable JSON"),
         (lambda f: _model_file_replaced(f, b"not a pickle"), "does not load"),
         (lambda f: _model_file_replaced(f, b""), "does not load"),
     ],
@@ -491,6 +497,44 @@ class _PagedS3:
 
 
 V1, V2 = "20250101T000000Z-abcdef12", "20250601T000000Z-abcdef12"
+
+
+class _FilesS3(_PagedS3):
+    """A stand-in S3 client holding these objects, listed in one page."""
+
+    def __init__(self, files: dict[str, bytes]):
+        super().__init__(list(files))
+        self.files = files
+
+    def get_object(self, Bucket: str, Key: str) -> dict:
+        return {"Body": io.BytesIO(self.files[Key])}
+
+
+def test_a_version_nested_too_deeply_or_with_a_figure_beyond_a_float_is_listed_as_such():
+    deep, huge = "20250101T000000Z-abcdef12", "20250102T000000Z-abcdef12"
+    card = json.dumps({"trained_at": "2025-01-01T00:00:00Z"}).encode()
+    huge_metrics = {"data": {"rows_used": 3, "sha256": "ab"}, "cv": {"accuracy": 10**400}}
+    s3 = _FilesS3(
+        {
+            f"models/ibu/{deep}/{registry.MODEL_FILE}": b"weights",
+            f"models/ibu/{deep}/{registry.METRICS_FILE}": DEEPLY_NESTED.encode(),
+            f"models/ibu/{deep}/{registry.CARD_FILE}": card,
+            f"models/ibu/{huge}/{registry.MODEL_FILE}": b"weights",
+            f"models/ibu/{huge}/{registry.METRICS_FILE}": json.dumps(huge_metrics).encode(),
+            f"models/ibu/{huge}/{registry.CARD_FILE}": card,
+        }
+    )
+    listed = registry.describe_versions("s3://bucket/models/ibu/", client=s3).versions
+    assert [summary.version for summary in listed] == [deep, huge]
+    assert listed[0].problems[:2] == [
+        "metrics.json is not readable JSON (maximum recursion depth exceeded while decoding a "
+        "JSON array from a unicode string)",
+        "figures from model_card.json",
+    ]
+    assert (listed[1].rows_used, listed[1].cv_accuracy) == (3, None)
+    assert listed[1].problems == [
+        "no cv.accuracy, cv.macro_f1, cv.mae, time_split.accuracy in metrics.json"
+    ]
 
 
 def test_versions_are_listed_oldest_first_from_every_page_of_the_listing():

@@ -523,6 +523,20 @@ def test_a_body_that_is_not_json_is_retried_then_raised():
     assert session.calls == 2
 
 
+DEEPLY_NESTED = "[" * 100_000 + "]" * 100_000  # deeper than Python's JSON reader goes
+
+
+def test_a_body_nested_too_deeply_is_not_json_and_an_error_body_so_deep_is_text():
+    session = ScriptedSession((200, DEEPLY_NESTED, {}))
+    with pytest.raises(TransportError, match=r"not JSON \(nested too deeply\); first bytes"):
+        client("http://punk.test/v2", session=session, retries=1).beers()
+    assert session.calls == 2
+    session = ScriptedSession((400, DEEPLY_NESTED, {}))
+    with pytest.raises(BadRequest) as info:
+        client("http://punk.test/v2", session=session).beers()
+    assert info.value.message == DEEPLY_NESTED[:200]
+
+
 def test_a_5xx_with_an_odd_body_gives_up_as_a_server_error():
     session = ScriptedSession((503, {"statusCode": 503, "message": "down", "data": 5}, {}))
     with pytest.raises(ServerError, match="down") as info:

@@ -180,8 +180,11 @@ def _parse_catalog_bytes(
 ) -> list[dict[str, Any]]:
     try:
         beers = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    # ValueError: not UTF-8, not JSON, or an integer of more than 4,300 digits
+    except ValueError as exc:
         raise CatalogError(f"{source} is not valid JSON ({exc}). {remedy}") from exc
+    except RecursionError as exc:  # arrays in arrays deeper than Python reads
+        raise CatalogError(f"{source} is not valid JSON (nested too deeply). {remedy}") from exc
     if not isinstance(beers, list):
         one_beer = isinstance(beers, dict) and "id" in beers
         raise CatalogError(

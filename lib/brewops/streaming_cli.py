@@ -53,7 +53,7 @@ def read_remembered(target: str, stack_id: str | None) -> tuple[dict[str, Any] |
         return None, f"{path} (not found)"
     try:
         remembered = json.loads(path.read_text())
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:  # RecursionError: nested too deeply
         raise _unreadable(path, f"not JSON: {error}") from error
     if not isinstance(remembered, dict) or remembered.get("stack_id") != stack_id:
         return None, f"{path} (another stack's, ignored)"
@@ -139,7 +139,7 @@ def _ids_from_file(path: Path) -> tuple[list[int], list[str]]:
     `remember_produced` writes."""
     try:
         data = json.loads(path.read_text())
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:  # RecursionError: nested too deeply
         raise click.BadParameter(f"{path} is not JSON: {error}", param_hint="--ids-file") from error
     ids = data.get("ids") if isinstance(data, dict) else data
     if not isinstance(ids, list) or not all(type(i) is int for i in ids):  # true is no id

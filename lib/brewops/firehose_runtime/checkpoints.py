@@ -75,7 +75,8 @@ class CheckpointStore:
         try:
             stored: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
             return Checkpoint(**stored)
-        except (ValueError, TypeError) as error:  # not JSON, or not a checkpoint's fields
+        # not JSON (nested too deeply too), or not a checkpoint's fields
+        except (ValueError, RecursionError, TypeError) as error:
             raise CheckpointUnreadable(
                 f"{path}, where the local Firehose records how far it has delivered, is "
                 f"damaged ({error}). Delete it: delivery then starts again from when the "

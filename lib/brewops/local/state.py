@@ -114,7 +114,8 @@ class LocalState:
             return cls.from_dict(json.loads(path.read_text()))
         except FileNotFoundError:
             return None
-        except (ValueError, TypeError, AttributeError) as error:
+        # RecursionError: arrays in arrays deeper than Python reads
+        except (ValueError, TypeError, AttributeError, RecursionError) as error:
             raise UnreadableStateError(
                 f"The local target's state {path} is damaged ({error}). Run `brewops local "
                 "down` to stop the servers it records and clear it, then `brewops local up`."
@@ -126,7 +127,7 @@ class LocalState:
         try:
             data = json.loads(state_file().read_text())
             services = data.get("services", {}) if isinstance(data, dict) else {}
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return []
         found = []
         for recorded in services.values() if isinstance(services, dict) else []:

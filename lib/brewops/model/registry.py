@@ -161,7 +161,9 @@ def load(path: str | Path, version: str | None = None) -> LoadedModel:
 def _read_json_object(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:  # ValueError: not JSON, or not UTF-8
+    # ValueError: not JSON, not UTF-8, or an integer of more than 4,300 digits;
+    # RecursionError: arrays in arrays deeper than Python reads
+    except (OSError, ValueError, RecursionError) as error:
         raise RegistryError(
             f"{path} is not readable JSON ({error}): the version is damaged. "
             "Train the model again with `brewops model train`, or load another version."
@@ -497,7 +499,10 @@ def _is_a(value: Any, kind: type) -> bool:
     if isinstance(value, bool):  # JSON true is no figure
         return False
     if kind is float:
-        return isinstance(value, int | float) and math.isfinite(value)
+        try:
+            return isinstance(value, int | float) and math.isfinite(value)
+        except OverflowError:  # an integer beyond any float: no figure either
+            return False
     return isinstance(value, kind)
 
 
@@ -517,7 +522,7 @@ def _read_s3_json(
         return None, f"{name} cannot be read ({error})"
     try:
         data = json.loads(body)
-    except ValueError as error:  # not JSON, or not UTF-8
+    except (ValueError, RecursionError) as error:  # as for a local version's files
         return None, f"{name} is not readable JSON ({error})"
     if not isinstance(data, dict):
         return None, f"{name} holds a JSON {type(data).__name__}, not an object"

@@ -355,9 +355,11 @@ class PunkApiClient:
             raise self._error(response)
         try:
             return response.json()
-        except ValueError as exc:
+        # RecursionError: arrays in arrays deeper than Python reads
+        except (ValueError, RecursionError) as exc:
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
             raise TransportError(
-                f"The body is not JSON ({exc}); first bytes: {response.content[:80]!r}",
+                f"The body is not JSON ({reason}); first bytes: {response.content[:80]!r}",
                 status=response.status_code,
                 url=response.url,
             ) from exc
@@ -366,7 +368,7 @@ class PunkApiClient:
         status = response.status_code
         try:
             body = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             body = response.text
         message = _server_message(body) or f"HTTP {status} {response.reason}"
         kw = {"status": status, "url": response.url, "body": body}
