@@ -8,6 +8,7 @@ import gzip
 import io
 import json
 import time
+import zlib
 from typing import Any
 
 import pyarrow as pa
@@ -311,16 +312,26 @@ def test_raw_lines_that_are_json_but_not_a_beer_have_no_id(bucket):
     assert raw_ids(bucket, "edges", "raw/") == [1, None, None, None, None]
 
 
+def _corrupt(body: bytes) -> bytes:
+    """A gzip object whose compressed data, past its header, is damaged."""
+    return body[:10] + b"\xff" * 8 + body[18:]
+
+
 @pytest.mark.emulator
-def test_an_object_that_cannot_be_read_is_named_and_the_others_counted(bucket):
+@pytest.mark.parametrize(
+    ("damage", "raised"),
+    [(lambda body: body[:-20], EOFError), (_corrupt, zlib.error)],
+    ids=["truncated", "corrupt"],
+)
+def test_an_object_that_cannot_be_read_is_named_and_the_others_counted(bucket, damage, raised):
     bucket.put_object(Bucket="edges", Key="raw/a.gz", Body=_gzip_lines(b'{"id": 1}'))
-    bucket.put_object(Bucket="edges", Key="raw/b.gz", Body=_gzip_lines(b'{"id": 2}' * 40)[:-20])
+    bucket.put_object(Bucket="edges", Key="raw/b.gz", Body=damage(_gzip_lines(b'{"id": 2}' * 40)))
     bucket.put_object(Bucket="edges", Key="raw/c.gz", Body=_gzip_lines(b'{"id": 3}'))
     unreadable: dict[str, str] = {}
 
     assert raw_ids(bucket, "edges", "raw/", unreadable) == [1, 3]
     assert list(unreadable) == ["raw/b.gz"]
-    with pytest.raises(EOFError):
+    with pytest.raises(raised):
         raw_ids(bucket, "edges", "raw/")  # nowhere to note it: the caller hears of it
 
 

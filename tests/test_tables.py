@@ -412,9 +412,14 @@ def test_uncompressed_json_is_read_by_a_table_that_skips_nothing(delivered):
 
 
 @pytest.mark.emulator
-def test_a_truncated_gzip_object_is_named_as_unreadable(delivered):
+@pytest.mark.parametrize(
+    "damage",
+    [lambda body: body[:-20], lambda body: body[:10] + b"\xff" * 8 + body[18:]],
+    ids=["truncated", "corrupt"],
+)
+def test_a_damaged_gzip_object_is_named_as_unreadable(delivered, damage):
     local = delivered.tables
-    body = gzip.compress(b'{"id": 400}\n' * 50)[:-20]
+    body = damage(gzip.compress(b'{"id": 400}\n' * 50))
     uri = local.put(local.object_name("raw", delivered.days[1], ".gz"), body)
 
     with pytest.raises(tables.UnreadableTableError) as caught:

@@ -20,6 +20,7 @@ import io
 import json
 import logging
 import time
+import zlib
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -180,9 +181,10 @@ def _beer_id(value: Any) -> int | None:
         return None
 
 
-# What makes one object unreadable: a truncated gzip, bytes that are not Parquet, a GET
-# that fails. It is reported against that object; the others are still read.
-_UNREADABLE = (OSError, EOFError, ValueError, ClientError)
+# What makes one object unreadable: a truncated or corrupt gzip (zlib.error), bytes that
+# are not Parquet, a GET that fails. It is reported against that object; the others are
+# still read.
+_UNREADABLE = (OSError, EOFError, ValueError, ClientError, zlib.error)
 
 
 def _why(exc: Exception) -> str:

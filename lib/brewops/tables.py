@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -437,7 +438,8 @@ def _read_json_skipping_malformed(paths: list[str], tgt: Any) -> tuple[pd.DataFr
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         try:
             text = (gzip.decompress(body) if body[:2] == GZIP_MAGIC else body).decode("utf-8")
-        except (OSError, UnicodeDecodeError, EOFError) as exc:
+        # zlib.error: a gzip whose compressed data is corrupt, not only cut short
+        except (OSError, UnicodeDecodeError, EOFError, zlib.error) as exc:
             raise UnreadableTableError(f"{path}: {exc}", [path]) from exc
         for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():
