@@ -91,6 +91,25 @@ def test_a_wide_jitter_never_makes_a_number_negative(catalog_beers):
     assert min(values) == 0  # clipped at zero, where the jitter went below it
 
 
+@pytest.mark.parametrize(
+    "odd",
+    ["4.5", True, float("nan"), float("inf"), 10**400],
+    ids=["text", "boolean", "nan", "infinity", "400 digits"],
+)
+def test_a_number_that_cannot_be_jittered_is_kept_as_it_is(odd):
+    # a catalogue file may hold any JSON value there; the cleaners downstream must meet it
+    source = [{"id": 1, "name": "Odd", "abv": odd, "ibu": odd}]
+    [beer] = iter_synthetic_beers(source, 1, jitter=0.5)
+    assert beer["abv"] is odd
+    assert beer["ibu"] is odd
+
+
+def test_a_jitter_past_the_largest_float_keeps_the_number():
+    largest = 1.7976931348623157e308
+    beers = iter_synthetic_beers([{"id": 1, "name": "Big", "ibu": largest}], 20, jitter=0.5)
+    assert {beer["ibu"] for beer in beers} >= {largest}  # not rounded as an infinity
+
+
 def test_every_beer_of_the_source_can_be_drawn(catalog_beers):
     two = catalog_beers[:2]
     drawn = {b["name"].rsplit(" #", 1)[0] for b in iter_synthetic_beers(two, 50, seed=1)}

@@ -7,6 +7,7 @@ the same file, byte for byte.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from collections.abc import Iterator, Sequence
@@ -38,11 +39,24 @@ class SynthReport:
     source_beers: int
 
 
-def _jitter(value: float | None, rng: random.Random, scale: float, decimals: int) -> float | None:
+def _jitter(value: Any, rng: random.Random, scale: float, decimals: int) -> Any:
     if value is None:
         return None  # keep the real data's gaps: cleaners must still meet them
-    jittered = max(value * (1.0 + rng.gauss(0.0, scale)), 0.0)
+    noise = rng.gauss(0.0, scale)
+    if not _finite_number(value) or not _finite_number(jittered := max(value * (1.0 + noise), 0.0)):
+        return value  # text, NaN, infinities and numbers beyond a float are kept as they are
     return round(jittered) if decimals == 0 else round(jittered, decimals)
+
+
+def _finite_number(value: Any) -> bool:
+    """A number that can be jittered: not text, a boolean, NaN, an infinity or an integer
+    too large for a float (a catalogue may hold any of them)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def iter_synthetic_beers(
