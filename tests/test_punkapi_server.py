@@ -675,6 +675,11 @@ def test_v3_filters_and_comma_ids(punkapi_v3_url, catalog_beers):
     assert ids(get(f"{punkapi_v3_url}/beers?page=1&hops=zzz")) == list(range(1, 31))
 
 
+def test_v3_an_id_too_long_for_int_matches_no_beer(punkapi_v3_url):
+    r = get(f"{punkapi_v3_url}/beers?page=1&ids=1,{LONG_NUMBER}")
+    assert (r.status_code, ids(r)) == (200, [1])
+
+
 def test_v3_a_repeated_parameter_takes_its_last_value(punkapi_v3_url):
     # FastAPI reads a scalar query parameter given twice as its last value
     r = get(f"{punkapi_v3_url}/beers?page=2&page=1&per_page=80&per_page=10")
