@@ -366,6 +366,24 @@ def test_a_beer_with_nan_is_reported_not_sent_as_invalid_json(
     assert stream_ids(kinesis_stream) == [1, 2]
 
 
+@pytest.mark.emulator
+def test_a_beer_nested_too_deeply_to_write_is_reported_not_sent(
+    kinesis_client, kinesis_stream, stream_ids
+):
+    nested: list[Any] = []
+    for _ in range(5000):  # the depth reading JSON allows is less than writing it needs
+        nested = [nested]
+    batch = [*beers(2), {"id": 7, "name": "Deep", "ingredients": nested}, *beers(1, start=3)]
+
+    report = put_beers(batch, kinesis_stream, kinesis_client)
+
+    assert (report.records, report.sent) == (4, 3)
+    assert [(f.partition_key, f.error_code, f.error_message) for f in report.failed] == [
+        ("7", "NotSerialisable", "nested too deeply")
+    ]
+    assert stream_ids(kinesis_stream) == [1, 2, 3]
+
+
 def test_a_beer_is_one_compact_line_of_utf8_json():
     # every byte counts against the 1 MiB and 5 MiB limits: no spaces, no \u escapes
     assert serialise_beer({"id": 1, "name": "Bière", "abv": 4.5}) == (

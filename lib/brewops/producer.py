@@ -448,6 +448,9 @@ def put_beers(
             except (TypeError, ValueError) as error:  # UnicodeEncodeError is a ValueError
                 yield FailedRecord(str(beer_id), "NotSerialisable", str(error))
                 continue
+            except RecursionError:  # read near the depth JSON is read to: too deep to write
+                yield FailedRecord(str(beer_id), "NotSerialisable", "nested too deeply")
+                continue
             yield str(beer_id), data
 
     if isinstance(beers, Sized):
