@@ -220,6 +220,34 @@ def test_a_model_whose_card_does_not_list_its_beers_tells_nothing_apart(
     assert json.loads(result.output)["seen_in_training"] is None
 
 
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"beer_keys": 5},
+        {"beer_keys": ["buzz", {"name": "AB:01"}]},  # a dict cannot be looked up by name
+        "train.json",  # data itself edited into text
+        ["buzz", "AB:01"],  # or into a list: beer names, but not where a card keeps them
+    ],
+)
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_a_card_whose_beer_names_were_edited_into_another_shape_is_one_line(
+    trained_dir: Path, split_catalogue, tmp_path: Path, edit, command: str
+):
+    edited = tmp_path / "edited"
+    shutil.copytree(trained_dir, edited)
+    card = card_of(edited)
+    card["data"] = {**card["data"], **edit} if isinstance(edit, dict) else edit
+    (edited / registry.CARD_FILE).write_text(json.dumps(card))
+    train_file, _ = split_catalogue
+    result = brewops_in_process(command, "--model", str(edited), "--catalog", str(train_file))
+    assert result.exit_code == 1, result.output
+    assert result.output == (
+        f"Error: {edited}: model_card.json holds no list of beer names in data.beer_keys: the "
+        "version is damaged. Train the model again with `brewops model train`, or load "
+        "another version.\n"
+    )
+
+
 def test_predict_prints_a_band_per_beer(trained_dir: Path, split_catalogue):
     _, unseen_file = split_catalogue
     result = brewops(

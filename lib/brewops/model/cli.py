@@ -340,7 +340,24 @@ def _load_model(location: str) -> Any:
 
 def _trained_on(loaded: Any) -> list[str] | None:
     """The names of the beers the model was trained on, from its card (None if unlisted)."""
-    return (loaded.card.get("data") or {}).get("beer_keys")
+    from brewops.model.registry import CARD_FILE
+
+    data = loaded.card.get("data") or {}
+    keys = data.get("beer_keys") if isinstance(data, dict) else data
+    if keys is None:
+        return None
+    if (
+        not isinstance(data, dict)
+        or not isinstance(keys, list)
+        or not all(isinstance(key, str) for key in keys)
+    ):
+        # a card edited by hand: which beers are in-sample cannot be told
+        raise click.ClickException(
+            f"{loaded.path}: {CARD_FILE} holds no list of beer names in data.beer_keys: the "
+            "version is damaged. Train the model again with `brewops model train`, or load "
+            "another version."
+        )
+    return keys
 
 
 def _seen_summary(metrics: dict[str, Any]) -> str:
