@@ -27,6 +27,7 @@ from urllib.parse import urlparse
 from brewops import paths
 from brewops.errors import ActionableError
 from brewops.files import naming
+from brewops.jsontext import parse_json
 
 NPM_PACKAGE = "punkapi-db"
 NPM_VERSION = "2.6.0"
@@ -179,12 +180,11 @@ def _parse_catalog_bytes(
     data: bytes, source: str, remedy: str = _FETCH_AGAIN
 ) -> list[dict[str, Any]]:
     try:
-        beers = json.loads(data)
-    # ValueError: not UTF-8, not JSON, or an integer of more than 4,300 digits
+        beers = parse_json(data)
+    # ValueError: not UTF-8, not JSON (nested too deeply too), or an integer of more than
+    # 4,300 digits
     except ValueError as exc:
         raise CatalogError(f"{source} is not valid JSON ({exc}). {remedy}") from exc
-    except RecursionError as exc:  # arrays in arrays deeper than Python reads
-        raise CatalogError(f"{source} is not valid JSON (nested too deeply). {remedy}") from exc
     if not isinstance(beers, list):
         one_beer = isinstance(beers, dict) and "id" in beers
         raise CatalogError(

@@ -31,6 +31,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from brewops.firehose_runtime import describe
 from brewops.firehose_runtime.prefixes import static_root
+from brewops.jsontext import parse_json
 
 logger = logging.getLogger(__name__)
 
@@ -206,9 +207,8 @@ def raw_ids(
             if not line.strip():
                 continue
             try:
-                document = json.loads(line)
-            # RecursionError: arrays in arrays deeper than Python reads, which a producer may put
-            except (ValueError, RecursionError):
+                document = parse_json(line)
+            except ValueError:
                 ids.append(None)
                 continue
             ids.append(_beer_id(document.get("id")) if isinstance(document, dict) else None)
@@ -292,9 +292,9 @@ def _error_record(key: str, number: int, line: bytes) -> ErrorRecord:
         return ErrorRecord(key, None, "Unreadable", f"line {number} is not a JSON object")
     beer_id = None
     try:
-        payload = json.loads(base64.b64decode(document.get("rawData") or "", validate=True))
+        payload = parse_json(base64.b64decode(document.get("rawData") or "", validate=True))
         beer_id = _beer_id(payload.get("id")) if isinstance(payload, dict) else None
-    except (ValueError, TypeError, RecursionError):  # the record failed: it may be anything
+    except (ValueError, TypeError):  # the record failed: it may be anything
         pass
     code = (
         document.get("errorCode")

@@ -14,6 +14,7 @@ import click
 
 from brewops import paths
 from brewops.errors import ActionableError
+from brewops.jsontext import parse_json
 
 TARGET_OPTION = click.option(
     "--target",
@@ -52,8 +53,8 @@ def read_remembered(target: str, stack_id: str | None) -> tuple[dict[str, Any] |
     if not path.exists():
         return None, f"{path} (not found)"
     try:
-        remembered = json.loads(path.read_text())
-    except (ValueError, RecursionError) as error:  # RecursionError: nested too deeply
+        remembered = parse_json(path.read_text())
+    except ValueError as error:
         raise _unreadable(path, f"not JSON: {error}") from error
     if not isinstance(remembered, dict) or remembered.get("stack_id") != stack_id:
         return None, f"{path} (another stack's, ignored)"
@@ -138,8 +139,8 @@ def _ids_from_file(path: Path) -> tuple[list[int], list[str]]:
     """(ids, objects delivered before them) from a JSON list of ids, or from the file
     `remember_produced` writes."""
     try:
-        data = json.loads(path.read_text())
-    except (ValueError, RecursionError) as error:  # RecursionError: nested too deeply
+        data = parse_json(path.read_text())
+    except ValueError as error:
         raise click.BadParameter(f"{path} is not JSON: {error}", param_hint="--ids-file") from error
     ids = data.get("ids") if isinstance(data, dict) else data
     if not isinstance(ids, list) or not all(type(i) is int for i in ids):  # true is no id

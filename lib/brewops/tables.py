@@ -9,7 +9,6 @@ starting with `_` or `.` are ignored. awswrangler reads the objects that qualify
 from __future__ import annotations
 
 import gzip
-import json
 import re
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,6 +22,7 @@ from packaging.version import Version
 
 from brewops import schema
 from brewops.errors import ActionableError
+from brewops.jsontext import parse_json
 
 TableName = Literal["cleaned", "raw"]
 
@@ -445,8 +445,8 @@ def _read_json_skipping_malformed(paths: list[str], tgt: Any) -> tuple[pd.DataFr
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
-            except (ValueError, RecursionError):  # RecursionError: arrays nested too deeply
+                record = parse_json(line)
+            except ValueError:
                 record = None
             if isinstance(record, dict):
                 records.append(record)

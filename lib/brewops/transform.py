@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
+from brewops.jsontext import parse_json
 from brewops.schema import CLEANED_COLUMNS
 
 logger = logging.getLogger(__name__)
@@ -207,8 +208,8 @@ def _beer_id_of(payload: bytes) -> Any:
     """The id the payload's JSON names, if any: the key that ties a logged reason to the
     record in the error prefix (whose rawData is this payload)."""
     try:
-        document = json.loads(payload)
-    except (ValueError, RecursionError):
+        document = parse_json(payload)
+    except ValueError:
         return None
     return document.get("id") if isinstance(document, dict) else None
 
@@ -238,11 +239,9 @@ def transform_record(record: Mapping[str, Any], now: str | None = None) -> Outco
     if not text.strip():
         return Outcome(record_id, "Dropped", payload, "empty payload")
     try:
-        beer = json.loads(text)
+        beer = parse_json(text)
     except ValueError as error:
         return Outcome(record_id, "ProcessingFailed", payload, f"malformed JSON: {error}")
-    except RecursionError:  # arrays in arrays deeper than Python reads: no beer either
-        return Outcome(record_id, "ProcessingFailed", payload, "malformed JSON: nested too deeply")
     try:
         cleaned = clean_beer(beer, _ingested_at(record, now or format_timestamp(datetime.now(UTC))))
     except InvalidBeer as error:

@@ -24,6 +24,7 @@ from typing import Any
 from brewops.errors import ActionableError
 from brewops.files import exclusive, write_atomically
 from brewops.firehose_runtime.config import instant_text
+from brewops.jsontext import parse_json
 
 logger = logging.getLogger(__name__)
 
@@ -73,10 +74,9 @@ class CheckpointStore:
         if not path.exists():
             return None
         try:
-            stored: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+            stored: dict[str, Any] = parse_json(path.read_text(encoding="utf-8"))
             return Checkpoint(**stored)
-        # not JSON (nested too deeply too), or not a checkpoint's fields
-        except (ValueError, RecursionError, TypeError) as error:
+        except (ValueError, TypeError) as error:  # not JSON, or not a checkpoint's fields
             raise CheckpointUnreadable(
                 f"{path}, where the local Firehose records how far it has delivered, is "
                 f"damaged ({error}). Delete it: delivery then starts again from when the "

@@ -12,6 +12,7 @@ from typing import Any
 from brewops import paths
 from brewops.errors import ActionableError
 from brewops.files import write_atomically
+from brewops.jsontext import parse_json
 
 REGION = "us-east-1"
 DEFAULT_STACK_NAME = "brewops-dev"
@@ -111,11 +112,10 @@ class LocalState:
     def load(cls) -> LocalState | None:
         path = state_file()
         try:
-            return cls.from_dict(json.loads(path.read_text()))
+            return cls.from_dict(parse_json(path.read_text()))
         except FileNotFoundError:
             return None
-        # RecursionError: arrays in arrays deeper than Python reads
-        except (ValueError, TypeError, AttributeError, RecursionError) as error:
+        except (ValueError, TypeError, AttributeError) as error:
             raise UnreadableStateError(
                 f"The local target's state {path} is damaged ({error}). Run `brewops local "
                 "down` to stop the servers it records and clear it, then `brewops local up`."
@@ -125,9 +125,9 @@ class LocalState:
     def recorded_services() -> list[Service]:
         """The services a damaged state file still names (those that parse)."""
         try:
-            data = json.loads(state_file().read_text())
+            data = parse_json(state_file().read_text())
             services = data.get("services", {}) if isinstance(data, dict) else {}
-        except (OSError, ValueError, RecursionError):
+        except (OSError, ValueError):
             return []
         found = []
         for recorded in services.values() if isinstance(services, dict) else []:

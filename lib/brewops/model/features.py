@@ -7,7 +7,6 @@ can never drift apart. Records may come from a catalogue file (dicts), from the 
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from brewops.jsontext import parse_json
 from brewops.model import hops as hop_table
 
 # The six numeric columns of the cleaned table that the public solutions of the challenge
@@ -125,8 +125,8 @@ def _plain(key: str, value: Any) -> Any:
         return None
     if isinstance(value, str) and key in _NESTED_FIELDS and value[:1] in ("{", "["):
         try:
-            return _plain(key, json.loads(value))
-        except (json.JSONDecodeError, RecursionError):  # RecursionError: nested too deeply
+            return _plain(key, parse_json(value))
+        except ValueError:
             return None
     if isinstance(value, np.ndarray):
         return [_plain(key, item) for item in value.tolist()]

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from brewops.errors import ActionableError
 from brewops.files import naming
+from brewops.jsontext import parse_json
 
 if TYPE_CHECKING:
     from brewops.model.estimators import IbuModel
@@ -160,10 +161,10 @@ def load(path: str | Path, version: str | None = None) -> LoadedModel:
 
 def _read_json_object(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    # ValueError: not JSON, not UTF-8, or an integer of more than 4,300 digits;
-    # RecursionError: arrays in arrays deeper than Python reads
-    except (OSError, ValueError, RecursionError) as error:
+        data = parse_json(path.read_text(encoding="utf-8"))
+    # ValueError: not JSON (nested too deeply too), not UTF-8, or an integer of more than
+    # 4,300 digits
+    except (OSError, ValueError) as error:
         raise RegistryError(
             f"{path} is not readable JSON ({error}): the version is damaged. "
             "Train the model again with `brewops model train`, or load another version."
@@ -521,8 +522,8 @@ def _read_s3_json(
     except _sdk_errors() as error:
         return None, f"{name} cannot be read ({error})"
     try:
-        data = json.loads(body)
-    except (ValueError, RecursionError) as error:  # as for a local version's files
+        data = parse_json(body)
+    except ValueError as error:  # not JSON, or not UTF-8
         return None, f"{name} is not readable JSON ({error})"
     if not isinstance(data, dict):
         return None, f"{name} holds a JSON {type(data).__name__}, not an object"
