@@ -287,9 +287,8 @@ PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "AL
 def shell_with_a_dead_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in PROXY_VARIABLES:
         monkeypatch.setenv(name, DEAD_PROXY)
-    for name in ("no_proxy", "NO_PROXY"):
-        monkeypatch.setenv(name, "")  # recorded, so what the code under test sets is undone
-        monkeypatch.delenv(name)
+    for name in ("no_proxy", "NO_PROXY"):  # put back after the test by shell_proxy_settings
+        monkeypatch.delenv(name, raising=False)
 
 
 def proxy_for(url: str) -> dict[str, str]:
