@@ -438,6 +438,17 @@ def test_the_licence_is_an_spdx_expression():
     assert pyproject["build-system"]["requires"] == ["setuptools>=77"]
 
 
+def test_the_licence_text_ships_with_the_code():
+    # MIT asks for its text to go with every copy; setuptools puts LICENSE* into the wheel
+    # unless `license-files` says otherwise
+    pyproject = _pyproject()
+    declared = pyproject["project"]["license"]
+    text = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert text.splitlines()[0] == f"{declared} License"
+    assert "license-files" not in pyproject["project"]
+    assert "(`LICENSE`)" in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
 def _distributions_imported_by_the_package() -> dict[str, set[str]]:
     """Distribution -> the modules of lib/ that import it, lazy imports included."""
     owners = importlib.metadata.packages_distributions()
