@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -330,6 +331,19 @@ def test_no_target_to_read_leaves_the_shells_proxy_settings_alone(
     assert dict(os.environ) == before
 
 
+@pytest.mark.parametrize("recorded", [False, True], ids=["nothing recorded", "emulator gone"])
+def test_a_down_with_nothing_to_reach_leaves_the_shells_proxy_settings_alone(
+    state_dir: Path, shell_with_a_dead_proxy: None, recorded: bool
+) -> None:
+    if recorded:  # its emulator (pid 1 started at another time) has exited: no stack to delete
+        a_state(deployed=True).save()
+    before = dict(os.environ)
+
+    assert (local.down() is not None) == recorded
+
+    assert dict(os.environ) == before
+
+
 def test_an_up_that_fails_leaves_the_shells_proxy_settings_alone(
     state_dir: Path, tmp_path: Path, shell_with_a_dead_proxy: None
 ) -> None:
@@ -549,6 +563,33 @@ def test_stop_kills_a_server_that_ignores_sigterm(tmp_path: Path) -> None:
         processes.stop(processes.service(process, 0, "http://127.0.0.1:9", log), timeout=0.2)
 
         assert process.poll() is not None
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_stop_waits_for_a_server_sigkill_does_not_end_at_once_only_briefly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "stuck.log"
+    script = (
+        "import signal, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    process = processes.spawn([sys.executable, "-c", script], log)
+    # stuck in the kernel (a hung disk, say): SIGKILL ends it only when that returns
+    monkeypatch.setattr(psutil.Process, "kill", lambda self: None)
+    monkeypatch.setattr(processes, "KILLED_WAIT", 0.1, raising=False)
+    try:
+        processes.wait_ready("Stuck server", process, lambda: "ready" in log.read_text(), log, 60)
+        started = time.monotonic()
+
+        processes.stop(processes.service(process, 0, "http://127.0.0.1:9", log), timeout=2)
+
+        # not the timeout twice over (4 s)
+        assert time.monotonic() - started < 3
     finally:
         process.kill()
         process.wait()
@@ -1104,9 +1145,22 @@ def test_an_empty_log_says_the_disk_is_full_only_below_a_megabyte_free(
     assert ("BREWOPS_BUILD_DIR" in words) == ("disk has" in said)
 
 
-def test_down_keeps_this_machine_off_the_shells_proxy(
-    state_dir: Path, shell_with_a_dead_proxy: None
+def test_down_deletes_the_stack_past_the_shells_proxy(
+    state_dir: Path, tmp_path: Path, shell_with_a_dead_proxy: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert local.down() is None  # nothing recorded: it deletes no stack, stops no server
+    from brewops.local import deploy as deployment
 
-    assert proxy_for("http://127.0.0.1:5000") == {"requests": "", "botocore": ""}
+    asked_through: list[dict[str, str]] = []
+    monkeypatch.setattr(
+        deployment, "delete", lambda *args, **kwargs: asked_through.append(proxy_for(args[1]))
+    )
+    process, emulator = spawn_service(tmp_path, 60)
+    try:
+        a_state(services={"emulator": emulator}, deployed=True).save()
+
+        assert local.down() is not None
+    finally:
+        process.kill()
+        process.wait()
+
+    assert asked_through == [{"requests": "", "botocore": ""}]

@@ -192,8 +192,14 @@ def _wait_exited(members: list[psutil.Process], timeout: float) -> list[psutil.P
     return running
 
 
+# SIGKILL ends a process at once, unless it is stuck in the kernel (a hung disk): waiting
+# `timeout` again for one would double the wait for nothing
+KILLED_WAIT = 1.0
+
+
 def stop(*services: Service, timeout: float = 10.0) -> None:
-    """SIGTERM each service's process group, then SIGKILL what is left after `timeout`."""
+    """SIGTERM each service's process group, then SIGKILL what is left after `timeout`
+    and wait up to KILLED_WAIT for it to go."""
     members: list[psutil.Process] = []
     for service in services:
         process = _process(service)
@@ -209,7 +215,8 @@ def stop(*services: Service, timeout: float = 10.0) -> None:
             else:
                 process.terminate()
                 process.resume()
-    for survivor in _wait_exited(members, timeout):
+    survivors = _wait_exited(members, timeout)
+    for survivor in survivors:
         with contextlib.suppress(psutil.NoSuchProcess):
             survivor.kill()
-    _wait_exited(members, timeout)
+    _wait_exited(survivors, min(timeout, KILLED_WAIT))

@@ -400,7 +400,6 @@ def _start(deploy: bool, catalog: Path, template: Path, stack_name: str) -> Loca
 def down() -> LocalState | None:
     """Delete the stack, stop both processes and remove the state. Returns what was
     stopped, or None if nothing was recorded."""
-    bypass_proxy_for_loopback()
     with _exclusive():
         try:
             state = LocalState.load()
@@ -419,6 +418,7 @@ def down() -> LocalState | None:
         if state.deployed and "emulator" not in _exited(state):
             from brewops.local import deploy as deployment
 
+            bypass_proxy_for_loopback()  # all that down asks of 127.0.0.1
             try:
                 deployment.delete(
                     state.session(), state.endpoint_url, state.stack_name, patient=False
