@@ -186,6 +186,31 @@ def test_help_and_version_to_a_full_disk_are_one_line(args, unbuffered):
     )
 
 
+@pytest.mark.parametrize(
+    ("terminal", "shown"),
+    [
+        # Latin-1 has no "…": written as Python's stderr writes what it cannot show
+        ({"PYTHONIOENCODING": "latin-1"}, b"(s3://\\u2026/models/ibu/[VERSION])"),
+        # ASCII: click writes UTF-8 whatever the locale says
+        ({"LC_ALL": "C", "PYTHONUTF8": "0"}, "(s3://…/models/ibu/[VERSION])".encode()),
+        ({"PYTHONIOENCODING": "utf-8"}, "(s3://…/models/ibu/[VERSION])".encode()),
+    ],
+    ids=["latin-1", "ascii", "utf-8"],
+)
+def test_a_character_the_terminal_cannot_show_does_not_end_the_command(
+    terminal: dict[str, str], shown: bytes
+):
+    result = subprocess.run(
+        [BREWOPS, "model", "evaluate", "--help"],
+        capture_output=True,
+        env={**os.environ, **terminal},
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    assert shown in result.stdout
+
+
 def test_an_emulator_that_stops_mid_command_is_one_line_saying_what_to_do(monkeypatch, tmp_path):
     import boto3
 

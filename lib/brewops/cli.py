@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import importlib
+import io
 import os
 import sys
 from pathlib import Path
@@ -121,7 +122,20 @@ def _endpoint_gone(error: Exception) -> str | None:
     )
 
 
+def _escape_what_the_terminal_cannot_show() -> None:
+    """Write a character the output's encoding lacks ("…" to a Latin-1 terminal) as an
+    escape (\\u2026), as Python's stderr does, instead of ending the command with a
+    UnicodeEncodeError. Nothing changes for text the encoding has: all of it in UTF-8."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+            stream.reconfigure(errors="backslashreplace")
+
+
 class LazyGroup(click.Group):
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        _escape_what_the_terminal_cannot_show()
+        return super().main(*args, **kwargs)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 
