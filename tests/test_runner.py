@@ -114,6 +114,8 @@ def test_a_parameter_no_notebook_defines_is_refused_before_any_runs(
         # the notebook would fail halfway (or, for notebook 03's ticks, tick forever)
         (["value", "two"], 'value of 01_first_step takes an integer, not "two"'),
         (["value", "null"], "value of 01_first_step takes an integer, not null"),
+        # not a traceback from the YAML parser
+        (["value", "[1,"], "'[1,' is not a YAML value"),
     ],
 )
 def test_the_command_refuses_it_before_starting_the_target(
@@ -732,6 +734,25 @@ def test_an_interrupted_run_takes_down_the_local_target_it_brought_up(
 
     with pytest.raises(KeyboardInterrupt), runner.target_services("local"):
         raise KeyboardInterrupt
+
+    assert downs == [True]
+
+
+def test_a_run_whose_output_is_closed_takes_down_the_local_target_it_brought_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(tmp_path))
+    downs: list[bool] = []
+    monkeypatch.setattr(local, "up", lambda: SimpleNamespace(already_running=False))
+    monkeypatch.setattr(local, "down", lambda: downs.append(True))
+
+    def closed(*args: Any, **kwargs: Any) -> None:  # `brewops run 2>&1 | head`, head gone
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    monkeypatch.setattr(click, "echo", closed)
+
+    with pytest.raises(BrokenPipeError), runner.target_services("local"):
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")  # the notebook's own output
 
     assert downs == [True]
 

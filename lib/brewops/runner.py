@@ -218,24 +218,30 @@ def target_services(target: str) -> Iterator[None]:
     from brewops import local
 
     with shared(local_state_dir() / RUNS_LOCK) as runs:
-        click.echo("==> local target: emulator, Punk API server and stack", err=True)
+        _say("==> local target: emulator, Punk API server and stack")
         started = time.perf_counter()
         state = local.up()
         took = f"running in {time.perf_counter() - started:.1f} s"
-        click.echo(f"    {'already running' if state.already_running else took}", err=True)
         try:
+            _say(f"    {'already running' if state.already_running else took}")
             yield
         finally:
             if not state.already_running:
                 if not held_alone(runs, wait=False):
-                    click.echo(
+                    _say(
                         "==> local target: another `brewops run` is using it; stopping it "
-                        "when that run ends",
-                        err=True,
+                        "when that run ends"
                     )
                     held_alone(runs)
-                click.echo("==> local target: stopping what this run started", err=True)
+                _say("==> local target: stopping what this run started")
                 local.down()
+
+
+def _say(line: str) -> None:
+    """`line` on stderr, if it can be written: one whose reader has gone (`brewops run 2>&1 |
+    head`) must not keep the local target from being taken down."""
+    with contextlib.suppress(OSError):
+        click.echo(line, err=True)
 
 
 # What a notebook's kernel must not take from the shell. PYTHONOPTIMIZE strips the assert
@@ -475,7 +481,14 @@ def _first_line(exc: BaseException) -> str:
 
 def _parse_value(raw: str) -> Any:
     """Parameter values are YAML scalars, as with papermill's own `-p`."""
-    return yaml.safe_load(raw)
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as error:
+        problem = getattr(error, "problem", None) or type(error).__name__
+        raise click.BadParameter(
+            f"{raw!r} is not a YAML value: {problem}",
+            param_hint="'-p' / '--parameter'",
+        ) from None
 
 
 @click.command("run")
