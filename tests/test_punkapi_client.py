@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import copy
 import functools
+import gzip
+import http.server
+import io
 import json
 import logging
 import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 import pytest
 import requests
 
+from brewops.punkapi import client as client_module
 from brewops.punkapi import server
 from brewops.punkapi.client import (
     PunkApiClient,
@@ -49,10 +56,22 @@ def client(url: str, version: str = "v2", **kw) -> PunkApiClient:
     return PunkApiClient(url, version, **kw)
 
 
+class ScriptedResponse(requests.Response):
+    """Says whether it was closed, and how many bytes of its body had been read by then."""
+
+    closed = False
+    bytes_read: int | None = None
+
+    def close(self) -> None:
+        self.closed, self.bytes_read = True, self.raw.tell()
+        super().close()
+
+
 class ScriptedSession(requests.Session):
     """Answers each GET with the next (status, body, headers); the last answer repeats.
 
-    A str body is sent as is, anything else as JSON: for shapes the local server never sends.
+    Bytes are sent as they are, a str in UTF-8, anything else as JSON: for shapes the local
+    server never sends. `responses` are the answers given.
     """
 
     def __init__(self, *answers: tuple[int, object, dict[str, str]]) -> None:
@@ -60,18 +79,48 @@ class ScriptedSession(requests.Session):
         self.answers = answers
         self.calls = 0
         self.timeouts: list[float] = []
+        self.responses: list[ScriptedResponse] = []
 
     def get(self, url, params=None, timeout=None, **kw) -> requests.Response:
         status, body, headers = self.answers[min(self.calls, len(self.answers) - 1)]
         self.calls += 1
         self.timeouts.append(timeout)
-        response = requests.Response()
+        response = ScriptedResponse()
         response.status_code = status
         response.reason = "Scripted"
         response.url = url
-        response._content = (body if isinstance(body, str) else json.dumps(body)).encode()
+        if not isinstance(body, bytes):
+            body = (body if isinstance(body, str) else json.dumps(body)).encode()
+        response.raw = io.BytesIO(body)
+        self.responses.append(response)
         response.headers.update(headers)
         return response
+
+
+@contextmanager
+def serving(body: bytes, headers: dict[str, str]) -> Iterator[str]:
+    """A server on 127.0.0.1 answering every GET with 200, `body` and `headers`; yields
+    its /v2 base URL. Over real HTTP, as requests decodes what a server sends."""
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    answering = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=answering.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{answering.server_address[1]}/v2"
+    finally:
+        answering.shutdown()
+        answering.server_close()
 
 
 # ----------------------------------------------------------------------------- shapes
@@ -535,6 +584,113 @@ def test_a_body_nested_too_deeply_is_not_json_and_an_error_body_so_deep_is_text(
     with pytest.raises(BadRequest) as info:
         client("http://punk.test/v2", session=session).beers()
     assert info.value.message == DEEPLY_NESTED[:200]
+
+
+# ----------------------------------------------------------------------------- large bodies
+
+
+@pytest.fixture
+def body_cap(monkeypatch) -> int:
+    """A cap of 1,000 bytes, read 100 at a time, so a body past it stays small."""
+    monkeypatch.setattr(client_module, "MAX_BODY_BYTES", 1000)
+    monkeypatch.setattr(client_module, "BODY_CHUNK_BYTES", 100)
+    return 1000
+
+
+def test_a_body_past_the_cap_is_retried_then_raised_unread_and_closed(body_cap):
+    page = "[" + " " * (10 * body_cap) + "]"  # an empty page, ten times too long
+    session = ScriptedSession((200, page, {}))
+    with pytest.raises(TransportError, match=r"body exceeded 1,000 bytes") as info:
+        client("http://punk.test/v2", session=session, retries=1).beers()
+    assert session.calls == 2
+    assert info.value.status == 200
+    # read no further than the cap and a chunk, and closed every time
+    assert [(r.closed, r.bytes_read) for r in session.responses] == [(True, body_cap + 100)] * 2
+
+
+def test_a_body_at_the_cap_is_read(body_cap):
+    session = ScriptedSession((200, "[" + " " * (body_cap - 2) + "]", {}))
+    assert client("http://punk.test/v2", session=session).beers() == []
+    assert [(r.closed, r.bytes_read) for r in session.responses] == [(True, body_cap)]
+
+
+def test_a_compressed_body_is_counted_as_it_unpacks(body_cap):
+    bomb = gzip.compress(b"[" + b" " * 500_000 + b"]")  # 500 kB of an empty page in 0.5 kB
+    assert len(bomb) < body_cap
+    with (
+        serving(bomb, {"Content-Type": "application/json", "Content-Encoding": "gzip"}) as url,
+        pytest.raises(TransportError, match=r"body exceeded 1,000 bytes"),
+    ):
+        client(url, retries=0).beers()
+
+
+def test_an_error_body_past_the_cap_still_gives_its_status_error_and_hint(body_cap):
+    huge = "x" * (body_cap + 1)
+    session = ScriptedSession((429, huge, {"Retry-After": "7"}), (200, [], {}))
+    c = client("http://punk.test/v2", session=session)
+    assert c.beers() == []
+    assert c._sleep == [7]
+    session = ScriptedSession((404, huge, {}))
+    with pytest.raises(NotFound, match="HTTP 404 Scripted"):
+        client("http://punk.test/v2", session=session).beer(1)
+    assert session.responses[0].closed
+
+
+# ----------------------------------------------------------------------------- charsets
+
+
+def page_of(name: str, catalog_beers: list[dict]) -> str:
+    """A page of one beer named `name`, all else in ASCII: any charset can carry it."""
+    return json.dumps([{**catalog_beers[0], "name": "?"}]).replace(
+        '"name": "?"', f'"name": "{name}"'
+    )
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain", None])
+def test_a_body_not_utf8_and_naming_no_charset_is_refused_not_mangled(catalog_beers, content_type):
+    latin1 = page_of("Bräu", catalog_beers).encode("latin-1")
+    headers = {"Content-Type": content_type} if content_type else {}
+    with serving(latin1, headers) as url, pytest.raises(TransportError) as info:
+        client(url, retries=1).random()
+    assert "The body is not UTF-8, which JSON must be" in str(info.value)
+    assert "byte 0xe4 at" in str(info.value)
+    assert info.value.status == 200
+
+
+def test_a_utf8_body_with_a_byte_order_mark_is_read(catalog_beers):
+    with_bom = b"\xef\xbb\xbf" + page_of("Bräu", catalog_beers).encode()
+    with serving(with_bom, {"Content-Type": "application/json"}) as url:
+        assert client(url).random()[0]["name"] == "Bräu"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "encoding"),
+    [
+        ("application/json; charset=iso-8859-1", "latin-1"),
+        ('application/json; charset="UTF-16"', "utf-16"),
+        ("application/json; charset=utf8mb4", "utf-8"),  # no codec of that name: UTF-8
+        ("application/json; charset=hex", "utf-8"),  # a codec, but not for text: UTF-8
+    ],
+)
+def test_the_charset_the_content_type_names_is_honoured(catalog_beers, content_type, encoding):
+    body = page_of("Bräu", catalog_beers).encode(encoding)
+    with serving(body, {"Content-Type": content_type}) as url:
+        assert client(url).random()[0]["name"] == "Bräu"
+
+
+def test_a_byte_not_of_the_charset_named_is_refused_not_mangled(catalog_beers):
+    latin1 = page_of("Bräu", catalog_beers).encode("latin-1")
+    with (
+        serving(latin1, {"Content-Type": "application/json; charset=utf-8"}) as url,
+        pytest.raises(TransportError, match=r"not utf-8, the charset its Content-Type names"),
+    ):
+        client(url, retries=0).random()
+
+
+def test_an_error_body_not_in_its_charset_still_gives_its_message():
+    session = ScriptedSession((404, '{"message": "No beer Bräu"}'.encode("latin-1"), {}))
+    with pytest.raises(NotFound, match="No beer Br\ufffdu"):
+        client("http://punk.test/v2", session=session).beer(1)
 
 
 def test_a_5xx_with_an_odd_body_gives_up_as_a_server_error():

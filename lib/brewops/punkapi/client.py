@@ -4,24 +4,28 @@ Base URLs include the version prefix, e.g. http://127.0.0.1:8325/v2 or a v3 serv
 Transient failures (5xx, 429, connection errors, truncated bodies) are retried by tenacity
 with exponential backoff and jitter; a server's Retry-After or X-RateLimit-Reset is
 honoured, up to `max_wait` seconds; a hint that is not a finite, non-negative number is
-ignored. Every beer is checked against the schema: by default a mismatch raises SchemaError;
-with `on_invalid="keep"` the beer is returned as sent, logged and recorded in
-`schema_errors`, so one bad beer does not stop a crawl. Downstream, the pipeline's transform
-is the validator that decides: a kept beer it cannot clean goes to the error prefix, and the
-function logs why.
+ignored. A body is read up to MAX_BODY_BYTES, counted decompressed, and decoded strictly in
+the charset its Content-Type names, else in UTF-8; a body past the cap, with a byte not of
+its charset or not JSON is retried as well. Every beer is checked against the schema: by
+default a mismatch raises SchemaError; with `on_invalid="keep"` the beer is returned as
+sent, logged and recorded in `schema_errors`, so one bad beer does not stop a crawl.
+Downstream, the pipeline's transform is the validator that decides: a kept beer it cannot
+clean goes to the error prefix, and the function logs why.
 
 Kept free of pandas: the producer Lambda uses this module.
 """
 
 from __future__ import annotations
 
+import codecs
+import email.message
 import email.utils
 import ipaddress
 import logging
 import math
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -39,6 +43,7 @@ from tenacity.wait import wait_base
 from brewops import __version__
 from brewops.catalog import to_v2_shape
 from brewops.environ import LOOPBACK_HOSTS
+from brewops.jsontext import parse_json
 from brewops.punkapi.errors import (
     RETRYABLE,
     BadRequest,
@@ -61,6 +66,10 @@ V2_FILTERS = frozenset(
 V3_FILTERS = V2_FILTERS - {"hops", "malt", "yeast"}
 MAX_PER_PAGE = 80
 ON_INVALID = ("raise", "keep")
+# A page of 80 beers is about 200 kB: a body far past that is no page (a runaway server, a
+# decompression bomb), and read whole it could take all the memory of a small Lambda.
+MAX_BODY_BYTES = 32 * 1024 * 1024
+BODY_CHUNK_BYTES = 64 * 1024
 
 logger = logging.getLogger(__name__)
 
@@ -346,30 +355,28 @@ class PunkApiClient:
         if self.deadline is not None:
             timeout = max(min(timeout, self.deadline - time.monotonic()), 0.1)
         try:
-            response = self.session.get(url, params=params, timeout=timeout)
+            with self.session.get(url, params=params, timeout=timeout, stream=True) as response:
+                content = _read_body(response)
         except requests.Timeout as exc:
             raise TransportError(f"Timed out after {timeout:.1f} s: {exc}", url=url) from exc
         except requests.RequestException as exc:  # refused, reset, truncated body
             raise TransportError(f"No usable answer: {exc}", url=url) from exc
         if response.status_code >= 400:
-            raise self._error(response)
-        try:
-            return response.json()
-        # RecursionError: arrays in arrays deeper than Python reads
-        except (ValueError, RecursionError) as exc:
-            reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
-            raise TransportError(
-                f"The body is not JSON ({reason}); first bytes: {response.content[:80]!r}",
-                status=response.status_code,
-                url=response.url,
-            ) from exc
+            raise self._error(response, content)
+        return _payload(response, content)
 
-    def _error(self, response: requests.Response) -> PunkApiError:
+    def _error(self, response: requests.Response, content: bytearray | None) -> PunkApiError:
         status = response.status_code
+        text = ""
+        if content is not None:  # past the cap: no message, and still the status's error
+            try:
+                text = _body_text(content, response.headers)
+            except ValueError:  # read for its message only: U+FFFD for a wrong byte will do
+                text = content.decode("utf-8", "replace")
         try:
-            body = response.json()
-        except (ValueError, RecursionError):
-            body = response.text
+            body = parse_json(text)
+        except ValueError:
+            body = text
         message = _server_message(body) or f"HTTP {status} {response.reason}"
         kw = {"status": status, "url": response.url, "body": body}
         if status == 429:
@@ -385,6 +392,76 @@ class PunkApiClient:
             details = [e for e in entries if isinstance(e, dict)]
             return BadRequest(message, details=details, **kw)
         return ClientError(message, **kw)
+
+
+def _payload(response: requests.Response, content: bytearray | None) -> Any:
+    """The JSON of an answer that is no error; TransportError when its body is past the cap,
+    has a byte not of its charset or is not JSON."""
+
+    def unusable(reason: str) -> TransportError:
+        return TransportError(f"The body {reason}", status=response.status_code, url=response.url)
+
+    if content is None:
+        raise unusable(
+            f"exceeded {MAX_BODY_BYTES:,} bytes (a page of beers is about 200 kB); "
+            "the rest was not read"
+        )
+    first_bytes = f"first bytes: {bytes(content[:80])!r}"
+    try:
+        text = _body_text(content, response.headers)
+    except ValueError as exc:  # UnicodeDecodeError, or a codec's own complaint
+        named = _charset(response.headers.get("Content-Type"))
+        expected = (
+            f"{named}, the charset its Content-Type names"
+            if named
+            else "UTF-8, which JSON must be when its Content-Type names no known charset"
+        )
+        why = (
+            f"byte {content[exc.start]:#04x} at {exc.start}: {exc.reason}"
+            if isinstance(exc, UnicodeDecodeError)
+            else str(exc)
+        )
+        raise unusable(f"is not {expected} ({why}); {first_bytes}") from exc
+    try:
+        return parse_json(text)
+    except ValueError as exc:
+        raise unusable(f"is not JSON ({exc}); {first_bytes}") from exc
+
+
+def _read_body(response: requests.Response) -> bytearray | None:
+    """The body of a response opened with stream=True, decompressed; None once it passes
+    MAX_BODY_BYTES, the rest left unread (closing the response drops the connection)."""
+    content = bytearray()
+    for chunk in response.iter_content(BODY_CHUNK_BYTES):
+        content += chunk
+        if len(content) > MAX_BODY_BYTES:
+            return None
+    return content
+
+
+def _charset(content_type: str | None) -> str | None:
+    """The charset a Content-Type names, if Python has a codec of that name for text."""
+    header = email.message.Message()
+    header["Content-Type"] = content_type or ""
+    charset = header.get_content_charset()
+    if not charset:
+        return None
+    try:
+        # LookupError: no codec of that name, or one not for text (hex); ValueError: a
+        # codec that takes no "replace" (idna)
+        b" ".decode(charset, "replace")
+    except (LookupError, ValueError):
+        return None
+    return codecs.lookup(charset).name
+
+
+def _body_text(content: bytes | bytearray, headers: Mapping[str, str]) -> str:
+    """The body as text, in the charset its Content-Type names, else in UTF-8, which JSON
+    between systems must be (RFC 8259, 8.1); a byte order mark is dropped. A byte not of
+    the charset raises UnicodeDecodeError (a ValueError) instead of becoming U+FFFD, which
+    would change a beer's name unseen."""
+    charset = _charset(headers.get("Content-Type")) or "utf-8"
+    return content.decode(charset).removeprefix("\ufeff")
 
 
 # Error bodies are read defensively: a body of an unexpected shape must still give the

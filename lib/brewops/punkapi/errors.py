@@ -68,7 +68,8 @@ class ServerError(PunkApiError):
 
 
 class TransportError(PunkApiError):
-    """No usable answer: connection refused or reset, timeout, truncated or non-JSON body."""
+    """No usable answer: connection refused or reset, timeout, a body truncated, too large
+    or not JSON."""
 
 
 class SchemaError(PunkApiError):
