@@ -4,7 +4,10 @@ what depends on time or chance is driven through the WSGI app with a test clock 
 from __future__ import annotations
 
 import calendar
+import copy
+import functools
 import json
+import math
 import subprocess
 import sys
 import time
@@ -14,6 +17,7 @@ import pytest
 import requests
 from werkzeug.test import Client
 
+from brewops.catalog import CatalogError
 from brewops.punkapi import server
 from brewops.punkapi.server import (
     MSG_BEER_ID,
@@ -840,6 +844,49 @@ def test_serve_command_reports_a_bad_catalogue(tmp_path: Path):
     )
     assert proc.returncode == 1
     assert "not valid JSON" in proc.stderr
+
+
+@pytest.mark.parametrize("version", ["v2", "v3"])
+@pytest.mark.parametrize(
+    ("place", "value", "said"),
+    [
+        (["abv"], math.nan, "abv = NaN"),
+        (["ibu"], math.inf, "ibu = Infinity"),
+        (
+            ["method", "mash_temp", 0, "temp", "value"],
+            -math.inf,
+            "method.mash_temp[0].temp.value = -Infinity",
+        ),
+    ],
+)
+def test_a_number_json_cannot_carry_is_refused_at_load_naming_the_beer_and_field(
+    catalog_beers, version, place, value, said
+):
+    # Python's JSON writer would answer with a bare NaN, which no JSON reader takes
+    beer = copy.deepcopy(catalog_beers[1])
+    holder = functools.reduce(lambda parent, key: parent[key], place[:-1], beer)
+    holder[place[-1]] = value
+    with pytest.raises(CatalogError) as info:
+        PunkApiApp([catalog_beers[0], beer], version)
+    assert f'beer 2 ("Trashy Blonde") has {said}. Give it a number, or null' in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_serve_command_refuses_a_catalogue_holding_nan(tmp_path: Path, catalog_beers):
+    with_nan = tmp_path / "nan.json"
+    with_nan.write_text(json.dumps([catalog_beers[0], {**catalog_beers[1], "ibu": math.nan}]))
+    proc = subprocess.run(
+        [sys.executable, "-m", "brewops.cli", "api", "serve", "--catalog", str(with_nan)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert (
+        'Error: The catalogue holds a number JSON cannot carry: beer 2 ("Trashy Blonde") has ibu = NaN'
+        in proc.stderr
+    )
 
 
 def test_months_10_to_12_are_valid_dates(punkapi_url, catalog_beers):

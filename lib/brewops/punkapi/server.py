@@ -81,8 +81,51 @@ def boom(status: int, error: str, message: str, **extra: Any) -> dict[str, Any]:
 
 
 def js_json(value: Any) -> bytes:
-    """JSON bytes as JavaScript's JSON.stringify writes them (compact, UTF-8, no escaping)."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """JSON bytes as JavaScript's JSON.stringify writes them (compact, UTF-8, no escaping).
+    A NaN or an infinity raises ValueError: a catalogue holding one is refused at load."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(
+        "utf-8"
+    )
+
+
+def non_finite_number(value: Any) -> tuple[str, float] | None:
+    """The first NaN or infinity in `value` and where it is ("method.mash_temp[0].temp.value"),
+    else None. Python's JSON reader takes them from a file, but JSON has no number for them.
+    Walked without recursion: a beer may be nested as deep as the JSON reader went."""
+    pending: list[tuple[str, Any]] = [("", value)]
+    while pending:
+        where, item = pending.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return where, item
+        if isinstance(item, dict):
+            children = [(f"{where}.{k}" if where else str(k), v) for k, v in item.items()]
+        elif isinstance(item, list):
+            children = [(f"{where}[{i}]", v) for i, v in enumerate(item)]
+        else:
+            continue
+        pending.extend(reversed(children))  # in document order
+    return None
+
+
+_STRICT_JSON = json.JSONEncoder(allow_nan=False)
+
+
+def refuse_non_finite_numbers(beers: list[dict[str, Any]]) -> None:
+    """CatalogError naming the first beer and field holding a NaN or an infinity: served, it
+    would be a bare NaN no JSON reader takes, and as null it would change the beer unseen."""
+    for beer in beers:
+        try:
+            _STRICT_JSON.encode(beer)  # quick; only a beer it refuses is walked
+            continue
+        except (TypeError, ValueError, RecursionError):
+            found = non_finite_number(beer)
+        if found:
+            field, value = found
+            name = f" ({json.dumps(beer['name'], ensure_ascii=False)})" if beer.get("name") else ""
+            raise CatalogError(
+                f"The catalogue holds a number JSON cannot carry: beer {beer.get('id')}{name} has "
+                f"{field} = {json.dumps(value)}. Give it a number, or null if it is unknown."
+            )
 
 
 def express_etag(body: bytes) -> str:
@@ -497,6 +540,7 @@ class PunkApiApp:
     ) -> None:
         if api_version not in API_VERSIONS:
             raise ValueError(f"api_version must be one of {API_VERSIONS}, not {api_version!r}")
+        refuse_non_finite_numbers(beers)
         self.api_version = api_version
         self.beers = sorted(beers, key=lambda b: b["id"])
         self.by_id = {b["id"]: b for b in self.beers}
