@@ -337,6 +337,24 @@ def test_malformed_json_lines_are_skipped_as_the_serde_does(delivered):
 
 
 @pytest.mark.emulator
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85"])
+def test_a_record_holding_a_unicode_line_separator_is_one_line_beside_a_malformed_one(
+    delivered, separator
+):
+    # the producer writes text unescaped (ensure_ascii=False); only "\n" ends a JSON line
+    local = delivered.tables
+    beer = {**delivered.beers[4], "description": f"Hoppy{separator}and dry"}
+    lines = [json.dumps(beer, ensure_ascii=False), "{not json"]
+    uri = local.put_raw([], delivered.days[1], lines=lines)
+
+    frame = tables.read_table("raw", local)
+
+    assert frame.attrs["malformed_lines"] == [f"{uri}:2"]
+    assert len(frame) == delivered.records + 1
+    assert f"Hoppy{separator}and dry" in set(frame["description"])
+
+
+@pytest.mark.emulator
 def test_the_aws_target_reads_through_athena_with_the_stack_workgroup(delivered, monkeypatch):
     import awswrangler as wr
 
@@ -393,6 +411,24 @@ def test_uncompressed_raw_objects_are_read_skipping_blank_and_malformed_lines(de
 
     assert frame.attrs["malformed_lines"] == [f"{uri}:3"]
     assert len(frame) == delivered.records + 2 and {400, 401} <= set(frame["id"])
+
+
+@pytest.mark.emulator
+def test_raw_objects_compressed_and_not_keep_their_delivery_order(delivered):
+    # without an ingestion time, the latest record of a beer is the last one delivered
+    local = delivered.tables
+    first = datetime.combine(delivered.days[0] - timedelta(days=1), datetime.min.time(), UTC)
+    local.put_raw([], first, lines=[json.dumps({"id": 900, "name": "First"})])
+    plain = local.object_name("raw", first + timedelta(seconds=1))
+    local.put(plain, b'{"id": 900, "name": "Second"}\n')
+    local.put_raw(
+        [], first + timedelta(seconds=2), lines=[json.dumps({"id": 900, "name": "Third"})]
+    )
+
+    frame = tables.read_table("raw", local)
+
+    assert frame.loc[frame["id"] == 900, "name"].tolist() == ["First", "Second", "Third"]
+    assert latest_per_id(frame).set_index("id").loc[900, "name"] == "Third"
 
 
 @pytest.mark.emulator

@@ -412,7 +412,7 @@ def _read_with_awswrangler(
         return wr.s3.read_parquet(path=paths, boto3_session=session, ignore_empty=True)
     frames = []
     # one compression per call: Firehose adds ".gz", other writers may not
-    for compression, group in _group_by_compression(paths, tgt).items():
+    for compression, group in _runs_by_compression(paths, tgt):
         frames.append(
             wr.s3.read_json(
                 path=group,
@@ -441,7 +441,9 @@ def _read_json_skipping_malformed(paths: list[str], tgt: Any) -> tuple[pd.DataFr
         # zlib.error: a gzip whose compressed data is corrupt, not only cut short
         except (OSError, UnicodeDecodeError, EOFError, zlib.error) as exc:
             raise UnreadableTableError(f"{path}: {exc}", [path]) from exc
-        for number, line in enumerate(text.splitlines(), 1):
+        # only "\n" ends a JSON line: splitlines() also splits at U+2028, "\x85" and the
+        # like, which text written unescaped may hold inside a string
+        for number, line in enumerate(text.split("\n"), 1):
             if not line.strip():
                 continue
             try:
@@ -455,8 +457,9 @@ def _read_json_skipping_malformed(paths: list[str], tgt: Any) -> tuple[pd.DataFr
     return pd.DataFrame.from_records(records), malformed
 
 
-def _group_by_compression(paths: list[str], tgt: Any) -> dict[str | None, list[str]]:
-    groups: dict[str | None, list[str]] = {}
+def _runs_by_compression(paths: list[str], tgt: Any) -> list[tuple[str | None, list[str]]]:
+    """`paths` cut into runs of one compression, in their order (rows keep delivery order)."""
+    runs: list[tuple[str | None, list[str]]] = []
     s3 = None
     for path in paths:
         if path.endswith(".gz"):
@@ -466,8 +469,11 @@ def _group_by_compression(paths: list[str], tgt: Any) -> dict[str | None, list[s
             bucket, key = split_s3_uri(path)
             head = s3.get_object(Bucket=bucket, Key=key, Range="bytes=0-1")["Body"].read()
             compression = "gzip" if head == GZIP_MAGIC else None
-        groups.setdefault(compression, []).append(path)
-    return groups
+        if runs and runs[-1][0] == compression:
+            runs[-1][1].append(path)
+        else:
+            runs.append((compression, [path]))
+    return runs
 
 
 def read_table(
