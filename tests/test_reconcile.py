@@ -439,3 +439,61 @@ def test_a_delivery_timeout_is_named_as_the_caller_calls_it():
     assert reconciling.checked_timeout(0.5) == 0.5
     with pytest.raises(ValueError, match=r"^delivery_timeout must be .* not -1$"):
         reconciling.checked_timeout(-1, "delivery_timeout")
+
+
+class _BucketRefusingSomeDeletes:
+    """An S3 client whose bucket refuses to delete some keys, as a bucket policy, an object
+    lock or a missing s3:DeleteObject permission does: DeleteObjects answers 200 and lists
+    them under Errors."""
+
+    def __init__(self, keys: list[str], refused: set[str]) -> None:
+        self.keys, self.refused = keys, refused
+
+    def get_paginator(self, name: str) -> Any:
+        assert name == "list_objects_v2"
+        keys = self.keys
+
+        class Pages:
+            def paginate(self, Bucket: str, Prefix: str) -> Any:
+                yield {"Contents": [{"Key": k, "Size": 1} for k in keys if k.startswith(Prefix)]}
+
+        return Pages()
+
+    def delete_objects(self, Bucket: str, Delete: dict) -> dict:
+        asked = [o["Key"] for o in Delete["Objects"]]
+        self.keys = [k for k in self.keys if k not in asked or k in self.refused]
+        return {
+            "Deleted": [{"Key": k} for k in asked if k not in self.refused],
+            "Errors": [
+                {"Key": k, "Code": "AccessDenied", "Message": "Access Denied"}
+                for k in asked
+                if k in self.refused
+            ],
+        }
+
+
+def test_objects_the_bucket_refuses_to_delete_are_named_not_counted_deleted(monkeypatch):
+    s3 = _BucketRefusingSomeDeletes(["raw/a.gz", "cleaned/b", "errors/raw/c"], {"cleaned/b"})
+    session = type("Session", (), {"client": lambda self, name: s3})()
+    where = Locations(bucket="b", raw="raw/", cleaned="cleaned/", errors=("errors/raw/",))
+    monkeypatch.setattr(reconciling.Locations, "from_outputs", lambda outputs, session: where)
+
+    with pytest.raises(reconciling.ObjectsNotDeleted, match=r"1 of 3 .*cleaned/b: AccessDenied"):
+        delete_delivered({}, session)
+
+    assert s3.keys == ["cleaned/b"]  # the others are deleted all the same
+
+
+@pytest.mark.emulator
+def test_an_error_line_nested_too_deeply_is_one_unreadable_record(bucket):
+    too_deep = b"[" * 100_000 + b"]" * 100_000  # deeper than Python's JSON reader goes
+    body = b"\n".join([_error_line({"id": 1}), too_deep])
+    bucket.put_object(Bucket="edges", Key="errors/cleaned/a", Body=body)
+
+    found = error_records(bucket, "edges", ["errors/cleaned/"])
+
+    assert [(e.beer_id, e.code) for e in found] == [
+        (1, "Lambda.ProcessingFailedStatus"),
+        (None, "Unreadable"),
+    ]
+    assert found[1].message.startswith("line 2 is not JSON")

@@ -29,6 +29,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from brewops.errors import ActionableError
 from brewops.firehose_runtime import describe
 from brewops.firehose_runtime.prefixes import static_root
 from brewops.jsontext import parse_json
@@ -285,7 +286,7 @@ def error_records(
 
 def _error_record(key: str, number: int, line: bytes) -> ErrorRecord:
     try:
-        document = json.loads(line)
+        document = parse_json(line)
     except ValueError as exc:
         return ErrorRecord(key, None, "Unreadable", f"line {number} is not JSON: {exc}")
     if not isinstance(document, dict):
@@ -507,12 +508,30 @@ def wait_for_delivery(
         time.sleep(poll)
 
 
+class ObjectsNotDeleted(RuntimeError, ActionableError):
+    """Objects the bucket refused to delete (DeleteObjects lists them, it does not raise)."""
+
+
 def delete_delivered(outputs: Mapping[str, str], session: Any = None) -> int:
     """Delete every object the delivery streams wrote (raw, cleaned, errors); returns how
-    many. The stream and the delivery positions stay: deleted records are not re-delivered."""
+    many. The stream and the delivery positions stay: deleted records are not re-delivered.
+    Objects the bucket refuses to delete raise ObjectsNotDeleted, once the others are gone."""
     s3 = _session(session).client("s3")
     where = Locations.from_outputs(outputs, session)
     keys = [{"Key": key} for key in _keys_delivered(s3, where)]
+    refused: list[dict[str, Any]] = []
     for start in range(0, len(keys), 1000):  # at most 1,000 keys a call
-        s3.delete_objects(Bucket=where.bucket, Delete={"Objects": keys[start : start + 1000]})
+        answer = s3.delete_objects(
+            Bucket=where.bucket, Delete={"Objects": keys[start : start + 1000]}
+        )
+        refused += answer.get("Errors", [])
+    if refused:
+        named = "; ".join(
+            f"{e.get('Key')}: {e.get('Code')} {e.get('Message', '')}".strip() for e in refused[:5]
+        )
+        raise ObjectsNotDeleted(
+            f"{len(refused)} of {len(keys)} objects in s3://{where.bucket} were not deleted "
+            f"({named}). Check that the credentials may s3:DeleteObject there and that no "
+            "object lock or legal hold keeps them."
+        )
     return len(keys)
