@@ -254,6 +254,24 @@ def test_stack_outputs_are_read_with_the_session_given(no_aws_settings: None) ->
     }
 
 
+@pytest.mark.parametrize("status", ["ROLLBACK_COMPLETE", "CREATE_IN_PROGRESS"])
+def test_a_stack_without_outputs_says_its_status_instead_of_lacking_a_name(status: str) -> None:
+    # a first deployment that failed leaves the stack, without Outputs, in ROLLBACK_COMPLETE
+    stacks = {"brewops-dev": {"StackName": "brewops-dev", "StackStatus": status}}
+    tgt = targets.Target(
+        name="aws",
+        stack_name="brewops-dev",
+        region="eu-west-1",
+        _session=_FakeSession(stacks),
+        _session_checked=True,
+    )
+    for read in (lambda: tgt.outputs, lambda: targets.stack_outputs(session=_FakeSession(stacks))):
+        with pytest.raises(
+            targets.TargetNotReady, match=f"brewops-dev is {status}, with no Outputs"
+        ):
+            read()
+
+
 @pytest.mark.parametrize(
     ("stack", "on_aws"),
     [

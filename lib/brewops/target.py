@@ -159,7 +159,22 @@ def stack_outputs(stack_name: str | None = None, session: Any = None) -> dict[st
 
 def _read_outputs(cloudformation: Any, stack_name: str) -> dict[str, str]:
     stack = _describe_stack(cloudformation, stack_name)
-    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    return _outputs_of(stack, stack_name, cloudformation.meta.endpoint_url)
+
+
+def _outputs_of(stack: dict[str, Any], stack_name: str, where: str | None) -> dict[str, str]:
+    """The stack's Outputs by OutputKey; TargetNotReady, with its status, if it has none:
+    CloudFormation still describes a stack whose first deployment failed."""
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    if not outputs:
+        status = stack.get("StackStatus", "in an unknown state")
+        raise TargetNotReady(
+            f"Stack {stack_name} is {status}, with no Outputs, at {where}. A first deployment "
+            "that failed (ROLLBACK_COMPLETE) must be deleted and deployed again; one in "
+            f"progress, waited for. Deploy with `brewops local up` (local); "
+            f"{_how_to_deploy_to_aws(stack_name)}."
+        )
+    return outputs
 
 
 def _how_to_deploy_to_aws(stack_name: str) -> str:
@@ -220,9 +235,7 @@ class Target:
     def outputs(self) -> dict[str, str]:
         """The stack Outputs (read once, then kept)."""
         if self._outputs is None:
-            self._outputs = {
-                o["OutputKey"]: o["OutputValue"] for o in self.stack.get("Outputs", [])
-            }
+            self._outputs = _outputs_of(self.stack, self.stack_name, self.endpoint_url or "AWS")
         return self._outputs
 
     @property
