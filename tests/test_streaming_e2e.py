@@ -3,6 +3,7 @@ reconciled; with faults injected in the Punk API and in Kinesis, still nothing l
 
 from __future__ import annotations
 
+import errno
 import json
 import threading
 import uuid
@@ -360,6 +361,20 @@ def test_ids_remembered_for_another_stack_are_not_reconciled_against(cli):
     given = cli("reconcile", "--json", "--ids-file", str(path))  # the file as written
     assert given.exit_code == 0, given.output
     assert json.loads(given.output)["produced"] == 1
+
+
+def test_ticks_whose_report_cannot_be_written_are_recorded_all_the_same(cli, monkeypatch):
+    def reader_gone(ticks):  # `brewops stream tick | head -c 1`, head done
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    monkeypatch.setattr(streaming_cli, "_echo_ticks", reader_gone)
+
+    ticked = cli("tick", "--n", "2")
+
+    assert ticked.exit_code == 1  # click's own ending for a reader that has gone
+    # the beers were sent: `reconcile` must expect them
+    remembered = json.loads(streaming_cli.produced_ids_file("local").read_text())
+    assert len(remembered["ids"]) == 2
 
 
 def test_run_with_the_scheduler_ticks_the_producer_and_delivers_its_beers_before_it_stops(

@@ -268,8 +268,9 @@ def tick(target: str, ticks: int, interval: float) -> None:
         tgt.outputs, session=tgt.session, in_process=tgt.name == "local"
     )
     done = scheduler.run(ticks, interval=interval)
-    _echo_ticks(done)
+    # recorded before it is said: an output whose reader has gone ends the command
     remember_produced(target, tick_ids(done), tgt.stack_id, delivered_before)
+    _echo_ticks(done)
     if not all(item.ok for item in done):
         raise click.ClickException("some ticks failed")
 
@@ -338,8 +339,8 @@ def run(target: str, poll: float, with_scheduler: bool) -> None:
         delivered_before = delivered_before_producing(target, tgt)
 
         def remember(fired: list[Any]) -> None:
-            _echo_ticks(fired)
             remember_produced(target, tick_ids(fired), stack_id, delivered_before)
+            _echo_ticks(fired)
 
         ticker = threading.Thread(
             target=scheduler.run, kwargs={"stop": stop, "on_tick": remember}, daemon=True
