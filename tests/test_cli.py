@@ -211,6 +211,104 @@ def test_a_character_the_terminal_cannot_show_does_not_end_the_command(
     assert shown in result.stdout
 
 
+@contextlib.contextmanager
+def _reader_gone() -> Any:
+    """The write end of a pipe whose reader has gone (`brewops … | head -c 1`, head done)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        yield write_end
+    finally:
+        os.close(write_end)
+
+
+def test_a_crawl_whose_progress_reader_has_gone_still_writes_the_catalogue(catalog_path, tmp_path):
+    served = ServedApi(catalog_path, "--rate-limit", "0")
+    out = tmp_path / "crawled.json"
+    try:
+        with _reader_gone() as closed:
+            result = subprocess.run(
+                [BREWOPS, "data", "crawl", "--url", served.url, "--out", out, "--progress"],
+                stdout=subprocess.PIPE,
+                stderr=closed,
+                text=True,
+                check=False,
+            )
+    finally:
+        served.stop()
+
+    # stderr only comments on the work: without a reader, the work is done all the same
+    assert result.returncode == 0
+    assert result.stdout == f"{out}\n"
+    assert len(json.loads(out.read_text())) == 325
+
+
+# A command whose report is written by another thread (`stream run --with-scheduler`
+# reports each tick from the scheduler's), or by print(), which the flush at exit writes.
+_REPORTED_ASIDE = """
+import sys, threading, click
+from brewops import cli
+
+@click.command()
+@click.argument("recorded")
+@click.option("--from-a-thread", is_flag=True)
+def report(recorded, from_a_thread):
+    if from_a_thread:
+        said = threading.Thread(target=click.echo, args=("tick 1: ok",))
+        said.start()
+        said.join()
+    else:
+        print("tick 1: ok")
+    with open(recorded, "w") as out:
+        out.write("recorded")
+
+cli.COMMANDS["report"] = ("__main__:report", "")
+cli.main(["report", *sys.argv[1:]])
+"""
+
+
+@pytest.mark.parametrize("aside", [["--from-a-thread"], []], ids=["thread", "print"])
+@pytest.mark.parametrize("closed_too", ["stdout", "stderr"])
+def test_an_output_whose_reader_has_gone_is_quiet_and_no_success(tmp_path, aside, closed_too):
+    recorded = tmp_path / "recorded"
+    with _reader_gone() as closed:
+        result = subprocess.run(
+            [sys.executable, "-c", _REPORTED_ASIDE, recorded, *aside],
+            stdout=closed,
+            stderr=closed if closed_too == "stderr" else subprocess.PIPE,
+            text=True,
+            # buffered, as a stdout that is no terminal is by default: print() is written
+            # at exit, after the command has returned
+            env={**os.environ, "PYTHONUNBUFFERED": ""},
+            check=False,
+        )
+
+    assert result.returncode == 1  # as the Python docs' SIGPIPE pattern exits
+    assert result.stderr in ("", None)  # no traceback, no "Exception ignored"
+    assert recorded.read_text() == "recorded"  # the thread's work went on
+
+
+def test_a_write_whose_reader_has_gone_ends_the_command_once():
+    from brewops.cli import _OutputItsReaderMayLeave
+
+    with _reader_gone() as closed_out, _reader_gone() as closed_err:
+        out, err = open(os.dup(closed_out), "w"), open(os.dup(closed_err), "w")  # noqa: SIM115
+        stdout = _OutputItsReaderMayLeave(out, gone_ends_the_command=True)
+        stderr = _OutputItsReaderMayLeave(err, gone_ends_the_command=False)
+        stderr.write("progress\n")
+        stderr.flush()  # commentary: dropped, the work goes on
+
+        with pytest.raises(BrokenPipeError):
+            stdout.write("result\n")
+            stdout.flush()
+        stdout.write("the clean-up says what it does\n")  # dropped: the clean-up goes on
+        stdout.flush()
+        out.close()
+        err.close()
+
+    assert stdout.gone and stderr.gone
+
+
 def test_an_emulator_that_stops_mid_command_is_one_line_saying_what_to_do(monkeypatch, tmp_path):
     import boto3
 

@@ -3,13 +3,15 @@ imported only when used, so `brewops --help` stays fast."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
 import io
 import os
 import sys
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
@@ -131,10 +133,96 @@ def _escape_what_the_terminal_cannot_show() -> None:
             stream.reconfigure(errors="backslashreplace")
 
 
+class _OutputItsReaderMayLeave:
+    """stdout or stderr of a command whose reader may go away (`brewops … | head`, a closed
+    terminal). Once it has, the descriptor points at /dev/null: what is written later (the
+    clean-up's messages, the final flush, the processes started after) is dropped instead of
+    raising BrokenPipeError again. stdout is what the command is for: the main thread's
+    first write after its reader went raises BrokenPipeError, which ends the command with
+    status 1 as SIGPIPE ends a shell's. Another thread's write does not raise: it would die
+    before recording its work (a tick's, in `stream run`). stderr only comments: the work
+    goes on without it."""
+
+    def __init__(self, stream: TextIO, *, gone_ends_the_command: bool) -> None:
+        self.stream = stream
+        self.gone_ends_the_command = gone_ends_the_command
+        self.gone = False
+        self._ended = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                return self.stream.write(text)
+            except BrokenPipeError:
+                self._reader_left()
+        self._end_the_command()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self.stream.flush()
+                return
+            except BrokenPipeError:
+                self._reader_left()
+        self._end_the_command()
+
+    def settle(self) -> bool:
+        """Write what is held still (print() leaves it for the flush at exit); True when
+        the reader went away at some point, so the output is not whole."""
+        with contextlib.suppress(BrokenPipeError):
+            self.flush()
+        return self.gone
+
+    def _reader_left(self) -> None:
+        self.gone = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self.stream.fileno())
+        os.close(devnull)
+        with contextlib.suppress(OSError):  # what the stream held goes to /dev/null too
+            self.stream.flush()
+
+    def _end_the_command(self) -> None:
+        if (
+            self.gone_ends_the_command
+            and not self._ended
+            and threading.current_thread() is threading.main_thread()
+        ):
+            self._ended = True
+            raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def _on_a_descriptor(stream: Any) -> bool:
+    if not isinstance(stream, io.TextIOWrapper):
+        return False
+    try:
+        stream.fileno()
+    except (OSError, ValueError):  # io.UnsupportedOperation: a test runner's capture
+        return False
+    return True
+
+
 class LazyGroup(click.Group):
     def main(self, *args: Any, **kwargs: Any) -> Any:
         _escape_what_the_terminal_cannot_show()
-        return super().main(*args, **kwargs)
+        if not (_on_a_descriptor(sys.stdout) and _on_a_descriptor(sys.stderr)):
+            return super().main(*args, **kwargs)
+        stdout, stderr = sys.stdout, sys.stderr
+        output = _OutputItsReaderMayLeave(stdout, gone_ends_the_command=True)
+        sys.stdout = output
+        sys.stderr = _OutputItsReaderMayLeave(stderr, gone_ends_the_command=False)
+        try:
+            return super().main(*args, **kwargs)
+        except SystemExit as exiting:
+            # a command whose output was lost has not done what it was asked: not a success
+            if output.settle() and exiting.code in (0, None):
+                raise SystemExit(1) from None
+            raise
+        finally:
+            sys.stdout, sys.stderr = stdout, stderr
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
