@@ -489,8 +489,9 @@ class _PagedS3:
         self.prefixes.append(Prefix)
         return [{"Contents": [{"Key": key} for key in page]} if page else {} for page in self.pages]
 
-    def delete_objects(self, Bucket: str, Delete: dict) -> None:
+    def delete_objects(self, Bucket: str, Delete: dict) -> dict:
         self.deleted.append([item["Key"] for item in Delete["Objects"]])
+        return {}  # Quiet: only the keys S3 refused are answered
 
     def upload_file(self, filename: str, bucket: str, key: str) -> None:
         self.uploaded.append(f"s3://{bucket}/{key}")
@@ -600,6 +601,23 @@ def test_deleting_a_version_removes_every_page_of_its_folder_and_nothing_else():
     assert registry.delete_version("s3://bucket/models/ibu/", V2, client=_PagedS3([])) == 0
 
 
+def test_a_deletion_s3_refuses_is_an_error_naming_the_keys_not_a_count_of_deleted():
+    # GIVEN a bucket whose object lock keeps the model card of the version
+    class Locked(_PagedS3):
+        def delete_objects(self, Bucket: str, Delete: dict) -> dict:
+            super().delete_objects(Bucket, Delete)
+            keys = [item["Key"] for item in Delete["Objects"]]
+            refused = [key for key in keys if key.endswith(registry.CARD_FILE)]
+            return {"Errors": [{"Key": key, "Code": "AccessDenied"} for key in refused]}
+
+    card = f"models/ibu/{V1}/{registry.CARD_FILE}"
+    s3 = Locked([f"models/ibu/{V1}/{registry.MODEL_FILE}", card])
+
+    # WHEN the version is deleted THEN the error names what is still there, and why
+    with pytest.raises(registry.RegistryError, match=f"1 of 2 objects .*{card}: AccessDenied"):
+        registry.delete_version("s3://bucket/models/ibu/", V1, client=s3)
+
+
 def test_publishing_uploads_the_card_last_and_skips_a_missing_markdown_card(trained, tmp_path):
     folder = registry.save(trained.model, trained.metrics, trained.card, tmp_path)
     (folder / registry.CARD_MARKDOWN_FILE).unlink()
@@ -609,6 +627,18 @@ def test_publishing_uploads_the_card_last_and_skips_a_missing_markdown_card(trai
     # the card last: a listing counts a version complete once its card is there
     names = (registry.MODEL_FILE, registry.METRICS_FILE, registry.CARD_FILE)
     assert s3.uploaded == [f"{uri}{name}" for name in names]
+
+
+def test_a_folder_without_its_model_is_not_published_as_a_complete_version(trained, tmp_path):
+    # GIVEN a folder that holds a card but no model (the wrong folder, or one half copied)
+    folder = registry.save(trained.model, trained.metrics, trained.card, tmp_path)
+    (folder / registry.MODEL_FILE).unlink()
+    s3 = _PagedS3()
+
+    # WHEN it is published THEN nothing goes up: its card would list it as complete
+    with pytest.raises(registry.RegistryError, match=f"missing {registry.MODEL_FILE}"):
+        registry.publish(folder, "s3://bucket/models/ibu", V1, client=s3)
+    assert s3.uploaded == []
 
 
 @pytest.mark.emulator

@@ -344,6 +344,15 @@ def publish(folder: str | Path, registry_uri: str, version: str, client: Any = N
     _check_version(version)
     bucket, prefix = split_uri(registry_uri)
     folder = Path(folder)
+    # its card makes a version complete to every reader: never one without its model
+    missing = [
+        name for name in (MODEL_FILE, METRICS_FILE, CARD_FILE) if not (folder / name).is_file()
+    ]
+    if missing:
+        raise RegistryError(
+            f"{folder} is not a model version folder: missing {', '.join(missing)}; nothing "
+            "was published. Give a folder made by `brewops model train --out DIR`."
+        )
     with _s3_errors(registry_uri):
         s3 = _s3(client)
         # the card last: a version with a card is complete
@@ -608,10 +617,12 @@ def _registered_before(version: str, started_at: str | None) -> str:
 
 
 def delete_version(registry_uri: str, version: str, client: Any = None) -> int:
-    """Remove every object of a version; returns how many were deleted."""
+    """Remove every object of a version; returns how many were deleted. Objects S3 refuses
+    to delete (no permission, an object lock) are named in a RegistryError."""
     _check_version(version)
     bucket, prefix = split_uri(registry_uri)
-    deleted = 0
+    listed = 0
+    refused: list[dict[str, Any]] = []
     with _s3_errors(registry_uri):
         s3 = _s3(client)
         for page in s3.get_paginator("list_objects_v2").paginate(
@@ -619,9 +630,20 @@ def delete_version(registry_uri: str, version: str, client: Any = None) -> int:
         ):
             keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
             if keys:
-                s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
-                deleted += len(keys)
-    return deleted
+                # Quiet: the answer lists only the keys S3 did not delete
+                answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+                refused += answer.get("Errors", [])
+                listed += len(keys)
+    if refused:
+        named = "; ".join(
+            f"{e.get('Key')}: {e.get('Code')} {e.get('Message', '')}".strip() for e in refused[:5]
+        )
+        raise RegistryError(
+            f"{len(refused)} of {listed} objects of version {version} in s3://{bucket} were not "
+            f"deleted ({named}). Check that your AWS credentials may s3:DeleteObject there and "
+            "that no object lock or legal hold keeps them."
+        )
+    return listed
 
 
 def download(
