@@ -406,6 +406,35 @@ def test_the_figures_may_name_what_was_sent_either_way(tmp_path, figures):
     assert (expected.records, expected.ids) == (4, frozenset({1, 2, 3}))
 
 
+@pytest.mark.parametrize(
+    "figures",
+    [
+        {"records_sent": 3, "ids_sent": ["a"]},
+        {"records_sent": 3, "ids_sent": [None]},
+        {"records_sent": 3, "ids_sent": [1.5, 2]},  # not beer 1
+        {"records_sent": 3, "ids_sent": [True]},
+        {"records_sent": float("nan")},
+        {"records_sent": -5},
+        {"records_sent": 2.5},
+        {"records_sent": True},
+    ],
+)
+def test_figures_that_do_not_count_records_or_name_whole_ids_are_refused(tmp_path, figures):
+    path = tmp_path / "03_produce_to_kinesis.json"
+    path.write_text(json.dumps(figures))
+
+    with pytest.raises(validation.FiguresUnreadable, match="is not a figures file notebook 03"):
+        validation.expectation_from_figures(path)
+
+
+def test_figures_may_name_ids_below_one_that_were_sent(tmp_path):
+    # the producer sends what the API serves; the transform fails such a record
+    path = tmp_path / "03_produce_to_kinesis.json"
+    path.write_text(json.dumps({"records_sent": 2, "ids_sent": [0, 2.0]}))
+
+    assert validation.expectation_from_figures(path).ids == frozenset({0, 2})
+
+
 def test_figures_are_used_when_there_is_no_stack_to_compare_them_with(tmp_path):
     path = tmp_path / "03_produce_to_kinesis.json"
     path.write_text(json.dumps({"stack_id": "stack/a", "records_sent": 3}))
@@ -559,6 +588,16 @@ def test_unparseable_values_are_named_and_not_counted_as_nulls():
     assert ["nulls", "name", 3] in [r[:3] for r in found]
     assert report.ids("fg > og") == [2]
     assert report.counts()["unparseable"] == 1
+
+
+def test_a_raw_id_that_is_not_a_whole_number_is_unparseable():
+    # reconcile leaves id 2.5 out, so it must be a finding (and never stand for beer 2)
+    frame = pd.DataFrame({"id": pd.Series([1.0, 2.5, "x"], dtype=object), "name": ["a", "b", "c"]})
+
+    report = quality_report(frame, table="raw", rules=("unparseable",))
+
+    found = report.findings[["rule", "column", "id", "value"]].values.tolist()
+    assert found == [["unparseable", "id", pd.NA, 2.5], ["unparseable", "id", pd.NA, "x"]]
 
 
 def test_a_final_gravity_equal_to_the_original_is_not_above_it():

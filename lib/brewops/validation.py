@@ -358,18 +358,28 @@ def expectation_from_figures(path: Path | None = None, stack_id: str | None = No
     if stack_id is not None and figures.get("stack_id") != stack_id:
         return Expectation(source=f"{path} (another stack's, ignored)")
     records = next(
-        (int(figures[k]) for k in RECORDS_SENT_KEYS if isinstance(figures.get(k), int | float)),
-        None,
+        (figures[k] for k in RECORDS_SENT_KEYS if isinstance(figures.get(k), int | float)), None
     )
-    ids = next(
-        (
-            frozenset(int(i) for i in figures[k])
-            for k in IDS_SENT_KEYS
-            if isinstance(figures.get(k), list)
-        ),
-        None,
-    )
+    # 4.0 is a whole number; NaN, 2.5 or true are not: int() would crash or mistake them
+    if records is not None:
+        if not (_whole(records) and records >= 0):
+            raise _figures_unreadable(path, f"{records!r} records sent is not a count")
+        records = int(records)
+    ids = next((figures[k] for k in IDS_SENT_KEYS if isinstance(figures.get(k), list)), None)
+    if ids is not None:
+        # an id 0 or -1 may have been sent (the transform fails it); 1.5 is not beer 1
+        if not all(_whole(i) for i in ids):
+            raise _figures_unreadable(
+                path, f"ids sent {_listing(ids, 5)} are not all whole numbers"
+            )
+        ids = frozenset(int(i) for i in ids)
     return Expectation(records, ids, source=str(path))
+
+
+def _whole(value: Any) -> bool:
+    return (
+        isinstance(value, int | float) and not isinstance(value, bool) and float(value).is_integer()
+    )
 
 
 def _figures_unreadable(path: Path, problem: str) -> FiguresUnreadable:
@@ -621,11 +631,21 @@ def _parse_numbers(values: pd.Series) -> pd.Series:
     return pd.to_numeric(values, errors="coerce")
 
 
+def _parse_whole_numbers(values: pd.Series) -> pd.Series:
+    """A bigint read from JSON: 2.5 does not fit it (nor does reconciliation count it)."""
+    numbers = _parse_numbers(values)
+    return numbers.where(numbers.isna() | (numbers % 1 == 0))
+
+
 def _parse_timestamps(values: pd.Series) -> pd.Series:
     return pd.to_datetime(values, errors="coerce")
 
 
-_PARSERS = {"bigint": _parse_numbers, "double": _parse_numbers, "timestamp": _parse_timestamps}
+_PARSERS = {
+    "bigint": _parse_whole_numbers,
+    "double": _parse_numbers,
+    "timestamp": _parse_timestamps,
+}
 
 
 def _gravity_ok(df: pd.DataFrame) -> pd.Series:
