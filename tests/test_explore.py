@@ -321,6 +321,22 @@ def test_notebook_01_on_aws_explores_another_catalogue(
     assert (result.figures["api_version"], result.figures["beers_crawled"]) == ("v3", 100)
 
 
+@pytest.mark.slow
+def test_notebook_01_says_so_when_the_api_serves_no_beers(tmp_path: Path, monkeypatch):
+    """GIVEN the aws target and an API that serves no beers (expected_beers unchecked there),
+    WHEN notebook 01 runs, THEN it stops naming the API, not on an IndexError of the first beer."""
+    [notebook] = discover(only=["01"])
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    with running_server(beers=[], api_version="v3") as url:
+        monkeypatch.setenv("BREWOPS_PUNKAPI_URL", url)
+        run = execute([notebook], target="aws", out_dir=tmp_path / "build", progress=False)
+
+    [result] = run.notebooks
+    assert result.status == "failed"
+    assert f"{url} served no beers" in result.error and "api_url" in result.error
+
+
 @pytest.mark.parametrize(("fields", "rows"), [(4, 2), (3, 2), (2, 1), (1, 1)])
 def test_distributions_are_two_panels_to_a_row_each_as_tall_as_one_row(frame, fields, rows):
     # four in one row, even at the width of one, are too narrow to read

@@ -56,6 +56,8 @@ ids = [beer["id"] for beer in beers]
 print(f"{len(beers)} beers in {client.requests_made} requests, {crawl_seconds:.2f} s")
 """),
         code("""
+# an empty crawl has nothing to explore: every cell below would fail on it
+assert beers, f"{base_url} served no beers: set api_url (and api_version) to a Punk API"
 assert len(ids) == len(set(ids)), "beer ids must be unique"
 if expected_beers is not None:
     assert len(beers) == expected_beers, (
