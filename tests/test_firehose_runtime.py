@@ -406,6 +406,8 @@ def test_the_conversion_settings_are_read_from_the_description():
         {"Source": None},  # a Direct PUT delivery stream
         {"Destinations": [{"DestinationId": "d", "RedshiftDestinationDescription": {}}]},
         {"DynamicPartitioningConfiguration": {"Enabled": True}},
+        {"CustomTimeZone": "Asia/Tokyo"},  # prefixes and names in another zone's day and hour
+        {"S3BackupMode": "Enabled"},  # a copy of the source records in another bucket
         {"ProcessingConfiguration": {"Enabled": True, "Processors": [{"Type": "Decompression"}]}},
         {"CompressionFormat": "GZIP", "DataFormatConversionConfiguration": _conversion()},
         {
@@ -425,6 +427,11 @@ def test_each_feature_the_runtime_lacks_is_refused(changes):
     answer = {**description(**{k: v for k, v in changes.items() if k not in stream}), **stream}
     with pytest.raises(UnsupportedConfiguration):
         DeliveryStreamConfig.from_description(answer)
+
+
+def test_the_defaults_of_what_the_runtime_lacks_are_accepted():
+    stream = description(CustomTimeZone="UTC", S3BackupMode="Disabled")
+    assert DeliveryStreamConfig.from_description(stream).prefix.startswith("cleaned/")
 
 
 # ------------------------------------------------------------------ conversion
@@ -511,6 +518,7 @@ def test_hive_json_refuses_epoch_millis_it_cannot_read(value):
         ("binary", pa.binary()),
         ("char(3)", pa.string()),
         ("decimal", pa.decimal128(10, 0)),  # Hive's default precision and scale
+        ("decimal(15)", pa.decimal128(15, 0)),  # a precision alone: scale 0
         (
             "struct<Price:decimal(5,2),tags:array<string>>",
             pa.struct([("price", pa.decimal128(5, 2)), ("tags", pa.list_(pa.string()))]),
@@ -586,6 +594,14 @@ def test_hive_json_turns_json_values_into_the_column_type(kind, value, expected)
         ("decimal(5,2)", "abc"),
         ("decimal(5,2)", 1e30),  # more digits than the decimal context holds
         ("date", "7 March"),
+        # what Python reads as a number or a date, and Java does not
+        ("bigint", "1_000"),
+        ("double", "4_5"),
+        ("decimal(5,2)", "1_0"),
+        ("map<int,string>", {"1_0": "a"}),
+        ("date", 20240307),
+        ("date", "20240307"),
+        ("date", "2024-W10-4"),
         ("binary", 10**9),  # not a gigabyte of zero bytes
         ("binary", [1, 2]),
     ],
@@ -1914,6 +1930,32 @@ def test_a_continuous_run_picks_up_shards_that_appear_and_rereads_none(tmp_path,
 
     assert sorted(json.loads(line)["id"] for line in aws.lines()) == [1, 2]
     assert report.streams[0].read == 2
+
+
+class InterruptedPut(ScriptedAWS):
+    """An S3 whose first put_object is interrupted (Ctrl-C) before it is written."""
+
+    interrupted = False
+
+    def put_object(self, Bucket, Key, Body):
+        if not self.interrupted:
+            self.interrupted = True
+            raise KeyboardInterrupt
+        super().put_object(Bucket, Key, Body)
+
+
+def test_ctrl_c_during_a_gzip_write_still_delivers_what_was_read(tmp_path):
+    # the run ends on Ctrl-C and writes what it read: the compressed object a second time
+    kinesis = ScriptedKinesis({"shardId-000000000000": numbered(1, 2)})
+    hints = {"SizeInMBs": 64, "IntervalInSeconds": 0}  # each poll's records written at once
+    aws = InterruptedPut(kinesis, description(CompressionFormat="GZIP", BufferingHints=hints))
+    continuous = FirehoseRuntime(["brewops-dev-cleaned"], session=aws, state_dir=tmp_path)
+
+    report = continuous.run(StopAfter(1), poll_seconds=0)
+
+    [body] = aws.objects.values()
+    assert [json.loads(line)["id"] for line in gzip.decompress(body).splitlines()] == [1, 2]
+    assert report.streams[0].delivered == 2
 
 
 def test_a_runtime_whose_checkpoint_was_removed_refuses_to_deliver(tmp_path):

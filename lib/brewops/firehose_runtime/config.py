@@ -105,6 +105,10 @@ class DeliveryStreamConfig:
             )
         if s3.get("DynamicPartitioningConfiguration", {}).get("Enabled"):
             raise UnsupportedConfiguration(f"{name}: dynamic partitioning")
+        if (s3.get("CustomTimeZone") or "UTC") != "UTC":  # prefixes here are evaluated in UTC
+            raise UnsupportedConfiguration(f"{name}: CustomTimeZone {s3['CustomTimeZone']}")
+        if s3.get("S3BackupMode") == "Enabled":
+            raise UnsupportedConfiguration(f"{name}: S3BackupMode Enabled (source record backup)")
         hints = s3.get("BufferingHints") or {}
         processor, append_delimiter = _processors(name, s3.get("ProcessingConfiguration"))
         arn = description["DeliveryStreamARN"]

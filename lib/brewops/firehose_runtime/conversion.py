@@ -26,6 +26,7 @@ _SQL_TIMESTAMP = re.compile(
     r"^(\d{4})-(\d{1,2})-(\d{1,2})[ T](\d{1,2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?$"
 )
 _INTEGER_RANGES = {8: 2**7, 16: 2**15, 32: 2**31, 64: 2**63}
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)  # Python also reads 20240307, 2024-W10-4
 _JODA_TO_STRPTIME = (
     ("yyyy", "%Y"), ("MM", "%m"), ("dd", "%d"), ("HH", "%H"), ("mm", "%M"), ("ss", "%S"),
     ("SSS", "%f"), ("ZZ", "%z"), ("Z", "%z"),
@@ -83,7 +84,10 @@ def arrow_type(glue_type: str) -> pa.DataType:
     if lowered == "decimal":
         return pa.decimal128(10, 0)  # Hive's default precision and scale
     if lowered.startswith("decimal("):
-        precision, scale = (int(x) for x in _split_top_level(text[8:-1]))
+        numbers = [int(x) for x in _split_top_level(text[8:-1])]
+        if len(numbers) == 1:  # decimal(p): Hive's scale is then 0
+            numbers.append(0)
+        precision, scale = numbers
         return pa.decimal128(precision, scale)
     if lowered.startswith("array<") and text.endswith(">"):
         return pa.list_(arrow_type(text[6:-1]))
@@ -134,6 +138,13 @@ def _joda_to_strptime(pattern: str) -> str:
             part = part.replace(joda, directive)
         parts[i] = part
     return "".join(parts)
+
+
+def _number_text(value: Any) -> Any:
+    """`value`, refused when it is text only Python reads as a number (1_000: Java does not)."""
+    if isinstance(value, str) and "_" in value:
+        raise ValueError(f"{value!r} is not a number")
+    return value
 
 
 class HiveJsonDeserializer:
@@ -221,7 +232,7 @@ class HiveJsonDeserializer:
         if pa.types.is_floating(kind):
             if isinstance(value, bool) or not isinstance(value, int | float | str):
                 raise ValueError(f"expected a number, got {value!r}")
-            return float(value)
+            return float(_number_text(value))
         if pa.types.is_decimal(kind):
             if isinstance(value, bool):
                 raise ValueError(f"expected a number, got {value!r}")
@@ -229,7 +240,8 @@ class HiveJsonDeserializer:
             # context with room for them, and for the carry of rounding up
             room = Context(prec=kind.precision + 1)
             try:
-                number = Decimal(str(value)).quantize(Decimal(1).scaleb(-kind.scale), context=room)
+                text = _number_text(str(value))
+                number = Decimal(text).quantize(Decimal(1).scaleb(-kind.scale), context=room)
             except InvalidOperation:  # more digits than the column holds, or not a number
                 raise ValueError(f"{value!r} is not a number {kind} can hold") from None
             # Like a lone surrogate, a value the column cannot hold would only fail when the
@@ -240,7 +252,9 @@ class HiveJsonDeserializer:
         if pa.types.is_timestamp(kind):
             return self._timestamp(value)
         if pa.types.is_date(kind):
-            return date.fromisoformat(str(value))
+            if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
+                raise ValueError(f"expected a date as yyyy-MM-dd, got {value!r}")
+            return date.fromisoformat(value)
         if pa.types.is_binary(kind):
             if not isinstance(value, str):  # bytes(n) would be n zero bytes
                 raise ValueError(f"expected a string, got {value!r}")
@@ -269,7 +283,7 @@ class HiveJsonDeserializer:
             raise ValueError(f"expected an integer, got {value!r}")
         if isinstance(value, float) and not value.is_integer():
             raise ValueError(f"expected an integer, got {value!r}")
-        number = int(value) if not isinstance(value, str) else int(value.strip())
+        number = int(value) if not isinstance(value, str) else int(_number_text(value).strip())
         limit = _INTEGER_RANGES[bits]
         if not -limit <= number < limit:
             raise ValueError(f"{number} out of range for a {bits}-bit integer")

@@ -198,13 +198,14 @@ class _Buffer:
             else None
         )
         self._raw = io.BytesIO()
-        self._gzip = (
-            zlib.compressobj(wbits=31) if config.compression == "GZIP" and schema is None else None
-        )
+        self._compressed = config.compression == "GZIP" and schema is None
+        self._gzip: Any = None  # the gzip member being written, until body() finishes it
 
     def add_data(self, data: bytes) -> None:
         if self.config.append_delimiter:
             data += b"\n"
+        if self._compressed and self._gzip is None:
+            self._gzip = zlib.compressobj(wbits=31)
         self._raw.write(self._gzip.compress(data) if self._gzip else data)
         self.records += 1
 
@@ -221,8 +222,9 @@ class _Buffer:
     def body(self) -> bytes:
         if self.parquet is not None:
             return self.parquet.to_bytes()
-        if self._gzip:
+        if self._gzip:  # finished once: a write interrupted by Ctrl-C asks for the body again
             self._raw.write(self._gzip.flush())
+            self._gzip = None
         return self._raw.getvalue()
 
 
