@@ -174,6 +174,22 @@ def test_a_notebook_run_by_hand_records_its_figures_beside_the_build_and_keeps_t
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
+def test_figures_counted_by_pandas_are_recorded_as_numbers_and_flags(monkeypatch, tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from brewops import summary
+
+    path = tmp_path / "figures.json"
+    monkeypatch.setenv(summary.FIGURES_ENV, str(path))
+    ibu = pd.Series([20.0, 120.0, 1157.0])
+
+    summary.record(ibu_over_100=(ibu > 100).sum(), all_bitter=(ibu > 10).all(), top=ibu.max())
+
+    assert summary.read(path) == {"ibu_over_100": 2, "all_bitter": True, "top": 1157.0}
+    assert isinstance((ibu > 100).sum(), np.integer)  # what a notebook is given to record
+
+
 def test_figures_recorded_again_come_back_in_the_order_given(monkeypatch, tmp_path):
     """A notebook's key figures cell run a second time shows them as the first run did."""
     from brewops import summary

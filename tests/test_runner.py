@@ -288,6 +288,19 @@ def test_parameter_values_are_yaml_scalars():
     assert _parse_value("http://127.0.0.1:8080/v2") == "http://127.0.0.1:8080/v2"
 
 
+def test_a_number_written_with_an_exponent_is_a_number(tmp_path: Path):
+    # YAML 1.1 reads "1e3" as text (it wants "1.0e+3"): `-p delivery_timeout 1e3` was
+    # refused as "not a number"; papermill's own -p reads it as one
+    nb = _notebook(tmp_path / "01_seconds.ipynb")
+    nb.write_text(nb.read_text().replace("value = 1", "value = 0.5  # seconds"))
+
+    assert _parse_value("1e3") == 1000.0
+    assert _parse_value("-2.5E-1") == -0.25
+    assert _parse_value("1e3s") == "1e3s"
+    assert _parse_value("'1e3'") == "1e3"  # quoted: text, as YAML says
+    check_parameters([nb], {"value": _parse_value("1e3")})
+
+
 def _run_connection_notebook(tmp_path: Path) -> Any:
     """Runs a notebook that records how its kernel is connected (`transport`, `ip`)."""
     src = tmp_path / "notebooks"
@@ -542,6 +555,24 @@ def test_a_failure_without_a_message_is_named_by_its_type(
 
     assert [nb.status for nb in run.notebooks] == ["ok", "failed", "skipped"]
     assert run.notebooks[1].error == "RuntimeError"
+
+
+def test_a_failure_whose_message_has_several_lines_is_named_by_its_type_and_whole_message(
+    tmp_path: Path,
+):
+    # GIVEN a cell failing as notebook 04's gates do: a heading, then one failure a line
+    src = tmp_path / "notebooks"
+    src.mkdir()
+    message = "validation failed:\\nschema_drift: abv is a string\\nlost_records: ids 7, 9"
+    _notebook(src / "01_gates.ipynb", f"raise LookupError('{message}')")
+
+    # WHEN it runs
+    run = execute(discover(src), out_dir=tmp_path / "build", progress=False)
+
+    # THEN the summary names the error and every failure, the first one too
+    assert run.notebooks[0].error == (
+        "LookupError: validation failed:\nschema_drift: abv is a string\nlost_records: ids 7, 9"
+    )
 
 
 def test_an_interrupted_run_leaves_a_summary_of_the_notebooks_that_ran(

@@ -329,7 +329,7 @@ def execute(
                 elif isinstance(exc, DeadKernelError):
                     result.error = KERNEL_DIED
                 else:
-                    result.error = _first_line(exc)
+                    result.error = _cell_error(exc)
                 failed = True
             result.seconds = round(time.perf_counter() - t0, 2)
             result.figures = summary.read(figures_file)
@@ -472,6 +472,17 @@ def _socket_parent() -> str | None:
     return None
 
 
+def _cell_error(exc: BaseException) -> str:
+    """The error a cell raised, as Python prints it: its type and its whole message. The
+    last line of papermill's text is only the last line of a message of several (notebook
+    04's gates put each failure on a line of its own, the first one first)."""
+    name, message = getattr(exc, "ename", None), getattr(exc, "evalue", None)
+    if not isinstance(name, str) or not name:  # not an error papermill took from a cell
+        return _first_line(exc)
+    message = str(message or "").strip()
+    return f"{name}: {message}" if message else name
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     lines = [line for line in text.splitlines() if line.strip()]
@@ -479,16 +490,25 @@ def _first_line(exc: BaseException) -> str:
     return lines[-1] if lines else type(exc).__name__
 
 
+# a number with an exponent: YAML 1.1 reads one only with a dot and a signed exponent
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+")
+
+
 def _parse_value(raw: str) -> Any:
     """Parameter values are YAML scalars, as with papermill's own `-p`."""
     try:
-        return yaml.safe_load(raw)
+        value = yaml.safe_load(raw)
     except yaml.YAMLError as error:
         problem = getattr(error, "problem", None) or type(error).__name__
         raise click.BadParameter(
             f"{raw!r} is not a YAML value: {problem}",
             param_hint="'-p' / '--parameter'",
         ) from None
+    # "1e3" is text to YAML 1.1, a number to papermill's -p and to whoever typed it
+    # ("'1e3'", quoted, stays text)
+    if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(raw.strip()):
+        return float(value)
+    return value
 
 
 @click.command("run")

@@ -32,8 +32,18 @@ def record(notebook: str | None = None, **figures: Any) -> dict[str, Any]:
     # its figures as it did the first time, not in the file's sorted order
     current = {**figures, **{key: value for key, value in earlier.items() if key not in figures}}
     # whole or not at all: a full disk must not leave a file the run summary cannot read
-    write_atomically(path, json.dumps(current, indent=2, sort_keys=True, default=str), mode=0o644)
+    text = json.dumps(current, indent=2, sort_keys=True, default=_as_json)
+    write_atomically(path, text, mode=0o644)
     return current
+
+
+def _as_json(value: Any) -> Any:
+    """A numpy number or flag (what pandas counts and comparisons give) as the Python one,
+    which JSON has a type for; anything else JSON has none for (a time, a path) as its text."""
+    numeric = getattr(getattr(value, "dtype", None), "kind", None) in ("b", "i", "u", "f")
+    if type(value).__module__ == "numpy" and numeric and getattr(value, "shape", None) == ():
+        return value.item()
+    return str(value)
 
 
 def read(path: Path) -> dict[str, Any]:
