@@ -56,6 +56,16 @@ def test_tick_ids_are_the_numeric_ids_of_the_ticks_that_succeeded():
     assert tick_ids(ticks) == [1, 7]
 
 
+@pytest.mark.parametrize("beer_id", [1.5, True, float("inf"), float("nan")])
+def test_an_id_that_is_not_a_whole_number_names_no_beer_that_was_sent(beer_id):
+    # 1.5 and true are not beer 1: the transform refuses both, so neither may count as it
+    beers = [{"id": beer_id}, {"id": 2.0}]
+    ticks = [Tick(1, "producer", {}, {"ids": [beer_id, 2.0]})]
+
+    assert sent_ids(beers, ProduceReport()) == [2]
+    assert tick_ids(ticks) == [2]
+
+
 def test_the_logged_reason_explains_only_records_the_function_refused():
     refused = ErrorRecord("errors/cleaned/a", 5, "Lambda.ProcessingFailedStatus", "status set")
     unconverted = ErrorRecord("errors/cleaned/b", 6, "DataFormatConversion.MalformedData", "")
@@ -310,6 +320,17 @@ def test_raw_lines_that_are_json_but_not_a_beer_have_no_id(bucket):
     bucket.put_object(Bucket="edges", Key="raw/a.gz", Body=body)
 
     assert raw_ids(bucket, "edges", "raw/") == [1, None, None, None, None]
+
+
+@pytest.mark.emulator
+def test_raw_and_error_records_whose_id_is_not_a_whole_number_have_no_id(bucket):
+    lines = (b'{"id": 1.5}', b'{"id": true}', b'{"id": Infinity}', b'{"id": 2.0}')
+    bucket.put_object(Bucket="edges", Key="raw/a.gz", Body=_gzip_lines(*lines))
+    errors = b"\n".join(_error_line({"id": i}) for i in (1.5, True, float("inf")))
+    bucket.put_object(Bucket="edges", Key="errors/cleaned/a", Body=errors)
+
+    assert raw_ids(bucket, "edges", "raw/") == [None, None, None, 2]
+    assert [e.beer_id for e in error_records(bucket, "edges", ["errors/cleaned/"])] == [None] * 3
 
 
 def _corrupt(body: bytes) -> bytes:

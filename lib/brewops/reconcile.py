@@ -177,6 +177,10 @@ def _body(s3: Any, bucket: str, key: str) -> bytes:
 
 
 def _beer_id(value: Any) -> int | None:
+    """The beer `value` names, or None: true, 1.5 or infinity name no beer (int() would
+    read the first two as beer 1), as the transform refuses them."""
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        return None
     try:
         return int(value)
     except (TypeError, ValueError):
