@@ -149,6 +149,20 @@ def test_lifecycle_rules_in_their_other_forms(rule: dict, expected: dict) -> Non
     assert cfn_models._lifecycle_rule(rule) == {"ID": None, "Status": rule["Status"], **expected}
 
 
+def test_a_lifecycle_rule_filtering_by_prefix_and_tags_keeps_all_of_them() -> None:
+    from moto.s3.models import FakeBucket
+
+    tags = [{"Key": "tier", "Value": "cold"}, {"Key": "team", "Value": "data"}]
+    cfn_rule = {"Status": "Enabled", "Prefix": "raw/", "TagFilters": tags, "ExpirationInDays": 3}
+
+    rule = cfn_models._lifecycle_rule(cfn_rule)
+
+    assert rule["Filter"] == {"And": {"Prefix": "raw/", "Tag": tags}}
+    bucket = FakeBucket(name="b", account_id="123456789012", region_name="us-east-1")
+    bucket.set_lifecycle([rule])  # S3 takes more than one condition only under And
+    assert bucket.rules[0].filter.and_filter.tags == {"tier": "cold", "team": "data"}
+
+
 @pytest.mark.parametrize(
     "error",
     [
@@ -506,6 +520,21 @@ def test_policy_conditions_in_their_other_forms() -> None:
     holds = {"Statement": [{"Effect": "Deny", "Action": "s3:Delete*", "Condition": deny_https}]}
     # a condition that holds is met by every request: the Deny applies unconditionally
     assert emulator.applicable_statements(holds) == [{"Effect": "Deny", "Action": "s3:Delete*"}]
+
+
+@pytest.mark.parametrize("unknown_first", [True, False])
+def test_a_condition_one_test_of_which_fails_never_holds_whatever_else_it_tests(
+    unknown_first: bool,
+) -> None:
+    # every test of a Condition must hold: on the loopback endpoint, as over HTTPS on AWS,
+    # a Deny of insecure transport does not apply, however many other keys it names
+    unknown = {"StringEquals": {"aws:SourceVpce": "vpce-1"}}
+    insecure = {"Bool": {"aws:SecureTransport": "false"}}
+    condition = {**unknown, **insecure} if unknown_first else {**insecure, **unknown}
+    policy = {"Statement": [{"Effect": "Deny", "Action": "s3:*", "Condition": condition}]}
+
+    assert emulator.condition_holds(condition) is False
+    assert emulator.applicable_statements(policy) == []
 
 
 @pytest.mark.emulator

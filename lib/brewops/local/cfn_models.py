@@ -309,11 +309,12 @@ def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:
     """A CloudFormation lifecycle rule in the shape moto's S3 backend keeps (the parsed
     PutBucketLifecycleConfiguration XML)."""
     out: dict[str, Any] = {"ID": rule.get("Id"), "Status": rule["Status"]}
-    selector: dict[str, Any] = {}
-    if "Prefix" in rule:
-        selector["Prefix"] = rule["Prefix"]
-    if rule.get("TagFilters"):
-        selector["Tag"] = rule["TagFilters"][0]
+    selector: dict[str, Any] = {"Prefix": rule["Prefix"]} if "Prefix" in rule else {}
+    tags = list(rule.get("TagFilters") or [])
+    if len(selector) + len(tags) > 1:  # S3 takes more than one condition only under And
+        selector = {"And": {**selector, "Tag": tags}}
+    elif tags:
+        selector = {"Tag": tags[0]}
     out["Filter"] = selector or {"Prefix": ""}
     if "ExpirationInDays" in rule:
         out["Expiration"] = {"Days": str(rule["ExpirationInDays"])}

@@ -31,17 +31,19 @@ def condition_holds(
     """Whether a policy statement's Condition block holds for a request with `context`
     (keys in lower case); None when it tests something this evaluator does not know."""
     context = REQUEST_CONTEXT if context is None else context
+    unknown = False
     for operator, tests in condition.items():
         base = operator.removesuffix("IfExists")
         for key, expected in tests.items():
             actual = context.get(key.lower())
             if actual is None or base not in _EQUALS | _NOT_EQUALS:
-                return None
+                unknown = True  # every test must hold: one that fails decides, wherever it is
+                continue
             values = expected if isinstance(expected, list) else [expected]
             matches = actual.lower() in {str(v).lower() for v in values}
             if matches != (base in _EQUALS):
                 return False
-    return True
+    return None if unknown else True
 
 
 def applicable_statements(policy: dict[str, Any]) -> list[dict[str, Any]]:
