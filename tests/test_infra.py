@@ -364,6 +364,19 @@ def test_parameter_values_with_spaces_or_quotes_reach_sam_whole(tmp_path, monkey
     }
 
 
+@pytest.mark.parametrize("value", ["C:\\logs\\", "a\\ b", 'x\\"y', "it\\'s"])
+def test_a_parameter_value_sam_would_change_is_refused_before_sam_runs(
+    value, tmp_path, monkeypatch
+):
+    # SAM reads a backslash before a space or a quote, or at the end, as an escape
+    calls = tmp_path / "calls"
+    _fake_sam(tmp_path, monkeypatch, f'echo "$@" >> {calls}')
+
+    with pytest.raises(ValueError, match="Pattern"):
+        infra.deploy("aws", "brewops-dev", Pattern=value)
+    assert not calls.exists(), "sam never ran"
+
+
 ROLLED_BACK_ON_CREATE = (
     "Error: Failed to create changeset for the stack: brewops-dev, An error occurred "
     "(ValidationError) when calling the CreateChangeSet operation: Stack:arn:aws:"
@@ -615,6 +628,55 @@ def test_samconfig_parameter_overrides_keep_quoted_values_whole(tmp_path, overri
         "ScheduleRate": "rate(1 hour)",
         "Filter": "a=b",
     }
+
+
+def _firehose_session(destination: dict) -> object:
+    """A session whose Firehose describes one stream, "cleaned", with `destination`."""
+    described = {
+        "DeliveryStreamDescription": {
+            "DeliveryStreamName": "cleaned",
+            "Destinations": [{"ExtendedS3DestinationDescription": destination}],
+        }
+    }
+    firehose = type("Firehose", (), {})()
+    firehose.describe_delivery_stream = lambda DeliveryStreamName: described
+    return type("Session", (), {"client": lambda self, service: firehose})()
+
+
+def _lambda_processing(arn: str, enabled: bool) -> dict:
+    parameters = [{"ParameterName": "LambdaArn", "ParameterValue": arn}]
+    return {"Enabled": enabled, "Processors": [{"Type": "Lambda", "Parameters": parameters}]}
+
+
+@pytest.mark.parametrize(
+    ("destination", "transform", "format_"),
+    [
+        # the API's default: a conversion configuration without Enabled converts
+        ({"DataFormatConversionConfiguration": {"SchemaConfiguration": {}}}, "", "Parquet"),
+        # a processor kept but switched off transforms nothing
+        (
+            {"ProcessingConfiguration": _lambda_processing("arn:aws:lambda:r:1:function:t", False)},
+            "",
+            "as received",
+        ),
+        # a qualified ARN names the function, not its version
+        (
+            {
+                "ProcessingConfiguration": _lambda_processing(
+                    "arn:aws:lambda:r:1:function:brewops-transform:$LATEST", True
+                )
+            },
+            "brewops-transform",
+            "as received",
+        ),
+    ],
+)
+def test_the_delivery_streams_table_says_what_the_stream_does(destination, transform, format_):
+    outputs = {"RawDeliveryStreamName": "cleaned", "CleanedDeliveryStreamName": "cleaned"}
+
+    table = infra.delivery_streams_table(_firehose_session(destination), outputs)
+
+    assert table.loc[0, ["transform", "format"]].tolist() == [transform, format_]
 
 
 def test_the_delivery_streams_table_tells_parquet_from_records_as_received():

@@ -408,7 +408,14 @@ def _run_sam(command: list[str], stack_name: str) -> None:
 
 def _parameter_override(key: str, value: str) -> str:
     """`key=value` as `sam --parameter-overrides` reads it: SAM splits the list at spaces
-    and drops an empty value, so such values go in double quotes."""
+    and drops an empty value, so such values go in double quotes. A backslash before a
+    space or a quote, or at the end, SAM reads as an escape, with no way to keep it: such a
+    value is refused rather than deployed changed."""
+    if re.search(r"\\(?=[ \"']|$)", value):
+        raise ValueError(
+            f"the value of the template parameter {key} ({value!r}) has a backslash before a "
+            "space or a quote, or at its end, which `sam deploy` reads as an escape and changes"
+        )
     if value and not re.search(r"[\s\"']", value):
         return f"{key}={value}"
     escaped = value.replace('"', '\\"')
@@ -532,14 +539,19 @@ def delivery_streams_table(session: Any, outputs: dict[str, str]) -> pd.DataFram
     """What each deployed Firehose stream does, read back from the service."""
     import pandas as pd
 
+    from brewops.firehose_runtime.functions import split_function_arn
+
     firehose = session.client("firehose")
     rows = []
     for key in ("RawDeliveryStreamName", "CleanedDeliveryStreamName"):
         described = firehose.describe_delivery_stream(DeliveryStreamName=outputs[key])
         stream = described["DeliveryStreamDescription"]
         destination = stream["Destinations"][0]["ExtendedS3DestinationDescription"]
-        processors = destination.get("ProcessingConfiguration", {}).get("Processors", [])
-        conversion = destination.get("DataFormatConversionConfiguration", {})
+        # processors kept but switched off transform nothing; a conversion configuration
+        # converts unless switched off (the API's default, and the Firehose runtime's)
+        processing = destination.get("ProcessingConfiguration") or {}
+        processors = [] if processing.get("Enabled") is False else processing.get("Processors", [])
+        conversion = destination.get("DataFormatConversionConfiguration")
         rows.append(
             {
                 "delivery stream": stream["DeliveryStreamName"],
@@ -556,12 +568,14 @@ def delivery_streams_table(session: Any, outputs: dict[str, str]) -> pd.DataFram
                     )
                 ),
                 "transform": ", ".join(
-                    p["ParameterValue"].split(":")[-1]
+                    split_function_arn(p["ParameterValue"])[0]
                     for proc in processors
                     for p in proc.get("Parameters", [])
                     if p["ParameterName"] == "LambdaArn"
                 ),
-                "format": "Parquet" if conversion.get("Enabled") else "as received",
+                "format": "Parquet"
+                if conversion and conversion.get("Enabled") is not False
+                else "as received",
             }
         )
     return pd.DataFrame(rows)
