@@ -581,6 +581,36 @@ def test_fill_delivers_without_a_backfill_what_this_stack_already_holds(monkeypa
     assert target.kinesis.partition_keys == []
 
 
+def test_fill_backfills_a_stack_whose_earlier_ticks_sent_no_beer(monkeypatch, tmp_path):
+    # GIVEN a stack whose only tick failed: the record of what it was sent holds no id
+    target = accepting_target(monkeypatch, tmp_path, name="local")
+    streaming_cli.remember_produced("local", [], target.stack_id)
+
+    class CatalogOfTwo:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self.schema_errors: list[str] = []
+
+        def all_beers(self, progress: bool) -> list[dict[str, Any]]:
+            return [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]
+
+    monkeypatch.setattr("brewops.punkapi.client.PunkApiClient", CatalogOfTwo)
+    monkeypatch.setattr(
+        "brewops.target.punkapi_endpoint", lambda *a: ("http://127.0.0.1:1/v2", "v2")
+    )
+    monkeypatch.setattr(
+        "brewops.firehose_runtime.FirehoseRuntime.from_outputs",
+        lambda *a, **kw: SimpleNamespace(drain=lambda: "2 records delivered"),
+    )
+
+    result = CliRunner().invoke(streaming_cli.stream, ["fill", "--no-progress"])
+
+    # THEN the catalogue is sent: nothing produced is not what notebooks 04 and 05 read
+    assert result.exit_code == 0, result.output
+    assert "no backfill" not in result.output
+    assert target.kinesis.partition_keys == ["1", "2"]
+    assert streaming_cli.read_produced("local", target.stack_id)[0] == [1, 2]
+
+
 def test_reconcile_without_remembered_ids_says_it_uses_those_in_raw(monkeypatch, tmp_path):
     accepting_target(monkeypatch, tmp_path, name="local")
     compared: list[Any] = []

@@ -302,7 +302,7 @@ def fill(ctx: click.Context, progress: bool) -> None:
     parameters runs it)."""
     tgt = use_target("local")
     produced, _ = read_produced("local", tgt.stack_id)
-    if produced is None:
+    if not produced:  # [] after ticks that all failed: the stack holds no beer yet
         ctx.invoke(backfill, target="local", progress=progress)
     else:
         click.echo(f"{len(produced)} records already produced into this stack: no backfill")
