@@ -440,6 +440,13 @@ def test_the_labels_follow_from_the_edges():
         ("Dryhop", "dry", 0),
         ("Add at 15 mins", "boil", 15),
         ("240", "boil", 180),  # a boil longer than three hours counts as three hours
+        # the stage or the minutes, not the word boil, say when in the boil
+        ("Middle of boil", "boil", 30),
+        ("Mid-boil", "boil", 30),
+        ("End of boil", "whirlpool", hops.HOT_WORT_MINUTES),
+        ("Late boil", "whirlpool", hops.HOT_WORT_MINUTES),
+        ("Boil 15 min", "boil", 15),
+        ("Kettle, 30 mins", "boil", 30),
     ],
 )
 def test_more_addition_stages(add, group, minutes):

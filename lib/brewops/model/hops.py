@@ -325,15 +325,19 @@ def parse_stage(add: object, attribute: object = None) -> Stage:
         return Stage("dry", 0.0)
     if any(word in _WHIRLPOOL_WORDS for word in words) or "flameout" in text.replace(" ", ""):
         return Stage("whirlpool", HOT_WORT_MINUTES)
-    if "start" in words or "boil" in words or "kettle" in words or "bittering" in words:
+    # the minutes or the stage say when in the boil ("Boil 15 min", "End of boil"): the
+    # word boil alone means its start
+    minutes_in_text = re.search(r"(\d+(?:\.\d+)?)\s*(m|min|mins|minutes)\b", text)
+    if minutes_in_text:
+        return _boil_stage(float(minutes_in_text.group(1)))
+    if "start" in words:
         return Stage("boil", BOIL_MINUTES)
     if "middle" in words or "mid" in words:
         return Stage("boil", MIDDLE_MINUTES)
     if "end" in words or "late" in words:
         return Stage("whirlpool", HOT_WORT_MINUTES)
-    minutes_in_text = re.search(r"(\d+(?:\.\d+)?)\s*(m|min|mins|minutes)\b", text)
-    if minutes_in_text:
-        return _boil_stage(float(minutes_in_text.group(1)))
+    if "boil" in words or "kettle" in words or "bittering" in words:
+        return Stage("boil", BOIL_MINUTES)
     return _stage_from_attribute(attribute)
 
 
