@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -152,6 +154,9 @@ def test_the_time_split_tests_on_the_newest_beers(catalog_beers):
         ("1/2010", 2010 + 0.5 / 12),
         ("soon", None),
         (None, None),
+        # no such month: not read as January of the next year or December of the last
+        ("13/2016", None),
+        ("0/2017", None),
     ],
 )
 def test_first_brewed_order(text, order):
@@ -798,3 +803,77 @@ def test_the_beers_to_predict_say_the_ids_missing_and_fall_back_to_the_first_fiv
         ],
     )
     assert beers_to_predict(beers, [2, 1]) == ([{"id": 1}, {"id": 2}], [])
+
+
+def _recorded_folds(monkeypatch, X, ibu, protocol):
+    """The (train, test) rows of every fold `cross_validate` runs, without fitting."""
+    folds = []
+    names = ["model"] + [b.name for b in train.make_baselines(protocol.seed)]
+
+    def recording_run_fold(X, ibu, train_rows, test_rows, seed, params):
+        folds.append((train_rows, test_rows))
+        proba = np.full((len(test_rows), bands.N_BANDS), 1 / bands.N_BANDS)
+        zeros = np.zeros(len(test_rows))
+        return proba, dict.fromkeys(names, zeros.astype(int)), dict.fromkeys(names, zeros)
+
+    monkeypatch.setattr(train, "_run_fold", recording_run_fold)
+    train.cross_validate(X, ibu, replace(protocol, n_jobs=1), TINY)
+    return folds
+
+
+def test_beers_of_identical_features_are_never_on_both_sides_of_a_fold(catalog_beers, monkeypatch):
+    # The catalogue holds one recipe under several names (the eight Hello My Name Is of
+    # 2017, the two Tokyo Rising Sun): a copy in the training folds would be recalled, not
+    # predicted, by forests of fully grown trees.
+    beers = features.labelled(catalog_beers)
+    X, ibu = features.build_features(beers), features.ibu_values(beers)
+    recipe = X.fillna(-1.0).apply(tuple, axis=1).to_numpy()
+    assert len(set(recipe)) <= len(recipe) - 10
+
+    folds = _recorded_folds(monkeypatch, X, ibu, train.Protocol())
+
+    assert len(folds) == 25
+    for train_rows, test_rows in folds:
+        trained_on = set(recipe[train_rows])
+        copies = [beers[i]["name"] for i in test_rows if recipe[i] in trained_on]
+        assert copies == []
+    # still a partition of the beers in each repeat
+    for repeat in range(5):
+        tested = np.concatenate([test for _, test in folds[repeat * 5 : repeat * 5 + 5]])
+        assert sorted(tested) == list(range(len(beers)))
+
+
+def test_without_identical_beers_the_folds_are_repeated_stratified_ones(catalog_beers, monkeypatch):
+    from sklearn.model_selection import RepeatedStratifiedKFold
+
+    beers = features.labelled(catalog_beers)
+    X, ibu = features.build_features(beers), features.ibu_values(beers)
+    distinct = ~X.fillna(-1.0).duplicated(keep=False).to_numpy()
+    X, ibu = X[distinct].reset_index(drop=True), ibu[distinct]
+    protocol = train.Protocol(n_repeats=2)
+
+    folds = _recorded_folds(monkeypatch, X, ibu, protocol)
+
+    expected = RepeatedStratifiedKFold(n_splits=5, n_repeats=2, random_state=protocol.seed)
+    for (train_rows, test_rows), (want_train, want_test) in zip(
+        folds, expected.split(X, bands.band_index(ibu)), strict=True
+    ):
+        np.testing.assert_array_equal(train_rows, want_train)
+        np.testing.assert_array_equal(test_rows, want_test)
+
+
+def test_the_newest_fifth_with_undated_beers_is_dated_to_its_latest_dated_beer(catalog_beers):
+    # undated beers count as the oldest; when the newest fifth still holds some, they must
+    # not hide its dated ones (a NaN compares as neither larger nor smaller)
+    beers = features.labelled(catalog_beers)[:60]
+    dates = ["06/2011", "2016"]
+    beers = [{**beer, "first_brewed": None} for beer in beers[:-2]] + [
+        {**beer, "first_brewed": date} for beer, date in zip(beers[-2:], dates, strict=True)
+    ]
+    X, ibu = features.build_features(beers), features.ibu_values(beers)
+    protocol = train.Protocol(time_split_seeds=1, importance_repeats=1, n_jobs=1)
+
+    split, predictions, _ = train.evaluate_time_split(beers, X, ibu, protocol, TINY)
+
+    assert set(dates) < set(predictions["first_brewed"])
+    assert (split["test_first_brewed_from"], split["test_first_brewed_to"]) == (None, "2016")

@@ -13,9 +13,10 @@ estimate of bitterness (Tinseth utilisation with typical alpha acids per hop var
 documented in `brewops.model.hops`).
 
 The evaluation protocol is fixed so results compare: repeated stratified 5-fold
-cross-validation (5 repeats, fixed seeds), the model side by side with two baselines on
-the same folds (the majority class, and a random forest on the six numeric cleaned columns,
-as the public solutions of the challenge do), and a split by `first_brewed` (train on the
+cross-validation (5 repeats, fixed seeds; beers of identical features, one recipe under
+several names, in one fold), the model side by side with two baselines on the same folds
+(the majority class, and a random forest on the six numeric cleaned columns, as the public
+solutions of the challenge do), and a split by `first_brewed` (train on the
 older beers, test on the newest fifth) as a proxy for beers the model has never seen.
 
 The model is then registered under `s3://BUCKET/models/ibu/<version>/` (the fitted

@@ -4,7 +4,8 @@ The protocol, fixed so results compare between runs:
 - beers without an IBU are left out, one record per id;
 - repeated stratified 5-fold cross-validation (5 repeats, fixed seeds) of the model and of
   two baselines on the same folds: the majority class, and a random forest on the six
-  numeric cleaned columns (what the public solutions of the challenge do);
+  numeric cleaned columns (what the public solutions of the challenge do); beers whose
+  features are identical (one recipe under several names) are in one fold;
 - classification: accuracy, macro-F1, per-class precision/recall, confusion matrix;
   regression of IBU: MAE and R², over all beers and over beers with IBU <= 150;
 - a split by `first_brewed`: train on the older beers, test on the newest fifth, as a
@@ -382,7 +383,15 @@ def first_brewed_order(text: Any) -> float:
     if not match:
         return math.nan
     month = int(match.group(1)) if match.group(1) else 6.5
+    if not 1 <= month <= 12:  # "13/2016" is no date, not January 2017
+        return math.nan
     return int(match.group(2)) + (month - 0.5) / 12.0
+
+
+def _brewed_order(text: Any) -> float:
+    """`first_brewed_order`, an unknown date the oldest (NaN would compare as no date)."""
+    brewed = first_brewed_order(text)
+    return -math.inf if math.isnan(brewed) else brewed
 
 
 def time_split(
@@ -391,13 +400,7 @@ def time_split(
     """Indices of the older beers (train) and of the newest `test_fraction` (test), by
     `first_brewed`, ties and unknown dates broken by id (unknown dates count as oldest)."""
     keys = [
-        (
-            -math.inf
-            if math.isnan(brewed := first_brewed_order(b.get("first_brewed")))
-            else brewed,
-            features.id_sort_key(b.get("id")),
-        )
-        for b in beers
+        (_brewed_order(b.get("first_brewed")), features.id_sort_key(b.get("id"))) for b in beers
     ]
     order = sorted(range(len(beers)), key=lambda i: keys[i])
     n_test = max(1, round(len(beers) * test_fraction))
@@ -411,7 +414,7 @@ def cross_validate(
     params: ModelParams = ModelParams(),
     progress: bool = False,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Model and baselines on the same repeated stratified folds.
+    """Model and baselines on the same repeated stratified folds (`cv_splits`).
 
     Returns the metrics ({"cv": ..., "baselines": {...}}) and the first repeat's
     out-of-fold predictions.
@@ -421,10 +424,7 @@ def cross_validate(
     from brewops.progress import ProgressBar
 
     band = bands.band_index(ibu)
-    folds = RepeatedStratifiedKFold(
-        n_splits=protocol.n_splits, n_repeats=protocol.n_repeats, random_state=protocol.seed
-    )
-    splits = list(folds.split(X, band))
+    splits = cv_splits(X, band, protocol)
     names = ["model"] + [b.name for b in make_baselines(protocol.seed)]
     pred_band = {name: np.zeros((protocol.n_repeats, len(ibu)), dtype=int) for name in names}
     pred_ibu = {name: np.zeros((protocol.n_repeats, len(ibu))) for name in names}
@@ -471,6 +471,33 @@ def cross_validate(
     return metrics, out_of_fold
 
 
+def cv_splits(
+    X: pd.DataFrame, band: np.ndarray, protocol: Protocol = Protocol()
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (train, test) rows of every fold, repeat after repeat: repeated stratified folds
+    of the distinct feature rows, each row's beers together.
+
+    Beers whose features are identical (one recipe under several names) share a fold: a
+    copy in the training folds would be recalled, not predicted. Without such beers the
+    folds are those of `RepeatedStratifiedKFold` on the beers themselves.
+    """
+    # hash_pandas_object: equal rows (NaN in the same places too) get equal hashes
+    _, first, recipe = np.unique(
+        pd.util.hash_pandas_object(X, index=False).to_numpy(),
+        return_index=True,
+        return_inverse=True,
+    )
+    in_order = np.argsort(first)  # recipes in the order of their first beer
+    recipe = np.argsort(in_order)[recipe.ravel()]
+    folds = RepeatedStratifiedKFold(
+        n_splits=protocol.n_splits, n_repeats=protocol.n_repeats, random_state=protocol.seed
+    )
+    return [
+        (np.flatnonzero(np.isin(recipe, train)), np.flatnonzero(np.isin(recipe, test)))
+        for train, test in folds.split(first[in_order], band[first[in_order]])
+    ]
+
+
 def _run_fold(
     X: pd.DataFrame,
     ibu: np.ndarray,
@@ -506,8 +533,8 @@ def evaluate_time_split(
     result: dict[str, Any] = {
         "n_train": len(train),
         "n_test": len(test),
-        "test_first_brewed_from": min(dates, key=first_brewed_order),
-        "test_first_brewed_to": max(dates, key=first_brewed_order),
+        "test_first_brewed_from": min(dates, key=_brewed_order),
+        "test_first_brewed_to": max(dates, key=_brewed_order),
         **all_metrics(ibu[test], predicted_band, predicted_ibu),
         "baselines": {},
     }
