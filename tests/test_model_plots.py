@@ -228,3 +228,34 @@ def test_the_evaluation_figures_are_legible_at_the_width_notebooks_show():
         plots.plot_comparison(metrics),
     ):
         assert not legibility_problems(fig)
+
+
+def test_comparison_of_errors_scales_its_axis_to_them():
+    # MAE is in IBU and R² can be negative: the 0-1 axis of the shares would cut their bars
+    figures = {"accuracy": 0.6, "macro_f1": 0.55, "mae": 20.0, "r2": 0.3}
+    baselines = {
+        "majority_class": {"accuracy": 0.3, "macro_f1": 0.1, "mae": 40.0, "r2": -0.4},
+        "random_forest_6_columns": {"accuracy": 0.5, "macro_f1": 0.45, "mae": 30.0, "r2": 0.1},
+    }
+    metrics = {"cv": figures, "baselines": baselines, "time_split": {**figures, "baselines": {}}}
+    accuracy, mae, r2 = plots.plot_comparison(metrics, keys=("accuracy", "mae", "r2")).axes
+    assert accuracy.get_ylim() == (0, 1)
+    assert mae.get_ylim()[1] >= 40.0
+    assert r2.get_ylim()[0] <= -0.4
+
+
+def test_comparison_figure_shows_every_baseline_of_the_metrics():
+    figures = {"accuracy": 0.6, "macro_f1": 0.55}
+    baselines = {
+        "majority_class": figures,
+        "random_forest_6_columns": figures,
+        "linear_regression": figures,
+    }
+    metrics = {"cv": figures, "baselines": baselines, "time_split": {**figures, "baselines": {}}}
+    ax = plots.plot_comparison(metrics).axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        "model",
+        "random forest\n6 columns",
+        "majority class",
+        "linear\nregression",
+    ]

@@ -236,3 +236,28 @@ def test_the_marks_take_their_colours_from_the_shared_palette():
     used = {colors.to_hex(mark.get_facecolor()) for mark in marks}
     assert used <= set(plotstyle.PALETTE), used - set(plotstyle.PALETTE)
     assert len(used) == 3  # the bars, the plausible range and the values out of it
+
+
+def _two_reads(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
+    # frames read apart and concatenated keep their own row labels: 0, 1, 0, 1
+    return pd.concat([first, second])
+
+
+def test_the_histogram_of_a_frame_with_repeated_row_labels_keeps_every_value_in_range():
+    frame = _two_reads(
+        pd.DataFrame({"id": [1, 2], "abv": [5.0, 30.0]}),
+        pd.DataFrame({"id": [3, 4], "abv": [30.0, 6.0]}),
+    )
+    ax = validation_plots.plot_distributions(frame, columns=[ABV]).axes[0]
+    bars = [p for p in ax.patches if p.get_label() != "plausible range"]
+    assert sum(bar.get_height() for bar in bars) == 2  # 5 and 6; not 30 twice
+    assert ax.get_title() == "abv: 2 out of range, 0 null"
+
+
+def test_gravities_of_a_frame_with_repeated_row_labels_label_each_beer():
+    frame = _two_reads(
+        pd.DataFrame({"id": [1], "target_fg": [1064], "target_og": [1013]}),
+        pd.DataFrame({"id": [2, 3], "target_fg": [1064, 1102], "target_og": [1013, 1026]}),
+    )
+    ax = validation_plots.plot_gravities(frame).axes[0]
+    assert sorted(t.get_text() for t in ax.texts) == ["1, 2", "3"]

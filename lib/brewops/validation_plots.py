@@ -42,6 +42,7 @@ def plot_distributions(
     import matplotlib.pyplot as plt
 
     columns = [c for c in (columns or ranged_columns()) if c.name in df]
+    df = df.reset_index(drop=True)  # rows are told apart by label below: one row, one label
     nrows = max(1, math.ceil(len(columns) / ncols))
     width = min(3 * ncols, plotstyle.MAX_WIDTH)
     fig, axes = plt.subplots(nrows, ncols, figsize=(width, 3 * nrows + 0.4), squeeze=False)
@@ -160,6 +161,7 @@ def plot_gravities(df: pd.DataFrame) -> Any:
     """target_fg against target_og; beers whose final gravity exceeds the original in red."""
     import matplotlib.pyplot as plt
 
+    df = df.reset_index(drop=True)  # rows are told apart by label below: one row, one label
     fg = pd.to_numeric(df["target_fg"], errors="coerce")
     og = pd.to_numeric(df["target_og"], errors="coerce")
     above = (fg > og).fillna(False)

@@ -123,7 +123,9 @@ def plot_comparison(metrics: dict[str, Any], keys: Sequence[str] = ("accuracy", 
     fig, axes = plt.subplots(1, len(keys), figsize=(width, 3.5), squeeze=False)
     for ax, key in zip(axes.flat, keys, strict=True):
         table = rows.pivot(index="model", columns="evaluation", values=key)
-        table = table.loc[[name for name in _ORDER if name in table.index]]
+        # the known ones in a fixed order, any other baseline after them (never left out)
+        order = [name for name in _ORDER if name in table.index]
+        table = table.loc[order + [name for name in table.index if name not in order]]
         # the evaluations differ in hatching too, not only in colour (greyscale print)
         table.plot.bar(
             ax=ax, rot=0, color=plotstyle.PALETTE[: len(table.columns)], edgecolor="white"
@@ -135,7 +137,8 @@ def plot_comparison(metrics: dict[str, Any], keys: Sequence[str] = ("accuracy", 
         names = [textwrap.fill(name.replace("_", " "), 14) for name in table.index]
         ax.set_xticks(range(len(names)), names)
         ax.set_title(key)
-        ax.set_ylim(0, 1)
+        if key in _SHARES:  # MAE (IBU) and R² (can be negative) keep their own scale
+            ax.set_ylim(0, 1)
         ax.set_xlabel("")
         ax.set_ylabel(_SCORE_LABELS.get(key, key))
         ax.legend(fontsize=8)
@@ -149,6 +152,8 @@ _SCORE_LABELS = {
     "macro_f1": "macro-F1 (mean of the bands' F1)",
 }
 
+
+_SHARES = ("accuracy", "macro_f1")  # shares of the beers: a 0-1 axis
 
 _ORDER = ("model", "random_forest_6_columns", "majority_class")
 
