@@ -299,6 +299,13 @@ def test_a_long_id_of_junk_is_answered_at_once(write_catalog_file, catalog_beers
         # a repeated parameter is bad when any of its values is, and shown whole
         ("page=1&page=0", [("page", MSG_NUMBER, ["1", "0"])]),
         ("page=0&page=1", [("page", MSG_NUMBER, ["0", "1"])]),
+        # a number followed by a line break is no number (validator.js anchors the whole value)
+        (
+            "per_page=5%0A",
+            [("per_page", "Must be a number greater than 0 and less than 80", "5\n")],
+        ),
+        ("page=1%0A", [("page", MSG_NUMBER, "1\n")]),
+        ("abv_gt=5%0A", [("abv_gt", MSG_NUMBER, "5\n")]),
         # past int()'s 4,300 digits: out of range, as JavaScript's Infinity is
         pytest.param(
             f"per_page={LONG_NUMBER}",
@@ -336,6 +343,12 @@ def test_an_invalid_id_is_a_params_error(punkapi_url, beer_id):
     r = get(f"{punkapi_url}/beers/{beer_id}")
     assert r.status_code == 400
     assert r.json() == bad_request(("beerId", MSG_BEER_ID, beer_id), location="params")
+
+
+def test_an_id_followed_by_a_line_break_is_a_params_error(punkapi_url):
+    r = get(f"{punkapi_url}/beers/1%0A")
+    assert r.status_code == 400
+    assert r.json() == bad_request(("beerId", MSG_BEER_ID, "1\n"), location="params")
 
 
 @pytest.mark.parametrize(
@@ -467,6 +480,24 @@ def test_an_unexpected_error_is_a_500_in_the_shape_of_each_original(
     r = Client(PunkApiApp(catalog_beers, version)).get(f"/{version}/beers?page=1")
 
     assert (r.status_code, r.mimetype, r.get_data()) == (500, mimetype, body)
+
+
+def test_an_unexpected_v2_error_still_carries_the_rate_limit_and_cors_headers(
+    catalog_beers, monkeypatch
+):
+    def broken(*args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(server, "filter_v2", broken)
+    client = Client(PunkApiApp(catalog_beers, rate_limit=10))
+
+    r = client.get("/v2/beers")
+
+    assert r.status_code == 500
+    assert r.headers["X-RateLimit-Limit"] == "10"
+    assert r.headers["X-RateLimit-Remaining"] == "9"  # counted once, like any request
+    assert r.headers["Access-Control-Allow-Origin"] == "*"
+    assert client.get("/v2/beers/1").headers["X-RateLimit-Remaining"] == "8"
 
 
 def test_bodies_are_compact_utf8_json(punkapi_url, catalog_beers):
@@ -770,6 +801,15 @@ def test_injected_errors_have_the_original_shapes(punkapi_server):
     assert "X-RateLimit-Remaining" in r.headers
     url = punkapi_server(error_rate=1.0, error_statuses=(503,), seed=1)
     assert get(f"{url}/beers").status_code == 503
+
+
+@pytest.mark.parametrize("version", ["v2", "v3"])
+def test_an_injected_error_names_its_own_status(catalog_beers, version):
+    faults = Faults(error_rate=1.0, error_statuses=(502,), seed=1)
+    r = Client(PunkApiApp(catalog_beers, version, faults=faults)).get(f"/{version}/beers?page=1")
+    assert r.status_code == 502
+    named = r.json["error"] if version == "v2" else r.json["detail"]
+    assert named == "Bad Gateway"
 
 
 def test_injected_bursts_send_retry_after(punkapi_server):

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -289,8 +290,9 @@ V2_QUERY_RULES = (
     *(QueryRule(n, "text", MSG_TEXT) for n in ("beer_name", "hops", "malt", "yeast", "food")),
 )
 
-_INT_RE = re.compile(r"^[-+]?[0-9]+$")  # validator.js isInt, leading zeroes allowed
-_FLOAT_RE = re.compile(r"^[-+]?(?:[0-9]+)?(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?$")
+# fullmatch, not `$`, which also matches before a final line break ("5\n" is no number)
+_INT_RE = re.compile(r"[-+]?[0-9]+")  # validator.js isInt, leading zeroes allowed
+_FLOAT_RE = re.compile(r"[-+]?(?:[0-9]+)?(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?")
 _DATE_RE = re.compile(r"(0[1-9]|1[0-2])-\d{4}")  # mm-yyyy, the whole value
 
 
@@ -303,14 +305,22 @@ def _js_integer(text: str) -> int | float:
         return -math.inf if text.startswith("-") else math.inf
 
 
+def _reason(status: int) -> str:
+    """The reason phrase of a status ("Bad Gateway"), "Error" for one HTTP does not name."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
 def _valid(rule: QueryRule, value: str) -> bool:
     if rule.kind == "int":
-        if not _INT_RE.match(value):
+        if not _INT_RE.fullmatch(value):
             return False
         number = _js_integer(value)
         return number >= rule.minimum and (rule.maximum is None or number <= rule.maximum)
     if rule.kind == "float":
-        if value in ("", ".", "-", "+") or not _FLOAT_RE.match(value):
+        if value in ("", ".", "-", "+") or not _FLOAT_RE.fullmatch(value):
             return False
         try:
             return float(value) >= rule.minimum
@@ -645,13 +655,19 @@ class PunkApiApp:
                 request, boom(429, "Too Many Requests", MSG_RATE_LIMITED), 429, headers
             )
         if fault and fault.status:
+            phrase = _reason(fault.status)  # "Service Unavailable" for a 503
             body = (
                 boom(500, "Internal Server Error", MSG_INTERNAL)
                 if fault.status == 500
-                else boom(fault.status, "Service Unavailable", "Service Unavailable")
+                else boom(fault.status, phrase, phrase)
             )
             return self._v2_json(request, body, fault.status, headers)
-        response = self._v2_route(request, path[3:])
+        try:
+            response = self._v2_route(request, path[3:])
+        except Exception:  # a bug: still a 500 with the headers every /v2 answer carries
+            log.exception("unhandled error for %s", request.url)
+            body = boom(500, "Internal Server Error", MSG_INTERNAL)
+            response = self._v2_json(request, body, 500)
         response.headers.update(headers)
         if fault and fault.truncate:
             return self._truncate(response)
@@ -759,7 +775,7 @@ class PunkApiApp:
         if fault and fault.status == 500:
             return Response("Internal Server Error", status=500, content_type="text/plain")
         if fault and fault.status:
-            return self._json({"detail": "Service Unavailable"}, fault.status, V3_JSON)
+            return self._json({"detail": _reason(fault.status)}, fault.status, V3_JSON)
         response = self._v3_route(request, parts)
         if fault and fault.truncate:
             return self._truncate(response)
