@@ -187,6 +187,24 @@ def test_ctrl_c_while_the_servers_start_leaves_nothing_behind(
     assert running_children() - before == set()
 
 
+def test_a_punk_api_server_that_cannot_be_spawned_leaves_no_emulator_behind(
+    state_dir: Path, catalog_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_more_processes(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    from brewops.local import runtime
+
+    monkeypatch.setattr(runtime, "_start_punkapi", no_more_processes)
+    before = running_children()
+
+    with pytest.raises(OSError, match="Resource temporarily unavailable"):
+        local.up(deploy=False, catalog=catalog_path)
+
+    assert not (state_dir / "state.json").exists()
+    assert running_children() - before == set()  # not recorded: `down` could not find it
+
+
 def no_room_for_the_state(self: LocalState) -> None:
     raise OSError(errno.ENOSPC, "No space left on device", str(paths.local_state_dir()))
 
@@ -219,6 +237,30 @@ def test_a_restarted_server_that_cannot_be_recorded_is_stopped(
                 local.up(deploy=False)
 
         assert running_children() - before == set()
+    finally:
+        local.down()
+
+
+@pytest.mark.emulator
+def test_a_restarted_server_whose_code_cannot_be_read_is_not_left_behind(
+    state_dir: Path, catalog_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from brewops.local import runtime
+
+    state = local.up(deploy=False, catalog=catalog_path)
+    try:
+        kill(state.services["punkapi"])
+        before = running_children()
+
+        def a_source_file_gone() -> str:  # a checkout that changes while it is read
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", "gone.py")
+
+        with monkeypatch.context() as patched:
+            patched.setattr(runtime, "code_digest", a_source_file_gone)
+            with pytest.raises(FileNotFoundError):
+                local.up(deploy=False)
+
+        assert running_children() - before == set()  # not recorded: `down` could not find it
     finally:
         local.down()
 
@@ -520,6 +562,7 @@ def test_a_damaged_state_is_one_line_and_down_clears_it(state_dir: Path, tmp_pat
     assert status.returncode == 1 and "Traceback" not in status.stderr
     assert "is damaged" in status.stderr and "brewops local down" in status.stderr
     assert stopped.exit_code == 0, stopped.output
+    assert "Nothing to stop" not in stopped.output and "Stopped in" in stopped.output
     assert server.wait(timeout=10) is not None, "the server it named is stopped"
     assert not (state_dir / "state.json").exists()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from brewops.local.state import CREDENTIALS, LocalState, state_file
+from brewops.local.state import CREDENTIALS, LocalState, UnreadableStateError, state_file
 
 
 def _exports(state: LocalState) -> str:
@@ -39,6 +39,15 @@ def _describe(state: LocalState) -> str:
         f"  {_exports(state)}",
     ]
     return "\n".join(lines)
+
+
+def _damaged_state() -> bool:
+    """Whether the recorded state is damaged: `down` stops what it names, and returns None."""
+    try:
+        LocalState.load()
+    except UnreadableStateError:
+        return True
+    return False
 
 
 @click.group()
@@ -80,8 +89,9 @@ def down() -> None:
     from brewops.local import runtime
 
     started = time.perf_counter()
+    damaged = _damaged_state()
     state = runtime.down()
-    if state is None:
+    if state is None and not damaged:
         click.echo("Nothing to stop: the local target is not running.")
     else:
         click.echo(f"Stopped in {time.perf_counter() - started:.1f} s.")

@@ -289,6 +289,7 @@ def _wait_answering(state: LocalState) -> None:
 def _restart_punkapi(state: LocalState, exited: bool = True) -> None:
     """Start the Punk API server again on its old port: the stack's producer has its URL.
     `exited` False: it runs, started from other code than this checkout's; it is stopped."""
+    started_code = code_digest()  # read first: a server started cannot go unrecorded
     old = state.services["punkapi"]
     if not exited:
         processes.stop(old)
@@ -313,7 +314,7 @@ def _restart_punkapi(state: LocalState, exited: bool = True) -> None:
             "start afresh."
         ) from error
     state.services["punkapi"] = service
-    state.punkapi_code_digest = code_digest()
+    state.punkapi_code_digest = started_code
     try:
         state.save()  # recorded at once, so `down` finds it even if it never gets ready
     except BaseException:
@@ -350,8 +351,13 @@ def _start(deploy: bool, catalog: Path, template: Path, stack_name: str) -> Loca
 
     _forget_stream_positions()
     log_dir = paths.local_state_dir() / "logs"
+    started_code = code_digest()  # read first: a server started cannot go unrecorded
     emulator, emulator_service = _start_emulator(log_dir)
-    punkapi, punkapi_service = _start_punkapi(log_dir, catalog)
+    try:
+        punkapi, punkapi_service = _start_punkapi(log_dir, catalog)
+    except BaseException:
+        processes.stop(emulator_service)  # not recorded yet: `down` could not find it
+        raise
     state = LocalState(
         endpoint_url=emulator_service.url,
         region=REGION,
@@ -359,7 +365,7 @@ def _start(deploy: bool, catalog: Path, template: Path, stack_name: str) -> Loca
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
         services={"emulator": emulator_service, "punkapi": punkapi_service},
         punkapi_url=punkapi_service.url,
-        punkapi_code_digest=code_digest(),
+        punkapi_code_digest=started_code,
         catalog=str(catalog),
     )
     try:
