@@ -19,19 +19,20 @@ def repo_root() -> Path:
     return Path.cwd()
 
 
+# a variable set empty counts as unset, as BREWOPS_HOME does: Path("") would be the cwd
 def build_dir() -> Path:
-    return Path(os.environ.get("BREWOPS_BUILD_DIR", repo_root() / "build"))
+    return Path(os.environ.get("BREWOPS_BUILD_DIR") or repo_root() / "build")
 
 
 def cache_dir() -> Path:
     """Downloaded data (the catalogue) lives outside git, shared between checkouts."""
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "brewops"
-    return Path(os.environ.get("BREWOPS_CACHE_DIR", default))
+    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "brewops"
+    return Path(os.environ.get("BREWOPS_CACHE_DIR") or default)
 
 
 def local_state_dir() -> Path:
     """State of the local target: emulator endpoint, server pids, Firehose checkpoints."""
-    return Path(os.environ.get("BREWOPS_LOCAL_STATE_DIR", build_dir() / "local"))
+    return Path(os.environ.get("BREWOPS_LOCAL_STATE_DIR") or build_dir() / "local")
 
 
 def firehose_checkpoints_dir(state_dir: Path | None = None) -> Path:
