@@ -135,3 +135,20 @@ def test_the_punk_api_server_brewops_starts_does_not_repeat_it_in_its_log(
     assert typed.exit_code == spawned.exit_code == 0
     assert "Warning: stale .venv" in typed.stderr  # the user's own command says it
     assert "Warning: stale .venv" not in spawned.stderr  # the server's log does not
+
+
+def test_a_venv_linked_from_elsewhere_is_recorded_and_compared(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+):
+    # .venv a symbolic link to a folder on another disk: the checkout is where the link is
+    checkout = tmp_path.resolve()
+    for name in installed.INSTALLED_FROM:
+        (checkout / name).write_text(f"{name} as installed\n")
+    elsewhere = tmp_path_factory.mktemp("venv-disk").resolve() / "venv"
+    elsewhere.mkdir()
+    (checkout / ".venv").symlink_to(elsewhere)
+
+    installed.record(checkout / ".venv" / ".installed")
+    assert installed.stale_venv_warning(checkout / ".venv", checkout) is None
+    pull(checkout, "requirements.lock")
+    assert installed.stale_venv_warning(checkout / ".venv", checkout) is not None

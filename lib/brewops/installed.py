@@ -31,7 +31,8 @@ def digest(checkout: Path) -> str:
 
 def record(stamp: Path) -> None:
     """Write the digest of the checkout's files into `stamp`, .venv/.installed."""
-    stamp.write_text(digest(stamp.resolve().parent.parent) + "\n")
+    # absolute, not resolved: a .venv linked to another disk is still the checkout's
+    stamp.write_text(digest(stamp.absolute().parent.parent) + "\n")
 
 
 def is_stale(venv: Path, checkout: Path) -> bool:
@@ -55,7 +56,7 @@ def stale_venv_warning(venv: Path | None = None, checkout: Path | None = None) -
     longer matches its requirements.lock or pyproject.toml; None otherwise."""
     venv = Path(sys.prefix) if venv is None else venv
     checkout = CHECKOUT if checkout is None else checkout
-    if venv.resolve() != checkout / ".venv" or not is_stale(venv, checkout):
+    if venv.resolve() != (checkout / ".venv").resolve() or not is_stale(venv, checkout):
         return None
     names = " or ".join(INSTALLED_FROM)
     return (
