@@ -60,7 +60,7 @@ run: catalog ## Execute every notebook against the target (TARGET=local|aws)
 test: catalog $(NODE_STAMP) $(SAM_STAMP) ## Run the whole test suite (lint, unit, integration, notebooks)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: setup ## ruff over .py and .ipynb, mypy over the package
+lint: $(STAMP) ## ruff over .py and .ipynb, mypy over the package
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

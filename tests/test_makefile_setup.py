@@ -161,7 +161,9 @@ def test_the_sam_cli_venv_installs_only_hashed_files(checkout: Path):
     assert "pip sync --quiet --require-hashes --python .venv-sam/bin/python" in result.stdout
 
 
-@pytest.mark.parametrize(("target", "needs_npm_ci"), [("run", False), ("test", True)])
+@pytest.mark.parametrize(
+    ("target", "needs_npm_ci"), [("run", False), ("lint", False), ("test", True)]
+)
 def test_only_the_tests_install_the_node_tools(checkout: Path, target: str, needs_npm_ci: bool):
     # without npm, `make run` gets as far as the fetch, which says what to do instead
     result = make_dry_run(checkout, target)
