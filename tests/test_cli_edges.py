@@ -356,6 +356,21 @@ def test_naming_leaves_an_error_that_names_the_file_or_has_no_number_as_it_is(
     assert raised.value is error
 
 
+def test_a_shared_hold_that_cannot_be_made_exclusive_at_once_is_kept(tmp_path):
+    import fcntl
+
+    from brewops.files import held_alone, shared
+
+    lock = tmp_path / ".runs.lock"
+    with shared(lock) as first:
+        with shared(lock):
+            assert not held_alone(first, wait=False)  # the second holds it too
+        # Linux lets go of a shared flock it fails to turn exclusive: the first must not
+        # have, so with the second gone no one else can hold it alone
+        with lock.open("a") as third, pytest.raises(BlockingIOError):
+            fcntl.flock(third, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
 def test_a_variable_given_as_none_is_unset_for_the_duration_then_put_back(monkeypatch):
     import os
 

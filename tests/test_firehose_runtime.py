@@ -1299,6 +1299,17 @@ def test_without_names_every_kinesis_sourced_delivery_stream_is_delivered(tmp_pa
     assert [json.loads(line)["id"] for line in aws.lines()] == [1]
 
 
+def test_outputs_naming_no_delivery_stream_deliver_none_of_another_stacks(tmp_path):
+    # a stack without the delivery stream outputs: the emulator's other stacks are not its
+    aws = ScriptedAWS(ScriptedKinesis({"shardId-000000000000": numbered(1)}), description())
+
+    report = FirehoseRuntime.from_outputs(
+        {"BucketName": "brewops-other"}, session=aws, state_dir=tmp_path
+    ).drain()
+
+    assert report.streams == [] and aws.lines() == []
+
+
 def test_without_names_every_page_of_delivery_streams_is_listed():
     from brewops.firehose_runtime import kinesis_sourced_delivery_streams
 

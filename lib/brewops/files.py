@@ -84,5 +84,9 @@ def held_alone(handle: TextIO, wait: bool = True) -> bool:
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
     except BlockingIOError:
+        # Linux lets go of a shared hold before converting it, and a refused conversion
+        # leaves it gone: taken again (not waited for: `exclusive` held nothing before)
+        with contextlib.suppress(BlockingIOError):
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
         return False
     return True

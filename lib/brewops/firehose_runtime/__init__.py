@@ -89,7 +89,7 @@ class DrainReport:
 
 
 class FirehoseRuntime:
-    """Every Kinesis-sourced delivery stream (or those named), delivered locally."""
+    """Every Kinesis-sourced delivery stream (or those named, if a list), delivered locally."""
 
     def __init__(
         self,
@@ -106,7 +106,7 @@ class FirehoseRuntime:
 
         session = session or boto3.Session()
         firehose = _client(session, "firehose")
-        if not delivery_streams:
+        if delivery_streams is None:  # [], as from Outputs naming none, is none of them
             delivery_streams = kinesis_sourced_delivery_streams(firehose)
         state = Path(state_dir) if state_dir else paths.local_state_dir()
         store = CheckpointStore(paths.firehose_checkpoints_dir(state))
