@@ -29,7 +29,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from brewops.errors import ActionableError
+from brewops.errors import ActionableError, refused_deletions
 from brewops.firehose_runtime import describe
 from brewops.firehose_runtime.prefixes import static_root
 from brewops.jsontext import parse_json
@@ -530,12 +530,5 @@ def delete_delivered(outputs: Mapping[str, str], session: Any = None) -> int:
         )
         refused += answer.get("Errors", [])
     if refused:
-        named = "; ".join(
-            f"{e.get('Key')}: {e.get('Code')} {e.get('Message', '')}".strip() for e in refused[:5]
-        )
-        raise ObjectsNotDeleted(
-            f"{len(refused)} of {len(keys)} objects in s3://{where.bucket} were not deleted "
-            f"({named}). Check that the credentials may s3:DeleteObject there and that no "
-            "object lock or legal hold keeps them."
-        )
+        raise ObjectsNotDeleted(refused_deletions(refused, len(keys), f"in s3://{where.bucket}"))
     return len(keys)

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from brewops.errors import ActionableError
+from brewops.errors import ActionableError, refused_deletions
 from brewops.files import naming
 from brewops.jsontext import parse_json
 
@@ -635,13 +635,8 @@ def delete_version(registry_uri: str, version: str, client: Any = None) -> int:
                 refused += answer.get("Errors", [])
                 listed += len(keys)
     if refused:
-        named = "; ".join(
-            f"{e.get('Key')}: {e.get('Code')} {e.get('Message', '')}".strip() for e in refused[:5]
-        )
         raise RegistryError(
-            f"{len(refused)} of {listed} objects of version {version} in s3://{bucket} were not "
-            f"deleted ({named}). Check that your AWS credentials may s3:DeleteObject there and "
-            "that no object lock or legal hold keeps them."
+            refused_deletions(refused, listed, f"of version {version} in s3://{bucket}")
         )
     return listed
 
