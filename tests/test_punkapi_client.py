@@ -7,6 +7,7 @@ import functools
 import gzip
 import http.server
 import io
+import itertools
 import json
 import logging
 import socket
@@ -221,6 +222,21 @@ def test_paging_stops_on_a_short_page(punkapi_url):
     c = client(punkapi_url)
     assert len(list(c.iter_beers(per_page=25, ibu_gt=100))) < 25
     assert c.requests_made == 1
+
+
+@pytest.mark.parametrize("pages", [1, 2])
+def test_a_server_that_ignores_the_page_stops_the_crawl_instead_of_repeating_it(
+    catalog_beers, pages
+):
+    # full pages that come round again: page 1 forever, or pages 1, 2, 1, 2…
+    answers = [(200, catalog_beers[2 * n : 2 * n + 2], {}) for n in range(pages)]
+    session = ScriptedSession(*answers * 50)
+    c = client("http://punk.test/v2", session=session)
+    crawled = []
+    with pytest.raises(SchemaError, match=f"page {pages + 1} repeats page") as info:
+        crawled.extend(itertools.islice(c.iter_beers(per_page=2), 100))
+    assert info.value.field == "<response>"
+    assert crawled == catalog_beers[: 2 * pages]  # each beer once
 
 
 # ----------------------------------------------------------------------------- errors
@@ -512,6 +528,22 @@ def test_a_retry_after_of_zero_is_honoured_not_ignored():
     c = client("http://punk.test/v2", session=session, backoff=0.5)
     assert c.beers() == []
     assert c._sleep == [0]  # come back now, not after our own 0.5-1.0 s backoff
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Tokyo", "America/New_York"])
+def test_a_retry_after_date_in_the_asctime_form_is_in_gmt_wherever_the_client_runs(
+    monkeypatch, zone
+):
+    # HTTP's third date form names no zone: it is GMT, like the other two (RFC 9110, 5.6.7)
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        for date in ("Mon Jan 12 13:46:50 1970", "Mon, 12 Jan 1970 13:46:50 -0000"):
+            hint = retry_after_seconds(fake_response(**{"Retry-After": date}), 1_000_000.0)
+            assert hint == pytest.approx(10)  # epoch 1_000_010
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_a_retry_after_date_in_the_past_is_no_wait():

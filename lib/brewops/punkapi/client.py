@@ -18,6 +18,7 @@ Kept free of pandas: the producer Lambda uses this module.
 from __future__ import annotations
 
 import codecs
+import datetime
 import email.message
 import email.utils
 import ipaddress
@@ -103,7 +104,11 @@ def retry_after_seconds(response: requests.Response, now: float | None = None) -
         if seconds is not None:
             return seconds
         try:
-            return max(email.utils.parsedate_to_datetime(header).timestamp() - now, 0.0)
+            when = email.utils.parsedate_to_datetime(header)
+            # an HTTP date is GMT, also in the asctime form that names no zone
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=datetime.UTC)
+            return max(when.timestamp() - now, 0.0)
         except (TypeError, ValueError, OverflowError):
             pass
     reset = response.headers.get("X-RateLimit-Reset")
@@ -239,7 +244,10 @@ class PunkApiClient:
     def iter_beers(
         self, per_page: int = MAX_PER_PAGE, progress: bool = False, **filters: Any
     ) -> Iterator[dict[str, Any]]:
-        """Every matching beer, page after page until a short or empty page."""
+        """Every matching beer, page after page until a short or empty page.
+
+        A full page equal to the first or the previous one raises SchemaError: a server
+        that ignores `page` would otherwise repeat its beers without end."""
         bar = None
         if progress:
             from brewops.progress import ProgressBar  # only a crawl with a bar needs it
@@ -247,8 +255,20 @@ class PunkApiClient:
             bar = ProgressBar(desc=f"Crawling {self.base_url}", unit=" beers")
         try:
             page = 1
+            first: list[dict] | None = None
+            previous: list[dict] | None = None
             while True:
                 beers = self.beers(page=page, per_page=per_page, **filters)
+                for number, seen in ((1, first), (page - 1, previous)):
+                    if beers and beers == seen:
+                        raise SchemaError(
+                            f"{self.base_url}/beers page {page} repeats page {number}: the "
+                            "server ignores the page parameter; check that the URL names a "
+                            "Punk API server",
+                            field="<response>",
+                        )
+                first = beers if first is None else first
+                previous = beers
                 if bar is not None:
                     bar.update(len(beers))
                 yield from beers
