@@ -55,10 +55,21 @@ def worker(outputs: dict[str, str], state_dir: str) -> None:
     runtime = FirehoseRuntime.from_outputs(outputs, state_dir=state_dir, progress=False)
     report = runtime.drain()
     seconds = time.perf_counter() - started
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(
-        json.dumps({"seconds": seconds, "peak_rss_mb": peak_kib / 1024, "streams": report.rows()})
+        json.dumps(
+            {"seconds": seconds, "peak_rss_mb": own_peak_kib() / 1024, "streams": report.rows()}
+        )
     )
+
+
+def own_peak_kib() -> int:
+    """Peak resident memory of this process alone: ru_maxrss would be at least the peak of
+    the process that started it, which Linux carries across exec; VmHWM starts afresh."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB, where there is no /proc
 
 
 def main() -> None:

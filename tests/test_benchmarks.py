@@ -112,3 +112,39 @@ def test_a_benchmark_refuses_arguments_it_cannot_measure_with(script, arguments,
     assert result.returncode == 2, result.stderr
     assert refusal in result.stderr
     assert "Traceback" not in result.stderr
+
+
+DRAIN_NOTHING = """
+import runpy, sys
+from brewops import firehose_runtime
+
+class Drained:
+    def rows(self):
+        return []
+
+class Runtime:
+    @classmethod
+    def from_outputs(cls, outputs, **options):
+        return cls()
+
+    def drain(self):
+        return Drained()
+
+firehose_runtime.FirehoseRuntime = Runtime
+sys.argv = [sys.argv[1], "--worker", '{"outputs": {}, "state_dir": "unused"}']
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_the_draining_process_reports_its_own_peak_memory_not_its_parents():
+    # Linux carries a process's peak RSS across exec: a large parent would set the floor
+    parent_peak = b"\x01" * (768 * 1024 * 1024)
+    result = subprocess.run(
+        [sys.executable, "-c", DRAIN_NOTHING, str(BENCHMARKS / "firehose_runtime.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    del parent_peak
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["peak_rss_mb"] < 512
