@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import Any
 
 import botocore.utils
 import psutil
@@ -221,43 +222,34 @@ def test_a_state_that_cannot_be_recorded_leaves_no_server_behind(
     assert running_children() - before == set()  # `down` could not have found them
 
 
-@pytest.mark.emulator
-def test_a_restarted_server_that_cannot_be_recorded_is_stopped(
-    state_dir: Path, catalog_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    state = local.up(deploy=False, catalog=catalog_path)
-    try:
-        punkapi = state.services["punkapi"]
-        kill(punkapi)
-        before = running_children()
-
-        with monkeypatch.context() as patched:
-            patched.setattr(LocalState, "save", no_room_for_the_state)
-            with pytest.raises(OSError, match="No space left"):
-                local.up(deploy=False)
-
-        assert running_children() - before == set()
-    finally:
-        local.down()
+def a_source_file_gone() -> str:  # a checkout that changes while it is read
+    raise FileNotFoundError(errno.ENOENT, "No such file or directory", "gone.py")
 
 
 @pytest.mark.emulator
-def test_a_restarted_server_whose_code_cannot_be_read_is_not_left_behind(
-    state_dir: Path, catalog_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("failing", "failure"),
+    [
+        ((LocalState, "save", no_room_for_the_state), OSError),
+        (("brewops.local.runtime.code_digest", a_source_file_gone), FileNotFoundError),
+    ],
+    ids=["state-cannot-be-saved", "code-cannot-be-read"],
+)
+def test_a_restarted_server_that_cannot_be_recorded_is_not_left_behind(
+    state_dir: Path,
+    catalog_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    failing: tuple[Any, ...],
+    failure: type[Exception],
 ) -> None:
-    from brewops.local import runtime
-
     state = local.up(deploy=False, catalog=catalog_path)
     try:
         kill(state.services["punkapi"])
         before = running_children()
 
-        def a_source_file_gone() -> str:  # a checkout that changes while it is read
-            raise FileNotFoundError(errno.ENOENT, "No such file or directory", "gone.py")
-
         with monkeypatch.context() as patched:
-            patched.setattr(runtime, "code_digest", a_source_file_gone)
-            with pytest.raises(FileNotFoundError):
+            patched.setattr(*failing)
+            with pytest.raises(failure):
                 local.up(deploy=False)
 
         assert running_children() - before == set()  # not recorded: `down` could not find it
