@@ -493,8 +493,10 @@ class _PagedS3:
         self.deleted.append([item["Key"] for item in Delete["Objects"]])
         return {}  # Quiet: only the keys S3 refused are answered
 
-    def upload_file(self, filename: str, bucket: str, key: str) -> None:
-        self.uploaded.append(f"s3://{bucket}/{key}")
+    def put_object(self, Bucket: str, Key: str, Body: Any, IfNoneMatch: str) -> dict:
+        assert IfNoneMatch == "*"  # a version is never overwritten
+        self.uploaded.append(f"s3://{Bucket}/{Key}")
+        return {}
 
 
 V1, V2 = "20250101T000000Z-abcdef12", "20250601T000000Z-abcdef12"
@@ -718,7 +720,6 @@ def test_a_bucket_that_does_not_exist_is_one_line_saying_what_to_check(bucket, c
 @pytest.mark.emulator
 def test_writing_to_a_bucket_that_does_not_exist_says_what_to_check(trained, bucket):
     missing = f"s3://{bucket}-missing/models/ibu/"
-    # an upload fails with the transfer manager's own error, not botocore's
     with pytest.raises(registry.RegistryError, match="Check the bucket name"):
         registry.register(trained.model, trained.metrics, trained.card, missing)
     with pytest.raises(registry.RegistryError, match=r"NoSuchBucket.*Check the bucket name"):
@@ -1013,3 +1014,91 @@ def test_beer_names_are_kept_in_a_shell_whose_locale_is_not_utf_8(trained, tmp_p
     assert again.stdout.strip() == ascii(["Bräu Æble", "v-bräu"])
     markdown = (tmp_path / "again" / registry.CARD_MARKDOWN_FILE).read_text(encoding="utf-8")
     assert "v-bräu" in markdown
+
+
+@pytest.mark.emulator
+def test_two_registrations_of_the_same_data_in_the_same_second_both_stay(trained, registry_uri):
+    # GIVEN a version registered at a moment, and the bytes of its files
+    moment = datetime(2025, 1, 2, 3, 4, 5, 600_000, tzinfo=UTC)
+    first, first_uri = registry.register(
+        trained.model, trained.metrics, trained.card, registry_uri, now=moment
+    )
+    bucket, prefix = registry.split_uri(registry_uri)
+    s3 = boto3.client("s3")
+
+    def files(version: str) -> dict[str, bytes]:
+        return {
+            name: s3.get_object(Bucket=bucket, Key=f"{prefix}{version}/{name}")["Body"].read()
+            for name in registry.VERSION_FILES
+        }
+
+    before = files(first)
+    other = {**trained.metrics, "cv": {**trained.metrics["cv"], "accuracy": 0.125}}
+
+    # WHEN the same data is registered again in the same second
+    second, second_uri = registry.register(
+        trained.model, other, trained.card, registry_uri, now=moment.replace(microsecond=900_000)
+    )
+
+    # THEN the second takes the next second: both are listed, in order, the first unchanged
+    assert (first, second) == (
+        registry.new_version(trained.card["data"]["sha256"], moment),
+        registry.new_version(trained.card["data"]["sha256"], moment + timedelta(seconds=1)),
+    )
+    assert (first_uri, second_uri) == (f"{registry_uri}{first}/", f"{registry_uri}{second}/")
+    assert registry.list_versions(registry_uri) == [first, second]
+    assert files(first) == before
+    assert registry.load_version(registry_uri, second).card["version"] == second
+    assert json.loads(files(second)[registry.METRICS_FILE])["cv"]["accuracy"] == 0.125
+
+
+@pytest.mark.emulator
+def test_publishing_a_version_that_is_there_is_refused_and_leaves_it_unchanged(
+    trained, registry_uri, tmp_path
+):
+    # GIVEN a registered version, and its model card as stored
+    registry.register(trained.model, trained.metrics, trained.card, registry_uri, V1)
+    bucket, prefix = registry.split_uri(registry_uri)
+    s3 = boto3.client("s3")
+    key = f"{prefix}{V1}/{registry.CARD_FILE}"
+    card = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    # WHEN another model is registered, or a folder published, under the same version
+    other = {**trained.metrics, "cv": {**trained.metrics["cv"], "accuracy": 0.125}}
+    with pytest.raises(
+        registry.VersionExistsError, match=f"{V1}/ already holds a version .*delete_version"
+    ):
+        registry.register(trained.model, other, trained.card, registry_uri, V1)
+    folder = registry.save(trained.model, other, {**trained.card, "version": V1}, tmp_path)
+    with pytest.raises(registry.VersionExistsError, match=f"{V1}/ already holds a version"):
+        registry.publish(folder, registry_uri, V1)
+
+    # THEN the version holds what it held
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == card
+    assert registry.load_version(registry_uri, V1).metrics["cv"]["accuracy"] != 0.125
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "refusal"),
+    [
+        (412, "PreconditionFailed", registry.VersionExistsError),  # the key is there
+        (409, "ConditionalRequestConflict", registry.VersionExistsError),  # being written
+        (403, "AccessDenied", registry.RegistryError),
+    ],
+)
+def test_a_refused_conditional_upload_says_whether_the_version_is_taken(
+    trained, tmp_path, status, code, refusal
+):
+    from botocore.exceptions import ClientError
+
+    class Refusing(_PagedS3):
+        def put_object(self, **kwargs: Any) -> dict:
+            answer = {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+            raise ClientError(answer, "PutObject")
+
+    folder = registry.save(trained.model, trained.metrics, trained.card, tmp_path)
+    with pytest.raises(refusal) as refused:
+        registry.publish(folder, "s3://bucket/models/ibu/", V1, client=Refusing())
+    taken = isinstance(refused.value, registry.VersionExistsError)
+    assert taken == (refusal is registry.VersionExistsError)
+    assert ("already holds a version" in str(refused.value)) == taken

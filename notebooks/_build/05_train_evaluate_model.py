@@ -220,7 +220,8 @@ pd.DataFrame(margins).round(3)
 
 `s3://BUCKET/models/ibu/<version>/` gets the fitted pipeline (`model.joblib`), `metrics.json`
 and the model card. Versions sort in time order: UTC timestamp and the first 8 hex digits of
-the data's sha256.
+the data's sha256. A registered version is never overwritten: the same data registered again
+within the same second takes the next second.
 """),
         code("""
 version = None

@@ -12,7 +12,10 @@ mismatched file but not a replaced one: the card lies beside the model, and whoe
 write one may write both. So load only from a registry whose write access you control (on
 AWS: who may put objects under models/ in the bucket; no role of the stack may).
 
-Version ids sort in time order: `YYYYMMDDTHHMMSSZ-<first 8 hex of the data sha256>`.
+Version ids sort in time order: `YYYYMMDDTHHMMSSZ-<first 8 hex of the data sha256>`, the
+UTC second a version was registered. A registered version is never overwritten: each file
+goes up only if it is not there yet (an S3 conditional write), and a registration of the
+same data in a second already taken takes the next free second.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,11 +46,17 @@ CARD_FILE = "model_card.json"
 CARD_MARKDOWN_FILE = "model_card.md"
 VERSION_FILES = (MODEL_FILE, METRICS_FILE, CARD_FILE, CARD_MARKDOWN_FILE)
 VERSION_PATTERN = re.compile(r"\A\d{8}T\d{6}Z-[0-9a-f]{8}\Z")  # \Z: no trailing newline
-VERSION_TIME = "%Y%m%dT%H%M%SZ"  # a version starts with the UTC time it was registered
+VERSION_TIME = "%Y%m%dT%H%M%SZ"  # a version starts with the UTC second it was registered
+# seconds `register` moves on when the same data was registered in the same second
+_FREE_SECOND_TRIES = 10
 
 
 class RegistryError(RuntimeError, ActionableError):
     """A version is missing, incomplete or does not match its card."""
+
+
+class VersionExistsError(RegistryError):
+    """A version (or part of one) is already under that id: it is not overwritten."""
 
 
 @dataclass
@@ -340,7 +349,11 @@ def _check_version(version: str) -> None:
 
 
 def publish(folder: str | Path, registry_uri: str, version: str, client: Any = None) -> str:
-    """Upload a version folder to <registry_uri><version>/ and return that URI."""
+    """Upload a version folder to <registry_uri><version>/ and return that URI.
+
+    Each file is written only if its key is free (`IfNoneMatch="*"`, which S3 checks
+    atomically): a version already there, complete or not, is left as it is and
+    VersionExistsError raised, also when another upload of that id runs at the same time."""
     _check_version(version)
     bucket, prefix = split_uri(registry_uri)
     folder = Path(folder)
@@ -353,13 +366,35 @@ def publish(folder: str | Path, registry_uri: str, version: str, client: Any = N
             f"{folder} is not a model version folder: missing {', '.join(missing)}; nothing "
             "was published. Give a folder made by `brewops model train --out DIR`."
         )
+    uri = f"s3://{bucket}/{prefix}{version}/"
     with _s3_errors(registry_uri):
         s3 = _s3(client)
         # the card last: a version with a card is complete
         for name in (MODEL_FILE, METRICS_FILE, CARD_MARKDOWN_FILE, CARD_FILE):
             if (folder / name).is_file():
-                s3.upload_file(str(folder / name), bucket, f"{prefix}{version}/{name}")
-    return f"s3://{bucket}/{prefix}{version}/"
+                _put_new(s3, folder / name, bucket, f"{prefix}{version}/{name}", uri)
+    return uri
+
+
+def _put_new(s3: Any, path: Path, bucket: str, key: str, version_uri: str) -> None:
+    """Upload a file to a key that must be free, in one PUT: the transfer manager
+    (`upload_file`) passes no write condition, and a model of a few megabytes is below its
+    multipart threshold anyway."""
+    from botocore.exceptions import ClientError
+
+    try:
+        with open(path, "rb") as body:
+            s3.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*")
+    except ClientError as error:
+        # 412: the key is there; 409: another conditional write of it is under way
+        code = error.response.get("Error", {}).get("Code")
+        if code not in ("PreconditionFailed", "ConditionalRequestConflict"):
+            raise
+        raise VersionExistsError(
+            f"{version_uri} already holds a version (s3://{bucket}/{key} is there): it is not "
+            "overwritten. Register under another version, or first delete that one "
+            "(`registry.delete_version`)."
+        ) from error
 
 
 def register(
@@ -369,14 +404,29 @@ def register(
     registry_uri: str,
     version: str | None = None,
     client: Any = None,
+    now: datetime | None = None,
 ) -> tuple[str, str]:
-    """Write the version locally (a temporary folder) and publish it; (version, uri)."""
-    version = version or new_version(card.get("data", {}).get("sha256", "0" * 8))
-    card = {**card, "version": version}
-    with tempfile.TemporaryDirectory(prefix="brewops-model-") as tmp:
-        save(model, metrics, card, tmp)
-        uri = publish(tmp, registry_uri, version, client=client)
-    return version, uri
+    """Write the version locally (a temporary folder) and publish it; (version, uri).
+
+    Without `version`, the id is `now` (the current time) and the data's sha256; when that
+    id is taken (the same data registered in the same second), the next second's is tried:
+    no version replaces another, and the later registration sorts after. A `version` given
+    that is taken raises VersionExistsError."""
+    data_sha256 = card.get("data", {}).get("sha256", "0" * 8)
+    moment = now or datetime.now(UTC)
+    with _s3_errors(registry_uri):
+        s3 = _s3(client)
+    seconds_later = 0
+    while True:
+        candidate = version or new_version(data_sha256, moment + timedelta(seconds=seconds_later))
+        with tempfile.TemporaryDirectory(prefix="brewops-model-") as tmp:
+            save(model, metrics, {**card, "version": candidate}, tmp)
+            try:
+                return candidate, publish(tmp, registry_uri, candidate, client=s3)
+            except VersionExistsError:
+                seconds_later += 1
+                if version or seconds_later == _FREE_SECOND_TRIES:
+                    raise
 
 
 def list_versions(registry_uri: str, client: Any = None) -> list[str]:
