@@ -630,6 +630,81 @@ def test_samconfig_parameter_overrides_keep_quoted_values_whole(tmp_path, overri
     }
 
 
+def _samconfig_overrides(tmp_path, overrides: str):
+    config = tmp_path / "samconfig.toml"
+    config.write_text(
+        'version = 0.1\n[prod.global.parameters]\nstack_name = "brewops-prod"\n'
+        f"[prod.deploy.parameters]\nparameter_overrides = {overrides}\n"
+    )
+    return config
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        # CloudFormation's long form, which `sam deploy` accepts as well
+        "'ParameterKey=Stage,ParameterValue=prod "
+        'ParameterKey=ScheduleRate,ParameterValue="rate(1 hour)" '
+        "ParameterKey=PunkApiUrl,ParameterValue=https://x/v2?a=b,c=d'",
+        # in a list, each item may take either form
+        '["ParameterKey=Stage,ParameterValue=prod", "ScheduleRate=rate(1 hour)", '
+        '"PunkApiUrl=https://x/v2?a=b,c=d"]',
+    ],
+)
+def test_samconfig_parameter_overrides_in_the_long_form_are_read_as_sam_reads_them(
+    tmp_path, overrides
+):
+    config = _samconfig_overrides(tmp_path, overrides)
+
+    assert infra.sam_config_parameters("prod", config) == {
+        "Stage": "prod",
+        "ScheduleRate": "rate(1 hour)",
+        "PunkApiUrl": "https://x/v2?a=b,c=d",
+    }
+
+
+@pytest.mark.parametrize(
+    ("overrides", "refusal"),
+    [
+        # sam deploy would read the long-form pair alone and leave the Stage out
+        (
+            '"PunkApiVersion=v2 ParameterKey=Stage,ParameterValue=prod"',
+            r"mixes Key=Value with .* leave out PunkApiVersion=v2\): write every pair",
+        ),
+        ('"Stage=prod v2"', r"'v2' is not a parameter; write Key=Value, or ParameterKey="),
+    ],
+)
+def test_samconfig_parameter_overrides_sam_would_misread_are_refused(tmp_path, overrides, refusal):
+    config = _samconfig_overrides(tmp_path, overrides)
+
+    with pytest.raises(ValueError, match=r"parameter_overrides of \[prod.deploy.parameters\]"):
+        infra.sam_config_parameters("prod", config)
+    with pytest.raises(ValueError, match=refusal):
+        infra.sam_config_parameters("prod", config)
+
+
+def test_a_deploy_with_parameters_keeps_the_long_form_stage_of_samconfig(tmp_path, monkeypatch):
+    # GIVEN samconfig.toml's prod environment in the long form
+    config = _samconfig_overrides(
+        tmp_path,
+        '"ParameterKey=Stage,ParameterValue=prod ParameterKey=PunkApiVersion,ParameterValue=v2"',
+    )
+    read = infra._samconfig
+    monkeypatch.setattr(infra, "_samconfig", lambda _default: read(config))
+    calls = tmp_path / "calls"
+    _fake_sam(tmp_path, monkeypatch, f'echo "$@" >> {calls}')
+
+    # WHEN a deploy adds a parameter of its own
+    infra.deploy("aws", "brewops-prod", ScheduleState="DISABLED")
+
+    # THEN the command line, which replaces samconfig's overrides, still holds them all
+    assert (
+        calls.read_text()
+        .splitlines()[-1]
+        .endswith("--parameter-overrides Stage=prod PunkApiVersion=v2 ScheduleState=DISABLED")
+    )
+
+
 def _firehose_session(destination: dict) -> object:
     """A session whose Firehose describes one stream, "cleaned", with `destination`."""
     described = {

@@ -311,15 +311,44 @@ def sam_config_env(stack_name: str, config: Path | None = None) -> str:
     )
 
 
+# CloudFormation's long form of one parameter, which `sam deploy` reads too
+_LONG_FORM_PARAMETER = re.compile(r"ParameterKey=([^,]+),ParameterValue=(.*)", re.DOTALL)
+
+
 def sam_config_parameters(config_env: str, config: Path | None = None) -> dict[str, str]:
-    """The template parameters the samconfig.toml environment sets (`parameter_overrides`)."""
+    """The template parameters the samconfig.toml environment sets (`parameter_overrides`):
+    a string of pairs split at the spaces outside quotes, or a list of one pair each; a pair
+    is `Key=Value` or `ParameterKey=Key,ParameterValue=Value`. One string that mixes the two
+    forms is refused: `sam deploy` would read its long-form pairs alone."""
     import shlex
 
-    _, settings = _samconfig(config)
+    path, settings = _samconfig(config)
     section = settings.get(config_env, {}).get("deploy", {}).get("parameters", {})
     overrides = section.get("parameter_overrides", [])
     pairs = shlex.split(overrides) if isinstance(overrides, str) else list(overrides)
-    return dict(pair.split("=", 1) for pair in pairs)
+    where = f"parameter_overrides of [{config_env}.deploy.parameters] in {path.name}"
+    parameters: dict[str, str] = {}
+    long_form, short_form = [], []
+    for pair in pairs:
+        if match := _LONG_FORM_PARAMETER.fullmatch(pair):
+            long_form.append(pair)
+            parameters[match[1]] = match[2]
+        elif not pair.startswith("=") and "=" in pair:  # the value may be empty
+            short_form.append(pair)
+            key, value = pair.split("=", 1)
+            parameters[key] = value
+        else:
+            raise ValueError(
+                f"{where}: {pair!r} is not a parameter; write Key=Value, or "
+                "ParameterKey=Key,ParameterValue=Value"
+            )
+    if isinstance(overrides, str) and long_form and short_form:
+        raise ValueError(
+            f"{where} mixes Key=Value with ParameterKey=Key,ParameterValue=Value in one "
+            f"string, which `sam deploy` reads as the second form alone (it would leave out "
+            f"{', '.join(short_form)}): write every pair in one form"
+        )
+    return parameters
 
 
 class SamCommandError(RuntimeError, ActionableError):
