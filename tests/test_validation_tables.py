@@ -50,6 +50,24 @@ def test_good_data_passes_and_reports_the_catalogue_quirks(delivered):
     json.dumps(report.to_dict(), default=str)  # serialisable for --json
 
 
+def test_the_known_quirks_say_they_went_unchecked_when_the_cleaned_table_is_not_read(delivered):
+    # GIVEN the real catalogue delivered, validated through the raw table alone
+    raw_only = validation.validate(
+        delivered.tables, expected=_expectation(delivered), tables=["raw"]
+    )
+    assert raw_only.ok
+
+    # THEN asking for the quirks would pass having checked nothing, and the check says so
+    assert validation.known_quirks_missed(raw_only.quality, raw_only.latest["id"]) is None
+    unchecked = validation.known_quirks_unchecked(raw_only)
+    assert unchecked is not None
+    assert unchecked.startswith("the real catalogue's known quirks were not checked")
+    assert "the cleaned table was not read" in unchecked
+
+    # WHEN the cleaned table is validated too THEN there is something to check
+    assert validation.known_quirks_unchecked(validation.validate(delivered.tables)) is None
+
+
 def test_a_column_type_changed_in_the_parquet_is_schema_drift(delivered):
     from fixtures.validation import arrow_schema, cleaned_record
 

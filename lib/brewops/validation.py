@@ -624,6 +624,27 @@ def known_quirks_missed(quality: QualityReport, present: Iterable[int]) -> str |
     )
 
 
+def known_quirks_unchecked(report: ValidationReport) -> str | None:
+    """Why `known_quirks_missed` would have nothing to check in `report`, or None. The
+    quirks are findings of the cleaned table's quality checks (the raw table gets none but
+    unparseable values), asked of the beers it holds."""
+    if "cleaned" not in report.frames:
+        return (
+            "the real catalogue's known quirks were not checked: they are findings of the "
+            "cleaned table's data-quality checks, and the cleaned table was not read (validate "
+            'it too: tables = ["cleaned", "raw"])'
+        )
+    present = integer_ids(report.latest["id"])
+    quirky = sorted(set(KNOWN_QUIRKS.values()))
+    if not present & set(quirky) and not present >= CATALOGUE_IDS:
+        return (
+            "the real catalogue's known quirks were not checked: the cleaned table holds "
+            f"{len(present)} of its {len(CATALOGUE_IDS)} beers, none of them a beer with a "
+            f"known quirk (ids {', '.join(map(str, quirky))})"
+        )
+    return None
+
+
 _FINDING_COLUMNS = ["table", "rule", "column", "id", "value", "check", "row"]
 
 
