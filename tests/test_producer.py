@@ -4,6 +4,7 @@ Lambda on a local Punk API server."""
 
 from __future__ import annotations
 
+import http.server
 import inspect
 import itertools
 import json
@@ -11,12 +12,15 @@ import logging
 import os
 import socket
 import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from brewops import producer
@@ -683,6 +687,85 @@ def test_a_tick_gives_up_retrying_within_the_lambdas_reserve_for_kinesis():
     assert producer.TICK_RETRY_SECONDS + max_backoff < app.KINESIS_RESERVE_SECONDS
 
 
+def test_a_ticks_kinesis_reserve_holds_its_longest_call_and_the_time_to_report_it():
+    # the API stops before the reserve: the first put of a tick must fit in what is left
+    longest = producer.longest_call_seconds(app.KINESIS_CLIENT_CONFIG)
+    assert longest == 2 * (2 + 5) + 1 + 5  # two attempts, a wait and its retry-after
+    assert longest + app.TICK_END_SECONDS <= app.KINESIS_RESERVE_SECONDS
+
+
+@pytest.mark.parametrize(
+    ("retries", "longest"),
+    [
+        ({"total_max_attempts": 1}, 3),
+        ({"mode": "standard", "max_attempts": 2}, 3 * 3 + (1 + 5) + (2 + 5)),
+        ({"mode": "standard"}, 3 * 3 + (1 + 5) + (2 + 5)),
+        (None, 5 * 3 + (1 + 5) + (2 + 5) + (4 + 5) + (8 + 5)),  # legacy: 4 retries
+        ({"total_max_attempts": 8}, 8 * 3 + 1 + 2 + 4 + 8 + 16 + 20 + 20 + 7 * 5),
+    ],
+)
+def test_the_longest_call_waits_out_every_attempt_and_botocores_longest_backoff(retries, longest):
+    config = Config(connect_timeout=1, read_timeout=2, retries=retries)
+
+    assert producer.longest_call_seconds(config) == longest
+
+
+class ConfiguredClient(TakesEverything):
+    """Takes everything, with the botocore configuration of a client."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__()
+        self.meta = SimpleNamespace(config=config)
+
+
+def test_no_call_starts_that_could_end_past_the_deadline():
+    # GIVEN a client whose call may take 7 s
+    client = ConfiguredClient(
+        Config(connect_timeout=2, read_timeout=5, retries={"total_max_attempts": 1})
+    )
+
+    # WHEN beers are put with 6 s, then with 8 s, left
+    short = put_beers(beers(3), "beers", client, deadline=time.monotonic() + 6)
+    ample = put_beers(beers(3), "beers", client, deadline=time.monotonic() + 8)
+
+    # THEN the first makes no call and reports every record, saying why
+    assert (short.calls, short.sent, len(short.failed)) == (0, 0, 3)
+    assert {f.error_code for f in short.failed} == {"OutOfTime"}
+    assert "a PutRecords call may take 7.0 s" in short.failed[0].error_message
+    with pytest.raises(ProduceError, match=r"3 of 3 records not sent.*OutOfTime"):
+        short.raise_for_failures()
+    assert ample.ok and ample.calls == 1 and len(client.requests) == 1
+
+
+def test_no_retry_waits_for_a_call_that_could_end_past_the_deadline():
+    # GIVEN a stream that throttles every call, through a client whose call may take 1 s
+    class Throttling(ConfiguredClient):
+        def put_records(self, **request: Any) -> dict[str, Any]:
+            super().put_records(**request)
+            raise ClientError({"Error": {"Code": THROTTLED, "Message": "Rate exceeded"}}, "")
+
+    client = Throttling(
+        Config(connect_timeout=0.5, read_timeout=0.5, retries={"total_max_attempts": 1})
+    )
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        time.sleep(seconds)
+
+    # WHEN beers are put with 2 s left, each wait of the retries as long as it may be
+    deadline = time.monotonic() + 2
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("tenacity.wait.random", SimpleNamespace(uniform=lambda low, high: high))
+        report = put_beers(beers(2), "beers", client, deadline=deadline, sleep=sleep)
+
+    # THEN it retries while the wait and the longest call end by the deadline: after
+    # 0.1, 0.2 and 0.4 s, not after 0.8 s more (0.7 + 0.8 + 1 > 2)
+    assert waits == [0.1, 0.2, 0.4][: len(waits)] and waits
+    assert report.calls == len(waits) + 1 and time.monotonic() < deadline
+    assert {f.error_code for f in report.failed} == {THROTTLED}
+
+
 @pytest.mark.emulator
 def test_errors_that_retrying_cannot_fix_are_not_retried(kinesis_client):
     report = put_beers(beers(5), "no-such-stream", kinesis_client, sleep=no_sleep())
@@ -891,6 +974,74 @@ def test_a_tick_whose_kinesis_never_answers_fails_with_the_reason_in_time(
     (error,) = raised
     assert isinstance(error, ProduceError)
     assert {f.error_code for f in error.report.failed} == {"ReadTimeoutError"}
+
+
+class ThrottlingThenSilent(http.server.BaseHTTPRequestHandler):
+    """A Kinesis endpoint that throttles every call at once for `throttling_seconds` after
+    the first, then takes calls and never answers them (until `release` is set)."""
+
+    throttling_seconds = 3.5
+    release = threading.Event()
+    calls: ClassVar[list[float]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.calls.append(time.monotonic())
+        if self.calls[-1] - self.calls[0] > self.throttling_seconds:
+            self.release.wait(60)
+            return
+        body = json.dumps({"__type": THROTTLED, "message": "Rate exceeded for shard"}).encode()
+        self.send_response(400)
+        self.send_header("Content-Type", "application/x-amz-json-1.1")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def throttling_then_silent_kinesis() -> Iterator[type[ThrottlingThenSilent]]:
+    handler = type("Endpoint", (ThrottlingThenSilent,), {"calls": [], "release": threading.Event()})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    handler.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
+    yield handler
+    handler.release.set()
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.emulator
+def test_a_tick_into_a_throttling_then_silent_kinesis_ends_before_the_functions_timeout(
+    lambda_env, punkapi_url, load_event, throttling_then_silent_kinesis, monkeypatch
+):
+    # GIVEN a function with 4 s left, keeping 3 s for Kinesis, whose client waits at most
+    # 1.5 s for an answer (the template's 60 s, scaled down)
+    kinesis = throttling_then_silent_kinesis
+    lambda_env.setenv("AWS_ENDPOINT_URL", kinesis.url)
+    lambda_env.setenv("PUNKAPI_URL", punkapi_url)
+    quick = Config(connect_timeout=0.5, read_timeout=1.0, retries={"total_max_attempts": 1})
+    monkeypatch.setattr(app, "KINESIS_CLIENT_CONFIG", quick)
+    monkeypatch.setattr(app, "KINESIS_RESERVE_SECONDS", 3.0)
+    context = ShortOnTime(remaining_ms=4000)
+    # each wait between tries as long as it may be: eight quick throttles in a row would
+    # end the tick (max_attempts) before the endpoint falls silent
+    monkeypatch.setattr("tenacity.wait.random", SimpleNamespace(uniform=lambda low, high: high))
+
+    # WHEN a tick runs
+    started = time.monotonic()
+    with pytest.raises(ProduceError) as raised:
+        app.handler(load_event("eventbridge_scheduled"), context)
+    took = time.monotonic() - started
+
+    # THEN it retries while a call still fits in the time left, then gives up in time,
+    # with the reason of its last call
+    assert took < 4.0, f"the tick took {took:.1f} s of the 4 s left"
+    assert len(kinesis.calls) > 1
+    assert {f.error_code for f in raised.value.report.failed} == {THROTTLED}
 
 
 @pytest.mark.emulator

@@ -6,9 +6,13 @@ Kinesis limits (500 records and 5 MiB per call, 1 MiB per record); nothing is do
 record after that (no per-record logging or copies). Entries that come back with an
 `ErrorCode`, and calls rejected for throttling, are retried with exponential backoff and
 full jitter, for as long as the retries get records in (a shard takes 1 MiB or 1,000
-records a second: a backfill goes at its pace); nothing else is re-sent, so a retry never
-duplicates an accepted record.
-Whatever could not be sent is in the `ProduceReport`, with its reason.
+records a second: a backfill goes at its pace); nothing else is re-sent, so these retries
+never duplicate an accepted record. botocore's own retry of a call whose answer was lost
+(a read timeout) sends the whole call again, so a record can arrive twice: readers keep
+the latest record per beer id (`tables.latest_per_id`).
+With a deadline, no call starts unless the longest it can take (its client's timeouts and
+retries) ends before then. Whatever could not be sent is in the `ProduceReport`, with its
+reason.
 """
 
 from __future__ import annotations
@@ -44,6 +48,11 @@ MAX_PARTITION_KEY_LENGTH = 256  # Unicode characters; a longer key fails the who
 # A tick stops retrying its puts this long after the first: with the last wait and call it
 # stays within the producer Lambda's reserve for Kinesis (KINESIS_RESERVE_SECONDS)
 TICK_RETRY_SECONDS = 10.0
+
+# botocore's longest wait between the attempts of one call: its backoff is capped at 20 s,
+# and an answer with x-amz-retry-after adds up to 5 s to it
+BOTOCORE_MAX_BACKOFF_SECONDS = 20.0
+BOTOCORE_RETRY_AFTER_EXTRA_SECONDS = 5.0
 
 # Whole-call errors worth another attempt: the stream (or its KMS key) is busy, not wrong.
 RETRYABLE_ERROR_CODES = frozenset(
@@ -121,6 +130,36 @@ class _EntriesFailed(Exception):
     """Some entries of a PutRecords call came back with an ErrorCode."""
 
 
+class _OutOfTime(Exception):
+    """Too little time is left before the deadline for a call to end by it."""
+
+
+def longest_call_seconds(config: Any) -> float:
+    """The longest one boto3 call can take under `config` (a botocore Config): every attempt
+    waiting its connect and read timeouts out, with botocore's longest waits between them
+    (1, 2, 4... s, capped at 20 s, each up to 5 s longer when the answer asks for it).
+    A read timeout bounds each wait for a byte of the answer, not the whole exchange: an
+    endpoint that trickles its answer is not bounded by this."""
+    retries = config.retries or {}
+    if "total_max_attempts" in retries:
+        attempts = retries["total_max_attempts"]
+    elif "max_attempts" in retries:  # retries, not counting the first attempt
+        attempts = retries["max_attempts"] + 1
+    else:  # botocore's defaults: 5 attempts in legacy mode, 3 in standard and adaptive
+        attempts = 5 if retries.get("mode", "legacy") == "legacy" else 3
+    waits = sum(
+        min(2.0**retry, BOTOCORE_MAX_BACKOFF_SECONDS) + BOTOCORE_RETRY_AFTER_EXTRA_SECONDS
+        for retry in range(attempts - 1)
+    )
+    return attempts * (config.connect_timeout + config.read_timeout) + waits
+
+
+def _longest_call_of(client: Any) -> float:
+    """The longest a call of `client` can take; 0 for a double without a botocore config."""
+    config = getattr(getattr(client, "meta", None), "config", None)
+    return longest_call_seconds(config) if config is not None else 0.0
+
+
 def _retryable(error: BaseException) -> bool:
     if isinstance(error, _EntriesFailed):
         return True
@@ -163,6 +202,7 @@ class _Sender:
         *,
         max_attempts: int,
         max_seconds: float | None,
+        deadline: float | None,
         backoff: float,
         max_backoff: float,
         sleep: Callable[[float], None],
@@ -176,12 +216,23 @@ class _Sender:
         self.log = log
         self.max_attempts = max_attempts
         self.out_of_time = stop_never if max_seconds is None else stop_after_delay(max_seconds)
+        self.deadline = deadline
+        self.longest_call = _longest_call_of(client) if deadline is not None else 0.0
         self.retrying = Retrying(
             wait=wait_random_exponential(multiplier=backoff, max=max_backoff),
             retry=retry_if_exception(_retryable),
             sleep=sleep,
             reraise=True,
         )
+
+    def _call_would_end_past_deadline(self, state: RetryCallState) -> bool:
+        """True when a call started after the coming wait could end past the deadline."""
+        return self._past_deadline(state.upcoming_sleep)
+
+    def _past_deadline(self, wait: float) -> bool:
+        if self.deadline is None:
+            return False
+        return time.monotonic() + wait + self.longest_call > self.deadline
 
     def _put(
         self, entries: list[Entry], tally: _Tally, errors: dict[int, tuple[str, str]]
@@ -220,10 +271,16 @@ class _Sender:
 
         try:
             # tenacity calls any callable as a stop condition; stop_any is annotated for its own
-            stop = stop_any(stalled, self.out_of_time)  # type: ignore[arg-type]
+            stop = stop_any(
+                stalled,  # type: ignore[arg-type]
+                self.out_of_time,
+                self._call_would_end_past_deadline,  # type: ignore[arg-type]
+            )
             for attempt in self.retrying.copy(stop=stop):
                 with attempt:
                     number = attempt.retry_state.attempt_number
+                    if number == 1 and self._past_deadline(0.0):
+                        raise _OutOfTime  # the retries check before their wait
                     if number > 1:
                         tally.retried += len(pending)
                     left = len(pending)
@@ -234,6 +291,14 @@ class _Sender:
                         raise _EntriesFailed
         except _EntriesFailed:
             pass
+        except _OutOfTime:
+            seconds_left = max((self.deadline or 0.0) - time.monotonic(), 0.0)
+            reason = (
+                "OutOfTime",
+                f"{seconds_left:.1f} s left before the deadline, and a PutRecords call may take "
+                f"{self.longest_call:.1f} s: not sent",
+            )
+            errors.update((id(entry), reason) for entry in pending)
         except ClientError as error:
             details = error.response.get("Error", {})
             reason = (details.get("Code", "ClientError"), details.get("Message", ""))
@@ -337,6 +402,7 @@ def put_payloads(
     concurrency: int = 4,
     max_attempts: int = 8,
     max_seconds: float | None = None,
+    deadline: float | None = None,
     backoff: float = 0.1,
     max_backoff: float = 5.0,
     sleep: Callable[[float], None] = time.sleep,
@@ -356,8 +422,11 @@ def put_payloads(
     the number of records settled after each call. `max_attempts` counts the tries of a
     batch from the first, or from the last one that got records in: a shard at its write
     limit slows a backfill down without failing it. With `max_seconds`, no retry of a batch
-    starts that long after its first try. The wait after try n is random in
-    [0, min(max_backoff, backoff * 2**(n - 1))].
+    starts that long after its first try. With `deadline` (a time.monotonic() value), no
+    call starts, and no wait before one, unless the longest the call can take under the
+    client's botocore Config (`longest_call_seconds`) ends by then: the records it would
+    have sent are reported as failed, with the last reason or "OutOfTime". The wait after
+    try n is random in [0, min(max_backoff, backoff * 2**(n - 1))].
     """
     log = log or logger
     client = kinesis_client or _default_client()
@@ -372,6 +441,7 @@ def put_payloads(
         report,
         max_attempts=max_attempts,
         max_seconds=max_seconds,
+        deadline=deadline,
         backoff=backoff,
         max_backoff=max_backoff,
         sleep=sleep,
@@ -464,12 +534,15 @@ def produce_random_beers(
     count: int = 1,
     kinesis_client: Any = None,
     log: Any = None,
+    deadline: float | None = None,
     **context: Any,
 ) -> dict[str, Any]:
     """One scheduled tick: fetch `count` random beers from the API and put them.
 
     Returns a summary for the logs; raises `ProduceError` when a beer was not accepted,
     so the invocation counts as failed and is visible in the function's error metric.
+    With `deadline` (a time.monotonic() value, before the function's timeout) the puts end
+    by then, whatever Kinesis does; the API client keeps its own deadline.
     """
     log = log or logger
     try:
@@ -477,7 +550,14 @@ def produce_random_beers(
     except Exception:
         log.exception("no beers from the Punk API", extra={"requested": count, **context})
         raise
-    report = put_beers(beers, stream_name, kinesis_client, log=log, max_seconds=TICK_RETRY_SECONDS)
+    report = put_beers(
+        beers,
+        stream_name,
+        kinesis_client,
+        log=log,
+        max_seconds=TICK_RETRY_SECONDS,
+        deadline=deadline,
+    )
     summary = {
         **context,
         "requested": count,

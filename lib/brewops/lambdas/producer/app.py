@@ -23,7 +23,10 @@ logger = Logger(service="brewops-producer")
 
 # Seconds of the invocation kept for the Kinesis puts and their retries: the Punk API client
 # stops retrying before then, so a tick that cannot get beers says why before it times out.
-KINESIS_RESERVE_SECONDS = 20.0
+# It holds the longest PutRecords call (longest_call_seconds) and TICK_END_SECONDS.
+KINESIS_RESERVE_SECONDS = 25.0
+# The puts end this long before the function's timeout: time to log and return the failure
+TICK_END_SECONDS = 1.0
 # botocore's defaults (60 s to connect, 60 s to read, then retries) would outlast the reserve
 # and the function: a Kinesis that never answers must fail the puts, with the reason, in time.
 KINESIS_CLIENT_CONFIG = Config(
@@ -87,7 +90,13 @@ def handler(event: EventBridgeEvent, context: LambdaContext) -> dict:
     wiring = dependencies()
     api = wiring["api"]  # lives across invocations: this tick's budget and errors only
     remaining = context.get_remaining_time_in_millis() / 1000.0
-    api.deadline = time.monotonic() + max(remaining - KINESIS_RESERVE_SECONDS, 0.0)
+    now = time.monotonic()
+    api.deadline = now + max(remaining - KINESIS_RESERVE_SECONDS, 0.0)
     api.schema_errors.clear()
     # a constant Input on the rule, or a test invocation, has no "time": it is still a tick
-    return produce_random_beers(**wiring, log=logger, scheduled_at=event.get("time"))
+    return produce_random_beers(
+        **wiring,
+        log=logger,
+        deadline=now + remaining - TICK_END_SECONDS,
+        scheduled_at=event.get("time"),
+    )
