@@ -825,6 +825,32 @@ def test_a_run_stops_the_local_target_it_started_only_once_another_run_using_it_
     assert downs == [True]
 
 
+def test_a_run_interrupted_while_waiting_for_another_says_the_target_is_left_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(tmp_path))
+    downs: list[bool] = []
+    said: list[str] = []
+    monkeypatch.setattr(local, "up", lambda: SimpleNamespace(already_running=False))
+    monkeypatch.setattr(local, "down", lambda: downs.append(True))
+    monkeypatch.setattr(click, "echo", lambda message, **kwargs: said.append(message))
+
+    def ctrl_c_while_waiting(handle: Any, wait: bool = True) -> bool:
+        if wait:
+            raise KeyboardInterrupt
+        return False  # another run holds the target too
+
+    monkeypatch.setattr(runner, "held_alone", ctrl_c_while_waiting)
+
+    with pytest.raises(KeyboardInterrupt), runner.target_services("local"):
+        pass
+
+    # the other run found the target running and will not stop it: the last words say so
+    assert downs == []
+    assert "left running for the other `brewops run`" in said[-1]
+    assert "`brewops local down` stops it once that run has ended" in said[-1]
+
+
 def test_a_run_waits_for_another_writing_the_same_build_folder(
     notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):

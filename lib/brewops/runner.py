@@ -232,7 +232,15 @@ def target_services(target: str) -> Iterator[None]:
                         "==> local target: another `brewops run` is using it; stopping it "
                         "when that run ends"
                     )
-                    held_alone(runs)
+                    try:
+                        held_alone(runs)
+                    except KeyboardInterrupt:
+                        # the other run found it running: it will not stop it either
+                        _say(
+                            "==> local target: left running for the other `brewops run`; "
+                            "`brewops local down` stops it once that run has ended"
+                        )
+                        raise
                 _say("==> local target: stopping what this run started")
                 local.down()
 
