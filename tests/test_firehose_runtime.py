@@ -1969,6 +1969,129 @@ def test_ctrl_c_during_a_gzip_write_still_delivers_what_was_read(tmp_path):
     assert report.streams[0].delivered == 2
 
 
+@pytest.mark.parametrize("at_save", [1, 2], ids=["pending", "commit"])
+@pytest.mark.parametrize("replaced", [False, True], ids=["before-replace", "after-replace"])
+def test_ctrl_c_during_a_checkpoint_save_still_delivers_what_was_read_once(
+    tmp_path, monkeypatch, at_save, replaced
+):
+    # Ctrl-C lands in the save of the flush's pending position (1) or of its commit (2),
+    # before the file is replaced or after it (in the fsync of its folder): the run's
+    # closing flush delivers the same records, once, and counts them
+    kinesis = ScriptedKinesis({"shardId-000000000000": numbered(1, 2)})
+    hints = {"SizeInMBs": 64, "IntervalInSeconds": 0}  # each poll's records written at once
+    aws = ScriptedAWS(kinesis, description(BufferingHints=hints))
+    saves, save = 0, CheckpointStore.save
+
+    def interrupted_save(store, checkpoint, name):
+        nonlocal saves
+        saves += 1
+        if saves == at_save:
+            if replaced:
+                save(store, checkpoint, name)
+            raise KeyboardInterrupt
+        save(store, checkpoint, name)
+
+    monkeypatch.setattr(CheckpointStore, "save", interrupted_save)
+    continuous = FirehoseRuntime(["brewops-dev-cleaned"], session=aws, state_dir=tmp_path)
+
+    report = continuous.run(StopAfter(1), poll_seconds=0)
+
+    assert [json.loads(line)["id"] for line in aws.lines()] == [1, 2]
+    assert report.streams[0].delivered == 2
+    assert len(report.streams[0].keys) == 1
+    stored = continuous.streams[0].store.read("brewops-dev-cleaned")
+    assert (stored.shards, stored.pending) == ({"shardId-000000000000": "2"}, None)
+
+
+def test_ctrl_c_while_a_page_is_fed_loses_none_of_it_to_the_drain_that_follows(
+    tmp_path, monkeypatch
+):
+    # `stream run --with-scheduler` drains after Ctrl-C with the same runtime: the records
+    # of the page that Ctrl-C stopped half-way (in a Lambda call, say) are not skipped
+    from brewops.firehose_runtime.runtime import DeliveryStreamRuntime
+
+    kinesis = ScriptedKinesis({"shardId-000000000000": numbered(1, 2, 3, 4)})
+    aws = ScriptedAWS(kinesis, description())
+    settles, settle = 0, DeliveryStreamRuntime._settle_data
+
+    def interrupted_settle(stream, record, data):
+        nonlocal settles
+        settles += 1
+        if settles == 2:
+            raise KeyboardInterrupt
+        settle(stream, record, data)
+
+    monkeypatch.setattr(DeliveryStreamRuntime, "_settle_data", interrupted_settle)
+    continuous = FirehoseRuntime(["brewops-dev-cleaned"], session=aws, state_dir=tmp_path)
+    continuous.run(StopAfter(1), poll_seconds=0, flush_on_exit=False)
+    kinesis.add("shardId-000000000000", *numbered(5))  # the last tick's beer
+    continuous.drain()
+    scripted_drain(aws, tmp_path)
+
+    assert sorted(json.loads(line)["id"] for line in aws.lines()) == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("handler", [None, "ok", "fail"], ids=["read", "transformed", "failed"])
+def test_ctrl_c_between_buffering_a_record_and_settling_it_delivers_it_once(
+    tmp_path, monkeypatch, scripted_lambda, handler
+):
+    # the record is in the buffer (or among its errors), its position not yet settled: the
+    # closing flush must not write it while the checkpoint leaves it to be read again.
+    # Without a Lambda a record is buffered as it is read; with one, as its answer comes
+    from brewops.firehose_runtime.runtime import DeliveryStreamRuntime
+
+    kinesis = ScriptedKinesis({"shardId-000000000000": numbered(1, 2)})
+    processing = {"ProcessingConfiguration": processed(interval="0")} if handler else {}
+    aws = ScriptedAWS(kinesis, description(**processing), lambda_client=scripted_lambda(handler))
+    settled, settles = DeliveryStreamRuntime._settled, 0
+
+    def interrupted(stream, record):  # the second record's
+        nonlocal settles
+        settles += 1
+        if settles == 2:
+            raise KeyboardInterrupt
+        settled(stream, record)
+
+    monkeypatch.setattr(DeliveryStreamRuntime, "_settled", interrupted)
+    FirehoseRuntime(["brewops-dev-cleaned"], session=aws, state_dir=tmp_path).run(
+        StopAfter(1), poll_seconds=0
+    )
+    scripted_drain(aws, tmp_path)
+
+    if handler == "fail":
+        assert len(aws.lines("errors/")) == 2
+    else:
+        assert sorted(json.loads(line)["id"] for line in aws.lines()) == [1, 2]
+
+
+def test_ctrl_c_while_parquet_seals_its_rows_writes_each_row_once(tmp_path, monkeypatch):
+    from brewops.firehose_runtime.conversion import ParquetBuffer
+
+    kinesis = ScriptedKinesis(
+        {"shardId-000000000000": [(b'{"id": 1, "name": "a"}', None), (b'{"id": 2}', None)]}
+    )
+    conversion = {"DataFormatConversionConfiguration": _conversion()}
+    hints = {"SizeInMBs": 64, "IntervalInSeconds": 0}
+    aws = ScriptedAWS(kinesis, description(BufferingHints=hints, **conversion), glue=ScriptedGlue())
+    seal = ParquetBuffer._seal
+
+    def interrupted(buffer):  # the rows are in a batch and still waiting to be sealed
+        monkeypatch.setattr(ParquetBuffer, "_seal", seal)
+        buffer._batches.append(pa.RecordBatch.from_pylist(buffer._pending, schema=buffer.schema))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ParquetBuffer, "_seal", interrupted)
+    FirehoseRuntime(["brewops-dev-cleaned"], session=aws, state_dir=tmp_path).run(
+        StopAfter(1), poll_seconds=0
+    )
+    scripted_drain(aws, tmp_path)
+
+    ids = [
+        pq.read_table(io.BytesIO(body)).column("id").to_pylist() for body in aws.objects.values()
+    ]
+    assert sorted(i for object_ids in ids for i in object_ids) == [1, 2]
+
+
 def test_a_runtime_whose_checkpoint_was_removed_refuses_to_deliver(tmp_path):
     from brewops.firehose_runtime.runtime import DeliveryOvertaken
 

@@ -189,7 +189,9 @@ class FirehoseRuntime:
                 if not read:
                     stop.wait(poll_seconds)
         except KeyboardInterrupt:
-            pass  # Ctrl-C ends the run like `stop`: what was read is still delivered
+            # Ctrl-C ends the run like `stop`: what was read is still delivered, but for
+            # what Ctrl-C caught half-way, which the next delivery reads again
+            pass
         if flush_on_exit:
             for stream in self.streams:
                 stream.flush()

@@ -10,6 +10,7 @@ count towards the checkpoint, which is committed after the S3 writes.
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import hashlib
 import io
@@ -19,7 +20,7 @@ import random
 import time
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -365,17 +366,18 @@ class DeliveryStreamRuntime:
                 ):
                     reader.caught_up = True
                     continue
-            records = reader.read(self.read_limit)
-            if self.replay_until is not None and shard_id in self.replay_until:
-                until = _sequence(self.replay_until[shard_id])
-                kept = [r for r in records if _sequence(r.sequence_number) <= until]
-                if len(kept) < len(records) or (
-                    reader.position and _sequence(reader.position) >= until
-                ):
-                    reader.caught_up = True
-                records = kept
-            for record in records:
-                self.feed(record)
+            with self._unsettled_read_again():
+                records = reader.read(self.read_limit)
+                if self.replay_until is not None and shard_id in self.replay_until:
+                    until = _sequence(self.replay_until[shard_id])
+                    kept = [r for r in records if _sequence(r.sequence_number) <= until]
+                    if len(kept) < len(records) or (
+                        reader.position and _sequence(reader.position) >= until
+                    ):
+                        reader.caught_up = True
+                    records = kept
+                for record in records:
+                    self.feed(record)
             total += len(records)
         self.stats.read += total
         if self.replay_until is not None and not self._replay_pending():
@@ -424,14 +426,43 @@ class DeliveryStreamRuntime:
             else:
                 self._settle_data(outcome.record, outcome.data)
 
+    @contextlib.contextmanager
+    def _unsettled_read_again(self) -> Iterator[None]:
+        """A reader is past the page it returns before its records are settled: a page fed
+        half-way (Ctrl-C in a Lambda call) would be skipped by the next read. What is not
+        settled is then read again, from the last record settled."""
+        try:
+            yield
+        except BaseException:
+            self.pending, self.pending_size, self.pending_started = [], 0, None
+            self.request_size = self.empty_request_size
+            for shard_id, reader in self.readers.items():
+                reader.restart_at(self.positions.get(shard_id))
+            raise
+
+    @contextlib.contextmanager
+    def _whole_or_read_again(self) -> Iterator[None]:
+        """A change of the buffer and of the positions it covers, stopped half-way (Ctrl-C
+        between two statements), leaves a record in one and not the other: delivered, it
+        would be read and delivered again. Everything since the last commit is then
+        forgotten, to be read again from there: the flush that follows Ctrl-C writes nothing."""
+        with self._unsettled_read_again():
+            try:
+                yield
+            except BaseException:
+                self.buffer, self.buffer_started = _Buffer(self.config, self.schema), None
+                self.positions = dict(self.checkpoint.shards)
+                raise
+
     def _settled(self, record: SourceRecord) -> None:
         self.positions[record.shard_id] = record.sequence_number
 
     def _settle_failure(self, failure: Failure) -> None:
         if self.buffer_started is None:
             self.buffer_started = self.clock()
-        self.buffer.failures.append(failure)
-        self._settled(failure.record)
+        with self._whole_or_read_again():
+            self.buffer.failures.append(failure)
+            self._settled(failure.record)
 
     def _settle_data(self, record: SourceRecord, data: bytes) -> None:
         size = len(data)
@@ -443,17 +474,20 @@ class DeliveryStreamRuntime:
             self._deliver()
         if self.buffer_started is None:
             self.buffer_started = self.clock()
+        rows = None
         if self.deserializer is not None:
             try:
                 rows = self.deserializer.rows(data)
             except ConversionError as error:
                 self._settle_failure(self._conversion_failure(record, data, error))
                 return
-            self.buffer.add_rows(rows)
-        else:
-            self.buffer.add_data(data)
-        self.buffer.account(record, size)
-        self._settled(record)
+        with self._whole_or_read_again():
+            if rows is not None:
+                self.buffer.add_rows(rows)
+            else:
+                self.buffer.add_data(data)
+            self.buffer.account(record, size)
+            self._settled(record)
         if self.replay_until is None and self.buffer.size >= self.config.buffer_bytes:
             self._deliver()
 
@@ -559,17 +593,37 @@ class DeliveryStreamRuntime:
         if end == start:
             return
         flush_id = self._flush_id(start, end)
-        objects = self._objects(flush_id)
+        with self._whole_or_read_again():  # Parquet seals its last rows into the body
+            objects = self._objects(flush_id)
         with self.store.lock(self.config.name):
             self._check_not_overtaken()
-            if objects:
-                self.checkpoint.pending = end
+            try:
+                if objects:
+                    self.checkpoint.pending = end
+                    self.store.save(self.checkpoint, self.config.name)
+                    for item in objects:
+                        self.s3.put_object(Bucket=self.config.bucket, Key=item.key, Body=item.body)
+                self.checkpoint.shards, self.checkpoint.pending = end, None
                 self.store.save(self.checkpoint, self.config.name)
-                for item in objects:
-                    self.s3.put_object(Bucket=self.config.bucket, Key=item.key, Body=item.body)
-            self.checkpoint.shards, self.checkpoint.pending = end, None
-            self.store.save(self.checkpoint, self.config.name)
+            except BaseException:
+                # stopped part-way (Ctrl-C, a full disk): this runtime stands where its own
+                # writes left the store, so that a flush after Ctrl-C is not taken for another's
+                self._stand_as_stored(start)
+                if self.checkpoint.shards == end:  # committed before it was stopped
+                    self._delivered(objects)
+                raise
+        self._delivered(objects)
 
+    def _stand_as_stored(self, start: dict[str, str]) -> None:
+        """Take the position the store holds; called with its lock held, so that only this
+        runtime's own writes since `start` can have changed it."""
+        stored = self.store.read(self.config.name)
+        if stored is None or stored.identity() != self.checkpoint.identity():
+            self.checkpoint.shards, self.checkpoint.pending = start, None  # nothing was saved
+        else:
+            self.checkpoint.shards, self.checkpoint.pending = stored.shards, stored.pending
+
+    def _delivered(self, objects: list[_Object]) -> None:
         for item in objects:
             self.stats.keys.append(item.key)
             self.stats.bytes_written += len(item.body)
