@@ -793,6 +793,57 @@ def test_stopping_a_run_delivers_the_beer_of_the_tick_still_running(monkeypatch,
     assert "waiting for the running tick to end (at most 65 s" in result.output
 
 
+def test_a_scheduler_that_fails_ends_the_run_and_says_why(monkeypatch, tmp_path):
+    # the ticks run in a thread: one that ends on an error (the produced ids cannot be
+    # recorded) must not leave delivery running without ticks and the command succeeding
+    accepting_target(monkeypatch, tmp_path, name="local")
+    scheduler = _OneTickScheduler()
+    stopped: list[bool] = []
+    drained: list[bool] = []
+
+    class Runtime:
+        def run(self, stop, poll_seconds, flush_on_exit):
+            stopped.append(stop.wait(timeout=10))  # until Ctrl-C, or the scheduler's failure
+            return SimpleNamespace(seconds=0.0)
+
+        def drain(self):
+            drained.append(True)
+            return SimpleNamespace(seconds=0.0)
+
+    def full_disk(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", "produced-ids-local.json")
+
+    monkeypatch.setattr("brewops.scheduler.Scheduler.from_outputs", lambda *a, **kw: scheduler)
+    monkeypatch.setattr(
+        "brewops.firehose_runtime.FirehoseRuntime.from_outputs", lambda *a, **kw: Runtime()
+    )
+    monkeypatch.setattr(streaming_cli, "remember_produced", full_disk)
+
+    result = CliRunner().invoke(streaming_cli.stream, ["run", "--with-scheduler"])
+
+    assert stopped == [True]
+    assert drained == [True]  # what the ticks before it sent is still delivered
+    assert result.exit_code == 1
+    assert "the scheduler stopped" in result.output
+    assert "No space left on device" in result.output
+
+
+def test_ticks_cut_short_by_ctrl_c_are_recorded_and_the_command_fails(monkeypatch, tmp_path):
+    # the scheduler ends a run on Ctrl-C (SIGTERM too) with the ticks done so far: the
+    # command records and shows them, then ends as an interrupted command does, not with 0
+    target = accepting_target(monkeypatch, tmp_path, name="local")
+    monkeypatch.setattr(
+        "brewops.scheduler.Scheduler.from_outputs", lambda *a, **kw: _OneTickScheduler()
+    )
+
+    result = CliRunner().invoke(streaming_cli.stream, ["tick", "--n", "3"])
+
+    assert result.exit_code == 1
+    assert result.output.startswith('tick 1: ok: {"sent": 1, "ids": [7]}\n')
+    assert "Aborted" in result.output
+    assert streaming_cli.read_produced("local", target.stack_id)[0] == [7]
+
+
 @pytest.mark.parametrize(
     "args",
     [["backfill", "--no-progress"], ["tick", "--n", "1"], ["run", "--with-scheduler"]],

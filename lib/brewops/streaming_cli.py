@@ -271,6 +271,8 @@ def tick(target: str, ticks: int, interval: float) -> None:
     # recorded before it is said: an output whose reader has gone ends the command
     remember_produced(target, tick_ids(done), tgt.stack_id, delivered_before)
     _echo_ticks(done)
+    if len({item.number for item in done}) < ticks:  # Ctrl-C (or SIGTERM) ended the run
+        raise click.Abort
     if not all(item.ok for item in done):
         raise click.ClickException("some ticks failed")
 
@@ -328,6 +330,7 @@ def run(target: str, poll: float, with_scheduler: bool) -> None:
     runtime = FirehoseRuntime.from_outputs(tgt.outputs, session=tgt.session)
     stop = threading.Event()
     ticker = None
+    ticker_failure: list[BaseException] = []
     # while a tick runs, the process's stderr is the producer's log (functions.py)
     console = sys.stderr
     if with_scheduler:
@@ -342,9 +345,14 @@ def run(target: str, poll: float, with_scheduler: bool) -> None:
             remember_produced(target, tick_ids(fired), stack_id, delivered_before)
             _echo_ticks(fired)
 
-        ticker = threading.Thread(
-            target=scheduler.run, kwargs={"stop": stop, "on_tick": remember}, daemon=True
-        )
+        def tick_until_stopped() -> None:
+            try:
+                scheduler.run(stop=stop, on_tick=remember)
+            except BaseException as error:  # ends the run too: delivery without ticks is not it
+                ticker_failure.append(error)
+                stop.set()
+
+        ticker = threading.Thread(target=tick_until_stopped, daemon=True)
     click.echo("delivering; Ctrl-C to stop")
     if ticker is not None:  # after saying so: its first tick holds the output at once
         ticker.start()
@@ -359,6 +367,9 @@ def run(target: str, poll: float, with_scheduler: bool) -> None:
         # after: deliver them too, or `reconcile` finds the beers just sent missing.
         report.seconds += runtime.drain().seconds
     click.echo(str(report))
+    if ticker_failure:
+        (error,) = ticker_failure
+        raise click.ClickException(f"the scheduler stopped: {error}") from error
 
 
 def _await_running_tick(ticker: threading.Thread, scheduler: Any, console: Any) -> None:
