@@ -309,6 +309,37 @@ def test_a_write_whose_reader_has_gone_ends_the_command_once():
     assert stdout.gone and stderr.gone
 
 
+def test_a_write_that_reaches_a_reader_gone_ends_the_command_without_waiting_for_a_flush():
+    from brewops.cli import _OutputItsReaderMayLeave
+
+    with _reader_gone() as closed:
+        # line-buffered, as print() to a terminal is: the write itself meets the closed pipe
+        out = open(os.dup(closed), "w", buffering=1)  # noqa: SIM115
+        stdout = _OutputItsReaderMayLeave(out, gone_ends_the_command=True)
+
+        with pytest.raises(BrokenPipeError):
+            stdout.write("result\n")
+        out.close()
+
+    assert stdout.gone
+
+
+def test_the_command_line_gives_back_the_outputs_it_was_given(tmp_path):
+    # `main` called from Python (standalone_mode=False) leaves stdout and stderr as they were
+    script = (
+        "import sys\n"
+        "from brewops import cli\n"
+        "given = sys.stdout, sys.stderr\n"
+        "cli.main(['--help'], standalone_mode=False)\n"
+        "assert (sys.stdout, sys.stderr) == given, (sys.stdout, sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+
+    assert result.returncode == 0, result.stderr
+
+
 def test_an_emulator_that_stops_mid_command_is_one_line_saying_what_to_do(monkeypatch, tmp_path):
     import boto3
 

@@ -184,9 +184,21 @@ def test_figures_counted_by_pandas_are_recorded_as_numbers_and_flags(monkeypatch
     monkeypatch.setenv(summary.FIGURES_ENV, str(path))
     ibu = pd.Series([20.0, 120.0, 1157.0])
 
-    summary.record(ibu_over_100=(ibu > 100).sum(), all_bitter=(ibu > 10).all(), top=ibu.max())
+    summary.record(
+        ibu_over_100=(ibu > 100).sum(),
+        all_bitter=(ibu > 10).all(),
+        top=ibu.max(),
+        share=np.float32(0.5),  # no Python float underneath, unlike float64
+        shares=np.array([0.25, 0.75]),  # no one number: its text
+    )
 
-    assert summary.read(path) == {"ibu_over_100": 2, "all_bitter": True, "top": 1157.0}
+    assert summary.read(path) == {
+        "ibu_over_100": 2,
+        "all_bitter": True,
+        "top": 1157.0,
+        "share": 0.5,
+        "shares": "[0.25 0.75]",
+    }
     assert isinstance((ibu > 100).sum(), np.integer)  # what a notebook is given to record
 
 

@@ -239,6 +239,17 @@ def test_a_server_that_ignores_the_page_stops_the_crawl_instead_of_repeating_it(
     assert crawled == catalog_beers[: 2 * pages]  # each beer once
 
 
+def test_a_server_that_stops_at_its_last_full_page_stops_the_crawl(catalog_beers):
+    # pages 1, 2, 2, 2…: a server that answers any page past its last with the last one
+    first, last = catalog_beers[:2], catalog_beers[2:4]
+    session = ScriptedSession(*[(200, first, {})], *[(200, last, {})] * 50)
+    c = client("http://punk.test/v2", session=session)
+    crawled = []
+    with pytest.raises(SchemaError, match="page 3 repeats page 2"):
+        crawled.extend(itertools.islice(c.iter_beers(per_page=2), 100))
+    assert crawled == catalog_beers[:4]
+
+
 # ----------------------------------------------------------------------------- errors
 
 

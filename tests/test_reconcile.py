@@ -505,6 +505,18 @@ def test_objects_the_bucket_refuses_to_delete_are_named_not_counted_deleted(monk
     assert s3.keys == ["cleaned/b"]  # the others are deleted all the same
 
 
+def test_many_refused_deletions_name_the_first_five_and_count_them_all():
+    from brewops.errors import refused_deletions
+
+    refused = [{"Key": f"cleaned/{n}", "Code": "AccessDenied"} for n in range(7)]
+
+    message = refused_deletions(refused, 9, "in s3://b")
+
+    assert message.startswith("7 of 9 objects in s3://b were not deleted (cleaned/0: AccessDenied;")
+    assert "cleaned/4: AccessDenied)" in message and "cleaned/5" not in message
+    assert "s3:DeleteObject" in message and "object lock" in message
+
+
 @pytest.mark.emulator
 def test_an_error_line_nested_too_deeply_is_one_unreadable_record(bucket):
     too_deep = b"[" * 100_000 + b"]" * 100_000  # deeper than Python's JSON reader goes

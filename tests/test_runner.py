@@ -296,6 +296,9 @@ def test_a_number_written_with_an_exponent_is_a_number(tmp_path: Path):
 
     assert _parse_value("1e3") == 1000.0
     assert _parse_value("-2.5E-1") == -0.25
+    assert _parse_value(".5e1") == 5.0
+    assert _parse_value("1e-3") == 0.001  # a signed exponent without a dot: text to YAML
+    assert _parse_value(" 1e3 ") == 1000.0  # spaces around, as YAML leaves them out
     assert _parse_value("1e3s") == "1e3s"
     assert _parse_value("'1e3'") == "1e3"  # quoted: text, as YAML says
     check_parameters([nb], {"value": _parse_value("1e3")})
@@ -573,6 +576,26 @@ def test_a_failure_whose_message_has_several_lines_is_named_by_its_type_and_whol
     assert run.notebooks[0].error == (
         "LookupError: validation failed:\nschema_drift: abv is a string\nlost_records: ids 7, 9"
     )
+
+
+@pytest.mark.parametrize(
+    ("cell", "error"),
+    [
+        ("assert 1 == 2", "AssertionError"),  # a notebook's check, no message
+        ("raise ValueError(' ')", "ValueError"),
+        ("raise ValueError(' too high\\n')", "ValueError: too high"),
+    ],
+)
+def test_a_failure_is_named_by_its_type_and_its_message_if_it_has_one(
+    tmp_path: Path, cell: str, error: str
+):
+    src = tmp_path / "notebooks"
+    src.mkdir()
+    _notebook(src / "01_check.ipynb", cell)
+
+    run = execute(discover(src), out_dir=tmp_path / "build", progress=False)
+
+    assert run.notebooks[0].error == error
 
 
 def test_an_interrupted_run_leaves_a_summary_of_the_notebooks_that_ran(

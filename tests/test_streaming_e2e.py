@@ -377,6 +377,31 @@ def test_ticks_whose_report_cannot_be_written_are_recorded_all_the_same(cli, mon
     assert len(remembered["ids"]) == 2
 
 
+def test_run_records_a_tick_whose_report_cannot_be_written(cli, monkeypatch):
+    import time
+
+    path = streaming_cli.produced_ids_file("local")
+    original_run = FirehoseRuntime.run
+
+    def terminal_gone(ticks):  # the scheduler's thread cannot say it: a hung-up terminal
+        raise OSError(errno.EIO, "Input/output error")
+
+    def run_until_a_tick_is_remembered(self, stop, **options):
+        deadline = time.monotonic() + 20
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        stop.set()
+        return original_run(self, stop, **options)
+
+    monkeypatch.setattr(streaming_cli, "_echo_ticks", terminal_gone)
+    monkeypatch.setattr(FirehoseRuntime, "run", run_until_a_tick_is_remembered)
+
+    cli("run", "--with-scheduler", "--poll", "0.1")
+
+    # the beer was sent: `reconcile` must expect it
+    assert path.exists() and len(json.loads(path.read_text())["ids"]) == 1
+
+
 def test_run_with_the_scheduler_ticks_the_producer_and_delivers_its_beers_before_it_stops(
     cli, monkeypatch
 ):
