@@ -429,9 +429,15 @@ def test_each_feature_the_runtime_lacks_is_refused(changes):
         DeliveryStreamConfig.from_description(answer)
 
 
-def test_the_defaults_of_what_the_runtime_lacks_are_accepted():
-    stream = description(CustomTimeZone="UTC", S3BackupMode="Disabled")
+@pytest.mark.parametrize("time_zone", ["UTC", ""])  # the API takes "" for its default, UTC
+def test_the_defaults_of_what_the_runtime_lacks_are_accepted(time_zone):
+    stream = description(CustomTimeZone=time_zone, S3BackupMode="Disabled")
     assert DeliveryStreamConfig.from_description(stream).prefix.startswith("cleaned/")
+
+
+def test_a_custom_time_zone_is_refused_naming_the_zone():
+    with pytest.raises(UnsupportedConfiguration, match="CustomTimeZone Asia/Tokyo"):
+        DeliveryStreamConfig.from_description(description(CustomTimeZone="Asia/Tokyo"))
 
 
 # ------------------------------------------------------------------ conversion

@@ -728,6 +728,8 @@ def _lambda_processing(arn: str, enabled: bool) -> dict:
     [
         # the API's default: a conversion configuration without Enabled converts
         ({"DataFormatConversionConfiguration": {"SchemaConfiguration": {}}}, "", "Parquet"),
+        # a conversion configuration kept but switched off converts nothing
+        ({"DataFormatConversionConfiguration": {"Enabled": False}}, "", "as received"),
         # a processor kept but switched off transforms nothing
         (
             {"ProcessingConfiguration": _lambda_processing("arn:aws:lambda:r:1:function:t", False)},

@@ -149,10 +149,16 @@ def test_lifecycle_rules_in_their_other_forms(rule: dict, expected: dict) -> Non
     assert cfn_models._lifecycle_rule(rule) == {"ID": None, "Status": rule["Status"], **expected}
 
 
-def test_a_lifecycle_rule_filtering_by_prefix_and_tags_keeps_all_of_them() -> None:
+@pytest.mark.parametrize(
+    "tags",
+    [
+        [{"Key": "tier", "Value": "cold"}, {"Key": "team", "Value": "data"}],
+        [{"Key": "tier", "Value": "cold"}],  # a prefix and one tag are two conditions too
+    ],
+)
+def test_a_lifecycle_rule_filtering_by_prefix_and_tags_keeps_all_of_them(tags: list) -> None:
     from moto.s3.models import FakeBucket
 
-    tags = [{"Key": "tier", "Value": "cold"}, {"Key": "team", "Value": "data"}]
     cfn_rule = {"Status": "Enabled", "Prefix": "raw/", "TagFilters": tags, "ExpirationInDays": 3}
 
     rule = cfn_models._lifecycle_rule(cfn_rule)
@@ -160,7 +166,7 @@ def test_a_lifecycle_rule_filtering_by_prefix_and_tags_keeps_all_of_them() -> No
     assert rule["Filter"] == {"And": {"Prefix": "raw/", "Tag": tags}}
     bucket = FakeBucket(name="b", account_id="123456789012", region_name="us-east-1")
     bucket.set_lifecycle([rule])  # S3 takes more than one condition only under And
-    assert bucket.rules[0].filter.and_filter.tags == {"tier": "cold", "team": "data"}
+    assert bucket.rules[0].filter.and_filter.tags == {tag["Key"]: tag["Value"] for tag in tags}
 
 
 @pytest.mark.parametrize(

@@ -616,15 +616,24 @@ def test_stop_waits_for_a_server_sigkill_does_not_end_at_once_only_briefly(
     process = processes.spawn([sys.executable, "-c", script], log)
     # stuck in the kernel (a hung disk, say): SIGKILL ends it only when that returns
     monkeypatch.setattr(psutil.Process, "kill", lambda self: None)
-    monkeypatch.setattr(processes, "KILLED_WAIT", 0.1, raising=False)
+    asked: list[float] = []  # the waits stop asks for; the wait after SIGKILL cut short here
+    wait_exited = processes._wait_exited
+
+    def recorded_wait(members: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+        asked.append(timeout)
+        return wait_exited(members, timeout if len(asked) == 1 else min(timeout, 0.1))
+
+    monkeypatch.setattr(processes, "_wait_exited", recorded_wait)
     try:
         processes.wait_ready("Stuck server", process, lambda: "ready" in log.read_text(), log, 60)
         started = time.monotonic()
 
         processes.stop(processes.service(process, 0, "http://127.0.0.1:9", log), timeout=2)
 
-        # not the timeout twice over (4 s)
+        # not the timeout twice over (4 s): a second at most after the SIGKILL
         assert time.monotonic() - started < 3
+        assert asked[0] == 2
+        assert asked[1] <= 1.0
     finally:
         process.kill()
         process.wait()

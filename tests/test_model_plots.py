@@ -96,6 +96,7 @@ def test_comparison_frame_and_figure_cover_model_and_baselines():
     ]
     assert fig.get_suptitle()
     assert len(fig.axes[0].patches) == 6  # 3 models x 2 evaluations
+    assert [ax.get_ylim() for ax in fig.axes] == [(0, 1), (0, 1)]  # shares of the beers
 
 
 def test_comparison_names_stand_at_least_an_em_apart():

@@ -631,14 +631,15 @@ def test_publishing_uploads_the_card_last_and_skips_a_missing_markdown_card(trai
     assert s3.uploaded == [f"{uri}{name}" for name in names]
 
 
-def test_a_folder_without_its_model_is_not_published_as_a_complete_version(trained, tmp_path):
+@pytest.mark.parametrize("lost", [registry.MODEL_FILE, registry.METRICS_FILE])
+def test_a_folder_without_its_model_is_not_published_as_a_complete_version(trained, tmp_path, lost):
     # GIVEN a folder that holds a card but no model (the wrong folder, or one half copied)
     folder = registry.save(trained.model, trained.metrics, trained.card, tmp_path)
-    (folder / registry.MODEL_FILE).unlink()
+    (folder / lost).unlink()
     s3 = _PagedS3()
 
     # WHEN it is published THEN nothing goes up: its card would list it as complete
-    with pytest.raises(registry.RegistryError, match=f"missing {registry.MODEL_FILE}"):
+    with pytest.raises(registry.RegistryError, match=f"missing {lost}"):
         registry.publish(folder, "s3://bucket/models/ibu", V1, client=s3)
     assert s3.uploaded == []
 

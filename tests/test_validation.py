@@ -406,6 +406,15 @@ def test_the_figures_may_name_what_was_sent_either_way(tmp_path, figures):
     assert (expected.records, expected.ids) == (4, frozenset({1, 2, 3}))
 
 
+def test_figures_of_a_run_that_sent_nothing_are_read(tmp_path):
+    path = tmp_path / "03_produce_to_kinesis.json"
+    path.write_text(json.dumps({"records_sent": 0, "ids_sent": []}))
+
+    expected = validation.expectation_from_figures(path)
+
+    assert (expected.records, expected.ids) == (0, frozenset())
+
+
 @pytest.mark.parametrize(
     "figures",
     [
