@@ -124,6 +124,43 @@ def serving(body: bytes, headers: dict[str, str]) -> Iterator[str]:
         answering.server_close()
 
 
+@contextmanager
+def answering_slowly(headers_after: float, byte_every: float | None) -> Iterator[str]:
+    """A server on 127.0.0.1 that answers every GET with 200 and its headers after
+    `headers_after` seconds, then a body of 50 spaces, one every `byte_every` seconds, or no
+    byte at all when it is None; yields its /v2 base URL."""
+    stopped = threading.Event()
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if stopped.wait(headers_after):
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "50")
+            self.end_headers()
+            try:
+                for _ in range(50 if byte_every is not None else 0):
+                    if stopped.wait(byte_every):
+                        return
+                    self.wfile.write(b" ")
+            except OSError:  # the client gave up
+                return
+            stopped.wait()
+
+        def log_message(self, *args):
+            pass
+
+    answering = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=answering.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{answering.server_address[1]}/v2"
+    finally:
+        stopped.set()
+        answering.shutdown()
+        answering.server_close()
+
+
 # ----------------------------------------------------------------------------- shapes
 
 
@@ -400,8 +437,9 @@ def test_a_request_waits_no_longer_than_the_deadline_but_is_still_sent_past_it()
     c.deadline = time.monotonic() - 5  # requests refuses a timeout of 0 or less
     c.beers()
     assert session.timeouts[0] == 10
-    assert 4 < session.timeouts[1] <= 5
-    assert session.timeouts[2] == 0.1
+    # connecting and waiting for the headers share the time left
+    assert 4 < session.timeouts[1].total <= 5 and session.timeouts[1].connect_timeout <= 5
+    assert session.timeouts[2].total == 0.1
 
 
 def test_rate_limit_retry_honours_retry_after(punkapi_server, catalog_beers, monkeypatch):
@@ -456,6 +494,28 @@ def test_no_request_waits_past_the_deadline():
         with pytest.raises(TransportError, match="Timed out"):
             c.beers()
         assert time.monotonic() - started < 3  # not the 10 s timeout
+
+
+@pytest.mark.parametrize(
+    ("headers_after", "byte_every"),
+    [(0.0, 0.2), (2.5, None)],
+    ids=["a body trickled for 10 s", "headers just before the deadline, then silence"],
+)
+def test_a_request_ends_by_the_deadline_however_slowly_the_server_answers(
+    headers_after, byte_every
+):
+    # a read timeout bounds each wait for a byte, not the whole answer: a server that
+    # trickles its body, or stays silent after its headers, would hold the call past the deadline
+    with answering_slowly(headers_after, byte_every) as url:
+        c = client(url, retries=3, timeout=10)
+        c.deadline = time.monotonic() + 3
+        with pytest.raises(TransportError) as info:
+            c.beers()
+        late = time.monotonic() - c.deadline
+    # 1.5 s: a loaded machine's margin; left to the read timeouts, the call ends 2.5-7 s late
+    assert late < 1.5, f"the call ended {late:.1f} s past the deadline"
+    assert "Timed out" in str(info.value) and "at the deadline" in str(info.value)
+    assert c.requests_made == 1  # and no retry starts then
 
 
 # ----------------------------------------------------------------------------- wait strategy

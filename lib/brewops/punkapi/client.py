@@ -25,8 +25,10 @@ import ipaddress
 import logging
 import math
 import re
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -40,6 +42,7 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
+from urllib3.util import Timeout
 
 from brewops import __version__
 from brewops.catalog import to_v2_shape
@@ -220,8 +223,9 @@ class PunkApiClient:
         self.session.headers["Accept"] = "application/json"
         self._sleep = sleep
         self.requests_made = 0  # HTTP requests, retries included
-        # A time.monotonic() value past which no retry starts and no request waits: set by
-        # a caller that must answer in time (the producer Lambda, before its own timeout).
+        # A time.monotonic() value past which no retry starts and no request goes on (one
+        # sent past it gets 0.1 s): set by a caller that must answer in time (the producer
+        # Lambda, before its own timeout).
         self.deadline: float | None = None
 
     def __repr__(self) -> str:
@@ -371,14 +375,34 @@ class PunkApiClient:
 
     def _get_once(self, url: str, params: dict[str, Any] | None) -> Any:
         self.requests_made += 1
-        timeout = self.timeout
+        started = time.monotonic()
+        timeout: float | Timeout = self.timeout
+        ends_by = None
         if self.deadline is not None:
-            timeout = max(min(timeout, self.deadline - time.monotonic()), 0.1)
+            # requests refuses a timeout of 0 or less: a request past the deadline gets 0.1 s
+            time_left = max(self.deadline - started, 0.1)
+            ends_by = started + time_left
+            # connecting and waiting for the headers share the time left (`total`)
+            timeout = Timeout(connect=self.timeout, read=self.timeout, total=time_left)
         try:
-            with self.session.get(url, params=params, timeout=timeout, stream=True) as response:
-                content = _read_body(response)
+            with self.session.get(
+                url,
+                params=params,
+                # requests' adapter takes a urllib3 Timeout as it is; its stubs know floats only
+                timeout=timeout,  # type: ignore[arg-type]
+                stream=True,
+            ) as response:
+                try:
+                    with _cut_off_at(response, ends_by) as cut:
+                        content = _read_body(response)
+                except requests.RequestException:  # a cut off shows as a truncated body
+                    if not cut.is_set():
+                        raise
+                if cut.is_set():  # what was read may be short of the whole body
+                    raise requests.ReadTimeout("the body was still arriving at the deadline")
         except requests.Timeout as exc:
-            raise TransportError(f"Timed out after {timeout:.1f} s: {exc}", url=url) from exc
+            waited = time.monotonic() - started
+            raise TransportError(f"Timed out after {waited:.1f} s: {exc}", url=url) from exc
         except requests.RequestException as exc:  # refused, reset, truncated body
             raise TransportError(f"No usable answer: {exc}", url=url) from exc
         if response.status_code >= 400:
@@ -446,6 +470,35 @@ def _payload(response: requests.Response, content: bytearray | None) -> Any:
         return parse_json(text)
     except ValueError as exc:
         raise unusable(f"is not JSON ({exc}); {first_bytes}") from exc
+
+
+@contextmanager
+def _cut_off_at(response: requests.Response, ends_by: float | None) -> Iterator[threading.Event]:
+    """Stops the reading of `response`'s body at `ends_by` (a time.monotonic() value); the
+    event says whether it did. A read timeout bounds each wait for a byte, not the whole
+    body: a server trickling it would hold the reader past any deadline."""
+    cut = threading.Event()
+    if ends_by is None:
+        yield cut
+        return
+
+    def cut_off() -> None:
+        try:
+            response.raw.shutdown()  # ends a read in progress, as end of file
+        except (AttributeError, ValueError, RuntimeError):  # no socket, or the body is read
+            return
+        cut.set()
+
+    timer = threading.Timer(max(ends_by - time.monotonic(), 0.0), cut_off)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield cut
+    finally:
+        timer.cancel()
+        # a cut off in progress ends, and says so, before the read's outcome is judged or
+        # another request takes the connection
+        timer.join()
 
 
 def _read_body(response: requests.Response) -> bytearray | None:
