@@ -12,11 +12,13 @@ never duplicate an accepted record. botocore's own retry of a call whose answer 
 the latest record per beer id (`tables.latest_per_id`).
 With a deadline, no call starts unless the longest it can take (its client's timeouts and
 retries) ends before then. Whatever could not be sent is in the `ProduceReport`, with its
-reason.
+reason. After Ctrl-C (or SIGTERM) no call or retry starts: the calls under way end, and
+the KeyboardInterrupt raised then (`ProduceInterrupted`) carries the report.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import threading
@@ -67,6 +69,7 @@ RETRYABLE_ERROR_CODES = frozenset(
 )
 
 Entry = dict[str, Any]  # {"Data": bytes, "PartitionKey": str}, as PutRecords takes it
+_POOLS = itertools.count(1)  # names each run's threads apart
 Progress = Callable[[int], Any]
 
 
@@ -126,12 +129,29 @@ class ProduceError(RuntimeError):
         super().__init__(message)
 
 
+class ProduceInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) came while records were being put. No call or retry started after
+    it; `report` says what Kinesis accepted before it (`sent`). Records not yet in a call are
+    counted in neither `sent` nor `failed`."""
+
+    def __init__(self, report: ProduceReport) -> None:
+        self.report = report
+        super().__init__(
+            f"{report.sent} records accepted by Kinesis before the interruption; no call was "
+            "made after it"
+        )
+
+
 class _EntriesFailed(Exception):
     """Some entries of a PutRecords call came back with an ErrorCode."""
 
 
 class _OutOfTime(Exception):
     """Too little time is left before the deadline for a call to end by it."""
+
+
+class _Interrupted(Exception):
+    """Ctrl-C came in the main thread: no call starts any more."""
 
 
 def longest_call_seconds(config: Any) -> float:
@@ -218,6 +238,7 @@ class _Sender:
         self.out_of_time = stop_never if max_seconds is None else stop_after_delay(max_seconds)
         self.deadline = deadline
         self.longest_call = _longest_call_of(client) if deadline is not None else 0.0
+        self.interrupted = threading.Event()  # set by the main thread on Ctrl-C
         self.retrying = Retrying(
             wait=wait_random_exponential(multiplier=backoff, max=max_backoff),
             retry=retry_if_exception(_retryable),
@@ -275,10 +296,13 @@ class _Sender:
                 stalled,  # type: ignore[arg-type]
                 self.out_of_time,
                 self._call_would_end_past_deadline,  # type: ignore[arg-type]
+                lambda state: self.interrupted.is_set(),  # type: ignore[arg-type]
             )
             for attempt in self.retrying.copy(stop=stop):
                 with attempt:
                     number = attempt.retry_state.attempt_number
+                    if self.interrupted.is_set():  # also after a wait begun before Ctrl-C
+                        raise _Interrupted
                     if number == 1 and self._past_deadline(0.0):
                         raise _OutOfTime  # the retries check before their wait
                     if number > 1:
@@ -298,6 +322,9 @@ class _Sender:
                 f"{seconds_left:.1f} s left before the deadline, and a PutRecords call may take "
                 f"{self.longest_call:.1f} s: not sent",
             )
+            errors.update((id(entry), reason) for entry in pending)
+        except _Interrupted:
+            reason = ("Interrupted", "Ctrl-C (or SIGTERM) came before it was sent: not sent")
             errors.update((id(entry), reason) for entry in pending)
         except ClientError as error:
             details = error.response.get("Error", {})
@@ -448,16 +475,30 @@ def put_payloads(
         log=log,
     )
     rejected: list[FailedRecord] = []
+    interrupted: KeyboardInterrupt | None = None
+    threads = f"PutRecords-{next(_POOLS)}"
     try:
-        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        with ThreadPoolExecutor(
+            max_workers=max(1, concurrency), thread_name_prefix=threads
+        ) as pool:
             in_flight: set[Future[int]] = set()
-            for batch in _batches(payloads, report, rejected):
-                if len(in_flight) >= max(1, concurrency):
-                    done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-                    _settle(done, callback)
-                in_flight.add(pool.submit(sender.send, batch))
-            _settle(wait(in_flight).done, callback)
-        if callback is not None and (rejected or report.oversize):
+            try:
+                for batch in _batches(payloads, report, rejected):
+                    if len(in_flight) >= max(1, concurrency):
+                        done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                        _settle(done, callback)
+                    in_flight.add(pool.submit(sender.send, batch))
+                _settle(wait(in_flight).done, callback)
+            except KeyboardInterrupt as error:
+                # no call or retry starts now; the pool's exit waits for those under way
+                sender.interrupted.set()
+                interrupted = error
+        if interrupted is not None:
+            # a Ctrl-C that came as the pool started a thread left it out of the pool's wait
+            for thread in threading.enumerate():
+                if thread.name.startswith(f"{threads}_"):
+                    thread.join()
+        if callback is not None and (rejected or report.oversize) and interrupted is None:
             callback(len(rejected) + len(report.oversize))  # settled too: never sent
     finally:
         if bar is not None:
@@ -483,6 +524,8 @@ def put_payloads(
         "records produced",
         extra={k: v for k, v in report.as_dict().items() if k not in ("failed", "oversize")},
     )
+    if interrupted is not None:
+        raise ProduceInterrupted(report) from interrupted
     return report
 
 

@@ -209,7 +209,7 @@ def backfill(
     target: str, catalog: Path | None, api_url: str | None, api_version: str | None, progress: bool
 ) -> None:
     """Put the whole catalogue into the Kinesis stream (PutRecords in batches)."""
-    from brewops.producer import put_beers
+    from brewops.producer import ProduceInterrupted, put_beers
     from brewops.reconcile import sent_ids
 
     tgt = use_target(target)
@@ -232,7 +232,17 @@ def backfill(
         for problem in client.schema_errors:
             click.echo(f"sent although it fails the schema: {problem}", err=True)
     kinesis = tgt.session.client("kinesis")
-    report = put_beers(beers, tgt.outputs["StreamName"], kinesis, progress=progress)
+    try:
+        report = put_beers(beers, tgt.outputs["StreamName"], kinesis, progress=progress)
+    except ProduceInterrupted as interrupted:
+        # Not recorded: `fill` would take the stack as filled. Unrecorded beers that arrive
+        # are only more copies to `reconcile`, which checks the ids of a backfill that ends.
+        click.echo(
+            f"interrupted: {interrupted.report.sent} of {len(beers)} beers sent, not recorded "
+            "for `brewops stream reconcile`; run the command again to send and record them all",
+            err=True,
+        )
+        raise click.Abort from interrupted
     remember_produced(target, sent_ids(beers, report), tgt.stack_id, delivered_before)
     click.echo(
         f"{report.sent} of {report.records} beers sent in {report.calls} "
@@ -286,9 +296,17 @@ def drain(target: str, progress: bool | None) -> None:
 
     tgt = use_target(target)
     _local_only(tgt, "drain")
-    report = FirehoseRuntime.from_outputs(
-        tgt.outputs, session=tgt.session, progress=progress
-    ).drain()
+    runtime = FirehoseRuntime.from_outputs(tgt.outputs, session=tgt.session, progress=progress)
+    try:
+        report = runtime.drain()
+    except KeyboardInterrupt as interrupted:
+        # a delivery caught half-way is read again from its stream's last settled record
+        click.echo(
+            "interrupted: what was delivered stays delivered; run the command again to "
+            "deliver the rest",
+            err=True,
+        )
+        raise click.Abort from interrupted
     click.echo(str(report))
 
 
