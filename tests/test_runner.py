@@ -623,6 +623,27 @@ def test_an_interrupted_run_leaves_a_summary_of_the_notebooks_that_ran(
     ]
 
 
+def test_a_run_interrupted_while_clearing_the_last_runs_copies_says_so(
+    notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+):
+    monkeypatch.setattr(runner, "notebook_executor", lambda: _FakePapermill())
+
+    def ctrl_c(executed_dir: Path) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "remove_executed_copies", ctrl_c)
+    out = tmp_path / "build"
+
+    with pytest.raises(KeyboardInterrupt):
+        execute(discover(notebooks), out_dir=out, progress=False)
+
+    written = json.loads((out / "run-summary.json").read_text())
+    assert (written["status"], written["notebooks"]) == ("interrupted", [])  # not "running"
+    assert capsys.readouterr().err.endswith(
+        f"    interrupted; run summary: {out / 'run-summary.json'}\n"
+    )
+
+
 def test_an_error_of_the_runner_itself_ends_the_summary_as_failed(
     notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):

@@ -297,11 +297,11 @@ def execute(
     summary_path = out_dir / "run-summary.json"
     # at once: a run killed in its first notebook must not leave the last run's summary
     run.write(summary_path)
-    remove_executed_copies(executed_dir)
     started = time.perf_counter()
     failed = False
     current: NotebookResult | None = None  # the notebook running, not yet recorded
     try:
+        remove_executed_copies(executed_dir)  # in the try: cut short, the summary says so
         for source in notebooks:
             name = source.stem
             if failed:
