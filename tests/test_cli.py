@@ -875,6 +875,21 @@ def test_ticks_cut_short_by_ctrl_c_are_recorded_and_the_command_fails(monkeypatc
     assert streaming_cli.read_produced("local", target.stack_id)[0] == [7]
 
 
+def test_ticks_of_two_functions_cut_short_are_counted_as_ticks(monkeypatch, tmp_path):
+    # a rule that targets two functions fires both each tick: 2 of 3 ticks are 4 firings
+    from brewops.scheduler import Tick
+
+    accepting_target(monkeypatch, tmp_path, name="local")
+    fired = [Tick(n, name, {}, result={"sent": 0}) for n in (1, 2) for name in ("a", "b")]
+    scheduler = SimpleNamespace(run=lambda ticks, interval: fired)
+    monkeypatch.setattr("brewops.scheduler.Scheduler.from_outputs", lambda *a, **kw: scheduler)
+
+    result = CliRunner().invoke(streaming_cli.stream, ["tick", "--n", "3"])
+
+    assert result.exit_code == 1
+    assert "Aborted" in result.output
+
+
 @pytest.mark.parametrize(
     "args",
     [["backfill", "--no-progress"], ["tick", "--n", "1"], ["run", "--with-scheduler"]],

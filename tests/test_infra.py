@@ -663,6 +663,12 @@ def test_samconfig_parameter_overrides_in_the_long_form_are_read_as_sam_reads_th
     }
 
 
+def test_a_long_form_parameter_value_may_span_lines(tmp_path):
+    config = _samconfig_overrides(tmp_path, '["ParameterKey=Note,ParameterValue=two\\nlines"]')
+
+    assert infra.sam_config_parameters("prod", config) == {"Note": "two\nlines"}
+
+
 @pytest.mark.parametrize(
     ("overrides", "refusal"),
     [
@@ -672,12 +678,14 @@ def test_samconfig_parameter_overrides_in_the_long_form_are_read_as_sam_reads_th
             r"mixes Key=Value with .* leave out PunkApiVersion=v2\): write every pair",
         ),
         ('"Stage=prod v2"', r"'v2' is not a parameter; write Key=Value, or ParameterKey="),
+        ('"Stage=prod =v2"', r"'=v2' is not a parameter"),  # a value without its key
     ],
 )
 def test_samconfig_parameter_overrides_sam_would_misread_are_refused(tmp_path, overrides, refusal):
     config = _samconfig_overrides(tmp_path, overrides)
 
-    with pytest.raises(ValueError, match=r"parameter_overrides of \[prod.deploy.parameters\]"):
+    where = r"parameter_overrides of \[prod.deploy.parameters\] in samconfig.toml"
+    with pytest.raises(ValueError, match=where):
         infra.sam_config_parameters("prod", config)
     with pytest.raises(ValueError, match=refusal):
         infra.sam_config_parameters("prod", config)

@@ -616,7 +616,8 @@ def test_a_deletion_s3_refuses_is_an_error_naming_the_keys_not_a_count_of_delete
     s3 = Locked([f"models/ibu/{V1}/{registry.MODEL_FILE}", card])
 
     # WHEN the version is deleted THEN the error names what is still there, and why
-    with pytest.raises(registry.RegistryError, match=f"1 of 2 objects .*{card}: AccessDenied"):
+    refusal = f"1 of 2 objects of version {V1} in s3://bucket were not deleted .*{card}: AccessD"
+    with pytest.raises(registry.RegistryError, match=refusal):
         registry.delete_version("s3://bucket/models/ibu/", V1, client=s3)
 
 
@@ -1103,3 +1104,39 @@ def test_a_refused_conditional_upload_says_whether_the_version_is_taken(
     taken = isinstance(refused.value, registry.VersionExistsError)
     assert taken == (refusal is registry.VersionExistsError)
     assert ("already holds a version" in str(refused.value)) == taken
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "given", "tried_seconds"),
+    [
+        # every second taken: the next ones are tried, as many as register moves on
+        (412, "PreconditionFailed", None, registry._FREE_SECOND_TRIES),
+        (412, "PreconditionFailed", V1, 1),  # a version asked for is not moved
+        (403, "AccessDenied", None, 1),  # not a taken version: nothing to move on from
+    ],
+)
+def test_register_moves_on_second_by_second_only_past_versions_that_are_taken(
+    trained, status, code, given, tried_seconds
+):
+    from botocore.exceptions import ClientError
+
+    class Refusing(_PagedS3):
+        def put_object(self, **kwargs: Any) -> dict:
+            self.uploaded.append(kwargs["Key"])
+            answer = {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+            raise ClientError(answer, "PutObject")
+
+    s3 = Refusing()
+    moment = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+    refusal = registry.VersionExistsError if status == 412 else registry.RegistryError
+
+    with pytest.raises(refusal):
+        registry.register(
+            trained.model, trained.metrics, trained.card, "s3://b/m/", given, client=s3, now=moment
+        )
+
+    sha = trained.card["data"]["sha256"]
+    seconds = [moment + timedelta(seconds=n) for n in range(tried_seconds)]
+    tried = [given] if given else [registry.new_version(sha, second) for second in seconds]
+    # the first file of each version refused: nothing more of it was sent
+    assert s3.uploaded == [f"m/{version}/{registry.MODEL_FILE}" for version in tried]

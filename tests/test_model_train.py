@@ -862,14 +862,18 @@ def test_without_identical_beers_the_folds_are_repeated_stratified_ones(catalog_
         np.testing.assert_array_equal(test_rows, want_test)
 
 
-def test_the_newest_fifth_with_undated_beers_is_dated_to_its_latest_dated_beer(catalog_beers):
+@pytest.mark.parametrize("dated_listed", ["last", "first"])
+def test_the_newest_fifth_with_undated_beers_is_dated_to_its_latest_dated_beer(
+    catalog_beers, dated_listed
+):
     # undated beers count as the oldest; when the newest fifth still holds some, they must
-    # not hide its dated ones (a NaN compares as neither larger nor smaller)
+    # not hide its dated ones (a NaN compares as neither larger nor smaller), wherever the
+    # beers are listed
     beers = features.labelled(catalog_beers)[:60]
     dates = ["06/2011", "2016"]
-    beers = [{**beer, "first_brewed": None} for beer in beers[:-2]] + [
-        {**beer, "first_brewed": date} for beer, date in zip(beers[-2:], dates, strict=True)
-    ]
+    dated = [{**beer, "first_brewed": date} for beer, date in zip(beers[-2:], dates, strict=True)]
+    undated = [{**beer, "first_brewed": None} for beer in beers[:-2]]
+    beers = undated + dated if dated_listed == "last" else dated + undated
     X, ibu = features.build_features(beers), features.ibu_values(beers)
     protocol = train.Protocol(time_split_seeds=1, importance_repeats=1, n_jobs=1)
 

@@ -804,12 +804,16 @@ def test_injected_errors_have_the_original_shapes(punkapi_server):
 
 
 @pytest.mark.parametrize("version", ["v2", "v3"])
-def test_an_injected_error_names_its_own_status(catalog_beers, version):
-    faults = Faults(error_rate=1.0, error_statuses=(502,), seed=1)
+@pytest.mark.parametrize(
+    ("status", "name"),
+    [(502, "Bad Gateway"), (599, "Error")],  # HTTP names no 599
+)
+def test_an_injected_error_names_its_own_status(catalog_beers, version, status, name):
+    faults = Faults(error_rate=1.0, error_statuses=(status,), seed=1)
     r = Client(PunkApiApp(catalog_beers, version, faults=faults)).get(f"/{version}/beers?page=1")
-    assert r.status_code == 502
+    assert r.status_code == status
     named = r.json["error"] if version == "v2" else r.json["detail"]
-    assert named == "Bad Gateway"
+    assert named == name
 
 
 def test_injected_bursts_send_retry_after(punkapi_server):
@@ -910,6 +914,14 @@ def test_a_number_json_cannot_carry_is_refused_at_load_naming_the_beer_and_field
         PunkApiApp([catalog_beers[0], beer], version)
     assert f'beer 2 ("Trashy Blonde") has {said}. Give it a number, or null' in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_of_several_numbers_json_cannot_carry_the_first_in_the_beer_is_named(catalog_beers):
+    # abv comes before ibu in a beer, and the method after both
+    beer = {**copy.deepcopy(catalog_beers[1]), "abv": math.nan, "ibu": math.inf}
+    beer["method"]["mash_temp"][0]["temp"]["value"] = math.nan
+    with pytest.raises(CatalogError, match=r"has abv = NaN\. Give it"):
+        PunkApiApp([catalog_beers[0], beer], "v2")
 
 
 def test_serve_command_refuses_a_catalogue_holding_nan(tmp_path: Path, catalog_beers):

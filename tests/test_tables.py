@@ -256,6 +256,29 @@ def test_json_fields_named_like_dates_are_read_as_delivered_without_deprecated_k
     assert frame.to_dict("records") == [{"id": 1, "brewed_at": "1410393600000", "date": "09/2007"}]
 
 
+def test_json_objects_of_mixed_compression_are_read_each_with_its_own(monkeypatch):
+    # Firehose writes gzip with ".gz"; another writer may leave an object plain, or gzip
+    # without the extension: each run of one compression is one read, in delivery order
+    bodies = {"raw/b": gzip.compress(b'{"id": 2}\n'), "raw/c": b'{"id": 3}\n'}
+    heads = SimpleNamespace(
+        get_object=lambda Bucket, Key, Range: {"Body": io.BytesIO(bodies[Key][:2])}
+    )
+    monkeypatch.setattr(tables, "aws_client", lambda tgt, service: heads)
+    reads = []
+
+    def read_json(path, compression, **kwargs):
+        reads.append((compression, path))
+        return pd.DataFrame({"id": [len(reads)]})
+
+    wr = SimpleNamespace(s3=SimpleNamespace(read_json=read_json))
+    paths = ["s3://bkt/raw/a.gz", "s3://bkt/raw/b", "s3://bkt/raw/c", "s3://bkt/raw/d.gz"]
+
+    frame = tables._read_with_awswrangler(wr, table_info(), paths, None, None)
+
+    assert reads == [("gzip", paths[:2]), (None, paths[2:3]), ("gzip", paths[3:])]
+    assert frame["id"].tolist() == [1, 2, 3]
+
+
 # ------------------------------------------------------------------ against the emulator
 
 
