@@ -2009,6 +2009,34 @@ def test_ctrl_c_during_a_checkpoint_save_still_delivers_what_was_read_once(
     assert (stored.shards, stored.pending) == ({"shardId-000000000000": "2"}, None)
 
 
+def test_ctrl_c_during_the_first_save_over_earlier_streams_checkpoint_still_delivers(
+    tmp_path, monkeypatch
+):
+    # the store holds the positions of streams that no longer exist when Ctrl-C stops the
+    # first save: the runtime keeps its own (none), not theirs, and its closing flush delivers
+    kinesis = ScriptedKinesis({"shardId-000000000000": numbered(1, 2)})
+    hints = {"SizeInMBs": 64, "IntervalInSeconds": 0}
+    aws = ScriptedAWS(kinesis, description(BufferingHints=hints))
+    stale = Checkpoint("arn:old", "2024-01-01", "arn:old-stream", "2024-01-01", {"shard": "9"})
+    CheckpointStore(tmp_path / "firehose").save(stale, "brewops-dev-cleaned")
+    saves, save = 0, CheckpointStore.save
+
+    def interrupted_save(store, checkpoint, name):
+        nonlocal saves
+        saves += 1
+        if saves == 1:
+            raise KeyboardInterrupt
+        save(store, checkpoint, name)
+
+    monkeypatch.setattr(CheckpointStore, "save", interrupted_save)
+    continuous = FirehoseRuntime(["brewops-dev-cleaned"], session=aws, state_dir=tmp_path)
+
+    report = continuous.run(StopAfter(1), poll_seconds=0)
+
+    assert [json.loads(line)["id"] for line in aws.lines()] == [1, 2]
+    assert report.streams[0].delivered == 2
+
+
 def test_ctrl_c_while_a_page_is_fed_loses_none_of_it_to_the_drain_that_follows(
     tmp_path, monkeypatch
 ):
@@ -2037,9 +2065,39 @@ def test_ctrl_c_while_a_page_is_fed_loses_none_of_it_to_the_drain_that_follows(
     assert sorted(json.loads(line)["id"] for line in aws.lines()) == [1, 2, 3, 4, 5]
 
 
+def test_ctrl_c_while_records_wait_for_the_lambda_sends_each_of_them_once(
+    tmp_path, monkeypatch, scripted_lambda
+):
+    # the records waiting for a Lambda call when Ctrl-C lands are read again: they are not
+    # also kept waiting, to be sent twice, and the next call's size starts from nothing
+    from brewops.firehose_runtime.runtime import DeliveryStreamRuntime
+
+    kinesis = ScriptedKinesis({"shardId-000000000000": numbered(1, 2, 3, 4)})
+    processing = {"ProcessingConfiguration": processed()}  # records wait for 60 s or 1 MiB
+    aws = ScriptedAWS(kinesis, description(**processing), lambda_client=scripted_lambda("ok"))
+    feeds, feed = 0, DeliveryStreamRuntime.feed
+
+    def interrupted_feed(stream, record):
+        nonlocal feeds
+        feeds += 1
+        if feeds == 3:  # 1 and 2 are waiting
+            raise KeyboardInterrupt
+        feed(stream, record)
+
+    monkeypatch.setattr(DeliveryStreamRuntime, "feed", interrupted_feed)
+    continuous = FirehoseRuntime(["brewops-dev-cleaned"], session=aws, state_dir=tmp_path)
+    continuous.run(StopAfter(1), poll_seconds=0, flush_on_exit=False)
+    stream = continuous.streams[0]
+    assert (stream.pending, stream.request_size) == ([], stream.empty_request_size)
+    continuous.drain()
+
+    assert sorted(json.loads(line)["id"] for line in aws.lines()) == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("drained_by_it", [False, True], ids=["drained-anew", "drained-by-it"])
 @pytest.mark.parametrize("handler", [None, "ok", "fail"], ids=["read", "transformed", "failed"])
 def test_ctrl_c_between_buffering_a_record_and_settling_it_delivers_it_once(
-    tmp_path, monkeypatch, scripted_lambda, handler
+    tmp_path, monkeypatch, scripted_lambda, handler, drained_by_it
 ):
     # the record is in the buffer (or among its errors), its position not yet settled: the
     # closing flush must not write it while the checkpoint leaves it to be read again.
@@ -2059,10 +2117,12 @@ def test_ctrl_c_between_buffering_a_record_and_settling_it_delivers_it_once(
         settled(stream, record)
 
     monkeypatch.setattr(DeliveryStreamRuntime, "_settled", interrupted)
-    FirehoseRuntime(["brewops-dev-cleaned"], session=aws, state_dir=tmp_path).run(
-        StopAfter(1), poll_seconds=0
-    )
-    scripted_drain(aws, tmp_path)
+    continuous = FirehoseRuntime(["brewops-dev-cleaned"], session=aws, state_dir=tmp_path)
+    continuous.run(StopAfter(1), poll_seconds=0)
+    if drained_by_it:  # as `stream run --with-scheduler` does after Ctrl-C
+        continuous.drain()
+    else:
+        scripted_drain(aws, tmp_path)
 
     if handler == "fail":
         assert len(aws.lines("errors/")) == 2

@@ -737,6 +737,18 @@ def test_no_call_starts_that_could_end_past_the_deadline():
     assert ample.ok and ample.calls == 1 and len(client.requests) == 1
 
 
+def test_records_put_past_the_deadline_say_no_time_is_left_not_a_negative_time():
+    client = ConfiguredClient(
+        Config(connect_timeout=2, read_timeout=5, retries={"total_max_attempts": 1})
+    )
+
+    report = put_beers(beers(1), "beers", client, deadline=time.monotonic() - 5)
+
+    (failed,) = report.failed
+    assert failed.error_message.startswith("0.0 s left before the deadline")
+    assert not client.requests
+
+
 def test_no_retry_waits_for_a_call_that_could_end_past_the_deadline():
     # GIVEN a stream that throttles every call, through a client whose call may take 1 s
     class Throttling(ConfiguredClient):
@@ -974,6 +986,26 @@ def test_a_tick_whose_kinesis_never_answers_fails_with_the_reason_in_time(
     (error,) = raised
     assert isinstance(error, ProduceError)
     assert {f.error_code for f in error.report.failed} == {"ReadTimeoutError"}
+
+
+@pytest.mark.emulator
+def test_a_tick_starts_no_put_that_could_end_in_the_second_kept_to_report(
+    lambda_env, punkapi_url, load_event, kinesis_stream, stream_ids, monkeypatch
+):
+    # GIVEN a function with its longest put and 0.9 s left: less than the second a tick
+    # keeps to log and return the failure, and all of it the API's
+    lambda_env.setenv("PUNKAPI_URL", punkapi_url)
+    monkeypatch.setattr(app, "KINESIS_RESERVE_SECONDS", 0.0)
+    longest = producer.longest_call_seconds(app.KINESIS_CLIENT_CONFIG)
+    context = ShortOnTime(remaining_ms=int((longest + 0.9) * 1000))
+
+    # WHEN a tick runs
+    with pytest.raises(ProduceError) as raised:
+        app.handler(load_event("eventbridge_scheduled"), context)
+
+    # THEN the beer is not put, and the tick says why
+    assert {f.error_code for f in raised.value.report.failed} == {"OutOfTime"}
+    assert stream_ids(kinesis_stream) == []
 
 
 class ThrottlingThenSilent(http.server.BaseHTTPRequestHandler):

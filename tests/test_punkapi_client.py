@@ -10,6 +10,7 @@ import io
 import itertools
 import json
 import logging
+import re
 import socket
 import subprocess
 import sys
@@ -491,9 +492,74 @@ def test_no_request_waits_past_the_deadline():
         c = client(f"http://127.0.0.1:{s.getsockname()[1]}/v2", retries=0, timeout=10)
         c.deadline = time.monotonic() + 0.5
         started = time.monotonic()
-        with pytest.raises(TransportError, match="Timed out"):
+        with pytest.raises(TransportError, match=r"Timed out after (\d+\.\d) s") as info:
             c.beers()
         assert time.monotonic() - started < 3  # not the 10 s timeout
+    # the message says how long it waited, not the timeout it did not wait out
+    assert float(re.search(r"after (\d+\.\d) s", str(info.value))[1]) < 3
+
+
+class SlowBody(io.BytesIO):
+    """A body read whole, slowly, that a cut off cannot stop: it has no socket (`shutdown`
+    missing), or its shutdown raises as urllib3's does without one or once it is read."""
+
+    def __init__(self, body: bytes, shutdown_raises: type[Exception] | None) -> None:
+        super().__init__(body)
+        if shutdown_raises is not None:
+            self.shutdown = functools.partial(self._refuse, shutdown_raises)
+
+    @staticmethod
+    def _refuse(error: type[Exception]) -> None:
+        raise error("no socket to shut down")
+
+    def read(self, *args) -> bytes:
+        time.sleep(1.0)  # long past the 0.1 s a request sent past its deadline gets
+        return super().read(*args)
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+@pytest.mark.parametrize("shutdown_raises", [None, ValueError, RuntimeError])
+def test_a_body_the_deadline_could_not_cut_off_is_read_whole(shutdown_raises):
+    session = ScriptedSession((200, [], {}))
+    answer = session.get
+
+    def slow_get(*args, **kwargs) -> requests.Response:
+        response = answer(*args, **kwargs)
+        response.raw = SlowBody(response.raw.getvalue(), shutdown_raises)
+        return response
+
+    session.get = slow_get
+    c = client("http://punk.test/v2", session=session)
+    c.deadline = time.monotonic() - 5
+
+    assert c.beers() == []  # not a timeout: all of it was read
+
+
+@pytest.mark.parametrize("headers_after", [5.0, 0.0], ids=["headers late", "body silent"])
+def test_a_deadline_far_off_still_waits_no_longer_than_the_timeout_for_a_byte(headers_after):
+    with answering_slowly(headers_after, byte_every=None) as url:
+        c = client(url, retries=0, timeout=1)
+        c.deadline = time.monotonic() + 30
+        started = time.monotonic()
+        with pytest.raises(TransportError):
+            c.beers()
+        took = time.monotonic() - started
+    assert took < 10, f"a 1 s timeout waited {took:.1f} s"  # not until the deadline
+
+
+def test_a_deadline_far_off_still_waits_no_longer_than_the_timeout_to_connect():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(0)
+        # one connection not taken fills the queue: the next one is left waiting to connect
+        with socket.create_connection(s.getsockname()):
+            c = client(f"http://127.0.0.1:{s.getsockname()[1]}/v2", retries=0, timeout=1)
+            c.deadline = time.monotonic() + 30
+            started = time.monotonic()
+            with pytest.raises(TransportError):
+                c.beers()
+            took = time.monotonic() - started
+    assert took < 10, f"a 1 s timeout waited {took:.1f} s to connect"  # not until the deadline
 
 
 @pytest.mark.parametrize(
