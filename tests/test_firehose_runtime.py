@@ -1975,6 +1975,23 @@ def test_ctrl_c_during_a_gzip_write_still_delivers_what_was_read(tmp_path):
     assert report.streams[0].delivered == 2
 
 
+def ctrl_c_at_call(original, number, *, after_it=False):
+    """`original` (a function or method) whose `number`-th call raises KeyboardInterrupt,
+    as Ctrl-C landing there would: before it runs, or just after it with `after_it`."""
+    calls = 0
+
+    def interrupted(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        if calls == number:
+            if after_it:
+                original(*args, **kwargs)
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    return interrupted
+
+
 @pytest.mark.parametrize("at_save", [1, 2], ids=["pending", "commit"])
 @pytest.mark.parametrize("replaced", [False, True], ids=["before-replace", "after-replace"])
 def test_ctrl_c_during_a_checkpoint_save_still_delivers_what_was_read_once(
@@ -1986,17 +2003,7 @@ def test_ctrl_c_during_a_checkpoint_save_still_delivers_what_was_read_once(
     kinesis = ScriptedKinesis({"shardId-000000000000": numbered(1, 2)})
     hints = {"SizeInMBs": 64, "IntervalInSeconds": 0}  # each poll's records written at once
     aws = ScriptedAWS(kinesis, description(BufferingHints=hints))
-    saves, save = 0, CheckpointStore.save
-
-    def interrupted_save(store, checkpoint, name):
-        nonlocal saves
-        saves += 1
-        if saves == at_save:
-            if replaced:
-                save(store, checkpoint, name)
-            raise KeyboardInterrupt
-        save(store, checkpoint, name)
-
+    interrupted_save = ctrl_c_at_call(CheckpointStore.save, at_save, after_it=replaced)
     monkeypatch.setattr(CheckpointStore, "save", interrupted_save)
     continuous = FirehoseRuntime(["brewops-dev-cleaned"], session=aws, state_dir=tmp_path)
 
@@ -2019,16 +2026,7 @@ def test_ctrl_c_during_the_first_save_over_earlier_streams_checkpoint_still_deli
     aws = ScriptedAWS(kinesis, description(BufferingHints=hints))
     stale = Checkpoint("arn:old", "2024-01-01", "arn:old-stream", "2024-01-01", {"shard": "9"})
     CheckpointStore(tmp_path / "firehose").save(stale, "brewops-dev-cleaned")
-    saves, save = 0, CheckpointStore.save
-
-    def interrupted_save(store, checkpoint, name):
-        nonlocal saves
-        saves += 1
-        if saves == 1:
-            raise KeyboardInterrupt
-        save(store, checkpoint, name)
-
-    monkeypatch.setattr(CheckpointStore, "save", interrupted_save)
+    monkeypatch.setattr(CheckpointStore, "save", ctrl_c_at_call(CheckpointStore.save, 1))
     continuous = FirehoseRuntime(["brewops-dev-cleaned"], session=aws, state_dir=tmp_path)
 
     report = continuous.run(StopAfter(1), poll_seconds=0)
@@ -2046,15 +2044,7 @@ def test_ctrl_c_while_a_page_is_fed_loses_none_of_it_to_the_drain_that_follows(
 
     kinesis = ScriptedKinesis({"shardId-000000000000": numbered(1, 2, 3, 4)})
     aws = ScriptedAWS(kinesis, description())
-    settles, settle = 0, DeliveryStreamRuntime._settle_data
-
-    def interrupted_settle(stream, record, data):
-        nonlocal settles
-        settles += 1
-        if settles == 2:
-            raise KeyboardInterrupt
-        settle(stream, record, data)
-
+    interrupted_settle = ctrl_c_at_call(DeliveryStreamRuntime._settle_data, 2)
     monkeypatch.setattr(DeliveryStreamRuntime, "_settle_data", interrupted_settle)
     continuous = FirehoseRuntime(["brewops-dev-cleaned"], session=aws, state_dir=tmp_path)
     continuous.run(StopAfter(1), poll_seconds=0, flush_on_exit=False)
@@ -2075,16 +2065,10 @@ def test_ctrl_c_while_records_wait_for_the_lambda_sends_each_of_them_once(
     kinesis = ScriptedKinesis({"shardId-000000000000": numbered(1, 2, 3, 4)})
     processing = {"ProcessingConfiguration": processed()}  # records wait for 60 s or 1 MiB
     aws = ScriptedAWS(kinesis, description(**processing), lambda_client=scripted_lambda("ok"))
-    feeds, feed = 0, DeliveryStreamRuntime.feed
-
-    def interrupted_feed(stream, record):
-        nonlocal feeds
-        feeds += 1
-        if feeds == 3:  # 1 and 2 are waiting
-            raise KeyboardInterrupt
-        feed(stream, record)
-
-    monkeypatch.setattr(DeliveryStreamRuntime, "feed", interrupted_feed)
+    # at the third record: 1 and 2 are waiting
+    monkeypatch.setattr(
+        DeliveryStreamRuntime, "feed", ctrl_c_at_call(DeliveryStreamRuntime.feed, 3)
+    )
     continuous = FirehoseRuntime(["brewops-dev-cleaned"], session=aws, state_dir=tmp_path)
     continuous.run(StopAfter(1), poll_seconds=0, flush_on_exit=False)
     stream = continuous.streams[0]
@@ -2107,15 +2091,7 @@ def test_ctrl_c_between_buffering_a_record_and_settling_it_delivers_it_once(
     kinesis = ScriptedKinesis({"shardId-000000000000": numbered(1, 2)})
     processing = {"ProcessingConfiguration": processed(interval="0")} if handler else {}
     aws = ScriptedAWS(kinesis, description(**processing), lambda_client=scripted_lambda(handler))
-    settled, settles = DeliveryStreamRuntime._settled, 0
-
-    def interrupted(stream, record):  # the second record's
-        nonlocal settles
-        settles += 1
-        if settles == 2:
-            raise KeyboardInterrupt
-        settled(stream, record)
-
+    interrupted = ctrl_c_at_call(DeliveryStreamRuntime._settled, 2)  # the second record's
     monkeypatch.setattr(DeliveryStreamRuntime, "_settled", interrupted)
     continuous = FirehoseRuntime(["brewops-dev-cleaned"], session=aws, state_dir=tmp_path)
     continuous.run(StopAfter(1), poll_seconds=0)

@@ -100,6 +100,23 @@ class ScriptedSession(requests.Session):
 
 
 @contextmanager
+def serving_with(answer: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A server on 127.0.0.1 whose requests `answer` handles, quietly; yields its /v2 URL."""
+
+    class Quiet(answer):
+        def log_message(self, *args):
+            pass
+
+    answering = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=answering.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{answering.server_address[1]}/v2"
+    finally:
+        answering.shutdown()
+        answering.server_close()
+
+
+@contextmanager
 def serving(body: bytes, headers: dict[str, str]) -> Iterator[str]:
     """A server on 127.0.0.1 answering every GET with 200, `body` and `headers`; yields
     its /v2 base URL. Over real HTTP, as requests decodes what a server sends."""
@@ -113,16 +130,8 @@ def serving(body: bytes, headers: dict[str, str]) -> Iterator[str]:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *args):
-            pass
-
-    answering = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
-    threading.Thread(target=answering.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{answering.server_address[1]}/v2"
-    finally:
-        answering.shutdown()
-        answering.server_close()
+    with serving_with(Answer) as url:
+        yield url
 
 
 @contextmanager
@@ -149,17 +158,11 @@ def answering_slowly(headers_after: float, byte_every: float | None) -> Iterator
                 return
             stopped.wait()
 
-        def log_message(self, *args):
-            pass
-
-    answering = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
-    threading.Thread(target=answering.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{answering.server_address[1]}/v2"
-    finally:
-        stopped.set()
-        answering.shutdown()
-        answering.server_close()
+    with serving_with(Answer) as url:
+        try:
+            yield url
+        finally:
+            stopped.set()  # the answers still waiting end before the server stops
 
 
 # ----------------------------------------------------------------------------- shapes
