@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -70,6 +71,21 @@ def interrupted() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
+def local_target(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, kinesis: Any = None) -> Any:
+    """The local target the stream commands see, its Kinesis client `kinesis`, with nothing
+    delivered yet and its record of produced ids under `tmp_path`."""
+    target = SimpleNamespace(
+        name="local",
+        outputs={"StreamName": "beers"},
+        session=SimpleNamespace(client=lambda service: kinesis),
+        stack_id="arn:aws:cloudformation:us-east-1:123456789012:stack/brewops-dev/1",
+    )
+    monkeypatch.setattr(streaming_cli, "use_target", lambda name: target)
+    monkeypatch.setattr("brewops.reconcile.delivered_keys", lambda *a, **kw: frozenset())
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
+    return target
+
+
 def beers(n: int) -> list[dict[str, Any]]:
     return [{"id": i, "name": f"Beer {i}"} for i in range(1, n + 1)]
 
@@ -120,15 +136,7 @@ def test_ctrl_c_during_the_wait_before_a_retry_starts_no_retry(interrupted):
 
 def test_a_backfill_cut_short_says_what_was_sent_and_what_to_do(interrupted, monkeypatch, tmp_path):
     kinesis = InterruptedDuringSecondCall(interrupted)
-    target = SimpleNamespace(
-        name="local",
-        outputs={"StreamName": "beers"},
-        session=SimpleNamespace(client=lambda service: kinesis),
-        stack_id="arn:aws:cloudformation:us-east-1:123456789012:stack/brewops-dev/1",
-    )
-    monkeypatch.setattr(streaming_cli, "use_target", lambda name: target)
-    monkeypatch.setattr("brewops.reconcile.delivered_keys", lambda *a, **kw: frozenset())
-    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
+    target = local_target(monkeypatch, tmp_path, kinesis)
     catalog = tmp_path / "catalog.json"
     catalog.write_text(json.dumps(beers(2 * CALL)))  # two calls, both under way at once
 
@@ -147,14 +155,7 @@ def test_a_backfill_cut_short_says_what_was_sent_and_what_to_do(interrupted, mon
 
 @pytest.mark.parametrize("command", ["drain", "fill"])
 def test_a_drain_cut_short_says_what_to_do(command, monkeypatch, tmp_path):
-    target = SimpleNamespace(
-        name="local",
-        outputs={"StreamName": "beers"},
-        session=None,
-        stack_id="arn:aws:cloudformation:us-east-1:123456789012:stack/brewops-dev/1",
-    )
-    monkeypatch.setattr(streaming_cli, "use_target", lambda name: target)
-    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
+    target = local_target(monkeypatch, tmp_path)
     streaming_cli.remember_produced("local", [1], target.stack_id)  # fill: no backfill
 
     def ctrl_c() -> None:
@@ -275,15 +276,7 @@ def test_ctrl_c_during_a_call_that_comes_back_throttled_waits_for_no_retry(
 
 
 def test_a_backfill_cut_short_counts_the_whole_catalogue(monkeypatch, tmp_path):
-    target = SimpleNamespace(
-        name="local",
-        outputs={"StreamName": "beers"},
-        session=SimpleNamespace(client=lambda service: None),
-        stack_id="arn:aws:cloudformation:us-east-1:123456789012:stack/brewops-dev/1",
-    )
-    monkeypatch.setattr(streaming_cli, "use_target", lambda name: target)
-    monkeypatch.setattr("brewops.reconcile.delivered_keys", lambda *a, **kw: frozenset())
-    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
+    local_target(monkeypatch, tmp_path)
 
     def ctrl_c_in_the_second_call(*args: Any, **kwargs: Any) -> None:
         # the third call's records not yet read from the catalogue
