@@ -341,7 +341,7 @@ def test_predict_with_a_model_folder_that_does_not_exist_says_how_to_make_one(
     )
     assert result.exit_code != 0
     assert "nowhere does not exist" in result.output
-    assert "brewops model train --out DIR" in result.output
+    assert "brewops model train --catalog FILE --out DIR" in result.output
 
     a_file = tmp_path / "model.joblib"
     a_file.write_bytes(b"")

@@ -121,7 +121,7 @@ def load(path: str | Path, version: str | None = None) -> LoadedModel:
         what = "is a file, not a folder" if folder.exists() else "does not exist"
         raise RegistryError(
             f"{folder} {what}: a model is a version folder, made by `brewops model train "
-            "--out DIR`, or a registered version, s3://BUCKET/models/ibu/VERSION"
+            "--catalog FILE --out DIR`, or a registered version, s3://BUCKET/models/ibu/VERSION"
         )
     missing = [
         name for name in (MODEL_FILE, METRICS_FILE, CARD_FILE) if not (folder / name).is_file()
@@ -364,7 +364,7 @@ def publish(folder: str | Path, registry_uri: str, version: str, client: Any = N
     if missing:
         raise RegistryError(
             f"{folder} is not a model version folder: missing {', '.join(missing)}; nothing "
-            "was published. Give a folder made by `brewops model train --out DIR`."
+            "was published. Give a folder made by `brewops model train --catalog FILE --out DIR`."
         )
     uri = f"s3://{bucket}/{prefix}{version}/"
     with _s3_errors(registry_uri):
