@@ -131,6 +131,12 @@ def test_reconcile_fails_when_produced_beers_never_arrived(
     assert sent.exit_code == 0, sent.output
     assert result.exit_code == 1
     assert "records were lost" in result.output
+    # what it advises finds them
+    assert "`brewops stream drain` delivers what the stream holds" in result.output
+    drained = runner.invoke(streaming_cli.stream, ["drain", "--no-progress"])
+    again = runner.invoke(streaming_cli.stream, ["reconcile"])
+    assert drained.exit_code == 0, drained.output
+    assert again.exit_code == 0 and "nothing lost" in again.output, again.output
 
 
 @pytest.mark.emulator

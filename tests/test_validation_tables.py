@@ -234,6 +234,8 @@ def test_the_command_line_refuses_to_pass_without_knowing_what_was_produced(
     assert typo.exit_code == 2 and "does not exist" in typo.output
     assert unknown.exit_code == 1
     assert "nothing to reconcile against, so lost records cannot be checked" in unknown.output
+    # a backfill alone would leave the records undelivered, then called lost
+    assert "run notebook 03 or `brewops stream fill` first" in unknown.output
     assert skipped.exit_code == 0, skipped.output
 
 

@@ -437,4 +437,11 @@ def reconcile(target: str, ids_file: Path | None, as_json: bool) -> None:
             "(`brewops stream backfill`, `tick` or `fill` produce them)"
         )
     if not result.ok:
-        raise click.ClickException("records were lost")
+        raise click.ClickException(
+            "records were lost, or are not delivered yet: "
+            + (
+                "`brewops stream drain` delivers what the stream holds, then reconcile again"
+                if tgt.name == "local"
+                else "Firehose delivers within a few minutes, then reconcile again"
+            )
+        )

@@ -90,10 +90,16 @@ def run(
     if not report.ok:
         raise GatesFailed(f"validation failed:\n{report.failure_message()}")
     if require_reconciliation and report.unreconciled():
+        # a backfill alone leaves the local records in the stream: fill delivers them too
+        produce = (
+            "`brewops stream fill`"
+            if target == "local"
+            else "`brewops stream backfill --target aws` (Firehose delivers in a few minutes)"
+        )
         raise GatesFailed(
-            "nothing to reconcile against, so lost records cannot be checked: run notebook 03 "
-            "or `brewops stream backfill` first, pass --expected-ids, or "
-            "--no-require-reconciliation to skip the check"
+            f"nothing to reconcile against, so lost records cannot be checked: run notebook 03 "
+            f"or {produce} first, pass --expected-ids, or --no-require-reconciliation to skip "
+            "the check"
         )
 
 
