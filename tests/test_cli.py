@@ -3,6 +3,7 @@ follows the URL unless it is given."""
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import errno
 import io
@@ -22,7 +23,7 @@ import pytest
 from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
 from click.testing import CliRunner
 
-from brewops import streaming_cli
+from brewops import infra, streaming_cli
 from brewops.cli import main
 from brewops.paths import repo_root
 from brewops.producer import FailedRecord, ProduceReport
@@ -1429,3 +1430,125 @@ def test_a_command_out_of_memory_without_a_limit_says_to_close_other_programs(mo
 
     assert result.exit_code == 1
     assert result.output == "Error: Out of memory: close other programs and run it again.\n"
+
+
+def _advice() -> list[tuple[str, str]]:
+    """(file, text) for every string of the package, the notebook builders and the benchmarks
+    (adjacent literals joined, an f-string's fields as `{}`), and for the README and the
+    Makefile: where users are told what to run, set or pass. Runs of whitespace are one space,
+    so advice wrapped over lines reads as typed."""
+    root = repo_root()
+    sources = [*root.glob("lib/brewops/**/*.py"), *root.glob("notebooks/_build/*.py")]
+    texts = [(path, path.read_text()) for path in (root / "README.md", root / "Makefile")]
+    for path in [*sources, *root.glob("benchmarks/*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                texts.append((path, node.value))
+            elif isinstance(node, ast.JoinedStr):
+                parts = [v.value if isinstance(v, ast.Constant) else "{}" for v in node.values]
+                texts.append((path, "".join(parts)))
+    return [(str(path.relative_to(root)), re.sub(r"\s+", " ", text)) for path, text in texts]
+
+
+def _named_in_the_package() -> set[str]:
+    """The strings the package's code uses whole: the environment variables it reads."""
+    return {
+        node.value
+        for path in (repo_root() / "lib" / "brewops").glob("**/*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    }
+
+
+def _invocation_problems(words: list[str], commands: dict[str, click.Command]) -> list[str]:
+    """What is wrong with `brewops WORDS…` as advised: a command that does not exist, an
+    option it does not have, a required option left out when options are shown, a notebook
+    parameter no chosen notebook defines. Words after the options are prose."""
+    from brewops.runner import discover, notebook_parameters
+
+    path = words[0]
+    if isinstance(commands.get(path), click.Group) and len(words) > 1:
+        path = f"{words[0]} {words[1].rstrip('.,;:)')}"
+    command = commands.get(path)
+    if command is None:
+        return [f"no command `brewops {path}`"]
+    if isinstance(command, click.Group):
+        return []  # the group itself (`brewops stream`)
+    options = {opt: p for p in command.params for opt in (*p.opts, *p.secondary_opts)}
+    rest = words[len(path.split()) :]
+    given: dict[str, list[list[str]]] = {}
+    while rest and rest[0].startswith("-") and len(rest[0]) > 1:
+        option = options.get(rest[0].rstrip(".,;:)"))
+        if option is None:
+            return [f"`brewops {path}` has no option {rest[0]}"]
+        takes = 0 if getattr(option, "is_flag", False) else option.nargs
+        given.setdefault(option.name or "", []).append(rest[1 : 1 + takes])
+        rest = rest[1 + takes :]
+    problems = [
+        f"`brewops {path}` shown without its required {p.opts[0]}"
+        for p in command.params
+        if given and p.required and p.name not in given
+    ]
+    if path == "run":
+        chosen = [value[0] for value in given.get("only", [])]
+        notebooks = [nb for nb in discover(repo_root() / "notebooks") if nb.stem[:2] in chosen]
+        defined = {
+            name
+            for nb in notebooks or discover(repo_root() / "notebooks")
+            for name in notebook_parameters(nb)
+        }
+        problems += [
+            f"no notebook of `brewops {' '.join(words)}` has the parameter {name}"
+            for name, _ in given.get("parameters", [])
+            if name not in defined
+        ]
+    return problems
+
+
+def test_every_command_option_variable_and_output_the_project_advises_exists():
+    """A renamed option, variable or Output breaks this test, not the users who follow a
+    message still naming the old one."""
+    commands = {ctx.command_path.removeprefix("brewops "): ctx.command for ctx in _every_command()}
+    targets = set(re.findall(r"^([a-z][\w-]*):", (repo_root() / "Makefile").read_text(), re.M))
+    outputs = infra.load_template()["Outputs"]
+    named = _named_in_the_package()
+    problems = []
+    for where, text in _advice():
+        # `brewops local up | status | down` names three commands
+        text = re.sub(
+            r"brewops (\w+) (\w+(?: \| \w+)+)",
+            lambda m: " ".join(f"brewops {m[1]} {name}" for name in m[2].split(" | ")),
+            text,
+        )
+        # an invocation ends at its closing backquote, a comment or the end of the text
+        for match in re.finditer(r"(?<!from )\bbrewops ([a-z][^`#|]*)", text):
+            words = match[1].split()
+            if re.fullmatch(r"[a-z][\w-]*", words[0]) and words[0] != "import":
+                problems += [f"{where}: {p}" for p in _invocation_problems(words, commands)]
+        problems += [
+            f"{where}: no make target {target}"
+            for target in re.findall(r"`make ([a-z][\w-]*)", text)
+            if target not in targets
+        ]
+        problems += [
+            f"{where}: the package reads no {variable}"
+            for variable in re.findall(r"\b(BREWOPS_[A-Z_]*[A-Z])\b", text)
+            if variable not in named
+        ]
+        problems += [
+            f"{where}: the template has no Output {output}"
+            for output in re.findall(r"\b`?([A-Z][A-Za-z]+)`? [Oo]utput\b", text)
+            if output not in outputs and output not in {"Stack", "The"}
+        ]
+    assert problems == []
+
+
+def test_the_benchmarks_usage_lines_name_only_their_options():
+    for script in sorted((repo_root() / "benchmarks").glob("*.py")):
+        usage = re.search(rf"python benchmarks/{script.name}(.*)", script.read_text())
+        assert usage, f"{script.name}: no usage line"
+        shown = re.findall(r"(--[\w-]+)", usage[1])
+        result = subprocess.run(
+            [sys.executable, script, "--help"], capture_output=True, text=True, check=True
+        )
+        assert [opt for opt in shown if opt not in result.stdout] == [], script.name
