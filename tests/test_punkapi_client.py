@@ -165,6 +165,38 @@ def answering_slowly(headers_after: float, byte_every: float | None) -> Iterator
             stopped.set()  # the answers still waiting end before the server stops
 
 
+@contextmanager
+def trickling_headers(
+    byte_every: float, header_bytes: int = 30, status_at_once: bool = False
+) -> Iterator[str]:
+    """A server on 127.0.0.1 that answers every GET with a status line and headers sent one
+    byte every `byte_every` seconds (the status line at once if `status_at_once`), with
+    `header_bytes` of filler; yields its /v2 base URL."""
+    stopped = threading.Event()
+    filler = "x" * header_bytes
+    status = b"HTTP/1.1 200 OK\r\n"
+    head = status + f"X-Filler: {filler}\r\nContent-Length: 2\r\n\r\n[]".encode()
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            try:
+                if status_at_once:
+                    self.wfile.write(status)
+                for at in range(len(status) if status_at_once else 0, len(head)):
+                    if stopped.wait(byte_every):
+                        return
+                    self.wfile.write(head[at : at + 1])
+                    self.wfile.flush()
+            except OSError:  # the client gave up
+                return
+
+    with serving_with(Answer) as url:
+        try:
+            yield url
+        finally:
+            stopped.set()
+
+
 # ----------------------------------------------------------------------------- shapes
 
 
@@ -585,6 +617,70 @@ def test_a_request_ends_by_the_deadline_however_slowly_the_server_answers(
     assert late < 1.5, f"the call ended {late:.1f} s past the deadline"
     assert "Timed out" in str(info.value) and "at the deadline" in str(info.value)
     assert c.requests_made == 1  # and no retry starts then
+
+
+@pytest.mark.parametrize(
+    ("status_at_once", "through_proxy"),
+    [(False, False), (True, False), (False, True)],
+    ids=["status line trickled", "headers trickled", "through a proxy"],
+)
+def test_a_request_ends_by_the_deadline_however_slowly_the_headers_arrive(
+    status_at_once, through_proxy, monkeypatch
+):
+    # a read timeout bounds each wait for a byte: a status line and headers trickled one
+    # byte every 0.2 s would hold the call for as long as the server keeps sending them
+    with trickling_headers(byte_every=0.2, status_at_once=status_at_once) as url:
+        if through_proxy:  # the proxy trickles them: a host not on this machine goes through it
+            for name in ("http_proxy", "HTTP_PROXY"):
+                monkeypatch.setenv(name, url.removesuffix("/v2"))
+            for name in ("no_proxy", "NO_PROXY"):
+                monkeypatch.delenv(name, raising=False)
+            url = "http://punk.test/v2"
+        c = client(url, retries=3, timeout=10)
+        c.deadline = time.monotonic() + 2
+        with pytest.raises(TransportError, match=r"^Timed out after \d+\.\d s: ") as info:
+            c.beers()
+        late = time.monotonic() - c.deadline
+    # 1.5 s: a loaded machine's margin; left to the read timeout, the call ends 14 s late
+    assert late < 1.5, f"the call ended {late:.1f} s past the deadline"
+    assert "headers were still arriving at the deadline" in str(info.value)
+    assert c.requests_made == 1  # and no retry starts then
+
+
+def test_a_connection_answered_before_the_deadline_is_kept_for_the_next_request():
+    ports = []
+
+    class KeepAlive(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            ports.append(self.client_address[1])
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"[]")
+
+    with serving_with(KeepAlive) as url:
+        c = client(url, retries=0)
+        for _ in range(3):
+            c.deadline = time.monotonic() + 0.3
+            assert c.beers() == []
+            time.sleep(0.5)  # past the deadline: nothing cuts the idle connection off
+    assert c.requests_made == 3
+    assert len(set(ports)) == 1, f"{len(set(ports))} connections for 3 requests"
+
+
+def test_without_a_deadline_no_thread_is_started(punkapi_url, monkeypatch):
+    # crawls and notebooks call without a deadline: they pay for no timer thread
+    start = threading.Thread.start
+    calling = threading.current_thread()
+
+    def start_unless_the_caller(thread):  # the server's threads still start
+        assert threading.current_thread() is not calling, "the client started a thread"
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start_unless_the_caller)
+    assert client(punkapi_url).beer(1)["id"] == 1
 
 
 # ----------------------------------------------------------------------------- wait strategy

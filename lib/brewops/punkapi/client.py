@@ -25,14 +25,17 @@ import ipaddress
 import logging
 import math
 import re
+import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -42,6 +45,8 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import Timeout
 
 from brewops import __version__
@@ -215,6 +220,10 @@ class PunkApiClient:
         self.on_invalid = on_invalid
         self.schema_errors: list[SchemaError] = []  # beers kept despite the schema
         self.session = session or requests.Session()
+        if session is None:
+            # lets a deadline end a wait for the headers, too (a caller's session is its own)
+            for prefix in ("http://", "https://"):
+                self.session.mount(prefix, _CutOffAdapter())
         if session is None and _on_this_machine(parts.hostname):
             # a proxy set in the shell (HTTP_PROXY…) is for other machines, but requests
             # sends this one's addresses through it too unless NO_PROXY names them
@@ -225,7 +234,7 @@ class PunkApiClient:
         self.requests_made = 0  # HTTP requests, retries included
         # A time.monotonic() value past which no retry starts and no request goes on (one
         # sent past it gets 0.1 s): set by a caller that must answer in time (the producer
-        # Lambda, before its own timeout).
+        # Lambda, before its own timeout). Name lookup is the one wait it cannot end.
         self.deadline: float | None = None
 
     def __repr__(self) -> str:
@@ -382,24 +391,32 @@ class PunkApiClient:
             # requests refuses a timeout of 0 or less: a request past the deadline gets 0.1 s
             time_left = max(self.deadline - started, 0.1)
             ends_by = started + time_left
-            # connecting and waiting for the headers share the time left (`total`)
+            # connecting (a TLS handshake as a whole, too) gets the time left (`total`); the
+            # cut-off ends the wait for the headers and the body then
             timeout = Timeout(connect=self.timeout, read=self.timeout, total=time_left)
+        cut_off = _CutOff(ends_by)
         try:
-            with self.session.get(
-                url,
-                params=params,
-                # requests' adapter takes a urllib3 Timeout as it is; its stubs know floats only
-                timeout=timeout,  # type: ignore[arg-type]
-                stream=True,
-            ) as response:
-                try:
-                    with _cut_off_at(response, ends_by) as cut:
-                        content = _read_body(response)
-                except requests.RequestException:  # a cut off shows as a truncated body
-                    if not cut.is_set():
-                        raise
-                if cut.is_set():  # what was read may be short of the whole body
-                    raise requests.ReadTimeout("the body was still arriving at the deadline")
+            try:
+                with (
+                    cut_off,
+                    self.session.get(
+                        url,
+                        params=params,
+                        # requests passes a urllib3 Timeout on as it is; its stubs know floats
+                        timeout=timeout,  # type: ignore[arg-type]
+                        stream=True,
+                    ) as response,
+                    # a shut down ends a read in progress, as end of file
+                    cut_off.watching(
+                        lambda: response.raw.shutdown(), "the body was still arriving"
+                    ),
+                ):
+                    content = _read_body(response)
+            except requests.RequestException:  # a cut off shows as a truncated answer
+                if not cut_off.cut.is_set():
+                    raise
+            if cut_off.cut.is_set():  # what was read may be short of the whole answer
+                raise requests.ReadTimeout(f"{cut_off.what_was_cut} at the deadline")
         except requests.Timeout as exc:
             waited = time.monotonic() - started
             raise TransportError(f"Timed out after {waited:.1f} s: {exc}", url=url) from exc
@@ -472,33 +489,127 @@ def _payload(response: requests.Response, content: bytearray | None) -> Any:
         raise unusable(f"is not JSON ({exc}); {first_bytes}") from exc
 
 
-@contextmanager
-def _cut_off_at(response: requests.Response, ends_by: float | None) -> Iterator[threading.Event]:
-    """Stops the reading of `response`'s body at `ends_by` (a time.monotonic() value); the
-    event says whether it did. A read timeout bounds each wait for a byte, not the whole
-    body: a server trickling it would hold the reader past any deadline."""
-    cut = threading.Event()
-    if ends_by is None:
-        yield cut
-        return
+class _CutOff:
+    """Ends at `ends_by` (a time.monotonic() value) the wait for the answer to the request
+    made in its block; `cut` says whether it did. A read timeout bounds each wait for a
+    byte, not the whole answer: a server trickling its headers or its body would hold the
+    reader past any deadline. What is read is watched in turn: the connection's socket
+    until the headers are in (`_CutOffAdapter`'s connections ask for it), then the body;
+    `what_was_cut` says which was cut off. With no `ends_by` it does nothing, and starts
+    no thread."""
 
-    def cut_off() -> None:
+    def __init__(self, ends_by: float | None) -> None:
+        self.ends_by = ends_by
+        self.cut = threading.Event()
+        self._lock = threading.Lock()  # the watched read, against the timer
+        self._due = False
+        self._shutdown: Callable[[], object] | None = None
+        self._watched = ""
+        self.what_was_cut = ""
+        self._timer: threading.Timer | None = None
+        self._token: Any = None
+
+    def __enter__(self) -> _CutOff:
+        if self.ends_by is not None:
+            self._token = _cut_off_in_progress.set(self)
+            self._timer = threading.Timer(
+                max(self.ends_by - time.monotonic(), 0.0), self._at_deadline
+            )
+            self._timer.daemon = True
+            self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._timer is not None:
+            _cut_off_in_progress.reset(self._token)
+            self._timer.cancel()
+            # a cut off in progress ends, and says so, before the read's outcome is judged
+            # or another request takes the connection
+            self._timer.join()
+
+    @contextmanager
+    def watching(self, shutdown: Callable[[], object], what: str) -> Iterator[None]:
+        """While in the block, the deadline calls `shutdown`, at once if it has passed;
+        `what` says what it cuts off."""
+        with self._lock:
+            self._shutdown, self._watched = shutdown, what
+            if self._due:
+                self._shut_down()
         try:
-            response.raw.shutdown()  # ends a read in progress, as end of file
-        except (AttributeError, ValueError, RuntimeError):  # no socket, or the body is read
-            return
-        cut.set()
+            yield
+        finally:
+            with self._lock:  # a shut down under way ends before the read goes on
+                self._shutdown = None
 
-    timer = threading.Timer(max(ends_by - time.monotonic(), 0.0), cut_off)
-    timer.daemon = True
-    timer.start()
-    try:
-        yield cut
-    finally:
-        timer.cancel()
-        # a cut off in progress ends, and says so, before the read's outcome is judged or
-        # another request takes the connection
-        timer.join()
+    def _at_deadline(self) -> None:
+        with self._lock:
+            self._due = True
+            self._shut_down()
+
+    def _shut_down(self) -> None:
+        if self._shutdown is None:  # between reads: the next one is cut off as it starts
+            return
+        try:
+            self._shutdown()
+        # no socket (not connected yet, or closed), or the body was read and the
+        # connection is back in the pool
+        except (AttributeError, ValueError, RuntimeError, OSError):
+            return
+        if not self.cut.is_set():  # the first cut off is the one that shows
+            self.what_was_cut = self._watched
+            self.cut.set()
+
+
+_cut_off_in_progress: ContextVar[_CutOff | None] = ContextVar("cut_off_in_progress", default=None)
+
+
+class _CutOffConnection(HTTPConnection):
+    """A connection whose wait for the status line and headers the request's deadline can
+    end (see _CutOff)."""
+
+    def getresponse(self) -> urllib3.HTTPResponse:  # type: ignore[override]
+        cut_off = _cut_off_in_progress.get()
+        if cut_off is None:
+            return super().getresponse()
+        # no response to shut down yet: the connection's socket, then
+        with cut_off.watching(
+            lambda: self.sock.shutdown(socket.SHUT_RDWR),
+            "the status line and headers were still arriving",
+        ):
+            return super().getresponse()
+
+
+class _CutOffHTTPSConnection(_CutOffConnection, HTTPSConnection):
+    pass
+
+
+class _CutOffPool(HTTPConnectionPool):
+    ConnectionCls = _CutOffConnection
+
+
+class _CutOffHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _CutOffHTTPSConnection
+
+
+_CUT_OFF_POOLS: dict[str, type[HTTPConnectionPool]] = {
+    "http": _CutOffPool,
+    "https": _CutOffHTTPSPool,
+}
+
+
+class _CutOffAdapter(requests.adapters.HTTPAdapter):
+    """An HTTPAdapter whose connections, direct or through an HTTP(S) proxy, a client's
+    deadline can cut off while they wait for the headers."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _CUT_OFF_POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if isinstance(manager, urllib3.ProxyManager):  # a SOCKS proxy keeps pools of its own
+            manager.pool_classes_by_scheme = _CUT_OFF_POOLS
+        return manager
 
 
 def _read_body(response: requests.Response) -> bytearray | None:
