@@ -60,6 +60,7 @@ def test_every_resource_is_listed_with_its_references():
     assert table.loc["CleanedTable", "name"] == "beers_cleaned"
     assert table.loc["ProducerErrorsAlarm", "name"] == "${AWS::StackName}-producer-errors"
     assert table.loc["AlarmTopic", "name"] == "${AWS::StackName}-alarms"
+    assert table.loc["GlueDatabase", "name"] == "${AWS::StackName} with - as _"
     assert (table.loc["Bucket", "group"], table.loc["ProducerFunction", "group"]) == (
         "S3",
         "Serverless",
@@ -68,14 +69,16 @@ def test_every_resource_is_listed_with_its_references():
 
 def test_resource_names_are_shown_as_the_template_writes_them():
     sub_with_variables = {"Fn::Sub": ["brewops-${S}-role", {"S": {"Ref": "Stage"}}]}
+    joined = {"Fn::Join": ["-", ["brewops", {"Ref": "N"}]]}
     template = {
         "Resources": {
             "Role": {"Type": "AWS::IAM::Role", "Properties": {"RoleName": sub_with_variables}},
             "Logs": {"Type": "AWS::Logs::LogGroup", "Properties": {"LogGroupName": {"Ref": "N"}}},
+            "Topic": {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": joined}},
         }
     }
     names = infra.resources_table(template).set_index("logical id")["name"].to_dict()
-    assert names == {"Role": "brewops-${S}-role", "Logs": "${N}"}
+    assert names == {"Role": "brewops-${S}-role", "Logs": "${N}", "Topic": "brewops-${N}"}
 
 
 def test_the_data_flow_follows_the_records():

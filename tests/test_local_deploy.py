@@ -166,6 +166,28 @@ def test_the_real_template_translates_offline() -> None:
     assert prepared.template["Resources"]["Bucket"]["DeletionPolicy"] == "Retain"
 
 
+@pytest.mark.emulator
+def test_two_stacks_of_the_real_template_and_one_stage_share_an_account(
+    emulator_endpoint: str,
+) -> None:
+    # a teammate's stack next to one's own, both with the default Stage
+    if not paths.template_path().is_file():
+        pytest.skip("no infra/template.yaml")
+    session = emulator_session()
+    mine = f"brewops-{uuid.uuid4().hex[:8]}"
+    names = [mine, f"{mine}-alice"]
+    created = []
+    try:
+        for name in names:
+            outputs = deploy.deploy(session, emulator_endpoint, paths.template_path(), name)
+            created.append(name)
+            assert outputs["GlueDatabaseName"] == name.replace("-", "_")
+    finally:
+        for name in created:
+            deploy.delete(session, emulator_endpoint, name)
+    assert created == names
+
+
 def test_template_loader_reads_condition_references_and_nested_attributes(tmp_path: Path) -> None:
     source = tmp_path / "t.yaml"
     source.write_text(

@@ -130,9 +130,13 @@ def test_cleaned_delivery_stream_transforms_and_converts_to_parquet(
     assert schema_configuration["Region"] == "us-east-1"
 
 
-def test_glue_tables_have_the_columns_of_the_schema(client: Any, outputs: dict[str, str]) -> None:
+def test_glue_tables_have_the_columns_of_the_schema(
+    client: Any, outputs: dict[str, str], local_target: Any
+) -> None:
     glue = client("glue")
     database = outputs["GlueDatabaseName"]
+    # the stack's name in the characters Glue and Athena allow: brewops-dev, brewops_dev
+    assert (local_target.stack_name, database) == ("brewops-dev", "brewops_dev")
     assert glue.get_database(Name=database)["Database"]["Name"] == database
 
     cleaned = glue.get_table(DatabaseName=database, Name=outputs["CleanedTableName"])["Table"]

@@ -408,6 +408,114 @@ def test_the_athena_workgroup_writes_under_athena_results(resources):
     assert config["EnforceWorkGroupConfiguration"] is True
 
 
+# ------------------------------------------------------------------ names
+
+# Where each resource type of the stack takes a name that is unique in the account and
+# region. None: its name is unique only within its parent (a log group, a database, a
+# bucket, a topic, a function), or it has none. A type the stack gains must be added here.
+ACCOUNT_WIDE_NAME: dict[str, tuple[str, ...] | None] = {
+    "AWS::Athena::WorkGroup": ("Name",),
+    "AWS::CloudWatch::Alarm": ("AlarmName",),
+    "AWS::Events::Rule": ("Name",),
+    "AWS::Glue::Database": ("DatabaseInput", "Name"),
+    "AWS::IAM::Role": ("RoleName",),
+    "AWS::Kinesis::Stream": ("Name",),
+    "AWS::KinesisFirehose::DeliveryStream": ("DeliveryStreamName",),
+    "AWS::Lambda::Function": ("FunctionName",),
+    "AWS::Logs::LogGroup": ("LogGroupName",),
+    "AWS::S3::Bucket": ("BucketName",),
+    "AWS::SNS::Topic": ("TopicName",),
+    "AWS::Glue::Table": None,
+    "AWS::Lambda::Permission": None,
+    "AWS::Logs::LogStream": None,
+    "AWS::S3::BucketPolicy": None,
+    "AWS::SNS::Subscription": None,
+}
+
+
+def resolve(value: Any, stack_name: str, **names: str) -> Any:
+    """`value` as the local deploy's CloudFormation (moto's) resolves it in the stack
+    `stack_name`, with the parameters' defaults; `names`: the resources' Ref values."""
+    from moto.cloudformation.parsing import clean_json
+
+    defaults = {name: str(p["Default"]) for name, p in load_template()["Parameters"].items()}
+    pseudo = {
+        "AWS::StackName": stack_name,
+        "AWS::Partition": "aws",
+        "AWS::Region": "eu-west-1",
+        "AWS::AccountId": "123456789012",
+    }
+    return clean_json(value, {**defaults, **pseudo, **names})
+
+
+def account_wide_names(template: dict[str, Any]) -> dict[str, Any]:
+    """logical id -> the name it is given in the account and region, unresolved."""
+    found = {}
+    for logical_id, resource in template["Resources"].items():
+        path = ACCOUNT_WIDE_NAME[resource["Type"]]
+        value = resource.get("Properties", {})
+        for key in path or ():
+            value = value.get(key) if isinstance(value, dict) else None
+        if path and value is not None:  # without one, CloudFormation makes one of the stack's
+            found[logical_id] = value
+    return found
+
+
+def test_every_resource_type_says_where_its_account_wide_name_is(translated):
+    types = {resource["Type"] for resource in translated["Resources"].values()}
+    assert not types - set(ACCOUNT_WIDE_NAME), "add them to ACCOUNT_WIDE_NAME"
+
+
+def test_every_account_wide_name_is_the_stack_s_so_two_stacks_of_a_stage_never_collide(
+    translated,
+):
+    names = account_wide_names(translated)
+    assert {"Stream", "GlueDatabase", "AthenaWorkGroup", "ProducerFunctionTick"} <= set(names)
+
+    for logical_id, name in names.items():
+        # both stacks with the default Stage, as a teammate's next to brewops-dev
+        dev, alice = (resolve(name, stack) for stack in ("brewops-dev", "brewops-alice"))
+        assert dev != alice, (logical_id, name)
+        assert "dev" in dev and "alice" in alice, (logical_id, dev, alice)
+
+
+@pytest.mark.parametrize(
+    ("stack", "database"),
+    [
+        ("brewops-dev", "brewops_dev"),
+        ("brewops-prod", "brewops_prod"),
+        ("brewops-ci-2-x", "brewops_ci_2_x"),
+    ],
+)
+def test_the_glue_database_is_the_stack_name_in_athena_s_characters(resources, stack, database):
+    name = resolve(resources["GlueDatabase"]["Properties"]["DatabaseInput"]["Name"], stack)
+
+    assert name == database
+    assert re.fullmatch(r"[a-z][a-z0-9_]*", name) and len(name.encode()) <= 255
+
+
+def test_the_cleaned_stream_reads_the_schema_of_its_own_stack_s_database_only(resources):
+    (statement,) = [
+        s
+        for s in role_statements(resources, "CleanedDeliveryRole")
+        if "glue:GetTable" in as_list(s["Action"])
+    ]
+    database = resolve(
+        resources["GlueDatabase"]["Properties"]["DatabaseInput"]["Name"], "brewops-alice"
+    )
+    arns = [
+        resolve(arn, "brewops-alice", GlueDatabase=database, CleanedTable="beers_cleaned")
+        for arn in as_list(statement["Resource"])
+    ]
+
+    glue = "arn:aws:glue:eu-west-1:123456789012"
+    assert arns == [
+        f"{glue}:catalog",
+        f"{glue}:database/brewops_alice",
+        f"{glue}:table/brewops_alice/beers_cleaned",
+    ]
+
+
 # ------------------------------------------------------------------ alarms
 
 # logical id -> "namespace metric dimension=resource watched statistic operator threshold"

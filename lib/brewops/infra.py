@@ -120,6 +120,12 @@ def _render(value: Any) -> str:
     if isinstance(value, dict) and "Fn::Sub" in value:
         sub = value["Fn::Sub"]
         return sub if isinstance(sub, str) else sub[0]
+    if isinstance(value, dict) and "Fn::Join" in value:
+        delimiter, parts = value["Fn::Join"]
+        if isinstance(parts, dict) and "Fn::Split" in parts:
+            split_at, source = parts["Fn::Split"]
+            return f"{_render(source)} with {split_at} as {delimiter}"
+        return delimiter.join(_render(part) for part in parts)
     if isinstance(value, dict) and "Ref" in value:
         return "${" + value["Ref"] + "}"
     return str(value)
@@ -294,7 +300,7 @@ def _samconfig(config: Path | None) -> tuple[Path, dict[str, Any]]:
 
 def sam_config_env(stack_name: str, config: Path | None = None) -> str:
     """The samconfig.toml environment that deploys `stack_name`: its Stage, tags and S3
-    prefix come with it, so two stacks never share Stage-named resources (the Glue database)."""
+    prefix come with it."""
     path, settings = _samconfig(config)
     stacks = {
         env: section.get("global", {}).get("parameters", {}).get("stack_name")
@@ -307,7 +313,7 @@ def sam_config_env(stack_name: str, config: Path | None = None) -> str:
     known = ", ".join(sorted(name for name in stacks.values() if name))
     raise ValueError(
         f"no environment in {path.name} deploys the stack {stack_name!r}: set "
-        f"BREWOPS_STACK_NAME to one of {known}, or add an environment with its own Stage"
+        f"BREWOPS_STACK_NAME to one of {known}, or add an environment that deploys it"
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,9 +32,26 @@ def emulator_environment(endpoint_url: str, region: str = REGION) -> dict[str, s
     }
 
 
+# CloudFormation's rule for stack names, without its upper case: the Glue database is the
+# stack name with "_" for "-", and Glue folds it to lower case, so Brewops-Dev and
+# brewops-dev would share one database.
+STACK_NAME = re.compile(r"[a-z][a-z0-9-]{0,127}")
+
+
+class StackNameError(ValueError, ActionableError):
+    """BREWOPS_STACK_NAME names a stack the template cannot give a database of its own."""
+
+
 def chosen_stack_name() -> str | None:
     """The stack BREWOPS_STACK_NAME names, or None when it is not set."""
-    return os.environ.get("BREWOPS_STACK_NAME") or None
+    name = os.environ.get("BREWOPS_STACK_NAME") or None
+    if name is not None and not STACK_NAME.fullmatch(name):
+        raise StackNameError(
+            f"BREWOPS_STACK_NAME={name!r} is not a stack name brewops deploys: use lower-case "
+            "letters, digits and hyphens, starting with a letter (its Glue database is the "
+            "name with _ for -, and Glue keeps names in lower case only)"
+        )
+    return name
 
 
 def default_stack_name() -> str:
