@@ -236,21 +236,66 @@ def test_without_sam_on_the_path_the_one_make_sam_validate_installs_is_used(tmp_
 def test_each_stack_deploys_with_its_own_samconfig_environment():
     assert infra.sam_config_env("brewops-dev") == "default"
     assert infra.sam_config_env("brewops-prod") == "prod"
-    with pytest.raises(ValueError, match="BREWOPS_STACK_NAME to one of brewops-dev, brewops-prod"):
-        infra.sam_config_env("brewops-mine")  # would share brewops-dev's Stage
+    assert infra.sam_own_s3_prefix("brewops-dev") is None  # the environment's s3_prefix
+    assert infra.sam_own_s3_prefix("brewops-prod") is None
+
+
+def test_a_stack_no_environment_names_deploys_with_the_default_one_and_a_prefix_of_its_own():
+    # its Glue database and every other name come from the stack name, so it may share the
+    # account with brewops-dev; not its S3 prefix, which `sam delete` removes whole
+    assert infra.sam_config_env("brewops-alice") == "default"
+    assert infra.sam_own_s3_prefix("brewops-alice") == "brewops-alice"
 
 
 def test_a_samconfig_environment_without_a_stack_is_not_offered(tmp_path):
+    # with no default environment, a stack no environment names has no settings to take
     config = tmp_path / "samconfig.toml"
     config.write_text(
-        'version = 0.1\n[default.global.parameters]\nstack_name = "brewops-dev"\n'
+        'version = 0.1\n[prod.global.parameters]\nstack_name = "brewops-prod"\n'
         "[ci.validate.parameters]\nlint = true\n"
     )
-    with pytest.raises(ValueError, match=r"to one of brewops-dev, or add"):
+    with pytest.raises(
+        ValueError, match=r"no default environment .* to one of brewops-prod, or add"
+    ):
         infra.sam_config_env("brewops-mine", config)
 
 
-def test_sam_deploy_builds_and_deploys_with_the_stacks_environment(tmp_path, monkeypatch):
+def test_sam_deploys_and_deletes_a_stack_of_ones_own_with_the_default_stage(
+    tmp_path, monkeypatch, capsys
+):
+    calls = tmp_path / "calls"
+    _fake_sam(tmp_path, monkeypatch, f'echo "$@" >> {calls}')
+    monkeypatch.setenv("BREWOPS_STACK_NAME", "brewops-alice")
+
+    infra.deploy("aws")  # as notebook 02 does
+
+    said = capsys.readouterr().out.splitlines()
+    assert said[0] == (
+        "No samconfig.toml environment names the stack brewops-alice: it deploys with the "
+        "default environment's settings (Stage dev) and the S3 prefix brewops-alice."
+    )
+    assert calls.read_text().splitlines() == [
+        "build --config-env default",
+        "deploy --config-env default --stack-name brewops-alice "
+        "--no-confirm-changeset --no-fail-on-empty-changeset --s3-prefix brewops-alice",
+    ]
+
+    calls.unlink()
+    infra.deploy("aws", ScheduleState="DISABLED")
+    # the default environment's Stage stays, as for brewops-dev
+    assert (
+        calls.read_text()
+        .splitlines()[-1]
+        .endswith(
+            "--s3-prefix brewops-alice --parameter-overrides Stage=dev ScheduleState=DISABLED"
+        )
+    )
+
+    infra.teardown("aws")
+    assert calls.read_text().splitlines()[-1] == "delete --stack-name brewops-alice --no-prompts"
+
+
+def test_sam_deploy_builds_and_deploys_with_the_stacks_environment(tmp_path, monkeypatch, capsys):
     # The real SAM CLI needs an AWS account to deploy: a stand-in records the commands.
     calls = tmp_path / "calls"
     _fake_sam(tmp_path, monkeypatch, f'echo "$@" >> {calls}')
@@ -258,6 +303,7 @@ def test_sam_deploy_builds_and_deploys_with_the_stacks_environment(tmp_path, mon
 
     infra.deploy("aws")
 
+    assert capsys.readouterr().out == ""  # its environment names it: its own Stage and prefix
     assert calls.read_text().splitlines() == [
         "build --config-env prod",
         "deploy --config-env prod --stack-name brewops-prod "

@@ -278,9 +278,9 @@ def test_a_stack_without_outputs_says_its_status_instead_of_lacking_a_name(statu
         ("brewops-dev", "on aws, `sam build && sam deploy`."),
         ("brewops-prod", "on aws, `sam build && sam deploy --config-env prod`."),
         (
-            "brewops-gone",
-            "on aws, no environment in samconfig.toml deploys the stack 'brewops-gone': set "
-            "BREWOPS_STACK_NAME to one of brewops-dev, brewops-prod",
+            "brewops-alice",
+            "on aws, `sam build && sam deploy --stack-name brewops-alice "
+            "--s3-prefix brewops-alice`.",
         ),
     ],
 )

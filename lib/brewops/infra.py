@@ -298,9 +298,14 @@ def _samconfig(config: Path | None) -> tuple[Path, dict[str, Any]]:
     return path, tomllib.loads(path.read_text())
 
 
+# The samconfig.toml environment a stack that no environment names deploys with
+DEFAULT_CONFIG_ENV = "default"
+
+
 def sam_config_env(stack_name: str, config: Path | None = None) -> str:
-    """The samconfig.toml environment that deploys `stack_name`: its Stage, tags and S3
-    prefix come with it."""
+    """The samconfig.toml environment that deploys `stack_name`: the one that names it, whose
+    Stage, tags and S3 prefix come with it; else the default one, for a stack of one's own
+    (`BREWOPS_STACK_NAME=brewops-alice`), with its own S3 prefix (sam_own_s3_prefix)."""
     path, settings = _samconfig(config)
     stacks = {
         env: section.get("global", {}).get("parameters", {}).get("stack_name")
@@ -310,11 +315,25 @@ def sam_config_env(stack_name: str, config: Path | None = None) -> str:
     for env, name in stacks.items():
         if name == stack_name:
             return env
+    if DEFAULT_CONFIG_ENV in stacks:
+        return DEFAULT_CONFIG_ENV
     known = ", ".join(sorted(name for name in stacks.values() if name))
     raise ValueError(
-        f"no environment in {path.name} deploys the stack {stack_name!r}: set "
-        f"BREWOPS_STACK_NAME to one of {known}, or add an environment that deploys it"
+        f"no environment in {path.name} deploys the stack {stack_name!r}, and it has no "
+        f"{DEFAULT_CONFIG_ENV} environment to deploy it with: set BREWOPS_STACK_NAME to one "
+        f"of {known}, or add an environment that deploys it"
     )
+
+
+def sam_own_s3_prefix(stack_name: str, config: Path | None = None) -> str | None:
+    """The S3 prefix of its own (its name) that a stack no samconfig.toml environment names
+    deploys under, as `sam delete` removes the whole prefix of the stack it deletes: sharing
+    the default environment's would remove the default stack's artifacts too. None for a
+    stack an environment names (its environment's s3_prefix)."""
+    _, settings = _samconfig(config)
+    config_env = sam_config_env(stack_name, config)
+    named = settings[config_env].get("global", {}).get("parameters", {}).get("stack_name")
+    return None if named == stack_name else stack_name
 
 
 # CloudFormation's long form of one parameter, which `sam deploy` reads too
@@ -483,20 +502,26 @@ def sam_cli() -> str:
 
 def sam_deploy(stack_name: str, parameter_overrides: dict[str, str] | None = None) -> None:
     """`sam build` then `sam deploy` for the aws target, with the settings of the
-    samconfig.toml environment that deploys `stack_name`."""
+    samconfig.toml environment that deploys `stack_name` (sam_config_env)."""
     sam = sam_cli()
     config_env = sam_config_env(stack_name)
+    own_s3_prefix = sam_own_s3_prefix(stack_name)
+    parameters = {**sam_config_parameters(config_env), **(parameter_overrides or {})}
     # --parameter-overrides replaces the environment's own (its Stage) instead of adding to
     # them, so both go on the command line, the caller's winning
     overrides = (
-        [
-            _parameter_override(k, str(v))
-            for k, v in {**sam_config_parameters(config_env), **parameter_overrides}.items()
-        ]
+        [_parameter_override(k, str(v)) for k, v in parameters.items()]
         if parameter_overrides
         else []
     )
     _ready_for_aws()
+    if own_s3_prefix:  # the Stage and tags are the default stack's: say which
+        stage = parameters.get("Stage") or load_template()["Parameters"]["Stage"]["Default"]
+        print(
+            f"No samconfig.toml environment names the stack {stack_name}: it deploys with "
+            f"the {config_env} environment's settings (Stage {stage}) and the S3 prefix "
+            f"{own_s3_prefix}."
+        )
     _run_sam([sam, "build", "--config-env", config_env], stack_name)
     deploy = [
         sam,
@@ -508,6 +533,8 @@ def sam_deploy(stack_name: str, parameter_overrides: dict[str, str] | None = Non
         "--no-confirm-changeset",
         "--no-fail-on-empty-changeset",
     ]
+    if own_s3_prefix:
+        deploy += ["--s3-prefix", own_s3_prefix]
     if overrides:
         deploy += ["--parameter-overrides", *overrides]
     _run_sam(deploy, stack_name)

@@ -183,9 +183,12 @@ def _how_to_deploy_to_aws(stack_name: str) -> str:
 
     try:
         config_env = infra.sam_config_env(stack_name)
+        own_s3_prefix = infra.sam_own_s3_prefix(stack_name)
     except ValueError as error:  # no environment deploys it: say which stacks can be
         return f"on aws, {error}"
-    option = "" if config_env == "default" else f" --config-env {config_env}"
+    option = "" if config_env == infra.DEFAULT_CONFIG_ENV else f" --config-env {config_env}"
+    if own_s3_prefix:  # a stack of one's own, with the default environment's settings
+        option += f" --stack-name {stack_name} --s3-prefix {own_s3_prefix}"
     return f"on aws, `sam build && sam deploy{option}`"
 
 

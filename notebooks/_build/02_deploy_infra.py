@@ -17,9 +17,11 @@ the chosen target and shows the stack Outputs, the contract every later notebook
 - `target = "aws"`: AWS credentials, the SAM CLI (`sam build && sam deploy`) and Python 3.13
   on the `PATH` (the functions' runtime, which `sam build` builds with). The stack
   is `brewops-dev`; set `BREWOPS_STACK_NAME=brewops-prod` before starting Jupyter (or
-  `brewops run`) for the `prod` environment of `samconfig.toml`. Every notebook and command
-  reads the same variable, so they all use the stack deployed here. Set
-  `BREWOPS_ALARM_EMAIL=you@example.com` the same way to have the alarms mailed to you.
+  `brewops run`) for the `prod` environment of `samconfig.toml`, or a name of your own
+  (`brewops-alice`) for a stack of your own with the `default` environment's Stage, under an
+  S3 prefix of its own. Every notebook and command reads the same variable, so they all use
+  the stack deployed here. Set `BREWOPS_ALARM_EMAIL=you@example.com` the same way to have
+  the alarms mailed to you.
 """,
     costs="""
 Local: none. AWS: one provisioned Kinesis shard (~$0.015/hour) plus per-use Firehose,
@@ -66,7 +68,8 @@ plt.show()
         md(
             "## 4. Deploy\n\nLocally, `brewops local up` (nothing to do when it is already "
             "running); on AWS, `sam build` then `sam deploy` with the `samconfig.toml` "
-            "environment of the stack."
+            "environment of the stack (the `default` one, with an S3 prefix of the stack's "
+            "own, for a stack no environment names)."
         ),
         code("""
 if deploy:
