@@ -819,6 +819,10 @@ def lambda_env(monkeypatch, kinesis_endpoint, kinesis_client, kinesis_stream):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.delenv("BEERS_PER_TICK", raising=False)
+    # a fresh execution environment: the clients kept for a URL may be an earlier test's,
+    # whose server had the port this test's server was given (and another client config)
+    app.punkapi_client.cache_clear()
+    app.kinesis_client.cache_clear()
     return monkeypatch
 
 
