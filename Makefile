@@ -57,8 +57,10 @@ catalog: $(STAMP) ## Fetch the real Punk API catalogue (npm punkapi-db@2.6.0, ch
 run: catalog ## Execute every notebook against the target (TARGET=local|aws)
 	$(BIN)/brewops run --target $(TARGET)
 
+# Two workers (pytest-xdist), each with its own emulator and local stack; `-n 0` in
+# PYTEST_ARGS runs the tests in one process.
 test: catalog $(NODE_STAMP) $(SAM_STAMP) ## Run the whole test suite (lint, unit, integration, notebooks)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff over .py and .ipynb, mypy over the package
 	$(BIN)/ruff check .
