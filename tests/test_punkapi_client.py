@@ -647,6 +647,48 @@ def test_a_request_ends_by_the_deadline_however_slowly_the_headers_arrive(
     assert c.requests_made == 1  # and no retry starts then
 
 
+def test_a_request_ends_by_the_deadline_however_slowly_a_redirect_arrives():
+    # requests reads a redirect's body before it follows it: trickled, it would hold the
+    # call for as long as the server keeps sending it
+    stopped = threading.Event()
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            try:
+                if not self.path.startswith("/v2/"):
+                    self.send_response(200)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"[]")
+                    return
+                self.send_response(302)
+                self.send_header("Location", "/moved/beers")
+                self.send_header("Content-Length", "50")
+                self.end_headers()
+                for _ in range(50):
+                    if stopped.wait(0.2):
+                        return
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+            except OSError:  # the client gave up
+                return
+
+    with serving_with(Redirect) as url:
+        try:
+            c = client(url, retries=3, timeout=10)
+            c.deadline = time.monotonic() + 2
+            with pytest.raises(TransportError, match="body was still arriving at the deadline"):
+                c.beers()
+            late = time.monotonic() - c.deadline
+        finally:
+            stopped.set()
+    # 1.5 s: a loaded machine's margin; left to the read timeout, the call ends 8 s late
+    assert late < 1.5, f"the call ended {late:.1f} s past the deadline"
+    assert c.requests_made == 1
+
+
 def test_a_connection_answered_before_the_deadline_is_kept_for_the_next_request():
     ports = []
 

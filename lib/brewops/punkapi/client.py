@@ -527,19 +527,22 @@ class _CutOff:
             # or another request takes the connection
             self._timer.join()
 
-    @contextmanager
-    def watching(self, shutdown: Callable[[], object], what: str) -> Iterator[None]:
-        """While in the block, the deadline calls `shutdown`, at once if it has passed;
-        `what` says what it cuts off."""
-        with self._lock:
+    def watch(self, shutdown: Callable[[], object] | None, what: str = "") -> None:
+        """From now on the deadline calls `shutdown` (None: nothing), at once if it has
+        passed; `what` says what it cuts off."""
+        with self._lock:  # a shut down under way ends before the read goes on
             self._shutdown, self._watched = shutdown, what
             if self._due:
                 self._shut_down()
+
+    @contextmanager
+    def watching(self, shutdown: Callable[[], object], what: str) -> Iterator[None]:
+        """`watch` while in the block."""
+        self.watch(shutdown, what)
         try:
             yield
         finally:
-            with self._lock:  # a shut down under way ends before the read goes on
-                self._shutdown = None
+            self.watch(None)
 
     def _at_deadline(self) -> None:
         with self._lock:
@@ -564,8 +567,8 @@ _cut_off_in_progress: ContextVar[_CutOff | None] = ContextVar("cut_off_in_progre
 
 
 class _CutOffConnection(HTTPConnection):
-    """A connection whose wait for the status line and headers the request's deadline can
-    end (see _CutOff)."""
+    """A connection whose wait for the status line and headers, and for the body of a
+    redirect requests reads on its own, the request's deadline can end (see _CutOff)."""
 
     def getresponse(self) -> urllib3.HTTPResponse:  # type: ignore[override]
         cut_off = _cut_off_in_progress.get()
@@ -576,7 +579,11 @@ class _CutOffConnection(HTTPConnection):
             lambda: self.sock.shutdown(socket.SHUT_RDWR),
             "the status line and headers were still arriving",
         ):
-            return super().getresponse()
+            response = super().getresponse()
+        # then its body, until another read is watched: requests reads a redirect's body
+        # before it follows the redirect
+        cut_off.watch(response.shutdown, "the body was still arriving")
+        return response
 
 
 class _CutOffHTTPSConnection(_CutOffConnection, HTTPSConnection):
