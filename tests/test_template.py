@@ -479,6 +479,41 @@ def test_every_account_wide_name_is_the_stack_s_so_two_stacks_of_a_stage_never_c
         assert "dev" in dev and "alice" in alice, (logical_id, dev, alice)
 
 
+# The longest account-wide name each type takes, as AWS documents it
+NAME_LIMIT = {
+    "AWS::Athena::WorkGroup": 128,
+    "AWS::CloudWatch::Alarm": 255,
+    "AWS::Events::Rule": 64,
+    "AWS::Glue::Database": 255,
+    "AWS::IAM::Role": 64,
+    "AWS::Kinesis::Stream": 128,
+    "AWS::KinesisFirehose::DeliveryStream": 64,
+    "AWS::Lambda::Function": 64,
+    "AWS::Logs::LogGroup": 512,
+    "AWS::S3::Bucket": 63,
+    "AWS::SNS::Topic": 256,
+}
+
+
+def test_the_longest_stack_name_brewops_takes_is_the_longest_the_names_it_gives_allow(
+    translated,
+):
+    from brewops.local.state import STACK_NAME, STACK_NAME_LIMIT
+
+    def too_long(stack: str) -> list[str]:
+        return [
+            f"{logical_id}: {resolved}"
+            for logical_id, name in account_wide_names(translated).items()
+            if len(resolved := resolve(name, stack))
+            > NAME_LIMIT[translated["Resources"][logical_id]["Type"]]
+        ]
+
+    longest = "b" * STACK_NAME_LIMIT
+    assert STACK_NAME.fullmatch(longest) and not STACK_NAME.fullmatch(longest + "b")
+    assert too_long(longest) == []
+    assert too_long(longest + "b") != [], "the limit can be raised"
+
+
 @pytest.mark.parametrize(
     ("stack", "database"),
     [

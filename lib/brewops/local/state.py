@@ -34,8 +34,10 @@ def emulator_environment(endpoint_url: str, region: str = REGION) -> dict[str, s
 
 # CloudFormation's rule for stack names, without its upper case: the Glue database is the
 # stack name with "_" for "-", and Glue folds it to lower case, so Brewops-Dev and
-# brewops-dev would share one database.
-STACK_NAME = re.compile(r"[a-z][a-z0-9-]{0,127}")
+# brewops-dev would share one database. At most 50 characters: the longest name the stack
+# gives, its tick rule's `NAME-producer-tick`, may hold 64.
+STACK_NAME_LIMIT = 50
+STACK_NAME = re.compile(rf"[a-z][a-z0-9-]{{0,{STACK_NAME_LIMIT - 1}}}")
 
 
 class StackNameError(ValueError, ActionableError):
@@ -48,8 +50,9 @@ def chosen_stack_name() -> str | None:
     if name is not None and not STACK_NAME.fullmatch(name):
         raise StackNameError(
             f"BREWOPS_STACK_NAME={name!r} is not a stack name brewops deploys: use lower-case "
-            "letters, digits and hyphens, starting with a letter (its Glue database is the "
-            "name with _ for -, and Glue keeps names in lower case only)"
+            f"letters, digits and hyphens, starting with a letter, {STACK_NAME_LIMIT} at most "
+            "(its Glue database is the name with _ for -, and Glue keeps names in lower case "
+            "only; the names the stack gives add up to 14 characters to it)"
         )
     return name
 
