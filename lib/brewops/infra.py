@@ -307,11 +307,7 @@ def sam_config_env(stack_name: str, config: Path | None = None) -> str:
     Stage, tags and S3 prefix come with it; else the default one, for a stack of one's own
     (`BREWOPS_STACK_NAME=brewops-alice`), with its own S3 prefix (sam_own_s3_prefix)."""
     path, settings = _samconfig(config)
-    stacks = {
-        env: section.get("global", {}).get("parameters", {}).get("stack_name")
-        for env, section in settings.items()
-        if isinstance(section, dict)
-    }
+    stacks = _stacks_by_environment(settings)
     for env, name in stacks.items():
         if name == stack_name:
             return env
@@ -332,8 +328,16 @@ def sam_own_s3_prefix(stack_name: str, config: Path | None = None) -> str | None
     stack an environment names (its environment's s3_prefix)."""
     _, settings = _samconfig(config)
     config_env = sam_config_env(stack_name, config)
-    named = settings[config_env].get("global", {}).get("parameters", {}).get("stack_name")
-    return None if named == stack_name else stack_name
+    return None if _stacks_by_environment(settings)[config_env] == stack_name else stack_name
+
+
+def _stacks_by_environment(settings: dict[str, Any]) -> dict[str, str | None]:
+    """samconfig.toml environment -> the stack it names (None: it names none)."""
+    return {
+        env: section.get("global", {}).get("parameters", {}).get("stack_name")
+        for env, section in settings.items()
+        if isinstance(section, dict)
+    }
 
 
 # CloudFormation's long form of one parameter, which `sam deploy` reads too
