@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import errno
+import fnmatch
 import io
 import json
 import os
@@ -1432,6 +1433,10 @@ def test_a_command_out_of_memory_without_a_limit_says_to_close_other_programs(mo
     assert result.output == "Error: Out of memory: close other programs and run it again.\n"
 
 
+# options prose names that are another tool's: what `sam deploy` is given
+OTHER_TOOLS_OPTIONS = {"--config-env", "--stack-name", "--s3-prefix"}
+
+
 def _advice() -> list[tuple[str, str]]:
     """(file, text) for every string of the package, the notebook builders and the benchmarks
     (adjacent literals joined, an f-string's fields as `{}`), and for the README and the
@@ -1441,10 +1446,14 @@ def _advice() -> list[tuple[str, str]]:
     sources = [*root.glob("lib/brewops/**/*.py"), *root.glob("notebooks/_build/*.py")]
     texts = [(path, path.read_text()) for path in (root / "README.md", root / "Makefile")]
     for path in [*sources, *root.glob("benchmarks/*.py")]:
+        pieces = set()  # an f-string's literal parts, read with it
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                if id(node) in pieces:
+                    continue
                 texts.append((path, node.value))
             elif isinstance(node, ast.JoinedStr):
+                pieces |= {id(v) for v in node.values}
                 parts = [v.value if isinstance(v, ast.Constant) else "{}" for v in node.values]
                 texts.append((path, "".join(parts)))
     return [(str(path.relative_to(root)), re.sub(r"\s+", " ", text)) for path, text in texts]
@@ -1458,6 +1467,38 @@ def _named_in_the_package() -> set[str]:
         for node in ast.walk(ast.parse(path.read_text()))
         if isinstance(node, ast.Constant) and isinstance(node.value, str)
     }
+
+
+def _options_a_message_reaches() -> dict[str, set[str]]:
+    """For each module of the package, the options its messages may name: those of the commands
+    it defines or a module importing it defines, those of its own command line (argparse) and
+    those it gives a program it starts."""
+    defined: dict[str, set[str]] = {}
+    for ctx in _every_command():
+        options = [(*p.opts, *p.secondary_opts) for p in ctx.command.params]
+        module = getattr(ctx.command.callback, "__module__", "brewops.cli")
+        defined.setdefault(module, set()).update(*options, ctx.help_option_names)
+    reached: dict[str, set[str]] = {}
+    lib = repo_root() / "lib"
+    for path in lib.glob("brewops/**/*.py"):
+        module = ".".join(path.relative_to(lib).with_suffix("").parts).removesuffix(".__init__")
+        imported = {module}
+        for node in ast.walk(ast.parse(path.read_text())):
+            declares = (
+                isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_argument"
+            )
+            if isinstance(node, ast.List) or declares:
+                arguments = node.elts if isinstance(node, ast.List) else node.args
+                reached.setdefault(module, set()).update(
+                    a.value for a in arguments if isinstance(a, ast.Constant)
+                )
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+            elif isinstance(node, ast.Import):
+                imported |= {a.name for a in node.names}
+        for name in imported:
+            reached.setdefault(name, set()).update(defined.get(module, ()))
+    return reached
 
 
 def _invocation_problems(words: list[str], commands: dict[str, click.Command]) -> list[str]:
@@ -1512,6 +1553,10 @@ def test_every_command_option_variable_and_output_the_project_advises_exists():
     targets = set(re.findall(r"^([a-z][\w-]*):", (repo_root() / "Makefile").read_text(), re.M))
     outputs = infra.load_template()["Outputs"]
     named = _named_in_the_package()
+    reached = _options_a_message_reaches()
+    root = repo_root()
+    written = (root / ".gitignore").read_text().split()  # build/, .venv/…: what the code makes
+    folders = "|".join(re.escape(p.name) for p in root.iterdir() if p.is_dir())
     problems = []
     for where, text in _advice():
         # `brewops local up | status | down` names three commands
@@ -1539,6 +1584,29 @@ def test_every_command_option_variable_and_output_the_project_advises_exists():
             f"{where}: the template has no Output {output}"
             for output in re.findall(r"\b`?([A-Z][A-Za-z]+)`? [Oo]utput\b", text)
             if output not in outputs and output not in {"Stack", "The"}
+        ]
+        if " " not in text.strip() and not re.fullmatch(r"--[a-z][\w-]*", text):
+            continue  # a name the code uses (an argument, a file), not advice
+        # an option named alone, outside an invocation (`brewops …` ones are checked above,
+        # `sam …`, `npm …` name other tools'), exists on a command the message can reach
+        module = where.removeprefix("lib/").removesuffix(".py").removesuffix("/__init__")
+        prose = re.sub(r"`[a-z][^`]*`|\bbrewops [a-z][^`#|]*", "", text)
+        problems += [
+            f"{where}: no command it serves has the option {option}"
+            for option in re.findall(r"(?<![\w-])--[a-z][\w-]*", prose)
+            if where.startswith("lib/")
+            and option not in reached.get(module.replace("/", "."), ())
+            and option not in OTHER_TOOLS_OPTIONS
+        ]
+        # a path in the repository is there, or is one the code writes
+        problems += [
+            f"{where}: no {path} in the repository"
+            for path in re.findall(
+                rf"(?<![\w./~:-])(?:(?:{folders})/[\w./{{}}*-]*|[\w-]+\.(?:toml|lock|ya?ml|txt)\b)",
+                text,
+            )
+            if not any(root.glob(re.sub(r"\{\}|\b[A-Z]{2,}\b|NN_name", "*", path.rstrip("."))))
+            and not any(fnmatch.fnmatch(path.split("/")[0] + "/", w) for w in written)
         ]
     assert problems == []
 
