@@ -295,6 +295,18 @@ def test_sam_deploys_and_deletes_a_stack_of_ones_own_with_the_default_stage(
     assert calls.read_text().splitlines()[-1] == "delete --stack-name brewops-alice --no-prompts"
 
 
+def test_a_stack_name_given_in_code_that_the_template_cannot_deploy_is_refused_before_sam(
+    tmp_path, monkeypatch
+):
+    calls = tmp_path / "calls"
+    _fake_sam(tmp_path, monkeypatch, f'echo "$@" >> {calls}')
+
+    # Glue folds it into brewops-alice's database
+    with pytest.raises(ActionableError, match=r"^'Brewops-Alice' is not a stack name brewops"):
+        infra.deploy("aws", stack_name="Brewops-Alice")
+    assert not calls.exists()
+
+
 def test_sam_deploy_builds_and_deploys_with_the_stacks_environment(tmp_path, monkeypatch, capsys):
     # The real SAM CLI needs an AWS account to deploy: a stand-in records the commands.
     calls = tmp_path / "calls"

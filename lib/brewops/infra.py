@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from brewops import plotstyle
 from brewops.errors import ActionableError
-from brewops.local.state import default_stack_name
+from brewops.local.state import check_stack_name, default_stack_name
 from brewops.paths import repo_root, template_path
 
 if TYPE_CHECKING:
@@ -507,6 +507,7 @@ def sam_cli() -> str:
 def sam_deploy(stack_name: str, parameter_overrides: dict[str, str] | None = None) -> None:
     """`sam build` then `sam deploy` for the aws target, with the settings of the
     samconfig.toml environment that deploys `stack_name` (sam_config_env)."""
+    check_stack_name(stack_name)  # before sam builds for 20 s, and CloudFormation half-way
     sam = sam_cli()
     config_env = sam_config_env(stack_name)
     own_s3_prefix = sam_own_s3_prefix(stack_name)

@@ -41,20 +41,26 @@ STACK_NAME = re.compile(rf"[a-z][a-z0-9-]{{0,{STACK_NAME_LIMIT - 1}}}")
 
 
 class StackNameError(ValueError, ActionableError):
-    """BREWOPS_STACK_NAME names a stack the template cannot give a database of its own."""
+    """A stack name the template cannot give a database and names of its own."""
 
 
-def chosen_stack_name() -> str | None:
-    """The stack BREWOPS_STACK_NAME names, or None when it is not set."""
-    name = os.environ.get("BREWOPS_STACK_NAME") or None
-    if name is not None and not STACK_NAME.fullmatch(name):
+def check_stack_name(name: str, given_as: str = "") -> str:
+    """`name`, if the template can deploy a stack of that name; else StackNameError, naming
+    what gave it first (`given_as`: "BREWOPS_STACK_NAME=", say)."""
+    if not STACK_NAME.fullmatch(name):
         raise StackNameError(
-            f"BREWOPS_STACK_NAME={name!r} is not a stack name brewops deploys: use lower-case "
+            f"{given_as}{name!r} is not a stack name brewops deploys: use lower-case "
             f"letters, digits and hyphens, starting with a letter, {STACK_NAME_LIMIT} at most "
             "(its Glue database is the name with _ for -, and Glue keeps names in lower case "
             "only; the names the stack gives add up to 14 characters to it)"
         )
     return name
+
+
+def chosen_stack_name() -> str | None:
+    """The stack BREWOPS_STACK_NAME names, or None when it is not set."""
+    name = os.environ.get("BREWOPS_STACK_NAME") or None
+    return None if name is None else check_stack_name(name, "BREWOPS_STACK_NAME=")
 
 
 def default_stack_name() -> str:
