@@ -411,20 +411,21 @@ def test_the_athena_workgroup_writes_under_athena_results(resources):
 # ------------------------------------------------------------------ names
 
 # Where each resource type of the stack takes a name that is unique in the account and
-# region. None: its name is unique only within its parent (a log group, a database, a
-# bucket, a topic, a function), or it has none. A type the stack gains must be added here.
-ACCOUNT_WIDE_NAME: dict[str, tuple[str, ...] | None] = {
-    "AWS::Athena::WorkGroup": ("Name",),
-    "AWS::CloudWatch::Alarm": ("AlarmName",),
-    "AWS::Events::Rule": ("Name",),
-    "AWS::Glue::Database": ("DatabaseInput", "Name"),
-    "AWS::IAM::Role": ("RoleName",),
-    "AWS::Kinesis::Stream": ("Name",),
-    "AWS::KinesisFirehose::DeliveryStream": ("DeliveryStreamName",),
-    "AWS::Lambda::Function": ("FunctionName",),
-    "AWS::Logs::LogGroup": ("LogGroupName",),
-    "AWS::S3::Bucket": ("BucketName",),
-    "AWS::SNS::Topic": ("TopicName",),
+# region, and the longest such name AWS documents for it. None: its name is unique only
+# within its parent (a table, a log stream), or it has none. A type the stack gains must be
+# added here.
+ACCOUNT_WIDE_NAME: dict[str, tuple[tuple[str, ...], int] | None] = {
+    "AWS::Athena::WorkGroup": (("Name",), 128),
+    "AWS::CloudWatch::Alarm": (("AlarmName",), 255),
+    "AWS::Events::Rule": (("Name",), 64),
+    "AWS::Glue::Database": (("DatabaseInput", "Name"), 255),
+    "AWS::IAM::Role": (("RoleName",), 64),
+    "AWS::Kinesis::Stream": (("Name",), 128),
+    "AWS::KinesisFirehose::DeliveryStream": (("DeliveryStreamName",), 64),
+    "AWS::Lambda::Function": (("FunctionName",), 64),
+    "AWS::Logs::LogGroup": (("LogGroupName",), 512),
+    "AWS::S3::Bucket": (("BucketName",), 63),
+    "AWS::SNS::Topic": (("TopicName",), 256),
     "AWS::Glue::Table": None,
     "AWS::Lambda::Permission": None,
     "AWS::Logs::LogStream": None,
@@ -448,16 +449,17 @@ def resolve(value: Any, stack_name: str, **names: str) -> Any:
     return clean_json(value, {**defaults, **pseudo, **names})
 
 
-def account_wide_names(template: dict[str, Any]) -> dict[str, Any]:
-    """logical id -> the name it is given in the account and region, unresolved."""
+def account_wide_names(template: dict[str, Any]) -> dict[str, tuple[Any, int]]:
+    """logical id -> the name it is given in the account and region, unresolved, and the
+    longest its type takes."""
     found = {}
     for logical_id, resource in template["Resources"].items():
-        path = ACCOUNT_WIDE_NAME[resource["Type"]]
+        path, limit = ACCOUNT_WIDE_NAME[resource["Type"]] or ((), 0)
         value = resource.get("Properties", {})
-        for key in path or ():
+        for key in path:
             value = value.get(key) if isinstance(value, dict) else None
         if path and value is not None:  # without one, CloudFormation makes one of the stack's
-            found[logical_id] = value
+            found[logical_id] = (value, limit)
     return found
 
 
@@ -472,27 +474,11 @@ def test_every_account_wide_name_is_the_stack_s_so_two_stacks_of_a_stage_never_c
     names = account_wide_names(translated)
     assert {"Stream", "GlueDatabase", "AthenaWorkGroup", "ProducerFunctionTick"} <= set(names)
 
-    for logical_id, name in names.items():
+    for logical_id, (name, _) in names.items():
         # both stacks with the default Stage, as a teammate's next to brewops-dev
         dev, alice = (resolve(name, stack) for stack in ("brewops-dev", "brewops-alice"))
         assert dev != alice, (logical_id, name)
         assert "dev" in dev and "alice" in alice, (logical_id, dev, alice)
-
-
-# The longest account-wide name each type takes, as AWS documents it
-NAME_LIMIT = {
-    "AWS::Athena::WorkGroup": 128,
-    "AWS::CloudWatch::Alarm": 255,
-    "AWS::Events::Rule": 64,
-    "AWS::Glue::Database": 255,
-    "AWS::IAM::Role": 64,
-    "AWS::Kinesis::Stream": 128,
-    "AWS::KinesisFirehose::DeliveryStream": 64,
-    "AWS::Lambda::Function": 64,
-    "AWS::Logs::LogGroup": 512,
-    "AWS::S3::Bucket": 63,
-    "AWS::SNS::Topic": 256,
-}
 
 
 def test_the_longest_stack_name_brewops_takes_is_the_longest_the_names_it_gives_allow(
@@ -503,9 +489,8 @@ def test_the_longest_stack_name_brewops_takes_is_the_longest_the_names_it_gives_
     def too_long(stack: str) -> list[str]:
         return [
             f"{logical_id}: {resolved}"
-            for logical_id, name in account_wide_names(translated).items()
-            if len(resolved := resolve(name, stack))
-            > NAME_LIMIT[translated["Resources"][logical_id]["Type"]]
+            for logical_id, (name, limit) in account_wide_names(translated).items()
+            if len(resolved := resolve(name, stack)) > limit
         ]
 
     longest = "b" * STACK_NAME_LIMIT
