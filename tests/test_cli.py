@@ -1459,16 +1459,6 @@ def _advice() -> list[tuple[str, str]]:
     return [(str(path.relative_to(root)), re.sub(r"\s+", " ", text)) for path, text in texts]
 
 
-def _named_in_the_package() -> set[str]:
-    """The strings the package's code uses whole: the environment variables it reads."""
-    return {
-        node.value
-        for path in (repo_root() / "lib" / "brewops").glob("**/*.py")
-        for node in ast.walk(ast.parse(path.read_text()))
-        if isinstance(node, ast.Constant) and isinstance(node.value, str)
-    }
-
-
 def _options_a_message_reaches() -> dict[str, set[str]]:
     """For each module of the package, the options its messages may name: those of the commands
     it defines or a module importing it defines, those of its own command line (argparse) and
@@ -1552,13 +1542,15 @@ def test_every_command_option_variable_and_output_the_project_advises_exists():
     commands = {ctx.command_path.removeprefix("brewops "): ctx.command for ctx in _every_command()}
     targets = set(re.findall(r"^([a-z][\w-]*):", (repo_root() / "Makefile").read_text(), re.M))
     outputs = infra.load_template()["Outputs"]
-    named = _named_in_the_package()
+    advice = _advice()
+    # the strings the package's code uses whole: the environment variables it reads
+    named = {text for where, text in advice if where.startswith("lib/")}
     reached = _options_a_message_reaches()
     root = repo_root()
     written = (root / ".gitignore").read_text().split()  # build/, .venv/…: what the code makes
     folders = "|".join(re.escape(p.name) for p in root.iterdir() if p.is_dir())
     problems = []
-    for where, text in _advice():
+    for where, text in advice:
         # `brewops local up | status | down` names three commands
         text = re.sub(
             r"brewops (\w+) (\w+(?: \| \w+)+)",
