@@ -644,6 +644,37 @@ def test_a_run_interrupted_while_clearing_the_last_runs_copies_says_so(
     )
 
 
+# the ipywidgets release in requirements.lock -> its @jupyter-widgets/html-manager on npm
+# (`npm view @jupyter-widgets/html-manager@VERSION gitHead` names the release's commit)
+HTML_MANAGER_OF_IPYWIDGETS = {"8.1.9": "1.0.15"}
+
+
+def test_a_rendering_loads_the_widget_script_of_the_locked_ipywidgets(tmp_path: Path):
+    """A progress bar's widget state makes the HTML load a script from unpkg: an unpinned
+    version would draw a rendering made today with whatever unpkg serves next year."""
+    from brewops.lockfiles import lock_pins
+
+    ipywidgets = lock_pins()["ipywidgets"]
+    assert ipywidgets in HTML_MANAGER_OF_IPYWIDGETS, (
+        f"ipywidgets is now {ipywidgets}: pin its html-manager in runner.WIDGETS_HTML_MANAGER"
+    )
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["widgets"] = {
+        "application/vnd.jupyter.widget-state+json": {
+            "state": {},
+            "version_major": 2,
+            "version_minor": 0,
+        }
+    }
+    executed = tmp_path / "03_with_a_bar.ipynb"
+    nbformat.write(nb, executed)
+
+    html = runner.render_html(executed).read_text(encoding="utf-8")
+
+    scripts = re.findall(r"@jupyter-widgets/html-manager@([^/']*)/", html)
+    assert scripts == [HTML_MANAGER_OF_IPYWIDGETS[ipywidgets]]
+
+
 def test_an_error_of_the_runner_itself_ends_the_summary_as_failed(
     notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):

@@ -171,6 +171,11 @@ def _check_type(notebook: Path, name: str, default_source: str, value: Any) -> N
     )
 
 
+# The widget script of the ipywidgets release requirements.lock pins (8.1.9): nbconvert's
+# default "*" would draw today's rendering with whatever unpkg serves next year
+WIDGETS_HTML_MANAGER = "1.0.15"
+
+
 def render_html(executed: Path) -> Path | None:
     """The HTML rendering beside `executed`, or None when that copy is not a whole notebook
     (its writing was cut short, by a full disk say)."""
@@ -181,7 +186,8 @@ def render_html(executed: Path) -> Path | None:
         notebook = nbformat.read(executed, as_version=4)
     except nbformat.reader.NotJSONError:
         return None
-    body, _ = HTMLExporter().from_notebook_node(notebook)
+    exporter = HTMLExporter(html_manager_semver_range=WIDGETS_HTML_MANAGER)
+    body, _ = exporter.from_notebook_node(notebook)
     html = executed.with_suffix(".html")
     html.write_text(body, encoding="utf-8")
     return html
