@@ -649,6 +649,21 @@ def test_the_readme_results_are_what_the_code_finds_in_the_real_catalogue(catalo
     assert found == {rule: counts[rule] for rule in found}
 
 
+def test_the_readme_lists_the_bands_edges_sets(catalog_beers):
+    """The bands are set in one place, EDGES: the README's list of them, and the beers it
+    says sit on an edge, follow it."""
+    from brewops.model import bands, features
+
+    text = " ".join((ROOT / "README.md").read_text().split())  # one line: phrases wrap
+    stated = re.search(r"The IBU model \(bands ((?:`[^`]*`,? ?)+);", text)
+    assert stated, "the README's Results no longer list the model's bands"
+    listed = [label.replace("∞", "inf") for label in re.findall(r"`([^`]*)`", stated[1])]
+    assert listed == [label.replace(" ", "") for label in bands.LABELS]
+    ibu = [beer["ibu"] for beer in features.labelled(catalog_beers)]
+    on_an_edge = sum(value in bands.EDGES[1:-1] for value in ibu)
+    assert f"{on_an_edge} beers sit exactly on a band edge" in text
+
+
 def test_the_readme_states_the_model_protocol_and_its_data(catalog_beers):
     import inspect
 

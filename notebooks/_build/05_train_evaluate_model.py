@@ -2,12 +2,19 @@
 
 from common import build, code, md
 
+from brewops.model import bands
+
+# the bands as bands.EDGES sets them: the text follows a change of edges
+BANDS = ("two", "three", "four", "five", "six", "seven", "eight")[bands.N_BANDS - 2]
+SHOWN = [label.replace("inf)", "∞)") for label in bands.LABELS]
+BAND_LIST = ", ".join(f"`{label}`" for label in SHOWN[:-1]) + f" and `{SHOWN[-1]}`"
+
 build(
     "05_train_evaluate_model",
     "Train and evaluate the IBU model",
-    overview="""
-Classifies beers into four bitterness bands by IBU, `(-1, 30]`, `(30, 50]`, `(50, 70]` and
-`(70, ∞)`, and estimates the IBU itself, from the **whole beer record**: the hop schedule
+    overview=f"""
+Classifies beers into {BANDS} bitterness bands by IBU, {BAND_LIST},
+and estimates the IBU itself, from the **whole beer record**: the hop schedule
 (amounts by stage and variety), the malt bill, gravities, volume, and a physics-informed
 estimate of bitterness (Tinseth utilisation with typical alpha acids per hop variety,
 documented in `brewops.model.hops`).
@@ -93,12 +100,12 @@ assert len(beers) >= 100, (
 )
 pd.Series(ibu).describe()
 """),
-        md("""
+        md(f"""
 ## Features
 
 One row per beer, computed by `brewops.model.features` from the record alone (the same
 code runs at prediction time). The Tinseth estimate is the strongest single signal: on its
-own it lands in the right band about half the time, where chance is a quarter.
+own it lands in the right band about half the time, where chance is one in {BANDS}.
 """),
         code("""
 X = features.build_features(beers)
@@ -172,12 +179,12 @@ time_confusion = plots.plot_confusion_matrix(
     title=f"Newest fifth ({metrics['time_split']['test_first_brewed_from']} to {metrics['time_split']['test_first_brewed_to']})",
 )
 """),
-        md("""
+        md(f"""
 ## Predicted against actual IBU
 
 Out-of-fold predictions of the first repeat: every beer predicted once, by a model that
 never saw it. Dashed lines are the band edges. Below, the eight beers it misses by the most
-IBU (bands as indices: 0 is (-1, 30], 3 is (70, inf)); the two transcription errors top it.
+IBU (bands as indices: 0 is {bands.LABELS[0]}, {bands.N_BANDS - 1} is {bands.LABELS[-1]}); the two transcription errors top it.
 """),
         code("""
 oof = result.out_of_fold
