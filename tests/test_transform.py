@@ -453,14 +453,14 @@ def test_every_record_not_ok_is_logged_with_its_id_and_reason(caplog):
     with caplog.at_level(logging.INFO, logger="brewops.transform"):
         transform.transform_records(records)
 
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert [(r.record_id, r.beer_id, r.result) for r in warnings] == [
-        ("bad", None, "ProcessingFailed"),
-        ("empty", None, "Dropped"),
-        ("nameless", 7, "ProcessingFailed"),  # the beer's id, as in the error prefix
+    per_record = [r for r in caplog.records if hasattr(r, "record_id")]
+    assert [(r.levelname, r.record_id, r.beer_id, r.result) for r in per_record] == [
+        ("WARNING", "bad", None, "ProcessingFailed"),
+        ("INFO", "empty", None, "Dropped"),  # a drop by design is no failure
+        ("WARNING", "nameless", 7, "ProcessingFailed"),  # the beer's id, as in the error prefix
     ]
-    assert [r.sequence_number for r in warnings] == [None, None, "49"]
-    assert all(r.reason for r in warnings)
+    assert [r.sequence_number for r in per_record] == [None, None, "49"]
+    assert all(r.reason for r in per_record)
     summary = [r for r in caplog.records if r.getMessage() == "batch transformed"]
     assert summary and summary[0].records == 4
     assert (summary[0].Ok, summary[0].Dropped, summary[0].ProcessingFailed) == (1, 1, 2)
@@ -491,3 +491,63 @@ def test_an_escaped_lone_surrogate_fails_with_its_reason_not_as_unexpected(caplo
     assert outcome.reason == "not a beer: \\ud800 is not a character"
     assert outcome.data == payload
     assert not [r for r in caplog.records if r.exc_info], "refused with a reason, no traceback"
+
+
+def test_an_offending_value_is_quoted_to_200_characters_in_the_reason_and_the_log(caplog):
+    # GIVEN beers whose offending values are far longer than a log line should be
+    long_abv = record(json.dumps({"id": 9, "name": "B", "abv": "x" * 5000}), "abv")
+    long_id = record(json.dumps({"id": "y" * 3000, "name": "B"}), "id")
+    object_id = record(json.dumps({"id": {"nested": "z" * 3000}, "name": "B"}), "object")
+
+    # WHEN they are transformed
+    with caplog.at_level(logging.INFO, logger="brewops.transform"):
+        outcomes = transform.transform_records([long_abv, long_id, object_id])
+
+    # THEN each fails with its reason, quoting at most 200 characters of the value
+    assert [o.result for o in outcomes] == ["ProcessingFailed"] * 3
+    assert outcomes[0].reason.startswith("not a beer: abv: expected a number, got 'xxx")
+    assert all(len(o.reason) < 300 for o in outcomes)
+    assert "x" * 200 in outcomes[0].reason and "x" * 201 not in outcomes[0].reason
+    assert outcomes[0].reason.endswith("'... (5000 characters)")
+    # AND the log lines, beer_id too, hold no value in full; the records keep their bytes
+    logged = [r for r in caplog.records if hasattr(r, "record_id")]
+    assert logged[0].beer_id == 9
+    assert all(len(str(r.beer_id)) < 300 and len(r.reason) < 300 for r in logged)
+    assert outcomes[1].data == base64.b64decode(long_id["data"])
+
+
+def test_an_unexpected_error_is_logged_once_at_error_with_the_record_keys(monkeypatch, caplog):
+    def explode(beer, ingested_at):
+        raise RuntimeError("bug " + "b" * 5000)
+
+    monkeypatch.setattr(transform, "clean_beer", explode)
+    metadata = {"shardId": "shardId-000000000000", "sequenceNumber": "49"}
+
+    with caplog.at_level(logging.INFO, logger="brewops.transform"):
+        transform.transform_records(
+            [record('{"id": 2, "name": "B"}', "r2", kinesisRecordMetadata=metadata)]
+        )
+
+    (line,) = [r for r in caplog.records if hasattr(r, "record_id")]
+    assert (line.levelname, line.record_id, line.beer_id) == ("ERROR", "r2", 2)
+    assert (line.shard_id, line.sequence_number) == ("shardId-000000000000", "49")
+    assert line.exc_info and len(line.reason) < 300
+
+
+def test_the_handler_logs_the_kinesis_keys_the_producer_logs(
+    load_event, lambda_context, lambda_logs
+):
+    # GIVEN a record as Firehose reads it from Kinesis, with the shard and sequence number
+    template = load_event("firehose_kinesis_transform")
+    (sample, *_) = template["records"]
+    bad = {**sample, "recordId": "bad-2", "data": b64('{"id": 5, "name": ""}')}
+    logs = lambda_logs(app.logger)
+
+    app.handler(firehose_event([bad], template), lambda_context)
+
+    # THEN its line names them under the producer's keys (shard_id, sequence_number)
+    failure = next(line for line in logs() if line.get("record_id") == "bad-2")
+    metadata = sample["kinesisRecordMetadata"]
+    assert failure["beer_id"] == 5
+    assert failure["shard_id"] == metadata["shardId"]
+    assert failure["sequence_number"] == metadata["sequenceNumber"]

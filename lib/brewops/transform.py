@@ -8,10 +8,13 @@ exactly one answer, in the Firehose data-transformation contract:
 - ``ProcessingFailed``: anything that should have been a beer and is not (undecodable
   base64 or UTF-8, malformed JSON, no id or name, a number that is not a number). Firehose
   writes these to the ``processing-failed`` error prefix with the original bytes, so they
-  are never lost; the reason is logged with the record id.
+  are never lost; the reason is logged (WARNING) with the record id.
 - ``Dropped``: only records deliberately filtered: empty or whitespace-only payloads
   (heartbeats, stray newlines). AWS writes Dropped records nowhere, so the reason is
-  logged too.
+  logged too (INFO: a drop by design, not a failure).
+
+Each record not Ok is logged once, with the keys of `log_fields`; an offending value is
+quoted to at most MAX_QUOTED_CHARS characters, so no log line carries a whole beer.
 
 Out-of-range values (pH 79, ABV 55, IBU 1157) are real data and pass through unchanged;
 data-quality checks report them downstream.
@@ -44,6 +47,11 @@ TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"  # + ".mmm": the Hive JSON SerDe default
 BIGINT_MAX = 2**63 - 1  # the id column is a Glue bigint
 # "1,157": a decimal comma ("4,5" is 4.5) or a thousands separator? Refused, not guessed.
 _THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+")
+# An offending value is quoted in a reason (and a log line) up to this many characters:
+# enough to see it, and a 1 MiB string in a numeric field stays out of the logs
+MAX_QUOTED_CHARS = 200
+# A whole logged reason, whatever produced it (an unexpected error's message too)
+MAX_REASON_CHARS = 400
 
 
 class InvalidBeer(ValueError):
@@ -68,6 +76,20 @@ class Outcome:
         }
 
 
+def shorten(text: str, limit: int = MAX_QUOTED_CHARS) -> str:
+    """`text`, cut to `limit` characters with a note of its full length when longer."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
+
+
+def quoted(value: Any) -> str:
+    """The repr of an offending value, cut to MAX_QUOTED_CHARS characters."""
+    if isinstance(value, str) and len(value) > MAX_QUOTED_CHARS:  # no repr of a megabyte
+        return f"{value[:MAX_QUOTED_CHARS]!r}... ({len(value)} characters)"
+    return shorten(repr(value))
+
+
 def format_timestamp(moment: datetime) -> str:
     """UTC, millisecond precision, e.g. ``2024-05-01 12:30:00.123``."""
     moment = moment.astimezone(UTC)
@@ -84,7 +106,7 @@ def _number(name: str, value: Any) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool):  # bool is an int in Python, never a measurement
-        raise InvalidBeer(f"{name}: expected a number, got {value!r}")
+        raise InvalidBeer(f"{name}: expected a number, got {quoted(value)}")
     if isinstance(value, int | float):
         try:
             number = float(value)
@@ -99,16 +121,16 @@ def _number(name: str, value: Any) -> float | None:
             return None
         if _THOUSANDS.fullmatch(text):
             raise InvalidBeer(
-                f"{name}: {value!r} is ambiguous (a thousands separator or a decimal comma?)"
+                f"{name}: {quoted(value)} is ambiguous (a thousands separator or a decimal comma?)"
             )
         try:
             number = float(text.replace(",", "."))
         except ValueError:
-            raise InvalidBeer(f"{name}: expected a number, got {value!r}") from None
+            raise InvalidBeer(f"{name}: expected a number, got {quoted(value)}") from None
     else:
         raise InvalidBeer(f"{name}: expected a number, got {type(value).__name__}")
     if not math.isfinite(number):
-        raise InvalidBeer(f"{name}: expected a finite number, got {value!r}")
+        raise InvalidBeer(f"{name}: expected a finite number, got {quoted(value)}")
     return number
 
 
@@ -116,22 +138,22 @@ def _beer_id(value: Any) -> int:
     if value is None:
         raise InvalidBeer("id: missing")
     if isinstance(value, bool):
-        raise InvalidBeer(f"id: expected a positive integer, got {value!r}")
+        raise InvalidBeer(f"id: expected a positive integer, got {quoted(value)}")
     if isinstance(value, int):
         beer_id = value
     else:
         try:  # Decimal, not float: an id past 2**53 keeps every digit
             number = Decimal(str(value).strip())
         except InvalidOperation:
-            raise InvalidBeer(f"id: expected a positive integer, got {value!r}") from None
+            raise InvalidBeer(f"id: expected a positive integer, got {quoted(value)}") from None
         if not number.is_finite() or number != number.to_integral_value():
-            raise InvalidBeer(f"id: expected a positive integer, got {value!r}")
+            raise InvalidBeer(f"id: expected a positive integer, got {quoted(value)}")
         # compared before int(): "1e999999999" as an int has a billion digits to compute
         if not 1 <= number <= BIGINT_MAX:
-            raise InvalidBeer(f"id: expected a positive integer, got {value!r}")
+            raise InvalidBeer(f"id: expected a positive integer, got {quoted(value)}")
         beer_id = int(number)
     if not 1 <= beer_id <= BIGINT_MAX:
-        raise InvalidBeer(f"id: expected a positive integer, got {value!r}")
+        raise InvalidBeer(f"id: expected a positive integer, got {quoted(value)}")
     return beer_id
 
 
@@ -206,12 +228,18 @@ def _original_bytes(record: Any) -> bytes:
 
 def _beer_id_of(payload: bytes) -> Any:
     """The id the payload's JSON names, if any: the key that ties a logged reason to the
-    record in the error prefix (whose rawData is this payload)."""
+    record in the error prefix (whose rawData is this payload). An id that is not a number
+    or a short text is quoted, cut short: the log shows it, never a whole object."""
     try:
         document = parse_json(payload)
     except ValueError:
         return None
-    return document.get("id") if isinstance(document, dict) else None
+    beer_id = document.get("id") if isinstance(document, dict) else None
+    if beer_id is None or (isinstance(beer_id, int | float) and not isinstance(beer_id, bool)):
+        return beer_id
+    if isinstance(beer_id, str) and len(beer_id) <= MAX_QUOTED_CHARS:
+        return beer_id
+    return quoted(beer_id)
 
 
 def _record_id(record: Any) -> str:
@@ -256,6 +284,20 @@ def transform_record(record: Mapping[str, Any], now: str | None = None) -> Outco
         )
 
 
+def log_fields(outcome: Outcome, record: Any) -> dict[str, Any]:
+    """The keys of the log line of a record not Ok; the producer logs the same names
+    (beer_id, shard_id, sequence_number), so one beer can be followed through both."""
+    metadata = _kinesis_metadata(record) if isinstance(record, Mapping) else {}
+    return {
+        "record_id": outcome.record_id,  # Firehose's recordId
+        "beer_id": _beer_id_of(outcome.data),
+        "result": outcome.result,
+        "reason": shorten(outcome.reason or "", MAX_REASON_CHARS),
+        "shard_id": metadata.get("shardId"),
+        "sequence_number": metadata.get("sequenceNumber"),
+    }
+
+
 def transform_records(
     records: Iterable[Mapping[str, Any]], log: logging.Logger | Any = None
 ) -> list[Outcome]:
@@ -271,26 +313,19 @@ def transform_records(
         try:
             outcome = transform_record(record, now)
         except Exception as error:  # a bug must not take the batch down; the record is kept
-            log.exception("transform failed unexpectedly")
             outcome = Outcome(
                 _record_id(record),
                 "ProcessingFailed",
                 _original_bytes(record),
-                f"unexpected error: {type(error).__name__}: {error}",
+                f"unexpected error: {type(error).__name__}: {shorten(str(error))}",
             )
-        if outcome.reason:
-            log.warning(
-                "record not transformed",
-                extra={
-                    "record_id": outcome.record_id,
-                    "beer_id": _beer_id_of(outcome.data),
-                    "result": outcome.result,
-                    "reason": outcome.reason,
-                    "sequence_number": _kinesis_metadata(record).get("sequenceNumber")
-                    if isinstance(record, Mapping)
-                    else None,
-                },
-            )
+            # one line, at ERROR with the traceback: a bug, not a refused beer
+            log.exception("record not transformed", extra=log_fields(outcome, record))
+        else:
+            if outcome.result == "Dropped":
+                log.info("record dropped", extra=log_fields(outcome, record))
+            elif outcome.reason:
+                log.warning("record not transformed", extra=log_fields(outcome, record))
         outcomes.append(outcome)
     counts: Counter[str] = Counter(o.result for o in outcomes)
     log.info("batch transformed", extra={"records": len(outcomes), **counts})
