@@ -800,6 +800,46 @@ def test_payloads_are_sent_as_given(kinesis_client, kinesis_stream, stream_recor
 # ------------------------------------------------------------------ the producer Lambda
 
 
+def test_a_failed_tick_logs_each_beer_with_its_error_and_attempts_once(caplog, monkeypatch):
+    # GIVEN a Kinesis that refuses beer 2 every time, with a long message, and takes the rest
+    class RefusesBeer2:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def put_records(self, *, Records: list[dict[str, Any]], **target: Any) -> dict:
+            self.calls += 1
+            results = [
+                {"ErrorCode": "InternalFailure", "ErrorMessage": "m" * 1000}
+                if entry["PartitionKey"] == "2"
+                else {"ShardId": "shardId-000000000001", "SequenceNumber": f"{self.calls}{n}"}
+                for n, entry in enumerate(Records)
+            ]
+            return {"FailedRecordCount": sum("ErrorCode" in r for r in results), "Records": results}
+
+    class Api:
+        def random(self, n: int = 1) -> list[dict[str, Any]]:
+            return beers(3)
+
+    monkeypatch.setattr("tenacity.wait.random", SimpleNamespace(uniform=lambda low, high: 0))
+
+    # WHEN a tick puts them
+    with caplog.at_level(logging.INFO, logger="brewops.producer"), pytest.raises(ProduceError):
+        produce_random_beers(Api(), "beers", count=3, kinesis_client=RefusesBeer2())
+
+    # THEN one line says which beers went where, and which failed, why and after how many tries
+    (line,) = [r for r in caplog.records if r.getMessage() == "tick incomplete"]
+    assert line.levelname == "ERROR"
+    assert (line.beer_ids, line.sent, line.retried) == ([1, 2, 3], 2, 7)
+    assert line.records == [
+        {"beer_id": 1, "shard_id": "shardId-000000000001", "sequence_number": "10"},
+        {"beer_id": 3, "shard_id": "shardId-000000000001", "sequence_number": "12"},
+    ]
+    assert line.failed == [
+        {"beer_id": 2, "error_code": "InternalFailure", "error_message": "m" * 200, "attempts": 8}
+    ]
+    assert "description" not in str(line.__dict__)  # no beer's content
+
+
 @dataclass
 class ShortOnTime(LambdaContext):
     """An invocation with only `remaining_ms` left before the function's timeout."""
@@ -851,8 +891,12 @@ def test_a_tick_puts_random_beers_from_the_api(
     assert summary["scheduled_at"] == "2024-05-01T12:30:00Z"
     assert sorted(summary["ids"]) == stream_ids(kinesis_stream)
     produced = next(line for line in logs() if line["message"] == "tick produced")
-    assert produced["ids"] == summary["ids"]
+    assert produced["beer_ids"] == summary["ids"]
     assert produced["function_request_id"] == lambda_context.aws_request_id
+    # AND where each beer went, under the keys the transform logs it with
+    assert [r["beer_id"] for r in produced["records"]] == summary["ids"]
+    assert all(r["shard_id"].startswith("shardId-") for r in produced["records"])
+    assert all(r["sequence_number"] for r in produced["records"])
 
 
 @pytest.mark.emulator

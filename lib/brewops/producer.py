@@ -73,11 +73,25 @@ _POOLS = itertools.count(1)  # names each run's threads apart
 Progress = Callable[[int], Any]
 
 
+# A Kinesis error message quoted in a log line is cut to this many characters
+MAX_LOGGED_MESSAGE_CHARS = 200
+
+
 @dataclass
 class FailedRecord:
     partition_key: str  # the beer id for put_beers
     error_code: str
     error_message: str
+    attempts: int = 0  # PutRecords calls that carried it (0: never sent)
+
+
+@dataclass(frozen=True)
+class SentRecord:
+    """Where Kinesis put one record: the keys the transform logs for it too."""
+
+    partition_key: str  # the beer id for put_beers
+    shard_id: str
+    sequence_number: str
 
 
 @dataclass
@@ -90,6 +104,8 @@ class ProduceReport:
     throttled_calls: int = 0  # calls rejected as a whole with a retryable error
     failed: list[FailedRecord] = field(default_factory=list)  # given up, with the last reason
     oversize: list[str] = field(default_factory=list)  # partition keys of records over 1 MiB
+    # where each accepted record went, kept only when asked (`receipts=True`): a tick's few
+    accepted: list[SentRecord] = field(default_factory=list)
     calls: int = 0  # PutRecords calls made
     seconds: float = 0.0
 
@@ -211,6 +227,7 @@ class _Tally:
     throttled_calls: int = 0
     calls: int = 0
     failed: list[FailedRecord] = field(default_factory=list)
+    accepted: list[SentRecord] = field(default_factory=list)
 
 
 class _Sender:
@@ -227,7 +244,9 @@ class _Sender:
         max_backoff: float,
         sleep: Callable[[float], None],
         log: Any,
+        receipts: bool = False,
     ) -> None:
+        self.receipts = receipts
         key = "StreamARN" if stream.startswith("arn:") else "StreamName"
         self.target = {key: stream}
         self.client = client
@@ -268,6 +287,8 @@ class _Sender:
             raise
         if not response.get("FailedRecordCount"):
             tally.sent += len(entries)
+            if self.receipts:
+                tally.accepted.extend(map(_receipt, entries, response["Records"]))
             return []
         failed = []
         for entry, result in zip(entries, response["Records"], strict=True):
@@ -275,6 +296,8 @@ class _Sender:
             if code:
                 errors[id(entry)] = (code, result.get("ErrorMessage", ""))
                 failed.append(entry)
+            elif self.receipts:
+                tally.accepted.append(_receipt(entry, result))
         tally.sent += len(entries) - len(failed)
         return failed
 
@@ -336,8 +359,11 @@ class _Sender:
             reason = (type(error).__name__, str(error))
             errors.update((id(entry), reason) for entry in pending)
         if pending:
+            # every call of this batch carried the entries still pending
             tally.failed = [
-                FailedRecord(entry["PartitionKey"], *errors.get(id(entry), ("Unknown", "")))
+                FailedRecord(
+                    entry["PartitionKey"], *errors.get(id(entry), ("Unknown", "")), tally.calls
+                )
                 for entry in pending
             ]
             self.log.error(
@@ -354,7 +380,14 @@ class _Sender:
             report.throttled_calls += tally.throttled_calls
             report.calls += tally.calls
             report.failed.extend(tally.failed)
+            report.accepted.extend(tally.accepted)
         return len(batch)
+
+
+def _receipt(entry: Entry, result: Mapping[str, Any]) -> SentRecord:
+    return SentRecord(
+        entry["PartitionKey"], str(result.get("ShardId")), str(result.get("SequenceNumber"))
+    )
 
 
 def _key_problem(key: Any) -> str | None:
@@ -434,6 +467,7 @@ def put_payloads(
     max_backoff: float = 5.0,
     sleep: Callable[[float], None] = time.sleep,
     log: Any = None,
+    receipts: bool = False,
 ) -> ProduceReport:
     """Put (partition key, data) pairs as they are; the engine under `put_beers`.
 
@@ -453,7 +487,9 @@ def put_payloads(
     call starts, and no wait before one, unless the longest the call can take under the
     client's botocore Config (`longest_call_seconds`) ends by then: the records it would
     have sent are reported as failed, with the last reason or "OutOfTime". The wait after
-    try n is random in [0, min(max_backoff, backoff * 2**(n - 1))].
+    try n is random in [0, min(max_backoff, backoff * 2**(n - 1))]. With `receipts`, the
+    report's `accepted` says which shard and sequence number each accepted record got (for
+    a tick's few records; a backfill keeps none).
     """
     log = log or logger
     client = kinesis_client or _default_client()
@@ -473,6 +509,7 @@ def put_payloads(
         max_backoff=max_backoff,
         sleep=sleep,
         log=log,
+        receipts=receipts,
     )
     rejected: list[FailedRecord] = []
     interrupted: KeyboardInterrupt | None = None
@@ -522,7 +559,9 @@ def put_payloads(
         )
     log.info(
         "records produced",
-        extra={k: v for k, v in report.as_dict().items() if k not in ("failed", "oversize")},
+        extra={
+            k: v for k, v in report.as_dict().items() if k not in ("failed", "oversize", "accepted")
+        },
     )
     if interrupted is not None:
         raise ProduceInterrupted(report) from interrupted
@@ -600,6 +639,7 @@ def produce_random_beers(
         log=log,
         max_seconds=TICK_RETRY_SECONDS,
         deadline=deadline,
+        receipts=True,
     )
     summary = {
         **context,
@@ -608,11 +648,50 @@ def produce_random_beers(
         "ids": [beer.get("id") if isinstance(beer, Mapping) else None for beer in beers],
         **report.as_dict(),
     }
+    fields = tick_log_fields(summary["ids"], report, context)
     if not report.ok:
-        log.error("tick incomplete", extra={"summary": summary})
+        log.error("tick incomplete", extra=fields)
         raise ProduceError(report)
-    log.info("tick produced", extra={"ids": summary["ids"], "sent": report.sent})
+    log.info("tick produced", extra=fields)
     return summary
+
+
+def _logged_id(partition_key: str) -> int | str:
+    """A beer id as the transform logs it (a number), when the key is one ("07" is not)."""
+    number = partition_key.isascii() and partition_key.isdigit() and int(partition_key)
+    return number if number and str(number) == partition_key else partition_key
+
+
+def tick_log_fields(
+    beer_ids: list[Any], report: ProduceReport, context: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The keys of a tick's log line: the beers it fetched, where Kinesis put each one
+    (shard_id, sequence_number: the transform logs the same keys), and what failed, why and
+    after how many PutRecords calls. No beer's content and no message over 200 characters."""
+    return {
+        **context,
+        "beer_ids": beer_ids,
+        "sent": report.sent,
+        "retried": report.retried,
+        "records": [
+            {
+                "beer_id": _logged_id(r.partition_key),
+                "shard_id": r.shard_id,
+                "sequence_number": r.sequence_number,
+            }
+            for r in report.accepted
+        ],
+        "failed": [
+            {
+                "beer_id": _logged_id(f.partition_key),
+                "error_code": f.error_code,
+                "error_message": f"{f.error_message:.{MAX_LOGGED_MESSAGE_CHARS}}",
+                "attempts": f.attempts,
+            }
+            for f in report.failed
+        ],
+        "oversize": [_logged_id(key) for key in report.oversize],
+    }
 
 
 def _default_client() -> Any:
