@@ -1091,6 +1091,8 @@ def test_local_status_prints_what_runs_and_the_exports_a_shell_needs(monkeypatch
         "AWS_DEFAULT_REGION=eu-west-1"
     ) in result.output
     assert f"  State         {tmp_path / 'state.json'}\n" in result.output
+    # where the functions' log lines are, readable without the emulator's CloudWatch Logs
+    assert f"  Logs          {tmp_path / 'logs'}  (NAME.log per function" in result.output
 
 
 @pytest.mark.parametrize(

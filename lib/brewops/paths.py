@@ -35,6 +35,12 @@ def local_state_dir() -> Path:
     return Path(os.environ.get("BREWOPS_LOCAL_STATE_DIR") or build_dir() / "local")
 
 
+def local_log_dir(state_dir: Path | None = None) -> Path:
+    """Where the local target keeps its logs: a file per Lambda function (NAME.log, the lines
+    it also puts into the emulator's CloudWatch Logs) and per server."""
+    return (state_dir or local_state_dir()) / "logs"
+
+
 def firehose_checkpoints_dir(state_dir: Path | None = None) -> Path:
     """Where the local Firehose keeps its positions in the emulator's streams, which end
     with the emulator."""

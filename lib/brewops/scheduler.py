@@ -143,7 +143,7 @@ class Scheduler:
             if not function:
                 raise ValueError(f"rule {rule_name!r} has no Lambda target and no function given")
             targets.append((function, None))
-        logs = log_dir or paths.local_state_dir() / "logs"
+        logs = log_dir or paths.local_log_dir()
         self.targets = [
             (
                 LocalFunction.lookup(arn, lambda_client, environment=environment, log_dir=logs)

@@ -124,7 +124,7 @@ class FirehoseRuntime:
                 describe(firehose, name),
                 store=store,
                 function_environment=function_environment,
-                function_log_dir=state / "logs",
+                function_log_dir=paths.local_log_dir(state),
                 clock=clock,
                 read_limit=read_limit,
                 **clients,

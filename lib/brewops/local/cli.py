@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from brewops import paths
 from brewops.local.state import CREDENTIALS, LocalState, UnreadableStateError, state_file
 
 
@@ -34,6 +35,7 @@ def _describe(state: LocalState) -> str:
     lines += [
         f"  Processes     {processes}",
         f"  State         {state_file()}",
+        f"  Logs          {paths.local_log_dir()}  (NAME.log per function: one JSON line each)",
         "",
         'Python: brewops.target.use("local") routes boto3 and awswrangler here. A shell:',
         f"  {_exports(state)}",

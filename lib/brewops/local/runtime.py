@@ -350,7 +350,7 @@ def _start(deploy: bool, catalog: Path, template: Path, stack_name: str) -> Loca
     from brewops.local import deploy as deployment  # loads boto3: not for `status`
 
     _forget_stream_positions()
-    log_dir = paths.local_state_dir() / "logs"
+    log_dir = paths.local_log_dir()
     started_code = code_digest()  # read first: a server started cannot go unrecorded
     emulator, emulator_service = _start_emulator(log_dir)
     try:
