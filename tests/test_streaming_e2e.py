@@ -7,6 +7,8 @@ import errno
 import json
 import threading
 import uuid
+from collections import Counter
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -23,6 +25,7 @@ from brewops.reconcile import (
     sent_ids,
     wait_for_delivery,
 )
+from fixtures.infra import read_stream
 from fixtures.streaming import FlakyKinesis
 
 pytestmark = pytest.mark.emulator
@@ -452,3 +455,38 @@ def test_waiting_reads_the_function_log_once_for_the_answer(
     assert len(reads) == 1, "once, for the answer, not on every poll"
     [error] = result.errors
     assert error.beer_id == beers[2]["id"] and "abv" in error.reason
+
+
+def readme_python_block_after(heading: str) -> str:
+    """The first ```python block of the README after the paragraph that starts `heading`."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    after = readme[readme.index(heading) :]
+    return after.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readmes_redrive_puts_each_error_record_back_into_the_stream_as_it_was_sent(
+    streaming_stack, monkeypatch
+):
+    from brewops import target
+
+    stack = streaming_stack()
+    refused = [b'{"id": 7, "name": "Punk IPA", "abv": "strong"}', b"not json at all"]
+    stack.put(refused, ["7", "x"])
+    FirehoseRuntime.from_outputs(
+        stack.outputs, session=stack.session, state_dir=stack.state_dir
+    ).drain()
+    assert stack.keys("errors/cleaned/processing-failed/")
+    kinesis = stack.client("kinesis")
+    sent = Counter(r["Data"] for r in read_stream(kinesis, stack.outputs["StreamName"]))
+    monkeypatch.setattr(  # the README's target, pointed at this test's stack
+        target,
+        "use",
+        lambda name: SimpleNamespace(
+            session=SimpleNamespace(client=stack.client), outputs=stack.outputs
+        ),
+    )
+
+    exec(readme_python_block_after("**The error prefix.**"), {})
+
+    after = Counter(r["Data"] for r in read_stream(kinesis, stack.outputs["StreamName"]))
+    assert sorted((after - sent).elements()) == sorted(refused)
