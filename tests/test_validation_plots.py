@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pandas as pd
+import pytest
 from matplotlib import colors
 
 from brewops import plotstyle, schema, validation_plots
@@ -183,6 +185,47 @@ def test_gravities_label_a_crowd_of_close_beers_with_a_few_ids_and_how_many():
     )
     ax = validation_plots.plot_gravities(frame).axes[0]
     assert [t.get_text() for t in ax.texts] == ["1, 2, 3, … (10 beers)"]
+
+
+def test_a_crowd_of_beers_is_grouped_without_a_distance_for_every_pair(monkeypatch):
+    from scipy.spatial import distance
+
+    def every_pair(*args, **kwargs):
+        raise AssertionError("all pairs: n² memory, gigabytes for a large catalogue")
+
+    monkeypatch.setattr(distance, "pdist", every_pair)
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "id": range(1, 2001),
+            "target_og": rng.uniform(900, 1100, 2000),
+            "target_fg": rng.uniform(1150, 1170, 2000),
+        }
+    )
+    ax = validation_plots.plot_gravities(frame).axes[0]
+    assert [t.get_text() for t in ax.texts] == ["1, 2, 3, … (2000 beers)"]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_groups_are_the_single_linkage_clusters_cut_at_the_span(seed):
+    from scipy.cluster.hierarchy import fclusterdata
+
+    rng = np.random.default_rng(seed)
+    xy = rng.random((300, 2))
+    near = xy[40:60] + 1e-13  # too close for the triangulation to tell apart
+    xy = np.vstack([xy, xy[:40], near, [[0.5, y] for y in np.linspace(0, 1, 30)]])
+
+    groups = validation_plots.chained_groups(xy, 0.04)
+
+    expected = fclusterdata(xy, 0.04, criterion="distance", method="single")
+    assert len(set(zip(groups, expected, strict=True))) == len(set(expected)) == len(set(groups))
+
+
+@pytest.mark.parametrize(
+    "xy", [[[0.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]]]
+)
+def test_groups_of_too_few_points_to_triangulate(xy):
+    assert len(set(validation_plots.chained_groups(xy, 0.5))) == len({tuple(p) for p in xy})
 
 
 def test_gravities_of_beers_without_gravities_draw_no_diagonal():

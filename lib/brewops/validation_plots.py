@@ -195,20 +195,56 @@ _SAME_LABEL_SPAN = 0.04
 MAX_IDS_PER_LABEL = 4
 
 
+def chained_groups(xy: Any, span: float) -> Any:
+    """Group label of each point: points closer than `span` are in one group, and so are
+    chains of them (single linkage cut at `span`).
+
+    The closest neighbours of every point are edges of the Delaunay triangulation, so its
+    edges stand in for all pairs: n log n, where all pairs take n² memory (gigabytes for
+    the tens of thousands of beers of a large catalogue)."""
+    import numpy as np
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import Delaunay, QhullError
+
+    xy = np.asarray(xy, dtype=float)
+    # equal points are one vertex for the triangulation, and in one group anyway
+    unique, index = np.unique(xy, axis=0, return_inverse=True)
+    index = index.reshape(-1)
+    if len(unique) < 3:
+        edges = np.array([(0, 1)] if len(unique) == 2 else [], dtype=int).reshape(-1, 2)
+    else:
+        try:
+            mesh = Delaunay(unique)
+        except QhullError:  # all on one line: neighbours along it
+            order = np.lexsort(unique.T[::-1])
+            edges = np.column_stack([order[:-1], order[1:]])
+        else:
+            triangles = mesh.simplices
+            edges = np.vstack(
+                [
+                    triangles[:, [0, 1]],
+                    triangles[:, [1, 2]],
+                    triangles[:, [0, 2]],
+                    # points too close to a vertex to be one: joined to that vertex
+                    mesh.coplanar[:, [0, 2]],
+                ]
+            )
+    if len(edges):
+        edges = edges[np.hypot(*(unique[edges[:, 0]] - unique[edges[:, 1]]).T) <= span]
+    n = len(unique)
+    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
+    return connected_components(graph, directed=False)[1][index]
+
+
 def _label_close_points(ax: Any, points: pd.DataFrame) -> None:
     """Label beers (og, fg, id) with their ids, one label per group of close points at the
     group's highest point: drawn apart, the labels of close points would overprint."""
     if points.empty:
         return
-    from scipy.cluster.hierarchy import fclusterdata
-
     (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()  # the span the diagonal gives them
     scaled = points[["og", "fg"]].to_numpy(dtype=float) / [x1 - x0 or 1, y1 - y0 or 1]
-    groups = (
-        fclusterdata(scaled, _SAME_LABEL_SPAN, criterion="distance", method="single")
-        if len(points) > 1
-        else [1]
-    )
+    groups = chained_groups(scaled, _SAME_LABEL_SPAN)
     for _, group in points.assign(group=groups).groupby("group", sort=False):
         top = group.loc[group["fg"].idxmax()]
         ids = [str(ident) for ident in sorted(group["id"])]
