@@ -10,6 +10,7 @@ import stat
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -55,6 +56,23 @@ def test_the_report_ends_with_its_notes(validated):
     result = CliRunner().invoke(validate, ["run", "--expected-ids", "1"])
 
     assert result.output.splitlines()[-1] == "note: what was produced: test"
+
+
+def test_a_finding_with_thousands_of_ids_prints_a_few_on_one_line(monkeypatch):
+    offending = range(1, 3001)
+    findings = pd.DataFrame(
+        {"table": "cleaned", "rule": "range", "column": "ph", "id": offending, "value": 99.0}
+    )
+    report = validation.ValidationReport(target="local", quality=validation.QualityReport(findings))
+    monkeypatch.setattr(validation, "resolve_target", lambda target: SimpleNamespace(name=target))
+    monkeypatch.setattr(validation, "validate", lambda target, **kwargs: report)
+
+    result = CliRunner().invoke(validate, ["run", "--expected-ids", "1"])
+
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if " ph " in line)
+    assert row.rstrip().endswith("1, 2, 3, 4, 5, 6 and 2994 more"), row
+    assert len(row) <= 120
 
 
 @pytest.fixture

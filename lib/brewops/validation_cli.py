@@ -103,6 +103,14 @@ def run(
         )
 
 
+SHOWN_IDS = 6  # ids printed per data quality finding, before "and N more"
+
+
+def _few(ids: list[int]) -> str:
+    shown = ", ".join(str(i) for i in ids[:SHOWN_IDS])
+    return shown + (f" and {len(ids) - SHOWN_IDS} more" if len(ids) > SHOWN_IDS else "")
+
+
 def _print_report(report) -> None:
     import pandas as pd
 
@@ -120,9 +128,13 @@ def _print_report(report) -> None:
         if report.reconciliation:
             click.echo("\nReconciliation")
             click.echo(report.reconciliation_frame().to_string(index=False))
-        if len(report.quality.summary):
+        quality = report.quality.summary
+        if len(quality):
+            # pandas prints up to 100 items of a list whatever max_colwidth says: a few ids
+            # keep each finding on one line when a large catalogue has thousands
+            shown = quality.assign(ids=[_few(ids) for ids in quality["ids"]])
             click.echo("\nData quality findings")
-            click.echo(report.quality.summary.to_string(index=False))
+            click.echo(shown.to_string(index=False))
         click.echo("\nRules")
         click.echo(report.summary_frame().to_string(index=False))
         for note in report.notes:
