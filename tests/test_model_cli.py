@@ -326,6 +326,16 @@ def test_predict_names_the_ids_it_cannot_find(trained_dir: Path, split_catalogue
     assert "no beer with id 88889, 99992 in" in result.output
 
 
+def test_predict_refuses_an_empty_catalogue(trained_dir: Path, tmp_path: Path):
+    # as evaluate does: no line and status 0 would pass for every beer predicted
+    empty = tmp_path / "empty.json"
+    empty.write_text("[]")
+    result = brewops("predict", "--model", str(trained_dir), "--catalog", str(empty))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == f"Error: {empty} holds no beer to predict: it is []\n"
+
+
 def test_evaluate_refuses_a_folder_that_is_not_a_model(tmp_path: Path, split_catalogue):
     _, unseen_file = split_catalogue
     result = brewops_in_process("evaluate", "--model", str(tmp_path), "--catalog", str(unseen_file))

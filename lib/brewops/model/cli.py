@@ -93,7 +93,11 @@ def train(
     jobs: int,
     progress: bool,
 ) -> None:
-    """Run the evaluation protocol on a catalogue and write the model trained on all of it."""
+    """Run the evaluation protocol on a catalogue and write the model trained on all of it.
+
+    The last line printed is one JSON object: `version`, `out` and the cross-validation
+    figures (accuracy, macro_f1, mae, r2, mae_ibu_le_150, r2_ibu_le_150).
+    """
     from brewops.model import registry
     from brewops.model import train as training
 
@@ -191,11 +195,14 @@ def predict(model_location: str, catalog_path: Path, ids: tuple[int, ...]) -> No
 
     `seen_in_training` is true for a beer the model was trained on (same name): its
     prediction is in-sample. It is null when the model card does not list its beers.
+    An empty catalogue, or an --id it does not hold, ends with status 1 and no line.
     """
     from brewops.model.predict import predict_beers
 
     loaded = _load_model(model_location)
     beers = _load(catalog_path)
+    if not beers:  # no line and status 0 would pass for a prediction of every beer
+        raise click.ClickException(f"{catalog_path} holds no beer to predict: it is []")
     if ids:
         wanted = set(ids)
         beers = [b for b in beers if b.get("id") in wanted]
