@@ -20,6 +20,7 @@ from brewops.producer import FailedRecord, ProduceReport
 from brewops.reconcile import (
     ErrorRecord,
     Locations,
+    LoggedReasons,
     Reconciliation,
     cleaned_ids,
     delete_delivered,
@@ -34,6 +35,7 @@ from brewops.reconcile import (
     wait_for_delivery,
 )
 from brewops.scheduler import Tick
+from brewops.transform import payload_sha256
 
 
 def test_sent_ids_leave_out_failed_oversize_and_unkeyed_beers():
@@ -71,11 +73,37 @@ def test_the_logged_reason_explains_only_records_the_function_refused():
     unconverted = ErrorRecord("errors/cleaned/b", 6, "DataFormatConversion.MalformedData", "")
     unnamed = ErrorRecord("errors/cleaned/c", None, "Lambda.ProcessingFailedStatus", "")
 
-    explain([refused, unconverted, unnamed], {5: "abv: not a number", 6: "ph: not a number"})
+    explain(
+        [refused, unconverted, unnamed],
+        LoggedReasons(by_beer_id={5: "abv: not a number", 6: "ph: not a number"}),
+    )
 
     assert refused.logged_reason == "abv: not a number"
     assert unconverted.logged_reason is None, "the function did not refuse it: Firehose did"
     assert unnamed.logged_reason is None
+
+
+def test_the_digest_of_its_bytes_explains_an_error_record_that_names_no_beer():
+    # GIVEN two copies of beer 5 refused for different reasons, and records without an id
+    bad_json = ErrorRecord("a", None, "Lambda.ProcessingFailedStatus", "", payload_sha256="d1")
+    binary = ErrorRecord("b", None, "Lambda.ProcessingFailedStatus", "", payload_sha256="d2")
+    first = ErrorRecord("c", 5, "Lambda.ProcessingFailedStatus", "", payload_sha256="d3")
+    second = ErrorRecord("d", 5, "Lambda.ProcessingFailedStatus", "", payload_sha256="d4")
+    unlogged = ErrorRecord("e", None, "Lambda.ProcessingFailedStatus", "", payload_sha256="d5")
+    reasons = LoggedReasons(
+        by_beer_id={5: "name: missing"},
+        by_payload={"d1": "malformed JSON", "d2": "not UTF-8", "d3": "abv", "d4": "name: missing"},
+    )
+
+    explain([bad_json, binary, first, second, unlogged], reasons)
+
+    assert [e.logged_reason for e in (bad_json, binary, first, second, unlogged)] == [
+        "malformed JSON",
+        "not UTF-8",
+        "abv",  # by its bytes, not the reason logged last for beer 5
+        "name: missing",
+        None,
+    ]
 
 
 def _put_log_lines(logs, function: str, entries: list[dict]) -> None:
@@ -101,7 +129,7 @@ def test_the_reason_logged_last_for_a_beer_is_the_one_kept(streaming_stack):
         [{**entry, "reason": "first try"}, {**entry, "reason": "second try"}],
     )
 
-    assert logged_reasons(stack.client("logs"), function) == {7: "second try"}
+    assert logged_reasons(stack.client("logs"), function).by_beer_id == {7: "second try"}
 
 
 def _gzip_lines(*lines: bytes) -> bytes:
@@ -234,7 +262,7 @@ def test_with_nothing_produced_there_is_nothing_to_reconcile_and_nothing_is_prov
 
 
 def test_without_a_transform_function_no_reason_is_looked_up():
-    assert logged_reasons(logs=None, function=None) == {}
+    assert logged_reasons(logs=None, function=None) == LoggedReasons()
 
 
 def _result(ok: bool, errors=()) -> Reconciliation:
@@ -390,6 +418,14 @@ def test_error_records_of_every_shape_are_kept_with_what_they_say(bucket):
 
     found = error_records(bucket, "edges", ["errors/cleaned/"])
 
+    assert [e.payload_sha256 for e in found] == [
+        payload_sha256(json.dumps({"id": 1}).encode()),
+        None,
+        None,
+        payload_sha256(json.dumps({"id": 2}).encode()),
+        payload_sha256(json.dumps([3]).encode()),
+        None,  # no bytes to digest
+    ]
     assert [(e.beer_id, e.code, e.message) for e in found] == [
         (1, "Lambda.ProcessingFailedStatus", "ProcessingFailed status set for record"),
         (None, "Unreadable", "line 2 is not a JSON object"),
@@ -405,11 +441,11 @@ def test_reasons_are_not_looked_up_where_there_is_no_log_or_no_reason(aws_env):
     import boto3
 
     logs = boto3.client("logs")
-    assert logged_reasons(logs, "brewops-no-such-function") == {}
+    assert logged_reasons(logs, "brewops-no-such-function") == LoggedReasons()
 
     entry = {"message": "record not transformed", "beer_id": 7}
     _put_log_lines(logs, "brewops-transform", [entry, {**entry, "beer_id": 8, "reason": "abv"}])
-    assert logged_reasons(logs, "brewops-transform") == {8: "abv"}
+    assert logged_reasons(logs, "brewops-transform") == LoggedReasons(by_beer_id={8: "abv"})
 
 
 # ------------------------------------------------------------------ the whole reconciliation
@@ -445,6 +481,43 @@ def test_the_reason_the_transform_logged_explains_its_error_record(streaming_sta
     result = reconcile([3], stack.outputs, session=stack.session)
 
     assert [e.logged_reason for e in result.errors] == ["abv: not a number"]
+
+
+@pytest.mark.emulator
+def test_a_record_that_names_no_beer_is_explained_by_the_digest_of_its_bytes(streaming_stack):
+    # GIVEN error records of bytes that name no beer, and the lines the transform logged
+    stack = streaming_stack()
+    s3, bucket = stack.client("s3"), stack.outputs["BucketName"]
+    payloads = [b'{"id": 4, "name": "cut', b'{"name": "no id"}\n', b"\xff\xfe binary"]
+    lines = [
+        json.dumps(
+            {
+                "errorCode": "Lambda.ProcessingFailedStatus",
+                "errorMessage": "ProcessingFailed status set for record",
+                "rawData": base64.b64encode(data).decode(),
+            }
+        ).encode()
+        for data in payloads
+    ]
+    s3.put_object(
+        Bucket=bucket,
+        Key="errors/cleaned/processing-failed/ingest_date=2024-05-01/errors-1",
+        Body=b"\n".join(lines) + b"\n",
+    )
+    reasons = ["malformed JSON", "id: missing", "data: not UTF-8 text"]
+    entries = [
+        {
+            "message": "record not transformed",
+            "payload_sha256": payload_sha256(data),
+            "reason": reason,
+        }
+        for data, reason in zip(payloads, reasons, strict=True)
+    ]
+    _put_log_lines(stack.client("logs"), stack.outputs["TransformFunctionName"], entries)
+
+    result = reconcile([1], stack.outputs, session=stack.session)
+
+    assert [e.logged_reason for e in result.errors] == reasons
 
 
 @pytest.mark.parametrize("timeout", [0, -5, "900", None, True, float("nan")])

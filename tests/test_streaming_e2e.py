@@ -116,6 +116,34 @@ def test_malformed_records_are_reconciled_with_their_reason(streaming_stack, cat
     assert rows["raw"]["objects"] == rows["cleaned"]["objects"] == 1
 
 
+def test_records_that_name_no_beer_are_reconciled_with_the_reason_the_transform_logged(
+    streaming_stack,
+):
+    # GIVEN bytes no producer should send, which name no beer, beside a beer
+    stack = streaming_stack()
+    stack.put(
+        [
+            b'{"id": 1, "name": "Buzz"}\n',
+            b'{"id": 2, "name": "cut off',
+            b'{"name": "no id"}\n',
+            b"\xff\xfe\x00 binary\n",
+            b"[1, 2, 3]\n",
+        ]
+    )
+
+    result = deliver_and_reconcile(stack, [], SimpleNamespace(failed=[], oversize=[]))
+
+    # THEN each error record carries the reason logged for its bytes, though none has an id
+    assert [e.beer_id for e in result.errors] == [None] * 4
+    reasons = sorted(e.logged_reason or "none" for e in result.errors)
+    assert [reason[:26] for reason in reasons] == [
+        "data: not UTF-8 text",
+        "malformed JSON: Unterminat",
+        "not a beer: expected a JSO",
+        "not a beer: id: missing",
+    ]
+
+
 def test_a_lost_record_is_reported(streaming_stack, catalog_beers):
     stack = streaming_stack()
     beers = catalog_beers[:5]

@@ -466,6 +466,32 @@ def test_every_record_not_ok_is_logged_with_its_id_and_reason(caplog):
     assert (summary[0].Ok, summary[0].Dropped, summary[0].ProcessingFailed) == (1, 1, 2)
 
 
+def test_the_payload_digest_is_the_first_16_hex_digits_of_the_sha256_of_the_bytes():
+    # pragma: allowlist nextline secret (the SHA-256 of nothing, cut short)
+    assert transform.payload_sha256(b"") == "e3b0c44298fc1c14"
+    assert transform.payload_sha256(b"{oops") == "935aaf3a54c0648c"  # pragma: allowlist secret
+    assert transform.payload_sha256(b"\xff\xfe") != transform.payload_sha256(b"\xff\xfd")
+
+
+def test_each_log_line_names_the_digest_of_the_bytes_the_error_prefix_keeps(caplog):
+    # GIVEN records whose bytes name no beer: only their bytes reach the error prefix
+    payloads = [b"{oops", b'{"name": "no id"}', b"\xff\xfe binary", b"  \n"]
+    records = [record(data, f"r{n}") for n, data in enumerate(payloads)]
+
+    with caplog.at_level(logging.INFO, logger="brewops.transform"):
+        outcomes = transform.transform_records(records)
+
+    per_record = [r for r in caplog.records if hasattr(r, "record_id")]
+    assert [r.beer_id for r in per_record] == [None] * 4
+    # THEN each line holds the digest of the record's bytes, as rawData holds them
+    assert [r.payload_sha256 for r in per_record] == [
+        transform.payload_sha256(data) for data in payloads
+    ]
+    assert [transform.payload_sha256(o.data) for o in outcomes] == [
+        r.payload_sha256 for r in per_record
+    ]
+
+
 def test_the_handler_logs_reasons_as_structured_json(load_event, lambda_context, lambda_logs):
     template = load_event("firehose_kinesis_transform")
     logs = lambda_logs(app.logger)
@@ -477,6 +503,7 @@ def test_the_handler_logs_reasons_as_structured_json(load_event, lambda_context,
     assert failure["record_id"] == "bad-1"
     assert failure["result"] == "ProcessingFailed"
     assert failure["reason"].startswith("malformed JSON")
+    assert failure["payload_sha256"] == transform.payload_sha256(b"{oops")
     assert failure["function_request_id"] == lambda_context.aws_request_id
 
 

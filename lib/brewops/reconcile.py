@@ -33,6 +33,7 @@ from brewops.errors import ActionableError, refused_deletions
 from brewops.firehose_runtime import describe
 from brewops.firehose_runtime.prefixes import static_root
 from brewops.jsontext import parse_json
+from brewops.transform import payload_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,8 @@ class ErrorRecord:
     message: str
     # why, as the transform function logged it: Firehose's own message does not say
     logged_reason: str | None = None
+    # `payload_sha256` of rawData: finds the logged reason of a record that names no beer
+    payload_sha256: str | None = None
 
     @property
     def reason(self) -> str:
@@ -295,11 +298,13 @@ def _error_record(key: str, number: int, line: bytes) -> ErrorRecord:
         return ErrorRecord(key, None, "Unreadable", f"line {number} is not JSON: {exc}")
     if not isinstance(document, dict):
         return ErrorRecord(key, None, "Unreadable", f"line {number} is not a JSON object")
-    beer_id = None
+    beer_id = digest = None
     try:
-        payload = parse_json(base64.b64decode(document.get("rawData") or "", validate=True))
+        data = base64.b64decode(document["rawData"], validate=True)
+        digest = payload_sha256(data)
+        payload = parse_json(data)
         beer_id = _beer_id(payload.get("id")) if isinstance(payload, dict) else None
-    except (ValueError, TypeError):  # the record failed: it may be anything
+    except (KeyError, ValueError, TypeError):  # the record failed: it may be anything
         pass
     code = (
         document.get("errorCode")
@@ -313,19 +318,35 @@ def _error_record(key: str, number: int, line: bytes) -> ErrorRecord:
         or document.get("ErrorMessage")
         or ""
     )
-    return ErrorRecord(key, beer_id, str(code), str(message))
+    return ErrorRecord(key, beer_id, str(code), str(message), payload_sha256=digest)
 
 
-def logged_reasons(logs: Any, function: str | None) -> dict[int, str]:
-    """Beer id -> the reason the transform function last logged for not transforming it,
-    read from its CloudWatch Logs group (where the local runtime puts its lines too).
-    Empty when the log cannot be read: it explains failures, it never decides them."""
+@dataclass
+class LoggedReasons:
+    """The reason the transform function last logged for each record it refused, by the
+    digest of the record's bytes and by the beer id the bytes name."""
+
+    by_beer_id: dict[int, str] = field(default_factory=dict)
+    by_payload: dict[str, str] = field(default_factory=dict)  # payload_sha256 -> reason
+
+    def reason_for(self, error: ErrorRecord) -> str | None:
+        # the bytes first: they find a record without an id, and of a beer refused twice,
+        # the copy refused for this reason; the id serves lines logged without a digest
+        if error.payload_sha256 in self.by_payload:
+            return self.by_payload[error.payload_sha256]
+        return None if error.beer_id is None else self.by_beer_id.get(error.beer_id)
+
+
+def logged_reasons(logs: Any, function: str | None) -> LoggedReasons:
+    """The reasons the transform function logged for not transforming records, read from
+    its CloudWatch Logs group (where the local runtime puts its lines too). Empty when the
+    log cannot be read: it explains failures, it never decides them."""
     from brewops.firehose_runtime.functions import split_function_arn
 
+    reasons = LoggedReasons()
     if not function:
-        return {}
+        return reasons
     group = f"/aws/lambda/{split_function_arn(function)[0]}"
-    reasons: dict[int, str] = {}
     try:
         pages = logs.get_paginator("filter_log_events").paginate(
             logGroupName=group, filterPattern='"record not transformed"'
@@ -336,19 +357,27 @@ def logged_reasons(logs: Any, function: str | None) -> dict[int, str]:
                     entry = json.loads(event.get("message", ""))
                 except ValueError:
                     continue
-                beer_id = _beer_id(entry.get("beer_id")) if isinstance(entry, dict) else None
-                if beer_id is not None and entry.get("reason"):
-                    reasons[beer_id] = str(entry["reason"])
+                if isinstance(entry, dict) and entry.get("reason"):
+                    _keep(reasons, entry, str(entry["reason"]))
     except (ClientError, BotoCoreError) as error:
         logger.info("reasons not read from %s: %s", group, error)
     return reasons
 
 
-def explain(errors: Iterable[ErrorRecord], reasons: Mapping[int, str]) -> None:
-    """Attach the logged reason to each error record of a beer the function refused."""
+def _keep(reasons: LoggedReasons, entry: Mapping[str, Any], reason: str) -> None:
+    beer_id = _beer_id(entry.get("beer_id"))
+    if beer_id is not None:
+        reasons.by_beer_id[beer_id] = reason
+    digest = entry.get("payload_sha256")
+    if isinstance(digest, str) and digest:
+        reasons.by_payload[digest] = reason
+
+
+def explain(errors: Iterable[ErrorRecord], reasons: LoggedReasons) -> None:
+    """Attach the logged reason to each error record the function refused."""
     for error in errors:
-        if error.beer_id is not None and error.code.startswith("Lambda.ProcessingFailed"):
-            error.logged_reason = reasons.get(error.beer_id)
+        if error.code.startswith("Lambda.ProcessingFailed"):
+            error.logged_reason = reasons.reason_for(error)
 
 
 def _explain_from_log(errors: list[ErrorRecord], where: Locations, session: Any) -> None:

@@ -14,7 +14,9 @@ exactly one answer, in the Firehose data-transformation contract:
   logged too (INFO: a drop by design, not a failure).
 
 Each record not Ok is logged once, with the keys of `log_fields`; an offending value is
-quoted to at most MAX_QUOTED_CHARS characters, so no log line carries a whole beer.
+quoted to at most MAX_QUOTED_CHARS characters, so no log line carries a whole beer. The
+line's `payload_sha256` (see `payload_sha256`) finds the record in the error prefix when
+its bytes name no beer.
 
 Out-of-range values (pH 79, ABV 55, IBU 1157) are real data and pass through unchanged;
 data-quality checks report them downstream.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import logging
 import math
@@ -52,6 +55,9 @@ _THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+")
 MAX_QUOTED_CHARS = 200
 # A whole logged reason, whatever produced it (an unexpected error's message too)
 MAX_REASON_CHARS = 400
+# 64 bits of the digest: short to read, and two refused records sharing one is unlikely
+# below billions of records
+PAYLOAD_DIGEST_HEX_DIGITS = 16
 
 
 class InvalidBeer(ValueError):
@@ -242,6 +248,14 @@ def _beer_id_of(payload: bytes) -> Any:
     return quoted(beer_id)
 
 
+def payload_sha256(data: bytes) -> str:
+    """The first 16 hex digits of the SHA-256 of a record's bytes. The error prefix keeps
+    neither Firehose's recordId nor the sequence number, only the bytes (rawData): this
+    digest of them ties a logged reason to an error record whose bytes name no beer
+    (malformed JSON, no id, not UTF-8)."""
+    return hashlib.sha256(data).hexdigest()[:PAYLOAD_DIGEST_HEX_DIGITS]
+
+
 def _record_id(record: Any) -> str:
     return str(record.get("recordId", "")) if isinstance(record, Mapping) else ""
 
@@ -286,11 +300,13 @@ def transform_record(record: Mapping[str, Any], now: str | None = None) -> Outco
 
 def log_fields(outcome: Outcome, record: Any) -> dict[str, Any]:
     """The keys of the log line of a record not Ok; the producer logs the same names
-    (beer_id, shard_id, sequence_number), so one beer can be followed through both."""
+    (beer_id, shard_id, sequence_number), so one beer can be followed through both.
+    `payload_sha256` is that of the bytes Firehose writes to the error prefix."""
     metadata = _kinesis_metadata(record) if isinstance(record, Mapping) else {}
     return {
         "record_id": outcome.record_id,  # Firehose's recordId
         "beer_id": _beer_id_of(outcome.data),
+        "payload_sha256": payload_sha256(outcome.data),
         "result": outcome.result,
         "reason": shorten(outcome.reason or "", MAX_REASON_CHARS),
         "shard_id": metadata.get("shardId"),
