@@ -378,6 +378,49 @@ def test_a_record_holding_a_unicode_line_separator_is_one_line_beside_a_malforme
 
 
 @pytest.mark.emulator
+@pytest.mark.parametrize(
+    "odd_lines",
+    [[], ["{not json", "[1, 2]"], ["5"]],
+    ids=["well-formed", "malformed", "not-an-object"],
+)
+def test_some_columns_read_chunk_by_chunk_hold_what_the_whole_read_holds(
+    delivered, monkeypatch, odd_lines
+):
+    local = delivered.tables
+    # the odd lines make a chunk of their own: pandas reads a lone "5" as a column named 0
+    lines = [json.dumps(beer) for beer in delivered.beers[:2]] + odd_lines
+    local.put_raw([], delivered.days[1], lines=lines)
+    monkeypatch.setattr(tables, "JSON_CHUNK_LINES", 2)
+    columns = ["id", "abv", "ph"]
+
+    whole = tables.read_table("raw", local)
+    some = tables.read_table("raw", local, columns=columns)
+
+    assert list(some.columns) == [*columns, "ingest_date"]
+    pd.testing.assert_frame_equal(some, whole[list(some.columns)])
+    assert some.attrs["malformed_lines"] == whole.attrs["malformed_lines"]
+
+
+@pytest.mark.emulator
+def test_the_aws_target_reads_only_the_columns_asked_for(delivered, monkeypatch):
+    import awswrangler as wr
+
+    asked = []
+
+    def read_sql_query(sql, **kwargs):
+        asked.append(sql)
+        return pd.DataFrame({"id": [1], "abv": [4.7], "ingest_date": ["2026-11-26"]})
+
+    monkeypatch.setattr(wr.athena, "read_sql_query", read_sql_query)
+    monkeypatch.setattr(delivered.tables, "name", "aws")
+    frame = tables.read_table("raw", delivered.tables, columns=["abv", "id"])
+
+    # the table's order, not the order asked: the typed frame follows the Glue columns
+    assert asked == ['SELECT "id", "abv", "ingest_date" FROM "beers_raw"']
+    assert list(frame.columns) == ["id", "abv", "ingest_date"]
+
+
+@pytest.mark.emulator
 def test_the_aws_target_reads_through_athena_with_the_stack_workgroup(delivered, monkeypatch):
     import awswrangler as wr
 

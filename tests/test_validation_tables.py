@@ -462,6 +462,18 @@ def test_the_notes_say_where_the_expectation_came_from_and_what_the_transform_dr
     assert "ids in raw but not in cleaned (dropped by the transform): 400" in report.notes
 
 
+def test_the_raw_table_is_read_without_the_nested_fields_no_check_reads(delivered):
+    report = _run(delivered)
+
+    raw = report.frames["raw"]
+    assert {"method", "ingredients", "food_pairing"}.isdisjoint(raw.columns)
+    assert list(raw.columns) == [
+        *validation.raw_checked_columns(report.tables["raw"]),
+        "ingest_date",
+    ]
+    assert len(raw) == delivered.records
+
+
 def test_the_aws_target_counts_the_rows_athena_reads(delivered, monkeypatch):
     import awswrangler as wr
 
@@ -471,13 +483,23 @@ def test_the_aws_target_counts_the_rows_athena_reads(delivered, monkeypatch):
         asked.append(table)
         return pd.DataFrame({"id": [1, 2, 2], "name": ["a", "b", "b"]})
 
+    def read_sql_query(sql, **kwargs):
+        asked.append(sql)
+        return pd.DataFrame({"id": [1, 2, 2]})
+
     monkeypatch.setattr(wr.athena, "read_sql_table", read_sql_table)
+    monkeypatch.setattr(wr.athena, "read_sql_query", read_sql_query)
     monkeypatch.setattr(delivered.tables, "name", "aws")
 
     report = validation.validate(
         delivered.tables, expected=Expectation(records=3, ids=frozenset({1, 2}))
     )
 
-    assert asked == ["beers_cleaned", "beers_raw"]
+    # the raw table's checks need its ids and numbers, not its nested recipes
+    assert asked == [
+        "beers_cleaned",
+        'SELECT "id", "abv", "ibu", "target_fg", "target_og", "ebc", "srm", "ph", "ingest_date" '
+        'FROM "beers_raw"',
+    ]
     assert report.ok, report.failure_message()
     assert report.reconciliation["cleaned"].rows == 3 and report.duplicates.surplus_rows == 1

@@ -339,18 +339,32 @@ def _cast(values: pd.Series, dtype: str) -> pd.Series:
         return values.astype(object)
 
 
-def table_columns(info: TableInfo) -> list[tuple[str, str]]:
-    return [*info.columns, *info.partition_keys]
+def table_columns(info: TableInfo, columns: Iterable[str] | None = None) -> list[tuple[str, str]]:
+    """The table's (name, Glue type) columns, then its partition keys; with `columns`, only
+    those of them (the partition keys always)."""
+    wanted = None if columns is None else set(columns)
+    chosen = [c for c in info.columns if wanted is None or c[0] in wanted]
+    return [*chosen, *info.partition_keys]
+
+
+# JSON lines parsed at once when only some columns are read: each holds its whole record
+# (nested recipe and all) until the chunk is cut down to those columns
+JSON_CHUNK_LINES = 1_000
 
 
 def read_objects(
-    info: TableInfo, objects: Sequence[TableObject], target: Any = None
+    info: TableInfo,
+    objects: Sequence[TableObject],
+    target: Any = None,
+    columns: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Read `objects` of a table with awswrangler, one partition at a time, typed.
 
     Rows keep the order of the object keys (Firehose names objects by arrival time), so
     later rows are later deliveries. JSON lines the SerDe would skip
     (`ignore.malformed.json`) are skipped too and listed in `frame.attrs["malformed_lines"]`.
+    `columns` keeps only those of the table's columns (and its partition key): JSON is
+    then parsed `JSON_CHUNK_LINES` lines at a time, so whole records are never all held.
     """
     import awswrangler as wr
 
@@ -365,32 +379,37 @@ def read_objects(
         paths = [o.uri for o in sorted(members, key=lambda o: o.uri) if o.size > 0]
         if not paths:
             continue
-        frame, skipped = _read_paths(wr, info, paths, session, tgt)
+        frame, skipped = _read_paths(wr, info, paths, session, tgt, columns)
         malformed += skipped
         if info.partition_keys:
             frame[info.partition_keys[0][0]] = partition
         frames.append(frame)
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    result = typed(frame, table_columns(info))
+    result = typed(frame, table_columns(info, columns))
     result.attrs["malformed_lines"] = malformed
     return result
 
 
 def _read_paths(
-    wr: Any, info: TableInfo, paths: list[str], session: Any, tgt: Any
+    wr: Any,
+    info: TableInfo,
+    paths: list[str],
+    session: Any,
+    tgt: Any,
+    columns: Sequence[str] | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     try:
-        return _read_with_awswrangler(wr, info, paths, session, tgt), []
+        return _read_with_awswrangler(wr, info, paths, session, tgt, columns), []
     except Exception as exc:
         if not info.is_parquet and info.skips_malformed_json:
-            return _read_json_skipping_malformed(paths, tgt)
+            return _read_json_skipping_malformed(paths, tgt, columns)
         if len(paths) == 1:
             raise UnreadableTableError(f"{paths[0]}: {exc}", paths) from exc
         # find which objects are at fault, so the message can name them
         bad = {}
         for path in paths:
             try:
-                _read_with_awswrangler(wr, info, [path], session, tgt)
+                _read_with_awswrangler(wr, info, [path], session, tgt, columns)
             except Exception as one:
                 bad[path] = one
         detail = "; ".join(f"{path}: {error}" for path, error in bad.items())
@@ -406,31 +425,52 @@ _NO_DATE_PARSING = {"convert_dates": False} if Version(pd.__version__) < Version
 
 
 def _read_with_awswrangler(
-    wr: Any, info: TableInfo, paths: list[str], session: Any, tgt: Any
+    wr: Any,
+    info: TableInfo,
+    paths: list[str],
+    session: Any,
+    tgt: Any,
+    columns: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     if info.is_parquet:
         return wr.s3.read_parquet(path=paths, boto3_session=session, ignore_empty=True)
     frames = []
     # one compression per call: Firehose adds ".gz", other writers may not
     for compression, group in _runs_by_compression(paths, tgt):
-        frames.append(
-            wr.s3.read_json(
-                path=group,
-                lines=True,
-                orient="records",
-                compression=compression,
-                dtype=False,
-                **_NO_DATE_PARSING,
-                # pandas' default parser gives 0.30000000000000004 for a recipe's 0.3
-                precise_float=True,
-                boto3_session=session,
-            )
+        read = wr.s3.read_json(
+            path=group,
+            lines=True,
+            orient="records",
+            compression=compression,
+            dtype=False,
+            **_NO_DATE_PARSING,
+            # pandas' default parser gives 0.30000000000000004 for a recipe's 0.3
+            precise_float=True,
+            boto3_session=session,
+            chunksize=None if columns is None else JSON_CHUNK_LINES,
         )
+        if columns is None:
+            frames.append(read)
+        else:
+            frames += [_chunk_columns(chunk, columns) for chunk in read]
+    if not frames:  # read in chunks, an object without a line gives none
+        return pd.DataFrame()
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
-def _read_json_skipping_malformed(paths: list[str], tgt: Any) -> tuple[pd.DataFrame, list[str]]:
-    """What the JSON SerDe does with `ignore.malformed.json`: keep the lines that parse."""
+def _chunk_columns(chunk: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    # JSON keys are text: a label such as 0 means a chunk of lines that are not objects
+    # (pandas makes a column of them), for the SerDe's rules to deal with line by line
+    if any(not isinstance(label, str) for label in chunk.columns):
+        raise ValueError("JSON lines that are not objects")
+    return chunk[[c for c in columns if c in chunk]]
+
+
+def _read_json_skipping_malformed(
+    paths: list[str], tgt: Any, columns: Sequence[str] | None = None
+) -> tuple[pd.DataFrame, list[str]]:
+    """What the JSON SerDe does with `ignore.malformed.json`: keep the lines that parse
+    (with `columns`, only those fields of each)."""
     s3 = aws_client(tgt, "s3")
     records, malformed = [], []
     for path in paths:
@@ -451,10 +491,13 @@ def _read_json_skipping_malformed(paths: list[str], tgt: Any) -> tuple[pd.DataFr
             except ValueError:
                 record = None
             if isinstance(record, dict):
+                if columns is not None:
+                    record = {c: record[c] for c in columns if c in record}
                 records.append(record)
             else:
                 malformed.append(f"{path}:{number}")
-    return pd.DataFrame.from_records(records), malformed
+    # not from_records: it makes no rows of records that are all empty dicts
+    return pd.DataFrame(records), malformed
 
 
 def _runs_by_compression(paths: list[str], tgt: Any) -> list[tuple[str | None, list[str]]]:
@@ -481,35 +524,56 @@ def read_table(
     target: Any = None,
     *,
     engine: Literal["athena", "s3"] | None = None,
+    columns: Sequence[str] | None = None,
     **athena_kwargs: Any,
 ) -> pd.DataFrame:
     """The `cleaned` or `raw` table as a typed frame: the Glue columns, then `ingest_date`.
 
     `engine` defaults to Athena on AWS and to Glue + S3 locally (no Athena there);
-    `athena_kwargs` go to `wr.athena.read_sql_table` (e.g. `ctas_approach=False`).
+    `columns` reads only those Glue columns (and `ingest_date`); `athena_kwargs` go to
+    `wr.athena.read_sql_table`, or `read_sql_query` with `columns` (e.g. `ctas_approach=False`).
     """
     tgt = resolve_target(target)
     info = describe_table(name, tgt)
     engine = engine or ("athena" if getattr(tgt, "name", "local") == "aws" else "s3")
     if engine == "athena":
-        return _read_with_athena(info, tgt, **athena_kwargs)
+        return _read_with_athena(info, tgt, columns, **athena_kwargs)
     objects = [o for o in list_table_objects(info, tgt) if o.in_layout]
-    return read_objects(info, objects, tgt)
+    return read_objects(info, objects, tgt, columns)
 
 
-def _read_with_athena(info: TableInfo, tgt: Any, **kwargs: Any) -> pd.DataFrame:
+def _read_with_athena(
+    info: TableInfo, tgt: Any, columns: Sequence[str] | None = None, **kwargs: Any
+) -> pd.DataFrame:
     import awswrangler as wr
 
     kwargs.setdefault("workgroup", tgt.outputs["AthenaWorkGroupName"])
+    selected = table_columns(info, columns)
     try:
-        frame = wr.athena.read_sql_table(
-            table=info.name, database=info.database, boto3_session=_session(tgt), **kwargs
-        )
+        if columns is None:
+            frame = wr.athena.read_sql_table(
+                table=info.name, database=info.database, boto3_session=_session(tgt), **kwargs
+            )
+        else:
+            listed = ", ".join(_quoted(name) for name, _ in selected)
+            # only the Glue definition's own names, each a quoted identifier
+            sql = f"SELECT {listed} FROM {_quoted(info.name)}"  # noqa: S608
+            frame = wr.athena.read_sql_query(
+                sql=sql,
+                database=info.database,
+                boto3_session=_session(tgt),
+                **kwargs,
+            )
     except Exception as exc:
         raise UnreadableTableError(
             f"Athena cannot read {info.database}.{info.name}: {exc}"
         ) from exc
-    return typed(frame, table_columns(info))
+    return typed(frame, selected)
+
+
+def _quoted(name: str) -> str:
+    """A SQL identifier for Athena, quoted."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def latest_per_id(df: pd.DataFrame, id_column: str = "id") -> pd.DataFrame:

@@ -832,7 +832,8 @@ class ValidationReport:
     quality: QualityReport = field(
         default_factory=lambda: QualityReport(pd.DataFrame(columns=_FINDING_COLUMNS))
     )
-    frames: dict[str, pd.DataFrame] = field(default_factory=dict)  # as read, all rows
+    # as read, all rows; of the raw table, only the columns its checks read (raw_checked_columns)
+    frames: dict[str, pd.DataFrame] = field(default_factory=dict)
     # the cleaned table, latest record per id (empty, with its columns, when unreadable)
     latest: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(columns=[name for name, _ in cleaned_columns()])
@@ -950,6 +951,13 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
         {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
         for row in frame.astype(object).where(frame.notna(), None).to_dict("records")
     ]
+
+
+def raw_checked_columns(info: TableInfo) -> list[str]:
+    """The raw table's columns its checks read: the ids (counts, duplicates, reconciliation)
+    and the values `quality_report` parses. Its nested fields, most of a record, none."""
+    parsed = {c.name for c in schema.CLEANED_COLUMNS if c.glue_type in _PARSERS}
+    return [name for name, _ in info.columns if name == "id" or name in parsed]
 
 
 def checked_tables(tables: Sequence[str]) -> list[TableName]:
@@ -1111,11 +1119,14 @@ def _validate_table(
                 "counts and quality checks"
             )
 
+    # the raw table's nested fields are most of each record and no check reads them
+    columns = raw_checked_columns(info) if table == "raw" else None
     try:
         if engine == "athena":
-            frame = read_table(table, tgt, engine="athena")
+            frame = read_table(table, tgt, engine="athena", columns=columns)
         else:
-            frame = read_objects(info, [o for o in inside if o.uri not in excluded], tgt)
+            kept = [o for o in inside if o.uri not in excluded]
+            frame = read_objects(info, kept, tgt, columns)
     except UnreadableTableError as exc:
         for uri in exc.objects:
             unreadable_rows.append({"table": table, "object": uri, "error": str(exc)})
