@@ -1,11 +1,19 @@
-"""Notebook 04's data-quality checks and plots on a large cleaned table: time and memory.
+"""Notebook 04's data-quality checks and plots on a large table: time and memory.
 
     .venv/bin/python benchmarks/validation.py [--beers 32500] [--catalog FILE] [--no-plots]
+        [--raw-columns checked|all|none]
 
-Builds the cleaned table's frame in memory, as `brewops.tables` reads it (the transform's
-`clean_beer` on synthetic beers from `brewops.synth`: real ones resampled, numbers
-jittered, so many values fall outside the plausible ranges), then runs what `validate`
-and notebook 04 do with it:
+First the raw table's read: the synthetic beers (`brewops.synth`: real ones resampled,
+numbers jittered, so many values fall outside the plausible ranges) as one GZIP NDJSON
+object, as Firehose delivers them, in an in-process moto S3, read by `tables.read_objects`:
+
+- raw_read_seconds: the read, of the columns `validate` checks (`--raw-columns checked`),
+  or of every column, nested recipes too (`all`, as notebook 05 reads it); `none` skips it.
+- raw_read_peak_rss_mb: peak resident memory of this process once the raw table is read.
+
+Then builds the cleaned table's frame in memory, as `brewops.tables` reads it (the
+transform's `clean_beer` on the same beers), and runs what `validate` and notebook 04 do
+with it:
 
 - latest_seconds: `latest_per_id`, the deduplicated view.
 - quality_seconds: `quality_report` (pandera: nulls, ranges, unparseable values; and
@@ -14,8 +22,8 @@ and notebook 04 do with it:
   drawn once (Agg); skipped with `--no-plots`.
 - peak_rss_mb: peak resident memory of this process.
 
-No emulator: the S3 reads and Glue calls of `validate` are left out. The last line
-printed is one JSON object with the figures.
+No emulator: the Glue calls of `validate` and the cleaned table's S3 reads are left out.
+The last line printed is one JSON object with the figures.
 """
 
 from __future__ import annotations
@@ -39,6 +47,12 @@ def main() -> None:
     parser.add_argument(
         "--no-plots", dest="plots", action="store_false", help="skip the two figures"
     )
+    parser.add_argument(
+        "--raw-columns",
+        choices=["checked", "all", "none"],
+        default="checked",
+        help="raw table columns read: those validate checks, all of them, or no raw read",
+    )
     args = parser.parse_args()
     if args.beers < 1:
         parser.error("--beers must be at least 1")
@@ -58,6 +72,10 @@ def main() -> None:
         catalogue = load_catalog(args.catalog)
     except CatalogError as error:  # its message says what to do
         parser.error(str(error))
+    figures: dict[str, object] = {}
+    if args.raw_columns != "none":
+        figures.update(_read_raw(catalogue, args.beers, args.raw_columns == "all"))
+
     ingested_at = "2026-11-26 15:04:05.000"
     rows = [clean_beer(b, ingested_at) for b in iter_synthetic_beers(catalogue, args.beers)]
     frame = tables.typed(pd.DataFrame(rows), tables.cleaned_columns())
@@ -73,6 +91,7 @@ def main() -> None:
     print(f"{len(quality.findings):,} findings in {quality_seconds:.1f} s", flush=True)
 
     figures = {
+        **figures,
         "beers": len(frame),
         "latest_seconds": round(latest_seconds, 2),
         "quality_seconds": round(quality_seconds, 2),
@@ -91,6 +110,62 @@ def main() -> None:
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     figures["peak_rss_mb"] = round(peak_kib / 1024, 1)
     print(json.dumps(figures))
+
+
+def _read_raw(catalogue: list, beers: int, every_column: bool) -> dict[str, object]:
+    """The raw table of `beers` synthetic beers read from an in-process S3: seconds, peak RSS."""
+    import gzip
+    import os
+    from types import SimpleNamespace
+
+    import boto3
+    from moto import mock_aws
+
+    from brewops import validation
+    from brewops.infra import load_template
+    from brewops.producer import serialise_beer
+    from brewops.synth import iter_synthetic_beers
+    from brewops.tables import TableInfo, list_table_objects, read_objects
+
+    template = load_template()["Resources"]["RawTable"]["Properties"]["TableInput"]
+    storage = template["StorageDescriptor"]
+    info = TableInfo(
+        database="brewops",
+        name=template["Name"],
+        location="s3://brewops-benchmark/raw/",
+        columns=tuple((c["Name"], c["Type"].lower()) for c in storage["Columns"]),
+        partition_keys=(("ingest_date", "string"),),
+        parameters={"projection.enabled": "false"},
+        input_format=storage["InputFormat"],
+        serde=storage["SerdeInfo"]["SerializationLibrary"],
+        serde_parameters=storage["SerdeInfo"]["Parameters"],
+    )
+    body = gzip.compress(
+        b"".join(serialise_beer(b) for b in iter_synthetic_beers(catalogue, beers))
+    )
+    # the in-process S3 only: the caller's profile or endpoint would send the calls elsewhere
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        del os.environ[name]
+    with mock_aws():
+        session = boto3.Session(region_name="us-east-1")
+        s3 = session.client("s3")
+        s3.create_bucket(Bucket="brewops-benchmark")
+        key = "raw/ingest_date=2026-11-26/brewops-raw-dev-1-2026-11-26-15-04-05-benchmark.gz"
+        s3.put_object(Bucket="brewops-benchmark", Key=key, Body=body)
+        del body
+        target = SimpleNamespace(name="local", session=session)
+        objects = list_table_objects(info, target)
+        columns = None if every_column else validation.raw_checked_columns(info)
+        started = time.perf_counter()
+        raw = read_objects(info, objects, target, columns)
+        seconds = time.perf_counter() - started
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"{len(raw):,} rows of the raw table read in {seconds:.1f} s", flush=True)
+    return {
+        "raw_columns": len(raw.columns),
+        "raw_read_seconds": round(seconds, 2),
+        "raw_read_peak_rss_mb": round(peak_kib / 1024, 1),
+    }
 
 
 if __name__ == "__main__":

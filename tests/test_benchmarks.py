@@ -56,7 +56,15 @@ def test_validation_benchmark_prints_its_figures(catalog_path):
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["beers"] == 60
-    for name in ("quality_seconds", "distributions_seconds", "gravities_seconds", "peak_rss_mb"):
+    assert figures["raw_columns"] == 9  # the ids and numbers validate checks, with ingest_date
+    for name in (
+        "raw_read_seconds",
+        "raw_read_peak_rss_mb",
+        "quality_seconds",
+        "distributions_seconds",
+        "gravities_seconds",
+        "peak_rss_mb",
+    ):
         assert figures[name] > 0, name
 
 
