@@ -95,11 +95,16 @@ def test_crawl_asks_for_the_page_size_given(runner, punkapi_url, tmp_path: Path)
     assert len(load_catalog(out)) == 325
 
 
-def test_crawl_shows_a_progress_bar_unless_told_not_to(runner, punkapi_url, tmp_path: Path):
+@pytest.mark.parametrize(("flags", "drawn"), [([], False), (["--progress"], True)])
+def test_crawl_shows_a_progress_bar_in_a_log_only_when_told(
+    runner, punkapi_url, tmp_path: Path, flags: list[str], drawn: bool
+):
     out = tmp_path / "bar.json"
-    result = runner.invoke(main, ["data", "crawl", "--url", punkapi_url, "--out", str(out)])
+    result = runner.invoke(
+        main, ["data", "crawl", "--url", punkapi_url, "--out", str(out), *flags]
+    )  # stderr is no terminal here
     assert result.exit_code == 0, result.output
-    assert f"Crawling {punkapi_url}" in result.stderr
+    assert (f"Crawling {punkapi_url}" in result.stderr) is drawn
     assert result.stdout == f"{out}\n"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from brewops.catalog import to_v3_shape
-from brewops.model import bands, registry
+from brewops.model import bands, predict, registry
 from brewops.model import train as training
 from brewops.model.cli import HEADLINE
 from brewops.model.cli import model as model_group
@@ -270,6 +271,25 @@ def test_predict_prints_a_band_per_beer(trained_dir: Path, split_catalogue):
     )
     # the held-out file: beers the model has not been trained on
     assert [p["seen_in_training"] for p in predictions] == [False, False]
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_evaluate_and_predict_draw_a_bar_on_stderr_and_print_the_same(
+    command: str, trained_dir: Path, split_catalogue, monkeypatch: pytest.MonkeyPatch
+):
+    _, unseen = split_catalogue
+    args = [command, "--model", str(trained_dir), "--catalog", str(unseen)]
+    quiet = brewops_in_process(*args, "--no-progress")
+    by_default = brewops_in_process(*args)  # stderr is no terminal here: no bar
+    # features built ten beers at a time: the predictions are those of all built at once
+    monkeypatch.setattr(predict, "CHUNK_BEERS", 10)
+    drawn = brewops_in_process(*args, "--progress")
+
+    assert (quiet.exit_code, by_default.exit_code, drawn.exit_code) == (0, 0, 0), drawn.output
+    assert drawn.stdout == quiet.stdout == by_default.stdout
+    assert quiet.stderr == by_default.stderr == ""
+    last_state = drawn.stderr.replace("\r", "\n").strip().splitlines()[-1]
+    assert re.match(rf"{command}: 100%\|.*\| (\d+)/\1 \[", last_state), drawn.stderr
 
 
 def test_predict_flags_the_beers_the_model_was_trained_on(trained_dir: Path, split_catalogue):

@@ -971,8 +971,10 @@ def test_the_command_says_when_there_are_no_notebooks(
     assert "no numbered notebooks found in" in result.output
 
 
-@pytest.mark.parametrize(("flags", "progress"), [([], True), (["--no-progress"], False)])
-def test_no_progress_hides_papermills_progress_bars(
+@pytest.mark.parametrize(
+    ("flags", "progress"), [([], False), (["--progress"], True), (["--no-progress"], False)]
+)
+def test_the_progress_option_reaches_papermills_progress_bars(
     notebooks: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from brewops.catalog import CatalogError
+from brewops.progress_option import PROGRESS_OPTION
 
 OUT_OPTION = click.option(
     "--out",
@@ -84,12 +85,7 @@ def fetch(force: bool) -> None:
     show_default=True,
     help="Retries per request after a timeout, a broken or non-JSON answer, a 429 or a 5xx.",
 )
-@click.option(
-    "--progress/--no-progress",
-    default=True,
-    show_default=True,
-    help="Progress bar on stderr.",
-)
+@PROGRESS_OPTION
 def crawl(
     base_url: str,
     api_version: str | None,

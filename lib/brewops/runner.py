@@ -31,6 +31,7 @@ from brewops.environ import applied_environment
 from brewops.errors import ActionableError
 from brewops.files import exclusive, held_alone, shared, write_atomically
 from brewops.paths import build_dir, local_state_dir, notebooks_dir
+from brewops.progress_option import PROGRESS_OPTION
 
 NOTEBOOK_NAME = re.compile(r"^(\d{2})_[a-z0-9_]+\.ipynb$")
 TARGETS = ("local", "aws")
@@ -545,9 +546,9 @@ def _parse_value(raw: str) -> Any:
     "YAML, of the type of the parameter's default unless that is None); a name no selected "
     "notebook defines is refused.",
 )
-@click.option("--no-progress", is_flag=True, help="Hide papermill's per-cell progress bars.")
+@PROGRESS_OPTION
 def run_command(
-    target: str, only: tuple[str, ...], parameters: tuple[tuple[str, str], ...], no_progress: bool
+    target: str, only: tuple[str, ...], parameters: tuple[tuple[str, str], ...], progress: bool
 ) -> None:
     """Execute the notebooks in order into build/executed/ and write build/run-summary.json.
 
@@ -570,7 +571,7 @@ def run_command(
     check_parameters(notebooks, params)
     notebook_executor()
     with target_services(target), outputs_held(build_dir()):
-        run = execute(notebooks, target=target, parameters=params, progress=not no_progress)
+        run = execute(notebooks, target=target, parameters=params, progress=progress)
     click.echo(f"run summary: {build_dir() / 'run-summary.json'}")
     for nb in run.notebooks:
         click.echo(f"  {nb.status:8} {nb.seconds:7.1f} s  {nb.notebook}")

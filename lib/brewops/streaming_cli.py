@@ -15,6 +15,7 @@ import click
 from brewops import paths
 from brewops.errors import ActionableError
 from brewops.jsontext import parse_json
+from brewops.progress_option import PROGRESS_OPTION
 
 TARGET_OPTION = click.option(
     "--target",
@@ -199,12 +200,7 @@ def stream() -> None:
     help="Punk API version. Default: the target's (on AWS the stack's PunkApiVersion); "
     "for --api-url, the URL's last segment (…/v2 or …/v3), else v2.",
 )
-@click.option(
-    "--progress/--no-progress",
-    default=True,
-    show_default=True,
-    help="Progress bars (crawl, PutRecords) on stderr.",
-)
+@PROGRESS_OPTION
 def backfill(
     target: str, catalog: Path | None, api_url: str | None, api_version: str | None, progress: bool
 ) -> None:
@@ -289,8 +285,8 @@ def tick(target: str, ticks: int, interval: float) -> None:
 
 @stream.command()
 @TARGET_OPTION
-@click.option("--progress/--no-progress", default=None, help="Default: when a terminal.")
-def drain(target: str, progress: bool | None) -> None:
+@PROGRESS_OPTION
+def drain(target: str, progress: bool) -> None:
     """Deliver everything in the stream now (local Firehose), then stop."""
     from brewops.firehose_runtime import FirehoseRuntime
 
@@ -311,9 +307,7 @@ def drain(target: str, progress: bool | None) -> None:
 
 
 @stream.command()
-@click.option(
-    "--progress/--no-progress", default=True, show_default=True, help="Progress bars on stderr."
-)
+@PROGRESS_OPTION
 @click.pass_context
 def fill(ctx: click.Context, progress: bool) -> None:
     """Fill the local stack as notebook 03 does: backfill the whole catalogue, unless this

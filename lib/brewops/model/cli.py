@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from brewops.model import MAX_SEED, PROTOCOL_SEED
+from brewops.progress_option import PROGRESS_OPTION
 from brewops.streaming_cli import TARGET_OPTION, use_target
 
 HEADLINE = ("accuracy", "macro_f1", "mae", "r2", "mae_ibu_le_150", "r2_ibu_le_150")
@@ -78,12 +79,7 @@ def model() -> None:
     callback=_nonzero_jobs,
     help="Folds evaluated in parallel (-1: one per CPU).",
 )
-@click.option(
-    "--progress/--no-progress",
-    default=True,
-    show_default=True,
-    help="Progress bar of the folds on stderr.",
-)
+@PROGRESS_OPTION
 def train(
     catalog_path: Path,
     out_dir: Path,
@@ -133,7 +129,8 @@ def train(
     help="Catalogue file (v2 or v3 shape); beers without a numeric IBU are left out and "
     "counted in `without_ibu`.",
 )
-def evaluate(model_location: str, catalog_path: Path) -> None:
+@PROGRESS_OPTION
+def evaluate(model_location: str, catalog_path: Path, progress: bool) -> None:
     """Score a model on the beers of a catalogue. The last line printed is one JSON object.
 
     Beers the model was trained on (same name) are counted in `seen_in_training`, and the
@@ -155,7 +152,9 @@ def evaluate(model_location: str, catalog_path: Path) -> None:
             f"{catalog_path} has no beer with an IBU to evaluate on: "
             f"{_without_ibu_summary(without_ibu)}. Give them their measured IBU (a number)."
         )
-    metrics = training.evaluate_catalogue(loaded.model, beers, _trained_on(loaded))
+    metrics = training.evaluate_catalogue(
+        loaded.model, beers, _trained_on(loaded), progress=progress
+    )
     click.echo(f"{len(beers)} beer{'' if len(beers) == 1 else 's'} with an IBU in {catalog_path}")
     if without_ibu:
         click.echo(f"left out: {_without_ibu_summary(without_ibu)}")
@@ -190,7 +189,8 @@ def evaluate(model_location: str, catalog_path: Path) -> None:
     help="Catalogue file (v2 or v3 shape).",
 )
 @click.option("--id", "ids", multiple=True, type=int, help="Only these beer ids (repeatable).")
-def predict(model_location: str, catalog_path: Path, ids: tuple[int, ...]) -> None:
+@PROGRESS_OPTION
+def predict(model_location: str, catalog_path: Path, ids: tuple[int, ...], progress: bool) -> None:
     """Predict band, IBU and band probabilities; one JSON object per beer and line.
 
     `seen_in_training` is true for a beer the model was trained on (same name): its
@@ -212,7 +212,7 @@ def predict(model_location: str, catalog_path: Path, ids: tuple[int, ...]) -> No
                 f"no beer with id {', '.join(map(str, missing))} in {catalog_path}"
                 " (ids are the catalogue's own; leave out --id to predict every beer)"
             )
-    for prediction in predict_beers(loaded.model, beers, _trained_on(loaded)):
+    for prediction in predict_beers(loaded.model, beers, _trained_on(loaded), progress=progress):
         # JSON is UTF-8 whatever the locale: a Latin-1 one cannot even encode some names
         click.echo(json.dumps(prediction, ensure_ascii=False).encode("utf-8"))
 

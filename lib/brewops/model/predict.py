@@ -49,8 +49,33 @@ def beers_to_predict(
     return chosen, notes
 
 
+# Beers whose features are one step of a progress bar (under a second's work). The forests
+# then predict all beers at once: in steps of this size they take three times as long.
+CHUNK_BEERS = 1000
+
+
+def feature_matrix(
+    records: Sequence[dict[str, Any]], *, progress: bool = False, desc: str = "predict"
+) -> pd.DataFrame:
+    """`features.build_features` of plain records (`features.beer_records`), the per-beer
+    work of a prediction, built CHUNK_BEERS beers at a time so that a progress bar on
+    stderr (tqdm's; a widget in a notebook) follows it when `progress` is true."""
+    from brewops.progress import ProgressBar
+
+    parts = []
+    with ProgressBar(total=len(records), desc=desc, unit=" beers", disable=not progress) as bar:
+        for start in range(0, len(records), CHUNK_BEERS):
+            parts.append(features.build_features(records[start : start + CHUNK_BEERS]))
+            bar.update(len(parts[-1]))
+    return pd.concat(parts, ignore_index=True) if parts else features.build_features([])
+
+
 def predict_beers(
-    model: Any, beers: Any, trained_on: Collection[str] | None = None
+    model: Any,
+    beers: Any,
+    trained_on: Collection[str] | None = None,
+    *,
+    progress: bool = False,
 ) -> list[dict[str, Any]]:
     """One prediction per beer (a dict, a list of dicts or a DataFrame of raw records):
     `id`, `name`, `band` (label), `band_index`, `predicted_ibu`, `probabilities` (by band
@@ -59,12 +84,13 @@ def predict_beers(
     `trained_on` is the model card's `data.beer_keys`: with it, `seen_in_training` says
     whether the model was trained on a beer of that name (its prediction is then
     in-sample, no test of the model); without it, `seen_in_training` is None (unknown).
+    `progress`: a progress bar of their features, on stderr.
     """
     known = None if trained_on is None else set(trained_on)
     records = features.beer_records(beers)
     if not records:
         return []
-    X = features.build_features(records)
+    X = feature_matrix(records, progress=progress)
     model = getattr(model, "model", model)  # a registry.LoadedModel or the model itself
     probabilities = model.predict_proba(X)
     predicted_ibu = model.predict_ibu(X)

@@ -49,6 +49,7 @@ from brewops import schema
 from brewops.errors import ActionableError
 from brewops.model import MAX_SEED, PROTOCOL_SEED, bands, features
 from brewops.model.estimators import BeerFeatures, IbuModel, OrdinalForestClassifier
+from brewops.model.predict import feature_matrix
 
 MODEL_NAME = "ibu-band-ordinal-forest"
 REGRESSION_CAP = 150.0  # regression metrics are also reported over beers with IBU <= this
@@ -321,11 +322,16 @@ def all_metrics(
 
 
 def evaluate_catalogue(
-    model: IbuModel, beers: list[dict[str, Any]], trained_on: list[str] | None
+    model: IbuModel,
+    beers: list[dict[str, Any]],
+    trained_on: list[str] | None,
+    *,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Scores of a model on labelled beers: over all of them, and over the beers it was not
-    trained on (told apart by `features.beer_key`) when the list of those is known."""
-    X = features.build_features(beers)
+    trained on (told apart by `features.beer_key`) when the list of those is known.
+    `progress`: a progress bar of their features, on stderr."""
+    X = feature_matrix(beers, progress=progress, desc="evaluate")
     ibu = features.ibu_values(beers)
     predicted_band = model.predict_band(X)
     predicted_ibu = model.predict_ibu(X)
