@@ -75,16 +75,23 @@ def test_workflows_pass_actionlint():
     assert actionlint(*files) == []
 
 
+# A pull request's title run as a script, with the repository's token checked out, by a
+# workflow any pull request can start, and an action no one pinned
+UNSAFE_WORKFLOW = (
+    "on: pull_request_target\n"
+    "jobs:\n"
+    "  greet:\n"
+    "    runs-on: ubuntu-latest\n"
+    "    steps:\n"
+    "      - uses: actions/checkout@v4\n"
+    "      - uses: some-owner/greeter@v1\n"
+    "      - run: echo ${{ github.event.pull_request.title }}\n"
+)
+
+
 def test_actionlint_catches_an_unsafe_workflow(tmp_path):
     bad = tmp_path / "bad.yml"
-    bad.write_text(
-        "on: pull_request_target\n"
-        "jobs:\n"
-        "  greet:\n"
-        "    runs-on: ubuntu-latest\n"
-        "    steps:\n"
-        "      - run: echo ${{ github.event.pull_request.title }}\n"
-    )
+    bad.write_text(UNSAFE_WORKFLOW)
 
     findings = actionlint(bad)
 
@@ -99,16 +106,7 @@ def test_workflows_pass_zizmor():
 
 def test_zizmor_catches_an_unsafe_workflow(tmp_path):
     bad = tmp_path / "bad.yml"
-    bad.write_text(
-        "on: pull_request_target\n"
-        "jobs:\n"
-        "  greet:\n"
-        "    runs-on: ubuntu-latest\n"
-        "    steps:\n"
-        "      - uses: actions/checkout@v4\n"
-        "      - uses: some-owner/greeter@v1\n"
-        "      - run: echo ${{ github.event.pull_request.title }}\n"
-    )
+    bad.write_text(UNSAFE_WORKFLOW)
 
     findings = {f["ident"] for f in zizmor(bad)}
 
