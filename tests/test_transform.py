@@ -578,3 +578,19 @@ def test_the_handler_logs_the_kinesis_keys_the_producer_logs(
     assert failure["beer_id"] == 5
     assert failure["shard_id"] == metadata["shardId"]
     assert failure["sequence_number"] == metadata["sequenceNumber"]
+
+
+def test_a_value_of_escaped_characters_is_quoted_to_200_characters_too(caplog):
+    # GIVEN values whose repr is four times their length: each NUL is written \x00
+    nuls = "\x00" * 5000
+    long_abv = record(json.dumps({"id": 9, "name": "B", "abv": nuls}), "abv")
+    long_id = record(json.dumps({"id": nuls, "name": "B"}), "id")
+
+    with caplog.at_level(logging.INFO, logger="brewops.transform"):
+        outcomes = transform.transform_records([long_abv, long_id])
+
+    # THEN the reason and the logged beer_id quote at most 200 characters of the repr
+    assert all(len(o.reason) < 300 for o in outcomes), [len(o.reason) for o in outcomes]
+    assert outcomes[0].reason.endswith("... (5000 characters)")
+    logged = [r for r in caplog.records if hasattr(r, "record_id")]
+    assert all(len(str(r.beer_id)) < 300 for r in logged)

@@ -92,7 +92,9 @@ def shorten(text: str, limit: int = MAX_QUOTED_CHARS) -> str:
 def quoted(value: Any) -> str:
     """The repr of an offending value, cut to MAX_QUOTED_CHARS characters."""
     if isinstance(value, str) and len(value) > MAX_QUOTED_CHARS:  # no repr of a megabyte
-        return f"{value[:MAX_QUOTED_CHARS]!r}... ({len(value)} characters)"
+        # an escape is up to ten characters ("\x00" four): cut the repr too, its quotes aside
+        shown = repr(value[:MAX_QUOTED_CHARS])[: MAX_QUOTED_CHARS + 2]
+        return f"{shown}... ({len(value)} characters)"
     return shorten(repr(value))
 
 
