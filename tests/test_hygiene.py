@@ -685,3 +685,27 @@ def test_the_readme_states_the_model_protocol_and_its_data(catalog_beers):
         f"(the producer keeps {in_flight} calls in flight)",
     ):
         assert stated in text
+
+
+def test_the_readme_names_every_key_of_the_functions_log_lines():
+    """"Logs and errors" is how an operator learns what to search the logs for: a key the
+    code adds must be named there too."""
+    from brewops import transform
+    from brewops.producer import FailedRecord, ProduceReport, SentRecord, tick_log_fields
+
+    text = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    producer_bullet = text.split("**ProducerFunction**, once a tick:")[1].split("- **")[0]
+    transform_bullet = text.split("**TransformFunction**, once for each record")[1].split("- **")[0]
+    report = ProduceReport(
+        failed=[FailedRecord("2", "InternalFailure", "", 1)],
+        accepted=[SentRecord("1", "shardId-000000000000", "49")],
+    )
+    tick = tick_log_fields([1, 2], report, {})
+    producer_keys = {*tick, *tick["records"][0], *tick["failed"][0]}
+    outcome = transform.Outcome("r1", "ProcessingFailed", b"{}", "not a beer")
+    transform_keys = set(transform.log_fields(outcome, {}))
+
+    named = set(re.findall(r"`([a-z_0-9]+)`", producer_bullet))
+    assert producer_keys - named == set()
+    named = set(re.findall(r"`([a-z_0-9]+)`", transform_bullet))
+    assert transform_keys - named == set()
