@@ -688,8 +688,8 @@ def test_the_readme_states_the_model_protocol_and_its_data(catalog_beers):
 
 
 def test_the_readme_names_every_key_of_the_functions_log_lines():
-    """"Logs and errors" is how an operator learns what to search the logs for: a key the
-    code adds must be named there too."""
+    """The README's "Logs and errors" is how an operator learns what to search the logs
+    for: a key the code adds must be named there too."""
     from brewops import transform
     from brewops.producer import FailedRecord, ProduceReport, SentRecord, tick_log_fields
 
