@@ -830,6 +830,7 @@ def test_a_failed_tick_logs_each_beer_with_its_error_and_attempts_once(caplog, m
     (line,) = [r for r in caplog.records if r.getMessage() == "tick incomplete"]
     assert line.levelname == "ERROR"
     assert (line.beer_ids, line.sent, line.retried) == ([1, 2, 3], 2, 7)
+    assert (line.calls, line.throttled_calls) == (8, 0) and line.seconds >= 0
     assert line.records == [
         {"beer_id": 1, "shard_id": "shardId-000000000001", "sequence_number": "10"},
         {"beer_id": 3, "shard_id": "shardId-000000000001", "sequence_number": "12"},

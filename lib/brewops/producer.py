@@ -667,7 +667,8 @@ def tick_log_fields(
 ) -> dict[str, Any]:
     """The keys of a tick's log line: the beers it fetched, where Kinesis put each one
     (shard_id, sequence_number: the transform logs the same keys), and what failed, why and
-    after how many PutRecords calls. No beer's content and no message over 200 characters."""
+    after how many PutRecords calls, and how many calls the tick made in how long. No beer's
+    content and no message over 200 characters."""
     return {
         **context,
         "beer_ids": beer_ids,
@@ -691,6 +692,10 @@ def tick_log_fields(
             for f in report.failed
         ],
         "oversize": [_logged_id(key) for key in report.oversize],
+        # how hard Kinesis made it: calls, whole calls throttled, and the time they took
+        "calls": report.calls,
+        "throttled_calls": report.throttled_calls,
+        "seconds": round(report.seconds, 3),
     }
 
 
