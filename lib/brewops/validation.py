@@ -118,7 +118,8 @@ class GateFailure:
         return f"{self.rule} ({self.table}): {self.message}"
 
 
-def _listing(items: Iterable[Any], limit: int = _SHOWN) -> str:
+def listing(items: Iterable[Any], limit: int = _SHOWN) -> str:
+    """The first `limit` items, then how many more: ids or objects named in a message."""
     items = list(items)
     shown = ", ".join(str(i) for i in items[:limit])
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
@@ -138,7 +139,7 @@ class Drift:
     def __str__(self) -> str:
         where = f"{self.source}"
         if self.objects:
-            where += f" ({len(self.objects)} object(s): {_listing(self.objects, 5)})"
+            where += f" ({len(self.objects)} object(s): {listing(self.objects, 5)})"
         if self.found == "missing":
             return f"column {self.column}: brewops.schema {self.expected}, {where} missing it"
         if self.expected == "absent":
@@ -369,9 +370,7 @@ def expectation_from_figures(path: Path | None = None, stack_id: str | None = No
     if ids is not None:
         # an id 0 or -1 may have been sent (the transform fails it); 1.5 is not beer 1
         if not all(_whole(i) for i in ids):
-            raise _figures_unreadable(
-                path, f"ids sent {_listing(ids, 5)} are not all whole numbers"
-            )
+            raise _figures_unreadable(path, f"ids sent {listing(ids, 5)} are not all whole numbers")
         ids = frozenset(int(i) for i in ids)
     return Expectation(records, ids, source=str(path))
 
@@ -472,7 +471,7 @@ class Reconciliation:
         if self.lost_ids:
             parts.append(
                 f"{len(self.lost_ids)} of {len(self.expectation.ids or ())} produced ids are "
-                f"missing: ids {_listing(self.lost_ids)}"
+                f"missing: ids {listing(self.lost_ids)}"
             )
         if self.missing_rows:
             parts.append(
@@ -1038,7 +1037,7 @@ def validate(
             dropped = sorted(integer_ids(raw["id"]) - integer_ids(report.latest["id"]))
             if dropped:
                 report.notes.append(
-                    f"ids in raw but not in cleaned (dropped by the transform): {_listing(dropped)}"
+                    f"ids in raw but not in cleaned (dropped by the transform): {listing(dropped)}"
                 )
     return report
 
@@ -1073,7 +1072,7 @@ def _validate_table(
                 PARTITION_LAYOUT,
                 table,
                 f"{len(listed)} object(s) outside the partition layout, invisible to the "
-                f"table: {_listing(listed, 10)}",
+                f"table: {listing(listed, 10)}",
                 tuple(partitions.outside["object"]),
             )
         )
@@ -1092,7 +1091,7 @@ def _validate_table(
                     UNREADABLE,
                     table,
                     f"{len(errors)} object(s) cannot be read as Parquet: "
-                    + _listing([f"{u} ({e})" for u, e in errors.items()], 5),
+                    + listing([f"{u} ({e})" for u, e in errors.items()], 5),
                     tuple(errors),
                 )
             )
@@ -1142,13 +1141,13 @@ def _validate_table(
     if unreadable_errors:
         report.notes.append(
             f"{len(unreadable_errors)} object(s) under errors/ of {table} cannot be read: "
-            + _listing([f"{k} ({why})" for k, why in unreadable_errors.items()], 5)
+            + listing([f"{k} ({why})" for k, why in unreadable_errors.items()], 5)
         )
     reconciliation = reconcile(frame, expectation, table, diverted)
     if reconciliation.diverted:
         report.notes.append(
             f"{len(reconciliation.diverted)} {table} record(s) went to the error prefix: "
-            + _listing([f"id {i} ({r})" for i, r in reconciliation.diverted.items()], 5)
+            + listing([f"id {i} ({r})" for i, r in reconciliation.diverted.items()], 5)
         )
     report.reconciliation[table] = reconciliation
     lost = reconciliation.failure()

@@ -106,13 +106,10 @@ def run(
 SHOWN_IDS = 6  # ids printed per data quality finding, before "and N more"
 
 
-def _few(ids: list[int]) -> str:
-    shown = ", ".join(str(i) for i in ids[:SHOWN_IDS])
-    return shown + (f" and {len(ids) - SHOWN_IDS} more" if len(ids) > SHOWN_IDS else "")
-
-
 def _print_report(report) -> None:
     import pandas as pd
+
+    from brewops.validation import listing
 
     with pd.option_context("display.width", 120, "display.max_colwidth", 60):
         if report.schema is not None:
@@ -132,7 +129,7 @@ def _print_report(report) -> None:
         if len(quality):
             # pandas prints up to 100 items of a list whatever max_colwidth says: a few ids
             # keep each finding on one line when a large catalogue has thousands
-            shown = quality.assign(ids=[_few(ids) for ids in quality["ids"]])
+            shown = quality.assign(ids=[listing(ids, SHOWN_IDS) for ids in quality["ids"]])
             click.echo("\nData quality findings")
             click.echo(shown.to_string(index=False))
         click.echo("\nRules")
