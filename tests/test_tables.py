@@ -221,6 +221,24 @@ def test_a_table_with_no_objects_reads_as_an_empty_typed_frame():
     assert str(frame["id"].dtype) == "Int64" and frame.attrs["malformed_lines"] == []
 
 
+def _read_without_aws(monkeypatch, **kwargs):
+    """`read_table` of a table that holds no objects, its definition `table_info`'s."""
+    monkeypatch.setattr(tables, "describe_table", lambda name, tgt: table_info())
+    monkeypatch.setattr(tables, "list_table_objects", lambda info, tgt: [])
+    return tables.read_table("cleaned", SimpleNamespace(name="local", session=None), **kwargs)
+
+
+def test_one_column_named_as_text_is_read_as_that_column(monkeypatch):
+    frame = _read_without_aws(monkeypatch, columns="abv")
+
+    assert list(frame.columns) == ["abv", "ingest_date"]
+
+
+def test_a_column_the_table_lacks_is_named_not_left_out(monkeypatch):
+    with pytest.raises(ValueError, match=r"no column 'abvv'.*: id, name, abv"):
+        _read_without_aws(monkeypatch, columns=["id", "abvv"])
+
+
 def test_only_s3_uris_name_objects():
     assert tables.split_s3_uri("s3://bkt/cleaned/a") == ("bkt", "cleaned/a")
     with pytest.raises(ValueError, match="not an s3:// URI"):

@@ -347,6 +347,22 @@ def table_columns(info: TableInfo, columns: Iterable[str] | None = None) -> list
     return [*chosen, *info.partition_keys]
 
 
+def checked_columns(info: TableInfo, columns: Sequence[str] | None) -> list[str] | None:
+    """`columns` as a list of the table's column names, or a ValueError naming those it has:
+    a name it lacks would be left out unsaid, and a lone name read letter by letter."""
+    if columns is None:
+        return None
+    names = [columns] if isinstance(columns, str) else list(columns)
+    known = [name for name, _ in (*info.columns, *info.partition_keys)]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(
+            f"{info.name} has no column {', '.join(map(repr, unknown))}; "
+            f"its columns: {', '.join(known)}"
+        )
+    return names
+
+
 # JSON lines parsed at once when only some columns are read: each holds its whole record
 # (nested recipe and all) until the chunk is cut down to those columns
 JSON_CHUNK_LINES = 1_000
@@ -532,9 +548,11 @@ def read_table(
     `engine` defaults to Athena on AWS and to Glue + S3 locally (no Athena there);
     `columns` reads only those Glue columns (and `ingest_date`); `athena_kwargs` go to
     `wr.athena.read_sql_table`, or `read_sql_query` with `columns` (e.g. `ctas_approach=False`).
+    A column the table does not have raises ValueError.
     """
     tgt = resolve_target(target)
     info = describe_table(name, tgt)
+    columns = checked_columns(info, columns)
     engine = engine or ("athena" if getattr(tgt, "name", "local") == "aws" else "s3")
     if engine == "athena":
         return _read_with_athena(info, tgt, columns, **athena_kwargs)
