@@ -347,6 +347,15 @@ def test_distributions_are_two_panels_to_a_row_each_as_tall_as_one_row(frame, fi
     assert fig.get_figheight() == pytest.approx(3.2 * rows)
 
 
+def test_one_field_named_as_text_is_that_field_not_its_letters(frame):
+    distributions = explore.plot_distributions(frame, fields="abv")
+    heatmap = explore.plot_correlation_heatmap(frame, fields="ibu")
+
+    assert [ax.get_title().split(" ")[0] for ax in distributions.axes] == ["abv"]
+    assert [t.get_text() for t in heatmap.axes[0].get_xticklabels()] == ["ibu"]
+    assert list(explore.correlations(frame, "ibu").columns) == ["ibu"]
+
+
 def test_distributions_spanning_decades_are_binned_on_a_log_axis(frame):
     # ebc runs from 2 to 400 below its 99th percentile; abv (0.5 to 18) and ibu (from 0) do not
     fig = explore.plot_distributions(frame, fields=["abv", "ibu", "ebc"])

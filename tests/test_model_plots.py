@@ -245,6 +245,16 @@ def test_comparison_of_errors_scales_its_axis_to_them():
     assert r2.get_ylim()[0] <= -0.4
 
 
+def test_comparison_of_one_key_named_as_text_is_that_key():
+    figures = {"accuracy": 0.6, "macro_f1": 0.55}
+    baselines = {"majority_class": {"accuracy": 0.3, "macro_f1": 0.1}}
+    metrics = {"cv": figures, "baselines": baselines, "time_split": {**figures, "baselines": {}}}
+
+    fig = plots.plot_comparison(metrics, keys="accuracy")
+
+    assert [ax.get_title() for ax in fig.axes] == ["accuracy"]
+
+
 def test_comparison_figure_shows_every_baseline_of_the_metrics():
     figures = {"accuracy": 0.6, "macro_f1": 0.55}
     baselines = {

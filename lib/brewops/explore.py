@@ -293,6 +293,7 @@ def _most_common(values: pd.Series, limit: int = 6) -> str:
 
 
 def top_hops(beers: Beers, n: int = 10) -> pd.DataFrame:
+    """The `n` hops used by the most beers: beers, additions and total grams, by hop."""
     additions = hop_additions(beers)
     return (
         additions.groupby("hop")
@@ -324,6 +325,7 @@ def plot_distributions(frame: pd.DataFrame, fields: Sequence[str] = DISTRIBUTION
     bulk of the values (up to the 99th percentile) so that a few extreme values (abv 55,
     ph 79) do not squash everything into one bar; those beyond are counted in the title.
     Values that span two decades or more (ebc) are binned on a log axis."""
+    fields = _field_list(fields)
     # two panels to a row: four in one row would be shrunk to the notebook's width
     ncols = min(len(fields), 2) or 1
     nrows = -(-len(fields) // ncols)
@@ -373,12 +375,19 @@ def plot_ibu_vs_abv(frame: pd.DataFrame, ibu_max: float | None = None) -> Figure
     return fig
 
 
+def _field_list(fields: Sequence[str]) -> list[str]:
+    """`fields` as a list; one field named as text is that field, not its letters."""
+    return [fields] if isinstance(fields, str) else list(fields)
+
+
 def correlations(frame: pd.DataFrame, fields: Sequence[str] = NUMERIC_FIELDS) -> pd.DataFrame:
     """Spearman correlations: rank-based, so the outliers (abv 55, ph 79) do not dominate."""
-    return frame[list(fields)].corr(method="spearman")
+    return frame[_field_list(fields)].corr(method="spearman")
 
 
 def plot_correlation_heatmap(frame: pd.DataFrame, fields: Sequence[str] = NUMERIC_FIELDS) -> Figure:
+    """The Spearman correlations of `fields` (`correlations`) as a shaded, annotated grid."""
+    fields = _field_list(fields)
     corr = correlations(frame, fields)
     fig, (ax,) = _figure(figsize=(7, 6))
     image = ax.imshow(corr.to_numpy(), cmap="RdBu_r", vmin=-1, vmax=1)

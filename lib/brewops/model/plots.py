@@ -115,9 +115,11 @@ def plot_importance(importance: pd.DataFrame, top: int = 15, title: str | None =
 
 
 def plot_comparison(metrics: dict[str, Any], keys: Sequence[str] = ("accuracy", "macro_f1")) -> Any:
-    """The model against the baselines, cross-validated and on the newest fifth."""
+    """The model against the baselines, cross-validated and on the newest fifth: a bar
+    chart per figure of `keys` (one key named as text is that key)."""
     import matplotlib.pyplot as plt
 
+    keys = [keys] if isinstance(keys, str) else list(keys)
     rows = comparison_frame(metrics)
     width = min(5 * len(keys), plotstyle.MAX_WIDTH)
     fig, axes = plt.subplots(1, len(keys), figsize=(width, 3.5), squeeze=False)
