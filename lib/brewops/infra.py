@@ -51,7 +51,7 @@ FLOW_RULES: dict[tuple[str, str], tuple[str, bool]] = {
 }
 
 
-def load_template(path: Path | None = None) -> dict[str, Any]:
+def load_template(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """The template with its short-form intrinsics (!Ref, !Sub...) decoded as cfn-lint does."""
     from cfnlint.decode import decode
 
@@ -61,7 +61,7 @@ def load_template(path: Path | None = None) -> dict[str, Any]:
     return template
 
 
-def lint(path: Path | None = None) -> pd.DataFrame:
+def lint(path: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     """cfn-lint findings (errors, warnings, informational) as a table; empty when clean."""
     import pandas as pd
     from cfnlint.api import lint_file
@@ -80,6 +80,8 @@ def lint(path: Path | None = None) -> pd.DataFrame:
 
 
 def resources_table(template: dict[str, Any] | None = None) -> pd.DataFrame:
+    """One row per resource of the template (the project's by default): logical id, type,
+    group (the service), name and the resources it references."""
     import pandas as pd
 
     template = template or load_template()
@@ -591,6 +593,8 @@ def _unknown_target(target: str) -> Exception:
 
 
 def teardown(target: str, stack_name: str | None = None) -> None:
+    """Undo `deploy`: stop the local target (emulator and all), or delete the stack on AWS
+    through SAM. Another target name raises UnknownTarget."""
     stack_name = stack_name or default_stack_name()
     if target == "local":
         from brewops import local

@@ -118,6 +118,7 @@ class ProduceReport:
         return self.sent / self.seconds if self.seconds else 0.0
 
     def as_dict(self) -> dict[str, Any]:
+        """The report as plain values, with `ok` and `records_per_second`."""
         summary = asdict(self)
         summary["ok"] = self.ok
         summary["records_per_second"] = round(self.records_per_second, 1)

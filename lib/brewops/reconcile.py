@@ -89,6 +89,9 @@ class ErrorRecord:
 
 @dataclass
 class Reconciliation:
+    """What `reconcile` found: counts of what was produced and delivered, the ids lost on
+    the way, and the error records; `ok` when nothing was lost."""
+
     produced: int
     raw_records: int
     raw_unique_ids: int

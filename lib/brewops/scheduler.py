@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -118,7 +119,7 @@ class Scheduler:
         session: Any = None,
         environment: dict[str, str] | None = None,
         in_process: bool = True,
-        log_dir: Path | None = None,
+        log_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         import boto3
 
@@ -143,7 +144,7 @@ class Scheduler:
             if not function:
                 raise ValueError(f"rule {rule_name!r} has no Lambda target and no function given")
             targets.append((function, None))
-        logs = log_dir or paths.local_log_dir()
+        logs = Path(log_dir) if log_dir else paths.local_log_dir()
         self.targets = [
             (
                 LocalFunction.lookup(arn, lambda_client, environment=environment, log_dir=logs)
@@ -157,6 +158,8 @@ class Scheduler:
 
     @classmethod
     def from_outputs(cls, outputs: Mapping[str, str], **kwargs: Any) -> Scheduler:
+        """The scheduler of the stack's schedule rule and producer function, named by its
+        Outputs; `kwargs` as for `Scheduler`."""
         return cls(
             outputs.get("ScheduleRuleName"), function=outputs.get("ProducerFunctionName"), **kwargs
         )

@@ -210,6 +210,9 @@ def _describe_stack(cloudformation: Any, stack_name: str) -> dict[str, Any]:
 
 @dataclass
 class Target:
+    """The target `use` selected: its name, stack and boto3 session; `outputs` are the stack
+    Outputs every notebook reads."""
+
     name: str
     stack_name: str
     region: str | None
@@ -277,6 +280,7 @@ class Target:
         return api_version_of(url)
 
     def client(self, service_name: str, **kwargs: Any) -> Any:
+        """A boto3 client of the target's session (the emulator's endpoint locally)."""
         if self.endpoint_url:
             kwargs.setdefault("endpoint_url", self.endpoint_url)
         return self.session.client(service_name, **kwargs)
@@ -331,7 +335,10 @@ def _restore_environment() -> bool:
 
 
 def use(target: str = "local") -> Target:
-    """Select the target for this process: "local" or "aws"."""
+    """Select the target for this process, "local" or "aws", and return it.
+
+    Another name raises UnknownTarget; a local target that is not running, or an AWS
+    configuration that cannot be used, raises TargetNotReady."""
     if target not in TARGETS:
         raise UnknownTarget(f"unknown target {target!r}: choose one of {', '.join(TARGETS)}")
     if target == "local":

@@ -819,6 +819,9 @@ def quality_report(
 
 @dataclass
 class ValidationReport:
+    """What `validate` found, section by section; `ok` when no gate failed (the findings of
+    the quality checks are reported, not failed)."""
+
     target: str
     tables: dict[str, TableInfo] = field(default_factory=dict)
     schema: SchemaComparison | None = None
@@ -845,6 +848,7 @@ class ValidationReport:
         return not self.failures
 
     def reconciliation_frame(self) -> pd.DataFrame:
+        """One row per table validated: what was expected, found, lost and unexpected."""
         return pd.DataFrame([r.as_row() for r in self.reconciliation.values()])
 
     def findings_per_rule(self) -> dict[str, int]:
@@ -858,6 +862,7 @@ class ValidationReport:
         return {gate: found.get(gate, 0) for gate in GATES}
 
     def summary_frame(self) -> pd.DataFrame:
+        """One row per gate (passed or failed) and per finding rule (reported), with counts."""
         rows = [
             {"rule": gate, "kind": "gate", "count": n, "status": "failed" if n else "passed"}
             for gate, n in self.gates().items()

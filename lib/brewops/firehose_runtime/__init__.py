@@ -14,6 +14,7 @@ twice delivers each record once.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -69,6 +70,8 @@ def describe(firehose: Any, name: str) -> DeliveryStreamConfig:
 
 @dataclass
 class DrainReport:
+    """What `drain` delivered: one `DeliveryStats` per delivery stream (`rows` as a table)."""
+
     streams: list[DeliveryStats] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -96,7 +99,7 @@ class FirehoseRuntime:
         delivery_streams: list[str] | None = None,
         *,
         session: Any = None,
-        state_dir: Path | None = None,
+        state_dir: str | os.PathLike[str] | None = None,
         progress: bool | None = None,
         read_limit: int = MAX_RECORDS_PER_CALL,
         function_environment: dict[str, str] | None = None,

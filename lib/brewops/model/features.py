@@ -178,6 +178,7 @@ def labelled(data: Any) -> list[dict[str, Any]]:
 
 
 def ibu_values(beers: list[dict[str, Any]]) -> np.ndarray:
+    """The IBU of each record (as `labelled` returns them), float; NaN where it has none."""
     return np.array([number(beer.get("ibu")) for beer in beers], dtype=float)
 
 

@@ -61,6 +61,8 @@ class VersionExistsError(RegistryError):
 
 @dataclass
 class LoadedModel:
+    """A registered version as `load_version` returns it: the model, its metrics and card."""
+
     model: IbuModel
     metrics: dict[str, Any]
     card: dict[str, Any]
@@ -479,6 +481,9 @@ class VersionSummary:
 
 @dataclass
 class RegistryListing:
+    """What `describe_versions` found under a registry: its complete versions, oldest first
+    (`versions_table` shows them), and the folders of versions not complete."""
+
     uri: str
     versions: list[VersionSummary]  # complete versions, oldest first
     incomplete: list[str]  # folders without a model card: an upload in progress or cut short

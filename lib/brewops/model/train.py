@@ -135,6 +135,9 @@ class ModelParams:
 
 @dataclass
 class TrainingResult:
+    """What `train` returns: the model fitted on every beer, its metrics and model card,
+    and the evaluation's features, predictions and permutation importance."""
+
     model: IbuModel
     metrics: dict[str, Any]
     card: dict[str, Any]
