@@ -326,6 +326,103 @@ def test_a_write_that_reaches_a_reader_gone_ends_the_command_without_waiting_for
     assert stdout.gone
 
 
+def _closed(fd: int) -> Any:
+    """For subprocess's preexec_fn: the command starts with `fd` closed (`>&-`, `2>&-`)."""
+    return lambda: os.close(fd)
+
+
+# `--help` of the program, of each group and of each command, in one process
+_EVERY_HELP = """
+import json, sys, click
+from brewops.cli import main
+
+def walk(command, path):
+    yield path
+    if isinstance(command, click.Group):
+        ctx = click.Context(command)
+        for name in command.list_commands(ctx):
+            yield from walk(command.get_command(ctx, name), [*path, name])
+
+codes = {}
+for path in walk(main, []):
+    try:
+        main([*path, "--help"])
+    except SystemExit as exiting:
+        codes[" ".join(["brewops", *path])] = exiting.code
+with open(sys.argv[1], "w") as out:
+    json.dump(codes, out)
+"""
+
+STDOUT_CLOSED = (
+    "Error: stdout is closed (Bad file descriptor): the output could not be written. Send it "
+    "to a file, or to /dev/null, instead.\n"
+)
+
+
+@pytest.mark.parametrize(("closed", "status"), [(1, 1), (2, 0)], ids=["stdout", "stderr"])
+def test_every_command_with_an_output_closed_fails_only_for_its_stdout(tmp_path, closed, status):
+    codes_file = tmp_path / "codes.json"
+    result = subprocess.run(
+        [sys.executable, "-c", _EVERY_HELP, codes_file],
+        preexec_fn=_closed(closed),
+        stdout=subprocess.DEVNULL if closed == 2 else None,
+        stderr=subprocess.PIPE if closed == 1 else None,
+        text=True,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    codes = json.loads(codes_file.read_text())
+    assert len(codes) == len(_every_command())
+    assert set(codes.values()) == {status}, codes
+    if closed == 1:  # said once for each command, like `ls >&-`
+        assert result.stderr == STDOUT_CLOSED * len(codes)
+
+
+def test_a_command_whose_stdout_is_closed_does_its_work_then_fails_saying_so(
+    tmp_path, catalog_path
+):
+    out = tmp_path / "beers.json"
+    result = subprocess.run(
+        [BREWOPS, "data", "synth", "--n", "3", "--catalog", catalog_path, "--out", out],
+        preexec_fn=_closed(1),
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.endswith(STDOUT_CLOSED)  # not a traceback
+    assert len(json.loads(out.read_text())) == 3
+
+
+# A command that runs jobs in processes, as `model train` does: joblib flushes stderr first
+_PARALLEL = """
+import sys, click
+from brewops import cli
+
+@click.command()
+def squares():
+    from joblib import Parallel, delayed
+    click.echo(Parallel(n_jobs=2)(delayed(pow)(n, 2) for n in range(4)))
+
+cli.COMMANDS["squares"] = ("__main__:squares", "")
+cli.main(["squares"])
+"""
+
+
+def test_a_command_whose_stderr_is_closed_runs_its_jobs_and_prints(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-c", _PARALLEL],
+        preexec_fn=_closed(2),
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+
+    assert (result.returncode, result.stdout) == (0, "[0, 1, 4, 9]\n")
+
+
 def test_the_command_line_gives_back_the_outputs_it_was_given(tmp_path):
     # `main` called from Python (standalone_mode=False) leaves stdout and stderr as they were
     script = (

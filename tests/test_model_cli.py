@@ -292,6 +292,39 @@ def test_evaluate_and_predict_draw_a_bar_on_stderr_and_print_the_same(
     assert re.match(rf"{command}: 100%\|.*\| (\d+)/\1 \[", last_state), drawn.stderr
 
 
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_evaluate_and_predict_print_their_lines_with_stderr_closed(
+    command: str, trained_dir: Path, split_catalogue
+):
+    _, unseen = split_catalogue
+    result = subprocess.run(
+        [sys.executable, "-m", "brewops.cli", "model", command, "--model", str(trained_dir),
+         "--catalog", str(unseen), "--progress"],
+        preexec_fn=lambda: os.close(2),  # `2>&-`: the bars have nowhere to go, the lines do
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+
+    assert result.returncode == 0
+    assert json.loads(result.stdout.splitlines()[-1])
+
+
+def test_predict_with_stdout_closed_fails_saying_so(trained_dir: Path, split_catalogue):
+    _, unseen = split_catalogue
+    result = subprocess.run(
+        [sys.executable, "-m", "brewops.cli", "model", "predict", "--model", str(trained_dir),
+         "--catalog", str(unseen)],
+        preexec_fn=lambda: os.close(1),  # `>&-`: the predictions cannot be written
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("Error: stdout is closed (Bad file descriptor)")
+
+
 def test_predict_flags_the_beers_the_model_was_trained_on(trained_dir: Path, split_catalogue):
     train_file, _ = split_catalogue
     first_id = json.loads(train_file.read_text())[0]["id"]

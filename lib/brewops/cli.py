@@ -133,28 +133,100 @@ def _escape_what_the_terminal_cannot_show() -> None:
             stream.reconfigure(errors="backslashreplace")
 
 
+class _ClosedDescriptor(io.RawIOBase):
+    """stdout as the shell closed it (`brewops … >&-`): the first write fails as a write to
+    the closed descriptor does (EBADF); what comes after is dropped."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self.fd = fd
+        self.refused = False
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def write(self, data: Any) -> int:
+        size = memoryview(data).nbytes
+        if size and not self.refused:
+            self.refused = True
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        return size
+
+
+# descriptors found closed and opened on /dev/null: closed still for a later command in
+# this process (`main` called again from Python)
+_ON_DEV_NULL: set[int] = set()
+
+
+def _open_on_dev_null(fd: int) -> bool:
+    """Open `fd` on /dev/null if it is closed, so that no file opened later takes its number
+    (and no process started later writes into that file); True when it was closed."""
+    if fd in _ON_DEV_NULL:
+        return True
+    try:
+        os.fstat(fd)
+        return False
+    except OSError:
+        pass
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    if devnull != fd:
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    os.set_inheritable(fd, True)
+    _ON_DEV_NULL.add(fd)
+    return True
+
+
+def _closed_outputs_reopened() -> _ClosedDescriptor | None:
+    """stdout and stderr for a command the shell started with either closed (`>&-`,
+    `2>&-`), where Python leaves None and click drops what is written to it. stderr only
+    comments: it goes to /dev/null and the work goes on. stdout is what the command is for:
+    writing to it fails as on the closed descriptor. Returns that stdout's descriptor."""
+    if sys.stderr is None and _open_on_dev_null(2):
+        sys.stderr = open(2, "w", buffering=1, closefd=False, errors="backslashreplace")  # noqa: SIM115
+    if sys.stdout is None and _open_on_dev_null(1):
+        closed = _ClosedDescriptor(1)
+        sys.stdout = io.TextIOWrapper(io.BufferedWriter(closed), errors="backslashreplace")
+        return closed
+    return None
+
+
+# A write to stdout failed so: its reader went away (`| head`), or the shell closed it (`>&-`)
+_OUTPUT_GONE = frozenset({errno.EPIPE, errno.EBADF})
+
+_STDOUT_CLOSED = (
+    "stdout is closed (Bad file descriptor): the output could not be written. Send it to a "
+    "file, or to /dev/null, instead."
+)
+
+
 class _OutputItsReaderMayLeave:
     """stdout or stderr of a command whose reader may go away (`brewops … | head`, a closed
-    terminal). Once it has, the descriptor points at /dev/null: what is written later (the
-    clean-up's messages, the final flush, the processes started after) is dropped instead of
-    raising BrokenPipeError again. stdout is what the command is for: the main thread's
-    first write after its reader went raises BrokenPipeError, which ends the command with
-    status 1 as SIGPIPE ends a shell's. Another thread's write does not raise: it would die
-    before recording its work (a tick's, in `stream run`). stderr only comments: the work
-    goes on without it."""
+    terminal) or that the shell closed (`>&-`). Once it has, the descriptor points at
+    /dev/null: what is written later (the clean-up's messages, the final flush, the
+    processes started after) is dropped instead of failing again. stdout is what the
+    command is for: the main thread's first write after its reader went raises
+    BrokenPipeError (OSError EBADF for a closed stdout), which ends the command with status
+    1 as SIGPIPE ends a shell's. Another thread's write does not raise: it would die before
+    recording its work (a tick's, in `stream run`). stderr only comments: the work goes on
+    without it."""
 
     def __init__(self, stream: TextIO, *, gone_ends_the_command: bool) -> None:
         self.stream = stream
         self.gone_ends_the_command = gone_ends_the_command
         self.gone = False
+        self._why = errno.EPIPE
         self._ended = False
 
     def write(self, text: str) -> int:
         if not self.gone:
             try:
                 return self.stream.write(text)
-            except BrokenPipeError:
-                self._reader_left()
+            except OSError as error:
+                self._reader_left(error)
         self._end_the_command()
         return len(text)
 
@@ -163,19 +235,25 @@ class _OutputItsReaderMayLeave:
             try:
                 self.stream.flush()
                 return
-            except BrokenPipeError:
-                self._reader_left()
+            except OSError as error:
+                self._reader_left(error)
         self._end_the_command()
 
     def settle(self) -> bool:
         """Write what is held still (print() leaves it for the flush at exit); True when
         the reader went away at some point, so the output is not whole."""
-        with contextlib.suppress(BrokenPipeError):
+        try:
             self.flush()
+        except OSError as error:
+            if error.errno not in _OUTPUT_GONE:
+                raise
         return self.gone
 
-    def _reader_left(self) -> None:
+    def _reader_left(self, error: OSError) -> None:
+        if error.errno not in _OUTPUT_GONE:
+            raise error
         self.gone = True
+        self._why = error.errno
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, self.stream.fileno())
         os.close(devnull)
@@ -189,7 +267,8 @@ class _OutputItsReaderMayLeave:
             and threading.current_thread() is threading.main_thread()
         ):
             self._ended = True
-            raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+            # OSError gives BrokenPipeError for EPIPE, which click ends quietly
+            raise OSError(self._why, os.strerror(self._why))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.stream, name)
@@ -207,22 +286,38 @@ def _on_a_descriptor(stream: Any) -> bool:
 
 class LazyGroup(click.Group):
     def main(self, *args: Any, **kwargs: Any) -> Any:
-        _escape_what_the_terminal_cannot_show()
-        if not (_on_a_descriptor(sys.stdout) and _on_a_descriptor(sys.stderr)):
-            return super().main(*args, **kwargs)
-        stdout, stderr = sys.stdout, sys.stderr
-        output = _OutputItsReaderMayLeave(stdout, gone_ends_the_command=True)
+        given = sys.stdout, sys.stderr
+        closed = _closed_outputs_reopened()
+        try:
+            _escape_what_the_terminal_cannot_show()
+            if not (_on_a_descriptor(sys.stdout) and _on_a_descriptor(sys.stderr)):
+                return super().main(*args, **kwargs)
+            return self._main_on_descriptors(closed, *args, **kwargs)
+        finally:
+            sys.stdout, sys.stderr = given
+
+    def _main_on_descriptors(
+        self, closed: _ClosedDescriptor | None, *args: Any, **kwargs: Any
+    ) -> Any:
+        output = _OutputItsReaderMayLeave(sys.stdout, gone_ends_the_command=True)
         sys.stdout = output
-        sys.stderr = _OutputItsReaderMayLeave(stderr, gone_ends_the_command=False)
+        sys.stderr = _OutputItsReaderMayLeave(sys.stderr, gone_ends_the_command=False)
         try:
             return super().main(*args, **kwargs)
         except SystemExit as exiting:
             # a command whose output was lost has not done what it was asked: not a success
-            if output.settle() and exiting.code in (0, None):
+            lost = output.settle()
+            refused = closed is not None and closed.refused
+            if (lost or refused) and exiting.code in (0, None):
+                if refused:
+                    click.echo(f"Error: {_STDOUT_CLOSED}", err=True)
                 raise SystemExit(1) from None
             raise
-        finally:
-            sys.stdout, sys.stderr = stdout, stderr
+        except OSError as error:  # click ends quietly only a reader gone (EPIPE)
+            if closed is None or not closed.refused or error.errno != errno.EBADF:
+                raise
+            click.echo(f"Error: {_STDOUT_CLOSED}", err=True)
+            raise SystemExit(1) from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
