@@ -132,6 +132,44 @@ def test_a_terminated_test_run_tears_its_fixtures_down(tmp_path: Path):
     assert code == pytest.ExitCode.INTERRUPTED, output
 
 
+# SIGTERM comes while a weakref callback runs, as the garbage collector may run one anywhere
+_TERMINATED_IN_A_CALLBACK = DEFAULT_HANDLERS + textwrap.dedent(
+    """
+    import os, time, weakref
+    from brewops.interrupts import terminate_as_interrupt
+
+    class Held:
+        pass
+
+    def on_collected(ref):
+        os.kill(os.getpid(), signal.SIGTERM)  # its handler runs here, in the callback
+
+    with terminate_as_interrupt():
+        try:
+            held = Held()
+            ref = weakref.ref(held, on_collected)
+            del held
+            time.sleep(5)
+            print("went on")
+        except KeyboardInterrupt:
+            print("interrupted")
+    """
+)
+
+
+def test_a_signal_that_comes_in_a_weakref_callback_still_interrupts():
+    result = subprocess.run(
+        [sys.executable, "-c", _TERMINATED_IN_A_CALLBACK],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    # not "Exception ignored in: <function on_collected …>", and no sleep to its end
+    assert (result.stdout, result.stderr) == ("interrupted\n", "")
+
+
 @pytest.fixture
 def default_handlers():
     """SIGTERM and SIGHUP as a fresh process has them (the suite's plugin replaces them)."""

@@ -5,21 +5,59 @@ session sends SIGHUP. By default either ends Python at once: no `finally`, no cl
 local target's servers run in sessions of their own, so a `brewops run` ended that way
 would leave them running. Raised as KeyboardInterrupt, the signals take the same clean-up
 paths as Ctrl-C. A signal that is ignored (`nohup` ignores SIGHUP) stays ignored.
+
+Python runs a signal's handler wherever the main thread stands, a weakref callback or a
+`__del__` among them, where an exception is printed as "Exception ignored" and dropped: the
+command would go on as if no signal had come. The signal of such an interrupt is sent
+again, to be raised once that code has returned.
 """
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import signal
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
+from typing import Any, cast
 
 SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
+# id() of the last KeyboardInterrupt `_interrupt` raised, and the signal it stands for
+_last_raised: tuple[int, int] | None = None
+
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+    global _last_raised
+    interrupt = KeyboardInterrupt()
+    _last_raised = (id(interrupt), signum)
+    raise interrupt
+
+
+def _delivered_again_if_dropped(previous: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """An unraisable-exception hook that sends again the signal of an interrupt Python
+    dropped, and hands anything else to `previous`."""
+
+    def hook(unraisable: Any) -> None:
+        global _last_raised
+        raised = _last_raised
+        # id() alone could name a later object at a freed interrupt's address
+        if (
+            raised is None
+            or not isinstance(unraisable.exc_value, KeyboardInterrupt)
+            or id(unraisable.exc_value) != raised[0]
+        ):
+            previous(unraisable)
+            return
+        _last_raised = None
+        # From another thread: the main thread's handler would run within this hook.
+        # A signal to the main thread, as `kill` gives, also ends a system call it waits in.
+        main = cast(int, threading.main_thread().ident)  # started: it has one
+        _thread.start_new_thread(signal.pthread_kill, (main, raised[1]))
+
+    return hook
 
 
 @contextlib.contextmanager
@@ -35,8 +73,12 @@ def terminate_as_interrupt() -> Iterator[None]:
         for signum in SIGNALS
         if signal.getsignal(signum) is signal.SIG_DFL
     }
+    unraisable_hook = sys.unraisablehook
+    if replaced:
+        sys.unraisablehook = _delivered_again_if_dropped(unraisable_hook)
     try:
         yield
     finally:
+        sys.unraisablehook = unraisable_hook
         for signum, previous in replaced.items():
             signal.signal(signum, previous)
