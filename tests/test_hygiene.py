@@ -694,7 +694,7 @@ def test_the_readme_names_every_key_of_the_functions_log_lines():
     from brewops.producer import FailedRecord, ProduceReport, SentRecord, tick_log_fields
 
     text = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
-    producer_bullet = text.split("**ProducerFunction**, once a tick:")[1].split("- **")[0]
+    producer_bullet = text.split("**ProducerFunction**, one line a tick:")[1].split("- **")[0]
     transform_bullet = text.split("**TransformFunction**, once for each record")[1].split("- **")[0]
     report = ProduceReport(
         failed=[FailedRecord("2", "InternalFailure", "", 1)],

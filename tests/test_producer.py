@@ -652,10 +652,14 @@ def test_a_tick_with_a_beer_over_1_mib_puts_the_others_and_fails_saying_why(capl
     with pytest.raises(ProduceError, match="1 of 3 records not sent: 0 failed, 1 over 1 MiB"):
         produce_random_beers(Api(), "beers", count=3, kinesis_client=shard)
 
-    # THEN the others went in, in one call, and the log names the beer left out
+    # THEN the others went in, in one call, and the tick's one line names the beer left out
     assert (shard.calls, shard.accepted) == (1, ["1", "3"])
-    (logged,) = [r for r in caplog.records if r.getMessage() == "records over 1 MiB not sent"]
-    assert logged.partition_keys == ["2"]
+    (logged,) = [r for r in caplog.records if r.name == "brewops.producer"]
+    assert (logged.getMessage(), logged.oversize, logged.beer_ids) == (
+        "tick incomplete",
+        [2],
+        [1, 2, 3],
+    )
 
 
 def test_a_tick_into_a_shard_at_its_limit_stops_retrying_in_time(monkeypatch):
@@ -827,8 +831,8 @@ def test_a_failed_tick_logs_each_beer_with_its_error_and_attempts_once(caplog, m
         produce_random_beers(Api(), "beers", count=3, kinesis_client=RefusesBeer2())
 
     # THEN one line says which beers went where, and which failed, why and after how many tries
-    (line,) = [r for r in caplog.records if r.getMessage() == "tick incomplete"]
-    assert line.levelname == "ERROR"
+    (line,) = [r for r in caplog.records if r.name == "brewops.producer"]
+    assert (line.getMessage(), line.levelname) == ("tick incomplete", "ERROR")
     assert (line.beer_ids, line.sent, line.retried) == ([1, 2, 3], 2, 7)
     assert (line.calls, line.throttled_calls) == (8, 0) and line.seconds >= 0
     assert line.records == [

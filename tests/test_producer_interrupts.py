@@ -5,6 +5,7 @@ report. A command cut short says what to do next."""
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import threading
 import time
@@ -102,6 +103,24 @@ def test_ctrl_c_starts_no_retry_and_carries_what_was_accepted(interrupted):
     assert report.sent == CALL
     assert not report.ok
     assert str(caught.value).startswith("500 records accepted by Kinesis before the interruption")
+
+
+def test_a_tick_cut_short_by_ctrl_c_logs_its_one_line(interrupted, caplog):
+    kinesis = InterruptedDuringSecondCall(interrupted)
+
+    class Api:
+        def random(self, n: int = 1) -> list[dict[str, Any]]:
+            return beers(n)
+
+    with (
+        caplog.at_level(logging.INFO, logger="brewops.producer"),
+        pytest.raises(ProduceInterrupted),
+    ):
+        producer.produce_random_beers(Api(), "beers", count=2 * CALL, kinesis_client=kinesis)
+
+    (line,) = [r for r in caplog.records if r.name == "brewops.producer"]
+    assert (line.getMessage(), line.levelname, line.sent) == ("tick incomplete", "ERROR", CALL)
+    assert len(line.records) == CALL and len(line.beer_ids) == 2 * CALL
 
 
 def test_ctrl_c_during_the_wait_before_a_retry_starts_no_retry(interrupted):

@@ -244,7 +244,7 @@ class _Sender:
         backoff: float,
         max_backoff: float,
         sleep: Callable[[float], None],
-        log: Any,
+        log: Any,  # None: the caller logs the report
         receipts: bool = False,
     ) -> None:
         self.receipts = receipts
@@ -367,6 +367,7 @@ class _Sender:
                 )
                 for entry in pending
             ]
+        if pending and self.log is not None:
             self.log.error(
                 "records not accepted by Kinesis",
                 extra={
@@ -469,6 +470,7 @@ def put_payloads(
     sleep: Callable[[float], None] = time.sleep,
     log: Any = None,
     receipts: bool = False,
+    log_report: bool = True,
 ) -> ProduceReport:
     """Put (partition key, data) pairs as they are; the engine under `put_beers`.
 
@@ -490,7 +492,8 @@ def put_payloads(
     have sent are reported as failed, with the last reason or "OutOfTime". The wait after
     try n is random in [0, min(max_backoff, backoff * 2**(n - 1))]. With `receipts`, the
     report's `accepted` says which shard and sequence number each accepted record got (for
-    a tick's few records; a backfill keeps none).
+    a tick's few records; a backfill keeps none). With `log_report=False` nothing is
+    logged: the caller logs the report (a tick, in its one line).
     """
     log = log or logger
     client = kinesis_client or _default_client()
@@ -509,7 +512,7 @@ def put_payloads(
         backoff=backoff,
         max_backoff=max_backoff,
         sleep=sleep,
-        log=log,
+        log=log if log_report else None,
         receipts=receipts,
     )
     rejected: list[FailedRecord] = []
@@ -543,6 +546,14 @@ def put_payloads(
             bar.close()
         report.seconds = time.perf_counter() - started
         report.failed.extend(rejected)
+    if log_report:
+        _log_report(log, report, rejected)
+    if interrupted is not None:
+        raise ProduceInterrupted(report) from interrupted
+    return report
+
+
+def _log_report(log: Any, report: ProduceReport, rejected: list[FailedRecord]) -> None:
     if rejected:
         log.error(
             "records that cannot be sent",
@@ -564,9 +575,6 @@ def put_payloads(
             k: v for k, v in report.as_dict().items() if k not in ("failed", "oversize", "accepted")
         },
     )
-    if interrupted is not None:
-        raise ProduceInterrupted(report) from interrupted
-    return report
 
 
 def _settle(done: Iterable[Future[int]], callback: Progress | None) -> None:
@@ -633,23 +641,28 @@ def produce_random_beers(
     except Exception:
         log.exception("no beers from the Punk API", extra={"requested": count, **context})
         raise
-    report = put_beers(
-        beers,
-        stream_name,
-        kinesis_client,
-        log=log,
-        max_seconds=TICK_RETRY_SECONDS,
-        deadline=deadline,
-        receipts=True,
-    )
+    ids = [beer.get("id") if isinstance(beer, Mapping) else None for beer in beers]
+    try:
+        report = put_beers(
+            beers,
+            stream_name,
+            kinesis_client,
+            max_seconds=TICK_RETRY_SECONDS,
+            deadline=deadline,
+            receipts=True,
+            log_report=False,  # the tick's own line holds the report: one line a tick
+        )
+    except ProduceInterrupted as interrupted:
+        log.error("tick incomplete", extra=tick_log_fields(ids, interrupted.report, context))
+        raise
     summary = {
         **context,
         "requested": count,
         "fetched": len(beers),
-        "ids": [beer.get("id") if isinstance(beer, Mapping) else None for beer in beers],
+        "ids": ids,
         **report.as_dict(),
     }
-    fields = tick_log_fields(summary["ids"], report, context)
+    fields = tick_log_fields(ids, report, context)
     if not report.ok:
         log.error("tick incomplete", extra=fields)
         raise ProduceError(report)
