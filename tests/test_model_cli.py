@@ -379,6 +379,21 @@ def test_predict_names_the_ids_it_cannot_find(trained_dir: Path, split_catalogue
     assert "no beer with id 88889, 99992 in" in result.output
 
 
+def test_predict_of_one_id_refuses_a_catalogue_with_a_bad_entry_elsewhere(
+    trained_dir: Path, catalog_beers, tmp_path: Path
+):
+    # the file is the user's to mend: predicting beer 1 from it does not make it a catalogue
+    catalogue = tmp_path / "newer.json"
+    catalogue.write_text(json.dumps([*catalog_beers[:5], {"name": "No Id"}]))
+    every = brewops_in_process("predict", "--model", str(trained_dir), "--catalog", str(catalogue))
+    one = brewops_in_process(
+        "predict", "--model", str(trained_dir), "--catalog", str(catalogue), "--id", "1"
+    )
+    assert (one.exit_code, one.stdout) == (1, "")
+    assert one.stderr == every.stderr
+    assert 'entries without one: 1 of 6 (entry 6 ("No Id"): no id)' in one.stderr
+
+
 def test_predict_refuses_an_empty_catalogue(trained_dir: Path, tmp_path: Path):
     # as evaluate does: no line and status 0 would pass for every beer predicted
     empty = tmp_path / "empty.json"

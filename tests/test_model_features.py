@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from brewops.catalog import load_catalog, to_v3_shape
-from brewops.model import bands, features, hops
+from brewops.model import bands, features, hops, predict
 from brewops.model.predict import predict_beers
 
 
@@ -697,3 +697,21 @@ def test_nested_lists_read_back_as_arrays_give_the_same_features(catalog_beers):
 
     frame = pd.DataFrame([as_arrays(b) for b in beers])
     pd.testing.assert_frame_equal(features.build_features(frame), features.build_features(beers))
+
+
+def test_the_features_of_labelled_beers_make_each_record_plain_once(catalog_beers, monkeypatch):
+    # as tables return them: nested fields as JSON text, a missing number as NaN
+    stored = [
+        {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in b.items()}
+        | {"ph": math.nan}
+        for b in catalog_beers[:40]
+    ]
+    beers = features.labelled(stored)
+    expected = features.build_features([s for s in stored if s["id"] in {b["id"] for b in beers}])
+    made_plain = []
+    original = features.beer_records
+    monkeypatch.setattr(
+        features, "beer_records", lambda data: made_plain.append(data) or original(data)
+    )
+    pd.testing.assert_frame_equal(predict.feature_matrix(beers), expected)
+    assert made_plain == [], "labelled beers are plain already: made plain again"

@@ -188,7 +188,13 @@ def ibu_values(beers: list[dict[str, Any]]) -> np.ndarray:
 
 def build_features(data: Any) -> pd.DataFrame:
     """The feature matrix (FEATURE_COLUMNS, float) of records in any accepted form."""
-    rows = [beer_features(beer) for beer in beer_records(data)]
+    return features_of_records(beer_records(data))
+
+
+def features_of_records(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """`build_features` of records `beer_records` already made plain (as `labelled` returns
+    them), without making them plain again."""
+    rows = [beer_features(beer) for beer in records]
     frame = pd.DataFrame(rows, columns=list(FEATURE_COLUMNS), dtype=float)
     # The forests compute in float32: one infinite or out-of-range value (an absurd amount
     # or volume) would make scikit-learn refuse every beer of the batch. As NaN it is

@@ -57,15 +57,16 @@ CHUNK_BEERS = 1000
 def feature_matrix(
     records: Sequence[dict[str, Any]], *, progress: bool = False, desc: str = "predict"
 ) -> pd.DataFrame:
-    """`features.build_features` of plain records (`features.beer_records`), the per-beer
-    work of a prediction, built CHUNK_BEERS beers at a time so that a progress bar on
-    stderr (tqdm's; a widget in a notebook) follows it when `progress` is true."""
+    """`features.build_features` of plain records (`features.beer_records`; not made plain
+    again), the per-beer work of a prediction, built CHUNK_BEERS beers at a time so that a
+    progress bar on stderr (tqdm's; a widget in a notebook) follows it when `progress` is
+    true."""
     from brewops.progress import ProgressBar
 
     parts = []
     with ProgressBar(total=len(records), desc=desc, unit=" beers", disable=not progress) as bar:
         for start in range(0, len(records), CHUNK_BEERS):
-            parts.append(features.build_features(records[start : start + CHUNK_BEERS]))
+            parts.append(features.features_of_records(records[start : start + CHUNK_BEERS]))
             bar.update(len(parts[-1]))
     return pd.concat(parts, ignore_index=True) if parts else features.build_features([])
 
