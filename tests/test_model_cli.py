@@ -148,6 +148,10 @@ def test_evaluate_prints_one_json_object_last(trained_dir: Path, split_catalogue
     assert last["model_version"] == card_of(trained_dir)["version"]
     assert f"{expected_n} beers with an IBU in {unseen_file}" in result.stdout
     assert f"  {'macro_f1':16s} {last['macro_f1']:.3f}\n" in result.stdout
+    # the band probabilities' figures, and how often band and IBU disagree
+    for key in ("brier", "log_loss", "ece", "band_ibu_disagreement"):
+        assert 0 <= last[key] == last["unseen"][key], key
+    assert f"band probabilities: brier {last['brier']:.3f}, " in result.stdout
 
 
 def test_evaluate_tells_the_beers_trained_on_from_new_ones(
@@ -271,6 +275,14 @@ def test_predict_prints_a_band_per_beer(trained_dir: Path, split_catalogue):
     )
     # the held-out file: beers the model has not been trained on
     assert [p["seen_in_training"] for p in predictions] == [False, False]
+    assert all(p["predicted_ibu_band"] in bands.LABELS for p in predictions)
+
+
+def test_predict_help_says_band_and_ibu_can_disagree():
+    result = brewops_in_process("predict", "--help")
+    assert "`predicted_ibu_band` names the band the predicted IBU lies in" in " ".join(
+        result.output.split()
+    )
 
 
 @pytest.mark.parametrize("command", ["evaluate", "predict"])

@@ -61,6 +61,37 @@ def test_predicted_vs_actual_splits_points_by_band_agreement():
     assert ax.get_xlim()[1] >= 1157.0
 
 
+def test_reliability_draws_each_filled_bin_against_the_diagonal():
+    true_band = np.array([0, 1, 2, 3])
+    proba = np.array(
+        [
+            [0.75, 0.25, 0.0, 0.0],
+            [0.25, 0.75, 0.0, 0.0],
+            [0.0, 0.0, 0.45, 0.55],  # wrong
+            [0.0, 0.0, 0.35, 0.65],
+        ]
+    )
+    fig = plots.plot_reliability(true_band, proba, title="folds")
+    ax, counts = fig.axes
+    diagonal, model = ax.lines
+    assert diagonal.get_xydata().tolist() == [[0, 0], [1, 1]]
+    # one point per filled bin: (0.5, 0.6], (0.6, 0.7], (0.7, 0.8]
+    np.testing.assert_allclose(model.get_xydata(), [[0.55, 0.0], [0.65, 1.0], [0.75, 1.0]])
+    assert colors.to_hex(model.get_color()) in plotstyle.PALETTE
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["honest probabilities", "model (ECE 0.350)"]
+    assert ax.get_title() == "folds"
+    assert ax.get_ylabel() == "share in the predicted band"
+    assert counts.get_xlabel() == "probability of the predicted band"
+    assert [round(bar.get_height()) for bar in counts.patches] == [0] * 5 + [1, 1, 2, 0, 0]
+    assert (ax.get_xlim(), ax.get_ylim()) == ((0, 1), (0, 1))
+
+
+def test_reliability_of_probabilities_of_other_bands_is_refused():
+    with pytest.raises(ValueError, match=f"where this code has {bands.N_BANDS} bands"):
+        plots.plot_reliability([0, 1], np.full((2, bands.N_BANDS + 1), 0.2))
+
+
 def test_importance_shows_the_top_features_largest_first():
     importance = pd.DataFrame(
         {
@@ -227,6 +258,7 @@ def test_the_evaluation_figures_are_legible_at_the_width_notebooks_show():
         plots.plot_predicted_vs_actual([10.0, 45.0, 1157.0], [12.0, 55.0, 95.0]),
         plots.plot_importance(importance),
         plots.plot_comparison(metrics),
+        plots.plot_reliability([0, 1, 3], np.eye(bands.N_BANDS)[[0, 2, 3]] * 0.7 + 0.075),
     ):
         assert not legibility_problems(fig)
 

@@ -87,6 +87,11 @@ def test_metrics_have_the_documented_keys(trained):
         assert set(figures["per_class"]) == set(bands.LABELS)
         assert np.asarray(figures["confusion_matrix"]).shape == (4, 4)
     assert set(metrics["baselines"]) == {"majority_class", "random_forest_6_columns"}
+    # the band probabilities' figures, out of fold, for the model and the baselines
+    for figures in (metrics["cv"], *metrics["baselines"].values()):
+        for key in ("brier", "log_loss", "ece", "band_ibu_disagreement"):
+            assert np.isfinite(figures[key]) and np.isfinite(figures[f"{key}_std"]), key
+    assert 0 <= metrics["time_split"]["band_ibu_disagreement"] <= 1
     assert metrics["cv"]["n"] == 320 == metrics["data"]["rows_used"]
     assert np.sum(metrics["cv"]["confusion_matrix"]) == 320 * QUICK.n_repeats
     split = metrics["time_split"]
@@ -106,6 +111,77 @@ def test_the_model_beats_both_baselines(trained):
     assert set(split["baselines"]) == set(baselines)
     for baseline in split["baselines"].values():
         assert split["accuracy"] > baseline["accuracy"]
+
+
+def test_the_models_probabilities_beat_both_baselines(trained):
+    cv, baselines = trained.metrics["cv"], trained.metrics["baselines"]
+    for baseline in baselines.values():
+        assert cv["brier"] < baseline["brier"]
+        assert cv["log_loss"] < baseline["log_loss"]
+    # the majority class gives its band probability 1: a certain answer, mostly wrong
+    majority = baselines["majority_class"]
+    assert majority["ece"] == pytest.approx(1 - majority["accuracy"])
+    assert majority["brier"] == pytest.approx(2 * (1 - majority["accuracy"]))
+
+
+def test_calibration_figures_of_a_hand_computed_case():
+    true_band = np.array([0, 1, 2, 3])
+    proba = np.array(
+        [
+            [0.75, 0.25, 0.0, 0.0],  # right, sure at 0.75
+            [0.25, 0.75, 0.0, 0.0],  # right, sure at 0.75
+            [0.0, 0.0, 0.45, 0.55],  # wrong (band 3), sure at 0.55
+            [0.0, 0.0, 0.35, 0.65],  # right, sure at 0.65
+        ]
+    )
+    figures = train.calibration_metrics(true_band, proba)
+    # (2 * 0.25² + 2 * 0.25² + 0.55² + 0.55² + 2 * 0.35²) / 4
+    assert figures["brier"] == pytest.approx((0.125 + 0.125 + 0.605 + 0.245) / 4)
+    assert figures["log_loss"] == pytest.approx(-np.log([0.75, 0.75, 0.45, 0.65]).mean())
+    # bins (0.5, 0.6]: 1 beer at 0.55, none right; (0.6, 0.7]: 1 at 0.65, right;
+    # (0.7, 0.8]: 2 at 0.75, both right
+    assert figures["ece"] == pytest.approx((0.55 + 0.35 + 2 * 0.25) / 4)
+    # a true band given probability 0 costs -ln(2.2e-16), not infinity
+    certain = train.calibration_metrics(np.array([1]), np.array([[1.0, 0.0, 0.0, 0.0]]))
+    assert certain["log_loss"] == pytest.approx(-np.log(np.finfo(float).eps))
+    assert (certain["brier"], certain["ece"]) == (2.0, 1.0)
+
+
+def test_reliability_bins_are_scikit_learns_calibration_curve_of_the_top_label():
+    from sklearn.calibration import calibration_curve
+
+    rng = np.random.default_rng(5)
+    proba = rng.dirichlet(np.ones(bands.N_BANDS), size=200)
+    true_band = rng.integers(0, bands.N_BANDS, size=200)
+    table = train.reliability_bins(true_band, proba)
+    assert table["n"].sum() == 200 and len(table) == train.RELIABILITY_BINS
+    correct = proba.argmax(axis=1) == true_band
+    accuracy, confidence = calibration_curve(correct, proba.max(axis=1), n_bins=10)
+    filled = table[table["n"] > 0]
+    np.testing.assert_allclose(filled["accuracy"], accuracy)
+    np.testing.assert_allclose(filled["confidence"], confidence)
+    assert table.loc[table["n"] == 0, "accuracy"].isna().all()
+
+
+def test_band_ibu_disagreement_counts_an_ibu_outside_the_predicted_band():
+    # 30 is in (-1, 30], 30.5 in (30, 50]: the bands' right-closed edges
+    predicted_ibu = np.array([30.0, 30.5, 72.0, 45.0])
+    assert train.band_ibu_disagreement(np.array([0, 0, 1, 1]), predicted_ibu) == 0.5
+
+
+def test_baseline_probabilities_have_a_column_per_band(catalog_beers):
+    beers = features.labelled(catalog_beers)
+    X, ibu = features.build_features(beers), features.ibu_values(beers)
+    low = ibu <= 50  # two bands only: the other two get probability 0
+    majority, forest = train.make_baselines(train.Protocol().seed, n_jobs=1)
+    for baseline in (majority, forest):
+        proba = baseline.fit(X[low], ibu[low]).predict_proba(X)
+        assert proba.shape == (len(X), bands.N_BANDS)
+        np.testing.assert_allclose(proba.sum(axis=1), 1)
+        assert (proba[:, 2:] == 0).all()
+        np.testing.assert_array_equal(proba.argmax(axis=1), baseline.predict_band(X))
+    most = np.bincount(bands.band_index(ibu[low])).argmax()
+    np.testing.assert_array_equal(majority.predict_proba(X[:3]), np.eye(bands.N_BANDS)[[most] * 3])
 
 
 def test_the_time_split_is_also_run_over_forest_seeds(trained, catalog_beers):
@@ -203,7 +279,7 @@ def test_evaluation_scores_new_beers_apart_from_those_trained_on(
     assert scores["n"] == len(beers)
     assert scores["seen_in_training"] == len(beers) - len(new_beers) == 160
     alone = train.evaluate_catalogue(model, new_beers, None)
-    for key in ("n", "accuracy", "macro_f1", "mae"):
+    for key in ("n", "accuracy", "macro_f1", "mae", "brier", "log_loss", "ece"):
         assert scores["unseen"][key] == alone[key], key
     # a card without the list (an older model) scores everything, telling nothing apart
     untold = train.evaluate_catalogue(model, beers, None)
@@ -440,6 +516,8 @@ def test_repeats_are_summarised_by_their_mean_and_spread():
     # the confusion matrices add up: every beer of every repeat is in it
     assert summary["confusion_matrix"][:2] == [[3, 1, 0, 0], [0, 4, 0, 0]]
     assert summary["per_class"]["(30, 50]"]["support"] == 2
+    # without the probabilities there are no figures of them
+    assert "brier" not in summary
     # a band no repeat had anything to score in stays unscored
     assert summary["per_class"]["(50, 70]"] == {
         "precision": None,
@@ -447,6 +525,21 @@ def test_repeats_are_summarised_by_their_mean_and_spread():
         "f1": None,
         "support": 0,
     }
+
+
+def test_repeats_with_probabilities_summarise_their_figures_too():
+    ibu = np.array([10.0, 40.0])
+    sure = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
+    even = np.full((2, bands.N_BANDS), 1 / bands.N_BANDS)
+    repeats = [
+        train.all_metrics(ibu, np.array([0, 1]), ibu, sure),
+        train.all_metrics(ibu, np.array([0, 0]), np.array([10.0, 60.0]), even),
+    ]
+    summary = train._summarise(repeats)
+    # Brier 0 and 3/4 (0.75² + 3 * 0.25²); the second repeat's IBU 60 is out of band 0 and 1
+    assert (summary["brier"], summary["brier_std"]) == (pytest.approx(0.375), pytest.approx(0.375))
+    assert summary["log_loss"] == pytest.approx(np.log(4) / 2)
+    assert summary["band_ibu_disagreement"] == pytest.approx(0.25)
 
 
 def test_the_seed_spread_line_reports_the_mean_and_spread_of_each_figure():
@@ -476,6 +569,10 @@ def test_out_of_fold_predictions_and_probabilities_are_the_first_repeats(catalog
         assert np.sum(figures["confusion_matrix"]) == 2 * 60
     probabilities = out_of_fold[[f"p {label}" for label in bands.LABELS]].to_numpy()
     np.testing.assert_array_equal(probabilities.argmax(axis=1), out_of_fold["predicted_band"])
+    # of two repeats, mean ± std are the two repeats' figures: one is the table's
+    first = train.calibration_metrics(out_of_fold["band"].to_numpy(), probabilities)
+    mean, std = metrics["cv"]["brier"], metrics["cv"]["brier_std"]
+    assert first["brier"] in (pytest.approx(mean - std), pytest.approx(mean + std))
     np.testing.assert_array_equal(out_of_fold["ibu"], ibu)
 
 
@@ -654,6 +751,7 @@ def test_a_prediction_reports_what_the_model_said():
         "band": "(70, inf)",
         "band_index": 3,
         "predicted_ibu": 81.3,
+        "predicted_ibu_band": "(70, inf)",
         # to four decimals
         "probabilities": {
             "(-1, 30]": 0.1234,
@@ -664,6 +762,23 @@ def test_a_prediction_reports_what_the_model_said():
         "ibu": 85.0,
         "seen_in_training": None,
     }
+
+
+def test_a_prediction_names_the_band_its_ibu_lies_in_when_it_is_not_the_predicted_band():
+    class Disagreeing(_FixedModel):  # most probable band (70, inf), IBU in (50, 70]
+        def predict_ibu(self, X):
+            return np.array([64.0, 70.04])
+
+    first, second = predict_beers(Disagreeing(), [{"id": 1}, {"id": 2}])
+    assert (first["band"], first["predicted_ibu_band"]) == ("(70, inf)", "(50, 70]")
+    # the band of the IBU shown: 70.04 is shown as 70.0, in (50, 70]
+    assert (second["predicted_ibu"], second["predicted_ibu_band"]) == (70.0, "(50, 70]")
+
+
+def test_every_field_of_a_prediction_is_documented():
+    prediction = predict_beer(_FixedModel(), {"id": 7, "name": "Hoppy"})
+    for key in prediction:
+        assert f"`{key}`" in predict_beers.__doc__, key
 
 
 def test_seen_in_training_compares_normalised_names():
@@ -814,7 +929,11 @@ def _recorded_folds(monkeypatch, X, ibu, protocol):
         folds.append((train_rows, test_rows))
         proba = np.full((len(test_rows), bands.N_BANDS), 1 / bands.N_BANDS)
         zeros = np.zeros(len(test_rows))
-        return proba, dict.fromkeys(names, zeros.astype(int)), dict.fromkeys(names, zeros)
+        return (
+            dict.fromkeys(names, proba),
+            dict.fromkeys(names, zeros.astype(int)),
+            dict.fromkeys(names, zeros),
+        )
 
     monkeypatch.setattr(train, "_run_fold", recording_run_fold)
     train.cross_validate(X, ibu, replace(protocol, n_jobs=1), TINY)

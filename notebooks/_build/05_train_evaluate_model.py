@@ -195,6 +195,60 @@ worst = oof.assign(error=(oof["predicted_ibu"] - oof["ibu"]).abs()).nlargest(8, 
 worst[["id", "name", "ibu", "predicted_ibu", "band", "predicted_band"]].round(1)
 """),
         md("""
+The band and the IBU come from two models, a classifier and a regressor, and need not agree:
+below, how often the predicted IBU lies in another band than the predicted band. Each
+prediction says where its IBU lies (`predicted_ibu_band`), so a reader seeing band
+`(30, 50]` beside 55 IBU knows the two were not meant as one answer.
+"""),
+        code("""
+ibu_band = bands.band_index(oof["predicted_ibu"].to_numpy())
+differ = ibu_band != oof["predicted_band"]
+share = metrics["cv"]["band_ibu_disagreement"]
+apart = (abs(ibu_band - oof["predicted_band"]) > 1).sum()
+band_right = (oof["predicted_band"] == oof["band"])[differ].mean()
+ibu_band_right = (ibu_band == oof["band"])[differ].mean()
+print(
+    f"predicted IBU in another band than the predicted band: {share:.1%} of the beers "
+    f"(mean over the repeats); in this repeat {differ.sum()} beers, {apart} of them more "
+    f"than one band apart; right: the band {band_right:.0%}, the IBU's band {ibu_band_right:.0%}"
+)
+"""),
+        md("""
+## Are the band probabilities honest?
+
+A prediction gives each band a probability: of the beers given their band with
+probability 0.7, about 70 % should be in it. Over the same out-of-fold predictions, for the
+model and the baselines: the Brier score (squared distance from the probabilities to the
+true band, 0 best, 2 worst), the log loss (mean -ln of the true band's probability; a true
+band given probability 0 costs 36) and the expected calibration error (ECE: the gap between
+the probability of the predicted band and the share of those bands that are right, over
+10 bins, weighted by their beers). The majority class gives its one band probability 1:
+its log loss is that of a certain answer wrong seven times out of ten.
+"""),
+        code("""
+calibration = pd.DataFrame(
+    {
+        name: {key: figures[key] for key in ("brier", "log_loss", "ece")}
+        for name, figures in [("model", metrics["cv"]), *metrics["baselines"].items()]
+    }
+).T
+for name, figures in metrics["baselines"].items():
+    assert metrics["cv"]["brier"] < figures["brier"], (name, figures["brier"])
+calibration.round(3)
+"""),
+        md("""
+How to read the reliability diagram: each point is a bin of beers by the probability of
+their predicted band; a point below the diagonal means the model was surer than it was
+right (over-confident), above it less sure than it was right.
+"""),
+        code("""
+reliability_figure = plots.plot_reliability(
+    oof["band"],
+    oof[[f"p {label}" for label in bands.LABELS]],
+    title="Out-of-fold band probabilities (first repeat)",
+)
+"""),
+        md("""
 ## Permutation importance
 
 How much accuracy on the newest fifth drops when one feature's values are shuffled among
@@ -243,9 +297,9 @@ print(registry.card_markdown({**result.card, "version": version or "(not registe
 ## Load it back and predict
 
 The loaded model verifies its file against the card's sha256, then predicts beers as the
-API returns them (v2 or v3 shape): band, IBU and the probability of each band (the `p`
-columns). With `register = False` and no `model_version`, nothing is loaded: the model in
-memory predicts.
+API returns them (v2 or v3 shape): band, IBU, the band that IBU lies in
+(`predicted_ibu_band`) and the probability of each band (the `p` columns). With
+`register = False` and no `model_version`, nothing is loaded: the model in memory predicts.
 `seen_in_training` is true for a beer the card lists among the training beers: such a
 prediction is in-sample, not a test of the model (the figures above are the tests).
 """),

@@ -17,6 +17,8 @@ from brewops.progress_option import PROGRESS_OPTION
 from brewops.streaming_cli import TARGET_OPTION, use_target
 
 HEADLINE = ("accuracy", "macro_f1", "mae", "r2", "mae_ibu_le_150", "r2_ibu_le_150")
+# what `evaluate` adds: the band probabilities' figures, and how often band and IBU differ
+PROBABILITY_FIGURES = ("brier", "log_loss", "ece", "band_ibu_disagreement")
 
 
 def _nonzero_jobs(ctx: click.Context, param: click.Parameter, value: int) -> int:
@@ -136,6 +138,9 @@ def evaluate(model_location: str, catalog_path: Path, progress: bool) -> None:
     Beers the model was trained on (same name) are counted in `seen_in_training`, and the
     figures on the others alone are under `unseen`. Beers without a numeric IBU cannot be
     scored: they are counted in `without_ibu`, and repeated ids in `duplicates_dropped`.
+    Beside the headline figures: `brier`, `log_loss` and `ece` (top-label expected
+    calibration error) of the band probabilities, and `band_ibu_disagreement`, the share
+    of beers whose predicted IBU lies in another band than their predicted band.
     """
     from brewops.model import features
     from brewops.model import train as training
@@ -160,17 +165,27 @@ def evaluate(model_location: str, catalog_path: Path, progress: bool) -> None:
         click.echo(f"left out: {_without_ibu_summary(without_ibu)}")
     for key in HEADLINE:
         click.echo(f"  {key:16s} {metrics[key]:.3f}")
+    click.echo(
+        f"band probabilities: brier {metrics['brier']:.3f}, log_loss {metrics['log_loss']:.3f}, "
+        f"ece {metrics['ece']:.3f}; predicted IBU in another band than the predicted band "
+        f"for {metrics['band_ibu_disagreement']:.1%} of the beers"
+    )
     click.echo(_seen_summary(metrics))
     result = {
         "n": metrics["n"],
         **_headline(metrics),
+        **{key: metrics[key] for key in PROBABILITY_FIGURES},
         "per_class": metrics["per_class"],
         "confusion_matrix": metrics["confusion_matrix"],
         "seen_in_training": metrics["seen_in_training"],
         "without_ibu": len(without_ibu),
         "duplicates_dropped": sum(dropped),
         "unseen": (
-            {"n": metrics["unseen"]["n"], **_headline(metrics["unseen"])}
+            {
+                "n": metrics["unseen"]["n"],
+                **_headline(metrics["unseen"]),
+                **{key: metrics["unseen"][key] for key in PROBABILITY_FIGURES},
+            }
             if metrics["unseen"]
             else None
         ),
@@ -192,6 +207,10 @@ def evaluate(model_location: str, catalog_path: Path, progress: bool) -> None:
 @PROGRESS_OPTION
 def predict(model_location: str, catalog_path: Path, ids: tuple[int, ...], progress: bool) -> None:
     """Predict band, IBU and band probabilities; one JSON object per beer and line.
+
+    `band` is the most probable band and `predicted_ibu` a separate regression: they can
+    disagree (in cross-validation about one beer in five, by one band), so
+    `predicted_ibu_band` names the band the predicted IBU lies in.
 
     `seen_in_training` is true for a beer the model was trained on (same name): its
     prediction is in-sample. It is null when the model card does not list its beers.

@@ -100,6 +100,56 @@ def plot_predicted_vs_actual(
     return fig
 
 
+def plot_reliability(
+    true_band: Sequence[int],
+    probabilities: Any,
+    title: str = "Reliability of the band probabilities",
+    label: str = "model",
+) -> Any:
+    """Top-label reliability diagram: for the beers binned by the probability of their
+    predicted band (`train.reliability_bins`), the share whose predicted band is right
+    against that probability; the diagonal is where honest probabilities lie. Below, how
+    many beers each bin holds (a point of few beers says little)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    from brewops.model import train
+
+    proba = np.asarray(probabilities, dtype=float)
+    if proba.ndim != 2 or proba.shape[1] != bands.N_BANDS:
+        raise ValueError(
+            f"probabilities of shape {proba.shape}, where this code has {bands.N_BANDS} bands: "
+            "one row per beer, one column per band"
+        )
+    table = train.reliability_bins(np.asarray(true_band), proba)
+    filled = table[table["n"] > 0]
+    ece = train.calibration_metrics(np.asarray(true_band), proba)["ece"]
+    fig, (ax, counts) = plt.subplots(
+        2, 1, figsize=(6, 6), sharex=True, gridspec_kw={"height_ratios": (3, 1)}
+    )
+    ax.plot([0, 1], [0, 1], color="grey", linewidth=1, label="honest probabilities")
+    ax.plot(
+        filled["confidence"],
+        filled["accuracy"],
+        marker="o",
+        color=plotstyle.BLUE,
+        label=f"{label} (ECE {ece:.3f})",
+        clip_on=False,  # a bin all right or all wrong sits on the frame, drawn whole
+    )
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("share in the predicted band")
+    ax.set_title(title)
+    ax.legend(fontsize=9, loc="upper left")
+    width = table["upper"] - table["lower"]
+    counts.bar(table["lower"] + width / 2, table["n"], width=width * 0.9, color=plotstyle.GREY)
+    counts.yaxis.set_major_locator(MaxNLocator(nbins=3, integer=True))
+    counts.set_ylabel("beers")
+    counts.set_xlabel("probability of the predicted band")
+    fig.tight_layout()
+    return fig
+
+
 def plot_importance(importance: pd.DataFrame, top: int = 15, title: str | None = None) -> Any:
     """Permutation importance (drop in accuracy), the `top` features, with one std."""
     import matplotlib.pyplot as plt

@@ -7,6 +7,7 @@ The protocol, fixed so results compare between runs:
   numeric cleaned columns (what the public solutions of the challenge do); beers whose
   features are identical (one recipe under several names) are in one fold;
 - classification: accuracy, macro-F1, per-class precision/recall, confusion matrix;
+- the band probabilities: Brier score, log loss and top-label expected calibration error;
   regression of IBU: MAE and R², over all beers and over beers with IBU <= 150;
 - a split by `first_brewed`: train on the older beers, test on the newest fifth, as a
   proxy for beers the model has never seen;
@@ -36,8 +37,10 @@ from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.metrics import (
     accuracy_score,
+    brier_score_loss,
     confusion_matrix,
     f1_score,
+    log_loss,
     mean_absolute_error,
     precision_recall_fscore_support,
     r2_score,
@@ -225,6 +228,13 @@ class _Baseline:
     def predict_ibu(self, X: pd.DataFrame) -> np.ndarray:
         return np.expm1(self.regressor_.predict(X[list(self.columns)]))
 
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Probabilities of the bands, a column for every band (0 for one never seen)."""
+        proba = self.classifier_.predict_proba(X[list(self.columns)])
+        full = np.zeros((len(X), bands.N_BANDS))
+        full[:, np.asarray(self.classifier_.classes_).astype(int)] = proba
+        return full
+
 
 def make_baselines(seed: int, n_jobs: int | None = None) -> list[_Baseline]:
     """The majority class and the six-column random forest (scikit-learn defaults, as the
@@ -314,13 +324,79 @@ def _r2(true: np.ndarray, predicted: np.ndarray) -> float:
     return float(r2_score(true, predicted)) if len(true) > 1 else math.nan
 
 
+RELIABILITY_BINS = 10  # bins of the top-label confidence, 0.1 wide
+
+
+def reliability_bins(
+    true_band: np.ndarray, proba: np.ndarray, n_bins: int = RELIABILITY_BINS
+) -> pd.DataFrame:
+    """The top-label reliability table: the beers binned by the probability of their
+    predicted band (the confidence), in equal-width bins closed on the right as
+    scikit-learn's `calibration_curve` bins them; per bin its edges, `n`, the mean
+    `confidence` and the `accuracy` (share whose predicted band is the true one; NaN in an
+    empty bin). Honest probabilities put every bin's accuracy at its confidence."""
+    proba = np.asarray(proba, dtype=float)
+    confidence = proba.max(axis=1)
+    correct = proba.argmax(axis=1) == np.asarray(true_band)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    which = np.searchsorted(edges[1:-1], confidence)
+    n = np.bincount(which, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_confidence = np.bincount(which, confidence, minlength=n_bins) / n
+        accuracy = np.bincount(which, correct, minlength=n_bins) / n
+    return pd.DataFrame(
+        {
+            "lower": edges[:-1],
+            "upper": edges[1:],
+            "n": n,
+            "confidence": mean_confidence,
+            "accuracy": accuracy,
+        }
+    )
+
+
+def calibration_metrics(true_band: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    """How far the band probabilities are from what happens.
+
+    - `brier`: the multiclass Brier score, the squared distance from the probabilities to
+      the true band's one-hot vector summed over the bands (0 best, 2 worst);
+    - `log_loss`: the mean of -ln(probability of the true band); a true band given
+      probability 0 counts as scikit-learn's clipped 2.2e-16 (36 per beer);
+    - `ece`: the top-label expected calibration error, over `reliability_bins`: the mean
+      distance between a bin's accuracy and its confidence, weighted by its beers.
+    """
+    labels = list(range(bands.N_BANDS))
+    table = reliability_bins(true_band, proba)
+    filled = table[table["n"] > 0]
+    gap = (filled["accuracy"] - filled["confidence"]).abs()
+    return {
+        "brier": float(brier_score_loss(true_band, proba, labels=labels)),
+        "log_loss": float(log_loss(true_band, proba, labels=labels)),
+        "ece": float((gap * filled["n"]).sum() / filled["n"].sum()),
+    }
+
+
+def band_ibu_disagreement(predicted_band: np.ndarray, predicted_ibu: np.ndarray) -> float:
+    """The share of beers whose predicted IBU lies in another band than their predicted
+    band: the classifier and the regressor are separate models and need not agree."""
+    return float(np.mean(np.asarray(predicted_band) != bands.band_index(predicted_ibu)))
+
+
 def all_metrics(
-    true_ibu: np.ndarray, predicted_band: np.ndarray, predicted_ibu: np.ndarray
+    true_ibu: np.ndarray,
+    predicted_band: np.ndarray,
+    predicted_ibu: np.ndarray,
+    proba: np.ndarray | None = None,
 ) -> dict[str, Any]:
+    """Every figure of one set of predictions; those of the probabilities (`brier`,
+    `log_loss`, `ece`) when `proba`, the band probabilities, is given."""
+    true_band = bands.band_index(true_ibu)
     return {
         "n": len(true_ibu),
-        **classification_metrics(bands.band_index(true_ibu), predicted_band),
+        **classification_metrics(true_band, predicted_band),
         **regression_metrics(true_ibu, predicted_ibu),
+        **(calibration_metrics(true_band, proba) if proba is not None else {}),
+        "band_ibu_disagreement": band_ibu_disagreement(predicted_band, predicted_ibu),
     }
 
 
@@ -336,27 +412,31 @@ def evaluate_catalogue(
     `progress`: a progress bar of their features, on stderr."""
     X = feature_matrix(beers, progress=progress, desc="evaluate")
     ibu = features.ibu_values(beers)
-    predicted_band = model.predict_band(X)
+    proba = model.predict_proba(X)
+    predicted_band = np.argmax(proba, axis=1)  # what `predict_band` gives
     predicted_ibu = model.predict_ibu(X)
-    result = all_metrics(ibu, predicted_band, predicted_ibu)
+    result = all_metrics(ibu, predicted_band, predicted_ibu, proba)
     if trained_on is None:
         return {**result, "seen_in_training": None, "unseen": None}
     known = set(trained_on)
     new = np.array([features.beer_key(beer) not in known for beer in beers])
     result["seen_in_training"] = int((~new).sum())
     result["unseen"] = (
-        all_metrics(ibu[new], predicted_band[new], predicted_ibu[new]) if new.any() else None
+        all_metrics(ibu[new], predicted_band[new], predicted_ibu[new], proba[new])
+        if new.any()
+        else None
     )
     return result
 
 
 _SCALARS = ("accuracy", "macro_f1", "mae", "r2", "mae_ibu_le_150", "r2_ibu_le_150")
+_PROBABILITY_SCALARS = ("brier", "log_loss", "ece", "band_ibu_disagreement")
 
 
 def _summarise(per_repeat: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean (and spread across repeats) of pooled out-of-fold metrics of each repeat."""
     summary: dict[str, Any] = {"n": per_repeat[0]["n"], "repeats": len(per_repeat)}
-    for key in _SCALARS:
+    for key in (*_SCALARS, *(k for k in _PROBABILITY_SCALARS if k in per_repeat[0])):
         values = np.array([m[key] for m in per_repeat], dtype=float)
         summary[key] = float(values.mean())
         summary[f"{key}_std"] = float(values.std())
@@ -437,7 +517,7 @@ def cross_validate(
     names = ["model"] + [b.name for b in make_baselines(protocol.seed)]
     pred_band = {name: np.zeros((protocol.n_repeats, len(ibu)), dtype=int) for name in names}
     pred_ibu = {name: np.zeros((protocol.n_repeats, len(ibu))) for name in names}
-    proba = np.zeros((len(ibu), bands.N_BANDS))
+    pred_proba = {name: np.zeros((protocol.n_repeats, len(ibu), bands.N_BANDS)) for name in names}
     # Folds run in parallel processes, each single-threaded: the forests are small, so
     # threads inside one forest would mostly wait on each other.
     results = Parallel(n_jobs=protocol.n_jobs, return_as="generator")(
@@ -452,13 +532,12 @@ def cross_validate(
         for name in names:
             pred_band[name][repeat, test] = fold_bands[name]
             pred_ibu[name][repeat, test] = fold_ibu[name]
-        if repeat == 0:
-            proba[test] = fold_proba
+            pred_proba[name][repeat, test] = fold_proba[name]
 
     summaries = {
         name: _summarise(
             [
-                all_metrics(ibu, pred_band[name][r], pred_ibu[name][r])
+                all_metrics(ibu, pred_band[name][r], pred_ibu[name][r], pred_proba[name][r])
                 for r in range(protocol.n_repeats)
             ]
         )
@@ -475,7 +554,7 @@ def cross_validate(
         }
     )
     for i, label in enumerate(bands.LABELS):
-        out_of_fold[f"p {label}"] = proba[:, i]
+        out_of_fold[f"p {label}"] = pred_proba["model"][0][:, i]
     metrics = {"cv": summaries.pop("model"), "baselines": summaries}
     return metrics, out_of_fold
 
@@ -514,13 +593,14 @@ def _run_fold(
     test: np.ndarray,
     seed: int,
     params: ModelParams,
-) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
     model = fit_model(make_model(params, n_jobs=1), X.iloc[train], ibu[train])
-    proba = model.predict_proba(X.iloc[test])
-    predicted_bands = {"model": np.argmax(proba, axis=1)}
+    proba = {"model": model.predict_proba(X.iloc[test])}
+    predicted_bands = {"model": np.argmax(proba["model"], axis=1)}
     predicted_ibu = {"model": model.predict_ibu(X.iloc[test])}
     for baseline in make_baselines(seed, n_jobs=1):
         baseline.fit(X.iloc[train], ibu[train])
+        proba[baseline.name] = baseline.predict_proba(X.iloc[test])
         predicted_bands[baseline.name] = baseline.predict_band(X.iloc[test])
         predicted_ibu[baseline.name] = baseline.predict_ibu(X.iloc[test])
     return proba, predicted_bands, predicted_ibu
