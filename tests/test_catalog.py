@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import gc
 import json
 import os
 import random
@@ -597,3 +598,42 @@ def test_a_catalogue_keeps_beer_names_as_they_are_spelled(tmp_path: Path, catalo
     beer = {**catalog_beers[0], "name": "Bräu Æble"}
     out = write_catalog([beer], tmp_path / "beers.json")
     assert "Bräu Æble".encode() in out.read_bytes() and b"\\u00" not in out.read_bytes()
+
+
+# The cyclic collector finds nothing in a parsed catalogue but runs again and again over it
+# while it grows: it is paused for the parse, and left as it was found.
+
+
+@pytest.mark.parametrize("enabled", [True, False], ids=["collector on", "collector off"])
+def test_the_catalogue_is_parsed_with_the_collector_paused_and_left_as_found(
+    catalog_path: Path, monkeypatch: pytest.MonkeyPatch, enabled: bool
+):
+    collector_on_while_parsing = []
+    original = catalog.parse_json
+
+    def parse_json(data: bytes) -> object:
+        collector_on_while_parsing.append(gc.isenabled())
+        return original(data)
+
+    monkeypatch.setattr(catalog, "parse_json", parse_json)
+    was_enabled = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        beers = load_catalog(catalog_path)
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was_enabled else gc.disable)()
+
+    assert collector_on_while_parsing == [False]
+    assert beers == sorted(json.loads(catalog_path.read_bytes()), key=lambda b: b["id"])
+
+
+def test_a_catalogue_that_fails_to_parse_leaves_the_collector_on(tmp_path: Path):
+    path = tmp_path / "bad.json"
+    path.write_bytes(b'[{"id": 1}, ')
+    assert gc.isenabled()
+
+    with pytest.raises(CatalogError, match="not valid JSON"):
+        load_catalog(path)
+
+    assert gc.isenabled()

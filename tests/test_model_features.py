@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 from typing import Any
@@ -715,3 +716,26 @@ def test_the_features_of_labelled_beers_make_each_record_plain_once(catalog_beer
     )
     pd.testing.assert_frame_equal(predict.feature_matrix(beers), expected)
     assert made_plain == [], "labelled beers are plain already: made plain again"
+
+
+def test_records_are_made_plain_with_the_collector_paused_and_left_as_found(
+    catalog_beers, monkeypatch
+):
+    # plain copies hold no reference cycle: the cyclic collector would only run over them
+    collector_on = []
+    original = features._plain
+    monkeypatch.setattr(
+        features,
+        "_plain",
+        lambda key, value: collector_on.append(gc.isenabled()) or original(key, value),
+    )
+    assert gc.isenabled()
+
+    records = features.beer_records(catalog_beers[:5])
+
+    assert gc.isenabled()
+    assert collector_on and not any(collector_on)
+    assert records == catalog_beers[:5]
+    with pytest.raises(AttributeError):  # a row that is no record
+        features.beer_records([catalog_beers[0], 7])
+    assert gc.isenabled()

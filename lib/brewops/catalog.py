@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 from brewops import paths
 from brewops.errors import ActionableError
 from brewops.files import naming
-from brewops.jsontext import parse_json
+from brewops.jsontext import collector_paused, parse_json
 
 NPM_PACKAGE = "punkapi-db"
 NPM_VERSION = "2.6.0"
@@ -180,7 +180,8 @@ def _parse_catalog_bytes(
     data: bytes, source: str, remedy: str = _FETCH_AGAIN
 ) -> list[dict[str, Any]]:
     try:
-        beers = parse_json(data)
+        with collector_paused():
+            beers = parse_json(data)
     # ValueError: not UTF-8, not JSON (nested too deeply too), or an integer of more than
     # 4,300 digits
     except ValueError as exc:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from brewops.jsontext import parse_json
+from brewops.jsontext import collector_paused, parse_json
 from brewops.model import hops as hop_table
 
 # The six numeric columns of the cleaned table that the public solutions of the challenge
@@ -117,7 +117,10 @@ def beer_records(data: Any) -> list[dict[str, Any]]:
         rows = [data]
     else:
         rows = list(data)
-    return [_to_v2_shape({key: _plain(key, value) for key, value in row.items()}) for row in rows]
+    with collector_paused():  # plain copies of every record: a large tree of plain values
+        return [
+            _to_v2_shape({key: _plain(key, value) for key, value in row.items()}) for row in rows
+        ]
 
 
 def _plain(key: str, value: Any) -> Any:
