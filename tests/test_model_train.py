@@ -761,6 +761,7 @@ def test_a_prediction_reports_what_the_model_said():
         },
         "ibu": 85.0,
         "seen_in_training": None,
+        "outside_training": None,
     }
 
 

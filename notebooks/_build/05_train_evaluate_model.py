@@ -60,7 +60,7 @@ import pandas as pd
 from brewops import summary, tables
 from brewops import target as targets
 from brewops.catalog import load_catalog
-from brewops.model import PROTOCOL_SEED, bands, features, plots, registry, train
+from brewops.model import PROTOCOL_SEED, bands, domain, features, plots, registry, train
 from brewops.model.predict import beers_to_predict, checked_beer_ids, predict_beers, predictions_frame
 
 # refused here, before the target starts, when a value cannot run
@@ -302,6 +302,9 @@ API returns them (v2 or v3 shape): band, IBU, the band that IBU lies in
 `register = False` and no `model_version`, nothing is loaded: the model in memory predicts.
 `seen_in_training` is true for a beer the card lists among the training beers: such a
 prediction is in-sample, not a test of the model (the figures above are the tests).
+`outside_training` names what makes a beer unlike the training beers, the features outside
+the ranges the card records and the hops no training recipe had: its prediction is then an
+extrapolation (empty for a beer like them; None for a card without the ranges).
 """),
         code("""
 wanted = model_version or version
@@ -314,12 +317,27 @@ sample, notes = beers_to_predict(beers, predict_ids)
 for note in notes:
     print(note)
 card = getattr(loaded, "card", result.card)
-predictions = predictions_frame(predict_beers(loaded, sample, card["data"]["beer_keys"]))
+training_domain = domain.TrainingDomain.from_card(card)
+predictions = predictions_frame(
+    predict_beers(loaded, sample, card["data"]["beer_keys"], training_domain=training_domain)
+)
 predictions
 """),
         code("""
+checked = predictions["outside_training"].notna()
+unlike = predictions[checked & (predictions["outside_training"] != "")]
+print(f"unlike the training beers: {len(unlike)} of the {checked.sum()} beers checked")
+for beer in unlike.itertuples():
+    print(f"  {beer.id} {beer.name}: {beer.outside_training}")
+"""),
+        code("""
 if version is not None and wanted == version:  # the registered copy of the model just fitted
-    in_memory = predict_beers(result.model, sample, result.card["data"]["beer_keys"])
+    in_memory = predict_beers(
+        result.model,
+        sample,
+        result.card["data"]["beer_keys"],
+        training_domain=domain.TrainingDomain.from_card(result.card),
+    )
     pd.testing.assert_frame_equal(predictions, predictions_frame(in_memory))
 assert predictions["band"].isin(bands.LABELS).all()
 """),

@@ -141,6 +141,13 @@ def evaluate(model_location: str, catalog_path: Path, progress: bool) -> None:
     Beside the headline figures: `brier`, `log_loss` and `ece` (top-label expected
     calibration error) of the band probabilities, and `band_ibu_disagreement`, the share
     of beers whose predicted IBU lies in another band than their predicted band.
+
+    `outside_training` is the drift summary: `n` beers unlike those the model was trained
+    on, `n_features` of them with a feature outside its training range (the range of each
+    is in the model card's data.feature_ranges), `n_new_hops` with a hop variety no
+    training recipe had, the beers of each feature (`by_feature`) and hop (`by_hop`), and
+    the figures on those beers (`outside`) and on the others (`inside`), over the beers not
+    trained on. It is null for a model whose card records no training ranges.
     """
     from brewops.model import features
     from brewops.model import train as training
@@ -158,7 +165,11 @@ def evaluate(model_location: str, catalog_path: Path, progress: bool) -> None:
             f"{_without_ibu_summary(without_ibu)}. Give them their measured IBU (a number)."
         )
     metrics = training.evaluate_catalogue(
-        loaded.model, beers, _trained_on(loaded), progress=progress
+        loaded.model,
+        beers,
+        _trained_on(loaded),
+        progress=progress,
+        training_domain=_training_domain(loaded),
     )
     click.echo(f"{len(beers)} beer{'' if len(beers) == 1 else 's'} with an IBU in {catalog_path}")
     if without_ibu:
@@ -171,6 +182,8 @@ def evaluate(model_location: str, catalog_path: Path, progress: bool) -> None:
         f"for {metrics['band_ibu_disagreement']:.1%} of the beers"
     )
     click.echo(_seen_summary(metrics))
+    click.echo(_outside_summary(metrics["outside_training"], len(beers)))
+    outside = metrics["outside_training"]
     result = {
         "n": metrics["n"],
         **_headline(metrics),
@@ -187,6 +200,21 @@ def evaluate(model_location: str, catalog_path: Path, progress: bool) -> None:
                 **{key: metrics["unseen"][key] for key in PROBABILITY_FIGURES},
             }
             if metrics["unseen"]
+            else None
+        ),
+        "outside_training": (
+            {
+                **{
+                    key: value for key, value in outside.items() if key not in ("outside", "inside")
+                },
+                **{
+                    part: {"n": outside[part]["n"], **_headline(outside[part])}
+                    if outside[part]
+                    else None
+                    for part in ("outside", "inside")
+                },
+            }
+            if outside
             else None
         ),
         "model_version": loaded.version,
@@ -214,6 +242,12 @@ def predict(model_location: str, catalog_path: Path, ids: tuple[int, ...], progr
 
     `seen_in_training` is true for a beer the model was trained on (same name): its
     prediction is in-sample. It is null when the model card does not list its beers.
+
+    `outside_training` says what makes a beer unlike those the model was trained on, whose
+    prediction is then an extrapolation: `features`, each feature outside its training
+    range, with the beer's `value` and the `trained` range, and `new_hops`, the hop
+    varieties no training recipe had (both empty for a beer like them). It is null for a
+    model whose card records no training ranges (trained before they were recorded).
     An empty catalogue, or an --id it does not hold, ends with status 1 and no line.
     """
     from brewops.model.predict import predict_beers
@@ -231,7 +265,14 @@ def predict(model_location: str, catalog_path: Path, ids: tuple[int, ...], progr
                 f"no beer with id {', '.join(map(str, missing))} in {catalog_path}"
                 " (ids are the catalogue's own; leave out --id to predict every beer)"
             )
-    for prediction in predict_beers(loaded.model, beers, _trained_on(loaded), progress=progress):
+    predictions = predict_beers(
+        loaded.model,
+        beers,
+        _trained_on(loaded),
+        progress=progress,
+        training_domain=_training_domain(loaded),
+    )
+    for prediction in predictions:
         # JSON is UTF-8 whatever the locale: a Latin-1 one cannot even encode some names
         click.echo(json.dumps(prediction, ensure_ascii=False).encode("utf-8"))
 
@@ -384,6 +425,52 @@ def _trained_on(loaded: Any) -> list[str] | None:
             "another version."
         )
     return keys
+
+
+def _training_domain(loaded: Any) -> Any:
+    """What the card records of the training beers' ranges (None if not recorded)."""
+    from brewops.model.domain import DomainError, TrainingDomain
+    from brewops.model.registry import CARD_FILE
+
+    try:
+        return TrainingDomain.from_card(loaded.card)
+    except DomainError as error:  # a card edited by hand
+        raise click.ClickException(
+            f"{loaded.path}: {CARD_FILE}: {error}: the version is damaged. Train the model "
+            "again with `brewops model train`, or load another version."
+        ) from error
+
+
+def _outside_summary(outside: dict[str, Any] | None, n: int) -> str:
+    """One line: how many beers are unlike the training beers, why, and their figures."""
+    if outside is None:
+        return (
+            "the model card records no training ranges: beers unlike the training beers not checked"
+        )
+    if not outside["n"]:
+        return "every beer is within the training ranges, with hops trained on"
+
+    def most(counts: dict[str, int]) -> str:
+        shown = ", ".join(f"{name} {count}" for name, count in list(counts.items())[:5])
+        return shown + (", …" if len(counts) > 5 else "")
+
+    reasons = []
+    if outside["n_features"]:
+        reasons.append(
+            f"{outside['n_features']} with a feature outside its training range: "
+            + most(outside["by_feature"])
+        )
+    if outside["n_new_hops"]:
+        reasons.append(
+            f"{outside['n_new_hops']} with a hop never trained on: " + most(outside["by_hop"])
+        )
+    line = f"{outside['n']} of {n} beers unlike the training beers ({'; '.join(reasons)})"
+    scored = [
+        f"{label} {figures['n']}: accuracy {figures['accuracy']:.3f}, mae {figures['mae']:.1f}"
+        for label, figures in (("outside", outside["outside"]), ("inside", outside["inside"]))
+        if figures
+    ]
+    return line + ("; " + ", ".join(scored) if scored else "")
 
 
 def _seen_summary(metrics: dict[str, Any]) -> str:

@@ -255,7 +255,6 @@ def hop_features(hops: Any, *, gravity: float, litres: float) -> dict[str, float
     boil_alpha_weighted = boil_grams = 0.0
     longest = 0.0
     additions = adjuncts = 0
-    varieties: set[str] = set()
     for addition in hops if isinstance(hops, list) else []:
         if not isinstance(addition, Mapping):
             continue
@@ -268,7 +267,6 @@ def hop_features(hops: Any, *, gravity: float, litres: float) -> dict[str, float
             continue
         stage = hop_table.parse_stage(addition.get("add"), addition.get("attribute"))
         additions += 1
-        varieties.add(info.name)
         alpha_mg = info.alpha / 100.0 * grams * 1000.0
         grams_by["all"] += grams
         alpha_by["all"] += alpha_mg
@@ -314,11 +312,25 @@ def hop_features(hops: Any, *, gravity: float, litres: float) -> dict[str, float
         "mean_boil_alpha": boil_alpha_weighted / boil_grams if boil_grams else math.nan,
         "longest_boil_minutes": longest,
         "hop_additions": float(additions),
-        "hop_varieties": float(len(varieties)),
+        "hop_varieties": float(len(hop_variety_names(hops))),
         "extract_g_per_l": extract_grams / litres,
         "unknown_hop_share": unknown_grams / grams_by["all"] if grams_by["all"] else 0.0,
         "adjunct_additions": float(adjuncts),
     }
+
+
+def hop_variety_names(hops: Any) -> set[str]:
+    """The hop varieties (normalised names) of a hop schedule, as the `hop_varieties`
+    feature counts them: the additions with an amount, adjuncts left out."""
+    names = set()
+    for addition in hops if isinstance(hops, list) else []:
+        if not isinstance(addition, Mapping):
+            continue
+        info = hop_table.hop_info(addition.get("name"))
+        grams = _grams(addition.get("amount"))
+        if info.kind != "adjunct" and grams is not None and grams > 0:
+            names.add(info.name)
+    return names
 
 
 def _malt_features(malts: Any, *, litres: float) -> dict[str, float]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from brewops.model import bands, features
+from brewops.model import bands, domain, features
 from brewops.schema import as_beer_ids
 
 
@@ -77,11 +77,12 @@ def predict_beers(
     trained_on: Collection[str] | None = None,
     *,
     progress: bool = False,
+    training_domain: domain.TrainingDomain | None = None,
 ) -> list[dict[str, Any]]:
     """One prediction per beer (a dict, a list of dicts or a DataFrame of raw records):
     `id`, `name`, `band` (label), `band_index`, `predicted_ibu`, `predicted_ibu_band` (the
     band `predicted_ibu` lies in), `probabilities` (by band label), `ibu` (the recorded
-    value, or None) and `seen_in_training`.
+    value, or None), `seen_in_training` and `outside_training`.
 
     `band` (the most probable band) and `predicted_ibu` come from two models, a classifier
     and a regressor, and need not agree: `predicted_ibu_band` says where the IBU lies. In
@@ -92,6 +93,13 @@ def predict_beers(
     `trained_on` is the model card's `data.beer_keys`: with it, `seen_in_training` says
     whether the model was trained on a beer of that name (its prediction is then
     in-sample, no test of the model); without it, `seen_in_training` is None (unknown).
+
+    `training_domain` is what the model card records of the training beers
+    (`domain.TrainingDomain.from_card`): with it, `outside_training` names what makes the
+    beer unlike them, its `features` outside their training range (each with its `value`
+    and the `trained` range) and its `new_hops`, varieties no training recipe had (both
+    empty for a beer like the training beers); the prediction of such a beer is an
+    extrapolation. Without it, `outside_training` is None (not checked).
     `progress`: a progress bar of their features, on stderr.
     """
     known = None if trained_on is None else set(trained_on)
@@ -102,8 +110,13 @@ def predict_beers(
     model = getattr(model, "model", model)  # a registry.LoadedModel or the model itself
     probabilities = model.predict_proba(X)
     predicted_ibu = model.predict_ibu(X)
+    outside = (
+        [None] * len(records) if training_domain is None else training_domain.outside(X, records)
+    )
     results = []
-    for beer, proba, ibu in zip(records, probabilities, predicted_ibu, strict=True):
+    for beer, proba, ibu, unlike in zip(
+        records, probabilities, predicted_ibu, outside, strict=True
+    ):
         index = int(proba.argmax())
         shown_ibu = round(float(ibu), 1)  # its band is that of the figure shown
         results.append(
@@ -119,21 +132,32 @@ def predict_beers(
                 },
                 "ibu": features.number(beer.get("ibu")),
                 "seen_in_training": None if known is None else features.beer_key(beer) in known,
+                "outside_training": unlike,
             }
         )
     return results
 
 
 def predict_beer(
-    model: Any, beer: dict[str, Any], trained_on: Collection[str] | None = None
+    model: Any,
+    beer: dict[str, Any],
+    trained_on: Collection[str] | None = None,
+    training_domain: domain.TrainingDomain | None = None,
 ) -> dict[str, Any]:
-    return predict_beers(model, [beer], trained_on)[0]
+    return predict_beers(model, [beer], trained_on, training_domain=training_domain)[0]
 
 
 def predictions_frame(predictions: list[dict[str, Any]]) -> pd.DataFrame:
     """`predict_beers`' predictions as a table: one column per band probability, named
-    `p <band>` as in the out-of-fold predictions, instead of one column of dicts."""
-    rest = [{k: v for k, v in p.items() if k != "probabilities"} for p in predictions]
+    `p <band>` as in the out-of-fold predictions, instead of one column of dicts;
+    `outside_training` as one line of text (`domain.describe`)."""
+    rest = [
+        {
+            **{k: v for k, v in p.items() if k != "probabilities"},
+            "outside_training": domain.describe(p.get("outside_training")),
+        }
+        for p in predictions
+    ]
     probabilities = [p["probabilities"] for p in predictions]
     by_band = pd.DataFrame(probabilities, columns=list(bands.LABELS)).add_prefix("p ")
     return pd.DataFrame(rest).join(by_band)

@@ -254,6 +254,17 @@ def _beers_per_band(card: dict[str, Any]) -> list[str]:
     return ["- beers per band: " + ", ".join(f"{band} {n}" for band, n in per_band.items())]
 
 
+def _training_ranges(card: dict[str, Any]) -> list[str]:
+    data = card.get("data", {})
+    ranges, hops = data.get("feature_ranges"), data.get("hop_varieties")
+    if not isinstance(ranges, dict) or not isinstance(hops, list):  # a card written before
+        return []
+    return [
+        f"- training ranges: {len(ranges)} features, {len(hops)} hop varieties "
+        "(data.feature_ranges, data.hop_varieties: a beer outside them is an extrapolation)"
+    ]
+
+
 def card_markdown(card: dict[str, Any]) -> str:
     """The model card as a short human-readable page."""
     metrics = card.get("metrics", {})
@@ -267,6 +278,7 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"- sha256: `{card.get('data', {}).get('sha256')}`",
         f"- rule: {card.get('data', {}).get('rule')}",
         *_beers_per_band(card),
+        *_training_ranges(card),
         "",
         f"## Metrics ({_cross_validation(card)})",
     ]

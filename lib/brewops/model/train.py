@@ -50,7 +50,7 @@ from sklearn.pipeline import Pipeline
 
 from brewops import schema
 from brewops.errors import ActionableError
-from brewops.model import MAX_SEED, PROTOCOL_SEED, bands, features
+from brewops.model import MAX_SEED, PROTOCOL_SEED, bands, domain, features
 from brewops.model.estimators import BeerFeatures, IbuModel, OrdinalForestClassifier
 from brewops.model.predict import feature_matrix
 
@@ -406,26 +406,48 @@ def evaluate_catalogue(
     trained_on: list[str] | None,
     *,
     progress: bool = False,
+    training_domain: domain.TrainingDomain | None = None,
 ) -> dict[str, Any]:
     """Scores of a model on labelled beers: over all of them, and over the beers it was not
     trained on (told apart by `features.beer_key`) when the list of those is known.
-    `progress`: a progress bar of their features, on stderr."""
+    `progress`: a progress bar of their features, on stderr.
+
+    With `training_domain` (`domain.TrainingDomain.from_card`), `outside_training` counts
+    the beers with a feature outside its training range or a hop never trained on
+    (`domain.summary`), and scores them (`outside`) apart from the others (`inside`): over
+    the beers not trained on when those are known, as a beer trained on is recalled. Without
+    it, `outside_training` is None (not checked)."""
     X = feature_matrix(beers, progress=progress, desc="evaluate")
     ibu = features.ibu_values(beers)
     proba = model.predict_proba(X)
     predicted_band = np.argmax(proba, axis=1)  # what `predict_band` gives
     predicted_ibu = model.predict_ibu(X)
+
+    def scores(chosen: np.ndarray) -> dict[str, Any] | None:
+        if not chosen.any():
+            return None
+        return all_metrics(
+            ibu[chosen], predicted_band[chosen], predicted_ibu[chosen], proba[chosen]
+        )
+
     result = all_metrics(ibu, predicted_band, predicted_ibu, proba)
+    new = np.ones(len(beers), dtype=bool)
     if trained_on is None:
-        return {**result, "seen_in_training": None, "unseen": None}
-    known = set(trained_on)
-    new = np.array([features.beer_key(beer) not in known for beer in beers])
-    result["seen_in_training"] = int((~new).sum())
-    result["unseen"] = (
-        all_metrics(ibu[new], predicted_band[new], predicted_ibu[new], proba[new])
-        if new.any()
-        else None
-    )
+        result.update(seen_in_training=None, unseen=None)
+    else:
+        known = set(trained_on)
+        new = np.array([features.beer_key(beer) not in known for beer in beers])
+        result["seen_in_training"] = int((~new).sum())
+        result["unseen"] = scores(new)
+    result["outside_training"] = None
+    if training_domain is not None:
+        outside = training_domain.outside(X, beers)
+        flagged = np.array([domain.is_outside(entry) for entry in outside])
+        result["outside_training"] = {
+            **domain.summary(outside),
+            "outside": scores(flagged & new),
+            "inside": scores(~flagged & new),
+        }
     return result
 
 
@@ -860,7 +882,9 @@ def train(
     }
     checksum = data_checksum(beers)
     metrics["data"] = {"rows_used": len(beers), "sha256": checksum}
-    card = model_card(beers, metrics, protocol, params, checksum, source)
+    card = model_card(
+        beers, metrics, protocol, params, checksum, source, domain.TrainingDomain.of(X, beers)
+    )
     return TrainingResult(model, metrics, card, X, out_of_fold, time_predictions, importance)
 
 
@@ -871,7 +895,12 @@ def model_card(
     params: ModelParams,
     checksum: str,
     source: dict[str, Any] | None = None,
+    training_domain: domain.TrainingDomain | None = None,
 ) -> dict[str, Any]:
+    """The model card; `training_domain` (computed from `beers` when not given) gives its
+    `data.feature_ranges` and `data.hop_varieties`."""
+    if training_domain is None:
+        training_domain = domain.TrainingDomain.of(feature_matrix(beers), beers)
     headline = {
         key: metrics["cv"][key]
         for key in ("accuracy", "macro_f1", "mae", "r2", "mae_ibu_le_150", "r2_ibu_le_150")
@@ -906,6 +935,8 @@ def model_card(
             # so an evaluation can tell the beers the model has seen from new ones
             "beer_keys": sorted({features.beer_key(beer) for beer in beers}),
             "beers_per_band": dict(zip(bands.LABELS, per_band, strict=True)),
+            # so a prediction can say when a beer is unlike those trained on
+            **training_domain.card_entries(),
         },
         "features": list(features.FEATURE_COLUMNS),
         "baseline_features": list(features.BASELINE_COLUMNS),
