@@ -238,7 +238,10 @@ class _Baseline:
 
 def make_baselines(seed: int, n_jobs: int | None = None) -> list[_Baseline]:
     """The majority class and the six-column random forest (scikit-learn defaults, as the
-    public solutions use it; missing values filled with the median)."""
+    public solutions use it; missing values filled with the median). The majority class
+    gives the bands their shares of the training beers as probabilities (it predicts the
+    commonest): the no-skill reference of the probability scores, where probability 1 on
+    its one band would be only a certain answer, mostly wrong."""
     # the baselines read their columns from the model's feature matrix
     missing = [name for name in features.BASELINE_COLUMNS if name not in features.FEATURE_COLUMNS]
     if missing:
@@ -251,7 +254,7 @@ def make_baselines(seed: int, n_jobs: int | None = None) -> list[_Baseline]:
         _Baseline(
             "majority_class",
             features.BASELINE_COLUMNS,
-            lambda: DummyClassifier(strategy="most_frequent"),
+            lambda: DummyClassifier(strategy="prior"),
             lambda: DummyRegressor(strategy="median"),
         ),
         _Baseline(
