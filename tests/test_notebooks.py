@@ -215,7 +215,7 @@ def first_failure(name: str, parameters: dict[str, Any]) -> tuple[Exception, str
             exec(source, namespace)
         except Exception as error:
             return error, source
-        if source.startswith("target = "):  # the parameters cell
+        if "\ntarget = " in f"\n{source}":  # the parameters cell
             namespace.update(parameters)
     pytest.fail(f"every cell of {name} ran")
 

@@ -190,6 +190,82 @@ def test_a_value_of_another_type_than_the_default_is_refused(
         check_parameters([nb], {"value": refused})
 
 
+@pytest.mark.parametrize(
+    ("declared", "taken", "refused", "said"),
+    [
+        ("Optional[int]", [None, 3], [1.5, "3", True], "an integer or null"),
+        ("int | None", [None, 3], [1.5], "an integer or null"),
+        ("Optional[str]", [None, "v2"], [2, ["a"]], r"a string \(quote .*\) or null"),
+        ("Optional[list[int]]", [None, [1, 2]], [3, "1, 2"], "a list, e.g. '\\[1, 2\\]' or null"),
+        ("Union[int, str]", ["a", 3], [None, 2.5], r"an integer or a string \(quote .*\)"),
+        ("int", [3], [None, 2.5], "an integer"),
+    ],
+)
+def test_a_none_default_takes_the_type_its_annotation_declares(
+    tmp_path: Path, declared: str, taken: list[Any], refused: list[Any], said: str
+):
+    """`-p seed 1.5` would otherwise start the target and fail in the notebook, seconds
+    later: a None default says nothing of the type, the annotation does."""
+    nb = _notebook(tmp_path / "01_declared.ipynb")
+    cell = f"from typing import Optional, Union\\nvalue: {declared} = None  # declared"
+    nb.write_text(nb.read_text().replace("value = 1", cell))
+
+    for value in taken:
+        check_parameters([nb], {"value": value})
+    for value in refused:
+        with pytest.raises(click.BadParameter, match=f"value of 01_declared takes {said}, not"):
+            check_parameters([nb], {"value": value})
+
+
+@pytest.mark.parametrize("declared", ["Any", "Path", "Optional[Path]", "Literal['a', 'b']"])
+def test_an_annotation_of_a_type_with_no_rule_leaves_the_default_to_say(
+    tmp_path: Path, declared: str
+):
+    nb = _notebook(tmp_path / "01_open.ipynb")
+    nb.write_text(nb.read_text().replace("value = 1", f"value: {declared} = 1  # open"))
+
+    check_parameters([nb], {"value": 2})
+    with pytest.raises(click.BadParameter, match="takes an integer, not"):
+        check_parameters([nb], {"value": "two"})
+
+
+def test_the_annotation_is_read_where_python_cannot_parse_the_cell(tmp_path: Path):
+    path = _notebook(tmp_path / "01_magic.ipynb")
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[1].source = '%matplotlib inline\ntarget = "nowhere"\nvalue: Optional[int] = None'
+    nbformat.write(nb, path)
+
+    with pytest.raises(click.BadParameter, match="value of 01_magic takes an integer or null"):
+        check_parameters([path], {"value": 1.5})
+
+
+@pytest.mark.parametrize("notebook", discover(), ids=lambda p: p.stem)
+def test_every_parameter_whose_default_is_none_declares_its_type(notebook: Path):
+    """A None default says nothing of the type a value must have: the annotation does,
+    and papermill reads it (`Optional[int]`; `int | None` it does not read)."""
+    from papermill import inspect_notebook
+
+    for name, parameter in inspect_notebook(notebook).items():
+        if parameter["default"] == "None":
+            assert parameter["inferred_type_name"] != "None", f"{notebook.stem}: {name}"
+            kinds = runner._declared_types(parameter["inferred_type_name"])
+            assert kinds and None in kinds and len(kinds) > 1, f"{notebook.stem}: {name}"
+
+
+def test_a_fraction_for_the_seed_of_notebook_05_is_refused_before_the_target_starts(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    monkeypatch.setattr(runner, "target_services", lambda target: pytest.fail("started"))
+    monkeypatch.setitem(sys.modules, "papermill", None)
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
+
+    result = CliRunner().invoke(runner.run_command, ["--only", "05", "-p", "seed", "1.5"])
+
+    assert result.exit_code == 2
+    assert "seed of 05_train_evaluate_model takes an integer or null, not 1.5" in result.output
+    assert "declared Optional[int]" in result.output
+
+
 def test_every_parameter_given_is_checked_not_only_the_first(tmp_path: Path):
     nb = _notebook(tmp_path / "01_two.ipynb")
     nb.write_text(nb.read_text().replace("value = 1", "value = 1\\nlabel = 'a'"))

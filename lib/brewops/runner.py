@@ -89,7 +89,8 @@ def check_parameters(
     """Refuse a parameter no notebook's `parameters` cell defines: papermill would inject
     it anyway, and the notebook would run with its default as if nothing was said. Refuse
     `target` too: the run's target (what it brings up, what its summary says) is --target.
-    Refuse a value whose type is not its default's in a notebook that defines it: the
+    Refuse a value whose type is not the one the cell declares for it (`seed:
+    Optional[int] = None`), or else its default's, in a notebook that defines it: the
     notebook would fail halfway, or `ticks null` tick forever. Returns the names each
     notebook defines."""
     if "target" in parameters:
@@ -97,7 +98,7 @@ def check_parameters(
             "the target is chosen with --target, not as a parameter",
             param_hint="'-p' / '--parameter'",
         )
-    defined = {nb: notebook_parameters(nb) for nb in notebooks}
+    defined = {nb: _read_parameters(nb) for nb in notebooks}
     known = list(dict.fromkeys(name for names in defined.values() for name in names))
     unknown = [name for name in parameters if name not in known]
     if unknown:
@@ -107,9 +108,9 @@ def check_parameters(
             param_hint="'-p' / '--parameter'",
         )
     for nb, names in defined.items():
-        for name, default in names.items():
+        for name, (default, declared) in names.items():
             if name in parameters:
-                _check_type(nb, name, default, parameters[name])
+                _check_type(nb, name, default, declared, parameters[name])
     return {nb: set(names) for nb, names in defined.items()}
 
 
@@ -117,6 +118,12 @@ def notebook_parameters(notebook: Path) -> dict[str, str]:
     """The names the notebook's `parameters` cell assigns, each with its default's source.
     Read with `ast`, not papermill's `inspect_notebook`: importing papermill takes seconds,
     which a mistyped `-p` should not wait for."""
+    return {name: default for name, (default, _) in _read_parameters(notebook).items()}
+
+
+def _read_parameters(notebook: Path) -> dict[str, tuple[str, str | None]]:
+    """Each name of the `parameters` cell: its default's source and its annotation's, if
+    it has one."""
     cells = json.loads(notebook.read_text(encoding="utf-8")).get("cells", [])
     tagged = [cell for cell in cells if "parameters" in cell.get("metadata", {}).get("tags", [])]
     if not tagged:
@@ -128,18 +135,26 @@ def notebook_parameters(notebook: Path) -> dict[str, str]:
     except SyntaxError:  # papermill reads such a cell line by line: leave it to papermill
         from papermill import inspect_notebook
 
-        return {name: p["default"] for name, p in inspect_notebook(notebook).items()}
-    defaults = {}
+        return {
+            name: (
+                p["default"],
+                None if p["inferred_type_name"] == "None" else p["inferred_type_name"],
+            )
+            for name, p in inspect_notebook(notebook).items()
+        }
+    read: dict[str, tuple[str, str | None]] = {}
     for statement in statements:
+        annotation = None
         if isinstance(statement, ast.Assign) and len(statement.targets) == 1:
             target, value = statement.targets[0], statement.value
         elif isinstance(statement, ast.AnnAssign) and statement.value is not None:
             target, value = statement.target, statement.value
+            annotation = ast.get_source_segment(source, statement.annotation)
         else:
             continue
         if isinstance(target, ast.Name):
-            defaults[target.id] = ast.get_source_segment(source, value) or ""
-    return defaults
+            read[target.id] = (ast.get_source_segment(source, value) or "", annotation)
+    return read
 
 
 # a default's type -> what a value must be to take its place, said as the refusal says it
@@ -154,20 +169,71 @@ _TYPES: dict[type, tuple[tuple[type, ...], str]] = {
 }
 
 
-def _check_type(notebook: Path, name: str, default_source: str, value: Any) -> None:
-    """A parameter whose default is None takes anything; another takes its default's type."""
+_NAMED_TYPES = {kind.__name__: kind for kind in _TYPES}
+
+
+def _declared_types(annotation: str) -> list[type | None] | None:
+    """The types an annotation names (None for None), or None if it names one with no rule
+    (a class of its own, `Any`): `int`, `list[int]` (a list), `Optional[int]`,
+    `Union[int, str]`, `int | None`."""
     try:
-        default = ast.literal_eval(default_source)
-    except (ValueError, SyntaxError):  # an expression: nothing to compare with
+        node = ast.parse(annotation, mode="eval").body
+    except SyntaxError:
+        return None
+
+    def named(node: ast.expr) -> list[type | None] | None:
+        if isinstance(node, ast.Constant) and node.value is None:
+            return [None]
+        if isinstance(node, ast.Name):
+            kind = _NAMED_TYPES.get(node.id)
+            return None if kind is None else [kind]
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+            left, right = named(node.left), named(node.right)
+            return None if left is None or right is None else left + right
+        if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
+            inner = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+            if node.value.id in ("Optional", "Union"):
+                kinds: list[type | None] = []
+                for element in inner:
+                    each = named(element)
+                    if each is None:
+                        return None
+                    kinds += each
+                return [*kinds, None] if node.value.id == "Optional" else kinds
+            return named(node.value)  # list[int]: a list
+        return None
+
+    return named(node)
+
+
+def _takes(kind: type | None, value: Any) -> bool:
+    if kind is None:
+        return value is None
+    if isinstance(value, bool):  # a bool is an int to isinstance, not to the notebooks
+        return kind is bool
+    return isinstance(value, _TYPES[kind][0])
+
+
+def _check_type(
+    notebook: Path, name: str, default_source: str, declared: str | None, value: Any
+) -> None:
+    """A parameter takes the types its annotation declares; else its default's type; one
+    with neither (a None default without an annotation, an expression) takes anything."""
+    kinds = _declared_types(declared) if declared else None
+    if kinds is None:
+        try:
+            default = ast.literal_eval(default_source)
+        except (ValueError, SyntaxError):  # an expression: nothing to compare with
+            return
+        if default is None or type(default) not in _TYPES:
+            return
+        kinds = [type(default)]
+    if any(_takes(kind, value) for kind in kinds):
         return
-    if default is None or type(default) not in _TYPES:
-        return
-    accepted, said = _TYPES[type(default)]
-    if isinstance(value, accepted) and (isinstance(value, bool) == isinstance(default, bool)):
-        return
+    said = " or ".join(dict.fromkeys("null" if kind is None else _TYPES[kind][1] for kind in kinds))
+    source = f"it is declared {declared}" if declared else f"its default is {default_source}"
     raise click.BadParameter(
-        f"{name} of {notebook.stem} takes {said}, not {json.dumps(value, default=str)} "
-        f"(its default is {default_source})",
+        f"{name} of {notebook.stem} takes {said}, not {json.dumps(value, default=str)} ({source})",
         param_hint="'-p' / '--parameter'",
     )
 
@@ -543,8 +609,8 @@ def _parse_value(raw: str) -> Any:
     multiple=True,
     metavar="NAME VALUE",
     help="Override a notebook parameter in every notebook that defines it (value parsed as "
-    "YAML, of the type of the parameter's default unless that is None); a name no selected "
-    "notebook defines is refused.",
+    "YAML, of the type the parameters cell declares for it, else of its default's); a name "
+    "no selected notebook defines is refused.",
 )
 @PROGRESS_OPTION
 def run_command(

@@ -23,10 +23,12 @@ parameter, by default the community v3 service, a newer edition of 415 beers). S
 None: it only reads from the API.
 """,
     parameters="""
+from typing import Optional  # papermill reads `Optional[int]`, not `int | None`
+
 target = "local"  # "local" (embedded emulator) or "aws"
-api_url = None  # None: the target's Punk API; else a base URL with /v2 or /v3
-api_version = None  # None: the target's (on AWS its PunkApiVersion), or api_url's /v2 or /v3
-expected_beers = None  # None: 325 from the local target's server, unchecked from any other
+api_url: Optional[str] = None  # None: the target's Punk API; else a base URL with /v2 or /v3
+api_version: Optional[str] = None  # "v2"/"v3"; None: api_url's, else the target's (PunkApiVersion)
+expected_beers: Optional[int] = None  # None: 325 from the local server, unchecked from another
 """,
     cells=[
         code("""

@@ -35,9 +35,11 @@ about 1 MB, S3 requests; Firehose delivers after its 60 s buffer interval, so al
 minutes.
 """,
     parameters="""
+from typing import Optional  # papermill reads `Optional[int]`, not `int | None`
+
 target = "local"  # "local" (embedded emulator) or "aws"
-api_url = None  # None: the Punk API of the target
-api_version = None  # None: the target's (on AWS its PunkApiVersion), or api_url's /v2 or /v3
+api_url: Optional[str] = None  # None: the Punk API of the target
+api_version: Optional[str] = None  # "v2"/"v3"; None: api_url's, else the target's (PunkApiVersion)
 ticks = 3  # scheduled producer invocations after the backfill
 progress = True  # progress bars
 delivery_timeout = 900.0  # aws: seconds to wait for Firehose to deliver everything

@@ -34,8 +34,10 @@ None locally. On AWS: Athena scans the two tables once (a few MB, well under a c
 S3 list and GET requests.
 """,
     parameters="""
+from typing import Optional  # papermill reads `Optional[int]`, not `int | None`
+
 target = "local"  # "local" (embedded emulator) or "aws"
-expected_ids = None  # None: what notebook 03 produced; else a list of beer ids
+expected_ids: Optional[list[int]] = None  # None: what notebook 03 produced; else a list of beer ids
 tables = ["cleaned", "raw"]  # the tables to validate: "cleaned", "raw" or both
 require_reconciliation = True  # fail when nothing says what was produced
 real_catalogue = True  # the tables hold the real catalogue: its known quirks must show

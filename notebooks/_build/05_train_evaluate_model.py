@@ -39,13 +39,15 @@ None locally. On AWS: one Athena scan of the raw table (a few MB), and a few S3 
 requests for the model (under 1 MB).
 """,
     parameters="""
+from typing import Optional  # papermill reads `Optional[int]`, not `int | None`
+
 target = "local"  # "local" (embedded emulator) or "aws"
-catalog = None  # a catalogue file (v2 or v3 JSON) to train on instead of the raw table
+catalog: Optional[str] = None  # a catalogue file (v2 or v3 JSON) to train on, not the raw table
 register = True  # write the model to the registry (ModelRegistryUri of the stack)
-model_version = None  # to load back; None: the version registered now, else the model in memory
+model_version: Optional[str] = None  # to load back; None: the one registered now, or the model
 repeats = 5  # repeats of the cross-validation (the fixed protocol uses 5)
 folds = 5  # folds per repeat (the fixed protocol uses 5)
-seed = None  # seed of the folds, baselines and importance; None: the fixed protocol's
+seed: Optional[int] = None  # of the folds, baselines and importance; None: the fixed protocol's
 n_jobs = 2  # folds evaluated in parallel
 predict_ids = [1, 25, 100, 192, 280]  # beers to predict; none in the data: the first five
 keep_model = True  # False: delete the version registered by this run at the end
@@ -222,8 +224,9 @@ model and the baselines: the Brier score (squared distance from the probabilitie
 true band, 0 best, 2 worst), the log loss (mean -ln of the true band's probability; a true
 band given probability 0 costs 36) and the expected calibration error (ECE: the gap between
 the probability of the predicted band and the share of those bands that are right, over
-10 bins, weighted by their beers). The majority class gives its one band probability 1:
-its log loss is that of a certain answer wrong seven times out of ten.
+10 bins, weighted by their beers). The majority class gives each band its share of the
+training beers: the no-skill reference, honest (an ECE near 0) but no better than a guess;
+a model is worth its probabilities where its Brier score and log loss are below it.
 """),
         code("""
 calibration = pd.DataFrame(
