@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from brewops.model import domain, features, registry, train
+from brewops.model import domain, features, hops, registry, train
 from brewops.model.cli import model as model_group
 from brewops.model.predict import predict_beer, predict_beers, predictions_frame
 
@@ -110,6 +110,22 @@ def test_a_hop_no_training_recipe_had_is_named(small_trained_model, card_domain,
     prediction = predict_beer(small_trained_model.model, beer, training_domain=card_domain)
     assert prediction["outside_training"]["new_hops"] == ["zythos nova"]
     assert domain.describe(prediction["outside_training"]).endswith("new hops: zythos nova")
+
+
+def test_one_variety_spelled_two_ways_in_the_catalogue_is_no_new_hop(catalog_beers):
+    # "East Kent Goldings" (beer 184, 2008) and "East Kent Golding" (beer 319, 2018): one
+    # hop of the table, which a model trained on the older beer knows
+    spellings: dict[str, set[str]] = {}
+    for beer in catalog_beers:
+        for addition in beer["ingredients"]["hops"]:
+            info = hops.hop_info(addition["name"])
+            if info.kind == "hop":
+                spellings.setdefault(hops._variety(info.name), set()).add(info.name)
+    assert {variety: names for variety, names in spellings.items() if len(names) > 1} == {}
+    trained = domain.TrainingDomain({}, frozenset(["east kent golding"]))
+    beer = {"ingredients": {"hops": [{"name": "East Kent Goldings", "amount": {"value": 5}}]}}
+    [outside] = trained.outside(features.build_features([beer]), [beer])
+    assert outside["new_hops"] == []
 
 
 def test_the_hops_checked_are_those_the_model_counts_as_varieties(catalog_beers):

@@ -178,7 +178,7 @@ def test_adjuncts_in_the_hop_schedule_carry_no_alpha_acids():
         ("NZ Nelson Sauvin", "nelson sauvin", "hop", 12.5),
         ("  German   Cascade ", "cascade", "hop", 6.0),
         ("Mt.Hood", "mount hood", "hop", 5.5),
-        ("East Kent Goldings", "east kent goldings", "hop", 5.5),
+        ("East Kent Goldings", "east kent golding", "hop", 5.5),
         ("HBC 366", "equinox", "hop", 14.5),
         ("Citra Cryo", "citra cryo", "hop", 24.0),
         ("C02 Extract", "co2 extract", "extract", hops.EXTRACT_ALPHA),

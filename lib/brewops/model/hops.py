@@ -143,6 +143,7 @@ ALIASES: dict[str, str] = {
     "hbc 638": "idaho 7",
     "ekg": "east kent golding",
     "east kent": "east kent golding",
+    "east kent goldings": "east kent golding",
     "fuggles": "fuggle",
     "goldings": "golding",
     "hallertau": "hallertau mittelfruh",
