@@ -231,7 +231,12 @@ def _check_type(
     if any(_takes(kind, value) for kind in kinds):
         return
     said = " or ".join(dict.fromkeys("null" if kind is None else _TYPES[kind][1] for kind in kinds))
-    source = f"it is declared {declared}" if declared else f"its default is {default_source}"
+    # an annotation with no rule (`Any`) left the default to decide
+    source = (
+        f"it is declared {declared}"
+        if declared and _declared_types(declared) is not None
+        else f"its default is {default_source}"
+    )
     raise click.BadParameter(
         f"{name} of {notebook.stem} takes {said}, not {json.dumps(value, default=str)} ({source})",
         param_hint="'-p' / '--parameter'",
