@@ -302,3 +302,17 @@ def test_comparison_figure_shows_every_baseline_of_the_metrics():
         "majority class",
         "linear\nregression",
     ]
+
+
+def test_calibration_frame_has_a_row_for_the_model_and_each_baseline():
+    metrics = {
+        "cv": {"brier": 0.47, "log_loss": 1.08, "ece": 0.06, "accuracy": 0.64},
+        "baselines": {
+            "majority_class": {"brier": 0.75, "log_loss": 1.38, "ece": 0.01},
+            "random_forest_6_columns": {"brier": 0.62, "log_loss": 1.53, "ece": 0.10},
+        },
+    }
+    frame = plots.calibration_frame(metrics)
+    assert list(frame.index) == ["model", "majority_class", "random_forest_6_columns"]
+    assert list(frame.columns) == ["brier", "log_loss", "ece"]
+    assert frame.loc["random_forest_6_columns", "log_loss"] == 1.53

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -1006,3 +1007,26 @@ def test_the_newest_fifth_with_undated_beers_is_dated_to_its_latest_dated_beer(
 
     assert set(dates) < set(predictions["first_brewed"])
     assert (split["test_first_brewed_from"], split["test_first_brewed_to"]) == (None, "2016")
+
+
+def test_band_ibu_breakdown_counts_where_band_and_ibu_disagree_and_which_was_right():
+    # bands: (-1,30] 0, (30,50] 1, (50,70] 2, (70,inf) 3
+    oof = pd.DataFrame(
+        {
+            "band": [0, 1, 2, 3, 1],
+            "predicted_band": [0, 1, 1, 3, 0],
+            "predicted_ibu": [20.0, 60.0, 65.0, 80.0, 90.0],
+        }
+    )
+    # they differ for the 2nd beer (the band right), the 3rd (the IBU's band right) and the
+    # 5th (three bands apart, neither right)
+    assert train.band_ibu_breakdown(oof) == {
+        "beers": 3,
+        "more_than_one_band": 1,
+        "band_right": pytest.approx(1 / 3),
+        "ibu_band_right": pytest.approx(1 / 3),
+    }
+    agreeing = oof.iloc[[0, 3]]
+    breakdown = train.band_ibu_breakdown(agreeing)
+    assert (breakdown["beers"], breakdown["more_than_one_band"]) == (0, 0)
+    assert math.isnan(breakdown["band_right"]) and math.isnan(breakdown["ibu_band_right"])

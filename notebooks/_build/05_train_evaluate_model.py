@@ -203,16 +203,13 @@ prediction says where its IBU lies (`predicted_ibu_band`), so a reader seeing ba
 `(30, 50]` beside 55 IBU knows the two were not meant as one answer.
 """),
         code("""
-ibu_band = bands.band_index(oof["predicted_ibu"].to_numpy())
-differ = ibu_band != oof["predicted_band"]
-share = metrics["cv"]["band_ibu_disagreement"]
-apart = (abs(ibu_band - oof["predicted_band"]) > 1).sum()
-band_right = (oof["predicted_band"] == oof["band"])[differ].mean()
-ibu_band_right = (ibu_band == oof["band"])[differ].mean()
+differ = train.band_ibu_breakdown(oof)
 print(
-    f"predicted IBU in another band than the predicted band: {share:.1%} of the beers "
-    f"(mean over the repeats); in this repeat {differ.sum()} beers, {apart} of them more "
-    f"than one band apart; right: the band {band_right:.0%}, the IBU's band {ibu_band_right:.0%}"
+    f"predicted IBU in another band than the predicted band: "
+    f"{metrics['cv']['band_ibu_disagreement']:.1%} of the beers (mean over the repeats); "
+    f"in this repeat {differ['beers']} beers, {differ['more_than_one_band']} of them more "
+    f"than one band apart; right: the band {differ['band_right']:.0%}, "
+    f"the IBU's band {differ['ibu_band_right']:.0%}"
 )
 """),
         md("""
@@ -229,12 +226,7 @@ training beers: the no-skill reference, honest (an ECE near 0) but no better tha
 a model is worth its probabilities where its Brier score and log loss are below it.
 """),
         code("""
-calibration = pd.DataFrame(
-    {
-        name: {key: figures[key] for key in ("brier", "log_loss", "ece")}
-        for name, figures in [("model", metrics["cv"]), *metrics["baselines"].items()]
-    }
-).T
+calibration = plots.calibration_frame(metrics)
 for name, figures in metrics["baselines"].items():
     assert metrics["cv"]["brier"] < figures["brier"], (name, figures["brier"])
 calibration.round(3)

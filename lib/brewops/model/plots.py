@@ -210,6 +210,16 @@ _SHARES = ("accuracy", "macro_f1")  # shares of the beers: a 0-1 axis
 _ORDER = ("model", "random_forest_6_columns", "majority_class")
 
 
+def calibration_frame(metrics: dict[str, Any]) -> pd.DataFrame:
+    """The cross-validated probability scores (`brier`, `log_loss`, `ece`), one row for
+    the model and one per baseline."""
+    keys = ("brier", "log_loss", "ece")
+    rows = {"model": metrics["cv"], **metrics["baselines"]}
+    return pd.DataFrame(
+        {name: {k: figures.get(k) for k in keys} for name, figures in rows.items()}
+    ).T
+
+
 def comparison_frame(metrics: dict[str, Any]) -> pd.DataFrame:
     """One row per (model or baseline, evaluation) with the headline figures."""
     keys = ("accuracy", "macro_f1", "mae", "r2", "mae_ibu_le_150", "r2_ibu_le_150")

@@ -385,6 +385,25 @@ def band_ibu_disagreement(predicted_band: np.ndarray, predicted_ibu: np.ndarray)
     return float(np.mean(np.asarray(predicted_band) != bands.band_index(predicted_ibu)))
 
 
+def band_ibu_breakdown(out_of_fold: pd.DataFrame) -> dict[str, Any]:
+    """Where band and predicted IBU disagree in out-of-fold predictions (columns `band`,
+    `predicted_band`, `predicted_ibu`): how many beers (`beers`), how many of them more
+    than one band apart (`more_than_one_band`), and the share of them whose predicted band
+    (`band_right`) or whose IBU's band (`ibu_band_right`) is the true band (NaN if none)."""
+    band = out_of_fold["band"].to_numpy()
+    predicted = out_of_fold["predicted_band"].to_numpy()
+    ibu_band = bands.band_index(out_of_fold["predicted_ibu"].to_numpy())
+    differ = ibu_band != predicted
+    band_right = float((predicted == band)[differ].mean()) if differ.any() else math.nan
+    ibu_right = float((ibu_band == band)[differ].mean()) if differ.any() else math.nan
+    return {
+        "beers": int(differ.sum()),
+        "more_than_one_band": int((np.abs(ibu_band - predicted) > 1).sum()),
+        "band_right": band_right,
+        "ibu_band_right": ibu_right,
+    }
+
+
 def all_metrics(
     true_ibu: np.ndarray,
     predicted_band: np.ndarray,
