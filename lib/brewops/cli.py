@@ -86,9 +86,7 @@ def _drop_what_stdout_refused() -> None:
     try:
         sys.stdout.flush()
     except OSError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+        _point_at_dev_null(sys.stdout.fileno())
 
 
 def _out_of_memory() -> str:
@@ -133,6 +131,14 @@ def _escape_what_the_terminal_cannot_show() -> None:
             stream.reconfigure(errors="backslashreplace")
 
 
+def _point_at_dev_null(fd: int) -> None:
+    """Descriptor `fd` writes to /dev/null from now on: what is written there is dropped."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    if devnull != fd:  # fd was closed, and the open took its number
+        os.dup2(devnull, fd)
+        os.close(devnull)
+
+
 class _ClosedDescriptor(io.RawIOBase):
     """stdout as the shell closed it (`brewops … >&-`): the first write fails as a write to
     the closed descriptor does (EBADF); what comes after is dropped."""
@@ -171,11 +177,8 @@ def _open_on_dev_null(fd: int) -> bool:
         return False
     except OSError:
         pass
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    if devnull != fd:
-        os.dup2(devnull, fd)
-        os.close(devnull)
-    os.set_inheritable(fd, True)
+    _point_at_dev_null(fd)
+    os.set_inheritable(fd, True)  # opened as fd itself, it is not
     _ON_DEV_NULL.add(fd)
     return True
 
@@ -254,9 +257,7 @@ class _OutputItsReaderMayLeave:
             raise error
         self.gone = True
         self._why = error.errno
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, self.stream.fileno())
-        os.close(devnull)
+        _point_at_dev_null(self.stream.fileno())
         with contextlib.suppress(OSError):  # what the stream held goes to /dev/null too
             self.stream.flush()
 
