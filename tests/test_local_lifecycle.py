@@ -724,6 +724,48 @@ def test_a_servers_output_reaches_its_log_unbuffered_and_replaces_the_last(
         process.wait()
 
 
+# a server that answers one connection on the socket it inherits, and says so in its log
+ONE_ANSWER_SERVER = """\
+import socket, sys
+listening = socket.socket(fileno=int(sys.argv[sys.argv.index("--fd") + 1]))
+print("serving")
+connection, _ = listening.accept()
+connection.sendall(b"hello")
+connection.close()
+"""
+
+# spawns that server from a process started with descriptor N closed; writes what it answered
+SPAWNED_WITH_A_CLOSED_DESCRIPTOR = """\
+import os, socket, sys
+from pathlib import Path
+from brewops.local import processes
+closed, answered, log = int(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+os.close(closed)
+process, port = processes.spawn_server([sys.executable, "-c", sys.argv[4]], log)
+with socket.create_connection((processes.HOST, port), timeout=30) as connection:
+    answered.write_bytes(connection.recv(100))
+process.wait(timeout=30)
+"""
+
+
+@pytest.mark.parametrize("closed", [0, 1, 2], ids=["stdin", "stdout", "stderr"])
+def test_a_server_spawned_by_a_process_without_a_standard_stream_gets_its_socket(
+    tmp_path: Path, closed: int
+) -> None:
+    # GIVEN a Python process whose descriptor 0, 1 or 2 is closed: a socket opened now takes it
+    answered, log = tmp_path / "answered", tmp_path / "server.log"
+    # WHEN it spawns a server
+    subprocess.run(
+        [sys.executable, "-c", SPAWNED_WITH_A_CLOSED_DESCRIPTOR, str(closed), str(answered),
+         str(log), ONE_ANSWER_SERVER],
+        timeout=120,
+    )  # fmt: skip
+    # THEN the server answers on its socket, which its stdin, stdout or stderr did not replace
+    assert answered.exists(), processes.log_tail(log)
+    assert answered.read_bytes() == b"hello"
+    assert log.read_text() == "serving\n"
+
+
 def test_stop_leaves_no_zombie_of_a_server_this_process_started(tmp_path: Path) -> None:
     process, service = spawn_service(tmp_path, 60)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -62,11 +63,22 @@ def spawn_server(
     `command` gets `--port PORT --fd FD` appended. The port is the server's from the moment
     it is chosen; a free port handed over by number could be taken by another process
     before the server binds it. Returns the process and its port."""
-    with socket.create_server((HOST, port)) as listening:
+    with _listening_socket(port) as listening:
         port = listening.getsockname()[1]
         fd = listening.fileno()
         command = [*command, "--port", str(port), "--fd", str(fd)]
         return spawn(command, log, pass_fds=(fd,)), port
+
+
+def _listening_socket(port: int) -> socket.socket:
+    """A socket listening on HOST:`port`, on a descriptor above 2: on 0, 1 or 2 (closed in
+    this process) the server's stdin, stdout or stderr would replace it."""
+    listening = socket.create_server((HOST, port))
+    if listening.fileno() > 2:
+        return listening
+    with listening:
+        fd = fcntl.fcntl(listening.fileno(), fcntl.F_DUPFD_CLOEXEC, 3)
+    return socket.socket(fileno=fd)
 
 
 def log_tail(log: str | Path, lines: int = 20) -> str:
