@@ -134,6 +134,24 @@ def test_the_hops_checked_are_those_the_model_counts_as_varieties(catalog_beers)
     assert [len(domain.beer_hop_varieties(beer)) for beer in beers] == counted
 
 
+@pytest.mark.parametrize(
+    "nameless",
+    [{"name": ""}, {}, {"name": None}, {"name": " - "}],
+    ids=["empty", "missing", "null", "punctuation"],
+)
+def test_a_hop_without_a_name_is_no_new_hop(nameless):
+    # its variety is not known: neither new nor trained on, and no variety the model counts
+    trained = domain.TrainingDomain({}, frozenset(["cascade"]))
+    schedule = [{"name": "Cascade"}, nameless, {"name": "Nelson Sauvin"}]
+    beer = {"ingredients": {"hops": [{**a, "amount": {"value": 5}} for a in schedule]}}
+    X = features.build_features([beer])
+    [outside] = trained.outside(X, [beer])
+
+    assert outside["new_hops"] == ["nelson sauvin"]
+    assert domain.describe(outside) == "new hops: nelson sauvin"
+    assert X["hop_varieties"].tolist() == [len(domain.beer_hop_varieties(beer))] == [2]
+
+
 def test_a_card_without_training_ranges_cannot_be_checked(small_trained_model, older_and_newer):
     older_card = copy.deepcopy(small_trained_model.card)
     del older_card["data"]["feature_ranges"], older_card["data"]["hop_varieties"]

@@ -321,14 +321,15 @@ def hop_features(hops: Any, *, gravity: float, litres: float) -> dict[str, float
 
 def hop_variety_names(hops: Any) -> set[str]:
     """The hop varieties (normalised names) of a hop schedule, as the `hop_varieties`
-    feature counts them: the additions with an amount, adjuncts left out."""
+    feature counts them: the additions with an amount, adjuncts left out, and those
+    without a name, whose variety is not known."""
     names = set()
     for addition in hops if isinstance(hops, list) else []:
         if not isinstance(addition, Mapping):
             continue
         info = hop_table.hop_info(addition.get("name"))
         grams = _grams(addition.get("amount"))
-        if info.kind != "adjunct" and grams is not None and grams > 0:
+        if info.name and info.kind != "adjunct" and grams is not None and grams > 0:
             names.add(info.name)
     return names
 
