@@ -133,3 +133,43 @@ def test_a_users_mypy_checks_calls_into_the_package(tmp_path: Path):
         result.stdout
     )
     assert "Found 1 error" in result.stdout, result.stdout
+
+
+def _plot_functions() -> dict[str, tuple[ast.FunctionDef, ast.Module]]:
+    """The package's public `plot_*` functions, by dotted name, read from the source
+    (importing every module would start what some of them start)."""
+    package = ROOT / "lib" / "brewops"
+    found = {}
+    for source in sorted(package.rglob("*.py")):
+        module = ast.parse(source.read_text(encoding="utf-8"))
+        dotted = ".".join(source.relative_to(package.parent).with_suffix("").parts)
+        for node in module.body:
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("plot_"):
+                found[f"{dotted}.{node.name}"] = (node, module)
+    return found
+
+
+def _imports_figure(module: ast.Module) -> bool:
+    """Whether `module` imports matplotlib's Figure (for type checkers only, or at run time)."""
+    return any(
+        isinstance(node, ast.ImportFrom)
+        and node.module == "matplotlib.figure"
+        and any(alias.name == "Figure" and alias.asname is None for alias in node.names)
+        for node in ast.walk(module)
+    )
+
+
+def test_every_plot_function_says_it_returns_a_figure():
+    functions = _plot_functions()
+    assert {"brewops.model.plots.plot_reliability", "brewops.explore.plot_ibu_vs_abv"} <= set(
+        functions
+    ), sorted(functions)
+    # mypy checks the function returns what it says: here, that it says Figure
+    not_a_figure = {
+        name: ast.unparse(node.returns) if node.returns else None
+        for name, (node, module) in functions.items()
+        if not (node.returns and ast.unparse(node.returns) == "Figure" and _imports_figure(module))
+    }
+    assert not not_a_figure, (
+        f"a notebook's mypy could check nothing done with these: {not_a_figure}"
+    )

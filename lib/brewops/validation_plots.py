@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from brewops import plotstyle, schema
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 OUT_OF_RANGE_COLOR = plotstyle.RED
 
@@ -34,7 +37,7 @@ def out_of_range(df: pd.DataFrame, col: schema.Column) -> pd.DataFrame:
 
 def plot_distributions(
     df: pd.DataFrame, columns: Sequence[schema.Column] | None = None, ncols: int = 3
-) -> Any:
+) -> Figure:
     """One histogram per column of the values inside the plausible range (shaded). Values
     outside it are red markers pinned to the edge they lie beyond, labelled with the beer
     id and the value above the bars, so one wild value (ph 79) does not squash the
@@ -157,7 +160,7 @@ def _mark_outliers(ax: Any, outliers: pd.DataFrame, col: schema.Column) -> int:
     return stacked
 
 
-def plot_gravities(df: pd.DataFrame) -> Any:
+def plot_gravities(df: pd.DataFrame) -> Figure:
     """target_fg against target_og; beers whose final gravity exceeds the original in red."""
     import matplotlib.pyplot as plt
 

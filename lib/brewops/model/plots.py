@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -12,8 +12,13 @@ import pandas as pd
 from brewops import plotstyle
 from brewops.model import bands
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-def plot_confusion_matrix(matrix: Sequence[Sequence[int]], title: str = "Confusion matrix") -> Any:
+
+def plot_confusion_matrix(
+    matrix: Sequence[Sequence[int]], title: str = "Confusion matrix"
+) -> Figure:
     """Counts, shaded by the share of each true band (rows sum to 1)."""
     import matplotlib.pyplot as plt
 
@@ -53,7 +58,7 @@ def plot_predicted_vs_actual(
     predicted_ibu: Sequence[float],
     title: str = "Predicted vs actual IBU",
     ylabel: str = "predicted IBU",
-) -> Any:
+) -> Figure:
     """Scatter on symlog axes (the catalogue spans 0 to 1157 IBU), band edges dashed.
 
     Any estimate of IBU can go on the vertical axis (a model's, or the Tinseth estimate).
@@ -105,7 +110,7 @@ def plot_reliability(
     probabilities: Any,
     title: str = "Reliability of the band probabilities",
     label: str = "model",
-) -> Any:
+) -> Figure:
     """Top-label reliability diagram: for the beers binned by the probability of their
     predicted band (`train.reliability_bins`), the share whose predicted band is right
     against that probability; the diagonal is where honest probabilities lie. Below, how
@@ -150,7 +155,7 @@ def plot_reliability(
     return fig
 
 
-def plot_importance(importance: pd.DataFrame, top: int = 15, title: str | None = None) -> Any:
+def plot_importance(importance: pd.DataFrame, top: int = 15, title: str | None = None) -> Figure:
     """Permutation importance (drop in accuracy), the `top` features, with one std."""
     import matplotlib.pyplot as plt
 
@@ -164,7 +169,9 @@ def plot_importance(importance: pd.DataFrame, top: int = 15, title: str | None =
     return fig
 
 
-def plot_comparison(metrics: dict[str, Any], keys: Sequence[str] = ("accuracy", "macro_f1")) -> Any:
+def plot_comparison(
+    metrics: dict[str, Any], keys: Sequence[str] = ("accuracy", "macro_f1")
+) -> Figure:
     """The model against the baselines, cross-validated and on the newest fifth: a bar
     chart per figure of `keys` (one key named as text is that key)."""
     import matplotlib.pyplot as plt
