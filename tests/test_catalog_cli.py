@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -152,6 +153,30 @@ def test_a_crawled_v3_snapshot_can_be_served_again(
     from brewops.punkapi.client import PunkApiClient
 
     assert PunkApiClient(url, "v3").beer(2)["image_url"].endswith("/images/2.png")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["data", "crawl", "--url", "http://h/v2", "--out", "beers.json"],
+        ["stream", "backfill"],
+        ["api", "serve"],
+    ],
+    ids=lambda command: " ".join(command[:2]),
+)
+def test_every_api_version_option_takes_what_the_client_takes(command: list[str]):
+    group = main.get_command(click.Context(main), command[0])
+    assert isinstance(group, click.Group)
+    leaf = group.get_command(click.Context(group), command[1])
+    assert leaf is not None
+
+    def parsed(version: str) -> object:
+        args = [*command[2:], "--api-version", version]
+        return leaf.make_context(command[1], args).params["api_version"]
+
+    assert parsed("V3") == "v3"
+    with pytest.raises(click.BadParameter, match="'v4' is not one of 'v2', 'v3'"):
+        parsed("v4")
 
 
 def test_crawl_of_a_dead_server_fails_cleanly(runner, tmp_path: Path):

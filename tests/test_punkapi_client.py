@@ -1197,8 +1197,16 @@ def test_errors_share_a_base(punkapi_url):
 
 
 def test_unknown_api_version():
-    with pytest.raises(ValueError, match="api_version"):
-        PunkApiClient("http://127.0.0.1:1/v4", "v4")
+    with pytest.raises(ValueError, match=r"api_version must be one of \('v2', 'v3'\), not 'V4'"):
+        PunkApiClient("http://127.0.0.1:1/v4", "V4")
+
+
+@pytest.mark.parametrize(("said", "expected"), [("V2", "v2"), ("V3", "v3"), ("v3", "v3")])
+def test_the_api_version_is_taken_in_either_case(said, expected):
+    client = PunkApiClient(f"http://127.0.0.1:1/{expected}", said)
+
+    assert client.api_version == expected
+    assert api_version_of(f"http://127.0.0.1:1/{said}") == expected
 
 
 def test_the_client_imports_without_pandas_or_numpy():

@@ -120,6 +120,10 @@ def test_the_punk_api_to_read_is_the_url_given_else_the_targets(
         "v3",
     )
     assert targets.punkapi_endpoint("http://127.0.0.1:1/v2", "v3")[1] == "v3"  # said wins
+    # a notebook's api_version parameter, spelt as the client takes it
+    assert targets.punkapi_endpoint("http://127.0.0.1:1/v2", "V3")[1] == "v3"
+    with pytest.raises(ValueError, match="api_version must be one of"):
+        targets.punkapi_endpoint("http://127.0.0.1:1/v2", "v4")
     with pytest.raises(ValueError, match="give api_url or a target"):
         targets.punkapi_endpoint()
 

@@ -10,6 +10,7 @@ import click
 
 from brewops.catalog import CatalogError
 from brewops.progress_option import PROGRESS_OPTION
+from brewops.punkapi import API_VERSIONS
 
 OUT_OPTION = click.option(
     "--out",
@@ -60,7 +61,7 @@ def fetch(force: bool) -> None:
 @click.option("--url", "base_url", required=True, help="Base URL with version, e.g. http://host/v2")
 @click.option(
     "--api-version",
-    type=click.Choice(["v2", "v3"]),
+    type=click.Choice(API_VERSIONS, case_sensitive=False),
     help="Punk API version. Default: the URL's last segment (…/v2 or …/v3), else v2.",
 )
 @OUT_OPTION

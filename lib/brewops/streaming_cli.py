@@ -16,6 +16,7 @@ from brewops import paths
 from brewops.errors import ActionableError
 from brewops.jsontext import parse_json
 from brewops.progress_option import PROGRESS_OPTION
+from brewops.punkapi import API_VERSIONS
 
 TARGET_OPTION = click.option(
     "--target",
@@ -196,7 +197,7 @@ def stream() -> None:
 @click.option("--api-url", help="Punk API base URL with version. Default: the target's.")
 @click.option(
     "--api-version",
-    type=click.Choice(["v2", "v3"]),
+    type=click.Choice(API_VERSIONS, case_sensitive=False),
     help="Punk API version. Default: the target's (on AWS the stack's PunkApiVersion); "
     "for --api-url, the URL's last segment (…/v2 or …/v3), else v2.",
 )

@@ -298,8 +298,11 @@ def punkapi_endpoint(
     """(base URL, API version) of the Punk API to read: `api_url` with the version its last
     segment names (…/v2 or …/v3), else the target's own, on AWS its stack's PunkApiVersion.
     `api_version` overrides either."""
+    from brewops.punkapi import canonical_api_version
     from brewops.punkapi.client import api_version_of
 
+    if api_version:
+        api_version = canonical_api_version(api_version)
     if api_url:
         return api_url, api_version or api_version_of(api_url)
     if tgt is None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from brewops.catalog import CatalogError
+from brewops.punkapi import API_VERSIONS
 
 
 def cannot_listen(host: str, port: int, error: OSError) -> str:
@@ -57,7 +58,7 @@ def api() -> None:
 )
 @click.option(
     "--api-version",
-    type=click.Choice(["v2", "v3"]),
+    type=click.Choice(API_VERSIONS, case_sensitive=False),
     default="v2",
     show_default=True,
     help="v3 serves the same catalogue in the v3 contract, with its ids. The community v3 "

@@ -53,6 +53,7 @@ from brewops import __version__
 from brewops.catalog import to_v2_shape
 from brewops.environ import LOOPBACK_HOSTS
 from brewops.jsontext import parse_json
+from brewops.punkapi import canonical_api_version
 from brewops.punkapi.errors import (
     RETRYABLE,
     BadRequest,
@@ -67,7 +68,6 @@ from brewops.punkapi.errors import (
 )
 from brewops.punkapi.models import validate_beer
 
-API_VERSIONS = ("v2", "v3")
 V2_FILTERS = frozenset(
     {"abv_gt", "abv_lt", "ibu_gt", "ibu_lt", "ebc_gt", "ebc_lt", "beer_name", "yeast", "hops"}
     | {"malt", "food", "brewed_before", "brewed_after", "ids"}
@@ -172,7 +172,10 @@ class stop_at_deadline(stop_base):
 def api_version_of(base_url: str, default: str = "v2") -> str:
     """The contract a base URL speaks, from its last path segment (…/v2 or …/v3)."""
     last = base_url.rstrip("/").rsplit("/", 1)[-1]
-    return last if last in API_VERSIONS else default
+    try:
+        return canonical_api_version(last)
+    except ValueError:
+        return default
 
 
 class PunkApiClient:
@@ -199,8 +202,7 @@ class PunkApiClient:
         session: requests.Session | None = None,
         sleep: Any = time.sleep,
     ) -> None:
-        if api_version not in API_VERSIONS:
-            raise ValueError(f"api_version must be one of {API_VERSIONS}, not {api_version!r}")
+        api_version = canonical_api_version(api_version)
         if on_invalid not in ON_INVALID:
             raise ValueError(f"on_invalid must be one of {ON_INVALID}, not {on_invalid!r}")
         parts = urlsplit(base_url) if isinstance(base_url, str) else None
