@@ -461,3 +461,21 @@ def test_a_shared_file_another_user_owns_is_refused_naming_it(monkeypatch, tmp_p
 
     assert raised.value.filename == str(path)  # not the temporary file, gone by now
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_figures_that_are_not_finite_are_recorded_as_null(monkeypatch, tmp_path):
+    # R² of a single beer is NaN: Python would write `NaN`, which jq and browsers refuse
+    import numpy as np
+
+    from brewops import summary
+
+    path = tmp_path / "figures.json"
+    monkeypatch.setenv(summary.FIGURES_ENV, str(path))
+
+    summary.record(cv_r2=round(float("nan"), 4), top=np.float64("inf"), low=np.float32("-inf"))
+
+    assert json.loads(path.read_text(), parse_constant=pytest.fail) == {
+        "cv_r2": None,
+        "top": None,
+        "low": None,
+    }
