@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
@@ -9,15 +10,18 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from jsonschema import Draft202012Validator
 
 from brewops.catalog import to_v3_shape
-from brewops.model import bands, predict, registry
+from brewops.model import SCHEMA_NAMES, bands, predict, registry
+from brewops.model import schema as model_schema
 from brewops.model import train as training
-from brewops.model.cli import HEADLINE
+from brewops.model.cli import HEADLINE, PROBABILITY_FIGURES
 from brewops.model.cli import model as model_group
 
 
@@ -671,3 +675,196 @@ def test_a_catalogue_that_is_not_json_is_one_line_naming_it(tmp_path: Path):
     (line,) = result.output.strip().splitlines()
     assert line.startswith("Error: ") and "broken.json" in line
     assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------------------
+# The JSON Schemas of what scripts read: checked against what the commands really write
+
+
+def schema_errors(name: str, document) -> list[str]:
+    validator = Draft202012Validator(model_schema(name))
+    return [f"{error.json_path}: {error.message}" for error in validator.iter_errors(document)]
+
+
+def last_json_line(result) -> dict:
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout.strip().splitlines()[-1], parse_constant=pytest.fail)
+
+
+def json_lines(result) -> list[dict]:
+    assert result.exit_code == 0, result.output
+    return [json.loads(line, parse_constant=pytest.fail) for line in result.stdout.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def older_model(trained_dir: Path, tmp_path_factory) -> Path:
+    """A model whose card predates the beer names and the training ranges."""
+    older = tmp_path_factory.mktemp("older") / "ibu"
+    shutil.copytree(trained_dir, older)
+    card = card_of(older)
+    for key in ("beer_keys", "feature_ranges", "hop_varieties"):
+        del card["data"][key]
+    (older / registry.CARD_FILE).write_text(json.dumps(card))
+    return older
+
+
+@pytest.mark.parametrize("name", SCHEMA_NAMES)
+def test_each_schema_is_a_draft_2020_12_schema_of_a_closed_object(name: str):
+    schema = model_schema(name)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    Draft202012Validator.check_schema(schema)
+    assert schema["type"] == "object"
+    assert False in (schema.get("additionalProperties"), schema.get("unevaluatedProperties"))
+
+
+def test_the_schemas_name_the_models_bands_and_headline_figures():
+    prediction, evaluation = model_schema("prediction"), model_schema("evaluation")
+    assert prediction["$defs"]["band"]["enum"] == list(bands.LABELS)
+    assert prediction["properties"]["probabilities"]["required"] == list(bands.LABELS)
+    assert evaluation["$defs"]["per_class"]["required"] == list(bands.LABELS)
+    assert evaluation["$defs"]["headline"]["required"] == list(HEADLINE)
+    assert evaluation["$defs"]["probability_figures"]["required"] == list(PROBABILITY_FIGURES)
+
+
+def test_the_files_train_writes_follow_their_schemas(trained_dir: Path):
+    metrics = json.loads((trained_dir / registry.METRICS_FILE).read_text())
+    assert schema_errors("metrics", metrics) == []
+    assert schema_errors("model_card", card_of(trained_dir)) == []
+
+
+def test_the_lines_of_predict_follow_their_schema(
+    trained_dir: Path, older_model: Path, split_catalogue, tmp_path: Path
+):
+    train_file, unseen_file = split_catalogue
+    # new beers (some outside the training ranges), trained ones, one with an IBU as text
+    beers = json.loads(unseen_file.read_text())[:40] + [
+        {**b, "id": 1000 + i} for i, b in enumerate(json.loads(train_file.read_text())[:5])
+    ]
+    beers[0] = {**beers[0], "ibu": "n/a"}
+    catalogue = tmp_path / "mixed.json"
+    catalogue.write_text(json.dumps(beers))
+
+    for folder in (trained_dir, older_model):
+        lines = json_lines(
+            brewops_in_process("predict", "--model", str(folder), "--catalog", str(catalogue))
+        )
+        assert len(lines) == len(beers)
+        assert [error for line in lines for error in schema_errors("prediction", line)] == []
+    assert {line["seen_in_training"] for line in lines} == {None}  # the older model's
+
+
+def test_the_last_line_of_evaluate_follows_its_schema(
+    trained_dir: Path, older_model: Path, split_catalogue, catalog_beers, tmp_path: Path
+):
+    train_file, unseen_file = split_catalogue
+    one_beer = tmp_path / "one.json"
+    one_beer.write_text(json.dumps([b for b in catalog_beers if b["ibu"] is not None][:1]))
+    runs = [
+        (trained_dir, unseen_file),  # new beers: `unseen`, and some outside the ranges
+        (trained_dir, train_file),  # all trained on: `unseen` null
+        (trained_dir, one_beer),  # R² of one beer: null
+        (older_model, unseen_file),  # nothing told apart, nothing checked: nulls
+    ]
+    for folder, catalogue in runs:
+        last = last_json_line(
+            brewops_in_process("evaluate", "--model", str(folder), "--catalog", str(catalogue))
+        )
+        assert schema_errors("evaluation", last) == [], (folder, catalogue)
+
+
+def test_the_schemas_fail_an_output_with_a_renamed_key_or_another_type(
+    trained_dir: Path, split_catalogue
+):
+    _, unseen_file = split_catalogue
+    args = ["--model", str(trained_dir), "--catalog", str(unseen_file)]
+    prediction = json_lines(brewops_in_process("predict", *args, "--id", "1"))[0]
+    evaluation = last_json_line(brewops_in_process("evaluate", *args))
+    metrics = json.loads((trained_dir / registry.METRICS_FILE).read_text())
+    card = card_of(trained_dir)
+
+    def renamed(document: dict, path: tuple[str, ...], new_key: str) -> dict:
+        copy = json.loads(json.dumps(document))
+        *parents, key = path
+        parent = copy
+        for name in parents:
+            parent = parent[name]
+        parent[new_key] = parent.pop(key)
+        return copy
+
+    def retyped(document: dict, path: tuple[str, ...], value) -> dict:
+        copy = json.loads(json.dumps(document))
+        *parents, key = path
+        parent = copy
+        for name in parents:
+            parent = parent[name]
+        parent[key] = value
+        return copy
+
+    cases = [
+        ("prediction", prediction, ("predicted_ibu",), "ibu_predicted"),
+        ("prediction", prediction, ("probabilities", "(70, inf)"), "(70, 1000]"),
+        ("prediction", prediction, ("outside_training", "new_hops"), "hops_new"),
+        ("evaluation", evaluation, ("mae",), "mean_absolute_error"),
+        ("evaluation", evaluation, ("unseen", "accuracy"), "acc"),
+        ("evaluation", evaluation, ("outside_training", "n_new_hops"), "new_hops"),
+        ("metrics", metrics, ("cv", "macro_f1_std"), "macro_f1_spread"),
+        ("metrics", metrics, ("time_split", "over_seeds", "seeds"), "forest_seeds"),
+        ("model_card", card, ("data", "beer_keys"), "beer_names"),
+    ]
+    for name, document, path, new_key in cases:
+        assert schema_errors(name, renamed(document, path, new_key)), (name, path)
+    retypes = [
+        ("prediction", prediction, ("band_index",), "2"),
+        ("prediction", prediction, ("seen_in_training",), 0),
+        ("evaluation", evaluation, ("seen_in_training",), "0"),
+        ("evaluation", evaluation, ("confusion_matrix",), {}),
+        ("metrics", metrics, ("cv", "accuracy"), "0.6"),
+        ("model_card", card, ("data", "rows_used"), 320.5),
+    ]
+    for name, document, path, value in retypes:
+        assert schema_errors(name, retyped(document, path, value)), (name, path)
+
+
+def _properties(schema) -> set[str]:
+    """Every key a schema names, at any depth."""
+    if isinstance(schema, dict):
+        return set(schema.get("properties", {})).union(*map(_properties, schema.values()))
+    if isinstance(schema, list):
+        return set().union(*map(_properties, schema))
+    return set()
+
+
+@pytest.mark.parametrize(
+    ("command", "name"), [("predict", "prediction"), ("evaluate", "evaluation")]
+)
+def test_the_help_names_every_key_of_the_json_and_no_other(command: str, name: str):
+    schema = model_schema(name)
+    # what --help shows above the options
+    text = " ".join(model_group.commands[command].help.split())
+    named = set(re.findall(r"`([a-z_0-9]+)`", text))
+    top_level = set(schema["properties"]).union(
+        *(
+            schema["$defs"][part["$ref"].removeprefix("#/$defs/")]["properties"]
+            for part in schema.get("allOf", [])
+        )
+    )
+    assert top_level - named == set(), "keys written, not in --help"
+    assert named - _properties(schema) == set(), "keys in --help, not written"
+    assert f"`brewops model schema {name}`" in text
+
+
+@pytest.mark.parametrize("name", SCHEMA_NAMES)
+def test_the_schema_command_prints_the_schema_the_package_ships(name: str):
+    result = brewops_in_process("schema", name)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == model_schema(name)
+
+
+def test_the_schemas_are_package_data_of_the_wheel():
+    root = Path(__file__).resolve().parent.parent
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["brewops.model"]
+    folder = root / "lib" / "brewops" / "model"
+    files = sorted(p.relative_to(folder).as_posix() for p in (folder / "schemas").iterdir())
+    assert files == sorted(f"schemas/{name}.schema.json" for name in SCHEMA_NAMES)
+    assert all(any(fnmatch.fnmatch(f, pattern) for pattern in patterns) for f in files)

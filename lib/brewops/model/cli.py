@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from brewops.model import MAX_SEED, PROTOCOL_SEED
+from brewops.model import MAX_SEED, PROTOCOL_SEED, SCHEMA_NAMES, schema_text
 from brewops.progress_option import PROGRESS_OPTION
 from brewops.streaming_cli import TARGET_OPTION, use_target
 
@@ -54,7 +54,8 @@ def model() -> None:
     required=True,
     type=click.Path(file_okay=False, path_type=Path),
     callback=_writable_folder,
-    help="Folder for model.joblib, metrics.json and the model card.",
+    help="Folder for model.joblib, metrics.json and the model card (model_card.json, "
+    "model_card.md); `brewops model schema metrics|model_card` prints the JSON files' schemas.",
 )
 @click.option(
     "--repeats",
@@ -133,10 +134,15 @@ def train(
 )
 @PROGRESS_OPTION
 def evaluate(model_location: str, catalog_path: Path, progress: bool) -> None:
-    """Score a model on the beers of a catalogue. The last line printed is one JSON object.
+    """Score a model on the beers of a catalogue. The last line printed is one JSON object;
+    its JSON Schema: `brewops model schema evaluation`.
 
+    `n` beers scored, the headline figures `accuracy`, `macro_f1`, `mae`, `r2`,
+    `mae_ibu_le_150` and `r2_ibu_le_150` (an undefined one, R² of a single beer, is null),
+    `per_class` and `confusion_matrix` (rows the true band), and `model_version`.
     Beers the model was trained on (same name) are counted in `seen_in_training`, and the
-    figures on the others alone are under `unseen`. Beers without a numeric IBU cannot be
+    figures on the others alone are under `unseen` (null when there is none); both are null
+    when the model card does not list its beers. Beers without a numeric IBU cannot be
     scored: they are counted in `without_ibu`, and repeated ids in `duplicates_dropped`.
     Beside the headline figures: `brier`, `log_loss` and `ece` (top-label expected
     calibration error) of the band probabilities, and `band_ibu_disagreement`, the share
@@ -146,8 +152,9 @@ def evaluate(model_location: str, catalog_path: Path, progress: bool) -> None:
     on, `n_features` of them with a feature outside its training range (the range of each
     is in the model card's data.feature_ranges), `n_new_hops` with a hop variety no
     training recipe had, the beers of each feature (`by_feature`) and hop (`by_hop`), and
-    the figures on those beers (`outside`) and on the others (`inside`), over the beers not
-    trained on. It is null for a model whose card records no training ranges.
+    `n` and the headline figures on those beers (`outside`) and on the others (`inside`),
+    over the beers not trained on (null when there is none). It is null for a model whose
+    card records no training ranges.
     """
     from brewops.model import features
     from brewops.model import train as training
@@ -234,7 +241,13 @@ def evaluate(model_location: str, catalog_path: Path, progress: bool) -> None:
 @click.option("--id", "ids", multiple=True, type=int, help="Only these beer ids (repeatable).")
 @PROGRESS_OPTION
 def predict(model_location: str, catalog_path: Path, ids: tuple[int, ...], progress: bool) -> None:
-    """Predict band, IBU and band probabilities; one JSON object per beer and line.
+    """Predict band, IBU and band probabilities; one JSON object per beer and line, whose
+    JSON Schema is `brewops model schema prediction`.
+
+    Its keys: `id` and `name` as the catalogue gives them, `band`, `band_index` (0 the least
+    bitter), `predicted_ibu`, `predicted_ibu_band`, `probabilities` (each band's), `ibu`
+    (the catalogue's, null when it is not a number), `seen_in_training` and
+    `outside_training`.
 
     `band` is the most probable band and `predicted_ibu` a separate regression: they can
     disagree (in cross-validation about one beer in five, by one band), so
@@ -275,6 +288,15 @@ def predict(model_location: str, catalog_path: Path, ids: tuple[int, ...], progr
     for prediction in predictions:
         # JSON is UTF-8 whatever the locale: a Latin-1 one cannot even encode some names
         click.echo(json.dumps(prediction, ensure_ascii=False).encode("utf-8"))
+
+
+@model.command()
+@click.argument("name", type=click.Choice(SCHEMA_NAMES))
+def schema(name: str) -> None:
+    """Print the JSON Schema (draft 2020-12) of an output scripts read: `prediction`, a line
+    of `predict`; `evaluation`, the last line of `evaluate`; `metrics` and `model_card`,
+    the metrics.json and model_card.json that `train` writes."""
+    click.echo(schema_text(name), nl=False)
 
 
 @model.command()

@@ -82,7 +82,8 @@ def predict_beers(
     """One prediction per beer (a dict, a list of dicts or a DataFrame of raw records):
     `id`, `name`, `band` (label), `band_index`, `predicted_ibu`, `predicted_ibu_band` (the
     band `predicted_ibu` lies in), `probabilities` (by band label), `ibu` (the recorded
-    value, or None), `seen_in_training` and `outside_training`.
+    IBU as a number, None when it is not one), `seen_in_training` and `outside_training`
+    (`brewops.model.schema("prediction")` is their JSON Schema).
 
     `band` (the most probable band) and `predicted_ibu` come from two models, a classifier
     and a regressor, and need not agree: `predicted_ibu_band` says where the IBU lies. In
