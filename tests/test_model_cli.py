@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from jsonschema import Draft202012Validator
 
 from brewops.catalog import to_v3_shape
-from brewops.model import SCHEMA_NAMES, bands, predict, registry
+from brewops.model import SCHEMA_NAMES, bands, features, predict, registry
 from brewops.model import schema as model_schema
 from brewops.model import train as training
 from brewops.model.cli import HEADLINE, PROBABILITY_FIGURES
@@ -84,7 +84,10 @@ def test_train_writes_the_model_metrics_and_card(trained_dir: Path):
     assert {p.name for p in trained_dir.iterdir()} == set(registry.VERSION_FILES)
     metrics = json.loads((trained_dir / registry.METRICS_FILE).read_text())
     assert {"accuracy", "macro_f1", "mae"} <= set(metrics["cv"])
-    assert {"majority_class", "random_forest_6_columns"} == set(metrics["baselines"])
+    assert {"majority_class", "random_forest_6_columns", "tinseth_formula"} == set(
+        metrics["baselines"]
+    )
+    assert set(metrics["time_split"]["baselines"]) == set(metrics["baselines"])
     assert {"accuracy", "macro_f1", "mae", "n_test", "over_seeds"} <= set(metrics["time_split"])
     card = card_of(trained_dir)
     assert registry.VERSION_PATTERN.match(card["version"])
@@ -156,6 +159,18 @@ def test_evaluate_prints_one_json_object_last(trained_dir: Path, split_catalogue
     for key in ("brier", "log_loss", "ece", "band_ibu_disagreement"):
         assert 0 <= last[key] == last["unseen"][key], key
     assert f"band probabilities: brier {last['brier']:.3f}, " in result.stdout
+    # the brewer's formula on the same beers, all of them new here
+    beers = features.labelled(json.loads(unseen_file.read_text()))
+    estimate = features.build_features(beers)["tinseth_ibu"].to_numpy()
+    ibu = features.ibu_values(beers)
+    formula = last["tinseth_formula"]
+    assert formula["n"] == expected_n == formula["unseen"]["n"]
+    right = bands.band_index(estimate) == bands.band_index(ibu)
+    assert formula["accuracy"] == pytest.approx(right.mean()) == formula["unseen"]["accuracy"]
+    assert formula["mae"] == pytest.approx(abs(estimate - ibu).mean())
+    assert f"the Tinseth formula alone on these beers: accuracy {formula['accuracy']:.3f}" in (
+        result.stdout
+    )
 
 
 def test_evaluate_tells_the_beers_trained_on_from_new_ones(
@@ -280,13 +295,18 @@ def test_predict_prints_a_band_per_beer(trained_dir: Path, split_catalogue):
     # the held-out file: beers the model has not been trained on
     assert [p["seen_in_training"] for p in predictions] == [False, False]
     assert all(p["predicted_ibu_band"] in bands.LABELS for p in predictions)
+    # beside the model's IBU, the recipe's own Tinseth estimate, rounded as it is
+    beers = {b["id"]: b for b in json.loads(unseen_file.read_text())}
+    for prediction in predictions:
+        estimate = features.beer_features(beers[prediction["id"]])["tinseth_ibu"]
+        assert prediction["estimated_ibu"] == round(estimate, 1)
 
 
 def test_predict_help_says_band_and_ibu_can_disagree():
     result = brewops_in_process("predict", "--help")
-    assert "`predicted_ibu_band` names the band the predicted IBU lies in" in " ".join(
-        result.output.split()
-    )
+    shown = " ".join(result.output.split())
+    assert "`predicted_ibu_band` names the band the predicted IBU lies in" in shown
+    assert "`estimated_ibu` is the recipe's own Tinseth estimate" in shown
 
 
 @pytest.mark.parametrize("command", ["evaluate", "predict"])

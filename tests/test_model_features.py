@@ -739,3 +739,29 @@ def test_records_are_made_plain_with_the_collector_paused_and_left_as_found(
     with pytest.raises(AttributeError):  # a row that is no record
         features.beer_records([catalog_beers[0], 7])
     assert gc.isenabled()
+
+
+class _StandInModel:
+    """Probabilities and IBU for every beer alike: the estimate comes from the recipe."""
+
+    def predict_proba(self, X):
+        return np.tile([0.1, 0.6, 0.2, 0.1], (len(X), 1))
+
+    def predict_ibu(self, X):
+        return np.full(len(X), 45.0)
+
+
+def test_a_prediction_gives_the_recipes_tinseth_estimate_rounded_as_the_predicted_ibu():
+    hand_computed = recipe(
+        [
+            hop("Cascade", 28, "start"),
+            hop("Citra", 20, "middle", attribute="flavour"),
+            hop("Citra", 100, "dry hop", attribute="aroma"),
+        ]
+    )
+    # an amount beyond what the forests compute in: the estimate cannot be given
+    absurd = recipe([hop("Cascade", 1e300, "start", unit="kilograms")], id=2)
+    first, second = predict_beers(_StandInModel(), [hand_computed, absurd])
+    assert first["estimated_ibu"] == round(HAND_COMPUTED_IBU, 1) == 40.6
+    assert first["predicted_ibu"] == 45.0  # the model's, beside it
+    assert second["estimated_ibu"] is None

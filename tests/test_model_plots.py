@@ -316,3 +316,33 @@ def test_calibration_frame_has_a_row_for_the_model_and_each_baseline():
     assert list(frame.index) == ["model", "majority_class", "random_forest_6_columns"]
     assert list(frame.columns) == ["brier", "log_loss", "ece"]
     assert frame.loc["random_forest_6_columns", "log_loss"] == 1.53
+
+
+def test_the_tinseth_formula_is_compared_next_to_the_model_and_has_no_probability_row():
+    def figures(accuracy: float, probabilities: bool = True) -> dict:
+        scores = {"brier": 1 - accuracy, "log_loss": 1.0, "ece": 0.1} if probabilities else {}
+        return {"accuracy": accuracy, "macro_f1": accuracy, "mae": 20.0, **scores}
+
+    baselines = {
+        "majority_class": figures(0.3),
+        "random_forest_6_columns": figures(0.5),
+        "tinseth_formula": figures(0.55, probabilities=False),  # an estimate, no probabilities
+    }
+    metrics = {
+        "cv": figures(0.6),
+        "baselines": baselines,
+        "time_split": {**figures(0.7), "baselines": baselines},
+    }
+    # the probability scores only of those that give probabilities: no row of NaN
+    assert list(plots.calibration_frame(metrics).index) == [
+        "model",
+        "majority_class",
+        "random_forest_6_columns",
+    ]
+    ax = plots.plot_comparison(metrics).axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        "model",
+        "tinseth\nformula",
+        "random forest\n6 columns",
+        "majority class",
+    ]

@@ -1140,3 +1140,45 @@ def test_register_moves_on_second_by_second_only_past_versions_that_are_taken(
     tried = [given] if given else [registry.new_version(sha, second) for second in seconds]
     # the first file of each version refused: nothing more of it was sent
     assert s3.uploaded == [f"m/{version}/{registry.MODEL_FILE}" for version in tried]
+
+
+def test_a_version_written_before_the_tinseth_formula_loads_in_every_consumer(
+    trained, tmp_path, capsys
+):
+    import copy
+
+    import matplotlib.pyplot as plt
+
+    from brewops.model import plots
+    from brewops.model.cli import _print_table
+
+    # metrics.json and the card as they were before the formula was scored beside the
+    # baselines: the majority class and the six-column forest only
+    metrics, card = copy.deepcopy(trained.metrics), copy.deepcopy(trained.card)
+    for baselines in (
+        metrics["baselines"],
+        metrics["time_split"]["baselines"],
+        card["metrics"]["baselines"],
+    ):
+        del baselines[train.TINSETH_FORMULA]
+    version = "20250101T000000Z-abcdef12"
+    folder = registry.save(trained.model, metrics, {**card, "version": version}, tmp_path)
+    loaded = registry.load(folder)
+    before = ["model", "majority_class", "random_forest_6_columns"]
+    assert sorted(plots.comparison_frame(loaded.metrics)["model"].unique()) == sorted(before)
+    assert list(plots.calibration_frame(loaded.metrics).index) == before
+    plt.close(plots.plot_comparison(loaded.metrics, keys=("accuracy", "mae")))
+    _print_table(loaded.metrics)
+    assert "tinseth_formula" not in capsys.readouterr().out
+    page = (folder / registry.CARD_MARKDOWN_FILE).read_text()
+    assert "- random_forest_6_columns: accuracy" in page and "- tinseth_formula" not in page
+    # `model versions` lists it with its figures, nothing missing
+    s3 = _FilesS3(
+        {
+            f"models/ibu/{version}/{name}": (folder / name).read_bytes()
+            for name in registry.VERSION_FILES
+        }
+    )
+    (listed,) = registry.describe_versions("s3://bucket/models/ibu/", client=s3).versions
+    assert listed.problems == []
+    assert listed.cv_accuracy == metrics["cv"]["accuracy"]

@@ -30,6 +30,9 @@ def trained(catalog_beers) -> train.TrainingResult:
     return train.train(catalog_beers, protocol=QUICK)
 
 
+REFERENCES = ("majority_class", "random_forest_6_columns", "tinseth_formula")
+
+
 def test_the_default_protocol_is_the_fixed_one():
     protocol = train.Protocol()
     assert (protocol.n_splits, protocol.n_repeats, protocol.time_test_fraction) == (5, 5, 0.2)
@@ -87,23 +90,29 @@ def test_metrics_have_the_documented_keys(trained):
             assert np.isfinite(figures[key]), key
         assert set(figures["per_class"]) == set(bands.LABELS)
         assert np.asarray(figures["confusion_matrix"]).shape == (4, 4)
-    assert set(metrics["baselines"]) == {"majority_class", "random_forest_6_columns"}
-    # the band probabilities' figures, out of fold, for the model and the baselines
+    assert set(metrics["baselines"]) == {*REFERENCES}
+    # the band probabilities' figures, out of fold, for the model and the baselines that
+    # give probabilities: the Tinseth formula gives none, and has none of their figures
+    formula = metrics["baselines"]["tinseth_formula"]
     for figures in (metrics["cv"], *metrics["baselines"].values()):
         for key in ("brier", "log_loss", "ece", "band_ibu_disagreement"):
+            if figures is formula and key != "band_ibu_disagreement":
+                assert key not in figures, key
+                continue
             assert np.isfinite(figures[key]) and np.isfinite(figures[f"{key}_std"]), key
+    assert formula["band_ibu_disagreement"] == 0  # its band is that of its IBU
     assert 0 <= metrics["time_split"]["band_ibu_disagreement"] <= 1
     assert metrics["cv"]["n"] == 320 == metrics["data"]["rows_used"]
     assert np.sum(metrics["cv"]["confusion_matrix"]) == 320 * QUICK.n_repeats
     split = metrics["time_split"]
     assert (split["n_train"], split["n_test"]) == (256, 64)
-    assert set(split["baselines"]) == {"majority_class", "random_forest_6_columns"}
+    assert set(split["baselines"]) == {*REFERENCES}
     assert set(metrics["permutation_importance"]) == set(features.FEATURE_COLUMNS)
 
 
-def test_the_model_beats_both_baselines(trained):
+def test_the_model_beats_the_baselines_and_the_tinseth_formula(trained):
     cv, baselines = trained.metrics["cv"], trained.metrics["baselines"]
-    assert set(baselines) == {"majority_class", "random_forest_6_columns"}
+    assert set(baselines) == {*REFERENCES}
     for baseline in baselines.values():
         assert cv["accuracy"] > baseline["accuracy"] + 0.05
         assert cv["macro_f1"] > baseline["macro_f1"] + 0.05
@@ -116,7 +125,9 @@ def test_the_model_beats_both_baselines(trained):
 
 def test_the_models_probabilities_beat_both_baselines(trained):
     cv, baselines = trained.metrics["cv"], trained.metrics["baselines"]
-    for baseline in baselines.values():
+    for name, baseline in baselines.items():
+        if name == train.TINSETH_FORMULA:  # no probabilities to score
+            continue
         assert cv["brier"] < baseline["brier"]
         assert cv["log_loss"] < baseline["log_loss"]
     # the majority class gives the bands their shares of the training beers (probability 1
@@ -177,7 +188,8 @@ def test_baseline_probabilities_have_a_column_per_band(catalog_beers):
     beers = features.labelled(catalog_beers)
     X, ibu = features.build_features(beers), features.ibu_values(beers)
     low = ibu <= 50  # two bands only: the other two get probability 0
-    majority, forest = train.make_baselines(train.Protocol().seed, n_jobs=1)
+    majority, forest, formula = train.make_baselines(train.Protocol().seed, n_jobs=1)
+    assert formula.predict_proba(X) is None  # an estimate, not a distribution over bands
     for baseline in (majority, forest):
         proba = baseline.fit(X[low], ibu[low]).predict_proba(X)
         assert proba.shape == (len(X), bands.N_BANDS)
@@ -758,6 +770,7 @@ def test_a_prediction_reports_what_the_model_said():
         "band_index": 3,
         "predicted_ibu": 81.3,
         "predicted_ibu_band": "(70, inf)",
+        "estimated_ibu": 0.0,  # no hop: the formula's 0
         # to four decimals
         "probabilities": {
             "(-1, 30]": 0.1234,
@@ -1030,3 +1043,74 @@ def test_band_ibu_breakdown_counts_where_band_and_ibu_disagree_and_which_was_rig
     breakdown = train.band_ibu_breakdown(agreeing)
     assert (breakdown["beers"], breakdown["more_than_one_band"]) == (0, 0)
     assert math.isnan(breakdown["band_right"]) and math.isnan(breakdown["ibu_band_right"])
+
+
+def test_the_tinseth_formula_scores_a_hand_computed_case():
+    # the formula reads the recipe's estimate alone: its IBU, and the band that lies in
+    X = pd.DataFrame({"tinseth_ibu": [10.0, 35.0, 60.0, 90.0, math.nan]})
+    ibu = np.array([20.0, 60.0, 55.0, 100.0, 25.0])
+    formula = train.TinsethFormula().fit(X, ibu)  # nothing to fit
+    # a missing estimate (an absurd amount, made NaN) is the formula's 0 of no hops
+    np.testing.assert_array_equal(formula.predict_ibu(X), [10, 35, 60, 90, 0])
+    np.testing.assert_array_equal(formula.predict_band(X), [0, 1, 2, 3, 0])
+    figures = train.all_metrics(ibu, formula.predict_band(X), formula.predict_ibu(X))
+    # true bands 0, 2, 2, 3, 0: four of five right; the second beer called (30, 50]
+    assert figures["accuracy"] == pytest.approx(4 / 5)
+    # F1 per band: 1, 0 (predicted once, never true), 2/3 (one of two found), 1
+    assert figures["macro_f1"] == pytest.approx((1 + 0 + 2 / 3 + 1) / 4)
+    assert figures["confusion_matrix"] == [
+        [2, 0, 0, 0],
+        [0, 0, 0, 0],
+        [0, 1, 1, 0],
+        [0, 0, 0, 1],
+    ]
+    # |10-20| + |35-60| + |60-55| + |90-100| + |0-25| = 75
+    assert figures["mae"] == pytest.approx(75 / 5)
+    assert figures["band_ibu_disagreement"] == 0
+    assert "brier" not in figures
+
+
+def test_the_tinseth_formula_is_scored_on_the_folds_and_on_the_newest_fifth(trained, catalog_beers):
+    beers = features.labelled(catalog_beers)
+    estimate = features.build_features(beers)["tinseth_ibu"].to_numpy()
+    ibu = features.ibu_values(beers)
+    assert not np.isnan(estimate).any()
+    right = bands.band_index(estimate) == bands.band_index(ibu)
+    cv = trained.metrics["baselines"]["tinseth_formula"]
+    # nothing fitted: every repeat of the folds gives the figures of every beer's estimate
+    assert cv["accuracy"] == pytest.approx(right.mean()) == pytest.approx(0.503, abs=0.001)
+    assert cv["mae"] == pytest.approx(np.abs(estimate - ibu).mean())
+    assert cv["accuracy_std"] == 0 and cv["repeats"] == QUICK.n_repeats
+    assert np.sum(cv["confusion_matrix"]) == len(beers) * QUICK.n_repeats
+    # on the newest fifth, the estimates of those beers
+    _, newest = train.time_split(beers)
+    split = trained.metrics["time_split"]["baselines"]["tinseth_formula"]
+    assert split["n"] == len(newest) == 64
+    assert split["accuracy"] == pytest.approx(right[newest].mean())
+    assert split["mae"] == pytest.approx(np.abs(estimate[newest] - ibu[newest]).mean())
+    # the card keeps its headline figures, as those of the baselines
+    assert trained.card["metrics"]["baselines"]["tinseth_formula"] == {
+        key: cv[key] for key in ("accuracy", "macro_f1", "mae")
+    }
+
+
+def test_evaluating_a_catalogue_scores_the_tinseth_formula_on_the_same_beers(
+    small_trained_model, catalog_beers
+):
+    beers = features.labelled(catalog_beers)[:40]
+    estimate = features.build_features(beers)["tinseth_ibu"].to_numpy()
+    ibu = features.ibu_values(beers)
+    trained_on = small_trained_model.card["data"]["beer_keys"]
+    result = train.evaluate_catalogue(small_trained_model.model, beers, trained_on)
+    formula = result["tinseth_formula"]
+    assert formula["n"] == 40
+    right = bands.band_index(estimate) == bands.band_index(ibu)
+    assert formula["accuracy"] == pytest.approx(right.mean())
+    assert formula["mae"] == pytest.approx(np.abs(estimate - ibu).mean())
+    # on the beers not trained on (every other beer was), as `unseen` is
+    new = np.array([features.beer_key(beer) not in set(trained_on) for beer in beers])
+    assert formula["unseen"]["n"] == result["unseen"]["n"] == new.sum() > 0
+    assert formula["unseen"]["accuracy"] == pytest.approx(right[new].mean())
+    # without the list of the training beers, nothing to tell apart
+    unknown = train.evaluate_catalogue(small_trained_model.model, beers, None)
+    assert unknown["tinseth_formula"]["unseen"] is None

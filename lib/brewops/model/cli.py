@@ -148,6 +148,11 @@ def evaluate(model_location: str, catalog_path: Path, progress: bool) -> None:
     calibration error) of the band probabilities, and `band_ibu_disagreement`, the share
     of beers whose predicted IBU lies in another band than their predicted band.
 
+    `tinseth_formula` holds the same figures of the brewer's own formula, the recipe's
+    Tinseth estimate as the IBU and its band as the band (nothing fitted, no
+    probabilities), on the same beers, and under its `unseen` on the same new beers: what
+    the model adds over the formula.
+
     `outside_training` is the drift summary: `n` beers unlike those the model was trained
     on, `n_features` of them with a feature outside its training range (the range of each
     is in the model card's data.feature_ranges), `n_new_hops` with a hop variety no
@@ -188,9 +193,11 @@ def evaluate(model_location: str, catalog_path: Path, progress: bool) -> None:
         f"ece {metrics['ece']:.3f}; predicted IBU in another band than the predicted band "
         f"for {metrics['band_ibu_disagreement']:.1%} of the beers"
     )
+    click.echo(_formula_summary(metrics["tinseth_formula"]))
     click.echo(_seen_summary(metrics))
     click.echo(_outside_summary(metrics["outside_training"], len(beers)))
     outside = metrics["outside_training"]
+    formula = metrics["tinseth_formula"]
     result = {
         "n": metrics["n"],
         **_headline(metrics),
@@ -198,6 +205,13 @@ def evaluate(model_location: str, catalog_path: Path, progress: bool) -> None:
         "per_class": metrics["per_class"],
         "confusion_matrix": metrics["confusion_matrix"],
         "seen_in_training": metrics["seen_in_training"],
+        "tinseth_formula": {
+            "n": formula["n"],
+            **_headline(formula),
+            "unseen": {"n": formula["unseen"]["n"], **_headline(formula["unseen"])}
+            if formula["unseen"]
+            else None,
+        },
         "without_ibu": len(without_ibu),
         "duplicates_dropped": sum(dropped),
         "unseen": (
@@ -245,13 +259,15 @@ def predict(model_location: str, catalog_path: Path, ids: tuple[int, ...], progr
     JSON Schema is `brewops model schema prediction`.
 
     Its keys: `id` and `name` as the catalogue gives them, `band`, `band_index` (0 the least
-    bitter), `predicted_ibu`, `predicted_ibu_band`, `probabilities` (each band's), `ibu`
-    (the catalogue's, null when it is not a number), `seen_in_training` and
+    bitter), `predicted_ibu`, `predicted_ibu_band`, `estimated_ibu`, `probabilities` (each
+    band's), `ibu` (the catalogue's, null when it is not a number), `seen_in_training` and
     `outside_training`.
 
     `band` is the most probable band and `predicted_ibu` a separate regression: they can
     disagree (in cross-validation about one beer in five, by one band), so
-    `predicted_ibu_band` names the band the predicted IBU lies in.
+    `predicted_ibu_band` names the band the predicted IBU lies in. `estimated_ibu` is the
+    recipe's own Tinseth estimate (the brewer's formula, from the hop schedule; null when
+    it cannot be computed), to read `predicted_ibu` against.
 
     `seen_in_training` is true for a beer the model was trained on (same name): its
     prediction is in-sample. It is null when the model card does not list its beers.
@@ -493,6 +509,18 @@ def _outside_summary(outside: dict[str, Any] | None, n: int) -> str:
         if figures
     ]
     return line + ("; " + ", ".join(scored) if scored else "")
+
+
+def _formula_summary(formula: dict[str, Any]) -> str:
+    """One line: the Tinseth formula's figures on the same beers (and on the new ones)."""
+
+    def shown(figures: dict[str, Any]) -> str:
+        return ", ".join(f"{key} {figures[key]:.3f}" for key in ("accuracy", "macro_f1", "mae"))
+
+    line = f"the Tinseth formula alone on these beers: {shown(formula)}"
+    if formula["unseen"]:
+        line += f"; on the {formula['unseen']['n']} not trained on: {shown(formula['unseen'])}"
+    return line
 
 
 def _seen_summary(metrics: dict[str, Any]) -> str:

@@ -214,14 +214,18 @@ _SCORE_LABELS = {
 
 _SHARES = ("accuracy", "macro_f1")  # shares of the beers: a 0-1 axis
 
-_ORDER = ("model", "random_forest_6_columns", "majority_class")
+_ORDER = ("model", "tinseth_formula", "random_forest_6_columns", "majority_class")
 
 
 def calibration_frame(metrics: dict[str, Any]) -> pd.DataFrame:
     """The cross-validated probability scores (`brier`, `log_loss`, `ece`), one row for
-    the model and one per baseline."""
+    the model and one per baseline that gives probabilities (the Tinseth formula gives
+    none: it has no row)."""
     keys = ("brier", "log_loss", "ece")
-    rows = {"model": metrics["cv"], **metrics["baselines"]}
+    rows = {
+        "model": metrics["cv"],
+        **{name: figures for name, figures in metrics["baselines"].items() if "brier" in figures},
+    }
     return pd.DataFrame(
         {name: {k: figures.get(k) for k in keys} for name, figures in rows.items()}
     ).T

@@ -6,6 +6,7 @@ The fitted model's pipelines start with the feature code used in training
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
@@ -81,9 +82,14 @@ def predict_beers(
 ) -> list[dict[str, Any]]:
     """One prediction per beer (a dict, a list of dicts or a DataFrame of raw records):
     `id`, `name`, `band` (label), `band_index`, `predicted_ibu`, `predicted_ibu_band` (the
-    band `predicted_ibu` lies in), `probabilities` (by band label), `ibu` (the recorded
-    IBU as a number, None when it is not one), `seen_in_training` and `outside_training`
-    (`brewops.model.schema("prediction")` is their JSON Schema).
+    band `predicted_ibu` lies in), `estimated_ibu`, `probabilities` (by band label), `ibu`
+    (the recorded IBU as a number, None when it is not one), `seen_in_training` and
+    `outside_training` (`brewops.model.schema("prediction")` is their JSON Schema).
+
+    `estimated_ibu` is the recipe's Tinseth estimate (the feature `tinseth_ibu`, rounded as
+    `predicted_ibu` is): the brewer's own formula from the hop schedule, the reference the
+    model is measured against (`tinseth_formula` in the metrics); None when the recipe's
+    amounts are beyond what can be computed.
 
     `band` (the most probable band) and `predicted_ibu` come from two models, a classifier
     and a regressor, and need not agree: `predicted_ibu_band` says where the IBU lies. In
@@ -115,8 +121,9 @@ def predict_beers(
         [None] * len(records) if training_domain is None else training_domain.outside(X, records)
     )
     results = []
-    for beer, proba, ibu, unlike in zip(
-        records, probabilities, predicted_ibu, outside, strict=True
+    estimates = X["tinseth_ibu"].to_numpy(dtype=float)
+    for beer, proba, ibu, estimate, unlike in zip(
+        records, probabilities, predicted_ibu, estimates, outside, strict=True
     ):
         index = int(proba.argmax())
         shown_ibu = round(float(ibu), 1)  # its band is that of the figure shown
@@ -128,6 +135,7 @@ def predict_beers(
                 "band_index": index,
                 "predicted_ibu": shown_ibu,
                 "predicted_ibu_band": bands.band_label(bands.band_index(shown_ibu)[0]),
+                "estimated_ibu": None if math.isnan(estimate) else round(float(estimate), 1),
                 "probabilities": {
                     label: round(float(p), 4) for label, p in zip(bands.LABELS, proba, strict=True)
                 },

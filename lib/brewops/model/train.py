@@ -4,8 +4,10 @@ The protocol, fixed so results compare between runs:
 - beers without an IBU are left out, one record per id;
 - repeated stratified 5-fold cross-validation (5 repeats, fixed seeds) of the model and of
   two baselines on the same folds: the majority class, and a random forest on the six
-  numeric cleaned columns (what the public solutions of the challenge do); beers whose
-  features are identical (one recipe under several names) are in one fold;
+  numeric cleaned columns (what the public solutions of the challenge do); beside them the
+  brewer's own formula, the recipe's Tinseth estimate (`tinseth_formula`: nothing fitted,
+  no band probabilities); beers whose features are identical (one recipe under several
+  names) are in one fold;
 - classification: accuracy, macro-F1, per-class precision/recall, confusion matrix;
 - the band probabilities: Brier score, log loss and top-label expected calibration error;
   regression of IBU: MAE and R², over all beers and over beers with IBU <= 150;
@@ -216,6 +218,7 @@ class _Baseline:
     columns: tuple[str, ...]
     make_classifier: Callable[[], Any]
     make_regressor: Callable[[], Any]
+    gives_probabilities = True
 
     def fit(self, X: pd.DataFrame, ibu: np.ndarray) -> _Baseline:
         self.classifier_ = self.make_classifier().fit(X[list(self.columns)], bands.band_index(ibu))
@@ -236,9 +239,41 @@ class _Baseline:
         return full
 
 
-def make_baselines(seed: int, n_jobs: int | None = None) -> list[_Baseline]:
-    """The majority class and the six-column random forest (scikit-learn defaults, as the
-    public solutions use it; missing values filled with the median). The majority class
+TINSETH_FORMULA = "tinseth_formula"
+
+
+class TinsethFormula:
+    """The brewer's own estimate as a reference: the recipe's Tinseth IBU (the feature
+    `tinseth_ibu`) is the predicted IBU, and the band it lies in the predicted band.
+
+    Nothing is fitted, so it scores the same under any folds; what the model adds over it
+    is what it learns beyond the formula. It gives no band probabilities (one estimate, not
+    a distribution over the bands), so it has no `brier`, `log_loss` or `ece`; its
+    `band_ibu_disagreement` is 0, its band being that of its IBU. A recipe whose estimate is
+    missing (an amount beyond what the forests compute in, made NaN by
+    `features.build_features`) counts as 0 IBU, as a recipe without a hop it can count."""
+
+    name = TINSETH_FORMULA
+    gives_probabilities = False
+
+    def fit(self, X: pd.DataFrame, ibu: np.ndarray) -> TinsethFormula:
+        return self
+
+    def predict_ibu(self, X: pd.DataFrame) -> np.ndarray:
+        return np.nan_to_num(X["tinseth_ibu"].to_numpy(dtype=float), nan=0.0)
+
+    def predict_band(self, X: pd.DataFrame) -> np.ndarray:
+        return bands.band_index(self.predict_ibu(X))
+
+    def predict_proba(self, X: pd.DataFrame) -> None:
+        """None: the formula gives no band probabilities."""
+        return None
+
+
+def make_baselines(seed: int, n_jobs: int | None = None) -> list[_Baseline | TinsethFormula]:
+    """The majority class, the six-column random forest (scikit-learn defaults, as the
+    public solutions use it; missing values filled with the median) and the Tinseth
+    formula (`TinsethFormula`). The majority class
     gives the bands their shares of the training beers as probabilities (it predicts the
     commonest): the no-skill reference of the probability scores, where probability 1 on
     its one band would be only a certain answer, mostly wrong."""
@@ -273,6 +308,7 @@ def make_baselines(seed: int, n_jobs: int | None = None) -> list[_Baseline]:
                 ]
             ),
         ),
+        TinsethFormula(),
     ]
 
 
@@ -438,7 +474,11 @@ def evaluate_catalogue(
     the beers with a feature outside its training range or a hop never trained on
     (`domain.summary`), and scores them (`outside`) apart from the others (`inside`): over
     the beers not trained on when those are known, as a beer trained on is recalled. Without
-    it, `outside_training` is None (not checked)."""
+    it, `outside_training` is None (not checked).
+
+    `tinseth_formula` scores the recipes' Tinseth estimate (`TinsethFormula`) on the same
+    beers, and under its `unseen` on the same beers not trained on (None when unknown or
+    none): what the model adds over the brewer's own formula."""
     X = feature_matrix(beers, progress=progress, desc="evaluate")
     ibu = features.ibu_values(beers)
     proba = model.predict_proba(X)
@@ -461,6 +501,14 @@ def evaluate_catalogue(
         new = np.array([features.beer_key(beer) not in known for beer in beers])
         result["seen_in_training"] = int((~new).sum())
         result["unseen"] = scores(new)
+    formula = TinsethFormula()
+    estimate_band, estimate = formula.predict_band(X), formula.predict_ibu(X)
+    result["tinseth_formula"] = {
+        **all_metrics(ibu, estimate_band, estimate),
+        "unseen": all_metrics(ibu[new], estimate_band[new], estimate[new])
+        if trained_on is not None and new.any()
+        else None,
+    }
     result["outside_training"] = None
     if training_domain is not None:
         outside = training_domain.outside(X, beers)
@@ -558,10 +606,15 @@ def cross_validate(
 
     band = bands.band_index(ibu)
     splits = cv_splits(X, band, protocol)
-    names = ["model"] + [b.name for b in make_baselines(protocol.seed)]
+    baselines = make_baselines(protocol.seed)
+    names = ["model"] + [b.name for b in baselines]
     pred_band = {name: np.zeros((protocol.n_repeats, len(ibu)), dtype=int) for name in names}
     pred_ibu = {name: np.zeros((protocol.n_repeats, len(ibu))) for name in names}
-    pred_proba = {name: np.zeros((protocol.n_repeats, len(ibu), bands.N_BANDS)) for name in names}
+    # the Tinseth formula gives no probabilities
+    with_proba = ["model"] + [b.name for b in baselines if b.gives_probabilities]
+    pred_proba = {
+        name: np.zeros((protocol.n_repeats, len(ibu), bands.N_BANDS)) for name in with_proba
+    }
     # Folds run in parallel processes, each single-threaded: the forests are small, so
     # threads inside one forest would mostly wait on each other.
     results = Parallel(n_jobs=protocol.n_jobs, return_as="generator")(
@@ -576,12 +629,18 @@ def cross_validate(
         for name in names:
             pred_band[name][repeat, test] = fold_bands[name]
             pred_ibu[name][repeat, test] = fold_ibu[name]
+        for name in with_proba:
             pred_proba[name][repeat, test] = fold_proba[name]
 
     summaries = {
         name: _summarise(
             [
-                all_metrics(ibu, pred_band[name][r], pred_ibu[name][r], pred_proba[name][r])
+                all_metrics(
+                    ibu,
+                    pred_band[name][r],
+                    pred_ibu[name][r],
+                    pred_proba[name][r] if name in pred_proba else None,
+                )
                 for r in range(protocol.n_repeats)
             ]
         )
@@ -644,7 +703,9 @@ def _run_fold(
     predicted_ibu = {"model": model.predict_ibu(X.iloc[test])}
     for baseline in make_baselines(seed, n_jobs=1):
         baseline.fit(X.iloc[train], ibu[train])
-        proba[baseline.name] = baseline.predict_proba(X.iloc[test])
+        probabilities = baseline.predict_proba(X.iloc[test])
+        if probabilities is not None:  # the Tinseth formula gives none
+            proba[baseline.name] = probabilities
         predicted_bands[baseline.name] = baseline.predict_band(X.iloc[test])
         predicted_ibu[baseline.name] = baseline.predict_ibu(X.iloc[test])
     return proba, predicted_bands, predicted_ibu
