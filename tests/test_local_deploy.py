@@ -454,3 +454,68 @@ def test_a_metric_math_alarm_is_refused_with_what_to_do(tmp_path: Path) -> None:
     message = str(refused.value)
     assert "metric math alarms" in message and "ErrorRateAlarm" in message
     assert "Target 'aws'" in message and "alarm on one metric" in message
+
+
+@pytest.mark.parametrize(
+    ("parameters", "refused"),
+    [
+        ({"ShardCount": "0"}, "ShardCount='0' is less than its MinValue 1"),
+        ({"ShardCount": "65"}, "ShardCount='65' is greater than its MaxValue 64"),
+        ({"ShardCount": "three"}, "ShardCount='three' is not a number"),
+        ({"BufferSizeMiB": "32"}, "BufferSizeMiB='32' is less than its MinValue 64"),
+        ({"StreamMode": "on-demand"}, "StreamMode='on-demand' is not one of its AllowedValues"),
+        ({"ScheduleRate": "every 5 minutes"}, "ScheduleRate='every 5 minutes' does not match"),
+        ({"ScheduleRate": "rate(5 minute)"}, "an EventBridge schedule expression"),
+        ({"Stage": "Prod"}, "Stage='Prod' does not match its AllowedPattern"),
+        ({"AlarmEmail": "me"}, "AlarmEmail='me' does not match"),
+    ],
+)
+def test_a_parameter_value_cloudformation_refuses_is_refused_before_deploying(
+    parameters: dict[str, str], refused: str
+) -> None:
+    # moto checks no constraint: ShardCount 0 failed half-way with a bare HTTP 500, and
+    # StreamMode or BufferSizeMiB out of bounds deployed as if valid
+    with pytest.raises(deploy.DeployError, match="CloudFormation would refuse") as error:
+        deploy.prepare(paths.template_path(), "brewops-dev", parameters)
+
+    assert refused in str(error.value)
+    assert "Nothing was deployed" in str(error.value)
+
+
+def test_a_template_default_that_breaks_its_constraint_is_refused(tmp_path: Path) -> None:
+    # a user changes a Default in the template: `brewops local up` deploys the Defaults
+    (tmp_path / "template.yaml").write_text(
+        "Parameters:\n"
+        "  ShardCount: {Type: Number, Default: 0, MinValue: 1}\n"
+        "  Name: {Type: String, Default: ab, MinLength: 3, ConstraintDescription: 3 letters}\n"
+        "  Given: {Type: String}\n"
+        "Resources:\n"
+        "  Topic: {Type: AWS::SNS::Topic}\n"
+    )
+
+    with pytest.raises(deploy.DeployError) as error:
+        deploy.prepare(tmp_path / "template.yaml", "stack", {"Given": "x"})
+
+    assert "ShardCount='0' (its Default) is less than its MinValue 1" in str(error.value)
+    assert "Name='ab' (its Default) is shorter than its MinLength 3: 3 letters" in str(error.value)
+    assert "Given" not in str(error.value)
+
+
+@pytest.mark.usefixtures("no_network")
+def test_values_other_than_the_defaults_within_their_constraints_are_deployed() -> None:
+    values = {
+        "Stage": "prod",
+        "PunkApiVersion": "v3",
+        "BeersPerTick": "80",
+        "ScheduleRate": "rate(1 minute)",
+        "ScheduleState": "DISABLED",
+        "StreamMode": "ON_DEMAND",
+        "ShardCount": "64",
+        "BufferSizeMiB": "128",
+        "BufferIntervalSeconds": "900",
+        "AlarmEmail": "me@example.com",
+    }
+
+    prepared = deploy.prepare(paths.template_path(), "brewops-dev", values)
+
+    assert prepared.parameters == values

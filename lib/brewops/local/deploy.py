@@ -13,6 +13,7 @@ import copy
 import hashlib
 import io
 import json
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,6 +192,60 @@ class PreparedStack:
     source_digest: str = ""  # template_digest() of the SAM template as read
 
 
+def check_parameter_values(template: dict[str, Any], parameters: dict[str, str]) -> None:
+    """Refuse, as CloudFormation does before it creates anything, a parameter whose value
+    (given, else its Default) breaks its declaration: Type Number, MinValue, MaxValue,
+    AllowedValues, AllowedPattern, MinLength, MaxLength. moto checks none of them, and
+    creates the stack with the value, or fails half-way with a bare HTTP 500."""
+    problems = []
+    for name, declaration in (template.get("Parameters") or {}).items():
+        value = parameters.get(name, declaration.get("Default"))
+        if value is None:
+            problems.append(f"{name} has no value and no Default")
+            continue
+        value = str(value)
+        source = "" if name in parameters else " (its Default)"
+        broken = _broken_constraint(declaration, value)
+        if broken:
+            explained = declaration.get("ConstraintDescription")
+            problems.append(
+                f"{name}={value!r}{source} {broken}" + (f": {explained}" if explained else "")
+            )
+    if problems:
+        raise DeployError(
+            "template parameters that CloudFormation would refuse: "
+            + "; ".join(problems)
+            + ". Nothing was deployed: correct the value in the template (or the override)"
+        )
+
+
+def _broken_constraint(declaration: dict[str, Any], value: str) -> str | None:
+    """What `value` breaks in a String or Number parameter's declaration, or None."""
+    kind = declaration.get("Type", "String")
+    if kind == "Number":
+        try:
+            number = float(value)
+        except ValueError:
+            return "is not a number"
+        if "MinValue" in declaration and number < float(declaration["MinValue"]):
+            return f"is less than its MinValue {declaration['MinValue']}"
+        if "MaxValue" in declaration and number > float(declaration["MaxValue"]):
+            return f"is greater than its MaxValue {declaration['MaxValue']}"
+    allowed = declaration.get("AllowedValues")
+    if allowed is not None and value not in [str(a) for a in allowed]:
+        return f"is not one of its AllowedValues {', '.join(str(a) for a in allowed)}"
+    if kind != "String":
+        return None
+    pattern = declaration.get("AllowedPattern")
+    if pattern is not None and re.fullmatch(pattern, value) is None:
+        return f"does not match its AllowedPattern {pattern}"
+    if "MinLength" in declaration and len(value) < int(declaration["MinLength"]):
+        return f"is shorter than its MinLength {declaration['MinLength']}"
+    if "MaxLength" in declaration and len(value) > int(declaration["MaxLength"]):
+        return f"is longer than its MaxLength {declaration['MaxLength']}"
+    return None
+
+
 def prepare(
     template_path: Path,
     stack_name: str,
@@ -203,6 +258,7 @@ def prepare(
     # CloudFormation rejects parameters a template does not declare
     declared = template.get("Parameters") or {}
     parameters = {k: str(v) for k, v in (parameters or {}).items() if k in declared}
+    check_parameter_values(template, parameters)
     packaged, artifacts = package_template(
         template, template_path.parent, ARTIFACTS_BUCKET, stack_name
     )
