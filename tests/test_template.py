@@ -157,6 +157,26 @@ def test_parameters_and_their_defaults(template):
     assert parameters["BufferSizeMiB"]["Default"] >= 64
 
 
+@pytest.mark.parametrize(
+    ("expression", "valid"),
+    [
+        ("rate(1 minute)", True),
+        ("rate(5 minutes)", True),
+        ("rate(12 hours)", True),
+        ("rate(1 day)", True),
+        ("cron(0 12 * * ? *)", True),
+        # EventBridge refuses these when it creates the rule, after CloudFormation began
+        ("rate(5 minute)", False),
+        ("rate(1 minutes)", False),
+        ("rate(0 minutes)", False),
+        ("rate(5 weeks)", False),
+    ],
+)
+def test_a_schedule_rate_eventbridge_refuses_is_refused_as_a_parameter(template, expression, valid):
+    pattern = template["Parameters"]["ScheduleRate"]["AllowedPattern"]
+    assert bool(re.fullmatch(pattern, expression)) is valid
+
+
 def test_every_output_of_the_contract_is_there_and_described(template):
     outputs = template["Outputs"]
 
