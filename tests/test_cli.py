@@ -842,6 +842,9 @@ def test_the_objects_delivered_before_are_those_of_the_stacks_first_ids_and_its_
 class _OneTickScheduler:
     """A scheduler whose one tick sends beer 7, for `tick` and `run --with-scheduler`."""
 
+    enabled = True  # the rule's State: ENABLED
+    interval_seconds = 300.0  # rate(5 minutes)
+
     def __init__(self) -> None:
         self.ticked = threading.Event()
 
@@ -874,6 +877,8 @@ class _TickRunningAtTheStop:
     `stream`) six seconds later, as when the Punk API answers slowly."""
 
     tick_timeout = 60.0  # the producer's Timeout in the template
+    enabled = True
+    interval_seconds = 300.0
 
     def __init__(self) -> None:
         self.started = threading.Event()
@@ -956,6 +961,51 @@ def test_a_scheduler_that_fails_ends_the_run_and_says_why(monkeypatch, tmp_path)
     assert result.exit_code == 1
     assert "the scheduler stopped" in result.output
     assert "No space left on device" in result.output
+
+
+def test_a_run_with_the_scheduler_of_a_disabled_rule_delivers_without_ticking(
+    monkeypatch, tmp_path
+):
+    # ScheduleState DISABLED: on AWS the rule fires nothing, so the local run ticks nothing
+    target = accepting_target(monkeypatch, tmp_path, name="local")
+    scheduler = _OneTickScheduler()
+    scheduler.enabled = False
+    flushed: list[bool] = []
+
+    class Runtime:
+        def run(self, stop, poll_seconds, flush_on_exit):
+            flushed.append(flush_on_exit)
+            return SimpleNamespace(seconds=0.0)  # as after Ctrl-C
+
+    monkeypatch.setattr("brewops.scheduler.Scheduler.from_outputs", lambda *a, **kw: scheduler)
+    monkeypatch.setattr(
+        "brewops.firehose_runtime.FirehoseRuntime.from_outputs", lambda *a, **kw: Runtime()
+    )
+
+    result = CliRunner().invoke(streaming_cli.stream, ["run", "--with-scheduler"])
+
+    assert result.exit_code == 0, result.output
+    assert not scheduler.ticked.is_set()
+    assert "is DISABLED (the template's ScheduleState): delivering without ticks" in result.output
+    assert flushed == [True]  # a run of delivery alone
+    assert streaming_cli.read_produced("local", target.stack_id)[0] is None
+
+
+def test_a_run_with_the_scheduler_of_a_cron_rule_says_how_often_it_ticks(monkeypatch, tmp_path):
+    accepting_target(monkeypatch, tmp_path, name="local")
+    scheduler = _OneTickScheduler()
+    scheduler.interval_seconds = None
+    scheduler.schedule = "cron(0 12 * * ? *)"
+    monkeypatch.setattr("brewops.scheduler.Scheduler.from_outputs", lambda *a, **kw: scheduler)
+    monkeypatch.setattr(
+        "brewops.firehose_runtime.FirehoseRuntime.from_outputs",
+        lambda *a, **kw: _RuntimeUntilTicked(scheduler),
+    )
+
+    result = CliRunner().invoke(streaming_cli.stream, ["run", "--with-scheduler"])
+
+    assert result.exit_code == 0, result.output
+    assert "cron(0 12 * * ? *) is no rate(...): ticking every 60 s" in result.output
 
 
 def test_ticks_cut_short_by_ctrl_c_are_recorded_and_the_command_fails(monkeypatch, tmp_path):

@@ -70,12 +70,13 @@ def test_the_scheduled_time_is_in_utc_whatever_the_zone_given():
 class RuleSession:
     """A session whose EventBridge holds one rule with the given targets."""
 
-    def __init__(self, *targets: dict) -> None:
+    def __init__(self, *targets: dict, **rule: str) -> None:
         self.targets = list(targets)
+        self.rule = {"Arn": RULE_ARN, "ScheduleExpression": "rate(1 minute)", **rule}
 
     def client(self, service: str, **kw) -> SimpleNamespace:
         return SimpleNamespace(
-            describe_rule=lambda Name: {"Arn": RULE_ARN, "ScheduleExpression": "rate(1 minute)"},
+            describe_rule=lambda Name: self.rule,
             list_targets_by_rule=lambda Rule: {"Targets": self.targets},
         )
 
@@ -89,6 +90,18 @@ def test_only_the_lambda_targets_of_a_rule_are_ticked():
     assert [(f.name, constant) for f, constant in scheduler.targets] == [
         (FUNCTION_ARN, {"beers": 2})
     ]
+
+
+@pytest.mark.parametrize(
+    ("rule", "enabled"),
+    [({"State": "ENABLED"}, True), ({"State": "DISABLED"}, False), ({}, True)],
+)
+def test_the_rules_state_says_whether_its_schedule_fires(rule, enabled):
+    function = {"Id": "f", "Arn": FUNCTION_ARN}
+
+    scheduler = Scheduler("tick", session=RuleSession(function, **rule), in_process=False)
+
+    assert scheduler.enabled is enabled
 
 
 @pytest.mark.parametrize(

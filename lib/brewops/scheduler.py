@@ -40,6 +40,9 @@ RECENT_TICKS = 100
 
 RATE = re.compile(r"^rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)$")
 UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+# An open-ended run ticks this often when the rule's schedule is no rate(...): a cron(...)
+# expression's times are not computed locally
+CRON_INTERVAL_SECONDS = 60.0
 
 
 def checked_ticks(ticks: Any) -> int:
@@ -127,11 +130,14 @@ class Scheduler:
         lambda_client = session.client("lambda")
         self.rule_arn: str | None = None
         self.schedule: str | None = None
+        # a DISABLED rule (ScheduleState) fires nothing; invoking by hand still runs the function
+        self.enabled = True
         targets: list[tuple[str, dict[str, Any] | None]] = []
         if rule_name:
             events = session.client("events")
             rule = events.describe_rule(Name=rule_name)
             self.rule_arn, self.schedule = rule["Arn"], rule.get("ScheduleExpression")
+            self.enabled = rule.get("State", "ENABLED") != "DISABLED"
             listed = events.list_targets_by_rule(Rule=rule_name)["Targets"]
             for target in listed:
                 if ":lambda:" not in target["Arn"]:
@@ -215,7 +221,9 @@ class Scheduler:
         if ticks is not None:
             ticks = checked_ticks(ticks)
         if interval is None:
-            interval = 0.0 if ticks is not None else (self.interval_seconds or 60.0)
+            interval = (
+                0.0 if ticks is not None else (self.interval_seconds or CRON_INTERVAL_SECONDS)
+            )
         stop = stop or threading.Event()
         done: deque[Tick] = deque(maxlen=RECENT_TICKS if ticks is None else None)
         fired_count = 0

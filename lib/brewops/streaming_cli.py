@@ -333,7 +333,11 @@ def fill(ctx: click.Context, progress: bool) -> None:
     show_default=True,
     help="Seconds between reads.",
 )
-@click.option("--with-scheduler", is_flag=True, help="Also tick the producer at the rule's rate.")
+@click.option(
+    "--with-scheduler",
+    is_flag=True,
+    help="Also tick the producer at the rule's rate (not when the rule is DISABLED).",
+)
 def run(target: str, poll: float, with_scheduler: bool) -> None:
     """Deliver continuously, by buffer size and interval, until Ctrl-C."""
     from brewops.firehose_runtime import FirehoseRuntime
@@ -348,7 +352,7 @@ def run(target: str, poll: float, with_scheduler: bool) -> None:
     console = sys.stderr
     if with_scheduler:
         from brewops.reconcile import tick_ids
-        from brewops.scheduler import Scheduler
+        from brewops.scheduler import CRON_INTERVAL_SECONDS, Scheduler
 
         scheduler = Scheduler.from_outputs(tgt.outputs, session=tgt.session)
         stack_id = tgt.stack_id
@@ -365,7 +369,21 @@ def run(target: str, poll: float, with_scheduler: bool) -> None:
                 ticker_failure.append(error)
                 stop.set()
 
-        ticker = threading.Thread(target=tick_until_stopped, daemon=True)
+        if not scheduler.enabled:  # as on AWS, where a DISABLED rule fires nothing
+            click.echo(
+                f"the schedule rule {tgt.outputs.get('ScheduleRuleName')} is DISABLED (the "
+                "template's ScheduleState): delivering without ticks; `brewops stream tick` "
+                "invokes the producer by hand",
+                err=True,
+            )
+        else:
+            if scheduler.interval_seconds is None:
+                click.echo(
+                    f"the rule's schedule {scheduler.schedule} is no rate(...): ticking every "
+                    f"{CRON_INTERVAL_SECONDS:.0f} s instead of at its times",
+                    err=True,
+                )
+            ticker = threading.Thread(target=tick_until_stopped, daemon=True)
     click.echo("delivering; Ctrl-C to stop")
     if ticker is not None:  # after saying so: its first tick holds the output at once
         ticker.start()

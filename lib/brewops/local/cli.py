@@ -73,8 +73,10 @@ def local() -> None:
 def up(no_deploy: bool, catalog: Path | None, template: Path | None) -> None:
     """Start the emulator and the Punk API server, and deploy the stack.
 
-    Harmless when already running. The servers keep running after this command exits,
-    until `brewops local down`.
+    The stack takes the template's parameter Defaults (samconfig.toml is read on AWS
+    only), with PunkApiUrl and PunkApiVersion those of the local Punk API server: change
+    a Default in the template to deploy another value. Harmless when already running. The
+    servers keep running after this command exits, until `brewops local down`.
     """
     from brewops.local import runtime
 
