@@ -32,6 +32,7 @@ from brewops.runner import (
     execute,
     remove_executed_copies,
 )
+from fixtures.json_schemas import renamed, retyped, schema_errors
 
 
 def _notebook(path: Path, *sources: str) -> Path:
@@ -93,6 +94,10 @@ def test_a_failing_notebook_stops_the_run_and_is_kept(notebooks: Path, tmp_path:
     assert written["seconds"] >= sum(nb["seconds"] for nb in written["notebooks"]) > 0
     assert [nb["status"] for nb in written["notebooks"]] == ["ok", "failed", "skipped"]
     assert written["notebooks"][0]["seconds"] > 0
+    assert schema_errors("run_summary", written) == []
+    assert schema_errors("run_summary", renamed(written, ("notebooks", 0, "seconds"), "secs"))
+    assert schema_errors("run_summary", retyped(written, ("notebooks", 1, "status"), "error"))
+    assert schema_errors("run_summary", retyped(written, ("notebooks", 2, "executed"), 0))
 
 
 def test_a_parameter_no_notebook_defines_is_refused_before_any_runs(
@@ -483,6 +488,7 @@ def test_the_command_runs_against_a_local_target_it_brings_up_and_takes_down(tmp
     written = json.loads((tmp_path / "build" / "run-summary.json").read_text())
     first, second = written["notebooks"]
     assert first["status"] == "ok" and first["figures"]["bucket"]  # the stack was up
+    assert schema_errors("run_summary", written) == []
     assert second["status"] == "failed"
     assert not list(state_dir.glob("*.json"))  # and taken down after the failure
 
@@ -697,6 +703,7 @@ def test_an_interrupted_run_leaves_a_summary_of_the_notebooks_that_ran(
         ("01_first_step", "ok"),
         ("02_breaks_here", "interrupted"),
     ]
+    assert schema_errors("run_summary", written) == []
 
 
 def test_a_run_interrupted_while_clearing_the_last_runs_copies_says_so(
@@ -715,6 +722,7 @@ def test_a_run_interrupted_while_clearing_the_last_runs_copies_says_so(
 
     written = json.loads((out / "run-summary.json").read_text())
     assert (written["status"], written["notebooks"]) == ("interrupted", [])  # not "running"
+    assert schema_errors("run_summary", written) == []
     assert capsys.readouterr().err.endswith(
         f"    interrupted; run summary: {out / 'run-summary.json'}\n"
     )
@@ -772,6 +780,7 @@ def test_an_error_of_the_runner_itself_ends_the_summary_as_failed(
         ("01_first_step", "failed")
     ]
     assert "No space left on device" in written["notebooks"][0]["error"]
+    assert schema_errors("run_summary", written) == []
 
 
 def test_a_run_whose_disk_fills_up_leaves_no_summary_saying_it_is_running(
@@ -796,6 +805,24 @@ def test_a_run_whose_disk_fills_up_leaves_no_summary_saying_it_is_running(
     assert "run summary" not in capsys.readouterr().err  # it names none that is not there
 
 
+def test_the_summary_of_a_run_that_has_not_ended_follows_its_schema(tmp_path: Path):
+    path = tmp_path / "run-summary.json"
+    started = RunSummary("local", "2026-01-01T00:00:00+00:00", parameters={"target": "local"})
+    started.write(path)  # as `execute` writes it before the first notebook
+    written = json.loads(path.read_text())
+    assert written["status"] == "running"
+    assert schema_errors("run_summary", written) == []
+
+
+def test_a_parameter_that_is_not_a_finite_number_is_null_in_the_summary(tmp_path: Path):
+    path = tmp_path / "run-summary.json"
+    given = {"target": "local", "delivery_timeout": _parse_value(".inf"), "x": _parse_value(".nan")}
+    RunSummary("local", "2026-01-01T00:00:00+00:00", parameters=given).write(path)
+    written = json.loads(path.read_text(), parse_constant=pytest.fail)  # strict JSON
+    assert written["parameters"] == {"target": "local", "delivery_timeout": None, "x": None}
+    assert schema_errors("run_summary", written) == []
+
+
 def test_a_run_interrupted_in_its_first_notebook_leaves_its_own_summary(
     notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, umask
 ):
@@ -815,6 +842,7 @@ def test_a_run_interrupted_in_its_first_notebook_leaves_its_own_summary(
     assert [(nb["notebook"], nb["status"]) for nb in written["notebooks"]] == [
         ("01_first_step", "interrupted")
     ]
+    assert schema_errors("run_summary", written) == []
     assert written["started_at"] != earlier["started_at"]
     assert not (out / "executed" / "01_first_step.html").exists()
     assert stat.S_IMODE((out / "run-summary.json").stat().st_mode) == 0o644  # as it was

@@ -40,7 +40,7 @@ TARGETS = ("local", "aws")
 @dataclass
 class NotebookResult:
     notebook: str
-    status: str  # "ok" | "failed" | "skipped"
+    status: str  # "ok" | "failed" | "skipped" | "interrupted"
     seconds: float = 0.0
     executed: str | None = None
     html: str | None = None
@@ -52,14 +52,14 @@ class NotebookResult:
 class RunSummary:
     target: str
     started_at: str
-    status: str = "running"
+    status: str = "running"  # then "ok" | "failed" | "interrupted"
     seconds: float = 0.0
     parameters: dict[str, Any] = field(default_factory=dict)
     notebooks: list[NotebookResult] = field(default_factory=list)
 
     def write(self, path: Path) -> None:
         # whole or not at all: a run killed while writing keeps the previous write
-        text = json.dumps(asdict(self), indent=2, default=str) + "\n"
+        text = summary.strict_json_text(asdict(self)) + "\n"
         write_atomically(path, text, mode=0o644)  # as open() makes the executed copies
 
 
@@ -621,7 +621,8 @@ def _parse_value(raw: str) -> Any:
 def run_command(
     target: str, only: tuple[str, ...], parameters: tuple[tuple[str, str], ...], progress: bool
 ) -> None:
-    """Execute the notebooks in order into build/executed/ and write build/run-summary.json.
+    """Execute the notebooks in order into build/executed/ and write build/run-summary.json
+    (its JSON Schema: `brewops schema run_summary`).
 
     build/executed/ then holds this run's copies only. Stops at the first failing notebook
     and keeps its executed copy. With the local target the emulator, the Punk API server

@@ -31,13 +31,17 @@ def record(notebook: str | None = None, **figures: Any) -> dict[str, Any]:
     # in the order given, then what only earlier calls recorded: a cell run again shows
     # its figures as it did the first time, not in the file's sorted order
     current = {**figures, **{key: value for key, value in earlier.items() if key not in figures}}
-    # NaN and infinities (R² of a single beer) as null: strict JSON readers (jq, a browser)
-    # refuse Python's NaN, and the run summary copies these figures
-    plain = json.loads(json.dumps(current, default=_as_json), parse_constant=lambda _: None)
     # whole or not at all: a full disk must not leave a file the run summary cannot read
-    text = json.dumps(plain, indent=2, sort_keys=True, allow_nan=False)
-    write_atomically(path, text, mode=0o644)
+    write_atomically(path, strict_json_text(current, sort_keys=True), mode=0o644)
     return current
+
+
+def strict_json_text(value: Any, **dumps_options: Any) -> str:
+    """`value` as indented JSON text that strict readers (jq, a browser) accept: NaN and
+    infinities (R² of a single beer, `-p delivery_timeout .inf`) as null, numpy numbers as
+    numbers, anything else JSON has no type for as its text."""
+    plain = json.loads(json.dumps(value, default=_as_json), parse_constant=lambda _: None)
+    return json.dumps(plain, indent=2, allow_nan=False, **dumps_options)
 
 
 def _as_json(value: Any) -> Any:
