@@ -31,6 +31,7 @@ from brewops.environ import bypass_proxy_for_loopback
 from brewops.local import processes
 from brewops.local.cli import local as local_cli
 from brewops.local.state import LocalState, Service, UnreadableStateError
+from fixtures.json_schemas import renamed, schema_errors
 from fixtures.local import exited
 
 
@@ -306,6 +307,9 @@ def test_status_reports_the_running_target(
     assert reported["running"] is True
     assert reported["endpoint_url"] == local_stack.endpoint_url
     assert reported["outputs"]["BucketName"] == local_stack.outputs["BucketName"]
+    assert schema_errors("local_status", reported) == []
+    assert schema_errors("local_status", renamed(reported, ("endpoint_url",), "endpoint"))
+    assert schema_errors("local_status", renamed(reported, ("services", "emulator", "pid"), "id"))
 
     human = runner.invoke(local_cli, ["status"])
     assert human.exit_code == 0
@@ -437,6 +441,8 @@ def test_status_without_a_target_exits_1(state_dir: Path) -> None:
     result = CliRunner().invoke(local_cli, ["status", "--json"])
     assert result.exit_code == 1
     assert json.loads(result.output) == {"running": False}
+    assert schema_errors("local_status", json.loads(result.output)) == []
+    assert schema_errors("local_status", {"running": False, "endpoint_url": None})
     assert "brewops local up" in CliRunner().invoke(local_cli, ["status"]).output
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 import os
@@ -10,19 +9,18 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from jsonschema import Draft202012Validator
 
 from brewops.catalog import to_v3_shape
-from brewops.model import SCHEMA_NAMES, bands, features, predict, registry
-from brewops.model import schema as model_schema
+from brewops.json_schemas import schema as model_schema
+from brewops.model import bands, features, predict, registry
 from brewops.model import train as training
 from brewops.model.cli import HEADLINE, PROBABILITY_FIGURES
 from brewops.model.cli import model as model_group
+from fixtures.json_schemas import renamed, retyped, schema_errors
 
 
 def brewops(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -701,11 +699,6 @@ def test_a_catalogue_that_is_not_json_is_one_line_naming_it(tmp_path: Path):
 # The JSON Schemas of what scripts read: checked against what the commands really write
 
 
-def schema_errors(name: str, document) -> list[str]:
-    validator = Draft202012Validator(model_schema(name))
-    return [f"{error.json_path}: {error.message}" for error in validator.iter_errors(document)]
-
-
 def last_json_line(result) -> dict:
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout.strip().splitlines()[-1], parse_constant=pytest.fail)
@@ -726,15 +719,6 @@ def older_model(trained_dir: Path, tmp_path_factory) -> Path:
         del card["data"][key]
     (older / registry.CARD_FILE).write_text(json.dumps(card))
     return older
-
-
-@pytest.mark.parametrize("name", SCHEMA_NAMES)
-def test_each_schema_is_a_draft_2020_12_schema_of_a_closed_object(name: str):
-    schema = model_schema(name)
-    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    Draft202012Validator.check_schema(schema)
-    assert schema["type"] == "object"
-    assert False in (schema.get("additionalProperties"), schema.get("unevaluatedProperties"))
 
 
 def test_the_schemas_name_the_models_bands_and_headline_figures():
@@ -802,24 +786,6 @@ def test_the_schemas_fail_an_output_with_a_renamed_key_or_another_type(
     metrics = json.loads((trained_dir / registry.METRICS_FILE).read_text())
     card = card_of(trained_dir)
 
-    def renamed(document: dict, path: tuple[str, ...], new_key: str) -> dict:
-        copy = json.loads(json.dumps(document))
-        *parents, key = path
-        parent = copy
-        for name in parents:
-            parent = parent[name]
-        parent[new_key] = parent.pop(key)
-        return copy
-
-    def retyped(document: dict, path: tuple[str, ...], value) -> dict:
-        copy = json.loads(json.dumps(document))
-        *parents, key = path
-        parent = copy
-        for name in parents:
-            parent = parent[name]
-        parent[key] = value
-        return copy
-
     cases = [
         ("prediction", prediction, ("predicted_ibu",), "ibu_predicted"),
         ("prediction", prediction, ("probabilities", "(70, inf)"), "(70, 1000]"),
@@ -870,21 +836,22 @@ def test_the_help_names_every_key_of_the_json_and_no_other(command: str, name: s
     )
     assert top_level - named == set(), "keys written, not in --help"
     assert named - _properties(schema) == set(), "keys in --help, not written"
-    assert f"`brewops model schema {name}`" in text
+    assert f"`brewops schema {name}`" in text
 
 
-@pytest.mark.parametrize("name", SCHEMA_NAMES)
-def test_the_schema_command_prints_the_schema_the_package_ships(name: str):
-    result = brewops_in_process("schema", name)
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == model_schema(name)
+def test_the_last_line_of_train_follows_its_schema(training_run):
+    _, stdout = training_run
+    last = json.loads(stdout.strip().splitlines()[-1], parse_constant=pytest.fail)
+    assert schema_errors("training", last) == []
+    assert schema_errors("training", renamed(last, ("version",), "model_version"))
+    assert schema_errors("training", retyped(last, ("mae",), "12.5"))
 
 
-def test_the_schemas_are_package_data_of_the_wheel():
-    root = Path(__file__).resolve().parent.parent
-    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
-    patterns = pyproject["tool"]["setuptools"]["package-data"]["brewops.model"]
-    folder = root / "lib" / "brewops" / "model"
-    files = sorted(p.relative_to(folder).as_posix() for p in (folder / "schemas").iterdir())
-    assert files == sorted(f"schemas/{name}.schema.json" for name in SCHEMA_NAMES)
-    assert all(any(fnmatch.fnmatch(f, pattern) for pattern in patterns) for f in files)
+def test_the_help_of_train_names_every_key_of_its_last_line():
+    text = " ".join(model_group.commands["train"].help.split())
+    named = set(re.findall(r"`([a-z_0-9]+)`", text))
+    assert set(model_schema("training")["properties"]) <= named
+    assert "`brewops schema training`" in text
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    (line,) = [line for line in readme.splitlines() if line.startswith("brewops model train")]
+    assert "JSON (version, out, CV figures)" in line

@@ -22,6 +22,7 @@ from click.testing import CliRunner
 from brewops.local.state import emulator_environment
 from brewops.model import features, predict, registry, train
 from brewops.model.cli import model as model_group
+from fixtures.json_schemas import renamed, retyped, schema_errors
 
 
 @pytest.fixture
@@ -864,6 +865,9 @@ def test_versions_are_listed_oldest_first_with_the_figures_that_compare_them(tra
         "problems": [],
     }
     assert rows[1]["cv_accuracy"] == 0.5 and rows[1]["rows_used"] == 100
+    assert [schema_errors("model_version", row) for row in rows] == [[], []]
+    assert schema_errors("model_version", renamed(rows[0], ("cv_mae",), "mae"))
+    assert schema_errors("model_version", retyped(rows[0], ("rows_used",), "320"))
 
 
 @pytest.mark.emulator
@@ -920,6 +924,9 @@ def test_a_damaged_version_is_listed_with_what_is_wrong(trained, registry_uri):
     assert rows[no_figure]["problems"] == ["no cv.macro_f1, cv.mae in metrics.json"]
     assert (rows[no_figure]["cv_macro_f1"], rows[no_figure]["cv_mae"]) == (None, None)
     assert "not listed: 1 version folder(s) without a model card" in result.stderr
+    assert {version: schema_errors("model_version", row) for version, row in rows.items()} == {
+        version: [] for version in rows
+    }
     assert without_card in result.stderr
 
     result = versions_command("--registry", registry_uri)

@@ -26,6 +26,7 @@ from brewops.reconcile import (
     wait_for_delivery,
 )
 from fixtures.infra import read_stream
+from fixtures.json_schemas import renamed, retyped, schema_errors
 from fixtures.streaming import FlakyKinesis
 
 pytestmark = pytest.mark.emulator
@@ -296,6 +297,9 @@ def test_backfill_tick_drain_and_reconcile_commands(cli):
     # the ticks' random beers were sent once more each, so they must arrive once more each
     assert figures["nothing_lost"] and figures["produced"] == CATALOGUE_SIZE + 2
     assert figures["raw"] == CATALOGUE_SIZE + 2
+    assert schema_errors("reconciliation", figures) == []
+    assert schema_errors("reconciliation", renamed(figures, ("raw",), "raw_records"))
+    assert schema_errors("reconciliation", retyped(figures, ("errors",), []))
 
 
 def test_a_backfill_sends_beers_that_fail_the_schema_and_the_transform_judges_them(
@@ -353,6 +357,7 @@ def test_fill_after_another_run_reconciles_only_what_it_delivered(cli, catalog_b
     assert (figures["raw"], figures["cleaned_rows"]) == (CATALOGUE_SIZE, 0)
     assert figures["missing_downstream"] == CATALOGUE_SIZE
     assert "records were lost" in reconciled.output
+    assert schema_errors("reconciliation", figures) == []
 
 
 def test_reconciling_a_stack_nothing_was_produced_into_is_refused(cli):

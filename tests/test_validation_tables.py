@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from brewops import schema, validation
 from brewops.validation import Expectation
+from fixtures.json_schemas import renamed, retyped, schema_errors
 
 pytestmark = pytest.mark.emulator
 
@@ -210,6 +211,18 @@ def test_the_command_line_reports_and_exits_by_the_gates(delivered, monkeypatch,
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["ok"] and report["findings"]["fg > og"] == 13
+    assert schema_errors("validation_report", report) == []
+    assert schema_errors("validation_report", renamed(report, ("gates", "lost records"), "lost"))
+    assert schema_errors("validation_report", renamed(report, ("quality", 0, "ids"), "rows"))
+    assert schema_errors("validation_report", retyped(report, ("ok",), "true"))
+
+    # a gate failing: failures, a lost status, the raw table left out
+    args = ["run", "--json", "--table", "cleaned", "--expected-ids", "1,2,999"]
+    failed = runner.invoke(validate, args)
+    assert failed.exit_code == 1
+    report = json.loads(failed.stdout)
+    assert report["failures"] and report["reconciliation"][0]["status"] == "lost"
+    assert schema_errors("validation_report", report) == []
 
     result = runner.invoke(validate, ["run", "--table", "cleaned", "--expected-ids", "1,2,999"])
     assert result.exit_code == 1

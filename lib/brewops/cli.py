@@ -24,6 +24,10 @@ COMMANDS = {
     "validate": ("brewops.validation_cli:validate", "Validate the Glue tables."),
     "model": ("brewops.model.cli:model", "Train, evaluate and use the IBU model."),
     "run": ("brewops.runner:run_command", "Execute the notebooks in order with papermill."),
+    "schema": (
+        "brewops.json_schemas.cli:schema",
+        "Print the JSON Schema of an output scripts read.",
+    ),
 }
 
 

@@ -425,7 +425,13 @@ def _await_running_tick(ticker: threading.Thread, scheduler: Any, console: Any) 
     help="Produced ids: a JSON list, or a file backfill and tick wrote. Default: what they "
     "recorded for this stack.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the counts and `nothing_lost` as JSON, records lost too (`brewops schema "
+    "reconciliation` prints its JSON Schema).",
+)
 def reconcile(target: str, ids_file: Path | None, as_json: bool) -> None:
     """Check every produced beer is in raw, and in cleaned or in the errors."""
     from brewops.reconcile import reconcile as compare

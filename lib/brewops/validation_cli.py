@@ -62,7 +62,13 @@ def validate() -> None:
     show_default=True,
     help="Fail when nothing says what was produced (no figures, no ids, no --expected-ids).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the whole report as JSON, a failed gate too (`brewops schema "
+    "validation_report` prints its JSON Schema).",
+)
 def run(
     target: str,
     figures: Path | None,

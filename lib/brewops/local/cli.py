@@ -102,7 +102,13 @@ def down() -> None:
 
 
 @local.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the recorded state as JSON.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print `running` and the recorded state as JSON; only `running` (false) when not "
+    "running (`brewops schema local_status` prints its JSON Schema).",
+)
 def status(as_json: bool) -> None:
     """Show what is running. Exits with status 1 when the local target is not running."""
     from brewops.local import runtime

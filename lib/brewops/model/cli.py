@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from brewops.model import MAX_SEED, PROTOCOL_SEED, SCHEMA_NAMES, schema_text
+from brewops.model import MAX_SEED, PROTOCOL_SEED
 from brewops.progress_option import PROGRESS_OPTION
 from brewops.streaming_cli import TARGET_OPTION, use_target
 
@@ -55,7 +55,7 @@ def model() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     callback=_writable_folder,
     help="Folder for model.joblib, metrics.json and the model card (model_card.json, "
-    "model_card.md); `brewops model schema metrics|model_card` prints the JSON files' schemas.",
+    "model_card.md); `brewops schema metrics|model_card` prints the JSON files' schemas.",
 )
 @click.option(
     "--repeats",
@@ -94,8 +94,9 @@ def train(
 ) -> None:
     """Run the evaluation protocol on a catalogue and write the model trained on all of it.
 
-    The last line printed is one JSON object: `version`, `out` and the cross-validation
-    figures (accuracy, macro_f1, mae, r2, mae_ibu_le_150, r2_ibu_le_150).
+    The last line printed is one JSON object (its JSON Schema: `brewops schema training`):
+    `version`, `out` and the cross-validation figures `accuracy`, `macro_f1`, `mae`, `r2`,
+    `mae_ibu_le_150` and `r2_ibu_le_150`.
     """
     from brewops.model import registry
     from brewops.model import train as training
@@ -135,7 +136,7 @@ def train(
 @PROGRESS_OPTION
 def evaluate(model_location: str, catalog_path: Path, progress: bool) -> None:
     """Score a model on the beers of a catalogue. The last line printed is one JSON object;
-    its JSON Schema: `brewops model schema evaluation`.
+    its JSON Schema: `brewops schema evaluation`.
 
     `n` beers scored, the headline figures `accuracy`, `macro_f1`, `mae`, `r2`,
     `mae_ibu_le_150` and `r2_ibu_le_150` (an undefined one, R² of a single beer, is null),
@@ -256,7 +257,7 @@ def evaluate(model_location: str, catalog_path: Path, progress: bool) -> None:
 @PROGRESS_OPTION
 def predict(model_location: str, catalog_path: Path, ids: tuple[int, ...], progress: bool) -> None:
     """Predict band, IBU and band probabilities; one JSON object per beer and line, whose
-    JSON Schema is `brewops model schema prediction`.
+    JSON Schema is `brewops schema prediction`.
 
     Its keys: `id` and `name` as the catalogue gives them, `band`, `band_index` (0 the least
     bitter), `predicted_ibu`, `predicted_ibu_band`, `estimated_ibu`, `probabilities` (each
@@ -307,15 +308,6 @@ def predict(model_location: str, catalog_path: Path, ids: tuple[int, ...], progr
 
 
 @model.command()
-@click.argument("name", type=click.Choice(SCHEMA_NAMES))
-def schema(name: str) -> None:
-    """Print the JSON Schema (draft 2020-12) of an output scripts read: `prediction`, a line
-    of `predict`; `evaluation`, the last line of `evaluate`; `metrics` and `model_card`,
-    the metrics.json and model_card.json that `train` writes."""
-    click.echo(schema_text(name), nl=False)
-
-
-@model.command()
 @TARGET_OPTION
 @click.option(
     "--registry",
@@ -328,7 +320,8 @@ def schema(name: str) -> None:
     "--json",
     "as_json",
     is_flag=True,
-    help="One JSON object per version and line, for scripts (the whole data sha256).",
+    help="One JSON object per version and line, for scripts (the whole data sha256); "
+    "`brewops schema model_version` prints its JSON Schema.",
 )
 def versions(target: str, registry_uri: str | None, as_json: bool) -> None:
     """List the registered versions, oldest first (the latest last), with what

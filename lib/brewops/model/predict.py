@@ -84,7 +84,7 @@ def predict_beers(
     `id`, `name`, `band` (label), `band_index`, `predicted_ibu`, `predicted_ibu_band` (the
     band `predicted_ibu` lies in), `estimated_ibu`, `probabilities` (by band label), `ibu`
     (the recorded IBU as a number, None when it is not one), `seen_in_training` and
-    `outside_training` (`brewops.model.schema("prediction")` is their JSON Schema).
+    `outside_training` (`brewops.json_schemas.schema("prediction")` is their JSON Schema).
 
     `estimated_ibu` is the recipe's Tinseth estimate (the feature `tinseth_ibu`, rounded as
     `predicted_ibu` is): the brewer's own formula from the hop schedule, the reference the
