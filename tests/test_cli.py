@@ -1262,7 +1262,9 @@ def test_local_status_of_a_deployed_stack_lists_its_outputs_aligned(
 
     assert result.exit_code == 0, result.output
     assert result.output.startswith("Running since 2024-01-01T00:00:00+00:00:\n")
-    assert f"  Stack         brewops-dev\n{listed}  Processes" in result.output
+    assert (
+        f"  Stack         brewops-dev\n{listed}  Parameters    the template's Defaults\n  Processes"
+    ) in result.output
 
 
 def test_local_up_hands_its_options_to_the_runtime(monkeypatch, tmp_path):
@@ -1285,7 +1287,7 @@ def test_local_up_hands_its_options_to_the_runtime(monkeypatch, tmp_path):
     )
 
     assert result.exit_code == 0, result.output
-    assert calls == [{"deploy": False, "catalog": catalog, "template": template}]
+    assert calls == [{"deploy": False, "catalog": catalog, "template": template, "parameters": {}}]
     assert result.output.startswith("Already running:\n")
 
 

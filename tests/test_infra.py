@@ -608,22 +608,68 @@ def test_sam_validate_lint_rejects_a_broken_function(tmp_path):
     assert _sam_validate(broken).returncode != 0
 
 
-def test_parameters_for_the_local_target_are_refused_not_ignored():
-    with pytest.raises(ValueError, match=r"not \['ScheduleState'\].*target 'aws'"):
-        infra.deploy("local", ScheduleState="DISABLED")
+def _a_local_state(**fields):
+    from brewops.local.state import LocalState
+
+    return LocalState(
+        endpoint_url="http://127.0.0.1:1",
+        region="us-east-1",
+        stack_name="brewops-dev",
+        started_at="2024-01-01T00:00:00+00:00",
+        services={},
+        **fields,
+    )
+
+
+def test_parameters_for_the_local_target_go_where_local_up_takes_them(monkeypatch):
+    from brewops import local
+
+    asked = []
+    monkeypatch.setattr(local, "up", lambda **kwargs: asked.append(kwargs) or _a_local_state())
+
+    infra.deploy("local", ScheduleState="DISABLED", ShardCount=2)
+
+    assert asked == [
+        {"stack_name": "brewops-dev", "parameters": {"ScheduleState": "DISABLED", "ShardCount": 2}}
+    ]
+
+
+def test_parameters_for_the_local_target_are_checked_as_the_command_line_checks_them(
+    monkeypatch, tmp_path
+):
+    from brewops.local import runtime
+
+    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(tmp_path))
+    monkeypatch.setattr(runtime, "_start", lambda *args: pytest.fail("nothing must start"))
+
+    with pytest.raises(runtime.ParameterOverrideError, match="declares no parameter Shards;"):
+        infra.deploy("local", Shards=2)
+
+
+def test_a_local_deploy_given_no_parameters_says_the_stack_keeps_its_own(monkeypatch, capsys):
+    from brewops import local
+
+    kept = _a_local_state(deployed=True, already_running=True, parameter_overrides={"A": "1"})
+    monkeypatch.setattr(local, "up", lambda **kwargs: kept)
+
+    infra.deploy("local")
+
+    assert "keeps the parameter values it was deployed with" in capsys.readouterr().out
 
 
 def test_the_local_target_deploys_the_stack_named_and_tears_it_down(monkeypatch):
     from brewops import local
 
     calls = []
-    monkeypatch.setattr(local, "up", lambda **kwargs: calls.append(("up", kwargs)))
+    monkeypatch.setattr(
+        local, "up", lambda **kwargs: calls.append(("up", kwargs)) or _a_local_state()
+    )
     monkeypatch.setattr(local, "down", lambda: calls.append(("down", {})))
 
     infra.deploy("local", "brewops-mine")
     infra.teardown("local", "brewops-mine")
 
-    assert calls == [("up", {"stack_name": "brewops-mine"}), ("down", {})]
+    assert calls == [("up", {"stack_name": "brewops-mine", "parameters": {}}), ("down", {})]
 
 
 @pytest.mark.parametrize("act", [infra.deploy, infra.teardown])

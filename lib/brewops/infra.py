@@ -348,37 +348,53 @@ _LONG_FORM_PARAMETER = re.compile(r"ParameterKey=([^,]+),ParameterValue=(.*)", r
 
 def sam_config_parameters(config_env: str, config: Path | None = None) -> dict[str, str]:
     """The template parameters the samconfig.toml environment sets (`parameter_overrides`):
-    a string of pairs split at the spaces outside quotes, or a list of one pair each; a pair
-    is `Key=Value` or `ParameterKey=Key,ParameterValue=Value`. One string that mixes the two
-    forms is refused: `sam deploy` would read its long-form pairs alone."""
-    import shlex
-
+    a string of pairs, or a list of one pair each, read by parse_parameter_overrides."""
     path, settings = _samconfig(config)
     section = settings.get(config_env, {}).get("deploy", {}).get("parameters", {})
     overrides = section.get("parameter_overrides", [])
-    pairs = shlex.split(overrides) if isinstance(overrides, str) else list(overrides)
     where = f"parameter_overrides of [{config_env}.deploy.parameters] in {path.name}"
+    if isinstance(overrides, str):
+        return parse_parameter_overrides([overrides], where)
+    return parse_parameter_overrides(list(overrides), where, split=False)
+
+
+def parse_parameter_overrides(
+    texts: list[str] | tuple[str, ...], where: str, split: bool = True
+) -> dict[str, str]:
+    """Template parameters as `sam deploy --parameter-overrides` reads them: each text a
+    string of pairs split at the spaces outside quotes (`split`), else one pair; a pair is
+    `Key=Value` or `ParameterKey=Key,ParameterValue=Value`, a later pair of a key winning.
+    One string that mixes the two forms is refused: `sam deploy` would read its long-form
+    pairs alone. `where` names the texts in the ValueError."""
+    import shlex
+
     parameters: dict[str, str] = {}
-    long_form, short_form = [], []
-    for pair in pairs:
-        if match := _LONG_FORM_PARAMETER.fullmatch(pair):
-            long_form.append(pair)
-            parameters[match[1]] = match[2]
-        elif not pair.startswith("=") and "=" in pair:  # the value may be empty
-            short_form.append(pair)
-            key, value = pair.split("=", 1)
-            parameters[key] = value
-        else:
+    for text in texts:
+        try:
+            pairs = shlex.split(text) if split else [text]
+        except ValueError as error:  # an unclosed quote
+            raise ValueError(f"{where}: {text!r} cannot be read ({error})") from None
+        long_form, short_form = [], []
+        for pair in pairs:
+            if match := _LONG_FORM_PARAMETER.fullmatch(pair):
+                long_form.append(pair)
+                parameters[match[1]] = match[2]
+            elif not pair.startswith("=") and "=" in pair:  # the value may be empty
+                short_form.append(pair)
+                key, value = pair.split("=", 1)
+                parameters[key] = value
+            else:
+                raise ValueError(
+                    f"{where}: {pair!r} is not a parameter; write Key=Value, or "
+                    "ParameterKey=Key,ParameterValue=Value, with a value holding spaces in "
+                    'quotes (Key="a b")'
+                )
+        if split and long_form and short_form:
             raise ValueError(
-                f"{where}: {pair!r} is not a parameter; write Key=Value, or "
-                "ParameterKey=Key,ParameterValue=Value"
+                f"{where} mixes Key=Value with ParameterKey=Key,ParameterValue=Value in one "
+                f"string, which `sam deploy` reads as the second form alone (it would leave "
+                f"out {', '.join(short_form)}): write every pair in one form"
             )
-    if isinstance(overrides, str) and long_form and short_form:
-        raise ValueError(
-            f"{where} mixes Key=Value with ParameterKey=Key,ParameterValue=Value in one "
-            f"string, which `sam deploy` reads as the second form alone (it would leave out "
-            f"{', '.join(short_form)}): write every pair in one form"
-        )
     return parameters
 
 
@@ -565,19 +581,19 @@ ALARM_EMAIL_ENV = "BREWOPS_ALARM_EMAIL"
 
 
 def deploy(target: str, stack_name: str | None = None, **parameters: str) -> None:
-    """Deploy the template to `target`: the embedded emulator, or AWS through SAM.
-    The stack is BREWOPS_STACK_NAME's (brewops-dev by default), the one every notebook and
-    command reads; on AWS, AlarmEmail is BREWOPS_ALARM_EMAIL's unless given."""
+    """Deploy the template to `target`: the embedded emulator, or AWS through SAM, with
+    the template `parameters` given (`sam deploy --parameter-overrides`'s; on the local
+    target as `brewops local up --parameter-overrides` takes them). The stack is
+    BREWOPS_STACK_NAME's (brewops-dev by default), the one every notebook and command
+    reads; on AWS, AlarmEmail is BREWOPS_ALARM_EMAIL's unless given."""
     stack_name = stack_name or default_stack_name()
     if target == "local":
         from brewops import local
+        from brewops.local.runtime import kept_parameters_note
 
-        if parameters:  # they would be ignored: the local stack's are its Punk API server's
-            raise ValueError(
-                f"the local target deploys with its own parameters, not {sorted(parameters)}: "
-                "template parameters apply to target 'aws'"
-            )
-        local.up(stack_name=stack_name)
+        state = local.up(stack_name=stack_name, parameters=parameters)
+        if not parameters and (note := kept_parameters_note(state)):
+            print(note)
     elif target == "aws":
         if alarm_email := os.environ.get(ALARM_EMAIL_ENV):
             parameters = {"AlarmEmail": alarm_email, **parameters}

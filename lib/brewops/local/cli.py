@@ -29,6 +29,7 @@ def _describe(state: LocalState) -> str:
         lines.append(f"  Stack         {state.stack_name}")
         width = max((len(k) for k in state.outputs), default=0)
         lines += [f"    {key:<{width}}  {value}" for key, value in sorted(state.outputs.items())]
+        lines.append(f"  Parameters    {_parameters(state)}")
     else:
         lines.append(f"  Stack         {state.stack_name} (not deployed)")
     processes = ", ".join(f"{name} pid {s.pid}" for name, s in state.services.items())
@@ -41,6 +42,15 @@ def _describe(state: LocalState) -> str:
         f"  {_exports(state)}",
     ]
     return "\n".join(lines)
+
+
+def _parameters(state: LocalState) -> str:
+    from brewops.local.runtime import parameter_pair
+
+    if not state.parameter_overrides:
+        return "the template's Defaults"
+    given = " ".join(parameter_pair(k, v) for k, v in state.parameter_overrides.items())
+    return f"{given} (the others: the template's Defaults)"
 
 
 def _damaged_state() -> bool:
@@ -70,21 +80,44 @@ def local() -> None:
     help="SAM template to deploy (default: infra/template.yaml). A running target keeps "
     "the one it deployed: run `brewops local down` first to deploy another.",
 )
-def up(no_deploy: bool, catalog: Path | None, template: Path | None) -> None:
+@click.option(
+    "--parameter-overrides",
+    "overrides",
+    multiple=True,
+    metavar='"KEY=VALUE ..."',
+    help="Template parameters, as `sam deploy --parameter-overrides` takes them: "
+    '"ShardCount=3 StreamMode=ON_DEMAND", ScheduleRate="rate(2 minutes)" (or '
+    "ParameterKey=K,ParameterValue=V); repeatable. The others take their Default.",
+)
+def up(
+    no_deploy: bool, catalog: Path | None, template: Path | None, overrides: tuple[str, ...]
+) -> None:
     """Start the emulator and the Punk API server, and deploy the stack.
 
-    The stack takes the template's parameter Defaults (samconfig.toml is read on AWS
-    only), with PunkApiUrl and PunkApiVersion those of the local Punk API server: change
-    a Default in the template to deploy another value. Harmless when already running. The
-    servers keep running after this command exits, until `brewops local down`.
+    Each template parameter takes the value given with the option below, else its
+    Default; PunkApiUrl and PunkApiVersion are the local Punk API server's.
+    samconfig.toml is not read (its parameter_overrides are the AWS environments'): give
+    its values here to deploy them locally. Harmless when already running: the stack
+    keeps the values it was deployed with, and other values are refused until `brewops
+    local down`. The servers keep running after this command exits, until `brewops local
+    down`.
     """
+    from brewops.infra import parse_parameter_overrides
     from brewops.local import runtime
 
+    try:
+        parameters = parse_parameter_overrides(overrides, "--parameter-overrides")
+    except ValueError as error:
+        raise click.UsageError(str(error)) from error
     started = time.perf_counter()
-    state = runtime.up(deploy=not no_deploy, catalog=catalog, template=template)
+    state = runtime.up(
+        deploy=not no_deploy, catalog=catalog, template=template, parameters=parameters
+    )
     seconds = time.perf_counter() - started
     headline = "Already running" if state.already_running else f"Ready in {seconds:.1f} s"
     click.echo(f"{headline}:\n{_describe(state)}")
+    if not parameters and (note := runtime.kept_parameters_note(state)):
+        click.echo(f"\n{note}")
 
 
 @local.command()

@@ -6,15 +6,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from brewops import paths
 from brewops.environ import bypass_proxy_for_loopback, proxy_bypassed_for_loopback
@@ -49,6 +50,10 @@ class LocalTargetBroken(RuntimeError, ActionableError):
 
 class LocalTargetConflict(RuntimeError, ActionableError):
     """`up` asked for something other than what the running target was started with."""
+
+
+class ParameterOverrideError(ValueError, ActionableError):
+    """A template parameter `up` was given that the local target cannot deploy."""
 
 
 @contextlib.contextmanager
@@ -159,17 +164,115 @@ def _parameters(state: LocalState) -> dict[str, str]:
     return {"PunkApiUrl": str(state.punkapi_url), "PunkApiVersion": PUNKAPI_VERSION}
 
 
+# the parameters _parameters sets: the local target's own, never overridden
+OWN_PARAMETERS = ("PunkApiUrl", "PunkApiVersion")
+
+
+def _check_overrides(template: dict[str, Any], overrides: dict[str, str]) -> None:
+    """Refuse, before anything starts or is deployed, an override of a parameter the
+    template does not declare (CloudFormation refuses it too), of the local target's own
+    Punk API parameters, or of a value CloudFormation would refuse."""
+    from brewops.local import deploy as deployment
+
+    own = [name for name in OWN_PARAMETERS if name in overrides]
+    if own:
+        raise ParameterOverrideError(
+            f"{' and '.join(own)} cannot be overridden on the local target: its stack reads "
+            f"the Punk API server `brewops local up` starts with it ({PUNKAPI_VERSION}, on "
+            "127.0.0.1), which serves the pinned catalogue with a seeded random, so every "
+            "local run reads the same beers. Serve another catalogue with `--catalog`; set "
+            "these parameters on target 'aws'"
+        )
+    declared = template.get("Parameters") or {}
+    unknown = sorted(set(overrides) - set(declared))
+    if unknown:
+        raise ParameterOverrideError(
+            f"the template declares no parameter {', '.join(unknown)}; it declares "
+            f"{', '.join(declared) or 'none'}"
+        )
+    deployment.check_parameter_values(template, overrides)
+
+
+def _deployed_parameters(state: LocalState, names: list[str]) -> dict[str, str | None]:
+    """The values of `names` the running stack was deployed with: its overrides, else
+    the Defaults of its template (unchanged since: _check_template_unchanged), None when
+    that template can no longer be read."""
+    import yaml
+
+    from brewops.local import deploy as deployment
+
+    try:
+        declared = deployment.load_template(Path(str(state.template))).get("Parameters") or {}
+    except (OSError, yaml.YAMLError):  # gone: the recorded overrides alone are known
+        declared = {}
+    defaults = {name: d.get("Default") for name, d in declared.items() if isinstance(d, dict)}
+    return {
+        name: state.parameter_overrides.get(
+            name, None if defaults.get(name) is None else str(defaults[name])
+        )
+        for name in names
+    }
+
+
+def _check_same_parameters(state: LocalState, overrides: dict[str, str]) -> None:
+    """The running stack keeps the values it was deployed with, and the parameters `up`
+    is not given keep theirs (as `sam deploy` keeps a stack's earlier values). Another
+    value asked for must not pass as deployed: the local target creates a stack, it does
+    not update one."""
+    running = _deployed_parameters(state, list(overrides))
+    differ = [
+        f"{name} {'(value no longer known)' if was is None else was}"
+        + ("" if name in state.parameter_overrides or was is None else " (its Default)")
+        + f", not {value}"
+        for name, value in overrides.items()
+        if (was := running[name]) != value
+    ]
+    if differ:
+        # what a `sam deploy` with these would deploy: the others keep their values
+        wanted = {**state.parameter_overrides, **overrides}
+        pairs = " ".join(parameter_pair(name, value) for name, value in wanted.items())
+        raise LocalTargetConflict(
+            f"The local target's stack {state.stack_name} was deployed with other values: "
+            f"{'; '.join(differ)}. The local target creates a stack, it does not update "
+            f"one: run `brewops local down`, then `brewops local up --parameter-overrides "
+            f"'{pairs}'` to deploy with them (the emulator's data goes with the old stack)."
+        )
+
+
+def parameter_pair(name: str, value: str) -> str:
+    """`name=value` as `--parameter-overrides` reads it back: a value with spaces or
+    quotes, or an empty one, in double quotes."""
+    if value and not re.search(r"[\s\"'\\]", value):
+        return f"{name}={value}"
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'{name}="{escaped}"'
+
+
+def kept_parameters_note(state: LocalState) -> str | None:
+    """What to say when an `up` given no parameters finds a stack deployed with some."""
+    if not (state.already_running and state.deployed and state.parameter_overrides):
+        return None
+    return (
+        "The stack keeps the parameter values it was deployed with (as `sam deploy` keeps a "
+        "stack's earlier values): to deploy the template's Defaults instead, run "
+        "`brewops local down`, then `brewops local up`."
+    )
+
+
 def _template(template: str | Path | None) -> Path:
     return Path(template).resolve() if template else paths.template_path()
 
 
-def _create(state: LocalState, prepared: PreparedStack, template: Path) -> None:
+def _create(
+    state: LocalState, prepared: PreparedStack, template: Path, overrides: dict[str, str]
+) -> None:
     from brewops.local import deploy as deployment
 
     state.outputs = deployment.create_stack(state.session(), state.endpoint_url, prepared)
     state.deployed = True
     state.template = str(template)
     state.template_digest = prepared.source_digest
+    state.parameter_overrides = dict(overrides)
 
 
 def up(
@@ -177,17 +280,34 @@ def up(
     catalog: str | Path | None = None,
     template: str | Path | None = None,
     stack_name: str | None = None,
+    parameters: Mapping[str, object] | None = None,
 ) -> LocalState:
     """Start the emulator and the Punk API server and deploy the template (unless
-    `deploy` is False). Harmless when already running: returns the running target with
-    `already_running` set (and deploys the stack if it was started without)."""
+    `deploy` is False), with the template `parameters` given (`sam deploy
+    --parameter-overrides`'s; the others take their Default). Harmless when already
+    running: returns the running target with `already_running` set (and deploys the
+    stack if it was started without); a deployed stack keeps its parameter values, and
+    one asked to have others is refused (LocalTargetConflict)."""
+    overrides = {str(name): str(value) for name, value in (parameters or {}).items()}
+    if overrides and not deploy:
+        raise ParameterOverrideError(
+            f"parameters ({', '.join(overrides)}) are given to the stack's deploy, and "
+            "--no-deploy (deploy=False) deploys none: give them to the `brewops local up` "
+            "that deploys it"
+        )
     with proxy_bypassed_for_loopback():  # and the servers, started from here, inherit it
-        return _up(deploy, catalog, template, stack_name)
+        return _up(deploy, catalog, template, stack_name, overrides)
 
 
 def _up(
-    deploy: bool, catalog: str | Path | None, template: str | Path | None, stack_name: str | None
+    deploy: bool,
+    catalog: str | Path | None,
+    template: str | Path | None,
+    stack_name: str | None,
+    overrides: dict[str, str],
 ) -> LocalState:
+    from brewops.local import deploy as deployment
+
     requested_template = template
     template = _template(template)
     if deploy and not template.is_file():
@@ -195,11 +315,21 @@ def _up(
     with _exclusive():
         state = _current()
         if state is None:
-            return _start(deploy, _catalog(catalog), template, stack_name or default_stack_name())
+            if overrides:  # refused before the servers take their seconds to start
+                _check_overrides(deployment.load_template(template), overrides)
+            return _start(
+                deploy, _catalog(catalog), template, stack_name or default_stack_name(), overrides
+            )
         # BREWOPS_STACK_NAME asks for its stack as much as `stack_name` does
         asked_stack = stack_name or chosen_stack_name()
         _check_started_with(state, catalog, asked_stack, requested_template)
         _check_template_unchanged(state)
+        if overrides:
+            deployed_from = Path(state.template) if state.deployed and state.template else None
+            source = deployed_from if deployed_from and deployed_from.is_file() else template
+            _check_overrides(deployment.load_template(source), overrides)
+            if state.deployed:
+                _check_same_parameters(state, overrides)
         state.already_running = True
         if "punkapi" in _exited(state):
             _restart_punkapi(state)
@@ -209,12 +339,12 @@ def _up(
         if not state.deployed:  # the `up` that started them may have died before they answered
             _wait_answering(state)
         if deploy and not state.deployed:
-            from brewops.local import deploy as deployment
-
-            prepared = deployment.prepare(template, state.stack_name, _parameters(state), REGION)
+            prepared = deployment.prepare(
+                template, state.stack_name, {**overrides, **_parameters(state)}, REGION
+            )
             # an earlier deploy that was interrupted may have left its stack behind
             deployment.delete_if_exists(state.session(), state.endpoint_url, state.stack_name)
-            _create(state, prepared, template)
+            _create(state, prepared, template, overrides)
             state.save()
         return state
 
@@ -346,7 +476,9 @@ def _forget_stream_positions() -> None:
     shutil.rmtree(paths.firehose_checkpoints_dir(), ignore_errors=True)
 
 
-def _start(deploy: bool, catalog: Path, template: Path, stack_name: str) -> LocalState:
+def _start(
+    deploy: bool, catalog: Path, template: Path, stack_name: str, overrides: dict[str, str]
+) -> LocalState:
     from brewops.local import deploy as deployment  # loads boto3: not for `status`
 
     _forget_stream_positions()
@@ -374,7 +506,11 @@ def _start(deploy: bool, catalog: Path, template: Path, stack_name: str) -> Loca
             # the translation needs no emulator: it runs while the servers start
             prepared = (
                 background.submit(
-                    deployment.prepare, template, stack_name, _parameters(state), REGION
+                    deployment.prepare,
+                    template,
+                    stack_name,
+                    {**overrides, **_parameters(state)},
+                    REGION,
                 )
                 if deploy
                 else None
@@ -394,7 +530,7 @@ def _start(deploy: bool, catalog: Path, template: Path, stack_name: str) -> Loca
                 START_TIMEOUT,
             )
             if prepared is not None:
-                _create(state, prepared.result(), template)
+                _create(state, prepared.result(), template, overrides)
                 state.save()
     except BaseException:
         _stop_all(state)

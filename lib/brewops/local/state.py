@@ -117,6 +117,9 @@ class LocalState:
     outputs: dict[str, str] = field(default_factory=dict)
     template: str | None = None  # the SAM template the stack was deployed from
     template_digest: str | None = None  # what that template said then (deploy.template_digest)
+    # the template parameters `up` was given (`--parameter-overrides`); the others took
+    # their Default, and PunkApiUrl and PunkApiVersion the local Punk API server's
+    parameter_overrides: dict[str, str] = field(default_factory=dict)
     # True when `up` found everything already running (not stored)
     already_running: bool = False
 
