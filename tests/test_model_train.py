@@ -8,6 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.ensemble._forest import BaseForest
 
 from brewops import schema, tables
 from brewops.catalog import to_v3_shape
@@ -668,6 +669,31 @@ def test_the_newest_fifth_is_dated_from_its_earliest_to_its_latest_beer(catalog_
     assert split["test_first_brewed_from"] == min(dates, key=train.first_brewed_order)
     assert split["test_first_brewed_to"] == max(dates, key=train.first_brewed_order)
     assert dates[0] != split["test_first_brewed_from"]
+
+
+def test_the_time_split_fits_its_models_in_the_workers_beside_the_seed_refits(
+    catalog_beers, monkeypatch
+):
+    # fitted in the calling process, the model and its baselines kept the workers waiting
+    beers = features.labelled(catalog_beers)[::2]
+    X, ibu = features.build_features(beers), features.ibu_values(beers)
+    protocol = train.Protocol(time_split_seeds=3, importance_repeats=1, n_jobs=2)
+    fitted_here = []
+    fit = BaseForest.fit
+
+    def counted_fit(self, *args, **kwargs):
+        fitted_here.append(type(self).__name__)
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(BaseForest, "fit", counted_fit)
+    split, predictions, importance = train.evaluate_time_split(beers, X, ibu, protocol, TINY)
+    assert fitted_here == []
+    # in one process, the same figures
+    alone = train.evaluate_time_split(beers, X, ibu, replace(protocol, n_jobs=1), TINY)
+    assert fitted_here  # the counter sees the fits of this process
+    assert split == alone[0]
+    pd.testing.assert_frame_equal(predictions, alone[1])
+    pd.testing.assert_frame_equal(importance, alone[2])
 
 
 def test_evaluation_of_beers_all_trained_on_has_no_unseen_figures(

@@ -719,10 +719,20 @@ def evaluate_time_split(
     params: ModelParams = ModelParams(),
 ) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
     """Train on the older beers, test on the newest fifth; permutation importance there."""
+    from joblib import Parallel, delayed
+
     train, test = time_split(beers, protocol.time_test_fraction)
-    model = fit_model(make_model(params, n_jobs=1), X.iloc[train], ibu[train])
-    predicted_band = model.predict_band(X.iloc[test])
-    predicted_ibu = model.predict_ibu(X.iloc[test])
+    seeds = [params.random_state + i for i in range(max(1, protocol.time_split_seeds))]
+    # The model, its baselines and the refits with the other forest seeds run side by side
+    # in the workers: fitted here, the model would keep the other workers waiting.
+    first, *refitted = Parallel(n_jobs=protocol.n_jobs)(
+        [delayed(_time_split_model)(X, ibu, train, test, protocol, params)]
+        + [
+            delayed(_time_split_bands)(X, ibu, train, test, replace(params, random_state=seed))
+            for seed in seeds[1:]
+        ]
+    )
+    predicted_band, predicted_ibu, baseline_predictions, importance = first
     dates = [beers[i].get("first_brewed") for i in test]
     result: dict[str, Any] = {
         "n_train": len(train),
@@ -730,15 +740,13 @@ def evaluate_time_split(
         "test_first_brewed_from": min(dates, key=_brewed_order),
         "test_first_brewed_to": max(dates, key=_brewed_order),
         **all_metrics(ibu[test], predicted_band, predicted_ibu),
-        "baselines": {},
+        "baselines": {
+            name: all_metrics(ibu[test], band, predicted)
+            for name, (band, predicted) in baseline_predictions.items()
+        },
     }
-    for baseline in make_baselines(protocol.seed, n_jobs=1):
-        baseline.fit(X.iloc[train], ibu[train])
-        result["baselines"][baseline.name] = all_metrics(
-            ibu[test], baseline.predict_band(X.iloc[test]), baseline.predict_ibu(X.iloc[test])
-        )
     result["over_seeds"] = _time_split_over_seeds(
-        X, ibu, train, test, predicted_band, protocol, params
+        bands.band_index(ibu[test]), seeds, [predicted_band, *refitted]
     )
     predictions = pd.DataFrame(
         {
@@ -751,30 +759,42 @@ def evaluate_time_split(
             "predicted_ibu": predicted_ibu,
         }
     )
-    importance = feature_importance(model, X.iloc[test], ibu[test], protocol)
     return result, predictions, importance
 
 
-def _time_split_over_seeds(
+def _time_split_model(
     X: pd.DataFrame,
     ibu: np.ndarray,
     train: np.ndarray,
     test: np.ndarray,
-    first_seed_bands: np.ndarray,
     protocol: Protocol,
     params: ModelParams,
+) -> tuple[np.ndarray, np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]], pd.DataFrame]:
+    """The model and the baselines trained on the older beers: their predictions of the
+    newest fifth (band, IBU) and the model's permutation importance there."""
+    model = fit_model(make_model(params, n_jobs=1), X.iloc[train], ibu[train])
+    baseline_predictions = {}
+    for baseline in make_baselines(protocol.seed, n_jobs=1):
+        baseline.fit(X.iloc[train], ibu[train])
+        baseline_predictions[baseline.name] = (
+            baseline.predict_band(X.iloc[test]),
+            baseline.predict_ibu(X.iloc[test]),
+        )
+    importance = feature_importance(model, X.iloc[test], ibu[test], protocol)
+    return (
+        model.predict_band(X.iloc[test]),
+        model.predict_ibu(X.iloc[test]),
+        baseline_predictions,
+        importance,
+    )
+
+
+def _time_split_over_seeds(
+    true_band: np.ndarray, seeds: list[int], predicted_bands: list[np.ndarray]
 ) -> dict[str, Any]:
     """Band accuracy and macro-F1 on the newest fifth for consecutive forest seeds, the
-    first being the model's own (its predictions are passed in, not refitted)."""
-    from joblib import Parallel, delayed
-
-    seeds = [params.random_state + i for i in range(max(1, protocol.time_split_seeds))]
-    refitted = Parallel(n_jobs=protocol.n_jobs)(
-        delayed(_time_split_bands)(X, ibu, train, test, replace(params, random_state=seed))
-        for seed in seeds[1:]
-    )
-    true_band = bands.band_index(ibu[test])
-    per_seed = [classification_metrics(true_band, b) for b in [first_seed_bands, *refitted]]
+    first being the model's own."""
+    per_seed = [classification_metrics(true_band, b) for b in predicted_bands]
     accuracy = [m["accuracy"] for m in per_seed]
     macro_f1 = [m["macro_f1"] for m in per_seed]
     return {
