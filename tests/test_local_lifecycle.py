@@ -32,7 +32,7 @@ from brewops.local import processes
 from brewops.local.cli import local as local_cli
 from brewops.local.state import LocalState, Service, UnreadableStateError
 from fixtures.json_schemas import renamed, schema_errors
-from fixtures.local import exited
+from fixtures.local import exited, local_command
 
 
 @pytest.fixture
@@ -46,16 +46,6 @@ def kill(service: Service) -> None:
     """SIGKILL a server of the local target and wait until it has gone."""
     os.kill(service.pid, 9)
     psutil.Process(service.pid).wait(timeout=10)
-
-
-def brewops(*args: str, env_dir: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "brewops.cli", "local", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "BREWOPS_LOCAL_STATE_DIR": str(env_dir)},
-    )
 
 
 def spawn_service(tmp_path: Path, seconds: float) -> tuple[subprocess.Popen[bytes], Service]:
@@ -98,7 +88,7 @@ def test_cli_up_leaves_the_servers_running_and_down_stops_them(
     checkpoint.parent.mkdir(parents=True)
     checkpoint.write_text("{}")  # a drain's position in an emulator that died
 
-    started = brewops("up", "--no-deploy", "--catalog", str(catalog_path), env_dir=state_dir)
+    started = local_command("up", "--no-deploy", "--catalog", str(catalog_path), env_dir=state_dir)
     assert started.returncode == 0, started.stderr
     assert "Ready in" in started.stdout
     assert not checkpoint.exists(), "a new emulator's streams start without old positions"
@@ -114,7 +104,7 @@ def test_cli_up_leaves_the_servers_running_and_down_stops_them(
     assert "GET /moto-api/config" not in emulator_log, "no line per request: streams are long"
     assert state["region"] == "us-east-1" and state["deployed"] is False
 
-    again = brewops("up", "--no-deploy", "--catalog", str(catalog_path), env_dir=state_dir)
+    again = local_command("up", "--no-deploy", "--catalog", str(catalog_path), env_dir=state_dir)
     assert again.returncode == 0, again.stderr
     assert again.stdout.startswith("Already running")
     assert json.loads((state_dir / "state.json").read_text())["services"] == state["services"]
@@ -122,13 +112,13 @@ def test_cli_up_leaves_the_servers_running_and_down_stops_them(
     checkpoint.parent.mkdir(exist_ok=True)
     checkpoint.write_text("{}")  # a drain's position in this emulator's streams
 
-    stopped = brewops("down", env_dir=state_dir)
+    stopped = local_command("down", env_dir=state_dir)
     assert stopped.returncode == 0, stopped.stderr
     assert not (state_dir / "state.json").exists()
     assert not checkpoint.exists(), "positions in the emulator's streams end with it"
     assert (state_dir / "logs" / "emulator.log").is_file(), "the logs are kept"
     assert all(exited(pid) for pid in pids.values())
-    assert brewops("status", env_dir=state_dir).returncode == 1
+    assert local_command("status", env_dir=state_dir).returncode == 1
 
 
 def test_a_stale_state_is_cleaned_up(state_dir: Path, tmp_path: Path) -> None:
@@ -434,7 +424,7 @@ def test_up_reaches_its_own_servers_past_a_proxy_set_in_the_shell(
         )  # fmt: skip
         assert started.returncode == 0, started.stderr
     finally:
-        assert brewops("down", env_dir=state_dir).returncode == 0
+        assert local_command("down", env_dir=state_dir).returncode == 0
 
 
 def test_status_without_a_target_exits_1(state_dir: Path) -> None:
@@ -554,7 +544,7 @@ def test_a_damaged_state_is_one_line_and_down_clears_it(state_dir: Path, tmp_pat
     # readable JSON that is no longer a state: a field gone, the services still named
     (state_dir / "state.json").write_text(json.dumps({"services": {"punkapi": service.__dict__}}))
 
-    status = brewops("status", env_dir=state_dir)
+    status = local_command("status", env_dir=state_dir)
     stopped = CliRunner().invoke(local_cli, ["down"])
 
     assert status.returncode == 1 and "Traceback" not in status.stderr
@@ -570,7 +560,7 @@ def test_a_state_with_a_field_of_the_wrong_type_is_damaged_too(state_dir: Path) 
     written["services"]["emulator"]["pid"] = "1"  # edited by hand
     (state_dir / "state.json").write_text(json.dumps(written))
 
-    result = brewops("status", env_dir=state_dir)
+    result = local_command("status", env_dir=state_dir)
 
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "is damaged" in result.stderr

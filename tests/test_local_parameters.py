@@ -4,10 +4,7 @@ as `sam deploy` takes them, checked before anything starts, recorded and kept.""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import boto3
@@ -19,6 +16,7 @@ from brewops.local import runtime
 from brewops.local.cli import _describe
 from brewops.local.cli import local as local_cli
 from brewops.local.state import CREDENTIALS, LocalState, Service
+from fixtures.local import local_command
 
 
 @pytest.fixture
@@ -208,23 +206,13 @@ def test_the_pairs_shown_read_back_as_they_were_given() -> None:
     assert parse_parameter_overrides([shown], "status") == values
 
 
-def brewops(*args: str, env_dir: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "brewops.cli", "local", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "BREWOPS_LOCAL_STATE_DIR": str(env_dir)},
-    )
-
-
 @pytest.mark.emulator
 def test_up_deploys_the_overrides_records_them_and_keeps_them(
     state_dir: Path, catalog_path: Path
 ) -> None:
     if not paths.template_path().is_file():
         pytest.skip(f"no template at {paths.template_path()}")
-    up = brewops(
+    up = local_command(
         "up",
         "--catalog",
         str(catalog_path),
@@ -243,24 +231,24 @@ def test_up_deploys_the_overrides_records_them_and_keeps_them(
         rule = events.describe_rule(Name=state["outputs"]["ScheduleRuleName"])
         assert rule["ScheduleExpression"] == "rate(2 minutes)"
 
-        status = brewops("status", "--json", env_dir=state_dir)
+        status = local_command("status", "--json", env_dir=state_dir)
         assert json.loads(status.stdout)["parameter_overrides"] == {
             "ShardCount": "2",
             "ScheduleRate": "rate(2 minutes)",
         }
 
         # as `sam deploy` without overrides: the stack keeps its values, and says so
-        again = brewops("up", env_dir=state_dir)
+        again = local_command("up", env_dir=state_dir)
         assert again.returncode == 0, again.stderr
         assert again.stdout.startswith("Already running")
         assert 'ShardCount=2 ScheduleRate="rate(2 minutes)"' in again.stdout
         assert "keeps the parameter values it was deployed with" in again.stdout
 
-        other = brewops("up", "--parameter-overrides", "ShardCount=3", env_dir=state_dir)
+        other = local_command("up", "--parameter-overrides", "ShardCount=3", env_dir=state_dir)
         assert other.returncode == 1
         assert "ShardCount 2, not 3" in other.stderr
         assert "`brewops local down`, then `brewops local up --parameter-overrides" in (
             other.stderr
         )
     finally:
-        brewops("down", env_dir=state_dir)
+        local_command("down", env_dir=state_dir)
