@@ -8,6 +8,9 @@ registry version folder, loads it back (checksum check included), then predicts 
 resampled from the catalogue with jittered numbers (`brewops.synth`):
 
 - fit_seconds: one fit of the classifier and the regressor, single-threaded as in training.
+- time_split_seconds: the newest-fifth evaluation of `brewops model train` (the model and
+  its baselines trained on the older beers, permutation importance, the refits with the
+  other forest seeds) on the worker pool, once the pool has started (a first run warms it).
 - model_mb: size of `model.joblib` on disk; load_seconds: `registry.load`.
 - features_per_s: beers turned into feature rows per second (pure Python, per record).
 - predict_per_s: beers predicted per second in one call (features + forests + output dicts).
@@ -61,6 +64,12 @@ def main() -> None:
     fit_seconds = time.perf_counter() - started
     print(f"fitted on {len(beers)} beers in {fit_seconds:.1f} s", flush=True)
 
+    train.evaluate_time_split(beers, X, ibu)  # starts the worker pool, as the CV does in training
+    started = time.perf_counter()
+    train.evaluate_time_split(beers, X, ibu)
+    time_split_seconds = time.perf_counter() - started
+    print(f"time split evaluated in {time_split_seconds:.1f} s", flush=True)
+
     with tempfile.TemporaryDirectory(prefix="brewops-bench-model-") as folder:
         registry.save(model, {}, {"model": train.MODEL_NAME}, folder)
         model_mb = (Path(folder) / registry.MODEL_FILE).stat().st_size / 1e6
@@ -90,6 +99,7 @@ def main() -> None:
     figures = {
         "training_beers": len(beers),
         "fit_seconds": round(fit_seconds, 2),
+        "time_split_seconds": round(time_split_seconds, 2),
         "model_mb": round(model_mb, 2),
         "load_seconds": round(load_seconds, 3),
         "beers": len(to_predict),

@@ -29,6 +29,7 @@ def test_model_benchmark_prints_its_figures(catalog_path):
     assert figures["beers"] == 60
     for name in (
         "fit_seconds",
+        "time_split_seconds",
         "model_mb",
         "load_seconds",
         "features_per_s",
