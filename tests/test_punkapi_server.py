@@ -482,6 +482,14 @@ def test_an_unexpected_error_is_a_500_in_the_shape_of_each_original(
     assert (r.status_code, r.mimetype, r.get_data()) == (500, mimetype, body)
 
 
+def test_the_server_takes_the_version_in_any_case_as_the_client_does(catalog_beers):
+    with server.running_server(api_version="V3", beers=catalog_beers[:3]) as url:
+        assert url.endswith("/v3")
+        assert get(f"{url}/beers/1").json()["id"] == 1  # in the v3 contract: an object
+    with pytest.raises(ValueError, match=r"api_version must be one of \('v2', 'v3'\), not 'V4'"):
+        PunkApiApp(catalog_beers, "V4")
+
+
 def test_an_unexpected_v2_error_still_carries_the_rate_limit_and_cors_headers(
     catalog_beers, monkeypatch
 ):

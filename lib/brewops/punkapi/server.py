@@ -39,8 +39,8 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from brewops.catalog import CatalogError, default_catalog_path, load_catalog, to_v3_shape
+from brewops.punkapi import canonical_api_version
 
-API_VERSIONS = ("v2", "v3")
 DEFAULT_RATE_LIMIT = 3600
 RATE_WINDOW_SECONDS = 3600
 
@@ -548,8 +548,7 @@ class PunkApiApp:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        if api_version not in API_VERSIONS:
-            raise ValueError(f"api_version must be one of {API_VERSIONS}, not {api_version!r}")
+        api_version = canonical_api_version(api_version)
         refuse_non_finite_numbers(beers)
         self.api_version = api_version
         self.beers = sorted(beers, key=lambda b: b["id"])
@@ -871,7 +870,7 @@ class PunkApiServer:
                 faults=faults,
                 random_seed=random_seed,
             )
-            self.api_version = api_version
+            self.api_version = self.app.api_version
             self.beer_count = len(beers)
             bound_host, bound_port = listening.getsockname()[:2]
             self._server: BaseWSGIServer = make_server(
