@@ -462,6 +462,9 @@ def test_a_metric_math_alarm_is_refused_with_what_to_do(tmp_path: Path) -> None:
         ({"ShardCount": "0"}, "ShardCount='0' is less than its MinValue 1"),
         ({"ShardCount": "65"}, "ShardCount='65' is greater than its MaxValue 64"),
         ({"ShardCount": "three"}, "ShardCount='three' is not a number"),
+        # what float() reads but is no number: moto fails on NaN and makes 10 shards of 1_0
+        ({"ShardCount": "nan"}, "ShardCount='nan' is not a number"),
+        ({"ShardCount": "1_0"}, "ShardCount='1_0' is not a number"),
         ({"BufferSizeMiB": "32"}, "BufferSizeMiB='32' is less than its MinValue 64"),
         ({"StreamMode": "on-demand"}, "StreamMode='on-demand' is not one of its AllowedValues"),
         ({"ScheduleRate": "every 5 minutes"}, "ScheduleRate='every 5 minutes' does not match"),

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from brewops import local, paths
@@ -125,6 +126,24 @@ def test_parameters_without_a_deploy_are_refused(state_dir: Path) -> None:
     ):
         local.up(deploy=False, parameters={"ShardCount": "2"})
     assert not (state_dir / "state.json").exists()
+
+
+def test_the_punk_api_parameters_need_no_default_in_the_template_given(tmp_path: Path) -> None:
+    # the local target gives them their values at deploy, as it does without overrides
+    path = tmp_path / "template.yaml"
+    path.write_text(
+        "Parameters:\n"
+        "  PunkApiUrl: {Type: String, AllowedPattern: '^https?://.+'}\n"
+        "  PunkApiVersion: {Type: String, AllowedValues: [v2, v3]}\n"
+        "  ShardCount: {Type: Number, Default: 1, MinValue: 1}\n"
+        "Resources: {}\n"
+    )
+    template = yaml.safe_load(path.read_text())
+
+    runtime._check_overrides(template, {"ShardCount": "2"})
+
+    with pytest.raises(Exception, match=re.escape("ShardCount='0' is less than its MinValue")):
+        runtime._check_overrides(template, {"ShardCount": "0"})
 
 
 @pytest.fixture
@@ -252,3 +271,24 @@ def test_up_deploys_the_overrides_records_them_and_keeps_them(
         )
     finally:
         local_command("down", env_dir=state_dir)
+
+
+def test_the_command_a_conflict_suggests_reads_back_in_a_shell(template: Path) -> None:
+    import shlex
+
+    from brewops.infra import parse_parameter_overrides
+
+    # an address with a quote is a valid AlarmEmail: the suggested command must hold it
+    state = a_deployed_state(template, parameter_overrides={"AlarmEmail": "o'neil@example.com"})
+
+    with pytest.raises(runtime.LocalTargetConflict) as refused:
+        runtime._check_same_parameters(state, {"ShardCount": "3"})
+
+    command = re.search(r"`(brewops local up --parameter-overrides [^`]+)`", str(refused.value))
+    assert command is not None
+    words = shlex.split(command[1])
+    assert words[:4] == ["brewops", "local", "up", "--parameter-overrides"]
+    assert parse_parameter_overrides(words[4:], "suggested") == {
+        "AlarmEmail": "o'neil@example.com",
+        "ShardCount": "3",
+    }

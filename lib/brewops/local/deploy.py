@@ -219,14 +219,17 @@ def check_parameter_values(template: dict[str, Any], parameters: dict[str, str])
         )
 
 
+_NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
 def _broken_constraint(declaration: dict[str, Any], value: str) -> str | None:
     """What `value` breaks in a String or Number parameter's declaration, or None."""
     kind = declaration.get("Type", "String")
     if kind == "Number":
-        try:
-            number = float(value)
-        except ValueError:
+        # float() also reads "nan" (on which moto fails) and "1_0" (which moto deploys as 10)
+        if _NUMBER.fullmatch(value) is None:
             return "is not a number"
+        number = float(value)
         if "MinValue" in declaration and number < float(declaration["MinValue"]):
             return f"is less than its MinValue {declaration['MinValue']}"
         if "MaxValue" in declaration and number > float(declaration["MaxValue"]):

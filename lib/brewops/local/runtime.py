@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import logging
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -190,7 +191,9 @@ def _check_overrides(template: dict[str, Any], overrides: dict[str, str]) -> Non
             f"the template declares no parameter {', '.join(unknown)}; it declares "
             f"{', '.join(declared) or 'none'}"
         )
-    deployment.check_parameter_values(template, overrides)
+    # the own parameters get their values (the server's URL) at deploy, checked there
+    others = {name: d for name, d in declared.items() if name not in OWN_PARAMETERS}
+    deployment.check_parameter_values({**template, "Parameters": others}, overrides)
 
 
 def _deployed_parameters(state: LocalState, names: list[str]) -> dict[str, str | None]:
@@ -235,7 +238,8 @@ def _check_same_parameters(state: LocalState, overrides: dict[str, str]) -> None
             f"The local target's stack {state.stack_name} was deployed with other values: "
             f"{'; '.join(differ)}. The local target creates a stack, it does not update "
             f"one: run `brewops local down`, then `brewops local up --parameter-overrides "
-            f"'{pairs}'` to deploy with them (the emulator's data goes with the old stack)."
+            f"{shlex.quote(pairs)}` to deploy with them (the emulator's data goes with the "
+            "old stack)."
         )
 
 
