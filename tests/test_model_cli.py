@@ -736,6 +736,19 @@ def test_the_files_train_writes_follow_their_schemas(trained_dir: Path):
     assert schema_errors("model_card", card_of(trained_dir)) == []
 
 
+def test_the_files_of_a_version_that_has_no_tinseth_formula_follow_their_schemas(
+    trained_dir: Path,
+):
+    # the versions `model versions` lists include those registered before it was scored
+    metrics = json.loads((trained_dir / registry.METRICS_FILE).read_text())
+    card = card_of(trained_dir)
+    for figures in (metrics, metrics["time_split"], card["metrics"]):
+        del figures["baselines"]["tinseth_formula"]
+
+    assert schema_errors("metrics", metrics) == []
+    assert schema_errors("model_card", card) == []
+
+
 def test_the_lines_of_predict_follow_their_schema(
     trained_dir: Path, older_model: Path, split_catalogue, tmp_path: Path
 ):
