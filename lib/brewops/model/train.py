@@ -218,7 +218,6 @@ class _Baseline:
     columns: tuple[str, ...]
     make_classifier: Callable[[], Any]
     make_regressor: Callable[[], Any]
-    gives_probabilities = True
 
     def fit(self, X: pd.DataFrame, ibu: np.ndarray) -> _Baseline:
         self.classifier_ = self.make_classifier().fit(X[list(self.columns)], bands.band_index(ibu))
@@ -254,7 +253,6 @@ class TinsethFormula:
     `features.build_features`) counts as 0 IBU, as a recipe without a hop it can count."""
 
     name = TINSETH_FORMULA
-    gives_probabilities = False
 
     def fit(self, X: pd.DataFrame, ibu: np.ndarray) -> TinsethFormula:
         return self
@@ -606,15 +604,10 @@ def cross_validate(
 
     band = bands.band_index(ibu)
     splits = cv_splits(X, band, protocol)
-    baselines = make_baselines(protocol.seed)
-    names = ["model"] + [b.name for b in baselines]
+    names = ["model"] + [b.name for b in make_baselines(protocol.seed)]
     pred_band = {name: np.zeros((protocol.n_repeats, len(ibu)), dtype=int) for name in names}
     pred_ibu = {name: np.zeros((protocol.n_repeats, len(ibu))) for name in names}
-    # the Tinseth formula gives no probabilities
-    with_proba = ["model"] + [b.name for b in baselines if b.gives_probabilities]
-    pred_proba = {
-        name: np.zeros((protocol.n_repeats, len(ibu), bands.N_BANDS)) for name in with_proba
-    }
+    pred_proba: dict[str, np.ndarray] = {}  # of those that give probabilities
     # Folds run in parallel processes, each single-threaded: the forests are small, so
     # threads inside one forest would mostly wait on each other.
     results = Parallel(n_jobs=protocol.n_jobs, return_as="generator")(
@@ -629,8 +622,9 @@ def cross_validate(
         for name in names:
             pred_band[name][repeat, test] = fold_bands[name]
             pred_ibu[name][repeat, test] = fold_ibu[name]
-        for name in with_proba:
-            pred_proba[name][repeat, test] = fold_proba[name]
+        for name, proba in fold_proba.items():  # the Tinseth formula gives none
+            shape = (protocol.n_repeats, len(ibu), bands.N_BANDS)
+            pred_proba.setdefault(name, np.zeros(shape))[repeat, test] = proba
 
     summaries = {
         name: _summarise(
