@@ -209,32 +209,17 @@ def evaluate(model_location: str, catalog_path: Path, progress: bool) -> None:
         "tinseth_formula": {
             "n": formula["n"],
             **_headline(formula),
-            "unseen": {"n": formula["unseen"]["n"], **_headline(formula["unseen"])}
-            if formula["unseen"]
-            else None,
+            "unseen": _scored(formula["unseen"]),
         },
         "without_ibu": len(without_ibu),
         "duplicates_dropped": sum(dropped),
-        "unseen": (
-            {
-                "n": metrics["unseen"]["n"],
-                **_headline(metrics["unseen"]),
-                **{key: metrics["unseen"][key] for key in PROBABILITY_FIGURES},
-            }
-            if metrics["unseen"]
-            else None
-        ),
+        "unseen": _scored(metrics["unseen"], *PROBABILITY_FIGURES),
         "outside_training": (
             {
                 **{
                     key: value for key, value in outside.items() if key not in ("outside", "inside")
                 },
-                **{
-                    part: {"n": outside[part]["n"], **_headline(outside[part])}
-                    if outside[part]
-                    else None
-                    for part in ("outside", "inside")
-                },
+                **{part: _scored(outside[part]) for part in ("outside", "inside")},
             }
             if outside
             else None
@@ -531,6 +516,14 @@ def _seen_summary(metrics: dict[str, Any]) -> str:
 
 def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
     return {key: metrics[key] for key in HEADLINE if key in metrics}
+
+
+def _scored(figures: dict[str, Any] | None, *extra: str) -> dict[str, Any] | None:
+    """`n`, the headline figures and the `extra` ones of a part of the beers; None for a
+    part that has no beers."""
+    if not figures:
+        return None
+    return {"n": figures["n"], **_headline(figures), **{key: figures[key] for key in extra}}
 
 
 def _json_line(data: Any) -> str:
