@@ -388,18 +388,23 @@ def test_deploying_without_a_region_or_credentials_stops_before_sam_builds(
     assert not calls.exists(), "sam never ran"
 
 
-def test_parameter_values_with_spaces_or_quotes_reach_sam_whole(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "values",
+    [
+        {
+            "ScheduleRate": "rate(1 hour)",
+            "PunkApiUrl": 'https://punk.example/say "hi"',
+            "AlarmEmail": "'ops@example.com'",  # SAM would strip bare single quotes
+        },
+        {"AlarmEmail": ""},  # SAM would drop an empty value
+    ],
+    ids=["spaces and quotes", "empty"],
+)
+def test_parameter_values_with_spaces_or_quotes_reach_sam_whole(values, tmp_path, monkeypatch):
     args = tmp_path / "args"
     _fake_sam(tmp_path, monkeypatch, f"printf '%s\\n' \"$@\" > {args}")
 
-    infra.deploy(
-        "aws",
-        "brewops-dev",
-        ScheduleRate="rate(1 hour)",
-        Note='say "hi"',
-        Owner="'ops'",  # SAM would strip bare single quotes
-        Empty="",
-    )
+    infra.deploy("aws", "brewops-dev", **values)
 
     recorded = args.read_text().splitlines()
     overrides = recorded[recorded.index("--parameter-overrides") + 1 :]
@@ -416,13 +421,7 @@ def test_parameter_values_with_spaces_or_quotes_reach_sam_whole(tmp_path, monkey
         check=True,
         env={**os.environ, "SAM_CLI_TELEMETRY": "0"},
     )
-    assert json.loads(parsed.stdout) == {
-        "Stage": "dev",
-        "ScheduleRate": "rate(1 hour)",
-        "Note": 'say "hi"',
-        "Owner": "'ops'",
-        "Empty": "",
-    }
+    assert json.loads(parsed.stdout) == {"Stage": "dev", **values}
 
 
 @pytest.mark.parametrize("value", ["C:\\logs\\", "a\\ b", 'x\\"y', "it\\'s"])
@@ -433,9 +432,49 @@ def test_a_parameter_value_sam_would_change_is_refused_before_sam_runs(
     calls = tmp_path / "calls"
     _fake_sam(tmp_path, monkeypatch, f'echo "$@" >> {calls}')
 
-    with pytest.raises(ValueError, match="Pattern"):
-        infra.deploy("aws", "brewops-dev", Pattern=value)
+    url = f"https://punk.example/{value}"
+    with pytest.raises(ValueError, match=r"PunkApiUrl .* has a backslash before a space"):
+        infra.deploy("aws", "brewops-dev", PunkApiUrl=url)
     assert not calls.exists(), "sam never ran"
+
+
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        # sam deploy leaves an undeclared parameter out: the stack keeps its old value
+        (
+            {"ShardCont": "2"},
+            r"^the template declares no parameter ShardCont \(`sam deploy` would leave it "
+            r"out\): it declares Stage, PunkApiUrl, .*, AlarmEmail$",
+        ),
+        # CloudFormation would refuse these once sam build had run
+        ({"ShardCount": "0"}, r"ShardCount='0' is less than its MinValue 1"),
+        ({"StreamMode": "BOGUS"}, r"StreamMode='BOGUS' is not one of its AllowedValues"),
+        ({"ScheduleRate": "rate(5 minute)"}, r"ScheduleRate='rate\(5 minute\)' does not match"),
+    ],
+    ids=["undeclared", "below MinValue", "not allowed", "pattern"],
+)
+def test_a_parameter_the_template_would_not_take_is_refused_before_sam_builds(
+    parameters, message, tmp_path, monkeypatch
+):
+    calls = tmp_path / "calls"
+    _fake_sam(tmp_path, monkeypatch, f'echo "$@" >> {calls}')
+
+    with pytest.raises(infra.TemplateParameterError, match=message):
+        infra.deploy("aws", "brewops-dev", **parameters)
+    assert not calls.exists(), "sam never ran"
+
+
+def test_a_samconfig_parameter_the_template_does_not_declare_is_refused_before_sam_builds(
+    tmp_path, monkeypatch
+):
+    config = tmp_path / "samconfig.toml"
+    config.write_text(
+        'version = 0.1\n[default.global.parameters]\nstack_name = "brewops-dev"\n'
+        '[default.deploy.parameters]\nparameter_overrides = "Stage=dev Shards=2"\n'
+    )
+    with pytest.raises(infra.TemplateParameterError, match="no parameter Shards"):
+        infra.check_template_parameters(infra.sam_config_parameters("default", config))
 
 
 ROLLED_BACK_ON_CREATE = (

@@ -482,6 +482,34 @@ def _run_sam(command: list[str], stack_name: str) -> None:
     )
 
 
+class TemplateParameterError(ValueError, ActionableError):
+    """A template parameter the template does not declare, or a value it refuses."""
+
+
+def check_template_parameters(
+    parameters: dict[str, str], template: dict[str, Any] | None = None
+) -> None:
+    """Refuse, before `sam build` runs, a parameter the template does not declare, which
+    `sam deploy` leaves out without a word (a misspelt name deploys the old value), and a
+    value CloudFormation would refuse once the build is done. Parameters not given keep
+    their earlier values on AWS, so only the given ones are checked."""
+    from brewops.local.deploy import DeployError, check_parameter_values
+
+    template = load_template() if template is None else template
+    declared = template.get("Parameters") or {}
+    unknown = sorted(set(parameters) - set(declared))
+    if unknown:
+        raise TemplateParameterError(
+            f"the template declares no parameter {', '.join(unknown)} (`sam deploy` would "
+            f"leave it out): it declares {', '.join(declared) or 'none'}"
+        )
+    given = {name: d for name, d in declared.items() if name in parameters}
+    try:
+        check_parameter_values({**template, "Parameters": given}, parameters)
+    except DeployError as error:
+        raise TemplateParameterError(str(error)) from None
+
+
 def _parameter_override(key: str, value: str) -> str:
     """`key=value` as `sam --parameter-overrides` reads it: SAM splits the list at spaces
     and drops an empty value, so such values go in double quotes. A backslash before a
@@ -530,6 +558,7 @@ def sam_deploy(stack_name: str, parameter_overrides: dict[str, str] | None = Non
     config_env = sam_config_env(stack_name)
     own_s3_prefix = sam_own_s3_prefix(stack_name)
     parameters = {**sam_config_parameters(config_env), **(parameter_overrides or {})}
+    check_template_parameters(parameters)
     # --parameter-overrides replaces the environment's own (its Stage) instead of adding to
     # them, so both go on the command line, the caller's winning
     overrides = (
