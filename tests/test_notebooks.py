@@ -423,3 +423,51 @@ def test_notebook_03_reconciles_a_backfill_run_again_without_the_earlier_runs_ti
     for source in (backfill, delivery, checks):
         exec(source, namespace)
     assert namespace["result"].produced == namespace["records_sent"] == 325
+
+
+def test_notebook_02_refuses_a_template_parameter_the_template_does_not_declare_before_it_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """`sam deploy` would leave a misspelt name out without a word; locally, nothing starts."""
+    state_dir = tmp_path / "no-local-target"
+    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(state_dir))
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+
+    from fixtures.local import local_command
+
+    try:
+        error, cell = first_failure("02_deploy_infra", {"template_parameters": "ShardCont=2"})
+    finally:
+        local_command("down", env_dir=state_dir)  # had it started
+
+    assert "the template declares no parameter ShardCont; it declares Stage" in str(error)
+    assert "infra.deploy(target, **overrides)" in cell
+    assert not (state_dir / "state.json").exists()
+
+
+@pytest.mark.emulator
+def test_notebook_02_deploys_the_local_stack_with_the_template_parameters_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import json
+
+    import boto3
+
+    from brewops.local.state import CREDENTIALS
+    from fixtures.local import local_command
+
+    state_dir = tmp_path / "local"
+    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(state_dir))
+    try:
+        result = run_alone("02_", {"template_parameters": "ShardCount=2"}, tmp_path, monkeypatch)
+
+        assert result.status == "ok", result.error
+        state = json.loads((state_dir / "state.json").read_text())
+        assert state["parameter_overrides"] == {"ShardCount": "2"}
+        session = boto3.session.Session(region_name="us-east-1", **CREDENTIALS)
+        kinesis = session.client("kinesis", endpoint_url=state["endpoint_url"])
+        stream = kinesis.describe_stream(StreamName=state["outputs"]["StreamName"])
+        assert len(stream["StreamDescription"]["Shards"]) == 2
+    finally:
+        local_command("down", env_dir=state_dir)
