@@ -13,6 +13,13 @@ SAM_STAMP := .venv-sam/.installed
 TARGET ?= local
 PYTEST_ARGS ?=
 
+# `make run` refuses another TARGET before it sets anything up, not after
+ifneq ($(filter run,$(MAKECMDGOALS)),)
+ifneq ($(words $(TARGET)):$(filter local aws,$(TARGET)),1:$(strip $(TARGET)))
+$(error TARGET=$(TARGET): make run takes TARGET=local or TARGET=aws)
+endif
+endif
+
 .PHONY: help setup run test lint lock catalog clean sam-validate
 
 help: ## List the targets

@@ -144,10 +144,10 @@ def test_a_complete_venv_of_python_3_11_is_kept(checkout: Path, uv: str):
     assert "is up to date" in make_installed(checkout).stdout
 
 
-def make_dry_run(checkout: Path, target: str) -> subprocess.CompletedProcess[str]:
+def make_dry_run(checkout: Path, target: str, *variables: str) -> subprocess.CompletedProcess[str]:
     """The commands make would run for `target`, without running them."""
     return subprocess.run(
-        ["make", "--dry-run", f"PYTHON={checkout / 'tools' / 'python3'}", target],
+        ["make", "--dry-run", f"PYTHON={checkout / 'tools' / 'python3'}", *variables, target],
         cwd=checkout,
         capture_output=True,
         text=True,
@@ -282,3 +282,25 @@ def test_a_changed_lock_or_pyproject_is_installed_by_the_next_set_up(checkout: P
     result = make_dry_run(checkout, ".venv/.installed")
     assert "pip sync --quiet --require-hashes" in result.stdout
     assert "brewops.installed record" in result.stdout
+
+
+@pytest.mark.parametrize("target", ["bogus", "", "local aws"])
+def test_make_run_refuses_another_target_before_setting_anything_up(checkout: Path, target: str):
+    result = subprocess.run(
+        ["make", f"PYTHON={checkout / 'tools' / 'python3'}", f"TARGET={target}", "run"],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "LC_ALL": "C.UTF-8"},
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert f"TARGET={target}: make run takes TARGET=local or TARGET=aws" in result.stderr
+    assert not (checkout / ".venv").exists()
+
+
+@pytest.mark.parametrize("target", ["local", "aws"])
+def test_make_run_runs_the_notebooks_against_the_target_given(checkout: Path, target: str):
+    result = make_dry_run(checkout, "run", f"TARGET={target}")
+    assert result.stdout.splitlines()[-1] == f".venv/bin/brewops run --target {target}"
