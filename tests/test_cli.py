@@ -64,12 +64,6 @@ def test_every_option_of_every_command_says_what_it_does():
 
 def test_the_readme_names_every_command_and_none_that_does_not_exist():
     text = (repo_root() / "README.md").read_text()
-    # `brewops local up | status | down` names three commands
-    text = re.sub(
-        r"brewops (\w+) (\w+(?: \| \w+)+)",
-        lambda m: " ".join(f"brewops {m[1]} {name}" for name in m[2].split(" | ")),
-        text,
-    )
     named = {" ".join(filter(None, m)) for m in re.findall(r"\bbrewops (\w+)(?: (\w+))?", text)}
     paths = {
         ctx.command_path.removeprefix("brewops "): isinstance(ctx.command, click.Group)
