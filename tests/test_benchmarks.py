@@ -94,6 +94,25 @@ def test_a_streaming_benchmark_prints_its_figures_and_leaves_no_state_behind(
     assert not list(tmp_path.glob("brewops-bench-*")), "its state folder is removed"
 
 
+@pytest.mark.emulator
+def test_the_cold_start_benchmark_prints_its_figures_and_leaves_no_state_behind(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "lambda_cold_start.py"), "--runs", "1", "--warm", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TMPDIR": str(tmp_path)},  # where its package and emulator go
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["runs"] == 1
+    assert figures["package_files"] > 0
+    for handler in ("producer", "transform"):
+        for figure in ("import_ms", "modules", "first_ms", "warm_ms"):
+            assert figures[f"{handler}_{figure}"] > 0, f"{handler}_{figure}"
+    assert not list(tmp_path.glob("brewops-bench-*")), "its temporary folder is removed"
+
+
 @pytest.mark.parametrize(
     ("script", "arguments", "refusal"),
     [
@@ -109,6 +128,9 @@ def test_a_streaming_benchmark_prints_its_figures_and_leaves_no_state_behind(
         ("firehose_runtime.py", ["--beers", "0"], "--beers must be at least 1"),
         # 0 would be taken as not given: the template's ShardCount
         ("firehose_runtime.py", ["--beers", "10", "--shards", "0"], "--shards must be at least 1"),
+        ("lambda_cold_start.py", ["--runs", "0"], "--runs must be at least 1"),
+        ("lambda_cold_start.py", ["--warm", "0"], "--warm must be at least 1"),
+        ("lambda_cold_start.py", ["--python", "no-such-python"], "no such interpreter"),
     ],
 )
 def test_a_benchmark_refuses_arguments_it_cannot_measure_with(script, arguments, refusal):

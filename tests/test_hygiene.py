@@ -545,22 +545,72 @@ def test_the_pre_commit_hooks_pass_on_the_repository_and_change_nothing(tmp_path
     )
 
 
-def test_lambda_handlers_do_not_import_heavy_libraries():
-    code = (
-        "import sys\n"
-        "import brewops.lambdas.transform.app, brewops.lambdas.producer.app\n"
-        "heavy = sorted({m.split('.')[0] for m in sys.modules} & "
-        "{'pandas', 'numpy', 'sklearn', 'pyarrow', 'matplotlib', 'awswrangler'})\n"
-        "print(','.join(heavy))\n"
-    )
+# Libraries the Lambda package must not pull in: each is megabytes, or not installed there
+HEAVY_LIBRARIES = frozenset(
+    {"pandas", "numpy", "pyarrow", "sklearn", "scipy", "matplotlib", "awswrangler", "moto"}
+)
+
+# A first invocation, in a process of its own: the modules each handler imports at its cold
+# start, lazy ones included (the producer builds its API and Kinesis clients then)
+FIRST_INVOCATION = """
+import json, sys
+from pathlib import Path
+from types import SimpleNamespace
+
+module_name, event_file = sys.argv[1:]
+module = __import__(module_name, fromlist=["handler"])
+if module_name.endswith(".producer.app"):
+    from botocore.stub import Stubber
+
+    kinesis = module.kinesis_client(None, "us-east-1")
+    stubber = Stubber(kinesis)
+    accepted = {"SequenceNumber": "1", "ShardId": "shardId-000000000000"}
+    stubber.add_response("put_records", {"Records": [accepted]})  # none failed
+    stubber.activate()
+context = SimpleNamespace(
+    function_name="f",
+    memory_limit_in_mb=256,
+    invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:f",
+    aws_request_id="r",
+    get_remaining_time_in_millis=lambda: 60_000,
+)
+module.handler(json.loads(Path(event_file).read_text()), context)
+print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
+"""
+
+
+@pytest.mark.parametrize(
+    ("module_name", "event"),
+    [
+        ("brewops.lambdas.producer.app", "eventbridge_scheduled.json"),
+        ("brewops.lambdas.transform.app", "firehose_kinesis_transform.json"),
+    ],
+)
+def test_a_lambda_handler_cold_start_imports_no_heavy_library(punkapi_url, module_name, event):
     result = subprocess.run(
-        [sys.executable, "-c", code],
+        [
+            sys.executable,
+            "-c",
+            FIRST_INVOCATION,
+            module_name,
+            str(ROOT / "tests" / "events" / event),
+        ],
         capture_output=True,
         text=True,
-        check=True,
-        env={"AWS_DEFAULT_REGION": "us-east-1", "PATH": ""},
+        timeout=120,
+        env={
+            "PATH": "",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "PUNKAPI_URL": punkapi_url,
+            "STREAM_NAME": "cold-start",
+        },
     )
-    assert result.stdout.strip() == "", f"Lambda handlers import {result.stdout.strip()}"
+    assert result.returncode == 0, result.stderr
+    imported = set(json.loads(result.stdout.strip().splitlines()[-1]))  # after the handler's logs
+    assert "brewops" in imported
+    assert not imported & HEAVY_LIBRARIES, (
+        f"{module_name} imports {sorted(imported & HEAVY_LIBRARIES)}"
+    )
 
 
 def test_progress_bars_come_from_brewops_progress():
