@@ -759,6 +759,31 @@ def test_a_rendering_loads_the_widget_script_of_the_locked_ipywidgets(tmp_path: 
     assert scripts == [HTML_MANAGER_OF_IPYWIDGETS[ipywidgets]]
 
 
+def test_a_rendering_that_finds_the_disk_full_leaves_no_page_cut_short(tmp_path: Path):
+    import resource
+
+    executed = tmp_path / "01_first_step.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("x")]), executed)
+
+    def disk_full() -> None:  # files may grow no larger than 10 kB: a rendering is larger
+        resource.setrlimit(resource.RLIMIT_FSIZE, (10_000, 10_000))
+
+    rendering = (
+        "import pathlib, sys; from brewops import runner; "
+        "runner.render_html(pathlib.Path(sys.argv[1]))"
+    )
+    full = subprocess.run(  # -B: no bytecode cached cut short at the limit, for later imports
+        [sys.executable, "-B", "-c", rendering, str(executed)],
+        preexec_fn=disk_full,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert "File too large" in full.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [executed.name]
+
+
 def test_an_error_of_the_runner_itself_ends_the_summary_as_failed(
     notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):

@@ -261,7 +261,8 @@ def render_html(executed: Path) -> Path | None:
     exporter = HTMLExporter(html_manager_semver_range=WIDGETS_HTML_MANAGER)
     body, _ = exporter.from_notebook_node(notebook)
     html = executed.with_suffix(".html")
-    html.write_text(body, encoding="utf-8")
+    # whole or not at all: a full disk must not leave a page cut short to be opened
+    write_atomically(html, body, mode=0o644)  # as open() makes the executed copies
     return html
 
 
