@@ -2793,6 +2793,28 @@ def test_a_log_file_is_measured_in_bytes_and_may_reach_its_size(tmp_path, monkey
     assert not log.with_name("f.log.2").exists()
 
 
+def test_a_call_whose_log_finds_the_disk_full_keeps_its_result(tmp_path, monkeypatch, caplog):
+    import errno
+
+    from brewops.firehose_runtime import functions
+
+    (tmp_path / "sends_a_beer.py").write_text(
+        "def handler(event, context):\n    print('sent 7')\n    return {'ids': [7]}\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    log = tmp_path / "logs" / "f.log"
+
+    def disk_full(log_file: Path, text: str) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(log_file))
+
+    monkeypatch.setattr(functions, "append_to_log", disk_full)
+    invocation = _local_function("sends_a_beer.handler", log_dir=log.parent).invoke({})
+
+    assert (invocation.result, invocation.error) == ({"ids": [7]}, None)
+    assert f"log lines not written to {log}" in caplog.text
+    assert "No space left on device" in caplog.text
+
+
 def test_a_log_that_finds_the_disk_full_names_its_file(tmp_path, monkeypatch):
     import errno
 

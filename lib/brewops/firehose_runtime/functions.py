@@ -146,7 +146,12 @@ def captured_output(log_file: Path | None) -> Iterator[_Collector]:
         root.removeHandler(collector)
         collector.output = buffer.getvalue()
         if log_file is not None and buffer.tell():
-            append_to_log(log_file, buffer.getvalue())
+            try:
+                append_to_log(log_file, buffer.getvalue())
+            # the log is a copy, as CloudWatch's is: a full disk leaves the call's result as
+            # it was (a producer's beer sent, and counted as sent)
+            except OSError as error:
+                logger.warning("log lines not written to %s: %s", log_file, error)
 
 
 def append_to_log(log_file: Path, text: str) -> None:
