@@ -136,6 +136,30 @@ def test_an_npm_out_of_disk_space_says_where_to_free_some(fake_npm, cache: Path,
     assert cache_leftovers(cache) == []
 
 
+@pytest.mark.parametrize(
+    ("code", "message", "remedy"),
+    [
+        ("EDQUOT", "disk quota exceeded", "Free some space in"),
+        ("EFBIG", "file too large", "file size limit (`ulimit -f`)"),
+    ],
+)
+def test_an_npm_that_cannot_write_the_tarball_says_so_not_the_network(
+    fake_npm, cache: Path, tmp_path: Path, code: str, message: str, remedy: str
+):
+    npm = tmp_path / "bin" / "npm"
+    npm.write_text(  # what npm 10 says when a write fails so
+        "#!/bin/sh\n"
+        f"echo 'npm error code {code}' >&2\n"
+        f"echo 'npm error {code}: {message}, write' >&2\n"
+        "exit 229\n"
+    )
+    with pytest.raises(CatalogError, match=message) as info:
+        fetch_catalog(cache_dir=cache)
+    assert remedy in str(info.value)
+    assert "network" not in str(info.value)
+    assert cache_leftovers(cache) == []
+
+
 def test_a_full_disk_while_caching_names_the_cache_file_and_leaves_nothing(
     fake_npm, cache: Path, monkeypatch: pytest.MonkeyPatch
 ):

@@ -154,7 +154,24 @@ def test_a_full_disk_is_one_line(tmp_path, catalog_path):
     )
 
     assert result.returncode == 1
-    assert result.stderr == f"Error: {out}: File too large.\n"
+    assert result.stderr == (
+        f"Error: {out}: File too large. This shell allows files of 9 kB at most "
+        "(`ulimit -f`): raise the limit and run it again.\n"
+    )
+
+
+def test_a_file_too_large_that_names_no_file_says_the_limit_not_to_free_space(monkeypatch):
+    import resource
+
+    from brewops.cli import _file_system_refusal
+
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (10_000, 10_000))
+    said = _file_system_refusal(OSError(errno.EFBIG, "File too large"))
+
+    assert said == (
+        "File too large while writing a file. This shell allows files of 9 kB at most "
+        "(`ulimit -f`): raise the limit and run it again."
+    )
 
 
 def test_a_mistyped_command_names_the_nearest_one():
@@ -663,6 +680,28 @@ def test_a_backfill_names_each_beer_it_could_not_send_and_why(catalog_beers, mon
     assert "1 of 2 beers sent in 1 call (" in result.output
     assert f"not sent: beer {catalog_beers[1]['id']}: NotSerialisable: " in result.output
     assert target.kinesis.partition_keys == [str(catalog_beers[0]["id"])]
+
+
+def test_a_backfill_whose_ids_find_the_disk_full_says_the_beers_were_sent(
+    catalog_beers, monkeypatch, tmp_path
+):
+    accepting_target(monkeypatch, tmp_path, name="local", punkapi_url=None)
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps(catalog_beers[:2]))
+
+    def full_disk(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", "produced-ids-local.json")
+
+    monkeypatch.setattr(streaming_cli, "remember_produced", full_disk)
+    result = CliRunner().invoke(
+        main, ["stream", "backfill", "--catalog", str(catalog), "--no-progress"]
+    )
+
+    assert result.exit_code == 1
+    assert result.output == (
+        "2 of 2 beers sent, not recorded for `brewops stream reconcile` (the error below says "
+        "why)\nError: produced-ids-local.json: No space left on device.\n"
+    )
 
 
 def test_a_backfill_sends_a_beer_that_fails_the_schema_and_says_so(

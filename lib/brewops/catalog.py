@@ -121,13 +121,18 @@ def _npm_pack(npm: str, spec: str, workdir: Path) -> Path:
     if result.returncode != 0:
         said = result.stderr or result.stdout
         detail = _npm_said(said)[-5:]
-        remedy = (
-            f"Free some space in {workdir.parent} (BREWOPS_CACHE_DIR), where npm writes the "
-            "tarball, and in npm's cache (`npm config get cache`), then try again."
-            if "ENOSPC" in said
-            else "Check the network connection to the npm registry (`npm config get "
-            "registry`) and try again."
-        )
+        if "ENOSPC" in said or "EDQUOT" in said:
+            remedy = (
+                f"Free some space in {workdir.parent} (BREWOPS_CACHE_DIR), where npm writes "
+                "the tarball, and in npm's cache (`npm config get cache`), then try again."
+            )
+        elif "EFBIG" in said:
+            remedy = "The shell's file size limit (`ulimit -f`) is too low: raise it and try again."
+        else:
+            remedy = (
+                "Check the network connection to the npm registry (`npm config get "
+                "registry`) and try again."
+            )
         raise CatalogError(
             f"`npm pack {spec}` failed (exit {result.returncode}): {' '.join(detail)}. {remedy}"
         )

@@ -53,13 +53,18 @@ _NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 def _file_system_refusal(error: OSError) -> str | None:
     if error.errno not in _FILE_SYSTEM_REFUSALS:
         return None
+    limit = _file_size_limit() if error.errno == errno.EFBIG else None
     if not isinstance(error.filename, str):  # a write to an open file names none
         if error.errno not in _NO_ROOM:
             return None
+        if limit:
+            return f"{error.strerror} while writing a file. {limit}"
         return f"{error.strerror} while writing a file: free some space and run it again."
     from brewops import paths
 
     said = f"{error.filename}: {error.strerror}."
+    if limit:
+        said += f" {limit}"
     build = paths.build_dir().absolute()
     if build in (path := Path(error.filename).absolute(), *path.parents):
         said += (
@@ -73,6 +78,22 @@ def _file_system_refusal(error: OSError) -> str | None:
             "$XDG_CACHE_HOME/brewops, else ~/.cache/brewops): it must be a writable folder."
         )
     return said
+
+
+def _file_size_limit() -> str | None:
+    """What to do about a file larger than the shell allows (`ulimit -f`), or None when no
+    limit is set: then the file system itself takes no larger file."""
+    try:
+        import resource
+    except ImportError:  # Windows: no such limit
+        return None
+    limit, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if limit == resource.RLIM_INFINITY:
+        return None
+    return (
+        f"This shell allows files of {limit >> 10} kB at most (`ulimit -f`): raise the limit "
+        "and run it again."
+    )
 
 
 def _refusal_in_one_line(error: OSError) -> click.ClickException | None:

@@ -240,7 +240,15 @@ def backfill(
             err=True,
         )
         raise click.Abort from interrupted
-    remember_produced(target, sent_ids(beers, report), tgt.stack_id, delivered_before)
+    try:
+        remember_produced(target, sent_ids(beers, report), tgt.stack_id, delivered_before)
+    except OSError:  # a full disk: the beers are in the stream all the same
+        click.echo(
+            f"{report.sent} of {len(beers)} beers sent, not recorded for `brewops stream "
+            "reconcile` (the error below says why)",
+            err=True,
+        )
+        raise
     click.echo(
         f"{report.sent} of {report.records} beers sent in {report.calls} "
         f"call{'' if report.calls == 1 else 's'} "
