@@ -475,6 +475,19 @@ def test_a_malformed_version_is_refused_before_any_s3_call_or_folder(tmp_path, v
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_download_that_finds_the_disk_full_names_the_file_it_was_writing(tmp_path):
+    class FullDisk:
+        def download_file(self, bucket: str, key: str, filename: str) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")  # as s3transfer raises it
+
+    version = "20250101T000000Z-abcdef12"
+    with pytest.raises(OSError) as raised:
+        registry.download("s3://bucket/models/ibu/", version, dest=tmp_path, client=FullDisk())
+
+    assert raised.value.errno == errno.ENOSPC
+    assert raised.value.filename == str(tmp_path / registry.MODEL_FILE)
+
+
 class _PagedS3:
     """A stand-in S3 client: listings in the given pages (S3 returns at most 1000 keys a
     page); it records the listing prefixes, deletions and uploads asked of it."""

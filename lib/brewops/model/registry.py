@@ -729,7 +729,9 @@ def download(
     for name in VERSION_FILES:
         key = f"{prefix}{version}/{name}"
         try:
-            s3.download_file(bucket, key, str(folder / name))
+            # the SDK's error of a full disk names no file, so not which disk is full
+            with naming(folder / name):
+                s3.download_file(bucket, key, str(folder / name))
         except _sdk_errors() as error:
             if name in (MODEL_FILE, METRICS_FILE, CARD_FILE):  # the markdown card is optional
                 raise RegistryError(
