@@ -637,6 +637,29 @@ def test_backfill_speaks_the_api_version_of_the_target(punkapi_v3_url, monkeypat
     assert len(set(target.kinesis.partition_keys)) == 325
 
 
+@pytest.mark.parametrize(
+    ("option", "stack_url", "said", "exit_code"),
+    [
+        (["--api-url", "notaurl"], None, "Invalid value for '--api-url': ", 2),
+        ([], "ftp://punk.example/v2", "Error: the stack's PunkApiUrl: ", 1),
+    ],
+    ids=["given", "the stack's"],
+)
+def test_backfill_refuses_a_punk_api_url_that_is_not_http_in_one_line(
+    option, stack_url, said, exit_code, monkeypatch, tmp_path
+):
+    target = accepting_target(
+        monkeypatch, tmp_path, name="local", punkapi_url=stack_url, punkapi_version="v2"
+    )
+
+    result = CliRunner().invoke(streaming_cli.stream, ["backfill", "--no-progress", *option])
+
+    assert isinstance(result.exception, SystemExit), result.exception  # not a traceback
+    assert result.exit_code == exit_code
+    assert said in result.output
+    assert target.kinesis.partition_keys == []
+
+
 def test_backfill_takes_the_api_version_from_the_target_not_its_url(
     catalog_beers, monkeypatch, tmp_path
 ):

@@ -102,7 +102,10 @@ def crawl(
     from brewops.punkapi.errors import PunkApiError
 
     api_version = api_version or api_version_of(base_url)
-    client = PunkApiClient(base_url, api_version, timeout=timeout, retries=retries)
+    try:
+        client = PunkApiClient(base_url, api_version, timeout=timeout, retries=retries)
+    except ValueError as exc:  # a URL that is not http(s)://HOST…
+        raise click.BadParameter(str(exc), param_hint="'--url'") from exc
     try:
         beers = list(client.iter_beers(per_page=per_page, progress=progress))
     except PunkApiError as exc:

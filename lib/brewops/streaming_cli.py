@@ -224,7 +224,12 @@ def backfill(
             raise click.UsageError("no Punk API URL for this target: pass --api-url or --catalog")
         # One beer that fails the schema must not stop the backfill: it is sent, and if the
         # transform cannot clean it, it lands in the error prefix and the function logs why.
-        client = PunkApiClient(url, api_version=api_version, on_invalid="keep")
+        try:
+            client = PunkApiClient(url, api_version=api_version, on_invalid="keep")
+        except ValueError as exc:  # a URL that is not http(s)://HOST…
+            if api_url:
+                raise click.BadParameter(str(exc), param_hint="'--api-url'") from exc
+            raise click.ClickException(f"the stack's PunkApiUrl: {exc}") from exc
         beers = client.all_beers(progress=progress)
         for problem in client.schema_errors:
             click.echo(f"sent although it fails the schema: {problem}", err=True)
