@@ -110,6 +110,19 @@ def test_a_jitter_past_the_largest_float_keeps_the_number():
     assert {beer["ibu"] for beer in beers} >= {largest}  # not rounded as an infinity
 
 
+@pytest.mark.parametrize(
+    "name", [{}, {"name": None}, {"name": 7}], ids=["missing", "null", "number"]
+)
+def test_a_beer_without_a_text_name_keeps_its_name_as_it_is(tmp_path: Path, name: dict):
+    # the catalogue loader asks each beer for an id only: `data synth` must take such a file
+    source = tmp_path / "nameless.json"
+    source.write_text(json.dumps([{"id": 1, "abv": 5.0, **name}]))
+    report = synthesize(2, tmp_path / "out.json", catalog=source)
+    beers = json.loads(report.path.read_text())
+    assert [beer["id"] for beer in beers] == [1, 2]
+    assert [{k: v for k, v in beer.items() if k == "name"} for beer in beers] == [name, name]
+
+
 def test_every_beer_of_the_source_can_be_drawn(catalog_beers):
     two = catalog_beers[:2]
     drawn = {b["name"].rsplit(" #", 1)[0] for b in iter_synthetic_beers(two, 50, seed=1)}

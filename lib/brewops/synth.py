@@ -75,7 +75,11 @@ def iter_synthetic_beers(
         base = source[rng.randrange(len(source))]
         beer = dict(base)  # shallow: nested parts are shared, never modified
         beer["id"] = first_id + offset
-        beer["name"] = f"{base['name']} #{first_id + offset}"
+        name = base.get("name")
+        if isinstance(name, str):
+            beer["name"] = f"{name} #{beer['id']}"
+        # else a missing, null or non-text name is kept as it is, like the numbers: the
+        # loader asks only for ids, and the transform must still meet such a beer
         for field, decimals in JITTERED_FIELDS.items():
             beer[field] = _jitter(base.get(field), rng, jitter, decimals)
         yield beer
