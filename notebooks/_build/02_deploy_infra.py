@@ -30,7 +30,7 @@ Lambda, S3 and Athena charges; set `cleanup = True` or run `sam delete` when don
     parameters="""
 target = "local"  # "local" (embedded emulator) or "aws"
 deploy = True  # deploy (or confirm) the stack
-template_parameters = ""  # as sam deploy --parameter-overrides: "ShardCount=2 StreamMode=ON_DEMAND"
+template_parameters = ""  # pairs as sam deploy --parameter-overrides takes them (section 4)
 cleanup = False  # delete the stack at the end of this notebook
 """,
     cells=[
@@ -71,7 +71,8 @@ plt.show()
             "running); on AWS, `sam build` then `sam deploy` with the `samconfig.toml` "
             "environment of the stack (the `default` one, with an S3 prefix of the stack's "
             "own, for a stack no environment names). `template_parameters` overrides the "
-            "template's parameters as `sam deploy --parameter-overrides` does; a name the "
+            "template's parameters as `sam deploy --parameter-overrides` does "
+            '(`"ShardCount=2 StreamMode=ON_DEMAND"`); a name the '
             "template does not declare, or a value it refuses, stops here before anything "
             "is built. A parameter not given keeps the value the stack was deployed with."
         ),
