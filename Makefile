@@ -10,6 +10,13 @@ STAMP := $(VENV)/.installed
 CREATED := $(VENV)/.created
 NODE_STAMP := node_modules/.installed
 SAM_STAMP := .venv-sam/.installed
+# TARGET is a name other tools export too (a compiler's target triple, another project's
+# deploy target): `make run` says when the shell's is the one it takes
+ifneq ($(filter environment%,$(origin TARGET)),)
+ifneq ($(filter run,$(MAKECMDGOALS)),)
+$(info make run: TARGET=$(TARGET), from the environment; unset it, or give make its own: make run TARGET=local)
+endif
+endif
 TARGET ?= local
 PYTEST_ARGS ?=
 

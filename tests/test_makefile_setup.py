@@ -304,3 +304,44 @@ def test_make_run_refuses_another_target_before_setting_anything_up(checkout: Pa
 def test_make_run_runs_the_notebooks_against_the_target_given(checkout: Path, target: str):
     result = make_dry_run(checkout, "run", f"TARGET={target}")
     assert result.stdout.splitlines()[-1] == f".venv/bin/brewops run --target {target}"
+
+
+def make_run_with_a_target_exported(checkout: Path, exported: str, *arguments: str):
+    return subprocess.run(
+        ["make", "--dry-run", f"PYTHON={checkout / 'tools' / 'python3'}", "run", *arguments],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "LC_ALL": "C.UTF-8", "TARGET": exported},
+        timeout=60,
+        check=False,
+    )
+
+
+def test_make_run_says_when_its_target_comes_from_the_shell(checkout: Path):
+    # another project's TARGET=aws, left exported, would run the notebooks against AWS
+    result = make_run_with_a_target_exported(checkout, "aws")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == (
+        "make run: TARGET=aws, from the environment; unset it, or give make its own: "
+        "make run TARGET=local"
+    )
+    assert result.stdout.splitlines()[-1] == ".venv/bin/brewops run --target aws"
+
+
+def test_make_run_refuses_a_target_triple_exported_in_the_shell(checkout: Path):
+    result = make_run_with_a_target_exported(checkout, "x86_64-unknown-linux-gnu")
+
+    assert result.returncode != 0
+    assert "TARGET=x86_64-unknown-linux-gnu: make run takes TARGET=local or TARGET=aws" in (
+        result.stderr
+    )
+
+
+def test_make_run_takes_the_target_given_on_its_command_line_over_the_shells(checkout: Path):
+    result = make_run_with_a_target_exported(checkout, "local", "TARGET=aws")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == ".venv/bin/brewops run --target aws"
+    assert "from the environment" not in result.stdout
