@@ -190,13 +190,22 @@ def test_crawl_of_a_dead_server_fails_cleanly(runner, tmp_path: Path):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("url", ["notaurl", "127.0.0.1:8080/v2", "ftp://host/v2"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "notaurl",
+        "127.0.0.1:8080/v2",
+        "ftp://host/v2",
+        "http://punk api.example/v2",
+        "http://:8080/v2",
+    ],
+)
 def test_crawl_refuses_a_url_that_is_not_http_with_a_message(runner, url, tmp_path: Path):
     out = tmp_path / "none.json"
     result = runner.invoke(main, ["data", "crawl", "--url", url, "--out", str(out)])
     assert result.exit_code == 2, result.output
     assert "Invalid value for '--url'" in result.output
-    assert "must start with http:// or https://" in result.output
+    assert "must be an http:// or https:// URL with a host and no spaces" in result.output
     assert not isinstance(result.exception, ValueError)
     assert not out.exists()
 

@@ -1183,7 +1183,7 @@ def test_on_invalid_must_be_raise_or_keep():
 )
 def test_a_url_without_http_is_refused_at_once_saying_what_one_looks_like(url):
     # requests refuses it only when asked, on every retry: half a minute for one line
-    with pytest.raises(ValueError, match=r"must start with http:// or https://"):
+    with pytest.raises(ValueError, match=r"must be an http:// or https:// URL with a host"):
         PunkApiClient(url)
 
 

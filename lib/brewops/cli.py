@@ -413,7 +413,9 @@ def main(ctx: click.Context, started_by_brewops: bool) -> None:
     """
     from brewops.installed import stale_venv_warning
     from brewops.interrupts import terminate_as_interrupt
+    from brewops.paths import check_folder_variables
 
+    check_folder_variables()  # before a command starts anything that would write there
     # after a `git pull` that changed the lock, before `make` installed it
     if not started_by_brewops and (warning := stale_venv_warning()) is not None:
         click.echo(warning, err=True)

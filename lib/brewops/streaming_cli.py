@@ -24,6 +24,7 @@ TARGET_OPTION = click.option(
     default="local",
     show_default=True,
     envvar="BREWOPS_TARGET",
+    show_envvar=True,
     help="Where the stack runs.",
 )
 

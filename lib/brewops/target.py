@@ -262,9 +262,12 @@ class Target:
         """Base URL of the Punk API the target's producer uses, version prefix included.
         On AWS: BREWOPS_PUNKAPI_URL, else the stack's PunkApiUrl parameter."""
         if self._punkapi_url is None and self.name == "aws":
-            self._punkapi_url = os.environ.get("BREWOPS_PUNKAPI_URL") or self._stack_parameter(
-                "PunkApiUrl"
-            )
+            from brewops.punkapi.client import check_base_url
+
+            if given := os.environ.get("BREWOPS_PUNKAPI_URL"):
+                self._punkapi_url = check_base_url(given, "BREWOPS_PUNKAPI_URL")
+            else:
+                self._punkapi_url = self._stack_parameter("PunkApiUrl")
         return self._punkapi_url
 
     @property

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import re
 import shlex
 import shutil
@@ -51,6 +52,20 @@ class LocalTargetBroken(RuntimeError, ActionableError):
 
 class LocalTargetConflict(RuntimeError, ActionableError):
     """`up` asked for something other than what the running target was started with."""
+
+
+class TemplateMissing(FileNotFoundError, ActionableError):
+    """The SAM template to deploy is not there."""
+
+
+def _no_template(template: Path, given: bool) -> str:
+    said = f"no SAM template at {template}"
+    if not given and os.environ.get("BREWOPS_HOME"):
+        said += (
+            f": BREWOPS_HOME={os.environ['BREWOPS_HOME']} must be the project's checkout (the "
+            "folder of infra/template.yaml); set it to that, or unset it"
+        )
+    return said
 
 
 class ParameterOverrideError(ValueError, ActionableError):
@@ -315,7 +330,7 @@ def _up(
     requested_template = template
     template = _template(template)
     if deploy and not template.is_file():
-        raise FileNotFoundError(f"no SAM template at {template}")
+        raise TemplateMissing(_no_template(template, given=requested_template is not None))
     with _exclusive():
         state = _current()
         if state is None:

@@ -60,6 +60,7 @@ from brewops.punkapi.errors import (
     ClientError,
     NotFound,
     PunkApiError,
+    PunkApiUrlError,
     RateLimited,
     SchemaError,
     ServerError,
@@ -178,6 +179,24 @@ def api_version_of(base_url: str, default: str = "v2") -> str:
         return default
 
 
+def check_base_url(base_url: Any, given_as: str = "the Punk API URL") -> str:
+    """`base_url`, if a request can be sent to it; else PunkApiUrlError, naming where it
+    came from (`given_as`: "BREWOPS_PUNKAPI_URL", say). requests would refuse it on every
+    retry, which would take half a minute."""
+    parts = urlsplit(base_url) if isinstance(base_url, str) else None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or any(character.isspace() for character in base_url)
+    ):
+        raise PunkApiUrlError(
+            f"{given_as} must be an http:// or https:// URL with a host and no spaces "
+            f"(e.g. http://127.0.0.1:8080/v2), not {base_url!r}"
+        )
+    return base_url
+
+
 class PunkApiClient:
     """Talks to one Punk API server. All methods return v2-shaped beer dicts.
 
@@ -205,13 +224,7 @@ class PunkApiClient:
         api_version = canonical_api_version(api_version)
         if on_invalid not in ON_INVALID:
             raise ValueError(f"on_invalid must be one of {ON_INVALID}, not {on_invalid!r}")
-        parts = urlsplit(base_url) if isinstance(base_url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
-            # requests would refuse it on every retry, which would take half a minute
-            raise ValueError(
-                f"the Punk API URL must start with http:// or https:// "
-                f"(e.g. http://127.0.0.1:8080/v2), not {base_url!r}"
-            )
+        check_base_url(base_url)
         self.base_url = base_url.rstrip("/")
         self.api_version = api_version
         self.timeout = timeout
@@ -226,7 +239,7 @@ class PunkApiClient:
             # lets a deadline end a wait for the headers, too (a caller's session is its own)
             for prefix in ("http://", "https://"):
                 self.session.mount(prefix, _CutOffAdapter())
-        if session is None and _on_this_machine(parts.hostname):
+        if session is None and _on_this_machine(urlsplit(base_url).hostname):
             # a proxy set in the shell (HTTP_PROXY…) is for other machines, but requests
             # sends this one's addresses through it too unless NO_PROXY names them
             self.session.trust_env = False

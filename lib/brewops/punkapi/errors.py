@@ -13,6 +13,10 @@ def shorten(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+class PunkApiUrlError(ValueError, ActionableError):
+    """A Punk API base URL no request can be sent to."""
+
+
 class PunkApiError(ActionableError):
     """Base of every error the client raises."""
 
