@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import re
 import shutil
@@ -324,6 +325,20 @@ def test_the_parameters_are_read_as_papermill_reads_them(notebook: Path):
 
     assert read == {name: p["default"] for name, p in inspect_notebook(notebook).items()}
     assert read
+
+
+@pytest.mark.parametrize("notebook", discover(), ids=lambda p: p.stem)
+def test_papermill_reads_every_parameter_without_a_warning(
+    notebook: Path, caplog: pytest.LogCaptureFixture
+):
+    """papermill reads the parameters cell before each notebook of `brewops run`: a line it
+    cannot parse prints "Unable to parse line" into the run's output."""
+    from papermill import inspect_notebook
+
+    with caplog.at_level(logging.WARNING, logger="papermill"):
+        inspect_notebook(notebook)
+
+    assert [record.getMessage() for record in caplog.records] == []
 
 
 def test_a_default_with_a_hash_inside_a_string_is_read_whole(tmp_path: Path):
