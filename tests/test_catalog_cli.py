@@ -105,7 +105,7 @@ def test_crawl_shows_a_progress_bar_in_a_log_only_when_told(
         main, ["data", "crawl", "--url", punkapi_url, "--out", str(out), *flags]
     )  # stderr is no terminal here
     assert result.exit_code == 0, result.output
-    assert (f"Crawling {punkapi_url}" in result.stderr) is drawn
+    assert ("Crawling: " in result.stderr) is drawn
     assert result.stdout == f"{out}\n"
 
 

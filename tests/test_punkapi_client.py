@@ -10,6 +10,7 @@ import io
 import itertools
 import json
 import logging
+import os
 import re
 import socket
 import subprocess
@@ -234,6 +235,28 @@ def test_a_server_on_this_machine_is_reached_past_a_proxy_set_in_the_shell(
 def test_crawl_with_a_progress_bar(punkapi_url, capsys):
     assert len(client(punkapi_url).all_beers(progress=True)) == 325
     assert "325" in capsys.readouterr().err
+
+
+class _Terminal(io.StringIO):
+    def fileno(self) -> int:
+        return 2
+
+
+def test_a_crawl_bar_keeps_its_count_whole_in_a_narrow_terminal(
+    punkapi_url, monkeypatch: pytest.MonkeyPatch
+):
+    """tqdm cuts each line at the terminal's width: what comes first must be the figures."""
+    stderr = _Terminal()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    # 41 columns, of which tqdm draws 40
+    monkeypatch.setattr(os, "get_terminal_size", lambda fd=None: os.terminal_size((41, 20)))
+
+    assert len(list(client(punkapi_url).iter_beers(per_page=25, progress=True))) == 325
+
+    lines = [line.strip() for line in stderr.getvalue().split("\r") if line.strip()]
+    assert lines and all(len(line) <= 40 for line in lines)
+    assert all(re.match(r"Crawling: \d+ beers ", line) for line in lines), lines
+    assert lines[-1].startswith("Crawling: 325 beers ")
 
 
 @pytest.mark.parametrize("version", ["v2", "v3"])

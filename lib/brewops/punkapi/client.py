@@ -280,7 +280,8 @@ class PunkApiClient:
         if progress:
             from brewops.progress import ProgressBar  # only a crawl with a bar needs it
 
-            bar = ProgressBar(desc=f"Crawling {self.base_url}", unit=" beers")
+            # the URL last: a narrow terminal cuts the end of the line, not the count
+            bar = ProgressBar(desc="Crawling", unit=" beers", postfix=self.base_url)
         try:
             page = 1
             first: list[dict] | None = None
