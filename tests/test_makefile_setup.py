@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.make import make_environment
+
 ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
@@ -75,7 +77,7 @@ def make_installed(checkout: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         # make's messages in English; UTF-8, or Python 3.11 cannot read the .pth of an
         # editable install whose path is not ASCII, and the venv's python fails to start
-        env={**os.environ, "LC_ALL": "C.UTF-8"},
+        env=make_environment(LC_ALL="C.UTF-8"),
         timeout=60,
         check=False,
     )
@@ -151,6 +153,7 @@ def make_dry_run(checkout: Path, target: str, *variables: str) -> subprocess.Com
         cwd=checkout,
         capture_output=True,
         text=True,
+        env=make_environment(),
         timeout=60,
         check=True,
     )
@@ -179,6 +182,7 @@ def test_a_python3_of_another_version_is_refused_before_anything_is_made(checkou
         cwd=checkout,
         capture_output=True,
         text=True,
+        env=make_environment(),
         timeout=60,
         check=False,
     )
@@ -291,7 +295,7 @@ def test_make_run_refuses_another_target_before_setting_anything_up(checkout: Pa
         cwd=checkout,
         capture_output=True,
         text=True,
-        env={**os.environ, "LC_ALL": "C.UTF-8"},
+        env=make_environment(LC_ALL="C.UTF-8"),
         timeout=60,
         check=False,
     )
@@ -312,7 +316,7 @@ def make_run_with_a_target_exported(checkout: Path, exported: str, *arguments: s
         cwd=checkout,
         capture_output=True,
         text=True,
-        env={**os.environ, "LC_ALL": "C.UTF-8", "TARGET": exported},
+        env=make_environment(LC_ALL="C.UTF-8", TARGET=exported),
         timeout=60,
         check=False,
     )

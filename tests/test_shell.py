@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from brewops.paths import repo_root
+from fixtures.make import make_environment
 
 ROOT = repo_root()
 BIN = Path(sys.executable).parent
@@ -80,6 +81,7 @@ def recipes(makefile: Path, *targets: str) -> str:
         cwd=makefile.parent,
         capture_output=True,
         text=True,
+        env=make_environment(),
         timeout=60,
         check=True,
     )
