@@ -80,15 +80,22 @@ def _file_system_refusal(error: OSError) -> str | None:
     return said
 
 
+def _shell_limit(which: str) -> int | None:
+    """The shell's limit (`ulimit`) of the resource named `which` (RLIMIT_FSIZE, RLIMIT_AS)
+    in bytes, or None when there is none (or no such limit, on Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    limit, _ = resource.getrlimit(getattr(resource, which))
+    return None if limit == resource.RLIM_INFINITY else limit
+
+
 def _file_size_limit() -> str | None:
     """What to do about a file larger than the shell allows (`ulimit -f`), or None when no
     limit is set: then the file system itself takes no larger file."""
-    try:
-        import resource
-    except ImportError:  # Windows: no such limit
-        return None
-    limit, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
-    if limit == resource.RLIM_INFINITY:
+    limit = _shell_limit("RLIMIT_FSIZE")
+    if limit is None:
         return None
     return (
         f"This shell allows files of {limit >> 10} kB at most (`ulimit -f`): raise the limit "
@@ -116,14 +123,9 @@ def _drop_what_stdout_refused() -> None:
 
 def _out_of_memory() -> str:
     """One line for a command that ran out of memory, naming the shell's limit if one is set."""
-    unlimited = "Out of memory: close other programs and run it again."
-    try:
-        import resource
-    except ImportError:  # Windows: no such limit
-        return unlimited
-    limit, _ = resource.getrlimit(resource.RLIMIT_AS)
-    if limit == resource.RLIM_INFINITY:
-        return unlimited
+    limit = _shell_limit("RLIMIT_AS")
+    if limit is None:
+        return "Out of memory: close other programs and run it again."
     return (
         f"Out of memory: this shell allows {limit >> 20} MB (`ulimit -v`). Raise the limit, "
         "or close other programs, and run it again."
