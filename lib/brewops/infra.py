@@ -482,6 +482,20 @@ def _run_sam(command: list[str], stack_name: str) -> None:
     )
 
 
+def undeclared_parameters(
+    parameters: dict[str, str], declared: dict[str, Any], why: str = ""
+) -> str | None:
+    """What to say of the `parameters` a template that declares `declared` does not
+    declare (CloudFormation refuses them; `sam deploy` drops them), or None."""
+    unknown = sorted(set(parameters) - set(declared))
+    if not unknown:
+        return None
+    return (
+        f"the template declares no parameter {', '.join(unknown)}{why}; it declares "
+        f"{', '.join(declared) or 'none'}"
+    )
+
+
 class TemplateParameterError(ValueError, ActionableError):
     """A template parameter the template does not declare, or a value it refuses."""
 
@@ -497,12 +511,8 @@ def check_template_parameters(
 
     template = load_template() if template is None else template
     declared = template.get("Parameters") or {}
-    unknown = sorted(set(parameters) - set(declared))
-    if unknown:
-        raise TemplateParameterError(
-            f"the template declares no parameter {', '.join(unknown)} (`sam deploy` would "
-            f"leave it out): it declares {', '.join(declared) or 'none'}"
-        )
+    if said := undeclared_parameters(parameters, declared, " (`sam deploy` would leave it out)"):
+        raise TemplateParameterError(said)
     given = {name: d for name, d in declared.items() if name in parameters}
     try:
         check_parameter_values({**template, "Parameters": given}, parameters)

@@ -188,6 +188,7 @@ def _check_overrides(template: dict[str, Any], overrides: dict[str, str]) -> Non
     """Refuse, before anything starts or is deployed, an override of a parameter the
     template does not declare (CloudFormation refuses it too), of the local target's own
     Punk API parameters, or of a value CloudFormation would refuse."""
+    from brewops.infra import undeclared_parameters
     from brewops.local import deploy as deployment
 
     own = [name for name in OWN_PARAMETERS if name in overrides]
@@ -200,12 +201,8 @@ def _check_overrides(template: dict[str, Any], overrides: dict[str, str]) -> Non
             "these parameters on target 'aws'"
         )
     declared = template.get("Parameters") or {}
-    unknown = sorted(set(overrides) - set(declared))
-    if unknown:
-        raise ParameterOverrideError(
-            f"the template declares no parameter {', '.join(unknown)}; it declares "
-            f"{', '.join(declared) or 'none'}"
-        )
+    if said := undeclared_parameters(overrides, declared):
+        raise ParameterOverrideError(said)
     # the own parameters get their values (the server's URL) at deploy, checked there
     others = {name: d for name, d in declared.items() if name not in OWN_PARAMETERS}
     deployment.check_parameter_values({**template, "Parameters": others}, overrides)
