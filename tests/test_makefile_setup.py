@@ -70,8 +70,13 @@ def checkout(tmp_path: Path) -> Path:
 
 
 def make_installed(checkout: Path) -> subprocess.CompletedProcess[str]:
+    return run_make(checkout, ".venv/.installed")
+
+
+def run_make(checkout: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """make ARGUMENTS in `checkout`, with its stand-in python3."""
     return subprocess.run(
-        ["make", f"PYTHON={checkout / 'tools' / 'python3'}", ".venv/.installed"],
+        ["make", f"PYTHON={checkout / 'tools' / 'python3'}", *arguments],
         cwd=checkout,
         capture_output=True,
         text=True,
@@ -290,15 +295,7 @@ def test_a_changed_lock_or_pyproject_is_installed_by_the_next_set_up(checkout: P
 
 @pytest.mark.parametrize("target", ["bogus", "", "local aws"])
 def test_make_run_refuses_another_target_before_setting_anything_up(checkout: Path, target: str):
-    result = subprocess.run(
-        ["make", f"PYTHON={checkout / 'tools' / 'python3'}", f"TARGET={target}", "run"],
-        cwd=checkout,
-        capture_output=True,
-        text=True,
-        env=make_environment(LC_ALL="C.UTF-8"),
-        timeout=60,
-        check=False,
-    )
+    result = run_make(checkout, f"TARGET={target}", "run")
     assert result.returncode != 0
     assert f"TARGET={target}: make run takes TARGET=local or TARGET=aws" in result.stderr
     assert not (checkout / ".venv").exists()
