@@ -99,12 +99,12 @@ def crawl(
     """Snapshot a live Punk API into a catalogue file (v2 shape), page by page."""
     from brewops.catalog import write_catalog
     from brewops.punkapi.client import PunkApiClient, api_version_of
-    from brewops.punkapi.errors import PunkApiError
+    from brewops.punkapi.errors import PunkApiError, PunkApiUrlError
 
     api_version = api_version or api_version_of(base_url)
     try:
         client = PunkApiClient(base_url, api_version, timeout=timeout, retries=retries)
-    except ValueError as exc:  # a URL that is not http(s)://HOST…
+    except PunkApiUrlError as exc:  # not http(s)://HOST…, or with spaces
         raise click.BadParameter(str(exc), param_hint="'--url'") from exc
     try:
         beers = list(client.iter_beers(per_page=per_page, progress=progress))

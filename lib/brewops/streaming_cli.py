@@ -218,6 +218,7 @@ def backfill(
         beers = load_catalog(catalog)
     else:
         from brewops.punkapi.client import PunkApiClient
+        from brewops.punkapi.errors import PunkApiUrlError
         from brewops.target import punkapi_endpoint
 
         url, api_version = punkapi_endpoint(api_url, api_version, tgt)
@@ -227,7 +228,7 @@ def backfill(
         # transform cannot clean it, it lands in the error prefix and the function logs why.
         try:
             client = PunkApiClient(url, api_version=api_version, on_invalid="keep")
-        except ValueError as exc:  # a URL that is not http(s)://HOST…
+        except PunkApiUrlError as exc:  # not http(s)://HOST…, or with spaces
             if api_url:
                 raise click.BadParameter(str(exc), param_hint="'--api-url'") from exc
             raise click.ClickException(f"the stack's PunkApiUrl: {exc}") from exc
