@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from brewops.cli import main
+from brewops.paths import FOLDER_VARIABLES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -110,10 +111,7 @@ def test_every_setting_the_readme_lists_is_read():
     assert readme_settings() - taken == set()
 
 
-@pytest.mark.parametrize(
-    "variable",
-    ["BREWOPS_HOME", "BREWOPS_BUILD_DIR", "BREWOPS_LOCAL_STATE_DIR", "BREWOPS_CACHE_DIR"],
-)
+@pytest.mark.parametrize("variable", FOLDER_VARIABLES)
 def test_a_relative_folder_is_refused_before_the_command_runs(
     variable: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -129,10 +127,7 @@ def test_a_relative_folder_is_refused_before_the_command_runs(
     assert list(tmp_path.iterdir()) == []  # nothing was written there
 
 
-@pytest.mark.parametrize(
-    "variable",
-    ["BREWOPS_HOME", "BREWOPS_BUILD_DIR", "BREWOPS_LOCAL_STATE_DIR", "BREWOPS_CACHE_DIR"],
-)
+@pytest.mark.parametrize("variable", FOLDER_VARIABLES)
 def test_a_file_given_as_a_folder_is_refused_in_one_line(variable: str, tmp_path: Path):
     a_file = tmp_path / "notes.txt"
     a_file.write_text("")
