@@ -275,9 +275,12 @@ def test_the_colab_cell_clones_again_after_a_clone_that_was_killed(
     assert sorted(p.name for p in home.iterdir()) == [".colab-installed", "README.md"]
 
 
-def test_environment_yml_pins_exactly_the_lock():
-    lock = lockfiles.lock_pins()
-    env = lockfiles.environment_pins()
+@pytest.mark.parametrize("platform", sorted(lockfiles.PLATFORMS))
+def test_environment_yml_pins_exactly_the_lock(platform: str):
+    """On each platform: the lock is universal, and pins some packages for one only
+    (appnope on macOS, pywin32 on Windows, pexpect everywhere else)."""
+    lock = lockfiles.lock_pins(platform=platform)
+    env = lockfiles.environment_pins(platform=platform)
     assert env == lock, {
         "only in lock": sorted(set(lock) - set(env)),
         "only in environment.yml": sorted(set(env) - set(lock)),
@@ -288,7 +291,7 @@ def test_environment_yml_pins_exactly_the_lock():
 def test_environment_yml_is_what_make_lock_writes():
     # the pins above, and also its header, channels and the project itself (`-e .`)
     written = (ROOT / "environment.yml").read_text()
-    assert written == lockfiles.render_environment(lockfiles.lock_pins()), "run `make lock`"
+    assert written == lockfiles.render_environment(lockfiles.lock_requirements()), "run `make lock`"
     assert written.rstrip().endswith("- -e .")
 
 
@@ -311,6 +314,15 @@ def test_every_pin_in_the_lock_files_has_hashes(lock: str):
     pins = [line for line in entries if line and not line.startswith(("#", " "))]
     assert pins
     assert [line.split(" ")[0] for line in pins if "--hash=sha256:" not in line] == []
+
+
+def test_the_lambda_requirements_pin_the_versions_of_the_lock():
+    """The tests run the deployed code: `make lock` compiles lib/requirements.txt with the
+    lock as constraints, for Python 3.13, and each of its pins must be the lock's there."""
+    lock = lockfiles.lock_pins(python_version="3.13")
+    deployed = lockfiles.lock_pins(ROOT / "lib" / "requirements.txt", python_version="3.13")
+    assert deployed
+    assert {name: version for name, version in deployed.items() if lock.get(name) != version} == {}
 
 
 def test_the_colab_cell_installs_with_constraints_that_pip_accepts(
@@ -379,6 +391,7 @@ def test_the_lock_requirements_are_its_pins_without_options_comments_or_hashes(t
         "colorama==0.4.6 ; sys_platform == 'win32'",
     ]
     assert lockfiles.lock_pins(lock) == {"boto3": "1.35.0"}  # on Linux
+    assert lockfiles.lock_pins(lock, platform="win32") == {"boto3": "1.35.0", "colorama": "0.4.6"}
 
 
 @pytest.mark.parametrize(
@@ -550,14 +563,33 @@ HEAVY_LIBRARIES = frozenset(
     {"pandas", "numpy", "pyarrow", "sklearn", "scipy", "matplotlib", "awswrangler", "moto"}
 )
 
+# The Python 3.13 runtime's own distributions: boto3 and what it needs
+LAMBDA_RUNTIME = frozenset(
+    {"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3"}
+)
+
 # A first invocation, in a process of its own: the modules each handler imports at its cold
-# start, lazy ones included (the producer builds its API and Kinesis clients then)
+# start, lazy ones included (the producer builds its API and Kinesis clients then), with
+# only the distributions of the Lambda package importable, as on Lambda
 FIRST_INVOCATION = """
-import json, sys
+import importlib.abc, importlib.metadata, json, sys
 from pathlib import Path
 from types import SimpleNamespace
 
-module_name, event_file = sys.argv[1:]
+module_name, event_file, deployed = sys.argv[1], sys.argv[2], set(json.loads(sys.argv[3]))
+owners = importlib.metadata.packages_distributions()
+
+
+class LambdaPackage(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        top = name.split(".")[0]
+        if top in sys.stdlib_module_names or top == "brewops" or top not in owners:
+            return None
+        if not {d.lower().replace("_", "-") for d in owners[top]} & deployed:
+            raise ImportError(f"{top} is not in the Lambda package")
+
+
+sys.meta_path.insert(0, LambdaPackage())
 module = __import__(module_name, fromlist=["handler"])
 if module_name.endswith(".producer.app"):
     from botocore.stub import Stubber
@@ -586,7 +618,11 @@ print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
         ("brewops.lambdas.transform.app", "firehose_kinesis_transform.json"),
     ],
 )
-def test_a_lambda_handler_cold_start_imports_no_heavy_library(punkapi_url, module_name, event):
+def test_a_lambda_handler_cold_start_needs_only_its_package_and_no_heavy_library(
+    punkapi_url, module_name, event
+):
+    """`sam build` installs lib/requirements.txt next to the code; the runtime adds boto3."""
+    deployed = set(lockfiles.lock_pins(ROOT / "lib" / "requirements.txt", python_version="3.13"))
     result = subprocess.run(
         [
             sys.executable,
@@ -594,6 +630,7 @@ def test_a_lambda_handler_cold_start_imports_no_heavy_library(punkapi_url, modul
             FIRST_INVOCATION,
             module_name,
             str(ROOT / "tests" / "events" / event),
+            json.dumps(sorted(deployed | LAMBDA_RUNTIME)),
         ],
         capture_output=True,
         text=True,

@@ -8,8 +8,6 @@ import importlib
 import json
 import re
 import socket
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -225,40 +223,6 @@ def test_the_producer_runs_on_the_schedule_with_its_settings(resources):
         "STREAM_NAME": {"Ref": "Stream"},
         "BEERS_PER_TICK": {"Ref": "BeersPerTick"},
     }
-
-
-def test_the_lambda_package_needs_only_its_requirements():
-    """Import the handlers (and the API client the producer creates) with only the
-    distributions of lib/requirements.txt and the Lambda runtime's boto3 importable."""
-    pinned = {
-        re.split(r"[=<>\[; ]", line, maxsplit=1)[0].lower().replace("_", "-")
-        for line in (ROOT / "lib" / "requirements.txt").read_text().splitlines()
-        if line and not line.startswith((" ", "#"))
-    }
-    runtime = {"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3"}
-    code = f"""
-import importlib.abc, importlib.metadata, sys
-allowed = {sorted(pinned | runtime)!r}
-owners = importlib.metadata.packages_distributions()
-class LambdaPackage(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        top = name.split(".")[0]
-        if top in sys.stdlib_module_names or top == "brewops" or top not in owners:
-            return None
-        if not {{d.lower().replace("_", "-") for d in owners[top]}} & set(allowed):
-            raise ImportError(f"{{top}} is not in the Lambda package")
-sys.meta_path.insert(0, LambdaPackage())
-import brewops.lambdas.transform.app, brewops.lambdas.producer.app
-brewops.lambdas.producer.app.punkapi_client("http://127.0.0.1:9/v2", "v2")
-print("ok")
-"""
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env={"AWS_DEFAULT_REGION": "us-east-1", "PATH": ""},
-    )
-    assert result.stdout.strip() == "ok", result.stderr
 
 
 # ------------------------------------------------------------------ storage and stream

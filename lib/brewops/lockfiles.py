@@ -18,9 +18,32 @@ from packaging.requirements import Requirement
 from brewops.paths import repo_root
 
 PYTHON_VERSION = "3.11"
+# Where the pinned set is installed (the markers' values): the lock is universal, and pins
+# some packages for one platform only (appnope on macOS, pywin32 on Windows)
+PLATFORMS = {
+    "linux": {
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "os_name": "posix",
+        "platform_machine": "x86_64",
+    },
+    "darwin": {
+        "sys_platform": "darwin",
+        "platform_system": "Darwin",
+        "os_name": "posix",
+        "platform_machine": "arm64",
+    },
+    "win32": {
+        "sys_platform": "win32",
+        "platform_system": "Windows",
+        "os_name": "nt",
+        "platform_machine": "AMD64",
+    },
+}
 HEADER = """\
 # Generated from requirements.lock by `make lock`: the same pinned set, for conda users.
 #   conda env create -f environment.yml && conda activate brewops
+# Each pin keeps the lock's markers: pip skips those for another platform.
 name: brewops
 channels:
   - conda-forge
@@ -51,48 +74,56 @@ def lock_requirements(lock: Path | None = None) -> list[str]:
     return requirements
 
 
-def lock_pins(lock: Path | None = None, python_version: str = PYTHON_VERSION) -> dict[str, str]:
-    """Package -> version from the lock, for the project's Python on Linux."""
-    env = {
-        "python_version": python_version,
-        "python_full_version": f"{python_version}.0",
-        "sys_platform": "linux",
-        "platform_system": "Linux",
-        "os_name": "posix",
-        "platform_machine": "x86_64",
-        "implementation_name": "cpython",
-        "platform_python_implementation": "CPython",
-        "extra": "",
-    }
-    pins: dict[str, str] = {}
-    for line in lock_requirements(lock):
-        req = Requirement(line)
-        if req.marker and not req.marker.evaluate(env):
-            continue
-        (spec,) = req.specifier
-        pins[req.name.lower()] = spec.version
-    return pins
+def lock_pins(
+    lock: Path | None = None, python_version: str = PYTHON_VERSION, platform: str = "linux"
+) -> dict[str, str]:
+    """Package -> version from the lock, for the project's Python on one of PLATFORMS."""
+    return _pins(lock_requirements(lock), python_version, platform)
 
 
-def environment_pins(path: Path | None = None) -> dict[str, str]:
+def environment_pins(path: Path | None = None, platform: str = "linux") -> dict[str, str]:
+    """Package -> version that environment.yml's pip step installs on one of PLATFORMS."""
     import yaml
 
     path = path or repo_root() / "environment.yml"
     doc = yaml.safe_load(path.read_text())
     pip_section = next(d["pip"] for d in doc["dependencies"] if isinstance(d, dict))
-    pins = {}
-    for entry in pip_section:
-        if entry.startswith("-"):
+    requirements = [entry for entry in pip_section if not entry.startswith("-")]  # not `-e .`
+    return _pins(requirements, PYTHON_VERSION, platform)
+
+
+def _applies(req: Requirement, python_version: str, platform: str) -> bool:
+    env = {
+        "python_version": python_version,
+        "python_full_version": f"{python_version}.0",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "extra": "",
+        **PLATFORMS[platform],
+    }
+    return not req.marker or req.marker.evaluate(env)
+
+
+def _pins(requirements: list[str], python_version: str, platform: str) -> dict[str, str]:
+    pins: dict[str, str] = {}
+    for line in requirements:
+        req = Requirement(line)
+        if not _applies(req, python_version, platform):
             continue
-        req = Requirement(entry)
         (spec,) = req.specifier
         pins[req.name.lower()] = spec.version
     return pins
 
 
-def render_environment(pins: dict[str, str]) -> str:
+def render_environment(requirements: list[str]) -> str:
+    """The lock's lines for the environment's Python on any platform, with their markers:
+    pip, in conda's pip step, leaves out those for another platform."""
     lines = [HEADER.format(python=PYTHON_VERSION)]
-    lines += [f"      - {name}=={version}\n" for name, version in sorted(pins.items())]
+    lines += [
+        f"      - {line}\n"
+        for line in requirements
+        if any(_applies(Requirement(line), PYTHON_VERSION, platform) for platform in PLATFORMS)
+    ]
     lines.append("      - -e .\n")
     return "".join(lines)
 
@@ -103,7 +134,7 @@ def render_constraints(requirements: list[str]) -> str:
 
 def main(argv: list[str]) -> int:
     writers = {
-        "write-environment": ("environment.yml", lambda: render_environment(lock_pins())),
+        "write-environment": ("environment.yml", lambda: render_environment(lock_requirements())),
         "write-constraints": ("constraints.txt", lambda: render_constraints(lock_requirements())),
     }
     if len(argv) != 1 or argv[0] not in writers:
