@@ -113,6 +113,7 @@ def test_the_validation_report_schema_names_every_gate_and_rule():
     [
         (("validate", "run"), "--json", "validation_report"),
         (("stream", "reconcile"), "--json", "reconciliation"),
+        (("stream", "redrive"), "--json", "redrive"),
         (("local", "status"), "--json", "local_status"),
         (("model", "versions"), "--json", "model_version"),
         (("model", "train"), None, "training"),

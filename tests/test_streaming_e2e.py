@@ -7,7 +7,6 @@ import errno
 import json
 import threading
 import uuid
-from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -27,7 +26,7 @@ from brewops.reconcile import (
 )
 from fixtures.infra import read_stream
 from fixtures.json_schemas import renamed, retyped, schema_errors
-from fixtures.streaming import FlakyKinesis
+from fixtures.streaming import TRANSFORM_HANDLER, FlakyKinesis
 
 pytestmark = pytest.mark.emulator
 
@@ -490,37 +489,53 @@ def test_waiting_reads_the_function_log_once_for_the_answer(
     assert error.beer_id == beers[2]["id"] and "abv" in error.reason
 
 
-def readme_python_block_after(heading: str) -> str:
-    """The first ```python block of the README after the paragraph that starts `heading`."""
-    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
-    after = readme[readme.index(heading) :]
-    return after.split("```python\n", 1)[1].split("```", 1)[0]
-
-
-def test_the_readmes_redrive_puts_each_error_record_back_into_the_stream_as_it_was_sent(
-    streaming_stack, monkeypatch
+def test_records_the_function_failed_are_redriven_once_fixed_and_sent_once(
+    cli, catalog_beers, tmp_path
 ):
-    from brewops import target
+    target = cli.target
+    function = target.outputs["TransformFunctionName"]
+    lambdas = target.session.client("lambda")
+    beers = [dict(b) for b in catalog_beers[:6]]
+    beers[1]["abv"] = "strong"  # refused by the transform, whatever runs it
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    first.write_text(json.dumps(beers[:3]))
+    second.write_text(json.dumps(beers[3:]))
 
-    stack = streaming_stack()
-    refused = [b'{"id": 7, "name": "Punk IPA", "abv": "strong"}', b"not json at all"]
-    stack.put(refused, ["7", "x"])
-    FirehoseRuntime.from_outputs(
-        stack.outputs, session=stack.session, state_dir=stack.state_dir
-    ).drain()
-    assert stack.keys("errors/cleaned/processing-failed/")
-    kinesis = stack.client("kinesis")
-    sent = Counter(r["Data"] for r in read_stream(kinesis, stack.outputs["StreamName"]))
-    monkeypatch.setattr(  # the README's target, pointed at this test's stack
-        target,
-        "use",
-        lambda name: SimpleNamespace(
-            session=SimpleNamespace(client=stack.client), outputs=stack.outputs
-        ),
+    def backfill_and_drain(catalogue: Path) -> None:
+        assert cli("backfill", "--catalog", str(catalogue), "--no-progress").exit_code == 0
+        assert cli("drain", "--no-progress").exit_code == 0
+
+    def redrive(*options: str) -> dict:
+        result = cli("redrive", "--json", *options)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    def stream_records() -> int:
+        return len(read_stream(target.session.client("kinesis"), target.outputs["StreamName"]))
+
+    backfill_and_drain(first)
+    lambdas.update_function_configuration(
+        FunctionName=function, Handler="fixtures.streaming.raising_handler"
     )
+    backfill_and_drain(second)  # the function fails: its three beers go to the errors
+    failed = json.loads(cli("reconcile", "--json").stdout)
+    dry = redrive()
+    assert stream_records() == 6  # a dry run sends nothing
 
-    exec(readme_python_block_after("**The error prefix.**"), {})
+    lambdas.update_function_configuration(FunctionName=function, Handler=TRANSFORM_HANDLER)
+    applied = redrive("--apply")
+    assert cli("drain", "--no-progress").exit_code == 0
+    reconciled = json.loads(cli("reconcile", "--json").stdout)
+    again = redrive("--apply")
 
-    after = Counter(r["Data"] for r in read_stream(kinesis, stack.outputs["StreamName"]))
-    # each ends with a newline now, as the producer sends records: one line each in raw/
-    assert sorted((after - sent).elements()) == sorted(data + b"\n" for data in refused)
+    assert (failed["nothing_lost"], failed["cleaned_unique_ids"], failed["errors"]) == (True, 2, 4)
+    second_ids = sorted(b["id"] for b in beers[3:])
+    assert (dry["applied"], dry["to_redrive"], dry["beer_ids"]) == (False, 3, second_ids)
+    assert (dry["by_error_code"], dry["refused_left"]) == ({"Lambda.FunctionError": 3}, 1)
+    assert (applied["sent"], applied["moved"], applied["not_sent"]) == (3, 3, 0)
+    assert schema_errors("redrive", applied) == []
+    # each re-driven beer is now in cleaned, its error gone; the refused one is still an error
+    assert reconciled["nothing_lost"], reconciled
+    assert (reconciled["cleaned_unique_ids"], reconciled["errors"]) == (5, 1)
+    assert (again["to_redrive"], again["sent"], again["refused_left"]) == (0, 0, 1)
+    assert stream_records() == 6 + 3

@@ -52,7 +52,7 @@ class Locations:
 
     @classmethod
     def from_outputs(cls, outputs: Mapping[str, str], session: Any = None) -> Locations:
-        firehose = _session(session).client("firehose")
+        firehose = session_or_default(session).client("firehose")
         raw = describe(firehose, outputs["RawDeliveryStreamName"])
         cleaned = describe(firehose, outputs["CleanedDeliveryStreamName"])
         error_roots = {static_root(raw.error_prefix), static_root(cleaned.error_prefix)}
@@ -153,7 +153,8 @@ class Reconciliation:
         return "\n".join(lines)
 
 
-def _session(session: Any) -> Any:
+def session_or_default(session: Any) -> Any:
+    """`session`, or a boto3 Session of the environment's settings when None."""
     if session is not None:
         return session
     import boto3
@@ -196,10 +197,11 @@ def _beer_id(value: Any) -> int | None:
 # What makes one object unreadable: a truncated or corrupt gzip (zlib.error), bytes that
 # are not Parquet, a GET that fails. It is reported against that object; the others are
 # still read.
-_UNREADABLE = (OSError, EOFError, ValueError, ClientError, zlib.error)
+UNREADABLE_ERRORS = (OSError, EOFError, ValueError, ClientError, zlib.error)
 
 
-def _why(exc: Exception) -> str:
+def why_unreadable(exc: Exception) -> str:
+    """An error that made an object unreadable, in one line: its type and message."""
     return f"{type(exc).__name__}: {exc}".strip()
 
 
@@ -242,7 +244,7 @@ def cleaned_ids(
     for item in data_objects(s3, bucket, prefix, skip):
         try:
             table = pq.read_table(io.BytesIO(_body(s3, bucket, item["Key"])), columns=["id"])
-        except (*_UNREADABLE, pa.ArrowException) as exc:
+        except (*UNREADABLE_ERRORS, pa.ArrowException) as exc:
             _note(unreadable, item["Key"], exc)
             continue
         ids.extend(table.column("id").to_pylist())
@@ -261,7 +263,7 @@ def _object_lines(
     for item in data_objects(s3, bucket, prefix, skip):
         try:
             lines = _body(s3, bucket, item["Key"]).splitlines()
-        except _UNREADABLE as exc:
+        except UNREADABLE_ERRORS as exc:
             _note(unreadable, item["Key"], exc)
             continue
         yield item["Key"], lines  # outside the try: the caller's errors are its own
@@ -270,7 +272,7 @@ def _object_lines(
 def _note(unreadable: dict[str, str] | None, key: str, exc: Exception) -> None:
     if unreadable is None:
         raise exc
-    unreadable[key] = _why(exc)
+    unreadable[key] = why_unreadable(exc)
 
 
 def error_records(
@@ -290,11 +292,13 @@ def error_records(
         for key, lines in _object_lines(s3, bucket, prefix, unreadable, skip):
             for number, line in enumerate(lines, start=1):
                 if line.strip():
-                    found.append(_error_record(key, number, line))
+                    found.append(parse_error_line(key, number, line))
     return found
 
 
-def _error_record(key: str, number: int, line: bytes) -> ErrorRecord:
+def parse_error_line(key: str, number: int, line: bytes) -> ErrorRecord:
+    """Line `number` of the error object `key`, as the error record it is (code
+    `Unreadable` when it is none)."""
     try:
         document = parse_json(line)
     except ValueError as exc:
@@ -385,7 +389,7 @@ def explain(errors: Iterable[ErrorRecord], reasons: LoggedReasons) -> None:
 
 def _explain_from_log(errors: list[ErrorRecord], where: Locations, session: Any) -> None:
     if errors:  # only then is the transform function's log worth reading
-        logs = _session(session).client("logs")
+        logs = session_or_default(session).client("logs")
         explain(errors, logged_reasons(logs, where.transform_function))
 
 
@@ -404,7 +408,7 @@ def reconcile(
     `delivered_before`: the keys `delivered_keys` listed before these ids were produced;
     those objects are left out.
     """
-    s3 = _session(session).client("s3")
+    s3 = session_or_default(session).client("s3")
     where = Locations.from_outputs(outputs, session)
     unreadable: dict[str, str] = {}
     earlier = frozenset(delivered_before)
@@ -439,7 +443,7 @@ def reconcile(
 def delivered_keys(outputs: Mapping[str, str], session: Any = None) -> frozenset[str]:
     """The key of every object the delivery streams have written so far (raw, cleaned,
     errors): listed before a run produces, what `reconcile` leaves out."""
-    s3 = _session(session).client("s3")
+    s3 = session_or_default(session).client("s3")
     return frozenset(_keys_delivered(s3, Locations.from_outputs(outputs, session)))
 
 
@@ -453,7 +457,7 @@ def _keys_delivered(s3: Any, where: Locations) -> list[str]:
 
 def object_counts(outputs: Mapping[str, str], session: Any = None) -> list[dict[str, Any]]:
     """Objects and bytes under each prefix the delivery streams write (a table's rows)."""
-    s3 = _session(session).client("s3")
+    s3 = session_or_default(session).client("s3")
     where = Locations.from_outputs(outputs, session)
     rows = []
     for name, prefix in where.prefixes().items():
@@ -552,7 +556,7 @@ def delete_delivered(outputs: Mapping[str, str], session: Any = None) -> int:
     """Delete every object the delivery streams wrote (raw, cleaned, errors); returns how
     many. The stream and the delivery positions stay: deleted records are not re-delivered.
     Objects the bucket refuses to delete raise ObjectsNotDeleted, once the others are gone."""
-    s3 = _session(session).client("s3")
+    s3 = session_or_default(session).client("s3")
     where = Locations.from_outputs(outputs, session)
     keys = [{"Key": key} for key in _keys_delivered(s3, where)]
     refused: list[dict[str, Any]] = []

@@ -435,6 +435,69 @@ def _await_running_tick(ticker: threading.Thread, scheduler: Any, console: Any) 
 @stream.command()
 @TARGET_OPTION
 @click.option(
+    "--apply",
+    is_flag=True,
+    help="Put the records back into the stream and move them out of the error prefix. "
+    "Without it, a dry run: only what would be re-driven is listed.",
+)
+@click.option(
+    "--all",
+    "include_refused",
+    is_flag=True,
+    help="Also the records the transform refused (not a beer); unchanged, they fail again "
+    "unless the transform now takes them. Default: only the records the function failed "
+    "(an error, a timeout, a throttle).",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print what was found, sent and moved as JSON (`brewops schema redrive` prints its "
+    "JSON Schema).",
+)
+@PROGRESS_OPTION
+def redrive(target: str, apply: bool, include_refused: bool, as_json: bool, progress: bool) -> None:
+    """Send the records the transform failed (errors/cleaned/processing-failed/) through
+    the pipeline again, once their cause is fixed; the records sent move to
+    errors/redriven/, so they are sent once."""
+    from brewops.producer import ProduceInterrupted
+    from brewops.redrive import redrive as send_again
+
+    tgt = use_target(target)
+    try:
+        result = send_again(
+            tgt.outputs,
+            session=tgt.session,
+            apply=apply,
+            include_refused=include_refused,
+            progress=progress,
+        )
+    except ProduceInterrupted as interrupted:
+        click.echo(
+            f"interrupted: {interrupted.report.sent} records sent, none moved out of the "
+            "error prefix; run the command again (what was sent then arrives twice, a copy "
+            "readers dedupe)",
+            err=True,
+        )
+        raise click.Abort from interrupted
+    click.echo(json.dumps(result.figures()) if as_json else str(result))
+    if not result.ok:
+        raise click.ClickException(
+            "some records were not re-driven and stay in the error prefix (the lines above "
+            "say why); run the command again once the cause is fixed"
+        )
+    if result.applied and result.produce is not None:
+        deliver = (
+            "`brewops stream drain` delivers them"
+            if tgt.name == "local"
+            else "Firehose delivers them within a few minutes"
+        )
+        click.echo(f"{deliver}; then `brewops stream reconcile` finds them in cleaned", err=True)
+
+
+@stream.command()
+@TARGET_OPTION
+@click.option(
     "--ids-file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Produced ids: a JSON list, or a file backfill and tick wrote. Default: what they "

@@ -20,6 +20,7 @@ SCHEMAS = {
     "run_summary": "build/run-summary.json, written by `brewops run` (`make run`)",
     "validation_report": "the output of `brewops validate run --json`",
     "reconciliation": "the output of `brewops stream reconcile --json`",
+    "redrive": "the output of `brewops stream redrive --json`",
     "local_status": "the output of `brewops local status --json`",
 }
 NAMES = tuple(SCHEMAS)
