@@ -1196,6 +1196,19 @@ def test_keep_still_raises_for_a_page_that_is_not_what_the_endpoint_promises(pay
     assert c.schema_errors == []
 
 
+@pytest.mark.parametrize(
+    ("version", "call"),
+    [("v2", lambda c: c.beers()), ("v2", lambda c: c.beer(1)), ("v3", lambda c: c.beers())],
+)
+def test_an_error_object_answered_with_200_is_refused_with_the_servers_message(version, call):
+    """A proxy or a cache may answer an error with 200: its message says what went wrong."""
+    error = {"statusCode": 429, "error": "Too Many Requests", "message": "wait an hour"}
+    c = client(f"http://punk.test/{version}", version, session=ScriptedSession((200, error, {})))
+    with pytest.raises(SchemaError, match=r"an error object with 200: 'wait an hour'") as info:
+        call(c)
+    assert info.value.field == "<response>"
+
+
 def test_on_invalid_must_be_raise_or_keep():
     with pytest.raises(ValueError, match="on_invalid"):
         PunkApiClient("http://punk.test/v2", on_invalid="drop")

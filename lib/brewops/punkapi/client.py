@@ -264,7 +264,7 @@ class PunkApiClient:
         if not isinstance(payload, list):
             raise SchemaError(
                 f"Expected a JSON array of beers from {self.base_url}/beers, got "
-                f"{type(payload).__name__}",
+                f"{_what_came(payload)}",
                 field="<response>",
             )
         return [self._beer(b) for b in payload]
@@ -380,8 +380,10 @@ class PunkApiClient:
     def _one(self, payload: Any, path: str) -> Any:
         if self.api_version == "v2":
             if not isinstance(payload, list) or len(payload) != 1:
+                came = f", got {_what_came(payload)}" if isinstance(payload, dict) else ""
                 raise SchemaError(
-                    f"Expected an array of one beer from {self.base_url}{path}", field="<response>"
+                    f"Expected an array of one beer from {self.base_url}{path}{came}",
+                    field="<response>",
                 )
             payload = payload[0]
         return self._beer(payload)
@@ -693,6 +695,15 @@ def _v3_entry(entry: Any) -> str:
     where = ".".join(str(p) for p in loc) if isinstance(loc, list) else loc
     message = entry.get("msg") or entry.get("type") or shorten(str(entry))
     return f"{where}: {message}" if where else str(message)
+
+
+def _what_came(payload: Any) -> str:
+    """What a page that is no array of beers is, quoting the message of an error object a
+    proxy or a cache answered with 200."""
+    message = _server_message(payload) if isinstance(payload, dict) else None
+    if message:
+        return f"an error object with 200: {shorten(message)!r}"
+    return type(payload).__name__
 
 
 def _server_message(body: Any) -> str | None:
