@@ -563,6 +563,24 @@ def test_the_known_quirks_are_checked_as_far_as_the_table_holds_the_catalogue(
     assert "beer 317" in problem and "nulls" not in problem and "fg > og" not in problem
 
 
+def test_newer_beers_beside_the_catalogue_have_findings_of_their_own_not_a_missed_quirk(
+    catalog_beers,
+):
+    """Beers numbered past the catalogue's 325 (newer recipes streamed in beside it): their
+    nulls and fg > og are findings, and the catalogue's own quirks are still all there."""
+    frame = _catalogue_frame(catalog_beers)
+    newer = frame[frame["id"].isin([1, 2])].copy()
+    newer["id"] = pd.array([326, 327], dtype="Int64")
+    newer["ibu"] = pd.array([None, None], dtype=frame["ibu"].dtype)
+    newer["target_fg"] = newer["target_og"] + 1
+    both = pd.concat([frame, newer], ignore_index=True)
+
+    report = quality_report(both)
+
+    assert {326, 327} <= set(report.ids("nulls", "ibu")) & set(report.ids("fg > og"))
+    assert validation.known_quirks_missed(report, both["id"]) is None
+
+
 def test_known_quirks_of_beers_the_cleaned_table_does_not_hold_are_said_to_be_unchecked(
     catalog_beers,
 ):

@@ -602,13 +602,16 @@ def known_quirks_missed(quality: QualityReport, present: Iterable[int]) -> str |
         if beer_id in present and beer_id not in quality.ids(rule, column)
     ]
     if present >= CATALOGUE_IDS:
-        fg_above_og = len(quality.ids(FG_ABOVE_OG))
+        # counted over the catalogue's beers: newer ones past its ids have findings of
+        # their own, no sign of another catalogue
+        ours = quality.findings[quality.findings["id"].isin(CATALOGUE_IDS)]
+        fg_above_og = ours["id"][ours["rule"] == FG_ABOVE_OG].nunique()
         if fg_above_og != KNOWN_FG_ABOVE_OG:
             missed.append(f"{fg_above_og} {FG_ABOVE_OG} findings, not {KNOWN_FG_ABOVE_OG}")
-        nulls = quality.summary.query(f"table == 'cleaned' and rule == '{NULLS}'")
+        nulls = ours[(ours["table"] == "cleaned") & (ours["rule"] == NULLS)]
         found = {
             column: count
-            for column, count in nulls.set_index("column")["findings"].to_dict().items()
+            for column, count in nulls.groupby("column", sort=False).size().to_dict().items()
             # the counts known are of these columns: one added since has findings of its own
             if column in schema.CHALLENGE_COLUMNS
         }
