@@ -138,7 +138,7 @@ def test_hop_amount_units_are_converted_to_grams(amount, unit):
         "not a hop",
         hop("Cascade", -5, "start"),
         hop("Cascade", 0, "start"),
-        hop("Cascade", 28, "start", unit="handfuls"),
+        {"name": "Cascade", "amount": {"value": None, "unit": "grams"}, "add": "start"},
     ],
 )
 def test_additions_without_a_usable_mass_add_nothing(addition):
@@ -147,6 +147,22 @@ def test_additions_without_a_usable_mass_add_nothing(addition):
     assert row["tinseth_ibu"] == pytest.approx(only["tinseth_ibu"])
     assert row["hops_g_per_l"] == pytest.approx(only["hops_g_per_l"])
     assert row["hop_additions"] == only["hop_additions"]
+
+
+@pytest.mark.parametrize("unit", ["handfuls", "pellets", "total"])
+def test_a_hop_amount_in_a_unit_not_known_leaves_the_hop_schedule_missing(unit):
+    """Summed without that hop, the beer would read as less bitter than it is (5 IBU
+    predicted for a 60 IBU beer): missing, the model fills it in, and gives no estimate."""
+    schedule = [hop("Cascade", 28, "start"), hop("Cascade", 28, "start", unit=unit)]
+    summary = features.hop_features(schedule, gravity=1.05, litres=20)
+    counts = {"hop_varieties": 1.0, "adjunct_additions": 0.0}
+    assert {k: v for k, v in summary.items() if not math.isnan(v)} == counts
+    assert math.isnan(features.beer_features(recipe(schedule))["tinseth_ibu"])
+    # an adjunct's units are none of the hop schedule's: it adds nothing, as before
+    juice = hop("Peach Juice", 1, "end", unit=unit)
+    with_juice = features.hop_features([schedule[0], juice], gravity=1.05, litres=20)
+    alone = features.hop_features(schedule[:1], gravity=1.05, litres=20)
+    assert with_juice["tinseth_ibu"] == pytest.approx(alone["tinseth_ibu"])
 
 
 @pytest.mark.parametrize("amount", [28, "28", {"value": 28}, {"value": 28, "unit": ""}])
@@ -520,6 +536,32 @@ def test_fahrenheit_temperatures_and_specific_gravity_fg_are_converted():
     assert (row["mash_temp"], row["mash_minutes"]) == (pytest.approx(65), 60)
     assert row["fermentation_temp"] == pytest.approx(19)
     assert row["target_fg"] == pytest.approx(1012)
+
+
+@pytest.mark.parametrize(
+    ("temp", "celsius"),
+    [
+        ({"value": 66.2, "unit": "°F"}, 19),
+        ({"value": 66.2, "unit": "deg F"}, 19),
+        ({"value": 19, "unit": "°C"}, 19),
+        ({"value": 292.15, "unit": "kelvin"}, 19),
+        ({"value": 19, "unit": "centigrade"}, 19),
+        ({"value": 19}, 19),  # celsius unless it says otherwise
+    ],
+)
+def test_temperature_units_are_converted_to_celsius(temp, celsius):
+    row = features.beer_features(recipe([], method={"fermentation": {"temp": temp}}))
+    assert row["fermentation_temp"] == pytest.approx(celsius)
+
+
+def test_a_temperature_in_a_unit_not_known_is_missing_not_taken_for_celsius():
+    method = {
+        "mash_temp": [{"temp": {"value": 3, "unit": "gas mark"}, "duration": 60}],
+        "fermentation": {"temp": {"value": 535, "unit": "rankine"}},
+    }
+    row = features.beer_features(recipe([], method=method))
+    assert math.isnan(row["mash_temp"]) and math.isnan(row["fermentation_temp"])
+    assert row["mash_minutes"] == 60
 
 
 def test_hop_schedule_by_stage_and_alpha_acids_in_mg_per_litre():

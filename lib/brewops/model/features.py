@@ -46,6 +46,14 @@ _LITRE_FACTORS = {
     "hl": 100.0, "hectolitre": 100.0, "hectolitres": 100.0,
     "gallon": 3.78541, "gallons": 3.78541, "gal": 3.78541,
 }  # fmt: skip
+# unit -> (its zero in the unit's own degrees, the size of its degree in Celsius degrees)
+_CELSIUS_CONVERSIONS = {
+    "": (0.0, 1.0), "c": (0.0, 1.0), "celsius": (0.0, 1.0), "centigrade": (0.0, 1.0),
+    "f": (32.0, 5.0 / 9.0), "fahrenheit": (32.0, 5.0 / 9.0),
+    "k": (273.15, 1.0), "kelvin": (273.15, 1.0),
+}  # fmt: skip
+# "°F", "deg C", "degrees Celsius": the unit's name is what is left
+_DEGREE_WORDS = re.compile(r"^(degrees|degree|deg)\b|[°º˚\s]")
 
 # Malt names by what they do to a beer; matched as substrings of the lower-cased name.
 _CRYSTAL_MALTS = ("crystal", "caramalt", "cara", "carared", "caramunich", "carahell", "special b")
@@ -255,6 +263,7 @@ def hop_features(hops: Any, *, gravity: float, litres: float) -> dict[str, float
     boil_alpha_weighted = boil_grams = 0.0
     longest = 0.0
     additions = adjuncts = 0
+    unread = False  # a hop with an amount in a unit not known
     for addition in hops if isinstance(hops, list) else []:
         if not isinstance(addition, Mapping):
             continue
@@ -263,7 +272,10 @@ def hop_features(hops: Any, *, gravity: float, litres: float) -> dict[str, float
             adjuncts += 1
             continue
         grams = _grams(addition.get("amount"))
-        if grams is None or grams <= 0:
+        if grams is None:
+            unread = unread or _amount_in_unknown_unit(addition.get("amount"))
+            continue
+        if grams <= 0:
             continue
         stage = hop_table.parse_stage(addition.get("add"), addition.get("attribute"))
         additions += 1
@@ -296,7 +308,7 @@ def hop_features(hops: Any, *, gravity: float, litres: float) -> dict[str, float
         elif stage.group == "dry":
             grams_by["dry"] += grams
     total_ibu = ibu_boil + ibu_late
-    return {
+    summary = {
         "tinseth_ibu": total_ibu,
         "log_tinseth_ibu": math.log1p(total_ibu),
         "tinseth_boil_ibu": ibu_boil,
@@ -317,6 +329,12 @@ def hop_features(hops: Any, *, gravity: float, litres: float) -> dict[str, float
         "unknown_hop_share": unknown_grams / grams_by["all"] if grams_by["all"] else 0.0,
         "adjunct_additions": float(adjuncts),
     }
+    if unread:
+        # summed without that hop, the schedule would read as less bitter than it is:
+        # missing, the model fills it in from the training beers and the estimate is null
+        kept = ("hop_varieties", "adjunct_additions")
+        summary = {name: value if name in kept else math.nan for name, value in summary.items()}
+    return summary
 
 
 def hop_variety_names(hops: Any) -> set[str]:
@@ -434,6 +452,12 @@ def _grams(amount: Any, bare_unit: str = "grams") -> float | None:
     return None if factor is None else value * factor
 
 
+def _amount_in_unknown_unit(amount: Any) -> bool:
+    """Whether `amount` is a number in a unit `_grams` does not know ("pellets", "oz."
+    misspelt), not a missing one."""
+    return isinstance(amount, Mapping) and number(amount.get("value")) is not None
+
+
 def _litres(volume: Any) -> float | None:
     if not isinstance(volume, Mapping):
         return number(volume)
@@ -445,9 +469,11 @@ def _litres(volume: Any) -> float | None:
 
 
 def _celsius(temp: Mapping[str, Any]) -> float:
+    """A temperature in Celsius (the unit when none is given); NaN in a unit not known,
+    which a reading taken for Celsius (292 for 292 K) would make wrong, not missing."""
     value = number(temp.get("value"))
-    if value is None:
+    conversion = _CELSIUS_CONVERSIONS.get(_DEGREE_WORDS.sub("", _unit(temp)))
+    if value is None or conversion is None:
         return math.nan
-    if _unit(temp).startswith("f"):
-        return (value - 32.0) * 5.0 / 9.0
-    return value
+    zero, degree = conversion
+    return (value - zero) * degree

@@ -89,7 +89,7 @@ def predict_beers(
     `estimated_ibu` is the recipe's Tinseth estimate (the feature `tinseth_ibu`, rounded as
     `predicted_ibu` is): the brewer's own formula from the hop schedule, the reference the
     model is measured against (`tinseth_formula` in the metrics); None when the recipe's
-    amounts are beyond what can be computed.
+    amounts are beyond what can be computed, or a hop's amount is in a unit not known.
 
     `band` (the most probable band) and `predicted_ibu` come from two models, a classifier
     and a regressor, and need not agree: `predicted_ibu_band` says where the IBU lies. In
