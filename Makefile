@@ -27,7 +27,7 @@ $(error TARGET=$(TARGET): make run takes TARGET=local or TARGET=aws)
 endif
 endif
 
-.PHONY: help setup run test lint lock catalog clean sam-validate
+.PHONY: help setup run test coverage lint lock catalog clean sam-validate
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -75,6 +75,16 @@ run: catalog ## Execute every notebook against the target (TARGET=local|aws)
 # PYTEST_ARGS runs the tests in one process.
 test: catalog $(NODE_STAMP) $(SAM_STAMP) ## Run the whole test suite (lint, unit, integration, notebooks)
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+# The suite as `make test` runs it, under coverage.py with the Python processes it starts
+# ([tool.coverage.*] in pyproject.toml). The report comes after failed tests too; make then
+# fails as pytest did.
+coverage: catalog $(NODE_STAMP) $(SAM_STAMP) ## Run the test suite under coverage: a report per file, HTML in build/coverage/html
+	rm -rf build/coverage
+	$(BIN)/python -m coverage run -m pytest -n 2 $(PYTEST_ARGS); status=$$?; \
+	$(BIN)/python -m coverage combine --quiet && $(BIN)/python -m coverage report && \
+	$(BIN)/python -m coverage html --quiet && echo "HTML report: build/coverage/html/index.html" && \
+	exit $$status
 
 lint: $(STAMP) ## ruff over .py and .ipynb, mypy over the package
 	$(BIN)/ruff check .

@@ -243,11 +243,13 @@ def test_figures_recorded_again_come_back_in_the_order_given(monkeypatch, tmp_pa
 
 
 def test_figures_recorded_on_a_full_disk_keep_those_recorded_before(monkeypatch, tmp_path):
+    import os
     import resource
     import subprocess
     import sys
 
     from brewops import summary
+    from fixtures.coverage_run import unmeasured
 
     path = tmp_path / "figures.json"
     monkeypatch.setenv(summary.FIGURES_ENV, str(path))
@@ -261,6 +263,7 @@ def test_figures_recorded_on_a_full_disk_keep_those_recorded_before(monkeypatch,
     full = subprocess.run(  # -B: no bytecode cached cut short at the limit, for later imports
         [sys.executable, "-B", "-c", recording],
         preexec_fn=disk_full_past_before,
+        env=unmeasured(os.environ),  # no coverage data file to write either
         capture_output=True,
         text=True,
         check=False,

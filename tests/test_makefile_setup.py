@@ -11,6 +11,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -346,3 +347,60 @@ def test_make_run_takes_the_target_given_on_its_command_line_over_the_shells(che
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == ".venv/bin/brewops run --target aws"
     assert "from the environment" not in result.stdout
+
+
+def test_make_coverage_sets_up_as_make_test_does(checkout: Path):
+    # the suite needs the same set-up under coverage: the catalogue, the node tools, the SAM CLI
+    set_up_for_tests = make_dry_run(checkout, "test").stdout.split(".venv/bin/python -m pytest")[0]
+    measured = make_dry_run(checkout, "coverage").stdout
+    assert measured.startswith(f"{set_up_for_tests}rm -rf build/coverage\n")
+
+
+# the venv's python once set up: logs its calls; `-m coverage run` fails when FAIL is there
+FAKE_SET_UP_PYTHON = """#!/bin/sh
+bin=$(dirname "$0")
+echo "$*" >> "$bin/../python.log"
+[ "$2 $3" = "coverage run" ] && [ -f "$bin/../FAIL" ] && exit 1
+exit 0
+"""
+
+
+SET_UP = (".venv/.created", ".venv/bin/uv", ".venv/.installed", ".venv-sam/.installed",
+          "node_modules/.installed")  # fmt: skip
+
+
+@pytest.fixture
+def set_up(checkout: Path) -> Path:
+    """The checkout after `make setup` and the tests' tools: only recipes are left to run."""
+    for name, text in (("python", FAKE_SET_UP_PYTHON), ("brewops", "#!/bin/sh\n")):
+        (checkout / ".venv" / "bin").mkdir(parents=True, exist_ok=True)
+        (checkout / ".venv" / "bin" / name).write_text(text)
+        (checkout / ".venv" / "bin" / name).chmod(0o755)
+    earlier = time.time() - 3600  # the lock files, older than what was installed from them
+    for path in checkout.rglob("*"):
+        os.utime(path, (earlier, earlier))
+    for name in SET_UP:
+        (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+        (checkout / name).touch()
+    return checkout
+
+
+@pytest.mark.parametrize("tests_fail", [False, True], ids=["passed", "failed"])
+def test_make_coverage_reports_after_the_tests_and_fails_as_they_do(set_up: Path, tests_fail: bool):
+    if tests_fail:
+        (set_up / ".venv" / "FAIL").touch()
+    (set_up / "build" / "coverage").mkdir(parents=True)
+    (set_up / "build" / "coverage" / ".coverage.of-an-earlier-run").touch()
+
+    result = run_make(set_up, "coverage", "PYTEST_ARGS=tests/test_transform.py -x")
+
+    assert (result.returncode != 0) == tests_fail, result.stderr
+    # an earlier run's data gone first; the report and its HTML after the tests, either way
+    assert not (set_up / "build" / "coverage").exists()
+    assert (set_up / ".venv" / "python.log").read_text().splitlines() == [
+        "-m coverage run -m pytest -n 2 tests/test_transform.py -x",
+        "-m coverage combine --quiet",
+        "-m coverage report",
+        "-m coverage html --quiet",
+    ]
+    assert result.stdout.endswith("HTML report: build/coverage/html/index.html\n")

@@ -33,6 +33,7 @@ from brewops.runner import (
     execute,
     remove_executed_copies,
 )
+from fixtures.coverage_run import unmeasured
 from fixtures.json_schemas import renamed, retyped, schema_errors
 
 
@@ -790,6 +791,7 @@ def test_a_rendering_that_finds_the_disk_full_leaves_no_page_cut_short(tmp_path:
     full = subprocess.run(  # -B: no bytecode cached cut short at the limit, for later imports
         [sys.executable, "-B", "-c", rendering, str(executed)],
         preexec_fn=disk_full,
+        env=unmeasured(os.environ),  # no coverage data file to write either
         capture_output=True,
         text=True,
         check=False,
