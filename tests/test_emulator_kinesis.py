@@ -1,16 +1,20 @@
-"""The emulator's Kinesis shards: concurrent PutRecords lose nothing, and reads return
-exactly what moto's own scan of a shard returns."""
+"""The emulator's Kinesis shards: concurrent PutRecords lose nothing, reads return exactly
+what moto's own scan of a shard returns, and a reshard keeps records where Kinesis does."""
 
 from __future__ import annotations
 
 import itertools
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import boto3
 import pytest
+from botocore.config import Config
 from moto.kinesis.models import Shard
 
 from brewops.local import emulator
+from brewops.local.state import REGION
 
 MOTO_GET_RECORDS = Shard.get_records
 
@@ -91,3 +95,83 @@ def test_get_records_after_the_oldest_records_are_gone(patched_shard: type[Shard
     records, last, _ = shard.get_records("0", 2)
     assert [r.sequence_number for r in records] == [4, 5]
     assert last == 5
+
+
+# ----------------------------------------------------------------- resharding
+
+
+def shard_records(client: Any, stream_name: str) -> dict[str, tuple[list[str], bool]]:
+    """Each shard's record data, and whether GetRecords at its end gives a next iterator."""
+    found = {}
+    for shard in client.list_shards(StreamName=stream_name)["Shards"]:
+        iterator = client.get_shard_iterator(
+            StreamName=stream_name, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        response = client.get_records(ShardIterator=iterator, Limit=10_000)
+        data = [r["Data"].decode() for r in response["Records"]]
+        found[shard["ShardId"]] = (data, response.get("NextShardIterator") is not None)
+    return found
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize(("start", "target"), [(1, 2), (2, 1), (2, 3)])
+def test_a_reshard_leaves_records_in_the_closed_shards_and_sends_new_ones_to_the_open(
+    kinesis_client: Any, start: int, target: int
+) -> None:
+    # as on Kinesis: moto moved a split parent's records, copied merged parents' into
+    # the child (read twice), and sent later records to the closed parent
+    name = f"test-reshard-{uuid.uuid4().hex[:10]}"
+    kinesis_client.create_stream(StreamName=name, ShardCount=start)
+
+    def put(prefix: str) -> None:
+        records = [{"Data": f"{prefix}-{i}".encode(), "PartitionKey": str(i)} for i in range(40)]
+        answer = kinesis_client.put_records(StreamName=name, Records=records)
+        assert answer["FailedRecordCount"] == 0
+
+    try:
+        put("before")
+        kinesis_client.update_shard_count(
+            StreamName=name, TargetShardCount=target, ScalingType="UNIFORM_SCALING"
+        )
+        put("after")
+        shards = shard_records(kinesis_client, name)
+        summary = kinesis_client.describe_stream_summary(StreamName=name)
+    finally:
+        kinesis_client.delete_stream(StreamName=name)
+
+    closed = {shard: data for shard, (data, more) in shards.items() if not more}
+    still_open = {shard: data for shard, (data, more) in shards.items() if more}
+    assert len(still_open) == summary["StreamDescriptionSummary"]["OpenShardCount"] == target
+    assert sorted(d for data in closed.values() for d in data) == sorted(
+        f"before-{i}" for i in range(40)
+    )
+    assert sorted(d for data in still_open.values() for d in data) == sorted(
+        f"after-{i}" for i in range(40)
+    )
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize("target", [5, 1])
+def test_update_shard_count_refuses_past_double_or_below_half(
+    kinesis_endpoint: str, target: int
+) -> None:
+    # moto split 2 shards into 4 when asked for 5, and said 5 were open
+    client = boto3.client(
+        "kinesis",
+        endpoint_url=kinesis_endpoint,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # pragma: allowlist secret (moto accepts any)
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+    name = f"test-reshard-{uuid.uuid4().hex[:10]}"
+    client.create_stream(StreamName=name, ShardCount=3 if target == 1 else 2)
+    try:
+        with pytest.raises(client.exceptions.LimitExceededException, match="scale in steps"):
+            client.update_shard_count(
+                StreamName=name, TargetShardCount=target, ScalingType="UNIFORM_SCALING"
+            )
+        shards = client.list_shards(StreamName=name)["Shards"]
+    finally:
+        client.delete_stream(StreamName=name)
+    assert all("ParentShardId" not in shard for shard in shards), "resharded all the same"

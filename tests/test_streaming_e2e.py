@@ -197,6 +197,31 @@ def test_what_an_earlier_run_delivered_does_not_stand_in_for_what_this_run_lost(
     assert f"left out: {len(earlier)} objects delivered earlier" in str(result)
 
 
+@pytest.mark.parametrize(("start", "target"), [(1, 2), (2, 1)])
+def test_beers_put_before_and_after_a_reshard_are_each_delivered_once(
+    streaming_stack, catalog_beers, start, target
+):
+    # no drain between: the closed shards still hold the first beers when the reshard comes
+    stack = streaming_stack(shards=start)
+    kinesis, name = stack.client("kinesis"), stack.outputs["StreamName"]
+    before, after = catalog_beers[:40], catalog_beers[40:80]
+    first = put_beers(before, name, kinesis)
+    kinesis.update_shard_count(
+        StreamName=name, TargetShardCount=target, ScalingType="UNIFORM_SCALING"
+    )
+    second = put_beers(after, name, kinesis)
+
+    FirehoseRuntime.from_outputs(
+        stack.outputs, session=stack.session, state_dir=stack.state_dir
+    ).drain()
+    sent = sent_ids(before, first) + sent_ids(after, second)
+    result = reconcile(sent, stack.outputs, session=stack.session)
+
+    assert result.ok, str(result)
+    assert result.raw_records == result.raw_unique_ids == 80
+    assert result.cleaned_rows == result.cleaned_unique_ids == 80
+
+
 def test_objects_that_cannot_be_read_are_reported_and_the_rest_still_counted(
     streaming_stack, catalog_beers
 ):

@@ -8,12 +8,15 @@ process that serves the requests:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import signal
 import sys
 import threading
+from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any
 
 # Requests reach the emulator on the loopback interface only, which stands in for TLS: a
@@ -125,6 +128,96 @@ def make_kinesis_shards_thread_safe() -> None:
     Shard.get_records = get_records  # type: ignore[method-assign, assignment]
 
 
+def reshard_as_kinesis_does() -> None:
+    """Make moto's resharding keep records where Kinesis keeps them, and send new ones
+    where Kinesis sends them.
+
+    On Kinesis a split or a merge closes the parent shards with their records (readable
+    until the retention period ends) and the child shards take only what is put later;
+    GetRecords at the end of a closed shard answers no next iterator. moto moves a split
+    parent's records and copies merged parents' into the child (a reader of every shard
+    reads them twice), puts later records into the closed parent (the first shard whose
+    hash range holds the key), and takes an UpdateShardCount past double or below half
+    of the open shards, which Kinesis refuses, ending with a count other than asked for.
+    """
+    from moto.core.exceptions import JsonRESTError
+    from moto.kinesis import models
+    from moto.utilities.utils import md5_hash
+
+    moto_split, moto_merge = models.Stream.split_shard, models.Stream.merge_shards
+    moto_shard_for_key = models.Stream.get_shard_for_key
+    moto_update = models.Stream.update_shard_count
+    moto_get_records = models.KinesisBackend.get_records
+
+    @contextlib.contextmanager
+    def records_kept(*shards: Any) -> Iterator[None]:
+        """moto's reshard of `shards` with nothing in them to move, then their records back."""
+        kept = [shard.records for shard in shards]
+        for shard in shards:
+            shard.records = OrderedDict()
+        try:
+            yield
+        finally:
+            for shard, records in zip(shards, kept, strict=True):
+                shard.records = records
+
+    def split_shard(stream: Any, shard_to_split: str, new_starting_hash_key: str) -> None:
+        with records_kept(stream.shards[shard_to_split]):
+            moto_split(stream, shard_to_split, new_starting_hash_key)
+
+    def merge_shards(stream: Any, shard_to_merge: str, adjacent_shard_to_merge: str) -> None:
+        with records_kept(stream.shards[shard_to_merge], stream.shards[adjacent_shard_to_merge]):
+            moto_merge(stream, shard_to_merge, adjacent_shard_to_merge)
+
+    def get_shard_for_key(stream: Any, partition_key: str, explicit_hash_key: str) -> Any:
+        shard = moto_shard_for_key(stream, partition_key, explicit_hash_key)  # validates
+        if shard is not None and shard.is_open:
+            return shard
+        key = (
+            int(explicit_hash_key)
+            if explicit_hash_key
+            else int(md5_hash(partition_key.encode("utf-8")).hexdigest(), 16)
+        )
+        return next(
+            (
+                s
+                for s in stream.shards.values()
+                if s.is_open and s.starting_hash <= key <= s.ending_hash
+            ),
+            None,
+        )
+
+    def update_shard_count(stream: Any, target_shard_count: int) -> None:
+        target = int(target_shard_count)
+        open_shards = sum(1 for shard in stream.shards.values() if shard.is_open)
+        if target > 2 * open_shards or 2 * target < open_shards:
+            raise JsonRESTError(
+                "LimitExceededException",
+                f"UpdateShardCount scales a stream to between half and double its open shards "
+                f"({open_shards} now), not to {target}: scale in steps",
+            )
+        moto_update(stream, target)
+
+    def get_records(
+        backend: Any, stream_arn: str | None, shard_iterator: str, limit: int | None
+    ) -> tuple[str | None, list[Any], int]:
+        next_iterator, records, behind = moto_get_records(
+            backend, stream_arn, shard_iterator, limit
+        )
+        stream_name, shard_id, position = models.decompose_shard_iterator(next_iterator)
+        stream = backend.describe_stream(stream_arn=stream_arn, stream_name=stream_name)
+        shard = stream.get_shard(shard_id)
+        if not shard.is_open and int(position) >= shard.get_max_sequence_number():
+            return None, records, behind  # read to its end: there is no more to come
+        return next_iterator, records, behind
+
+    models.Stream.split_shard = split_shard  # type: ignore[method-assign, assignment]
+    models.Stream.merge_shards = merge_shards  # type: ignore[method-assign, assignment]
+    models.Stream.get_shard_for_key = get_shard_for_key  # type: ignore[method-assign, assignment]
+    models.Stream.update_shard_count = update_shard_count  # type: ignore[method-assign, assignment]
+    models.KinesisBackend.get_records = get_records  # type: ignore[method-assign, assignment]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m brewops.local.emulator", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
@@ -155,6 +248,7 @@ def main(argv: list[str] | None = None) -> None:
     cfn_models.register()
     evaluate_bucket_policy_conditions()
     make_kinesis_shards_thread_safe()
+    reshard_as_kinesis_does()
 
     # All state is in memory and goes with the process: on SIGTERM there is nothing to
     # flush, and skipping the interpreter's teardown of moto's modules saves seconds.
