@@ -204,6 +204,7 @@ def test_both_delivery_streams_error_prefixes_are_read_and_deleted(streaming_sta
     keys = [
         "errors/raw/processing-failed/ingest_date=2024-05-01/raw-errors-1",
         "errors/cleaned/processing-failed/ingest_date=2024-05-01/cleaned-errors-1",
+        "errors/redriven/r1/errors/cleaned/processing-failed/ingest_date=2024-05-01/e",
     ]
     for key in keys:
         s3.put_object(Bucket=bucket, Key=key, Body=_error_line({"id": 1}) + b"\n")
@@ -211,7 +212,8 @@ def test_both_delivery_streams_error_prefixes_are_read_and_deleted(streaming_sta
     where = Locations.from_outputs(stack.outputs, stack.session)
 
     assert where.errors == ("errors/cleaned/", "errors/raw/")
-    assert delete_delivered(stack.outputs, stack.session) == 2
+    # what redrive moved goes too: it would stand for raw records of a later run
+    assert delete_delivered(stack.outputs, stack.session) == 3
     assert stack.keys("errors/") == []
 
 
@@ -464,6 +466,34 @@ def test_a_beer_produced_twice_must_arrive_twice(streaming_stack):
     assert (from_raw.produced, from_raw.missing_downstream) == (3, [7])
     sizes = {row["what"]: row["bytes"] for row in object_counts(stack.outputs, stack.session)}
     assert sizes["cleaned"] == len(_parquet_ids([1, 2]))
+
+
+@pytest.mark.emulator
+def test_ids_taken_from_raw_count_the_line_redrive_moved_for_a_records_first_copy(
+    streaming_stack,
+):
+    stack = streaming_stack()
+    # beers 1 and 2 failed and were re-driven: raw holds each twice; 1 is now in cleaned,
+    # 2 failed again; their first error lines were moved under errors/redriven/
+    raw = (b'{"id": 1}', b'{"id": 2}', b'{"id": 1}', b'{"id": 2}')
+    s3, bucket = _delivered(stack, raw, cleaned_ids=[1])
+    s3.put_object(
+        Bucket=bucket,
+        Key=f"errors/cleaned/processing-failed/{DAY}errors-2",
+        Body=_error_line({"id": 2}) + b"\n",
+    )
+    s3.put_object(
+        Bucket=bucket,
+        Key=f"errors/redriven/r1/errors/cleaned/processing-failed/{DAY}errors-1",
+        Body=_error_line({"id": 1}) + b"\n" + _error_line({"id": 2}) + b"\n",
+    )
+
+    from_raw = reconcile(None, stack.outputs, session=stack.session, explain_errors=False)
+    produced = reconcile([1, 2], stack.outputs, session=stack.session, explain_errors=False)
+
+    assert (from_raw.produced, from_raw.missing_downstream) == (4, [])
+    assert [e.beer_id for e in from_raw.errors] == [2], "a moved line is no error record"
+    assert (produced.ok, produced.missing_downstream) == (True, [])
 
 
 @pytest.mark.emulator

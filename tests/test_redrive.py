@@ -320,7 +320,7 @@ def test_the_command_is_a_dry_run_of_the_functions_failures_unless_told(monkeypa
     command("--apply", "--all", "--no-progress")
 
     assert dry.exit_code == 0, dry.output
-    assert "1 to re-drive (failed by the function)" in dry.output
+    assert ": 1 error record; 1 to re-drive (failed by the function)" in dry.output
     assert [(o["apply"], o["include_refused"]) for o in command.asked] == [
         (False, False),
         (True, True),
@@ -349,3 +349,21 @@ def test_an_interrupted_redrive_says_nothing_was_moved(monkeypatch):
 
     assert result.exit_code == 1
     assert "interrupted: 2 records sent, none moved out of the error prefix" in result.output
+
+
+def test_records_sent_but_not_moved_are_said_to_be_sent_and_to_be_sent_again(monkeypatch):
+    done = Redrive("bucket", PREFIX, [line(beer(5))], applied=True, archive="errors/redriven/r/")
+    done.produce = ProduceReport(records=1, sent=1, calls=1)
+    denied = "ClientError: An error occurred (AccessDenied) when calling the DeleteObject"
+    done.not_moved = {f"{PREFIX}a": denied}
+    command = _command(monkeypatch, done)
+
+    result = command("--apply", "--no-progress")
+
+    assert result.exit_code == 1
+    assert f"NOT MOVED {PREFIX}a: {denied}" in result.output
+    assert "not re-driven" not in result.output  # they were: Kinesis took them
+    assert "the next redrive sends them again" in result.output
+    assert "s3:DeleteObject" in result.output
+    assert done.figures()["archive"] is None  # nothing is there: no line was moved
+    assert "`brewops stream drain` delivers what was sent" in result.output

@@ -38,6 +38,8 @@ from brewops.transform import payload_sha256
 logger = logging.getLogger(__name__)
 
 GZIP_MAGIC = b"\x1f\x8b"
+# where `brewops stream redrive` moves the error lines of the records it sent again
+REDRIVEN_ROOT = "errors/redriven/"
 
 
 @dataclass(frozen=True)
@@ -425,6 +427,11 @@ def reconcile(
     )
     in_raw = Counter(i for i in raw if i is not None)
     downstream = Counter(cleaned) + Counter(e.beer_id for e in errors if e.beer_id is not None)
+    if produced_ids is None:
+        # Raw then holds a re-driven record twice, as received and as sent again: the
+        # first copy's error line is what redrive moved out of the error prefix.
+        redriven = error_records(s3, where.bucket, [REDRIVEN_ROOT], unreadable, earlier)
+        downstream += Counter(e.beer_id for e in redriven if e.beer_id is not None)
     return Reconciliation(
         produced=produced.total(),
         raw_records=len(raw),
@@ -553,12 +560,16 @@ class ObjectsNotDeleted(RuntimeError, ActionableError):
 
 
 def delete_delivered(outputs: Mapping[str, str], session: Any = None) -> int:
-    """Delete every object the delivery streams wrote (raw, cleaned, errors); returns how
-    many. The stream and the delivery positions stay: deleted records are not re-delivered.
-    Objects the bucket refuses to delete raise ObjectsNotDeleted, once the others are gone."""
+    """Delete every object the delivery streams wrote (raw, cleaned, errors, and the error
+    lines `brewops stream redrive` moved to errors/redriven/); returns how many. The stream
+    and the delivery positions stay: deleted records are not re-delivered. Objects the
+    bucket refuses to delete raise ObjectsNotDeleted, once the others are gone."""
     s3 = session_or_default(session).client("s3")
     where = Locations.from_outputs(outputs, session)
-    keys = [{"Key": key} for key in _keys_delivered(s3, where)]
+    # the moved lines too: left behind, they would stand for a later run's raw records
+    # when `reconcile` takes the produced ids from raw
+    moved = [item["Key"] for item in iter_objects(s3, where.bucket, REDRIVEN_ROOT)]
+    keys = [{"Key": key} for key in dict.fromkeys(_keys_delivered(s3, where) + moved)]
     refused: list[dict[str, Any]] = []
     for start in range(0, len(keys), 1000):  # at most 1,000 keys a call
         answer = s3.delete_objects(

@@ -44,6 +44,7 @@ from brewops.jsontext import parse_json
 from brewops.producer import ProduceReport, put_payloads
 from brewops.reconcile import (
     GZIP_MAGIC,
+    REDRIVEN_ROOT,
     UNREADABLE_ERRORS,
     Locations,
     LoggedReasons,
@@ -58,7 +59,6 @@ from brewops.transform import payload_sha256
 FUNCTION_FAILED = "function_failed"
 REFUSED = "refused"
 UNUSABLE = "unusable"
-REDRIVEN_ROOT = "errors/redriven/"
 # the transform's own words for a record it failed by a bug, not by judging it
 UNEXPECTED_ERROR = "unexpected error"
 SHOWN = 20  # lines of one kind the report shows
@@ -178,6 +178,27 @@ class Redrive:
         sent = self.produce is None or self.produce.ok
         return sent and not self.not_moved and not self.unreadable
 
+    def what_to_do(self) -> str:
+        """What is not `ok`, and what to do about it, in one message."""
+        said = []
+        if self.produce is not None and not self.produce.ok:
+            said.append(
+                "the records Kinesis did not take stay in the error prefix (NOT SENT above): "
+                "run the command again"
+            )
+        if self.not_moved:
+            said.append(
+                f"the records sent from {_objects(len(self.not_moved))} are still in the "
+                "error prefix too (NOT MOVED above), so the next redrive sends them again, a "
+                "copy readers dedupe: moving them takes s3:PutObject and s3:DeleteObject there"
+            )
+        if self.unreadable:
+            said.append(
+                f"{_objects(len(self.unreadable))} could not be read and are left where "
+                "they are (UNREADABLE above)"
+            )
+        return "; ".join(said)
+
     def figures(self) -> dict[str, Any]:
         """The JSON of `brewops stream redrive --json` (`brewops schema redrive`)."""
         chosen_lines = self.to_send
@@ -198,7 +219,8 @@ class Redrive:
             "sent": produce.sent if produce else 0,
             "not_sent": len(chosen_lines) - produce.sent if produce else 0,
             "moved": self.moved,
-            "archive": f"s3://{self.bucket}/{self.archive}" if self.archive else None,
+            # where the moved lines are: none when every move failed
+            "archive": f"s3://{self.bucket}/{self.archive}" if self.moved else None,
             "unreadable_objects": len(self.unreadable),
             "objects_not_moved": len(self.not_moved),
         }
@@ -210,7 +232,8 @@ class Redrive:
             " or refused by the transform" if self.include_refused else ""
         )
         said = [
-            f"{figures['error_prefix']}: {len(self.lines)} error records; "
+            f"{figures['error_prefix']}: {len(self.lines)} error "
+            f"record{'' if len(self.lines) == 1 else 's'}; "
             f"{len(chosen_lines)} to re-drive ({what})",
             *(f"  {count} x {code}" for code, count in figures["by_error_code"].items()),
         ]
@@ -252,6 +275,10 @@ class Redrive:
         for key, why in list(self.not_moved.items())[:SHOWN]:
             said.append(f"NOT MOVED {key}: {why}")
         return "\n".join(said)
+
+
+def _objects(count: int) -> str:
+    return f"{count} object{'' if count == 1 else 's'}"
 
 
 def read_error_lines(

@@ -481,18 +481,19 @@ def redrive(target: str, apply: bool, include_refused: bool, as_json: bool, prog
         )
         raise click.Abort from interrupted
     click.echo(json.dumps(result.figures()) if as_json else str(result))
-    if not result.ok:
-        raise click.ClickException(
-            "some records were not re-driven and stay in the error prefix (the lines above "
-            "say why); run the command again once the cause is fixed"
-        )
-    if result.applied and result.produce is not None:
+    if result.produce is not None and result.produce.sent:
         deliver = (
-            "`brewops stream drain` delivers them"
+            "`brewops stream drain` delivers what was sent"
             if tgt.name == "local"
-            else "Firehose delivers them within a few minutes"
+            else "Firehose delivers what was sent within a few minutes"
         )
-        click.echo(f"{deliver}; then `brewops stream reconcile` finds them in cleaned", err=True)
+        click.echo(
+            f"{deliver}; then `brewops stream reconcile` finds it in cleaned, or in the "
+            "error prefix again if the cause is not fixed",
+            err=True,
+        )
+    if not result.ok:
+        raise click.ClickException(result.what_to_do())
 
 
 @stream.command()
