@@ -705,18 +705,40 @@ def test_the_readme_mentions_every_make_target_and_only_those():
     assert sorted(mentioned - targets) == [], "the README mentions targets that do not exist"
 
 
-def test_the_readme_results_are_what_the_code_finds_in_the_real_catalogue(catalog_beers):
-    """The Results table quotes notebook 01's figures and notebook 04's findings."""
+def _readme_findings(beers) -> tuple[dict[str, int], dict[str, int]]:
+    """(the findings the README's Results quote for notebook 04, those validation finds in
+    the cleaned records of `beers`), counted per rule."""
     import pandas as pd
 
-    from brewops import explore, schema, validation
+    from brewops import schema, transform, validation
+
+    row = next(line for line in _readme_results_rows() if line.startswith("| 04 validate"))
+    stated = {
+        rule: int(re.search(pattern, row)[1])
+        for rule, pattern in (
+            (validation.NULLS, r"(\d+) nulls"),
+            (validation.RANGE, r"(\d+) out-of-range values"),
+            (validation.FG_ABOVE_OG, r"(\d+) beers with fg > og"),
+        )
+    }
+    # the records the transform writes to the cleaned table, every column of them
+    cleaned = pd.DataFrame([transform.clean_beer(b, "2024-05-01 00:00:00.000") for b in beers])
+    counts = validation.quality_report(cleaned, columns=schema.CLEANED_COLUMNS).counts()
+    return stated, {rule: counts[rule] for rule in stated}
+
+
+def _readme_results_rows() -> list[str]:
+    return [
+        line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| 0")
+    ]
+
+
+def test_the_readme_results_are_what_the_code_finds_in_the_real_catalogue(catalog_beers):
+    """The Results table quotes notebook 01's figures and notebook 04's findings."""
+    from brewops import explore
     from brewops.punkapi.client import MAX_PER_PAGE
 
-    rows = {
-        line.split("|")[1].strip(): line.split("|")[2]
-        for line in (ROOT / "README.md").read_text().splitlines()
-        if line.startswith("| 0")
-    }
+    rows = {line.split("|")[1].strip(): line.split("|")[2] for line in _readme_results_rows()}
     figures = explore.catalogue_figures(catalog_beers)
     stated = re.search(
         r"(\d+) beers crawled in (\d+) requests; (\d+) data quirks", rows["01 explore"]
@@ -724,18 +746,78 @@ def test_the_readme_results_are_what_the_code_finds_in_the_real_catalogue(catalo
     pages = figures["beers_crawled"] // MAX_PER_PAGE + 1  # the last page is short
     assert [int(n) for n in stated.groups()] == [figures["beers_crawled"], pages, figures["quirks"]]
 
-    # the columns of a beer record: ingested_at is the pipeline's own
-    frame = pd.DataFrame([{c: b.get(c) for c in schema.CHALLENGE_COLUMNS} for b in catalog_beers])
-    counts = validation.quality_report(frame).counts()
-    found = {
-        rule: int(re.search(pattern, rows["04 validate"])[1])
-        for rule, pattern in (
-            (validation.NULLS, r"(\d+) nulls"),
-            (validation.RANGE, r"(\d+) out-of-range values"),
-            (validation.FG_ABOVE_OG, r"(\d+) beers with fg > og"),
-        )
-    }
-    assert found == {rule: counts[rule] for rule in found}
+    stated_findings, found = _readme_findings(catalog_beers)
+    assert stated_findings == found
+
+
+def test_the_readme_findings_follow_a_column_added_to_the_cleaned_record(
+    catalog_beers, monkeypatch
+):
+    from brewops import schema, transform, validation
+
+    _, before = _readme_findings(catalog_beers)
+    # GIVEN a column added to the cleaned record, from a field no beer of the catalogue has
+    added = schema.Column("hop_ratio", "double", float, "Hops per malt, g/kg", 0, 1000)
+    assert not any(added.name in beer for beer in catalog_beers)
+    *columns, ingested_at = schema.CLEANED_COLUMNS
+    monkeypatch.setattr(schema, "CLEANED_COLUMNS", (*columns, added, ingested_at))
+    monkeypatch.setattr(transform, "NUMERIC_COLUMNS", (*transform.NUMERIC_COLUMNS, added.name))
+
+    # WHEN the README's findings are checked THEN they count a null more a beer, as
+    # notebook 04 does
+    _, after = _readme_findings(catalog_beers)
+    beers = len(catalog_beers)
+    assert after[validation.NULLS] == before[validation.NULLS] + beers
+
+
+def _adding_a_column_steps() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    assert "\n## Adding a column\n" in text, "the README's guide to adding a column is gone"
+    section = text.split("\n## Adding a column\n")[1].split("\n## ")[0]
+    # a numbered step runs until the next one or a blank line, its lines joined
+    return [
+        " ".join(step.split())
+        for step in re.findall(r"^\d+\. (.+?)(?=^\d+\. |\n\n)", section, re.M | re.S)
+    ]
+
+
+def test_the_readme_guide_to_adding_a_column_names_files_and_names_that_exist():
+    """Each step of "Adding a column" names files that exist and, in backquotes, names
+    those files hold; its first step is where the cleaned columns are defined."""
+    from brewops import schema
+
+    steps = _adding_a_column_steps()
+    assert steps, "the guide to adding a column lists no steps"
+    for step in steps:
+        quoted = re.findall(r"`([^`]+)`", step)
+        paths = [q for q in quoted if "/" in q]
+        assert paths, f"a step names no file: {step}"
+        for path in paths:
+            assert (ROOT / path).exists(), f"the guide names {path}, which does not exist"
+        texts = [(ROOT / p).read_text() for p in paths if (ROOT / p).is_file()]
+        for name in (q for q in quoted if re.fullmatch(r"[A-Za-z_]\w*", q)):
+            assert any(re.search(rf"\b{name}\b", t) for t in texts), (
+                f"the guide says {name} is in {', '.join(paths)}, and it is in none of them"
+            )
+    # the definition first, then the template's copy of it
+    first = re.findall(r"`([^`]+)`", steps[0])[0]
+    assert (ROOT / first).resolve() == Path(schema.__file__).resolve()
+    assert "`CLEANED_COLUMNS`" in steps[0]
+    assert "`infra/template.yaml`" in steps[1] and "`CleanedTable`" in steps[1]
+
+
+def test_the_readme_guide_check_catches_a_name_no_longer_in_its_file(monkeypatch):
+    # GIVEN the guide's step naming a function the transform no longer has
+    steps = _adding_a_column_steps()
+    renamed = [step.replace("`clean_beer`", "`clean_record`") for step in steps]
+    assert renamed != steps
+    monkeypatch.setattr(sys.modules[__name__], "_adding_a_column_steps", lambda: renamed)
+
+    # THEN the check names it
+    with pytest.raises(
+        AssertionError, match=re.escape("clean_record is in lib/brewops/transform.py")
+    ):
+        test_the_readme_guide_to_adding_a_column_names_files_and_names_that_exist()
 
 
 def test_the_readme_lists_the_bands_edges_sets(catalog_beers):

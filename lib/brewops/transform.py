@@ -177,7 +177,7 @@ def _name(value: Any) -> str:
 
 
 def clean_beer(beer: Mapping[str, Any], ingested_at: str) -> dict[str, Any]:
-    """The cleaned record of one beer: the challenge columns, typed, plus `ingested_at`.
+    """The cleaned record of one beer: the columns of `CLEANED_COLUMNS`, typed, in order.
 
     Raises `InvalidBeer` when the beer has no usable id or name, or a numeric field holds
     something that is not a number. Nulls stay null.
