@@ -48,13 +48,15 @@ def main() -> None:
         parser.error("--beers must be at least 1")
 
     from brewops.catalog import CatalogError, load_catalog
-    from brewops.model import features, predict, registry, train
-    from brewops.synth import iter_synthetic_beers
 
     try:
         catalogue = load_catalog(args.catalog)
     except CatalogError as error:  # its message says what to do
         parser.error(str(error))
+    # after the catalogue: a refusal need not wait seconds for scikit-learn to import
+    from brewops.model import features, predict, registry, train
+    from brewops.synth import iter_synthetic_beers
+
     beers = features.labelled(catalogue)
     ibu = features.ibu_values(beers)
     X = features.build_features(beers)

@@ -57,6 +57,13 @@ def main() -> None:
     if args.beers < 1:
         parser.error("--beers must be at least 1")
 
+    from brewops.catalog import CatalogError, load_catalog
+
+    try:
+        catalogue = load_catalog(args.catalog)
+    except CatalogError as error:  # its message says what to do
+        parser.error(str(error))
+    # after the catalogue: a refusal need not wait seconds for these to import
     import matplotlib
 
     matplotlib.use("Agg")
@@ -64,14 +71,9 @@ def main() -> None:
     import pandera.pandas  # noqa: F401  (imported here so its import is not timed below)
 
     from brewops import tables, validation, validation_plots
-    from brewops.catalog import CatalogError, load_catalog
     from brewops.synth import iter_synthetic_beers
     from brewops.transform import clean_beer
 
-    try:
-        catalogue = load_catalog(args.catalog)
-    except CatalogError as error:  # its message says what to do
-        parser.error(str(error))
     figures: dict[str, object] = {}
     if args.raw_columns != "none":
         figures.update(_read_raw(catalogue, args.beers, args.raw_columns == "all"))
