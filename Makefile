@@ -45,21 +45,32 @@ $(CREATED):
 # uv, which installs everything else, is pinned by hash too: the version in uv-requirements.in,
 # the hashes of its files for every platform in $(UV_LOCK) (`make lock`).
 # touched: pip leaves an installed uv as it was, older than $(CREATED)
+# pip's last words offline are "No matching distribution found": the line after says why
 $(UV): $(UV_LOCK) $(CREATED)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r $(UV_LOCK)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r $(UV_LOCK) || \
+		{ echo "pip could not install uv from $(UV_LOCK) (above): the set-up downloads packages from the package index, which needs the network" >&2; exit 1; }
 	touch $@
 
 # Every file installed must match a hash in the lock. The project itself has none: it comes
 # after, without dependencies, which the lock has brought already. $(STAMP) records a digest
-# of the files installed from: `brewops` warns when they have changed since.
+# of the files installed from: `brewops` warns when they have changed since, and files only
+# touched since (a branch switched and back) are not installed again, which would need the
+# package index, and so the network, even for the packages there are.
 $(STAMP): requirements.lock pyproject.toml $(CREATED) | $(UV)
-	$(UV) pip sync --quiet --require-hashes --python $(BIN)/python requirements.lock
-	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
-	$(BIN)/python -m ipykernel install --sys-prefix --name python3 > /dev/null
-	$(BIN)/python -m brewops.installed record $@
+	@if $(BIN)/python -m brewops.installed check $@ 2>/dev/null; then \
+		echo "keeping $(VENV): installed from requirements.lock and pyproject.toml as they are"; \
+		touch $@; \
+	else set -ex; \
+		$(UV) pip sync --quiet --require-hashes --python $(BIN)/python requirements.lock; \
+		$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .; \
+		$(BIN)/python -m ipykernel install --sys-prefix --name python3 > /dev/null; \
+		$(BIN)/python -m brewops.installed record $@; \
+	fi
 
+# --prefer-offline: the lock's integrity hashes check what npm's cache holds, which then
+# serves without the registry (offline, npm would retry it for minutes)
 $(NODE_STAMP): package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	npm ci --prefer-offline --no-audit --no-fund --loglevel=error
 	touch $@
 
 setup: $(STAMP) $(NODE_STAMP) ## Create .venv and install the pinned dependencies

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import errno
 import gc
+import hashlib
+import http.server
 import json
 import os
 import random
+import shutil
 import stat
 import tarfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,7 +55,12 @@ def test_fetch_packs_checks_and_caches(fake_npm, cache: Path, real_bytes: bytes)
     path = fetch_catalog(cache_dir=cache)
     assert path == cache / CATALOG_FILENAME
     assert path.read_bytes() == real_bytes
-    assert fake_npm.calls.read_text().split() == ["pack", "punkapi-db@2.6.0", "--loglevel=error"]
+    assert fake_npm.calls.read_text().split() == [
+        "pack",
+        "punkapi-db@2.6.0",
+        "--loglevel=error",
+        "--prefer-offline",
+    ]
     assert cache_leftovers(cache) == [CATALOG_FILENAME]  # the scratch directory is gone
 
 
@@ -312,6 +323,83 @@ def test_an_unreachable_registry_is_named_without_the_stack_trace(
     quoted = " ".join(npm_said.splitlines()[i] for i in (1, 2, 3, 11, 12))
     assert f"(exit 1): {quoted}. Check" in said
     assert "npm config get registry" in said
+
+
+class Registry(http.server.ThreadingHTTPServer):
+    """An npm registry on 127.0.0.1 holding one package, punkapi-db 2.6.0, that counts the
+    requests it answers."""
+
+    def __init__(self, tarball: bytes):
+        super().__init__(("127.0.0.1", 0), RegistryHandler)
+        self.tarball = tarball
+        self.requests = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/"
+
+
+class RegistryHandler(http.server.BaseHTTPRequestHandler):
+    server: Registry
+
+    def do_GET(self) -> None:
+        self.server.requests += 1
+        if self.path.endswith(".tgz"):
+            body = self.server.tarball
+        else:
+            integrity = base64.b64encode(hashlib.sha512(self.server.tarball).digest()).decode()
+            version = {
+                "name": catalog.NPM_PACKAGE,
+                "version": catalog.NPM_VERSION,
+                "dist": {
+                    "tarball": f"{self.server.url}{catalog.NPM_PACKAGE}/-/package.tgz",
+                    "integrity": f"sha512-{integrity}",
+                },
+            }
+            body = json.dumps(
+                {
+                    "name": catalog.NPM_PACKAGE,
+                    "dist-tags": {"latest": catalog.NPM_VERSION},
+                    "versions": {catalog.NPM_VERSION: version},
+                }
+            ).encode()
+        self.send_response(200)
+        # stale at once, as a copy cached hours before is
+        self.send_header("Cache-Control", "max-age=0")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Registry]:
+    """A local npm registry for the real npm, with a cache of its own."""
+    server = Registry(make_tarball(tmp_path / "package.tgz", b"[]").read_bytes())
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("npm_config_registry", server.url)
+    monkeypatch.setenv("npm_config_cache", str(tmp_path / "npm-cache"))
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.skipif(shutil.which("npm") is None, reason="needs npm")
+def test_a_package_in_npms_cache_is_fetched_without_asking_the_registry(
+    registry: Registry, tmp_path: Path
+):
+    # GIVEN the package fetched once, so in npm's cache
+    pinned = sha256_of(b"[]")
+    fetch_catalog(cache_dir=tmp_path / "first", expected_sha256=pinned)
+    assert registry.requests > 0
+    # WHEN another checkout (or cache folder) fetches it
+    registry.requests = 0
+    fetched = fetch_catalog(cache_dir=tmp_path / "second", expected_sha256=pinned)
+    # THEN npm's copy serves, and the registry, which offline is not there, is not asked
+    assert fetched.read_bytes() == b"[]"
+    assert registry.requests == 0
 
 
 # ----------------------------------------------------------------------------- files

@@ -179,6 +179,11 @@ def test_only_the_tests_install_the_node_tools(checkout: Path, target: str, need
     assert ("npm ci" in result.stdout) == needs_npm_ci
 
 
+def test_the_node_tools_are_installed_from_npms_cache_when_it_has_them(checkout: Path):
+    result = make_dry_run(checkout, "node_modules/.installed")
+    assert "npm ci --prefer-offline" in result.stdout
+
+
 def test_a_python3_of_another_version_is_refused_before_anything_is_made(checkout: Path):
     python = checkout / "tools" / "python3.12"
     python.write_text(PYTHON_3_12)
@@ -286,12 +291,50 @@ def test_a_changed_lock_or_pyproject_is_installed_by_the_next_set_up(checkout: P
     # GIVEN a set-up done
     assert make_installed(checkout).returncode == 0
     # WHEN a pull changes the lock or the project's dependencies
+    with (checkout / name).open("a") as changed:
+        changed.write("# pulled\n")
     later = (checkout / ".venv" / ".installed").stat().st_mtime + 10
     os.utime(checkout / name, (later, later))
     # THEN make installs the lock again, and records it
     result = make_dry_run(checkout, ".venv/.installed")
     assert "pip sync --quiet --require-hashes" in result.stdout
     assert "brewops.installed record" in result.stdout
+
+
+def test_a_set_up_without_the_network_says_it_needs_it(checkout: Path):
+    # GIVEN no package index to reach: pip finds no uv, as it says offline
+    venv_python = checkout / "tools" / "venv-python"
+    venv_python.write_text(
+        "#!/bin/sh\necho 'ERROR: No matching distribution found for uv==0.13.8' >&2\nexit 1\n"
+    )
+    # WHEN make sets up
+    result = make_installed(checkout)
+    # THEN it fails, saying that the set-up needs the network
+    assert result.returncode != 0
+    assert "package index, which needs the network" in result.stderr
+
+
+def test_a_lock_and_pyproject_only_touched_are_not_installed_again_offline(checkout: Path):
+    # GIVEN a set-up done, then no package index to reach: uv fails whatever it is asked
+    assert make_installed(checkout).returncode == 0
+    uv = checkout / ".venv" / "bin" / "uv"
+    uv.write_text(
+        '#!/bin/sh\necho "uv $*" >&2\necho "error: Failed to fetch: dns error" >&2\nexit 2\n'
+    )
+    # WHEN the lock and pyproject.toml are touched after the set-up, their text as
+    # installed (a branch switched and back): dates in the past, so that the set-up's
+    # own dates, now, come after them
+    installed_at = time.time() - 100
+    for name in ("uv-requirements.lock", ".venv/.created", ".venv/bin/uv", ".venv/.installed"):
+        os.utime(checkout / name, (installed_at, installed_at))
+    for name in ("requirements.lock", "pyproject.toml"):
+        os.utime(checkout / name, (installed_at + 50, installed_at + 50))
+    # THEN the set-up keeps the venv without asking uv, and is then up to date
+    result = make_installed(checkout)
+    assert result.returncode == 0, result.stderr
+    assert "uv " not in result.stderr
+    assert "keeping .venv: installed from" in result.stdout
+    assert "is up to date" in make_installed(checkout).stdout
 
 
 @pytest.mark.parametrize("target", ["bogus", "", "local aws"])

@@ -105,8 +105,11 @@ def fetch_catalog(
 def _npm_pack(npm: str, spec: str, workdir: Path) -> Path:
     try:
         result = subprocess.run(
-            # not --silent: that silences npm's errors too, and the user needs their reason
-            [npm, "pack", spec, "--loglevel=error"],
+            # not --silent: that silences npm's errors too, and the user needs their reason.
+            # --prefer-offline: a copy in npm's cache is taken without asking the registry
+            # (offline, npm would retry it for minutes): the version is exact, and its
+            # data.json is checked against the pin all the same
+            [npm, "pack", spec, "--loglevel=error", "--prefer-offline"],
             cwd=workdir,
             capture_output=True,
             text=True,

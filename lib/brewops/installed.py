@@ -4,7 +4,9 @@ A `git pull` can change requirements.lock or pyproject.toml; `make` then install
 but `.venv/bin/brewops` run straight away would use the packages of before. `make setup`
 records a digest of those files in .venv/.installed (`python -m brewops.installed record
 .venv/.installed`); the command line compares it with the files on start, which costs a
-hash of about 300 kB.
+hash of about 300 kB. `make` asks the record too (`python -m brewops.installed check
+.venv/.installed`): files only touched since (a branch switched and back, a save without
+a change) are installed already, and it then asks no package index, offline too.
 """
 
 from __future__ import annotations
@@ -33,6 +35,16 @@ def record(stamp: Path) -> None:
     """Write the digest of the checkout's files into `stamp`, .venv/.installed."""
     # absolute, not resolved: a .venv linked to another disk is still the checkout's
     stamp.write_text(digest(stamp.absolute().parent.parent) + "\n")
+
+
+def is_current(stamp: Path) -> bool:
+    """Whether `stamp`, .venv/.installed, records the digest of the checkout's files as
+    they are: the venv is installed from them. False without a record or a digest in it."""
+    try:
+        recorded = stamp.read_text().strip()
+        return recorded == digest(stamp.absolute().parent.parent)
+    except OSError:
+        return False
 
 
 def is_stale(venv: Path, checkout: Path) -> bool:
@@ -67,6 +79,9 @@ def stale_venv_warning(venv: Path | None = None, checkout: Path | None = None) -
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] != ["record"] or len(sys.argv) != 3:
-        sys.exit("usage: python -m brewops.installed record .venv/.installed")
-    record(Path(sys.argv[2]))
+    if sys.argv[1:2] not in (["record"], ["check"]) or len(sys.argv) != 3:
+        sys.exit("usage: python -m brewops.installed record|check .venv/.installed")
+    if sys.argv[1] == "record":
+        record(Path(sys.argv[2]))
+    elif not is_current(Path(sys.argv[2])):
+        sys.exit(1)
