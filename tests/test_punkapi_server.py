@@ -242,6 +242,29 @@ def test_filter_v2_semantics_unit(catalog_beers):
     assert filter_v2(catalog_beers, {"ibu_lt": ["0"]}) == []
 
 
+NUMBER_FILTERS = ["abv_gt=1", "abv_lt=99", "ibu_gt=1", "ibu_lt=9999", "ebc_gt=1", "ebc_lt=9999"]
+TEXT_FILTERS = ["beer_name=e", "food=e"]
+V2_ONLY_FILTERS = ["hops=e", "malt=e", "yeast=e", "brewed_before=01-2030", "brewed_after=01-1990"]
+
+
+@pytest.mark.parametrize(
+    ("version", "query"),
+    [
+        *(("v2", q) for q in NUMBER_FILTERS + TEXT_FILTERS + V2_ONLY_FILTERS),
+        *(("v3", q) for q in NUMBER_FILTERS + TEXT_FILTERS),
+    ],
+)
+def test_a_beer_without_the_filtered_field_matches_no_filter_on_it(catalog_beers, version, query):
+    # the loader asks only for ids; the original compares a missing number as NaN
+    bare = {"id": catalog_beers[1]["id"]}
+    app = PunkApiApp([catalog_beers[0], bare, catalog_beers[2]], version)
+
+    answer = Client(app).get(f"/{version}/beers?{query}&page=1")
+
+    assert answer.status_code == 200
+    assert catalog_beers[1]["id"] not in [beer["id"] for beer in answer.json]
+
+
 @pytest.mark.parametrize("name", ["beer_name", "food", "hops", "malt", "yeast", "ids"])
 def test_a_repeated_text_filter_is_a_500_as_in_the_original(punkapi_url, name):
     # the original calls string methods on the array a repeated parameter becomes

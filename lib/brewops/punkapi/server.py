@@ -354,6 +354,17 @@ def _js_number(value: Any) -> float:
     return 0.0 if value is None else float(value)
 
 
+# A catalogue may lack a field in some beers (the loader asks only for ids): such a beer
+# matches no filter on it. The original compares a missing (undefined) number as NaN, so
+# neither above nor below; a missing text is treated as a null one.
+_MISSING_NUMBER = math.nan
+
+
+def _ingredients(beer: dict[str, Any], kind: str) -> Any:
+    """The beer's `kind` of ingredients (hops, malt: a list; yeast: a text), or None."""
+    return (beer.get("ingredients") or {}).get(kind)
+
+
 def _moment_month(text: str) -> tuple[int, int] | None:
     """(year, month) as moment's forgiving parse of "MM?YYYY" reads it, or None if invalid."""
     month_match = re.search(r"\d\d?", text)
@@ -397,9 +408,9 @@ def filter_v2(beers: list[dict[str, Any]], args: dict[str, list[str]]) -> list[d
             return
         limit = float(values[0])
         if greater:
-            out = [b for b in out if _js_number(b[field]) > limit]
+            out = [b for b in out if _js_number(b.get(field, _MISSING_NUMBER)) > limit]
         else:
-            out = [b for b in out if _js_number(b[field]) < limit]
+            out = [b for b in out if _js_number(b.get(field, _MISSING_NUMBER)) < limit]
 
     for field in ("abv", "ebc", "ibu"):
         numeric(f"{field}_gt", field, greater=True)
@@ -409,25 +420,27 @@ def filter_v2(beers: list[dict[str, Any]], args: dict[str, list[str]]) -> list[d
             predicate = _moment_month(_single(args[name]))
             kept = []
             for b in out:
-                brewed = _moment_month(b["first_brewed"] or "")
+                brewed = _moment_month(b.get("first_brewed") or "")
                 if predicate and brewed and (brewed < predicate if before else brewed > predicate):
                     kept.append(b)
             out = kept
     if "beer_name" in args:
         value = _single(args["beer_name"])
-        out = [b for b in out if _contains(b["name"], value)]
+        out = [b for b in out if _contains(b.get("name"), value)]
     if "food" in args:
         value = _single(args["food"])
-        out = [b for b in out if any(_contains(f, value) for f in b["food_pairing"])]
+        out = [b for b in out if any(_contains(f, value) for f in b.get("food_pairing") or [])]
     for name in ("hops", "malt"):
         if name in args:
             value = _single(args[name])
             out = [
-                b for b in out if any(_contains(i["name"], value) for i in b["ingredients"][name])
+                b
+                for b in out
+                if any(_contains(i.get("name"), value) for i in _ingredients(b, name) or [])
             ]
     if "yeast" in args:
         value = _single(args["yeast"])
-        out = [b for b in out if _contains(b["ingredients"]["yeast"], value)]
+        out = [b for b in out if _contains(_ingredients(b, "yeast"), value)]
     if "ids" in args:
         wanted = {_js_id(part) for part in _single(args["ids"]).split("|")}
         out = [b for b in out if b["id"] in wanted]
@@ -508,13 +521,13 @@ def filter_v3(beers: list[dict[str, Any]], q: V3Query) -> list[dict[str, Any]]:
     for field in ("abv", "ibu", "ebc"):
         gt, lt = getattr(q, f"{field}_gt"), getattr(q, f"{field}_lt")
         if gt is not None:
-            out = [b for b in out if b[field] is not None and b[field] > gt]
+            out = [b for b in out if b.get(field) is not None and b[field] > gt]
         if lt is not None:
-            out = [b for b in out if b[field] is not None and b[field] < lt]
+            out = [b for b in out if b.get(field) is not None and b[field] < lt]
     if q.beer_name:
-        out = [b for b in out if _contains(b["name"], q.beer_name)]
+        out = [b for b in out if _contains(b.get("name"), q.beer_name)]
     if q.food:
-        out = [b for b in out if any(_contains(f, q.food) for f in b["food_pairing"])]
+        out = [b for b in out if any(_contains(f, q.food) for f in b.get("food_pairing") or [])]
     for value, before in ((q.brewed_before, True), (q.brewed_after, False)):
         if value:
             month, year = value.split("-")
