@@ -71,6 +71,29 @@ def test_validation_benchmark_prints_its_figures(catalog_path):
         assert figures[name] > 0, name
 
 
+def test_the_redrive_benchmark_prints_its_figures(catalog_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "redrive.py"),
+            "--mb",
+            "0.2",
+            "--object-mb",
+            "0.05",
+            "--catalog",
+            str(catalog_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["objects"] > 1
+    for name in ("stored_mb", "lines", "peak_mb", "peak_vs_stored", "seconds"):
+        assert figures[name] > 0, name
+
+
 @pytest.mark.emulator
 @pytest.mark.parametrize(
     ("script", "arguments", "figure"),
