@@ -478,6 +478,26 @@ def test_a_failed_write_leaves_the_previous_catalogue_and_no_partial_file(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog.json"]
 
 
+def test_a_catalogue_is_on_disk_before_it_replaces_the_previous_one(
+    tmp_path: Path, catalog_beers, monkeypatch
+):
+    out = write_catalog(catalog_beers[:2], tmp_path / "catalog.json")
+    before = out.read_bytes()
+    synced = []
+
+    def synced_then_interrupted(descriptor: int) -> None:  # Ctrl-C while the disk catches up
+        synced.append(os.fstat(descriptor).st_size)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", synced_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_catalog(catalog_beers[:1], out)
+
+    assert synced and synced[0] > 0  # the new catalogue's content, not yet renamed
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog.json"]
+
+
 def test_a_catalogue_another_user_owns_is_refused_naming_it(
     tmp_path: Path, catalog_beers, monkeypatch
 ):

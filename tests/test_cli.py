@@ -101,6 +101,49 @@ def test_a_build_dir_that_is_a_file_is_one_line_naming_it(tmp_path, monkeypatch)
     )
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no /proc on this system")
+def test_an_out_in_a_folder_that_takes_no_new_file_is_one_line_naming_it():
+    result = subprocess.run(
+        [BREWOPS, "data", "synth", "--n", "1", "--out", "/proc/catalog.json"],
+        capture_output=True,
+        text=True,
+    )
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        "Error: /proc/catalog.json: cannot be created, /proc takes no new files.\n"
+    )
+
+
+def test_an_out_under_a_file_is_one_line_naming_the_file(tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+
+    result = subprocess.run(
+        [BREWOPS, "data", "synth", "--n", "1", "--out", str(tmp_path / "a-file" / "c.json")],
+        capture_output=True,
+        text=True,
+    )
+
+    assert result.returncode == 1
+    assert result.stderr == f"Error: {tmp_path / 'a-file'}: Not a directory.\n"
+
+
+def test_an_out_through_a_link_into_a_missing_folder_is_one_line_naming_it(tmp_path):
+    (tmp_path / "c.json").symlink_to(tmp_path / "gone" / "c.json")
+
+    result = subprocess.run(
+        [BREWOPS, "data", "synth", "--n", "1", "--out", str(tmp_path / "c.json")],
+        capture_output=True,
+        text=True,
+    )
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"Error: {tmp_path / 'gone' / 'c.json'}: cannot be created, {tmp_path / 'gone'} "
+        "does not exist.\n"
+    )
+
+
 @pytest.mark.parametrize("variable", ["BREWOPS_CACHE_DIR", "XDG_CACHE_HOME"])
 def test_a_cache_dir_under_a_file_is_one_line_naming_where_it_comes_from(
     tmp_path, monkeypatch, variable

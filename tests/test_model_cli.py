@@ -592,6 +592,26 @@ def test_train_refuses_a_read_only_folder_before_training(
     assert f"{tmp_path / 'build'} is not a folder you can write in" in result.output
 
 
+def test_train_refuses_a_folder_that_takes_no_new_file_before_training(
+    catalog_path, tmp_path: Path, monkeypatch
+):
+    import tempfile
+
+    monkeypatch.setattr(training, "train", lambda *a, **kw: pytest.fail("trained"))
+
+    def refused(*args, **kwargs):  # as /proc answers root, whom access() lets write there
+        raise FileNotFoundError(2, "No such file or directory")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refused)
+
+    result = brewops_in_process(
+        "train", "--catalog", str(catalog_path), "--out", str(tmp_path / "ibu")
+    )
+
+    assert result.exit_code == 2
+    assert f"{tmp_path} is not a folder you can write in" in result.output
+
+
 def test_train_help_does_not_promise_five_folds():
     result = brewops_in_process("train", "--help")
     assert result.exit_code == 0

@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 
 from brewops import paths
 from brewops.errors import ActionableError
-from brewops.files import naming
+from brewops.files import make_folder, naming, sync_folder
 from brewops.jsontext import collector_paused, parse_json
 
 NPM_PACKAGE = "punkapi-db"
@@ -79,7 +79,7 @@ def fetch_catalog(
             f"already have to {target} (its sha256 is checked), or pass a catalogue file "
             "to a command that takes --catalog FILE."
         )
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(cache_dir)
     spec = f"{NPM_PACKAGE}@{NPM_VERSION}"
     # The scratch directory lives inside the cache so the final rename stays on one filesystem.
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".fetch-") as scratch:
@@ -323,23 +323,26 @@ def _write_beers(beers: Iterable[dict[str, Any]], fh: Any) -> None:
 
 
 def write_catalog(beers: Iterable[dict[str, Any]], out: str | os.PathLike[str]) -> Path:
-    """Write beers as a JSON array, atomically (a temporary file renamed into place).
-    A link or a path that is no regular file (/dev/stdout, a pipe) is written through: a
+    """Write beers as a JSON array, atomically (a temporary file synced to disk, then
+    renamed into place, as write_atomically does). A link or a path that is no regular file (/dev/stdout, a pipe) is written through: a
     rename would put a file in place of the link or the device."""
     out = Path(out)
     if out.is_symlink() or (out.exists() and not out.is_file()):
         with naming(out), out.open("w", encoding="utf-8", buffering=1 << 20) as fh:
             _write_beers(beers, fh)
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(out.parent)
     with naming(out):
         fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
         try:
             os.chmod(tmp, 0o644)  # mkstemp makes it private; a catalogue is meant to be shared
             with os.fdopen(fd, "w", encoding="utf-8", buffering=1 << 20) as fh:
                 _write_beers(beers, fh)
+                fh.flush()
+                os.fsync(fh.fileno())  # as write_atomically: a power cut leaves old or new
             os.replace(tmp, out)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+    sync_folder(out.parent)
     return out

@@ -51,7 +51,9 @@ _NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 def _file_system_refusal(error: OSError) -> str | None:
-    if error.errno not in _FILE_SYSTEM_REFUSALS:
+    from brewops.files import CannotCreate
+
+    if error.errno not in _FILE_SYSTEM_REFUSALS and not isinstance(error, CannotCreate):
         return None
     limit = _file_size_limit() if error.errno == errno.EFBIG else None
     if not isinstance(error.filename, str):  # a write to an open file names none

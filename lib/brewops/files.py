@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import secrets
@@ -12,11 +13,33 @@ from pathlib import Path
 from typing import TextIO
 
 
+class CannotCreate(FileNotFoundError):
+    """A file or folder its folder refuses (/proc, /sys take no new entry) or that has no
+    folder (a link into one missing): the system says only "No such file or directory"."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        folder = Path(path).parent
+        why = "takes no new files" if folder.is_dir() else "does not exist"
+        super().__init__(errno.ENOENT, f"cannot be created, {folder} {why}", str(path))
+
+
+def make_folder(path: Path) -> None:
+    """`mkdir -p path`, refused in words the user can act on: a file in the way is "Not a
+    directory" (mkdir says "File exists"), a folder that takes no new entry says so."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as error:  # a file where a folder should be
+        not_a_folder = errno.ENOTDIR, os.strerror(errno.ENOTDIR), error.filename
+        raise NotADirectoryError(*not_a_folder) from error
+    except FileNotFoundError as error:
+        raise CannotCreate(error.filename or path) from error
+
+
 def write_atomically(path: Path, text: str, mode: int | None = None) -> None:
     """Replace `path` with `text` so a crash leaves either the old or the new file. The
     file is private to this user unless `mode` says otherwise: then it gets `mode` less
     the umask, as a file open() creates does."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     with naming(path):
         if mode is None:
             descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -32,7 +55,13 @@ def write_atomically(path: Path, text: str, mode: int | None = None) -> None:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
-    directory = os.open(path.parent, os.O_RDONLY)
+    sync_folder(path.parent)
+
+
+def sync_folder(folder: Path) -> None:
+    """Put on disk the names in `folder`: a file renamed into it (after its content was
+    synced) survives a power cut."""
+    directory = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(directory)
     finally:
@@ -43,9 +72,14 @@ def write_atomically(path: Path, text: str, mode: int | None = None) -> None:
 def naming(path: Path) -> Iterator[None]:
     """Name `path` in an OSError of the block, which writes `path` or a temporary file in its
     place: "No space left on device" from a write to an open file names no file, so not
-    which disk is full, and a temporary's random name is none the user gave."""
+    which disk is full, and a temporary's random name is none the user gave. "No such file"
+    there is `path` (or the file a link at it names) that cannot be created."""
     try:
         yield
+    except CannotCreate:
+        raise
+    except FileNotFoundError as error:
+        raise CannotCreate(os.path.realpath(path) if path.is_symlink() else path) from error
     except OSError as error:
         if not error.errno or error.filename == str(path):
             raise
@@ -57,7 +91,7 @@ def exclusive(lock_file: Path, waiting: Callable[[], None] | None = None) -> Ite
     """Hold `lock_file` (created if needed) so one process or thread at a time runs the
     block: each entry opens the file anew, and flock excludes other opens in this process too.
     `waiting` is called first if another holds it."""
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(lock_file.parent)
     with lock_file.open("w") as handle:
         if waiting is not None and not held_alone(handle, wait=False):
             waiting()
@@ -72,7 +106,7 @@ def exclusive(lock_file: Path, waiting: Callable[[], None] | None = None) -> Ite
 def shared(lock_file: Path) -> Iterator[TextIO]:
     """Hold `lock_file` (created if needed) for the block, shared with its other holders;
     the open file is yielded so that the holder can wait to hold it alone (`held_alone`)."""
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(lock_file.parent)
     with lock_file.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_SH)
         yield handle  # closing the file lets it go

@@ -29,7 +29,7 @@ import yaml
 from brewops import summary
 from brewops.environ import applied_environment
 from brewops.errors import ActionableError
-from brewops.files import exclusive, held_alone, shared, write_atomically
+from brewops.files import exclusive, held_alone, make_folder, shared, write_atomically
 from brewops.paths import build_dir, local_state_dir, notebooks_dir
 from brewops.progress_option import PROGRESS_OPTION
 
@@ -370,7 +370,7 @@ def execute(
     out_dir = out_dir or build_dir()
     executed_dir = out_dir / "executed"
     figures_dir = out_dir / "figures"
-    executed_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(executed_dir)
     params = {"target": target, **(parameters or {})}
     run = RunSummary(target=target, started_at=datetime.now(UTC).isoformat(), parameters=params)
     summary_path = out_dir / "run-summary.json"

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from brewops.errors import ActionableError, refused_deletions
-from brewops.files import naming
+from brewops.files import make_folder, naming
 from brewops.jsontext import parse_json
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ def save(model: Any, metrics: dict[str, Any], card: dict[str, Any], out_dir: str
     import joblib
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     with naming(out), tempfile.TemporaryDirectory(dir=out, prefix=".partial-") as scratch:
         written = Path(scratch)
         joblib.dump(model, written / MODEL_FILE, compress=3)
@@ -725,7 +725,7 @@ def download(
         if dest is not None
         else Path(tempfile.mkdtemp(prefix=f"brewops-model-{version}-"))
     )
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder)
     for name in VERSION_FILES:
         key = f"{prefix}{version}/{name}"
         try:
