@@ -633,3 +633,28 @@ def test_an_error_line_nested_too_deeply_is_one_unreadable_record(bucket):
         (None, "Unreadable"),
     ]
     assert found[1].message.startswith("line 2 is not JSON")
+
+
+def test_the_error_records_of_each_reason_name_their_beers():
+    refused = "Lambda.ProcessingFailedStatus"
+    errors = [
+        ErrorRecord(f"errors/cleaned/{i}", beer_id, refused, "", logged_reason="abv")
+        for i, beer_id in enumerate([9, 3, 9, None])
+    ]
+    errors += [ErrorRecord(f"errors/cleaned/p{i}", i, "Parquet", "") for i in range(100, 125)]
+    result = Reconciliation(
+        produced=29,
+        raw_records=29,
+        raw_unique_ids=28,
+        cleaned_rows=0,
+        cleaned_unique_ids=0,
+        errors=errors,
+    )
+
+    lines = str(result).splitlines()
+    assert lines[4:8] == [
+        "  25 x Parquet",
+        "    beer ids: " + ", ".join(map(str, range(100, 120))) + " and 5 more",
+        f"  4 x {refused} (abv)",
+        "    beer ids: 3, 9",  # each beer once; a record naming none is only counted
+    ]

@@ -138,8 +138,10 @@ class Reconciliation:
             f"raw: {self.raw_records} records, {self.raw_unique_ids} unique ids",
             f"cleaned: {self.cleaned_rows} rows, {self.cleaned_unique_ids} unique ids",
             f"errors: {len(self.errors)}",
-            *(f"  {count} x {reason}" for reason, count in self.error_reasons.items()),
         ]
+        for reason, count in self.error_reasons.items():
+            lines.append(f"  {count} x {reason}")
+            lines += self._beer_ids_of(reason)
         if self.earlier_objects:
             lines.append(f"left out: {self.earlier_objects} objects delivered earlier")
         for key, why in list(self.unreadable.items())[:20]:
@@ -153,6 +155,23 @@ class Reconciliation:
         else:
             lines.append("nothing lost" if self.ok else "RECORDS LOST")
         return "\n".join(lines)
+
+    def _beer_ids_of(self, reason: str) -> list[str]:
+        """The beers of the error records of one reason, so that each can be looked up (its
+        `beer_id` in the transform function's log gives the shard and sequence number)."""
+        ids = sorted(
+            {e.beer_id for e in self.errors if e.reason == reason and e.beer_id is not None}
+        )
+        if not ids:
+            return []
+        more = len(ids) - _IDS_SHOWN
+        return [
+            f"    beer ids: {', '.join(map(str, ids[:_IDS_SHOWN]))}"
+            + (f" and {more} more" if more > 0 else "")
+        ]
+
+
+_IDS_SHOWN = 20  # beer ids named per error reason
 
 
 def session_or_default(session: Any) -> Any:
