@@ -292,6 +292,8 @@ def test_predict_prints_a_band_per_beer(trained_dir: Path, split_catalogue):
     )
     # the held-out file: beers the model has not been trained on
     assert [p["seen_in_training"] for p in predictions] == [False, False]
+    # each line names the version that made it, as evaluate's last line does
+    assert {p["model_version"] for p in predictions} == {card_of(trained_dir)["version"]}
     assert all(p["predicted_ibu_band"] in bands.LABELS for p in predictions)
     # beside the model's IBU, the recipe's own Tinseth estimate, rounded as it is
     beers = {b["id"]: b for b in json.loads(unseen_file.read_text())}

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from brewops import provenance
 from brewops.local.state import emulator_environment
 from brewops.model import features, predict, registry, train
 from brewops.model.cli import model as model_group
@@ -212,6 +213,30 @@ def test_the_markdown_card_shows_what_the_card_records(trained, tmp_path):
         assert f"- {name}: accuracy {figures['accuracy']:.3f}, macro_f1" in page
     assert f"- n_test {split['n_test']}, accuracy {split['accuracy']:.3f}, macro_f1" in page
     assert f"scikit-learn {card['library_versions']['scikit-learn']}" in page
+    # the code that trained it: this checkout's commit
+    assert card["code"] == provenance.code_version()
+    code = card["code"]
+    changes = ", with changes not committed" if code["modified"] else ""
+    assert f"## Code\nbrewops {code['brewops']}, commit `{code['commit']}`{changes}\n" in page
+
+
+@pytest.mark.parametrize(
+    ("code", "shown"),
+    [
+        (
+            {"brewops": "0.1.0", "commit": "a" * 40, "modified": False},
+            f"brewops 0.1.0, commit `{'a' * 40}`",
+        ),
+        (
+            {"brewops": "0.1.0", "commit": None, "modified": None},
+            "brewops 0.1.0, no git commit recorded (not run from a git checkout)",
+        ),
+    ],
+)
+def test_the_card_page_names_the_code_when_the_card_records_it(trained, code, shown):
+    assert shown in registry.card_markdown({**trained.card, "code": code}).splitlines()
+    older = {key: value for key, value in trained.card.items() if key != "code"}
+    assert "## Code" not in registry.card_markdown(older)
 
 
 def test_a_tampered_model_file_is_not_loaded(trained, tmp_path):

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sklearn.ensemble._forest import BaseForest
 
-from brewops import schema, tables
+from brewops import schema, tables, target
 from brewops.catalog import to_v3_shape
 from brewops.model import bands, features, train
 from brewops.model.estimators import OrdinalForestClassifier
@@ -22,6 +22,7 @@ from brewops.model.predict import (
     predict_beers,
     predictions_frame,
 )
+from brewops.paths import repo_root
 from fixtures.model import QUICK, TINY, train_small
 from fixtures.validation import raw_columns
 
@@ -470,6 +471,33 @@ def test_the_data_checksum_of_beers_read_from_the_raw_table_is_the_catalogues(ca
 
     assert train.data_checksum(features.labelled(read)) == checksum
     assert train.data_checksum(features.labelled(read_a_day_later)) == checksum
+
+
+def readme_checksum_recipe() -> str:
+    text = (repo_root() / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Tracing a model back\n")[1].split("\n## ")[0]
+    return section.split("```python\n")[1].split("```")[0]
+
+
+def test_the_readmes_recipe_gives_the_data_checksum_the_card_records(
+    small_trained_model, catalog_beers, monkeypatch: pytest.MonkeyPatch, capsys
+):
+    # the table as read: the beers trained on (every other one), each delivered twice
+    columns = [(c["Name"], c["Type"]) for c in raw_columns()]
+    columns.append((schema.PARTITION_KEY, schema.PARTITION_GLUE_TYPE))
+    delivered = pd.DataFrame(catalog_beers[::2] * 2).assign(ingest_date="2024-06-01")
+    monkeypatch.setattr(target, "use", lambda name: "the target")
+    read: list[tuple[str, str]] = []
+    monkeypatch.setattr(
+        tables,
+        "read_table",
+        lambda name, tgt: read.append((name, tgt)) or tables.typed(delivered, columns),
+    )
+
+    exec(readme_checksum_recipe(), {})
+
+    assert read == [("raw", "the target")]
+    assert capsys.readouterr().out == small_trained_model.card["data"]["sha256"] + "\n"
 
 
 def test_one_absurd_value_leaves_the_other_beers_predictions_alone(trained, catalog_beers):

@@ -22,8 +22,9 @@ import nbformat
 import pytest
 from click.testing import CliRunner
 
-from brewops import local, runner, summary
+from brewops import local, provenance, runner, summary
 from brewops.files import exclusive, shared
+from brewops.local.state import DEFAULT_STACK_NAME
 from brewops.paths import repo_root
 from brewops.runner import (
     RunSummary,
@@ -96,6 +97,9 @@ def test_a_failing_notebook_stops_the_run_and_is_kept(notebooks: Path, tmp_path:
     assert written["seconds"] >= sum(nb["seconds"] for nb in written["notebooks"]) > 0
     assert [nb["status"] for nb in written["notebooks"]] == ["ok", "failed", "skipped"]
     assert written["notebooks"][0]["seconds"] > 0
+    # the code that ran; no stack named to execute(), none written
+    assert written["code"] == provenance.code_version()
+    assert written["stack"] is None
     assert schema_errors("run_summary", written) == []
     assert schema_errors("run_summary", renamed(written, ("notebooks", 0, "seconds"), "secs"))
     assert schema_errors("run_summary", retyped(written, ("notebooks", 1, "status"), "error"))
@@ -480,7 +484,8 @@ def test_the_command_runs_against_a_local_target_it_brings_up_and_takes_down(tmp
     _notebook(
         home / "notebooks" / "01_reads_the_stack.ipynb",
         "from brewops import summary\nfrom brewops import target as targets\n"
-        "summary.record(bucket=targets.use(target).outputs['BucketName'])",
+        "used = targets.use(target)\n"
+        "summary.record(bucket=used.outputs['BucketName'], stack=used.stack_name)",
     )
     _notebook(home / "notebooks" / "02_breaks_here.ipynb", "raise ValueError('it fails')")
     state_dir = tmp_path / "local"
@@ -504,6 +509,7 @@ def test_the_command_runs_against_a_local_target_it_brings_up_and_takes_down(tmp
     written = json.loads((tmp_path / "build" / "run-summary.json").read_text())
     first, second = written["notebooks"]
     assert first["status"] == "ok" and first["figures"]["bucket"]  # the stack was up
+    assert written["stack"] == first["figures"]["stack"]  # the one the notebooks used
     assert schema_errors("run_summary", written) == []
     assert second["status"] == "failed"
     assert not list(state_dir.glob("*.json"))  # and taken down after the failure
@@ -522,6 +528,15 @@ def test_the_run_says_it_is_bringing_up_the_local_target_and_leaves_a_running_on
     assert said.startswith("==> local target: emulator, Punk API server and stack")
     assert "already running" in said and "stopping" not in said
     assert local.status() is not None
+
+
+def test_the_aws_target_names_the_stack_its_notebooks_use(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("BREWOPS_STACK_NAME", "brewops-prod")
+    with runner.target_services("aws") as stack:
+        assert stack == "brewops-prod"
+    monkeypatch.delenv("BREWOPS_STACK_NAME")
+    with runner.target_services("aws") as stack:
+        assert stack == DEFAULT_STACK_NAME
 
 
 def test_without_the_notebooks_extra_run_says_how_to_install_it_before_starting_anything(
@@ -981,7 +996,9 @@ def test_an_interrupted_run_takes_down_the_local_target_it_brought_up(
 ):
     monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(tmp_path))
     downs: list[bool] = []
-    monkeypatch.setattr(local, "up", lambda: SimpleNamespace(already_running=False))
+    monkeypatch.setattr(
+        local, "up", lambda: SimpleNamespace(already_running=False, stack_name="brewops-dev")
+    )
     monkeypatch.setattr(local, "down", lambda: downs.append(True))
 
     with pytest.raises(KeyboardInterrupt), runner.target_services("local"):
@@ -995,7 +1012,9 @@ def test_a_run_whose_output_is_closed_takes_down_the_local_target_it_brought_up(
 ):
     monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(tmp_path))
     downs: list[bool] = []
-    monkeypatch.setattr(local, "up", lambda: SimpleNamespace(already_running=False))
+    monkeypatch.setattr(
+        local, "up", lambda: SimpleNamespace(already_running=False, stack_name="brewops-dev")
+    )
     monkeypatch.setattr(local, "down", lambda: downs.append(True))
 
     def closed(*args: Any, **kwargs: Any) -> None:  # `brewops run 2>&1 | head`, head gone
@@ -1028,7 +1047,9 @@ def test_a_run_stops_the_local_target_it_started_only_once_another_run_using_it_
         if "another `brewops run` is using it" in message:
             first_run_done.set()
 
-    monkeypatch.setattr(local, "up", lambda: SimpleNamespace(already_running=False))
+    monkeypatch.setattr(
+        local, "up", lambda: SimpleNamespace(already_running=False, stack_name="brewops-dev")
+    )
     monkeypatch.setattr(local, "down", down)
     monkeypatch.setattr(click, "echo", said)
 
@@ -1052,7 +1073,9 @@ def test_a_run_interrupted_while_waiting_for_another_says_the_target_is_left_up(
     monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(tmp_path))
     downs: list[bool] = []
     said: list[str] = []
-    monkeypatch.setattr(local, "up", lambda: SimpleNamespace(already_running=False))
+    monkeypatch.setattr(
+        local, "up", lambda: SimpleNamespace(already_running=False, stack_name="brewops-dev")
+    )
     monkeypatch.setattr(local, "down", lambda: downs.append(True))
     monkeypatch.setattr(click, "echo", lambda message, **kwargs: said.append(message))
 

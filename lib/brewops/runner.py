@@ -2,8 +2,9 @@
 
 Executed copies go to `build/executed/` (sources are never overwritten) with an HTML
 rendering beside each; the run stops at the first failing notebook and keeps its executed
-copy, because that copy shows where it failed. `build/run-summary.json` records each
-notebook's status, seconds and the key figures it recorded through `brewops.summary`.
+copy, because that copy shows where it failed. `build/run-summary.json` records the stack and
+the code's commit, and each notebook's status, seconds and the key figures it recorded
+through `brewops.summary`.
 `build/executed/` holds the copies of the last run only, as the summary describes it.
 """
 
@@ -26,7 +27,7 @@ from typing import Any
 import click
 import yaml
 
-from brewops import summary
+from brewops import provenance, summary
 from brewops.environ import applied_environment
 from brewops.errors import ActionableError
 from brewops.files import exclusive, held_alone, make_folder, shared, write_atomically
@@ -52,6 +53,9 @@ class NotebookResult:
 class RunSummary:
     target: str
     started_at: str
+    stack: str | None = None  # the stack the notebooks used; None when not told
+    # the code that ran: brewops.provenance.code_version()
+    code: dict[str, Any] = field(default_factory=provenance.code_version)
     status: str = "running"  # then "ok" | "failed" | "interrupted"
     seconds: float = 0.0
     parameters: dict[str, Any] = field(default_factory=dict)
@@ -288,11 +292,14 @@ RUNS_LOCK = ".runs.lock"
 
 
 @contextlib.contextmanager
-def target_services(target: str) -> Iterator[None]:
+def target_services(target: str) -> Iterator[str]:
     """The local target brings up the emulator, the Punk API and the stack, and takes
-    down afterwards only what it started itself, once no other run uses it."""
+    down afterwards only what it started itself, once no other run uses it. Gives the
+    name of the stack the notebooks will use."""
     if target != "local":
-        yield
+        from brewops.local.state import default_stack_name
+
+        yield default_stack_name()  # as `brewops.target.use("aws")` chooses it
         return
     from brewops import local
 
@@ -303,7 +310,7 @@ def target_services(target: str) -> Iterator[None]:
         took = f"running in {time.perf_counter() - started:.1f} s"
         try:
             _say(f"    {'already running' if state.already_running else took}")
-            yield
+            yield state.stack_name
         finally:
             if not state.already_running:
                 if not held_alone(runs, wait=False):
@@ -360,9 +367,11 @@ def execute(
     parameters: dict[str, Any] | None = None,
     out_dir: Path | None = None,
     progress: bool = True,
+    stack: str | None = None,
 ) -> RunSummary:
-    """Run `notebooks` in order against `target`; stop at the first failure. A parameter
-    none of them defines is refused before any runs."""
+    """Run `notebooks` in order against `target` (`stack`: its stack's name, for the
+    summary); stop at the first failure. A parameter none of them defines is refused
+    before any runs."""
     papermill = notebook_executor()
     from nbclient.exceptions import DeadKernelError  # papermill's executor, loaded with it
 
@@ -372,7 +381,9 @@ def execute(
     figures_dir = out_dir / "figures"
     make_folder(executed_dir)
     params = {"target": target, **(parameters or {})}
-    run = RunSummary(target=target, started_at=datetime.now(UTC).isoformat(), parameters=params)
+    run = RunSummary(
+        target=target, started_at=datetime.now(UTC).isoformat(), stack=stack, parameters=params
+    )
     summary_path = out_dir / "run-summary.json"
     # at once: a run killed in its first notebook must not leave the last run's summary
     run.write(summary_path)
@@ -643,8 +654,8 @@ def run_command(
     # papermill, which takes seconds to import
     check_parameters(notebooks, params)
     notebook_executor()
-    with target_services(target), outputs_held(build_dir()):
-        run = execute(notebooks, target=target, parameters=params, progress=progress)
+    with target_services(target) as stack, outputs_held(build_dir()):
+        run = execute(notebooks, target, params, progress=progress, stack=stack)
     click.echo(f"run summary: {build_dir() / 'run-summary.json'}")
     for nb in run.notebooks:
         click.echo(f"  {nb.status:8} {nb.seconds:7.1f} s  {nb.notebook}")

@@ -252,8 +252,9 @@ def predict(model_location: str, catalog_path: Path, ids: tuple[int, ...], progr
 
     Its keys: `id` and `name` as the catalogue gives them, `band`, `band_index` (0 the least
     bitter), `predicted_ibu`, `predicted_ibu_band`, `estimated_ibu`, `probabilities` (each
-    band's), `ibu` (the catalogue's, null when it is not a number), `seen_in_training` and
-    `outside_training`.
+    band's), `ibu` (the catalogue's, null when it is not a number), `seen_in_training`,
+    `outside_training` and `model_version`, the version that predicted (as its model card
+    names it; null for a card that names none).
 
     `band` is the most probable band and `predicted_ibu` a separate regression: they can
     disagree (in cross-validation about one beer in five, by one band), so
@@ -294,8 +295,10 @@ def predict(model_location: str, catalog_path: Path, ids: tuple[int, ...], progr
         training_domain=_training_domain(loaded),
     )
     for prediction in predictions:
+        # each line names its model: lines kept apart from the command still say what made them
+        line = {**prediction, "model_version": loaded.version}
         # JSON is UTF-8 whatever the locale: a Latin-1 one cannot even encode some names
-        click.echo(json.dumps(prediction, ensure_ascii=False).encode("utf-8"))
+        click.echo(json.dumps(line, ensure_ascii=False).encode("utf-8"))
 
 
 @model.command()

@@ -4,7 +4,7 @@ A version folder holds
 - `model.joblib`: the fitted `IbuModel` (scikit-learn pipelines, serialised with joblib),
 - `metrics.json`: the figures of the evaluation protocol,
 - `model_card.json` and `model_card.md`: data checksum, rows used, features, parameters,
-  library versions, metrics, and the sha256 of `model.joblib`.
+  library versions, the code's git commit, metrics, and the sha256 of `model.joblib`.
 
 joblib files are pickles: loading one runs whatever code the file holds. A model is only
 loaded after its sha256 matches the one its card records, which catches a damaged or
@@ -265,6 +265,20 @@ def _training_ranges(card: dict[str, Any]) -> list[str]:
     ]
 
 
+def _code(card: dict[str, Any]) -> list[str]:
+    code = card.get("code")
+    if not isinstance(code, dict):  # a card written before it was recorded
+        return []
+    commit = code.get("commit")
+    if not commit:
+        shown = "no git commit recorded (not run from a git checkout)"
+    else:
+        shown = f"commit `{commit}`" + (
+            ", with changes not committed" if code.get("modified") else ""
+        )
+    return ["## Code", f"brewops {code.get('brewops')}, {shown}", ""]
+
+
 def card_markdown(card: dict[str, Any]) -> str:
     """The model card as a short human-readable page."""
     metrics = card.get("metrics", {})
@@ -307,6 +321,7 @@ def card_markdown(card: dict[str, Any]) -> str:
         "## Library versions",
         ", ".join(f"{k} {v}" for k, v in (card.get("library_versions") or {}).items()),
         "",
+        *_code(card),
         "## Intended use and limitations",
         card.get("intended_use", ""),
         "",

@@ -50,7 +50,7 @@ from sklearn.metrics import (
 from sklearn.model_selection import RepeatedStratifiedKFold
 from sklearn.pipeline import Pipeline
 
-from brewops import schema
+from brewops import provenance, schema
 from brewops.errors import ActionableError
 from brewops.model import MAX_SEED, PROTOCOL_SEED, bands, domain, features
 from brewops.model.estimators import BeerFeatures, IbuModel, OrdinalForestClassifier
@@ -1040,6 +1040,7 @@ def model_card(
         "params": asdict(params),
         "protocol": asdict(protocol),
         "library_versions": library_versions(),
+        "code": provenance.code_version(),
         "metrics": {
             "cv": headline,
             "baselines": {

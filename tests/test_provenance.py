@@ -1,0 +1,86 @@
+"""Which code made an artefact: the package's version and its checkout's git commit."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import brewops
+from brewops import provenance
+
+
+def git(folder: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(folder), "-c", "user.name=a", "-c", "user.email=a@b.c", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    """A git checkout holding a package folder, committed."""
+    repo = tmp_path / "repo"
+    package = repo / "lib" / "brewops"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text('__version__ = "0.1.0"\n')
+    git(repo, "init", "-q")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "first")
+    return repo
+
+
+def test_the_code_of_this_checkout_is_its_head_commit():
+    head = git(provenance.PACKAGE_DIR, "rev-parse", "HEAD")
+    code = provenance.code_version()
+    assert code["brewops"] == brewops.__version__
+    assert code["commit"] == head
+    assert isinstance(code["modified"], bool)
+
+
+def test_a_committed_checkout_is_its_commit_unmodified(checkout: Path):
+    code = provenance.code_version(checkout / "lib" / "brewops")
+    assert code == {
+        "brewops": brewops.__version__,
+        "commit": git(checkout, "rev-parse", "HEAD"),
+        "modified": False,
+    }
+
+
+def test_a_tracked_file_changed_since_the_commit_is_said(checkout: Path):
+    (checkout / "lib" / "brewops" / "__init__.py").write_text('__version__ = "0.2.0"\n')
+    assert provenance.code_version(checkout / "lib" / "brewops")["modified"] is True
+
+
+def test_an_untracked_file_is_no_change_of_the_code_that_ran(checkout: Path):
+    (checkout / "notes.txt").write_text("a file of the user's, not of the code\n")
+    assert provenance.code_version(checkout / "lib" / "brewops")["modified"] is False
+
+
+@pytest.mark.parametrize("where", ["no checkout", "untracked copy", "no commit yet"])
+def test_code_run_from_no_commit_names_none(tmp_path: Path, checkout: Path, where: str):
+    if where == "no checkout":
+        package = tmp_path / "site-packages" / "brewops"
+    elif where == "untracked copy":  # installed into a .venv inside the checkout
+        package = checkout / ".venv" / "site-packages" / "brewops"
+    else:
+        package = tmp_path / "new" / "brewops"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text('__version__ = "0.1.0"\n')
+    if where == "no commit yet":
+        git(package.parent, "init", "-q")
+        git(package.parent, "add", ".")
+    assert provenance.code_version(package) == {
+        "brewops": brewops.__version__,
+        "commit": None,
+        "modified": None,
+    }
+
+
+def test_without_git_the_commit_is_unknown(checkout: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("PATH", str(checkout))  # no git on it
+    code = provenance.code_version(checkout / "lib" / "brewops")
+    assert (code["commit"], code["modified"]) == (None, None)
