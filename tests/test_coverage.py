@@ -1,6 +1,7 @@
 """The settings `make coverage` runs the suite with ([tool.coverage.*] in pyproject.toml):
 the Python processes the tests start are measured, a process ended by SIGTERM still takes
-brewops's clean-up, and the code a Lambda package runs from elsewhere counts as lib/brewops."""
+brewops's clean-up, an xdist worker killed after its tests keeps what they ran, and the code
+a Lambda package runs from elsewhere counts as lib/brewops."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import coverage
 from fixtures.coverage_run import unmeasured
 
 ROOT = Path(__file__).resolve().parents[1]
+TESTS = ROOT / "tests"
 PYPROJECT = ROOT / "pyproject.toml"
 INTERRUPTS = ROOT / "lib" / "brewops" / "interrupts.py"
 
@@ -101,3 +103,46 @@ def test_a_lambda_package_extracted_elsewhere_is_reported_as_lib_brewops(tmp_pat
     combined = measured(tmp_path / "data")
 
     assert combined.measured_files() == {str(ROOT / "lib" / "brewops" / "transform.py")}
+
+
+# run in an xdist worker, which then ends by SIGKILL before coverage's own exit handler
+# runs: what xdist does to a worker not gone 10 s after its tests
+KILLED_WORKER_TEST = """
+import atexit, os, signal
+from brewops.interrupts import terminate_as_interrupt
+
+def test_runs_brewops_in_a_worker_killed_at_its_exit():
+    with terminate_as_interrupt():
+        pass
+    atexit.register(os.kill, os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_pytest_worker_killed_after_its_tests_keeps_what_they_ran(tmp_path: Path):
+    # GIVEN a test run as `make coverage` runs the suite, in one xdist worker, with the
+    # suite's plugin that saves the measurement (and no other: they only slow it down)
+    (tmp_path / "test_killed.py").write_text(KILLED_WORKER_TEST)
+    env = {
+        **unmeasured(os.environ),  # not measured by a `make coverage` running this test
+        "COVERAGE_FILE": str(tmp_path / "data" / ".coverage"),
+        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+    }
+    under_coverage = ["-m", "coverage", "run", f"--rcfile={PYPROJECT}", "-m", "pytest", "-n", "1"]
+    plugins = ["-p", "xdist.plugin", "-p", "fixtures.coverage_run", "-p", "no:cacheprovider"]
+    # WHEN its worker is killed once its tests are done
+    run = subprocess.run(
+        [sys.executable, *under_coverage, *plugins, "--rootdir", str(tmp_path), "test_killed.py"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    # THEN the lines the test ran in that worker are measured all the same
+    assert run.returncode == 0, run.stdout + run.stderr
+    source = INTERRUPTS.read_text().splitlines()
+    entered = next(n for n, line in enumerate(source, 1) if "def terminate_as_interrupt" in line)
+    lines = measured(tmp_path / "data").lines(str(INTERRUPTS)) or []
+    assert [n for n in lines if n > entered], run.stdout
