@@ -14,19 +14,30 @@ from brewops.paths import repo_root
 from fixtures.coverage_run import unmeasured
 
 BENCHMARKS = repo_root() / "benchmarks"
-MODEL_BENCHMARK = BENCHMARKS / "model.py"
 
 
-def test_model_benchmark_prints_its_figures(catalog_path):
+def figures_printed(script: str, *arguments: str, env: dict[str, str] | None = None) -> dict:
+    """Run a benchmark script; the figures of its last line, once it has ended well."""
     result = subprocess.run(
-        [sys.executable, str(MODEL_BENCHMARK), "--beers", "60", "--catalog", str(catalog_path)],
-        env=unmeasured(os.environ),  # under coverage's tracer its training outlasts the timeout
+        [sys.executable, str(BENCHMARKS / script), *arguments],
+        env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_model_benchmark_prints_its_figures(catalog_path):
+    figures = figures_printed(
+        "model.py",
+        "--beers",
+        "60",
+        "--catalog",
+        str(catalog_path),
+        env=unmeasured(os.environ),  # under coverage's tracer its training outlasts the timeout
+    )
     assert figures["training_beers"] == 320  # the catalogue's beers with an IBU, deduplicated
     assert figures["beers"] == 60
     for name in (
@@ -43,21 +54,7 @@ def test_model_benchmark_prints_its_figures(catalog_path):
 
 
 def test_validation_benchmark_prints_its_figures(catalog_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(BENCHMARKS / "validation.py"),
-            "--beers",
-            "60",
-            "--catalog",
-            str(catalog_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    figures = figures_printed("validation.py", "--beers", "60", "--catalog", str(catalog_path))
     assert figures["beers"] == 60
     assert figures["raw_columns"] == 9  # the ids and numbers validate checks, with ingest_date
     for name in (
@@ -72,23 +69,9 @@ def test_validation_benchmark_prints_its_figures(catalog_path):
 
 
 def test_the_redrive_benchmark_prints_its_figures(catalog_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(BENCHMARKS / "redrive.py"),
-            "--mb",
-            "0.2",
-            "--object-mb",
-            "0.05",
-            "--catalog",
-            str(catalog_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    figures = figures_printed(
+        "redrive.py", "--mb", "0.2", "--object-mb", "0.05", "--catalog", str(catalog_path)
     )
-    assert result.returncode == 0, result.stderr
-    figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["objects"] > 1
     for name in ("stored_mb", "lines", "peak_mb", "peak_vs_stored", "seconds"):
         assert figures[name] > 0, name
