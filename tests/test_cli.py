@@ -65,7 +65,9 @@ def test_every_option_of_every_command_says_what_it_does():
 
 def test_the_readme_names_every_command_and_none_that_does_not_exist():
     text = (repo_root() / "README.md").read_text()
-    named = {" ".join(filter(None, m)) for m in re.findall(r"\bbrewops (\w+)(?: (\w+))?", text)}
+    # `from brewops import …` in a code block names a module, not a command
+    invocations = re.findall(r"(?<!from )\bbrewops (\w+)(?: (\w+))?", text)
+    named = {" ".join(filter(None, m)) for m in invocations}
     paths = {
         ctx.command_path.removeprefix("brewops "): isinstance(ctx.command, click.Group)
         for ctx in _every_command()[1:]

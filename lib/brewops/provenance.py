@@ -30,10 +30,10 @@ def code_version(package_dir: Path = PACKAGE_DIR) -> dict[str, Any]:
 def _git_state(package_dir: Path) -> dict[str, Any]:
     unknown: dict[str, Any] = {"commit": None, "modified": None}
     # tracked: a copy installed into a .venv inside a checkout is no file of it
-    tracked = _git(package_dir, "ls-files", "--error-unmatch", "--", "__init__.py")
+    tracked = _git(package_dir, ["ls-files", "--error-unmatch", "--", "__init__.py"])
     if tracked is None:
         return unknown
-    status = _git(package_dir, "status", "--porcelain=v2", "--branch", "--untracked-files=no")
+    status = _git(package_dir, ["status", "--porcelain=v2", "--branch", "--untracked-files=no"])
     if status is None:
         return unknown
     lines = status.splitlines()
@@ -44,7 +44,7 @@ def _git_state(package_dir: Path) -> dict[str, Any]:
     return {"commit": heads[0], "modified": bool(changed)}
 
 
-def _git(folder: Path, *args: str) -> str | None:
+def _git(folder: Path, args: list[str]) -> str | None:
     """git's output, or None when it fails (not a checkout, no git installed)."""
     git = shutil.which("git")
     if git is None:
