@@ -103,13 +103,15 @@ def test_a_build_dir_that_is_a_file_is_one_line_naming_it(tmp_path, monkeypatch)
     )
 
 
+def synth_one_beer_to(out: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [BREWOPS, "data", "synth", "--n", "1", "--out", str(out)], capture_output=True, text=True
+    )
+
+
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no /proc on this system")
 def test_an_out_in_a_folder_that_takes_no_new_file_is_one_line_naming_it():
-    result = subprocess.run(
-        [BREWOPS, "data", "synth", "--n", "1", "--out", "/proc/catalog.json"],
-        capture_output=True,
-        text=True,
-    )
+    result = synth_one_beer_to("/proc/catalog.json")
 
     assert result.returncode == 1
     assert result.stderr == (
@@ -120,11 +122,7 @@ def test_an_out_in_a_folder_that_takes_no_new_file_is_one_line_naming_it():
 def test_an_out_under_a_file_is_one_line_naming_the_file(tmp_path):
     (tmp_path / "a-file").write_text("not a folder")
 
-    result = subprocess.run(
-        [BREWOPS, "data", "synth", "--n", "1", "--out", str(tmp_path / "a-file" / "c.json")],
-        capture_output=True,
-        text=True,
-    )
+    result = synth_one_beer_to(tmp_path / "a-file" / "c.json")
 
     assert result.returncode == 1
     assert result.stderr == f"Error: {tmp_path / 'a-file'}: Not a directory.\n"
@@ -133,11 +131,7 @@ def test_an_out_under_a_file_is_one_line_naming_the_file(tmp_path):
 def test_an_out_through_a_link_into_a_missing_folder_is_one_line_naming_it(tmp_path):
     (tmp_path / "c.json").symlink_to(tmp_path / "gone" / "c.json")
 
-    result = subprocess.run(
-        [BREWOPS, "data", "synth", "--n", "1", "--out", str(tmp_path / "c.json")],
-        capture_output=True,
-        text=True,
-    )
+    result = synth_one_beer_to(tmp_path / "c.json")
 
     assert result.returncode == 1
     assert result.stderr == (
