@@ -26,6 +26,7 @@ from typing import Any
 
 import click
 import yaml
+from click.shell_completion import CompletionItem
 
 from brewops import provenance, summary
 from brewops.environ import applied_environment
@@ -85,6 +86,17 @@ def discover(directory: Path | None = None, only: Sequence[str] = ()) -> list[Pa
             )
         found = [p for p in found if p.name[:2] in wanted]
     return found
+
+
+def _complete_notebook_numbers(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """The numbers `--only` takes, each with its notebook's name, for the shell's Tab."""
+    return [
+        CompletionItem(path.name[:2], help=path.stem[3:].replace("_", " "))
+        for path in discover()
+        if path.name.startswith(incomplete)
+    ]
 
 
 def check_parameters(
@@ -617,7 +629,13 @@ def _parse_value(raw: str) -> Any:
     show_default=True,
     help="local: the embedded AWS emulator and Punk API server; aws: the deployed stack.",
 )
-@click.option("--only", multiple=True, metavar="NN", help="Run only notebook NN (repeatable).")
+@click.option(
+    "--only",
+    multiple=True,
+    metavar="NN",
+    shell_complete=_complete_notebook_numbers,
+    help="Run only notebook NN (repeatable).",
+)
 @click.option(
     "-p",
     "--parameter",

@@ -7,7 +7,21 @@ the SAM template deployed to the emulator.
     local.down()
 """
 
-from brewops.local.runtime import down, status, up
+from typing import TYPE_CHECKING, Any
+
 from brewops.local.state import LocalState
 
+if TYPE_CHECKING:
+    from brewops.local.runtime import down, status, up
+
 __all__ = ["LocalState", "down", "status", "up"]
+
+
+def __getattr__(name: str) -> Any:
+    # The runtime (requests, psutil, tenacity) is imported when first used, not with the
+    # package: `brewops local`'s help and its shell completion would wait for it.
+    if name in ("down", "status", "up"):
+        from brewops.local import runtime
+
+        return getattr(runtime, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.shell_completion import CompletionItem
 
 from brewops.model import MAX_SEED, PROTOCOL_SEED
 from brewops.progress_option import PROGRESS_OPTION
@@ -36,6 +37,13 @@ def _writable_folder(ctx: click.Context, param: click.Parameter, value: Path) ->
     except OSError as error:
         raise click.BadParameter(f"{existing} is not a folder you can write in") from error
     return value
+
+
+def _complete_model_folder(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """The shell's own completion of folders for --model, none for a registry URI."""
+    return [] if incomplete.startswith("s3:") else [CompletionItem(incomplete, type="dir")]
 
 
 @click.group()
@@ -126,6 +134,7 @@ def train(
     "--model",
     "model_location",
     required=True,
+    shell_complete=_complete_model_folder,
     help="Model folder written by `train`, or a registry URI (s3://…/models/ibu/[VERSION]).",
 )
 @click.option(
@@ -233,7 +242,13 @@ def evaluate(model_location: str, catalog_path: Path, progress: bool) -> None:
 
 
 @model.command()
-@click.option("--model", "model_location", required=True, help="Model folder or registry URI.")
+@click.option(
+    "--model",
+    "model_location",
+    required=True,
+    shell_complete=_complete_model_folder,
+    help="Model folder or registry URI.",
+)
 @click.option(
     "--catalog",
     "catalog_path",
