@@ -24,7 +24,7 @@ import pytest
 from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
 from click.testing import CliRunner
 
-from brewops import infra, streaming_cli
+from brewops import cli, infra, streaming_cli
 from brewops.cli import main
 from brewops.paths import repo_root
 from brewops.producer import FailedRecord, ProduceReport
@@ -221,6 +221,97 @@ def test_a_mistyped_command_names_the_nearest_one():
 
     assert result.exit_code == 2
     assert result.output.endswith("Error: No such command 'modle'. Did you mean 'model'?\n")
+
+
+def test_the_help_and_the_readme_give_the_same_exit_statuses():
+    # the statuses themselves: the tests of failures (1), usage errors (2) and interrupts
+    said = CliRunner().invoke(main, ["--help"]).output.split("Exit status:")[1]
+    readme = (repo_root() / "README.md").read_text()
+    table = readme.split("### Exit status\n")[1].split("\n### ")[0]
+    rows = re.findall(r"^\| ([\d, ]+) \|", table, flags=re.MULTILINE)
+
+    in_readme = {int(code) for row in rows for code in row.split(",")}
+    assert {int(code) for code in re.findall(r"\b\d+\b", said)} == in_readme
+    assert in_readme == {0, 1, 2, 129, 130, 143}
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["--target", "aws", "local", "up"],
+            "Error: No such option '--target' of `brewops` itself. It is an option of "
+            "`model versions`, `run`, `stream backfill`, `stream drain`, `stream reconcile`, "
+            "`stream redrive`, `stream run`, `stream tick`, `validate run`: give it after "
+            "the command's name.\n",
+        ),
+        (  # not click's "Did you mean '--version'?"
+            ["--json", "model", "versions"],
+            "Error: No such option '--json' of `brewops` itself. It is an option of "
+            "`local status`, `model versions`, `stream reconcile`, `stream redrive`, "
+            "`validate run`: give it after the command's name.\n",
+        ),
+        (
+            ["model", "--progress", "train"],
+            "Error: No such option '--progress' of `brewops model` itself. It is an option "
+            "of `evaluate`, `predict`, `train`: give it after the command's name.\n",
+        ),
+    ],
+)
+def test_an_option_given_before_its_command_names_the_commands_that_take_it(args, said):
+    result = CliRunner().invoke(main, args, prog_name="brewops")
+
+    assert result.exit_code == 2
+    assert result.output.endswith(said)
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--versio"], "Error: No such option '--versio'. Did you mean '--version'?\n"),
+        (["--nope", "run"], "Error: No such option '--nope'.\n"),
+        (["model", "train", "--catlog", "x"], "Did you mean '--catalog'?\n"),
+    ],
+)
+def test_an_option_no_command_takes_is_left_to_click_s_suggestion(args, said):
+    result = CliRunner().invoke(main, args)
+
+    assert result.exit_code == 2
+    assert result.output.endswith(said)
+
+
+@click.command()
+@click.argument("ending")
+def _ends(ending: str) -> None:
+    """A command that ends as ENDING says: interrupted where it stands, after catching the
+    interrupt (as `stream tick` ends a run cut short), by a signal, or failing."""
+    import signal
+
+    from brewops import interrupts
+
+    if ending == "ctrl-c":
+        raise KeyboardInterrupt
+    if ending == "caught":
+        raise click.Abort
+    if ending == "sigterm":
+        interrupts._interrupt(signal.SIGTERM, None)  # as the handler raises it
+    raise click.ClickException("it failed")
+
+
+@pytest.mark.parametrize(
+    ("ending", "status"), [("ctrl-c", 130), ("caught", 130), ("sigterm", 143), ("failed", 1)]
+)
+def test_an_interrupted_command_exits_as_a_shell_says_a_signal_ended_it(
+    monkeypatch, ending, status
+):
+    # a script tells Ctrl-C (a `timeout`, a cancelled job) from a failed check
+    monkeypatch.setitem(cli.COMMANDS, "ends", (f"{__name__}:_ends", ""))
+
+    result = CliRunner().invoke(main, ["ends", ending])
+
+    assert result.exit_code == status, result.output
+    if status != 1:
+        assert result.output.endswith("Aborted!\n")
 
 
 @pytest.mark.skipif(not Path("/dev/full").is_char_device(), reason="needs /dev/full")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import click
+from click.shell_completion import CompletionItem
 
 # name -> "module:attribute" of a click command or group
 COMMANDS = {
@@ -314,15 +315,60 @@ def _on_a_descriptor(stream: Any) -> bool:
     return True
 
 
+def _commands_taking(ctx: click.Context, group: click.Group, option: str) -> list[str]:
+    """The commands under `group` (that of `ctx`) that take `option`, by their path from it."""
+    found = []
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        if command is None or command.hidden:
+            continue
+        if isinstance(command, click.Group):
+            under = click.Context(command, parent=ctx, info_name=name)
+            found += [f"{name} {path}" for path in _commands_taking(under, command, option)]
+        elif any(option in (*p.opts, *p.secondary_opts) for p in command.params):
+            found.append(name)
+    return found
+
+
+def _given_before_its_command(error: click.NoSuchOption) -> click.NoSuchOption:
+    """For an option a group was given that only its commands take (`brewops --target aws
+    run`), the error that names those commands, rather than the group's option whose name
+    is closest (click's guess); else `error` as it is."""
+    ctx = error.ctx
+    if ctx is None or not isinstance(ctx.command, click.Group):
+        return error
+    takers = _commands_taking(ctx, ctx.command, error.option_name)
+    if not takers:
+        return error
+    message = (
+        f"No such option {error.option_name!r} of `{ctx.command_path}` itself. It is an "
+        f"option of {', '.join(f'`{taker}`' for taker in takers)}: give it after the command's "
+        "name."
+    )
+    return click.NoSuchOption(error.option_name, message, ctx=ctx)
+
+
 class LazyGroup(click.Group):
+    # set when Ctrl-C (SIGTERM, SIGHUP) ended the command, for its exit status
+    _interrupted = False
+
     def main(self, *args: Any, **kwargs: Any) -> Any:
         given = sys.stdout, sys.stderr
         closed = _closed_outputs_reopened()
+        self._interrupted = False
         try:
             _escape_what_the_terminal_cannot_show()
             if not (_on_a_descriptor(sys.stdout) and _on_a_descriptor(sys.stderr)):
                 return super().main(*args, **kwargs)
             return self._main_on_descriptors(closed, *args, **kwargs)
+        except SystemExit as exiting:
+            # click ends an interrupted command with 1, a failure's status: a script could
+            # not tell a failed check from Ctrl-C, a `timeout` or a cancelled job
+            if self._interrupted and exiting.code == 1:
+                from brewops.interrupts import exit_status
+
+                raise SystemExit(exit_status()) from None
+            raise
         finally:
             sys.stdout, sys.stderr = given
 
@@ -359,6 +405,16 @@ class LazyGroup(click.Group):
         module_name, attr = target.split(":")
         return getattr(importlib.import_module(module_name), attr)
 
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
+        # click's would import every command's module for its help line: most of a second
+        # on each Tab
+        items = [
+            CompletionItem(name, help=COMMANDS[name][1])
+            for name in self.list_commands(ctx)
+            if name.startswith(incomplete)
+        ]
+        return items + click.Command.shell_complete(self, ctx, incomplete)  # the options
+
     def resolve_command(
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
@@ -371,6 +427,8 @@ class LazyGroup(click.Group):
         # --help and --version print while the options are read, before invoke
         try:
             return super().make_context(*args, **kwargs)
+        except click.NoSuchOption as error:
+            raise _given_before_its_command(error) from None
         except OSError as error:
             if (one_line := _refusal_in_one_line(error)) is None:
                 raise
@@ -381,6 +439,11 @@ class LazyGroup(click.Group):
 
         try:
             return super().invoke(ctx)
+        except (KeyboardInterrupt, click.Abort):  # Ctrl-C, or how a command that caught it ends
+            self._interrupted = True
+            raise
+        except click.NoSuchOption as error:  # given to a group: `brewops stream --target …`
+            raise _given_before_its_command(error) from None
         except ActionableError as error:  # its message already says what to do
             raise click.ClickException(str(error)) from error
         except MemoryError as error:  # the stack it unwound is freed: enough to say so
@@ -406,7 +469,18 @@ class LazyGroup(click.Group):
 STARTED_BY_BREWOPS = "--started-by-brewops"
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+# what `brewops --help` ends with; the README's Exit status says when each is given
+EXIT_STATUS = (
+    "Exit status: 0 done, 1 failed (a check that fails too), 2 a usage error, 130 (Ctrl-C), "
+    "143 (SIGTERM) or 129 (SIGHUP) interrupted. The README's Exit status says when."
+)
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=EXIT_STATUS,
+)
 @click.version_option(package_name="brewops")
 @click.option(STARTED_BY_BREWOPS, "started_by_brewops", is_flag=True, hidden=True)
 @click.pass_context

@@ -28,12 +28,22 @@ SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 # id() of the last KeyboardInterrupt `_interrupt` raised, and the signal it stands for
 _last_raised: tuple[int, int] | None = None
 
+# the signal `_interrupt` last turned into an interrupt since `terminate_as_interrupt` began
+_received: int | None = None
+
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
-    global _last_raised
+    global _last_raised, _received
     interrupt = KeyboardInterrupt()
     _last_raised = (id(interrupt), signum)
+    _received = signum
     raise interrupt
+
+
+def exit_status() -> int:
+    """The exit status of a command an interrupt ended, as a shell gives a program the signal
+    killed: 128 + the signal's number. 143 for SIGTERM, 129 for SIGHUP, else 130 (Ctrl-C)."""
+    return 128 + (_received or signal.SIGINT)
 
 
 def _delivered_again_if_dropped(previous: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -65,9 +75,11 @@ def terminate_as_interrupt() -> Iterator[None]:
     """For the duration, SIGTERM and SIGHUP raise KeyboardInterrupt where they would have
     ended the process; then the old handlers are back. Only the main thread may set a
     handler: elsewhere this does nothing."""
+    global _received
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    _received = None
     replaced = {
         signum: signal.signal(signum, _interrupt)
         for signum in SIGNALS
