@@ -361,6 +361,7 @@ def test_the_predictions_table_has_a_column_per_band_probability(trained, catalo
     frame = predictions_frame(predictions)
     assert list(frame.columns) == [
         *(key for key in predictions[0] if key != "probabilities"),
+        "model_version",
         *(f"p {label}" for label in bands.LABELS),
     ]
     assert frame[[f"p {label}" for label in bands.LABELS]].to_dict("records") == [
@@ -368,6 +369,15 @@ def test_the_predictions_table_has_a_column_per_band_probability(trained, catalo
         for prediction in predictions
     ]
     assert predictions_frame([]).empty
+
+
+def test_the_predictions_table_names_the_model_version_on_every_row(trained, catalog_beers):
+    """As each line of `brewops model predict` does: a row copied out still says its model."""
+    predictions = predict_beers(trained.model, catalog_beers[:3])
+
+    version = "20240501T120000Z-0123abcd"
+    assert predictions_frame(predictions, version)["model_version"].tolist() == [version] * 3
+    assert predictions_frame(predictions)["model_version"].tolist() == [None] * 3  # not registered
 
 
 def test_more_bittering_hops_never_lower_the_chance_of_a_bitter_band(trained, catalog_beers):

@@ -91,7 +91,7 @@ without an IBU cannot be scored and are left out.
 if catalog is None:
     raw = tables.read_table("raw", tgt)
     records = tables.latest_per_id(raw)
-    source = {"table": tgt.outputs["RawTableName"], "rows_read": len(raw)}
+    source = {**tables.table_source("raw", tgt), "rows_read": len(raw)}
 else:
     source = {"file": Path(catalog).name, "file_sha256": hashlib.sha256(Path(catalog).read_bytes()).hexdigest()}
 beers = features.labelled(records)
@@ -302,6 +302,8 @@ API returns them (v2 or v3 shape): band, IBU, the band that IBU lies in
 (`predicted_ibu_band`), the recipe's own Tinseth estimate to read it against
 (`estimated_ibu`) and the probability of each band (the `p` columns). With
 `register = False` and no `model_version`, nothing is loaded: the model in memory predicts.
+Each row names the `model_version` that predicted it (None for the model in memory), as each
+line of `brewops model predict` does.
 `seen_in_training` is true for a beer the card lists among the training beers: such a
 prediction is in-sample, not a test of the model (the figures above are the tests).
 `outside_training` names what makes a beer unlike the training beers, the features outside
@@ -321,7 +323,8 @@ for note in notes:
 card = getattr(loaded, "card", result.card)
 training_domain = domain.TrainingDomain.from_card(card)
 predictions = predictions_frame(
-    predict_beers(loaded, sample, card["data"]["beer_keys"], training_domain=training_domain)
+    predict_beers(loaded, sample, card["data"]["beer_keys"], training_domain=training_domain),
+    model_version=getattr(loaded, "version", None),
 )
 predictions
 """),
@@ -340,7 +343,7 @@ if version is not None and wanted == version:  # the registered copy of the mode
         result.card["data"]["beer_keys"],
         training_domain=domain.TrainingDomain.from_card(result.card),
     )
-    pd.testing.assert_frame_equal(predictions, predictions_frame(in_memory))
+    pd.testing.assert_frame_equal(predictions, predictions_frame(in_memory, model_version=version))
 assert predictions["band"].isin(bands.LABELS).all()
 """),
         md("## Key figures"),

@@ -156,14 +156,20 @@ def predict_beer(
     return predict_beers(model, [beer], trained_on, training_domain=training_domain)[0]
 
 
-def predictions_frame(predictions: list[dict[str, Any]]) -> pd.DataFrame:
+def predictions_frame(
+    predictions: list[dict[str, Any]], model_version: str | None = None
+) -> pd.DataFrame:
     """`predict_beers`' predictions as a table: one column per band probability, named
     `p <band>` as in the out-of-fold predictions, instead of one column of dicts;
-    `outside_training` as one line of text (`domain.describe`)."""
+    `outside_training` as one line of text (`domain.describe`); and `model_version`, the
+    version that predicted, as `brewops model predict` gives it on each line (None for a
+    model not registered)."""
     rest = [
         {
             **{k: v for k, v in p.items() if k != "probabilities"},
             "outside_training": domain.describe(p.get("outside_training")),
+            # a row copied out of the table still says what made it
+            "model_version": model_version,
         }
         for p in predictions
     ]
