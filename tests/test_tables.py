@@ -228,6 +228,20 @@ def _read_without_aws(monkeypatch, **kwargs):
     return tables.read_table("cleaned", SimpleNamespace(name="local", session=None), **kwargs)
 
 
+def test_a_table_source_names_the_stack_and_where_the_table_lies(monkeypatch):
+    """What a model card trained on the table records of it, beside the rows' checksum."""
+    monkeypatch.setattr(tables, "describe_table", lambda name, tgt: table_info())
+
+    source = tables.table_source("cleaned", SimpleNamespace(stack_name="brewops-dev"))
+
+    assert source == {
+        "stack": "brewops-dev",
+        "database": "db",
+        "table": "beers_cleaned",
+        "location": "s3://bkt/cleaned/",
+    }
+
+
 def test_one_column_named_as_text_is_read_as_that_column(monkeypatch):
     frame = _read_without_aws(monkeypatch, columns="abv")
 

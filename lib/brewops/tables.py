@@ -225,6 +225,21 @@ def describe_table(name: TableName, target: Any = None) -> TableInfo:
     )
 
 
+def table_source(name: TableName, target: Any = None) -> dict[str, str]:
+    """Where `read_table(name, target)` reads, as a model card's `data.source` names it: the
+    stack, the Glue database and table, and the table's S3 location. The objects read are
+    not listed: Athena reads them on AWS, so a listing of ours could name others, and the
+    card's `data.sha256` already fixes the rows trained on."""
+    tgt = resolve_target(target)
+    info = describe_table(name, tgt)
+    return {
+        "stack": tgt.stack_name,
+        "database": info.database,
+        "table": info.name,
+        "location": info.location,
+    }
+
+
 def list_table_objects(
     info: TableInfo, target: Any = None, now: datetime | None = None
 ) -> list[TableObject]:
