@@ -64,6 +64,25 @@ def test_fetch_packs_checks_and_caches(fake_npm, cache: Path, real_bytes: bytes)
     assert cache_leftovers(cache) == [CATALOG_FILENAME]  # the scratch directory is gone
 
 
+def test_a_fetched_catalogue_is_on_disk_before_it_is_named_and_its_name_after(
+    fake_npm, cache: Path, real_bytes: bytes, monkeypatch
+):
+    cached = cache / CATALOG_FILENAME
+    synced = []
+    fsync = os.fsync
+
+    def recorded(descriptor: int) -> None:
+        found = os.fstat(descriptor)
+        synced.append(("folder" if stat.S_ISDIR(found.st_mode) else found.st_size, cached.exists()))
+        fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", recorded)
+    fetch_catalog(cache_dir=cache)
+
+    # the bytes before the rename (a power cut then leaves no catalogue), the name after it
+    assert synced == [(len(real_bytes), False), ("folder", True)]
+
+
 def test_a_cached_catalogue_is_not_fetched_again(fake_npm, cache: Path):
     first = fetch_catalog(cache_dir=cache)
     second = fetch_catalog(cache_dir=cache)
@@ -176,10 +195,10 @@ def test_a_full_disk_while_caching_names_the_cache_file_and_leaves_nothing(
 ):
     import errno
 
-    def disk_full(self: Path, data: bytes) -> int:  # as the write to the open file fails
+    def disk_full(descriptor: int) -> None:  # as the write to the open file fails
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(Path, "write_bytes", disk_full)
+    monkeypatch.setattr(os, "fsync", disk_full)
     with pytest.raises(OSError) as raised:
         fetch_catalog(cache_dir=cache)
     assert raised.value.filename == str(cache / CATALOG_FILENAME)

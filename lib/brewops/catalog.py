@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 
 from brewops import paths
 from brewops.errors import ActionableError
-from brewops.files import make_folder, naming, sync_folder
+from brewops.files import make_folder, naming, sync_folder, write_atomically
 from brewops.jsontext import collector_paused, parse_json
 
 NPM_PACKAGE = "punkapi-db"
@@ -62,7 +62,8 @@ def fetch_catalog(
     """Return the path of the cached catalogue, fetching it with `npm pack` if needed.
 
     A cached file is trusted only while its checksum matches; otherwise it is fetched again.
-    The file appears in the cache in one atomic rename, so a failure leaves nothing behind.
+    The file appears in the cache in one atomic rename, its bytes and then its name synced
+    to disk (`files.write_atomically`), so a failure or a power cut leaves nothing behind.
     """
     cache_dir = cache_dir or paths.cache_dir()
     target = cached_catalog_path(cache_dir)
@@ -81,7 +82,6 @@ def fetch_catalog(
         )
     make_folder(cache_dir)
     spec = f"{NPM_PACKAGE}@{NPM_VERSION}"
-    # The scratch directory lives inside the cache so the final rename stays on one filesystem.
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".fetch-") as scratch:
         tarball = _npm_pack(npm, spec, Path(scratch))
         data = _read_member(tarball, spec)
@@ -95,10 +95,7 @@ def fetch_catalog(
                 "pass a catalogue file with --catalog FILE."
             )
         _parse_catalog_bytes(data, source=f"{spec}:{CATALOG_MEMBER}")
-        partial = Path(scratch) / CATALOG_FILENAME
-        with naming(target):
-            partial.write_bytes(data)
-        os.replace(partial, target)
+    write_atomically(target, data, mode=0o666)  # as open() makes it: a cache to share
     return target
 
 

@@ -35,10 +35,10 @@ def make_folder(path: Path) -> None:
         raise CannotCreate(error.filename or path) from error
 
 
-def write_atomically(path: Path, text: str, mode: int | None = None) -> None:
-    """Replace `path` with `text` so a crash leaves either the old or the new file. The
-    file is private to this user unless `mode` says otherwise: then it gets `mode` less
-    the umask, as a file open() creates does."""
+def write_atomically(path: Path, text: str | bytes, mode: int | None = None) -> None:
+    """Replace `path` with `text` (written as UTF-8) or bytes so a crash leaves either the
+    old or the new file. The file is private to this user unless `mode` says otherwise:
+    then it gets `mode` less the umask, as a file open() creates does."""
     make_folder(path.parent)
     with naming(path):
         if mode is None:
@@ -47,8 +47,8 @@ def write_atomically(path: Path, text: str, mode: int | None = None) -> None:
             temporary = str(path.parent / f".{path.name}.{secrets.token_hex(8)}")
             descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
-            with os.fdopen(descriptor, "w", encoding="utf-8") as out:
-                out.write(text)
+            with os.fdopen(descriptor, "wb") as out:
+                out.write(text if isinstance(text, bytes) else text.encode("utf-8"))
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(temporary, path)
