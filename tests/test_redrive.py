@@ -199,6 +199,16 @@ def _lines(stack, key: str) -> list[bytes]:
     return (gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body).splitlines()
 
 
+def test_an_applied_redrive_says_how_many_objects_the_records_moved_came_from():
+    """Beside `objects_not_moved`: how many objects the archive holds, and were rewritten."""
+    lines = [line(beer(5)), line(beer(6))]
+    done = Redrive("bucket", PREFIX, lines, applied=True, archive="errors/redriven/r/", moved=2)
+    done.produce, done.objects_moved = ProduceReport(records=2, sent=2, calls=1), 1
+
+    assert done.figures()["objects_moved"] == 1
+    assert "moved 2 sent records from 1 object to s3://bucket/errors/redriven/r/" in str(done)
+
+
 @pytest.mark.emulator
 def test_records_sent_move_out_of_the_error_prefix_and_the_rest_stay(streaming_stack):
     stack = streaming_stack()

@@ -219,6 +219,7 @@ class Redrive:
             "sent": produce.sent if produce else 0,
             "not_sent": len(chosen_lines) - produce.sent if produce else 0,
             "moved": self.moved,
+            "objects_moved": self.objects_moved,
             # where the moved lines are: none when every move failed
             "archive": f"s3://{self.bucket}/{self.archive}" if self.moved else None,
             "unreadable_objects": len(self.unreadable),
@@ -271,7 +272,10 @@ class Redrive:
                     f"NOT SENT: {failed.partition_key}: {failed.error_code}: {failed.error_message}"
                 )
         if self.moved:
-            said.append(f"moved {self.moved} sent records to s3://{self.bucket}/{self.archive}")
+            said.append(
+                f"moved {self.moved} sent records from {_objects(self.objects_moved)} to "
+                f"s3://{self.bucket}/{self.archive}"
+            )
         for key, why in list(self.not_moved.items())[:SHOWN]:
             said.append(f"NOT MOVED {key}: {why}")
         return "\n".join(said)
