@@ -51,9 +51,15 @@ class GeneratedS3:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mb", type=float, default=50)
-    parser.add_argument("--object-mb", type=float, default=5)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--mb", type=float, default=50, help="MB of error lines under the prefix (default: 50)"
+    )
+    parser.add_argument(
+        "--object-mb", type=float, default=5, help="MB of each error object (default: 5)"
+    )
     parser.add_argument("--catalog", help="catalogue of the beers (default: the downloaded one)")
     args = parser.parse_args()
 

@@ -29,6 +29,18 @@ def figures_printed(script: str, *arguments: str, env: dict[str, str] | None = N
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.parametrize("script", sorted(p.name for p in BENCHMARKS.glob("*.py")))
+def test_a_benchmark_explains_its_figures_in_its_help(script):
+    """Each script stands alone, to be run or copied by itself: its --help is its whole
+    docstring, which says what each figure it prints means."""
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), "--help"], capture_output=True, text=True
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "The last line printed is one JSON object" in result.stdout
+
+
 def test_model_benchmark_prints_its_figures(catalog_path):
     figures = figures_printed(
         "model.py",
