@@ -128,6 +128,17 @@ def test_ci_runs_make_test_on_pushes_and_pull_requests():
     assert "secrets." not in (WORKFLOWS / "ci.yml").read_text()  # CI needs no AWS account
 
 
+def test_ci_sets_up_the_python_and_the_node_environment_yml_pins():
+    """The conda environment (lockfiles writes its pins) and CI are the two set-ups that
+    name versions; `make setup` takes the Python and npm it finds."""
+    ci = load("ci.yml")
+    [python] = uses(ci, "actions/setup-python")
+    [node] = uses(ci, "actions/setup-node")
+
+    assert python["with"]["python-version"] == lockfiles.PYTHON_VERSION
+    assert node["with"]["node-version"] == lockfiles.NODE_VERSION
+
+
 def makefile_locks() -> set[str]:
     """The lock files the Makefile's rules install from: the prerequisites ending in .lock,
     and package-lock.json."""

@@ -18,6 +18,8 @@ from packaging.requirements import Requirement
 from brewops.paths import repo_root
 
 PYTHON_VERSION = "3.11"
+# the Node.js of the conda environment, for npm (`make setup`'s tools, the catalogue's fetch)
+NODE_VERSION = "20"
 # Where the pinned set is installed (the markers' values): the lock is universal, and pins
 # some packages for one platform only (appnope on macOS, pywin32 on Windows)
 PLATFORMS = {
@@ -49,7 +51,7 @@ channels:
   - conda-forge
 dependencies:
   - python={python}
-  - nodejs=20
+  - nodejs={node}
   - pip
   - pip:
 """
@@ -118,7 +120,7 @@ def _pins(requirements: list[str], python_version: str, platform: str) -> dict[s
 def render_environment(requirements: list[str]) -> str:
     """The lock's lines for the environment's Python on any platform, with their markers:
     pip, in conda's pip step, leaves out those for another platform."""
-    lines = [HEADER.format(python=PYTHON_VERSION)]
+    lines = [HEADER.format(python=PYTHON_VERSION, node=NODE_VERSION)]
     lines += [
         f"      - {line}\n"
         for line in requirements
