@@ -56,6 +56,8 @@ $(UV): $(UV_LOCK) $(CREATED)
 # of the files installed from: `brewops` warns when they have changed since, and files only
 # touched since (a branch switched and back) are not installed again, which would need the
 # package index, and so the network, even for the packages there are.
+# ipykernel stages the kernel spec in a folder it makes in $TMPDIR and leaves there, empty:
+# it is given one of its own, removed after.
 $(STAMP): requirements.lock pyproject.toml $(CREATED) | $(UV)
 	@if $(BIN)/python -m brewops.installed check $@ 2>/dev/null; then \
 		echo "keeping $(VENV): installed from requirements.lock and pyproject.toml as they are"; \
@@ -63,7 +65,8 @@ $(STAMP): requirements.lock pyproject.toml $(CREATED) | $(UV)
 	else set -ex; \
 		$(UV) pip sync --quiet --require-hashes --python $(BIN)/python requirements.lock; \
 		$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .; \
-		$(BIN)/python -m ipykernel install --sys-prefix --name python3 > /dev/null; \
+		kernels=$$(mktemp -d); trap 'rm -rf "$$kernels"' EXIT; \
+		TMPDIR=$$kernels $(BIN)/python -m ipykernel install --sys-prefix --name python3 > /dev/null; \
 		$(BIN)/python -m brewops.installed record $@; \
 	fi
 

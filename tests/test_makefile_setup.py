@@ -48,7 +48,8 @@ if [ "$1" = -m ] && [ "$2" = pip ]; then
     chmod +x "$bin/uv"
     exit 0
 fi
-[ "$1" = -m ] && [ "$2" = ipykernel ] && exit 0
+# as ipykernel, which stages the kernel spec in a folder of $TMPDIR and leaves it there
+[ "$1" = -m ] && [ "$2" = ipykernel ] && {{ mktemp -d > /dev/null; exit 0; }}
 exec {PYTHON} "$@"
 """
 
@@ -74,8 +75,8 @@ def make_installed(checkout: Path) -> subprocess.CompletedProcess[str]:
     return run_make(checkout, ".venv/.installed")
 
 
-def run_make(checkout: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
-    """make ARGUMENTS in `checkout`, with its stand-in python3."""
+def run_make(checkout: Path, *arguments: str, **variables: str) -> subprocess.CompletedProcess[str]:
+    """make ARGUMENTS in `checkout`, with its stand-in python3 and environment `variables`."""
     return subprocess.run(
         ["make", f"PYTHON={checkout / 'tools' / 'python3'}", *arguments],
         cwd=checkout,
@@ -83,7 +84,7 @@ def run_make(checkout: Path, *arguments: str) -> subprocess.CompletedProcess[str
         text=True,
         # make's messages in English; UTF-8, or Python 3.11 cannot read the .pth of an
         # editable install whose path is not ASCII, and the venv's python fails to start
-        env=make_environment(LC_ALL="C.UTF-8"),
+        env=make_environment(LC_ALL="C.UTF-8", **variables),
         timeout=60,
         check=False,
     )
@@ -251,6 +252,16 @@ def test_a_uv_file_not_matching_the_hashes_is_refused(tmp_path: Path):
     assert result.returncode != 0
     assert "DO NOT MATCH THE HASHES" in result.stderr
     assert not (tmp_path / "installed" / "uv").exists()
+
+
+def test_the_set_up_leaves_nothing_in_the_temporary_folder(checkout: Path):
+    temporary = checkout / "tmp"  # /tmp, which every user shares
+    temporary.mkdir()
+
+    assert run_make(checkout, ".venv/.installed", TMPDIR=str(temporary)).returncode == 0
+
+    assert (checkout / ".venv" / ".installed").exists()
+    assert list(temporary.iterdir()) == []
 
 
 def test_the_install_records_what_it_was_installed_from(checkout: Path):
