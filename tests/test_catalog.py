@@ -474,9 +474,15 @@ def test_a_v2_beer_with_an_image_field_too_stays_as_it_is(catalog_beers):
     assert to_v2_shape(beer, image_base="http://host/v3/images") is beer
 
 
-def test_a_written_catalogue_is_readable_by_others(tmp_path: Path, catalog_beers):
+@pytest.mark.parametrize(
+    ("mask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)], ids=oct
+)
+def test_a_written_catalogue_is_as_shared_as_the_umask_makes_a_new_file(
+    tmp_path: Path, catalog_beers, umask, mask: int, mode: int
+):
+    umask(mask)
     path = write_catalog(catalog_beers[:3], tmp_path / "new" / "shared.json")
-    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert stat.S_IMODE(path.stat().st_mode) == mode
     assert load_catalog(path) == catalog_beers[:3]
 
 
@@ -557,6 +563,7 @@ def test_a_catalogue_whose_folder_refuses_its_temporary_file_is_refused_naming_i
         raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / ".x.part"))
 
     monkeypatch.setattr(tempfile, "mkstemp", refused)
+    monkeypatch.setattr(os, "open", refused)
     with pytest.raises(PermissionError) as raised:
         write_catalog(catalog_beers[:1], tmp_path / "catalog.json")
 

@@ -905,7 +905,9 @@ def test_a_run_interrupted_in_its_first_notebook_leaves_its_own_summary(
     assert stat.S_IMODE((out / "run-summary.json").stat().st_mode) == 0o644  # as it was
 
 
-@pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o644), (0o077, 0o600)])
+@pytest.mark.parametrize(
+    ("mask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)], ids=oct
+)
 def test_the_summary_and_figures_are_as_private_as_the_umask_makes_the_executed_copies(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, umask, mask: int, mode: int
 ):

@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 
 from brewops import paths
 from brewops.errors import ActionableError
-from brewops.files import make_folder, naming, sync_folder, write_atomically
+from brewops.files import SHARED, make_folder, naming, replacing, write_atomically
 from brewops.jsontext import collector_paused, parse_json
 
 NPM_PACKAGE = "punkapi-db"
@@ -95,7 +95,7 @@ def fetch_catalog(
                 "pass a catalogue file with --catalog FILE."
             )
         _parse_catalog_bytes(data, source=f"{spec}:{CATALOG_MEMBER}")
-    write_atomically(target, data, mode=0o666)  # as open() makes it: a cache to share
+    write_atomically(target, data, mode=SHARED)  # as open() makes it: a cache to share
     return target
 
 
@@ -320,26 +320,15 @@ def _write_beers(beers: Iterable[dict[str, Any]], fh: Any) -> None:
 
 
 def write_catalog(beers: Iterable[dict[str, Any]], out: str | os.PathLike[str]) -> Path:
-    """Write beers as a JSON array, atomically (a temporary file synced to disk, then
-    renamed into place, as write_atomically does). A link or a path that is no regular file (/dev/stdout, a pipe) is written through: a
+    """Write beers as a JSON array, atomically (files.replacing: a temporary file synced to
+    disk, then renamed into place), readable by whom the umask lets read what open() makes.
+    A link or a path that is no regular file (/dev/stdout, a pipe) is written through: a
     rename would put a file in place of the link or the device."""
     out = Path(out)
     if out.is_symlink() or (out.exists() and not out.is_file()):
         with naming(out), out.open("w", encoding="utf-8", buffering=1 << 20) as fh:
             _write_beers(beers, fh)
         return out
-    make_folder(out.parent)
-    with naming(out):
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
-        try:
-            os.chmod(tmp, 0o644)  # mkstemp makes it private; a catalogue is meant to be shared
-            with os.fdopen(fd, "w", encoding="utf-8", buffering=1 << 20) as fh:
-                _write_beers(beers, fh)
-                fh.flush()
-                os.fsync(fh.fileno())  # as write_atomically: a power cut leaves old or new
-            os.replace(tmp, out)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    sync_folder(out.parent)
+    with replacing(out, mode=SHARED, buffering=1 << 20) as fh:
+        _write_beers(beers, fh)
     return out

@@ -39,6 +39,22 @@ def write_atomically(path: Path, text: str | bytes, mode: int | None = None) -> 
     """Replace `path` with `text` (written as UTF-8) or bytes so a crash leaves either the
     old or the new file. The file is private to this user unless `mode` says otherwise:
     then it gets `mode` less the umask, as a file open() creates does."""
+    with replacing(path, mode) as out:
+        if isinstance(text, bytes):
+            out.buffer.write(text)  # nothing went through the text layer: no order to keep
+        else:
+            out.write(text)
+
+
+# what open() gives a new file: the umask decides who else may read it, and write it too
+SHARED = 0o666
+
+
+@contextlib.contextmanager
+def replacing(path: Path, mode: int | None = None, buffering: int = -1) -> Iterator[TextIO]:
+    """A file to write in place of `path`: once the block ends it is synced to disk and
+    renamed over `path`, so a crash or an error in the block leaves the old file. Its mode
+    is that of write_atomically."""
     make_folder(path.parent)
     with naming(path):
         if mode is None:
@@ -47,8 +63,8 @@ def write_atomically(path: Path, text: str | bytes, mode: int | None = None) -> 
             temporary = str(path.parent / f".{path.name}.{secrets.token_hex(8)}")
             descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
-            with os.fdopen(descriptor, "wb") as out:
-                out.write(text if isinstance(text, bytes) else text.encode("utf-8"))
+            with os.fdopen(descriptor, "w", encoding="utf-8", buffering=buffering) as out:
+                yield out
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(temporary, path)

@@ -31,7 +31,7 @@ from click.shell_completion import CompletionItem
 from brewops import provenance, summary
 from brewops.environ import applied_environment
 from brewops.errors import ActionableError
-from brewops.files import exclusive, held_alone, make_folder, shared, write_atomically
+from brewops.files import SHARED, exclusive, held_alone, make_folder, shared, write_atomically
 from brewops.paths import build_dir, local_state_dir, notebooks_dir
 from brewops.progress_option import PROGRESS_OPTION
 
@@ -65,7 +65,7 @@ class RunSummary:
     def write(self, path: Path) -> None:
         # whole or not at all: a run killed while writing keeps the previous write
         text = summary.strict_json_text(asdict(self)) + "\n"
-        write_atomically(path, text, mode=0o644)  # as open() makes the executed copies
+        write_atomically(path, text, mode=SHARED)  # as open() makes the executed copies
 
 
 class RunFailed(click.ClickException):
@@ -278,7 +278,7 @@ def render_html(executed: Path) -> Path | None:
     body, _ = exporter.from_notebook_node(notebook)
     html = executed.with_suffix(".html")
     # whole or not at all: a full disk must not leave a page cut short to be opened
-    write_atomically(html, body, mode=0o644)  # as open() makes the executed copies
+    write_atomically(html, body, mode=SHARED)  # as open() makes the executed copies
     return html
 
 

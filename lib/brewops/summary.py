@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from brewops.files import write_atomically
+from brewops.files import SHARED, write_atomically
 from brewops.paths import build_dir
 
 FIGURES_ENV = "BREWOPS_FIGURES_FILE"
@@ -32,7 +32,7 @@ def record(notebook: str | None = None, **figures: Any) -> dict[str, Any]:
     # its figures as it did the first time, not in the file's sorted order
     current = {**figures, **{key: value for key, value in earlier.items() if key not in figures}}
     # whole or not at all: a full disk must not leave a file the run summary cannot read
-    write_atomically(path, strict_json_text(current, sort_keys=True), mode=0o644)
+    write_atomically(path, strict_json_text(current, sort_keys=True), mode=SHARED)
     return current
 
 
