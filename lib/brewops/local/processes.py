@@ -81,9 +81,21 @@ def _listening_socket(port: int) -> socket.socket:
     return socket.socket(fileno=fd)
 
 
+def let_go(*started: subprocess.Popen[bytes]) -> None:
+    """Let go of servers this process started: they run on after it, recorded in the local
+    state, and `stop` ends them by pid and start time (and reaps them here, if this is still
+    their parent). Left as they are, their Popen objects would warn when collected that
+    their child still runs (a ResourceWarning, which `python -X dev` shows)."""
+    for process in started:
+        if process.poll() is None:
+            process.returncode = 0  # Popen's sign that nothing is left to wait for
+
+
 def log_tail(log: str | Path, lines: int = 20) -> str:
     try:
-        return "\n".join(Path(log).read_text(errors="replace").splitlines()[-lines:])
+        # a server's log is its stdout, written in the locale's encoding
+        text = Path(log).read_text(encoding="locale", errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
     except FileNotFoundError:
         return "(no log)"
 

@@ -466,13 +466,16 @@ def _restart_punkapi(state: LocalState, exited: bool = True) -> None:
     except BaseException:
         processes.stop(service)  # not recorded (a full disk, say): `down` would not find it
         raise
-    processes.wait_ready(
-        NAMES["punkapi"],
-        process,
-        lambda: _punkapi_answers(service),
-        Path(service.log),
-        START_TIMEOUT,
-    )
+    try:
+        processes.wait_ready(
+            NAMES["punkapi"],
+            process,
+            lambda: _punkapi_answers(service),
+            Path(service.log),
+            START_TIMEOUT,
+        )
+    finally:
+        processes.let_go(process)  # recorded: the state and `down` have it from here
 
 
 def _catalog(catalog: str | Path | None) -> Path:
@@ -505,6 +508,7 @@ def _start(
         punkapi, punkapi_service = _start_punkapi(log_dir, catalog)
     except BaseException:
         processes.stop(emulator_service)  # not recorded yet: `down` could not find it
+        processes.let_go(emulator)
         raise
     state = LocalState(
         endpoint_url=emulator_service.url,
@@ -552,6 +556,8 @@ def _start(
         _stop_all(state)
         LocalState.remove()
         raise
+    finally:
+        processes.let_go(emulator, punkapi)  # recorded: the state and `down` have them
     return state
 
 
