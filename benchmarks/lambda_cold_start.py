@@ -80,7 +80,7 @@ def worker(module_name: str, event_file: str | None, warm: int) -> None:
         "package": str(Path(sys.modules["brewops"].__file__ or "").parent.parent),
     }
     if event_file:
-        event = json.loads(Path(event_file).read_text())
+        event = json.loads(Path(event_file).read_text(encoding="utf-8"))
         invocations = []
         for _ in range(1 + warm):
             started = time.perf_counter()

@@ -321,7 +321,7 @@ def test_help_and_version_to_a_full_disk_are_one_line(args, unbuffered):
     # buffered, as a terminal-less stdout is by default: what the disk refused is written
     # again at exit, where only Python reports it
     env = {**os.environ, "PYTHONUNBUFFERED": unbuffered}
-    with open("/dev/full", "w") as full:
+    with open("/dev/full", "w", encoding="utf-8") as full:
         result = subprocess.run(
             [BREWOPS, *args], stdout=full, stderr=subprocess.PIPE, text=True, env=env
         )
@@ -438,7 +438,8 @@ def test_a_write_whose_reader_has_gone_ends_the_command_once():
     from brewops.cli import _OutputItsReaderMayLeave
 
     with _reader_gone() as closed_out, _reader_gone() as closed_err:
-        out, err = open(os.dup(closed_out), "w"), open(os.dup(closed_err), "w")  # noqa: SIM115
+        out = open(os.dup(closed_out), "w", encoding="utf-8")  # noqa: SIM115
+        err = open(os.dup(closed_err), "w", encoding="utf-8")  # noqa: SIM115
         stdout = _OutputItsReaderMayLeave(out, gone_ends_the_command=True)
         stderr = _OutputItsReaderMayLeave(err, gone_ends_the_command=False)
         stderr.write("progress\n")
@@ -460,7 +461,7 @@ def test_a_write_that_reaches_a_reader_gone_ends_the_command_without_waiting_for
 
     with _reader_gone() as closed:
         # line-buffered, as print() to a terminal is: the write itself meets the closed pipe
-        out = open(os.dup(closed), "w", buffering=1)  # noqa: SIM115
+        out = open(os.dup(closed), "w", encoding="utf-8", buffering=1)  # noqa: SIM115
         stdout = _OutputItsReaderMayLeave(out, gone_ends_the_command=True)
 
         with pytest.raises(BrokenPipeError):

@@ -52,6 +52,7 @@ def test_ruff_flags_unsafe_calls_in_the_package():
         'yaml.load("a: 1", Loader=yaml.Loader)\n'
         'pickle.loads(b"")\n'
         'requests.get("http://127.0.0.1")\n'
+        'open("notes.txt").read()\n'
     )
     check = [BIN / "ruff", "check", "--output-format", "json"]
     result = subprocess.run(
@@ -62,7 +63,7 @@ def test_ruff_flags_unsafe_calls_in_the_package():
         text=True,
     )
     codes = {finding["code"] for finding in json.loads(result.stdout)}
-    assert {"S602", "S506", "S301", "S113"} <= codes, result.stdout + result.stderr
+    assert {"S602", "S506", "S301", "S113", "PLW1514"} <= codes, result.stdout + result.stderr
 
 
 def test_ruff_format_is_clean():
@@ -116,7 +117,7 @@ def test_the_notebook_is_what_its_build_script_writes(notebook: Path, tmp_path: 
     assert script.exists(), f"{notebook.name} has no build script notebooks/_build/{script.name}"
     subprocess.run([sys.executable, script], cwd=tmp_path, check=True, capture_output=True)
     built = (copy / notebook.name).read_text()
-    assert built == notebook.read_text(), (
+    assert built == notebook.read_text(encoding="utf-8"), (
         f"{notebook.name} differs from what {script.name} writes: edit the script, then run "
         f"`.venv/bin/python notebooks/_build/{script.name}`"
     )
@@ -124,14 +125,14 @@ def test_the_notebook_is_what_its_build_script_writes(notebook: Path, tmp_path: 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_is_committed_without_outputs(notebook: Path):
-    nb = json.loads(notebook.read_text())
+    nb = json.loads(notebook.read_text(encoding="utf-8"))
     dirty = [i for i, c in enumerate(nb["cells"]) if c.get("outputs") or c.get("execution_count")]
     assert not dirty, f"{notebook.name}: cells {dirty} carry outputs; run nbstripout"
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_follows_the_conventions(notebook: Path):
-    cells = json.loads(notebook.read_text())["cells"]
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
     intro = "".join(cells[0]["source"])
     assert cells[0]["cell_type"] == "markdown" and intro.startswith("# "), "H1 title first"
     badge = f"colab.research.google.com/github/brewops/brewops/blob/main/notebooks/{notebook.name}"
@@ -182,7 +183,7 @@ def test_every_parameter_says_what_it_does(notebook: Path):
 def _colab_cells(notebook: Path, home: Path) -> tuple[str, str]:
     """The notebook's Colab cells: the install cell, with the clone going to `home`, and
     the cell after the parameters, which starts the local target."""
-    cells = json.loads(notebook.read_text())["cells"]
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
     sources = ["".join(cell["source"]) for cell in cells]
     [parameters] = [i for i, c in enumerate(cells) if "parameters" in c["metadata"].get("tags", [])]
     install, local_target = sources[1], sources[parameters + 1]

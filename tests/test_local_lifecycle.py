@@ -447,7 +447,7 @@ def test_a_running_target_is_repaired_by_up_and_never_torn_down_by_a_read(
     try:
         emulator, punkapi = state.services["emulator"], state.services["punkapi"]
         kill(punkapi)
-        with open(punkapi.log, "a") as log:
+        with open(punkapi.log, "a", encoding="utf-8") as log:
             log.write("why it died\n")
 
         said = rf"Punk API server \(pid {punkapi.pid}, log {re.escape(punkapi.log)}\) has exited"
@@ -456,7 +456,7 @@ def test_a_running_target_is_repaired_by_up_and_never_torn_down_by_a_read(
         assert processes.is_running(emulator), "a status call must not stop the emulator"
 
         other = tmp_path / "other.json"
-        other.write_text(catalog_path.read_text())
+        other.write_text(catalog_path.read_text(encoding="utf-8"))
         with pytest.raises(runtime.LocalTargetConflict, match="brewops local down"):
             local.up(deploy=False, catalog=other)
 
@@ -470,7 +470,9 @@ def test_a_running_target_is_repaired_by_up_and_never_torn_down_by_a_read(
 
         assert repaired.services["emulator"] == emulator
         assert repaired.services["punkapi"].port == punkapi.port  # the producer has its URL
-        assert "why it died" in Path(f"{punkapi.log}.1").read_text(), "the old log is kept"
+        assert "why it died" in Path(f"{punkapi.log}.1").read_text(encoding="utf-8"), (
+            "the old log is kept"
+        )
         assert requests.get(f"{repaired.punkapi_url}/beers?per_page=1", timeout=5).ok
         assert repaired.deployed and repaired.outputs["StreamName"]
         assert local.status() == LocalState(**{**repaired.__dict__, "already_running": False})
@@ -656,7 +658,9 @@ def start_ready(command: list[str], log: Path, own_session: bool = True) -> subp
     else:  # in this test's process group
         with log.open("wb") as out:
             process = subprocess.Popen(command, stdout=out)
-    processes.wait_ready("Server", process, lambda: "ready" in log.read_text(), log, 60)
+    processes.wait_ready(
+        "Server", process, lambda: "ready" in log.read_text(encoding="utf-8"), log, 60
+    )
     return process
 
 

@@ -87,7 +87,7 @@ def test_a_failing_notebook_stops_the_run_and_is_kept(notebooks: Path, tmp_path:
     assert second.error == "ValueError: the second notebook fails"  # the line that says why
     kept = nbformat.read(second.executed, as_version=4)
     assert any(o.get("ename") == "ValueError" for c in kept.cells for o in c.get("outputs", []))
-    assert Path(second.html).read_text().count("the second notebook fails") >= 1
+    assert Path(second.html).read_text(encoding="utf-8").count("the second notebook fails") >= 1
     assert not (out / "executed" / "03_never_reached.ipynb").exists()
     assert not (notebooks / "01_first_step.ipynb").read_text().count('outputs": [{')
 
@@ -932,7 +932,7 @@ class _CutShort(_FakePapermill):
     """papermill on a full disk: the executed copy is cut short and writing it fails."""
 
     def execute_notebook(self, source: str, executed: str, **kwargs: Any) -> None:
-        Path(executed).write_text('{\n "cells": [\n  {\n   "cell_type": "m')
+        Path(executed).write_text('{\n "cells": [\n  {\n   "cell_type": "m', encoding="utf-8")
         raise OSError(errno.EFBIG, "File too large")
 
 

@@ -64,7 +64,7 @@ def scripts_in_the_repository() -> list[Path]:
 
 def run_steps(workflow: Path) -> list[tuple[str, str]]:
     """(job/step, script) for each `run:` step. Actions runs them with `bash -e` on Linux."""
-    jobs = yaml.safe_load(workflow.read_text())["jobs"]
+    jobs = yaml.safe_load(workflow.read_text(encoding="utf-8"))["jobs"]
     found = []
     for job_id, job in jobs.items():
         for number, step in enumerate(job.get("steps", []), start=1):

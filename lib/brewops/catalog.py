@@ -109,7 +109,8 @@ def _npm_pack(npm: str, spec: str, workdir: Path) -> Path:
             [npm, "pack", spec, "--loglevel=error", "--prefer-offline"],
             cwd=workdir,
             capture_output=True,
-            text=True,
+            encoding="utf-8",  # npm writes UTF-8 whatever the locale
+            errors="replace",
             timeout=NPM_TIMEOUT_SECONDS,
             check=False,
         )

@@ -219,10 +219,15 @@ def _closed_outputs_reopened() -> _ClosedDescriptor | None:
     comments: it goes to /dev/null and the work goes on. stdout is what the command is for:
     writing to it fails as on the closed descriptor. Returns that stdout's descriptor."""
     if sys.stderr is None and _open_on_dev_null(2):
-        sys.stderr = open(2, "w", buffering=1, closefd=False, errors="backslashreplace")  # noqa: SIM115
+        # in the locale's encoding, as Python's own stderr
+        sys.stderr = open(  # noqa: SIM115
+            2, "w", buffering=1, closefd=False, encoding="locale", errors="backslashreplace"
+        )
     if sys.stdout is None and _open_on_dev_null(1):
         closed = _ClosedDescriptor(1)
-        sys.stdout = io.TextIOWrapper(io.BufferedWriter(closed), errors="backslashreplace")
+        sys.stdout = io.TextIOWrapper(
+            io.BufferedWriter(closed), encoding="locale", errors="backslashreplace"
+        )
         return closed
     return None
 

@@ -108,7 +108,7 @@ def exclusive(lock_file: Path, waiting: Callable[[], None] | None = None) -> Ite
     block: each entry opens the file anew, and flock excludes other opens in this process too.
     `waiting` is called first if another holds it."""
     make_folder(lock_file.parent)
-    with lock_file.open("w") as handle:
+    with lock_file.open("w", encoding="utf-8") as handle:
         if waiting is not None and not held_alone(handle, wait=False):
             waiting()
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -123,7 +123,7 @@ def shared(lock_file: Path) -> Iterator[TextIO]:
     """Hold `lock_file` (created if needed) for the block, shared with its other holders;
     the open file is yielded so that the holder can wait to hold it alone (`held_alone`)."""
     make_folder(lock_file.parent)
-    with lock_file.open("a") as handle:
+    with lock_file.open("a", encoding="utf-8") as handle:
         fcntl.flock(handle, fcntl.LOCK_SH)
         yield handle  # closing the file lets it go
 

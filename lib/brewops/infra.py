@@ -297,7 +297,7 @@ def _samconfig(config: Path | None) -> tuple[Path, dict[str, Any]]:
     import tomllib
 
     path = config or repo_root() / "samconfig.toml"
-    return path, tomllib.loads(path.read_text())
+    return path, tomllib.loads(path.read_text(encoding="utf-8"))
 
 
 # The samconfig.toml environment a stack that no environment names deploys with
@@ -451,7 +451,7 @@ def _run_sam(command: list[str], stack_name: str) -> None:
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        text=True,
+        encoding="locale",  # sam is Python: it writes in the locale's encoding, as sys.stdout does
         errors="replace",
         start_new_session=True,  # its own process group: sam and the builders it starts
     ) as process:

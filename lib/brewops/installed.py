@@ -34,14 +34,14 @@ def digest(checkout: Path) -> str:
 def record(stamp: Path) -> None:
     """Write the digest of the checkout's files into `stamp`, .venv/.installed."""
     # absolute, not resolved: a .venv linked to another disk is still the checkout's
-    stamp.write_text(digest(stamp.absolute().parent.parent) + "\n")
+    stamp.write_text(digest(stamp.absolute().parent.parent) + "\n", encoding="utf-8")
 
 
 def is_current(stamp: Path) -> bool:
     """Whether `stamp`, .venv/.installed, records the digest of the checkout's files as
     they are: the venv is installed from them. False without a record or a digest in it."""
     try:
-        recorded = stamp.read_text().strip()
+        recorded = stamp.read_text(encoding="utf-8").strip()
         return recorded == digest(stamp.absolute().parent.parent)
     except OSError:
         return False
@@ -53,7 +53,7 @@ def is_stale(venv: Path, checkout: Path) -> bool:
     no record (a venv made otherwise: pip, Colab) or no such files."""
     stamp = venv / RECORD
     try:
-        recorded = stamp.read_text().strip()
+        recorded = stamp.read_text(encoding="utf-8").strip()
         if re.fullmatch(r"[0-9a-f]{64}", recorded):
             return recorded != digest(checkout)
         # an empty record, made before the digest was: compare dates, as make does

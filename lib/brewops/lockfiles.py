@@ -67,7 +67,7 @@ def lock_requirements(lock: Path | None = None) -> list[str]:
     """The lock's requirement lines (pins and markers), without the hashes and comments."""
     lock = lock or repo_root() / "requirements.lock"
     # `name==version ; marker \` continues on `--hash=...` lines
-    text = lock.read_text().replace("\\\n", " ")
+    text = lock.read_text(encoding="utf-8").replace("\\\n", " ")
     requirements = []
     for line in text.splitlines():
         line = line.split(" --hash=")[0].strip()
@@ -88,7 +88,7 @@ def environment_pins(path: Path | None = None, platform: str = "linux") -> dict[
     import yaml
 
     path = path or repo_root() / "environment.yml"
-    doc = yaml.safe_load(path.read_text())
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     pip_section = next(d["pip"] for d in doc["dependencies"] if isinstance(d, dict))
     requirements = [entry for entry in pip_section if not entry.startswith("-")]  # not `-e .`
     return _pins(requirements, PYTHON_VERSION, platform)
@@ -144,7 +144,7 @@ def main(argv: list[str]) -> int:
         return 2
     name, render = writers[argv[0]]
     target = repo_root() / name
-    target.write_text(render())
+    target.write_text(render(), encoding="utf-8")
     print(target)
     return 0
 

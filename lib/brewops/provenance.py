@@ -53,7 +53,8 @@ def _git(folder: Path, args: list[str]) -> str | None:
         done = subprocess.run(
             [git, "-C", str(folder), *args],
             capture_output=True,
-            text=True,
+            encoding="utf-8",  # git's own: commit messages, and paths as the repository holds them
+            errors="replace",
             timeout=_GIT_SECONDS,
             check=False,
         )

@@ -56,7 +56,7 @@ def read_remembered(target: str, stack_id: str | None) -> tuple[dict[str, Any] |
     if not path.exists():
         return None, f"{path} (not found)"
     try:
-        remembered = parse_json(path.read_text())
+        remembered = parse_json(path.read_text(encoding="utf-8"))
     except ValueError as error:
         raise _unreadable(path, f"not JSON: {error}") from error
     if not isinstance(remembered, dict) or remembered.get("stack_id") != stack_id:
@@ -142,7 +142,7 @@ def _ids_from_file(path: Path) -> tuple[list[int], list[str]]:
     """(ids, objects delivered before them) from a JSON list of ids, or from the file
     `remember_produced` writes."""
     try:
-        data = parse_json(path.read_text())
+        data = parse_json(path.read_text(encoding="utf-8"))
     except ValueError as error:
         raise click.BadParameter(f"{path} is not JSON: {error}", param_hint="--ids-file") from error
     ids = data.get("ids") if isinstance(data, dict) else data

@@ -27,7 +27,7 @@ def figures_file(notebook: str | None = None) -> Path:
 def record(notebook: str | None = None, **figures: Any) -> dict[str, Any]:
     """Merge `figures` into this notebook's figures file and return everything recorded so far."""
     path = figures_file(notebook)
-    earlier = json.loads(path.read_text()) if path.exists() else {}
+    earlier = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     # in the order given, then what only earlier calls recorded: a cell run again shows
     # its figures as it did the first time, not in the file's sorted order
     current = {**figures, **{key: value for key, value in earlier.items() if key not in figures}}
@@ -54,4 +54,4 @@ def _as_json(value: Any) -> Any:
 
 
 def read(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.exists() else {}
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}

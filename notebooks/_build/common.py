@@ -36,7 +36,7 @@ if "google.colab" in sys.modules:
         # the lock's pins without its hashes, which pip would ask of the project's folder too
         constraints = f"{{home}}/constraints.txt"
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-c", constraints, home], check=True)
-        open(installed, "w").close()
+        open(installed, "w", encoding="utf-8").close()
     os.environ["BREWOPS_HOME"] = home  # where the template and the build folder live"""
 
 # After the parameters, which choose the target: target "aws" needs no emulator.

@@ -61,7 +61,7 @@ _TemplateLoader.add_multi_constructor("!", _intrinsic)
 
 def load_template(path: Path) -> dict[str, Any]:
     # a SafeLoader subclass: only CloudFormation's tags added, no Python objects
-    return yaml.load(Path(path).read_text(), Loader=_TemplateLoader)  # noqa: S506
+    return yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_TemplateLoader)  # noqa: S506
 
 
 def template_digest(template: dict[str, Any]) -> str:

@@ -142,7 +142,7 @@ class LocalState:
     def load(cls) -> LocalState | None:
         path = state_file()
         try:
-            return cls.from_dict(parse_json(path.read_text()))
+            return cls.from_dict(parse_json(path.read_text(encoding="utf-8")))
         except FileNotFoundError:
             return None
         except (ValueError, TypeError, AttributeError) as error:
@@ -155,7 +155,7 @@ class LocalState:
     def recorded_services() -> list[Service]:
         """The services a damaged state file still names (those that parse)."""
         try:
-            data = parse_json(state_file().read_text())
+            data = parse_json(state_file().read_text(encoding="utf-8"))
             services = data.get("services", {}) if isinstance(data, dict) else {}
         except (OSError, ValueError):
             return []
