@@ -795,3 +795,16 @@ def test_a_catalogue_that_fails_to_parse_leaves_the_collector_on(tmp_path: Path)
         load_catalog(path)
 
     assert gc.isenabled()
+
+
+def test_a_catalogue_file_is_named_by_its_name_and_the_sha256_of_its_bytes(tmp_path):
+    # more than one read's worth, so the hash runs over several chunks
+    data = json.dumps([{"id": i, "name": "Ünïcode " * 40} for i in range(3000)]).encode()
+    path = tmp_path / "beers.json"
+    path.write_bytes(data)
+
+    assert catalog.catalog_source(path) == {
+        "file": "beers.json",
+        "file_sha256": hashlib.sha256(data).hexdigest(),
+    }
+    assert catalog.catalog_source(str(path)) == catalog.catalog_source(path)

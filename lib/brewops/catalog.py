@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 
 from brewops import paths
 from brewops.errors import ActionableError
-from brewops.files import SHARED, make_folder, naming, replacing, write_atomically
+from brewops.files import SHARED, make_folder, naming, replacing, sha256_file, write_atomically
 from brewops.jsontext import collector_paused, parse_json
 
 NPM_PACKAGE = "punkapi-db"
@@ -318,6 +318,13 @@ def _write_beers(beers: Iterable[dict[str, Any]], fh: Any) -> None:
         fh.write(",\n" if i else "\n")
         fh.write(json.dumps(beer, ensure_ascii=False))
     fh.write("\n]\n")
+
+
+def catalog_source(path: str | os.PathLike[str]) -> dict[str, str]:
+    """A catalogue file as a model card's `data.source` names it: its name and the sha256 of
+    its bytes (`sha256sum FILE` gives the same), which tells two copies of one name apart."""
+    path = Path(path)
+    return {"file": path.name, "file_sha256": sha256_file(path)}
 
 
 def write_catalog(beers: Iterable[dict[str, Any]], out: str | os.PathLike[str]) -> Path:

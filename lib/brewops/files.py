@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import os
 import secrets
 import tempfile
@@ -72,6 +73,15 @@ def replacing(path: Path, mode: int | None = None, buffering: int = -1) -> Itera
             Path(temporary).unlink(missing_ok=True)
             raise
     sync_folder(path.parent)
+
+
+def sha256_file(path: Path) -> str:
+    """The sha256 of a file's bytes, read a mebibyte at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def sync_folder(folder: Path) -> None:

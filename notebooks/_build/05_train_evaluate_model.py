@@ -55,14 +55,11 @@ keep_model = True  # False: delete the version registered by this run at the end
 """,
     cells=[
         code("""
-import hashlib
-from pathlib import Path
-
 import pandas as pd
 
 from brewops import summary, tables
 from brewops import target as targets
-from brewops.catalog import load_catalog
+from brewops.catalog import catalog_source, load_catalog
 from brewops.model import PROTOCOL_SEED, bands, domain, features, plots, registry, train
 from brewops.model.predict import beers_to_predict, checked_beer_ids, predict_beers, predictions_frame
 
@@ -93,7 +90,7 @@ if catalog is None:
     records = tables.latest_per_id(raw)
     source = {**tables.table_source("raw", tgt), "rows_read": len(raw)}
 else:
-    source = {"file": Path(catalog).name, "file_sha256": hashlib.sha256(Path(catalog).read_bytes()).hexdigest()}
+    source = catalog_source(catalog)
 beers = features.labelled(records)
 ibu = features.ibu_values(beers)
 print(f"{len(records)} beers, {len(beers)} with an IBU")

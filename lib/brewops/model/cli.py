@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import tempfile
 from collections.abc import Callable
@@ -109,12 +108,13 @@ def train(
     `version`, `out` and the cross-validation figures `accuracy`, `macro_f1`, `mae`, `r2`,
     `mae_ibu_le_150` and `r2_ibu_le_150`.
     """
+    from brewops.catalog import catalog_source
     from brewops.model import registry
     from brewops.model import train as training
 
     beers = _load(catalog_path)
     protocol = training.Protocol(n_splits=folds, n_repeats=repeats, seed=seed, n_jobs=jobs)
-    source = {"file": catalog_path.name, "file_sha256": _sha256(catalog_path)}
+    source = catalog_source(catalog_path)
     try:
         result = training.train(beers, protocol=protocol, progress=progress, source=source)
     except training.TrainingError as error:
@@ -552,10 +552,6 @@ def _json_line(data: Any) -> str:
     from brewops.model import registry
 
     return json.dumps(registry.strict_json(data), allow_nan=False)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _print_table(metrics: dict[str, Any]) -> None:

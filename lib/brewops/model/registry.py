@@ -20,7 +20,6 @@ same data in a second already taken takes the next free second.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from brewops.errors import ActionableError, refused_deletions
-from brewops.files import make_folder, naming
+from brewops.files import make_folder, naming, sha256_file
 from brewops.jsontext import parse_json
 
 if TYPE_CHECKING:
@@ -74,14 +73,6 @@ class LoadedModel:
 def new_version(data_sha256: str, now: datetime | None = None) -> str:
     moment = (now or datetime.now(UTC)).astimezone(UTC)
     return f"{moment:{VERSION_TIME}}-{data_sha256[:8].lower()}"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------
