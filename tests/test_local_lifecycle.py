@@ -139,14 +139,41 @@ def test_a_stale_state_is_cleaned_up(state_dir: Path, tmp_path: Path) -> None:
     assert survivor.wait(timeout=10) is not None  # stopped along with the state
 
 
-def test_a_recycled_pid_is_not_taken_for_the_service(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "recorded",
+    [{"create_time": 1.0, "since_boot": 1.0}, {"create_time": 1.0, "since_boot": None}],
+    ids=["started-another-time", "state-without-since-boot"],
+)
+def test_a_recycled_pid_is_not_taken_for_the_service(
+    tmp_path: Path, recorded: dict[str, float | None]
+) -> None:
     process, service = spawn_service(tmp_path, 60)
     try:
         assert processes.is_running(service)
-        assert not processes.is_running(Service(**{**service.__dict__, "create_time": 1.0}))
+        # a state written before since_boot was kept still finds its server
+        assert processes.is_running(Service(**{**service.__dict__, "since_boot": None}))
+        assert not processes.is_running(Service(**{**service.__dict__, **recorded}))
     finally:
         processes.stop(service)
     assert process.poll() is not None
+
+
+@pytest.mark.parametrize("step", [3600.0, -3600.0], ids=["forward", "back"])
+def test_a_step_of_the_wall_clock_leaves_the_service_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: float
+) -> None:
+    process, service = spawn_service(tmp_path, 60)
+    # the wall clock set an hour on or back (NTP, by hand, a VM restored) moves the
+    # machine's boot time as psutil tells it, and with it its processes' start times
+    booted = psutil.boot_time()
+    monkeypatch.setattr(psutil._psplatform, "boot_time", lambda: booted + step)
+    try:
+        assert processes.is_running(service)
+        processes.stop(service)  # what `down` stops is found, not left running unrecorded
+        assert process.poll() is not None
+    finally:
+        monkeypatch.undo()
+        processes.stop(service)
 
 
 def test_a_server_that_fails_to_start_leaves_nothing_behind(

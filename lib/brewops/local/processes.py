@@ -167,12 +167,30 @@ def answers(url: str, timeout: float = 1.0) -> bool:
 
 
 def service(process: subprocess.Popen[bytes], port: int, url: str, log: Path) -> Service:
+    started = psutil.Process(process.pid).create_time()
     return Service(
         pid=process.pid,
         port=port,
         url=url,
         log=str(log),
-        create_time=psutil.Process(process.pid).create_time(),
+        create_time=started,
+        since_boot=started - psutil.boot_time(),
+    )
+
+
+def _started_as_recorded(process: psutil.Process, service: Service) -> bool:
+    """Whether `process` is the one `service` records, not a later one given its pid.
+
+    A step of the wall clock (NTP, a clock set by hand, a VM restored) moves the start
+    time psutil gives on Linux, the machine's boot time (moved by the step) plus the time
+    since boot, which stays. Where psutil keeps the start time as it was, the boot time
+    moves instead: either comparison holding is the same process."""
+    started = process.create_time()
+    if abs(started - service.create_time) <= 1.0:
+        return True
+    return (
+        service.since_boot is not None
+        and abs(started - psutil.boot_time() - service.since_boot) <= 1.0
     )
 
 
@@ -181,7 +199,7 @@ def _process(service: Service) -> psutil.Process | None:
     belongs to another process)."""
     try:
         process = psutil.Process(service.pid)
-        if abs(process.create_time() - service.create_time) > 1.0:
+        if not _started_as_recorded(process, service):
             return None
     except psutil.NoSuchProcess:
         return None

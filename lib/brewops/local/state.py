@@ -78,13 +78,16 @@ class UnreadableStateError(RuntimeError, ActionableError):
 @dataclass
 class Service:
     """A server process started in its own session, so it outlives the command that
-    started it. `create_time` tells it apart from a later process given the same pid."""
+    started it. `create_time` tells it apart from a later process given the same pid, and
+    `since_boot` after a step of the wall clock has moved the create_time psutil gives."""
 
     pid: int
     port: int
     url: str
     log: str
     create_time: float
+    # seconds from the machine's boot to its start; None in a state written before it was kept
+    since_boot: float | None = None
 
     def __post_init__(self) -> None:
         # a state file edited or damaged by hand must fail here, not later as a TypeError
@@ -94,6 +97,7 @@ class Service:
             "url": str,
             "log": str,
             "create_time": (int, float),
+            "since_boot": (int, float, type(None)),
         }
         for name, kind in kinds.items():
             value = getattr(self, name)
