@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import json
 import os
 import re
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -75,7 +77,7 @@ def test_state_round_trips_through_its_file(state_dir: Path) -> None:
     state = a_state(outputs={"BucketName": "b"}, already_running=True)
     path = state.save()
     assert path == state_dir / "state.json"
-    assert "already_running" not in json.loads(path.read_text())
+    assert "already_running" not in json.loads(path.read_text(encoding="utf-8"))
     loaded = LocalState.load()
     assert loaded == LocalState(**{**state.__dict__, "already_running": False})
 
@@ -86,7 +88,7 @@ def test_cli_up_leaves_the_servers_running_and_down_stops_them(
 ) -> None:
     checkpoint = paths.firehose_checkpoints_dir(state_dir) / "brewops-dev-raw.json"
     checkpoint.parent.mkdir(parents=True)
-    checkpoint.write_text("{}")  # a drain's position in an emulator that died
+    checkpoint.write_text("{}", encoding="utf-8")  # a drain's position in an emulator that died
 
     started = local_command("up", "--no-deploy", "--catalog", str(catalog_path), env_dir=state_dir)
     assert started.returncode == 0, started.stderr
@@ -94,23 +96,26 @@ def test_cli_up_leaves_the_servers_running_and_down_stops_them(
     assert not checkpoint.exists(), "a new emulator's streams start without old positions"
 
     # the command has exited; its servers have not
-    state = json.loads((state_dir / "state.json").read_text())
+    state = json.loads((state_dir / "state.json").read_text(encoding="utf-8"))
     pids = {name: service["pid"] for name, service in state["services"].items()}
     assert set(pids) == {"emulator", "punkapi"}
     assert all(psutil.pid_exists(pid) for pid in pids.values())
     assert requests.get(f"{state['punkapi_url']}/beers?per_page=1", timeout=5).json()[0]["id"] == 1
     assert requests.get(f"{state['endpoint_url']}/moto-api/config", timeout=5).ok
-    emulator_log = (state_dir / "logs" / "emulator.log").read_text()
+    emulator_log = (state_dir / "logs" / "emulator.log").read_text(encoding="utf-8")
     assert "GET /moto-api/config" not in emulator_log, "no line per request: streams are long"
     assert state["region"] == "us-east-1" and state["deployed"] is False
 
     again = local_command("up", "--no-deploy", "--catalog", str(catalog_path), env_dir=state_dir)
     assert again.returncode == 0, again.stderr
     assert again.stdout.startswith("Already running")
-    assert json.loads((state_dir / "state.json").read_text())["services"] == state["services"]
+    assert (
+        json.loads((state_dir / "state.json").read_text(encoding="utf-8"))["services"]
+        == state["services"]
+    )
 
     checkpoint.parent.mkdir(exist_ok=True)
-    checkpoint.write_text("{}")  # a drain's position in this emulator's streams
+    checkpoint.write_text("{}", encoding="utf-8")  # a drain's position in this emulator's streams
 
     stopped = local_command("down", env_dir=state_dir)
     assert stopped.returncode == 0, stopped.stderr
@@ -180,7 +185,7 @@ def test_a_server_that_fails_to_start_leaves_nothing_behind(
     state_dir: Path, tmp_path: Path
 ) -> None:
     bad_catalog = tmp_path / "catalog.json"
-    bad_catalog.write_text("not json")
+    bad_catalog.write_text("not json", encoding="utf-8")
     before = running_children()
 
     with pytest.raises(processes.ServiceError, match="Punk API server exited"):
@@ -273,6 +278,35 @@ def test_a_restarted_server_that_cannot_be_recorded_is_not_left_behind(
         assert running_children() - before == set()  # not recorded: `down` could not find it
     finally:
         local.down()
+
+
+def test_a_restarted_server_that_cannot_be_recorded_is_stopped_and_its_popen_let_go(
+    state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from brewops.local import runtime
+
+    restarted: list[int] = []
+
+    def a_sleeper(log_dir: Path, catalog: Path, port: int = 0):
+        process, service = spawn_service(tmp_path, 60)
+        restarted.append(process.pid)
+        return process, service
+
+    monkeypatch.setattr(runtime, "_start_punkapi", a_sleeper)
+    monkeypatch.setattr(LocalState, "save", no_room_for_the_state)
+    gone = Service(1, 9, "http://127.0.0.1:9", str(tmp_path / "punkapi.log"), 1.5)
+    state = a_state(services={"punkapi": gone}, catalog="c.json")
+
+    with warnings.catch_warnings(record=True) as reported:
+        warnings.simplefilter("always")
+        with pytest.raises(OSError, match="No space left"):
+            runtime._restart_punkapi(state)
+        gc.collect()  # the Popen of the server it stopped, with the failure's frames
+
+    assert exited(restarted[0])
+    # under `python -X dev`, a Popen collected before its child was waited for says the
+    # child "is still running"
+    assert [str(w.message) for w in reported if w.category is ResourceWarning] == []
 
 
 def test_a_server_that_exits_without_a_word_on_a_full_disk_says_the_disk_is_full(
@@ -446,7 +480,7 @@ def test_up_reaches_its_own_servers_past_a_proxy_set_in_the_shell(
         started = subprocess.run(
             [sys.executable, "-m", "brewops.cli", "local", "up", "--no-deploy",
              "--catalog", str(catalog_path)],
-            capture_output=True, text=True, timeout=90,
+            capture_output=True, encoding="locale", timeout=90,
             env={**environment, **shell, "BREWOPS_LOCAL_STATE_DIR": str(state_dir)},
         )  # fmt: skip
         assert started.returncode == 0, started.stderr
@@ -483,7 +517,7 @@ def test_a_running_target_is_repaired_by_up_and_never_torn_down_by_a_read(
         assert processes.is_running(emulator), "a status call must not stop the emulator"
 
         other = tmp_path / "other.json"
-        other.write_text(catalog_path.read_text(encoding="utf-8"))
+        other.write_text(catalog_path.read_text(encoding="utf-8"), encoding="utf-8")
         with pytest.raises(runtime.LocalTargetConflict, match="brewops local down"):
             local.up(deploy=False, catalog=other)
 
@@ -507,7 +541,9 @@ def test_a_running_target_is_repaired_by_up_and_never_torn_down_by_a_read(
         # the stack stays deployed from the template it was deployed from
         assert local.up(template=runtime.paths.template_path()).deployed
         edited = tmp_path / "edited.yaml"
-        edited.write_text(runtime.paths.template_path().read_text())
+        edited.write_text(
+            runtime.paths.template_path().read_text(encoding="utf-8"), encoding="utf-8"
+        )
         with pytest.raises(runtime.LocalTargetConflict, match=r"template .*edited\.yaml"):
             local.up(template=edited)
     finally:
@@ -521,10 +557,11 @@ def test_up_after_an_up_that_was_killed_waits_for_the_servers_it_started(
 
     # what a killed `up` leaves: its servers recorded, still starting, nothing deployed
     (tmp_path / "emulator").mkdir()
-    services = {
-        "emulator": spawn_service(tmp_path / "emulator", 60)[1],
-        "punkapi": spawn_service(tmp_path, 60)[1],
+    started = {
+        "emulator": spawn_service(tmp_path / "emulator", 60),
+        "punkapi": spawn_service(tmp_path, 60),
     }
+    services = {name: service for name, (_, service) in started.items()}
     a_state(services=services, catalog="c.json", punkapi_code_digest=runtime.code_digest()).save()
     asked: list[str] = []
 
@@ -537,6 +574,8 @@ def test_up_after_an_up_that_was_killed_waits_for_the_servers_it_started(
         assert runtime.up(deploy=False).already_running
     finally:
         local.down()
+        for process, _ in started.values():
+            process.wait(timeout=10)
 
     assert asked.count("http://127.0.0.1:9/moto-api/config") == 2
     assert asked.count("http://127.0.0.1:9/beers?per_page=1") == 2
@@ -549,18 +588,22 @@ def test_the_code_digest_follows_every_source_file_its_name_and_its_content(
 
     package = tmp_path / "brewops"
     (package / "local").mkdir(parents=True)
-    (package / "cli.py").write_text("print('a')\n")
-    (package / "local" / "runtime.py").write_text("")
+    (package / "cli.py").write_text("print('a')\n", encoding="utf-8")
+    (package / "local" / "runtime.py").write_text("", encoding="utf-8")
     monkeypatch.setattr(runtime, "__file__", str(package / "local" / "runtime.py"))
     digests = [runtime.code_digest()]
 
-    (package / "cli.py").write_text("print('b')\n")  # a `git pull` that edits a module
+    (package / "cli.py").write_text(
+        "print('b')\n", encoding="utf-8"
+    )  # a `git pull` that edits a module
     digests.append(runtime.code_digest())
     (package / "cli.py").rename(package / "main.py")  # the same code under another name
     digests.append(runtime.code_digest())
-    (package / "local" / "ports.py").write_text("")  # a module added in a subpackage
+    (package / "local" / "ports.py").write_text(
+        "", encoding="utf-8"
+    )  # a module added in a subpackage
     digests.append(runtime.code_digest())
-    (package / "notes.txt").write_text("not code")
+    (package / "notes.txt").write_text("not code", encoding="utf-8")
     digests.append(runtime.code_digest())
 
     assert len(set(digests[:4])) == 4, "each change to the code is another digest"
@@ -571,7 +614,9 @@ def test_a_damaged_state_is_one_line_and_down_clears_it(state_dir: Path, tmp_pat
     server, service = spawn_service(tmp_path, 60)
     state_dir.mkdir(parents=True)
     # readable JSON that is no longer a state: a field gone, the services still named
-    (state_dir / "state.json").write_text(json.dumps({"services": {"punkapi": service.__dict__}}))
+    (state_dir / "state.json").write_text(
+        json.dumps({"services": {"punkapi": service.__dict__}}), encoding="utf-8"
+    )
 
     status = local_command("status", env_dir=state_dir)
     stopped = CliRunner().invoke(local_cli, ["down"])
@@ -585,9 +630,9 @@ def test_a_damaged_state_is_one_line_and_down_clears_it(state_dir: Path, tmp_pat
 
 
 def test_a_state_with_a_field_of_the_wrong_type_is_damaged_too(state_dir: Path) -> None:
-    written = json.loads(a_state().save().read_text())
+    written = json.loads(a_state().save().read_text(encoding="utf-8"))
     written["services"]["emulator"]["pid"] = "1"  # edited by hand
-    (state_dir / "state.json").write_text(json.dumps(written))
+    (state_dir / "state.json").write_text(json.dumps(written), encoding="utf-8")
 
     result = local_command("status", env_dir=state_dir)
 
@@ -604,6 +649,7 @@ def test_a_server_runs_in_a_session_of_its_own(tmp_path: Path) -> None:
         assert os.getsid(process.pid) == process.pid
     finally:
         processes.stop(service)
+        process.wait()
 
 
 def test_stop_kills_a_server_that_ignores_sigterm(tmp_path: Path) -> None:
@@ -617,7 +663,7 @@ def test_stop_kills_a_server_that_ignores_sigterm(tmp_path: Path) -> None:
     process = processes.spawn([sys.executable, "-c", script], log)
     try:
         processes.wait_ready(
-            "Stubborn server", process, lambda: "ready" in log.read_text(), log, 60
+            "Stubborn server", process, lambda: "ready" in log.read_text(encoding="utf-8"), log, 60
         )
 
         processes.stop(processes.service(process, 0, "http://127.0.0.1:9", log), timeout=0.2)
@@ -650,7 +696,9 @@ def test_stop_waits_for_a_server_sigkill_does_not_end_at_once_only_briefly(
 
     monkeypatch.setattr(processes, "_wait_exited", recorded_wait)
     try:
-        processes.wait_ready("Stuck server", process, lambda: "ready" in log.read_text(), log, 60)
+        processes.wait_ready(
+            "Stuck server", process, lambda: "ready" in log.read_text(encoding="utf-8"), log, 60
+        )
         started = time.monotonic()
 
         processes.stop(processes.service(process, 0, "http://127.0.0.1:9", log), timeout=2)
@@ -709,7 +757,7 @@ def test_stop_gives_a_server_the_time_to_exit_on_sigterm(
         processes.stop(processes.service(process, 0, "http://127.0.0.1:9", log), timeout=5)
 
         assert process.poll() is not None
-        assert "bye" in log.read_text()
+        assert "bye" in log.read_text(encoding="utf-8")
     finally:
         process.kill()
         process.wait()
@@ -724,7 +772,7 @@ def test_stop_ends_the_whole_process_group_of_a_server(tmp_path: Path) -> None:
     try:
         processes.stop(processes.service(process, 0, "http://127.0.0.1:9", log), timeout=2)
 
-        assert "bye" in log.read_text(), "the worker was sent SIGTERM first"
+        assert "bye" in log.read_text(encoding="utf-8"), "the worker was sent SIGTERM first"
         assert exited(process.pid) and exited(worker.pid)
     finally:
         with contextlib.suppress(psutil.NoSuchProcess):
@@ -738,14 +786,16 @@ def test_a_servers_output_reaches_its_log_unbuffered_and_replaces_the_last(
 ) -> None:
     monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)  # as in a plain shell
     log = tmp_path / "server.log"
-    log.write_text("the last run's\n")
+    log.write_text("the last run's\n", encoding="utf-8")
     # no flush: Python buffers the output of a process writing to a file, unless told not to
     script = "import time\nprint('ready')\ntime.sleep(60)\n"
     process = processes.spawn([sys.executable, "-c", script], log)
     try:
         # unbuffered, print writes the text and the line's end in two writes: wait for both
-        processes.wait_ready("Server", process, lambda: "\n" in log.read_text(), log, 60)
-        assert log.read_text() == "ready\n"
+        processes.wait_ready(
+            "Server", process, lambda: "\n" in log.read_text(encoding="utf-8"), log, 60
+        )
+        assert log.read_text(encoding="utf-8") == "ready\n"
     finally:
         process.kill()
         process.wait()
@@ -754,11 +804,11 @@ def test_a_servers_output_reaches_its_log_unbuffered_and_replaces_the_last(
 # a server that answers one connection on the socket it inherits, and says so in its log
 ONE_ANSWER_SERVER = """\
 import socket, sys
-listening = socket.socket(fileno=int(sys.argv[sys.argv.index("--fd") + 1]))
-print("serving")
-connection, _ = listening.accept()
-connection.sendall(b"hello")
-connection.close()
+with socket.socket(fileno=int(sys.argv[sys.argv.index("--fd") + 1])) as listening:
+    print("serving")
+    connection, _ = listening.accept()
+    with connection:
+        connection.sendall(b"hello")
 """
 
 # spawns that server from a process started with descriptor N closed; writes what it answered
@@ -790,7 +840,7 @@ def test_a_server_spawned_by_a_process_without_a_standard_stream_gets_its_socket
     # THEN the server answers on its socket, which its stdin, stdout or stderr did not replace
     assert answered.exists(), processes.log_tail(log)
     assert answered.read_bytes() == b"hello"
-    assert log.read_text() == "serving\n"
+    assert log.read_text(encoding="utf-8") == "serving\n"
 
 
 def test_stop_leaves_no_zombie_of_a_server_this_process_started(tmp_path: Path) -> None:
@@ -800,6 +850,7 @@ def test_stop_leaves_no_zombie_of_a_server_this_process_started(tmp_path: Path) 
 
     # reaped: a notebook that runs up() and down() again and again collects no zombies
     assert not psutil.pid_exists(process.pid)
+    process.wait()  # finds it reaped
 
 
 def test_every_start_of_the_local_punk_api_draws_the_same_random_beers(
@@ -823,6 +874,7 @@ def test_every_start_of_the_local_punk_api_draws_the_same_random_beers(
             drawn.append([answer.json()[0]["id"] for answer in answers])
         finally:
             processes.stop(service)
+            process.wait()
 
     assert drawn[0] == drawn[1]
     assert len(set(drawn[0])) > 1  # still random beers, not one beer again and again
@@ -864,6 +916,7 @@ def test_a_server_that_never_answers_is_reported(tmp_path: Path) -> None:
             )
     finally:
         processes.stop(service)
+        process.wait()
 
 
 def test_a_missing_catalogue_or_template_starts_nothing(
@@ -909,7 +962,7 @@ def test_up_for_another_stack_is_a_conflict(
 )
 def test_a_state_that_is_not_a_state_is_damaged(state_dir: Path, written: str) -> None:
     state_dir.mkdir(parents=True)
-    (state_dir / "state.json").write_text(written)
+    (state_dir / "state.json").write_text(written, encoding="utf-8")
     with pytest.raises(UnreadableStateError, match="is damaged"):
         LocalState.load()
     assert local.down() is None  # it names no server: cleared all the same
@@ -917,16 +970,16 @@ def test_a_state_that_is_not_a_state_is_damaged(state_dir: Path, written: str) -
 
 
 def test_a_whole_number_start_time_is_a_valid_one(state_dir: Path) -> None:
-    written = json.loads(a_state().save().read_text())
+    written = json.loads(a_state().save().read_text(encoding="utf-8"))
     written["services"]["emulator"]["create_time"] = 1700000000  # as a hand edit may leave it
-    (state_dir / "state.json").write_text(json.dumps(written))
+    (state_dir / "state.json").write_text(json.dumps(written), encoding="utf-8")
     assert LocalState.load().services["emulator"].create_time == 1700000000
 
 
 def test_a_state_with_a_boolean_pid_is_damaged(state_dir: Path) -> None:
-    written = json.loads(a_state().save().read_text())
+    written = json.loads(a_state().save().read_text(encoding="utf-8"))
     written["services"]["emulator"]["pid"] = True  # JSON true is no pid
-    (state_dir / "state.json").write_text(json.dumps(written))
+    (state_dir / "state.json").write_text(json.dumps(written), encoding="utf-8")
     with pytest.raises(UnreadableStateError, match="service pid is True"):
         LocalState.load()
 
@@ -937,7 +990,7 @@ def test_down_stops_what_a_damaged_state_names_despite_a_broken_entry(
     server, service = spawn_service(tmp_path, 60)
     state_dir.mkdir(parents=True)
     services = {"emulator": {"pid": "not a pid"}, "punkapi": service.__dict__}
-    (state_dir / "state.json").write_text(json.dumps({"services": services}))
+    (state_dir / "state.json").write_text(json.dumps({"services": services}), encoding="utf-8")
 
     assert local.down() is None
 
@@ -1006,9 +1059,13 @@ def test_up_restarts_a_punk_api_server_started_from_other_code(
     try:
         emulator, punkapi = state.services["emulator"], state.services["punkapi"]
         # the state an older checkout's `up` wrote: no code recorded for its Punk API server
-        written = json.loads(paths.local_state_dir().joinpath("state.json").read_text())
+        written = json.loads(
+            paths.local_state_dir().joinpath("state.json").read_text(encoding="utf-8")
+        )
         del written["punkapi_code_digest"]
-        paths.local_state_dir().joinpath("state.json").write_text(json.dumps(written))
+        paths.local_state_dir().joinpath("state.json").write_text(
+            json.dumps(written), encoding="utf-8"
+        )
 
         again = local.up(deploy=False)
 
@@ -1078,6 +1135,7 @@ def test_a_server_that_exited_unreaped_is_not_running(tmp_path: Path) -> None:
     os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)  # exited, not yet reaped
 
     assert not processes.is_running(service)  # a zombie serves nothing
+    process.wait()
 
 
 @contextlib.contextmanager
@@ -1161,7 +1219,8 @@ def test_up_deploys_the_template_it_is_given_and_keeps_it(
         template = tmp_path / "template.yaml"
         template.write_text(
             "Resources:\n  Queue:\n    Type: AWS::SQS::Queue\n"
-            "Outputs:\n  QueueName: {Value: !GetAtt Queue.QueueName}\n"
+            "Outputs:\n  QueueName: {Value: !GetAtt Queue.QueueName}\n",
+            encoding="utf-8",
         )
 
         deployed = local.up(template=template)
@@ -1190,7 +1249,7 @@ def test_a_template_that_cannot_be_compared_is_refused_only_when_it_is_unreadabl
 
     template = tmp_path / "template.yaml"
     if written is not None:
-        template.write_text(written)
+        template.write_text(written, encoding="utf-8")
     state = a_state(deployed=True, template=str(template), template_digest=digest)
 
     with (
@@ -1212,15 +1271,21 @@ def test_up_refuses_a_template_changed_since_it_was_deployed(
         "Parameters:\n  Delay: {Type: Number, Default: 0}\n"
         "Resources:\n  Queue:\n    Type: AWS::SQS::Queue\n"
         "    Properties: {DelaySeconds: !Ref Delay}\n"
-        "Outputs:\n  QueueName: {Value: !GetAtt Queue.QueueName}\n"
+        "Outputs:\n  QueueName: {Value: !GetAtt Queue.QueueName}\n",
+        encoding="utf-8",
     )
     local.up(catalog=catalog_path, template=template)
     try:
         # a comment changes nothing that is deployed
-        template.write_text(f"# the queue\n{template.read_text()}")
+        template.write_text(
+            f"# the queue\n{template.read_text(encoding='utf-8')}", encoding="utf-8"
+        )
         assert local.up(template=template).already_running
 
-        template.write_text(template.read_text().replace("Default: 0", "Default: 5"))
+        template.write_text(
+            template.read_text(encoding="utf-8").replace("Default: 0", "Default: 5"),
+            encoding="utf-8",
+        )
 
         with pytest.raises(runtime.LocalTargetConflict, match="has changed since") as refused:
             local.up()
@@ -1242,7 +1307,7 @@ def test_an_empty_log_says_the_disk_is_full_only_below_a_megabyte_free(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log_text: str, free: int | None, said: str
 ) -> None:
     log = tmp_path / "silent.log"
-    log.write_text(log_text)
+    log.write_text(log_text, encoding="utf-8")
     usage = shutil.disk_usage(tmp_path)
 
     def measured(path: object) -> object:

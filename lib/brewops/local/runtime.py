@@ -465,6 +465,7 @@ def _restart_punkapi(state: LocalState, exited: bool = True) -> None:
         state.save()  # recorded at once, so `down` finds it even if it never gets ready
     except BaseException:
         processes.stop(service)  # not recorded (a full disk, say): `down` would not find it
+        processes.let_go(process)
         raise
     try:
         processes.wait_ready(
