@@ -22,7 +22,7 @@ def figures_printed(script: str, *arguments: str, env: dict[str, str] | None = N
         [sys.executable, str(BENCHMARKS / script), *arguments],
         env=env,
         capture_output=True,
-        text=True,
+        encoding="locale",
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
@@ -34,7 +34,7 @@ def test_a_benchmark_explains_its_figures_in_its_help(script):
     """Each script stands alone, to be run or copied by itself: its --help is its whole
     docstring, which says what each figure it prints means."""
     result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / script), "--help"], capture_output=True, text=True
+        [sys.executable, str(BENCHMARKS / script), "--help"], capture_output=True, encoding="locale"
     )
 
     assert result.returncode == 0, result.stderr
@@ -103,7 +103,7 @@ def test_a_streaming_benchmark_prints_its_figures_and_leaves_no_state_behind(
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / script), *arguments],
         capture_output=True,
-        text=True,
+        encoding="locale",
         timeout=300,
         env={**os.environ, "TMPDIR": str(tmp_path)},  # where its emulator's state goes
     )
@@ -119,7 +119,7 @@ def test_the_cold_start_benchmark_prints_its_figures_and_leaves_no_state_behind(
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / "lambda_cold_start.py"), "--runs", "1", "--warm", "1"],
         capture_output=True,
-        text=True,
+        encoding="locale",
         timeout=300,
         env={**os.environ, "TMPDIR": str(tmp_path)},  # where its package and emulator go
     )
@@ -157,7 +157,7 @@ def test_a_benchmark_refuses_arguments_it_cannot_measure_with(script, arguments,
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / script), *arguments],
         capture_output=True,
-        text=True,
+        encoding="locale",
         timeout=60,
     )
     assert result.returncode == 2, result.stderr
@@ -193,7 +193,7 @@ def test_the_draining_process_reports_its_own_peak_memory_not_its_parents():
     result = subprocess.run(
         [sys.executable, "-c", DRAIN_NOTHING, str(BENCHMARKS / "firehose_runtime.py")],
         capture_output=True,
-        text=True,
+        encoding="locale",
         timeout=120,
     )
     del parent_peak

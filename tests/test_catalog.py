@@ -55,7 +55,7 @@ def test_fetch_packs_checks_and_caches(fake_npm, cache: Path, real_bytes: bytes)
     path = fetch_catalog(cache_dir=cache)
     assert path == cache / CATALOG_FILENAME
     assert path.read_bytes() == real_bytes
-    assert fake_npm.calls.read_text().split() == [
+    assert fake_npm.calls.read_text(encoding="utf-8").split() == [
         "pack",
         "punkapi-db@2.6.0",
         "--loglevel=error",
@@ -157,7 +157,8 @@ def test_an_npm_out_of_disk_space_says_where_to_free_some(fake_npm, cache: Path,
         "#!/bin/sh\n"
         "echo 'npm error code ENOSPC' >&2\n"
         "echo 'npm error nospc ENOSPC: no space left on device, write' >&2\n"
-        "exit 228\n"
+        "exit 228\n",
+        encoding="utf-8",
     )
     with pytest.raises(CatalogError, match="no space left on device") as info:
         fetch_catalog(cache_dir=cache)
@@ -181,7 +182,8 @@ def test_an_npm_that_cannot_write_the_tarball_says_so_not_the_network(
         "#!/bin/sh\n"
         f"echo 'npm error code {code}' >&2\n"
         f"echo 'npm error {code}: {message}, write' >&2\n"
-        "exit 229\n"
+        "exit 229\n",
+        encoding="utf-8",
     )
     with pytest.raises(CatalogError, match=message) as info:
         fetch_catalog(cache_dir=cache)
@@ -209,7 +211,7 @@ def test_an_npm_that_hangs_is_stopped_and_reported(
     fake_npm, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     npm = tmp_path / "bin" / "npm"
-    npm.write_text("#!/bin/sh\nexec sleep 60\n")
+    npm.write_text("#!/bin/sh\nexec sleep 60\n", encoding="utf-8")
     monkeypatch.setattr(catalog, "NPM_TIMEOUT_SECONDS", 0.2)
     with pytest.raises(CatalogError, match=r"did not finish within 0\.2 s.*network"):
         fetch_catalog(cache_dir=cache)
@@ -291,7 +293,8 @@ def test_an_npm_failure_quotes_the_end_of_what_npm_said(
     npm = bin_dir / "npm"
     said = [f"npm notice line {i}" for i in range(5)] + ["npm error code E404"]
     npm.write_text(
-        "#!/bin/sh\n" + "".join(f"echo '{line}' {redirect}\n" for line in said) + "exit 1\n"
+        "#!/bin/sh\n" + "".join(f"echo '{line}' {redirect}\n" for line in said) + "exit 1\n",
+        encoding="utf-8",
     )
     npm.chmod(npm.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
@@ -328,9 +331,9 @@ def test_an_unreachable_registry_is_named_without_the_stack_trace(
     npm_said = NPM_CONNECTION_REFUSED.replace("npm error", prefix)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (tmp_path / "npm-said").write_text(npm_said)
+    (tmp_path / "npm-said").write_text(npm_said, encoding="utf-8")
     npm = bin_dir / "npm"
-    npm.write_text(f"#!/bin/sh\ncat '{tmp_path / 'npm-said'}' >&2\nexit 1\n")
+    npm.write_text(f"#!/bin/sh\ncat '{tmp_path / 'npm-said'}' >&2\nexit 1\n", encoding="utf-8")
     npm.chmod(npm.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     with pytest.raises(CatalogError) as info:
@@ -608,7 +611,7 @@ _NAMED = 'entry 2 ("B"): id "2"; entry 3: a JSON null, not a beer; entry 4 ("C")
 def test_the_entries_without_an_integer_id_are_named(tmp_path: Path, more: list, said: str):
     path = tmp_path / "newer.json"
     entries = [{"id": 1, "name": "A"}, {"id": "2", "name": "B"}, None, {"name": "C"}, *more]
-    path.write_text(json.dumps(entries))
+    path.write_text(json.dumps(entries), encoding="utf-8")
     with pytest.raises(CatalogError) as refused:
         load_catalog(path)
     assert f"entries without one: {said}. Give every beer a whole-number id." in str(refused.value)
@@ -626,7 +629,7 @@ def test_only_a_broken_copy_of_the_real_catalogue_is_sent_to_fetch_it_again(
 ):
     # a file of one's own (here one object per line) is not mended by fetching the real one
     path = tmp_path / name
-    path.write_text('{"id": 1}\n{"id": 2}\n')
+    path.write_text('{"id": 1}\n{"id": 2}\n', encoding="utf-8")
     with pytest.raises(CatalogError, match="not valid JSON") as refused:
         load_catalog(path)
     assert remedy in str(refused.value)
@@ -654,7 +657,7 @@ def test_a_missing_relative_catalogue_says_where_it_was_looked_for(tmp_path: Pat
 def test_a_file_of_ones_own_that_is_not_json_is_told_in_words_notebook_05_uses_too(tmp_path):
     # "--catalog" is a command's option: notebook 05 sets its `catalog` parameter instead
     path = tmp_path / "mine.json"
-    path.write_text("not json {")
+    path.write_text("not json {", encoding="utf-8")
     with pytest.raises(CatalogError, match="or give the path of a good file") as refused:
         load_catalog(path)
     assert "--catalog" not in str(refused.value)
@@ -671,7 +674,7 @@ def test_repeated_ids_can_keep_the_last_record_when_asked(tmp_path: Path):
     path = tmp_path / "dup.json"
     beers = [{"id": 2, "name": "old"}, {"id": 1, "name": "one"}, {"id": 2, "name": "new"}]
     beers += [{"id": 3, "name": "a"}, {"id": 3, "name": "b"}, {"id": 3, "name": "c"}]
-    path.write_text(json.dumps(beers))
+    path.write_text(json.dumps(beers), encoding="utf-8")
     reported = []
     loaded = load_catalog(
         path, on_duplicates=lambda dropped, kept: reported.append((dropped, kept))
@@ -697,7 +700,7 @@ def test_a_catalogue_written_to_a_device_leaves_the_device_in_place(tmp_path: Pa
 def test_a_catalogue_written_through_a_link_leaves_the_link(tmp_path: Path, catalog_beers):
     # `--out /dev/stdout > file`: the link leads to a regular file
     target = tmp_path / "redirected.json"
-    target.write_text("")
+    target.write_text("", encoding="utf-8")
     out = tmp_path / "stdout"
     out.symlink_to(target)
     write_catalog(catalog_beers[:2], out)

@@ -229,7 +229,7 @@ def test_synth_writes_n_beers(runner, catalog_path, tmp_path: Path):
     )
     assert result.exit_code == 0, result.output
     assert result.output.strip().splitlines()[-1] == str(out)
-    assert [b["id"] for b in json.loads(out.read_text())] == list(range(1, 51))
+    assert [b["id"] for b in json.loads(out.read_text(encoding="utf-8"))] == list(range(1, 51))
     assert result.stdout == f"{out}\n"
     assert "50 beers from 325 (seed 4)" in result.stderr
 
@@ -243,12 +243,12 @@ def test_synth_to_stdout_prints_only_the_catalogue(catalog_path, tmp_path: Path,
     args = [brewops, "data", "synth", "--n", "3", "--out", "/dev/stdout", "--catalog", catalog_path]
     # WHEN the catalogue goes to stdout, read through a pipe or redirected to a file
     if stdout == "pipe":
-        result = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        result = subprocess.run(args, capture_output=True, encoding="locale", timeout=60)
         printed = result.stdout
     else:
-        with (tmp_path / "redirected.json").open("w") as redirected:
+        with (tmp_path / "redirected.json").open("wb") as redirected:
             result = subprocess.run(args, stdout=redirected, stderr=subprocess.PIPE, timeout=60)
-        printed = (tmp_path / "redirected.json").read_text()
+        printed = (tmp_path / "redirected.json").read_text(encoding="utf-8")
     # THEN stdout is the JSON array alone, with no path line after it
     assert result.returncode == 0, result.stderr
     assert [b["id"] for b in json.loads(printed)] == [1, 2, 3]
@@ -290,6 +290,6 @@ def test_synth_from_a_v3_catalogue(runner, write_catalog_file, catalog_beers, tm
         main, ["data", "synth", "--n", "5", "--out", str(out), "--catalog", str(source)]
     )
     assert result.exit_code == 0, result.output
-    synthetic = json.loads(out.read_text())
+    synthetic = json.loads(out.read_text(encoding="utf-8"))
     assert len(synthetic) == 5
     assert all("image_url" in b for b in synthetic)

@@ -64,7 +64,7 @@ def test_every_option_of_every_command_says_what_it_does():
 
 
 def test_the_readme_names_every_command_and_none_that_does_not_exist():
-    text = (repo_root() / "README.md").read_text()
+    text = (repo_root() / "README.md").read_text(encoding="utf-8")
     # `from brewops import …` in a code block names a module, not a command
     invocations = re.findall(r"(?<!from )\bbrewops (\w+)(?: (\w+))?", text)
     named = {" ".join(filter(None, m)) for m in invocations}
@@ -83,7 +83,7 @@ def test_the_readme_names_every_command_and_none_that_does_not_exist():
 
 def test_a_target_that_is_not_running_is_one_line_saying_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(tmp_path / "nothing-here"))
-    result = subprocess.run([BREWOPS, "stream", "drain"], capture_output=True, text=True)
+    result = subprocess.run([BREWOPS, "stream", "drain"], capture_output=True, encoding="locale")
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "brewops local up" in result.stderr
@@ -92,9 +92,9 @@ def test_a_target_that_is_not_running_is_one_line_saying_what_to_do(tmp_path, mo
 def test_a_build_dir_that_is_a_file_is_one_line_naming_it(tmp_path, monkeypatch):
     monkeypatch.delenv("BREWOPS_LOCAL_STATE_DIR", raising=False)
     monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
-    (tmp_path / "build").write_text("a file, not a folder")
+    (tmp_path / "build").write_text("a file, not a folder", encoding="utf-8")
 
-    result = subprocess.run([BREWOPS, "local", "status"], capture_output=True, text=True)
+    result = subprocess.run([BREWOPS, "local", "status"], capture_output=True, encoding="locale")
 
     assert result.returncode == 1
     assert result.stderr == (
@@ -105,7 +105,9 @@ def test_a_build_dir_that_is_a_file_is_one_line_naming_it(tmp_path, monkeypatch)
 
 def synth_one_beer_to(out: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [BREWOPS, "data", "synth", "--n", "1", "--out", str(out)], capture_output=True, text=True
+        [BREWOPS, "data", "synth", "--n", "1", "--out", str(out)],
+        capture_output=True,
+        encoding="locale",
     )
 
 
@@ -120,7 +122,7 @@ def test_an_out_in_a_folder_that_takes_no_new_file_is_one_line_naming_it():
 
 
 def test_an_out_under_a_file_is_one_line_naming_the_file(tmp_path):
-    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "a-file").write_text("not a folder", encoding="utf-8")
 
     result = synth_one_beer_to(tmp_path / "a-file" / "c.json")
 
@@ -145,15 +147,15 @@ def test_a_cache_dir_under_a_file_is_one_line_naming_where_it_comes_from(
     tmp_path, monkeypatch, variable
 ):
     monkeypatch.delenv("BREWOPS_CACHE_DIR", raising=False)
-    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "a-file").write_text("not a folder", encoding="utf-8")
     monkeypatch.setenv(variable, str(tmp_path / "a-file" / "cache"))
     bin_dir = tmp_path / "bin"  # an npm that fetches nothing, for machines without one
     bin_dir.mkdir()
-    (bin_dir / "npm").write_text("#!/bin/sh\nexit 1\n")
+    (bin_dir / "npm").write_text("#!/bin/sh\nexit 1\n", encoding="utf-8")
     (bin_dir / "npm").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
 
-    result = subprocess.run([BREWOPS, "data", "fetch"], capture_output=True, text=True)
+    result = subprocess.run([BREWOPS, "data", "fetch"], capture_output=True, encoding="locale")
 
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith(f"Error: {tmp_path / 'a-file' / 'cache'}")
@@ -192,7 +194,7 @@ def test_a_full_disk_is_one_line(tmp_path, catalog_path):
         preexec_fn=disk_full,
         env={**unmeasured(os.environ), **NO_BYTECODE},  # no coverage data file to write either
         capture_output=True,
-        text=True,
+        encoding="locale",
     )
 
     assert result.returncode == 1
@@ -226,7 +228,7 @@ def test_a_mistyped_command_names_the_nearest_one():
 def test_the_help_and_the_readme_give_the_same_exit_statuses():
     # the statuses themselves: the tests of failures (1), usage errors (2) and interrupts
     said = CliRunner().invoke(main, ["--help"]).output.split("Exit status:")[1]
-    readme = (repo_root() / "README.md").read_text()
+    readme = (repo_root() / "README.md").read_text(encoding="utf-8")
     table = readme.split("### Exit status\n")[1].split("\n### ")[0]
     rows = re.findall(r"^\| ([\d, ]+) \|", table, flags=re.MULTILINE)
 
@@ -323,7 +325,7 @@ def test_help_and_version_to_a_full_disk_are_one_line(args, unbuffered):
     env = {**os.environ, "PYTHONUNBUFFERED": unbuffered}
     with open("/dev/full", "w", encoding="utf-8") as full:
         result = subprocess.run(
-            [BREWOPS, *args], stdout=full, stderr=subprocess.PIPE, text=True, env=env
+            [BREWOPS, *args], stdout=full, stderr=subprocess.PIPE, encoding="locale", env=env
         )
 
     assert result.returncode == 1
@@ -377,7 +379,7 @@ def test_a_crawl_whose_progress_reader_has_gone_still_writes_the_catalogue(catal
                 [BREWOPS, "data", "crawl", "--url", served.url, "--out", out, "--progress"],
                 stdout=subprocess.PIPE,
                 stderr=closed,
-                text=True,
+                encoding="locale",
                 check=False,
             )
     finally:
@@ -386,7 +388,7 @@ def test_a_crawl_whose_progress_reader_has_gone_still_writes_the_catalogue(catal
     # stderr only comments on the work: without a reader, the work is done all the same
     assert result.returncode == 0
     assert result.stdout == f"{out}\n"
-    assert len(json.loads(out.read_text())) == 325
+    assert len(json.loads(out.read_text(encoding="utf-8"))) == 325
 
 
 # A command whose report is written by another thread (`stream run --with-scheduler`
@@ -405,7 +407,7 @@ def report(recorded, from_a_thread):
         said.join()
     else:
         print("tick 1: ok")
-    with open(recorded, "w") as out:
+    with open(recorded, "w", encoding="utf-8") as out:
         out.write("recorded")
 
 cli.COMMANDS["report"] = ("__main__:report", "")
@@ -422,7 +424,7 @@ def test_an_output_whose_reader_has_gone_is_quiet_and_no_success(tmp_path, aside
             [sys.executable, "-c", _REPORTED_ASIDE, recorded, *aside],
             stdout=closed,
             stderr=closed if closed_too == "stderr" else subprocess.PIPE,
-            text=True,
+            encoding="locale",
             # buffered, as a stdout that is no terminal is by default: print() is written
             # at exit, after the command has returned
             env={**os.environ, "PYTHONUNBUFFERED": ""},
@@ -431,7 +433,7 @@ def test_an_output_whose_reader_has_gone_is_quiet_and_no_success(tmp_path, aside
 
     assert result.returncode == 1  # as the Python docs' SIGPIPE pattern exits
     assert result.stderr in ("", None)  # no traceback, no "Exception ignored"
-    assert recorded.read_text() == "recorded"  # the thread's work went on
+    assert recorded.read_text(encoding="utf-8") == "recorded"  # the thread's work went on
 
 
 def test_a_write_whose_reader_has_gone_ends_the_command_once():
@@ -494,7 +496,7 @@ for path in walk(main, []):
         main([*path, "--help"])
     except SystemExit as exiting:
         codes[" ".join(["brewops", *path])] = exiting.code
-with open(sys.argv[1], "w") as out:
+with open(sys.argv[1], "w", encoding="utf-8") as out:
     json.dump(codes, out)
 """
 
@@ -512,12 +514,12 @@ def test_every_command_with_an_output_closed_fails_only_for_its_stdout(tmp_path,
         preexec_fn=_closed(closed),
         stdout=subprocess.DEVNULL if closed == 2 else None,
         stderr=subprocess.PIPE if closed == 1 else None,
-        text=True,
+        encoding="locale",
         check=False,
     )
 
     assert result.returncode == 0, result.stderr
-    codes = json.loads(codes_file.read_text())
+    codes = json.loads(codes_file.read_text(encoding="utf-8"))
     assert len(codes) == len(_every_command())
     assert set(codes.values()) == {status}, codes
     if closed == 1:  # said once for each command, like `ls >&-`
@@ -532,13 +534,13 @@ def test_a_command_whose_stdout_is_closed_does_its_work_then_fails_saying_so(
         [BREWOPS, "data", "synth", "--n", "3", "--catalog", catalog_path, "--out", out],
         preexec_fn=_closed(1),
         stderr=subprocess.PIPE,
-        text=True,
+        encoding="locale",
         check=False,
     )
 
     assert result.returncode == 1
     assert result.stderr.endswith(STDOUT_CLOSED)  # not a traceback
-    assert len(json.loads(out.read_text())) == 3
+    assert len(json.loads(out.read_text(encoding="utf-8"))) == 3
 
 
 # A command that runs jobs in processes, as `model train` does: joblib flushes stderr first
@@ -561,7 +563,7 @@ def test_a_command_whose_stderr_is_closed_runs_its_jobs_and_prints(tmp_path):
         [sys.executable, "-c", _PARALLEL],
         preexec_fn=_closed(2),
         stdout=subprocess.PIPE,
-        text=True,
+        encoding="locale",
         check=False,
     )
 
@@ -578,7 +580,7 @@ def test_the_command_line_gives_back_the_outputs_it_was_given(tmp_path):
         "assert (sys.stdout, sys.stderr) == given, (sys.stdout, sys.stderr)\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+        [sys.executable, "-c", script], capture_output=True, encoding="locale", check=False
     )
 
     assert result.returncode == 0, result.stderr
@@ -674,11 +676,11 @@ def test_other_errors_are_not_passed_off_as_the_users_to_fix(monkeypatch, error)
 )
 def test_a_bad_catalogue_file_is_one_line_too(tmp_path, content, said):
     broken = tmp_path / "catalogue.json"
-    broken.write_text(content)
+    broken.write_text(content, encoding="utf-8")
     result = subprocess.run(
         [BREWOPS, "api", "serve", "--catalog", str(broken), "--port", "0"],
         capture_output=True,
-        text=True,
+        encoding="locale",
         timeout=60,
     )
     assert result.returncode == 1
@@ -696,11 +698,14 @@ def test_a_port_in_use_or_out_of_range_says_what_to_do(catalog_path):
         in_use = subprocess.run(
             [BREWOPS, "api", "serve", "--catalog", str(catalog_path), "--port", str(port)],
             capture_output=True,
-            text=True,
+            encoding="locale",
             timeout=60,
         )
     too_high = subprocess.run(
-        [BREWOPS, "api", "serve", "--port", "70000"], capture_output=True, text=True, timeout=60
+        [BREWOPS, "api", "serve", "--port", "70000"],
+        capture_output=True,
+        encoding="locale",
+        timeout=60,
     )
 
     assert in_use.returncode == 1
@@ -721,7 +726,7 @@ def test_the_aws_target_without_a_region_is_one_line_saying_what_to_set(tmp_path
     result = subprocess.run(
         [BREWOPS, "stream", "tick", "--target", "aws"],
         capture_output=True,
-        text=True,
+        encoding="locale",
         env=env,
         timeout=60,
     )
@@ -827,7 +832,9 @@ def test_a_backfill_names_each_beer_it_could_not_send_and_why(catalog_beers, mon
     target = accepting_target(monkeypatch, tmp_path, name="local", punkapi_url=None)
     catalog = tmp_path / "catalog.json"
     # NaN is what Python's JSON reader takes, and no strict reader of raw/ would
-    catalog.write_text(json.dumps([catalog_beers[0], {**catalog_beers[1], "ibu": float("nan")}]))
+    catalog.write_text(
+        json.dumps([catalog_beers[0], {**catalog_beers[1], "ibu": float("nan")}]), encoding="utf-8"
+    )
 
     result = CliRunner().invoke(
         streaming_cli.stream, ["backfill", "--catalog", str(catalog), "--no-progress"]
@@ -844,7 +851,7 @@ def test_a_backfill_whose_ids_find_the_disk_full_says_the_beers_were_sent(
 ):
     accepting_target(monkeypatch, tmp_path, name="local", punkapi_url=None)
     catalog = tmp_path / "catalog.json"
-    catalog.write_text(json.dumps(catalog_beers[:2]))
+    catalog.write_text(json.dumps(catalog_beers[:2]), encoding="utf-8")
 
     def full_disk(*args: Any, **kwargs: Any) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", "produced-ids-local.json")
@@ -1263,7 +1270,9 @@ def test_reconcile_leaves_out_the_objects_an_ids_file_says_were_delivered_before
 ):
     accepting_target(monkeypatch, tmp_path, name="local")
     ids_file = tmp_path / "ids.json"
-    ids_file.write_text(json.dumps({"ids": [1], "delivered_before": ["raw/earlier"]}))
+    ids_file.write_text(
+        json.dumps({"ids": [1], "delivered_before": ["raw/earlier"]}), encoding="utf-8"
+    )
     left_out: list[Any] = []
 
     def compare(produced, outputs, session, delivered_before):
@@ -1281,13 +1290,15 @@ def test_reconcile_leaves_out_the_objects_an_ids_file_says_were_delivered_before
 def test_a_bad_ids_file_is_refused_naming_the_file_and_what_is_wrong(monkeypatch, tmp_path):
     accepting_target(monkeypatch, tmp_path, name="local")
     not_json = tmp_path / "not-json.json"
-    not_json.write_text("[1, 2")
+    not_json.write_text("[1, 2", encoding="utf-8")
     not_ids = tmp_path / "not-ids.json"
-    not_ids.write_text(json.dumps({"stack_id": "s", "ids": ["1", 2]}))
+    not_ids.write_text(json.dumps({"stack_id": "s", "ids": ["1", 2]}), encoding="utf-8")
     not_keys = tmp_path / "not-keys.json"
-    not_keys.write_text(json.dumps({"stack_id": "s", "ids": [1], "delivered_before": "raw/a"}))
+    not_keys.write_text(
+        json.dumps({"stack_id": "s", "ids": [1], "delivered_before": "raw/a"}), encoding="utf-8"
+    )
     too_deep = tmp_path / "too-deep.json"
-    too_deep.write_text("[" * 100_000 + "]" * 100_000)
+    too_deep.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
 
     for path, problem in (
         (not_json, "is not JSON"),
@@ -1320,7 +1331,7 @@ def test_a_backfill_names_ten_beers_not_sent_then_counts_the_rest(
     catalog = tmp_path / "catalog.json"
     unsendable = [{**beer, "ibu": float("nan")} for beer in catalog_beers[:12]]
     huge = {**catalog_beers[12], "description": "x" * (1 << 20)}
-    catalog.write_text(json.dumps([*unsendable, huge, catalog_beers[13]]))
+    catalog.write_text(json.dumps([*unsendable, huge, catalog_beers[13]]), encoding="utf-8")
 
     result = CliRunner().invoke(
         streaming_cli.stream, ["backfill", "--catalog", str(catalog), "--no-progress"]
@@ -1339,7 +1350,7 @@ def test_a_backfill_names_a_beer_over_the_kinesis_record_limit(
     accepting_target(monkeypatch, tmp_path, name="local", punkapi_url=None)
     catalog = tmp_path / "catalog.json"
     huge = {**catalog_beers[0], "description": "x" * (1 << 20)}
-    catalog.write_text(json.dumps([huge, catalog_beers[1]]))
+    catalog.write_text(json.dumps([huge, catalog_beers[1]]), encoding="utf-8")
 
     result = CliRunner().invoke(
         streaming_cli.stream, ["backfill", "--catalog", str(catalog), "--no-progress"]
@@ -1462,8 +1473,8 @@ def test_local_up_hands_its_options_to_the_runtime(monkeypatch, tmp_path):
     from brewops.local.cli import local as local_cli
 
     catalog, template = tmp_path / "catalog.json", tmp_path / "template.yaml"
-    catalog.write_text("[]")
-    template.write_text("Resources: {}\n")
+    catalog.write_text("[]", encoding="utf-8")
+    template.write_text("Resources: {}\n", encoding="utf-8")
     calls = []
 
     def up(**options: Any):
@@ -1560,7 +1571,7 @@ def test_a_host_this_machine_cannot_listen_on_is_one_line_saying_what_to_give(
     result = subprocess.run(
         [BREWOPS, "api", "serve", "--host", host, "--port", "0"],
         capture_output=True,
-        text=True,
+        encoding="locale",
         timeout=60,
     )
 
@@ -1731,7 +1742,7 @@ def test_a_damaged_record_of_the_produced_ids_is_one_line_and_nothing_is_sent(
     target.stack_id = "s"
     path = streaming_cli.produced_ids_file("local")
     path.parent.mkdir(parents=True)
-    path.write_text(damage)
+    path.write_text(damage, encoding="utf-8")
     monkeypatch.setattr("brewops.scheduler.Scheduler.from_outputs", lambda *a, **kw: _Unused())
     monkeypatch.setattr(
         "brewops.firehose_runtime.FirehoseRuntime.from_outputs", lambda *a, **kw: _Unused()
@@ -1747,13 +1758,13 @@ def test_a_damaged_record_of_the_produced_ids_is_one_line_and_nothing_is_sent(
     assert f"Error: {path}, where `brewops stream backfill` and `tick` record" in result.output
     assert "is damaged" in result.output and "Delete it" in result.output
     assert target.kinesis.partition_keys == []
-    assert path.read_text() == damage  # left for the user to look at
+    assert path.read_text(encoding="utf-8") == damage  # left for the user to look at
 
 
 def test_ids_given_as_booleans_are_refused(monkeypatch, tmp_path):
     accepting_target(monkeypatch, tmp_path, name="local")
     booleans = tmp_path / "ids.json"
-    booleans.write_text("[true, 2]")
+    booleans.write_text("[true, 2]", encoding="utf-8")
 
     result = CliRunner().invoke(streaming_cli.stream, ["reconcile", "--ids-file", str(booleans)])
 
@@ -1785,10 +1796,12 @@ def _advice() -> list[tuple[str, str]]:
     so advice wrapped over lines reads as typed."""
     root = repo_root()
     sources = [*root.glob("lib/brewops/**/*.py"), *root.glob("notebooks/_build/*.py")]
-    texts = [(path, path.read_text()) for path in (root / "README.md", root / "Makefile")]
+    texts = [
+        (path, path.read_text(encoding="utf-8")) for path in (root / "README.md", root / "Makefile")
+    ]
     for path in [*sources, *root.glob("benchmarks/*.py")]:
         pieces = set()  # an f-string's literal parts, read with it
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 if id(node) in pieces:
                     continue
@@ -1814,7 +1827,7 @@ def _options_a_message_reaches() -> dict[str, set[str]]:
     for path in lib.glob("brewops/**/*.py"):
         module = ".".join(path.relative_to(lib).with_suffix("").parts).removesuffix(".__init__")
         imported = {module}
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             declares = (
                 isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_argument"
             )
@@ -1881,14 +1894,18 @@ def test_every_command_option_variable_and_output_the_project_advises_exists():
     """A renamed option, variable or Output breaks this test, not the users who follow a
     message still naming the old one."""
     commands = {ctx.command_path.removeprefix("brewops "): ctx.command for ctx in _every_command()}
-    targets = set(re.findall(r"^([a-z][\w-]*):", (repo_root() / "Makefile").read_text(), re.M))
+    targets = set(
+        re.findall(r"^([a-z][\w-]*):", (repo_root() / "Makefile").read_text(encoding="utf-8"), re.M)
+    )
     outputs = infra.load_template()["Outputs"]
     advice = _advice()
     # the strings the package's code uses whole: the environment variables it reads
     named = {text for where, text in advice if where.startswith("lib/")}
     reached = _options_a_message_reaches()
     root = repo_root()
-    written = (root / ".gitignore").read_text().split()  # build/, .venv/…: what the code makes
+    written = (
+        (root / ".gitignore").read_text(encoding="utf-8").split()
+    )  # build/, .venv/…: what the code makes
     folders = "|".join(re.escape(p.name) for p in root.iterdir() if p.is_dir())
     problems = []
     for where, text in advice:
@@ -1946,10 +1963,12 @@ def test_every_command_option_variable_and_output_the_project_advises_exists():
 
 def test_the_benchmarks_usage_lines_name_only_their_options():
     for script in sorted((repo_root() / "benchmarks").glob("*.py")):
-        usage = re.search(rf"python benchmarks/{script.name}(.*)", script.read_text())
+        usage = re.search(
+            rf"python benchmarks/{script.name}(.*)", script.read_text(encoding="utf-8")
+        )
         assert usage, f"{script.name}: no usage line"
         shown = re.findall(r"(--[\w-]+)", usage[1])
         result = subprocess.run(
-            [sys.executable, script, "--help"], capture_output=True, text=True, check=True
+            [sys.executable, script, "--help"], capture_output=True, encoding="locale", check=True
         )
         assert [opt for opt in shown if opt not in result.stdout] == [], script.name

@@ -90,7 +90,7 @@ def _imported_on_tab(words: str) -> tuple[list[str], set[str]]:
             "COMP_CWORD": str(cword),
         },
         capture_output=True,
-        text=True,
+        encoding="locale",
         timeout=60,
     )
     assert result.returncode == 0, result.stderr

@@ -43,7 +43,7 @@ def test_expected_ids_may_end_with_a_separator_or_hold_spaces(validated):
 
 def test_expected_ids_take_precedence_over_the_figures(validated, tmp_path):
     figures = tmp_path / "03_produce_to_kinesis.json"
-    figures.write_text(json.dumps({"records_sent": 3, "ids_sent": [1, 2, 3]}))
+    figures.write_text(json.dumps({"records_sent": 3, "ids_sent": [1, 2, 3]}), encoding="utf-8")
 
     result = CliRunner().invoke(validate, ["run", "--figures", str(figures), "--expected-ids", "7"])
 
@@ -115,7 +115,8 @@ def test_figures_recorded_against_another_stack_are_not_reconciled_against(
                 "ids_sent": ALL_IDS,
                 "stack_id": "arn:stack/brewops-dev/old",
             }
-        )
+        ),
+        encoding="utf-8",
     )
 
     result = validate_cli("--figures", str(figures))
@@ -139,7 +140,7 @@ def test_reconcile_fails_when_produced_beers_never_arrived(
     monkeypatch.setattr(streaming_cli, "use_target", lambda name: target)
     monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
     catalog = tmp_path / "catalog.json"
-    catalog.write_text(json.dumps(catalog_beers[:3]))
+    catalog.write_text(json.dumps(catalog_beers[:3]), encoding="utf-8")
     runner = CliRunner()
 
     sent = runner.invoke(streaming_cli.stream, ["backfill", "--catalog", str(catalog)])
@@ -254,7 +255,7 @@ def test_figures_recorded_on_a_full_disk_keep_those_recorded_before(monkeypatch,
     path = tmp_path / "figures.json"
     monkeypatch.setenv(summary.FIGURES_ENV, str(path))
     summary.record(records_sent=325)
-    before = path.read_text()
+    before = path.read_text(encoding="utf-8")
 
     def disk_full_past_before() -> None:  # files may grow no larger than it is
         resource.setrlimit(resource.RLIMIT_FSIZE, (len(before), len(before)))
@@ -265,7 +266,7 @@ def test_figures_recorded_on_a_full_disk_keep_those_recorded_before(monkeypatch,
         preexec_fn=disk_full_past_before,
         env=unmeasured(os.environ),  # no coverage data file to write either
         capture_output=True,
-        text=True,
+        encoding="locale",
         check=False,
     )
 
@@ -282,7 +283,7 @@ def test_a_shared_file_whose_write_fails_keeps_its_old_text_and_leaves_no_litter
     with pytest.raises(UnicodeEncodeError):
         write_atomically(path, '{"ids": ["\ud800"]}')  # cannot be written as UTF-8
 
-    assert path.read_text() == '{"ids": [1]}'
+    assert path.read_text(encoding="utf-8") == '{"ids": [1]}'
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
 
 
@@ -303,7 +304,7 @@ def test_a_shared_file_interrupted_while_written_keeps_its_old_text_and_leaves_n
     with pytest.raises(KeyboardInterrupt):
         write_atomically(path, '{"ids": [1, 2]}')
 
-    assert path.read_text() == '{"ids": [1]}'
+    assert path.read_text(encoding="utf-8") == '{"ids": [1]}'
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
 
 
@@ -359,7 +360,7 @@ def test_a_figures_file_that_is_not_notebook_03s_is_one_line(validated, tmp_path
     from brewops.cli import main
 
     figures = tmp_path / "figures.json"
-    figures.write_text(content)
+    figures.write_text(content, encoding="utf-8")
 
     result = CliRunner().invoke(main, ["validate", "run", "--figures", str(figures)])
 
@@ -406,7 +407,7 @@ def test_a_shared_hold_that_cannot_be_made_exclusive_at_once_is_kept(tmp_path):
             assert not held_alone(first, wait=False)  # the second holds it too
         # Linux lets go of a shared flock it fails to turn exclusive: the first must not
         # have, so with the second gone no one else can hold it alone
-        with lock.open("a") as third, pytest.raises(BlockingIOError):
+        with lock.open("ab") as third, pytest.raises(BlockingIOError):
             fcntl.flock(third, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
@@ -477,7 +478,7 @@ def test_figures_that_are_not_finite_are_recorded_as_null(monkeypatch, tmp_path)
 
     summary.record(cv_r2=round(float("nan"), 4), top=np.float64("inf"), low=np.float32("-inf"))
 
-    assert json.loads(path.read_text(), parse_constant=pytest.fail) == {
+    assert json.loads(path.read_text(encoding="utf-8"), parse_constant=pytest.fail) == {
         "cv_r2": None,
         "top": None,
         "low": None,

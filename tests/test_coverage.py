@@ -53,7 +53,7 @@ with terminate_as_interrupt():
 """
 PARENT = f"""
 import subprocess, sys
-child = subprocess.Popen([sys.executable, "-c", {CHILD!r}], stdout=subprocess.PIPE, text=True)
+child = subprocess.Popen([sys.executable, "-c", {CHILD!r}], stdout=subprocess.PIPE, encoding="locale")
 for line in child.stdout:
     print(line, end="", flush=True)
 sys.exit(child.wait())
@@ -63,7 +63,7 @@ sys.exit(child.wait())
 def test_a_process_a_test_starts_is_measured_and_sigterm_takes_its_clean_up(tmp_path: Path):
     # GIVEN a process started from a script run under coverage with the project's settings,
     # waiting in brewops's SIGTERM-as-Ctrl-C handling
-    (tmp_path / "parent.py").write_text(PARENT)
+    (tmp_path / "parent.py").write_text(PARENT, encoding="utf-8")
     env = {
         **unmeasured(os.environ),  # not measured by a `make coverage` running this test
         "COVERAGE_FILE": str(tmp_path / "data" / ".coverage"),
@@ -71,7 +71,7 @@ def test_a_process_a_test_starts_is_measured_and_sigterm_takes_its_clean_up(tmp_
     parent = subprocess.Popen(
         [sys.executable, "-m", "coverage", "run", f"--rcfile={PYPROJECT}", tmp_path / "parent.py"],
         stdout=subprocess.PIPE,
-        text=True,
+        encoding="locale",
         env=env,
         cwd=ROOT,
     )
@@ -87,7 +87,7 @@ def test_a_process_a_test_starts_is_measured_and_sigterm_takes_its_clean_up(tmp_
     # THEN it ends through brewops's clean-up (coverage's own handler would stand in its
     # way), and the lines it alone ran are measured
     assert (parent.returncode, output) == (0, "cleaned up\n")
-    source = INTERRUPTS.read_text().splitlines()
+    source = INTERRUPTS.read_text(encoding="utf-8").splitlines()
     interrupted = next(n for n, line in enumerate(source, 1) if "raise interrupt" in line)
     assert interrupted in (measured(tmp_path / "data").lines(str(INTERRUPTS)) or [])
 
@@ -121,7 +121,7 @@ def test_runs_brewops_in_a_worker_killed_at_its_exit():
 def test_a_pytest_worker_killed_after_its_tests_keeps_what_they_ran(tmp_path: Path):
     # GIVEN a test run as `make coverage` runs the suite, in one xdist worker, with the
     # suite's plugin that saves the measurement (and no other: they only slow it down)
-    (tmp_path / "test_killed.py").write_text(KILLED_WORKER_TEST)
+    (tmp_path / "test_killed.py").write_text(KILLED_WORKER_TEST, encoding="utf-8")
     env = {
         **unmeasured(os.environ),  # not measured by a `make coverage` running this test
         "COVERAGE_FILE": str(tmp_path / "data" / ".coverage"),
@@ -134,7 +134,7 @@ def test_a_pytest_worker_killed_after_its_tests_keeps_what_they_ran(tmp_path: Pa
     run = subprocess.run(
         [sys.executable, *under_coverage, *plugins, "--rootdir", str(tmp_path), "test_killed.py"],
         capture_output=True,
-        text=True,
+        encoding="locale",
         env=env,
         cwd=tmp_path,
         timeout=120,
@@ -142,7 +142,7 @@ def test_a_pytest_worker_killed_after_its_tests_keeps_what_they_ran(tmp_path: Pa
     )
     # THEN the lines the test ran in that worker are measured all the same
     assert run.returncode == 0, run.stdout + run.stderr
-    source = INTERRUPTS.read_text().splitlines()
+    source = INTERRUPTS.read_text(encoding="utf-8").splitlines()
     entered = next(n for n, line in enumerate(source, 1) if "def terminate_as_interrupt" in line)
     lines = measured(tmp_path / "data").lines(str(INTERRUPTS)) or []
     assert [n for n in lines if n > entered], run.stdout

@@ -782,7 +782,7 @@ def test_the_event_has_the_firehose_kinesis_shape():
     function = FakeFunction(lambda e: {"records": []})
     stage_for(function).process(source_records(b'{"id": 1}\n'))
     [event] = function.events
-    fixture = json.loads((EVENTS / "firehose_kinesis_transform.json").read_text())
+    fixture = json.loads((EVENTS / "firehose_kinesis_transform.json").read_text(encoding="utf-8"))
     assert set(event) == set(fixture)
     assert set(event["records"][0]) == set(fixture["records"][0])
     assert set(event["records"][0]["kinesisRecordMetadata"]) == set(
@@ -1097,7 +1097,7 @@ def test_a_damaged_checkpoint_says_what_deleting_it_does(tmp_path, content, said
     from brewops.firehose_runtime.checkpoints import CheckpointUnreadable
 
     store = CheckpointStore(tmp_path)
-    store.path("ds").write_text(content)
+    store.path("ds").write_text(content, encoding="utf-8")
 
     with pytest.raises(CheckpointUnreadable, match=said) as error:
         store.load(Checkpoint("arn:ds", "2024-01-01", "arn:stream", "2024-01-01"), "ds")
@@ -1575,7 +1575,7 @@ def where(event, context):
 @pytest.fixture
 def scripted_lambda(tmp_path, monkeypatch):
     """A Lambda client whose function runs `scripted_transforms.<handler>`."""
-    (tmp_path / "scripted_transforms.py").write_text(SCRIPTED_TRANSFORMS)
+    (tmp_path / "scripted_transforms.py").write_text(SCRIPTED_TRANSFORMS, encoding="utf-8")
     monkeypatch.syspath_prepend(str(tmp_path))
 
     class Lambda:
@@ -2343,7 +2343,9 @@ def test_malformed_records_reach_the_error_prefix_with_their_reason(streaming_st
     assert "abv" in refused[2]["reason"]
     assert "abv" in logged_reasons(stack.client("logs"), function).by_beer_id[3]
     function_log = stack.state_dir / "logs" / f"{function}.log"
-    assert "record not transformed" in function_log.read_text()  # also kept in a file
+    assert "record not transformed" in function_log.read_text(
+        encoding="utf-8"
+    )  # also kept in a file
 
 
 def raw_ids_or_none(stack) -> list[bytes]:
@@ -2674,8 +2676,10 @@ def _local_function(handler: str, **kwargs) -> LocalFunction:
 def test_a_module_that_fails_on_import_is_an_import_error_not_a_missing_handler(
     tmp_path, monkeypatch
 ):
-    (tmp_path / "breaks_on_import.py").write_text("import os\nos.no_such_attribute\n")
-    (tmp_path / "has_no_handler.py").write_text("x = 1\n")
+    (tmp_path / "breaks_on_import.py").write_text(
+        "import os\nos.no_such_attribute\n", encoding="utf-8"
+    )
+    (tmp_path / "has_no_handler.py").write_text("x = 1\n", encoding="utf-8")
     monkeypatch.syspath_prepend(str(tmp_path))
 
     broken = _local_function("breaks_on_import.handler").invoke({})
@@ -2718,7 +2722,7 @@ class _FlakyLogs:
 
 def test_a_log_stream_that_failed_to_be_created_is_created_on_the_next_call(tmp_path, monkeypatch):
     (tmp_path / "prints.py").write_text(
-        "def handler(event, context):\n    print('line', event['n'])\n"
+        "def handler(event, context):\n    print('line', event['n'])\n", encoding="utf-8"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     logs = _FlakyLogs()
@@ -2731,7 +2735,9 @@ def test_a_log_stream_that_failed_to_be_created_is_created_on_the_next_call(tmp_
 
 
 def test_the_log_stream_is_named_by_the_utc_date_as_lambda_names_it(tmp_path, monkeypatch):
-    (tmp_path / "prints_a_line.py").write_text("def handler(event, context):\n    print('line')\n")
+    (tmp_path / "prints_a_line.py").write_text(
+        "def handler(event, context):\n    print('line')\n", encoding="utf-8"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     # a time zone whose date is not UTC's now: 14 hours ahead from 10:00 UTC, else 12 behind
     utc = time.gmtime()
@@ -2756,7 +2762,7 @@ def test_a_function_log_file_moves_aside_before_it_grows_past_its_size(tmp_path,
     from brewops.firehose_runtime import functions
 
     (tmp_path / "prints_its_number.py").write_text(
-        "def handler(event, context):\n    print(f\"line {event['n']:03d}\")\n"
+        "def handler(event, context):\n    print(f\"line {event['n']:03d}\")\n", encoding="utf-8"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(functions, "LOG_FILE_BYTES", 100)  # 12 lines of 9 bytes pass it
@@ -2773,7 +2779,7 @@ def test_a_function_log_file_moves_aside_before_it_grows_past_its_size(tmp_path,
         "f.log.2",
     ]
     assert all(p.stat().st_size <= 100 for p in kept)
-    lines = [line for p in kept for line in p.read_text().splitlines()]
+    lines = [line for p in kept for line in p.read_text(encoding="utf-8").splitlines()]
     # the latest lines, in order, none lost between the files
     assert lines == [f"line {n:03d}" for n in range(50 - len(lines), 50)]
     assert len(lines) == 11 + 11 + 6
@@ -2787,9 +2793,12 @@ def test_a_log_file_is_measured_in_bytes_and_may_reach_its_size(tmp_path, monkey
 
     functions.append_to_log(log, "ab\n")
     functions.append_to_log(log, "éééé\n")  # 5 characters, 9 bytes: 12 bytes would pass 10
-    assert (log.with_name("f.log.1").read_text(), log.read_text()) == ("ab\n", "éééé\n")
+    assert (
+        log.with_name("f.log.1").read_text(encoding="utf-8"),
+        log.read_text(encoding="utf-8"),
+    ) == ("ab\n", "éééé\n")
     functions.append_to_log(log, "x")  # 10 bytes: at the size, not past it
-    assert log.read_text() == "éééé\nx"
+    assert log.read_text(encoding="utf-8") == "éééé\nx"
     assert not log.with_name("f.log.2").exists()
 
 
@@ -2799,7 +2808,8 @@ def test_a_call_whose_log_finds_the_disk_full_keeps_its_result(tmp_path, monkeyp
     from brewops.firehose_runtime import functions
 
     (tmp_path / "sends_a_beer.py").write_text(
-        "def handler(event, context):\n    print('sent 7')\n    return {'ids': [7]}\n"
+        "def handler(event, context):\n    print('sent 7')\n    return {'ids': [7]}\n",
+        encoding="utf-8",
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     log = tmp_path / "logs" / "f.log"
@@ -2915,7 +2925,7 @@ def handler(event, context):
 def test_a_call_still_running_at_its_timeout_is_given_up_and_the_next_call_runs(
     tmp_path, monkeypatch
 ):
-    (tmp_path / "blocking_handler.py").write_text(BLOCKING_HANDLER)
+    (tmp_path / "blocking_handler.py").write_text(BLOCKING_HANDLER, encoding="utf-8")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "blocking_handler", raising=False)
     handler = importlib.import_module("blocking_handler")
@@ -2938,7 +2948,7 @@ def test_a_call_still_running_at_its_timeout_is_given_up_and_the_next_call_runs(
     assert handler.LATE == [0], "given up no sooner than the deadline its context gave"
     assert (following.failed, following.result) == (False, "answer")
     assert [r.getMessage() for r in following.log_records] == ["record of call 2"]
-    assert log_file.read_text().splitlines() == [
+    assert log_file.read_text(encoding="utf-8").splitlines() == [
         "started 1",
         f"{timed_out.request_id} Task timed out after 1.00 seconds",
         "started 2",
@@ -2954,7 +2964,7 @@ def handler(event, context):
 
 @pytest.mark.parametrize("jump", [3600.0, -3600.0])
 def test_a_call_has_its_timeout_whichever_way_the_wall_clock_jumps(tmp_path, monkeypatch, jump):
-    (tmp_path / "wall_clock_handler.py").write_text(WALL_CLOCK_JUMPING_HANDLER)
+    (tmp_path / "wall_clock_handler.py").write_text(WALL_CLOCK_JUMPING_HANDLER, encoding="utf-8")
     monkeypatch.syspath_prepend(str(tmp_path))
     function = _local_function("wall_clock_handler.handler")
     function.configuration["Timeout"] = 3
@@ -2972,7 +2982,7 @@ def test_a_call_has_its_timeout_whichever_way_the_wall_clock_jumps(tmp_path, mon
 
 def test_a_handler_exception_fails_the_call_with_its_traceback(tmp_path, monkeypatch):
     (tmp_path / "raising_handler.py").write_text(
-        "def handler(event, context):\n    raise ValueError('bad event')\n"
+        "def handler(event, context):\n    raise ValueError('bad event')\n", encoding="utf-8"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
 
@@ -2986,7 +2996,7 @@ def test_a_handler_exception_fails_the_call_with_its_traceback(tmp_path, monkeyp
 def test_a_handler_that_exits_or_is_interrupted_ends_the_caller_too(tmp_path, monkeypatch, raised):
     # not a function error Lambda would report: what the caller's own code would raise
     (tmp_path / "exiting_handler.py").write_text(
-        f"def handler(event, context):\n    raise {raised.__name__}()\n"
+        f"def handler(event, context):\n    raise {raised.__name__}()\n", encoding="utf-8"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "exiting_handler", raising=False)
@@ -2998,7 +3008,8 @@ def test_a_handler_that_exits_or_is_interrupted_ends_the_caller_too(tmp_path, mo
 def test_a_call_given_up_on_does_not_keep_the_process_from_ending(tmp_path):
     # a handler that never returns must not hang `brewops stream drain` when it is done
     (tmp_path / "forever.py").write_text(
-        "import threading\n\ndef handler(event, context):\n    threading.Event().wait()\n"
+        "import threading\n\ndef handler(event, context):\n    threading.Event().wait()\n",
+        encoding="utf-8",
     )
     configuration = {
         "FunctionName": "f",
@@ -3012,7 +3023,11 @@ def test_a_call_given_up_on_does_not_keep_the_process_from_ending(tmp_path):
     )
 
     done = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        encoding="locale",
+        timeout=60,
     )
 
     assert done.returncode == 0, done.stderr
@@ -3027,7 +3042,9 @@ def test_a_call_past_its_deadline_has_no_time_left_not_less_than_none():
 
 
 def test_a_call_that_printed_nothing_gives_the_console_back_and_logs_nothing(tmp_path, monkeypatch):
-    (tmp_path / "silent.py").write_text("def handler(event, context):\n    return 1\n")
+    (tmp_path / "silent.py").write_text(
+        "def handler(event, context):\n    return 1\n", encoding="utf-8"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     console = logging.StreamHandler(sys.stderr)
     logger = logging.getLogger("a-console-logger")
@@ -3052,7 +3069,8 @@ def test_functions_called_from_two_threads_each_see_their_own_environment_and_lo
         "    print('start', os.environ['WHO'])\n"
         "    time.sleep(0.3)\n"
         "    print('end', os.environ['WHO'])\n"
-        "    return os.environ['WHO']\n"
+        "    return os.environ['WHO']\n",
+        encoding="utf-8",
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     functions = {
@@ -3076,7 +3094,7 @@ def test_functions_called_from_two_threads_each_see_their_own_environment_and_lo
         "producer": "producer",
         "transform": "transform",
     }
-    lines = (tmp_path / "logs" / "f.log").read_text().splitlines()
+    lines = (tmp_path / "logs" / "f.log").read_text(encoding="utf-8").splitlines()
     first, second = lines[0].split()[1], lines[2].split()[1]
     assert lines == [f"start {first}", f"end {first}", f"start {second}", f"end {second}"]
 
@@ -3127,7 +3145,8 @@ def test_the_handler_sees_the_function_configuration_from_import_to_return(tmp_p
         "        'memory_variable': os.environ.get('AWS_LAMBDA_FUNCTION_MEMORY_SIZE'),\n"
         "        'log_group': os.environ.get('AWS_LAMBDA_LOG_GROUP_NAME'),\n"
         "        'log_stream': context.log_stream_name,\n"
-        "    }\n"
+        "    }\n",
+        encoding="utf-8",
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "config_echo", raising=False)
@@ -3197,7 +3216,8 @@ def test_every_printed_line_reaches_the_log_group_within_the_service_limits(tmp_
         "def handler(event, context):\n"
         "    for n in range(event['lines']):\n"
         "        print(f'line {n}')\n"
-        "        print()\n"
+        "        print()\n",
+        encoding="utf-8",
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     logs = _Logs()
@@ -3216,7 +3236,7 @@ def test_long_lines_reach_the_log_group_in_calls_within_one_megabyte(tmp_path, m
         "    print('short')\n"
         "    for n in range(5):\n"
         "        print(str(n) * 200_000)\n"
-        "    print('é' * 200_000)\n"  # two bytes each: cut at a character's edge
+        "    print('é' * 200_000)\n"  # two bytes each: cut at a character's edge, encoding="utf-8", encoding="utf-8"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     logs = _Logs()
@@ -3242,7 +3262,8 @@ def test_long_lines_reach_the_log_group_in_calls_within_one_megabyte(tmp_path, m
 )
 def test_log_lines_are_put_as_the_service_counts_their_bytes(tmp_path, monkeypatch, lines, logged):
     (tmp_path / "printing_handler.py").write_text(
-        "def handler(event, context):\n    for line in event['lines']:\n        print(line)\n"
+        "def handler(event, context):\n    for line in event['lines']:\n        print(line)\n",
+        encoding="utf-8",
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     logs = _Logs()  # refuses a call the service would refuse
@@ -3256,7 +3277,8 @@ def test_an_invocation_keeps_the_log_records_its_handler_emitted(tmp_path, monke
     (tmp_path / "logging_handler.py").write_text(
         "import logging\n\n"
         "def handler(event, context):\n"
-        "    logging.getLogger('transform').warning('record %s not transformed', event['n'])\n"
+        "    logging.getLogger('transform').warning('record %s not transformed', event['n'])\n",
+        encoding="utf-8",
     )
     monkeypatch.syspath_prepend(str(tmp_path))
 

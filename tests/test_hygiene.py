@@ -34,14 +34,16 @@ def _tracked(*patterns: str) -> list[str]:
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", *patterns],
         cwd=ROOT,
         capture_output=True,
-        text=True,
+        encoding="locale",
         check=True,
     )
     return [line for line in out.stdout.splitlines() if (ROOT / line).exists()]
 
 
 def test_ruff_lints_python_and_notebooks():
-    result = subprocess.run([BIN / "ruff", "check", "."], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [BIN / "ruff", "check", "."], cwd=ROOT, capture_output=True, encoding="locale"
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -60,7 +62,7 @@ def test_ruff_flags_unsafe_calls_in_the_package():
         cwd=ROOT,
         input=unsafe,
         capture_output=True,
-        text=True,
+        encoding="locale",
     )
     codes = {finding["code"] for finding in json.loads(result.stdout)}
     assert {"S602", "S506", "S301", "S113", "PLW1514"} <= codes, result.stdout + result.stderr
@@ -68,14 +70,14 @@ def test_ruff_flags_unsafe_calls_in_the_package():
 
 def test_ruff_format_is_clean():
     result = subprocess.run(
-        [BIN / "ruff", "format", "--check", "."], cwd=ROOT, capture_output=True, text=True
+        [BIN / "ruff", "format", "--check", "."], cwd=ROOT, capture_output=True, encoding="locale"
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_mypy_checks_the_package():
     # [tool.mypy] in pyproject.toml: the files, and the libraries read without their types
-    result = subprocess.run([BIN / "mypy"], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run([BIN / "mypy"], cwd=ROOT, capture_output=True, encoding="locale")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -116,7 +118,7 @@ def test_the_notebook_is_what_its_build_script_writes(notebook: Path, tmp_path: 
     script = copy / "_build" / f"{notebook.stem}.py"
     assert script.exists(), f"{notebook.name} has no build script notebooks/_build/{script.name}"
     subprocess.run([sys.executable, script], cwd=tmp_path, check=True, capture_output=True)
-    built = (copy / notebook.name).read_text()
+    built = (copy / notebook.name).read_text(encoding="utf-8")
     assert built == notebook.read_text(encoding="utf-8"), (
         f"{notebook.name} differs from what {script.name} writes: edit the script, then run "
         f"`.venv/bin/python notebooks/_build/{script.name}`"
@@ -291,16 +293,16 @@ def test_environment_yml_pins_exactly_the_lock(platform: str):
 
 def test_environment_yml_is_what_make_lock_writes():
     # the pins above, and also its header, channels and the project itself (`-e .`)
-    written = (ROOT / "environment.yml").read_text()
+    written = (ROOT / "environment.yml").read_text(encoding="utf-8")
     assert written == lockfiles.render_environment(lockfiles.lock_requirements()), "run `make lock`"
     assert written.rstrip().endswith("- -e .")
 
 
 def test_constraints_txt_is_the_lock_without_its_hashes():
-    written = (ROOT / "constraints.txt").read_text()
+    written = (ROOT / "constraints.txt").read_text(encoding="utf-8")
     assert written == lockfiles.render_constraints(lockfiles.lock_requirements()), "run `make lock`"
     # each pin with its markers, as the lock states it (hashes on the lines that follow)
-    lock = (ROOT / "requirements.lock").read_text().splitlines()
+    lock = (ROOT / "requirements.lock").read_text(encoding="utf-8").splitlines()
     pins = [line.removesuffix(" \\") for line in lock if line and line[0] not in "# "]
     assert [line for line in written.splitlines() if not line.startswith("#")] == pins
     assert "--hash" not in written
@@ -311,7 +313,7 @@ def test_constraints_txt_is_the_lock_without_its_hashes():
 )
 def test_every_pin_in_the_lock_files_has_hashes(lock: str):
     """`make setup` (and `sam build` for the Lambda) install nothing but the files hashed here."""
-    entries = (ROOT / lock).read_text().replace("\\\n", " ").splitlines()
+    entries = (ROOT / lock).read_text(encoding="utf-8").replace("\\\n", " ").splitlines()
     pins = [line for line in entries if line and not line.startswith(("#", " "))]
     assert pins
     assert [line.split(" ")[0] for line in pins if "--hash=sha256:" not in line] == []
@@ -343,9 +345,12 @@ def test_the_colab_cell_installs_with_constraints_that_pip_accepts(
             clone = Path(command[-1])
             clone.mkdir()
             for name in ("requirements.lock", "constraints.txt"):
-                (clone / name).write_text((ROOT / name).read_text())
+                (clone / name).write_text(
+                    (ROOT / name).read_text(encoding="utf-8"), encoding="utf-8"
+                )
             (clone / "pyproject.toml").write_text(
-                '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
+                '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n',
+                encoding="utf-8",
             )
             (clone / "backend.py").write_text(
                 "import os\n"
@@ -353,13 +358,14 @@ def test_the_colab_cell_installs_with_constraints_that_pip_accepts(
                 "    os.mkdir(os.path.join(directory, 'brewops-0.dist-info'))\n"
                 "    with open(os.path.join(directory, 'brewops-0.dist-info', 'METADATA'), 'w') as f:\n"
                 "        f.write('Metadata-Version: 2.1\\nName: brewops\\nVersion: 0\\n')\n"
-                "    return 'brewops-0.dist-info'\n"
+                "    return 'brewops-0.dist-info'\n",
+                encoding="utf-8",
             )
             return None
         # pip as the cell calls it, resolving only: nothing downloaded, nothing installed
         arguments = [part for part in command[4:] if part != "-q"]  # to read what it would do
         pip = [*command[:4], "--isolated", "--dry-run", "--no-index", *arguments]
-        installs.append(real_run(pip, capture_output=True, text=True, timeout=120))
+        installs.append(real_run(pip, capture_output=True, encoding="locale", timeout=120))
         return None
 
     monkeypatch.setattr(subprocess, "run", run)
@@ -385,7 +391,7 @@ colorama==0.4.6 ; sys_platform == 'win32' \\
 
 def test_the_lock_requirements_are_its_pins_without_options_comments_or_hashes(tmp_path):
     lock = tmp_path / "requirements.lock"
-    lock.write_text(A_HASHED_LOCK)
+    lock.write_text(A_HASHED_LOCK, encoding="utf-8")
 
     assert lockfiles.lock_requirements(lock) == [
         "boto3==1.35.0",
@@ -404,7 +410,7 @@ def test_each_lockfiles_command_writes_its_own_file(
 ):
     monkeypatch.setattr(lockfiles, "repo_root", lambda: tmp_path)
     lock = tmp_path / "requirements.lock"
-    lock.write_text(A_HASHED_LOCK)
+    lock.write_text(A_HASHED_LOCK, encoding="utf-8")
 
     assert lockfiles.main([command]) == 0
 
@@ -429,7 +435,7 @@ def test_the_environment_is_installed_from_the_lock():
 
 
 def _pyproject() -> dict:
-    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 
 
 def test_the_lock_is_within_the_ranges_of_pyproject():
@@ -470,7 +476,7 @@ def _distributions_imported_by_the_package() -> dict[str, set[str]]:
     owners = importlib.metadata.packages_distributions()
     imported: dict[str, set[str]] = {}
     for path in (ROOT / "lib").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
@@ -523,7 +529,7 @@ def test_no_secrets_in_the_repository():
         [BIN / "detect-secrets", "scan", *files],
         cwd=ROOT,
         capture_output=True,
-        text=True,
+        encoding="locale",
         check=True,
     )
     found = json.loads(result.stdout)["results"]
@@ -534,7 +540,7 @@ def test_no_secrets_in_the_repository():
 def test_the_pre_commit_hooks_pass_on_the_repository_and_change_nothing(tmp_path: Path):
     """The hooks a commit runs accept the repository as it is: a hook that fails on it,
     or rewrites a file (nbstripout renumbering the builders' cell ids), blocks every commit."""
-    config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
+    config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text(encoding="utf-8"))
     hooks = {hook["id"] for repo in config["repos"] for hook in repo["hooks"]}
     assert {"nbstripout", "ruff", "mypy", "cfn-lint", "detect-secrets"} <= hooks, hooks
 
@@ -550,7 +556,7 @@ def test_the_pre_commit_hooks_pass_on_the_repository_and_change_nothing(tmp_path
         [BIN / "pre-commit", "run", "--all-files", "--show-diff-on-failure"],
         cwd=copy,
         capture_output=True,
-        text=True,
+        encoding="locale",
         env={**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "cache"), "SKIP": ""},
     )
     failed = [line for line in result.stdout.splitlines() if line.endswith("Failed")]
@@ -607,7 +613,7 @@ context = SimpleNamespace(
     aws_request_id="r",
     get_remaining_time_in_millis=lambda: 60_000,
 )
-module.handler(json.loads(Path(event_file).read_text()), context)
+module.handler(json.loads(Path(event_file).read_text(encoding="utf-8")), context)
 print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
 """
 
@@ -634,7 +640,7 @@ def test_a_lambda_handler_cold_start_needs_only_its_package_and_no_heavy_library
             json.dumps(sorted(deployed | LAMBDA_RUNTIME)),
         ],
         capture_output=True,
-        text=True,
+        encoding="locale",
         timeout=120,
         env={
             "PATH": "",
@@ -658,7 +664,7 @@ def test_progress_bars_come_from_brewops_progress():
     for path in sorted((ROOT / "lib" / "brewops").rglob("*.py")):
         if path == ROOT / "lib" / "brewops" / "progress.py":
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom):
                 names = [node.module or ""]
             elif isinstance(node, ast.Import):
@@ -675,13 +681,13 @@ def test_progress_bars_come_from_brewops_progress():
 )
 def test_every_command_has_help(group: str):
     args = [BIN / "brewops", *([group] if group else []), "--help"]
-    result = subprocess.run(args, capture_output=True, text=True)
+    result = subprocess.run(args, capture_output=True, encoding="locale")
     assert result.returncode == 0, result.stderr
     assert "Usage:" in result.stdout
 
 
 def test_the_readme_lists_every_notebook_then_its_sections_in_order():
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
     headings = re.findall(r"^## (.+)$", text, flags=re.MULTILINE)
     agreed = ["Quickstart", "How it works", "Deploy to AWS", "Testing", "Clean-up", "Costs"]
     assert [h for h in headings if h in agreed] == agreed, headings
@@ -699,8 +705,12 @@ def test_the_readme_lists_every_notebook_then_its_sections_in_order():
 
 def test_the_readme_mentions_every_make_target_and_only_those():
     # the targets `make help` lists: the ones with a `## description`
-    targets = set(re.findall(r"^([a-z-]+):.*## ", (ROOT / "Makefile").read_text(), re.M))
-    mentioned = set(re.findall(r"\bmake ([a-z][a-z-]*)", (ROOT / "README.md").read_text()))
+    targets = set(
+        re.findall(r"^([a-z-]+):.*## ", (ROOT / "Makefile").read_text(encoding="utf-8"), re.M)
+    )
+    mentioned = set(
+        re.findall(r"\bmake ([a-z][a-z-]*)", (ROOT / "README.md").read_text(encoding="utf-8"))
+    )
     assert {"run", "test", "clean"} <= targets
     assert sorted(targets - mentioned) == [], "targets the README never mentions"
     assert sorted(mentioned - targets) == [], "the README mentions targets that do not exist"
@@ -730,7 +740,9 @@ def _readme_findings(beers) -> tuple[dict[str, int], dict[str, int]]:
 
 def _readme_results_rows() -> list[str]:
     return [
-        line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| 0")
+        line
+        for line in (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+        if line.startswith("| 0")
     ]
 
 
@@ -772,7 +784,7 @@ def test_the_readme_findings_follow_a_column_added_to_the_cleaned_record(
 
 
 def _adding_a_column_steps() -> list[str]:
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "\n## Adding a column\n" in text, "the README's guide to adding a column is gone"
     section = text.split("\n## Adding a column\n")[1].split("\n## ")[0]
     # a numbered step runs until the next one or a blank line, its lines joined
@@ -795,7 +807,7 @@ def test_the_readme_guide_to_adding_a_column_names_files_and_names_that_exist():
         assert paths, f"a step names no file: {step}"
         for path in paths:
             assert (ROOT / path).exists(), f"the guide names {path}, which does not exist"
-        texts = [(ROOT / p).read_text() for p in paths if (ROOT / p).is_file()]
+        texts = [(ROOT / p).read_text(encoding="utf-8") for p in paths if (ROOT / p).is_file()]
         for name in (q for q in quoted if re.fullmatch(r"[A-Za-z_]\w*", q)):
             assert any(re.search(rf"\b{name}\b", t) for t in texts), (
                 f"the guide says {name} is in {', '.join(paths)}, and it is in none of them"
@@ -826,7 +838,9 @@ def test_the_readme_lists_the_bands_edges_sets(catalog_beers):
     says sit on an edge, follow it."""
     from brewops.model import bands, features
 
-    text = " ".join((ROOT / "README.md").read_text().split())  # one line: phrases wrap
+    text = " ".join(
+        (ROOT / "README.md").read_text(encoding="utf-8").split()
+    )  # one line: phrases wrap
     stated = re.search(r"The IBU model \(bands ((?:`[^`]*`,? ?)+);", text)
     assert stated, "the README's Results no longer list the model's bands"
     listed = [label.replace("∞", "inf") for label in re.findall(r"`([^`]*)`", stated[1])]
@@ -842,7 +856,9 @@ def test_the_readme_states_the_model_protocol_and_its_data(catalog_beers):
     from brewops.model import bands, features, train
     from brewops.producer import put_payloads
 
-    text = " ".join((ROOT / "README.md").read_text().split())  # one line: phrases wrap
+    text = " ".join(
+        (ROOT / "README.md").read_text(encoding="utf-8").split()
+    )  # one line: phrases wrap
     protocol, params = train.Protocol(), train.ModelParams()
     beers = features.labelled(catalog_beers)
     _, newest = train.time_split(beers, protocol.time_test_fraction)

@@ -26,10 +26,10 @@ from fixtures.local import exited
 
 def _broken_template(directory, old: str, new: str):
     """A copy of the template with one line changed."""
-    text = template_path().read_text()
+    text = template_path().read_text(encoding="utf-8")
     assert old in text
     broken = directory / "template.yaml"
-    broken.write_text(text.replace(old, new))
+    broken.write_text(text.replace(old, new), encoding="utf-8")
     return broken
 
 
@@ -43,7 +43,11 @@ def test_lint_reports_a_broken_template_as_rows(tmp_path):
     findings = infra.lint(broken)
     assert (findings["level"] == "error").any()
     assert findings["message"].str.contains("Strem").any()
-    [line] = [n for n, text in enumerate(broken.read_text().splitlines(), 1) if "Strem" in text]
+    [line] = [
+        n
+        for n, text in enumerate(broken.read_text(encoding="utf-8").splitlines(), 1)
+        if "Strem" in text
+    ]
     assert line in set(findings.loc[findings["message"].str.contains("Strem"), "line"])
 
 
@@ -167,7 +171,7 @@ def test_the_diagram_is_laid_out_the_same_in_every_process():
             env={**os.environ, "PYTHONHASHSEED": seed, "MPLBACKEND": "Agg"},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            text=True,
+            encoding="locale",
         )
         for seed in ("0", "1", "2")
     ]
@@ -230,7 +234,9 @@ def test_without_sam_on_the_path_the_one_make_sam_validate_installs_is_used(tmp_
 
     infra.teardown("aws", "brewops-dev")
 
-    assert calls.read_text().splitlines() == ["delete --stack-name brewops-dev --no-prompts"]
+    assert calls.read_text(encoding="utf-8").splitlines() == [
+        "delete --stack-name brewops-dev --no-prompts"
+    ]
 
 
 def test_each_stack_deploys_with_its_own_samconfig_environment():
@@ -252,7 +258,8 @@ def test_a_samconfig_environment_without_a_stack_is_not_offered(tmp_path):
     config = tmp_path / "samconfig.toml"
     config.write_text(
         'version = 0.1\n[prod.global.parameters]\nstack_name = "brewops-prod"\n'
-        "[ci.validate.parameters]\nlint = true\n"
+        "[ci.validate.parameters]\nlint = true\n",
+        encoding="utf-8",
     )
     with pytest.raises(
         ValueError, match=r"no default environment .* to one of brewops-prod, or add"
@@ -274,7 +281,7 @@ def test_sam_deploys_and_deletes_a_stack_of_ones_own_with_the_default_stage(
         "No samconfig.toml environment names the stack brewops-alice: it deploys with the "
         "default environment's settings (Stage dev) and the S3 prefix brewops-alice."
     )
-    assert calls.read_text().splitlines() == [
+    assert calls.read_text(encoding="utf-8").splitlines() == [
         "build --config-env default",
         "deploy --config-env default --stack-name brewops-alice "
         "--no-confirm-changeset --no-fail-on-empty-changeset --s3-prefix brewops-alice",
@@ -284,7 +291,7 @@ def test_sam_deploys_and_deletes_a_stack_of_ones_own_with_the_default_stage(
     infra.deploy("aws", ScheduleState="DISABLED")
     # the default environment's Stage stays, as for brewops-dev
     assert (
-        calls.read_text()
+        calls.read_text(encoding="utf-8")
         .splitlines()[-1]
         .endswith(
             "--s3-prefix brewops-alice --parameter-overrides Stage=dev ScheduleState=DISABLED"
@@ -292,7 +299,10 @@ def test_sam_deploys_and_deletes_a_stack_of_ones_own_with_the_default_stage(
     )
 
     infra.teardown("aws")
-    assert calls.read_text().splitlines()[-1] == "delete --stack-name brewops-alice --no-prompts"
+    assert (
+        calls.read_text(encoding="utf-8").splitlines()[-1]
+        == "delete --stack-name brewops-alice --no-prompts"
+    )
 
 
 def test_a_stack_name_given_in_code_that_the_template_cannot_deploy_is_refused_before_sam(
@@ -316,7 +326,7 @@ def test_sam_deploy_builds_and_deploys_with_the_stacks_environment(tmp_path, mon
     infra.deploy("aws")
 
     assert capsys.readouterr().out == ""  # its environment names it: its own Stage and prefix
-    assert calls.read_text().splitlines() == [
+    assert calls.read_text(encoding="utf-8").splitlines() == [
         "build --config-env prod",
         "deploy --config-env prod --stack-name brewops-prod "
         "--no-confirm-changeset --no-fail-on-empty-changeset",
@@ -327,13 +337,16 @@ def test_sam_deploy_builds_and_deploys_with_the_stacks_environment(tmp_path, mon
 
     # the command line replaces samconfig's parameter_overrides: the prod Stage must stay
     assert (
-        calls.read_text()
+        calls.read_text(encoding="utf-8")
         .splitlines()[-1]
         .endswith("--parameter-overrides Stage=prod ScheduleState=DISABLED")
     )
 
     infra.teardown("aws")
-    assert calls.read_text().splitlines()[-1] == "delete --stack-name brewops-prod --no-prompts"
+    assert (
+        calls.read_text(encoding="utf-8").splitlines()[-1]
+        == "delete --stack-name brewops-prod --no-prompts"
+    )
 
 
 def test_the_alarm_address_reaches_the_aws_deploy_from_the_environment(tmp_path, monkeypatch):
@@ -345,7 +358,9 @@ def test_the_alarm_address_reaches_the_aws_deploy_from_the_environment(tmp_path,
     infra.deploy("aws")  # as notebook 02 does, with no parameters of its own
     infra.deploy("aws", AlarmEmail="")  # the caller's own value wins: here, no address
 
-    deploys = [line for line in calls.read_text().splitlines() if line.startswith("deploy")]
+    deploys = [
+        line for line in calls.read_text(encoding="utf-8").splitlines() if line.startswith("deploy")
+    ]
     assert deploys[0].endswith("--parameter-overrides Stage=dev AlarmEmail=ops@example.com")
     assert deploys[1].endswith('--parameter-overrides Stage=dev AlarmEmail=""')
     # a parameter of the template, so the README's `AlarmEmail=` and this agree
@@ -356,7 +371,7 @@ def _fake_sam(directory, monkeypatch, script: str):
     """A stand-in `sam` on PATH running `script` (sh), the real one needing an AWS account,
     and the region and credentials of a user who deploys."""
     fake = directory / "sam"
-    fake.write_text(f"#!/bin/sh\n{script}\n")
+    fake.write_text(f"#!/bin/sh\n{script}\n", encoding="utf-8")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{directory}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
@@ -406,7 +421,7 @@ def test_parameter_values_with_spaces_or_quotes_reach_sam_whole(values, tmp_path
 
     infra.deploy("aws", "brewops-dev", **values)
 
-    recorded = args.read_text().splitlines()
+    recorded = args.read_text(encoding="utf-8").splitlines()
     overrides = recorded[recorded.index("--parameter-overrides") + 1 :]
     # SAM's own parser of the option splits unquoted values at spaces: rate(1 hour) -> rate(1
     parse = (
@@ -417,7 +432,7 @@ def test_parameter_values_with_spaces_or_quotes_reach_sam_whole(values, tmp_path
     parsed = subprocess.run(
         [SAM.parent / "python", "-c", parse, *overrides],
         capture_output=True,
-        text=True,
+        encoding="locale",
         check=True,
         env={**os.environ, "SAM_CLI_TELEMETRY": "0"},
     )
@@ -471,7 +486,8 @@ def test_a_samconfig_parameter_the_template_does_not_declare_is_refused_before_s
     config = tmp_path / "samconfig.toml"
     config.write_text(
         'version = 0.1\n[default.global.parameters]\nstack_name = "brewops-dev"\n'
-        '[default.deploy.parameters]\nparameter_overrides = "Stage=dev Shards=2"\n'
+        '[default.deploy.parameters]\nparameter_overrides = "Stage=dev Shards=2"\n',
+        encoding="utf-8",
     )
     with pytest.raises(infra.TemplateParameterError, match="no parameter Shards"):
         infra.check_template_parameters(infra.sam_config_parameters("default", config))
@@ -562,7 +578,7 @@ def test_sam_runs_unbuffered_so_a_cell_shows_its_lines_as_they_come(tmp_path, mo
 
     infra.teardown("aws", "brewops-dev")
 
-    assert seen.read_text().splitlines() == ["1"]
+    assert seen.read_text(encoding="utf-8").splitlines() == ["1"]
 
 
 def test_sam_runs_in_the_repository_whatever_the_current_directory(tmp_path, monkeypatch):
@@ -572,7 +588,7 @@ def test_sam_runs_in_the_repository_whatever_the_current_directory(tmp_path, mon
 
     infra.teardown("aws", "brewops-dev")
 
-    assert Path(seen.read_text().strip()).resolve() == repo_root().resolve()
+    assert Path(seen.read_text(encoding="utf-8").strip()).resolve() == repo_root().resolve()
 
 
 def test_an_interrupted_sam_command_stops_with_the_processes_it_started(tmp_path, monkeypatch):
@@ -587,7 +603,7 @@ def test_an_interrupted_sam_command_stops_with_the_processes_it_started(tmp_path
     with pytest.raises(KeyboardInterrupt):
         infra.teardown("aws", "brewops-dev")
 
-    builder = int(child.read_text())
+    builder = int(child.read_text(encoding="utf-8"))
     deadline = time.monotonic() + 5  # the kill is delivered, not waited for
     while not exited(builder) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -604,7 +620,11 @@ def test_sam_never_inherits_the_local_targets_endpoint(tmp_path, monkeypatch):
     infra.deploy("aws", "brewops-dev")
     infra.teardown("aws", "brewops-dev")
 
-    assert seen.read_text().splitlines() == ["[]", "[]", "[]"]  # build, deploy, delete
+    assert seen.read_text(encoding="utf-8").splitlines() == [
+        "[]",
+        "[]",
+        "[]",
+    ]  # build, deploy, delete
 
 
 def test_sam_refuses_an_emulator_endpoint_exported_in_the_shell(tmp_path, monkeypatch):
@@ -629,7 +649,7 @@ def _sam_validate(template) -> subprocess.CompletedProcess:
     return subprocess.run(
         [SAM, "validate", "--lint", "--template", str(template), "--region", "us-east-1"],
         capture_output=True,
-        text=True,
+        encoding="locale",
         env={**os.environ, "SAM_CLI_TELEMETRY": "0"},
     )
 
@@ -766,7 +786,8 @@ def test_samconfig_parameter_overrides_keep_quoted_values_whole(tmp_path, overri
     config = tmp_path / "samconfig.toml"
     config.write_text(
         'version = 0.1\n[default.global.parameters]\nstack_name = "brewops-dev"\n'
-        f"[default.deploy.parameters]\nparameter_overrides = {overrides}\n"
+        f"[default.deploy.parameters]\nparameter_overrides = {overrides}\n",
+        encoding="utf-8",
     )
 
     assert infra.sam_config_parameters("default", config) == {
@@ -780,7 +801,8 @@ def _samconfig_overrides(tmp_path, overrides: str):
     config = tmp_path / "samconfig.toml"
     config.write_text(
         'version = 0.1\n[prod.global.parameters]\nstack_name = "brewops-prod"\n'
-        f"[prod.deploy.parameters]\nparameter_overrides = {overrides}\n"
+        f"[prod.deploy.parameters]\nparameter_overrides = {overrides}\n",
+        encoding="utf-8",
     )
     return config
 
@@ -853,7 +875,7 @@ def test_a_deploy_with_parameters_keeps_the_long_form_stage_of_samconfig(tmp_pat
 
     # THEN the command line, which replaces samconfig's overrides, still holds them all
     assert (
-        calls.read_text()
+        calls.read_text(encoding="utf-8")
         .splitlines()[-1]
         .endswith("--parameter-overrides Stage=prod PunkApiVersion=v2 ScheduleState=DISABLED")
     )

@@ -21,14 +21,14 @@ ROOT = Path(__file__).resolve().parents[1]
 def checkout(tmp_path: Path) -> Path:
     """A checkout whose .venv `make setup` has just installed."""
     for name in installed.INSTALLED_FROM:
-        (tmp_path / name).write_text(f"{name} as installed\n")
+        (tmp_path / name).write_text(f"{name} as installed\n", encoding="utf-8")
     (tmp_path / ".venv").mkdir()
     installed.record(tmp_path / ".venv" / ".installed")
     return tmp_path.resolve()
 
 
 def pull(checkout: Path, name: str) -> None:
-    with (checkout / name).open("a") as changed:
+    with (checkout / name).open("a", encoding="utf-8") as changed:
         changed.write("changed by a pull\n")
 
 
@@ -46,17 +46,19 @@ def test_a_changed_lock_or_pyproject_is_told_with_the_command_to_run(checkout: P
 def test_the_same_contents_written_again_are_no_change(checkout: Path):
     # a checkout of another branch and back rewrites the files, dates and all
     for name in installed.INSTALLED_FROM:
-        (checkout / name).write_text((checkout / name).read_text())
+        (checkout / name).write_text(
+            (checkout / name).read_text(encoding="utf-8"), encoding="utf-8"
+        )
     assert installed.stale_venv_warning(checkout / ".venv", checkout) is None
 
 
 def test_a_line_moved_from_one_file_to_the_other_is_a_change(checkout: Path):
     lock, pyproject = (checkout / name for name in installed.INSTALLED_FROM)
-    lock.write_text("a\n")
-    pyproject.write_text("b\n")
+    lock.write_text("a\n", encoding="utf-8")
+    pyproject.write_text("b\n", encoding="utf-8")
     installed.record(checkout / ".venv" / ".installed")
-    lock.write_text("a\nb\n")
-    pyproject.write_text("")
+    lock.write_text("a\nb\n", encoding="utf-8")
+    pyproject.write_text("", encoding="utf-8")
     assert installed.stale_venv_warning(checkout / ".venv", checkout) is not None
 
 
@@ -69,13 +71,13 @@ def test_without_a_record_nothing_is_compared(checkout: Path):
 
 def test_another_venv_than_the_checkouts_is_not_compared(checkout: Path, tmp_path_factory):
     other = tmp_path_factory.mktemp("elsewhere")
-    (other / ".installed").write_text("0" * 64)
+    (other / ".installed").write_text("0" * 64, encoding="utf-8")
     assert installed.stale_venv_warning(other, checkout) is None
 
 
 def test_an_empty_record_made_before_the_digest_compares_dates(checkout: Path):
     stamp = checkout / ".venv" / ".installed"
-    stamp.write_text("")
+    stamp.write_text("", encoding="utf-8")
     assert installed.stale_venv_warning(checkout / ".venv", checkout) is None
     pull(checkout, "pyproject.toml")
     os.utime(checkout / "requirements.lock", (0, 0))  # not pulled: older than the install
@@ -143,7 +145,7 @@ def test_a_venv_linked_from_elsewhere_is_recorded_and_compared(
     # .venv a symbolic link to a folder on another disk: the checkout is where the link is
     checkout = tmp_path.resolve()
     for name in installed.INSTALLED_FROM:
-        (checkout / name).write_text(f"{name} as installed\n")
+        (checkout / name).write_text(f"{name} as installed\n", encoding="utf-8")
     elsewhere = tmp_path_factory.mktemp("venv-disk").resolve() / "venv"
     elsewhere.mkdir()
     (checkout / ".venv").symlink_to(elsewhere)

@@ -34,7 +34,7 @@ def _started(*arguments: str, cwd: Path | None = None) -> subprocess.Popen[str]:
         [sys.executable, *arguments],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        text=True,
+        encoding="locale",
         cwd=cwd,
         env={
             **os.environ,
@@ -113,7 +113,8 @@ def test_a_terminated_test_run_tears_its_fixtures_down(tmp_path: Path):
                 print("ready", flush=True)
                 time.sleep(120)
             """
-        )
+        ),
+        encoding="utf-8",
     )
     process = _started(
         "-m",
@@ -132,7 +133,7 @@ def test_a_terminated_test_run_tears_its_fixtures_down(tmp_path: Path):
 
     code, output = _terminated(process)
 
-    assert torn_down.read_text() == "stopped", output
+    assert torn_down.read_text(encoding="utf-8") == "stopped", output
     assert code == pytest.ExitCode.INTERRUPTED, output
 
 
@@ -165,7 +166,7 @@ def test_a_signal_that_comes_in_a_weakref_callback_still_interrupts():
     result = subprocess.run(
         [sys.executable, "-c", _TERMINATED_IN_A_CALLBACK],
         capture_output=True,
-        text=True,
+        encoding="locale",
         timeout=60,
         check=False,
     )

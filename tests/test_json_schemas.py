@@ -63,7 +63,7 @@ def test_an_unknown_name_is_refused_naming_the_schemas():
 
 
 def test_the_schemas_are_one_folder_of_package_data_of_the_wheel():
-    pyproject = tomllib.loads((repo_root() / "pyproject.toml").read_text())
+    pyproject = tomllib.loads((repo_root() / "pyproject.toml").read_text(encoding="utf-8"))
     package_data = pyproject["tool"]["setuptools"]["package-data"]
     folder = Path(json_schemas.__file__).parent
     files = sorted(p.name for p in folder.glob("*.json"))
@@ -75,7 +75,7 @@ def test_the_schemas_are_one_folder_of_package_data_of_the_wheel():
 
 
 def test_the_readme_names_every_schema_and_no_command_that_is_gone():
-    readme = (repo_root() / "README.md").read_text()
+    readme = (repo_root() / "README.md").read_text(encoding="utf-8")
     assert all(f"(`{name}`)" in readme for name in NAMES)
     assert "brewops model schema" not in readme
     assert "model" in brewops("model", "--help").output
@@ -93,7 +93,7 @@ def test_the_run_summary_schema_has_the_statuses_the_runner_writes():
 
 
 def test_the_readme_gives_every_status_of_the_run_summary():
-    readme = " ".join((repo_root() / "README.md").read_text().split())
+    readme = " ".join((repo_root() / "README.md").read_text(encoding="utf-8").split())
     statuses = schema("run_summary")["$defs"]["notebook"]["properties"]["status"]["enum"]
     said = re.search(r"each notebook's `status` is ([^.]*)\.", readme)
     assert said, "the README does not say what a notebook's status can be"

@@ -367,7 +367,8 @@ def test_a_resource_type_the_emulator_cannot_create_fails_the_deploy(
         "    Type: AWS::SNS::TopicPolicy\n"
         "    Properties:\n"
         "      Topics: [!Ref Topic]\n"
-        "      PolicyDocument: {Version: '2012-10-17', Statement: []}\n"
+        "      PolicyDocument: {Version: '2012-10-17', Statement: []}\n",
+        encoding="utf-8",
     )
     name = f"brewops-unsupported-{uuid.uuid4().hex[:8]}"
     with pytest.raises(deploy.DeployError, match=r"TopicPolicy \(AWS::SNS::TopicPolicy\)"):

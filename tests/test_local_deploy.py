@@ -38,7 +38,8 @@ def test_template_loader_reads_short_form_intrinsics(tmp_path: Path) -> None:
         "B: !GetAtt Stream.Arn\n"
         'C: !Sub "${AWS::StackName}-x"\n'
         "D: !If [IsProd, !Ref X, !Ref AWS::NoValue]\n"
-        'E: !Sub ["${A}", {A: !Ref B}]\n'
+        'E: !Sub ["${A}", {A: !Ref B}]\n',
+        encoding="utf-8",
     )
     loaded = deploy.load_template(source)
     assert loaded["A"] == {"Ref": "Stage"}
@@ -50,7 +51,7 @@ def test_template_loader_reads_short_form_intrinsics(tmp_path: Path) -> None:
 
 def test_a_templates_digest_is_what_it_says_not_how_it_is_written(tmp_path: Path) -> None:
     def digest(text: str) -> str:
-        (tmp_path / "template.yaml").write_text(text)
+        (tmp_path / "template.yaml").write_text(text, encoding="utf-8")
         return deploy.template_digest(deploy.load_template(tmp_path / "template.yaml"))
 
     # an unquoted version is a YAML date
@@ -73,11 +74,13 @@ def test_a_templates_digest_is_what_it_says_not_how_it_is_written(tmp_path: Path
 def test_code_package_is_the_package_source_without_caches(tmp_path: Path) -> None:
     source = tmp_path / "lib"
     (source / "pkg" / "__pycache__").mkdir(parents=True)
-    (source / "pkg" / "__init__.py").write_text("")
-    (source / "pkg" / "app.py").write_text("def handler(event, context):\n    return event\n")
+    (source / "pkg" / "__init__.py").write_text("", encoding="utf-8")
+    (source / "pkg" / "app.py").write_text(
+        "def handler(event, context):\n    return event\n", encoding="utf-8"
+    )
     (source / "pkg" / "__pycache__" / "app.cpython-311.pyc").write_bytes(b"\0")
     (source / "pkg.egg-info").mkdir()
-    (source / "pkg.egg-info" / "PKG-INFO").write_text("x")
+    (source / "pkg.egg-info" / "PKG-INFO").write_text("x", encoding="utf-8")
 
     body = deploy.package_code(source)
 
@@ -192,7 +195,8 @@ def test_template_loader_reads_condition_references_and_nested_attributes(tmp_pa
     source = tmp_path / "t.yaml"
     source.write_text(
         "A: !And [!Condition IsProd, !Not [!Condition IsProvisioned]]\n"
-        "B: !GetAtt Nested.Outputs.BucketName\n"
+        "B: !GetAtt Nested.Outputs.BucketName\n",
+        encoding="utf-8",
     )
     loaded = deploy.load_template(source)
     assert loaded["A"] == {
@@ -205,7 +209,9 @@ def test_template_loader_reads_condition_references_and_nested_attributes(tmp_pa
 def test_code_package_files_are_readable_by_the_lambda_runtime(tmp_path: Path) -> None:
     source = tmp_path / "lib"
     (source / "pkg").mkdir(parents=True)
-    (source / "pkg" / "app.py").write_text("def handler(event, context):\n    return event\n")
+    (source / "pkg" / "app.py").write_text(
+        "def handler(event, context):\n    return event\n", encoding="utf-8"
+    )
     (source / "pkg" / "app.py").chmod(0o600)  # private in the working tree
 
     infos = zipfile.ZipFile(io.BytesIO(deploy.package_code(source))).infolist()
@@ -232,7 +238,7 @@ def test_each_code_directory_gets_a_zip_of_its_own(tmp_path: Path) -> None:
     functions = {}
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
-        (tmp_path / name / "app.py").write_text(f"NAME = {name!r}\n")
+        (tmp_path / name / "app.py").write_text(f"NAME = {name!r}\n", encoding="utf-8")
         functions[name] = {"Type": "AWS::Serverless::Function", "Properties": {"CodeUri": name}}
 
     packaged, artifacts = deploy.package_template(
@@ -323,7 +329,7 @@ QUEUE = "Resources:\n  Queue:\n    Type: AWS::SQS::Queue\n"
 def a_stack(tmp_path: Path, template: str) -> tuple[Path, str]:
     """A template file of `template` and a stack name of its own."""
     path = tmp_path / "template.yaml"
-    path.write_text(template)
+    path.write_text(template, encoding="utf-8")
     return path, f"brewops-tiny-{uuid.uuid4().hex[:8]}"
 
 
@@ -444,7 +450,8 @@ def test_a_metric_math_alarm_is_refused_with_what_to_do(tmp_path: Path) -> None:
         "          MetricStat:\n"
         "            Metric: {Namespace: AWS/Lambda, MetricName: Invocations}\n"
         "            Period: 300\n"
-        "            Stat: Sum\n"
+        "            Stat: Sum\n",
+        encoding="utf-8",
     )
 
     # offline, before the emulator would answer the stack with a bare HTTP 500
@@ -493,7 +500,8 @@ def test_a_template_default_that_breaks_its_constraint_is_refused(tmp_path: Path
         "  Name: {Type: String, Default: ab, MinLength: 3, ConstraintDescription: 3 letters}\n"
         "  Given: {Type: String}\n"
         "Resources:\n"
-        "  Topic: {Type: AWS::SNS::Topic}\n"
+        "  Topic: {Type: AWS::SNS::Topic}\n",
+        encoding="utf-8",
     )
 
     with pytest.raises(deploy.DeployError) as error:

@@ -136,9 +136,10 @@ def test_the_punk_api_parameters_need_no_default_in_the_template_given(tmp_path:
         "  PunkApiUrl: {Type: String, AllowedPattern: '^https?://.+'}\n"
         "  PunkApiVersion: {Type: String, AllowedValues: [v2, v3]}\n"
         "  ShardCount: {Type: Number, Default: 1, MinValue: 1}\n"
-        "Resources: {}\n"
+        "Resources: {}\n",
+        encoding="utf-8",
     )
-    template = yaml.safe_load(path.read_text())
+    template = yaml.safe_load(path.read_text(encoding="utf-8"))
 
     runtime._check_overrides(template, {"ShardCount": "2"})
 
@@ -153,7 +154,8 @@ def template(tmp_path: Path) -> Path:
         "Parameters:\n"
         "  ShardCount: {Type: Number, Default: 1}\n"
         "  BeersPerTick: {Type: Number, Default: 1}\n"
-        "Resources: {}\n"
+        "Resources: {}\n",
+        encoding="utf-8",
     )
     return path
 
@@ -209,7 +211,7 @@ def test_a_state_recorded_before_parameters_were_loads_with_none(state_dir: Path
     recorded = a_deployed_state(Path("t.yaml")).to_dict()
     del recorded["parameter_overrides"]
     state_dir.mkdir()
-    (state_dir / "state.json").write_text(json.dumps(recorded))
+    (state_dir / "state.json").write_text(json.dumps(recorded), encoding="utf-8")
 
     loaded = LocalState.load()
 
@@ -241,7 +243,7 @@ def test_up_deploys_the_overrides_records_them_and_keeps_them(
     )
     try:
         assert up.returncode == 0, up.stderr
-        state = json.loads((state_dir / "state.json").read_text())
+        state = json.loads((state_dir / "state.json").read_text(encoding="utf-8"))
         session = boto3.session.Session(region_name="us-east-1", **CREDENTIALS)
         kinesis = session.client("kinesis", endpoint_url=state["endpoint_url"])
         events = session.client("events", endpoint_url=state["endpoint_url"])

@@ -66,7 +66,7 @@ def checkout(tmp_path: Path) -> Path:
     tools = tmp_path / "tools"
     tools.mkdir()
     for name, text in (("python3", FAKE_PYTHON3), ("venv-python", FAKE_VENV_PYTHON)):
-        (tools / name).write_text(text)
+        (tools / name).write_text(text, encoding="utf-8")
         (tools / name).chmod(0o755)
     return tmp_path
 
@@ -81,7 +81,7 @@ def run_make(checkout: Path, *arguments: str, **variables: str) -> subprocess.Co
         ["make", f"PYTHON={checkout / 'tools' / 'python3'}", *arguments],
         cwd=checkout,
         capture_output=True,
-        text=True,
+        encoding="locale",
         # make's messages in English; UTF-8, or Python 3.11 cannot read the .pth of an
         # editable install whose path is not ASCII, and the venv's python fails to start
         env=make_environment(LC_ALL="C.UTF-8", **variables),
@@ -100,7 +100,9 @@ def test_a_venv_cut_short_while_being_made_is_made_again(checkout: Path):
     # THEN it makes the venv again and installs the lock into it
     assert again.returncode == 0, again.stderr
     assert "No module named pip" not in again.stderr
-    assert "pip sync --quiet --require-hashes" in (checkout / ".venv" / "uv.log").read_text()
+    assert "pip sync --quiet --require-hashes" in (checkout / ".venv" / "uv.log").read_text(
+        encoding="utf-8"
+    )
     # and once it is made, make has nothing left to do
     assert "is up to date" in make_installed(checkout).stdout
 
@@ -117,9 +119,9 @@ def test_a_venv_of_another_python_is_replaced(checkout: Path, python: str):
     # GIVEN a complete .venv of another Python (its python fails the 3.11 check)
     bin_dir = checkout / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
-    (bin_dir / "python").write_text(python)
+    (bin_dir / "python").write_text(python, encoding="utf-8")
     (bin_dir / "python").chmod(0o755)
-    (bin_dir / "uv").write_text("#!/bin/sh\n")
+    (bin_dir / "uv").write_text("#!/bin/sh\n", encoding="utf-8")
     (bin_dir / "uv").chmod(0o755)
     (checkout / ".venv" / ".installed").touch()
     # WHEN make runs
@@ -127,7 +129,7 @@ def test_a_venv_of_another_python_is_replaced(checkout: Path, python: str):
     # THEN the venv is made again with the 3.11 python3 and the lock installed into it
     assert result.returncode == 0, result.stderr
     assert (checkout / ".venv" / "pip-installed").exists()
-    assert "pip sync" in (checkout / ".venv" / "uv.log").read_text()
+    assert "pip sync" in (checkout / ".venv" / "uv.log").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("uv", ["another", "pinned"])
@@ -140,7 +142,9 @@ def test_a_complete_venv_of_python_3_11_is_kept(checkout: Path, uv: str):
     for name in ("pip-installed", "kept", ".installed"):
         (checkout / ".venv" / name).touch()
     uv_log = checkout / ".venv" / "uv.log"
-    (bin_dir / "uv").write_text(f'#!/bin/sh\necho "$*" >> "{uv_log}"\n' if uv == "pinned" else "")
+    (bin_dir / "uv").write_text(
+        f'#!/bin/sh\necho "$*" >> "{uv_log}"\n' if uv == "pinned" else "", encoding="utf-8"
+    )
     (bin_dir / "uv").chmod(0o755)
     os.utime(bin_dir / "uv", (0, 0))
     # WHEN make runs
@@ -148,7 +152,7 @@ def test_a_complete_venv_of_python_3_11_is_kept(checkout: Path, uv: str):
     # THEN the venv is kept as it is, and the lock installed with the Makefile's uv
     assert result.returncode == 0, result.stderr
     assert (checkout / ".venv" / "kept").exists()
-    assert "pip sync --quiet --require-hashes" in uv_log.read_text()
+    assert "pip sync --quiet --require-hashes" in uv_log.read_text(encoding="utf-8")
     # and make has nothing left to do, though pip left the uv there was as it was
     assert "is up to date" in make_installed(checkout).stdout
 
@@ -159,7 +163,7 @@ def make_dry_run(checkout: Path, target: str, *variables: str) -> subprocess.Com
         ["make", "--dry-run", f"PYTHON={checkout / 'tools' / 'python3'}", *variables, target],
         cwd=checkout,
         capture_output=True,
-        text=True,
+        encoding="locale",
         env=make_environment(),
         timeout=60,
         check=True,
@@ -187,13 +191,13 @@ def test_the_node_tools_are_installed_from_npms_cache_when_it_has_them(checkout:
 
 def test_a_python3_of_another_version_is_refused_before_anything_is_made(checkout: Path):
     python = checkout / "tools" / "python3.12"
-    python.write_text(PYTHON_3_12)
+    python.write_text(PYTHON_3_12, encoding="utf-8")
     python.chmod(0o755)
     result = subprocess.run(
         ["make", f"PYTHON={python}", ".venv/.installed"],
         cwd=checkout,
         capture_output=True,
-        text=True,
+        encoding="locale",
         env=make_environment(),
         timeout=60,
         check=False,
@@ -226,18 +230,18 @@ def test_uv_is_installed_by_hash(checkout: Path):
 
 
 def test_the_uv_lock_pins_one_version_of_uv_by_the_hashes_of_its_files():
-    text = (ROOT / "uv-requirements.lock").read_text().replace("\\\n", " ")
+    text = (ROOT / "uv-requirements.lock").read_text(encoding="utf-8").replace("\\\n", " ")
     (pin,) = [line for line in text.splitlines() if line and not line.lstrip().startswith("#")]
     requirement, *hashes = pin.split(" --hash=")
     assert requirement.strip().startswith("uv==")
     # a wheel for each platform uv is built for (Linux, macOS, Windows), and the sdist
     assert len(hashes) > 10 and all(h.strip().startswith("sha256:") for h in hashes)
-    assert requirement.strip() in (ROOT / "uv-requirements.in").read_text().split()
+    assert requirement.strip() in (ROOT / "uv-requirements.in").read_text(encoding="utf-8").split()
 
 
 def test_a_uv_file_not_matching_the_hashes_is_refused(tmp_path: Path):
     # GIVEN a file of the pinned name and version, with other contents than the locked ones
-    text = (ROOT / "uv-requirements.lock").read_text()
+    text = (ROOT / "uv-requirements.lock").read_text(encoding="utf-8")
     version = text.split("uv==")[1].split()[0]
     (tmp_path / f"uv-{version}-py3-none-any.whl").write_bytes(b"not the real uv")
     # WHEN pip installs the lock from there, as the Makefile does
@@ -245,7 +249,7 @@ def test_a_uv_file_not_matching_the_hashes_is_refused(tmp_path: Path):
         [sys.executable, "-m", "pip", "--isolated", "install", "--no-index",
          "--find-links", str(tmp_path), "--target", str(tmp_path / "installed"),
          "--require-hashes", "-r", str(ROOT / "uv-requirements.lock")],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True, encoding="locale", timeout=120, check=False,
         env={**os.environ, "PIP_CONFIG_FILE": os.devnull},
     )  # fmt: skip
     # THEN it refuses the file
@@ -270,11 +274,11 @@ def test_the_install_records_what_it_was_installed_from(checkout: Path):
     # GIVEN a fresh set-up
     assert make_installed(checkout).returncode == 0
     venv = checkout / ".venv"
-    assert (venv / ".installed").read_text().split() == [digest(checkout)]
+    assert (venv / ".installed").read_text(encoding="utf-8").split() == [digest(checkout)]
     # THEN brewops has nothing to say
     assert stale_venv_warning(venv, checkout) is None
     # WHEN a pull changes the lock
-    with (checkout / "requirements.lock").open("a") as lock:
+    with (checkout / "requirements.lock").open("a", encoding="utf-8") as lock:
         lock.write("# pulled\n")
     # seconds later, as a pull is: file dates tick coarsely, and make takes a lock dated
     # the same tick as .installed for one installed already
@@ -302,7 +306,7 @@ def test_a_changed_lock_or_pyproject_is_installed_by_the_next_set_up(checkout: P
     # GIVEN a set-up done
     assert make_installed(checkout).returncode == 0
     # WHEN a pull changes the lock or the project's dependencies
-    with (checkout / name).open("a") as changed:
+    with (checkout / name).open("a", encoding="utf-8") as changed:
         changed.write("# pulled\n")
     later = (checkout / ".venv" / ".installed").stat().st_mtime + 10
     os.utime(checkout / name, (later, later))
@@ -316,7 +320,8 @@ def test_a_set_up_without_the_network_says_it_needs_it(checkout: Path):
     # GIVEN no package index to reach: pip finds no uv, as it says offline
     venv_python = checkout / "tools" / "venv-python"
     venv_python.write_text(
-        "#!/bin/sh\necho 'ERROR: No matching distribution found for uv==0.13.8' >&2\nexit 1\n"
+        "#!/bin/sh\necho 'ERROR: No matching distribution found for uv==0.13.8' >&2\nexit 1\n",
+        encoding="utf-8",
     )
     # WHEN make sets up
     result = make_installed(checkout)
@@ -330,7 +335,8 @@ def test_a_lock_and_pyproject_only_touched_are_not_installed_again_offline(check
     assert make_installed(checkout).returncode == 0
     uv = checkout / ".venv" / "bin" / "uv"
     uv.write_text(
-        '#!/bin/sh\necho "uv $*" >&2\necho "error: Failed to fetch: dns error" >&2\nexit 2\n'
+        '#!/bin/sh\necho "uv $*" >&2\necho "error: Failed to fetch: dns error" >&2\nexit 2\n',
+        encoding="utf-8",
     )
     # WHEN the lock and pyproject.toml are touched after the set-up, their text as
     # installed (a branch switched and back): dates in the past, so that the set-up's
@@ -367,7 +373,7 @@ def make_run_with_a_target_exported(checkout: Path, exported: str, *arguments: s
         ["make", "--dry-run", f"PYTHON={checkout / 'tools' / 'python3'}", "run", *arguments],
         cwd=checkout,
         capture_output=True,
-        text=True,
+        encoding="locale",
         env=make_environment(LC_ALL="C.UTF-8", TARGET=exported),
         timeout=60,
         check=False,
@@ -428,7 +434,7 @@ def set_up(checkout: Path) -> Path:
     """The checkout after `make setup` and the tests' tools: only recipes are left to run."""
     for name, text in (("python", FAKE_SET_UP_PYTHON), ("brewops", "#!/bin/sh\n")):
         (checkout / ".venv" / "bin").mkdir(parents=True, exist_ok=True)
-        (checkout / ".venv" / "bin" / name).write_text(text)
+        (checkout / ".venv" / "bin" / name).write_text(text, encoding="utf-8")
         (checkout / ".venv" / "bin" / name).chmod(0o755)
     earlier = time.time() - 3600  # the lock files, older than what was installed from them
     for path in checkout.rglob("*"):
@@ -451,7 +457,7 @@ def test_make_coverage_reports_after_the_tests_and_fails_as_they_do(set_up: Path
     assert (result.returncode != 0) == tests_fail, result.stderr
     # an earlier run's data gone first; the report and its HTML after the tests, either way
     assert not (set_up / "build" / "coverage").exists()
-    assert (set_up / ".venv" / "python.log").read_text().splitlines() == [
+    assert (set_up / ".venv" / "python.log").read_text(encoding="utf-8").splitlines() == [
         "-m coverage run -m pytest -n 2 tests/test_transform.py -x",
         "-m coverage combine --quiet",
         "-m coverage report",

@@ -27,7 +27,7 @@ def brewops(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     return subprocess.run(
         [sys.executable, "-m", "brewops.cli", "model", *args],
         capture_output=True,
-        text=True,
+        encoding="locale",
         timeout=300,
         env=None if env is None else {**os.environ, **env},
     )
@@ -49,8 +49,8 @@ def split_catalogue(catalog_beers, tmp_path_factory) -> tuple[Path, Path]:
         for index, b in enumerate(b for b in catalog_beers if not b["id"] % 3)
     ]
     train_file, unseen_file = folder / "train.json", folder / "unseen_v3.json"
-    train_file.write_text(json.dumps(train_beers))
-    unseen_file.write_text(json.dumps(unseen))
+    train_file.write_text(json.dumps(train_beers), encoding="utf-8")
+    unseen_file.write_text(json.dumps(unseen), encoding="utf-8")
     return train_file, unseen_file
 
 
@@ -75,12 +75,12 @@ def trained_dir(training_run) -> Path:
 
 
 def card_of(folder: Path) -> dict:
-    return json.loads((folder / registry.CARD_FILE).read_text())
+    return json.loads((folder / registry.CARD_FILE).read_text(encoding="utf-8"))
 
 
 def test_train_writes_the_model_metrics_and_card(trained_dir: Path):
     assert {p.name for p in trained_dir.iterdir()} == set(registry.VERSION_FILES)
-    metrics = json.loads((trained_dir / registry.METRICS_FILE).read_text())
+    metrics = json.loads((trained_dir / registry.METRICS_FILE).read_text(encoding="utf-8"))
     assert {"accuracy", "macro_f1", "mae"} <= set(metrics["cv"])
     assert {"majority_class", "random_forest_6_columns", "tinseth_formula"} == set(
         metrics["baselines"]
@@ -95,7 +95,7 @@ def test_train_writes_the_model_metrics_and_card(trained_dir: Path):
 
 def test_train_prints_the_figures_and_ends_in_one_json_object(training_run):
     out, stdout = training_run
-    metrics = json.loads((out / registry.METRICS_FILE).read_text())
+    metrics = json.loads((out / registry.METRICS_FILE).read_text(encoding="utf-8"))
     version = card_of(out)["version"]
     lines = stdout.strip().splitlines()
     assert json.loads(lines[-1]) == {
@@ -139,7 +139,9 @@ def test_evaluate_prints_one_json_object_last(trained_dir: Path, split_catalogue
     result = brewops("evaluate", "--model", str(trained_dir), "--catalog", str(unseen_file))
     assert result.returncode == 0, result.stderr
     last = json.loads(result.stdout.strip().splitlines()[-1])
-    expected_n = sum(1 for b in json.loads(unseen_file.read_text()) if b["ibu"] is not None)
+    expected_n = sum(
+        1 for b in json.loads(unseen_file.read_text(encoding="utf-8")) if b["ibu"] is not None
+    )
     assert last["n"] == expected_n
     assert 0.5 < last["accuracy"] <= 1
     assert 0.4 < last["macro_f1"] <= 1
@@ -158,7 +160,7 @@ def test_evaluate_prints_one_json_object_last(trained_dir: Path, split_catalogue
         assert 0 <= last[key] == last["unseen"][key], key
     assert f"band probabilities: brier {last['brier']:.3f}, " in result.stdout
     # the brewer's formula on the same beers, all of them new here
-    beers = features.labelled(json.loads(unseen_file.read_text()))
+    beers = features.labelled(json.loads(unseen_file.read_text(encoding="utf-8")))
     estimate = features.build_features(beers)["tinseth_ibu"].to_numpy()
     ibu = features.ibu_values(beers)
     formula = last["tinseth_formula"]
@@ -175,12 +177,12 @@ def test_evaluate_tells_the_beers_trained_on_from_new_ones(
     trained_dir: Path, split_catalogue, tmp_path: Path
 ):
     train_file, unseen_file = split_catalogue
-    unseen = json.loads(unseen_file.read_text())
-    trained_on = json.loads(train_file.read_text())[:40]
+    unseen = json.loads(unseen_file.read_text(encoding="utf-8"))
+    trained_on = json.loads(train_file.read_text(encoding="utf-8"))[:40]
     mixed = tmp_path / "mixed.json"
     # numbered after the new ones: beers are matched by name, not id
     renumbered = [{**to_v3_shape(b), "id": 1000 + i} for i, b in enumerate(trained_on)]
-    mixed.write_text(json.dumps(unseen + renumbered))
+    mixed.write_text(json.dumps(unseen + renumbered), encoding="utf-8")
 
     outputs = {}
 
@@ -228,14 +230,14 @@ def test_a_model_whose_card_does_not_list_its_beers_tells_nothing_apart(
     shutil.copytree(trained_dir, older)
     card = card_of(older)
     del card["data"]["beer_keys"]
-    (older / registry.CARD_FILE).write_text(json.dumps(card))
+    (older / registry.CARD_FILE).write_text(json.dumps(card), encoding="utf-8")
     train_file, _ = split_catalogue
     result = brewops_in_process("evaluate", "--model", str(older), "--catalog", str(train_file))
     assert result.exit_code == 0, result.output
     last = json.loads(result.output.strip().splitlines()[-1])
     assert (last["seen_in_training"], last["unseen"]) == (None, None)
     assert "does not list its training beers: seen and new beers not told apart" in result.output
-    first_id = str(json.loads(train_file.read_text())[0]["id"])
+    first_id = str(json.loads(train_file.read_text(encoding="utf-8"))[0]["id"])
     result = brewops_in_process(
         "predict", "--model", str(older), "--catalog", str(train_file), "--id", first_id
     )
@@ -259,7 +261,7 @@ def test_a_card_whose_beer_names_were_edited_into_another_shape_is_one_line(
     shutil.copytree(trained_dir, edited)
     card = card_of(edited)
     card["data"] = {**card["data"], **edit} if isinstance(edit, dict) else edit
-    (edited / registry.CARD_FILE).write_text(json.dumps(card))
+    (edited / registry.CARD_FILE).write_text(json.dumps(card), encoding="utf-8")
     train_file, _ = split_catalogue
     result = brewops_in_process(command, "--model", str(edited), "--catalog", str(train_file))
     assert result.exit_code == 1, result.output
@@ -296,7 +298,7 @@ def test_predict_prints_a_band_per_beer(trained_dir: Path, split_catalogue):
     assert {p["model_version"] for p in predictions} == {card_of(trained_dir)["version"]}
     assert all(p["predicted_ibu_band"] in bands.LABELS for p in predictions)
     # beside the model's IBU, the recipe's own Tinseth estimate, rounded as it is
-    beers = {b["id"]: b for b in json.loads(unseen_file.read_text())}
+    beers = {b["id"]: b for b in json.loads(unseen_file.read_text(encoding="utf-8"))}
     for prediction in predictions:
         estimate = features.beer_features(beers[prediction["id"]])["tinseth_ibu"]
         assert prediction["estimated_ibu"] == round(estimate, 1)
@@ -338,7 +340,7 @@ def test_evaluate_and_predict_print_their_lines_with_stderr_closed(
          "--catalog", str(unseen), "--progress"],
         preexec_fn=lambda: os.close(2),  # `2>&-`: the bars have nowhere to go, the lines do
         stdout=subprocess.PIPE,
-        text=True,
+        encoding="locale",
         timeout=300,
     )  # fmt: skip
 
@@ -353,7 +355,7 @@ def test_predict_with_stdout_closed_fails_saying_so(trained_dir: Path, split_cat
          "--catalog", str(unseen)],
         preexec_fn=lambda: os.close(1),  # `>&-`: the predictions cannot be written
         stderr=subprocess.PIPE,
-        text=True,
+        encoding="locale",
         timeout=300,
     )  # fmt: skip
 
@@ -363,7 +365,7 @@ def test_predict_with_stdout_closed_fails_saying_so(trained_dir: Path, split_cat
 
 def test_predict_flags_the_beers_the_model_was_trained_on(trained_dir: Path, split_catalogue):
     train_file, _ = split_catalogue
-    first_id = json.loads(train_file.read_text())[0]["id"]
+    first_id = json.loads(train_file.read_text(encoding="utf-8"))[0]["id"]
     result = brewops_in_process(
         "predict", "--model", str(trained_dir), "--catalog", str(train_file), "--id", str(first_id)
     )
@@ -373,7 +375,9 @@ def test_predict_flags_the_beers_the_model_was_trained_on(trained_dir: Path, spl
 
 def test_predict_writes_names_as_they_are(trained_dir: Path, split_catalogue):
     train_file, _ = split_catalogue
-    beer = next(b for b in json.loads(train_file.read_text()) if not b["name"].isascii())
+    beer = next(
+        b for b in json.loads(train_file.read_text(encoding="utf-8")) if not b["name"].isascii()
+    )
     result = brewops_in_process(
         "predict",
         "--model",
@@ -392,7 +396,9 @@ def test_predict_writes_utf8_json_where_the_terminal_is_not_utf8(
 ):
     # a Latin-1 locale (LANG=de_DE) has no combining accents: "Zé" is e + U+0301 here
     train_file, _ = split_catalogue
-    beers = [b for b in json.loads(train_file.read_text()) if not b["name"].isascii()]
+    beers = [
+        b for b in json.loads(train_file.read_text(encoding="utf-8")) if not b["name"].isascii()
+    ]
     ids = [arg for b in beers for arg in ("--id", str(b["id"]))]
     result = brewops(
         "predict", "--model", str(trained_dir), "--catalog", str(train_file), *ids,
@@ -420,7 +426,7 @@ def test_predict_of_one_id_refuses_a_catalogue_with_a_bad_entry_elsewhere(
 ):
     # the file is the user's to mend: predicting beer 1 from it does not make it a catalogue
     catalogue = tmp_path / "newer.json"
-    catalogue.write_text(json.dumps([*catalog_beers[:5], {"name": "No Id"}]))
+    catalogue.write_text(json.dumps([*catalog_beers[:5], {"name": "No Id"}]), encoding="utf-8")
     every = brewops_in_process("predict", "--model", str(trained_dir), "--catalog", str(catalogue))
     one = brewops_in_process(
         "predict", "--model", str(trained_dir), "--catalog", str(catalogue), "--id", "1"
@@ -433,7 +439,7 @@ def test_predict_of_one_id_refuses_a_catalogue_with_a_bad_entry_elsewhere(
 def test_predict_refuses_an_empty_catalogue(trained_dir: Path, tmp_path: Path):
     # as evaluate does: no line and status 0 would pass for every beer predicted
     empty = tmp_path / "empty.json"
-    empty.write_text("[]")
+    empty.write_text("[]", encoding="utf-8")
     result = brewops("predict", "--model", str(trained_dir), "--catalog", str(empty))
     assert result.returncode == 1
     assert result.stdout == ""
@@ -465,14 +471,14 @@ def test_predict_with_a_model_folder_that_does_not_exist_says_how_to_make_one(
 
 def test_evaluate_refuses_a_catalogue_without_ibu(trained_dir: Path, tmp_path: Path, catalog_beers):
     no_ibu = tmp_path / "no_ibu.json"
-    no_ibu.write_text(json.dumps([{**catalog_beers[0], "ibu": None}]))
+    no_ibu.write_text(json.dumps([{**catalog_beers[0], "ibu": None}]), encoding="utf-8")
     result = brewops_in_process("evaluate", "--model", str(trained_dir), "--catalog", str(no_ibu))
     assert result.exit_code != 0
     assert "no beer with an IBU" in result.output
     assert f"1 beer(s) without a numeric IBU (id {catalog_beers[0]['id']})" in result.output
 
     empty = tmp_path / "empty.json"
-    empty.write_text("[]")
+    empty.write_text("[]", encoding="utf-8")
     result = brewops_in_process("evaluate", "--model", str(trained_dir), "--catalog", str(empty))
     assert result.exit_code == 1
     assert result.output == f"Error: {empty} holds no beer to evaluate on: it is []\n"
@@ -489,7 +495,7 @@ def test_evaluate_counts_the_beers_it_cannot_score(
         for beer, ibu in zip(catalog_beers[200:203], (None, "n/a", "30-40"), strict=True)
     )
     catalogue = tmp_path / "newer.json"
-    catalogue.write_text(json.dumps([*scored, not_measured, mistyped, ranged]))
+    catalogue.write_text(json.dumps([*scored, not_measured, mistyped, ranged]), encoding="utf-8")
 
     result = brewops_in_process(
         "evaluate", "--model", str(trained_dir), "--catalog", str(catalogue)
@@ -523,7 +529,7 @@ def test_train_refuses_data_it_cannot_train_on_in_one_line(
     beers, message, catalog_beers, tmp_path: Path
 ):
     catalogue = tmp_path / "catalogue.json"
-    catalogue.write_text(json.dumps(beers(catalog_beers)))
+    catalogue.write_text(json.dumps(beers(catalog_beers)), encoding="utf-8")
     result = brewops_in_process(
         "train", "--catalog", str(catalogue), "--out", str(tmp_path / "out"), "--no-progress"
     )
@@ -536,7 +542,9 @@ def test_train_refuses_data_it_cannot_train_on_in_one_line(
 def test_train_with_one_band_is_one_line_from_the_real_command(catalog_beers, tmp_path: Path):
     """It used to end in a traceback from the joblib workers."""
     catalogue = tmp_path / "one_band.json"
-    catalogue.write_text(json.dumps([b for b in catalog_beers if (b["ibu"] or 99) <= 30][:40]))
+    catalogue.write_text(
+        json.dumps([b for b in catalog_beers if (b["ibu"] or 99) <= 30][:40]), encoding="utf-8"
+    )
     result = brewops("train", "--catalog", str(catalogue), "--out", str(tmp_path / "out"))
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
@@ -568,7 +576,7 @@ def test_train_refuses_a_folder_it_cannot_write_before_training(
     catalog_path, tmp_path: Path, monkeypatch, mode
 ):
     monkeypatch.setattr(training, "train", lambda *a, **kw: pytest.fail("trained"))
-    (tmp_path / "build").write_text("a file, not a folder")
+    (tmp_path / "build").write_text("a file, not a folder", encoding="utf-8")
     (tmp_path / "build").chmod(mode)  # one that may be written and "searched" is no folder either
 
     result = brewops_in_process(
@@ -630,7 +638,7 @@ def test_a_repeated_id_is_deduplicated_and_reported(
     renamed = f"{beers[0]['name'].upper()}!"
     repeated = [{**beers[0], "ibu": 1, "name": renamed}, *beers, {**beers[1], "ibu": 2}]
     catalogue = tmp_path / "repeated.json"
-    catalogue.write_text(json.dumps(repeated))
+    catalogue.write_text(json.dumps(repeated), encoding="utf-8")
     result = brewops_in_process(
         "evaluate", "--model", str(trained_dir), "--catalog", str(catalogue)
     )
@@ -654,7 +662,7 @@ def test_an_id_given_to_two_different_beers_says_which_beer_is_left_out(
     newer = [{**b, "id": 400 + i} for i, b in enumerate(catalog_beers[:10])]
     v3_records = [{**to_v3_shape(b), "id": 403 + i} for i, b in enumerate(catalog_beers[10:13])]
     catalogue = tmp_path / "newer.json"
-    catalogue.write_text(json.dumps([*newer, *v3_records]))
+    catalogue.write_text(json.dumps([*newer, *v3_records]), encoding="utf-8")
 
     result = brewops_in_process(
         "evaluate", "--model", str(trained_dir), "--catalog", str(catalogue)
@@ -678,7 +686,7 @@ def test_many_repeated_ids_are_reported_on_one_short_line(
 ):
     beers = [b for b in catalog_beers if (b["ibu"] or 99) <= 30][:repeated]
     catalogue = tmp_path / "repeated.json"
-    catalogue.write_text(json.dumps(beers + beers))
+    catalogue.write_text(json.dumps(beers + beers), encoding="utf-8")
     result = brewops_in_process(
         "train", "--catalog", str(catalogue), "--out", str(tmp_path / "out"), "--no-progress"
     )
@@ -694,7 +702,9 @@ def test_evaluate_on_a_single_beer_still_ends_in_strict_json(
 ):
     # R² of one beer is undefined (NaN), which strict JSON readers refuse: it prints null
     catalogue = tmp_path / "one.json"
-    catalogue.write_text(json.dumps([b for b in catalog_beers if b["ibu"] is not None][:1]))
+    catalogue.write_text(
+        json.dumps([b for b in catalog_beers if b["ibu"] is not None][:1]), encoding="utf-8"
+    )
 
     result = brewops_in_process(
         "evaluate", "--model", str(trained_dir), "--catalog", str(catalogue)
@@ -707,7 +717,7 @@ def test_evaluate_on_a_single_beer_still_ends_in_strict_json(
 
 def test_a_catalogue_that_is_not_json_is_one_line_naming_it(tmp_path: Path):
     broken = tmp_path / "broken.json"
-    broken.write_text("{not json")
+    broken.write_text("{not json", encoding="utf-8")
     result = brewops_in_process(
         "train", "--catalog", str(broken), "--out", str(tmp_path / "out"), "--no-progress"
     )
@@ -739,7 +749,7 @@ def older_model(trained_dir: Path, tmp_path_factory) -> Path:
     card = card_of(older)
     for key in ("beer_keys", "feature_ranges", "hop_varieties"):
         del card["data"][key]
-    (older / registry.CARD_FILE).write_text(json.dumps(card))
+    (older / registry.CARD_FILE).write_text(json.dumps(card), encoding="utf-8")
     return older
 
 
@@ -753,7 +763,7 @@ def test_the_schemas_name_the_models_bands_and_headline_figures():
 
 
 def test_the_files_train_writes_follow_their_schemas(trained_dir: Path):
-    metrics = json.loads((trained_dir / registry.METRICS_FILE).read_text())
+    metrics = json.loads((trained_dir / registry.METRICS_FILE).read_text(encoding="utf-8"))
     assert schema_errors("metrics", metrics) == []
     assert schema_errors("model_card", card_of(trained_dir)) == []
 
@@ -762,7 +772,7 @@ def test_the_files_of_a_version_that_has_no_tinseth_formula_follow_their_schemas
     trained_dir: Path,
 ):
     # the versions `model versions` lists include those registered before it was scored
-    metrics = json.loads((trained_dir / registry.METRICS_FILE).read_text())
+    metrics = json.loads((trained_dir / registry.METRICS_FILE).read_text(encoding="utf-8"))
     card = card_of(trained_dir)
     for figures in (metrics, metrics["time_split"], card["metrics"]):
         del figures["baselines"]["tinseth_formula"]
@@ -776,12 +786,13 @@ def test_the_lines_of_predict_follow_their_schema(
 ):
     train_file, unseen_file = split_catalogue
     # new beers (some outside the training ranges), trained ones, one with an IBU as text
-    beers = json.loads(unseen_file.read_text())[:40] + [
-        {**b, "id": 1000 + i} for i, b in enumerate(json.loads(train_file.read_text())[:5])
+    beers = json.loads(unseen_file.read_text(encoding="utf-8"))[:40] + [
+        {**b, "id": 1000 + i}
+        for i, b in enumerate(json.loads(train_file.read_text(encoding="utf-8"))[:5])
     ]
     beers[0] = {**beers[0], "ibu": "n/a"}
     catalogue = tmp_path / "mixed.json"
-    catalogue.write_text(json.dumps(beers))
+    catalogue.write_text(json.dumps(beers), encoding="utf-8")
 
     for folder in (trained_dir, older_model):
         lines = json_lines(
@@ -797,7 +808,9 @@ def test_the_last_line_of_evaluate_follows_its_schema(
 ):
     train_file, unseen_file = split_catalogue
     one_beer = tmp_path / "one.json"
-    one_beer.write_text(json.dumps([b for b in catalog_beers if b["ibu"] is not None][:1]))
+    one_beer.write_text(
+        json.dumps([b for b in catalog_beers if b["ibu"] is not None][:1]), encoding="utf-8"
+    )
     runs = [
         (trained_dir, unseen_file),  # new beers: `unseen`, and some outside the ranges
         (trained_dir, train_file),  # all trained on: `unseen` null
@@ -818,7 +831,7 @@ def test_the_schemas_fail_an_output_with_a_renamed_key_or_another_type(
     args = ["--model", str(trained_dir), "--catalog", str(unseen_file)]
     prediction = json_lines(brewops_in_process("predict", *args, "--id", "1"))[0]
     evaluation = last_json_line(brewops_in_process("evaluate", *args))
-    metrics = json.loads((trained_dir / registry.METRICS_FILE).read_text())
+    metrics = json.loads((trained_dir / registry.METRICS_FILE).read_text(encoding="utf-8"))
     card = card_of(trained_dir)
 
     cases = [
@@ -887,6 +900,6 @@ def test_the_help_of_train_names_every_key_of_its_last_line():
     named = set(re.findall(r"`([a-z_0-9]+)`", text))
     assert set(model_schema("training")["properties"]) <= named
     assert "`brewops schema training`" in text
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     (line,) = [line for line in readme.splitlines() if line.startswith("brewops model train")]
     assert "JSON (version, out, CV figures)" in line

@@ -225,7 +225,7 @@ def newer_catalogue(older_and_newer, card_domain, tmp_path_factory) -> Path:
     _, newer = older_and_newer
     beers = [_scaled_volume(newer[0], card_domain.ranges["volume_litres"][1] * 10), *newer[1:]]
     path = tmp_path_factory.mktemp("catalogues") / "newer.json"
-    path.write_text(json.dumps(beers))
+    path.write_text(json.dumps(beers), encoding="utf-8")
     return path
 
 
@@ -260,9 +260,9 @@ def test_a_model_whose_card_has_no_training_ranges_predicts_and_says_it_could_no
 ):
     older = tmp_path / "older"
     shutil.copytree(model_folder, older)
-    card = json.loads((older / registry.CARD_FILE).read_text())
+    card = json.loads((older / registry.CARD_FILE).read_text(encoding="utf-8"))
     del card["data"]["feature_ranges"], card["data"]["hop_varieties"]
-    (older / registry.CARD_FILE).write_text(json.dumps(card))
+    (older / registry.CARD_FILE).write_text(json.dumps(card), encoding="utf-8")
     result = _invoke("predict", "--model", str(older), "--catalog", str(newer_catalogue))
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.output.splitlines()]
@@ -279,9 +279,9 @@ def test_a_card_whose_training_ranges_were_edited_is_one_line(
 ):
     edited = tmp_path / "edited"
     shutil.copytree(model_folder, edited)
-    card = json.loads((edited / registry.CARD_FILE).read_text())
+    card = json.loads((edited / registry.CARD_FILE).read_text(encoding="utf-8"))
     card["data"]["feature_ranges"] = {"abv": "high"}
-    (edited / registry.CARD_FILE).write_text(json.dumps(card))
+    (edited / registry.CARD_FILE).write_text(json.dumps(card), encoding="utf-8")
     result = _invoke(command, "--model", str(edited), "--catalog", str(newer_catalogue))
     assert result.exit_code == 1, result.output
     assert result.output == (

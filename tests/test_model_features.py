@@ -321,8 +321,8 @@ def test_the_v3_catalogue_gives_the_same_features_and_predictions_as_v2(
     catalog_beers, small_trained_model, tmp_path
 ):
     v3_file = tmp_path / "v3.json"
-    v3_file.write_text(json.dumps([to_v3_shape(b) for b in catalog_beers]))
-    served = json.loads(v3_file.read_text())
+    v3_file.write_text(json.dumps([to_v3_shape(b) for b in catalog_beers]), encoding="utf-8")
+    served = json.loads(v3_file.read_text(encoding="utf-8"))
     assert all("image" in b and "image_url" not in b for b in served)
     expected_features = features.build_features(catalog_beers)
     model = small_trained_model.model

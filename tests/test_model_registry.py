@@ -82,12 +82,12 @@ def test_a_version_folder_round_trips(trained, tmp_path, catalog_beers):
         trained.model, trained.metrics, {**trained.card, "version": "v"}, tmp_path
     )
     assert {p.name for p in folder.iterdir()} == set(registry.VERSION_FILES)
-    metrics = json.loads((folder / registry.METRICS_FILE).read_text())
+    metrics = json.loads((folder / registry.METRICS_FILE).read_text(encoding="utf-8"))
     assert {"cv", "baselines", "time_split"} <= set(metrics)
     assert {"accuracy", "macro_f1", "mae"} <= set(metrics["cv"])
-    card = json.loads((folder / registry.CARD_FILE).read_text())
+    card = json.loads((folder / registry.CARD_FILE).read_text(encoding="utf-8"))
     assert card["artifact"]["sha256"] == registry.sha256_file(folder / registry.MODEL_FILE)
-    assert "## Metrics" in (folder / registry.CARD_MARKDOWN_FILE).read_text()
+    assert "## Metrics" in (folder / registry.CARD_MARKDOWN_FILE).read_text(encoding="utf-8")
     loaded = registry.load(folder)
     assert loaded.version == "v"  # from the card
     np.testing.assert_array_equal(
@@ -170,7 +170,7 @@ def test_metrics_are_written_as_strict_json(trained, tmp_path):
         "folder": tmp_path,
     }
     folder = registry.save(trained.model, metrics, trained.card, tmp_path)
-    text = (folder / registry.METRICS_FILE).read_text()
+    text = (folder / registry.METRICS_FILE).read_text(encoding="utf-8")
     written = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} written"))
     assert written == {
         "n": 3,
@@ -204,7 +204,7 @@ def test_the_markdown_card_shows_what_the_card_records(trained, tmp_path):
     card = {**trained.card, "version": "20250102T030405Z-abcabcab"}
     folder = registry.save(trained.model, trained.metrics, card, tmp_path)
     assert "artifact" not in card  # the caller's card is left as it was
-    page = (folder / registry.CARD_MARKDOWN_FILE).read_text()
+    page = (folder / registry.CARD_MARKDOWN_FILE).read_text(encoding="utf-8")
     data, metrics, split = card["data"], card["metrics"], card["metrics"]["time_split"]
     assert page.startswith(f"# Model card: {card['model']} {card['version']}\n")
     assert f"- rows used: {data['rows_used']}\n- sha256: `{data['sha256']}`" in page
@@ -244,7 +244,9 @@ def test_a_tampered_model_file_is_not_loaded(trained, tmp_path):
     with open(folder / registry.MODEL_FILE, "ab") as handle:
         handle.write(b"\0")
     actual = registry.sha256_file(folder / registry.MODEL_FILE)
-    recorded = json.loads((folder / registry.CARD_FILE).read_text())["artifact"]["sha256"]
+    recorded = json.loads((folder / registry.CARD_FILE).read_text(encoding="utf-8"))["artifact"][
+        "sha256"
+    ]
     with pytest.raises(
         registry.RegistryError, match=f"has sha256 {actual}, its card says {recorded}"
     ) as error:
@@ -255,9 +257,9 @@ def test_a_tampered_model_file_is_not_loaded(trained, tmp_path):
 @pytest.mark.parametrize("artifact", [None, "model.joblib", {"file": "model.joblib"}])
 def test_a_card_without_the_model_checksum_is_not_loaded(trained, tmp_path, artifact):
     folder = registry.save(trained.model, trained.metrics, trained.card, tmp_path)
-    card = json.loads((folder / registry.CARD_FILE).read_text())
+    card = json.loads((folder / registry.CARD_FILE).read_text(encoding="utf-8"))
     card["artifact"] = artifact
-    (folder / registry.CARD_FILE).write_text(json.dumps(card))
+    (folder / registry.CARD_FILE).write_text(json.dumps(card), encoding="utf-8")
     with pytest.raises(registry.RegistryError, match="its card says None: not loading it"):
         registry.load(folder)
 
@@ -289,19 +291,33 @@ DEEPLY_NESTED = "[" * 100_000 + "]" * 100_000  # deeper than Python's JSON reade
 def _model_file_replaced(folder, content: bytes) -> None:
     """Another model file, its card updated to match: it passes the checksum."""
     (folder / registry.MODEL_FILE).write_bytes(content)
-    card = json.loads((folder / registry.CARD_FILE).read_text())
+    card = json.loads((folder / registry.CARD_FILE).read_text(encoding="utf-8"))
     card["artifact"]["sha256"] = registry.sha256_file(folder / registry.MODEL_FILE)
-    (folder / registry.CARD_FILE).write_text(json.dumps(card))
+    (folder / registry.CARD_FILE).write_text(json.dumps(card), encoding="utf-8")
 
 
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        (lambda f: (f / registry.CARD_FILE).write_text("{not json"), "is not readable JSON"),
-        (lambda f: (f / registry.CARD_FILE).write_text("[]"), "holds a JSON list, not an object"),
+        (
+            lambda f: (f / registry.CARD_FILE).write_text("{not json", encoding="utf-8"),
+            "is not readable JSON",
+        ),
+        (
+            lambda f: (f / registry.CARD_FILE).write_text("[]", encoding="utf-8"),
+            "holds a JSON list, not an object",
+        ),
         (lambda f: (f / registry.METRICS_FILE).write_bytes(b"\xff{"), "is not readable JSON"),
-        (lambda f: (f / registry.CARD_FILE).write_text(DEEPLY_NESTED), "is not readable JSON"),
-        (lambda f: (f / registry.METRICS_FILE).write_text("[" + "7" * 5000 + "]"), "readable JSON"),
+        (
+            lambda f: (f / registry.CARD_FILE).write_text(DEEPLY_NESTED, encoding="utf-8"),
+            "is not readable JSON",
+        ),
+        (
+            lambda f: (f / registry.METRICS_FILE).write_text(
+                "[" + "7" * 5000 + "]", encoding="utf-8"
+            ),
+            "readable JSON",
+        ),
         (lambda f: _model_file_replaced(f, b"not a pickle"), "does not load"),
         (lambda f: _model_file_replaced(f, b""), "does not load"),
     ],
@@ -1053,7 +1069,7 @@ def test_beer_names_are_kept_in_a_shell_whose_locale_is_not_utf_8(trained, tmp_p
         [sys.executable, "-c", _SAVED_AGAIN, str(folder), str(tmp_path / "again")],
         env=ascii_shell,
         capture_output=True,
-        text=True,
+        encoding="locale",
         check=False,
     )
 
@@ -1215,7 +1231,7 @@ def test_a_version_written_before_the_tinseth_formula_loads_in_every_consumer(
     plt.close(plots.plot_comparison(loaded.metrics, keys=("accuracy", "mae")))
     _print_table(loaded.metrics)
     assert "tinseth_formula" not in capsys.readouterr().out
-    page = (folder / registry.CARD_MARKDOWN_FILE).read_text()
+    page = (folder / registry.CARD_MARKDOWN_FILE).read_text(encoding="utf-8")
     assert "- random_forest_6_columns: accuracy" in page and "- tinseth_formula" not in page
     # `model versions` lists it with its figures, nothing missing
     s3 = _FilesS3(

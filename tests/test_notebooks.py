@@ -38,7 +38,7 @@ def nbval(notebooks: list[Path], env: dict[str, str]) -> subprocess.CompletedPro
             *map(str, notebooks),
         ],
         capture_output=True,
-        text=True,
+        encoding="locale",
         env={**env, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
         cwd=notebooks_dir().parent,
     )
@@ -74,13 +74,15 @@ def test_nbval_runs_the_cells_in_order_whatever_other_pytest_plugins_are_install
     import nbformat
 
     # an installed plugin that reorders tests, found by its entry point as pip would leave it
-    (tmp_path / "reversing_plugin.py").write_text(REVERSING_PLUGIN)
+    (tmp_path / "reversing_plugin.py").write_text(REVERSING_PLUGIN, encoding="utf-8")
     dist_info = tmp_path / "reversing_plugin-1.0.dist-info"
     dist_info.mkdir()
     (dist_info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: reversing-plugin\nVersion: 1.0\n"
+        "Metadata-Version: 2.1\nName: reversing-plugin\nVersion: 1.0\n", encoding="utf-8"
     )
-    (dist_info / "entry_points.txt").write_text("[pytest11]\nreversing = reversing_plugin\n")
+    (dist_info / "entry_points.txt").write_text(
+        "[pytest11]\nreversing = reversing_plugin\n", encoding="utf-8"
+    )
     notebook = tmp_path / "two_cells.ipynb"
     cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("assert x == 1")]
     nbformat.write(nbformat.v4.new_notebook(cells=cells), notebook)
@@ -463,7 +465,7 @@ def test_notebook_02_deploys_the_local_stack_with_the_template_parameters_given(
         result = run_alone("02_", {"template_parameters": "ShardCount=2"}, tmp_path, monkeypatch)
 
         assert result.status == "ok", result.error
-        state = json.loads((state_dir / "state.json").read_text())
+        state = json.loads((state_dir / "state.json").read_text(encoding="utf-8"))
         assert state["parameter_overrides"] == {"ShardCount": "2"}
         session = boto3.session.Session(region_name="us-east-1", **CREDENTIALS)
         kinesis = session.client("kinesis", endpoint_url=state["endpoint_url"])

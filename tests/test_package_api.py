@@ -125,7 +125,7 @@ def test_a_users_mypy_checks_calls_into_the_package(tmp_path: Path):
         [Path(sys.executable).parent / "mypy", "--config-file=", "--no-incremental", script.name],
         cwd=tmp_path,
         capture_output=True,
-        text=True,
+        encoding="locale",
     )
     assert "import-untyped" not in result.stdout, result.stdout
     # the one wrong line, and only it

@@ -157,7 +157,9 @@ def test_a_backfill_cut_short_says_what_was_sent_and_what_to_do(interrupted, mon
     kinesis = InterruptedDuringSecondCall(interrupted)
     target = local_target(monkeypatch, tmp_path, kinesis)
     catalog = tmp_path / "catalog.json"
-    catalog.write_text(json.dumps(beers(2 * CALL)))  # two calls, both under way at once
+    catalog.write_text(
+        json.dumps(beers(2 * CALL)), encoding="utf-8"
+    )  # two calls, both under way at once
 
     result = CliRunner().invoke(
         streaming_cli.stream, ["backfill", "--catalog", str(catalog), "--no-progress"]
@@ -303,7 +305,7 @@ def test_a_backfill_cut_short_counts_the_whole_catalogue(monkeypatch, tmp_path):
 
     monkeypatch.setattr("brewops.producer.put_beers", ctrl_c_in_the_second_call)
     catalog = tmp_path / "catalog.json"
-    catalog.write_text(json.dumps(beers(3 * CALL)))
+    catalog.write_text(json.dumps(beers(3 * CALL)), encoding="utf-8")
 
     result = CliRunner().invoke(
         streaming_cli.stream, ["backfill", "--catalog", str(catalog), "--no-progress"]

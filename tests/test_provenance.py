@@ -15,7 +15,7 @@ def git(folder: Path, *args: str) -> str:
     return subprocess.run(
         ["git", "-C", str(folder), "-c", "user.name=a", "-c", "user.email=a@b.c", *args],
         capture_output=True,
-        text=True,
+        encoding="locale",
         check=True,
     ).stdout.strip()
 
@@ -26,7 +26,7 @@ def checkout(tmp_path: Path) -> Path:
     repo = tmp_path / "repo"
     package = repo / "lib" / "brewops"
     package.mkdir(parents=True)
-    (package / "__init__.py").write_text('__version__ = "0.1.0"\n')
+    (package / "__init__.py").write_text('__version__ = "0.1.0"\n', encoding="utf-8")
     git(repo, "init", "-q")
     git(repo, "add", ".")
     git(repo, "commit", "-q", "-m", "first")
@@ -51,12 +51,14 @@ def test_a_committed_checkout_is_its_commit_unmodified(checkout: Path):
 
 
 def test_a_tracked_file_changed_since_the_commit_is_said(checkout: Path):
-    (checkout / "lib" / "brewops" / "__init__.py").write_text('__version__ = "0.2.0"\n')
+    (checkout / "lib" / "brewops" / "__init__.py").write_text(
+        '__version__ = "0.2.0"\n', encoding="utf-8"
+    )
     assert provenance.code_version(checkout / "lib" / "brewops")["modified"] is True
 
 
 def test_an_untracked_file_is_no_change_of_the_code_that_ran(checkout: Path):
-    (checkout / "notes.txt").write_text("a file of the user's, not of the code\n")
+    (checkout / "notes.txt").write_text("a file of the user's, not of the code\n", encoding="utf-8")
     assert provenance.code_version(checkout / "lib" / "brewops")["modified"] is False
 
 
@@ -69,7 +71,7 @@ def test_code_run_from_no_commit_names_none(tmp_path: Path, checkout: Path, wher
     else:
         package = tmp_path / "new" / "brewops"
     package.mkdir(parents=True)
-    (package / "__init__.py").write_text('__version__ = "0.1.0"\n')
+    (package / "__init__.py").write_text('__version__ = "0.1.0"\n', encoding="utf-8")
     if where == "no commit yet":
         git(package.parent, "init", "-q")
         git(package.parent, "add", ".")

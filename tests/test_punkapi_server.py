@@ -910,11 +910,11 @@ def test_serve_command_prints_the_url_and_serves(write_catalog_file, catalog_bee
 
 def test_serve_command_reports_a_bad_catalogue(tmp_path: Path):
     bad = tmp_path / "bad.json"
-    bad.write_text("{")
+    bad.write_text("{", encoding="utf-8")
     proc = subprocess.run(
         [sys.executable, "-m", "brewops.cli", "api", "serve", "--catalog", str(bad)],
         capture_output=True,
-        text=True,
+        encoding="locale",
         timeout=60,
     )
     assert proc.returncode == 1
@@ -957,11 +957,13 @@ def test_of_several_numbers_json_cannot_carry_the_first_in_the_beer_is_named(cat
 
 def test_serve_command_refuses_a_catalogue_holding_nan(tmp_path: Path, catalog_beers):
     with_nan = tmp_path / "nan.json"
-    with_nan.write_text(json.dumps([catalog_beers[0], {**catalog_beers[1], "ibu": math.nan}]))
+    with_nan.write_text(
+        json.dumps([catalog_beers[0], {**catalog_beers[1], "ibu": math.nan}]), encoding="utf-8"
+    )
     proc = subprocess.run(
         [sys.executable, "-m", "brewops.cli", "api", "serve", "--catalog", str(with_nan)],
         capture_output=True,
-        text=True,
+        encoding="locale",
         timeout=60,
     )
     assert proc.returncode == 1

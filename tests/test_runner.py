@@ -63,7 +63,7 @@ def notebooks(tmp_path: Path) -> Path:
     )
     _notebook(src / "02_breaks_here.ipynb", "raise ValueError('the second notebook fails')")
     _notebook(src / "03_never_reached.ipynb", "print('unreachable')")
-    (src / "scratch.ipynb").write_text("{}")  # not numbered: not part of a run
+    (src / "scratch.ipynb").write_text("{}", encoding="utf-8")  # not numbered: not part of a run
     return src
 
 
@@ -89,9 +89,9 @@ def test_a_failing_notebook_stops_the_run_and_is_kept(notebooks: Path, tmp_path:
     assert any(o.get("ename") == "ValueError" for c in kept.cells for o in c.get("outputs", []))
     assert Path(second.html).read_text(encoding="utf-8").count("the second notebook fails") >= 1
     assert not (out / "executed" / "03_never_reached.ipynb").exists()
-    assert not (notebooks / "01_first_step.ipynb").read_text().count('outputs": [{')
+    assert not (notebooks / "01_first_step.ipynb").read_text(encoding="utf-8").count('outputs": [{')
 
-    written = json.loads((out / "run-summary.json").read_text())
+    written = json.loads((out / "run-summary.json").read_text(encoding="utf-8"))
     assert written["status"] == "failed"
     assert written["parameters"] == {"target": "local", "value": 21}  # what the notebooks got
     assert written["seconds"] >= sum(nb["seconds"] for nb in written["notebooks"]) > 0
@@ -175,8 +175,8 @@ def test_a_parameter_whose_default_has_no_type_to_check_takes_any_value(
     tmp_path: Path, default: str
 ):
     nb = _notebook(tmp_path / "01_open.ipynb")
-    source = nb.read_text().replace("value = 1", f"value = {default}  # anything")
-    nb.write_text(source)
+    source = nb.read_text(encoding="utf-8").replace("value = 1", f"value = {default}  # anything")
+    nb.write_text(source, encoding="utf-8")
 
     for value in (None, 3, "text", [1, 2], {"a": 1}):
         check_parameters([nb], {"value": value})
@@ -194,7 +194,10 @@ def test_a_value_of_another_type_than_the_default_is_refused(
     tmp_path: Path, default: str, taken: Any, refused: Any, said: str
 ):
     nb = _notebook(tmp_path / "01_typed.ipynb")
-    nb.write_text(nb.read_text().replace("value = 1", f"value = {default}  # typed"))
+    nb.write_text(
+        nb.read_text(encoding="utf-8").replace("value = 1", f"value = {default}  # typed"),
+        encoding="utf-8",
+    )
 
     check_parameters([nb], {"value": taken})
     with pytest.raises(click.BadParameter, match=f"value of 01_typed takes {said}"):
@@ -219,7 +222,7 @@ def test_a_none_default_takes_the_type_its_annotation_declares(
     later: a None default says nothing of the type, the annotation does."""
     nb = _notebook(tmp_path / "01_declared.ipynb")
     cell = f"from typing import Optional, Union\\nvalue: {declared} = None  # declared"
-    nb.write_text(nb.read_text().replace("value = 1", cell))
+    nb.write_text(nb.read_text(encoding="utf-8").replace("value = 1", cell), encoding="utf-8")
 
     for value in taken:
         check_parameters([nb], {"value": value})
@@ -233,7 +236,10 @@ def test_an_annotation_of_a_type_with_no_rule_leaves_the_default_to_say(
     tmp_path: Path, declared: str
 ):
     nb = _notebook(tmp_path / "01_open.ipynb")
-    nb.write_text(nb.read_text().replace("value = 1", f"value: {declared} = 1  # open"))
+    nb.write_text(
+        nb.read_text(encoding="utf-8").replace("value = 1", f"value: {declared} = 1  # open"),
+        encoding="utf-8",
+    )
 
     check_parameters([nb], {"value": 2})
     with pytest.raises(click.BadParameter, match=r"takes an integer, not .*its default is 1\)"):
@@ -279,7 +285,10 @@ def test_a_fraction_for_the_seed_of_notebook_05_is_refused_before_the_target_sta
 
 def test_every_parameter_given_is_checked_not_only_the_first(tmp_path: Path):
     nb = _notebook(tmp_path / "01_two.ipynb")
-    nb.write_text(nb.read_text().replace("value = 1", "value = 1\\nlabel = 'a'"))
+    nb.write_text(
+        nb.read_text(encoding="utf-8").replace("value = 1", "value = 1\\nlabel = 'a'"),
+        encoding="utf-8",
+    )
 
     check_parameters([nb], {"value": 2, "label": "b"})
     with pytest.raises(click.BadParameter, match="label of 01_two takes a string"):
@@ -288,7 +297,10 @@ def test_every_parameter_given_is_checked_not_only_the_first(tmp_path: Path):
 
 def test_a_number_default_takes_an_integer_and_refuses_a_flag(tmp_path: Path):
     nb = _notebook(tmp_path / "01_seconds.ipynb")
-    nb.write_text(nb.read_text().replace("value = 1", "value = 0.5  # seconds"))
+    nb.write_text(
+        nb.read_text(encoding="utf-8").replace("value = 1", "value = 0.5  # seconds"),
+        encoding="utf-8",
+    )
 
     for value in (3, 2.5):
         check_parameters([nb], {"value": value})
@@ -298,7 +310,9 @@ def test_a_number_default_takes_an_integer_and_refuses_a_flag(tmp_path: Path):
 
 
 def test_the_readme_runs_only_parameters_the_notebooks_define_with_their_types():
-    commands = re.findall(r"brewops run [^`#\n]*", (repo_root() / "README.md").read_text())
+    commands = re.findall(
+        r"brewops run [^`#\n]*", (repo_root() / "README.md").read_text(encoding="utf-8")
+    )
     assert any("-p" in command for command in commands)
     for command in commands:
         only = re.findall(r"--only (\d+)", command)
@@ -348,7 +362,10 @@ def test_papermill_reads_every_parameter_without_a_warning(
 
 def test_a_default_with_a_hash_inside_a_string_is_read_whole(tmp_path: Path):
     nb = _notebook(tmp_path / "01_hash.ipynb")
-    nb.write_text(nb.read_text().replace("value = 1", "value = 'a#b'  # a label"))
+    nb.write_text(
+        nb.read_text(encoding="utf-8").replace("value = 1", "value = 'a#b'  # a label"),
+        encoding="utf-8",
+    )
 
     assert runner.notebook_parameters(nb) == {"target": '"nowhere"', "value": "'a#b'"}
     with pytest.raises(click.BadParameter, match="value of 01_hash takes a string"):
@@ -393,7 +410,10 @@ def test_a_number_written_with_an_exponent_is_a_number(tmp_path: Path):
     # YAML 1.1 reads "1e3" as text (it wants "1.0e+3"): `-p delivery_timeout 1e3` was
     # refused as "not a number"; papermill's own -p reads it as one
     nb = _notebook(tmp_path / "01_seconds.ipynb")
-    nb.write_text(nb.read_text().replace("value = 1", "value = 0.5  # seconds"))
+    nb.write_text(
+        nb.read_text(encoding="utf-8").replace("value = 1", "value = 0.5  # seconds"),
+        encoding="utf-8",
+    )
 
     assert _parse_value("1e3") == 1000.0
     assert _parse_value("-2.5E-1") == -0.25
@@ -500,13 +520,13 @@ def test_the_command_runs_against_a_local_target_it_brings_up_and_takes_down(tmp
         [Path(sys.executable).parent / "brewops", "run", "--no-progress"],
         env=env,
         capture_output=True,
-        text=True,
+        encoding="locale",
         timeout=600,
     )
 
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Error: 02_breaks_here" in result.stderr and "failing cell" in result.stderr
-    written = json.loads((tmp_path / "build" / "run-summary.json").read_text())
+    written = json.loads((tmp_path / "build" / "run-summary.json").read_text(encoding="utf-8"))
     first, second = written["notebooks"]
     assert first["status"] == "ok" and first["figures"]["bucket"]  # the stack was up
     assert written["stack"] == first["figures"]["stack"]  # the one the notebooks used
@@ -608,7 +628,7 @@ def test_only_the_copies_of_numbered_notebooks_are_removed_from_the_executed_fol
     executed = tmp_path / "executed"
     executed.mkdir()
     for name in ("01_first.ipynb", "01_first.html", "01_first.json", "notes.html", "x.ipynb"):
-        (executed / name).write_text("")
+        (executed / name).write_text("", encoding="utf-8")
 
     remove_executed_copies(executed)
 
@@ -728,7 +748,7 @@ def test_an_interrupted_run_leaves_a_summary_of_the_notebooks_that_ran(
         f"{out / 'executed' / '02_breaks_here.ipynb'}",
     ]
 
-    written = json.loads((out / "run-summary.json").read_text())
+    written = json.loads((out / "run-summary.json").read_text(encoding="utf-8"))
     assert written["status"] == "interrupted"
     assert [(nb["notebook"], nb["status"]) for nb in written["notebooks"]] == [
         ("01_first_step", "ok"),
@@ -751,7 +771,7 @@ def test_a_run_interrupted_while_clearing_the_last_runs_copies_says_so(
     with pytest.raises(KeyboardInterrupt):
         execute(discover(notebooks), out_dir=out, progress=False)
 
-    written = json.loads((out / "run-summary.json").read_text())
+    written = json.loads((out / "run-summary.json").read_text(encoding="utf-8"))
     assert (written["status"], written["notebooks"]) == ("interrupted", [])  # not "running"
     assert schema_errors("run_summary", written) == []
     assert capsys.readouterr().err.endswith(
@@ -808,7 +828,7 @@ def test_a_rendering_that_finds_the_disk_full_leaves_no_page_cut_short(tmp_path:
         preexec_fn=disk_full,
         env=unmeasured(os.environ),  # no coverage data file to write either
         capture_output=True,
-        text=True,
+        encoding="locale",
         check=False,
     )
 
@@ -831,7 +851,7 @@ def test_an_error_of_the_runner_itself_ends_the_summary_as_failed(
     with pytest.raises(OSError):
         execute(discover(notebooks), out_dir=out, progress=False)
 
-    written = json.loads((out / "run-summary.json").read_text())
+    written = json.loads((out / "run-summary.json").read_text(encoding="utf-8"))
     assert written["status"] == "failed"
     assert [(nb["notebook"], nb["status"]) for nb in written["notebooks"]] == [
         ("01_first_step", "failed")
@@ -866,7 +886,7 @@ def test_the_summary_of_a_run_that_has_not_ended_follows_its_schema(tmp_path: Pa
     path = tmp_path / "run-summary.json"
     started = RunSummary("local", "2026-01-01T00:00:00+00:00", parameters={"target": "local"})
     started.write(path)  # as `execute` writes it before the first notebook
-    written = json.loads(path.read_text())
+    written = json.loads(path.read_text(encoding="utf-8"))
     assert written["status"] == "running"
     assert schema_errors("run_summary", written) == []
 
@@ -875,7 +895,9 @@ def test_a_parameter_that_is_not_a_finite_number_is_null_in_the_summary(tmp_path
     path = tmp_path / "run-summary.json"
     given = {"target": "local", "delivery_timeout": _parse_value(".inf"), "x": _parse_value(".nan")}
     RunSummary("local", "2026-01-01T00:00:00+00:00", parameters=given).write(path)
-    written = json.loads(path.read_text(), parse_constant=pytest.fail)  # strict JSON
+    written = json.loads(
+        path.read_text(encoding="utf-8"), parse_constant=pytest.fail
+    )  # strict JSON
     assert written["parameters"] == {"target": "local", "delivery_timeout": None, "x": None}
     assert schema_errors("run_summary", written) == []
 
@@ -886,7 +908,7 @@ def test_a_run_interrupted_in_its_first_notebook_leaves_its_own_summary(
     umask(0o022)
     out = tmp_path / "build"
     execute(discover(notebooks, only=["01"]), out_dir=out, progress=False)
-    earlier = json.loads((out / "run-summary.json").read_text())
+    earlier = json.loads((out / "run-summary.json").read_text(encoding="utf-8"))
     fake = _FakePapermill({"01_first_step.ipynb": KeyboardInterrupt()})
     monkeypatch.setattr(runner, "notebook_executor", lambda: fake)
 
@@ -894,7 +916,7 @@ def test_a_run_interrupted_in_its_first_notebook_leaves_its_own_summary(
         execute(discover(notebooks), out_dir=out, progress=False)
 
     # not the earlier run's "ok" beside this run's half-executed copy
-    written = json.loads((out / "run-summary.json").read_text())
+    written = json.loads((out / "run-summary.json").read_text(encoding="utf-8"))
     assert written["status"] == "interrupted"
     assert [(nb["notebook"], nb["status"]) for nb in written["notebooks"]] == [
         ("01_first_step", "interrupted")
@@ -917,7 +939,7 @@ def test_the_summary_and_figures_are_as_private_as_the_umask_makes_the_executed_
     figures = tmp_path / "figures" / "01_first_step.json"
     monkeypatch.setenv(summary.FIGURES_ENV, str(figures))
     executed = tmp_path / "executed.ipynb"
-    executed.write_text("{}")  # as papermill writes an executed copy
+    executed.write_text("{}", encoding="utf-8")  # as papermill writes an executed copy
 
     RunSummary(target="local", started_at="2024-01-01T00:00:00+00:00").write(
         tmp_path / "run-summary.json"
@@ -986,7 +1008,7 @@ def test_notebooks_run_in_their_folder_and_report_only_this_runs_figures(tmp_pat
     out = tmp_path / "build"
     stale = out / "figures" / "01_where.json"
     stale.parent.mkdir(parents=True)
-    stale.write_text(json.dumps({"left_by_an_earlier_run": 1}))
+    stale.write_text(json.dumps({"left_by_an_earlier_run": 1}), encoding="utf-8")
 
     run = execute(discover(src), target="aws", out_dir=out, progress=False)
 
@@ -1169,7 +1191,10 @@ def _kernelspec(jupyter_path: Path, *argv: str) -> Path:
     """A `python3` kernel spec of its own in `jupyter_path`, ahead of the installed one."""
     spec = jupyter_path / "kernels" / "python3" / "kernel.json"
     spec.parent.mkdir(parents=True)
-    spec.write_text(json.dumps({"argv": list(argv), "display_name": "P", "language": "python"}))
+    spec.write_text(
+        json.dumps({"argv": list(argv), "display_name": "P", "language": "python"}),
+        encoding="utf-8",
+    )
     return spec
 
 
@@ -1183,7 +1208,7 @@ def _run_within(
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
+        encoding="locale",
         start_new_session=True,
     )
     try:
@@ -1237,7 +1262,7 @@ def test_a_kernel_that_cannot_start_for_want_of_open_files_says_to_raise_the_lim
         env=env,
         preexec_fn=few_open_files,
         capture_output=True,
-        text=True,
+        encoding="locale",
         timeout=120,
     )
 

@@ -51,7 +51,7 @@ def test_rate_expressions(expression, seconds):
 
 
 def test_the_scheduled_event_has_eventbridge_shape():
-    fixture = json.loads((EVENTS / "eventbridge_scheduled.json").read_text())
+    fixture = json.loads((EVENTS / "eventbridge_scheduled.json").read_text(encoding="utf-8"))
     event = scheduled_event(RULE_ARN)
     assert set(event) == set(fixture)
     assert event["resources"] == [RULE_ARN]

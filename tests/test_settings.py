@@ -67,7 +67,7 @@ def variables_the_package_reads() -> dict[str, str]:
     found: dict[str, str] = {}
     for path in sorted((ROOT / "lib" / "brewops").rglob("*.py")):
         where = str(path.relative_to(ROOT))
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             names = [_environ_read(node)]
             if isinstance(node, ast.keyword) and node.arg == "envvar":
                 names.append(getattr(node.value, "value", None))
@@ -80,13 +80,13 @@ def variables_the_package_reads() -> dict[str, str]:
 
 def variables_the_makefile_takes() -> set[str]:
     """The Makefile's variables a user may give: those it sets with ?=."""
-    text = (ROOT / "Makefile").read_text()
+    text = (ROOT / "Makefile").read_text(encoding="utf-8")
     return set(re.findall(r"^([A-Z][A-Z0-9_]*) \?=", text, re.M))
 
 
 def readme_settings() -> set[str]:
     """The variables the README's table of settings names, one a row."""
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
     section = text.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
     return set(re.findall(r"^\| `([A-Z][A-Z0-9_]*)`", section, re.M))
 
@@ -130,7 +130,7 @@ def test_a_relative_folder_is_refused_before_the_command_runs(
 @pytest.mark.parametrize("variable", FOLDER_VARIABLES)
 def test_a_file_given_as_a_folder_is_refused_in_one_line(variable: str, tmp_path: Path):
     a_file = tmp_path / "notes.txt"
-    a_file.write_text("")
+    a_file.write_text("", encoding="utf-8")
     result = CliRunner().invoke(main, ["data", "fetch"], env={variable: str(a_file)})
     assert result.exit_code == 1
     assert result.output.strip() == (

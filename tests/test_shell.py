@@ -32,7 +32,7 @@ def shellcheck(script: str, shell: str, *options: str) -> list[str]:
         [str(SHELLCHECK), "--format=json1", f"--shell={shell}", *options, "-"],
         input=script,
         capture_output=True,
-        text=True,
+        encoding="locale",
         timeout=60,
     )
     assert result.returncode in (0, 1), result.stderr
@@ -48,7 +48,7 @@ def scripts_in_the_repository() -> list[Path]:
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
         cwd=ROOT,
         capture_output=True,
-        text=True,
+        encoding="locale",
         check=True,
     ).stdout.splitlines()
     scripts = []
@@ -80,7 +80,7 @@ def recipes(makefile: Path, *targets: str) -> str:
         ["make", "--dry-run", "--always-make", "-f", str(makefile), *targets],
         cwd=makefile.parent,
         capture_output=True,
-        text=True,
+        encoding="locale",
         env=make_environment(),
         timeout=60,
         check=True,
@@ -89,7 +89,9 @@ def recipes(makefile: Path, *targets: str) -> str:
 
 
 def readme_bash_blocks() -> list[str]:
-    return re.findall(r"^```bash\n(.*?)^```", (ROOT / "README.md").read_text(), re.M | re.S)
+    return re.findall(
+        r"^```bash\n(.*?)^```", (ROOT / "README.md").read_text(encoding="utf-8"), re.M | re.S
+    )
 
 
 def test_the_scripts_pass_shellcheck():
@@ -98,7 +100,7 @@ def test_the_scripts_pass_shellcheck():
     assert ROOT / ".ci" / "run" in scripts
     findings = {
         str(path.relative_to(ROOT)): shellcheck(
-            path.read_text(), SHEBANG.match(path.read_text())[1]
+            path.read_text(encoding="utf-8"), SHEBANG.match(path.read_text(encoding="utf-8"))[1]
         )
         for path in scripts
     }
@@ -119,7 +121,7 @@ def test_the_workflows_run_steps_pass_shellcheck():
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_the_makefile_recipes_pass_shellcheck_as_sh():
-    targets = re.findall(r"^([a-z-]+):.*## ", (ROOT / "Makefile").read_text(), re.M)
+    targets = re.findall(r"^([a-z-]+):.*## ", (ROOT / "Makefile").read_text(encoding="utf-8"), re.M)
     commands = recipes(ROOT / "Makefile", *targets)
 
     assert "brewops run --target" in commands and "pytest" in commands
@@ -204,7 +206,8 @@ def test_a_bad_run_step_is_found_and_checked(tmp_path: Path):
     workflow.write_text(
         "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
         "      - uses: actions/checkout@v4\n"
-        "      - name: Bad\n        run: |\n          cd $DIR\n          make test\n"
+        "      - name: Bad\n        run: |\n          cd $DIR\n          make test\n",
+        encoding="utf-8",
     )
 
     ((name, script),) = run_steps(workflow)
@@ -216,6 +219,6 @@ def test_a_bad_run_step_is_found_and_checked(tmp_path: Path):
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_a_bash_only_recipe_is_found_and_checked(tmp_path: Path):
     makefile = tmp_path / "Makefile"
-    makefile.write_text("build: ## Build\n\tif [[ -f x ]]; then echo x; fi\n")
+    makefile.write_text("build: ## Build\n\tif [[ -f x ]]; then echo x; fi\n", encoding="utf-8")
 
     assert any(" SC3010 " in f for f in shellcheck(recipes(makefile, "build"), "sh"))

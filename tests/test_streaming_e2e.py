@@ -415,7 +415,7 @@ def test_ids_remembered_for_another_stack_are_not_reconciled_against(cli):
     assert again.exit_code == 0, again.output
     cli("tick")
     path = streaming_cli.produced_ids_file("local")
-    remembered = json.loads(path.read_text())
+    remembered = json.loads(path.read_text(encoding="utf-8"))
     assert remembered["stack_id"] == cli.target.stack_id and len(remembered["ids"]) == 1
     cli("drain", "--no-progress")
     given = cli("reconcile", "--json", "--ids-file", str(path))  # the file as written
@@ -433,7 +433,7 @@ def test_ticks_whose_report_cannot_be_written_are_recorded_all_the_same(cli, mon
 
     assert ticked.exit_code == 1  # click's own ending for a reader that has gone
     # the beers were sent: `reconcile` must expect them
-    remembered = json.loads(streaming_cli.produced_ids_file("local").read_text())
+    remembered = json.loads(streaming_cli.produced_ids_file("local").read_text(encoding="utf-8"))
     assert len(remembered["ids"]) == 2
 
 
@@ -459,7 +459,7 @@ def test_run_records_a_tick_whose_report_cannot_be_written(cli, monkeypatch):
     cli("run", "--with-scheduler", "--poll", "0.1")
 
     # the beer was sent: `reconcile` must expect it
-    assert path.exists() and len(json.loads(path.read_text())["ids"]) == 1
+    assert path.exists() and len(json.loads(path.read_text(encoding="utf-8"))["ids"]) == 1
 
 
 def test_run_with_the_scheduler_ticks_the_producer_and_delivers_its_beers_before_it_stops(
@@ -484,7 +484,7 @@ def test_run_with_the_scheduler_ticks_the_producer_and_delivers_its_beers_before
 
     assert result.exit_code == 0, result.output
     assert "tick 1: ok: {" in result.output and '"sent": 1' in result.output, result.output
-    assert len(json.loads(path.read_text())["ids"]) == 1
+    assert len(json.loads(path.read_text(encoding="utf-8"))["ids"]) == 1
     assert reconciled.exit_code == 0, reconciled.output  # the beer was delivered, not lost
     assert json.loads(reconciled.output)["raw"] == 1
 
@@ -523,8 +523,8 @@ def test_records_the_function_failed_are_redriven_once_fixed_and_sent_once(
     beers = [dict(b) for b in catalog_beers[:6]]
     beers[1]["abv"] = "strong"  # refused by the transform, whatever runs it
     first, second = tmp_path / "first.json", tmp_path / "second.json"
-    first.write_text(json.dumps(beers[:3]))
-    second.write_text(json.dumps(beers[3:]))
+    first.write_text(json.dumps(beers[:3]), encoding="utf-8")
+    second.write_text(json.dumps(beers[3:]), encoding="utf-8")
 
     def backfill_and_drain(catalogue: Path) -> None:
         assert cli("backfill", "--catalog", str(catalogue), "--no-progress").exit_code == 0

@@ -116,9 +116,9 @@ def test_a_jitter_past_the_largest_float_keeps_the_number():
 def test_a_beer_without_a_text_name_keeps_its_name_as_it_is(tmp_path: Path, name: dict):
     # the catalogue loader asks each beer for an id only: `data synth` must take such a file
     source = tmp_path / "nameless.json"
-    source.write_text(json.dumps([{"id": 1, "abv": 5.0, **name}]))
+    source.write_text(json.dumps([{"id": 1, "abv": 5.0, **name}]), encoding="utf-8")
     report = synthesize(2, tmp_path / "out.json", catalog=source)
-    beers = json.loads(report.path.read_text())
+    beers = json.loads(report.path.read_text(encoding="utf-8"))
     assert [beer["id"] for beer in beers] == [1, 2]
     assert [{k: v for k, v in beer.items() if k == "name"} for beer in beers] == [name, name]
 
@@ -139,7 +139,7 @@ def test_a_negative_count_is_refused_and_nothing_written(tmp_path: Path, catalog
 
 def test_an_empty_catalogue_is_refused_and_nothing_written(tmp_path: Path):
     empty = tmp_path / "empty.json"
-    empty.write_text("[]")
+    empty.write_text("[]", encoding="utf-8")
     with pytest.raises(CatalogError, match="no beers to resample"):
         synthesize(5, tmp_path / "out.json", catalog=empty)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.json"]
@@ -170,4 +170,4 @@ def test_synthesis_streams(tmp_path: Path, catalog_beers):
 
 def test_zero_beers_is_an_empty_array(tmp_path: Path, catalog_path: Path):
     report = synthesize(0, tmp_path / "empty.json", catalog=catalog_path)
-    assert json.loads(report.path.read_text()) == []
+    assert json.loads(report.path.read_text(encoding="utf-8")) == []

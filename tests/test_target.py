@@ -206,7 +206,9 @@ def test_credentials_that_cannot_be_obtained_make_the_target_not_ready(
     no_aws_settings: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = tmp_path / "config"
-    config.write_text("[default]\nregion = eu-west-1\ncredential_process = /bin/false\n")
+    config.write_text(
+        "[default]\nregion = eu-west-1\ncredential_process = /bin/false\n", encoding="utf-8"
+    )
     monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
     tgt = targets.use("aws")
 
@@ -458,7 +460,10 @@ def test_switching_back_and_forth_puts_back_the_users_settings(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     config = tmp_path / "config"
-    config.write_text("[profile dev]\nregion = eu-west-1\n[profile prod]\nregion = eu-central-1\n")
+    config.write_text(
+        "[profile dev]\nregion = eu-west-1\n[profile prod]\nregion = eu-central-1\n",
+        encoding="utf-8",
+    )
     monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
     monkeypatch.setenv("AWS_PROFILE", "dev")
 

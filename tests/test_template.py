@@ -121,7 +121,10 @@ def test_cfn_lint_informational_findings_are_all_explained():
 
 def test_cfn_lint_would_catch_a_broken_template(tmp_path):
     broken = tmp_path / "template.yaml"
-    broken.write_text(TEMPLATE.read_text().replace("!GetAtt Stream.Arn", "!GetAtt Streem.Arn"))
+    broken.write_text(
+        TEMPLATE.read_text(encoding="utf-8").replace("!GetAtt Stream.Arn", "!GetAtt Streem.Arn"),
+        encoding="utf-8",
+    )
 
     assert lint_file(broken, ManualArgs(regions=["eu-west-1"]))
 
@@ -130,7 +133,7 @@ def test_cfn_lint_would_catch_a_broken_template(tmp_path):
 
 
 def test_the_template_has_the_agreed_shape(template):
-    text = TEMPLATE.read_text()
+    text = TEMPLATE.read_text(encoding="utf-8")
 
     assert template["Transform"] == "AWS::Serverless-2016-10-31"
     assert template["Globals"]["Function"]["Runtime"] == "python3.13"

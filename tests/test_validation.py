@@ -338,7 +338,7 @@ def test_the_expectation_comes_from_notebook_03s_figures(tmp_path, monkeypatch):
     monkeypatch.setenv(summary.FIGURES_ENV, str(tmp_path / "04_validate_glue_table.json"))
     path = validation.produce_figures_path()
     assert path == tmp_path / "03_produce_to_kinesis.json"
-    path.write_text(json.dumps({"records_sent": 328, "ids_sent": [3, 1, 2, 1]}))
+    path.write_text(json.dumps({"records_sent": 328, "ids_sent": [3, 1, 2, 1]}), encoding="utf-8")
     assert validation.expectation_from_figures() == Expectation(
         records=328, ids=frozenset({1, 2, 3}), source=str(path)
     )
@@ -352,7 +352,8 @@ def test_figures_and_ids_recorded_against_another_stack_are_ignored(tmp_path, mo
     monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path))
     monkeypatch.setenv(summary.FIGURES_ENV, str(tmp_path / "04_validate_glue_table.json"))
     validation.produce_figures_path().write_text(
-        json.dumps({"stack_id": "stack/old", "records_sent": 328, "ids_sent": [1, 2]})
+        json.dumps({"stack_id": "stack/old", "records_sent": 328, "ids_sent": [1, 2]}),
+        encoding="utf-8",
     )
     remember_produced("local", [1, 2, 3], "stack/old")
 
@@ -399,7 +400,7 @@ def test_without_a_runner_notebook_03s_figures_are_under_the_build_directory(tmp
 )
 def test_the_figures_may_name_what_was_sent_either_way(tmp_path, figures):
     path = tmp_path / "03_produce_to_kinesis.json"
-    path.write_text(json.dumps(figures))
+    path.write_text(json.dumps(figures), encoding="utf-8")
 
     expected = validation.expectation_from_figures(path)
 
@@ -408,7 +409,7 @@ def test_the_figures_may_name_what_was_sent_either_way(tmp_path, figures):
 
 def test_figures_of_a_run_that_sent_nothing_are_read(tmp_path):
     path = tmp_path / "03_produce_to_kinesis.json"
-    path.write_text(json.dumps({"records_sent": 0, "ids_sent": []}))
+    path.write_text(json.dumps({"records_sent": 0, "ids_sent": []}), encoding="utf-8")
 
     expected = validation.expectation_from_figures(path)
 
@@ -430,7 +431,7 @@ def test_figures_of_a_run_that_sent_nothing_are_read(tmp_path):
 )
 def test_figures_that_do_not_count_records_or_name_whole_ids_are_refused(tmp_path, figures):
     path = tmp_path / "03_produce_to_kinesis.json"
-    path.write_text(json.dumps(figures))
+    path.write_text(json.dumps(figures), encoding="utf-8")
 
     with pytest.raises(validation.FiguresUnreadable, match="is not a figures file notebook 03"):
         validation.expectation_from_figures(path)
@@ -439,14 +440,14 @@ def test_figures_that_do_not_count_records_or_name_whole_ids_are_refused(tmp_pat
 def test_figures_may_name_ids_below_one_that_were_sent(tmp_path):
     # the producer sends what the API serves; the transform fails such a record
     path = tmp_path / "03_produce_to_kinesis.json"
-    path.write_text(json.dumps({"records_sent": 2, "ids_sent": [0, 2.0]}))
+    path.write_text(json.dumps({"records_sent": 2, "ids_sent": [0, 2.0]}), encoding="utf-8")
 
     assert validation.expectation_from_figures(path).ids == frozenset({0, 2})
 
 
 def test_figures_are_used_when_there_is_no_stack_to_compare_them_with(tmp_path):
     path = tmp_path / "03_produce_to_kinesis.json"
-    path.write_text(json.dumps({"stack_id": "stack/a", "records_sent": 3}))
+    path.write_text(json.dumps({"stack_id": "stack/a", "records_sent": 3}), encoding="utf-8")
 
     assert validation.expectation_from_figures(path, stack_id=None).records == 3
     assert validation.expectation_from_figures(path, stack_id="stack/b").records is None
@@ -458,7 +459,7 @@ def test_figures_without_ids_take_the_ids_the_stream_commands_remembered(tmp_pat
     monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path))
     monkeypatch.setenv(summary.FIGURES_ENV, str(tmp_path / "04_validate_glue_table.json"))
     validation.produce_figures_path().write_text(
-        json.dumps({"stack_id": "stack/a", "records_sent": 5})
+        json.dumps({"stack_id": "stack/a", "records_sent": 5}), encoding="utf-8"
     )
     remember_produced("local", [1, 2, 3], "stack/a")
 

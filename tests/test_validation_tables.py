@@ -204,7 +204,10 @@ def test_the_command_line_reports_and_exits_by_the_gates(delivered, monkeypatch,
 
     monkeypatch.setattr(validation, "resolve_target", lambda target: delivered.tables)
     figures = tmp_path / "03_produce_to_kinesis.json"
-    figures.write_text(json.dumps({"records_sent": delivered.records, "ids_sent": sorted(ALL_IDS)}))
+    figures.write_text(
+        json.dumps({"records_sent": delivered.records, "ids_sent": sorted(ALL_IDS)}),
+        encoding="utf-8",
+    )
     runner = CliRunner()
 
     result = runner.invoke(validate, ["run", "--json", "--figures", str(figures)])

