@@ -1301,6 +1301,53 @@ def test_only_a_limit_of_open_files_below_what_a_kernel_needs_is_named(
         assert f"Only {allowed} open files are allowed" in runner._few_open_files()
 
 
+def test_a_cell_that_fails_under_a_low_limit_of_open_files_says_to_raise_it(tmp_path: Path):
+    import resource
+
+    def few_open_files() -> None:  # enough for the kernel to start, fewer than 05 needs
+        resource.setrlimit(resource.RLIMIT_NOFILE, (100, 100))
+
+    home = tmp_path / "home"
+    (home / "notebooks").mkdir(parents=True)
+    # a cell failing on something else than EMFILE, as one whose error came out garbled
+    _notebook(home / "notebooks" / "01_first.ipynb", "raise ValueError('no beer')")
+    env = {**os.environ, "BREWOPS_HOME": str(home)}
+    done = subprocess.run(
+        [sys.executable, "-m", "brewops.cli", "run", "--target", "aws", "--no-progress"],
+        env=env,
+        preexec_fn=few_open_files,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 1, done.stderr
+    assert "01_first failed: " in done.stderr
+    assert "Only 100 open files are allowed (`ulimit -n`), fewer than a notebook's" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("allowed", "error", "said"),
+    [
+        (1024, "OSError: [Errno 24] Too many open files: '/dev/null'", "1024 open files are"),
+        (1024, "OSError: [Errno 23] Too many open files in system", ""),  # not the shell's
+        (1024, "ValueError: no beer", ""),
+        (100, "ValueError: no beer", "Only 100 open files are allowed"),
+        (-1, "OSError: [Errno 24] Too many open files", ""),
+    ],
+)
+def test_a_failed_cell_names_the_limit_of_open_files_when_it_may_be_the_cause(
+    monkeypatch: pytest.MonkeyPatch, allowed: int, error: str, said: str
+):
+    import resource
+
+    allowed = resource.RLIM_INFINITY if allowed == -1 else allowed
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (allowed, resource.RLIM_INFINITY))
+
+    hint = runner._out_of_open_files(error)
+    assert (said in hint) if said else hint == ""
+
+
 def test_an_interrupted_run_names_no_executed_copy_that_was_not_written(
     notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ):
