@@ -1245,26 +1245,31 @@ def test_a_kernel_that_does_not_start_ends_the_run_saying_so(tmp_path: Path, arg
     assert "no cell ran" in done.stderr and "failing cell" not in done.stderr
 
 
-def test_a_kernel_that_cannot_start_for_want_of_open_files_says_to_raise_the_limit(
-    tmp_path: Path,
-):
+def _run_allowing_open_files(home: Path, allowed: int) -> subprocess.CompletedProcess[str]:
+    """`brewops run` over the notebooks of `home`, in a process that may hold `allowed`
+    open files (a kernel it starts inherits the limit)."""
     import resource
 
-    def few_open_files() -> None:  # enough for the run, too few for its kernel
-        resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (allowed, allowed))
 
-    home = tmp_path / "home"
-    (home / "notebooks").mkdir(parents=True)
-    _notebook(home / "notebooks" / "01_first.ipynb", "print('never runs')")
-    env = {**os.environ, "BREWOPS_HOME": str(home)}
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "brewops.cli", "run", "--target", "aws", "--no-progress"],
-        env=env,
-        preexec_fn=few_open_files,
+        env={**os.environ, "BREWOPS_HOME": str(home)},
+        preexec_fn=limited,
         capture_output=True,
         encoding="locale",
         timeout=120,
     )
+
+
+def test_a_kernel_that_cannot_start_for_want_of_open_files_says_to_raise_the_limit(
+    tmp_path: Path,
+):
+    home = tmp_path / "home"
+    (home / "notebooks").mkdir(parents=True)
+    _notebook(home / "notebooks" / "01_first.ipynb", "print('never runs')")
+    done = _run_allowing_open_files(home, 40)  # enough for the run, too few for its kernel
 
     assert done.returncode == 1, done.stderr
     assert "01_first failed: its kernel did not start" in done.stderr
@@ -1302,24 +1307,11 @@ def test_only_a_limit_of_open_files_below_what_a_kernel_needs_is_named(
 
 
 def test_a_cell_that_fails_under_a_low_limit_of_open_files_says_to_raise_it(tmp_path: Path):
-    import resource
-
-    def few_open_files() -> None:  # enough for the kernel to start, fewer than 05 needs
-        resource.setrlimit(resource.RLIMIT_NOFILE, (100, 100))
-
     home = tmp_path / "home"
     (home / "notebooks").mkdir(parents=True)
     # a cell failing on something else than EMFILE, as one whose error came out garbled
     _notebook(home / "notebooks" / "01_first.ipynb", "raise ValueError('no beer')")
-    env = {**os.environ, "BREWOPS_HOME": str(home)}
-    done = subprocess.run(
-        [sys.executable, "-m", "brewops.cli", "run", "--target", "aws", "--no-progress"],
-        env=env,
-        preexec_fn=few_open_files,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = _run_allowing_open_files(home, 100)  # enough for a kernel, fewer than 05 needs
 
     assert done.returncode == 1, done.stderr
     assert "01_first failed: " in done.stderr
