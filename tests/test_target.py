@@ -278,6 +278,30 @@ def test_a_stack_without_outputs_says_its_status_instead_of_lacking_a_name(statu
             read()
 
 
+def test_an_output_the_stack_lacks_says_to_deploy_it_again_or_names_its_outputs() -> None:
+    # a stack deployed before the template gave ModelRegistryUri
+    outputs = [{"OutputKey": "BucketName", "OutputValue": "brewops-bucket"}]
+    stacks = {"brewops-dev": {"StackName": "brewops-dev", "Outputs": outputs}}
+    tgt = targets.Target(
+        name="aws",
+        stack_name="brewops-dev",
+        region="eu-west-1",
+        _session=_FakeSession(stacks),
+        _session_checked=True,
+    )
+
+    with pytest.raises(targets.MissingOutput) as older:
+        tgt.outputs["ModelRegistryUri"]
+    assert str(older.value).startswith(
+        "The stack brewops-dev has no ModelRegistryUri Output: it was deployed from an older "
+        "infra/template.yaml. Deploy it again: `brewops local down` then `brewops local up`"
+    )
+    with pytest.raises(KeyError, match=r"'BucketNmae' is not an Output .* are BucketName\."):
+        tgt.outputs["BucketNmae"]
+    assert tgt.outputs.get("ModelRegistryUri") is None
+    assert "ModelRegistryUri" not in tgt.outputs
+
+
 @pytest.mark.parametrize(
     ("stack", "on_aws"),
     [

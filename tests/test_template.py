@@ -181,7 +181,10 @@ def test_a_schedule_rate_eventbridge_refuses_is_refused_as_a_parameter(template,
 def test_every_output_of_the_contract_is_there_and_described(template):
     outputs = template["Outputs"]
 
-    assert set(outputs) == STACK_OUTPUTS
+    assert set(outputs) == STACK_OUTPUTS, (
+        "the template's Outputs and brewops.target.STACK_OUTPUTS differ: a new Output goes "
+        "in both (the README's Adding a notebook)"
+    )
     assert all(o.get("Description", "").strip() for o in outputs.values())
     assert outputs["ModelRegistryUri"]["Value"] == {"Fn::Sub": "s3://${Bucket}/models/ibu/"}
 

@@ -148,7 +148,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def stack_outputs(stack_name: str | None = None, session: Any = None) -> dict[str, str]:
+def stack_outputs(stack_name: str | None = None, session: Any = None) -> StackOutputs:
     """Outputs of the stack, by OutputKey, from CloudFormation wherever the environment
     points (the emulator after `use("local")`)."""
     session = session or aws_session()
@@ -157,15 +157,47 @@ def stack_outputs(stack_name: str | None = None, session: Any = None) -> dict[st
     return _read_outputs(cloudformation, stack_name or default_stack_name())
 
 
-def _read_outputs(cloudformation: Any, stack_name: str) -> dict[str, str]:
+def _read_outputs(cloudformation: Any, stack_name: str) -> StackOutputs:
     stack = _describe_stack(cloudformation, stack_name)
     return _outputs_of(stack, stack_name, cloudformation.meta.endpoint_url)
 
 
-def _outputs_of(stack: dict[str, Any], stack_name: str, where: str | None) -> dict[str, str]:
+class MissingOutput(KeyError, ActionableError):
+    """A stack Output the stack does not have: it was deployed from an older template, or
+    the name is not one the template gives."""
+
+    def __str__(self) -> str:  # KeyError's would show the message quoted
+        return str(self.args[0])
+
+
+class StackOutputs(dict[str, str]):
+    """The stack's Outputs by OutputKey. A key it lacks raises MissingOutput, which says
+    whether the stack predates the template (deploy it again) or the name is not an Output."""
+
+    def __init__(self, outputs: dict[str, str], stack_name: str) -> None:
+        super().__init__(outputs)
+        self.stack_name = stack_name
+
+    def __missing__(self, key: str) -> str:
+        if key in STACK_OUTPUTS:
+            raise MissingOutput(
+                f"The stack {self.stack_name} has no {key} Output: it was deployed from an "
+                "older infra/template.yaml. Deploy it again: `brewops local down` then "
+                f"`brewops local up` (local); {_how_to_deploy_to_aws(self.stack_name)}."
+            )
+        raise MissingOutput(
+            f"{key!r} is not an Output of the stack {self.stack_name}; its Outputs are "
+            f"{', '.join(sorted(self))}. A new one goes in the template's Outputs and in "
+            "brewops.target.STACK_OUTPUTS."
+        )
+
+
+def _outputs_of(stack: dict[str, Any], stack_name: str, where: str | None) -> StackOutputs:
     """The stack's Outputs by OutputKey; TargetNotReady, with its status, if it has none:
     CloudFormation still describes a stack whose first deployment failed."""
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    outputs = StackOutputs(
+        {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}, stack_name
+    )
     if not outputs:
         status = stack.get("StackStatus", "in an unknown state")
         raise TargetNotReady(
@@ -239,7 +271,8 @@ class Target:
 
     @property
     def outputs(self) -> dict[str, str]:
-        """The stack Outputs (read once, then kept)."""
+        """The stack Outputs (read once, then kept); one the stack lacks raises
+        MissingOutput, saying what to do."""
         if self._outputs is None:
             self._outputs = _outputs_of(self.stack, self.stack_name, self.endpoint_url or "AWS")
         return self._outputs
