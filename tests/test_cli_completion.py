@@ -38,13 +38,28 @@ def _values(words: str) -> list[str]:
         ("brewops api serve --api-version ", ["v2", "v3"]),
         ("brewops validate run --table ", ["cleaned", "raw"]),
         ("brewops schema ", list(NAMES)),
-        ("brewops run --only ", ["01", "02", "03", "04", "05"]),
-        ("brewops run --only 0", ["01", "02", "03", "04", "05"]),
         ("brewops model predict --model s3://bucket/", []),
     ],
 )
 def test_tab_offers_the_commands_options_and_their_values(words, offered):
     assert _values(words) == offered
+
+
+def test_only_offers_the_numbers_of_the_notebooks_there_are(tmp_path, monkeypatch):
+    """Found in notebooks/ as `brewops run` finds them: a notebook added is offered."""
+    (tmp_path / "notebooks").mkdir()
+    for name in ("01_explore_api", "06_batch_predict", "12_more_beers", "notes"):
+        (tmp_path / "notebooks" / f"{name}.ipynb").touch()
+    monkeypatch.setenv("BREWOPS_HOME", str(tmp_path))
+    complete = BashComplete(main, {}, "brewops", "_BREWOPS_COMPLETE")
+
+    offered = complete.get_completions(["run", "--only"], "")
+    assert [(item.value, item.help) for item in offered] == [
+        ("01", "explore api"),
+        ("06", "batch predict"),
+        ("12", "more beers"),
+    ]
+    assert _values("brewops run --only 0") == ["01", "06"]
 
 
 @pytest.mark.parametrize(

@@ -125,6 +125,39 @@ def test_the_notebook_is_what_its_build_script_writes(notebook: Path, tmp_path: 
     )
 
 
+def test_every_build_script_has_its_notebook():
+    """A new build script that was never run ships no notebook, and nothing would run it."""
+    scripts = sorted((ROOT / "notebooks" / "_build").glob("[0-9][0-9]_*.py"))
+    missing = [s.name for s in scripts if not (ROOT / "notebooks" / f"{s.stem}.ipynb").exists()]
+    assert not missing, (
+        f"no notebook for notebooks/_build/{', '.join(missing)}: run "
+        f"`.venv/bin/python notebooks/_build/{missing[0]}`"
+    )
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_the_notebook_records_its_figures_under_its_own_name(notebook: Path):
+    """Run by hand, a notebook writes `figures/<name>.json`: one copied from another and
+    still naming it would overwrite that notebook's figures."""
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    named = [
+        keyword.value.value
+        for cell in cells
+        if cell["cell_type"] == "code"
+        for node in ast.walk(ast.parse("".join(cell["source"])))
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "record"
+        for keyword in node.keywords
+        if keyword.arg == "notebook" and isinstance(keyword.value, ast.Constant)
+    ]
+    assert named, (
+        f"{notebook.name} records no key figures: end it with summary.record(notebook=...)"
+    )
+    assert set(named) == {notebook.stem}, (
+        f"{notebook.name} records its figures as {sorted(set(named))}: "
+        f'use summary.record(notebook="{notebook.stem}", ...) in its build script'
+    )
+
+
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_is_committed_without_outputs(notebook: Path):
     nb = json.loads(notebook.read_text(encoding="utf-8"))
@@ -693,8 +726,12 @@ def test_the_readme_lists_every_notebook_then_its_sections_in_order():
     assert [h for h in headings if h in agreed] == agreed, headings
     table = text[: text.index("## Quickstart")]
     assert "badge.svg" in text.split("## ", 1)[0], "badges under the title"
-    rows = [line for line in table.splitlines() if line.startswith("| 0")]
-    assert [row.split("|")[1].strip() for row in rows] == [nb.stem[:2] for nb in NOTEBOOKS]
+    rows = [line for line in table.splitlines() if re.match(r"\| \d\d \|", line)]
+    listed = [row.split("|")[1].strip() for row in rows]
+    assert listed == [nb.stem[:2] for nb in NOTEBOOKS], (
+        f"the README's notebook table lists {listed}: give each notebook of notebooks/ a row, "
+        "in order, as the others have (number, link, what it does, Colab badge)"
+    )
     for row, notebook in zip(rows, NOTEBOOKS, strict=True):
         assert f"(notebooks/{notebook.name})" in row, row
         assert (
@@ -783,27 +820,36 @@ def test_the_readme_findings_follow_a_column_added_to_the_cleaned_record(
     assert after[validation.NULLS] == before[validation.NULLS] + beers
 
 
-def _adding_a_column_steps() -> list[str]:
+def _guide_steps(heading: str) -> list[str]:
+    """The numbered steps of the README's section `heading`, each one line."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert "\n## Adding a column\n" in text, "the README's guide to adding a column is gone"
-    section = text.split("\n## Adding a column\n")[1].split("\n## ")[0]
-    # a numbered step runs until the next one or a blank line, its lines joined
+    assert f"\n## {heading}\n" in text, f"the README's guide {heading!r} is gone"
+    section = text.split(f"\n## {heading}\n")[1].split("\n## ")[0]
+    # a numbered step runs until the next one, a blank line or the section's end, its
+    # lines joined
     return [
         " ".join(step.split())
-        for step in re.findall(r"^\d+\. (.+?)(?=^\d+\. |\n\n)", section, re.M | re.S)
+        for step in re.findall(r"^\d+\. (.+?)(?=^\d+\. |\n\n|\Z)", section, re.M | re.S)
     ]
 
 
-def test_the_readme_guide_to_adding_a_column_names_files_and_names_that_exist():
-    """Each step of "Adding a column" names files that exist and, in backquotes, names
-    those files hold; its first step is where the cleaned columns are defined."""
-    from brewops import schema
+def _adding_a_column_steps() -> list[str]:
+    return _guide_steps("Adding a column")
 
-    steps = _adding_a_column_steps()
-    assert steps, "the guide to adding a column lists no steps"
+
+def _adding_a_notebook_steps() -> list[str]:
+    return _guide_steps("Adding a notebook")
+
+
+def _check_guide_steps(steps: list[str]) -> None:
+    """Each step names files of the checkout that exist (a quoted path under one of its
+    top folders; `raw/` is a prefix of the bucket, `.venv/bin/python x.py` a command) and,
+    in backquotes, names those files hold."""
+    assert steps, "the guide lists no steps"
+    tops = {path.name for path in ROOT.iterdir()}
     for step in steps:
         quoted = re.findall(r"`([^`]+)`", step)
-        paths = [q for q in quoted if "/" in q]
+        paths = [q for q in quoted if "/" in q and " " not in q and q.split("/")[0] in tops]
         assert paths, f"a step names no file: {step}"
         for path in paths:
             assert (ROOT / path).exists(), f"the guide names {path}, which does not exist"
@@ -812,6 +858,15 @@ def test_the_readme_guide_to_adding_a_column_names_files_and_names_that_exist():
             assert any(re.search(rf"\b{name}\b", t) for t in texts), (
                 f"the guide says {name} is in {', '.join(paths)}, and it is in none of them"
             )
+
+
+def test_the_readme_guide_to_adding_a_column_names_files_and_names_that_exist():
+    """Each step of "Adding a column" names files that exist and, in backquotes, names
+    those files hold; its first step is where the cleaned columns are defined."""
+    from brewops import schema
+
+    steps = _adding_a_column_steps()
+    _check_guide_steps(steps)
     # the definition first, then the template's copy of it
     first = re.findall(r"`([^`]+)`", steps[0])[0]
     assert (ROOT / first).resolve() == Path(schema.__file__).resolve()
@@ -831,6 +886,29 @@ def test_the_readme_guide_check_catches_a_name_no_longer_in_its_file(monkeypatch
         AssertionError, match=re.escape("clean_record is in lib/brewops/transform.py")
     ):
         test_the_readme_guide_to_adding_a_column_names_files_and_names_that_exist()
+
+
+def test_the_readme_guide_to_adding_a_notebook_names_files_and_names_that_exist():
+    """Each step of "Adding a notebook" names files that exist and names they hold: the
+    build scripts' common code first, the stack Outputs' two copies last."""
+    steps = _adding_a_notebook_steps()
+    _check_guide_steps(steps)
+    assert "`notebooks/_build/common.py`" in steps[0] and "`build`" in steps[0]
+    assert "`infra/template.yaml`" in steps[-1] and "`STACK_OUTPUTS`" in steps[-1]
+
+
+def test_the_readme_guide_to_adding_a_notebook_catches_a_name_no_longer_in_its_file(
+    monkeypatch,
+):
+    # GIVEN the guide's step naming a contract the target no longer has
+    steps = _adding_a_notebook_steps()
+    renamed = [step.replace("`STACK_OUTPUTS`", "`OUTPUTS`") for step in steps]
+    assert renamed != steps
+    monkeypatch.setattr(sys.modules[__name__], "_adding_a_notebook_steps", lambda: renamed)
+
+    # THEN the check names it
+    with pytest.raises(AssertionError, match=re.escape("OUTPUTS is in infra/template.yaml")):
+        test_the_readme_guide_to_adding_a_notebook_names_files_and_names_that_exist()
 
 
 def test_the_readme_lists_the_bands_edges_sets(catalog_beers):
