@@ -65,11 +65,15 @@ def worker(outputs: dict[str, str], state_dir: str) -> None:
 def own_peak_kib() -> int:
     """Peak resident memory of this process alone: ru_maxrss would be at least the peak of
     the process that started it, which Linux carries across exec; VmHWM starts afresh."""
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])  # kB
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB, where there is no /proc
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])  # kB
+    except FileNotFoundError:  # no /proc: macOS
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak // 1024 if sys.platform == "darwin" else peak  # bytes on macOS, else KiB
 
 
 def main() -> None:

@@ -3,10 +3,13 @@ running and printing their figures (the figures themselves are not asserted)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import resource
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
@@ -199,3 +202,19 @@ def test_the_draining_process_reports_its_own_peak_memory_not_its_parents():
     del parent_peak
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1])["peak_rss_mb"] < 512
+
+
+def test_the_draining_process_finds_its_peak_memory_where_there_is_no_proc(monkeypatch):
+    # macOS: no /proc, and ru_maxrss in bytes (KiB on Linux)
+    spec = importlib.util.spec_from_file_location("drain", BENCHMARKS / "firehose_runtime.py")
+    assert spec is not None and spec.loader is not None
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+
+    def no_proc(path, *args, **kwargs):
+        raise FileNotFoundError(2, "No such file or directory", path)
+
+    monkeypatch.setattr(benchmark, "open", no_proc, raising=False)
+    monkeypatch.setattr(sys, "platform", "darwin")
+    monkeypatch.setattr(resource, "getrusage", lambda who: SimpleNamespace(ru_maxrss=300 << 20))
+    assert benchmark.own_peak_kib() == 300 << 10
