@@ -9,6 +9,7 @@ import pytest
 
 import brewops
 from brewops import provenance
+from fixtures.checkout import git_in
 
 
 def git(folder: Path, *args: str) -> str:
@@ -34,7 +35,7 @@ def checkout(tmp_path: Path) -> Path:
 
 
 def test_the_code_of_this_checkout_is_its_head_commit():
-    head = git(provenance.PACKAGE_DIR, "rev-parse", "HEAD")
+    head = git_in(provenance.PACKAGE_DIR, "rev-parse", "HEAD").stdout.strip()
     code = provenance.code_version()
     assert code["brewops"] == brewops.__version__
     assert code["commit"] == head
@@ -86,3 +87,36 @@ def test_without_git_the_commit_is_unknown(checkout: Path, monkeypatch: pytest.M
     monkeypatch.setenv("PATH", str(checkout))  # no git on it
     code = provenance.code_version(checkout / "lib" / "brewops")
     assert (code["commit"], code["modified"]) == (None, None)
+
+
+@pytest.fixture
+def monorepo(tmp_path: Path) -> Path:
+    """A repository holding the project in a folder of its own (its name a glob pattern's
+    characters) beside another one."""
+    repo = tmp_path / "repo"
+    package = repo / "projects" / "brew[ops]*" / "lib" / "brewops"
+    package.mkdir(parents=True)
+    (package.parent.parent / "pyproject.toml").write_text("[project]\n", encoding="utf-8")
+    (package / "__init__.py").write_text('__version__ = "0.1.0"\n', encoding="utf-8")
+    (repo / "projects" / "other").mkdir()
+    (repo / "projects" / "other" / "app.py").write_text("", encoding="utf-8")
+    git(repo, "init", "-q")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "first")
+    return repo
+
+
+@pytest.mark.parametrize(
+    ("changed", "modified"),
+    [
+        ("projects/other/app.py", False),  # another project's code
+        ("projects/brew[ops]*/pyproject.toml", True),  # this project's, out of the package
+    ],
+)
+def test_in_a_repository_of_several_projects_only_this_ones_changes_count(
+    monorepo: Path, changed: str, modified: bool
+):
+    (monorepo / changed).write_text("# changed\n", encoding="utf-8")
+    code = provenance.code_version(monorepo / "projects" / "brew[ops]*" / "lib" / "brewops")
+    assert code["commit"] == git(monorepo, "rev-parse", "HEAD")
+    assert code["modified"] is modified

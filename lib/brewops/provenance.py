@@ -22,8 +22,9 @@ _GIT_SECONDS = 10  # a git that hangs (a lock, a network mount) must not hold up
 def code_version(package_dir: Path = PACKAGE_DIR) -> dict[str, Any]:
     """`brewops`: the package's version; `commit`: the HEAD of the git checkout the package
     runs from; `modified`: whether tracked files differ from that commit (the code that ran
-    is then not the commit's). Both None when the package is no tracked file of a git
-    checkout, or git cannot be run."""
+    is then not the commit's; in a repository that holds other projects too, this project's
+    files only). Both None when the package is no tracked file of a git checkout, or git
+    cannot be run."""
     return {"brewops": brewops.__version__, **_git_state(package_dir)}
 
 
@@ -33,7 +34,12 @@ def _git_state(package_dir: Path) -> dict[str, Any]:
     tracked = _git(package_dir, ["ls-files", "--error-unmatch", "--", "__init__.py"])
     if tracked is None:
         return unknown
-    status = _git(package_dir, ["status", "--porcelain=v2", "--branch", "--untracked-files=no"])
+    top = _git(package_dir, ["rev-parse", "--show-toplevel"])
+    if top is None:
+        return unknown
+    project = _project_folder(package_dir.resolve(), Path(top.removesuffix("\n")).resolve())
+    changes = ["status", "--porcelain=v2", "--branch", "--untracked-files=no"]
+    status = _git(package_dir, [*changes, "--", f":(literal){project}"])
     if status is None:
         return unknown
     lines = status.splitlines()
@@ -44,8 +50,17 @@ def _git_state(package_dir: Path) -> dict[str, Any]:
     return {"commit": heads[0], "modified": bool(changed)}
 
 
+def _project_folder(package_dir: Path, top: Path) -> Path:
+    """The folder of the pyproject.toml the package is built from, within the checkout: in
+    a repository that holds other projects too, a change to theirs is no change to this code."""
+    for folder in (package_dir, *package_dir.parents):
+        if folder == top or (folder / "pyproject.toml").is_file():
+            return folder
+    return top
+
+
 def _git(folder: Path, args: list[str]) -> str | None:
-    """git's output, or None when it fails (not a checkout, no git installed)."""
+    """git's output, or None when it fails (not a checkout, one git refuses, no git installed)."""
     git = shutil.which("git")
     if git is None:
         return None
