@@ -13,6 +13,7 @@ from pathlib import Path
 
 import coverage
 
+from fixtures.checkout import git_in
 from fixtures.coverage_run import unmeasured
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,11 +33,8 @@ def test_the_settings_keep_the_data_and_the_report_in_the_ignored_build_folder()
     config = coverage.Coverage(config_file=str(PYPROJECT)).config
     for path in (config.data_file, config.html_dir):
         assert Path(path).parts[0] == "build", path
-    ignored = subprocess.run(
-        ["git", "check-ignore", "--quiet", "--no-index", "build/coverage/.coverage"],
-        cwd=ROOT,
-        check=False,
-    )
+    check = ["check-ignore", "--quiet", "--no-index", "build/coverage/.coverage"]
+    ignored = git_in(ROOT, *check, exit_codes=(0, 1))  # 1: not ignored
     assert ignored.returncode == 0, "build/ is not ignored by git"
 
 

@@ -23,6 +23,7 @@ from packaging.utils import canonicalize_name
 from brewops import lockfiles
 from brewops.paths import repo_root
 from brewops.runner import NOTEBOOK_NAME, discover
+from fixtures.checkout import git_in
 
 ROOT = repo_root()
 NOTEBOOKS = discover(ROOT / "notebooks")
@@ -30,13 +31,7 @@ BIN = Path(sys.executable).parent
 
 
 def _tracked(*patterns: str) -> list[str]:
-    out = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", *patterns],
-        cwd=ROOT,
-        capture_output=True,
-        encoding="locale",
-        check=True,
-    )
+    out = git_in(ROOT, "ls-files", "--cached", "--others", "--exclude-standard", *patterns)
     return [line for line in out.stdout.splitlines() if (ROOT / line).exists()]
 
 
@@ -975,3 +970,16 @@ def test_the_readme_names_every_key_of_the_functions_log_lines():
     assert producer_keys - named == set()
     named = set(re.findall(r"`([a-z_0-9]+)`", transform_bullet))
     assert transform_keys - named == set()
+
+
+def test_what_git_tracks_is_read_in_a_checkout_only_and_a_refusal_is_in_gits_words(
+    tmp_path: Path,
+):
+    """A download of the project (no .git) skips the tests that list what git tracks; a
+    checkout git cannot read fails them with what git says, not an exit status."""
+    with pytest.raises(pytest.skip.Exception, match="no git checkout"):
+        git_in(tmp_path, "ls-files")
+    (tmp_path / ".git").write_text(f"gitdir: {tmp_path / 'gone'}\n", encoding="utf-8")
+    (tmp_path / "lib").mkdir()
+    with pytest.raises(pytest.fail.Exception, match="not a git repository"):
+        git_in(tmp_path / "lib", "ls-files")

@@ -213,11 +213,12 @@ def test_the_markdown_card_shows_what_the_card_records(trained, tmp_path):
         assert f"- {name}: accuracy {figures['accuracy']:.3f}, macro_f1" in page
     assert f"- n_test {split['n_test']}, accuracy {split['accuracy']:.3f}, macro_f1" in page
     assert f"scikit-learn {card['library_versions']['scikit-learn']}" in page
-    # the code that trained it: this checkout's commit
+    # the code that trained it: this checkout's commit, none in a download without .git
     assert card["code"] == provenance.code_version()
     code = card["code"]
     changes = ", with changes not committed" if code["modified"] else ""
-    assert f"## Code\nbrewops {code['brewops']}, commit `{code['commit']}`{changes}\n" in page
+    shown = f"commit `{code['commit']}`{changes}" if code["commit"] else "no git commit recorded"
+    assert f"## Code\nbrewops {code['brewops']}, {shown}" in page
 
 
 @pytest.mark.parametrize(
@@ -229,7 +230,7 @@ def test_the_markdown_card_shows_what_the_card_records(trained, tmp_path):
         ),
         (
             {"brewops": "0.1.0", "commit": None, "modified": None},
-            "brewops 0.1.0, no git commit recorded (not run from a git checkout)",
+            "brewops 0.1.0, no git commit recorded (not run from a git checkout git could read)",
         ),
     ],
 )

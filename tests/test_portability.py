@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from brewops.paths import repo_root
+from fixtures.checkout import git_in
 
 ROOT = repo_root()
 
@@ -24,13 +25,15 @@ def _git(*args: str, cwd: Path = ROOT, stdin: str | None = None) -> str:
 
 def _files() -> list[str]:
     """The files git tracks, and those it would track (new, not ignored)."""
-    listed = _git("ls-files", "-z", "--cached", "--others", "--exclude-standard").split("\0")
+    listed = git_in(ROOT, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    listed = listed.stdout.split("\0")
     return [name for name in listed if name and (ROOT / name).is_file()]
 
 
 def _attributes(names: list[str], *attributes: str) -> dict[str, dict[str, str]]:
     """git check-attr's value of each of `attributes` for each file."""
-    fields = _git("check-attr", "-z", "--stdin", *attributes, stdin="\0".join(names)).split("\0")
+    fields = _git("check-attr", "-z", "--stdin", *attributes, stdin="\0".join(names))
+    fields = fields.split("\0")
     found: dict[str, dict[str, str]] = {}
     for name, attribute, value in zip(fields[0::3], fields[1::3], fields[2::3], strict=False):
         found.setdefault(name, {})[attribute] = value

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from brewops.paths import repo_root
+from fixtures.checkout import git_in
 from fixtures.make import make_environment
 
 ROOT = repo_root()
@@ -44,13 +45,8 @@ def shellcheck(script: str, shell: str, *options: str) -> list[str]:
 
 def scripts_in_the_repository() -> list[Path]:
     """The files git tracks that start with a sh or bash shebang."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        encoding="locale",
-        check=True,
-    ).stdout.splitlines()
+    listed = git_in(ROOT, "ls-files", "--cached", "--others", "--exclude-standard")
+    listed = listed.stdout.splitlines()
     scripts = []
     for name in listed:
         path = ROOT / name

@@ -262,7 +262,8 @@ def _code(card: dict[str, Any]) -> list[str]:
         return []
     commit = code.get("commit")
     if not commit:
-        shown = "no git commit recorded (not run from a git checkout)"
+        # git refuses a checkout another user owns (its safe.directory), as if it were none
+        shown = "no git commit recorded (not run from a git checkout git could read)"
     else:
         shown = f"commit `{commit}`" + (
             ", with changes not committed" if code.get("modified") else ""
