@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import replace
 
+import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -709,6 +711,40 @@ def test_the_newest_fifth_is_dated_from_its_earliest_to_its_latest_beer(catalog_
     assert dates[0] != split["test_first_brewed_from"]
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="Linux's CPU affinity")
+def test_a_process_allowed_one_cpu_trains_with_one_worker_whatever_n_jobs_asks(
+    catalog_beers, monkeypatch
+):
+    # as `taskset -c 0`, a container's cpuset or a one-CPU runner: two workers would only
+    # take turns on it, each holding its own copy of the libraries and the data
+    beers = features.labelled(catalog_beers)[:60]
+    X, ibu = features.build_features(beers), features.ibu_values(beers)
+    protocol = train.Protocol(n_splits=2, n_repeats=1, time_split_seeds=2, importance_repeats=1)
+    asked = []
+
+    class RecordedParallel(joblib.Parallel):
+        def __init__(self, n_jobs=None, **kwargs):
+            asked.append(n_jobs)
+            super().__init__(n_jobs=n_jobs, **kwargs)
+
+    monkeypatch.setattr(joblib, "Parallel", RecordedParallel)
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(allowed)})
+    try:
+        train.cross_validate(X, ibu, protocol, TINY)
+        train.evaluate_time_split(beers, X, ibu, protocol, TINY)
+    finally:
+        os.sched_setaffinity(0, allowed)
+    assert protocol.n_jobs == 2
+    assert asked == [1, 1]
+
+
+@pytest.mark.parametrize(("n_jobs", "cpus", "expected"), [(2, 4, 2), (8, 2, 2), (1, 2, 1)])
+def test_the_workers_are_those_asked_up_to_one_per_usable_cpu(monkeypatch, n_jobs, cpus, expected):
+    monkeypatch.setattr(train, "usable_cpus", lambda: cpus)
+    assert train.workers(n_jobs) == expected
+
+
 def test_the_time_split_fits_its_models_in_the_workers_beside_the_seed_refits(
     catalog_beers, monkeypatch
 ):
@@ -716,6 +752,7 @@ def test_the_time_split_fits_its_models_in_the_workers_beside_the_seed_refits(
     beers = features.labelled(catalog_beers)[::2]
     X, ibu = features.build_features(beers), features.ibu_values(beers)
     protocol = train.Protocol(time_split_seeds=3, importance_repeats=1, n_jobs=2)
+    monkeypatch.setattr(train, "usable_cpus", lambda: 2)  # one CPU would get one worker
     fitted_here = []
     fit = BaseForest.fit
 

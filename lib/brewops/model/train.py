@@ -115,6 +115,22 @@ class Protocol:
             )
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on, as joblib counts them: its affinity (`taskset`, a
+    cpuset) and a container's CPU quota, where `os.cpu_count()` gives the machine's."""
+    from joblib import cpu_count
+
+    return int(cpu_count())
+
+
+def workers(n_jobs: int) -> int:
+    """The worker processes for the protocol's `n_jobs`, at most one per usable CPU: two on
+    one CPU only take turns, each with its own copy of the libraries and the data."""
+    from joblib import effective_n_jobs
+
+    return min(effective_n_jobs(n_jobs), usable_cpus())
+
+
 @dataclass(frozen=True)
 class ModelParams:
     """Hyper-parameters of the model (chosen a priori, not searched on the folds)."""
@@ -610,7 +626,7 @@ def cross_validate(
     pred_proba: dict[str, np.ndarray] = {}  # of those that give probabilities
     # Folds run in parallel processes, each single-threaded: the forests are small, so
     # threads inside one forest would mostly wait on each other.
-    results = Parallel(n_jobs=protocol.n_jobs, return_as="generator")(
+    results = Parallel(n_jobs=workers(protocol.n_jobs), return_as="generator")(
         delayed(_run_fold)(X, ibu, train, test, protocol.seed, params) for train, test in splits
     )
     progress_bar = ProgressBar(
@@ -719,7 +735,7 @@ def evaluate_time_split(
     seeds = [params.random_state + i for i in range(max(1, protocol.time_split_seeds))]
     # The model, its baselines and the refits with the other forest seeds run side by side
     # in the workers: fitted here, the model would keep the other workers waiting.
-    first, *refitted = Parallel(n_jobs=protocol.n_jobs)(
+    first, *refitted = Parallel(n_jobs=workers(protocol.n_jobs))(
         [delayed(_time_split_model)(X, ibu, train, test, protocol, params)]
         + [
             delayed(_time_split_bands)(X, ibu, train, test, replace(params, random_state=seed))
