@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -1276,17 +1279,82 @@ def test_a_kernel_that_cannot_start_for_want_of_open_files_says_to_raise_the_lim
     assert "Only 40 open files are allowed (`ulimit -n`)" in done.stderr
 
 
-def test_a_kernel_that_dies_in_a_cell_ends_the_run_saying_so(tmp_path: Path):
+@pytest.mark.parametrize(
+    ("cell", "said"),
+    [
+        ("import os\nos._exit(1)", "it exited with status 1"),
+        # as the OOM killer ends a kernel when memory runs out
+        (
+            "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)",
+            "it was killed (SIGKILL), which is what the system does to a process when memory "
+            "runs out",
+        ),
+    ],
+)
+def test_a_kernel_that_dies_in_a_cell_ends_the_run_saying_how(tmp_path: Path, cell: str, said: str):
     home = tmp_path / "home"
     (home / "notebooks").mkdir(parents=True)
-    _notebook(home / "notebooks" / "01_first.ipynb", "import os\nos._exit(1)", "print('never')")
+    _notebook(home / "notebooks" / "01_first.ipynb", cell, "print('never')")
     env = {**os.environ, "BREWOPS_HOME": str(home)}
 
     done = _run_within(["--target", "aws", "--no-progress"], env, seconds=120)
 
     assert done.returncode == 1, done.stderr
-    assert "01_first failed: its kernel died while a cell ran" in done.stderr
+    assert f"01_first failed: its kernel died while a cell ran: {said}" in done.stderr
     assert "up to the cell that was running" in done.stderr
+
+
+def _ended(pid: int, seconds: float) -> bool:
+    """Whether process `pid` ends within `seconds` (a zombie has ended: what init reaps)."""
+    import psutil
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.skipif(os.name != "posix", reason="process groups")
+def test_a_kernel_killed_in_a_cell_takes_the_processes_it_started_with_it(tmp_path: Path):
+    # the training's workers outlived a kernel the OOM killer ended, holding their memory
+    home = tmp_path / "home"
+    (home / "notebooks").mkdir(parents=True)
+    pid_file = tmp_path / "child.pid"
+    cell = (
+        "import os, signal, subprocess, sys\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'])\n"
+        f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+        "os.kill(os.getpid(), signal.SIGKILL)"
+    )
+    _notebook(home / "notebooks" / "01_first.ipynb", cell)
+    env = {**os.environ, "BREWOPS_HOME": str(home)}
+
+    done = _run_within(["--target", "aws", "--no-progress"], env, seconds=120)
+
+    assert "its kernel died while a cell ran: it was killed (SIGKILL)" in done.stderr
+    child = int(pid_file.read_text())
+    try:
+        assert _ended(child, seconds=10), "the kernel's child runs on"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    ("exit_status", "said"),
+    [
+        (None, "it crashed or was killed (out of memory?)"),  # not seen
+        (-15, "it was ended by SIGTERM"),
+        (-63, "it was ended by signal 63"),  # a real-time signal, which has no name
+    ],
+)
+def test_a_kernel_death_is_told_by_what_its_exit_status_says(exit_status: int | None, said: str):
+    assert runner.kernel_died(exit_status) == f"its kernel died while a cell ran: {said}"
 
 
 @pytest.mark.parametrize(

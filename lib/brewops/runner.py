@@ -16,6 +16,7 @@ import errno
 import json
 import os
 import re
+import signal
 import tempfile
 import time
 import traceback
@@ -417,6 +418,7 @@ def execute(
             click.echo(f"==> {source.name} ({target})", err=True)
             t0 = time.perf_counter()
             current = result
+            kernel_manager = watched_kernel_manager()
             try:
                 with (
                     applied_environment(
@@ -431,6 +433,7 @@ def execute(
                         kernel_name=KERNEL_NAME,
                         cwd=str(source.parent),
                         progress_bar=progress,
+                        kernel_manager_class=kernel_manager,
                         **kernel_config,
                     )
             except Exception as exc:  # papermill raises on any failing cell; keep the copy
@@ -438,7 +441,7 @@ def execute(
                 if _while_starting_the_kernel(exc):
                     result.error = _kernel_not_started(exc)
                 elif isinstance(exc, DeadKernelError):
-                    result.error = KERNEL_DIED
+                    result.error = kernel_died(kernel_manager.exit_status)
                 else:
                     result.error = _cell_error(exc)
                     result.error += _out_of_open_files(result.error)
@@ -485,8 +488,55 @@ def _ended_early(status: str, current: NotebookResult | None, summary_path: Path
 
 KERNEL_NAME = "python3"
 KERNEL_NOT_STARTED = "its kernel did not start"
-# nbclient says only "Kernel died"
-KERNEL_DIED = "its kernel died while a cell ran: it crashed or was killed (out of memory?)"
+KERNEL_DIED = "its kernel died while a cell ran"
+# the peak of `make run`'s processes together, measured by benchmarks/run_memory.py
+RUN_MEMORY = "1 GB"
+SIGKILL = getattr(signal, "SIGKILL", 9)  # Windows has none, nor negative exit statuses
+
+
+def watched_kernel_manager() -> Any:
+    """A kernel manager class for one notebook that keeps, as `exit_status`, how its kernel
+    ended when it ended on its own: nbclient says only "Kernel died"."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class WatchedKernelManager(AsyncKernelManager):
+        exit_status: int | None = None  # None: shut down as asked, or never started
+
+        async def cleanup_resources(self, restart: bool = False) -> None:  # type: ignore[override]
+            # a kernel shut down as asked has been waited for and its process let go;
+            # one that died is still there, with its exit status
+            process = getattr(self.provisioner, "process", None)
+            if process is not None and not restart:
+                type(self).exit_status = process.poll()
+                if self.exit_status is not None and self.provisioner is not None:
+                    # the processes it started (the training's workers) would run on
+                    # without it, holding their memory: its process group goes, as at a
+                    # shutdown
+                    await self.provisioner.send_signal(SIGKILL)
+            await super().cleanup_resources(restart)
+
+    return WatchedKernelManager
+
+
+def kernel_died(exit_status: int | None) -> str:
+    """Why a kernel died, as far as its exit status tells: the system kills a process with
+    SIGKILL when memory runs out (the Linux OOM killer, a container's or Colab's limit)."""
+    if exit_status == -SIGKILL:
+        return (
+            f"{KERNEL_DIED}: it was killed (SIGKILL), which is what the system does to a "
+            f"process when memory runs out. `make run` holds about {RUN_MEMORY} at its peak: "
+            "close other programs, or give it more memory; notebook 05 takes 0.3 GB less "
+            "without its two training workers (`brewops run -p n_jobs 1`)"
+        )
+    if exit_status is not None and exit_status < 0:
+        try:
+            ended_by = signal.Signals(-exit_status).name
+        except ValueError:  # a number Python has no name for
+            ended_by = f"signal {-exit_status}"
+        return f"{KERNEL_DIED}: it was ended by {ended_by}"
+    if exit_status is not None:
+        return f"{KERNEL_DIED}: it exited with status {exit_status}"
+    return f"{KERNEL_DIED}: it crashed or was killed (out of memory?)"
 
 
 def _while_starting_the_kernel(exc: BaseException) -> bool:
@@ -713,7 +763,7 @@ def _executed_copy(failed: NotebookResult) -> str:
     (it was rendered); a full disk can cut it short, or stop it being written at all."""
     if failed.html and (failed.error or "").startswith(KERNEL_NOT_STARTED):
         return f"no cell ran; its executed copy is {failed.executed}"
-    if failed.html and failed.error == KERNEL_DIED:
+    if failed.html and (failed.error or "").startswith(KERNEL_DIED):
         return f"its executed copy, up to the cell that was running, is {failed.executed}"
     if failed.html:
         return f"its executed copy (with the failing cell) is {failed.executed}"
