@@ -11,6 +11,7 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
+import nbformat
 import pytest
 
 from brewops.paths import repo_root
@@ -134,6 +135,38 @@ def test_the_cold_start_benchmark_prints_its_figures_and_leaves_no_state_behind(
         for figure in ("import_ms", "modules", "first_ms", "warm_ms"):
             assert figures[f"{handler}_{figure}"] > 0, f"{handler}_{figure}"
     assert not list(tmp_path.glob("brewops-bench-*")), "its temporary folder is removed"
+
+
+HOLDS_MEMORY = """
+import subprocess, sys, time
+held = b"\\x01" * (200 * 2**20)  # written, so resident
+child = "held = b'\\x01' * (100 * 2**20); import time; time.sleep(2)"
+subprocess.run([sys.executable, "-c", child], check=True)
+"""
+
+
+def test_the_run_memory_benchmark_counts_each_kernel_and_the_processes_it_starts(tmp_path):
+    home = tmp_path / "home"
+    (home / "notebooks").mkdir(parents=True)
+    notebook = nbformat.v4.new_notebook()
+    parameters = nbformat.v4.new_code_cell('target = "local"')
+    parameters.metadata["tags"] = ["parameters"]
+    notebook.cells = [parameters, nbformat.v4.new_code_cell(HOLDS_MEMORY)]
+    notebook.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(notebook, home / "notebooks" / "01_holds.ipynb")
+
+    figures = figures_printed(
+        "run_memory.py", "--target", "aws", env={**os.environ, "BREWOPS_HOME": str(home)}
+    )
+    assert figures["failed"] is False
+    assert figures["01_kernel_mb"] >= 200
+    assert figures["01_workers_mb"] >= 100  # the kernel's child
+    assert figures["peak_total_mb"] >= figures["01_total_mb"] >= 300
+    assert figures["01_seconds"] > 0
 
 
 @pytest.mark.parametrize(
