@@ -560,19 +560,22 @@ def test_column_names_are_lower_case_as_glue_stores_them():
         ("int", 2**31 - 1, 2**31 - 1),
         ("int", -(2**31), -(2**31)),
         ("int", 7.0, 7),
-        ("int", " 7 ", 7),
         ("tinyint", -128, -128),
         ("boolean", "TRUE", True),
         ("boolean", "false", False),
         ("smallint", -(2**15), -(2**15)),
         ("decimal(5,2)", 1.234, Decimal("1.23")),
         ("decimal(5,2)", -999.99, Decimal("-999.99")),  # the widest decimal(5,2) holds
+        # a tie rounds away from zero, as Hive's decimals do (Python's default is to even)
+        ("decimal(5,2)", "12.345", Decimal("12.35")),
+        ("decimal(5,2)", -12.345, Decimal("-12.35")),
+        ("decimal(3,0)", 2.5, Decimal("3")),
         ("map<int,string>", {"1": "a"}, [(1, "a")]),  # JSON keys are text: read as the type
-        ("map<string,int>", {"a": "2"}, [("a", 2)]),
+        ("map<string,int>", {"a": 2}, [("a", 2)]),
         ("date", "2024-03-07", date(2024, 3, 7)),
         ("string", {"b": [1, 2]}, '{"b":[1,2]}'),  # nested JSON is kept as JSON text
         ("struct<Value:double>", {"VALUE": 1}, {"value": 1.0}),
-        ("array<int>", [1, "2"], [1, 2]),
+        ("array<int>", [1, 2], [1, 2]),
     ],
 )
 def test_hive_json_turns_json_values_into_the_column_type(kind, value, expected):
@@ -610,6 +613,14 @@ def test_hive_json_turns_json_values_into_the_column_type(kind, value, expected)
         ("date", "2024-W10-4"),
         ("binary", 10**9),  # not a gigabyte of zero bytes
         ("binary", [1, 2]),
+        # a number as JSON text, which the SerDe does not read into a number column
+        ("int", "7"),
+        ("bigint", " 7 "),
+        ("double", "4.5"),
+        ("float", "NaN"),
+        ("array<int>", [1, "2"]),
+        ("map<string,int>", {"a": "2"}),
+        ("struct<value:double>", {"value": "1.5"}),
     ],
 )
 def test_hive_json_fails_a_value_its_column_cannot_hold(kind, value):
@@ -619,7 +630,16 @@ def test_hive_json_fails_a_value_its_column_cannot_hold(kind, value):
 
 
 @pytest.mark.parametrize(
-    "data", [b"   \n", b"[1, 2]\n", b'{"c": 1} [1, 2]', b'"text"', b"\xff\xfe"]
+    "data",
+    [
+        b"   \n",
+        b"[1, 2]\n",
+        b'{"c": 1} [1, 2]',
+        b'"text"',
+        b"\xff\xfe",
+        b'{"c": NaN}',  # Python reads these constants; they are not JSON
+        b'{"c": -Infinity}',
+    ],
 )
 def test_a_record_that_is_not_json_objects_is_a_parse_error(data):
     with pytest.raises(ConversionError) as failure:
@@ -688,6 +708,48 @@ def test_parquet_is_written_with_the_configured_codec_and_the_table_types(compre
     table = written.read()
     assert table.schema.types == [pa.int32(), pa.timestamp("ms")]
     assert table.column("id").to_pylist() == [1, None]
+
+
+# Glue type -> (Parquet physical type, logical type) as Athena reads it into that type.
+# Timestamps are INT64 milliseconds, not adjusted to UTC: Athena's timestamp is
+# millisecond-precise and zone-less (Firehose itself writes INT96, which Athena also reads).
+ATHENA_PARQUET_TYPES = {
+    "tinyint": ("INT32", {"Type": "Int", "bitWidth": 8, "isSigned": True}),
+    "smallint": ("INT32", {"Type": "Int", "bitWidth": 16, "isSigned": True}),
+    "int": ("INT32", {"Type": "None"}),
+    "bigint": ("INT64", {"Type": "None"}),
+    "float": ("FLOAT", {"Type": "None"}),
+    "double": ("DOUBLE", {"Type": "None"}),
+    "decimal(10,2)": ("FIXED_LEN_BYTE_ARRAY", {"Type": "Decimal", "precision": 10, "scale": 2}),
+    "boolean": ("BOOLEAN", {"Type": "None"}),
+    "string": ("BYTE_ARRAY", {"Type": "String"}),
+    "varchar(10)": ("BYTE_ARRAY", {"Type": "String"}),
+    "date": ("INT32", {"Type": "Date"}),
+    "timestamp": (
+        "INT64",
+        {"Type": "Timestamp", "isAdjustedToUTC": False, "timeUnit": "milliseconds"},
+    ),
+    "binary": ("BYTE_ARRAY", {"Type": "None"}),
+}
+
+
+def test_parquet_columns_have_the_physical_and_logical_types_athena_reads_as_the_glue_types():
+    from brewops.firehose_runtime.conversion import ParquetBuffer, arrow_schema
+
+    glue_columns = [{"Name": f"C_{i}", "Type": kind} for i, kind in enumerate(ATHENA_PARQUET_TYPES)]
+    parquet = ParquetBuffer(arrow_schema(glue_columns), "SNAPPY")
+    parquet.add(dict.fromkeys(f"c_{i}" for i in range(len(glue_columns))))
+
+    written = pq.ParquetFile(io.BytesIO(parquet.to_bytes())).schema
+    found = {}
+    for i in range(len(written)):
+        column = written.column(i)
+        logical = json.loads(column.logical_type.to_json())
+        logical.pop("is_from_converted_type", None)
+        logical.pop("force_set_converted_type", None)
+        found[column.path] = (column.physical_type, logical)
+    # column names in lower case, as Glue keeps them and Athena matches them
+    assert found == {f"c_{i}": types for i, types in enumerate(ATHENA_PARQUET_TYPES.values())}
 
 
 def test_the_schema_is_read_at_the_configured_table_version_and_catalog():
@@ -1483,8 +1545,16 @@ def test_an_object_is_named_after_its_oldest_record_whichever_shard_it_came_from
     assert "-2024-03-07-09-30-00-" in key
 
 
-@pytest.mark.parametrize("price", ["123456.7", "999.995", "NaN", "-Infinity"])
-def test_a_decimal_its_column_cannot_hold_fails_that_record_not_the_buffer(tmp_path, price):
+@pytest.mark.parametrize(
+    ("price", "code"),
+    [
+        ("123456.7", "DataFormatConversion.MalformedData"),
+        ("999.995", "DataFormatConversion.MalformedData"),
+        ('"NaN"', "DataFormatConversion.MalformedData"),
+        ("-Infinity", "DataFormatConversion.ParseError"),  # not JSON: the parser refuses it
+    ],
+)
+def test_a_decimal_its_column_cannot_hold_fails_that_record_not_the_buffer(tmp_path, price, code):
     # decimal(5,2) holds up to 999.99: the record goes to format-conversion-failed, and the
     # records beside it are still delivered (a value only Parquet refused would sink them all)
     records = [b'{"id": 1, "price": 1.5}', b'{"id": 2, "price": %s}' % price.encode()]
@@ -1501,7 +1571,7 @@ def test_a_decimal_its_column_cannot_hold_fails_that_record_not_the_buffer(tmp_p
     [data] = [body for key, body in aws.objects.items() if key.startswith("cleaned/")]
     assert pq.read_table(io.BytesIO(data)).column("price").to_pylist() == [Decimal("1.50")]
     [error] = [json.loads(line) for line in aws.lines("errors/")]
-    assert error["lastErrorCode"] == "DataFormatConversion.MalformedData"
+    assert error["lastErrorCode"] == code
     assert base64.b64decode(error["rawData"]) == records[1]
 
 

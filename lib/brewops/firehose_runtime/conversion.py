@@ -13,7 +13,7 @@ import io
 import json
 import re
 from datetime import UTC, date, datetime
-from decimal import Context, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Any
 
 import pyarrow as pa
@@ -147,6 +147,10 @@ def _number_text(value: Any) -> Any:
     return value
 
 
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
 class HiveJsonDeserializer:
     """Turns one record's bytes into rows for `schema`."""
 
@@ -163,7 +167,8 @@ class HiveJsonDeserializer:
             raise ConversionError(
                 "DataFormatConversion.ParseError", f"not UTF-8: {error}"
             ) from None
-        decoder = json.JSONDecoder()
+        # NaN and Infinity are not JSON: Python reads them, the SerDe's parser does not
+        decoder = json.JSONDecoder(parse_constant=_not_json)
         rows, position = [], 0
         while True:
             while position < len(text) and text[position].isspace():
@@ -172,7 +177,7 @@ class HiveJsonDeserializer:
                 break
             try:
                 value, position = decoder.raw_decode(text, position)
-            except json.JSONDecodeError as error:
+            except ValueError as error:  # json.JSONDecodeError, or a constant refused
                 raise ConversionError(
                     "DataFormatConversion.ParseError", f"Encountered malformed JSON. {error}"
                 ) from None
@@ -227,18 +232,20 @@ class HiveJsonDeserializer:
             if isinstance(value, str) and value.lower() in ("true", "false"):
                 return value.lower() == "true"
             raise ValueError(f"expected a boolean, got {value!r}")
-        if pa.types.is_integer(kind):
-            return self._integer(value, kind.bit_width)
-        if pa.types.is_floating(kind):
-            if isinstance(value, bool) or not isinstance(value, int | float | str):
-                raise ValueError(f"expected a number, got {value!r}")
-            return float(_number_text(value))
+        if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+            # the SerDe reads these columns as JSON numbers only: {"a": "123"} fails
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"expected a JSON number, got {value!r}")
+            if pa.types.is_integer(kind):
+                return self._integer(value, kind.bit_width)
+            return float(value)
         if pa.types.is_decimal(kind):
             if isinstance(value, bool):
                 raise ValueError(f"expected a number, got {value!r}")
             # decimal(38, s) holds more digits than the default context's 28: round in a
-            # context with room for them, and for the carry of rounding up
-            room = Context(prec=kind.precision + 1)
+            # context with room for them, and for the carry of rounding up. Hive rounds a
+            # tie away from zero (HiveDecimal: HALF_UP), not to even as Python does.
+            room = Context(prec=kind.precision + 1, rounding=ROUND_HALF_UP)
             try:
                 text = _number_text(str(value))
                 number = Decimal(text).quantize(Decimal(1).scaleb(-kind.scale), context=room)
@@ -267,7 +274,7 @@ class HiveJsonDeserializer:
             if not isinstance(value, dict):
                 raise ValueError(f"expected an object, got {value!r}")
             return [
-                (self.value(k, kind.key_type), self.value(v, kind.item_type))
+                (self._map_key(k, kind.key_type), self.value(v, kind.item_type))
                 for k, v in value.items()
             ]
         if pa.types.is_struct(kind):
@@ -276,6 +283,14 @@ class HiveJsonDeserializer:
             lowered = {str(k).lower(): v for k, v in value.items()}
             return {f.name: self.value(lowered.get(f.name), f.type) for f in kind}
         raise ValueError(f"unsupported type {kind}")
+
+    def _map_key(self, key: str, kind: pa.DataType) -> Any:
+        """A map key: JSON keys are text, which the SerDe parses as the key type."""
+        if pa.types.is_integer(kind):
+            return self._integer(key, kind.bit_width)
+        if pa.types.is_floating(kind):
+            return float(_number_text(key))
+        return self.value(key, kind)
 
     @staticmethod
     def _integer(value: Any, bits: int) -> int:
