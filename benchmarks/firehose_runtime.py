@@ -1,6 +1,6 @@
 """The local Firehose runtime delivering 100,000 synthetic beers: throughput and peak memory.
 
-    .venv/bin/python benchmarks/firehose_runtime.py [--beers 100000] [--shards N]
+    .venv/bin/python benchmarks/firehose_runtime.py [--beers 100000] [--shards N] [--idle S]
 
 Deploys the template on its own emulator (a temporary local target; the template's
 ShardCount unless `--shards` is given), puts the beers with the producer, then drains BOTH
@@ -12,6 +12,11 @@ process, so that process's peak RSS is the runtime's alone.
 - peak_rss_mb: peak resident memory of the draining process; target_met: under 1 GiB.
 - put_seconds: putting the beers into the stream; drain_seconds: delivering them through
   both delivery streams; per_stream_rps: records per second of each delivery stream.
+- With `--idle S`, the continuous runtime (`brewops stream run`) then runs S seconds with
+  nothing to deliver, in a separate process: idle_reads_per_second, the GetRecords calls it
+  makes each second (one per shard and delivery stream each poll); idle_runtime_cpu_percent
+  and idle_emulator_cpu_percent, the CPU time that process and the emulator use, in percent
+  of the idle seconds (of one core).
 
 The last line printed is one JSON object with the figures.
 """
@@ -62,6 +67,58 @@ def worker(outputs: dict[str, str], state_dir: str) -> None:
     )
 
 
+def idle_worker(outputs: dict[str, str], state_dir: str, seconds: float, emulator: int) -> None:
+    """Run the continuous runtime `seconds` with nothing to deliver; print the figures as
+    JSON."""
+    from collections import Counter
+
+    import boto3
+    import psutil
+
+    from brewops.firehose_runtime import FirehoseRuntime
+
+    session = boto3.Session()
+    calls: Counter[str] = Counter()
+    # the clients the runtime makes copy the session's handlers: registered before them
+    session.events.register("before-call.kinesis", lambda model, **_: calls.update([model.name]))
+    runtime = FirehoseRuntime.from_outputs(
+        outputs, session=session, state_dir=state_dir, progress=False
+    )
+    processes = {"runtime": psutil.Process(), "emulator": psutil.Process(emulator)}
+    used = {name: sum(p.cpu_times()[:2]) for name, p in processes.items()}
+    calls.clear()
+    started = time.monotonic()
+    report = runtime.run(max_seconds=seconds)
+    elapsed = time.monotonic() - started
+    assert report.read == 0, report.rows()  # idle: the drain delivered everything
+    percent = {
+        name: round(100 * (sum(p.cpu_times()[:2]) - used[name]) / elapsed, 2)
+        for name, p in processes.items()
+    }
+    print(
+        json.dumps(
+            {
+                "idle_seconds": round(elapsed, 1),
+                "idle_reads_per_second": round(calls["GetRecords"] / elapsed, 2),
+                "idle_runtime_cpu_percent": percent["runtime"],
+                "idle_emulator_cpu_percent": percent["emulator"],
+            }
+        )
+    )
+
+
+def run_worker(job: dict[str, object]) -> dict[str, object]:
+    """A worker in a separate process: the figures it prints."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(job)],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def own_peak_kib() -> int:
     """Peak resident memory of this process alone: ru_maxrss would be at least the peak of
     the process that started it, which Linux carries across exec; VmHWM starts afresh."""
@@ -84,14 +141,23 @@ def main() -> None:
         "--beers", type=int, default=100_000, help="beers to put and deliver (default: 100000)"
     )
     parser.add_argument("--shards", type=int, help="ShardCount (default: the template's)")
+    parser.add_argument(
+        "--idle",
+        type=float,
+        default=0.0,
+        help="seconds to run the continuous runtime with nothing to deliver (default: 0, none)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.idle < 0:
+        parser.error("--idle must be 0 or more")
     if args.beers < 1:
         parser.error("--beers must be at least 1")
     if args.shards is not None and args.shards < 1:  # 0 would deploy the template's count
         parser.error("--shards must be at least 1")
     if args.worker:
-        worker(**json.loads(args.worker))
+        job = json.loads(args.worker)
+        (idle_worker if "seconds" in job else worker)(**job)
         return
 
     state_dir = tempfile.mkdtemp(prefix="brewops-bench-")
@@ -131,14 +197,12 @@ def main() -> None:
 
         print("draining both delivery streams in a separate process")
         job = {"outputs": state.outputs, "state_dir": str(paths.local_state_dir())}
-        done = subprocess.run(
-            [sys.executable, __file__, "--worker", json.dumps(job)],
-            env=dict(os.environ),
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        result = json.loads(done.stdout.strip().splitlines()[-1])
+        result = run_worker(job)
+        idle = {}
+        if args.idle:
+            print(f"running the continuous runtime {args.idle:g} s with nothing to deliver")
+            emulator = state.services["emulator"].pid
+            idle = run_worker({**job, "seconds": args.idle, "emulator": emulator})
     finally:
         local.down()
     shutil.rmtree(state_dir)  # its server logs, kept when the run failed
@@ -168,6 +232,7 @@ def main() -> None:
         },
     }
     figures["target_met"] = figures["peak_rss_mb"] < 1024
+    figures.update(idle)
     print(json.dumps(figures))
 
 

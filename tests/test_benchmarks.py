@@ -99,6 +99,8 @@ def test_the_redrive_benchmark_prints_its_figures(catalog_path):
     [
         ("producer.py", ["--beers", "10", "--rounds", "1", "--one-by-one", "2"], "producer_rps"),
         ("firehose_runtime.py", ["--beers", "10"], "runtime_rps"),
+        # an idle runtime still reads each shard once per poll
+        ("firehose_runtime.py", ["--beers", "10", "--idle", "2"], "idle_reads_per_second"),
     ],
 )
 def test_a_streaming_benchmark_prints_its_figures_and_leaves_no_state_behind(
@@ -184,6 +186,7 @@ def test_the_run_memory_benchmark_counts_each_kernel_and_the_processes_it_starts
         ("firehose_runtime.py", ["--beers", "0"], "--beers must be at least 1"),
         # 0 would be taken as not given: the template's ShardCount
         ("firehose_runtime.py", ["--beers", "10", "--shards", "0"], "--shards must be at least 1"),
+        ("firehose_runtime.py", ["--beers", "10", "--idle", "-1"], "--idle must be 0 or more"),
         ("lambda_cold_start.py", ["--runs", "0"], "--runs must be at least 1"),
         ("lambda_cold_start.py", ["--warm", "0"], "--warm must be at least 1"),
         ("lambda_cold_start.py", ["--python", "no-such-python"], "no such interpreter"),
