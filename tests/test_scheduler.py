@@ -238,6 +238,29 @@ def test_ticks_keep_the_interval_however_long_a_tick_takes(monkeypatch):
     assert len(waits) == 2  # and the run ends with the last tick, not an interval later
 
 
+def test_a_pause_past_many_ticks_fires_one_tick_on_waking_not_the_missed_ones(monkeypatch):
+    # GIVEN a clock of our own, and a run stopped for 6.5 intervals in its first wait (a
+    # laptop asleep, Ctrl-Z then fg)
+    clock = [0.0]
+    monkeypatch.setattr(scheduler_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    scheduler = Scheduler(function=FUNCTION_ARN, session=_session(), in_process=False)
+    starts: list[float] = []
+    monkeypatch.setattr(scheduler, "tick", lambda: starts.append(clock[0]) or [])
+    pauses = [6.5 * 60]
+
+    class Waits(threading.Event):
+        def wait(self, timeout=None):
+            clock[0] += timeout + (pauses.pop() if pauses else 0)
+            return False
+
+    # WHEN three ticks run a minute apart
+    scheduler.run(3, interval=60, stop=Waits())
+
+    # THEN the run ticks once on waking and a minute later: EventBridge does not fire the
+    # schedule's slots it missed either, and a burst of them would put a burst of beers
+    assert starts == pytest.approx([0.0, 450.0, 510.0])
+
+
 def test_ctrl_c_ends_a_run_with_the_ticks_done_so_far(monkeypatch):
     scheduler = Scheduler(function=FUNCTION_ARN, session=_session(), in_process=False)
     fired = iter([["first"], KeyboardInterrupt()])
