@@ -72,7 +72,7 @@ def main() -> None:
         action="append",
         default=[],
         metavar=("NAME", "VALUE"),
-        help="a notebook parameter, as `brewops run -p` takes it (e.g. -p n_jobs 1)",
+        help="a notebook parameter, passed to brewops run (e.g. `brewops run -p n_jobs 1`)",
     )
     parser.add_argument("--interval", type=float, default=0.1, help="seconds between samples")
     args = parser.parse_args()
