@@ -260,17 +260,22 @@ def test_stack_outputs_are_read_with_the_session_given(no_aws_settings: None) ->
     }
 
 
-@pytest.mark.parametrize("status", ["ROLLBACK_COMPLETE", "CREATE_IN_PROGRESS"])
-def test_a_stack_without_outputs_says_its_status_instead_of_lacking_a_name(status: str) -> None:
-    # a first deployment that failed leaves the stack, without Outputs, in ROLLBACK_COMPLETE
-    stacks = {"brewops-dev": {"StackName": "brewops-dev", "StackStatus": status}}
-    tgt = targets.Target(
+def _aws_target(stacks: dict[str, dict[str, Any]]) -> targets.Target:
+    """The aws target of the stack brewops-dev, reading `stacks` as CloudFormation."""
+    return targets.Target(
         name="aws",
         stack_name="brewops-dev",
         region="eu-west-1",
         _session=_FakeSession(stacks),
         _session_checked=True,
     )
+
+
+@pytest.mark.parametrize("status", ["ROLLBACK_COMPLETE", "CREATE_IN_PROGRESS"])
+def test_a_stack_without_outputs_says_its_status_instead_of_lacking_a_name(status: str) -> None:
+    # a first deployment that failed leaves the stack, without Outputs, in ROLLBACK_COMPLETE
+    stacks = {"brewops-dev": {"StackName": "brewops-dev", "StackStatus": status}}
+    tgt = _aws_target(stacks)
     for read in (lambda: tgt.outputs, lambda: targets.stack_outputs(session=_FakeSession(stacks))):
         with pytest.raises(
             targets.TargetNotReady, match=f"brewops-dev is {status}, with no Outputs"
@@ -282,13 +287,7 @@ def test_an_output_the_stack_lacks_says_to_deploy_it_again_or_names_its_outputs(
     # a stack deployed before the template gave ModelRegistryUri
     outputs = [{"OutputKey": "BucketName", "OutputValue": "brewops-bucket"}]
     stacks = {"brewops-dev": {"StackName": "brewops-dev", "Outputs": outputs}}
-    tgt = targets.Target(
-        name="aws",
-        stack_name="brewops-dev",
-        region="eu-west-1",
-        _session=_FakeSession(stacks),
-        _session_checked=True,
-    )
+    tgt = _aws_target(stacks)
 
     with pytest.raises(targets.MissingOutput) as older:
         tgt.outputs["ModelRegistryUri"]
