@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from brewops.interrupts import terminate_as_interrupt
+from brewops.interrupts import in_background, terminate_as_interrupt
 
 TESTS = Path(__file__).parent
 # named here, not taken from brewops.interrupts: a signal left out there must fail a test
@@ -222,3 +222,31 @@ def test_in_another_thread_the_handlers_are_left_alone(default_handlers):
 
     assert raised == []
     assert [signal.getsignal(signum) for signum in SIGNALS] == [signal.SIG_DFL] * len(SIGNALS)
+
+
+def test_a_command_interrupted_exits_without_waiting_for_its_background_work():
+    # the seconds SAM's translation, or the final fit, would keep a Ctrl-C'd command alive
+    process = _started(
+        "-c",
+        "import signal, threading, time\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "from brewops.interrupts import in_background\n"
+        "released = threading.Event()\n"
+        "in_background(released.wait, 120)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(120)\n",
+    )
+
+    code, output = _terminated(process, signal.SIGINT)  # fails when still alive after 60 s
+
+    assert code == -signal.SIGINT, output  # how Python ends on a Ctrl-C it was not caught in
+    assert "KeyboardInterrupt" in output
+
+
+def test_background_work_gives_its_result_or_its_error():
+    def fails() -> None:
+        raise ValueError("no template")
+
+    assert in_background(sum, [1, 2]).result(timeout=10) == 3
+    with pytest.raises(ValueError, match="no template"):
+        in_background(fails).result(timeout=10)

@@ -211,6 +211,34 @@ def test_ctrl_c_while_the_servers_start_leaves_nothing_behind(
     assert running_children() - before == set()
 
 
+def test_ctrl_c_while_the_servers_start_stops_them_without_waiting_for_the_translation(
+    state_dir: Path, catalog_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from brewops.local import deploy as deployment
+
+    released, translated = threading.Event(), threading.Event()
+
+    def slow_translation(*args: object, **kwargs: object) -> None:
+        released.wait(30)  # the seconds SAM's translation takes, and more
+        translated.set()
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(deployment, "prepare", slow_translation)
+    monkeypatch.setattr(processes, "wait_ready", interrupted)
+    before = running_children()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            local.up(catalog=catalog_path)
+
+        assert not translated.is_set(), "Ctrl-C waited for the translation to end"
+        assert not (state_dir / "state.json").exists()
+        assert running_children() - before == set()
+    finally:
+        released.set()
+
+
 def test_a_punk_api_server_that_cannot_be_spawned_leaves_no_emulator_behind(
     state_dir: Path, catalog_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

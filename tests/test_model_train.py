@@ -1009,6 +1009,28 @@ def test_the_final_model_is_fitted_while_the_folds_run(catalog_beers, monkeypatc
     assert pickle.dumps(result.model) == pickle.dumps(alone)
 
 
+def test_ctrl_c_in_the_folds_does_not_wait_for_the_final_fit(catalog_beers, monkeypatch):
+    import threading
+
+    released, fitted = threading.Event(), threading.Event()
+
+    def slow_final_fit(*args, **kwargs):
+        released.wait(30)  # the seconds a forest on the whole catalogue takes, and more
+        fitted.set()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "fit_model", slow_final_fit)
+    monkeypatch.setattr(train, "cross_validate", interrupted)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train.train(catalog_beers, protocol=QUICK, params=TINY)
+        assert not fitted.is_set(), "Ctrl-C waited for the final fit to end"
+    finally:
+        released.set()
+
+
 @pytest.mark.parametrize("ids", [5, "1,2", "5", b"12", None, [1, "2"], [True]])
 def test_beer_ids_to_predict_of_the_wrong_shape_are_refused_naming_the_parameter(ids):
     # 5 was a TypeError after the training; "1,2" matched no beer and predicted others

@@ -10,6 +10,9 @@ Python runs a signal's handler wherever the main thread stands, a weakref callba
 `__del__` among them, where an exception is printed as "Exception ignored" and dropped: the
 command would go on as if no signal had come. The signal of such an interrupt is sent
 again, to be raised once that code has returned.
+
+Work done in a thread while the main one waits (`in_background`) does not hold up a
+Ctrl-C: the interrupt reaches the notebook, or ends the command, at once.
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from types import FrameType
-from typing import Any, cast
+from typing import Any, TypeVar, cast
+
+T = TypeVar("T")
 
 SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
@@ -94,3 +100,21 @@ def terminate_as_interrupt() -> Iterator[None]:
         sys.unraisablehook = unraisable_hook
         for signum, previous in replaced.items():
             signal.signal(signum, previous)
+
+
+def in_background(function: Callable[..., T], *args: Any) -> Future[T]:
+    """`function(*args)` in a daemon thread, for work that writes nothing and that the caller
+    may give up on: a Ctrl-C while it runs is not kept waiting for it to end, neither in a
+    notebook's kernel (as leaving a ThreadPoolExecutor's `with` would) nor at the exit of a
+    command (which joins a pool's threads)."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(function(*args))
+        except BaseException as error:  # given to whoever asks for the result
+            future.set_exception(error)
+
+    threading.Thread(target=run, name=f"background {function.__name__}", daemon=True).start()
+    return future

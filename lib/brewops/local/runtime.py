@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -23,6 +22,7 @@ from brewops import paths
 from brewops.environ import bypass_proxy_for_loopback, proxy_bypassed_for_loopback
 from brewops.errors import ActionableError
 from brewops.files import exclusive
+from brewops.interrupts import in_background
 from brewops.local import processes
 from brewops.local.state import (
     REGION,
@@ -523,36 +523,36 @@ def _start(
     )
     try:
         state.save()  # recorded at once: should this process die now, `down` finds them
-        with ThreadPoolExecutor(max_workers=1) as background:
-            # the translation needs no emulator: it runs while the servers start
-            prepared = (
-                background.submit(
-                    deployment.prepare,
-                    template,
-                    stack_name,
-                    {**overrides, **_parameters(state)},
-                    REGION,
-                )
-                if deploy
-                else None
+        # the translation needs no emulator: it runs while the servers start. It writes
+        # nothing: Ctrl-C, or a server that failed, stops the servers without waiting for it
+        prepared = (
+            in_background(
+                deployment.prepare,
+                template,
+                stack_name,
+                {**overrides, **_parameters(state)},
+                REGION,
             )
-            processes.wait_ready(
-                NAMES["punkapi"],
-                punkapi,
-                lambda: _punkapi_answers(punkapi_service),
-                Path(punkapi_service.log),
-                START_TIMEOUT,
-            )
-            processes.wait_ready(
-                NAMES["emulator"],
-                emulator,
-                lambda: _emulator_answers(emulator_service),
-                Path(emulator_service.log),
-                START_TIMEOUT,
-            )
-            if prepared is not None:
-                _create(state, prepared.result(), template, overrides)
-                state.save()
+            if deploy
+            else None
+        )
+        processes.wait_ready(
+            NAMES["punkapi"],
+            punkapi,
+            lambda: _punkapi_answers(punkapi_service),
+            Path(punkapi_service.log),
+            START_TIMEOUT,
+        )
+        processes.wait_ready(
+            NAMES["emulator"],
+            emulator,
+            lambda: _emulator_answers(emulator_service),
+            Path(emulator_service.log),
+            START_TIMEOUT,
+        )
+        if prepared is not None:
+            _create(state, prepared.result(), template, overrides)
+            state.save()
     except BaseException:
         _stop_all(state)
         LocalState.remove()

@@ -27,7 +27,6 @@ import math
 import platform
 import re
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -52,6 +51,7 @@ from sklearn.pipeline import Pipeline
 
 from brewops import provenance, schema
 from brewops.errors import ActionableError
+from brewops.interrupts import in_background
 from brewops.model import MAX_SEED, PROTOCOL_SEED, bands, domain, features
 from brewops.model.estimators import BeerFeatures, IbuModel, OrdinalForestClassifier
 from brewops.model.predict import feature_matrix
@@ -981,10 +981,10 @@ def train(
     # While the folds run in the worker processes this one only waits: it fits the final
     # model meanwhile. Here, not in a worker: a model sent back from one saves to other
     # bytes (its strings are no longer shared), and model.joblib must not change.
-    with ThreadPoolExecutor(max_workers=1) as final_fit:
-        fitted = final_fit.submit(fit_model, make_model(params, n_jobs=1), X, ibu)
-        metrics, out_of_fold = cross_validate(X, ibu, protocol, params, progress=progress)
-        model = fitted.result()
+    # Ctrl-C in the folds, or a fold that failed, is not kept waiting for the final fit.
+    fitted = in_background(fit_model, make_model(params, n_jobs=1), X, ibu)
+    metrics, out_of_fold = cross_validate(X, ibu, protocol, params, progress=progress)
+    model = fitted.result()
     out_of_fold.insert(0, "name", [b.get("name") for b in beers])
     out_of_fold.insert(0, "id", [b.get("id") for b in beers])
     time_result, time_predictions, importance = evaluate_time_split(beers, X, ibu, protocol, params)
