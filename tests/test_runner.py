@@ -39,6 +39,7 @@ from brewops.runner import (
 )
 from fixtures.coverage_run import unmeasured
 from fixtures.json_schemas import renamed, retyped, schema_errors
+from fixtures.local import exited
 
 
 def _notebook(path: Path, *sources: str) -> Path:
@@ -1304,21 +1305,6 @@ def test_a_kernel_that_dies_in_a_cell_ends_the_run_saying_how(tmp_path: Path, ce
     assert "up to the cell that was running" in done.stderr
 
 
-def _ended(pid: int, seconds: float) -> bool:
-    """Whether process `pid` ends within `seconds` (a zombie has ended: what init reaps)."""
-    import psutil
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.1)
-    return False
-
-
 @pytest.mark.skipif(os.name != "posix", reason="process groups")
 def test_a_kernel_killed_in_a_cell_takes_the_processes_it_started_with_it(tmp_path: Path):
     # the training's workers outlived a kernel the OOM killer ended, holding their memory
@@ -1339,7 +1325,10 @@ def test_a_kernel_killed_in_a_cell_takes_the_processes_it_started_with_it(tmp_pa
     assert "its kernel died while a cell ran: it was killed (SIGKILL)" in done.stderr
     child = int(pid_file.read_text())
     try:
-        assert _ended(child, seconds=10), "the kernel's child runs on"
+        deadline = time.monotonic() + 10
+        while not exited(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert exited(child), "the kernel's child runs on"
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(child, signal.SIGKILL)
