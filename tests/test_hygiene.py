@@ -906,6 +906,108 @@ def test_the_readme_guide_to_adding_a_notebook_catches_a_name_no_longer_in_its_f
         test_the_readme_guide_to_adding_a_notebook_names_files_and_names_that_exist()
 
 
+def _reusing_the_pipeline_steps() -> list[str]:
+    return _guide_steps("Reusing the pipeline for another source")
+
+
+def _reusing_the_pipeline_stays() -> list[str]:
+    """The files the reuse guide says stay as they are: the paragraph after its steps."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Reusing the pipeline for another source\n")[1].split("\n## ")[0]
+    stays = section.split("\nThe rest stays as it is:")[1].split("\n\n")[0]
+    return [q for q in re.findall(r"`([^`]+)`", stays) if q.startswith("lib/brewops/")]
+
+
+def _module_of(path: str) -> str:
+    return path.removeprefix("lib/").removesuffix("/").removesuffix(".py").replace("/", ".")
+
+
+def _changed_modules_imported(stays: list[str], steps: list[str]) -> dict[str, list[str]]:
+    """For each module of `stays`, the modules of the files `steps` name that it imports,
+    each in a fresh interpreter. The schema is left out: the steps change its content,
+    and the modules that stay read it."""
+    changed = {
+        _module_of(q)
+        for step in steps
+        for q in re.findall(r"`([^`]+)`", step)
+        if q.startswith("lib/brewops/") and q != "lib/brewops/schema.py"
+    }
+    imported = {}
+    for module in map(_module_of, stays):
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                f"import json, sys, {module}; print(json.dumps(list(sys.modules)))",
+            ],
+            capture_output=True,
+            encoding="utf-8",
+            check=True,
+        )
+        names = json.loads(result.stdout)
+        found = sorted({c for c in changed if c in names and c != module})
+        if found:
+            imported[module] = found
+    return imported
+
+
+def test_the_readme_guide_to_reusing_the_pipeline_names_files_and_names_that_exist():
+    """Each step of "Reusing the pipeline for another source" names files that exist and
+    names they hold: the record's definition first, the template's copy of it next."""
+    steps = _reusing_the_pipeline_steps()
+    _check_guide_steps(steps)
+    assert "`lib/brewops/schema.py`" in steps[0]
+    assert "`CLEANED_COLUMNS`" in steps[0] and "`ID_COLUMN`" in steps[0]
+    assert "`infra/template.yaml`" in steps[1] and "`CleanedTable`" in steps[1]
+    stays = _reusing_the_pipeline_stays()
+    assert "lib/brewops/reconcile.py" in stays and "lib/brewops/firehose_runtime/" in stays
+    for path in stays:
+        assert (ROOT / path).exists(), f"the guide says {path} stays, and it does not exist"
+
+
+def test_what_the_reuse_guide_says_stays_imports_nothing_its_steps_change():
+    """A module that stays imports no module the steps change: one that did would break
+    when the learner rewrites that module (reconcile once took its digest from the
+    transform)."""
+    imported = _changed_modules_imported(
+        _reusing_the_pipeline_stays(), _reusing_the_pipeline_steps()
+    )
+    assert imported == {}, (
+        f"modules the README's reuse guide says stay import what its steps change: {imported}"
+    )
+
+
+def test_the_reuse_guide_check_catches_a_module_that_imports_a_changed_one():
+    # GIVEN the transform's handler, which calls the transform, said to stay
+    stays = ["lib/brewops/batching.py", "lib/brewops/lambdas/transform/app.py"]
+
+    # THEN the check names it and what it imports
+    imported = _changed_modules_imported(stays, _reusing_the_pipeline_steps())
+    assert imported == {"brewops.lambdas.transform.app": ["brewops.transform"]}
+
+
+def test_the_notebooks_a_new_source_keeps_name_no_field_of_a_record():
+    """Notebooks 02 to 04 read a record's key as the package does (`schema.ID_COLUMN`, the
+    ids `sent_ids` gives): one that spelled "id" would fail for a source whose records
+    another field names. Notebooks 01 and 05 are the beers' own (the reuse guide's step
+    that names them has them written anew)."""
+    steps = _reusing_the_pipeline_steps()
+    rewritten = next(step for step in steps if "`FEATURE_COLUMNS`" in step)
+    scripts = [
+        path
+        for path in sorted((ROOT / "notebooks" / "_build").glob("[0-9][0-9]_*.py"))
+        if f"`notebooks/_build/{path.name}`" not in rewritten
+    ]
+    assert [path.name[:2] for path in scripts] == ["02", "03", "04"]
+    spelled = [
+        f"{path.name}:{number}"
+        for path in scripts
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if re.search(r"""\[["']id["']\]""", line)
+    ]
+    assert spelled == [], f"use schema.ID_COLUMN: {spelled}"
+
+
 def test_the_readme_lists_the_bands_edges_sets(catalog_beers):
     """The bands are set in one place, EDGES: the README's list of them, and the beers it
     says sit on an edge, follow it."""

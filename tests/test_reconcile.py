@@ -11,11 +11,13 @@ import time
 import zlib
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from brewops import reconcile as reconciling
+from brewops.digests import payload_sha256
 from brewops.producer import FailedRecord, ProduceReport
 from brewops.reconcile import (
     ErrorRecord,
@@ -35,7 +37,6 @@ from brewops.reconcile import (
     wait_for_delivery,
 )
 from brewops.scheduler import Tick
-from brewops.transform import payload_sha256
 
 
 def test_sent_ids_leave_out_failed_oversize_and_unkeyed_beers():
@@ -658,3 +659,51 @@ def test_the_error_records_of_each_reason_name_their_beers():
         f"  4 x {refused} (abv)",
         "    beer ids: 3, 9",  # each beer once; a record naming none is only counted
     ]
+
+
+class _AcceptsAll:
+    """A Kinesis client that accepts every record and keeps their partition keys."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+
+    def put_records(self, *, Records: list[dict[str, Any]], **target: Any) -> dict[str, Any]:
+        self.keys += [entry["PartitionKey"] for entry in Records]
+        results = [{"SequenceNumber": "1", "ShardId": "shardId-000000000000"}] * len(Records)
+        return {"FailedRecordCount": 0, "Records": results}
+
+
+@pytest.mark.emulator
+def test_records_named_by_another_field_are_keyed_cleaned_and_counted_by_it(bucket, monkeypatch):
+    """Another source's records name themselves by another field: `schema.ID_COLUMN` is the
+    one place that says which, for the producer, the transform, reconcile and the tables."""
+    from brewops import schema, tables, transform, validation
+    from brewops.producer import put_beers
+
+    # GIVEN a source whose records are named by `coffee_id`
+    monkeypatch.setattr(schema, "ID_COLUMN", "coffee_id")
+    coffees = [{"coffee_id": 7, "name": "Kenya AA"}, {"coffee_id": 8, "name": "Sidamo"}]
+
+    # WHEN they are produced, cleaned, delivered and read back
+    kinesis = _AcceptsAll()
+    report = put_beers(coffees, "coffees", kinesis)
+    cleaned = transform.clean_beer(coffees[0], "2024-05-01 12:30:00.000")
+    bucket.put_object(Bucket="edges", Key="raw/a.gz", Body=_gzip_lines(b'{"coffee_id": 7}'))
+    table = pa.table({"coffee_id": pa.array([7], type=pa.int64())})
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    bucket.put_object(Bucket="edges", Key="cleaned/a", Body=buffer.getvalue())
+    bucket.put_object(Bucket="edges", Key="errors/cleaned/a", Body=_error_line(coffees[1]))
+    frame = pd.DataFrame({"coffee_id": [7, 7, 8], "ingested_at": ["b", "a", "a"]})
+
+    # THEN each step finds them by it
+    assert report.ok and kinesis.keys == ["7", "8"]
+    assert cleaned["coffee_id"] == 7 and "id" not in cleaned
+    with pytest.raises(transform.InvalidBeer, match=r"^coffee_id: missing$"):
+        transform.clean_beer({"id": 7, "name": "Kenya AA"}, "2024-05-01 12:30:00.000")
+    assert sent_ids(coffees, report) == [7, 8]
+    assert raw_ids(bucket, "edges", "raw/") == [7]
+    assert cleaned_ids(bucket, "edges", "cleaned/") == [7]
+    assert [e.beer_id for e in error_records(bucket, "edges", ["errors/cleaned/"])] == [8]
+    assert tables.latest_per_id(frame)["ingested_at"].tolist() == ["b", "a"]
+    assert validation.count_duplicates(frame).surplus_rows == 1

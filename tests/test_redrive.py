@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from brewops.digests import payload_sha256
 from brewops.producer import FailedRecord, ProduceReport
 from brewops.reconcile import LoggedReasons
 from brewops.redrive import (
@@ -26,7 +27,6 @@ from brewops.redrive import (
     sent_lines,
     split_object,
 )
-from brewops.transform import payload_sha256
 from fixtures.json_schemas import schema_errors
 
 NO_REASONS = LoggedReasons()

@@ -39,6 +39,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from brewops import schema
 from brewops.batching import within_limits
 
 logger = logging.getLogger(__name__)
@@ -600,7 +601,7 @@ def put_beers(
     def payloads() -> Iterator[tuple[str, bytes] | FailedRecord]:
         # Serialised as the batches fill, so a large backfill is never held twice in memory.
         for beer in beers:
-            beer_id = beer.get("id") if isinstance(beer, Mapping) else None
+            beer_id = beer.get(schema.ID_COLUMN) if isinstance(beer, Mapping) else None
             if beer_id is None or beer_id == "":
                 yield FailedRecord("", "MissingId", f"not a beer with an id: {beer!r:.80}")
                 continue
@@ -641,7 +642,7 @@ def produce_random_beers(
     except Exception:
         log.exception("no beers from the Punk API", extra={"requested": count, **context})
         raise
-    ids = [beer.get("id") if isinstance(beer, Mapping) else None for beer in beers]
+    ids = [beer.get(schema.ID_COLUMN) if isinstance(beer, Mapping) else None for beer in beers]
     try:
         report = put_beers(
             beers,

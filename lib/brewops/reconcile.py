@@ -29,11 +29,12 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from brewops import schema
+from brewops.digests import payload_sha256
 from brewops.errors import ActionableError, refused_deletions
 from brewops.firehose_runtime import describe
 from brewops.firehose_runtime.prefixes import static_root
 from brewops.jsontext import parse_json
-from brewops.transform import payload_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -245,7 +246,8 @@ def raw_ids(
             except ValueError:
                 ids.append(None)
                 continue
-            ids.append(_beer_id(document.get("id")) if isinstance(document, dict) else None)
+            key = document.get(schema.ID_COLUMN) if isinstance(document, dict) else None
+            ids.append(_beer_id(key))
     return ids
 
 
@@ -264,11 +266,13 @@ def cleaned_ids(
     ids: list[int] = []
     for item in data_objects(s3, bucket, prefix, skip):
         try:
-            table = pq.read_table(io.BytesIO(_body(s3, bucket, item["Key"])), columns=["id"])
+            table = pq.read_table(
+                io.BytesIO(_body(s3, bucket, item["Key"])), columns=[schema.ID_COLUMN]
+            )
         except (*UNREADABLE_ERRORS, pa.ArrowException) as exc:
             _note(unreadable, item["Key"], exc)
             continue
-        ids.extend(table.column("id").to_pylist())
+        ids.extend(table.column(schema.ID_COLUMN).to_pylist())
     return ids
 
 
@@ -331,7 +335,7 @@ def parse_error_line(key: str, number: int, line: bytes) -> ErrorRecord:
         data = base64.b64decode(document["rawData"], validate=True)
         digest = payload_sha256(data)
         payload = parse_json(data)
-        beer_id = _beer_id(payload.get("id")) if isinstance(payload, dict) else None
+        beer_id = _beer_id(payload.get(schema.ID_COLUMN)) if isinstance(payload, dict) else None
     except (KeyError, ValueError, TypeError):  # the record failed: it may be anything
         pass
     code = (
@@ -509,7 +513,7 @@ def sent_ids(beers: Iterable[Mapping[str, Any]], report: Any) -> list[int]:
     rejected = {f.partition_key for f in report.failed} | set(report.oversize)
     ids = []
     for beer in beers:
-        raw_id = beer.get("id") if isinstance(beer, Mapping) else None
+        raw_id = beer.get(schema.ID_COLUMN) if isinstance(beer, Mapping) else None
         beer_id = _beer_id(raw_id)
         if beer_id is not None and str(raw_id) not in rejected:
             ids.append(beer_id)

@@ -36,6 +36,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from brewops.digests import payload_sha256
 from brewops.errors import ActionableError
 from brewops.firehose_runtime import describe
 from brewops.firehose_runtime.prefixes import effective_error_prefix, static_root
@@ -54,7 +55,6 @@ from brewops.reconcile import (
     session_or_default,
     why_unreadable,
 )
-from brewops.transform import payload_sha256
 
 FUNCTION_FAILED = "function_failed"
 REFUSED = "refused"

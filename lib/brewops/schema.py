@@ -23,8 +23,13 @@ class Column:
     nullable: bool = True  # False: the transform fails a record without it
 
 
+# The field that names a record, in the source's records as in the cleaned table: the
+# producer's partition key, and what reconcile, redrive and validation count records by.
+# A positive integer (the bigint column of that name).
+ID_COLUMN = "id"
+
 CLEANED_COLUMNS: tuple[Column, ...] = (
-    Column("id", "bigint", int, "Punk API beer id", minimum=1, nullable=False),
+    Column(ID_COLUMN, "bigint", int, "Punk API beer id", minimum=1, nullable=False),
     Column("name", "string", str, "Beer name", nullable=False),
     Column("abv", "double", float, "Alcohol by volume, %", 0, 20),
     Column("ibu", "double", float, "International Bitterness Units", 0, 300),

@@ -609,11 +609,13 @@ def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def latest_per_id(df: pd.DataFrame, id_column: str = "id") -> pd.DataFrame:
-    """One row per id: the latest ingested record (by `ingested_at`, else by row order).
+def latest_per_id(df: pd.DataFrame, id_column: str | None = None) -> pd.DataFrame:
+    """One row per id (`id_column`, by default `schema.ID_COLUMN`): the latest ingested
+    record (by `ingested_at`, else by row order).
 
     Rows without an id are left out: nothing can say which beer they are.
     """
+    id_column = id_column or schema.ID_COLUMN
     ranked = df[df[id_column].notna()].reset_index(drop=True)
     if "ingested_at" in ranked:
         # a stable sort keeps delivery order among equal timestamps

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import logging
 import math
@@ -38,6 +37,8 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
+from brewops import schema
+from brewops.digests import payload_sha256
 from brewops.jsontext import parse_json
 from brewops.schema import CLEANED_COLUMNS
 
@@ -55,9 +56,6 @@ _THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+")
 MAX_QUOTED_CHARS = 200
 # A whole logged reason, whatever produced it (an unexpected error's message too)
 MAX_REASON_CHARS = 400
-# 64 bits of the digest: short to read, and two refused records sharing one is unlikely
-# below billions of records
-PAYLOAD_DIGEST_HEX_DIGITS = 16
 
 
 class InvalidBeer(ValueError):
@@ -143,25 +141,26 @@ def _number(name: str, value: Any) -> float | None:
 
 
 def _beer_id(value: Any) -> int:
+    key = schema.ID_COLUMN  # the field the reasons name
     if value is None:
-        raise InvalidBeer("id: missing")
+        raise InvalidBeer(f"{key}: missing")
     if isinstance(value, bool):
-        raise InvalidBeer(f"id: expected a positive integer, got {quoted(value)}")
+        raise InvalidBeer(f"{key}: expected a positive integer, got {quoted(value)}")
     if isinstance(value, int):
         beer_id = value
     else:
         try:  # Decimal, not float: an id past 2**53 keeps every digit
             number = Decimal(str(value).strip())
         except InvalidOperation:
-            raise InvalidBeer(f"id: expected a positive integer, got {quoted(value)}") from None
+            raise InvalidBeer(f"{key}: expected a positive integer, got {quoted(value)}") from None
         if not number.is_finite() or number != number.to_integral_value():
-            raise InvalidBeer(f"id: expected a positive integer, got {quoted(value)}")
+            raise InvalidBeer(f"{key}: expected a positive integer, got {quoted(value)}")
         # compared before int(): "1e999999999" as an int has a billion digits to compute
         if not 1 <= number <= BIGINT_MAX:
-            raise InvalidBeer(f"id: expected a positive integer, got {quoted(value)}")
+            raise InvalidBeer(f"{key}: expected a positive integer, got {quoted(value)}")
         beer_id = int(number)
     if not 1 <= beer_id <= BIGINT_MAX:
-        raise InvalidBeer(f"id: expected a positive integer, got {quoted(value)}")
+        raise InvalidBeer(f"{key}: expected a positive integer, got {quoted(value)}")
     return beer_id
 
 
@@ -184,7 +183,8 @@ def clean_beer(beer: Mapping[str, Any], ingested_at: str) -> dict[str, Any]:
     """
     if not isinstance(beer, Mapping):
         raise InvalidBeer(f"expected a JSON object, got {type(beer).__name__}")
-    cleaned: dict[str, Any] = {"id": _beer_id(beer.get("id")), "name": _name(beer.get("name"))}
+    key = schema.ID_COLUMN
+    cleaned: dict[str, Any] = {key: _beer_id(beer.get(key)), "name": _name(beer.get("name"))}
     for name in NUMERIC_COLUMNS:
         cleaned[name] = _number(name, beer.get(name))
     cleaned["ingested_at"] = ingested_at
@@ -242,20 +242,12 @@ def _beer_id_of(payload: bytes) -> Any:
         document = parse_json(payload)
     except ValueError:
         return None
-    beer_id = document.get("id") if isinstance(document, dict) else None
+    beer_id = document.get(schema.ID_COLUMN) if isinstance(document, dict) else None
     if beer_id is None or (isinstance(beer_id, int | float) and not isinstance(beer_id, bool)):
         return beer_id
     if isinstance(beer_id, str) and len(beer_id) <= MAX_QUOTED_CHARS:
         return beer_id
     return quoted(beer_id)
-
-
-def payload_sha256(data: bytes) -> str:
-    """The first 16 hex digits of the SHA-256 of a record's bytes. The error prefix keeps
-    neither Firehose's recordId nor the sequence number, only the bytes (rawData): this
-    digest of them ties a logged reason to an error record whose bytes name no beer
-    (malformed JSON, no id, not UTF-8)."""
-    return hashlib.sha256(data).hexdigest()[:PAYLOAD_DIGEST_HEX_DIGITS]
 
 
 def _record_id(record: Any) -> str:

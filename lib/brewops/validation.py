@@ -498,7 +498,8 @@ def reconcile(
     error prefix, so they are accounted for rather than lost. They are counted one by one:
     a beer that failed twice stands for two produced records."""
     reasons = {e.beer_id: e.reason for e in diverted if e.beer_id is not None}
-    ids = integer_ids(df["id"]) if "id" in df else set()
+    key = schema.ID_COLUMN
+    ids = integer_ids(df[key]) if key in df else set()
     result = Reconciliation(
         table, expected, rows=len(df), unique_ids=len(ids), diverted_records=len(diverted)
     )
@@ -544,14 +545,15 @@ class Duplicates:
 
 
 def count_duplicates(df: pd.DataFrame) -> Duplicates:
-    with_id = df[df["id"].notna()]
-    grouped = with_id.groupby("id", sort=True)
+    key = schema.ID_COLUMN
+    with_id = df[df[key].notna()]
+    grouped = with_id.groupby(key, sort=True)
     frame = grouped.size().rename("records").to_frame()
     if "ingested_at" in with_id:
         frame["first_ingested_at"] = grouped["ingested_at"].min()
         frame["last_ingested_at"] = grouped["ingested_at"].max()
     frame = frame[frame["records"] > 1].reset_index()
-    return Duplicates(len(with_id), with_id["id"].nunique(), frame)
+    return Duplicates(len(with_id), with_id[key].nunique(), frame)
 
 
 # ---------------------------------------------------------------- data quality
@@ -636,7 +638,7 @@ def known_quirks_unchecked(report: ValidationReport) -> str | None:
             "cleaned table's data-quality checks, and the cleaned table was not read (validate "
             'it too: tables = ["cleaned", "raw"])'
         )
-    present = integer_ids(report.latest["id"])
+    present = integer_ids(report.latest[schema.ID_COLUMN])
     quirky = sorted(set(KNOWN_QUIRKS.values()))
     if not present & set(quirky) and not present >= CATALOGUE_IDS:
         return (
@@ -774,7 +776,8 @@ def quality_report(
         ignore_index=True,
     )
     # positional lookups in plain lists: one finding per value can be tens of thousands
-    ids: list[Any] = parsed["id"].tolist() if "id" in parsed else [None] * len(parsed)
+    key = schema.ID_COLUMN
+    ids: list[Any] = parsed[key].tolist() if key in parsed else [None] * len(parsed)
 
     def finding(rule: str, column: str, row: int, value: Any, check: str) -> dict[str, Any]:
         ident = ids[row]
@@ -964,7 +967,7 @@ def raw_checked_columns(info: TableInfo) -> list[str]:
     """The raw table's columns its checks read: the ids (counts, duplicates, reconciliation)
     and the values `quality_report` parses. Its nested fields, most of a record, none."""
     parsed = {c.name for c in schema.CLEANED_COLUMNS if c.glue_type in _PARSERS}
-    return [name for name, _ in info.columns if name == "id" or name in parsed]
+    return [name for name, _ in info.columns if name == schema.ID_COLUMN or name in parsed]
 
 
 def checked_tables(tables: Sequence[str]) -> list[TableName]:
@@ -1042,7 +1045,8 @@ def validate(
             findings["id"] = findings["id"].astype("Int64")
             report.quality = QualityReport(findings)
         if "cleaned" in report.frames:
-            dropped = sorted(integer_ids(raw["id"]) - integer_ids(report.latest["id"]))
+            key = schema.ID_COLUMN
+            dropped = sorted(integer_ids(raw[key]) - integer_ids(report.latest[key]))
             if dropped:
                 report.notes.append(
                     f"ids in raw but not in cleaned (dropped by the transform): {listing(dropped)}"

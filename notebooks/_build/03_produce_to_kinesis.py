@@ -108,7 +108,7 @@ pd.Series(report.as_dict()).drop(["failed", "oversize"]).to_frame("backfill")
 """),
         code("""
 assert report.ok, f"not sent: {report.failed[:5]} oversize: {report.oversize[:5]}"
-assert report.sent == len(beers) == len({b["id"] for b in beers})
+assert report.sent == len(beers) == len(set(produced_ids))  # one record per id
 """),
         md("""
 ## 2. Scheduled ticks

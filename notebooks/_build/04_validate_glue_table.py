@@ -46,7 +46,7 @@ real_catalogue = True  # the tables hold the real catalogue: its known quirks mu
         code("""
 import pandas as pd
 
-from brewops import summary, validation, validation_plots
+from brewops import schema, summary, validation, validation_plots
 from brewops import target as targets
 
 pd.set_option("display.max_colwidth", None)  # S3 URIs and ARNs in full, not cut at 50
@@ -187,7 +187,9 @@ if real_catalogue:
     if unchecked:
         print("SKIPPED", unchecked)
     else:
-        missed = validation.known_quirks_missed(report.quality, report.latest["id"])
+        missed = validation.known_quirks_missed(
+            report.quality, report.latest[schema.ID_COLUMN]
+        )
         assert missed is None, missed
         print("the real catalogue's known quirks are among the findings")
 """),
