@@ -6,6 +6,7 @@ import io
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -33,9 +34,47 @@ def _broken_template(directory, old: str, new: str):
     return broken
 
 
+@pytest.fixture
+def runtime_retired(monkeypatch):
+    """cfn-lint's runtime lifecycle data with the template's runtime retired in 2001: the
+    lint as it runs once AWS has retired it (cfn-lint compares those dates with today)."""
+    import cfnlint.helpers
+
+    runtime = infra.load_template()["Globals"]["Function"]["Runtime"]
+    real = cfnlint.helpers.load_resource
+
+    def load_resource(package, filename):
+        data = real(package, filename)
+        if filename != "LmbdRuntimeLifecycle.json":
+            return data
+        retired = {"deprecated": "2000-01-01", "create-block": "2000-06-01"}
+        return {**data, runtime: {**data[runtime], **retired, "update-block": "2001-01-01"}}
+
+    # the rules are loaded from their files at each lint, and take load_resource then
+    monkeypatch.setattr(cfnlint.helpers, "load_resource", load_resource)
+    return runtime
+
+
 def test_the_template_lints_clean():
     findings = infra.lint()
-    assert findings.empty, findings.to_string()
+    # the runtime's lifecycle comes with the date: a lint on the day AWS retires the
+    # runtime must not fail on every clone made before
+    dated = findings["rule"].isin(infra.RUNTIME_LIFECYCLE_RULES)
+    assert findings[~dated].empty, findings.to_string()
+
+
+def test_a_retired_runtime_stops_a_deploy_to_aws_not_the_local_target(runtime_retired):
+    findings = infra.lint()
+
+    assert findings["message"].str.contains(f"Runtime {runtime_retired!r}").any()
+    assert infra.lint_errors(findings, "local").empty
+    assert infra.lint_errors(findings, "aws")["rule"].tolist() == ["E2533"]
+
+
+def test_other_errors_stop_the_local_target_too(tmp_path):
+    broken = _broken_template(tmp_path, "Type: AWS::Kinesis::Stream", "Type: AWS::Kinesis::Strem")
+    errors = infra.lint_errors(infra.lint(broken), "local")
+    assert errors["message"].str.contains("Strem").any()
 
 
 def test_lint_reports_a_broken_template_as_rows(tmp_path):
@@ -654,10 +693,27 @@ def _sam_validate(template) -> subprocess.CompletedProcess:
     )
 
 
+def _sam_accepts(result: subprocess.CompletedProcess) -> bool:
+    """sam validate --lint passed, or failed only on the runtime's lifecycle, which comes
+    with the date (see test_the_template_lints_clean)."""
+    output = result.stdout + result.stderr
+    if result.returncode == 0:
+        return "is a valid SAM Template" in output
+    rules = set(re.findall(r"^\[\[(\w+):", output, re.MULTILINE))
+    return bool(rules) and rules <= infra.RUNTIME_LIFECYCLE_RULES
+
+
 def test_sam_validate_lint_accepts_the_template():
     result = _sam_validate(template_path())
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "is a valid SAM Template" in result.stdout + result.stderr
+    assert _sam_accepts(result), result.stdout + result.stderr
+
+
+def test_sam_validate_lint_on_a_retired_runtime_fails_on_the_date_alone(tmp_path):
+    runtime = infra.load_template()["Globals"]["Function"]["Runtime"]
+    retired = _broken_template(tmp_path, f"Runtime: {runtime}", "Runtime: python3.7")
+    result = _sam_validate(retired)
+    assert result.returncode != 0, "python3.7 is past its lifecycle"
+    assert _sam_accepts(result), result.stdout + result.stderr
 
 
 def test_sam_validate_lint_rejects_a_broken_function(tmp_path):

@@ -220,6 +220,25 @@ def test_each_projection_problem_is_a_configuration_issue(info, issue):
     assert not report.ok, "a projection Athena cannot use hides every partition"
 
 
+def test_a_clock_before_the_range_starts_is_said_not_only_each_partition_outside_it():
+    """The template's range starts 2024-01-01 and ends NOW: with the clock in 2015 every
+    object lies outside it, which alone reads as if the data, not the clock, were wrong."""
+    info = table_info()
+    before = datetime(2015, 6, 1, 12, 0, tzinfo=UTC)
+    objects = [
+        TableObject(uri, 100, before, *place_in_layout(info, uri, before))
+        for uri in ["s3://bkt/cleaned/ingest_date=2015-06-01/a"]
+    ]
+
+    report = check_partitions(info, objects, now=before)
+
+    assert report.config_issues == [
+        "projection range '2024-01-01,NOW' is empty today: it runs from 2024-01-01 to "
+        "2015-06-01, so no partition is in it. Is this machine's clock (UTC) right?"
+    ]
+    assert report.projection["range now"] == "2024-01-01 .. 2015-06-01"
+
+
 def test_a_partition_spans_its_first_and_last_object():
     info = table_info()
     early, late = _objects(info, "ingest_date=2026-11-26/a", "ingest_date=2026-11-26/b")

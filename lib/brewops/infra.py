@@ -79,6 +79,21 @@ def lint(path: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["rule", "level", "line", "message"])
 
 
+# cfn-lint's rules on the Lambda runtime's lifecycle: its findings (the runtime deprecated,
+# then AWS creating, then updating no function on it) come with the date, not the template
+RUNTIME_LIFECYCLE_RULES = frozenset({"W2531", "E2531", "E2533"})
+
+
+def lint_errors(findings: pd.DataFrame, target: str) -> pd.DataFrame:
+    """The errors among `findings` that stop a deploy to `target`. Locally the runtime's
+    lifecycle is none of them: the handlers run in this Python, whatever the template's
+    runtime, and the local target would otherwise stop working on the day AWS retires it."""
+    errors = findings[findings["level"] == "error"]
+    if target == "aws":
+        return errors
+    return errors[~errors["rule"].isin(RUNTIME_LIFECYCLE_RULES)]
+
+
 def resources_table(template: dict[str, Any] | None = None) -> pd.DataFrame:
     """One row per resource of the template (the project's by default): logical id, type,
     group (the service), name and the resources it references."""

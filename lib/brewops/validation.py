@@ -285,6 +285,13 @@ def check_partitions(
             issues.append(f"projection format is {projection.java_format!r}, not 'yyyy-MM-dd'")
         if bounds is None:
             issues.append(f"projection range {projection.range_text!r} cannot be parsed")
+        elif bounds[0] > bounds[1]:
+            # a NOW before the range's fixed start: a clock set wrong, or years back
+            issues.append(
+                f"projection range {projection.range_text!r} is empty today: it runs from "
+                f"{bounds[0]} to {bounds[1]}, so no partition is in it. Is this machine's "
+                "clock (UTC) right?"
+            )
         if projection.template != info.expected_template():
             issues.append(
                 f"storage.location.template is {projection.template!r}, "
