@@ -11,6 +11,9 @@ resampled from the catalogue with jittered numbers (`brewops.synth`):
 - time_split_seconds: the newest-fifth evaluation of `brewops model train` (the model and
   its baselines trained on the older beers, permutation importance, the refits with the
   other forest seeds) on the worker pool, once the pool has started (a first run warms it).
+- intervals_seconds: the 95 % intervals `brewops model train` adds (a bootstrap of the
+  model's and three baselines' figures and of the model's margins, in cross-validation
+  over 5 repeats and on the newest fifth), in this process.
 - model_mb: size of `model.joblib` on disk; load_seconds: `registry.load`.
 - features_per_s: beers turned into feature rows per second (pure Python, per record).
 - predict_per_s: beers predicted per second in one call (features + forests + output dicts).
@@ -72,6 +75,9 @@ def main() -> None:
     time_split_seconds = time.perf_counter() - started
     print(f"time split evaluated in {time_split_seconds:.1f} s", flush=True)
 
+    intervals_seconds = _intervals_seconds(model, X, ibu, beers)
+    print(f"intervals computed in {intervals_seconds:.1f} s", flush=True)
+
     with tempfile.TemporaryDirectory(prefix="brewops-bench-model-") as folder:
         registry.save(model, {}, {"model": train.MODEL_NAME}, folder)
         model_mb = (Path(folder) / registry.MODEL_FILE).stat().st_size / 1e6
@@ -102,6 +108,7 @@ def main() -> None:
         "training_beers": len(beers),
         "fit_seconds": round(fit_seconds, 2),
         "time_split_seconds": round(time_split_seconds, 2),
+        "intervals_seconds": round(intervals_seconds, 2),
         "model_mb": round(model_mb, 2),
         "load_seconds": round(load_seconds, 3),
         "beers": len(to_predict),
@@ -111,6 +118,29 @@ def main() -> None:
         "peak_rss_mb": round(peak_kib / 1024, 1),
     }
     print(json.dumps(figures))
+
+
+def _intervals_seconds(model, X, ibu, beers) -> float:
+    """The intervals of a training's two evaluations, timed on the fitted model's own
+    predictions standing in for every model's: a resample costs the same whichever."""
+    import numpy as np
+
+    from brewops.model import train, uncertainty
+
+    band, predicted = model.predict_band(X), model.predict_ibu(X)
+    repeats = train.Protocol().n_repeats
+    _, test = train.time_split(beers)
+    evaluations = [
+        (np.tile(band, (repeats, 1)), np.tile(predicted, (repeats, 1)), np.arange(len(ibu))),
+        (band, predicted, test),
+    ]
+    started = time.perf_counter()
+    for predicted_bands, ibus, rows in evaluations:
+        # the model and the three baselines
+        tally = uncertainty.Tally.of(ibu[rows], predicted_bands[..., rows], ibus[..., rows])
+        tallies = {name: tally for name in ("model", "a", "b", "c")}
+        uncertainty.intervals(tallies, train.recipes(X.iloc[rows]))
+    return time.perf_counter() - started
 
 
 if __name__ == "__main__":

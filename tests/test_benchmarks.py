@@ -59,6 +59,7 @@ def test_model_benchmark_prints_its_figures(catalog_path):
     for name in (
         "fit_seconds",
         "time_split_seconds",
+        "intervals_seconds",
         "model_mb",
         "load_seconds",
         "features_per_s",

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from brewops.catalog import to_v3_shape
 from brewops.json_schemas import schema as model_schema
-from brewops.model import bands, features, predict, registry
+from brewops.model import bands, features, predict, registry, uncertainty
 from brewops.model import train as training
 from brewops.model.cli import HEADLINE, PROBABILITY_FIGURES
 from brewops.model.cli import model as model_group
@@ -173,6 +173,23 @@ def test_evaluate_prints_one_json_object_last(trained_dir: Path, split_catalogue
     )
 
 
+def test_evaluate_gives_the_wilson_interval_of_its_accuracy(trained_dir: Path, split_catalogue):
+    _, unseen_file = split_catalogue
+    result = brewops_in_process(
+        "evaluate", "--model", str(trained_dir), "--catalog", str(unseen_file)
+    )
+    last = last_json_line(result)
+    right = round(last["accuracy"] * last["n"])
+    assert last["accuracy_interval"] == pytest.approx(list(uncertainty.wilson(right, last["n"])))
+    low, high = last["accuracy_interval"]
+    assert low < last["accuracy"] < high
+    assert last["unseen"]["accuracy_interval"] == last["accuracy_interval"]  # all new here
+    assert (
+        f"accuracy 95 % interval [{low:.3f}, {high:.3f}] (Wilson, {last['n']} beers)"
+        in result.stdout
+    )
+
+
 def test_evaluate_tells_the_beers_trained_on_from_new_ones(
     trained_dir: Path, split_catalogue, tmp_path: Path
 ):
@@ -199,8 +216,10 @@ def test_evaluate_tells_the_beers_trained_on_from_new_ones(
     assert together["n"] == alone["n"] + n_trained_on
     assert together["seen_in_training"] == n_trained_on
     # the figures on new beers are those of the new beers alone
-    assert together["unseen"] == pytest.approx(
-        {"n": alone["n"], **{k: alone[k] for k in together["unseen"] if k != "n"}}
+    unseen_figures = dict(together["unseen"])
+    assert unseen_figures.pop("accuracy_interval") == pytest.approx(alone["accuracy_interval"])
+    assert unseen_figures == pytest.approx(
+        {"n": alone["n"], **{k: alone[k] for k in unseen_figures if k != "n"}}
     )
     assert together["accuracy"] != alone["accuracy"]
     assert (
@@ -776,6 +795,17 @@ def test_the_files_of_a_version_that_has_no_tinseth_formula_follow_their_schemas
     card = card_of(trained_dir)
     for figures in (metrics, metrics["time_split"], card["metrics"]):
         del figures["baselines"]["tinseth_formula"]
+
+    assert schema_errors("metrics", metrics) == []
+    assert schema_errors("model_card", card) == []
+
+
+def test_the_files_of_a_version_trained_before_the_intervals_follow_their_schemas(
+    trained_dir: Path,
+):
+    metrics = json.loads((trained_dir / registry.METRICS_FILE).read_text(encoding="utf-8"))
+    card = card_of(trained_dir)
+    del metrics["cv"]["intervals"], metrics["time_split"]["intervals"], card["metrics"]["intervals"]
 
     assert schema_errors("metrics", metrics) == []
     assert schema_errors("model_card", card) == []

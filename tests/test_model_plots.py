@@ -346,3 +346,101 @@ def test_the_tinseth_formula_is_compared_next_to_the_model_and_has_no_probabilit
         "random forest\n6 columns",
         "majority class",
     ]
+
+
+def _with_intervals():
+    """Metrics of a model and two baselines, with intervals in both evaluations."""
+
+    def figures(accuracy, macro_f1, mae):
+        return {"accuracy": accuracy, "macro_f1": macro_f1, "mae": mae}
+
+    def around(found, spread):
+        return {key: [value - spread, value + spread] for key, value in found.items()}
+
+    model, forest, guess = (
+        figures(0.64, 0.65, 19.6),
+        figures(0.51, 0.5, 24.8),
+        figures(0.3, 0.1, 32.0),
+    )
+    intervals = {
+        "confidence": 0.95,
+        "figures": {
+            "model": around(model, 0.05),
+            "forest": around(forest, 0.04),
+            "guess": around(guess, 0.03),
+        },
+        "model_minus": {},
+    }
+    return {
+        "cv": {**model, "intervals": intervals},
+        "baselines": {"forest": forest, "guess": guess},
+        "time_split": {
+            **figures(0.67, 0.63, 11.2),
+            "baselines": {"forest": forest, "guess": guess},
+        },
+    }
+
+
+def test_the_interval_frame_gives_each_figure_with_the_ends_of_its_interval():
+    metrics = _with_intervals()
+    frame = plots.interval_frame(metrics)
+    # the newest fifth holds no intervals here (a version trained before them): no rows
+    assert set(frame["evaluation"]) == {"cross-validation"}
+    assert len(frame) == 3 * 3
+    forest_mae = frame[(frame["model"] == "forest") & (frame["figure"] == "mae")].iloc[0]
+    assert (forest_mae["value"], forest_mae["low"], forest_mae["high"]) == (24.8, 24.76, 24.84)
+    table = plots.interval_table(metrics)
+    assert list(table.columns) == ["accuracy", "macro_f1", "mae"]
+    assert table.loc[("cross-validation", "model"), "accuracy"] == "0.640 [0.590, 0.690]"
+    assert table.loc[("cross-validation", "forest"), "mae"] == "24.8 [24.8, 24.8]"
+
+
+def test_the_interval_figure_draws_an_error_bar_per_model_and_the_aims():
+    metrics = _with_intervals()
+    metrics["time_split"]["intervals"] = {
+        **metrics["cv"]["intervals"],
+        "figures": {"model": {"accuracy": [0.55, 0.8], "macro_f1": [0.5, 0.75], "mae": [8, 15]}},
+    }
+    aims = {("cross-validation", "accuracy"): 0.68, ("newest fifth", "accuracy"): 0.7}
+    fig = plots.plot_intervals(metrics, aims=aims)
+
+    accuracy, macro_f1 = fig.axes
+    assert [ax.get_title() for ax in fig.axes] == ["accuracy", "macro_f1"]
+    assert [t.get_text() for t in accuracy.get_xticklabels()] == ["model", "forest", "guess"]
+    bars = [c for c in accuracy.containers]
+    assert len(bars) == 2  # one series per evaluation
+    cv_points = bars[0].lines[0].get_ydata()
+    np.testing.assert_allclose(cv_points, [0.64, 0.51, 0.3])
+    np.testing.assert_allclose(bars[1].lines[0].get_ydata(), [0.67])  # the model alone
+    ends = bars[0].lines[2][0].get_segments()
+    np.testing.assert_allclose(
+        [segment[:, 1] for segment in ends], [[0.59, 0.69], [0.47, 0.55], [0.27, 0.33]]
+    )
+    aims_drawn = [c for c in accuracy.collections if c.get_linestyle()[0][1] is not None]
+    assert sorted(seg[0][1] for c in aims_drawn for seg in c.get_segments()) == [0.68, 0.7]
+    assert "aim" in [t.get_text() for t in accuracy.get_legend().get_texts()]
+    assert "aim" not in [t.get_text() for t in macro_f1.get_legend().get_texts()]
+    assert "95%" in fig.get_suptitle()
+    assert not legibility_problems(fig)
+
+
+def test_metrics_without_intervals_have_no_interval_figure():
+    figures = {"accuracy": 0.6, "macro_f1": 0.55, "mae": 20.0}
+    metrics = {"cv": figures, "baselines": {}, "time_split": {**figures, "baselines": {}}}
+    assert plots.interval_frame(metrics).empty
+    with pytest.raises(ValueError, match="train the model again"):
+        plots.plot_intervals(metrics)
+
+
+def test_the_margin_table_gives_the_interval_of_the_model_minus_each_baseline():
+    metrics = _with_intervals()
+    metrics["cv"]["intervals"]["model_minus"] = {
+        "forest": {"accuracy": [0.081, 0.186], "macro_f1": [-0.01, 0.2], "mae": [-7.94, -2.86]}
+    }
+    table = plots.margin_table(metrics)
+    assert table.loc[("cross-validation", "forest")].to_dict() == {
+        "accuracy": "[+0.081, +0.186]",
+        "macro_f1": "[-0.010, +0.200]",
+        "mae": "[-7.9, -2.9]",
+    }
+    assert len(table) == 1  # the newest fifth has no intervals here

@@ -451,6 +451,28 @@ def test_a_pickle_that_is_not_a_model_is_refused(trained, tmp_path):
         registry.load(folder)
 
 
+def test_the_card_page_gives_the_intervals_of_the_figures_and_of_the_margins(trained):
+    intervals = trained.card["metrics"]["intervals"]
+    low, high = intervals["time_split"]["accuracy"]
+    minus_low, minus_high = intervals["cv_model_minus"]["tinseth_formula"]["mae"]
+    lines = registry.card_markdown(trained.card).splitlines()
+
+    assert (
+        "## How sure: 95% intervals (bootstrap over the beers scored, one recipe's beers together)"
+        in lines
+    )
+    shown = [line for line in lines if line.startswith("- newest fifth: ")]
+    assert shown[0].startswith(f"- newest fifth: accuracy [{low:.3f}, {high:.3f}], macro_f1 [")
+    assert any(
+        line.startswith("  - model minus tinseth_formula: accuracy [")
+        and line.endswith(f"mae [{minus_low:.3f}, {minus_high:.3f}]")
+        for line in lines
+    )
+    older = {**trained.card, "metrics": {**trained.card["metrics"]}}
+    del older["metrics"]["intervals"]
+    assert "How sure" not in registry.card_markdown(older)
+
+
 @pytest.mark.parametrize(
     ("folds", "heading"),
     [

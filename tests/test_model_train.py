@@ -14,7 +14,7 @@ from sklearn.ensemble._forest import BaseForest
 
 from brewops import schema, tables, target
 from brewops.catalog import to_v3_shape
-from brewops.model import bands, features, train
+from brewops.model import bands, features, train, uncertainty
 from brewops.model.estimators import OrdinalForestClassifier
 from brewops.model.predict import (
     beers_to_predict,
@@ -125,6 +125,51 @@ def test_the_model_beats_the_baselines_and_the_tinseth_formula(trained):
     assert set(split["baselines"]) == set(baselines)
     for baseline in split["baselines"].values():
         assert split["accuracy"] > baseline["accuracy"]
+
+
+def test_every_figure_lies_in_its_interval_and_the_margins_in_theirs(trained):
+    metrics = trained.metrics
+    evaluations = (
+        (metrics["cv"], metrics["baselines"], 310),  # 320 beers, 14 of them 4 recipes
+        (metrics["time_split"], metrics["time_split"]["baselines"], 56),
+    )
+    for model, baselines, recipes in evaluations:
+        found = model["intervals"]
+        assert (found["confidence"], found["seed"], found["recipes"]) == (0.95, QUICK.seed, recipes)
+        assert set(found["figures"]) == {"model", *REFERENCES}
+        assert set(found["model_minus"]) == {*REFERENCES}
+        for name, intervals in found["figures"].items():
+            figures = model if name == "model" else baselines[name]
+            for key, (low, high) in intervals.items():
+                assert low <= figures[key] <= high, (name, key)
+        for name, intervals in found["model_minus"].items():
+            for key, (low, high) in intervals.items():
+                assert low <= model[key] - baselines[name][key] <= high, (name, key)
+    split = metrics["time_split"]
+    right = round(split["accuracy"] * split["n_test"])
+    assert split["intervals"]["accuracy_wilson"] == list(uncertainty.wilson(right, split["n_test"]))
+    card = trained.card["metrics"]["intervals"]
+    assert card["cv"] == metrics["cv"]["intervals"]["figures"]["model"]
+    assert card["time_split_model_minus"] == split["intervals"]["model_minus"]
+
+
+def test_the_intervals_of_the_cross_validation_resample_the_recipes(catalog_beers, monkeypatch):
+    seen = []
+    bootstrap = uncertainty.bootstrap
+
+    def recorded(tally, versus=None, groups=None, **kwargs):
+        seen.append(groups)
+        return bootstrap(tally, versus, groups, **kwargs)
+
+    monkeypatch.setattr(uncertainty, "bootstrap", recorded)
+    beers = features.labelled(catalog_beers)[::2]
+    X = features.build_features(beers)
+    protocol = train.Protocol(n_splits=2, n_repeats=2, time_split_seeds=1, n_jobs=1)
+    metrics, _ = train.cross_validate(X, features.ibu_values(beers), protocol, TINY)
+    assert len(seen) == 2 * len(REFERENCES) + 1
+    for groups in seen:
+        np.testing.assert_array_equal(groups, train.recipes(X))
+    assert metrics["cv"]["intervals"]["recipes"] == len(np.unique(train.recipes(X)))
 
 
 def test_the_models_probabilities_beat_both_baselines(trained):

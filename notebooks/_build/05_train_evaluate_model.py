@@ -60,7 +60,7 @@ import pandas as pd
 from brewops import summary, tables
 from brewops import target as targets
 from brewops.catalog import catalog_source, load_catalog
-from brewops.model import PROTOCOL_SEED, bands, domain, features, plots, registry, train
+from brewops.model import PROTOCOL_SEED, bands, domain, features, plots, registry, train, uncertainty
 from brewops.model.predict import beers_to_predict, checked_beer_ids, predict_beers, predictions_frame
 
 # refused here, before the target starts, when a value cannot run
@@ -156,6 +156,43 @@ comparison.set_index(["evaluation", "model"]).round(3)
 """),
         code("""
 comparison_figure = plots.plot_comparison(metrics)
+"""),
+        md("""
+## How sure are these figures?
+
+Each figure comes from a few hundred beers, the newest fifth's from 64: other beers of the
+same kind would give other figures. Beside each figure, its 95 % interval: a bootstrap
+(BCa, fixed seed) that resamples the beers scored, the beers of one recipe together as the
+folds keep them, and recomputes the figure. It counts which beers happened to be scored,
+not how other training beers would change the model (the spread over the repeats, the
+`_std` figures of `metrics.json`, and over the forest seeds, below, show some of that):
+if anything, the intervals are narrow.
+"""),
+        code("""
+plots.interval_table(metrics)
+"""),
+        code("""
+aims = {  # the figures the model aims at
+    ("cross-validation", "accuracy"): 0.68,
+    ("cross-validation", "macro_f1"): 0.66,
+    ("newest fifth", "accuracy"): 0.70,
+}
+interval_figure = plots.plot_intervals(metrics, aims=aims)
+"""),
+        md("""
+Each aim against the model's interval: inside it, these beers cannot tell the model
+from one that reaches the aim; above it, the model falls short by more than the luck
+of the beers. On the newest fifth, the Wilson interval (each beer an independent trial of
+a fixed model) says the same as the bootstrap.
+"""),
+        code("""
+intervals = plots.interval_frame(metrics)
+model_intervals = intervals[intervals["model"] == "model"].set_index(["evaluation", "figure"])
+for (evaluation, key), aim in aims.items():
+    row = model_intervals.loc[(evaluation, key)]
+    print(f"{evaluation} {key}", uncertainty.against_aim(row["value"], [row["low"], row["high"]], aim))
+low, high = metrics["time_split"]["intervals"]["accuracy_wilson"]
+print(f"newest fifth accuracy, Wilson interval: [{low:.3f}, {high:.3f}]")
 """),
         md("""
 The newest fifth is a small test set (one beer moves accuracy by 1.6 points), and the
@@ -275,6 +312,14 @@ for name, baseline in baselines.items():
 pd.DataFrame(margins).round(3)
 """),
         md("""
+How sure are the margins? The model and each baseline are scored on the same beers, so
+the interval of their difference resamples the beers once for both (paired). An accuracy
+or macro-F1 interval above 0, an MAE one below 0, is a lead beyond the luck of the beers.
+"""),
+        code("""
+plots.margin_table(metrics)
+"""),
+        md("""
 ## Register the model
 
 `s3://BUCKET/models/ibu/<version>/` gets the fitted pipeline (`model.joblib`), `metrics.json`
@@ -366,6 +411,10 @@ figures = summary.record(
     time_split_accuracy=round(split["accuracy"], 4),
     time_split_macro_f1=round(split["macro_f1"], 4),
     time_split_accuracy_mean_over_seeds=round(split["over_seeds"]["accuracy_mean"], 4),
+    cv_accuracy_low=round(cv["intervals"]["figures"]["model"]["accuracy"][0], 4),
+    cv_accuracy_high=round(cv["intervals"]["figures"]["model"]["accuracy"][1], 4),
+    time_split_accuracy_low=round(split["intervals"]["figures"]["model"]["accuracy"][0], 4),
+    time_split_accuracy_high=round(split["intervals"]["figures"]["model"]["accuracy"][1], 4),
     model_version=version,
 )
 pd.Series(figures)

@@ -152,7 +152,9 @@ def evaluate(model_location: str, catalog_path: Path, progress: bool) -> None:
 
     `n` beers scored, the headline figures `accuracy`, `macro_f1`, `mae`, `r2`,
     `mae_ibu_le_150` and `r2_ibu_le_150` (an undefined one, R² of a single beer, is null),
-    `per_class` and `confusion_matrix` (rows the true band), and `model_version`.
+    `accuracy_interval` (the Wilson 95 % interval of the accuracy: how far the luck of the
+    beers scored could move it), `per_class` and `confusion_matrix` (rows the true band),
+    and `model_version`.
     Beers the model was trained on (same name) are counted in `seen_in_training`, and the
     figures on the others alone are under `unseen` (null when there is none); both are null
     when the model card does not list its beers. Beers without a numeric IBU cannot be
@@ -201,6 +203,8 @@ def evaluate(model_location: str, catalog_path: Path, progress: bool) -> None:
         click.echo(f"left out: {_without_ibu_summary(without_ibu)}")
     for key in HEADLINE:
         click.echo(f"  {key:16s} {metrics[key]:.3f}")
+    low, high = metrics["accuracy_interval"]
+    click.echo(f"  accuracy 95 % interval [{low:.3f}, {high:.3f}] (Wilson, {metrics['n']} beers)")
     click.echo(
         f"band probabilities: brier {metrics['brier']:.3f}, log_loss {metrics['log_loss']:.3f}, "
         f"ece {metrics['ece']:.3f}; predicted IBU in another band than the predicted band "
@@ -214,6 +218,7 @@ def evaluate(model_location: str, catalog_path: Path, progress: bool) -> None:
     result = {
         "n": metrics["n"],
         **_headline(metrics),
+        "accuracy_interval": metrics["accuracy_interval"],
         **{key: metrics[key] for key in PROBABILITY_FIGURES},
         "per_class": metrics["per_class"],
         "confusion_matrix": metrics["confusion_matrix"],
@@ -225,7 +230,7 @@ def evaluate(model_location: str, catalog_path: Path, progress: bool) -> None:
         },
         "without_ibu": len(without_ibu),
         "duplicates_dropped": sum(dropped),
-        "unseen": _scored(metrics["unseen"], *PROBABILITY_FIGURES),
+        "unseen": _scored(metrics["unseen"], "accuracy_interval", *PROBABILITY_FIGURES),
         "outside_training": (
             {
                 **{

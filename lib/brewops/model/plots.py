@@ -244,3 +244,138 @@ def comparison_frame(metrics: dict[str, Any]) -> pd.DataFrame:
                 {"model": name, "evaluation": evaluation, **{k: figures.get(k) for k in keys}}
             )
     return pd.DataFrame(rows)
+
+
+_EVALUATIONS = (("cross-validation", "cv"), ("newest fifth", "time_split"))
+
+
+def interval_frame(metrics: dict[str, Any]) -> pd.DataFrame:
+    """One row per (model or baseline, evaluation, figure) of `accuracy`, `macro_f1` and
+    `mae`: the figure and the `low` and `high` ends of its interval (metrics.json's
+    `intervals`). An evaluation without intervals (a version trained before them) has no
+    rows."""
+    rows = []
+    for evaluation, key in _EVALUATIONS:
+        found = metrics[key].get("intervals")
+        if not found:
+            continue
+        baselines = metrics["baselines"] if key == "cv" else metrics[key]["baselines"]
+        for name, intervals in found["figures"].items():
+            figures = metrics[key] if name == "model" else baselines[name]
+            for figure, (low, high) in intervals.items():
+                rows.append(
+                    {
+                        "evaluation": evaluation,
+                        "model": name,
+                        "figure": figure,
+                        "value": figures[figure],
+                        "low": low,
+                        "high": high,
+                    }
+                )
+    return pd.DataFrame(rows, columns=["evaluation", "model", "figure", "value", "low", "high"])
+
+
+def plot_intervals(
+    metrics: dict[str, Any],
+    keys: Sequence[str] = ("accuracy", "macro_f1"),
+    aims: dict[tuple[str, str], float] | None = None,
+) -> Figure:
+    """The model and the baselines with their intervals (`interval_frame`), a panel per
+    figure of `keys`, the evaluations side by side; `aims`, by (evaluation, figure), are
+    drawn as short dashed lines at the model's place."""
+    import matplotlib.pyplot as plt
+
+    keys = [keys] if isinstance(keys, str) else list(keys)
+    rows = interval_frame(metrics)
+    if rows.empty:
+        raise ValueError("these metrics hold no intervals: train the model again to compute them")
+    confidence = metrics["cv"]["intervals"]["confidence"]
+    width = min(5 * len(keys), plotstyle.MAX_WIDTH)
+    fig, axes = plt.subplots(1, len(keys), figsize=(width, 3.8), squeeze=False)
+    names = [name for name in _ORDER if name in set(rows["model"])]
+    names += [name for name in dict.fromkeys(rows["model"]) if name not in names]
+    evaluations = list(dict.fromkeys(rows["evaluation"]))
+    offsets = np.linspace(-0.15, 0.15, len(evaluations)) if len(evaluations) > 1 else [0.0]
+    markers = ("o", "s", "^", "D")
+    for ax, key in zip(axes.flat, keys, strict=True):
+        for i, evaluation in enumerate(evaluations):
+            shown = rows[(rows["figure"] == key) & (rows["evaluation"] == evaluation)]
+            shown = shown.set_index("model").reindex(names).dropna(subset=["value"])
+            place = np.array([names.index(name) for name in shown.index]) + offsets[i]
+            value, low, high = (shown[c].to_numpy(dtype=float) for c in ("value", "low", "high"))
+            ax.errorbar(
+                place,
+                value,
+                yerr=[value - low, high - value],
+                fmt=markers[i % len(markers)],
+                capsize=4,
+                color=plotstyle.PALETTE[i],
+                label=evaluation,
+            )
+            aim = (aims or {}).get((evaluation, key))
+            if aim is not None and "model" in names:
+                at = names.index("model") + offsets[i]
+                ax.hlines(
+                    aim,
+                    at - 0.14,
+                    at + 0.14,
+                    colors=plotstyle.PALETTE[i],
+                    linestyles="--",
+                    linewidth=1.5,
+                )
+        if aims and any(k == key for _, k in aims):
+            ax.plot([], [], color="grey", linestyle="--", label="aim")
+        # at 14 characters "random forest" runs into "majority class" beside it
+        ax.set_xticks(range(len(names)), [textwrap.fill(n.replace("_", " "), 10) for n in names])
+        ax.set_xlim(-0.5, len(names) - 0.5)
+        ax.set_title(key)
+        if key in _SHARES:
+            ax.set_ylim(0, 1)
+        ax.set_ylabel(_SCORE_LABELS.get(key, key))
+        ax.legend(fontsize=8)
+    fig.suptitle(f"The model against the baselines, {confidence:.0%} intervals")
+    fig.tight_layout()
+    return fig
+
+
+def interval_table(metrics: dict[str, Any]) -> pd.DataFrame:
+    """`interval_frame` to read: per (evaluation, model), each figure as "value [low, high]"
+    (MAE in IBU to 0.1, the shares to 0.001)."""
+    rows = interval_frame(metrics)
+    digits = np.where(rows["figure"] == "mae", 1, 3)
+    shown = [
+        f"{value:.{d}f} [{low:.{d}f}, {high:.{d}f}]"
+        for value, low, high, d in zip(
+            rows["value"], rows["low"], rows["high"], digits, strict=True
+        )
+    ]
+    table = rows.assign(shown=shown).pivot(
+        index=["evaluation", "model"], columns="figure", values="shown"
+    )
+    # the evaluations as computed, the model first and the baselines in the known order
+    names = list(dict.fromkeys(rows["model"]))
+    names = [n for n in _ORDER if n in names] + [n for n in names if n not in _ORDER]
+    order = [
+        (e, n) for e in dict.fromkeys(rows["evaluation"]) for n in names if (e, n) in table.index
+    ]
+    return table.loc[
+        order, [key for key in ("accuracy", "macro_f1", "mae") if key in table.columns]
+    ]
+
+
+def margin_table(metrics: dict[str, Any]) -> pd.DataFrame:
+    """Per (evaluation, baseline), the interval of the model's figure minus the baseline's
+    on the same beers, as "[low, high]" with signs (MAE in IBU to 0.1, the shares to
+    0.001): above 0 for accuracy and macro-F1, below 0 for MAE, is a lead beyond the luck
+    of the beers."""
+    rows = {}
+    for evaluation, key in _EVALUATIONS:
+        found = metrics[key].get("intervals")
+        for name, figures in (found or {}).get("model_minus", {}).items():
+            rows[(evaluation, name)] = {
+                figure: f"[{low:+.{1 if figure == 'mae' else 3}f}, "
+                f"{high:+.{1 if figure == 'mae' else 3}f}]"
+                for figure, (low, high) in figures.items()
+            }
+    return pd.DataFrame.from_dict(rows, orient="index")

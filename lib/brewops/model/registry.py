@@ -256,6 +256,26 @@ def _training_ranges(card: dict[str, Any]) -> list[str]:
     ]
 
 
+def _intervals(intervals: Any) -> list[str]:
+    """The card's intervals: the model's figures, then its lead over each baseline."""
+    if not isinstance(intervals, dict):  # a card written before they were computed
+        return []
+
+    def shown(figures: dict[str, list[float]]) -> str:
+        return ", ".join(f"{key} [{low:.3f}, {high:.3f}]" for key, (low, high) in figures.items())
+
+    lines = [
+        "",
+        f"## How sure: {intervals['confidence']:.0%} intervals "
+        "(bootstrap over the beers scored, one recipe's beers together)",
+    ]
+    for evaluation, title in (("cv", "cross-validation"), ("time_split", "newest fifth")):
+        lines.append(f"- {title}: {shown(intervals[evaluation])}")
+        for name, figures in intervals[f"{evaluation}_model_minus"].items():
+            lines.append(f"  - model minus {name}: {shown(figures)}")
+    return lines
+
+
 def _code(card: dict[str, Any]) -> list[str]:
     code = card.get("code")
     if not isinstance(code, dict):  # a card written before it was recorded
@@ -300,6 +320,7 @@ def card_markdown(card: dict[str, Any]) -> str:
             f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in split.items()
         )
         lines += ["", "## Newest fifth by first_brewed (trained on the older beers)", f"- {shown}"]
+    lines += _intervals(metrics.get("intervals"))
     lines += [
         "",
         "## Features",

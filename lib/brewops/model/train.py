@@ -13,7 +13,10 @@ The protocol, fixed so results compare between runs:
   regression of IBU: MAE and R², over all beers and over beers with IBU <= 150;
 - a split by `first_brewed`: train on the older beers, test on the newest fifth, as a
   proxy for beers the model has never seen;
-- permutation importance of each feature on that newest fifth.
+- permutation importance of each feature on that newest fifth;
+- for both evaluations, 95 % intervals of accuracy, macro-F1 and MAE, and of the model's
+  margins over the baselines (`uncertainty`): how far the luck of the beers scored could
+  move them.
 
 Features are computed once per beer: they depend on that beer alone (no statistics of
 other beers), so computing them before splitting is the same as computing them per fold.
@@ -52,7 +55,7 @@ from sklearn.pipeline import Pipeline
 from brewops import provenance, schema
 from brewops.errors import ActionableError
 from brewops.interrupts import in_background
-from brewops.model import MAX_SEED, PROTOCOL_SEED, bands, domain, features
+from brewops.model import MAX_SEED, PROTOCOL_SEED, bands, domain, features, uncertainty
 from brewops.model.estimators import BeerFeatures, IbuModel, OrdinalForestClassifier
 from brewops.model.predict import feature_matrix
 
@@ -502,11 +505,11 @@ def evaluate_catalogue(
     def scores(chosen: np.ndarray) -> dict[str, Any] | None:
         if not chosen.any():
             return None
-        return all_metrics(
-            ibu[chosen], predicted_band[chosen], predicted_ibu[chosen], proba[chosen]
+        return with_accuracy_interval(
+            all_metrics(ibu[chosen], predicted_band[chosen], predicted_ibu[chosen], proba[chosen])
         )
 
-    result = all_metrics(ibu, predicted_band, predicted_ibu, proba)
+    result = with_accuracy_interval(all_metrics(ibu, predicted_band, predicted_ibu, proba))
     new = np.ones(len(beers), dtype=bool)
     if trained_on is None:
         result.update(seen_in_training=None, unseen=None)
@@ -533,6 +536,13 @@ def evaluate_catalogue(
             "inside": scores(~flagged & new),
         }
     return result
+
+
+def with_accuracy_interval(figures: dict[str, Any]) -> dict[str, Any]:
+    """`figures` and `accuracy_interval`, the Wilson 95 % interval of their accuracy: the
+    beers scored as independent trials of a fixed model."""
+    right = round(figures["accuracy"] * figures["n"])
+    return {**figures, "accuracy_interval": list(uncertainty.wilson(right, figures["n"]))}
 
 
 _SCALARS = ("accuracy", "macro_f1", "mae", "r2", "mae_ibu_le_150", "r2_ibu_le_150")
@@ -658,6 +668,11 @@ def cross_validate(
     }
     for summary in summaries.values():
         summary["folds"] = protocol.n_splits
+    summaries["model"]["intervals"] = uncertainty.intervals(
+        {name: uncertainty.Tally.of(ibu, pred_band[name], pred_ibu[name]) for name in names},
+        recipes(X),
+        seed=protocol.seed,
+    )
     out_of_fold = pd.DataFrame(
         {
             "ibu": ibu,
@@ -682,21 +697,27 @@ def cv_splits(
     copy in the training folds would be recalled, not predicted. Without such beers the
     folds are those of `RepeatedStratifiedKFold` on the beers themselves.
     """
+    recipe = recipes(X)
+    _, first = np.unique(recipe, return_index=True)  # recipes in the order of their first beer
+    folds = RepeatedStratifiedKFold(
+        n_splits=protocol.n_splits, n_repeats=protocol.n_repeats, random_state=protocol.seed
+    )
+    return [
+        (np.flatnonzero(np.isin(recipe, train)), np.flatnonzero(np.isin(recipe, test)))
+        for train, test in folds.split(first, band[first])
+    ]
+
+
+def recipes(X: pd.DataFrame) -> np.ndarray:
+    """Per beer the number of its recipe, 0 for the first beer's and counting up in the
+    order of their first beer: beers whose features are identical share one."""
     # hash_pandas_object: equal rows (NaN in the same places too) get equal hashes
     _, first, recipe = np.unique(
         pd.util.hash_pandas_object(X, index=False).to_numpy(),
         return_index=True,
         return_inverse=True,
     )
-    in_order = np.argsort(first)  # recipes in the order of their first beer
-    recipe = np.argsort(in_order)[recipe.ravel()]
-    folds = RepeatedStratifiedKFold(
-        n_splits=protocol.n_splits, n_repeats=protocol.n_repeats, random_state=protocol.seed
-    )
-    return [
-        (np.flatnonzero(np.isin(recipe, train)), np.flatnonzero(np.isin(recipe, test)))
-        for train, test in folds.split(first[in_order], band[first[in_order]])
-    ]
+    return np.argsort(np.argsort(first))[recipe.ravel()]
 
 
 def _run_fold(
@@ -758,6 +779,19 @@ def evaluate_time_split(
     result["over_seeds"] = _time_split_over_seeds(
         bands.band_index(ibu[test]), seeds, [predicted_band, *refitted]
     )
+    result["intervals"] = uncertainty.intervals(
+        {
+            "model": uncertainty.Tally.of(ibu[test], predicted_band, predicted_ibu),
+            **{
+                name: uncertainty.Tally.of(ibu[test], band, predicted)
+                for name, (band, predicted) in baseline_predictions.items()
+            },
+        },
+        recipes(X.iloc[test]),
+        seed=protocol.seed,
+    )
+    correct = int(np.sum(predicted_band == bands.band_index(ibu[test])))
+    result["intervals"]["accuracy_wilson"] = list(uncertainty.wilson(correct, len(test)))
     predictions = pd.DataFrame(
         {
             "id": [beers[i].get("id") for i in test],
@@ -1070,8 +1104,23 @@ def model_card(
                     for k in ("accuracy_mean", "accuracy_std")
                 },
             },
+            **({"intervals": card_intervals(metrics)} if "intervals" in metrics["cv"] else {}),
         },
         "intended_use": "Estimating the bitterness of home-brew recipes in the Punk API / DIY Dog "
         "format. Not a substitute for a laboratory IBU measurement.",
         "limitations": limitations,
+    }
+
+
+def card_intervals(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The model card's intervals: the model's own, and those of its lead over each
+    baseline (model minus baseline), in cross-validation and on the newest fifth."""
+    evaluations = {
+        "cv": metrics["cv"]["intervals"],
+        "time_split": metrics["time_split"]["intervals"],
+    }
+    return {
+        "confidence": evaluations["cv"]["confidence"],
+        **{name: found["figures"]["model"] for name, found in evaluations.items()},
+        **{f"{name}_model_minus": found["model_minus"] for name, found in evaluations.items()},
     }
