@@ -784,10 +784,37 @@ def test_a_process_allowed_one_cpu_trains_with_one_worker_whatever_n_jobs_asks(
     assert asked == [1, 1]
 
 
-@pytest.mark.parametrize(("n_jobs", "cpus", "expected"), [(2, 4, 2), (8, 2, 2), (1, 2, 1)])
-def test_the_workers_are_those_asked_up_to_one_per_usable_cpu(monkeypatch, n_jobs, cpus, expected):
+@pytest.mark.parametrize(
+    ("n_jobs", "cpus", "tasks", "expected"),
+    [(2, 4, 25, 2), (8, 2, 25, 2), (1, 2, 25, 1), (64, 64, 25, 25), (8, 64, 5, 5), (2, 2, 1, 1)],
+)
+def test_the_workers_are_those_asked_up_to_one_per_usable_cpu_and_per_task(
+    monkeypatch, n_jobs, cpus, tasks, expected
+):
     monkeypatch.setattr(train, "usable_cpus", lambda: cpus)
-    assert train.workers(n_jobs) == expected
+    assert train.workers(n_jobs, tasks) == expected
+
+
+def test_a_machine_of_many_cpus_starts_no_more_workers_than_there_are_fits(
+    catalog_beers, monkeypatch
+):
+    # joblib starts every worker asked for at once: n_jobs=-1 on 64 CPUs started 64
+    # processes for the 25 folds, and the 5 fits of the newest fifth
+    beers = features.labelled(catalog_beers)[:60]
+    X, ibu = features.build_features(beers), features.ibu_values(beers)
+    protocol = train.Protocol(n_splits=2, n_repeats=2, time_split_seeds=3, importance_repeats=1)
+    asked = []
+
+    class RecordedParallel(joblib.Parallel):
+        def __init__(self, n_jobs=None, **kwargs):
+            asked.append(n_jobs)
+            super().__init__(n_jobs=1, **kwargs)  # what was asked is recorded, not started
+
+    monkeypatch.setattr(joblib, "Parallel", RecordedParallel)
+    monkeypatch.setattr(train, "usable_cpus", lambda: 64)
+    train.cross_validate(X, ibu, replace(protocol, n_jobs=64), TINY)
+    train.evaluate_time_split(beers, X, ibu, replace(protocol, n_jobs=64), TINY)
+    assert asked == [4, 3]
 
 
 def test_the_time_split_fits_its_models_in_the_workers_beside_the_seed_refits(

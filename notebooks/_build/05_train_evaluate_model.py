@@ -49,7 +49,7 @@ model_version: Optional[str] = None  # to load back; None: the one registered no
 repeats = 5  # repeats of the cross-validation (the fixed protocol uses 5)
 folds = 5  # folds per repeat (the fixed protocol uses 5)
 seed: Optional[int] = None  # of the folds, baselines and importance; None: the fixed protocol's
-n_jobs = 2  # folds evaluated in parallel, at most one per usable CPU
+n_jobs = 2  # folds evaluated in parallel, at most one per usable CPU and per fold; -1 for every CPU
 predict_ids = [1, 25, 100, 192, 280]  # beers to predict; none in the data: the first five
 keep_model = True  # False: delete the version registered by this run at the end
 """,

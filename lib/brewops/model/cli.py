@@ -90,7 +90,8 @@ def model() -> None:
     default=2,
     show_default=True,
     callback=_nonzero_jobs,
-    help="Folds evaluated in parallel, at most one per usable CPU (-1: one per CPU).",
+    help="Folds evaluated in parallel, at most one per usable CPU and one per fold (-1: one "
+    "per usable CPU).",
 )
 @PROGRESS_OPTION
 def train(

@@ -126,12 +126,14 @@ def usable_cpus() -> int:
     return int(cpu_count())
 
 
-def workers(n_jobs: int) -> int:
-    """The worker processes for the protocol's `n_jobs`, at most one per usable CPU: two on
-    one CPU only take turns, each with its own copy of the libraries and the data."""
+def workers(n_jobs: int, tasks: int) -> int:
+    """The worker processes for the protocol's `n_jobs` to run `tasks` fits, at most one per
+    usable CPU: two on one CPU only take turns, each with its own copy of the libraries and
+    the data. And at most one per task: joblib starts every worker asked for at once, and
+    `n_jobs=-1` on 64 CPUs started 64 of them (0.2 GB each once at work) for 25 folds."""
     from joblib import effective_n_jobs
 
-    return min(effective_n_jobs(n_jobs), usable_cpus())
+    return max(1, min(effective_n_jobs(n_jobs), usable_cpus(), tasks))
 
 
 @dataclass(frozen=True)
@@ -636,7 +638,7 @@ def cross_validate(
     pred_proba: dict[str, np.ndarray] = {}  # of those that give probabilities
     # Folds run in parallel processes, each single-threaded: the forests are small, so
     # threads inside one forest would mostly wait on each other.
-    results = Parallel(n_jobs=workers(protocol.n_jobs), return_as="generator")(
+    results = Parallel(n_jobs=workers(protocol.n_jobs, len(splits)), return_as="generator")(
         delayed(_run_fold)(X, ibu, train, test, protocol.seed, params) for train, test in splits
     )
     progress_bar = ProgressBar(
@@ -756,7 +758,7 @@ def evaluate_time_split(
     seeds = [params.random_state + i for i in range(max(1, protocol.time_split_seeds))]
     # The model, its baselines and the refits with the other forest seeds run side by side
     # in the workers: fitted here, the model would keep the other workers waiting.
-    first, *refitted = Parallel(n_jobs=workers(protocol.n_jobs))(
+    first, *refitted = Parallel(n_jobs=workers(protocol.n_jobs, len(seeds)))(
         [delayed(_time_split_model)(X, ibu, train, test, protocol, params)]
         + [
             delayed(_time_split_bands)(X, ibu, train, test, replace(params, random_state=seed))
