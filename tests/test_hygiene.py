@@ -91,6 +91,20 @@ def test_a_deprecation_met_in_the_package_fails_the_suite(category: type[Warning
     assert [w.category for w in reported] == [category]
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="Linux's CPU affinity")
+@pytest.mark.parametrize("option", ["auto", "logical"])
+def test_pytest_n_auto_starts_a_worker_per_cpu_the_suite_may_use(request, monkeypatch, option):
+    # as a container's cpuset or `taskset -c 0` leaves it: pytest-xdist counted every core
+    # of the machine, and each worker starts an emulator and a local stack of its own
+    hook, config = request.config.hook, request.config
+    monkeypatch.delenv("PYTEST_XDIST_AUTO_NUM_WORKERS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    monkeypatch.setattr(config.option, "numprocesses", option)
+    assert hook.pytest_xdist_auto_num_workers(config=config) == 1
+    monkeypatch.setenv("PYTEST_XDIST_AUTO_NUM_WORKERS", "3")  # as pytest-xdist documents
+    assert hook.pytest_xdist_auto_num_workers(config=config) == 3
+
+
 def test_there_are_numbered_notebooks():
     names = [nb.name for nb in NOTEBOOKS]
     assert names, "no numbered notebooks"
