@@ -563,6 +563,20 @@ def test_a_damaged_gzip_object_is_named_as_unreadable(delivered, damage):
 
 
 @pytest.mark.emulator
+def test_an_object_s3_keeps_refusing_is_named_as_unreadable(delivered, monkeypatch):
+    from fixtures.faults import s3_error
+
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # botocore's retries would only add waits
+    local = delivered.tables
+    local.session.events.register("before-send.s3.GetObject", s3_error("SlowDown", 503))
+
+    with pytest.raises(tables.UnreadableTableError, match=r"SlowDown.*run again") as caught:
+        tables.read_table("raw", local)
+
+    assert caught.value.objects and all(o.startswith("s3://") for o in caught.value.objects)
+
+
+@pytest.mark.emulator
 def test_an_athena_failure_is_an_unreadable_table(delivered, monkeypatch):
     import awswrangler as wr
 

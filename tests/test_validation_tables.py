@@ -453,6 +453,20 @@ def test_a_raw_object_that_cannot_be_decompressed_is_listed_as_unreadable(delive
     assert report.unreadable[["table", "object"]].values.tolist() == [["raw", truncated]]
 
 
+def test_a_raw_table_s3_keeps_refusing_to_give_fails_its_gate(delivered, monkeypatch):
+    from fixtures.faults import s3_error
+
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # botocore's retries would only add waits
+    local = delivered.tables
+    local.session.events.register("before-send.s3.GetObject", s3_error("InternalError", 500))
+
+    report = validation.validate(local, expected=_expectation(delivered), tables=["raw"])
+
+    (failure,) = report.failures
+    assert (failure.rule, failure.table) == ("unreadable data", "raw")
+    assert "InternalError" in failure.message and failure.rows
+
+
 def test_an_error_object_that_cannot_be_read_is_noted_not_failed(delivered):
     local = delivered.tables
     key = "errors/cleaned/processing-failed/ingest_date=2026-11-26/brewops-cleaned-dev-1-x.gz"

@@ -505,8 +505,7 @@ def _read_json_skipping_malformed(
     s3 = aws_client(tgt, "s3")
     records, malformed = [], []
     for path in paths:
-        bucket, key = split_s3_uri(path)
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        body = _object_bytes(s3, path)
         try:
             text = (gzip.decompress(body) if body[:2] == GZIP_MAGIC else body).decode("utf-8")
         # zlib.error: a gzip whose compressed data is corrupt, not only cut short
@@ -531,6 +530,20 @@ def _read_json_skipping_malformed(
     return pd.DataFrame(records), malformed
 
 
+def _object_bytes(s3: Any, path: str, **kwargs: Any) -> bytes:
+    """The bytes of the object at `path` (`kwargs` go to GetObject); UnreadableTableError,
+    naming the object, when S3 does not give them after botocore's retries."""
+    bucket, key = split_s3_uri(path)
+    try:
+        return s3.get_object(Bucket=bucket, Key=key, **kwargs)["Body"].read()
+    except (ClientError, BotoCoreError) as exc:
+        raise UnreadableTableError(
+            f"{path} cannot be read from S3: {exc}. A SlowDown, a 5xx or a timeout passes: "
+            "run again in a minute; AccessDenied needs s3:GetObject on the bucket.",
+            [path],
+        ) from exc
+
+
 def _runs_by_compression(paths: list[str], tgt: Any) -> list[tuple[str | None, list[str]]]:
     """`paths` cut into runs of one compression, in their order (rows keep delivery order)."""
     runs: list[tuple[str | None, list[str]]] = []
@@ -540,8 +553,7 @@ def _runs_by_compression(paths: list[str], tgt: Any) -> list[tuple[str | None, l
             compression: str | None = "gzip"
         else:
             s3 = s3 or aws_client(tgt, "s3")
-            bucket, key = split_s3_uri(path)
-            head = s3.get_object(Bucket=bucket, Key=key, Range="bytes=0-1")["Body"].read()
+            head = _object_bytes(s3, path, Range="bytes=0-1")
             compression = "gzip" if head == GZIP_MAGIC else None
         if runs and runs[-1][0] == compression:
             runs[-1][1].append(path)
