@@ -571,7 +571,9 @@ class _PagedS3:
         self.deleted.append([item["Key"] for item in Delete["Objects"]])
         return {}  # Quiet: only the keys S3 refused are answered
 
-    def put_object(self, Bucket: str, Key: str, Body: Any, IfNoneMatch: str) -> dict:
+    def put_object(
+        self, Bucket: str, Key: str, Body: Any, IfNoneMatch: str, Metadata: dict
+    ) -> dict:
         assert IfNoneMatch == "*"  # a version is never overwritten
         self.uploaded.append(f"s3://{Bucket}/{Key}")
         return {}
@@ -769,6 +771,32 @@ def test_register_list_and_load_the_latest_through_s3(
 
     assert registry.delete_version(registry_uri, newer) == len(registry.VERSION_FILES)
     assert registry.list_versions(registry_uri) == [older]
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize("lost", [registry.MODEL_FILE, registry.CARD_FILE])
+def test_a_write_whose_answer_was_lost_is_not_taken_for_another_upload(trained, registry_uri, lost):
+    # GIVEN S3 writes a file of the version but its answer never comes: botocore sends the
+    # PUT again, and S3 refuses it, the key being taken (by that first attempt)
+    from fixtures.faults import answer_lost
+
+    s3 = boto3.client("s3")
+    lose = answer_lost(url_ending=f"/{lost}")
+    s3.meta.events.register("before-send.s3.PutObject", lose)
+    moment = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+    # WHEN the model is registered
+    version, _ = registry.register(
+        trained.model, trained.metrics, trained.card, registry_uri, client=s3, now=moment
+    )
+
+    # THEN it is one complete version, under the id of that second: no other second's, and
+    # no folder left half written
+    assert lose.lost == 1
+    assert version == registry.new_version(trained.card["data"]["sha256"], moment)
+    listing = registry.describe_versions(registry_uri)
+    assert [v.version for v in listing.versions] == [version] and listing.incomplete == []
+    assert listing.versions[0].problems == []
 
 
 @pytest.mark.emulator

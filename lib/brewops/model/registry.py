@@ -25,6 +25,7 @@ import math
 import os
 import re
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -409,16 +410,23 @@ def publish(folder: str | Path, registry_uri: str, version: str, client: Any = N
             "was published. Give a folder made by `brewops model train --catalog FILE --out DIR`."
         )
     uri = f"s3://{bucket}/{prefix}{version}/"
+    upload = uuid.uuid4().hex  # tells this upload's objects from another's of the same id
     with _s3_errors(registry_uri):
         s3 = _s3(client)
         # the card last: a version with a card is complete
         for name in (MODEL_FILE, METRICS_FILE, CARD_MARKDOWN_FILE, CARD_FILE):
             if (folder / name).is_file():
-                _put_new(s3, folder / name, bucket, f"{prefix}{version}/{name}", uri)
+                _put_new(s3, folder / name, bucket, f"{prefix}{version}/{name}", uri, upload)
     return uri
 
 
-def _put_new(s3: Any, path: Path, bucket: str, key: str, version_uri: str) -> None:
+# the object metadata naming the upload that wrote a version's file
+UPLOAD_METADATA = "brewops-upload"
+
+
+def _put_new(
+    s3: Any, path: Path, bucket: str, key: str, version_uri: str, upload: str = ""
+) -> None:
     """Upload a file to a key that must be free, in one PUT: the transfer manager
     (`upload_file`) passes no write condition, and a model of a few megabytes is below its
     multipart threshold anyway."""
@@ -426,17 +434,40 @@ def _put_new(s3: Any, path: Path, bucket: str, key: str, version_uri: str) -> No
 
     try:
         with open(path, "rb") as body:
-            s3.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*")
+            s3.put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=body,
+                IfNoneMatch="*",
+                Metadata={UPLOAD_METADATA: upload},
+            )
     except ClientError as error:
         # 412: the key is there; 409: another conditional write of it is under way
         code = error.response.get("Error", {}).get("Code")
         if code not in ("PreconditionFailed", "ConditionalRequestConflict"):
             raise
+        if _own_write_answered_late(s3, error, bucket, key, upload):
+            return
         raise VersionExistsError(
             f"{version_uri} already holds a version (s3://{bucket}/{key} is there): it is not "
             "overwritten. Register under another version, or first delete that one "
             "(`registry.delete_version`)."
         ) from error
+
+
+def _own_write_answered_late(s3: Any, error: Any, bucket: str, key: str, upload: str) -> bool:
+    """Whether a PUT refused as taken was botocore's retry of this upload's own write: S3
+    wrote the first attempt but its answer was lost (a timeout, a 5xx), so the key holds
+    what this upload sent."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if not upload or not error.response.get("ResponseMetadata", {}).get("RetryAttempts"):
+        return False  # refused at the first attempt: another upload's
+    try:
+        there = s3.head_object(Bucket=bucket, Key=key).get("Metadata", {})
+    except (BotoCoreError, ClientError):
+        return False
+    return there.get(UPLOAD_METADATA) == upload
 
 
 def register(
