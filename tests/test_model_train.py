@@ -817,6 +817,47 @@ def test_a_machine_of_many_cpus_starts_no_more_workers_than_there_are_fits(
     assert asked == [4, 3]
 
 
+def test_the_workers_of_a_training_that_is_killed_end_with_it(tmp_path):
+    # SIGKILL (the OOM killer, a caller's timeout) leaves no clean-up to the training: its
+    # workers finished their fits, waited 300 s for more, and held 0.2 GB each meanwhile
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    training = (
+        "import os, pathlib, sys, time\n"
+        "from joblib import delayed\n"
+        "from brewops.model import train\n"
+        "train.usable_cpus = lambda: 2  # one CPU would get one worker\n"
+        "def fit(folder):\n"
+        "    pathlib.Path(folder, str(os.getpid())).touch()\n"
+        "    time.sleep(300)\n"
+        "train.in_parallel(2, 2)(delayed(fit)(sys.argv[1]) for _ in range(2))\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", training, str(tmp_path)])
+    workers: list[psutil.Process] = []
+    try:
+        for _ in range(600):
+            if len(list(tmp_path.iterdir())) == 2 or process.poll() is not None:
+                break
+            time.sleep(0.1)
+        workers = [psutil.Process(int(started.name)) for started in tmp_path.iterdir()]
+        assert len(workers) == 2, "both workers started fitting"
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        _, alive = psutil.wait_procs(workers, timeout=30)
+        assert alive == []
+    finally:
+        process.kill()
+        process.wait()
+        for worker in workers:
+            if worker.is_running():
+                worker.kill()
+
+
 def test_the_time_split_fits_its_models_in_the_workers_beside_the_seed_refits(
     catalog_beers, monkeypatch
 ):

@@ -136,6 +136,48 @@ def workers(n_jobs: int, tasks: int) -> int:
     return max(1, min(effective_n_jobs(n_jobs), usable_cpus(), tasks))
 
 
+def end_with(parent: int) -> None:
+    """Run in each worker process as it starts: the worker ends once `parent` has. A worker
+    outlives a parent that was killed (SIGKILL, the OOM killer, a caller's timeout): it
+    finishes the fits it holds, then waits 300 s for more, 0.2 GB each, and the files the
+    fits share stay in /dev/shm until every worker has gone."""
+    import os
+    import threading
+    import time
+
+    import psutil
+
+    try:
+        process = psutil.Process(parent)
+    except psutil.NoSuchProcess:
+        os._exit(1)
+
+    def alive() -> bool:
+        try:  # killed, the parent is a zombie until whoever started it reaps it
+            return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:  # reaped meanwhile
+            return False
+
+    def watch() -> None:
+        while alive():
+            time.sleep(1)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="end with the parent", daemon=True).start()
+
+
+def in_parallel(n_jobs: int, tasks: int, **options: Any) -> Any:
+    """joblib's Parallel for `tasks` fits (`workers`), on worker processes that end with this
+    one (`end_with`)."""
+    import os
+
+    from joblib import Parallel
+
+    return Parallel(
+        n_jobs=workers(n_jobs, tasks), initializer=end_with, initargs=(os.getpid(),), **options
+    )
+
+
 @dataclass(frozen=True)
 class ModelParams:
     """Hyper-parameters of the model (chosen a priori, not searched on the folds)."""
@@ -626,7 +668,7 @@ def cross_validate(
     Returns the metrics ({"cv": ..., "baselines": {...}}) and the first repeat's
     out-of-fold predictions.
     """
-    from joblib import Parallel, delayed
+    from joblib import delayed
 
     from brewops.progress import ProgressBar
 
@@ -638,7 +680,7 @@ def cross_validate(
     pred_proba: dict[str, np.ndarray] = {}  # of those that give probabilities
     # Folds run in parallel processes, each single-threaded: the forests are small, so
     # threads inside one forest would mostly wait on each other.
-    results = Parallel(n_jobs=workers(protocol.n_jobs, len(splits)), return_as="generator")(
+    results = in_parallel(protocol.n_jobs, len(splits), return_as="generator")(
         delayed(_run_fold)(X, ibu, train, test, protocol.seed, params) for train, test in splits
     )
     progress_bar = ProgressBar(
@@ -752,13 +794,13 @@ def evaluate_time_split(
     params: ModelParams = ModelParams(),
 ) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
     """Train on the older beers, test on the newest fifth; permutation importance there."""
-    from joblib import Parallel, delayed
+    from joblib import delayed
 
     train, test = time_split(beers, protocol.time_test_fraction)
     seeds = [params.random_state + i for i in range(max(1, protocol.time_split_seeds))]
     # The model, its baselines and the refits with the other forest seeds run side by side
     # in the workers: fitted here, the model would keep the other workers waiting.
-    first, *refitted = Parallel(n_jobs=workers(protocol.n_jobs, len(seeds)))(
+    first, *refitted = in_parallel(protocol.n_jobs, len(seeds))(
         [delayed(_time_split_model)(X, ibu, train, test, protocol, params)]
         + [
             delayed(_time_split_bands)(X, ibu, train, test, replace(params, random_state=seed))
