@@ -15,6 +15,7 @@ import nbformat
 import pytest
 
 from brewops.paths import repo_root
+from fixtures.commands import run_in_group
 from fixtures.coverage_run import unmeasured
 
 BENCHMARKS = repo_root() / "benchmarks"
@@ -22,7 +23,7 @@ BENCHMARKS = repo_root() / "benchmarks"
 
 def figures_printed(script: str, *arguments: str, env: dict[str, str] | None = None) -> dict:
     """Run a benchmark script; the figures of its last line, once it has ended well."""
-    result = subprocess.run(
+    result = run_in_group(
         [sys.executable, str(BENCHMARKS / script), *arguments],
         env=env,
         capture_output=True,
@@ -107,7 +108,7 @@ def test_the_redrive_benchmark_prints_its_figures(catalog_path):
 def test_a_streaming_benchmark_prints_its_figures_and_leaves_no_state_behind(
     tmp_path, script, arguments, figure
 ):
-    result = subprocess.run(
+    result = run_in_group(
         [sys.executable, str(BENCHMARKS / script), *arguments],
         capture_output=True,
         encoding="locale",
@@ -123,7 +124,7 @@ def test_a_streaming_benchmark_prints_its_figures_and_leaves_no_state_behind(
 
 @pytest.mark.emulator
 def test_the_cold_start_benchmark_prints_its_figures_and_leaves_no_state_behind(tmp_path):
-    result = subprocess.run(
+    result = run_in_group(
         [sys.executable, str(BENCHMARKS / "lambda_cold_start.py"), "--runs", "1", "--warm", "1"],
         capture_output=True,
         encoding="locale",
@@ -194,7 +195,7 @@ def test_the_run_memory_benchmark_counts_each_kernel_and_the_processes_it_starts
     ],
 )
 def test_a_benchmark_refuses_arguments_it_cannot_measure_with(script, arguments, refusal):
-    result = subprocess.run(
+    result = run_in_group(
         [sys.executable, str(BENCHMARKS / script), *arguments],
         capture_output=True,
         encoding="locale",
@@ -230,7 +231,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 def test_the_draining_process_reports_its_own_peak_memory_not_its_parents():
     # Linux carries a process's peak RSS across exec: a large parent would set the floor
     parent_peak = b"\x01" * (768 * 1024 * 1024)
-    result = subprocess.run(
+    result = run_in_group(
         [sys.executable, "-c", DRAIN_NOTHING, str(BENCHMARKS / "firehose_runtime.py")],
         capture_output=True,
         encoding="locale",

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from brewops.catalog import CATALOG_FILENAME, load_catalog
 from brewops.cli import main
 from brewops.synth import synthesize
+from fixtures.commands import run_in_group
 from fixtures.punkapi import make_tarball
 
 
@@ -243,11 +244,11 @@ def test_synth_to_stdout_prints_only_the_catalogue(catalog_path, tmp_path: Path,
     args = [brewops, "data", "synth", "--n", "3", "--out", "/dev/stdout", "--catalog", catalog_path]
     # WHEN the catalogue goes to stdout, read through a pipe or redirected to a file
     if stdout == "pipe":
-        result = subprocess.run(args, capture_output=True, encoding="locale", timeout=60)
+        result = run_in_group(args, capture_output=True, encoding="locale", timeout=60)
         printed = result.stdout
     else:
         with (tmp_path / "redirected.json").open("wb") as redirected:
-            result = subprocess.run(args, stdout=redirected, stderr=subprocess.PIPE, timeout=60)
+            result = run_in_group(args, stdout=redirected, stderr=subprocess.PIPE, timeout=60)
         printed = (tmp_path / "redirected.json").read_text(encoding="utf-8")
     # THEN stdout is the JSON array alone, with no path line after it
     assert result.returncode == 0, result.stderr

@@ -28,6 +28,7 @@ from brewops import cli, infra, streaming_cli
 from brewops.cli import main
 from brewops.paths import repo_root
 from brewops.producer import FailedRecord, ProduceReport
+from fixtures.commands import run_in_group
 from fixtures.coverage_run import unmeasured
 from fixtures.punkapi import ServedApi
 
@@ -677,7 +678,7 @@ def test_other_errors_are_not_passed_off_as_the_users_to_fix(monkeypatch, error)
 def test_a_bad_catalogue_file_is_one_line_too(tmp_path, content, said):
     broken = tmp_path / "catalogue.json"
     broken.write_text(content, encoding="utf-8")
-    result = subprocess.run(
+    result = run_in_group(
         [BREWOPS, "api", "serve", "--catalog", str(broken), "--port", "0"],
         capture_output=True,
         encoding="locale",
@@ -695,13 +696,13 @@ def test_a_port_in_use_or_out_of_range_says_what_to_do(catalog_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        in_use = subprocess.run(
+        in_use = run_in_group(
             [BREWOPS, "api", "serve", "--catalog", str(catalog_path), "--port", str(port)],
             capture_output=True,
             encoding="locale",
             timeout=60,
         )
-    too_high = subprocess.run(
+    too_high = run_in_group(
         [BREWOPS, "api", "serve", "--port", "70000"],
         capture_output=True,
         encoding="locale",
@@ -723,7 +724,7 @@ def test_the_aws_target_without_a_region_is_one_line_saying_what_to_set(tmp_path
         "AWS_SHARED_CREDENTIALS_FILE": str(empty),
         "AWS_EC2_METADATA_DISABLED": "true",
     }
-    result = subprocess.run(
+    result = run_in_group(
         [BREWOPS, "stream", "tick", "--target", "aws"],
         capture_output=True,
         encoding="locale",
@@ -1526,27 +1527,31 @@ def test_expected_ids_that_are_not_integers_are_refused_in_one_line(monkeypatch)
 def test_api_serve_injects_the_faults_asked_for_and_stops_cleanly_on_sigterm(catalog_path):
     import requests
 
-    plain = ServedApi(catalog_path, "--rate-limit", "0")
-    failing = ServedApi(catalog_path, "--fault-error-rate", "1")
-    truncating = ServedApi(catalog_path, "--fault-truncate-rate", "1")
-    seeded = [
-        ServedApi(catalog_path, "--fault-error-rate", "0.5", "--fault-seed", "7") for _ in range(2)
-    ]
-    servers = [plain, failing, truncating, *seeded]
-    try:
-        assert plain.banner.startswith("Punk API v2 serving ") and plain.url.startswith(
-            "http://127.0.0.1:"
-        ), plain.banner
-        answer = requests.get(f"{plain.url}/beers/1", timeout=10)
-        assert answer.ok and "X-RateLimit-Limit" not in answer.headers  # 0: no limit
-        assert set(failing.statuses(5)) <= {500, 503}
-        with pytest.raises(requests.exceptions.RequestException):
-            requests.get(f"{truncating.url}/beers?per_page=80", timeout=10).json()
-        # one seed, one sequence of faults: a run can be replayed
-        sequences = [server.statuses(12) for server in seeded]
-        assert sequences[0] == sequences[1] and len(set(sequences[0])) > 1
-    finally:
-        codes = [server.stop() for server in servers]
+    # each server started is stopped, though another fails to start, or to stop on SIGTERM
+    with contextlib.ExitStack() as running:
+
+        def serve(*options: str) -> ServedApi:
+            return running.enter_context(ServedApi(catalog_path, *options))
+
+        plain = serve("--rate-limit", "0")
+        failing = serve("--fault-error-rate", "1")
+        truncating = serve("--fault-truncate-rate", "1")
+        seeded = [serve("--fault-error-rate", "0.5", "--fault-seed", "7") for _ in range(2)]
+        servers = [plain, failing, truncating, *seeded]
+        try:
+            assert plain.banner.startswith("Punk API v2 serving ") and plain.url.startswith(
+                "http://127.0.0.1:"
+            ), plain.banner
+            answer = requests.get(f"{plain.url}/beers/1", timeout=10)
+            assert answer.ok and "X-RateLimit-Limit" not in answer.headers  # 0: no limit
+            assert set(failing.statuses(5)) <= {500, 503}
+            with pytest.raises(requests.exceptions.RequestException):
+                requests.get(f"{truncating.url}/beers?per_page=80", timeout=10).json()
+            # one seed, one sequence of faults: a run can be replayed
+            sequences = [server.statuses(12) for server in seeded]
+            assert sequences[0] == sequences[1] and len(set(sequences[0])) > 1
+        finally:
+            codes = [server.stop() for server in servers]
     assert codes == [0] * len(servers)  # SIGTERM ends it as Ctrl-C does, not killed
 
 
@@ -1568,7 +1573,7 @@ GIVE_A_HOST = (
 def test_a_host_this_machine_cannot_listen_on_is_one_line_saying_what_to_give(
     host: str, reason: str
 ):
-    result = subprocess.run(
+    result = run_in_group(
         [BREWOPS, "api", "serve", "--host", host, "--port", "0"],
         capture_output=True,
         encoding="locale",

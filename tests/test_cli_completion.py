@@ -5,7 +5,6 @@ words typed so far need."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
 import pytest
@@ -13,6 +12,7 @@ from click.shell_completion import BashComplete
 
 from brewops.cli import COMMANDS, main
 from brewops.json_schemas import NAMES
+from fixtures.commands import run_in_group
 
 
 def _completed(words: str) -> list[tuple[str, str]]:
@@ -96,7 +96,7 @@ def _imported_on_tab(words: str) -> tuple[list[str], set[str]]:
         "main(prog_name='brewops')\n"
     )
     cword = len(words.split()) - (0 if words.endswith(" ") else 1)
-    result = subprocess.run(
+    result = run_in_group(
         [sys.executable, "-c", script],
         env={
             **os.environ,

@@ -14,6 +14,7 @@ from pathlib import Path
 import coverage
 
 from fixtures.checkout import git_in
+from fixtures.commands import run_in_group
 from fixtures.coverage_run import unmeasured
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,7 +130,7 @@ def test_a_pytest_worker_killed_after_its_tests_keeps_what_they_ran(tmp_path: Pa
     under_coverage = ["-m", "coverage", "run", f"--rcfile={PYPROJECT}", "-m", "pytest", "-n", "1"]
     plugins = ["-p", "xdist.plugin", "-p", "fixtures.coverage_run", "-p", "no:cacheprovider"]
     # WHEN its worker is killed once its tests are done
-    run = subprocess.run(
+    run = run_in_group(
         [sys.executable, *under_coverage, *plugins, "--rootdir", str(tmp_path), "test_killed.py"],
         capture_output=True,
         encoding="locale",

@@ -12,7 +12,6 @@ import io
 import json
 import logging
 import re
-import subprocess
 import sys
 import threading
 import time
@@ -54,6 +53,7 @@ from brewops.firehose_runtime.processing import (
     firehose_record_id,
 )
 from brewops.reconcile import logged_reasons
+from fixtures.commands import run_in_group
 
 EVENTS = Path(__file__).parent / "events"
 MOMENT = datetime(2024, 3, 7, 9, 5, 4, 321000, tzinfo=UTC)
@@ -3092,7 +3092,7 @@ def test_a_call_given_up_on_does_not_keep_the_process_from_ending(tmp_path):
         f"print(LocalFunction({configuration!r}).invoke({{}}).error)\n"
     )
 
-    done = subprocess.run(
+    done = run_in_group(
         [sys.executable, "-c", script],
         cwd=tmp_path,
         capture_output=True,

@@ -24,6 +24,7 @@ from brewops import lockfiles
 from brewops.paths import repo_root
 from brewops.runner import NOTEBOOK_NAME, discover
 from fixtures.checkout import git_in
+from fixtures.commands import run_in_group
 
 ROOT = repo_root()
 NOTEBOOKS = discover(ROOT / "notebooks")
@@ -103,6 +104,55 @@ def test_pytest_n_auto_starts_a_worker_per_cpu_the_suite_may_use(request, monkey
     assert hook.pytest_xdist_auto_num_workers(config=config) == 1
     monkeypatch.setenv("PYTEST_XDIST_AUTO_NUM_WORKERS", "3")  # as pytest-xdist documents
     assert hook.pytest_xdist_auto_num_workers(config=config) == 3
+
+
+def test_a_command_the_suite_times_out_ends_with_the_processes_it_started(tmp_path):
+    # subprocess.run's timeout kills the command alone: the worker processes of a training
+    # it timed out ran on for minutes, 0.2 GB each
+    import psutil
+
+    started = tmp_path / "grandchild"
+    command = (
+        "import pathlib, subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'])\n"
+        f"pathlib.Path({str(started)!r}).write_text(str(child.pid))\n"
+        "time.sleep(300)\n"
+    )
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_in_group([sys.executable, "-c", command], timeout=20)
+    assert started.exists(), "the command had not started its child in 20 s"
+    grandchild = psutil.Process(int(started.read_text()))
+    try:
+        _, alive = psutil.wait_procs([grandchild], timeout=10)
+        assert alive == []
+    finally:
+        if grandchild.is_running():
+            grandchild.kill()
+
+
+def test_a_command_the_suite_times_out_has_its_sigterm_clean_up_first(tmp_path):
+    # `brewops run` stops the local target it started on SIGTERM; SIGKILL would leave the
+    # servers, which run in sessions of their own, out of the command's group
+    ready, cleaned = tmp_path / "ready", tmp_path / "cleaned"
+    command = (
+        "import pathlib, signal, sys, time\n"
+        f"def clean_up(*_): pathlib.Path({str(cleaned)!r}).touch(); sys.exit(143)\n"
+        "signal.signal(signal.SIGTERM, clean_up)\n"
+        f"pathlib.Path({str(ready)!r}).touch()\n"
+        "time.sleep(300)\n"
+    )
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_in_group([sys.executable, "-c", command], timeout=20)
+    assert ready.exists(), "the command had not set its handler in 20 s"
+    assert cleaned.exists()
+
+
+def test_a_command_the_suite_runs_gives_what_subprocess_run_gives(tmp_path):
+    echo = [sys.executable, "-c", "import sys; print(sys.stdin.read()); sys.exit(3)"]
+    done = run_in_group(echo, timeout=60, input="beer", capture_output=True, encoding="utf-8")
+    assert (done.returncode, done.stdout) == (3, "beer\n")
+    with pytest.raises(subprocess.CalledProcessError):
+        run_in_group(echo, timeout=60, input="", capture_output=True, check=True)
 
 
 def test_there_are_numbered_notebooks():
@@ -672,7 +722,7 @@ def test_a_lambda_handler_cold_start_needs_only_its_package_and_no_heavy_library
 ):
     """`sam build` installs lib/requirements.txt next to the code; the runtime adds boto3."""
     deployed = set(lockfiles.lock_pins(ROOT / "lib" / "requirements.txt", python_version="3.13"))
-    result = subprocess.run(
+    result = run_in_group(
         [
             sys.executable,
             "-c",

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from brewops.interrupts import in_background, terminate_as_interrupt
+from fixtures.commands import run_in_group
 
 TESTS = Path(__file__).parent
 # named here, not taken from brewops.interrupts: a signal left out there must fail a test
@@ -163,7 +164,7 @@ _TERMINATED_IN_A_CALLBACK = DEFAULT_HANDLERS + textwrap.dedent(
 
 
 def test_a_signal_that_comes_in_a_weakref_callback_still_interrupts():
-    result = subprocess.run(
+    result = run_in_group(
         [sys.executable, "-c", _TERMINATED_IN_A_CALLBACK],
         capture_output=True,
         encoding="locale",

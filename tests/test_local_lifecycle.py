@@ -33,6 +33,7 @@ from brewops.environ import bypass_proxy_for_loopback
 from brewops.local import processes
 from brewops.local.cli import local as local_cli
 from brewops.local.state import LocalState, Service, UnreadableStateError
+from fixtures.commands import run_in_group
 from fixtures.json_schemas import renamed, schema_errors
 from fixtures.local import exited, local_command
 
@@ -505,7 +506,7 @@ def test_up_reaches_its_own_servers_past_a_proxy_set_in_the_shell(
     try:
         # without the proxy bypassed, `up` waits START_TIMEOUT (120 s) for servers it
         # asks through the dead proxy
-        started = subprocess.run(
+        started = run_in_group(
             [sys.executable, "-m", "brewops.cli", "local", "up", "--no-deploy",
              "--catalog", str(catalog_path)],
             capture_output=True, encoding="locale", timeout=90,
@@ -860,7 +861,7 @@ def test_a_server_spawned_by_a_process_without_a_standard_stream_gets_its_socket
     # GIVEN a Python process whose descriptor 0, 1 or 2 is closed: a socket opened now takes it
     answered, log = tmp_path / "answered", tmp_path / "server.log"
     # WHEN it spawns a server
-    subprocess.run(
+    run_in_group(
         [sys.executable, "-c", SPAWNED_WITH_A_CLOSED_DESCRIPTOR, str(closed), str(answered),
          str(log), ONE_ANSWER_SERVER],
         timeout=120,

