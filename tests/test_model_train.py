@@ -756,23 +756,30 @@ def test_the_newest_fifth_is_dated_from_its_earliest_to_its_latest_beer(catalog_
     assert dates[0] != split["test_first_brewed_from"]
 
 
+@pytest.fixture
+def workers_asked(monkeypatch) -> list[int]:
+    """The workers each joblib.Parallel of the training is asked for, in order; the fits
+    run in this process, so what was asked is recorded, not started."""
+    asked = []
+
+    class RecordedParallel(joblib.Parallel):
+        def __init__(self, n_jobs=None, **kwargs):
+            asked.append(n_jobs)
+            super().__init__(n_jobs=1, **kwargs)
+
+    monkeypatch.setattr(joblib, "Parallel", RecordedParallel)
+    return asked
+
+
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="Linux's CPU affinity")
 def test_a_process_allowed_one_cpu_trains_with_one_worker_whatever_n_jobs_asks(
-    catalog_beers, monkeypatch
+    catalog_beers, workers_asked
 ):
     # as `taskset -c 0`, a container's cpuset or a one-CPU runner: two workers would only
     # take turns on it, each holding its own copy of the libraries and the data
     beers = features.labelled(catalog_beers)[:60]
     X, ibu = features.build_features(beers), features.ibu_values(beers)
     protocol = train.Protocol(n_splits=2, n_repeats=1, time_split_seeds=2, importance_repeats=1)
-    asked = []
-
-    class RecordedParallel(joblib.Parallel):
-        def __init__(self, n_jobs=None, **kwargs):
-            asked.append(n_jobs)
-            super().__init__(n_jobs=n_jobs, **kwargs)
-
-    monkeypatch.setattr(joblib, "Parallel", RecordedParallel)
     allowed = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(allowed)})
     try:
@@ -781,7 +788,7 @@ def test_a_process_allowed_one_cpu_trains_with_one_worker_whatever_n_jobs_asks(
     finally:
         os.sched_setaffinity(0, allowed)
     assert protocol.n_jobs == 2
-    assert asked == [1, 1]
+    assert workers_asked == [1, 1]
 
 
 @pytest.mark.parametrize(
@@ -796,25 +803,17 @@ def test_the_workers_are_those_asked_up_to_one_per_usable_cpu_and_per_task(
 
 
 def test_a_machine_of_many_cpus_starts_no_more_workers_than_there_are_fits(
-    catalog_beers, monkeypatch
+    catalog_beers, monkeypatch, workers_asked
 ):
     # joblib starts every worker asked for at once: n_jobs=-1 on 64 CPUs started 64
     # processes for the 25 folds, and the 5 fits of the newest fifth
     beers = features.labelled(catalog_beers)[:60]
     X, ibu = features.build_features(beers), features.ibu_values(beers)
     protocol = train.Protocol(n_splits=2, n_repeats=2, time_split_seeds=3, importance_repeats=1)
-    asked = []
-
-    class RecordedParallel(joblib.Parallel):
-        def __init__(self, n_jobs=None, **kwargs):
-            asked.append(n_jobs)
-            super().__init__(n_jobs=1, **kwargs)  # what was asked is recorded, not started
-
-    monkeypatch.setattr(joblib, "Parallel", RecordedParallel)
     monkeypatch.setattr(train, "usable_cpus", lambda: 64)
     train.cross_validate(X, ibu, replace(protocol, n_jobs=64), TINY)
     train.evaluate_time_split(beers, X, ibu, replace(protocol, n_jobs=64), TINY)
-    assert asked == [4, 3]
+    assert workers_asked == [4, 3]
 
 
 def test_the_workers_of_a_training_that_is_killed_end_with_it(tmp_path):
