@@ -272,6 +272,46 @@ def test_notebook_03_refuses_ticks_or_a_delivery_timeout_that_cannot_run_before_
     assert "tgt = targets.use(target)" in cell, "the first cell after the parameters"
 
 
+@pytest.mark.parametrize(
+    ("name", "parameters", "first_cell"),
+    [
+        ("02_deploy_infra", {"deploy": False, "cleanup": "false"}, "infra.load_template()"),
+        ("03_produce_to_kinesis", {"cleanup": "false"}, "tgt = targets.use(target)"),
+        ("04_validate_glue_table", {"require_reconciliation": "false"}, "targets.use(target)"),
+        ("05_train_evaluate_model", {"register": "False"}, "protocol = train.Protocol("),
+    ],
+    ids=["02 cleanup", "03 cleanup", "04 require_reconciliation", "05 register"],
+)
+def test_a_notebook_refuses_a_flag_given_as_a_string_in_its_first_cell(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name, parameters, first_cell
+):
+    """papermill's `-p cleanup false` (`-r cleanup False` too) gives a string, which `if
+    cleanup:` took as true: notebook 02 deleted the stack it was told to keep."""
+    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(tmp_path / "no-local-target"))
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
+    [(flag, value)] = [(k, v) for k, v in parameters.items() if isinstance(v, str)]
+
+    error, cell = first_failure(name, parameters)
+
+    assert f"{flag} must be True or False, not {value!r}" in str(error)
+    assert "papermill's -p reads True and False, capitalised" in str(error)
+    assert first_cell in cell, "the first cell after the parameters"
+
+
+def test_the_flag_check_names_every_flag_that_is_not_a_boolean():
+    from brewops.parameters import checked_flags
+
+    checked_flags(deploy=True, cleanup=False)  # booleans pass
+    with pytest.raises(ValueError) as refused:
+        checked_flags(deploy="true", progress=True, cleanup=0, register=None)
+
+    said = str(refused.value)
+    assert "deploy must be True or False, not 'true'; cleanup must be True or False, not 0" in said
+    assert "register must be True or False, not None" in said
+    assert "-y 'deploy: false'" in said, "the way papermill takes a boolean"
+    assert "progress" not in said
+
+
 def test_notebook_03_run_by_the_runner_refuses_a_negative_number_of_ticks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):

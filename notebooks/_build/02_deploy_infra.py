@@ -40,7 +40,9 @@ import pandas as pd
 
 from brewops import infra, summary
 from brewops import target as targets
+from brewops.parameters import checked_flags
 
+checked_flags(deploy=deploy, cleanup=cleanup)  # before anything is deployed or deleted
 template = infra.load_template()
 pd.set_option("display.max_colwidth", None)  # S3 URIs and ARNs in full, not cut at 50
 """),

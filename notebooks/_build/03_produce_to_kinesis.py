@@ -52,6 +52,7 @@ import pandas as pd
 from brewops import summary
 from brewops import target as targets
 from brewops.firehose_runtime import FirehoseRuntime
+from brewops.parameters import checked_flags
 from brewops.producer import put_beers
 from brewops.punkapi.client import PunkApiClient
 from brewops.reconcile import (
@@ -70,6 +71,7 @@ from brewops.streaming_cli import remember_produced
 pd.set_option("display.max_colwidth", None)  # S3 URIs and ARNs in full, not cut at 50
 # refused here, before anything is sent, when a value cannot run
 ticks = checked_ticks(ticks)
+checked_flags(progress=progress, cleanup=cleanup)
 delivery_timeout = checked_timeout(delivery_timeout, "delivery_timeout")
 tgt = targets.use(target)
 is_local = tgt.name == "local"

@@ -48,8 +48,10 @@ import pandas as pd
 
 from brewops import schema, summary, validation, validation_plots
 from brewops import target as targets
+from brewops.parameters import checked_flags
 
 pd.set_option("display.max_colwidth", None)  # S3 URIs and ARNs in full, not cut at 50
+checked_flags(require_reconciliation=require_reconciliation, real_catalogue=real_catalogue)
 tgt = targets.use(target)
 shown = ("BucketName", "GlueDatabaseName", "CleanedTableName", "RawTableName")
 pd.Series({key: tgt.outputs[key] for key in (*shown, "AthenaWorkGroupName")})

@@ -62,12 +62,14 @@ from brewops import target as targets
 from brewops.catalog import catalog_source, load_catalog
 from brewops.model import PROTOCOL_SEED, bands, domain, features, plots, registry, train, uncertainty
 from brewops.model.predict import beers_to_predict, checked_beer_ids, predict_beers, predictions_frame
+from brewops.parameters import checked_flags
 
 # refused here, before the target starts, when a value cannot run
 protocol = train.Protocol(
     n_splits=folds, n_repeats=repeats, seed=PROTOCOL_SEED if seed is None else seed, n_jobs=n_jobs
 )
 predict_ids = checked_beer_ids(predict_ids, "predict_ids")
+checked_flags(register=register, keep_model=keep_model)
 # read now, so that a path that holds no catalogue is said before the target starts
 records = load_catalog(catalog) if catalog is not None else None
 needs_stack = catalog is None or register or model_version is not None
