@@ -160,8 +160,20 @@ def test_there_are_numbered_notebooks():
     assert names, "no numbered notebooks"
     assert all(NOTEBOOK_NAME.match(n) for n in names)
     assert len({n[:2] for n in names}) == len(names), "two notebooks share a number"
-    assert not [p.name for p in (ROOT / "notebooks").glob("*.ipynb") if p not in NOTEBOOKS], (
-        "notebooks must be named NN_verb_object.ipynb"
+    others = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb") if p not in NOTEBOOKS)
+    assert not others, f"notebooks must be named NN_verb_object.ipynb, not {others}" + (
+        executed_copies_said(others)
+    )
+
+
+def executed_copies_said(names: list[str]) -> str:
+    """What to do when `names` hold executed copies: `jupyter nbconvert --execute` writes
+    NAME.nbconvert.ipynb beside its source unless told where."""
+    if not any(name.endswith(".nbconvert.ipynb") for name in names):
+        return ""
+    return (
+        "; NAME.nbconvert.ipynb is an executed copy `jupyter nbconvert --execute` wrote beside "
+        "its source: delete it, and give nbconvert --output-dir build/nbconvert"
     )
 
 
