@@ -1977,3 +1977,14 @@ def test_the_benchmarks_usage_lines_name_only_their_options():
             [sys.executable, script, "--help"], capture_output=True, encoding="locale", check=True
         )
         assert [opt for opt in shown if opt not in result.stdout] == [], script.name
+
+
+def test_a_failed_command_in_a_failed_test_shows_its_output():
+    from fixtures.cli_results import failed_results, shown
+
+    refused = CliRunner().invoke(main, ["stream", "fill", "--no-such-option"])
+    done = CliRunner().invoke(main, ["--help"])
+
+    assert failed_results([{"result": refused, "again": refused, "help": done}]) == [refused]
+    assert shown(refused).startswith("exit status 2; the command printed:\n")
+    assert "No such option '--no-such-option'" in shown(refused)

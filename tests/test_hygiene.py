@@ -22,7 +22,7 @@ from packaging.utils import canonicalize_name
 
 from brewops import lockfiles
 from brewops.paths import repo_root
-from brewops.runner import NOTEBOOK_NAME, discover
+from brewops.runner import NOTEBOOK_NAME, discover, notebook_parameters
 from fixtures.checkout import git_in
 from fixtures.commands import run_in_group
 
@@ -40,7 +40,9 @@ def test_ruff_lints_python_and_notebooks():
     result = subprocess.run(
         [BIN / "ruff", "check", "."], cwd=ROOT, capture_output=True, encoding="locale"
     )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 0, (
+        result.stdout + result.stderr + "\n`.venv/bin/ruff check --fix .` fixes those marked [*]"
+    )
 
 
 def test_ruff_flags_unsafe_calls_in_the_package():
@@ -68,7 +70,9 @@ def test_ruff_format_is_clean():
     result = subprocess.run(
         [BIN / "ruff", "format", "--check", "."], cwd=ROOT, capture_output=True, encoding="locale"
     )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 0, (
+        result.stdout + result.stderr + "\n`.venv/bin/ruff format .` formats them"
+    )
 
 
 def test_mypy_checks_the_package():
@@ -233,7 +237,11 @@ def test_the_notebook_records_its_figures_under_its_own_name(notebook: Path):
 def test_notebook_is_committed_without_outputs(notebook: Path):
     nb = json.loads(notebook.read_text(encoding="utf-8"))
     dirty = [i for i, c in enumerate(nb["cells"]) if c.get("outputs") or c.get("execution_count")]
-    assert not dirty, f"{notebook.name}: cells {dirty} carry outputs; run nbstripout"
+    assert not dirty, (
+        f"{notebook.name}: cells {dirty} carry outputs. Write it again from its build script, "
+        f"which leaves none: `.venv/bin/python notebooks/_build/{notebook.stem}.py` (plain "
+        "`nbstripout` renumbers the cell ids too: `nbstripout --keep-id` keeps them)"
+    )
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
@@ -283,6 +291,11 @@ def test_every_parameter_says_what_it_does(notebook: Path):
 
     parameters = inspect_notebook(notebook)
     assert parameters
+    unread = [name for name in notebook_parameters(notebook) if name not in parameters]
+    assert not unread, (
+        f"papermill cannot read the parameters {unread} of {notebook.name}, and shows no help "
+        "for them: write each as `name: type = value  # help`, with no `=` sign in the comment"
+    )
     assert [name for name, p in parameters.items() if not p["help"].strip()] == []
 
 
@@ -296,6 +309,63 @@ def _colab_cells(notebook: Path, home: Path) -> tuple[str, str]:
     assert '"google.colab" in sys.modules' in install
     assert '"google.colab" in sys.modules' in local_target
     return install.replace("/content/brewops", str(home)), local_target
+
+
+def _brewops_commands(notebook: Path) -> list[list[str]]:
+    """The `brewops` command lines the notebook's code cells run: subprocess.run(["brewops", ...])."""
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    return [
+        [part.value for part in node.args[0].elts]
+        for cell in cells
+        if cell["cell_type"] == "code"
+        for node in ast.walk(ast.parse("".join(cell["source"])))
+        if isinstance(node, ast.Call)
+        and node.args
+        and isinstance(node.args[0], ast.List)
+        and all(isinstance(part, ast.Constant) for part in node.args[0].elts)
+        and [part.value for part in node.args[0].elts][:1] == ["brewops"]
+    ]
+
+
+def _parse_command_line(args: list[str]) -> None:
+    """Parse `brewops ARGS` as the CLI would, without running the command: a renamed
+    command or option raises click's usage error."""
+    import click
+
+    from brewops.cli import main
+
+    command: click.Command | None = main
+    parent = None
+    while isinstance(command, click.Group) and args:
+        parent = click.Context(command, info_name=command.name, parent=parent)
+        command, args = command.get_command(parent, args[0]), args[1:]
+    assert command is not None, "no such command"
+    command.make_context(command.name, list(args), parent=parent)
+
+
+def test_the_brewops_commands_the_notebooks_run_are_ones_the_cli_takes():
+    commands = {
+        notebook.name: [" ".join(c) for c in _brewops_commands(notebook)] for notebook in NOTEBOOKS
+    }
+    assert "brewops stream fill --no-progress" in commands["04_validate_glue_table.ipynb"]
+    refused = []
+    for notebook, lines in commands.items():
+        for line in lines:
+            try:
+                _parse_command_line(line.split()[1:])
+            except Exception as error:  # click's UsageError, or any other
+                refused.append(f"{notebook}: `{line}`: {str(error).rstrip('.')}")
+    assert not refused, (
+        "the notebooks run commands the CLI no longer takes (a command or option renamed?): "
+        + "; ".join(refused)
+        + ". Change notebooks/_build/common.py (or the build script) too, then regenerate"
+    )
+
+
+def test_a_command_line_the_cli_refuses_fails_to_parse():
+    with pytest.raises(Exception, match="No such option '--no-such-option'"):
+        _parse_command_line(["stream", "fill", "--no-such-option"])
+    _parse_command_line(["stream", "fill", "--no-progress"])
 
 
 @pytest.mark.parametrize(
@@ -535,7 +605,10 @@ def test_the_environment_is_installed_from_the_lock():
 
     pins = lockfiles.lock_pins()
     for name in ("boto3", "moto", "pandas", "papermill", "nbval", "scikit-learn", "awswrangler"):
-        assert version(name) == pins[name], f"{name} drifted from requirements.lock"
+        assert version(name) == pins[name], (
+            f"{name} {version(name)} is installed, and requirements.lock pins {pins[name]}: "
+            "run `make setup`"
+        )
 
 
 def _pyproject() -> dict:
@@ -553,7 +626,10 @@ def test_the_lock_is_within_the_ranges_of_pyproject():
         for req in map(Requirement, wanted)
         if req.name.lower() not in pins or pins[req.name.lower()] not in req.specifier
     ]
-    assert not outside, "run `make lock`"
+    assert not outside, (
+        f"requirements.lock does not satisfy pyproject.toml for {', '.join(outside)}: "
+        "run `make lock` (it re-resolves the pins), then `make setup`"
+    )
 
 
 def test_the_licence_is_an_spdx_expression():
@@ -610,7 +686,12 @@ def test_every_package_the_package_imports_is_declared_for_run_time():
         for dist, modules in _distributions_imported_by_the_package().items()
         if dist not in run_time
     }
-    assert not undeclared, "add them to pyproject.toml, then `make lock`"
+    assert not undeclared, (
+        "the package imports what pyproject.toml does not declare for run time: "
+        + "; ".join(f"{dist} (in {', '.join(where)})" for dist, where in undeclared.items())
+        + ". Add each to [project] dependencies (not the dev extra), then `make lock` "
+        "and `make setup`"
+    )
 
 
 def test_every_run_time_dependency_is_imported_by_the_package():

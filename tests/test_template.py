@@ -268,6 +268,26 @@ def destination(resources: dict[str, Any], name: str) -> dict[str, Any]:
     return resources[name]["Properties"]["ExtendedS3DestinationConfiguration"]
 
 
+def test_a_stream_that_writes_parquet_buffers_at_least_64_mib(template):
+    resources = template["Resources"]
+    converting = [
+        name
+        for name, resource in resources.items()
+        if resource["Type"] == "AWS::KinesisFirehose::DeliveryStream"
+        and destination(resources, name).get("DataFormatConversionConfiguration", {}).get("Enabled")
+    ]
+    assert converting == ["CleanedDeliveryStream"]
+    for stream in converting:
+        size = destination(resources, stream)["BufferingHints"]["SizeInMBs"]
+        if isinstance(size, dict) and "Ref" in size:  # a parameter: its least value
+            size = template["Parameters"][size["Ref"]]["MinValue"]
+        assert int(size) >= 64, (
+            f"{stream} buffers {size} MiB, and Firehose refuses a stream that converts records "
+            "to Parquet with less than 64 MiB (the deployment fails): use "
+            "`SizeInMBs: !Ref BufferSizeMiB`, whose MinValue is 64"
+        )
+
+
 @pytest.mark.parametrize(
     ("stream", "role"),
     [("RawDeliveryStream", "RawDeliveryRole"), ("CleanedDeliveryStream", "CleanedDeliveryRole")],
@@ -336,10 +356,50 @@ def table_input(resources: dict[str, Any], name: str) -> dict[str, Any]:
     return resources[name]["Properties"]["TableInput"]
 
 
+def assert_columns_are_the_schema(columns: list[dict[str, str]]) -> None:
+    """The CleanedTable's columns are `schema.glue_columns()`; when not, the failure shows
+    the template entries that differ, as YAML to write in infra/template.yaml."""
+    wanted = schema.glue_columns()
+    if columns == wanted:
+        return
+
+    def entry(column: dict[str, str]) -> str:
+        return "".join(
+            f"\n    {'- ' if i == 0 else '  '}{key}: {value}"
+            for i, (key, value) in enumerate(column.items())
+        )
+
+    lines = [
+        "CleanedTable's columns in infra/template.yaml are not schema.CLEANED_COLUMNS: "
+        "the two change together."
+    ]
+    lines += [f"  to add or correct in the template:{entry(c)}" for c in wanted if c not in columns]
+    lines += [f"  in the template, not the schema:{entry(c)}" for c in columns if c not in wanted]
+    if len(lines) == 1:
+        lines.append(
+            f"  same columns, another order: the schema's is {[c['Name'] for c in wanted]}"
+        )
+    pytest.fail("\n".join(lines), pytrace=False)
+
+
+def test_a_column_apart_from_the_schema_fails_with_the_yaml_to_write():
+    columns = [c for c in schema.glue_columns() if c["Name"] != "ph"]
+    columns.append({"Name": "style", "Type": "string", "Comment": "Style"})
+
+    with pytest.raises(pytest.fail.Exception) as failed:
+        assert_columns_are_the_schema(columns)
+
+    message = str(failed.value)
+    assert "to add or correct in the template:\n    - Name: ph\n      Type: double" in message
+    assert "in the template, not the schema:\n    - Name: style" in message
+    with pytest.raises(pytest.fail.Exception, match="another order"):
+        assert_columns_are_the_schema(schema.glue_columns()[::-1])
+
+
 def test_the_cleaned_table_columns_are_the_schema(resources):
     table = table_input(resources, "CleanedTable")
 
-    assert table["StorageDescriptor"]["Columns"] == schema.glue_columns()
+    assert_columns_are_the_schema(table["StorageDescriptor"]["Columns"])
     (partition,) = table["PartitionKeys"]
     assert (partition["Name"], partition["Type"]) == (
         schema.PARTITION_KEY,
