@@ -376,7 +376,17 @@ def test_labelled_deduplicates_by_id_and_drops_beers_without_ibu(catalog_beers):
     assert {b["id"]: b["ibu"] for b in beers}[catalog_beers[0]["id"]] == 99.0
 
 
+# The bands are the challenge's; another set of edges changes more than bands.EDGES
+THE_BANDS = (-1.0, 30.0, 50.0, 70.0, math.inf)
+OTHER_BANDS = (
+    "bands.EDGES is {edges}, and the bands are the challenge's, {bands}. Other bands also "
+    "change the labels in lib/brewops/json_schemas/ (metrics, evaluation, model_card, "
+    "prediction), the edges these tests pin, and every registered model (refused when loaded)"
+)
+
+
 def test_bands_are_right_closed():
+    assert bands.EDGES == THE_BANDS, OTHER_BANDS.format(edges=bands.EDGES, bands=THE_BANDS)
     assert bands.band_index([0, 30, 30.5, 50, 51, 70, 70.1, 1157]).tolist() == [
         0,
         0,
@@ -434,6 +444,7 @@ def test_beer_keys_tell_every_beer_of_the_catalogue_apart(catalog_beers):
 
 @pytest.mark.parametrize("edge", [30.0, 50.0, 70.0])
 def test_band_edges_are_exactly_30_50_70(edge):
+    assert edge in bands.EDGES, OTHER_BANDS.format(edges=bands.EDGES, bands=THE_BANDS)
     just_above = np.nextafter(edge, math.inf)
     lower, upper = bands.band_index([edge, just_above]).tolist()
     assert upper == lower + 1

@@ -58,11 +58,29 @@ def bad_request(*entries: tuple[str, str, str], location: str = "query") -> dict
 # ----------------------------------------------------------------------------- v2 endpoints
 
 
+def shown(numbers: list[int]) -> str:
+    """A list of ids as ranges: "1-30", not thirty numbers cut short."""
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
+
+
+def test_ids_are_shown_as_ranges():
+    assert shown([1, 2, 3, 7, 9, 10]) == "1-3, 7, 9-10"
+
+
 def test_beers_default_page_is_25_sorted_by_id(punkapi_url):
     r = get(f"{punkapi_url}/beers")
     assert r.status_code == 200
     assert r.headers["Content-Type"] == "application/json; charset=utf-8"
-    assert ids(r) == list(range(1, 26))
+    assert ids(r) == list(range(1, 26)), (
+        f"GET /v2/beers without per_page answered beers {shown(ids(r))}: the real v2 API "
+        "answers the first 25, as the server's default per_page must (punkapi/server.py)"
+    )
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,53 @@ def decoded(response: dict[str, str]) -> Any:
     return json.loads(base64.b64decode(response["data"]))
 
 
+def assert_schema_columns(cleaned: dict[str, Any]) -> None:
+    """The keys of a cleaned record are the columns of `schema.CLEANED_COLUMNS`, in order;
+    when not, the failure names the columns apart and the places that must agree."""
+    keys = list(cleaned)
+    if keys == COLUMNS:
+        return
+    missing = [c for c in COLUMNS if c not in keys]
+    unexpected = [k for k in keys if k not in COLUMNS]
+    apart = f"missing {missing}, unexpected {unexpected}" if missing or unexpected else "order"
+    pytest.fail(
+        f"the cleaned record's keys are not the columns of schema.CLEANED_COLUMNS ({apart}):\n"
+        f"  cleaned: {keys}\n  schema:  {COLUMNS}\n"
+        "A column is named in three places that must agree: schema.CLEANED_COLUMNS, "
+        "transform.clean_beer and the Glue table in infra/template.yaml",
+        pytrace=False,
+    )
+
+
+FIREHOSE_KEYS = ["recordId", "result", "data"]
+
+
+def assert_firehose_answers(response: dict[str, Any]) -> None:
+    """The Lambda's answer has the shape Firehose reads: {"records": [...]}, each record with
+    exactly the keys of FIREHOSE_KEYS; when not, the failure says which and where it is built."""
+    records = response.get("records") if isinstance(response, dict) else None
+    if not isinstance(records, list):
+        pytest.fail(
+            f'the handler answered {shorten(response)}: Firehose reads {{"records": [...]}}, one '
+            "per record it sent (brewops/lambdas/transform/app.py)",
+            pytrace=False,
+        )
+    for record in records:
+        if sorted(record) != sorted(FIREHOSE_KEYS):
+            missing = [k for k in FIREHOSE_KEYS if k not in record]
+            unexpected = [k for k in record if k not in FIREHOSE_KEYS]
+            pytest.fail(
+                f"an answered record has the keys {list(record)} (missing {missing}, unexpected "
+                f"{unexpected}): Firehose reads exactly {FIREHOSE_KEYS} and fails the whole "
+                "batch otherwise. Outcome.response in brewops/transform.py builds it",
+                pytrace=False,
+            )
+
+
+def shorten(value: Any) -> str:
+    return transform.shorten(repr(value), 200)
+
+
 def firehose_event(records: list[dict[str, Any]], template: dict[str, Any]) -> dict[str, Any]:
     return {**template, "records": records}
 
@@ -47,11 +94,13 @@ def test_handler_answers_the_firehose_fixture(load_event, lambda_context):
     response = app.handler(event, lambda_context)
 
     # THEN every record comes back Ok, with its id, in order, as a cleaned JSON line
+    assert_firehose_answers(response)
     assert [r["recordId"] for r in response["records"]] == [r["recordId"] for r in event["records"]]
     assert {r["result"] for r in response["records"]} == {"Ok"}
     cleaned = [decoded(r) for r in response["records"]]
     assert [c["id"] for c in cleaned] == [1, 24, 185]
-    assert all(list(c) == COLUMNS for c in cleaned)
+    for c in cleaned:
+        assert_schema_columns(c)
     assert all(base64.b64decode(r["data"]).endswith(b"\n") for r in response["records"])
     assert cleaned[1]["abv"] == 55.0  # a real outlier passes through, to be reported later
 
@@ -170,10 +219,41 @@ def test_cleaned_records_follow_the_schema(catalog_beers):
     outcome = transform.transform_record(record(serialise_beer(catalog_beers[0])))
     cleaned = json.loads(outcome.data)
 
-    assert list(cleaned) == COLUMNS
+    assert_schema_columns(cleaned)
     for column in schema.CLEANED_COLUMNS:
         value = cleaned[column.name]
         assert value is None or isinstance(value, column.python_type), column.name
+
+
+@pytest.mark.parametrize(
+    ("response", "named"),
+    [
+        ({"records": [{"recordId": "r1", "data": "e30="}]}, "missing ['result'], unexpected []"),
+        ({"records": [{"recordId": "r1", "result": "Ok", "data": "", "x": 1}]}, "unexpected ['x']"),
+        ([{"recordId": "r1", "result": "Ok", "data": ""}], 'Firehose reads {"records": [...]}'),
+    ],
+)
+def test_an_answer_firehose_cannot_read_fails_with_what_is_wrong(response, named):
+    with pytest.raises(pytest.fail.Exception, match=re.escape(named)):
+        assert_firehose_answers(response)
+
+
+@pytest.mark.parametrize(
+    ("keys", "named"),
+    [
+        (
+            [*COLUMNS[:-1], "ingestion_time"],
+            "missing ['ingested_at'], unexpected ['ingestion_time']",
+        ),
+        ([COLUMNS[1], COLUMNS[0], *COLUMNS[2:]], "(order)"),
+    ],
+)
+def test_a_renamed_column_fails_with_the_places_that_must_agree(keys, named):
+    with pytest.raises(pytest.fail.Exception) as failed:
+        assert_schema_columns(dict.fromkeys(keys))
+
+    assert named in str(failed.value)
+    assert "transform.clean_beer and the Glue table in infra/template.yaml" in str(failed.value)
 
 
 @pytest.mark.parametrize(
@@ -384,7 +464,7 @@ def test_a_mixed_batch_never_crashes_and_keeps_count_and_order(load_event, lambd
         ("binary", "ProcessingFailed"),
         ("good-again", "Ok"),
     ]
-    assert all(set(r) == {"recordId", "result", "data"} for r in response["records"])
+    assert_firehose_answers(response)
 
 
 def test_the_answer_to_a_request_of_6_mb_is_smaller_though_small_beers_grow(
