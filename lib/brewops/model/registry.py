@@ -424,9 +424,7 @@ def publish(folder: str | Path, registry_uri: str, version: str, client: Any = N
 UPLOAD_METADATA = "brewops-upload"
 
 
-def _put_new(
-    s3: Any, path: Path, bucket: str, key: str, version_uri: str, upload: str = ""
-) -> None:
+def _put_new(s3: Any, path: Path, bucket: str, key: str, version_uri: str, upload: str) -> None:
     """Upload a file to a key that must be free, in one PUT: the transfer manager
     (`upload_file`) passes no write condition, and a model of a few megabytes is below its
     multipart threshold anyway."""
@@ -461,7 +459,7 @@ def _own_write_answered_late(s3: Any, error: Any, bucket: str, key: str, upload:
     what this upload sent."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    if not upload or not error.response.get("ResponseMetadata", {}).get("RetryAttempts"):
+    if not error.response.get("ResponseMetadata", {}).get("RetryAttempts"):
         return False  # refused at the first attempt: another upload's
     try:
         there = s3.head_object(Bucket=bucket, Key=key).get("Metadata", {})
