@@ -152,3 +152,32 @@ def test_the_recorded_local_state_has_the_keys_of_the_status_schema():
         {"emulator": service, "punkapi": service},
     )
     assert schema_errors("local_status", {"running": True, **state.to_dict()}) == []
+
+
+def _band_keyed_objects(part, where=""):
+    """Every object schema whose keys are the bands: found by the first band's label."""
+    if isinstance(part, dict):
+        if any(str(key).startswith("(-1,") for key in part.get("properties", {})):
+            yield where, part
+        for key, value in part.items():
+            yield from _band_keyed_objects(value, f"{where}/{key}")
+    elif isinstance(part, list):
+        for index, value in enumerate(part):
+            yield from _band_keyed_objects(value, f"{where}/{index}")
+
+
+@pytest.mark.parametrize("name", ["metrics", "model_card", "evaluation", "prediction"])
+def test_the_band_keys_of_a_schema_are_the_models_bands(name: str):
+    """The schemas spell the bands out for scripts; a band edge changed in `bands.EDGES`
+    must change them too, or every file the model writes would break its schema."""
+    from brewops.model import bands
+
+    found = list(_band_keyed_objects(schema(name)))
+    assert found, f"{name}.schema.json has no object keyed by the bands"
+    for where, part in found:
+        assert list(part["properties"]) == list(bands.LABELS), (
+            f"{name}.schema.json{where} keys the bands {list(part['properties'])}, but "
+            f"brewops.model.bands.LABELS is {list(bands.LABELS)}: write the bands' labels "
+            "in lib/brewops/json_schemas/ as `bands.LABELS` spells them"
+        )
+        assert part["required"] == list(bands.LABELS), f"{name}.schema.json{where}"
