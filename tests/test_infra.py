@@ -555,6 +555,12 @@ ROLLED_BACK_ON_CREATE = (
             "continue-update-rollback --stack-name brewops-dev",
             id="update-rollback-failed",
         ),
+        pytest.param(
+            "deploy",
+            ROLLED_BACK_ON_CREATE.replace("ROLLBACK_COMPLETE", "DELETE_FAILED"),
+            "delete the stack (`sam delete --stack-name brewops-dev --no-prompts`) and deploy",
+            id="deletion-failed-before",
+        ),
         # an update that rolled back leaves a stack that takes the next deploy as it is
         pytest.param(
             "deploy",

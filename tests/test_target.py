@@ -128,6 +128,68 @@ def test_the_punk_api_to_read_is_the_url_given_else_the_targets(
         targets.punkapi_endpoint()
 
 
+def _stubbed_aws_target(stack_name: str, answer: dict[str, str]) -> targets.Target:
+    """The aws target of `stack_name`, whose CloudFormation answers DescribeStacks with the
+    error `answer` (code and message) as the service does (twice: the Punk API's URL and its
+    version each ask while there is no stack to keep)."""
+    from botocore.stub import Stubber
+
+    cloudformation = boto3.client(
+        "cloudformation",
+        region_name="eu-west-1",
+        endpoint_url="https://cloudformation.eu-west-1.amazonaws.com",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # pragma: allowlist secret
+    )
+    stubber = Stubber(cloudformation)
+    for _ in range(2):
+        stubber.add_client_error(
+            "describe_stacks",
+            service_error_code=answer["code"],
+            service_message=answer["message"],
+            http_status_code=400 if answer["code"] == "ValidationError" else 403,
+            expected_params={"StackName": stack_name},
+        )
+    stubber.activate()
+    return targets.Target(
+        name="aws",
+        stack_name=stack_name,
+        region="eu-west-1",
+        _session=SimpleNamespace(client=lambda service, **kwargs: cloudformation),
+        _session_checked=True,
+    )
+
+
+def test_the_punk_api_of_a_stack_not_deployed_yet_is_the_one_its_deploy_gives(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `make run TARGET=aws` reads the Punk API in notebook 01, before notebook 02 deploys
+    monkeypatch.delenv("BREWOPS_PUNKAPI_URL", raising=False)
+    missing = {"code": "ValidationError", "message": "Stack with id brewops-alice does not exist"}
+    tgt = _stubbed_aws_target("brewops-alice", missing)
+
+    assert targets.punkapi_endpoint(None, None, tgt) == ("https://punkapi.online/v3", "v3")
+
+    # what the stack's samconfig.toml environment sets wins over the template's Default
+    monkeypatch.setattr(
+        "brewops.infra.sam_config_parameters",
+        lambda env: {"Stage": "dev", "PunkApiUrl": "https://beers.example/api"},
+    )
+    tgt = _stubbed_aws_target("brewops-alice", missing)
+    assert tgt.punkapi_url == "https://beers.example/api"
+
+
+def test_a_stack_that_cannot_be_read_for_another_reason_gives_no_punk_api(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("BREWOPS_PUNKAPI_URL", raising=False)
+    denied = {"code": "AccessDenied", "message": "not authorized to perform DescribeStacks"}
+    tgt = _stubbed_aws_target("brewops-alice", denied)
+
+    with pytest.raises(targets.TargetNotReady, match="not authorized"):
+        _ = tgt.punkapi_url
+
+
 def test_the_stack_id_is_the_one_cloudformation_gave() -> None:
     stack_id = "arn:aws:cloudformation:eu-west-1:123456789012:stack/brewops-dev/abc-123"
     tgt = targets.Target(
@@ -279,8 +341,44 @@ def test_a_stack_without_outputs_says_its_status_instead_of_lacking_a_name(statu
     for read in (lambda: tgt.outputs, lambda: targets.stack_outputs(session=_FakeSession(stacks))):
         with pytest.raises(
             targets.TargetNotReady, match=f"brewops-dev is {status}, with no Outputs"
-        ):
+        ) as raised:
             read()
+        # notebook 02's clean-up reads the stack first: the command that deletes it is named
+        assert "`sam delete --stack-name brewops-dev --no-prompts`" in str(raised.value)
+
+
+@pytest.mark.parametrize("status", ["DELETE_IN_PROGRESS", "DELETE_FAILED"])
+def test_a_stack_being_deleted_is_not_used_though_it_still_has_outputs(status: str) -> None:
+    # CloudFormation describes a stack by name until its deletion ends, Outputs and all; a
+    # deletion that failed half-way leaves it so, with some of the resources gone
+    from botocore.stub import Stubber
+
+    cloudformation = boto3.client(
+        "cloudformation",
+        region_name="eu-west-1",
+        endpoint_url="https://cloudformation.eu-west-1.amazonaws.com",  # whatever the env says
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # pragma: allowlist secret
+    )
+    described = {
+        "StackId": "arn:aws:cloudformation:eu-west-1:123456789012:stack/brewops-dev/1",
+        "StackName": "brewops-dev",
+        "CreationTime": "2026-01-01T00:00:00Z",
+        "StackStatus": status,
+        "Outputs": [{"OutputKey": "StreamName", "OutputValue": "brewops-dev-beers"}],
+    }
+    with Stubber(cloudformation) as stubber:
+        stubber.add_response(
+            "describe_stacks", {"Stacks": [described]}, {"StackName": "brewops-dev"}
+        )
+        with pytest.raises(targets.TargetNotReady) as raised:
+            targets._read_outputs(cloudformation, "brewops-dev")
+    message = str(raised.value)
+    assert message.startswith(
+        f"Stack brewops-dev is {status} at https://cloudformation.eu-west-1.amazonaws.com: "
+    )
+    assert "sam delete --stack-name brewops-dev" in message
+    assert "on aws, `sam build && sam deploy`" in message
 
 
 def test_an_output_the_stack_lacks_says_to_deploy_it_again_or_names_its_outputs() -> None:

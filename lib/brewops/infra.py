@@ -443,6 +443,13 @@ SAM_NEXT_STEPS: dict[str, tuple[tuple[str, str], ...]] = {
             "continue-update-rollback --stack-name {stack}` and deploy again once it is "
             "UPDATE_ROLLBACK_COMPLETE",
         ),
+        (
+            r"DELETE_FAILED",
+            "the stack's deletion stopped part-way, which leaves a stack that can never be "
+            "updated: `aws cloudformation describe-stack-events --stack-name {stack}` names the "
+            "resource that could not be deleted; remove what holds it, delete the stack (`sam "
+            "delete --stack-name {stack} --no-prompts`) and deploy again",
+        ),
     ),
     "delete": (
         (

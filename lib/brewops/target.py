@@ -192,9 +192,25 @@ class StackOutputs(dict[str, str]):
         )
 
 
+# A stack being deleted, or whose deletion stopped half-way, still has its Outputs, which
+# name resources that may be gone: the records sent there would be lost
+DELETED_STATES = frozenset({"DELETE_IN_PROGRESS", "DELETE_FAILED"})
+
+
 def _outputs_of(stack: dict[str, Any], stack_name: str, where: str | None) -> StackOutputs:
-    """The stack's Outputs by OutputKey; TargetNotReady, with its status, if it has none:
-    CloudFormation still describes a stack whose first deployment failed."""
+    """The stack's Outputs by OutputKey; TargetNotReady, with its status, if it has none
+    (CloudFormation still describes a stack whose first deployment failed) or is being
+    deleted."""
+    status = stack.get("StackStatus")
+    if status in DELETED_STATES:
+        raise TargetNotReady(
+            f"Stack {stack_name} is {status} at {where}: its resources are being deleted, or "
+            "some are gone. Wait for the deletion to end (DELETE_FAILED: `aws cloudformation "
+            f"describe-stack-events --stack-name {stack_name}` names the resource that could "
+            f"not be deleted; remove what holds it and delete the stack again with `sam delete "
+            f"--stack-name {stack_name}`), then deploy it: "
+            f"{_how_to_deploy_to_aws(stack_name)}."
+        )
     outputs = StackOutputs(
         {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}, stack_name
     )
@@ -202,8 +218,10 @@ def _outputs_of(stack: dict[str, Any], stack_name: str, where: str | None) -> St
         status = stack.get("StackStatus", "in an unknown state")
         raise TargetNotReady(
             f"Stack {stack_name} is {status}, with no Outputs, at {where}. A first deployment "
-            "that failed (ROLLBACK_COMPLETE) must be deleted and deployed again; one in "
-            f"progress, waited for. Deploy with `brewops local up` (local); "
+            "that failed (ROLLBACK_COMPLETE) must be deleted (`sam delete --stack-name "
+            f"{stack_name} --no-prompts`: notebook 02 reads the stack before its clean-up) and "
+            "deployed again; one in progress, waited for. Deploy with `brewops local up` "
+            "(local); "
             f"{_how_to_deploy_to_aws(stack_name)}."
         )
     return outputs
@@ -322,10 +340,43 @@ class Target:
         return self.session.client(service_name, **kwargs)
 
     def _stack_parameter(self, key: str) -> str | None:
-        for parameter in self.stack.get("Parameters", []):
+        """The stack's parameter `key`. On AWS, for a stack not deployed yet, the value its
+        first deploy gives it: `make run TARGET=aws` reads the Punk API in notebook 01,
+        before notebook 02 deploys the stack."""
+        try:
+            stack = self.stack
+        except TargetNotReady as error:
+            if self.name != "aws" or not _not_deployed(error.__cause__):
+                raise
+            try:
+                return _first_deploy_parameter(self.stack_name, key)
+            except ValueError:  # samconfig.toml cannot deploy it: the stack's error says so
+                raise error from error.__cause__
+        for parameter in stack.get("Parameters", []):
             if parameter["ParameterKey"] == key:
                 return parameter["ParameterValue"]
         return None
+
+
+def _not_deployed(error: BaseException | None) -> bool:
+    """Whether DescribeStacks said the stack does not exist (CloudFormation's answer is a
+    ValidationError, "Stack with id NAME does not exist")."""
+    if not isinstance(error, ClientError):
+        return False
+    said = error.response.get("Error", {})
+    return said.get("Code") == "ValidationError" and "does not exist" in said.get("Message", "")
+
+
+def _first_deploy_parameter(stack_name: str, key: str) -> str | None:
+    """The value of the template parameter `key` that deploying `stack_name` gives it: its
+    samconfig.toml environment's, else the template's Default."""
+    from brewops import infra
+
+    given = infra.sam_config_parameters(infra.sam_config_env(stack_name))
+    if key in given:
+        return given[key]
+    default = (infra.load_template().get("Parameters") or {}).get(key, {}).get("Default")
+    return None if default is None else str(default)
 
 
 def punkapi_endpoint(

@@ -15,7 +15,8 @@ IBU, EBC and pH, IBU against ABV, how the numeric fields correlate, and the hop 
 Nothing beyond the set-up in the README: by default the notebook uses the local Punk API
 server of the local target, serving the real catalogue (`punkapi-db` 2.6.0, 325 beers).
 With `target = "aws"` it reads the API the deployed stack's producer uses (its `PunkApiUrl`
-parameter, by default the community v3 service, a newer edition of 415 beers). Set
+parameter, by default the community v3 service, a newer edition of 415 beers), or for a
+stack not deployed yet the one notebook 02 will deploy it with. Set
 `api_url` to explore another server: the API version comes from the URL's last segment
 (`/v2` or `/v3`) unless `api_version` says otherwise.
 """,
