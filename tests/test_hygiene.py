@@ -952,6 +952,27 @@ def test_the_readme_results_are_what_the_code_finds_in_the_real_catalogue(catalo
     assert stated_findings == found
 
 
+def test_the_readme_spread_of_the_beers_over_shards_is_what_kinesis_hashes(catalog_beers):
+    """Kinesis puts a record in the shard whose hash key range holds the MD5 of its
+    partition key (the beer id); a new stream's shards split the 128-bit range evenly."""
+    import hashlib
+
+    from brewops.producer import serialise_beer
+
+    text = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    for shards in (2, 3, 4):
+        width = 2**128 // shards
+        counts = [0] * shards
+        for beer in catalog_beers:
+            digest = int(
+                hashlib.md5(str(beer["id"]).encode(), usedforsecurity=False).hexdigest(), 16
+            )
+            counts[min(digest // width, shards - 1)] += 1
+        assert f"{'/'.join(map(str, counts))} on {shards}" in text, (shards, counts)
+    mib = sum(len(serialise_beer(beer)) for beer in catalog_beers) / 2**20
+    assert f"{len(catalog_beers)} records and {mib:.1f} MiB" in text
+
+
 def test_the_readme_findings_follow_a_column_added_to_the_cleaned_record(
     catalog_beers, monkeypatch
 ):

@@ -171,6 +171,19 @@ def test_latest_per_id_falls_back_to_delivery_order():
     assert latest_per_id(df)["name"].tolist() == ["second", "only"]
 
 
+@pytest.mark.parametrize("rows", [slice(None), slice(None, None, -1)], ids=["read", "reversed"])
+def test_the_latest_record_does_not_hang_on_the_order_athena_returns_rows_in(rows):
+    # raw has no ingestion time: the later delivery day wins; cleaned copies of one Kinesis
+    # record (a Firehose retry) share it, and the copy delivered after midnight wins
+    raw = pd.DataFrame(
+        {"id": [5, 5], "name": ["earlier", "later"], "ingest_date": ["2026-11-26", "2026-11-27"]}
+    )
+    cleaned = raw.assign(ingested_at=pd.Timestamp("2026-11-26 23:59:59.900"))
+
+    assert latest_per_id(raw.iloc[rows])["name"].tolist() == ["later"]
+    assert latest_per_id(cleaned.iloc[rows])["ingest_date"].tolist() == ["2026-11-27"]
+
+
 def test_a_projection_without_a_format_matches_no_partition_value():
     projection = Projection("ingest_date", True, "date", None, "2024-01-01,NOW", None)
 

@@ -622,16 +622,20 @@ def _quoted(name: str) -> str:
 
 
 def latest_per_id(df: pd.DataFrame, id_column: str | None = None) -> pd.DataFrame:
-    """One row per id (`id_column`, by default `schema.ID_COLUMN`): the latest ingested
-    record (by `ingested_at`, else by row order).
+    """One row per id (`id_column`, by default `schema.ID_COLUMN`): the latest record.
 
+    Latest by `ingested_at` (when Kinesis took the record), then by the partition key
+    (the day Firehose delivered it: a copy delivered again after midnight), then by row
+    order, which Athena does not set: the columns decide before it. The raw table has no
+    `ingested_at`: its latest record of a beer is one of the latest day.
     Rows without an id are left out: nothing can say which beer they are.
     """
     id_column = id_column or schema.ID_COLUMN
     ranked = df[df[id_column].notna()].reset_index(drop=True)
-    if "ingested_at" in ranked:
-        # a stable sort keeps delivery order among equal timestamps
-        ranked = ranked.sort_values("ingested_at", kind="stable", na_position="first")
+    order = [c for c in ("ingested_at", schema.PARTITION_KEY) if c in ranked]
+    if order:
+        # a stable sort keeps delivery order among equal values
+        ranked = ranked.sort_values(order, kind="stable", na_position="first")
     latest = ranked.drop_duplicates(id_column, keep="last")
     return latest.sort_values(id_column, kind="stable").reset_index(drop=True)
 

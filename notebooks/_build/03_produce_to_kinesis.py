@@ -149,7 +149,9 @@ if not cleanup:  # for `brewops stream reconcile`; and `stream fill` won't send 
 Locally the Firehose runtime drains both delivery streams now (its positions are
 checkpointed, so running this cell again delivers nothing twice). On AWS, Firehose
 delivers by itself after its buffer interval; the cell polls S3 until every produced id has
-arrived or the timeout passes.
+arrived or the timeout passes. The stream keeps a record 24 hours: on AWS a delivery stream
+stopped for longer loses the older ones (reconciliation below names them; a backfill puts
+them again), while the local emulator keeps every record however long the drain waits.
 """),
         code("""
 if is_local:

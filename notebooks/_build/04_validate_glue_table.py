@@ -118,9 +118,12 @@ report.reconciliation_frame()
         md("""
 ## Duplicates
 
-Scheduled ticks produce random beers again, so an id can have several records. They are
-counted here; `report.latest` keeps the latest ingested record of each id, and that is the
-view later notebooks use (`brewops.tables.latest_per_id`).
+Scheduled ticks produce random beers again, so an id can have several records; Kinesis and
+Firehose, which deliver at least once, can add copies too. They are counted here, as
+findings, not failures; `report.latest` keeps the latest record of each id, and that is
+the view later notebooks use (`brewops.tables.latest_per_id`): the latest `ingested_at`
+(when Kinesis took the record), then the latest `ingest_date`. The README's "Copies, order
+and retention" says what that can and cannot tell apart.
 """),
         code("""
 if report.duplicates is not None:
