@@ -3129,6 +3129,37 @@ def test_a_call_that_printed_nothing_gives_the_console_back_and_logs_nothing(tmp
     assert (logs.streams, logs.calls) == (set(), [])
 
 
+def test_a_logger_made_at_import_beside_a_stand_in_console_logs_into_later_calls_logs(
+    tmp_path, monkeypatch
+):
+    # Powertools' Logger keeps the sys.stdout it is made with: first imported while a
+    # stand-in held that place (click's CliRunner, a redirect), it would keep the stand-in,
+    # and the calls made once it is gone would log into it instead of the function's log
+    (tmp_path / "logs_at_import.py").write_text(
+        "import logging, sys\n"
+        "logger = logging.getLogger('logs-at-import')\n"
+        "logger.addHandler(logging.StreamHandler(sys.stdout))\n"
+        "logger.setLevel(logging.INFO)\n\n"
+        "def handler(event, context):\n"
+        "    logger.info('record not transformed')\n",
+        encoding="utf-8",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "logs_at_import", raising=False)
+    first = _local_function("logs_at_import.handler", log_dir=tmp_path / "first")
+    later = _local_function("logs_at_import.handler", log_dir=tmp_path / "later")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            first.invoke({})
+        later.invoke({})
+    finally:
+        logging.getLogger("logs-at-import").handlers.clear()
+        sys.modules.pop("logs_at_import", None)
+
+    for function in (first, later):
+        assert function.log_file.read_text(encoding="utf-8") == "record not transformed\n"
+
+
 def test_functions_called_from_two_threads_each_see_their_own_environment_and_logs(
     tmp_path, monkeypatch
 ):

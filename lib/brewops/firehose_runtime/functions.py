@@ -214,6 +214,19 @@ class _Call:
         return not self.given_up
 
 
+@contextlib.contextmanager
+def _process_console() -> Iterator[None]:
+    """The process's own stdout and stderr for the block, as Lambda imports a handler with.
+    A logger made at import keeps the stream it is given (Powertools' does): a stand-in
+    for the console at that time (click's CliRunner, a redirect) would keep the lines of
+    every later call out of the function's log, once the stand-in is no console."""
+    with (
+        contextlib.redirect_stdout(sys.__stdout__ or sys.stdout),
+        contextlib.redirect_stderr(sys.__stderr__ or sys.stderr),
+    ):
+        yield
+
+
 def split_function_arn(function: str) -> tuple[str, str | None]:
     """(name, qualifier) of a function name or ARN; ``$LATEST`` counts as no qualifier."""
     parts = function.split(":")
@@ -273,7 +286,7 @@ class LocalFunction:
                     "not module.function"
                 )
             try:
-                with applied_environment(self.environment):
+                with applied_environment(self.environment), _process_console():
                     module = importlib.import_module(module_name)
             except Exception as error:  # whatever the module's own code raised
                 raise HandlerLoadError(
