@@ -1134,6 +1134,15 @@ def test_a_run_waits_for_another_writing_the_same_build_folder(
     monkeypatch.setenv("BREWOPS_HOME", str(notebooks.parent))
     monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
     results: list[Any] = []
+    waiting = threading.Event()
+
+    def reached_late(lock_file: Path, say_waiting: Any) -> Any:
+        # as on a loaded machine, the second run comes to the lock well after it starts:
+        # the first run lets go once the second says it waits, not after a guessed time
+        time.sleep(1.5)
+        return exclusive(lock_file, lambda: (say_waiting(), waiting.set()))
+
+    monkeypatch.setattr(runner, "exclusive", reached_late)
 
     def second_run() -> None:
         args = ["--target", "aws", "--only", "01", "--no-progress"]
@@ -1142,9 +1151,9 @@ def test_a_run_waits_for_another_writing_the_same_build_folder(
     with exclusive(tmp_path / "build" / runner.OUTPUTS_LOCK):  # the first run
         second = threading.Thread(target=second_run)
         second.start()
-        second.join(timeout=1.0)
-        assert second.is_alive() and fake.calls == [], "the second run did not wait"
-    second.join(timeout=30)
+        assert waiting.wait(timeout=60), "the second run did not wait"
+        assert fake.calls == [], "the second run went on while the first held the folder"
+    second.join(timeout=60)
 
     assert results[0].exit_code == 0, results[0].output
     assert "another `brewops run` is writing to" in results[0].output
