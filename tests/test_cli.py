@@ -655,6 +655,61 @@ def test_a_refused_file_or_a_lost_endpoint_is_one_line(monkeypatch, error, said)
     assert "BREWOPS_BUILD_DIR" not in result.output  # none of them is in the build folder
 
 
+def _answered_by_s3(code: str, status: int) -> Any:
+    """A `use_target` whose first call to S3 gets AWS's error `code` (after botocore's
+    retries, for one it retries)."""
+    from brewops.target import aws_session
+    from fixtures.faults import s3_error
+
+    def use_target(name: str) -> Any:
+        session = aws_session(
+            region_name="eu-west-1", aws_access_key_id="AKIAUSER", aws_secret_access_key="k"
+        )
+        session.events.register("before-send", s3_error(code, status))
+        session.client("s3", endpoint_url="http://127.0.0.1:1").list_objects_v2(Bucket="b")
+
+    return use_target
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "what_to_do"),
+    [
+        ("AccessDenied", 403, "may not call s3:ListBucket: `aws sts get-caller-identity`"),
+        ("ExpiredToken", 400, "have expired or are not valid: renew them (`aws sso login`"),
+        ("NoSuchBucket", 404, "does not exist in eu-west-1: check that the stack is deployed"),
+        ("InvalidArgument", 400, "AWS refused the request: check the values given"),
+        ("SlowDown", 503, "S3 asks for fewer requests a second on these keys: wait a minute"),
+        ("InternalError", 500, "run it again in a minute"),
+    ],
+)
+def test_an_aws_error_is_one_line_naming_the_call_the_code_and_what_to_do(
+    monkeypatch, code, status, what_to_do
+):
+    monkeypatch.setattr(streaming_cli, "use_target", _answered_by_s3(code, status))
+
+    result = CliRunner().invoke(main, ["stream", "drain", "--no-progress"])
+
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert result.output.startswith(f"Error: AWS S3 ListObjectsV2 failed with {code}. ")
+    assert what_to_do in result.output and result.output.count("\n") == 1
+
+
+def test_a_silent_endpoint_is_one_line_saying_it_did_not_answer(monkeypatch):
+    from botocore.exceptions import ReadTimeoutError
+
+    error = ReadTimeoutError(endpoint_url="https://kinesis.eu-west-1.amazonaws.com/")
+    monkeypatch.setattr(streaming_cli, "use_target", _raising(error))
+
+    result = CliRunner().invoke(main, ["stream", "drain", "--no-progress"])
+
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert result.output == (
+        'Error: Read timeout on endpoint URL: "https://kinesis.eu-west-1.amazonaws.com/" (it '
+        "took the connection, and did not answer in time). Check the network connection, a "
+        "proxy (HTTPS_PROXY) and the region, then run it again.\n"
+    )
+
+
 @pytest.mark.parametrize(
     "error",
     [
@@ -1288,6 +1343,37 @@ def test_reconcile_leaves_out_the_objects_an_ids_file_says_were_delivered_before
     assert left_out == [{"raw/earlier"}]
 
 
+def test_reconcile_with_objects_it_could_not_read_says_so_not_that_records_were_lost(
+    monkeypatch, tmp_path
+):
+    from brewops.reconcile import Reconciliation
+
+    accepting_target(monkeypatch, tmp_path, name="local")
+    ids_file = tmp_path / "ids.json"
+    ids_file.write_text(json.dumps(list(range(1, 326))), encoding="utf-8")
+    refused = Reconciliation(
+        produced=325,
+        raw_records=325,
+        raw_unique_ids=325,
+        cleaned_rows=0,
+        cleaned_unique_ids=0,
+        errors=[],
+        unreadable={"cleaned/x-1": "ClientError: AccessDenied"},
+        missing_downstream=list(range(1, 326)),
+    )
+    monkeypatch.setattr("brewops.reconcile.reconcile", lambda *args, **kwargs: refused)
+
+    result = CliRunner().invoke(streaming_cli.stream, ["reconcile", "--ids-file", str(ids_file)])
+
+    assert result.exit_code == 1
+    assert "RECORDS LOST" not in result.output and "records were lost, or" not in result.output
+    assert result.output.endswith(
+        "Error: 1 delivered object(s) could not be read, so whether records were lost is not "
+        "known: the UNREADABLE lines say why (AccessDenied needs s3:GetObject on the bucket; "
+        "a SlowDown, a 5xx or a timeout passes: reconcile again in a minute)\n"
+    )
+
+
 def test_a_bad_ids_file_is_refused_naming_the_file_and_what_is_wrong(monkeypatch, tmp_path):
     accepting_target(monkeypatch, tmp_path, name="local")
     not_json = tmp_path / "not-json.json"
@@ -1343,6 +1429,28 @@ def test_a_backfill_names_ten_beers_not_sent_then_counts_the_rest(
     assert result.output.count("not sent: beer ") == 10
     assert "not sent: 3 more beers" in result.output
     assert "some beers were not sent; see the reasons above" in result.output
+
+
+def test_a_backfill_kinesis_kept_throttling_says_to_give_the_stream_more_shards(
+    catalog_beers, monkeypatch, tmp_path
+):
+    accepting_target(monkeypatch, tmp_path, name="local", punkapi_url=None)
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps(catalog_beers[:2]), encoding="utf-8")
+    throttled = FailedRecord("2", "ProvisionedThroughputExceededException", "Rate exceeded", 9)
+    report = ProduceReport(records=2, sent=1, failed=[throttled])
+    monkeypatch.setattr("brewops.producer.put_beers", lambda *args, **kwargs: report)
+
+    result = CliRunner().invoke(
+        streaming_cli.stream, ["backfill", "--catalog", str(catalog), "--no-progress"]
+    )
+
+    assert result.exit_code == 1
+    assert result.output.endswith(
+        "some beers were not sent; see the reasons above. The stream's shards are at their "
+        "write limit: raise the stack's ShardCount parameter (or deploy it with "
+        "StreamMode=ON_DEMAND), then run it again.\n"
+    )
 
 
 def test_a_backfill_names_a_beer_over_the_kinesis_record_limit(

@@ -240,6 +240,26 @@ def test_a_record_in_raw_but_in_neither_cleaned_nor_the_errors_is_lost():
     assert str(result).splitlines()[-2:] == ["MISSING from cleaned and errors: [2]", "RECORDS LOST"]
 
 
+def test_records_missing_while_objects_could_not_be_read_are_not_called_lost():
+    # S3 refused every cleaned object: their records are there, only not counted
+    result = Reconciliation(
+        produced=325,
+        raw_records=325,
+        raw_unique_ids=325,
+        cleaned_rows=0,
+        cleaned_unique_ids=0,
+        errors=[],
+        unreadable={"cleaned/x-1": "ClientError: AccessDenied"},
+        missing_downstream=list(range(1, 326)),
+    )
+
+    assert result.unread and not result.ok and not result.figures()["nothing_lost"]
+    assert str(result).splitlines()[-1] == (
+        "NOT CHECKED: 1 object(s) could not be read (UNREADABLE above) and may hold the "
+        "records missing"
+    )
+
+
 def test_records_produced_of_which_none_arrived_are_lost_not_nothing_to_reconcile():
     result = Reconciliation(
         produced=2,

@@ -498,7 +498,75 @@ def test_aws_clients_give_up_connecting_after_seconds_whatever_config_they_are_m
     assert own_config.meta.config.connect_timeout <= 10
     assert read_with[0].meta.config.connect_timeout <= 10
     assert own_config.meta.config.read_timeout == 900
-    assert plain.meta.config.read_timeout == 60, "a slow answer is waited for as before"
+
+
+def _silent(session: Any) -> list[str]:
+    """Each request sent from `session`'s clients from now on, answered by none: botocore
+    sees a read timeout, as from an endpoint that takes the connection and never answers."""
+    from botocore.exceptions import ReadTimeoutError
+
+    sent: list[str] = []
+
+    def never_answer(request: Any, **_: Any) -> None:
+        sent.append(request.url)
+        raise ReadTimeoutError(endpoint_url=request.url)
+
+    session.events.register("before-send", never_answer)
+    return sent
+
+
+def test_a_silent_endpoint_is_given_up_on_after_three_reads_of_bounded_silence(
+    aws_environment: dict[str, str],
+) -> None:
+    # botocore's 60 s of silence per read: reading the stack from an endpoint that never
+    # answered took 3 minutes before it said so
+    session = targets.aws_session()
+    sent = _silent(session)
+
+    with pytest.raises(targets.TargetNotReady, match="Read timeout"):
+        targets.stack_outputs("brewops-dev", session=session)
+
+    assert len(sent) == 3
+    assert session.client("cloudformation").meta.config.read_timeout <= 20
+
+
+def test_an_emulator_that_takes_the_call_and_hangs_is_named_with_how_to_restart_it(
+    aws_environment: dict[str, str],
+) -> None:
+    session = targets.aws_session()
+    _silent(session)
+    emulator = session.client("cloudformation", endpoint_url="http://127.0.0.1:4566")
+
+    with pytest.raises(targets.TargetNotReady) as hung:
+        targets._describe_stack(emulator, "brewops-dev")
+
+    assert "Read timeout" in str(hung.value)
+    assert "emulator there does not answer: `brewops local down`, then `brewops local up`" in (
+        str(hung.value)
+    )
+
+
+def test_the_sdk_clients_made_without_a_target_have_the_same_bounds(
+    aws_environment: dict[str, str], tmp_path: Path
+) -> None:
+    from brewops import reconcile, tables
+    from brewops.model import registry
+
+    local = LocalState(
+        endpoint_url="http://127.0.0.1:1", region="us-east-1", stack_name="brewops-dev",
+        started_at="2026-01-01T00:00:00Z", services={},
+    )  # fmt: skip
+    clients = {
+        "the local target's": local.session().client("s3"),
+        "tables' default": tables.aws_client(None, "glue"),
+        "the model registry's default": registry._s3(),
+        "reconcile's default": reconcile.session_or_default(None).client("s3"),
+    }
+
+    for made_by, client in clients.items():
+        config = client.meta.config
+        assert (config.connect_timeout, config.read_timeout) == (10, 20), made_by
+        assert config.retries == {"mode": "standard", "total_max_attempts": 3}, made_by
 
 
 def test_other_botocore_errors_while_reading_the_stack_say_what_to_check(

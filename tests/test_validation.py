@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -930,3 +931,28 @@ def test_validating_no_table_or_an_unknown_one_is_refused_before_any_call(tables
 def test_one_table_may_be_named_as_a_string():
     assert validation.checked_tables("cleaned") == ["cleaned"]
     assert validation.checked_tables(("raw", "cleaned")) == ["raw", "cleaned"]
+
+
+def test_awswranglers_reads_of_a_silent_endpoint_stop_at_three_attempts(monkeypatch):
+    # awswrangler makes its clients with 6 attempts of its own, each a read waiting 60 s:
+    # a Parquet footer from an endpoint that never answered took 6 minutes to give up on
+    from botocore.exceptions import ReadTimeoutError
+
+    from brewops.target import aws_session
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAUSER")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "k")
+    session = aws_session(region_name="eu-west-1")
+    sent: list[str] = []
+
+    def never_answer(request, **_):
+        sent.append(request.url)
+        raise ReadTimeoutError(endpoint_url=request.url)
+
+    session.events.register("before-send", never_answer)
+    footer = TableObject("s3://b/cleaned/x.parquet", 100, datetime.now(UTC))
+
+    schemas, errors = validation.read_parquet_schemas([footer], SimpleNamespace(session=session))
+
+    assert schemas == {} and "ReadTimeoutError" in errors[footer.uri]
+    assert len(sent) == 3

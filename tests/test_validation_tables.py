@@ -467,6 +467,28 @@ def test_a_raw_table_s3_keeps_refusing_to_give_fails_its_gate(delivered, monkeyp
     assert "InternalError" in failure.message and failure.rows
 
 
+def test_records_in_objects_s3_refuses_to_give_are_not_called_lost(delivered):
+    # every cleaned object unreadable (AccessDenied): its 325 records were reported as
+    # "lost records (cleaned): 325 of 325 produced ids are missing", which they are not
+    from fixtures.faults import s3_error
+
+    local = delivered.tables
+    local.session.events.register("before-send.s3.GetObject", s3_error("AccessDenied", 403))
+
+    report = validation.validate(local, expected=_expectation(delivered), tables=["cleaned"])
+
+    assert [f.rule for f in report.failures] == ["unreadable data"]
+    row = report.reconciliation["cleaned"].as_row()
+    assert (row["status"], row["lost ids"]) == ("not checked", 0)
+    assert any(
+        note.startswith(
+            "lost records of cleaned not checked: 325 of 325 produced ids are not in the "
+            "objects read, and the "
+        )
+        for note in report.notes
+    ), report.notes
+
+
 def test_an_error_object_that_cannot_be_read_is_noted_not_failed(delivered):
     local = delivered.tables
     key = "errors/cleaned/processing-failed/ingest_date=2026-11-26/brewops-cleaned-dev-1-x.gz"

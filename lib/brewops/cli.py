@@ -138,16 +138,26 @@ def _out_of_memory() -> str:
 def _endpoint_gone(error: Exception) -> str | None:
     """One line for an AWS endpoint that stopped answering mid-command: the local target's
     emulator when it is on this machine."""
-    from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
+    from botocore.exceptions import (
+        ConnectionClosedError,
+        EndpointConnectionError,
+        ReadTimeoutError,
+    )
 
-    if not isinstance(error, EndpointConnectionError | ConnectionClosedError):
+    if not isinstance(error, EndpointConnectionError | ConnectionClosedError | ReadTimeoutError):
         return None
     from brewops.target import on_this_machine
 
+    said = str(error)
+    if isinstance(error, ReadTimeoutError):
+        said += " (it took the connection, and did not answer in time)"
     if not on_this_machine(str(error.kwargs.get("endpoint_url", ""))):
-        return f"{error}. Check the network connection and the region."
+        return (
+            f"{said}. Check the network connection, a proxy (HTTPS_PROXY) and the region, "
+            "then run it again."
+        )
     return (
-        f"{error}: the AWS emulator there is not answering. `brewops local status` says "
+        f"{said}: the AWS emulator there is not answering. `brewops local status` says "
         "whether the local target still runs; `brewops local up` starts it again."
     )
 
@@ -453,12 +463,16 @@ class LazyGroup(click.Group):
             raise click.ClickException(str(error)) from error
         except MemoryError as error:  # the stack it unwound is freed: enough to say so
             raise click.ClickException(_out_of_memory()) from error
-        except OSError as error:
-            if (one_line := _refusal_in_one_line(error)) is None:
+        except OSError as error:  # botocore's timeouts are OSErrors too (through requests)
+            if (one_line := _refusal_in_one_line(error)) is not None:
+                raise one_line from error
+            if (said := _endpoint_gone(error)) is None:
                 raise
-            raise one_line from error
+            raise click.ClickException(said) from error
         except Exception as error:
-            said = _endpoint_gone(error)
+            from brewops.aws_errors import aws_refusal
+
+            said = _endpoint_gone(error) or aws_refusal(error)
             if said is None:
                 raise
             raise click.ClickException(said) from error

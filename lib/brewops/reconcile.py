@@ -115,6 +115,12 @@ class Reconciliation:
         return self.produced > 0 and not self.missing_from_raw and not self.missing_downstream
 
     @property
+    def unread(self) -> bool:
+        """Records are missing, and objects that could not be read may hold them: not known
+        to be lost."""
+        return not self.ok and self.produced > 0 and bool(self.unreadable)
+
+    @property
     def error_reasons(self) -> dict[str, int]:
         return dict(Counter(e.reason for e in self.errors).most_common())
 
@@ -153,6 +159,11 @@ class Reconciliation:
             lines.append(f"MISSING from cleaned and errors: {self.missing_downstream[:20]}")
         if not self.produced:
             lines.append("NOTHING TO RECONCILE: no records were produced")
+        elif self.unread:
+            lines.append(
+                f"NOT CHECKED: {len(self.unreadable)} object(s) could not be read "
+                "(UNREADABLE above) and may hold the records missing"
+            )
         else:
             lines.append("nothing lost" if self.ok else "RECORDS LOST")
         return "\n".join(lines)
@@ -179,9 +190,9 @@ def session_or_default(session: Any) -> Any:
     """`session`, or a boto3 Session of the environment's settings when None."""
     if session is not None:
         return session
-    import boto3
+    from brewops.target import aws_session
 
-    return boto3.Session()
+    return aws_session()
 
 
 def iter_objects(s3: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:

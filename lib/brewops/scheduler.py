@@ -124,9 +124,9 @@ class Scheduler:
         in_process: bool = True,
         log_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        import boto3
+        from brewops.target import aws_session
 
-        session = session or boto3.Session()
+        session = session or aws_session()
         lambda_client = session.client("lambda")
         self.rule_arn: str | None = None
         self.schedule: str | None = None

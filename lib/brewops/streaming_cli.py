@@ -264,7 +264,12 @@ def backfill(
     )
     if not report.ok:
         _echo_not_sent(report)
-        raise click.ClickException("some beers were not sent; see the reasons above")
+        said = "some beers were not sent; see the reasons above"
+        if any(f.error_code == "ProvisionedThroughputExceededException" for f in report.failed):
+            from brewops.aws_errors import KINESIS_TOO_SMALL
+
+            said += f". {KINESIS_TOO_SMALL}"
+        raise click.ClickException(said)
 
 
 @stream.command()
@@ -533,6 +538,13 @@ def reconcile(target: str, ids_file: Path | None, as_json: bool) -> None:
         raise click.ClickException(
             "nothing to reconcile: no records were produced into this stack "
             "(`brewops stream backfill`, `tick` or `fill` produce them)"
+        )
+    if not result.ok and result.unread:
+        raise click.ClickException(
+            f"{len(result.unreadable)} delivered object(s) could not be read, so whether "
+            "records were lost is not known: the UNREADABLE lines say why (AccessDenied "
+            "needs s3:GetObject on the bucket; a SlowDown, a 5xx or a timeout passes: "
+            "reconcile again in a minute)"
         )
     if not result.ok:
         raise click.ClickException(

@@ -186,9 +186,9 @@ def aws_client(tgt: Any, service: str) -> Any:
     session = _session(tgt)
     if session is not None:
         return session.client(service)
-    import boto3
+    from brewops.target import aws_session
 
-    return boto3.client(service)
+    return aws_session().client(service)
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -397,7 +397,9 @@ def read_objects(
     `columns` keeps only those of the table's columns (and its partition key): JSON is
     then parsed `JSON_CHUNK_LINES` lines at a time, so whole records are never all held.
     """
-    import awswrangler as wr
+    from brewops.target import awswrangler
+
+    wr = awswrangler()
 
     tgt = resolve_target(target)
     session = _session(tgt)
@@ -590,7 +592,9 @@ def read_table(
 def _read_with_athena(
     info: TableInfo, tgt: Any, columns: Sequence[str] | None = None, **kwargs: Any
 ) -> pd.DataFrame:
-    import awswrangler as wr
+    from brewops.target import awswrangler
+
+    wr = awswrangler()
 
     kwargs.setdefault("workgroup", tgt.outputs["AthenaWorkGroupName"])
     selected = table_columns(info, columns)

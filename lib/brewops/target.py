@@ -75,18 +75,40 @@ NO_CREDENTIALS = (
 )
 
 
-# botocore waits 60 s for a connection, three attempts: on a network that drops packets (a
-# firewall, a VPN that is down) each command would sit 3 minutes before saying it cannot
-# connect. A connection to AWS takes well under a second; reads keep botocore's timeout.
-AWS_CLIENT_CONFIG = Config(connect_timeout=10)
+# botocore's own: 60 s to connect and 60 s for each read, 3 attempts (awswrangler asks for
+# 6): an endpoint that takes the connection and never answers (a proxy or firewall that
+# swallows requests, a hung emulator) held a command 3 to 6 minutes per call. AWS answers
+# these calls within seconds; the read timeout is the longest silence between two reads,
+# not the time a whole answer may take, so a large S3 object still streams in whole.
+CONNECT_TIMEOUT = 10
+READ_TIMEOUT = 20
+MAX_ATTEMPTS = 3  # botocore's standard mode: throttling and 5xx are retried with backoff
+AWS_CLIENT_CONFIG = Config(
+    connect_timeout=CONNECT_TIMEOUT,
+    read_timeout=READ_TIMEOUT,
+    retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
+)
 
 
-def aws_session() -> Any:
-    """A boto3 session on the normal credential chain and region whose clients, whatever
-    config they are created with, give up connecting after AWS_CLIENT_CONFIG's timeout."""
+def aws_session(**kwargs: Any) -> Any:
+    """A boto3 session (`kwargs`: region and keys, else the normal credential chain) whose
+    clients take AWS_CLIENT_CONFIG for whatever the config they are created with leaves
+    unset: every client the package and awswrangler make goes through one."""
     core = botocore.session.get_session()
     core.set_default_client_config(AWS_CLIENT_CONFIG)
-    return boto3.session.Session(botocore_session=core)
+    return boto3.session.Session(botocore_session=core, **kwargs)
+
+
+def awswrangler() -> Any:
+    """awswrangler, its clients made with AWS_CLIENT_CONFIG unless a config was given it
+    (`wr.config.botocore_config`): its own asks for 5 retries, 6 attempts, which would win
+    over the session's."""
+    import awswrangler as wr
+
+    if wr.config.botocore_config is None:
+        # its own pool size: its readers run threads
+        wr.config.botocore_config = Config(max_pool_connections=10).merge(AWS_CLIENT_CONFIG)
+    return wr
 
 
 class TargetNotReady(RuntimeError, ActionableError):
@@ -252,6 +274,12 @@ def _describe_stack(cloudformation: Any, stack_name: str) -> dict[str, Any]:
             f"Deploy it with `brewops local up` (local); {_how_to_deploy_to_aws(stack_name)}."
         ) from error
     except BotoCoreError as error:  # no credentials, no connection, an expired SSO login…
+        if on_this_machine(where or ""):  # the emulator took the call and hung, say
+            raise TargetNotReady(
+                f"Stack {stack_name} cannot be read at {where}: {error}. The AWS emulator "
+                "there does not answer: `brewops local down`, then `brewops local up`, "
+                "starts it again."
+            ) from error
         raise TargetNotReady(
             f"Stack {stack_name} cannot be read at {where}: {error}. Check the region and "
             "credentials (AWS_DEFAULT_REGION, AWS_PROFILE, `aws configure`) and the connection."

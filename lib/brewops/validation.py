@@ -224,7 +224,9 @@ def read_parquet_schemas(
     objects: Sequence[TableObject], target: Any = None
 ) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
     """({uri: {column: Athena type}}, {uri: error}) for each object's Parquet footer."""
-    import awswrangler as wr
+    from brewops.target import awswrangler
+
+    wr = awswrangler()
 
     session = getattr(resolve_target(target), "session", None)
     schemas, errors = {}, {}
@@ -447,6 +449,15 @@ class Reconciliation:
     diverted: dict[int, str] = field(default_factory=dict)
     # every record in the error prefix, with or without a readable id
     diverted_records: int = 0
+    # missing from the objects read while others were left out (unreadable, or of drifted
+    # types): they may be in those, so they are unseen, not known to be lost
+    unseen_ids: list[int] = field(default_factory=list)
+    unseen_rows: int = 0
+
+    @property
+    def unseen(self) -> bool:
+        """Records missing from what was read that objects left out may hold."""
+        return bool(self.unseen_ids or self.unseen_rows)
 
     @property
     def checked(self) -> bool:
@@ -468,7 +479,9 @@ class Reconciliation:
             "missing rows": self.missing_rows,
             "unexpected ids": len(self.unexpected_ids),
             "diverted to errors": self.diverted_records,
-            "status": "not checked" if not self.checked else ("ok" if self.ok else "lost"),
+            "status": (
+                "not checked" if not self.checked or self.unseen else ("ok" if self.ok else "lost")
+            ),
         }
 
     def failure(self) -> GateFailure | None:
@@ -500,10 +513,12 @@ def reconcile(
     expected: Expectation,
     table: str = "cleaned",
     diverted: Sequence[ErrorRecord] = (),
+    objects_left_out: int = 0,
 ) -> Reconciliation:
     """Rows and ids in `df` against what was produced; `diverted` records went to the
     error prefix, so they are accounted for rather than lost. They are counted one by one:
-    a beer that failed twice stands for two produced records."""
+    a beer that failed twice stands for two produced records. With `objects_left_out` of
+    the table not in `df`, what is missing is unseen, not lost: it may be in those."""
     reasons = {e.beer_id: e.reason for e in diverted if e.beer_id is not None}
     key = schema.ID_COLUMN
     ids = integer_ids(df[key]) if key in df else set()
@@ -519,6 +534,9 @@ def reconcile(
         result.diverted = reasons
     if expected.records is not None:
         result.missing_rows = max(expected.records - len(df) - len(diverted), 0)
+    if objects_left_out:
+        result.unseen_ids, result.lost_ids = result.lost_ids, []
+        result.unseen_rows, result.missing_rows = result.missing_rows, 0
     return result
 
 
@@ -1162,7 +1180,17 @@ def _validate_table(
             f"{len(unreadable_errors)} object(s) under errors/ of {table} cannot be read: "
             + listing([f"{k} ({why})" for k, why in unreadable_errors.items()], 5)
         )
-    reconciliation = reconcile(frame, expectation, table, diverted)
+    reconciliation = reconcile(frame, expectation, table, diverted, len(excluded))
+    if reconciliation.unseen:
+        missing = (
+            f"{len(reconciliation.unseen_ids)} of {len(expectation.ids or ())} produced ids are"
+            if reconciliation.unseen_ids
+            else f"{reconciliation.unseen_rows} of {expectation.records} produced records are"
+        )
+        report.notes.append(
+            f"lost records of {table} not checked: {missing} not in the objects read, and the "
+            f"{len(excluded)} object(s) left out (unreadable, or of drifted types) may hold them"
+        )
     if reconciliation.diverted:
         report.notes.append(
             f"{len(reconciliation.diverted)} {table} record(s) went to the error prefix: "

@@ -105,9 +105,9 @@ class FirehoseRuntime:
         function_environment: dict[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        import boto3
+        from brewops.target import aws_session
 
-        session = session or boto3.Session()
+        session = session or aws_session()
         firehose = _client(session, "firehose")
         if delivery_streams is None:  # [], as from Outputs naming none, is none of them
             delivery_streams = kinesis_sourced_delivery_streams(firehose)

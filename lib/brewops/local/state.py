@@ -178,9 +178,9 @@ class LocalState:
     def session(self) -> Any:
         """A boto3 session for the emulator (pass `endpoint_url` to its clients, or use
         `client`)."""
-        import boto3
+        from brewops.target import aws_session
 
-        return boto3.session.Session(region_name=self.region, **CREDENTIALS)
+        return aws_session(region_name=self.region, **CREDENTIALS)
 
     def client(self, service_name: str) -> Any:
         return self.session().client(service_name, endpoint_url=self.endpoint_url)

@@ -361,9 +361,9 @@ def split_uri(uri: str) -> tuple[str, str]:
 def _s3(client: Any = None) -> Any:
     if client is not None:
         return client
-    import boto3
+    from brewops.target import aws_session
 
-    return boto3.client("s3")
+    return aws_session().client("s3")
 
 
 def _sdk_errors() -> tuple[type[Exception], ...]:
