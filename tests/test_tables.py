@@ -461,8 +461,40 @@ def test_the_aws_target_reads_only_the_columns_asked_for(delivered, monkeypatch)
     frame = tables.read_table("raw", delivered.tables, columns=["abv", "id"])
 
     # the table's order, not the order asked: the typed frame follows the Glue columns
-    assert asked == ['SELECT "id", "abv", "ingest_date" FROM "beers_raw"']
+    assert len(asked) == 1 and asked[0].startswith('SELECT "id", "abv", "ingest_date", CASE ')
+    assert asked[0].endswith(' FROM "beers_raw"')
     assert list(frame.columns) == ["id", "abv", "ingest_date"]
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize("columns", [None, ["id", "abv"]], ids=["all-columns", "some"])
+def test_athena_rows_of_malformed_raw_lines_are_listed_not_read(delivered, monkeypatch, columns):
+    import awswrangler as wr
+
+    uri = "s3://bucket/raw/ingest_date=2026-11-26/brewops-raw-1.gz"
+    asked = []
+
+    # Athena's answer: with ignore.malformed.json the OpenX SerDe reads a line it cannot
+    # parse as an empty object, so its row is NULL in every column but the partition key
+    def read_sql_query(sql, **kwargs):
+        asked.append(sql)
+        answer = pd.DataFrame(
+            {"id": [1, None, 2], "abv": [4.7, None, 5.0], "ingest_date": ["2026-11-26"] * 3}
+        )
+        if '"$path"' in sql:
+            answer[tables.MALFORMED_OBJECT] = [None, uri, None]
+        return answer
+
+    monkeypatch.setattr(wr.athena, "read_sql_query", read_sql_query)
+    monkeypatch.setattr(delivered.tables, "name", "aws")
+    frame = tables.read_table("raw", delivered.tables, columns=columns)
+
+    # every data column is asked about, not only those read: a line holding just a name
+    # parsed, and stays a row
+    assert '"name" IS NULL AND' in asked[0] and '"ingest_date" IS NULL' not in asked[0]
+    assert frame["id"].tolist() == [1, 2]
+    assert frame.attrs["malformed_lines"] == [uri]
+    assert tables.MALFORMED_OBJECT not in frame
 
 
 @pytest.mark.emulator

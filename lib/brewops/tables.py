@@ -576,8 +576,10 @@ def read_table(
 
     `engine` defaults to Athena on AWS and to Glue + S3 locally (no Athena there);
     `columns` reads only those Glue columns (and `ingest_date`); `athena_kwargs` go to
-    `wr.athena.read_sql_table`, or `read_sql_query` with `columns` (e.g. `ctas_approach=False`).
-    A column the table does not have raises ValueError.
+    `wr.athena.read_sql_table`, or `read_sql_query` with `columns` or a JSON table that skips
+    malformed lines (e.g. `ctas_approach=False`). Either engine leaves those lines out of the
+    rows and lists them in `frame.attrs["malformed_lines"]`. A column the table does not
+    have raises ValueError.
     """
     tgt = resolve_target(target)
     info = describe_table(name, tgt)
@@ -589,22 +591,43 @@ def read_table(
     return read_objects(info, objects, tgt, columns)
 
 
+# the column an Athena read of a JSON table adds: the object of a line the SerDe could not parse
+MALFORMED_OBJECT = "malformed_object"
+
+
+def _malformed_object(info: TableInfo) -> str:
+    """SQL naming the object of a line the JSON SerDe could not parse, NULL for the others.
+
+    With `ignore.malformed.json` the OpenX SerDe reads such a line as an empty object: a row
+    whose every column is NULL (its partition key aside). A line that parses to an object
+    with none of the table's keys (`{}`) reads the same, and is counted with them.
+    """
+    unset = " AND ".join(f"{_quoted(name)} IS NULL" for name, _ in info.columns)
+    return f'CASE WHEN {unset} THEN "$path" END AS {_quoted(MALFORMED_OBJECT)}'
+
+
 def _read_with_athena(
     info: TableInfo, tgt: Any, columns: Sequence[str] | None = None, **kwargs: Any
 ) -> pd.DataFrame:
+    """Athena's rows of the table, typed; like `read_objects`, the lines of a JSON table its
+    SerDe skips (`ignore.malformed.json`) are left out and listed, each by its object, in
+    `frame.attrs["malformed_lines"]` (Athena does not say which line of the object)."""
     from brewops.target import awswrangler
 
     wr = awswrangler()
 
     kwargs.setdefault("workgroup", tgt.outputs["AthenaWorkGroupName"])
     selected = table_columns(info, columns)
+    flags_malformed = not info.is_parquet and info.skips_malformed_json and bool(info.columns)
     try:
-        if columns is None:
+        if columns is None and not flags_malformed:
             frame = wr.athena.read_sql_table(
                 table=info.name, database=info.database, boto3_session=_session(tgt), **kwargs
             )
         else:
             listed = ", ".join(_quoted(name) for name, _ in selected)
+            if flags_malformed:
+                listed += ", " + _malformed_object(info)
             # only the Glue definition's own names, each a quoted identifier
             sql = f"SELECT {listed} FROM {_quoted(info.name)}"  # noqa: S608
             frame = wr.athena.read_sql_query(
@@ -617,7 +640,14 @@ def _read_with_athena(
         raise UnreadableTableError(
             f"Athena cannot read {info.database}.{info.name}: {exc}"
         ) from exc
-    return typed(frame, selected)
+    malformed: list[str] = []
+    if MALFORMED_OBJECT in frame:
+        objects = frame[MALFORMED_OBJECT]
+        malformed = [str(uri) for uri in objects[objects.notna()]]
+        frame = frame[objects.isna()].reset_index(drop=True)
+    result = typed(frame, selected)
+    result.attrs["malformed_lines"] = malformed
+    return result
 
 
 def _quoted(name: str) -> str:
