@@ -20,6 +20,9 @@ RSS counts the pages of the shared libraries in each process, so the sums are up
 a sample every 0.1 s can miss a peak shorter than that.
 
 The last line printed is one JSON object with the figures.
+
+Ended by Ctrl-C, SIGTERM or SIGHUP, the script passes the signal on to the run, which stops
+its notebook and its local target, and waits for it before removing the temporary folder.
 """
 
 from __future__ import annotations
@@ -59,6 +62,53 @@ def kind_of(process, kernels: set[int]) -> str:
     return "runner"
 
 
+def sample(
+    run: subprocess.Popen, peaks: dict[str, float], notebook: list[str], interval: float
+) -> None:
+    """Sample the memory of `run` and every process under it into `peaks` until it ends."""
+    import psutil
+
+    root = psutil.Process(run.pid)
+    while run.poll() is None:
+        try:
+            processes = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            break
+        kernels = {p.pid for p in processes if kind_of(p, set()) == "kernel"}
+        by_kind: dict[str, float] = defaultdict(float)
+        for process in processes:
+            try:
+                rss = process.memory_info().rss / 2**20
+            except psutil.Error:
+                continue
+            by_kind[kind_of(process, kernels)] += rss
+        total = sum(by_kind.values())
+        current = notebook[0]
+        peaks["total"] = max(peaks["total"], total)
+        for kind in ("runner", "emulator", "punkapi"):
+            peaks[kind] = max(peaks[kind], by_kind[kind])
+        if current != "up":
+            for kind in ("kernel", "workers"):
+                peaks[f"{current}_{kind}"] = max(peaks[f"{current}_{kind}"], by_kind[kind])
+            peaks[f"{current}_total"] = max(peaks[f"{current}_total"], total)
+        time.sleep(interval)
+
+
+def stop(run: subprocess.Popen) -> None:
+    """Pass the signal that ended this script on to `run`, and wait while it stops what it
+    started (its local target runs in sessions of its own: nothing else would stop it).
+    The run leads a session of its own, so it gets each signal once, from here."""
+    from brewops.interrupts import exit_status
+
+    while True:
+        try:
+            run.send_signal(exit_status() - 128)
+            run.wait()
+            return
+        except KeyboardInterrupt:  # another signal meanwhile: passed on too
+            continue
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -79,7 +129,7 @@ def main() -> None:
     if args.interval <= 0:
         parser.error("--interval must be more than 0")
 
-    import psutil
+    from brewops.interrupts import exit_status, terminate_as_interrupt
 
     command = [sys.executable, "-m", "brewops.cli", "run", "--target", args.target]
     command += ["--no-progress", *(f"--only={number}" for number in args.only)]
@@ -99,7 +149,11 @@ def main() -> None:
             elif ended and notebook[0] != "up":
                 seconds[notebook[0]] = float(ended.group(2))
 
-    with tempfile.TemporaryDirectory(prefix="brewops-bench-run-") as build:
+    # SIGTERM and SIGHUP as Ctrl-C: the run is stopped, not left running on its own
+    with (
+        terminate_as_interrupt(),
+        tempfile.TemporaryDirectory(prefix="brewops-bench-run-") as build,
+    ):
         started = time.perf_counter()
         run = subprocess.Popen(
             command,
@@ -108,33 +162,16 @@ def main() -> None:
             stderr=subprocess.STDOUT,
             encoding="utf-8",
             errors="replace",
+            start_new_session=True,  # signals reach it from here only (see `stop`)
         )
         reader = threading.Thread(target=follow, args=(run.stdout,), daemon=True)
-        reader.start()
-        root = psutil.Process(run.pid)
-        while run.poll() is None:
-            try:
-                processes = [root, *root.children(recursive=True)]
-            except psutil.Error:
-                break
-            kernels = {p.pid for p in processes if kind_of(p, set()) == "kernel"}
-            by_kind: dict[str, float] = defaultdict(float)
-            for process in processes:
-                try:
-                    rss = process.memory_info().rss / 2**20
-                except psutil.Error:
-                    continue
-                by_kind[kind_of(process, kernels)] += rss
-            total = sum(by_kind.values())
-            current = notebook[0]
-            peaks["total"] = max(peaks["total"], total)
-            for kind in ("runner", "emulator", "punkapi"):
-                peaks[kind] = max(peaks[kind], by_kind[kind])
-            if current != "up":
-                for kind in ("kernel", "workers"):
-                    peaks[f"{current}_{kind}"] = max(peaks[f"{current}_{kind}"], by_kind[kind])
-                peaks[f"{current}_total"] = max(peaks[f"{current}_total"], total)
-            time.sleep(args.interval)
+        try:
+            reader.start()
+            sample(run, peaks, notebook, args.interval)
+        except KeyboardInterrupt:
+            stop(run)
+            print("".join(output), end="", file=sys.stderr)
+            sys.exit(exit_status())
         run.wait()
         reader.join(timeout=5)
         elapsed = time.perf_counter() - started

@@ -3,16 +3,19 @@ running and printing their figures (the figures themselves are not asserted)."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 from types import SimpleNamespace
 
 import nbformat
 import pytest
+from tenacity import Retrying, stop_after_delay, wait_fixed
 
 from brewops.paths import repo_root
 from fixtures.commands import run_in_group
@@ -149,19 +152,25 @@ subprocess.run([sys.executable, "-c", child], check=True)
 """
 
 
-def test_the_run_memory_benchmark_counts_each_kernel_and_the_processes_it_starts(tmp_path):
+def home_with_a_notebook(tmp_path, source: str):
+    """A checkout (BREWOPS_HOME) whose one notebook, 01, runs `source`."""
     home = tmp_path / "home"
     (home / "notebooks").mkdir(parents=True)
     notebook = nbformat.v4.new_notebook()
     parameters = nbformat.v4.new_code_cell('target = "local"')
     parameters.metadata["tags"] = ["parameters"]
-    notebook.cells = [parameters, nbformat.v4.new_code_cell(HOLDS_MEMORY)]
+    notebook.cells = [parameters, nbformat.v4.new_code_cell(source)]
     notebook.metadata["kernelspec"] = {
         "name": "python3",
         "display_name": "Python 3",
         "language": "python",
     }
-    nbformat.write(notebook, home / "notebooks" / "01_holds.ipynb")
+    nbformat.write(notebook, home / "notebooks" / "01_notebook.ipynb")
+    return home
+
+
+def test_the_run_memory_benchmark_counts_each_kernel_and_the_processes_it_starts(tmp_path):
+    home = home_with_a_notebook(tmp_path, HOLDS_MEMORY)
 
     figures = figures_printed(
         "run_memory.py", "--target", "aws", env={**os.environ, "BREWOPS_HOME": str(home)}
@@ -171,6 +180,36 @@ def test_the_run_memory_benchmark_counts_each_kernel_and_the_processes_it_starts
     assert figures["01_workers_mb"] >= 100  # the kernel's child
     assert figures["peak_total_mb"] >= figures["01_total_mb"] >= 300
     assert figures["01_seconds"] > 0
+
+
+def test_the_run_memory_benchmark_ended_by_sigterm_stops_the_run_it_measures(tmp_path):
+    import psutil
+
+    home = home_with_a_notebook(tmp_path, "import time; time.sleep(600)")
+    benchmark = subprocess.Popen(
+        [sys.executable, str(BENCHMARKS / "run_memory.py"), "--target", "aws"],
+        env={**os.environ, "BREWOPS_HOME": str(home)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    runs: list[psutil.Process] = []
+    try:
+        for attempt in Retrying(stop=stop_after_delay(120), wait=wait_fixed(0.2), reraise=True):
+            with attempt:
+                runs = psutil.Process(benchmark.pid).children()
+                assert runs, "brewops run not started"
+
+        benchmark.terminate()  # as `kill` or `timeout` does: this process alone
+        assert benchmark.wait(timeout=120) == 128 + signal.SIGTERM
+        # the run it measured was told, and has ended (a notebook that takes 10 minutes)
+        _, running = psutil.wait_procs(runs, timeout=120)
+        assert running == []
+    finally:
+        for process in [benchmark, *runs]:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+        benchmark.wait()
 
 
 @pytest.mark.parametrize(
