@@ -861,6 +861,42 @@ def test_the_workers_of_a_training_that_is_killed_end_with_it(tmp_path):
                 worker.kill()
 
 
+def test_a_training_removes_the_worker_files_a_killed_one_left_behind(tmp_path, monkeypatch):
+    # a training killed with its process group leaves the resource trackers no time to
+    # remove the semaphores and shared-array folders of its workers: they stay in /dev/shm
+    import os
+    import subprocess
+    import sys
+
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    gone, running = int(ended.stdout), os.getpid()
+    left = [
+        tmp_path / f"sem.loky-{gone}-4jvj4j3f",
+        tmp_path / f"joblib_memmapping_folder_{gone}_ab_cd",
+    ]
+    kept = [
+        tmp_path / f"sem.loky-{running}-93wpfr8_",  # a training that runs
+        tmp_path / f"joblib_memmapping_folder_{running}_ab_cd",
+        tmp_path / f"sem.mp-{gone}-x",  # not joblib's
+    ]
+    for path in [*left, *kept]:
+        if "folder" in path.name:
+            path.mkdir()
+            (path / "array.pkl").write_bytes(b"\x00" * 1024)
+        else:
+            path.write_bytes(b"\x00" * 32)
+    monkeypatch.setattr(train, "worker_file_folders", lambda: [tmp_path / "absent", tmp_path])
+
+    train.in_parallel(1, 1)
+
+    assert sorted(tmp_path.iterdir()) == sorted(kept)
+
+
 def test_the_time_split_fits_its_models_in_the_workers_beside_the_seed_refits(
     catalog_beers, monkeypatch
 ):

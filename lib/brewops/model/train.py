@@ -32,6 +32,7 @@ import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -166,13 +167,63 @@ def end_with(parent: int) -> None:
     threading.Thread(target=watch, name="end with the parent", daemon=True).start()
 
 
+# What joblib's workers leave behind when a training is killed with its whole process group
+# (a caller's timeout, the OOM killer), resource trackers included: the semaphores loky names
+# after the pid that made them, and the folders of the arrays the fits share. On tmpfs
+# (/dev/shm) they hold memory until the machine restarts.
+_WORKER_FILES = re.compile(r"^(?:sem\.loky-|joblib_memmapping_folder_)(\d+)[-_]")
+
+
+def worker_file_folders() -> list[Path]:
+    """Where joblib's workers keep their files: /dev/shm (the semaphores, and the shared
+    arrays when it has room), and joblib's other temporary folder."""
+    import os
+    import tempfile
+
+    other = os.environ.get("JOBLIB_TEMP_FOLDER") or tempfile.gettempdir()
+    shared_memory = Path("/dev/shm")  # noqa: S108  # joblib's; only what it left is removed
+    return list(dict.fromkeys([shared_memory, Path(other)]))
+
+
+def remove_stale_worker_files(folders: list[Path] | None = None) -> list[Path]:
+    """Remove the worker files of killed trainings from `folders` (`worker_file_folders`):
+    those of this user named after a process that no longer runs. Returns them."""
+    import os
+    import shutil
+
+    import psutil
+
+    removed = []
+    for folder in worker_file_folders() if folders is None else folders:
+        try:
+            entries = list(folder.iterdir())
+        except OSError:  # no such folder here (macOS has no /dev/shm)
+            continue
+        for entry in entries:
+            found = _WORKER_FILES.match(entry.name)
+            if found is None or psutil.pid_exists(int(found.group(1))):
+                continue
+            try:
+                if entry.lstat().st_uid != os.getuid():
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+            except OSError:  # gone meanwhile, or not ours to remove
+                continue
+            removed.append(entry)
+    return removed
+
+
 def in_parallel(n_jobs: int, tasks: int, **options: Any) -> Any:
     """joblib's Parallel for `tasks` fits (`workers`), on worker processes that end with this
-    one (`end_with`)."""
+    one (`end_with`). What the workers of a killed training left behind is removed first."""
     import os
 
     from joblib import Parallel
 
+    remove_stale_worker_files()
     return Parallel(
         n_jobs=workers(n_jobs, tasks), initializer=end_with, initargs=(os.getpid(),), **options
     )
