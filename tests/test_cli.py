@@ -1552,6 +1552,33 @@ def test_local_status_prints_what_runs_and_the_exports_a_shell_needs(monkeypatch
     assert f"  Logs          {tmp_path / 'logs'}  (NAME.log per function" in result.output
 
 
+def test_local_status_says_what_to_do_with_a_target_a_killed_run_left_running(
+    monkeypatch, tmp_path
+):
+    from brewops.local import processes, runtime
+    from brewops.local.cli import local as local_cli
+    from brewops.local.state import RunProcess
+
+    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(tmp_path))
+    killed_run = RunProcess(os.getpid(), create_time=1.5)  # its pid since given to another
+    for run, said in [
+        (None, None),  # `brewops local up`'s: runs until `brewops local down`
+        (processes.this_run(), f"the `brewops run` that started it (pid {os.getpid()}), when"),
+        (killed_run, f"nothing: the `brewops run` that started it (pid {os.getpid()}) ended"),
+    ]:
+        monkeypatch.setattr(runtime, "status", lambda run=run: a_local_state(run=run))
+
+        result = CliRunner().invoke(local_cli, ["status"])
+
+        assert result.exit_code == 0, result.output
+        stopped_by = [line for line in result.output.splitlines() if "Stopped by" in line]
+        if said is None:
+            assert stopped_by == []
+        else:
+            assert len(stopped_by) == 1 and stopped_by[0].startswith(f"  Stopped by    {said}")
+    assert "`brewops local down` stops it; the next `brewops run` takes it over" in result.output
+
+
 @pytest.mark.parametrize(
     ("outputs", "listed"),
     [

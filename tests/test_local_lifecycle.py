@@ -75,12 +75,19 @@ def a_state(**fields) -> LocalState:
 
 
 def test_state_round_trips_through_its_file(state_dir: Path) -> None:
-    state = a_state(outputs={"BucketName": "b"}, already_running=True)
+    from brewops.local.state import RunProcess
+
+    state = a_state(
+        outputs={"BucketName": "b"},
+        already_running=True,
+        run=RunProcess(7, 1.5, 0.5),
+        left_by=RunProcess(6, 1.0),
+    )
     path = state.save()
     assert path == state_dir / "state.json"
-    assert "already_running" not in json.loads(path.read_text(encoding="utf-8"))
+    assert {"already_running", "left_by"}.isdisjoint(json.loads(path.read_text(encoding="utf-8")))
     loaded = LocalState.load()
-    assert loaded == LocalState(**{**state.__dict__, "already_running": False})
+    assert loaded == LocalState(**{**state.__dict__, "already_running": False, "left_by": None})
 
 
 @pytest.mark.emulator
@@ -361,6 +368,78 @@ def test_a_server_that_exits_without_a_word_on_a_full_disk_says_the_disk_is_full
 
 
 @pytest.mark.emulator
+@pytest.mark.parametrize("for_run", [True, False], ids=["brewops-run", "local-up"])
+def test_up_takes_over_a_target_whose_run_ended_without_stopping_it(
+    state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, for_run: bool
+) -> None:
+    from brewops.local import runtime
+    from brewops.local.state import RunProcess
+
+    # what a `brewops run` killed with SIGKILL leaves: its target up, recorded as its own
+    (tmp_path / "emulator").mkdir()
+    started = {
+        "emulator": spawn_service(tmp_path / "emulator", 60),
+        "punkapi": spawn_service(tmp_path, 60),
+    }
+    services = {name: service for name, (_, service) in started.items()}
+    killed_run = RunProcess(pid=os.getpid(), create_time=1.5)  # its pid since given to another
+    a_state(
+        services=services,
+        catalog="c.json",
+        punkapi_code_digest=runtime.code_digest(),
+        run=killed_run,
+    ).save()
+    monkeypatch.setattr(processes, "answers", lambda url, timeout=1.0: True)
+    try:
+        state = runtime.up(deploy=False, for_run=for_run)
+        again = runtime.up(deploy=False, for_run=for_run)
+    finally:
+        local.down()
+        for process, _ in started.values():
+            process.wait(timeout=10)
+
+    assert state.already_running and state.left_by == killed_run
+    assert state.services == services  # the same servers, not a second target
+    # a run stops it when done; `brewops local up` keeps it running until `local down`
+    assert state.run == (processes.this_run() if for_run else None)
+    note = runtime.taken_over_note(state)
+    if for_run:
+        assert note is None
+    else:
+        assert note is not None and "`brewops run` (pid " in note
+        assert "until `brewops local down`" in note
+    assert again.run == state.run and again.left_by is None  # taken over once
+
+
+def test_up_leaves_a_target_to_the_run_that_started_it_while_that_run_goes_on(
+    state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from brewops.local import runtime
+
+    (tmp_path / "emulator").mkdir()
+    started = {
+        "emulator": spawn_service(tmp_path / "emulator", 60),
+        "punkapi": spawn_service(tmp_path, 60),
+    }
+    services = {name: service for name, (_, service) in started.items()}
+    running_run = processes.this_run()
+    a_state(
+        services=services,
+        catalog="c.json",
+        punkapi_code_digest=runtime.code_digest(),
+        run=running_run,
+    ).save()
+    monkeypatch.setattr(processes, "answers", lambda url, timeout=1.0: True)
+    try:
+        state = runtime.up(deploy=False, for_run=True)
+    finally:
+        local.down()
+        for process, _ in started.values():
+            process.wait(timeout=10)
+
+    assert state.left_by is None and state.run == running_run
+
+
 def test_up_again_is_harmless(
     local_stack: LocalState, local_state_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

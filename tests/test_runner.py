@@ -1026,7 +1026,11 @@ def test_an_interrupted_run_takes_down_the_local_target_it_brought_up(
     monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(tmp_path))
     downs: list[bool] = []
     monkeypatch.setattr(
-        local, "up", lambda: SimpleNamespace(already_running=False, stack_name="brewops-dev")
+        local,
+        "up",
+        lambda **kwargs: SimpleNamespace(
+            already_running=False, left_by=None, stack_name="brewops-dev"
+        ),
     )
     monkeypatch.setattr(local, "down", lambda: downs.append(True))
 
@@ -1036,13 +1040,45 @@ def test_an_interrupted_run_takes_down_the_local_target_it_brought_up(
     assert downs == [True]
 
 
+def test_a_run_takes_over_and_stops_a_target_a_killed_run_left_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from brewops.local.state import RunProcess
+
+    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(tmp_path))
+    asked: list[dict[str, Any]] = []
+    downs: list[bool] = []
+    said: list[str] = []
+    killed_run = RunProcess(pid=4242, create_time=1.5)
+
+    def up(**kwargs: Any) -> SimpleNamespace:
+        asked.append(kwargs)
+        return SimpleNamespace(already_running=True, left_by=killed_run, stack_name="brewops-dev")
+
+    monkeypatch.setattr(local, "up", up)
+    monkeypatch.setattr(local, "down", lambda: downs.append(True))
+    monkeypatch.setattr(click, "echo", lambda message, **kwargs: said.append(message))
+
+    with runner.target_services("local"):
+        pass
+
+    assert asked == [{"for_run": True}]
+    assert downs == [True]
+    assert "left by a `brewops run` (pid 4242) that ended without stopping it" in said[1]
+    assert said[-1] == "==> local target: stopping what this run took over"
+
+
 def test_a_run_whose_output_is_closed_takes_down_the_local_target_it_brought_up(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(tmp_path))
     downs: list[bool] = []
     monkeypatch.setattr(
-        local, "up", lambda: SimpleNamespace(already_running=False, stack_name="brewops-dev")
+        local,
+        "up",
+        lambda **kwargs: SimpleNamespace(
+            already_running=False, left_by=None, stack_name="brewops-dev"
+        ),
     )
     monkeypatch.setattr(local, "down", lambda: downs.append(True))
 
@@ -1077,7 +1113,11 @@ def test_a_run_stops_the_local_target_it_started_only_once_another_run_using_it_
             first_run_done.set()
 
     monkeypatch.setattr(
-        local, "up", lambda: SimpleNamespace(already_running=False, stack_name="brewops-dev")
+        local,
+        "up",
+        lambda **kwargs: SimpleNamespace(
+            already_running=False, left_by=None, stack_name="brewops-dev"
+        ),
     )
     monkeypatch.setattr(local, "down", down)
     monkeypatch.setattr(click, "echo", said)
@@ -1103,7 +1143,11 @@ def test_a_run_interrupted_while_waiting_for_another_says_the_target_is_left_up(
     downs: list[bool] = []
     said: list[str] = []
     monkeypatch.setattr(
-        local, "up", lambda: SimpleNamespace(already_running=False, stack_name="brewops-dev")
+        local,
+        "up",
+        lambda **kwargs: SimpleNamespace(
+            already_running=False, left_by=None, stack_name="brewops-dev"
+        ),
     )
     monkeypatch.setattr(local, "down", lambda: downs.append(True))
     monkeypatch.setattr(click, "echo", lambda message, **kwargs: said.append(message))

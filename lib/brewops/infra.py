@@ -650,9 +650,11 @@ def deploy(target: str, stack_name: str | None = None, **parameters: str) -> Non
     stack_name = stack_name or default_stack_name()
     if target == "local":
         from brewops import local
-        from brewops.local.runtime import kept_parameters_note
+        from brewops.local.runtime import kept_parameters_note, taken_over_note
 
         state = local.up(stack_name=stack_name, parameters=parameters)
+        if note := taken_over_note(state):
+            print(note)
         if not parameters and (note := kept_parameters_note(state)):
             print(note)
     elif target == "aws":

@@ -320,13 +320,21 @@ def target_services(target: str) -> Iterator[str]:
     with shared(local_state_dir() / RUNS_LOCK) as runs:
         _say("==> local target: emulator, Punk API server and stack")
         started = time.perf_counter()
-        state = local.up()
+        state = local.up(for_run=True)
         took = f"running in {time.perf_counter() - started:.1f} s"
+        # a target a killed run left running is this run's to stop: no other would
+        stops_it = not state.already_running or state.left_by is not None
         try:
-            _say(f"    {'already running' if state.already_running else took}")
+            if state.left_by is not None:
+                _say(
+                    f"    already running, left by a `brewops run` (pid {state.left_by.pid}) "
+                    "that ended without stopping it: this run stops it when done"
+                )
+            else:
+                _say(f"    {'already running' if state.already_running else took}")
             yield state.stack_name
         finally:
-            if not state.already_running:
+            if stops_it:
                 if not held_alone(runs, wait=False):
                     _say(
                         "==> local target: another `brewops run` is using it; stopping it "
@@ -341,7 +349,8 @@ def target_services(target: str) -> Iterator[str]:
                             "`brewops local down` stops it once that run has ended"
                         )
                         raise
-                _say("==> local target: stopping what this run started")
+                took_over = "took over" if state.left_by is not None else "started"
+                _say(f"==> local target: stopping what this run {took_over}")
                 local.down()
 
 
@@ -733,7 +742,8 @@ def run_command(
     build/executed/ then holds this run's copies only. Stops at the first failing notebook
     and keeps its executed copy. With the local target the emulator, the Punk API server
     and the stack are brought up first and taken down afterwards (unless they were already
-    running), once no other run is using them.
+    running, and not left by a run that ended without stopping them), once no other run is
+    using them.
 
     \b
     Examples:

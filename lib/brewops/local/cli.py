@@ -9,7 +9,13 @@ from pathlib import Path
 import click
 
 from brewops import paths
-from brewops.local.state import CREDENTIALS, LocalState, UnreadableStateError, state_file
+from brewops.local.state import (
+    CREDENTIALS,
+    LocalState,
+    RunProcess,
+    UnreadableStateError,
+    state_file,
+)
 
 
 def _exports(state: LocalState) -> str:
@@ -33,8 +39,10 @@ def _describe(state: LocalState) -> str:
     else:
         lines.append(f"  Stack         {state.stack_name} (not deployed)")
     processes = ", ".join(f"{name} pid {s.pid}" for name, s in state.services.items())
+    lines.append(f"  Processes     {processes}")
+    if state.run is not None:
+        lines.append(f"  Stopped by    {_stopping_run(state.run)}")
     lines += [
-        f"  Processes     {processes}",
         f"  State         {state_file()}",
         f"  Logs          {paths.local_log_dir()}  (NAME.log per function: one JSON line each)",
         "",
@@ -42,6 +50,18 @@ def _describe(state: LocalState) -> str:
         f"  {_exports(state)}",
     ]
     return "\n".join(lines)
+
+
+def _stopping_run(run: RunProcess) -> str:
+    from brewops.local import processes
+
+    if processes.is_running(run):
+        return f"the `brewops run` that started it (pid {run.pid}), when done"
+    return (
+        f"nothing: the `brewops run` that started it (pid {run.pid}) ended without stopping "
+        "it. `brewops local down` stops it; the next `brewops run` takes it over and stops "
+        "it when done"
+    )
 
 
 def _parameters(state: LocalState) -> str:
@@ -116,6 +136,8 @@ def up(
     seconds = time.perf_counter() - started
     headline = "Already running" if state.already_running else f"Ready in {seconds:.1f} s"
     click.echo(f"{headline}:\n{_describe(state)}")
+    if note := runtime.taken_over_note(state):
+        click.echo(f"\n{note}")
     if not parameters and (note := runtime.kept_parameters_note(state)):
         click.echo(f"\n{note}")
 

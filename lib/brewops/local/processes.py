@@ -18,7 +18,7 @@ import requests
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from brewops.errors import ActionableError
-from brewops.local.state import Service
+from brewops.local.state import RunProcess, Service
 
 HOST = "127.0.0.1"
 
@@ -178,7 +178,13 @@ def service(process: subprocess.Popen[bytes], port: int, url: str, log: Path) ->
     )
 
 
-def _started_as_recorded(process: psutil.Process, service: Service) -> bool:
+def this_run() -> RunProcess:
+    """This process, as the `brewops run` that stops the local target when done."""
+    started = psutil.Process().create_time()
+    return RunProcess(os.getpid(), started, started - psutil.boot_time())
+
+
+def _started_as_recorded(process: psutil.Process, service: Service | RunProcess) -> bool:
     """Whether `process` is the one `service` records, not a later one given its pid.
 
     A step of the wall clock (NTP, a clock set by hand, a VM restored) moves the start
@@ -194,7 +200,7 @@ def _started_as_recorded(process: psutil.Process, service: Service) -> bool:
     )
 
 
-def _process(service: Service) -> psutil.Process | None:
+def _process(service: Service | RunProcess) -> psutil.Process | None:
     """The running process of `service`, or None if it has exited (or its pid now
     belongs to another process)."""
     try:
@@ -206,7 +212,7 @@ def _process(service: Service) -> psutil.Process | None:
     return None if _exited(process) else process
 
 
-def is_running(service: Service) -> bool:
+def is_running(service: Service | RunProcess) -> bool:
     return _process(service) is not None
 
 

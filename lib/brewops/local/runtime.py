@@ -27,6 +27,7 @@ from brewops.local import processes
 from brewops.local.state import (
     REGION,
     LocalState,
+    RunProcess,
     Service,
     UnreadableStateError,
     chosen_stack_name,
@@ -297,13 +298,19 @@ def up(
     template: str | Path | None = None,
     stack_name: str | None = None,
     parameters: Mapping[str, object] | None = None,
+    for_run: bool = False,
 ) -> LocalState:
     """Start the emulator and the Punk API server and deploy the template (unless
     `deploy` is False), with the template `parameters` given (`sam deploy
     --parameter-overrides`'s; the others take their Default). Harmless when already
     running: returns the running target with `already_running` set (and deploys the
     stack if it was started without); a deployed stack keeps its parameter values, and
-    one asked to have others is refused (LocalTargetConflict)."""
+    one asked to have others is refused (LocalTargetConflict).
+
+    `for_run`: for this process, a `brewops run`, which stops the target when done. A
+    running target whose run has ended without stopping it (killed) is taken over: by
+    this run, or with `for_run` False kept running until `brewops local down`; the
+    state's `left_by` names that run."""
     overrides = {str(name): str(value) for name, value in (parameters or {}).items()}
     if overrides and not deploy:
         raise ParameterOverrideError(
@@ -312,7 +319,7 @@ def up(
             "that deploys it"
         )
     with proxy_bypassed_for_loopback():  # and the servers, started from here, inherit it
-        return _up(deploy, catalog, template, stack_name, overrides)
+        return _up(deploy, catalog, template, stack_name, overrides, for_run)
 
 
 def _up(
@@ -321,6 +328,7 @@ def _up(
     template: str | Path | None,
     stack_name: str | None,
     overrides: dict[str, str],
+    for_run: bool = False,
 ) -> LocalState:
     from brewops.local import deploy as deployment
 
@@ -334,7 +342,12 @@ def _up(
             if overrides:  # refused before the servers take their seconds to start
                 _check_overrides(deployment.load_template(template), overrides)
             return _start(
-                deploy, _catalog(catalog), template, stack_name or default_stack_name(), overrides
+                deploy,
+                _catalog(catalog),
+                template,
+                stack_name or default_stack_name(),
+                overrides,
+                processes.this_run() if for_run else None,
             )
         # BREWOPS_STACK_NAME asks for its stack as much as `stack_name` does
         asked_stack = stack_name or chosen_stack_name()
@@ -347,6 +360,7 @@ def _up(
             if state.deployed:
                 _check_same_parameters(state, overrides)
         state.already_running = True
+        _take_over_if_left(state, for_run)
         if "punkapi" in _exited(state):
             _restart_punkapi(state)
         elif state.punkapi_code_digest != code_digest():
@@ -363,6 +377,27 @@ def _up(
             _create(state, prepared, template, overrides)
             state.save()
         return state
+
+
+def _take_over_if_left(state: LocalState, for_run: bool) -> None:
+    """A target whose `brewops run` has ended without stopping it (killed) would run on,
+    every later run leaving it to that one: this `up` takes it over."""
+    if state.run is None or processes.is_running(state.run):
+        return
+    state.left_by = state.run
+    state.run = processes.this_run() if for_run else None
+    state.save()
+
+
+def taken_over_note(state: LocalState) -> str | None:
+    """What to say when an `up` not for a run took the target over from a run that ended
+    without stopping it."""
+    if state.left_by is None or state.run is not None:
+        return None
+    return (
+        f"It was left running by a `brewops run` (pid {state.left_by.pid}) that ended without "
+        "stopping it; it now runs until `brewops local down`."
+    )
 
 
 def _check_started_with(
@@ -497,7 +532,12 @@ def _forget_stream_positions() -> None:
 
 
 def _start(
-    deploy: bool, catalog: Path, template: Path, stack_name: str, overrides: dict[str, str]
+    deploy: bool,
+    catalog: Path,
+    template: Path,
+    stack_name: str,
+    overrides: dict[str, str],
+    run: RunProcess | None = None,
 ) -> LocalState:
     from brewops.local import deploy as deployment  # loads boto3: not for `status`
 
@@ -520,6 +560,7 @@ def _start(
         punkapi_url=punkapi_service.url,
         punkapi_code_digest=started_code,
         catalog=str(catalog),
+        run=run,
     )
     try:
         state.save()  # recorded at once: should this process die now, `down` finds them

@@ -106,6 +106,27 @@ class Service:
 
 
 @dataclass
+class RunProcess:
+    """The `brewops run` that started the local target, to stop it when done. Told apart
+    from a later process given its pid as a Service is."""
+
+    pid: int
+    create_time: float
+    since_boot: float | None = None
+
+    def __post_init__(self) -> None:
+        kinds: dict[str, type | tuple[type, ...]] = {
+            "pid": int,
+            "create_time": (int, float),
+            "since_boot": (int, float, type(None)),
+        }
+        for name, kind in kinds.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, kind):
+                raise TypeError(f"run {name} is {value!r}")
+
+
+@dataclass
 class LocalState:
     endpoint_url: str
     region: str
@@ -124,18 +145,28 @@ class LocalState:
     # the template parameters `up` was given (`--parameter-overrides`); the others took
     # their Default, and PunkApiUrl and PunkApiVersion the local Punk API server's
     parameter_overrides: dict[str, str] = field(default_factory=dict)
+    # the `brewops run` that stops the target when done; None when `brewops local up`
+    # started it (it runs until `brewops local down`)
+    run: RunProcess | None = None
     # True when `up` found everything already running (not stored)
     already_running: bool = False
+    # the run that had started the running target found by `up`, and ended without
+    # stopping it (killed): `up` took the target over from it (not stored)
+    left_by: RunProcess | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("already_running")
+        data.pop("left_by")
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LocalState:
         services = {name: Service(**s) for name, s in data.get("services", {}).items()}
-        return cls(**{**data, "services": services})
+        run = data.get("run")
+        return cls(
+            **{**data, "services": services, "run": None if run is None else RunProcess(**run)}
+        )
 
     def save(self) -> Path:
         path = state_file()
