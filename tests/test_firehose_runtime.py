@@ -3160,6 +3160,36 @@ def test_a_logger_made_at_import_beside_a_stand_in_console_logs_into_later_calls
         assert function.log_file.read_text(encoding="utf-8") == "record not transformed\n"
 
 
+HANDLER_LOGS_AT_EACH_CALL = """
+import contextlib, importlib, io, json, sys
+at_import, at_call = io.StringIO(), io.StringIO()
+with contextlib.redirect_stdout(at_import):
+    app = importlib.import_module(sys.argv[1])
+with contextlib.redirect_stdout(at_call):
+    app.logger.warning("record not transformed")
+print(json.dumps([at_import.getvalue(), at_call.getvalue()]))
+"""
+
+
+@pytest.mark.parametrize(
+    "module_name", ["brewops.lambdas.transform.app", "brewops.lambdas.producer.app"]
+)
+def test_a_deployed_handler_logs_to_the_stdout_of_each_call_not_of_its_import(module_name):
+    # pytest imports the handlers at collection, beside its capture: a logger that kept the
+    # stdout of its import would write a later call's lines there, not in the function's log
+    result = run_in_group(
+        [sys.executable, "-c", HANDLER_LOGS_AT_EACH_CALL, module_name],
+        capture_output=True,
+        encoding="utf-8",
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+
+    at_import, at_call = json.loads(result.stdout)
+    assert at_import == ""
+    assert json.loads(at_call)["message"] == "record not transformed"
+
+
 def test_functions_called_from_two_threads_each_see_their_own_environment_and_logs(
     tmp_path, monkeypatch
 ):

@@ -17,9 +17,10 @@ from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
+from brewops.lambdas.console import stdout_handler
 from brewops.producer import produce_random_beers
 
-logger = Logger(service="brewops-producer")
+logger = Logger(service="brewops-producer", logger_handler=stdout_handler())
 
 # Seconds of the invocation kept for the Kinesis puts and their retries: the Punk API client
 # stops retrying before then, so a tick that cannot get beers says why before it times out.

@@ -6,9 +6,10 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes import KinesisFirehoseEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from brewops.lambdas.console import stdout_handler
 from brewops.transform import firehose_transform
 
-logger = Logger(service="brewops-transform")
+logger = Logger(service="brewops-transform", logger_handler=stdout_handler())
 
 
 @logger.inject_lambda_context(clear_state=True)
