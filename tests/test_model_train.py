@@ -830,29 +830,36 @@ def test_the_workers_of_a_training_that_is_killed_end_with_it(tmp_path):
 
     import psutil
 
+    from fixtures.local import exited
+
     training = (
         "import os, pathlib, sys, time\n"
         "from joblib import delayed\n"
         "from brewops.model import train\n"
         "train.usable_cpus = lambda: 2  # one CPU would get one worker\n"
         "def fit(folder):\n"
-        "    pathlib.Path(folder, str(os.getpid())).touch()\n"
+        "    pathlib.Path(folder, 'started', str(os.getpid())).touch()\n"
         "    time.sleep(300)\n"
+        "    pathlib.Path(folder, 'fitted', str(os.getpid())).touch()\n"
         "train.in_parallel(2, 2)(delayed(fit)(sys.argv[1]) for _ in range(2))\n"
     )
+    started, fitted = tmp_path / "started", tmp_path / "fitted"
+    started.mkdir()
+    fitted.mkdir()
     process = subprocess.Popen([sys.executable, "-c", training, str(tmp_path)])
     workers: list[psutil.Process] = []
     try:
-        for _ in range(600):
-            if len(list(tmp_path.iterdir())) == 2 or process.poll() is not None:
-                break
+        # however long a loaded machine takes to start them: the training ends of itself
+        while len(list(started.iterdir())) < 2 and process.poll() is None:
             time.sleep(0.1)
-        workers = [psutil.Process(int(started.name)) for started in tmp_path.iterdir()]
+        workers = [psutil.Process(int(worker.name)) for worker in started.iterdir()]
         assert len(workers) == 2, "both workers started fitting"
         process.send_signal(signal.SIGKILL)
         process.wait()
-        _, alive = psutil.wait_procs(workers, timeout=30)
-        assert alive == []
+        # left running, a worker would finish its fit: ended with the training, none does
+        while not all(exited(w.pid) for w in workers) and not any(fitted.iterdir()):
+            time.sleep(0.1)
+        assert list(fitted.iterdir()) == [], "a worker outlived the training to finish its fit"
     finally:
         process.kill()
         process.wait()
