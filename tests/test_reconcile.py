@@ -727,3 +727,89 @@ def test_records_named_by_another_field_are_keyed_cleaned_and_counted_by_it(buck
     assert [e.beer_id for e in error_records(bucket, "edges", ["errors/cleaned/"])] == [8]
     assert tables.latest_per_id(frame)["ingested_at"].tolist() == ["b", "a"]
     assert validation.count_duplicates(frame).surplus_rows == 1
+
+
+# ------------------------------------------------------------------ where the log is read from
+
+
+def _refused_line(**fields: Any) -> bytes:
+    raw = base64.b64encode(json.dumps({"id": 7}).encode()).decode()
+    return json.dumps({"rawData": raw, "errorCode": "Lambda.ProcessingFailed", **fields}).encode()
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"), [(1767225600123, 1767225600123), ("1767225600123", None), (True, None)]
+)
+def test_an_error_record_keeps_when_kinesis_took_it(given, kept):
+    line = _refused_line(approximateArrivalTimestamp=given)
+    assert reconciling.parse_error_line("errors/x", 1, line).arrived_ms == kept
+
+
+def test_the_log_is_read_from_a_little_before_the_first_refused_record_arrived():
+    slack = reconciling.LOG_CLOCK_SLACK_MS
+    first, later = 1767225600000, 1767229200000
+    errors = [
+        reconciling.parse_error_line("errors/x", n, _refused_line(approximateArrivalTimestamp=t))
+        for n, t in enumerate((later, first), start=1)
+    ]
+    assert reconciling.logged_since(errors) == first - slack
+    # one record that does not say when it arrived: the whole log
+    errors.append(reconciling.parse_error_line("errors/x", 3, _refused_line()))
+    assert reconciling.logged_since(errors) is None
+    assert reconciling.logged_since([]) is None
+
+
+@pytest.mark.emulator
+def test_reasons_logged_before_the_window_are_not_read(aws_env):
+    import boto3
+
+    logs = boto3.client("logs")
+    group = "/aws/lambda/brewops-transform"
+    logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName="s")
+    now = int(time.time() * 1000)
+    entry = {"message": "record not transformed"}
+    logs.put_log_events(
+        logGroupName=group,
+        logStreamName="s",
+        logEvents=[
+            {
+                "timestamp": now - 3_600_000,
+                "message": json.dumps({**entry, "beer_id": 7, "reason": "old"}),
+            },
+            {"timestamp": now, "message": json.dumps({**entry, "beer_id": 8, "reason": "abv"})},
+        ],
+    )
+
+    assert logged_reasons(logs, "brewops-transform").by_beer_id == {7: "old", 8: "abv"}
+    since = now - 60_000
+    assert logged_reasons(logs, "brewops-transform", since).by_beer_id == {8: "abv"}
+
+
+def test_reconcile_and_validation_read_the_log_from_the_first_refused_record_on(monkeypatch):
+    from types import SimpleNamespace
+
+    from brewops import validation
+
+    arrived = 1767225600000
+    refused = [
+        reconciling.parse_error_line(
+            "errors/x", 1, _refused_line(approximateArrivalTimestamp=arrived)
+        )
+    ]
+    asked = []
+    monkeypatch.setattr(
+        reconciling,
+        "logged_reasons",
+        lambda logs, function, since_ms=None: asked.append(since_ms) or LoggedReasons(),
+    )
+    session = SimpleNamespace(client=lambda service: None)
+    reconciling._explain_from_log(refused, SimpleNamespace(transform_function="f"), session)
+
+    monkeypatch.setattr(reconciling, "error_records", lambda *args, **kwargs: refused)
+    monkeypatch.setattr(validation, "aws_client", lambda tgt, service: None)
+    table = SimpleNamespace(location="s3://bucket/cleaned/")
+    target = SimpleNamespace(outputs={"TransformFunctionName": "f"})
+    validation.diverted_records(table, target)
+
+    assert asked == [arrived - reconciling.LOG_CLOCK_SLACK_MS] * 2

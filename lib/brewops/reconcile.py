@@ -83,6 +83,9 @@ class ErrorRecord:
     logged_reason: str | None = None
     # `payload_sha256` of rawData: finds the logged reason of a record that names no beer
     payload_sha256: str | None = None
+    # when Kinesis took the record (Firehose's approximateArrivalTimestamp, ms since epoch):
+    # the function logged its reason after that
+    arrived_ms: int | None = None
 
     @property
     def reason(self) -> str:
@@ -361,7 +364,29 @@ def parse_error_line(key: str, number: int, line: bytes) -> ErrorRecord:
         or document.get("ErrorMessage")
         or ""
     )
-    return ErrorRecord(key, beer_id, str(code), str(message), payload_sha256=digest)
+    arrived = document.get("approximateArrivalTimestamp")
+    return ErrorRecord(
+        key,
+        beer_id,
+        str(code),
+        str(message),
+        payload_sha256=digest,
+        arrived_ms=arrived if isinstance(arrived, int) and not isinstance(arrived, bool) else None,
+    )
+
+
+# Reasons are read from this long before the first refused record arrived: the log's clock
+# and Kinesis's may differ a little
+LOG_CLOCK_SLACK_MS = 5 * 60 * 1000
+
+
+def logged_since(errors: Iterable[ErrorRecord]) -> int | None:
+    """Where the function's log of `errors` can start (ms since epoch): a little before the
+    first of them arrived. None, the whole log, when one does not say when it arrived."""
+    arrivals = [e.arrived_ms for e in errors]
+    if not arrivals or None in arrivals:
+        return None
+    return max(min(a for a in arrivals if a is not None) - LOG_CLOCK_SLACK_MS, 0)
 
 
 @dataclass
@@ -380,10 +405,12 @@ class LoggedReasons:
         return None if error.beer_id is None else self.by_beer_id.get(error.beer_id)
 
 
-def logged_reasons(logs: Any, function: str | None) -> LoggedReasons:
+def logged_reasons(logs: Any, function: str | None, since_ms: int | None = None) -> LoggedReasons:
     """The reasons the transform function logged for not transforming records, read from
-    its CloudWatch Logs group (where the local runtime puts its lines too). Empty when the
-    log cannot be read: it explains failures, it never decides them."""
+    its CloudWatch Logs group (where the local runtime puts its lines too), from `since_ms`
+    (`logged_since`) on: a group keeps months of lines, and FilterLogEvents scans every
+    one it is given. Empty when the log cannot be read: it explains failures, it never
+    decides them."""
     from brewops.firehose_runtime.functions import split_function_arn
 
     reasons = LoggedReasons()
@@ -391,8 +418,9 @@ def logged_reasons(logs: Any, function: str | None) -> LoggedReasons:
         return reasons
     group = f"/aws/lambda/{split_function_arn(function)[0]}"
     try:
+        window = {} if since_ms is None else {"startTime": since_ms}
         pages = logs.get_paginator("filter_log_events").paginate(
-            logGroupName=group, filterPattern='"record not transformed"'
+            logGroupName=group, filterPattern='"record not transformed"', **window
         )
         for page in pages:
             for event in page.get("events", []):
@@ -426,7 +454,7 @@ def explain(errors: Iterable[ErrorRecord], reasons: LoggedReasons) -> None:
 def _explain_from_log(errors: list[ErrorRecord], where: Locations, session: Any) -> None:
     if errors:  # only then is the transform function's log worth reading
         logs = session_or_default(session).client("logs")
-        explain(errors, logged_reasons(logs, where.transform_function))
+        explain(errors, logged_reasons(logs, where.transform_function, logged_since(errors)))
 
 
 def reconcile(

@@ -545,7 +545,7 @@ def diverted_records(
 ) -> list[ErrorRecord]:
     """Every record of this table's delivery stream under errors/<folder>/ (objects that
     cannot be read go to `unreadable`, key -> why)."""
-    from brewops.reconcile import error_records, explain, logged_reasons
+    from brewops.reconcile import error_records, explain, logged_reasons, logged_since
 
     tgt = resolve_target(target)
     bucket, prefix = split_s3_uri(info.location)
@@ -553,7 +553,7 @@ def diverted_records(
     found = error_records(aws_client(tgt, "s3"), bucket, [f"errors/{folder}/"], unreadable)
     if found:  # the error records say only that the function failed them; its log says why
         function = getattr(tgt, "outputs", {}).get("TransformFunctionName")
-        explain(found, logged_reasons(aws_client(tgt, "logs"), function))
+        explain(found, logged_reasons(aws_client(tgt, "logs"), function, logged_since(found)))
     return found
 
 
