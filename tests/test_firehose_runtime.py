@@ -11,6 +11,7 @@ import importlib
 import io
 import json
 import logging
+import os
 import re
 import sys
 import threading
@@ -26,6 +27,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from brewops import schema
+from brewops.environ import forget_function_environments
 from brewops.firehose_runtime import FirehoseRuntime
 from brewops.firehose_runtime.checkpoints import Checkpoint, CheckpointStore
 from brewops.firehose_runtime.config import DeliveryStreamConfig, UnsupportedConfiguration
@@ -2970,6 +2972,7 @@ def released_at_the_latest(event: threading.Event, seconds: float = 10) -> Any:
 
 BLOCKING_HANDLER = """
 import logging
+import os
 import threading
 
 RELEASE = threading.Event()
@@ -3228,6 +3231,33 @@ def test_functions_called_from_two_threads_each_see_their_own_environment_and_lo
     lines = (tmp_path / "logs" / "f.log").read_text(encoding="utf-8").splitlines()
     first, second = lines[0].split()[1], lines[2].split()[1]
     assert lines == [f"start {first}", f"end {first}", f"start {second}", f"end {second}"]
+
+
+def test_a_thread_walking_the_environment_through_a_call_meets_no_missing_variable(
+    tmp_path, monkeypatch
+):
+    # botocore and requests walk os.environ on every request (for proxies), in whatever
+    # thread they run, while the other thread's function call starts and ends
+    (tmp_path / "walker_handler.py").write_text(
+        "import os\n\n"
+        "def handler(event, context):\n"
+        "    walk = iter(os.environ.items())\n"
+        "    next(walk)  # the keys are listed on the first step\n"
+        "    return walk\n",
+        encoding="utf-8",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    function = _local_function("walker_handler.handler", environment={"WHO": "walker"})
+    monkeypatch.delenv("WHO", raising=False)
+    before = dict(os.environ)
+
+    walk = function.invoke({}).result
+    walked = dict(walk)  # the rest of the walk, after the call has ended
+
+    assert walked["WHO"] == "walker", "a variable the process lacked stays while in use"
+    assert {name: os.environ.get(name) for name in before} == before, "the rest is put back"
+    forget_function_environments()
+    assert dict(os.environ) == before, "forgotten once no other thread runs"
 
 
 @pytest.mark.parametrize(

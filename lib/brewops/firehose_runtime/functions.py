@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from brewops.batching import within_limits
-from brewops.environ import applied_environment
+from brewops.environ import function_environment
 from brewops.files import exclusive, naming
 
 logger = logging.getLogger(__name__)
@@ -286,7 +286,7 @@ class LocalFunction:
                     "not module.function"
                 )
             try:
-                with applied_environment(self.environment), _process_console():
+                with function_environment(self.environment), _process_console():
                     module = importlib.import_module(module_name)
             except Exception as error:  # whatever the module's own code raised
                 raise HandlerLoadError(
@@ -328,8 +328,12 @@ class LocalFunction:
         background until it returns. What it returns is thrown away, which is what the
         caller of a timed-out Lambda sees, and so is what it prints or logs while a later
         call is captured; printed between calls, it reaches the console as any thread's
-        output does. It no longer has the function's environment: it sees the process's,
-        or that of the call running beside it."""
+        output does. Its environment is no longer its own: the variables the process had
+        are back, and a later call sets its own.
+
+        The variables the process lacked stay set after the call, as
+        `brewops.environ.function_environment` explains: deleting them would break other
+        threads reading the environment at that moment."""
         with _ONE_AT_A_TIME:
             return self._invoke(event)
 
@@ -342,7 +346,7 @@ class LocalFunction:
         except HandlerLoadError as error:
             invocation.error = str(error)
             invocation.error_trace = traceback.format_exc()
-        with applied_environment(self.environment), captured_output(self.log_file) as logs:
+        with function_environment(self.environment), captured_output(self.log_file) as logs:
             if handler is not None:
                 call = _Call(handler, event, self.context(invocation.request_id))
                 if call.wait():
