@@ -575,6 +575,29 @@ def test_raw_objects_compressed_and_not_keep_their_delivery_order(delivered):
 
 
 @pytest.mark.emulator
+@pytest.mark.parametrize("columns", [None, ["id", "name"]], ids=["all-columns", "some"])
+def test_athena_reads_of_raw_keep_delivery_order_whatever_order_athena_returns(
+    delivered, monkeypatch, columns
+):
+    # two copies of a beer in two objects of one day: the later object's is the latest,
+    # however Athena orders its rows
+    from fixtures.validation import AthenaStandIn
+
+    local = delivered.tables
+    for seconds, name in ((1, "Earlier"), (2, "Later")):
+        at = delivered.days[1] + timedelta(seconds=seconds)
+        local.put_raw([], at, lines=[json.dumps({"id": 900, "name": name})])
+    by_s3 = tables.read_table("raw", local, columns=columns)
+
+    AthenaStandIn(local).install(monkeypatch)
+    by_athena = tables.read_table("raw", local, columns=columns)
+
+    assert latest_per_id(by_athena).set_index("id").loc[900, "name"] == "Later"
+    pd.testing.assert_frame_equal(by_athena, by_s3)
+    assert tables.SOURCE_OBJECT not in by_athena
+
+
+@pytest.mark.emulator
 def test_uncompressed_json_is_read_by_a_table_that_skips_nothing(delivered):
     local = delivered.tables
     uri = local.put(

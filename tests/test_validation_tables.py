@@ -560,30 +560,13 @@ def test_the_aws_target_counts_the_rows_athena_reads(delivered, monkeypatch):
 def test_both_engines_report_a_malformed_raw_line_as_an_unparseable_line_not_a_row(
     delivered, monkeypatch
 ):
-    import awswrangler as wr
-
-    from brewops import tables
+    from fixtures.validation import AthenaStandIn
 
     local = delivered.tables
     uri = local.put_raw([], delivered.days[1], lines=["{oops"])
     by_s3 = _run(delivered)
 
-    # Athena stood in for by the same objects: the rows the S3 reader keeps, then a row of
-    # NULLs (the partition key aside) for each line the OpenX SerDe cannot parse
-    def read_sql_table(table, **kwargs):
-        return tables.read_table("cleaned", local, engine="s3")
-
-    def read_sql_query(sql, **kwargs):
-        rows = tables.read_table("raw", local, engine="s3")
-        lines = rows.attrs["malformed_lines"]
-        nulls = pd.DataFrame({"ingest_date": [delivered.days[1].strftime("%Y-%m-%d")] * len(lines)})
-        if '"$path"' in sql:
-            nulls[tables.MALFORMED_OBJECT] = [line.rsplit(":", 1)[0] for line in lines]
-        return pd.concat([rows, nulls], ignore_index=True)
-
-    monkeypatch.setattr(wr.athena, "read_sql_table", read_sql_table)
-    monkeypatch.setattr(wr.athena, "read_sql_query", read_sql_query)
-    monkeypatch.setattr(local, "name", "aws")
+    AthenaStandIn(local).install(monkeypatch)
     by_athena = _run(delivered)
 
     for report in (by_s3, by_athena):

@@ -593,6 +593,8 @@ def read_table(
 
 # the column an Athena read of a JSON table adds: the object of a line the SerDe could not parse
 MALFORMED_OBJECT = "malformed_object"
+# and the object every row was read from, to put the rows in delivery order
+SOURCE_OBJECT = "source_object"
 
 
 def _malformed_object(info: TableInfo) -> str:
@@ -611,7 +613,18 @@ def _read_with_athena(
 ) -> pd.DataFrame:
     """Athena's rows of the table, typed; like `read_objects`, the lines of a JSON table its
     SerDe skips (`ignore.malformed.json`) are left out and listed, each by its object, in
-    `frame.attrs["malformed_lines"]` (Athena does not say which line of the object)."""
+    `frame.attrs["malformed_lines"]` (Athena does not say which line of the object).
+
+    Row order, which `latest_per_id` falls back on for the raw table: each row of a JSON
+    table carries its object (`"$path"`) and the rows are sorted here, stably, by
+    partition, then by object key, as `read_objects` reads them (Firehose names objects
+    by arrival time). Certain: a row of an earlier object comes before a row of a later
+    one. Not certain: the order of one object's lines. The sort keeps the order Athena
+    gave them; Athena reads a gzip object whole, line by line, in one split, but neither
+    SQL nor awswrangler's default result (CTAS: Parquet files read in no set order)
+    promises to hand the rows on in that order. A copy in the same object as another
+    copy of the beer may therefore come before or after it.
+    """
     from brewops.target import awswrangler
 
     wr = awswrangler()
@@ -620,7 +633,7 @@ def _read_with_athena(
     selected = table_columns(info, columns)
     flags_malformed = not info.is_parquet and info.skips_malformed_json and bool(info.columns)
     try:
-        if columns is None and not flags_malformed:
+        if columns is None and info.is_parquet:
             frame = wr.athena.read_sql_table(
                 table=info.name, database=info.database, boto3_session=_session(tgt), **kwargs
             )
@@ -628,6 +641,10 @@ def _read_with_athena(
             listed = ", ".join(_quoted(name) for name, _ in selected)
             if flags_malformed:
                 listed += ", " + _malformed_object(info)
+            if not info.is_parquet:
+                # sorted here, not by ORDER BY: a CTAS result would not keep that order,
+                # and a sort may reorder the lines of one object (rows of equal keys)
+                listed += f', "$path" AS {_quoted(SOURCE_OBJECT)}'
             # only the Glue definition's own names, each a quoted identifier
             sql = f"SELECT {listed} FROM {_quoted(info.name)}"  # noqa: S608
             frame = wr.athena.read_sql_query(
@@ -640,6 +657,8 @@ def _read_with_athena(
         raise UnreadableTableError(
             f"Athena cannot read {info.database}.{info.name}: {exc}"
         ) from exc
+    if SOURCE_OBJECT in frame:
+        frame = _in_delivery_order(frame, info)
     malformed: list[str] = []
     if MALFORMED_OBJECT in frame:
         objects = frame[MALFORMED_OBJECT]
@@ -648,6 +667,13 @@ def _read_with_athena(
     result = typed(frame, selected)
     result.attrs["malformed_lines"] = malformed
     return result
+
+
+def _in_delivery_order(frame: pd.DataFrame, info: TableInfo) -> pd.DataFrame:
+    """`frame` by partition, then by `SOURCE_OBJECT`, keeping the order of equal rows."""
+    order = [key for key, _ in info.partition_keys[:1] if key in frame] + [SOURCE_OBJECT]
+    ordered = frame.sort_values(order, kind="stable").reset_index(drop=True)
+    return ordered.drop(columns=SOURCE_OBJECT)
 
 
 def _quoted(name: str) -> str:
@@ -660,8 +686,9 @@ def latest_per_id(df: pd.DataFrame, id_column: str | None = None) -> pd.DataFram
 
     Latest by `ingested_at` (when Kinesis took the record), then by the partition key
     (the day Firehose delivered it: a copy delivered again after midnight), then by row
-    order, which Athena does not set: the columns decide before it. The raw table has no
-    `ingested_at`: its latest record of a beer is one of the latest day.
+    order. The raw table has no `ingested_at`: its latest record of a beer is one of the
+    latest day, from the latest object as `read_table` orders the rows with either engine
+    (within one object, see `_read_with_athena` for what Athena keeps of line order).
     Rows without an id are left out: nothing can say which beer they are.
     """
     id_column = id_column or schema.ID_COLUMN
