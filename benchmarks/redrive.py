@@ -91,7 +91,7 @@ def main() -> None:
 
     tracemalloc.start()
     started = time.perf_counter()
-    by_key, _, _ = read_error_lines(s3, "bench", PREFIX, LoggedReasons)
+    by_key, _, _ = read_error_lines(s3, "bench", PREFIX, lambda since_ms: LoggedReasons())
     to_send = chosen(line for lines in by_key.values() for line in lines)
     seconds = time.perf_counter() - started
     _, peak = tracemalloc.get_traced_memory()

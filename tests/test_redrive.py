@@ -4,8 +4,10 @@ moves out of the error prefix (so that a second redrive sends nothing)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import json
+import time
 from typing import Any
 
 import pytest
@@ -271,6 +273,34 @@ def test_an_object_that_cannot_be_read_is_named_and_left_where_it_is(streaming_s
     assert not done.ok and list(done.unreadable) == [f"{PREFIX}a"]
     assert stack.read(f"{PREFIX}a") == damaged
     assert [r["PartitionKey"] for r in kinesis.records] == ["2"]
+
+
+@pytest.mark.emulator
+def test_a_reason_logged_before_the_refused_records_arrived_is_not_read(streaming_stack):
+    """The beer the transform failed on by a bug an hour before is refused for itself now:
+    that older line is not about this record, and does not make it the function's failure."""
+    stack = streaming_stack()
+    now = int(time.time() * 1000)
+    logs = stack.client("logs")
+    group = f"/aws/lambda/{stack.outputs['TransformFunctionName']}"
+    with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+        logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName="earlier")
+    bug = {"message": "record not transformed", "beer_id": 2, "reason": "unexpected error: x"}
+    logs.put_log_events(
+        logGroupName=group,
+        logStreamName="earlier",
+        logEvents=[{"timestamp": now - 3_600_000, "message": json.dumps(bug)}],
+    )
+    refused = json.loads(failure(beer(2, abv="strong"), "Lambda.ProcessingFailedStatus"))
+
+    _put(stack, f"{PREFIX}a", json.dumps({**refused, "approximateArrivalTimestamp": now}).encode())
+    found = redrive(stack.outputs, session=stack.session, kinesis_client=Kinesis())
+    assert [x.kind for x in found.lines] == [REFUSED]
+    # a record that does not say when it arrived: the whole log, the older line with it
+    _put(stack, f"{PREFIX}a", json.dumps(refused).encode())
+    found = redrive(stack.outputs, session=stack.session, kinesis_client=Kinesis())
+    assert [x.kind for x in found.lines] == [FUNCTION_FAILED]
 
 
 @pytest.mark.emulator

@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from numbers import Real
-from typing import Any
+from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -380,7 +380,11 @@ def parse_error_line(key: str, number: int, line: bytes) -> ErrorRecord:
 LOG_CLOCK_SLACK_MS = 5 * 60 * 1000
 
 
-def logged_since(errors: Iterable[ErrorRecord]) -> int | None:
+class Arrived(Protocol):
+    arrived_ms: int | None  # when Kinesis took the record, ms since epoch
+
+
+def logged_since(errors: Iterable[Arrived]) -> int | None:
     """Where the function's log of `errors` can start (ms since epoch): a little before the
     first of them arrived. None, the whole log, when one does not say when it arrived."""
     arrivals = [e.arrived_ms for e in errors]

@@ -51,6 +51,7 @@ from brewops.reconcile import (
     LoggedReasons,
     data_objects,
     logged_reasons,
+    logged_since,
     parse_error_line,
     session_or_default,
     why_unreadable,
@@ -79,6 +80,7 @@ class ErrorLine:
     beer_id: int | None = None
     data: bytes | None = None  # the record's bytes as sent; None when unusable
     problem: str | None = None  # why a line is unusable
+    arrived_ms: int | None = None  # when Kinesis took the record (`ErrorRecord.arrived_ms`)
 
     @property
     def partition_key(self) -> str:
@@ -110,7 +112,9 @@ def error_line(key: str, number: int, line: bytes, reasons: LoggedReasons) -> Er
         record.logged_reason or ""
     ).startswith(UNEXPECTED_ERROR)
     kind = REFUSED if refused else FUNCTION_FAILED
-    return ErrorLine(key, line, record.code, kind, record.beer_id, data)
+    return ErrorLine(
+        key, line, record.code, kind, record.beer_id, data, arrived_ms=record.arrived_ms
+    )
 
 
 def _raw_data(line: bytes) -> bytes | None:
@@ -286,11 +290,12 @@ def _objects(count: int) -> str:
 
 
 def read_error_lines(
-    s3: Any, bucket: str, prefix: str, reasons: Callable[[], LoggedReasons]
+    s3: Any, bucket: str, prefix: str, reasons: Callable[[int | None], LoggedReasons]
 ) -> tuple[dict[str, list[ErrorLine]], dict[str, str], set[str]]:
     """(lines by object key, unreadable objects, keys of the gzip objects) under `prefix`.
-    `reasons` is called once, when a record the function refused is found: its log says
-    whether the transform judged the record or failed on it."""
+    `reasons` is called once, when a record the function refused is found, with where its
+    log can start (`logged_since` the refused records): the log says whether the transform
+    judged the record or failed on it."""
     unreadable: dict[str, str] = {}
     gzipped: set[str] = set()
     read: dict[str, list[bytes]] = {}
@@ -317,8 +322,9 @@ def read_error_lines(
         }
 
     by_key = classified(LoggedReasons())
-    if any(line.kind == REFUSED for lines in by_key.values() for line in lines):
-        by_key = classified(reasons())
+    refused = [line for lines in by_key.values() for line in lines if line.kind == REFUSED]
+    if refused:
+        by_key = classified(reasons(logged_since(refused)))
     return by_key, unreadable, gzipped
 
 
@@ -344,7 +350,10 @@ def redrive(
     _refuse_archive_read_as_delivered(where)
     function = where.transform_function
     by_key, unreadable, gzipped = read_error_lines(
-        s3, where.bucket, prefix, lambda: logged_reasons(session.client("logs"), function)
+        s3,
+        where.bucket,
+        prefix,
+        lambda since_ms: logged_reasons(session.client("logs"), function, since_ms),
     )
     found = Redrive(
         where.bucket,
