@@ -1380,6 +1380,30 @@ def test_outputs_naming_no_delivery_stream_deliver_none_of_another_stacks(tmp_pa
     assert report.streams == [] and aws.lines() == []
 
 
+def test_a_hung_emulator_is_given_up_on_after_as_many_attempts_as_by_every_other_client(
+    tmp_path,
+):
+    # 11 attempts of 20 s of silence each held a drain 4 minutes before it said so
+    from botocore.exceptions import ReadTimeoutError
+
+    from brewops.target import MAX_ATTEMPTS, aws_session
+
+    session = aws_session(
+        region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+    sent = []
+
+    def never_answer(request, **_):
+        sent.append(request.url)
+        raise ReadTimeoutError(endpoint_url=request.url)
+
+    session.events.register("before-send", never_answer)
+
+    with pytest.raises(ReadTimeoutError):
+        FirehoseRuntime(session=session, state_dir=tmp_path)
+    assert len(sent) == MAX_ATTEMPTS
+
+
 def test_without_names_every_page_of_delivery_streams_is_listed():
     from brewops.firehose_runtime import kinesis_sourced_delivery_streams
 
