@@ -440,6 +440,58 @@ def test_up_leaves_a_target_to_the_run_that_started_it_while_that_run_goes_on(
     assert state.left_by is None and state.run == running_run
 
 
+@pytest.mark.parametrize("then", ["run-ends", "local-up", "starter-goes-on"])
+def test_a_run_stops_a_target_whose_starter_was_killed_while_it_used_it(
+    state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, then: str
+) -> None:
+    """A run finds the target started by another run, still going; that run is killed
+    (SIGKILL) while this one uses the target: no other run would stop it."""
+    from brewops import runner
+    from brewops.local import runtime
+    from brewops.local.state import RunProcess
+
+    (tmp_path / "emulator").mkdir()
+    (tmp_path / "starter").mkdir()
+    started = {
+        "emulator": spawn_service(tmp_path / "emulator", 60),
+        "punkapi": spawn_service(tmp_path, 60),
+    }
+    services = {name: service for name, (_, service) in started.items()}
+    starter_process, starter = spawn_service(tmp_path / "starter", 60)  # the other run
+    starting_run = RunProcess(starter.pid, starter.create_time, starter.since_boot)
+    a_state(
+        services=services,
+        catalog="c.json",
+        punkapi_code_digest=runtime.code_digest(),
+        run=starting_run,
+    ).save()
+    monkeypatch.setattr(processes, "answers", lambda url, timeout=1.0: True)
+    # the stand-in servers take no stack
+    monkeypatch.setattr(local, "up", lambda **kwargs: runtime.up(deploy=False, **kwargs))
+    try:
+        with runner.target_services("local"):
+            if then != "starter-goes-on":
+                kill(starter)
+            if then == "local-up":
+                runtime.up(deploy=False)  # a user's: it runs until `brewops local down`
+        left = LocalState.load()
+        running = {name: processes.is_running(s) for name, s in services.items()}
+    finally:
+        local.down()
+        starter_process.kill()  # harmless once it has exited
+        for process in [starter_process, *(process for process, _ in started.values())]:
+            process.wait(timeout=10)
+
+    if then == "run-ends":
+        # THEN this run stopped it, as the killed one would have
+        assert left is None
+        assert running == {"emulator": False, "punkapi": False}
+    else:
+        assert left is not None and running == {"emulator": True, "punkapi": True}
+        # a user's `up` holds it until `local down`; a run going on stops it itself
+        assert left.run == (None if then == "local-up" else starting_run)
+
+
 def test_up_again_is_harmless(
     local_stack: LocalState, local_state_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1068,6 +1068,35 @@ def test_a_run_takes_over_and_stops_a_target_a_killed_run_left_running(
     assert said[-1] == "==> local target: stopping what this run took over"
 
 
+def test_a_run_says_it_stops_a_target_whose_starter_was_killed_while_it_used_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from brewops.local import runtime
+    from brewops.local.state import RunProcess
+
+    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(tmp_path))
+    downs: list[bool] = []
+    said: list[str] = []
+    killed_run = RunProcess(pid=4242, create_time=1.5)
+    monkeypatch.setattr(
+        local,
+        "up",
+        lambda **kwargs: SimpleNamespace(
+            already_running=True, left_by=None, stack_name="brewops-dev"
+        ),
+    )
+    monkeypatch.setattr(runtime, "take_over_if_left", lambda: killed_run)
+    monkeypatch.setattr(local, "down", lambda: downs.append(True))
+    monkeypatch.setattr(click, "echo", lambda message, **kwargs: said.append(message))
+
+    with runner.target_services("local"):
+        pass
+
+    assert downs == [True]
+    assert "the `brewops run` that started it (pid 4242) ended without stopping it" in said[-2]
+    assert said[-1] == "==> local target: stopping what this run took over"
+
+
 def test_a_run_whose_output_is_closed_takes_down_the_local_target_it_brought_up(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):

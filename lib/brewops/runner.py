@@ -308,8 +308,9 @@ RUNS_LOCK = ".runs.lock"
 @contextlib.contextmanager
 def target_services(target: str) -> Iterator[str]:
     """The local target brings up the emulator, the Punk API and the stack, and takes
-    down afterwards only what it started itself, once no other run uses it. Gives the
-    name of the stack the notebooks will use."""
+    down afterwards only what it started itself, or took over from a run that ended
+    without stopping it (killed, before this run or while it ran), once no other run uses
+    it. Gives the name of the stack the notebooks will use."""
     if target != "local":
         from brewops.local.state import default_stack_name
 
@@ -323,17 +324,29 @@ def target_services(target: str) -> Iterator[str]:
         state = local.up(for_run=True)
         took = f"running in {time.perf_counter() - started:.1f} s"
         # a target a killed run left running is this run's to stop: no other would
-        stops_it = not state.already_running or state.left_by is not None
+        left_by = state.left_by
+        stops_it = not state.already_running or left_by is not None
         try:
-            if state.left_by is not None:
+            if left_by is not None:
                 _say(
-                    f"    already running, left by a `brewops run` (pid {state.left_by.pid}) "
+                    f"    already running, left by a `brewops run` (pid {left_by.pid}) "
                     "that ended without stopping it: this run stops it when done"
                 )
             else:
                 _say(f"    {'already running' if state.already_running else took}")
             yield state.stack_name
         finally:
+            if not stops_it:
+                # the run that started it may have been killed since: then no other run
+                # would stop it
+                from brewops.local.runtime import take_over_if_left
+
+                if (ended := take_over_if_left()) is not None:
+                    left_by, stops_it = ended, True
+                    _say(
+                        f"==> local target: the `brewops run` that started it (pid {ended.pid}) "
+                        "ended without stopping it while this run used it: this run stops it"
+                    )
             if stops_it:
                 if not held_alone(runs, wait=False):
                     _say(
@@ -349,7 +362,7 @@ def target_services(target: str) -> Iterator[str]:
                             "`brewops local down` stops it once that run has ended"
                         )
                         raise
-                took_over = "took over" if state.left_by is not None else "started"
+                took_over = "took over" if left_by is not None else "started"
                 _say(f"==> local target: stopping what this run {took_over}")
                 local.down()
 

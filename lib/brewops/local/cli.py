@@ -60,7 +60,7 @@ def _stopping_run(run: RunProcess) -> str:
     return (
         f"nothing: the `brewops run` that started it (pid {run.pid}) ended without stopping "
         "it. `brewops local down` stops it; the next `brewops run` takes it over and stops "
-        "it when done"
+        "it when done, as does one using it now, when it ends"
     )
 
 

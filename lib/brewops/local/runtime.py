@@ -389,6 +389,22 @@ def _take_over_if_left(state: LocalState, for_run: bool) -> None:
     state.save()
 
 
+def take_over_if_left() -> RunProcess | None:
+    """For a `brewops run` ending that found the target started by another run, going on
+    then: takes the target over if that run has since ended without stopping it (killed),
+    and gives that run. None while it goes on, or when the target is no longer a run's to
+    stop (`brewops local up` took it over, `down` stopped it)."""
+    with _exclusive():
+        try:
+            state = _current()
+        except UnreadableStateError:
+            return None  # `brewops local down` clears it: not this run's to read
+        if state is None:
+            return None
+        _take_over_if_left(state, for_run=True)
+        return state.left_by
+
+
 def taken_over_note(state: LocalState) -> str | None:
     """What to say when an `up` not for a run took the target over from a run that ended
     without stopping it."""
