@@ -34,27 +34,6 @@ def _broken_template(directory, old: str, new: str):
     return broken
 
 
-@pytest.fixture
-def runtime_retired(monkeypatch):
-    """cfn-lint's runtime lifecycle data with the template's runtime retired in 2001: the
-    lint as it runs once AWS has retired it (cfn-lint compares those dates with today)."""
-    import cfnlint.helpers
-
-    runtime = infra.load_template()["Globals"]["Function"]["Runtime"]
-    real = cfnlint.helpers.load_resource
-
-    def load_resource(package, filename):
-        data = real(package, filename)
-        if filename != "LmbdRuntimeLifecycle.json":
-            return data
-        retired = {"deprecated": "2000-01-01", "create-block": "2000-06-01"}
-        return {**data, runtime: {**data[runtime], **retired, "update-block": "2001-01-01"}}
-
-    # the rules are loaded from their files at each lint, and take load_resource then
-    monkeypatch.setattr(cfnlint.helpers, "load_resource", load_resource)
-    return runtime
-
-
 def test_the_template_lints_clean():
     findings = infra.lint()
     # the runtime's lifecycle comes with the date: a lint on the day AWS retires the
@@ -276,6 +255,16 @@ def test_without_sam_on_the_path_the_one_make_sam_validate_installs_is_used(tmp_
     assert calls.read_text(encoding="utf-8").splitlines() == [
         "delete --stack-name brewops-dev --no-prompts"
     ]
+
+
+@pytest.mark.parametrize(
+    ("deploy", "cleanup", "reads"),
+    [(True, False, True), (True, True, True), (False, False, True), (False, True, False)],
+)
+def test_notebook_02_reads_the_stack_unless_it_runs_only_to_delete_it(deploy, cleanup, reads):
+    # a first deploy that rolled back leaves a stack with no Outputs, which only a run
+    # that reads none of it can delete
+    assert infra.reads_stack(deploy, cleanup) is reads
 
 
 def test_each_stack_deploys_with_its_own_samconfig_environment():

@@ -513,3 +513,72 @@ def test_notebook_02_deploys_the_local_stack_with_the_template_parameters_given(
         assert len(stream["StreamDescription"]["Shards"]) == 2
     finally:
         local_command("down", env_dir=state_dir)
+
+
+def run_cells(name: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    """The namespace after the code cells of notebook `name` ran in order in it, as in
+    Jupyter, with `parameters` typed into its parameters cell."""
+    namespace: dict[str, Any] = {"display": lambda *objects, **options: None}
+    for source in _code_cells(name):
+        exec(source, namespace)
+        if "\ntarget = " in f"\n{source}":  # the parameters cell
+            namespace.update(parameters)
+    return namespace
+
+
+def test_notebook_02_run_only_to_delete_deletes_a_stack_whose_first_deploy_rolled_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runtime_retired: str
+):
+    """A stack whose first deploy rolled back has no Outputs to read: a run with deploy =
+    False, cleanup = True must delete it all the same, as it must once AWS has retired the
+    functions' runtime (a lint error that stops a deploy only)."""
+    import boto3
+    from botocore.stub import Stubber
+
+    from brewops import target as targets
+
+    session = boto3.session.Session(
+        region_name="eu-west-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # pragma: allowlist secret
+    )
+    cloudformation = session.client("cloudformation")
+    rolled_back = {
+        "StackId": "arn:aws:cloudformation:eu-west-1:123456789012:stack/brewops-dev/1",
+        "StackName": "brewops-dev",
+        "CreationTime": "2026-01-01T00:00:00Z",
+        "StackStatus": "ROLLBACK_COMPLETE",
+    }
+    stubber = Stubber(cloudformation)
+    stubber.add_response("describe_stacks", {"Stacks": [rolled_back]}, {"StackName": "brewops-dev"})
+    stubber.activate()
+    monkeypatch.setattr(session, "client", lambda service_name, **kwargs: cloudformation)
+    monkeypatch.setattr(targets, "aws_session", lambda **kwargs: session)
+    calls = tmp_path / "calls"
+    sam = tmp_path / "sam"  # the real one needs an AWS account
+    sam.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n', encoding="utf-8")
+    sam.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("BREWOPS_STACK_NAME", raising=False)
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+
+    namespace = run_cells("02_deploy_infra", {"target": "aws", "deploy": False, "cleanup": True})
+
+    assert calls.read_text(encoding="utf-8").splitlines() == [
+        "delete --stack-name brewops-dev --no-prompts"
+    ]
+    assert namespace["figures"]["outputs"] is None  # nothing of the stack was read
+
+
+def test_notebook_02_run_only_to_delete_a_local_target_that_is_not_running_does_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    state_dir = tmp_path / "no-local-target"
+    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(state_dir))
+    monkeypatch.setenv("BREWOPS_BUILD_DIR", str(tmp_path / "build"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+
+    run_cells("02_deploy_infra", {"target": "local", "deploy": False, "cleanup": True})
+
+    assert not (state_dir / "state.json").exists()

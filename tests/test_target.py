@@ -343,8 +343,9 @@ def test_a_stack_without_outputs_says_its_status_instead_of_lacking_a_name(statu
             targets.TargetNotReady, match=f"brewops-dev is {status}, with no Outputs"
         ) as raised:
             read()
-        # notebook 02's clean-up reads the stack first: the command that deletes it is named
+        # what deletes it is named: sam, or notebook 02 run only to delete it
         assert "`sam delete --stack-name brewops-dev --no-prompts`" in str(raised.value)
+        assert "notebook 02 with deploy = False, cleanup = True" in str(raised.value)
 
 
 @pytest.mark.parametrize("status", ["DELETE_IN_PROGRESS", "DELETE_FAILED"])

@@ -665,6 +665,14 @@ def deploy(target: str, stack_name: str | None = None, **parameters: str) -> Non
         raise _unknown_target(target)
 
 
+def reads_stack(deploy: bool, cleanup: bool) -> bool:
+    """Whether notebook 02 reads the deployed stack: not when it runs only to delete it
+    (deploy False, cleanup True), which must delete a stack that has nothing to read too,
+    one whose first deploy rolled back (ROLLBACK_COMPLETE, no Outputs) or whose deletion
+    stopped part-way (DELETE_FAILED), and take down a local target that does not answer."""
+    return deploy or not cleanup
+
+
 def _unknown_target(target: str) -> Exception:
     from brewops.target import UnknownTarget
 

@@ -241,7 +241,7 @@ def _outputs_of(stack: dict[str, Any], stack_name: str, where: str | None) -> St
         raise TargetNotReady(
             f"Stack {stack_name} is {status}, with no Outputs, at {where}. A first deployment "
             "that failed (ROLLBACK_COMPLETE) must be deleted (`sam delete --stack-name "
-            f"{stack_name} --no-prompts`: notebook 02 reads the stack before its clean-up) and "
+            f"{stack_name} --no-prompts`, or notebook 02 with deploy = False, cleanup = True) and "
             "deployed again; one in progress, waited for. Deploy with `brewops local up` "
             "(local); "
             f"{_how_to_deploy_to_aws(stack_name)}."

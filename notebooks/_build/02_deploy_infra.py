@@ -43,6 +43,8 @@ from brewops import target as targets
 from brewops.parameters import checked_flags
 
 checked_flags(deploy=deploy, cleanup=cleanup)  # before anything is deployed or deleted
+# a run that only deletes the stack reads nothing of it: it may have nothing to read
+reads_stack = infra.reads_stack(deploy, cleanup)
 template = infra.load_template()
 pd.set_option("display.max_colwidth", None)  # S3 URIs and ARNs in full, not cut at 50
 """),
@@ -56,7 +58,8 @@ pd.set_option("display.max_colwidth", None)  # S3 URIs and ARNs in full, not cut
 findings = infra.lint()
 display(findings)
 errors = infra.lint_errors(findings, target)
-assert errors.empty, "cfn-lint found errors: " + "; ".join(errors["message"])
+# they stop a deploy: a run that only reads or deletes the stack goes on
+assert errors.empty or not deploy, "cfn-lint found errors: " + "; ".join(errors["message"])
 """),
         md("## 2. What the template creates"),
         code("""
@@ -80,32 +83,40 @@ plt.show()
             "template's parameters as `sam deploy --parameter-overrides` does "
             '(`"ShardCount=2 StreamMode=ON_DEMAND"`); a name the '
             "template does not declare, or a value it refuses, stops here before anything "
-            "is built. A parameter not given keeps the value the stack was deployed with."
+            "is built. A parameter not given keeps the value the stack was deployed with. "
+            "A run with `deploy = False, cleanup = True` only deletes the stack: it skips "
+            "what reads it, down to the clean-up, so that a stack with nothing to read (a "
+            "first deploy that rolled back, `ROLLBACK_COMPLETE`) is deleted too."
         ),
         code("""
 if deploy:
     overrides = infra.parse_parameter_overrides([template_parameters], "template_parameters")
     infra.deploy(target, **overrides)
-tgt = targets.use(target)
-print(f"target: {tgt.name}, stack: {tgt.stack_name}")
+if reads_stack:
+    tgt = targets.use(target)
+    print(f"target: {tgt.name}, stack: {tgt.stack_name}")
+else:
+    print(f"target: {target}: the stack is deleted in the clean-up, and not read")
 """),
         md("## 5. The stack Outputs\n\nNotebooks and tests read resource names from here only."),
         code("""
-outputs = pd.Series(tgt.outputs, name="value").rename_axis("output").to_frame()
-display(outputs)
-missing = set(infra.output_names(template)) - set(tgt.outputs)
-assert not missing, f"Outputs missing from the deployed stack: {sorted(missing)}"
+if reads_stack:
+    outputs = pd.Series(tgt.outputs, name="value").rename_axis("output").to_frame()
+    display(outputs)
+    missing = set(infra.output_names(template)) - set(tgt.outputs)
+    assert not missing, f"Outputs missing from the deployed stack: {sorted(missing)}"
 figures = summary.record(
     notebook="02_deploy_infra",
     lint_findings=len(findings),
     resources=len(resources),
-    outputs=len(tgt.outputs),
+    outputs=len(tgt.outputs) if reads_stack else None,
 )
 pd.Series(figures, name="recorded")
 """),
         md("## 6. The delivery streams, as deployed"),
         code("""
-infra.delivery_streams_table(tgt.session, tgt.outputs)
+if reads_stack:
+    display(infra.delivery_streams_table(tgt.session, tgt.outputs))
 """),
         md(
             "## Clean-up\n\nWith `cleanup = True` the stack is deleted (locally, the emulator "
