@@ -3257,6 +3257,32 @@ def test_functions_called_from_two_threads_each_see_their_own_environment_and_lo
     assert lines == [f"start {first}", f"end {first}", f"start {second}", f"end {second}"]
 
 
+class _MakesALoggerWhenChecked:
+    """An entry of logging's table of loggers whose type check makes a logger, as another
+    thread may at that moment (one importing a module whose logger is new)."""
+
+    @property
+    def __class__(self) -> type:  # what isinstance() reads of an object of another type
+        logging.getLogger("made.meanwhile")
+        return _MakesALoggerWhenChecked
+
+
+def test_a_logger_made_by_another_thread_as_a_call_starts_fails_no_call(tmp_path, monkeypatch):
+    # the call looks for the loggers that write to the console, whose streams it swaps; a
+    # logger made meanwhile changes the table it goes through
+    (tmp_path / "plain_handler.py").write_text(
+        "def handler(event, context):\n    return 'done'\n", encoding="utf-8"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    loggers = {**logging.Logger.manager.loggerDict, "checked": _MakesALoggerWhenChecked()}
+    monkeypatch.setattr(logging.Logger.manager, "loggerDict", loggers)
+
+    invocation = _local_function("plain_handler.handler").invoke({})
+
+    assert (invocation.result, invocation.error) == ("done", None)
+    assert "made.meanwhile" in loggers, "the logger was made while the call listed them"
+
+
 def test_a_thread_walking_the_environment_through_a_call_meets_no_missing_variable(
     tmp_path, monkeypatch
 ):

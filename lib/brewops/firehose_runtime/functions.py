@@ -116,11 +116,10 @@ class _Collector(logging.Handler):
 
 def _console_handlers() -> list[logging.StreamHandler]:
     consoles = {id(s) for s in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)}
-    loggers = [logging.getLogger()] + [
-        item
-        for item in logging.Logger.manager.loggerDict.values()
-        if isinstance(item, logging.Logger)
-    ]
+    # copied in one step: another thread may make a logger meanwhile (importing a module),
+    # and a table changed under a loop over it raises RuntimeError
+    known = list(logging.Logger.manager.loggerDict.values())
+    loggers = [logging.getLogger()] + [item for item in known if isinstance(item, logging.Logger)]
     return [
         handler
         for item in loggers
