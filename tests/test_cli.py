@@ -1181,6 +1181,45 @@ def test_stopping_a_run_delivers_the_beer_of_the_tick_still_running(monkeypatch,
     assert "waiting for the running tick to end (at most 65 s" in result.output
 
 
+def test_a_tick_reported_while_the_transform_runs_is_on_the_commands_output(monkeypatch, tmp_path):
+    # the scheduler's thread reports each tick; delivery may be calling the transform then,
+    # whose capture holds the process's stdout for the function's log
+    from brewops.firehose_runtime.functions import captured_output
+
+    accepting_target(monkeypatch, tmp_path, name="local")
+    capturing = threading.Event()
+    transform_output: list[str] = []
+
+    class TickingDuringTheCall(_OneTickScheduler):
+        def run(self, **options: Any) -> list[Any]:
+            capturing.wait(timeout=30)
+            return super().run(**options)
+
+    scheduler = TickingDuringTheCall()
+
+    class Runtime:
+        def run(self, stop, poll_seconds, flush_on_exit):
+            with captured_output(None) as logs:  # as a call of the transform does
+                capturing.set()
+                scheduler.ticked.wait(timeout=30)
+            transform_output.append(logs.output)
+            return SimpleNamespace(seconds=0.0)
+
+        def drain(self):
+            return SimpleNamespace(seconds=0.0)
+
+    monkeypatch.setattr("brewops.scheduler.Scheduler.from_outputs", lambda *a, **kw: scheduler)
+    monkeypatch.setattr(
+        "brewops.firehose_runtime.FirehoseRuntime.from_outputs", lambda *a, **kw: Runtime()
+    )
+
+    result = CliRunner().invoke(streaming_cli.stream, ["run", "--with-scheduler"])
+
+    assert result.exit_code == 0, result.output
+    assert 'tick 1: ok: {"sent": 1, "ids": [7]}\n' in result.output
+    assert transform_output == [""], "nothing of the command's in the function's log"
+
+
 def test_a_scheduler_that_fails_ends_the_run_and_says_why(monkeypatch, tmp_path):
     # the ticks run in a thread: one that ends on an error (the produced ids cannot be
     # recorded) must not leave delivery running without ticks and the command succeeding

@@ -443,7 +443,7 @@ def test_run_records_a_tick_whose_report_cannot_be_written(cli, monkeypatch):
     path = streaming_cli.produced_ids_file("local")
     original_run = FirehoseRuntime.run
 
-    def terminal_gone(ticks):  # the scheduler's thread cannot say it: a hung-up terminal
+    def terminal_gone(ticks, file=None):  # the scheduler's thread cannot say it: a hung-up terminal
         raise OSError(errno.EIO, "Input/output error")
 
     def run_until_a_tick_is_remembered(self, stop, **options):

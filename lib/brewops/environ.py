@@ -13,7 +13,10 @@ from typing import Any
 @contextlib.contextmanager
 def applied_environment(variables: dict[str, Any]) -> Iterator[None]:
     """Set `variables` for the duration (as strings, as Lambda passes them; one whose value
-    is None is unset), then restore."""
+    is None is unset), then restore. A variable deleted while another thread walks
+    `os.environ` fails that walk: only where no other thread reads the environment
+    meanwhile (the runner, between notebooks). A Lambda call, which other threads run
+    beside, uses `function_environment`."""
     saved = {name: os.environ.get(name) for name in variables}
     for name, value in variables.items():
         if value is None:

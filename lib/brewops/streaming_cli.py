@@ -156,11 +156,12 @@ def _ids_from_file(path: Path) -> tuple[list[int], list[str]]:
     return ids, before
 
 
-def _echo_ticks(ticks: list[Any]) -> None:
-    """One line per tick: what the producer answered, or why it failed, whole."""
+def _echo_ticks(ticks: list[Any], file: Any = None) -> None:
+    """One line per tick: what the producer answered, or why it failed, whole; to `file`,
+    else stdout."""
     for item in ticks:
         outcome = json.dumps(item.result, default=str) if item.ok else item.error
-        click.echo(f"tick {item.number}: {'ok' if item.ok else 'failed'}: {outcome}")
+        click.echo(f"tick {item.number}: {'ok' if item.ok else 'failed'}: {outcome}", file=file)
 
 
 def _echo_not_sent(report: Any, limit: int = 10) -> None:
@@ -368,8 +369,9 @@ def run(target: str, poll: float, with_scheduler: bool) -> None:
     stop = threading.Event()
     ticker = None
     ticker_failure: list[BaseException] = []
-    # while a tick runs, the process's stderr is the producer's log (functions.py)
-    console = sys.stderr
+    # while a function runs, the process's stdout and stderr are its log (functions.py): the
+    # producer's during a tick, the transform's during a delivery, whichever thread writes
+    output, console = sys.stdout, sys.stderr
     if with_scheduler:
         from brewops.reconcile import tick_ids
         from brewops.scheduler import CRON_INTERVAL_SECONDS, Scheduler
@@ -380,7 +382,7 @@ def run(target: str, poll: float, with_scheduler: bool) -> None:
 
         def remember(fired: list[Any]) -> None:
             remember_produced(target, tick_ids(fired), stack_id, delivered_before)
-            _echo_ticks(fired)
+            _echo_ticks(fired, output)
 
         def tick_until_stopped() -> None:
             try:

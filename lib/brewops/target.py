@@ -456,7 +456,10 @@ def use(target: str = "local") -> Target:
     """Select the target for this process, "local" or "aws", and return it.
 
     Another name raises UnknownTarget; a local target that is not running, or an AWS
-    configuration that cannot be used, raises TargetNotReady."""
+    configuration that cannot be used, raises TargetNotReady.
+
+    Switching unsets variables of the process's environment: select the target before
+    starting threads that make requests, which read it (for proxies) as they go."""
     if target not in TARGETS:
         raise UnknownTarget(f"unknown target {target!r}: choose one of {', '.join(TARGETS)}")
     if target == "local":
