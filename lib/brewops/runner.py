@@ -310,7 +310,8 @@ def target_services(target: str) -> Iterator[str]:
     """The local target brings up the emulator, the Punk API and the stack, and takes
     down afterwards only what it started itself, or took over from a run that ended
     without stopping it (killed, before this run or while it ran), once no other run uses
-    it. Gives the name of the stack the notebooks will use."""
+    it; not one that `brewops local down` then `up` started anew meanwhile. Gives the name
+    of the stack the notebooks will use."""
     if target != "local":
         from brewops.local.state import default_stack_name
 
@@ -362,9 +363,17 @@ def target_services(target: str) -> Iterator[str]:
                             "`brewops local down` stops it once that run has ended"
                         )
                         raise
-                took_over = "took over" if left_by is not None else "started"
-                _say(f"==> local target: stopping what this run {took_over}")
-                local.down()
+                from brewops.local.runtime import started_anew_meanwhile
+
+                if started_anew_meanwhile():
+                    _say(
+                        "==> local target: `brewops local down` then `up` started it again "
+                        "while this run used it: left running"
+                    )
+                else:
+                    took_over = "took over" if left_by is not None else "started"
+                    _say(f"==> local target: stopping what this run {took_over}")
+                    local.down()
 
 
 def _say(line: str) -> None:

@@ -405,6 +405,19 @@ def take_over_if_left() -> RunProcess | None:
         return state.left_by
 
 
+def started_anew_meanwhile() -> bool:
+    """For a `brewops run` ending that started the target or took it over: whether the
+    target running now is another's, `brewops local down` then `up` having started it while
+    this run used it (a user's `up`, which runs until `local down`, or another run's, which
+    stops it). A damaged state names no owner: False, and `down` stops what it names."""
+    with _exclusive():
+        try:
+            state = LocalState.load()
+        except UnreadableStateError:
+            return False
+    return state is not None and (state.run is None or state.run.pid != os.getpid())
+
+
 def taken_over_note(state: LocalState) -> str | None:
     """What to say when an `up` not for a run took the target over from a run that ended
     without stopping it."""
