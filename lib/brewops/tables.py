@@ -576,10 +576,10 @@ def read_table(
 
     `engine` defaults to Athena on AWS and to Glue + S3 locally (no Athena there);
     `columns` reads only those Glue columns (and `ingest_date`); `athena_kwargs` go to
-    `wr.athena.read_sql_table`, or `read_sql_query` with `columns` or a JSON table that skips
-    malformed lines (e.g. `ctas_approach=False`). Either engine leaves those lines out of the
-    rows and lists them in `frame.attrs["malformed_lines"]`. A column the table does not
-    have raises ValueError.
+    `wr.athena.read_sql_table` for a Parquet table read whole, else to `read_sql_query`
+    (e.g. `ctas_approach=False`). Either engine leaves the lines of a JSON table that skips
+    malformed lines out of the rows and lists them in `frame.attrs["malformed_lines"]`. A
+    column the table does not have raises ValueError.
     """
     tgt = resolve_target(target)
     info = describe_table(name, tgt)
