@@ -1102,7 +1102,7 @@ def test_a_run_leaves_a_target_down_then_up_started_anew_while_it_used_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, anew_by: str
 ):
     # a user's `up` runs until `local down`; another run's is that run's to stop
-    from brewops.local.state import LocalState, RunProcess, Service
+    from brewops.local.state import RunProcess
 
     monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(tmp_path))
     downs: list[bool] = []
@@ -1114,38 +1114,39 @@ def test_a_run_leaves_a_target_down_then_up_started_anew_while_it_used_it(
 
     with runner.target_services("local"):
         # `brewops local down`, then `up` (or another run's) while the notebooks run
-        LocalState(
-            endpoint_url="http://127.0.0.1:1",
-            region="us-east-1",
-            stack_name="brewops-dev",
-            started_at="2024-01-01T00:00:00+00:00",
-            services={"emulator": Service(1, 1, "http://127.0.0.1:1", "e.log", 1.5)},
-            run=None if anew_by == "local-up" else RunProcess(pid=os.getpid() + 1, create_time=1.5),
-        ).save()
+        _saved_state(
+            run=None if anew_by == "local-up" else RunProcess(pid=os.getpid() + 1, create_time=1.5)
+        )
 
     assert downs == []
     assert said[-1].endswith("started it again while this run used it: left running")
 
 
-def test_a_run_stops_the_target_it_started_when_it_is_still_recorded_as_its_own(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
-    from brewops.local import processes
+def _saved_state(run: Any) -> None:
+    """A local target recorded as running, stopped by `run` (None: a user's `local up`)."""
     from brewops.local.state import LocalState, Service
 
-    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(tmp_path))
-    downs: list[bool] = []
-    started_here = SimpleNamespace(already_running=False, left_by=None, stack_name="brewops-dev")
-    monkeypatch.setattr(local, "up", lambda **kwargs: started_here)
-    monkeypatch.setattr(local, "down", lambda: downs.append(True))
     LocalState(
         endpoint_url="http://127.0.0.1:1",
         region="us-east-1",
         stack_name="brewops-dev",
         started_at="2024-01-01T00:00:00+00:00",
         services={"emulator": Service(1, 1, "http://127.0.0.1:1", "e.log", 1.5)},
-        run=processes.this_run(),
+        run=run,
     ).save()
+
+
+def test_a_run_stops_the_target_it_started_when_it_is_still_recorded_as_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from brewops.local import processes
+
+    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(tmp_path))
+    downs: list[bool] = []
+    started_here = SimpleNamespace(already_running=False, left_by=None, stack_name="brewops-dev")
+    monkeypatch.setattr(local, "up", lambda **kwargs: started_here)
+    monkeypatch.setattr(local, "down", lambda: downs.append(True))
+    _saved_state(run=processes.this_run())
 
     with runner.target_services("local"):
         pass
