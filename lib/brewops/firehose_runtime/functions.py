@@ -328,7 +328,11 @@ class LocalFunction:
         caller of a timed-out Lambda sees, and so is what it prints or logs while a later
         call is captured; printed between calls, it reaches the console as any thread's
         output does. Its environment is no longer its own: the variables the process had
-        are back, and a later call sets its own.
+        are back, and a later call sets its own. Nor is its module: the next call shares
+        its globals (a client cached at import), where Lambda resets the execution
+        environment of a call that timed out and runs Init again. A fresh import here would
+        have to unpick the handler's loggers from `logging` for Powertools to make them
+        again, for a case only a timed-out call meets.
 
         The variables the process lacked stay set after the call, as
         `brewops.environ.function_environment` explains: deleting them would break other
