@@ -367,6 +367,29 @@ def test_a_server_that_exits_without_a_word_on_a_full_disk_says_the_disk_is_full
     assert "BREWOPS_BUILD_DIR" in str(no_room.value)
 
 
+def _stand_in_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Two stand-in servers recorded as the running local target of `run`, both answering:
+    (their processes and services by name, their services by name)."""
+    from brewops.local import runtime
+
+    (tmp_path / "emulator").mkdir()
+    started = {
+        "emulator": spawn_service(tmp_path / "emulator", 60),
+        "punkapi": spawn_service(tmp_path, 60),
+    }
+    services = {name: service for name, (_, service) in started.items()}
+    a_state(
+        services=services,
+        catalog="c.json",
+        punkapi_code_digest=runtime.code_digest(),
+        run=run,
+    ).save()
+    monkeypatch.setattr(processes, "answers", lambda url, timeout=1.0: True)
+    return started, services
+
+
 @pytest.mark.emulator
 @pytest.mark.parametrize("for_run", [True, False], ids=["brewops-run", "local-up"])
 def test_up_takes_over_a_target_whose_run_ended_without_stopping_it(
@@ -376,20 +399,8 @@ def test_up_takes_over_a_target_whose_run_ended_without_stopping_it(
     from brewops.local.state import RunProcess
 
     # what a `brewops run` killed with SIGKILL leaves: its target up, recorded as its own
-    (tmp_path / "emulator").mkdir()
-    started = {
-        "emulator": spawn_service(tmp_path / "emulator", 60),
-        "punkapi": spawn_service(tmp_path, 60),
-    }
-    services = {name: service for name, (_, service) in started.items()}
     killed_run = RunProcess(pid=os.getpid(), create_time=1.5)  # its pid since given to another
-    a_state(
-        services=services,
-        catalog="c.json",
-        punkapi_code_digest=runtime.code_digest(),
-        run=killed_run,
-    ).save()
-    monkeypatch.setattr(processes, "answers", lambda url, timeout=1.0: True)
+    started, services = _stand_in_target(tmp_path, monkeypatch, run=killed_run)
     try:
         state = runtime.up(deploy=False, for_run=for_run)
         again = runtime.up(deploy=False, for_run=for_run)
@@ -416,20 +427,8 @@ def test_up_leaves_a_target_to_the_run_that_started_it_while_that_run_goes_on(
 ) -> None:
     from brewops.local import runtime
 
-    (tmp_path / "emulator").mkdir()
-    started = {
-        "emulator": spawn_service(tmp_path / "emulator", 60),
-        "punkapi": spawn_service(tmp_path, 60),
-    }
-    services = {name: service for name, (_, service) in started.items()}
     running_run = processes.this_run()
-    a_state(
-        services=services,
-        catalog="c.json",
-        punkapi_code_digest=runtime.code_digest(),
-        run=running_run,
-    ).save()
-    monkeypatch.setattr(processes, "answers", lambda url, timeout=1.0: True)
+    started, _ = _stand_in_target(tmp_path, monkeypatch, run=running_run)
     try:
         state = runtime.up(deploy=False, for_run=True)
     finally:
@@ -450,22 +449,10 @@ def test_a_run_stops_a_target_whose_starter_was_killed_while_it_used_it(
     from brewops.local import runtime
     from brewops.local.state import RunProcess
 
-    (tmp_path / "emulator").mkdir()
     (tmp_path / "starter").mkdir()
-    started = {
-        "emulator": spawn_service(tmp_path / "emulator", 60),
-        "punkapi": spawn_service(tmp_path, 60),
-    }
-    services = {name: service for name, (_, service) in started.items()}
     starter_process, starter = spawn_service(tmp_path / "starter", 60)  # the other run
     starting_run = RunProcess(starter.pid, starter.create_time, starter.since_boot)
-    a_state(
-        services=services,
-        catalog="c.json",
-        punkapi_code_digest=runtime.code_digest(),
-        run=starting_run,
-    ).save()
-    monkeypatch.setattr(processes, "answers", lambda url, timeout=1.0: True)
+    started, services = _stand_in_target(tmp_path, monkeypatch, run=starting_run)
     # the stand-in servers take no stack
     monkeypatch.setattr(local, "up", lambda **kwargs: runtime.up(deploy=False, **kwargs))
     try:
