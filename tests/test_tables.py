@@ -446,6 +446,21 @@ def test_some_columns_read_chunk_by_chunk_hold_what_the_whole_read_holds(
     assert some.attrs["malformed_lines"] == whole.attrs["malformed_lines"]
 
 
+@pytest.mark.parametrize("parquet", [False, True], ids=["json", "parquet"])
+def test_an_athena_read_with_no_column_to_select_selects_the_rows_objects(parquet):
+    # a table whose Glue definition names no column and no partition key (or none asked
+    # for, without partition keys): no `SELECT , "$path"` nor `SELECT  FROM`
+    info = table_info(columns=(), partition_keys=())
+    if parquet:
+        info = replace(
+            info, input_format="org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+        )
+
+    sql = tables._athena_query(info, tables.table_columns(info, columns=[]))
+
+    assert sql == 'SELECT "$path" AS "source_object" FROM "beers_cleaned"'
+
+
 @pytest.mark.emulator
 def test_the_aws_target_reads_only_the_columns_asked_for(delivered, monkeypatch):
     import awswrangler as wr

@@ -631,24 +631,14 @@ def _read_with_athena(
 
     kwargs.setdefault("workgroup", tgt.outputs["AthenaWorkGroupName"])
     selected = table_columns(info, columns)
-    flags_malformed = not info.is_parquet and info.skips_malformed_json and bool(info.columns)
     try:
         if columns is None and info.is_parquet:
             frame = wr.athena.read_sql_table(
                 table=info.name, database=info.database, boto3_session=_session(tgt), **kwargs
             )
         else:
-            listed = ", ".join(_quoted(name) for name, _ in selected)
-            if flags_malformed:
-                listed += ", " + _malformed_object(info)
-            if not info.is_parquet:
-                # sorted here, not by ORDER BY: a CTAS result would not keep that order,
-                # and a sort may reorder the lines of one object (rows of equal keys)
-                listed += f', "$path" AS {_quoted(SOURCE_OBJECT)}'
-            # only the Glue definition's own names, each a quoted identifier
-            sql = f"SELECT {listed} FROM {_quoted(info.name)}"  # noqa: S608
             frame = wr.athena.read_sql_query(
-                sql=sql,
+                sql=_athena_query(info, selected),
                 database=info.database,
                 boto3_session=_session(tgt),
                 **kwargs,
@@ -667,6 +657,20 @@ def _read_with_athena(
     result = typed(frame, selected)
     result.attrs["malformed_lines"] = malformed
     return result
+
+
+def _athena_query(info: TableInfo, selected: Sequence[tuple[str, str]]) -> str:
+    """The SELECT of the `selected` columns (`table_columns`) that `_read_with_athena` asks."""
+    listed = [_quoted(name) for name, _ in selected]
+    if not info.is_parquet and info.skips_malformed_json and info.columns:
+        listed.append(_malformed_object(info))
+    if not info.is_parquet or not listed:
+        # sorted here, not by ORDER BY: a CTAS result would not keep that order, and a sort
+        # may reorder the lines of one object (rows of equal keys). Selected alone when
+        # there is no column to select (a table without columns or partition keys).
+        listed.append(f'"$path" AS {_quoted(SOURCE_OBJECT)}')
+    # only the Glue definition's own names, each a quoted identifier
+    return f"SELECT {', '.join(listed)} FROM {_quoted(info.name)}"  # noqa: S608
 
 
 def _in_delivery_order(frame: pd.DataFrame, info: TableInfo) -> pd.DataFrame:
