@@ -1602,8 +1602,8 @@ def test_local_status_says_what_to_do_with_a_target_a_killed_run_left_running(
     killed_run = RunProcess(os.getpid(), create_time=1.5)  # its pid since given to another
     for run, said in [
         (None, None),  # `brewops local up`'s: runs until `brewops local down`
-        (processes.this_run(), f"the `brewops run` that started it (pid {os.getpid()}), when"),
-        (killed_run, f"nothing: the `brewops run` that started it (pid {os.getpid()}) ended"),
+        (processes.this_run(), f"the `brewops run` in charge of it (pid {os.getpid()}), when"),
+        (killed_run, f"nothing: the `brewops run` in charge of it (pid {os.getpid()}) ended"),
     ]:
         monkeypatch.setattr(runtime, "status", lambda run=run: a_local_state(run=run))
 

@@ -1068,9 +1068,10 @@ def test_a_run_takes_over_and_stops_a_target_a_killed_run_left_running(
     assert said[-1] == "==> local target: stopping what this run took over"
 
 
-def test_a_run_says_it_stops_a_target_whose_starter_was_killed_while_it_used_it(
+def test_a_run_says_it_stops_a_target_whose_run_in_charge_was_killed_while_it_used_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
+    # the killed run may have started it, or taken it over from one killed before it
     from brewops.local import runtime
     from brewops.local.state import RunProcess
 
@@ -1093,7 +1094,7 @@ def test_a_run_says_it_stops_a_target_whose_starter_was_killed_while_it_used_it(
         pass
 
     assert downs == [True]
-    assert "the `brewops run` that started it (pid 4242) ended without stopping it" in said[-2]
+    assert "the `brewops run` in charge of it (pid 4242) ended without stopping it" in said[-2]
     assert said[-1] == "==> local target: stopping what this run took over"
 
 
@@ -1152,6 +1153,50 @@ def test_a_run_stops_the_target_it_started_when_it_is_still_recorded_as_its_own(
         pass
 
     assert downs == [True]
+
+
+def test_a_down_then_up_right_after_a_run_found_the_target_its_own_is_not_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # the check and the stop are one hold of the state lock: a user's `local down` then
+    # `up` landing right after the check waits for the run's stop, and its target stays
+    import fcntl
+
+    from brewops.local import processes, runtime
+    from brewops.local.state import LocalState
+
+    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(tmp_path))
+    started_here = SimpleNamespace(already_running=False, left_by=None, stack_name="brewops-dev")
+    monkeypatch.setattr(local, "up", lambda **kwargs: started_here)
+    _saved_state(run=processes.this_run())
+    checked = runtime.started_anew_meanwhile
+    users_turn: list[str] = []
+
+    def down_then_up(wait: bool) -> None:  # `brewops local down`, then `up`
+        with (tmp_path / ".lock").open("w", encoding="utf-8") as lock:  # as they take it
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                return
+            _saved_state(run=None)  # a user's `up`: it runs until `local down`
+            users_turn.append("after the run's stop" if wait else "between check and stop")
+
+    def checked_then_down_and_up() -> bool:
+        anew = checked()
+        down_then_up(wait=False)
+        return anew
+
+    monkeypatch.setattr(runtime, "started_anew_meanwhile", checked_then_down_and_up)
+
+    with runner.target_services("local"):
+        pass
+    if not users_turn:
+        down_then_up(wait=True)
+
+    state = LocalState.load()
+    assert state is not None
+    assert state.run is None
+    assert users_turn == ["after the run's stop"]
 
 
 def test_a_run_whose_output_is_closed_takes_down_the_local_target_it_brought_up(

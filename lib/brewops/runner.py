@@ -338,14 +338,14 @@ def target_services(target: str) -> Iterator[str]:
             yield state.stack_name
         finally:
             if not stops_it:
-                # the run that started it may have been killed since: then no other run
-                # would stop it
+                # the run in charge of it (its starter, or one that took it over) may have
+                # been killed since: then no other run would stop it
                 from brewops.local.runtime import take_over_if_left
 
                 if (ended := take_over_if_left()) is not None:
                     left_by, stops_it = ended, True
                     _say(
-                        f"==> local target: the `brewops run` that started it (pid {ended.pid}) "
+                        f"==> local target: the `brewops run` in charge of it (pid {ended.pid}) "
                         "ended without stopping it while this run used it: this run stops it"
                     )
             if stops_it:
@@ -363,17 +363,19 @@ def target_services(target: str) -> Iterator[str]:
                             "`brewops local down` stops it once that run has ended"
                         )
                         raise
-                from brewops.local.runtime import started_anew_meanwhile
+                from brewops.local import runtime
 
-                if started_anew_meanwhile():
-                    _say(
-                        "==> local target: `brewops local down` then `up` started it again "
-                        "while this run used it: left running"
-                    )
-                else:
-                    took_over = "took over" if left_by is not None else "started"
-                    _say(f"==> local target: stopping what this run {took_over}")
-                    local.down()
+                # checked and stopped in one hold: a `local down` then `up` waits for it
+                with runtime.exclusively():
+                    if runtime.started_anew_meanwhile():
+                        _say(
+                            "==> local target: `brewops local down` then `up` started it "
+                            "again while this run used it: left running"
+                        )
+                    else:
+                        took_over = "took over" if left_by is not None else "started"
+                        _say(f"==> local target: stopping what this run {took_over}")
+                        local.down()
 
 
 def _say(line: str) -> None:

@@ -56,9 +56,9 @@ def _stopping_run(run: RunProcess) -> str:
     from brewops.local import processes
 
     if processes.is_running(run):
-        return f"the `brewops run` that started it (pid {run.pid}), when done"
+        return f"the `brewops run` in charge of it (pid {run.pid}), when done"
     return (
-        f"nothing: the `brewops run` that started it (pid {run.pid}) ended without stopping "
+        f"nothing: the `brewops run` in charge of it (pid {run.pid}) ended without stopping "
         "it. `brewops local down` stops it; the next `brewops run` takes it over and stops "
         "it when done, as does one using it now, when it ends"
     )

@@ -12,6 +12,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from functools import partial
@@ -73,11 +74,29 @@ class ParameterOverrideError(ValueError, ActionableError):
     """A template parameter `up` was given that the local target cannot deploy."""
 
 
+# whether this thread holds the state lock: taken again in it, it is already held
+_holding = threading.local()
+
+
 @contextlib.contextmanager
 def _exclusive() -> Iterator[None]:
-    """One `up` or `down` at a time, across processes."""
-    with exclusive(paths.local_state_dir() / ".lock"):
+    """One `up` or `down` at a time, across processes and threads; within a block holding
+    it already, held as it is (`exclusively`)."""
+    if getattr(_holding, "lock", False):
         yield
+        return
+    with exclusive(paths.local_state_dir() / ".lock"):
+        _holding.lock = True
+        try:
+            yield
+        finally:
+            _holding.lock = False
+
+
+def exclusively() -> contextlib.AbstractContextManager[None]:
+    """Hold the state lock across the block, `up`, `down` and the checks called in it
+    included: what the block found still holds when it acts on it."""
+    return _exclusive()
 
 
 def _alive(state: LocalState) -> bool:

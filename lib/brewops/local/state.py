@@ -107,8 +107,9 @@ class Service:
 
 @dataclass
 class RunProcess:
-    """The `brewops run` that started the local target, to stop it when done. Told apart
-    from a later process given its pid as a Service is."""
+    """The `brewops run` in charge of the local target, which stops it when done: the one
+    that started it, or took it over. Told apart from a later process given its pid as a
+    Service is."""
 
     pid: int
     create_time: float
@@ -150,8 +151,8 @@ class LocalState:
     run: RunProcess | None = None
     # True when `up` found everything already running (not stored)
     already_running: bool = False
-    # the run that had started the running target found by `up`, and ended without
-    # stopping it (killed): `up` took the target over from it (not stored)
+    # the run in charge of the running target found by `up`, which ended without stopping
+    # it (killed): `up` took the target over from it (not stored)
     left_by: RunProcess | None = None
 
     def to_dict(self) -> dict[str, Any]:
