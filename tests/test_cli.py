@@ -64,6 +64,40 @@ def test_every_option_of_every_command_says_what_it_does():
     assert undescribed == []
 
 
+_HELP_OF_EVERY_COMMAND = """
+import json, click
+from brewops.cli import main
+
+helps = {}
+def walk(ctx):
+    helps[ctx.command_path] = ctx.command.get_help(ctx)
+    if isinstance(ctx.command, click.Group):
+        for name in ctx.command.list_commands(ctx):
+            sub = ctx.command.get_command(ctx, name)
+            walk(click.Context(sub, parent=ctx, info_name=name))
+walk(click.Context(main, info_name="brewops"))
+print(json.dumps(helps))
+"""
+
+
+def test_every_commands_help_is_the_same_when_python_strips_docstrings(monkeypatch):
+    # PYTHONOPTIMIZE=2 (python -OO) makes every __doc__ None: help taken from docstrings
+    # would list the commands with no description and say nothing of what each does
+    monkeypatch.setenv("COLUMNS", "80")
+    helps = {ctx.command_path: ctx.command.get_help(ctx) for ctx in _every_command()}
+
+    result = subprocess.run(
+        [sys.executable, "-c", _HELP_OF_EVERY_COMMAND],
+        env={**os.environ, "PYTHONOPTIMIZE": "2"},
+        capture_output=True,
+        encoding="utf-8",
+        check=True,
+    )
+
+    assert json.loads(result.stdout) == helps
+    assert re.search(r"\n  train +Run the evaluation protocol", helps["brewops model"])
+
+
 def test_the_readme_names_every_command_and_none_that_does_not_exist():
     text = (repo_root() / "README.md").read_text(encoding="utf-8")
     # `from brewops import …` in a code block names a module, not a command

@@ -36,18 +36,19 @@ def _echo_written(path: Path) -> None:
     click.echo(str(path))
 
 
-@click.group()
+@click.group(help="Get, crawl or synthesise a Punk API catalogue.")
 def data() -> None:
-    """Get, crawl or synthesise a Punk API catalogue."""
+    pass
 
 
-@data.command()
-@click.option("--force", is_flag=True, help="Fetch again even if a good copy is cached.")
-def fetch(force: bool) -> None:
-    """Fetch the real catalogue (npm punkapi-db@2.6.0, sha256-checked) into the cache.
+@data.command(
+    help="""Fetch the real catalogue (npm punkapi-db@2.6.0, sha256-checked) into the cache.
 
     The last line printed is the path of the catalogue file.
     """
+)
+@click.option("--force", is_flag=True, help="Fetch again even if a good copy is cached.")
+def fetch(force: bool) -> None:
     from brewops.catalog import fetch_catalog
 
     try:
@@ -57,7 +58,7 @@ def fetch(force: bool) -> None:
     click.echo(str(path))
 
 
-@data.command()
+@data.command(help="Snapshot a live Punk API into a catalogue file (v2 shape), page by page.")
 @click.option("--url", "base_url", required=True, help="Base URL with version, e.g. http://host/v2")
 @click.option(
     "--api-version",
@@ -96,7 +97,6 @@ def crawl(
     retries: int,
     progress: bool,
 ) -> None:
-    """Snapshot a live Punk API into a catalogue file (v2 shape), page by page."""
     from brewops.catalog import write_catalog
     from brewops.punkapi.client import PunkApiClient, api_version_of
     from brewops.punkapi.errors import PunkApiError, PunkApiUrlError
@@ -118,7 +118,9 @@ def crawl(
     _echo_written(path)
 
 
-@data.command()
+@data.command(
+    help="Write N synthetic beers (real ones resampled, new ids, jittered numbers), streaming."
+)
 @click.option("--n", "count", type=click.IntRange(min=0), required=True, help="Number of beers.")
 @OUT_OPTION
 @click.option(
@@ -133,7 +135,6 @@ def crawl(
 )
 @CATALOG_OPTION
 def synth(count: int, out: Path, seed: int, jitter: float, catalog: Path | None) -> None:
-    """Write N synthetic beers (real ones resampled, new ids, jittered numbers), streaming."""
     from brewops.synth import synthesize
 
     try:

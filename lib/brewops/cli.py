@@ -499,15 +499,15 @@ EXIT_STATUS = (
     cls=LazyGroup,
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog=EXIT_STATUS,
+    help="""Punk API beers -> Kinesis -> Firehose -> S3 -> Glue -> an IBU model.
+
+    Runs against the embedded AWS emulator (local, the default) or real AWS.
+    """,
 )
 @click.version_option(package_name="brewops")
 @click.option(STARTED_BY_BREWOPS, "started_by_brewops", is_flag=True, hidden=True)
 @click.pass_context
 def main(ctx: click.Context, started_by_brewops: bool) -> None:
-    """Punk API beers -> Kinesis -> Firehose -> S3 -> Glue -> an IBU model.
-
-    Runs against the embedded AWS emulator (local, the default) or real AWS.
-    """
     from brewops.installed import stale_venv_warning
     from brewops.interrupts import terminate_as_interrupt
     from brewops.paths import check_folder_variables

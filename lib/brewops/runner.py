@@ -730,7 +730,23 @@ def _parse_value(raw: str) -> Any:
     return value
 
 
-@click.command("run")
+@click.command(
+    "run",
+    help="""Execute the notebooks in order into build/executed/ and write build/run-summary.json
+    (its JSON Schema: `brewops schema run_summary`).
+
+    build/executed/ then holds this run's copies only. Stops at the first failing notebook
+    and keeps its executed copy. With the local target the emulator, the Punk API server
+    and the stack are brought up first and taken down afterwards (unless they were already
+    running, and not left by a run that ended without stopping them), once no other run is
+    using them.
+
+    \b
+    Examples:
+      brewops run                                # every notebook, local target
+      brewops run --only 03 --only 04 -p ticks 5 # two notebooks, one parameter
+    """,
+)
 @click.option(
     "--target",
     type=click.Choice(TARGETS),
@@ -760,20 +776,6 @@ def _parse_value(raw: str) -> Any:
 def run_command(
     target: str, only: tuple[str, ...], parameters: tuple[tuple[str, str], ...], progress: bool
 ) -> None:
-    """Execute the notebooks in order into build/executed/ and write build/run-summary.json
-    (its JSON Schema: `brewops schema run_summary`).
-
-    build/executed/ then holds this run's copies only. Stops at the first failing notebook
-    and keeps its executed copy. With the local target the emulator, the Punk API server
-    and the stack are brought up first and taken down afterwards (unless they were already
-    running, and not left by a run that ended without stopping them), once no other run is
-    using them.
-
-    \b
-    Examples:
-      brewops run                                # every notebook, local target
-      brewops run --only 03 --only 04 -p ticks 5 # two notebooks, one parameter
-    """
     notebooks = discover(only=only)
     if not notebooks:
         raise click.ClickException(f"no numbered notebooks found in {notebooks_dir()}")

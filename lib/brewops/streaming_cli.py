@@ -184,12 +184,14 @@ def _local_only(tgt: Any, what: str) -> None:
         )
 
 
-@click.group()
+@click.group(
+    help="Produce beers, run the scheduler, deliver through Firehose (locally), reconcile."
+)
 def stream() -> None:
-    """Produce beers, run the scheduler, deliver through Firehose (locally), reconcile."""
+    pass
 
 
-@stream.command()
+@stream.command(help="Put the whole catalogue into the Kinesis stream (PutRecords in batches).")
 @TARGET_OPTION
 @click.option(
     "--catalog",
@@ -207,7 +209,6 @@ def stream() -> None:
 def backfill(
     target: str, catalog: Path | None, api_url: str | None, api_version: str | None, progress: bool
 ) -> None:
-    """Put the whole catalogue into the Kinesis stream (PutRecords in batches)."""
     from brewops.producer import ProduceInterrupted, put_beers
     from brewops.reconcile import sent_ids
 
@@ -273,7 +274,7 @@ def backfill(
         raise click.ClickException(said)
 
 
-@stream.command()
+@stream.command(help="Invoke the producer function as its schedule rule would, N times.")
 @TARGET_OPTION
 @click.option(
     "--n", "ticks", type=click.IntRange(min=0), default=1, show_default=True, help="Ticks to run."
@@ -286,7 +287,6 @@ def backfill(
     help="Seconds apart.",
 )
 def tick(target: str, ticks: int, interval: float) -> None:
-    """Invoke the producer function as its schedule rule would, N times."""
     from brewops.reconcile import tick_ids
     from brewops.scheduler import Scheduler
 
@@ -305,11 +305,10 @@ def tick(target: str, ticks: int, interval: float) -> None:
         raise click.ClickException("some ticks failed")
 
 
-@stream.command()
+@stream.command(help="Deliver everything in the stream now (local Firehose), then stop.")
 @TARGET_OPTION
 @PROGRESS_OPTION
 def drain(target: str, progress: bool) -> None:
-    """Deliver everything in the stream now (local Firehose), then stop."""
     from brewops.firehose_runtime import FirehoseRuntime
 
     tgt = use_target(target)
@@ -328,14 +327,15 @@ def drain(target: str, progress: bool) -> None:
     click.echo(str(report))
 
 
-@stream.command()
-@PROGRESS_OPTION
-@click.pass_context
-def fill(ctx: click.Context, progress: bool) -> None:
-    """Fill the local stack as notebook 03 does: backfill the whole catalogue, unless this
+@stream.command(
+    help="""Fill the local stack as notebook 03 does: backfill the whole catalogue, unless this
     stack already holds what was produced, then deliver it. Safe to run again; notebooks 04
     and 05 read what it leaves (in Colab, where each runs alone, their cell after the
     parameters runs it)."""
+)
+@PROGRESS_OPTION
+@click.pass_context
+def fill(ctx: click.Context, progress: bool) -> None:
     tgt = use_target("local")
     produced, _ = read_produced("local", tgt.stack_id)
     if not produced:  # [] after ticks that all failed: the stack holds no beer yet
@@ -345,7 +345,7 @@ def fill(ctx: click.Context, progress: bool) -> None:
     ctx.invoke(drain, target="local", progress=progress)
 
 
-@stream.command()
+@stream.command(help="Deliver continuously, by buffer size and interval, until Ctrl-C.")
 @TARGET_OPTION
 @click.option(
     "--poll",
@@ -360,7 +360,6 @@ def fill(ctx: click.Context, progress: bool) -> None:
     help="Also tick the producer at the rule's rate (not when the rule is DISABLED).",
 )
 def run(target: str, poll: float, with_scheduler: bool) -> None:
-    """Deliver continuously, by buffer size and interval, until Ctrl-C."""
     from brewops.firehose_runtime import FirehoseRuntime
 
     tgt = use_target(target)
@@ -439,7 +438,11 @@ def _await_running_tick(ticker: threading.Thread, scheduler: Any, console: Any) 
         ticker.join(timeout=most)
 
 
-@stream.command()
+@stream.command(
+    help="""Send the records the transform failed (errors/cleaned/processing-failed/) through
+    the pipeline again, once their cause is fixed; the records sent move to
+    errors/redriven/, so they are sent once."""
+)
 @TARGET_OPTION
 @click.option(
     "--apply",
@@ -464,9 +467,6 @@ def _await_running_tick(ticker: threading.Thread, scheduler: Any, console: Any) 
 )
 @PROGRESS_OPTION
 def redrive(target: str, apply: bool, include_refused: bool, as_json: bool, progress: bool) -> None:
-    """Send the records the transform failed (errors/cleaned/processing-failed/) through
-    the pipeline again, once their cause is fixed; the records sent move to
-    errors/redriven/, so they are sent once."""
     from brewops.producer import ProduceInterrupted
     from brewops.redrive import redrive as send_again
 
@@ -503,7 +503,7 @@ def redrive(target: str, apply: bool, include_refused: bool, as_json: bool, prog
         raise click.ClickException(result.what_to_do())
 
 
-@stream.command()
+@stream.command(help="Check every produced beer is in raw, and in cleaned or in the errors.")
 @TARGET_OPTION
 @click.option(
     "--ids-file",
@@ -519,7 +519,6 @@ def redrive(target: str, apply: bool, include_refused: bool, as_json: bool, prog
     "reconciliation` prints its JSON Schema).",
 )
 def reconcile(target: str, ids_file: Path | None, as_json: bool) -> None:
-    """Check every produced beer is in raw, and in cleaned or in the errors."""
     from brewops.reconcile import reconcile as compare
 
     tgt = use_target(target)

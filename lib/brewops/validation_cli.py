@@ -26,12 +26,19 @@ def _ids(text: str | None) -> list[int] | None:
     return ids
 
 
-@click.group("validate")
+@click.group(
+    "validate",
+    help="Validate the Glue tables: schema, partitions, counts, duplicates and data quality.",
+)
 def validate() -> None:
-    """Validate the Glue tables: schema, partitions, counts, duplicates and data quality."""
+    pass
 
 
-@validate.command("run")
+@validate.command(
+    "run",
+    help="""Run every check and exit non-zero if a gate fails (schema drift, unreadable data,
+    objects outside the partition layout, lost records). Findings never fail the run.""",
+)
 @click.option(
     "--target",
     type=click.Choice(["local", "aws"]),
@@ -77,8 +84,6 @@ def run(
     require_reconciliation: bool,
     as_json: bool,
 ) -> None:
-    """Run every check and exit non-zero if a gate fails (schema drift, unreadable data,
-    objects outside the partition layout, lost records). Findings never fail the run."""
     from brewops import validation
 
     tgt = validation.resolve_target(target)

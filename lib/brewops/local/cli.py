@@ -82,12 +82,23 @@ def _damaged_state() -> bool:
     return False
 
 
-@click.group()
+@click.group(help="The embedded AWS: a moto server and a Punk API server on 127.0.0.1.")
 def local() -> None:
-    """The embedded AWS: a moto server and a Punk API server on 127.0.0.1."""
+    pass
 
 
-@local.command()
+@local.command(
+    help="""Start the emulator and the Punk API server, and deploy the stack.
+
+    Each template parameter takes the value given with the option below, else its
+    Default; PunkApiUrl and PunkApiVersion are the local Punk API server's.
+    samconfig.toml is not read (its parameter_overrides are the AWS environments'): give
+    its values here to deploy them locally. Harmless when already running: the stack
+    keeps the values it was deployed with, and other values are refused until `brewops
+    local down`. The servers keep running after this command exits, until `brewops local
+    down`.
+    """
+)
 @click.option("--no-deploy", is_flag=True, help="Start the servers without deploying the stack.")
 @click.option(
     "--catalog",
@@ -112,16 +123,6 @@ def local() -> None:
 def up(
     no_deploy: bool, catalog: Path | None, template: Path | None, overrides: tuple[str, ...]
 ) -> None:
-    """Start the emulator and the Punk API server, and deploy the stack.
-
-    Each template parameter takes the value given with the option below, else its
-    Default; PunkApiUrl and PunkApiVersion are the local Punk API server's.
-    samconfig.toml is not read (its parameter_overrides are the AWS environments'): give
-    its values here to deploy them locally. Harmless when already running: the stack
-    keeps the values it was deployed with, and other values are refused until `brewops
-    local down`. The servers keep running after this command exits, until `brewops local
-    down`.
-    """
     from brewops.infra import parse_parameter_overrides
     from brewops.local import runtime
 
@@ -142,9 +143,8 @@ def up(
         click.echo(f"\n{note}")
 
 
-@local.command()
+@local.command(help="Delete the stack, stop the servers and remove the state.")
 def down() -> None:
-    """Delete the stack, stop the servers and remove the state."""
     from brewops.local import runtime
 
     started = time.perf_counter()
@@ -156,7 +156,9 @@ def down() -> None:
         click.echo(f"Stopped in {time.perf_counter() - started:.1f} s.")
 
 
-@local.command()
+@local.command(
+    help="Show what is running. Exits with status 1 when the local target is not running."
+)
 @click.option(
     "--json",
     "as_json",
@@ -165,7 +167,6 @@ def down() -> None:
     "running (`brewops schema local_status` prints its JSON Schema).",
 )
 def status(as_json: bool) -> None:
-    """Show what is running. Exits with status 1 when the local target is not running."""
     from brewops.local import runtime
 
     state = runtime.status()

@@ -45,12 +45,19 @@ def _complete_model_folder(
     return [] if incomplete.startswith("s3:") else [CompletionItem(incomplete, type="dir")]
 
 
-@click.group()
+@click.group(help="Train, evaluate and use the IBU model.")
 def model() -> None:
-    """Train, evaluate and use the IBU model."""
+    pass
 
 
-@model.command()
+@model.command(
+    help="""Run the evaluation protocol on a catalogue and write the model trained on all of it.
+
+    The last line printed is one JSON object (its JSON Schema: `brewops schema training`):
+    `version`, `out` and the cross-validation figures `accuracy`, `macro_f1`, `mae`, `r2`,
+    `mae_ibu_le_150` and `r2_ibu_le_150`.
+    """
+)
 @click.option(
     "--catalog",
     "catalog_path",
@@ -103,12 +110,6 @@ def train(
     jobs: int,
     progress: bool,
 ) -> None:
-    """Run the evaluation protocol on a catalogue and write the model trained on all of it.
-
-    The last line printed is one JSON object (its JSON Schema: `brewops schema training`):
-    `version`, `out` and the cross-validation figures `accuracy`, `macro_f1`, `mae`, `r2`,
-    `mae_ibu_le_150` and `r2_ibu_le_150`.
-    """
     from brewops.catalog import catalog_source
     from brewops.model import registry
     from brewops.model import train as training
@@ -130,25 +131,8 @@ def train(
     )
 
 
-@model.command()
-@click.option(
-    "--model",
-    "model_location",
-    required=True,
-    shell_complete=_complete_model_folder,
-    help="Model folder written by `train`, or a registry URI (s3://…/models/ibu/[VERSION]).",
-)
-@click.option(
-    "--catalog",
-    "catalog_path",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Catalogue file (v2 or v3 shape); beers without a numeric IBU are left out and "
-    "counted in `without_ibu`.",
-)
-@PROGRESS_OPTION
-def evaluate(model_location: str, catalog_path: Path, progress: bool) -> None:
-    """Score a model on the beers of a catalogue. The last line printed is one JSON object;
+@model.command(
+    help="""Score a model on the beers of a catalogue. The last line printed is one JSON object;
     its JSON Schema: `brewops schema evaluation`.
 
     `n` beers scored, the headline figures `accuracy`, `macro_f1`, `mae`, `r2`,
@@ -177,6 +161,24 @@ def evaluate(model_location: str, catalog_path: Path, progress: bool) -> None:
     over the beers not trained on (null when there is none). It is null for a model whose
     card records no training ranges.
     """
+)
+@click.option(
+    "--model",
+    "model_location",
+    required=True,
+    shell_complete=_complete_model_folder,
+    help="Model folder written by `train`, or a registry URI (s3://…/models/ibu/[VERSION]).",
+)
+@click.option(
+    "--catalog",
+    "catalog_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Catalogue file (v2 or v3 shape); beers without a numeric IBU are left out and "
+    "counted in `without_ibu`.",
+)
+@PROGRESS_OPTION
+def evaluate(model_location: str, catalog_path: Path, progress: bool) -> None:
     from brewops.model import features
     from brewops.model import train as training
 
@@ -247,25 +249,8 @@ def evaluate(model_location: str, catalog_path: Path, progress: bool) -> None:
     click.echo(_json_line(result))
 
 
-@model.command()
-@click.option(
-    "--model",
-    "model_location",
-    required=True,
-    shell_complete=_complete_model_folder,
-    help="Model folder or registry URI.",
-)
-@click.option(
-    "--catalog",
-    "catalog_path",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Catalogue file (v2 or v3 shape).",
-)
-@click.option("--id", "ids", multiple=True, type=int, help="Only these beer ids (repeatable).")
-@PROGRESS_OPTION
-def predict(model_location: str, catalog_path: Path, ids: tuple[int, ...], progress: bool) -> None:
-    """Predict band, IBU and band probabilities; one JSON object per beer and line, whose
+@model.command(
+    help="""Predict band, IBU and band probabilities; one JSON object per beer and line, whose
     JSON Schema is `brewops schema prediction`.
 
     Its keys: `id` and `name` as the catalogue gives them, `band`, `band_index` (0 the least
@@ -290,6 +275,24 @@ def predict(model_location: str, catalog_path: Path, ids: tuple[int, ...], progr
     model whose card records no training ranges (trained before they were recorded).
     An empty catalogue, or an --id it does not hold, ends with status 1 and no line.
     """
+)
+@click.option(
+    "--model",
+    "model_location",
+    required=True,
+    shell_complete=_complete_model_folder,
+    help="Model folder or registry URI.",
+)
+@click.option(
+    "--catalog",
+    "catalog_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Catalogue file (v2 or v3 shape).",
+)
+@click.option("--id", "ids", multiple=True, type=int, help="Only these beer ids (repeatable).")
+@PROGRESS_OPTION
+def predict(model_location: str, catalog_path: Path, ids: tuple[int, ...], progress: bool) -> None:
     from brewops.model.predict import predict_beers
 
     loaded = _load_model(model_location)
@@ -319,7 +322,15 @@ def predict(model_location: str, catalog_path: Path, ids: tuple[int, ...], progr
         click.echo(json.dumps(line, ensure_ascii=False).encode("utf-8"))
 
 
-@model.command()
+@model.command(
+    help="""List the registered versions, oldest first (the latest last), with what
+    compares them: when trained, rows used, data checksum, CV accuracy and macro-F1, the
+    accuracy on the newest fifth by first_brewed, and the CV MAE (IBU).
+
+    Reads each version's metrics.json and model card, not its model. A version whose files
+    are missing or damaged is listed with what is wrong; `--model URI` of `evaluate` and
+    `predict` takes a version's URI."""
+)
 @TARGET_OPTION
 @click.option(
     "--registry",
@@ -336,13 +347,6 @@ def predict(model_location: str, catalog_path: Path, ids: tuple[int, ...], progr
     "`brewops schema model_version` prints its JSON Schema.",
 )
 def versions(target: str, registry_uri: str | None, as_json: bool) -> None:
-    """List the registered versions, oldest first (the latest last), with what
-    compares them: when trained, rows used, data checksum, CV accuracy and macro-F1, the
-    accuracy on the newest fifth by first_brewed, and the CV MAE (IBU).
-
-    Reads each version's metrics.json and model card, not its model. A version whose files
-    are missing or damaged is listed with what is wrong; `--model URI` of `evaluate` and
-    `predict` takes a version's URI."""
     from brewops.model import registry
 
     client = None

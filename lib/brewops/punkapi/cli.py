@@ -32,12 +32,18 @@ def cannot_listen(host: str, port: int, error: OSError) -> str:
     return f"Cannot listen on {host}:{port}: {reason}"
 
 
-@click.group()
+@click.group(help="Serve the Punk API locally (v2 or v3).")
 def api() -> None:
-    """Serve the Punk API locally (v2 or v3)."""
+    pass
 
 
-@api.command()
+@api.command(
+    help="""Serve a catalogue on HOST:PORT until interrupted.
+
+    Prints "Punk API VERSION serving <N> beers at http://HOST:PORT/VERSION" once listening,
+    VERSION being the --api-version (v2 or v3).
+    """
+)
 @click.option(
     "--catalog",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -141,11 +147,6 @@ def serve(
     verbose: bool,
     fd: int | None,
 ) -> None:
-    """Serve a catalogue on HOST:PORT until interrupted.
-
-    Prints "Punk API VERSION serving <N> beers at http://HOST:PORT/VERSION" once listening,
-    VERSION being the --api-version (v2 or v3).
-    """
     from brewops.punkapi.server import Faults, PunkApiServer
 
     faults = Faults(
