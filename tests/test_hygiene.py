@@ -14,6 +14,7 @@ import sys
 import tomllib
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import yaml
@@ -903,6 +904,208 @@ def test_the_readme_mentions_every_make_target_and_only_those():
     assert {"run", "test", "clean"} <= targets
     assert sorted(targets - mentioned) == [], "targets the README never mentions"
     assert sorted(mentioned - targets) == [], "the README mentions targets that do not exist"
+
+
+def _readme_diagram() -> str:
+    """The mermaid block of the README's How it works."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## How it works\n")[1].split("\n## ")[0]
+    blocks = re.findall(r"^```mermaid\n(.*?)^```$", section, re.M | re.S)
+    assert len(blocks) == 1, "How it works should hold one mermaid diagram"
+    return blocks[0]
+
+
+class _Flowchart(NamedTuple):
+    labels: dict[str, str]  # of each node and subgraph
+    parent: dict[str, str]  # the subgraph each node is drawn in
+    prefixes: set[str]  # the nodes drawn as cylinders: S3 prefixes
+    edges: list[tuple[str, str]]
+
+
+def _parse_flowchart(block: str) -> _Flowchart:
+    """A mermaid flowchart written in the subset the README uses, one statement a line:
+    `flowchart LR`, `id["label"]`, `id[("label")]` (a cylinder), `subgraph id["label"]`
+    ... `end`, and `a --> b` or `a -->|label| b`. Any other line is refused, so a diagram
+    written past the subset fails here instead of going unchecked."""
+    chart = _Flowchart({}, {}, set(), [])
+    subgraph = None
+    for line in filter(None, (line.strip() for line in block.splitlines())):
+        if line == "flowchart LR":
+            continue
+        if line == "end":
+            subgraph = None
+        elif match := re.fullmatch(r'subgraph (\w+)\["([^"]*)"\]', line):
+            subgraph, chart.labels[match[1]] = match[1], match[2]
+        elif match := re.fullmatch(r'(\w+)\[(\(?)"([^"]*)"(\)?)\]', line):
+            chart.labels[match[1]] = match[3]
+            if match[2] and match[4]:
+                chart.prefixes.add(match[1])
+            if subgraph:
+                chart.parent[match[1]] = subgraph
+        elif match := re.fullmatch(r'(\w+) -->(?:\|"?[^|"]*"?\|)? (\w+)', line):
+            chart.edges.append((match[1], match[2]))
+        else:
+            raise AssertionError(f"the diagram's line {line!r} is outside the subset read here")
+    return chart
+
+
+def _diagram_disagreements(block: str) -> list[str]:
+    """Where the flowchart `block` and infra/template.yaml disagree.
+
+    An id that starts with a capital letter is a logical id: a resource of the template,
+    or a node of `infra.data_flow_graph` (which adds the schedule SAM makes of the
+    producer's `Tick` event); the other ids name what the template does not hold. A
+    cylinder is an S3 prefix of the template's bucket, the first word of its label with a
+    `/` in it: it stands for the bucket in an edge, as a node drawn inside a resource's
+    subgraph stands for that resource. An edge between two resources must be one the
+    derived data flow has, in the same direction. A prefix must start one the template
+    names: a delivery stream's `Prefix` or `ErrorOutputPrefix` (its own, for a delivery
+    stream drawn into it) or an Output's `s3://${Bucket}/...`."""
+    from brewops import infra
+
+    template = infra.load_template()
+    resources = template["Resources"]
+    flow = infra.data_flow_graph(template)
+    chart = _parse_flowchart(block)
+    found = [
+        f"{name} is no logical id of infra/template.yaml"
+        for name in chart.labels
+        if name[0].isupper() and name not in resources and name not in flow
+    ]
+    found += [
+        f"the edge {source} --> {sink} ends at {end}, a node the diagram does not define"
+        for source, sink in chart.edges
+        for end in (source, sink)
+        if end not in chart.labels or end in chart.parent.values()
+    ]
+    bucket = next(n for n, r in resources.items() if r["Type"] == "AWS::S3::Bucket")
+
+    def stands_for(node: str) -> str | None:
+        if node in chart.prefixes:
+            return bucket
+        for name in (node, chart.parent.get(node, "")):
+            if name in resources or name in flow:
+                return name
+        return None
+
+    for source, sink in chart.edges:
+        drawn = (stands_for(source), stands_for(sink))
+        if None not in drawn and drawn[0] != drawn[1] and not flow.has_edge(*drawn):
+            backwards = " (it runs the other way)" if flow.has_edge(*reversed(drawn)) else ""
+            found.append(
+                f"the edge {source} --> {sink} is not in the template's data flow{backwards}"
+            )
+
+    def static(prefix: str) -> str:  # up to Firehose's first !{...} expression
+        return prefix.split("!{")[0]
+
+    delivered = {
+        name: {static(s3[key]) for key in ("Prefix", "ErrorOutputPrefix") if key in s3}
+        for name, resource in resources.items()
+        if resource["Type"] == "AWS::KinesisFirehose::DeliveryStream"
+        for s3 in [resource["Properties"]["ExtendedS3DestinationConfiguration"]]
+    }
+    outputs = [output["Value"].get("Fn::Sub", "") for output in template["Outputs"].values()]
+    named = set().union(*delivered.values()) | {
+        value.removeprefix(f"s3://${{{bucket}}}/")
+        for value in outputs
+        if isinstance(value, str) and value.startswith(f"s3://${{{bucket}}}/")
+    }
+    for node in sorted(chart.prefixes):
+        word = re.search(r"[a-z0-9_=.-]+/[a-z0-9_=/.-]*", chart.labels[node])
+        prefix = word[0] if word else ""
+        if not prefix or not any(name.startswith(prefix) for name in named):
+            found.append(f"the prefix {prefix!r} of {node} is one the template does not name")
+        for source in (s for s, sink in chart.edges if sink == node and s in delivered):
+            if not any(name.startswith(prefix) for name in delivered[source]):
+                found.append(f"{source} delivers to none of {prefix!r}: {delivered[source]}")
+    return found
+
+
+def test_the_readme_diagram_draws_what_the_template_holds():
+    """How it works draws the data flow for the repository's page; notebook 02 derives it
+    from the template (`infra.data_flow_graph`). The two agree on the resources, the
+    direction of each edge between two of them and the S3 prefixes."""
+    found = _diagram_disagreements(_readme_diagram())
+    assert not found, "the README's diagram and infra/template.yaml disagree:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "disagreement"),
+    [
+        # a resource renamed in the diagram only
+        (r"\bTransformFunction\b", "TransformLambda", "TransformLambda is no logical id"),
+        # an edge reversed
+        (
+            r"Stream --> RawDeliveryStream",
+            "RawDeliveryStream --> Stream",
+            "RawDeliveryStream --> Stream is not in the template's data flow (it runs the "
+            "other way)",
+        ),
+        # a delivery stream drawn into the other one's prefix
+        (
+            r"RawDeliveryStream --> raw",
+            "RawDeliveryStream --> cleaned",
+            "RawDeliveryStream delivers to none of 'cleaned/'",
+        ),
+        # a prefix the template does not name
+        (r"errors/cleaned/", "failed/", "the prefix 'failed/' of errors"),
+        # an edge to a node that is not defined, which mermaid would draw as a new one
+        (r"raw --> RawTable", "raw --> RawTabel", "ends at RawTabel"),
+    ],
+)
+def test_the_readme_diagram_check_catches_a_diagram_the_template_disagrees_with(
+    old, new, disagreement
+):
+    diagram = _readme_diagram()
+    # GIVEN the README's diagram changed where the template is not
+    changed = re.sub(old, new, diagram)
+    assert changed != diagram
+
+    # THEN the check names the disagreement
+    found = _diagram_disagreements(changed)
+    assert any(disagreement in line for line in found), found
+
+
+def test_the_readme_diagram_check_refuses_mermaid_it_does_not_read():
+    with pytest.raises(AssertionError, match="outside the subset"):
+        _parse_flowchart("flowchart LR\n    Stream --> RawDeliveryStream --> raw\n")
+
+
+# how How it works names each resource type that moto's CloudFormation skips
+SKIPPED_TYPE_NAMES = {
+    "AWS::KinesisFirehose::DeliveryStream": "Firehose delivery streams",
+    "AWS::Glue::Database": "Glue database",
+    "AWS::Glue::Table": "tables",
+    "AWS::Athena::WorkGroup": "Athena workgroup",
+    "AWS::S3::BucketPolicy": "bucket policy",
+    "AWS::Logs::LogStream": "log streams",
+    "AWS::CloudWatch::Alarm": "alarms",
+    "AWS::SNS::Subscription": "email subscription",
+}
+
+
+def test_the_readme_names_every_resource_type_the_local_target_teaches_moto():
+    """How it works lists the resource types moto's CloudFormation skips, those the local
+    target's models (`brewops.local.cfn_models`) create in its place."""
+    from moto.cloudformation import parsing
+
+    from brewops.local import cfn_models
+
+    motos_own = {
+        model.cloudformation_type()
+        for model in parsing.get_model_list()
+        if not model.__module__.startswith("brewops.")
+    }
+    skipped = sorted({model.cloudformation_type() for model in cfn_models.MODELS} - motos_own)
+    text = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    listed = re.search(r"CloudFormation the resource types it skips \(([^)]*)\)", text)
+    assert listed, "How it works no longer lists the resource types moto skips"
+    missing = [t for t in skipped if SKIPPED_TYPE_NAMES.get(t, t) not in listed[1]]
+    assert not missing, (
+        f"How it works does not name {missing}, which moto's CloudFormation skips: name "
+        "each in its list and in SKIPPED_TYPE_NAMES"
+    )
 
 
 def _readme_findings(beers) -> tuple[dict[str, int], dict[str, int]]:
