@@ -1080,6 +1080,7 @@ SKIPPED_TYPE_NAMES = {
     "AWS::Athena::WorkGroup": "Athena workgroup",
     "AWS::S3::BucketPolicy": "bucket policy",
     "AWS::Logs::LogStream": "log streams",
+    "AWS::Logs::QueryDefinition": "saved Logs Insights queries",
     "AWS::CloudWatch::Alarm": "alarms",
     "AWS::SNS::Subscription": "email subscription",
 }

@@ -685,3 +685,30 @@ def test_an_alarm_keeps_each_of_its_actions_and_a_subscription_goes_with_its_sta
 
     assert subscribed() == []  # the topic made outside the stack stays, without it
     sns.delete_topic(TopicArn=shared)
+
+
+@pytest.mark.emulator
+def test_a_saved_query_is_kept_with_its_stack_under_an_id(
+    emulator_endpoint: str, tmp_path: Path
+) -> None:
+    template = (
+        "Resources:\n"
+        "  Group:\n    Type: AWS::Logs::LogGroup\n"
+        "  Errors:\n"
+        "    Type: AWS::Logs::QueryDefinition\n"
+        "    Properties:\n"
+        "      Name: !Sub '${AWS::StackName}/errors'\n"
+        "      LogGroupNames: [!Ref Group]\n"
+        "      QueryString: 'fields @message | filter level = \"ERROR\"'\n"
+        "Outputs:\n"
+        "  Id: {Value: !Ref Errors}\n"
+        "  Attribute: {Value: !GetAtt Errors.QueryDefinitionId}\n"
+    )
+
+    with deployed_template(emulator_endpoint, tmp_path, template) as stack:
+        (resource,) = stack.client("cloudformation").describe_stack_resources(
+            StackName=stack.name, LogicalResourceId="Errors"
+        )["StackResources"]
+        # Ref and GetAtt give the query definition's id, as on AWS: not its name
+        assert stack.outputs["Id"] == stack.outputs["Attribute"]
+        assert str(uuid.UUID(stack.outputs["Id"])) == resource["PhysicalResourceId"]

@@ -4,6 +4,7 @@ infra/template.yaml creates, configured as the template says."""
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from typing import Any
 
@@ -294,3 +295,44 @@ def test_alarms_watch_the_stack_resources_and_notify_its_topic(
     assert topic in [t["TopicArn"] for t in sns.list_topics()["Topics"]]
     # no AlarmEmail given: nothing subscribed
     assert sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"] == []
+
+
+def test_the_dashboard_and_the_saved_queries_are_the_stack_s(
+    client: Any, outputs: dict[str, str], local_target: Any
+) -> None:
+    """The emulator keeps the dashboard (it draws nothing: no metrics) and records the saved
+    Logs Insights queries with the stack (moto's Logs has no query definitions)."""
+    stack = local_target.stack_name
+    name = f"{stack}-pipeline"
+    assert outputs["DashboardUrl"].endswith(f"#dashboards:name={name}")
+    body = json.loads(client("cloudwatch").get_dashboard(DashboardName=name)["DashboardBody"])
+
+    widgets = body["widgets"]
+    shown = {
+        value
+        for widget in widgets
+        if widget["type"] == "metric"
+        for metric in widget["properties"]["metrics"]
+        for value in metric[3::2]  # the dimensions' values
+        if isinstance(value, str)
+    }
+    watched = ("StreamName", "ProducerFunctionName", "TransformFunctionName")
+    watched += ("RawDeliveryStreamName", "CleanedDeliveryStreamName")
+    assert shown == {outputs[key] for key in watched}
+    (alarm_widget,) = [widget for widget in widgets if widget["type"] == "alarm"]
+    alarms = client("cloudwatch").describe_alarms(AlarmNamePrefix=f"{stack}-")["MetricAlarms"]
+    assert sorted(alarm_widget["properties"]["alarms"]) == sorted(a["AlarmArn"] for a in alarms)
+
+    resources = client("cloudformation").describe_stack_resources(StackName=stack)
+    queries = [
+        r
+        for r in resources["StackResources"]
+        if r.get("ResourceType") == "AWS::Logs::QueryDefinition"  # moto types not all
+    ]
+    assert sorted(r["LogicalResourceId"] for r in queries) == [
+        "FailedTicksQuery",
+        "FollowBeerQuery",
+        "RefusedRecordsQuery",
+    ]
+    assert all(r["ResourceStatus"] == "CREATE_COMPLETE" for r in queries)
+    assert len({r["PhysicalResourceId"] for r in queries}) == len(queries)  # ids, as on AWS

@@ -3,6 +3,8 @@ package, its Outputs the contract of PLAN, and translatable offline by aws-sam-t
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import copy
 import importlib
 import json
@@ -467,6 +469,7 @@ def test_the_athena_workgroup_writes_under_athena_results(resources):
 ACCOUNT_WIDE_NAME: dict[str, tuple[tuple[str, ...], int] | None] = {
     "AWS::Athena::WorkGroup": (("Name",), 128),
     "AWS::CloudWatch::Alarm": (("AlarmName",), 255),
+    "AWS::CloudWatch::Dashboard": (("DashboardName",), 255),
     "AWS::Events::Rule": (("Name",), 64),
     "AWS::Glue::Database": (("DatabaseInput", "Name"), 255),
     "AWS::IAM::Role": (("RoleName",), 64),
@@ -479,6 +482,7 @@ ACCOUNT_WIDE_NAME: dict[str, tuple[tuple[str, ...], int] | None] = {
     "AWS::Glue::Table": None,
     "AWS::Lambda::Permission": None,
     "AWS::Logs::LogStream": None,
+    "AWS::Logs::QueryDefinition": None,  # an id is its identity; names may repeat
     "AWS::S3::BucketPolicy": None,
     "AWS::SNS::Subscription": None,
 }
@@ -624,6 +628,46 @@ ALARMS = {
 }
 OPERATORS = {">": "GreaterThanThreshold", "<": "LessThanThreshold"}
 
+# The metrics the stack watches, by namespace, as AWS's documentation names them (Lambda,
+# Kinesis Data Streams and Firehose "Monitoring with CloudWatch"), the one dimension each
+# is published under for this stack, and the type of resource that dimension names.
+METRICS = {
+    "AWS/Lambda": {"Invocations", "Errors", "Throttles", "Duration"},
+    "AWS/Kinesis": {
+        "IncomingRecords",
+        "PutRecords.ThrottledRecords",
+        "WriteProvisionedThroughputExceeded",
+        "GetRecords.IteratorAgeMilliseconds",
+    },
+    "AWS/Firehose": {
+        "DeliveryToS3.Records",
+        "DeliveryToS3.Success",
+        "DeliveryToS3.DataFreshness",
+        "ExecuteProcessing.Success",
+        "FailedConversion.Records",
+    },
+}
+DIMENSIONS = {
+    "AWS/Lambda": ("FunctionName", "AWS::Serverless::Function"),
+    "AWS/Kinesis": ("StreamName", "AWS::Kinesis::Stream"),
+    "AWS/Firehose": ("DeliveryStreamName", "AWS::KinesisFirehose::DeliveryStream"),
+}
+
+
+def watched_resource(
+    resources: dict[str, Any], namespace: str, metric: str, dimensions: dict[str, str]
+) -> str:
+    """The logical id of the resource of the template a metric is published for, given its
+    dimensions as {name: logical id}; fails unless the service publishes that metric under
+    that dimension for a resource of that type."""
+    where = f"{namespace} {metric} {dimensions}"
+    assert metric in METRICS.get(namespace, set()), f"{where}: a metric AWS does not publish"
+    dimension, resource_type = DIMENSIONS[namespace]
+    assert list(dimensions) == [dimension], f"{where}: published per {dimension} only"
+    watched = dimensions[dimension]
+    assert resources.get(watched, {}).get("Type") == resource_type, f"{where}: no {resource_type}"
+    return watched
+
 
 def alarms(resources: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {
@@ -642,6 +686,8 @@ def test_every_alarm_watches_its_metric_on_a_resource_of_the_stack(resources):
         dimension, watched = watches.split("=")
         assert (props["Namespace"], props["MetricName"]) == (namespace, metric), name
         assert props["Dimensions"] == [{"Name": dimension, "Value": {"Ref": watched}}], name
+        named = {d["Name"]: d["Value"]["Ref"] for d in props["Dimensions"]}
+        assert watched_resource(resources, namespace, metric, named) == watched, name
         assert props["Statistic"] == statistic, name
         assert props["ComparisonOperator"] == OPERATORS[operator], name
         assert props["Threshold"] == int(threshold), name
@@ -702,6 +748,282 @@ def test_the_alarm_email_is_optional(template, resources):
         "Endpoint": {"Ref": "AlarmEmail"},
     }
     assert template["Outputs"]["AlarmTopicArn"]["Value"] == {"Ref": "AlarmTopic"}
+
+
+# ------------------------------------------------------------------ dashboard
+
+
+def dashboard_body(resources: dict[str, Any]) -> dict[str, Any]:
+    """The dashboard's body as CloudFormation substitutes it, read as JSON: ${Name} (a
+    resource's name) becomes the logical id Name, ${Name.Arn} becomes arn:Name."""
+    text = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+
+    def value(match: re.Match[str]) -> str:
+        name, _, attribute = match[1].partition(".")
+        if name == "AWS::Region":
+            return "eu-west-1"
+        assert name in resources, f"${{{match[1]}}} names no resource of the template"
+        assert attribute in ("", "Arn"), match[0]
+        return f"arn:{name}" if attribute else name
+
+    return json.loads(re.sub(r"\$\{([^}!]+)\}", value, text))
+
+
+def dashboard_metrics(body: dict[str, Any]) -> list[tuple[str, str, dict[str, str], dict]]:
+    """(namespace, metric, dimensions, widget properties) of every metric of the body."""
+    found = []
+    for widget in body["widgets"]:
+        if widget["type"] != "metric":
+            continue
+        for line in widget["properties"]["metrics"]:
+            options = line[-1] if isinstance(line[-1], dict) else {}
+            namespace, metric, *pairs = line[:-1] if options else line
+            assert len(pairs) % 2 == 0 and "." not in (namespace, metric), line
+            dimensions = dict(zip(pairs[::2], pairs[1::2], strict=True))
+            found.append((namespace, metric, dimensions, {**widget["properties"], **options}))
+    return found
+
+
+def test_the_dashboard_body_is_json_once_substituted(resources):
+    body = dashboard_body(resources)
+
+    assert {widget["type"] for widget in body["widgets"]} == {"alarm", "metric"}
+    for widget in body["widgets"]:
+        # CloudWatch's grid is 24 units wide
+        assert widget["x"] + widget["width"] <= 24, widget["properties"]["title"]
+
+
+def test_every_dashboard_metric_is_one_aws_publishes_for_a_resource_of_the_stack(resources):
+    metrics = dashboard_metrics(dashboard_body(resources))
+    watched = {
+        watched_resource(resources, namespace, metric, dimensions)
+        for namespace, metric, dimensions, _ in metrics
+    }
+
+    # every function, the stream and both delivery streams are on it
+    types = {resource_type for _, resource_type in DIMENSIONS.values()}
+    assert watched == {name for name, r in resources.items() if r["Type"] in types}
+    for _, metric, _, properties in metrics:
+        assert properties["stat"] in ("Sum", "Average", "Maximum"), metric
+        assert properties["region"] == "eu-west-1" and properties["period"] == 300, metric
+
+
+def test_the_dashboard_shows_every_alarm_of_the_stack(resources):
+    (widget,) = [w for w in dashboard_body(resources)["widgets"] if w["type"] == "alarm"]
+
+    shown = widget["properties"]["alarms"]
+    assert sorted(shown) == sorted(f"arn:{name}" for name in alarms(resources)), (
+        "the dashboard's alarm widget must list every alarm of the template"
+    )
+
+
+def test_the_dashboard_url_output_opens_the_stack_s_dashboard(template, resources):
+    url = template["Outputs"]["DashboardUrl"]["Value"]["Fn::Sub"]
+
+    assert url.endswith("#dashboards:name=${Dashboard}")
+    assert url.startswith("https://${AWS::Region}.console.aws.amazon.com/cloudwatch/home?")
+    name = resources["Dashboard"]["Properties"]["DashboardName"]["Fn::Sub"]
+    assert name.startswith("${AWS::StackName}-")
+
+
+# ------------------------------------------------------------------ saved queries
+
+
+def query_definitions(resources: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: r["Properties"]
+        for name, r in resources.items()
+        if r["Type"] == "AWS::Logs::QueryDefinition"
+    }
+
+
+def query_commands(query: str) -> dict[str, str]:
+    """The commands of a Logs Insights query of one command a line, by command."""
+    commands = {}
+    for line in query.strip().splitlines():
+        command, _, argument = line.removeprefix("| ").partition(" ")
+        assert command in ("fields", "filter", "sort") and command not in commands, line
+        commands[command] = argument
+    return commands
+
+
+def query_selects(query: str, line: str) -> bool:
+    """Whether the query's filter keeps the log line `line` (its JSON as written). It reads
+    the subset of the filter syntax the template's queries use: clauses joined by `or`,
+    each `field = "text"` or `@message like /regex/`."""
+    event = json.loads(line) if line.startswith("{") else {}
+    for clause in query_commands(query)["filter"].split(" or "):
+        if equals := re.fullmatch(r'([a-z_]+) = "([^"]*)"', clause):
+            if event.get(equals[1]) == equals[2]:
+                return True
+        elif like := re.fullmatch(r"@message like /(.+)/", clause):
+            if re.search(like[1], line):
+                return True
+        else:
+            raise AssertionError(f"{clause!r} is outside the filter syntax this test reads")
+    return False
+
+
+def logged_keys(lines: list[str]) -> set[str]:
+    """The fields Logs Insights finds in JSON log lines: nested keys joined by dots,
+    array items by their index."""
+    found: set[str] = set()
+
+    def walk(value: Any, prefix: str) -> None:
+        if prefix:
+            found.add(prefix)
+        if isinstance(value, dict):
+            items: Any = value.items()
+        elif isinstance(value, list):
+            items = enumerate(value)
+        else:
+            return
+        for key, item in items:
+            walk(item, f"{prefix}.{key}" if prefix else str(key))
+
+    for line in lines:
+        if line.startswith("{"):
+            walk(json.loads(line), "")
+    return found
+
+
+@pytest.fixture
+def function_log_lines(lambda_logs, monkeypatch) -> dict[str, dict[str, list[str]]]:
+    """The lines both functions write, as CloudWatch Logs receives them, by function and
+    message: their own Powertools loggers, fed ticks and records about beer 9001 and
+    others (90011, 19001: the same digits), a Punk API that is down, and a Kinesis that
+    refuses 9001."""
+    from brewops import producer, transform
+    from brewops.lambdas.producer import app as producer_app
+    from brewops.lambdas.transform import app as transform_app
+
+    class Api:
+        def __init__(self, *ids: int) -> None:
+            self.ids = ids
+
+        def random(self, n: int = 1) -> list[dict[str, Any]]:
+            if not self.ids:
+                raise ConnectionError("the Punk API is down")
+            return [{"id": beer_id, "name": f"Beer {beer_id}"} for beer_id in self.ids]
+
+    class Kinesis:
+        def __init__(self, refused: str = "") -> None:
+            self.refused = refused
+
+        def put_records(self, *, Records: list[dict[str, Any]], **target: Any) -> dict:
+            results = [
+                {"ErrorCode": "InternalFailure", "ErrorMessage": "Internal Service Failure"}
+                if entry["PartitionKey"] == self.refused
+                else {"ShardId": "shardId-000000000000", "SequenceNumber": "49"}
+                for entry in Records
+            ]
+            failed = sum("ErrorCode" in r for r in results)
+            return {"FailedRecordCount": failed, "Records": results}
+
+    def firehose_record(payload: bytes, record_id: str) -> dict[str, Any]:
+        metadata = {"shardId": "shardId-000000000000", "sequenceNumber": "49"}
+        data = base64.b64encode(payload).decode()
+        return {"recordId": record_id, "data": data, "kinesisRecordMetadata": metadata}
+
+    monkeypatch.setattr(producer, "TICK_RETRY_SECONDS", 0.0)  # the refusal is final
+    written = {
+        "producer": lambda_logs(producer_app.logger, raw=True),
+        "transform": lambda_logs(transform_app.logger, raw=True),
+    }
+    for api, kinesis in (
+        (Api(9001, 2), Kinesis()),
+        (Api(90011, 19001), Kinesis()),
+        (Api(2, 9001), Kinesis(refused="9001")),
+        (Api(), Kinesis()),
+    ):
+        with contextlib.suppress(Exception):  # a failed tick fails its invocation
+            producer.produce_random_beers(api, "beers", 2, kinesis, producer_app.logger)
+    records = [
+        firehose_record(b'{"id": 9001, "name": ""}', "r1"),
+        firehose_record(b'{"id": 90011, "name": ""}', "r2"),
+        firehose_record(b"{oops", "r3"),
+        firehose_record(b"", "r4"),
+    ]
+    transform.transform_records(records, transform_app.logger)
+
+    lines: dict[str, dict[str, list[str]]] = {}
+    for function, capture in written.items():
+        for line in capture():
+            lines.setdefault(function, {}).setdefault(json.loads(line)["message"], []).append(line)
+    return lines
+
+
+# the log group each function writes to
+LOG_GROUPS = {"producer": "ProducerLogGroup", "transform": "TransformLogGroup"}
+
+
+def test_saved_queries_are_the_stack_s_and_read_its_functions_log_groups(resources):
+    found = query_definitions(resources)
+    assert set(found) == {"FollowBeerQuery", "RefusedRecordsQuery", "FailedTicksQuery"}
+
+    for name, props in found.items():
+        assert props["Name"]["Fn::Sub"].startswith("${AWS::StackName}/"), name
+        groups = [group["Ref"] for group in props["LogGroupNames"]]
+        assert groups and set(groups) <= set(LOG_GROUPS.values()), name
+    # one beer is followed across both functions
+    assert len(found["FollowBeerQuery"]["LogGroupNames"]) == len(LOG_GROUPS)
+
+
+@pytest.mark.parametrize(
+    ("query", "kept", "left"),
+    [
+        # one beer through both functions, by its id: not another whose id holds its digits
+        (
+            "FollowBeerQuery",
+            {
+                ("producer", "tick produced", 0),
+                ("producer", "tick incomplete", 0),
+                ("transform", "record not transformed", 0),
+            },
+            {
+                ("producer", "tick produced", 1),
+                ("transform", "record not transformed", 1),
+                ("transform", "record not transformed", 2),
+                ("transform", "batch transformed", 0),
+            },
+        ),
+        (
+            "RefusedRecordsQuery",
+            {("transform", "record not transformed", n) for n in range(3)},
+            {("transform", "record dropped", 0), ("transform", "batch transformed", 0)},
+        ),
+        (
+            "FailedTicksQuery",
+            {("producer", "tick incomplete", 0), ("producer", "no beers from the Punk API", 0)},
+            {("producer", "tick produced", 0), ("producer", "tick produced", 1)},
+        ),
+    ],
+)
+def test_each_saved_query_reads_the_keys_the_functions_log(
+    resources, function_log_lines, query, kept, left
+):
+    props = query_definitions(resources)[query]
+    text = props["QueryString"]
+    groups = {group["Ref"] for group in props["LogGroupNames"]}
+    read = [
+        line
+        for function, by_message in function_log_lines.items()
+        if LOG_GROUPS[function] in groups
+        for lines in by_message.values()
+        for line in lines
+    ]
+
+    def line(function: str, message: str, n: int) -> str:
+        return function_log_lines[function][message][n]
+
+    # the fields it shows are keys the functions log (or Logs Insights' own, @...)
+    fields = [f.strip() for f in query_commands(text)["fields"].split(",")]
+    unknown = {f for f in fields if not f.startswith("@")} - logged_keys(read)
+    assert not unknown, f"{query} shows {unknown}, which no line of its log groups holds"
+    # its filter keeps the lines it is for, and only those
+    assert {LOG_GROUPS[function] for function, _, _ in kept} <= groups
+    assert all(query_selects(text, line(*k)) for k in kept), query
+    assert not any(query_selects(text, line(*k)) for k in left), query
 
 
 # ------------------------------------------------------------------ least privilege

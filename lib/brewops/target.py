@@ -45,6 +45,7 @@ STACK_OUTPUTS = frozenset(
         "ScheduleRuleName",
         "AthenaWorkGroupName",
         "AlarmTopicArn",
+        "DashboardUrl",
         "ModelRegistryUri",
     }
 )

@@ -1,8 +1,8 @@
 """CloudFormation models for the resource types the template uses that moto's CloudFormation
 skips (Firehose delivery streams, Glue databases and tables, Athena workgroups, S3 bucket
-policies, CloudWatch log streams and alarms, SNS subscriptions) or only half applies (stream mode and encryption of a
-Kinesis stream; lifecycle rules, versioning, public access block and ownership controls of
-a bucket).
+policies, CloudWatch log streams, saved Logs Insights queries and alarms, SNS subscriptions)
+or only half applies (stream mode and encryption of a Kinesis stream; lifecycle rules,
+versioning, public access block and ownership controls of a bucket).
 
 moto builds its map of resource types from the direct subclasses of `CloudFormationModel`,
 so defining the classes below and calling `register()` inside the moto server process,
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import uuid
 from collections.abc import Callable
 from functools import cache
 from typing import Any
@@ -530,6 +531,50 @@ class LogStream(_Model, CloudFormationModel):
         )
 
 
+class QueryDefinition(_Model, CloudFormationModel):
+    """A saved Logs Insights query. moto's Logs has no query definitions (no
+    PutQueryDefinition): the emulator accepts them and keeps them with the stack, which
+    lists each (describe_stack_resources) under an id as AWS gives one; `aws logs
+    describe-query-definitions` does not know them, and the emulator runs no query."""
+
+    ATTRIBUTES = ("QueryDefinitionId",)
+
+    def __init__(self, name: str, query_string: str, log_group_names: list[str]) -> None:
+        self.physical_resource_id = str(uuid.uuid4())  # Ref gives the id, as on AWS
+        self.name = name
+        self.query_string = query_string
+        self.log_group_names = log_group_names
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::Logs::QueryDefinition"
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return ""  # Name is required, and need not be unique: it is no physical id
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> QueryDefinition:
+        properties = cloudformation_json["Properties"]
+        log_group_names = [str(name) for name in properties.get("LogGroupNames") or []]
+        return cls(str(properties["Name"]), str(properties["QueryString"]), log_group_names)
+
+    def get_cfn_attribute(self, attribute_name: str) -> str:
+        if attribute_name == "QueryDefinitionId":
+            return self.physical_resource_id
+        raise UnformattedGetAttTemplateException()
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        """Kept by the stack only: nothing to delete elsewhere."""
+
+
 # ----------------------------------------------------------------------------- CloudWatch
 
 
@@ -633,6 +678,7 @@ MODELS: tuple[type[CloudFormationModel], ...] = (
     BucketPolicy,
     KinesisStream,
     LogStream,
+    QueryDefinition,
     MetricAlarm,
     SnsSubscription,
 )
