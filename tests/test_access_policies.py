@@ -37,8 +37,27 @@ PARTITION, REGION, ACCOUNT = "aws", "eu-west-1", "123456789012"
 STACK, OTHER_STACK = "brewops-dev", "otherapp-dev"
 DEPLOYER = ("DeployerPolicy", "DeployerDataPolicy")
 OPERATOR = ("OperatorPolicy",)
+BOUNDARY = ("StackRoleBoundary",)
 # CloudFormation's generated names end in 12 characters of its own; any will do
 SUFFIX = "abcdefghijkl"
+# StackRoleBoundary's ARN, the access stack deployed as the README deploys it
+BOUNDARY_ARN = (
+    f"arn:{PARTITION}:iam::{ACCOUNT}:policy/access-brewops-StackRoleBoundary-{SUFFIX.upper()}"
+)
+# The actions on a role IAM gives the key iam:PermissionsBoundary (the boundary the request
+# sets, or the role has), from AWS's Service Authorization Reference: cfn-lint's IAM data
+# names no condition keys of IAM's actions
+BOUNDARY_KEYED = {
+    "iam:CreateRole",
+    "iam:PutRolePolicy",
+    "iam:DeleteRolePolicy",
+    "iam:AttachRolePolicy",
+    "iam:DetachRolePolicy",
+    "iam:PutRolePermissionsBoundary",
+    "iam:DeleteRolePermissionsBoundary",
+}
+# What the role's update handler calls when the boundary is taken off: refused to deployers
+NEVER_ALLOWED = {"iam:DeleteRolePermissionsBoundary"}
 SAM_BUCKET = f"aws-sam-cli-managed-default-samclisourcebucket-{SUFFIX}"
 SAM_STACK = "aws-sam-cli-managed-default"
 # what sam deploy --resolve-s3 creates once per account and region (samcli.lib.bootstrap)
@@ -169,6 +188,8 @@ def resolve(node: Any, values: dict[str, str]) -> Any:
         return node
     if "Ref" in node:
         return values[node["Ref"]]
+    if "Fn::GetAtt" in node:
+        return values[".".join(node["Fn::GetAtt"])]
     if "Fn::Sub" in node:
         text, own = (
             (node["Fn::Sub"], {})
@@ -246,6 +267,7 @@ def policies(
         "AWS::Region": region,
         "AWS::AccountId": ACCOUNT,
         "StackNamePattern": pattern,
+        "StackRoleBoundary": BOUNDARY_ARN,
     }
     resources = access_template()["Resources"]
     return [resolve(resources[name]["Properties"]["PolicyDocument"], values) for name in names]
@@ -423,6 +445,8 @@ def required(
     elsewhere = set()
     for permission in sorted(handler_permissions(kind)):
         action = S3_OPERATION_ACTIONS.get(permission, permission)
+        if action in NEVER_ALLOWED:
+            continue
         known = iam_action(action)
         if known is None:  # no IAM action (lambda:AssociateRuntimeAlias, s3:REST.PUT.OBJECT)
             continue
@@ -452,7 +476,9 @@ def required(
         ]
         if not targets:
             elsewhere.add(action)
-        checks += [(action, arn, {}) for arn in targets]
+        # a deployer's role has the boundary, and is given it
+        context = {"iam:PermissionsBoundary": BOUNDARY_ARN} if action in BOUNDARY_KEYED else {}
+        checks += [(action, arn, context) for arn in targets]
     return checks, elsewhere
 
 
@@ -551,6 +577,37 @@ def stack_specific(arn: str, stack: str) -> bool:
     return stack in arn or stack.replace("-", "_") in arn
 
 
+def role_permissions(stack: str) -> list[tuple[str, str, str]]:
+    """(role, action, resource ARN) of every Allow of the inline policies of a stack called
+    `stack`'s roles."""
+    resources = stack_template()["Resources"]
+    base = f"{REGION}:{ACCOUNT}"
+    values = {"AWS::Partition": PARTITION, "AWS::Region": REGION, "AWS::AccountId": ACCOUNT}
+    arn_formats = {
+        "AWS::Kinesis::Stream": f"arn:{PARTITION}:kinesis:{base}:stream/{{}}",
+        "AWS::Logs::LogGroup": f"arn:{PARTITION}:logs:{base}:log-group:{{}}:*",
+        "AWS::Lambda::Function": f"arn:{PARTITION}:lambda:{base}:function:{{}}",
+        "AWS::S3::Bucket": f"arn:{PARTITION}:s3:::{{}}",
+    }
+    for logical_id, (kind, name) in physical_names(stack).items():
+        values[logical_id] = name
+        if kind in arn_formats:
+            values[f"{logical_id}.Arn"] = arn_formats[kind].format(name)
+    found = []
+    for logical_id, resource in resources.items():
+        if resource["Type"] != "AWS::IAM::Role":
+            continue
+        for policy in resource["Properties"]["Policies"]:
+            for statement in as_list(resolve(policy["PolicyDocument"], values)["Statement"]):
+                assert statement["Effect"] == "Allow", statement
+                found += [
+                    (logical_id, action, arn)
+                    for action in as_list(statement["Action"])
+                    for arn in as_list(statement["Resource"])
+                ]
+    return found
+
+
 # ------------------------------------------------------------------ lint and shape
 
 
@@ -572,7 +629,7 @@ def test_cfn_lint_would_catch_an_action_iam_does_not_have(tmp_path):
 
 def test_no_policy_grants_every_action_or_a_whole_service():
     resources = access_template()["Resources"]
-    documents = policies(DEPLOYER + OPERATOR)
+    documents = policies(DEPLOYER + OPERATOR + BOUNDARY)
     actions = [a for d in documents for s in as_list(d["Statement"]) for a in as_list(s["Action"])]
     attached = [
         arn for r in resources.values() for arn in r["Properties"].get("ManagedPolicyArns", [])
@@ -583,7 +640,7 @@ def test_no_policy_grants_every_action_or_a_whole_service():
     assert {r["Type"] for r in resources.values()} == {"AWS::IAM::ManagedPolicy", "AWS::IAM::Role"}
 
 
-@pytest.mark.parametrize("name", DEPLOYER + OPERATOR)
+@pytest.mark.parametrize("name", DEPLOYER + OPERATOR + BOUNDARY)
 def test_each_policy_fits_in_an_iam_managed_policy(name):
     # IAM counts the characters of the JSON document without its whitespace; the longest
     # partition and region names give the longest ARNs
@@ -695,6 +752,89 @@ def test_the_deployer_grants_only_what_deploying_takes():
     # buckets) is not granted at all
     assert granted & {a.lower() for a in elsewhere} == set()
     assert "kms:decrypt" in {a.lower() for a in elsewhere}
+
+
+# ------------------------------------------------------------------ the roles' boundary
+
+STACK_ROLES = {"ProducerRole", "TransformRole", "RawDeliveryRole", "CleanedDeliveryRole"}
+
+
+def test_every_role_of_the_stack_takes_the_boundary_when_given():
+    template = stack_template()
+    roles = {k: r for k, r in template["Resources"].items() if r["Type"] == "AWS::IAM::Role"}
+    parameter = template["Parameters"]["RoleBoundaryArn"]
+    pattern = re.compile(parameter["AllowedPattern"])
+
+    # the functions name their roles: the SAM transform adds none (nor the Schedule event)
+    declared = load_template()["Resources"]
+    assert set(roles) == {k for k, r in declared.items() if r["Type"] == "AWS::IAM::Role"}
+    assert set(roles) == STACK_ROLES
+    for logical_id, role in roles.items():
+        assert role["Properties"]["PermissionsBoundary"] == {
+            "Fn::If": ["HasRoleBoundary", {"Ref": "RoleBoundaryArn"}, {"Ref": "AWS::NoValue"}]
+        }, logical_id
+    assert template["Conditions"]["HasRoleBoundary"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "RoleBoundaryArn"}, ""]}]
+    }
+    assert parameter["Default"] == ""  # who deploys without infra/access.yaml gives none
+    assert pattern.fullmatch(BOUNDARY_ARN) and pattern.fullmatch("")
+    assert not pattern.fullmatch("StackRoleBoundary")  # the ARN, not the name
+    outputs = access_template()["Outputs"]
+    assert outputs["StackRoleBoundaryArn"]["Value"] == {"Ref": "StackRoleBoundary"}
+
+
+@pytest.mark.parametrize("pattern", ["brewops-*", STACK])
+def test_the_deployer_creates_and_changes_a_stacks_role_only_with_the_boundary(pattern):
+    documents = policies(DEPLOYER, pattern)
+    role = the_arns(STACK)["iam:role"][0]
+
+    def allowed(action: str, boundary: str | None) -> bool:
+        context = {"iam:PermissionsBoundary": boundary} if boundary else {}
+        return allows(documents, action, role, context)
+
+    # the constant names what the role's handlers call
+    assert handler_permissions("AWS::IAM::Role") >= BOUNDARY_KEYED
+    for action in sorted(BOUNDARY_KEYED - NEVER_ALLOWED):
+        assert allowed(action, BOUNDARY_ARN), action
+        assert not allowed(action, None), f"{action} without a boundary"
+        assert not allowed(action, f"arn:aws:iam::{ACCOUNT}:policy/brewops-dev-boundary"), action
+        assert not allowed(action, "arn:aws:iam::aws:policy/AdministratorAccess"), action
+    for action in NEVER_ALLOWED:
+        assert not allowed(action, BOUNDARY_ARN) and not allowed(action, None), action
+
+
+@pytest.mark.parametrize("pattern", ["brewops-*", STACK])
+def test_the_boundary_holds_every_permission_the_stacks_roles_are_given(pattern):
+    boundary = policies(BOUNDARY, pattern)
+    permissions = role_permissions(STACK)
+
+    outside = [p for p in permissions if not allows(boundary, p[1], p[2])]
+
+    assert {role for role, _, _ in permissions} == STACK_ROLES
+    assert outside == []  # with the boundary, each role may do what its policies say
+
+
+def test_the_boundary_allows_no_action_the_stacks_roles_are_not_given():
+    [boundary] = policies(BOUNDARY)
+    granted = {a.lower() for s in boundary["Statement"] for a in as_list(s["Action"])}
+    given = {action.lower() for _, action, _ in role_permissions(STACK)}
+
+    assert granted == given
+    assert not any(a.startswith(("iam:", "sts:")) for a in granted)
+    role = the_arns(STACK)["iam:role"][0]
+    for action in ("iam:PassRole", "iam:CreateRole", "iam:PutRolePolicy", "sts:AssumeRole"):
+        assert not allows([boundary], action, role), action
+
+
+@pytest.mark.parametrize(
+    ("pattern", "other"), [("brewops-*", OTHER_STACK), (STACK, "brewops-prod")]
+)
+def test_the_boundary_allows_nothing_on_another_stack(pattern, other):
+    boundary = policies(BOUNDARY, pattern)
+    theirs = [(a, arn) for _, a, arn in role_permissions(other) if stack_specific(arn, other)]
+
+    assert len(theirs) > 30  # all but the account's Glue catalogue
+    assert [c for c in theirs if allows(boundary, *c)] == []
 
 
 # ------------------------------------------------------------------ running

@@ -488,7 +488,7 @@ def test_a_parameter_value_sam_would_change_is_refused_before_sam_runs(
         (
             {"ShardCont": "2"},
             r"^the template declares no parameter ShardCont \(`sam deploy` would leave it "
-            r"out\); it declares Stage, PunkApiUrl, .*, AlarmEmail$",
+            r"out\); it declares Stage, PunkApiUrl, .*, AlarmEmail, RoleBoundaryArn$",
         ),
         # CloudFormation would refuse these once sam build had run
         ({"ShardCount": "0"}, r"ShardCount='0' is less than its MinValue 1"),

@@ -4,6 +4,7 @@ the creation and deletion of small stacks on the emulator."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import socket
 import uuid
@@ -348,6 +349,42 @@ def test_a_resource_left_out_by_its_condition_is_not_missing(
 
     created = {r["LogicalResourceId"] for r in listed["StackResourceSummaries"]}
     assert "Queue" in created and "ProdQueue" not in created
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize(
+    "boundary", ["arn:aws:iam::123456789012:policy/access-brewops-StackRoleBoundary-ABC", ""]
+)
+def test_the_templates_roles_take_the_boundary_parameter_on_the_emulator(
+    emulator_endpoint: str, tmp_path: Path, boundary: str
+) -> None:
+    # the template's parameter, condition and a role as it declares them
+    template = deploy.load_template(paths.repo_root() / "infra" / "template.yaml")
+    role = template["Resources"]["TransformRole"]
+    tiny = {
+        "Parameters": {"RoleBoundaryArn": template["Parameters"]["RoleBoundaryArn"]},
+        "Conditions": {"HasRoleBoundary": template["Conditions"]["HasRoleBoundary"]},
+        "Resources": {
+            "Role": {
+                "Type": "AWS::IAM::Role",
+                "Properties": {
+                    "PermissionsBoundary": role["Properties"]["PermissionsBoundary"],
+                    "AssumeRolePolicyDocument": role["Properties"]["AssumeRolePolicyDocument"],
+                },
+            }
+        },
+    }
+    given = {"RoleBoundaryArn": boundary} if boundary else None
+    with deployed_template(emulator_endpoint, tmp_path, json.dumps(tiny), given) as stack:
+        [made] = stack.client("cloudformation").list_stack_resources(StackName=stack.name)[
+            "StackResourceSummaries"
+        ]
+        read = stack.client("iam").get_role(RoleName=made["PhysicalResourceId"])["Role"]
+
+    if boundary:
+        assert read["PermissionsBoundary"]["PermissionsBoundaryArn"] == boundary
+    else:
+        assert "PermissionsBoundary" not in read
 
 
 @pytest.mark.emulator

@@ -97,7 +97,7 @@ def test_pairs_sam_deploy_would_misread_are_a_usage_error(
             {"ShardCount": "2", "ShardCuont": "3"},
             "the template declares no parameter ShardCuont; it declares Stage, PunkApiUrl, "
             "PunkApiVersion, BeersPerTick, ScheduleRate, ScheduleState, StreamMode, "
-            "ShardCount, BufferSizeMiB, BufferIntervalSeconds, AlarmEmail",
+            "ShardCount, BufferSizeMiB, BufferIntervalSeconds, AlarmEmail, RoleBoundaryArn",
         ),
         (
             {"PunkApiUrl": "https://punkapi.online/v3"},

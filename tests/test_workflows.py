@@ -196,19 +196,38 @@ def test_deploy_builds_and_deploys_with_sam():
     assert names.index("aws-actions/configure-aws-credentials") < first_sam
 
 
+BOUNDARY = "arn:aws:iam::123456789012:policy/access-brewops-StackRoleBoundary-ABC"
+
+
 @pytest.mark.parametrize(
-    ("address", "expected_overrides"),
+    ("address", "boundary", "expected_overrides"),
     [
-        ("ops@example.com", ["--parameter-overrides", "Stage=prod", "AlarmEmail=ops@example.com"]),
-        ("", []),  # unset: the stack keeps the address it has
+        (
+            "ops@example.com",
+            "",
+            ["--parameter-overrides", "Stage=prod", "AlarmEmail=ops@example.com"],
+        ),
+        ("", "", []),  # unset: the stack keeps the address (and the boundary) it has
+        ("", BOUNDARY, ["--parameter-overrides", "Stage=prod", f"RoleBoundaryArn={BOUNDARY}"]),
+        (
+            "ops@example.com",
+            BOUNDARY,
+            [
+                "--parameter-overrides",
+                "Stage=prod",
+                "AlarmEmail=ops@example.com",
+                f"RoleBoundaryArn={BOUNDARY}",
+            ],
+        ),
     ],
 )
-def test_the_deploy_subscribes_the_environments_alarm_address(
-    tmp_path, address, expected_overrides
+def test_the_deploy_passes_the_alarm_address_and_the_role_boundary(
+    tmp_path, address, boundary, expected_overrides
 ):
     deploy = load("deploy.yml")
     (step,) = [s for s in steps(deploy) if s.get("name") == "Deploy"]
     assert step["env"]["ALARM_EMAIL"] == "${{ inputs.alarm_email }}"
+    assert step["env"]["ROLE_BOUNDARY_ARN"] == "${{ secrets.AWS_ROLE_BOUNDARY_ARN }}"
     assert deploy["on"]["workflow_dispatch"]["inputs"]["alarm_email"]["default"] == ""
     # GIVEN a sam that records what it was asked
     fake_sam = tmp_path / "sam"
@@ -222,6 +241,7 @@ def test_the_deploy_subscribes_the_environments_alarm_address(
         "STAGE": "prod",
         "CONFIG_ENV": "prod",
         "ALARM_EMAIL": address,
+        "ROLE_BOUNDARY_ARN": boundary,
     }
     result = run_in_group(
         ["bash", "-e", "-c", step["run"]],
