@@ -135,7 +135,7 @@ def test_the_readme_bash_blocks_pass_shellcheck():
 
 # the programs the README names beside those `make setup` puts in .venv: make, the SAM CLI,
 # and tail and grep for the logs
-OTHER_PROGRAMS = {"make", "sam", "tail", "grep"}
+OTHER_PROGRAMS = {"make", "sam", "aws", "tail", "grep"}
 
 
 def is_a_program(word: str) -> bool:
