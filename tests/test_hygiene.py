@@ -995,6 +995,14 @@ def _diagram_disagreements(block: str) -> list[str]:
             found.append(
                 f"the edge {source} --> {sink} is not in the template's data flow{backwards}"
             )
+    # and the other way: each edge of the data flow between two things the diagram draws
+    drawn_edges = {(stands_for(source), stands_for(sink)) for source, sink in chart.edges}
+    shown = {stands_for(node) for node in chart.labels if node not in chart.parent.values()}
+    found += [
+        f"the template's data flow has {source} --> {sink}, which the diagram does not draw"
+        for source, sink in sorted(flow.edges)
+        if {source, sink} <= shown and (source, sink) not in drawn_edges
+    ]
 
     def static(prefix: str) -> str:  # up to Firehose's first !{...} expression
         return prefix.split("!{")[0]
@@ -1052,6 +1060,12 @@ def test_the_readme_diagram_draws_what_the_template_holds():
         (r"errors/cleaned/", "failed/", "the prefix 'failed/' of errors"),
         # an edge to a node that is not defined, which mermaid would draw as a new one
         (r"raw --> RawTable", "raw --> RawTabel", "ends at RawTabel"),
+        # a stage of the data flow left out
+        (
+            r"\n *Stream --> CleanedDeliveryStream\n",
+            "\n",
+            "has Stream --> CleanedDeliveryStream, which the diagram does not draw",
+        ),
     ],
 )
 def test_the_readme_diagram_check_catches_a_diagram_the_template_disagrees_with(

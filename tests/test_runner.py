@@ -1199,6 +1199,62 @@ def test_a_down_then_up_right_after_a_run_found_the_target_its_own_is_not_stoppe
     assert users_turn == ["after the run's stop"]
 
 
+def _lock_takers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The threads that take the local state's lock file, in order (a stand-in that
+    waits for no one)."""
+    from brewops.local import runtime
+
+    takers: list[str] = []
+
+    @contextlib.contextmanager
+    def taken(lock_file: Path, waiting: Any = None):
+        takers.append(threading.current_thread().name)
+        yield
+
+    monkeypatch.setattr(runtime, "exclusive", taken)
+    return takers
+
+
+def test_the_state_lock_held_by_one_thread_is_taken_anew_by_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # held as it is only within the thread holding it: another thread of the run (a
+    # notebook's, say) waits for the lock file as another process does
+    from brewops.local import runtime
+
+    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(tmp_path))
+    takers = _lock_takers(monkeypatch)
+
+    def other_thread() -> None:
+        with runtime.exclusively():
+            pass
+
+    with runtime.exclusively():
+        with runtime.exclusively():  # `down` within the run's hold
+            pass
+        thread = threading.Thread(target=other_thread, name="other")
+        thread.start()
+        thread.join()
+
+    assert takers == [threading.current_thread().name, "other"]
+
+
+def test_the_state_lock_is_let_go_by_a_block_that_raises(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from brewops.local import runtime
+
+    monkeypatch.setenv("BREWOPS_LOCAL_STATE_DIR", str(tmp_path))
+    takers = _lock_takers(monkeypatch)
+
+    with pytest.raises(OSError), runtime.exclusively():
+        raise OSError("the stop failed")
+    with runtime.exclusively():  # not taken as held still
+        pass
+
+    assert len(takers) == 2
+
+
 def test_a_run_whose_output_is_closed_takes_down_the_local_target_it_brought_up(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
