@@ -149,9 +149,21 @@ ALSO_CALLED: dict[str, tuple[str, ...]] = {
     "s3:ListMultipartUploadParts": ("s3:object",),
     "firehose:DescribeDeliveryStream": ("firehose:deliverystream",),
 }
+# What the README sends an operator to in the console, beside the package's calls: the
+# dashboard (its metrics and alarms) and the saved Logs Insights queries
+WATCHED: dict[str, tuple[str, ...]] = {
+    "cloudwatch:GetDashboard": ("cloudwatch:dashboard",),
+    "cloudwatch:GetMetricData": ("*",),  # a metric has no ARN
+    "cloudwatch:DescribeAlarms": ("cloudwatch:alarm",),
+    "logs:DescribeQueryDefinitions": ("*",),
+    "logs:StartQuery": ("logs:function-log-group",),
+    "logs:GetQueryResults": ("logs:function-log-group",),
+    "logs:StopQuery": ("*",),
+}
 # The resources of a scanned call narrower than every resource of its type
 OPERATOR_RESOURCES = {
     "logs:FilterLogEvents": ("logs:function-log-group",),  # why the transform failed a record
+    "lambda:InvokeFunction": ("lambda:scheduled-function",),  # a tick by hand, not the transform
 }
 # Where in the bucket the package reads, writes and deletes objects on the aws target
 OPERATOR_OBJECT_PREFIXES = {
@@ -338,12 +350,21 @@ def arns(stack: str) -> dict[str, list[str]]:
         found.setdefault(key, []).extend(values)
 
     database = next(name for kind, name in names.values() if kind == "AWS::Glue::Database")
+    # the functions a schedule rule runs (brewops.scheduler invokes them by hand)
+    scheduled = {
+        target["Arn"]["Fn::GetAtt"][0]
+        for resource in resources.values()
+        if resource["Type"] == "AWS::Events::Rule"
+        for target in resource["Properties"]["Targets"]
+    }
     for logical_id, (kind, name) in names.items():
         props = resources[logical_id].get("Properties", {})
         if kind == "AWS::Kinesis::Stream":
             add("kinesis:stream", f"arn:{PARTITION}:kinesis:{base}:stream/{name}")
         elif kind == "AWS::Lambda::Function":
             add("lambda:function", f"arn:{PARTITION}:lambda:{base}:function:{name}")
+            if logical_id in scheduled:
+                add("lambda:scheduled-function", f"arn:{PARTITION}:lambda:{base}:function:{name}")
         elif kind == "AWS::Events::Rule":
             add("events:rule-on-default-event-bus", f"arn:{PARTITION}:events:{base}:rule/{name}")
         elif kind == "AWS::Logs::LogGroup":
@@ -558,6 +579,7 @@ def operator_checks(stack: str) -> list[tuple[str, str]]:
     }
     actions.update(OPERATOR_RESOURCES)
     actions.update(ALSO_CALLED)
+    actions.update(WATCHED)
     checks = []
     for action, keys in actions.items():
         known = iam_action(action)
@@ -887,6 +909,31 @@ def test_the_operator_may_not_write_what_the_delivery_streams_write_nor_the_stac
         assert not allows(documents, "glue:DeleteTable", table)
     assert not allows(documents, "kinesis:CreateStream", named["kinesis:stream"][0])
     assert not allows(documents, "lambda:UpdateFunctionCode", named["lambda:function"][0])
+
+
+def test_the_operator_invokes_only_the_function_the_schedule_runs():
+    # a tick by hand (brewops.scheduler); the transform is Firehose's to call
+    documents = policies(OPERATOR)
+    named = the_arns(STACK)
+
+    invoked = [a for a in named["lambda:function"] if allows(documents, "lambda:InvokeFunction", a)]
+
+    assert invoked == named["lambda:scheduled-function"]
+    assert len(invoked) < len(named["lambda:function"])
+
+
+def test_the_operator_may_watch_the_dashboard_and_run_the_saved_queries_and_no_more():
+    documents = policies(OPERATOR)
+    named = the_arns(STACK)
+    [dashboard] = named["cloudwatch:dashboard"]
+
+    assert allows(documents, "cloudwatch:GetDashboard", dashboard)
+    assert not allows(documents, "cloudwatch:PutDashboard", dashboard)
+    assert not allows(documents, "cloudwatch:GetDashboard", dashboard.replace(STACK, OTHER_STACK))
+    for group in named["logs:function-log-group"]:
+        assert allows(documents, "logs:StartQuery", group)
+    firehose_group = next(g for g in named["logs:log-group"] if "kinesisfirehose" in g)
+    assert not allows(documents, "logs:StartQuery", firehose_group)
 
 
 def test_the_operator_grants_only_what_the_package_calls():
